@@ -1,0 +1,98 @@
+/* accel.c: deciding between KVM and TCG. "auto" never trusts /dev/kvm's mere existence: it boots
+ * a real guest under KVM and keeps KVM only if the agent answers within the probe deadline. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "opd.h"
+
+static bool kvm_device_usable(void)
+{
+        _cleanup_close_ int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        _cleanup_close_ int vmfd = -1;
+
+        if (fd < 0)
+                return false;
+        if (ioctl(fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION)
+                return false;
+        vmfd = ioctl(fd, KVM_CREATE_VM, 0);
+        return vmfd >= 0;
+}
+
+static void decide(struct opd *d, enum op_accel a, const char *why)
+{
+        if (d->probe_vm) {
+                vm_destroy(d->probe_vm);
+                d->probe_vm = NULL;
+        }
+        if (d->probe_timer) {
+                event_free(d->probe_timer);
+                d->probe_timer = NULL;
+        }
+        d->accel = a;
+        log_info("accelerator: %s (%s)", op_accel_name(a), why);
+        pools_check_snapshots(d); /* which snapshots fit depends on the accelerator */
+        if (d->on_accel_decided)
+                d->on_accel_decided(d);
+        opd_schedule_reap(d); /* starts queued requests */
+}
+
+static void on_probe_ready(struct vm *vm, void *userdata)
+{
+        decide(userdata, OP_ACCEL_KVM, "a guest booted under KVM");
+}
+
+static void on_probe_failed(struct vm *vm, const char *why, void *userdata)
+{
+        decide(userdata, OP_ACCEL_TCG, "the KVM probe guest failed; using software emulation");
+}
+
+static void on_probe_timeout(evutil_socket_t fd, short what, void *arg)
+{
+        decide(arg, OP_ACCEL_TCG,
+               "the KVM probe guest did not boot in time; using software emulation");
+}
+
+static const struct vm_events probe_events = {
+    .ready = on_probe_ready,
+    .failed = on_probe_failed,
+};
+
+int accel_start(struct opd *d)
+{
+        const struct op_lang *lang = NULL;
+        uint32_t t = d->cfg.accel_probe_timeout_ms;
+        int r;
+
+        if (d->cfg.accel != OP_ACCEL_AUTO) {
+                decide(d, d->cfg.accel, "configured");
+                return 0;
+        }
+        if (!kvm_device_usable()) {
+                decide(d, OP_ACCEL_TCG, "/dev/kvm is missing or unusable");
+                return 0;
+        }
+        for (size_t i = 0; i < d->langs.n && !lang; i++)
+                if (d->langs.v[i].available)
+                        lang = &d->langs.v[i];
+        if (!lang) {
+                decide(d, OP_ACCEL_TCG, "no guest image to probe KVM with");
+                return 0;
+        }
+        d->probe_timer = evtimer_new(d->base, on_probe_timeout, d);
+        if (!d->probe_timer)
+                return -ENOMEM;
+        r = vm_boot(d, lang, OP_ACCEL_KVM, -1, &probe_events, d, &d->probe_vm);
+        if (r < 0) {
+                d->probe_vm = NULL;
+                decide(d, OP_ACCEL_TCG, "cannot start the KVM probe guest");
+                return 0;
+        }
+        timer_arm_ms(d->probe_timer, t);
+        log_info("probing KVM with a %s guest (deadline %u ms)", lang->name, t);
+        return 0;
+}

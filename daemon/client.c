@@ -1,0 +1,259 @@
+/* client.c: one client connection: frames in with a read deadline and bounded buffering,
+ * answers out, and a close that flushes before the object is freed at a safe point. */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "cleanup.h"
+#include "evframe.h"
+#include "log.h"
+#include "opd.h"
+#include "util.h"
+
+static void client_move_to_closing(struct client *c)
+{
+        LIST_REMOVE(c, link);
+        LIST_INSERT_HEAD(&c->d->closing_clients, c, link);
+        opd_schedule_reap(c->d);
+}
+
+static void on_read_timeout(evutil_socket_t fd, short what, void *arg)
+{
+        struct client *c = arg;
+
+        client_send(c, op_error_reply(NULL, OP_ERR_BAD_REQUEST,
+                                      "incomplete frame: no complete frame within %u ms",
+                                      c->d->cfg.read_timeout_ms));
+        client_close(c, "read deadline");
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+        struct client *c = arg;
+        struct evbuffer *in = bufferevent_get_input(bev);
+        char err[256];
+
+        while (!c->closing) {
+                json_t *obj = NULL;
+                int r = evframe_next(in, c->d->cfg.limits.frame_max, &obj, err, sizeof(err));
+
+                if (r == 0)
+                        break;
+                if (r == -EMSGSIZE) {
+                        client_send(c, op_error_reply(NULL, OP_ERR_FRAME_TOO_LARGE,
+                                                      "frame larger than %zu bytes",
+                                                      c->d->cfg.limits.frame_max));
+                        client_close(c, "frame too large");
+                        return;
+                }
+                if (r == -EBADMSG) {
+                        client_send(c, op_error_reply(NULL, OP_ERR_BAD_REQUEST, "%s", err));
+                        continue;
+                }
+                if (r < 0) {
+                        client_close(c, "out of memory");
+                        return;
+                }
+                op_dispatch(c, obj);
+                json_decref(obj);
+        }
+        if (c->closing)
+                return;
+        if (evframe_partial(in)) {
+                if (!evtimer_pending(c->read_timer, NULL))
+                        timer_arm_ms(c->read_timer, c->d->cfg.read_timeout_ms);
+        } else
+                evtimer_del(c->read_timer);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+        struct client *c = arg;
+
+        /* Called once the output buffer has drained. */
+        if (c->closing)
+                client_move_to_closing(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+        struct client *c = arg;
+
+        if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+                if (c->closing) {
+                        client_move_to_closing(c);
+                        return;
+                }
+                if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
+                    !(what & BEV_EVENT_WRITING)) {
+                        /* Half-close: what was read is still answered. */
+                        c->read_eof = true;
+                        evtimer_del(c->read_timer);
+                        bufferevent_disable(bev, EV_READ);
+                        if (c->inflight == 0)
+                                client_close(c, "peer closed");
+                        return;
+                }
+                /* Nothing more can be written: drop queued output, close now. */
+                evbuffer_drain(bufferevent_get_output(bev),
+                               evbuffer_get_length(bufferevent_get_output(bev)));
+                client_close(c, what & BEV_EVENT_EOF ? "peer closed" : "connection error");
+        }
+}
+
+int client_new(struct opd *d, int fd)
+{
+        struct ucred cred = {0};
+        socklen_t len = sizeof(cred);
+        struct client *c;
+
+        if (d->n_clients >= d->cfg.max_clients || d->stopping) {
+                _cleanup_close_ int cfd = fd;
+                char *buf;
+                size_t n;
+                json_t *e =
+                    d->stopping
+                        ? op_error_reply(NULL, OP_ERR_SHUTTING_DOWN, "opd is shutting down")
+                        : op_error_reply(NULL, OP_ERR_BUSY, "too many connections (max_clients %u)",
+                                         d->cfg.max_clients);
+                if (e && op_frame_encode(e, SIZE_MAX, &buf, &n) == 0) {
+                        (void)!send(cfd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+                        free(buf);
+                }
+                json_decref(e);
+                log_warn("refused a connection: %s",
+                         d->stopping ? "shutting down" : "max_clients reached");
+                return -EBUSY;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                safe_close(fd);
+                return -errno;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        c->d = d;
+        c->uid = cred.uid;
+        c->gid = cred.gid;
+        c->pid = cred.pid;
+        LIST_INIT(&c->requests);
+        LIST_INIT(&c->slots);
+        c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        c->read_timer = evtimer_new(d->base, on_read_timeout, c);
+        if (!c->bev || !c->read_timer) {
+                if (!c->bev)
+                        safe_close(fd);
+                if (c->bev)
+                        bufferevent_free(c->bev);
+                if (c->read_timer)
+                        event_free(c->read_timer);
+                free(c);
+                return -ENOMEM;
+        }
+        /* Never buffer more than one maximal frame from a client. */
+        bufferevent_setwatermark(c->bev, EV_READ, 0,
+                                 d->cfg.limits.frame_max + OP_FRAME_HEADER_SIZE);
+        bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+        LIST_INSERT_HEAD(&d->clients, c, link);
+        d->n_clients++;
+        d->stats.connections++;
+        log_debug("client connected: pid %d uid %u", (int)c->pid, (unsigned)c->uid);
+        return 0;
+}
+
+void client_send(struct client *c, json_t *obj)
+{
+        int r;
+
+        if (!obj) {
+                log_error("out of memory building an answer");
+                client_close(c, "out of memory");
+                return;
+        }
+        r = evframe_add(bufferevent_get_output(c->bev), obj, SIZE_MAX);
+        if (r < 0)
+                log_error_errno(r, "queue answer");
+        json_decref(obj);
+}
+
+void client_request_done(struct client *c)
+{
+        if (c->read_eof && c->inflight == 0)
+                client_close(c, "peer closed, all answered");
+}
+
+void client_close(struct client *c, const char *why)
+{
+        struct reply_slot *s;
+        struct request *r;
+
+        if (c->closing)
+                return;
+        c->closing = true;
+        log_debug("closing client pid %d: %s", (int)c->pid, why);
+        evtimer_del(c->read_timer);
+        bufferevent_disable(c->bev, EV_READ);
+        while ((r = LIST_FIRST(&c->requests)))
+                request_cancel(r);
+        while ((s = LIST_FIRST(&c->slots))) {
+                LIST_REMOVE(s, link);
+                s->client = NULL;
+        }
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+                client_move_to_closing(c);
+        else
+                bufferevent_setcb(c->bev, NULL, on_write, on_event, c);
+}
+
+void clients_reap(struct opd *d)
+{
+        struct client *c;
+
+        while ((c = LIST_FIRST(&d->closing_clients))) {
+                LIST_REMOVE(c, link);
+                bufferevent_free(c->bev);
+                event_free(c->read_timer);
+                d->n_clients--;
+                free(c);
+        }
+}
+
+/* Exit: free every connection now, flushed or not. */
+void clients_free_all(struct opd *d)
+{
+        struct client *c;
+
+        while ((c = LIST_FIRST(&d->clients))) {
+                client_close(c, "exit");
+                if (LIST_FIRST(&d->clients) == c)
+                        client_move_to_closing(c);
+        }
+        clients_reap(d);
+}
+
+struct reply_slot *reply_slot_new(struct client *c, json_t *id)
+{
+        struct reply_slot *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return NULL;
+        s->client = c;
+        s->id = json_incref(id);
+        LIST_INSERT_HEAD(&c->slots, s, link);
+        return s;
+}
+
+void reply_slot_send(struct reply_slot *s, json_t *obj)
+{
+        if (s->client) {
+                LIST_REMOVE(s, link);
+                client_send(s->client, obj);
+        } else
+                json_decref(obj);
+        json_decref(s->id);
+        free(s);
+}

@@ -1,0 +1,175 @@
+/* daemon.c: the daemon's lifetime: set-up from config, the loop's safe point where closed
+ * objects are freed and queued work restarts, signals, and an orderly stop. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "opd.h"
+#include "util.h"
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+        struct opd *d = arg;
+
+        clients_reap(d);
+        vms_free_dead(d);
+        if (!d->stopping)
+                exec_kick(d);
+}
+
+void opd_schedule_reap(struct opd *d)
+{
+        if (d->reap_ev)
+                event_active(d->reap_ev, EV_TIMEOUT, 0);
+}
+
+static void on_sigchld(evutil_socket_t fd, short what, void *arg)
+{
+        vms_reap_children(arg);
+}
+
+static void on_sigterm(evutil_socket_t fd, short what, void *arg)
+{
+        log_info("stopping on signal %d", (int)fd);
+        opd_stop(arg);
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = 0;
+                if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+int opd_init(struct opd *d)
+{
+        char err[512];
+        int r;
+
+        d->listen_fd = -1;
+        d->started_us = op_now_us();
+        d->vmm = &vmm_qemu;
+        d->accel = OP_ACCEL_AUTO;
+        LIST_INIT(&d->clients);
+        LIST_INIT(&d->vms);
+        LIST_INIT(&d->closing_clients);
+        LIST_INIT(&d->dead_vms);
+        TAILQ_INIT(&d->queue);
+
+        r = op_langs_load(d->cfg.languages_file, d->cfg.images_dir, &d->langs, err, sizeof(err));
+        if (r < 0) {
+                log_error("languages: %s", err);
+                return r;
+        }
+        for (size_t i = 0; i < d->langs.n; i++)
+                log_info("language %s %s: %s", d->langs.v[i].name, d->langs.v[i].version,
+                         d->langs.v[i].available ? "image ready" : "no image built");
+        if (asprintf(&d->kernel, "%s/vmlinux", d->cfg.images_dir) < 0 ||
+            asprintf(&d->initrd, "%s/initrd.img", d->cfg.images_dir) < 0)
+                return -ENOMEM;
+        if (access(d->kernel, R_OK) < 0 || access(d->initrd, R_OK) < 0)
+                log_warn("guest kernel or initrd missing in %s: build images with "
+                         "packaging/images/build-images",
+                         d->cfg.images_dir);
+        r = mkdir_p(d->cfg.run_dir, 0700);
+        if (r < 0)
+                return log_error_errno(r, "create %s", d->cfg.run_dir);
+        r = mkdir_p(d->cfg.cache_dir, 0755);
+        if (r < 0)
+                return log_error_errno(r, "create %s", d->cfg.cache_dir);
+        r = qemu_version(d->cfg.qemu_binary, &d->vmm_version);
+        if (r < 0)
+                return log_error_errno(r, "run %s --version", d->cfg.qemu_binary);
+        log_info("vmm: qemu %s", d->vmm_version);
+
+        d->base = event_base_new();
+        if (!d->base)
+                return -ENOMEM;
+        d->reap_ev = event_new(d->base, -1, 0, on_reap, d);
+        d->sigchld_ev = evsignal_new(d->base, SIGCHLD, on_sigchld, d);
+        d->sigterm_ev = evsignal_new(d->base, SIGTERM, on_sigterm, d);
+        d->sigint_ev = evsignal_new(d->base, SIGINT, on_sigterm, d);
+        if (!d->reap_ev || !d->sigchld_ev || !d->sigterm_ev || !d->sigint_ev)
+                return -ENOMEM;
+        r = pools_init(d);
+        if (r < 0)
+                return r;
+        event_add(d->sigchld_ev, NULL);
+        event_add(d->sigterm_ev, NULL);
+        event_add(d->sigint_ev, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        if (!d->no_listen) {
+                r = server_listen(d);
+                if (r < 0)
+                        return r;
+        }
+        return accel_start(d);
+}
+
+void opd_stop(struct opd *d)
+{
+        struct request *r;
+        struct client *c, *next;
+
+        if (d->stopping)
+                return;
+        d->stopping = true;
+        server_close(d);
+        /* Every request still waiting or running gets an answer before the connection closes. */
+        for (c = LIST_FIRST(&d->clients); c; c = next) {
+                next = LIST_NEXT(c, link);
+                while ((r = LIST_FIRST(&c->requests))) {
+                        client_send(
+                            c, op_error_reply(r->id, OP_ERR_SHUTTING_DOWN, "opd is shutting down"));
+                        request_cancel(r);
+                }
+                client_close(c, "shutdown");
+        }
+        pools_done(d);
+        vms_kill_all(d);
+        event_base_loopexit(d->base, &(struct timeval){0, 200 * 1000});
+}
+
+void opd_done(struct opd *d)
+{
+        pools_done(d);
+        vms_kill_all(d);
+        clients_free_all(d);
+        server_close(d);
+        if (d->probe_timer)
+                event_free(d->probe_timer);
+        if (d->reap_ev)
+                event_free(d->reap_ev);
+        if (d->sigchld_ev)
+                event_free(d->sigchld_ev);
+        if (d->sigterm_ev)
+                event_free(d->sigterm_ev);
+        if (d->sigint_ev)
+                event_free(d->sigint_ev);
+        if (d->base)
+                event_base_free(d->base);
+        op_langs_free(&d->langs);
+        free(d->vmm_version);
+        free(d->kernel);
+        free(d->initrd);
+        op_config_free(&d->cfg);
+}

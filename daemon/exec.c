@@ -1,0 +1,499 @@
+/* exec.c: one exec request from decode to answer: validation, the wait for a VM slot, the job
+ * sent to the agent, the host-side deadline, and the answer with its timing breakdown. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "opd.h"
+#include "util.h"
+
+#define ENTROPY_BYTES 32
+
+static void request_free(struct request *r)
+{
+        struct opd *d = r->d;
+
+        struct client *c = r->client;
+
+        if (c) {
+                LIST_REMOVE(r, client_link);
+                c->inflight--;
+        }
+        if (r->queued) {
+                TAILQ_REMOVE(&d->queue, r, queue_link);
+                d->n_queued--;
+        }
+        if (r->waiting) {
+                TAILQ_REMOVE(&r->waiting->waiters, r, queue_link);
+                r->waiting->n_waiters--;
+                d->n_queued--;
+        }
+        if (r->timer)
+                event_free(r->timer);
+        if (r->vm)
+                vm_destroy(r->vm);
+        if (r->pool)
+                pool_release(r->pool);
+        op_exec_done(&r->exec);
+        json_decref(r->id);
+        free(r);
+        opd_schedule_reap(d); /* a VM slot is free: queued requests start from the loop */
+        if (c && !c->closing)
+                client_request_done(c);
+}
+
+void request_cancel(struct request *r)
+{
+        log_info("exec id=%s lang=%s outcome=cancelled (client gone)",
+                 r->id && json_is_string(r->id) ? json_string_value(r->id) : "-", r->lang->name);
+        request_free(r);
+}
+
+static double ms(uint64_t from, uint64_t to)
+{
+        return from && to >= from ? (double)(to - from) / 1000.0 : 0.0;
+}
+
+static void log_outcome(struct request *r, const char *outcome, json_t *reply)
+{
+        char idbuf[64] = "-";
+
+        if (json_is_string(r->id))
+                snprintf(idbuf, sizeof(idbuf), "%s", json_string_value(r->id));
+        else if (json_is_integer(r->id))
+                snprintf(idbuf, sizeof(idbuf), "%lld", (long long)json_integer_value(r->id));
+        log_info("exec id=%s lang=%s mode=%s outcome=%s exit=%lld queue=%.1fms "
+                 "boot_or_resume=%.1fms run=%.1fms total=%.1fms",
+                 idbuf, r->lang->name, r->pool ? "warm" : "cold", outcome,
+                 (long long)json_integer_value(json_object_get(reply, "exit_code")),
+                 ms(r->t_start, r->t_vm), ms(r->t_vm, r->t_ready), ms(r->t_ready, r->t_done),
+                 ms(r->t_start, op_now_us()));
+}
+
+/* Answer and forget the request. Takes the reference to reply. */
+static void request_finish(struct request *r, json_t *reply)
+{
+        struct opd *d = r->d;
+        json_t *err = json_object_get(reply, "error");
+
+        if (err) {
+                d->stats.errors++;
+                log_outcome(r, json_string_value(json_object_get(err, "code")), reply);
+        } else {
+                d->stats.ok++;
+                log_outcome(r, "ok", reply);
+        }
+        if (r->client)
+                client_send(r->client, reply);
+        else
+                json_decref(reply);
+        request_free(r);
+}
+
+static void request_fail(struct request *r, enum op_err code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void request_fail(struct request *r, enum op_err code, const char *fmt, ...)
+{
+        char msg[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        request_finish(r, op_error_reply(r->id, code, "%s", msg));
+}
+
+static json_t *build_job(struct request *r)
+{
+        const struct op_exec *e = &r->exec;
+        uint8_t entropy[ENTROPY_BYTES];
+        _cleanup_free_ char *b64 = NULL;
+        char **argv = NULL;
+        json_t *job, *jargv, *v;
+
+        if (getrandom(entropy, sizeof(entropy), 0) != sizeof(entropy))
+                return NULL;
+        b64 = op_base64_encode(entropy, sizeof(entropy));
+        if (!b64 || op_lang_argv(r->lang, e->args, e->n_args, &argv) < 0)
+                return NULL;
+        jargv = json_array();
+        for (char **a = argv; jargv && *a; a++)
+                json_array_append_new(jargv, json_string(*a));
+        op_argv_free(argv);
+        job = json_pack("{s:s, s:o, s:s, s:s%, s:I, s:I, s:s, s:I, s:s}", "op", "exec", "argv",
+                        jargv, "file", r->lang->file, "code", e->code, e->code_len, "timeout_ms",
+                        (json_int_t)e->timeout_ms, "output_max",
+                        (json_int_t)r->d->cfg.limits.output_max, "entropy", b64, "time_ns",
+                        (json_int_t)op_realtime_ns(), "hostname", r->vm->name);
+        if (!job)
+                return NULL;
+        if (e->stdin_data)
+                json_object_set_new(job, "stdin", json_stringn(e->stdin_data, e->stdin_len));
+        if ((v = json_object_get(e->json, "env")))
+                json_object_set(job, "env", v);
+        if ((v = json_object_get(e->json, "files")))
+                json_object_set(job, "files", v);
+        if (r->pool) {
+                /* A clone with a warm runtime runs the code in it, with the user's args. */
+                json_object_set_new(job, "warm", json_true());
+                if ((v = json_object_get(e->json, "args")))
+                        json_object_set(job, "args", v);
+                else
+                        json_object_set_new(job, "args", json_array());
+        }
+        return job;
+}
+
+static int copy_string(json_t *dst, json_t *src, const char *key, bool required)
+{
+        json_t *v = json_object_get(src, key);
+
+        if (!v)
+                return required ? -EBADMSG : 0;
+        if (!json_is_string(v))
+                return -EBADMSG;
+        return json_object_set(dst, key, v) < 0 ? -ENOMEM : 0;
+}
+
+static int copy_int_or_null(json_t *dst, json_t *src, const char *key)
+{
+        json_t *v = json_object_get(src, key);
+
+        if (!v || json_is_null(v))
+                return json_object_set_new(dst, key, json_null()) < 0 ? -ENOMEM : 0;
+        if (!json_is_integer(v))
+                return -EBADMSG;
+        return json_object_set(dst, key, v) < 0 ? -ENOMEM : 0;
+}
+
+/* The guest is untrusted: take only known fields of the right type from its answer. */
+static json_t *build_reply(struct request *r, json_t *ans)
+{
+        json_t *reply, *run_ms = json_object_get(ans, "run_ms");
+        static const char *const strings[] = {"stdout", "stderr"};
+        static const char *const b64s[] = {"stdout_b64", "stderr_b64"};
+        int k = 0;
+
+        reply = json_pack("{s:O?, s:b, s:s, s:s, s:s}", "id", r->id, "ok", 1, "lang", r->lang->name,
+                          "mode", r->pool ? "warm" : "cold", "vm", r->vm->name);
+        if (!reply)
+                return NULL;
+        for (size_t i = 0; k >= 0 && i < ELEMENTSOF(strings); i++) {
+                k = copy_string(reply, ans, strings[i], true);
+                if (k >= 0)
+                        k = copy_string(reply, ans, b64s[i], false);
+        }
+        if (k >= 0)
+                k = copy_int_or_null(reply, ans, "exit_code");
+        if (k >= 0)
+                k = copy_int_or_null(reply, ans, "signal");
+        if (k >= 0 &&
+            (!json_is_boolean(json_object_get(ans, "timed_out")) ||
+             !json_is_boolean(json_object_get(ans, "truncated")) || !json_is_number(run_ms)))
+                k = -EBADMSG;
+        if (k < 0) {
+                json_decref(reply);
+                return NULL;
+        }
+        json_object_set(reply, "timed_out", json_object_get(ans, "timed_out"));
+        json_object_set(reply, "truncated", json_object_get(ans, "truncated"));
+        if (r->snap_version[0])
+                json_object_set_new(reply, "snapshot", json_string(r->snap_version));
+        json_object_set_new(reply, "timings_ms",
+                            json_pack("{s:f, s:f, s:f, s:f, s:f}", "queue", ms(r->t_start, r->t_vm),
+                                      "boot_or_resume", ms(r->t_vm, r->t_ready), "run",
+                                      ms(r->t_ready, r->t_done), "guest_run",
+                                      json_number_value(run_ms), "total",
+                                      ms(r->t_start, op_now_us())));
+        return reply;
+}
+
+static void on_vm_ready(struct vm *vm, void *userdata)
+{
+        struct request *r = userdata;
+        json_t *job;
+        int k;
+
+        r->t_ready = op_now_us();
+        job = build_job(r);
+        if (!job) {
+                request_fail(r, OP_ERR_INTERNAL, "cannot build the job for the agent");
+                return;
+        }
+        k = vm_send(vm, job);
+        json_decref(job);
+        if (k < 0) {
+                request_fail(r, OP_ERR_VM_FAILED, "cannot send the job to %s: %s", vm->name,
+                             strerror(-k));
+                return;
+        }
+        r->t_sent = op_now_us();
+        evtimer_del(r->timer);
+        timer_arm_ms(r->timer, r->exec.timeout_ms + r->d->cfg.agent_grace_ms);
+}
+
+static void on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
+{
+        struct request *r = userdata;
+        json_t *reply, *err;
+
+        r->t_done = op_now_us();
+        if (r->pool) {
+                /* Resumed: "cont" was acknowledged; the job was already waiting in the channel. */
+                r->t_ready = vm->t_resumed && vm->t_resumed < r->t_done ? vm->t_resumed : r->t_vm;
+                r->pool->stats.last_resume_ms = ms(r->t_vm, r->t_ready);
+        }
+        if (!json_is_true(json_object_get(ans, "ok"))) {
+                err = json_object_get(ans, "error");
+                request_fail(r, OP_ERR_INTERNAL, "agent in %s: %s", vm->name,
+                             json_is_string(json_object_get(err, "message"))
+                                 ? json_string_value(json_object_get(err, "message"))
+                                 : "failed without a message");
+                return;
+        }
+        reply = build_reply(r, ans);
+        if (!reply) {
+                request_fail(r, OP_ERR_VM_FAILED, "%s sent a malformed answer", vm->name);
+                return;
+        }
+        request_finish(r, reply);
+}
+
+static void on_vm_failed(struct vm *vm, const char *why, void *userdata)
+{
+        struct request *r = userdata;
+
+        request_fail(r, OP_ERR_VM_FAILED, "%s: %s", vm->name, why);
+}
+
+static const struct vm_events request_vm_events = {
+    .ready = on_vm_ready,
+    .answer = on_vm_answer,
+    .failed = on_vm_failed,
+};
+
+static void start_cold(struct request *r);
+
+void exec_pool_wait_failed(struct request *r, const char *why)
+{
+        struct pool *p = r->waiting;
+
+        TAILQ_REMOVE(&p->waiters, r, queue_link);
+        p->n_waiters--;
+        r->d->n_queued--;
+        r->waiting = NULL;
+        if (r->d->cfg.pool_fallback_cold && r->exec.mode != OP_MODE_WARM) {
+                start_cold(r);
+                return;
+        }
+        request_fail(r, OP_ERR_POOL_EXHAUSTED, "%s pool: %s", p->lang->name, why);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+        struct request *r = arg;
+
+        if (r->waiting) {
+                char why[128];
+                snprintf(why, sizeof(why), "no paused VM became free within %u ms",
+                         r->d->cfg.queue_timeout_ms);
+                exec_pool_wait_failed(r, why);
+        } else if (r->queued)
+                request_fail(r, OP_ERR_POOL_EXHAUSTED, "no VM became free within %u ms",
+                             r->d->cfg.queue_timeout_ms);
+        else if (r->t_sent)
+                request_fail(r, OP_ERR_TIMEOUT,
+                             "the guest did not answer within %u ms (timeout_ms %u + grace %u)",
+                             r->exec.timeout_ms + r->d->cfg.agent_grace_ms, r->exec.timeout_ms,
+                             r->d->cfg.agent_grace_ms);
+        else
+                request_fail(r, OP_ERR_VM_FAILED, "the VM did not boot within %u ms",
+                             r->d->cfg.boot_timeout_ms);
+}
+
+static void request_start(struct request *r)
+{
+        struct opd *d = r->d;
+        int k;
+
+        r->t_vm = op_now_us();
+        k = vm_boot(d, r->lang, d->accel, -1, &request_vm_events, r, &r->vm);
+        if (k < 0) {
+                request_fail(r, OP_ERR_VM_FAILED, "cannot start a VM: %s", strerror(-k));
+                return;
+        }
+        timer_arm_ms(r->timer, d->cfg.boot_timeout_ms);
+}
+
+static bool can_start(struct opd *d)
+{
+        return d->accel != OP_ACCEL_AUTO && d->n_vms < d->cfg.max_vms;
+}
+
+void exec_kick(struct opd *d)
+{
+        struct request *r;
+
+        while (can_start(d) && (r = TAILQ_FIRST(&d->queue))) {
+                TAILQ_REMOVE(&d->queue, r, queue_link);
+                d->n_queued--;
+                r->queued = false;
+                evtimer_del(r->timer);
+                request_start(r);
+        }
+}
+
+/* Cold: boot now if a VM slot is free, else wait in line for one. */
+static void start_cold(struct request *r)
+{
+        struct opd *d = r->d;
+
+        if (can_start(d) && TAILQ_EMPTY(&d->queue)) {
+                request_start(r);
+                return;
+        }
+        if (d->n_queued >= d->cfg.max_queued) {
+                request_fail(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)",
+                             d->n_queued);
+                return;
+        }
+        TAILQ_INSERT_TAIL(&d->queue, r, queue_link);
+        d->n_queued++;
+        r->queued = true;
+        timer_arm_ms(r->timer, d->cfg.queue_timeout_ms);
+}
+
+void exec_start_warm(struct request *r, struct vm *vm)
+{
+        struct pool *p = pool_for(r->d, r->lang);
+        json_t *job;
+        int k;
+
+        evtimer_del(r->timer);
+        r->pool = p;
+        r->vm = vm;
+        snprintf(r->snap_version, sizeof(r->snap_version), "%s", vm->snap->m.version);
+        vm_set_events(vm, &request_vm_events, r);
+        r->t_vm = op_now_us();
+        k = vm_resume(vm);
+        if (k < 0) {
+                request_fail(r, OP_ERR_VM_FAILED, "cannot resume %s: %s", vm->name, strerror(-k));
+                return;
+        }
+        r->t_ready = r->t_vm;
+        job = build_job(r);
+        if (!job) {
+                request_fail(r, OP_ERR_INTERNAL, "cannot build the job for the agent");
+                return;
+        }
+        k = vm_send(vm, job);
+        json_decref(job);
+        if (k < 0) {
+                request_fail(r, OP_ERR_VM_FAILED, "cannot send the job to %s: %s", vm->name,
+                             strerror(-k));
+                return;
+        }
+        r->t_sent = op_now_us();
+        timer_arm_ms(r->timer, r->exec.timeout_ms + r->d->cfg.agent_grace_ms);
+}
+
+/* Warm when the language's pool serves a snapshot (or should), cold otherwise. */
+static void route(struct request *r)
+{
+        struct opd *d = r->d;
+        struct pool *p = pool_for(d, r->lang);
+        struct vm *vm;
+
+        if (r->exec.mode == OP_MODE_COLD || !p || p->target == 0 ||
+            (!p->serving && r->exec.mode == OP_MODE_AUTO)) {
+                start_cold(r);
+                return;
+        }
+        if (!p->serving) {
+                if (d->cfg.pool_fallback_cold) {
+                        start_cold(r);
+                        return;
+                }
+                request_fail(r, OP_ERR_POOL_EXHAUSTED, "%s has no snapshot to serve warm VMs%s%s",
+                             r->lang->name, p->error[0] ? ": " : "", p->error);
+                return;
+        }
+        vm = pool_take(p);
+        if (vm) {
+                exec_start_warm(r, vm);
+                return;
+        }
+        if (d->n_queued >= d->cfg.max_queued) {
+                request_fail(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)",
+                             d->n_queued);
+                return;
+        }
+        TAILQ_INSERT_TAIL(&p->waiters, r, queue_link);
+        p->n_waiters++;
+        d->n_queued++;
+        r->waiting = p;
+        timer_arm_ms(r->timer, d->cfg.queue_timeout_ms);
+        pool_refill(p);
+}
+
+void exec_handle(struct client *c, json_t *id, json_t *req)
+{
+        struct opd *d = c->d;
+        struct op_exec e;
+        struct request *r;
+        char err[512];
+
+        d->stats.requests++;
+        if (d->stopping) {
+                d->stats.errors++;
+                client_send(c, op_error_reply(id, OP_ERR_SHUTTING_DOWN, "opd is shutting down"));
+                return;
+        }
+        if (c->inflight >= d->cfg.max_inflight) {
+                d->stats.errors++;
+                client_send(c, op_error_reply(id, OP_ERR_BUSY,
+                                              "%u requests already in flight on this connection",
+                                              c->inflight));
+                return;
+        }
+        if (op_exec_decode(req, &d->cfg.limits, &e, err, sizeof(err)) < 0) {
+                d->stats.errors++;
+                client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err));
+                return;
+        }
+        const struct op_lang *lang = op_langs_find(&d->langs, e.lang);
+        if (!lang) {
+                char names[1024];
+
+                op_langs_names(&d->langs, names, sizeof(names));
+                d->stats.errors++;
+                client_send(c, op_error_reply(id, OP_ERR_UNKNOWN_LANGUAGE,
+                                              "unknown language \"%s\"; available: %s", e.lang,
+                                              names));
+                op_exec_done(&e);
+                return;
+        }
+        r = calloc(1, sizeof(*r));
+        if (!r || !(r->timer = evtimer_new(d->base, on_timer, r))) {
+                free(r);
+                op_exec_done(&e);
+                d->stats.errors++;
+                client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
+                return;
+        }
+        r->d = d;
+        r->client = c;
+        r->id = json_incref(id);
+        r->exec = e;
+        r->lang = lang;
+        r->t_start = op_now_us();
+        LIST_INSERT_HEAD(&c->requests, r, client_link);
+        c->inflight++;
+
+        route(r);
+}

@@ -1,0 +1,173 @@
+/* main.c: opd's entry point: command line, configuration, and the event loop.
+ * The only file of the daemon outside the opdcore library. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "opd.h"
+
+static const char *oneshot_lang;
+
+static void on_snapshot_done(struct opd *d, int r, const char *msg, const struct snap_manifest *m,
+                             void *userdata)
+{
+        if (r < 0) {
+                fprintf(stderr, "opd: snapshot of %s failed: %s\n", oneshot_lang, msg);
+                d->exit_code = 1;
+        } else
+                printf("%s/%s/%s\n", d->cfg.cache_dir, m->lang, m->version);
+        opd_stop(d);
+}
+
+static void create_snapshot(struct opd *d)
+{
+        const struct op_lang *lang = op_langs_find(&d->langs, oneshot_lang);
+        int r;
+
+        if (!lang) {
+                fprintf(stderr, "opd: no built image for language \"%s\"\n", oneshot_lang);
+                d->exit_code = 1;
+                opd_stop(d);
+                return;
+        }
+        r = snapcreate_start(d, lang, on_snapshot_done, NULL);
+        if (r < 0) {
+                fprintf(stderr, "opd: snapshot of %s: %s\n", oneshot_lang, strerror(-r));
+                d->exit_code = 1;
+                opd_stop(d);
+        }
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f, "Usage: opd [OPTIONS]\n"
+                   "Run untrusted code in microVMs, served over a UNIX socket.\n\n"
+                   "  -c, --config FILE      read configuration from FILE\n"
+                   "  -s, --socket PATH      listen on PATH (default /run/opd/opd.sock)\n"
+                   "      --images DIR       guest images directory (images_dir)\n"
+                   "      --languages FILE   language registry (languages)\n"
+                   "      --run-dir DIR      per-VM working directories (run_dir)\n"
+                   "      --accel MODE       auto, kvm or tcg\n"
+                   "      --set KEY=VALUE    set any configuration key\n"
+                   "      --create-snapshot LANG  make a snapshot of LANG into cache_dir and exit\n"
+                   "  -n, --check-config     print the effective configuration and exit\n"
+                   "  -V, --version          print the version and exit\n"
+                   "  -h, --help             this help\n");
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+            {"config", required_argument, NULL, 'c'},
+            {"socket", required_argument, NULL, 's'},
+            {"images", required_argument, NULL, 'I'},
+            {"languages", required_argument, NULL, 'L'},
+            {"run-dir", required_argument, NULL, 'R'},
+            {"accel", required_argument, NULL, 'A'},
+            {"set", required_argument, NULL, 'S'},
+            {"check-config", no_argument, NULL, 'n'},
+            {"create-snapshot", required_argument, NULL, 'C'},
+            {"version", no_argument, NULL, 'V'},
+            {"help", no_argument, NULL, 'h'},
+            {0},
+        };
+        static const struct {
+                int opt;
+                const char *key;
+        } flag_keys[] = {
+            {'s', "socket"},  {'I', "images_dir"}, {'L', "languages"},
+            {'R', "run_dir"}, {'A', "accel"},
+        };
+        struct opd d = {0};
+        const char *config = NULL;
+        bool check = false;
+        char err[512];
+        int c, r;
+
+        if (op_config_init(&d.cfg) < 0) {
+                fprintf(stderr, "opd: out of memory\n");
+                return 1;
+        }
+        /* The config file is read first so that flags override it, wherever they appear. */
+        while ((c = getopt_long(argc, argv, "c:s:nVh", opts, NULL)) != -1) {
+                if (c == 'c')
+                        config = optarg;
+                else if (c == 'C')
+                        oneshot_lang = optarg;
+                else if (c == 'n')
+                        check = true;
+                else if (c == 'V') {
+                        printf("opd %s (protocol %d)\n", OP_VERSION, OP_PROTO_VERSION);
+                        return 0;
+                } else if (c == 'h') {
+                        usage(stdout);
+                        return 0;
+                } else if (c == '?') {
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "opd: unexpected argument \"%s\"\n", argv[optind]);
+                return 2;
+        }
+        if (config && op_config_load(&d.cfg, config, err, sizeof(err)) < 0) {
+                fprintf(stderr, "opd: %s\n", err);
+                op_config_free(&d.cfg);
+                return 1;
+        }
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "c:s:nVh", opts, NULL)) != -1) {
+                const char *key = NULL;
+                char *eq;
+
+                for (size_t i = 0; i < sizeof(flag_keys) / sizeof(flag_keys[0]); i++)
+                        if (flag_keys[i].opt == c)
+                                key = flag_keys[i].key;
+                if (key)
+                        r = op_config_set(&d.cfg, key, optarg, err, sizeof(err));
+                else if (c == 'S') {
+                        eq = strchr(optarg, '=');
+                        if (!eq) {
+                                fprintf(stderr, "opd: --set takes KEY=VALUE\n");
+                                op_config_free(&d.cfg);
+                                return 2;
+                        }
+                        *eq = 0;
+                        r = op_config_set(&d.cfg, optarg, eq + 1, err, sizeof(err));
+                } else
+                        continue;
+                if (r < 0) {
+                        fprintf(stderr, "opd: %s\n", err);
+                        op_config_free(&d.cfg);
+                        return 2;
+                }
+        }
+        if (check) {
+                op_config_dump(&d.cfg, stdout);
+                op_config_free(&d.cfg);
+                return 0;
+        }
+
+        if (oneshot_lang) {
+                /* Make one snapshot: no socket, no pools. */
+                d.no_listen = true;
+                d.cfg.pool_size = 0;
+                d.cfg.pool_sizes[0] = 0;
+                d.on_accel_decided = create_snapshot;
+        }
+        log_info("opd %s starting", OP_VERSION);
+        r = opd_init(&d);
+        if (r < 0) {
+                log_error("start-up failed");
+                opd_done(&d);
+                return 1;
+        }
+        event_base_dispatch(d.base);
+        r = d.exit_code;
+        opd_done(&d);
+        log_info("opd stopped");
+        return r;
+}

@@ -1,0 +1,304 @@
+/* opd.h: the daemon's one context struct and the objects hanging off it (clients, requests,
+ * VMs), with the functions each file of the daemon exports. */
+#pragma once
+
+#include <event2/event.h>
+#include <event2/bufferevent.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "lang.h"
+#include "msg.h"
+#include "qmp.h"
+#include "snapshot.h"
+#include "vmm.h"
+
+struct opd;
+struct client;
+struct request;
+struct vm;
+
+struct counters {
+        uint64_t requests;
+        uint64_t ok;
+        uint64_t errors;
+        uint64_t connections;
+        uint64_t vms_started;
+        uint64_t vms_failed;
+};
+
+struct opd {
+        struct event_base *base;
+        struct op_config cfg;
+        struct op_langs langs;
+        const struct vmm_driver *vmm;
+        enum op_accel accel; /* OP_ACCEL_AUTO until the probe has decided */
+        char *kernel;        /* <images_dir>/vmlinux */
+        char *initrd;        /* <images_dir>/initrd.img */
+
+        int listen_fd;
+        bool socket_activated; /* the socket came from systemd: never unlink it */
+        struct event *listen_ev;
+        struct event *accept_retry_ev; /* re-enables accepting after EMFILE */
+        struct event *sigchld_ev, *sigterm_ev, *sigint_ev;
+        struct event *reap_ev; /* frees closed clients and VMs at a safe point of the loop */
+
+        LIST_HEAD(, client) clients;
+        LIST_HEAD(, vm) vms;
+        TAILQ_HEAD(, request) queue; /* waiting for a VM slot */
+        LIST_HEAD(, client) closing_clients;
+        LIST_HEAD(, vm) dead_vms;
+        unsigned n_clients;
+        unsigned n_vms;
+        unsigned n_queued;
+        uint64_t next_vm_id;
+
+        struct vm *probe_vm; /* accel probe in progress */
+        struct event *probe_timer;
+
+        struct pool *pools;   /* one per language, same index as langs.v */
+        unsigned n_restoring; /* all pools together */
+        unsigned n_bgjobs;
+        char *vmm_version; /* e.g. "7.2.22": a snapshot loads only on the release that made it */
+        struct event *snap_check_ev;
+
+        /* Called once the accelerator is known (e.g. by `opd --create-snapshot`). */
+        void (*on_accel_decided)(struct opd *d);
+        bool no_listen; /* one-shot modes serve no socket */
+        int exit_code;
+
+        struct counters stats;
+        uint64_t started_us;
+        bool stopping;
+};
+
+static inline void timer_arm_ms(struct event *ev, uint32_t ms)
+{
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+        evtimer_add(ev, &tv);
+}
+
+/* ---- server.c: listening socket ---- */
+int server_listen(struct opd *d);
+void server_close(struct opd *d);
+
+/* ---- client.c: one connection ---- */
+struct client {
+        LIST_ENTRY(client) link;
+        struct opd *d;
+        struct bufferevent *bev;
+        struct event *read_timer; /* a frame started and did not complete */
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+        unsigned inflight;
+        LIST_HEAD(, request) requests;
+        LIST_HEAD(, reply_slot) slots;
+        bool closing;
+        bool read_eof; /* the peer half-closed: answer what was read, then close */
+};
+
+int client_new(struct opd *d, int fd);
+/* Queue an answer; takes the reference to obj. */
+void client_send(struct client *c, json_t *obj);
+/* A request of c finished: a half-closed client with nothing left in flight is closed. */
+void client_request_done(struct client *c);
+/* Flush what is queued and close; the client is freed at a safe point. */
+void client_close(struct client *c, const char *why);
+void clients_reap(struct opd *d);
+
+/* An answer owed later by something that is not an exec request (e.g. snapshot create); it
+ * survives the client going away, and then its answer is dropped. */
+struct reply_slot {
+        LIST_ENTRY(reply_slot) link;
+        struct client *client;
+        json_t *id;
+};
+struct reply_slot *reply_slot_new(struct client *c, json_t *id);
+/* Send (takes obj) and free the slot. */
+void reply_slot_send(struct reply_slot *s, json_t *obj);
+void clients_free_all(struct opd *d);
+
+/* ---- ops.c: the operation table ---- */
+struct op_entry {
+        const char *name;
+        /* Handle a request; answer now with client_send() or later. Takes nothing. */
+        void (*handler)(struct client *c, json_t *id, json_t *req);
+        bool admin; /* root or the admin group only */
+};
+const struct op_entry *op_lookup(const char *name);
+void op_snapshot(struct client *c, json_t *id, json_t *req); /* ops-snapshot.c */
+void op_dispatch(struct client *c, json_t *req);
+
+/* ---- exec.c: one exec request from decode to answer ---- */
+struct request {
+        LIST_ENTRY(request) client_link;
+        TAILQ_ENTRY(request) queue_link;
+        struct opd *d;
+        struct client *client;
+        json_t *id;
+        struct op_exec exec;
+        const struct op_lang *lang;
+        struct vm *vm;
+        struct event *timer;              /* queue deadline, then host run deadline */
+        bool queued;                      /* in d->queue, waiting for a VM slot to boot cold */
+        struct pool *waiting;             /* in waiting->waiters, waiting for a paused VM */
+        struct pool *pool;                /* the VM came from this pool */
+        char snap_version[SNAP_NAME_MAX]; /* the snapshot a warm VM came from */
+        uint64_t t_start, t_vm, t_ready, t_sent, t_done; /* op_now_us() */
+};
+
+void exec_handle(struct client *c, json_t *id, json_t *req);
+/* A paused VM for a request that waited for one. */
+void exec_start_warm(struct request *r, struct vm *vm);
+/* Its pool's deadline passed or the pool went away. */
+void exec_pool_wait_failed(struct request *r, const char *why);
+/* The client went away: drop the request and its VM without answering. */
+void request_cancel(struct request *r);
+/* A VM slot may have freed up: start queued requests. */
+void exec_kick(struct opd *d);
+
+/* ---- vm.c: one VMM process and its agent channel ---- */
+enum vm_state {
+        VM_BOOTING,   /* cold boot: waiting for the agent's ready event */
+        VM_RESTORING, /* clone: waiting for its device state to load */
+        VM_PAUSED,    /* clone: loaded and stopped, in a pool */
+        VM_READY,     /* running, agent idle */
+        VM_RUNNING,   /* job sent, waiting for the answer */
+        VM_DEAD,
+};
+
+/* A snapshot being served: shared by the pool and every VM restored from it. */
+struct snap_ref {
+        unsigned refs;
+        int dirfd;
+        struct snap_manifest m;
+        char *path; /* <cache>/<lang>/<version>, for logs */
+};
+struct snap_ref *snap_ref_get(struct snap_ref *s);
+struct snap_ref *snap_ref_put(struct snap_ref *s);
+
+struct vm_events {
+        /* Booted: the agent is ready. Restored: paused with its state loaded. */
+        void (*ready)(struct vm *vm, void *userdata);
+        void (*answer)(struct vm *vm, json_t *answer, void *userdata);
+        /* The VM is gone (exited, failed to boot, broke the channel); why is human text. */
+        void (*failed)(struct vm *vm, const char *why, void *userdata);
+};
+
+struct vm {
+        LIST_ENTRY(vm) link;
+        struct opd *d;
+        uint64_t id;
+        char name[32];
+        char agent_version[32]; /* from the agent's ready event */
+        char *workdir;
+        const struct op_lang *lang;
+        enum op_accel accel;
+        enum vm_state state;
+        struct vmm_proc proc;
+        struct bufferevent *agent;
+        struct qmp *qmp;
+        struct event *boot_timer;
+        struct snap_ref *snap; /* restored from this snapshot */
+        struct pool *pool;     /* while restoring or paused in a pool */
+        TAILQ_ENTRY(vm) pool_link;
+        uint64_t t_spawn, t_loaded, t_resume, t_resumed;                  /* op_now_us() */
+        void (*qmp_done)(struct vm *vm, const char *err, void *userdata); /* vm_snapshot() */
+        void *qmp_done_userdata;
+        struct vm_events ev;
+        void *userdata;
+        int exit_status; /* from waitpid, valid once reaped */
+        bool reaped;
+};
+
+/* mem_fd >= 0 backs guest RAM with that file, shared (to take a snapshot of it later). */
+int vm_boot(struct opd *d, const struct op_lang *lang, enum op_accel accel, int mem_fd,
+            const struct vm_events *ev, void *userdata, struct vm **ret);
+int vm_restore(struct opd *d, const struct op_lang *lang, struct snap_ref *snap,
+               const struct vm_events *ev, void *userdata, struct vm **ret);
+/* Hand a VM to a new owner (pool -> request). */
+void vm_set_events(struct vm *vm, const struct vm_events *ev, void *userdata);
+/* Continue a paused clone. Jobs may be sent at once: they wait in the channel. */
+int vm_resume(struct vm *vm);
+/* Stop a running VM and save its device state to path (RAM stays in its shared file). */
+int vm_snapshot(struct vm *vm, const char *vmstate_path,
+                void (*done)(struct vm *vm, const char *err, void *userdata), void *userdata);
+int vm_send(struct vm *vm, json_t *job);
+/* Kill the VMM and free the VM at a safe point; no callback fires after this. */
+void vm_destroy(struct vm *vm);
+/* SIGCHLD: reap every exited child and tell the VMs. */
+void vms_reap_children(struct opd *d);
+void vms_free_dead(struct opd *d);
+void vms_kill_all(struct opd *d);
+
+/* ---- pool.c: per language, paused clones of the serving snapshot ---- */
+struct pool_stats {
+        uint64_t served;
+        uint64_t restores;
+        uint64_t failures;
+        double last_restore_ms;
+        double last_resume_ms;
+};
+
+struct pool {
+        struct opd *d;
+        const struct op_lang *lang;
+        uint32_t target;
+        struct snap_ref *serving;     /* NULL: no usable snapshot, requests go cold */
+        char checking[SNAP_NAME_MAX]; /* version being verified, "" when none */
+        char checked[SNAP_NAME_MAX];  /* last version looked at (served or refused) */
+        char error[512];              /* why the last version was refused */
+        TAILQ_HEAD(, vm) ready;       /* paused, oldest first */
+        unsigned n_ready;
+        unsigned n_restoring;
+        unsigned n_in_use;
+        TAILQ_HEAD(, request) waiters;
+        unsigned n_waiters;
+        unsigned consecutive_failures;
+        struct event *backoff_ev;
+        struct pool_stats stats;
+};
+
+int pools_init(struct opd *d);
+void pools_done(struct opd *d);
+struct pool *pool_for(struct opd *d, const struct op_lang *lang);
+/* Look at <cache>/<lang>/current and start serving it if it is new and verifies. */
+void pool_check_snapshot(struct pool *p);
+void pools_check_snapshots(struct opd *d);
+/* Take the oldest paused VM, or NULL. The pool refills in the background. */
+struct vm *pool_take(struct pool *p);
+/* A VM taken from this pool is finished with. */
+void pool_release(struct pool *p);
+void pool_refill(struct pool *p);
+json_t *pool_status(struct pool *p);
+
+/* ---- snapcreate.c: boot, warm, pause, save, install ---- */
+typedef void (*snapcreate_done_fn)(struct opd *d, int r, const char *msg,
+                                   const struct snap_manifest *m, void *userdata);
+/* 0: started, done() will be called exactly once; <0: not started (done() is not called). */
+int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_fn done,
+                     void *userdata);
+
+/* ---- bgjob.c: slow work off the loop ---- */
+/* Runs in a forked child: return 0 or -errno, with a message in msg. */
+typedef int (*bgjob_fn)(void *arg, char *msg, size_t msglen);
+typedef void (*bgjob_done_fn)(struct opd *d, int r, const char *msg, void *userdata);
+int bgjob_start(struct opd *d, bgjob_fn fn, void *arg, bgjob_done_fn done, void *userdata);
+
+/* ---- accel.c: choose KVM or TCG ---- */
+/* Resolve d->accel; when "auto" and /dev/kvm looks usable, prove it by booting. Calls
+ * exec_kick() once decided. */
+int accel_start(struct opd *d);
+
+/* ---- daemon.c: lifetime ---- */
+int opd_init(struct opd *d);
+void opd_done(struct opd *d);
+/* Ask the loop to free closed objects soon. */
+void opd_schedule_reap(struct opd *d);
+void opd_stop(struct opd *d);

@@ -1,0 +1,142 @@
+/* ops-snapshot.c: the "snapshot" operation (administrators only): create a snapshot of a
+ * language, list what the cache holds, verify it, or make the pools look at "current" again. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "opd.h"
+
+static void on_created(struct opd *d, int r, const char *msg, const struct snap_manifest *m,
+                       void *userdata)
+{
+        struct reply_slot *slot = userdata;
+        json_t *files, *ans;
+
+        if (r < 0) {
+                reply_slot_send(
+                    slot, op_error_reply(slot->id, OP_ERR_INTERNAL, "snapshot failed: %s", msg));
+                return;
+        }
+        files = json_object();
+        for (size_t i = 0; i < m->n_files; i++)
+                json_object_set_new(files, m->files[i].name,
+                                    json_integer((json_int_t)m->files[i].size));
+        ans = json_pack("{s:O?, s:b, s:s, s:s, s:b, s:o}", "id", slot->id, "ok", 1, "lang", m->lang,
+                        "version", m->version, "warm", m->warm, "sizes", files);
+        reply_slot_send(slot, ans);
+}
+
+static json_t *list_versions(struct opd *d, const char *lang)
+{
+        _cleanup_free_ char *path = NULL;
+        json_t *versions = json_array();
+        char current[SNAP_NAME_MAX] = "";
+        struct dirent *de;
+        DIR *dir;
+        ssize_t k;
+
+        if (asprintf(&path, "%s/%s", d->cfg.cache_dir, lang) < 0)
+                return versions;
+        dir = opendir(path);
+        if (!dir)
+                return versions;
+        k = readlinkat(dirfd(dir), "current", current, sizeof(current) - 1);
+        current[k > 0 ? k : 0] = 0;
+        while ((de = readdir(dir))) {
+                struct snap_manifest m;
+                char err[256];
+                int fd;
+
+                if (de->d_type != DT_DIR || !snap_name_valid(de->d_name))
+                        continue;
+                if (snap_open(d->cfg.cache_dir, lang, de->d_name, &fd, &m, err, sizeof(err)) < 0) {
+                        json_array_append_new(
+                            versions, json_pack("{s:s, s:s}", "version", de->d_name, "error", err));
+                        continue;
+                }
+                close(fd);
+                json_array_append_new(versions,
+                                      json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}", "version",
+                                                m.version, "created", m.created, "vmm_version",
+                                                m.vmm_version, "accel", m.accel, "warm", m.warm,
+                                                "current", strcmp(m.version, current) == 0));
+        }
+        closedir(dir);
+        return versions;
+}
+
+void op_snapshot(struct client *c, json_t *id, json_t *req)
+{
+        struct opd *d = c->d;
+        const char *action = json_string_value(json_object_get(req, "action"));
+        const char *name = json_string_value(json_object_get(req, "lang"));
+        const struct op_lang *lang = name ? op_langs_find(&d->langs, name) : NULL;
+        json_t *langs;
+        int r;
+
+        if (!action) {
+                client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST,
+                                              "\"action\" must be create, list or reload"));
+                return;
+        }
+        if (name && !lang) {
+                char names[1024];
+                op_langs_names(&d->langs, names, sizeof(names));
+                client_send(c, op_error_reply(id, OP_ERR_UNKNOWN_LANGUAGE,
+                                              "unknown language \"%.64s\"; available: %s", name,
+                                              names));
+                return;
+        }
+        if (strcmp(action, "create") == 0) {
+                struct reply_slot *slot;
+
+                if (!lang) {
+                        client_send(
+                            c, op_error_reply(id, OP_ERR_BAD_REQUEST, "create needs \"lang\""));
+                        return;
+                }
+                slot = reply_slot_new(c, id);
+                if (!slot) {
+                        client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
+                        return;
+                }
+                r = snapcreate_start(d, lang, on_created, slot);
+                if (r < 0)
+                        reply_slot_send(
+                            slot,
+                            op_error_reply(id, r == -EAGAIN ? OP_ERR_BUSY : OP_ERR_INTERNAL,
+                                           "cannot start: %s",
+                                           r == -EAGAIN ? "the accelerator is still being probed"
+                                                        : strerror(-r)));
+                return;
+        }
+        if (strcmp(action, "list") == 0) {
+                langs = json_object();
+                for (size_t i = 0; i < d->langs.n; i++) {
+                        struct pool *p = pool_for(d, &d->langs.v[i]);
+                        if (lang && lang != &d->langs.v[i])
+                                continue;
+                        json_object_set_new(
+                            langs, d->langs.v[i].name,
+                            json_pack("{s:o, s:s?}", "versions",
+                                      list_versions(d, d->langs.v[i].name), "serving",
+                                      p && p->serving ? p->serving->m.version : NULL));
+                }
+                client_send(c,
+                            json_pack("{s:O?, s:b, s:o}", "id", id, "ok", 1, "languages", langs));
+                return;
+        }
+        if (strcmp(action, "reload") == 0) {
+                pools_check_snapshots(d);
+                client_send(c, json_pack("{s:O?, s:b}", "id", id, "ok", 1));
+                return;
+        }
+        client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST,
+                                      "unknown action \"%.32s\"; known: create, list, reload",
+                                      action));
+}

@@ -1,0 +1,122 @@
+/* ops.c: the table of protocol operations (name, handler, who may call it) and the dispatch
+ * of one decoded frame to its entry; ping and status live here. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "opd.h"
+#include "util.h"
+
+/* ping and status take nothing but "id" and "op": a typo is refused rather than ignored. */
+static bool only_id_op(struct client *c, json_t *id, json_t *req)
+{
+        const char *key;
+        json_t *v;
+
+        json_object_foreach (req, key, v) {
+                if (strcmp(key, "id") != 0 && strcmp(key, "op") != 0) {
+                        client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST,
+                                                      "unknown field \"%.64s\"", key));
+                        return false;
+                }
+        }
+        return true;
+}
+
+static void op_ping(struct client *c, json_t *id, json_t *req)
+{
+        if (!only_id_op(c, id, req))
+                return;
+        client_send(c, json_pack("{s:O?, s:b, s:b, s:s, s:i}", "id", id, "ok", 1, "pong", 1,
+                                 "version", OP_VERSION, "proto", OP_PROTO_VERSION));
+}
+
+static json_t *language_status(struct opd *d, const struct op_lang *g)
+{
+        json_t *aliases = json_array();
+
+        for (char *const *a = g->aliases; *a; a++)
+                json_array_append_new(aliases, json_string(*a));
+        struct pool *p = g->available ? pool_for(d, g) : NULL;
+
+        return json_pack("{s:s, s:o, s:s, s:b, s:o?}", "name", g->name, "aliases", aliases,
+                         "version", g->version, "available", g->available, "pool",
+                         p ? pool_status(p) : NULL);
+}
+
+static void op_status(struct client *c, json_t *id, json_t *req)
+{
+        struct opd *d = c->d;
+        json_t *langs;
+
+        if (!only_id_op(c, id, req))
+                return;
+        langs = json_array();
+
+        for (size_t i = 0; i < d->langs.n; i++)
+                json_array_append_new(langs, language_status(d, &d->langs.v[i]));
+        client_send(
+            c, json_pack("{s:O?, s:b, s:s, s:i, s:I, s:s, s:s, s:o,"
+                         " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i}}",
+                         "id", id, "ok", 1, "version", OP_VERSION, "proto", OP_PROTO_VERSION,
+                         "uptime_s", (json_int_t)((op_now_us() - d->started_us) / 1000000), "vmm",
+                         d->vmm->name, "accel",
+                         d->accel == OP_ACCEL_AUTO ? "probing" : op_accel_name(d->accel),
+                         "languages", langs, "counters", "requests", (json_int_t)d->stats.requests,
+                         "ok", (json_int_t)d->stats.ok, "errors", (json_int_t)d->stats.errors,
+                         "connections", (json_int_t)d->stats.connections, "vms_started",
+                         (json_int_t)d->stats.vms_started, "vms_failed",
+                         (json_int_t)d->stats.vms_failed, "active_vms", (int)d->n_vms, "queued",
+                         (int)d->n_queued, "clients", (int)d->n_clients));
+}
+
+static const struct op_entry op_table[] = {
+    {"ping", op_ping, false},
+    {"status", op_status, false},
+    {"exec", exec_handle, false},
+    {"snapshot", op_snapshot, true},
+};
+
+const struct op_entry *op_lookup(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(op_table); i++)
+                if (strcmp(op_table[i].name, name) == 0)
+                        return &op_table[i];
+        return NULL;
+}
+
+void op_dispatch(struct client *c, json_t *req)
+{
+        const struct op_entry *e;
+        json_t *id, *op;
+        char err[256];
+
+        if (op_request_id(req, &id, err, sizeof(err)) < 0) {
+                client_send(c, op_error_reply(NULL, OP_ERR_BAD_REQUEST, "%s", err));
+                return;
+        }
+        op = json_object_get(req, "op");
+        if (!json_is_string(op)) {
+                client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST,
+                                              "missing \"op\" (a string such as \"exec\")"));
+                return;
+        }
+        e = op_lookup(json_string_value(op));
+        if (!e) {
+                char known[256] = "";
+                for (size_t i = 0; i < ELEMENTSOF(op_table); i++)
+                        snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
+                                 i ? ", " : "", op_table[i].name);
+                client_send(c,
+                            op_error_reply(id, OP_ERR_UNKNOWN_OP, "unknown op \"%.64s\"; known: %s",
+                                           json_string_value(op), known));
+                return;
+        }
+        if (e->admin && c->uid != 0) {
+                client_send(c, op_error_reply(id, OP_ERR_PERMISSION_DENIED,
+                                              "\"%s\" is for administrators", e->name));
+                return;
+        }
+        e->handler(c, id, req);
+}

@@ -1,0 +1,379 @@
+/* pool.c: per language, a pool of clones restored from the serving snapshot and left paused;
+ * refilled in the background with a bound on concurrent restores and a backoff on failures;
+ * a new snapshot version is verified off the loop before it serves, then old clones drain. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "opd.h"
+#include "util.h"
+
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 30000
+
+struct snap_ref *snap_ref_get(struct snap_ref *s)
+{
+        if (s)
+                s->refs++;
+        return s;
+}
+
+struct snap_ref *snap_ref_put(struct snap_ref *s)
+{
+        if (s && --s->refs == 0) {
+                safe_close(s->dirfd);
+                free(s->path);
+                free(s);
+        }
+        return NULL;
+}
+
+static void refill_all(struct opd *d)
+{
+        for (size_t i = 0; i < d->langs.n; i++)
+                if (d->pools[i].lang)
+                        pool_refill(&d->pools[i]);
+}
+
+static void on_backoff(evutil_socket_t fd, short what, void *arg)
+{
+        pool_refill(arg);
+}
+
+static void on_pool_vm_ready(struct vm *vm, void *userdata)
+{
+        struct pool *p = userdata;
+        struct opd *d = p->d;
+        struct request *r;
+
+        p->n_restoring--;
+        d->n_restoring--;
+        p->consecutive_failures = 0;
+        p->stats.last_restore_ms = (double)(vm->t_loaded - vm->t_spawn) / 1000.0;
+        if (vm->snap != p->serving) { /* restored from a version that was replaced meanwhile */
+                vm->pool = NULL;
+                vm_destroy(vm);
+        } else if ((r = TAILQ_FIRST(&p->waiters))) {
+                TAILQ_REMOVE(&p->waiters, r, queue_link);
+                p->n_waiters--;
+                d->n_queued--;
+                r->waiting = NULL;
+                vm->pool = NULL;
+                p->n_in_use++;
+                exec_start_warm(r, vm);
+        } else {
+                TAILQ_INSERT_TAIL(&p->ready, vm, pool_link);
+                p->n_ready++;
+        }
+        refill_all(d);
+}
+
+static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata)
+{
+        struct pool *p = userdata;
+        struct opd *d = p->d;
+
+        p->stats.failures++;
+        if (vm->t_loaded == 0) {
+                /* died while restoring: back off before trying again */
+                uint32_t ms = BACKOFF_MIN_MS
+                              << (p->consecutive_failures < 8 ? p->consecutive_failures : 8);
+
+                p->n_restoring--;
+                d->n_restoring--;
+                p->consecutive_failures++;
+                if (ms > BACKOFF_MAX_MS)
+                        ms = BACKOFF_MAX_MS;
+                timer_arm_ms(p->backoff_ev, ms);
+                log_warn("%s pool: restore failed (%s); retrying in %u ms", p->lang->name, why, ms);
+        } else {
+                TAILQ_REMOVE(&p->ready, vm, pool_link);
+                p->n_ready--;
+                log_warn("%s pool: a paused VM died (%s); replacing it", p->lang->name, why);
+        }
+        vm->pool = NULL;
+        vm_destroy(vm);
+        refill_all(d);
+}
+
+static const struct vm_events pool_vm_events = {
+    .ready = on_pool_vm_ready,
+    .failed = on_pool_vm_failed,
+};
+
+void pool_refill(struct pool *p)
+{
+        struct opd *d = p->d;
+
+        if (!p->serving || d->stopping || d->accel == OP_ACCEL_AUTO ||
+            evtimer_pending(p->backoff_ev, NULL))
+                return;
+        while (p->n_ready + p->n_restoring < p->target && d->n_restoring < d->cfg.max_restores &&
+               d->n_vms < d->cfg.max_vms) {
+                struct vm *vm;
+                int r = vm_restore(d, p->lang, p->serving, &pool_vm_events, p, &vm);
+
+                if (r < 0) {
+                        p->stats.failures++;
+                        p->consecutive_failures++;
+                        log_error("%s pool: cannot start a restore: %s", p->lang->name,
+                                  strerror(-r));
+                        timer_arm_ms(p->backoff_ev, BACKOFF_MAX_MS);
+                        return;
+                }
+                vm->pool = p;
+                p->n_restoring++;
+                d->n_restoring++;
+                p->stats.restores++;
+        }
+}
+
+struct vm *pool_take(struct pool *p)
+{
+        struct vm *vm = TAILQ_FIRST(&p->ready);
+
+        if (!vm)
+                return NULL;
+        TAILQ_REMOVE(&p->ready, vm, pool_link);
+        p->n_ready--;
+        p->n_in_use++;
+        p->stats.served++;
+        vm->pool = NULL;
+        /* Refill now only if someone is waiting; otherwise after this request, so the restore
+         * does not compete with it for the CPU. */
+        if (p->n_waiters > 0)
+                pool_refill(p);
+        return vm;
+}
+
+void pool_release(struct pool *p)
+{
+        p->n_in_use--;
+        refill_all(p->d);
+}
+
+static void drain(struct pool *p)
+{
+        struct vm *vm;
+
+        while ((vm = TAILQ_FIRST(&p->ready))) {
+                TAILQ_REMOVE(&p->ready, vm, pool_link);
+                p->n_ready--;
+                vm->pool = NULL;
+                vm_destroy(vm);
+        }
+        /* Clones still restoring from the old version are dropped when they finish. */
+}
+
+struct verify_job {
+        struct pool *p;
+        int dirfd;
+        struct snap_manifest m;
+        char *path;
+};
+
+static int verify_in_child(void *arg, char *msg, size_t msglen)
+{
+        struct verify_job *j = arg;
+
+        return snap_verify(j->dirfd, &j->m, msg, msglen);
+}
+
+static void verify_job_free(struct verify_job *j)
+{
+        safe_close(j->dirfd);
+        free(j->path);
+        free(j);
+}
+
+static void on_verified(struct opd *d, int r, const char *msg, void *userdata)
+{
+        struct verify_job *j = userdata;
+        struct pool *p = j->p;
+        struct snap_ref *s;
+
+        snprintf(p->checked, sizeof(p->checked), "%s", j->m.version);
+        p->checking[0] = 0;
+        if (r < 0) {
+                snprintf(p->error, sizeof(p->error), "snapshot %s refused: %s", j->m.version, msg);
+                log_error("%s pool: %s%s", p->lang->name, p->error,
+                          p->serving ? "; the previous version keeps serving" : "");
+                verify_job_free(j);
+                return;
+        }
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+                verify_job_free(j);
+                return;
+        }
+        s->refs = 1;
+        s->dirfd = j->dirfd;
+        s->m = j->m;
+        s->path = j->path;
+        free(j);
+        log_info("%s pool: serving snapshot %s%s", p->lang->name, s->m.version,
+                 p->serving ? " (draining the previous version)" : "");
+        p->error[0] = 0;
+        snap_ref_put(p->serving);
+        p->serving = s;
+        p->consecutive_failures = 0;
+        evtimer_del(p->backoff_ev);
+        drain(p);
+        snap_gc(d->cfg.cache_dir, p->lang->name, d->cfg.snapshot_keep, s->m.version);
+        pool_refill(p);
+}
+
+static const char *incompatible(struct opd *d, const struct snap_manifest *m)
+{
+        if (strcmp(m->vmm, d->vmm->name) != 0)
+                return "made by another VMM";
+        if (strcmp(m->vmm_version, d->vmm_version) != 0)
+                return "made by another release of the VMM";
+        if (strcmp(m->accel, op_accel_name(d->accel)) != 0)
+                return "made under another accelerator";
+        if (strcmp(m->agent_version, "") == 0)
+                return "no agent version";
+        return NULL;
+}
+
+void pool_check_snapshot(struct pool *p)
+{
+        struct opd *d = p->d;
+        struct verify_job *j;
+        const char *why;
+        char err[512];
+        int dirfd, r;
+        struct snap_manifest m;
+
+        if (p->checking[0] || d->accel == OP_ACCEL_AUTO || d->stopping)
+                return;
+        r = snap_open(d->cfg.cache_dir, p->lang->name, NULL, &dirfd, &m, err, sizeof(err));
+        if (r < 0) {
+                if (!p->serving && r != -ENOENT && strcmp(p->error, err) != 0) {
+                        snprintf(p->error, sizeof(p->error), "%s", err);
+                        log_warn("%s pool: %s", p->lang->name, err);
+                }
+                return;
+        }
+        if (strcmp(m.version, p->checked) == 0 ||
+            (p->serving && strcmp(m.version, p->serving->m.version) == 0)) {
+                safe_close(dirfd);
+                return;
+        }
+        if ((why = incompatible(d, &m))) {
+                snprintf(p->checked, sizeof(p->checked), "%s", m.version);
+                snprintf(p->error, sizeof(p->error), "snapshot %s refused: %s (%s %s %s)",
+                         m.version, why, m.vmm, m.vmm_version, m.accel);
+                log_error("%s pool: %s", p->lang->name, p->error);
+                safe_close(dirfd);
+                return;
+        }
+        j = calloc(1, sizeof(*j));
+        if (!j || asprintf(&j->path, "%s/%s/%s", d->cfg.cache_dir, p->lang->name, m.version) < 0) {
+                free(j);
+                safe_close(dirfd);
+                return;
+        }
+        j->p = p;
+        j->dirfd = dirfd;
+        j->m = m;
+        snprintf(p->checking, sizeof(p->checking), "%s", m.version);
+        log_info("%s pool: verifying snapshot %s", p->lang->name, m.version);
+        r = bgjob_start(d, verify_in_child, j, on_verified, j);
+        if (r < 0) {
+                p->checking[0] = 0;
+                verify_job_free(j);
+                log_error("%s pool: cannot start verification: %s", p->lang->name, strerror(-r));
+        }
+}
+
+void pools_check_snapshots(struct opd *d)
+{
+        for (size_t i = 0; i < d->langs.n; i++)
+                if (d->pools[i].lang)
+                        pool_check_snapshot(&d->pools[i]);
+}
+
+struct pool *pool_for(struct opd *d, const struct op_lang *lang)
+{
+        size_t i = (size_t)(lang - d->langs.v);
+
+        return i < d->langs.n && d->pools[i].lang ? &d->pools[i] : NULL;
+}
+
+static void on_snap_check(evutil_socket_t fd, short what, void *arg)
+{
+        struct opd *d = arg;
+
+        pools_check_snapshots(d);
+        timer_arm_ms(d->snap_check_ev, d->cfg.snapshot_check_ms);
+}
+
+int pools_init(struct opd *d)
+{
+        d->pools = calloc(d->langs.n + 1, sizeof(*d->pools));
+        if (!d->pools)
+                return -ENOMEM;
+        for (size_t i = 0; i < d->langs.n; i++) {
+                struct pool *p = &d->pools[i];
+                uint32_t target;
+
+                if (!d->langs.v[i].available)
+                        continue;
+                if (op_config_pool_size(&d->cfg, d->langs.v[i].name, &target) < 0) {
+                        log_error("pool.sizes: expected \"lang=N,lang=N\"");
+                        return -EINVAL;
+                }
+                p->d = d;
+                p->lang = &d->langs.v[i];
+                p->target = target;
+                TAILQ_INIT(&p->ready);
+                TAILQ_INIT(&p->waiters);
+                p->backoff_ev = evtimer_new(d->base, on_backoff, p);
+                if (!p->backoff_ev)
+                        return -ENOMEM;
+        }
+        d->snap_check_ev = evtimer_new(d->base, on_snap_check, d);
+        if (!d->snap_check_ev)
+                return -ENOMEM;
+        if (d->cfg.snapshot_check_ms)
+                timer_arm_ms(d->snap_check_ev, d->cfg.snapshot_check_ms);
+        return 0;
+}
+
+void pools_done(struct opd *d)
+{
+        if (!d->pools)
+                return;
+        for (size_t i = 0; i < d->langs.n; i++) {
+                struct pool *p = &d->pools[i];
+
+                if (!p->lang)
+                        continue;
+                drain(p);
+                if (p->backoff_ev)
+                        event_free(p->backoff_ev);
+                p->serving = snap_ref_put(p->serving);
+        }
+        if (d->snap_check_ev)
+                event_free(d->snap_check_ev);
+        free(d->pools);
+        d->pools = NULL;
+}
+
+json_t *pool_status(struct pool *p)
+{
+        return json_pack(
+            "{s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f, s:f, s:s?, s:s?, s:s?}", "target",
+            (int)p->target, "ready", (int)p->n_ready, "restoring", (int)p->n_restoring, "in_use",
+            (int)p->n_in_use, "waiting", (int)p->n_waiters, "served", (json_int_t)p->stats.served,
+            "restores", (json_int_t)p->stats.restores, "failures", (json_int_t)p->stats.failures,
+            "last_restore_ms", p->stats.last_restore_ms, "last_resume_ms", p->stats.last_resume_ms,
+            "snapshot", p->serving ? p->serving->m.version : NULL, "verifying",
+            p->checking[0] ? p->checking : NULL, "error", p->error[0] ? p->error : NULL);
+}

@@ -1,0 +1,168 @@
+/* server.c: the listening UNIX socket: taken from systemd or bound here with its mode set at
+ * bind time, accept4() with a pause on EMFILE instead of a busy loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "opd.h"
+
+#define ACCEPT_RETRY_MS 100
+
+static int make_parent_dir(const char *path)
+{
+        _cleanup_free_ char *dir = strdup(path);
+        char *slash;
+
+        if (!dir)
+                return -ENOMEM;
+        slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+                return 0;
+        *slash = 0;
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+/* A socket file left by a dead opd is removed; one that answers belongs to a live opd. */
+static int remove_stale(const struct sockaddr_un *sa)
+{
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct stat st;
+
+        if (lstat(sa->sun_path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return -EEXIST;
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+                return -EADDRINUSE;
+        if (unlink(sa->sun_path) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
+static int bind_socket(struct opd *d)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_close_ int fd = -1;
+        mode_t old;
+        int r;
+
+        if (strlen(d->cfg.socket_path) >= sizeof(sa.sun_path))
+                return log_error_errno(-ENAMETOOLONG, "socket path %s", d->cfg.socket_path);
+        strcpy(sa.sun_path, d->cfg.socket_path);
+        r = make_parent_dir(sa.sun_path);
+        if (r < 0)
+                return log_error_errno(r, "create directory for %s", sa.sun_path);
+        r = remove_stale(&sa);
+        if (r == -EADDRINUSE) {
+                log_error("%s: another opd is listening there", sa.sun_path);
+                return r;
+        }
+        if (r < 0)
+                return log_error_errno(r, "%s: cannot replace existing file", sa.sun_path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return log_error_errno(-errno, "socket");
+        old = umask(~d->cfg.socket_mode & 0777);
+        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+        umask(old);
+        if (r < 0)
+                return log_error_errno(-errno, "bind %s", sa.sun_path);
+        if (listen(fd, 128) < 0)
+                return log_error_errno(-errno, "listen %s", sa.sun_path);
+        d->listen_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+        struct opd *d = arg;
+
+        if (!d->stopping)
+                event_add(d->listen_ev, NULL);
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+        struct opd *d = arg;
+
+        for (int i = 0; i < 64; i++) {
+                int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+                if (fd < 0) {
+                        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+                                return;
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                            errno == ENOMEM) {
+                                log_warn("accept: %m; pausing for %d ms", ACCEPT_RETRY_MS);
+                                event_del(d->listen_ev);
+                                timer_arm_ms(d->accept_retry_ev, ACCEPT_RETRY_MS);
+                                return;
+                        }
+                        log_error("accept: %m");
+                        return;
+                }
+                client_new(d, fd);
+        }
+}
+
+int server_listen(struct opd *d)
+{
+        int n = sd_listen_fds(1), r;
+
+        if (n > 1) {
+                log_error("systemd passed %d sockets; opd takes exactly one", n);
+                return -EINVAL;
+        }
+        if (n == 1) {
+                d->listen_fd = SD_LISTEN_FDS_START;
+                d->socket_activated = true;
+                r = sd_is_socket_unix(d->listen_fd, SOCK_STREAM, 1, NULL, 0);
+                if (r <= 0) {
+                        log_error(
+                            "the socket passed by systemd is not a listening UNIX stream socket");
+                        return r < 0 ? r : -EINVAL;
+                }
+                fcntl(d->listen_fd, F_SETFD, FD_CLOEXEC);
+                fcntl(d->listen_fd, F_SETFL, fcntl(d->listen_fd, F_GETFL) | O_NONBLOCK);
+                log_info("listening on the socket passed by systemd");
+        } else {
+                r = bind_socket(d);
+                if (r < 0)
+                        return r;
+                log_info("listening on %s", d->cfg.socket_path);
+        }
+        d->listen_ev = event_new(d->base, d->listen_fd, EV_READ | EV_PERSIST, on_accept, d);
+        d->accept_retry_ev = evtimer_new(d->base, on_accept_retry, d);
+        if (!d->listen_ev || !d->accept_retry_ev)
+                return -ENOMEM;
+        event_add(d->listen_ev, NULL);
+        return 0;
+}
+
+void server_close(struct opd *d)
+{
+        if (d->listen_ev) {
+                event_free(d->listen_ev);
+                d->listen_ev = NULL;
+        }
+        if (d->accept_retry_ev) {
+                event_free(d->accept_retry_ev);
+                d->accept_retry_ev = NULL;
+        }
+        if (d->listen_fd >= 0) {
+                d->listen_fd = safe_close(d->listen_fd);
+                if (!d->socket_activated)
+                        unlink(d->cfg.socket_path);
+        }
+}

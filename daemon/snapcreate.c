@@ -1,0 +1,275 @@
+/* snapcreate.c: making a snapshot: boot the language's image with guest RAM in a shared file,
+ * warm its runtime, pause, save device state, then hash, fsync and install it atomically off
+ * the loop. A failure leaves the serving version and "current" untouched. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "opd.h"
+#include "util.h"
+
+#define WARM_TIMEOUT_MS 120000
+
+struct snapcreate {
+        struct opd *d;
+        const struct op_lang *lang;
+        char *stage;
+        struct vm *vm;
+        struct snap_manifest m;
+        uint64_t t_start;
+        struct event *deadline;
+        snapcreate_done_fn done;
+        void *userdata;
+};
+
+static void finish(struct snapcreate *sc, int r, const char *msg)
+{
+        struct opd *d = sc->d;
+
+        if (sc->vm)
+                vm_destroy(sc->vm);
+        if (sc->deadline)
+                event_free(sc->deadline);
+        if (r < 0 && sc->stage) {
+                _cleanup_close_ int parent = -1;
+                char *slash = strrchr(sc->stage, '/');
+
+                *slash = 0;
+                parent = open(sc->stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (parent >= 0)
+                        snap_rmtree(parent, slash + 1);
+                *slash = '/';
+        }
+        if (r < 0)
+                log_error("snapshot %s/%s failed: %s", sc->lang->name, sc->m.version, msg);
+        else
+                log_info("snapshot %s/%s installed in %.1f s", sc->lang->name, sc->m.version,
+                         (double)(op_now_us() - sc->t_start) / 1e6);
+        sc->done(d, r, msg, &sc->m, sc->userdata);
+        if (r >= 0)
+                pools_check_snapshots(d);
+        free(sc->stage);
+        free(sc);
+}
+
+/* Hard-link an image file into the snapshot (images are replaced by rename, never rewritten);
+ * copy it when the cache is on another filesystem. */
+static int link_or_copy(const char *src, int dstdir, const char *name)
+{
+        _cleanup_close_ int in = -1, out = -1;
+        struct stat st;
+        off_t off = 0;
+
+        if (linkat(AT_FDCWD, src, dstdir, name, 0) == 0)
+                return 0;
+        if (errno != EXDEV && errno != EPERM)
+                return -errno;
+        in = open(src, O_RDONLY | O_CLOEXEC);
+        if (in < 0 || fstat(in, &st) < 0)
+                return -errno;
+        out = openat(dstdir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (out < 0)
+                return -errno;
+        while (off < st.st_size) {
+                ssize_t k = sendfile(out, in, &off, (size_t)(st.st_size - off));
+                if (k <= 0)
+                        return k < 0 ? -errno : -EIO;
+        }
+        return 0;
+}
+
+static int commit_in_child(void *arg, char *msg, size_t msglen)
+{
+        struct snapcreate *sc = arg;
+
+        return snap_commit(sc->d->cfg.cache_dir, &sc->m, msg, msglen);
+}
+
+static void on_committed(struct opd *d, int r, const char *msg, void *userdata)
+{
+        struct snapcreate *sc = userdata;
+
+        if (r >= 0) {
+                /* The child filled in sizes and hashes; read them back from the installed copy. */
+                _cleanup_close_ int dirfd = -1;
+                char err[256];
+
+                free(sc->stage);
+                sc->stage = NULL;
+                if (snap_open(d->cfg.cache_dir, sc->lang->name, sc->m.version, &dirfd, &sc->m, err,
+                              sizeof(err)) < 0) {
+                        finish(sc, -EIO, err);
+                        return;
+                }
+                snap_gc(d->cfg.cache_dir, sc->lang->name, d->cfg.snapshot_keep, NULL);
+        }
+        finish(sc, r, msg);
+}
+
+static void on_saved(struct vm *vm, const char *err, void *userdata)
+{
+        struct snapcreate *sc = userdata;
+        _cleanup_close_ int stage = -1;
+        static const char *const names[] = {"mem", "vmstate", "kernel", "initrd.img",
+                                            "rootfs.ext4"};
+        const char *srcs[] = {NULL, NULL, sc->d->kernel, sc->d->initrd, sc->lang->rootfs};
+        struct tm tm;
+        time_t now = time(NULL);
+        int r;
+
+        vm_destroy(vm);
+        sc->vm = NULL;
+        evtimer_del(sc->deadline);
+        if (err) {
+                finish(sc, -EIO, err);
+                return;
+        }
+        stage = open(sc->stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (stage < 0) {
+                finish(sc, -errno, "staging directory vanished");
+                return;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                if (srcs[i] && (r = link_or_copy(srcs[i], stage, names[i])) < 0) {
+                        char msg[512];
+                        snprintf(msg, sizeof(msg), "copy %s: %s", srcs[i], strerror(-r));
+                        finish(sc, r, msg);
+                        return;
+                }
+                snprintf(sc->m.files[i].name, sizeof(sc->m.files[i].name), "%s", names[i]);
+        }
+        sc->m.n_files = ELEMENTSOF(names);
+        gmtime_r(&now, &tm);
+        strftime(sc->m.created, sizeof(sc->m.created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        r = bgjob_start(sc->d, commit_in_child, sc, on_committed, sc);
+        if (r < 0)
+                finish(sc, r, "cannot start the install job");
+}
+
+static void save(struct snapcreate *sc)
+{
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (asprintf(&path, "%s/vmstate", sc->stage) < 0) {
+                finish(sc, -ENOMEM, "out of memory");
+                return;
+        }
+        r = vm_snapshot(sc->vm, path, on_saved, sc);
+        if (r < 0)
+                finish(sc, r, "cannot start saving the VM");
+}
+
+static void on_ready(struct vm *vm, void *userdata)
+{
+        struct snapcreate *sc = userdata;
+        json_t *job, *argv;
+        int r;
+
+        snprintf(sc->m.agent_version, sizeof(sc->m.agent_version), "%s", vm->agent_version);
+        if (!sc->lang->warm[0]) {
+                save(sc);
+                return;
+        }
+        argv = json_array();
+        for (char *const *a = sc->lang->warm; *a; a++)
+                json_array_append_new(argv, json_string(*a));
+        job = json_pack("{s:s, s:s, s:o, s:i}", "op", "warm", "id", "warm", "argv", argv,
+                        "ready_timeout_ms", WARM_TIMEOUT_MS);
+        r = job ? vm_send(vm, job) : -ENOMEM;
+        json_decref(job);
+        if (r < 0)
+                finish(sc, r, "cannot send the warm request");
+}
+
+static void on_answer(struct vm *vm, json_t *ans, void *userdata)
+{
+        struct snapcreate *sc = userdata;
+        const char *msg;
+
+        if (!json_is_true(json_object_get(ans, "ok"))) {
+                msg = json_string_value(json_object_get(json_object_get(ans, "error"), "message"));
+                finish(sc, -EIO, msg ? msg : "warming the runtime failed");
+                return;
+        }
+        sc->m.warm = true;
+        save(sc);
+}
+
+static void on_failed(struct vm *vm, const char *why, void *userdata)
+{
+        finish(userdata, -EIO, why);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+        finish(arg, -ETIMEDOUT, "the VM did not get ready for its snapshot in time");
+}
+
+static const struct vm_events snapcreate_events = {
+    .ready = on_ready,
+    .answer = on_answer,
+    .failed = on_failed,
+};
+
+int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_fn done,
+                     void *userdata)
+{
+        _cleanup_close_ int mem = -1;
+        _cleanup_free_ char *mem_path = NULL;
+        struct snapcreate *sc;
+        int r;
+
+        if (d->accel == OP_ACCEL_AUTO)
+                return -EAGAIN;
+        sc = calloc(1, sizeof(*sc));
+        if (!sc)
+                return -ENOMEM;
+        sc->d = d;
+        sc->lang = lang;
+        sc->done = done;
+        sc->userdata = userdata;
+        sc->t_start = op_now_us();
+        snprintf(sc->m.lang, sizeof(sc->m.lang), "%s", lang->name);
+        snprintf(sc->m.vmm, sizeof(sc->m.vmm), "%s", d->vmm->name);
+        snprintf(sc->m.vmm_version, sizeof(sc->m.vmm_version), "%s", d->vmm_version);
+        snprintf(sc->m.accel, sizeof(sc->m.accel), "%s", op_accel_name(d->accel));
+        snprintf(sc->m.lang_version, sizeof(sc->m.lang_version), "%s", lang->version);
+        sc->m.memory_mb = d->cfg.vm_memory_mb;
+        sc->m.vcpus = d->cfg.vm_vcpus;
+        /* From here on every outcome, failure included, is reported once through done(). */
+        r = snap_version_new(sc->m.version);
+        if (r >= 0)
+                r = snap_stage_begin(d->cfg.cache_dir, lang->name, sc->m.version, &sc->stage);
+        if (r < 0) {
+                finish(sc, r, "cannot create the staging directory");
+                return 0;
+        }
+        sc->deadline = evtimer_new(d->base, on_deadline, sc);
+        if (!sc->deadline || asprintf(&mem_path, "%s/mem", sc->stage) < 0) {
+                finish(sc, -ENOMEM, "out of memory");
+                return 0;
+        }
+        mem = open(mem_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (mem < 0) {
+                finish(sc, -errno, "cannot create the memory file");
+                return 0;
+        }
+        r = vm_boot(d, lang, d->accel, mem, &snapcreate_events, sc, &sc->vm);
+        if (r < 0) {
+                sc->vm = NULL;
+                finish(sc, r, "cannot boot the VM");
+                return 0;
+        }
+        timer_arm_ms(sc->deadline, d->cfg.boot_timeout_ms + WARM_TIMEOUT_MS + 30000);
+        log_info("snapshot %s/%s: booting", lang->name, sc->m.version);
+        return 0;
+}

@@ -1,0 +1,521 @@
+/* vm.c: one VMM child process: its working directory, its agent channel (frames), its
+ * control channel, the boot deadline, and what happens when it exits. */
+#include <dirent.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "evframe.h"
+#include "log.h"
+#include "opd.h"
+#include "util.h"
+
+/* The agent's answer carries at most 2 streams of output_max bytes, each maybe twice (text and
+ * base64) and JSON-escaped (up to 6x for control bytes). */
+static size_t agent_frame_max(const struct opd *d)
+{
+        return 16 * d->cfg.limits.output_max + 1024 * 1024;
+}
+
+/* Remove the VM's directory: flat, holds only files the VMM wrote. */
+static void remove_workdir(const char *path)
+{
+        _cleanup_close_ int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        DIR *dir;
+        struct dirent *de;
+
+        if (dfd < 0)
+                return;
+        dir = fdopendir(dfd);
+        if (!dir)
+                return;
+        dfd = -1; /* owned by dir now */
+        while ((de = readdir(dir)))
+                if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+                        unlinkat(dirfd(dir), de->d_name, 0);
+        closedir(dir);
+        rmdir(path);
+}
+
+/* Last lines of the guest console, for the log when a VM fails. */
+static void log_console_tail(struct vm *vm)
+{
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -1;
+        char buf[1024];
+        off_t size;
+        ssize_t k;
+
+        if (asprintf(&path, "%s/console.log", vm->workdir) < 0)
+                return;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return;
+        size = lseek(fd, 0, SEEK_END);
+        if (size < 0)
+                return;
+        k = pread(fd, buf, sizeof(buf) - 1,
+                  size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0);
+        if (k <= 0)
+                return;
+        buf[k] = 0;
+        for (char *p = buf; *p; p++)
+                if (*p == '\n' || *p == '\r')
+                        *p = '|';
+        log_warn("%s console tail: %s", vm->name, buf);
+}
+
+static void vm_fail(struct vm *vm, const char *why)
+{
+        struct vm_events ev = vm->ev;
+        void *userdata = vm->userdata;
+
+        if (vm->state == VM_DEAD)
+                return;
+        vm->state = VM_DEAD;
+        vm->d->stats.vms_failed++;
+        log_warn("%s (%s) failed: %s", vm->name, vm->lang->name, why);
+        log_console_tail(vm);
+        /* Last thing: the callback may destroy the VM. */
+        if (ev.failed)
+                ev.failed(vm, why, userdata);
+}
+
+static void on_agent_read(struct bufferevent *bev, void *arg)
+{
+        struct vm *vm = arg;
+        char err[256];
+
+        while (vm->state != VM_DEAD) {
+                json_t *obj = NULL;
+                const char *event;
+                int r = evframe_next(bufferevent_get_input(bev), agent_frame_max(vm->d), &obj, err,
+                                     sizeof(err));
+
+                if (r == 0)
+                        return;
+                if (r < 0) {
+                        char why[300];
+
+                        snprintf(why, sizeof(why), "agent sent %s",
+                                 r == -EMSGSIZE ? "an oversized frame" : err);
+                        vm_fail(vm, why);
+                        return;
+                }
+                event = json_string_value(json_object_get(obj, "event"));
+                if (vm->state == VM_BOOTING && event && strcmp(event, "ready") == 0) {
+                        const char *av = json_string_value(json_object_get(obj, "agent_version"));
+
+                        snprintf(vm->agent_version, sizeof(vm->agent_version), "%s",
+                                 av ? av : "unknown");
+                        json_decref(obj);
+                        vm->state = VM_READY;
+                        vm->t_loaded = op_now_us();
+                        evtimer_del(vm->boot_timer);
+                        log_debug("%s ready", vm->name);
+                        if (vm->ev.ready)
+                                vm->ev.ready(vm, vm->userdata);
+                        return; /* the callback may have destroyed the VM */
+                }
+                if (vm->state == VM_RUNNING && !event) {
+                        vm->state = VM_READY;
+                        if (vm->ev.answer)
+                                vm->ev.answer(vm, obj, vm->userdata);
+                        json_decref(obj);
+                        return;
+                }
+                json_decref(obj);
+                vm_fail(vm, "agent sent an unexpected frame");
+                return;
+        }
+}
+
+static void on_agent_event(struct bufferevent *bev, short what, void *arg)
+{
+        struct vm *vm = arg;
+
+        if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+                vm_fail(vm, "agent channel closed");
+}
+
+static void on_qmp_event(struct qmp *q, const char *name, json_t *data, void *arg)
+{
+        struct vm *vm = arg;
+        const char *status = json_string_value(json_object_get(data, "status"));
+        void (*done)(struct vm *, const char *, void *) = vm->qmp_done;
+
+        if (strcmp(name, "MIGRATION") != 0 || !status)
+                return;
+        if (vm->state == VM_RESTORING) {
+                if (strcmp(status, "completed") == 0) {
+                        vm->state = VM_PAUSED;
+                        vm->t_loaded = op_now_us();
+                        evtimer_del(vm->boot_timer);
+                        log_debug("%s restored in %.1f ms", vm->name,
+                                  (double)(vm->t_loaded - vm->t_spawn) / 1000.0);
+                        if (vm->ev.ready)
+                                vm->ev.ready(vm, vm->userdata);
+                } else if (strcmp(status, "failed") == 0)
+                        vm_fail(vm, "loading the snapshot's device state failed");
+                return;
+        }
+        if (done && (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0)) {
+                vm->qmp_done = NULL;
+                done(vm, strcmp(status, "completed") == 0 ? NULL : "saving device state failed",
+                     vm->qmp_done_userdata);
+        }
+}
+
+static void on_qmp_broken(struct qmp *q, const char *why, void *arg)
+{
+        vm_fail(arg, why);
+}
+
+/* Any failed QMP command fails the VM: none of ours is optional. */
+static void on_qmp_reply(struct qmp *q, json_t *ret, const char *err, void *arg)
+{
+        struct vm *vm = arg;
+        char why[600];
+
+        if (!err)
+                return;
+        snprintf(why, sizeof(why), "QMP: %s", err);
+        vm_fail(vm, why);
+}
+
+static void on_boot_timeout(evutil_socket_t fd, short what, void *arg)
+{
+        struct vm *vm = arg;
+
+        vm_fail(vm, vm->state == VM_RESTORING ? "restore deadline passed"
+                                              : "boot deadline passed before the agent was ready");
+}
+
+static struct vm *vm_new(struct opd *d, const struct op_lang *lang, enum op_accel accel,
+                         const struct vm_events *ev, void *userdata)
+{
+        struct vm *vm = calloc(1, sizeof(*vm));
+
+        if (!vm)
+                return NULL;
+        vm->d = d;
+        vm->id = ++d->next_vm_id;
+        snprintf(vm->name, sizeof(vm->name), "vm-%d-%llu", (int)getpid(),
+                 (unsigned long long)vm->id);
+        vm->lang = lang;
+        vm->accel = accel;
+        vm->ev = *ev;
+        vm->userdata = userdata;
+        vm->proc.agent_fd = vm->proc.ctl_fd = -1;
+        if (asprintf(&vm->workdir, "%s/%s", d->cfg.run_dir, vm->name) < 0) {
+                free(vm);
+                return NULL;
+        }
+        if (mkdir(vm->workdir, 0700) < 0) {
+                free(vm->workdir);
+                free(vm);
+                return NULL;
+        }
+        return vm;
+}
+
+static void vm_abandon(struct vm *vm)
+{
+        remove_workdir(vm->workdir);
+        free(vm->workdir);
+        snap_ref_put(vm->snap);
+        free(vm);
+}
+
+/* The process runs: wire its channels into the loop and start the deadline. */
+static int vm_attach(struct vm *vm)
+{
+        struct opd *d = vm->d;
+        int fd = vm->proc.ctl_fd, r;
+
+        vm->t_spawn = op_now_us();
+        vm->agent = bufferevent_socket_new(d->base, vm->proc.agent_fd, BEV_OPT_CLOSE_ON_FREE);
+        vm->boot_timer = evtimer_new(d->base, on_boot_timeout, vm);
+        LIST_INSERT_HEAD(&d->vms, vm, link);
+        d->n_vms++;
+        d->stats.vms_started++;
+        vm->proc.ctl_fd = -1;
+        r = qmp_new(d->base, fd, on_qmp_event, on_qmp_broken, vm, &vm->qmp);
+        if (r < 0 || !vm->agent || !vm->boot_timer) {
+                vm_destroy(vm);
+                return r < 0 ? r : -ENOMEM;
+        }
+        op_fd_nonblock(vm->proc.agent_fd, 1);
+        bufferevent_setcb(vm->agent, on_agent_read, NULL, on_agent_event, vm);
+        bufferevent_enable(vm->agent, EV_READ | EV_WRITE);
+        timer_arm_ms(vm->boot_timer, d->cfg.boot_timeout_ms);
+        return 0;
+}
+
+int vm_boot(struct opd *d, const struct op_lang *lang, enum op_accel accel, int mem_fd,
+            const struct vm_events *ev, void *userdata, struct vm **ret)
+{
+        struct vm *vm = vm_new(d, lang, accel, ev, userdata);
+        struct vmm_boot b;
+        int r;
+
+        if (!vm)
+                return -errno ?: -ENOMEM;
+        b = (struct vmm_boot){
+            .kernel = d->kernel,
+            .initrd = d->initrd,
+            .rootfs = lang->rootfs,
+            .workdir = vm->workdir,
+            .memory_mb = d->cfg.vm_memory_mb,
+            .vcpus = d->cfg.vm_vcpus,
+            .accel = accel,
+            .mem_fd = mem_fd,
+        };
+        r = d->vmm->boot(d->cfg.qemu_binary, &b, &vm->proc);
+        if (r < 0) {
+                vm_abandon(vm);
+                return r;
+        }
+        vm->state = VM_BOOTING;
+        r = vm_attach(vm);
+        if (r < 0)
+                return r;
+        log_debug("%s (%s, %s) booting, pid %d", vm->name, lang->name, op_accel_name(accel),
+                  (int)vm->proc.pid);
+        *ret = vm;
+        return 0;
+}
+
+int vm_restore(struct opd *d, const struct op_lang *lang, struct snap_ref *snap,
+               const struct vm_events *ev, void *userdata, struct vm **ret)
+{
+        _cleanup_close_ int mem = -1, rootfs = -1, vmstate = -1;
+        struct vmm_restore rs;
+        struct vm *vm;
+        int r;
+
+        if (!d->vmm->restore)
+                return -EOPNOTSUPP;
+        mem = openat(snap->dirfd, "mem", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+        rootfs = openat(snap->dirfd, "rootfs.ext4", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        vmstate = openat(snap->dirfd, "vmstate", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (mem < 0 || rootfs < 0 || vmstate < 0)
+                return -errno;
+        vm = vm_new(d, lang, d->accel, ev, userdata);
+        if (!vm)
+                return -ENOMEM;
+        vm->snap = snap_ref_get(snap);
+        rs = (struct vmm_restore){
+            .workdir = vm->workdir,
+            .rootfs_fd = rootfs,
+            .mem_fd = mem,
+            .vmstate_fd = vmstate,
+            .memory_mb = snap->m.memory_mb,
+            .vcpus = snap->m.vcpus,
+            .accel = d->accel,
+        };
+        r = d->vmm->restore(d->cfg.qemu_binary, &rs, &vm->proc);
+        if (r < 0) {
+                vm_abandon(vm);
+                return r;
+        }
+        vm->state = VM_RESTORING;
+        r = vm_attach(vm);
+        if (r < 0)
+                return r;
+        /* All queued at once: QEMU reads them after its greeting, in order. */
+        r = qmp_command(vm->qmp, "migrate-set-capabilities",
+                        json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
+                                  "x-ignore-shared", "state", 1, "capability", "events", "state",
+                                  1),
+                        on_qmp_reply, vm);
+        if (r >= 0)
+                r = qmp_command(vm->qmp, "migrate-incoming",
+                                json_pack("{s:s}", "uri", VMM_QEMU_INCOMING_URI), on_qmp_reply, vm);
+        if (r < 0) {
+                vm_destroy(vm);
+                return r;
+        }
+        *ret = vm;
+        return 0;
+}
+
+void vm_set_events(struct vm *vm, const struct vm_events *ev, void *userdata)
+{
+        vm->ev = *ev;
+        vm->userdata = userdata;
+}
+
+static void on_cont_reply(struct qmp *q, json_t *ret, const char *err, void *arg)
+{
+        struct vm *vm = arg;
+
+        if (!err)
+                vm->t_resumed = op_now_us();
+        on_qmp_reply(q, ret, err, arg);
+}
+
+int vm_resume(struct vm *vm)
+{
+        int r;
+
+        if (vm->state != VM_PAUSED)
+                return -EBUSY;
+        r = qmp_command(vm->qmp, "cont", NULL, on_cont_reply, vm);
+        if (r < 0)
+                return r;
+        vm->t_resume = op_now_us();
+        vm->state = VM_READY;
+        return 0;
+}
+
+static bool shell_safe(const char *p)
+{
+        for (; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                      (*p >= '0' && *p <= '9') || strchr("/._-+", *p)))
+                        return false;
+        return true;
+}
+
+int vm_snapshot(struct vm *vm, const char *vmstate_path,
+                void (*done)(struct vm *vm, const char *err, void *userdata), void *userdata)
+{
+        _cleanup_free_ char *uri = NULL;
+        int r;
+
+        if (vm->state != VM_READY || vm->qmp_done)
+                return -EBUSY;
+        /* QEMU 7.2 writes an outgoing migration to a command or a named fd; the path is ours. */
+        if (!shell_safe(vmstate_path) || asprintf(&uri, "exec:cat > %s", vmstate_path) < 0)
+                return -EINVAL;
+        vm->qmp_done = done;
+        vm->qmp_done_userdata = userdata;
+        r = qmp_command(vm->qmp, "migrate-set-capabilities",
+                        json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
+                                  "x-ignore-shared", "state", 1, "capability", "events", "state",
+                                  1),
+                        on_qmp_reply, vm);
+        if (r >= 0)
+                r = qmp_command(vm->qmp, "stop", NULL, on_qmp_reply, vm);
+        if (r >= 0)
+                r = qmp_command(vm->qmp, "migrate", json_pack("{s:s}", "uri", uri), on_qmp_reply,
+                                vm);
+        if (r < 0)
+                vm->qmp_done = NULL;
+        return r;
+}
+
+int vm_send(struct vm *vm, json_t *job)
+{
+        int r;
+
+        if (vm->state != VM_READY)
+                return -EBUSY;
+        r = evframe_add(bufferevent_get_output(vm->agent), job, SIZE_MAX);
+        if (r < 0)
+                return r;
+        vm->state = VM_RUNNING;
+        return 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+        struct opd *d = vm->d;
+
+        if (vm->proc.pid > 0 && !vm->reaped)
+                kill(vm->proc.pid, SIGKILL);
+        vm->state = VM_DEAD;
+        vm->ev = (struct vm_events){0};
+        if (vm->agent) {
+                bufferevent_free(vm->agent);
+                vm->agent = NULL;
+        }
+        vm->qmp = qmp_free(vm->qmp);
+        vm->qmp_done = NULL;
+        if (vm->boot_timer) {
+                event_free(vm->boot_timer);
+                vm->boot_timer = NULL;
+        }
+        LIST_REMOVE(vm, link);
+        d->n_vms--;
+        LIST_INSERT_HEAD(&d->dead_vms, vm, link);
+        opd_schedule_reap(d);
+}
+
+static struct vm *find_pid(struct vm *first, pid_t pid)
+{
+        for (struct vm *vm = first; vm; vm = LIST_NEXT(vm, link))
+                if (vm->proc.pid == pid)
+                        return vm;
+        return NULL;
+}
+
+void vms_reap_children(struct opd *d)
+{
+        int status;
+        pid_t pid;
+
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+                struct vm *vm = find_pid(LIST_FIRST(&d->vms), pid);
+                char why[128];
+
+                if (!vm)
+                        vm = find_pid(LIST_FIRST(&d->dead_vms), pid);
+                if (!vm)
+                        continue;
+                vm->reaped = true;
+                vm->exit_status = status;
+                if (vm->state == VM_DEAD)
+                        continue;
+                if (WIFSIGNALED(status))
+                        snprintf(why, sizeof(why), "VMM process killed by signal %d",
+                                 WTERMSIG(status));
+                else
+                        snprintf(why, sizeof(why), "VMM process exited with status %d",
+                                 WEXITSTATUS(status));
+                vm_fail(vm, why);
+        }
+        opd_schedule_reap(d);
+}
+
+/* Free destroyed VMs whose process has been reaped. */
+void vms_free_dead(struct opd *d)
+{
+        struct vm *vm, *next;
+
+        for (vm = LIST_FIRST(&d->dead_vms); vm; vm = next) {
+                next = LIST_NEXT(vm, link);
+                if (!vm->reaped)
+                        continue;
+                LIST_REMOVE(vm, link);
+                vm_abandon(vm);
+        }
+}
+
+/* Shutdown: every VMM process is killed and waited for before opd exits. */
+void vms_kill_all(struct opd *d)
+{
+        struct vm *vm;
+
+        while ((vm = LIST_FIRST(&d->vms)))
+                vm_destroy(vm);
+        LIST_FOREACH(vm, &d->dead_vms, link)
+        {
+                if (vm->reaped)
+                        continue;
+                kill(vm->proc.pid, SIGKILL);
+                while (waitpid(vm->proc.pid, &vm->exit_status, 0) < 0 && errno == EINTR)
+                        ;
+                vm->reaped = true;
+        }
+        vms_free_dead(d);
+}

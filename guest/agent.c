@@ -1,0 +1,998 @@
+/* agent.c: the agent's protocol operations (ping, warm, exec): validate a request, prepare its run
+ * (working directory, files, environment, guest identity), run it through agent_exec() or hand it
+ * to the warm runner started by "warm", and answer. */
+#include "agent.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/random.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "exec.h"
+#include "msg.h"
+#include "util.h"
+
+/* Bounds on one exec request. Byte sizes are bounded by the frame size already; these bound
+ * counts and what the kernel would refuse anyway. */
+#define AGENT_ARGV_MAX        300
+#define AGENT_ARG_LEN_MAX     (128 * 1024) /* MAX_ARG_STRLEN */
+#define AGENT_ENV_MAX         1024
+#define AGENT_FILES_MAX       1024
+#define AGENT_OUTPUT_MAX      (64u * 1024u * 1024u)
+#define AGENT_TIMEOUT_MS_MAX  600000
+#define AGENT_ENTROPY_MAX     4096
+#define AGENT_HOSTNAME_MAX    64
+#define AGENT_BYTES_MAX       OP_FRAME_MAX_CEILING
+#define AGENT_RM_DEPTH_MAX    64
+#define AGENT_REAP_ALL_MAX_US (1000 * 1000)
+/* How long "warm" waits for its runner to say "ready" unless told, and at most. */
+#define AGENT_READY_TIMEOUT_MS_DEFAULT 30000
+#define AGENT_READY_TIMEOUT_MS_MAX     300000
+
+#define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+
+struct req_file {
+        const char *name;
+        char *content;
+        size_t len;
+        mode_t mode;
+};
+
+struct exec_req {
+        const char **argv; /* NULL-terminated; strings point into the request */
+        size_t n_argv;
+        const char **args; /* for a warm runner: the program's arguments after its file */
+        size_t n_args;
+        bool args_owned;       /* args is its own array, not a tail of argv */
+        const char *code_file; /* "file", when given */
+        bool warm;             /* run it on the waiting warm runner, if any */
+        char **env;            /* "NAME=value", owned, NULL-terminated once built */
+        size_t n_env;
+        struct req_file *files; /* the code file first, when there is one */
+        size_t n_files;
+        char *stdin_data;
+        size_t stdin_len;
+        uint32_t timeout_ms;
+        size_t output_max;
+        uint8_t *entropy;
+        size_t entropy_len;
+        bool has_time;
+        int64_t time_ns;
+        const char *hostname;
+};
+
+static void exec_req_done(struct exec_req *q)
+{
+        free(q->argv);
+        if (q->args_owned)
+                free(q->args);
+        for (size_t i = 0; i < q->n_env; i++)
+                free(q->env[i]);
+        free(q->env);
+        for (size_t i = 0; i < q->n_files; i++)
+                free(q->files[i].content);
+        free(q->files);
+        free(q->stdin_data);
+        free(q->entropy);
+        *q = (struct exec_req){0};
+}
+
+static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(errbuf, errlen, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static bool is_c_string(json_t *v)
+{
+        return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
+}
+
+/* obj[key] as a string, or obj[key "_b64"] as base64 for bytes that are not UTF-8. Absent is
+ * fine (*ret stays NULL). */
+static int get_bytes(json_t *obj, const char *key, const char *what, char **ret, size_t *ret_len,
+                     char *errbuf, size_t errlen)
+{
+        char b64key[64];
+        json_t *plain, *b64;
+        int r;
+
+        snprintf(b64key, sizeof(b64key), "%s_b64", key);
+        plain = json_object_get(obj, key);
+        b64 = json_object_get(obj, b64key);
+        if (!plain && !b64)
+                return 0;
+        if (plain && b64)
+                return fail(errbuf, errlen, "%s: give \"%s\" or \"%s\", not both", what, key,
+                            b64key);
+        if (!json_is_string(plain ? plain : b64))
+                return fail(errbuf, errlen, "%s: \"%s\" must be a string", what,
+                            plain ? key : b64key);
+        r = op_json_get_bytes(obj, key, AGENT_BYTES_MAX, ret, ret_len);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return fail(errbuf, errlen, "%s: \"%s\" is not valid base64", what, b64key);
+        return 0;
+}
+
+/* An array of argument strings: NULL-terminated, the strings pointing into v. */
+static int decode_strings(json_t *v, const char *key, const char ***ret, size_t *ret_n,
+                          char *errbuf, size_t errlen)
+{
+        size_t i;
+        json_t *a;
+
+        if (!json_is_array(v))
+                return fail(errbuf, errlen, "\"%s\" must be an array of strings", key);
+        if (json_array_size(v) > AGENT_ARGV_MAX)
+                return fail(errbuf, errlen, "\"%s\" has %zu entries, over the limit of %d", key,
+                            json_array_size(v), AGENT_ARGV_MAX);
+        *ret = calloc(json_array_size(v) + 1, sizeof(char *));
+        if (!*ret)
+                return -ENOMEM;
+        json_array_foreach (v, i, a) {
+                if (!is_c_string(a))
+                        return fail(errbuf, errlen, "\"%s[%zu]\" must be a string without NUL", key,
+                                    i);
+                if (json_string_length(a) > AGENT_ARG_LEN_MAX)
+                        return fail(errbuf, errlen, "\"%s[%zu]\" is over %d bytes", key, i,
+                                    AGENT_ARG_LEN_MAX);
+                (*ret)[(*ret_n)++] = json_string_value(a);
+        }
+        return 0;
+}
+
+static int decode_argv(json_t *v, struct exec_req *q, char *errbuf, size_t errlen)
+{
+        int r;
+
+        if (!v)
+                return fail(errbuf, errlen, "missing \"argv\"");
+        if (json_is_array(v) && json_array_size(v) == 0)
+                return fail(errbuf, errlen, "\"argv\" must be a non-empty array of strings");
+        r = decode_strings(v, "argv", &q->argv, &q->n_argv, errbuf, errlen);
+        if (r < 0)
+                return r;
+        if (q->argv[0][0] == 0)
+                return fail(errbuf, errlen, "\"argv[0]\" must not be empty");
+        return 0;
+}
+
+/* "warm" and "args". Without "args", the runner's arguments are those after the element of argv
+ * (from argv[1] on) that names the code file: what the fork path would have passed. */
+static int decode_warm(json_t *req, struct exec_req *q, char *errbuf, size_t errlen)
+{
+        json_t *warm = json_object_get(req, "warm"), *args = json_object_get(req, "args");
+
+        if (warm && !json_is_boolean(warm))
+                return fail(errbuf, errlen, "\"warm\" must be true or false");
+        q->warm = json_is_true(warm);
+        if (q->warm && !q->code_file)
+                return fail(errbuf, errlen, "\"warm\": true needs \"file\" and \"code\"");
+        if (args) {
+                q->args_owned = true;
+                return decode_strings(args, "args", &q->args, &q->n_args, errbuf, errlen);
+        }
+        q->args = q->argv + q->n_argv;
+        q->n_args = 0;
+        for (size_t i = 1; q->code_file && i < q->n_argv; i++)
+                if (strcmp(q->argv[i], q->code_file) == 0) {
+                        q->args = q->argv + i + 1;
+                        q->n_args = q->n_argv - i - 1;
+                        break;
+                }
+        return 0;
+}
+
+static bool env_name_valid(const char *k)
+{
+        if (!*k || (*k >= '0' && *k <= '9'))
+                return false;
+        for (; *k; k++)
+                if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') ||
+                      (*k >= '0' && *k <= '9') || *k == '_'))
+                        return false;
+        return true;
+}
+
+static int env_add(struct exec_req *q, const char *name, const char *value)
+{
+        char *s;
+
+        if (asprintf(&s, "%s=%s", name, value) < 0)
+                return -ENOMEM;
+        q->env[q->n_env++] = s;
+        return 0;
+}
+
+/* Defaults first (unless the request sets them), then the request's variables. */
+static int build_env(json_t *v, const char *dir, struct exec_req *q, char *errbuf, size_t errlen)
+{
+        const struct {
+                const char *name, *value;
+        } defaults[] = {
+            {"PATH", DEFAULT_PATH},
+            {"HOME", dir},
+            {"LANG", "C.UTF-8"},
+            {"TMPDIR", dir},
+        };
+        const char *k;
+        json_t *val;
+        int r;
+
+        q->env = calloc(ELEMENTSOF(defaults) + json_object_size(v) + 1, sizeof(char *));
+        if (!q->env)
+                return -ENOMEM;
+        for (size_t i = 0; i < ELEMENTSOF(defaults); i++) {
+                if (v && json_object_get(v, defaults[i].name))
+                        continue;
+                r = env_add(q, defaults[i].name, defaults[i].value);
+                if (r < 0)
+                        return r;
+        }
+        json_object_foreach (v, k, val) {
+                r = env_add(q, k, json_string_value(val));
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int check_env(json_t *v, char *errbuf, size_t errlen)
+{
+        const char *k;
+        json_t *val;
+
+        if (!v)
+                return 0;
+        if (!json_is_object(v))
+                return fail(errbuf, errlen, "\"env\" must be an object of strings");
+        if (json_object_size(v) > AGENT_ENV_MAX)
+                return fail(errbuf, errlen, "\"env\" has %zu entries, over the limit of %d",
+                            json_object_size(v), AGENT_ENV_MAX);
+        json_object_foreach (v, k, val) {
+                if (!env_name_valid(k))
+                        return fail(errbuf, errlen,
+                                    "\"env\" name \"%.64s\" is not [A-Za-z_][A-Za-z0-9_]*", k);
+                if (!is_c_string(val))
+                        return fail(errbuf, errlen, "\"env.%.64s\" must be a string without NUL",
+                                    k);
+        }
+        return 0;
+}
+
+static int add_file(struct exec_req *q, const char *name, char *content, size_t len, mode_t mode,
+                    char *errbuf, size_t errlen)
+{
+        for (size_t i = 0; i < q->n_files; i++)
+                if (strcmp(q->files[i].name, name) == 0) {
+                        free(content);
+                        return fail(errbuf, errlen, "file name \"%s\" given twice", name);
+                }
+        q->files[q->n_files++] = (struct req_file){name, content, len, mode};
+        return 0;
+}
+
+static int decode_files(json_t *req, struct exec_req *q, char *errbuf, size_t errlen)
+{
+        json_t *file = json_object_get(req, "file"), *files = json_object_get(req, "files");
+        char *content = NULL;
+        size_t len = 0, i;
+        json_t *f;
+        int r;
+
+        if (files && !json_is_array(files))
+                return fail(errbuf, errlen, "\"files\" must be an array of objects");
+        if (files && json_array_size(files) > AGENT_FILES_MAX)
+                return fail(errbuf, errlen, "\"files\" has %zu entries, over the limit of %d",
+                            json_array_size(files), AGENT_FILES_MAX);
+        q->files = calloc(1 + (files ? json_array_size(files) : 0), sizeof(struct req_file));
+        if (!q->files)
+                return -ENOMEM;
+
+        r = get_bytes(req, "code", "exec", &content, &len, errbuf, errlen);
+        if (r < 0)
+                return r;
+        if (!file != !content) {
+                free(content);
+                return fail(errbuf, errlen, "\"file\" and \"code\" go together");
+        }
+        if (file) {
+                if (!json_is_string(file) ||
+                    !op_file_name_valid(json_string_value(file), json_string_length(file))) {
+                        free(content);
+                        return fail(errbuf, errlen,
+                                    "\"file\" must be a plain file name (1-255 bytes, no '/', "
+                                    "no control characters, not '.' or '..')");
+                }
+                r = add_file(q, json_string_value(file), content, len, 0755, errbuf, errlen);
+                if (r < 0)
+                        return r;
+                q->code_file = json_string_value(file);
+        }
+
+        json_array_foreach (files, i, f) {
+                json_t *name;
+                const char *key;
+                json_t *x;
+                char what[32];
+
+                snprintf(what, sizeof(what), "\"files[%zu]\"", i);
+                if (!json_is_object(f))
+                        return fail(errbuf, errlen, "%s must be an object", what);
+                json_object_foreach (f, key, x) {
+                        if (strcmp(key, "name") != 0 && strcmp(key, "content") != 0 &&
+                            strcmp(key, "content_b64") != 0)
+                                return fail(errbuf, errlen, "%s: unknown field \"%.64s\"", what,
+                                            key);
+                }
+                name = json_object_get(f, "name");
+                if (!json_is_string(name) ||
+                    !op_file_name_valid(json_string_value(name), json_string_length(name)))
+                        return fail(errbuf, errlen,
+                                    "%s.name must be a plain file name (1-255 bytes, no '/', no "
+                                    "control characters, not '.' or '..')",
+                                    what);
+                content = NULL;
+                len = 0;
+                r = get_bytes(f, "content", what, &content, &len, errbuf, errlen);
+                if (r < 0)
+                        return r;
+                if (!content)
+                        return fail(errbuf, errlen, "%s: missing \"content\"", what);
+                r = add_file(q, json_string_value(name), content, len, 0644, errbuf, errlen);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int get_uint(json_t *req, const char *key, json_int_t min, json_int_t max, json_int_t def,
+                    json_int_t *ret, char *errbuf, size_t errlen)
+{
+        json_t *v = json_object_get(req, key);
+
+        if (!v) {
+                *ret = def;
+                return 0;
+        }
+        if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+                return fail(errbuf, errlen, "\"%s\" must be an integer from %lld to %lld", key,
+                            (long long)min, (long long)max);
+        *ret = json_integer_value(v);
+        return 0;
+}
+
+static int decode_identity(json_t *req, struct exec_req *q, char *errbuf, size_t errlen)
+{
+        json_t *v;
+        int r;
+
+        v = json_object_get(req, "entropy");
+        if (v) {
+                if (!json_is_string(v) || json_string_length(v) > (AGENT_ENTROPY_MAX + 2) / 3 * 4)
+                        return fail(errbuf, errlen,
+                                    "\"entropy\" must be base64 of at most %d bytes",
+                                    AGENT_ENTROPY_MAX);
+                r = op_base64_decode(json_string_value(v), json_string_length(v), &q->entropy,
+                                     &q->entropy_len);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return fail(errbuf, errlen, "\"entropy\" is not valid base64");
+        }
+        v = json_object_get(req, "time_ns");
+        if (v) {
+                if (!json_is_integer(v) || json_integer_value(v) < 0)
+                        return fail(errbuf, errlen,
+                                    "\"time_ns\" must be a non-negative integer (ns since 1970)");
+                q->has_time = true;
+                q->time_ns = json_integer_value(v);
+        }
+        v = json_object_get(req, "hostname");
+        if (v) {
+                const char *h;
+
+                if (!json_is_string(v) || json_string_length(v) == 0 ||
+                    json_string_length(v) > AGENT_HOSTNAME_MAX)
+                        return fail(errbuf, errlen, "\"hostname\" must be 1-%d characters",
+                                    AGENT_HOSTNAME_MAX);
+                for (h = json_string_value(v); *h; h++)
+                        if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
+                              (*h >= '0' && *h <= '9') || *h == '-' || *h == '.'))
+                                return fail(errbuf, errlen,
+                                            "\"hostname\" may hold only [A-Za-z0-9.-]");
+                if ((size_t)(h - json_string_value(v)) != json_string_length(v))
+                        return fail(errbuf, errlen, "\"hostname\" may hold only [A-Za-z0-9.-]");
+                q->hostname = json_string_value(v);
+        }
+        return 0;
+}
+
+static const char *const exec_fields[] = {
+    "id",      "op",        "argv",     "file",  "code",       "code_b64",
+    "stdin",   "stdin_b64", "env",      "files", "timeout_ms", "output_max",
+    "entropy", "time_ns",   "hostname", "warm",  "args",
+};
+
+static int check_fields(json_t *req, const char *const *fields, size_t n, char *errbuf,
+                        size_t errlen)
+{
+        const char *key;
+        json_t *v;
+
+        json_object_foreach (req, key, v) {
+                size_t i;
+                for (i = 0; i < n; i++)
+                        if (strcmp(key, fields[i]) == 0)
+                                break;
+                if (i == n)
+                        return fail(errbuf, errlen, "unknown field \"%.64s\"", key);
+        }
+        return 0;
+}
+
+static int exec_decode(json_t *req, struct exec_req *q, char *errbuf, size_t errlen)
+{
+        json_int_t n;
+        int r;
+
+        r = check_fields(req, exec_fields, ELEMENTSOF(exec_fields), errbuf, errlen);
+        if (r < 0)
+                return r;
+        r = decode_argv(json_object_get(req, "argv"), q, errbuf, errlen);
+        if (r < 0)
+                return r;
+        r = decode_files(req, q, errbuf, errlen);
+        if (r < 0)
+                return r;
+        r = decode_warm(req, q, errbuf, errlen);
+        if (r < 0)
+                return r;
+        r = get_bytes(req, "stdin", "exec", &q->stdin_data, &q->stdin_len, errbuf, errlen);
+        if (r < 0)
+                return r;
+        r = check_env(json_object_get(req, "env"), errbuf, errlen);
+        if (r < 0)
+                return r;
+        r = get_uint(req, "timeout_ms", 1, AGENT_TIMEOUT_MS_MAX,
+                     OP_LIMITS_DEFAULT.timeout_ms_default, &n, errbuf, errlen);
+        if (r < 0)
+                return r;
+        q->timeout_ms = (uint32_t)n;
+        r = get_uint(req, "output_max", 0, AGENT_OUTPUT_MAX, OP_LIMITS_DEFAULT.output_max, &n,
+                     errbuf, errlen);
+        if (r < 0)
+                return r;
+        q->output_max = (size_t)n;
+        return decode_identity(req, q, errbuf, errlen);
+}
+
+/* Make this clone of a snapshot distinct before user code runs: fresh entropy, the wall clock,
+ * its own name. */
+static int apply_identity(const struct exec_req *q, char *errbuf, size_t errlen)
+{
+        if (q->entropy_len > 0) {
+                _cleanup_close_ int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC | O_NOCTTY);
+                _cleanup_free_ struct rand_pool_info *info = NULL;
+
+                if (fd < 0)
+                        return fail(errbuf, errlen, "open /dev/urandom: %s", strerror(errno));
+                info = malloc(sizeof(*info) + q->entropy_len + sizeof(uint32_t));
+                if (!info)
+                        return -ENOMEM;
+                info->entropy_count = (int)(q->entropy_len * 8);
+                info->buf_size = (int)q->entropy_len;
+                memcpy(info->buf, q->entropy, q->entropy_len);
+                if (ioctl(fd, RNDADDENTROPY, info) < 0) {
+                        /* Without CAP_SYS_ADMIN: mixed in, just not credited. */
+                        if (op_write_all(fd, q->entropy, q->entropy_len) < 0)
+                                return fail(errbuf, errlen, "add entropy: %s", strerror(errno));
+                }
+                /* Make the new entropy count now, not at the next scheduled reseed. */
+                (void)ioctl(fd, RNDRESEEDCRNG);
+        }
+        if (q->has_time) {
+                struct timespec ts = {
+                    .tv_sec = (time_t)(q->time_ns / 1000000000),
+                    .tv_nsec = (long)(q->time_ns % 1000000000),
+                };
+                if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+                        return fail(errbuf, errlen, "set clock: %s", strerror(errno));
+        }
+        if (q->hostname && sethostname(q->hostname, strlen(q->hostname)) < 0)
+                return fail(errbuf, errlen, "set hostname: %s", strerror(errno));
+        return 0;
+}
+
+static int write_file(int dfd, const struct req_file *f, uid_t uid, gid_t gid)
+{
+        _cleanup_close_ int fd =
+            openat(dfd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, f->mode);
+        int r;
+
+        if (fd < 0)
+                return -errno;
+        r = op_write_all(fd, f->content, f->len);
+        if (r < 0)
+                return r;
+        if (uid != (uid_t)-1 && fchown(fd, uid, gid) < 0)
+                return -errno;
+        return 0;
+}
+
+/* Best effort: remove everything under dfd without following symlinks. */
+static void rm_children(int dfd, unsigned depth)
+{
+        int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+        struct dirent *de;
+        DIR *d;
+
+        if (fd < 0)
+                return;
+        d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return;
+        }
+        while ((de = readdir(d))) {
+                int sub;
+
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                if (unlinkat(dfd, de->d_name, 0) == 0 || errno != EISDIR)
+                        continue;
+                if (depth >= AGENT_RM_DEPTH_MAX)
+                        continue;
+                /* The program may have left it unreadable. */
+                (void)fchmodat(dfd, de->d_name, 0700, AT_SYMLINK_NOFOLLOW);
+                sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0)
+                        continue;
+                rm_children(sub, depth + 1);
+                close(sub);
+                (void)unlinkat(dfd, de->d_name, AT_REMOVEDIR);
+        }
+        closedir(d);
+}
+
+static void rm_rundir(const char *dir)
+{
+        int dfd;
+
+        (void)chmod(dir, 0700);
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd >= 0) {
+                rm_children(dfd, 0);
+                close(dfd);
+        }
+        (void)rmdir(dir);
+}
+
+/* A fresh directory under cfg->workdir holding the request's files. */
+static int make_rundir(const struct agent_config *cfg, const struct exec_req *q, char **ret_dir,
+                       char *errbuf, size_t errlen)
+{
+        const char *parent = cfg->workdir ? cfg->workdir : OP_AGENT_WORKDIR_DEFAULT;
+        _cleanup_free_ char *dir = NULL;
+        _cleanup_close_ int dfd = -1;
+        int r;
+
+        if (mkdir(parent, 0755) < 0 && errno != EEXIST)
+                return fail(errbuf, errlen, "mkdir %s: %s", parent, strerror(errno));
+        if (asprintf(&dir, "%s/run-XXXXXX", parent) < 0)
+                return -ENOMEM;
+        if (!mkdtemp(dir))
+                return fail(errbuf, errlen, "mkdtemp in %s: %s", parent, strerror(errno));
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (cfg->uid != (uid_t)-1 && fchown(dfd, cfg->uid, cfg->gid) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        for (size_t i = 0; i < q->n_files; i++) {
+                r = write_file(dfd, &q->files[i], cfg->uid, cfg->gid);
+                if (r < 0) {
+                        fail(errbuf, errlen, "write %s: %s", q->files[i].name, strerror(-r));
+                        goto fail_described;
+                }
+        }
+        *ret_dir = TAKE_PTR(dir);
+        return 0;
+fail:
+        fail(errbuf, errlen, "set up %s: %s", dir, strerror(-r));
+fail_described:
+        dfd = safe_close(dfd);
+        rm_rundir(dir);
+        return -EIO;
+}
+
+/* As PID 1, end every process but ourselves, so nothing of this request outlives it. */
+static void kill_all(void)
+{
+        uint64_t end;
+
+        if (getpid() != 1)
+                return;
+        (void)kill(-1, SIGKILL);
+        end = op_now_us() + AGENT_REAP_ALL_MAX_US;
+        for (;;) {
+                pid_t p = waitpid(-1, NULL, WNOHANG);
+
+                if (p > 0)
+                        continue;
+                if (p < 0 && errno == EINTR)
+                        continue;
+                if (p < 0 || op_now_us() >= end)
+                        break;
+                nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+        }
+}
+
+static json_t *answer_new(json_t *id)
+{
+        return json_pack("{s:O?, s:b}", "id", id, "ok", 1);
+}
+
+static json_t *exec_answer(json_t *id, const struct agent_result *res, bool warm_used)
+{
+        _cleanup_(json_decrefp) json_t *a = answer_new(id);
+
+        if (!a || op_json_set_bytes(a, "stdout", res->out, res->out_len) < 0 ||
+            op_json_set_bytes(a, "stderr", res->err, res->err_len) < 0)
+                return NULL;
+        if (json_object_set_new(a, "exit_code",
+                                res->signal == 0 && res->exit_code >= 0
+                                    ? json_integer(res->exit_code)
+                                    : json_null()) < 0 ||
+            json_object_set_new(a, "signal",
+                                res->signal ? json_integer(res->signal) : json_null()) < 0 ||
+            json_object_set_new(a, "timed_out", json_boolean(res->timed_out)) < 0 ||
+            json_object_set_new(a, "truncated", json_boolean(res->truncated)) < 0 ||
+            json_object_set_new(a, "run_ms", json_real((double)res->run_us / 1000.0)) < 0 ||
+            json_object_set_new(a, "warm_used", json_boolean(warm_used)) < 0)
+                return NULL;
+        return TAKE_PTR(a);
+}
+
+/* The one line a warm runner reads on fd 3: {"file", "argv", "cwd", "env"} and a newline. */
+static int warm_handoff(const struct exec_req *q, const char *dir, char **ret, size_t *ret_len)
+{
+        _cleanup_(json_decrefp) json_t *line = NULL, *argv = json_array(), *env = json_object();
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        size_t len;
+
+        if (!argv || !env || asprintf(&path, "%s/%s", dir, q->code_file) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < q->n_args; i++)
+                if (json_array_append_new(argv, json_string(q->args[i])) < 0)
+                        return -ENOMEM;
+        for (size_t i = 0; i < q->n_env; i++) {
+                const char *eq = strchr(q->env[i], '=');
+                _cleanup_free_ char *name = strndup(q->env[i], (size_t)(eq - q->env[i]));
+
+                if (!name || json_object_set_new(env, name, json_string(eq + 1)) < 0)
+                        return -ENOMEM;
+        }
+        line =
+            json_pack("{s:s, s:O, s:s, s:O}", "file", path, "argv", argv, "cwd", dir, "env", env);
+        if (!line)
+                return -EINVAL; /* a path that is not UTF-8 */
+        text = json_dumps(line, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        len = strlen(text);
+        /* JSON text without JSON_INDENT holds no raw newline: the one at the end ends the line. */
+        text[len] = '\n';
+        *ret = TAKE_PTR(text);
+        *ret_len = len + 1;
+        return 0;
+}
+
+static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
+{
+        const struct agent_config *cfg = &a->cfg;
+        _cleanup_(exec_req_done) struct exec_req q = {0};
+        _cleanup_(agent_child_kill) struct agent_child runner = AGENT_CHILD_INIT;
+        _cleanup_free_ char *dir = NULL, *handoff = NULL;
+        struct agent_result res = {0};
+        struct agent_job job;
+        size_t handoff_len = 0;
+        bool use_warm;
+        char errbuf[512];
+        json_t *answer;
+        int r;
+
+        r = exec_decode(req, &q, errbuf, sizeof(errbuf));
+        if (r == -ENOMEM)
+                return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", errbuf);
+
+        /* A waiting runner serves one exec: this one. Not asked for, it goes before user code
+         * runs, so that nothing of this request can tamper with it. */
+        use_warm = q.warm && a->warm_waiting;
+        if (a->warm_waiting) {
+                runner = a->warm;
+                a->warm = AGENT_CHILD_INIT;
+                a->warm_waiting = false;
+                if (!use_warm)
+                        agent_child_kill(&runner);
+        }
+
+        if (cfg->apply_identity) {
+                r = apply_identity(&q, errbuf, sizeof(errbuf));
+                if (r < 0)
+                        return op_error_reply(id, OP_ERR_INTERNAL, "%s",
+                                              r == -ENOMEM ? "out of memory" : errbuf);
+        }
+
+        r = make_rundir(cfg, &q, &dir, errbuf, sizeof(errbuf));
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "%s",
+                                      r == -ENOMEM ? "out of memory" : errbuf);
+        r = build_env(json_object_get(req, "env"), dir, &q, errbuf, sizeof(errbuf));
+        if (r == 0 && use_warm)
+                r = warm_handoff(&q, dir, &handoff, &handoff_len);
+        if (r < 0) {
+                rm_rundir(dir);
+                return op_error_reply(id, OP_ERR_INTERNAL, "%s",
+                                      r == -ENOMEM ? "out of memory"
+                                                   : "the run directory's path is not UTF-8");
+        }
+
+        job = (struct agent_job){
+            .argv = q.argv,
+            .env = (const char *const *)q.env,
+            .workdir = dir,
+            .stdin_data = q.stdin_data,
+            .stdin_len = q.stdin_len,
+            .timeout_ms = q.timeout_ms,
+            .output_max = q.output_max,
+            .uid = cfg->uid,
+            .gid = cfg->gid,
+            .handoff = handoff,
+            .handoff_len = handoff_len,
+        };
+        if (use_warm)
+                r = agent_exec_attach(&job, &runner, &res);
+        else
+                r = agent_exec(&job, &res);
+        kill_all();
+        rm_rundir(dir);
+        if (r < 0 && use_warm)
+                return op_error_reply(id, OP_ERR_INTERNAL, "could not run on the warm runner: %s",
+                                      strerror(-r));
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "could not start %s: %s", q.argv[0],
+                                      strerror(-r));
+
+        answer = exec_answer(id, &res, use_warm);
+        agent_result_done(&res);
+        return answer;
+}
+
+/* An internal_error answer whose message holds bytes of a program's output: made valid UTF-8. */
+static json_t *error_reply_bytes(json_t *id, const char *msg, size_t len)
+{
+        _cleanup_(json_decrefp) json_t *err =
+            json_pack("{s:s}", "code", op_err_name(OP_ERR_INTERNAL));
+
+        if (!err || op_json_set_bytes(err, "message", msg, len) < 0)
+                return NULL;
+        (void)json_object_del(err, "message_b64");
+        return json_pack("{s:O?, s:b, s:O}", "id", id, "ok", 0, "error", err);
+}
+
+static json_t *warm_failure(json_t *id, const char *prog, json_int_t ready_ms, int r,
+                            const struct agent_diag *d)
+{
+        _cleanup_free_ char *msg = NULL;
+        const char *tail;
+        char why[128];
+        size_t len, n;
+        int k;
+
+        if (r == -ETIMEDOUT)
+                snprintf(why, sizeof(why), "not ready after %lld ms", (long long)ready_ms);
+        else if (r == -ECHILD && d->status >= 0 && WIFEXITED(d->status))
+                snprintf(why, sizeof(why), "exited with code %d before it was ready",
+                         WEXITSTATUS(d->status));
+        else if (r == -ECHILD && d->status >= 0 && WIFSIGNALED(d->status))
+                snprintf(why, sizeof(why), "was killed by signal %d before it was ready",
+                         WTERMSIG(d->status));
+        else if (r == -ECHILD)
+                snprintf(why, sizeof(why), "ended before it was ready");
+        else if (r == -EPIPE)
+                snprintf(why, sizeof(why), "closed fd 3 without writing \"ready\"");
+        else if (r == -EPROTO)
+                snprintf(why, sizeof(why), "wrote something other than \"ready\\n\" on fd 3");
+        else
+                snprintf(why, sizeof(why), "failed while warming up: %s", strerror(-r));
+
+        len = d->len;
+        while (len > 0 && (d->text[len - 1] == '\n' || d->text[len - 1] == ' '))
+                len--;
+        tail = d->truncated ? "..." : len == 0 ? "(nothing on stderr)" : "";
+        k = asprintf(&msg, "warm runner %.64s %s: ", prog, why);
+        if (k < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+        /* Its stderr as bytes: it may hold NULs. */
+        n = (size_t)k;
+        {
+                char *m = realloc(msg, n + len + strlen(tail) + 1);
+
+                if (!m)
+                        return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+                msg = m;
+        }
+        memcpy(msg + n, d->text, len);
+        n += len;
+        memcpy(msg + n, tail, strlen(tail) + 1);
+        n += strlen(tail);
+        return error_reply_bytes(id, msg, n);
+}
+
+static const char *const warm_fields[] = {"id", "op", "argv", "env", "ready_timeout_ms"};
+
+/* Start a runner that warms up (imports, JIT, ...) and then waits on fd 3 for one exec. */
+static json_t *agent_op_warm(struct agent *a, json_t *req, json_t *id)
+{
+        const struct agent_config *cfg = &a->cfg;
+        const char *root = cfg->workdir ? cfg->workdir : OP_AGENT_WORKDIR_DEFAULT;
+        _cleanup_(exec_req_done) struct exec_req q = {0};
+        _cleanup_(agent_child_kill) struct agent_child child = AGENT_CHILD_INIT;
+        struct agent_diag diag;
+        struct agent_job job;
+        json_int_t ready_ms;
+        char errbuf[512];
+        pid_t pid;
+        int r;
+
+        r = check_fields(req, warm_fields, ELEMENTSOF(warm_fields), errbuf, sizeof(errbuf));
+        if (r == 0)
+                r = decode_argv(json_object_get(req, "argv"), &q, errbuf, sizeof(errbuf));
+        if (r == 0)
+                r = check_env(json_object_get(req, "env"), errbuf, sizeof(errbuf));
+        if (r == 0)
+                r = get_uint(req, "ready_timeout_ms", 1, AGENT_READY_TIMEOUT_MS_MAX,
+                             AGENT_READY_TIMEOUT_MS_DEFAULT, &ready_ms, errbuf, sizeof(errbuf));
+        if (r == -ENOMEM)
+                return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", errbuf);
+        if (a->warm_waiting)
+                return op_error_reply(id, OP_ERR_BAD_REQUEST,
+                                      "a warm runner (pid %d) is already waiting",
+                                      (int)a->warm.pid);
+
+        if (mkdir(root, 0755) < 0 && errno != EEXIST)
+                return op_error_reply(id, OP_ERR_INTERNAL, "mkdir %s: %s", root, strerror(errno));
+        r = build_env(json_object_get(req, "env"), root, &q, errbuf, sizeof(errbuf));
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+
+        job = (struct agent_job){
+            .argv = q.argv,
+            .env = (const char *const *)q.env,
+            .workdir = root,
+            .uid = cfg->uid,
+            .gid = cfg->gid,
+        };
+        r = agent_spawn(&job, true, &child);
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "could not start warm runner %s: %s",
+                                      q.argv[0], strerror(-r));
+        r = agent_child_wait_ready(&child, (uint32_t)ready_ms, &diag);
+        if (r < 0)
+                return warm_failure(id, q.argv[0], ready_ms, r, &diag);
+
+        pid = child.pid;
+        a->warm = child;
+        child = AGENT_CHILD_INIT;
+        a->warm_waiting = true;
+        return json_pack("{s:O?, s:b, s:b, s:I}", "id", id, "ok", 1, "warm", 1, "pid",
+                         (json_int_t)pid);
+}
+
+static json_t *agent_op_ping(struct agent *a, json_t *req, json_t *id)
+{
+        const char *key;
+        json_t *v;
+
+        json_object_foreach (req, key, v) {
+                if (strcmp(key, "id") != 0 && strcmp(key, "op") != 0)
+                        return op_error_reply(id, OP_ERR_BAD_REQUEST, "unknown field \"%.64s\"",
+                                              key);
+        }
+        return json_pack("{s:O?, s:b, s:b, s:s}", "id", id, "ok", 1, "pong", 1, "agent_version",
+                         OP_AGENT_VERSION);
+}
+
+static const struct agent_op {
+        const char *name;
+        json_t *(*handler)(struct agent *a, json_t *req, json_t *id);
+} agent_ops[] = {
+    {"ping", agent_op_ping},
+    {"warm", agent_op_warm},
+    {"exec", agent_op_exec},
+};
+
+json_t *agent_ready_event(void)
+{
+        return json_pack("{s:s, s:s}", "event", "ready", "agent_version", OP_AGENT_VERSION);
+}
+
+void agent_init(struct agent *a, const struct agent_config *cfg)
+{
+        *a = (struct agent){.cfg = *cfg, .warm = AGENT_CHILD_INIT};
+}
+
+void agent_done(struct agent *a)
+{
+        if (!a)
+                return;
+        agent_child_kill(&a->warm);
+        a->warm_waiting = false;
+}
+
+json_t *agent_handle(struct agent *a, json_t *req)
+{
+        char errbuf[512];
+        json_t *id, *op;
+
+        if (!json_is_object(req))
+                return op_error_reply(NULL, OP_ERR_BAD_REQUEST, "a request is a JSON object");
+        if (op_request_id(req, &id, errbuf, sizeof(errbuf)) < 0)
+                return op_error_reply(NULL, OP_ERR_BAD_REQUEST, "%s", errbuf);
+        op = json_object_get(req, "op");
+        if (!op)
+                return op_error_reply(id, OP_ERR_BAD_REQUEST, "missing \"op\"");
+        if (!json_is_string(op))
+                return op_error_reply(id, OP_ERR_BAD_REQUEST, "\"op\" must be a string");
+        for (size_t i = 0; i < ELEMENTSOF(agent_ops); i++)
+                if (strcmp(json_string_value(op), agent_ops[i].name) == 0)
+                        return agent_ops[i].handler(a, req, id);
+        return op_error_reply(id, OP_ERR_UNKNOWN_OP, "unknown op \"%.64s\"", json_string_value(op));
+}
+
+void agent_reap_orphans(struct agent *a)
+{
+        for (;;) {
+                int st;
+                pid_t p = waitpid(-1, &st, WNOHANG);
+
+                if (p < 0 && errno == EINTR)
+                        continue;
+                if (p <= 0)
+                        break;
+                /* Its status is the exec's to report. (Pids are handed out cyclically: its
+                 * group id is not reused by the time that exec sweeps the group.) */
+                if (a->warm_waiting && p == a->warm.pid && !a->warm.reaped) {
+                        a->warm.reaped = true;
+                        a->warm.status = st;
+                }
+        }
+}

@@ -1,0 +1,43 @@
+/* agent.h: the agent's side of the protocol: one request frame in, one answer frame out, and the
+ * state kept between requests (a warm runner waiting for its job).
+ * Messages are specified in docs/protocol.md ("Agent channel"). */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "exec.h"
+
+#define OP_AGENT_VERSION         "0.1.0"
+#define OP_AGENT_WORKDIR_DEFAULT "/tmp/op"
+
+struct agent_config {
+        const char *workdir; /* parent of each request's working directory */
+        uid_t uid;           /* user code runs as this uid/gid when not (uid_t)-1 */
+        gid_t gid;
+        bool apply_identity; /* set clock, hostname, entropy from the request (guest only) */
+};
+
+/* One agent: its configuration and what outlives a request. Set up with agent_init(). */
+struct agent {
+        struct agent_config cfg;
+        bool warm_waiting;       /* a "warm" runner was started and waits for its job */
+        struct agent_child warm; /* that runner (its fd 3 is warm.ctl_fd) */
+};
+
+void agent_init(struct agent *a, const struct agent_config *cfg);
+/* Ends a waiting warm runner. The agent can be used again afterwards. */
+void agent_done(struct agent *a);
+
+/* The "ready" event the agent sends when its channel opens. New reference. */
+json_t *agent_ready_event(void);
+
+/* Handle one request object; returns the answer object (new reference, never NULL unless out of
+ * memory). Never exits and never lets user code's behaviour end the agent. */
+json_t *agent_handle(struct agent *a, json_t *req);
+
+/* Reap every exited child (as PID 1 or child subreaper, orphans are the agent's), keeping the
+ * exit status of a waiting warm runner for the exec it will run. Never blocks; call it between
+ * requests only. */
+void agent_reap_orphans(struct agent *a);

@@ -1,0 +1,91 @@
+/* exec.h: the agent's execution engine: start a program (or take over one already started),
+ * feed its stdin, capture its output up to a cap, enforce a wall-clock deadline on the whole
+ * process tree, report how it ended. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct agent_job {
+        const char *const *argv; /* argv[0] looked up in PATH of env */
+        const char *const *env;  /* full environment for the program, NULL-terminated */
+        const char *workdir;     /* cwd of the program; must exist */
+        const char *stdin_data;  /* fed to the program's stdin, then closed */
+        size_t stdin_len;
+        uint32_t timeout_ms; /* wall clock, whole tree killed when it passes */
+        size_t output_max;   /* bytes kept per stream; more sets truncated and ends the run */
+        uid_t uid;           /* run as this uid/gid when not (uid_t)-1 */
+        gid_t gid;
+        /* agent_exec_attach() only: written to the child's ctl_fd (its fd 3), which is then
+         * closed; part of the run, under the same deadline. */
+        const char *handoff;
+        size_t handoff_len;
+};
+
+/* A started program the agent supervises. Its fds are the agent's ends, close-on-exec. */
+struct agent_child {
+        pid_t pid;  /* the program itself, a child of the agent; 0 when none */
+        pid_t pgid; /* its process group, what a kill ends (the program called setsid()) */
+        int pidfd;  /* -1 when the kernel has no pidfd_open() */
+        int in_fd, out_fd, err_fd; /* its stdin, stdout, stderr */
+        int ctl_fd;                /* its fd 3 (a stream socket), or -1 */
+        bool reaped;               /* someone else reaped pid and reported status */
+        int status;                /* wait status when reaped */
+};
+
+#define AGENT_CHILD_INIT                                                                           \
+        ((struct agent_child){.pidfd = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1, .ctl_fd = -1})
+
+struct agent_result {
+        char *out; /* malloc'd, out_len bytes (+ NUL) */
+        size_t out_len;
+        char *err;
+        size_t err_len;
+        int exit_code; /* -1 when killed by a signal */
+        int signal;    /* 0 unless killed by a signal */
+        bool timed_out;
+        bool truncated;
+        uint64_t run_us; /* from fork (or hand-off) to the end of the last output */
+};
+
+/* Run the job. 0 with *ret filled (free with agent_result_done()), or a negative errno when the
+ * program could not be started at all (a missing binary is an exit code 127, not an error). */
+int agent_exec(const struct agent_job *job, struct agent_result *ret);
+void agent_result_done(struct agent_result *r);
+
+/* Start job->argv in its own session with pipes for fds 0-2 and, when with_ctl, one end of a
+ * socketpair as fd 3. job->stdin_data, timeout_ms and output_max are not used. 0 with *ret
+ * filled (end it with agent_exec_attach() or agent_child_kill()), or a negative errno when it
+ * could not be started (nothing is left running then). */
+int agent_spawn(const struct agent_job *job, bool with_ctl, struct agent_child *ret);
+
+/* Supervise a started child as agent_exec() does its own: write job->handoff to its ctl_fd,
+ * feed job->stdin_data, keep its output up to job->output_max, kill its process group at
+ * job->timeout_ms (counted from this call, as is run_us), and report how it ended. Takes
+ * ownership of *child in every case (it is AGENT_CHILD_INIT on return): when it returns a
+ * negative errno, the child is dead and reaped all the same. */
+int agent_exec_attach(const struct agent_job *job, struct agent_child *child,
+                      struct agent_result *ret);
+
+/* Bytes of the child's stderr kept for an error message. */
+#define AGENT_DIAG_MAX 1024
+
+struct agent_diag {
+        char text[AGENT_DIAG_MAX + 1]; /* NUL-ended; may hold other NULs and invalid UTF-8 */
+        size_t len;
+        bool truncated;
+        int status; /* wait status when the child ended, -1 when it did not or is unknown */
+};
+
+/* Wait up to timeout_ms for the child to write the line "ready\n" on its ctl_fd, discarding
+ * what it writes on stdout and stderr meanwhile. 0 when it did; otherwise the child is killed,
+ * reaped and closed (*child is AGENT_CHILD_INIT), *ret_diag holds the start of its stderr and
+ * how it ended, and the result says why: -ETIMEDOUT (deadline), -ECHILD (it ended), -EPIPE (it
+ * closed fd 3 and did not end), -EPROTO (it wrote something else), or another negative errno. */
+int agent_child_wait_ready(struct agent_child *child, uint32_t timeout_ms,
+                           struct agent_diag *ret_diag);
+
+/* Kill the child's process group, reap it, close the fds. *child becomes AGENT_CHILD_INIT. */
+void agent_child_kill(struct agent_child *child);

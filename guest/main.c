@@ -1,0 +1,489 @@
+/* main.c: the op-agent process: options, PID 1 duties (set-up, orphans, never exiting), and the
+ * channel to the host: open it, announce "ready", then one answer frame per request frame. */
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/reboot.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "cleanup.h"
+#include "frame.h"
+#include "init.h"
+#include "msg.h"
+#include "util.h"
+
+DEFINE_POINTER_CLEANUP(DIR *, closedir)
+
+#define VIRTIO_PORTS_DIR "/sys/class/virtio-ports"
+#define VIRTIO_PORT_NAME "op.agent"
+#define CHANNEL_FIND_US  (10 * 1000 * 1000) /* give up finding the channel at boot after this */
+#define CHANNEL_RETRY_NS (100 * 1000 * 1000)
+#define READ_BUF_INITIAL (64 * 1024)
+#define READ_BUF_KEEP    (1024 * 1024) /* shrink back to READ_BUF_INITIAL above this when idle */
+
+/* How one serving session on a channel ended. */
+enum serve_end {
+        SERVE_EOF,    /* host went away (EOF, EIO): reopen, or exit when that is impossible */
+        SERVE_RESYNC, /* the byte stream cannot be trusted any more (oversize frame) */
+};
+
+struct agent_main;
+
+/* A kind of channel to the host. Adding one (AF_VSOCK port 1024: listen once, accept per
+ * session) means one open function and one entry in channel_kinds[]. */
+struct channel_kind {
+        const char *name;
+        /* Open a session: fds for reading requests and writing answers (may be the same). */
+        int (*open)(struct agent_main *m, int *ret_in, int *ret_out);
+        bool owns_fds;   /* close the fds when the session ends */
+        bool reopenable; /* a new session can follow when one ends */
+};
+
+struct agent_main {
+        struct agent_config cfg; /* from the options */
+        struct agent agent;      /* the protocol's state, set up from cfg */
+        const struct channel_kind *kind;
+        const char *channel_path; /* --channel */
+        bool pid1;
+};
+
+static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_msg(const char *fmt, ...)
+{
+        static const char prefix[] = "op-agent: ";
+        char line[512];
+        size_t len = sizeof(prefix) - 1;
+        va_list ap;
+        int n;
+
+        memcpy(line, prefix, len);
+        va_start(ap, fmt);
+        n = vsnprintf(line + len, sizeof(line) - len - 1, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return;
+        len += (size_t)n < sizeof(line) - len - 1 ? (size_t)n : sizeof(line) - len - 2;
+        line[len++] = '\n';
+        /* One write per line, so that kernel messages on the console do not split it. */
+        (void)!write(STDERR_FILENO, line, len);
+}
+
+static void nap(long ns)
+{
+        nanosleep(&(struct timespec){.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000}, NULL);
+}
+
+/* Nothing is left to try. PID 1 may not exit (the kernel would panic): power off, so that the
+ * host sees the VM end at once, or else sleep forever. */
+static _Noreturn void give_up(const struct agent_main *m)
+{
+        if (!m->pid1)
+                exit(EXIT_FAILURE);
+        log_msg("giving up, powering off");
+        sync();
+        (void)reboot(RB_POWER_OFF);
+        for (;;)
+                pause();
+}
+
+/* Make sure fds 0-2 exist, so that no channel or pipe lands there and logs stay logs. */
+static void ensure_std_fds(void)
+{
+        for (int fd = 0; fd < 3; fd++) {
+                int nfd;
+
+                if (fcntl(fd, F_GETFD) >= 0)
+                        continue;
+                nfd = open("/dev/console", O_RDWR | O_NOCTTY);
+                if (nfd < 0)
+                        nfd = open("/dev/null", O_RDWR | O_NOCTTY);
+                if (nfd >= 0 && nfd != fd) {
+                        close(nfd);
+                        return;
+                }
+        }
+}
+
+static void reap_orphans(struct agent_main *m)
+{
+        /* As PID 1 or child subreaper, what user code left behind is ours to reap; the agent
+         * keeps the status of a warm runner that ended while waiting. */
+        agent_reap_orphans(&m->agent);
+}
+
+static int channel_stdio_open(struct agent_main *m, int *ret_in, int *ret_out)
+{
+        *ret_in = STDIN_FILENO;
+        *ret_out = STDOUT_FILENO;
+        return 0;
+}
+
+static int channel_path_open(struct agent_main *m, int *ret_in, int *ret_out)
+{
+        int fd = open(m->channel_path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        *ret_in = *ret_out = fd;
+        return 0;
+}
+
+/* The virtio-serial port the host named "op.agent": /dev/vportNpM. */
+static int find_virtio_port(char **ret_path)
+{
+        _cleanup_(closedirp) DIR *d = opendir(VIRTIO_PORTS_DIR);
+        struct dirent *de;
+
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                _cleanup_free_ char *name_path = NULL, *name = NULL;
+                size_t len;
+
+                if (strncmp(de->d_name, "vport", 5) != 0)
+                        continue;
+                if (asprintf(&name_path, VIRTIO_PORTS_DIR "/%s/name", de->d_name) < 0)
+                        return -ENOMEM;
+                if (op_read_file(name_path, 256, &name, &len) < 0)
+                        continue;
+                while (len > 0 && (name[len - 1] == '\n' || name[len - 1] == ' '))
+                        name[--len] = 0;
+                if (strcmp(name, VIRTIO_PORT_NAME) != 0)
+                        continue;
+                if (asprintf(ret_path, "/dev/%s", de->d_name) < 0)
+                        return -ENOMEM;
+                return 0;
+        }
+        return -ENOENT;
+}
+
+static int channel_virtio_open(struct agent_main *m, int *ret_in, int *ret_out)
+{
+        _cleanup_free_ char *path = NULL;
+        int fd, r;
+
+        r = find_virtio_port(&path);
+        if (r < 0)
+                return r;
+        fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        *ret_in = *ret_out = fd;
+        return 0;
+}
+
+static const struct channel_kind channel_kinds[] = {
+    {"stdio", channel_stdio_open, .owns_fds = false, .reopenable = false},
+    {"path", channel_path_open, .owns_fds = true, .reopenable = true},
+    {"virtio", channel_virtio_open, .owns_fds = true, .reopenable = true},
+};
+
+enum { CHANNEL_STDIO, CHANNEL_PATH, CHANNEL_VIRTIO };
+
+static int send_json(int fd, json_t *obj)
+{
+        _cleanup_free_ char *frame = NULL;
+        size_t len;
+        int r;
+
+        r = op_frame_encode(obj, OP_FRAME_MAX_DEFAULT, &frame, &len);
+        if (r == -EMSGSIZE) {
+                _cleanup_(json_decrefp) json_t *e = op_error_reply(
+                    json_object_get(obj, "id"), OP_ERR_FRAME_TOO_LARGE,
+                    "the answer is over the frame limit of %u bytes; ask for less output",
+                    OP_FRAME_MAX_DEFAULT);
+                if (!e)
+                        return -ENOMEM;
+                r = op_frame_encode(e, OP_FRAME_MAX_DEFAULT, &frame, &len);
+        }
+        if (r < 0)
+                return r;
+        return op_write_all(fd, frame, len);
+}
+
+static int handle_frame(struct agent_main *m, int out_fd, const char *payload, size_t len)
+{
+        _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
+        char errbuf[256];
+        int r;
+
+        r = op_parse_object(payload, len, &req, errbuf, sizeof(errbuf));
+        if (r < 0)
+                answer = op_error_reply(NULL, OP_ERR_BAD_REQUEST, "%s", errbuf);
+        else
+                answer = agent_handle(&m->agent, req);
+        if (!answer)
+                answer = op_error_reply(NULL, OP_ERR_INTERNAL, "out of memory");
+        if (!answer)
+                return -ENOMEM;
+        return send_json(out_fd, answer);
+}
+
+/* Serve one session: "ready", then requests until the host goes away or the stream breaks. */
+static enum serve_end serve(struct agent_main *m, int in_fd, int out_fd)
+{
+        _cleanup_(json_decrefp) json_t *ready = agent_ready_event();
+        _cleanup_free_ char *buf = NULL;
+        size_t n = 0, cap = READ_BUF_INITIAL;
+        int r;
+
+        buf = malloc(cap);
+        if (!buf || !ready)
+                return SERVE_EOF;
+        r = send_json(out_fd, ready);
+        if (r < 0)
+                return SERVE_EOF;
+
+        for (;;) {
+                struct op_frame f;
+                ssize_t k;
+
+                r = op_frame_next(buf, n, OP_FRAME_MAX_DEFAULT, &f);
+                if (r == -EMSGSIZE) {
+                        _cleanup_(json_decrefp) json_t *e = op_error_reply(
+                            NULL, OP_ERR_FRAME_TOO_LARGE,
+                            "frame over the limit of %u bytes; closing", OP_FRAME_MAX_DEFAULT);
+                        log_msg("oversize frame from the host, resetting the channel");
+                        if (e)
+                                (void)send_json(out_fd, e);
+                        return SERVE_RESYNC;
+                }
+                if (r > 0) {
+                        r = handle_frame(m, out_fd, buf + f.payload_offset, f.payload_len);
+                        memmove(buf, buf + f.frame_len, n - f.frame_len);
+                        n -= f.frame_len;
+                        reap_orphans(m);
+                        if (r == -ENOMEM)
+                                log_msg("out of memory answering a request");
+                        else if (r < 0)
+                                return SERVE_EOF; /* cannot write: the host went away */
+                        continue;
+                }
+
+                /* Need more bytes: make room for the whole announced frame (bounded above). */
+                if (n >= OP_FRAME_HEADER_SIZE) {
+                        size_t need =
+                            OP_FRAME_HEADER_SIZE +
+                            ((size_t)(uint8_t)buf[0] << 24 | (size_t)(uint8_t)buf[1] << 16 |
+                             (size_t)(uint8_t)buf[2] << 8 | (size_t)(uint8_t)buf[3]);
+                        if (need > cap) {
+                                char *nb = realloc(buf, need);
+                                if (!nb) {
+                                        log_msg("out of memory for a %zu byte frame", need);
+                                        return SERVE_RESYNC;
+                                }
+                                buf = nb;
+                                cap = need;
+                        }
+                } else if (n == 0 && cap > READ_BUF_KEEP) {
+                        char *nb = realloc(buf, READ_BUF_INITIAL);
+                        if (nb) {
+                                buf = nb;
+                                cap = READ_BUF_INITIAL;
+                        }
+                }
+
+                k = read(in_fd, buf + n, cap - n);
+                if (k < 0) {
+                        if (errno == EINTR || errno == EAGAIN)
+                                continue;
+                        return SERVE_EOF;
+                }
+                if (k == 0)
+                        return SERVE_EOF;
+                n += (size_t)k;
+        }
+}
+
+static void run(struct agent_main *m)
+{
+        uint64_t failing_since = 0;
+        bool announced_loss = false;
+
+        for (;;) {
+                int in_fd = -1, out_fd = -1, r;
+                enum serve_end end;
+
+                r = m->kind->open(m, &in_fd, &out_fd);
+                if (r < 0) {
+                        uint64_t now = op_now_us();
+
+                        if (!failing_since) {
+                                failing_since = now;
+                                log_msg("opening the %s channel: %s; retrying", m->kind->name,
+                                        strerror(-r));
+                        } else if (now - failing_since > CHANNEL_FIND_US) {
+                                log_msg("no %s channel after %d s", m->kind->name,
+                                        CHANNEL_FIND_US / 1000000);
+                                give_up(m);
+                        }
+                        nap(CHANNEL_RETRY_NS);
+                        continue;
+                }
+                failing_since = 0;
+
+                end = serve(m, in_fd, out_fd);
+                if (m->kind->owns_fds) {
+                        if (out_fd != in_fd)
+                                safe_close(out_fd);
+                        safe_close(in_fd);
+                }
+                if (!m->kind->reopenable) {
+                        if (m->pid1) {
+                                nap(CHANNEL_RETRY_NS);
+                                continue;
+                        }
+                        exit(end == SERVE_EOF ? EXIT_SUCCESS : EXIT_FAILURE);
+                }
+                if (!announced_loss) {
+                        log_msg("host disconnected, waiting for it");
+                        announced_loss = true;
+                }
+                reap_orphans(m);
+                nap(CHANNEL_RETRY_NS);
+        }
+}
+
+static int parse_id(const char *s, unsigned *ret)
+{
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || *s == '-' || v >= UINT_MAX)
+                return -EINVAL;
+        *ret = (unsigned)v;
+        return 0;
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f, "usage: op-agent [--stdio | --channel PATH] [--workdir DIR] [--uid N --gid N]\n"
+                   "  --stdio         frames on stdin/stdout (tests)\n"
+                   "  --channel PATH  a character device or FIFO to read and write frames on\n"
+                   "  (default)       the virtio-serial port named \"" VIRTIO_PORT_NAME "\"\n"
+                   "  --workdir DIR   parent of each request's working directory "
+                   "(default " OP_AGENT_WORKDIR_DEFAULT ")\n"
+                   "  --uid N --gid N run user code as this user and group\n");
+}
+
+/* Parse options. As PID 1, a bad option (the kernel passes unknown boot parameters on) is
+ * logged and ignored: the agent must start anyway. */
+static int parse_args(struct agent_main *m, int argc, char **argv)
+{
+        static const struct option opts[] = {
+            {"stdio", no_argument, NULL, 's'},         {"channel", required_argument, NULL, 'c'},
+            {"workdir", required_argument, NULL, 'w'}, {"uid", required_argument, NULL, 'u'},
+            {"gid", required_argument, NULL, 'g'},     {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},       {},
+        };
+        bool gid_set = false;
+        unsigned v;
+        int c;
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0) {
+                switch (c) {
+                case 's':
+                        m->kind = &channel_kinds[CHANNEL_STDIO];
+                        break;
+                case 'c':
+                        m->kind = &channel_kinds[CHANNEL_PATH];
+                        m->channel_path = optarg;
+                        break;
+                case 'w':
+                        m->cfg.workdir = optarg;
+                        break;
+                case 'u':
+                case 'g':
+                        if (parse_id(optarg, &v) < 0) {
+                                log_msg("--%s: not a number: %s", c == 'u' ? "uid" : "gid", optarg);
+                                if (!m->pid1)
+                                        return -EINVAL;
+                                break;
+                        }
+                        if (c == 'u')
+                                m->cfg.uid = (uid_t)v;
+                        else {
+                                m->cfg.gid = (gid_t)v;
+                                gid_set = true;
+                        }
+                        break;
+                case 'h':
+                        usage(stdout);
+                        exit(EXIT_SUCCESS);
+                case 'V':
+                        printf("op-agent %s\n", OP_AGENT_VERSION);
+                        exit(EXIT_SUCCESS);
+                default:
+                        log_msg("unknown option: %s", argv[optind - 1]);
+                        if (!m->pid1) {
+                                usage(stderr);
+                                return -EINVAL;
+                        }
+                }
+        }
+        if (m->cfg.uid != (uid_t)-1 && !gid_set)
+                m->cfg.gid = (gid_t)m->cfg.uid;
+        if (m->cfg.uid == (uid_t)-1 && gid_set) {
+                log_msg("--gid needs --uid");
+                if (!m->pid1)
+                        return -EINVAL;
+                m->cfg.gid = (gid_t)-1;
+        }
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        struct agent_main m = {
+            .cfg =
+                {
+                    .workdir = OP_AGENT_WORKDIR_DEFAULT,
+                    .uid = (uid_t)-1,
+                    .gid = (gid_t)-1,
+                },
+            .kind = &channel_kinds[CHANNEL_VIRTIO],
+            .pid1 = getpid() == 1,
+        };
+        struct sigaction ign = {.sa_handler = SIG_IGN}, dfl = {.sa_handler = SIG_DFL};
+        int r;
+
+        ensure_std_fds();
+        if (parse_args(&m, argc, argv) < 0)
+                return EXIT_FAILURE;
+
+        /* A program closing its stdin early must not end the agent. */
+        sigaction(SIGPIPE, &ign, NULL);
+        /* Exit statuses are needed: children must stay waitable. */
+        sigaction(SIGCHLD, &dfl, NULL);
+
+        if (m.pid1) {
+                r = op_init_setup();
+                ensure_std_fds();
+                if (r < 0)
+                        log_msg("guest set-up failed: %s; going on", strerror(-r));
+                /* Only the real guest gets its clock, hostname and RNG from requests. */
+                m.cfg.apply_identity = true;
+        } else if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+                log_msg("cannot become child subreaper: %m");
+
+        agent_init(&m.agent, &m.cfg);
+        if (m.kind != &channel_kinds[CHANNEL_STDIO])
+                log_msg("%s, channel %s%s%s", OP_AGENT_VERSION, m.kind->name,
+                        m.channel_path ? " " : "", m.channel_path ? m.channel_path : "");
+        run(&m);
+        give_up(&m);
+}

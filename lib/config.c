@@ -1,0 +1,356 @@
+/* config.c: the table of configuration keys, their types and bounds, the parser of
+ * "key = value" files and the dump. Adding a key is one line in keys[]. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "util.h"
+
+enum key_type { K_STR, K_U32, K_SIZE, K_MODE, K_ACCEL, K_BOOL };
+
+struct key {
+        const char *name;
+        enum key_type type;
+        size_t offset;
+        uint64_t min, max;
+};
+
+#define STR(n, f)                                                                                  \
+        {                                                                                          \
+                n, K_STR, offsetof(struct op_config, f), 1, 4096                                   \
+        }
+#define STR0(n, f)                                                                                 \
+        {                                                                                          \
+                n, K_STR, offsetof(struct op_config, f), 0, 4096                                   \
+        }
+#define BOOL(n, f)                                                                                 \
+        {                                                                                          \
+                n, K_BOOL, offsetof(struct op_config, f), 0, 1                                     \
+        }
+#define U32(n, f, lo, hi)                                                                          \
+        {                                                                                          \
+                n, K_U32, offsetof(struct op_config, f), lo, hi                                    \
+        }
+#define LIM(n, f, lo, hi)                                                                          \
+        {                                                                                          \
+                n, K_SIZE, offsetof(struct op_config, limits.f), lo, hi                            \
+        }
+#define LIMU(n, f, lo, hi)                                                                         \
+        {                                                                                          \
+                n, K_U32, offsetof(struct op_config, limits.f), lo, hi                             \
+        }
+
+static const struct key keys[] = {
+    STR("socket", socket_path),
+    {"socket_mode", K_MODE, offsetof(struct op_config, socket_mode), 0, 0777},
+    STR("images_dir", images_dir),
+    STR("languages", languages_file),
+    STR("run_dir", run_dir),
+    STR("cache_dir", cache_dir),
+    STR("qemu", qemu_binary),
+    {"accel", K_ACCEL, offsetof(struct op_config, accel), 0, 0},
+    U32("accel_probe_timeout_ms", accel_probe_timeout_ms, 100, 600000),
+    U32("vm.memory_mb", vm_memory_mb, 64, 65536),
+    U32("vm.vcpus", vm_vcpus, 1, 64),
+    U32("max_vms", max_vms, 1, 4096),
+    U32("pool.size", pool_size, 0, 1024),
+    STR0("pool.sizes", pool_sizes),
+    BOOL("pool.fallback_cold", pool_fallback_cold),
+    U32("max_restores", max_restores, 1, 256),
+    U32("restore_timeout_ms", restore_timeout_ms, 100, 600000),
+    U32("snapshot_check_ms", snapshot_check_ms, 0, 86400000),
+    U32("snapshot_keep", snapshot_keep, 1, 1000),
+    U32("max_clients", max_clients, 1, 65536),
+    U32("max_queued", max_queued, 0, 1000000),
+    U32("max_inflight", max_inflight, 1, 65536),
+    U32("boot_timeout_ms", boot_timeout_ms, 100, 600000),
+    U32("queue_timeout_ms", queue_timeout_ms, 0, 600000),
+    U32("agent_grace_ms", agent_grace_ms, 0, 600000),
+    U32("read_timeout_ms", read_timeout_ms, 100, 3600000),
+    U32("idle_timeout_ms", idle_timeout_ms, 100, 86400000),
+    LIM("limit.frame_max", frame_max, 1024, OP_FRAME_MAX_CEILING),
+    LIM("limit.code_max", code_max, 1, OP_FRAME_MAX_CEILING),
+    LIM("limit.stdin_max", stdin_max, 0, OP_FRAME_MAX_CEILING),
+    LIM("limit.args_max", args_max, 0, 4096),
+    LIM("limit.arg_len_max", arg_len_max, 1, 1 << 20),
+    LIM("limit.env_max", env_max, 0, 4096),
+    LIM("limit.env_len_max", env_len_max, 2, 1 << 20),
+    LIM("limit.files_max", files_max, 0, 4096),
+    LIM("limit.file_size_max", file_size_max, 0, OP_FRAME_MAX_CEILING),
+    LIMU("limit.timeout_ms_default", timeout_ms_default, 1, 3600000),
+    LIMU("limit.timeout_ms_max", timeout_ms_max, 1, 3600000),
+    LIM("limit.output_max", output_max, 0, 64 << 20),
+};
+
+static const char *const accel_names[] = {
+    [OP_ACCEL_AUTO] = "auto",
+    [OP_ACCEL_KVM] = "kvm",
+    [OP_ACCEL_TCG] = "tcg",
+};
+
+const char *op_accel_name(enum op_accel a)
+{
+        return (unsigned)a < ELEMENTSOF(accel_names) ? accel_names[a] : "?";
+}
+
+static int set_str(char **p, const char *v)
+{
+        char *s = strdup(v);
+
+        if (!s)
+                return -ENOMEM;
+        free(*p);
+        *p = s;
+        return 0;
+}
+
+int op_config_init(struct op_config *c)
+{
+        *c = (struct op_config){
+            .socket_mode = 0660,
+            .accel = OP_ACCEL_AUTO,
+            .accel_probe_timeout_ms = 15000,
+            .vm_memory_mb = 512,
+            .vm_vcpus = 1,
+            .max_vms = 8,
+            .pool_size = 2,
+            .pool_fallback_cold = 1,
+            .max_restores = 2,
+            .restore_timeout_ms = 30000,
+            .snapshot_check_ms = 5000,
+            .snapshot_keep = 2,
+            .max_clients = 256,
+            .max_queued = 256,
+            .max_inflight = 64,
+            .boot_timeout_ms = 60000,
+            .queue_timeout_ms = 30000,
+            .agent_grace_ms = 5000,
+            .read_timeout_ms = 10000,
+            .idle_timeout_ms = 300000,
+            .limits = OP_LIMITS_DEFAULT,
+        };
+        if (set_str(&c->socket_path, "/run/opd/opd.sock") < 0 ||
+            set_str(&c->images_dir, "/var/lib/opd/images") < 0 ||
+            set_str(&c->languages_file, "/usr/share/opd/languages.json") < 0 ||
+            set_str(&c->run_dir, "/run/opd/vm") < 0 ||
+            set_str(&c->cache_dir, "/var/lib/opd/cache") < 0 || set_str(&c->pool_sizes, "") < 0 ||
+            set_str(&c->qemu_binary, "qemu-system-x86_64") < 0) {
+                op_config_free(c);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+void op_config_free(struct op_config *c)
+{
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (keys[i].type == K_STR) {
+                        char **p = (char **)((char *)c + keys[i].offset);
+                        free(*p);
+                        *p = NULL;
+                }
+}
+
+static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(errbuf, errlen, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static int parse_uint(const char *v, int base, uint64_t *ret)
+{
+        char *end;
+        unsigned long long x;
+
+        if (*v == '-' || *v == '+' || *v == 0)
+                return -EINVAL;
+        errno = 0;
+        x = strtoull(v, &end, base);
+        if (errno || *end)
+                return -EINVAL;
+        *ret = x;
+        return 0;
+}
+
+int op_config_set(struct op_config *c, const char *key, const char *value, char *errbuf,
+                  size_t errlen)
+{
+        const struct key *k = NULL;
+        void *p;
+        uint64_t x;
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (strcmp(keys[i].name, key) == 0)
+                        k = &keys[i];
+        if (!k)
+                return fail(errbuf, errlen, "unknown key \"%s\"", key);
+        p = (char *)c + k->offset;
+        switch (k->type) {
+        case K_STR:
+                if (strlen(value) < k->min || strlen(value) > k->max)
+                        return fail(errbuf, errlen, "%s: must be %llu-%llu bytes", key,
+                                    (unsigned long long)k->min, (unsigned long long)k->max);
+                return set_str(p, value);
+        case K_BOOL:
+                if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1"))
+                        *(uint32_t *)p = 1;
+                else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "0"))
+                        *(uint32_t *)p = 0;
+                else
+                        return fail(errbuf, errlen, "%s: must be yes or no", key);
+                return 0;
+        case K_ACCEL:
+                for (size_t i = 0; i < ELEMENTSOF(accel_names); i++)
+                        if (strcmp(value, accel_names[i]) == 0) {
+                                *(enum op_accel *)p = (enum op_accel)i;
+                                return 0;
+                        }
+                return fail(errbuf, errlen, "%s: must be auto, kvm or tcg, not \"%s\"", key, value);
+        case K_MODE:
+                if (parse_uint(value, 8, &x) < 0 || x > k->max)
+                        return fail(errbuf, errlen, "%s: must be an octal mode such as 0660", key);
+                *(uint32_t *)p = (uint32_t)x;
+                return 0;
+        case K_U32:
+        case K_SIZE:
+                if (parse_uint(value, 10, &x) < 0 || x < k->min || x > k->max)
+                        return fail(errbuf, errlen, "%s: must be an integer from %llu to %llu", key,
+                                    (unsigned long long)k->min, (unsigned long long)k->max);
+                if (k->type == K_U32)
+                        *(uint32_t *)p = (uint32_t)x;
+                else
+                        *(size_t *)p = (size_t)x;
+                return 0;
+        }
+        return -EINVAL;
+}
+
+static char *strip(char *s)
+{
+        char *e;
+
+        while (*s == ' ' || *s == '\t')
+                s++;
+        e = s + strlen(s);
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+                *--e = 0;
+        return s;
+}
+
+int op_config_parse(struct op_config *c, const char *text, const char *origin, char *errbuf,
+                    size_t errlen)
+{
+        _cleanup_free_ char *copy = strdup(text);
+        unsigned lineno = 0;
+        char why[256];
+        char *next;
+
+        if (!copy)
+                return -ENOMEM;
+        for (char *line = copy; line; line = next) {
+                char *eq, *key, *val;
+                int r;
+
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                lineno++;
+                line = strip(line);
+                if (*line == 0 || *line == '#')
+                        continue;
+                eq = strchr(line, '=');
+                if (!eq)
+                        return fail(errbuf, errlen, "%s:%u: expected \"key = value\"", origin,
+                                    lineno);
+                *eq = 0;
+                key = strip(line);
+                val = strip(eq + 1);
+                r = op_config_set(c, key, val, why, sizeof(why));
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return fail(errbuf, errlen, "%s:%u: %s", origin, lineno, why);
+        }
+        if (c->limits.timeout_ms_default > c->limits.timeout_ms_max)
+                return fail(errbuf, errlen,
+                            "%s: limit.timeout_ms_default is over limit.timeout_ms_max", origin);
+        return 0;
+}
+
+int op_config_load(struct op_config *c, const char *path, char *errbuf, size_t errlen)
+{
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        r = op_read_file(path, 1024 * 1024, &text, NULL);
+        if (r < 0) {
+                fail(errbuf, errlen, "%s: %s", path, strerror(-r));
+                return r;
+        }
+        return op_config_parse(c, text, path, errbuf, errlen);
+}
+
+void op_config_dump(const struct op_config *c, FILE *f)
+{
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const struct key *k = &keys[i];
+                const void *p = (const char *)c + k->offset;
+
+                switch (k->type) {
+                case K_STR:
+                        fprintf(f, "%s = %s\n", k->name, *(char *const *)p);
+                        break;
+                case K_ACCEL:
+                        fprintf(f, "%s = %s\n", k->name, op_accel_name(*(const enum op_accel *)p));
+                        break;
+                case K_MODE:
+                        fprintf(f, "%s = %04o\n", k->name, *(const uint32_t *)p);
+                        break;
+                case K_U32:
+                        fprintf(f, "%s = %u\n", k->name, *(const uint32_t *)p);
+                        break;
+                case K_BOOL:
+                        fprintf(f, "%s = %s\n", k->name, *(const uint32_t *)p ? "yes" : "no");
+                        break;
+                case K_SIZE:
+                        fprintf(f, "%s = %zu\n", k->name, *(const size_t *)p);
+                        break;
+                }
+        }
+}
+
+int op_config_pool_size(const struct op_config *c, const char *lang, uint32_t *ret)
+{
+        size_t n = strlen(lang);
+        const char *p = c->pool_sizes;
+
+        *ret = c->pool_size;
+        while (p && *p) {
+                const char *comma = strchr(p, ','), *eq = strchr(p, '=');
+                const char *end = comma ? comma : p + strlen(p);
+                char num[16];
+                uint64_t x;
+
+                if (!eq || eq > end || (size_t)(end - eq - 1) >= sizeof(num))
+                        return -EINVAL;
+                memcpy(num, eq + 1, (size_t)(end - eq - 1));
+                num[end - eq - 1] = 0;
+                if (parse_uint(num, 10, &x) < 0 || x > 1024)
+                        return -EINVAL;
+                if ((size_t)(eq - p) == n && strncmp(p, lang, n) == 0)
+                        *ret = (uint32_t)x;
+                p = comma ? comma + 1 : NULL;
+        }
+        return 0;
+}

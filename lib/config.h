@@ -1,0 +1,67 @@
+/* config.h: opd's configuration: defaults, the "key = value" file format, validation, and the
+ * canonical dump printed by `opd --check-config`. */
+#pragma once
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "msg.h"
+
+enum op_accel {
+        OP_ACCEL_AUTO,
+        OP_ACCEL_KVM,
+        OP_ACCEL_TCG,
+};
+
+const char *op_accel_name(enum op_accel a);
+
+struct op_config {
+        char *socket_path;
+        uint32_t socket_mode;
+        char *images_dir;
+        char *languages_file;
+        char *run_dir;   /* per-VM working directories */
+        char *cache_dir; /* snapshots: <cache_dir>/<lang>/<version>/ */
+        char *qemu_binary;
+        enum op_accel accel;
+        uint32_t accel_probe_timeout_ms;
+        uint32_t vm_memory_mb;
+        uint32_t vm_vcpus;
+        uint32_t max_vms;            /* VMM processes alive at once */
+        uint32_t pool_size;          /* paused VMs kept per language with a snapshot */
+        char *pool_sizes;            /* per-language overrides: "python=4,bash=1" */
+        uint32_t pool_fallback_cold; /* empty pool: boot cold instead of waiting */
+        uint32_t max_restores;       /* restores running at once, all pools */
+        uint32_t restore_timeout_ms;
+        uint32_t snapshot_check_ms; /* how often "current" is looked at; 0: never */
+        uint32_t snapshot_keep;     /* versions kept per language besides the serving one */
+        uint32_t max_clients;       /* connections at once */
+        uint32_t max_queued;        /* requests waiting for a VM, all clients together */
+        uint32_t max_inflight;      /* requests in flight on one connection */
+        uint32_t boot_timeout_ms;
+        uint32_t queue_timeout_ms; /* a request waiting for a VM gives up after this */
+        uint32_t agent_grace_ms;   /* host deadline = timeout_ms + this */
+        uint32_t read_timeout_ms;  /* a started frame must complete within this */
+        uint32_t idle_timeout_ms;  /* a connection with nothing in flight is closed after this */
+        struct op_limits limits;
+};
+
+/* Defaults, with every string allocated. */
+int op_config_init(struct op_config *c);
+void op_config_free(struct op_config *c);
+
+/* Apply "key = value" lines. On error returns -EINVAL and "<origin>:<line>: <why>" in errbuf. */
+int op_config_parse(struct op_config *c, const char *text, const char *origin, char *errbuf,
+                    size_t errlen);
+int op_config_load(struct op_config *c, const char *path, char *errbuf, size_t errlen);
+
+/* Set one key (used by command-line flags too). */
+int op_config_set(struct op_config *c, const char *key, const char *value, char *errbuf,
+                  size_t errlen);
+
+/* The pool size for lang: its entry in pool_sizes, else pool_size. -EINVAL on a malformed list. */
+int op_config_pool_size(const struct op_config *c, const char *lang, uint32_t *ret);
+
+/* Print every key with its effective value, in file syntax. */
+void op_config_dump(const struct op_config *c, FILE *f);

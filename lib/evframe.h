@@ -1,0 +1,18 @@
+/* evframe.h: frames on libevent buffers: take one JSON object off an input evbuffer, put one
+ * on an output evbuffer. The framing rules themselves are proto/frame.h's. */
+#pragma once
+
+#include <event2/buffer.h>
+#include <jansson.h>
+#include <stddef.h>
+
+/* 1: one object taken off `in` (*ret_obj new reference); 0: need more bytes (nothing taken);
+ * -EMSGSIZE: the next frame is over max (nothing taken; the stream cannot be resynchronised);
+ * -EBADMSG: one frame was taken off but is not a JSON object (message in errbuf). */
+int evframe_next(struct evbuffer *in, size_t max, json_t **ret_obj, char *errbuf, size_t errlen);
+
+/* 1 when `in` holds the start of a frame that is not complete yet. */
+int evframe_partial(struct evbuffer *in);
+
+/* Append obj as one frame. Does not take the reference. */
+int evframe_add(struct evbuffer *out, json_t *obj, size_t max);

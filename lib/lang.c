@@ -1,0 +1,237 @@
+/* lang.c: loads languages.json and the images' version files into struct op_langs,
+ * finds a language by name or alias and expands its run command. */
+#include "lang.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "util.h"
+
+static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(errbuf, errlen, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static int name_valid(const char *s)
+{
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 32)
+                return 0;
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' ||
+                      *s == '_' || *s == '+' || *s == '.'))
+                        return 0;
+        return 1;
+}
+
+static void lang_free(struct op_lang *g)
+{
+        free(g->name);
+        free(g->file);
+        free(g->version);
+        free(g->rootfs);
+        for (char **a = g->aliases; *a; a++)
+                free(*a);
+        for (char **a = g->run; *a; a++)
+                free(*a);
+        for (char **a = g->warm; *a; a++)
+                free(*a);
+}
+
+static int string_array(json_t *arr, char **out, size_t max)
+{
+        size_t i;
+        json_t *v;
+
+        if (!json_is_array(arr) || json_array_size(arr) > max)
+                return -EINVAL;
+        json_array_foreach (arr, i, v) {
+                if (!json_is_string(v) || json_string_length(v) == 0)
+                        return -EINVAL;
+                out[i] = strdup(json_string_value(v));
+                if (!out[i])
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static int lang_load(json_t *o, const char *images_dir, struct op_lang *g, char *errbuf,
+                     size_t errlen)
+{
+        json_t *name = json_object_get(o, "name"), *file = json_object_get(o, "file");
+        json_t *aliases = json_object_get(o, "aliases");
+        _cleanup_free_ char *verpath = NULL;
+        char *ver = NULL;
+
+        if (!json_is_string(name) || !name_valid(json_string_value(name)))
+                return fail(errbuf, errlen,
+                            "a language has no valid \"name\" ([a-z0-9+._-]{1,32})");
+        g->name = strdup(json_string_value(name));
+        if (!g->name)
+                return -ENOMEM;
+        if (!json_is_string(file) || strchr(json_string_value(file), '/') ||
+            json_string_length(file) == 0 || json_string_length(file) > 64)
+                return fail(errbuf, errlen, "language \"%s\": \"file\" must be a plain file name",
+                            g->name);
+        g->file = strdup(json_string_value(file));
+        if (string_array(json_object_get(o, "run"), g->run, OP_LANG_ARGV_MAX) < 0 || !g->run[0])
+                return fail(errbuf, errlen,
+                            "language \"%s\": \"run\" must be 1-%d non-empty strings", g->name,
+                            OP_LANG_ARGV_MAX);
+        json_t *warm = json_object_get(o, "warm");
+        if (warm && (!json_is_object(warm) ||
+                     string_array(json_object_get(warm, "run"), g->warm, OP_LANG_ARGV_MAX) < 0 ||
+                     !g->warm[0]))
+                return fail(errbuf, errlen,
+                            "language \"%s\": \"warm\" must be {\"run\": [1-%d strings]}", g->name,
+                            OP_LANG_ARGV_MAX);
+        if (aliases && string_array(aliases, g->aliases, OP_LANG_ALIAS_MAX) < 0)
+                return fail(errbuf, errlen, "language \"%s\": \"aliases\" must be up to %d strings",
+                            g->name, OP_LANG_ALIAS_MAX);
+        if (asprintf(&g->rootfs, "%s/%s/rootfs.ext4", images_dir, g->name) < 0 ||
+            asprintf(&verpath, "%s/%s/version", images_dir, g->name) < 0)
+                return -ENOMEM;
+        g->available = access(g->rootfs, R_OK) == 0;
+        if (op_read_file(verpath, 256, &ver, NULL) >= 0)
+                ver[strcspn(ver, "\r\n")] = 0;
+        g->version = ver && *ver ? ver : strdup("unknown");
+        if (ver && !*ver)
+                free(ver);
+        return g->file && g->version ? 0 : -ENOMEM;
+}
+
+int op_langs_load(const char *registry, const char *images_dir, struct op_langs *ret, char *errbuf,
+                  size_t errlen)
+{
+        _cleanup_(json_decrefp) json_t *root = NULL;
+        struct op_langs l = {0};
+        json_error_t jerr;
+        json_t *arr, *o;
+        size_t i;
+        int r;
+
+        root = json_load_file(registry, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root)
+                return fail(errbuf, errlen, "%s:%d: %s", registry, jerr.line, jerr.text);
+        arr = json_object_get(root, "languages");
+        if (!json_is_array(arr) || json_array_size(arr) > OP_LANGS_MAX)
+                return fail(errbuf, errlen, "%s: \"languages\" must be an array of up to %d",
+                            registry, OP_LANGS_MAX);
+        l.v = calloc(json_array_size(arr) + 1, sizeof(*l.v));
+        if (!l.v)
+                return -ENOMEM;
+        json_array_foreach (arr, i, o) {
+                l.n++;
+                if (!json_is_object(o))
+                        r = fail(errbuf, errlen, "%s: languages[%zu] is not an object", registry,
+                                 i);
+                else
+                        r = lang_load(o, images_dir, &l.v[i], errbuf, errlen);
+                if (r < 0) {
+                        op_langs_free(&l);
+                        return r;
+                }
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(l.v[j].name, l.v[i].name) == 0) {
+                                r = fail(errbuf, errlen, "%s: language \"%s\" appears twice",
+                                         registry, l.v[i].name);
+                                op_langs_free(&l);
+                                return r;
+                        }
+        }
+        *ret = l;
+        return 0;
+}
+
+void op_langs_free(struct op_langs *l)
+{
+        for (size_t i = 0; i < l->n; i++)
+                lang_free(&l->v[i]);
+        free(l->v);
+        *l = (struct op_langs){0};
+}
+
+const struct op_lang *op_langs_find(const struct op_langs *l, const char *name)
+{
+        for (size_t i = 0; i < l->n; i++) {
+                const struct op_lang *g = &l->v[i];
+                int match = strcmp(g->name, name) == 0;
+
+                for (char *const *a = g->aliases; !match && *a; a++)
+                        match = strcmp(*a, name) == 0;
+                if (match)
+                        return g->available ? g : NULL;
+        }
+        return NULL;
+}
+
+void op_langs_names(const struct op_langs *l, char *buf, size_t len)
+{
+        size_t off = 0;
+
+        if (len == 0)
+                return;
+        buf[0] = 0;
+        for (size_t i = 0; i < l->n && off < len; i++) {
+                if (!l->v[i].available)
+                        continue;
+                int k = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", l->v[i].name);
+                if (k < 0)
+                        break;
+                off += (size_t)k;
+        }
+}
+
+void op_argv_free(char **argv)
+{
+        if (!argv)
+                return;
+        for (char **a = argv; *a; a++)
+                free(*a);
+        free(argv);
+}
+
+int op_lang_argv(const struct op_lang *lang, const char *const *args, size_t n_args, char ***ret)
+{
+        size_t n = 0, k = 0;
+        char **argv;
+
+        while (lang->run[n])
+                n++;
+        argv = calloc(n + n_args + 1, sizeof(char *));
+        if (!argv)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const char *t = lang->run[i], *p = strstr(t, "{file}");
+                if (p) {
+                        if (asprintf(&argv[k], "%.*s%s%s", (int)(p - t), t, lang->file, p + 6) < 0)
+                                argv[k] = NULL;
+                } else
+                        argv[k] = strdup(t);
+                if (!argv[k++]) {
+                        op_argv_free(argv);
+                        return -ENOMEM;
+                }
+        }
+        for (size_t i = 0; i < n_args; i++)
+                if (!(argv[k++] = strdup(args[i]))) {
+                        op_argv_free(argv);
+                        return -ENOMEM;
+                }
+        *ret = argv;
+        return 0;
+}

@@ -1,0 +1,42 @@
+/* lang.h: the language registry: languages are data (languages.json plus the built images),
+ * never C. A language is a name, aliases, a code file name and a run command template. */
+#pragma once
+
+#include <stddef.h>
+
+#define OP_LANGS_MAX      256
+#define OP_LANG_ARGV_MAX  32
+#define OP_LANG_ALIAS_MAX 8
+
+struct op_lang {
+        char *name;
+        char *aliases[OP_LANG_ALIAS_MAX + 1]; /* NULL-terminated */
+        char *file;                           /* the code's file name in the guest */
+        char *run[OP_LANG_ARGV_MAX + 1];      /* argv template; "{file}" is replaced */
+        char *warm[OP_LANG_ARGV_MAX + 1];     /* the warm runner, started before a snapshot */
+        char *version;                        /* read from <images>/<name>/version; "unknown" */
+        char *rootfs;                         /* <images>/<name>/rootfs.ext4 */
+        int available;                        /* 1 when the rootfs exists */
+};
+
+struct op_langs {
+        struct op_lang *v;
+        size_t n;
+};
+
+/* Load the registry file and look up each language's image under images_dir.
+ * -EINVAL with a message naming the entry in errbuf when the file is malformed. */
+int op_langs_load(const char *registry, const char *images_dir, struct op_langs *ret, char *errbuf,
+                  size_t errlen);
+void op_langs_free(struct op_langs *l);
+
+/* By name or alias, only languages whose image is built. NULL when unknown. */
+const struct op_lang *op_langs_find(const struct op_langs *l, const char *name);
+
+/* Comma-separated names of the available languages into buf (for error messages). */
+void op_langs_names(const struct op_langs *l, char *buf, size_t len);
+
+/* Expand the run template: "{file}" -> file, then append args. *ret is a malloc'd
+ * NULL-terminated array whose strings are malloc'd too; free with op_argv_free(). */
+int op_lang_argv(const struct op_lang *lang, const char *const *args, size_t n_args, char ***ret);
+void op_argv_free(char **argv);

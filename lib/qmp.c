@@ -1,0 +1,246 @@
+/* qmp.c: the QMP client: line framing over a bufferevent, a FIFO of pending commands matched
+ * by id, and events handed to the owner. No logging; failures reach the callbacks. */
+#include "qmp.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "util.h"
+
+struct pending {
+        uint64_t id;
+        qmp_reply_fn cb;
+        void *userdata;
+};
+
+struct qmp {
+        struct bufferevent *bev;
+        qmp_event_fn on_event;
+        qmp_broken_fn on_broken;
+        void *userdata;
+        struct pending pending[QMP_PENDING_MAX];
+        size_t head, count;
+        uint64_t next_id;
+        bool greeted;
+        bool broken;
+        unsigned busy; /* inside a callback: qmp_free() only marks the object dead */
+        bool dead;
+};
+
+static void qmp_destroy(struct qmp *q)
+{
+        bufferevent_free(q->bev);
+        free(q);
+}
+
+int qmp_parse_line(const char *line, size_t len, json_t **ret)
+{
+        json_t *v = json_loadb(line, len, 0, NULL);
+
+        if (!v || !json_is_object(v)) {
+                json_decref(v);
+                return -EBADMSG;
+        }
+        *ret = v;
+        return 0;
+}
+
+static void fail_all(struct qmp *q, const char *why)
+{
+        while (q->count > 0 && !q->dead) {
+                struct pending p = q->pending[q->head];
+
+                q->head = (q->head + 1) % QMP_PENDING_MAX;
+                q->count--;
+                if (p.cb)
+                        p.cb(q, NULL, why, p.userdata);
+        }
+}
+
+static void broken(struct qmp *q, const char *why)
+{
+        if (q->broken)
+                return;
+        q->broken = true;
+        bufferevent_disable(q->bev, EV_READ);
+        fail_all(q, why);
+        if (q->on_broken && !q->dead)
+                q->on_broken(q, why, q->userdata);
+}
+
+static void handle(struct qmp *q, json_t *msg)
+{
+        json_t *ret = json_object_get(msg, "return"), *err = json_object_get(msg, "error");
+        json_t *ev = json_object_get(msg, "event");
+
+        if (!q->greeted) {
+                if (!json_object_get(msg, "QMP")) {
+                        broken(q, "QMP greeting missing");
+                        return;
+                }
+                q->greeted = true;
+                return;
+        }
+        if (json_is_string(ev)) {
+                if (q->on_event)
+                        q->on_event(q, json_string_value(ev), json_object_get(msg, "data"),
+                                    q->userdata);
+                return;
+        }
+        if ((!ret && !err) || q->count == 0) {
+                broken(q, "unexpected QMP message");
+                return;
+        }
+        struct pending p = q->pending[q->head];
+        json_t *id = json_object_get(msg, "id");
+
+        if (!json_is_integer(id) || (uint64_t)json_integer_value(id) != p.id) {
+                broken(q, "QMP answer out of order");
+                return;
+        }
+        q->head = (q->head + 1) % QMP_PENDING_MAX;
+        q->count--;
+        if (!p.cb)
+                return;
+        if (ret) {
+                p.cb(q, ret, NULL, p.userdata);
+        } else {
+                char msgbuf[512];
+                snprintf(msgbuf, sizeof(msgbuf), "%s: %s",
+                         json_string_value(json_object_get(err, "class")) ?: "Error",
+                         json_string_value(json_object_get(err, "desc")) ?: "no description");
+                p.cb(q, NULL, msgbuf, p.userdata);
+        }
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+        struct qmp *q = arg;
+        struct evbuffer *in = bufferevent_get_input(bev);
+
+        q->busy++;
+        while (!q->broken && !q->dead) {
+                size_t len;
+                char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+                json_t *msg;
+
+                if (!line) {
+                        if (evbuffer_get_length(in) > QMP_LINE_MAX)
+                                broken(q, "QMP line too long");
+                        break;
+                }
+                if (len == 0) {
+                        free(line);
+                        continue;
+                }
+                if (qmp_parse_line(line, len, &msg) < 0) {
+                        free(line);
+                        broken(q, "malformed QMP message");
+                        break;
+                }
+                free(line);
+                handle(q, msg);
+                json_decref(msg);
+        }
+        if (--q->busy == 0 && q->dead)
+                qmp_destroy(q);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+        struct qmp *q = arg;
+
+        if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+                return;
+        q->busy++;
+        broken(q, "QMP channel closed");
+        if (--q->busy == 0 && q->dead)
+                qmp_destroy(q);
+}
+
+int qmp_command(struct qmp *q, const char *cmd, json_t *args, qmp_reply_fn cb, void *userdata)
+{
+        json_t *msg;
+        char *s;
+        int r = 0;
+
+        if (q->broken || q->dead) {
+                json_decref(args);
+                return -EPIPE;
+        }
+        if (q->count >= QMP_PENDING_MAX) {
+                json_decref(args);
+                return -EBUSY;
+        }
+        msg = json_pack("{s:s, s:I}", "execute", cmd, "id", (json_int_t)++q->next_id);
+        if (!msg) {
+                json_decref(args);
+                return -ENOMEM;
+        }
+        if (args)
+                json_object_set_new(msg, "arguments", args);
+        s = json_dumps(msg, JSON_COMPACT);
+        json_decref(msg);
+        if (!s)
+                return -ENOMEM;
+        if (evbuffer_add(bufferevent_get_output(q->bev), s, strlen(s)) < 0 ||
+            evbuffer_add(bufferevent_get_output(q->bev), "\n", 1) < 0)
+                r = -ENOMEM;
+        free(s);
+        if (r < 0)
+                return r;
+        q->pending[(q->head + q->count) % QMP_PENDING_MAX] =
+            (struct pending){.id = q->next_id, .cb = cb, .userdata = userdata};
+        q->count++;
+        return 0;
+}
+
+int qmp_new(struct event_base *base, int fd, qmp_event_fn on_event_cb, qmp_broken_fn on_broken,
+            void *userdata, struct qmp **ret)
+{
+        struct qmp *q = calloc(1, sizeof(*q));
+        int r;
+
+        if (!q) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        op_fd_nonblock(fd, 1);
+        q->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (!q->bev) {
+                safe_close(fd);
+                free(q);
+                return -ENOMEM;
+        }
+        q->on_event = on_event_cb;
+        q->on_broken = on_broken;
+        q->userdata = userdata;
+        bufferevent_setcb(q->bev, on_read, NULL, on_event, q);
+        bufferevent_enable(q->bev, EV_READ | EV_WRITE);
+        r = qmp_command(q, "qmp_capabilities", NULL, NULL, NULL);
+        if (r < 0) {
+                qmp_free(q);
+                return r;
+        }
+        *ret = q;
+        return 0;
+}
+
+struct qmp *qmp_free(struct qmp *q)
+{
+        if (!q)
+                return NULL;
+        if (q->busy) {
+                q->dead = true;
+                bufferevent_disable(q->bev, EV_READ | EV_WRITE);
+                return NULL;
+        }
+        qmp_destroy(q);
+        return NULL;
+}

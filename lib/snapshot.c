@@ -1,0 +1,480 @@
+/* snapshot.c: the snapshot cache on disk: manifest parsing and writing, verification, atomic
+ * install (stage, hash, fsync, rename, switch "current") and garbage collection. */
+#include "snapshot.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "util.h"
+
+static int fail(char *errbuf, size_t errlen, int r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *errbuf, size_t errlen, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (errbuf && errlen) {
+                va_start(ap, fmt);
+                vsnprintf(errbuf, errlen, fmt, ap);
+                va_end(ap);
+        }
+        return r;
+}
+
+bool snap_name_valid(const char *s)
+{
+        size_t n = strlen(s);
+
+        if (n == 0 || n >= SNAP_NAME_MAX || s[0] == '.')
+                return false;
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+                      (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' || *s == '-'))
+                        return false;
+        return true;
+}
+
+static int get_str(json_t *o, const char *key, char *dst, size_t dstlen, bool name, char *errbuf,
+                   size_t errlen)
+{
+        json_t *v = json_object_get(o, key);
+
+        if (!json_is_string(v) || json_string_length(v) >= dstlen ||
+            strlen(json_string_value(v)) != json_string_length(v))
+                return fail(errbuf, errlen, -EINVAL,
+                            "manifest: \"%s\" must be a string under %zu bytes", key, dstlen);
+        if (name && !snap_name_valid(json_string_value(v)))
+                return fail(errbuf, errlen, -EINVAL, "manifest: \"%s\" is not a plain name", key);
+        strcpy(dst, json_string_value(v));
+        return 0;
+}
+
+static int get_u32(json_t *o, const char *key, uint32_t lo, uint32_t hi, uint32_t *dst,
+                   char *errbuf, size_t errlen)
+{
+        json_t *v = json_object_get(o, key);
+
+        if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+                return fail(errbuf, errlen, -EINVAL, "manifest: \"%s\" must be an integer %u-%u",
+                            key, lo, hi);
+        *dst = (uint32_t)json_integer_value(v);
+        return 0;
+}
+
+static bool hex64(const char *s)
+{
+        if (strlen(s) != SHA256_HEX_LEN)
+                return false;
+        for (; *s; s++)
+                if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+                        return false;
+        return true;
+}
+
+int snap_manifest_parse(const char *text, size_t len, struct snap_manifest *ret, char *errbuf,
+                        size_t errlen)
+{
+        struct snap_manifest m = {0};
+        json_auto_t *o = NULL;
+        json_error_t jerr;
+        json_t *files, *f;
+        size_t i;
+        int r;
+
+        if (len > SNAP_MANIFEST_MAX)
+                return fail(errbuf, errlen, -EFBIG, "manifest over %d bytes", SNAP_MANIFEST_MAX);
+        o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(o))
+                return fail(errbuf, errlen, -EINVAL, "manifest: not a JSON object (%s)", jerr.text);
+        if ((r = get_str(o, "version", m.version, sizeof(m.version), true, errbuf, errlen)) < 0 ||
+            (r = get_str(o, "language", m.lang, sizeof(m.lang), true, errbuf, errlen)) < 0 ||
+            (r = get_str(o, "created", m.created, sizeof(m.created), false, errbuf, errlen)) < 0 ||
+            (r = get_str(o, "agent_version", m.agent_version, sizeof(m.agent_version), false,
+                         errbuf, errlen)) < 0 ||
+            (r = get_str(o, "vmm", m.vmm, sizeof(m.vmm), true, errbuf, errlen)) < 0 ||
+            (r = get_str(o, "vmm_version", m.vmm_version, sizeof(m.vmm_version), false, errbuf,
+                         errlen)) < 0 ||
+            (r = get_str(o, "accel", m.accel, sizeof(m.accel), true, errbuf, errlen)) < 0 ||
+            (r = get_str(o, "language_version", m.lang_version, sizeof(m.lang_version), false,
+                         errbuf, errlen)) < 0 ||
+            (r = get_u32(o, "memory_mb", 16, 1 << 20, &m.memory_mb, errbuf, errlen)) < 0 ||
+            (r = get_u32(o, "vcpus", 1, 256, &m.vcpus, errbuf, errlen)) < 0)
+                return r;
+        m.warm = json_is_true(json_object_get(o, "warm"));
+        files = json_object_get(o, "files");
+        if (!json_is_array(files) || json_array_size(files) == 0 ||
+            json_array_size(files) > SNAP_FILES_MAX)
+                return fail(errbuf, errlen, -EINVAL, "manifest: \"files\" must list 1-%d files",
+                            SNAP_FILES_MAX);
+        json_array_foreach (files, i, f) {
+                struct snap_file *sf = &m.files[i];
+                json_t *size = json_object_get(f, "size");
+
+                if ((r = get_str(f, "name", sf->name, sizeof(sf->name), true, errbuf, errlen)) <
+                        0 ||
+                    (r = get_str(f, "sha256", sf->sha256, sizeof(sf->sha256), false, errbuf,
+                                 errlen)) < 0)
+                        return r;
+                if (!hex64(sf->sha256))
+                        return fail(errbuf, errlen, -EINVAL, "manifest: bad sha256 for %s",
+                                    sf->name);
+                if (!json_is_integer(size) || json_integer_value(size) < 0 ||
+                    (uint64_t)json_integer_value(size) > SNAP_FILE_SIZE_MAX)
+                        return fail(errbuf, errlen, -EINVAL, "manifest: bad size for %s", sf->name);
+                sf->size = (uint64_t)json_integer_value(size);
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(m.files[j].name, sf->name) == 0)
+                                return fail(errbuf, errlen, -EINVAL,
+                                            "manifest: file %s listed twice", sf->name);
+                m.n_files++;
+        }
+        *ret = m;
+        return 0;
+}
+
+json_t *snap_manifest_json(const struct snap_manifest *m)
+{
+        json_t *files = json_array(), *o;
+
+        for (size_t i = 0; files && i < m->n_files; i++)
+                json_array_append_new(files, json_pack("{s:s, s:I, s:s}", "name", m->files[i].name,
+                                                       "size", (json_int_t)m->files[i].size,
+                                                       "sha256", m->files[i].sha256));
+        o = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:o}", "format",
+                      1, "version", m->version, "language", m->lang, "created", m->created,
+                      "agent_version", m->agent_version, "vmm", m->vmm, "vmm_version",
+                      m->vmm_version, "accel", m->accel, "language_version", m->lang_version,
+                      "memory_mb", (int)m->memory_mb, "vcpus", (int)m->vcpus, "warm", m->warm,
+                      "files", files);
+        return o;
+}
+
+const struct snap_file *snap_manifest_file(const struct snap_manifest *m, const char *name)
+{
+        for (size_t i = 0; i < m->n_files; i++)
+                if (strcmp(m->files[i].name, name) == 0)
+                        return &m->files[i];
+        return NULL;
+}
+
+int snap_version_new(char ret[SNAP_NAME_MAX])
+{
+        uint8_t rnd[3];
+        struct tm tm;
+        time_t now = time(NULL);
+
+        if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+                return -EIO;
+        gmtime_r(&now, &tm);
+        snprintf(ret, SNAP_NAME_MAX, "%04d%02d%02dT%02d%02d%02dZ-%02x%02x%02x", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, rnd[0], rnd[1],
+                 rnd[2]);
+        return 0;
+}
+
+static int read_manifest(int dirfd, struct snap_manifest *ret, char *errbuf, size_t errlen)
+{
+        _cleanup_close_ int fd = openat(dirfd, "manifest.json", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        char buf[SNAP_MANIFEST_MAX + 1];
+        ssize_t n = 0, k;
+
+        if (fd < 0)
+                return fail(errbuf, errlen, -errno, "manifest.json: %s", strerror(errno));
+        while ((k = read(fd, buf + n, sizeof(buf) - (size_t)n)) > 0)
+                n += k;
+        if (k < 0)
+                return fail(errbuf, errlen, -errno, "manifest.json: %s", strerror(errno));
+        return snap_manifest_parse(buf, (size_t)n, ret, errbuf, errlen);
+}
+
+int snap_open(const char *cache_dir, const char *lang, const char *version, int *ret_dirfd,
+              struct snap_manifest *ret, char *errbuf, size_t errlen)
+{
+        _cleanup_close_ int cache = -1, langfd = -1, dirfd = -1;
+        struct snap_manifest m;
+        char target[SNAP_NAME_MAX + 1];
+        ssize_t n;
+        int r;
+
+        if (!snap_name_valid(lang) || (version && !snap_name_valid(version)))
+                return fail(errbuf, errlen, -EINVAL, "invalid snapshot name");
+        cache = open(cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (cache < 0)
+                return fail(errbuf, errlen, -errno, "%s: %s", cache_dir, strerror(errno));
+        langfd = openat(cache, lang, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (langfd < 0)
+                return fail(errbuf, errlen, -errno, "no snapshot for %s in %s", lang, cache_dir);
+        if (!version) {
+                /* "current" is a symlink holding a plain version name, nothing else. */
+                n = readlinkat(langfd, "current", target, sizeof(target) - 1);
+                if (n < 0)
+                        return fail(errbuf, errlen, -errno, "%s/%s/current: %s", cache_dir, lang,
+                                    strerror(errno));
+                target[n] = 0;
+                if (!snap_name_valid(target))
+                        return fail(errbuf, errlen, -EINVAL, "%s/%s/current points outside",
+                                    cache_dir, lang);
+                version = target;
+        }
+        dirfd = openat(langfd, version, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dirfd < 0)
+                return fail(errbuf, errlen, -errno, "%s/%s/%s: %s", cache_dir, lang, version,
+                            strerror(errno));
+        r = read_manifest(dirfd, &m, errbuf, errlen);
+        if (r < 0)
+                return r;
+        if (strcmp(m.lang, lang) != 0 || strcmp(m.version, version) != 0)
+                return fail(errbuf, errlen, -EINVAL, "%s/%s/%s: manifest names %s/%s", cache_dir,
+                            lang, version, m.lang, m.version);
+        for (size_t i = 0; i < m.n_files; i++) {
+                struct stat st;
+
+                if (fstatat(dirfd, m.files[i].name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return fail(errbuf, errlen, -errno, "%s/%s: %s", version, m.files[i].name,
+                                    strerror(errno));
+                if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != m.files[i].size)
+                        return fail(errbuf, errlen, -EBADMSG,
+                                    "%s/%s: size %lld, manifest says %llu", version,
+                                    m.files[i].name, (long long)st.st_size,
+                                    (unsigned long long)m.files[i].size);
+        }
+        *ret_dirfd = TAKE_FD(dirfd);
+        *ret = m;
+        return 0;
+}
+
+int snap_verify(int dirfd, const struct snap_manifest *m, char *errbuf, size_t errlen)
+{
+        for (size_t i = 0; i < m->n_files; i++) {
+                char hex[SHA256_HEX_LEN + 1];
+                uint64_t size;
+                int r = op_sha256_file(dirfd, m->files[i].name, hex, &size);
+
+                if (r < 0)
+                        return fail(errbuf, errlen, r, "%s: %s", m->files[i].name, strerror(-r));
+                if (size != m->files[i].size || strcmp(hex, m->files[i].sha256) != 0)
+                        return fail(errbuf, errlen, -EBADMSG,
+                                    "%s/%s: checksum mismatch (sha256 %s, manifest says %s)",
+                                    m->version, m->files[i].name, hex, m->files[i].sha256);
+        }
+        return 0;
+}
+
+int snap_rmtree(int parent_fd, const char *name)
+{
+        _cleanup_close_ int fd =
+            openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct dirent *de;
+        DIR *dir;
+
+        if (fd < 0) {
+                if (errno == ENOTDIR)
+                        return unlinkat(parent_fd, name, 0) < 0 ? -errno : 0;
+                return errno == ENOENT ? 0 : -errno;
+        }
+        dir = fdopendir(fd);
+        if (!dir)
+                return -errno;
+        fd = -1;
+        while ((de = readdir(dir))) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                        continue;
+                if (de->d_type == DT_DIR)
+                        snap_rmtree(dirfd(dir), de->d_name);
+                else
+                        unlinkat(dirfd(dir), de->d_name, 0);
+        }
+        closedir(dir);
+        return unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+static int lang_dir(const char *cache_dir, const char *lang, bool create)
+{
+        _cleanup_close_ int cache = -1;
+        int fd;
+
+        if (create && mkdir(cache_dir, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        cache = open(cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (cache < 0)
+                return -errno;
+        if (create && mkdirat(cache, lang, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        fd = openat(cache, lang, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+int snap_stage_path(const char *cache_dir, const char *lang, const char *version, char **ret)
+{
+        if (!snap_name_valid(lang) || !snap_name_valid(version))
+                return -EINVAL;
+        return asprintf(ret, "%s/%s/.tmp-%s", cache_dir, lang, version) < 0 ? -ENOMEM : 0;
+}
+
+int snap_stage_begin(const char *cache_dir, const char *lang, const char *version, char **ret)
+{
+        _cleanup_close_ int langfd = -1;
+        char name[SNAP_NAME_MAX + 8];
+        int r;
+
+        r = snap_stage_path(cache_dir, lang, version, ret);
+        if (r < 0)
+                return r;
+        langfd = lang_dir(cache_dir, lang, true);
+        if (langfd < 0) {
+                free(*ret);
+                return langfd;
+        }
+        snprintf(name, sizeof(name), ".tmp-%s", version);
+        snap_rmtree(langfd, name);
+        if (mkdirat(langfd, name, 0755) < 0) {
+                r = -errno;
+                free(*ret);
+                return r;
+        }
+        return 0;
+}
+
+static int fsync_at(int dirfd, const char *name)
+{
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        return fsync(fd) < 0 ? -errno : 0;
+}
+
+int snap_set_current(const char *cache_dir, const char *lang, const char *version)
+{
+        _cleanup_close_ int langfd = lang_dir(cache_dir, lang, false);
+
+        if (langfd < 0)
+                return langfd;
+        if (!snap_name_valid(version))
+                return -EINVAL;
+        unlinkat(langfd, ".current.new", 0);
+        if (symlinkat(version, langfd, ".current.new") < 0)
+                return -errno;
+        if (renameat(langfd, ".current.new", langfd, "current") < 0)
+                return -errno;
+        return fsync(langfd) < 0 ? -errno : 0;
+}
+
+int snap_commit(const char *cache_dir, struct snap_manifest *m, char *errbuf, size_t errlen)
+{
+        _cleanup_close_ int langfd = -1, stage = -1, mfd = -1;
+        _cleanup_free_ char *text = NULL;
+        char stagename[SNAP_NAME_MAX + 8];
+        json_t *o;
+        int r;
+
+        langfd = lang_dir(cache_dir, m->lang, false);
+        if (langfd < 0)
+                return fail(errbuf, errlen, langfd, "%s/%s: %s", cache_dir, m->lang,
+                            strerror(-langfd));
+        snprintf(stagename, sizeof(stagename), ".tmp-%s", m->version);
+        stage = openat(langfd, stagename, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (stage < 0)
+                return fail(errbuf, errlen, -errno, "staging %s: %s", stagename, strerror(errno));
+        for (size_t i = 0; i < m->n_files; i++) {
+                r = op_sha256_file(stage, m->files[i].name, m->files[i].sha256, &m->files[i].size);
+                if (r == 0)
+                        r = fsync_at(stage, m->files[i].name);
+                if (r < 0) {
+                        fail(errbuf, errlen, r, "staging %s: %s", m->files[i].name, strerror(-r));
+                        goto abort;
+                }
+        }
+        o = snap_manifest_json(m);
+        text = o ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+        json_decref(o);
+        if (!text) {
+                r = fail(errbuf, errlen, -ENOMEM, "out of memory");
+                goto abort;
+        }
+        mfd = openat(stage, "manifest.json", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                     0644);
+        if (mfd < 0 || op_write_all(mfd, text, strlen(text)) < 0 || fsync(mfd) < 0 ||
+            fsync(stage) < 0) {
+                r = fail(errbuf, errlen, -errno, "write manifest: %s", strerror(errno));
+                goto abort;
+        }
+        if (renameat(langfd, stagename, langfd, m->version) < 0) {
+                r = fail(errbuf, errlen, -errno, "install %s: %s", m->version, strerror(errno));
+                goto abort;
+        }
+        if (fsync(langfd) < 0) {
+                r = fail(errbuf, errlen, -errno, "fsync: %s", strerror(errno));
+                return r;
+        }
+        r = snap_set_current(cache_dir, m->lang, m->version);
+        if (r < 0)
+                return fail(errbuf, errlen, r, "switch current: %s", strerror(-r));
+        return 0;
+abort:
+        snap_rmtree(langfd, stagename);
+        return r;
+}
+
+struct version_entry {
+        char name[SNAP_NAME_MAX];
+};
+
+static int cmp_desc(const void *a, const void *b)
+{
+        return -strcmp(((const struct version_entry *)a)->name,
+                       ((const struct version_entry *)b)->name);
+}
+
+int snap_gc(const char *cache_dir, const char *lang, unsigned keep, const char *except)
+{
+        _cleanup_close_ int langfd = lang_dir(cache_dir, lang, false);
+        _cleanup_free_ struct version_entry *v = NULL;
+        char current[SNAP_NAME_MAX] = "";
+        size_t n = 0, cap = 0;
+        struct dirent *de;
+        DIR *dir;
+        ssize_t k;
+        int fd;
+
+        if (langfd < 0)
+                return langfd;
+        k = readlinkat(langfd, "current", current, sizeof(current) - 1);
+        current[k > 0 ? k : 0] = 0;
+        fd = dup(langfd);
+        if (fd < 0 || !(dir = fdopendir(fd))) {
+                safe_close(fd);
+                return -errno;
+        }
+        while ((de = readdir(dir))) {
+                if (de->d_type != DT_DIR || !snap_name_valid(de->d_name))
+                        continue;
+                if (n == cap) {
+                        struct version_entry *nv =
+                            realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
+                        if (!nv)
+                                break;
+                        v = nv;
+                }
+                memcpy(v[n++].name, de->d_name, strlen(de->d_name) + 1); /* valid names fit */
+        }
+        closedir(dir);
+        /* Version names start with their UTC creation time: newest first. */
+        qsort(v, n, sizeof(*v), cmp_desc);
+        for (size_t i = keep; i < n; i++) {
+                if (!strcmp(v[i].name, current) || (except && !strcmp(v[i].name, except)))
+                        continue;
+                snap_rmtree(langfd, v[i].name);
+        }
+        return 0;
+}

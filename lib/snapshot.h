@@ -1,0 +1,75 @@
+/* snapshot.h: the local snapshot cache: <cache>/<lang>/<version>/{manifest.json, vmstate, mem,
+ * rootfs.ext4, kernel, initrd.img} and <cache>/<lang>/current -> <version>. Manifests are
+ * untrusted input: every name, size and count is bounded before use. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sha256.h"
+
+#define SNAP_FILES_MAX     16
+#define SNAP_MANIFEST_MAX  (64 * 1024)
+#define SNAP_NAME_MAX      64
+#define SNAP_FILE_SIZE_MAX (64ull << 30)
+
+struct snap_file {
+        char name[SNAP_NAME_MAX];
+        uint64_t size;
+        char sha256[SHA256_HEX_LEN + 1];
+};
+
+struct snap_manifest {
+        char version[SNAP_NAME_MAX];
+        char lang[SNAP_NAME_MAX];
+        char created[32]; /* RFC 3339, UTC */
+        char agent_version[32];
+        char vmm[16];          /* "qemu" or "firecracker" */
+        char vmm_version[64];  /* the VMM release that made it; restores need the same */
+        char accel[8];         /* "kvm" or "tcg" */
+        char lang_version[64]; /* the language runtime's version */
+        uint32_t memory_mb;
+        uint32_t vcpus;
+        bool warm; /* the runtime was started and is waiting for code */
+        struct snap_file files[SNAP_FILES_MAX];
+        size_t n_files;
+};
+
+/* Parse and validate manifest text. -EINVAL with a message on anything off. */
+int snap_manifest_parse(const char *text, size_t len, struct snap_manifest *ret, char *errbuf,
+                        size_t errlen);
+json_t *snap_manifest_json(const struct snap_manifest *m);
+const struct snap_file *snap_manifest_file(const struct snap_manifest *m, const char *name);
+
+/* A snapshot name (version, language, file) is [A-Za-z0-9._-]{1,63}, not starting with '.'. */
+bool snap_name_valid(const char *s);
+
+/* A new version name: UTC time plus random hex, e.g. "20261127T031500Z-3fa2c1". */
+int snap_version_new(char ret[SNAP_NAME_MAX]);
+
+/* Open <cache>/<lang>/<version> (version NULL: follow "current") as a directory fd and read its
+ * manifest. Sizes of the files are checked; contents are not hashed (see snap_verify). */
+int snap_open(const char *cache_dir, const char *lang, const char *version, int *ret_dirfd,
+              struct snap_manifest *ret, char *errbuf, size_t errlen);
+
+/* Hash every file of an opened snapshot against its manifest. Slow: run it in the background. */
+int snap_verify(int dirfd, const struct snap_manifest *m, char *errbuf, size_t errlen);
+
+/* Staging: <cache>/<lang>/.tmp-<version>, created empty (removed first if left over). */
+int snap_stage_path(const char *cache_dir, const char *lang, const char *version, char **ret);
+int snap_stage_begin(const char *cache_dir, const char *lang, const char *version, char **ret);
+
+/* Hash the staged files named in m->files[].name (filling size and sha256), write
+ * manifest.json, fsync everything, rename into <cache>/<lang>/<version> and point "current"
+ * at it, atomically. On failure the staging directory is removed and "current" is untouched. */
+int snap_commit(const char *cache_dir, struct snap_manifest *m, char *errbuf, size_t errlen);
+
+/* Point "current" at an installed version (atomic rename of a new symlink). */
+int snap_set_current(const char *cache_dir, const char *lang, const char *version);
+
+/* Remove versions of lang except "current", `except` (may be NULL) and the newest `keep`. */
+int snap_gc(const char *cache_dir, const char *lang, unsigned keep, const char *except);
+
+/* Remove a directory tree created by the store (no symlinks followed). */
+int snap_rmtree(int parent_fd, const char *name);

@@ -1,0 +1,129 @@
+/* util.c: clocks, fd flags and full reads/writes used across opd, opctl and the agent.
+ * No state; every function returns 0 or a negative errno. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+
+uint64_t op_now_us(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t op_realtime_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int fd_flag(int fd, int get, int set, int flag, int on)
+{
+        int f = fcntl(fd, get);
+
+        if (f < 0)
+                return -errno;
+        f = on ? f | flag : f & ~flag;
+        if (fcntl(fd, set, f) < 0)
+                return -errno;
+        return 0;
+}
+
+int op_fd_nonblock(int fd, int on)
+{
+        return fd_flag(fd, F_GETFL, F_SETFL, O_NONBLOCK, on);
+}
+
+int op_fd_cloexec(int fd, int on)
+{
+        return fd_flag(fd, F_GETFD, F_SETFD, FD_CLOEXEC, on);
+}
+
+int op_write_all(int fd, const void *buf, size_t n)
+{
+        const char *p = buf;
+
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += k;
+                n -= (size_t)k;
+        }
+        return 0;
+}
+
+int op_read_all(int fd, void *buf, size_t n)
+{
+        char *p = buf;
+
+        while (n > 0) {
+                ssize_t k = read(fd, p, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        return -EPIPE;
+                p += k;
+                n -= (size_t)k;
+        }
+        return 0;
+}
+
+int op_read_file(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0, cap = 4096;
+
+        if (fd < 0)
+                return -errno;
+        buf = malloc(cap);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t k;
+
+                if (len + 1 >= cap) {
+                        char *nb;
+                        if (len > max)
+                                return -EFBIG;
+                        cap = cap * 2 < max + 2 ? cap * 2 : max + 2;
+                        nb = realloc(buf, cap);
+                        if (!nb)
+                                return -ENOMEM;
+                        buf = nb;
+                }
+                k = read(fd, buf + len, cap - len - 1);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                len += (size_t)k;
+                if (len > max)
+                        return -EFBIG;
+        }
+        buf[len] = 0;
+        *ret = TAKE_PTR(buf);
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}

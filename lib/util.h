@@ -1,0 +1,17 @@
+/* util.h: small helpers shared by every binary: clocks, fd flags, full reads and writes. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+uint64_t op_now_us(void);      /* CLOCK_MONOTONIC in microseconds */
+uint64_t op_realtime_ns(void); /* CLOCK_REALTIME in nanoseconds */
+int op_fd_nonblock(int fd, int on);
+int op_fd_cloexec(int fd, int on);
+/* Write all of buf, retrying on EINTR; blocking fds only. */
+int op_write_all(int fd, const void *buf, size_t n);
+/* Read exactly n bytes; -EPIPE on EOF before n. Blocking fds only. */
+int op_read_all(int fd, void *buf, size_t n);
+/* Read a whole small file (at most max bytes) into a NUL-ended malloc'd buffer. */
+int op_read_file(const char *path, size_t max, char **ret, size_t *ret_len);

@@ -1,0 +1,87 @@
+/* vmm-spawn.c: starting a VMM child process with exactly the fds meant for it, tied to the
+ * lifetime of its parent, with exec failures reported back instead of lost. */
+#include "vmm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "util.h"
+
+static void __attribute__((noreturn))
+child(char *const *argv, const int *fds, size_t n_fds, const char *workdir, const char *log_path,
+      int errfd, pid_t parent)
+{
+        sigset_t all;
+        int fd, e;
+
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        for (int s = 1; s < NSIG; s++)
+                signal(s, SIG_DFL);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                goto fail;
+        if (setsid() < 0)
+                goto fail;
+        if (chdir(workdir) < 0)
+                goto fail;
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || dup2(fd, 0) < 0)
+                goto fail;
+        fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(1, 2) < 0)
+                goto fail;
+        /* Move the fds out of the way first so the dup2s below cannot clobber each other. */
+        int moved[16];
+        if (n_fds > ELEMENTSOF(moved)) {
+                errno = E2BIG;
+                goto fail;
+        }
+        for (size_t i = 0; i < n_fds; i++) {
+                moved[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 64);
+                if (moved[i] < 0)
+                        goto fail;
+        }
+        for (size_t i = 0; i < n_fds; i++)
+                if (dup2(moved[i], 3 + (int)i) < 0)
+                        goto fail;
+        execvp(argv[0], argv);
+fail:
+        e = errno;
+        (void)!write(errfd, &e, sizeof(e));
+        _exit(127);
+}
+
+pid_t vmm_spawn(char *const *argv, const int *fds, size_t n_fds, const char *workdir,
+                const char *log_path)
+{
+        _cleanup_close_ int rd = -1, wr = -1;
+        int pipefd[2], e;
+        pid_t parent = getpid(), pid;
+        ssize_t k;
+
+        if (pipe2(pipefd, O_CLOEXEC) < 0)
+                return -errno;
+        rd = pipefd[0];
+        wr = pipefd[1];
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0)
+                child(argv, fds, n_fds, workdir, log_path, wr, parent);
+        wr = safe_close(wr);
+        do
+                k = read(rd, &e, sizeof(e));
+        while (k < 0 && errno == EINTR);
+        if (k == sizeof(e)) {
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                return -e;
+        }
+        return pid;
+}

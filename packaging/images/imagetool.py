@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""imagetool.py: the parts of build-images that are easier in Python than in bash: reading the
+language registry, resolving package closures to exact .deb files, ordering kernel modules from
+modules.dep, and checking that a vmlinux is an ELF with a PVH entry note. No side effects except
+where a subcommand says so; every subcommand prints plain lines for the shell to read."""
+
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+
+# apt-cache depends flags that keep the closure to hard dependencies only.
+DEPENDS_FLAGS = ["--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
+                 "--no-breaks", "--no-replaces", "--no-enhances"]
+
+
+def die(msg):
+    print("imagetool: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def cmd_langs(registry, wanted):
+    """Print one line per language: name<TAB>json-of-entry. wanted: comma list or empty (all)."""
+    with open(registry) as f:
+        reg = json.load(f)
+    langs = reg.get("languages")
+    if not isinstance(langs, list):
+        die(f"{registry}: no 'languages' array")
+    by_name = {}
+    for e in langs:
+        name = e.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_+.-]*", name):
+            die(f"{registry}: bad language name {name!r}")
+        pk = e.get("packages")
+        if not isinstance(pk, list) or not all(isinstance(p, str) and p for p in pk):
+            die(f"{registry}: language {name}: 'packages' must be a list of names")
+        vc = e.get("version_cmd")
+        if not isinstance(vc, list) or not vc or not all(isinstance(a, str) for a in vc):
+            die(f"{registry}: language {name}: 'version_cmd' must be a non-empty argv list")
+        by_name[name] = e
+    names = [n for n in wanted.split(",") if n] if wanted else list(by_name)
+    for n in names:
+        if n not in by_name:
+            die(f"unknown language {n!r} (registry has: {', '.join(by_name)})")
+        print(n + "\t" + json.dumps(by_name[n], sort_keys=True, separators=(",", ":")))
+
+
+def cmd_lang_field(entry_json, field):
+    """Print a field of a registry entry: lists one item per line (NUL-free)."""
+    v = json.loads(entry_json).get(field)
+    if isinstance(v, list):
+        for x in v:
+            print(x)
+    elif v is not None:
+        print(v)
+
+
+def apt_closure(pkgs):
+    out = subprocess.run(["apt-cache", "depends"] + DEPENDS_FLAGS + pkgs, check=True,
+                         capture_output=True, text=True).stdout
+    names = set()
+    for line in out.splitlines():
+        if not line or line[0] in " \t" or line.startswith("<"):
+            continue  # dependency lines, virtual packages
+        names.add(line.strip())
+    return sorted(names)
+
+
+def deb_filename(pkg, ver, arch):
+    # The name `apt-get download` gives a file: the epoch's colon is URL-encoded.
+    return f"{pkg}_{ver.replace(':', '%3a')}_{arch}.deb"
+
+
+def cmd_resolve(pkgs, closure=True):
+    """Print pkg<TAB>version<TAB>arch<TAB>deb-filename for the hard-dependency closure of pkgs
+    (or for pkgs alone), using the candidate versions of the host's apt lists. Sorted, so that
+    it can be hashed."""
+    names = apt_closure(pkgs) if closure else sorted(set(pkgs))
+    out = subprocess.run(["apt-cache", "show", "--no-all-versions"] + names, check=True,
+                         capture_output=True, text=True).stdout
+    found = {}
+    for stanza in out.split("\n\n"):
+        fields = {}
+        for line in stanza.splitlines():
+            m = re.match(r"([A-Za-z-]+): (.*)", line)
+            if m:
+                fields[m.group(1)] = m.group(2)
+        if "Package" in fields and fields["Package"] not in found:
+            found[fields["Package"]] = (fields["Version"], fields["Architecture"])
+    missing = [n for n in names if n.split(":")[0] not in found]
+    if missing:
+        die("no candidate version for: " + " ".join(missing) + " (apt-get update?)")
+    for n in names:
+        p = n.split(":")[0]
+        ver, arch = found[p]
+        print(f"{p}\t{ver}\t{arch}\t{deb_filename(p, ver, arch)}")
+
+
+def cmd_modules(moddir, names):
+    """Print the relative paths (kernel/...) of names and their dependencies, in load order,
+    from moddir/modules.dep. Module names match with '-' and '_' treated alike."""
+    deps = {}
+    path_of = {}
+    with open(os.path.join(moddir, "modules.dep")) as f:
+        for line in f:
+            mod, _, rest = line.partition(":")
+            mod = mod.strip()
+            if not mod:
+                continue
+            deps[mod] = rest.split()
+            base = os.path.basename(mod)
+            base = re.sub(r"\.ko(\.(xz|gz|zst))?$", "", base).replace("-", "_")
+            path_of[base] = mod
+    order, seen = [], set()
+
+    def visit(mod, stack):
+        if mod in seen:
+            return
+        if mod in stack:
+            die(f"dependency loop at {mod}")
+        for d in deps.get(mod, []):
+            visit(d, stack | {mod})
+        seen.add(mod)
+        order.append(mod)
+
+    builtin = set()
+    bpath = os.path.join(moddir, "modules.builtin")
+    if os.path.exists(bpath):
+        with open(bpath) as f:
+            for line in f:
+                b = os.path.basename(line.strip())
+                builtin.add(re.sub(r"\.ko$", "", b).replace("-", "_"))
+    for n in names:
+        key = n.replace("-", "_")
+        if key in path_of:
+            visit(path_of[key], frozenset())
+        elif key in builtin:
+            print(f"imagetool: module {n} is built into this kernel", file=sys.stderr)
+        else:
+            die(f"module {n} not found in {moddir}/modules.dep")
+    for m in order:
+        print(m)
+
+
+def cmd_check_pvh(path):
+    """Exit 0 if path is an x86-64 ELF with a Xen PHYS32_ENTRY note (PVH boot entry)."""
+    XEN_ELFNOTE_PHYS32_ENTRY = 18
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        die(f"{path}: not a 64-bit little-endian ELF")
+    e_phoff, = struct.unpack_from("<Q", data, 0x20)
+    e_phentsize, e_phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(e_phnum):
+        off = e_phoff + i * e_phentsize
+        p_type, _flags, p_offset, _va, _pa, p_filesz = struct.unpack_from("<IIQQQQ", data, off)
+        if p_type != 4:  # PT_NOTE
+            continue
+        pos, end = p_offset, p_offset + p_filesz
+        while pos + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
+            name = data[pos + 12:pos + 12 + namesz].rstrip(b"\0")
+            desc_off = pos + 12 + ((namesz + 3) & ~3)
+            if name == b"Xen" and ntype == XEN_ELFNOTE_PHYS32_ENTRY:
+                entry, = struct.unpack_from("<I", data, desc_off)
+                print(f"PVH entry 0x{entry:x}")
+                return
+            pos = desc_off + ((descsz + 3) & ~3)
+    die(f"{path}: no PVH (Xen PHYS32_ENTRY) note")
+
+
+def main():
+    if len(sys.argv) < 2:
+        die("usage: imagetool.py langs|field|resolve|pin|modules|check-pvh ...")
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "langs":
+        cmd_langs(args[0], args[1] if len(args) > 1 else "")
+    elif cmd == "field":
+        cmd_lang_field(args[0], args[1])
+    elif cmd == "resolve":
+        cmd_resolve(args)
+    elif cmd == "pin":
+        cmd_resolve(args, closure=False)
+    elif cmd == "modules":
+        cmd_modules(args[0], args[1:])
+    elif cmd == "check-pvh":
+        cmd_check_pvh(args[0])
+    else:
+        die(f"unknown subcommand {cmd}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+/* msg.h: protocol v1 messages as C values: decoding and validating requests, encoding answers.
+ * Pure code on top of jansson: no I/O, no globals; every size and count is bounded by struct
+ * op_limits. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+
+/* Stable error codes; the spec (docs/protocol.md) lists them. Never renumber or rename. */
+enum op_err {
+        OP_ERR_BAD_REQUEST,
+        OP_ERR_FRAME_TOO_LARGE,
+        OP_ERR_UNKNOWN_OP,
+        OP_ERR_UNKNOWN_LANGUAGE,
+        OP_ERR_POOL_EXHAUSTED,
+        OP_ERR_TIMEOUT,
+        OP_ERR_VM_FAILED,
+        OP_ERR_BUSY,
+        OP_ERR_SHUTTING_DOWN,
+        OP_ERR_PERMISSION_DENIED,
+        OP_ERR_INTERNAL,
+        _OP_ERR_MAX,
+};
+
+const char *op_err_name(enum op_err e);
+
+/* Bounds on what one request may carry. Defaults are OP_LIMITS_DEFAULT; opd takes them from config.
+ */
+struct op_limits {
+        size_t frame_max;
+        size_t code_max;
+        size_t stdin_max;
+        size_t args_max;      /* number of args */
+        size_t arg_len_max;   /* bytes per arg */
+        size_t env_max;       /* number of variables */
+        size_t env_len_max;   /* bytes per name=value */
+        size_t files_max;     /* number of files */
+        size_t file_size_max; /* bytes per file */
+        uint32_t timeout_ms_default;
+        uint32_t timeout_ms_max;
+        size_t output_max; /* bytes per stream (stdout, stderr) */
+};
+
+#define OP_LIMITS_DEFAULT                                                                          \
+        ((struct op_limits){                                                                       \
+            .frame_max = OP_FRAME_MAX_DEFAULT,                                                     \
+            .code_max = 1024 * 1024,                                                               \
+            .stdin_max = 4 * 1024 * 1024,                                                          \
+            .args_max = 256,                                                                       \
+            .arg_len_max = 4096,                                                                   \
+            .env_max = 256,                                                                        \
+            .env_len_max = 32 * 1024,                                                              \
+            .files_max = 64,                                                                       \
+            .file_size_max = 4 * 1024 * 1024,                                                      \
+            .timeout_ms_default = 5000,                                                            \
+            .timeout_ms_max = 60000,                                                               \
+            .output_max = 1024 * 1024,                                                             \
+        })
+
+#define OP_LANG_NAME_MAX 64
+#define OP_FILE_NAME_MAX 255
+
+enum op_mode {
+        OP_MODE_AUTO, /* warm when a pool serves the language, else cold */
+        OP_MODE_WARM,
+        OP_MODE_COLD,
+};
+
+struct op_file {
+        const char *name;
+        const char *content;
+        size_t content_len;
+};
+
+/* A decoded exec request. Strings point into the json_t it was decoded from (kept in .json). */
+struct op_exec {
+        json_t *json; /* owned reference to the request object */
+        const char *lang;
+        const char *code;
+        size_t code_len;
+        const char *stdin_data;
+        size_t stdin_len;
+        const char **args;
+        size_t n_args;
+        const char **env; /* "NAME=value" strings, owned (malloc'd) */
+        size_t n_env;
+        struct op_file *files;
+        size_t n_files;
+        uint32_t timeout_ms;
+        enum op_mode mode;
+};
+
+/* Parse one frame's payload into a JSON object. On failure returns -EBADMSG and a message in
+ * errbuf. On success *ret_obj holds a new reference. */
+int op_parse_object(const char *payload, size_t len, json_t **ret_obj, char *errbuf, size_t errlen);
+
+/* The request's "id" (string or integer) or NULL when absent. -EINVAL (with message) when it has
+ * another type or a string longer than 256 bytes. */
+int op_request_id(json_t *req, json_t **ret_id, char *errbuf, size_t errlen);
+
+/* Decode and validate an exec request. 0 on success (*ret filled, free with op_exec_done()),
+ * -EINVAL with a human message in errbuf otherwise. Unknown fields are refused. */
+int op_exec_decode(json_t *req, const struct op_limits *lim, struct op_exec *ret, char *errbuf,
+                   size_t errlen);
+void op_exec_done(struct op_exec *e);
+
+/* 1 when name is an acceptable file name for files[]: 1..255 bytes, no '/', not "." or "..",
+ * no control characters. */
+int op_file_name_valid(const char *name, size_t len);
+
+/* {"id": id, "ok": false, "error": {"code": ..., "message": ...}}; id may be NULL (sent as null).
+ */
+json_t *op_error_reply(json_t *id, enum op_err code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Set obj[key] to the bytes as a string. Bytes that are not valid UTF-8 are replaced by U+FFFD
+ * in obj[key], and the exact bytes are added as base64 in obj[key "_b64"]. */
+int op_json_set_bytes(json_t *obj, const char *key, const void *data, size_t len);
+
+/* Get bytes back from obj[key] (or obj[key "_b64"] when present). *ret is malloc'd, NUL-ended. */
+int op_json_get_bytes(json_t *obj, const char *key, size_t max, char **ret, size_t *ret_len);
+
+/* Encode obj as one frame (header + compact JSON) in a single malloc'd buffer. */
+int op_frame_encode(json_t *obj, size_t max, char **ret, size_t *ret_len);
+
+/* base64 (RFC 4648, with padding). Encoded output is NUL-terminated. */
+char *op_base64_encode(const void *data, size_t len);
+int op_base64_decode(const char *s, size_t len, uint8_t **ret, size_t *ret_len);

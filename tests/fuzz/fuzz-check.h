@@ -1,0 +1,149 @@
+/* fuzz-check.h: what the fuzz targets assert about the codec's results: a decoded request keeps
+ * every limit, and every reply opd would build goes through a frame and parses back. */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "frame.h"
+#include "msg.h"
+
+/* assert() vanishes under -DNDEBUG (RelWithDebInfo); a fuzz check must not. */
+#define CHECK(x)                                                                                   \
+        do {                                                                                       \
+                if (!(x)) {                                                                        \
+                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);      \
+                        abort();                                                                   \
+                }                                                                                  \
+        } while (0)
+
+/* Small limits, so that inputs of a few hundred bytes reach every "over the limit" branch. */
+#define FUZZ_LIMITS_TIGHT                                                                          \
+        ((struct op_limits){                                                                       \
+            .frame_max = 4096,                                                                     \
+            .code_max = 16,                                                                        \
+            .stdin_max = 8,                                                                        \
+            .args_max = 2,                                                                         \
+            .arg_len_max = 4,                                                                      \
+            .env_max = 2,                                                                          \
+            .env_len_max = 8,                                                                      \
+            .files_max = 2,                                                                        \
+            .file_size_max = 4,                                                                    \
+            .timeout_ms_default = 10,                                                              \
+            .timeout_ms_max = 100,                                                                 \
+            .output_max = 64,                                                                      \
+        })
+
+static inline int fuzz_env_name_ok(const char *s, size_t n)
+{
+        if (n == 0 || (s[0] >= '0' && s[0] <= '9'))
+                return 0;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+                      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+                        return 0;
+        return 1;
+}
+
+/* Everything op_exec_decode() promises about a request it accepted. */
+static inline void fuzz_check_exec(const struct op_exec *e, const struct op_limits *lim)
+{
+        CHECK(e->json);
+        /* (strlen(lang) may be 0 when a NUL got past a lax parser: op_parse_object stops it) */
+        CHECK(e->lang && strlen(e->lang) <= OP_LANG_NAME_MAX);
+        CHECK(e->code && e->code_len <= lim->code_max);
+        CHECK(!e->stdin_data || e->stdin_len <= lim->stdin_max);
+        CHECK(e->timeout_ms >= 1 && e->timeout_ms <= lim->timeout_ms_max);
+        CHECK(e->mode == OP_MODE_AUTO || e->mode == OP_MODE_WARM || e->mode == OP_MODE_COLD);
+
+        CHECK(e->n_args <= lim->args_max);
+        CHECK(!e->args || !e->args[e->n_args]);
+        for (size_t i = 0; i < e->n_args; i++)
+                CHECK(e->args[i] && strlen(e->args[i]) <= lim->arg_len_max);
+
+        CHECK(e->n_env <= lim->env_max);
+        CHECK(!e->env || !e->env[e->n_env]);
+        for (size_t i = 0; i < e->n_env; i++) {
+                const char *eq = strchr(e->env[i], '=');
+                CHECK(eq);
+                CHECK(fuzz_env_name_ok(e->env[i], (size_t)(eq - e->env[i])));
+                CHECK(strlen(e->env[i]) <= lim->env_len_max);
+        }
+
+        CHECK(e->n_files <= lim->files_max);
+        for (size_t i = 0; i < e->n_files; i++) {
+                const struct op_file *f = &e->files[i];
+                CHECK(f->name && f->content);
+                CHECK(op_file_name_valid(f->name, strlen(f->name)));
+                CHECK(!strchr(f->name, '/') && strcmp(f->name, "..") != 0);
+                CHECK(f->content_len <= lim->file_size_max);
+                for (size_t j = 0; j < i; j++)
+                        CHECK(strcmp(e->files[j].name, f->name) != 0);
+        }
+}
+
+/* Send reply through a frame as opd would, and parse it back as a client would (unless the
+ * reply echoes a request that only a lax parser let in). When raw is given, reply["stdout"] must
+ * come back as exactly those bytes. Consumes reply. */
+static inline void fuzz_check_reply(json_t *reply, const void *raw, size_t raw_len, bool strict)
+{
+        _cleanup_free_ char *buf = NULL, *bytes = NULL;
+        json_t *back = NULL;
+        struct op_frame f;
+        size_t n, bytes_len;
+        char err[256];
+
+        /* a reply that cannot be built means the client gets no answer at all */
+        CHECK(reply);
+        CHECK(op_frame_encode(reply, OP_FRAME_MAX_CEILING, &buf, &n) == 0);
+        json_decref(reply);
+        CHECK(op_frame_next(buf, n, OP_FRAME_MAX_CEILING, &f) == 1);
+        CHECK(f.frame_len == n);
+        if (!strict)
+                return;
+        CHECK(op_parse_object(buf + f.payload_offset, f.payload_len, &back, err, sizeof(err)) == 0);
+        if (raw) {
+                CHECK(op_json_get_bytes(back, "stdout", SIZE_MAX, &bytes, &bytes_len) == 0);
+                CHECK(bytes_len == raw_len);
+                CHECK(raw_len == 0 || memcmp(bytes, raw, raw_len) == 0);
+        }
+        json_decref(back);
+}
+
+/* What opd does with one parsed request object: id, then exec validation, then an answer.
+ * strict: req came from op_parse_object(), so the answers must parse back too. */
+static inline void fuzz_handle_request(json_t *req, const struct op_limits *lim, bool strict)
+{
+        struct op_exec e;
+        json_t *id = NULL, *reply;
+        char err[256] = "";
+        int r;
+
+        r = op_request_id(req, &id, err, sizeof(err));
+        if (r < 0) {
+                CHECK(r == -EINVAL && err[0]);
+                fuzz_check_reply(op_error_reply(NULL, OP_ERR_BAD_REQUEST, "%s", err), NULL, 0,
+                                 strict);
+                return;
+        }
+        r = op_exec_decode(req, lim, &e, err, sizeof(err));
+        if (r < 0) {
+                CHECK(r == -EINVAL && err[0]);
+                fuzz_check_reply(op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err), NULL, 0,
+                                 strict);
+                return;
+        }
+        fuzz_check_exec(&e, lim);
+        /* a success answer whose output is the code, byte for byte */
+        reply = json_pack("{s:O?, s:b}", "id", id, "ok", 1);
+        CHECK(reply);
+        CHECK(op_json_set_bytes(reply, "stdout", e.code, e.code_len) == 0);
+        if (e.stdin_data)
+                CHECK(op_json_set_bytes(reply, "stderr", e.stdin_data, e.stdin_len) == 0);
+        fuzz_check_reply(reply, e.code, e.code_len, strict);
+        op_exec_done(&e);
+}

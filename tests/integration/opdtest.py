@@ -1,0 +1,144 @@
+"""opdtest: start the real opd on a private socket and talk to it as a client would.
+
+Paths come from the environment that ctest sets: OP_BUILD_DIR (the CMake build tree),
+OP_SOURCE_DIR (the source tree) and OPD_IMAGES (built guest images, default
+/var/lib/opd/images).
+"""
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+BUILD = os.environ.get("OP_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
+SOURCE = os.environ.get("OP_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
+IMAGES = os.environ.get("OPD_IMAGES", "/var/lib/opd/images")
+OPD = os.path.join(BUILD, "daemon", "opd")
+OPCTL = os.path.join(BUILD, "cli", "opctl")
+
+
+def frame(obj_or_bytes):
+    data = obj_or_bytes if isinstance(obj_or_bytes, bytes) else json.dumps(obj_or_bytes).encode()
+    return struct.pack(">I", len(data)) + data
+
+
+class Client:
+    def __init__(self, path, timeout=120):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+
+    def send(self, obj):
+        self.sock.sendall(frame(obj))
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def recv(self):
+        """One answer as a dict, or None when opd closed the connection."""
+        while True:
+            if len(self.buf) >= 4:
+                (n,) = struct.unpack(">I", self.buf[:4])
+                if len(self.buf) >= 4 + n:
+                    payload, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+                    return json.loads(payload)
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                return None
+            self.buf += chunk
+
+    def call(self, obj):
+        self.send(obj)
+        return self.recv()
+
+    def close(self):
+        self.sock.close()
+
+
+class Opd:
+    """One opd process with its own socket, run directory and config."""
+
+    def __init__(self, config=None, languages=None, wait_accel=True):
+        self.dir = tempfile.mkdtemp(prefix="opd-test-")
+        self.socket = os.path.join(self.dir, "opd.sock")
+        self.run_dir = os.path.join(self.dir, "vm")
+        conf = {
+            "socket": self.socket,
+            "run_dir": self.run_dir,
+            "images_dir": IMAGES,
+            "languages": languages or os.path.join(SOURCE, "languages", "languages.json"),
+            "accel": "tcg",
+            "boot_timeout_ms": "120000",
+            "max_vms": "4",
+        }
+        conf.update(config or {})
+        self.config_path = os.path.join(self.dir, "opd.conf")
+        with open(self.config_path, "w") as f:
+            for k, v in conf.items():
+                f.write(f"{k} = {v}\n")
+        self.log_path = os.path.join(self.dir, "opd.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([OPD, "--config", self.config_path], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("opd exited at start:\n" + self.read_log())
+            try:
+                c = Client(self.socket, timeout=5)
+                st = c.call({"op": "status"})
+                c.close()
+                if not wait_accel or st.get("accel") != "probing":
+                    break
+            except (FileNotFoundError, ConnectionRefusedError):
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("opd did not come up:\n" + self.read_log())
+            time.sleep(0.05)
+
+    def client(self, timeout=180):
+        return Client(self.socket, timeout)
+
+    def call(self, obj, timeout=180):
+        c = self.client(timeout)
+        try:
+            return c.call(obj)
+        finally:
+            c.close()
+
+    def run(self, lang, code, **kw):
+        req = {"op": "exec", "lang": lang, "code": code, "id": kw.pop("id", 1)}
+        req.update(kw)
+        return self.call(req)
+
+    def read_log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def vmm_pids(self):
+        """VMM processes still running for this opd (their command line names our run_dir)."""
+        pids = []
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{p}/cwd").startswith(self.run_dir):
+                    pids.append(int(p))
+            except OSError:
+                continue
+        return pids
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode

@@ -1,0 +1,585 @@
+/* test-agent-exec.c: the agent's execution engine against real programs on the host: exit codes,
+ * signals, stdin, output caps, deadlines, user code that misbehaves, and children started ahead
+ * (spawn, wait for "ready" on fd 3, attach with a hand-off). */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cleanup.h"
+#include "exec.h"
+#include "util.h"
+
+static const char *const test_env[] = {
+    "PATH=/usr/local/bin:/usr/bin:/bin",
+    "LANG=C.UTF-8",
+    "HOME=/tmp",
+    NULL,
+};
+
+static int run_argv(const char *const *argv, const char *const *env, const char *in, size_t in_len,
+                    uint32_t timeout_ms, size_t cap, struct agent_result *res)
+{
+        struct agent_job job = {
+            .argv = argv,
+            .env = env ? env : test_env,
+            .workdir = "/tmp",
+            .stdin_data = in,
+            .stdin_len = in_len,
+            .timeout_ms = timeout_ms,
+            .output_max = cap,
+            .uid = (uid_t)-1,
+            .gid = (gid_t)-1,
+        };
+        return agent_exec(&job, res);
+}
+
+static void run_sh(const char *script, const char *in, size_t in_len, uint32_t timeout_ms,
+                   size_t cap, struct agent_result *res)
+{
+        const char *argv[] = {"sh", "-c", script, NULL};
+
+        assert_int_equal(run_argv(argv, NULL, in, in_len, timeout_ms, cap, res), 0);
+}
+
+/* Every pid printed one per line in out must be gone. */
+static void assert_pids_gone(const char *out, size_t min_count)
+{
+        size_t count = 0;
+
+        for (const char *p = out; *p;) {
+                char *end;
+                long pid = strtol(p, &end, 10);
+
+                if (end == p)
+                        break;
+                assert_true(pid > 1);
+                if (kill((pid_t)pid, 0) == 0) {
+                        fprintf(stderr, "pid %ld still alive\n", pid);
+                        fail();
+                }
+                assert_int_equal(errno, ESRCH);
+                count++;
+                p = end;
+                while (*p == '\n')
+                        p++;
+        }
+        assert_true(count >= min_count);
+}
+
+static void test_exit_code(void **state)
+{
+        struct agent_result r;
+
+        run_sh("exit 3", NULL, 0, 5000, 1024, &r);
+        assert_int_equal(r.exit_code, 3);
+        assert_int_equal(r.signal, 0);
+        assert_false(r.timed_out);
+        assert_false(r.truncated);
+        assert_int_equal(r.out_len, 0);
+        assert_non_null(r.out);
+        assert_non_null(r.err);
+        assert_true(r.run_us > 0);
+        agent_result_done(&r);
+
+        run_sh("true", NULL, 0, 5000, 1024, &r);
+        assert_int_equal(r.exit_code, 0);
+        agent_result_done(&r);
+}
+
+static void test_signal(void **state)
+{
+        struct agent_result r;
+
+        run_sh("kill -9 $$", NULL, 0, 5000, 1024, &r);
+        assert_int_equal(r.exit_code, -1);
+        assert_int_equal(r.signal, 9);
+        assert_false(r.timed_out);
+        agent_result_done(&r);
+}
+
+static void test_signals_reset(void **state)
+{
+        struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+        sigset_t block, oldmask;
+        struct agent_result r;
+
+        /* Whatever the agent ignores or blocks, the program starts with the defaults. */
+        sigaction(SIGTERM, &ign, &old);
+        sigemptyset(&block);
+        sigaddset(&block, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &block, &oldmask);
+        run_sh("kill -TERM $$; sleep 1; exit 0", NULL, 0, 5000, 1024, &r);
+        assert_int_equal(r.signal, SIGTERM);
+        agent_result_done(&r);
+        run_sh("kill -USR1 $$; sleep 1; exit 0", NULL, 0, 5000, 1024, &r);
+        assert_int_equal(r.signal, SIGUSR1);
+        agent_result_done(&r);
+        sigaction(SIGTERM, &old, NULL);
+        sigprocmask(SIG_SETMASK, &oldmask, NULL);
+}
+
+static void test_stdin_roundtrip(void **state)
+{
+        size_t n = 3 * 1024 * 1024 + 17;
+        char *in = malloc(n);
+        struct agent_result r;
+
+        assert_non_null(in);
+        for (size_t i = 0; i < n; i++)
+                in[i] = (char)(i * 7 + i / 251);
+        run_sh("cat", in, n, 20000, n, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_false(r.truncated);
+        assert_int_equal(r.out_len, n);
+        assert_memory_equal(r.out, in, n);
+        agent_result_done(&r);
+        free(in);
+}
+
+static void test_stdin_closed_early(void **state)
+{
+        size_t n = 4 * 1024 * 1024;
+        char *in = calloc(1, n);
+        struct agent_result r;
+
+        assert_non_null(in);
+        /* The program closes its stdin with megabytes unread: EPIPE, not SIGPIPE, for us. */
+        run_sh("exec 0<&-; sleep 0.1; echo ok", in, n, 5000, 1024, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_string_equal(r.out, "ok\n");
+        agent_result_done(&r);
+        /* Reads only a little, then exits. */
+        run_sh("head -c 10 >/dev/null; echo done", in, n, 5000, 1024, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_string_equal(r.out, "done\n");
+        agent_result_done(&r);
+        free(in);
+}
+
+static void test_no_stdin(void **state)
+{
+        struct agent_result r;
+
+        run_sh("cat; echo done", NULL, 0, 5000, 1024, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_string_equal(r.out, "done\n");
+        agent_result_done(&r);
+}
+
+static void test_output_cap(void **state)
+{
+        uint64_t t0 = op_now_us();
+        struct agent_result r;
+
+        run_sh("yes | head -c 10M", NULL, 0, 10000, 1000, &r);
+        assert_true(r.truncated);
+        assert_false(r.timed_out);
+        assert_int_equal(r.out_len, 1000);
+        assert_int_equal(strlen(r.out), 1000);
+        assert_memory_equal(r.out, "y\ny\n", 4);
+        assert_true(op_now_us() - t0 < 5 * 1000 * 1000);
+        agent_result_done(&r);
+
+        /* The cap applies to stderr too, and an endless flood is ended. */
+        run_sh("yes >&2", NULL, 0, 10000, 4096, &r);
+        assert_true(r.truncated);
+        assert_int_equal(r.err_len, 4096);
+        assert_int_equal(r.out_len, 0);
+        agent_result_done(&r);
+
+        /* Exactly at the cap is not truncated. */
+        run_sh("head -c 1000 /dev/zero | tr '\\0' a", NULL, 0, 5000, 1000, &r);
+        assert_false(r.truncated);
+        assert_int_equal(r.out_len, 1000);
+        assert_int_equal(r.exit_code, 0);
+        agent_result_done(&r);
+}
+
+static void test_timeout_kills_tree(void **state)
+{
+        uint64_t t0 = op_now_us();
+        struct agent_result r;
+
+        run_sh("sleep 100 & echo $!; sleep 100", NULL, 0, 300, 4096, &r);
+        assert_true(r.timed_out);
+        assert_int_equal(r.signal, SIGKILL);
+        assert_true(op_now_us() - t0 < 5 * 1000 * 1000);
+        assert_true(r.run_us >= 300 * 1000);
+        assert_pids_gone(r.out, 1);
+        agent_result_done(&r);
+}
+
+static void test_fork_storm(void **state)
+{
+        uint64_t t0 = op_now_us();
+        struct agent_result r;
+
+        run_sh("for i in $(seq 50); do sleep 100 & echo $!; done; wait", NULL, 0, 1000, 65536, &r);
+        assert_true(r.timed_out);
+        assert_true(op_now_us() - t0 < 5 * 1000 * 1000);
+        assert_pids_gone(r.out, 50);
+        agent_result_done(&r);
+
+        /* A bounded fork bomb (a tree of ~500 shells), still growing when the deadline hits. */
+        t0 = op_now_us();
+        run_sh("f() { if [ $1 -gt 0 ]; then f $(($1 - 1)) & f $(($1 - 1)) & fi; sleep 100; }; f 8",
+               NULL, 0, 500, 4096, &r);
+        assert_true(r.timed_out);
+        assert_true(op_now_us() - t0 < 10 * 1000 * 1000);
+        agent_result_done(&r);
+}
+
+static void test_closed_stdout(void **state)
+{
+        struct agent_result r;
+
+        run_sh("exec >&-; echo x", NULL, 0, 5000, 1024, &r);
+        assert_int_equal(r.out_len, 0);
+        assert_true(r.exit_code != 0);
+        assert_false(r.timed_out);
+        agent_result_done(&r);
+
+        /* Both output pipes closed while the program keeps running: its exit still counts. */
+        run_sh("exec >&- 2>&-; sleep 0.2; exit 4", NULL, 0, 5000, 1024, &r);
+        assert_int_equal(r.exit_code, 4);
+        assert_false(r.timed_out);
+        agent_result_done(&r);
+}
+
+static void test_missing_command(void **state)
+{
+        const char *argv[] = {"no-such-command-op-test", "x", NULL};
+        struct agent_result r;
+
+        assert_int_equal(run_argv(argv, NULL, NULL, 0, 5000, 1024, &r), 0);
+        assert_int_equal(r.exit_code, 127);
+        assert_non_null(strstr(r.err, "not found"));
+        agent_result_done(&r);
+}
+
+static void test_path_from_env(void **state)
+{
+        const char *argv[] = {"sh", "-c", "exit 0", NULL};
+        const char *env[] = {"PATH=/nonexistent", NULL};
+        struct agent_result r;
+
+        /* The program's PATH is searched, not the agent's. */
+        assert_int_equal(run_argv(argv, env, NULL, 0, 5000, 1024, &r), 0);
+        assert_int_equal(r.exit_code, 127);
+        agent_result_done(&r);
+}
+
+static void test_stderr_separate(void **state)
+{
+        struct agent_result r;
+
+        run_sh("echo out; echo err >&2; echo out2", NULL, 0, 5000, 1024, &r);
+        assert_string_equal(r.out, "out\nout2\n");
+        assert_string_equal(r.err, "err\n");
+        assert_int_equal(r.exit_code, 0);
+        agent_result_done(&r);
+}
+
+static void test_lingering_grandchild(void **state)
+{
+        uint64_t t0 = op_now_us();
+        struct agent_result r;
+
+        /* sh exits at once; the background sleep keeps stdout open. */
+        run_sh("sleep 100 & echo $!", NULL, 0, 20000, 1024, &r);
+        assert_false(r.timed_out);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(op_now_us() - t0 < 3 * 1000 * 1000);
+        assert_pids_gone(r.out, 1);
+        agent_result_done(&r);
+
+        /* A background process with its output elsewhere is ended too. */
+        run_sh("sleep 100 >/dev/null 2>&1 & echo $!", NULL, 0, 20000, 1024, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_pids_gone(r.out, 1);
+        agent_result_done(&r);
+}
+
+static void test_setsid_escape(void **state)
+{
+        uint64_t t0 = op_now_us();
+        struct agent_result r;
+        long pid;
+
+        /* Out of the group and holding stdout: the agent stops listening instead of hanging. */
+        run_sh("setsid sleep 100 & echo $!; sleep 0.3", NULL, 0, 20000, 1024, &r);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(op_now_us() - t0 < 3 * 1000 * 1000);
+        pid = strtol(r.out, NULL, 10);
+        assert_true(pid > 1);
+        assert_int_equal(kill((pid_t)pid, 0), 0); /* it did escape */
+        /* We are its subreaper: clean up after it. */
+        kill((pid_t)pid, SIGKILL);
+        waitpid((pid_t)pid, NULL, 0);
+        agent_result_done(&r);
+}
+
+static void test_no_fd_leak(void **state)
+{
+        struct agent_result r;
+
+        /* 0, 1, 2 and the directory ls reads. */
+        run_sh("ls /proc/self/fd | wc -l", NULL, 0, 5000, 1024, &r);
+        assert_string_equal(r.out, "4\n");
+        agent_result_done(&r);
+}
+
+static void test_workdir(void **state)
+{
+        const char *argv[] = {"pwd", NULL};
+        struct agent_result r;
+
+        assert_int_equal(run_argv(argv, NULL, NULL, 0, 5000, 1024, &r), 0);
+        assert_string_equal(r.out, "/tmp\n");
+        agent_result_done(&r);
+}
+
+static void test_bad_workdir(void **state)
+{
+        const char *argv[] = {"true", NULL};
+        struct agent_job job = {
+            .argv = argv,
+            .env = test_env,
+            .workdir = "/nonexistent-op-test",
+            .timeout_ms = 1000,
+            .output_max = 10,
+            .uid = (uid_t)-1,
+            .gid = (gid_t)-1,
+        };
+        struct agent_result r = {0};
+
+        assert_int_equal(agent_exec(&job, &r), -ENOENT);
+        assert_null(r.out);
+}
+
+static void test_uid(void **state)
+{
+        const char *argv[] = {"sh", "-c", "id -u; id -g; id -G", NULL};
+        struct agent_job job = {
+            .argv = argv,
+            .env = test_env,
+            .workdir = "/",
+            .timeout_ms = 5000,
+            .output_max = 1024,
+            .uid = 65534,
+            .gid = 65534,
+        };
+        struct agent_result r;
+
+        if (geteuid() != 0)
+                skip();
+        assert_int_equal(agent_exec(&job, &r), 0);
+        assert_string_equal(r.out, "65534\n65534\n65534\n");
+        agent_result_done(&r);
+}
+
+static void spawn_sh(const char *script, struct agent_child *c)
+{
+        const char *argv[] = {"sh", "-c", script, NULL};
+        struct agent_job job = {
+            .argv = argv,
+            .env = test_env,
+            .workdir = "/tmp",
+            .uid = (uid_t)-1,
+            .gid = (gid_t)-1,
+        };
+
+        *c = AGENT_CHILD_INIT;
+        assert_int_equal(agent_spawn(&job, true, c), 0);
+        assert_true(c->pid > 1);
+        assert_int_equal(c->pgid, c->pid);
+        assert_true(c->ctl_fd >= 0);
+}
+
+static void attach(struct agent_child *c, const char *handoff, const char *in, uint32_t timeout_ms,
+                   size_t cap, struct agent_result *r)
+{
+        struct agent_job job = {
+            .stdin_data = in,
+            .stdin_len = in ? strlen(in) : 0,
+            .timeout_ms = timeout_ms,
+            .output_max = cap,
+            .handoff = handoff,
+            .handoff_len = handoff ? strlen(handoff) : 0,
+        };
+
+        assert_int_equal(agent_exec_attach(&job, c, r), 0);
+        assert_int_equal(c->pid, 0);
+        assert_int_equal(c->ctl_fd, -1);
+}
+
+static void test_attach_handoff(void **state)
+{
+        struct agent_diag d;
+        struct agent_child c;
+        struct agent_result r;
+
+        /* What it writes before "ready" is not the program's output; fd 3 is a socket, the
+         * agent's end is closed after the hand-off, and stdin is fed. */
+        spawn_sh("echo noise; echo warming >&2; test -S /dev/fd/3 && echo ready >&3; "
+                 "read -r job <&3; cat <&3; echo \"job:$job\"; cat; echo e >&2; exit 6",
+                 &c);
+        assert_int_equal(agent_child_wait_ready(&c, 5000, &d), 0);
+        attach(&c, "hello world\n", "from stdin\n", 5000, 1024, &r);
+        assert_string_equal(r.out, "job:hello world\nfrom stdin\n");
+        assert_string_equal(r.err, "e\n");
+        assert_int_equal(r.exit_code, 6);
+        assert_false(r.timed_out);
+        agent_result_done(&r);
+}
+
+static void test_attach_exited_early(void **state)
+{
+        size_t n = 4 * 1024 * 1024;
+        char *big = malloc(n + 1);
+        struct agent_diag d;
+        struct agent_child c;
+        struct agent_result r;
+
+        /* Ready, then gone before reading its job: a hand-off far over the socket buffer and a
+         * big stdin must not hang the agent; it ended like any program. */
+        assert_non_null(big);
+        memset(big, 'x', n);
+        big[n] = 0;
+        spawn_sh("echo ready >&3; echo bye >&2; exit 7", &c);
+        assert_int_equal(agent_child_wait_ready(&c, 5000, &d), 0);
+        usleep(100 * 1000);
+        attach(&c, big, big, 5000, 1024, &r);
+        assert_int_equal(r.exit_code, 7);
+        assert_false(r.timed_out);
+        agent_result_done(&r);
+        free(big);
+}
+
+static void test_attach_timeout(void **state)
+{
+        struct agent_diag d;
+        struct agent_child c;
+        struct agent_result r;
+
+        spawn_sh("echo ready >&3; read -r x <&3; sleep 100 & echo $!; sleep 100", &c);
+        assert_int_equal(agent_child_wait_ready(&c, 5000, &d), 0);
+        attach(&c, "go\n", NULL, 300, 1024, &r);
+        assert_true(r.timed_out);
+        assert_int_equal(r.signal, SIGKILL);
+        assert_true(r.run_us >= 300 * 1000);
+        assert_pids_gone(r.out, 1);
+        agent_result_done(&r);
+}
+
+static void test_wait_ready_failures(void **state)
+{
+        static const struct {
+                const char *script;
+                int rc;
+                const char *diag;
+                int exit_code; /* -1: not checked */
+        } cases[] = {
+            {"echo nope >&2; exit 3", -ECHILD, "nope\n", 3},
+            {"echo slow >&2; sleep 100", -ETIMEDOUT, "slow\n", -1},
+            {"echo hello >&3; sleep 100", -EPROTO, "", -1},
+            {"printf readyyyyyyyy >&3; sleep 100", -EPROTO, "", -1},
+            {"echo closing >&2; exec 3>&-; sleep 100", -EPIPE, "closing\n", -1},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                uint64_t t0 = op_now_us();
+                struct agent_diag d;
+                struct agent_child c;
+                pid_t pid;
+
+                spawn_sh(cases[i].script, &c);
+                pid = c.pid;
+                assert_int_equal(agent_child_wait_ready(&c, 300, &d), cases[i].rc);
+                assert_true(op_now_us() - t0 < 3 * 1000 * 1000);
+                assert_int_equal(c.pid, 0);
+                assert_int_equal(c.err_fd, -1);
+                assert_string_equal(d.text, cases[i].diag);
+                if (cases[i].exit_code >= 0) {
+                        assert_true(WIFEXITED(d.status));
+                        assert_int_equal(WEXITSTATUS(d.status), cases[i].exit_code);
+                }
+                assert_int_equal(kill(-pid, 0), -1);
+                assert_int_equal(errno, ESRCH);
+        }
+}
+
+static void test_wait_ready_diag_cap(void **state)
+{
+        struct agent_diag d;
+        struct agent_child c;
+
+        spawn_sh("head -c 100000 /dev/zero | tr '\\0' e >&2; exit 1", &c);
+        assert_int_equal(agent_child_wait_ready(&c, 5000, &d), -ECHILD);
+        assert_int_equal(d.len, AGENT_DIAG_MAX);
+        assert_true(d.truncated);
+        assert_int_equal(strlen(d.text), AGENT_DIAG_MAX);
+}
+
+static void test_child_kill(void **state)
+{
+        struct agent_diag d;
+        struct agent_child c;
+        pid_t pid;
+
+        spawn_sh("sleep 100 & echo ready >&3; sleep 100", &c);
+        assert_int_equal(agent_child_wait_ready(&c, 5000, &d), 0);
+        pid = c.pid;
+        agent_child_kill(&c);
+        assert_int_equal(c.pid, 0);
+        assert_int_equal(kill(-pid, 0), -1);
+        assert_int_equal(errno, ESRCH);
+        agent_child_kill(&c); /* idempotent */
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_exit_code),
+            cmocka_unit_test(test_signal),
+            cmocka_unit_test(test_signals_reset),
+            cmocka_unit_test(test_stdin_roundtrip),
+            cmocka_unit_test(test_stdin_closed_early),
+            cmocka_unit_test(test_no_stdin),
+            cmocka_unit_test(test_output_cap),
+            cmocka_unit_test(test_timeout_kills_tree),
+            cmocka_unit_test(test_fork_storm),
+            cmocka_unit_test(test_closed_stdout),
+            cmocka_unit_test(test_missing_command),
+            cmocka_unit_test(test_path_from_env),
+            cmocka_unit_test(test_stderr_separate),
+            cmocka_unit_test(test_lingering_grandchild),
+            cmocka_unit_test(test_setsid_escape),
+            cmocka_unit_test(test_no_fd_leak),
+            cmocka_unit_test(test_workdir),
+            cmocka_unit_test(test_bad_workdir),
+            cmocka_unit_test(test_uid),
+            cmocka_unit_test(test_attach_handoff),
+            cmocka_unit_test(test_attach_exited_early),
+            cmocka_unit_test(test_attach_timeout),
+            cmocka_unit_test(test_wait_ready_failures),
+            cmocka_unit_test(test_wait_ready_diag_cap),
+            cmocka_unit_test(test_child_kill),
+        };
+
+        /* Like op-agent outside a VM: orphans of user code are re-parented to us and reaped, so
+         * "gone" means gone, whatever PID 1 of the host does. */
+        prctl(PR_SET_CHILD_SUBREAPER, 1);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1179 @@
+/* test-agent-proto.c: the agent's side of the protocol: agent_handle() on good and bad requests,
+ * warm runners (test runners and the real Python one), and the real op-agent binary in --stdio
+ * mode, spoken to frame by frame. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agent.h"
+#include "frame.h"
+#include "msg.h"
+#include "util.h"
+
+static char workdir[] = "/tmp/op-agent-test-XXXXXX";
+static struct agent_config cfg;
+static struct agent ag;
+
+static json_t *handle(const char *text)
+{
+        json_error_t jerr;
+        json_t *req = json_loads(text, JSON_ALLOW_NUL, &jerr), *answer;
+
+        if (!req) {
+                fprintf(stderr, "bad test JSON: %s: %s\n", text, jerr.text);
+                fail();
+        }
+        answer = agent_handle(&ag, req);
+        json_decref(req);
+        assert_non_null(answer);
+        return answer;
+}
+
+static void assert_error(json_t *answer, const char *code)
+{
+        json_t *err = json_object_get(answer, "error");
+
+        assert_true(json_is_false(json_object_get(answer, "ok")));
+        assert_true(json_is_object(err));
+        assert_string_equal(json_string_value(json_object_get(err, "code")), code);
+        assert_true(json_is_string(json_object_get(err, "message")));
+}
+
+static void assert_request_error(const char *text, const char *code)
+{
+        json_t *a = handle(text);
+
+        if (!json_is_false(json_object_get(a, "ok")))
+                fprintf(stderr, "accepted: %s\n", text);
+        assert_error(a, code);
+        json_decref(a);
+}
+
+static const char *str(json_t *obj, const char *key)
+{
+        json_t *v = json_object_get(obj, key);
+
+        assert_true(json_is_string(v));
+        return json_string_value(v);
+}
+
+static int count_entries(const char *dir)
+{
+        char cmd[PATH_MAX + 32];
+        FILE *f;
+        int n = -1;
+
+        snprintf(cmd, sizeof(cmd), "ls -A %s | wc -l", dir);
+        f = popen(cmd, "r");
+        assert_non_null(f);
+        assert_int_equal(fscanf(f, "%d", &n), 1);
+        pclose(f);
+        return n;
+}
+
+static void test_ready(void **state)
+{
+        json_t *e = agent_ready_event();
+
+        assert_string_equal(str(e, "event"), "ready");
+        assert_string_equal(str(e, "agent_version"), OP_AGENT_VERSION);
+        json_decref(e);
+}
+
+static void test_ping(void **state)
+{
+        json_t *a = handle("{\"op\":\"ping\"}");
+
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        assert_true(json_is_true(json_object_get(a, "pong")));
+        assert_string_equal(str(a, "agent_version"), OP_AGENT_VERSION);
+        json_decref(a);
+
+        a = handle("{\"op\":\"ping\",\"id\":\"abc\"}");
+        assert_string_equal(str(a, "id"), "abc");
+        json_decref(a);
+}
+
+static void test_exec_full(void **state)
+{
+        json_t *a =
+            handle("{\"op\":\"exec\",\"id\":42,\"argv\":[\"sh\",\"main.sh\",\"arg one\"],"
+                   "\"file\":\"main.sh\","
+                   "\"code\":\"cat data.txt; echo \\\"$FOO|$1|$LANG\\\"; [ \\\"$HOME\\\" = "
+                   "\\\"$(pwd)\\\" ] "
+                   "&& echo home-ok; [ \\\"$TMPDIR\\\" = \\\"$HOME\\\" ] && echo tmp-ok; cat; "
+                   "echo oops >&2; exit 5\","
+                   "\"stdin\":\"from stdin\\n\","
+                   "\"env\":{\"FOO\":\"bar\",\"LANG\":\"C\"},"
+                   "\"files\":[{\"name\":\"data.txt\",\"content\":\"hello\\n\"},"
+                   "{\"name\":\"bin.dat\",\"content_b64\":\"AAEC\"}],"
+                   "\"timeout_ms\":5000,\"output_max\":4096}");
+
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        assert_int_equal(json_integer_value(json_object_get(a, "id")), 42);
+        assert_string_equal(str(a, "stdout"),
+                            "hello\nbar|arg one|C\nhome-ok\ntmp-ok\nfrom stdin\n");
+        assert_string_equal(str(a, "stderr"), "oops\n");
+        assert_null(json_object_get(a, "stdout_b64"));
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 5);
+        assert_true(json_is_null(json_object_get(a, "signal")));
+        assert_true(json_is_false(json_object_get(a, "timed_out")));
+        assert_true(json_is_false(json_object_get(a, "truncated")));
+        assert_true(json_is_real(json_object_get(a, "run_ms")));
+        assert_true(json_real_value(json_object_get(a, "run_ms")) > 0);
+        json_decref(a);
+        /* The run's directory is gone. */
+        assert_int_equal(count_entries(workdir), 0);
+}
+
+static void test_exec_minimal(void **state)
+{
+        json_t *a = handle("{\"op\":\"exec\",\"argv\":[\"echo\",\"hi\"]}");
+
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        assert_string_equal(str(a, "stdout"), "hi\n");
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 0);
+        json_decref(a);
+}
+
+static void test_exec_signal_timeout_truncated(void **state)
+{
+        json_t *a = handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"-c\",\"sleep 10\"],"
+                           "\"timeout_ms\":200}");
+
+        assert_true(json_is_true(json_object_get(a, "timed_out")));
+        assert_true(json_is_null(json_object_get(a, "exit_code")));
+        assert_int_equal(json_integer_value(json_object_get(a, "signal")), SIGKILL);
+        json_decref(a);
+
+        a = handle("{\"op\":\"exec\",\"argv\":[\"yes\"],\"output_max\":100}");
+        assert_true(json_is_true(json_object_get(a, "truncated")));
+        assert_int_equal(strlen(str(a, "stdout")), 100);
+        json_decref(a);
+}
+
+static void test_exec_rundir_cleanup(void **state)
+{
+        /* Whatever the program leaves behind, unreadable or symlinked, goes with its directory. */
+        json_t *a =
+            handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"-c\",\"mkdir -p a/b/c && touch a/b/c/f && "
+                   "ln -s / root && ln -s /etc a/etc && chmod 0 a/b && chmod 0 a\"]}");
+
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 0);
+        json_decref(a);
+        assert_int_equal(count_entries(workdir), 0);
+        assert_int_equal(access("/etc/passwd", F_OK), 0);
+}
+
+static void test_exec_non_utf8(void **state)
+{
+        json_t *a = handle("{\"op\":\"exec\",\"argv\":[\"printf\",\"a\\\\377b\"]}");
+
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        assert_string_equal(str(a, "stdout"), "a\xef\xbf\xbd"
+                                              "b");
+        assert_string_equal(str(a, "stdout_b64"), "Yf9i");
+        assert_null(json_object_get(a, "stderr_b64"));
+        json_decref(a);
+}
+
+static void test_exec_identity_ignored(void **state)
+{
+        /* Outside a guest (apply_identity unset) identity fields are checked, not applied. */
+        json_t *a = handle("{\"op\":\"exec\",\"argv\":[\"true\"],\"entropy\":\"AAECAwQFBgc=\","
+                           "\"time_ns\":1700000000000000000,\"hostname\":\"op-vm-1\"}");
+
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        json_decref(a);
+}
+
+/* Run fn in a child that first unshares `flags`; the child's exit code is the verdict, 77 for
+ * "cannot unshare here" (skip). */
+static void in_namespace(int flags, int (*fn)(void))
+{
+        pid_t pid = fork();
+        int st;
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (unshare(flags) < 0)
+                        _exit(77);
+                if (flags & CLONE_NEWPID) {
+                        /* The next child is PID 1 of the new namespace. */
+                        pid_t init = fork();
+                        if (init < 0)
+                                _exit(2);
+                        if (init == 0)
+                                _exit(fn());
+                        if (waitpid(init, &st, 0) != init || !WIFEXITED(st))
+                                _exit(3);
+                        _exit(WEXITSTATUS(st));
+                }
+                _exit(fn());
+        }
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        if (WEXITSTATUS(st) == 77)
+                skip();
+        assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static int identity_child(void)
+{
+        struct agent_config c = cfg;
+        struct agent a;
+        json_t *req, *ans, *warm;
+        int ok;
+
+        c.apply_identity = true;
+        agent_init(&a, &c);
+        req = json_pack("{s:s, s:[s], s:s, s:s}", "op", "exec", "argv", "hostname", "entropy",
+                        "AAECAwQFBgcICQoLDA0ODw==", "hostname", "op-vm-test");
+        ans = agent_handle(&a, req);
+        ok = json_is_true(json_object_get(ans, "ok")) &&
+             strcmp(json_string_value(json_object_get(ans, "stdout")), "op-vm-test\n") == 0;
+        json_decref(ans);
+        json_decref(req);
+
+        /* A warm runner started before (as in the snapshot) sees the identity of the exec. */
+        warm = json_pack("{s:s, s:[s,s,s]}", "op", "warm", "argv", "sh", "-c",
+                         "echo ready >&3; read -r job <&3; hostname");
+        ans = agent_handle(&a, warm);
+        ok = ok && json_is_true(json_object_get(ans, "ok"));
+        json_decref(ans);
+        json_decref(warm);
+        req = json_pack("{s:s, s:[s,s], s:s, s:s, s:b, s:s}", "op", "exec", "argv", "sh", "m.sh",
+                        "file", "m.sh", "code", "", "warm", 1, "hostname", "op-vm-warm");
+        ans = agent_handle(&a, req);
+        ok = ok && json_is_true(json_object_get(ans, "warm_used")) &&
+             strcmp(json_string_value(json_object_get(ans, "stdout")), "op-vm-warm\n") == 0;
+        if (!ok) {
+                char *d = json_dumps(ans, 0);
+                fprintf(stderr, "identity: %s\n", d);
+                free(d);
+        }
+        json_decref(ans);
+        json_decref(req);
+        agent_done(&a);
+        return ok ? 0 : 1;
+}
+
+static void test_exec_identity_applied(void **state)
+{
+        /* Entropy and hostname, in a UTS namespace of its own (the clock is not namespaced). */
+        if (geteuid() != 0)
+                skip();
+        in_namespace(CLONE_NEWUTS, identity_child);
+}
+
+static int pid1_child(void)
+{
+        json_t *req, *a;
+        long pid;
+        int ok;
+
+        /* A process that leaves the group (given the time to) and closes its output escapes the
+         * group kill; as PID 1 the agent ends it anyway. */
+        req = json_pack("{s:s, s:[s,s,s]}", "op", "exec", "argv", "sh", "-c",
+                        "setsid sleep 100 >/dev/null 2>&1 </dev/null & echo $!; sleep 0.3");
+        a = agent_handle(&ag, req);
+        pid = strtol(json_string_value(json_object_get(a, "stdout")), NULL, 10);
+        ok = getpid() == 1 && json_is_true(json_object_get(a, "ok")) && pid > 1 &&
+             kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+        json_decref(a);
+        json_decref(req);
+        return ok ? 0 : 1;
+}
+
+static void test_exec_pid1_kills_all(void **state)
+{
+        if (geteuid() != 0)
+                skip();
+        in_namespace(CLONE_NEWPID, pid1_child);
+}
+
+static void test_exec_missing_binary(void **state)
+{
+        json_t *a = handle("{\"op\":\"exec\",\"argv\":[\"no-such-program-op\"]}");
+
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 127);
+        json_decref(a);
+}
+
+static void test_bad_requests(void **state)
+{
+        static const char *const bad[] = {
+            "{}",
+            "{\"op\":1}",
+            "{\"op\":\"ping\",\"extra\":1}",
+            "{\"op\":\"ping\",\"id\":{}}",
+            "{\"op\":\"exec\"}",
+            "{\"op\":\"exec\",\"argv\":\"ls\"}",
+            "{\"op\":\"exec\",\"argv\":[]}",
+            "{\"op\":\"exec\",\"argv\":[1]}",
+            "{\"op\":\"exec\",\"argv\":[\"\"]}",
+            "{\"op\":\"exec\",\"argv\":[\"a\\u0000b\"]}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"bogus\":1}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"x.py\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"code\":\"x\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"../x\",\"code\":\"x\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"a/b\",\"code\":\"x\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":1,\"code\":\"x\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"x\",\"code\":1}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"x\",\"code\":\"x\",\"code_b64\":\"eA=="
+            "\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"x\",\"code_b64\":\"not base64\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"files\":[{\"name\":\"../"
+            "x\",\"content\":\"\"}]}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"files\":[{\"name\":\"..\",\"content\":\"\"}]}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"files\":[{\"name\":\"x\"}]}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"files\":[{\"name\":\"x\",\"content\":3}]}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"files\":[{\"name\":\"x\",\"content\":\"\","
+            "\"mode\":7}]}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"files\":[{\"name\":\"x\",\"content\":\"\"},"
+            "{\"name\":\"x\",\"content\":\"\"}]}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"x\",\"code\":\"\","
+            "\"files\":[{\"name\":\"x\",\"content\":\"\"}]}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"files\":{}}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"files\":[\"x\"]}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"stdin\":5}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"env\":[]}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"env\":{\"1X\":\"y\"}}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"env\":{\"A=B\":\"y\"}}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"env\":{\"X\":1}}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"timeout_ms\":0}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"timeout_ms\":600001}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"timeout_ms\":\"5\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"timeout_ms\":1.5}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"output_max\":-1}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"output_max\":67108865}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"entropy\":\"***\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"entropy\":7}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"time_ns\":-1}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"time_ns\":\"now\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"hostname\":\"\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"hostname\":\"a b\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"hostname\":\"x\\u0000y\"}",
+        };
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                assert_request_error(bad[i], "bad_request");
+        assert_request_error("{\"op\":\"reboot\"}", "unknown_op");
+        assert_int_equal(count_entries(workdir), 0);
+}
+
+static void test_argv_limit(void **state)
+{
+        json_t *req = json_pack("{s:s, s:[]}", "op", "exec", "argv"), *a;
+
+        for (int i = 0; i < 301; i++)
+                json_array_append_new(json_object_get(req, "argv"), json_string("true"));
+        a = agent_handle(&ag, req);
+        assert_error(a, "bad_request");
+        json_decref(a);
+        json_array_remove(json_object_get(req, "argv"), 0);
+        a = agent_handle(&ag, req);
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        json_decref(a);
+        json_decref(req);
+}
+
+static void test_bad_rundir(void **state)
+{
+        struct agent_config bad = cfg;
+        json_t *req = json_pack("{s:s, s:[s]}", "op", "exec", "argv", "true"), *a;
+        struct agent b;
+
+        bad.workdir = "/nonexistent-op-test/sub";
+        agent_init(&b, &bad);
+        a = agent_handle(&b, req);
+        assert_error(a, "internal_error");
+        json_decref(a);
+        json_decref(req);
+        req = json_pack("{s:s, s:[s]}", "op", "warm", "argv", "true");
+        a = agent_handle(&b, req);
+        assert_error(a, "internal_error");
+        json_decref(a);
+        json_decref(req);
+        agent_done(&b);
+}
+
+/* A test runner in Python: says "ready", reads its job, then becomes `sh FILE ARGS...` in the
+ * job's directory with the job's environment. */
+#define SH_RUNNER                                                                                  \
+        "import json, os\n"                                                                        \
+        "ctl = os.fdopen(3, 'r+b', buffering=0)\n"                                                 \
+        "ctl.write(b'ready\\n')\n"                                                                 \
+        "line = b''\n"                                                                             \
+        "while not line.endswith(b'\\n'):\n"                                                       \
+        "    chunk = ctl.read(65536)\n"                                                            \
+        "    if not chunk:\n"                                                                      \
+        "        os._exit(70)\n"                                                                   \
+        "    line += chunk\n"                                                                      \
+        "ctl.close()\n"                                                                            \
+        "job = json.loads(line)\n"                                                                 \
+        "os.chdir(job['cwd'])\n"                                                                   \
+        "os.execve('/bin/sh', ['sh', job['file']] + job['argv'], job['env'])\n"
+
+static void dump(const char *what, json_t *a)
+{
+        char *d = json_dumps(a, 0);
+
+        fprintf(stderr, "%s: %s\n", what, d);
+        free(d);
+}
+
+/* Handle req (a reference is taken over). */
+static json_t *handle_obj(json_t *req)
+{
+        json_t *a;
+
+        assert_non_null(req);
+        a = agent_handle(&ag, req);
+        json_decref(req);
+        assert_non_null(a);
+        return a;
+}
+
+/* Start a warm runner with this argv (a reference is taken over); its pid. */
+static pid_t warm(json_t *argv)
+{
+        json_t *a = handle_obj(json_pack("{s:s, s:s, s:o}", "op", "warm", "id", "w", "argv", argv));
+        pid_t pid;
+
+        if (!json_is_true(json_object_get(a, "ok")))
+                dump("warm", a);
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        assert_string_equal(str(a, "id"), "w");
+        assert_true(json_is_true(json_object_get(a, "warm")));
+        assert_true(json_is_integer(json_object_get(a, "pid")));
+        pid = (pid_t)json_integer_value(json_object_get(a, "pid"));
+        assert_true(pid > 1);
+        assert_int_equal(kill(pid, 0), 0);
+        assert_int_equal(json_object_size(a), 4);
+        json_decref(a);
+        assert_true(ag.warm_waiting);
+        return pid;
+}
+
+static pid_t warm_sh_runner(void)
+{
+        return warm(json_pack("[s,s,s]", "python3", "-c", SH_RUNNER));
+}
+
+static void assert_gone(pid_t pid)
+{
+        assert_int_equal(kill(pid, 0), -1);
+        assert_int_equal(errno, ESRCH);
+}
+
+static void assert_ok_warm_used(json_t *a, bool used)
+{
+        if (!json_is_true(json_object_get(a, "ok")))
+                dump("exec", a);
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        assert_true(json_is_boolean(json_object_get(a, "warm_used")));
+        assert_int_equal(json_is_true(json_object_get(a, "warm_used")), used);
+}
+
+static const char *error_message(json_t *a)
+{
+        assert_error(a, "internal_error");
+        return json_string_value(json_object_get(json_object_get(a, "error"), "message"));
+}
+
+/* have equals want (a reference to want is taken over). */
+static void assert_json_equal(json_t *have, json_t *want)
+{
+        int eq = json_equal(have, want);
+
+        json_decref(want);
+        assert_true(eq);
+}
+
+static void test_warm_handoff_line(void **state)
+{
+        size_t wlen = strlen(workdir);
+        const char *line, *cwd;
+        char file[PATH_MAX];
+        json_t *a, *job, *env;
+        pid_t pid;
+
+        /* A runner that prints the line it is handed: its exact shape. */
+        pid = warm(json_pack("[s,s,s]", "sh", "-c", "echo ready >&3; exec cat <&3"));
+        a = handle(
+            "{\"op\":\"exec\",\"argv\":[\"sh\",\"main.sh\",\"p\",\"q\"],\"file\":\"main.sh\","
+            "\"code\":\"x\",\"warm\":true,\"env\":{\"FOO\":\"bar\",\"LANG\":\"C\"}}");
+        assert_ok_warm_used(a, true);
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 0);
+        line = str(a, "stdout");
+        assert_non_null(strchr(line, '\n'));
+        assert_int_equal(strchr(line, '\n') - line, strlen(line) - 1);
+        job = json_loads(line, 0, NULL);
+        assert_non_null(job);
+        assert_int_equal(json_object_size(job), 4);
+        cwd = str(job, "cwd");
+        assert_memory_equal(cwd, workdir, wlen);
+        assert_memory_equal(cwd + wlen, "/run-", 5);
+        snprintf(file, sizeof(file), "%s/main.sh", cwd);
+        assert_string_equal(str(job, "file"), file);
+        /* Without "args": what follows the file's name in argv. */
+        assert_json_equal(json_object_get(job, "argv"), json_pack("[s,s]", "p", "q"));
+        env = json_object_get(job, "env");
+        assert_int_equal(json_object_size(env), 5);
+        assert_string_equal(str(env, "FOO"), "bar");
+        assert_string_equal(str(env, "LANG"), "C");
+        assert_string_equal(str(env, "HOME"), cwd);
+        assert_string_equal(str(env, "TMPDIR"), cwd);
+        assert_string_equal(str(env, "PATH"), "/usr/local/bin:/usr/bin:/bin");
+        json_decref(job);
+        json_decref(a);
+        assert_gone(pid);
+        assert_false(ag.warm_waiting);
+
+        /* "args" given: that, whatever argv holds. */
+        warm(json_pack("[s,s,s]", "sh", "-c", "echo ready >&3; exec cat <&3"));
+        a = handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"main.sh\",\"x\"],\"file\":\"main.sh\","
+                   "\"code\":\"x\",\"warm\":true,\"args\":[\"a b\",\"\"]}");
+        assert_ok_warm_used(a, true);
+        job = json_loads(str(a, "stdout"), 0, NULL);
+        assert_non_null(job);
+        assert_json_equal(json_object_get(job, "argv"), json_pack("[s,s]", "a b", ""));
+        json_decref(job);
+        json_decref(a);
+
+        /* The file's name not in argv: no arguments. */
+        warm(json_pack("[s,s,s]", "sh", "-c", "echo ready >&3; exec cat <&3"));
+        a = handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"-c\",\"x\"],\"file\":\"main.sh\","
+                   "\"code\":\"x\",\"warm\":true}");
+        assert_ok_warm_used(a, true);
+        job = json_loads(str(a, "stdout"), 0, NULL);
+        assert_non_null(job);
+        assert_int_equal(json_array_size(json_object_get(job, "argv")), 0);
+        json_decref(job);
+        json_decref(a);
+        assert_int_equal(count_entries(workdir), 0);
+}
+
+static void test_warm_exec(void **state)
+{
+        pid_t pid = warm_sh_runner();
+        json_t *a =
+            handle("{\"op\":\"exec\",\"id\":7,\"argv\":[\"sh\",\"main.sh\",\"one two\",\"3\"],"
+                   "\"args\":[\"one two\",\"3\"],\"file\":\"main.sh\",\"warm\":true,"
+                   "\"code\":\"cat data.txt; echo \\\"$#|$1|$2|$FOO\\\"; [ \\\"$HOME\\\" = "
+                   "\\\"$(pwd)\\\" ] && echo cwd-ok; [ \\\"$0\\\" = \\\"$(pwd)/main.sh\\\" ] && "
+                   "echo file-ok; cat; echo oops >&2; exit 5\","
+                   "\"stdin\":\"from stdin\\n\",\"env\":{\"FOO\":\"bar\"},"
+                   "\"files\":[{\"name\":\"data.txt\",\"content\":\"hello\\n\"}],"
+                   "\"timeout_ms\":5000,\"output_max\":4096}");
+
+        assert_ok_warm_used(a, true);
+        assert_int_equal(json_integer_value(json_object_get(a, "id")), 7);
+        assert_string_equal(str(a, "stdout"),
+                            "hello\n2|one two|3|bar\ncwd-ok\nfile-ok\nfrom stdin\n");
+        assert_string_equal(str(a, "stderr"), "oops\n");
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 5);
+        assert_true(json_is_null(json_object_get(a, "signal")));
+        assert_true(json_is_false(json_object_get(a, "timed_out")));
+        assert_true(json_is_false(json_object_get(a, "truncated")));
+        assert_true(json_real_value(json_object_get(a, "run_ms")) > 0);
+        json_decref(a);
+        assert_gone(pid);
+        assert_int_equal(count_entries(workdir), 0);
+
+        /* Killed by a signal: reported as such. */
+        pid = warm_sh_runner();
+        a = handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"m.sh\"],\"file\":\"m.sh\",\"warm\":true,"
+                   "\"code\":\"kill -TERM $$\"}");
+        assert_ok_warm_used(a, true);
+        assert_true(json_is_null(json_object_get(a, "exit_code")));
+        assert_int_equal(json_integer_value(json_object_get(a, "signal")), SIGTERM);
+        json_decref(a);
+        assert_gone(pid);
+}
+
+static void test_warm_timeout_and_cap(void **state)
+{
+        uint64_t t0;
+        pid_t pid = warm_sh_runner();
+        long bg;
+        json_t *a;
+
+        t0 = op_now_us();
+        a = handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"m.sh\"],\"file\":\"m.sh\",\"warm\":true,"
+                   "\"code\":\"sleep 100 & echo $!; sleep 100\",\"timeout_ms\":300}");
+        assert_ok_warm_used(a, true);
+        assert_true(op_now_us() - t0 < 5 * 1000 * 1000);
+        assert_true(json_is_true(json_object_get(a, "timed_out")));
+        assert_true(json_is_null(json_object_get(a, "exit_code")));
+        assert_int_equal(json_integer_value(json_object_get(a, "signal")), SIGKILL);
+        /* Counted from the hand-off. */
+        assert_true(json_real_value(json_object_get(a, "run_ms")) >= 300);
+        bg = strtol(str(a, "stdout"), NULL, 10);
+        assert_true(bg > 1);
+        assert_gone((pid_t)bg);
+        assert_gone(pid);
+        json_decref(a);
+
+        pid = warm_sh_runner();
+        a = handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"m.sh\"],\"file\":\"m.sh\",\"warm\":true,"
+                   "\"code\":\"yes\",\"output_max\":100}");
+        assert_ok_warm_used(a, true);
+        assert_true(json_is_true(json_object_get(a, "truncated")));
+        assert_int_equal(strlen(str(a, "stdout")), 100);
+        json_decref(a);
+        assert_gone(pid);
+        assert_int_equal(count_entries(workdir), 0);
+}
+
+static void test_warm_fallback(void **state)
+{
+        json_t *a;
+        pid_t pid;
+
+        /* No runner: the normal way, silently. */
+        assert_false(ag.warm_waiting);
+        a = handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"m.sh\",\"x\"],\"file\":\"m.sh\","
+                   "\"warm\":true,\"code\":\"echo \\\"$0 $1\\\"\"}");
+        assert_ok_warm_used(a, false);
+        assert_string_equal(str(a, "stdout"), "m.sh x\n");
+        json_decref(a);
+        a = handle("{\"op\":\"exec\",\"argv\":[\"true\"],\"warm\":false}");
+        assert_ok_warm_used(a, false);
+        json_decref(a);
+
+        /* An exec that does not ask for the runner ends it first: one exec per runner. */
+        pid = warm_sh_runner();
+        a = handle("{\"op\":\"exec\",\"argv\":[\"echo\",\"plain\"]}");
+        assert_ok_warm_used(a, false);
+        assert_string_equal(str(a, "stdout"), "plain\n");
+        json_decref(a);
+        assert_gone(pid);
+        assert_false(ag.warm_waiting);
+
+        /* A bad request leaves it waiting. */
+        pid = warm_sh_runner();
+        assert_request_error("{\"op\":\"exec\",\"argv\":[\"true\"],\"bogus\":1}", "bad_request");
+        assert_int_equal(kill(pid, 0), 0);
+        assert_true(ag.warm_waiting);
+
+        /* agent_done() ends it. */
+        agent_done(&ag);
+        assert_gone(pid);
+        assert_false(ag.warm_waiting);
+        agent_done(&ag);
+}
+
+static void test_warm_one_at_a_time(void **state)
+{
+        pid_t pid = warm_sh_runner();
+        json_t *a;
+
+        assert_request_error("{\"op\":\"warm\",\"argv\":[\"sh\",\"-c\",\"echo ready >&3\"]}",
+                             "bad_request");
+        assert_int_equal(kill(pid, 0), 0);
+        a = handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"m.sh\"],\"file\":\"m.sh\",\"warm\":true,"
+                   "\"code\":\"echo $$\"}");
+        assert_ok_warm_used(a, true);
+        /* The runner became the program: same process. */
+        assert_int_equal(strtol(str(a, "stdout"), NULL, 10), pid);
+        json_decref(a);
+        /* Consumed: a new one may start. */
+        warm_sh_runner();
+        agent_done(&ag);
+}
+
+static void test_warm_not_ready(void **state)
+{
+        uint64_t t0;
+        const char *msg;
+        json_t *a;
+        long pid;
+
+        /* Exits first: its exit code and stderr. */
+        a = handle("{\"op\":\"warm\",\"id\":\"w1\",\"argv\":[\"python3\",\"-c\",\"import sys; "
+                   "sys.stderr.write('boom\\\\n'); sys.exit(3)\"]}");
+        msg = error_message(a);
+        assert_string_equal(str(a, "id"), "w1");
+        assert_non_null(strstr(msg, "warm runner python3 exited with code 3"));
+        assert_non_null(strstr(msg, ": boom"));
+        json_decref(a);
+
+        /* Never ready: killed at the deadline, group and all. */
+        t0 = op_now_us();
+        a = handle("{\"op\":\"warm\",\"argv\":[\"sh\",\"-c\",\"sleep 100 & echo $! >&2; sleep "
+                   "100\"],\"ready_timeout_ms\":300}");
+        assert_true(op_now_us() - t0 >= 300 * 1000);
+        assert_true(op_now_us() - t0 < 3 * 1000 * 1000);
+        msg = error_message(a);
+        assert_non_null(strstr(msg, "not ready after 300 ms: "));
+        pid = strtol(strrchr(msg, ' ') + 1, NULL, 10);
+        assert_true(pid > 1);
+        assert_gone((pid_t)pid);
+        json_decref(a);
+
+        a = handle("{\"op\":\"warm\",\"argv\":[\"no-such-runner-op\"]}");
+        msg = error_message(a);
+        assert_non_null(strstr(msg, "exited with code 127"));
+        assert_non_null(strstr(msg, "not found"));
+        json_decref(a);
+
+        a = handle("{\"op\":\"warm\",\"argv\":[\"sh\",\"-c\",\"exec 3>&-; sleep 100\"]}");
+        assert_non_null(strstr(error_message(a), "closed fd 3"));
+        json_decref(a);
+
+        a = handle("{\"op\":\"warm\",\"argv\":[\"sh\",\"-c\",\"echo steady >&3; sleep 100\"]}");
+        assert_non_null(strstr(error_message(a), "other than"));
+        json_decref(a);
+
+        /* Not UTF-8, NULs, and far more than 1 KiB on stderr: a valid message, cut short. */
+        a = handle("{\"op\":\"warm\",\"argv\":[\"sh\",\"-c\",\"printf 'a\\\\377\\\\000b' >&2; "
+                   "head -c 5000 /dev/zero | tr '\\\\0' e >&2; exit 1\"]}");
+        msg = error_message(a);
+        assert_non_null(strstr(msg, ": a\xef\xbf\xbd\xef\xbf\xbd"
+                                    "beee"));
+        assert_true(strlen(msg) < AGENT_DIAG_MAX + 200);
+        assert_string_equal(msg + strlen(msg) - 4, "e...");
+        assert_null(json_object_get(json_object_get(a, "error"), "message_b64"));
+        json_decref(a);
+
+        a = handle("{\"op\":\"warm\",\"argv\":[\"false\"]}");
+        assert_non_null(strstr(error_message(a),
+                               "exited with code 1 before it was ready: (nothing on stderr)"));
+        json_decref(a);
+
+        /* Nothing waits after a failure: exec falls back. */
+        assert_false(ag.warm_waiting);
+        a = handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"m.sh\"],\"file\":\"m.sh\",\"warm\":true,"
+                   "\"code\":\"echo cold\"}");
+        assert_ok_warm_used(a, false);
+        assert_string_equal(str(a, "stdout"), "cold\n");
+        json_decref(a);
+        assert_int_equal(count_entries(workdir), 0);
+}
+
+static void test_warm_runner_died_while_waiting(void **state)
+{
+        for (int reap = 0; reap < 2; reap++) {
+                pid_t pid = warm(json_pack("[s,s,s]", "sh", "-c",
+                                           "echo ready >&3; sleep 0.1; echo bye >&2; exit 7"));
+                json_t *a;
+
+                usleep(400 * 1000);
+                /* Reaped between requests (as op-agent does), or still a zombie. */
+                if (reap) {
+                        agent_reap_orphans(&ag);
+                        assert_gone(pid);
+                }
+                a = handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"m.sh\"],\"file\":\"m.sh\","
+                           "\"warm\":true,\"code\":\"echo never\",\"stdin\":\"x\"}");
+                assert_ok_warm_used(a, true);
+                assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 7);
+                assert_string_equal(str(a, "stdout"), "");
+                assert_string_equal(str(a, "stderr"), "bye\n");
+                json_decref(a);
+                assert_gone(pid);
+        }
+}
+
+static void test_warm_bad_requests(void **state)
+{
+        static const char *const bad[] = {
+            "{\"op\":\"warm\"}",
+            "{\"op\":\"warm\",\"argv\":[]}",
+            "{\"op\":\"warm\",\"argv\":[\"\"]}",
+            "{\"op\":\"warm\",\"argv\":\"python3\"}",
+            "{\"op\":\"warm\",\"argv\":[\"sh\"],\"bogus\":1}",
+            "{\"op\":\"warm\",\"argv\":[\"sh\"],\"file\":\"x\"}",
+            "{\"op\":\"warm\",\"argv\":[\"sh\"],\"ready_timeout_ms\":0}",
+            "{\"op\":\"warm\",\"argv\":[\"sh\"],\"ready_timeout_ms\":300001}",
+            "{\"op\":\"warm\",\"argv\":[\"sh\"],\"ready_timeout_ms\":\"5\"}",
+            "{\"op\":\"warm\",\"argv\":[\"sh\"],\"env\":{\"1X\":\"y\"}}",
+            "{\"op\":\"warm\",\"argv\":[\"sh\"],\"env\":[]}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"warm\":1}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"warm\":\"yes\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"warm\":true}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"m\",\"code\":\"\",\"args\":\"x\"}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"m\",\"code\":\"\",\"args\":[1]}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"m\",\"code\":\"\","
+            "\"args\":[\"a\\u0000b\"]}",
+        };
+        json_t *req, *a;
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                assert_request_error(bad[i], "bad_request");
+        assert_false(ag.warm_waiting);
+
+        req = json_pack("{s:s, s:[s], s:s, s:s, s:[]}", "op", "exec", "argv", "true", "file", "m",
+                        "code", "", "args");
+        for (int i = 0; i < 301; i++)
+                json_array_append_new(json_object_get(req, "args"), json_string("x"));
+        a = agent_handle(&ag, req);
+        assert_error(a, "bad_request");
+        json_decref(a);
+        json_decref(req);
+
+        a = handle("{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"m\",\"code\":\"\","
+                   "\"args\":[],\"warm\":false}");
+        assert_ok_warm_used(a, false);
+        json_decref(a);
+        assert_int_equal(count_entries(workdir), 0);
+}
+
+/* languages/warm/python.py in the source tree. */
+static char *python_runner(void)
+{
+        char *path, *here = strdup(__FILE__);
+        const char *src = getenv("OP_SOURCE_DIR");
+
+        assert_non_null(here);
+        if (!src)
+                src = dirname(dirname(dirname(here))); /* tests/unit/test-agent-proto.c */
+        assert_true(asprintf(&path, "%s/languages/warm/python.py", src) > 0);
+        free(here);
+        return path;
+}
+
+static void test_warm_python(void **state)
+{
+        char *runner = python_runner();
+        json_t *a;
+        pid_t pid;
+
+        if (access(runner, R_OK) < 0) {
+                fprintf(stderr, "%s: %s\n", runner, strerror(errno));
+                fail();
+        }
+        pid = warm(json_pack("[s,s,s]", "python3", "-I", runner));
+        a = handle("{\"op\":\"exec\",\"argv\":[\"python3\",\"main.py\",\"a\"],\"args\":[\"a\"],"
+                   "\"file\":\"main.py\",\"warm\":true,"
+                   "\"code\":\"import sys; print(\\\"hi\\\", sys.argv[1:]); sys.exit(3)\"}");
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "hi ['a']\n");
+        assert_string_equal(str(a, "stderr"), "");
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 3);
+        json_decref(a);
+        assert_gone(pid);
+
+        /* stdin, env, cwd, files, __main__ as with `python3 main.py`. */
+        warm(json_pack("[s,s,s]", "python3", "-I", runner));
+        a = handle("{\"op\":\"exec\",\"argv\":[\"python3\",\"main.py\"],\"file\":\"main.py\","
+                   "\"warm\":true,\"stdin\":\"abc\",\"env\":{\"FOO\":\"bar\"},"
+                   "\"files\":[{\"name\":\"data.txt\",\"content\":\"hello\"}],"
+                   "\"code\":\"import os, sys\\nprint(sys.stdin.read().upper(), "
+                   "os.environ['FOO'], os.getcwd() == os.environ['HOME'], __name__, "
+                   "open('data.txt').read())\\n\"}");
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "ABC bar True __main__ hello\n");
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 0);
+        json_decref(a);
+
+        /* An exception: exit code 1, a traceback of the user's file only. */
+        warm(json_pack("[s,s,s]", "python3", "-I", runner));
+        a = handle(
+            "{\"op\":\"exec\",\"argv\":[\"python3\",\"main.py\"],\"file\":\"main.py\","
+            "\"warm\":true,\"code\":\"def f():\\n    raise ValueError('nope')\\n\\nf()\\n\"}");
+        assert_ok_warm_used(a, true);
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 1);
+        assert_non_null(strstr(str(a, "stderr"), "Traceback (most recent call last):\n"));
+        assert_non_null(strstr(str(a, "stderr"), "main.py\", line 4, in <module>"));
+        assert_non_null(strstr(str(a, "stderr"), "main.py\", line 2, in f"));
+        assert_non_null(strstr(str(a, "stderr"), "ValueError: nope\n"));
+        assert_null(strstr(str(a, "stderr"), "runpy"));
+        assert_null(strstr(str(a, "stderr"), "python.py"));
+        json_decref(a);
+        assert_int_equal(count_entries(workdir), 0);
+        free(runner);
+}
+
+/* The binary: $OP_AGENT_BIN, or ../guest/op-agent next to this test in the build tree. */
+static char *agent_bin(void)
+{
+        char self[PATH_MAX], *path;
+        ssize_t n;
+
+        if (getenv("OP_AGENT_BIN"))
+                return strdup(getenv("OP_AGENT_BIN"));
+        n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        assert_true(n > 0);
+        self[n] = 0;
+        assert_true(asprintf(&path, "%s/../guest/op-agent", dirname(self)) > 0);
+        return path;
+}
+
+struct agent_proc {
+        pid_t pid;
+        int to, from;
+};
+
+static void spawn_agent(struct agent_proc *p)
+{
+        char *bin = agent_bin();
+        int in[2], out[2];
+
+        if (access(bin, X_OK) < 0) {
+                fprintf(stderr, "op-agent not found at %s (set OP_AGENT_BIN)\n", bin);
+                fail();
+        }
+        assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+        p->pid = fork();
+        assert_true(p->pid >= 0);
+        if (p->pid == 0) {
+                dup2(in[0], 0);
+                dup2(out[1], 1);
+                execl(bin, bin, "--stdio", "--workdir", workdir, (char *)NULL);
+                _exit(126);
+        }
+        close(in[0]);
+        close(out[1]);
+        p->to = in[1];
+        p->from = out[0];
+        free(bin);
+}
+
+static int wait_agent(struct agent_proc *p)
+{
+        int st;
+
+        close(p->to);
+        close(p->from);
+        assert_int_equal(waitpid(p->pid, &st, 0), p->pid);
+        assert_true(WIFEXITED(st));
+        return WEXITSTATUS(st);
+}
+
+static json_t *read_frame(int fd)
+{
+        uint8_t hdr[OP_FRAME_HEADER_SIZE];
+        char errbuf[256];
+        size_t len;
+        char *buf;
+        json_t *obj;
+
+        assert_int_equal(op_read_all(fd, hdr, sizeof(hdr)), 0);
+        len = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+        assert_true(len <= OP_FRAME_MAX_DEFAULT);
+        buf = malloc(len + 1);
+        assert_non_null(buf);
+        assert_int_equal(op_read_all(fd, buf, len), 0);
+        assert_int_equal(op_parse_object(buf, len, &obj, errbuf, sizeof(errbuf)), 0);
+        free(buf);
+        return obj;
+}
+
+static void write_raw(int fd, const char *payload, size_t len)
+{
+        uint8_t hdr[OP_FRAME_HEADER_SIZE];
+
+        assert_int_equal(op_frame_header(len, OP_FRAME_MAX_CEILING, hdr), 0);
+        assert_int_equal(op_write_all(fd, hdr, sizeof(hdr)), 0);
+        assert_int_equal(op_write_all(fd, payload, len), 0);
+}
+
+static void write_json(int fd, const char *text)
+{
+        write_raw(fd, text, strlen(text));
+}
+
+static void test_binary_stdio(void **state)
+{
+        struct agent_proc p;
+        json_t *m;
+
+        alarm(60);
+        spawn_agent(&p);
+        m = read_frame(p.from);
+        assert_string_equal(str(m, "event"), "ready");
+        assert_string_equal(str(m, "agent_version"), OP_AGENT_VERSION);
+        json_decref(m);
+
+        /* Two requests pipelined in one write. */
+        write_json(p.to, "{\"op\":\"ping\",\"id\":1}");
+        write_json(p.to,
+                   "{\"op\":\"exec\",\"id\":2,\"argv\":[\"python3\",\"main.py\"],"
+                   "\"file\":\"main.py\",\"code\":\"import sys; print(sys.stdin.read()[::-1])\","
+                   "\"stdin\":\"abc\",\"env\":{\"PATH\":\"/usr/local/bin:/usr/bin:/bin\"},"
+                   "\"timeout_ms\":10000,\"output_max\":1024}");
+        m = read_frame(p.from);
+        assert_int_equal(json_integer_value(json_object_get(m, "id")), 1);
+        assert_true(json_is_true(json_object_get(m, "pong")));
+        json_decref(m);
+        m = read_frame(p.from);
+        assert_int_equal(json_integer_value(json_object_get(m, "id")), 2);
+        assert_true(json_is_true(json_object_get(m, "ok")));
+        if (json_integer_value(json_object_get(m, "exit_code")) == 127)
+                fprintf(stderr, "python3 missing on this host: exec checked for shape only\n");
+        else
+                assert_string_equal(str(m, "stdout"), "cba\n");
+        json_decref(m);
+
+        /* A broken frame is answered, and the session goes on. */
+        write_json(p.to, "{not json");
+        m = read_frame(p.from);
+        assert_error(m, "bad_request");
+        json_decref(m);
+        write_raw(p.to, "{\"op\":\"ping\"}\xff", 14);
+        m = read_frame(p.from);
+        assert_error(m, "bad_request");
+        json_decref(m);
+        write_json(p.to, "[1]");
+        m = read_frame(p.from);
+        assert_error(m, "bad_request");
+        json_decref(m);
+        write_json(p.to, "{\"op\":\"exec\",\"argv\":[\"sh\",\"-c\",\"echo x; exit 9\"]}");
+        m = read_frame(p.from);
+        assert_int_equal(json_integer_value(json_object_get(m, "exit_code")), 9);
+        assert_string_equal(str(m, "stdout"), "x\n");
+        json_decref(m);
+
+        /* EOF from the host: not PID 1, so the agent exits cleanly. */
+        assert_int_equal(wait_agent(&p), 0);
+        alarm(0);
+}
+
+static void test_binary_oversize(void **state)
+{
+        uint8_t hdr[OP_FRAME_HEADER_SIZE];
+        struct agent_proc p;
+        json_t *m;
+        char c;
+
+        alarm(60);
+        spawn_agent(&p);
+        m = read_frame(p.from);
+        json_decref(m);
+        assert_int_equal(op_frame_header(OP_FRAME_MAX_DEFAULT + 1, OP_FRAME_MAX_CEILING, hdr), 0);
+        assert_int_equal(op_write_all(p.to, hdr, sizeof(hdr)), 0);
+        m = read_frame(p.from);
+        assert_error(m, "frame_too_large");
+        json_decref(m);
+        /* stdio cannot be reopened: the connection is closed. */
+        assert_int_equal(read(p.from, &c, 1), 0);
+        assert_int_equal(wait_agent(&p), 1);
+        alarm(0);
+}
+
+static void test_binary_warm(void **state)
+{
+        struct agent_proc p;
+        json_t *m;
+        pid_t pid;
+
+        alarm(60);
+        spawn_agent(&p);
+        m = read_frame(p.from);
+        json_decref(m);
+
+        write_json(p.to, "{\"op\":\"warm\",\"id\":1,\"argv\":[\"sh\",\"-c\",\"echo ready >&3; "
+                         "exec cat <&3\"]}");
+        m = read_frame(p.from);
+        assert_int_equal(json_integer_value(json_object_get(m, "id")), 1);
+        assert_true(json_is_true(json_object_get(m, "warm")));
+        pid = (pid_t)json_integer_value(json_object_get(m, "pid"));
+        json_decref(m);
+        /* Requests in between (and the reaping after each) leave it waiting. */
+        write_json(p.to, "{\"op\":\"ping\",\"id\":2}");
+        m = read_frame(p.from);
+        assert_true(json_is_true(json_object_get(m, "pong")));
+        json_decref(m);
+        assert_int_equal(kill(pid, 0), 0);
+
+        write_json(p.to, "{\"op\":\"exec\",\"id\":3,\"argv\":[\"sh\",\"m.sh\"],\"file\":\"m.sh\","
+                         "\"code\":\"x\",\"warm\":true}");
+        m = read_frame(p.from);
+        assert_true(json_is_true(json_object_get(m, "warm_used")));
+        assert_non_null(strstr(str(m, "stdout"), "\"cwd\":"));
+        json_decref(m);
+        write_json(p.to, "{\"op\":\"exec\",\"id\":4,\"argv\":[\"sh\",\"m.sh\"],\"file\":\"m.sh\","
+                         "\"code\":\"echo cold\",\"warm\":true}");
+        m = read_frame(p.from);
+        assert_true(json_is_false(json_object_get(m, "warm_used")));
+        assert_string_equal(str(m, "stdout"), "cold\n");
+        json_decref(m);
+
+        /* A runner still waiting when the agent ends dies with it. */
+        write_json(p.to, "{\"op\":\"warm\",\"id\":5,\"argv\":[\"sh\",\"-c\",\"echo ready >&3; "
+                         "exec cat <&3\"]}");
+        m = read_frame(p.from);
+        pid = (pid_t)json_integer_value(json_object_get(m, "pid"));
+        assert_true(pid > 1);
+        json_decref(m);
+        assert_int_equal(wait_agent(&p), 0);
+        for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
+                usleep(10 * 1000);
+        assert_gone(pid);
+        alarm(0);
+}
+
+static int setup(void **state)
+{
+        if (!mkdtemp(workdir))
+                return -1;
+        cfg = (struct agent_config){
+            .workdir = workdir,
+            .uid = (uid_t)-1,
+            .gid = (gid_t)-1,
+        };
+        agent_init(&ag, &cfg);
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        agent_done(&ag);
+        return rmdir(workdir);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_ready),
+            cmocka_unit_test(test_ping),
+            cmocka_unit_test(test_exec_full),
+            cmocka_unit_test(test_exec_minimal),
+            cmocka_unit_test(test_exec_signal_timeout_truncated),
+            cmocka_unit_test(test_exec_rundir_cleanup),
+            cmocka_unit_test(test_exec_non_utf8),
+            cmocka_unit_test(test_exec_identity_ignored),
+            cmocka_unit_test(test_exec_identity_applied),
+            cmocka_unit_test(test_exec_pid1_kills_all),
+            cmocka_unit_test(test_exec_missing_binary),
+            cmocka_unit_test(test_bad_requests),
+            cmocka_unit_test(test_argv_limit),
+            cmocka_unit_test(test_bad_rundir),
+            cmocka_unit_test(test_warm_handoff_line),
+            cmocka_unit_test(test_warm_exec),
+            cmocka_unit_test(test_warm_timeout_and_cap),
+            cmocka_unit_test(test_warm_fallback),
+            cmocka_unit_test(test_warm_one_at_a_time),
+            cmocka_unit_test(test_warm_not_ready),
+            cmocka_unit_test(test_warm_runner_died_while_waiting),
+            cmocka_unit_test(test_warm_bad_requests),
+            cmocka_unit_test(test_warm_python),
+            cmocka_unit_test(test_binary_stdio),
+            cmocka_unit_test(test_binary_oversize),
+            cmocka_unit_test(test_binary_warm),
+        };
+
+        /* The agent ignores SIGPIPE; so does its test, which writes to agents that may be gone. */
+        signal(SIGPIPE, SIG_IGN);
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
