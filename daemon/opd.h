@@ -207,6 +207,7 @@ struct vm {
         struct event *boot_timer;
         struct snap_ref *snap; /* restored from this snapshot */
         struct pool *pool;     /* while restoring or paused in a pool */
+        enum { POOL_RESTORING, POOL_PRIMING, POOL_PAUSING, POOL_READY } pool_stage;
         TAILQ_ENTRY(vm) pool_link;
         uint64_t t_spawn, t_loaded, t_resume, t_resumed;                  /* op_now_us() */
         void (*qmp_done)(struct vm *vm, const char *err, void *userdata); /* vm_snapshot() */
@@ -226,6 +227,8 @@ int vm_restore(struct opd *d, const struct op_lang *lang, struct snap_ref *snap,
 void vm_set_events(struct vm *vm, const struct vm_events *ev, void *userdata);
 /* Continue a paused clone. Jobs may be sent at once: they wait in the channel. */
 int vm_resume(struct vm *vm);
+/* Stop a running, idle VM; ev.ready fires again once it is paused. */
+int vm_pause(struct vm *vm);
 /* Stop a running VM and save its device state to path (RAM stays in its shared file). */
 int vm_snapshot(struct vm *vm, const char *vmstate_path,
                 void (*done)(struct vm *vm, const char *err, void *userdata), void *userdata);
@@ -243,6 +246,7 @@ struct pool_stats {
         uint64_t restores;
         uint64_t failures;
         double last_restore_ms;
+        double last_prime_ms;
         double last_resume_ms;
 };
 

@@ -13,8 +13,9 @@
 #include "opd.h"
 #include "util.h"
 
-#define BACKOFF_MIN_MS 200
-#define BACKOFF_MAX_MS 30000
+#define BACKOFF_MIN_MS   200
+#define BACKOFF_MAX_MS   30000
+#define PRIME_TIMEOUT_MS 30000
 
 struct snap_ref *snap_ref_get(struct snap_ref *s)
 {
@@ -45,16 +46,76 @@ static void on_backoff(evutil_socket_t fd, short what, void *arg)
         pool_refill(arg);
 }
 
+static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata);
+
+/* Priming pays off where guest code must be translated: software emulation. */
+static bool wants_prime(struct pool *p)
+{
+        enum op_tristate t = p->d->cfg.pool_prime;
+
+        return p->lang->prime && (t == OP_YES || (t == OP_AUTO && p->d->accel == OP_ACCEL_TCG));
+}
+
+static int start_prime(struct pool *p, struct vm *vm)
+{
+        json_t *job, *argv = json_array();
+        int r;
+
+        for (char *const *a = p->lang->run; argv && *a; a++)
+                json_array_append_new(argv, json_string(*a));
+        job = json_pack("{s:s, s:s, s:o, s:s, s:s, s:i}", "op", "prime", "id", "prime", "argv",
+                        argv, "file", p->lang->file, "code", p->lang->prime, "timeout_ms",
+                        PRIME_TIMEOUT_MS);
+        if (!job)
+                return -ENOMEM;
+        r = vm_resume(vm);
+        if (r >= 0)
+                r = vm_send(vm, job);
+        json_decref(job);
+        vm->pool_stage = POOL_PRIMING;
+        return r;
+}
+
+static void on_pool_vm_answer(struct vm *vm, json_t *ans, void *userdata)
+{
+        struct pool *p = userdata;
+        json_t *ms = json_object_get(ans, "run_ms");
+        int r;
+
+        if (!json_is_true(json_object_get(ans, "ok"))) {
+                /* A clone that cannot be primed is still a good clone, only slower. */
+                log_warn(
+                    "%s pool: priming %s failed: %s", p->lang->name, vm->name,
+                    json_string_value(json_object_get(json_object_get(ans, "error"), "message"))
+                        ?: "?");
+        }
+        p->stats.last_prime_ms = json_is_number(ms) ? json_number_value(ms) : 0;
+        vm->pool_stage = POOL_PAUSING;
+        r = vm_pause(vm);
+        if (r < 0) {
+                vm->pool_stage = POOL_RESTORING;
+                on_pool_vm_failed(vm, "cannot pause after priming", p);
+        }
+}
+
 static void on_pool_vm_ready(struct vm *vm, void *userdata)
 {
         struct pool *p = userdata;
         struct opd *d = p->d;
         struct request *r;
 
+        if (vm->pool_stage == POOL_RESTORING) {
+                p->stats.last_restore_ms = (double)(vm->t_loaded - vm->t_spawn) / 1000.0;
+                if (wants_prime(p) && vm->snap->m.warm && vm->snap == p->serving) {
+                        if (start_prime(p, vm) < 0)
+                                on_pool_vm_failed(vm, "cannot start priming", p);
+                        return;
+                }
+        }
+        vm->pool_stage = POOL_READY;
         p->n_restoring--;
         d->n_restoring--;
         p->consecutive_failures = 0;
-        p->stats.last_restore_ms = (double)(vm->t_loaded - vm->t_spawn) / 1000.0;
         if (vm->snap != p->serving) { /* restored from a version that was replaced meanwhile */
                 vm->pool = NULL;
                 vm_destroy(vm);
@@ -79,7 +140,7 @@ static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata)
         struct opd *d = p->d;
 
         p->stats.failures++;
-        if (vm->t_loaded == 0) {
+        if (vm->pool_stage != POOL_READY) {
                 /* died while restoring: back off before trying again */
                 uint32_t ms = BACKOFF_MIN_MS
                               << (p->consecutive_failures < 8 ? p->consecutive_failures : 8);
@@ -103,6 +164,7 @@ static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata)
 
 static const struct vm_events pool_vm_events = {
     .ready = on_pool_vm_ready,
+    .answer = on_pool_vm_answer,
     .failed = on_pool_vm_failed,
 };
 
@@ -368,12 +430,25 @@ void pools_done(struct opd *d)
 
 json_t *pool_status(struct pool *p)
 {
-        return json_pack(
-            "{s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f, s:f, s:s?, s:s?, s:s?}", "target",
-            (int)p->target, "ready", (int)p->n_ready, "restoring", (int)p->n_restoring, "in_use",
-            (int)p->n_in_use, "waiting", (int)p->n_waiters, "served", (json_int_t)p->stats.served,
-            "restores", (json_int_t)p->stats.restores, "failures", (json_int_t)p->stats.failures,
-            "last_restore_ms", p->stats.last_restore_ms, "last_resume_ms", p->stats.last_resume_ms,
-            "snapshot", p->serving ? p->serving->m.version : NULL, "verifying",
-            p->checking[0] ? p->checking : NULL, "error", p->error[0] ? p->error : NULL);
+        json_t *o = json_object();
+
+        if (!o)
+                return NULL;
+        json_object_set_new(o, "target", json_integer(p->target));
+        json_object_set_new(o, "ready", json_integer(p->n_ready));
+        json_object_set_new(o, "restoring", json_integer(p->n_restoring));
+        json_object_set_new(o, "in_use", json_integer(p->n_in_use));
+        json_object_set_new(o, "waiting", json_integer(p->n_waiters));
+        json_object_set_new(o, "served", json_integer((json_int_t)p->stats.served));
+        json_object_set_new(o, "restores", json_integer((json_int_t)p->stats.restores));
+        json_object_set_new(o, "failures", json_integer((json_int_t)p->stats.failures));
+        json_object_set_new(o, "last_restore_ms", json_real(p->stats.last_restore_ms));
+        json_object_set_new(o, "last_prime_ms", json_real(p->stats.last_prime_ms));
+        json_object_set_new(o, "last_resume_ms", json_real(p->stats.last_resume_ms));
+        json_object_set_new(o, "snapshot",
+                            p->serving ? json_string(p->serving->m.version) : json_null());
+        json_object_set_new(o, "verifying",
+                            p->checking[0] ? json_string(p->checking) : json_null());
+        json_object_set_new(o, "error", p->error[0] ? json_string(p->error) : json_null());
+        return o;
 }

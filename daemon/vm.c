@@ -377,6 +377,26 @@ int vm_resume(struct vm *vm)
         return 0;
 }
 
+static void on_stop_reply(struct qmp *q, json_t *ret, const char *err, void *arg)
+{
+        struct vm *vm = arg;
+
+        if (err) {
+                on_qmp_reply(q, ret, err, arg);
+                return;
+        }
+        vm->state = VM_PAUSED;
+        if (vm->ev.ready)
+                vm->ev.ready(vm, vm->userdata);
+}
+
+int vm_pause(struct vm *vm)
+{
+        if (vm->state != VM_READY)
+                return -EBUSY;
+        return qmp_command(vm->qmp, "stop", NULL, on_stop_reply, vm);
+}
+
 static bool shell_safe(const char *p)
 {
         for (; *p; p++)

@@ -677,8 +677,10 @@ static json_t *exec_answer(json_t *id, const struct agent_result *res, bool warm
         return TAKE_PTR(a);
 }
 
-/* The one line a warm runner reads on fd 3: {"file", "argv", "cwd", "env"} and a newline. */
-static int warm_handoff(const struct exec_req *q, const char *dir, char **ret, size_t *ret_len)
+/* The one line a warm runner reads on fd 3: {"file", "argv", "cwd", "env"} and a newline;
+ * with "prime": true the runner runs it to warm itself up and waits again. */
+static int warm_handoff(const struct exec_req *q, const char *dir, bool prime, char **ret,
+                        size_t *ret_len)
 {
         _cleanup_(json_decrefp) json_t *line = NULL, *argv = json_array(), *env = json_object();
         _cleanup_free_ char *path = NULL, *text = NULL;
@@ -700,6 +702,8 @@ static int warm_handoff(const struct exec_req *q, const char *dir, char **ret, s
             json_pack("{s:s, s:O, s:s, s:O}", "file", path, "argv", argv, "cwd", dir, "env", env);
         if (!line)
                 return -EINVAL; /* a path that is not UTF-8 */
+        if (prime && json_object_set_new(line, "prime", json_true()) < 0)
+                return -ENOMEM;
         text = json_dumps(line, JSON_COMPACT);
         if (!text)
                 return -ENOMEM;
@@ -755,7 +759,7 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
                                       r == -ENOMEM ? "out of memory" : errbuf);
         r = build_env(json_object_get(req, "env"), dir, &q, errbuf, sizeof(errbuf));
         if (r == 0 && use_warm)
-                r = warm_handoff(&q, dir, &handoff, &handoff_len);
+                r = warm_handoff(&q, dir, false, &handoff, &handoff_len);
         if (r < 0) {
                 rm_rundir(dir);
                 return op_error_reply(id, OP_ERR_INTERNAL, "%s",
@@ -917,6 +921,52 @@ static json_t *agent_op_warm(struct agent *a, json_t *req, json_t *id)
                          (json_int_t)pid);
 }
 
+/* "prime": the waiting runner runs a program of ours the way it will run the user's (same
+ * files, same code paths) and waits again. Under software emulation this fills the VMM's
+ * translation cache of a restored clone before it is pooled. The output is discarded. */
+static json_t *agent_op_prime(struct agent *a, json_t *req, json_t *id)
+{
+        _cleanup_(exec_req_done) struct exec_req q = {0};
+        _cleanup_free_ char *dir = NULL, *line = NULL;
+        struct agent_diag diag;
+        size_t len = 0;
+        char errbuf[512];
+        uint64_t t0 = op_now_us();
+        int r;
+
+        if (!a->warm_waiting)
+                return op_error_reply(id, OP_ERR_BAD_REQUEST, "no warm runner is waiting");
+        r = exec_decode(req, &q, errbuf, sizeof(errbuf));
+        if (r == 0 && !q.code_file)
+                r = fail(errbuf, sizeof(errbuf), "\"prime\" needs \"file\" and \"code\"");
+        if (r == -ENOMEM)
+                return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", errbuf);
+        r = make_rundir(&a->cfg, &q, &dir, errbuf, sizeof(errbuf));
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "%s", errbuf);
+        r = build_env(json_object_get(req, "env"), dir, &q, errbuf, sizeof(errbuf));
+        if (r == 0)
+                r = warm_handoff(&q, dir, true, &line, &len);
+        if (r == 0) {
+                (void)op_fd_nonblock(a->warm.ctl_fd, 0);
+                r = op_write_all(a->warm.ctl_fd, line, len);
+        }
+        if (r == 0)
+                r = agent_child_wait_ready(&a->warm, q.timeout_ms, &diag);
+        rm_rundir(dir);
+        if (r < 0) {
+                /* wait_ready killed the runner: the next exec runs the cold way. */
+                a->warm_waiting = false;
+                a->warm = AGENT_CHILD_INIT;
+                return op_error_reply(id, OP_ERR_INTERNAL, "priming the warm runner failed: %s",
+                                      strerror(-r));
+        }
+        return json_pack("{s:O?, s:b, s:b, s:f}", "id", id, "ok", 1, "primed", 1, "run_ms",
+                         (double)(op_now_us() - t0) / 1000.0);
+}
+
 static json_t *agent_op_ping(struct agent *a, json_t *req, json_t *id)
 {
         const char *key;
@@ -937,6 +987,7 @@ static const struct agent_op {
 } agent_ops[] = {
     {"ping", agent_op_ping},
     {"warm", agent_op_warm},
+    {"prime", agent_op_prime},
     {"exec", agent_op_exec},
 };
 

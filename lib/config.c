@@ -11,7 +11,7 @@
 #include "cleanup.h"
 #include "util.h"
 
-enum key_type { K_STR, K_U32, K_SIZE, K_MODE, K_ACCEL, K_BOOL };
+enum key_type { K_STR, K_U32, K_SIZE, K_MODE, K_ACCEL, K_BOOL, K_TRI };
 
 struct key {
         const char *name;
@@ -61,6 +61,7 @@ static const struct key keys[] = {
     U32("pool.size", pool_size, 0, 1024),
     STR0("pool.sizes", pool_sizes),
     BOOL("pool.fallback_cold", pool_fallback_cold),
+    {"pool.prime", K_TRI, offsetof(struct op_config, pool_prime), 0, 0},
     U32("max_restores", max_restores, 1, 256),
     U32("restore_timeout_ms", restore_timeout_ms, 100, 600000),
     U32("snapshot_check_ms", snapshot_check_ms, 0, 86400000),
@@ -85,6 +86,12 @@ static const struct key keys[] = {
     LIMU("limit.timeout_ms_default", timeout_ms_default, 1, 3600000),
     LIMU("limit.timeout_ms_max", timeout_ms_max, 1, 3600000),
     LIM("limit.output_max", output_max, 0, 64 << 20),
+};
+
+static const char *const tri_names[] = {
+    [OP_AUTO] = "auto",
+    [OP_YES] = "yes",
+    [OP_NO] = "no",
 };
 
 static const char *const accel_names[] = {
@@ -202,6 +209,13 @@ int op_config_set(struct op_config *c, const char *key, const char *value, char 
                         return fail(errbuf, errlen, "%s: must be %llu-%llu bytes", key,
                                     (unsigned long long)k->min, (unsigned long long)k->max);
                 return set_str(p, value);
+        case K_TRI:
+                for (size_t i = 0; i < ELEMENTSOF(tri_names); i++)
+                        if (strcmp(value, tri_names[i]) == 0) {
+                                *(enum op_tristate *)p = (enum op_tristate)i;
+                                return 0;
+                        }
+                return fail(errbuf, errlen, "%s: must be auto, yes or no", key);
         case K_BOOL:
                 if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1"))
                         *(uint32_t *)p = 1;
@@ -322,6 +336,9 @@ void op_config_dump(const struct op_config *c, FILE *f)
                         break;
                 case K_BOOL:
                         fprintf(f, "%s = %s\n", k->name, *(const uint32_t *)p ? "yes" : "no");
+                        break;
+                case K_TRI:
+                        fprintf(f, "%s = %s\n", k->name, tri_names[*(const enum op_tristate *)p]);
                         break;
                 case K_SIZE:
                         fprintf(f, "%s = %zu\n", k->name, *(const size_t *)p);

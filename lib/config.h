@@ -16,6 +16,12 @@ enum op_accel {
 
 const char *op_accel_name(enum op_accel a);
 
+enum op_tristate {
+        OP_AUTO,
+        OP_YES,
+        OP_NO,
+};
+
 struct op_config {
         char *socket_path;
         uint32_t socket_mode;
@@ -32,6 +38,7 @@ struct op_config {
         uint32_t pool_size;          /* paused VMs kept per language with a snapshot */
         char *pool_sizes;            /* per-language overrides: "python=4,bash=1" */
         uint32_t pool_fallback_cold; /* empty pool: boot cold instead of waiting */
+        enum op_tristate pool_prime; /* run a warm-up program in each clone; auto: under TCG */
         uint32_t max_restores;       /* restores running at once, all pools */
         uint32_t restore_timeout_ms;
         uint32_t snapshot_check_ms; /* how often "current" is looked at; 0: never */

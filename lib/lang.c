@@ -44,6 +44,7 @@ static void lang_free(struct op_lang *g)
         free(g->file);
         free(g->version);
         free(g->rootfs);
+        free(g->prime);
         for (char **a = g->aliases; *a; a++)
                 free(*a);
         for (char **a = g->run; *a; a++)
@@ -99,6 +100,10 @@ static int lang_load(json_t *o, const char *images_dir, struct op_lang *g, char 
                 return fail(errbuf, errlen,
                             "language \"%s\": \"warm\" must be {\"run\": [1-%d strings]}", g->name,
                             OP_LANG_ARGV_MAX);
+        json_t *prime = json_object_get(warm, "prime");
+        if (prime && (!json_is_string(prime) || !(g->prime = strdup(json_string_value(prime)))))
+                return fail(errbuf, errlen, "language \"%s\": \"warm.prime\" must be a program",
+                            g->name);
         if (aliases && string_array(aliases, g->aliases, OP_LANG_ALIAS_MAX) < 0)
                 return fail(errbuf, errlen, "language \"%s\": \"aliases\" must be up to %d strings",
                             g->name, OP_LANG_ALIAS_MAX);

@@ -14,6 +14,7 @@ struct op_lang {
         char *file;                           /* the code's file name in the guest */
         char *run[OP_LANG_ARGV_MAX + 1];      /* argv template; "{file}" is replaced */
         char *warm[OP_LANG_ARGV_MAX + 1];     /* the warm runner, started before a snapshot */
+        char *prime;                          /* program run in each clone to warm it, or NULL */
         char *version;                        /* read from <images>/<name>/version; "unknown" */
         char *rootfs;                         /* <images>/<name>/rootfs.ext4 */
         int available;                        /* 1 when the rootfs exists */

@@ -10,11 +10,7 @@ import re
 import struct
 import subprocess
 import sys
-
-# apt-cache depends flags that keep the closure to hard dependencies only.
-DEPENDS_FLAGS = ["--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
-                 "--no-breaks", "--no-replaces", "--no-enhances"]
-
+import tempfile
 
 def die(msg):
     print("imagetool: " + msg, file=sys.stderr)
@@ -57,14 +53,43 @@ def cmd_lang_field(entry_json, field):
         print(v)
 
 
+def cmd_installs(registry, entry_json):
+    """Print src<TAB>dst for every file the entry asks to have copied into its image: the
+    "install" object of the entry and of its "warm" object, {"path/in/registry/dir": "/abs/dst"}.
+    Sources are resolved against the registry file's directory and must stay inside it."""
+    entry = json.loads(entry_json)
+    base = os.path.dirname(os.path.abspath(registry))
+    maps = [entry.get("install"), (entry.get("warm") or {}).get("install")]
+    for m in maps:
+        if m is None:
+            continue
+        if not isinstance(m, dict):
+            die(f"language {entry['name']}: 'install' must be an object")
+        for src, dst in sorted(m.items()):
+            full = os.path.realpath(os.path.join(base, src))
+            if not full.startswith(base + os.sep) or not os.path.isfile(full):
+                die(f"language {entry['name']}: install source {src!r} is not a file under {base}")
+            if not isinstance(dst, str) or not dst.startswith("/") or ".." in dst.split("/"):
+                die(f"language {entry['name']}: install destination {dst!r} must be absolute")
+            print(f"{full}\t{dst}")
+
+
 def apt_closure(pkgs):
-    out = subprocess.run(["apt-cache", "depends"] + DEPENDS_FLAGS + pkgs, check=True,
-                         capture_output=True, text=True).stdout
+    """The packages apt itself would install for pkgs on an empty system, hard dependencies only:
+    apt's resolver picks one alternative of each "a | b" (apt-cache depends --recurse would take
+    all of them, and mime-support's alternative alone drags in 55 MB of Perl)."""
+    with tempfile.NamedTemporaryFile(prefix="imagetool-status.") as status:
+        out = subprocess.run(["apt-get", "-s", "-q", "-o", f"Dir::State::status={status.name}",
+                              "-o", "APT::Install-Recommends=false",
+                              "-o", "APT::Install-Suggests=false", "install"] + pkgs,
+                             check=True, capture_output=True, text=True).stdout
     names = set()
     for line in out.splitlines():
-        if not line or line[0] in " \t" or line.startswith("<"):
-            continue  # dependency lines, virtual packages
-        names.add(line.strip())
+        m = re.match(r"Inst (\S+) ", line)
+        if m:
+            names.add(m.group(1))
+    if not names:
+        die("apt-get -s installed nothing for: " + " ".join(pkgs))
     return sorted(names)
 
 
@@ -144,6 +169,28 @@ def cmd_modules(moddir, names):
         print(m)
 
 
+MODULE_SIG_MAGIC = b"~Module signature appended~\n"
+
+
+def cmd_strip_sig(paths):
+    """Remove the appended signature from each module file, in place. The guest kernel then
+    skips the RSA check of every module it loads (measurably slow under TCG); it only taints
+    itself, since it does not enforce signatures without Secure Boot lockdown."""
+    for p in paths:
+        with open(p, "rb") as f:
+            data = f.read()
+        if not data.endswith(MODULE_SIG_MAGIC):
+            continue
+        # struct module_signature (12 bytes, sig_len big-endian last) precedes the magic.
+        end = len(data) - len(MODULE_SIG_MAGIC)
+        sig_len, = struct.unpack_from(">I", data, end - 4)
+        cut = end - 12 - sig_len
+        if cut <= 0:
+            die(f"{p}: bad module signature trailer")
+        with open(p, "wb") as f:
+            f.write(data[:cut])
+
+
 def cmd_check_pvh(path):
     """Exit 0 if path is an x86-64 ELF with a Xen PHYS32_ENTRY note (PVH boot entry)."""
     XEN_ELFNOTE_PHYS32_ENTRY = 18
@@ -173,18 +220,22 @@ def cmd_check_pvh(path):
 
 def main():
     if len(sys.argv) < 2:
-        die("usage: imagetool.py langs|field|resolve|pin|modules|check-pvh ...")
+        die("usage: imagetool.py langs|field|installs|resolve|pin|modules|strip-sig|check-pvh ...")
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "langs":
         cmd_langs(args[0], args[1] if len(args) > 1 else "")
     elif cmd == "field":
         cmd_lang_field(args[0], args[1])
+    elif cmd == "installs":
+        cmd_installs(args[0], args[1])
     elif cmd == "resolve":
         cmd_resolve(args)
     elif cmd == "pin":
         cmd_resolve(args, closure=False)
     elif cmd == "modules":
         cmd_modules(args[0], args[1:])
+    elif cmd == "strip-sig":
+        cmd_strip_sig(args)
     elif cmd == "check-pvh":
         cmd_check_pvh(args[0])
     else:

@@ -69,6 +69,7 @@ class Opd:
         conf = {
             "socket": self.socket,
             "run_dir": self.run_dir,
+            "cache_dir": os.path.join(self.dir, "cache"),
             "images_dir": IMAGES,
             "languages": languages or os.path.join(SOURCE, "languages", "languages.json"),
             "accel": "tcg",

@@ -1,0 +1,204 @@
+"""Warm path end to end: snapshots made by the real opd, clones restored paused by QEMU (TCG
+here), served from the pool, replaced when they die, drained when the snapshot changes."""
+import json
+import os
+import shutil
+import signal
+import time
+import unittest
+
+from opdtest import Opd
+
+RANDOM_AND_CLOCK = "import os, time, json\nprint(json.dumps([os.urandom(16).hex(), time.time()]))"
+
+
+def wait_for(pred, timeout=120, step=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+def pool(opd, lang):
+    st = opd.call({"op": "status"})
+    return next(l["pool"] for l in st["languages"] if l["name"] == lang)
+
+
+def create_snapshot(opd, lang):
+    a = opd.call({"op": "snapshot", "action": "create", "lang": lang, "id": "snap"}, timeout=600)
+    assert a["ok"], a
+    return a["version"]
+
+
+def wait_serving(opd, lang, version, ready=1):
+    p = wait_for(lambda: (lambda p: p if p["snapshot"] == version and p["ready"] >= ready else None)(
+        pool(opd, lang)))
+    assert p, f"{lang} pool never served {version} with {ready} ready: {pool(opd, lang)}"
+    return p
+
+
+class WarmPython(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({"pool.sizes": "python=2,bash=0", "pool.fallback_cold": "no"})
+        cls.version = create_snapshot(cls.opd, "python")
+        wait_serving(cls.opd, "python", cls.version, ready=2)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def test_manifest_and_layout(self):
+        d = os.path.join(self.opd.dir, "cache", "python")
+        self.assertEqual(os.readlink(os.path.join(d, "current")), self.version)
+        with open(os.path.join(d, self.version, "manifest.json")) as f:
+            m = json.load(f)
+        self.assertEqual(m["language"], "python")
+        self.assertTrue(m["warm"])
+        self.assertEqual(m["vmm"], "qemu")
+        names = {f["name"]: f for f in m["files"]}
+        self.assertEqual(set(names), {"mem", "vmstate", "kernel", "initrd.img", "rootfs.ext4"})
+        for n, f in names.items():
+            self.assertEqual(os.path.getsize(os.path.join(d, self.version, n)), f["size"])
+            self.assertRegex(f["sha256"], "^[0-9a-f]{64}$")
+        # device state only: guest RAM stays in "mem"
+        self.assertLess(names["vmstate"]["size"], 4 << 20)
+        self.assertFalse([e for e in os.listdir(d) if e.startswith(".tmp")])
+
+    def test_two_clones_are_distinct_and_on_time(self):
+        c1, c2 = self.opd.client(), self.opd.client()
+        c1.send({"op": "exec", "lang": "python", "code": RANDOM_AND_CLOCK, "id": 1})
+        c2.send({"op": "exec", "lang": "python", "code": RANDOM_AND_CLOCK, "id": 2})
+        a1, a2 = c1.recv(), c2.recv()
+        for a in (a1, a2):
+            self.assertTrue(a["ok"], a)
+            self.assertEqual(a["mode"], "warm")
+            self.assertEqual(a["snapshot"], self.version)
+        self.assertNotEqual(a1["vm"], a2["vm"])
+        (r1, t1), (r2, t2) = json.loads(a1["stdout"]), json.loads(a2["stdout"])
+        self.assertNotEqual(r1, r2)
+        now = time.time()
+        self.assertLess(abs(t1 - now), 2 + a1["timings_ms"]["total"] / 1000)
+        self.assertLess(abs(t2 - now), 2 + a2["timings_ms"]["total"] / 1000)
+
+    def test_warm_runner_behaves_like_python(self):
+        a = self.opd.run("python", "import sys\nprint('out', sys.argv[1:], input())\nprint(1/0)",
+                         args=["x"], stdin="line\n")
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["mode"], "warm")
+        self.assertEqual(a["stdout"], "out ['x'] line\n")
+        self.assertEqual(a["exit_code"], 1)
+        self.assertIn("ZeroDivisionError", a["stderr"])
+        self.assertIn('File "', a["stderr"])
+        self.assertNotIn("runpy", a["stderr"])
+
+    def test_pooled_vm_killed_is_replaced(self):
+        p = wait_for(lambda: (lambda p: p if p["ready"] >= 2 else None)(pool(self.opd, "python")))
+        self.assertTrue(p)
+        before = p["restores"]
+        pids = self.opd.vmm_pids()
+        self.assertTrue(pids)
+        os.kill(pids[0], signal.SIGKILL)
+        # replaced in the background; no request fails meanwhile
+        a = self.opd.run("python", "print('after kill')")
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["stdout"], "after kill\n")
+        p = wait_for(lambda: (lambda p: p if p["ready"] >= 2 and p["restores"] > before else None)(
+            pool(self.opd, "python")))
+        self.assertTrue(p, pool(self.opd, "python"))
+
+
+class PoolLimits(unittest.TestCase):
+    """One VM at most: a second request waits for the first VM's replacement."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({"pool.sizes": "bash=1,python=0", "max_vms": "1",
+                       "pool.fallback_cold": "no", "queue_timeout_ms": "60000"})
+        cls.version = create_snapshot(cls.opd, "bash")
+        wait_serving(cls.opd, "bash", cls.version)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def test_empty_pool_waits_then_served(self):
+        c1, c2 = self.opd.client(), self.opd.client()
+        c1.send({"op": "exec", "lang": "bash", "code": "sleep 2; echo first", "id": 1})
+        wait_for(lambda: pool(self.opd, "bash")["in_use"] == 1)
+        c2.send({"op": "exec", "lang": "bash", "code": "echo second", "id": 2})
+        a1, a2 = c1.recv(), c2.recv()
+        self.assertEqual(a1["stdout"], "first\n", a1)
+        self.assertEqual(a2["stdout"], "second\n", a2)
+        self.assertEqual(a2["mode"], "warm")
+        self.assertGreater(a2["timings_ms"]["queue"], 500)
+
+
+class PoolExhausted(unittest.TestCase):
+    def test_deadline(self):
+        opd = Opd({"pool.sizes": "bash=1,python=0", "max_vms": "1", "pool.fallback_cold": "no",
+                   "queue_timeout_ms": "1000"})
+        try:
+            v = create_snapshot(opd, "bash")
+            wait_serving(opd, "bash", v)
+            c1, c2 = opd.client(), opd.client()
+            c1.send({"op": "exec", "lang": "bash", "code": "sleep 4; echo busy", "id": 1})
+            wait_for(lambda: pool(opd, "bash")["in_use"] == 1)
+            c2.send({"op": "exec", "lang": "bash", "code": "echo never", "id": 2})
+            a2 = c2.recv()
+            self.assertFalse(a2["ok"])
+            self.assertEqual(a2["error"]["code"], "pool_exhausted")
+            self.assertEqual(c1.recv()["stdout"], "busy\n")
+        finally:
+            opd.stop()
+
+
+class SnapshotVersions(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({"pool.sizes": "bash=2,python=0", "snapshot_check_ms": "500"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def test_corrupt_version_refused_then_update_drains(self):
+        opd = self.opd
+        v1 = create_snapshot(opd, "bash")
+        wait_serving(opd, "bash", v1, ready=2)
+        # A copy of v1 under a new name whose memory no longer matches its manifest.
+        d = os.path.join(opd.dir, "cache", "bash")
+        bad = "29990101T000000Z-badbad"
+        shutil.copytree(os.path.join(d, v1), os.path.join(d, bad))
+        with open(os.path.join(d, bad, "manifest.json")) as f:
+            m = json.load(f)
+        m["version"] = bad
+        with open(os.path.join(d, bad, "manifest.json"), "w") as f:
+            json.dump(m, f)
+        with open(os.path.join(d, bad, "mem"), "r+b") as f:
+            f.seek(4096 * 100)
+            f.write(b"corrupt!")
+        os.symlink(bad, os.path.join(d, "current.new"))
+        os.rename(os.path.join(d, "current.new"), os.path.join(d, "current"))
+        p = wait_for(lambda: (lambda p: p if p["error"] else None)(pool(opd, "bash")))
+        self.assertIn("checksum mismatch", p["error"])
+        self.assertEqual(p["snapshot"], v1)
+        a = opd.run("bash", "echo still v1")
+        self.assertEqual(a["stdout"], "still v1\n")
+        self.assertEqual(a["snapshot"], v1)
+
+        # A good new version replaces v1: old paused VMs drain, new requests run on v2.
+        v2 = create_snapshot(opd, "bash")
+        wait_serving(opd, "bash", v2, ready=2)
+        for i in range(3):
+            a = opd.run("bash", "echo on v2", id=i)
+            self.assertEqual(a["snapshot"], v2, a)
+        p = pool(opd, "bash")
+        self.assertIsNone(p["error"])
+
+
+if __name__ == "__main__":
+    unittest.main()
