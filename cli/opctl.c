@@ -61,6 +61,8 @@ static void help(FILE *f)
             "  run      run a program: --lang L (--code STR | --file PATH | -) [RUN OPTIONS]\n"
             "  status   opd's languages, versions, pools and counters\n"
             "  ping     check that opd answers, and how fast\n"
+            "  snapshot ACTION [--lang L]\n"
+            "           administrators: create (--lang L), list or reload snapshots\n"
             "\n"
             "Options (anywhere on the line):\n"
             "  --socket PATH      opd's socket (default: $OPD_SOCKET, else " OPCTL_SOCKET_DEFAULT
@@ -651,6 +653,55 @@ static int cmd_status(const struct opts *o)
         return 0;
 }
 
+/* snapshot create|list|reload [--lang L]: administrators only (opd checks). */
+static int cmd_snapshot(const struct opts *o, const char *action)
+{
+        _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
+        _cleanup_free_ char *raw = NULL;
+        const char *key;
+        size_t raw_len, i;
+        json_t *v, *ver;
+        int r;
+
+        if (strcmp(action, "create") == 0 && !o->lang)
+                return fail("snapshot create needs --lang");
+        req = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)getpid(), "op", "snapshot", "action",
+                        action);
+        if (!req || (o->lang && json_object_set_new(req, "lang", json_string(o->lang)) < 0))
+                return fail("out of memory");
+        /* Making a snapshot boots a VM and warms its runtime: minutes under emulation. */
+        r = exchange(req, o->wait_ms ? o->wait_ms : 15 * 60 * 1000, &answer, &raw, &raw_len);
+        if (r)
+                return r;
+        if (o->json) {
+                print_raw(raw, raw_len);
+                return json_is_true(json_object_get(answer, "ok")) ? 0 : EXIT_FAIL;
+        }
+        if (!json_is_true(json_object_get(answer, "ok")))
+                return answer_error(answer);
+        if (strcmp(action, "create") == 0) {
+                printf("%s: snapshot %s installed%s (", o->lang,
+                       json_string_value(json_object_get(answer, "version")),
+                       json_is_true(json_object_get(answer, "warm")) ? ", runtime warm" : "");
+                print_members(json_object_get(answer, "sizes"));
+                printf(" bytes)\n");
+        } else if (strcmp(action, "list") == 0) {
+                json_object_foreach (json_object_get(answer, "languages"), key, v) {
+                        const char *serving = json_string_value(json_object_get(v, "serving"));
+                        printf("%s (serving: %s)\n", key, serving ? serving : "none");
+                        json_array_foreach (json_object_get(v, "versions"), i, ver) {
+                                printf("  %s%s  ",
+                                       json_string_value(json_object_get(ver, "version")),
+                                       json_is_true(json_object_get(ver, "current")) ? " *" : "  ");
+                                print_members(ver);
+                                printf("\n");
+                        }
+                }
+        } else
+                printf("ok\n");
+        return 0;
+}
+
 static int run_exit_status(json_t *answer)
 {
         json_t *sig = json_object_get(answer, "signal");
@@ -900,6 +951,13 @@ int main(int argc, char **argv)
                 return EXIT_FAIL;
         }
         cmd = argv[optind++];
+        if (strcmp(cmd, "snapshot") == 0) {
+                if (optind + 1 != argc)
+                        return fail("snapshot takes one action: create, list or reload");
+                if (o.run_only && strcmp(o.run_only, "--lang") != 0)
+                        return fail("%s only goes with run", o.run_only);
+                return cmd_snapshot(&o, argv[optind]);
+        }
         for (; optind < argc; optind++) {
                 if (strcmp(cmd, "run") == 0 && strcmp(argv[optind], "-") == 0 && !stdin_dash)
                         stdin_dash = argv[optind];
@@ -921,5 +979,5 @@ int main(int argc, char **argv)
                 return cmd_ping(&o);
         if (strcmp(cmd, "status") == 0)
                 return cmd_status(&o);
-        return fail("unknown command \"%s\" (run, status, ping; see opctl --help)", cmd);
+        return fail("unknown command \"%s\" (run, status, ping, snapshot; see opctl --help)", cmd);
 }

@@ -264,10 +264,26 @@ static void on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
         request_finish(r, reply);
 }
 
+static void route(struct request *r);
+
 static void on_vm_failed(struct vm *vm, const char *why, void *userdata)
 {
         struct request *r = userdata;
 
+        /* A pooled clone that died before "cont" was acknowledged never ran the job: the
+         * request goes once more to the pool, as if it had just arrived. */
+        if (r->pool && vm->t_resumed == 0 && !r->retried) {
+                log_warn("%s died before resuming (%s); retrying on another VM", vm->name, why);
+                r->retried = true;
+                vm_destroy(vm);
+                r->vm = NULL;
+                pool_release(r->pool);
+                r->pool = NULL;
+                r->snap_version[0] = 0;
+                evtimer_del(r->timer);
+                route(r);
+                return;
+        }
         request_fail(r, OP_ERR_VM_FAILED, "%s: %s", vm->name, why);
 }
 

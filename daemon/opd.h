@@ -149,6 +149,7 @@ struct request {
         bool queued;                      /* in d->queue, waiting for a VM slot to boot cold */
         struct pool *waiting;             /* in waiting->waiters, waiting for a paused VM */
         struct pool *pool;                /* the VM came from this pool */
+        bool retried;                     /* moved once off a clone that died before it resumed */
         char snap_version[SNAP_NAME_MAX]; /* the snapshot a warm VM came from */
         uint64_t t_start, t_vm, t_ready, t_sent, t_done; /* op_now_us() */
 };

@@ -373,6 +373,7 @@ int vm_resume(struct vm *vm)
         if (r < 0)
                 return r;
         vm->t_resume = op_now_us();
+        vm->t_resumed = 0; /* set when this "cont" is acknowledged */
         vm->state = VM_READY;
         return 0;
 }
