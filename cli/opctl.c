@@ -478,7 +478,8 @@ static void print_timings(json_t *answer, double rtt_ms)
         print_ms(stderr, "queue", json_object_get(t, "queue"));
         print_ms(stderr, ", boot/resume", json_object_get(t, "boot_or_resume"));
         print_ms(stderr, ", run", json_object_get(t, "run"));
-        print_ms(stderr, ", total", json_object_get(t, "total"));
+        print_ms(stderr, " (in the program", json_object_get(t, "guest_run"));
+        print_ms(stderr, "), total", json_object_get(t, "total"));
         fprintf(stderr, "; round trip %.1f ms (", rtt_ms);
         print_scalar(stderr, json_object_get(answer, "mode"));
         fputs(", vm ", stderr);

@@ -144,7 +144,6 @@ void opd_stop(struct opd *d)
                 }
                 client_close(c, "shutdown");
         }
-        pools_done(d);
         vms_kill_all(d);
         event_base_loopexit(d->base, &(struct timeval){0, 200 * 1000});
 }

@@ -250,7 +250,7 @@ static void on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
         }
         if (!json_is_true(json_object_get(ans, "ok"))) {
                 err = json_object_get(ans, "error");
-                request_fail(r, OP_ERR_INTERNAL, "agent in %s: %s", vm->name,
+                request_fail(r, OP_ERR_VM_FAILED, "agent in %s: %s", vm->name,
                              json_is_string(json_object_get(err, "message"))
                                  ? json_string_value(json_object_get(err, "message"))
                                  : "failed without a message");

@@ -81,9 +81,11 @@ static void vm_fail(struct vm *vm, const char *why)
         if (vm->state == VM_DEAD)
                 return;
         vm->state = VM_DEAD;
-        vm->d->stats.vms_failed++;
-        log_warn("%s (%s) failed: %s", vm->name, vm->lang->name, why);
-        log_console_tail(vm);
+        if (!vm->d->stopping) {
+                vm->d->stats.vms_failed++;
+                log_warn("%s (%s) failed: %s", vm->name, vm->lang->name, why);
+                log_console_tail(vm);
+        }
         /* Last thing: the callback may destroy the VM. */
         if (ev.failed)
                 ev.failed(vm, why, userdata);
@@ -527,8 +529,12 @@ void vms_kill_all(struct opd *d)
 {
         struct vm *vm;
 
-        while ((vm = LIST_FIRST(&d->vms)))
-                vm_destroy(vm);
+        /* Owners hear of it (and drop their pointers) before the VM goes. */
+        while ((vm = LIST_FIRST(&d->vms))) {
+                vm_fail(vm, "opd is stopping");
+                if (LIST_FIRST(&d->vms) == vm)
+                        vm_destroy(vm);
+        }
         LIST_FOREACH(vm, &d->dead_vms, link)
         {
                 if (vm->reaped)

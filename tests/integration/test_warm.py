@@ -111,6 +111,19 @@ class WarmPython(unittest.TestCase):
         self.assertTrue(p, pool(self.opd, "python"))
 
 
+    def test_zz_memory_file_unchanged_by_clones(self):
+        # runs last in this class: every clone above wrote to its (private) guest memory
+        import hashlib
+        d = os.path.join(self.opd.dir, "cache", "python", self.version)
+        with open(os.path.join(d, "manifest.json")) as f:
+            want = {e["name"]: e["sha256"] for e in json.load(f)["files"]}
+        h = hashlib.sha256()
+        with open(os.path.join(d, "mem"), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        self.assertEqual(h.hexdigest(), want["mem"])
+
+
 class PoolLimits(unittest.TestCase):
     """One VM at most: a second request waits for the first VM's replacement."""
 
