@@ -49,7 +49,7 @@ static void request_free(struct request *r)
 
 void request_cancel(struct request *r)
 {
-        log_info("exec id=%s lang=%s outcome=cancelled (client gone)",
+        log_info("exec id=%s lang=%s outcome=cancelled",
                  r->id && json_is_string(r->id) ? json_string_value(r->id) : "-", r->lang->name);
         request_free(r);
 }
@@ -303,7 +303,7 @@ void exec_pool_wait_failed(struct request *r, const char *why)
         p->n_waiters--;
         r->d->n_queued--;
         r->waiting = NULL;
-        if (r->d->cfg.pool_fallback_cold && r->exec.mode != OP_MODE_WARM) {
+        if (r->d->cfg.pool_fallback_cold && r->exec.mode == OP_MODE_AUTO) {
                 start_cold(r);
                 return;
         }
@@ -425,18 +425,18 @@ static void route(struct request *r)
         struct pool *p = pool_for(d, r->lang);
         struct vm *vm;
 
-        if (r->exec.mode == OP_MODE_COLD || !p || p->target == 0 ||
-            (!p->serving && r->exec.mode == OP_MODE_AUTO)) {
+        if (r->exec.mode == OP_MODE_COLD) {
                 start_cold(r);
                 return;
         }
-        if (!p->serving) {
-                if (d->cfg.pool_fallback_cold) {
+        if (!p || p->target == 0 || !p->serving) {
+                /* auto means "warm if you can"; warm means warm or nothing. */
+                if (r->exec.mode == OP_MODE_AUTO) {
                         start_cold(r);
                         return;
                 }
-                request_fail(r, OP_ERR_POOL_EXHAUSTED, "%s has no snapshot to serve warm VMs%s%s",
-                             r->lang->name, p->error[0] ? ": " : "", p->error);
+                request_fail(r, OP_ERR_POOL_EXHAUSTED, "%s has no pool of warm VMs%s%s",
+                             r->lang->name, p && p->error[0] ? ": " : "", p ? p->error : "");
                 return;
         }
         vm = pool_take(p);

@@ -145,6 +145,11 @@ int main(int argc, char **argv)
                         return 2;
                 }
         }
+        if (op_config_check(&d.cfg, err, sizeof(err)) < 0) {
+                fprintf(stderr, "opd: %s\n", err);
+                op_config_free(&d.cfg);
+                return 2;
+        }
         if (check) {
                 op_config_dump(&d.cfg, stdout);
                 op_config_free(&d.cfg);

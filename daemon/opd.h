@@ -129,7 +129,7 @@ struct op_entry {
         const char *name;
         /* Handle a request; answer now with client_send() or later. Takes nothing. */
         void (*handler)(struct client *c, json_t *id, json_t *req);
-        bool admin; /* root or the admin group only */
+        bool admin; /* root only (peer uid 0) */
 };
 const struct op_entry *op_lookup(const char *name);
 void op_snapshot(struct client *c, json_t *id, json_t *req); /* ops-snapshot.c */

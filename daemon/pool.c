@@ -126,6 +126,7 @@ static void on_pool_vm_ready(struct vm *vm, void *userdata)
                 r->waiting = NULL;
                 vm->pool = NULL;
                 p->n_in_use++;
+                p->stats.served++;
                 exec_start_warm(r, vm);
         } else {
                 TAILQ_INSERT_TAIL(&p->ready, vm, pool_link);
@@ -312,7 +313,7 @@ void pool_check_snapshot(struct pool *p)
         int dirfd, r;
         struct snap_manifest m;
 
-        if (p->checking[0] || d->accel == OP_ACCEL_AUTO || d->stopping)
+        if (p->checking[0] || p->target == 0 || d->accel == OP_ACCEL_AUTO || d->stopping)
                 return;
         r = snap_open(d->cfg.cache_dir, p->lang->name, NULL, &dirfd, &m, err, sizeof(err));
         if (r < 0) {

@@ -258,7 +258,8 @@ static int vm_attach(struct vm *vm)
         op_fd_nonblock(vm->proc.agent_fd, 1);
         bufferevent_setcb(vm->agent, on_agent_read, NULL, on_agent_event, vm);
         bufferevent_enable(vm->agent, EV_READ | EV_WRITE);
-        timer_arm_ms(vm->boot_timer, d->cfg.boot_timeout_ms);
+        timer_arm_ms(vm->boot_timer, vm->state == VM_RESTORING ? d->cfg.restore_timeout_ms
+                                                               : d->cfg.boot_timeout_ms);
         return 0;
 }
 

@@ -197,12 +197,14 @@ static int send_json(int fd, json_t *obj)
         size_t len;
         int r;
 
-        r = op_frame_encode(obj, OP_FRAME_MAX_DEFAULT, &frame, &len);
+        /* Answers may be larger than requests: two streams of output_max bytes, each possibly
+         * twice (text and base64) and escaped; opd accepts what its output_max implies. */
+        r = op_frame_encode(obj, OP_FRAME_MAX_CEILING, &frame, &len);
         if (r == -EMSGSIZE) {
                 _cleanup_(json_decrefp) json_t *e = op_error_reply(
                     json_object_get(obj, "id"), OP_ERR_FRAME_TOO_LARGE,
                     "the answer is over the frame limit of %u bytes; ask for less output",
-                    OP_FRAME_MAX_DEFAULT);
+                    OP_FRAME_MAX_CEILING);
                 if (!e)
                         return -ENOMEM;
                 r = op_frame_encode(e, OP_FRAME_MAX_DEFAULT, &frame, &len);

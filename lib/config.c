@@ -73,7 +73,6 @@ static const struct key keys[] = {
     U32("queue_timeout_ms", queue_timeout_ms, 0, 600000),
     U32("agent_grace_ms", agent_grace_ms, 0, 600000),
     U32("read_timeout_ms", read_timeout_ms, 100, 3600000),
-    U32("idle_timeout_ms", idle_timeout_ms, 100, 86400000),
     LIM("limit.frame_max", frame_max, 1024, OP_FRAME_MAX_CEILING),
     LIM("limit.code_max", code_max, 1, OP_FRAME_MAX_CEILING),
     LIM("limit.stdin_max", stdin_max, 0, OP_FRAME_MAX_CEILING),
@@ -83,9 +82,10 @@ static const struct key keys[] = {
     LIM("limit.env_len_max", env_len_max, 2, 1 << 20),
     LIM("limit.files_max", files_max, 0, 4096),
     LIM("limit.file_size_max", file_size_max, 0, OP_FRAME_MAX_CEILING),
-    LIMU("limit.timeout_ms_default", timeout_ms_default, 1, 3600000),
-    LIMU("limit.timeout_ms_max", timeout_ms_max, 1, 3600000),
-    LIM("limit.output_max", output_max, 0, 64 << 20),
+    /* The agent enforces at most 10 minutes; answers must fit its frames. */
+    LIMU("limit.timeout_ms_default", timeout_ms_default, 1, 600000),
+    LIMU("limit.timeout_ms_max", timeout_ms_max, 1, 600000),
+    LIM("limit.output_max", output_max, 0, 16 << 20),
 };
 
 static const char *const tri_names[] = {
@@ -138,7 +138,6 @@ int op_config_init(struct op_config *c)
             .queue_timeout_ms = 30000,
             .agent_grace_ms = 5000,
             .read_timeout_ms = 10000,
-            .idle_timeout_ms = 300000,
             .limits = OP_LIMITS_DEFAULT,
         };
         if (set_str(&c->socket_path, "/run/opd/opd.sock") < 0 ||
@@ -296,9 +295,18 @@ int op_config_parse(struct op_config *c, const char *text, const char *origin, c
                 if (r < 0)
                         return fail(errbuf, errlen, "%s:%u: %s", origin, lineno, why);
         }
+        return 0;
+}
+
+int op_config_check(const struct op_config *c, char *errbuf, size_t errlen)
+{
+        uint32_t n;
+
         if (c->limits.timeout_ms_default > c->limits.timeout_ms_max)
                 return fail(errbuf, errlen,
-                            "%s: limit.timeout_ms_default is over limit.timeout_ms_max", origin);
+                            "limit.timeout_ms_default is over limit.timeout_ms_max");
+        if (op_config_pool_size(c, "", &n) < 0)
+                return fail(errbuf, errlen, "pool.sizes: expected \"lang=N,lang=N\" (N <= 1024)");
         return 0;
 }
 

@@ -50,7 +50,6 @@ struct op_config {
         uint32_t queue_timeout_ms; /* a request waiting for a VM gives up after this */
         uint32_t agent_grace_ms;   /* host deadline = timeout_ms + this */
         uint32_t read_timeout_ms;  /* a started frame must complete within this */
-        uint32_t idle_timeout_ms;  /* a connection with nothing in flight is closed after this */
         struct op_limits limits;
 };
 
@@ -62,6 +61,9 @@ void op_config_free(struct op_config *c);
 int op_config_parse(struct op_config *c, const char *text, const char *origin, char *errbuf,
                     size_t errlen);
 int op_config_load(struct op_config *c, const char *path, char *errbuf, size_t errlen);
+
+/* Checks across keys, after the file and every flag: -EINVAL with a message. */
+int op_config_check(const struct op_config *c, char *errbuf, size_t errlen);
 
 /* Set one key (used by command-line flags too). */
 int op_config_set(struct op_config *c, const char *key, const char *value, char *errbuf,

@@ -457,6 +457,16 @@ int snap_gc(const char *cache_dir, const char *lang, unsigned keep, const char *
                 return -errno;
         }
         while ((de = readdir(dir))) {
+                struct stat st;
+
+                /* Staging left by a creation that died: gone after an hour (one in progress
+                 * elsewhere is younger). */
+                if (de->d_type == DT_DIR && strncmp(de->d_name, ".tmp-", 5) == 0 &&
+                    fstatat(langfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    time(NULL) - st.st_mtime > 3600) {
+                        snap_rmtree(langfd, de->d_name);
+                        continue;
+                }
                 if (de->d_type != DT_DIR || !snap_name_valid(de->d_name))
                         continue;
                 if (n == cap) {
