@@ -213,14 +213,12 @@ static json_t *build_reply(struct request *r, json_t *ans)
         return reply;
 }
 
-static void on_vm_ready(struct vm *vm, void *userdata)
+/* Hand the job to the VM's agent and start the host-side deadline. */
+static void send_job(struct request *r, struct vm *vm)
 {
-        struct request *r = userdata;
-        json_t *job;
+        json_t *job = build_job(r);
         int k;
 
-        r->t_ready = op_now_us();
-        job = build_job(r);
         if (!job) {
                 request_fail(r, OP_ERR_INTERNAL, "cannot build the job for the agent");
                 return;
@@ -235,6 +233,14 @@ static void on_vm_ready(struct vm *vm, void *userdata)
         r->t_sent = op_now_us();
         evtimer_del(r->timer);
         timer_arm_ms(r->timer, r->exec.timeout_ms + r->d->cfg.agent_grace_ms);
+}
+
+static void on_vm_ready(struct vm *vm, void *userdata)
+{
+        struct request *r = userdata;
+
+        r->t_ready = op_now_us();
+        send_job(r, vm);
 }
 
 static void on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
@@ -387,7 +393,6 @@ static void start_cold(struct request *r)
 void exec_start_warm(struct request *r, struct vm *vm)
 {
         struct pool *p = pool_for(r->d, r->lang);
-        json_t *job;
         int k;
 
         evtimer_del(r->timer);
@@ -402,20 +407,7 @@ void exec_start_warm(struct request *r, struct vm *vm)
                 return;
         }
         r->t_ready = r->t_vm;
-        job = build_job(r);
-        if (!job) {
-                request_fail(r, OP_ERR_INTERNAL, "cannot build the job for the agent");
-                return;
-        }
-        k = vm_send(vm, job);
-        json_decref(job);
-        if (k < 0) {
-                request_fail(r, OP_ERR_VM_FAILED, "cannot send the job to %s: %s", vm->name,
-                             strerror(-k));
-                return;
-        }
-        r->t_sent = op_now_us();
-        timer_arm_ms(r->timer, r->exec.timeout_ms + r->d->cfg.agent_grace_ms);
+        send_job(r, vm);
 }
 
 /* Warm when the language's pool serves a snapshot (or should), cold otherwise. */

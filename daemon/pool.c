@@ -56,16 +56,25 @@ static bool wants_prime(struct pool *p)
         return p->lang->prime && (t == OP_YES || (t == OP_AUTO && p->d->accel == OP_ACCEL_TCG));
 }
 
+/* Run the language's prime program in the clone: through its warm runner ("prime" op, which
+ * keeps the runner waiting) when the snapshot has one, else as an ordinary exec. */
 static int start_prime(struct pool *p, struct vm *vm)
 {
         json_t *job, *argv = json_array();
+        char **run = NULL;
         int r;
 
-        for (char *const *a = p->lang->run; argv && *a; a++)
+        r = op_lang_argv(p->lang, NULL, 0, &run);
+        if (r < 0 || !argv) {
+                json_decref(argv);
+                return -ENOMEM;
+        }
+        for (char **a = run; *a; a++)
                 json_array_append_new(argv, json_string(*a));
-        job = json_pack("{s:s, s:s, s:o, s:s, s:s, s:i}", "op", "prime", "id", "prime", "argv",
-                        argv, "file", p->lang->file, "code", p->lang->prime, "timeout_ms",
-                        PRIME_TIMEOUT_MS);
+        op_argv_free(run);
+        job = json_pack("{s:s, s:s, s:o, s:s, s:s, s:i}", "op", vm->snap->m.warm ? "prime" : "exec",
+                        "id", "prime", "argv", argv, "file", p->lang->file, "code", p->lang->prime,
+                        "timeout_ms", PRIME_TIMEOUT_MS);
         if (!job)
                 return -ENOMEM;
         r = vm_resume(vm);
@@ -106,7 +115,7 @@ static void on_pool_vm_ready(struct vm *vm, void *userdata)
 
         if (vm->pool_stage == POOL_RESTORING) {
                 p->stats.last_restore_ms = (double)(vm->t_loaded - vm->t_spawn) / 1000.0;
-                if (wants_prime(p) && vm->snap->m.warm && vm->snap == p->serving) {
+                if (wants_prime(p) && vm->snap == p->serving) {
                         if (start_prime(p, vm) < 0)
                                 on_pool_vm_failed(vm, "cannot start priming", p);
                         return;

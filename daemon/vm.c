@@ -297,6 +297,17 @@ int vm_boot(struct opd *d, const struct op_lang *lang, enum op_accel accel, int 
         return 0;
 }
 
+/* Both ends of a snapshot: guest RAM stays in its file (x-ignore-shared), and QEMU reports the
+ * migration's progress as MIGRATION events. */
+static int set_migration_caps(struct vm *vm)
+{
+        return qmp_command(vm->qmp, "migrate-set-capabilities",
+                           json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
+                                     "x-ignore-shared", "state", 1, "capability", "events", "state",
+                                     1),
+                           on_qmp_reply, vm);
+}
+
 int vm_restore(struct opd *d, const struct op_lang *lang, struct snap_ref *snap,
                const struct vm_events *ev, void *userdata, struct vm **ret)
 {
@@ -335,11 +346,7 @@ int vm_restore(struct opd *d, const struct op_lang *lang, struct snap_ref *snap,
         if (r < 0)
                 return r;
         /* All queued at once: QEMU reads them after its greeting, in order. */
-        r = qmp_command(vm->qmp, "migrate-set-capabilities",
-                        json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
-                                  "x-ignore-shared", "state", 1, "capability", "events", "state",
-                                  1),
-                        on_qmp_reply, vm);
+        r = set_migration_caps(vm);
         if (r >= 0)
                 r = qmp_command(vm->qmp, "migrate-incoming",
                                 json_pack("{s:s}", "uri", VMM_QEMU_INCOMING_URI), on_qmp_reply, vm);
@@ -423,11 +430,7 @@ int vm_snapshot(struct vm *vm, const char *vmstate_path,
                 return -EINVAL;
         vm->qmp_done = done;
         vm->qmp_done_userdata = userdata;
-        r = qmp_command(vm->qmp, "migrate-set-capabilities",
-                        json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
-                                  "x-ignore-shared", "state", 1, "capability", "events", "state",
-                                  1),
-                        on_qmp_reply, vm);
+        r = set_migration_caps(vm);
         if (r >= 0)
                 r = qmp_command(vm->qmp, "stop", NULL, on_qmp_reply, vm);
         if (r >= 0)

@@ -89,18 +89,6 @@ static void exec_req_done(struct exec_req *q)
         *q = (struct exec_req){0};
 }
 
-static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errlen, fmt, ap);
-        va_end(ap);
-        return -EINVAL;
-}
-
 static bool is_c_string(json_t *v)
 {
         return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
@@ -121,16 +109,17 @@ static int get_bytes(json_t *obj, const char *key, const char *what, char **ret,
         if (!plain && !b64)
                 return 0;
         if (plain && b64)
-                return fail(errbuf, errlen, "%s: give \"%s\" or \"%s\", not both", what, key,
-                            b64key);
+                return op_errf(errbuf, errlen, -EINVAL, "%s: give \"%s\" or \"%s\", not both", what,
+                               key, b64key);
         if (!json_is_string(plain ? plain : b64))
-                return fail(errbuf, errlen, "%s: \"%s\" must be a string", what,
-                            plain ? key : b64key);
+                return op_errf(errbuf, errlen, -EINVAL, "%s: \"%s\" must be a string", what,
+                               plain ? key : b64key);
         r = op_json_get_bytes(obj, key, AGENT_BYTES_MAX, ret, ret_len);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return fail(errbuf, errlen, "%s: \"%s\" is not valid base64", what, b64key);
+                return op_errf(errbuf, errlen, -EINVAL, "%s: \"%s\" is not valid base64", what,
+                               b64key);
         return 0;
 }
 
@@ -142,20 +131,21 @@ static int decode_strings(json_t *v, const char *key, const char ***ret, size_t 
         json_t *a;
 
         if (!json_is_array(v))
-                return fail(errbuf, errlen, "\"%s\" must be an array of strings", key);
+                return op_errf(errbuf, errlen, -EINVAL, "\"%s\" must be an array of strings", key);
         if (json_array_size(v) > AGENT_ARGV_MAX)
-                return fail(errbuf, errlen, "\"%s\" has %zu entries, over the limit of %d", key,
-                            json_array_size(v), AGENT_ARGV_MAX);
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "\"%s\" has %zu entries, over the limit of %d", key,
+                               json_array_size(v), AGENT_ARGV_MAX);
         *ret = calloc(json_array_size(v) + 1, sizeof(char *));
         if (!*ret)
                 return -ENOMEM;
         json_array_foreach (v, i, a) {
                 if (!is_c_string(a))
-                        return fail(errbuf, errlen, "\"%s[%zu]\" must be a string without NUL", key,
-                                    i);
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "\"%s[%zu]\" must be a string without NUL", key, i);
                 if (json_string_length(a) > AGENT_ARG_LEN_MAX)
-                        return fail(errbuf, errlen, "\"%s[%zu]\" is over %d bytes", key, i,
-                                    AGENT_ARG_LEN_MAX);
+                        return op_errf(errbuf, errlen, -EINVAL, "\"%s[%zu]\" is over %d bytes", key,
+                                       i, AGENT_ARG_LEN_MAX);
                 (*ret)[(*ret_n)++] = json_string_value(a);
         }
         return 0;
@@ -166,14 +156,15 @@ static int decode_argv(json_t *v, struct exec_req *q, char *errbuf, size_t errle
         int r;
 
         if (!v)
-                return fail(errbuf, errlen, "missing \"argv\"");
+                return op_errf(errbuf, errlen, -EINVAL, "missing \"argv\"");
         if (json_is_array(v) && json_array_size(v) == 0)
-                return fail(errbuf, errlen, "\"argv\" must be a non-empty array of strings");
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "\"argv\" must be a non-empty array of strings");
         r = decode_strings(v, "argv", &q->argv, &q->n_argv, errbuf, errlen);
         if (r < 0)
                 return r;
         if (q->argv[0][0] == 0)
-                return fail(errbuf, errlen, "\"argv[0]\" must not be empty");
+                return op_errf(errbuf, errlen, -EINVAL, "\"argv[0]\" must not be empty");
         return 0;
 }
 
@@ -184,10 +175,11 @@ static int decode_warm(json_t *req, struct exec_req *q, char *errbuf, size_t err
         json_t *warm = json_object_get(req, "warm"), *args = json_object_get(req, "args");
 
         if (warm && !json_is_boolean(warm))
-                return fail(errbuf, errlen, "\"warm\" must be true or false");
+                return op_errf(errbuf, errlen, -EINVAL, "\"warm\" must be true or false");
         q->warm = json_is_true(warm);
         if (q->warm && !q->code_file)
-                return fail(errbuf, errlen, "\"warm\": true needs \"file\" and \"code\"");
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "\"warm\": true needs \"file\" and \"code\"");
         if (args) {
                 q->args_owned = true;
                 return decode_strings(args, "args", &q->args, &q->n_args, errbuf, errlen);
@@ -265,17 +257,18 @@ static int check_env(json_t *v, char *errbuf, size_t errlen)
         if (!v)
                 return 0;
         if (!json_is_object(v))
-                return fail(errbuf, errlen, "\"env\" must be an object of strings");
+                return op_errf(errbuf, errlen, -EINVAL, "\"env\" must be an object of strings");
         if (json_object_size(v) > AGENT_ENV_MAX)
-                return fail(errbuf, errlen, "\"env\" has %zu entries, over the limit of %d",
-                            json_object_size(v), AGENT_ENV_MAX);
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "\"env\" has %zu entries, over the limit of %d", json_object_size(v),
+                               AGENT_ENV_MAX);
         json_object_foreach (v, k, val) {
                 if (!env_name_valid(k))
-                        return fail(errbuf, errlen,
-                                    "\"env\" name \"%.64s\" is not [A-Za-z_][A-Za-z0-9_]*", k);
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "\"env\" name \"%.64s\" is not [A-Za-z_][A-Za-z0-9_]*", k);
                 if (!is_c_string(val))
-                        return fail(errbuf, errlen, "\"env.%.64s\" must be a string without NUL",
-                                    k);
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "\"env.%.64s\" must be a string without NUL", k);
         }
         return 0;
 }
@@ -286,7 +279,8 @@ static int add_file(struct exec_req *q, const char *name, char *content, size_t 
         for (size_t i = 0; i < q->n_files; i++)
                 if (strcmp(q->files[i].name, name) == 0) {
                         free(content);
-                        return fail(errbuf, errlen, "file name \"%s\" given twice", name);
+                        return op_errf(errbuf, errlen, -EINVAL, "file name \"%s\" given twice",
+                                       name);
                 }
         q->files[q->n_files++] = (struct req_file){name, content, len, mode};
         return 0;
@@ -301,10 +295,11 @@ static int decode_files(json_t *req, struct exec_req *q, char *errbuf, size_t er
         int r;
 
         if (files && !json_is_array(files))
-                return fail(errbuf, errlen, "\"files\" must be an array of objects");
+                return op_errf(errbuf, errlen, -EINVAL, "\"files\" must be an array of objects");
         if (files && json_array_size(files) > AGENT_FILES_MAX)
-                return fail(errbuf, errlen, "\"files\" has %zu entries, over the limit of %d",
-                            json_array_size(files), AGENT_FILES_MAX);
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "\"files\" has %zu entries, over the limit of %d",
+                               json_array_size(files), AGENT_FILES_MAX);
         q->files = calloc(1 + (files ? json_array_size(files) : 0), sizeof(struct req_file));
         if (!q->files)
                 return -ENOMEM;
@@ -314,15 +309,15 @@ static int decode_files(json_t *req, struct exec_req *q, char *errbuf, size_t er
                 return r;
         if (!file != !content) {
                 free(content);
-                return fail(errbuf, errlen, "\"file\" and \"code\" go together");
+                return op_errf(errbuf, errlen, -EINVAL, "\"file\" and \"code\" go together");
         }
         if (file) {
                 if (!json_is_string(file) ||
                     !op_file_name_valid(json_string_value(file), json_string_length(file))) {
                         free(content);
-                        return fail(errbuf, errlen,
-                                    "\"file\" must be a plain file name (1-255 bytes, no '/', "
-                                    "no control characters, not '.' or '..')");
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "\"file\" must be a plain file name (1-255 bytes, no '/', "
+                                       "no control characters, not '.' or '..')");
                 }
                 r = add_file(q, json_string_value(file), content, len, 0755, errbuf, errlen);
                 if (r < 0)
@@ -338,27 +333,27 @@ static int decode_files(json_t *req, struct exec_req *q, char *errbuf, size_t er
 
                 snprintf(what, sizeof(what), "\"files[%zu]\"", i);
                 if (!json_is_object(f))
-                        return fail(errbuf, errlen, "%s must be an object", what);
+                        return op_errf(errbuf, errlen, -EINVAL, "%s must be an object", what);
                 json_object_foreach (f, key, x) {
                         if (strcmp(key, "name") != 0 && strcmp(key, "content") != 0 &&
                             strcmp(key, "content_b64") != 0)
-                                return fail(errbuf, errlen, "%s: unknown field \"%.64s\"", what,
-                                            key);
+                                return op_errf(errbuf, errlen, -EINVAL,
+                                               "%s: unknown field \"%.64s\"", what, key);
                 }
                 name = json_object_get(f, "name");
                 if (!json_is_string(name) ||
                     !op_file_name_valid(json_string_value(name), json_string_length(name)))
-                        return fail(errbuf, errlen,
-                                    "%s.name must be a plain file name (1-255 bytes, no '/', no "
-                                    "control characters, not '.' or '..')",
-                                    what);
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "%s.name must be a plain file name (1-255 bytes, no '/', no "
+                                       "control characters, not '.' or '..')",
+                                       what);
                 content = NULL;
                 len = 0;
                 r = get_bytes(f, "content", what, &content, &len, errbuf, errlen);
                 if (r < 0)
                         return r;
                 if (!content)
-                        return fail(errbuf, errlen, "%s: missing \"content\"", what);
+                        return op_errf(errbuf, errlen, -EINVAL, "%s: missing \"content\"", what);
                 r = add_file(q, json_string_value(name), content, len, 0644, errbuf, errlen);
                 if (r < 0)
                         return r;
@@ -376,8 +371,9 @@ static int get_uint(json_t *req, const char *key, json_int_t min, json_int_t max
                 return 0;
         }
         if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-                return fail(errbuf, errlen, "\"%s\" must be an integer from %lld to %lld", key,
-                            (long long)min, (long long)max);
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "\"%s\" must be an integer from %lld to %lld", key, (long long)min,
+                               (long long)max);
         *ret = json_integer_value(v);
         return 0;
 }
@@ -390,21 +386,22 @@ static int decode_identity(json_t *req, struct exec_req *q, char *errbuf, size_t
         v = json_object_get(req, "entropy");
         if (v) {
                 if (!json_is_string(v) || json_string_length(v) > (AGENT_ENTROPY_MAX + 2) / 3 * 4)
-                        return fail(errbuf, errlen,
-                                    "\"entropy\" must be base64 of at most %d bytes",
-                                    AGENT_ENTROPY_MAX);
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "\"entropy\" must be base64 of at most %d bytes",
+                                       AGENT_ENTROPY_MAX);
                 r = op_base64_decode(json_string_value(v), json_string_length(v), &q->entropy,
                                      &q->entropy_len);
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
-                        return fail(errbuf, errlen, "\"entropy\" is not valid base64");
+                        return op_errf(errbuf, errlen, -EINVAL, "\"entropy\" is not valid base64");
         }
         v = json_object_get(req, "time_ns");
         if (v) {
                 if (!json_is_integer(v) || json_integer_value(v) < 0)
-                        return fail(errbuf, errlen,
-                                    "\"time_ns\" must be a non-negative integer (ns since 1970)");
+                        return op_errf(
+                            errbuf, errlen, -EINVAL,
+                            "\"time_ns\" must be a non-negative integer (ns since 1970)");
                 q->has_time = true;
                 q->time_ns = json_integer_value(v);
         }
@@ -414,15 +411,16 @@ static int decode_identity(json_t *req, struct exec_req *q, char *errbuf, size_t
 
                 if (!json_is_string(v) || json_string_length(v) == 0 ||
                     json_string_length(v) > AGENT_HOSTNAME_MAX)
-                        return fail(errbuf, errlen, "\"hostname\" must be 1-%d characters",
-                                    AGENT_HOSTNAME_MAX);
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "\"hostname\" must be 1-%d characters", AGENT_HOSTNAME_MAX);
                 for (h = json_string_value(v); *h; h++)
                         if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
                               (*h >= '0' && *h <= '9') || *h == '-' || *h == '.'))
-                                return fail(errbuf, errlen,
-                                            "\"hostname\" may hold only [A-Za-z0-9.-]");
+                                return op_errf(errbuf, errlen, -EINVAL,
+                                               "\"hostname\" may hold only [A-Za-z0-9.-]");
                 if ((size_t)(h - json_string_value(v)) != json_string_length(v))
-                        return fail(errbuf, errlen, "\"hostname\" may hold only [A-Za-z0-9.-]");
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "\"hostname\" may hold only [A-Za-z0-9.-]");
                 q->hostname = json_string_value(v);
         }
         return 0;
@@ -446,7 +444,7 @@ static int check_fields(json_t *req, const char *const *fields, size_t n, char *
                         if (strcmp(key, fields[i]) == 0)
                                 break;
                 if (i == n)
-                        return fail(errbuf, errlen, "unknown field \"%.64s\"", key);
+                        return op_errf(errbuf, errlen, -EINVAL, "unknown field \"%.64s\"", key);
         }
         return 0;
 }
@@ -496,7 +494,8 @@ static int apply_identity(const struct exec_req *q, char *errbuf, size_t errlen)
                 _cleanup_free_ struct rand_pool_info *info = NULL;
 
                 if (fd < 0)
-                        return fail(errbuf, errlen, "open /dev/urandom: %s", strerror(errno));
+                        return op_errf(errbuf, errlen, -EINVAL, "open /dev/urandom: %s",
+                                       strerror(errno));
                 info = malloc(sizeof(*info) + q->entropy_len + sizeof(uint32_t));
                 if (!info)
                         return -ENOMEM;
@@ -506,7 +505,8 @@ static int apply_identity(const struct exec_req *q, char *errbuf, size_t errlen)
                 if (ioctl(fd, RNDADDENTROPY, info) < 0) {
                         /* Without CAP_SYS_ADMIN: mixed in, just not credited. */
                         if (op_write_all(fd, q->entropy, q->entropy_len) < 0)
-                                return fail(errbuf, errlen, "add entropy: %s", strerror(errno));
+                                return op_errf(errbuf, errlen, -EINVAL, "add entropy: %s",
+                                               strerror(errno));
                 }
                 /* Make the new entropy count now, not at the next scheduled reseed. */
                 (void)ioctl(fd, RNDRESEEDCRNG);
@@ -517,10 +517,10 @@ static int apply_identity(const struct exec_req *q, char *errbuf, size_t errlen)
                     .tv_nsec = (long)(q->time_ns % 1000000000),
                 };
                 if (clock_settime(CLOCK_REALTIME, &ts) < 0)
-                        return fail(errbuf, errlen, "set clock: %s", strerror(errno));
+                        return op_errf(errbuf, errlen, -EINVAL, "set clock: %s", strerror(errno));
         }
         if (q->hostname && sethostname(q->hostname, strlen(q->hostname)) < 0)
-                return fail(errbuf, errlen, "set hostname: %s", strerror(errno));
+                return op_errf(errbuf, errlen, -EINVAL, "set hostname: %s", strerror(errno));
         return 0;
 }
 
@@ -598,11 +598,12 @@ static int make_rundir(const struct agent_config *cfg, const struct exec_req *q,
         int r;
 
         if (mkdir(parent, 0755) < 0 && errno != EEXIST)
-                return fail(errbuf, errlen, "mkdir %s: %s", parent, strerror(errno));
+                return op_errf(errbuf, errlen, -EINVAL, "mkdir %s: %s", parent, strerror(errno));
         if (asprintf(&dir, "%s/run-XXXXXX", parent) < 0)
                 return -ENOMEM;
         if (!mkdtemp(dir))
-                return fail(errbuf, errlen, "mkdtemp in %s: %s", parent, strerror(errno));
+                return op_errf(errbuf, errlen, -EINVAL, "mkdtemp in %s: %s", parent,
+                               strerror(errno));
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (dfd < 0) {
                 r = -errno;
@@ -615,14 +616,15 @@ static int make_rundir(const struct agent_config *cfg, const struct exec_req *q,
         for (size_t i = 0; i < q->n_files; i++) {
                 r = write_file(dfd, &q->files[i], cfg->uid, cfg->gid);
                 if (r < 0) {
-                        fail(errbuf, errlen, "write %s: %s", q->files[i].name, strerror(-r));
+                        op_errf(errbuf, errlen, -EINVAL, "write %s: %s", q->files[i].name,
+                                strerror(-r));
                         goto fail_described;
                 }
         }
         *ret_dir = TAKE_PTR(dir);
         return 0;
 fail:
-        fail(errbuf, errlen, "set up %s: %s", dir, strerror(-r));
+        op_errf(errbuf, errlen, -EINVAL, "set up %s: %s", dir, strerror(-r));
 fail_described:
         dfd = safe_close(dfd);
         rm_rundir(dir);
@@ -938,7 +940,8 @@ static json_t *agent_op_prime(struct agent *a, json_t *req, json_t *id)
                 return op_error_reply(id, OP_ERR_BAD_REQUEST, "no warm runner is waiting");
         r = exec_decode(req, &q, errbuf, sizeof(errbuf));
         if (r == 0 && !q.code_file)
-                r = fail(errbuf, sizeof(errbuf), "\"prime\" needs \"file\" and \"code\"");
+                r = op_errf(errbuf, sizeof(errbuf), -EINVAL,
+                            "\"prime\" needs \"file\" and \"code\"");
         if (r == -ENOMEM)
                 return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
         if (r < 0)

@@ -162,18 +162,6 @@ void op_config_free(struct op_config *c)
                 }
 }
 
-static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errlen, fmt, ap);
-        va_end(ap);
-        return -EINVAL;
-}
-
 static int parse_uint(const char *v, int base, uint64_t *ret)
 {
         char *end;
@@ -200,13 +188,13 @@ int op_config_set(struct op_config *c, const char *key, const char *value, char 
                 if (strcmp(keys[i].name, key) == 0)
                         k = &keys[i];
         if (!k)
-                return fail(errbuf, errlen, "unknown key \"%s\"", key);
+                return op_errf(errbuf, errlen, -EINVAL, "unknown key \"%s\"", key);
         p = (char *)c + k->offset;
         switch (k->type) {
         case K_STR:
                 if (strlen(value) < k->min || strlen(value) > k->max)
-                        return fail(errbuf, errlen, "%s: must be %llu-%llu bytes", key,
-                                    (unsigned long long)k->min, (unsigned long long)k->max);
+                        return op_errf(errbuf, errlen, -EINVAL, "%s: must be %llu-%llu bytes", key,
+                                       (unsigned long long)k->min, (unsigned long long)k->max);
                 return set_str(p, value);
         case K_TRI:
                 for (size_t i = 0; i < ELEMENTSOF(tri_names); i++)
@@ -214,14 +202,14 @@ int op_config_set(struct op_config *c, const char *key, const char *value, char 
                                 *(enum op_tristate *)p = (enum op_tristate)i;
                                 return 0;
                         }
-                return fail(errbuf, errlen, "%s: must be auto, yes or no", key);
+                return op_errf(errbuf, errlen, -EINVAL, "%s: must be auto, yes or no", key);
         case K_BOOL:
                 if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1"))
                         *(uint32_t *)p = 1;
                 else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "0"))
                         *(uint32_t *)p = 0;
                 else
-                        return fail(errbuf, errlen, "%s: must be yes or no", key);
+                        return op_errf(errbuf, errlen, -EINVAL, "%s: must be yes or no", key);
                 return 0;
         case K_ACCEL:
                 for (size_t i = 0; i < ELEMENTSOF(accel_names); i++)
@@ -229,17 +217,20 @@ int op_config_set(struct op_config *c, const char *key, const char *value, char 
                                 *(enum op_accel *)p = (enum op_accel)i;
                                 return 0;
                         }
-                return fail(errbuf, errlen, "%s: must be auto, kvm or tcg, not \"%s\"", key, value);
+                return op_errf(errbuf, errlen, -EINVAL, "%s: must be auto, kvm or tcg, not \"%s\"",
+                               key, value);
         case K_MODE:
                 if (parse_uint(value, 8, &x) < 0 || x > k->max)
-                        return fail(errbuf, errlen, "%s: must be an octal mode such as 0660", key);
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "%s: must be an octal mode such as 0660", key);
                 *(uint32_t *)p = (uint32_t)x;
                 return 0;
         case K_U32:
         case K_SIZE:
                 if (parse_uint(value, 10, &x) < 0 || x < k->min || x > k->max)
-                        return fail(errbuf, errlen, "%s: must be an integer from %llu to %llu", key,
-                                    (unsigned long long)k->min, (unsigned long long)k->max);
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "%s: must be an integer from %llu to %llu", key,
+                                       (unsigned long long)k->min, (unsigned long long)k->max);
                 if (k->type == K_U32)
                         *(uint32_t *)p = (uint32_t)x;
                 else
@@ -284,8 +275,8 @@ int op_config_parse(struct op_config *c, const char *text, const char *origin, c
                         continue;
                 eq = strchr(line, '=');
                 if (!eq)
-                        return fail(errbuf, errlen, "%s:%u: expected \"key = value\"", origin,
-                                    lineno);
+                        return op_errf(errbuf, errlen, -EINVAL, "%s:%u: expected \"key = value\"",
+                                       origin, lineno);
                 *eq = 0;
                 key = strip(line);
                 val = strip(eq + 1);
@@ -293,7 +284,7 @@ int op_config_parse(struct op_config *c, const char *text, const char *origin, c
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
-                        return fail(errbuf, errlen, "%s:%u: %s", origin, lineno, why);
+                        return op_errf(errbuf, errlen, -EINVAL, "%s:%u: %s", origin, lineno, why);
         }
         return 0;
 }
@@ -303,10 +294,11 @@ int op_config_check(const struct op_config *c, char *errbuf, size_t errlen)
         uint32_t n;
 
         if (c->limits.timeout_ms_default > c->limits.timeout_ms_max)
-                return fail(errbuf, errlen,
-                            "limit.timeout_ms_default is over limit.timeout_ms_max");
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "limit.timeout_ms_default is over limit.timeout_ms_max");
         if (op_config_pool_size(c, "", &n) < 0)
-                return fail(errbuf, errlen, "pool.sizes: expected \"lang=N,lang=N\" (N <= 1024)");
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "pool.sizes: expected \"lang=N,lang=N\" (N <= 1024)");
         return 0;
 }
 
@@ -317,7 +309,7 @@ int op_config_load(struct op_config *c, const char *path, char *errbuf, size_t e
 
         r = op_read_file(path, 1024 * 1024, &text, NULL);
         if (r < 0) {
-                fail(errbuf, errlen, "%s: %s", path, strerror(-r));
+                op_errf(errbuf, errlen, -EINVAL, "%s: %s", path, strerror(-r));
                 return r;
         }
         return op_config_parse(c, text, path, errbuf, errlen);

@@ -13,18 +13,6 @@
 #include "cleanup.h"
 #include "util.h"
 
-static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errlen, fmt, ap);
-        va_end(ap);
-        return -EINVAL;
-}
-
 static int name_valid(const char *s)
 {
         size_t n = strlen(s);
@@ -79,34 +67,35 @@ static int lang_load(json_t *o, const char *images_dir, struct op_lang *g, char 
         char *ver = NULL;
 
         if (!json_is_string(name) || !name_valid(json_string_value(name)))
-                return fail(errbuf, errlen,
-                            "a language has no valid \"name\" ([a-z0-9+._-]{1,32})");
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "a language has no valid \"name\" ([a-z0-9+._-]{1,32})");
         g->name = strdup(json_string_value(name));
         if (!g->name)
                 return -ENOMEM;
         if (!json_is_string(file) || strchr(json_string_value(file), '/') ||
             json_string_length(file) == 0 || json_string_length(file) > 64)
-                return fail(errbuf, errlen, "language \"%s\": \"file\" must be a plain file name",
-                            g->name);
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"file\" must be a plain file name", g->name);
         g->file = strdup(json_string_value(file));
         if (string_array(json_object_get(o, "run"), g->run, OP_LANG_ARGV_MAX) < 0 || !g->run[0])
-                return fail(errbuf, errlen,
-                            "language \"%s\": \"run\" must be 1-%d non-empty strings", g->name,
-                            OP_LANG_ARGV_MAX);
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"run\" must be 1-%d non-empty strings", g->name,
+                               OP_LANG_ARGV_MAX);
         json_t *warm = json_object_get(o, "warm");
         if (warm && (!json_is_object(warm) ||
                      string_array(json_object_get(warm, "run"), g->warm, OP_LANG_ARGV_MAX) < 0 ||
                      !g->warm[0]))
-                return fail(errbuf, errlen,
-                            "language \"%s\": \"warm\" must be {\"run\": [1-%d strings]}", g->name,
-                            OP_LANG_ARGV_MAX);
-        json_t *prime = json_object_get(warm, "prime");
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"warm\" must be {\"run\": [1-%d strings]}",
+                               g->name, OP_LANG_ARGV_MAX);
+        json_t *prime = json_object_get(o, "prime");
         if (prime && (!json_is_string(prime) || !(g->prime = strdup(json_string_value(prime)))))
-                return fail(errbuf, errlen, "language \"%s\": \"warm.prime\" must be a program",
-                            g->name);
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"prime\" must be a program", g->name);
         if (aliases && string_array(aliases, g->aliases, OP_LANG_ALIAS_MAX) < 0)
-                return fail(errbuf, errlen, "language \"%s\": \"aliases\" must be up to %d strings",
-                            g->name, OP_LANG_ALIAS_MAX);
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"aliases\" must be up to %d strings", g->name,
+                               OP_LANG_ALIAS_MAX);
         if (asprintf(&g->rootfs, "%s/%s/rootfs.ext4", images_dir, g->name) < 0 ||
             asprintf(&verpath, "%s/%s/version", images_dir, g->name) < 0)
                 return -ENOMEM;
@@ -131,19 +120,21 @@ int op_langs_load(const char *registry, const char *images_dir, struct op_langs 
 
         root = json_load_file(registry, JSON_REJECT_DUPLICATES, &jerr);
         if (!root)
-                return fail(errbuf, errlen, "%s:%d: %s", registry, jerr.line, jerr.text);
+                return op_errf(errbuf, errlen, -EINVAL, "%s:%d: %s", registry, jerr.line,
+                               jerr.text);
         arr = json_object_get(root, "languages");
         if (!json_is_array(arr) || json_array_size(arr) > OP_LANGS_MAX)
-                return fail(errbuf, errlen, "%s: \"languages\" must be an array of up to %d",
-                            registry, OP_LANGS_MAX);
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "%s: \"languages\" must be an array of up to %d", registry,
+                               OP_LANGS_MAX);
         l.v = calloc(json_array_size(arr) + 1, sizeof(*l.v));
         if (!l.v)
                 return -ENOMEM;
         json_array_foreach (arr, i, o) {
                 l.n++;
                 if (!json_is_object(o))
-                        r = fail(errbuf, errlen, "%s: languages[%zu] is not an object", registry,
-                                 i);
+                        r = op_errf(errbuf, errlen, -EINVAL, "%s: languages[%zu] is not an object",
+                                    registry, i);
                 else
                         r = lang_load(o, images_dir, &l.v[i], errbuf, errlen);
                 if (r < 0) {
@@ -152,8 +143,9 @@ int op_langs_load(const char *registry, const char *images_dir, struct op_langs 
                 }
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(l.v[j].name, l.v[i].name) == 0) {
-                                r = fail(errbuf, errlen, "%s: language \"%s\" appears twice",
-                                         registry, l.v[i].name);
+                                r = op_errf(errbuf, errlen, -EINVAL,
+                                            "%s: language \"%s\" appears twice", registry,
+                                            l.v[i].name);
                                 op_langs_free(&l);
                                 return r;
                         }

@@ -17,20 +17,6 @@
 #include "cleanup.h"
 #include "util.h"
 
-static int fail(char *errbuf, size_t errlen, int r, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *errbuf, size_t errlen, int r, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (errbuf && errlen) {
-                va_start(ap, fmt);
-                vsnprintf(errbuf, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
-
 bool snap_name_valid(const char *s)
 {
         size_t n = strlen(s);
@@ -51,10 +37,11 @@ static int get_str(json_t *o, const char *key, char *dst, size_t dstlen, bool na
 
         if (!json_is_string(v) || json_string_length(v) >= dstlen ||
             strlen(json_string_value(v)) != json_string_length(v))
-                return fail(errbuf, errlen, -EINVAL,
-                            "manifest: \"%s\" must be a string under %zu bytes", key, dstlen);
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "manifest: \"%s\" must be a string under %zu bytes", key, dstlen);
         if (name && !snap_name_valid(json_string_value(v)))
-                return fail(errbuf, errlen, -EINVAL, "manifest: \"%s\" is not a plain name", key);
+                return op_errf(errbuf, errlen, -EINVAL, "manifest: \"%s\" is not a plain name",
+                               key);
         strcpy(dst, json_string_value(v));
         return 0;
 }
@@ -65,8 +52,8 @@ static int get_u32(json_t *o, const char *key, uint32_t lo, uint32_t hi, uint32_
         json_t *v = json_object_get(o, key);
 
         if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-                return fail(errbuf, errlen, -EINVAL, "manifest: \"%s\" must be an integer %u-%u",
-                            key, lo, hi);
+                return op_errf(errbuf, errlen, -EINVAL, "manifest: \"%s\" must be an integer %u-%u",
+                               key, lo, hi);
         *dst = (uint32_t)json_integer_value(v);
         return 0;
 }
@@ -92,10 +79,11 @@ int snap_manifest_parse(const char *text, size_t len, struct snap_manifest *ret,
         int r;
 
         if (len > SNAP_MANIFEST_MAX)
-                return fail(errbuf, errlen, -EFBIG, "manifest over %d bytes", SNAP_MANIFEST_MAX);
+                return op_errf(errbuf, errlen, -EFBIG, "manifest over %d bytes", SNAP_MANIFEST_MAX);
         o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!json_is_object(o))
-                return fail(errbuf, errlen, -EINVAL, "manifest: not a JSON object (%s)", jerr.text);
+                return op_errf(errbuf, errlen, -EINVAL, "manifest: not a JSON object (%s)",
+                               jerr.text);
         if ((r = get_str(o, "version", m.version, sizeof(m.version), true, errbuf, errlen)) < 0 ||
             (r = get_str(o, "language", m.lang, sizeof(m.lang), true, errbuf, errlen)) < 0 ||
             (r = get_str(o, "created", m.created, sizeof(m.created), false, errbuf, errlen)) < 0 ||
@@ -114,8 +102,8 @@ int snap_manifest_parse(const char *text, size_t len, struct snap_manifest *ret,
         files = json_object_get(o, "files");
         if (!json_is_array(files) || json_array_size(files) == 0 ||
             json_array_size(files) > SNAP_FILES_MAX)
-                return fail(errbuf, errlen, -EINVAL, "manifest: \"files\" must list 1-%d files",
-                            SNAP_FILES_MAX);
+                return op_errf(errbuf, errlen, -EINVAL, "manifest: \"files\" must list 1-%d files",
+                               SNAP_FILES_MAX);
         json_array_foreach (files, i, f) {
                 struct snap_file *sf = &m.files[i];
                 json_t *size = json_object_get(f, "size");
@@ -126,16 +114,17 @@ int snap_manifest_parse(const char *text, size_t len, struct snap_manifest *ret,
                                  errlen)) < 0)
                         return r;
                 if (!hex64(sf->sha256))
-                        return fail(errbuf, errlen, -EINVAL, "manifest: bad sha256 for %s",
-                                    sf->name);
+                        return op_errf(errbuf, errlen, -EINVAL, "manifest: bad sha256 for %s",
+                                       sf->name);
                 if (!json_is_integer(size) || json_integer_value(size) < 0 ||
                     (uint64_t)json_integer_value(size) > SNAP_FILE_SIZE_MAX)
-                        return fail(errbuf, errlen, -EINVAL, "manifest: bad size for %s", sf->name);
+                        return op_errf(errbuf, errlen, -EINVAL, "manifest: bad size for %s",
+                                       sf->name);
                 sf->size = (uint64_t)json_integer_value(size);
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(m.files[j].name, sf->name) == 0)
-                                return fail(errbuf, errlen, -EINVAL,
-                                            "manifest: file %s listed twice", sf->name);
+                                return op_errf(errbuf, errlen, -EINVAL,
+                                               "manifest: file %s listed twice", sf->name);
                 m.n_files++;
         }
         *ret = m;
@@ -189,11 +178,11 @@ static int read_manifest(int dirfd, struct snap_manifest *ret, char *errbuf, siz
         ssize_t n = 0, k;
 
         if (fd < 0)
-                return fail(errbuf, errlen, -errno, "manifest.json: %s", strerror(errno));
+                return op_errf(errbuf, errlen, -errno, "manifest.json: %s", strerror(errno));
         while ((k = read(fd, buf + n, sizeof(buf) - (size_t)n)) > 0)
                 n += k;
         if (k < 0)
-                return fail(errbuf, errlen, -errno, "manifest.json: %s", strerror(errno));
+                return op_errf(errbuf, errlen, -errno, "manifest.json: %s", strerror(errno));
         return snap_manifest_parse(buf, (size_t)n, ret, errbuf, errlen);
 }
 
@@ -207,46 +196,46 @@ int snap_open(const char *cache_dir, const char *lang, const char *version, int 
         int r;
 
         if (!snap_name_valid(lang) || (version && !snap_name_valid(version)))
-                return fail(errbuf, errlen, -EINVAL, "invalid snapshot name");
+                return op_errf(errbuf, errlen, -EINVAL, "invalid snapshot name");
         cache = open(cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (cache < 0)
-                return fail(errbuf, errlen, -errno, "%s: %s", cache_dir, strerror(errno));
+                return op_errf(errbuf, errlen, -errno, "%s: %s", cache_dir, strerror(errno));
         langfd = openat(cache, lang, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (langfd < 0)
-                return fail(errbuf, errlen, -errno, "no snapshot for %s in %s", lang, cache_dir);
+                return op_errf(errbuf, errlen, -errno, "no snapshot for %s in %s", lang, cache_dir);
         if (!version) {
                 /* "current" is a symlink holding a plain version name, nothing else. */
                 n = readlinkat(langfd, "current", target, sizeof(target) - 1);
                 if (n < 0)
-                        return fail(errbuf, errlen, -errno, "%s/%s/current: %s", cache_dir, lang,
-                                    strerror(errno));
+                        return op_errf(errbuf, errlen, -errno, "%s/%s/current: %s", cache_dir, lang,
+                                       strerror(errno));
                 target[n] = 0;
                 if (!snap_name_valid(target))
-                        return fail(errbuf, errlen, -EINVAL, "%s/%s/current points outside",
-                                    cache_dir, lang);
+                        return op_errf(errbuf, errlen, -EINVAL, "%s/%s/current points outside",
+                                       cache_dir, lang);
                 version = target;
         }
         dirfd = openat(langfd, version, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (dirfd < 0)
-                return fail(errbuf, errlen, -errno, "%s/%s/%s: %s", cache_dir, lang, version,
-                            strerror(errno));
+                return op_errf(errbuf, errlen, -errno, "%s/%s/%s: %s", cache_dir, lang, version,
+                               strerror(errno));
         r = read_manifest(dirfd, &m, errbuf, errlen);
         if (r < 0)
                 return r;
         if (strcmp(m.lang, lang) != 0 || strcmp(m.version, version) != 0)
-                return fail(errbuf, errlen, -EINVAL, "%s/%s/%s: manifest names %s/%s", cache_dir,
-                            lang, version, m.lang, m.version);
+                return op_errf(errbuf, errlen, -EINVAL, "%s/%s/%s: manifest names %s/%s", cache_dir,
+                               lang, version, m.lang, m.version);
         for (size_t i = 0; i < m.n_files; i++) {
                 struct stat st;
 
                 if (fstatat(dirfd, m.files[i].name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        return fail(errbuf, errlen, -errno, "%s/%s: %s", version, m.files[i].name,
-                                    strerror(errno));
+                        return op_errf(errbuf, errlen, -errno, "%s/%s: %s", version,
+                                       m.files[i].name, strerror(errno));
                 if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != m.files[i].size)
-                        return fail(errbuf, errlen, -EBADMSG,
-                                    "%s/%s: size %lld, manifest says %llu", version,
-                                    m.files[i].name, (long long)st.st_size,
-                                    (unsigned long long)m.files[i].size);
+                        return op_errf(errbuf, errlen, -EBADMSG,
+                                       "%s/%s: size %lld, manifest says %llu", version,
+                                       m.files[i].name, (long long)st.st_size,
+                                       (unsigned long long)m.files[i].size);
         }
         *ret_dirfd = TAKE_FD(dirfd);
         *ret = m;
@@ -261,11 +250,11 @@ int snap_verify(int dirfd, const struct snap_manifest *m, char *errbuf, size_t e
                 int r = op_sha256_file(dirfd, m->files[i].name, hex, &size);
 
                 if (r < 0)
-                        return fail(errbuf, errlen, r, "%s: %s", m->files[i].name, strerror(-r));
+                        return op_errf(errbuf, errlen, r, "%s: %s", m->files[i].name, strerror(-r));
                 if (size != m->files[i].size || strcmp(hex, m->files[i].sha256) != 0)
-                        return fail(errbuf, errlen, -EBADMSG,
-                                    "%s/%s: checksum mismatch (sha256 %s, manifest says %s)",
-                                    m->version, m->files[i].name, hex, m->files[i].sha256);
+                        return op_errf(errbuf, errlen, -EBADMSG,
+                                       "%s/%s: checksum mismatch (sha256 %s, manifest says %s)",
+                                       m->version, m->files[i].name, hex, m->files[i].sha256);
         }
         return 0;
 }
@@ -380,18 +369,20 @@ int snap_commit(const char *cache_dir, struct snap_manifest *m, char *errbuf, si
 
         langfd = lang_dir(cache_dir, m->lang, false);
         if (langfd < 0)
-                return fail(errbuf, errlen, langfd, "%s/%s: %s", cache_dir, m->lang,
-                            strerror(-langfd));
+                return op_errf(errbuf, errlen, langfd, "%s/%s: %s", cache_dir, m->lang,
+                               strerror(-langfd));
         snprintf(stagename, sizeof(stagename), ".tmp-%s", m->version);
         stage = openat(langfd, stagename, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (stage < 0)
-                return fail(errbuf, errlen, -errno, "staging %s: %s", stagename, strerror(errno));
+                return op_errf(errbuf, errlen, -errno, "staging %s: %s", stagename,
+                               strerror(errno));
         for (size_t i = 0; i < m->n_files; i++) {
                 r = op_sha256_file(stage, m->files[i].name, m->files[i].sha256, &m->files[i].size);
                 if (r == 0)
                         r = fsync_at(stage, m->files[i].name);
                 if (r < 0) {
-                        fail(errbuf, errlen, r, "staging %s: %s", m->files[i].name, strerror(-r));
+                        op_errf(errbuf, errlen, r, "staging %s: %s", m->files[i].name,
+                                strerror(-r));
                         goto abort;
                 }
         }
@@ -399,27 +390,27 @@ int snap_commit(const char *cache_dir, struct snap_manifest *m, char *errbuf, si
         text = o ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
         json_decref(o);
         if (!text) {
-                r = fail(errbuf, errlen, -ENOMEM, "out of memory");
+                r = op_errf(errbuf, errlen, -ENOMEM, "out of memory");
                 goto abort;
         }
         mfd = openat(stage, "manifest.json", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                      0644);
         if (mfd < 0 || op_write_all(mfd, text, strlen(text)) < 0 || fsync(mfd) < 0 ||
             fsync(stage) < 0) {
-                r = fail(errbuf, errlen, -errno, "write manifest: %s", strerror(errno));
+                r = op_errf(errbuf, errlen, -errno, "write manifest: %s", strerror(errno));
                 goto abort;
         }
         if (renameat(langfd, stagename, langfd, m->version) < 0) {
-                r = fail(errbuf, errlen, -errno, "install %s: %s", m->version, strerror(errno));
+                r = op_errf(errbuf, errlen, -errno, "install %s: %s", m->version, strerror(errno));
                 goto abort;
         }
         if (fsync(langfd) < 0) {
-                r = fail(errbuf, errlen, -errno, "fsync: %s", strerror(errno));
+                r = op_errf(errbuf, errlen, -errno, "fsync: %s", strerror(errno));
                 return r;
         }
         r = snap_set_current(cache_dir, m->lang, m->version);
         if (r < 0)
-                return fail(errbuf, errlen, r, "switch current: %s", strerror(-r));
+                return op_errf(errbuf, errlen, r, "switch current: %s", strerror(-r));
         return 0;
 abort:
         snap_rmtree(langfd, stagename);

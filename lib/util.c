@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -126,4 +128,16 @@ int op_read_file(const char *path, size_t max, char **ret, size_t *ret_len)
         if (ret_len)
                 *ret_len = len;
         return 0;
+}
+
+int op_errf(char *errbuf, size_t errlen, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (errbuf && errlen) {
+                va_start(ap, fmt);
+                vsnprintf(errbuf, errlen, fmt, ap);
+                va_end(ap);
+        }
+        return r;
 }

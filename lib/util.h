@@ -13,5 +13,10 @@ int op_fd_cloexec(int fd, int on);
 int op_write_all(int fd, const void *buf, size_t n);
 /* Read exactly n bytes; -EPIPE on EOF before n. Blocking fds only. */
 int op_read_all(int fd, void *buf, size_t n);
+/* Format a message into errbuf (when there is one) and return r, for
+ * `return op_errf(errbuf, errlen, -EINVAL, "\"%s\" is not ...", key);` */
+int op_errf(char *errbuf, size_t errlen, int r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Read a whole small file (at most max bytes) into a NUL-ended malloc'd buffer. */
 int op_read_file(const char *path, size_t max, char **ret, size_t *ret_len);

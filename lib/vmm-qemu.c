@@ -25,6 +25,11 @@
         "console=ttyS0 quiet cryptomgr.notests no_timer_check rcupdate.rcu_expedited=1 "           \
         "i8042.noaux i8042.nokbd i8042.nopnp 8250.nr_uarts=1 panic=-1 op.root=/dev/vda"
 #define AGENT_ARGS "-- --uid 1000 --gid 1000"
+/* Under software emulation translated code is found again by its address: with the guest's
+ * user-space layout fixed, a program primed once runs from already translated code in every
+ * later process of that VM. The guest runs one request's arbitrary code by design, so user-space
+ * ASLR protects nothing there; the kernel keeps its own randomization. */
+#define TCG_ARGS "norandmaps"
 
 /* qboot starts a Linux kernel faster than SeaBIOS; used when QEMU ships it. */
 #define QBOOT_ROM "/usr/share/qemu/qboot.rom"
@@ -145,8 +150,8 @@ int qemu_boot_argv(const char *binary, const struct vmm_boot *b, char ***ret)
         add(&a, "-initrd");
         add(&a, "%s", b->initrd);
         add(&a, "-append");
-        add(&a, "%s%s%s %s", GUEST_CMDLINE, b->extra_args ? " " : "",
-            b->extra_args ? b->extra_args : "", AGENT_ARGS);
+        add(&a, "%s%s%s%s %s", GUEST_CMDLINE, b->accel == OP_ACCEL_TCG ? " " TCG_ARGS : "",
+            b->extra_args ? " " : "", b->extra_args ? b->extra_args : "", AGENT_ARGS);
         return finish(&a, ret);
 }
 
