@@ -13,7 +13,8 @@ import sys
 import collections, datetime, decimal, fractions, functools, heapq, itertools, json, math  # noqa
 import random, re, statistics, string, textwrap, time, typing, dataclasses, bisect  # noqa
 import io, base64, hashlib, struct, copy, enum, operator, pathlib, traceback, runpy  # noqa
-import atexit, threading  # noqa
+import atexit, threading, platform, subprocess, shutil, tempfile, glob, csv, contextlib  # noqa
+import urllib.parse, array, queue, uuid, unicodedata, locale, signal, errno, stat  # noqa
 
 
 def read_line(ctl):
