@@ -9,7 +9,9 @@ import unittest
 
 from opdtest import Opd
 
-RANDOM_AND_CLOCK = "import os, time, json\nprint(json.dumps([os.urandom(16).hex(), time.time()]))"
+RANDOM_AND_CLOCK = ("import os, time, json, socket\n"
+                    "boot_id = open('/proc/sys/kernel/random/boot_id').read().strip()\n"
+                    "print(json.dumps([os.urandom(16).hex(), time.time(), socket.gethostname(), boot_id]))")
 
 
 def wait_for(pred, timeout=120, step=0.1):
@@ -78,8 +80,10 @@ class WarmPython(unittest.TestCase):
             self.assertEqual(a["mode"], "warm")
             self.assertEqual(a["snapshot"], self.version)
         self.assertNotEqual(a1["vm"], a2["vm"])
-        (r1, t1), (r2, t2) = json.loads(a1["stdout"]), json.loads(a2["stdout"])
+        (r1, t1, h1, b1), (r2, t2, h2, b2) = json.loads(a1["stdout"]), json.loads(a2["stdout"])
         self.assertNotEqual(r1, r2)
+        self.assertNotEqual(h1, h2)
+        self.assertNotEqual(b1, b2)
         now = time.time()
         self.assertLess(abs(t1 - now), 2 + a1["timings_ms"]["total"] / 1000)
         self.assertLess(abs(t2 - now), 2 + a2["timings_ms"]["total"] / 1000)
@@ -211,6 +215,18 @@ class SnapshotVersions(unittest.TestCase):
             self.assertEqual(a["snapshot"], v2, a)
         p = pool(opd, "bash")
         self.assertIsNone(p["error"])
+
+        # drained: no VMM process maps v1's memory any more
+        def maps_v1():
+            for pid in opd.vmm_pids():
+                try:
+                    with open(f"/proc/{pid}/maps") as f:
+                        if f"/{v1}/mem" in f.read():
+                            return True
+                except OSError:
+                    pass
+            return False
+        self.assertTrue(wait_for(lambda: not maps_v1(), timeout=30))
 
 
 if __name__ == "__main__":
