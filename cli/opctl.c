@@ -504,19 +504,17 @@ static int write_stream(int fd, json_t *answer, const char *key)
 
 /* ---- commands ---- */
 
-static int cmd_ping(const struct opts *o)
+/* The shared part of ping, status and snapshot: send req, wait for the answer. Returns -1 with
+ * *ret_answer set when the caller has to print a successful answer, else the exit status
+ * (the answer was printed raw for --json, or it was an error and has been reported). */
+static int call(const struct opts *o, json_t *req, uint64_t default_wait_ms, json_t **ret_answer)
 {
-        _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
+        _cleanup_(json_decrefp) json_t *answer = NULL;
         _cleanup_free_ char *raw = NULL;
-        uint64_t t0;
         size_t raw_len;
         int r;
 
-        req = json_pack("{s:I, s:s}", "id", (json_int_t)getpid(), "op", "ping");
-        if (!req)
-                return fail("out of memory");
-        t0 = op_now_us();
-        r = exchange(req, o->wait_ms ? o->wait_ms : OPCTL_WAIT_MS, &answer, &raw, &raw_len);
+        r = exchange(req, o->wait_ms ? o->wait_ms : default_wait_ms, &answer, &raw, &raw_len);
         if (r)
                 return r;
         if (o->json) {
@@ -525,6 +523,23 @@ static int cmd_ping(const struct opts *o)
         }
         if (!json_is_true(json_object_get(answer, "ok")))
                 return answer_error(answer);
+        *ret_answer = TAKE_PTR(answer);
+        return -1;
+}
+
+static int cmd_ping(const struct opts *o)
+{
+        _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
+        uint64_t t0;
+        int r;
+
+        req = json_pack("{s:I, s:s}", "id", (json_int_t)getpid(), "op", "ping");
+        if (!req)
+                return fail("out of memory");
+        t0 = op_now_us();
+        r = call(o, req, OPCTL_WAIT_MS, &answer);
+        if (r >= 0)
+                return r;
         printf("pong (opd ");
         print_scalar(stdout, json_object_get(answer, "version"));
         printf(", protocol ");
@@ -590,8 +605,7 @@ static char *aliases_text(json_t *lang)
 static int cmd_status(const struct opts *o)
 {
         _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
-        _cleanup_free_ char *raw = NULL;
-        size_t raw_len, i;
+        size_t i;
         json_t *langs, *l;
         int wname = 8, wver = 7, walias = 7;
         int r;
@@ -599,15 +613,9 @@ static int cmd_status(const struct opts *o)
         req = json_pack("{s:I, s:s}", "id", (json_int_t)getpid(), "op", "status");
         if (!req)
                 return fail("out of memory");
-        r = exchange(req, o->wait_ms ? o->wait_ms : OPCTL_WAIT_MS, &answer, &raw, &raw_len);
-        if (r)
+        r = call(o, req, OPCTL_WAIT_MS, &answer);
+        if (r >= 0)
                 return r;
-        if (o->json) {
-                print_raw(raw, raw_len);
-                return json_is_true(json_object_get(answer, "ok")) ? 0 : EXIT_FAIL;
-        }
-        if (!json_is_true(json_object_get(answer, "ok")))
-                return answer_error(answer);
 
         printf("opd ");
         print_scalar(stdout, json_object_get(answer, "version"));
@@ -658,9 +666,8 @@ static int cmd_status(const struct opts *o)
 static int cmd_snapshot(const struct opts *o, const char *action)
 {
         _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
-        _cleanup_free_ char *raw = NULL;
         const char *key;
-        size_t raw_len, i;
+        size_t i;
         json_t *v, *ver;
         int r;
 
@@ -671,15 +678,9 @@ static int cmd_snapshot(const struct opts *o, const char *action)
         if (!req || (o->lang && json_object_set_new(req, "lang", json_string(o->lang)) < 0))
                 return fail("out of memory");
         /* Making a snapshot boots a VM and warms its runtime: minutes under emulation. */
-        r = exchange(req, o->wait_ms ? o->wait_ms : 15 * 60 * 1000, &answer, &raw, &raw_len);
-        if (r)
+        r = call(o, req, 15 * 60 * 1000, &answer);
+        if (r >= 0)
                 return r;
-        if (o->json) {
-                print_raw(raw, raw_len);
-                return json_is_true(json_object_get(answer, "ok")) ? 0 : EXIT_FAIL;
-        }
-        if (!json_is_true(json_object_get(answer, "ok")))
-                return answer_error(answer);
         if (strcmp(action, "create") == 0) {
                 printf("%s: snapshot %s installed%s (", o->lang,
                        json_string_value(json_object_get(answer, "version")),
