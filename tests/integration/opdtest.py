@@ -29,7 +29,11 @@ class Client:
     def __init__(self, path, timeout=120):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        try:
+            self.sock.connect(path)
+        except OSError:
+            self.sock.close()
+            raise
         self.buf = b""
 
     def send(self, obj):
@@ -91,8 +95,10 @@ class Opd:
                 raise RuntimeError("opd exited at start:\n" + self.read_log())
             try:
                 c = Client(self.socket, timeout=5)
-                st = c.call({"op": "status"})
-                c.close()
+                try:
+                    st = c.call({"op": "status"})
+                finally:
+                    c.close()
                 if not wait_accel or st.get("accel") != "probing":
                     break
             except (FileNotFoundError, ConnectionRefusedError):
