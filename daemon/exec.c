@@ -17,7 +17,6 @@
 static void request_free(struct request *r)
 {
         struct opd *d = r->d;
-
         struct client *c = r->client;
 
         if (c) {
@@ -47,10 +46,28 @@ static void request_free(struct request *r)
                 client_request_done(c);
 }
 
+/* The request's id for a log line: the client chose it, so control characters (a forged
+ * line) become '?' and it is cut at 64 bytes. */
+static const char *id_text(const struct request *r, char buf[static 68])
+{
+        if (json_is_integer(r->id)) {
+                snprintf(buf, 68, "%lld", (long long)json_integer_value(r->id));
+                return buf;
+        }
+        if (!json_is_string(r->id))
+                return "-";
+        snprintf(buf, 68, "%.64s", json_string_value(r->id));
+        for (char *p = buf; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        return buf;
+}
+
 void request_cancel(struct request *r)
 {
-        log_info("exec id=%s lang=%s outcome=cancelled",
-                 r->id && json_is_string(r->id) ? json_string_value(r->id) : "-", r->lang->name);
+        char idbuf[68];
+
+        log_info("exec id=%s lang=%s outcome=cancelled", id_text(r, idbuf), r->lang->name);
         request_free(r);
 }
 
@@ -61,15 +78,11 @@ static double ms(uint64_t from, uint64_t to)
 
 static void log_outcome(struct request *r, const char *outcome, json_t *reply)
 {
-        char idbuf[64] = "-";
+        char idbuf[68];
 
-        if (json_is_string(r->id))
-                snprintf(idbuf, sizeof(idbuf), "%s", json_string_value(r->id));
-        else if (json_is_integer(r->id))
-                snprintf(idbuf, sizeof(idbuf), "%lld", (long long)json_integer_value(r->id));
         log_info("exec id=%s lang=%s mode=%s outcome=%s exit=%lld queue=%.1fms "
                  "boot_or_resume=%.1fms run=%.1fms total=%.1fms",
-                 idbuf, r->lang->name, r->pool ? "warm" : "cold", outcome,
+                 id_text(r, idbuf), r->lang->name, r->pool ? "warm" : "cold", outcome,
                  (long long)json_integer_value(json_object_get(reply, "exit_code")),
                  ms(r->t_start, r->t_vm), ms(r->t_vm, r->t_ready), ms(r->t_ready, r->t_done),
                  ms(r->t_start, op_now_us()));
