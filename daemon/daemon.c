@@ -121,6 +121,9 @@ int opd_init(struct opd *d)
                 r = server_listen(d);
                 if (r < 0)
                         return r;
+                r = notify_start(d);
+                if (r < 0)
+                        return r;
         }
         return accel_start(d);
 }
@@ -133,6 +136,7 @@ void opd_stop(struct opd *d)
         if (d->stopping)
                 return;
         d->stopping = true;
+        notify_stop(d);
         server_close(d);
         /* Every request still waiting or running gets an answer before the connection closes. */
         for (c = LIST_FIRST(&d->clients); c; c = next) {
@@ -150,6 +154,7 @@ void opd_stop(struct opd *d)
 
 void opd_done(struct opd *d)
 {
+        notify_stop(d);
         pools_done(d);
         vms_kill_all(d);
         clients_free_all(d);

@@ -69,6 +69,10 @@ struct opd {
         /* Called once the accelerator is known (e.g. by `opd --create-snapshot`). */
         void (*on_accel_decided)(struct opd *d);
         bool no_listen; /* one-shot modes serve no socket */
+        bool notified_ready;
+        char last_status[1024];
+        struct event *notify_ev, *watchdog_ev;
+        uint32_t watchdog_ms;
         int exit_code;
 
         struct counters stats;
@@ -300,6 +304,10 @@ int bgjob_start(struct opd *d, bgjob_fn fn, void *arg, bgjob_done_fn done, void 
 /* Resolve d->accel; when "auto" and /dev/kvm looks usable, prove it by booting. Calls
  * exec_kick() once decided. */
 int accel_start(struct opd *d);
+
+/* ---- notify.c: sd_notify READY/STATUS/WATCHDOG/STOPPING ---- */
+int notify_start(struct opd *d);
+void notify_stop(struct opd *d);
 
 /* ---- daemon.c: lifetime ---- */
 int opd_init(struct opd *d);

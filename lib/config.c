@@ -59,6 +59,7 @@ static const struct key keys[] = {
     U32("vm.vcpus", vm_vcpus, 1, 64),
     U32("max_vms", max_vms, 1, 4096),
     U32("pool.size", pool_size, 0, 1024),
+    U32("ready_min_warm", ready_min_warm, 0, 1024),
     STR0("pool.sizes", pool_sizes),
     BOOL("pool.fallback_cold", pool_fallback_cold),
     {"pool.prime", K_TRI, offsetof(struct op_config, pool_prime), 0, 0},

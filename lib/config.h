@@ -36,6 +36,7 @@ struct op_config {
         uint32_t vm_vcpus;
         uint32_t max_vms;            /* VMM processes alive at once */
         uint32_t pool_size;          /* paused VMs kept per language with a snapshot */
+        uint32_t ready_min_warm;     /* READY=1 waits for this many paused VMs per serving pool */
         char *pool_sizes;            /* per-language overrides: "python=4,bash=1" */
         uint32_t pool_fallback_cold; /* empty pool: boot cold instead of waiting */
         enum op_tristate pool_prime; /* run a warm-up program in each clone; auto: under TCG */

@@ -66,7 +66,8 @@ class Client:
 class Opd:
     """One opd process with its own socket, run directory and config."""
 
-    def __init__(self, config=None, languages=None, wait_accel=True):
+    def __init__(self, config=None, languages=None, wait_accel=True, env=None, argv=None,
+                 wait_socket=True):
         self.dir = tempfile.mkdtemp(prefix="opd-test-")
         self.socket = os.path.join(self.dir, "opd.sock")
         self.run_dir = os.path.join(self.dir, "vm")
@@ -87,10 +88,11 @@ class Opd:
                 f.write(f"{k} = {v}\n")
         self.log_path = os.path.join(self.dir, "opd.log")
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([OPD, "--config", self.config_path], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen((argv or []) + [OPD, "--config", self.config_path],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})})
         deadline = time.time() + 30
-        while True:
+        while wait_socket:
             if self.proc.poll() is not None:
                 raise RuntimeError("opd exited at start:\n" + self.read_log())
             try:
