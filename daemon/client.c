@@ -139,6 +139,7 @@ int client_new(struct opd *d, int fd)
         c->uid = cred.uid;
         c->gid = cred.gid;
         c->pid = cred.pid;
+        access_classify(d, c);
         LIST_INIT(&c->requests);
         LIST_INIT(&c->slots);
         c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);

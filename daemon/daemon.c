@@ -112,6 +112,9 @@ int opd_init(struct opd *d)
         r = pools_init(d);
         if (r < 0)
                 return r;
+        r = access_init(d);
+        if (r < 0)
+                return r;
         event_add(d->sigchld_ev, NULL);
         event_add(d->sigterm_ev, NULL);
         event_add(d->sigint_ev, NULL);

@@ -40,6 +40,8 @@ struct opd {
         char *kernel;        /* <images_dir>/vmlinux */
         char *initrd;        /* <images_dir>/initrd.img */
 
+        gid_t access_gid; /* (gid_t)-1: anyone who can connect */
+        gid_t admin_gid;  /* (gid_t)-1: root only */
         int listen_fd;
         bool socket_activated; /* the socket came from systemd: never unlink it */
         struct event *listen_ev;
@@ -104,7 +106,9 @@ struct client {
         LIST_HEAD(, request) requests;
         LIST_HEAD(, reply_slot) slots;
         bool closing;
-        bool read_eof; /* the peer half-closed: answer what was read, then close */
+        bool read_eof;  /* the peer half-closed: answer what was read, then close */
+        bool may_use;   /* exec, status, ping (access.group) */
+        bool may_admin; /* snapshot management (root, access.admin_group) */
 };
 
 int client_new(struct opd *d, int fd);
@@ -128,12 +132,16 @@ struct reply_slot *reply_slot_new(struct client *c, json_t *id);
 void reply_slot_send(struct reply_slot *s, json_t *obj);
 void clients_free_all(struct opd *d);
 
+/* ---- access.c: peer credentials ---- */
+int access_init(struct opd *d);
+void access_classify(struct opd *d, struct client *c);
+
 /* ---- ops.c: the operation table ---- */
 struct op_entry {
         const char *name;
         /* Handle a request; answer now with client_send() or later. Takes nothing. */
         void (*handler)(struct client *c, json_t *id, json_t *req);
-        bool admin; /* root only (peer uid 0) */
+        bool admin; /* root and access.admin_group only; the others need access.group */
 };
 const struct op_entry *op_lookup(const char *name);
 void op_snapshot(struct client *c, json_t *id, json_t *req); /* ops-snapshot.c */

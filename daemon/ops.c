@@ -113,9 +113,12 @@ void op_dispatch(struct client *c, json_t *req)
                                            json_string_value(op), known));
                 return;
         }
-        if (e->admin && c->uid != 0) {
+        if (e->admin ? !c->may_admin : !c->may_use) {
                 client_send(c, op_error_reply(id, OP_ERR_PERMISSION_DENIED,
-                                              "\"%s\" is for administrators", e->name));
+                                              "\"%s\" is not allowed for uid %u%s", e->name,
+                                              (unsigned)c->uid,
+                                              e->admin ? " (root and access.admin_group only)"
+                                                       : " (access.group only)"));
                 return;
         }
         e->handler(c, id, req);

@@ -48,6 +48,8 @@ struct key {
 static const struct key keys[] = {
     STR("socket", socket_path),
     {"socket_mode", K_MODE, offsetof(struct op_config, socket_mode), 0, 0777},
+    STR0("access.group", access_group),
+    STR0("access.admin_group", admin_group),
     STR("images_dir", images_dir),
     STR("languages", languages_file),
     STR("run_dir", run_dir),
@@ -146,6 +148,7 @@ int op_config_init(struct op_config *c)
             set_str(&c->languages_file, "/usr/share/opd/languages.json") < 0 ||
             set_str(&c->run_dir, "/run/opd/vm") < 0 ||
             set_str(&c->cache_dir, "/var/lib/opd/cache") < 0 || set_str(&c->pool_sizes, "") < 0 ||
+            set_str(&c->access_group, "") < 0 || set_str(&c->admin_group, "") < 0 ||
             set_str(&c->qemu_binary, "qemu-system-x86_64") < 0) {
                 op_config_free(c);
                 return -ENOMEM;

@@ -25,6 +25,8 @@ enum op_tristate {
 struct op_config {
         char *socket_path;
         uint32_t socket_mode;
+        char *access_group; /* members may exec, status, ping; "": whoever can connect */
+        char *admin_group;  /* members may also manage snapshots; "": root only */
         char *images_dir;
         char *languages_file;
         char *run_dir;   /* per-VM working directories */

@@ -26,6 +26,11 @@ class CheckConfig(unittest.TestCase):
         self.assertEqual((rc, err), (0, ""))
         self.assertEqual(out, defaults)
         self.assertIn("socket = /run/opd/opd.sock\n", out)
+        with open(os.path.join(SOURCE, "systemd", "opd.conf.example")) as f:
+            example = f.read()
+        for line in defaults.splitlines():  # every key is there, set or commented out
+            key = line.split(" = ")[0]
+            self.assertRegex(example, rf"(?m)^(# )?{key.replace('.', '[.]')} = ", key)
         self.assertIn("limit.frame_max = 16777216\n", out)
 
     def test_values_and_flags(self):

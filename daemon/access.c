@@ -1,0 +1,78 @@
+/* access.c: who may do what, from the peer's credentials (SO_PEERCRED) and its groups as the
+ * kernel has them (/proc/<pid>/status): members of access.group use the service, members of
+ * access.admin_group (and root) also manage it. */
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "opd.h"
+#include "util.h"
+
+static int resolve(const char *name, gid_t *ret)
+{
+        struct group *g;
+
+        if (!*name) {
+                *ret = (gid_t)-1;
+                return 0;
+        }
+        errno = 0;
+        g = getgrnam(name);
+        if (!g)
+                return errno ? -errno : -ENOENT;
+        *ret = g->gr_gid;
+        return 0;
+}
+
+int access_init(struct opd *d)
+{
+        int r = resolve(d->cfg.access_group, &d->access_gid);
+
+        if (r < 0)
+                return log_error_errno(r, "access.group \"%s\"", d->cfg.access_group);
+        r = resolve(d->cfg.admin_group, &d->admin_gid);
+        if (r < 0)
+                return log_error_errno(r, "access.admin_group \"%s\"", d->cfg.admin_group);
+        return 0;
+}
+
+/* Is gid the peer's primary group or one of its supplementary groups? */
+static bool in_group(pid_t pid, gid_t primary, gid_t gid)
+{
+        _cleanup_free_ char *status = NULL, *path = NULL;
+        char *line;
+
+        if (primary == gid)
+                return true;
+        if (asprintf(&path, "/proc/%d/status", (int)pid) < 0 ||
+            op_read_file(path, 64 * 1024, &status, NULL) < 0)
+                return false;
+        line = strstr(status, "\nGroups:");
+        if (!line)
+                return false;
+        line += strlen("\nGroups:");
+        while (*line && *line != '\n') {
+                char *end;
+                unsigned long g = strtoul(line, &end, 10);
+
+                if (end == line)
+                        break;
+                if ((gid_t)g == gid)
+                        return true;
+                line = end;
+        }
+        return false;
+}
+
+void access_classify(struct opd *d, struct client *c)
+{
+        bool root = c->uid == 0 || c->uid == getuid();
+
+        c->may_use = root || d->access_gid == (gid_t)-1 || in_group(c->pid, c->gid, d->access_gid);
+        c->may_admin =
+            root || (d->admin_gid != (gid_t)-1 && in_group(c->pid, c->gid, d->admin_gid));
+}

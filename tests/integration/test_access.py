@@ -1,0 +1,77 @@
+"""Access control on the socket from peer credentials: members of access.group use the service,
+root and members of access.admin_group manage it; refusals are structured errors."""
+import grp
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+from opdtest import Opd
+
+CLIENT = r"""
+import json, os, socket, struct, sys
+gid, uid, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+os.setgroups([])
+os.setgid(gid)
+os.setuid(uid)
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+out = []
+for req in json.loads(sys.argv[4]):
+    b = json.dumps(req).encode()
+    s.sendall(struct.pack(">I", len(b)) + b)
+    n = struct.unpack(">I", s.recv(4, socket.MSG_WAITALL))[0]
+    out.append(json.loads(s.recv(n, socket.MSG_WAITALL)))
+print(json.dumps(out))
+"""
+
+NOBODY = 65534
+USERS = grp.getgrnam("users").gr_gid
+ADM = grp.getgrnam("adm").gr_gid
+
+
+class Access(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({"socket_mode": "0666", "access.group": "users", "access.admin_group": "adm",
+                       "pool.size": "0"})
+        os.chmod(cls.opd.dir, 0o755)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def ask(self, gid, uid, reqs):
+        p = subprocess.run([sys.executable, "-c", CLIENT, str(gid), str(uid), self.opd.socket,
+                            json.dumps(reqs)], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
+    def test_outsider_is_refused(self):
+        a, = self.ask(NOBODY, NOBODY, [{"op": "ping", "id": 1}])
+        self.assertFalse(a["ok"])
+        self.assertEqual(a["id"], 1)
+        self.assertEqual(a["error"]["code"], "permission_denied")
+
+    def test_member_uses_but_does_not_manage(self):
+        ping, status, snap = self.ask(USERS, NOBODY, [
+            {"op": "ping", "id": 1}, {"op": "status", "id": 2},
+            {"op": "snapshot", "action": "list", "id": 3}])
+        self.assertTrue(ping["ok"], ping)
+        self.assertTrue(status["ok"], status)
+        self.assertFalse(snap["ok"])
+        self.assertEqual(snap["error"]["code"], "permission_denied")
+        self.assertIn("admin", snap["error"]["message"])
+
+    def test_admin_group_manages(self):
+        snap, = self.ask(ADM, NOBODY, [{"op": "snapshot", "action": "list", "id": 3}])
+        self.assertTrue(snap["ok"], snap)
+
+    def test_root_manages(self):
+        a = self.opd.call({"op": "snapshot", "action": "list"})
+        self.assertTrue(a["ok"], a)
+
+
+if __name__ == "__main__":
+    unittest.main()
