@@ -1,10 +1,12 @@
 /* main.c: opd's entry point: command line, configuration, and the event loop.
  * The only file of the daemon outside the opdcore library. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "log.h"
 #include "opd.h"
 
@@ -57,43 +59,91 @@ static void usage(FILE *f)
                    "  -h, --help             this help\n");
 }
 
+/* The command line, kept for configuration reloads: the file is read again, then the flags
+ * are applied again on top, exactly as at start-up. */
+static int saved_argc;
+static char **saved_argv;
+static const char *config_path;
+
+static const struct option opts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"socket", required_argument, NULL, 's'},
+    {"images", required_argument, NULL, 'I'},
+    {"languages", required_argument, NULL, 'L'},
+    {"run-dir", required_argument, NULL, 'R'},
+    {"accel", required_argument, NULL, 'A'},
+    {"set", required_argument, NULL, 'S'},
+    {"check-config", no_argument, NULL, 'n'},
+    {"create-snapshot", required_argument, NULL, 'C'},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {0},
+};
+static const struct {
+        int opt;
+        const char *key;
+} flag_keys[] = {
+    {'s', "socket"}, {'I', "images_dir"}, {'L', "languages"}, {'R', "run_dir"}, {'A', "accel"},
+};
+
+/* Defaults, then the file, then the flags (wherever they appear), then the checks across keys.
+ * On failure *c is freed and err holds the reason. */
+static int build_config(struct op_config *c, char *err, size_t errlen)
+{
+        int o, r;
+
+        if (op_config_init(c) < 0) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        r = config_path ? op_config_load(c, config_path, err, errlen) : 0;
+        optind = 1;
+        while (r >= 0 && (o = getopt_long(saved_argc, saved_argv, "c:s:nVh", opts, NULL)) != -1) {
+                const char *key = NULL;
+                char *eq;
+
+                for (size_t i = 0; i < sizeof(flag_keys) / sizeof(flag_keys[0]); i++)
+                        if (flag_keys[i].opt == o)
+                                key = flag_keys[i].key;
+                if (key)
+                        r = op_config_set(c, key, optarg, err, errlen);
+                else if (o == 'S') {
+                        _cleanup_free_ char *kv = strdup(optarg);
+
+                        if (!kv || !(eq = strchr(kv, '='))) {
+                                snprintf(err, errlen, "--set takes KEY=VALUE");
+                                r = -EINVAL;
+                                break;
+                        }
+                        *eq = 0;
+                        r = op_config_set(c, kv, eq + 1, err, errlen);
+                }
+        }
+        if (r >= 0)
+                r = op_config_check(c, err, errlen);
+        if (r < 0)
+                op_config_free(c);
+        return r;
+}
+
+static int reload_config(struct opd *d, struct op_config *ret, char *err, size_t errlen)
+{
+        return build_config(ret, err, errlen);
+}
+
 int main(int argc, char **argv)
 {
-        static const struct option opts[] = {
-            {"config", required_argument, NULL, 'c'},
-            {"socket", required_argument, NULL, 's'},
-            {"images", required_argument, NULL, 'I'},
-            {"languages", required_argument, NULL, 'L'},
-            {"run-dir", required_argument, NULL, 'R'},
-            {"accel", required_argument, NULL, 'A'},
-            {"set", required_argument, NULL, 'S'},
-            {"check-config", no_argument, NULL, 'n'},
-            {"create-snapshot", required_argument, NULL, 'C'},
-            {"version", no_argument, NULL, 'V'},
-            {"help", no_argument, NULL, 'h'},
-            {0},
-        };
-        static const struct {
-                int opt;
-                const char *key;
-        } flag_keys[] = {
-            {'s', "socket"},  {'I', "images_dir"}, {'L', "languages"},
-            {'R', "run_dir"}, {'A', "accel"},
-        };
-        struct opd d = {0};
-        const char *config = NULL;
+        struct opd d = {.reload_config = reload_config};
         bool check = false;
         char err[512];
         int c, r;
 
-        if (op_config_init(&d.cfg) < 0) {
-                fprintf(stderr, "opd: out of memory\n");
-                return 1;
-        }
-        /* The config file is read first so that flags override it, wherever they appear. */
+        saved_argc = argc;
+        saved_argv = argv;
+        /* First pass: the options that are not configuration keys. */
         while ((c = getopt_long(argc, argv, "c:s:nVh", opts, NULL)) != -1) {
                 if (c == 'c')
-                        config = optarg;
+                        config_path = optarg;
                 else if (c == 'C')
                         oneshot_lang = optarg;
                 else if (c == 'n')
@@ -113,42 +163,10 @@ int main(int argc, char **argv)
                 fprintf(stderr, "opd: unexpected argument \"%s\"\n", argv[optind]);
                 return 2;
         }
-        if (config && op_config_load(&d.cfg, config, err, sizeof(err)) < 0) {
+        r = build_config(&d.cfg, err, sizeof(err));
+        if (r < 0) {
                 fprintf(stderr, "opd: %s\n", err);
-                op_config_free(&d.cfg);
-                return 1;
-        }
-        optind = 1;
-        while ((c = getopt_long(argc, argv, "c:s:nVh", opts, NULL)) != -1) {
-                const char *key = NULL;
-                char *eq;
-
-                for (size_t i = 0; i < sizeof(flag_keys) / sizeof(flag_keys[0]); i++)
-                        if (flag_keys[i].opt == c)
-                                key = flag_keys[i].key;
-                if (key)
-                        r = op_config_set(&d.cfg, key, optarg, err, sizeof(err));
-                else if (c == 'S') {
-                        eq = strchr(optarg, '=');
-                        if (!eq) {
-                                fprintf(stderr, "opd: --set takes KEY=VALUE\n");
-                                op_config_free(&d.cfg);
-                                return 2;
-                        }
-                        *eq = 0;
-                        r = op_config_set(&d.cfg, optarg, eq + 1, err, sizeof(err));
-                } else
-                        continue;
-                if (r < 0) {
-                        fprintf(stderr, "opd: %s\n", err);
-                        op_config_free(&d.cfg);
-                        return 2;
-                }
-        }
-        if (op_config_check(&d.cfg, err, sizeof(err)) < 0) {
-                fprintf(stderr, "opd: %s\n", err);
-                op_config_free(&d.cfg);
-                return 2;
+                return r == -ENOMEM ? 1 : 2;
         }
         if (check) {
                 op_config_dump(&d.cfg, stdout);

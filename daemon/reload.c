@@ -1,0 +1,99 @@
+/* reload.c: SIGHUP and the "reload" op: the configuration is built again from the file and the
+ * command line and applied without a restart: limits, timeouts, pool sizes, access groups.
+ * Keys naming places or the machine (socket, directories, languages, qemu, accel) wait for a
+ * restart; an invalid file changes nothing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "opd.h"
+
+/* A restart-only string key: keep the running value. */
+static void keep_str(const char *key, char **cur, char **next)
+{
+        if (strcmp(*cur, *next) != 0)
+                log_warn("reload: %s changed (%s -> %s): takes effect after a restart", key, *cur,
+                         *next);
+        free(*next);
+        *next = strdup(*cur);
+}
+
+static int apply_pool_sizes(struct opd *d)
+{
+        for (size_t i = 0; i < d->langs.n; i++) {
+                struct pool *p = &d->pools[i];
+                uint32_t target;
+                struct vm *vm;
+
+                if (!p->lang)
+                        continue;
+                if (op_config_pool_size(&d->cfg, p->lang->name, &target) < 0)
+                        return -EINVAL;
+                if (target != p->target)
+                        log_info("reload: %s pool %u -> %u", p->lang->name, p->target, target);
+                p->target = target;
+                /* Shrinking drops paused clones, newest first; clones in use finish their
+                 * request untouched. */
+                while (p->n_ready > p->target && (vm = TAILQ_LAST(&p->ready, vmq))) {
+                        TAILQ_REMOVE(&p->ready, vm, pool_link);
+                        p->n_ready--;
+                        vm->pool = NULL;
+                        vm_destroy(vm);
+                }
+                pool_refill(p);
+        }
+        return 0;
+}
+
+int opd_reload(struct opd *d, char *err, size_t errlen)
+{
+        struct op_config next, old;
+        int r;
+
+        sd_notify(0, "RELOADING=1");
+        r = d->reload_config ? d->reload_config(d, &next, err, errlen) : -EOPNOTSUPP;
+        if (r < 0) {
+                log_error("reload refused, the running configuration stays: %s", err);
+                sd_notify(0, "READY=1");
+                return r;
+        }
+        keep_str("socket", &d->cfg.socket_path, &next.socket_path);
+        keep_str("images_dir", &d->cfg.images_dir, &next.images_dir);
+        keep_str("languages", &d->cfg.languages_file, &next.languages_file);
+        keep_str("run_dir", &d->cfg.run_dir, &next.run_dir);
+        keep_str("cache_dir", &d->cfg.cache_dir, &next.cache_dir);
+        keep_str("qemu", &d->cfg.qemu_binary, &next.qemu_binary);
+        if (next.socket_mode != d->cfg.socket_mode || next.accel != d->cfg.accel)
+                log_warn("reload: socket_mode and accel take effect after a restart");
+        next.socket_mode = d->cfg.socket_mode;
+        next.accel = d->cfg.accel;
+        if (!next.socket_path || !next.images_dir || !next.languages_file || !next.run_dir ||
+            !next.cache_dir || !next.qemu_binary) {
+                op_config_free(&next);
+                snprintf(err, errlen, "out of memory");
+                sd_notify(0, "READY=1");
+                return -ENOMEM;
+        }
+        old = d->cfg;
+        d->cfg = next;
+        r = access_init(d);
+        if (r >= 0)
+                r = apply_pool_sizes(d);
+        if (r < 0) {
+                /* Checked by op_config_check() already; a group may have vanished meanwhile. */
+                snprintf(err, errlen,
+                         "applying the new configuration failed; restored the old one");
+                op_config_free(&d->cfg);
+                d->cfg = old;
+                access_init(d);
+                apply_pool_sizes(d);
+                sd_notify(0, "READY=1");
+                return r;
+        }
+        op_config_free(&old);
+        log_info("configuration reloaded");
+        sd_notify(0, "READY=1");
+        return 0;
+}

@@ -1,0 +1,61 @@
+"""Reload without dropping work: SIGHUP (and the reload op) apply a new pool size with requests
+in flight, none of which fails; an invalid file changes nothing."""
+import os
+import signal
+import time
+import unittest
+
+from opdtest import Opd
+from test_warm import create_snapshot, pool, wait_for, wait_serving
+
+
+class Reload(unittest.TestCase):
+    def rewrite(self, opd, **changes):
+        changes = {k.replace("pool_", "pool.", 1): v for k, v in changes.items()}
+        with open(opd.config_path) as f:
+            lines = [l for l in f.read().splitlines() if l.split(" = ")[0] not in changes]
+        lines += [f"{k} = {v}" for k, v in changes.items()]
+        with open(opd.config_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def test_pool_size_changes_with_requests_in_flight(self):
+        opd = Opd({"pool.sizes": "bash=1,python=0", "max_vms": "6"})
+        try:
+            v = create_snapshot(opd, "bash")
+            wait_serving(opd, "bash", v)
+            clients = [opd.client() for _ in range(2)]
+            for i, c in enumerate(clients):
+                c.send({"op": "exec", "lang": "bash", "code": f"sleep 2; echo req{i}", "id": i,
+                        "mode": "auto"})
+            self.rewrite(opd, pool_sizes="bash=3,python=0")
+            os.kill(opd.proc.pid, signal.SIGHUP)
+            self.assertTrue(wait_for(lambda: pool(opd, "bash")["target"] == 3, timeout=30))
+            for i, c in enumerate(clients):
+                a = c.recv()
+                self.assertTrue(a["ok"], a)
+                self.assertEqual(a["stdout"], f"req{i}\n")
+                c.close()
+            self.assertTrue(wait_for(lambda: pool(opd, "bash")["ready"] == 3, timeout=120))
+
+            # the op does the same; shrinking drops paused clones
+            self.rewrite(opd, pool_sizes="bash=1,python=0")
+            a = opd.call({"op": "reload", "id": 9})
+            self.assertTrue(a["ok"], a)
+            p = pool(opd, "bash")
+            self.assertEqual((p["target"], p["ready"]), (1, 1))
+
+            # an invalid file is refused and changes nothing
+            self.rewrite(opd, max_vms="-3")
+            a = opd.call({"op": "reload", "id": 10})
+            self.assertFalse(a["ok"])
+            self.assertIn("max_vms", a["error"]["message"])
+            self.assertEqual(pool(opd, "bash")["target"], 1)
+            b = opd.run("bash", "echo still serving")
+            self.assertEqual(b["stdout"], "still serving\n")
+            self.assertIn("reload refused", opd.read_log())
+        finally:
+            opd.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
