@@ -61,6 +61,8 @@ static void help(FILE *f)
             "  run      run a program: --lang L (--code STR | --file PATH | -) [RUN OPTIONS]\n"
             "  status   opd's languages, versions, pools and counters\n"
             "  ping     check that opd answers, and how fast\n"
+            "  metrics  opd's metrics in Prometheus text format (docs/metrics.md)\n"
+            "  reload   administrators: opd reads its configuration again (as on SIGHUP)\n"
             "  snapshot ACTION [--lang L]\n"
             "           administrators: create (--lang L), list or reload snapshots\n"
             "\n"
@@ -97,7 +99,7 @@ static void help(FILE *f)
             "  2        opd refused or failed the request (\"opctl: CODE: MESSAGE\" on\n"
             "           stderr), or opctl could not do its part (usage, connection); a\n"
             "           program may exit 2 itself: --json tells the cases apart\n"
-            "ping and status exit 0 on success and 2 on any failure.\n",
+            "ping, status and metrics exit 0 on success and 2 on any failure.\n",
             OPCTL_WAIT_MS, OPCTL_RUN_MARGIN_MS);
 }
 
@@ -602,6 +604,25 @@ static char *aliases_text(json_t *lang)
         return s;
 }
 
+static int cmd_metrics(const struct opts *o)
+{
+        _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
+        json_t *text;
+        int r;
+
+        req = json_pack("{s:I, s:s}", "id", (json_int_t)getpid(), "op", "metrics");
+        if (!req)
+                return fail("out of memory");
+        r = call(o, req, OPCTL_WAIT_MS, &answer);
+        if (r >= 0)
+                return r;
+        text = json_object_get(answer, "text");
+        if (!json_is_string(text))
+                return fail("opd's metrics answer has no text");
+        fwrite(json_string_value(text), 1, json_string_length(text), stdout);
+        return 0;
+}
+
 static int cmd_status(const struct opts *o)
 {
         _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
@@ -701,6 +722,22 @@ static int cmd_snapshot(const struct opts *o, const char *action)
                 }
         } else
                 printf("ok\n");
+        return 0;
+}
+
+/* reload: opd builds its configuration again and applies it (administrators only). */
+static int cmd_reload(const struct opts *o)
+{
+        _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
+        int r;
+
+        req = json_pack("{s:I, s:s}", "id", (json_int_t)getpid(), "op", "reload");
+        if (!req)
+                return fail("out of memory");
+        r = call(o, req, OPCTL_WAIT_MS, &answer);
+        if (r >= 0)
+                return r;
+        printf("reloaded\n");
         return 0;
 }
 
@@ -981,5 +1018,11 @@ int main(int argc, char **argv)
                 return cmd_ping(&o);
         if (strcmp(cmd, "status") == 0)
                 return cmd_status(&o);
-        return fail("unknown command \"%s\" (run, status, ping, snapshot; see opctl --help)", cmd);
+        if (strcmp(cmd, "metrics") == 0)
+                return cmd_metrics(&o);
+        if (strcmp(cmd, "reload") == 0)
+                return cmd_reload(&o);
+        return fail("unknown command \"%s\" (run, status, ping, metrics, reload, snapshot; see "
+                    "opctl --help)",
+                    cmd);
 }

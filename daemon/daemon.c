@@ -34,6 +34,14 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
         vms_reap_children(arg);
 }
 
+static void on_sighup(evutil_socket_t fd, short what, void *arg)
+{
+        char err[512];
+
+        log_info("reloading the configuration on SIGHUP");
+        opd_reload(arg, err, sizeof(err));
+}
+
 static void on_sigterm(evutil_socket_t fd, short what, void *arg)
 {
         log_info("stopping on signal %d", (int)fd);
@@ -107,9 +115,14 @@ int opd_init(struct opd *d)
         d->sigchld_ev = evsignal_new(d->base, SIGCHLD, on_sigchld, d);
         d->sigterm_ev = evsignal_new(d->base, SIGTERM, on_sigterm, d);
         d->sigint_ev = evsignal_new(d->base, SIGINT, on_sigterm, d);
-        if (!d->reap_ev || !d->sigchld_ev || !d->sigterm_ev || !d->sigint_ev)
+        d->sighup_ev = evsignal_new(d->base, SIGHUP, on_sighup, d);
+        if (!d->reap_ev || !d->sigchld_ev || !d->sigterm_ev || !d->sigint_ev || !d->sighup_ev)
                 return -ENOMEM;
+        event_add(d->sighup_ev, NULL);
         r = pools_init(d);
+        if (r < 0)
+                return r;
+        r = metrics_init(d);
         if (r < 0)
                 return r;
         r = access_init(d);
@@ -159,6 +172,7 @@ void opd_done(struct opd *d)
 {
         notify_stop(d);
         pools_done(d);
+        metrics_done(d);
         vms_kill_all(d);
         clients_free_all(d);
         server_close(d);
@@ -172,6 +186,8 @@ void opd_done(struct opd *d)
                 event_free(d->sigterm_ev);
         if (d->sigint_ev)
                 event_free(d->sigint_ev);
+        if (d->sighup_ev)
+                event_free(d->sighup_ev);
         if (d->base)
                 event_base_free(d->base);
         op_langs_free(&d->langs);

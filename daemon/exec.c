@@ -101,6 +101,8 @@ static void request_finish(struct request *r, json_t *reply)
                 d->stats.ok++;
                 log_outcome(r, "ok", reply);
         }
+        metrics_observe_exec(d, r, err ? json_string_value(json_object_get(err, "code")) : NULL,
+                             reply);
         if (r->client)
                 client_send(r->client, reply);
         else

@@ -31,6 +31,24 @@ struct counters {
         uint64_t vms_failed;
 };
 
+/* metrics.c: per language, exec outcomes and latency histograms (buckets in ms). */
+#define METRICS_BUCKETS 14 /* 1 2 5 10 25 50 100 250 500 1000 2500 5000 10000 +Inf */
+enum { METRICS_QUEUE, METRICS_BOOT_OR_RESUME, METRICS_RUN, METRICS_TOTAL, _METRICS_PHASES };
+struct metrics_hist {
+        uint64_t bucket[METRICS_BUCKETS]; /* not cumulative: rendered cumulative */
+        uint64_t count;
+        double sum;
+};
+struct metrics_lang {
+        uint64_t outcome[1 + _OP_ERR_MAX];            /* [0]: ok, [1 + enum op_err] */
+        struct metrics_hist hist[2][_METRICS_PHASES]; /* [0]: warm, [1]: cold */
+};
+struct metrics {
+        struct metrics_lang *langs; /* d->langs.n of them */
+        struct evhttp *http;        /* metrics.listen, or NULL */
+        char *unix_path;            /* unlinked at exit */
+};
+
 struct opd {
         struct event_base *base;
         struct op_config cfg;
@@ -68,6 +86,9 @@ struct opd {
         char *vmm_version; /* e.g. "7.2.22": a snapshot loads only on the release that made it */
         struct event *snap_check_ev;
 
+        /* Builds the configuration again (main.c: file + command line) for a reload. */
+        int (*reload_config)(struct opd *d, struct op_config *ret, char *err, size_t errlen);
+        struct event *sighup_ev;
         /* Called once the accelerator is known (e.g. by `opd --create-snapshot`). */
         void (*on_accel_decided)(struct opd *d);
         bool no_listen; /* one-shot modes serve no socket */
@@ -78,6 +99,7 @@ struct opd {
         int exit_code;
 
         struct counters stats;
+        struct metrics metrics;
         uint64_t started_us;
         bool stopping;
 };
@@ -271,7 +293,7 @@ struct pool {
         char checking[SNAP_NAME_MAX]; /* version being verified, "" when none */
         char checked[SNAP_NAME_MAX];  /* last version looked at (served or refused) */
         char error[512];              /* why the last version was refused */
-        TAILQ_HEAD(, vm) ready;       /* paused, oldest first */
+        TAILQ_HEAD(vmq, vm) ready;    /* paused, oldest first */
         unsigned n_ready;
         unsigned n_restoring;
         unsigned n_in_use;
@@ -313,9 +335,21 @@ int bgjob_start(struct opd *d, bgjob_fn fn, void *arg, bgjob_done_fn done, void 
  * exec_kick() once decided. */
 int accel_start(struct opd *d);
 
+/* ---- reload.c: SIGHUP and the reload op ---- */
+int opd_reload(struct opd *d, char *err, size_t errlen);
+
 /* ---- notify.c: sd_notify READY/STATUS/WATCHDOG/STOPPING ---- */
 int notify_start(struct opd *d);
 void notify_stop(struct opd *d);
+
+/* ---- metrics.c: Prometheus text exposition, `metrics` op, metrics.listen ---- */
+int metrics_init(struct opd *d); /* after the pools; serves metrics.listen unless no_listen */
+void metrics_done(struct opd *d);
+/* One finished exec; outcome is an error code name, NULL for ok. */
+void metrics_observe_exec(struct opd *d, const struct request *r, const char *outcome,
+                          json_t *reply);
+char *metrics_render(struct opd *d); /* malloc'd, NULL when out of memory */
+void op_metrics(struct client *c, json_t *id, json_t *req);
 
 /* ---- daemon.c: lifetime ---- */
 int opd_init(struct opd *d);

@@ -71,11 +71,23 @@ static void op_status(struct client *c, json_t *id, json_t *req)
                          (int)d->n_queued, "clients", (int)d->n_clients));
 }
 
+/* Build the configuration again and apply it (as SIGHUP does). */
+static void op_reload(struct client *c, json_t *id, json_t *req)
+{
+        char err[512];
+
+        if (!only_id_op(c, id, req))
+                return;
+        if (opd_reload(c->d, err, sizeof(err)) < 0) {
+                client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "reload refused: %s", err));
+                return;
+        }
+        client_send(c, json_pack("{s:O?, s:b}", "id", id, "ok", 1));
+}
+
 static const struct op_entry op_table[] = {
-    {"ping", op_ping, false},
-    {"status", op_status, false},
-    {"exec", exec_handle, false},
-    {"snapshot", op_snapshot, true},
+    {"ping", op_ping, false},       {"status", op_status, false},    {"exec", exec_handle, false},
+    {"metrics", op_metrics, false}, {"snapshot", op_snapshot, true}, {"reload", op_reload, true},
 };
 
 const struct op_entry *op_lookup(const char *name)

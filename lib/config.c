@@ -89,6 +89,7 @@ static const struct key keys[] = {
     LIMU("limit.timeout_ms_default", timeout_ms_default, 1, 600000),
     LIMU("limit.timeout_ms_max", timeout_ms_max, 1, 600000),
     LIM("limit.output_max", output_max, 0, 16 << 20),
+    STR0("metrics.listen", metrics_listen),
 };
 
 static const char *const tri_names[] = {
@@ -149,7 +150,8 @@ int op_config_init(struct op_config *c)
             set_str(&c->run_dir, "/run/opd/vm") < 0 ||
             set_str(&c->cache_dir, "/var/lib/opd/cache") < 0 || set_str(&c->pool_sizes, "") < 0 ||
             set_str(&c->access_group, "") < 0 || set_str(&c->admin_group, "") < 0 ||
-            set_str(&c->qemu_binary, "qemu-system-x86_64") < 0) {
+            set_str(&c->qemu_binary, "qemu-system-x86_64") < 0 ||
+            set_str(&c->metrics_listen, "") < 0) {
                 op_config_free(c);
                 return -ENOMEM;
         }
@@ -296,6 +298,8 @@ int op_config_parse(struct op_config *c, const char *text, const char *origin, c
 int op_config_check(const struct op_config *c, char *errbuf, size_t errlen)
 {
         uint32_t n;
+        const char *path, *host;
+        uint16_t port;
 
         if (c->limits.timeout_ms_default > c->limits.timeout_ms_max)
                 return op_errf(errbuf, errlen, -EINVAL,
@@ -303,7 +307,42 @@ int op_config_check(const struct op_config *c, char *errbuf, size_t errlen)
         if (op_config_pool_size(c, "", &n) < 0)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "pool.sizes: expected \"lang=N,lang=N\" (N <= 1024)");
+        if (c->metrics_listen[0] &&
+            op_config_metrics_listen(c->metrics_listen, &path, &host, &port) < 0)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "metrics.listen: expected \"unix:/PATH\", \"127.0.0.1:PORT\" or "
+                               "\"[::1]:PORT\" (loopback only), not \"%.200s\"",
+                               c->metrics_listen);
         return 0;
+}
+
+int op_config_metrics_listen(const char *s, const char **ret_path, const char **ret_host,
+                             uint16_t *ret_port)
+{
+        static const char *const hosts[][2] = {{"127.0.0.1:", "127.0.0.1"}, {"[::1]:", "::1"}};
+        uint64_t x;
+
+        *ret_path = *ret_host = NULL;
+        *ret_port = 0;
+        if (strncmp(s, "unix:", 5) == 0) {
+                /* sun_path holds 108 bytes with the NUL */
+                if (s[5] != '/' || strlen(s + 5) > 107)
+                        return -EINVAL;
+                *ret_path = s + 5;
+                return 0;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(hosts); i++) {
+                size_t n = strlen(hosts[i][0]);
+
+                if (strncmp(s, hosts[i][0], n) != 0)
+                        continue;
+                if (parse_uint(s + n, 10, &x) < 0 || x > 65535)
+                        return -EINVAL;
+                *ret_host = hosts[i][1];
+                *ret_port = (uint16_t)x;
+                return 0;
+        }
+        return -EINVAL;
 }
 
 int op_config_load(struct op_config *c, const char *path, char *errbuf, size_t errlen)

@@ -54,6 +54,8 @@ struct op_config {
         uint32_t agent_grace_ms;   /* host deadline = timeout_ms + this */
         uint32_t read_timeout_ms;  /* a started frame must complete within this */
         struct op_limits limits;
+        char
+            *metrics_listen; /* "": no HTTP endpoint; "unix:PATH", "127.0.0.1:PORT", "[::1]:PORT" */
 };
 
 /* Defaults, with every string allocated. */
@@ -74,6 +76,11 @@ int op_config_set(struct op_config *c, const char *key, const char *value, char 
 
 /* The pool size for lang: its entry in pool_sizes, else pool_size. -EINVAL on a malformed list. */
 int op_config_pool_size(const struct op_config *c, const char *lang, uint32_t *ret);
+
+/* Split metrics.listen: "unix:PATH" sets *ret_path (into s); "127.0.0.1:PORT" or "[::1]:PORT"
+ * sets *ret_host ("127.0.0.1" or "::1") and *ret_port. -EINVAL for anything else. */
+int op_config_metrics_listen(const char *s, const char **ret_path, const char **ret_host,
+                             uint16_t *ret_port);
 
 /* Print every key with its effective value, in file syntax. */
 void op_config_dump(const struct op_config *c, FILE *f);

@@ -1,0 +1,355 @@
+/* metrics.c: Prometheus metrics: per-language exec outcomes and latency histograms, the text
+ * exposition of them and of the pools and counters, the `metrics` op and metrics.listen (evhttp).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "opd.h"
+#include "util.h"
+
+static const double bucket_le[METRICS_BUCKETS - 1] = {1,   2,   5,    10,   25,   50,   100,
+                                                      250, 500, 1000, 2500, 5000, 10000};
+static const char *const phase_names[_METRICS_PHASES] = {"queue", "boot_or_resume", "run", "total"};
+static const char *const mode_names[2] = {"warm", "cold"};
+
+static double ms(uint64_t from, uint64_t to)
+{
+        return (double)(to - from) / 1000.0;
+}
+
+static void hist_observe(struct metrics_hist *h, double v)
+{
+        size_t i = 0;
+
+        while (i < METRICS_BUCKETS - 1 && v > bucket_le[i])
+                i++;
+        h->bucket[i]++;
+        h->count++;
+        h->sum += v;
+}
+
+void metrics_observe_exec(struct opd *d, const struct request *r, const char *outcome,
+                          json_t *reply)
+{
+        size_t li = (size_t)(r->lang - d->langs.v);
+        struct metrics_lang *m;
+        struct metrics_hist *h;
+        size_t k = 0;
+        uint64_t now = op_now_us();
+
+        (void)reply;
+        if (!d->metrics.langs || li >= d->langs.n)
+                return;
+        m = &d->metrics.langs[li];
+        if (outcome) {
+                k = 1 + OP_ERR_INTERNAL;
+                for (int e = 0; e < _OP_ERR_MAX; e++)
+                        if (strcmp(outcome, op_err_name(e)) == 0)
+                                k = 1 + (size_t)e;
+        }
+        m->outcome[k]++;
+        h = m->hist[r->pool ? 0 : 1];
+        /* A phase the request never reached is not observed; total always is. */
+        if (r->t_start && r->t_vm >= r->t_start)
+                hist_observe(&h[METRICS_QUEUE], ms(r->t_start, r->t_vm));
+        if (r->t_vm && r->t_ready >= r->t_vm)
+                hist_observe(&h[METRICS_BOOT_OR_RESUME], ms(r->t_vm, r->t_ready));
+        if (r->t_ready && r->t_done >= r->t_ready)
+                hist_observe(&h[METRICS_RUN], ms(r->t_ready, r->t_done));
+        if (r->t_start && now >= r->t_start)
+                hist_observe(&h[METRICS_TOTAL], ms(r->t_start, now));
+}
+
+/* A label value per the text exposition format: \ " and newline escaped. */
+static void label(FILE *f, const char *s)
+{
+        fputc('"', f);
+        for (; s && *s; s++) {
+                if (*s == '\\')
+                        fputs("\\\\", f);
+                else if (*s == '"')
+                        fputs("\\\"", f);
+                else if (*s == '\n')
+                        fputs("\\n", f);
+                else
+                        fputc(*s, f);
+        }
+        fputc('"', f);
+}
+
+static void head(FILE *f, const char *name, const char *type, const char *help)
+{
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void lang_gauge(FILE *f, const char *name, const char *lang, double v)
+{
+        fprintf(f, "%s{lang=", name);
+        label(f, lang);
+        fprintf(f, "} %.17g\n", v);
+}
+
+static void render_pools(FILE *f, struct opd *d)
+{
+        static const struct {
+                const char *name, *type, *help;
+        } g[] = {
+            {"opd_pool_target", "gauge", "Paused VMs the pool keeps (pool.size, pool.sizes)."},
+            {"opd_pool_ready", "gauge", "Paused VMs ready to be taken."},
+            {"opd_pool_restoring", "gauge", "VMs being restored from the snapshot."},
+            {"opd_pool_in_use", "gauge", "VMs taken from the pool and not yet finished with."},
+            {"opd_pool_waiting", "gauge", "Requests waiting for a paused VM."},
+            {"opd_pool_served_total", "counter", "Requests served by a VM from the pool."},
+            {"opd_pool_restores_total", "counter", "Restores started."},
+            {"opd_pool_restore_failures_total", "counter", "Restores that failed."},
+            {"opd_pool_last_restore_ms", "gauge", "Duration of the last restore, in ms."},
+            {"opd_pool_last_prime_ms", "gauge", "Duration of the last warm-up run, in ms."},
+        };
+
+        for (size_t k = 0; k < ELEMENTSOF(g); k++) {
+                head(f, g[k].name, g[k].type, g[k].help);
+                for (size_t i = 0; i < d->langs.n; i++) {
+                        struct pool *p = d->pools ? pool_for(d, &d->langs.v[i]) : NULL;
+                        double v[] = {p ? p->target : 0,
+                                      p ? p->n_ready : 0,
+                                      p ? p->n_restoring : 0,
+                                      p ? p->n_in_use : 0,
+                                      p ? p->n_waiters : 0,
+                                      p ? (double)p->stats.served : 0,
+                                      p ? (double)p->stats.restores : 0,
+                                      p ? (double)p->stats.failures : 0,
+                                      p ? p->stats.last_restore_ms : 0,
+                                      p ? p->stats.last_prime_ms : 0};
+
+                        if (p)
+                                lang_gauge(f, g[k].name, p->lang->name, v[k]);
+                }
+        }
+}
+
+static void render_exec(FILE *f, struct opd *d)
+{
+        head(f, "opd_exec_requests_total", "counter",
+             "Exec requests answered, by language and outcome (ok or an error code).");
+        for (size_t i = 0; i < d->langs.n; i++)
+                for (size_t k = 0; k <= _OP_ERR_MAX; k++) {
+                        fputs("opd_exec_requests_total{lang=", f);
+                        label(f, d->langs.v[i].name);
+                        fputs(",outcome=", f);
+                        label(f, k ? op_err_name((enum op_err)(k - 1)) : "ok");
+                        fprintf(f, "} %llu\n", (unsigned long long)d->metrics.langs[i].outcome[k]);
+                }
+        head(f, "opd_exec_duration_ms", "histogram",
+             "Exec request latency in ms, by language, mode (warm, cold) and phase (queue, "
+             "boot_or_resume, run, total).");
+        for (size_t i = 0; i < d->langs.n; i++)
+                for (size_t m = 0; m < 2; m++)
+                        for (size_t p = 0; p < _METRICS_PHASES; p++) {
+                                const struct metrics_hist *h = &d->metrics.langs[i].hist[m][p];
+                                uint64_t cum = 0;
+
+                                for (size_t b = 0; b < METRICS_BUCKETS; b++) {
+                                        cum += h->bucket[b];
+                                        fputs("opd_exec_duration_ms_bucket{lang=", f);
+                                        label(f, d->langs.v[i].name);
+                                        fprintf(f, ",mode=\"%s\",phase=\"%s\",le=", mode_names[m],
+                                                phase_names[p]);
+                                        if (b < METRICS_BUCKETS - 1)
+                                                fprintf(f, "\"%g\"", bucket_le[b]);
+                                        else
+                                                fputs("\"+Inf\"", f);
+                                        fprintf(f, "} %llu\n", (unsigned long long)cum);
+                                }
+                                fputs("opd_exec_duration_ms_sum{lang=", f);
+                                label(f, d->langs.v[i].name);
+                                fprintf(f, ",mode=\"%s\",phase=\"%s\"} %.17g\n", mode_names[m],
+                                        phase_names[p], h->sum);
+                                fputs("opd_exec_duration_ms_count{lang=", f);
+                                label(f, d->langs.v[i].name);
+                                fprintf(f, ",mode=\"%s\",phase=\"%s\"} %llu\n", mode_names[m],
+                                        phase_names[p], (unsigned long long)h->count);
+                        }
+}
+
+char *metrics_render(struct opd *d)
+{
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        if (!d->metrics.langs)
+                return NULL;
+        f = open_memstream(&buf, &len);
+        if (!f)
+                return NULL;
+        render_exec(f, d);
+        render_pools(f, d);
+        head(f, "opd_vms", "gauge", "VMM processes alive (booting, pooled, running).");
+        fprintf(f, "opd_vms %u\n", d->n_vms);
+        head(f, "opd_clients", "gauge", "Connections open on the socket.");
+        fprintf(f, "opd_clients %u\n", d->n_clients);
+        head(f, "opd_queued", "gauge", "Requests waiting for a VM slot or a paused VM.");
+        fprintf(f, "opd_queued %u\n", d->n_queued);
+        head(f, "opd_vms_started_total", "counter", "VMs started (booted or restored).");
+        fprintf(f, "opd_vms_started_total %llu\n", (unsigned long long)d->stats.vms_started);
+        head(f, "opd_vms_failed_total", "counter", "VMs that failed or died unexpectedly.");
+        fprintf(f, "opd_vms_failed_total %llu\n", (unsigned long long)d->stats.vms_failed);
+        head(f, "opd_connections_total", "counter", "Connections accepted on the socket.");
+        fprintf(f, "opd_connections_total %llu\n", (unsigned long long)d->stats.connections);
+        head(f, "opd_uptime_seconds", "gauge", "Seconds since opd started.");
+        fprintf(f, "opd_uptime_seconds %.3f\n", (double)(op_now_us() - d->started_us) / 1e6);
+        head(f, "opd_info", "gauge", "Always 1; the labels say what runs.");
+        fputs("opd_info{version=", f);
+        label(f, OP_VERSION);
+        fputs(",accel=", f);
+        label(f, d->accel == OP_ACCEL_AUTO ? "probing" : op_accel_name(d->accel));
+        fputs(",vmm=", f);
+        label(f, d->vmm ? d->vmm->name : "");
+        fputs(",vmm_version=", f);
+        label(f, d->vmm_version ? d->vmm_version : "");
+        fputs("} 1\n", f);
+        if (fclose(f) != 0) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
+
+void op_metrics(struct client *c, json_t *id, json_t *req)
+{
+        char *text;
+        const char *key;
+        json_t *v;
+
+        json_object_foreach (req, key, v) {
+                if (strcmp(key, "id") != 0 && strcmp(key, "op") != 0) {
+                        client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST,
+                                                      "unknown field \"%.64s\"", key));
+                        return;
+                }
+        }
+        text = metrics_render(c->d);
+        if (!text) {
+                client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
+                return;
+        }
+        client_send(c, json_pack("{s:O?, s:b, s:s, s:s}", "id", id, "ok", 1, "format",
+                                 "prometheus-text-0.0.4", "text", text));
+        free(text);
+}
+
+static void on_http_metrics(struct evhttp_request *req, void *arg)
+{
+        struct opd *d = arg;
+        struct evbuffer *out;
+        char *text;
+
+        if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+                evhttp_send_error(req, 405, "Method Not Allowed");
+                return;
+        }
+        text = metrics_render(d);
+        out = evbuffer_new();
+        if (!text || !out || evbuffer_add(out, text, strlen(text)) < 0) {
+                evhttp_send_error(req, HTTP_INTERNAL, NULL);
+        } else {
+                evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                                  "text/plain; version=0.0.4; charset=utf-8");
+                evhttp_send_reply(req, HTTP_OK, "OK", out);
+        }
+        if (out)
+                evbuffer_free(out);
+        free(text);
+}
+
+static void on_http_other(struct evhttp_request *req, void *arg)
+{
+        evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served here");
+}
+
+static int listen_unix(struct opd *d, const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct stat st;
+        int fd, r;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+                unlink(path); /* left over by an earlier run */
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        if (!evhttp_accept_socket_with_handle(d->metrics.http, fd)) {
+                close(fd);
+                unlink(path);
+                return -ENOMEM;
+        }
+        d->metrics.unix_path = strdup(path);
+        return d->metrics.unix_path ? 0 : -ENOMEM;
+}
+
+int metrics_init(struct opd *d)
+{
+        const char *path, *host;
+        uint16_t port;
+        int r;
+
+        d->metrics.langs = calloc(d->langs.n + 1, sizeof(*d->metrics.langs));
+        if (!d->metrics.langs)
+                return -ENOMEM;
+        if (d->no_listen || !d->cfg.metrics_listen || !d->cfg.metrics_listen[0])
+                return 0;
+        if (op_config_metrics_listen(d->cfg.metrics_listen, &path, &host, &port) < 0) {
+                log_error("metrics.listen: loopback or unix: only, not \"%s\"",
+                          d->cfg.metrics_listen);
+                return -EINVAL;
+        }
+        d->metrics.http = evhttp_new(d->base);
+        if (!d->metrics.http)
+                return -ENOMEM;
+        evhttp_set_allowed_methods(d->metrics.http, EVHTTP_REQ_GET);
+        evhttp_set_cb(d->metrics.http, "/metrics", on_http_metrics, d);
+        evhttp_set_gencb(d->metrics.http, on_http_other, d);
+        if (path) {
+                r = listen_unix(d, path);
+                if (r < 0)
+                        return log_error_errno(r, "metrics.listen: %s", path);
+        } else if (!evhttp_bind_socket_with_handle(d->metrics.http, host, port)) {
+                log_error("metrics.listen: cannot listen on %s", d->cfg.metrics_listen);
+                return -EADDRINUSE;
+        }
+        log_info("metrics: serving GET /metrics on %s", d->cfg.metrics_listen);
+        return 0;
+}
+
+void metrics_done(struct opd *d)
+{
+        if (d->metrics.http)
+                evhttp_free(d->metrics.http);
+        d->metrics.http = NULL;
+        if (d->metrics.unix_path)
+                unlink(d->metrics.unix_path);
+        free(d->metrics.unix_path);
+        d->metrics.unix_path = NULL;
+        free(d->metrics.langs);
+        d->metrics.langs = NULL;
+}
