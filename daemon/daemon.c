@@ -1,5 +1,6 @@
 /* daemon.c: the daemon's lifetime: set-up from config, the loop's safe point where closed
  * objects are freed and queued work restarts, signals, and an orderly stop. */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -67,6 +68,24 @@ static int mkdir_p(const char *path, mode_t mode)
         return 0;
 }
 
+/* run_dir is opd's alone: VM directories left by an opd that was killed are removed (their
+ * names may come back: a restarted opd in a container has the same pid). */
+static void remove_stale_vm_dirs(const char *run_dir)
+{
+        DIR *dir = opendir(run_dir);
+        struct dirent *de;
+        unsigned n = 0;
+
+        if (!dir)
+                return;
+        while ((de = readdir(dir)))
+                if (strncmp(de->d_name, "vm-", 3) == 0 && snap_rmtree(dirfd(dir), de->d_name) == 0)
+                        n++;
+        closedir(dir);
+        if (n)
+                log_info("removed %u VM directories left in %s", n, run_dir);
+}
+
 int opd_init(struct opd *d)
 {
         char err[512];
@@ -100,6 +119,7 @@ int opd_init(struct opd *d)
         r = mkdir_p(d->cfg.run_dir, 0700);
         if (r < 0)
                 return log_error_errno(r, "create %s", d->cfg.run_dir);
+        remove_stale_vm_dirs(d->cfg.run_dir);
         r = mkdir_p(d->cfg.cache_dir, 0755);
         if (r < 0)
                 return log_error_errno(r, "create %s", d->cfg.cache_dir);
