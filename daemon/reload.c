@@ -65,12 +65,13 @@ int opd_reload(struct opd *d, char *err, size_t errlen)
         keep_str("run_dir", &d->cfg.run_dir, &next.run_dir);
         keep_str("cache_dir", &d->cfg.cache_dir, &next.cache_dir);
         keep_str("qemu", &d->cfg.qemu_binary, &next.qemu_binary);
+        keep_str("metrics.listen", &d->cfg.metrics_listen, &next.metrics_listen);
         if (next.socket_mode != d->cfg.socket_mode || next.accel != d->cfg.accel)
                 log_warn("reload: socket_mode and accel take effect after a restart");
         next.socket_mode = d->cfg.socket_mode;
         next.accel = d->cfg.accel;
         if (!next.socket_path || !next.images_dir || !next.languages_file || !next.run_dir ||
-            !next.cache_dir || !next.qemu_binary) {
+            !next.cache_dir || !next.qemu_binary || !next.metrics_listen) {
                 op_config_free(&next);
                 snprintf(err, errlen, "out of memory");
                 sd_notify(0, "READY=1");
