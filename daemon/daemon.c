@@ -102,6 +102,8 @@ int opd_init(struct opd *d)
         TAILQ_INIT(&d->queue);
 
         r = op_langs_load(d->cfg.languages_file, d->cfg.images_dir, &d->langs, err, sizeof(err));
+        if (r >= 0)
+                r = op_langs_enable(&d->langs, d->cfg.languages_enabled, err, sizeof(err));
         if (r < 0) {
                 log_error("languages: %s", err);
                 return r;

@@ -401,6 +401,8 @@ int pools_init(struct opd *d)
                         log_error("pool.sizes: expected \"lang=N,lang=N\"");
                         return -EINVAL;
                 }
+                if (!d->langs.v[i].enabled)
+                        target = 0;
                 p->d = d;
                 p->lang = &d->langs.v[i];
                 p->target = target;

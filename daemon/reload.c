@@ -31,6 +31,8 @@ static int apply_pool_sizes(struct opd *d)
                         continue;
                 if (op_config_pool_size(&d->cfg, p->lang->name, &target) < 0)
                         return -EINVAL;
+                if (!p->lang->enabled)
+                        target = 0; /* a disabled language keeps no clones */
                 if (target != p->target)
                         log_info("reload: %s pool %u -> %u", p->lang->name, p->target, target);
                 p->target = target;
@@ -77,6 +79,14 @@ int opd_reload(struct opd *d, char *err, size_t errlen)
                 sd_notify(0, "READY=1");
                 return -ENOMEM;
         }
+        /* Which languages are served may change; the registry itself needs a restart. */
+        r = op_langs_enable(&d->langs, next.languages_enabled, err, errlen);
+        if (r < 0) {
+                log_error("reload refused, the running configuration stays: %s", err);
+                op_config_free(&next);
+                sd_notify(0, "READY=1");
+                return r;
+        }
         old = d->cfg;
         d->cfg = next;
         r = access_init(d);
@@ -88,6 +98,7 @@ int opd_reload(struct opd *d, char *err, size_t errlen)
                          "applying the new configuration failed; restored the old one");
                 op_config_free(&d->cfg);
                 d->cfg = old;
+                op_langs_enable(&d->langs, d->cfg.languages_enabled, NULL, 0);
                 access_init(d);
                 apply_pool_sizes(d);
                 sd_notify(0, "READY=1");

@@ -52,6 +52,7 @@ static const struct key keys[] = {
     STR0("access.admin_group", admin_group),
     STR("images_dir", images_dir),
     STR("languages", languages_file),
+    STR0("languages.enabled", languages_enabled),
     STR("run_dir", run_dir),
     STR("cache_dir", cache_dir),
     STR("qemu", qemu_binary),
@@ -150,6 +151,7 @@ int op_config_init(struct op_config *c)
             set_str(&c->run_dir, "/run/opd/vm") < 0 ||
             set_str(&c->cache_dir, "/var/lib/opd/cache") < 0 || set_str(&c->pool_sizes, "") < 0 ||
             set_str(&c->access_group, "") < 0 || set_str(&c->admin_group, "") < 0 ||
+            set_str(&c->languages_enabled, "") < 0 ||
             set_str(&c->qemu_binary, "qemu-system-x86_64") < 0 ||
             set_str(&c->metrics_listen, "") < 0) {
                 op_config_free(c);

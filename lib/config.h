@@ -29,8 +29,9 @@ struct op_config {
         char *admin_group;  /* members may also manage snapshots; "": root only */
         char *images_dir;
         char *languages_file;
-        char *run_dir;   /* per-VM working directories */
-        char *cache_dir; /* snapshots: <cache_dir>/<lang>/<version>/ */
+        char *languages_enabled; /* "python,bash": serve only these; "": all */
+        char *run_dir;           /* per-VM working directories */
+        char *cache_dir;         /* snapshots: <cache_dir>/<lang>/<version>/ */
         char *qemu_binary;
         enum op_accel accel;
         uint32_t accel_probe_timeout_ms;

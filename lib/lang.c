@@ -3,6 +3,7 @@
 #include "lang.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -171,7 +172,7 @@ const struct op_lang *op_langs_find(const struct op_langs *l, const char *name)
                 for (char *const *a = g->aliases; !match && *a; a++)
                         match = strcmp(*a, name) == 0;
                 if (match)
-                        return g->available ? g : NULL;
+                        return g->available && g->enabled ? g : NULL;
         }
         return NULL;
 }
@@ -184,13 +185,50 @@ void op_langs_names(const struct op_langs *l, char *buf, size_t len)
                 return;
         buf[0] = 0;
         for (size_t i = 0; i < l->n && off < len; i++) {
-                if (!l->v[i].available)
+                if (!l->v[i].available || !l->v[i].enabled)
                         continue;
                 int k = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", l->v[i].name);
                 if (k < 0)
                         break;
                 off += (size_t)k;
         }
+}
+
+static bool listed(const char *list, const char *name)
+{
+        size_t n = strlen(name);
+
+        for (const char *p = list; *p;) {
+                size_t k = strcspn(p, ",");
+
+                if (k == n && strncmp(p, name, n) == 0)
+                        return true;
+                p += k;
+                if (*p == ',')
+                        p++;
+        }
+        return false;
+}
+
+int op_langs_enable(struct op_langs *l, const char *list, char *errbuf, size_t errlen)
+{
+        for (const char *p = list; *p;) {
+                size_t k = strcspn(p, ",");
+                bool known = false;
+
+                for (size_t i = 0; i < l->n && !known; i++)
+                        known = strlen(l->v[i].name) == k && strncmp(l->v[i].name, p, k) == 0;
+                if (!known)
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "languages.enabled: no language \"%.*s\" in the registry",
+                                       (int)(k > 64 ? 64 : k), p);
+                p += k;
+                if (*p == ',')
+                        p++;
+        }
+        for (size_t i = 0; i < l->n; i++)
+                l->v[i].enabled = !*list || listed(list, l->v[i].name);
+        return 0;
 }
 
 void op_argv_free(char **argv)

@@ -18,6 +18,7 @@ struct op_lang {
         char *version;                        /* read from <images>/<name>/version; "unknown" */
         char *rootfs;                         /* <images>/<name>/rootfs.ext4 */
         int available;                        /* 1 when the rootfs exists */
+        int enabled;                          /* served (config languages.enabled) */
 };
 
 struct op_langs {
@@ -31,7 +32,11 @@ int op_langs_load(const char *registry, const char *images_dir, struct op_langs 
                   size_t errlen);
 void op_langs_free(struct op_langs *l);
 
-/* By name or alias, only languages whose image is built. NULL when unknown. */
+/* Serve only the languages named in list ("python,bash"; "" serves all). A name that is not in
+ * the registry is -EINVAL with a message; nothing is changed then. */
+int op_langs_enable(struct op_langs *l, const char *list, char *errbuf, size_t errlen);
+
+/* By name or alias, only languages whose image is built and that are enabled. NULL otherwise. */
 const struct op_lang *op_langs_find(const struct op_langs *l, const char *name);
 
 /* Comma-separated names of the available languages into buf (for error messages). */

@@ -44,6 +44,24 @@ class Reload(unittest.TestCase):
             p = pool(opd, "bash")
             self.assertEqual((p["target"], p["ready"]), (1, 1))
 
+            # languages are turned off and on again without a restart
+            self.rewrite(opd, **{"languages.enabled": "bash"})
+            self.assertTrue(opd.call({"op": "reload"})["ok"])
+            a = opd.run("python", "print(1)", mode="cold")
+            self.assertEqual(a["error"]["code"], "unknown_language", a)
+            self.assertIn("available: bash", a["error"]["message"])
+            st = opd.call({"op": "status"})
+            self.assertEqual({l["name"]: l["enabled"] for l in st["languages"]},
+                             {"bash": True, "python": False})
+            self.rewrite(opd, **{"languages.enabled": "bash,nosuchlang"})
+            a = opd.call({"op": "reload"})
+            self.assertFalse(a["ok"])
+            self.assertIn("nosuchlang", a["error"]["message"])
+            self.rewrite(opd, **{"languages.enabled": ""})
+            self.assertTrue(opd.call({"op": "reload"})["ok"])
+            a = opd.run("python", "print('back')", mode="cold")
+            self.assertEqual(a["stdout"], "back\n", a)
+
             # an invalid file is refused and changes nothing
             self.rewrite(opd, max_vms="-3")
             a = opd.call({"op": "reload", "id": 10})
