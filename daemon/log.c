@@ -1,15 +1,31 @@
 /* log.c: formats log lines for the journal or a terminal. Stateless: the journal is detected
- * from $JOURNAL_STREAM, debug lines are on when $OPD_DEBUG is set. */
+ * from $JOURNAL_STREAM matching stderr, debug lines are on when $OPD_DEBUG is set. */
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *const prio_names[] = {"emerg",   "alert",  "crit", "error",
                                          "warning", "notice", "info", "debug"};
+
+/* systemd connects stderr to the journal and says so in $JOURNAL_STREAM ("dev:ino" of that
+ * stream); it counts only while fd 2 is still that stream. */
+static bool stderr_is_journal(void)
+{
+        const char *e = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+                return false;
+        return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void log_msg(int prio, const char *fmt, ...)
 {
@@ -23,7 +39,7 @@ void log_msg(int prio, const char *fmt, ...)
         errno = saved;
         vsnprintf(line, sizeof(line), fmt, ap);
         va_end(ap);
-        if (getenv("JOURNAL_STREAM")) {
+        if (stderr_is_journal()) {
                 fprintf(stderr, "<%d>%s\n", prio, line);
         } else {
                 struct timespec ts;

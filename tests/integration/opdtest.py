@@ -67,7 +67,7 @@ class Opd:
     """One opd process with its own socket, run directory and config."""
 
     def __init__(self, config=None, languages=None, wait_accel=True, env=None, argv=None,
-                 wait_socket=True):
+                 wait_socket=True, journal=False):
         self.dir = tempfile.mkdtemp(prefix="opd-test-")
         self.socket = os.path.join(self.dir, "opd.sock")
         self.run_dir = os.path.join(self.dir, "vm")
@@ -88,6 +88,9 @@ class Opd:
                 f.write(f"{k} = {v}\n")
         self.log_path = os.path.join(self.dir, "opd.log")
         self.log = open(self.log_path, "w")
+        if journal:  # as systemd does when stderr is the journal: the stream's dev:ino
+            st = os.fstat(self.log.fileno())
+            env = {**(env or {}), "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
         self.proc = subprocess.Popen((argv or []) + [OPD, "--config", self.config_path],
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})})
