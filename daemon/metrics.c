@@ -230,16 +230,9 @@ char *metrics_render(struct opd *d)
 void op_metrics(struct client *c, json_t *id, json_t *req)
 {
         char *text;
-        const char *key;
-        json_t *v;
 
-        json_object_foreach (req, key, v) {
-                if (strcmp(key, "id") != 0 && strcmp(key, "op") != 0) {
-                        client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST,
-                                                      "unknown field \"%.64s\"", key));
-                        return;
-                }
-        }
+        if (!op_only_id_op(c, id, req))
+                return;
         text = metrics_render(c->d);
         if (!text) {
                 client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));

@@ -8,8 +8,7 @@
 #include "opd.h"
 #include "util.h"
 
-/* ping and status take nothing but "id" and "op": a typo is refused rather than ignored. */
-static bool only_id_op(struct client *c, json_t *id, json_t *req)
+bool op_only_id_op(struct client *c, json_t *id, json_t *req)
 {
         const char *key;
         json_t *v;
@@ -26,7 +25,7 @@ static bool only_id_op(struct client *c, json_t *id, json_t *req)
 
 static void op_ping(struct client *c, json_t *id, json_t *req)
 {
-        if (!only_id_op(c, id, req))
+        if (!op_only_id_op(c, id, req))
                 return;
         client_send(c, json_pack("{s:O?, s:b, s:b, s:s, s:i}", "id", id, "ok", 1, "pong", 1,
                                  "version", OP_VERSION, "proto", OP_PROTO_VERSION));
@@ -50,7 +49,7 @@ static void op_status(struct client *c, json_t *id, json_t *req)
         struct opd *d = c->d;
         json_t *langs;
 
-        if (!only_id_op(c, id, req))
+        if (!op_only_id_op(c, id, req))
                 return;
         langs = json_array();
 
@@ -76,7 +75,7 @@ static void op_reload(struct client *c, json_t *id, json_t *req)
 {
         char err[512];
 
-        if (!only_id_op(c, id, req))
+        if (!op_only_id_op(c, id, req))
                 return;
         if (opd_reload(c->d, err, sizeof(err)) < 0) {
                 client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "reload refused: %s", err));
