@@ -529,17 +529,25 @@ static int call(const struct opts *o, json_t *req, uint64_t default_wait_ms, jso
         return -1;
 }
 
+/* call() for an op that takes nothing but its id. */
+static int call_op(const struct opts *o, const char *op, json_t **ret_answer)
+{
+        _cleanup_(json_decrefp) json_t *req =
+            json_pack("{s:I, s:s}", "id", (json_int_t)getpid(), "op", op);
+
+        if (!req)
+                return fail("out of memory");
+        return call(o, req, OPCTL_WAIT_MS, ret_answer);
+}
+
 static int cmd_ping(const struct opts *o)
 {
-        _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
+        _cleanup_(json_decrefp) json_t *answer = NULL;
         uint64_t t0;
         int r;
 
-        req = json_pack("{s:I, s:s}", "id", (json_int_t)getpid(), "op", "ping");
-        if (!req)
-                return fail("out of memory");
         t0 = op_now_us();
-        r = call(o, req, OPCTL_WAIT_MS, &answer);
+        r = call_op(o, "ping", &answer);
         if (r >= 0)
                 return r;
         printf("pong (opd ");
@@ -606,14 +614,11 @@ static char *aliases_text(json_t *lang)
 
 static int cmd_metrics(const struct opts *o)
 {
-        _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
+        _cleanup_(json_decrefp) json_t *answer = NULL;
         json_t *text;
         int r;
 
-        req = json_pack("{s:I, s:s}", "id", (json_int_t)getpid(), "op", "metrics");
-        if (!req)
-                return fail("out of memory");
-        r = call(o, req, OPCTL_WAIT_MS, &answer);
+        r = call_op(o, "metrics", &answer);
         if (r >= 0)
                 return r;
         text = json_object_get(answer, "text");
@@ -625,16 +630,13 @@ static int cmd_metrics(const struct opts *o)
 
 static int cmd_status(const struct opts *o)
 {
-        _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
+        _cleanup_(json_decrefp) json_t *answer = NULL;
         size_t i;
         json_t *langs, *l;
         int wname = 8, wver = 7, walias = 7;
         int r;
 
-        req = json_pack("{s:I, s:s}", "id", (json_int_t)getpid(), "op", "status");
-        if (!req)
-                return fail("out of memory");
-        r = call(o, req, OPCTL_WAIT_MS, &answer);
+        r = call_op(o, "status", &answer);
         if (r >= 0)
                 return r;
 
@@ -728,13 +730,10 @@ static int cmd_snapshot(const struct opts *o, const char *action)
 /* reload: opd builds its configuration again and applies it (administrators only). */
 static int cmd_reload(const struct opts *o)
 {
-        _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
+        _cleanup_(json_decrefp) json_t *answer = NULL;
         int r;
 
-        req = json_pack("{s:I, s:s}", "id", (json_int_t)getpid(), "op", "reload");
-        if (!req)
-                return fail("out of memory");
-        r = call(o, req, OPCTL_WAIT_MS, &answer);
+        r = call_op(o, "reload", &answer);
         if (r >= 0)
                 return r;
         printf("reloaded\n");

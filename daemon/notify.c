@@ -98,6 +98,8 @@ int notify_start(struct opd *d)
 
 void notify_stop(struct opd *d)
 {
+        if (!d->notify_ev)
+                return; /* never started (one-shot modes), or stopped already */
         sd_notify(0, "STOPPING=1");
         if (d->notify_ev) {
                 event_free(d->notify_ev);

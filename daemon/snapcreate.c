@@ -38,16 +38,8 @@ static void finish(struct snapcreate *sc, int r, const char *msg)
                 vm_destroy(sc->vm);
         if (sc->deadline)
                 event_free(sc->deadline);
-        if (r < 0 && sc->stage) {
-                _cleanup_close_ int parent = -1;
-                char *slash = strrchr(sc->stage, '/');
-
-                *slash = 0;
-                parent = open(sc->stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (parent >= 0)
-                        snap_rmtree(parent, slash + 1);
-                *slash = '/';
-        }
+        if (r < 0 && sc->stage)
+                snap_rmtree(AT_FDCWD, sc->stage);
         if (r < 0)
                 log_error("snapshot %s/%s failed: %s", sc->lang->name, sc->m.version, msg);
         else

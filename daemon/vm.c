@@ -1,6 +1,5 @@
 /* vm.c: one VMM child process: its working directory, its agent channel (frames), its
  * control channel, the boot deadline, and what happens when it exits. */
-#include <dirent.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <fcntl.h>
@@ -23,26 +22,6 @@
 static size_t agent_frame_max(const struct opd *d)
 {
         return 16 * d->cfg.limits.output_max + 1024 * 1024;
-}
-
-/* Remove the VM's directory: flat, holds only files the VMM wrote. */
-static void remove_workdir(const char *path)
-{
-        _cleanup_close_ int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        DIR *dir;
-        struct dirent *de;
-
-        if (dfd < 0)
-                return;
-        dir = fdopendir(dfd);
-        if (!dir)
-                return;
-        dfd = -1; /* owned by dir now */
-        while ((de = readdir(dir)))
-                if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-                        unlinkat(dirfd(dir), de->d_name, 0);
-        closedir(dir);
-        rmdir(path);
 }
 
 /* Last lines of the guest console, for the log when a VM fails. */
@@ -231,7 +210,7 @@ static struct vm *vm_new(struct opd *d, const struct op_lang *lang, enum op_acce
 
 static void vm_abandon(struct vm *vm)
 {
-        remove_workdir(vm->workdir);
+        snap_rmtree(AT_FDCWD, vm->workdir); /* the VM's directory */
         free(vm->workdir);
         snap_ref_put(vm->snap);
         free(vm);
