@@ -68,6 +68,10 @@ int accel_start(struct opd *d)
         uint32_t t = d->cfg.accel_probe_timeout_ms;
         int r;
 
+        if (d->vmm->only_accel != OP_ACCEL_AUTO) {
+                decide(d, d->vmm->only_accel, "the only one the VMM has");
+                return 0;
+        }
         if (d->cfg.accel != OP_ACCEL_AUTO) {
                 decide(d, d->cfg.accel, "configured");
                 return 0;

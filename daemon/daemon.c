@@ -93,7 +93,9 @@ int opd_init(struct opd *d)
 
         d->listen_fd = -1;
         d->started_us = op_now_us();
-        d->vmm = &vmm_qemu;
+        d->vmm = vm_driver_find(d->cfg.vmm);
+        if (!d->vmm)
+                return log_error_errno(-EINVAL, "vmm: unknown driver \"%s\"", d->cfg.vmm);
         d->accel = OP_ACCEL_AUTO;
         LIST_INIT(&d->clients);
         LIST_INIT(&d->vms);
@@ -125,10 +127,10 @@ int opd_init(struct opd *d)
         r = mkdir_p(d->cfg.cache_dir, 0755);
         if (r < 0)
                 return log_error_errno(r, "create %s", d->cfg.cache_dir);
-        r = qemu_version(d->cfg.qemu_binary, &d->vmm_version);
+        r = d->vmm->version(d, &d->vmm_version);
         if (r < 0)
-                return log_error_errno(r, "run %s --version", d->cfg.qemu_binary);
-        log_info("vmm: qemu %s", d->vmm_version);
+                return log_error_errno(r, "ask the %s binary for its version", d->vmm->name);
+        log_info("vmm: %s %s", d->vmm->name, d->vmm_version);
 
         d->base = event_base_new();
         if (!d->base)

@@ -15,6 +15,7 @@
 #include "msg.h"
 #include "qmp.h"
 #include "snapshot.h"
+#include "vmdrv.h"
 #include "vmm.h"
 
 struct opd;
@@ -53,10 +54,10 @@ struct opd {
         struct event_base *base;
         struct op_config cfg;
         struct op_langs langs;
-        const struct vmm_driver *vmm;
-        enum op_accel accel; /* OP_ACCEL_AUTO until the probe has decided */
-        char *kernel;        /* <images_dir>/vmlinux */
-        char *initrd;        /* <images_dir>/initrd.img */
+        const struct vm_driver *vmm; /* vmdrv.h */
+        enum op_accel accel;         /* OP_ACCEL_AUTO until the probe has decided */
+        char *kernel;                /* <images_dir>/vmlinux */
+        char *initrd;                /* <images_dir>/initrd.img */
 
         gid_t access_gid; /* (gid_t)-1: anyone who can connect */
         gid_t admin_gid;  /* (gid_t)-1: root only */
@@ -241,15 +242,16 @@ struct vm {
         enum vm_state state;
         struct vmm_proc proc;
         struct bufferevent *agent;
-        struct qmp *qmp;
+        void *drv; /* the driver's own state */
         struct event *boot_timer;
         struct snap_ref *snap; /* restored from this snapshot */
         struct pool *pool;     /* while restoring or paused in a pool */
         enum { POOL_RESTORING, POOL_PRIMING, POOL_PAUSING, POOL_READY } pool_stage;
         TAILQ_ENTRY(vm) pool_link;
-        uint64_t t_spawn, t_loaded, t_resume, t_resumed;                  /* op_now_us() */
-        void (*qmp_done)(struct vm *vm, const char *err, void *userdata); /* vm_snapshot() */
-        void *qmp_done_userdata;
+        uint64_t t_spawn, t_loaded, t_resume, t_resumed;               /* op_now_us() */
+        void (*saved)(struct vm *vm, const char *err, void *userdata); /* vm_snapshot() */
+        void *saved_userdata;
+        bool agent_hello; /* a reconnected agent's "ready" is due and is not a boot */
         struct vm_events ev;
         void *userdata;
         int exit_status; /* from waitpid, valid once reaped */
@@ -267,8 +269,9 @@ void vm_set_events(struct vm *vm, const struct vm_events *ev, void *userdata);
 int vm_resume(struct vm *vm);
 /* Stop a running, idle VM; ev.ready fires again once it is paused. */
 int vm_pause(struct vm *vm);
-/* Stop a running VM and save its device state to path (RAM stays in its shared file). */
-int vm_snapshot(struct vm *vm, const char *vmstate_path,
+/* Stop a running VM and save it into dir: dir/vmstate, and dir/mem unless RAM already is that
+ * file (QEMU booted with mem_fd). */
+int vm_snapshot(struct vm *vm, const char *dir,
                 void (*done)(struct vm *vm, const char *err, void *userdata), void *userdata);
 int vm_send(struct vm *vm, json_t *job);
 /* Kill the VMM and free the VM at a safe point; no callback fires after this. */

@@ -68,12 +68,17 @@ int opd_reload(struct opd *d, char *err, size_t errlen)
         keep_str("cache_dir", &d->cfg.cache_dir, &next.cache_dir);
         keep_str("qemu", &d->cfg.qemu_binary, &next.qemu_binary);
         keep_str("metrics.listen", &d->cfg.metrics_listen, &next.metrics_listen);
+        keep_str("vmm", &d->cfg.vmm, &next.vmm);
+        keep_str("firecracker.binary", &d->cfg.fc.binary, &next.fc.binary);
+        keep_str("firecracker.jailer", &d->cfg.fc.jailer, &next.fc.jailer);
+        keep_str("firecracker.jailer.chroot_base", &d->cfg.fc.chroot_base, &next.fc.chroot_base);
         if (next.socket_mode != d->cfg.socket_mode || next.accel != d->cfg.accel)
                 log_warn("reload: socket_mode and accel take effect after a restart");
         next.socket_mode = d->cfg.socket_mode;
         next.accel = d->cfg.accel;
         if (!next.socket_path || !next.images_dir || !next.languages_file || !next.run_dir ||
-            !next.cache_dir || !next.qemu_binary || !next.metrics_listen) {
+            !next.cache_dir || !next.qemu_binary || !next.metrics_listen || !next.vmm ||
+            !next.fc.binary || !next.fc.jailer || !next.fc.chroot_base) {
                 op_config_free(&next);
                 snprintf(err, errlen, "out of memory");
                 sd_notify(0, "READY=1");

@@ -148,14 +148,8 @@ static void on_saved(struct vm *vm, const char *err, void *userdata)
 
 static void save(struct snapcreate *sc)
 {
-        _cleanup_free_ char *path = NULL;
-        int r;
+        int r = vm_snapshot(sc->vm, sc->stage, on_saved, sc);
 
-        if (asprintf(&path, "%s/vmstate", sc->stage) < 0) {
-                finish(sc, -ENOMEM, "out of memory");
-                return;
-        }
-        r = vm_snapshot(sc->vm, path, on_saved, sc);
         if (r < 0)
                 finish(sc, r, "cannot start saving the VM");
 }

@@ -1,5 +1,6 @@
-/* vm.c: one VMM child process: its working directory, its agent channel (frames), its
- * control channel, the boot deadline, and what happens when it exits. */
+/* vm.c: one VM whatever its VMM: its working directory, its agent channel (frames), its state,
+ * the boot deadline, and what happens when its process exits. The VMM driver (vmdrv.h) does the
+ * rest. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <fcntl.h>
@@ -92,6 +93,12 @@ static void on_agent_read(struct bufferevent *bev, void *arg)
                         return;
                 }
                 event = json_string_value(json_object_get(obj, "event"));
+                if (vm->agent_hello && vm->state != VM_BOOTING && event &&
+                    strcmp(event, "ready") == 0) {
+                        vm->agent_hello = false; /* a new session's greeting, not a boot */
+                        json_decref(obj);
+                        continue;
+                }
                 if (vm->state == VM_BOOTING && event && strcmp(event, "ready") == 0) {
                         const char *av = json_string_value(json_object_get(obj, "agent_version"));
 
@@ -125,51 +132,6 @@ static void on_agent_event(struct bufferevent *bev, short what, void *arg)
 
         if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
                 vm_fail(vm, "agent channel closed");
-}
-
-static void on_qmp_event(struct qmp *q, const char *name, json_t *data, void *arg)
-{
-        struct vm *vm = arg;
-        const char *status = json_string_value(json_object_get(data, "status"));
-        void (*done)(struct vm *, const char *, void *) = vm->qmp_done;
-
-        if (strcmp(name, "MIGRATION") != 0 || !status)
-                return;
-        if (vm->state == VM_RESTORING) {
-                if (strcmp(status, "completed") == 0) {
-                        vm->state = VM_PAUSED;
-                        vm->t_loaded = op_now_us();
-                        evtimer_del(vm->boot_timer);
-                        log_debug("%s restored in %.1f ms", vm->name,
-                                  (double)(vm->t_loaded - vm->t_spawn) / 1000.0);
-                        if (vm->ev.ready)
-                                vm->ev.ready(vm, vm->userdata);
-                } else if (strcmp(status, "failed") == 0)
-                        vm_fail(vm, "loading the snapshot's device state failed");
-                return;
-        }
-        if (done && (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0)) {
-                vm->qmp_done = NULL;
-                done(vm, strcmp(status, "completed") == 0 ? NULL : "saving device state failed",
-                     vm->qmp_done_userdata);
-        }
-}
-
-static void on_qmp_broken(struct qmp *q, const char *why, void *arg)
-{
-        vm_fail(arg, why);
-}
-
-/* Any failed QMP command fails the VM: none of ours is optional. */
-static void on_qmp_reply(struct qmp *q, json_t *ret, const char *err, void *arg)
-{
-        struct vm *vm = arg;
-        char why[600];
-
-        if (!err)
-                return;
-        snprintf(why, sizeof(why), "QMP: %s", err);
-        vm_fail(vm, why);
 }
 
 static void on_boot_timeout(evutil_socket_t fd, short what, void *arg)
@@ -216,119 +178,122 @@ static void vm_abandon(struct vm *vm)
         free(vm);
 }
 
-/* The process runs: wire its channels into the loop and start the deadline. */
+/* Wire the VM into the loop and start its deadline; the driver then starts the process. The
+ * agent channel buffers what is sent until the driver connects it. */
 static int vm_attach(struct vm *vm)
 {
         struct opd *d = vm->d;
-        int fd = vm->proc.ctl_fd, r;
 
         vm->t_spawn = op_now_us();
-        vm->agent = bufferevent_socket_new(d->base, vm->proc.agent_fd, BEV_OPT_CLOSE_ON_FREE);
+        vm->agent = bufferevent_socket_new(d->base, -1, BEV_OPT_CLOSE_ON_FREE);
         vm->boot_timer = evtimer_new(d->base, on_boot_timeout, vm);
         LIST_INSERT_HEAD(&d->vms, vm, link);
         d->n_vms++;
         d->stats.vms_started++;
-        vm->proc.ctl_fd = -1;
-        r = qmp_new(d->base, fd, on_qmp_event, on_qmp_broken, vm, &vm->qmp);
-        if (r < 0 || !vm->agent || !vm->boot_timer) {
-                vm_destroy(vm);
-                return r < 0 ? r : -ENOMEM;
-        }
-        op_fd_nonblock(vm->proc.agent_fd, 1);
+        if (!vm->agent || !vm->boot_timer)
+                return -ENOMEM;
         bufferevent_setcb(vm->agent, on_agent_read, NULL, on_agent_event, vm);
-        bufferevent_enable(vm->agent, EV_READ | EV_WRITE);
         timer_arm_ms(vm->boot_timer, vm->state == VM_RESTORING ? d->cfg.restore_timeout_ms
                                                                : d->cfg.boot_timeout_ms);
         return 0;
+}
+
+void vm_drv_agent_connected(struct vm *vm, int fd, bool hello)
+{
+        if (vm->state == VM_DEAD || !vm->agent) {
+                safe_close(fd);
+                return;
+        }
+        op_fd_nonblock(fd, 1);
+        vm->agent_hello = hello;
+        if (bufferevent_setfd(vm->agent, fd) < 0) {
+                safe_close(fd);
+                vm_fail(vm, "cannot watch the agent channel");
+                return;
+        }
+        bufferevent_enable(vm->agent, EV_READ | EV_WRITE);
+}
+
+void vm_drv_failed(struct vm *vm, const char *why)
+{
+        vm_fail(vm, why);
+}
+
+void vm_drv_loaded(struct vm *vm)
+{
+        if (vm->state != VM_RESTORING)
+                return;
+        vm->state = VM_PAUSED;
+        vm->t_loaded = op_now_us();
+        evtimer_del(vm->boot_timer);
+        log_debug("%s restored in %.1f ms", vm->name,
+                  (double)(vm->t_loaded - vm->t_spawn) / 1000.0);
+        if (vm->ev.ready)
+                vm->ev.ready(vm, vm->userdata);
+}
+
+void vm_drv_resumed(struct vm *vm)
+{
+        vm->t_resumed = op_now_us();
+}
+
+void vm_drv_paused(struct vm *vm)
+{
+        if (vm->state == VM_DEAD)
+                return;
+        vm->state = VM_PAUSED;
+        if (vm->ev.ready)
+                vm->ev.ready(vm, vm->userdata);
+}
+
+void vm_drv_saved(struct vm *vm, const char *err)
+{
+        void (*done)(struct vm *, const char *, void *) = vm->saved;
+
+        if (!done)
+                return;
+        vm->saved = NULL;
+        done(vm, err, vm->saved_userdata);
 }
 
 int vm_boot(struct opd *d, const struct op_lang *lang, enum op_accel accel, int mem_fd,
             const struct vm_events *ev, void *userdata, struct vm **ret)
 {
         struct vm *vm = vm_new(d, lang, accel, ev, userdata);
-        struct vmm_boot b;
         int r;
 
         if (!vm)
                 return -errno ?: -ENOMEM;
-        b = (struct vmm_boot){
-            .kernel = d->kernel,
-            .initrd = d->initrd,
-            .rootfs = lang->rootfs,
-            .workdir = vm->workdir,
-            .memory_mb = d->cfg.vm_memory_mb,
-            .vcpus = d->cfg.vm_vcpus,
-            .accel = accel,
-            .mem_fd = mem_fd,
-        };
-        r = d->vmm->boot(d->cfg.qemu_binary, &b, &vm->proc);
-        if (r < 0) {
-                vm_abandon(vm);
-                return r;
-        }
         vm->state = VM_BOOTING;
         r = vm_attach(vm);
-        if (r < 0)
+        if (r >= 0)
+                r = d->vmm->boot(vm, mem_fd);
+        if (r < 0) {
+                vm_destroy(vm);
                 return r;
-        log_debug("%s (%s, %s) booting, pid %d", vm->name, lang->name, op_accel_name(accel),
-                  (int)vm->proc.pid);
+        }
+        log_debug("%s (%s, %s, %s) booting, pid %d", vm->name, lang->name, d->vmm->name,
+                  op_accel_name(accel), (int)vm->proc.pid);
         *ret = vm;
         return 0;
-}
-
-/* Both ends of a snapshot: guest RAM stays in its file (x-ignore-shared), and QEMU reports the
- * migration's progress as MIGRATION events. */
-static int set_migration_caps(struct vm *vm)
-{
-        return qmp_command(vm->qmp, "migrate-set-capabilities",
-                           json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
-                                     "x-ignore-shared", "state", 1, "capability", "events", "state",
-                                     1),
-                           on_qmp_reply, vm);
 }
 
 int vm_restore(struct opd *d, const struct op_lang *lang, struct snap_ref *snap,
                const struct vm_events *ev, void *userdata, struct vm **ret)
 {
-        _cleanup_close_ int mem = -1, rootfs = -1, vmstate = -1;
-        struct vmm_restore rs;
         struct vm *vm;
         int r;
 
         if (!d->vmm->restore)
                 return -EOPNOTSUPP;
-        mem = openat(snap->dirfd, "mem", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-        rootfs = openat(snap->dirfd, "rootfs.ext4", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        vmstate = openat(snap->dirfd, "vmstate", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (mem < 0 || rootfs < 0 || vmstate < 0)
-                return -errno;
         vm = vm_new(d, lang, d->accel, ev, userdata);
         if (!vm)
                 return -ENOMEM;
         vm->snap = snap_ref_get(snap);
-        rs = (struct vmm_restore){
-            .workdir = vm->workdir,
-            .rootfs_fd = rootfs,
-            .mem_fd = mem,
-            .vmstate_fd = vmstate,
-            .memory_mb = snap->m.memory_mb,
-            .vcpus = snap->m.vcpus,
-            .accel = d->accel,
-        };
-        r = d->vmm->restore(d->cfg.qemu_binary, &rs, &vm->proc);
-        if (r < 0) {
-                vm_abandon(vm);
-                return r;
-        }
         vm->state = VM_RESTORING;
         r = vm_attach(vm);
-        if (r < 0)
-                return r;
-        /* All queued at once: QEMU reads them after its greeting, in order. */
-        r = set_migration_caps(vm);
         if (r >= 0)
-                r = qmp_command(vm->qmp, "migrate-incoming",
-                                json_pack("{s:s}", "uri", VMM_QEMU_INCOMING_URI), on_qmp_reply, vm);
+                r = d->vmm->restore(vm);
         if (r < 0) {
                 vm_destroy(vm);
                 return r;
@@ -343,80 +308,40 @@ void vm_set_events(struct vm *vm, const struct vm_events *ev, void *userdata)
         vm->userdata = userdata;
 }
 
-static void on_cont_reply(struct qmp *q, json_t *ret, const char *err, void *arg)
-{
-        struct vm *vm = arg;
-
-        if (!err)
-                vm->t_resumed = op_now_us();
-        on_qmp_reply(q, ret, err, arg);
-}
-
 int vm_resume(struct vm *vm)
 {
         int r;
 
         if (vm->state != VM_PAUSED)
                 return -EBUSY;
-        r = qmp_command(vm->qmp, "cont", NULL, on_cont_reply, vm);
+        r = vm->d->vmm->resume(vm);
         if (r < 0)
                 return r;
         vm->t_resume = op_now_us();
-        vm->t_resumed = 0; /* set when this "cont" is acknowledged */
+        vm->t_resumed = 0; /* set when the VMM confirms */
         vm->state = VM_READY;
         return 0;
-}
-
-static void on_stop_reply(struct qmp *q, json_t *ret, const char *err, void *arg)
-{
-        struct vm *vm = arg;
-
-        if (err) {
-                on_qmp_reply(q, ret, err, arg);
-                return;
-        }
-        vm->state = VM_PAUSED;
-        if (vm->ev.ready)
-                vm->ev.ready(vm, vm->userdata);
 }
 
 int vm_pause(struct vm *vm)
 {
         if (vm->state != VM_READY)
                 return -EBUSY;
-        return qmp_command(vm->qmp, "stop", NULL, on_stop_reply, vm);
+        return vm->d->vmm->pause(vm);
 }
 
-static bool shell_safe(const char *p)
-{
-        for (; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                      (*p >= '0' && *p <= '9') || strchr("/._-+", *p)))
-                        return false;
-        return true;
-}
-
-int vm_snapshot(struct vm *vm, const char *vmstate_path,
+int vm_snapshot(struct vm *vm, const char *dir,
                 void (*done)(struct vm *vm, const char *err, void *userdata), void *userdata)
 {
-        _cleanup_free_ char *uri = NULL;
         int r;
 
-        if (vm->state != VM_READY || vm->qmp_done)
+        if (vm->state != VM_READY || vm->saved)
                 return -EBUSY;
-        /* QEMU 7.2 writes an outgoing migration to a command or a named fd; the path is ours. */
-        if (!shell_safe(vmstate_path) || asprintf(&uri, "exec:cat > %s", vmstate_path) < 0)
-                return -EINVAL;
-        vm->qmp_done = done;
-        vm->qmp_done_userdata = userdata;
-        r = set_migration_caps(vm);
-        if (r >= 0)
-                r = qmp_command(vm->qmp, "stop", NULL, on_qmp_reply, vm);
-        if (r >= 0)
-                r = qmp_command(vm->qmp, "migrate", json_pack("{s:s}", "uri", uri), on_qmp_reply,
-                                vm);
+        vm->saved = done;
+        vm->saved_userdata = userdata;
+        r = vm->d->vmm->snapshot(vm, dir);
         if (r < 0)
-                vm->qmp_done = NULL;
+                vm->saved = NULL;
         return r;
 }
 
@@ -439,14 +364,17 @@ void vm_destroy(struct vm *vm)
 
         if (vm->proc.pid > 0 && !vm->reaped)
                 kill(vm->proc.pid, SIGKILL);
+        if (vm->proc.pid <= 0)
+                vm->reaped = true; /* no process was started: nothing to wait for */
         vm->state = VM_DEAD;
         vm->ev = (struct vm_events){0};
         if (vm->agent) {
                 bufferevent_free(vm->agent);
                 vm->agent = NULL;
         }
-        vm->qmp = qmp_free(vm->qmp);
-        vm->qmp_done = NULL;
+        if (vm->d->vmm->release)
+                vm->d->vmm->release(vm);
+        vm->saved = NULL;
         if (vm->boot_timer) {
                 event_free(vm->boot_timer);
                 vm->boot_timer = NULL;

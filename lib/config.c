@@ -56,6 +56,16 @@ static const struct key keys[] = {
     STR("run_dir", run_dir),
     STR("cache_dir", cache_dir),
     STR("qemu", qemu_binary),
+    STR("vmm", vmm),
+    STR("firecracker.binary", fc.binary),
+    BOOL("firecracker.track_dirty_pages", fc.track_dirty_pages),
+    STR0("firecracker.jailer", fc.jailer),
+    U32("firecracker.jailer.uid", fc.uid, 0, 4294967294u),
+    U32("firecracker.jailer.gid", fc.gid, 0, 4294967294u),
+    STR("firecracker.jailer.chroot_base", fc.chroot_base),
+    U32("firecracker.jailer.memory_max_mb", fc.memory_max_mb, 0, 1048576),
+    U32("firecracker.jailer.cpu_max_pct", fc.cpu_max_pct, 0, 6400),
+    STR0("firecracker.jailer.netns", fc.netns),
     {"accel", K_ACCEL, offsetof(struct op_config, accel), 0, 0},
     U32("accel_probe_timeout_ms", accel_probe_timeout_ms, 100, 600000),
     U32("vm.memory_mb", vm_memory_mb, 64, 65536),
@@ -152,7 +162,9 @@ int op_config_init(struct op_config *c)
             set_str(&c->cache_dir, "/var/lib/opd/cache") < 0 || set_str(&c->pool_sizes, "") < 0 ||
             set_str(&c->access_group, "") < 0 || set_str(&c->admin_group, "") < 0 ||
             set_str(&c->languages_enabled, "") < 0 ||
-            set_str(&c->qemu_binary, "qemu-system-x86_64") < 0 ||
+            set_str(&c->qemu_binary, "qemu-system-x86_64") < 0 || set_str(&c->vmm, "qemu") < 0 ||
+            set_str(&c->fc.binary, "firecracker") < 0 || set_str(&c->fc.jailer, "") < 0 ||
+            set_str(&c->fc.chroot_base, "/srv/jailer") < 0 || set_str(&c->fc.netns, "") < 0 ||
             set_str(&c->metrics_listen, "") < 0) {
                 op_config_free(c);
                 return -ENOMEM;
@@ -306,6 +318,12 @@ int op_config_check(const struct op_config *c, char *errbuf, size_t errlen)
         if (c->limits.timeout_ms_default > c->limits.timeout_ms_max)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "limit.timeout_ms_default is over limit.timeout_ms_max");
+        if (strcmp(c->vmm, "qemu") != 0 && strcmp(c->vmm, "firecracker") != 0)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "vmm: expected \"qemu\" or \"firecracker\", not \"%.100s\"", c->vmm);
+        if (c->fc.jailer[0] && c->fc.uid == 0)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "firecracker.jailer.uid: the jailed VMM must not run as root");
         if (op_config_pool_size(c, "", &n) < 0)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "pool.sizes: expected \"lang=N,lang=N\" (N <= 1024)");

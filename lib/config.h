@@ -33,6 +33,17 @@ struct op_config {
         char *run_dir;           /* per-VM working directories */
         char *cache_dir;         /* snapshots: <cache_dir>/<lang>/<version>/ */
         char *qemu_binary;
+        char *vmm; /* "qemu" or "firecracker" */
+        struct op_fc_config {
+                char *binary;
+                uint32_t track_dirty_pages; /* Diff snapshots */
+                char *jailer;               /* "": run firecracker directly */
+                uint32_t uid, gid;          /* the jailed process's */
+                char *chroot_base;
+                uint32_t memory_max_mb; /* cgroup v2 memory.max per VM; 0: no limit */
+                uint32_t cpu_max_pct;   /* cgroup v2 cpu.max per VM, % of one CPU; 0: no limit */
+                char *netns;            /* network namespace path when networking is on; "": none */
+        } fc;
         enum op_accel accel;
         uint32_t accel_probe_timeout_ms;
         uint32_t vm_memory_mb;
