@@ -11,8 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/vm_sockets.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +32,7 @@ DEFINE_POINTER_CLEANUP(DIR *, closedir)
 #define VIRTIO_PORT_NAME "op.agent"
 #define CHANNEL_FIND_US  (10 * 1000 * 1000) /* give up finding the channel at boot after this */
 #define CHANNEL_RETRY_NS (100 * 1000 * 1000)
+#define VSOCK_PORT       1024 /* Firecracker: the host CONNECTs here through its vsock socket */
 #define READ_BUF_INITIAL (64 * 1024)
 #define READ_BUF_KEEP    (1024 * 1024) /* shrink back to READ_BUF_INITIAL above this when idle */
 
@@ -40,8 +44,8 @@ enum serve_end {
 
 struct agent_main;
 
-/* A kind of channel to the host. Adding one (AF_VSOCK port 1024: listen once, accept per
- * session) means one open function and one entry in channel_kinds[]. */
+/* A kind of channel to the host. Adding one means one open function and one entry in
+ * channel_kinds[]. */
 struct channel_kind {
         const char *name;
         /* Open a session: fds for reading requests and writing answers (may be the same). */
@@ -55,6 +59,8 @@ struct agent_main {
         struct agent agent;      /* the protocol's state, set up from cfg */
         const struct channel_kind *kind;
         const char *channel_path; /* --channel */
+        int vsock_fd;             /* listening on VSOCK_PORT, or -1 */
+        bool vsock_session;       /* the current session came over vsock */
         bool pid1;
 };
 
@@ -183,13 +189,63 @@ static int channel_virtio_open(struct agent_main *m, int *ret_in, int *ret_out)
         return 0;
 }
 
+static int vsock_listen(struct agent_main *m)
+{
+        struct sockaddr_vm sa = {
+            .svm_family = AF_VSOCK,
+            .svm_cid = VMADDR_CID_ANY,
+            .svm_port = VSOCK_PORT,
+        };
+        int fd;
+
+        if (m->vsock_fd >= 0)
+                return m->vsock_fd;
+        fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
+                int e = -errno;
+                safe_close(fd);
+                return e;
+        }
+        m->vsock_fd = fd;
+        return fd;
+}
+
+/* One image serves both VMMs: the virtio-serial port when there is one (QEMU), else a host
+ * connection on AF_VSOCK (Firecracker). Waiting for a connection lasts one retry period, so a
+ * virtio port that shows up late is found, and a guest without vsock never stalls here.
+ * -EAGAIN: listening on vsock, nobody connected yet. */
+static int channel_auto_open(struct agent_main *m, int *ret_in, int *ret_out)
+{
+        int r = channel_virtio_open(m, ret_in, ret_out);
+        struct pollfd p;
+        int lfd, fd;
+
+        m->vsock_session = false;
+        if (r >= 0)
+                return r;
+        lfd = vsock_listen(m);
+        if (lfd < 0)
+                return r;
+        p = (struct pollfd){.fd = lfd, .events = POLLIN};
+        if (poll(&p, 1, CHANNEL_RETRY_NS / 1000000) <= 0)
+                return -EAGAIN;
+        fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+                return errno == EINTR || errno == ECONNABORTED ? -EAGAIN : -errno;
+        m->vsock_session = true;
+        *ret_in = *ret_out = fd;
+        return 0;
+}
+
 static const struct channel_kind channel_kinds[] = {
     {"stdio", channel_stdio_open, .owns_fds = false, .reopenable = false},
     {"path", channel_path_open, .owns_fds = true, .reopenable = true},
-    {"virtio", channel_virtio_open, .owns_fds = true, .reopenable = true},
+    {"virtio or vsock", channel_auto_open, .owns_fds = true, .reopenable = true},
 };
 
-enum { CHANNEL_STDIO, CHANNEL_PATH, CHANNEL_VIRTIO };
+enum { CHANNEL_STDIO, CHANNEL_PATH, CHANNEL_AUTO };
 
 static int send_json(int fd, json_t *obj)
 {
@@ -318,6 +374,10 @@ static void run(struct agent_main *m)
                 enum serve_end end;
 
                 r = m->kind->open(m, &in_fd, &out_fd);
+                if (r == -EAGAIN) {
+                        failing_since = 0; /* listening on vsock: the host comes when it comes */
+                        continue;
+                }
                 if (r < 0) {
                         uint64_t now = op_now_us();
 
@@ -353,7 +413,10 @@ static void run(struct agent_main *m)
                         announced_loss = true;
                 }
                 reap_orphans(m);
-                nap(CHANNEL_RETRY_NS);
+                /* A vsock session ends when a restored VM's transport is reset; the host
+                 * connects again at once and must not wait. */
+                if (!m->vsock_session)
+                        nap(CHANNEL_RETRY_NS);
         }
 }
 
@@ -375,7 +438,8 @@ static void usage(FILE *f)
         fprintf(f, "usage: op-agent [--stdio | --channel PATH] [--workdir DIR] [--uid N --gid N]\n"
                    "  --stdio         frames on stdin/stdout (tests)\n"
                    "  --channel PATH  a character device or FIFO to read and write frames on\n"
-                   "  (default)       the virtio-serial port named \"" VIRTIO_PORT_NAME "\"\n"
+                   "  (default)       the virtio-serial port named \"" VIRTIO_PORT_NAME "\", else\n"
+                   "                  connections on AF_VSOCK port 1024 (Firecracker)\n"
                    "  --workdir DIR   parent of each request's working directory "
                    "(default " OP_AGENT_WORKDIR_DEFAULT ")\n"
                    "  --uid N --gid N run user code as this user and group\n");
@@ -457,7 +521,8 @@ int main(int argc, char **argv)
                     .uid = (uid_t)-1,
                     .gid = (gid_t)-1,
                 },
-            .kind = &channel_kinds[CHANNEL_VIRTIO],
+            .kind = &channel_kinds[CHANNEL_AUTO],
+            .vsock_fd = -1,
             .pid1 = getpid() == 1,
         };
         struct sigaction ign = {.sa_handler = SIG_IGN}, dfl = {.sa_handler = SIG_DFL};
