@@ -5,7 +5,7 @@
 
 const struct vm_driver *vm_driver_find(const char *name)
 {
-        static const struct vm_driver *const drivers[] = {&vm_driver_qemu};
+        static const struct vm_driver *const drivers[] = {&vm_driver_qemu, &vm_driver_firecracker};
 
         for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
                 if (strcmp(drivers[i]->name, name) == 0)

@@ -35,6 +35,7 @@ struct vm_driver {
 };
 
 extern const struct vm_driver vm_driver_qemu;
+extern const struct vm_driver vm_driver_firecracker;
 
 /* The driver for cfg->vmm, or NULL. */
 const struct vm_driver *vm_driver_find(const char *name);

@@ -243,35 +243,16 @@ const struct vmm_driver vmm_qemu = {
 
 int qemu_version(const char *binary, char **ret)
 {
-        _cleanup_close_ int rd = -1;
-        char buf[512], *p, *end;
-        int pipefd[2], status;
-        ssize_t n = 0, k;
-        pid_t pid;
+        _cleanup_free_ char *out = NULL;
+        char *p, *end;
+        int r;
 
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return -errno;
-        rd = pipefd[0];
-        pid = fork();
-        if (pid < 0) {
-                safe_close(pipefd[1]);
-                return -errno;
-        }
-        if (pid == 0) {
-                dup2(pipefd[1], 1);
-                execlp(binary, binary, "--version", (char *)NULL);
-                _exit(127);
-        }
-        safe_close(pipefd[1]);
-        while (n < (ssize_t)sizeof(buf) - 1 &&
-               (k = read(rd, buf + n, sizeof(buf) - 1 - (size_t)n)) > 0)
-                n += k;
-        buf[n] = 0;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                ;
+        r = vmm_version_output(binary, &out);
+        if (r < 0)
+                return r;
         /* "QEMU emulator version 7.2.22 (Debian ...)" */
-        p = strstr(buf, "version ");
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !p)
+        p = strstr(out, "version ");
+        if (!p)
                 return -ENOEXEC;
         p += strlen("version ");
         end = p + strcspn(p, " \n");

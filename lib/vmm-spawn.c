@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -84,4 +85,38 @@ pid_t vmm_spawn(char *const *argv, const int *fds, size_t n_fds, const char *wor
                 return -e;
         }
         return pid;
+}
+
+int vmm_version_output(const char *binary, char **ret)
+{
+        _cleanup_close_ int rd = -1;
+        char buf[512];
+        int pipefd[2], status;
+        ssize_t n = 0, k;
+        pid_t pid;
+
+        if (pipe2(pipefd, O_CLOEXEC) < 0)
+                return -errno;
+        rd = pipefd[0];
+        pid = fork();
+        if (pid < 0) {
+                safe_close(pipefd[1]);
+                return -errno;
+        }
+        if (pid == 0) {
+                dup2(pipefd[1], 1);
+                execlp(binary, binary, "--version", (char *)NULL);
+                _exit(127);
+        }
+        safe_close(pipefd[1]);
+        while (n < (ssize_t)sizeof(buf) - 1 &&
+               (k = read(rd, buf + n, sizeof(buf) - 1 - (size_t)n)) > 0)
+                n += k;
+        buf[n] = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                return -ENOEXEC;
+        *ret = strdup(buf);
+        return *ret ? 0 : -ENOMEM;
 }

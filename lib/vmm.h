@@ -66,6 +66,9 @@ int qemu_restore_argv(const char *binary, const struct vmm_restore *r, char ***r
 /* The release of the qemu binary, e.g. "7.2.22" (runs `binary --version`). */
 int qemu_version(const char *binary, char **ret);
 
+/* Run `binary --version`: its stdout (at most 511 bytes), when it exits 0. */
+int vmm_version_output(const char *binary, char **ret);
+
 /* Fork and exec argv with the given fds at numbers 3, 4, ... in the child, stdin from /dev/null,
  * stdout+stderr appended to log_path, cwd workdir, in its own session, killed when the caller
  * dies (PR_SET_PDEATHSIG). Returns the pid or a negative errno. */

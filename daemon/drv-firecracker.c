@@ -1,0 +1,512 @@
+/* drv-firecracker.c: the Firecracker driver. One Firecracker process per VM, configured over
+ * its HTTP API (lib/fc-api.c, bodies from lib/fc-model.c), the agent reached over the VM's vsock
+ * (lib/vsock-connect.c). Every path the VM uses is relative to its root directory (its working
+ * directory, or its jail), so a snapshot restores into any VM's root: the rootfs and the vsock
+ * socket of a clone are its own. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "fc-api.h"
+#include "fc-argv.h"
+#include "fc-model.h"
+#include "log.h"
+#include "opd.h"
+#include "util.h"
+#include "vsock-connect.h"
+
+#define FC_AGENT_PORT      1024 /* op-agent's AF_VSOCK port */
+#define FC_GUEST_CID       3
+#define FC_VSOCK_NAME      "vsock.sock"
+#define FC_CONNECT_MS      1000   /* one handshake attempt */
+#define FC_RETRY_MS        20     /* between attempts while the guest is not listening yet */
+#define FC_CALL_TIMEOUT_MS 600000 /* a snapshot of a large guest takes a while */
+
+/* Firecracker needs no TCG tricks: it runs under KVM only. After "--": op-agent's options. */
+#define FC_CMDLINE                                                                                 \
+        "console=ttyS0 reboot=k panic=1 pci=off quiet cryptomgr.notests rcupdate.rcu_expedited=1 " \
+        "i8042.noaux i8042.nokbd i8042.nopnp 8250.nr_uarts=1 op.root=/dev/vda -- --uid 1000 "      \
+        "--gid 1000"
+
+struct fc_vm {
+        struct fc_api *api;
+        struct vsock_conn *vc;
+        struct event *retry;
+        char *root;     /* the VM's relative paths resolve here (Firecracker's cwd) */
+        char *api_sock; /* host paths */
+        char *vsock;
+        char *save_dir;
+        bool jailed;
+};
+
+static struct fc_vm *fv(struct vm *vm)
+{
+        return vm->drv;
+}
+
+static void launch_of(struct vm *vm, struct fc_launch *l)
+{
+        const struct op_fc_config *c = &vm->d->cfg.fc;
+
+        *l = (struct fc_launch){
+            .binary = c->binary,
+            .id = vm->name,
+            .jailer = c->jailer[0] ? c->jailer : NULL,
+            .uid = c->uid,
+            .gid = c->gid,
+            .chroot_base = c->chroot_base,
+            .memory_max_mb = c->memory_max_mb,
+            .cpu_max_pct = c->cpu_max_pct,
+            .netns = c->netns,
+        };
+}
+
+/* Put src into the VM's root as name: a hard link (a jail sees nothing else), or a symbolic
+ * link when not jailed and src is on another filesystem. */
+static int link_in(struct fc_vm *f, const char *src, const char *name)
+{
+        _cleanup_free_ char *dst = NULL;
+
+        if (asprintf(&dst, "%s/%s", f->root, name) < 0)
+                return -ENOMEM;
+        if (link(src, dst) == 0)
+                return 0;
+        if ((errno != EXDEV && errno != EPERM) || f->jailed)
+                return -errno;
+        return symlink(src, dst) < 0 ? -errno : 0;
+}
+
+/* Every failed call fails the VM, with Firecracker's own words. */
+static void on_step(struct fc_api *a, long status, json_t *body, const char *err, void *arg)
+{
+        struct vm *vm = arg;
+        char why[600];
+
+        if (!err)
+                return;
+        snprintf(why, sizeof(why), "Firecracker: %s", err);
+        vm_drv_failed(vm, why);
+}
+
+static int call(struct vm *vm, const char *method, const char *path, json_t *body,
+                fc_api_done_fn cb)
+{
+        if (!body && strcmp(method, "GET") != 0)
+                return -ENOMEM; /* a body builder refused its struct or ran out of memory */
+        return fc_api_call(fv(vm)->api, method, path, body, cb ? cb : on_step, vm);
+}
+
+/* mkdir -p for a jail's directories (root-owned; the jailer chowns what the VM needs). */
+static int make_dirs(const char *path)
+{
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1;; s++) {
+                if (*s != '/' && *s)
+                        continue;
+                char c = *s;
+                *s = 0;
+                if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                if (!c)
+                        return 0;
+                *s = c;
+        }
+}
+
+static int spawn(struct vm *vm)
+{
+        _cleanup_free_ char *log_path = NULL;
+        struct fc_vm *f = calloc(1, sizeof(*f));
+        struct fc_launch l;
+        char **argv = NULL;
+        pid_t pid;
+        int r;
+
+        if (!f)
+                return -ENOMEM;
+        vm->drv = f;
+        launch_of(vm, &l);
+        f->jailed = l.jailer != NULL;
+        if (f->jailed) {
+                _cleanup_free_ char *run = NULL;
+
+                r = fc_jail_root(&l, &f->root);
+                if (r < 0)
+                        return r;
+                if (asprintf(&run, "%s/run", f->root) < 0 ||
+                    asprintf(&f->api_sock, "%s%s", f->root, FC_JAIL_API_SOCK) < 0)
+                        return -ENOMEM;
+                /* A jail left over by a VM of the same name is stale: start clean. */
+                snap_rmtree(AT_FDCWD, f->root);
+                r = make_dirs(run);
+                if (r < 0)
+                        return r;
+        } else {
+                f->root = strdup(vm->workdir);
+                if (!f->root || asprintf(&f->api_sock, "%s/firecracker.sock", vm->workdir) < 0)
+                        return -ENOMEM;
+                l.api_sock = f->api_sock;
+        }
+        if (asprintf(&f->vsock, "%s/" FC_VSOCK_NAME, f->root) < 0 ||
+            asprintf(&log_path, "%s/firecracker.log", vm->workdir) < 0)
+                return -ENOMEM;
+        /* Firecracker binds both and refuses a path that exists. */
+        if ((r = fc_remove_stale(f->api_sock)) < 0 || (r = fc_remove_stale(f->vsock)) < 0)
+                return r;
+        r = fc_argv(&l, &argv);
+        if (r < 0)
+                return r;
+        pid = vmm_spawn(argv, NULL, 0, vm->workdir, log_path);
+        op_argv_free(argv);
+        if (pid < 0)
+                return pid;
+        vm->proc.pid = pid;
+        f->retry = evtimer_new(vm->d->base, NULL, NULL);
+        if (!f->retry)
+                return -ENOMEM;
+        return fc_api_new(vm->d->base, f->api_sock, vm->d->cfg.boot_timeout_ms, FC_CALL_TIMEOUT_MS,
+                          &f->api);
+}
+
+static void connect_agent(struct vm *vm);
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+        connect_agent(arg);
+}
+
+static void on_vsock(int fd, int err, void *arg)
+{
+        struct vm *vm = arg;
+        struct fc_vm *f = fv(vm);
+
+        f->vc = NULL;
+        if (fd >= 0) {
+                vm_drv_agent_connected(vm, fd, true);
+                return;
+        }
+        if (err == -ECONNREFUSED || err == -ENOENT || err == -ETIMEDOUT) {
+                /* The guest is not listening yet: vm.c's deadlines bound the waiting. */
+                struct timeval tv = {0, FC_RETRY_MS * 1000};
+
+                evtimer_assign(f->retry, vm->d->base, on_retry, vm);
+                evtimer_add(f->retry, &tv);
+                return;
+        }
+        vm_drv_failed(vm, "cannot connect to the agent over vsock");
+}
+
+/* Host-initiated: CONNECT to op-agent's port through the VM's vsock socket; each session
+ * starts with the agent's "ready". */
+static void connect_agent(struct vm *vm)
+{
+        struct fc_vm *f = fv(vm);
+        int r;
+
+        if (vm->state == VM_DEAD || f->vc)
+                return;
+        r = vsock_connect_start(vm->d->base, f->vsock, FC_AGENT_PORT, FC_CONNECT_MS, on_vsock, vm,
+                                &f->vc);
+        if (r < 0) {
+                f->vc = NULL;
+                on_vsock(-1, r, vm);
+        }
+}
+
+static void on_started(struct fc_api *a, long status, json_t *body, const char *err, void *arg)
+{
+        if (err)
+                on_step(a, status, body, err, arg);
+        else
+                connect_agent(arg);
+}
+
+static int fc_boot(struct vm *vm, int mem_fd)
+{
+        struct opd *d = vm->d;
+        struct fc_vm *f;
+        int r;
+
+        (void)mem_fd; /* Firecracker writes guest RAM out itself at /snapshot/create */
+        r = spawn(vm);
+        if (r < 0)
+                return r;
+        f = fv(vm);
+        if ((r = link_in(f, d->kernel, "vmlinux")) < 0 ||
+            (r = link_in(f, d->initrd, "initrd.img")) < 0 ||
+            (r = link_in(f, vm->lang->rootfs, "rootfs.ext4")) < 0)
+                return r;
+        r = call(vm, "PUT", "/boot-source",
+                 fc_boot_source_json(&(struct fc_boot_source){
+                     .kernel_image_path = "vmlinux",
+                     .initrd_path = "initrd.img",
+                     .boot_args = FC_CMDLINE,
+                 }),
+                 NULL);
+        r = r
+                ?: call(vm, "PUT", "/drives/rootfs",
+                        fc_drive_json(&(struct fc_drive){
+                            .drive_id = "rootfs",
+                            .path_on_host = "rootfs.ext4",
+                            .is_root_device = true,
+                            .is_read_only = true,
+                        }),
+                        NULL);
+        r = r
+                ?: call(vm, "PUT", "/machine-config",
+                        fc_machine_config_json(&(struct fc_machine_config){
+                            .vcpu_count = d->cfg.vm_vcpus,
+                            .mem_size_mib = d->cfg.vm_memory_mb,
+                            .track_dirty_pages = d->cfg.fc.track_dirty_pages,
+                        }),
+                        NULL);
+        r = r
+                ?: call(vm, "PUT", "/vsock",
+                        fc_vsock_json(&(struct fc_vsock){
+                            .guest_cid = FC_GUEST_CID,
+                            .uds_path = FC_VSOCK_NAME,
+                        }),
+                        NULL);
+        r = r ?: call(vm, "PUT", "/entropy", fc_entropy_json(), NULL);
+        r = r ?: call(vm, "PUT", "/actions", fc_action_json(FC_ACTION_INSTANCE_START), on_started);
+        return r;
+}
+
+static void on_loaded(struct fc_api *a, long status, json_t *body, const char *err, void *arg)
+{
+        if (err)
+                on_step(a, status, body, err, arg); /* and the process exits on its own */
+        else
+                vm_drv_loaded(arg);
+}
+
+static int fc_restore(struct vm *vm)
+{
+        _cleanup_free_ char *src = NULL, *state = NULL, *mem = NULL;
+        struct snap_ref *snap = vm->snap;
+        struct fc_vm *f;
+        int r;
+
+        r = spawn(vm);
+        if (r < 0)
+                return r;
+        f = fv(vm);
+        /* The drive path saved in the snapshot is relative: this clone's root gets the rootfs
+         * of the snapshot (read-only, shared by every clone). */
+        if (asprintf(&src, "%s/rootfs.ext4", snap->path) < 0)
+                return -ENOMEM;
+        r = link_in(f, src, "rootfs.ext4");
+        if (r < 0)
+                return r;
+        if (f->jailed) {
+                /* Inside a jail only what is linked in exists. */
+                free(src);
+                src = NULL;
+                if (asprintf(&src, "%s/vmstate", snap->path) < 0 ||
+                    (r = link_in(f, src, "vmstate")) < 0)
+                        return r < 0 ? r : -ENOMEM;
+                free(src);
+                src = NULL;
+                if (asprintf(&src, "%s/mem", snap->path) < 0 || (r = link_in(f, src, "mem")) < 0)
+                        return r < 0 ? r : -ENOMEM;
+                state = strdup("vmstate");
+                mem = strdup("mem");
+        } else if (asprintf(&state, "%s/vmstate", snap->path) < 0 ||
+                   asprintf(&mem, "%s/mem", snap->path) < 0)
+                return -ENOMEM;
+        if (!state || !mem)
+                return -ENOMEM;
+        return call(vm, "PUT", "/snapshot/load",
+                    fc_snapshot_load_json(&(struct fc_snapshot_load){
+                        .snapshot_path = state,
+                        .backend_type = FC_MEM_FILE,
+                        .backend_path = mem,
+                        .resume_vm = false,
+                        .track_dirty_pages = vm->d->cfg.fc.track_dirty_pages,
+                        /* No PUT /vsock after a load: the clone's own socket comes from here. */
+                        .vsock_uds_path = f->jailed ? FC_VSOCK_NAME : f->vsock,
+#ifdef __x86_64__
+                        .clock_realtime = true,
+#endif
+                    }),
+                    on_loaded);
+}
+
+static void on_resumed(struct fc_api *a, long status, json_t *body, const char *err, void *arg)
+{
+        struct vm *vm = arg;
+
+        if (err) {
+                on_step(a, status, body, err, arg);
+                return;
+        }
+        vm_drv_resumed(vm);
+        /* A restored clone's vsock connections were reset by the load: connect anew. A VM
+         * paused after priming keeps its connection. */
+        if (bufferevent_getfd(vm->agent) < 0)
+                connect_agent(vm);
+}
+
+static int fc_resume(struct vm *vm)
+{
+        return call(vm, "PATCH", "/vm", fc_vm_state_json(FC_VM_RESUMED), on_resumed);
+}
+
+static void on_paused(struct fc_api *a, long status, json_t *body, const char *err, void *arg)
+{
+        if (err)
+                on_step(a, status, body, err, arg);
+        else
+                vm_drv_paused(arg);
+}
+
+static int fc_pause(struct vm *vm)
+{
+        return call(vm, "PATCH", "/vm", fc_vm_state_json(FC_VM_PAUSED), on_paused);
+}
+
+/* Jailed, the files were written inside the jail: link them into the snapshot directory. */
+static int collect(struct vm *vm)
+{
+        struct fc_vm *f = fv(vm);
+        static const char *const names[] = {"vmstate", "mem"};
+
+        if (!f->jailed)
+                return 0;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                _cleanup_free_ char *from = NULL, *to = NULL;
+
+                if (asprintf(&from, "%s/%s", f->root, names[i]) < 0 ||
+                    asprintf(&to, "%s/%s", f->save_dir, names[i]) < 0)
+                        return -ENOMEM;
+                if (link(from, to) < 0)
+                        return -errno;
+        }
+        return 0;
+}
+
+static void on_created(struct fc_api *a, long status, json_t *body, const char *err, void *arg)
+{
+        struct vm *vm = arg;
+        char why[600];
+        int r;
+
+        if (err) {
+                snprintf(why, sizeof(why), "Firecracker: %s", err);
+                vm_drv_saved(vm, why);
+                return;
+        }
+        r = collect(vm);
+        if (r < 0) {
+                snprintf(why, sizeof(why), "linking the snapshot out of the jail: %s",
+                         strerror(-r));
+                vm_drv_saved(vm, why);
+                return;
+        }
+        vm_drv_saved(vm, NULL);
+}
+
+static void on_save_paused(struct fc_api *a, long status, json_t *body, const char *err, void *arg)
+{
+        struct vm *vm = arg;
+        char why[600];
+
+        if (err) {
+                snprintf(why, sizeof(why), "Firecracker: pausing for the snapshot: %s", err);
+                vm_drv_saved(vm, why);
+        }
+}
+
+static int fc_snapshot(struct vm *vm, const char *dir)
+{
+        struct fc_vm *f = fv(vm);
+        _cleanup_free_ char *state = NULL, *mem = NULL;
+        int r;
+
+        free(f->save_dir);
+        f->save_dir = strdup(dir);
+        if (!f->save_dir)
+                return -ENOMEM;
+        if (f->jailed) {
+                state = strdup("vmstate");
+                mem = strdup("mem");
+        } else if (asprintf(&state, "%s/vmstate", dir) < 0 || asprintf(&mem, "%s/mem", dir) < 0)
+                return -ENOMEM;
+        if (!state || !mem)
+                return -ENOMEM;
+        /* Firecracker writes both files itself: none may be in the way. */
+        if (!f->jailed && ((r = fc_remove_stale(state)) < 0 || (r = fc_remove_stale(mem)) < 0))
+                return r;
+        r = call(vm, "PATCH", "/vm", fc_vm_state_json(FC_VM_PAUSED), on_save_paused);
+        return r
+                   ?: call(vm, "PUT", "/snapshot/create",
+                           fc_snapshot_create_json(&(struct fc_snapshot_create){
+                               .snapshot_path = state,
+                               .mem_file_path = mem,
+                               .type = vm->d->cfg.fc.track_dirty_pages ? FC_SNAPSHOT_DIFF
+                                                                       : FC_SNAPSHOT_FULL,
+                           }),
+                           on_created);
+}
+
+static void fc_release(struct vm *vm)
+{
+        struct fc_vm *f = fv(vm);
+
+        if (!f)
+                return;
+        fc_api_free(f->api);
+        vsock_connect_cancel(f->vc);
+        if (f->retry)
+                event_free(f->retry);
+        if (f->jailed && f->root) {
+                /* the jail: <chroot_base>/firecracker/<id>; its root is inside */
+                char *slash = strrchr(f->root, '/');
+                if (slash) {
+                        *slash = 0;
+                        snap_rmtree(AT_FDCWD, f->root);
+                }
+        }
+        free(f->root);
+        free(f->api_sock);
+        free(f->vsock);
+        free(f->save_dir);
+        free(f);
+        vm->drv = NULL;
+}
+
+static int fc_version(struct opd *d, char **ret)
+{
+        _cleanup_free_ char *out = NULL;
+        char v[64];
+        int r;
+
+        r = vmm_version_output(d->cfg.fc.binary, &out);
+        if (r < 0)
+                return r;
+        r = fc_parse_version(out, v, sizeof(v));
+        if (r < 0)
+                return r;
+        *ret = strdup(v);
+        return *ret ? 0 : -ENOMEM;
+}
+
+const struct vm_driver vm_driver_firecracker = {
+    .name = "firecracker",
+    .version = fc_version,
+    .only_accel = OP_ACCEL_KVM,
+    .boot = fc_boot,
+    .restore = fc_restore,
+    .resume = fc_resume,
+    .pause = fc_pause,
+    .snapshot = fc_snapshot,
+    .release = fc_release,
+};

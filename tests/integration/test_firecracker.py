@@ -1,0 +1,210 @@
+"""The Firecracker driver, end to end through the real opd, against tests/firecracker/
+fake-firecracker: a stand-in that serves Firecracker's API as firecracker-api.yaml (v1.16.1)
+defines it and checks every request opd sends (method, path, body schema, no unknown fields,
+the documented ordering rules). It is not Firecracker: no guest runs; the real op-agent runs on
+the host behind its vsock socket. See docs/firecracker.md."""
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+import unittest
+
+from opdtest import BUILD, IMAGES, SOURCE, Opd
+
+FC_DIR = os.path.join(SOURCE, "tests", "firecracker")
+FAKE = os.path.join(FC_DIR, "fake-firecracker")
+AGENT = os.path.join(BUILD, "guest", "op-agent")
+sys.path.insert(0, FC_DIR)
+import fcspec  # noqa: E402
+
+
+def wait_for(pred, timeout=60, step=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+def lines(path):
+    try:
+        with open(path) as f:
+            return [json.loads(x) for x in f]
+    except FileNotFoundError:
+        return []
+
+
+class Validator(unittest.TestCase):
+    """The checker itself: the conformance test is only as strict as this."""
+
+    def test_unknown_field_and_removed_version_are_violations(self):
+        spec = fcspec.Spec()
+        _, _, op = spec.operation("PUT", "/snapshot/create")
+        schema, required = spec.body_schema(op)
+        self.assertTrue(required)
+        ok = {"snapshot_path": "s", "mem_file_path": "m", "snapshot_type": "Full"}
+        self.assertEqual(spec.check(schema, ok), [])
+        errs = spec.check(schema, {**ok, "version": "1.0.0"})
+        self.assertTrue(any("'version' is not defined" in e for e in errs), errs)
+        self.assertTrue(spec.check(schema, {**ok, "snapshot_type": "Incremental"}))
+        self.assertTrue(spec.check(schema, {"snapshot_path": "s"}))  # mem_file_path missing
+        _, _, op = spec.operation("PUT", "/vsock")
+        self.assertTrue(spec.check(spec.body_schema(op)[0], {"guest_cid": 2, "uds_path": "v"}))
+        _, params, _ = spec.operation("PUT", "/drives/rootfs")
+        self.assertEqual(params, {"drive_id": "rootfs"})
+        with self.assertRaises(LookupError):
+            spec.operation("POST", "/vm")
+
+
+class Firecracker(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.rec = tempfile.mkdtemp(prefix="opd-fc-rec-")
+        cls.opd = Opd({"vmm": "firecracker", "firecracker.binary": FAKE,
+                       "pool.sizes": "bash=1,python=0", "pool.fallback_cold": "yes",
+                       "restore_timeout_ms": "20000", "boot_timeout_ms": "20000"},
+                      env={"FAKE_FC_DIR": cls.rec, "FAKE_FC_AGENT": AGENT})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+        violations = lines(os.path.join(cls.rec, "violations.jsonl"))
+        if violations:
+            raise AssertionError(f"requests the API does not allow: {violations}")
+
+    def requests(self):
+        return lines(os.path.join(self.rec, "requests.jsonl"))
+
+    def of_vm(self, vm_id):
+        return [(r["method"], r["path"], r.get("body")) for r in self.requests()
+                if r["id"] == vm_id]
+
+    def control(self, obj):
+        with open(os.path.join(self.rec, "control.json.tmp"), "w") as f:
+            json.dump(obj, f)
+        os.rename(os.path.join(self.rec, "control.json.tmp"),
+                  os.path.join(self.rec, "control.json"))
+
+    def assertNoViolations(self):
+        self.assertEqual(lines(os.path.join(self.rec, "violations.jsonl")), [])
+
+    def pool(self, lang="bash"):
+        st = self.opd.call({"op": "status"})
+        return next(la["pool"] for la in st["languages"] if la["name"] == lang)
+
+    def test_1_cold_boot(self):
+        st = self.opd.call({"op": "status"})
+        self.assertEqual(st["vmm"], "firecracker")
+        self.assertEqual(st["accel"], "kvm")
+        a = self.opd.run("bash", "echo hello from $((6*7))")
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["stdout"], "hello from 42\n")
+        self.assertEqual(a["mode"], "cold")
+        calls = self.of_vm(a["vm"])
+        self.assertEqual([(m, p) for m, p, _ in calls], [
+            ("PUT", "/boot-source"), ("PUT", "/drives/rootfs"), ("PUT", "/machine-config"),
+            ("PUT", "/vsock"), ("PUT", "/entropy"), ("PUT", "/actions")])
+        body = dict((p, b) for _, p, b in calls)
+        self.assertEqual(body["/drives/rootfs"]["is_read_only"], True)
+        self.assertEqual(body["/drives/rootfs"]["is_root_device"], True)
+        self.assertEqual(body["/actions"], {"action_type": "InstanceStart"})
+        self.assertEqual(body["/machine-config"]["mem_size_mib"], 512)
+        self.assertIn("op.root=/dev/vda", body["/boot-source"]["boot_args"])
+        self.assertNoViolations()
+
+    def test_2_snapshot_restore_resume(self):
+        a = self.opd.call({"op": "snapshot", "action": "create", "lang": "bash", "id": "s"},
+                          timeout=120)
+        self.assertTrue(a["ok"], a)
+        version = a["version"]
+        snapdir = os.path.join(self.opd.dir, "cache", "bash", version)
+        with open(os.path.join(snapdir, "manifest.json")) as f:
+            m = json.load(f)
+        self.assertEqual((m["vmm"], m["vmm_version"], m["accel"]),
+                         ("firecracker", "1.16.1", "kvm"))
+        self.assertEqual(sorted(f["name"] for f in m["files"]),
+                         ["initrd.img", "kernel", "mem", "rootfs.ext4", "vmstate"])
+        create = [r for r in self.requests() if r["path"] == "/snapshot/create"]
+        self.assertEqual(len(create), 1)
+        self.assertEqual(create[0]["body"]["snapshot_type"], "Full")
+        self.assertNotIn("version", create[0]["body"])
+        maker = self.of_vm(create[0]["id"])
+        self.assertEqual([(mm, p) for mm, p, _ in maker][-2:],
+                         [("PATCH", "/vm"), ("PUT", "/snapshot/create")])
+        self.assertEqual(maker[-2][2], {"state": "Paused"})
+
+        p = wait_for(lambda: (lambda p: p if p["snapshot"] == version and p["ready"] >= 1
+                              else None)(self.pool()))
+        self.assertTrue(p, self.pool())
+        loads = [r for r in self.requests() if r["path"] == "/snapshot/load"]
+        self.assertTrue(loads)
+        load = loads[0]
+        clone = self.of_vm(load["id"])
+        self.assertEqual(clone[0][:2], ("PUT", "/snapshot/load"))  # first thing, fresh process
+        b = load["body"]
+        self.assertEqual(b["mem_backend"]["backend_type"], "File")
+        self.assertEqual(b["mem_backend"]["backend_path"], os.path.join(snapdir, "mem"))
+        self.assertEqual(b["snapshot_path"], os.path.join(snapdir, "vmstate"))
+        self.assertIs(b["resume_vm"], False)
+        self.assertIs(b["clock_realtime"], True)
+        self.assertEqual(b["vsock_override"]["uds_path"],
+                         os.path.join(self.opd.run_dir, load["id"], "vsock.sock"))
+        self.assertFalse([c for c in clone if c[1] == "/vsock"], "PUT /vsock after a load")
+
+        a = self.opd.run("bash", "echo warm; echo err >&2", id=2)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual((a["mode"], a["stdout"], a["stderr"]), ("warm", "warm\n", "err\n"))
+        self.assertEqual(a["vm"], load["id"])
+        self.assertEqual(self.of_vm(a["vm"])[1], ("PATCH", "/vm", {"state": "Resumed"}))
+        self.assertNoViolations()
+
+    def test_3_failed_load_is_a_failed_restore(self):
+        wait_for(lambda: self.pool()["ready"] >= 1)
+        before = self.pool()["failures"] if "failures" in self.pool() else None
+        self.control({"fail": {"PUT /snapshot/load": "Load snapshot error: injected by the test"}})
+        try:
+            a = self.opd.run("bash", "echo taken", id=3)  # takes the ready clone: a refill starts
+            self.assertTrue(a["ok"], a)
+            exits = wait_for(lambda: lines(os.path.join(self.rec, "exits.jsonl")), timeout=30)
+            self.assertTrue(exits, "no restore was attempted")
+            self.assertIn("injected", exits[0]["why"])
+            log = wait_for(lambda: "restore failed (Firecracker: Load snapshot error: injected"
+                           in self.opd.read_log(), timeout=30)
+            self.assertTrue(log, self.opd.read_log()[-3000:])
+            if before is not None:
+                self.assertGreater(self.pool()["failures"], before)
+        finally:
+            self.control({})
+        # the pool recovers once loads succeed again; opd itself never stopped serving
+        self.assertTrue(wait_for(lambda: self.pool()["ready"] >= 1, timeout=60), self.pool())
+        a = self.opd.run("bash", "echo again", id=4)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["mode"], "warm")
+
+    def test_4_fault_message_reaches_the_caller(self):
+        self.control({"fail": {"PUT /entropy": "Entropy device error: injected by the test"}})
+        try:
+            a = self.opd.run("python", "print(1)", id=5)  # python has no pool: a cold boot
+        finally:
+            self.control({})
+        self.assertFalse(a["ok"], a)
+        self.assertEqual(a["error"]["code"], "vm_failed")
+        self.assertIn("Entropy device error: injected by the test", a["error"]["message"])
+        self.assertNoViolations()
+
+    def test_5_no_stale_sockets_and_no_leftovers(self):
+        # the stand-in refuses to start on an existing API socket path, as Firecracker does
+        spawns = lines(os.path.join(self.rec, "spawns.jsonl"))
+        self.assertGreaterEqual(len(spawns), 4)
+        for s in spawns:
+            self.assertEqual(s["argv"][1:3], ["--api-sock", os.path.join(s["cwd"],
+                                                                        "firecracker.sock")])
+        self.assertNoViolations()
+
+
+if __name__ == "__main__":
+    unittest.main()
