@@ -378,6 +378,7 @@ static int collect(struct vm *vm)
 {
         struct fc_vm *f = fv(vm);
         static const char *const names[] = {"vmstate", "mem"};
+        int r;
 
         if (!f->jailed)
                 return 0;
@@ -387,6 +388,10 @@ static int collect(struct vm *vm)
                 if (asprintf(&from, "%s/%s", f->root, names[i]) < 0 ||
                     asprintf(&to, "%s/%s", f->save_dir, names[i]) < 0)
                         return -ENOMEM;
+                /* snapcreate made an empty "mem" for VMMs that map it: Firecracker wrote its own */
+                r = fc_remove_stale(to);
+                if (r < 0)
+                        return r;
                 if (link(from, to) < 0)
                         return -errno;
         }

@@ -11,23 +11,15 @@ import tempfile
 import time
 import unittest
 
-from opdtest import BUILD, IMAGES, SOURCE, Opd
+from opdtest import BUILD, SOURCE, Opd
+from test_warm import wait_for
 
 FC_DIR = os.path.join(SOURCE, "tests", "firecracker")
 FAKE = os.path.join(FC_DIR, "fake-firecracker")
+FAKE_JAILER = os.path.join(FC_DIR, "fake-jailer")
 AGENT = os.path.join(BUILD, "guest", "op-agent")
 sys.path.insert(0, FC_DIR)
 import fcspec  # noqa: E402
-
-
-def wait_for(pred, timeout=60, step=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return None
 
 
 def lines(path):
@@ -196,7 +188,7 @@ class Firecracker(unittest.TestCase):
         self.assertIn("Entropy device error: injected by the test", a["error"]["message"])
         self.assertNoViolations()
 
-    def test_5_no_stale_sockets_and_no_leftovers(self):
+    def test_5_api_socket_per_vm(self):
         # the stand-in refuses to start on an existing API socket path, as Firecracker does
         spawns = lines(os.path.join(self.rec, "spawns.jsonl"))
         self.assertGreaterEqual(len(spawns), 4)
@@ -204,6 +196,110 @@ class Firecracker(unittest.TestCase):
             self.assertEqual(s["argv"][1:3], ["--api-sock", os.path.join(s["cwd"],
                                                                         "firecracker.sock")])
         self.assertNoViolations()
+
+
+    def test_6_snapshot_only_on_its_release(self):
+        # the same cache under Firecracker 1.17.0: the 1.16.1 snapshot is refused, never loaded
+        other = Opd({"vmm": "firecracker", "firecracker.binary": FAKE,
+                     "cache_dir": os.path.join(self.opd.dir, "cache"),
+                     "pool.sizes": "bash=1,python=0", "snapshot_keep": "1000"},
+                    env={"FAKE_FC_DIR": self.rec, "FAKE_FC_AGENT": AGENT,
+                         "FAKE_FC_VERSION": "1.17.0"})
+        try:
+            p = wait_for(lambda: (lambda p: p if p["error"] else None)(
+                next(la["pool"] for la in other.call({"op": "status"})["languages"]
+                     if la["name"] == "bash")))
+            self.assertTrue(p)
+            self.assertIn("made by another release of the VMM (firecracker 1.16.1", p["error"])
+            self.assertIsNone(p["snapshot"])
+            loads = [r for r in self.requests() if r["path"] == "/snapshot/load"
+                     and r["id"].startswith(f"vm-{other.proc.pid}-")]
+            self.assertEqual(loads, [])
+        finally:
+            other.stop()
+
+
+class Jailed(unittest.TestCase):
+    """The same driver through the jailer's command line (fake-jailer: argv checked, jail
+    directory made, no chroot): every path relative to the jail, snapshot files hard-linked in
+    and out, cgroup v2 limits passed, a stale jail of the same id cleaned before the spawn."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.rec = tempfile.mkdtemp(prefix="opd-fc-jail-rec-")
+        cls.base = tempfile.mkdtemp(prefix="opd-fc-jail-")
+        cls.opd = Opd({"vmm": "firecracker", "firecracker.binary": FAKE,
+                       "firecracker.jailer": FAKE_JAILER, "firecracker.jailer.uid": "1000",
+                       "firecracker.jailer.gid": "1001", "firecracker.jailer.chroot_base": cls.base,
+                       "firecracker.jailer.memory_max_mb": "640",
+                       "firecracker.jailer.cpu_max_pct": "100",
+                       "pool.sizes": "bash=1,python=0", "pool.fallback_cold": "yes",
+                       "restore_timeout_ms": "20000", "boot_timeout_ms": "20000"},
+                      env={"FAKE_FC_DIR": cls.rec, "FAKE_FC_AGENT": AGENT})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+        violations = lines(os.path.join(cls.rec, "violations.jsonl"))
+        if violations:
+            raise AssertionError(f"requests the API or the jailer does not allow: {violations}")
+
+    def jail(self, vm_id):
+        return os.path.join(self.base, "fake-firecracker", vm_id)
+
+    def test_1_cold_stale_jail(self):
+        a = self.opd.run("bash", "echo jailed", id=1)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["stdout"], "jailed\n")
+        j = lines(os.path.join(self.rec, "jailer.jsonl"))[-1]
+        self.assertEqual((j["id"], j["uid"], j["gid"], j["cgroup_version"]),
+                         (a["vm"], 1000, 1001, "2"))
+        self.assertEqual(j["cgroups"], ["memory.max=671088640", "cpu.max=100000 100000"])
+        self.assertEqual(j["rest"], ["--api-sock", "/run/firecracker.socket"])
+        self.assertTrue(wait_for(lambda: not os.path.exists(self.jail(a["vm"]))),
+                        "the jail stays after its VM is gone")
+
+        # a jail left by a VM of the same id (an opd that died), sockets and all
+        prefix, n = a["vm"].rsplit("-", 1)
+        nxt = f"{prefix}-{int(n) + 1}"
+        root = os.path.join(self.jail(nxt), "root")
+        os.makedirs(os.path.join(root, "run"))
+        for path in (os.path.join(root, "run", "firecracker.socket"),
+                     os.path.join(root, "vsock.sock")):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind(path)
+            s.close()
+        a = self.opd.run("bash", "echo again", id=2)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["vm"], nxt)
+        self.assertEqual(lines(os.path.join(self.rec, "violations.jsonl")), [])
+
+    def test_2_snapshot_and_restore_in_jails(self):
+        a = self.opd.call({"op": "snapshot", "action": "create", "lang": "bash", "id": "s"},
+                          timeout=120)
+        self.assertTrue(a["ok"], a)
+        version = a["version"]
+        create = [r for r in lines(os.path.join(self.rec, "requests.jsonl"))
+                  if r["path"] == "/snapshot/create"][-1]
+        self.assertEqual((create["body"]["snapshot_path"], create["body"]["mem_file_path"]),
+                         ("vmstate", "mem"))
+        snapdir = os.path.join(self.opd.dir, "cache", "bash", version)
+        self.assertTrue(os.path.getsize(os.path.join(snapdir, "mem")) > 0)
+        self.assertTrue(wait_for(lambda: (lambda p: p["snapshot"] == version and p["ready"] >= 1)(
+            next(la["pool"] for la in self.opd.call({"op": "status"})["languages"]
+                 if la["name"] == "bash"))), "the pool never filled")
+        load = [r for r in lines(os.path.join(self.rec, "requests.jsonl"))
+                if r["path"] == "/snapshot/load"][-1]
+        self.assertEqual(load["body"]["snapshot_path"], "vmstate")
+        self.assertEqual(load["body"]["mem_backend"], {"backend_type": "File",
+                                                       "backend_path": "mem"})
+        self.assertEqual(load["body"]["vsock_override"], {"uds_path": "vsock.sock"})
+        # hard links, not copies: the jail's memory file is the cache's
+        st = os.stat(os.path.join(self.jail(load["id"]), "root", "mem"))
+        self.assertEqual(st.st_ino, os.stat(os.path.join(snapdir, "mem")).st_ino)
+        a = self.opd.run("bash", "echo warm in a jail", id=3)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual((a["mode"], a["stdout"]), ("warm", "warm in a jail\n"))
 
 
 if __name__ == "__main__":

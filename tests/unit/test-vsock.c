@@ -97,6 +97,21 @@ static struct result run(struct event_base *base, const char *path, uint32_t por
         return res;
 }
 
+/* The fd is non-blocking. */
+static void read_exact(int fd, char *buf, size_t len)
+{
+        for (size_t n = 0; n < len;) {
+                ssize_t k = read(fd, buf + n, len - n);
+
+                if (k < 0 && errno == EAGAIN) {
+                        usleep(1000);
+                        continue;
+                }
+                assert_true(k > 0);
+                n += (size_t)k;
+        }
+}
+
 static void test_handshake(void **state)
 {
         char dir[] = "/tmp/test-vsock-XXXXXX", path[64], buf[16];
@@ -105,7 +120,6 @@ static void test_handshake(void **state)
         struct result res;
         int lfd;
         pid_t pid;
-        ssize_t k;
 
         assert_non_null(mkdtemp(dir));
         snprintf(path, sizeof(path), "%s/v.sock", dir);
@@ -133,26 +147,10 @@ static void test_handshake(void **state)
         res = run(base, path, LISTENING_PORT);
         assert_int_equal(res.err, 0);
         assert_true(res.fd >= 0);
-        for (size_t n = 0; n < 5;) {
-                k = read(res.fd, buf + n, 5 - n);
-                if (k < 0 && errno == EAGAIN) {
-                        usleep(1000);
-                        continue;
-                }
-                assert_true(k > 0);
-                n += (size_t)k;
-        }
+        read_exact(res.fd, buf, 5);
         assert_memory_equal(buf, "hello", 5);
         assert_int_equal(write(res.fd, "ping", 4), 4);
-        for (size_t n = 0; n < 4;) {
-                k = read(res.fd, buf + n, 4 - n);
-                if (k < 0 && errno == EAGAIN) {
-                        usleep(1000);
-                        continue;
-                }
-                assert_true(k > 0);
-                n += (size_t)k;
-        }
+        read_exact(res.fd, buf, 4);
         assert_memory_equal(buf, "ping", 4);
         close(res.fd);
 
