@@ -106,6 +106,7 @@ static void on_agent_read(struct bufferevent *bev, void *arg)
                                  av ? av : "unknown");
                         json_decref(obj);
                         vm->state = VM_READY;
+                        vm->agent_hello = false; /* this session's greeting was the boot's */
                         vm->t_loaded = op_now_us();
                         evtimer_del(vm->boot_timer);
                         log_debug("%s ready", vm->name);

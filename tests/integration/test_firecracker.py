@@ -222,7 +222,8 @@ class Firecracker(unittest.TestCase):
 class Jailed(unittest.TestCase):
     """The same driver through the jailer's command line (fake-jailer: argv checked, jail
     directory made, no chroot): every path relative to the jail, snapshot files hard-linked in
-    and out, cgroup v2 limits passed, a stale jail of the same id cleaned before the spawn."""
+    and out, cgroup v2 limits passed, a stale jail of the same id cleaned before the spawn; and
+    with dirty-page tracking, Diff snapshots."""
 
     @classmethod
     def setUpClass(cls):
@@ -233,6 +234,7 @@ class Jailed(unittest.TestCase):
                        "firecracker.jailer.gid": "1001", "firecracker.jailer.chroot_base": cls.base,
                        "firecracker.jailer.memory_max_mb": "640",
                        "firecracker.jailer.cpu_max_pct": "100",
+                       "firecracker.track_dirty_pages": "1",
                        "pool.sizes": "bash=1,python=0", "pool.fallback_cold": "yes",
                        "restore_timeout_ms": "20000", "boot_timeout_ms": "20000"},
                       env={"FAKE_FC_DIR": cls.rec, "FAKE_FC_AGENT": AGENT})
@@ -281,8 +283,11 @@ class Jailed(unittest.TestCase):
         version = a["version"]
         create = [r for r in lines(os.path.join(self.rec, "requests.jsonl"))
                   if r["path"] == "/snapshot/create"][-1]
-        self.assertEqual((create["body"]["snapshot_path"], create["body"]["mem_file_path"]),
-                         ("vmstate", "mem"))
+        self.assertEqual(create["body"], {"snapshot_path": "vmstate", "mem_file_path": "mem",
+                                          "snapshot_type": "Diff"})
+        boot = [r for r in lines(os.path.join(self.rec, "requests.jsonl"))
+                if r["id"] == create["id"] and r["path"] == "/machine-config"][0]
+        self.assertIs(boot["body"]["track_dirty_pages"], True)
         snapdir = os.path.join(self.opd.dir, "cache", "bash", version)
         self.assertTrue(os.path.getsize(os.path.join(snapdir, "mem")) > 0)
         self.assertTrue(wait_for(lambda: (lambda p: p["snapshot"] == version and p["ready"] >= 1)(
@@ -294,6 +299,7 @@ class Jailed(unittest.TestCase):
         self.assertEqual(load["body"]["mem_backend"], {"backend_type": "File",
                                                        "backend_path": "mem"})
         self.assertEqual(load["body"]["vsock_override"], {"uds_path": "vsock.sock"})
+        self.assertIs(load["body"]["track_dirty_pages"], True)
         # hard links, not copies: the jail's memory file is the cache's
         st = os.stat(os.path.join(self.jail(load["id"]), "root", "mem"))
         self.assertEqual(st.st_ino, os.stat(os.path.join(snapdir, "mem")).st_ino)
