@@ -149,6 +149,10 @@ static int spawn(struct vm *vm)
                 r = make_dirs(run);
                 if (r < 0)
                         return r;
+                /* The jailed process binds its sockets in run/ and writes snapshots in its
+                 * root: both are its own. */
+                if (chown(f->root, l.uid, l.gid) < 0 || chown(run, l.uid, l.gid) < 0)
+                        log_warn("%s: cannot give the jail to %u:%u: %m", vm->name, l.uid, l.gid);
         } else {
                 f->root = strdup(vm->workdir);
                 if (!f->root || asprintf(&f->api_sock, "%s/firecracker.sock", vm->workdir) < 0)
