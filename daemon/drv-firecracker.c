@@ -101,7 +101,7 @@ static int call(struct vm *vm, const char *method, const char *path, json_t *bod
         return fc_api_call(fv(vm)->api, method, path, body, cb ? cb : on_step, vm);
 }
 
-/* mkdir -p for a jail's directories (root-owned; the jailer chowns what the VM needs). */
+/* mkdir -p for a jail's directories. */
 static int make_dirs(const char *path)
 {
         _cleanup_free_ char *p = strdup(path);
@@ -120,6 +120,8 @@ static int make_dirs(const char *path)
                 *s = c;
         }
 }
+
+static void on_retry(evutil_socket_t fd, short what, void *arg);
 
 static int spawn(struct vm *vm)
 {
@@ -173,7 +175,7 @@ static int spawn(struct vm *vm)
         if (pid < 0)
                 return pid;
         vm->proc.pid = pid;
-        f->retry = evtimer_new(vm->d->base, NULL, NULL);
+        f->retry = evtimer_new(vm->d->base, on_retry, vm);
         if (!f->retry)
                 return -ENOMEM;
         return fc_api_new(vm->d->base, f->api_sock, vm->d->cfg.boot_timeout_ms, FC_CALL_TIMEOUT_MS,
@@ -201,7 +203,6 @@ static void on_vsock(int fd, int err, void *arg)
                 /* The guest is not listening yet: vm.c's deadlines bound the waiting. */
                 struct timeval tv = {0, FC_RETRY_MS * 1000};
 
-                evtimer_assign(f->retry, vm->d->base, on_retry, vm);
                 evtimer_add(f->retry, &tv);
                 return;
         }
@@ -292,39 +293,44 @@ static void on_loaded(struct fc_api *a, long status, json_t *body, const char *e
                 vm_drv_loaded(arg);
 }
 
+/* A file of the snapshot into the VM's root, under its own name. */
+static int link_snap(struct fc_vm *f, const char *snapdir, const char *name)
+{
+        _cleanup_free_ char *src = NULL;
+
+        if (asprintf(&src, "%s/%s", snapdir, name) < 0)
+                return -ENOMEM;
+        return link_in(f, src, name);
+}
+
 static int fc_restore(struct vm *vm)
 {
-        _cleanup_free_ char *src = NULL, *state = NULL, *mem = NULL;
-        struct snap_ref *snap = vm->snap;
+        _cleanup_free_ char *dir = NULL, *state = NULL, *mem = NULL;
         struct fc_vm *f;
         int r;
 
+        /* Firecracker runs elsewhere (its own cwd, maybe a jail): absolute paths only. */
+        dir = realpath(vm->snap->path, NULL);
+        if (!dir)
+                return -errno;
         r = spawn(vm);
         if (r < 0)
                 return r;
         f = fv(vm);
         /* The drive path saved in the snapshot is relative: this clone's root gets the rootfs
-         * of the snapshot (read-only, shared by every clone). */
-        if (asprintf(&src, "%s/rootfs.ext4", snap->path) < 0)
-                return -ENOMEM;
-        r = link_in(f, src, "rootfs.ext4");
+         * of the snapshot (read-only, shared by every clone). Inside a jail only what is
+         * linked in exists: the state and memory files too. */
+        r = link_snap(f, dir, "rootfs.ext4");
+        if (r >= 0 && f->jailed)
+                r = link_snap(f, dir, "vmstate");
+        if (r >= 0 && f->jailed)
+                r = link_snap(f, dir, "mem");
         if (r < 0)
                 return r;
         if (f->jailed) {
-                /* Inside a jail only what is linked in exists. */
-                free(src);
-                src = NULL;
-                if (asprintf(&src, "%s/vmstate", snap->path) < 0 ||
-                    (r = link_in(f, src, "vmstate")) < 0)
-                        return r < 0 ? r : -ENOMEM;
-                free(src);
-                src = NULL;
-                if (asprintf(&src, "%s/mem", snap->path) < 0 || (r = link_in(f, src, "mem")) < 0)
-                        return r < 0 ? r : -ENOMEM;
                 state = strdup("vmstate");
                 mem = strdup("mem");
-        } else if (asprintf(&state, "%s/vmstate", snap->path) < 0 ||
-                   asprintf(&mem, "%s/mem", snap->path) < 0)
+        } else if (asprintf(&state, "%s/vmstate", dir) < 0 || asprintf(&mem, "%s/mem", dir) < 0)
                 return -ENOMEM;
         if (!state || !mem)
                 return -ENOMEM;

@@ -11,6 +11,7 @@
 #include <sys/queue.h>
 
 #include "cleanup.h"
+#include "fc-model.h"
 #include "util.h"
 
 #define RETRY_MS 10
@@ -182,7 +183,7 @@ static void call_finish(struct fc_api *a, long status, const char *transport_err
                 snprintf(err, sizeof(err), "API socket: %s", transport_err);
                 msg = err;
         } else if (status < 200 || status > 299) {
-                const char *fault = json_string_value(json_object_get(body, "fault_message"));
+                const char *fault = fc_fault_message(body);
 
                 if (fault)
                         snprintf(err, sizeof(err), "%s", fault);
