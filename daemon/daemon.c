@@ -127,6 +127,8 @@ int opd_init(struct opd *d)
         r = mkdir_p(d->cfg.cache_dir, 0755);
         if (r < 0)
                 return log_error_errno(r, "create %s", d->cfg.cache_dir);
+        if (d->vmm->init)
+                d->vmm->init(d);
         r = d->vmm->version(d, &d->vmm_version);
         if (r < 0)
                 return log_error_errno(r, "ask the %s binary for its version", d->vmm->name);

@@ -3,8 +3,10 @@
  * (lib/vsock-connect.c). Every path the VM uses is relative to its root directory (its working
  * directory, or its jail), so a snapshot restores into any VM's root: the rootfs and the vsock
  * socket of a clone are its own. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,6 +500,41 @@ static void fc_release(struct vm *vm)
         vm->drv = NULL;
 }
 
+/* Jails of VMs whose opd is gone (killed before it could remove them): their hard links would
+ * keep deleted snapshots on disk. A jail is <chroot_base>/<binary name>/vm-<opd pid>-<n>. */
+static void fc_init(struct opd *d)
+{
+        struct fc_launch l = {
+            .binary = d->cfg.fc.binary, .id = "x", .chroot_base = d->cfg.fc.chroot_base};
+        _cleanup_free_ char *root = NULL;
+        struct dirent *de;
+        char *slash;
+        DIR *dir;
+        unsigned n = 0;
+
+        if (!d->cfg.fc.jailer[0] || fc_jail_root(&l, &root) < 0)
+                return;
+        slash = strrchr(root, '/'); /* .../<binary name>/x/root -> .../<binary name> */
+        *slash = 0;
+        slash = strrchr(root, '/');
+        *slash = 0;
+        dir = opendir(root);
+        if (!dir)
+                return;
+        while ((de = readdir(dir))) {
+                int pid;
+
+                if (sscanf(de->d_name, "vm-%d-", &pid) != 1 || pid <= 0 ||
+                    (kill(pid, 0) == 0 || errno != ESRCH))
+                        continue;
+                if (snap_rmtree(dirfd(dir), de->d_name) == 0)
+                        n++;
+        }
+        closedir(dir);
+        if (n)
+                log_info("removed %u jails left in %s", n, root);
+}
+
 static int fc_version(struct opd *d, char **ret)
 {
         _cleanup_free_ char *out = NULL;
@@ -516,6 +553,8 @@ static int fc_version(struct opd *d, char **ret)
 
 const struct vm_driver vm_driver_firecracker = {
     .name = "firecracker",
+    .console = "firecracker.log", /* the guest's serial console is Firecracker's stdout */
+    .init = fc_init,
     .version = fc_version,
     .only_accel = OP_ACCEL_KVM,
     .boot = fc_boot,

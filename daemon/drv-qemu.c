@@ -225,6 +225,7 @@ static int qemu_version_of(struct opd *d, char **ret)
 
 const struct vm_driver vm_driver_qemu = {
     .name = "qemu",
+    .console = "console.log",
     .version = qemu_version_of,
     .only_accel = OP_ACCEL_AUTO,
     .boot = qemu_boot,

@@ -34,7 +34,7 @@ static void log_console_tail(struct vm *vm)
         off_t size;
         ssize_t k;
 
-        if (asprintf(&path, "%s/console.log", vm->workdir) < 0)
+        if (asprintf(&path, "%s/%s", vm->workdir, vm->d->vmm->console) < 0)
                 return;
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)

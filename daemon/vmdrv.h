@@ -12,7 +12,10 @@ struct opd;
 struct vm;
 
 struct vm_driver {
-        const char *name; /* "qemu", "firecracker": what manifests record */
+        const char *name;    /* "qemu", "firecracker": what manifests record */
+        const char *console; /* the guest console's file in the VM's directory */
+        /* Once at start, before any VM (may be NULL): e.g. clean what a dead opd left. */
+        void (*init)(struct opd *d);
         /* The VMM's release, asked once at start: a snapshot loads only on the release that
          * made it. */
         int (*version)(struct opd *d, char **ret);

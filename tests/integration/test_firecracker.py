@@ -6,6 +6,7 @@ the host behind its vsock socket. See docs/firecracker.md."""
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -229,6 +230,14 @@ class Jailed(unittest.TestCase):
     def setUpClass(cls):
         cls.rec = tempfile.mkdtemp(prefix="opd-fc-jail-rec-")
         cls.base = tempfile.mkdtemp(prefix="opd-fc-jail-")
+        # jails an opd left when it was killed: the dead one's go at start, a live one's stay
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        cls.dead_jail = os.path.join(cls.base, "fake-firecracker", f"vm-{dead.pid}-7")
+        cls.live_jail = os.path.join(cls.base, "fake-firecracker", f"vm-{os.getpid()}-7")
+        for j in (cls.dead_jail, cls.live_jail):
+            os.makedirs(os.path.join(j, "root"))
+            open(os.path.join(j, "root", "mem"), "w").close()
         cls.opd = Opd({"vmm": "firecracker", "firecracker.binary": FAKE,
                        "firecracker.jailer": FAKE_JAILER, "firecracker.jailer.uid": "1000",
                        "firecracker.jailer.gid": "1001", "firecracker.jailer.chroot_base": cls.base,
@@ -248,6 +257,11 @@ class Jailed(unittest.TestCase):
 
     def jail(self, vm_id):
         return os.path.join(self.base, "fake-firecracker", vm_id)
+
+    def test_0_jails_of_a_dead_opd_removed(self):
+        self.assertFalse(os.path.exists(self.dead_jail))
+        self.assertTrue(os.path.exists(self.live_jail))
+        self.assertIn("removed 1 jails left in", self.opd.read_log())
 
     def test_1_cold_stale_jail(self):
         a = self.opd.run("bash", "echo jailed", id=1)
