@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -166,6 +167,11 @@ static int spawn(struct vm *vm)
         if (asprintf(&f->vsock, "%s/" FC_VSOCK_NAME, f->root) < 0 ||
             asprintf(&log_path, "%s/firecracker.log", vm->workdir) < 0)
                 return -ENOMEM;
+        if (strlen(f->api_sock) >= sizeof(((struct sockaddr_un *)0)->sun_path) ||
+            strlen(f->vsock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+                log_error("%s: socket path too long for AF_UNIX: %s", vm->name, f->vsock);
+                return -ENAMETOOLONG;
+        }
         /* Firecracker binds both and refuses a path that exists. */
         if ((r = fc_remove_stale(f->api_sock)) < 0 || (r = fc_remove_stale(f->vsock)) < 0)
                 return r;
@@ -449,9 +455,10 @@ static int fc_snapshot(struct vm *vm, const char *dir)
         int r;
 
         free(f->save_dir);
-        f->save_dir = strdup(dir);
+        f->save_dir = realpath(dir, NULL); /* Firecracker's cwd is not ours */
         if (!f->save_dir)
-                return -ENOMEM;
+                return -errno;
+        dir = f->save_dir;
         if (f->jailed) {
                 state = strdup("vmstate");
                 mem = strdup("mem");
