@@ -23,6 +23,18 @@ sys.path.insert(0, FC_DIR)
 import fcspec  # noqa: E402
 
 
+def processes_in(prefix):
+    """Processes whose working directory is below prefix (VMMs, and the agents behind them)."""
+    pids = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and os.readlink(f"/proc/{p}/cwd").startswith(prefix):
+                pids.append(int(p))
+        except OSError:
+            continue
+    return pids
+
+
 def lines(path):
     try:
         with open(path) as f:
@@ -68,6 +80,10 @@ class Firecracker(unittest.TestCase):
         violations = lines(os.path.join(cls.rec, "violations.jsonl"))
         if violations:
             raise AssertionError(f"requests the API does not allow: {violations}")
+        # opd waits for its VMM processes; what ran behind them (paused agents) goes with them
+        left = wait_for(lambda: not processes_in(cls.opd.run_dir), timeout=10)
+        if not left:
+            raise AssertionError(f"processes left behind: {processes_in(cls.opd.run_dir)}")
 
     def requests(self):
         return lines(os.path.join(self.rec, "requests.jsonl"))
@@ -254,6 +270,9 @@ class Jailed(unittest.TestCase):
         violations = lines(os.path.join(cls.rec, "violations.jsonl"))
         if violations:
             raise AssertionError(f"requests the API or the jailer does not allow: {violations}")
+        left = wait_for(lambda: not processes_in(cls.base), timeout=10)
+        if not left:
+            raise AssertionError(f"processes left behind: {processes_in(cls.base)}")
 
     def jail(self, vm_id):
         return os.path.join(self.base, "fake-firecracker", vm_id)
