@@ -321,6 +321,11 @@ int op_config_check(const struct op_config *c, char *errbuf, size_t errlen)
         if (strcmp(c->vmm, "qemu") != 0 && strcmp(c->vmm, "firecracker") != 0)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "vmm: expected \"qemu\" or \"firecracker\", not \"%.100s\"", c->vmm);
+        if (strcmp(c->vmm, "firecracker") == 0 &&
+            (c->vm_vcpus > 32 || (c->vm_vcpus > 1 && c->vm_vcpus % 2)))
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "vm.vcpus: Firecracker takes 1 or an even number up to 32, not %u",
+                               c->vm_vcpus);
         if (c->fc.jailer[0] && c->fc.uid == 0)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "firecracker.jailer.uid: the jailed VMM must not run as root");

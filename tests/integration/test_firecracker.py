@@ -12,7 +12,7 @@ import tempfile
 import time
 import unittest
 
-from opdtest import BUILD, SOURCE, Opd
+from opdtest import BUILD, OPD, SOURCE, Opd
 from test_warm import wait_for
 
 FC_DIR = os.path.join(SOURCE, "tests", "firecracker")
@@ -63,6 +63,26 @@ class Validator(unittest.TestCase):
         self.assertEqual(params, {"drive_id": "rootfs"})
         with self.assertRaises(LookupError):
             spec.operation("POST", "/vm")
+
+
+class Config(unittest.TestCase):
+    def check(self, *sets):
+        argv = [OPD, "--check-config"]
+        for kv in sets:
+            argv += ["--set", kv]
+        return subprocess.run(argv, capture_output=True, text=True)
+
+    def test_refused_before_any_vm(self):
+        p = self.check("vmm=firecracker", "vm.vcpus=3")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("vm.vcpus: Firecracker takes 1 or an even number up to 32, not 3", p.stderr)
+        p = self.check("vmm=firecracker", "firecracker.jailer=/usr/bin/jailer")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("firecracker.jailer.uid: the jailed VMM must not run as root", p.stderr)
+        p = self.check("vmm=cloud-hypervisor")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn('vmm: expected "qemu" or "firecracker"', p.stderr)
+        self.assertEqual(self.check("vmm=firecracker", "vm.vcpus=2").returncode, 0)
 
 
 class Firecracker(unittest.TestCase):
