@@ -208,6 +208,10 @@ char *metrics_render(struct opd *d)
         fprintf(f, "opd_vms_failed_total %llu\n", (unsigned long long)d->stats.vms_failed);
         head(f, "opd_connections_total", "counter", "Connections accepted on the socket.");
         fprintf(f, "opd_connections_total %llu\n", (unsigned long long)d->stats.connections);
+        head(f, "opd_connections_idle_closed_total", "counter",
+             "Connections closed after idle_timeout_ms with nothing in flight.");
+        fprintf(f, "opd_connections_idle_closed_total %llu\n",
+                (unsigned long long)d->stats.idle_closed);
         head(f, "opd_uptime_seconds", "gauge", "Seconds since opd started.");
         fprintf(f, "opd_uptime_seconds %.3f\n", (double)(op_now_us() - d->started_us) / 1e6);
         head(f, "opd_info", "gauge", "Always 1; the labels say what runs.");

@@ -27,6 +27,7 @@ struct counters {
         uint64_t ok;
         uint64_t errors;
         uint64_t connections;
+        uint64_t idle_closed; /* connections closed by idle_timeout_ms */
         uint64_t vms_started;
         uint64_t vms_failed;
 };
@@ -121,6 +122,7 @@ struct client {
         struct opd *d;
         struct bufferevent *bev;
         struct event *read_timer; /* a frame started and did not complete */
+        struct event *idle_timer; /* idle_timeout_ms since the last byte read */
         uid_t uid;
         gid_t gid;
         pid_t pid;
