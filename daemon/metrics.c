@@ -116,6 +116,8 @@ static void render_pools(FILE *f, struct opd *d)
             {"opd_pool_restore_failures_total", "counter", "Restores that failed."},
             {"opd_pool_last_restore_ms", "gauge", "Duration of the last restore, in ms."},
             {"opd_pool_last_prime_ms", "gauge", "Duration of the last warm-up run, in ms."},
+            {"opd_pool_snapshot_damaged_total", "counter",
+             "Serving snapshots found damaged (files missing, resized or failing their checksum)."},
         };
 
         for (size_t k = 0; k < ELEMENTSOF(g); k++) {
@@ -131,7 +133,8 @@ static void render_pools(FILE *f, struct opd *d)
                                       p ? (double)p->stats.restores : 0,
                                       p ? (double)p->stats.failures : 0,
                                       p ? p->stats.last_restore_ms : 0,
-                                      p ? p->stats.last_prime_ms : 0};
+                                      p ? p->stats.last_prime_ms : 0,
+                                      p ? (double)p->stats.damaged : 0};
 
                         if (p)
                                 lang_gauge(f, g[k].name, p->lang->name, v[k]);

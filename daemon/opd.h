@@ -288,6 +288,7 @@ struct pool_stats {
         double last_restore_ms;
         double last_prime_ms;
         double last_resume_ms;
+        uint64_t damaged; /* serving snapshots found damaged */
 };
 
 struct pool {
@@ -307,6 +308,8 @@ struct pool {
         unsigned consecutive_failures;
         struct event *backoff_ev;
         struct pool_stats stats;
+        bool suspecting;       /* the serving snapshot's checksums are being verified */
+        char last_damage[512]; /* what was found damaged last, "" when never */
 };
 
 int pools_init(struct opd *d);
@@ -321,6 +324,18 @@ struct vm *pool_take(struct pool *p);
 void pool_release(struct pool *p);
 void pool_refill(struct pool *p);
 json_t *pool_status(struct pool *p);
+/* Destroy the paused VMs. */
+void pool_drain(struct pool *p);
+/* Why a snapshot cannot be restored by this opd, or NULL when it can. */
+const char *pool_snapshot_incompatible(struct opd *d, const struct snap_manifest *m);
+
+/* ---- poolcheck.c: the serving snapshot damaged under a running pool ---- */
+/* On every snapshot check: are the serving snapshot's files still there at their sizes? */
+void pool_check_damage(struct pool *p);
+/* A restore from snap failed: after a few in a row, verify the serving snapshot's checksums. */
+void pool_restore_failed(struct pool *p, bool from_serving);
+/* The serving snapshot is damaged: report it, set it aside, serve the newest good version. */
+void pool_snapshot_damaged(struct pool *p, const char *why);
 
 /* ---- snapcreate.c: boot, warm, pause, save, install ---- */
 typedef void (*snapcreate_done_fn)(struct opd *d, int r, const char *msg,
