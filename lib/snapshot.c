@@ -174,12 +174,17 @@ int snap_version_new(char ret[SNAP_NAME_MAX])
 
 static int read_manifest(int dirfd, struct snap_manifest *ret, char *errbuf, size_t errlen)
 {
-        _cleanup_close_ int fd = openat(dirfd, "manifest.json", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        /* O_NONBLOCK: a FIFO put there must not block the open; only a regular file is read */
+        _cleanup_close_ int fd =
+            openat(dirfd, "manifest.json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         char buf[SNAP_MANIFEST_MAX + 1];
         ssize_t n = 0, k;
+        struct stat st;
 
         if (fd < 0)
                 return op_errf(errbuf, errlen, -errno, "manifest.json: %s", strerror(errno));
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return op_errf(errbuf, errlen, -EBADMSG, "manifest.json: not a regular file");
         while ((k = read(fd, buf + n, sizeof(buf) - (size_t)n)) > 0)
                 n += k;
         if (k < 0)

@@ -1,7 +1,8 @@
 /* test-snapshot-store.c: unit tests of the snapshot cache on a scratch directory: staging left
  * by a dead process is removed and a held one kept, versions are listed newest first without
  * staging or set-aside entries, a damaged version is set aside, the cheap file check sees files
- * deleted, resized or replaced by a symlink, and "current" pointing outside is refused. */
+ * deleted, resized or replaced by a symlink, a FIFO manifest is refused without blocking, and
+ * "current" pointing outside is refused. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -162,6 +163,13 @@ static void test_check_files(void **state)
         assert_int_equal(symlink("/etc/passwd", path), 0); /* never followed */
         assert_int_equal(snap_check_files(dirfd, &m, err, sizeof(err)), -EBADMSG);
         close(dirfd);
+
+        /* a FIFO as the manifest: refused at once, not waited on */
+        snprintf(path, sizeof(path), "%s/c/py/" V2 "/manifest.json", root);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(mkfifo(path, 0644), 0);
+        assert_int_equal(snap_open(cache, "py", V2, &dirfd, &m, err, sizeof(err)), -EBADMSG);
+        assert_non_null(strstr(err, "not a regular file"));
 }
 
 static void test_current_outside_refused(void **state)
