@@ -97,8 +97,8 @@ void pool_restore_failed(struct pool *p, bool from_serving)
         }
 }
 
-/* The newest version in the cache, other than `bad`, whose files are all there at their sizes
- * and which this opd can restore. */
+/* The newest version in the cache, other than `bad` and the one refused last, whose files are
+ * all there at their sizes and which this opd can restore. */
 static int newest_good(struct pool *p, const char *bad, char ret[SNAP_NAME_MAX])
 {
         struct opd *d = p->d;
@@ -114,7 +114,7 @@ static int newest_good(struct pool *p, const char *bad, char ret[SNAP_NAME_MAX])
                 char err[400];
                 int dirfd;
 
-                if (!strcmp(v[i], bad))
+                if (!strcmp(v[i], bad) || !strcmp(v[i], p->checked))
                         continue;
                 if (snap_open(d->cfg.cache_dir, p->lang->name, v[i], &dirfd, &m, err, sizeof(err)) <
                     0) {
@@ -128,6 +128,19 @@ static int newest_good(struct pool *p, const char *bad, char ret[SNAP_NAME_MAX])
                 return 0;
         }
         return -ENOENT;
+}
+
+/* "current" names a complete version other than `bad` that was not refused already. */
+static bool current_moved_on(struct pool *p, const char *bad)
+{
+        struct snap_manifest m;
+        char err[400];
+        int dirfd;
+
+        if (snap_open(p->d->cfg.cache_dir, p->lang->name, NULL, &dirfd, &m, err, sizeof(err)) < 0)
+                return false;
+        safe_close(dirfd);
+        return strcmp(m.version, bad) != 0 && strcmp(m.version, p->checked) != 0;
 }
 
 void pool_snapshot_damaged(struct pool *p, const char *why)
@@ -149,7 +162,11 @@ void pool_snapshot_damaged(struct pool *p, const char *why)
         pool_drain(p);
         evtimer_del(p->backoff_ev);
         p->consecutive_failures = 0;
-        p->checked[0] = 0;
+        if (current_moved_on(p, bad)) {
+                /* a newer version was installed meanwhile: it is looked at as usual */
+                pool_check_snapshot(p);
+                return;
+        }
         if (newest_good(p, bad, good) < 0) {
                 snprintf(p->error, sizeof(p->error), "%.400s; no other good version in the cache",
                          p->last_damage);

@@ -104,7 +104,11 @@ static void on_committed(struct opd *d, int r, const char *msg, void *userdata)
                         finish(sc, -EIO, err);
                         return;
                 }
-                snap_gc(d->cfg.cache_dir, sc->lang->name, d->cfg.snapshot_keep, NULL);
+                /* the version the pool serves stays until the pool has switched */
+                struct pool *p = pool_for(d, sc->lang);
+
+                snap_gc(d->cfg.cache_dir, sc->lang->name, d->cfg.snapshot_keep,
+                        p && p->serving ? p->serving->m.version : NULL);
         }
         finish(sc, r, msg);
 }
