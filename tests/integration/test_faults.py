@@ -95,7 +95,7 @@ class Faults(unittest.TestCase):
         bg = Background(self.opd, {"op": "exec", "lang": "bash", "id": "k",
                                    "code": "sleep 20; echo finished", "timeout_ms": 30000})
         pid = running_vm(self.opd, before)
-        time.sleep(2)  # resumed and running the program by now
+        time.sleep(3)  # resumed (a few ms) and running the program by now
         os.kill(pid, signal.SIGKILL)
         a = bg.wait()
         self.assertFalse(a["ok"], a)
@@ -109,14 +109,15 @@ class Faults(unittest.TestCase):
         wait_serving(self.opd, "bash", self.v2)
         before = self.opd.vmm_pids()
         bg = Background(self.opd, {"op": "exec", "lang": "bash", "id": "s",
-                                   "code": "sleep 60", "timeout_ms": 1500})
+                                   "code": "sleep 60", "timeout_ms": 4000})
         pid = running_vm(self.opd, before)
+        time.sleep(1)  # running the program, which the agent would stop at 4 s
         os.kill(pid, signal.SIGSTOP)  # the guest stops answering entirely
         a = bg.wait()
         self.assertFalse(a["ok"], a)
         self.assertEqual(a["error"]["code"], "timeout")
         # timeout_ms + agent_grace_ms, plus getting the VM
-        self.assertLess(bg.took, 1.5 + 2 + 10)
+        self.assertLess(bg.took, 4 + 2 + 10)
         self.assertTrue(wait_for(lambda: gone(pid), 10), "the frozen VMM was not destroyed")
         self.served("after-freeze")
 
