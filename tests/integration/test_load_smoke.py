@@ -19,7 +19,8 @@ class LoadSmoke(unittest.TestCase):
         opd = Opd({"pool.sizes": "bash=2,python=0", "pool.fallback_cold": "no",
                    "queue_timeout_ms": "2000"})
         try:
-            wait_serving(opd, "bash", create_snapshot(opd, "bash"), ready=2)
+            version = create_snapshot(opd, "bash")
+            wait_serving(opd, "bash", version, ready=2)
             out = subprocess.run(
                 [sys.executable, LOAD, "--socket", opd.socket, "--pid", str(opd.proc.pid),
                  "--clients", "16", "--count", "200", "--mix", "exec=1,ping=6,status=2,bad=1",
@@ -36,6 +37,7 @@ class LoadSmoke(unittest.TestCase):
             self.assertEqual(set(r["outcomes"]["bad"]), {"bad_request"})
             self.assertGreater(r["outcomes"]["exec"].get("ok", 0), 0, r)
             self.assertLessEqual(set(r["outcomes"]["exec"]), {"ok", "pool_exhausted"}, r)
+            wait_serving(opd, "bash", version, ready=1)  # refilled after the burst
             a = opd.run("bash", "echo after")
             self.assertTrue(a["ok"], a)
         finally:
