@@ -28,12 +28,33 @@ static void on_read_timeout(evutil_socket_t fd, short what, void *arg)
         client_close(c, "read deadline");
 }
 
+/* Idle: nothing read for idle_timeout_ms. A connection still owed an answer is kept (its
+ * requests have their own deadlines); one owed nothing is closed without a word. */
+static void idle_arm(struct client *c)
+{
+        if (c->d->cfg.idle_timeout_ms)
+                timer_arm_ms(c->idle_timer, c->d->cfg.idle_timeout_ms);
+}
+
+static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
+{
+        struct client *c = arg;
+
+        if (c->inflight > 0 || !LIST_EMPTY(&c->slots)) {
+                idle_arm(c);
+                return;
+        }
+        c->d->stats.idle_closed++;
+        client_close(c, "idle");
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
         struct client *c = arg;
         struct evbuffer *in = bufferevent_get_input(bev);
         char err[256];
 
+        idle_arm(c);
         while (!c->closing) {
                 json_t *obj = NULL;
                 int r = evframe_next(in, c->d->cfg.limits.frame_max, &obj, err, sizeof(err));
@@ -144,13 +165,16 @@ int client_new(struct opd *d, int fd)
         LIST_INIT(&c->slots);
         c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
         c->read_timer = evtimer_new(d->base, on_read_timeout, c);
-        if (!c->bev || !c->read_timer) {
+        c->idle_timer = evtimer_new(d->base, on_idle_timeout, c);
+        if (!c->bev || !c->read_timer || !c->idle_timer) {
                 if (!c->bev)
                         safe_close(fd);
                 if (c->bev)
                         bufferevent_free(c->bev);
                 if (c->read_timer)
                         event_free(c->read_timer);
+                if (c->idle_timer)
+                        event_free(c->idle_timer);
                 free(c);
                 return -ENOMEM;
         }
@@ -159,6 +183,7 @@ int client_new(struct opd *d, int fd)
                                  d->cfg.limits.frame_max + OP_FRAME_HEADER_SIZE);
         bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
         bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+        idle_arm(c);
         LIST_INSERT_HEAD(&d->clients, c, link);
         d->n_clients++;
         d->stats.connections++;
@@ -197,6 +222,7 @@ void client_close(struct client *c, const char *why)
         c->closing = true;
         log_debug("closing client pid %d: %s", (int)c->pid, why);
         evtimer_del(c->read_timer);
+        evtimer_del(c->idle_timer);
         bufferevent_disable(c->bev, EV_READ);
         while ((r = LIST_FIRST(&c->requests)))
                 request_cancel(r);
@@ -218,6 +244,7 @@ void clients_reap(struct opd *d)
                 LIST_REMOVE(c, link);
                 bufferevent_free(c->bev);
                 event_free(c->read_timer);
+                event_free(c->idle_timer);
                 d->n_clients--;
                 free(c);
         }

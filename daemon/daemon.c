@@ -86,6 +86,19 @@ static void remove_stale_vm_dirs(const char *run_dir)
                 log_info("removed %u VM directories left in %s", n, run_dir);
 }
 
+/* Staging directories and half-made links left in the cache by a killed opd (one being filled
+ * by a live process is locked and stays). */
+static void remove_stale_staging(struct opd *d)
+{
+        for (size_t i = 0; i < d->langs.n; i++) {
+                int n = snap_clean_stale(d->cfg.cache_dir, d->langs.v[i].name);
+
+                if (n > 0)
+                        log_info("removed %d staging entries left in %s/%s", n, d->cfg.cache_dir,
+                                 d->langs.v[i].name);
+        }
+}
+
 int opd_init(struct opd *d)
 {
         char err[512];
@@ -127,6 +140,7 @@ int opd_init(struct opd *d)
         r = mkdir_p(d->cfg.cache_dir, 0755);
         if (r < 0)
                 return log_error_errno(r, "create %s", d->cfg.cache_dir);
+        remove_stale_staging(d);
         if (d->vmm->init)
                 d->vmm->init(d);
         r = d->vmm->version(d, &d->vmm_version);

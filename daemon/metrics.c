@@ -116,6 +116,8 @@ static void render_pools(FILE *f, struct opd *d)
             {"opd_pool_restore_failures_total", "counter", "Restores that failed."},
             {"opd_pool_last_restore_ms", "gauge", "Duration of the last restore, in ms."},
             {"opd_pool_last_prime_ms", "gauge", "Duration of the last warm-up run, in ms."},
+            {"opd_pool_snapshot_damaged_total", "counter",
+             "Serving snapshots found damaged (files missing, resized or failing their checksum)."},
         };
 
         for (size_t k = 0; k < ELEMENTSOF(g); k++) {
@@ -131,7 +133,8 @@ static void render_pools(FILE *f, struct opd *d)
                                       p ? (double)p->stats.restores : 0,
                                       p ? (double)p->stats.failures : 0,
                                       p ? p->stats.last_restore_ms : 0,
-                                      p ? p->stats.last_prime_ms : 0};
+                                      p ? p->stats.last_prime_ms : 0,
+                                      p ? (double)p->stats.damaged : 0};
 
                         if (p)
                                 lang_gauge(f, g[k].name, p->lang->name, v[k]);
@@ -208,6 +211,10 @@ char *metrics_render(struct opd *d)
         fprintf(f, "opd_vms_failed_total %llu\n", (unsigned long long)d->stats.vms_failed);
         head(f, "opd_connections_total", "counter", "Connections accepted on the socket.");
         fprintf(f, "opd_connections_total %llu\n", (unsigned long long)d->stats.connections);
+        head(f, "opd_connections_idle_closed_total", "counter",
+             "Connections closed after idle_timeout_ms with nothing in flight.");
+        fprintf(f, "opd_connections_idle_closed_total %llu\n",
+                (unsigned long long)d->stats.idle_closed);
         head(f, "opd_uptime_seconds", "gauge", "Seconds since opd started.");
         fprintf(f, "opd_uptime_seconds %.3f\n", (double)(op_now_us() - d->started_us) / 1e6);
         head(f, "opd_info", "gauge", "Always 1; the labels say what runs.");

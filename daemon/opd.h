@@ -28,6 +28,7 @@ struct counters {
         uint64_t ok;
         uint64_t errors;
         uint64_t connections;
+        uint64_t idle_closed; /* connections closed by idle_timeout_ms */
         uint64_t vms_started;
         uint64_t vms_failed;
 };
@@ -122,6 +123,7 @@ struct client {
         struct opd *d;
         struct bufferevent *bev;
         struct event *read_timer; /* a frame started and did not complete */
+        struct event *idle_timer; /* idle_timeout_ms since the last byte read */
         uid_t uid;
         gid_t gid;
         pid_t pid;
@@ -289,6 +291,7 @@ struct pool_stats {
         double last_restore_ms;
         double last_prime_ms;
         double last_resume_ms;
+        uint64_t damaged; /* serving snapshots found damaged */
 };
 
 struct pool {
@@ -308,6 +311,8 @@ struct pool {
         unsigned consecutive_failures;
         struct event *backoff_ev;
         struct pool_stats stats;
+        bool suspecting;       /* the serving snapshot's checksums are being verified */
+        char last_damage[512]; /* what was found damaged last, "" when never */
 };
 
 int pools_init(struct opd *d);
@@ -322,6 +327,18 @@ struct vm *pool_take(struct pool *p);
 void pool_release(struct pool *p);
 void pool_refill(struct pool *p);
 json_t *pool_status(struct pool *p);
+/* Destroy the paused VMs. */
+void pool_drain(struct pool *p);
+/* Why a snapshot cannot be restored by this opd, or NULL when it can. */
+const char *pool_snapshot_incompatible(struct opd *d, const struct snap_manifest *m);
+
+/* ---- poolcheck.c: the serving snapshot damaged under a running pool ---- */
+/* On every snapshot check: are the serving snapshot's files still there at their sizes? */
+void pool_check_damage(struct pool *p);
+/* A restore from snap failed: after a few in a row, verify the serving snapshot's checksums. */
+void pool_restore_failed(struct pool *p, bool from_serving);
+/* The serving snapshot is damaged: report it, set it aside, serve the newest good version. */
+void pool_snapshot_damaged(struct pool *p, const char *why);
 
 /* ---- snapcreate.c: boot, warm, pause, save, install ---- */
 typedef void (*snapcreate_done_fn)(struct opd *d, int r, const char *msg,

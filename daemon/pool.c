@@ -148,9 +148,10 @@ static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata)
 {
         struct pool *p = userdata;
         struct opd *d = p->d;
+        bool restoring = vm->pool_stage != POOL_READY, from_serving = vm->snap == p->serving;
 
         p->stats.failures++;
-        if (vm->pool_stage != POOL_READY) {
+        if (restoring) {
                 /* died while restoring: back off before trying again */
                 uint32_t ms = BACKOFF_MIN_MS
                               << (p->consecutive_failures < 8 ? p->consecutive_failures : 8);
@@ -170,6 +171,8 @@ static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata)
         vm->pool = NULL;
         vm_destroy(vm);
         refill_all(d);
+        if (restoring)
+                pool_restore_failed(p, from_serving);
 }
 
 static const struct vm_events pool_vm_events = {
@@ -229,7 +232,7 @@ void pool_release(struct pool *p)
         refill_all(p->d);
 }
 
-static void drain(struct pool *p)
+void pool_drain(struct pool *p)
 {
         struct vm *vm;
 
@@ -295,12 +298,12 @@ static void on_verified(struct opd *d, int r, const char *msg, void *userdata)
         p->serving = s;
         p->consecutive_failures = 0;
         evtimer_del(p->backoff_ev);
-        drain(p);
+        pool_drain(p);
         snap_gc(d->cfg.cache_dir, p->lang->name, d->cfg.snapshot_keep, s->m.version);
         pool_refill(p);
 }
 
-static const char *incompatible(struct opd *d, const struct snap_manifest *m)
+const char *pool_snapshot_incompatible(struct opd *d, const struct snap_manifest *m)
 {
         if (strcmp(m->vmm, d->vmm->name) != 0)
                 return "made by another VMM";
@@ -337,7 +340,7 @@ void pool_check_snapshot(struct pool *p)
                 safe_close(dirfd);
                 return;
         }
-        if ((why = incompatible(d, &m))) {
+        if ((why = pool_snapshot_incompatible(d, &m))) {
                 snprintf(p->checked, sizeof(p->checked), "%s", m.version);
                 snprintf(p->error, sizeof(p->error), "snapshot %s refused: %s (%s %s %s)",
                          m.version, why, m.vmm, m.vmm_version, m.accel);
@@ -367,8 +370,10 @@ void pool_check_snapshot(struct pool *p)
 void pools_check_snapshots(struct opd *d)
 {
         for (size_t i = 0; i < d->langs.n; i++)
-                if (d->pools[i].lang)
+                if (d->pools[i].lang) {
+                        pool_check_damage(&d->pools[i]);
                         pool_check_snapshot(&d->pools[i]);
+                }
 }
 
 struct pool *pool_for(struct opd *d, const struct op_lang *lang)
@@ -429,7 +434,7 @@ void pools_done(struct opd *d)
 
                 if (!p->lang)
                         continue;
-                drain(p);
+                pool_drain(p);
                 if (p->backoff_ev)
                         event_free(p->backoff_ev);
                 p->serving = snap_ref_put(p->serving);
@@ -462,5 +467,8 @@ json_t *pool_status(struct pool *p)
         json_object_set_new(o, "verifying",
                             p->checking[0] ? json_string(p->checking) : json_null());
         json_object_set_new(o, "error", p->error[0] ? json_string(p->error) : json_null());
+        json_object_set_new(o, "damaged", json_integer((json_int_t)p->stats.damaged));
+        json_object_set_new(o, "last_damage",
+                            p->last_damage[0] ? json_string(p->last_damage) : json_null());
         return o;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@ struct snapcreate {
         struct opd *d;
         const struct op_lang *lang;
         char *stage;
+        int stage_lock; /* held while the staging directory is ours (snap_stage_lock) */
         struct vm *vm;
         struct snap_manifest m;
         uint64_t t_start;
@@ -40,6 +42,7 @@ static void finish(struct snapcreate *sc, int r, const char *msg)
                 event_free(sc->deadline);
         if (r < 0 && sc->stage)
                 snap_rmtree(AT_FDCWD, sc->stage);
+        safe_close(sc->stage_lock);
         if (r < 0)
                 log_error("snapshot %s/%s failed: %s", sc->lang->name, sc->m.version, msg);
         else
@@ -101,9 +104,39 @@ static void on_committed(struct opd *d, int r, const char *msg, void *userdata)
                         finish(sc, -EIO, err);
                         return;
                 }
-                snap_gc(d->cfg.cache_dir, sc->lang->name, d->cfg.snapshot_keep, NULL);
+                /* the version the pool serves stays until the pool has switched */
+                struct pool *p = pool_for(d, sc->lang);
+
+                snap_gc(d->cfg.cache_dir, sc->lang->name, d->cfg.snapshot_keep,
+                        p && p->serving ? p->serving->m.version : NULL);
         }
         finish(sc, r, msg);
+}
+
+/* Room for the worst case before anything is written: guest RAM written in full to the memory
+ * file, plus the image files when they are copied (the cache on another filesystem). A cache
+ * that fills up anyway fails the creation; the serving version is never touched. */
+static int check_space(struct snapcreate *sc, char *msg, size_t msglen)
+{
+        struct opd *d = sc->d;
+        const char *srcs[] = {d->kernel, d->initrd, sc->lang->rootfs};
+        uint64_t need = (uint64_t)d->cfg.vm_memory_mb << 20, have;
+        struct stat cst, st;
+        struct statvfs sv;
+
+        if (statvfs(d->cfg.cache_dir, &sv) < 0 || stat(d->cfg.cache_dir, &cst) < 0)
+                return 0; /* the creation reports what goes wrong */
+        for (size_t i = 0; i < ELEMENTSOF(srcs); i++)
+                if (srcs[i] && stat(srcs[i], &st) == 0 && st.st_dev != cst.st_dev)
+                        need += (uint64_t)st.st_size;
+        have = (uint64_t)sv.f_bavail * sv.f_frsize;
+        if (have >= need)
+                return 0;
+        return op_errf(msg, msglen, -ENOSPC,
+                       "not enough space in %s: %llu MiB free, a snapshot of %s may need %llu MiB "
+                       "(vm.memory_mb and the image files)",
+                       d->cfg.cache_dir, (unsigned long long)(have >> 20), sc->lang->name,
+                       (unsigned long long)((need + (1 << 20) - 1) >> 20));
 }
 
 static void on_saved(struct vm *vm, const char *err, void *userdata)
@@ -212,6 +245,7 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
         _cleanup_close_ int mem = -1;
         _cleanup_free_ char *mem_path = NULL;
         struct snapcreate *sc;
+        char msg[512];
         int r;
 
         if (d->accel == OP_ACCEL_AUTO)
@@ -220,6 +254,7 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
         if (!sc)
                 return -ENOMEM;
         sc->d = d;
+        sc->stage_lock = -1;
         sc->lang = lang;
         sc->done = done;
         sc->userdata = userdata;
@@ -232,9 +267,16 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
         sc->m.memory_mb = d->cfg.vm_memory_mb;
         sc->m.vcpus = d->cfg.vm_vcpus;
         /* From here on every outcome, failure included, is reported once through done(). */
+        r = check_space(sc, msg, sizeof(msg));
+        if (r < 0) {
+                finish(sc, r, msg);
+                return 0;
+        }
         r = snap_version_new(sc->m.version);
         if (r >= 0)
                 r = snap_stage_begin(d->cfg.cache_dir, lang->name, sc->m.version, &sc->stage);
+        if (r >= 0)
+                r = sc->stage_lock = snap_stage_lock(sc->stage);
         if (r < 0) {
                 finish(sc, r, "cannot create the staging directory");
                 return 0;

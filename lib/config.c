@@ -87,6 +87,7 @@ static const struct key keys[] = {
     U32("queue_timeout_ms", queue_timeout_ms, 0, 600000),
     U32("agent_grace_ms", agent_grace_ms, 0, 600000),
     U32("read_timeout_ms", read_timeout_ms, 100, 3600000),
+    U32("idle_timeout_ms", idle_timeout_ms, 0, 86400000),
     LIM("limit.frame_max", frame_max, 1024, OP_FRAME_MAX_CEILING),
     LIM("limit.code_max", code_max, 1, OP_FRAME_MAX_CEILING),
     LIM("limit.stdin_max", stdin_max, 0, OP_FRAME_MAX_CEILING),
@@ -153,6 +154,7 @@ int op_config_init(struct op_config *c)
             .queue_timeout_ms = 30000,
             .agent_grace_ms = 5000,
             .read_timeout_ms = 10000,
+            .idle_timeout_ms = 300000,
             .limits = OP_LIMITS_DEFAULT,
         };
         if (set_str(&c->socket_path, "/run/opd/opd.sock") < 0 ||

@@ -65,6 +65,8 @@ struct op_config {
         uint32_t queue_timeout_ms; /* a request waiting for a VM gives up after this */
         uint32_t agent_grace_ms;   /* host deadline = timeout_ms + this */
         uint32_t read_timeout_ms;  /* a started frame must complete within this */
+        uint32_t idle_timeout_ms; /* a connection with nothing in flight that sends nothing for this
+                                     long is closed; 0: never */
         struct op_limits limits;
         char
             *metrics_listen; /* "": no HTTP endpoint; "unix:PATH", "127.0.0.1:PORT", "[::1]:PORT" */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -173,12 +174,17 @@ int snap_version_new(char ret[SNAP_NAME_MAX])
 
 static int read_manifest(int dirfd, struct snap_manifest *ret, char *errbuf, size_t errlen)
 {
-        _cleanup_close_ int fd = openat(dirfd, "manifest.json", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        /* O_NONBLOCK: a FIFO put there must not block the open; only a regular file is read */
+        _cleanup_close_ int fd =
+            openat(dirfd, "manifest.json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         char buf[SNAP_MANIFEST_MAX + 1];
         ssize_t n = 0, k;
+        struct stat st;
 
         if (fd < 0)
                 return op_errf(errbuf, errlen, -errno, "manifest.json: %s", strerror(errno));
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return op_errf(errbuf, errlen, -EBADMSG, "manifest.json: not a regular file");
         while ((k = read(fd, buf + n, sizeof(buf) - (size_t)n)) > 0)
                 n += k;
         if (k < 0)
@@ -225,20 +231,28 @@ int snap_open(const char *cache_dir, const char *lang, const char *version, int 
         if (strcmp(m.lang, lang) != 0 || strcmp(m.version, version) != 0)
                 return op_errf(errbuf, errlen, -EINVAL, "%s/%s/%s: manifest names %s/%s", cache_dir,
                                lang, version, m.lang, m.version);
-        for (size_t i = 0; i < m.n_files; i++) {
-                struct stat st;
-
-                if (fstatat(dirfd, m.files[i].name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        return op_errf(errbuf, errlen, -errno, "%s/%s: %s", version,
-                                       m.files[i].name, strerror(errno));
-                if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != m.files[i].size)
-                        return op_errf(errbuf, errlen, -EBADMSG,
-                                       "%s/%s: size %lld, manifest says %llu", version,
-                                       m.files[i].name, (long long)st.st_size,
-                                       (unsigned long long)m.files[i].size);
-        }
+        r = snap_check_files(dirfd, &m, errbuf, errlen);
+        if (r < 0)
+                return r;
         *ret_dirfd = TAKE_FD(dirfd);
         *ret = m;
+        return 0;
+}
+
+int snap_check_files(int dirfd, const struct snap_manifest *m, char *errbuf, size_t errlen)
+{
+        for (size_t i = 0; i < m->n_files; i++) {
+                struct stat st;
+
+                if (fstatat(dirfd, m->files[i].name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return op_errf(errbuf, errlen, -errno, "%s/%s: %s", m->version,
+                                       m->files[i].name, strerror(errno));
+                if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != m->files[i].size)
+                        return op_errf(errbuf, errlen, -EBADMSG,
+                                       "%s/%s: size %lld, manifest says %llu", m->version,
+                                       m->files[i].name, (long long)st.st_size,
+                                       (unsigned long long)m->files[i].size);
+        }
         return 0;
 }
 
@@ -334,6 +348,109 @@ int snap_stage_begin(const char *cache_dir, const char *lang, const char *versio
         return 0;
 }
 
+int snap_stage_lock(const char *stage_path)
+{
+        _cleanup_close_ int fd = open(stage_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+int snap_clean_stale(const char *cache_dir, const char *lang)
+{
+        _cleanup_close_ int langfd = lang_dir(cache_dir, lang, false);
+        struct dirent *de;
+        int fd, n = 0;
+        DIR *dir;
+
+        if (langfd < 0)
+                return langfd == -ENOENT ? 0 : langfd;
+        if (unlinkat(langfd, ".current.new", 0) == 0)
+                n++;
+        fd = dup(langfd);
+        if (fd < 0 || !(dir = fdopendir(fd))) {
+                safe_close(fd);
+                return -errno;
+        }
+        while ((de = readdir(dir))) {
+                _cleanup_close_ int sfd = -1;
+
+                if (strncmp(de->d_name, ".tmp-", 5) != 0)
+                        continue;
+                sfd = openat(langfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                /* held: a live process is filling it */
+                if (sfd >= 0 && flock(sfd, LOCK_EX | LOCK_NB) < 0)
+                        continue;
+                if (snap_rmtree(langfd, de->d_name) == 0)
+                        n++;
+        }
+        closedir(dir);
+        return n;
+}
+
+static int cmp_name_desc(const void *a, const void *b)
+{
+        return -strcmp(a, b);
+}
+
+int snap_list_versions(const char *cache_dir, const char *lang, char (**ret)[SNAP_NAME_MAX],
+                       size_t *ret_n)
+{
+        _cleanup_close_ int langfd = lang_dir(cache_dir, lang, false);
+        char(*v)[SNAP_NAME_MAX] = NULL;
+        size_t n = 0, cap = 0;
+        struct dirent *de;
+        DIR *dir;
+        int fd;
+
+        if (langfd < 0)
+                return langfd;
+        fd = dup(langfd);
+        if (fd < 0 || !(dir = fdopendir(fd))) {
+                safe_close(fd);
+                return -errno;
+        }
+        while ((de = readdir(dir))) {
+                if (de->d_type != DT_DIR || !snap_name_valid(de->d_name))
+                        continue;
+                if (n == cap) {
+                        char(*nv)[SNAP_NAME_MAX] =
+                            realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
+                        if (!nv) {
+                                closedir(dir);
+                                free(v);
+                                return -ENOMEM;
+                        }
+                        v = nv;
+                }
+                memcpy(v[n++], de->d_name, strlen(de->d_name) + 1); /* valid names fit */
+        }
+        closedir(dir);
+        /* Version names start with their UTC creation time: newest first. */
+        if (n)
+                qsort(v, n, sizeof(*v), cmp_name_desc);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+int snap_set_aside(const char *cache_dir, const char *lang, const char *version)
+{
+        _cleanup_close_ int langfd = lang_dir(cache_dir, lang, false);
+        char name[SNAP_NAME_MAX + 16];
+
+        if (langfd < 0)
+                return langfd;
+        if (!snap_name_valid(version))
+                return -EINVAL;
+        snprintf(name, sizeof(name), ".damaged-%s", version);
+        snap_rmtree(langfd, name);
+        return renameat(langfd, version, langfd, name) < 0 ? -errno : 0;
+}
+
 static int fsync_at(int dirfd, const char *name)
 {
         _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -417,26 +534,16 @@ abort:
         return r;
 }
 
-struct version_entry {
-        char name[SNAP_NAME_MAX];
-};
-
-static int cmp_desc(const void *a, const void *b)
-{
-        return -strcmp(((const struct version_entry *)a)->name,
-                       ((const struct version_entry *)b)->name);
-}
-
 int snap_gc(const char *cache_dir, const char *lang, unsigned keep, const char *except)
 {
         _cleanup_close_ int langfd = lang_dir(cache_dir, lang, false);
-        _cleanup_free_ struct version_entry *v = NULL;
+        _cleanup_free_ char(*v)[SNAP_NAME_MAX] = NULL;
         char current[SNAP_NAME_MAX] = "";
-        size_t n = 0, cap = 0;
         struct dirent *de;
+        size_t n = 0;
         DIR *dir;
         ssize_t k;
-        int fd;
+        int fd, r;
 
         if (langfd < 0)
                 return langfd;
@@ -454,28 +561,17 @@ int snap_gc(const char *cache_dir, const char *lang, unsigned keep, const char *
                  * elsewhere is younger). */
                 if (de->d_type == DT_DIR && strncmp(de->d_name, ".tmp-", 5) == 0 &&
                     fstatat(langfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                    time(NULL) - st.st_mtime > 3600) {
+                    time(NULL) - st.st_mtime > 3600)
                         snap_rmtree(langfd, de->d_name);
-                        continue;
-                }
-                if (de->d_type != DT_DIR || !snap_name_valid(de->d_name))
-                        continue;
-                if (n == cap) {
-                        struct version_entry *nv =
-                            realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
-                        if (!nv)
-                                break;
-                        v = nv;
-                }
-                memcpy(v[n++].name, de->d_name, strlen(de->d_name) + 1); /* valid names fit */
         }
         closedir(dir);
-        /* Version names start with their UTC creation time: newest first. */
-        qsort(v, n, sizeof(*v), cmp_desc);
+        r = snap_list_versions(cache_dir, lang, &v, &n);
+        if (r < 0)
+                return r;
         for (size_t i = keep; i < n; i++) {
-                if (!strcmp(v[i].name, current) || (except && !strcmp(v[i].name, except)))
+                if (!strcmp(v[i], current) || (except && !strcmp(v[i], except)))
                         continue;
-                snap_rmtree(langfd, v[i].name);
+                snap_rmtree(langfd, v[i]);
         }
         return 0;
 }

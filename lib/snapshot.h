@@ -53,6 +53,10 @@ int snap_version_new(char ret[SNAP_NAME_MAX]);
 int snap_open(const char *cache_dir, const char *lang, const char *version, int *ret_dirfd,
               struct snap_manifest *ret, char *errbuf, size_t errlen);
 
+/* Cheap: every file of an opened snapshot is still there, a regular file of its manifest size.
+ * -ENOENT, -EBADMSG... with a message. */
+int snap_check_files(int dirfd, const struct snap_manifest *m, char *errbuf, size_t errlen);
+
 /* Hash every file of an opened snapshot against its manifest. Slow: run it in the background. */
 int snap_verify(int dirfd, const struct snap_manifest *m, char *errbuf, size_t errlen);
 
@@ -64,6 +68,22 @@ int snap_stage_begin(const char *cache_dir, const char *lang, const char *versio
  * manifest.json, fsync everything, rename into <cache>/<lang>/<version> and point "current"
  * at it, atomically. On failure the staging directory is removed and "current" is untouched. */
 int snap_commit(const char *cache_dir, struct snap_manifest *m, char *errbuf, size_t errlen);
+
+/* Whoever fills a staging directory holds this lock (an flock on the directory) until it is
+ * installed or removed: a staging directory nobody holds is debris of a killed process. Returns
+ * the fd that holds the lock. */
+int snap_stage_lock(const char *stage_path);
+/* Remove what a killed process left in <cache>/<lang>: staging directories nobody holds and a
+ * half-made ".current.new" link. Returns how many entries were removed. */
+int snap_clean_stale(const char *cache_dir, const char *lang);
+
+/* The installed versions of lang (plain names, no staging or set-aside ones), newest first,
+ * malloc'd into *ret. */
+int snap_list_versions(const char *cache_dir, const char *lang, char (**ret)[SNAP_NAME_MAX],
+                       size_t *ret_n);
+/* Move a version out of the way as <cache>/<lang>/.damaged-<version> (kept for a look; never
+ * served, listed or collected). */
+int snap_set_aside(const char *cache_dir, const char *lang, const char *version);
 
 /* Point "current" at an installed version (atomic rename of a new symlink). */
 int snap_set_current(const char *cache_dir, const char *lang, const char *version);

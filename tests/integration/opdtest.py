@@ -82,6 +82,7 @@ class Opd:
             "max_vms": "4",
         }
         conf.update(config or {})
+        self.socket, self.run_dir = conf["socket"], conf["run_dir"]  # a restart reuses them
         self.config_path = os.path.join(self.dir, "opd.conf")
         with open(self.config_path, "w") as f:
             for k, v in conf.items():
@@ -153,4 +154,8 @@ class Opd:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        # an ASan/UBSan build (scripts/test-sanitize) writes its reports to opd's stderr
+        for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if mark in self.read_log():
+                raise AssertionError(f"opd's log has a sanitizer report:\n{self.read_log()[-6000:]}")
         return self.proc.returncode

@@ -47,7 +47,7 @@ class ColdBoot(unittest.TestCase):
         self.assertEqual(a["stderr"], "oops\n")
 
     def test_timeout(self):
-        a = self.cold("bash", "echo started; sleep 60", timeout_ms=1500)
+        a = self.cold("bash", "echo started; sleep 60", timeout_ms=4000)
         self.assertTrue(a["ok"], a)
         self.assertTrue(a["timed_out"])
         self.assertEqual(a["stdout"], "started\n")

@@ -1,0 +1,120 @@
+"""Connections a client can pile up: thousands of idle ones are bounded by max_clients, running
+out of file descriptors pauses accepting without spinning, and a connection that stays silent
+is closed after idle_timeout_ms. No VM is needed."""
+import os
+import socket
+import time
+import unittest
+
+from opdtest import Opd, frame
+
+PING = frame({"op": "ping", "id": "p"})
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)  # blocking: waits while the listen backlog is full
+    s.settimeout(30)
+    return s
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Connections(unittest.TestCase):
+    def test_thousands_of_idle_connections_bounded_by_max_clients(self):
+        opd = Opd({"pool.size": "0", "max_clients": "1000", "idle_timeout_ms": "0"})
+        conns = []
+        try:
+            for _ in range(1000):
+                conns.append(connect(opd.socket))
+            conns[0].sendall(PING)
+            over = [connect(opd.socket) for _ in range(500)]
+            for s in over[:20] + over[-20:]:
+                buf = b""
+                while True:  # one answer, then opd closes
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    buf += chunk
+                self.assertIn(b'"busy"', buf)
+                self.assertIn(b"max_clients 1000", buf)
+            for s in over:
+                s.close()
+            for s in conns[1:]:
+                s.close()
+            # the one that sent a ping got its answer; opd then serves new clients
+            buf = conns[0].recv(4096)
+            self.assertIn(b'"ok": true', buf.replace(b'"ok":true', b'"ok": true'))
+            deadline = time.time() + 30
+            while True:
+                a = opd.call({"op": "ping", "id": "after"})
+                if a["ok"] or time.time() > deadline:
+                    break
+                time.sleep(0.1)  # closes are processed in the order they came
+            self.assertTrue(a["ok"], a)
+            st = opd.call({"op": "status"})
+            self.assertGreaterEqual(st["counters"]["connections"], 1000)
+        finally:
+            for s in conns:
+                s.close()
+            opd.stop()
+        self.assertIn("max_clients reached", opd.read_log())
+
+    def test_out_of_file_descriptors_pauses_accepting(self):
+        # opd with 64 descriptors: connections past that wait in the listen backlog
+        opd = Opd({"pool.size": "0", "idle_timeout_ms": "0"}, argv=["prlimit", "--nofile=64:64"])
+        conns = []
+        try:
+            for _ in range(120):
+                conns.append(connect(opd.socket))
+            deadline = time.time() + 10
+            while "pausing" not in opd.read_log() and time.time() < deadline:
+                time.sleep(0.1)
+            self.assertIn("accept: Too many open files; pausing", opd.read_log())
+            # paused, not spinning: under 0.5 s of CPU in 2 s
+            before = cpu_seconds(opd.proc.pid)
+            time.sleep(2)
+            self.assertLess(cpu_seconds(opd.proc.pid) - before, 0.5)
+            # the last connection waits in the backlog; once others go, it is answered
+            last = conns.pop()
+            last.sendall(PING)
+            for s in conns:
+                s.close()
+            conns = []
+            buf = last.recv(4096)
+            self.assertIn(b'"id":"p"', buf.replace(b" ", b""))
+            last.close()
+            self.assertTrue(opd.call({"op": "ping", "id": 1})["ok"])
+        finally:
+            for s in conns:
+                s.close()
+            opd.stop()
+
+    def test_idle_connection_is_closed(self):
+        opd = Opd({"pool.size": "0", "idle_timeout_ms": "1000", "read_timeout_ms": "30000"})
+        try:
+            idle = connect(opd.socket)
+            busy = opd.client()
+            t = time.time()
+            # one that keeps talking stays open past the idle timeout
+            for i in range(6):
+                self.assertTrue(busy.call({"op": "ping", "id": i})["ok"])
+                time.sleep(0.4)
+            self.assertEqual(idle.recv(4096), b"")  # closed, no answer owed so none sent
+            took = time.time() - t
+            self.assertGreaterEqual(took, 0.9)
+            self.assertLess(took, 10)
+            self.assertTrue(busy.call({"op": "ping", "id": "still"})["ok"])
+            busy.close()
+            m = opd.call({"op": "metrics", "id": "m"})
+            self.assertIn("opd_connections_idle_closed_total 1", m["text"])
+        finally:
+            opd.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,261 @@
+"""Faults on the host: a VMM killed or frozen mid-request, the serving snapshot damaged under a
+running pool (recovered from the previous version kept in the cache), opd SIGKILLed (no VMM
+survives; a restarted opd cleans up and serves), the cache disk full during a snapshot create.
+Real opd, real QEMU clones."""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from opdtest import Opd
+from test_warm import create_snapshot, pool, wait_for, wait_serving
+
+
+def qemu_argv(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().split(b"\0")
+
+
+def gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+class Background:
+    """A request sent on its own connection; the answer is collected by a thread."""
+
+    def __init__(self, opd, req):
+        self.answer, self.took = None, None
+        self.c = opd.client(timeout=300)
+        self.t0 = time.time()
+        self.c.send(req)
+        self.thread = threading.Thread(target=self._recv)
+        self.thread.start()
+
+    def _recv(self):
+        self.answer = self.c.recv()
+        self.took = time.time() - self.t0
+        self.c.close()
+
+    def wait(self, timeout=120):
+        self.thread.join(timeout)
+        return self.answer
+
+
+def running_vm(opd, before):
+    """The VMM that took a request: the pooled one (from `before`) still alive once in use."""
+    p = wait_for(lambda: (lambda p: p if p["in_use"] >= 1 else None)(pool(opd, "bash")), 60)
+    assert p, pool(opd, "bash")
+    alive = [pid for pid in before if not gone(pid)]
+    assert len(alive) == 1, (before, alive)
+    return alive[0]
+
+
+class Faults(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({"pool.sizes": "bash=1,python=0", "snapshot_check_ms": "300",
+                       "agent_grace_ms": "2000", "snapshot_keep": "2"})
+        cls.v1 = create_snapshot(cls.opd, "bash")
+        cls.v2 = create_snapshot(cls.opd, "bash")
+        wait_serving(cls.opd, "bash", cls.v2)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def served(self, what):
+        a = self.opd.run("bash", f"echo {what}", id=what)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["stdout"], f"{what}\n")
+        return a
+
+    def test_a_guest_has_no_network(self):
+        wait_serving(self.opd, "bash", self.v2)
+        for pid in self.opd.vmm_pids():
+            argv = qemu_argv(pid)
+            self.assertIn(b"-nodefaults", argv)  # no default NIC either
+            for opt in (b"-net", b"-nic", b"-netdev"):
+                self.assertNotIn(opt, argv)
+            self.assertFalse([a for a in argv if b"net" in a and a.startswith(b"-")], argv)
+        a = self.opd.run("bash", "ls /sys/class/net; cat /proc/net/dev | tail -n +3 | cut -d: -f1")
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["stdout"].split(), ["lo", "lo"])
+
+    def test_b_vmm_killed_mid_request(self):
+        wait_serving(self.opd, "bash", self.v2)
+        before = self.opd.vmm_pids()
+        bg = Background(self.opd, {"op": "exec", "lang": "bash", "id": "k",
+                                   "code": "sleep 20; echo finished", "timeout_ms": 30000})
+        pid = running_vm(self.opd, before)
+        time.sleep(3)  # resumed (a few ms) and running the program by now
+        os.kill(pid, signal.SIGKILL)
+        a = bg.wait()
+        self.assertFalse(a["ok"], a)
+        self.assertEqual(a["id"], "k")
+        self.assertEqual(a["error"]["code"], "vm_failed")
+        self.assertLess(bg.took, 15)
+        self.served("after-kill")
+        self.assertTrue(wait_serving(self.opd, "bash", self.v2))
+
+    def test_c_frozen_vmm_hits_the_host_deadline(self):
+        wait_serving(self.opd, "bash", self.v2)
+        before = self.opd.vmm_pids()
+        bg = Background(self.opd, {"op": "exec", "lang": "bash", "id": "s",
+                                   "code": "sleep 60", "timeout_ms": 4000})
+        pid = running_vm(self.opd, before)
+        time.sleep(1)  # running the program, which the agent would stop at 4 s
+        os.kill(pid, signal.SIGSTOP)  # the guest stops answering entirely
+        a = bg.wait()
+        self.assertFalse(a["ok"], a)
+        self.assertEqual(a["error"]["code"], "timeout")
+        # timeout_ms + agent_grace_ms, plus getting the VM
+        self.assertLess(bg.took, 4 + 2 + 10)
+        self.assertTrue(wait_for(lambda: gone(pid), 10), "the frozen VMM was not destroyed")
+        self.served("after-freeze")
+
+    def test_z_damaged_snapshot_recovered_from_the_kept_version(self):
+        opd, v1, v2 = self.opd, self.v1, self.v2
+        cache = os.path.join(opd.dir, "cache", "bash")
+        wait_serving(opd, "bash", v2)
+        # overwritten in place, same size: only a failing restore and the checksums tell
+        path = os.path.join(cache, v2, "vmstate")
+        size = os.path.getsize(path)
+        with open(path, "r+b") as f:
+            f.seek(size // 2)
+            f.write(os.urandom(min(65536, size // 4)))
+        # the paused clone was restored before: it serves; its replacement cannot be restored
+        self.served("on-v2")
+        p = wait_for(lambda: (lambda p: p if p["snapshot"] == v1 and p["ready"] >= 1 else None)(
+            pool(opd, "bash")), 180)
+        self.assertTrue(p, pool(opd, "bash"))
+        self.assertEqual(p["damaged"], 1)
+        self.assertIn(f"snapshot {v2} damaged", p["last_damage"])
+        self.assertIn("checksum mismatch", p["last_damage"])
+        self.assertEqual(os.readlink(os.path.join(cache, "current")), v1)
+        self.assertTrue(os.path.isdir(os.path.join(cache, f".damaged-{v2}")))
+        self.assertFalse(os.path.exists(os.path.join(cache, v2)))
+        a = self.served("on-v1")
+        self.assertEqual(a["snapshot"], v1)
+        m = opd.call({"op": "metrics", "id": "m"})["text"]
+        self.assertTrue('opd_pool_snapshot_damaged_total{lang="bash"} 1' in m)
+        log = opd.read_log()
+        self.assertIn(f"snapshot {v2} damaged", log)
+        self.assertIn(f"falling back to {v1}", log)
+
+        # v1's memory file deleted: seen at the next snapshot check; nothing good is left, so
+        # the pool stays empty and requests boot cold; a new snapshot serves again
+        os.unlink(os.path.join(cache, v1, "mem"))
+        p = wait_for(lambda: (lambda p: p if p["damaged"] == 2 else None)(pool(opd, "bash")), 30)
+        self.assertTrue(p, pool(opd, "bash"))
+        self.assertIsNone(p["snapshot"])
+        self.assertIn(f"snapshot {v1} damaged", p["last_damage"])
+        self.assertIn("No such file", p["last_damage"])
+        self.assertIn("no other good version", p["error"])
+        a = self.served("cold-meanwhile")
+        self.assertEqual(a["mode"], "cold")
+        v3 = create_snapshot(opd, "bash")
+        wait_serving(opd, "bash", v3)
+        self.assertEqual(self.served("on-v3")["snapshot"], v3)
+
+
+class Restart(unittest.TestCase):
+    def test_sigkill_leaves_no_vmm_and_a_restart_cleans_up(self):
+        opd = Opd({"pool.sizes": "bash=1,python=0"})
+        conf = {"socket": opd.socket, "run_dir": opd.run_dir,
+                "cache_dir": os.path.join(opd.dir, "cache"), "pool.sizes": "bash=1,python=0"}
+        try:
+            v1 = create_snapshot(opd, "bash")
+            wait_serving(opd, "bash", v1)
+            cache = os.path.join(opd.dir, "cache", "bash")
+            # killed with a request running and a snapshot being made
+            bg = Background(opd, {"op": "exec", "lang": "bash", "id": 1, "code": "sleep 60"})
+            c = opd.client()
+            c.send({"op": "snapshot", "action": "create", "lang": "bash", "id": "s"})
+            self.assertTrue(wait_for(lambda: [e for e in os.listdir(cache)
+                                              if e.startswith(".tmp-")], 60))
+            self.assertTrue(wait_for(lambda: pool(opd, "bash")["in_use"] >= 1, 60))
+            vmms = opd.vmm_pids()
+            self.assertGreaterEqual(len(vmms), 2)
+            opd.proc.kill()
+            opd.proc.wait()
+            self.assertIsNone(bg.wait(30))  # the connection just closed
+            c.close()
+            self.assertTrue(wait_for(lambda: all(gone(p) for p in vmms), 10),
+                            [p for p in vmms if not gone(p)])
+            self.assertTrue(os.path.exists(opd.socket))  # left behind
+            self.assertTrue([e for e in os.listdir(opd.run_dir) if e.startswith("vm-")])
+        finally:
+            opd.stop()
+
+        again = Opd(conf)
+        try:
+            self.assertEqual([e for e in os.listdir(cache) if e.startswith(".tmp-")], [])
+            log = again.read_log()
+            self.assertIn("removed 1 staging entries", log)
+            self.assertIn("VM directories left in", log)
+            wait_serving(again, "bash", v1)
+            a = again.run("bash", "echo back")
+            self.assertTrue(a["ok"], a)
+            self.assertEqual(a["stdout"], "back\n")
+            self.assertEqual(a["snapshot"], v1)
+        finally:
+            again.stop()
+            shutil.rmtree(opd.dir, ignore_errors=True)
+
+
+class DiskFull(unittest.TestCase):
+    def test_cache_full_during_snapshot_create(self):
+        mnt = tempfile.mkdtemp(prefix="opd-test-abuse-cache-")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", mnt])
+        if r.returncode != 0:
+            self.fail("cannot mount a tmpfs (this test runs as root)")
+        opd = None
+        try:
+            opd = Opd({"pool.sizes": "bash=1,python=0", "cache_dir": mnt})
+            v1 = create_snapshot(opd, "bash")
+            wait_serving(opd, "bash", v1)
+            st = os.statvfs(mnt)
+            free = st.f_bavail * st.f_frsize
+            # leave 8 MiB: less than a snapshot's memory
+            with open(os.path.join(mnt, "filler"), "wb") as f:
+                f.truncate(0)
+                left = free - (8 << 20)
+                chunk = b"\0" * (1 << 20)
+                while left > 0:
+                    f.write(chunk[:min(len(chunk), left)])
+                    left -= len(chunk)
+            a = opd.call({"op": "snapshot", "action": "create", "lang": "bash", "id": "full"},
+                         timeout=600)
+            self.assertFalse(a["ok"], a)
+            self.assertEqual(a["id"], "full")
+            self.assertIn("not enough space in " + mnt, a["error"]["message"])
+            self.assertIn("MiB free", a["error"]["message"])
+            # the serving version is untouched and keeps serving
+            cache = os.path.join(mnt, "bash")
+            self.assertEqual(os.readlink(os.path.join(cache, "current")), v1)
+            self.assertEqual(sorted(os.listdir(cache)), sorted(["current", v1]))
+            self.assertEqual(pool(opd, "bash")["snapshot"], v1)
+            b = opd.run("bash", "echo still")
+            self.assertTrue(b["ok"], b)
+            self.assertEqual(b["snapshot"], v1)
+            # room again: creating works
+            os.unlink(os.path.join(mnt, "filler"))
+            v2 = create_snapshot(opd, "bash")
+            wait_serving(opd, "bash", v2)
+        finally:
+            if opd:
+                opd.stop()
+            subprocess.run(["umount", "-l", mnt])
+            os.rmdir(mnt)
+
+
+if __name__ == "__main__":
+    unittest.main()
