@@ -18,6 +18,8 @@
 
 #include "cleanup.h"
 #include "msg.h"
+#include "s3-config.h"
+#include "s3-publish.h"
 #include "util.h"
 
 #define OPCTL_SOCKET_DEFAULT "/run/opd/opd.sock"
@@ -47,6 +49,11 @@ struct opts {
         const char **env;
         size_t n_env;
         const char *run_only; /* first run-only option seen, for the error message */
+        /* snapshot push / list --remote: opctl talks to S3 itself */
+        bool remote;
+        const char *config;
+        const char *s3_keys[8][2]; /* flags that set configuration keys */
+        size_t n_s3_keys;
 };
 
 static const char *socket_path;
@@ -64,7 +71,13 @@ static void help(FILE *f)
             "  metrics  opd's metrics in Prometheus text format (docs/metrics.md)\n"
             "  reload   administrators: opd reads its configuration again (as on SIGHUP)\n"
             "  snapshot ACTION [--lang L]\n"
-            "           administrators: create (--lang L), list or reload snapshots\n"
+            "           administrators: create (--lang L), list, reload, verify or sync\n"
+            "           (fetch new versions from S3 now) snapshots through opd;\n"
+            "           push --lang L uploads the cache's current version to S3 and\n"
+            "           list --remote lists the bucket (opctl talks to S3 itself, with\n"
+            "           opd's configuration: --config FILE, default /etc/opd/opd.conf,\n"
+            "           and --cache-dir, --s3-bucket, --s3-region, --s3-endpoint,\n"
+            "           --s3-prefix; credentials from the AWS environment)\n"
             "\n"
             "Options (anywhere on the line):\n"
             "  --socket PATH      opd's socket (default: $OPD_SOCKET, else " OPCTL_SOCKET_DEFAULT
@@ -722,9 +735,130 @@ static int cmd_snapshot(const struct opts *o, const char *action)
                                 printf("\n");
                         }
                 }
+        } else if (strcmp(action, "sync") == 0 || strcmp(action, "verify") == 0) {
+                bool all = true;
+
+                json_object_foreach (json_object_get(answer, "languages"), key, v) {
+                        const char *err = json_string_value(json_object_get(v, "error"));
+                        printf("%s: ", key);
+                        if (err) {
+                                all = false;
+                                printf("FAILED: %s\n", err);
+                                continue;
+                        }
+                        print_members(v);
+                        printf("\n");
+                }
+                return all ? 0 : EXIT_FAIL;
         } else
                 printf("ok\n");
         return 0;
+}
+
+/* snapshot push / list --remote: opctl is the S3 client here, with opd's configuration. */
+static int cmd_s3(const struct opts *o, const char *action)
+{
+        struct op_config cfg;
+        struct s3_location locs[S3_LOCATIONS_MAX];
+        struct s3_creds creds = {0};
+        struct s3_client_opts copts = S3_CLIENT_OPTS_DEFAULT;
+        struct s3_client *client = NULL;
+        struct event_base *base = NULL;
+        const char *config = o->config;
+        size_t n = 0;
+        char err[768];
+        int r, status = EXIT_FAIL;
+
+        if (op_config_init(&cfg) < 0)
+                return fail("out of memory");
+        if (!config && access("/etc/opd/opd.conf", R_OK) == 0)
+                config = "/etc/opd/opd.conf";
+        r = config ? op_config_load(&cfg, config, err, sizeof(err)) : 0;
+        for (size_t i = 0; r >= 0 && i < o->n_s3_keys; i++)
+                r = op_config_set(&cfg, o->s3_keys[i][0], o->s3_keys[i][1], err, sizeof(err));
+        if (r >= 0)
+                r = op_config_check(&cfg, err, sizeof(err));
+        if (r >= 0)
+                r = s3_config_locations(&cfg, locs, &n, err, sizeof(err));
+        if (r >= 0 && n == 0)
+                r = op_errf(err, sizeof(err), -EINVAL, "no S3 bucket (s3.bucket, --s3-bucket)");
+        if (r >= 0)
+                r = s3_creds_load(getenv, &creds, err, sizeof(err));
+        copts.retries = cfg.s3_retries;
+        if (r >= 0 && !(base = event_base_new()))
+                r = op_errf(err, sizeof(err), -ENOMEM, "out of memory");
+        if (r >= 0 && (r = s3_client_new(base, &creds, &copts, &client)) < 0)
+                op_errf(err, sizeof(err), r, "cannot start the S3 client");
+        if (r < 0) {
+                fail("%s", err);
+                goto out;
+        }
+        status = 0;
+        for (size_t i = 0; i < n; i++) {
+                const struct s3_location *l = &locs[i];
+
+                if (strcmp(action, "push") == 0) {
+                        struct s3_push_stats st;
+                        uint64_t t0 = op_now_us();
+
+                        r = s3_push(client, l, cfg.s3_prefix, cfg.cache_dir, o->lang, NULL,
+                                    cfg.s3_parallel, &st, err, sizeof(err));
+                        if (r < 0) {
+                                status =
+                                    fail("push to s3://%s (%s): %s", l->bucket, l->region, err);
+                                continue;
+                        }
+                        if (o->json)
+                                printf("{\"bucket\":\"%s\",\"chunks\":%u,\"uploaded\":%u,"
+                                       "\"zero\":%u,\"bytes_uploaded\":%" PRIu64 "}\n",
+                                       l->bucket, st.chunks, st.uploaded, st.zero,
+                                       st.bytes_uploaded);
+                        else
+                                printf("%s: pushed to s3://%s/%s: %u chunks, %u uploaded (%" PRIu64
+                                       " bytes), %u of zeros, in %.1f s\n",
+                                       o->lang, l->bucket, cfg.s3_prefix, st.chunks, st.uploaded,
+                                       st.bytes_uploaded, st.zero,
+                                       (double)(op_now_us() - t0) / 1e6);
+                } else {
+                        _cleanup_(json_decrefp) json_t *list = NULL;
+                        _cleanup_free_ char *text = NULL;
+
+                        r = s3_remote_list(client, l, cfg.s3_prefix, &list, err, sizeof(err));
+                        if (r < 0) {
+                                status = fail("list s3://%s (%s): %s", l->bucket, l->region, err);
+                                continue;
+                        }
+                        text = json_dumps(list, JSON_SORT_KEYS | JSON_COMPACT);
+                        if (o->json) {
+                                printf("%s\n", text ? text : "{}");
+                        } else {
+                                const char *key;
+                                json_t *v, *ver;
+                                size_t k;
+
+                                printf("s3://%s/%s (%s)\n", l->bucket, cfg.s3_prefix, l->region);
+                                json_object_foreach (list, key, v) {
+                                        const char *cur =
+                                            json_string_value(json_object_get(v, "current"));
+                                        printf("%s (current: %s)\n", key, cur ? cur : "none");
+                                        json_array_foreach (json_object_get(v, "versions"), k, ver)
+                                                printf("  %s%s\n", json_string_value(ver),
+                                                       cur && !strcmp(cur, json_string_value(ver))
+                                                           ? " *"
+                                                           : "");
+                                }
+                        }
+                        break; /* the first location that answers */
+                }
+        }
+out:
+        s3_client_free(client);
+        if (base)
+                event_base_free(base);
+        s3_creds_free(&creds);
+        s3_locations_free(locs, n);
+        op_config_free(&cfg);
+        return status;
 }
 
 /* reload: opd builds its configuration again and applies it (administrators only). */
@@ -878,6 +1012,13 @@ enum {
         ARG_TIMEOUT,
         ARG_MODE,
         ARG_VERSION,
+        ARG_REMOTE,
+        ARG_CONFIG,
+        ARG_CACHE_DIR,
+        ARG_S3_BUCKET,
+        ARG_S3_REGION,
+        ARG_S3_ENDPOINT,
+        ARG_S3_PREFIX,
 };
 
 int main(int argc, char **argv)
@@ -897,6 +1038,13 @@ int main(int argc, char **argv)
             {"env", required_argument, NULL, 'e'},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, ARG_VERSION},
+            {"remote", no_argument, NULL, ARG_REMOTE},
+            {"config", required_argument, NULL, ARG_CONFIG},
+            {"cache-dir", required_argument, NULL, ARG_CACHE_DIR},
+            {"s3-bucket", required_argument, NULL, ARG_S3_BUCKET},
+            {"s3-region", required_argument, NULL, ARG_S3_REGION},
+            {"s3-endpoint", required_argument, NULL, ARG_S3_ENDPOINT},
+            {"s3-prefix", required_argument, NULL, ARG_S3_PREFIX},
             {0},
         };
         _cleanup_free_ const char **args = calloc((size_t)argc + 1, sizeof(char *));
@@ -971,6 +1119,25 @@ int main(int argc, char **argv)
                 case 'h':
                         help(stdout);
                         return 0;
+                case ARG_REMOTE:
+                        o.remote = true;
+                        break;
+                case ARG_CONFIG:
+                        o.config = optarg;
+                        break;
+                case ARG_CACHE_DIR:
+                case ARG_S3_BUCKET:
+                case ARG_S3_REGION:
+                case ARG_S3_ENDPOINT:
+                case ARG_S3_PREFIX: {
+                        static const char *const keys[] = {"cache_dir", "s3.bucket", "s3.region",
+                                                           "s3.endpoint", "s3.prefix"};
+                        if (o.n_s3_keys == ELEMENTSOF(o.s3_keys))
+                                return fail("too many S3 options");
+                        o.s3_keys[o.n_s3_keys][0] = keys[c - ARG_CACHE_DIR];
+                        o.s3_keys[o.n_s3_keys++][1] = optarg;
+                        break;
+                }
                 case ARG_VERSION:
                         printf("opctl %s (protocol %d)\n", OP_VERSION, OP_PROTO_VERSION);
                         return 0;
@@ -991,9 +1158,15 @@ int main(int argc, char **argv)
         cmd = argv[optind++];
         if (strcmp(cmd, "snapshot") == 0) {
                 if (optind + 1 != argc)
-                        return fail("snapshot takes one action: create, list or reload");
+                        return fail("snapshot takes one action: create, list, reload, verify, "
+                                    "sync or push");
                 if (o.run_only && strcmp(o.run_only, "--lang") != 0)
                         return fail("%s only goes with run", o.run_only);
+                if (strcmp(argv[optind], "push") == 0 && !o.lang)
+                        return fail("snapshot push needs --lang");
+                if (strcmp(argv[optind], "push") == 0 ||
+                    (o.remote && strcmp(argv[optind], "list") == 0))
+                        return cmd_s3(&o, argv[optind]);
                 return cmd_snapshot(&o, argv[optind]);
         }
         for (; optind < argc; optind++) {

@@ -165,6 +165,9 @@ int opd_init(struct opd *d)
         r = metrics_init(d);
         if (r < 0)
                 return r;
+        r = s3sync_init(d);
+        if (r < 0)
+                return r;
         r = access_init(d);
         if (r < 0)
                 return r;
@@ -211,6 +214,7 @@ void opd_stop(struct opd *d)
 void opd_done(struct opd *d)
 {
         notify_stop(d);
+        s3sync_done(d);
         pools_done(d);
         metrics_done(d);
         vms_kill_all(d);

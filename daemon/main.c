@@ -52,6 +52,10 @@ static void usage(FILE *f)
                    "      --languages FILE   language registry (languages)\n"
                    "      --run-dir DIR      per-VM working directories (run_dir)\n"
                    "      --accel MODE       auto, kvm or tcg\n"
+                   "      --cache-dir DIR    snapshot cache (cache_dir)\n"
+                   "      --s3-bucket B      sync snapshots from S3 bucket B (s3.bucket)\n"
+                   "      --s3-region R      its region (s3.region)\n"
+                   "      --s3-endpoint URL  an S3-compatible endpoint (s3.endpoint)\n"
                    "      --set KEY=VALUE    set any configuration key\n"
                    "      --create-snapshot LANG  make a snapshot of LANG into cache_dir and exit\n"
                    "  -n, --check-config     print the effective configuration and exit\n"
@@ -73,6 +77,10 @@ static const struct option opts[] = {
     {"run-dir", required_argument, NULL, 'R'},
     {"accel", required_argument, NULL, 'A'},
     {"set", required_argument, NULL, 'S'},
+    {"cache-dir", required_argument, NULL, 'D'},
+    {"s3-bucket", required_argument, NULL, 'B'},
+    {"s3-region", required_argument, NULL, 'G'},
+    {"s3-endpoint", required_argument, NULL, 'E'},
     {"check-config", no_argument, NULL, 'n'},
     {"create-snapshot", required_argument, NULL, 'C'},
     {"version", no_argument, NULL, 'V'},
@@ -83,7 +91,9 @@ static const struct {
         int opt;
         const char *key;
 } flag_keys[] = {
-    {'s', "socket"}, {'I', "images_dir"}, {'L', "languages"}, {'R', "run_dir"}, {'A', "accel"},
+    {'s', "socket"},    {'I', "images_dir"}, {'L', "languages"},
+    {'R', "run_dir"},   {'A', "accel"},      {'D', "cache_dir"},
+    {'B', "s3.bucket"}, {'G', "s3.region"},  {'E', "s3.endpoint"},
 };
 
 /* Defaults, then the file, then the flags (wherever they appear), then the checks across keys.

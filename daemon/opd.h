@@ -19,6 +19,7 @@
 #include "vmm.h"
 
 struct opd;
+struct s3sync;
 struct client;
 struct request;
 struct vm;
@@ -100,6 +101,7 @@ struct opd {
         uint32_t watchdog_ms;
         int exit_code;
 
+        struct s3sync *s3; /* s3sync.c */
         struct counters stats;
         struct metrics metrics;
         uint64_t started_us;
@@ -352,6 +354,21 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
 typedef int (*bgjob_fn)(void *arg, char *msg, size_t msglen);
 typedef void (*bgjob_done_fn)(struct opd *d, int r, const char *msg, void *userdata);
 int bgjob_start(struct opd *d, bgjob_fn fn, void *arg, bgjob_done_fn done, void *userdata);
+
+/* ---- s3sync.c: snapshot versions from S3 into the cache (docs/s3.md) ---- */
+struct s3_sync_stats {
+        uint64_t syncs;
+        uint64_t failures; /* a language that failed at a location */
+        uint64_t chunks_fetched;
+        uint64_t chunks_reused; /* already staged or copied from an installed version */
+        uint64_t bytes_fetched;
+};
+int s3sync_init(struct opd *d); /* syncs at once when s3.bucket is set */
+void s3sync_done(struct opd *d);
+void s3sync_reload(struct opd *d);
+/* Sync now; the slot is answered with every language's outcome. -ENOENT: no bucket set. */
+int s3sync_request(struct opd *d, struct reply_slot *slot);
+const struct s3_sync_stats *s3sync_stats(struct opd *d);
 
 /* ---- accel.c: choose KVM or TCG ---- */
 /* Resolve d->accel; when "auto" and /dev/kvm looks usable, prove it by booting. Calls

@@ -70,6 +70,120 @@ static json_t *list_versions(struct opd *d, const char *lang)
         return versions;
 }
 
+/* verify: re-hash the current version of each language (or one), one background job at a
+ * time, then answer {"languages": {"python": {"version": V, "ok": true}, ...}}. */
+struct verify_run {
+        struct opd *d;
+        struct reply_slot *slot;
+        const struct op_lang *only;
+        size_t next;
+        int dirfd;
+        struct snap_manifest m;
+        json_t *langs;
+        bool all_ok;
+};
+
+static void verify_next(struct verify_run *v);
+
+static int verify_in_child(void *arg, char *msg, size_t msglen)
+{
+        struct verify_run *v = arg;
+
+        return snap_verify(v->dirfd, &v->m, msg, msglen);
+}
+
+static void on_lang_verified(struct opd *d, int r, const char *msg, void *userdata)
+{
+        struct verify_run *v = userdata;
+
+        v->dirfd = safe_close(v->dirfd);
+        json_object_set_new(v->langs, v->m.lang,
+                            json_pack("{s:s, s:b, s:s?}", "version", v->m.version, "ok", r >= 0,
+                                      "error", r < 0 ? msg : NULL));
+        if (r < 0) {
+                v->all_ok = false;
+                log_error("snapshot verify %s/%s: %s", v->m.lang, v->m.version, msg);
+        }
+        verify_next(v);
+}
+
+static void verify_next(struct verify_run *v)
+{
+        struct opd *d = v->d;
+
+        while (v->next < d->langs.n) {
+                const struct op_lang *l = &d->langs.v[v->next++];
+                char err[256];
+                int r;
+
+                if (!l->available || (v->only && v->only != l))
+                        continue;
+                r = snap_open(d->cfg.cache_dir, l->name, NULL, &v->dirfd, &v->m, err, sizeof(err));
+                if (r == -ENOENT && !v->only)
+                        continue;
+                if (r < 0) {
+                        v->all_ok = false;
+                        json_object_set_new(v->langs, l->name,
+                                            json_pack("{s:b, s:s}", "ok", 0, "error", err));
+                        continue;
+                }
+                r = bgjob_start(d, verify_in_child, v, on_lang_verified, v);
+                if (r == 0)
+                        return;
+                v->dirfd = safe_close(v->dirfd);
+                v->all_ok = false;
+                json_object_set_new(v->langs, l->name,
+                                    json_pack("{s:b, s:s}", "ok", 0, "error", strerror(-r)));
+        }
+        reply_slot_send(v->slot, json_pack("{s:O?, s:b, s:b, s:o}", "id", v->slot->id, "ok", 1,
+                                           "verified", v->all_ok, "languages", v->langs));
+        free(v);
+}
+
+static void on_synced_error(struct reply_slot *slot, int r)
+{
+        reply_slot_send(
+            slot,
+            op_error_reply(slot->id, r == -ENOENT ? OP_ERR_BAD_REQUEST : OP_ERR_INTERNAL, "%s",
+                           r == -ENOENT ? "no S3 bucket configured (s3.bucket)" : strerror(-r)));
+}
+
+/* The actions that answer later (sync, verify); false when action is neither. */
+static bool op_snapshot_later(struct client *c, json_t *id, const char *action,
+                              const struct op_lang *lang)
+{
+        struct reply_slot *slot;
+        int r;
+
+        if (strcmp(action, "sync") != 0 && strcmp(action, "verify") != 0)
+                return false;
+        slot = reply_slot_new(c, id);
+        if (!slot) {
+                client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
+                return true;
+        }
+        if (strcmp(action, "sync") == 0) {
+                r = s3sync_request(c->d, slot);
+                if (r < 0)
+                        on_synced_error(slot, r);
+        } else {
+                struct verify_run *v = calloc(1, sizeof(*v));
+
+                if (!v || !(v->langs = json_object())) {
+                        free(v);
+                        reply_slot_send(slot, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
+                        return true;
+                }
+                v->d = c->d;
+                v->slot = slot;
+                v->only = lang;
+                v->dirfd = -1;
+                v->all_ok = true;
+                verify_next(v);
+        }
+        return true;
+}
+
 void op_snapshot(struct client *c, json_t *id, json_t *req)
 {
         struct opd *d = c->d;
@@ -80,8 +194,9 @@ void op_snapshot(struct client *c, json_t *id, json_t *req)
         int r;
 
         if (!action) {
-                client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST,
-                                              "\"action\" must be create, list or reload"));
+                client_send(
+                    c, op_error_reply(id, OP_ERR_BAD_REQUEST,
+                                      "\"action\" must be create, list, reload, verify or sync"));
                 return;
         }
         if (name && !lang) {
@@ -131,12 +246,15 @@ void op_snapshot(struct client *c, json_t *id, json_t *req)
                             json_pack("{s:O?, s:b, s:o}", "id", id, "ok", 1, "languages", langs));
                 return;
         }
+        if (op_snapshot_later(c, id, action, lang))
+                return;
         if (strcmp(action, "reload") == 0) {
                 pools_check_snapshots(d);
                 client_send(c, json_pack("{s:O?, s:b}", "id", id, "ok", 1));
                 return;
         }
-        client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST,
-                                      "unknown action \"%.32s\"; known: create, list, reload",
-                                      action));
+        client_send(
+            c, op_error_reply(id, OP_ERR_BAD_REQUEST,
+                              "unknown action \"%.32s\"; known: create, list, reload, verify, sync",
+                              action));
 }

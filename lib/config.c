@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "s3-config.h"
 #include "util.h"
 
 enum key_type { K_STR, K_U32, K_SIZE, K_MODE, K_ACCEL, K_BOOL, K_TRI };
@@ -102,6 +103,16 @@ static const struct key keys[] = {
     LIMU("limit.timeout_ms_max", timeout_ms_max, 1, 600000),
     LIM("limit.output_max", output_max, 0, 16 << 20),
     STR0("metrics.listen", metrics_listen),
+    STR0("s3.bucket", s3_bucket),
+    STR("s3.region", s3_region),
+    STR0("s3.endpoint", s3_endpoint),
+    STR0("s3.prefix", s3_prefix),
+    BOOL("s3.path_style", s3_path_style),
+    STR0("s3.locations", s3_locations),
+    U32("s3.sync_minutes", s3_sync_minutes, 0, 10080),
+    U32("s3.parallel", s3_parallel, 1, 64),
+    U32("s3.retries", s3_retries, 0, 20),
+    BOOL("snapshot.preload", snapshot_preload),
 };
 
 static const char *const tri_names[] = {
@@ -156,6 +167,10 @@ int op_config_init(struct op_config *c)
             .read_timeout_ms = 10000,
             .idle_timeout_ms = 300000,
             .limits = OP_LIMITS_DEFAULT,
+            .s3_sync_minutes = 15,
+            .s3_parallel = 8,
+            .s3_retries = 5,
+            .snapshot_preload = 1,
         };
         if (set_str(&c->socket_path, "/run/opd/opd.sock") < 0 ||
             set_str(&c->images_dir, "/var/lib/opd/images") < 0 ||
@@ -167,7 +182,9 @@ int op_config_init(struct op_config *c)
             set_str(&c->qemu_binary, "qemu-system-x86_64") < 0 || set_str(&c->vmm, "qemu") < 0 ||
             set_str(&c->fc.binary, "firecracker") < 0 || set_str(&c->fc.jailer, "") < 0 ||
             set_str(&c->fc.chroot_base, "/srv/jailer") < 0 || set_str(&c->fc.netns, "") < 0 ||
-            set_str(&c->metrics_listen, "") < 0) {
+            set_str(&c->metrics_listen, "") < 0 || set_str(&c->s3_bucket, "") < 0 ||
+            set_str(&c->s3_region, "us-east-1") < 0 || set_str(&c->s3_endpoint, "") < 0 ||
+            set_str(&c->s3_prefix, "snapshots/") < 0 || set_str(&c->s3_locations, "") < 0) {
                 op_config_free(c);
                 return -ENOMEM;
         }
@@ -340,7 +357,7 @@ int op_config_check(const struct op_config *c, char *errbuf, size_t errlen)
                                "metrics.listen: expected \"unix:/PATH\", \"127.0.0.1:PORT\" or "
                                "\"[::1]:PORT\" (loopback only), not \"%.200s\"",
                                c->metrics_listen);
-        return 0;
+        return s3_config_check(c, errbuf, errlen);
 }
 
 int op_config_metrics_listen(const char *s, const char **ret_path, const char **ret_host,

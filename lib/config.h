@@ -68,6 +68,17 @@ struct op_config {
         uint32_t idle_timeout_ms; /* a connection with nothing in flight that sends nothing for this
                                      long is closed; 0: never */
         struct op_limits limits;
+        /* S3 snapshot distribution (docs/s3.md); sync is on when s3_bucket is not "". */
+        char *s3_bucket;
+        char *s3_region;
+        char *s3_endpoint;         /* "": AWS's endpoint for the region */
+        char *s3_prefix;           /* "" or ending in '/' */
+        uint32_t s3_path_style;    /* endpoint/bucket/key instead of bucket.endpoint/key */
+        char *s3_locations;        /* more locations, in priority order: BUCKET@REGION[@ENDPOINT] */
+        uint32_t s3_sync_minutes;  /* sync again every N minutes; 0: at start and on request */
+        uint32_t s3_parallel;      /* chunk transfers at once */
+        uint32_t s3_retries;       /* retries of one request on 5xx, throttling, network errors */
+        uint32_t snapshot_preload; /* read a new version's memory into the page cache first */
         char
             *metrics_listen; /* "": no HTTP endpoint; "unix:PATH", "127.0.0.1:PORT", "[::1]:PORT" */
 };

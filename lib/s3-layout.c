@@ -1,0 +1,221 @@
+/* s3-layout.c: keys of the bucket layout and the chunk manifest: parse (bounded), write, and
+ * hash a local file into chunks. */
+#include "s3-layout.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "util.h"
+
+void s3_chunkman_free(struct s3_chunkman *m)
+{
+        for (size_t i = 0; i < SNAP_FILES_MAX; i++)
+                free(m->files[i].chunks);
+        *m = (struct s3_chunkman){0};
+}
+
+uint32_t s3_chunk_count(uint64_t size, uint32_t chunk_size)
+{
+        return (uint32_t)((size + chunk_size - 1) / chunk_size);
+}
+
+static bool hex64(const char *s)
+{
+        if (strlen(s) != SHA256_HEX_LEN)
+                return false;
+        for (; *s; s++)
+                if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+                        return false;
+        return true;
+}
+
+int s3_chunkman_parse(const char *text, size_t len, struct s3_chunkman *ret, char *errbuf,
+                      size_t errlen)
+{
+        struct s3_chunkman m = {0};
+        json_auto_t *o = NULL;
+        _cleanup_free_ char *snaptext = NULL;
+        json_error_t jerr;
+        json_t *cs, *files, *f;
+        uint64_t total = 0;
+        size_t i;
+        int r;
+
+        if (len > S3_CHUNKMAN_MAX)
+                return op_errf(errbuf, errlen, -EFBIG, "chunk manifest over %u bytes",
+                               S3_CHUNKMAN_MAX);
+        o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(o))
+                return op_errf(errbuf, errlen, -EINVAL, "chunk manifest: not a JSON object (%s)",
+                               jerr.text);
+        if (json_integer_value(json_object_get(o, "format")) != 1)
+                return op_errf(errbuf, errlen, -EINVAL, "chunk manifest: unknown \"format\"");
+        cs = json_object_get(o, "chunk_size");
+        if (!json_is_integer(cs) || json_integer_value(cs) < S3_CHUNK_SIZE_MIN ||
+            json_integer_value(cs) > S3_CHUNK_SIZE_MAX)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "chunk manifest: \"chunk_size\" must be %u-%u", S3_CHUNK_SIZE_MIN,
+                               S3_CHUNK_SIZE_MAX);
+        m.chunk_size = (uint32_t)json_integer_value(cs);
+        snaptext = json_dumps(json_object_get(o, "snapshot"), JSON_COMPACT);
+        if (!snaptext)
+                return op_errf(errbuf, errlen, -EINVAL, "chunk manifest: no \"snapshot\"");
+        r = snap_manifest_parse(snaptext, strlen(snaptext), &m.snap, errbuf, errlen);
+        if (r < 0)
+                return r;
+        files = json_object_get(o, "chunks");
+        if (!json_is_object(files) || json_object_size(files) != m.snap.n_files)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "chunk manifest: \"chunks\" must list every file of the snapshot");
+        for (i = 0; i < m.snap.n_files; i++) {
+                const struct snap_file *sf = &m.snap.files[i];
+                uint32_t n = s3_chunk_count(sf->size, m.chunk_size);
+                size_t k;
+
+                f = json_object_get(files, sf->name);
+                if (!json_is_array(f) || json_array_size(f) != n || (total += n) > S3_CHUNKS_MAX) {
+                        s3_chunkman_free(&m);
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "chunk manifest: %s needs %u chunks (at most %u in all)",
+                                       sf->name, n, S3_CHUNKS_MAX);
+                }
+                m.files[i].n_chunks = n;
+                m.files[i].chunks = calloc(n ? n : 1, sizeof(struct s3_chunk));
+                if (!m.files[i].chunks) {
+                        s3_chunkman_free(&m);
+                        return op_errf(errbuf, errlen, -ENOMEM, "out of memory");
+                }
+                for (k = 0; k < n; k++) {
+                        json_t *c = json_array_get(f, k);
+
+                        if (json_is_null(c))
+                                continue;
+                        if (!json_is_string(c) || !hex64(json_string_value(c))) {
+                                s3_chunkman_free(&m);
+                                return op_errf(errbuf, errlen, -EINVAL,
+                                               "chunk manifest: chunk %zu of %s is not a sha256", k,
+                                               sf->name);
+                        }
+                        strcpy(m.files[i].chunks[k].sha256, json_string_value(c));
+                }
+        }
+        *ret = m;
+        return 0;
+}
+
+char *s3_chunkman_text(const struct s3_chunkman *m)
+{
+        json_auto_t *o = NULL;
+        json_t *chunks = json_object();
+
+        for (size_t i = 0; chunks && i < m->snap.n_files; i++) {
+                json_t *a = json_array();
+                for (uint32_t k = 0; a && k < m->files[i].n_chunks; k++)
+                        json_array_append_new(a, m->files[i].chunks[k].sha256[0]
+                                                     ? json_string(m->files[i].chunks[k].sha256)
+                                                     : json_null());
+                json_object_set_new(chunks, m->snap.files[i].name, a);
+        }
+        o = json_pack("{s:i, s:i, s:o, s:o}", "format", 1, "chunk_size", (int)m->chunk_size,
+                      "snapshot", snap_manifest_json(&m->snap), "chunks", chunks);
+        return o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+}
+
+int s3_chunkman_plain(const struct snap_manifest *snap, uint32_t chunk_size,
+                      struct s3_chunkman *ret)
+{
+        *ret = (struct s3_chunkman){.chunk_size = chunk_size, .plain = true, .snap = *snap};
+        for (size_t i = 0; i < snap->n_files; i++)
+                ret->files[i].n_chunks = s3_chunk_count(snap->files[i].size, chunk_size);
+        return 0;
+}
+
+bool s3_is_zero(const void *buf, size_t len)
+{
+        const unsigned char *p = buf;
+
+        return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
+int s3_chunk_hash_file(int dirfd, const char *name, uint64_t size, uint32_t chunk_size,
+                       struct s3_chunk_file *f)
+{
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_free_ char *buf = malloc(chunk_size);
+        uint32_t n = s3_chunk_count(size, chunk_size);
+        struct s3_chunk *v;
+
+        if (fd < 0)
+                return -errno;
+        if (!buf || !(v = calloc(n ? n : 1, sizeof(*v))))
+                return -ENOMEM;
+        for (uint32_t k = 0; k < n; k++) {
+                uint64_t off = (uint64_t)k * chunk_size;
+                size_t want = size - off < chunk_size ? (size_t)(size - off) : chunk_size;
+                ssize_t got = pread(fd, buf, want, (off_t)off);
+
+                if (got != (ssize_t)want) {
+                        free(v);
+                        return got < 0 ? -errno : -EIO;
+                }
+                if (!s3_is_zero(buf, want))
+                        op_sha256_hex(buf, want, v[k].sha256);
+        }
+        f->chunks = v;
+        f->n_chunks = n;
+        return 0;
+}
+
+bool s3_prefix_valid(const char *p)
+{
+        size_t n = strlen(p);
+
+        if (n == 0)
+                return true;
+        if (n > S3_PREFIX_MAX || p[n - 1] != '/' || p[0] == '/')
+                return false;
+        for (; *p; p++)
+                if ((unsigned char)*p < 0x21 || *p == 0x7f || *p == '\\')
+                        return false;
+        return true;
+}
+
+static char *key(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *key(const char *fmt, ...)
+{
+        va_list ap;
+        char *s = NULL;
+        int k;
+
+        va_start(ap, fmt);
+        k = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        return k < 0 ? NULL : s;
+}
+
+char *s3_key_current(const char *prefix, const char *lang)
+{
+        return key("%s%s/current", prefix, lang);
+}
+
+char *s3_key_version(const char *prefix, const char *lang, const char *version)
+{
+        return key("%s%s/versions/%s.json", prefix, lang, version);
+}
+
+char *s3_key_chunk(const char *prefix, const char *sha256)
+{
+        return key("%schunks/%s", prefix, sha256);
+}
+
+char *s3_key_plain(const char *prefix, const char *lang, const char *version, const char *file)
+{
+        return key("%s%s/%s/%s", prefix, lang, version, file);
+}

@@ -1,0 +1,350 @@
+/* s3-publish.c: push a cached snapshot to a bucket in the chunked layout (only the chunks the
+ * bucket lacks travel) and list a bucket's snapshots; for tools that may wait. */
+#include "s3-publish.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "s3-layout.h"
+#include "s3-list.h"
+#include "util.h"
+
+struct push_item {
+        char sha256[SHA256_HEX_LEN + 1];
+        uint16_t file;
+        uint32_t chunk;
+};
+
+struct push {
+        struct s3_client *c;
+        const struct s3_location *l;
+        const char *prefix;
+        const struct s3_chunkman *m;
+        int dirfd;
+        struct push_item *items;
+        size_t n, next, inflight, parallel;
+        struct s3_push_stats *stats;
+        int r;
+        char *errbuf;
+        size_t errlen;
+};
+
+struct push_xfer {
+        struct push *p;
+        struct push_item *it;
+        char *key;
+        char *data;
+};
+
+static int cmp_item(const void *a, const void *b)
+{
+        return strcmp(((const struct push_item *)a)->sha256, ((const struct push_item *)b)->sha256);
+}
+
+static void push_next(struct push *p);
+
+static void push_xfer_free(struct push_xfer *x)
+{
+        free(x->key);
+        free(x->data);
+        free(x);
+}
+
+static void on_put(const struct s3_resp *resp, void *userdata)
+{
+        struct push_xfer *x = userdata;
+        struct push *p = x->p;
+
+        p->inflight--;
+        if (resp->r < 0 && p->r == 0)
+                p->r = op_errf(p->errbuf, p->errlen, resp->r, "PUT %s: %s", x->key, resp->error);
+        else if (resp->r == 0) {
+                p->stats->uploaded++;
+        }
+        push_xfer_free(x);
+        push_next(p);
+}
+
+static void on_head(const struct s3_resp *resp, void *userdata)
+{
+        struct push_xfer *x = userdata;
+        struct push *p = x->p;
+        const struct snap_file *sf = &p->m->snap.files[x->it->file];
+        uint64_t off = (uint64_t)x->it->chunk * p->m->chunk_size;
+        size_t want =
+            sf->size - off < p->m->chunk_size ? (size_t)(sf->size - off) : p->m->chunk_size;
+        _cleanup_close_ int fd = -1;
+        struct s3_req req = {.method = "PUT", .key = x->key};
+        int r;
+
+        if (resp->r == 0 || p->r < 0 || resp->r != -ENOENT) {
+                if (resp->r < 0 && resp->r != -ENOENT && p->r == 0)
+                        p->r = op_errf(p->errbuf, p->errlen, resp->r, "HEAD %s: %s", x->key,
+                                       resp->error);
+                p->inflight--;
+                push_xfer_free(x);
+                push_next(p);
+                return;
+        }
+        fd = openat(p->dirfd, sf->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        x->data = malloc(want ? want : 1);
+        if (fd < 0 || !x->data || pread(fd, x->data, want, (off_t)off) != (ssize_t)want) {
+                r = fd < 0 ? -errno : -EIO;
+                goto fail;
+        }
+        req.body = x->data;
+        req.body_len = want;
+        p->stats->bytes_uploaded += want;
+        r = s3_start(p->c, p->l, &req, on_put, x, NULL);
+        if (r == 0)
+                return;
+fail:
+        if (p->r == 0)
+                p->r = op_errf(p->errbuf, p->errlen, r, "upload %s: %s", x->key, strerror(-r));
+        p->inflight--;
+        push_xfer_free(x);
+        push_next(p);
+}
+
+static void push_next(struct push *p)
+{
+        while (p->r == 0 && p->next < p->n && p->inflight < p->parallel) {
+                struct push_item *it = &p->items[p->next++];
+                struct push_xfer *x = calloc(1, sizeof(*x));
+                struct s3_req req = {.method = "HEAD"};
+                int r = -ENOMEM;
+
+                if (x) {
+                        x->p = p;
+                        x->it = it;
+                        x->key = s3_key_chunk(p->prefix, it->sha256);
+                        req.key = x->key;
+                        r = x->key ? s3_start(p->c, p->l, &req, on_head, x, NULL) : -ENOMEM;
+                }
+                if (r < 0) {
+                        if (x)
+                                push_xfer_free(x);
+                        p->r = op_errf(p->errbuf, p->errlen, r, "cannot start a transfer: %s",
+                                       strerror(-r));
+                        return;
+                }
+                p->inflight++;
+        }
+}
+
+static int put_text(struct s3_client *c, const struct s3_location *l, const char *key,
+                    const char *text, char *errbuf, size_t errlen)
+{
+        struct s3_req req = {.method = "PUT", .key = key, .body = text, .body_len = strlen(text)};
+        struct s3_resp resp;
+        int r = s3_request_wait(c, l, &req, &resp, NULL);
+
+        return r < 0 ? op_errf(errbuf, errlen, r, "PUT %s: %s", key, resp.error) : 0;
+}
+
+int s3_push(struct s3_client *c, const struct s3_location *l, const char *prefix,
+            const char *cache_dir, const char *lang, const char *version, unsigned parallel,
+            struct s3_push_stats *ret, char *errbuf, size_t errlen)
+{
+        struct s3_chunkman m = {.chunk_size = S3_CHUNK_SIZE_DEFAULT};
+        struct s3_push_stats stats = {0};
+        struct push p = {.c = c,
+                         .l = l,
+                         .prefix = prefix,
+                         .m = &m,
+                         .stats = &stats,
+                         .parallel = parallel ? parallel : 1,
+                         .errbuf = errbuf,
+                         .errlen = errlen};
+        _cleanup_free_ char *mtext = NULL, *vkey = NULL, *ckey = NULL, *cur = NULL;
+        size_t total = 0, k = 0;
+        int r;
+
+        r = snap_open(cache_dir, lang, version, &p.dirfd, &m.snap, errbuf, errlen);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < m.snap.n_files && r == 0; i++) {
+                r = s3_chunk_hash_file(p.dirfd, m.snap.files[i].name, m.snap.files[i].size,
+                                       m.chunk_size, &m.files[i]);
+                if (r < 0)
+                        op_errf(errbuf, errlen, r, "%s: %s", m.snap.files[i].name, strerror(-r));
+                else
+                        total += m.files[i].n_chunks;
+        }
+        p.items = r == 0 ? calloc(total + 1, sizeof(*p.items)) : NULL;
+        if (r == 0 && !p.items)
+                r = op_errf(errbuf, errlen, -ENOMEM, "out of memory");
+        for (size_t i = 0; r == 0 && i < m.snap.n_files; i++)
+                for (uint32_t j = 0; j < m.files[i].n_chunks; j++) {
+                        if (!m.files[i].chunks[j].sha256[0]) {
+                                stats.zero++;
+                                continue;
+                        }
+                        strcpy(p.items[k].sha256, m.files[i].chunks[j].sha256);
+                        p.items[k].file = (uint16_t)i;
+                        p.items[k++].chunk = j;
+                }
+        if (r == 0) {
+                /* one upload per distinct chunk */
+                qsort(p.items, k, sizeof(*p.items), cmp_item);
+                for (size_t i = 0; i < k; i++)
+                        if (p.n == 0 || strcmp(p.items[p.n - 1].sha256, p.items[i].sha256) != 0)
+                                p.items[p.n++] = p.items[i];
+                stats.chunks = (uint32_t)p.n;
+                push_next(&p);
+                while (p.inflight > 0)
+                        event_base_loop(s3_client_base(c), EVLOOP_ONCE);
+                r = p.r;
+        }
+        if (r == 0) {
+                /* chunks first, then the manifest that names them, then the pointer to it */
+                mtext = s3_chunkman_text(&m);
+                vkey = s3_key_version(prefix, lang, m.snap.version);
+                ckey = s3_key_current(prefix, lang);
+                if (!mtext || !vkey || !ckey || asprintf(&cur, "%s\n", m.snap.version) < 0)
+                        r = op_errf(errbuf, errlen, -ENOMEM, "out of memory");
+        }
+        if (r == 0 && (r = put_text(c, l, vkey, mtext, errbuf, errlen)) == 0)
+                r = put_text(c, l, ckey, cur, errbuf, errlen);
+        safe_close(p.dirfd);
+        free(p.items);
+        s3_chunkman_free(&m);
+        if (r == 0 && ret)
+                *ret = stats;
+        return r;
+}
+
+int s3_list_all(struct s3_client *c, const struct s3_location *l, const char *prefix, bool delimit,
+                int (*fn)(const char *key, uint64_t size, bool is_prefix, void *ud), void *ud,
+                char *errbuf, size_t errlen)
+{
+        _cleanup_free_ char *token = NULL;
+        unsigned pages = 0;
+
+        do {
+                const char *names[] = {"list-type", "prefix", "delimiter", "continuation-token"};
+                const char *values[] = {"2", prefix, "/", token};
+                size_t n = 2;
+                _cleanup_free_ char *query = NULL, *body = NULL;
+                struct s3_list_page pg;
+                struct s3_resp resp;
+                struct s3_req req = {.method = "GET", .key = "", .max_body = S3_LIST_BODY_MAX};
+                int r;
+
+                if (delimit)
+                        n = 3;
+                if (token) {
+                        if (!delimit) {
+                                names[2] = names[3];
+                                values[2] = values[3];
+                        }
+                        n++;
+                }
+                if (++pages > 100000)
+                        return op_errf(errbuf, errlen, -E2BIG, "listing %s: too many pages",
+                                       prefix);
+                query = s3_query(names, values, n);
+                if (!query)
+                        return -ENOMEM;
+                req.query = query;
+                r = s3_request_wait(c, l, &req, &resp, &body);
+                if (r < 0)
+                        return op_errf(errbuf, errlen, r, "list %s: %s", prefix, resp.error);
+                r = s3_list_parse(body ? body : "", resp.body_len, &pg);
+                if (r < 0)
+                        return op_errf(errbuf, errlen, r, "list %s: unreadable answer", prefix);
+                for (size_t i = 0; r == 0 && i < pg.n_objects; i++)
+                        r = fn(pg.objects[i].key, pg.objects[i].size, false, ud);
+                for (size_t i = 0; r == 0 && i < pg.n_prefixes; i++)
+                        r = fn(pg.prefixes[i], 0, true, ud);
+                free(token);
+                token = pg.truncated ? TAKE_PTR(pg.next_token) : NULL;
+                s3_list_page_free(&pg);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        } while (token);
+        return 0;
+}
+
+struct list_ctx {
+        struct s3_client *c;
+        const struct s3_location *l;
+        const char *prefix;
+        json_t *out;
+        char *errbuf;
+        size_t errlen;
+};
+
+static int on_version(const char *key, uint64_t size, bool is_prefix, void *ud)
+{
+        json_t *versions = ud;
+        const char *base = strrchr(key, '/');
+        char name[SNAP_NAME_MAX];
+        size_t n;
+
+        base = base ? base + 1 : key;
+        n = strlen(base);
+        if (is_prefix || n < 6 || n - 5 >= sizeof(name) || strcmp(base + n - 5, ".json") != 0)
+                return 0;
+        memcpy(name, base, n - 5);
+        name[n - 5] = 0;
+        if (snap_name_valid(name))
+                json_array_append_new(versions, json_string(name));
+        return 0;
+}
+
+static int on_lang(const char *key, uint64_t size, bool is_prefix, void *ud)
+{
+        struct list_ctx *x = ud;
+        size_t plen = strlen(x->prefix), n = strlen(key);
+        char lang[SNAP_NAME_MAX];
+        _cleanup_free_ char *ckey = NULL, *vprefix = NULL, *body = NULL;
+        struct s3_req req = {.method = "GET", .max_body = 4096};
+        struct s3_resp resp;
+        json_t *versions;
+        int r;
+
+        if (!is_prefix || n <= plen + 1 || n - plen - 1 >= sizeof(lang))
+                return 0;
+        memcpy(lang, key + plen, n - plen - 1);
+        lang[n - plen - 1] = 0;
+        if (!snap_name_valid(lang) || strcmp(lang, "chunks") == 0)
+                return 0;
+        ckey = s3_key_current(x->prefix, lang);
+        if (!ckey || asprintf(&vprefix, "%s%s/versions/", x->prefix, lang) < 0)
+                return -ENOMEM;
+        req.key = ckey;
+        r = s3_request_wait(x->c, x->l, &req, &resp, &body);
+        if (r < 0 && r != -ENOENT)
+                return op_errf(x->errbuf, x->errlen, r, "GET %s: %s", ckey, resp.error);
+        if (body)
+                body[strcspn(body, "\r\n")] = 0;
+        versions = json_array();
+        json_object_set_new(x->out, lang,
+                            json_pack("{s:s?, s:o}", "current",
+                                      r == 0 && snap_name_valid(body) ? body : NULL, "versions",
+                                      versions));
+        return s3_list_all(x->c, x->l, vprefix, true, on_version, versions, x->errbuf, x->errlen);
+}
+
+int s3_remote_list(struct s3_client *c, const struct s3_location *l, const char *prefix,
+                   json_t **ret, char *errbuf, size_t errlen)
+{
+        struct list_ctx x = {c, l, prefix, json_object(), errbuf, errlen};
+        int r;
+
+        if (!x.out)
+                return -ENOMEM;
+        r = s3_list_all(c, l, prefix, true, on_lang, &x, errbuf, errlen);
+        if (r < 0) {
+                json_decref(x.out);
+                return r;
+        }
+        *ret = x.out;
+        return 0;
+}

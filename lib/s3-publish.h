@@ -1,0 +1,32 @@
+/* s3-publish.h: publishing from a host's cache to a bucket, for command-line tools (they run
+ * their own loop until done): push one snapshot version in the chunked layout, list what a
+ * bucket holds. */
+#pragma once
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "s3.h"
+
+struct s3_push_stats {
+        uint32_t chunks;   /* distinct non-zero chunks of the version */
+        uint32_t uploaded; /* of those, not yet in the bucket */
+        uint32_t zero;     /* chunks of zeros, never stored */
+        uint64_t bytes_uploaded;
+};
+
+/* Upload <cache>/<lang>/<version> (NULL: "current") to l under prefix: the chunks the bucket
+ * lacks (HEAD first), then the chunk manifest, then <lang>/current. parallel transfers at once. */
+int s3_push(struct s3_client *c, const struct s3_location *l, const char *prefix,
+            const char *cache_dir, const char *lang, const char *version, unsigned parallel,
+            struct s3_push_stats *ret, char *errbuf, size_t errlen);
+
+/* {"lang": {"current": "V" or null, "versions": ["V", ...]}} for every language under prefix. */
+int s3_remote_list(struct s3_client *c, const struct s3_location *l, const char *prefix,
+                   json_t **ret, char *errbuf, size_t errlen);
+
+/* Every page of a listing, with delimiter "/" (prefixes) or without (objects), calling fn for
+ * each key (is_prefix tells which); a non-zero return of fn stops. */
+int s3_list_all(struct s3_client *c, const struct s3_location *l, const char *prefix, bool delimit,
+                int (*fn)(const char *key, uint64_t size, bool is_prefix, void *ud), void *ud,
+                char *errbuf, size_t errlen);

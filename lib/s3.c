@@ -1,0 +1,548 @@
+/* s3.c: S3 transfers on libcurl's multi interface, with libevent watching curl's sockets and
+ * its timer (curl_multi_socket_action). Signing is libcurl's (CURLOPT_AWS_SIGV4); retries with
+ * backoff and jitter are ours. Nothing here blocks the loop. */
+#include "s3.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "cleanup.h"
+#include "s3-list.h"
+#include "util.h"
+
+#define S3_DEFAULT_MAX_BODY (1u << 20)
+
+struct s3_client {
+        struct event_base *base;
+        CURLM *multi;
+        struct event *timer;
+        struct s3_creds creds;
+        struct s3_client_opts opts;
+        struct s3_stats stats;
+        uint64_t rng;
+        struct s3_xfer *xfers; /* every transfer, in flight or waiting to retry */
+};
+
+struct s3_xfer {
+        struct s3_client *c;
+        struct s3_xfer *next, **pprev;
+        CURL *easy;
+        struct curl_slist *headers;
+        char *url;
+        char provider[64];
+        struct s3_req req;
+        char *method;
+        char *body;
+        size_t len, cap;
+        EVP_MD_CTX *sha;
+        struct event *retry_ev;
+        struct s3_resp resp;
+        bool too_big;
+        bool in_multi;
+        s3_done_fn done;
+        void *userdata;
+};
+
+static uint64_t rng_next(struct s3_client *c)
+{
+        /* xorshift64*: jitter only, not secrets */
+        c->rng ^= c->rng >> 12;
+        c->rng ^= c->rng << 25;
+        c->rng ^= c->rng >> 27;
+        return c->rng * 2685821657736338717ull;
+}
+
+static void check_done(struct s3_client *c);
+
+static void on_socket_event(evutil_socket_t fd, short what, void *arg)
+{
+        struct s3_client *c = arg;
+        int running, action = (what & EV_READ ? CURL_CSELECT_IN : 0) |
+                              (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
+
+        curl_multi_socket_action(c->multi, fd, action, &running);
+        check_done(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+        struct s3_client *c = arg;
+        int running;
+
+        curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        check_done(c);
+}
+
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+        struct s3_client *c = userp;
+        struct event *ev = socketp;
+        short kind = (short)((what & CURL_POLL_IN ? EV_READ : 0) |
+                             (what & CURL_POLL_OUT ? EV_WRITE : 0) | EV_PERSIST);
+
+        if (what == CURL_POLL_REMOVE) {
+                if (ev)
+                        event_free(ev);
+                curl_multi_assign(c->multi, s, NULL);
+                return 0;
+        }
+        if (ev) {
+                event_del(ev);
+                event_assign(ev, c->base, s, kind, on_socket_event, c);
+        } else {
+                ev = event_new(c->base, s, kind, on_socket_event, c);
+                if (!ev)
+                        return -1;
+                curl_multi_assign(c->multi, s, ev);
+        }
+        event_add(ev, NULL);
+        return 0;
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+        struct s3_client *c = userp;
+
+        if (timeout_ms < 0) {
+                evtimer_del(c->timer);
+        } else {
+                struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+                evtimer_add(c->timer, &tv);
+        }
+        return 0;
+}
+
+int s3_client_new(struct event_base *base, const struct s3_creds *creds,
+                  const struct s3_client_opts *opts, struct s3_client **ret)
+{
+        struct s3_client *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return -ENOMEM;
+        c->base = base;
+        c->opts = *opts;
+        c->creds.key_id = strdup(creds->key_id);
+        c->creds.secret = strdup(creds->secret);
+        c->creds.token = creds->token ? strdup(creds->token) : NULL;
+        c->multi = curl_multi_init();
+        c->timer = evtimer_new(base, on_timer, c);
+        if (getrandom(&c->rng, sizeof(c->rng), 0) != sizeof(c->rng) || !c->rng)
+                c->rng = op_now_us() | 1;
+        if (!c->creds.key_id || !c->creds.secret || (creds->token && !c->creds.token) ||
+            !c->multi || !c->timer) {
+                s3_client_free(c);
+                return -ENOMEM;
+        }
+        curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+        curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+        curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+        curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+        curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)opts->max_conns);
+        *ret = c;
+        return 0;
+}
+
+static void xfer_free(struct s3_xfer *x)
+{
+        struct s3_client *c = x->c;
+
+        if (x->in_multi)
+                curl_multi_remove_handle(c->multi, x->easy);
+        if (x->easy)
+                curl_easy_cleanup(x->easy);
+        if (x->retry_ev)
+                event_free(x->retry_ev);
+        if (x->sha)
+                EVP_MD_CTX_free(x->sha);
+        curl_slist_free_all(x->headers);
+        if (x->pprev) {
+                *x->pprev = x->next;
+                if (x->next)
+                        x->next->pprev = x->pprev;
+        }
+        free(x->url);
+        free(x->method);
+        free(x->body);
+        free(x);
+}
+
+void s3_client_free(struct s3_client *c)
+{
+        if (!c)
+                return;
+        while (c->xfers)
+                xfer_free(c->xfers);
+        if (c->multi)
+                curl_multi_cleanup(c->multi);
+        if (c->timer)
+                event_free(c->timer);
+        s3_creds_free(&c->creds);
+        free(c);
+}
+
+struct event_base *s3_client_base(const struct s3_client *c)
+{
+        return c->base;
+}
+
+const struct s3_stats *s3_client_stats(const struct s3_client *c)
+{
+        return &c->stats;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+        struct s3_xfer *x = userdata;
+        size_t n = size * nmemb;
+
+        x->c->stats.bytes_in += n;
+        if (x->len + n > x->req.max_body) {
+                x->too_big = true;
+                return 0;
+        }
+        if (x->len + n + 1 > x->cap) {
+                size_t cap = x->cap ? x->cap : 16384;
+                char *b;
+
+                while (cap < x->len + n + 1)
+                        cap *= 2;
+                if (cap > x->req.max_body + 1)
+                        cap = x->req.max_body + 1;
+                b = realloc(x->body, cap);
+                if (!b)
+                        return 0;
+                x->body = b;
+                x->cap = cap;
+        }
+        memcpy(x->body + x->len, ptr, n);
+        x->len += n;
+        x->body[x->len] = 0;
+        if (x->sha && (x->resp.status / 100) == 2)
+                EVP_DigestUpdate(x->sha, ptr, n);
+        return n;
+}
+
+static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
+{
+        struct s3_xfer *x = userdata;
+        size_t n = size * nitems;
+
+        if (n > 5 && strncmp(buf, "HTTP/", 5) == 0) {
+                /* a new status line (after a 100 Continue too): the status counts for the body */
+                long status = 0;
+                const char *sp = memchr(buf, ' ', n);
+                if (sp)
+                        status = strtol(sp + 1, NULL, 10);
+                x->resp.status = status;
+        } else if (n > 5 && strncasecmp(buf, "etag:", 5) == 0) {
+                size_t k = n - 5;
+                const char *v = buf + 5;
+                while (k && (*v == ' ' || *v == '"')) {
+                        v++;
+                        k--;
+                }
+                while (k && (v[k - 1] == '\r' || v[k - 1] == '\n' || v[k - 1] == '"'))
+                        k--;
+                snprintf(x->resp.etag, sizeof(x->resp.etag), "%.*s", (int)k, v);
+        }
+        return n;
+}
+
+static int attempt(struct s3_xfer *x)
+{
+        struct s3_client *c = x->c;
+        CURL *e = x->easy;
+
+        x->len = 0;
+        x->too_big = false;
+        x->resp.status = 0;
+        x->resp.etag[0] = 0;
+        if (x->sha && !EVP_DigestInit_ex(x->sha, EVP_sha256(), NULL))
+                return -ENOMEM;
+        x->resp.attempts++;
+        c->stats.requests++;
+        c->stats.bytes_out += x->req.body_len;
+        if (curl_multi_add_handle(c->multi, e) != CURLM_OK)
+                return -EIO;
+        x->in_multi = true;
+        return 0;
+}
+
+static int setup(struct s3_xfer *x, const struct s3_location *l)
+{
+        struct s3_client *c = x->c;
+        char hdr[160];
+        CURL *e;
+
+        x->easy = e = curl_easy_init();
+        if (!e || s3_sigv4_provider(l, x->provider, sizeof(x->provider)) < 0)
+                return -ENOMEM;
+        s3_payload_header(x->req.body, x->req.body_len, hdr, sizeof(hdr));
+        x->headers = curl_slist_append(x->headers, hdr);
+        if (c->creds.token) {
+                _cleanup_free_ char *t = NULL;
+                if (asprintf(&t, "x-amz-security-token: %s", c->creds.token) < 0)
+                        return -ENOMEM;
+                x->headers = curl_slist_append(x->headers, t);
+        }
+        if (x->req.range_len) {
+                snprintf(hdr, sizeof(hdr), "Range: bytes=%llu-%llu",
+                         (unsigned long long)x->req.range_off,
+                         (unsigned long long)(x->req.range_off + x->req.range_len - 1));
+                x->headers = curl_slist_append(x->headers, hdr);
+        }
+        if (x->req.body)
+                x->headers =
+                    curl_slist_append(x->headers, "Content-Type: application/octet-stream");
+        if (!x->headers)
+                return -ENOMEM;
+        curl_easy_setopt(e, CURLOPT_URL, x->url);
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_AWS_SIGV4, x->provider);
+        curl_easy_setopt(e, CURLOPT_USERNAME, c->creds.key_id);
+        curl_easy_setopt(e, CURLOPT_PASSWORD, c->creds.secret);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opts.connect_timeout_ms);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(c->opts.stall_timeout_ms + 999) / 1000);
+        if (strcmp(x->method, "HEAD") == 0) {
+                curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        } else if (x->req.body || strcmp(x->method, "PUT") == 0 || strcmp(x->method, "POST") == 0) {
+                curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req.body_len);
+                curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req.body ? x->req.body : "");
+                curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->method);
+        } else if (strcmp(x->method, "GET") != 0) {
+                curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->method);
+        }
+        return 0;
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg);
+
+int s3_start(struct s3_client *c, const struct s3_location *l, const struct s3_req *req,
+             s3_done_fn done, void *userdata, struct s3_xfer **ret)
+{
+        struct s3_xfer *x = calloc(1, sizeof(*x));
+        int r;
+
+        if (!x)
+                return -ENOMEM;
+        x->c = c;
+        x->req = *req;
+        if (!x->req.max_body)
+                x->req.max_body = S3_DEFAULT_MAX_BODY;
+        x->done = done;
+        x->userdata = userdata;
+        x->next = c->xfers;
+        if (x->next)
+                x->next->pprev = &x->next;
+        x->pprev = &c->xfers;
+        c->xfers = x;
+        x->method = strdup(req->method);
+        x->url = s3_url(l, req->key, req->query ? req->query : "");
+        x->retry_ev = evtimer_new(c->base, on_retry, x);
+        if (req->sha256)
+                x->sha = EVP_MD_CTX_new();
+        r = !x->method || !x->url || !x->retry_ev || (req->sha256 && !x->sha) ? -ENOMEM : 0;
+        if (r == 0)
+                r = setup(x, l);
+        if (r == 0)
+                r = attempt(x);
+        if (r < 0) {
+                xfer_free(x);
+                return r;
+        }
+        if (ret)
+                *ret = x;
+        return 0;
+}
+
+void s3_cancel(struct s3_xfer *x)
+{
+        if (x)
+                xfer_free(x);
+}
+
+static bool retryable_curl(CURLcode cc)
+{
+        switch (cc) {
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_OPERATION_TIMEDOUT:
+        case CURLE_RECV_ERROR:
+        case CURLE_SEND_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_PARTIAL_FILE:
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_HTTP2:
+        case CURLE_HTTP2_STREAM:
+                return true;
+        default:
+                return false;
+        }
+}
+
+static int status_errno(long status)
+{
+        switch (status) {
+        case 404:
+                return -ENOENT;
+        case 403:
+                return -EACCES;
+        case 416:
+                return -ERANGE;
+        case 412:
+        case 409:
+                return -EEXIST;
+        default:
+                return status >= 500 ? -EAGAIN : -EINVAL;
+        }
+}
+
+/* The attempt finished: success, final failure, or a retry after a jittered wait. */
+static void finish_attempt(struct s3_xfer *x, CURLcode cc)
+{
+        struct s3_client *c = x->c;
+        struct s3_resp *rs = &x->resp;
+        bool retry = false;
+        char code[64] = "", msg[256] = "";
+
+        curl_multi_remove_handle(c->multi, x->easy);
+        x->in_multi = false;
+        rs->r = 0;
+        rs->error[0] = 0;
+        if (cc != CURLE_OK) {
+                if (x->too_big) {
+                        rs->r = -EFBIG;
+                        snprintf(rs->error, sizeof(rs->error), "answer over %zu bytes",
+                                 x->req.max_body);
+                } else {
+                        rs->r = -EIO;
+                        retry = retryable_curl(cc);
+                        snprintf(rs->error, sizeof(rs->error), "%s", curl_easy_strerror(cc));
+                }
+        } else if (rs->status / 100 != 2) {
+                s3_error_parse(x->body ? x->body : "", x->len, code, sizeof(code), msg,
+                               sizeof(msg));
+                rs->r = status_errno(rs->status);
+                retry = rs->status >= 500 || rs->status == 429 || !strcmp(code, "SlowDown") ||
+                        !strcmp(code, "RequestTimeout") || !strcmp(code, "Throttling");
+                snprintf(rs->error, sizeof(rs->error), "HTTP %ld%s%s%s%s", rs->status,
+                         code[0] ? " " : "", code, msg[0] ? ": " : "", msg);
+        } else if (strcmp(x->method, "HEAD") == 0) {
+                curl_off_t cl = -1;
+                curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+                rs->content_length = cl >= 0 ? (uint64_t)cl : 0;
+        }
+        if (rs->r < 0 && retry && rs->attempts <= c->opts.retries) {
+                uint64_t cap = (uint64_t)c->opts.backoff_ms
+                               << (rs->attempts < 16 ? rs->attempts - 1 : 15);
+                uint32_t ms;
+
+                if (cap > c->opts.backoff_max_ms)
+                        cap = c->opts.backoff_max_ms;
+                ms = (uint32_t)(rng_next(c) % (cap + 1)); /* full jitter */
+                c->stats.retries++;
+                struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+                evtimer_add(x->retry_ev, &tv);
+                return;
+        }
+        if (rs->r == 0 && x->sha) {
+                unsigned char md[32];
+                unsigned int mdlen = 0;
+                static const char hex[] = "0123456789abcdef";
+
+                EVP_DigestFinal_ex(x->sha, md, &mdlen);
+                for (unsigned i = 0; i < 32; i++) {
+                        rs->sha256[2 * i] = hex[md[i] >> 4];
+                        rs->sha256[2 * i + 1] = hex[md[i] & 15];
+                }
+                rs->sha256[64] = 0;
+        }
+        if (rs->r < 0)
+                c->stats.failures++;
+        rs->body = x->body ? x->body : "";
+        rs->body_len = x->len;
+        x->done(rs, x->userdata);
+        xfer_free(x);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+        struct s3_xfer *x = arg;
+
+        if (attempt(x) < 0) {
+                x->resp.r = -ENOMEM;
+                snprintf(x->resp.error, sizeof(x->resp.error), "cannot start a retry");
+                x->resp.body = "";
+                x->resp.body_len = 0;
+                x->c->stats.failures++;
+                x->done(&x->resp, x->userdata);
+                xfer_free(x);
+        }
+}
+
+static void check_done(struct s3_client *c)
+{
+        CURLMsg *m;
+        int left;
+
+        while ((m = curl_multi_info_read(c->multi, &left))) {
+                struct s3_xfer *x = NULL;
+
+                if (m->msg != CURLMSG_DONE)
+                        continue;
+                curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+                if (x)
+                        finish_attempt(x, m->data.result);
+        }
+}
+
+struct waiter {
+        bool done;
+        struct s3_resp *resp;
+        char **body;
+};
+
+static void on_wait_done(const struct s3_resp *resp, void *userdata)
+{
+        struct waiter *w = userdata;
+
+        *w->resp = *resp;
+        w->resp->body = NULL;
+        if (w->body) {
+                *w->body = malloc(resp->body_len + 1);
+                if (*w->body) {
+                        memcpy(*w->body, resp->body, resp->body_len);
+                        (*w->body)[resp->body_len] = 0;
+                }
+        }
+        w->done = true;
+}
+
+int s3_request_wait(struct s3_client *c, const struct s3_location *l, const struct s3_req *req,
+                    struct s3_resp *ret, char **ret_body)
+{
+        struct waiter w = {.resp = ret, .body = ret_body};
+        int r;
+
+        if (ret_body)
+                *ret_body = NULL;
+        r = s3_start(c, l, req, on_wait_done, &w, NULL);
+        if (r < 0)
+                return r;
+        while (!w.done)
+                event_base_loop(c->base, EVLOOP_ONCE);
+        return ret->r;
+}

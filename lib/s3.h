@@ -1,0 +1,83 @@
+/* s3.h: an S3 client on libcurl's multi interface, driven by a libevent loop: every transfer is
+ * non-blocking, signed with Signature V4 by libcurl, and retried with exponential backoff and
+ * full jitter on 5xx, throttling and network errors; 4xx answers fail at once with S3's code. */
+#pragma once
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "s3-auth.h"
+#include "sha256.h"
+
+struct s3_client;
+struct s3_xfer;
+
+struct s3_client_opts {
+        unsigned retries;            /* attempts after the first on a retryable failure */
+        uint32_t backoff_ms;         /* first retry waits up to this, doubling each time */
+        uint32_t backoff_max_ms;     /* cap on one wait */
+        uint32_t connect_timeout_ms; /* per attempt */
+        uint32_t stall_timeout_ms;   /* an attempt moving under 1 KiB/s this long is retried */
+        unsigned max_conns;          /* connections per host */
+};
+
+struct s3_req {
+        const char *method; /* "GET", "HEAD", "PUT", "POST", "DELETE" */
+        const char *key;    /* object key, "" for the bucket */
+        const char *query;  /* canonical query (s3_query), "" or NULL for none */
+        uint64_t range_off; /* GET: bytes range_off..range_off+range_len-1; len 0: whole */
+        uint64_t range_len;
+        const void *body; /* PUT/POST payload, borrowed until done() */
+        size_t body_len;
+        size_t max_body; /* an answer body over this fails with -EFBIG (0: 1 MiB) */
+        bool sha256;     /* hash the answer body as it arrives (resp.sha256) */
+};
+
+struct s3_resp {
+        int r;            /* 0 or negative errno: -ENOENT (404), -EACCES (403), -EIO, ... */
+        long status;      /* HTTP status of the last attempt, 0 when none came */
+        const char *body; /* answer body, valid during done() only, NUL-ended */
+        size_t body_len;
+        uint64_t content_length; /* HEAD: the object's size */
+        char etag[128];
+        char sha256[SHA256_HEX_LEN + 1];
+        unsigned attempts;
+        char error[512]; /* what went wrong, for a human, when r < 0 */
+};
+
+typedef void (*s3_done_fn)(const struct s3_resp *resp, void *userdata);
+
+struct s3_stats {
+        uint64_t requests; /* attempts sent */
+        uint64_t retries;
+        uint64_t failures; /* requests that failed for good */
+        uint64_t bytes_in;
+        uint64_t bytes_out;
+};
+
+#define S3_CLIENT_OPTS_DEFAULT                                                                     \
+        {                                                                                          \
+                .retries = 5, .backoff_ms = 200, .backoff_max_ms = 10000,                          \
+                .connect_timeout_ms = 5000, .stall_timeout_ms = 30000, .max_conns = 8              \
+        }
+
+int s3_client_new(struct event_base *base, const struct s3_creds *creds,
+                  const struct s3_client_opts *opts, struct s3_client **ret);
+/* Drops every transfer in flight without calling its done(). */
+void s3_client_free(struct s3_client *c);
+const struct s3_stats *s3_client_stats(const struct s3_client *c);
+struct event_base *s3_client_base(const struct s3_client *c);
+
+/* Start a request; done() is called exactly once, from the loop, unless it is cancelled.
+ * l and req->body must outlive the transfer; other fields are copied. */
+int s3_start(struct s3_client *c, const struct s3_location *l, const struct s3_req *req,
+             s3_done_fn done, void *userdata, struct s3_xfer **ret);
+/* done() is not called for a cancelled transfer. */
+void s3_cancel(struct s3_xfer *x);
+
+/* For command-line tools only: run the loop until the request is done. The body is copied
+ * into *ret_body (malloc'd, NUL-ended) when ret_body is not NULL. */
+int s3_request_wait(struct s3_client *c, const struct s3_location *l, const struct s3_req *req,
+                    struct s3_resp *ret, char **ret_body);

@@ -1,0 +1,372 @@
+/* snap-stage.c: staging a snapshot version fetched from S3: resume from what is staged, reuse
+ * chunks an installed version holds, then verify, fsync and install atomically. */
+#include "snap-stage.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "util.h"
+
+#define PLAN_NAME ".need"
+
+int s3_stage_name(const char *version, char *buf, size_t len)
+{
+        int k = snprintf(buf, len, ".sync-%s", version);
+
+        return snap_name_valid(version) && k > 0 && (size_t)k < len ? 0 : -EINVAL;
+}
+
+static int open_lang(const char *cache_dir, const char *lang)
+{
+        _cleanup_close_ int cache = -1;
+        int fd;
+
+        if (!snap_name_valid(lang))
+                return -EINVAL;
+        if (mkdir(cache_dir, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        cache = open(cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (cache < 0)
+                return -errno;
+        if (mkdirat(cache, lang, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        fd = openat(cache, lang, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+static int open_stage(const char *cache_dir, const struct s3_chunkman *m, bool create)
+{
+        _cleanup_close_ int langfd = open_lang(cache_dir, m->snap.lang);
+        char name[SNAP_NAME_MAX + 8];
+        int fd;
+
+        if (langfd < 0)
+                return langfd;
+        if (s3_stage_name(m->snap.version, name, sizeof(name)) < 0)
+                return -EINVAL;
+        if (create && mkdirat(langfd, name, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        fd = openat(langfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+/* Chunks an installed version holds, by hash: from the chunks.json kept next to it. */
+struct local_chunk {
+        char sha256[SHA256_HEX_LEN + 1];
+        uint16_t file;
+        uint32_t chunk;
+};
+
+struct local_source {
+        int dirfd;
+        struct s3_chunkman m;
+        struct local_chunk *v;
+        size_t n;
+};
+
+static int cmp_local(const void *a, const void *b)
+{
+        return strcmp(((const struct local_chunk *)a)->sha256,
+                      ((const struct local_chunk *)b)->sha256);
+}
+
+static void local_source_free(struct local_source *s)
+{
+        safe_close(s->dirfd);
+        s3_chunkman_free(&s->m);
+        free(s->v);
+}
+
+static int local_source_open(const char *cache_dir, const char *lang, uint32_t chunk_size,
+                             struct local_source *ret)
+{
+        struct local_source s = {.dirfd = -1};
+        _cleanup_free_ char *text = NULL;
+        struct snap_manifest sm;
+        char err[256];
+        size_t len;
+        int r, fd;
+
+        r = snap_open(cache_dir, lang, NULL, &s.dirfd, &sm, err, sizeof(err));
+        if (r < 0)
+                return r;
+        fd = openat(s.dirfd, "chunks.json", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                safe_close(s.dirfd);
+                return r;
+        }
+        text = malloc(S3_CHUNKMAN_MAX + 1);
+        len = 0;
+        if (text) {
+                ssize_t k;
+                while (len < S3_CHUNKMAN_MAX &&
+                       (k = read(fd, text + len, S3_CHUNKMAN_MAX - len)) > 0)
+                        len += (size_t)k;
+        }
+        safe_close(fd);
+        if (!text || s3_chunkman_parse(text, len, &s.m, err, sizeof(err)) < 0 ||
+            s.m.chunk_size != chunk_size || strcmp(s.m.snap.version, sm.version) != 0) {
+                local_source_free(&s);
+                return -ENOENT;
+        }
+        for (size_t i = 0; i < s.m.snap.n_files; i++)
+                s.n += s.m.files[i].n_chunks;
+        s.v = calloc(s.n + 1, sizeof(*s.v));
+        if (!s.v) {
+                local_source_free(&s);
+                return -ENOMEM;
+        }
+        s.n = 0;
+        for (size_t i = 0; i < s.m.snap.n_files; i++)
+                for (uint32_t k = 0; k < s.m.files[i].n_chunks; k++)
+                        if (s.m.files[i].chunks[k].sha256[0]) {
+                                strcpy(s.v[s.n].sha256, s.m.files[i].chunks[k].sha256);
+                                s.v[s.n].file = (uint16_t)i;
+                                s.v[s.n++].chunk = k;
+                        }
+        qsort(s.v, s.n, sizeof(*s.v), cmp_local);
+        *ret = s;
+        return 0;
+}
+
+/* Copy a chunk with this hash from the installed version into buf, checking it. */
+static bool local_copy(struct local_source *s, const char *sha256, char *buf, size_t want)
+{
+        struct local_chunk key, *hit;
+        _cleanup_close_ int fd = -1;
+        char hex[SHA256_HEX_LEN + 1];
+        uint64_t off;
+
+        if (!s->v)
+                return false;
+        strcpy(key.sha256, sha256);
+        hit = bsearch(&key, s->v, s->n, sizeof(*s->v), cmp_local);
+        if (!hit)
+                return false;
+        fd = openat(s->dirfd, s->m.snap.files[hit->file].name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        off = (uint64_t)hit->chunk * s->m.chunk_size;
+        if (fd < 0 || pread(fd, buf, want, (off_t)off) != (ssize_t)want)
+                return false;
+        op_sha256_hex(buf, want, hex);
+        return strcmp(hex, sha256) == 0;
+}
+
+int s3_stage_prepare(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
+                     size_t errlen)
+{
+        _cleanup_close_ int stage = open_stage(cache_dir, m, true), planfd = -1;
+        _cleanup_free_ char *buf = malloc(m->chunk_size);
+        _cleanup_fclose_ FILE *plan = NULL;
+        struct local_source src = {.dirfd = -1};
+        uint32_t present = 0, copied = 0, zero = 0;
+        int r = 0;
+
+        if (stage < 0)
+                return op_errf(errbuf, errlen, stage, "staging %s/%s: %s", m->snap.lang,
+                               m->snap.version, strerror(-stage));
+        if (!buf)
+                return op_errf(errbuf, errlen, -ENOMEM, "out of memory");
+        planfd =
+            openat(stage, PLAN_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (planfd < 0 || !(plan = fdopen(planfd, "w")))
+                return op_errf(errbuf, errlen, -errno, "staging plan: %s", strerror(errno));
+        planfd = -1;
+        if (!m->plain)
+                local_source_open(cache_dir, m->snap.lang, m->chunk_size, &src);
+        for (size_t i = 0; i < m->snap.n_files && r == 0; i++) {
+                const struct snap_file *sf = &m->snap.files[i];
+                _cleanup_close_ int fd =
+                    openat(stage, sf->name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+                struct stat st;
+
+                if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+                    ftruncate(fd, (off_t)sf->size) < 0) {
+                        r = op_errf(errbuf, errlen, -errno, "staging %s: %s", sf->name,
+                                    strerror(errno));
+                        break;
+                }
+                for (uint32_t k = 0; k < m->files[i].n_chunks; k++) {
+                        uint64_t off = (uint64_t)k * m->chunk_size;
+                        size_t want = sf->size - off < m->chunk_size ? (size_t)(sf->size - off)
+                                                                     : m->chunk_size;
+                        const char *sha = m->plain ? NULL : m->files[i].chunks[k].sha256;
+                        char hex[SHA256_HEX_LEN + 1];
+                        bool was_there = off + want <= (uint64_t)st.st_size;
+
+                        if (sha && was_there && pread(fd, buf, want, (off_t)off) == (ssize_t)want) {
+                                if (!sha[0] ? s3_is_zero(buf, want)
+                                            : (op_sha256_hex(buf, want, hex), !strcmp(hex, sha))) {
+                                        sha[0] ? present++ : zero++;
+                                        continue;
+                                }
+                        }
+                        if (sha && !sha[0]) { /* zeros: a hole if new, else written */
+                                if (was_there) {
+                                        memset(buf, 0, want);
+                                        if (pwrite(fd, buf, want, (off_t)off) != (ssize_t)want) {
+                                                r = op_errf(errbuf, errlen, -EIO, "staging %s: %s",
+                                                            sf->name, strerror(errno));
+                                                break;
+                                        }
+                                }
+                                zero++;
+                                continue;
+                        }
+                        if (sha && local_copy(&src, sha, buf, want)) {
+                                if (pwrite(fd, buf, want, (off_t)off) != (ssize_t)want) {
+                                        r = op_errf(errbuf, errlen, -EIO, "staging %s: %s",
+                                                    sf->name, strerror(errno));
+                                        break;
+                                }
+                                copied++;
+                                continue;
+                        }
+                        fprintf(plan, "%zu %u\n", i, k);
+                }
+        }
+        local_source_free(&src);
+        if (r == 0) {
+                fprintf(plan, "stats %u %u %u\n", present, copied, zero);
+                if (fflush(plan) != 0)
+                        r = op_errf(errbuf, errlen, -EIO, "staging plan: %s", strerror(errno));
+        }
+        return r;
+}
+
+void s3_stage_plan_free(struct s3_stage_plan *p)
+{
+        free(p->need);
+        *p = (struct s3_stage_plan){0};
+}
+
+int s3_stage_plan_read(const char *cache_dir, const struct s3_chunkman *m,
+                       struct s3_stage_plan *ret)
+{
+        _cleanup_close_ int stage = open_stage(cache_dir, m, false), fd = -1;
+        _cleanup_fclose_ FILE *f = NULL;
+        struct s3_stage_plan p = {0};
+        uint32_t total = 0;
+        char line[64];
+        bool stats = false;
+
+        if (stage < 0)
+                return stage;
+        fd = openat(stage, PLAN_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || !(f = fdopen(fd, "r")))
+                return -errno;
+        fd = -1;
+        for (size_t i = 0; i < m->snap.n_files; i++)
+                total += m->files[i].n_chunks;
+        p.need = calloc(total + 1, sizeof(*p.need));
+        if (!p.need)
+                return -ENOMEM;
+        while (fgets(line, sizeof(line), f)) {
+                unsigned file, chunk;
+
+                if (sscanf(line, "stats %u %u %u", &p.present, &p.copied, &p.zero) == 3) {
+                        stats = true;
+                } else if (sscanf(line, "%u %u", &file, &chunk) == 2 && file < m->snap.n_files &&
+                           chunk < m->files[file].n_chunks && p.n_need < total) {
+                        p.need[p.n_need].file = (uint16_t)file;
+                        p.need[p.n_need++].chunk = chunk;
+                } else {
+                        s3_stage_plan_free(&p);
+                        return -EBADMSG;
+                }
+        }
+        if (!stats) {
+                s3_stage_plan_free(&p);
+                return -EBADMSG;
+        }
+        *ret = p;
+        return 0;
+}
+
+int s3_stage_open(const char *cache_dir, const struct s3_chunkman *m, size_t file)
+{
+        _cleanup_close_ int stage = open_stage(cache_dir, m, false);
+        int fd;
+
+        if (stage < 0)
+                return stage;
+        if (file >= m->snap.n_files)
+                return -EINVAL;
+        fd = openat(stage, m->snap.files[file].name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+static int write_file(int dirfd, const char *name, const char *text)
+{
+        _cleanup_close_ int fd =
+            openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+
+        if (fd < 0)
+                return -errno;
+        if (op_write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
+int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
+                     size_t errlen)
+{
+        _cleanup_close_ int langfd = open_lang(cache_dir, m->snap.lang), stage = -1;
+        _cleanup_free_ char *mtext = NULL, *ctext = NULL;
+        char name[SNAP_NAME_MAX + 8];
+        json_t *o;
+        int r;
+
+        if (langfd < 0 || s3_stage_name(m->snap.version, name, sizeof(name)) < 0)
+                return op_errf(errbuf, errlen, -EINVAL, "cannot open %s/%s", cache_dir,
+                               m->snap.lang);
+        stage = openat(langfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (stage < 0)
+                return op_errf(errbuf, errlen, -errno, "staging %s: %s", name, strerror(errno));
+        for (size_t i = 0; i < m->snap.n_files; i++) {
+                const struct snap_file *sf = &m->snap.files[i];
+                char hex[SHA256_HEX_LEN + 1];
+                uint64_t size;
+                _cleanup_close_ int fd = -1;
+
+                r = op_sha256_file(stage, sf->name, hex, &size);
+                if (r < 0)
+                        return op_errf(errbuf, errlen, r, "staging %s: %s", sf->name, strerror(-r));
+                if (size != sf->size || strcmp(hex, sf->sha256) != 0) {
+                        /* No chunk was wrong, yet the whole is: start over next time. */
+                        snap_rmtree(langfd, name);
+                        return op_errf(errbuf, errlen, -EBADMSG,
+                                       "%s/%s: checksum mismatch (sha256 %s, manifest says %s)",
+                                       m->snap.version, sf->name, hex, sf->sha256);
+                }
+                fd = openat(stage, sf->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd < 0 || fsync(fd) < 0)
+                        return op_errf(errbuf, errlen, -errno, "fsync %s: %s", sf->name,
+                                       strerror(errno));
+        }
+        o = snap_manifest_json(&m->snap);
+        mtext = o ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+        json_decref(o);
+        ctext = m->plain ? NULL : s3_chunkman_text(m);
+        if (!mtext || (!m->plain && !ctext))
+                return op_errf(errbuf, errlen, -ENOMEM, "out of memory");
+        unlinkat(stage, PLAN_NAME, 0);
+        if ((r = write_file(stage, "manifest.json", mtext)) < 0 ||
+            (ctext && (r = write_file(stage, "chunks.json", ctext)) < 0))
+                return op_errf(errbuf, errlen, r, "write manifest: %s", strerror(-r));
+        if (fsync(stage) < 0 || renameat(langfd, name, langfd, m->snap.version) < 0 ||
+            fsync(langfd) < 0)
+                return op_errf(errbuf, errlen, -errno, "install %s: %s", m->snap.version,
+                               strerror(errno));
+        r = snap_set_current(cache_dir, m->snap.lang, m->snap.version);
+        if (r < 0)
+                return op_errf(errbuf, errlen, r, "switch current: %s", strerror(-r));
+        return 0;
+}

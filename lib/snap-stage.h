@@ -1,0 +1,43 @@
+/* snap-stage.h: a snapshot version arriving from S3, staged in <cache>/<lang>/.sync-<version>
+ * on the cache's filesystem. Staging survives a failed or interrupted sync so the next one
+ * resumes: chunks already there (or in the serving version, by hash) are not fetched again.
+ * Nothing here touches "current" until s3_stage_install() has verified every file. */
+#pragma once
+
+#include <stdint.h>
+
+#include "s3-layout.h"
+
+struct s3_stage_need {
+        uint16_t file; /* index into m->snap.files */
+        uint32_t chunk;
+};
+
+struct s3_stage_plan {
+        uint32_t present; /* already staged and verified */
+        uint32_t copied;  /* copied from an installed version */
+        uint32_t zero;    /* chunks of zeros, never fetched */
+        struct s3_stage_need *need;
+        uint32_t n_need;
+};
+
+/* The staging directory's name for a version: ".sync-<version>". */
+int s3_stage_name(const char *version, char *buf, size_t len);
+
+/* Slow (reads and hashes): run it off the loop. Creates or reuses the staging directory, sizes
+ * every file, keeps verified chunks, copies what an installed version of the language has,
+ * and records what is left to fetch in the staging directory. */
+int s3_stage_prepare(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
+                     size_t errlen);
+/* Read what s3_stage_prepare() left (fast). */
+int s3_stage_plan_read(const char *cache_dir, const struct s3_chunkman *m,
+                       struct s3_stage_plan *ret);
+void s3_stage_plan_free(struct s3_stage_plan *p);
+/* Open a staged file for writing fetched chunks (pwrite at chunk offsets). */
+int s3_stage_open(const char *cache_dir, const struct s3_chunkman *m, size_t file);
+
+/* Slow: hash every staged file against the manifest, write manifest.json (and chunks.json),
+ * fsync, rename into <cache>/<lang>/<version>, switch "current". On a mismatch the staging
+ * directory is removed and -EBADMSG returned; "current" is untouched on any failure. */
+int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
+                     size_t errlen);
