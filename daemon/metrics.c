@@ -186,6 +186,30 @@ static void render_exec(FILE *f, struct opd *d)
                         }
 }
 
+static void render_s3(FILE *f, struct opd *d)
+{
+        const struct s3_sync_stats *s = s3sync_stats(d);
+
+        if (!s)
+                return;
+        head(f, "opd_s3_syncs_total", "counter", "Sync runs over every language (docs/s3.md).");
+        fprintf(f, "opd_s3_syncs_total %llu\n", (unsigned long long)s->syncs);
+        head(f, "opd_s3_sync_failures_total", "counter",
+             "A language's sync that failed at one S3 location.");
+        fprintf(f, "opd_s3_sync_failures_total %llu\n", (unsigned long long)s->failures);
+        head(f, "opd_s3_sync_chunks_total", "counter",
+             "Chunks of new versions: fetched from S3, or reused (staged or installed already).");
+        fprintf(f, "opd_s3_sync_chunks_total{how=\"fetched\"} %llu\n",
+                (unsigned long long)s->chunks_fetched);
+        fprintf(f, "opd_s3_sync_chunks_total{how=\"reused\"} %llu\n",
+                (unsigned long long)s->chunks_reused);
+        head(f, "opd_s3_sync_bytes_total", "counter", "Chunk bytes fetched from S3.");
+        fprintf(f, "opd_s3_sync_bytes_total %llu\n", (unsigned long long)s->bytes_fetched);
+        head(f, "opd_s3_requests_retried_total", "counter",
+             "S3 requests retried after a 5xx, throttling or network error.");
+        fprintf(f, "opd_s3_requests_retried_total %llu\n", (unsigned long long)s->retries);
+}
+
 char *metrics_render(struct opd *d)
 {
         char *buf = NULL;
@@ -199,6 +223,7 @@ char *metrics_render(struct opd *d)
                 return NULL;
         render_exec(f, d);
         render_pools(f, d);
+        render_s3(f, d);
         head(f, "opd_vms", "gauge", "VMM processes alive (booting, pooled, running).");
         fprintf(f, "opd_vms %u\n", d->n_vms);
         head(f, "opd_clients", "gauge", "Connections open on the socket.");

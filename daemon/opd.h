@@ -362,6 +362,7 @@ struct s3_sync_stats {
         uint64_t chunks_fetched;
         uint64_t chunks_reused; /* already staged or copied from an installed version */
         uint64_t bytes_fetched;
+        uint64_t retries; /* requests retried, all runs */
 };
 int s3sync_init(struct opd *d); /* syncs at once when s3.bucket is set */
 void s3sync_done(struct opd *d);

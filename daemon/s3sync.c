@@ -540,6 +540,7 @@ static void run_finish(struct s3sync *s)
         json_decref(s->result);
         s->result = NULL;
         s->running = false;
+        s->stats.retries += s3_client_stats(s->client)->retries;
         /* the client is freed at a safe point: we may be inside its callback */
         event_active(s->kick, 0, 0);
 }

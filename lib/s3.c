@@ -438,6 +438,12 @@ static void finish_attempt(struct s3_xfer *x, CURLcode cc)
                 rs->r = status_errno(rs->status);
                 retry = rs->status >= 500 || rs->status == 429 || !strcmp(code, "SlowDown") ||
                         !strcmp(code, "RequestTimeout") || !strcmp(code, "Throttling");
+                if (!code[0] && rs->status == 403) /* HEAD answers carry no body */
+                        snprintf(code, sizeof(code), "Forbidden");
+                if (!msg[0] && rs->status == 403)
+                        snprintf(msg, sizeof(msg),
+                                 "check the credentials, the region and the "
+                                 "clock, and the bucket's permissions");
                 snprintf(rs->error, sizeof(rs->error), "HTTP %ld%s%s%s%s", rs->status,
                          code[0] ? " " : "", code, msg[0] ? ": " : "", msg);
         } else if (strcmp(x->method, "HEAD") == 0) {

@@ -1,0 +1,303 @@
+"""Snapshot distribution through S3 against a real S3-compatible server (s3rver) on loopback:
+push, sync into an empty cache, delta versions, corruption, interrupted downloads, 500s,
+signatures checked by botocore, wrong credentials, several locations, and the plain layout
+the AWS CLI uploads. Snapshots here are synthetic (pools off, no VM boots); test_s3_warm.py
+serves a real one."""
+import filecmp
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from opdtest import Opd
+from s3test import KEY_ID, SECRET, Proxy, S3rver, make_snapshot, opctl_s3, write_config
+
+CHUNK = 4 << 20
+AWS_ENV = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
+
+
+def mem_image(seed, n_chunks=6, zero_chunks=(4,)):
+    """n_chunks of 4 MiB, distinct per chunk, some of zeros, plus a short tail."""
+    out = bytearray()
+    for i in range(n_chunks):
+        if i in zero_chunks:
+            out += bytes(CHUNK)
+        else:
+            block = hashlib.sha256(f"{seed}-{i}".encode()).digest()
+            out += block * (CHUNK // len(block))
+    out += b"tail" * 1000
+    return bytes(out)
+
+
+def change_chunk(mem, i, tag):
+    block = hashlib.sha256(tag.encode()).digest() * (CHUNK // 32)
+    return mem[:i * CHUNK] + block + mem[(i + 1) * CHUNK:]
+
+
+class S3Sync(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s3 = S3rver()
+        cls.proxy = Proxy(cls.s3.port)
+        cls.tmp = tempfile.mkdtemp(prefix="opd-s3-test-")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.close()
+        cls.s3.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.proxy.fail_next = 0
+        self.proxy.drop_chunks_after = None
+        self.proxy.check = None
+        self.proxy.reset_counts()
+        self.prefix = self.id().rsplit(".", 1)[1] + "/"
+        self.src = os.path.join(self.tmp, self.prefix, "src-cache")
+        os.makedirs(self.src)
+
+    def s3_keys(self, endpoint=None, **more):
+        keys = {"s3.bucket": self.s3.bucket, "s3.endpoint": endpoint or self.s3.endpoint,
+                "s3.path_style": "yes", "s3.prefix": self.prefix, "s3.sync_minutes": "0"}
+        keys.update(more)
+        return keys
+
+    def push(self, lang="python", env=None, endpoint=None):
+        conf = write_config(os.path.join(self.tmp, self.prefix, "push.conf"),
+                            cache_dir=self.src, **{k.replace(".", "__"): v for k, v in
+                                                   self.s3_keys(endpoint).items()})
+        p = opctl_s3(["--json", "snapshot", "push", "--lang", lang], conf, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
+    def opd(self, env=None, **keys):
+        return Opd({"pool.size": "0", **self.s3_keys(**keys)}, env={**AWS_ENV, **(env or {})})
+
+    def sync(self, opd):
+        a = opd.call({"op": "snapshot", "action": "sync", "id": "sync"}, timeout=600)
+        self.assertTrue(a["ok"], a)
+        return a["languages"]["python"]
+
+    def assert_same(self, opd, version):
+        a = os.path.join(opd.dir, "cache", "python", version)
+        b = os.path.join(self.src, "python", version)
+        self.assertEqual(os.readlink(os.path.join(opd.dir, "cache", "python", "current")), version)
+        for name in ("mem", "vmstate"):
+            self.assertTrue(filecmp.cmp(os.path.join(a, name), os.path.join(b, name), False), name)
+
+    def test_push_then_sync_clean_cache_then_delta(self):
+        mem1 = mem_image("v1")
+        make_snapshot(self.src, "python", "20261127T000001Z-aaaaaa", mem1)
+        st = self.push()
+        # 5 distinct data chunks + the tail chunk + vmstate; the zero chunk is not stored
+        self.assertEqual((st["chunks"], st["uploaded"], st["zero"]), (7, 7, 1))
+        self.assertEqual(self.push()["uploaded"], 0)  # already there: nothing travels
+        opd = self.opd()
+        try:
+            r = self.sync(opd)  # opd's start-up sync may have done it already
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["version"], "20261127T000001Z-aaaaaa")
+            self.assert_same(opd, "20261127T000001Z-aaaaaa")
+            self.assertIn("s3 sync python: installed 20261127T000001Z-aaaaaa", opd.read_log())
+            # a second version changes one chunk of 4 MiB: one chunk up, one chunk down
+            make_snapshot(self.src, "python", "20261127T000002Z-bbbbbb", change_chunk(mem1, 2, "x"))
+            st = self.push()
+            self.assertEqual(st["uploaded"], 2)  # the changed chunk and the new vmstate
+            self.proxy.reset_counts()
+            r = self.sync(opd)
+            self.assertTrue(r["installed"], r)
+            self.assertEqual(r["version"], "20261127T000002Z-bbbbbb")
+            self.assertEqual(r["fetched"], 2, r)
+            self.assertEqual(r["copied"], 5, r)  # from the installed version, by hash
+            self.assertEqual(r["bytes"], CHUNK + len(b"device state 20261127T000002Z-bbbbbb"))
+            self.assert_same(opd, "20261127T000002Z-bbbbbb")
+            # the metrics count what moved
+            m = opd.call({"op": "metrics", "id": 1})["text"]
+            self.assertIn("opd_s3_sync_chunks_total{how=\"fetched\"}", m)
+            # verify re-hashes the cache
+            v = opd.call({"op": "snapshot", "action": "verify", "id": "v"}, timeout=300)
+            self.assertTrue(v["verified"], v)
+            with open(os.path.join(opd.dir, "cache", "python", "20261127T000002Z-bbbbbb",
+                                   "vmstate"), "r+b") as f:
+                f.write(b"X")
+            v = opd.call({"op": "snapshot", "action": "verify", "id": "v"}, timeout=300)
+            self.assertFalse(v["verified"])
+            self.assertIn("checksum mismatch", v["languages"]["python"]["error"])
+        finally:
+            opd.stop()
+
+    def test_corrupt_chunk_detected_old_version_stays(self):
+        mem1 = mem_image("c1")
+        make_snapshot(self.src, "python", "20261127T000001Z-cccccc", mem1)
+        self.push()
+        opd = self.opd()
+        try:
+            self.assertTrue(self.sync(opd)["ok"])
+            mem2 = change_chunk(mem1, 1, "corrupt-me")
+            make_snapshot(self.src, "python", "20261127T000002Z-dddddd", mem2)
+            self.push()
+            sha = hashlib.sha256(mem2[CHUNK:2 * CHUNK]).hexdigest()
+            path = self.s3.object_path(f"{self.prefix}chunks/{sha}")
+            with open(path, "r+b") as f:
+                f.seek(100)
+                f.write(b"flipped")
+            r = self.sync(opd)
+            self.assertFalse(r["ok"], r)
+            self.assertIn("sha256", r["error"])
+            self.assertIn("corrupt", r["error"])
+            cache = os.path.join(opd.dir, "cache", "python")
+            self.assertEqual(os.readlink(os.path.join(cache, "current")),
+                             "20261127T000001Z-cccccc")
+            self.assertFalse(os.path.exists(os.path.join(cache, "20261127T000002Z-dddddd")))
+        finally:
+            opd.stop()
+
+    def test_interrupted_download_resumes(self):
+        mem = mem_image("r1", n_chunks=8, zero_chunks=())
+        make_snapshot(self.src, "python", "20261127T000001Z-eeeeee", mem)
+        total = self.push()["chunks"]  # 8 + tail + vmstate
+        # the server goes away after 3 chunks; no retries, so this sync fails
+        self.proxy.drop_chunks_after = 3
+        opd = self.opd(endpoint=self.proxy.endpoint, **{"s3.retries": "0", "s3.parallel": "1"})
+        try:
+            r = self.sync(opd)
+            self.assertFalse(r["ok"], r)
+            cache = os.path.join(opd.dir, "cache", "python")
+            self.assertFalse(os.path.exists(os.path.join(cache, "current")))
+            # back again: the next sync fetches only what is missing
+            self.proxy.drop_chunks_after = None
+            r = self.sync(opd)
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["present"], 3, r)
+            self.assertEqual(r["fetched"], total - 3, r)
+            self.assert_same(opd, "20261127T000001Z-eeeeee")
+        finally:
+            opd.stop()
+
+    def test_server_restarted_mid_sync_retries_complete(self):
+        mem = mem_image("k1", n_chunks=8, zero_chunks=())
+        make_snapshot(self.src, "python", "20261127T000001Z-ffffff", mem)
+        self.push()
+        # the real server stops after 2 chunks and comes back while opd is backing off
+        self.proxy.drop_chunks_after = 2
+        opd = self.opd(endpoint=self.proxy.endpoint, **{"s3.parallel": "1", "s3.retries": "8"})
+        try:
+            import threading
+            import time
+
+            def restart():
+                deadline = time.time() + 60
+                while self.proxy.dropped == 0 and time.time() < deadline:
+                    time.sleep(0.05)
+                self.s3.stop()
+                self.proxy.drop_chunks_after = None
+                time.sleep(1)
+                self.s3.start()
+            t = threading.Thread(target=restart)
+            t.start()
+            r = self.sync(opd)
+            t.join()
+            self.assertTrue(r["ok"], r)
+            self.assertGreater(self.proxy.dropped, 0)
+            self.assert_same(opd, "20261127T000001Z-ffffff")
+        finally:
+            opd.stop()
+
+    def test_500_retried(self):
+        make_snapshot(self.src, "python", "20261127T000001Z-111111", mem_image("f1"))
+        self.push()
+        opd = self.opd(endpoint=self.proxy.endpoint)
+        try:
+            self.sync(opd)
+            shutil.rmtree(os.path.join(opd.dir, "cache", "python"))
+            self.proxy.reset_counts()
+            self.proxy.fail_next = 4
+            r = self.sync(opd)
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(self.proxy.injected, 4)
+            self.assert_same(opd, "20261127T000001Z-111111")
+            m = opd.call({"op": "metrics", "id": 1})["text"]
+            self.assertRegex(m, r"opd_s3_requests_retried_total [1-9]")
+        finally:
+            opd.stop()
+
+    def test_signatures_match_botocore_and_wrong_credentials_fail_clearly(self):
+        make_snapshot(self.src, "python", "20261127T000001Z-222222", mem_image("s1"))
+        token = "session/token+with=odd&chars"
+        self.proxy.check = (KEY_ID, SECRET, token)
+        env = {"AWS_SESSION_TOKEN": token}
+        self.push(env=env, endpoint=self.proxy.endpoint)  # HEAD, PUT with bodies
+        conf = write_config(os.path.join(self.tmp, self.prefix, "list.conf"),
+                            cache_dir=self.src, **{k.replace(".", "__"): v for k, v in
+                                                   self.s3_keys(self.proxy.endpoint).items()})
+        p = opctl_s3(["snapshot", "list", "--remote"], conf, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("20261127T000001Z-222222 *", p.stdout)
+        opd = self.opd(endpoint=self.proxy.endpoint, env=env)
+        try:
+            self.assertTrue(self.sync(opd)["ok"])  # GET, ranged and listing queries
+        finally:
+            opd.stop()
+        self.assertEqual(self.proxy.sig_bad, [])
+        self.assertGreater(self.proxy.sig_checked, 10)
+        # a wrong secret: a clear 403, no retry loop
+        self.proxy.reset_counts()
+        opd = self.opd(endpoint=self.proxy.endpoint,
+                       env={**env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"})
+        try:
+            self.proxy.reset_counts()
+            r = self.sync(opd)
+            self.assertFalse(r["ok"])
+            self.assertIn("HTTP 403 SignatureDoesNotMatch", r["error"])
+            # one request per language, none repeated
+            self.assertEqual(len(self.proxy.requests), len(set(self.proxy.requests)),
+                             self.proxy.requests)
+            self.assertIn(("GET", f"/{self.s3.bucket}/{self.prefix}python/current"),
+                          self.proxy.requests)
+        finally:
+            opd.stop()
+        p = opctl_s3(["snapshot", "push", "--lang", "python"], conf,
+                     env={**env, "AWS_ACCESS_KEY_ID": "AKIDWRONG"})
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("HTTP 403 Forbidden: check the credentials", p.stderr)
+
+    def test_locations_in_priority_order(self):
+        make_snapshot(self.src, "python", "20261127T000001Z-333333", mem_image("l1"))
+        self.push()
+        # the first location refuses connections; the second one is the real server
+        dead = "http://127.0.0.1:9"
+        opd = self.opd(endpoint=dead, **{
+            "s3.retries": "1",
+            "s3.locations": f"{self.s3.bucket}@eu-west-1@{self.s3.endpoint}"})
+        try:
+            r = self.sync(opd)
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["location"], f"{self.s3.bucket}@eu-west-1")
+            self.assertIn("s3 sync python from s3://opd-test (us-east-1)", opd.read_log())
+        finally:
+            opd.stop()
+
+    def test_plain_layout_from_aws_cli(self):
+        v = "20261127T000001Z-444444"
+        make_snapshot(self.src, "python", v, mem_image("p1", n_chunks=3))
+        aws = shutil.which("aws", path="/usr/bin:" + os.environ.get("PATH", ""))
+        p = subprocess.run([aws, "--endpoint-url", self.s3.endpoint, "s3", "sync", self.src,
+                            f"s3://{self.s3.bucket}/{self.prefix}"],
+                           capture_output=True, text=True,
+                           env={**os.environ, **AWS_ENV, "AWS_DEFAULT_REGION": "us-east-1"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        opd = self.opd()
+        try:
+            r = self.sync(opd)
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["version"], v)
+            self.assert_same(opd, v)
+        finally:
+            opd.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
