@@ -1,0 +1,37 @@
+/* fuzz-s3-list.c: libFuzzer target for the S3 XML reader (lib/s3-list.c): any bytes either
+ * parse into a page that keeps every bound, or are refused; the error-body reader never
+ * overruns its buffers. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "s3-list.h"
+
+#define CHECK(x)                                                                                   \
+        do {                                                                                       \
+                if (!(x)) {                                                                        \
+                        fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);      \
+                        abort();                                                                   \
+                }                                                                                  \
+        } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+        struct s3_list_page pg;
+        char code[16], msg[32];
+
+        if (s3_list_parse((const char *)data, size, &pg) == 0) {
+                CHECK(pg.n_objects + pg.n_prefixes <= S3_LIST_PAGE_MAX);
+                for (size_t i = 0; i < pg.n_objects; i++)
+                        CHECK(pg.objects[i].key && strlen(pg.objects[i].key) <= S3_KEY_MAX);
+                for (size_t i = 0; i < pg.n_prefixes; i++)
+                        CHECK(strlen(pg.prefixes[i]) <= S3_KEY_MAX);
+                CHECK(!pg.truncated || pg.next_token);
+                s3_list_page_free(&pg);
+        }
+        s3_error_parse((const char *)data, size, code, sizeof(code), msg, sizeof(msg));
+        CHECK(strlen(code) < sizeof(code) && strlen(msg) < sizeof(msg));
+        return 0;
+}
