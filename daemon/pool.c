@@ -255,8 +255,13 @@ struct verify_job {
 static int verify_in_child(void *arg, char *msg, size_t msglen)
 {
         struct verify_job *j = arg;
+        int r = snap_verify(j->dirfd, &j->m, msg, msglen);
 
-        return snap_verify(j->dirfd, &j->m, msg, msglen);
+        /* snapshot.preload: the memory file in the page cache right before the version serves
+         * (hashing read it too, but a long verification may have seen it evicted). */
+        if (r == 0 && j->p->d->cfg.snapshot_preload && snap_manifest_file(&j->m, "mem"))
+                snap_preload(j->dirfd, "mem", NULL);
+        return r;
 }
 
 static void verify_job_free(struct verify_job *j)

@@ -110,6 +110,7 @@ int opd_reload(struct opd *d, char *err, size_t errlen)
                 return r;
         }
         op_config_free(&old);
+        s3sync_reload(d);
         log_info("configuration reloaded");
         sd_notify(0, "READY=1");
         return 0;

@@ -59,6 +59,8 @@ struct s3sync {
         char errmsg[768];
         char plain_version[SNAP_NAME_MAX];
         unsigned pages;
+        uint64_t t_fetch;
+        char prefix[S3_PREFIX_MAX + 1]; /* s3.prefix when the run started */
         struct s3_sync_stats stats;
 };
 
@@ -233,13 +235,13 @@ static void fetch_more(struct s3sync *s)
                 p->len = sf->size - p->off < s->m.chunk_size ? (size_t)(sf->size - p->off)
                                                              : s->m.chunk_size;
                 if (s->m.plain) {
-                        p->key = s3_key_plain(d->cfg.s3_prefix, s->m.snap.lang, s->m.snap.version,
-                                              sf->name);
+                        p->key =
+                            s3_key_plain(s->prefix, s->m.snap.lang, s->m.snap.version, sf->name);
                         req.range_off = p->off;
                         req.range_len = p->len;
                 } else {
-                        p->key = s3_key_chunk(d->cfg.s3_prefix,
-                                              s->m.files[n->file].chunks[n->chunk].sha256);
+                        p->key =
+                            s3_key_chunk(s->prefix, s->m.files[n->file].chunks[n->chunk].sha256);
                 }
                 req.key = p->key;
                 req.max_body = p->len;
@@ -263,6 +265,9 @@ static void fetch_more(struct s3sync *s)
                 return;
         for (size_t i = 0; i < SNAP_FILES_MAX; i++)
                 s->fds[i] = safe_close(s->fds[i]);
+        log_info("s3 sync %s: fetched %u chunks (%llu bytes) in %.2f s; installing", lang_name(s),
+                 s->fetched, (unsigned long long)s->bytes,
+                 (double)(op_now_us() - s->t_fetch) / 1e6);
         r = bgjob_start(d, install_in_child, s, on_installed, s);
         if (r < 0)
                 loc_failed(s, r, "cannot start the install job: %s", strerror(-r));
@@ -296,6 +301,10 @@ static void on_prepared(struct opd *d, int r, const char *msg, void *userdata)
                 return;
         }
         s->stats.chunks_reused += s->plan.present + s->plan.copied;
+        s->t_fetch = op_now_us();
+        log_info("s3 sync %s: %s: %u chunks to fetch (%u staged, %u copied, %u of zeros)",
+                 lang_name(s), s->m.snap.version, s->plan.n_need, s->plan.present, s->plan.copied,
+                 s->plan.zero);
         fetch_more(s);
 }
 
@@ -397,9 +406,9 @@ static void want_version(struct s3sync *s, const char *version, bool plain)
         }
         if (plain) {
                 snprintf(s->plain_version, sizeof(s->plain_version), "%s", version);
-                key = s3_key_plain(s->d->cfg.s3_prefix, lang_name(s), version, "manifest.json");
+                key = s3_key_plain(s->prefix, lang_name(s), version, "manifest.json");
         } else {
-                key = s3_key_version(s->d->cfg.s3_prefix, lang_name(s), version);
+                key = s3_key_version(s->prefix, lang_name(s), version);
         }
         r = key ? fetch_text(s, key, plain ? SNAP_MANIFEST_MAX : S3_CHUNKMAN_MAX,
                              plain ? on_plain_manifest : on_chunkman)
@@ -412,7 +421,7 @@ static void want_version(struct s3sync *s, const char *version, bool plain)
 static void on_plain_entry(const char *key, uint64_t size, bool is_prefix, void *ud)
 {
         struct s3sync *s = ud;
-        size_t plen = strlen(s->d->cfg.s3_prefix) + strlen(lang_name(s)) + 1, n = strlen(key);
+        size_t plen = strlen(s->prefix) + strlen(lang_name(s)) + 1, n = strlen(key);
         char name[SNAP_NAME_MAX];
 
         if (!is_prefix || n <= plen + 1 || n - plen - 1 >= sizeof(name))
@@ -470,7 +479,7 @@ static int list_page(struct s3sync *s, const char *token)
         const char *values[] = {"2", NULL, "/", token};
         struct s3_req req = {.method = "GET", .key = "", .max_body = S3_LIST_BODY_MAX};
 
-        if (asprintf(&prefix, "%s%s/", s->d->cfg.s3_prefix, lang_name(s)) < 0)
+        if (asprintf(&prefix, "%s%s/", s->prefix, lang_name(s)) < 0)
                 return -ENOMEM;
         values[1] = prefix;
         query = s3_query(names, values, token ? 4 : 3);
@@ -516,7 +525,7 @@ static void on_current(const struct s3_resp *resp, void *userdata)
 
 static void loc_start(struct s3sync *s)
 {
-        _cleanup_free_ char *key = s3_key_current(s->d->cfg.s3_prefix, lang_name(s));
+        _cleanup_free_ char *key = s3_key_current(s->prefix, lang_name(s));
         int r = key ? fetch_text(s, key, 256, on_current) : -ENOMEM;
 
         if (r < 0)
@@ -609,8 +618,9 @@ static void run_start(struct s3sync *s)
         }
         s->stats.syncs++;
         s->lang = 0;
-        log_info("s3 sync: looking at s3://%s/%s (%zu location%s)", s->locs[0].bucket,
-                 d->cfg.s3_prefix, s->n_locs, s->n_locs > 1 ? "s" : "");
+        snprintf(s->prefix, sizeof(s->prefix), "%s", d->cfg.s3_prefix);
+        log_info("s3 sync: looking at s3://%s/%s (%zu location%s)", s->locs[0].bucket, s->prefix,
+                 s->n_locs, s->n_locs > 1 ? "s" : "");
         lang_next(s);
 }
 

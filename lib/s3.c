@@ -206,7 +206,10 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
                 return 0;
         }
         if (x->len + n + 1 > x->cap) {
-                size_t cap = x->cap ? x->cap : 16384;
+                /* a ranged or hashed GET knows its size: one allocation */
+                size_t cap = x->cap                              ? x->cap
+                             : x->req.sha256 || x->req.range_len ? x->req.max_body + 1
+                                                                 : 16384;
                 char *b;
 
                 while (cap < x->len + n + 1)
@@ -314,6 +317,9 @@ static int setup(struct s3_xfer *x, const struct s3_location *l)
         curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
         curl_easy_setopt(e, CURLOPT_PRIVATE, x);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opts.connect_timeout_ms);
+        /* chunks are MiBs: fewer, larger reads */
+        if (x->req.max_body >= (1u << 20))
+                curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(c->opts.stall_timeout_ms + 999) / 1000);
         if (strcmp(x->method, "HEAD") == 0) {

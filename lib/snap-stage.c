@@ -315,6 +315,23 @@ static int write_file(int dirfd, const char *name, const char *text)
         return 0;
 }
 
+/* Staging left by syncs of versions that are not coming any more. */
+static void remove_other_stages(int langfd)
+{
+        int fd = dup(langfd);
+        struct dirent *de;
+        DIR *dir;
+
+        if (fd < 0 || !(dir = fdopendir(fd))) {
+                safe_close(fd);
+                return;
+        }
+        while ((de = readdir(dir)))
+                if (strncmp(de->d_name, ".sync-", 6) == 0)
+                        snap_rmtree(langfd, de->d_name);
+        closedir(dir);
+}
+
 int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
                      size_t errlen)
 {
@@ -368,5 +385,6 @@ int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *e
         r = snap_set_current(cache_dir, m->snap.lang, m->snap.version);
         if (r < 0)
                 return op_errf(errbuf, errlen, r, "switch current: %s", strerror(-r));
+        remove_other_stages(langfd);
         return 0;
 }

@@ -93,3 +93,6 @@ int snap_gc(const char *cache_dir, const char *lang, unsigned keep, const char *
 
 /* Remove a directory tree created by the store (no symlinks followed). */
 int snap_rmtree(int parent_fd, const char *name);
+
+/* Read a file of an opened snapshot through the page cache (snap-preload.c). Slow: off the loop. */
+int snap_preload(int dirfd, const char *name, uint64_t *ret_bytes);

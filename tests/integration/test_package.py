@@ -147,6 +147,7 @@ class Package(unittest.TestCase):
             "usr/lib/tmpfiles.d/opd.conf": "-rw-r--r--",
             "usr/share/opd/languages.json": "-rw-r--r--",
             "usr/share/opd/opd.conf.example": "-rw-r--r--",
+            "usr/share/opd/opd-s3.conf": "-rw-r--r--",
             "usr/share/bash-completion/completions/opctl": "-rw-r--r--",
             "usr/share/doc/opd/operations.md": "-rw-r--r--",
             "etc/opd/opd.conf": "-rw-r--r--",
@@ -312,7 +313,8 @@ printf '%s\n' "${COMPREPLY[@]}"
         self.assertTrue(commands <= self.complete("opctl "), commands)
         self.assertEqual(self.complete("opctl st"), {"status"})
         self.assertEqual(self.complete("opctl --json sn"), {"snapshot"})
-        self.assertEqual(self.complete("opctl snapshot "), {"create", "list", "reload"})
+        self.assertEqual(self.complete("opctl snapshot "),
+                         {"create", "list", "reload", "verify", "sync", "push"})
         self.assertEqual(self.complete("opctl run --mo"), {"--mode"})
         self.assertEqual(self.complete("opctl run --mode "), {"auto", "warm", "cold"})
         self.assertEqual(self.complete("opctl run --file "), {"FILES"})

@@ -1,0 +1,61 @@
+"""A real snapshot through S3: one opd makes it, opctl pushes it, a second opd with an empty
+cache syncs it at start, verifies it and serves an exec warm from it (one boot, one restore)."""
+import os
+import time
+import unittest
+
+from opdtest import Opd
+from s3test import KEY_ID, SECRET, S3rver, opctl_s3, write_config
+
+AWS_ENV = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
+
+
+class S3Warm(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s3 = S3rver()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s3.cleanup()
+
+    def test_pushed_snapshot_serves_warm_on_another_host(self):
+        s3keys = {"s3.bucket": self.s3.bucket, "s3.endpoint": self.s3.endpoint,
+                  "s3.path_style": "yes", "s3.sync_minutes": "0"}
+        maker = Opd({"pool.size": "0"})
+        try:
+            a = maker.call({"op": "snapshot", "action": "create", "lang": "bash", "id": "s"},
+                           timeout=600)
+            self.assertTrue(a["ok"], a)
+            version = a["version"]
+            conf = write_config(os.path.join(maker.dir, "push.conf"),
+                                cache_dir=os.path.join(maker.dir, "cache"),
+                                **{k.replace(".", "__"): v for k, v in s3keys.items()})
+            p = opctl_s3(["snapshot", "push", "--lang", "bash"], conf)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("pushed to s3://", p.stdout)
+        finally:
+            maker.stop()
+        host = Opd({"pool.sizes": "bash=1,python=0", "snapshot_check_ms": "500", **s3keys},
+                   env=AWS_ENV)
+        try:
+            deadline = time.time() + 300
+            while time.time() < deadline:
+                st = host.call({"op": "status"})
+                pool = next(l["pool"] for l in st["languages"] if l["name"] == "bash")
+                if pool["snapshot"] == version and pool["ready"] >= 1:
+                    break
+                time.sleep(0.2)
+            self.assertEqual(pool["snapshot"], version, host.read_log())
+            self.assertIn(f"s3 sync bash: installed {version}", host.read_log())
+            r = host.run("bash", "echo warm from s3")
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["stdout"], "warm from s3\n")
+            self.assertEqual(r["mode"], "warm")
+            self.assertEqual(r["snapshot"], version)
+        finally:
+            host.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
