@@ -78,29 +78,43 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         check_done(c);
 }
 
-static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+/* One event per socket curl watches, replaced only when what curl waits for changes (an event
+ * is never re-assigned while libevent may hold it active). */
+struct sock {
+        struct event *ev;
+        int what;
+};
+
+static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
         struct s3_client *c = userp;
-        struct event *ev = socketp;
+        struct sock *s = socketp;
         short kind = (short)((what & CURL_POLL_IN ? EV_READ : 0) |
                              (what & CURL_POLL_OUT ? EV_WRITE : 0) | EV_PERSIST);
 
         if (what == CURL_POLL_REMOVE) {
-                if (ev)
-                        event_free(ev);
-                curl_multi_assign(c->multi, s, NULL);
+                if (s) {
+                        if (s->ev)
+                                event_free(s->ev);
+                        free(s);
+                }
+                curl_multi_assign(c->multi, fd, NULL);
                 return 0;
         }
-        if (ev) {
-                event_del(ev);
-                event_assign(ev, c->base, s, kind, on_socket_event, c);
-        } else {
-                ev = event_new(c->base, s, kind, on_socket_event, c);
-                if (!ev)
+        if (s && s->what == what)
+                return 0;
+        if (!s) {
+                s = calloc(1, sizeof(*s));
+                if (!s)
                         return -1;
-                curl_multi_assign(c->multi, s, ev);
+                curl_multi_assign(c->multi, fd, s);
+        } else if (s->ev) {
+                event_free(s->ev);
         }
-        event_add(ev, NULL);
+        s->what = what;
+        s->ev = event_new(c->base, fd, kind, on_socket_event, c);
+        if (!s->ev || event_add(s->ev, NULL) < 0)
+                return -1;
         return 0;
 }
 
