@@ -279,18 +279,6 @@ int op_config_set(struct op_config *c, const char *key, const char *value, char 
         return -EINVAL;
 }
 
-static char *strip(char *s)
-{
-        char *e;
-
-        while (*s == ' ' || *s == '\t')
-                s++;
-        e = s + strlen(s);
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
-                *--e = 0;
-        return s;
-}
-
 int op_config_parse(struct op_config *c, const char *text, const char *origin, char *errbuf,
                     size_t errlen)
 {
@@ -309,7 +297,7 @@ int op_config_parse(struct op_config *c, const char *text, const char *origin, c
                 if (next)
                         *next++ = 0;
                 lineno++;
-                line = strip(line);
+                line = op_strip(line);
                 if (*line == 0 || *line == '#')
                         continue;
                 eq = strchr(line, '=');
@@ -317,8 +305,8 @@ int op_config_parse(struct op_config *c, const char *text, const char *origin, c
                         return op_errf(errbuf, errlen, -EINVAL, "%s:%u: expected \"key = value\"",
                                        origin, lineno);
                 *eq = 0;
-                key = strip(line);
-                val = strip(eq + 1);
+                key = op_strip(line);
+                val = op_strip(eq + 1);
                 r = op_config_set(c, key, val, why, sizeof(why));
                 if (r == -ENOMEM)
                         return r;

@@ -119,18 +119,6 @@ int s3_locations_parse(const char *spec, bool path_style, struct s3_location *v,
         return 0;
 }
 
-static char *trim(char *s)
-{
-        char *e;
-
-        while (*s == ' ' || *s == '\t')
-                s++;
-        e = s + strlen(s);
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
-                *--e = 0;
-        return s;
-}
-
 int s3_creds_parse_file(const char *text, const char *profile, struct s3_creds *ret)
 {
         _cleanup_free_ char *copy = strdup(text);
@@ -141,7 +129,7 @@ int s3_creds_parse_file(const char *text, const char *profile, struct s3_creds *
         if (!copy)
                 return -ENOMEM;
         for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-                char *l = trim(line), *eq, **dst = NULL;
+                char *l = op_strip(line), *eq, **dst = NULL;
 
                 if (*l == '#' || *l == ';' || !*l)
                         continue;
@@ -150,13 +138,13 @@ int s3_creds_parse_file(const char *text, const char *profile, struct s3_creds *
                         if (!e)
                                 continue;
                         *e = 0;
-                        in = strcmp(trim(l + 1), profile) == 0;
+                        in = strcmp(op_strip(l + 1), profile) == 0;
                         continue;
                 }
                 if (!in || !(eq = strchr(l, '=')))
                         continue;
                 *eq = 0;
-                l = trim(l);
+                l = op_strip(l);
                 if (strcmp(l, "aws_access_key_id") == 0)
                         dst = &c.key_id;
                 else if (strcmp(l, "aws_secret_access_key") == 0)
@@ -165,7 +153,7 @@ int s3_creds_parse_file(const char *text, const char *profile, struct s3_creds *
                         dst = &c.token;
                 if (dst) {
                         free(*dst);
-                        *dst = strdup(trim(eq + 1));
+                        *dst = strdup(op_strip(eq + 1));
                         if (!*dst) {
                                 s3_creds_free(&c);
                                 return -ENOMEM;

@@ -26,16 +26,6 @@ uint32_t s3_chunk_count(uint64_t size, uint32_t chunk_size)
         return (uint32_t)((size + chunk_size - 1) / chunk_size);
 }
 
-static bool hex64(const char *s)
-{
-        if (strlen(s) != SHA256_HEX_LEN)
-                return false;
-        for (; *s; s++)
-                if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-                        return false;
-        return true;
-}
-
 int s3_chunkman_parse(const char *text, size_t len, struct s3_chunkman *ret, char *errbuf,
                       size_t errlen)
 {
@@ -97,7 +87,7 @@ int s3_chunkman_parse(const char *text, size_t len, struct s3_chunkman *ret, cha
 
                         if (json_is_null(c))
                                 continue;
-                        if (!json_is_string(c) || !hex64(json_string_value(c))) {
+                        if (!json_is_string(c) || !op_sha256_hex_valid(json_string_value(c))) {
                                 s3_chunkman_free(&m);
                                 return op_errf(errbuf, errlen, -EINVAL,
                                                "chunk manifest: chunk %zu of %s is not a sha256", k,

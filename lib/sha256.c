@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -72,4 +73,14 @@ int op_sha256_file(int dirfd, const char *name, char ret_hex[SHA256_HEX_LEN + 1]
         }
         EVP_MD_CTX_free(ctx);
         return r;
+}
+
+bool op_sha256_hex_valid(const char *s)
+{
+        if (strlen(s) != SHA256_HEX_LEN)
+                return false;
+        for (; *s; s++)
+                if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+                        return false;
+        return true;
 }

@@ -59,16 +59,6 @@ static int get_u32(json_t *o, const char *key, uint32_t lo, uint32_t hi, uint32_
         return 0;
 }
 
-static bool hex64(const char *s)
-{
-        if (strlen(s) != SHA256_HEX_LEN)
-                return false;
-        for (; *s; s++)
-                if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-                        return false;
-        return true;
-}
-
 int snap_manifest_parse(const char *text, size_t len, struct snap_manifest *ret, char *errbuf,
                         size_t errlen)
 {
@@ -114,7 +104,7 @@ int snap_manifest_parse(const char *text, size_t len, struct snap_manifest *ret,
                     (r = get_str(f, "sha256", sf->sha256, sizeof(sf->sha256), false, errbuf,
                                  errlen)) < 0)
                         return r;
-                if (!hex64(sf->sha256))
+                if (!op_sha256_hex_valid(sf->sha256))
                         return op_errf(errbuf, errlen, -EINVAL, "manifest: bad sha256 for %s",
                                        sf->name);
                 if (!json_is_integer(size) || json_integer_value(size) < 0 ||

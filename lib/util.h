@@ -19,4 +19,7 @@ int op_errf(char *errbuf, size_t errlen, int r, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /* Read a whole small file (at most max bytes) into a NUL-ended malloc'd buffer. */
+/* Cut spaces and tabs from both ends (and a CR from the end), in place; returns the new start. */
+char *op_strip(char *s);
+
 int op_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
