@@ -27,7 +27,9 @@
 #define OPCTL_INPUT_MAX      OPCTL_FRAME_MAX       /* largest program or stdin read locally */
 #define OPCTL_WAIT_MS        10000u                /* default answer wait for ping and status */
 #define OPCTL_RUN_MARGIN_MS  30000u                /* run: the program's timeout plus this */
-#define OPCTL_RUN_TIMEOUT_MS 60000u /* run without --timeout: opd's largest default */
+#define OPCTL_RUN_TIMEOUT_MS 60000u  /* run without --timeout: opd's largest default */
+#define OPCTL_COMPILE_MS     120000u /* run: a compiled language's compile phase, at most */
+#define EXIT_COMPILE_ERROR   1       /* run: the program did not compile (as cc(1) exits) */
 
 #define EXIT_FAIL      2   /* opd refused the request, or opctl could not do its part */
 #define EXIT_TIMED_OUT 124 /* as timeout(1) */
@@ -67,6 +69,7 @@ static void help(FILE *f)
             "Commands:\n"
             "  run      run a program: --lang L (--code STR | --file PATH | -) [RUN OPTIONS]\n"
             "  status   opd's languages, versions, pools and counters\n"
+            "  languages  the languages opd serves: version, kind, aliases\n"
             "  ping     check that opd answers, and how fast\n"
             "  metrics  opd's metrics in Prometheus text format (docs/metrics.md)\n"
             "  reload   administrators: opd reads its configuration again (as on SIGHUP)\n"
@@ -109,6 +112,8 @@ static void help(FILE *f)
             "  N        the program's exit code N\n"
             "  124      the program ran past its time limit (as timeout(1) does)\n"
             "  128+S    the program was killed by signal S\n"
+            "  1        a compiled language's program did not compile (the compiler's\n"
+            "           output is on stderr); --json tells this apart from exit code 1\n"
             "  2        opd refused or failed the request (\"opctl: CODE: MESSAGE\" on\n"
             "           stderr), or opctl could not do its part (usage, connection); a\n"
             "           program may exit 2 itself: --json tells the cases apart\n"
@@ -698,6 +703,34 @@ static int cmd_status(const struct opts *o)
         return 0;
 }
 
+/* languages: what status says about each language, as a table of what a user can run. */
+static int cmd_languages(const struct opts *o)
+{
+        _cleanup_(json_decrefp) json_t *answer = NULL;
+        json_t *langs, *l;
+        size_t i;
+        int r;
+
+        r = call_op(o, "status", &answer);
+        if (r >= 0)
+                return r;
+        langs = json_object_get(answer, "languages");
+        printf("%-10s %-12s %-11s %-12s %s\n", "LANGUAGE", "VERSION", "KIND", "STATE", "ALIASES");
+        json_array_foreach (langs, i, l) {
+                const char *n = json_string_value(json_object_get(l, "name"));
+                const char *v = json_string_value(json_object_get(l, "version"));
+                _cleanup_free_ char *al = aliases_text(l);
+                const char *state = !json_is_true(json_object_get(l, "available")) ? "no image"
+                                    : !json_is_true(json_object_get(l, "enabled")) ? "disabled"
+                                                                                   : "served";
+
+                printf("%-10s %-12s %-11s %-12s %s\n", n ? n : "?", v ? v : "-",
+                       json_is_true(json_object_get(l, "compiled")) ? "compiled" : "interpreted",
+                       state, al ? al : "-");
+        }
+        return 0;
+}
+
 /* snapshot create|list|reload [--lang L]: administrators only (opd checks). */
 static int cmd_snapshot(const struct opts *o, const char *action)
 {
@@ -888,6 +921,28 @@ static int run_exit_status(json_t *answer)
         return fail("opd's answer has no exit_code");
 }
 
+/* A compiled language's compile phase: its output first, as a shell running "cc && ./a.out"
+ * shows it. -1 when the program ran next, else the exit status of opctl. */
+static int write_compile(json_t *answer)
+{
+        json_t *c = json_object_get(answer, "compile");
+        const char *status = json_string_value(json_object_get(answer, "status"));
+
+        if (!json_is_object(c))
+                return -1;
+        if (write_stream(STDOUT_FILENO, c, "stdout") || write_stream(STDERR_FILENO, c, "stderr"))
+                return EXIT_FAIL;
+        if (!status || strcmp(status, "compile_error") != 0)
+                return -1;
+        if (json_is_true(json_object_get(c, "timed_out")))
+                fail("compilation ran past its time limit and was stopped");
+        else if (json_is_true(json_object_get(c, "truncated")))
+                fail("the compiler's output was cut at its limit and it was stopped");
+        else
+                fail("compilation failed");
+        return EXIT_COMPILE_ERROR;
+}
+
 static int cmd_run(const struct opts *o)
 {
         _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
@@ -977,7 +1032,7 @@ static int cmd_run(const struct opts *o)
         r = exchange(req,
                      o->wait_ms ? o->wait_ms
                                 : (uint64_t)(timeout_ms ? timeout_ms : OPCTL_RUN_TIMEOUT_MS) +
-                                      OPCTL_RUN_MARGIN_MS,
+                                      OPCTL_RUN_MARGIN_MS + OPCTL_COMPILE_MS,
                      &answer, &raw, &raw_len);
         if (r)
                 return r;
@@ -991,6 +1046,9 @@ static int cmd_run(const struct opts *o)
         }
         if (!json_is_true(json_object_get(answer, "ok")))
                 return answer_error(answer);
+        r = write_compile(answer);
+        if (r >= 0)
+                return r;
         if (write_stream(STDOUT_FILENO, answer, "stdout") ||
             write_stream(STDERR_FILENO, answer, "stderr"))
                 return EXIT_FAIL;
@@ -1190,11 +1248,14 @@ int main(int argc, char **argv)
                 return cmd_ping(&o);
         if (strcmp(cmd, "status") == 0)
                 return cmd_status(&o);
+        if (strcmp(cmd, "languages") == 0)
+                return cmd_languages(&o);
         if (strcmp(cmd, "metrics") == 0)
                 return cmd_metrics(&o);
         if (strcmp(cmd, "reload") == 0)
                 return cmd_reload(&o);
-        return fail("unknown command \"%s\" (run, status, ping, metrics, reload, snapshot; see "
+        return fail("unknown command \"%s\" (run, status, languages, ping, metrics, reload, "
+                    "snapshot; see "
                     "opctl --help)",
                     cmd);
 }

@@ -20,6 +20,7 @@
 #include "fc-model.h"
 #include "log.h"
 #include "opd.h"
+#include "poolplan.h"
 #include "util.h"
 #include "vsock-connect.h"
 
@@ -277,7 +278,7 @@ static int fc_boot(struct vm *vm, int mem_fd)
                 ?: call(vm, "PUT", "/machine-config",
                         fc_machine_config_json(&(struct fc_machine_config){
                             .vcpu_count = d->cfg.vm_vcpus,
-                            .mem_size_mib = d->cfg.vm_memory_mb,
+                            .mem_size_mib = op_lang_memory_mb(&d->cfg, vm->lang),
                             .track_dirty_pages = d->cfg.fc.track_dirty_pages,
                         }),
                         NULL);

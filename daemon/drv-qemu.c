@@ -10,6 +10,7 @@
 
 #include "cleanup.h"
 #include "opd.h"
+#include "poolplan.h"
 
 struct qemu_vm {
         struct qmp *qmp;
@@ -92,7 +93,7 @@ static int qemu_boot(struct vm *vm, int mem_fd)
             .initrd = d->initrd,
             .rootfs = vm->lang->rootfs,
             .workdir = vm->workdir,
-            .memory_mb = d->cfg.vm_memory_mb,
+            .memory_mb = op_lang_memory_mb(&d->cfg, vm->lang),
             .vcpus = d->cfg.vm_vcpus,
             .accel = vm->accel,
             .mem_fd = mem_fd,

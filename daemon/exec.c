@@ -8,6 +8,7 @@
 #include <sys/random.h>
 
 #include "cleanup.h"
+#include "compile.h"
 #include "log.h"
 #include "opd.h"
 #include "util.h"
@@ -153,6 +154,10 @@ static json_t *build_job(struct request *r)
                 json_object_set(job, "env", v);
         if ((v = json_object_get(e->json, "files")))
                 json_object_set(job, "files", v);
+        if (compile_job_add(r->lang, e, &r->d->cfg.limits, job) < 0) {
+                json_decref(job);
+                return NULL;
+        }
         if (r->pool) {
                 /* A clone with a warm runtime runs the code in it, with the user's args. */
                 json_object_set_new(job, "warm", json_true());
@@ -211,6 +216,8 @@ static json_t *build_reply(struct request *r, json_t *ans)
             (!json_is_boolean(json_object_get(ans, "timed_out")) ||
              !json_is_boolean(json_object_get(ans, "truncated")) || !json_is_number(run_ms)))
                 k = -EBADMSG;
+        if (k >= 0)
+                k = compile_reply(reply, ans);
         if (k < 0) {
                 json_decref(reply);
                 return NULL;
@@ -247,7 +254,8 @@ static void send_job(struct request *r, struct vm *vm)
         }
         r->t_sent = op_now_us();
         evtimer_del(r->timer);
-        timer_arm_ms(r->timer, r->exec.timeout_ms + r->d->cfg.agent_grace_ms);
+        timer_arm_ms(r->timer, r->exec.timeout_ms + r->d->cfg.agent_grace_ms +
+                                   compile_timeout_ms(r->lang, &r->exec, &r->d->cfg.limits));
 }
 
 static void on_vm_ready(struct vm *vm, void *userdata)
@@ -498,6 +506,12 @@ void exec_handle(struct client *c, json_t *id, json_t *req)
                 client_send(c, op_error_reply(id, OP_ERR_UNKNOWN_LANGUAGE,
                                               "unknown language \"%s\"; available: %s", e.lang,
                                               names));
+                op_exec_done(&e);
+                return;
+        }
+        if (compile_check(lang, &e, err, sizeof(err)) < 0) {
+                d->stats.errors++;
+                client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err));
                 op_exec_done(&e);
                 return;
         }

@@ -9,6 +9,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
+#include "poolplan.h"
 
 static const char *oneshot_lang;
 
@@ -180,7 +181,14 @@ int main(int argc, char **argv)
         }
         if (check) {
                 op_config_dump(&d.cfg, stdout);
+                r = op_pool_plan_report(&d.cfg, stdout, err, sizeof(err));
                 op_config_free(&d.cfg);
+                if (r == -E2BIG) {
+                        fprintf(stderr, "opd: %s\n", err);
+                        return 2;
+                }
+                if (r < 0) /* no catalogue here: the pools are checked at start-up */
+                        fprintf(stderr, "opd: pools not checked: %s\n", err);
                 return 0;
         }
 

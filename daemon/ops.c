@@ -39,9 +39,10 @@ static json_t *language_status(struct opd *d, const struct op_lang *g)
                 json_array_append_new(aliases, json_string(*a));
         struct pool *p = g->available ? pool_for(d, g) : NULL;
 
-        return json_pack("{s:s, s:o, s:s, s:b, s:b, s:o?}", "name", g->name, "aliases", aliases,
-                         "version", g->version, "available", g->available, "enabled", g->enabled,
-                         "pool", p ? pool_status(p) : NULL);
+        return json_pack("{s:s, s:o, s:s, s:b, s:b, s:b, s:o?}", "name", g->name, "aliases",
+                         aliases, "version", g->version, "available", g->available, "enabled",
+                         g->enabled, "compiled", g->compile[0] != NULL, "pool",
+                         p ? pool_status(p) : NULL);
 }
 
 static void op_status(struct client *c, json_t *id, json_t *req)

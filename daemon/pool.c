@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "compile.h"
 #include "log.h"
 #include "opd.h"
+#include "poolplan.h"
 #include "util.h"
 
 #define BACKOFF_MIN_MS   200
@@ -75,8 +77,11 @@ static int start_prime(struct pool *p, struct vm *vm)
         job = json_pack("{s:s, s:s, s:o, s:s, s:s, s:i}", "op", vm->snap->m.warm ? "prime" : "exec",
                         "id", "prime", "argv", argv, "file", p->lang->file, "code", p->lang->prime,
                         "timeout_ms", PRIME_TIMEOUT_MS);
-        if (!job)
+        /* A compiled language's prime compiles too: the compiler is what needs translating. */
+        if (!job || compile_job_add(p->lang, &(struct op_exec){0}, &p->d->cfg.limits, job) < 0) {
+                json_decref(job);
                 return -ENOMEM;
+        }
         r = vm_resume(vm);
         if (r >= 0)
                 r = vm_send(vm, job);
@@ -398,24 +403,26 @@ static void on_snap_check(evutil_socket_t fd, short what, void *arg)
 
 int pools_init(struct opd *d)
 {
+        _cleanup_free_ uint32_t *targets = calloc(d->langs.n + 1, sizeof(*targets));
+        char err[512];
+        int r;
+
         d->pools = calloc(d->langs.n + 1, sizeof(*d->pools));
-        if (!d->pools)
+        if (!d->pools || !targets)
                 return -ENOMEM;
+        r = op_pool_plan(&d->cfg, &d->langs, targets, err, sizeof(err));
+        if (r < 0) {
+                log_error("%s", err);
+                return r;
+        }
         for (size_t i = 0; i < d->langs.n; i++) {
                 struct pool *p = &d->pools[i];
-                uint32_t target;
 
                 if (!d->langs.v[i].available)
                         continue;
-                if (op_config_pool_size(&d->cfg, d->langs.v[i].name, &target) < 0) {
-                        log_error("pool.sizes: expected \"lang=N,lang=N\"");
-                        return -EINVAL;
-                }
-                if (!d->langs.v[i].enabled)
-                        target = 0;
                 p->d = d;
                 p->lang = &d->langs.v[i];
-                p->target = target;
+                p->target = targets[i];
                 TAILQ_INIT(&p->ready);
                 TAILQ_INIT(&p->waiters);
                 p->backoff_ev = evtimer_new(d->base, on_backoff, p);

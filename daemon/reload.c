@@ -7,8 +7,10 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "cleanup.h"
 #include "log.h"
 #include "opd.h"
+#include "poolplan.h"
 
 /* A restart-only string key: keep the running value. */
 static void keep_str(const char *key, char **cur, char **next)
@@ -22,17 +24,25 @@ static void keep_str(const char *key, char **cur, char **next)
 
 static int apply_pool_sizes(struct opd *d)
 {
+        _cleanup_free_ uint32_t *targets = calloc(d->langs.n + 1, sizeof(*targets));
+        char err[512];
+        int r;
+
+        if (!targets)
+                return -ENOMEM;
+        /* A disabled language keeps no clones; over the memory budget, nothing changes. */
+        r = op_pool_plan(&d->cfg, &d->langs, targets, err, sizeof(err));
+        if (r < 0) {
+                log_error("reload: %s", err);
+                return r;
+        }
         for (size_t i = 0; i < d->langs.n; i++) {
                 struct pool *p = &d->pools[i];
-                uint32_t target;
+                uint32_t target = targets[i];
                 struct vm *vm;
 
                 if (!p->lang)
                         continue;
-                if (op_config_pool_size(&d->cfg, p->lang->name, &target) < 0)
-                        return -EINVAL;
-                if (!p->lang->enabled)
-                        target = 0; /* a disabled language keeps no clones */
                 if (target != p->target)
                         log_info("reload: %s pool %u -> %u", p->lang->name, p->target, target);
                 p->target = target;

@@ -13,8 +13,10 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "compile.h"
 #include "log.h"
 #include "opd.h"
+#include "poolplan.h"
 #include "util.h"
 
 #define WARM_TIMEOUT_MS 120000
@@ -120,7 +122,7 @@ static int check_space(struct snapcreate *sc, char *msg, size_t msglen)
 {
         struct opd *d = sc->d;
         const char *srcs[] = {d->kernel, d->initrd, sc->lang->rootfs};
-        uint64_t need = (uint64_t)d->cfg.vm_memory_mb << 20, have;
+        uint64_t need = (uint64_t)op_lang_memory_mb(&d->cfg, sc->lang) << 20, have;
         struct stat cst, st;
         struct statvfs sv;
 
@@ -187,6 +189,33 @@ static void save(struct snapcreate *sc)
                 finish(sc, r, "cannot start saving the VM");
 }
 
+/* A compiled language's snapshot is taken after its prime program was compiled and run once:
+ * the compiler's files (and any build cache it keeps under /tmp) are then in the guest's page
+ * cache, in the snapshot. */
+static int send_preload(struct snapcreate *sc)
+{
+        json_t *job, *argv = json_array();
+        char **run = NULL;
+        int r;
+
+        if (!argv || op_lang_argv(sc->lang, NULL, 0, &run) < 0) {
+                json_decref(argv);
+                return -ENOMEM;
+        }
+        for (char **a = run; *a; a++)
+                json_array_append_new(argv, json_string(*a));
+        op_argv_free(run);
+        job = json_pack("{s:s, s:s, s:o, s:s, s:s, s:i}", "op", "exec", "id", "preload", "argv",
+                        argv, "file", sc->lang->file, "code", sc->lang->prime, "timeout_ms",
+                        WARM_TIMEOUT_MS / 4);
+        if (!job || compile_job_add(sc->lang, &(struct op_exec){0}, &sc->d->cfg.limits, job) < 0)
+                r = -ENOMEM;
+        else
+                r = vm_send(sc->vm, job);
+        json_decref(job);
+        return r;
+}
+
 static void on_ready(struct vm *vm, void *userdata)
 {
         struct snapcreate *sc = userdata;
@@ -194,6 +223,12 @@ static void on_ready(struct vm *vm, void *userdata)
         int r;
 
         snprintf(sc->m.agent_version, sizeof(sc->m.agent_version), "%s", vm->agent_version);
+        if (!sc->lang->warm[0] && sc->lang->compile[0] && sc->lang->prime) {
+                r = send_preload(sc);
+                if (r < 0)
+                        finish(sc, r, "cannot send the preload request");
+                return;
+        }
         if (!sc->lang->warm[0]) {
                 save(sc);
                 return;
@@ -217,6 +252,23 @@ static void on_answer(struct vm *vm, json_t *ans, void *userdata)
         if (!json_is_true(json_object_get(ans, "ok"))) {
                 msg = json_string_value(json_object_get(json_object_get(ans, "error"), "message"));
                 finish(sc, -EIO, msg ? msg : "warming the runtime failed");
+                return;
+        }
+        if (json_object_get(ans, "compile")) { /* the preload: its program must build and run */
+                json_t *c = json_object_get(ans, "compile");
+
+                json_t *code = json_object_get(ans, "exit_code");
+
+                if (json_object_get(ans, "status") || !json_is_integer(code) ||
+                    json_integer_value(code) != 0) {
+                        msg = json_string_value(json_object_get(c, "stderr"));
+                        log_error("snapshot %s: preload program failed: %.300s", sc->lang->name,
+                                  msg && *msg ? msg
+                                              : json_string_value(json_object_get(ans, "stderr")) ?: "");
+                        finish(sc, -EIO, "the catalogue's prime program did not compile and run");
+                        return;
+                }
+                save(sc);
                 return;
         }
         sc->m.warm = true;
@@ -264,7 +316,7 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
         snprintf(sc->m.vmm_version, sizeof(sc->m.vmm_version), "%s", d->vmm_version);
         snprintf(sc->m.accel, sizeof(sc->m.accel), "%s", op_accel_name(d->accel));
         snprintf(sc->m.lang_version, sizeof(sc->m.lang_version), "%s", lang->version);
-        sc->m.memory_mb = d->cfg.vm_memory_mb;
+        sc->m.memory_mb = op_lang_memory_mb(&d->cfg, lang);
         sc->m.vcpus = d->cfg.vm_vcpus;
         /* From here on every outcome, failure included, is reported once through done(). */
         r = check_space(sc, msg, sizeof(msg));

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "compile.h"
 #include "exec.h"
 #include "msg.h"
 #include "util.h"
@@ -71,6 +72,7 @@ struct exec_req {
         bool has_time;
         int64_t time_ns;
         const char *hostname;
+        struct agent_compile compile; /* "compile": the phase before the run, or none */
 };
 
 static void exec_req_done(struct exec_req *q)
@@ -86,6 +88,7 @@ static void exec_req_done(struct exec_req *q)
         free(q->files);
         free(q->stdin_data);
         free(q->entropy);
+        agent_compile_done(&q->compile);
         *q = (struct exec_req){0};
 }
 
@@ -429,7 +432,7 @@ static int decode_identity(json_t *req, struct exec_req *q, char *errbuf, size_t
 static const char *const exec_fields[] = {
     "id",      "op",        "argv",     "file",  "code",       "code_b64",
     "stdin",   "stdin_b64", "env",      "files", "timeout_ms", "output_max",
-    "entropy", "time_ns",   "hostname", "warm",  "args",
+    "entropy", "time_ns",   "hostname", "warm",  "args",       "compile",
 };
 
 static int check_fields(json_t *req, const char *const *fields, size_t n, char *errbuf,
@@ -482,6 +485,9 @@ static int exec_decode(json_t *req, struct exec_req *q, char *errbuf, size_t err
         if (r < 0)
                 return r;
         q->output_max = (size_t)n;
+        r = agent_compile_decode(req, &q->compile, errbuf, errlen);
+        if (r < 0)
+                return r;
         return decode_identity(req, q, errbuf, errlen);
 }
 
@@ -717,12 +723,37 @@ static int warm_handoff(const struct exec_req *q, const char *dir, bool prime, c
         return 0;
 }
 
+/* Run the compile phase. NULL when the compiler succeeded (the program runs next); otherwise the
+ * answer: ok, the run's fields empty, "compile" and "status": "compile_error". */
+static json_t *compile_phase(json_t *id, const struct agent_compile *c, const struct agent_job *job,
+                             struct agent_result *cres)
+{
+        struct agent_result none = {.out = (char *)"", .err = (char *)"", .exit_code = -1};
+        json_t *answer;
+        int r;
+
+        r = agent_compile_run(c, job, cres);
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "could not start %s: %s", c->argv[0],
+                                      strerror(-r));
+        if (!agent_compile_failed(cres))
+                return NULL;
+        answer = exec_answer(id, &none, false);
+        if (!answer || agent_compile_answer(answer, cres) < 0 ||
+            json_object_set_new(answer, "status", json_string("compile_error")) < 0) {
+                json_decref(answer);
+                return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+        }
+        return answer;
+}
+
 static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
 {
         const struct agent_config *cfg = &a->cfg;
         _cleanup_(exec_req_done) struct exec_req q = {0};
         _cleanup_(agent_child_kill) struct agent_child runner = AGENT_CHILD_INIT;
         _cleanup_free_ char *dir = NULL, *handoff = NULL;
+        _cleanup_(agent_result_done) struct agent_result cres = {0};
         struct agent_result res = {0};
         struct agent_job job;
         size_t handoff_len = 0;
@@ -782,6 +813,14 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
             .handoff = handoff,
             .handoff_len = handoff_len,
         };
+        if (q.compile.argv) {
+                answer = compile_phase(id, &q.compile, &job, &cres);
+                if (answer) { /* it failed: the answer is its outcome, the program does not run */
+                        kill_all();
+                        rm_rundir(dir);
+                        return answer;
+                }
+        }
         if (use_warm)
                 r = agent_exec_attach(&job, &runner, &res);
         else
@@ -797,6 +836,8 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
 
         answer = exec_answer(id, &res, use_warm);
         agent_result_done(&res);
+        if (answer && q.compile.argv && agent_compile_answer(answer, &cres) < 0)
+                json_decref(TAKE_PTR(answer));
         return answer;
 }
 

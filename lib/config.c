@@ -102,6 +102,8 @@ static const struct key keys[] = {
     LIMU("limit.timeout_ms_default", timeout_ms_default, 1, 600000),
     LIMU("limit.timeout_ms_max", timeout_ms_max, 1, 600000),
     LIM("limit.output_max", output_max, 0, 16 << 20),
+    LIMU("limit.compile_timeout_ms_max", compile_timeout_ms_max, 1, 600000),
+    U32("pool.memory_budget_mb", pool_memory_budget_mb, 0, 16777216),
     STR0("metrics.listen", metrics_listen),
     STR0("s3.bucket", s3_bucket),
     STR("s3.region", s3_region),
@@ -424,10 +426,20 @@ void op_config_dump(const struct op_config *c, FILE *f)
 
 int op_config_pool_size(const struct op_config *c, const char *lang, uint32_t *ret)
 {
+        int r = op_config_pool_size_listed(c, lang, ret);
+
+        if (r == 0)
+                *ret = c->pool_size;
+        return r < 0 ? r : 0;
+}
+
+int op_config_pool_size_listed(const struct op_config *c, const char *lang, uint32_t *ret)
+{
         size_t n = strlen(lang);
         const char *p = c->pool_sizes;
+        int listed = 0;
 
-        *ret = c->pool_size;
+        *ret = 0;
         while (p && *p) {
                 const char *comma = strchr(p, ','), *eq = strchr(p, '=');
                 const char *end = comma ? comma : p + strlen(p);
@@ -440,9 +452,11 @@ int op_config_pool_size(const struct op_config *c, const char *lang, uint32_t *r
                 num[end - eq - 1] = 0;
                 if (parse_uint(num, 10, &x) < 0 || x > 1024)
                         return -EINVAL;
-                if ((size_t)(eq - p) == n && strncmp(p, lang, n) == 0)
+                if ((size_t)(eq - p) == n && strncmp(p, lang, n) == 0) {
                         *ret = (uint32_t)x;
+                        listed = 1;
+                }
                 p = comma ? comma + 1 : NULL;
         }
-        return 0;
+        return listed;
 }

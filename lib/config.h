@@ -55,6 +55,8 @@ struct op_config {
         uint32_t pool_fallback_cold; /* empty pool: boot cold instead of waiting */
         enum op_tristate pool_prime; /* run a warm-up program in each clone; auto: under TCG */
         uint32_t max_restores;       /* restores running at once, all pools */
+        /* guest RAM of all pools' paused VMs together; 0: no bound */
+        uint32_t pool_memory_budget_mb;
         uint32_t restore_timeout_ms;
         uint32_t snapshot_check_ms; /* how often "current" is looked at; 0: never */
         uint32_t snapshot_keep;     /* versions kept per language besides the serving one */
@@ -101,6 +103,8 @@ int op_config_set(struct op_config *c, const char *key, const char *value, char 
 
 /* The pool size for lang: its entry in pool_sizes, else pool_size. -EINVAL on a malformed list. */
 int op_config_pool_size(const struct op_config *c, const char *lang, uint32_t *ret);
+/* 1 with *ret set when pool_sizes names lang, 0 when it does not, -EINVAL when malformed. */
+int op_config_pool_size_listed(const struct op_config *c, const char *lang, uint32_t *ret);
 
 /* Split metrics.listen: "unix:PATH" sets *ret_path (into s); "127.0.0.1:PORT" or "[::1]:PORT"
  * sets *ret_host ("127.0.0.1" or "::1") and *ret_port. -EINVAL for anything else. */

@@ -40,6 +40,8 @@ static void lang_free(struct op_lang *g)
                 free(*a);
         for (char **a = g->warm; *a; a++)
                 free(*a);
+        for (char **a = g->compile; *a; a++)
+                free(*a);
 }
 
 static int string_array(json_t *arr, char **out, size_t max)
@@ -59,6 +61,53 @@ static int string_array(json_t *arr, char **out, size_t max)
         return 0;
 }
 
+/* An optional integer field in [min, max]: *ret unchanged when absent. */
+static int get_bounded(json_t *o, const char *key, json_int_t min, json_int_t max, uint32_t *ret)
+{
+        json_t *v = json_object_get(o, key);
+
+        if (!v)
+                return 0;
+        if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+                return -EINVAL;
+        *ret = (uint32_t)json_integer_value(v);
+        return 0;
+}
+
+/* "compile": {"argv": [...], "timeout_ms": N, "output_max": N}; "memory_mb"; "pool_size". */
+static int lang_load_phases(json_t *o, struct op_lang *g, char *errbuf, size_t errlen)
+{
+        json_t *c = json_object_get(o, "compile");
+        uint32_t pool = 0;
+
+        g->compile_timeout_ms = 30000;
+        g->compile_output_max = 64 * 1024;
+        g->pool_size = -1;
+        if (c && (!json_is_object(c) ||
+                  string_array(json_object_get(c, "argv"), g->compile, OP_LANG_ARGV_MAX) < 0 ||
+                  !g->compile[0] ||
+                  get_bounded(c, "timeout_ms", 1, OP_LANG_COMPILE_TIMEOUT_MS_MAX,
+                              &g->compile_timeout_ms) < 0 ||
+                  get_bounded(c, "output_max", 0, OP_LANG_COMPILE_OUTPUT_MAX,
+                              &g->compile_output_max) < 0))
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"compile\" must be {\"argv\": [1-%d strings], "
+                               "\"timeout_ms\": 1-%d, \"output_max\": 0-%d}",
+                               g->name, OP_LANG_ARGV_MAX, OP_LANG_COMPILE_TIMEOUT_MS_MAX,
+                               OP_LANG_COMPILE_OUTPUT_MAX);
+        if (get_bounded(o, "memory_mb", 64, OP_LANG_MEMORY_MB_MAX, &g->memory_mb) < 0)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"memory_mb\" must be 64-%d", g->name,
+                               OP_LANG_MEMORY_MB_MAX);
+        if (json_object_get(o, "pool_size")) {
+                if (get_bounded(o, "pool_size", 0, 1024, &pool) < 0)
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "language \"%s\": \"pool_size\" must be 0-1024", g->name);
+                g->pool_size = (int32_t)pool;
+        }
+        return 0;
+}
+
 static int lang_load(json_t *o, const char *images_dir, struct op_lang *g, char *errbuf,
                      size_t errlen)
 {
@@ -66,6 +115,7 @@ static int lang_load(json_t *o, const char *images_dir, struct op_lang *g, char 
         json_t *aliases = json_object_get(o, "aliases");
         _cleanup_free_ char *verpath = NULL;
         char *ver = NULL;
+        int r;
 
         if (!json_is_string(name) || !name_valid(json_string_value(name)))
                 return op_errf(errbuf, errlen, -EINVAL,
@@ -93,6 +143,9 @@ static int lang_load(json_t *o, const char *images_dir, struct op_lang *g, char 
         if (prime && (!json_is_string(prime) || !(g->prime = strdup(json_string_value(prime)))))
                 return op_errf(errbuf, errlen, -EINVAL,
                                "language \"%s\": \"prime\" must be a program", g->name);
+        r = lang_load_phases(o, g, errbuf, errlen);
+        if (r < 0)
+                return r;
         if (aliases && string_array(aliases, g->aliases, OP_LANG_ALIAS_MAX) < 0)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "language \"%s\": \"aliases\" must be up to %d strings", g->name,
@@ -240,20 +293,22 @@ void op_argv_free(char **argv)
         free(argv);
 }
 
-int op_lang_argv(const struct op_lang *lang, const char *const *args, size_t n_args, char ***ret)
+/* Expand a template: "{file}" -> file, then append args. */
+static int expand(char *const *tmpl, const char *file, const char *const *args, size_t n_args,
+                  char ***ret)
 {
         size_t n = 0, k = 0;
         char **argv;
 
-        while (lang->run[n])
+        while (tmpl[n])
                 n++;
         argv = calloc(n + n_args + 1, sizeof(char *));
         if (!argv)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                const char *t = lang->run[i], *p = strstr(t, "{file}");
+                const char *t = tmpl[i], *p = strstr(t, "{file}");
                 if (p) {
-                        if (asprintf(&argv[k], "%.*s%s%s", (int)(p - t), t, lang->file, p + 6) < 0)
+                        if (asprintf(&argv[k], "%.*s%s%s", (int)(p - t), t, file, p + 6) < 0)
                                 argv[k] = NULL;
                 } else
                         argv[k] = strdup(t);
@@ -269,4 +324,16 @@ int op_lang_argv(const struct op_lang *lang, const char *const *args, size_t n_a
                 }
         *ret = argv;
         return 0;
+}
+
+int op_lang_argv(const struct op_lang *lang, const char *const *args, size_t n_args, char ***ret)
+{
+        return expand(lang->run, lang->file, args, n_args, ret);
+}
+
+int op_lang_compile_argv(const struct op_lang *lang, char ***ret)
+{
+        if (!lang->compile[0])
+                return -ENOENT;
+        return expand(lang->compile, lang->file, NULL, 0, ret);
 }

@@ -3,10 +3,15 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define OP_LANGS_MAX      256
 #define OP_LANG_ARGV_MAX  32
 #define OP_LANG_ALIAS_MAX 8
+/* Bounds on a catalogue entry's compile phase and memory. */
+#define OP_LANG_COMPILE_TIMEOUT_MS_MAX 600000
+#define OP_LANG_COMPILE_OUTPUT_MAX     (16 * 1024 * 1024)
+#define OP_LANG_MEMORY_MB_MAX          65536
 
 struct op_lang {
         char *name;
@@ -15,6 +20,11 @@ struct op_lang {
         char *run[OP_LANG_ARGV_MAX + 1];      /* argv template; "{file}" is replaced */
         char *warm[OP_LANG_ARGV_MAX + 1];     /* the warm runner, started before a snapshot */
         char *prime;                          /* program run in each clone to warm it, or NULL */
+        char *compile[OP_LANG_ARGV_MAX + 1];  /* compile argv template ("{file}"), or empty */
+        uint32_t compile_timeout_ms;          /* default compile phase deadline */
+        uint32_t compile_output_max;          /* bytes kept per stream of the compiler */
+        uint32_t memory_mb;                   /* guest RAM for this language, 0: vm.memory_mb */
+        int32_t pool_size;                    /* default pool size, -1: pool.size */
         char *version;                        /* read from <images>/<name>/version; "unknown" */
         char *rootfs;                         /* <images>/<name>/rootfs.ext4 */
         int available;                        /* 1 when the rootfs exists */
@@ -45,4 +55,6 @@ void op_langs_names(const struct op_langs *l, char *buf, size_t len);
 /* Expand the run template: "{file}" -> file, then append args. *ret is a malloc'd
  * NULL-terminated array whose strings are malloc'd too; free with op_argv_free(). */
 int op_lang_argv(const struct op_lang *lang, const char *const *args, size_t n_args, char ***ret);
+/* The compile command with "{file}" expanded, the same way; -ENOENT when the language has none. */
+int op_lang_compile_argv(const struct op_lang *lang, char ***ret);
 void op_argv_free(char **argv);

@@ -249,6 +249,8 @@ static int decode_files(json_t *v, const struct op_limits *lim, struct op_exec *
 static const char *const exec_fields[] = {
     "id", "op", "lang", "code", "stdin", "args", "env", "files", "timeout_ms", "mode",
 };
+/* Fields of an exec request that only some languages take. */
+static const char *const exec_compile_fields[] = {"compile_timeout_ms"};
 
 int op_exec_decode(json_t *req, const struct op_limits *lim, struct op_exec *ret, char *errbuf,
                    size_t errlen)
@@ -263,6 +265,9 @@ int op_exec_decode(json_t *req, const struct op_limits *lim, struct op_exec *ret
                 bool known = false;
                 for (size_t i = 0; i < ELEMENTSOF(exec_fields); i++)
                         if (strcmp(key, exec_fields[i]) == 0)
+                                known = true;
+                for (size_t i = 0; i < ELEMENTSOF(exec_compile_fields); i++)
+                        if (strcmp(key, exec_compile_fields[i]) == 0)
                                 known = true;
                 if (!known)
                         return fail(errbuf, errlen, "unknown field \"%.64s\" in exec", key);
@@ -300,6 +305,16 @@ int op_exec_decode(json_t *req, const struct op_limits *lim, struct op_exec *ret
                         return fail(errbuf, errlen, "\"timeout_ms\" must be between 1 and %u",
                                     lim->timeout_ms_max);
                 e.timeout_ms = (uint32_t)json_integer_value(v);
+        }
+
+        v = json_object_get(req, "compile_timeout_ms");
+        if (v) {
+                if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                    json_integer_value(v) > lim->compile_timeout_ms_max)
+                        return fail(errbuf, errlen,
+                                    "\"compile_timeout_ms\" must be an integer between 1 and %u",
+                                    lim->compile_timeout_ms_max);
+                e.compile_timeout_ms = (uint32_t)json_integer_value(v);
         }
 
         e.json = json_incref(req);

@@ -43,6 +43,8 @@ struct op_limits {
         uint32_t timeout_ms_default;
         uint32_t timeout_ms_max;
         size_t output_max; /* bytes per stream (stdout, stderr) */
+        /* a compiled language's compile phase */
+        uint32_t compile_timeout_ms_max;
 };
 
 #define OP_LIMITS_DEFAULT                                                                          \
@@ -59,6 +61,7 @@ struct op_limits {
             .timeout_ms_default = 5000,                                                            \
             .timeout_ms_max = 60000,                                                               \
             .output_max = 1024 * 1024,                                                             \
+            .compile_timeout_ms_max = 120000,                                                      \
         })
 
 #define OP_LANG_NAME_MAX 64
@@ -91,6 +94,7 @@ struct op_exec {
         struct op_file *files;
         size_t n_files;
         uint32_t timeout_ms;
+        uint32_t compile_timeout_ms; /* 0: the language's default (compiled languages only) */
         enum op_mode mode;
 };
 

@@ -74,23 +74,40 @@ def cmd_installs(registry, entry_json):
             print(f"{full}\t{dst}")
 
 
+def cmd_links(entry_json):
+    """Print path<TAB>target for every symbolic link the entry asks for ("links": {"/usr/bin/php":
+    "php8.2"}): what update-alternatives would have made in a maintainer script this recipe does
+    not run."""
+    entry = json.loads(entry_json)
+    links = entry.get("links") or {}
+    if not isinstance(links, dict):
+        die(f"language {entry['name']}: 'links' must be an object")
+    for path, target in sorted(links.items()):
+        if not path.startswith("/") or ".." in path.split("/") or not isinstance(target, str) \
+                or not target or "\t" in target or "\n" in target:
+            die(f"language {entry['name']}: link {path!r} -> {target!r} is not valid")
+        print(f"{path}\t{target}")
+
+
 def apt_closure(pkgs):
     """The packages apt itself would install for pkgs on an empty system, hard dependencies only:
     apt's resolver picks one alternative of each "a | b" (apt-cache depends --recurse would take
-    all of them, and mime-support's alternative alone drags in 55 MB of Perl)."""
+    all of them, and mime-support's alternative alone drags in 55 MB of Perl). Returns
+    {name: (version, arch)} as apt chose them for an empty system: a package the host has
+    installed from elsewhere (another repository, a newer version) does not leak in."""
     with tempfile.NamedTemporaryFile(prefix="imagetool-status.") as status:
         out = subprocess.run(["apt-get", "-s", "-q", "-o", f"Dir::State::status={status.name}",
                               "-o", "APT::Install-Recommends=false",
                               "-o", "APT::Install-Suggests=false", "install"] + pkgs,
                              check=True, capture_output=True, text=True).stdout
-    names = set()
+    chosen = {}
     for line in out.splitlines():
-        m = re.match(r"Inst (\S+) ", line)
+        m = re.match(r"Inst (\S+) \((\S+) .*\[(\S+)\]\)", line)
         if m:
-            names.add(m.group(1))
-    if not names:
+            chosen[m.group(1).split(":")[0]] = (m.group(2), m.group(3))
+    if not chosen:
         die("apt-get -s installed nothing for: " + " ".join(pkgs))
-    return sorted(names)
+    return chosen
 
 
 def deb_filename(pkg, ver, arch):
@@ -102,7 +119,11 @@ def cmd_resolve(pkgs, closure=True):
     """Print pkg<TAB>version<TAB>arch<TAB>deb-filename for the hard-dependency closure of pkgs
     (or for pkgs alone), using the candidate versions of the host's apt lists. Sorted, so that
     it can be hashed."""
-    names = apt_closure(pkgs) if closure else sorted(set(pkgs))
+    if closure:
+        for p, (ver, arch) in sorted(apt_closure(pkgs).items()):
+            print(f"{p}\t{ver}\t{arch}\t{deb_filename(p, ver, arch)}")
+        return
+    names = sorted(set(pkgs))
     out = subprocess.run(["apt-cache", "show", "--no-all-versions"] + names, check=True,
                          capture_output=True, text=True).stdout
     found = {}
@@ -220,12 +241,14 @@ def cmd_check_pvh(path):
 
 def main():
     if len(sys.argv) < 2:
-        die("usage: imagetool.py langs|field|installs|resolve|pin|modules|strip-sig|check-pvh ...")
+        die("usage: imagetool.py langs|field|installs|links|resolve|pin|modules|strip-sig|check-pvh ...")
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "langs":
         cmd_langs(args[0], args[1] if len(args) > 1 else "")
     elif cmd == "field":
         cmd_lang_field(args[0], args[1])
+    elif cmd == "links":
+        cmd_links(args[0])
     elif cmd == "installs":
         cmd_installs(args[0], args[1])
     elif cmd == "resolve":

@@ -526,6 +526,31 @@ static void test_exec_timeout(void **state)
         }
 }
 
+static void test_exec_compile_timeout(void **state)
+{
+        struct op_exec e;
+        char err[256];
+        char json[128];
+        const long long good[] = {1, 30000, 120000};
+        const long long bad[] = {0, -1, 120001, 4294967297LL};
+
+        assert_int_equal(decode("{" BASE "}", &e, err, sizeof(err)), 0);
+        assert_int_equal(e.compile_timeout_ms, 0); /* the language's default */
+        op_exec_done(&e);
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                snprintf(json, sizeof(json), "{" BASE ",\"compile_timeout_ms\":%lld}", good[i]);
+                assert_int_equal(decode(json, &e, err, sizeof(err)), 0);
+                assert_int_equal(e.compile_timeout_ms, good[i]);
+                op_exec_done(&e);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                snprintf(json, sizeof(json), "{" BASE ",\"compile_timeout_ms\":%lld}", bad[i]);
+                decode_fails(json,
+                             "\"compile_timeout_ms\" must be an integer between 1 and 120000");
+        }
+        decode_fails("{" BASE ",\"compile_timeout_ms\":\"5\"}", "\"compile_timeout_ms\"");
+}
+
 static void test_exec_mode(void **state)
 {
         static const struct {
@@ -919,6 +944,7 @@ int main(void)
             cmocka_unit_test(test_exec_limits),
             cmocka_unit_test(test_exec_file_names),
             cmocka_unit_test(test_exec_timeout),
+            cmocka_unit_test(test_exec_compile_timeout),
             cmocka_unit_test(test_exec_mode),
             cmocka_unit_test(test_exec_env_names),
             cmocka_unit_test(test_exec_late_failure_frees),
