@@ -99,8 +99,10 @@ static void request_finish(struct request *r, json_t *reply)
                 d->stats.errors++;
                 log_outcome(r, json_string_value(json_object_get(err, "code")), reply);
         } else {
+                const char *status = json_string_value(json_object_get(reply, "status"));
+
                 d->stats.ok++;
-                log_outcome(r, "ok", reply);
+                log_outcome(r, status ? status : "ok", reply);
         }
         metrics_observe_exec(d, r, err ? json_string_value(json_object_get(err, "code")) : NULL,
                              reply);

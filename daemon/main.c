@@ -188,7 +188,7 @@ int main(int argc, char **argv)
                         return 2;
                 }
                 if (r < 0) /* no catalogue here: the pools are checked at start-up */
-                        fprintf(stderr, "opd: pools not checked: %s\n", err);
+                        printf("# pools: not checked: %s\n", err);
                 return 0;
         }
 

@@ -22,7 +22,7 @@ static int name_valid(const char *s)
                 return 0;
         for (; *s; s++)
                 if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' ||
-                      *s == '_' || *s == '+' || *s == '.'))
+                      *s == '_' || *s == '.'))
                         return 0;
         return 1;
 }
@@ -119,7 +119,7 @@ static int lang_load(json_t *o, const char *images_dir, struct op_lang *g, char 
 
         if (!json_is_string(name) || !name_valid(json_string_value(name)))
                 return op_errf(errbuf, errlen, -EINVAL,
-                               "a language has no valid \"name\" ([a-z0-9+._-]{1,32})");
+                               "a language has no valid \"name\" ([a-z0-9._-]{1,32})");
         g->name = strdup(json_string_value(name));
         if (!g->name)
                 return -ENOMEM;

@@ -27,7 +27,7 @@ def cmd_langs(registry, wanted):
     by_name = {}
     for e in langs:
         name = e.get("name")
-        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_+.-]*", name):
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name):
             die(f"{registry}: bad language name {name!r}")
         pk = e.get("packages")
         if not isinstance(pk, list) or not all(isinstance(p, str) and p for p in pk):

@@ -43,7 +43,7 @@ PROGRAMS = {
           '#include <stdio.h>\nint main(void)\n{\n\tint c;\n\twhile ((c = getchar()) != EOF)\n'
           '\t\tputchar(c);\n\tfputs("oops\\n", stderr);\n\treturn 3;\n}\n',
           'int main(void) { return undeclared_name; }\n'),
-    "c++": ('#include <iostream>\nint main() { std::cout << "hello world" << std::endl; }\n',
+    "cpp": ('#include <iostream>\nint main() { std::cout << "hello world" << std::endl; }\n',
             '#include <iostream>\nint main()\n{\n\tstd::cout << std::cin.rdbuf();\n'
             '\tstd::cerr << "oops" << std::endl;\n\treturn 3;\n}\n',
             'int main() { return undeclared_name; }\n'),

@@ -104,6 +104,14 @@ static void test_bad_entries(void **state)
         bad_entry("\"memory_mb\":\"1G\"", "\"memory_mb\"");
         bad_entry("\"pool_size\":-1", "\"pool_size\" must be 0-1024");
         bad_entry("\"pool_size\":1025", "\"pool_size\"");
+        setup_registry("{\"languages\":[{\"name\":\"c++\",\"file\":\"f\",\"run\":[\"r\"]}]}", "");
+        {
+                struct op_langs l;
+                char err[256];
+
+                assert_int_equal(op_langs_load(registry, dir, &l, err, sizeof(err)), -EINVAL);
+                assert_non_null(strstr(err, "no valid \"name\""));
+        }
 }
 
 static void plan(const char *sets, const char *enabled, uint32_t *targets, int want,
