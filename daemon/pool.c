@@ -78,7 +78,10 @@ static int start_prime(struct pool *p, struct vm *vm)
                         "id", "prime", "argv", argv, "file", p->lang->file, "code", p->lang->prime,
                         "timeout_ms", PRIME_TIMEOUT_MS);
         /* A compiled language's prime compiles too: the compiler is what needs translating. */
-        if (!job || compile_job_add(p->lang, &(struct op_exec){0}, &p->d->cfg.limits, job) < 0) {
+        if (!job || compile_job_add(p->lang,
+                                    &(struct op_exec){.compile_timeout_ms =
+                                                          p->d->cfg.limits.compile_timeout_ms_max},
+                                    &p->d->cfg.limits, job) < 0) {
                 json_decref(job);
                 return -ENOMEM;
         }

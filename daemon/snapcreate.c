@@ -208,7 +208,11 @@ static int send_preload(struct snapcreate *sc)
         job = json_pack("{s:s, s:s, s:o, s:s, s:s, s:i}", "op", "exec", "id", "preload", "argv",
                         argv, "file", sc->lang->file, "code", sc->lang->prime, "timeout_ms",
                         WARM_TIMEOUT_MS / 4);
-        if (!job || compile_job_add(sc->lang, &(struct op_exec){0}, &sc->d->cfg.limits, job) < 0)
+        /* Nothing is translated yet in this VM: the compiler gets the longest deadline allowed. */
+        if (!job || compile_job_add(sc->lang,
+                                    &(struct op_exec){.compile_timeout_ms =
+                                                          sc->d->cfg.limits.compile_timeout_ms_max},
+                                    &sc->d->cfg.limits, job) < 0)
                 r = -ENOMEM;
         else
                 r = vm_send(sc->vm, job);
@@ -262,7 +266,14 @@ static void on_answer(struct vm *vm, json_t *ans, void *userdata)
                 if (json_object_get(ans, "status") || !json_is_integer(code) ||
                     json_integer_value(code) != 0) {
                         msg = json_string_value(json_object_get(c, "stderr"));
-                        log_error("snapshot %s: preload program failed: %.300s", sc->lang->name,
+                        log_error("snapshot %s: preload program failed (compiler: exit %lld%s; "
+                                  "program: exit %lld%s): %.300s",
+                                  sc->lang->name,
+                                  (long long)json_integer_value(json_object_get(c, "exit_code")),
+                                  json_is_true(json_object_get(c, "timed_out")) ? ", timed out" : "",
+                                  (long long)json_integer_value(code),
+                                  json_is_true(json_object_get(ans, "timed_out")) ? ", timed out"
+                                                                                  : "",
                                   msg && *msg ? msg
                                               : json_string_value(json_object_get(ans, "stderr")) ?: "");
                         finish(sc, -EIO, "the catalogue's prime program did not compile and run");
@@ -349,7 +360,9 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
                 finish(sc, r, "cannot boot the VM");
                 return 0;
         }
-        timer_arm_ms(sc->deadline, d->cfg.boot_timeout_ms + WARM_TIMEOUT_MS + 30000);
+        timer_arm_ms(sc->deadline,
+                     d->cfg.boot_timeout_ms + WARM_TIMEOUT_MS + 30000 +
+                         (lang->compile[0] ? d->cfg.limits.compile_timeout_ms_max : 0));
         log_info("snapshot %s/%s: booting", lang->name, sc->m.version);
         return 0;
 }

@@ -155,6 +155,8 @@ class Languages(unittest.TestCase):
         # the largest time limit: under TCG a JVM or V8 start takes seconds, and a test does
         # not depend on timing
         req = {"op": "exec", "lang": lang, "code": code, "id": lang, "timeout_ms": 60000}
+        if PROGRAMS[lang][2] is not None:  # g++, rustc, javac take tens of seconds under TCG
+            req["compile_timeout_ms"] = 120000
         req.update(kw)
         a = self.opd.call(req, timeout=600)
         self.assertTrue(a["ok"], (lang, a))

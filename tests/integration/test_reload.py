@@ -51,8 +51,11 @@ class Reload(unittest.TestCase):
             self.assertEqual(a["error"]["code"], "unknown_language", a)
             self.assertIn("available: bash", a["error"]["message"])
             st = opd.call({"op": "status"})
-            self.assertEqual({l["name"]: l["enabled"] for l in st["languages"]},
+            self.assertEqual({l["name"]: l["enabled"] for l in st["languages"]
+                              if l["name"] in ("bash", "python")},
                              {"bash": True, "python": False})
+            self.assertFalse([l["name"] for l in st["languages"]
+                              if l["enabled"] and l["name"] != "bash"])
             self.rewrite(opd, **{"languages.enabled": "bash,nosuchlang"})
             a = opd.call({"op": "reload"})
             self.assertFalse(a["ok"])
