@@ -353,6 +353,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         } else if (r->queued)
                 request_fail(r, OP_ERR_POOL_EXHAUSTED, "no VM became free within %u ms",
                              r->d->cfg.queue_timeout_ms);
+        else if (r->t_sent && compile_timeout_ms(r->lang, &r->exec, &r->d->cfg.limits))
+                request_fail(r, OP_ERR_TIMEOUT,
+                             "the guest did not answer within %u ms (compile %u + timeout_ms %u "
+                             "+ grace %u)",
+                             compile_timeout_ms(r->lang, &r->exec, &r->d->cfg.limits) +
+                                 r->exec.timeout_ms + r->d->cfg.agent_grace_ms,
+                             compile_timeout_ms(r->lang, &r->exec, &r->d->cfg.limits),
+                             r->exec.timeout_ms, r->d->cfg.agent_grace_ms);
         else if (r->t_sent)
                 request_fail(r, OP_ERR_TIMEOUT,
                              "the guest did not answer within %u ms (timeout_ms %u + grace %u)",

@@ -36,6 +36,7 @@
             .timeout_ms_default = 10,                                                              \
             .timeout_ms_max = 100,                                                                 \
             .output_max = 64,                                                                      \
+            .compile_timeout_ms_max = 50,                                                          \
         })
 
 static inline int fuzz_env_name_ok(const char *s, size_t n)
@@ -58,6 +59,7 @@ static inline void fuzz_check_exec(const struct op_exec *e, const struct op_limi
         CHECK(e->code && e->code_len <= lim->code_max);
         CHECK(!e->stdin_data || e->stdin_len <= lim->stdin_max);
         CHECK(e->timeout_ms >= 1 && e->timeout_ms <= lim->timeout_ms_max);
+        CHECK(e->compile_timeout_ms <= lim->compile_timeout_ms_max); /* 0: the language's */
         CHECK(e->mode == OP_MODE_AUTO || e->mode == OP_MODE_WARM || e->mode == OP_MODE_COLD);
 
         CHECK(e->n_args <= lim->args_max);
