@@ -117,11 +117,12 @@ int compile_reply(json_t *reply, json_t *ans)
                 return r;
         if (json_object_set(reply, "compile", out) < 0)
                 return -ENOMEM;
+        /* After a compile that worked the run's status follows (exec-opts.c checks it). */
         if (status) {
-                if (!json_is_string(status) ||
-                    strcmp(json_string_value(status), "compile_error") != 0)
+                if (!json_is_string(status))
                         return -EBADMSG;
-                if (json_object_set_new(reply, "status", json_string("compile_error")) < 0)
+                if (strcmp(json_string_value(status), "compile_error") == 0 &&
+                    json_object_set_new(reply, "status", json_string("compile_error")) < 0)
                         return -ENOMEM;
         }
         return 0;

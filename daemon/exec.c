@@ -41,6 +41,9 @@ static void request_free(struct request *r)
                 pool_release(r->pool);
         op_exec_done(&r->exec);
         json_decref(r->id);
+        json_decref(r->stdin_pending);
+        if (r->batch)
+                batch_release(r->batch);
         free(r);
         opd_schedule_reap(d); /* a VM slot is free: queued requests start from the loop */
         if (c && !c->closing)
@@ -106,6 +109,8 @@ static void request_finish(struct request *r, json_t *reply)
         }
         metrics_observe_exec(d, r, err ? json_string_value(json_object_get(err, "code")) : NULL,
                              reply);
+        if (r->batch)
+                batch_count(r->batch, reply);
         if (r->client)
                 client_send(r->client, reply);
         else
@@ -129,6 +134,7 @@ static void request_fail(struct request *r, enum op_err code, const char *fmt, .
 static json_t *build_job(struct request *r)
 {
         const struct op_exec *e = &r->exec;
+        struct op_lang lang = *r->lang;
         uint8_t entropy[ENTROPY_BYTES];
         _cleanup_free_ char *b64 = NULL;
         char **argv = NULL;
@@ -137,15 +143,18 @@ static json_t *build_job(struct request *r)
         if (getrandom(entropy, sizeof(entropy), 0) != sizeof(entropy))
                 return NULL;
         b64 = op_base64_encode(entropy, sizeof(entropy));
-        if (!b64 || op_lang_argv(r->lang, e->args, e->n_args, &argv) < 0)
+        /* Without "code", the entry file of "files" is the program. */
+        if (op_exec_entry_name(e))
+                lang.file = (char *)op_exec_entry_name(e);
+        if (!b64 || op_lang_argv(&lang, e->args, e->n_args, &argv) < 0)
                 return NULL;
         jargv = json_array();
         for (char **a = argv; jargv && *a; a++)
                 json_array_append_new(jargv, json_string(*a));
         op_argv_free(argv);
         job = json_pack("{s:s, s:o, s:s, s:s%, s:I, s:I, s:s, s:I, s:s}", "op", "exec", "argv",
-                        jargv, "file", r->lang->file, "code", e->code, e->code_len, "timeout_ms",
-                        (json_int_t)e->timeout_ms, "output_max",
+                        jargv, "file", lang.file, "code", e->code ? e->code : "", e->code_len,
+                        "timeout_ms", (json_int_t)e->timeout_ms, "output_max",
                         (json_int_t)r->d->cfg.limits.output_max, "entropy", b64, "time_ns",
                         (json_int_t)op_realtime_ns(), "hostname", r->vm->name);
         if (!job)
@@ -167,6 +176,10 @@ static json_t *build_job(struct request *r)
                         json_object_set(job, "args", v);
                 else
                         json_object_set_new(job, "args", json_array());
+        }
+        if (exec_job_add_opts(r, job) < 0) {
+                json_decref(job);
+                return NULL;
         }
         return job;
 }
@@ -234,6 +247,10 @@ static json_t *build_reply(struct request *r, json_t *ans)
                                       ms(r->t_ready, r->t_done), "guest_run",
                                       json_number_value(run_ms), "total",
                                       ms(r->t_start, op_now_us())));
+        if (exec_reply_add_opts(r, ans, reply) < 0) {
+                json_decref(reply);
+                return NULL;
+        }
         return reply;
 }
 
@@ -255,6 +272,7 @@ static void send_job(struct request *r, struct vm *vm)
                 return;
         }
         r->t_sent = op_now_us();
+        exec_flush_stdin(r);
         evtimer_del(r->timer);
         timer_arm_ms(r->timer, r->exec.timeout_ms + r->d->cfg.agent_grace_ms +
                                    compile_timeout_ms(r->lang, &r->exec, &r->d->cfg.limits));
@@ -321,6 +339,7 @@ static void on_vm_failed(struct vm *vm, const char *why, void *userdata)
 static const struct vm_events request_vm_events = {
     .ready = on_vm_ready,
     .answer = on_vm_answer,
+    .event = exec_on_vm_event,
     .failed = on_vm_failed,
 };
 
@@ -482,7 +501,21 @@ static void route(struct request *r)
         pool_refill(p);
 }
 
+/* An exec refused before it started; a batch counts it as failed. */
+static void submit_refuse(struct client *c, struct batch *b, json_t *reply)
+{
+        c->d->stats.errors++;
+        if (b)
+                batch_count(b, reply);
+        client_send(c, reply);
+}
+
 void exec_handle(struct client *c, json_t *id, json_t *req)
+{
+        exec_submit(c, id, req, NULL);
+}
+
+void exec_submit(struct client *c, json_t *id, json_t *req, struct batch *b)
 {
         struct opd *d = c->d;
         struct op_exec e;
@@ -491,20 +524,26 @@ void exec_handle(struct client *c, json_t *id, json_t *req)
 
         d->stats.requests++;
         if (d->stopping) {
-                d->stats.errors++;
-                client_send(c, op_error_reply(id, OP_ERR_SHUTTING_DOWN, "opd is shutting down"));
+                submit_refuse(c, b,
+                              op_error_reply(id, OP_ERR_SHUTTING_DOWN, "opd is shutting down"));
                 return;
         }
         if (c->inflight >= d->cfg.max_inflight) {
-                d->stats.errors++;
-                client_send(c, op_error_reply(id, OP_ERR_BUSY,
-                                              "%u requests already in flight on this connection",
-                                              c->inflight));
+                submit_refuse(c, b,
+                              op_error_reply(id, OP_ERR_BUSY,
+                                             "%u requests already in flight on this connection",
+                                             c->inflight));
                 return;
         }
         if (op_exec_decode(req, &d->cfg.limits, &e, err, sizeof(err)) < 0) {
-                d->stats.errors++;
-                client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err));
+                submit_refuse(c, b, op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err));
+                return;
+        }
+        if (b && e.stdin_stream) {
+                op_exec_done(&e);
+                submit_refuse(c, b,
+                              op_error_reply(id, OP_ERR_BAD_REQUEST,
+                                             "\"stdin_stream\" is not possible in exec_batch"));
                 return;
         }
         const struct op_lang *lang = op_langs_find(&d->langs, e.lang);
@@ -512,10 +551,10 @@ void exec_handle(struct client *c, json_t *id, json_t *req)
                 char names[1024];
 
                 op_langs_names(&d->langs, names, sizeof(names));
-                d->stats.errors++;
-                client_send(c, op_error_reply(id, OP_ERR_UNKNOWN_LANGUAGE,
-                                              "unknown language \"%s\"; available: %s", e.lang,
-                                              names));
+                submit_refuse(c, b,
+                              op_error_reply(id, OP_ERR_UNKNOWN_LANGUAGE,
+                                             "unknown language \"%s\"; available: %s", e.lang,
+                                             names));
                 op_exec_done(&e);
                 return;
         }
@@ -529,8 +568,7 @@ void exec_handle(struct client *c, json_t *id, json_t *req)
         if (!r || !(r->timer = evtimer_new(d->base, on_timer, r))) {
                 free(r);
                 op_exec_done(&e);
-                d->stats.errors++;
-                client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
+                submit_refuse(c, b, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
                 return;
         }
         r->d = d;
@@ -539,6 +577,10 @@ void exec_handle(struct client *c, json_t *id, json_t *req)
         r->exec = e;
         r->lang = lang;
         r->t_start = op_now_us();
+        if (b) {
+                r->batch = b;
+                b->pending++;
+        }
         LIST_INSERT_HEAD(&c->requests, r, client_link);
         c->inflight++;
 

@@ -194,9 +194,38 @@ struct request {
         bool retried;                     /* moved once off a clone that died before it resumed */
         char snap_version[SNAP_NAME_MAX]; /* the snapshot a warm VM came from */
         uint64_t t_start, t_vm, t_ready, t_sent, t_done; /* op_now_us() */
+        /* exec-opts.c */
+        json_t *stdin_pending; /* stdin frames for the agent, held until the job is sent */
+        size_t stdin_total;    /* bytes of streamed stdin taken */
+        bool stdin_eof;        /* the client sent eof */
+        size_t streamed[2];    /* bytes of stdout, stderr events forwarded */
+        struct batch *batch;   /* the exec_batch this request belongs to, or NULL */
 };
 
 void exec_handle(struct client *c, json_t *id, json_t *req);
+/* Validate and start one exec (of a batch when b is set). */
+void exec_submit(struct client *c, json_t *id, json_t *req, struct batch *b);
+
+/* ---- exec-opts.c: streaming, stdin frames, limits and files in the job, exec_batch ---- */
+struct batch {
+        struct client *client; /* NULL once the client is gone */
+        json_t *id;
+        unsigned pending; /* members still running */
+        unsigned count, ok, failed;
+};
+/* The job's fields beyond protocol v1's core (limits, stream, files, entry point). */
+int exec_job_add_opts(struct request *r, json_t *job);
+/* The answer's fields beyond the core, checked (the guest is untrusted). */
+int exec_reply_add_opts(struct request *r, json_t *ans, json_t *reply);
+void exec_on_vm_event(struct vm *vm, json_t *ev, void *userdata);
+/* The job was sent: stdin frames held so far follow it. */
+void exec_flush_stdin(struct request *r);
+/* A member of a batch was answered: count its outcome. */
+void batch_count(struct batch *b, json_t *reply);
+/* A member of a batch is gone: the last one sends the batch's answer and frees it. */
+void batch_release(struct batch *b);
+void op_stdin(struct client *c, json_t *id, json_t *req);
+void op_exec_batch(struct client *c, json_t *id, json_t *req);
 /* A paused VM for a request that waited for one. */
 void exec_start_warm(struct request *r, struct vm *vm);
 /* Its pool's deadline passed or the pool went away. */
@@ -230,6 +259,8 @@ struct vm_events {
         /* Booted: the agent is ready. Restored: paused with its state loaded. */
         void (*ready)(struct vm *vm, void *userdata);
         void (*answer)(struct vm *vm, json_t *answer, void *userdata);
+        /* A streamed output event ({"event": "stdout" | "stderr", ...}) while a job runs. */
+        void (*event)(struct vm *vm, json_t *event, void *userdata);
         /* The VM is gone (exited, failed to boot, broke the channel); why is human text. */
         void (*failed)(struct vm *vm, const char *why, void *userdata);
 };
@@ -278,6 +309,8 @@ int vm_pause(struct vm *vm);
 int vm_snapshot(struct vm *vm, const char *dir,
                 void (*done)(struct vm *vm, const char *err, void *userdata), void *userdata);
 int vm_send(struct vm *vm, json_t *job);
+/* One more frame for the running job (stdin frames). */
+int vm_send_more(struct vm *vm, json_t *frame);
 /* Kill the VMM and free the VM at a safe point; no callback fires after this. */
 void vm_destroy(struct vm *vm);
 /* SIGCHLD: reap every exited child and tell the VMs. */

@@ -86,8 +86,10 @@ static void op_reload(struct client *c, json_t *id, json_t *req)
 }
 
 static const struct op_entry op_table[] = {
-    {"ping", op_ping, false},       {"status", op_status, false},    {"exec", exec_handle, false},
-    {"metrics", op_metrics, false}, {"snapshot", op_snapshot, true}, {"reload", op_reload, true},
+    {"ping", op_ping, false},        {"status", op_status, false},
+    {"exec", exec_handle, false},    {"metrics", op_metrics, false},
+    {"snapshot", op_snapshot, true}, {"reload", op_reload, true},
+    {"stdin", op_stdin, false},      {"exec_batch", op_exec_batch, false},
 };
 
 const struct op_entry *op_lookup(const char *name)

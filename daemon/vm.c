@@ -114,6 +114,14 @@ static void on_agent_read(struct bufferevent *bev, void *arg)
                                 vm->ev.ready(vm, vm->userdata);
                         return; /* the callback may have destroyed the VM */
                 }
+                if (vm->state == VM_RUNNING && event &&
+                    (strcmp(event, "stdout") == 0 || strcmp(event, "stderr") == 0)) {
+                        /* Streamed output: the request checks and forwards it. */
+                        if (vm->ev.event)
+                                vm->ev.event(vm, obj, vm->userdata);
+                        json_decref(obj);
+                        continue;
+                }
                 if (vm->state == VM_RUNNING && !event) {
                         vm->state = VM_READY;
                         if (vm->ev.answer)
@@ -357,6 +365,13 @@ int vm_send(struct vm *vm, json_t *job)
                 return r;
         vm->state = VM_RUNNING;
         return 0;
+}
+
+int vm_send_more(struct vm *vm, json_t *frame)
+{
+        if (vm->state != VM_RUNNING)
+                return -EBUSY;
+        return evframe_add(bufferevent_get_output(vm->agent), frame, SIZE_MAX);
 }
 
 void vm_destroy(struct vm *vm)

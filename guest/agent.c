@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent-opts.h"
 #include "cleanup.h"
 #include "compile.h"
 #include "exec.h"
@@ -73,6 +74,7 @@ struct exec_req {
         int64_t time_ns;
         const char *hostname;
         struct agent_compile compile; /* "compile": the phase before the run, or none */
+        struct agent_opts opts;       /* agent-opts.c */
 };
 
 static void exec_req_done(struct exec_req *q)
@@ -89,6 +91,7 @@ static void exec_req_done(struct exec_req *q)
         free(q->stdin_data);
         free(q->entropy);
         agent_compile_done(&q->compile);
+        agent_opts_done(&q->opts);
         *q = (struct exec_req){0};
 }
 
@@ -435,21 +438,31 @@ static const char *const exec_fields[] = {
     "entropy", "time_ns",   "hostname", "warm",  "args",       "compile",
 };
 
-static int check_fields(json_t *req, const char *const *fields, size_t n, char *errbuf,
-                        size_t errlen)
+static int check_fields_also(json_t *req, const char *const *fields, size_t n,
+                             const char *const *more, size_t n_more, char *errbuf, size_t errlen)
 {
         const char *key;
         json_t *v;
 
         json_object_foreach (req, key, v) {
-                size_t i;
+                size_t i, j = n_more;
                 for (i = 0; i < n; i++)
                         if (strcmp(key, fields[i]) == 0)
                                 break;
                 if (i == n)
+                        for (j = 0; j < n_more; j++)
+                                if (strcmp(key, more[j]) == 0)
+                                        break;
+                if (i == n && j == n_more)
                         return op_errf(errbuf, errlen, -EINVAL, "unknown field \"%.64s\"", key);
         }
         return 0;
+}
+
+static int check_fields(json_t *req, const char *const *fields, size_t n, char *errbuf,
+                        size_t errlen)
+{
+        return check_fields_also(req, fields, n, NULL, 0, errbuf, errlen);
 }
 
 static int exec_decode(json_t *req, struct exec_req *q, char *errbuf, size_t errlen)
@@ -457,7 +470,11 @@ static int exec_decode(json_t *req, struct exec_req *q, char *errbuf, size_t err
         json_int_t n;
         int r;
 
-        r = check_fields(req, exec_fields, ELEMENTSOF(exec_fields), errbuf, errlen);
+        r = check_fields_also(req, exec_fields, ELEMENTSOF(exec_fields), agent_opts_fields,
+                              agent_opts_n_fields, errbuf, errlen);
+        if (r < 0)
+                return r;
+        r = agent_opts_decode(req, &q->opts, errbuf, errlen);
         if (r < 0)
                 return r;
         r = decode_argv(json_object_get(req, "argv"), q, errbuf, errlen);
@@ -755,6 +772,7 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
         _cleanup_free_ char *dir = NULL, *handoff = NULL;
         _cleanup_(agent_result_done) struct agent_result cres = {0};
         struct agent_result res = {0};
+        struct agent_stream stream;
         struct agent_job job;
         size_t handoff_len = 0;
         bool use_warm;
@@ -821,11 +839,25 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
                         return answer;
                 }
         }
+        /* The run's own: the compile phase above has none of them. */
+        job.limits = &q.opts.limits;
+        agent_stream_init(&stream, &q.opts, a->chan, id);
+        job.io = &stream.io;
+        job.stdin_open = q.opts.stdin_stream && a->chan;
+        q.opts.limits.cgroup_root = cfg->cgroup_root;
         if (use_warm)
                 r = agent_exec_attach(&job, &runner, &res);
         else
                 r = agent_exec(&job, &res);
         kill_all();
+        answer = r < 0 ? NULL : exec_answer(id, &res, use_warm);
+        if (answer && ((q.compile.argv && agent_compile_answer(answer, &cres) < 0) ||
+                       agent_answer_opts(answer, &res, &q.opts) < 0 ||
+                       agent_answer_files(answer, dir, &q.opts) < 0)) {
+                json_decref(answer);
+                answer = NULL;
+        }
+        agent_result_done(&res);
         rm_rundir(dir);
         if (r < 0 && use_warm)
                 return op_error_reply(id, OP_ERR_INTERNAL, "could not run on the warm runner: %s",
@@ -833,11 +865,6 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
         if (r < 0)
                 return op_error_reply(id, OP_ERR_INTERNAL, "could not start %s: %s", q.argv[0],
                                       strerror(-r));
-
-        answer = exec_answer(id, &res, use_warm);
-        agent_result_done(&res);
-        if (answer && q.compile.argv && agent_compile_answer(answer, &cres) < 0)
-                json_decref(TAKE_PTR(answer));
         return answer;
 }
 
@@ -1043,6 +1070,11 @@ json_t *agent_ready_event(void)
 void agent_init(struct agent *a, const struct agent_config *cfg)
 {
         *a = (struct agent){.cfg = *cfg, .warm = AGENT_CHILD_INIT};
+}
+
+void agent_set_channel(struct agent *a, const struct agent_channel *chan)
+{
+        a->chan = chan;
 }
 
 void agent_done(struct agent *a)

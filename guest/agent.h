@@ -16,17 +16,23 @@ struct agent_config {
         const char *workdir; /* parent of each request's working directory */
         uid_t uid;           /* user code runs as this uid/gid when not (uid_t)-1 */
         gid_t gid;
-        bool apply_identity; /* set clock, hostname, entropy from the request (guest only) */
+        bool apply_identity;     /* set clock, hostname, entropy from the request (guest only) */
+        const char *cgroup_root; /* cgroup v2 mount for per-run limits; NULL: rlimits only */
 };
+
+struct agent_channel;
 
 /* One agent: its configuration and what outlives a request. Set up with agent_init(). */
 struct agent {
         struct agent_config cfg;
-        bool warm_waiting;       /* a "warm" runner was started and waits for its job */
-        struct agent_child warm; /* that runner (its fd 3 is warm.ctl_fd) */
+        bool warm_waiting;                /* a "warm" runner was started and waits for its job */
+        struct agent_child warm;          /* that runner (its fd 3 is warm.ctl_fd) */
+        const struct agent_channel *chan; /* for streamed output and stdin; NULL: none */
 };
 
 void agent_init(struct agent *a, const struct agent_config *cfg);
+/* The channel a streamed exec sends events on and reads stdin frames from (agent-opts.h). */
+void agent_set_channel(struct agent *a, const struct agent_channel *chan);
 /* Ends a waiting warm runner. The agent can be used again afterwards. */
 void agent_done(struct agent *a);
 

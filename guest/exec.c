@@ -49,11 +49,19 @@ struct stream {
         size_t len, cap;
 };
 
-/* Bytes the agent writes to the program, then closes the fd. */
+/* Bytes the agent writes to the program, then closes the fd (unless hold: more may come). */
 struct feed {
         int fd;
         const char *data;
         size_t left;
+        bool hold;
+};
+
+/* Streamed stdin waiting to be written: q[off..len). */
+#define EXEC_STDIN_QUEUE_MAX (16u * 1024 * 1024)
+struct stdin_queue {
+        char *q;
+        size_t off, len, cap;
 };
 
 struct run {
@@ -67,6 +75,11 @@ struct run {
         struct stream out, err;
         size_t output_max;
         bool timed_out, truncated;
+        const struct agent_io *io; /* streaming hooks, or NULL */
+        struct stdin_queue sq;     /* with job->stdin_open: stdin waiting to be fed */
+        bool input_done;           /* io->input said eof or failed */
+        const struct limits_run *lr;
+        bool cpu_over;
 };
 
 static void stream_close(struct stream *s)
@@ -171,7 +184,66 @@ static void feed(struct feed *f)
                 f->data += k;
                 f->left -= (size_t)k;
         }
-        f->fd = safe_close(f->fd);
+        if (!f->hold)
+                f->fd = safe_close(f->fd);
+}
+
+/* Append streamed stdin to what is still to be written; with eof, close after it. */
+static int stdin_push(struct run *r, const char *data, size_t len, bool eof)
+{
+        struct stdin_queue *sq = &r->sq;
+
+        if (r->in.fd < 0)
+                return 0; /* the program closed its stdin: the bytes go nowhere */
+        sq->off = sq->len - r->in.left;
+        if (sq->off > 0) {
+                memmove(sq->q, sq->q + sq->off, r->in.left);
+                sq->len = r->in.left;
+                sq->off = 0;
+        }
+        if (len > 0) {
+                if (sq->len + len > sq->cap) {
+                        size_t cap = sq->cap ? sq->cap : 4096;
+                        char *nq;
+
+                        while (cap < sq->len + len)
+                                cap *= 2;
+                        nq = realloc(sq->q, cap);
+                        if (!nq)
+                                return -ENOMEM;
+                        sq->q = nq;
+                        sq->cap = cap;
+                }
+                memcpy(sq->q + sq->len, data, len);
+                sq->len += len;
+        }
+        r->in.data = sq->q;
+        r->in.left = sq->len;
+        if (eof) {
+                r->in.hold = false;
+                if (r->in.left == 0)
+                        r->in.fd = safe_close(r->in.fd);
+        }
+        return 0;
+}
+
+/* The host's channel is readable: take what it has for stdin. false: the run must end. */
+static bool take_input(struct run *r)
+{
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        bool eof = false;
+        int k = r->io->input(r->io->userdata, &data, &len, &eof);
+
+        if (k < 0) {
+                r->input_done = true;
+                return false;
+        }
+        if (eof)
+                r->input_done = true;
+        if ((data && len > 0) || eof)
+                return stdin_push(r, data, len, eof) == 0;
+        return true;
 }
 
 /* Read what is there. Returns false when the output cap was hit. */
@@ -193,6 +265,18 @@ static bool drain(struct run *r, struct stream *s)
         }
         room = r->output_max - s->len;
         keep = (size_t)k < room ? (size_t)k : room;
+        if (r->io && r->io->output) {
+                /* Streamed: passed on at once, only counted here. */
+                if (keep > 0 &&
+                    r->io->output(r->io->userdata, s == &r->out ? 1 : 2, chunk, keep) < 0)
+                        return false;
+                s->len += keep;
+                if ((size_t)k > room) {
+                        r->truncated = true;
+                        return false;
+                }
+                return true;
+        }
         if (s->len + keep + 1 > s->cap) {
                 size_t cap = s->cap;
                 char *nb;
@@ -250,8 +334,8 @@ static _Noreturn void child_fail(int status_fd, const char *step, int error)
 }
 
 /* fds[i] becomes fd i of the program, for i < nfds (3, or 4 with the control socket). */
-static _Noreturn void child_run(const struct agent_job *job, pid_t parent, int status_fd,
-                                const int *fds, int nfds)
+static _Noreturn void child_run(const struct agent_job *job, const struct limits_run *lr,
+                                pid_t parent, int status_fd, const int *fds, int nfds)
 {
         extern char **environ;
         struct sigaction sa_dfl = {.sa_handler = SIG_DFL};
@@ -284,6 +368,12 @@ static _Noreturn void child_run(const struct agent_job *job, pid_t parent, int s
 
         if (chdir(job->workdir) < 0)
                 child_fail(status_fd, "chdir", errno);
+        /* As root still: join the run's cgroup, lower the rlimits (NPROC counts the new uid). */
+        if (lr) {
+                int k = limits_enter_child(lr);
+                if (k < 0)
+                        child_fail(status_fd, "limits", -k);
+        }
 
         if (job->uid != (uid_t)-1) {
                 if (setgroups(1, &job->gid) < 0)
@@ -346,9 +436,10 @@ static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
         uint64_t linger = 0, reap_by = 0;
 
         for (;;) {
-                struct pollfd p[5];
+                struct pollfd p[6];
                 struct feed *feeds[2] = {&r->in, &r->ctl};
-                int n = 0, i_feed[2] = {-1, -1}, i_out = -1, i_err = -1, i_pid = -1;
+                int n = 0, i_feed[2] = {-1, -1}, i_out = -1, i_err = -1, i_pid = -1, i_input = -1;
+                bool cpu_watch = r->lr && r->lr->cpu_time_ms && r->lr->cg_fd >= 0;
                 uint64_t now, wake;
                 int timeout;
 
@@ -360,6 +451,10 @@ static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
                 now = op_now_us();
                 if (!r->group_killed && now >= deadline) {
                         r->timed_out = true;
+                        kill_group(r);
+                }
+                if (!r->group_killed && cpu_watch && limits_cpu_over(r->lr)) {
+                        r->cpu_over = true;
                         kill_group(r);
                 }
                 if (r->group_killed && !r->reaped) {
@@ -388,12 +483,18 @@ static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
                 timeout = wake == UINT64_MAX ? -1
                           : wake <= now      ? 0
                                              : (int)((wake - now + 999) / 1000);
-                if (!r->reaped && (r->pidfd < 0 || r->group_killed) &&
+                if (((!r->reaped && (r->pidfd < 0 || r->group_killed)) ||
+                     (cpu_watch && !r->group_killed)) &&
                     (timeout < 0 || timeout > EXEC_TICK_MS))
                         timeout = EXEC_TICK_MS;
 
+                if (r->io && r->io->input && r->io->input_fd >= 0 && !r->input_done &&
+                    !r->group_killed && r->in.left < EXEC_STDIN_QUEUE_MAX) {
+                        i_input = n;
+                        p[n++] = (struct pollfd){.fd = r->io->input_fd, .events = POLLIN};
+                }
                 for (int f = 0; f < 2; f++)
-                        if (feeds[f]->fd >= 0) {
+                        if (feeds[f]->fd >= 0 && feeds[f]->left > 0) {
                                 i_feed[f] = n;
                                 p[n++] = (struct pollfd){.fd = feeds[f]->fd, .events = POLLOUT};
                         }
@@ -438,6 +539,8 @@ static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
                 }
                 if (i_pid >= 0 && p[i_pid].revents)
                         reap_group(r);
+                if (i_input >= 0 && p[i_input].revents && !take_input(r))
+                        run_stop(r); /* the host is gone, or out of memory */
         }
 }
 
@@ -451,7 +554,8 @@ static void child_close(struct agent_child *c)
         *c = AGENT_CHILD_INIT;
 }
 
-int agent_spawn(const struct agent_job *job, bool with_ctl, struct agent_child *ret)
+static int spawn(const struct agent_job *job, bool with_ctl, const struct limits_run *lr,
+                 struct agent_child *ret)
 {
         _cleanup_close_ int in_r = -1, in_w = -1, out_r = -1, out_w = -1, err_r = -1, err_w = -1;
         _cleanup_close_ int status_r = -1, status_w = -1, ctl_r = -1, ctl_w = -1, pidfd = -1;
@@ -484,7 +588,7 @@ int agent_spawn(const struct agent_job *job, bool with_ctl, struct agent_child *
                 return -errno;
         if (pid == 0) {
                 int fds[4] = {in_r, out_w, err_w, ctl_w};
-                child_run(job, parent, status_w, fds, with_ctl ? 4 : 3);
+                child_run(job, lr, parent, status_w, fds, with_ctl ? 4 : 3);
         }
 
         status_w = safe_close(status_w);
@@ -517,8 +621,14 @@ int agent_spawn(const struct agent_job *job, bool with_ctl, struct agent_child *
         return 0;
 }
 
+int agent_spawn(const struct agent_job *job, bool with_ctl, struct agent_child *ret)
+{
+        return spawn(job, with_ctl, NULL, ret);
+}
+
+/* Takes lr (prepared): its cgroup is removed on return. */
 static int exec_attach(const struct agent_job *job, struct agent_child *child, uint64_t start,
-                       struct agent_result *ret)
+                       struct limits_run *lr, struct agent_result *ret)
 {
         struct run r = {
             .pid = child->pid,
@@ -530,12 +640,14 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
             .ctl.fd = child->ctl_fd,
             .out.fd = child->out_fd,
             .err.fd = child->err_fd,
+            .lr = lr,
         };
         int rc = 0;
 
         if (r.pid <= 0 || r.pgid <= 1) {
                 /* Nothing to supervise (and kill(-0) or kill(-1) would hit far more than it). */
                 child_close(child);
+                limits_done(lr);
                 return -EINVAL;
         }
         *child = AGENT_CHILD_INIT;
@@ -553,8 +665,15 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
                 r.in.left = job->stdin_len;
                 r.ctl.data = job->handoff;
                 r.ctl.left = job->handoff_len;
+                r.io = job->io;
         }
-        if (r.in.left == 0)
+        if (rc == 0 && job->stdin_open && job->io && job->io->input && job->io->input_fd >= 0) {
+                /* Interactive: stdin goes through a queue that input() refills. */
+                r.in.hold = true;
+                r.in.left = 0;
+                rc = stdin_push(&r, job->stdin_data, job->stdin_len, false);
+        }
+        if (r.in.left == 0 && !r.in.hold)
                 r.in.fd = safe_close(r.in.fd);
         if (r.ctl.left == 0)
                 r.ctl.fd = safe_close(r.ctl.fd);
@@ -570,10 +689,14 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
         if (rc < 0)
                 kill_group(&r);
 
+        /* Frames that came in with the job are already read: take them before polling. */
+        if (rc == 0 && r.in.hold && !take_input(&r))
+                run_stop(&r);
         if (rc == 0)
                 run_loop(&r, start, job->timeout_ms);
         if (rc == 0)
                 ret->run_us = op_now_us() - start;
+        free(r.sq.q);
         r.in.fd = safe_close(r.in.fd);
         r.ctl.fd = safe_close(r.ctl.fd);
         stream_close(&r.out);
@@ -581,13 +704,22 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
         /* Nothing the program started in its group outlives the run. */
         sweep_group(&r);
         r.pidfd = safe_close(r.pidfd);
+        limits_usage(lr, r.reaped ? r.status : -1, &ret->usage);
+        if (r.cpu_over)
+                ret->usage.cpu_exceeded = true;
+        limits_done(lr);
         if (rc < 0)
                 goto fail;
 
         ret->out = r.out.buf;
-        ret->out_len = r.out.len;
+        ret->out_total = r.out.len;
         ret->err = r.err.buf;
-        ret->err_len = r.err.len;
+        ret->err_total = r.err.len;
+        /* Streamed output was passed on, not kept. */
+        ret->out_len = r.io && r.io->output ? 0 : r.out.len;
+        ret->err_len = r.io && r.io->output ? 0 : r.err.len;
+        if (r.io && r.io->output)
+                r.out.buf[0] = r.err.buf[0] = 0;
         ret->timed_out = r.timed_out;
         ret->truncated = r.truncated;
         if (r.reaped && r.status >= 0 && WIFEXITED(r.status)) {
@@ -609,28 +741,50 @@ fail:
         return rc;
 }
 
+static const struct agent_limits no_limits;
+
 int agent_exec_attach(const struct agent_job *job, struct agent_child *child,
                       struct agent_result *ret)
 {
+        struct limits_run lr;
+        int rc;
+
         if (!child)
                 return -EINVAL;
-        return exec_attach(job, child, op_now_us(), ret);
+        rc = limits_prepare(job && job->limits ? job->limits : &no_limits, &lr);
+        if (rc < 0) {
+                agent_child_kill(child);
+                return rc;
+        }
+        /* Started earlier (a warm runner): it joins the run's cgroup and limits now. */
+        if (child->pid > 0 && limits_attach(&lr, child->pid) < 0) {
+                agent_child_kill(child);
+                limits_done(&lr);
+                return -EPERM;
+        }
+        return exec_attach(job, child, op_now_us(), &lr, ret);
 }
 
 int agent_exec(const struct agent_job *job, struct agent_result *ret)
 {
         struct agent_child c = AGENT_CHILD_INIT;
+        struct limits_run lr;
         uint64_t start;
         int rc;
 
         if (!job || !ret || (job->stdin_len > 0 && !job->stdin_data) ||
             job->output_max > SIZE_MAX / 4)
                 return -EINVAL;
-        start = op_now_us();
-        rc = agent_spawn(job, false, &c);
+        rc = limits_prepare(job->limits ? job->limits : &no_limits, &lr);
         if (rc < 0)
                 return rc;
-        return exec_attach(job, &c, start, ret);
+        start = op_now_us();
+        rc = spawn(job, false, &lr, &c);
+        if (rc < 0) {
+                limits_done(&lr);
+                return rc;
+        }
+        return exec_attach(job, &c, start, &lr, ret);
 }
 
 /* Read what is there from *fd, keeping the start of it in d (when given); close *fd at EOF. */

@@ -8,6 +8,22 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "runlimit.h"
+
+/* Streaming hooks of a run (all optional). */
+struct agent_io {
+        /* Each piece of output as it is read (stream 1: stdout, 2: stderr), within output_max.
+         * When set, output is passed on instead of kept (the result's out and err stay empty).
+         * A negative return (the host is gone) ends the run. */
+        int (*output)(void *userdata, int stream, const char *data, size_t len);
+        /* With job->stdin_open: an fd polled during the run; when readable, input() may hand
+         * more stdin bytes (*ret_data malloc'd, appended to what is fed) and say eof. A negative
+         * return ends the run. */
+        int input_fd;
+        int (*input)(void *userdata, char **ret_data, size_t *ret_len, bool *ret_eof);
+        void *userdata;
+};
+
 struct agent_job {
         const char *const *argv; /* argv[0] looked up in PATH of env */
         const char *const *env;  /* full environment for the program, NULL-terminated */
@@ -22,6 +38,9 @@ struct agent_job {
          * closed; part of the run, under the same deadline. */
         const char *handoff;
         size_t handoff_len;
+        const struct agent_io *io;         /* NULL: output kept, stdin closed after stdin_data */
+        bool stdin_open;                   /* stdin stays open for io->input until its eof */
+        const struct agent_limits *limits; /* NULL: none, usage by rusage */
 };
 
 /* A started program the agent supervises. Its fds are the agent's ends, close-on-exec. */
@@ -47,7 +66,9 @@ struct agent_result {
         int signal;    /* 0 unless killed by a signal */
         bool timed_out;
         bool truncated;
-        uint64_t run_us; /* from fork (or hand-off) to the end of the last output */
+        uint64_t run_us;             /* from fork (or hand-off) to the end of the last output */
+        size_t out_total, err_total; /* bytes read per stream (up to output_max), kept or not */
+        struct agent_usage usage;
 };
 
 /* Run the job. 0 with *ret filled (free with agent_result_done()), or a negative errno when the

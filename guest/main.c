@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -19,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent-opts.h"
 #include "agent.h"
 #include "cleanup.h"
 #include "frame.h"
@@ -270,6 +272,88 @@ static int send_json(int fd, json_t *obj)
         return op_write_all(fd, frame, len);
 }
 
+/* One session's read side: bytes read from the host, not yet handled as frames. */
+struct session {
+        int in_fd, out_fd;
+        char *buf;
+        size_t n, cap;
+};
+
+/* Room for the whole frame announced at the start of buf (bounded by the frame limit). */
+static int session_make_room(struct session *s)
+{
+        if (s->n >= OP_FRAME_HEADER_SIZE) {
+                size_t need = OP_FRAME_HEADER_SIZE +
+                              ((size_t)(uint8_t)s->buf[0] << 24 | (size_t)(uint8_t)s->buf[1] << 16 |
+                               (size_t)(uint8_t)s->buf[2] << 8 | (size_t)(uint8_t)s->buf[3]);
+                if (need > s->cap) {
+                        char *nb = realloc(s->buf, need);
+                        if (!nb) {
+                                log_msg("out of memory for a %zu byte frame", need);
+                                return -ENOMEM;
+                        }
+                        s->buf = nb;
+                        s->cap = need;
+                }
+        } else if (s->n == 0 && s->cap > READ_BUF_KEEP) {
+                char *nb = realloc(s->buf, READ_BUF_INITIAL);
+                if (nb) {
+                        s->buf = nb;
+                        s->cap = READ_BUF_INITIAL;
+                }
+        }
+        return 0;
+}
+
+static int channel_send(void *userdata, json_t *obj);
+
+/* struct agent_channel's next(), during a run: the next whole frame, reading at most once and
+ * only what is there. */
+static int channel_next(void *userdata, json_t **ret)
+{
+        struct session *s = userdata;
+        bool did_read = false;
+
+        for (;;) {
+                struct op_frame f;
+                struct pollfd p = {.fd = s->in_fd, .events = POLLIN};
+                ssize_t k;
+                int r = op_frame_next(s->buf, s->n, OP_FRAME_MAX_DEFAULT, &f);
+
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        json_t *obj = NULL;
+                        int k2 = op_parse_object(s->buf + f.payload_offset, f.payload_len, &obj,
+                                                 NULL, 0);
+                        memmove(s->buf, s->buf + f.frame_len, s->n - f.frame_len);
+                        s->n -= f.frame_len;
+                        if (k2 < 0)
+                                continue; /* not for the run: dropped */
+                        *ret = obj;
+                        return 1;
+                }
+                if (did_read || poll(&p, 1, 0) <= 0 || !(p.revents & (POLLIN | POLLHUP)))
+                        return 0;
+                if (session_make_room(s) < 0)
+                        return -ENOMEM;
+                k = read(s->in_fd, s->buf + s->n, s->cap - s->n);
+                did_read = true;
+                if (k < 0 && (errno == EINTR || errno == EAGAIN))
+                        return 0;
+                if (k <= 0)
+                        return -EPIPE;
+                s->n += (size_t)k;
+        }
+}
+
+static bool is_stdin_frame(json_t *req)
+{
+        json_t *op = json_object_get(req, "op");
+
+        return json_is_string(op) && strcmp(json_string_value(op), "stdin") == 0;
+}
+
 static int handle_frame(struct agent_main *m, int out_fd, const char *payload, size_t len)
 {
         _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
@@ -277,6 +361,8 @@ static int handle_frame(struct agent_main *m, int out_fd, const char *payload, s
         int r;
 
         r = op_parse_object(payload, len, &req, errbuf, sizeof(errbuf));
+        if (r == 0 && is_stdin_frame(req))
+                return 0; /* stdin for a run that has ended: nobody reads it, nobody waits */
         if (r < 0)
                 answer = op_error_reply(NULL, OP_ERR_BAD_REQUEST, "%s", errbuf);
         else
@@ -288,26 +374,51 @@ static int handle_frame(struct agent_main *m, int out_fd, const char *payload, s
         return send_json(out_fd, answer);
 }
 
+static enum serve_end serve_frames(struct agent_main *m, struct session *s);
+
 /* Serve one session: "ready", then requests until the host goes away or the stream breaks. */
 static enum serve_end serve(struct agent_main *m, int in_fd, int out_fd)
 {
         _cleanup_(json_decrefp) json_t *ready = agent_ready_event();
-        _cleanup_free_ char *buf = NULL;
-        size_t n = 0, cap = READ_BUF_INITIAL;
+        struct session s = {.in_fd = in_fd, .out_fd = out_fd, .cap = READ_BUF_INITIAL};
+        const struct agent_channel chan = {
+            .in_fd = in_fd, .send = channel_send, .next = channel_next, .userdata = &s};
+        enum serve_end end;
         int r;
 
-        buf = malloc(cap);
-        if (!buf || !ready)
+        s.buf = malloc(s.cap);
+        if (!s.buf || !ready) {
+                free(s.buf);
                 return SERVE_EOF;
+        }
         r = send_json(out_fd, ready);
-        if (r < 0)
+        if (r < 0) {
+                free(s.buf);
                 return SERVE_EOF;
+        }
+        agent_set_channel(&m->agent, &chan);
+        end = serve_frames(m, &s);
+        agent_set_channel(&m->agent, NULL);
+        free(s.buf);
+        return end;
+}
+
+static int channel_send(void *userdata, json_t *obj)
+{
+        struct session *s = userdata;
+
+        return send_json(s->out_fd, obj);
+}
+
+static enum serve_end serve_frames(struct agent_main *m, struct session *s)
+{
+        int out_fd = s->out_fd, in_fd = s->in_fd, r;
 
         for (;;) {
                 struct op_frame f;
                 ssize_t k;
 
-                r = op_frame_next(buf, n, OP_FRAME_MAX_DEFAULT, &f);
+                r = op_frame_next(s->buf, s->n, OP_FRAME_MAX_DEFAULT, &f);
                 if (r == -EMSGSIZE) {
                         _cleanup_(json_decrefp) json_t *e = op_error_reply(
                             NULL, OP_ERR_FRAME_TOO_LARGE,
@@ -318,9 +429,17 @@ static enum serve_end serve(struct agent_main *m, int in_fd, int out_fd)
                         return SERVE_RESYNC;
                 }
                 if (r > 0) {
-                        r = handle_frame(m, out_fd, buf + f.payload_offset, f.payload_len);
-                        memmove(buf, buf + f.frame_len, n - f.frame_len);
-                        n -= f.frame_len;
+                        /* Take the frame out first: a streamed run reads on from s. */
+                        _cleanup_free_ char *payload = malloc(f.payload_len + 1);
+
+                        if (!payload) {
+                                log_msg("out of memory for a %zu byte frame", f.payload_len);
+                                return SERVE_RESYNC;
+                        }
+                        memcpy(payload, s->buf + f.payload_offset, f.payload_len);
+                        memmove(s->buf, s->buf + f.frame_len, s->n - f.frame_len);
+                        s->n -= f.frame_len;
+                        r = handle_frame(m, out_fd, payload, f.payload_len);
                         reap_orphans(m);
                         if (r == -ENOMEM)
                                 log_msg("out of memory answering a request");
@@ -330,29 +449,10 @@ static enum serve_end serve(struct agent_main *m, int in_fd, int out_fd)
                 }
 
                 /* Need more bytes: make room for the whole announced frame (bounded above). */
-                if (n >= OP_FRAME_HEADER_SIZE) {
-                        size_t need =
-                            OP_FRAME_HEADER_SIZE +
-                            ((size_t)(uint8_t)buf[0] << 24 | (size_t)(uint8_t)buf[1] << 16 |
-                             (size_t)(uint8_t)buf[2] << 8 | (size_t)(uint8_t)buf[3]);
-                        if (need > cap) {
-                                char *nb = realloc(buf, need);
-                                if (!nb) {
-                                        log_msg("out of memory for a %zu byte frame", need);
-                                        return SERVE_RESYNC;
-                                }
-                                buf = nb;
-                                cap = need;
-                        }
-                } else if (n == 0 && cap > READ_BUF_KEEP) {
-                        char *nb = realloc(buf, READ_BUF_INITIAL);
-                        if (nb) {
-                                buf = nb;
-                                cap = READ_BUF_INITIAL;
-                        }
-                }
+                if (session_make_room(s) < 0)
+                        return SERVE_RESYNC;
 
-                k = read(in_fd, buf + n, cap - n);
+                k = read(in_fd, s->buf + s->n, s->cap - s->n);
                 if (k < 0) {
                         if (errno == EINTR || errno == EAGAIN)
                                 continue;
@@ -360,7 +460,7 @@ static enum serve_end serve(struct agent_main *m, int in_fd, int out_fd)
                 }
                 if (k == 0)
                         return SERVE_EOF;
-                n += (size_t)k;
+                s->n += (size_t)k;
         }
 }
 
@@ -542,8 +642,10 @@ int main(int argc, char **argv)
                 ensure_std_fds();
                 if (r < 0)
                         log_msg("guest set-up failed: %s; going on", strerror(-r));
-                /* Only the real guest gets its clock, hostname and RNG from requests. */
+                /* Only the real guest gets its clock, hostname and RNG from requests, and puts
+                 * each run in a cgroup of its own. */
                 m.cfg.apply_identity = true;
+                m.cfg.cgroup_root = AGENT_CGROUP_ROOT;
         } else if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
                 log_msg("cannot become child subreaper: %m");
 

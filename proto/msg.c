@@ -193,11 +193,49 @@ static int decode_env(json_t *v, const struct op_limits *lim, struct op_exec *e,
         return 0;
 }
 
+/* files[i].content with its "encoding": "utf8" (the default) or "base64" (decoded, owned). */
+static int decode_file_content(json_t *f, size_t i, const struct op_limits *lim,
+                               struct op_file *ret, char *errbuf, size_t errlen)
+{
+        json_t *content = json_object_get(f, "content"), *enc = json_object_get(f, "encoding");
+        const char *s = json_string_value(content);
+        size_t len = json_string_length(content);
+        uint8_t *raw;
+        size_t n;
+
+        if (enc && (!json_is_string(enc) || (strcmp(json_string_value(enc), "utf8") != 0 &&
+                                             strcmp(json_string_value(enc), "base64") != 0)))
+                return fail(errbuf, errlen,
+                            "\"files[%zu].encoding\" must be \"utf8\" or \"base64\"", i);
+        if (!enc || strcmp(json_string_value(enc), "utf8") == 0) {
+                if (len > lim->file_size_max)
+                        return fail(errbuf, errlen,
+                                    "\"files[%zu].content\" is over the limit of %zu bytes", i,
+                                    lim->file_size_max);
+                *ret = (struct op_file){.content = s, .content_len = len};
+                return 0;
+        }
+        if (len / 4 * 3 > lim->file_size_max + 2)
+                return fail(errbuf, errlen, "\"files[%zu].content\" is over the limit of %zu bytes",
+                            i, lim->file_size_max);
+        if (op_base64_decode(s, len, &raw, &n) < 0)
+                return fail(errbuf, errlen,
+                            "\"files[%zu].content\" is not base64 (RFC 4648, with padding)", i);
+        if (n > lim->file_size_max) {
+                free(raw);
+                return fail(errbuf, errlen, "\"files[%zu].content\" is over the limit of %zu bytes",
+                            i, lim->file_size_max);
+        }
+        *ret = (struct op_file){.content = (char *)raw, .content_len = n, .base64 = true};
+        return 0;
+}
+
 static int decode_files(json_t *v, const struct op_limits *lim, struct op_exec *e, char *errbuf,
                         size_t errlen)
 {
         size_t i;
         json_t *f;
+        int r;
 
         if (!json_is_array(v))
                 return fail(errbuf, errlen, "\"files\" must be an array of objects");
@@ -215,7 +253,8 @@ static int decode_files(json_t *v, const struct op_limits *lim, struct op_exec *
                 if (!json_is_object(f))
                         return fail(errbuf, errlen, "\"files[%zu]\" must be an object", i);
                 json_object_foreach (f, key, x) {
-                        if (strcmp(key, "name") != 0 && strcmp(key, "content") != 0)
+                        if (strcmp(key, "name") != 0 && strcmp(key, "content") != 0 &&
+                            strcmp(key, "encoding") != 0)
                                 return fail(errbuf, errlen,
                                             "\"files[%zu]\": unknown field \"%.64s\"", i, key);
                 }
@@ -229,25 +268,37 @@ static int decode_files(json_t *v, const struct op_limits *lim, struct op_exec *
                                     i);
                 if (!json_is_string(content))
                         return fail(errbuf, errlen, "\"files[%zu].content\" must be a string", i);
-                if (json_string_length(content) > lim->file_size_max)
-                        return fail(errbuf, errlen,
-                                    "\"files[%zu].content\" is over the limit of %zu bytes", i,
-                                    lim->file_size_max);
                 for (size_t j = 0; j < e->n_files; j++)
                         if (strcmp(e->files[j].name, json_string_value(name)) == 0)
                                 return fail(errbuf, errlen, "\"files[%zu].name\" repeats \"%s\"", i,
                                             json_string_value(name));
-                e->files[e->n_files++] = (struct op_file){
-                    .name = json_string_value(name),
-                    .content = json_string_value(content),
-                    .content_len = json_string_length(content),
-                };
+                r = decode_file_content(f, i, lim, &e->files[e->n_files], errbuf, errlen);
+                if (r < 0)
+                        return r;
+                e->files[e->n_files++].name = json_string_value(name);
         }
         return 0;
 }
 
 static const char *const exec_fields[] = {
-    "id", "op", "lang", "code", "stdin", "args", "env", "files", "timeout_ms", "mode",
+    "id",
+    "op",
+    "lang",
+    "code",
+    "stdin",
+    "args",
+    "env",
+    "files",
+    "timeout_ms",
+    "mode",
+    "stream",
+    "stdin_stream",
+    "cpu_time_ms",
+    "memory_bytes",
+    "max_processes",
+    "output_max_bytes",
+    "file_size_max_bytes",
+    "output_files",
 };
 /* Fields of an exec request that only some languages take. */
 static const char *const exec_compile_fields[] = {"compile_timeout_ms"};
@@ -255,7 +306,7 @@ static const char *const exec_compile_fields[] = {"compile_timeout_ms"};
 int op_exec_decode(json_t *req, const struct op_limits *lim, struct op_exec *ret, char *errbuf,
                    size_t errlen)
 {
-        struct op_exec e = {.timeout_ms = lim->timeout_ms_default};
+        struct op_exec e = {.timeout_ms = lim->timeout_ms_default, .entry = -1};
         const char *key, *mode = NULL;
         size_t lang_len = 0;
         json_t *v;
@@ -278,7 +329,9 @@ int op_exec_decode(json_t *req, const struct op_limits *lim, struct op_exec *ret
                 return r;
         if (lang_len == 0)
                 return fail(errbuf, errlen, "\"lang\" is empty");
-        r = get_string(req, "code", true, lim->code_max, &e.code, &e.code_len, errbuf, errlen);
+        /* "code" may be left out when "files" holds the program (msg-opts.c picks it). */
+        r = get_string(req, "code", !json_object_get(req, "files"), lim->code_max, &e.code,
+                       &e.code_len, errbuf, errlen);
         if (r < 0)
                 return r;
         r = get_string(req, "stdin", false, lim->stdin_max, &e.stdin_data, &e.stdin_len, errbuf,
@@ -324,6 +377,8 @@ int op_exec_decode(json_t *req, const struct op_limits *lim, struct op_exec *ret
                 r = decode_env(v, lim, &e, errbuf, errlen);
         if (r >= 0 && (v = json_object_get(req, "files")))
                 r = decode_files(v, lim, &e, errbuf, errlen);
+        if (r >= 0)
+                r = op_exec_decode_opts(req, lim, &e, errbuf, errlen);
         if (r < 0) {
                 op_exec_done(&e);
                 return r;
@@ -338,7 +393,11 @@ void op_exec_done(struct op_exec *e)
                 free((char *)e->env[i]);
         free(e->env);
         free(e->args);
+        for (size_t i = 0; i < e->n_files; i++)
+                if (e->files[i].base64)
+                        free((char *)e->files[i].content);
         free(e->files);
+        free(e->output_files);
         json_decref(e->json);
         *e = (struct op_exec){0};
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "frame.h"
 
@@ -45,6 +46,15 @@ struct op_limits {
         size_t output_max; /* bytes per stream (stdout, stderr) */
         /* a compiled language's compile phase */
         uint32_t compile_timeout_ms_max;
+        /* msg-opts.c: upper bounds of the optional per-request limits, output files, batch */
+        uint32_t cpu_time_ms_max; /* largest cpu_time_ms */
+        size_t memory_max;        /* largest memory_bytes */
+        uint32_t processes_max;   /* largest max_processes */
+        size_t written_file_max;  /* largest file_size_max_bytes */
+        size_t output_files_max;  /* entries of output_files */
+        size_t output_file_max;   /* bytes read back per output file */
+        size_t batch_max;         /* requests in one exec_batch */
+        size_t stdin_frame_max;   /* bytes of data in one stdin frame */
 };
 
 #define OP_LIMITS_DEFAULT                                                                          \
@@ -62,6 +72,14 @@ struct op_limits {
             .timeout_ms_max = 60000,                                                               \
             .output_max = 1024 * 1024,                                                             \
             .compile_timeout_ms_max = 120000,                                                      \
+            .cpu_time_ms_max = 60000,                                                              \
+            .memory_max = 512 * 1024 * 1024,                                                       \
+            .processes_max = 256,                                                                  \
+            .written_file_max = 64 * 1024 * 1024,                                                  \
+            .output_files_max = 16,                                                                \
+            .output_file_max = 1024 * 1024,                                                        \
+            .batch_max = 16,                                                                       \
+            .stdin_frame_max = 64 * 1024,                                                          \
         })
 
 #define OP_LANG_NAME_MAX 64
@@ -75,8 +93,9 @@ enum op_mode {
 
 struct op_file {
         const char *name;
-        const char *content;
+        const char *content; /* the bytes: into the request, or decoded (owned) for base64 */
         size_t content_len;
+        bool base64; /* "encoding": "base64": content is owned and may hold any byte */
 };
 
 /* A decoded exec request. Strings point into the json_t it was decoded from (kept in .json). */
@@ -96,7 +115,40 @@ struct op_exec {
         uint32_t timeout_ms;
         uint32_t compile_timeout_ms; /* 0: the language's default (compiled languages only) */
         enum op_mode mode;
+        /* msg-opts.c; 0 / false / NULL when the request leaves them out */
+        bool stream;               /* send output as events while it runs */
+        bool stdin_stream;         /* stdin stays open for "stdin" frames */
+        uint32_t cpu_time_ms;      /* CPU time of the whole process tree */
+        uint64_t memory_bytes;     /* memory of the whole process tree */
+        uint32_t max_processes;    /* processes (and threads) alive at once */
+        size_t output_max;         /* bytes per stream: output_max_bytes or limit.output_max */
+        bool has_file_size_max;    /* file_size_max_bytes given (0 is a valid limit) */
+        uint64_t file_size_max;    /* largest file the program may write */
+        const char **output_files; /* names to read back after the run, NULL-terminated */
+        size_t n_output_files;
+        /* No "code": files[entry] is the program (the one named main or main.*, else the
+         * first). -1 when "code" is given. */
+        ssize_t entry;
 };
+
+/* The status of a finished run, from the raw fields the agent reports. */
+enum op_status {
+        OP_STATUS_OK,
+        OP_STATUS_RUNTIME_ERROR,
+        OP_STATUS_SIGNAL,
+        OP_STATUS_TIMEOUT,
+        OP_STATUS_OUTPUT_LIMIT,
+        OP_STATUS_MEMORY_LIMIT,
+        OP_STATUS_COMPILE_ERROR,
+        OP_STATUS_INTERNAL_ERROR,
+        _OP_STATUS_MAX,
+};
+const char *op_status_name(enum op_status s);
+/* -EINVAL for a name that is not a status. */
+int op_status_from_name(const char *name, enum op_status *ret);
+/* Precedence: memory_limit, timeout (wall or CPU), output_limit, signal, runtime_error, ok. */
+enum op_status op_status_of(int exit_code, int signal, bool timed_out, bool cpu_exceeded,
+                            bool truncated, bool oom_killed);
 
 /* Parse one frame's payload into a JSON object. On failure returns -EBADMSG and a message in
  * errbuf. On success *ret_obj holds a new reference. */
@@ -111,6 +163,34 @@ int op_request_id(json_t *req, json_t **ret_id, char *errbuf, size_t errlen);
 int op_exec_decode(json_t *req, const struct op_limits *lim, struct op_exec *ret, char *errbuf,
                    size_t errlen);
 void op_exec_done(struct op_exec *e);
+
+/* msg-opts.c: the optional exec fields beyond the core of protocol v1 (streaming, limits, file
+ * encodings, output files, entry point). Called by op_exec_decode(). */
+int op_exec_decode_opts(json_t *req, const struct op_limits *lim, struct op_exec *e, char *errbuf,
+                        size_t errlen);
+/* The entry file's name when "code" is absent: files[entry]. */
+const char *op_exec_entry_name(const struct op_exec *e);
+
+/* A decoded stdin frame: {"op": "stdin", "id", "data" | "data_b64", "eof"}. data points into req
+ * or is owned (base64): free with op_stdin_done(). */
+struct op_stdin {
+        char *data;
+        size_t len;
+        bool eof;
+};
+int op_stdin_decode(json_t *req, const struct op_limits *lim, struct op_stdin *ret, char *errbuf,
+                    size_t errlen);
+void op_stdin_done(struct op_stdin *s);
+
+/* A decoded exec_batch: its members, each an exec request object with a distinct non-null id
+ * ("op" absent or "exec"). The members are borrowed from req. */
+struct op_batch {
+        json_t **members;
+        size_t n;
+};
+int op_batch_decode(json_t *req, const struct op_limits *lim, struct op_batch *ret, char *errbuf,
+                    size_t errlen);
+void op_batch_done(struct op_batch *b);
 
 /* 1 when name is an acceptable file name for files[]: 1..255 bytes, no '/', not "." or "..",
  * no control characters. */

@@ -1,0 +1,344 @@
+/* exec-opts.c: what an exec carries beyond protocol v1's core: per-request limits, streamed
+ * output and stdin, file encodings and output files in the job and the answer, and exec_batch. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "log.h"
+#include "opd.h"
+#include "util.h"
+
+static int set_new(json_t *obj, const char *key, json_t *v)
+{
+        return v && json_object_set_new(obj, key, v) == 0 ? 0 : -ENOMEM;
+}
+
+/* The job's "files" (with content_b64 for base64 ones) and, without "code", the entry file's
+ * content as the job's "code". */
+static int job_files(struct request *r, json_t *job)
+{
+        const struct op_exec *e = &r->exec;
+        json_t *src = json_object_get(e->json, "files"), *files;
+
+        if (!src)
+                return 0;
+        files = json_array();
+        if (set_new(job, "files", files) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < e->n_files; i++) {
+                json_t *content = json_object_get(json_array_get(src, i), "content");
+                const char *key = e->files[i].base64 ? "content_b64" : "content";
+                json_t *f;
+
+                if ((ssize_t)i == e->entry) {
+                        json_object_del(job, "code");
+                        if (json_object_set(job, e->files[i].base64 ? "code_b64" : "code",
+                                            content) < 0)
+                                return -ENOMEM;
+                        continue;
+                }
+                f = json_pack("{s:s, s:O}", "name", e->files[i].name, key, content);
+                if (!f || json_array_append_new(files, f) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+int exec_job_add_opts(struct request *r, json_t *job)
+{
+        const struct op_exec *e = &r->exec;
+        const struct op_limits *lim = &r->d->cfg.limits;
+        int k = 0;
+
+        k = set_new(job, "output_max", json_integer((json_int_t)e->output_max));
+        if (k == 0 && e->stream)
+                k = set_new(job, "stream", json_true());
+        if (k == 0 && e->stdin_stream)
+                k = set_new(job, "stdin_stream", json_true());
+        if (k == 0 && e->cpu_time_ms)
+                k = set_new(job, "cpu_time_ms", json_integer(e->cpu_time_ms));
+        if (k == 0 && e->memory_bytes)
+                k = set_new(job, "memory_bytes", json_integer((json_int_t)e->memory_bytes));
+        if (k == 0 && e->max_processes)
+                k = set_new(job, "max_processes", json_integer(e->max_processes));
+        if (k == 0 && e->has_file_size_max)
+                k = set_new(job, "file_size_max_bytes", json_integer((json_int_t)e->file_size_max));
+        if (k == 0 && e->output_files) {
+                k = json_object_set(job, "output_files", json_object_get(e->json, "output_files"));
+                if (k == 0)
+                        k = set_new(job, "output_file_max",
+                                    json_integer((json_int_t)lim->output_file_max));
+        }
+        if (k == 0)
+                k = job_files(r, job);
+        return k < 0 ? -ENOMEM : 0;
+}
+
+static const char *const file_errors[] = {"not_found", "not_a_regular_file", "too_large",
+                                          "out_of_memory"};
+
+/* One entry of the agent's "files": {name, content[, content_b64]} or {name, error}. */
+static json_t *check_file(json_t *f, const char *want, size_t max)
+{
+        json_t *name = json_object_get(f, "name"), *err = json_object_get(f, "error");
+        char *bytes = NULL;
+        size_t n;
+
+        if (!json_is_object(f) || !json_is_string(name) ||
+            strcmp(json_string_value(name), want) != 0)
+                return NULL;
+        if (err) {
+                for (size_t i = 0; json_is_string(err) && i < ELEMENTSOF(file_errors); i++)
+                        if (strcmp(json_string_value(err), file_errors[i]) == 0)
+                                return json_pack("{s:s, s:O}", "name", want, "error", err);
+                return NULL;
+        }
+        if (!json_is_string(json_object_get(f, "content")) ||
+            op_json_get_bytes(f, "content", max, &bytes, &n) < 0)
+                return NULL;
+        free(bytes);
+        if (json_object_get(f, "content_b64"))
+                return json_pack("{s:s, s:O, s:O}", "name", want, "content",
+                                 json_object_get(f, "content"), "content_b64",
+                                 json_object_get(f, "content_b64"));
+        return json_pack("{s:s, s:O}", "name", want, "content", json_object_get(f, "content"));
+}
+
+static int reply_files(struct request *r, json_t *ans, json_t *reply)
+{
+        const struct op_exec *e = &r->exec;
+        json_t *src = json_object_get(ans, "files"), *files;
+
+        if (!e->output_files)
+                return 0;
+        if (!json_is_array(src) || json_array_size(src) != e->n_output_files)
+                return -EBADMSG;
+        files = json_array();
+        if (set_new(reply, "files", files) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < e->n_output_files; i++) {
+                json_t *f = check_file(json_array_get(src, i), e->output_files[i],
+                                       r->d->cfg.limits.output_file_max);
+                if (!f || json_array_append_new(files, f) < 0)
+                        return -EBADMSG;
+        }
+        return 0;
+}
+
+static bool is_count(json_t *v)
+{
+        return json_is_number(v) && json_number_value(v) >= 0;
+}
+
+int exec_reply_add_opts(struct request *r, json_t *ans, json_t *reply)
+{
+        json_t *status = json_object_get(ans, "status"), *usage = json_object_get(ans, "usage");
+        enum op_status st;
+
+        if (status) {
+                if (!json_is_string(status) ||
+                    op_status_from_name(json_string_value(status), &st) < 0)
+                        return -EBADMSG;
+        } else {
+                /* An agent that predates status: from the raw fields. */
+                json_t *sig = json_object_get(reply, "signal");
+                json_t *code = json_object_get(reply, "exit_code");
+
+                st = op_status_of(json_is_integer(code) ? (int)json_integer_value(code) : -1,
+                                  json_is_integer(sig) ? (int)json_integer_value(sig) : 0,
+                                  json_is_true(json_object_get(reply, "timed_out")), false,
+                                  json_is_true(json_object_get(reply, "truncated")), false);
+        }
+        if (set_new(reply, "status", json_string(op_status_name(st))) < 0)
+                return -ENOMEM;
+        if (usage) {
+                json_t *cpu = json_object_get(usage, "cpu_time_ms"),
+                       *wall = json_object_get(usage, "wall_ms"),
+                       *mem = json_object_get(usage, "memory_peak_bytes");
+                if (!is_count(cpu) || !is_count(wall) || !json_is_integer(mem) ||
+                    json_integer_value(mem) < 0)
+                        return -EBADMSG;
+                if (set_new(reply, "usage",
+                            json_pack("{s:f, s:f, s:O}", "cpu_time_ms", json_number_value(cpu),
+                                      "wall_ms", json_number_value(wall), "memory_peak_bytes",
+                                      mem)) < 0)
+                        return -ENOMEM;
+        } else if (set_new(reply, "usage",
+                           json_pack("{s:n, s:O, s:n}", "cpu_time_ms", "wall_ms",
+                                     json_object_get(ans, "run_ms"), "memory_peak_bytes")) < 0)
+                return -ENOMEM;
+        if (r->exec.stream) {
+                /* The output went out as events; the answer carries none. */
+                json_object_del(reply, "stdout_b64");
+                json_object_del(reply, "stderr_b64");
+                if (set_new(reply, "stdout", json_string("")) < 0 ||
+                    set_new(reply, "stderr", json_string("")) < 0 ||
+                    set_new(reply, "streamed", json_true()) < 0)
+                        return -ENOMEM;
+        }
+        return reply_files(r, ans, reply);
+}
+
+/* {"event": "stdout" | "stderr", "data"[, "data_b64"]} from the agent: checked, bounded by
+ * output_max per stream, forwarded under the request's id. */
+void exec_on_vm_event(struct vm *vm, json_t *ev, void *userdata)
+{
+        struct request *r = userdata;
+        const char *name = json_string_value(json_object_get(ev, "event"));
+        int k = name && strcmp(name, "stderr") == 0 ? 1 : 0;
+        json_t *data = json_object_get(ev, "data"), *b64 = json_object_get(ev, "data_b64"), *out;
+        _cleanup_free_ char *bytes = NULL;
+        size_t n;
+
+        if (!r->exec.stream || !r->client || !json_is_string(data) ||
+            (b64 && !json_is_string(b64)) ||
+            op_json_get_bytes(ev, "data", r->exec.output_max, &bytes, &n) < 0 ||
+            r->streamed[k] + n > r->exec.output_max)
+                return; /* not asked for, malformed or over the cap: dropped */
+        r->streamed[k] += n;
+        out = json_pack("{s:O?, s:s, s:O}", "id", r->id, "event", k ? "stderr" : "stdout", "data",
+                        data);
+        if (out && b64)
+                json_object_set(out, "data_b64", b64);
+        client_send(r->client, out);
+}
+
+void exec_flush_stdin(struct request *r)
+{
+        size_t i;
+        json_t *f;
+
+        json_array_foreach (r->stdin_pending, i, f)
+                (void)vm_send_more(r->vm, f);
+        json_decref(r->stdin_pending);
+        r->stdin_pending = NULL;
+}
+
+/* A refused stdin frame: an event under its id, not an answer (the exec's answer is still to
+ * come, and a stdin frame that is taken gets nothing). */
+static void stdin_refuse(struct client *c, json_t *id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void stdin_refuse(struct client *c, json_t *id, const char *fmt, ...)
+{
+        char msg[512];
+        va_list ap;
+        json_t *e;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        e = op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", msg);
+        if (e) {
+                json_object_del(e, "ok");
+                json_object_set_new(e, "event", json_string("stdin_error"));
+        }
+        client_send(c, e);
+}
+
+static struct request *find_request(struct client *c, json_t *id)
+{
+        struct request *r;
+
+        LIST_FOREACH(r, &c->requests, client_link)
+        if (r->id && json_typeof(r->id) == json_typeof(id) && json_equal(r->id, id))
+                return r;
+        return NULL;
+}
+
+void op_stdin(struct client *c, json_t *id, json_t *req)
+{
+        const struct op_limits *lim = &c->d->cfg.limits;
+        _cleanup_(json_decrefp) json_t *frame = NULL;
+        struct op_stdin s;
+        struct request *r;
+        char err[256];
+        int k;
+
+        k = op_stdin_decode(req, lim, &s, err, sizeof(err));
+        if (k < 0) {
+                stdin_refuse(c, id, "%s", k == -ENOMEM ? "out of memory" : err);
+                return;
+        }
+        r = find_request(c, id);
+        if (!r)
+                stdin_refuse(c, id, "no exec with this id is running on this connection");
+        else if (!r->exec.stdin_stream)
+                stdin_refuse(c, id, "the exec was not sent with \"stdin_stream\": true");
+        else if (r->stdin_eof)
+                stdin_refuse(c, id, "stdin was already closed (\"eof\": true)");
+        else if (r->stdin_total + s.len > lim->stdin_max)
+                stdin_refuse(c, id, "stdin over the limit of %zu bytes (limit.stdin_max)",
+                             lim->stdin_max);
+        else {
+                frame = json_pack("{s:s, s:b}", "op", "stdin", "eof", s.eof);
+                if (!frame || op_json_set_bytes(frame, "data", s.data, s.len) < 0) {
+                        stdin_refuse(c, id, "out of memory");
+                        op_stdin_done(&s);
+                        return;
+                }
+                r->stdin_total += s.len;
+                r->stdin_eof = s.eof;
+                if (r->t_sent && r->vm)
+                        (void)vm_send_more(r->vm, frame);
+                else {
+                        if (!r->stdin_pending)
+                                r->stdin_pending = json_array();
+                        if (r->stdin_pending)
+                                json_array_append(r->stdin_pending, frame);
+                }
+        }
+        op_stdin_done(&s);
+}
+
+void batch_count(struct batch *b, json_t *reply)
+{
+        if (json_is_true(json_object_get(reply, "ok")) &&
+            strcmp(json_string_value(json_object_get(reply, "status")) ?: "", "ok") == 0)
+                b->ok++;
+        else
+                b->failed++;
+}
+
+void batch_release(struct batch *b)
+{
+        if (--b->pending > 0)
+                return;
+        if (b->client && !b->client->closing)
+                client_send(b->client, json_pack("{s:O?, s:b, s:{s:i, s:i, s:i}}", "id", b->id,
+                                                 "ok", 1, "batch", "count", (int)b->count, "ok",
+                                                 (int)b->ok, "failed", (int)b->failed));
+        json_decref(b->id);
+        free(b);
+}
+
+void op_exec_batch(struct client *c, json_t *id, json_t *req)
+{
+        struct op_batch ob;
+        struct batch *b;
+        char err[256];
+        int k;
+
+        k = op_batch_decode(req, &c->d->cfg.limits, &ob, err, sizeof(err));
+        if (k < 0) {
+                client_send(c,
+                            op_error_reply(id, k == -ENOMEM ? OP_ERR_INTERNAL : OP_ERR_BAD_REQUEST,
+                                           "%s", k == -ENOMEM ? "out of memory" : err));
+                return;
+        }
+        b = calloc(1, sizeof(*b));
+        if (!b) {
+                op_batch_done(&ob);
+                client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
+                return;
+        }
+        *b = (struct batch){.client = c, .id = json_incref(id), .count = (unsigned)ob.n};
+        /* Held while the members start: one may finish at once. */
+        b->pending = 1;
+        for (size_t i = 0; i < ob.n; i++)
+                exec_submit(c, json_object_get(ob.members[i], "id"), ob.members[i], b);
+        op_batch_done(&ob);
+        batch_release(b);
+}

@@ -1,0 +1,227 @@
+/* runlimit.c: resource limits and usage of one run's process tree: a cgroup v2 group per run when
+ * the guest kernel has one (memory.max, pids.max, cpu.stat, memory.peak, memory.events), rlimits
+ * otherwise (and RLIMIT_FSIZE always: cgroups have no file size limit). */
+#include "runlimit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "util.h"
+
+#define CG_RMDIR_TRIES 50
+
+static int write_at(int dfd, const char *name, const char *text)
+{
+        _cleanup_close_ int fd = openat(dfd, name, O_WRONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return -errno;
+        if (write(fd, text, strlen(text)) < 0)
+                return -errno;
+        return 0;
+}
+
+/* The value after "key " in a flat-keyed cgroup file (cpu.stat, memory.events), or a single
+ * number file when key is NULL. */
+static int read_value(int dfd, const char *name, const char *key, uint64_t *ret)
+{
+        _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+        char buf[1024], *p;
+        ssize_t k;
+
+        if (fd < 0)
+                return -errno;
+        k = read(fd, buf, sizeof(buf) - 1);
+        if (k < 0)
+                return -errno;
+        buf[k] = 0;
+        if (!key) {
+                *ret = strtoull(buf, NULL, 10);
+                return 0;
+        }
+        for (p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+                size_t n = strlen(key);
+                if (strncmp(p, key, n) == 0 && p[n] == ' ') {
+                        *ret = strtoull(p + n + 1, NULL, 10);
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
+static void make_cgroup(const struct agent_limits *lim, struct limits_run *lr)
+{
+        _cleanup_close_ int root = -1, dfd = -1;
+        char num[32];
+
+        root = open(lim->cgroup_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0)
+                return;
+        /* Let child groups use the memory and pids controllers (already on: no harm). */
+        (void)write_at(root, "cgroup.subtree_control", "+memory");
+        (void)write_at(root, "cgroup.subtree_control", "+pids");
+        snprintf(lr->cg_path, sizeof(lr->cg_path), "op-run-%d-%" PRIu64, (int)getpid(),
+                 op_now_us());
+        if (mkdirat(root, lr->cg_path, 0755) < 0)
+                return;
+        dfd = openat(root, lr->cg_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                goto fail;
+        lr->cg_procs_fd = openat(dfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+        if (lr->cg_procs_fd < 0)
+                goto fail;
+        if (lim->memory_bytes) {
+                snprintf(num, sizeof(num), "%" PRIu64, lim->memory_bytes);
+                if (write_at(dfd, "memory.max", num) < 0)
+                        goto fail;
+                (void)write_at(dfd, "memory.swap.max", "0");
+        }
+        if (lim->max_processes) {
+                snprintf(num, sizeof(num), "%" PRIu32, lim->max_processes);
+                if (write_at(dfd, "pids.max", num) < 0)
+                        goto fail;
+        }
+        lr->cg_fd = TAKE_FD(dfd);
+        return;
+fail:
+        lr->cg_procs_fd = safe_close(lr->cg_procs_fd);
+        (void)unlinkat(root, lr->cg_path, AT_REMOVEDIR);
+        lr->cg_path[0] = 0;
+}
+
+int limits_prepare(const struct agent_limits *lim, struct limits_run *lr)
+{
+        bool cg;
+
+        *lr = LIMITS_RUN_INIT;
+        if (!lim)
+                return -EINVAL;
+        if (lim->cgroup_root)
+                make_cgroup(lim, lr);
+        cg = lr->cg_fd >= 0;
+        lr->cpu_time_ms = lim->cpu_time_ms;
+        if (lim->cpu_time_ms) {
+                /* Whole seconds: with a cgroup the run loop stops the tree at the millisecond,
+                 * and this is the backstop; without one it is the limit (per process). */
+                rlim_t s = (lim->cpu_time_ms + 999) / 1000 + (cg ? 1 : 0);
+                lr->rl_cpu = (struct rlimit){s, s + 1};
+                lr->set_cpu = true;
+        }
+        if (lim->memory_bytes && !cg) {
+                lr->rl_as = (struct rlimit){lim->memory_bytes, lim->memory_bytes};
+                lr->set_as = true;
+        }
+        if (lim->max_processes && !cg) {
+                lr->rl_nproc = (struct rlimit){lim->max_processes, lim->max_processes};
+                lr->set_nproc = true;
+        }
+        if (lim->has_file_size) {
+                lr->rl_fsize = (struct rlimit){lim->file_size_max, lim->file_size_max};
+                lr->set_fsize = true;
+        }
+        (void)getrusage(RUSAGE_CHILDREN, &lr->before);
+        return 0;
+}
+
+int limits_enter_child(const struct limits_run *lr)
+{
+        if (lr->cg_procs_fd >= 0 && write(lr->cg_procs_fd, "0", 1) < 0)
+                return -errno;
+        if (lr->set_cpu && setrlimit(RLIMIT_CPU, &lr->rl_cpu) < 0)
+                return -errno;
+        if (lr->set_as && setrlimit(RLIMIT_AS, &lr->rl_as) < 0)
+                return -errno;
+        if (lr->set_nproc && setrlimit(RLIMIT_NPROC, &lr->rl_nproc) < 0)
+                return -errno;
+        if (lr->set_fsize && setrlimit(RLIMIT_FSIZE, &lr->rl_fsize) < 0)
+                return -errno;
+        return 0;
+}
+
+int limits_attach(const struct limits_run *lr, pid_t pid)
+{
+        char num[32];
+
+        if (lr->cg_procs_fd >= 0) {
+                snprintf(num, sizeof(num), "%d", (int)pid);
+                if (write(lr->cg_procs_fd, num, strlen(num)) < 0)
+                        return -errno;
+        }
+        if (lr->set_cpu && prlimit(pid, RLIMIT_CPU, &lr->rl_cpu, NULL) < 0)
+                return -errno;
+        if (lr->set_as && prlimit(pid, RLIMIT_AS, &lr->rl_as, NULL) < 0)
+                return -errno;
+        if (lr->set_nproc && prlimit(pid, RLIMIT_NPROC, &lr->rl_nproc, NULL) < 0)
+                return -errno;
+        if (lr->set_fsize && prlimit(pid, RLIMIT_FSIZE, &lr->rl_fsize, NULL) < 0)
+                return -errno;
+        return 0;
+}
+
+bool limits_cpu_over(const struct limits_run *lr)
+{
+        uint64_t us;
+
+        if (!lr->cpu_time_ms || lr->cg_fd < 0)
+                return false;
+        return read_value(lr->cg_fd, "cpu.stat", "usage_usec", &us) == 0 &&
+               us >= (uint64_t)lr->cpu_time_ms * 1000;
+}
+
+static uint64_t tv_us(struct timeval tv)
+{
+        return (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
+}
+
+void limits_usage(const struct limits_run *lr, int wait_status, struct agent_usage *ret)
+{
+        struct rusage now = {0};
+        uint64_t v;
+
+        *ret = (struct agent_usage){0};
+        (void)getrusage(RUSAGE_CHILDREN, &now);
+        ret->cpu_us = tv_us(now.ru_utime) + tv_us(now.ru_stime) - tv_us(lr->before.ru_utime) -
+                      tv_us(lr->before.ru_stime);
+        ret->memory_peak_bytes = (uint64_t)now.ru_maxrss * 1024;
+        if (lr->cg_fd >= 0) {
+                ret->by_cgroup = true;
+                if (read_value(lr->cg_fd, "cpu.stat", "usage_usec", &v) == 0)
+                        ret->cpu_us = v;
+                if (read_value(lr->cg_fd, "memory.peak", NULL, &v) == 0)
+                        ret->memory_peak_bytes = v;
+                if (read_value(lr->cg_fd, "memory.events", "oom_kill", &v) == 0 && v > 0)
+                        ret->oom_killed = true;
+        }
+        if (lr->cpu_time_ms &&
+            (ret->cpu_us >= (uint64_t)lr->cpu_time_ms * 1000 ||
+             (wait_status >= 0 && WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == SIGXCPU)))
+                ret->cpu_exceeded = true;
+}
+
+void limits_done(struct limits_run *lr)
+{
+        lr->cg_procs_fd = safe_close(lr->cg_procs_fd);
+        if (lr->cg_fd >= 0) {
+                _cleanup_close_ int parent =
+                    openat(lr->cg_fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+                lr->cg_fd = safe_close(lr->cg_fd);
+                /* Empty once every process of the run is reaped; a moment for the kernel. */
+                for (int i = 0; parent >= 0 && i < CG_RMDIR_TRIES; i++) {
+                        if (unlinkat(parent, lr->cg_path, AT_REMOVEDIR) == 0 || errno != EBUSY)
+                                break;
+                        nanosleep(&(struct timespec){.tv_nsec = 2 * 1000 * 1000}, NULL);
+                }
+        }
+        *lr = LIMITS_RUN_INIT;
+}

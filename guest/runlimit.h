@@ -1,0 +1,56 @@
+/* runlimit.h: resource limits and usage of one run's process tree: a cgroup v2 child group
+ * (memory.max, pids.max, cpu.stat, memory.peak, memory.events) when the kernel offers one, and
+ * rlimits (RLIMIT_CPU, RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE) otherwise or in addition. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+/* What a request asks for; 0 (or has_file_size false) leaves that resource unlimited. */
+struct agent_limits {
+        uint32_t cpu_time_ms;
+        uint64_t memory_bytes;
+        uint32_t max_processes;
+        bool has_file_size;
+        uint64_t file_size_max;
+        /* Where cgroup v2 is mounted ("/sys/fs/cgroup" in the guest); NULL: rlimits only. */
+        const char *cgroup_root;
+};
+
+/* One run's enforcement state. LIMITS_RUN_INIT before limits_prepare(). */
+struct limits_run {
+        int cg_fd;       /* the run's cgroup directory, or -1 (rlimits only) */
+        int cg_procs_fd; /* its cgroup.procs, opened for writing, or -1 */
+        char cg_path[128];
+        struct rlimit rl_cpu, rl_as, rl_nproc, rl_fsize;
+        bool set_cpu, set_as, set_nproc, set_fsize;
+        struct rusage before; /* RUSAGE_CHILDREN at the start: usage without a cgroup */
+        uint32_t cpu_time_ms;
+};
+
+#define LIMITS_RUN_INIT ((struct limits_run){.cg_fd = -1, .cg_procs_fd = -1})
+
+struct agent_usage {
+        uint64_t cpu_us;
+        uint64_t memory_peak_bytes;
+        bool oom_killed;   /* the cgroup's OOM killer ended a process of the run */
+        bool cpu_exceeded; /* the tree used more than cpu_time_ms */
+        bool by_cgroup;    /* measured and enforced by a cgroup (else rlimits and rusage) */
+};
+
+/* Create the run's cgroup (when lim->cgroup_root works) and compute the rlimits. Never fails
+ * for want of a cgroup: the rlimits are used then. 0 or a negative errno. */
+int limits_prepare(const struct agent_limits *lim, struct limits_run *lr);
+/* In the forked child before exec (async-signal-safe): join the cgroup and set the rlimits.
+ * 0 or a negative errno. */
+int limits_enter_child(const struct limits_run *lr);
+/* For a program started earlier (a warm runner): move pid into the cgroup and set its rlimits. */
+int limits_attach(const struct limits_run *lr, pid_t pid);
+/* True when the tree has used more CPU than allowed (checked by the run loop). */
+bool limits_cpu_over(const struct limits_run *lr);
+/* After the run (every process of it reaped): what it used. */
+void limits_usage(const struct limits_run *lr, int wait_status, struct agent_usage *ret);
+/* Remove the cgroup; close the fds. */
+void limits_done(struct limits_run *lr);
