@@ -931,6 +931,249 @@ static void test_base64_random_round_trip(void **state)
         }
 }
 
+/* ---- protocol v1 additions (msg-opts.c) ---- */
+
+static void test_exec_opts_decode(void **state)
+{
+        struct op_exec e;
+
+        DECODE_OK("{" BASE "}", &e);
+        assert_false(e.stream);
+        assert_false(e.stdin_stream);
+        assert_int_equal(e.cpu_time_ms, 0);
+        assert_int_equal(e.memory_bytes, 0);
+        assert_int_equal(e.max_processes, 0);
+        assert_int_equal(e.output_max, OP_LIMITS_DEFAULT.output_max);
+        assert_false(e.has_file_size_max);
+        assert_null(e.output_files);
+        assert_int_equal(e.entry, -1);
+        op_exec_done(&e);
+
+        DECODE_OK("{" BASE ",\"stream\":true,\"stdin_stream\":true,\"cpu_time_ms\":250,"
+                  "\"memory_bytes\":67108864,\"max_processes\":8,\"output_max_bytes\":0,"
+                  "\"file_size_max_bytes\":0,\"output_files\":[\"out.txt\",\".x\"]}",
+                  &e);
+        assert_true(e.stream);
+        assert_true(e.stdin_stream);
+        assert_int_equal(e.cpu_time_ms, 250);
+        assert_int_equal(e.memory_bytes, 67108864);
+        assert_int_equal(e.max_processes, 8);
+        assert_int_equal(e.output_max, 0);
+        assert_true(e.has_file_size_max);
+        assert_int_equal(e.file_size_max, 0);
+        assert_int_equal(e.n_output_files, 2);
+        assert_string_equal(e.output_files[0], "out.txt");
+        assert_string_equal(e.output_files[1], ".x");
+        assert_null(e.output_files[2]);
+        op_exec_done(&e);
+}
+
+static void test_exec_opts_bad(void **state)
+{
+        static const struct {
+                const char *json, *want;
+        } cases[] = {
+            {"{" BASE ",\"stream\":1}", "\"stream\""},
+            {"{" BASE ",\"stream\":null}", "\"stream\""},
+            {"{" BASE ",\"stdin_stream\":\"true\"}", "\"stdin_stream\""},
+            {"{" BASE ",\"cpu_time_ms\":0}", "\"cpu_time_ms\""},
+            {"{" BASE ",\"cpu_time_ms\":60001}", "limit.cpu_time_ms_max"},
+            {"{" BASE ",\"cpu_time_ms\":1.5}", "\"cpu_time_ms\""},
+            {"{" BASE ",\"memory_bytes\":1000}", "\"memory_bytes\""},
+            {"{" BASE ",\"memory_bytes\":-1}", "\"memory_bytes\""},
+            {"{" BASE ",\"memory_bytes\":536870913}", "limit.memory_max"},
+            {"{" BASE ",\"max_processes\":0}", "\"max_processes\""},
+            {"{" BASE ",\"max_processes\":257}", "limit.processes_max"},
+            {"{" BASE ",\"max_processes\":\"4\"}", "\"max_processes\""},
+            {"{" BASE ",\"output_max_bytes\":1048577}", "limit.output_max"},
+            {"{" BASE ",\"output_max_bytes\":-1}", "\"output_max_bytes\""},
+            {"{" BASE ",\"file_size_max_bytes\":67108865}", "limit.written_file_max"},
+            {"{" BASE ",\"file_size_max_bytes\":true}", "\"file_size_max_bytes\""},
+            {"{" BASE ",\"output_files\":\"a\"}", "\"output_files\""},
+            {"{" BASE ",\"output_files\":[1]}", "\"output_files[0]\""},
+            {"{" BASE ",\"output_files\":[\"../etc/passwd\"]}", "\"output_files[0]\""},
+            {"{" BASE ",\"output_files\":[\"\"]}", "\"output_files[0]\""},
+            {"{" BASE ",\"output_files\":[\"a\",\"a\"]}", "repeats"},
+            {"{" BASE ",\"output_files\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\","
+             "\"j\",\"k\",\"l\",\"m\",\"n\",\"o\",\"p\",\"q\"]}",
+             "\"output_files\""},
+            {"{" BASE ",\"files\":[{\"name\":\"a\",\"content\":\"\",\"encoding\":\"hex\"}]}",
+             "files[0].encoding"},
+            {"{" BASE ",\"files\":[{\"name\":\"a\",\"content\":\"\",\"encoding\":null}]}",
+             "files[0].encoding"},
+            {"{" BASE ",\"files\":[{\"name\":\"a\",\"content\":\"abc\",\"encoding\":\"base64\"}]}",
+             "files[0].content"},
+            {"{" BASE ",\"files\":[{\"name\":\"a\",\"content\":\"YW=j\",\"encoding\":\"base64\"}]}",
+             "files[0].content"},
+            {"{\"op\":\"exec\",\"lang\":\"python\",\"files\":[]}", "\"code\""},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                decode_fails(cases[i].json, cases[i].want);
+}
+
+static void test_files_base64_and_entry(void **state)
+{
+        _cleanup_free_ char *json = NULL, *b64 = NULL;
+        uint8_t all[256];
+        struct op_exec e;
+        struct op_limits lim = OP_LIMITS_DEFAULT;
+
+        for (int i = 0; i < 256; i++)
+                all[i] = (uint8_t)i;
+        b64 = op_base64_encode(all, sizeof(all));
+        assert_non_null(b64);
+        assert_true(
+            asprintf(&json,
+                     "{\"op\":\"exec\",\"lang\":\"python\",\"files\":["
+                     "{\"name\":\"data.bin\",\"content\":\"%s\",\"encoding\":\"base64\"},"
+                     "{\"name\":\"main.py\",\"content\":\"print(1)\",\"encoding\":\"utf8\"}]}",
+                     b64) > 0);
+        DECODE_OK(json, &e);
+        assert_null(e.code);
+        assert_int_equal(e.n_files, 2);
+        assert_true(e.files[0].base64);
+        assert_int_equal(e.files[0].content_len, 256);
+        assert_memory_equal(e.files[0].content, all, 256);
+        assert_false(e.files[1].base64);
+        /* No "code": the file named main.* is the program. */
+        assert_int_equal(e.entry, 1);
+        assert_string_equal(op_exec_entry_name(&e), "main.py");
+        op_exec_done(&e);
+
+        /* Without one named main, the first file is. */
+        DECODE_OK("{\"op\":\"exec\",\"lang\":\"bash\",\"files\":[{\"name\":\"run.sh\","
+                  "\"content\":\"echo\"},{\"name\":\"lib.sh\",\"content\":\"\"}]}",
+                  &e);
+        assert_string_equal(op_exec_entry_name(&e), "run.sh");
+        op_exec_done(&e);
+        DECODE_OK("{\"op\":\"exec\",\"lang\":\"bash\",\"files\":[{\"name\":\"x\","
+                  "\"content\":\"\"},{\"name\":\"main\",\"content\":\"\"}]}",
+                  &e);
+        assert_string_equal(op_exec_entry_name(&e), "main");
+        op_exec_done(&e);
+        /* With "code", there is no entry file. */
+        DECODE_OK("{" BASE ",\"files\":[{\"name\":\"main.py\",\"content\":\"\"}]}", &e);
+        assert_null(op_exec_entry_name(&e));
+        op_exec_done(&e);
+
+        /* The limit counts decoded bytes. */
+        lim.file_size_max = 255;
+        free(json);
+        assert_true(asprintf(&json,
+                             "{" BASE ",\"files\":[{\"name\":\"d\",\"content\":\"%s\","
+                             "\"encoding\":\"base64\"}]}",
+                             b64) > 0);
+        decode_fails_lim(json, &lim, "files[0].content");
+        lim.file_size_max = 256;
+        assert_int_equal(decode_lim(json, &lim, &e, (char[256]){0}, 256), 0);
+        op_exec_done(&e);
+}
+
+static void test_stdin_decode(void **state)
+{
+        static const struct {
+                const char *json, *want;
+        } bad[] = {
+            {"{\"op\":\"stdin\",\"data\":\"x\"}", "\"id\""},
+            {"{\"op\":\"stdin\",\"id\":null,\"data\":\"x\"}", "\"id\""},
+            {"{\"op\":\"stdin\",\"id\":1}", "needs"},
+            {"{\"op\":\"stdin\",\"id\":1,\"eof\":false}", "needs"},
+            {"{\"op\":\"stdin\",\"id\":1,\"data\":5}", "\"data\""},
+            {"{\"op\":\"stdin\",\"id\":1,\"data\":\"x\",\"eof\":1}", "\"eof\""},
+            {"{\"op\":\"stdin\",\"id\":1,\"data\":\"x\",\"data_b64\":\"eA==\"}", "not both"},
+            {"{\"op\":\"stdin\",\"id\":1,\"data_b64\":\"e\"}", "\"data_b64\""},
+            {"{\"op\":\"stdin\",\"id\":1,\"data\":\"x\",\"more\":1}", "more"},
+            {"{\"op\":\"stdin\",\"id\":1,\"data\":\"0123456789\"}", "over the limit"},
+        };
+        struct op_limits lim = OP_LIMITS_DEFAULT;
+        struct op_stdin s;
+        char err[256];
+
+        lim.stdin_frame_max = 8;
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                json_auto_t *req = parse(bad[i].json);
+
+                if (op_stdin_decode(req, &lim, &s, err, sizeof(err)) != -EINVAL)
+                        fail_msg("accepted %s", bad[i].json);
+                if (!strstr(err, bad[i].want))
+                        fail_msg("%s: \"%s\" lacks \"%s\"", bad[i].json, err, bad[i].want);
+        }
+        json_auto_t *a =
+            parse("{\"op\":\"stdin\",\"id\":\"r\",\"data_b64\":\"AP8=\",\"eof\":true}");
+        assert_int_equal(op_stdin_decode(a, &lim, &s, err, sizeof(err)), 0);
+        assert_int_equal(s.len, 2);
+        assert_memory_equal(s.data, "\x00\xff", 2);
+        assert_true(s.eof);
+        op_stdin_done(&s);
+        json_auto_t *b = parse("{\"op\":\"stdin\",\"id\":3,\"eof\":true}");
+        assert_int_equal(op_stdin_decode(b, &lim, &s, err, sizeof(err)), 0);
+        assert_int_equal(s.len, 0);
+        assert_true(s.eof);
+        op_stdin_done(&s);
+}
+
+static void test_batch_decode(void **state)
+{
+        static const struct {
+                const char *json, *want;
+        } bad[] = {
+            {"{\"op\":\"exec_batch\"}", "\"requests\""},
+            {"{\"op\":\"exec_batch\",\"requests\":{}}", "\"requests\""},
+            {"{\"op\":\"exec_batch\",\"requests\":[]}", "empty"},
+            {"{\"op\":\"exec_batch\",\"requests\":[1]}", "requests[0]"},
+            {"{\"op\":\"exec_batch\",\"requests\":[{\"lang\":\"bash\"}]}", "\"id\""},
+            {"{\"op\":\"exec_batch\",\"requests\":[{\"id\":[1]}]}", "requests[0]"},
+            {"{\"op\":\"exec_batch\",\"requests\":[{\"id\":1},{\"id\":1}]}", "repeats"},
+            {"{\"op\":\"exec_batch\",\"id\":5,\"requests\":[{\"id\":5}]}", "batch itself"},
+            {"{\"op\":\"exec_batch\",\"requests\":[{\"id\":1,\"op\":\"ping\"}]}", "\"exec\""},
+            {"{\"op\":\"exec_batch\",\"requests\":[{\"id\":1}],\"x\":1}", "\"x\""},
+            {"{\"op\":\"exec_batch\",\"requests\":[{\"id\":1},{\"id\":2},{\"id\":3}]}",
+             "over the limit"},
+        };
+        struct op_limits lim = OP_LIMITS_DEFAULT;
+        struct op_batch b;
+        char err[256];
+
+        lim.batch_max = 2;
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                json_auto_t *req = parse(bad[i].json);
+
+                if (op_batch_decode(req, &lim, &b, err, sizeof(err)) != -EINVAL)
+                        fail_msg("accepted %s", bad[i].json);
+                if (!strstr(err, bad[i].want))
+                        fail_msg("%s: \"%s\" lacks \"%s\"", bad[i].json, err, bad[i].want);
+        }
+        /* 1 and "1" are different ids. */
+        json_auto_t *ok = parse("{\"op\":\"exec_batch\",\"id\":\"b\",\"requests\":[{\"id\":1},"
+                                "{\"id\":\"1\",\"op\":\"exec\"}]}");
+        assert_int_equal(op_batch_decode(ok, &lim, &b, err, sizeof(err)), 0);
+        assert_int_equal(b.n, 2);
+        assert_ptr_equal(b.members[1], json_array_get(json_object_get(ok, "requests"), 1));
+        op_batch_done(&b);
+}
+
+static void test_status(void **state)
+{
+        enum op_status st;
+
+        for (int i = 0; i < _OP_STATUS_MAX; i++) {
+                assert_int_equal(op_status_from_name(op_status_name((enum op_status)i), &st), 0);
+                assert_int_equal(st, i);
+        }
+        assert_int_equal(op_status_from_name("fine", &st), -EINVAL);
+        assert_int_equal(op_status_from_name(NULL, &st), -EINVAL);
+        assert_string_equal(op_status_name(_OP_STATUS_MAX), "internal_error");
+        /* exit_code, signal, timed_out, cpu_exceeded, truncated, oom_killed */
+        assert_int_equal(op_status_of(0, 0, false, false, false, false), OP_STATUS_OK);
+        assert_int_equal(op_status_of(3, 0, false, false, false, false), OP_STATUS_RUNTIME_ERROR);
+        assert_int_equal(op_status_of(-1, 11, false, false, false, false), OP_STATUS_SIGNAL);
+        assert_int_equal(op_status_of(-1, 9, true, false, false, false), OP_STATUS_TIMEOUT);
+        assert_int_equal(op_status_of(-1, 24, false, true, false, false), OP_STATUS_TIMEOUT);
+        assert_int_equal(op_status_of(-1, 9, false, false, true, false), OP_STATUS_OUTPUT_LIMIT);
+        assert_int_equal(op_status_of(-1, 9, true, false, true, true), OP_STATUS_MEMORY_LIMIT);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -958,6 +1201,12 @@ int main(void)
             cmocka_unit_test(test_base64_rfc4648),
             cmocka_unit_test(test_base64_invalid),
             cmocka_unit_test(test_base64_random_round_trip),
+            cmocka_unit_test(test_exec_opts_decode),
+            cmocka_unit_test(test_exec_opts_bad),
+            cmocka_unit_test(test_files_base64_and_entry),
+            cmocka_unit_test(test_stdin_decode),
+            cmocka_unit_test(test_batch_decode),
+            cmocka_unit_test(test_status),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
