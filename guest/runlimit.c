@@ -148,17 +148,46 @@ int limits_enter_child(const struct limits_run *lr)
         return 0;
 }
 
+/* CPU seconds pid has used so far (utime + stime of /proc/<pid>/stat), rounded up. */
+static rlim_t cpu_used_s(pid_t pid)
+{
+        char path[64], buf[1024], *p;
+        unsigned long long ut = 0, st = 0;
+        long hz = sysconf(_SC_CLK_TCK);
+        _cleanup_close_ int fd = -1;
+        ssize_t k;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || (k = read(fd, buf, sizeof(buf) - 1)) <= 0 || hz <= 0)
+                return 0;
+        buf[k] = 0;
+        /* After the command's closing parenthesis: state is field 3, utime 14, stime 15. */
+        p = strrchr(buf, ')');
+        if (!p ||
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+                return 0;
+        return (rlim_t)((ut + st + (unsigned long long)hz - 1) / (unsigned long long)hz);
+}
+
 int limits_attach(const struct limits_run *lr, pid_t pid)
 {
         char num[32];
+        struct rlimit cpu = lr->rl_cpu;
 
         if (lr->cg_procs_fd >= 0) {
                 snprintf(num, sizeof(num), "%d", (int)pid);
                 if (write(lr->cg_procs_fd, num, strlen(num)) < 0)
                         return -errno;
         }
-        if (lr->set_cpu && prlimit(pid, RLIMIT_CPU, &lr->rl_cpu, NULL) < 0)
-                return -errno;
+        if (lr->set_cpu) {
+                /* RLIMIT_CPU counts the process's whole life: add what it used warming up. */
+                rlim_t used = cpu_used_s(pid);
+                cpu.rlim_cur += used;
+                cpu.rlim_max += used;
+                if (prlimit(pid, RLIMIT_CPU, &cpu, NULL) < 0)
+                        return -errno;
+        }
         if (lr->set_as && prlimit(pid, RLIMIT_AS, &lr->rl_as, NULL) < 0)
                 return -errno;
         if (lr->set_nproc && prlimit(pid, RLIMIT_NPROC, &lr->rl_nproc, NULL) < 0)
