@@ -56,8 +56,57 @@ BAD_REQUESTS = [
     ("huge timeout", exec_req(timeout_ms=10**12), "bad_request", "timeout_ms"),
     ("timeout as a string", exec_req(timeout_ms="5"), "bad_request", "timeout_ms"),
     ("unknown mode", exec_req(mode="hot"), "bad_request", '"mode"'),
+    # protocol v1 additions: streaming, limits, files, batch
+    ("stream not a boolean", exec_req(stream="yes"), "bad_request", '"stream"'),
+    ("stdin_stream not a boolean", exec_req(stdin_stream=1), "bad_request", '"stdin_stream"'),
+    ("cpu_time_ms zero", exec_req(cpu_time_ms=0), "bad_request", "cpu_time_ms"),
+    ("cpu_time_ms over the maximum", exec_req(cpu_time_ms=10**6), "bad_request", "limit.cpu_time_ms_max"),
+    ("cpu_time_ms a string", exec_req(cpu_time_ms="5"), "bad_request", "cpu_time_ms"),
+    ("memory_bytes under 1 MiB", exec_req(memory_bytes=4096), "bad_request", "memory_bytes"),
+    ("memory_bytes over the maximum", exec_req(memory_bytes=1 << 40), "bad_request", "limit.memory_max"),
+    ("memory_bytes negative", exec_req(memory_bytes=-1), "bad_request", "memory_bytes"),
+    ("max_processes zero", exec_req(max_processes=0), "bad_request", "max_processes"),
+    ("max_processes over the maximum", exec_req(max_processes=100000), "bad_request", "limit.processes_max"),
+    ("max_processes a float", exec_req(max_processes=2.5), "bad_request", "max_processes"),
+    ("output_max_bytes over limit.output_max", exec_req(output_max_bytes=1 << 30), "bad_request", "limit.output_max"),
+    ("output_max_bytes negative", exec_req(output_max_bytes=-5), "bad_request", "output_max_bytes"),
+    ("file_size_max_bytes over the maximum", exec_req(file_size_max_bytes=1 << 40), "bad_request", "limit.written_file_max"),
+    ("file_size_max_bytes a boolean", exec_req(file_size_max_bytes=True), "bad_request", "file_size_max_bytes"),
+    ("file encoding unknown", exec_req(files=[{"name": "a", "content": "", "encoding": "hex"}]), "bad_request", "files[0].encoding"),
+    ("file encoding not a string", exec_req(files=[{"name": "a", "content": "", "encoding": 64}]), "bad_request", "files[0].encoding"),
+    ("file base64 invalid", exec_req(files=[{"name": "a", "content": "a*b=", "encoding": "base64"}]), "bad_request", "files[0].content"),
+    ("file base64 unpadded", exec_req(files=[{"name": "a", "content": "YQ", "encoding": "base64"}]), "bad_request", "files[0].content"),
+    ("no code and no files", exec_req(code=None, files=[]), "bad_request", '"code"'),
+    ("output_files not a list", exec_req(output_files="out.txt"), "bad_request", '"output_files"'),
+    ("output_files with a path", exec_req(output_files=["../x"]), "bad_request", "output_files[0]"),
+    ("output_files with a number", exec_req(output_files=[3]), "bad_request", "output_files[0]"),
+    ("output_files repeated", exec_req(output_files=["a", "a"]), "bad_request", "repeats"),
+    ("too many output_files", exec_req(output_files=[f"f{i}" for i in range(17)]), "bad_request", '"output_files"'),
+    ("batch without requests", {"op": "exec_batch", "id": "b"}, "bad_request", '"requests"'),
+    ("batch requests not a list", {"op": "exec_batch", "requests": {}}, "bad_request", '"requests"'),
+    ("batch empty", {"op": "exec_batch", "requests": []}, "bad_request", "empty"),
+    ("batch too large", {"op": "exec_batch", "requests": [exec_req(id=i) for i in range(17)]}, "bad_request", "over the limit"),
+    ("batch member not an object", {"op": "exec_batch", "requests": ["x"]}, "bad_request", "requests[0]"),
+    ("batch member without id", {"op": "exec_batch", "requests": [exec_req(id=None)]}, "bad_request", '"id"'),
+    ("batch member ids repeat", {"op": "exec_batch", "requests": [exec_req(id=1), exec_req(id=1)]}, "bad_request", "repeats"),
+    ("batch member with the batch's id", {"op": "exec_batch", "id": 1, "requests": [exec_req(id=1)]}, "bad_request", "batch itself"),
+    ("batch member of another op", {"op": "exec_batch", "requests": [{"op": "ping", "id": 1}]}, "bad_request", '"exec"'),
+    ("batch with an unknown field", {"op": "exec_batch", "requests": [exec_req()], "wait": True}, "bad_request", "wait"),
     ("snapshot without action", {"op": "snapshot"}, "bad_request", "action"),
     ("snapshot unknown action", {"op": "snapshot", "action": "explode"}, "bad_request", "explode"),
+]
+
+# (what, stdin frame, text expected in the message)
+BAD_STDIN = [
+    ("no id", {"op": "stdin", "data": "x"}, '"id"'),
+    ("no running exec with that id", {"op": "stdin", "id": "nope", "data": "x"}, "no exec"),
+    ("neither data nor eof", {"op": "stdin", "id": 1}, "needs"),
+    ("data not a string", {"op": "stdin", "id": 1, "data": 5}, '"data"'),
+    ("data and data_b64", {"op": "stdin", "id": 1, "data": "x", "data_b64": "eA=="}, "not both"),
+    ("data_b64 invalid", {"op": "stdin", "id": 1, "data_b64": "e"}, '"data_b64"'),
+    ("eof not a boolean", {"op": "stdin", "id": 1, "data": "x", "eof": "yes"}, '"eof"'),
+    ("data over limit.stdin_frame_max", {"op": "stdin", "id": 1, "data": "x" * 70000}, "over the limit"),
+    ("unknown field", {"op": "stdin", "id": 1, "data": "x", "fd": 0}, "fd"),
 ]
 
 # (what, raw bytes after which the connection stays usable, expected error code)
@@ -101,6 +150,40 @@ class BadInput(unittest.TestCase):
                 if "id" in req and isinstance(req["id"], (str, int)) and code != "bad_request":
                     self.assertEqual(a["id"], req["id"])
         c.close()
+        self.assert_serving()
+
+    def test_bad_stdin_frames(self):
+        # a refused stdin frame is an event under its id, never an answer
+        c = self.opd.client()
+        for what, req, text in BAD_STDIN:
+            with self.subTest(what):
+                a = c.call(req)
+                self.assertIsNotNone(a, what)
+                self.assertEqual(a.get("event"), "stdin_error", (what, a))
+                self.assertNotIn("ok", a)
+                self.assertEqual(a["error"]["code"], "bad_request", (what, a))
+                self.assertIn(text, a["error"]["message"], what)
+                self.assertEqual(a["id"], req.get("id"), what)
+        c.close()
+        self.assert_serving()
+
+    def test_bad_batch_members(self):
+        # a member that fails validation is answered under its id; the others are not affected
+        c = self.opd.client()
+        c.send({"op": "exec_batch", "id": "B", "requests": [
+            exec_req(id="m1", cpu_time_ms=-1), exec_req(id="m2", lang="cobol"),
+            exec_req(id="m3", stdin_stream=True)]})
+        got = {}
+        while "B" not in got:
+            a = c.recv()
+            self.assertIsNotNone(a)
+            got[a["id"]] = a
+        c.close()
+        self.assertEqual(got["m1"]["error"]["code"], "bad_request")
+        self.assertIn("cpu_time_ms", got["m1"]["error"]["message"])
+        self.assertEqual(got["m2"]["error"]["code"], "unknown_language")
+        self.assertIn("stdin_stream", got["m3"]["error"]["message"])
+        self.assertEqual(got["B"]["batch"], {"count": 3, "ok": 0, "failed": 3})
         self.assert_serving()
 
     def test_bad_frames_keep_the_connection(self):
