@@ -56,9 +56,12 @@ struct opts {
         const char *config;
         const char *s3_keys[8][2]; /* flags that set configuration keys */
         size_t n_s3_keys;
+        int stream; /* run: 1 --stream, 0 --no-stream, -1 when stdout is a terminal */
 };
 
 static const char *socket_path;
+/* run --stream --json: events are printed raw, one JSON line each, like the answer. */
+static bool events_as_json;
 
 static void help(FILE *f)
 {
@@ -105,6 +108,9 @@ static void help(FILE *f)
             "  -a, --arg A        an argument for the program (repeat for more)\n"
             "  -e, --env NAME=V   an environment variable for the program (repeat for more)\n"
             "  --timings          print where the time went, on stderr\n"
+            "  --stream           print the output as it comes (the default when stdout is a\n"
+            "                     terminal); with --json, each event is one JSON line\n"
+            "  --no-stream        print the output once the program has ended\n"
             "\n"
             "The program's stdout and stderr are written byte for byte to opctl's.\n"
             "\n"
@@ -359,6 +365,25 @@ static uint32_t frame_announced(const struct inbuf *b)
         return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+static int write_stream(int fd, json_t *answer, const char *key);
+
+/* A streamed output event of our request: its bytes to our stdout or stderr. */
+static int print_event(json_t *ev, const char *raw, size_t len)
+{
+        const char *name = json_string_value(json_object_get(ev, "event"));
+
+        if (events_as_json)
+                return op_write_all(STDOUT_FILENO, raw, len) < 0 ||
+                               op_write_all(STDOUT_FILENO, "\n", 1) < 0
+                           ? EXIT_FAIL
+                           : 0;
+        if (name && strcmp(name, "stdout") == 0)
+                return write_stream(STDOUT_FILENO, ev, "data");
+        if (name && strcmp(name, "stderr") == 0)
+                return write_stream(STDERR_FILENO, ev, "data");
+        return 0; /* an event opctl does not know: clients ignore those */
+}
+
 /* Send req and wait for its answer: the frame whose "id" equals req's, or an error frame with a
  * null id (opd could not tell which request it answers; we sent only one). On success *ret_answer
  * is the parsed answer and *ret_raw (*ret_raw_len bytes) its exact JSON text. Prints its own errors
@@ -427,6 +452,15 @@ static int exchange(json_t *req, uint64_t wait_ms, json_t **ret_answer, char **r
                         return fail("opd sent an invalid frame: %s", err);
                 }
                 aid = json_object_get(answer, "id");
+                if (json_equal(aid, id) && json_object_get(answer, "event")) {
+                        r = print_event(answer, b.p + f.payload_offset, f.payload_len);
+                        consume(&b, f.frame_len);
+                        if (r) {
+                                free(b.p);
+                                return r;
+                        }
+                        continue;
+                }
                 if (json_equal(aid, id) ||
                     ((!aid || json_is_null(aid)) && json_is_false(json_object_get(answer, "ok")))) {
                         char *raw = malloc(f.payload_len + 1);
@@ -1027,6 +1061,10 @@ static int cmd_run(const struct opts *o)
                 return fail("out of memory");
         if (o->mode && json_object_set_new(req, "mode", json_string(o->mode)) < 0)
                 return fail("--mode is not valid UTF-8");
+        if ((o->stream == 1 || (o->stream < 0 && !o->json && isatty(STDOUT_FILENO))) &&
+            json_object_set_new(req, "stream", json_true()) < 0)
+                return fail("out of memory");
+        events_as_json = o->json;
 
         t0 = op_now_us();
         r = exchange(req,
@@ -1077,6 +1115,8 @@ enum {
         ARG_S3_REGION,
         ARG_S3_ENDPOINT,
         ARG_S3_PREFIX,
+        ARG_STREAM,
+        ARG_NO_STREAM,
 };
 
 int main(int argc, char **argv)
@@ -1092,6 +1132,8 @@ int main(int argc, char **argv)
             {"stdin", required_argument, NULL, ARG_STDIN},
             {"timeout", required_argument, NULL, ARG_TIMEOUT},
             {"mode", required_argument, NULL, ARG_MODE},
+            {"stream", no_argument, NULL, ARG_STREAM},
+            {"no-stream", no_argument, NULL, ARG_NO_STREAM},
             {"arg", required_argument, NULL, 'a'},
             {"env", required_argument, NULL, 'e'},
             {"help", no_argument, NULL, 'h'},
@@ -1107,7 +1149,7 @@ int main(int argc, char **argv)
         };
         _cleanup_free_ const char **args = calloc((size_t)argc + 1, sizeof(char *));
         _cleanup_free_ const char **env = calloc((size_t)argc + 1, sizeof(char *));
-        struct opts o = {.args = args, .env = env};
+        struct opts o = {.args = args, .env = env, .stream = -1};
         const char *cmd, *stdin_dash = NULL;
         int c;
 
@@ -1159,6 +1201,13 @@ int main(int argc, char **argv)
                                 return fail("--timeout wants seconds > 0 (e.g. 2.5), not \"%s\"",
                                             optarg);
                         o.run_only = o.run_only ? o.run_only : "--timeout";
+                        break;
+                case ARG_STREAM:
+                case ARG_NO_STREAM:
+                        o.stream = c == ARG_STREAM;
+                        o.run_only = o.run_only        ? o.run_only
+                                     : c == ARG_STREAM ? "--stream"
+                                                       : "--no-stream";
                         break;
                 case ARG_MODE:
                         o.mode = optarg;

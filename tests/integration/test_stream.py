@@ -2,10 +2,12 @@
 interactive stdin, each limit and the status it produces, usage, base64 files and output files,
 and exec_batch with a failing member."""
 import base64
+import json
+import subprocess
 import time
 import unittest
 
-from opdtest import Opd
+from opdtest import OPCTL, Opd
 from test_warm import create_snapshot, wait_serving
 
 
@@ -188,6 +190,19 @@ class Stream(unittest.TestCase):
         self.assertEqual(answers["nolang"]["error"]["code"], "unknown_language")
         self.assertEqual(answers["B"], {"id": "B", "ok": True,
                                         "batch": {"count": 3, "ok": 1, "failed": 2}})
+
+    def test_opctl_stream(self):
+        # --json shows the frames as they came: events first, the answer last
+        p = subprocess.run([OPCTL, "--socket", self.opd.socket, "--json", "--stream", "run",
+                            "--lang", "bash", "--code", "echo out; echo err >&2; exit 4"],
+                           capture_output=True, timeout=300)
+        lines = [json.loads(l) for l in p.stdout.decode().splitlines()]
+        self.assertEqual(p.returncode, 4, p.stderr)
+        self.assertTrue(all("event" in l for l in lines[:-1]), lines)
+        self.assertEqual(lines[-1]["status"], "runtime_error")
+        self.assertTrue(lines[-1]["streamed"])
+        self.assertEqual("".join(l["data"] for l in lines if l.get("event") == "stdout"), "out\n")
+        self.assertEqual("".join(l["data"] for l in lines if l.get("event") == "stderr"), "err\n")
 
 
 if __name__ == "__main__":
