@@ -3,12 +3,28 @@ interactive stdin, each limit and the status it produces, usage, base64 files an
 and exec_batch with a failing member."""
 import base64
 import json
+import os
 import subprocess
 import time
 import unittest
 
-from opdtest import OPCTL, Opd
+import jsonschema
+
+from opdtest import OPCTL, SOURCE, Opd
 from test_warm import create_snapshot, wait_serving
+
+SCHEMAS = {}
+
+
+def conforms(name, obj):
+    """obj matches proto/schema/<name>.schema.json (the spec the docs give clients)."""
+    if name not in SCHEMAS:
+        with open(os.path.join(SOURCE, "proto", "schema", name + ".schema.json")) as f:
+            schema = json.load(f)
+        jsonschema.Draft202012Validator.check_schema(schema)
+        SCHEMAS[name] = jsonschema.Draft202012Validator(schema)
+    SCHEMAS[name].validate(obj)
+    return obj
 
 
 def event_bytes(ev):
@@ -16,16 +32,20 @@ def event_bytes(ev):
 
 
 def collect(client, rid):
-    """Frames for rid until its answer: (events, answer)."""
+    """Frames for rid until its answer: (events, answer), each checked against its schema."""
     events = []
     while True:
         m = client.recv()
         assert m is not None, "connection closed before the answer"
         assert m.get("id") == rid, m
         if "event" in m:
-            events.append(m)
+            events.append(conforms("event", m))
             continue
-        return events, m
+        return events, conforms("answer", m)
+
+
+def send(client, name, req):
+    client.send(conforms(name, req))
 
 
 FORK_LOOP = """import os, sys, time
@@ -77,7 +97,8 @@ class Stream(unittest.TestCase):
         c = self.opd.client()
         code = ("for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; sleep 0.05; done; "
                 "printf 'bin\\000\\377\\n'")
-        c.send({"op": "exec", "id": "s1", "lang": "bash", "code": code, "stream": True})
+        send(c, "exec-request", {"op": "exec", "id": "s1", "lang": "bash", "code": code,
+                                 "stream": True})
         events, a = collect(c, "s1")
         c.close()
         self.assertTrue(a["ok"], a)
@@ -103,27 +124,28 @@ class Stream(unittest.TestCase):
                 "for line in sys.stdin:\n"
                 "    print('echo:' + line.strip().upper(), flush=True)\n"
                 "print('done')\n")
-        c.send({"op": "exec", "id": 7, "lang": "python", "code": code, "stream": True,
-                "stdin_stream": True, "stdin": "first\n", "timeout_ms": 30000})
+        send(c, "exec-request", {"op": "exec", "id": 7, "lang": "python", "code": code,
+                                 "stream": True, "stdin_stream": True, "stdin": "first\n",
+                                 "timeout_ms": 30000})
         seen = b""
 
         def until(text):
             nonlocal seen
             while text not in seen:
-                m = c.recv()
+                m = conforms("event", c.recv())
                 self.assertEqual(m.get("event"), "stdout", m)
                 seen += event_bytes(m)
 
         until(b"echo:FIRST\n")
         # a round trip: the next line is sent after the answer to the previous one came back
-        c.send({"op": "stdin", "id": 7, "data": "second\n"})
+        send(c, "stdin-frame", {"op": "stdin", "id": 7, "data": "second\n"})
         until(b"echo:SECOND\n")
         # refused stdin frames are events, and the exec goes on
         c.send({"op": "stdin", "id": 8, "data": "lost\n"})
-        m = c.recv()
+        m = conforms("event", c.recv())
         self.assertEqual((m["id"], m["event"], m["error"]["code"]), (8, "stdin_error", "bad_request"))
-        c.send({"op": "stdin", "id": 7, "data_b64": base64.b64encode(b"third\n").decode(),
-                "eof": True})
+        send(c, "stdin-frame", {"op": "stdin", "id": 7,
+                                "data_b64": base64.b64encode(b"third\n").decode(), "eof": True})
         c.send({"op": "stdin", "id": 7, "data": "after eof\n"})
         events, a = collect(c, 7)
         c.close()
@@ -139,7 +161,8 @@ class Stream(unittest.TestCase):
         for what, lang, code, fields, status, check in LIMITS:
             with self.subTest(what):
                 t = time.time()
-                a = self.opd.run(lang, code, **fields)
+                req = {"op": "exec", "id": what, "lang": lang, "code": code, **fields}
+                a = conforms("answer", self.opd.call(conforms("exec-request", req)))
                 self.assertTrue(a["ok"], (what, a))
                 self.assertEqual(a["status"], status, (what, a))
                 self.assertTrue(check(a), (what, {k: a.get(k) for k in (
@@ -155,11 +178,12 @@ class Stream(unittest.TestCase):
                 "open('out.bin', 'wb').write(data[::-1])\n"
                 "open('out.txt', 'w').write(open('note.txt').read().upper())\n"
                 "print('ok', len(data), sys.argv[0].split('/')[-1])\n")
-        a = self.opd.call({"op": "exec", "id": "f", "lang": "python", "files": [
+        req = {"op": "exec", "id": "f", "lang": "python", "files": [
             {"name": "data.bin", "content": base64.b64encode(blob).decode(), "encoding": "base64"},
             {"name": "note.txt", "content": "héllo", "encoding": "utf8"},
             {"name": "main.py", "content": main}],
-            "output_files": ["out.bin", "out.txt", "missing.txt"]})
+            "output_files": ["out.bin", "out.txt", "missing.txt"]}
+        a = conforms("answer", self.opd.call(conforms("exec-request", req)))
         self.assertTrue(a["ok"], a)
         self.assertEqual(a["status"], "ok", a["stderr"])
         self.assertEqual(a["stdout"], "ok 256 main.py\n")
@@ -172,13 +196,13 @@ class Stream(unittest.TestCase):
 
     def test_batch_with_a_failing_member(self):
         c = self.opd.client()
-        c.send({"op": "exec_batch", "id": "B", "requests": [
+        send(c, "exec-batch-request", {"op": "exec_batch", "id": "B", "requests": [
             {"id": "one", "lang": "bash", "code": "echo one"},
             {"id": "bad", "op": "exec", "lang": "bash", "code": "echo two; exit 3"},
             {"id": "nolang", "lang": "cobol", "code": ""}]})
         answers = {}
         while "B" not in answers:
-            m = c.recv()
+            m = conforms("answer", c.recv())
             self.assertIsNotNone(m)
             self.assertNotIn(m["id"], answers)
             answers[m["id"]] = m
