@@ -211,10 +211,10 @@ void exec_flush_stdin(struct request *r)
         size_t i;
         json_t *f;
 
-        json_array_foreach (r->stdin_pending, i, f)
+        /* All of them, not only those that came since: a request moved to another clone (the
+         * first died before it resumed) starts its stdin again there. */
+        json_array_foreach (r->stdin_frames, i, f)
                 (void)vm_send_more(r->vm, f);
-        json_decref(r->stdin_pending);
-        r->stdin_pending = NULL;
 }
 
 /* A refused stdin frame: an event under its id, not an answer (the exec's answer is still to
@@ -279,16 +279,18 @@ void op_stdin(struct client *c, json_t *id, json_t *req)
                         op_stdin_done(&s);
                         return;
                 }
+                if (!r->stdin_frames)
+                        r->stdin_frames = json_array();
+                if (!r->stdin_frames || json_array_append(r->stdin_frames, frame) < 0) {
+                        stdin_refuse(c, id, "out of memory");
+                        op_stdin_done(&s);
+                        return;
+                }
                 r->stdin_total += s.len;
                 r->stdin_eof = s.eof;
+                /* Before the job is sent they wait: exec_flush_stdin() sends them after it. */
                 if (r->t_sent && r->vm)
                         (void)vm_send_more(r->vm, frame);
-                else {
-                        if (!r->stdin_pending)
-                                r->stdin_pending = json_array();
-                        if (r->stdin_pending)
-                                json_array_append(r->stdin_pending, frame);
-                }
         }
         op_stdin_done(&s);
 }

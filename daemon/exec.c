@@ -41,7 +41,7 @@ static void request_free(struct request *r)
                 pool_release(r->pool);
         op_exec_done(&r->exec);
         json_decref(r->id);
-        json_decref(r->stdin_pending);
+        json_decref(r->stdin_frames);
         if (r->batch)
                 batch_release(r->batch);
         free(r);

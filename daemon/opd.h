@@ -195,11 +195,11 @@ struct request {
         char snap_version[SNAP_NAME_MAX]; /* the snapshot a warm VM came from */
         uint64_t t_start, t_vm, t_ready, t_sent, t_done; /* op_now_us() */
         /* exec-opts.c */
-        json_t *stdin_pending; /* stdin frames for the agent, held until the job is sent */
-        size_t stdin_total;    /* bytes of streamed stdin taken */
-        bool stdin_eof;        /* the client sent eof */
-        size_t streamed[2];    /* bytes of stdout, stderr events forwarded */
-        struct batch *batch;   /* the exec_batch this request belongs to, or NULL */
+        json_t *stdin_frames; /* every stdin frame for the agent (sent once the job is) */
+        size_t stdin_total;   /* bytes of streamed stdin taken */
+        bool stdin_eof;       /* the client sent eof */
+        size_t streamed[2];   /* bytes of stdout, stderr events forwarded */
+        struct batch *batch;  /* the exec_batch this request belongs to, or NULL */
 };
 
 void exec_handle(struct client *c, json_t *id, json_t *req);
