@@ -37,6 +37,14 @@
             .timeout_ms_max = 100,                                                                 \
             .output_max = 64,                                                                      \
             .compile_timeout_ms_max = 50,                                                          \
+            .cpu_time_ms_max = 50,                                                                 \
+            .memory_max = 2 * 1024 * 1024,                                                         \
+            .processes_max = 3,                                                                    \
+            .written_file_max = 16,                                                                \
+            .output_files_max = 2,                                                                 \
+            .output_file_max = 8,                                                                  \
+            .batch_max = 2,                                                                        \
+            .stdin_frame_max = 4,                                                                  \
         })
 
 static inline int fuzz_env_name_ok(const char *s, size_t n)
@@ -56,7 +64,19 @@ static inline void fuzz_check_exec(const struct op_exec *e, const struct op_limi
         CHECK(e->json);
         /* (strlen(lang) may be 0 when a NUL got past a lax parser: op_parse_object stops it) */
         CHECK(e->lang && strlen(e->lang) <= OP_LANG_NAME_MAX);
-        CHECK(e->code && e->code_len <= lim->code_max);
+        /* the program is code, or (without code) one of files */
+        CHECK((e->code && e->code_len <= lim->code_max && e->entry == -1) ||
+              (!e->code && e->entry >= 0 && (size_t)e->entry < e->n_files));
+        CHECK(!e->cpu_time_ms || e->cpu_time_ms <= lim->cpu_time_ms_max);
+        CHECK(!e->memory_bytes ||
+              (e->memory_bytes >= 1024 * 1024 && e->memory_bytes <= lim->memory_max));
+        CHECK(!e->max_processes || e->max_processes <= lim->processes_max);
+        CHECK(e->output_max <= lim->output_max);
+        CHECK(!e->has_file_size_max || e->file_size_max <= lim->written_file_max);
+        CHECK(e->n_output_files <= lim->output_files_max);
+        CHECK(!e->output_files || !e->output_files[e->n_output_files]);
+        for (size_t i = 0; i < e->n_output_files; i++)
+                CHECK(op_file_name_valid(e->output_files[i], strlen(e->output_files[i])));
         CHECK(!e->stdin_data || e->stdin_len <= lim->stdin_max);
         CHECK(e->timeout_ms >= 1 && e->timeout_ms <= lim->timeout_ms_max);
         CHECK(e->compile_timeout_ms <= lim->compile_timeout_ms_max); /* 0: the language's */
@@ -140,12 +160,46 @@ static inline void fuzz_handle_request(json_t *req, const struct op_limits *lim,
                 return;
         }
         fuzz_check_exec(&e, lim);
-        /* a success answer whose output is the code, byte for byte */
+        /* a success answer whose output is the program, byte for byte */
+        const char *prog = e.code ? e.code : e.files[e.entry].content;
+        size_t prog_len = e.code ? e.code_len : e.files[e.entry].content_len;
         reply = json_pack("{s:O?, s:b}", "id", id, "ok", 1);
         CHECK(reply);
-        CHECK(op_json_set_bytes(reply, "stdout", e.code, e.code_len) == 0);
+        CHECK(op_json_set_bytes(reply, "stdout", prog, prog_len) == 0);
         if (e.stdin_data)
                 CHECK(op_json_set_bytes(reply, "stderr", e.stdin_data, e.stdin_len) == 0);
-        fuzz_check_reply(reply, e.code, e.code_len, strict);
+        fuzz_check_reply(reply, prog, prog_len, strict);
         op_exec_done(&e);
+}
+
+/* The other request shapes of the codec: stdin frames and exec_batch. */
+static inline void fuzz_handle_other(json_t *req, const struct op_limits *lim)
+{
+        struct op_stdin in;
+        struct op_batch b;
+        char err[256] = "";
+        int r;
+
+        r = op_stdin_decode(req, lim, &in, err, sizeof(err));
+        CHECK(r == 0 || (r == -EINVAL && err[0]));
+        if (r == 0) {
+                CHECK(in.data && in.len <= lim->stdin_frame_max);
+                CHECK(in.len > 0 || in.eof);
+                op_stdin_done(&in);
+        }
+        err[0] = 0;
+        r = op_batch_decode(req, lim, &b, err, sizeof(err));
+        CHECK(r == 0 || (r == -EINVAL && err[0]));
+        if (r == 0) {
+                CHECK(b.n >= 1 && b.n <= lim->batch_max);
+                for (size_t i = 0; i < b.n; i++) {
+                        json_t *id = json_object_get(b.members[i], "id");
+                        CHECK(json_is_string(id) || json_is_integer(id));
+                        for (size_t j = 0; j < i; j++)
+                                CHECK(!json_equal(id, json_object_get(b.members[j], "id")) ||
+                                      json_typeof(id) !=
+                                          json_typeof(json_object_get(b.members[j], "id")));
+                }
+                op_batch_done(&b);
+        }
 }

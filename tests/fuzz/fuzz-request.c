@@ -1,5 +1,6 @@
-/* fuzz-request.c: libFuzzer target for exec request validation: JSON text in, op_exec_decode()
- * under the default and under tight limits, and the answer or error reply sent back out. */
+/* fuzz-request.c: libFuzzer target for request validation: JSON text in, op_exec_decode() (and
+ * the stdin and exec_batch decoders) under the default and under tight limits, and the answer
+ * or error reply sent back out. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else {
                 fuzz_handle_request(obj, &dflt, true);
                 fuzz_handle_request(obj, &tight, true);
+                fuzz_handle_other(obj, &dflt);
+                fuzz_handle_other(obj, &tight);
                 CHECK(obj->refcount == 1); /* no reference kept or lost */
                 json_decref(obj);
         }
