@@ -18,11 +18,14 @@
 #include "opd.h"
 #include "util.h"
 
-/* The agent's answer carries at most 2 streams of output_max bytes, each maybe twice (text and
- * base64) and JSON-escaped (up to 6x for control bytes). */
+/* The agent's answer carries at most 2 streams of output_max bytes and output_files_max files
+ * of output_file_max bytes, each maybe twice (text and base64) and JSON-escaped (up to 6x for
+ * control bytes). */
 static size_t agent_frame_max(const struct opd *d)
 {
-        return 16 * d->cfg.limits.output_max + 1024 * 1024;
+        const struct op_limits *l = &d->cfg.limits;
+
+        return 16 * l->output_max + 8 * l->output_files_max * l->output_file_max + 1024 * 1024;
 }
 
 /* Last lines of the guest console, for the log when a VM fails. */
