@@ -90,6 +90,9 @@ static void stream_close(struct stream *s)
 static void kill_group(struct run *r)
 {
         (void)kill(-r->pgid, SIGKILL);
+        /* The run's cgroup, when there is one, ends forks in flight and setsid() escapees too. */
+        if (r->lr)
+                (void)limits_kill(r->lr);
         r->group_killed = true;
 }
 
@@ -134,6 +137,8 @@ static void sweep_group(struct run *r)
         long nap_ns = 100 * 1000;
 
         for (;;) {
+                if (r->lr)
+                        (void)limits_kill(r->lr);
                 if (kill(-r->pgid, SIGKILL) < 0 && errno == ESRCH)
                         break;
                 reap_group(r);

@@ -80,6 +80,7 @@ static void make_cgroup(const struct agent_limits *lim, struct limits_run *lr)
         lr->cg_procs_fd = openat(dfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
         if (lr->cg_procs_fd < 0)
                 goto fail;
+        lr->cg_kill_fd = openat(dfd, "cgroup.kill", O_WRONLY | O_CLOEXEC);
         if (lim->memory_bytes) {
                 snprintf(num, sizeof(num), "%" PRIu64, lim->memory_bytes);
                 if (write_at(dfd, "memory.max", num) < 0)
@@ -95,6 +96,7 @@ static void make_cgroup(const struct agent_limits *lim, struct limits_run *lr)
         return;
 fail:
         lr->cg_procs_fd = safe_close(lr->cg_procs_fd);
+        lr->cg_kill_fd = safe_close(lr->cg_kill_fd);
         (void)unlinkat(root, lr->cg_path, AT_REMOVEDIR);
         lr->cg_path[0] = 0;
 }
@@ -197,6 +199,11 @@ int limits_attach(const struct limits_run *lr, pid_t pid)
         return 0;
 }
 
+bool limits_kill(const struct limits_run *lr)
+{
+        return lr->cg_kill_fd >= 0 && write(lr->cg_kill_fd, "1", 1) == 1;
+}
+
 bool limits_cpu_over(const struct limits_run *lr)
 {
         uint64_t us;
@@ -240,6 +247,7 @@ void limits_usage(const struct limits_run *lr, int wait_status, struct agent_usa
 void limits_done(struct limits_run *lr)
 {
         lr->cg_procs_fd = safe_close(lr->cg_procs_fd);
+        lr->cg_kill_fd = safe_close(lr->cg_kill_fd);
         if (lr->cg_fd >= 0) {
                 _cleanup_close_ int parent =
                     openat(lr->cg_fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

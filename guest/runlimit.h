@@ -23,6 +23,7 @@ struct agent_limits {
 struct limits_run {
         int cg_fd;       /* the run's cgroup directory, or -1 (rlimits only) */
         int cg_procs_fd; /* its cgroup.procs, opened for writing, or -1 */
+        int cg_kill_fd;  /* its cgroup.kill (Linux 5.14+), or -1 */
         char cg_path[128];
         struct rlimit rl_cpu, rl_as, rl_nproc, rl_fsize;
         bool set_cpu, set_as, set_nproc, set_fsize;
@@ -30,7 +31,7 @@ struct limits_run {
         uint32_t cpu_time_ms;
 };
 
-#define LIMITS_RUN_INIT ((struct limits_run){.cg_fd = -1, .cg_procs_fd = -1})
+#define LIMITS_RUN_INIT ((struct limits_run){.cg_fd = -1, .cg_procs_fd = -1, .cg_kill_fd = -1})
 
 struct agent_usage {
         uint64_t cpu_us;
@@ -48,6 +49,9 @@ int limits_prepare(const struct agent_limits *lim, struct limits_run *lr);
 int limits_enter_child(const struct limits_run *lr);
 /* For a program started earlier (a warm runner): move pid into the cgroup and set its rlimits. */
 int limits_attach(const struct limits_run *lr, pid_t pid);
+/* SIGKILL every process of the run's cgroup at once, forks in flight included (cgroup.kill).
+ * false when there is no cgroup to do it with. */
+bool limits_kill(const struct limits_run *lr);
 /* True when the tree has used more CPU than allowed (checked by the run loop). */
 bool limits_cpu_over(const struct limits_run *lr);
 /* After the run (every process of it reaped): what it used. */
