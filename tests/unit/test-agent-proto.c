@@ -1049,6 +1049,88 @@ static void test_binary_stdio(void **state)
         alarm(0);
 }
 
+/* Bytes of an event's or a file's text (with the _b64 rule). */
+static void append_bytes(json_t *obj, const char *key, char *buf, size_t *n, size_t cap)
+{
+        char *bytes;
+        size_t len;
+
+        assert_int_equal(op_json_get_bytes(obj, key, cap, &bytes, &len), 0);
+        assert_true(*n + len < cap);
+        memcpy(buf + *n, bytes, len);
+        *n += len;
+        buf[*n] = 0;
+        free(bytes);
+}
+
+/* The real binary streams: output events before the answer, stdin frames fed while the program
+ * runs (one sent with the job, one after the first answer line), output files, status, usage. */
+static void test_binary_stream(void **state)
+{
+        struct agent_proc p;
+        char out[256] = "", err[256] = "";
+        size_t n_out = 0, n_err = 0;
+        bool sent = false;
+        json_t *m, *files;
+
+        alarm(60);
+        spawn_agent(&p);
+        m = read_frame(p.from);
+        json_decref(m);
+        write_json(p.to, "{\"op\":\"exec\",\"id\":\"s\",\"argv\":[\"sh\",\"-c\",\"echo start; "
+                         "read a; echo got:$a; echo warn >&2; read b; echo got:$b; cat; "
+                         "printf 'x\\\\377' > out.bin; exit 3\"],\"stream\":true,"
+                         "\"stdin_stream\":true,\"output_files\":[\"out.bin\",\"none\"],"
+                         "\"timeout_ms\":20000}");
+        write_json(p.to, "{\"op\":\"stdin\",\"data\":\"one\\n\"}");
+        for (;;) {
+                m = read_frame(p.from);
+                assert_string_equal(str(m, "id"), "s");
+                if (!json_object_get(m, "event"))
+                        break;
+                if (strcmp(str(m, "event"), "stdout") == 0)
+                        append_bytes(m, "data", out, &n_out, sizeof(out));
+                else {
+                        assert_string_equal(str(m, "event"), "stderr");
+                        append_bytes(m, "data", err, &n_err, sizeof(err));
+                }
+                /* The second line goes out once the first has come back. */
+                if (strstr(out, "got:one\n") && !sent) {
+                        sent = true;
+                        write_json(p.to, "{\"op\":\"stdin\",\"data_b64\":\"dHdvCg==\"}");
+                        write_json(p.to, "{\"op\":\"stdin\",\"data\":\"rest\",\"eof\":true}");
+                        out[n_out++] = '|'; /* mark: sent */
+                        out[n_out] = 0;
+                }
+                json_decref(m);
+        }
+        assert_string_equal(out, "start\ngot:one\n|got:two\nrest");
+        assert_string_equal(err, "warn\n");
+        assert_true(json_is_true(json_object_get(m, "ok")));
+        assert_string_equal(str(m, "stdout"), "");
+        assert_true(json_is_true(json_object_get(m, "streamed")));
+        assert_int_equal(json_integer_value(json_object_get(m, "exit_code")), 3);
+        assert_string_equal(str(m, "status"), "runtime_error");
+        assert_true(json_is_number(json_object_get(json_object_get(m, "usage"), "cpu_time_ms")));
+        assert_true(json_is_number(json_object_get(json_object_get(m, "usage"), "wall_ms")));
+        assert_true(
+            json_is_integer(json_object_get(json_object_get(m, "usage"), "memory_peak_bytes")));
+        files = json_object_get(m, "files");
+        assert_int_equal(json_array_size(files), 2);
+        assert_string_equal(str(json_array_get(files, 0), "content_b64"), "eP8=");
+        assert_string_equal(str(json_array_get(files, 1), "error"), "not_found");
+        json_decref(m);
+
+        /* A stdin frame after the run gets no answer: the next answer is the ping's. */
+        write_json(p.to, "{\"op\":\"stdin\",\"data\":\"late\"}");
+        write_json(p.to, "{\"op\":\"ping\",\"id\":9}");
+        m = read_frame(p.from);
+        assert_int_equal(json_integer_value(json_object_get(m, "id")), 9);
+        json_decref(m);
+        assert_int_equal(wait_agent(&p), 0);
+        alarm(0);
+}
+
 static void test_binary_oversize(void **state)
 {
         uint8_t hdr[OP_FRAME_HEADER_SIZE];
@@ -1169,6 +1251,7 @@ int main(void)
             cmocka_unit_test(test_warm_bad_requests),
             cmocka_unit_test(test_warm_python),
             cmocka_unit_test(test_binary_stdio),
+            cmocka_unit_test(test_binary_stream),
             cmocka_unit_test(test_binary_oversize),
             cmocka_unit_test(test_binary_warm),
         };
