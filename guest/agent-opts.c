@@ -178,7 +178,7 @@ void agent_stream_init(struct agent_stream *s, const struct agent_opts *o,
 
 /* ---- the answer ---- */
 
-int agent_answer_opts(json_t *answer, const struct agent_result *res, const struct agent_opts *o)
+int agent_answer_opts(json_t *answer, const struct agent_result *res, bool streamed)
 {
         enum op_status st =
             op_status_of(res->signal == 0 ? res->exit_code : -1, res->signal, res->timed_out,
@@ -193,7 +193,7 @@ int agent_answer_opts(json_t *answer, const struct agent_result *res, const stru
             json_object_set_new(answer, "limits_by",
                                 json_string(res->usage.by_cgroup ? "cgroup" : "rlimit")) < 0)
                 return -ENOMEM;
-        if (o->stream && json_object_set_new(answer, "streamed", json_true()) < 0)
+        if (streamed && json_object_set_new(answer, "streamed", json_true()) < 0)
                 return -ENOMEM;
         return 0;
 }

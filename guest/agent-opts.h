@@ -52,7 +52,7 @@ struct agent_stream {
 void agent_stream_init(struct agent_stream *s, const struct agent_opts *o,
                        const struct agent_channel *chan, json_t *id);
 
-/* Add "status", "usage", "streamed" to an exec answer. */
-int agent_answer_opts(json_t *answer, const struct agent_result *res, const struct agent_opts *o);
+/* Add "status", "usage" and, when the output went out as events, "streamed" to an answer. */
+int agent_answer_opts(json_t *answer, const struct agent_result *res, bool streamed);
 /* Add "files": the output files read back from the run directory dir. */
 int agent_answer_files(json_t *answer, const char *dir, const struct agent_opts *o);

@@ -852,7 +852,7 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
         kill_all();
         answer = r < 0 ? NULL : exec_answer(id, &res, use_warm);
         if (answer && ((q.compile.argv && agent_compile_answer(answer, &cres) < 0) ||
-                       agent_answer_opts(answer, &res, &q.opts) < 0 ||
+                       agent_answer_opts(answer, &res, stream.io.output != NULL) < 0 ||
                        agent_answer_files(answer, dir, &q.opts) < 0)) {
                 json_decref(answer);
                 answer = NULL;
