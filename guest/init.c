@@ -278,8 +278,12 @@ static void late_setup(void)
         (void)mount_at("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV,
                        "mode=1777,size=" INIT_SHM_SIZE);
         dev_links("/dev");
-        (void)mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                    "nsdelegate");
+        /* favordynmods (Linux 6.0+): moving a process into a group (each run gets one) does
+         * not wait for an RCU grace period. Older kernels refuse it: mount without. */
+        if (mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "nsdelegate,favordynmods") < 0)
+                (void)mount("cgroup2", "/sys/fs/cgroup", "cgroup2",
+                            MS_NOSUID | MS_NODEV | MS_NOEXEC, "nsdelegate");
         loopback_up();
         hostname_from_file();
 }

@@ -3,6 +3,7 @@
  * otherwise (and RLIMIT_FSIZE always: cgroups have no file size limit). */
 #include "runlimit.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -17,8 +18,6 @@
 
 #include "cleanup.h"
 #include "util.h"
-
-#define CG_RMDIR_TRIES 50
 
 static int write_at(int dfd, const char *name, const char *text)
 {
@@ -59,6 +58,26 @@ static int read_value(int dfd, const char *name, const char *key, uint64_t *ret)
         return -ENOENT;
 }
 
+/* Groups of earlier runs that could not be removed at once (empty by now). */
+static void remove_stale(int root)
+{
+        int fd = openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        struct dirent *de;
+        DIR *d;
+
+        if (fd < 0)
+                return;
+        d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return;
+        }
+        while ((de = readdir(d)))
+                if (strncmp(de->d_name, "op-run-", 7) == 0)
+                        (void)unlinkat(root, de->d_name, AT_REMOVEDIR);
+        closedir(d);
+}
+
 static void make_cgroup(const struct agent_limits *lim, struct limits_run *lr)
 {
         _cleanup_close_ int root = -1, dfd = -1;
@@ -70,6 +89,7 @@ static void make_cgroup(const struct agent_limits *lim, struct limits_run *lr)
         /* Let child groups use the memory and pids controllers (already on: no harm). */
         (void)write_at(root, "cgroup.subtree_control", "+memory");
         (void)write_at(root, "cgroup.subtree_control", "+pids");
+        remove_stale(root);
         snprintf(lr->cg_path, sizeof(lr->cg_path), "op-run-%d-%" PRIu64, (int)getpid(),
                  op_now_us());
         if (mkdirat(root, lr->cg_path, 0755) < 0)
@@ -253,12 +273,11 @@ void limits_done(struct limits_run *lr)
                     openat(lr->cg_fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
                 lr->cg_fd = safe_close(lr->cg_fd);
-                /* Empty once every process of the run is reaped; a moment for the kernel. */
-                for (int i = 0; parent >= 0 && i < CG_RMDIR_TRIES; i++) {
-                        if (unlinkat(parent, lr->cg_path, AT_REMOVEDIR) == 0 || errno != EBUSY)
-                                break;
-                        nanosleep(&(struct timespec){.tv_nsec = 2 * 1000 * 1000}, NULL);
-                }
+                /* One try, not a wait: the answer is not held up for it. A group the kernel
+                 * still counts as busy (a dying task) stays, empty; the VM is thrown away after
+                 * its one run anyway, and an agent that serves more runs removes it later. */
+                if (parent >= 0)
+                        (void)unlinkat(parent, lr->cg_path, AT_REMOVEDIR);
         }
         *lr = LIMITS_RUN_INIT;
 }
