@@ -841,6 +841,7 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
         }
         /* The run's own: the compile phase above has none of them. */
         job.limits = &q.opts.limits;
+        job.group = &a->spare; /* the run takes it; agent_prepare() makes the next */
         agent_stream_init(&stream, &q.opts, a->chan, id);
         job.io = &stream.io;
         job.stdin_open = q.opts.stdin_stream && a->chan;
@@ -975,7 +976,9 @@ static json_t *agent_op_warm(struct agent *a, json_t *req, json_t *id)
             .uid = cfg->uid,
             .gid = cfg->gid,
         };
-        r = agent_spawn(&job, true, &child);
+        /* In the next run's group: the exec that takes this runner need not move it there. */
+        agent_prepare(a);
+        r = agent_spawn_in(&job, true, &a->spare, &child);
         if (r < 0)
                 return op_error_reply(id, OP_ERR_INTERNAL, "could not start warm runner %s: %s",
                                       q.argv[0], strerror(-r));
@@ -1069,7 +1072,13 @@ json_t *agent_ready_event(void)
 
 void agent_init(struct agent *a, const struct agent_config *cfg)
 {
-        *a = (struct agent){.cfg = *cfg, .warm = AGENT_CHILD_INIT};
+        *a = (struct agent){.cfg = *cfg, .warm = AGENT_CHILD_INIT, .spare = LIMITS_GROUP_INIT};
+}
+
+void agent_prepare(struct agent *a)
+{
+        if (a->cfg.cgroup_root && a->spare.fd < 0)
+                (void)limits_group_make(a->cfg.cgroup_root, &a->spare);
 }
 
 void agent_set_channel(struct agent *a, const struct agent_channel *chan)
@@ -1083,6 +1092,7 @@ void agent_done(struct agent *a)
                 return;
         agent_child_kill(&a->warm);
         a->warm_waiting = false;
+        limits_group_drop(&a->spare);
 }
 
 json_t *agent_handle(struct agent *a, json_t *req)

@@ -28,9 +28,13 @@ struct agent {
         bool warm_waiting;                /* a "warm" runner was started and waits for its job */
         struct agent_child warm;          /* that runner (its fd 3 is warm.ctl_fd) */
         const struct agent_channel *chan; /* for streamed output and stdin; NULL: none */
+        struct limits_group spare;        /* the next run's cgroup, made ahead (cgroup_root) */
 };
 
 void agent_init(struct agent *a, const struct agent_config *cfg);
+/* While idle (between requests): make the next run's cgroup, so that a request does not wait
+ * for it. Nothing without cfg.cgroup_root. */
+void agent_prepare(struct agent *a);
 /* The channel a streamed exec sends events on and reads stdin frames from (agent-opts.h). */
 void agent_set_channel(struct agent *a, const struct agent_channel *chan);
 /* Ends a waiting warm runner. The agent can be used again afterwards. */

@@ -444,7 +444,7 @@ static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
                 struct pollfd p[6];
                 struct feed *feeds[2] = {&r->in, &r->ctl};
                 int n = 0, i_feed[2] = {-1, -1}, i_out = -1, i_err = -1, i_pid = -1, i_input = -1;
-                bool cpu_watch = r->lr && r->lr->cpu_time_ms && r->lr->cg_fd >= 0;
+                bool cpu_watch = r->lr && r->lr->cpu_time_ms && r->lr->g.fd >= 0;
                 uint64_t now, wake;
                 int timeout;
 
@@ -631,6 +631,17 @@ int agent_spawn(const struct agent_job *job, bool with_ctl, struct agent_child *
         return spawn(job, with_ctl, NULL, ret);
 }
 
+int agent_spawn_in(const struct agent_job *job, bool with_ctl, const struct limits_group *g,
+                   struct agent_child *ret)
+{
+        struct limits_run lr = LIMITS_RUN_INIT;
+
+        if (!g || g->procs_fd < 0)
+                return spawn(job, with_ctl, NULL, ret);
+        lr.g.procs_fd = g->procs_fd; /* only joins the group: no limits yet */
+        return spawn(job, with_ctl, &lr, ret);
+}
+
 /* Takes lr (prepared): its cgroup is removed on return. */
 static int exec_attach(const struct agent_job *job, struct agent_child *child, uint64_t start,
                        struct limits_run *lr, struct agent_result *ret)
@@ -756,7 +767,8 @@ int agent_exec_attach(const struct agent_job *job, struct agent_child *child,
 
         if (!child)
                 return -EINVAL;
-        rc = limits_prepare(job && job->limits ? job->limits : &no_limits, &lr);
+        rc = limits_prepare(job && job->limits ? job->limits : &no_limits, job ? job->group : NULL,
+                            &lr);
         if (rc < 0) {
                 agent_child_kill(child);
                 return rc;
@@ -780,7 +792,7 @@ int agent_exec(const struct agent_job *job, struct agent_result *ret)
         if (!job || !ret || (job->stdin_len > 0 && !job->stdin_data) ||
             job->output_max > SIZE_MAX / 4)
                 return -EINVAL;
-        rc = limits_prepare(job->limits ? job->limits : &no_limits, &lr);
+        rc = limits_prepare(job->limits ? job->limits : &no_limits, job->group, &lr);
         if (rc < 0)
                 return rc;
         start = op_now_us();

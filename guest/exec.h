@@ -41,6 +41,7 @@ struct agent_job {
         const struct agent_io *io;         /* NULL: output kept, stdin closed after stdin_data */
         bool stdin_open;                   /* stdin stays open for io->input until its eof */
         const struct agent_limits *limits; /* NULL: none, usage by rusage */
+        struct limits_group *group;        /* a cgroup made ahead for the run (taken), or NULL */
 };
 
 /* A started program the agent supervises. Its fds are the agent's ends, close-on-exec. */
@@ -81,6 +82,9 @@ void agent_result_done(struct agent_result *r);
  * filled (end it with agent_exec_attach() or agent_child_kill()), or a negative errno when it
  * could not be started (nothing is left running then). */
 int agent_spawn(const struct agent_job *job, bool with_ctl, struct agent_child *ret);
+/* agent_spawn(), the child started in cgroup g (a warm runner in the next run's group). */
+int agent_spawn_in(const struct agent_job *job, bool with_ctl, const struct limits_group *g,
+                   struct agent_child *ret);
 
 /* Supervise a started child as agent_exec() does its own: write job->handoff to its ctl_fd,
  * feed job->stdin_data, keep its output up to job->output_max, kill its process group at

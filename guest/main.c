@@ -441,6 +441,7 @@ static enum serve_end serve_frames(struct agent_main *m, struct session *s)
                         s->n -= f.frame_len;
                         r = handle_frame(m, out_fd, payload, f.payload_len);
                         reap_orphans(m);
+                        agent_prepare(&m->agent); /* answered: ready the next run's cgroup */
                         if (r == -ENOMEM)
                                 log_msg("out of memory answering a request");
                         else if (r < 0)
@@ -650,6 +651,7 @@ int main(int argc, char **argv)
                 log_msg("cannot become child subreaper: %m");
 
         agent_init(&m.agent, &m.cfg);
+        agent_prepare(&m.agent);
         if (m.kind != &channel_kinds[CHANNEL_STDIO])
                 log_msg("%s, channel %s%s%s", OP_AGENT_VERSION, m.kind->name,
                         m.channel_path ? " " : "", m.channel_path ? m.channel_path : "");

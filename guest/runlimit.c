@@ -78,59 +78,90 @@ static void remove_stale(int root)
         closedir(d);
 }
 
-static void make_cgroup(const struct agent_limits *lim, struct limits_run *lr)
+int limits_group_make(const char *cgroup_root, struct limits_group *ret)
 {
-        _cleanup_close_ int root = -1, dfd = -1;
-        char num[32];
+        _cleanup_close_ int root = -1;
+        struct limits_group g = LIMITS_GROUP_INIT;
+        int r;
 
-        root = open(lim->cgroup_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        root = open(cgroup_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (root < 0)
-                return;
+                return -errno;
         /* Let child groups use the memory and pids controllers (already on: no harm). */
         (void)write_at(root, "cgroup.subtree_control", "+memory");
         (void)write_at(root, "cgroup.subtree_control", "+pids");
         remove_stale(root);
-        snprintf(lr->cg_path, sizeof(lr->cg_path), "op-run-%d-%" PRIu64, (int)getpid(),
-                 op_now_us());
-        if (mkdirat(root, lr->cg_path, 0755) < 0)
-                return;
-        dfd = openat(root, lr->cg_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-                goto fail;
-        lr->cg_procs_fd = openat(dfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-        if (lr->cg_procs_fd < 0)
-                goto fail;
-        lr->cg_kill_fd = openat(dfd, "cgroup.kill", O_WRONLY | O_CLOEXEC);
+        snprintf(g.path, sizeof(g.path), "op-run-%d-%" PRIu64, (int)getpid(), op_now_us());
+        if (mkdirat(root, g.path, 0755) < 0)
+                return -errno;
+        g.fd = openat(root, g.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (g.fd >= 0)
+                g.procs_fd = openat(g.fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+        if (g.fd < 0 || g.procs_fd < 0) {
+                r = -errno;
+                limits_group_drop(&g);
+                return r;
+        }
+        g.kill_fd = openat(g.fd, "cgroup.kill", O_WRONLY | O_CLOEXEC);
+        *ret = g;
+        return 0;
+}
+
+void limits_group_drop(struct limits_group *g)
+{
+        g->procs_fd = safe_close(g->procs_fd);
+        g->kill_fd = safe_close(g->kill_fd);
+        if (g->fd >= 0) {
+                _cleanup_close_ int parent =
+                    openat(g->fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+                g->fd = safe_close(g->fd);
+                /* One try, not a wait: the answer is not held up for it. A group the kernel
+                 * still counts as busy (a dying task) stays, empty; the VM is thrown away after
+                 * its one run anyway, and the next limits_group_make() removes it. */
+                if (parent >= 0)
+                        (void)unlinkat(parent, g->path, AT_REMOVEDIR);
+        }
+        *g = LIMITS_GROUP_INIT;
+}
+
+/* The request's limits on the run's group; false when they cannot be set (no group then). */
+static bool group_limit(struct limits_run *lr, const struct agent_limits *lim)
+{
+        char num[32];
+
         if (lim->memory_bytes) {
                 snprintf(num, sizeof(num), "%" PRIu64, lim->memory_bytes);
-                if (write_at(dfd, "memory.max", num) < 0)
-                        goto fail;
-                (void)write_at(dfd, "memory.swap.max", "0");
+                if (write_at(lr->g.fd, "memory.max", num) < 0)
+                        return false;
+                (void)write_at(lr->g.fd, "memory.swap.max", "0");
         }
         if (lim->max_processes) {
                 snprintf(num, sizeof(num), "%" PRIu32, lim->max_processes);
-                if (write_at(dfd, "pids.max", num) < 0)
-                        goto fail;
+                if (write_at(lr->g.fd, "pids.max", num) < 0)
+                        return false;
         }
-        lr->cg_fd = TAKE_FD(dfd);
-        return;
-fail:
-        lr->cg_procs_fd = safe_close(lr->cg_procs_fd);
-        lr->cg_kill_fd = safe_close(lr->cg_kill_fd);
-        (void)unlinkat(root, lr->cg_path, AT_REMOVEDIR);
-        lr->cg_path[0] = 0;
+        return true;
 }
 
-int limits_prepare(const struct agent_limits *lim, struct limits_run *lr)
+int limits_prepare(const struct agent_limits *lim, struct limits_group *spare,
+                   struct limits_run *lr)
 {
         bool cg;
 
         *lr = LIMITS_RUN_INIT;
         if (!lim)
                 return -EINVAL;
-        if (lim->cgroup_root)
-                make_cgroup(lim, lr);
-        cg = lr->cg_fd >= 0;
+        if (spare && spare->fd >= 0) {
+                lr->g = *spare;
+                *spare = LIMITS_GROUP_INIT;
+        } else if (lim->cgroup_root)
+                (void)limits_group_make(lim->cgroup_root, &lr->g);
+        if (lr->g.fd >= 0 && !group_limit(lr, lim))
+                limits_group_drop(&lr->g);
+        if (lr->g.fd >= 0)
+                (void)read_value(lr->g.fd, "cpu.stat", "usage_usec", &lr->cpu_base_us);
+        cg = lr->g.fd >= 0;
         lr->cpu_time_ms = lim->cpu_time_ms;
         if (lim->cpu_time_ms) {
                 /* Whole seconds: with a cgroup the run loop stops the tree at the millisecond,
@@ -157,7 +188,7 @@ int limits_prepare(const struct agent_limits *lim, struct limits_run *lr)
 
 int limits_enter_child(const struct limits_run *lr)
 {
-        if (lr->cg_procs_fd >= 0 && write(lr->cg_procs_fd, "0", 1) < 0)
+        if (lr->g.procs_fd >= 0 && write(lr->g.procs_fd, "0", 1) < 0)
                 return -errno;
         if (lr->set_cpu && setrlimit(RLIMIT_CPU, &lr->rl_cpu) < 0)
                 return -errno;
@@ -192,14 +223,31 @@ static rlim_t cpu_used_s(pid_t pid)
         return (rlim_t)((ut + st + (unsigned long long)hz - 1) / (unsigned long long)hz);
 }
 
+static bool in_group(const struct limits_group *g, pid_t pid)
+{
+        char path[64], buf[512], want[160];
+        _cleanup_close_ int fd = -1;
+        ssize_t k;
+
+        snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+        snprintf(want, sizeof(want), "0::/%s\n", g->path);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || (k = read(fd, buf, sizeof(buf) - 1)) <= 0)
+                return false;
+        buf[k] = 0;
+        return strcmp(buf, want) == 0;
+}
+
 int limits_attach(const struct limits_run *lr, pid_t pid)
 {
         char num[32];
         struct rlimit cpu = lr->rl_cpu;
 
-        if (lr->cg_procs_fd >= 0) {
+        /* A warm runner started in the group (the agent's spare) is there already: moving a
+         * process costs more than checking. */
+        if (lr->g.procs_fd >= 0 && !in_group(&lr->g, pid)) {
                 snprintf(num, sizeof(num), "%d", (int)pid);
-                if (write(lr->cg_procs_fd, num, strlen(num)) < 0)
+                if (write(lr->g.procs_fd, num, strlen(num)) < 0)
                         return -errno;
         }
         if (lr->set_cpu) {
@@ -221,17 +269,17 @@ int limits_attach(const struct limits_run *lr, pid_t pid)
 
 bool limits_kill(const struct limits_run *lr)
 {
-        return lr->cg_kill_fd >= 0 && write(lr->cg_kill_fd, "1", 1) == 1;
+        return lr->g.kill_fd >= 0 && write(lr->g.kill_fd, "1", 1) == 1;
 }
 
 bool limits_cpu_over(const struct limits_run *lr)
 {
         uint64_t us;
 
-        if (!lr->cpu_time_ms || lr->cg_fd < 0)
+        if (!lr->cpu_time_ms || lr->g.fd < 0)
                 return false;
-        return read_value(lr->cg_fd, "cpu.stat", "usage_usec", &us) == 0 &&
-               us >= (uint64_t)lr->cpu_time_ms * 1000;
+        return read_value(lr->g.fd, "cpu.stat", "usage_usec", &us) == 0 &&
+               us - lr->cpu_base_us >= (uint64_t)lr->cpu_time_ms * 1000;
 }
 
 static uint64_t tv_us(struct timeval tv)
@@ -249,13 +297,13 @@ void limits_usage(const struct limits_run *lr, int wait_status, struct agent_usa
         ret->cpu_us = tv_us(now.ru_utime) + tv_us(now.ru_stime) - tv_us(lr->before.ru_utime) -
                       tv_us(lr->before.ru_stime);
         ret->memory_peak_bytes = (uint64_t)now.ru_maxrss * 1024;
-        if (lr->cg_fd >= 0) {
+        if (lr->g.fd >= 0) {
                 ret->by_cgroup = true;
-                if (read_value(lr->cg_fd, "cpu.stat", "usage_usec", &v) == 0)
-                        ret->cpu_us = v;
-                if (read_value(lr->cg_fd, "memory.peak", NULL, &v) == 0)
+                if (read_value(lr->g.fd, "cpu.stat", "usage_usec", &v) == 0)
+                        ret->cpu_us = v - lr->cpu_base_us;
+                if (read_value(lr->g.fd, "memory.peak", NULL, &v) == 0)
                         ret->memory_peak_bytes = v;
-                if (read_value(lr->cg_fd, "memory.events", "oom_kill", &v) == 0 && v > 0)
+                if (read_value(lr->g.fd, "memory.events", "oom_kill", &v) == 0 && v > 0)
                         ret->oom_killed = true;
         }
         if (lr->cpu_time_ms &&
@@ -266,18 +314,6 @@ void limits_usage(const struct limits_run *lr, int wait_status, struct agent_usa
 
 void limits_done(struct limits_run *lr)
 {
-        lr->cg_procs_fd = safe_close(lr->cg_procs_fd);
-        lr->cg_kill_fd = safe_close(lr->cg_kill_fd);
-        if (lr->cg_fd >= 0) {
-                _cleanup_close_ int parent =
-                    openat(lr->cg_fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-                lr->cg_fd = safe_close(lr->cg_fd);
-                /* One try, not a wait: the answer is not held up for it. A group the kernel
-                 * still counts as busy (a dying task) stays, empty; the VM is thrown away after
-                 * its one run anyway, and an agent that serves more runs removes it later. */
-                if (parent >= 0)
-                        (void)unlinkat(parent, lr->cg_path, AT_REMOVEDIR);
-        }
+        limits_group_drop(&lr->g);
         *lr = LIMITS_RUN_INIT;
 }

@@ -19,19 +19,33 @@ struct agent_limits {
         const char *cgroup_root;
 };
 
+/* A cgroup for one run. Making one takes tens of ms under emulation, so the agent makes the
+ * next run's group ahead, while idle (and a warm runner starts in it). */
+struct limits_group {
+        int fd;         /* the group's directory, or -1 */
+        int procs_fd;   /* its cgroup.procs, opened for writing */
+        int kill_fd;    /* its cgroup.kill (Linux 5.14+), or -1 */
+        char path[128]; /* its name under the root */
+};
+
+#define LIMITS_GROUP_INIT ((struct limits_group){.fd = -1, .procs_fd = -1, .kill_fd = -1})
+
+/* A new empty group "op-run-*" under cgroup_root, with the memory and pids controllers. */
+int limits_group_make(const char *cgroup_root, struct limits_group *ret);
+/* Close it and remove it (one try: a group still busy stays, empty, until the next make). */
+void limits_group_drop(struct limits_group *g);
+
 /* One run's enforcement state. LIMITS_RUN_INIT before limits_prepare(). */
 struct limits_run {
-        int cg_fd;       /* the run's cgroup directory, or -1 (rlimits only) */
-        int cg_procs_fd; /* its cgroup.procs, opened for writing, or -1 */
-        int cg_kill_fd;  /* its cgroup.kill (Linux 5.14+), or -1 */
-        char cg_path[128];
+        struct limits_group g; /* the run's cgroup; g.fd -1: rlimits only */
+        uint64_t cpu_base_us;  /* the group's CPU time when the run started (a warm runner's) */
         struct rlimit rl_cpu, rl_as, rl_nproc, rl_fsize;
         bool set_cpu, set_as, set_nproc, set_fsize;
         struct rusage before; /* RUSAGE_CHILDREN at the start: usage without a cgroup */
         uint32_t cpu_time_ms;
 };
 
-#define LIMITS_RUN_INIT ((struct limits_run){.cg_fd = -1, .cg_procs_fd = -1, .cg_kill_fd = -1})
+#define LIMITS_RUN_INIT ((struct limits_run){.g = LIMITS_GROUP_INIT})
 
 struct agent_usage {
         uint64_t cpu_us;
@@ -41,9 +55,11 @@ struct agent_usage {
         bool by_cgroup;    /* measured and enforced by a cgroup (else rlimits and rusage) */
 };
 
-/* Create the run's cgroup (when lim->cgroup_root works) and compute the rlimits. Never fails
- * for want of a cgroup: the rlimits are used then. 0 or a negative errno. */
-int limits_prepare(const struct agent_limits *lim, struct limits_run *lr);
+/* Set up the run's cgroup (spare when it holds one, taken; else a new one when
+ * lim->cgroup_root works) and compute the rlimits. Never fails for want of a cgroup: the
+ * rlimits are used then. 0 or a negative errno. */
+int limits_prepare(const struct agent_limits *lim, struct limits_group *spare,
+                   struct limits_run *lr);
 /* In the forked child before exec (async-signal-safe): join the cgroup and set the rlimits.
  * 0 or a negative errno. */
 int limits_enter_child(const struct limits_run *lr);
