@@ -314,6 +314,10 @@ void limits_usage(const struct limits_run *lr, int wait_status, struct agent_usa
 
 void limits_done(struct limits_run *lr)
 {
-        limits_group_drop(&lr->g);
+        /* The group itself is removed by the next limits_group_make(), while the agent is idle:
+         * not while the answer waits (and a VM serves one run only). */
+        safe_close(lr->g.procs_fd);
+        safe_close(lr->g.kill_fd);
+        safe_close(lr->g.fd);
         *lr = LIMITS_RUN_INIT;
 }

@@ -72,5 +72,5 @@ bool limits_kill(const struct limits_run *lr);
 bool limits_cpu_over(const struct limits_run *lr);
 /* After the run (every process of it reaped): what it used. */
 void limits_usage(const struct limits_run *lr, int wait_status, struct agent_usage *ret);
-/* Remove the cgroup; close the fds. */
+/* Close the run's fds; its (empty) cgroup goes at the next limits_group_make(). */
 void limits_done(struct limits_run *lr);
