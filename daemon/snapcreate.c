@@ -263,8 +263,11 @@ static void on_answer(struct vm *vm, json_t *ans, void *userdata)
 
                 json_t *code = json_object_get(ans, "exit_code");
 
-                if (json_object_get(ans, "status") || !json_is_integer(code) ||
-                    json_integer_value(code) != 0) {
+                json_t *st = json_object_get(ans, "status");
+
+                /* "status" is the run's (exec-opts.c); compile_error says the compiler failed */
+                if ((st && (!json_is_string(st) || strcmp(json_string_value(st), "ok") != 0)) ||
+                    !json_is_integer(code) || json_integer_value(code) != 0) {
                         msg = json_string_value(json_object_get(c, "stderr"));
                         log_error("snapshot %s: preload program failed (compiler: exit %lld%s; "
                                   "program: exit %lld%s): %.300s",
