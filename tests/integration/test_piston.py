@@ -139,11 +139,10 @@ class Door(unittest.TestCase):
         self.assertIn("3", run["message"])
 
     def test_run_timeout(self):
-        status, res, _ = self.execute({"language": "bash", "version": "5", "run_timeout": 500,
-                                       "files": [{"content": "echo started; sleep 30"}]})
+        status, res, _ = self.execute({"language": "bash", "version": "5", "run_timeout": 1000,
+                                       "files": [{"content": "sleep 30"}]})
         self.assertEqual(status, 200, res)
         run = res["run"]
-        self.assertEqual(run["stdout"], "started\n")
         self.assertEqual((run["code"], run["signal"], run["status"]), (None, "SIGKILL", "TO"))
 
     def test_bad_requests(self):
