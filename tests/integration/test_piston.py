@@ -1,11 +1,13 @@
 """The Piston-compatible door (piston.listen): Piston v2 requests, built from the shapes in
 Piston's API documentation, sent over HTTP to a real opd that runs them in real VMs."""
+import grp
 import http.client
 import json
 import os
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -38,9 +40,12 @@ def request(conn, method, path, body=None, content_type="application/json"):
     headers = {"Content-Type": content_type} if content_type else {}
     if body is not None and not isinstance(body, (bytes, str)):
         body = json.dumps(body)
-    conn.request(method, path, body=body, headers=headers)
-    r = conn.getresponse()
-    data = r.read()
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+    finally:
+        conn.close()
     return r.status, json.loads(data) if data and "json" in (r.getheader("Content-Type") or "") \
         else data, r
 
@@ -238,19 +243,67 @@ class Listen(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
 
     def test_unix_socket(self):
-        path = os.path.join(tempfile.mkdtemp(prefix="opd-piston-"), "piston.sock")
-        opd = Opd({"pool.size": "0", "piston.listen": f"unix:{path}", "socket_mode": "0600"},
-                  wait_accel=False)
+        """Over a UNIX socket: the socket's mode, access.group per request from the peer's
+        credentials, and a request in flight answered 503 when opd stops."""
+        tmp = tempfile.mkdtemp(prefix="opd-piston-")
+        os.chmod(tmp, 0o755)
+        path = os.path.join(tmp, "piston.sock")
+        opd = Opd({"pool.size": "0", "piston.listen": f"unix:{path}", "socket_mode": "0666",
+                   "access.group": "users"}, wait_accel=False)
         try:
-            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o666)
             status, body, _ = request(UnixHTTPConnection(path), "GET", "/api/v2/runtimes",
                                       content_type=None)
             self.assertEqual(status, 200)
             self.assertIn("bash", [e["language"] for e in body])
+            self.assertEqual(self.as_user(path, NOBODY, NOBODY), [403, ["message"]])
+            self.assertEqual(self.as_user(path, USERS, NOBODY)[0], 200)
+
+            answer = {}
+
+            def execute():
+                answer["r"] = request(UnixHTTPConnection(path), "POST", "/api/v2/execute", {
+                    "language": "bash", "version": "*", "files": [{"content": "sleep 30"}]})
+
+            before = opd.call({"op": "status"})["counters"]["requests"]
+            t = threading.Thread(target=execute)
+            t.start()
+            deadline = time.time() + 60
+            while opd.call({"op": "status"})["counters"]["requests"] == before:
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.05)
         finally:
             opd.stop()
+        t.join()
+        status, res, _ = answer["r"]
+        self.assertEqual((status, res), (503, {"message": "opd is shutting down"}))
         self.assertFalse(os.path.exists(path))
+        self.assertEqual(opd.vmm_pids(), [])
 
+    def as_user(self, path, gid, uid):
+        """[status, keys of the JSON body] of GET /api/v2/runtimes made as uid:gid."""
+        p = subprocess.run([sys.executable, "-c", AS_USER, str(gid), str(uid), path],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
+
+AS_USER = r"""
+import http.client, json, os, socket, sys
+gid, uid, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+os.setgroups([])
+os.setgid(gid)
+os.setuid(uid)
+c = http.client.HTTPConnection("localhost")
+c.sock = socket.socket(socket.AF_UNIX)
+c.sock.connect(path)
+c.request("GET", "/api/v2/runtimes")
+r = c.getresponse()
+body = json.loads(r.read())
+print(json.dumps([r.status, sorted(body) if isinstance(body, dict) else ["list"]]))
+"""
+NOBODY = 65534
+USERS = grp.getgrnam("users").gr_gid
 
 if __name__ == "__main__":
     unittest.main()
