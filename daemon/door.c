@@ -55,10 +55,28 @@ static void send_message(struct evhttp_request *req, int status, const char *fmt
         char msg[1024];
         va_list ap;
 
+        size_t len;
+
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        /* A quote cut at its bound may end inside a UTF-8 sequence: drop the broken tail. */
+        len = strlen(msg);
+        while (len > 0 && !op_utf8_valid(msg, len))
+                msg[--len] = 0;
         send_json(req, status, json_pack("{s:s}", "message", msg));
+}
+
+/* s cut to at most 64 bytes on a UTF-8 boundary, for quoting in a message. */
+static const char *quote(const char *s, char buf[static 65])
+{
+        size_t len = strnlen(s, 64);
+
+        memcpy(buf, s, len);
+        while (len > 0 && !op_utf8_valid(buf, len))
+                len--;
+        buf[len] = 0;
+        return buf;
 }
 
 static void door_req_free(struct door_req *dr)
@@ -194,9 +212,11 @@ static void on_execute(struct evhttp_request *req, void *arg)
         lang = op_langs_find(&d->langs, json_string_value(json_object_get(body, "language")));
         if (!lang || !piston_version_match(json_string_value(json_object_get(body, "version")),
                                            lang->version)) {
-                send_message(req, 400, "%.64s-%.64s runtime is unknown",
-                             json_string_value(json_object_get(body, "language")),
-                             json_string_value(json_object_get(body, "version")));
+                char l[65], v[65];
+
+                send_message(req, 400, "%s-%s runtime is unknown",
+                             quote(json_string_value(json_object_get(body, "language")), l),
+                             quote(json_string_value(json_object_get(body, "version")), v));
                 goto out;
         }
         dr = calloc(1, sizeof(*dr));

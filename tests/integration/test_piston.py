@@ -168,6 +168,9 @@ class Door(unittest.TestCase):
             # Checked by opd's exec validation, the socket's: the same rules and messages.
             ({"language": "python", "version": "*",
               "files": [{"content": "x"}, {"name": "a/b", "content": "y"}]}, 400, "files"),
+            # A quoted name cut inside a UTF-8 sequence still makes a valid message.
+            ({"language": "a" + "é" * 40, "version": "*", "files": [{"content": "x"}]}, 400,
+             "a" + "é" * 31 + "-* runtime is unknown"),
             (b"{\"language\": ", 400, "invalid JSON"),
             (b"", 400, "empty"),
         ]
