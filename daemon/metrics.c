@@ -226,6 +226,8 @@ char *metrics_render(struct opd *d)
         fprintf(f, "opd_clients %u\n", d->n_clients);
         head(f, "opd_queued", "gauge", "Requests waiting for a VM slot or a paused VM.");
         fprintf(f, "opd_queued %u\n", d->n_queued);
+        head(f, "opd_piston_inflight", "gauge", "Requests in flight at the Piston door.");
+        fprintf(f, "opd_piston_inflight %u\n", d->door.n_reqs);
         head(f, "opd_vms_started_total", "counter", "VMs started (booted or restored).");
         fprintf(f, "opd_vms_started_total %llu\n", (unsigned long long)d->stats.vms_started);
         head(f, "opd_vms_failed_total", "counter", "VMs that failed or died unexpectedly.");

@@ -206,6 +206,7 @@ class Door(unittest.TestCase):
         while self.opd.call({"op": "status"})["counters"]["requests"] == before:
             self.assertLess(time.time(), deadline)
             time.sleep(0.05)
+        self.assertIn("\nopd_piston_inflight 1\n", self.opd.call({"op": "metrics"})["text"])
         status, res, _ = self.execute({"language": "bash", "version": "*",
                                        "files": [{"content": "echo second"}]})
         t.join()
@@ -213,6 +214,8 @@ class Door(unittest.TestCase):
         self.assertIn("max_inflight", res["message"])
         status, res, _ = first["answer"]
         self.assertEqual((status, res["run"]["stdout"]), (200, "done\n"))
+        metrics = self.opd.call({"op": "metrics"})["text"]
+        self.assertIn("\nopd_piston_inflight 0\n", metrics)
 
 
 class Listen(unittest.TestCase):
