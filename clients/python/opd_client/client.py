@@ -1,5 +1,6 @@
 """The connection to opd: one UNIX socket, reused across calls, with pipelined requests matched to
 their answers by id, and streaming execs as iterators."""
+import base64
 import collections
 import math
 import os
@@ -43,6 +44,7 @@ class Execution:
         self.id = id
         self._events = collections.deque()
         self.result = None
+        self.stdin_errors = []  # OpdError for each stdin frame opd refused (the exec goes on)
 
     def __iter__(self):
         return self
@@ -64,10 +66,16 @@ class Execution:
 
     def send_stdin(self, data, eof=False):
         """Feed the program's standard input (the exec must have been started with
-        stdin_stream=True); eof=True closes it after data."""
-        if isinstance(data, bytes):
-            data = data.decode("utf-8")
-        self._client._send({"op": "stdin", "id": self.id, "data": data, "eof": bool(eof)})
+        stdin_stream=True): text, or bytes (sent as data_b64); eof=True closes it after data.
+        opd does not answer a stdin frame it takes; one it refuses shows up in stdin_errors."""
+        frame = {"op": "stdin", "id": self.id}
+        if isinstance(data, (bytes, bytearray)):
+            frame["data_b64"] = base64.b64encode(data).decode("ascii")
+        else:
+            frame["data"] = data
+        if eof:
+            frame["eof"] = True
+        self._client._send(frame)
 
     def close_stdin(self):
         self.send_stdin("", eof=True)
@@ -178,7 +186,11 @@ class Client:
         id = frame.get("id")
         if "ok" not in frame and isinstance(frame.get("event"), str):
             stream = self._streams.get(id)
-            if stream is not None:
+            if stream is None:
+                return
+            if frame["event"] == "stdin_error":
+                stream.stdin_errors.append(error_from_answer(frame))
+            else:
                 stream._events.append(Event(frame))
             return
         if id is None and frame.get("ok") is False:

@@ -90,7 +90,7 @@ class ScriptedStream(unittest.TestCase):
         def serve():
             conn, _ = srv.accept()
             r = protocol.FrameReader()
-            while len(seen) < 3:
+            while len(seen) < 4:
                 r.feed(conn.recv(65536))
                 while (f := r.next()) is not None:
                     seen.append(f)
@@ -98,6 +98,8 @@ class ScriptedStream(unittest.TestCase):
             conn.sendall(b"".join(protocol.encode_frame(f) for f in [
                 {"id": i, "event": "stdout", "data": "a"},
                 {"id": 99, "ok": True, "pong": True},
+                {"id": i, "event": "stdin_error",
+                 "error": {"code": "bad_request", "message": "stdin was already closed"}},
                 {"id": i, "event": "stderr", "data": "\ufffd", "data_b64": "/w=="},
                 {"id": i, "event": "stdout", "data": "b\n"},
                 {"id": i, "ok": True, "stdout": "", "stderr": "", "exit_code": 0,
@@ -109,6 +111,7 @@ class ScriptedStream(unittest.TestCase):
         with opd_client.Client(path, timeout=30) as c:
             ex = c.stream("python", "x", stdin_stream=True)
             ex.send_stdin("line\n")
+            ex.send_stdin(b"\x00\xff")
             ex.close_stdin()
             events = [(e.stream, e.data) for e in ex]
             self.assertEqual(c.answer(99)["pong"], True)  # another answer kept aside by id
@@ -116,9 +119,12 @@ class ScriptedStream(unittest.TestCase):
         srv.close()
         self.assertEqual(seen[0]["stream"], True)
         self.assertEqual(seen[0]["stdin_stream"], True)
-        self.assertEqual(seen[1], {"op": "stdin", "id": seen[0]["id"], "data": "line\n",
-                                   "eof": False})
-        self.assertEqual(seen[2]["eof"], True)
+        self.assertEqual(seen[1], {"op": "stdin", "id": seen[0]["id"], "data": "line\n"})
+        self.assertEqual(seen[2], {"op": "stdin", "id": seen[0]["id"], "data_b64": "AP8="})
+        self.assertEqual(seen[3], {"op": "stdin", "id": seen[0]["id"], "data": "",
+                                   "eof": True})
+        self.assertEqual([(type(e), e.message) for e in ex.stdin_errors],
+                         [(opd_client.BadRequest, "stdin was already closed")])
         self.assertEqual(events, [("stdout", b"a"), ("stderr", b"\xff"), ("stdout", b"b\n")])
         self.assertTrue(ex.result.streamed)
         self.assertEqual(ex.result.exit_code, 0)
