@@ -1,5 +1,5 @@
 /* door.c: the Piston-compatible HTTP door (piston.listen): GET /api/v2/runtimes lists the served
- * languages; POST /api/v2/execute runs a program through exec_submit(), the path a socket
+ * languages; POST /api/v2/execute runs a program through exec_submit_cb(), the path a socket
  * client's exec takes, and answers in Piston's shapes (proto/piston.c does the mapping). */
 #include <errno.h>
 #include <stdarg.h>
@@ -230,7 +230,7 @@ static void on_execute(struct evhttp_request *req, void *arg)
         LIST_INSERT_HEAD(&d->door.reqs, dr, link);
         d->door.n_reqs++;
         /* on_exec_done() may run (and free dr) before this returns. */
-        exec_submit(d, exec, on_exec_done, dr, &dr->exec);
+        exec_submit_cb(d, exec, on_exec_done, dr, &dr->exec);
 out:
         json_decref(id);
         json_decref(exec);

@@ -562,8 +562,8 @@ void exec_handle(struct client *c, json_t *id, json_t *req)
         route(r);
 }
 
-void exec_submit(struct opd *d, json_t *req, exec_done_fn done, void *userdata,
-                 struct request **ret_r)
+void exec_submit_cb(struct opd *d, json_t *req, exec_done_fn done, void *userdata,
+                    struct request **ret_r)
 {
         json_t *id = NULL, *err;
         char msg[256];

@@ -225,11 +225,11 @@ void exec_handle(struct client *c, json_t *id, json_t *req);
 /* The same exec for a caller that is not a socket client: req is a protocol exec request (its
  * "id" names it in logs). done() is called exactly once with the answer, ok or error, unless
  * the caller drops the request with request_cancel() first; it may be called before
- * exec_submit() returns (a refusal, busy), so the caller must not touch what done() frees.
+ * exec_submit_cb() returns (a refusal, busy), so the caller must not touch what done() frees.
  * *ret_r is set, before anything can finish, to the request while it runs, and left NULL when
  * it never started. */
-void exec_submit(struct opd *d, json_t *req, exec_done_fn done, void *userdata,
-                 struct request **ret_r);
+void exec_submit_cb(struct opd *d, json_t *req, exec_done_fn done, void *userdata,
+                    struct request **ret_r);
 /* A paused VM for a request that waited for one. */
 void exec_start_warm(struct request *r, struct vm *vm);
 /* Its pool's deadline passed or the pool went away. */
