@@ -426,52 +426,109 @@ static json_t *signal_name(json_t *sig)
         return json_string(buf);
 }
 
-json_t *piston_result(json_t *answer, const char *language, const char *version, size_t output_max)
+/* A number rounded to an integer, or null. */
+static json_t *whole(json_t *v)
 {
-        json_t *out = json_object_get(answer, "stdout"), *err = json_object_get(answer, "stderr");
-        json_t *code = json_object_get(answer, "exit_code"),
-               *sig = json_object_get(answer, "signal");
-        json_t *guest = json_object_get(json_object_get(answer, "timings_ms"), "guest_run");
-        const char *status = NULL;
-        char message[128] = "";
-        _cleanup_free_ char *output = NULL;
-        size_t nout = json_string_length(out), nerr = json_string_length(err);
+        return json_is_number(v) ? json_integer((json_int_t)(json_number_value(v) + 0.5))
+                                 : json_null();
+}
 
+/* Piston's status and message for a phase, from opd's "status" when the answer has one, else
+ * from the phase's own fields (an opd without it, and every compile phase). */
+static const char *phase_status(json_t *ph, const char *opd_status, size_t output_max,
+                                char *message, size_t len)
+{
+        json_t *code = json_object_get(ph, "exit_code"), *sig = json_object_get(ph, "signal");
+        bool stdout_full = json_string_length(json_object_get(ph, "stdout")) >= output_max;
+
+        message[0] = 0;
+        if (opd_status && strcmp(opd_status, "memory_limit") == 0) {
+                snprintf(message, len, "Memory limit exceeded");
+                return "SG";
+        }
+        if (opd_status && strcmp(opd_status, "internal_error") == 0) {
+                snprintf(message, len, "Internal error in the guest");
+                return "XX";
+        }
+        if ((opd_status && strcmp(opd_status, "timeout") == 0) ||
+            json_is_true(json_object_get(ph, "timed_out"))) {
+                snprintf(message, len, "Time limit exceeded");
+                return "TO";
+        }
+        if (json_is_true(json_object_get(ph, "truncated"))) {
+                snprintf(message, len, "%s length exceeded", stdout_full ? "stdout" : "stderr");
+                return stdout_full ? "OL" : "EL";
+        }
+        if (json_is_integer(sig)) {
+                snprintf(message, len, "Killed by signal %lld", (long long)json_integer_value(sig));
+                return "SG";
+        }
+        if (json_is_integer(code) && json_integer_value(code) != 0) {
+                snprintf(message, len, "Exited with status %lld",
+                         (long long)json_integer_value(code));
+                return "RE";
+        }
+        return NULL;
+}
+
+/* One Piston stage ({stdout, stderr, output, code, signal, message, status, cpu_time, wall_time,
+ * memory}) from a phase of an exec answer: the run (the answer itself) or its "compile". */
+static json_t *stage(json_t *ph, const char *opd_status, size_t output_max, json_t *usage,
+                     json_t *wall_ms)
+{
+        json_t *out = json_object_get(ph, "stdout"), *err = json_object_get(ph, "stderr");
+        json_t *code = json_object_get(ph, "exit_code"), *sig = json_object_get(ph, "signal");
+        size_t nout = json_string_length(out), nerr = json_string_length(err);
+        _cleanup_free_ char *output = NULL;
+        const char *status;
+        char message[128];
+
+        if (!json_is_string(out) || !json_is_string(err))
+                return NULL;
         /* opd keeps the streams apart: "output" is stdout, then stderr. */
         output = malloc(nout + nerr + 1);
         if (!output)
                 return NULL;
-        memcpy(output, json_string_value(out) ? json_string_value(out) : "", nout);
-        memcpy(output + nout, json_string_value(err) ? json_string_value(err) : "", nerr);
+        memcpy(output, json_string_value(out), nout);
+        memcpy(output + nout, json_string_value(err), nerr);
         output[nout + nerr] = 0;
+        status = phase_status(ph, opd_status, output_max, message, sizeof(message));
+        return json_pack("{s:O, s:O, s:s%, s:O, s:o, s:s?, s:s?, s:o, s:o, s:o}", "stdout", out,
+                         "stderr", err, "output", output, nout + nerr, "code",
+                         json_is_integer(code) ? code : json_null(), "signal", signal_name(sig),
+                         "message", message[0] ? message : NULL, "status", status, "cpu_time",
+                         whole(json_object_get(usage, "cpu_time_ms")), "wall_time", whole(wall_ms),
+                         "memory", whole(json_object_get(usage, "memory_peak_bytes")));
+}
 
-        if (json_is_true(json_object_get(answer, "timed_out"))) {
-                status = "TO";
-                snprintf(message, sizeof(message), "Time limit exceeded");
-        } else if (json_is_true(json_object_get(answer, "truncated"))) {
-                bool stdout_full = nout >= output_max;
+json_t *piston_result(json_t *answer, const char *language, const char *version, size_t output_max)
+{
+        json_t *usage = json_object_get(answer, "usage"),
+               *comp = json_object_get(answer, "compile");
+        json_t *wall = json_object_get(usage, "wall_ms");
+        const char *st = json_string_value(json_object_get(answer, "status"));
+        json_t *res, *run, *cstage = NULL;
 
-                status = stdout_full ? "OL" : "EL";
-                snprintf(message, sizeof(message), "%s length exceeded (%zu bytes)",
-                         stdout_full ? "stdout" : "stderr", output_max);
-        } else if (json_is_integer(sig)) {
-                status = "SG";
-                snprintf(message, sizeof(message), "Killed by signal %lld",
-                         (long long)json_integer_value(sig));
-        } else if (json_is_integer(code) && json_integer_value(code) != 0) {
-                status = "RE";
-                snprintf(message, sizeof(message), "Exited with status %lld",
-                         (long long)json_integer_value(code));
+        if (!wall)
+                wall = json_object_get(json_object_get(answer, "timings_ms"), "guest_run");
+        res = json_pack("{s:s, s:s}", "language", language, "version", version);
+        if (json_is_object(comp)) {
+                cstage = stage(comp, NULL, output_max, NULL, json_object_get(comp, "run_ms"));
+                if (!cstage || json_object_set_new(res, "compile", cstage) < 0)
+                        goto fail;
         }
-        return json_pack(
-            "{s:s, s:s, s:{s:O, s:O, s:s%, s:O, s:o, s:s?, s:s?, s:n, s:o, s:n}}", "language",
-            language, "version", version, "run", "stdout", out, "stderr", err, "output", output,
-            nout + nerr, "code", json_is_integer(code) ? code : json_null(), "signal",
-            signal_name(sig), "message", message[0] ? message : NULL, "status", status, "cpu_time",
-            "wall_time",
-            json_is_number(guest) ? json_integer((json_int_t)(json_number_value(guest) + 0.5))
-                                  : json_null(),
-            "memory");
+        /* When compiling failed the program did not run: Piston then gives the compile stage as
+         * "run" too. */
+        if (cstage && st && strcmp(st, "compile_error") == 0)
+                run = json_deep_copy(cstage);
+        else
+                run = stage(answer, st, output_max, usage, wall);
+        if (!run || json_object_set_new(res, "run", run) < 0)
+                goto fail;
+        return res;
+fail:
+        json_decref(res);
+        return NULL;
 }
 
 int piston_http_status(const char *code)

@@ -23,8 +23,9 @@ int piston_exec_request(json_t *body, json_t *id, const struct op_limits *lim, j
                         char *errbuf, size_t errlen);
 
 /* Piston's result {"language", "version", "run": {stdout, stderr, output, code, signal, message,
- * status, cpu_time, wall_time, memory}} from an ok exec answer; output_max says which stream
- * filled up when the answer is truncated. NULL when out of memory. */
+ * status, cpu_time, wall_time, memory}, "compile"?: {the same}} from an ok exec answer. Uses the
+ * answer's "status", "usage" and "compile" when it has them (newer opds); output_max says which
+ * stream filled up when the answer is truncated. NULL when out of memory or malformed. */
 json_t *piston_result(json_t *answer, const char *language, const char *version, size_t output_max);
 
 /* The HTTP status for an exec error answer's code: 400 for what the caller must fix, 503 for

@@ -286,6 +286,55 @@ static void test_result(void **state)
                   "EL", "SIGKILL", -1);
 }
 
+/* Fields of newer opds (status, usage, compile) map onto Piston's when the answer has them. */
+static void test_result_newer_fields(void **state)
+{
+        json_t *res = result("{\"stdout\": \"\", \"stderr\": \"\", \"exit_code\": null, "
+                             "\"signal\": 9, \"timed_out\": false, \"truncated\": false, "
+                             "\"status\": \"memory_limit\", \"usage\": {\"cpu_time_ms\": 7.4, "
+                             "\"wall_ms\": 20.6, \"memory_peak_bytes\": 1048576}}");
+        json_t *run = json_object_get(res, "run");
+
+        assert_int_equal(json_integer_value(json_object_get(run, "cpu_time")), 7);
+        assert_int_equal(json_integer_value(json_object_get(run, "wall_time")), 21);
+        assert_int_equal(json_integer_value(json_object_get(run, "memory")), 1048576);
+        assert_string_equal(json_string_value(json_object_get(run, "message")),
+                            "Memory limit exceeded");
+        check_run(res, "SG", "SIGKILL", -1);
+
+        /* a CPU-time limit: status timeout without timed_out */
+        check_run(result("{\"stdout\": \"\", \"stderr\": \"\", \"exit_code\": null, \"signal\": "
+                         "9, \"timed_out\": false, \"truncated\": false, \"status\": "
+                         "\"timeout\"}"),
+                  "TO", "SIGKILL", -1);
+
+        /* a compiled language that compiled and ran */
+        res = result("{\"stdout\": \"hi\\n\", \"stderr\": \"\", \"exit_code\": 0, \"signal\": "
+                     "null, \"timed_out\": false, \"truncated\": false, \"status\": \"ok\", "
+                     "\"compile\": {\"stdout\": \"\", \"stderr\": \"warn\\n\", \"exit_code\": 0, "
+                     "\"signal\": null, \"timed_out\": false, \"truncated\": false, "
+                     "\"run_ms\": 861.2}}");
+        json_t *comp = json_object_get(res, "compile");
+        assert_string_equal(json_string_value(json_object_get(comp, "output")), "warn\n");
+        assert_int_equal(json_integer_value(json_object_get(comp, "code")), 0);
+        assert_int_equal(json_integer_value(json_object_get(comp, "wall_time")), 861);
+        assert_true(json_is_null(json_object_get(comp, "status")));
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(res, "run"), "stdout")), "hi\n");
+        check_run(res, NULL, NULL, 0);
+
+        /* compiling failed: Piston gives the compile stage as "run" too */
+        res = result("{\"stdout\": \"\", \"stderr\": \"\", \"exit_code\": null, \"signal\": "
+                     "null, \"timed_out\": false, \"truncated\": false, \"status\": "
+                     "\"compile_error\", \"compile\": {\"stdout\": \"\", \"stderr\": \"error\\n\", "
+                     "\"exit_code\": 1, \"signal\": null, \"timed_out\": false, \"truncated\": "
+                     "false, \"run_ms\": 883.5}}");
+        assert_true(json_equal(json_object_get(res, "run"), json_object_get(res, "compile")));
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(res, "run"), "stderr")), "error\n");
+        check_run(res, "RE", NULL, 1);
+}
+
 static void test_http_status(void **state)
 {
         assert_int_equal(piston_http_status("bad_request"), 400);
@@ -307,6 +356,7 @@ int main(void)
             cmocka_unit_test(test_exec_request_files),
             cmocka_unit_test(test_exec_request_refused),
             cmocka_unit_test(test_result),
+            cmocka_unit_test(test_result_newer_fields),
             cmocka_unit_test(test_http_status),
         };
 
