@@ -179,7 +179,7 @@ static void on_execute(struct evhttp_request *req, void *arg)
         struct opd *d = arg;
         const char *ctype =
             evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
-        json_t *body = NULL, *exec = NULL, *id;
+        json_t *body = NULL, *exec = NULL, *id, *ct;
         const struct op_lang *lang;
         struct door_req *dr;
         char err[512], idbuf[32];
@@ -217,6 +217,19 @@ static void on_execute(struct evhttp_request *req, void *arg)
                 send_message(req, 400, "%s-%s runtime is unknown",
                              quote(json_string_value(json_object_get(body, "language")), l),
                              quote(json_string_value(json_object_get(body, "version")), v));
+                goto out;
+        }
+        /* Piston clients send compile_timeout whatever the language; opd takes it for a
+         * language with a compile phase only. */
+        ct = json_object_get(body, "compile_timeout");
+        if (lang->compile[0] && json_is_number(ct) && json_number_value(ct) > 0 &&
+            json_object_set_new(exec, "compile_timeout_ms",
+                                json_integer(json_number_value(ct) >= 4294967295.0
+                                                 ? (json_int_t)4294967295LL
+                                                 : (json_int_t)json_number_value(ct) +
+                                                       (json_number_value(ct) >
+                                                        (json_int_t)json_number_value(ct)))) < 0) {
+                send_message(req, 500, "out of memory");
                 goto out;
         }
         dr = calloc(1, sizeof(*dr));
