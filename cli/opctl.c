@@ -865,7 +865,7 @@ static int cmd_s3(const struct opts *o, const char *action)
                 const struct s3_location *l = &locs[i];
 
                 if (strcmp(action, "push") == 0 && o->plain) {
-                        if (push_plain(o, &cfg, client, l) < 0)
+                        if (push_plain(o, &cfg, client, l) != 0)
                                 status = EXIT_FAIL;
                 } else if (strcmp(action, "push") == 0) {
                         struct s3_push_stats st;
