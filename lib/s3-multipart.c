@@ -298,6 +298,10 @@ static int put_multipart(struct s3_client *c, const struct s3_location *l, const
         if (r < 0)
                 return op_errf(errbuf, errlen, r, "%s: no part size fits %" PRIu64 " bytes", key,
                                size);
+        if ((uint64_t)mp.parallel * mp.plan.part_size > S3_PARTS_INFLIGHT_BYTES)
+                mp.parallel = (uint32_t)(S3_PARTS_INFLIGHT_BYTES / mp.plan.part_size);
+        if (mp.parallel == 0)
+                mp.parallel = 1;
         if (!query)
                 return op_errf(errbuf, errlen, -ENOMEM, "out of memory");
         req.query = query;

@@ -13,6 +13,7 @@
 #define S3_PARTS_MAX                   10000u       /* S3: parts of one upload */
 #define S3_PART_MAX                    (1ull << 30) /* ours: a part is held in memory while it travels */
 #define S3_ETAG_MAX                    128
+#define S3_PARTS_INFLIGHT_BYTES        (512ull << 20) /* ours: parts held in memory at once, in all */
 #define S3_PART_SIZE_DEFAULT           (8ull << 20)
 #define S3_MULTIPART_THRESHOLD_DEFAULT (64ull << 20)
 
@@ -31,10 +32,11 @@ int s3_part_plan(uint64_t size, uint64_t part_size, struct s3_part_plan *ret);
 char *s3_complete_xml(const char (*etags)[S3_ETAG_MAX], uint32_t n);
 
 struct s3_put_opts {
-        uint64_t
-            threshold; /* files of at least this size go multipart (S3_PART_MIN..S3_PART_MAX) */
+        /* files of at least this size go multipart (S3_PART_MIN..S3_PART_MAX) */
+        uint64_t threshold;
         uint64_t part_size; /* asked part size, see s3_part_plan */
-        unsigned parallel;  /* parts in flight at once */
+        unsigned parallel;  /* parts in flight at once (fewer when they would pass
+                             * S3_PARTS_INFLIGHT_BYTES together) */
 };
 
 struct s3_put_stats {
