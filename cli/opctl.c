@@ -57,6 +57,9 @@ struct opts {
         const char *s3_keys[8][2]; /* flags that set configuration keys */
         size_t n_s3_keys;
         int stream; /* run: 1 --stream, 0 --no-stream, -1 when stdout is a terminal */
+        /* snapshot push --plain: whole files, multipart above a threshold */
+        bool plain;
+        uint64_t part_mib, threshold_mib; /* 0: the defaults */
 };
 
 static const char *socket_path;
@@ -79,7 +82,10 @@ static void help(FILE *f)
             "  snapshot ACTION [--lang L]\n"
             "           administrators: create (--lang L), list, reload, verify or sync\n"
             "           (fetch new versions from S3 now) snapshots through opd;\n"
-            "           push --lang L uploads the cache's current version to S3 and\n"
+            "           push --lang L uploads the cache's current version to S3 (with\n"
+            "           --plain: whole files, as aws s3 sync would, multipart from\n"
+            "           --multipart-threshold MIB, default 64, in parts of --part-size\n"
+            "           MIB, default 8) and\n"
             "           list --remote lists the bucket (opctl talks to S3 itself, with\n"
             "           opd's configuration: --config FILE, default /etc/opd/opd.conf,\n"
             "           and --cache-dir, --s3-bucket, --s3-region, --s3-endpoint,\n"
@@ -822,6 +828,34 @@ static int cmd_snapshot(const struct opts *o, const char *action)
         return 0;
 }
 
+/* snapshot push --plain: the current version as whole files, multipart from the threshold. */
+static int push_plain(const struct opts *o, const struct op_config *cfg, struct s3_client *client,
+                      const struct s3_location *l)
+{
+        struct s3_put_opts po = {
+            .threshold = o->threshold_mib ? o->threshold_mib << 20 : S3_MULTIPART_THRESHOLD_DEFAULT,
+            .part_size = o->part_mib ? o->part_mib << 20 : S3_PART_SIZE_DEFAULT,
+            .parallel = cfg->s3_parallel};
+        struct s3_put_stats st = {0};
+        uint64_t t0 = op_now_us();
+        char err[1024];
+        int r = s3_push_plain(client, l, cfg->s3_prefix, cfg->cache_dir, o->lang, NULL, &po, &st,
+                              err, sizeof(err));
+
+        if (r < 0)
+                return fail("push --plain to s3://%s (%s): %s", l->bucket, l->region, err);
+        if (o->json)
+                printf("{\"bucket\":\"%s\",\"layout\":\"plain\",\"objects\":%u,"
+                       "\"multipart\":%u,\"parts\":%u,\"bytes_uploaded\":%" PRIu64 "}\n",
+                       l->bucket, st.objects, st.multipart, st.parts, st.bytes);
+        else
+                printf("%s: pushed to s3://%s/%s (plain layout): %u files, %u of them in %u "
+                       "parts, %" PRIu64 " bytes, in %.1f s\n",
+                       o->lang, l->bucket, cfg->s3_prefix, st.objects, st.multipart, st.parts,
+                       st.bytes, (double)(op_now_us() - t0) / 1e6);
+        return 0;
+}
+
 /* snapshot push / list --remote: opctl is the S3 client here, with opd's configuration. */
 static int cmd_s3(const struct opts *o, const char *action)
 {
@@ -864,7 +898,10 @@ static int cmd_s3(const struct opts *o, const char *action)
         for (size_t i = 0; i < n; i++) {
                 const struct s3_location *l = &locs[i];
 
-                if (strcmp(action, "push") == 0) {
+                if (strcmp(action, "push") == 0 && o->plain) {
+                        if (push_plain(o, &cfg, client, l) != 0)
+                                status = EXIT_FAIL;
+                } else if (strcmp(action, "push") == 0) {
                         struct s3_push_stats st;
                         uint64_t t0 = op_now_us();
 
@@ -1117,6 +1154,9 @@ enum {
         ARG_S3_PREFIX,
         ARG_STREAM,
         ARG_NO_STREAM,
+        ARG_PLAIN,
+        ARG_PART_SIZE,
+        ARG_MULTIPART_THRESHOLD,
 };
 
 int main(int argc, char **argv)
@@ -1145,6 +1185,9 @@ int main(int argc, char **argv)
             {"s3-region", required_argument, NULL, ARG_S3_REGION},
             {"s3-endpoint", required_argument, NULL, ARG_S3_ENDPOINT},
             {"s3-prefix", required_argument, NULL, ARG_S3_PREFIX},
+            {"plain", no_argument, NULL, ARG_PLAIN},
+            {"part-size", required_argument, NULL, ARG_PART_SIZE},
+            {"multipart-threshold", required_argument, NULL, ARG_MULTIPART_THRESHOLD},
             {0},
         };
         _cleanup_free_ const char **args = calloc((size_t)argc + 1, sizeof(char *));
@@ -1245,6 +1288,17 @@ int main(int argc, char **argv)
                         o.s3_keys[o.n_s3_keys++][1] = optarg;
                         break;
                 }
+                case ARG_PLAIN:
+                        o.plain = true;
+                        break;
+                case ARG_PART_SIZE:
+                case ARG_MULTIPART_THRESHOLD:
+                        if (parse_u64(optarg, S3_PART_MIN >> 20, S3_PART_MAX >> 20,
+                                      c == ARG_PART_SIZE ? &o.part_mib : &o.threshold_mib) < 0)
+                                return fail("%s wants MiB, %llu to %llu, not \"%s\"",
+                                            argv[optind - 1], S3_PART_MIN >> 20, S3_PART_MAX >> 20,
+                                            optarg);
+                        break;
                 case ARG_VERSION:
                         printf("opctl %s (protocol %d)\n", OP_VERSION, OP_PROTO_VERSION);
                         return 0;
@@ -1271,6 +1325,10 @@ int main(int argc, char **argv)
                         return fail("%s only goes with run", o.run_only);
                 if (strcmp(argv[optind], "push") == 0 && !o.lang)
                         return fail("snapshot push needs --lang");
+                if ((o.part_mib || o.threshold_mib) && !o.plain)
+                        return fail("--part-size and --multipart-threshold go with push --plain");
+                if (o.plain && strcmp(argv[optind], "push") != 0)
+                        return fail("--plain only goes with snapshot push");
                 if (strcmp(argv[optind], "push") == 0 ||
                     (o.remote && strcmp(argv[optind], "list") == 0))
                         return cmd_s3(&o, argv[optind]);

@@ -68,11 +68,17 @@ static bool in_group(pid_t pid, gid_t primary, gid_t gid)
         return false;
 }
 
+bool access_may_use(struct opd *d, uid_t uid, gid_t gid, pid_t pid)
+{
+        return uid == 0 || uid == getuid() || d->access_gid == (gid_t)-1 ||
+               in_group(pid, gid, d->access_gid);
+}
+
 void access_classify(struct opd *d, struct client *c)
 {
         bool root = c->uid == 0 || c->uid == getuid();
 
-        c->may_use = root || d->access_gid == (gid_t)-1 || in_group(c->pid, c->gid, d->access_gid);
+        c->may_use = access_may_use(d, c->uid, c->gid, c->pid);
         c->may_admin =
             root || (d->admin_gid != (gid_t)-1 && in_group(c->pid, c->gid, d->admin_gid));
 }

@@ -168,6 +168,9 @@ int opd_init(struct opd *d)
         r = s3sync_init(d);
         if (r < 0)
                 return r;
+        r = door_init(d);
+        if (r < 0)
+                return r;
         r = access_init(d);
         if (r < 0)
                 return r;
@@ -197,6 +200,7 @@ void opd_stop(struct opd *d)
         d->stopping = true;
         notify_stop(d);
         server_close(d);
+        door_stop(d);
         /* Every request still waiting or running gets an answer before the connection closes. */
         for (c = LIST_FIRST(&d->clients); c; c = next) {
                 next = LIST_NEXT(c, link);
@@ -214,6 +218,7 @@ void opd_stop(struct opd *d)
 void opd_done(struct opd *d)
 {
         notify_stop(d);
+        door_done(d);
         s3sync_done(d);
         pools_done(d);
         metrics_done(d);

@@ -312,6 +312,27 @@ static int link_snap(struct fc_vm *f, const char *snapdir, const char *name)
         return link_in(f, src, name);
 }
 
+/* The snapshot's state and memory files as Firecracker must name them: inside a jail, relative
+ * to its root (where they are linked); otherwise absolute, in dir. */
+static int snap_paths(struct fc_vm *f, const char *dir, char **state, char **mem)
+{
+        *state = *mem = NULL; /* what is set is the caller's to free */
+        if (f->jailed) {
+                *state = strdup("vmstate");
+                *mem = strdup("mem");
+                return *state && *mem ? 0 : -ENOMEM;
+        }
+        if (asprintf(state, "%s/vmstate", dir) < 0) {
+                *state = NULL;
+                return -ENOMEM;
+        }
+        if (asprintf(mem, "%s/mem", dir) < 0) {
+                *mem = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 static int fc_restore(struct vm *vm)
 {
         _cleanup_free_ char *dir = NULL, *state = NULL, *mem = NULL;
@@ -336,13 +357,9 @@ static int fc_restore(struct vm *vm)
                 r = link_snap(f, dir, "mem");
         if (r < 0)
                 return r;
-        if (f->jailed) {
-                state = strdup("vmstate");
-                mem = strdup("mem");
-        } else if (asprintf(&state, "%s/vmstate", dir) < 0 || asprintf(&mem, "%s/mem", dir) < 0)
-                return -ENOMEM;
-        if (!state || !mem)
-                return -ENOMEM;
+        r = snap_paths(f, dir, &state, &mem);
+        if (r < 0)
+                return r;
         return call(vm, "PUT", "/snapshot/load",
                     fc_snapshot_load_json(&(struct fc_snapshot_load){
                         .snapshot_path = state,
@@ -460,13 +477,9 @@ static int fc_snapshot(struct vm *vm, const char *dir)
         if (!f->save_dir)
                 return -errno;
         dir = f->save_dir;
-        if (f->jailed) {
-                state = strdup("vmstate");
-                mem = strdup("mem");
-        } else if (asprintf(&state, "%s/vmstate", dir) < 0 || asprintf(&mem, "%s/mem", dir) < 0)
-                return -ENOMEM;
-        if (!state || !mem)
-                return -ENOMEM;
+        r = snap_paths(f, dir, &state, &mem);
+        if (r < 0)
+                return r;
         /* Firecracker writes both files itself: none may be in the way. */
         if (!f->jailed && ((r = fc_remove_stale(state)) < 0 || (r = fc_remove_stale(mem)) < 0))
                 return r;

@@ -111,11 +111,16 @@ static void request_finish(struct request *r, json_t *reply)
                              reply);
         if (r->batch)
                 batch_count(r->batch, reply);
-        if (r->client)
+        if (r->client) {
                 client_send(r->client, reply);
-        else
-                json_decref(reply);
-        request_free(r);
+                request_free(r);
+        } else {
+                exec_done_fn done = r->done;
+                void *userdata = r->done_userdata;
+
+                request_free(r);
+                done(reply, userdata);
+        }
 }
 
 static void request_fail(struct request *r, enum op_err code, const char *fmt, ...)
@@ -501,10 +506,59 @@ static void route(struct request *r)
         pool_refill(p);
 }
 
+/* Decode and look up; NULL and the error answer in *ret_err when the request is refused. */
+static struct request *request_new(struct opd *d, json_t *id, json_t *req, json_t **ret_err)
+{
+        struct op_exec e;
+        struct request *r;
+        char err[512];
+
+        d->stats.requests++;
+        *ret_err = NULL;
+        if (d->stopping)
+                *ret_err = op_error_reply(id, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
+        else if (op_exec_decode(req, &d->cfg.limits, &e, err, sizeof(err)) < 0)
+                *ret_err = op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err);
+        if (d->stopping || *ret_err) {
+                d->stats.errors++;
+                return NULL;
+        }
+        const struct op_lang *lang = op_langs_find(&d->langs, e.lang);
+        if (!lang) {
+                char names[1024];
+
+                op_langs_names(&d->langs, names, sizeof(names));
+                d->stats.errors++;
+                *ret_err = op_error_reply(id, OP_ERR_UNKNOWN_LANGUAGE,
+                                          "unknown language \"%s\"; available: %s", e.lang, names);
+                op_exec_done(&e);
+                return NULL;
+        }
+        if (compile_check(lang, &e, err, sizeof(err)) < 0) {
+                d->stats.errors++;
+                *ret_err = op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err);
+                op_exec_done(&e);
+                return NULL;
+        }
+        r = calloc(1, sizeof(*r));
+        if (!r || !(r->timer = evtimer_new(d->base, on_timer, r))) {
+                free(r);
+                op_exec_done(&e);
+                d->stats.errors++;
+                *ret_err = op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+                return NULL;
+        }
+        r->d = d;
+        r->id = json_incref(id);
+        r->exec = e;
+        r->lang = lang;
+        r->t_start = op_now_us();
+        return r;
+}
+
 /* An exec refused before it started; a batch counts it as failed. */
 static void submit_refuse(struct client *c, struct batch *b, json_t *reply)
 {
-        c->d->stats.errors++;
         if (b)
                 batch_count(b, reply);
         client_send(c, reply);
@@ -518,71 +572,60 @@ void exec_handle(struct client *c, json_t *id, json_t *req)
 void exec_submit(struct client *c, json_t *id, json_t *req, struct batch *b)
 {
         struct opd *d = c->d;
-        struct op_exec e;
         struct request *r;
-        char err[512];
+        json_t *err;
 
-        d->stats.requests++;
-        if (d->stopping) {
-                submit_refuse(c, b,
-                              op_error_reply(id, OP_ERR_SHUTTING_DOWN, "opd is shutting down"));
-                return;
-        }
-        if (c->inflight >= d->cfg.max_inflight) {
+        if (!d->stopping && c->inflight >= d->cfg.max_inflight) {
+                d->stats.requests++;
+                d->stats.errors++;
                 submit_refuse(c, b,
                               op_error_reply(id, OP_ERR_BUSY,
                                              "%u requests already in flight on this connection",
                                              c->inflight));
                 return;
         }
-        if (op_exec_decode(req, &d->cfg.limits, &e, err, sizeof(err)) < 0) {
-                submit_refuse(c, b, op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err));
+        r = request_new(d, id, req, &err);
+        if (!r) {
+                submit_refuse(c, b, err);
                 return;
         }
-        if (b && e.stdin_stream) {
-                op_exec_done(&e);
+        if (b && r->exec.stdin_stream) {
+                d->stats.errors++;
+                request_free(r);
                 submit_refuse(c, b,
                               op_error_reply(id, OP_ERR_BAD_REQUEST,
                                              "\"stdin_stream\" is not possible in exec_batch"));
                 return;
         }
-        const struct op_lang *lang = op_langs_find(&d->langs, e.lang);
-        if (!lang) {
-                char names[1024];
-
-                op_langs_names(&d->langs, names, sizeof(names));
-                submit_refuse(c, b,
-                              op_error_reply(id, OP_ERR_UNKNOWN_LANGUAGE,
-                                             "unknown language \"%s\"; available: %s", e.lang,
-                                             names));
-                op_exec_done(&e);
-                return;
-        }
-        if (compile_check(lang, &e, err, sizeof(err)) < 0) {
-                d->stats.errors++;
-                client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err));
-                op_exec_done(&e);
-                return;
-        }
-        r = calloc(1, sizeof(*r));
-        if (!r || !(r->timer = evtimer_new(d->base, on_timer, r))) {
-                free(r);
-                op_exec_done(&e);
-                submit_refuse(c, b, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
-                return;
-        }
-        r->d = d;
         r->client = c;
-        r->id = json_incref(id);
-        r->exec = e;
-        r->lang = lang;
-        r->t_start = op_now_us();
         if (b) {
                 r->batch = b;
                 b->pending++;
         }
         LIST_INSERT_HEAD(&c->requests, r, client_link);
         c->inflight++;
+        route(r);
+}
 
+void exec_submit_cb(struct opd *d, json_t *req, exec_done_fn done, void *userdata,
+                    struct request **ret_r)
+{
+        json_t *id = NULL, *err;
+        char msg[256];
+        struct request *r;
+
+        *ret_r = NULL;
+        if (op_request_id(req, &id, msg, sizeof(msg)) < 0) {
+                done(op_error_reply(NULL, OP_ERR_BAD_REQUEST, "%s", msg), userdata);
+                return;
+        }
+        r = request_new(d, id, req, &err);
+        if (!r) {
+                done(err, userdata);
+                return;
+        }
+        r->done = done;
+        r->done_userdata = userdata;
+        *ret_r = r;
         route(r);
 }

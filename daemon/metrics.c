@@ -5,10 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -230,6 +226,8 @@ char *metrics_render(struct opd *d)
         fprintf(f, "opd_clients %u\n", d->n_clients);
         head(f, "opd_queued", "gauge", "Requests waiting for a VM slot or a paused VM.");
         fprintf(f, "opd_queued %u\n", d->n_queued);
+        head(f, "opd_piston_inflight", "gauge", "Requests in flight at the Piston door.");
+        fprintf(f, "opd_piston_inflight %u\n", d->door.n_reqs);
         head(f, "opd_vms_started_total", "counter", "VMs started (booted or restored).");
         fprintf(f, "opd_vms_started_total %llu\n", (unsigned long long)d->stats.vms_started);
         head(f, "opd_vms_failed_total", "counter", "VMs that failed or died unexpectedly.");
@@ -304,38 +302,9 @@ static void on_http_other(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is served here");
 }
 
-static int listen_unix(struct opd *d, const char *path)
-{
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        struct stat st;
-        int fd, r;
-
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-                unlink(path); /* left over by an earlier run */
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
-                r = -errno;
-                close(fd);
-                return r;
-        }
-        if (!evhttp_accept_socket_with_handle(d->metrics.http, fd)) {
-                close(fd);
-                unlink(path);
-                return -ENOMEM;
-        }
-        d->metrics.unix_path = strdup(path);
-        return d->metrics.unix_path ? 0 : -ENOMEM;
-}
-
 int metrics_init(struct opd *d)
 {
-        const char *path, *host;
-        uint16_t port;
+        struct evhttp *http;
         int r;
 
         d->metrics.langs = calloc(d->langs.n + 1, sizeof(*d->metrics.langs));
@@ -343,38 +312,20 @@ int metrics_init(struct opd *d)
                 return -ENOMEM;
         if (d->no_listen || !d->cfg.metrics_listen || !d->cfg.metrics_listen[0])
                 return 0;
-        if (op_config_metrics_listen(d->cfg.metrics_listen, &path, &host, &port) < 0) {
-                log_error("metrics.listen: loopback or unix: only, not \"%s\"",
-                          d->cfg.metrics_listen);
-                return -EINVAL;
-        }
-        d->metrics.http = evhttp_new(d->base);
-        if (!d->metrics.http)
-                return -ENOMEM;
-        evhttp_set_allowed_methods(d->metrics.http, EVHTTP_REQ_GET);
-        evhttp_set_cb(d->metrics.http, "/metrics", on_http_metrics, d);
-        evhttp_set_gencb(d->metrics.http, on_http_other, d);
-        if (path) {
-                r = listen_unix(d, path);
-                if (r < 0)
-                        return log_error_errno(r, "metrics.listen: %s", path);
-        } else if (!evhttp_bind_socket_with_handle(d->metrics.http, host, port)) {
-                log_error("metrics.listen: cannot listen on %s", d->cfg.metrics_listen);
-                return -EADDRINUSE;
-        }
+        r = httpd_open(d, "metrics.listen", d->cfg.metrics_listen, 0, &d->metrics.httpd);
+        if (r < 0)
+                return r;
+        http = d->metrics.httpd.http;
+        evhttp_set_allowed_methods(http, EVHTTP_REQ_GET);
+        evhttp_set_cb(http, "/metrics", on_http_metrics, d);
+        evhttp_set_gencb(http, on_http_other, d);
         log_info("metrics: serving GET /metrics on %s", d->cfg.metrics_listen);
         return 0;
 }
 
 void metrics_done(struct opd *d)
 {
-        if (d->metrics.http)
-                evhttp_free(d->metrics.http);
-        d->metrics.http = NULL;
-        if (d->metrics.unix_path)
-                unlink(d->metrics.unix_path);
-        free(d->metrics.unix_path);
-        d->metrics.unix_path = NULL;
+        httpd_close(&d->metrics.httpd);
         free(d->metrics.langs);
         d->metrics.langs = NULL;
 }

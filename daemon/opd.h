@@ -23,6 +23,7 @@ struct s3sync;
 struct client;
 struct request;
 struct vm;
+struct door_req;
 
 struct counters {
         uint64_t requests;
@@ -46,10 +47,26 @@ struct metrics_lang {
         uint64_t outcome[1 + _OP_ERR_MAX];            /* [0]: ok, [1 + enum op_err] */
         struct metrics_hist hist[2][_METRICS_PHASES]; /* [0]: warm, [1]: cold */
 };
+/* httpd.c: one HTTP listener (metrics.listen, piston.listen). */
+struct httpd {
+        const char *key; /* the config key, for logs */
+        struct evhttp *http;
+        struct evconnlistener *listener; /* owned by http once bound */
+        struct event *retry_ev;          /* accepting again after EMFILE */
+        char *unix_path;                 /* unlinked at close */
+};
+
 struct metrics {
         struct metrics_lang *langs; /* d->langs.n of them */
-        struct evhttp *http;        /* metrics.listen, or NULL */
-        char *unix_path;            /* unlinked at exit */
+        struct httpd httpd;         /* metrics.listen; .http NULL when off */
+};
+
+/* door.c: the Piston-compatible HTTP door (piston.listen). */
+struct door {
+        struct httpd httpd; /* .http NULL when off */
+        LIST_HEAD(, door_req) reqs;
+        unsigned n_reqs;
+        uint64_t next_id;
 };
 
 struct opd {
@@ -104,6 +121,7 @@ struct opd {
         struct s3sync *s3; /* s3sync.c */
         struct counters stats;
         struct metrics metrics;
+        struct door door;
         uint64_t started_us;
         bool stopping;
 };
@@ -162,6 +180,8 @@ void clients_free_all(struct opd *d);
 /* ---- access.c: peer credentials ---- */
 int access_init(struct opd *d);
 void access_classify(struct opd *d, struct client *c);
+/* May this peer use the service (exec, status, ping)? */
+bool access_may_use(struct opd *d, uid_t uid, gid_t gid, pid_t pid);
 
 /* ---- ops.c: the operation table ---- */
 struct op_entry {
@@ -178,11 +198,16 @@ void op_snapshot(struct client *c, json_t *id, json_t *req); /* ops-snapshot.c *
 void op_dispatch(struct client *c, json_t *req);
 
 /* ---- exec.c: one exec request from decode to answer ---- */
+/* The answer to an exec submitted from inside opd (the Piston door); takes the reference. */
+typedef void (*exec_done_fn)(json_t *answer, void *userdata);
+
 struct request {
         LIST_ENTRY(request) client_link;
         TAILQ_ENTRY(request) queue_link;
         struct opd *d;
-        struct client *client;
+        struct client *client; /* NULL when submitted from inside opd */
+        exec_done_fn done;     /* then the answer goes here (client NULL) */
+        void *done_userdata;
         json_t *id;
         struct op_exec exec;
         const struct op_lang *lang;
@@ -226,6 +251,14 @@ void batch_count(struct batch *b, json_t *reply);
 void batch_release(struct batch *b);
 void op_stdin(struct client *c, json_t *id, json_t *req);
 void op_exec_batch(struct client *c, json_t *id, json_t *req);
+/* The same exec for a caller that is not a socket client: req is a protocol exec request (its
+ * "id" names it in logs). done() is called exactly once with the answer, ok or error, unless
+ * the caller drops the request with request_cancel() first; it may be called before
+ * exec_submit_cb() returns (a refusal, busy), so the caller must not touch what done() frees.
+ * *ret_r is set, before anything can finish, to the request while it runs, and left NULL when
+ * it never started. */
+void exec_submit_cb(struct opd *d, json_t *req, exec_done_fn done, void *userdata,
+                    struct request **ret_r);
 /* A paused VM for a request that waited for one. */
 void exec_start_warm(struct request *r, struct vm *vm);
 /* Its pool's deadline passed or the pool went away. */
@@ -424,6 +457,19 @@ void metrics_observe_exec(struct opd *d, const struct request *r, const char *ou
                           json_t *reply);
 char *metrics_render(struct opd *d); /* malloc'd, NULL when out of memory */
 void op_metrics(struct client *c, json_t *id, json_t *req);
+
+/* ---- httpd.c: loopback or UNIX-socket HTTP listeners ---- */
+/* Listen on spec (op_config_local_listen() syntax) with bodies up to body_max bytes; a UNIX
+ * socket gets socket_mode. The caller sets its callbacks on ret->http. Logs its failures. */
+int httpd_open(struct opd *d, const char *key, const char *spec, size_t body_max,
+               struct httpd *ret);
+void httpd_pause(struct httpd *h); /* stop accepting (shutdown) */
+void httpd_close(struct httpd *h);
+
+/* ---- door.c: Piston v2 API over HTTP: /api/v2/runtimes, /api/v2/execute ---- */
+int door_init(struct opd *d);  /* serves piston.listen unless empty or no_listen */
+void door_stop(struct opd *d); /* answers every request in flight "shutting down" */
+void door_done(struct opd *d);
 
 /* ---- daemon.c: lifetime ---- */
 int opd_init(struct opd *d);

@@ -82,13 +82,14 @@ int opd_reload(struct opd *d, char *err, size_t errlen)
         keep_str("firecracker.binary", &d->cfg.fc.binary, &next.fc.binary);
         keep_str("firecracker.jailer", &d->cfg.fc.jailer, &next.fc.jailer);
         keep_str("firecracker.jailer.chroot_base", &d->cfg.fc.chroot_base, &next.fc.chroot_base);
+        keep_str("piston.listen", &d->cfg.piston_listen, &next.piston_listen);
         if (next.socket_mode != d->cfg.socket_mode || next.accel != d->cfg.accel)
                 log_warn("reload: socket_mode and accel take effect after a restart");
         next.socket_mode = d->cfg.socket_mode;
         next.accel = d->cfg.accel;
         if (!next.socket_path || !next.images_dir || !next.languages_file || !next.run_dir ||
             !next.cache_dir || !next.qemu_binary || !next.metrics_listen || !next.vmm ||
-            !next.fc.binary || !next.fc.jailer || !next.fc.chroot_base) {
+            !next.fc.binary || !next.fc.jailer || !next.fc.chroot_base || !next.piston_listen) {
                 op_config_free(&next);
                 snprintf(err, errlen, "out of memory");
                 sd_notify(0, "READY=1");

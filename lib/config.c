@@ -123,6 +123,7 @@ static const struct key keys[] = {
     U32("s3.parallel", s3_parallel, 1, 64),
     U32("s3.retries", s3_retries, 0, 20),
     BOOL("snapshot.preload", snapshot_preload),
+    STR0("piston.listen", piston_listen),
 };
 
 static const char *const tri_names[] = {
@@ -194,7 +195,8 @@ int op_config_init(struct op_config *c)
             set_str(&c->fc.chroot_base, "/srv/jailer") < 0 || set_str(&c->fc.netns, "") < 0 ||
             set_str(&c->metrics_listen, "") < 0 || set_str(&c->s3_bucket, "") < 0 ||
             set_str(&c->s3_region, "us-east-1") < 0 || set_str(&c->s3_endpoint, "") < 0 ||
-            set_str(&c->s3_prefix, "snapshots/") < 0 || set_str(&c->s3_locations, "") < 0) {
+            set_str(&c->s3_prefix, "snapshots/") < 0 || set_str(&c->s3_locations, "") < 0 ||
+            set_str(&c->piston_listen, "") < 0) {
                 op_config_free(c);
                 return -ENOMEM;
         }
@@ -350,16 +352,26 @@ int op_config_check(const struct op_config *c, char *errbuf, size_t errlen)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "pool.sizes: expected \"lang=N,lang=N\" (N <= 1024)");
         if (c->metrics_listen[0] &&
-            op_config_metrics_listen(c->metrics_listen, &path, &host, &port) < 0)
+            op_config_local_listen(c->metrics_listen, &path, &host, &port) < 0)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "metrics.listen: expected \"unix:/PATH\", \"127.0.0.1:PORT\" or "
                                "\"[::1]:PORT\" (loopback only), not \"%.200s\"",
                                c->metrics_listen);
+        if (c->piston_listen[0] &&
+            op_config_local_listen(c->piston_listen, &path, &host, &port) < 0)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "piston.listen: expected \"unix:/PATH\", \"127.0.0.1:PORT\" or "
+                               "\"[::1]:PORT\" (loopback only), not \"%.200s\"",
+                               c->piston_listen);
+        if (c->piston_listen[0] && !path && c->access_group[0])
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "piston.listen: a TCP port cannot check access.group; use "
+                               "\"unix:/PATH\" when access.group is set");
         return s3_config_check(c, errbuf, errlen);
 }
 
-int op_config_metrics_listen(const char *s, const char **ret_path, const char **ret_host,
-                             uint16_t *ret_port)
+int op_config_local_listen(const char *s, const char **ret_path, const char **ret_host,
+                           uint16_t *ret_port)
 {
         static const char *const hosts[][2] = {{"127.0.0.1:", "127.0.0.1"}, {"[::1]:", "::1"}};
         uint64_t x;

@@ -83,6 +83,7 @@ struct op_config {
         uint32_t snapshot_preload; /* read a new version's memory into the page cache first */
         char
             *metrics_listen; /* "": no HTTP endpoint; "unix:PATH", "127.0.0.1:PORT", "[::1]:PORT" */
+        char *piston_listen; /* the Piston-compatible door: "" (off) or as metrics_listen */
 };
 
 /* Defaults, with every string allocated. */
@@ -106,10 +107,11 @@ int op_config_pool_size(const struct op_config *c, const char *lang, uint32_t *r
 /* 1 with *ret set when pool_sizes names lang, 0 when it does not, -EINVAL when malformed. */
 int op_config_pool_size_listed(const struct op_config *c, const char *lang, uint32_t *ret);
 
-/* Split metrics.listen: "unix:PATH" sets *ret_path (into s); "127.0.0.1:PORT" or "[::1]:PORT"
- * sets *ret_host ("127.0.0.1" or "::1") and *ret_port. -EINVAL for anything else. */
-int op_config_metrics_listen(const char *s, const char **ret_path, const char **ret_host,
-                             uint16_t *ret_port);
+/* Split a local listen address (metrics.listen, piston.listen): "unix:PATH" sets *ret_path (into
+ * s); "127.0.0.1:PORT" or "[::1]:PORT" sets *ret_host ("127.0.0.1" or "::1") and *ret_port.
+ * -EINVAL for anything else. */
+int op_config_local_listen(const char *s, const char **ret_path, const char **ret_host,
+                           uint16_t *ret_port);
 
 /* Print every key with its effective value, in file syntax. */
 void op_config_dump(const struct op_config *c, FILE *f);

@@ -1,4 +1,5 @@
-/* s3-list.c: a minimal reader for the XML S3 answers with: ListObjectsV2 pages and error bodies.
+/* s3-list.c: a minimal reader for the XML S3 answers with: ListObjectsV2 pages, error bodies and
+ * the multipart upload answers.
  * Not a general XML parser: elements, text, the five named entities and numeric references;
  * attributes, comments, CDATA and processing instructions are skipped. */
 #include "s3-list.h"
@@ -293,4 +294,75 @@ void s3_error_parse(const char *xml, size_t len, char *code, size_t codelen, cha
 {
         element_text(xml, len, "Code", code, codelen);
         element_text(xml, len, "Message", msg, msglen);
+}
+
+/* The name of the first element (the root), or -EINVAL when there is none. */
+static int root_element(const char *xml, size_t len, const char **name, size_t *nl)
+{
+        struct cursor c = {xml, xml + len};
+        bool closing, empty;
+        int r = next_tag(&c, name, nl, &closing, &empty);
+
+        return r <= 0 || closing ? -EINVAL : 0;
+}
+
+int s3_upload_id_parse(const char *xml, size_t len, char *id, size_t idlen, char *code,
+                       size_t codelen, char *msg, size_t msglen)
+{
+        struct cursor c = {xml, xml + len};
+        const char *name;
+        size_t nl;
+        bool closing, empty;
+        int r;
+
+        id[0] = code[0] = msg[0] = 0;
+        if (len > S3_MULTIPART_ANSWER_MAX)
+                return -E2BIG;
+        if (root_element(xml, len, &name, &nl) < 0)
+                return -EINVAL;
+        if (is(name, nl, "Error")) {
+                s3_error_parse(xml, len, code, codelen, msg, msglen);
+                return -EIO;
+        }
+        if (!is(name, nl, "InitiateMultipartUploadResult"))
+                return -EINVAL;
+        while ((r = next_tag(&c, &name, &nl, &closing, &empty)) > 0) {
+                _cleanup_free_ char *t = NULL;
+                size_t n;
+
+                if (closing || empty || !is(name, nl, "UploadId"))
+                        continue;
+                if ((r = text(&c, S3_UPLOAD_ID_MAX, &t)) < 0)
+                        return r;
+                n = strlen(t);
+                if (n == 0)
+                        return -EINVAL;
+                if (n >= idlen)
+                        return -E2BIG;
+                /* it travels in a query string and in logs: printable ASCII only */
+                for (size_t i = 0; i < n; i++)
+                        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f)
+                                return -EINVAL;
+                memcpy(id, t, n + 1);
+                return 0;
+        }
+        return r < 0 ? r : -EINVAL;
+}
+
+int s3_complete_parse(const char *xml, size_t len, char *code, size_t codelen, char *msg,
+                      size_t msglen)
+{
+        const char *name;
+        size_t nl;
+
+        code[0] = msg[0] = 0;
+        if (len > S3_MULTIPART_ANSWER_MAX)
+                return -E2BIG;
+        if (root_element(xml, len, &name, &nl) < 0)
+                return -EINVAL;
+        if (is(name, nl, "Error")) {
+                s3_error_parse(xml, len, code, codelen, msg, msglen);
+                return -EIO;
+        }
+        return is(name, nl, "CompleteMultipartUploadResult") ? 0 : -EINVAL;
 }

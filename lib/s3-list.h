@@ -1,5 +1,6 @@
-/* s3-list.h: the ListObjectsV2 response body (XML) as plain structs. A pure function: bytes in,
- * entries out, every length and count bounded; the only XML this project reads. */
+/* s3-list.h: the XML bodies S3 answers with, as plain values: ListObjectsV2 pages, error bodies,
+ * and the multipart upload answers. Pure functions: bytes in, values out, every length and count
+ * bounded; the only XML this project reads. */
 #pragma once
 
 #include <stdbool.h>
@@ -31,3 +32,18 @@ void s3_list_page_free(struct s3_list_page *p);
 /* The <Code> and <Message> of an S3 error body, NUL-ended and truncated to fit ("" when absent). */
 void s3_error_parse(const char *xml, size_t len, char *code, size_t codelen, char *msg,
                     size_t msglen);
+
+#define S3_UPLOAD_ID_MAX        1024 /* bytes of an UploadId we accept */
+#define S3_MULTIPART_ANSWER_MAX (64u << 10)
+
+/* The UploadId of a CreateMultipartUpload answer (<InitiateMultipartUploadResult>) into id
+ * (idlen bytes, NUL-ended). -EIO when the body is an <Error> (code/msg filled as by
+ * s3_error_parse), -E2BIG over the bounds, -EINVAL on anything else (no UploadId, an empty one,
+ * one with characters outside printable ASCII). */
+int s3_upload_id_parse(const char *xml, size_t len, char *id, size_t idlen, char *code,
+                       size_t codelen, char *msg, size_t msglen);
+
+/* A CompleteMultipartUpload answer. S3 may answer 200 and then send an <Error> body: that is
+ * -EIO (code/msg filled); a <CompleteMultipartUploadResult> is 0; anything else -EINVAL. */
+int s3_complete_parse(const char *xml, size_t len, char *code, size_t codelen, char *msg,
+                      size_t msglen);

@@ -1,5 +1,6 @@
 /* s3-publish.c: push a cached snapshot to a bucket in the chunked layout (only the chunks the
- * bucket lacks travel) and list a bucket's snapshots; for tools that may wait. */
+ * bucket lacks travel) or the plain one (whole files), and list a bucket's snapshots; for tools
+ * that may wait. */
 #include "s3-publish.h"
 
 #include <errno.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -217,6 +219,42 @@ int s3_push(struct s3_client *c, const struct s3_location *l, const char *prefix
         if (r == 0 && ret)
                 *ret = stats;
         return r;
+}
+
+int s3_push_plain(struct s3_client *c, const struct s3_location *l, const char *prefix,
+                  const char *cache_dir, const char *lang, const char *version,
+                  const struct s3_put_opts *o, struct s3_put_stats *st, char *errbuf, size_t errlen)
+{
+        struct snap_manifest m;
+        _cleanup_close_ int dirfd = -1;
+        struct stat sb;
+        int r;
+
+        r = snap_open(cache_dir, lang, version, &dirfd, &m, errbuf, errlen);
+        if (r < 0)
+                return r;
+        r = snap_check_files(dirfd, &m, errbuf, errlen);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i <= m.n_files; i++) {
+                /* the files first, then the manifest that names them */
+                const char *name = i < m.n_files ? m.files[i].name : "manifest.json";
+                _cleanup_free_ char *key = s3_key_plain(prefix, lang, m.version, name);
+                uint64_t size = i < m.n_files ? m.files[i].size : 0;
+
+                if (!key)
+                        return op_errf(errbuf, errlen, -ENOMEM, "out of memory");
+                if (i == m.n_files) {
+                        if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+                                return op_errf(errbuf, errlen, -errno, "%s: %s", name,
+                                               strerror(errno));
+                        size = (uint64_t)sb.st_size;
+                }
+                r = s3_put_file(c, l, key, dirfd, name, size, o, st, errbuf, errlen);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 int s3_list_all(struct s3_client *c, const struct s3_location *l, const char *prefix, bool delimit,

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "s3-multipart.h"
 #include "s3.h"
 
 struct s3_push_stats {
@@ -20,6 +21,15 @@ struct s3_push_stats {
 int s3_push(struct s3_client *c, const struct s3_location *l, const char *prefix,
             const char *cache_dir, const char *lang, const char *version, unsigned parallel,
             struct s3_push_stats *ret, char *errbuf, size_t errlen);
+
+/* Upload <cache>/<lang>/<version> (NULL: "current") to l in the plain layout, as `aws s3 sync`
+ * of the cache would: P<lang>/<version>/<file> for every file, whole, then manifest.json last
+ * (a reader finds everything the manifest names). Files of at least o->threshold bytes go as
+ * multipart uploads. Counts go to *st. */
+int s3_push_plain(struct s3_client *c, const struct s3_location *l, const char *prefix,
+                  const char *cache_dir, const char *lang, const char *version,
+                  const struct s3_put_opts *o, struct s3_put_stats *st, char *errbuf,
+                  size_t errlen);
 
 /* {"lang": {"current": "V" or null, "versions": ["V", ...]}} for every language under prefix. */
 int s3_remote_list(struct s3_client *c, const struct s3_location *l, const char *prefix,

@@ -313,9 +313,11 @@ static int setup(struct s3_xfer *x, const struct s3_location *l)
                          (unsigned long long)(x->req.range_off + x->req.range_len - 1));
                 x->headers = curl_slist_append(x->headers, hdr);
         }
-        if (x->req.body)
-                x->headers =
-                    curl_slist_append(x->headers, "Content-Type: application/octet-stream");
+        if (x->req.body) {
+                snprintf(hdr, sizeof(hdr), "Content-Type: %s",
+                         x->req.content_type ? x->req.content_type : "application/octet-stream");
+                x->headers = curl_slist_append(x->headers, hdr);
+        }
         if (!x->headers)
                 return -ENOMEM;
         curl_easy_setopt(e, CURLOPT_URL, x->url);

@@ -31,8 +31,9 @@ struct s3_req {
         uint64_t range_len;
         const void *body; /* PUT/POST payload, borrowed until done() */
         size_t body_len;
-        size_t max_body; /* an answer body over this fails with -EFBIG (0: 1 MiB) */
-        bool sha256;     /* hash the answer body as it arrives (resp.sha256) */
+        size_t max_body;          /* an answer body over this fails with -EFBIG (0: 1 MiB) */
+        bool sha256;              /* hash the answer body as it arrives (resp.sha256) */
+        const char *content_type; /* of the body; NULL: application/octet-stream */
 };
 
 struct s3_resp {

@@ -117,6 +117,9 @@ class Proxy:
         self.fail_next = 0          # answer this many next requests with 500
         self.drop_chunks_after = None  # chunk GETs served before connections are dropped
         self.check = None           # (key_id, secret, token): verify signatures
+        self.fail_match = None      # answer 500 to requests whose "METHOD path?query" has this
+        self.fail_match_left = 0    # that many times (-1: always)
+        self.complete_error = None  # [code, times]: CompleteMultipartUpload answers 200 + <Error>
         self.reset_counts()
         proxy = self
 
@@ -212,6 +215,16 @@ class Proxy:
                     return (403, "SignatureDoesNotMatch")
                 if token and hdrs.get("x-amz-security-token") != token:
                     return (403, "InvalidToken")
+            if self.fail_match and self.fail_match_left != 0 and \
+                    self.fail_match in f"{h.command} {h.path}":
+                self.fail_match_left -= 1 if self.fail_match_left > 0 else 0
+                self.injected += 1
+                return (500, "InternalError")
+            if self.complete_error and self.complete_error[1] != 0 and h.command == "POST" \
+                    and "uploadId=" in query:
+                self.complete_error[1] -= 1 if self.complete_error[1] > 0 else 0
+                self.injected += 1
+                return (200, self.complete_error[0])  # S3's 200 with an error body
             if self.fail_next > 0:
                 self.fail_next -= 1
                 self.injected += 1

@@ -1,0 +1,19 @@
+"""opd_client: a Python client for opd's socket protocol (docs/protocol.md), standard library only.
+
+    from opd_client import Client, run
+    print(run("python", "print(input().upper())", stdin="hi").stdout)
+"""
+from .client import Client, Execution, exec_request, run
+from .errors import (BadRequest, Busy, ConnectionClosed, FrameTooLarge, GuestTimeout,
+                     InternalError, OpdError, PermissionDenied, PoolExhausted, ProtocolError,
+                     ShuttingDown, UnknownLanguage, UnknownOp, VMFailed, error_from_answer)
+from .protocol import PROTO_VERSION, Event, Result
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client", "Execution", "Event", "Result", "run", "exec_request", "PROTO_VERSION",
+    "OpdError", "BadRequest", "FrameTooLarge", "UnknownOp", "UnknownLanguage", "PoolExhausted",
+    "GuestTimeout", "VMFailed", "Busy", "ShuttingDown", "PermissionDenied", "InternalError",
+    "ConnectionClosed", "ProtocolError", "error_from_answer",
+]

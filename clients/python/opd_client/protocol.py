@@ -1,0 +1,115 @@
+"""Protocol v1 framing and the exec answer as Python values: no I/O here.
+
+A frame is a 4-byte big-endian length, then that many bytes of UTF-8 JSON holding one object.
+"""
+import base64
+import json
+import struct
+
+PROTO_VERSION = 1
+HEADER = struct.Struct(">I")
+# Answers may take 12 x limit.output_max + 64 KiB of JSON (docs/protocol.md, "Limits").
+DEFAULT_MAX_FRAME = 64 << 20
+
+
+def encode_frame(obj):
+    """One request object as frame bytes."""
+    payload = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return HEADER.pack(len(payload)) + payload
+
+
+class FrameReader:
+    """Feed bytes in, take whole frames (decoded objects) out."""
+
+    def __init__(self, max_frame=DEFAULT_MAX_FRAME):
+        self.max_frame = max_frame
+        self.buf = bytearray()
+
+    def feed(self, data):
+        self.buf += data
+
+    def next(self):
+        """The next whole frame as a dict, or None when more bytes are needed.
+        ValueError when the peer sent something that is not a frame of one JSON object."""
+        if len(self.buf) < HEADER.size:
+            return None
+        (n,) = HEADER.unpack_from(self.buf)
+        if n > self.max_frame:
+            raise ValueError(f"frame of {n} bytes is over this client's limit of "
+                             f"{self.max_frame}")
+        if len(self.buf) < HEADER.size + n:
+            return None
+        payload = bytes(self.buf[HEADER.size:HEADER.size + n])
+        del self.buf[:HEADER.size + n]
+        obj = json.loads(payload.decode("utf-8"))
+        if not isinstance(obj, dict):
+            raise ValueError("frame does not hold a JSON object")
+        return obj
+
+
+def get_bytes(obj, key):
+    """The exact bytes of an output field: key_b64 when present, else the text as UTF-8."""
+    b64 = obj.get(key + "_b64")
+    if isinstance(b64, str):
+        return base64.b64decode(b64, validate=True)
+    text = obj.get(key)
+    return text.encode("utf-8") if isinstance(text, str) else b""
+
+
+class Result:
+    """The answer to an exec that ran (whatever the program's exit status).
+
+    stdout, stderr: text (a lossy copy when the program printed bytes that are not UTF-8);
+    stdout_bytes, stderr_bytes: the exact bytes; exit_code, signal, timed_out, truncated,
+    timings_ms, lang, mode, vm, snapshot as in the protocol; answer: the whole frame, with any
+    field a newer opd adds (status, usage, ...).
+    """
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.id = answer.get("id")
+        self.stdout = answer.get("stdout", "")
+        self.stderr = answer.get("stderr", "")
+        self.stdout_bytes = get_bytes(answer, "stdout")
+        self.stderr_bytes = get_bytes(answer, "stderr")
+        self.exit_code = answer.get("exit_code")
+        self.signal = answer.get("signal")
+        self.timed_out = bool(answer.get("timed_out"))
+        self.truncated = bool(answer.get("truncated"))
+        self.timings_ms = answer.get("timings_ms", {})
+        self.lang = answer.get("lang")
+        self.mode = answer.get("mode")
+        self.vm = answer.get("vm")
+        self.snapshot = answer.get("snapshot")
+        self.streamed = bool(answer.get("streamed"))
+
+    @property
+    def success(self):
+        """The program exited 0, in time, with its whole output."""
+        return self.exit_code == 0 and not self.timed_out and not self.truncated
+
+    def __getitem__(self, key):
+        return self.answer[key]
+
+    def get(self, key, default=None):
+        return self.answer.get(key, default)
+
+    def __repr__(self):
+        return (f"Result(exit_code={self.exit_code!r}, signal={self.signal!r}, "
+                f"timed_out={self.timed_out}, stdout={self.stdout[:60]!r}, "
+                f"stderr={self.stderr[:60]!r})")
+
+
+class Event:
+    """One piece of output of a streaming exec: stream is "stdout" or "stderr", data the exact
+    bytes, text the same as text (lossy when not UTF-8)."""
+
+    __slots__ = ("stream", "data", "text")
+
+    def __init__(self, frame):
+        self.stream = frame.get("event")
+        self.data = get_bytes(frame, "data")
+        self.text = frame.get("data", "")
+
+    def __repr__(self):
+        return f"Event({self.stream}, {self.data!r})"

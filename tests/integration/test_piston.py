@@ -1,0 +1,318 @@
+"""The Piston-compatible door (piston.listen): Piston v2 requests, built from the shapes in
+Piston's API documentation, sent over HTTP to a real opd that runs them in real VMs."""
+import grp
+import http.client
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+from opdtest import OPD, Opd
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=180):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def request(conn, method, path, body=None, content_type="application/json"):
+    """(status, parsed JSON body, headers) of one HTTP exchange."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+    finally:
+        conn.close()
+    return r.status, json.loads(data) if data and "json" in (r.getheader("Content-Type") or "") \
+        else data, r
+
+
+def documented_request(language, version, program, **over):
+    """Piston's documented execute request (docs/api-v2.md, readme): every field it lists."""
+    req = {
+        "language": language,
+        "version": version,
+        "files": [{"name": "my_cool_code", "content": program}],
+        "stdin": "",
+        "args": ["1", "2", "3"],
+        "compile_timeout": 10000,
+        "run_timeout": 3000,
+        "compile_cpu_time": 10000,
+        "run_cpu_time": 3000,
+        "compile_memory_limit": -1,
+        "run_memory_limit": -1,
+    }
+    req.update(over)
+    return req
+
+
+class Door(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.port = free_port()
+        # max_inflight bounds the door's requests in flight: 1 makes "busy" easy to reach.
+        cls.opd = Opd({"pool.size": "0", "piston.listen": f"127.0.0.1:{cls.port}",
+                       "max_inflight": "1", "limit.frame_max": "65536"})
+        cls.status = cls.opd.call({"op": "status"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=180)
+
+    def execute(self, body, **kw):
+        return request(self.conn(), "POST", "/api/v2/execute", body, **kw)
+
+    def check_result_shape(self, res):
+        self.assertEqual(set(res), {"language", "version", "run"})
+        self.assertEqual(set(res["run"]), {"stdout", "stderr", "output", "code", "signal",
+                                           "message", "status", "cpu_time", "wall_time",
+                                           "memory"})
+
+    def test_runtimes(self):
+        status, body, r = request(self.conn(), "GET", "/api/v2/runtimes", content_type=None)
+        self.assertEqual(status, 200)
+        self.assertTrue(r.getheader("Content-Type").startswith("application/json"))
+        want = [{"language": g["name"], "version": g["version"], "aliases": g["aliases"]}
+                for g in self.status["languages"] if g["available"] and g["enabled"]]
+        self.assertEqual(body, want)
+        self.assertIn("python", [e["language"] for e in body])
+        for e in body:
+            self.assertEqual(set(e), {"language", "version", "aliases"})
+        # The public instance's path works too.
+        status, body2, _ = request(self.conn(), "GET", "/api/v2/piston/runtimes",
+                                   content_type=None)
+        self.assertEqual((status, body2), (200, body))
+
+    def test_documented_example(self):
+        """Piston's documented example (it calls an alias and prints argv), in python."""
+        py = next(g for g in self.status["languages"] if g["name"] == "python")
+        # The documented 3000 ms run_timeout is tight for a python start under emulation on a
+        # busy machine: the shape is Piston's, the value generous.
+        status, res, _ = self.execute(documented_request(
+            "py", py["version"].split(".")[0] + ".x", "import sys\nprint(sys.argv[1:])",
+            run_timeout=30000))
+        self.assertEqual(status, 200, res)
+        self.check_result_shape(res)
+        self.assertEqual(res["language"], "python")  # the name, not the alias asked for
+        self.assertEqual(res["version"], py["version"])
+        run = res["run"]
+        self.assertEqual(run["stdout"], "['1', '2', '3']\n")
+        self.assertEqual(run["stderr"], "")
+        self.assertEqual(run["output"], run["stdout"])
+        self.assertEqual((run["code"], run["signal"], run["status"], run["message"]),
+                         (0, None, None, None))
+        self.assertIsInstance(run["wall_time"], int)
+
+    def test_files_stdin_exit_status(self):
+        """Several files (one base64), stdin, stderr and a failing exit: status RE."""
+        status, res, _ = self.execute({
+            "language": "bash", "version": "*",
+            "files": [{"name": "main.sh",
+                       "content": 'cat data.txt file2; read x; echo "err:$x" >&2; exit 3'},
+                      {"name": "data.txt", "content": "aGVsbG8K", "encoding": "base64"},
+                      {"content": "unnamed\n"}],
+            "stdin": "typed\n"})
+        self.assertEqual(status, 200, res)
+        run = res["run"]
+        self.assertEqual(run["stdout"], "hello\nunnamed\n")
+        self.assertEqual(run["stderr"], "err:typed\n")
+        self.assertEqual(run["output"], "hello\nunnamed\nerr:typed\n")
+        self.assertEqual((run["code"], run["signal"], run["status"]), (3, None, "RE"))
+        self.assertIn("3", run["message"])
+
+    def test_run_timeout(self):
+        status, res, _ = self.execute({"language": "bash", "version": "5", "run_timeout": 1000,
+                                       "files": [{"content": "sleep 30"}]})
+        self.assertEqual(status, 200, res)
+        run = res["run"]
+        self.assertEqual((run["code"], run["signal"], run["status"]), (None, "SIGKILL", "TO"))
+
+    def test_bad_requests(self):
+        """Refused before any VM: Piston's error shape {"message": ...} with a 4xx status."""
+        cases = [
+            ({"language": "cobol", "version": "*", "files": [{"content": "x"}]}, 400,
+             "cobol-* runtime is unknown"),
+            ({"language": "python", "version": "2.x", "files": [{"content": "x"}]}, 400,
+             "python-2.x runtime is unknown"),
+            ({"language": "python", "version": "*", "files": []}, 400, "files must hold"),
+            ({"language": "python", "version": "*"}, 400, "files is required as an array"),
+            ({"version": "*", "files": [{"content": "x"}]}, 400,
+             "language is required as a string"),
+            ({"language": "python", "version": "*", "files": [{"content": 1}]}, 400,
+             "files[0].content is required as a string"),
+            ({"language": "python", "version": "*", "run_timeout": 600001,
+              "files": [{"content": "x"}]}, 400, "run_timeout cannot be over"),
+            # Checked by opd's exec validation, the socket's: the same rules and messages.
+            ({"language": "python", "version": "*",
+              "files": [{"content": "x"}, {"name": "a/b", "content": "y"}]}, 400, "files"),
+            # A quoted name cut inside a UTF-8 sequence still makes a valid message.
+            ({"language": "a" + "é" * 40, "version": "*", "files": [{"content": "x"}]}, 400,
+             "a" + "é" * 31 + "-* runtime is unknown"),
+            (b"{\"language\": ", 400, "invalid JSON"),
+            (b"", 400, "empty"),
+        ]
+        for body, code, message in cases:
+            status, res, _ = self.execute(body)
+            self.assertEqual(status, code, (body, res))
+            self.assertEqual(set(res), {"message"}, res)
+            self.assertIn(message, res["message"], body)
+        status, res, _ = self.execute({"language": "python"}, content_type="text/plain")
+        self.assertEqual((status, set(res)), (415, {"message"}))
+        status, res, _ = request(self.conn(), "GET", "/api/v2/execute", content_type=None)
+        self.assertEqual((status, set(res)), (405, {"message"}))
+        status, res, _ = request(self.conn(), "GET", "/api/v2/packages", content_type=None)
+        self.assertEqual((status, set(res)), (404, {"message"}))
+        # Over limit.frame_max (65536 here): refused by the HTTP layer, connection closed.
+        status, _, _ = self.execute(documented_request("python", "*", "#" * 70000))
+        self.assertEqual(status, 413)
+        # The daemon is unharmed.
+        self.assertTrue(self.opd.call({"op": "ping"})["ok"])
+
+    def test_busy(self):
+        """The door's requests in flight are bounded (max_inflight): the next gets 503."""
+        first = {}
+
+        def run_first():
+            first["answer"] = self.execute({"language": "bash", "version": "*",
+                                            "files": [{"content": "sleep 1; echo done"}]})
+
+        before = self.opd.call({"op": "status"})["counters"]["requests"]
+        t = threading.Thread(target=run_first)
+        t.start()
+        deadline = time.time() + 60
+        while self.opd.call({"op": "status"})["counters"]["requests"] == before:
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.05)
+        self.assertIn("\nopd_piston_inflight 1\n", self.opd.call({"op": "metrics"})["text"])
+        status, res, _ = self.execute({"language": "bash", "version": "*",
+                                       "files": [{"content": "echo second"}]})
+        t.join()
+        self.assertEqual(status, 503, res)
+        self.assertIn("max_inflight", res["message"])
+        status, res, _ = first["answer"]
+        self.assertEqual((status, res["run"]["stdout"]), (200, "done\n"))
+        metrics = self.opd.call({"op": "metrics"})["text"]
+        self.assertIn("\nopd_piston_inflight 0\n", metrics)
+
+
+class Listen(unittest.TestCase):
+    def check_config(self, *sets):
+        argv = [OPD, "--check-config"]
+        for s in sets:
+            argv += ["--set", s]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+    def test_non_loopback_refused(self):
+        for bad in ("0.0.0.0:2000", "10.1.2.3:2000", "localhost:2000", "[::]:2000",
+                    "127.0.0.1:70000", "unix:relative.sock"):
+            p = self.check_config(f"piston.listen={bad}")
+            self.assertEqual(p.returncode, 2, bad)
+            self.assertIn("piston.listen", p.stderr)
+            self.assertIn("loopback", p.stderr)
+
+    def test_loopback_accepted(self):
+        for good in ("127.0.0.1:2000", "[::1]:2000", "unix:/run/opd/piston.sock"):
+            p = self.check_config(f"piston.listen={good}")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn(f"piston.listen = {good}\n", p.stdout)
+        p = self.check_config()
+        self.assertIn("piston.listen = \n", p.stdout)  # off by default
+
+    def test_tcp_with_access_group_refused(self):
+        p = self.check_config("piston.listen=127.0.0.1:2000", "access.group=root")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("access.group", p.stderr)
+        p = self.check_config("piston.listen=unix:/run/opd/piston.sock", "access.group=root")
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_unix_socket(self):
+        """Over a UNIX socket: the socket's mode, access.group per request from the peer's
+        credentials, and a request in flight answered 503 when opd stops."""
+        tmp = tempfile.mkdtemp(prefix="opd-piston-")
+        os.chmod(tmp, 0o755)
+        path = os.path.join(tmp, "piston.sock")
+        opd = Opd({"pool.size": "0", "piston.listen": f"unix:{path}", "socket_mode": "0666",
+                   "access.group": "users"}, wait_accel=False)
+        try:
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o666)
+            status, body, _ = request(UnixHTTPConnection(path), "GET", "/api/v2/runtimes",
+                                      content_type=None)
+            self.assertEqual(status, 200)
+            self.assertIn("bash", [e["language"] for e in body])
+            self.assertEqual(self.as_user(path, NOBODY, NOBODY), [403, ["message"]])
+            self.assertEqual(self.as_user(path, USERS, NOBODY)[0], 200)
+
+            answer = {}
+
+            def execute():
+                answer["r"] = request(UnixHTTPConnection(path), "POST", "/api/v2/execute", {
+                    "language": "bash", "version": "*", "files": [{"content": "sleep 30"}]})
+
+            before = opd.call({"op": "status"})["counters"]["requests"]
+            t = threading.Thread(target=execute)
+            t.start()
+            deadline = time.time() + 60
+            while opd.call({"op": "status"})["counters"]["requests"] == before:
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.05)
+        finally:
+            opd.stop()
+        t.join()
+        status, res, _ = answer["r"]
+        self.assertEqual((status, res), (503, {"message": "opd is shutting down"}))
+        self.assertFalse(os.path.exists(path))
+        self.assertEqual(opd.vmm_pids(), [])
+
+    def as_user(self, path, gid, uid):
+        """[status, keys of the JSON body] of GET /api/v2/runtimes made as uid:gid."""
+        p = subprocess.run([sys.executable, "-c", AS_USER, str(gid), str(uid), path],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
+
+AS_USER = r"""
+import http.client, json, os, socket, sys
+gid, uid, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+os.setgroups([])
+os.setgid(gid)
+os.setuid(uid)
+c = http.client.HTTPConnection("localhost")
+c.sock = socket.socket(socket.AF_UNIX)
+c.sock.connect(path)
+c.request("GET", "/api/v2/runtimes")
+r = c.getresponse()
+body = json.loads(r.read())
+print(json.dumps([r.status, sorted(body) if isinstance(body, dict) else ["list"]]))
+"""
+NOBODY = 65534
+USERS = grp.getgrnam("users").gr_gid
+
+if __name__ == "__main__":
+    unittest.main()
