@@ -1,5 +1,5 @@
-/* fc-api.c: Firecracker API calls through libcurl's multi interface, driven by libevent: curl
- * says which sockets and timeouts to watch, the loop tells curl when they fire. */
+/* fc-api.c: Firecracker API calls through libcurl's multi interface, driven by the loop through
+ * curl-ev.c; one call in flight at a time. */
 #include "fc-api.h"
 
 #include <curl/curl.h>
@@ -11,6 +11,7 @@
 #include <sys/queue.h>
 
 #include "cleanup.h"
+#include "curl-ev.h"
 #include "fc-model.h"
 #include "util.h"
 
@@ -29,20 +30,14 @@ struct fc_call {
         void *userdata;
 };
 
-/* curl's per-socket state: the event watching it. */
-struct fc_sock {
-        LIST_ENTRY(fc_sock) link;
-        struct event *ev;
-};
-
 struct fc_api {
         struct event_base *base;
-        CURLM *multi;
-        struct event *timer, *retry;
+        struct curl_ev *ev;
+        CURLM *multi; /* ev's */
+        struct event *retry;
         char *sock_path;
         TAILQ_HEAD(, fc_call) calls; /* first: in flight */
-        LIST_HEAD(, fc_sock) socks;
-        bool running; /* the first call is added to multi */
+        bool running;                /* the first call is added to multi */
         bool ever_connected;
         uint64_t t_first_try;
         uint32_t connect_wait_ms, timeout_ms;
@@ -67,7 +62,6 @@ static void call_free(struct fc_call *c)
 static void api_destroy(struct fc_api *a)
 {
         struct fc_call *c;
-        struct fc_sock *fs;
 
         while ((c = TAILQ_FIRST(&a->calls))) {
                 if (a->running)
@@ -76,16 +70,7 @@ static void api_destroy(struct fc_api *a)
                 TAILQ_REMOVE(&a->calls, c, link);
                 call_free(c);
         }
-        if (a->multi)
-                curl_multi_cleanup(a->multi);
-        while ((fs = LIST_FIRST(&a->socks))) {
-                LIST_REMOVE(fs, link);
-                if (fs->ev)
-                        event_free(fs->ev);
-                free(fs);
-        }
-        if (a->timer)
-                event_free(a->timer);
+        curl_ev_free(a->ev);
         if (a->retry)
                 event_free(a->retry);
         free(a->sock_path);
@@ -203,39 +188,30 @@ static void call_finish(struct fc_api *a, long status, const char *transport_err
         start_next(a);
 }
 
-static void check_done(struct fc_api *a)
+static void on_done(CURL *easy, CURLcode result, void *userdata)
 {
-        CURLMsg *m;
-        int left;
+        struct fc_api *a = userdata;
+        struct fc_call *c = NULL;
+        long status = 0;
 
-        while (!a->free_pending && (m = curl_multi_info_read(a->multi, &left))) {
-                struct fc_call *c = NULL;
-                long status = 0;
-
-                if (m->msg != CURLMSG_DONE)
-                        continue;
-                curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-                if (!c || c != TAILQ_FIRST(&a->calls))
-                        continue;
-                if (m->data.result == CURLE_COULDNT_CONNECT && !a->ever_connected &&
-                    op_now_us() - a->t_first_try < (uint64_t)a->connect_wait_ms * 1000) {
-                        /* The process has not bound its socket yet: try again shortly. */
-                        curl_multi_remove_handle(a->multi, c->easy);
-                        a->running = false;
-                        struct timeval tv = {0, RETRY_MS * 1000};
-                        evtimer_add(a->retry, &tv);
-                        return;
-                }
-                if (m->data.result == CURLE_OK) {
-                        a->ever_connected = true;
-                        curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &status);
-                        call_finish(a, status, NULL);
-                } else
-                        call_finish(a, 0,
-                                    c->answer_over ? "answer too large"
-                                                   : curl_easy_strerror(m->data.result));
-                return; /* the loop resumes through the next call's events */
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&c);
+        if (a->free_pending || !c || c != TAILQ_FIRST(&a->calls))
+                return;
+        if (result == CURLE_COULDNT_CONNECT && !a->ever_connected &&
+            op_now_us() - a->t_first_try < (uint64_t)a->connect_wait_ms * 1000) {
+                /* The process has not bound its socket yet: try again shortly. */
+                curl_multi_remove_handle(a->multi, c->easy);
+                a->running = false;
+                struct timeval tv = {0, RETRY_MS * 1000};
+                evtimer_add(a->retry, &tv);
+                return;
         }
+        if (result == CURLE_OK) {
+                a->ever_connected = true;
+                curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+                call_finish(a, status, NULL);
+        } else
+                call_finish(a, 0, c->answer_over ? "answer too large" : curl_easy_strerror(result));
 }
 
 static void start_next(struct fc_api *a)
@@ -263,74 +239,6 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
         start_next(arg);
 }
 
-static void on_sock_event(evutil_socket_t fd, short what, void *arg)
-{
-        struct fc_api *a = arg;
-        int running, flags = (what & EV_READ ? CURL_CSELECT_IN : 0) |
-                             (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
-
-        curl_multi_socket_action(a->multi, fd, flags, &running);
-        check_done(a);
-}
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-        struct fc_api *a = arg;
-        int running;
-
-        curl_multi_socket_action(a->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        check_done(a);
-}
-
-static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-        struct fc_api *a = userp;
-        struct fc_sock *fs = socketp;
-        short kind = EV_PERSIST;
-
-        if (what == CURL_POLL_REMOVE) {
-                if (fs) {
-                        LIST_REMOVE(fs, link);
-                        if (fs->ev)
-                                event_free(fs->ev);
-                        free(fs);
-                        curl_multi_assign(a->multi, s, NULL);
-                }
-                return 0;
-        }
-        if (!fs) {
-                fs = calloc(1, sizeof(*fs));
-                if (!fs)
-                        return -1;
-                LIST_INSERT_HEAD(&a->socks, fs, link);
-                curl_multi_assign(a->multi, s, fs);
-        } else if (fs->ev) {
-                event_free(fs->ev);
-                fs->ev = NULL;
-        }
-        if (what & CURL_POLL_IN)
-                kind |= EV_READ;
-        if (what & CURL_POLL_OUT)
-                kind |= EV_WRITE;
-        fs->ev = event_new(a->base, s, kind, on_sock_event, a);
-        if (!fs->ev || event_add(fs->ev, NULL) < 0)
-                return -1;
-        return 0;
-}
-
-static int on_timeout(CURLM *multi, long timeout_ms, void *userp)
-{
-        struct fc_api *a = userp;
-
-        if (timeout_ms < 0)
-                evtimer_del(a->timer);
-        else {
-                struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-                evtimer_add(a->timer, &tv);
-        }
-        return 0;
-}
-
 int fc_api_new(struct event_base *base, const char *sock_path, uint32_t connect_wait_ms,
                uint32_t timeout_ms, struct fc_api **ret)
 {
@@ -340,21 +248,15 @@ int fc_api_new(struct event_base *base, const char *sock_path, uint32_t connect_
                 return -ENOMEM;
         a->base = base;
         TAILQ_INIT(&a->calls);
-        LIST_INIT(&a->socks);
         a->connect_wait_ms = connect_wait_ms;
         a->timeout_ms = timeout_ms;
         a->sock_path = strdup(sock_path);
-        a->multi = curl_multi_init();
-        a->timer = evtimer_new(base, on_timer, a);
         a->retry = evtimer_new(base, on_retry, a);
-        if (!a->sock_path || !a->multi || !a->timer || !a->retry ||
-            curl_multi_setopt(a->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
-            curl_multi_setopt(a->multi, CURLMOPT_SOCKETDATA, a) != CURLM_OK ||
-            curl_multi_setopt(a->multi, CURLMOPT_TIMERFUNCTION, on_timeout) != CURLM_OK ||
-            curl_multi_setopt(a->multi, CURLMOPT_TIMERDATA, a) != CURLM_OK) {
+        if (!a->sock_path || !a->retry || curl_ev_new(base, on_done, a, &a->ev) < 0) {
                 api_destroy(a);
                 return -ENOMEM;
         }
+        a->multi = curl_ev_multi(a->ev);
         *ret = a;
         return 0;
 }

@@ -1,6 +1,6 @@
-/* s3.c: S3 transfers on libcurl's multi interface, with libevent watching curl's sockets and
- * its timer (curl_multi_socket_action). Signing is libcurl's (CURLOPT_AWS_SIGV4); retries with
- * backoff and jitter are ours. Nothing here blocks the loop. */
+/* s3.c: S3 transfers on libcurl's multi interface, driven by the loop through curl-ev.c. Signing is
+ * libcurl's (CURLOPT_AWS_SIGV4); retries with backoff and jitter are ours. Nothing here blocks the
+ * loop. */
 #include "s3.h"
 
 #include <curl/curl.h>
@@ -12,6 +12,7 @@
 #include <sys/random.h>
 
 #include "cleanup.h"
+#include "curl-ev.h"
 #include "s3-list.h"
 #include "util.h"
 
@@ -19,8 +20,8 @@
 
 struct s3_client {
         struct event_base *base;
-        CURLM *multi;
-        struct event *timer;
+        struct curl_ev *ev;
+        CURLM *multi; /* ev's */
         struct s3_creds creds;
         struct s3_client_opts opts;
         struct s3_stats stats;
@@ -57,79 +58,7 @@ static uint64_t rng_next(struct s3_client *c)
         return c->rng * 2685821657736338717ull;
 }
 
-static void check_done(struct s3_client *c);
-
-static void on_socket_event(evutil_socket_t fd, short what, void *arg)
-{
-        struct s3_client *c = arg;
-        int running, action = (what & EV_READ ? CURL_CSELECT_IN : 0) |
-                              (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
-
-        curl_multi_socket_action(c->multi, fd, action, &running);
-        check_done(c);
-}
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-        struct s3_client *c = arg;
-        int running;
-
-        curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        check_done(c);
-}
-
-/* One event per socket curl watches, replaced only when what curl waits for changes (an event
- * is never re-assigned while libevent may hold it active). */
-struct sock {
-        struct event *ev;
-        int what;
-};
-
-static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-        struct s3_client *c = userp;
-        struct sock *s = socketp;
-        short kind = (short)((what & CURL_POLL_IN ? EV_READ : 0) |
-                             (what & CURL_POLL_OUT ? EV_WRITE : 0) | EV_PERSIST);
-
-        if (what == CURL_POLL_REMOVE) {
-                if (s) {
-                        if (s->ev)
-                                event_free(s->ev);
-                        free(s);
-                }
-                curl_multi_assign(c->multi, fd, NULL);
-                return 0;
-        }
-        if (s && s->what == what)
-                return 0;
-        if (!s) {
-                s = calloc(1, sizeof(*s));
-                if (!s)
-                        return -1;
-                curl_multi_assign(c->multi, fd, s);
-        } else if (s->ev) {
-                event_free(s->ev);
-        }
-        s->what = what;
-        s->ev = event_new(c->base, fd, kind, on_socket_event, c);
-        if (!s->ev || event_add(s->ev, NULL) < 0)
-                return -1;
-        return 0;
-}
-
-static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-        struct s3_client *c = userp;
-
-        if (timeout_ms < 0) {
-                evtimer_del(c->timer);
-        } else {
-                struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-                evtimer_add(c->timer, &tv);
-        }
-        return 0;
-}
+static void on_done(CURL *easy, CURLcode cc, void *userdata);
 
 int s3_client_new(struct event_base *base, const struct s3_creds *creds,
                   const struct s3_client_opts *opts, struct s3_client **ret)
@@ -143,19 +72,17 @@ int s3_client_new(struct event_base *base, const struct s3_creds *creds,
         c->creds.key_id = strdup(creds->key_id);
         c->creds.secret = strdup(creds->secret);
         c->creds.token = creds->token ? strdup(creds->token) : NULL;
-        c->multi = curl_multi_init();
-        c->timer = evtimer_new(base, on_timer, c);
-        if (getrandom(&c->rng, sizeof(c->rng), 0) != sizeof(c->rng) || !c->rng)
-                c->rng = op_now_us() | 1;
-        if (!c->creds.key_id || !c->creds.secret || (creds->token && !c->creds.token) ||
-            !c->multi || !c->timer) {
+        if (curl_ev_new(base, on_done, c, &c->ev) < 0) {
                 s3_client_free(c);
                 return -ENOMEM;
         }
-        curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-        curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-        curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-        curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+        c->multi = curl_ev_multi(c->ev);
+        if (getrandom(&c->rng, sizeof(c->rng), 0) != sizeof(c->rng) || !c->rng)
+                c->rng = op_now_us() | 1;
+        if (!c->creds.key_id || !c->creds.secret || (creds->token && !c->creds.token)) {
+                s3_client_free(c);
+                return -ENOMEM;
+        }
         curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)opts->max_conns);
         *ret = c;
         return 0;
@@ -191,10 +118,7 @@ void s3_client_free(struct s3_client *c)
                 return;
         while (c->xfers)
                 xfer_free(c->xfers);
-        if (c->multi)
-                curl_multi_cleanup(c->multi);
-        if (c->timer)
-                event_free(c->timer);
+        curl_ev_free(c->ev);
         s3_creds_free(&c->creds);
         free(c);
 }
@@ -521,20 +445,13 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
         }
 }
 
-static void check_done(struct s3_client *c)
+static void on_done(CURL *easy, CURLcode cc, void *userdata)
 {
-        CURLMsg *m;
-        int left;
+        struct s3_xfer *x = NULL;
 
-        while ((m = curl_multi_info_read(c->multi, &left))) {
-                struct s3_xfer *x = NULL;
-
-                if (m->msg != CURLMSG_DONE)
-                        continue;
-                curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-                if (x)
-                        finish_attempt(x, m->data.result);
-        }
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+        if (x)
+                finish_attempt(x, cc);
 }
 
 struct waiter {
