@@ -221,8 +221,10 @@ static int hexval(char c)
         return -1;
 }
 
-/* files[i].content as text, decoded from its encoding. *ret is a new string. */
-static int file_text(json_t *file, size_t i, json_t **ret, char *errbuf, size_t errlen)
+/* files[i].content decoded from base64 or hex (*ret_enc says which encoding it had): *ret holds
+ * the bytes, or stays NULL for utf8 content, which needs no decoding. */
+static int file_bytes(json_t *file, size_t i, uint8_t **ret, size_t *ret_len, const char **ret_enc,
+                      char *errbuf, size_t errlen)
 {
         json_t *content = json_object_get(file, "content"),
                *enc = json_object_get(file, "encoding");
@@ -230,13 +232,13 @@ static int file_text(json_t *file, size_t i, json_t **ret, char *errbuf, size_t 
         size_t len = json_string_length(content), n = 0;
         _cleanup_free_ uint8_t *bytes = NULL;
 
+        *ret = NULL;
         e = enc && !json_is_null(enc) ? json_string_value(enc) : "utf8";
         if (!e)
                 return fail(errbuf, errlen, "files[%zu].encoding must be a string", i);
-        if (strcmp(e, "utf8") == 0) {
-                *ret = json_incref(content);
+        *ret_enc = e;
+        if (strcmp(e, "utf8") == 0)
                 return 0;
-        }
         if (strcmp(e, "base64") == 0) {
                 if (op_base64_decode(s, len, &bytes, &n) < 0)
                         return fail(errbuf, errlen, "files[%zu].content is not valid base64", i);
@@ -254,13 +256,64 @@ static int file_text(json_t *file, size_t i, json_t **ret, char *errbuf, size_t 
         } else
                 return fail(errbuf, errlen,
                             "files[%zu].encoding must be \"utf8\", \"base64\" or \"hex\"", i);
-        /* Protocol 1 carries input as text: binary content has no way in yet. */
+        *ret = TAKE_PTR(bytes);
+        *ret_len = n;
+        return 0;
+}
+
+/* The program, files[0]: protocol text for opd's "code", decoded from its encoding. */
+static int program_text(json_t *file, json_t **ret, char *errbuf, size_t errlen)
+{
+        _cleanup_free_ uint8_t *bytes = NULL;
+        const char *enc;
+        size_t n = 0;
+        int r = file_bytes(file, 0, &bytes, &n, &enc, errbuf, errlen);
+
+        if (r < 0)
+                return r;
+        if (!bytes) {
+                *ret = json_incref(json_object_get(file, "content"));
+                return 0;
+        }
         if (memchr(bytes, 0, n) || !op_utf8_valid((const char *)bytes, n))
                 return fail(errbuf, errlen,
-                            "files[%zu]: binary content is not supported by opd (the decoded "
-                            "bytes must be UTF-8 text without NUL)",
-                            i);
+                            "files[0]: the program must be text (its decoded bytes UTF-8 without "
+                            "NUL); binary content is taken in the other files");
         *ret = json_stringn((const char *)bytes, n);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* An extra file, files[i] (i > 0), as opd's {"name", "content", "encoding"}: utf8 content as
+ * text, base64 as it came (checked), hex converted to base64. */
+static int extra_file(json_t *file, size_t i, json_t **ret, char *errbuf, size_t errlen)
+{
+        json_t *name = json_object_get(file, "name"), *content = json_object_get(file, "content");
+        _cleanup_free_ uint8_t *bytes = NULL;
+        _cleanup_free_ char *b64 = NULL;
+        const char *enc;
+        char gen[32];
+        size_t n = 0;
+        int r = file_bytes(file, i, &bytes, &n, &enc, errbuf, errlen);
+
+        if (r < 0)
+                return r;
+        snprintf(gen, sizeof(gen), "file%zu", i);
+        if (!bytes)
+                *ret = json_pack("{s:o, s:O}", "name",
+                                 json_is_string(name) ? json_incref(name) : json_string(gen),
+                                 "content", content);
+        else if (strcmp(enc, "base64") == 0)
+                *ret = json_pack("{s:o, s:O, s:s}", "name",
+                                 json_is_string(name) ? json_incref(name) : json_string(gen),
+                                 "content", content, "encoding", "base64");
+        else {
+                b64 = op_base64_encode(bytes, n);
+                if (!b64)
+                        return -ENOMEM;
+                *ret = json_pack("{s:o, s:s, s:s}", "name",
+                                 json_is_string(name) ? json_incref(name) : json_string(gen),
+                                 "content", b64, "encoding", "base64");
+        }
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -340,7 +393,7 @@ int piston_exec_request(json_t *body, json_t *id, const struct op_limits *lim, j
                         char *errbuf, size_t errlen)
 {
         json_t *exec = NULL, *files, *extra = NULL, *text = NULL, *v, *f;
-        double run_timeout;
+        double run_timeout, run_memory, run_cpu;
         size_t i;
         int r;
 
@@ -353,6 +406,16 @@ int piston_exec_request(json_t *body, json_t *id, const struct op_limits *lim, j
         if (run_timeout > lim->timeout_ms_max)
                 return fail(errbuf, errlen, "run_timeout cannot be over the configured limit of %u",
                             lim->timeout_ms_max);
+        get_number(body, "run_memory_limit", true, &run_memory, errbuf, errlen);
+        if (run_memory > (double)lim->memory_max)
+                return fail(errbuf, errlen,
+                            "run_memory_limit cannot be over the configured limit of %zu",
+                            lim->memory_max);
+        get_number(body, "run_cpu_time", false, &run_cpu, errbuf, errlen);
+        if (run_cpu > lim->cpu_time_ms_max)
+                return fail(errbuf, errlen,
+                            "run_cpu_time cannot be over the configured limit of %u",
+                            lim->cpu_time_ms_max);
 
         files = json_object_get(body, "files");
         exec = json_pack("{s:s, s:O?, s:O}", "op", "exec", "id", id, "lang",
@@ -361,25 +424,22 @@ int piston_exec_request(json_t *body, json_t *id, const struct op_limits *lim, j
         if (!exec || !extra)
                 goto oom;
         json_array_foreach (files, i, f) {
-                json_t *name = json_object_get(f, "name");
-                char gen[32];
-
-                r = file_text(f, i, &text, errbuf, errlen);
-                if (r < 0)
-                        goto out;
                 if (i == 0) {
                         /* The program: written to the language's main file. */
+                        r = program_text(f, &text, errbuf, errlen);
+                        if (r < 0)
+                                goto out;
                         if (json_object_set_new(exec, "code", text) < 0)
                                 goto oom;
                         text = NULL;
                         continue;
                 }
-                snprintf(gen, sizeof(gen), "file%zu", i);
-                v = json_pack("{s:o, s:o}", "name",
-                              json_is_string(name) ? json_incref(name) : json_string(gen),
-                              "content", text);
-                text = NULL;
-                if (!v || json_array_append_new(extra, v) < 0)
+                r = extra_file(f, i, &v, errbuf, errlen);
+                if (r == -ENOMEM)
+                        goto oom;
+                if (r < 0)
+                        goto out;
+                if (json_array_append_new(extra, v) < 0)
                         goto oom;
         }
         if (json_array_size(extra) && json_object_set(exec, "files", extra) < 0)
@@ -395,6 +455,14 @@ int piston_exec_request(json_t *body, json_t *id, const struct op_limits *lim, j
             json_object_set_new(exec, "timeout_ms",
                                 json_integer((json_int_t)run_timeout +
                                              (run_timeout > (json_int_t)run_timeout))) < 0)
+                goto oom;
+        /* Piston's limits for the run, when set: -1 (memory) or 0 means none. */
+        if (run_memory > 0 &&
+            json_object_set_new(exec, "memory_bytes", json_integer((json_int_t)run_memory)) < 0)
+                goto oom;
+        if (run_cpu > 0 && json_object_set_new(exec, "cpu_time_ms",
+                                               json_integer((json_int_t)run_cpu +
+                                                            (run_cpu > (json_int_t)run_cpu))) < 0)
                 goto oom;
         json_decref(extra);
         *ret_exec = exec;

@@ -1,5 +1,6 @@
 """The Piston-compatible door (piston.listen): Piston v2 requests, built from the shapes in
 Piston's API documentation, sent over HTTP to a real opd that runs them in real VMs."""
+import base64
 import grp
 import http.client
 import json
@@ -113,10 +114,11 @@ class Door(unittest.TestCase):
         """Piston's documented example (it calls an alias and prints argv), in python."""
         py = next(g for g in self.status["languages"] if g["name"] == "python")
         # The documented 3000 ms run_timeout is tight for a python start under emulation on a
-        # busy machine: the shape is Piston's, the value generous.
+        # busy machine (so is its run_cpu_time, applied as cpu_time_ms): the shape is
+        # Piston's, the values generous.
         status, res, _ = self.execute(documented_request(
             "py", py["version"].split(".")[0] + ".x", "import sys\nprint(sys.argv[1:])",
-            run_timeout=30000))
+            run_timeout=30000, run_cpu_time=30000))
         self.assertEqual(status, 200, res)
         self.check_result_shape(res)
         self.assertEqual(res["language"], "python")  # the name, not the alias asked for
@@ -145,6 +147,35 @@ class Door(unittest.TestCase):
         self.assertEqual(run["output"], "hello\nunnamed\nerr:typed\n")
         self.assertEqual((run["code"], run["signal"], run["status"]), (3, None, "RE"))
         self.assertIn("3", run["message"])
+
+    def test_binary_files(self):
+        """base64 and hex files holding bytes that are not text (NUL, 0xff) reach the program
+        byte for byte."""
+        data = bytes([0, 1, 2, 0xff, 0x80, 10])
+        status, res, _ = self.execute({
+            "language": "bash", "version": "*",
+            "files": [{"content": "od -An -tx1 -v in.bin; od -An -tx1 -v in.hex"},
+                      {"name": "in.bin", "content": base64.b64encode(data).decode(),
+                       "encoding": "base64"},
+                      {"name": "in.hex", "content": data.hex().upper(), "encoding": "hex"}]})
+        self.assertEqual(status, 200, res)
+        run = res["run"]
+        self.assertEqual((run["code"], run["status"], run["stderr"]), (0, None, ""))
+        self.assertEqual(run["stdout"].split(), [f"{b:02x}" for b in data] * 2)
+
+    def test_run_memory_limit(self):
+        """run_memory_limit reaches the program as opd's memory_bytes: past it the kernel kills
+        it, and Piston's answer says so (status SG, the signal, "Memory limit exceeded")."""
+        status, res, _ = self.execute({
+            "language": "python", "version": "*", "run_timeout": 30000, "run_cpu_time": 30000,
+            "run_memory_limit": 64 << 20,
+            "files": [{"content": "b = []\nwhile True:\n    b.append(bytearray(8 << 20))"}]})
+        self.assertEqual(status, 200, res)
+        run = res["run"]
+        self.assertEqual((run["code"], run["signal"], run["status"], run["message"]),
+                         (None, "SIGKILL", "SG", "Memory limit exceeded"))
+        self.assertIsInstance(run["memory"], int)
+        self.assertLessEqual(run["memory"], 64 << 20)
 
     def test_run_timeout(self):
         status, res, _ = self.execute({"language": "bash", "version": "5", "run_timeout": 1000,

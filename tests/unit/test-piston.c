@@ -103,7 +103,7 @@ static void test_exec_request_documented(void **state)
         char err[256] = "", want[] = "{\"op\": \"exec\", \"id\": \"piston-1\", \"lang\": \"py\", "
                                      "\"code\": \"import sys; print(sys.argv)\", "
                                      "\"stdin\": \"\", \"args\": [\"1\", \"2\", \"3\"], "
-                                     "\"timeout_ms\": 3000}";
+                                     "\"timeout_ms\": 3000, \"cpu_time_ms\": 3000}";
         json_t *exec, *expected = load(want);
         int r;
 
@@ -140,12 +140,50 @@ static void test_exec_request_files(void **state)
         assert_int_equal(json_array_size(files), 2);
         assert_string_equal(json_string_value(json_object_get(json_array_get(files, 0), "name")),
                             "d.txt");
+        /* hex is handed to opd as base64 ("hi"), utf8 as it came, without an encoding. */
         assert_string_equal(json_string_value(json_object_get(json_array_get(files, 0), "content")),
-                            "hi");
+                            "aGk=");
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(files, 0), "encoding")), "base64");
+        assert_null(json_object_get(json_array_get(files, 1), "encoding"));
         assert_string_equal(json_string_value(json_object_get(json_array_get(files, 1), "name")),
                             "file2");
         assert_int_equal(json_integer_value(json_object_get(exec, "timeout_ms")), 11);
         assert_null(json_object_get(exec, "stdin"));
+        json_decref(exec);
+}
+
+/* Piston's run limits become opd's; binary files go to opd as base64. */
+static void test_exec_request_limits_binary(void **state)
+{
+        char err[256] = "";
+        json_t *exec, *f;
+        int r;
+
+        exec = convert("{\"language\": \"bash\", \"version\": \"*\", \"files\": ["
+                       "{\"content\": \"od -c b\"},"
+                       "{\"name\": \"b\", \"content\": \"AAEC/w==\", \"encoding\": \"base64\"},"
+                       "{\"name\": \"h\", \"content\": \"00FFfe\", \"encoding\": \"hex\"}],"
+                       "\"run_memory_limit\": 67108864, \"run_cpu_time\": 250.5}",
+                       err, sizeof(err), &r);
+        assert_int_equal(r, 0);
+        assert_int_equal(json_integer_value(json_object_get(exec, "memory_bytes")), 67108864);
+        assert_int_equal(json_integer_value(json_object_get(exec, "cpu_time_ms")), 251);
+        f = json_array_get(json_object_get(exec, "files"), 0);
+        assert_string_equal(json_string_value(json_object_get(f, "content")), "AAEC/w==");
+        assert_string_equal(json_string_value(json_object_get(f, "encoding")), "base64");
+        f = json_array_get(json_object_get(exec, "files"), 1);
+        assert_string_equal(json_string_value(json_object_get(f, "content")), "AP/+");
+        assert_string_equal(json_string_value(json_object_get(f, "encoding")), "base64");
+        json_decref(exec);
+
+        /* -1 (memory) and 0 are no limit: the fields are left out. */
+        exec = convert("{\"language\": \"bash\", \"version\": \"*\", \"files\": [{\"content\": "
+                       "\"\"}], \"run_memory_limit\": -1, \"run_cpu_time\": 0}",
+                       err, sizeof(err), &r);
+        assert_int_equal(r, 0);
+        assert_null(json_object_get(exec, "memory_bytes"));
+        assert_null(json_object_get(exec, "cpu_time_ms"));
         json_decref(exec);
 }
 
@@ -182,8 +220,17 @@ static void test_exec_request_refused(void **state)
              "files[0].content is not valid hex"},
             {"{\"language\": \"py\", \"version\": \"*\", \"files\": [{\"content\": \"AP8=\", "
              "\"encoding\": \"base64\"}]}",
-             "files[0]: binary content is not supported by opd (the decoded bytes must be UTF-8 "
-             "text without NUL)"},
+             "files[0]: the program must be text (its decoded bytes UTF-8 without NUL); binary "
+             "content is taken in the other files"},
+            {"{\"language\": \"py\", \"version\": \"*\", \"files\": [{\"content\": \"\"}, "
+             "{\"content\": \"0g\", \"encoding\": \"hex\"}]}",
+             "files[1].content is not valid hex"},
+            {"{\"language\": \"py\", \"version\": \"*\", \"files\": [{\"content\": \"\"}], "
+             "\"run_memory_limit\": 1e15}",
+             "run_memory_limit cannot be over the configured limit of 536870912"},
+            {"{\"language\": \"py\", \"version\": \"*\", \"files\": [{\"content\": \"\"}], "
+             "\"run_cpu_time\": 1e12}",
+             "run_cpu_time cannot be over the configured limit of 60000"},
             {"{\"language\": \"py\", \"version\": \"*\", \"files\": [{\"content\": \"\"}], "
              "\"stdin\": 5}",
              "stdin must be a string"},
@@ -354,6 +401,7 @@ int main(void)
             cmocka_unit_test(test_version_match),
             cmocka_unit_test(test_exec_request_documented),
             cmocka_unit_test(test_exec_request_files),
+            cmocka_unit_test(test_exec_request_limits_binary),
             cmocka_unit_test(test_exec_request_refused),
             cmocka_unit_test(test_result),
             cmocka_unit_test(test_result_newer_fields),
