@@ -4,12 +4,21 @@ import base64
 import collections
 import math
 import os
+import select
 import socket
 
 from .errors import ConnectionClosed, OpdError, ProtocolError, error_from_answer
 from .protocol import DEFAULT_MAX_FRAME, Event, FrameReader, Result, encode_frame
 
 DEFAULT_SOCKET = "/run/opd/opd.sock"
+
+
+def file_entry(name, content):
+    """A files[] entry: text as it is, bytes as base64 ("encoding": "base64")."""
+    if isinstance(content, (bytes, bytearray)):
+        return {"name": name, "content": base64.b64encode(content).decode("ascii"),
+                "encoding": "base64"}
+    return {"name": name, "content": content}
 
 
 def exec_request(lang, code, stdin=None, args=None, env=None, files=None, timeout=None,
@@ -24,7 +33,7 @@ def exec_request(lang, code, stdin=None, args=None, env=None, files=None, timeou
         req["env"] = dict(env)
     if files is not None:
         if isinstance(files, dict):
-            files = [{"name": k, "content": v} for k, v in files.items()]
+            files = [file_entry(k, v) for k, v in files.items()]
         req["files"] = list(files)
     if timeout is not None:
         req["timeout_ms"] = max(1, math.ceil(timeout * 1000))
@@ -136,10 +145,12 @@ class Client:
         self.connections += 1
 
     def _peer_closed(self):
+        # poll first: a socket with a timeout waits for data before any recv, MSG_DONTWAIT or
+        # not, so a bare peek would block an idle connection for the whole timeout.
         try:
-            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except BlockingIOError:
-            return False
+            if not select.select([self._sock], [], [], 0)[0]:
+                return False
+            return self._sock.recv(1, socket.MSG_PEEK) == b""
         except OSError:
             return True
 

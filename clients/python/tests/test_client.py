@@ -67,18 +67,21 @@ class Codec(unittest.TestCase):
 
     def test_exec_request(self):
         req = opd_client.exec_request("py", "x", stdin=b"in", args=[1, "b"], timeout=0.0015,
-                                      files={"a.txt": "A"}, env={"K": "v"}, mode="cold",
-                                      cpu_time_ms=5)
+                                      files={"a.txt": "A", "b.bin": b"\x00\xff"},
+                                      env={"K": "v"}, mode="cold", cpu_time_ms=5)
         self.assertEqual(req, {"op": "exec", "lang": "py", "code": "x", "stdin": "in",
                                "args": ["1", "b"], "timeout_ms": 2, "mode": "cold",
-                               "files": [{"name": "a.txt", "content": "A"}], "env": {"K": "v"},
-                               "cpu_time_ms": 5})
+                               "files": [{"name": "a.txt", "content": "A"},
+                                         {"name": "b.bin", "content": "AP8=",
+                                          "encoding": "base64"}],
+                               "env": {"K": "v"}, "cpu_time_ms": 5})
 
 
 class ScriptedStream(unittest.TestCase):
     """The streaming iterator against frames scripted after the streaming contract (branch
-    stream: event frames, then the final answer with "streamed": true). opd on main does not
-    stream yet, so this is the only place the iterator runs."""
+    stream: event frames, then the final answer with "streamed": true): frames interleaved with
+    another answer and a stdin_error, which a real opd does not produce on demand. Daemon runs
+    the iterator against the real opd."""
 
     def test_events_then_result(self):
         path = os.path.join(tempfile.mkdtemp(prefix="opd-client-"), "s.sock")
@@ -194,6 +197,68 @@ class Daemon(unittest.TestCase):
             self.assertIn("opd_exec_requests_total", c.metrics())
             langs = [g["name"] for g in c.status()["languages"]]
             self.assertIn("bash", langs)
+
+    def test_stream(self):
+        """Client.stream() against opd: output events, each stream's pieces in the order the
+        program wrote them, all of them before the answer."""
+        frames = []
+        code = ("for i in $(seq 1 40); do echo out$i; echo err$i >&2; done; "
+                "printf '\\377' >&2; exit 4")
+        with opd_client.Client(self.opd.socket, timeout=300) as c:
+            dispatch = c._dispatch
+            c._dispatch = lambda f: (frames.append("event" if "event" in f else "answer"),
+                                     dispatch(f))
+            ex = c.stream("bash", code, timeout=60)
+            events = list(ex)
+        self.assertEqual(frames[-1], "answer")
+        self.assertEqual(frames.count("answer"), 1)  # every event came before it
+        self.assertEqual(len(events), len(frames) - 1)
+        out = b"".join(e.data for e in events if e.stream == "stdout")
+        err = b"".join(e.data for e in events if e.stream == "stderr")
+        self.assertEqual(out, b"".join(b"out%d\n" % i for i in range(1, 41)))
+        self.assertEqual(err, b"".join(b"err%d\n" % i for i in range(1, 41)) + b"\xff")
+        res = ex.result
+        self.assertEqual((res.streamed, res.stdout, res.stderr, res.exit_code),
+                         (True, "", "", 4))
+        self.assertEqual(res.get("status"), "runtime_error")
+
+    def test_interactive_stdin(self):
+        """A conversation: the program answers each stdin line as it comes (so its output
+        events arrive while it runs), then ends at eof."""
+        code = ("import sys\n"
+                "print('ready', flush=True)\n"
+                "for line in sys.stdin.buffer:\n"
+                "    print('got', line.strip().hex(), flush=True)\n"
+                "print('bye')\n")
+        with opd_client.Client(self.opd.socket, timeout=300) as c:
+            ex = c.stream("python", code, stdin_stream=True, timeout=60)
+            seen = b""
+
+            def until(text):
+                nonlocal seen
+                while text not in seen:
+                    e = next(ex)
+                    self.assertEqual(e.stream, "stdout", e)
+                    seen += e.data
+                self.assertIsNone(ex.result)  # the program is still running
+
+            until(b"ready\n")
+            ex.send_stdin("one\n")
+            until(b"got 6f6e65\n")
+            ex.send_stdin(b"\x00\xff\n", eof=True)
+            events, res = ex.wait()
+            seen += b"".join(e.data for e in events)
+            self.assertTrue(c.ping()["pong"])  # the connection goes on
+        self.assertEqual(seen, b"ready\ngot 6f6e65\ngot 00ff\nbye\n")
+        self.assertEqual((res.exit_code, res.streamed, ex.stdin_errors), (0, True, []))
+
+    def test_idle_connection_with_timeout(self):
+        """With a socket timeout, checking an idle connection before the next request must not
+        wait on it (it used to block for the whole timeout, then open a new connection)."""
+        with opd_client.Client(self.opd.socket, timeout=120) as c:
+            for _ in range(3):
+                self.assertTrue(c.ping()["pong"])
+            self.assertEqual(c.connections, 1)
 
     def test_no_daemon(self):
         with self.assertRaises(FileNotFoundError):
