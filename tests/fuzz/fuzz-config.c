@@ -47,7 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (op_config_pool_size(&c, "python", &n) == 0)
                         CHECK(n <= 1024);
                 if (c.metrics_listen[0] &&
-                    op_config_metrics_listen(c.metrics_listen, &path, &host, &port) == 0)
+                    op_config_local_listen(c.metrics_listen, &path, &host, &port) == 0)
+                        CHECK(!!path != !!host);
+                if (c.piston_listen[0] &&
+                    op_config_local_listen(c.piston_listen, &path, &host, &port) == 0)
                         CHECK(!!path != !!host);
                 CHECK(c.limits.frame_max <= OP_FRAME_MAX_CEILING);
 
