@@ -1,0 +1,72 @@
+/* opctl.h: what opctl's files share: the command line as parsed (struct opts), its limits and exit
+ * statuses, the output helpers (print.c) and the commands main() dispatches to. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "msg.h"
+
+#define OPCTL_SOCKET_DEFAULT "/run/opd/opd.sock"
+#define OPCTL_FRAME_MAX      (64u * 1024u * 1024u) /* largest frame opctl sends or accepts */
+#define OPCTL_INPUT_MAX      OPCTL_FRAME_MAX       /* largest program or stdin read locally */
+#define OPCTL_WAIT_MS        10000u                /* default answer wait for ping and status */
+#define OPCTL_RUN_MARGIN_MS  30000u                /* run: the program's timeout plus this */
+#define OPCTL_RUN_TIMEOUT_MS 60000u  /* run without --timeout: opd's largest default */
+#define OPCTL_COMPILE_MS     120000u /* run: a compiled language's compile phase, at most */
+#define EXIT_COMPILE_ERROR   1       /* run: the program did not compile (as cc(1) exits) */
+
+#define EXIT_FAIL      2   /* opd refused the request, or opctl could not do its part */
+#define EXIT_TIMED_OUT 124 /* as timeout(1) */
+
+struct opts {
+        const char *socket;
+        bool json;
+        bool timings;
+        uint64_t wait_ms; /* 0: by command */
+        /* run */
+        const char *lang;
+        const char *code;
+        const char *file; /* "-": standard input */
+        const char *stdin_str;
+        const char *mode;
+        double timeout_s; /* 0: not given */
+        const char **args;
+        size_t n_args;
+        const char **env;
+        size_t n_env;
+        const char *run_only; /* first run-only option seen, for the error message */
+        /* snapshot push / list --remote: opctl talks to S3 itself */
+        bool remote;
+        const char *config;
+        const char *s3_keys[8][2]; /* flags that set configuration keys */
+        size_t n_s3_keys;
+        int stream; /* run: 1 --stream, 0 --no-stream, -1 when stdout is a terminal */
+        /* snapshot push --plain: whole files, multipart above a threshold */
+        bool plain;
+        uint64_t part_mib, threshold_mib; /* 0: the defaults */
+};
+
+/* print.c */
+int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int print_raw(const char *raw, size_t len);
+int answer_error(json_t *answer);
+void print_scalar(FILE *f, json_t *v);
+void print_members(json_t *obj);
+int write_stream(int fd, json_t *answer, const char *key);
+
+/* run.c */
+int cmd_run(const struct opts *o);
+
+/* status.c */
+int cmd_ping(const struct opts *o);
+int cmd_status(const struct opts *o);
+int cmd_languages(const struct opts *o);
+int cmd_metrics(const struct opts *o);
+int cmd_reload(const struct opts *o);
+
+/* snapshot.c */
+int cmd_snapshot(const struct opts *o, const char *action);
+int cmd_s3(const struct opts *o, const char *action);

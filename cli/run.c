@@ -1,0 +1,257 @@
+/* run.c: opctl run: the program and its input read locally, the exec request, the answer (or
+ * its streamed events) written byte for byte, and the run's exit status. */
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "call.h"
+#include "cleanup.h"
+#include "msg.h"
+#include "opctl.h"
+#include "util.h"
+
+static uint32_t seconds_to_ms(double s)
+{
+        double ms = s * 1000.0;
+        uint64_t v = (uint64_t)ms;
+
+        if ((double)v < ms)
+                v++; /* round up: 0.0001 s is 1 ms, not 0 */
+        return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+/* ---- local input ---- */
+
+static int read_fd_all(int fd, size_t max, char **ret, size_t *ret_len)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0, cap = 0;
+
+        for (;;) {
+                ssize_t k;
+
+                if (len == cap) {
+                        char *nb;
+
+                        if (len > max)
+                                return -EFBIG;
+                        cap = cap ? cap * 2 : 65536;
+                        nb = realloc(buf, cap + 1);
+                        if (!nb)
+                                return -ENOMEM;
+                        buf = nb;
+                }
+                k = read(fd, buf + len, cap - len);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                len += (size_t)k;
+        }
+        if (len > max)
+                return -EFBIG;
+        if (!buf && !(buf = malloc(1)))
+                return -ENOMEM;
+        buf[len] = 0;
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+/* Request strings are JSON text: valid UTF-8 without NUL (protocol v1 has no binary input). */
+static int check_text(const char *what, const char *s, size_t len)
+{
+        if (!op_utf8_valid(s, len))
+                return fail("%s is not valid UTF-8 text (protocol 1 sends text only)", what);
+        if (memchr(s, 0, len))
+                return fail("%s holds a NUL byte (protocol 1 sends text only)", what);
+        return 0;
+}
+
+static void print_ms(FILE *f, const char *label, json_t *v)
+{
+        if (json_is_number(v))
+                fprintf(f, "%s %.1f ms", label, json_number_value(v));
+        else
+                fprintf(f, "%s - ms", label);
+}
+
+static void print_timings(json_t *answer, double rtt_ms)
+{
+        json_t *t = json_object_get(answer, "timings_ms");
+
+        fputs("opctl: timings: ", stderr);
+        print_ms(stderr, "queue", json_object_get(t, "queue"));
+        print_ms(stderr, ", boot/resume", json_object_get(t, "boot_or_resume"));
+        print_ms(stderr, ", run", json_object_get(t, "run"));
+        print_ms(stderr, " (in the program", json_object_get(t, "guest_run"));
+        print_ms(stderr, "), total", json_object_get(t, "total"));
+        fprintf(stderr, "; round trip %.1f ms (", rtt_ms);
+        print_scalar(stderr, json_object_get(answer, "mode"));
+        fputs(", vm ", stderr);
+        print_scalar(stderr, json_object_get(answer, "vm"));
+        fputs(")\n", stderr);
+}
+
+static int run_exit_status(json_t *answer)
+{
+        json_t *sig = json_object_get(answer, "signal");
+        json_t *code = json_object_get(answer, "exit_code");
+
+        if (json_is_true(json_object_get(answer, "timed_out")))
+                return EXIT_TIMED_OUT;
+        if (json_is_integer(sig) && json_integer_value(sig) > 0 && json_integer_value(sig) < 128)
+                return 128 + (int)json_integer_value(sig);
+        if (json_is_integer(code))
+                return (int)(json_integer_value(code) & 0xff);
+        return fail("opd's answer has no exit_code");
+}
+
+/* A compiled language's compile phase: its output first, as a shell running "cc && ./a.out"
+ * shows it. -1 when the program ran next, else the exit status of opctl. */
+static int write_compile(json_t *answer)
+{
+        json_t *c = json_object_get(answer, "compile");
+        const char *status = json_string_value(json_object_get(answer, "status"));
+
+        if (!json_is_object(c))
+                return -1;
+        if (write_stream(STDOUT_FILENO, c, "stdout") || write_stream(STDERR_FILENO, c, "stderr"))
+                return EXIT_FAIL;
+        if (!status || strcmp(status, "compile_error") != 0)
+                return -1;
+        if (json_is_true(json_object_get(c, "timed_out")))
+                fail("compilation ran past its time limit and was stopped");
+        else if (json_is_true(json_object_get(c, "truncated")))
+                fail("the compiler's output was cut at its limit and it was stopped");
+        else
+                fail("compilation failed");
+        return EXIT_COMPILE_ERROR;
+}
+
+int cmd_run(const struct opts *o)
+{
+        _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
+        _cleanup_free_ char *code = NULL, *in = NULL, *raw = NULL;
+        size_t code_len, in_len = 0, raw_len;
+        bool code_from_stdin = o->file && strcmp(o->file, "-") == 0;
+        uint32_t timeout_ms = o->timeout_s > 0 ? seconds_to_ms(o->timeout_s) : 0;
+        uint64_t t0;
+        int r;
+
+        if (!o->lang)
+                return fail("run needs --lang (opctl status lists the languages)");
+        if (!!o->code + !!o->file != 1)
+                return fail("run needs the program: one of --code STR, --file PATH or -");
+
+        if (o->code) {
+                code = strdup(o->code);
+                code_len = strlen(o->code);
+                if (!code)
+                        return fail("out of memory");
+        } else if (code_from_stdin) {
+                r = read_fd_all(STDIN_FILENO, OPCTL_INPUT_MAX, &code, &code_len);
+                if (r < 0)
+                        return fail("cannot read the program from standard input: %s",
+                                    r == -EFBIG ? "over 64 MiB" : strerror(-r));
+        } else {
+                r = op_read_file(o->file, OPCTL_INPUT_MAX, &code, &code_len);
+                if (r < 0)
+                        return fail("cannot read %s: %s", o->file,
+                                    r == -EFBIG ? "over 64 MiB" : strerror(-r));
+        }
+        if (check_text("the program", code, code_len))
+                return EXIT_FAIL;
+
+        if (o->stdin_str) {
+                in = strdup(o->stdin_str);
+                in_len = strlen(o->stdin_str);
+                if (!in)
+                        return fail("out of memory");
+        } else if (!code_from_stdin && !isatty(STDIN_FILENO)) {
+                r = read_fd_all(STDIN_FILENO, OPCTL_INPUT_MAX, &in, &in_len);
+                if (r == -EBADF) /* stdin closed: nothing to pass on */
+                        in_len = 0;
+                else if (r < 0)
+                        return fail("cannot read standard input: %s",
+                                    r == -EFBIG ? "over 64 MiB" : strerror(-r));
+        }
+        if (in && check_text("standard input", in, in_len))
+                return EXIT_FAIL;
+
+        req = json_pack("{s:I, s:s, s:s, s:s%}", "id", (json_int_t)getpid(), "op", "exec", "lang",
+                        o->lang, "code", code, code_len);
+        if (!req)
+                return fail("the language name is not valid UTF-8");
+        if (in && in_len > 0 && json_object_set_new(req, "stdin", json_stringn(in, in_len)) < 0)
+                return fail("out of memory");
+        if (o->n_args > 0) {
+                json_t *a = json_array();
+
+                if (!a || json_object_set_new(req, "args", a) < 0)
+                        return fail("out of memory");
+                for (size_t i = 0; i < o->n_args; i++)
+                        if (json_array_append_new(a, json_string(o->args[i])) < 0)
+                                return fail("--arg \"%s\" is not valid UTF-8", o->args[i]);
+        }
+        if (o->n_env > 0) {
+                json_t *env = json_object();
+
+                if (!env || json_object_set_new(req, "env", env) < 0)
+                        return fail("out of memory");
+                for (size_t i = 0; i < o->n_env; i++) {
+                        const char *eq = strchr(o->env[i], '=');
+                        _cleanup_free_ char *name = strndup(o->env[i], (size_t)(eq - o->env[i]));
+
+                        if (!name)
+                                return fail("out of memory");
+                        if (json_object_set_new(env, name, json_string(eq + 1)) < 0)
+                                return fail("--env %s is not valid UTF-8", o->env[i]);
+                }
+        }
+        if (timeout_ms && json_object_set_new(req, "timeout_ms", json_integer(timeout_ms)) < 0)
+                return fail("out of memory");
+        if (o->mode && json_object_set_new(req, "mode", json_string(o->mode)) < 0)
+                return fail("--mode is not valid UTF-8");
+        if ((o->stream == 1 || (o->stream < 0 && !o->json && isatty(STDOUT_FILENO))) &&
+            json_object_set_new(req, "stream", json_true()) < 0)
+                return fail("out of memory");
+
+        t0 = op_now_us();
+        r = exchange(o->socket, o->json, req,
+                     o->wait_ms ? o->wait_ms
+                                : (uint64_t)(timeout_ms ? timeout_ms : OPCTL_RUN_TIMEOUT_MS) +
+                                      OPCTL_RUN_MARGIN_MS + OPCTL_COMPILE_MS,
+                     &answer, &raw, &raw_len);
+        if (r)
+                return r;
+        if (o->timings && json_is_true(json_object_get(answer, "ok")))
+                print_timings(answer, (double)(op_now_us() - t0) / 1000.0);
+        if (o->json) {
+                print_raw(raw, raw_len);
+                if (!json_is_true(json_object_get(answer, "ok")))
+                        return EXIT_FAIL;
+                return run_exit_status(answer);
+        }
+        if (!json_is_true(json_object_get(answer, "ok")))
+                return answer_error(answer);
+        r = write_compile(answer);
+        if (r >= 0)
+                return r;
+        if (write_stream(STDOUT_FILENO, answer, "stdout") ||
+            write_stream(STDERR_FILENO, answer, "stderr"))
+                return EXIT_FAIL;
+        if (json_is_true(json_object_get(answer, "truncated")))
+                fail("the program's output was cut at opd's limit (limit.output_max)");
+        if (json_is_true(json_object_get(answer, "timed_out")))
+                fail("the program ran past its time limit and was stopped");
+        return run_exit_status(answer);
+}
