@@ -274,8 +274,9 @@ int main(int argc, char **argv)
                         if (parse_u64(optarg, S3_PART_MIN >> 20, S3_PART_MAX >> 20,
                                       c == ARG_PART_SIZE ? &o.part_mib : &o.threshold_mib) < 0)
                                 return fail("%s wants MiB, %llu to %llu, not \"%s\"",
-                                            argv[optind - 1], S3_PART_MIN >> 20, S3_PART_MAX >> 20,
-                                            optarg);
+                                            c == ARG_PART_SIZE ? "--part-size"
+                                                               : "--multipart-threshold",
+                                            S3_PART_MIN >> 20, S3_PART_MAX >> 20, optarg);
                         break;
                 case ARG_VERSION:
                         printf("opctl %s (protocol %d)\n", OP_VERSION, OP_PROTO_VERSION);
