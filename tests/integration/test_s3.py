@@ -155,6 +155,43 @@ class S3Sync(unittest.TestCase):
         finally:
             opd.stop()
 
+    def test_cache_full_during_sync_keeps_serving_version(self):
+        # a 40 MiB cache holds the first version (20 MiB of data) but not a second one whose
+        # 24 MiB are all new: the sync fails, the first version keeps serving, opd goes on
+        mnt = os.path.join(self.tmp, self.prefix, "small-cache")
+        os.makedirs(mnt)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", mnt]).returncode:
+            self.fail("cannot mount a tmpfs (this test runs as root)")
+        try:
+            make_snapshot(self.src, "python", "20261127T000001Z-ffffff", mem_image("f1"))
+            self.push()
+            opd = self.opd(cache_dir=mnt)
+            try:
+                r = self.sync(opd)
+                self.assertTrue(r["ok"], r)
+                make_snapshot(self.src, "python", "20261127T000002Z-gggggg",
+                              mem_image("f2", zero_chunks=()))
+                self.push()
+                r = self.sync(opd)
+                self.assertFalse(r["ok"], r)
+                self.assertIn("space", r["error"])
+                cache = os.path.join(mnt, "python")
+                self.assertEqual(os.readlink(os.path.join(cache, "current")),
+                                 "20261127T000001Z-ffffff")
+                self.assertFalse(os.path.exists(os.path.join(cache, "20261127T000002Z-gggggg")))
+                for name in ("mem", "vmstate"):
+                    self.assertTrue(filecmp.cmp(
+                        os.path.join(cache, "20261127T000001Z-ffffff", name),
+                        os.path.join(self.src, "python", "20261127T000001Z-ffffff", name),
+                        False), name)
+                v = opd.call({"op": "snapshot", "action": "verify", "id": "v"}, timeout=300)
+                self.assertTrue(v["ok"], v)
+                self.assertTrue(opd.call({"op": "ping", "id": "p"})["ok"])
+            finally:
+                opd.stop()
+        finally:
+            subprocess.run(["umount", "-l", mnt])
+
     def test_interrupted_download_resumes(self):
         mem = mem_image("r1", n_chunks=8, zero_chunks=())
         make_snapshot(self.src, "python", "20261127T000001Z-eeeeee", mem)
