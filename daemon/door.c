@@ -120,10 +120,11 @@ static void on_runtimes(struct evhttp_request *req, void *arg)
         }
         for (size_t i = 0; list && i < d->langs.n; i++) {
                 const struct op_lang *g = &d->langs.v[i];
-                json_t *aliases = json_array();
+                json_t *aliases;
 
                 if (!g->available || !g->enabled)
                         continue;
+                aliases = json_array();
                 for (char *const *a = g->aliases; aliases && *a; a++)
                         json_array_append_new(aliases, json_string(*a));
                 json_array_append_new(list, json_pack("{s:s, s:s, s:o}", "language", g->name,
