@@ -16,9 +16,9 @@
 
 #define SUSPECT_AFTER 2 /* restores failed in a row before the checksums are verified */
 
-/* No good version is left in the cache: a remote store could bring one back. The S3 sync
- * (issue 4) fetches `version` again here; without one, the pool stays empty (requests go cold
- * when pool.fallback_cold is on) until a new snapshot is created or installed. */
+/* No good version is left in the cache: a remote store could bring one back. This is where the
+ * S3 sync would fetch `version` again (not done yet); for now the pool stays empty (requests go
+ * cold when pool.fallback_cold is on) until a new snapshot is created or installed. */
 static void refetch_hook(struct pool *p, const char *version)
 {
         log_warn("%s pool: no remote snapshot store to fetch %s from", p->lang->name, version);

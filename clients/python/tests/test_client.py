@@ -78,8 +78,8 @@ class Codec(unittest.TestCase):
 
 
 class ScriptedStream(unittest.TestCase):
-    """The streaming iterator against frames scripted after the streaming contract (branch
-    stream: event frames, then the final answer with "streamed": true): frames interleaved with
+    """The streaming iterator against frames scripted after the streaming protocol (event
+    frames, then the final answer with "streamed": true): frames interleaved with
     another answer and a stdin_error, which a real opd does not produce on demand. Daemon runs
     the iterator against the real opd."""
 
