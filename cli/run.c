@@ -27,45 +27,6 @@ static uint32_t seconds_to_ms(double s)
 
 /* ---- local input ---- */
 
-static int read_fd_all(int fd, size_t max, char **ret, size_t *ret_len)
-{
-        _cleanup_free_ char *buf = NULL;
-        size_t len = 0, cap = 0;
-
-        for (;;) {
-                ssize_t k;
-
-                if (len == cap) {
-                        char *nb;
-
-                        if (len > max)
-                                return -EFBIG;
-                        cap = cap ? cap * 2 : 65536;
-                        nb = realloc(buf, cap + 1);
-                        if (!nb)
-                                return -ENOMEM;
-                        buf = nb;
-                }
-                k = read(fd, buf + len, cap - len);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                len += (size_t)k;
-        }
-        if (len > max)
-                return -EFBIG;
-        if (!buf && !(buf = malloc(1)))
-                return -ENOMEM;
-        buf[len] = 0;
-        *ret = TAKE_PTR(buf);
-        *ret_len = len;
-        return 0;
-}
-
 /* Request strings are JSON text: valid UTF-8 without NUL (protocol v1 has no binary input). */
 static int check_text(const char *what, const char *s, size_t len)
 {
@@ -158,7 +119,7 @@ int cmd_run(const struct opts *o)
                 if (!code)
                         return fail("out of memory");
         } else if (code_from_stdin) {
-                r = read_fd_all(STDIN_FILENO, OPCTL_INPUT_MAX, &code, &code_len);
+                r = op_read_fd(STDIN_FILENO, OPCTL_INPUT_MAX, &code, &code_len);
                 if (r < 0)
                         return fail("cannot read the program from standard input: %s",
                                     r == -EFBIG ? "over 64 MiB" : strerror(-r));
@@ -177,7 +138,7 @@ int cmd_run(const struct opts *o)
                 if (!in)
                         return fail("out of memory");
         } else if (!code_from_stdin && !isatty(STDIN_FILENO)) {
-                r = read_fd_all(STDIN_FILENO, OPCTL_INPUT_MAX, &in, &in_len);
+                r = op_read_fd(STDIN_FILENO, OPCTL_INPUT_MAX, &in, &in_len);
                 if (r == -EBADF) /* stdin closed: nothing to pass on */
                         in_len = 0;
                 else if (r < 0)

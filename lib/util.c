@@ -91,11 +91,17 @@ int op_read_all(int fd, void *buf, size_t n)
 int op_read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        _cleanup_free_ char *buf = NULL;
-        size_t len = 0, cap = 4096;
 
         if (fd < 0)
                 return -errno;
+        return op_read_fd(fd, max, ret, ret_len);
+}
+
+int op_read_fd(int fd, size_t max, char **ret, size_t *ret_len)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0, cap = 4096;
+
         buf = malloc(cap);
         if (!buf)
                 return -ENOMEM;

@@ -23,3 +23,5 @@ int op_errf(char *errbuf, size_t errlen, int r, const char *fmt, ...)
 char *op_strip(char *s);
 
 int op_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+/* The same for what an open fd gives until end of file (a pipe, stdin). */
+int op_read_fd(int fd, size_t max, char **ret, size_t *ret_len);
