@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "fail.h"
 
 static const char *const status_names[_OP_STATUS_MAX] = {
     [OP_STATUS_OK] = "ok",
@@ -54,20 +55,6 @@ enum op_status op_status_of(int exit_code, int signal, bool timed_out, bool cpu_
         return OP_STATUS_OK;
 }
 
-static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (errbuf && errlen) {
-                va_start(ap, fmt);
-                vsnprintf(errbuf, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return -EINVAL;
-}
-
 static int get_bool(json_t *req, const char *key, bool *ret, char *errbuf, size_t errlen)
 {
         json_t *v = json_object_get(req, key);
@@ -75,7 +62,7 @@ static int get_bool(json_t *req, const char *key, bool *ret, char *errbuf, size_
         if (!v)
                 return 0;
         if (!json_is_boolean(v))
-                return fail(errbuf, errlen, "\"%s\" must be true or false", key);
+                return op_proto_fail(errbuf, errlen, "\"%s\" must be true or false", key);
         *ret = json_is_true(v);
         return 0;
 }
@@ -89,11 +76,11 @@ static int get_range(json_t *req, const char *key, uint64_t lo, uint64_t hi, con
         if (!v)
                 return 0;
         if (!json_is_integer(v))
-                return fail(errbuf, errlen, "\"%s\" must be an integer", key);
+                return op_proto_fail(errbuf, errlen, "\"%s\" must be an integer", key);
         if (json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) < lo ||
             (uint64_t)json_integer_value(v) > hi)
-                return fail(errbuf, errlen, "\"%s\" must be between %llu and %llu (%s)", key,
-                            (unsigned long long)lo, (unsigned long long)hi, limit);
+                return op_proto_fail(errbuf, errlen, "\"%s\" must be between %llu and %llu (%s)",
+                                     key, (unsigned long long)lo, (unsigned long long)hi, limit);
         *ret = (uint64_t)json_integer_value(v);
         if (ret_set)
                 *ret_set = true;
@@ -107,25 +94,28 @@ static int decode_output_files(json_t *v, const struct op_limits *lim, struct op
         json_t *a;
 
         if (!json_is_array(v))
-                return fail(errbuf, errlen, "\"output_files\" must be an array of file names");
+                return op_proto_fail(errbuf, errlen,
+                                     "\"output_files\" must be an array of file names");
         if (json_array_size(v) > lim->output_files_max)
-                return fail(errbuf, errlen,
-                            "\"output_files\" has %zu entries, over the limit of %zu",
-                            json_array_size(v), lim->output_files_max);
+                return op_proto_fail(errbuf, errlen,
+                                     "\"output_files\" has %zu entries, over the limit of %zu",
+                                     json_array_size(v), lim->output_files_max);
         e->output_files = calloc(json_array_size(v) + 1, sizeof(char *));
         if (!e->output_files)
                 return -ENOMEM;
         json_array_foreach (v, i, a) {
                 if (!json_is_string(a) ||
                     !op_file_name_valid(json_string_value(a), json_string_length(a)))
-                        return fail(errbuf, errlen,
-                                    "\"output_files[%zu]\" must be a plain file name (1-255 "
-                                    "bytes, no '/', no control characters, not '.' or '..')",
-                                    i);
+                        return op_proto_fail(
+                            errbuf, errlen,
+                            "\"output_files[%zu]\" must be a plain file name (1-255 "
+                            "bytes, no '/', no control characters, not '.' or '..')",
+                            i);
                 for (size_t j = 0; j < e->n_output_files; j++)
                         if (strcmp(e->output_files[j], json_string_value(a)) == 0)
-                                return fail(errbuf, errlen, "\"output_files[%zu]\" repeats \"%s\"",
-                                            i, json_string_value(a));
+                                return op_proto_fail(errbuf, errlen,
+                                                     "\"output_files[%zu]\" repeats \"%s\"", i,
+                                                     json_string_value(a));
                 e->output_files[e->n_output_files++] = json_string_value(a);
         }
         return 0;
@@ -191,7 +181,8 @@ int op_exec_decode_opts(json_t *req, const struct op_limits *lim, struct op_exec
         }
         if (!e->code) {
                 if (e->n_files == 0)
-                        return fail(errbuf, errlen, "missing \"code\" (or a program in \"files\")");
+                        return op_proto_fail(errbuf, errlen,
+                                             "missing \"code\" (or a program in \"files\")");
                 e->entry = pick_entry(e);
         }
         return 0;
@@ -220,36 +211,39 @@ int op_stdin_decode(json_t *req, const struct op_limits *lim, struct op_stdin *r
                         if (strcmp(key, stdin_fields[i]) == 0)
                                 known = true;
                 if (!known)
-                        return fail(errbuf, errlen, "unknown field \"%.64s\" in stdin", key);
+                        return op_proto_fail(errbuf, errlen, "unknown field \"%.64s\" in stdin",
+                                             key);
         }
         v = json_object_get(req, "id");
         if (!v || json_is_null(v))
-                return fail(errbuf, errlen, "\"id\" is required: the id of the exec to feed");
+                return op_proto_fail(errbuf, errlen,
+                                     "\"id\" is required: the id of the exec to feed");
         if (data && b64)
-                return fail(errbuf, errlen, "give \"data\" or \"data_b64\", not both");
+                return op_proto_fail(errbuf, errlen, "give \"data\" or \"data_b64\", not both");
         if (eof && !json_is_boolean(eof))
-                return fail(errbuf, errlen, "\"eof\" must be true or false");
+                return op_proto_fail(errbuf, errlen, "\"eof\" must be true or false");
         if (!data && !b64 && !json_is_true(eof))
-                return fail(errbuf, errlen,
-                            "a stdin frame needs \"data\", \"data_b64\" or "
-                            "\"eof\": true");
+                return op_proto_fail(errbuf, errlen,
+                                     "a stdin frame needs \"data\", \"data_b64\" or "
+                                     "\"eof\": true");
         if (data && !json_is_string(data))
-                return fail(errbuf, errlen, "\"data\" must be a string");
+                return op_proto_fail(errbuf, errlen, "\"data\" must be a string");
         if (b64 && !json_is_string(b64))
-                return fail(errbuf, errlen, "\"data_b64\" must be a string");
+                return op_proto_fail(errbuf, errlen, "\"data_b64\" must be a string");
         if (data && json_string_length(data) > lim->stdin_frame_max)
-                return fail(errbuf, errlen, "\"data\" is %zu bytes, over the limit of %zu",
-                            json_string_length(data), lim->stdin_frame_max);
+                return op_proto_fail(errbuf, errlen, "\"data\" is %zu bytes, over the limit of %zu",
+                                     json_string_length(data), lim->stdin_frame_max);
         if (b64 && json_string_length(b64) / 4 * 3 > lim->stdin_frame_max + 2)
-                return fail(errbuf, errlen, "\"data_b64\" is over the limit of %zu bytes",
-                            lim->stdin_frame_max);
+                return op_proto_fail(errbuf, errlen, "\"data_b64\" is over the limit of %zu bytes",
+                                     lim->stdin_frame_max);
         if (b64) {
                 if (op_base64_decode(json_string_value(b64), json_string_length(b64), &raw, &n) < 0)
-                        return fail(errbuf, errlen, "\"data_b64\" is not base64");
+                        return op_proto_fail(errbuf, errlen, "\"data_b64\" is not base64");
                 if (n > lim->stdin_frame_max) {
                         free(raw);
-                        return fail(errbuf, errlen, "\"data_b64\" is over the limit of %zu bytes",
-                                    lim->stdin_frame_max);
+                        return op_proto_fail(errbuf, errlen,
+                                             "\"data_b64\" is over the limit of %zu bytes",
+                                             lim->stdin_frame_max);
                 }
                 s.data = (char *)raw;
                 s.len = n;
@@ -293,17 +287,20 @@ int op_batch_decode(json_t *req, const struct op_limits *lim, struct op_batch *r
                         if (strcmp(key, batch_fields[k]) == 0)
                                 known = true;
                 if (!known)
-                        return fail(errbuf, errlen, "unknown field \"%.64s\" in exec_batch", key);
+                        return op_proto_fail(errbuf, errlen,
+                                             "unknown field \"%.64s\" in exec_batch", key);
         }
         if (!reqs)
-                return fail(errbuf, errlen, "missing \"requests\"");
+                return op_proto_fail(errbuf, errlen, "missing \"requests\"");
         if (!json_is_array(reqs))
-                return fail(errbuf, errlen, "\"requests\" must be an array of exec requests");
+                return op_proto_fail(errbuf, errlen,
+                                     "\"requests\" must be an array of exec requests");
         if (json_array_size(reqs) == 0)
-                return fail(errbuf, errlen, "\"requests\" is empty");
+                return op_proto_fail(errbuf, errlen, "\"requests\" is empty");
         if (json_array_size(reqs) > lim->batch_max)
-                return fail(errbuf, errlen, "\"requests\" has %zu entries, over the limit of %zu",
-                            json_array_size(reqs), lim->batch_max);
+                return op_proto_fail(errbuf, errlen,
+                                     "\"requests\" has %zu entries, over the limit of %zu",
+                                     json_array_size(reqs), lim->batch_max);
         members = calloc(json_array_size(reqs), sizeof(json_t *));
         if (!members)
                 return -ENOMEM;
@@ -312,24 +309,28 @@ int op_batch_decode(json_t *req, const struct op_limits *lim, struct op_batch *r
                 char iderr[128];
 
                 if (!json_is_object(m))
-                        return fail(errbuf, errlen, "\"requests[%zu]\" must be an object", i);
+                        return op_proto_fail(errbuf, errlen, "\"requests[%zu]\" must be an object",
+                                             i);
                 if (op_request_id(m, &id, iderr, sizeof(iderr)) < 0)
-                        return fail(errbuf, errlen, "\"requests[%zu]\": %s", i, iderr);
+                        return op_proto_fail(errbuf, errlen, "\"requests[%zu]\": %s", i, iderr);
                 if (!id)
-                        return fail(errbuf, errlen,
-                                    "\"requests[%zu]\" needs an \"id\": its answer carries it", i);
+                        return op_proto_fail(
+                            errbuf, errlen,
+                            "\"requests[%zu]\" needs an \"id\": its answer carries it", i);
                 if (same_id(id, json_object_get(req, "id")))
-                        return fail(errbuf, errlen,
-                                    "\"requests[%zu].id\" is the id of the batch itself", i);
+                        return op_proto_fail(errbuf, errlen,
+                                             "\"requests[%zu].id\" is the id of the batch itself",
+                                             i);
                 for (size_t j = 0; j < n; j++)
                         if (same_id(id, json_object_get(members[j], "id")))
-                                return fail(errbuf, errlen,
-                                            "\"requests[%zu].id\" repeats the id of requests[%zu]",
-                                            i, j);
+                                return op_proto_fail(
+                                    errbuf, errlen,
+                                    "\"requests[%zu].id\" repeats the id of requests[%zu]", i, j);
                 op = json_object_get(m, "op");
                 if (op && (!json_is_string(op) || strcmp(json_string_value(op), "exec") != 0))
-                        return fail(errbuf, errlen,
-                                    "\"requests[%zu].op\" must be \"exec\" (or left out)", i);
+                        return op_proto_fail(errbuf, errlen,
+                                             "\"requests[%zu].op\" must be \"exec\" (or left out)",
+                                             i);
                 members[n++] = m;
         }
         *ret = (struct op_batch){.members = TAKE_PTR(members), .n = n};

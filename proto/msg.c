@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "fail.h"
 
 static const char *const err_names[_OP_ERR_MAX] = {
     [OP_ERR_BAD_REQUEST] = "bad_request",       [OP_ERR_FRAME_TOO_LARGE] = "frame_too_large",
@@ -26,9 +27,7 @@ const char *op_err_name(enum op_err e)
         return err_names[e];
 }
 
-static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
+int op_proto_fail(char *errbuf, size_t errlen, const char *fmt, ...)
 {
         va_list ap;
 
@@ -46,21 +45,22 @@ int op_parse_object(const char *payload, size_t len, json_t **ret_obj, char *err
         json_t *obj;
 
         if (len == 0) {
-                fail(errbuf, errlen, "empty frame: a frame carries one JSON object");
+                op_proto_fail(errbuf, errlen, "empty frame: a frame carries one JSON object");
                 return -EBADMSG;
         }
         if (!op_utf8_valid(payload, len)) {
-                fail(errbuf, errlen, "frame is not valid UTF-8");
+                op_proto_fail(errbuf, errlen, "frame is not valid UTF-8");
                 return -EBADMSG;
         }
         obj = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!obj) {
-                fail(errbuf, errlen, "invalid JSON at byte %d: %s", jerr.position, jerr.text);
+                op_proto_fail(errbuf, errlen, "invalid JSON at byte %d: %s", jerr.position,
+                              jerr.text);
                 return -EBADMSG;
         }
         if (!json_is_object(obj)) {
                 json_decref(obj);
-                fail(errbuf, errlen, "frame must hold a JSON object");
+                op_proto_fail(errbuf, errlen, "frame must hold a JSON object");
                 return -EBADMSG;
         }
         *ret_obj = obj;
@@ -77,9 +77,9 @@ int op_request_id(json_t *req, json_t **ret_id, char *errbuf, size_t errlen)
         }
         if (json_is_string(id)) {
                 if (json_string_length(id) > 256)
-                        return fail(errbuf, errlen, "\"id\" longer than 256 bytes");
+                        return op_proto_fail(errbuf, errlen, "\"id\" longer than 256 bytes");
         } else if (!json_is_integer(id))
-                return fail(errbuf, errlen, "\"id\" must be a string or an integer");
+                return op_proto_fail(errbuf, errlen, "\"id\" must be a string or an integer");
         *ret_id = id;
         return 0;
 }
@@ -105,14 +105,14 @@ static int get_string(json_t *req, const char *key, bool required, size_t max, c
 
         if (!v) {
                 if (required)
-                        return fail(errbuf, errlen, "missing \"%s\"", key);
+                        return op_proto_fail(errbuf, errlen, "missing \"%s\"", key);
                 return 0;
         }
         if (!json_is_string(v))
-                return fail(errbuf, errlen, "\"%s\" must be a string", key);
+                return op_proto_fail(errbuf, errlen, "\"%s\" must be a string", key);
         if (json_string_length(v) > max)
-                return fail(errbuf, errlen, "\"%s\" is %zu bytes, over the limit of %zu", key,
-                            json_string_length(v), max);
+                return op_proto_fail(errbuf, errlen, "\"%s\" is %zu bytes, over the limit of %zu",
+                                     key, json_string_length(v), max);
         *ret = json_string_value(v);
         if (ret_len)
                 *ret_len = json_string_length(v);
@@ -126,19 +126,21 @@ static int decode_args(json_t *v, const struct op_limits *lim, struct op_exec *e
         json_t *a;
 
         if (!json_is_array(v))
-                return fail(errbuf, errlen, "\"args\" must be an array of strings");
+                return op_proto_fail(errbuf, errlen, "\"args\" must be an array of strings");
         if (json_array_size(v) > lim->args_max)
-                return fail(errbuf, errlen, "\"args\" has %zu entries, over the limit of %zu",
-                            json_array_size(v), lim->args_max);
+                return op_proto_fail(errbuf, errlen,
+                                     "\"args\" has %zu entries, over the limit of %zu",
+                                     json_array_size(v), lim->args_max);
         e->args = calloc(json_array_size(v) + 1, sizeof(char *));
         if (!e->args)
                 return -ENOMEM;
         json_array_foreach (v, i, a) {
                 if (!json_is_string(a))
-                        return fail(errbuf, errlen, "\"args[%zu]\" must be a string", i);
+                        return op_proto_fail(errbuf, errlen, "\"args[%zu]\" must be a string", i);
                 if (json_string_length(a) > lim->arg_len_max ||
                     strlen(json_string_value(a)) != json_string_length(a))
-                        return fail(errbuf, errlen, "\"args[%zu]\" is too long or holds NUL", i);
+                        return op_proto_fail(errbuf, errlen,
+                                             "\"args[%zu]\" is too long or holds NUL", i);
                 e->args[e->n_args++] = json_string_value(a);
         }
         return 0;
@@ -162,10 +164,11 @@ static int decode_env(json_t *v, const struct op_limits *lim, struct op_exec *e,
         json_t *val;
 
         if (!json_is_object(v))
-                return fail(errbuf, errlen, "\"env\" must be an object of strings");
+                return op_proto_fail(errbuf, errlen, "\"env\" must be an object of strings");
         if (json_object_size(v) > lim->env_max)
-                return fail(errbuf, errlen, "\"env\" has %zu entries, over the limit of %zu",
-                            json_object_size(v), lim->env_max);
+                return op_proto_fail(errbuf, errlen,
+                                     "\"env\" has %zu entries, over the limit of %zu",
+                                     json_object_size(v), lim->env_max);
         e->env = calloc(json_object_size(v) + 1, sizeof(char *));
         if (!e->env)
                 return -ENOMEM;
@@ -174,16 +177,17 @@ static int decode_env(json_t *v, const struct op_limits *lim, struct op_exec *e,
                 char *s;
 
                 if (!env_name_valid(k))
-                        return fail(errbuf, errlen,
-                                    "\"env\" name \"%.64s\" is not [A-Za-z_][A-Za-z0-9_]*", k);
+                        return op_proto_fail(errbuf, errlen,
+                                             "\"env\" name \"%.64s\" is not [A-Za-z_][A-Za-z0-9_]*",
+                                             k);
                 if (!json_is_string(val) ||
                     strlen(json_string_value(val)) != json_string_length(val))
-                        return fail(errbuf, errlen, "\"env.%.64s\" must be a string without NUL",
-                                    k);
+                        return op_proto_fail(errbuf, errlen,
+                                             "\"env.%.64s\" must be a string without NUL", k);
                 n = strlen(k) + 1 + json_string_length(val);
                 if (n > lim->env_len_max)
-                        return fail(errbuf, errlen, "\"env.%.64s\" is over %zu bytes", k,
-                                    lim->env_len_max);
+                        return op_proto_fail(errbuf, errlen, "\"env.%.64s\" is over %zu bytes", k,
+                                             lim->env_len_max);
                 s = malloc(n + 1);
                 if (!s)
                         return -ENOMEM;
@@ -205,26 +209,29 @@ static int decode_file_content(json_t *f, size_t i, const struct op_limits *lim,
 
         if (enc && (!json_is_string(enc) || (strcmp(json_string_value(enc), "utf8") != 0 &&
                                              strcmp(json_string_value(enc), "base64") != 0)))
-                return fail(errbuf, errlen,
-                            "\"files[%zu].encoding\" must be \"utf8\" or \"base64\"", i);
+                return op_proto_fail(errbuf, errlen,
+                                     "\"files[%zu].encoding\" must be \"utf8\" or \"base64\"", i);
         if (!enc || strcmp(json_string_value(enc), "utf8") == 0) {
                 if (len > lim->file_size_max)
-                        return fail(errbuf, errlen,
-                                    "\"files[%zu].content\" is over the limit of %zu bytes", i,
-                                    lim->file_size_max);
+                        return op_proto_fail(
+                            errbuf, errlen, "\"files[%zu].content\" is over the limit of %zu bytes",
+                            i, lim->file_size_max);
                 *ret = (struct op_file){.content = s, .content_len = len};
                 return 0;
         }
         if (len / 4 * 3 > lim->file_size_max + 2)
-                return fail(errbuf, errlen, "\"files[%zu].content\" is over the limit of %zu bytes",
-                            i, lim->file_size_max);
+                return op_proto_fail(errbuf, errlen,
+                                     "\"files[%zu].content\" is over the limit of %zu bytes", i,
+                                     lim->file_size_max);
         if (op_base64_decode(s, len, &raw, &n) < 0)
-                return fail(errbuf, errlen,
-                            "\"files[%zu].content\" is not base64 (RFC 4648, with padding)", i);
+                return op_proto_fail(
+                    errbuf, errlen, "\"files[%zu].content\" is not base64 (RFC 4648, with padding)",
+                    i);
         if (n > lim->file_size_max) {
                 free(raw);
-                return fail(errbuf, errlen, "\"files[%zu].content\" is over the limit of %zu bytes",
-                            i, lim->file_size_max);
+                return op_proto_fail(errbuf, errlen,
+                                     "\"files[%zu].content\" is over the limit of %zu bytes", i,
+                                     lim->file_size_max);
         }
         *ret = (struct op_file){.content = (char *)raw, .content_len = n, .base64 = true};
         return 0;
@@ -238,10 +245,11 @@ static int decode_files(json_t *v, const struct op_limits *lim, struct op_exec *
         int r;
 
         if (!json_is_array(v))
-                return fail(errbuf, errlen, "\"files\" must be an array of objects");
+                return op_proto_fail(errbuf, errlen, "\"files\" must be an array of objects");
         if (json_array_size(v) > lim->files_max)
-                return fail(errbuf, errlen, "\"files\" has %zu entries, over the limit of %zu",
-                            json_array_size(v), lim->files_max);
+                return op_proto_fail(errbuf, errlen,
+                                     "\"files\" has %zu entries, over the limit of %zu",
+                                     json_array_size(v), lim->files_max);
         e->files = calloc(json_array_size(v) + 1, sizeof(struct op_file));
         if (!e->files)
                 return -ENOMEM;
@@ -251,27 +259,31 @@ static int decode_files(json_t *v, const struct op_limits *lim, struct op_exec *
                 json_t *x;
 
                 if (!json_is_object(f))
-                        return fail(errbuf, errlen, "\"files[%zu]\" must be an object", i);
+                        return op_proto_fail(errbuf, errlen, "\"files[%zu]\" must be an object", i);
                 json_object_foreach (f, key, x) {
                         if (strcmp(key, "name") != 0 && strcmp(key, "content") != 0 &&
                             strcmp(key, "encoding") != 0)
-                                return fail(errbuf, errlen,
-                                            "\"files[%zu]\": unknown field \"%.64s\"", i, key);
+                                return op_proto_fail(errbuf, errlen,
+                                                     "\"files[%zu]\": unknown field \"%.64s\"", i,
+                                                     key);
                 }
                 name = json_object_get(f, "name");
                 content = json_object_get(f, "content");
                 if (!json_is_string(name) ||
                     !op_file_name_valid(json_string_value(name), json_string_length(name)))
-                        return fail(errbuf, errlen,
-                                    "\"files[%zu].name\" must be a plain file name (1-255 bytes, "
-                                    "no '/', no control characters, not '.' or '..')",
-                                    i);
+                        return op_proto_fail(
+                            errbuf, errlen,
+                            "\"files[%zu].name\" must be a plain file name (1-255 bytes, "
+                            "no '/', no control characters, not '.' or '..')",
+                            i);
                 if (!json_is_string(content))
-                        return fail(errbuf, errlen, "\"files[%zu].content\" must be a string", i);
+                        return op_proto_fail(errbuf, errlen,
+                                             "\"files[%zu].content\" must be a string", i);
                 for (size_t j = 0; j < e->n_files; j++)
                         if (strcmp(e->files[j].name, json_string_value(name)) == 0)
-                                return fail(errbuf, errlen, "\"files[%zu].name\" repeats \"%s\"", i,
-                                            json_string_value(name));
+                                return op_proto_fail(errbuf, errlen,
+                                                     "\"files[%zu].name\" repeats \"%s\"", i,
+                                                     json_string_value(name));
                 r = decode_file_content(f, i, lim, &e->files[e->n_files], errbuf, errlen);
                 if (r < 0)
                         return r;
@@ -321,14 +333,15 @@ int op_exec_decode(json_t *req, const struct op_limits *lim, struct op_exec *ret
                         if (strcmp(key, exec_compile_fields[i]) == 0)
                                 known = true;
                 if (!known)
-                        return fail(errbuf, errlen, "unknown field \"%.64s\" in exec", key);
+                        return op_proto_fail(errbuf, errlen, "unknown field \"%.64s\" in exec",
+                                             key);
         }
 
         r = get_string(req, "lang", true, OP_LANG_NAME_MAX, &e.lang, &lang_len, errbuf, errlen);
         if (r < 0)
                 return r;
         if (lang_len == 0)
-                return fail(errbuf, errlen, "\"lang\" is empty");
+                return op_proto_fail(errbuf, errlen, "\"lang\" is empty");
         /* "code" may be left out when "files" holds the program (msg-opts.c picks it). */
         r = get_string(req, "code", !json_object_get(req, "files"), lim->code_max, &e.code,
                        &e.code_len, errbuf, errlen);
@@ -348,15 +361,17 @@ int op_exec_decode(json_t *req, const struct op_limits *lim, struct op_exec *ret
         else if (strcmp(mode, "cold") == 0)
                 e.mode = OP_MODE_COLD;
         else
-                return fail(errbuf, errlen, "\"mode\" must be \"warm\", \"cold\" or \"auto\"");
+                return op_proto_fail(errbuf, errlen,
+                                     "\"mode\" must be \"warm\", \"cold\" or \"auto\"");
 
         v = json_object_get(req, "timeout_ms");
         if (v) {
                 if (!json_is_integer(v))
-                        return fail(errbuf, errlen, "\"timeout_ms\" must be an integer");
+                        return op_proto_fail(errbuf, errlen, "\"timeout_ms\" must be an integer");
                 if (json_integer_value(v) < 1 || json_integer_value(v) > lim->timeout_ms_max)
-                        return fail(errbuf, errlen, "\"timeout_ms\" must be between 1 and %u",
-                                    lim->timeout_ms_max);
+                        return op_proto_fail(errbuf, errlen,
+                                             "\"timeout_ms\" must be between 1 and %u",
+                                             lim->timeout_ms_max);
                 e.timeout_ms = (uint32_t)json_integer_value(v);
         }
 
@@ -364,9 +379,10 @@ int op_exec_decode(json_t *req, const struct op_limits *lim, struct op_exec *ret
         if (v) {
                 if (!json_is_integer(v) || json_integer_value(v) < 1 ||
                     json_integer_value(v) > lim->compile_timeout_ms_max)
-                        return fail(errbuf, errlen,
-                                    "\"compile_timeout_ms\" must be an integer between 1 and %u",
-                                    lim->compile_timeout_ms_max);
+                        return op_proto_fail(
+                            errbuf, errlen,
+                            "\"compile_timeout_ms\" must be an integer between 1 and %u",
+                            lim->compile_timeout_ms_max);
                 e.compile_timeout_ms = (uint32_t)json_integer_value(v);
         }
 

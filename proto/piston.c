@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "fail.h"
 #include "util.h"
 
 #define SELECTOR_MAX 256
@@ -198,18 +199,6 @@ int piston_version_match(const char *selector, const char *version)
 
 /* ---- execute requests ---- */
 
-static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(errbuf, errlen, fmt, ap);
-        va_end(ap);
-        return -EINVAL;
-}
-
 static int hexval(char c)
 {
         if (c >= '0' && c <= '9')
@@ -235,27 +224,30 @@ static int file_bytes(json_t *file, size_t i, uint8_t **ret, size_t *ret_len, co
         *ret = NULL;
         e = enc && !json_is_null(enc) ? json_string_value(enc) : "utf8";
         if (!e)
-                return fail(errbuf, errlen, "files[%zu].encoding must be a string", i);
+                return op_proto_fail(errbuf, errlen, "files[%zu].encoding must be a string", i);
         *ret_enc = e;
         if (strcmp(e, "utf8") == 0)
                 return 0;
         if (strcmp(e, "base64") == 0) {
                 if (op_base64_decode(s, len, &bytes, &n) < 0)
-                        return fail(errbuf, errlen, "files[%zu].content is not valid base64", i);
+                        return op_proto_fail(errbuf, errlen,
+                                             "files[%zu].content is not valid base64", i);
         } else if (strcmp(e, "hex") == 0) {
                 if (len % 2 || !(bytes = malloc(len / 2 + 1)))
-                        return fail(errbuf, errlen, "files[%zu].content is not valid hex", i);
+                        return op_proto_fail(errbuf, errlen, "files[%zu].content is not valid hex",
+                                             i);
                 for (n = 0; n < len / 2; n++) {
                         int hi = hexval(s[2 * n]), lo = hexval(s[2 * n + 1]);
 
                         if (hi < 0 || lo < 0)
-                                return fail(errbuf, errlen, "files[%zu].content is not valid hex",
-                                            i);
+                                return op_proto_fail(errbuf, errlen,
+                                                     "files[%zu].content is not valid hex", i);
                         bytes[n] = (uint8_t)(hi << 4 | lo);
                 }
         } else
-                return fail(errbuf, errlen,
-                            "files[%zu].encoding must be \"utf8\", \"base64\" or \"hex\"", i);
+                return op_proto_fail(errbuf, errlen,
+                                     "files[%zu].encoding must be \"utf8\", \"base64\" or \"hex\"",
+                                     i);
         *ret = TAKE_PTR(bytes);
         *ret_len = n;
         return 0;
@@ -276,9 +268,10 @@ static int program_text(json_t *file, json_t **ret, char *errbuf, size_t errlen)
                 return 0;
         }
         if (memchr(bytes, 0, n) || !op_utf8_valid((const char *)bytes, n))
-                return fail(errbuf, errlen,
-                            "files[0]: the program must be text (its decoded bytes UTF-8 without "
-                            "NUL); binary content is taken in the other files");
+                return op_proto_fail(
+                    errbuf, errlen,
+                    "files[0]: the program must be text (its decoded bytes UTF-8 without "
+                    "NUL); binary content is taken in the other files");
         *ret = json_stringn((const char *)bytes, n);
         return *ret ? 0 : -ENOMEM;
 }
@@ -327,11 +320,11 @@ static int get_number(json_t *body, const char *key, bool minus_one_ok, double *
         if (!v || json_is_null(v))
                 return 0;
         if (!json_is_number(v))
-                return fail(errbuf, errlen, "%s must be a number", key);
+                return op_proto_fail(errbuf, errlen, "%s must be a number", key);
         *ret = json_number_value(v);
         if (*ret < 0 && !(minus_one_ok && *ret == -1))
-                return fail(errbuf, errlen, "%s must not be negative%s", key,
-                            minus_one_ok ? " (except -1: no limit)" : "");
+                return op_proto_fail(errbuf, errlen, "%s must not be negative%s", key,
+                                     minus_one_ok ? " (except -1: no limit)" : "");
         return 0;
 }
 
@@ -350,37 +343,39 @@ static int check_body(json_t *body, char *errbuf, size_t errlen)
 
         if (!json_is_string(json_object_get(body, "language")) ||
             !json_string_length(json_object_get(body, "language")))
-                return fail(errbuf, errlen, "language is required as a string");
+                return op_proto_fail(errbuf, errlen, "language is required as a string");
         if (!json_is_string(json_object_get(body, "version")) ||
             !json_string_length(json_object_get(body, "version")))
-                return fail(errbuf, errlen, "version is required as a string");
+                return op_proto_fail(errbuf, errlen, "version is required as a string");
         if (!json_is_array(files))
-                return fail(errbuf, errlen, "files is required as an array");
+                return op_proto_fail(errbuf, errlen, "files is required as an array");
         if (json_array_size(files) == 0)
-                return fail(errbuf, errlen, "files must hold at least one file: the program");
+                return op_proto_fail(errbuf, errlen,
+                                     "files must hold at least one file: the program");
         json_array_foreach (files, i, v) {
                 json_t *name = json_object_get(v, "name");
 
                 if (!json_is_object(v))
-                        return fail(errbuf, errlen, "files[%zu] must be an object", i);
+                        return op_proto_fail(errbuf, errlen, "files[%zu] must be an object", i);
                 if (!json_is_string(json_object_get(v, "content")))
-                        return fail(errbuf, errlen, "files[%zu].content is required as a string",
-                                    i);
+                        return op_proto_fail(errbuf, errlen,
+                                             "files[%zu].content is required as a string", i);
                 if (name && !json_is_null(name) && !json_is_string(name))
-                        return fail(errbuf, errlen, "files[%zu].name must be a string", i);
+                        return op_proto_fail(errbuf, errlen, "files[%zu].name must be a string", i);
         }
         v = json_object_get(body, "stdin");
         if (v && !json_is_null(v) && !json_is_string(v))
-                return fail(errbuf, errlen, "stdin must be a string");
+                return op_proto_fail(errbuf, errlen, "stdin must be a string");
         v = json_object_get(body, "args");
         if (v && !json_is_null(v)) {
                 json_t *a;
 
                 if (!json_is_array(v))
-                        return fail(errbuf, errlen, "args must be an array of strings");
+                        return op_proto_fail(errbuf, errlen, "args must be an array of strings");
                 json_array_foreach (v, i, a)
                         if (!json_is_string(a))
-                                return fail(errbuf, errlen, "args[%zu] must be a string", i);
+                                return op_proto_fail(errbuf, errlen, "args[%zu] must be a string",
+                                                     i);
         }
         for (i = 0; i < ELEMENTSOF(numbers); i++)
                 if (get_number(body, numbers[i].key, numbers[i].minus_one_ok, &x, errbuf, errlen) <
@@ -398,24 +393,25 @@ int piston_exec_request(json_t *body, json_t *id, const struct op_limits *lim, j
         int r;
 
         if (!json_is_object(body))
-                return fail(errbuf, errlen, "the request body must be a JSON object");
+                return op_proto_fail(errbuf, errlen, "the request body must be a JSON object");
         r = check_body(body, errbuf, errlen);
         if (r < 0)
                 return r;
         get_number(body, "run_timeout", false, &run_timeout, errbuf, errlen);
         if (run_timeout > lim->timeout_ms_max)
-                return fail(errbuf, errlen, "run_timeout cannot be over the configured limit of %u",
-                            lim->timeout_ms_max);
+                return op_proto_fail(errbuf, errlen,
+                                     "run_timeout cannot be over the configured limit of %u",
+                                     lim->timeout_ms_max);
         get_number(body, "run_memory_limit", true, &run_memory, errbuf, errlen);
         if (run_memory > (double)lim->memory_max)
-                return fail(errbuf, errlen,
-                            "run_memory_limit cannot be over the configured limit of %zu",
-                            lim->memory_max);
+                return op_proto_fail(errbuf, errlen,
+                                     "run_memory_limit cannot be over the configured limit of %zu",
+                                     lim->memory_max);
         get_number(body, "run_cpu_time", false, &run_cpu, errbuf, errlen);
         if (run_cpu > lim->cpu_time_ms_max)
-                return fail(errbuf, errlen,
-                            "run_cpu_time cannot be over the configured limit of %u",
-                            lim->cpu_time_ms_max);
+                return op_proto_fail(errbuf, errlen,
+                                     "run_cpu_time cannot be over the configured limit of %u",
+                                     lim->cpu_time_ms_max);
 
         files = json_object_get(body, "files");
         exec = json_pack("{s:s, s:O?, s:O}", "op", "exec", "id", id, "lang",
@@ -468,7 +464,7 @@ int piston_exec_request(json_t *body, json_t *id, const struct op_limits *lim, j
         *ret_exec = exec;
         return 0;
 oom:
-        fail(errbuf, errlen, "out of memory");
+        op_proto_fail(errbuf, errlen, "out of memory");
         r = -ENOMEM;
 out:
         json_decref(text);
