@@ -6,10 +6,10 @@ OPD_TEST_LANGS=a,b limits the run to those languages (each must be built)."""
 import json
 import os
 import subprocess
-import time
 import unittest
 
 from opdtest import IMAGES, OPD, SOURCE, Opd
+from test_warm import wait_for
 
 CATALOGUE = os.path.join(SOURCE, "languages", "languages.json")
 
@@ -89,16 +89,6 @@ def languages_under_test():
     return langs
 
 
-def wait_for(pred, timeout=600, step=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return None
-
-
 class Catalogue(unittest.TestCase):
     def test_every_language_has_test_programs(self):
         names = [e["name"] for e in catalogue()]
@@ -154,7 +144,8 @@ class Languages(unittest.TestCase):
     def wait_pool(self, lang):
         """Until a primed clone of the current snapshot is paused in the pool."""
         p = wait_for(lambda: (lambda p: p["ready"] >= 1 and p["restoring"] == 0
-                              and p["snapshot"] == self.versions[lang])(self.pool(lang)))
+                              and p["snapshot"] == self.versions[lang])(self.pool(lang)),
+                     timeout=600, step=0.2)
         self.assertTrue(p, (lang, self.pool(lang)))
 
     def run_code(self, lang, code, **kw):
