@@ -259,6 +259,16 @@ static json_t *build_reply(struct request *r, json_t *ans)
         return reply;
 }
 
+/* The agent's answer carries at most 2 streams of output_max bytes and output_files_max files
+ * of output_file_max bytes, each maybe twice (text and base64) and JSON-escaped (up to 6x for
+ * control bytes). */
+static size_t agent_frame_max(const struct opd *d)
+{
+        const struct op_limits *l = &d->cfg.limits;
+
+        return 16 * l->output_max + 8 * l->output_files_max * l->output_file_max + 1024 * 1024;
+}
+
 /* Hand the job to the VM's agent and start the host-side deadline. */
 static void send_job(struct request *r, struct vm *vm)
 {
@@ -269,6 +279,7 @@ static void send_job(struct request *r, struct vm *vm)
                 request_fail(r, OP_ERR_INTERNAL, "cannot build the job for the agent");
                 return;
         }
+        vm_set_frame_max(vm, agent_frame_max(r->d));
         k = vm_send(vm, job);
         json_decref(job);
         if (k < 0) {
@@ -326,7 +337,7 @@ static void on_vm_failed(struct vm *vm, const char *why, void *userdata)
 
         /* A pooled clone that died before "cont" was acknowledged never ran the job: the
          * request goes once more to the pool, as if it had just arrived. */
-        if (r->pool && vm->t_resumed == 0 && !r->retried) {
+        if (r->pool && !vm_resumed(vm) && !r->retried) {
                 log_warn("%s died before resuming (%s); retrying on another VM", vm->name, why);
                 r->retried = true;
                 vm_destroy(vm);
@@ -401,7 +412,7 @@ static void request_start(struct request *r)
         int k;
 
         r->t_vm = op_now_us();
-        k = vm_boot(d, r->lang, d->accel, -1, &request_vm_events, r, &r->vm);
+        k = vm_boot(d->vms_host, r->lang, d->vms_host->accel, -1, &request_vm_events, r, &r->vm);
         if (k < 0) {
                 request_fail(r, OP_ERR_VM_FAILED, "cannot start a VM: %s", strerror(-k));
                 return;
@@ -411,7 +422,7 @@ static void request_start(struct request *r)
 
 static bool can_start(struct opd *d)
 {
-        return d->accel != OP_ACCEL_AUTO && d->n_vms < d->cfg.max_vms;
+        return d->vms_host->accel != OP_ACCEL_AUTO && d->vms_host->n_vms < d->cfg.max_vms;
 }
 
 void exec_kick(struct opd *d)

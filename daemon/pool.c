@@ -19,21 +19,26 @@
 #define BACKOFF_MAX_MS   30000
 #define PRIME_TIMEOUT_MS 30000
 
-struct snap_ref *snap_ref_get(struct snap_ref *s)
-{
-        if (s)
-                s->refs++;
-        return s;
-}
+/* A clone of a pool: its VM and where it stands, until a request takes it; the VM's event
+ * userdata. */
+struct pool_clone {
+        struct vm *vm;
+        struct pool *pool;
+        enum { POOL_RESTORING, POOL_PRIMING, POOL_PAUSING, POOL_READY } stage;
+        TAILQ_ENTRY(pool_clone) link; /* in pool->ready */
+};
 
-struct snap_ref *snap_ref_put(struct snap_ref *s)
+/* The clone's record goes; its VM is destroyed unless handed on (returned). */
+static struct vm *clone_free(struct pool_clone *c, bool destroy)
 {
-        if (s && --s->refs == 0) {
-                safe_close(s->dirfd);
-                free(s->path);
-                free(s);
+        struct vm *vm = c->vm;
+
+        free(c);
+        if (destroy) {
+                vm_destroy(vm);
+                return NULL;
         }
-        return NULL;
+        return vm;
 }
 
 static void refill_all(struct opd *d)
@@ -55,13 +60,15 @@ static bool wants_prime(struct pool *p)
 {
         enum op_tristate t = p->d->cfg.pool_prime;
 
-        return p->lang->prime && (t == OP_YES || (t == OP_AUTO && p->d->accel == OP_ACCEL_TCG));
+        return p->lang->prime &&
+               (t == OP_YES || (t == OP_AUTO && p->d->vms_host->accel == OP_ACCEL_TCG));
 }
 
 /* Run the language's prime program in the clone: through its warm runner ("prime" op, which
  * keeps the runner waiting) when the snapshot has one, else as an ordinary exec. */
-static int start_prime(struct pool *p, struct vm *vm)
+static int start_prime(struct pool *p, struct pool_clone *c)
 {
+        struct vm *vm = c->vm;
         json_t *job, *argv = json_array();
         char **run = NULL;
         int r;
@@ -89,13 +96,14 @@ static int start_prime(struct pool *p, struct vm *vm)
         if (r >= 0)
                 r = vm_send(vm, job);
         json_decref(job);
-        vm->pool_stage = POOL_PRIMING;
+        c->stage = POOL_PRIMING;
         return r;
 }
 
 static void on_pool_vm_answer(struct vm *vm, json_t *ans, void *userdata)
 {
-        struct pool *p = userdata;
+        struct pool_clone *c = userdata;
+        struct pool *p = c->pool;
         json_t *ms = json_object_get(ans, "run_ms");
         int r;
 
@@ -107,46 +115,45 @@ static void on_pool_vm_answer(struct vm *vm, json_t *ans, void *userdata)
                         ?: "?");
         }
         p->stats.last_prime_ms = json_is_number(ms) ? json_number_value(ms) : 0;
-        vm->pool_stage = POOL_PAUSING;
+        c->stage = POOL_PAUSING;
         r = vm_pause(vm);
         if (r < 0) {
-                vm->pool_stage = POOL_RESTORING;
-                on_pool_vm_failed(vm, "cannot pause after priming", p);
+                c->stage = POOL_RESTORING;
+                on_pool_vm_failed(vm, "cannot pause after priming", c);
         }
 }
 
 static void on_pool_vm_ready(struct vm *vm, void *userdata)
 {
-        struct pool *p = userdata;
+        struct pool_clone *c = userdata;
+        struct pool *p = c->pool;
         struct opd *d = p->d;
         struct request *r;
 
-        if (vm->pool_stage == POOL_RESTORING) {
+        if (c->stage == POOL_RESTORING) {
                 p->stats.last_restore_ms = (double)(vm->t_loaded - vm->t_spawn) / 1000.0;
                 if (wants_prime(p) && vm->snap == p->serving) {
-                        if (start_prime(p, vm) < 0)
-                                on_pool_vm_failed(vm, "cannot start priming", p);
+                        if (start_prime(p, c) < 0)
+                                on_pool_vm_failed(vm, "cannot start priming", c);
                         return;
                 }
         }
-        vm->pool_stage = POOL_READY;
+        c->stage = POOL_READY;
         p->n_restoring--;
         d->n_restoring--;
         p->consecutive_failures = 0;
         if (vm->snap != p->serving) { /* restored from a version that was replaced meanwhile */
-                vm->pool = NULL;
-                vm_destroy(vm);
+                clone_free(c, true);
         } else if ((r = TAILQ_FIRST(&p->waiters))) {
                 TAILQ_REMOVE(&p->waiters, r, queue_link);
                 p->n_waiters--;
                 d->n_queued--;
                 r->waiting = NULL;
-                vm->pool = NULL;
                 p->n_in_use++;
                 p->stats.served++;
-                exec_start_warm(r, vm);
+                exec_start_warm(r, clone_free(c, false));
         } else {
-                TAILQ_INSERT_TAIL(&p->ready, vm, pool_link);
+                TAILQ_INSERT_TAIL(&p->ready, c, link);
                 p->n_ready++;
         }
         refill_all(d);
@@ -154,9 +161,10 @@ static void on_pool_vm_ready(struct vm *vm, void *userdata)
 
 static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata)
 {
-        struct pool *p = userdata;
+        struct pool_clone *c = userdata;
+        struct pool *p = c->pool;
         struct opd *d = p->d;
-        bool restoring = vm->pool_stage != POOL_READY, from_serving = vm->snap == p->serving;
+        bool restoring = c->stage != POOL_READY, from_serving = vm->snap == p->serving;
 
         p->stats.failures++;
         if (restoring) {
@@ -172,12 +180,11 @@ static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata)
                 timer_arm_ms(p->backoff_ev, ms);
                 log_warn("%s pool: restore failed (%s); retrying in %u ms", p->lang->name, why, ms);
         } else {
-                TAILQ_REMOVE(&p->ready, vm, pool_link);
+                TAILQ_REMOVE(&p->ready, c, link);
                 p->n_ready--;
                 log_warn("%s pool: a paused VM died (%s); replacing it", p->lang->name, why);
         }
-        vm->pool = NULL;
-        vm_destroy(vm);
+        clone_free(c, true);
         refill_all(d);
         if (restoring)
                 pool_restore_failed(p, from_serving);
@@ -193,15 +200,17 @@ void pool_refill(struct pool *p)
 {
         struct opd *d = p->d;
 
-        if (!p->serving || d->stopping || d->accel == OP_ACCEL_AUTO ||
+        if (!p->serving || d->stopping || d->vms_host->accel == OP_ACCEL_AUTO ||
             evtimer_pending(p->backoff_ev, NULL))
                 return;
         while (p->n_ready + p->n_restoring < p->target && d->n_restoring < d->cfg.max_restores &&
-               d->n_vms < d->cfg.max_vms) {
-                struct vm *vm;
-                int r = vm_restore(d, p->lang, p->serving, &pool_vm_events, p, &vm);
+               d->vms_host->n_vms < d->cfg.max_vms) {
+                struct pool_clone *c = calloc(1, sizeof(*c));
+                int r = c ? vm_restore(d->vms_host, p->lang, p->serving, &pool_vm_events, c, &c->vm)
+                          : -ENOMEM;
 
                 if (r < 0) {
+                        free(c);
                         p->stats.failures++;
                         p->consecutive_failures++;
                         log_error("%s pool: cannot start a restore: %s", p->lang->name,
@@ -209,7 +218,7 @@ void pool_refill(struct pool *p)
                         timer_arm_ms(p->backoff_ev, BACKOFF_MAX_MS);
                         return;
                 }
-                vm->pool = p;
+                c->pool = p;
                 p->n_restoring++;
                 d->n_restoring++;
                 p->stats.restores++;
@@ -218,15 +227,16 @@ void pool_refill(struct pool *p)
 
 struct vm *pool_take(struct pool *p)
 {
-        struct vm *vm = TAILQ_FIRST(&p->ready);
+        struct pool_clone *c = TAILQ_FIRST(&p->ready);
+        struct vm *vm;
 
-        if (!vm)
+        if (!c)
                 return NULL;
-        TAILQ_REMOVE(&p->ready, vm, pool_link);
+        TAILQ_REMOVE(&p->ready, c, link);
         p->n_ready--;
         p->n_in_use++;
         p->stats.served++;
-        vm->pool = NULL;
+        vm = clone_free(c, false);
         /* Refill now only if someone is waiting; otherwise after this request, so the restore
          * does not compete with it for the CPU. */
         if (p->n_waiters > 0)
@@ -242,15 +252,25 @@ void pool_release(struct pool *p)
 
 void pool_drain(struct pool *p)
 {
-        struct vm *vm;
+        struct pool_clone *c;
 
-        while ((vm = TAILQ_FIRST(&p->ready))) {
-                TAILQ_REMOVE(&p->ready, vm, pool_link);
+        while ((c = TAILQ_FIRST(&p->ready))) {
+                TAILQ_REMOVE(&p->ready, c, link);
                 p->n_ready--;
-                vm->pool = NULL;
-                vm_destroy(vm);
+                clone_free(c, true);
         }
         /* Clones still restoring from the old version are dropped when they finish. */
+}
+
+void pool_trim(struct pool *p)
+{
+        struct pool_clone *c;
+
+        while (p->n_ready > p->target && (c = TAILQ_LAST(&p->ready, cloneq))) {
+                TAILQ_REMOVE(&p->ready, c, link);
+                p->n_ready--;
+                clone_free(c, true);
+        }
 }
 
 struct verify_job {
@@ -318,11 +338,11 @@ static void on_verified(struct opd *d, int r, const char *msg, void *userdata)
 
 const char *pool_snapshot_incompatible(struct opd *d, const struct snap_manifest *m)
 {
-        if (strcmp(m->vmm, d->vmm->name) != 0)
+        if (strcmp(m->vmm, d->vms_host->drv->name) != 0)
                 return "made by another VMM";
         if (strcmp(m->vmm_version, d->vmm_version) != 0)
                 return "made by another release of the VMM";
-        if (strcmp(m->accel, op_accel_name(d->accel)) != 0)
+        if (strcmp(m->accel, op_accel_name(d->vms_host->accel)) != 0)
                 return "made under another accelerator";
         if (strcmp(m->agent_version, "") == 0)
                 return "no agent version";
@@ -338,7 +358,7 @@ void pool_check_snapshot(struct pool *p)
         int dirfd, r;
         struct snap_manifest m;
 
-        if (p->checking[0] || p->target == 0 || d->accel == OP_ACCEL_AUTO || d->stopping)
+        if (p->checking[0] || p->target == 0 || d->vms_host->accel == OP_ACCEL_AUTO || d->stopping)
                 return;
         r = snap_open(d->cfg.cache_dir, p->lang->name, NULL, &dirfd, &m, err, sizeof(err));
         if (r < 0) {

@@ -39,7 +39,6 @@ static int apply_pool_sizes(struct opd *d)
         for (size_t i = 0; i < d->langs.n; i++) {
                 struct pool *p = &d->pools[i];
                 uint32_t target = targets[i];
-                struct vm *vm;
 
                 if (!p->lang)
                         continue;
@@ -48,12 +47,7 @@ static int apply_pool_sizes(struct opd *d)
                 p->target = target;
                 /* Shrinking drops paused clones, newest first; clones in use finish their
                  * request untouched. */
-                while (p->n_ready > p->target && (vm = TAILQ_LAST(&p->ready, vmq))) {
-                        TAILQ_REMOVE(&p->ready, vm, pool_link);
-                        p->n_ready--;
-                        vm->pool = NULL;
-                        vm_destroy(vm);
-                }
+                pool_trim(p);
                 pool_refill(p);
         }
         return 0;

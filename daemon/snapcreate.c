@@ -121,7 +121,7 @@ static void on_committed(struct opd *d, int r, const char *msg, void *userdata)
 static int check_space(struct snapcreate *sc, char *msg, size_t msglen)
 {
         struct opd *d = sc->d;
-        const char *srcs[] = {d->kernel, d->initrd, sc->lang->rootfs};
+        const char *srcs[] = {d->vms_host->kernel, d->vms_host->initrd, sc->lang->rootfs};
         uint64_t need = (uint64_t)op_lang_memory_mb(&d->cfg, sc->lang) << 20, have;
         struct stat cst, st;
         struct statvfs sv;
@@ -147,7 +147,8 @@ static void on_saved(struct vm *vm, const char *err, void *userdata)
         _cleanup_close_ int stage = -1;
         static const char *const names[] = {"mem", "vmstate", "kernel", "initrd.img",
                                             "rootfs.ext4"};
-        const char *srcs[] = {NULL, NULL, sc->d->kernel, sc->d->initrd, sc->lang->rootfs};
+        const char *srcs[] = {NULL, NULL, sc->d->vms_host->kernel, sc->d->vms_host->initrd,
+                              sc->lang->rootfs};
         struct tm tm;
         time_t now = time(NULL);
         int r;
@@ -314,7 +315,7 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
         char msg[512];
         int r;
 
-        if (d->accel == OP_ACCEL_AUTO)
+        if (d->vms_host->accel == OP_ACCEL_AUTO)
                 return -EAGAIN;
         sc = calloc(1, sizeof(*sc));
         if (!sc)
@@ -326,9 +327,9 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
         sc->userdata = userdata;
         sc->t_start = op_now_us();
         snprintf(sc->m.lang, sizeof(sc->m.lang), "%s", lang->name);
-        snprintf(sc->m.vmm, sizeof(sc->m.vmm), "%s", d->vmm->name);
+        snprintf(sc->m.vmm, sizeof(sc->m.vmm), "%s", d->vms_host->drv->name);
         snprintf(sc->m.vmm_version, sizeof(sc->m.vmm_version), "%s", d->vmm_version);
-        snprintf(sc->m.accel, sizeof(sc->m.accel), "%s", op_accel_name(d->accel));
+        snprintf(sc->m.accel, sizeof(sc->m.accel), "%s", op_accel_name(d->vms_host->accel));
         snprintf(sc->m.lang_version, sizeof(sc->m.lang_version), "%s", lang->version);
         sc->m.memory_mb = op_lang_memory_mb(&d->cfg, lang);
         sc->m.vcpus = d->cfg.vm_vcpus;
@@ -357,7 +358,7 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
                 finish(sc, -errno, "cannot create the memory file");
                 return 0;
         }
-        r = vm_boot(d, lang, d->accel, mem, &snapcreate_events, sc, &sc->vm);
+        r = vm_boot(d->vms_host, lang, d->vms_host->accel, mem, &snapcreate_events, sc, &sc->vm);
         if (r < 0) {
                 sc->vm = NULL;
                 finish(sc, r, "cannot boot the VM");
