@@ -1,8 +1,5 @@
-/* qemu.c: the QEMU driver: one command line for booting a guest (KVM or TCG) and for restoring
- * a clone, the agent channel on virtio-serial and QMP both over socketpairs handed to the child
- * as fds, driven over QMP. A snapshot is a migration with x-ignore-shared (RAM stays in the
- * shared memory file), a restore an incoming migration into a paused clone whose RAM maps that
- * file privately. */
+/* qemu.c: the QEMU driver: one command line for a boot and a restore, the agent channel and QMP
+ * over socketpairs handed to the child as fds, and the QMP sequences that drive the VM. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -322,8 +319,10 @@ static int qemu_boot(struct vm *vm, int mem_fd)
         return r < 0 ? r : attach(vm);
 }
 
-/* Both ends of a snapshot: guest RAM stays in its file (x-ignore-shared), and QEMU reports the
- * migration's progress as MIGRATION events. */
+/* A snapshot is a migration with x-ignore-shared (RAM stays in the shared memory file), a
+ * restore an incoming migration into a paused clone whose RAM maps that file privately. Both
+ * ends: guest RAM stays in its file, and QEMU reports the migration's progress as MIGRATION
+ * events. */
 static int set_migration_caps(struct vm *vm)
 {
         return qmp_command(vm_qmp(vm), "migrate-set-capabilities",
