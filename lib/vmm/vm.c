@@ -160,6 +160,7 @@ static void on_agent_read(struct bufferevent *bev, void *arg)
                 }
                 if (vm->state == VM_RUNNING && !event) {
                         vm_set_state(vm, VM_READY);
+                        vm->frame_max = VM_FRAME_MAX_DEFAULT; /* the job's cap was for its answer */
                         if (vm->ev.answer)
                                 vm->ev.answer(vm, obj, vm->userdata);
                         json_decref(obj);

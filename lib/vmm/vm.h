@@ -59,7 +59,7 @@ struct vm {
         enum vm_state state; /* written by vm_set_state() only */
         struct vmm_proc proc;
         struct bufferevent *agent;
-        size_t frame_max; /* the largest agent frame taken */
+        size_t frame_max; /* the largest agent frame taken: vm_set_frame_max() */
         void *drv;        /* the driver's own state */
         struct event *deadline;
         struct snap_ref *snap;                           /* restored from this snapshot */
@@ -97,7 +97,8 @@ int vm_snapshot(struct vm *vm, const char *dir,
 int vm_send(struct vm *vm, json_t *job);
 /* One more frame for the running job (stdin frames). */
 int vm_send_more(struct vm *vm, json_t *frame);
-/* The largest frame the agent may send this VM (set with the job that needs it). */
+/* The largest frame the agent may send until its next answer (the job's own cap, set with the
+ * job); after an answer it is VM_FRAME_MAX_DEFAULT again. */
 void vm_set_frame_max(struct vm *vm, size_t max);
 /* Fail the VM for a caller that found the agent's input bad: ev.failed fires with why. */
 void vm_abort(struct vm *vm, const char *why);

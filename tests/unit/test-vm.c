@@ -502,12 +502,17 @@ static void test_frame_max_and_abort(void **state)
         struct owner o = {0}, a = {0};
 
         boot_ready(f, &o);
-        vm_set_frame_max(o.vm, 1024);
+        /* a job's cap lasts until its answer */
+        vm_set_frame_max(o.vm, 64 * 1024);
         f->agent_big = true;
+        send_job(&o, "fits");
+        run_until(f, heard_answer, &o);
+        assert_int_equal(o.vm->frame_max, VM_FRAME_MAX_DEFAULT);
+        vm_set_frame_max(o.vm, 1024);
         send_job(&o, "big");
         run_until(f, heard_failed, &o);
         assert_non_null(strstr(o.why, "oversized"));
-        assert_int_equal(o.answers, 0);
+        assert_int_equal(o.answers, 1);
 
         f->agent_big = false;
         boot_ready(f, &a);
@@ -515,6 +520,7 @@ static void test_frame_max_and_abort(void **state)
         assert_int_equal(a.failed, 1);
         assert_string_equal(a.why, "bad output event");
         run_until(f, all_freed, f);
+        owner_done(&o);
 }
 
 static void test_snapshot(void **state)
