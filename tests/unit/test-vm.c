@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -650,6 +651,49 @@ static void test_reap_unknown_pid(void **state)
         assert_false(vm_host_reap(f->host, 0, 0));
 }
 
+/* A child standing in for a VMM process: it exits with status at once, or waits to be killed. */
+static pid_t child(int status)
+{
+        pid_t pid = fork();
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (status < 0)
+                        for (;;)
+                                pause();
+                _exit(status);
+        }
+        return pid;
+}
+
+/* The process of a live VM exits: the owner hears why; a destroyed VM stays until reaped, so
+ * its pid is never matched to another. */
+static void test_reap(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0}, d = {0};
+        pid_t pid;
+        int status;
+
+        boot_ready(f, &o);
+        o.vm->proc.pid = pid = child(3);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(vm_host_reap(f->host, pid, status));
+        assert_int_equal(o.failed, 1);
+        assert_non_null(strstr(o.why, "exited with status 3"));
+
+        boot_ready(f, &d);
+        d.vm->proc.pid = pid = child(-1);
+        vm_destroy(d.vm); /* SIGKILL */
+        vm_host_free_dead(f->host);
+        assert_false(LIST_EMPTY(&f->host->dead_vms));
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+        assert_true(vm_host_reap(f->host, pid, status));
+        assert_int_equal(d.failed, 0);
+        run_until(f, all_freed, f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -670,6 +714,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_destroy_in_each_state, setup, teardown),
             cmocka_unit_test_setup_teardown(test_kill_all, setup, teardown),
             cmocka_unit_test_setup_teardown(test_reap_unknown_pid, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_reap, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
