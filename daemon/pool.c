@@ -1,6 +1,7 @@
-/* pool.c: per language, a pool of clones restored from the serving snapshot and left paused;
- * refilled in the background with a bound on concurrent restores and a backoff on failures;
- * a new snapshot version is verified off the loop before it serves, then old clones drain. */
+/* pool.c: per language, a pool of clones restored from the serving snapshot and left paused,
+ * each with a private record of its stage; the requests waiting for one; refills in the
+ * background with a bound on concurrent restores and a backoff on failures; a new snapshot
+ * version is verified off the loop before it serves, then old clones drain. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
