@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "lang.h"
+#include "agent-msg.h"
 #include "msg.h"
 #include "qmp.h"
 #include "snapshot.h"
@@ -240,8 +241,10 @@ struct batch {
 };
 /* The job's fields beyond protocol v1's core (limits, stream, files, entry point). */
 int exec_job_add_opts(struct request *r, json_t *job);
-/* The answer's fields beyond the core, checked (the guest is untrusted). */
-int exec_reply_add_opts(struct request *r, json_t *ans, json_t *reply);
+/* What the agent's answer and events to r may hold (agent-msg.h). */
+void exec_agent_limits(const struct request *r, struct op_agent_limits *ret);
+/* The client's answer's fields beyond the core, from the decoded agent answer. */
+int exec_reply_add_opts(struct request *r, const struct op_agent_exec *x, json_t *reply);
 void exec_on_vm_event(struct vm *vm, json_t *ev, void *userdata);
 /* The job was sent: stdin frames held so far follow it. */
 void exec_flush_stdin(struct request *r);
@@ -320,6 +323,7 @@ struct vm {
         void (*saved)(struct vm *vm, const char *err, void *userdata); /* vm_snapshot() */
         void *saved_userdata;
         bool agent_hello; /* a reconnected agent's "ready" is due and is not a boot */
+        size_t frame_max; /* largest frame read from the agent: vm_set_frame_max() */
         struct vm_events ev;
         void *userdata;
         int exit_status; /* from waitpid, valid once reaped */
@@ -344,6 +348,12 @@ int vm_snapshot(struct vm *vm, const char *dir,
 int vm_send(struct vm *vm, json_t *job);
 /* One more frame for the running job (stdin frames). */
 int vm_send_more(struct vm *vm, json_t *frame);
+/* The largest frame the agent may send until its next answer (the job's own cap); after an
+ * answer it is OP_AGENT_FRAME_SMALL again. */
+void vm_set_frame_max(struct vm *vm, size_t max);
+/* Fail the VM as if it had died: for an owner that found what the agent sent bad. ev.failed
+ * fires with why. */
+void vm_abort(struct vm *vm, const char *why);
 /* Kill the VMM and free the VM at a safe point; no callback fires after this. */
 void vm_destroy(struct vm *vm);
 /* SIGCHLD: reap every exited child and tell the VMs. */

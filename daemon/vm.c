@@ -18,16 +18,6 @@
 #include "opd.h"
 #include "util.h"
 
-/* The agent's answer carries at most 2 streams of output_max bytes and output_files_max files
- * of output_file_max bytes, each maybe twice (text and base64) and JSON-escaped (up to 6x for
- * control bytes). */
-static size_t agent_frame_max(const struct opd *d)
-{
-        const struct op_limits *l = &d->cfg.limits;
-
-        return 16 * l->output_max + 8 * l->output_files_max * l->output_file_max + 1024 * 1024;
-}
-
 /* Last lines of the guest console, for the log when a VM fails. */
 static void log_console_tail(struct vm *vm)
 {
@@ -82,8 +72,8 @@ static void on_agent_read(struct bufferevent *bev, void *arg)
         while (vm->state != VM_DEAD) {
                 json_t *obj = NULL;
                 const char *event;
-                int r = evframe_next(bufferevent_get_input(bev), agent_frame_max(vm->d), &obj, err,
-                                     sizeof(err));
+                int r =
+                    evframe_next(bufferevent_get_input(bev), vm->frame_max, &obj, err, sizeof(err));
 
                 if (r == 0)
                         return;
@@ -103,11 +93,18 @@ static void on_agent_read(struct bufferevent *bev, void *arg)
                         continue;
                 }
                 if (vm->state == VM_BOOTING && event && strcmp(event, "ready") == 0) {
-                        const char *av = json_string_value(json_object_get(obj, "agent_version"));
+                        struct op_agent_ready rd;
+                        char why[300];
 
-                        snprintf(vm->agent_version, sizeof(vm->agent_version), "%s",
-                                 av ? av : "unknown");
+                        r = op_agent_ready_decode(obj, &rd, err, sizeof(err));
                         json_decref(obj);
+                        if (r < 0) {
+                                snprintf(why, sizeof(why), "agent sent %s", err);
+                                vm_fail(vm, why);
+                                return;
+                        }
+                        snprintf(vm->agent_version, sizeof(vm->agent_version), "%s",
+                                 rd.agent_version);
                         vm->state = VM_READY;
                         vm->agent_hello = false; /* this session's greeting was the boot's */
                         vm->t_loaded = op_now_us();
@@ -127,6 +124,7 @@ static void on_agent_read(struct bufferevent *bev, void *arg)
                 }
                 if (vm->state == VM_RUNNING && !event) {
                         vm->state = VM_READY;
+                        vm->frame_max = OP_AGENT_FRAME_SMALL;
                         if (vm->ev.answer)
                                 vm->ev.answer(vm, obj, vm->userdata);
                         json_decref(obj);
@@ -170,6 +168,7 @@ static struct vm *vm_new(struct opd *d, const struct op_lang *lang, enum op_acce
         vm->ev = *ev;
         vm->userdata = userdata;
         vm->proc.agent_fd = vm->proc.ctl_fd = -1;
+        vm->frame_max = OP_AGENT_FRAME_SMALL;
         if (asprintf(&vm->workdir, "%s/%s", d->cfg.run_dir, vm->name) < 0) {
                 free(vm);
                 return NULL;
@@ -375,6 +374,16 @@ int vm_send_more(struct vm *vm, json_t *frame)
         if (vm->state != VM_RUNNING)
                 return -EBUSY;
         return evframe_add(bufferevent_get_output(vm->agent), frame, SIZE_MAX);
+}
+
+void vm_set_frame_max(struct vm *vm, size_t max)
+{
+        vm->frame_max = max;
+}
+
+void vm_abort(struct vm *vm, const char *why)
+{
+        vm_fail(vm, why);
 }
 
 void vm_destroy(struct vm *vm)
