@@ -102,11 +102,11 @@ static int get_bytes(json_t *obj, const char *what, const char *path, const char
         if (b64 && !json_is_string(b64))
                 return op_proto_fail(errbuf, errlen, "%s whose \"%s%s\" is not a string", what,
                                      path, b64key);
-        /* The text of max bytes is at most 3 x max (each invalid byte is U+FFFD). */
+        /* Beside _b64, the text of max bytes is at most 3 x max (each invalid byte is U+FFFD). */
         if (text && json_string_length(text) > (b64 ? sat_mul(max, 3) : max))
-                return op_proto_fail(errbuf, errlen,
-                                     "%s whose \"%s%s\" is %zu bytes, over the limit of %zu", what,
-                                     path, key, json_string_length(text), max);
+                return op_proto_fail(
+                    errbuf, errlen, "%s whose \"%s%s\" is %zu bytes, over the limit of %zu", what,
+                    path, key, json_string_length(text), b64 ? sat_mul(max, 3) : max);
         if (!b64) {
                 ret->data = malloc(json_string_length(text) + 1);
                 if (!ret->data)
