@@ -559,7 +559,7 @@ int op_agent_answer_decode(json_t *obj, const struct op_agent_limits *lim,
                            : lim->op == OP_AGENT_OP_WARM ? "a warm answer"
                                                          : "a prime answer";
         json_t *ok = json_object_get(obj, "ok");
-        uint64_t pid;
+        uint64_t pid = 0;
         int r;
 
         if (!json_is_object(obj))
