@@ -277,6 +277,7 @@ static void on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
                 return;
         }
         if (k < 0) {
+                log_warn("%s (%s): agent sent %s", vm->name, r->lang->name, err);
                 request_fail(r, OP_ERR_VM_FAILED, "%s: agent sent %s", vm->name, err);
                 return;
         }

@@ -288,7 +288,8 @@ static void on_answer(struct vm *vm, json_t *ans, void *userdata)
                 return;
         }
         if (!a.ok) {
-                finish(sc, -EIO, a.error.message);
+                finish(sc, -EIO,
+                       a.error.message[0] ? a.error.message : "warming the runtime failed");
                 return;
         }
         if (lim.op == OP_AGENT_OP_EXEC) { /* the preload: its program must build and run */
