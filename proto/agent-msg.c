@@ -669,6 +669,11 @@ int op_agent_output_decode(json_t *obj, const struct op_agent_limits *lim,
         r = get_bytes(obj, what, "", "data", lim->output_max, &o.data, errbuf, errlen);
         if (r < 0)
                 return r;
+        /* The agent sends only what it read: an empty event would be a free one. */
+        if (o.data.len == 0) {
+                op_agent_output_done(&o);
+                return op_proto_fail(errbuf, errlen, "%s with no bytes of \"data\"", what);
+        }
         *ret = o;
         return 0;
 }

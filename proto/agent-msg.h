@@ -127,7 +127,7 @@ struct op_agent_ready {
         char agent_version[OP_AGENT_VERSION_MAX + 1];
 };
 
-/* {"id", "event": "stdout" | "stderr", "data"[, "data_b64"]} */
+/* {"id", "event": "stdout" | "stderr", "data"[, "data_b64"]}: at least one byte. */
 struct op_agent_output {
         int stream; /* 1: stdout, 2: stderr */
         struct op_agent_bytes data;

@@ -314,9 +314,7 @@ static void test_hostile_output(void **state)
                        "data_b64", "");
         refused(ev, &lim, "\"data\" is 4194304 bytes, over the limit of 3072");
         json_object_set_new(ev, "data", json_string("all this is ignored"));
-        assert_int_equal(op_agent_output_decode(ev, &lim, &o, err, sizeof(err)), 0);
-        assert_int_equal(o.data.len, 0);
-        op_agent_output_done(&o);
+        refused(ev, &lim, "an output event with no bytes of \"data\"");
         json_object_set_new(ev, "data_b64", json_string("aGk="));
         assert_int_equal(op_agent_output_decode(ev, &lim, &o, err, sizeof(err)), 0);
         assert_int_equal(o.data.len, 2);
@@ -328,6 +326,7 @@ static void test_hostile_output(void **state)
         refused_text("{\"event\":\"stdout\",\"data_b64\":\"aGk\"}", &lim,
                      "\"data_b64\" is not base64");
         refused_text("{\"event\":\"stdout\"}", &lim, "without \"data\"");
+        refused_text("{\"event\":\"stdout\",\"data\":\"\"}", &lim, "no bytes");
         refused_text("{\"event\":\"stdout\",\"data\":5}", &lim, "\"data\" is not a string");
         refused_text("{\"event\":\"stdin\",\"data\":\"\"}", &lim, "\"event\" is not \"stdout\"");
         refused_text("{\"event\":\"stdout\",\"data\":\"\",\"more\":1}", &lim,
