@@ -97,11 +97,17 @@ static int reply_files(struct request *r, const struct op_agent_exec *x, json_t 
 {
         json_t *files;
 
-        if (!x->has_files)
+        if (!r->exec.output_files)
                 return 0;
         files = json_array();
         if (set_new(reply, "files", files) < 0)
                 return -ENOMEM;
+        /* A compile error: the program did not run, none of its files is there. */
+        for (size_t i = 0; !x->has_files && i < r->exec.n_output_files; i++)
+                if (json_array_append_new(files,
+                                          json_pack("{s:s, s:s}", "name", r->exec.output_files[i],
+                                                    "error", "not_found")) < 0)
+                        return -ENOMEM;
         for (size_t i = 0; i < x->n_files; i++) {
                 const struct op_agent_file *f = &x->files[i];
                 json_t *o = json_pack("{s:s}", "name", f->name);

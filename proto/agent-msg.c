@@ -407,7 +407,8 @@ static int decode_files(json_t *v, const struct op_agent_limits *lim, struct op_
         int r = 0;
 
         if (!v) {
-                if (lim->output_files)
+                /* After a compile error the program did not run: there are no files. */
+                if (lim->output_files && !(x->has_status && x->status == OP_STATUS_COMPILE_ERROR))
                         return op_proto_fail(errbuf, errlen,
                                              "%s without \"files\" (the request has output_files)",
                                              what);

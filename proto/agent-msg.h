@@ -101,7 +101,7 @@ struct op_agent_exec {
         bool streamed;
         bool has_compile;
         struct op_agent_run compile;
-        bool has_files;
+        bool has_files; /* with output_files, unless the compile phase failed */
         struct op_agent_file *files;
         size_t n_files;
 };

@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "agent-msg.h"
+#include "agent.h"
 #include "cleanup.h"
 #include "frame.h"
 #include "msg.h"
@@ -533,14 +535,103 @@ static void test_parse_bytes(void **state)
         assert_non_null(strstr(err, "not one JSON object"));
 }
 
+/* ---- what op-agent really sends decodes under the limits of the job it was given ---- */
+
+static char workdir[] = "/tmp/op-agent-codec-test-XXXXXX";
+
+static void agent_answers(const char *text, const struct op_agent_limits *lim,
+                          struct op_agent_answer *ret)
+{
+        struct agent ag;
+        struct agent_config cfg = {.workdir = workdir, .uid = (uid_t)-1, .gid = (gid_t)-1};
+        json_auto_t *req = parse(text);
+        json_auto_t *ans = NULL;
+        struct op_agent_msg m;
+        char err[512] = "";
+
+        agent_init(&ag, &cfg);
+        ans = agent_handle(&ag, req);
+        agent_done(&ag);
+        assert_non_null(ans);
+        if (decode_bytewise(ans, lim, &m, err, sizeof(err)) != 0)
+                fail_msg("the agent's answer is refused: %s", err);
+        assert_int_equal(m.kind, OP_AGENT_MSG_ANSWER);
+        *ret = m.answer;
+        m.answer = (struct op_agent_answer){0};
+        op_agent_msg_done(&m);
+}
+
+static void test_real_agent(void **state)
+{
+        struct op_agent_limits lim = limits_full();
+        struct op_agent_answer a;
+        struct op_agent_ready rd;
+        json_auto_t *ready = agent_ready_event();
+        char err[256];
+
+        assert_non_null(mkdtemp(workdir));
+        /* a compile phase, a run that writes one of its two output files and bytes that are
+         * not UTF-8 */
+        agent_answers(
+            "{\"op\":\"exec\",\"argv\":[\"./main\"],\"file\":\"main.src\","
+            "\"code\":\"#!/bin/sh\\nprintf 'a\\\\377' > out.txt; printf 'x\\\\0y'; exit 3\\n\","
+            "\"output_max\":1024,\"output_files\":[\"out.txt\",\"img.png\"],"
+            "\"output_file_max\":64,\"compile\":{\"argv\":[\"sh\",\"-c\","
+            "\"cp main.src main && chmod +x main && echo built\"],\"timeout_ms\":5000,"
+            "\"output_max\":256}}",
+            &lim, &a);
+        assert_true(a.ok);
+        assert_int_equal(a.exec.run.exit_code, 3);
+        assert_int_equal(a.exec.run.out.len, 3);
+        assert_memory_equal(a.exec.run.out.data, "x\0y", 3);
+        assert_true(a.exec.has_compile && a.exec.has_status && a.exec.has_usage);
+        assert_int_equal(a.exec.status, OP_STATUS_RUNTIME_ERROR);
+        assert_int_equal(a.exec.compile.out.len, 6);
+        assert_int_equal(a.exec.n_files, 2);
+        assert_int_equal(a.exec.files[0].content.len, 2);
+        assert_memory_equal(a.exec.files[0].content.data, "a\377", 2);
+        assert_int_equal(a.exec.files[1].error, OP_AGENT_FILE_NOT_FOUND);
+        op_agent_answer_done(&a);
+        /* a compiler that fails */
+        agent_answers("{\"op\":\"exec\",\"argv\":[\"./main\"],\"file\":\"main.src\","
+                      "\"code\":\"\",\"output_files\":[\"out.txt\",\"img.png\"],"
+                      "\"compile\":{\"argv\":[\"sh\",\"-c\",\"echo no >&2; exit 1\"],"
+                      "\"timeout_ms\":5000,\"output_max\":256}}",
+                      &lim, &a);
+        assert_true(a.ok);
+        assert_int_equal(a.exec.status, OP_STATUS_COMPILE_ERROR);
+        assert_int_equal(a.exec.compile.exit_code, 1);
+        assert_false(a.exec.has_files); /* the program did not run */
+        op_agent_answer_done(&a);
+        /* a request the agent refuses, and a ping */
+        agent_answers("{\"op\":\"exec\",\"argv\":[]}", &lim, &a);
+        assert_false(a.ok);
+        assert_int_equal(a.error.code, OP_ERR_BAD_REQUEST);
+        op_agent_answer_done(&a);
+        lim = (struct op_agent_limits){.op = OP_AGENT_OP_PING};
+        agent_answers("{\"op\":\"ping\",\"id\":3}", &lim, &a);
+        assert_true(a.ok);
+        assert_string_equal(a.agent_version, OP_AGENT_VERSION);
+        op_agent_answer_done(&a);
+        assert_int_equal(op_agent_ready_decode(ready, &rd, err, sizeof(err)), 0);
+        assert_string_equal(rd.agent_version, OP_AGENT_VERSION);
+        assert_int_equal(rmdir(workdir), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_round_trip_exec),       cmocka_unit_test(test_round_trip_others),
-            cmocka_unit_test(test_round_trip_events),     cmocka_unit_test(test_frame_cap),
-            cmocka_unit_test(test_hostile_output),        cmocka_unit_test(test_hostile_numbers),
-            cmocka_unit_test(test_hostile_files),         cmocka_unit_test(test_hostile_compile),
-            cmocka_unit_test(test_hostile_other_answers), cmocka_unit_test(test_parse_bytes),
+            cmocka_unit_test(test_round_trip_exec),
+            cmocka_unit_test(test_round_trip_others),
+            cmocka_unit_test(test_round_trip_events),
+            cmocka_unit_test(test_frame_cap),
+            cmocka_unit_test(test_hostile_output),
+            cmocka_unit_test(test_hostile_numbers),
+            cmocka_unit_test(test_hostile_files),
+            cmocka_unit_test(test_hostile_compile),
+            cmocka_unit_test(test_hostile_other_answers),
+            cmocka_unit_test(test_parse_bytes),
+            cmocka_unit_test(test_real_agent),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
