@@ -10,6 +10,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
+#include "pool.h"
 
 static void on_created(struct opd *d, int r, const char *msg, const struct snap_manifest *m,
                        void *userdata)
@@ -236,11 +237,10 @@ void op_snapshot(struct client *c, json_t *id, json_t *req)
                         struct pool *p = pool_for(d, &d->langs.v[i]);
                         if (lang && lang != &d->langs.v[i])
                                 continue;
-                        json_object_set_new(
-                            langs, d->langs.v[i].name,
-                            json_pack("{s:o, s:s?}", "versions",
-                                      list_versions(d, d->langs.v[i].name), "serving",
-                                      p && p->serving ? p->serving->m.version : NULL));
+                        json_object_set_new(langs, d->langs.v[i].name,
+                                            json_pack("{s:o, s:s?}", "versions",
+                                                      list_versions(d, d->langs.v[i].name),
+                                                      "serving", pool_serving_version(p)));
                 }
                 client_send(c,
                             json_pack("{s:O?, s:b, s:o}", "id", id, "ok", 1, "languages", langs));
