@@ -14,6 +14,7 @@
 #include "config.h"
 #include "host.h"
 #include "lang.h"
+#include "agent-msg.h"
 #include "msg.h"
 #include "snap-ref.h"
 #include "snapshot.h"
@@ -222,8 +223,10 @@ struct batch {
 };
 /* The job's fields beyond protocol v1's core (limits, stream, files, entry point). */
 int exec_job_add_opts(struct request *r, json_t *job);
-/* The answer's fields beyond the core, checked (the guest is untrusted). */
-int exec_reply_add_opts(struct request *r, json_t *ans, json_t *reply);
+/* What the agent's answer and events to r may hold (agent-msg.h). */
+void exec_agent_limits(const struct request *r, struct op_agent_limits *ret);
+/* The client's answer's fields beyond the core, from the decoded agent answer. */
+int exec_reply_add_opts(struct request *r, const struct op_agent_exec *x, json_t *reply);
 void exec_on_vm_event(struct vm *vm, json_t *ev, void *userdata);
 /* The job was sent: stdin frames held so far follow it. */
 void exec_flush_stdin(struct request *r);

@@ -134,10 +134,22 @@ static bool wants_prime(struct pool *p)
                (t == OP_YES || (t == OP_AUTO && p->d->vms_host->accel == OP_ACCEL_TCG));
 }
 
+/* What the answer to the prime job may hold: a "prime" answer, or an exec's with the agent's
+ * default output cap (the job sets none) and the language's compile phase. */
+static void prime_limits(struct pool *p, struct vm *vm, struct op_agent_limits *ret)
+{
+        *ret = (struct op_agent_limits){
+            .op = vm->snap->m.warm ? OP_AGENT_OP_PRIME : OP_AGENT_OP_EXEC,
+            .output_max = OP_LIMITS_DEFAULT.output_max,
+        };
+        compile_agent_limits(p->lang, ret);
+}
+
 /* Run the language's prime program in the clone: through its warm runner ("prime" op, which
  * keeps the runner waiting) when the snapshot has one, else as an ordinary exec. */
 static int start_prime(struct pool_clone *c)
 {
+        struct op_agent_limits lim;
         struct pool *p = c->pool;
         struct vm *vm = c->vm;
         json_t *job, *argv = json_array();
@@ -163,6 +175,8 @@ static int start_prime(struct pool_clone *c)
                 json_decref(job);
                 return -ENOMEM;
         }
+        prime_limits(p, vm, &lim);
+        vm_set_frame_max(vm, op_agent_frame_max(&lim));
         clone_set_stage(c, CLONE_PRIMING);
         r = vm_resume(vm);
         if (r >= 0)
@@ -175,16 +189,27 @@ static void on_pool_vm_answer(struct vm *vm, json_t *ans, void *userdata)
 {
         struct pool_clone *c = userdata;
         struct pool *p = c->pool;
-        json_t *ms = json_object_get(ans, "run_ms");
+        _cleanup_(op_agent_answer_done) struct op_agent_answer a = {0};
+        struct op_agent_limits lim;
+        char err[512], why[600];
+        int r;
 
-        if (!json_is_true(json_object_get(ans, "ok"))) {
-                /* A clone that cannot be primed is still a good clone, only slower. */
-                log_warn(
-                    "%s pool: priming %s failed: %s", p->lang->name, vm->name,
-                    json_string_value(json_object_get(json_object_get(ans, "error"), "message"))
-                        ?: "?");
+        prime_limits(p, vm, &lim);
+        r = op_agent_answer_decode(ans, &lim, &a, err, sizeof(err));
+        if (r < 0) {
+                snprintf(why, sizeof(why), "agent sent %s",
+                         r == -ENOMEM ? "an answer opd could not hold in memory" : err);
+                vm_abort(vm, why);
+                return;
         }
-        p->stats.last_prime_ms = json_is_number(ms) ? json_number_value(ms) : 0;
+        if (!a.ok) {
+                /* A clone that cannot be primed is still a good clone, only slower. */
+                log_warn("%s pool: priming %s failed: %s", p->lang->name, vm->name,
+                         a.error.message);
+        }
+        p->stats.last_prime_ms = !a.ok                        ? 0
+                                 : lim.op == OP_AGENT_OP_EXEC ? a.exec.run.run_ms
+                                                              : a.run_ms;
         clone_set_stage(c, CLONE_PAUSING);
         if (vm_pause(vm) < 0)
                 on_pool_vm_failed(vm, "cannot pause after priming", c);

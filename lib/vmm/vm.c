@@ -11,6 +11,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "agent-msg.h"
 #include "cleanup.h"
 #include "evframe.h"
 #include "host.h"
@@ -137,11 +138,18 @@ static void on_agent_read(struct bufferevent *bev, void *arg)
                         continue;
                 }
                 if (vm->state == VM_BOOTING && event && strcmp(event, "ready") == 0) {
-                        const char *av = json_string_value(json_object_get(obj, "agent_version"));
+                        struct op_agent_ready rd;
+                        char why[300];
 
-                        snprintf(vm->agent_version, sizeof(vm->agent_version), "%s",
-                                 av ? av : "unknown");
+                        r = op_agent_ready_decode(obj, &rd, err, sizeof(err));
                         json_decref(obj);
+                        if (r < 0) {
+                                snprintf(why, sizeof(why), "agent sent %s", err);
+                                vm_fail(vm, why);
+                                return;
+                        }
+                        snprintf(vm->agent_version, sizeof(vm->agent_version), "%s",
+                                 rd.agent_version);
                         vm_set_state(vm, VM_READY);
                         vm->agent_hello = false; /* this session's greeting was the boot's */
                         vm->t_loaded = op_now_us();

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "agent-msg.h"
 #include "config.h"
 #include "lang.h"
 #include "vmm.h"
@@ -32,9 +33,9 @@ enum vm_state {
 
 const char *vm_state_name(enum vm_state s);
 
-/* The agent frame cap when nobody set one with vm_set_frame_max(): ready events, warm and prime
- * answers. */
-#define VM_FRAME_MAX_DEFAULT (1024 * 1024)
+/* The agent frame cap when nobody set one with vm_set_frame_max(): ready events, ping, warm
+ * and prime answers (agent-msg.h). */
+#define VM_FRAME_MAX_DEFAULT OP_AGENT_FRAME_SMALL
 
 struct vm_events {
         /* Booted: the agent is ready. Restored or paused again: stopped with its state loaded. */
