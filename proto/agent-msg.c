@@ -712,7 +712,7 @@ int op_agent_msg_parse(const void *payload, size_t len, const struct op_agent_li
         _cleanup_(json_decrefp) json_t *obj = NULL;
         int r;
 
-        r = op_parse_object(payload, len, &obj, errbuf, errlen);
+        r = op_parse_object_max(payload, len, OP_AGENT_VALUES_MAX, &obj, errbuf, errlen);
         if (r < 0)
                 return op_proto_fail(errbuf, errlen, "a frame that is not one JSON object");
         return op_agent_msg_decode(obj, lim, ret, errbuf, errlen);

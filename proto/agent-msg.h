@@ -158,7 +158,12 @@ int op_agent_answer_decode(json_t *obj, const struct op_agent_limits *lim,
 /* Any one of them, told apart by "event". */
 int op_agent_msg_decode(json_t *obj, const struct op_agent_limits *lim, struct op_agent_msg *ret,
                         char *errbuf, size_t errlen);
-/* One frame's payload (bytes in): op_parse_object() then op_agent_msg_decode(). */
+/* The most JSON values in one frame of the agent: a valid answer holds a few dozen, plus a few
+ * per output file (limit.output_files_max is at most 1024); a frame that could hold more is
+ * refused before it is parsed (op_parse_object_max()). */
+#define OP_AGENT_VALUES_MAX 16384
+
+/* One frame's payload (bytes in): op_parse_object_max() then op_agent_msg_decode(). */
 int op_agent_msg_parse(const void *payload, size_t len, const struct op_agent_limits *lim,
                        struct op_agent_msg *ret, char *errbuf, size_t errlen);
 

@@ -59,8 +59,8 @@ static void on_peer_read(struct bufferevent *bev, void *arg)
         char err[128];
         json_t *frame;
 
-        while (evframe_next(bufferevent_get_input(bev), FAKE_FRAME_MAX, &frame, err, sizeof(err)) >
-               0) {
+        while (evframe_next(bufferevent_get_input(bev), FAKE_FRAME_MAX, SIZE_MAX, &frame, err,
+                            sizeof(err)) > 0) {
                 json_t *answer;
 
                 if (f->vmm)

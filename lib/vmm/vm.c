@@ -117,8 +117,8 @@ static void on_agent_read(struct bufferevent *bev, void *arg)
         while (vm->state != VM_DEAD) {
                 json_t *obj = NULL;
                 const char *event;
-                int r =
-                    evframe_next(bufferevent_get_input(bev), vm->frame_max, &obj, err, sizeof(err));
+                int r = evframe_next(bufferevent_get_input(bev), vm->frame_max, OP_AGENT_VALUES_MAX,
+                                     &obj, err, sizeof(err));
 
                 if (r == 0)
                         return;
