@@ -76,9 +76,16 @@ void vm_console_tail(const struct vm *vm, char *buf, size_t size)
         if (k <= 0)
                 return;
         buf[k] = 0;
-        for (char *p = buf; *p; p++)
-                if (*p == '\n' || *p == '\r')
+        /* The guest wrote it: line ends become '|', and every other control character or byte
+         * outside ASCII becomes '?', so no escape sequence or forged line reaches the log. */
+        for (char *p = buf; *p; p++) {
+                unsigned char ch = (unsigned char)*p;
+
+                if (ch == '\n' || ch == '\r')
                         *p = '|';
+                else if (ch < 0x20 || ch >= 0x7f)
+                        *p = '?';
+        }
 }
 
 static void vm_fail(struct vm *vm, const char *why)

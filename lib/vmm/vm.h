@@ -105,5 +105,6 @@ void vm_set_frame_max(struct vm *vm, size_t max);
 void vm_abort(struct vm *vm, const char *why);
 /* Kill the VMM and free the VM at a safe point; no callback fires after this. */
 void vm_destroy(struct vm *vm);
-/* The last bytes of the guest console, '|' for line ends, "" when there is none. */
+/* The last bytes of the guest console, '|' for line ends and '?' for any other control
+ * character or byte outside ASCII (the guest wrote them), "" when there is none. */
 void vm_console_tail(const struct vm *vm, char *buf, size_t size);
