@@ -103,19 +103,26 @@ static void remove_stale_staging(struct opd *d)
 
 int opd_init(struct opd *d)
 {
+        const struct vm_driver *drv = vm_driver_find(d->cfg.vmm);
+
+        if (!drv) {
+                d->listen_fd = -1;
+                return log_error_errno(-EINVAL, "vmm: unknown driver \"%s\"", d->cfg.vmm);
+        }
+        return opd_init_driver(d, drv, NULL);
+}
+
+int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
+{
         static const struct vm_host_callbacks vm_callbacks = {
             .slot_freed = on_slot_freed,
             .log = on_vm_log,
         };
-        const struct vm_driver *drv;
         char err[512];
         int r;
 
         d->listen_fd = -1;
         d->started_us = op_now_us();
-        drv = vm_driver_find(d->cfg.vmm);
-        if (!drv)
-                return log_error_errno(-EINVAL, "vmm: unknown driver \"%s\"", d->cfg.vmm);
         LIST_INIT(&d->clients);
         LIST_INIT(&d->closing_clients);
         TAILQ_INIT(&d->queue);
@@ -134,7 +141,7 @@ int opd_init(struct opd *d)
         if (!d->base)
                 return -ENOMEM;
         /* The VM layer: run_dir made and cleaned, the driver's own clean-up. */
-        r = vm_host_new(d->base, &d->cfg, drv, NULL, &vm_callbacks, d, &d->vms_host);
+        r = vm_host_new(d->base, &d->cfg, drv, drv_data, &vm_callbacks, d, &d->vms_host);
         if (r < 0)
                 return log_error_errno(r, "set up VMs in %s", d->cfg.run_dir);
         if (access(d->vms_host->kernel, R_OK) < 0 || access(d->vms_host->initrd, R_OK) < 0)

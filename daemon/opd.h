@@ -302,6 +302,9 @@ void door_done(struct opd *d);
 
 /* ---- daemon.c: lifetime ---- */
 int opd_init(struct opd *d);
+/* opd_init() with the VMM driver given (drv_data: the driver instance's own, e.g. a fake VMM's
+ * settings in unit tests) instead of the one cfg.vmm names. */
+int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data);
 void opd_done(struct opd *d);
 /* Ask the loop to free closed objects soon. */
 void opd_schedule_reap(struct opd *d);

@@ -1,0 +1,1039 @@
+/* test-request.c: an exec request's life (daemon/request.c) in a real opd on the fake VMM driver
+ * (lib/vmm/fake.c): cold and warm routing, each state's deadline, the retry, cancellation in each
+ * state, and one answer per request. No process, no image: the loop runs until the answer. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agent-msg.h"
+#include "fake.h"
+#include "host.h"
+#include "opd.h"
+#include "pool.h"
+#include "request.h"
+#include "snap-ref.h"
+#include "snapshot.h"
+#include "util.h"
+
+#define LONG_MS     600000 /* a deadline that must not fire */
+#define SHORT_MS    20     /* a deadline that must fire: what it races with never happens */
+#define TURNS_MAX   1000000
+#define WAIT_MAX_US (60ull * 1000 * 1000)
+
+enum { SH, CC }; /* the languages, in the registry's order */
+
+#define REGISTRY                                                                                   \
+        "{\"languages\":["                                                                         \
+        "{\"name\":\"sh\",\"file\":\"main.sh\",\"run\":[\"sh\",\"{file}\"]},"                      \
+        "{\"name\":\"cc\",\"file\":\"main.c\",\"run\":[\"./main\"],"                               \
+        "\"compile\":{\"argv\":[\"cc\",\"-o\",\"main\",\"{file}\"],\"timeout_ms\":5000}}]}"
+
+struct fx;
+
+/* One exec submitted as the Piston door does: what its sink heard. */
+struct call {
+        struct request *r; /* NULL once answered or cancelled */
+        unsigned answers;
+        json_t *answer;
+        bool cancelled;
+};
+
+#define CALLS_MAX 8
+
+struct fx {
+        struct opd d;
+        struct fake_vmm fake;
+        struct event *tick; /* the loop never blocks for long with nothing to do */
+        unsigned ticks;
+        char dir[64];
+        unsigned jobs;     /* exec jobs the agents read */
+        bool agent_silent; /* the agents read jobs and never answer */
+        json_t *last_job;
+        struct call calls[CALLS_MAX];
+        unsigned n_calls;
+};
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+        ((struct fx *)arg)->ticks++;
+}
+
+/* The guest's agent: an exec answered with "hi\n" (and a compile phase when the job had one). */
+static json_t *agent(struct vm *vm, json_t *frame, void *userdata)
+{
+        struct fx *f = userdata;
+        const char *op = json_string_value(json_object_get(frame, "op"));
+        struct op_agent_answer a = {.op = OP_AGENT_OP_EXEC, .ok = true};
+
+        if (!op || strcmp(op, "exec") != 0)
+                return NULL;
+        f->jobs++;
+        json_decref(f->last_job);
+        f->last_job = json_incref(frame);
+        if (f->agent_silent)
+                return NULL;
+        a.exec.run = (struct op_agent_run){
+            .out = {(char *)"hi\n", 3}, .exit_code = 0, .has_run_ms = true, .run_ms = 1};
+        if (json_object_get(frame, "compile")) {
+                a.exec.has_compile = true;
+                a.exec.compile = (struct op_agent_run){.exit_code = 0};
+        }
+        return op_agent_answer_encode(json_object_get(frame, "id"), &a);
+}
+
+static void write_file(const char *path, const char *text)
+{
+        FILE *fp = fopen(path, "w");
+
+        assert_non_null(fp);
+        fputs(text, fp);
+        assert_int_equal(fclose(fp), 0);
+}
+
+static void set_path(char **key, const char *dir, const char *name)
+{
+        free(*key);
+        assert_true(asprintf(key, "%s/%s", dir, name) > 0);
+}
+
+static int setup(void **state)
+{
+        struct fx *f = calloc(1, sizeof(*f));
+        struct op_config *cfg;
+        struct timeval tv = {0, 1000};
+        char path[256];
+
+        assert_non_null(f);
+        snprintf(f->dir, sizeof(f->dir), "/tmp/test-request-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        snprintf(path, sizeof(path), "%s/images", f->dir);
+        assert_int_equal(mkdir(path, 0755), 0);
+        for (const char *const *l = (const char *const[]){"sh", "cc", NULL}; *l; l++) {
+                snprintf(path, sizeof(path), "%s/images/%s", f->dir, *l);
+                assert_int_equal(mkdir(path, 0755), 0);
+                snprintf(path, sizeof(path), "%s/images/%s/rootfs.ext4", f->dir, *l);
+                write_file(path, "");
+        }
+        snprintf(path, sizeof(path), "%s/images/vmlinux", f->dir);
+        write_file(path, "");
+        snprintf(path, sizeof(path), "%s/images/initrd.img", f->dir);
+        write_file(path, "");
+        snprintf(path, sizeof(path), "%s/languages.json", f->dir);
+        write_file(path, REGISTRY);
+
+        cfg = &f->d.cfg;
+        assert_int_equal(op_config_init(cfg), 0);
+        set_path(&cfg->images_dir, f->dir, "images");
+        set_path(&cfg->languages_file, f->dir, "languages.json");
+        set_path(&cfg->run_dir, f->dir, "run");
+        set_path(&cfg->cache_dir, f->dir, "cache");
+        /* No pool serves until a test says so; every deadline is far unless a test shortens
+         * the one it waits for. */
+        cfg->pool_size = 0;
+        cfg->pool_prime = OP_NO;
+        cfg->snapshot_check_ms = 0;
+        cfg->max_vms = 8;
+        cfg->max_queued = 8;
+        cfg->pool_fallback_cold = 1;
+        cfg->boot_timeout_ms = LONG_MS;
+        cfg->restore_timeout_ms = LONG_MS;
+        cfg->queue_timeout_ms = LONG_MS;
+        cfg->agent_grace_ms = LONG_MS;
+        f->d.no_listen = true;
+        f->fake.agent = agent;
+        f->fake.agent_userdata = f;
+        assert_int_equal(opd_init_driver(&f->d, &vm_driver_fake, &f->fake), 0);
+        assert_int_equal(f->d.vms_host->accel, OP_ACCEL_TCG);
+        assert_int_equal(f->d.langs.n, 2);
+        f->tick = event_new(f->d.base, -1, EV_PERSIST, on_tick, f);
+        assert_non_null(f->tick);
+        event_add(f->tick, &tv);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fx *f = *state;
+
+        /* Every request was answered or cancelled; nothing waits. */
+        for (unsigned i = 0; i < f->n_calls; i++) {
+                assert_null(f->calls[i].r);
+                json_decref(f->calls[i].answer);
+        }
+        assert_int_equal(requests_queued(&f->d), 0);
+        assert_true(TAILQ_EMPTY(&f->d.queue));
+        event_free(f->tick);
+        opd_done(&f->d);
+        assert_int_equal(f->fake.n_live, 0);
+        json_decref(f->last_job);
+        assert_int_equal(snap_rmtree(AT_FDCWD, f->dir), 0);
+        free(f);
+        return 0;
+}
+
+/* Run the loop until cond(arg) holds; a generous cap turns a hang into a failure. */
+static void run_until(struct fx *f, bool (*cond)(void *), void *arg)
+{
+        uint64_t start = op_now_us();
+
+        for (unsigned n = 0; !cond(arg); n++) {
+                if (n > TURNS_MAX || op_now_us() - start > WAIT_MAX_US)
+                        fail_msg("condition not reached");
+                event_base_loop(f->d.base, EVLOOP_ONCE);
+        }
+}
+
+/* Some turns of the loop (each at least one tick), for "nothing more happens" checks. */
+static void run_turns(struct fx *f, unsigned turns)
+{
+        unsigned until = f->ticks + turns;
+
+        while (f->ticks < until)
+                event_base_loop(f->d.base, EVLOOP_ONCE);
+}
+
+static void on_done(json_t *answer, void *userdata)
+{
+        struct call *c = userdata;
+
+        c->answers++;
+        json_decref(c->answer);
+        c->answer = answer;
+        c->r = NULL;
+}
+
+/* An exec request as a client sends it; mode and the timeouts are left out when NULL or 0. */
+static json_t *exec_req(const char *lang, const char *mode, uint32_t timeout_ms,
+                        uint32_t compile_timeout_ms)
+{
+        static unsigned next_id;
+        json_t *req = json_pack("{s:s, s:I, s:s, s:s}", "op", "exec", "id", (json_int_t)++next_id,
+                                "lang", lang, "code", "echo hi");
+
+        assert_non_null(req);
+        if (mode)
+                json_object_set_new(req, "mode", json_string(mode));
+        if (timeout_ms)
+                json_object_set_new(req, "timeout_ms", json_integer(timeout_ms));
+        if (compile_timeout_ms)
+                json_object_set_new(req, "compile_timeout_ms", json_integer(compile_timeout_ms));
+        return req;
+}
+
+/* Submit through the entry the Piston door uses (takes req). */
+static struct call *submit(struct fx *f, json_t *req)
+{
+        struct call *c;
+
+        assert_true(f->n_calls < CALLS_MAX);
+        c = &f->calls[f->n_calls++];
+        exec_submit_cb(&f->d, req, on_done, c, &c->r);
+        json_decref(req);
+        return c;
+}
+
+static struct call *submit_lang(struct fx *f, const char *lang, const char *mode)
+{
+        return submit(f, exec_req(lang, mode, 0, 0));
+}
+
+static void cancel(struct call *c)
+{
+        assert_non_null(c->r);
+        assert_int_equal(c->answers, 0);
+        request_cancel(c->r);
+        c->r = NULL;
+        c->cancelled = true;
+}
+
+static bool answered(void *arg)
+{
+        return ((struct call *)arg)->answers > 0;
+}
+
+static void wait_answer(struct fx *f, struct call *c)
+{
+        run_until(f, answered, c);
+}
+
+static enum request_state state_of(const struct call *c)
+{
+        assert_non_null(c->r);
+        return c->r->state;
+}
+
+/* The request has left state s (or was answered): the loop ran until then. */
+struct leave {
+        struct call *c;
+        enum request_state s;
+};
+
+static bool left(void *arg)
+{
+        struct leave *l = arg;
+
+        return l->c->answers > 0 || l->c->r->state != l->s;
+}
+
+static void run_until_left(struct fx *f, struct call *c, enum request_state s)
+{
+        struct leave l = {c, s};
+
+        run_until(f, left, &l);
+}
+
+static const char *error_code(const struct call *c)
+{
+        return json_string_value(json_object_get(json_object_get(c->answer, "error"), "code"));
+}
+
+static const char *error_message(const struct call *c)
+{
+        return json_string_value(json_object_get(json_object_get(c->answer, "error"), "message"));
+}
+
+static void assert_ok(const struct call *c, const char *mode)
+{
+        assert_int_equal(c->answers, 1);
+        assert_null(json_object_get(c->answer, "error"));
+        assert_true(json_is_true(json_object_get(c->answer, "ok")));
+        assert_string_equal(json_string_value(json_object_get(c->answer, "mode")), mode);
+        assert_string_equal(json_string_value(json_object_get(c->answer, "stdout")), "hi\n");
+        assert_int_equal(json_integer_value(json_object_get(c->answer, "exit_code")), 0);
+}
+
+static void assert_error(const struct call *c, const char *code)
+{
+        assert_int_equal(c->answers, 1);
+        assert_non_null(error_code(c));
+        assert_string_equal(error_code(c), code);
+        assert_non_null(error_message(c));
+}
+
+/* A while after the last answer: every request answered once, cancelled ones never. */
+static void settle(struct fx *f)
+{
+        run_turns(f, 30);
+        for (unsigned i = 0; i < f->n_calls; i++)
+                assert_int_equal(f->calls[i].answers, f->calls[i].cancelled ? 0 : 1);
+}
+
+static struct pool *pool_of(struct fx *f, int lang)
+{
+        struct pool *p = pool_for(&f->d, &f->d.langs.v[lang]);
+
+        assert_non_null(p);
+        return p;
+}
+
+static struct pool_counts counts(struct fx *f, int lang)
+{
+        struct pool_counts pc;
+
+        pool_counts(pool_of(f, lang), &pc);
+        return pc;
+}
+
+/* The pool of lang serves a snapshot (a stand-in: the fake restores without files) and keeps
+ * target paused clones. */
+static void serve(struct fx *f, int lang, uint32_t target)
+{
+        struct snap_ref *s = calloc(1, sizeof(*s));
+
+        assert_non_null(s);
+        s->refs = 1;
+        s->dirfd = -1;
+        snprintf(s->m.version, sizeof(s->m.version), "v1");
+        snprintf(s->m.lang, sizeof(s->m.lang), "%s", f->d.langs.v[lang].name);
+        pool_serve(pool_of(f, lang), s);
+        pool_set_target(pool_of(f, lang), target);
+        assert_true(pool_serves(pool_of(f, lang)));
+}
+
+struct ready_wait {
+        struct fx *f;
+        int lang;
+        unsigned n;
+};
+
+static bool pool_ready(void *arg)
+{
+        struct ready_wait *w = arg;
+
+        return counts(w->f, w->lang).ready >= w->n;
+}
+
+static void wait_ready(struct fx *f, int lang, unsigned n)
+{
+        struct ready_wait w = {f, lang, n};
+
+        run_until(f, pool_ready, &w);
+}
+
+/* The VM layer's own boot deadline (the same boot_timeout_ms, armed just before the request's)
+ * is pushed out, so that the request's BOOTING deadline is the one that fires. */
+static void vm_boot_deadline_far(struct call *c)
+{
+        struct timeval tv = {LONG_MS / 1000, 0};
+
+        assert_int_equal(state_of(c), REQ_BOOTING);
+        assert_non_null(c->r->vm);
+        assert_int_equal(c->r->vm->state, VM_BOOTING);
+        assert_int_equal(evtimer_add(c->r->vm->deadline, &tv), 0);
+}
+
+/* Nothing is counted as waiting or in use: the cold queue, the waiters and the pools agree. */
+static void assert_idle(struct fx *f)
+{
+        assert_int_equal(requests_queued(&f->d), 0);
+        assert_true(TAILQ_EMPTY(&f->d.queue));
+        for (int l = SH; l <= CC; l++) {
+                struct pool_counts pc = counts(f, l);
+
+                assert_int_equal(pc.waiting, 0);
+                assert_int_equal(pc.in_use, 0);
+        }
+}
+
+/* ---- cold ---- */
+
+static void test_cold_ok(void **state)
+{
+        struct fx *f = *state;
+        struct call *c = submit_lang(f, "sh", NULL);
+
+        /* NEW -> BOOTING at once: a VM slot is free and no pool serves */
+        assert_int_equal(state_of(c), REQ_BOOTING);
+        assert_int_equal(f->d.vms_host->n_vms, 1);
+        run_until_left(f, c, REQ_BOOTING);
+        assert_int_equal(state_of(c), REQ_RUNNING);
+        wait_answer(f, c);
+        assert_ok(c, "cold");
+        assert_int_equal(f->jobs, 1);
+        assert_null(json_object_get(f->last_job, "warm"));
+        assert_null(json_object_get(c->answer, "snapshot"));
+        settle(f);
+        assert_int_equal(f->d.vms_host->n_vms, 0);
+        assert_int_equal(f->d.stats.ok, 1);
+        assert_idle(f);
+}
+
+/* A compiled language: the job has its compile phase, the answer the compiler's result. */
+static void test_cold_compile_ok(void **state)
+{
+        struct fx *f = *state;
+        struct call *c = submit_lang(f, "cc", "cold");
+
+        wait_answer(f, c);
+        assert_ok(c, "cold");
+        assert_non_null(json_object_get(f->last_job, "compile"));
+        assert_non_null(json_object_get(c->answer, "compile"));
+        settle(f);
+        assert_idle(f);
+}
+
+/* max_vms reached: the next request waits in the cold queue and boots once a slot frees. */
+static void test_cold_queued_then_boots(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b;
+
+        f->d.cfg.max_vms = 1;
+        a = submit_lang(f, "sh", NULL);
+        b = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(a), REQ_BOOTING);
+        assert_int_equal(state_of(b), REQ_QUEUED);
+        assert_int_equal(requests_queued(&f->d), 1);
+        assert_ptr_equal(TAILQ_FIRST(&f->d.queue), b->r);
+        run_until_left(f, b, REQ_QUEUED);
+        /* the slot was a's: b leaves the queue only once a is answered, and boots */
+        assert_int_equal(a->answers, 1);
+        assert_int_equal(state_of(b), REQ_BOOTING);
+        assert_int_equal(requests_queued(&f->d), 0);
+        wait_answer(f, b);
+        assert_ok(a, "cold");
+        assert_ok(b, "cold");
+        settle(f);
+        assert_idle(f);
+}
+
+/* max_queued requests already wait: the next one is refused busy at once. */
+static void test_cold_busy(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b, *c;
+
+        f->d.cfg.max_vms = 1;
+        f->d.cfg.max_queued = 1;
+        a = submit_lang(f, "sh", NULL);
+        b = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(b), REQ_QUEUED);
+        c = submit_lang(f, "sh", NULL);
+        assert_null(c->r);
+        assert_error(c, "busy");
+        assert_non_null(strstr(error_message(c), "max_queued"));
+        assert_int_equal(requests_queued(&f->d), 1);
+        wait_answer(f, a);
+        wait_answer(f, b);
+        assert_ok(a, "cold");
+        assert_ok(b, "cold");
+        settle(f);
+        assert_idle(f);
+}
+
+/* No slot frees within queue_timeout_ms: pool_exhausted. */
+static void test_cold_queue_deadline(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b;
+        char want[128];
+
+        f->d.cfg.max_vms = 1;
+        f->d.cfg.queue_timeout_ms = SHORT_MS;
+        f->agent_silent = true;
+        a = submit_lang(f, "sh", NULL);
+        b = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(b), REQ_QUEUED);
+        wait_answer(f, b);
+        assert_error(b, "pool_exhausted");
+        snprintf(want, sizeof(want), "no VM became free within %u ms", SHORT_MS);
+        assert_string_equal(error_message(b), want);
+        assert_int_equal(requests_queued(&f->d), 0);
+        assert_true(TAILQ_EMPTY(&f->d.queue));
+        assert_int_equal(state_of(a), REQ_RUNNING);
+        cancel(a);
+        settle(f);
+        assert_idle(f);
+}
+
+/* The VM never boots: vm_failed, naming the boot. */
+static void test_boot_deadline(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->d.cfg.boot_timeout_ms = SHORT_MS;
+        f->fake.opts.fault = FAKE_FAULT_SILENT;
+        c = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(c), REQ_BOOTING);
+        wait_answer(f, c);
+        assert_error(c, "vm_failed");
+        assert_non_null(strstr(error_message(c), "boot"));
+        settle(f);
+        assert_int_equal(f->d.vms_host->n_vms, 0);
+        assert_idle(f);
+}
+
+/* The request's own BOOTING deadline: vm_failed "did not boot", with boot_timeout_ms. */
+static void test_boot_deadline_request(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+        char want[128];
+
+        f->d.cfg.boot_timeout_ms = SHORT_MS;
+        f->fake.opts.fault = FAKE_FAULT_SILENT;
+        c = submit_lang(f, "sh", NULL);
+        vm_boot_deadline_far(c);
+        wait_answer(f, c);
+        snprintf(want, sizeof(want), "the VM did not boot within %u ms", SHORT_MS);
+        assert_error(c, "vm_failed");
+        assert_string_equal(error_message(c), want);
+        settle(f);
+        assert_int_equal(f->d.vms_host->n_vms, 0);
+        assert_idle(f);
+}
+
+/* The VM fails to boot: vm_failed with the VM's reason. */
+static void test_boot_fault(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->fake.opts.fault = FAKE_FAULT_BOOT;
+        c = submit_lang(f, "sh", NULL);
+        wait_answer(f, c);
+        assert_error(c, "vm_failed");
+        assert_non_null(strstr(error_message(c), "fake: the boot failed"));
+        settle(f);
+        assert_idle(f);
+}
+
+/* The VM dies while the job runs: vm_failed, and a cold request is not moved. */
+static void test_running_fault(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->fake.opts.fault = FAKE_FAULT_RUNNING;
+        c = submit_lang(f, "sh", NULL);
+        wait_answer(f, c);
+        assert_error(c, "vm_failed");
+        assert_non_null(strstr(error_message(c), "died"));
+        assert_int_equal(f->d.vms_host->vms_started, 1);
+        settle(f);
+        assert_idle(f);
+}
+
+/* The guest never answers: timeout, with the deadline's figures. */
+static void test_run_deadline(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->d.cfg.agent_grace_ms = 10;
+        f->agent_silent = true;
+        c = submit(f, exec_req("sh", NULL, 10, 0));
+        wait_answer(f, c);
+        assert_int_equal(f->jobs, 1);
+        assert_error(c, "timeout");
+        assert_string_equal(error_message(c),
+                            "the guest did not answer within 20 ms (timeout_ms 10 + grace 10)");
+        settle(f);
+        assert_int_equal(f->d.vms_host->n_vms, 0);
+        assert_idle(f);
+}
+
+static void test_run_deadline_compile(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->d.cfg.agent_grace_ms = 10;
+        f->agent_silent = true;
+        c = submit(f, exec_req("cc", NULL, 10, 5));
+        wait_answer(f, c);
+        assert_error(c, "timeout");
+        assert_string_equal(
+            error_message(c),
+            "the guest did not answer within 25 ms (compile 5 + timeout_ms 10 + grace 10)");
+        settle(f);
+        assert_idle(f);
+}
+
+/* ---- warm ---- */
+
+static void test_warm_ok(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        c = submit_lang(f, "sh", NULL);
+        /* a paused clone: resumed with the job sent at once */
+        assert_int_equal(state_of(c), REQ_RUNNING);
+        assert_int_equal(counts(f, SH).in_use, 1);
+        assert_int_equal(counts(f, SH).ready, 0);
+        wait_answer(f, c);
+        assert_ok(c, "warm");
+        assert_string_equal(json_string_value(json_object_get(c->answer, "snapshot")), "v1");
+        assert_true(json_is_true(json_object_get(f->last_job, "warm")));
+        settle(f);
+        assert_idle(f);
+        assert_int_equal(counts(f, SH).stats.served, 1);
+        /* the pool refills once the request is done */
+        wait_ready(f, SH, 1);
+}
+
+/* No paused clone yet: the request waits for one, and is served when it is ready. */
+static void test_warm_waiting_served(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        serve(f, SH, 1); /* its clone is restoring */
+        assert_int_equal(counts(f, SH).restoring, 1);
+        c = submit_lang(f, "sh", "warm");
+        assert_int_equal(state_of(c), REQ_WAITING);
+        assert_int_equal(requests_queued(&f->d), 1);
+        assert_int_equal(counts(f, SH).waiting, 1);
+        assert_true(TAILQ_EMPTY(&f->d.queue));
+        run_until_left(f, c, REQ_WAITING);
+        assert_int_equal(state_of(c), REQ_RUNNING);
+        assert_int_equal(requests_queued(&f->d), 0);
+        assert_int_equal(counts(f, SH).waiting, 0);
+        assert_int_equal(counts(f, SH).in_use, 1);
+        wait_answer(f, c);
+        assert_ok(c, "warm");
+        settle(f);
+        assert_idle(f);
+}
+
+/* Waiters count against max_queued like the cold queue. */
+static void test_warm_busy(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b;
+
+        f->d.cfg.max_queued = 1;
+        f->fake.opts.fault = FAKE_FAULT_SILENT; /* clones never finish restoring */
+        serve(f, SH, 1);
+        a = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(a), REQ_WAITING);
+        b = submit_lang(f, "sh", NULL);
+        assert_error(b, "busy");
+        cancel(a);
+        settle(f);
+        assert_idle(f);
+}
+
+/* No clone within queue_timeout_ms, mode auto and pool.fallback_cold: a cold boot serves it. */
+static void test_warm_wait_deadline_fallback(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->d.cfg.queue_timeout_ms = SHORT_MS;
+        f->fake.opts.fault = FAKE_FAULT_SILENT; /* the clone never finishes restoring */
+        serve(f, SH, 1);
+        f->fake.opts.fault = FAKE_FAULT_NONE; /* the cold VM boots */
+        c = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(c), REQ_WAITING);
+        run_until_left(f, c, REQ_WAITING);
+        assert_int_equal(state_of(c), REQ_BOOTING);
+        assert_int_equal(counts(f, SH).waiting, 0);
+        assert_int_equal(requests_queued(&f->d), 0);
+        wait_answer(f, c);
+        assert_ok(c, "cold");
+        assert_null(json_object_get(c->answer, "snapshot"));
+        settle(f);
+        assert_idle(f);
+}
+
+/* ... without the fallback, or in mode warm: pool_exhausted. */
+static void test_warm_wait_deadline_exhausted(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b;
+        char want[128];
+
+        f->d.cfg.queue_timeout_ms = SHORT_MS;
+        f->fake.opts.fault = FAKE_FAULT_SILENT;
+        serve(f, SH, 1);
+        f->fake.opts.fault = FAKE_FAULT_NONE;
+        a = submit_lang(f, "sh", "warm"); /* warm or nothing, fallback or not */
+        assert_int_equal(state_of(a), REQ_WAITING);
+        wait_answer(f, a);
+        f->d.cfg.pool_fallback_cold = 0;
+        b = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(b), REQ_WAITING);
+        wait_answer(f, b);
+        snprintf(want, sizeof(want), "sh pool: no paused VM became free within %u ms", SHORT_MS);
+        assert_error(a, "pool_exhausted");
+        assert_string_equal(error_message(a), want);
+        assert_error(b, "pool_exhausted");
+        assert_string_equal(error_message(b), want);
+        assert_int_equal(f->d.vms_host->vms_started, 1); /* the clone only: nothing booted */
+        settle(f);
+        assert_idle(f);
+}
+
+/* Mode warm where no pool serves: pool_exhausted at once; mode cold skips a serving pool. */
+static void test_mode_warm_without_pool(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b;
+
+        a = submit_lang(f, "sh", "warm");
+        assert_null(a->r);
+        assert_error(a, "pool_exhausted");
+        assert_non_null(strstr(error_message(a), "no pool"));
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        b = submit_lang(f, "sh", "cold");
+        assert_int_equal(state_of(b), REQ_BOOTING);
+        wait_answer(f, b);
+        assert_ok(b, "cold");
+        assert_int_equal(counts(f, SH).stats.served, 0);
+        settle(f);
+        assert_idle(f);
+}
+
+/* ---- retry ---- */
+
+/* Two paused clones: the oldest dies before its resume is acknowledged (when faulty), the other
+ * is healthy unless both_faulty. */
+static void two_clones(struct fx *f, bool both_faulty)
+{
+        f->fake.opts.fault = FAKE_FAULT_RESUME;
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        if (!both_faulty)
+                f->fake.opts.fault = FAKE_FAULT_NONE;
+        pool_set_target(pool_of(f, SH), 2);
+        wait_ready(f, SH, 2);
+}
+
+/* A clone that died before resuming never ran the job: the request goes to another clone. */
+static void test_retry_ok(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        two_clones(f, false);
+        c = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(c), REQ_RUNNING);
+        wait_answer(f, c);
+        assert_ok(c, "warm");
+        assert_int_equal(f->jobs, 1); /* the first clone's agent never read it */
+        assert_int_equal(f->d.vms_host->vms_failed, 1);
+        assert_int_equal(counts(f, SH).stats.served, 2);
+        settle(f);
+        assert_idle(f);
+}
+
+/* Moved once only: the second clone dying the same way fails the request. */
+static void test_retry_twice_fails(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        two_clones(f, true);
+        c = submit_lang(f, "sh", NULL);
+        wait_answer(f, c);
+        assert_error(c, "vm_failed");
+        assert_non_null(strstr(error_message(c), "before resuming"));
+        assert_int_equal(f->jobs, 0);
+        assert_int_equal(f->d.vms_host->vms_failed, 2);
+        assert_int_equal(counts(f, SH).stats.served, 2);
+        settle(f);
+        assert_idle(f);
+}
+
+/* The request moved off a dead clone waits, falls back to a cold boot, and that VM does not
+ * boot in time: the answer is vm_failed for the boot, never a timeout with the figures of the
+ * run on the first clone. */
+static void test_retry_cold_boot_deadline(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->d.cfg.queue_timeout_ms = SHORT_MS;
+        f->d.cfg.boot_timeout_ms = SHORT_MS;
+        f->fake.opts.fault = FAKE_FAULT_RESUME;
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        f->fake.opts.fault = FAKE_FAULT_SILENT; /* refills never restore, cold VMs never boot */
+        c = submit(f, exec_req("sh", NULL, 10, 0));
+        assert_int_equal(state_of(c), REQ_RUNNING);
+        run_until_left(f, c, REQ_RUNNING);
+        assert_int_equal(state_of(c), REQ_WAITING); /* retried: no clone is ready */
+        assert_int_equal(counts(f, SH).in_use, 0);
+        run_until_left(f, c, REQ_WAITING);
+        assert_int_equal(state_of(c), REQ_BOOTING); /* fell back to a cold boot */
+        wait_answer(f, c);
+        assert_error(c, "vm_failed");
+        assert_non_null(strstr(error_message(c), "boot"));
+        assert_null(strstr(error_message(c), "did not answer"));
+        settle(f);
+        assert_idle(f);
+}
+
+/* The same, with the request's own BOOTING deadline firing (the VM layer's pushed out): the
+ * answer is the boot's, with boot_timeout_ms. */
+static void test_retry_cold_boot_deadline_request(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+        char want[128];
+
+        f->d.cfg.queue_timeout_ms = SHORT_MS;
+        f->d.cfg.boot_timeout_ms = SHORT_MS;
+        f->fake.opts.fault = FAKE_FAULT_RESUME;
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        f->fake.opts.fault = FAKE_FAULT_SILENT;
+        c = submit(f, exec_req("sh", NULL, 10, 0));
+        run_until_left(f, c, REQ_RUNNING);
+        run_until_left(f, c, REQ_WAITING);
+        vm_boot_deadline_far(c);
+        wait_answer(f, c);
+        snprintf(want, sizeof(want), "the VM did not boot within %u ms", SHORT_MS);
+        assert_error(c, "vm_failed");
+        assert_string_equal(error_message(c), want);
+        settle(f);
+        assert_idle(f);
+}
+
+/* A clone that dies after its resume was acknowledged may have run the job: not moved. */
+static void test_warm_running_fault(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->fake.opts.fault = FAKE_FAULT_RUNNING;
+        serve(f, SH, 2);
+        wait_ready(f, SH, 2);
+        c = submit_lang(f, "sh", NULL);
+        wait_answer(f, c);
+        assert_error(c, "vm_failed");
+        assert_non_null(strstr(error_message(c), "died"));
+        assert_int_equal(f->fake.n_frames, 1);
+        assert_int_equal(counts(f, SH).stats.served, 1);
+        settle(f);
+        assert_idle(f);
+}
+
+/* ---- cancel ---- */
+
+static void test_cancel_queued(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b, *c;
+
+        f->d.cfg.max_vms = 1;
+        a = submit_lang(f, "sh", NULL);
+        b = submit_lang(f, "sh", NULL);
+        c = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(b), REQ_QUEUED);
+        assert_int_equal(state_of(c), REQ_QUEUED);
+        assert_int_equal(requests_queued(&f->d), 2);
+        cancel(b); /* from the middle of the line */
+        assert_int_equal(requests_queued(&f->d), 1);
+        assert_ptr_equal(TAILQ_FIRST(&f->d.queue), c->r);
+        assert_null(TAILQ_NEXT(c->r, queue_link));
+        wait_answer(f, c);
+        assert_ok(a, "cold");
+        assert_ok(c, "cold");
+        settle(f);
+        assert_idle(f);
+}
+
+static void test_cancel_waiting(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b;
+
+        f->fake.opts.fault = FAKE_FAULT_SILENT;
+        serve(f, SH, 1);
+        a = submit_lang(f, "sh", NULL);
+        b = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(a), REQ_WAITING);
+        assert_int_equal(state_of(b), REQ_WAITING);
+        assert_int_equal(counts(f, SH).waiting, 2);
+        cancel(a);
+        assert_int_equal(counts(f, SH).waiting, 1);
+        assert_int_equal(requests_queued(&f->d), 1);
+        cancel(b);
+        settle(f);
+        assert_idle(f);
+        assert_int_equal(counts(f, SH).restoring, 1); /* the pool's own clone is untouched */
+}
+
+static void test_cancel_booting(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->fake.opts.fault = FAKE_FAULT_SILENT;
+        c = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(c), REQ_BOOTING);
+        run_turns(f, 5);
+        assert_int_equal(state_of(c), REQ_BOOTING);
+        cancel(c);
+        assert_int_equal(f->d.vms_host->n_vms, 0);
+        settle(f);
+        assert_idle(f);
+}
+
+static void test_cancel_running_cold(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->agent_silent = true;
+        c = submit_lang(f, "sh", NULL);
+        run_until_left(f, c, REQ_BOOTING);
+        assert_int_equal(state_of(c), REQ_RUNNING);
+        cancel(c);
+        assert_int_equal(f->d.vms_host->n_vms, 0);
+        settle(f);
+        assert_idle(f);
+}
+
+static void test_cancel_running_warm(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->agent_silent = true;
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        c = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(c), REQ_RUNNING);
+        assert_int_equal(counts(f, SH).in_use, 1);
+        run_turns(f, 5);
+        cancel(c);
+        assert_int_equal(counts(f, SH).in_use, 0);
+        settle(f);
+        assert_idle(f);
+        wait_ready(f, SH, 1); /* refilled */
+}
+
+/* A waiter cancelled while a clone is on its way: the clone goes to the next waiter, or stays
+ * ready when there is none. */
+static void test_cancel_waiting_then_ready(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b;
+
+        serve(f, SH, 1);
+        a = submit_lang(f, "sh", NULL);
+        b = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(a), REQ_WAITING);
+        cancel(a);
+        wait_answer(f, b);
+        assert_ok(b, "warm");
+        settle(f);
+        assert_idle(f);
+        assert_int_equal(counts(f, SH).stats.served, 1);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup_teardown(test_cold_ok, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cold_compile_ok, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cold_queued_then_boots, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cold_busy, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cold_queue_deadline, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_boot_deadline, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_boot_deadline_request, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_boot_fault, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_running_fault, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_run_deadline, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_run_deadline_compile, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_warm_ok, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_warm_waiting_served, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_warm_busy, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_warm_wait_deadline_fallback, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_warm_wait_deadline_exhausted, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_mode_warm_without_pool, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_retry_ok, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_retry_twice_fails, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_retry_cold_boot_deadline, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_retry_cold_boot_deadline_request, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_warm_running_fault, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cancel_queued, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cancel_waiting, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cancel_booting, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cancel_running_cold, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cancel_running_warm, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cancel_waiting_then_ready, setup, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
