@@ -325,7 +325,7 @@ static void assert_error(const struct call *c, const char *code)
 /* A while after the last answer: every request answered once, cancelled ones never. */
 static void settle(struct fx *f)
 {
-        run_turns(f, 30);
+        run_turns(f, 10);
         for (unsigned i = 0; i < f->n_calls; i++)
                 assert_int_equal(f->calls[i].answers, f->calls[i].cancelled ? 0 : 1);
 }
