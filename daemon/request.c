@@ -337,7 +337,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
                              cfg->boot_timeout_ms);
                 break;
         case REQ_RUNNING:
-                if (compile_ms)
+                /* A clone whose "cont" was never acknowledged never started the program: its
+                 * VMM failed, the program did not time out. */
+                if (r->pool && !vm_resumed(r->vm))
+                        request_fail(r, OP_ERR_VM_FAILED,
+                                     "%s did not resume within %u ms (the program never started)",
+                                     r->vm->name, run_deadline_ms(r));
+                else if (compile_ms)
                         request_fail(r, OP_ERR_TIMEOUT,
                                      "the guest did not answer within %u ms (compile %u + "
                                      "timeout_ms %u + grace %u)",

@@ -868,6 +868,27 @@ static void test_retry_cold_boot_deadline_request(void **state)
         assert_idle(f);
 }
 
+/* The VMM never acknowledges the resume of a clone (the job waits in the channel): the run's
+ * deadline ends it as vm_failed, since the program never ran, not as a timeout of the program. */
+static void test_warm_resume_never_acknowledged(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->d.cfg.agent_grace_ms = 10;
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        c = submit(f, exec_req("sh", NULL, 10, 0));
+        assert_int_equal(state_of(c), REQ_RUNNING);
+        fake_vm_opts(c->r->vm)->fault = FAKE_FAULT_SILENT; /* before its resume completes */
+        wait_answer(f, c);
+        assert_int_equal(f->jobs, 0);
+        assert_error(c, "vm_failed");
+        assert_non_null(strstr(error_message(c), "did not resume within 20 ms"));
+        settle(f);
+        assert_idle(f);
+}
+
 /* A clone that dies after its resume was acknowledged may have run the job: not moved. */
 static void test_warm_running_fault(void **state)
 {
@@ -1026,6 +1047,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_retry_twice_fails, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_cold_boot_deadline, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_cold_boot_deadline_request, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_warm_resume_never_acknowledged, setup, teardown),
             cmocka_unit_test_setup_teardown(test_warm_running_fault, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cancel_queued, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cancel_waiting, setup, teardown),
