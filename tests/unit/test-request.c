@@ -1023,6 +1023,80 @@ static void test_cancel_waiting_then_ready(void **state)
         assert_int_equal(counts(f, SH).stats.served, 1);
 }
 
+/* ---- the sink ---- */
+
+struct sink_log {
+        unsigned answers, releases;
+        bool released_after_answer;
+};
+
+static void sink_answer(json_t *answer, void *userdata)
+{
+        struct sink_log *l = userdata;
+
+        assert_int_equal(l->releases, 0);
+        l->answers++;
+        json_decref(answer);
+}
+
+static void sink_release(void *userdata)
+{
+        struct sink_log *l = userdata;
+
+        l->released_after_answer = l->answers > 0;
+        l->releases++;
+}
+
+static bool released(void *arg)
+{
+        return ((struct sink_log *)arg)->releases > 0;
+}
+
+/* A request made directly (as exec.c does for a batch member): r, routed. */
+static struct request *new_request(struct fx *f, struct sink_log *l)
+{
+        const struct request_sink sink = {sink_answer, sink_release, l};
+        json_t *req = exec_req("sh", NULL, 0, 0);
+        struct request *r = NULL;
+        struct op_exec e;
+        char err[256];
+
+        assert_int_equal(op_exec_decode(req, &f->d.cfg.limits, &e, err, sizeof(err)), 0);
+        assert_int_equal(
+            request_new(&f->d, json_object_get(req, "id"), &e, &f->d.langs.v[SH], NULL, &sink, &r),
+            0);
+        json_decref(req);
+        assert_int_equal(r->state, REQ_NEW);
+        request_route(r);
+        return r;
+}
+
+/* The sink hears the answer once, then its release once; a cancelled request only the
+ * release. */
+static void test_sink_answer_then_release(void **state)
+{
+        struct fx *f = *state;
+        struct sink_log done = {0}, cancelled = {0};
+        struct request *r;
+
+        f->d.cfg.max_vms = 1;
+        new_request(f, &done);
+        r = new_request(f, &cancelled);
+        assert_int_equal(r->state, REQ_QUEUED);
+        request_cancel(r);
+        assert_int_equal(cancelled.answers, 0);
+        assert_int_equal(cancelled.releases, 1);
+        run_until(f, released, &done);
+        settle(f);
+        assert_int_equal(done.answers, 1);
+        assert_int_equal(done.releases, 1);
+        assert_true(done.released_after_answer);
+        assert_int_equal(cancelled.answers, 0);
+        assert_int_equal(cancelled.releases, 1);
+        assert_int_equal(f->d.stats.ok, 1);
+        assert_idle(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1055,6 +1129,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_cancel_running_cold, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cancel_running_warm, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cancel_waiting_then_ready, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_sink_answer_then_release, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
