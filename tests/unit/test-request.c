@@ -47,6 +47,12 @@ struct call {
         unsigned answers;
         json_t *answer;
         bool cancelled;
+        /* when its job reached an agent: the request's state, warm or not, and how many answers
+         * (to any request) had been given by then */
+        unsigned jobs;
+        enum request_state state_at_job;
+        bool warm_at_job;
+        unsigned answers_before_job;
 };
 
 #define CALLS_MAX 8
@@ -57,8 +63,10 @@ struct fx {
         struct event *tick; /* the loop never blocks for long with nothing to do */
         unsigned ticks;
         char dir[64];
-        unsigned jobs;     /* exec jobs the agents read */
-        bool agent_silent; /* the agents read jobs and never answer */
+        unsigned jobs;      /* exec jobs the agents read */
+        bool agent_silent;  /* the agents read jobs and never answer */
+        bool agent_refuses; /* the agents answer {"ok": false} */
+        bool agent_garbles; /* the agents answer with a field no answer has */
         json_t *last_job;
         struct call calls[CALLS_MAX];
         unsigned n_calls;
@@ -67,6 +75,25 @@ struct fx {
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
         ((struct fx *)arg)->ticks++;
+}
+
+/* A job reached vm's agent: what its request was then. */
+static void note_job(struct fx *f, struct vm *vm)
+{
+        unsigned answers = 0;
+
+        for (unsigned i = 0; i < f->n_calls; i++)
+                answers += f->calls[i].answers;
+        for (unsigned i = 0; i < f->n_calls; i++) {
+                struct call *c = &f->calls[i];
+
+                if (!c->r || c->r->vm != vm)
+                        continue;
+                c->jobs++;
+                c->state_at_job = c->r->state;
+                c->warm_at_job = c->r->pool != NULL;
+                c->answers_before_job = answers;
+        }
 }
 
 /* The guest's agent: an exec answered with "hi\n" (and a compile phase when the job had one). */
@@ -78,11 +105,20 @@ static json_t *agent(struct vm *vm, json_t *frame, void *userdata)
 
         if (!op || strcmp(op, "exec") != 0)
                 return NULL;
+        note_job(f, vm);
         f->jobs++;
         json_decref(f->last_job);
         f->last_job = json_incref(frame);
         if (f->agent_silent)
                 return NULL;
+        if (f->agent_refuses) {
+                a.ok = false;
+                a.error = (struct op_agent_error){OP_ERR_INTERNAL, (char *)"no runner"};
+                return op_agent_answer_encode(json_object_get(frame, "id"), &a);
+        }
+        if (f->agent_garbles)
+                return json_pack("{s:O?, s:b, s:i}", "id", json_object_get(frame, "id"), "ok", 1,
+                                 "surprise", 1);
         a.exec.run = (struct op_agent_run){
             .out = {(char *)"hi\n", 3}, .exit_code = 0, .has_run_ms = true, .run_ms = 1};
         if (json_object_get(frame, "compile")) {
@@ -382,16 +418,15 @@ static void wait_ready(struct fx *f, int lang, unsigned n)
         run_until(f, pool_ready, &w);
 }
 
-/* The VM layer's own boot deadline (the same boot_timeout_ms, armed just before the request's)
- * is pushed out, so that the request's BOOTING deadline is the one that fires. */
-static void vm_boot_deadline_far(struct call *c)
+/* The request's current deadline passes now (every deadline of the test is far): the test
+ * has seen the state it waited for, and nothing else can move the request meanwhile. */
+static void expire_deadline(struct call *c)
 {
-        struct timeval tv = {LONG_MS / 1000, 0};
+        struct timeval now = {0, 0};
 
-        assert_int_equal(state_of(c), REQ_BOOTING);
-        assert_non_null(c->r->vm);
-        assert_int_equal(c->r->vm->state, VM_BOOTING);
-        assert_int_equal(evtimer_add(c->r->vm->deadline, &tv), 0);
+        assert_non_null(c->r);
+        assert_true(evtimer_pending(c->r->timer, NULL));
+        assert_int_equal(evtimer_add(c->r->timer, &now), 0);
 }
 
 /* Nothing is counted as waiting or in use: the cold queue, the waiters and the pools agree. */
@@ -417,10 +452,12 @@ static void test_cold_ok(void **state)
         /* NEW -> BOOTING at once: a VM slot is free and no pool serves */
         assert_int_equal(state_of(c), REQ_BOOTING);
         assert_int_equal(f->d.vms_host->n_vms, 1);
-        run_until_left(f, c, REQ_BOOTING);
-        assert_int_equal(state_of(c), REQ_RUNNING);
         wait_answer(f, c);
         assert_ok(c, "cold");
+        /* booted, then RUNNING when the job reached the agent */
+        assert_int_equal(c->jobs, 1);
+        assert_int_equal(c->state_at_job, REQ_RUNNING);
+        assert_false(c->warm_at_job);
         assert_int_equal(f->jobs, 1);
         assert_null(json_object_get(f->last_job, "warm"));
         assert_null(json_object_get(c->answer, "snapshot"));
@@ -448,7 +485,7 @@ static void test_cold_compile_ok(void **state)
 static void test_cold_queued_then_boots(void **state)
 {
         struct fx *f = *state;
-        struct call *a, *b;
+        struct call *a, *b, *c;
 
         f->d.cfg.max_vms = 1;
         a = submit_lang(f, "sh", NULL);
@@ -457,14 +494,27 @@ static void test_cold_queued_then_boots(void **state)
         assert_int_equal(state_of(b), REQ_QUEUED);
         assert_int_equal(requests_queued(&f->d), 1);
         assert_ptr_equal(TAILQ_FIRST(&f->d.queue), b->r);
-        run_until_left(f, b, REQ_QUEUED);
-        /* the slot was a's: b leaves the queue only once a is answered, and boots */
-        assert_int_equal(a->answers, 1);
-        assert_int_equal(state_of(b), REQ_BOOTING);
-        assert_int_equal(requests_queued(&f->d), 0);
         wait_answer(f, b);
         assert_ok(a, "cold");
         assert_ok(b, "cold");
+        /* the slot was a's: b's job went out only once a was answered */
+        assert_int_equal(b->jobs, 1);
+        assert_int_equal(b->answers_before_job, 1);
+        assert_int_equal(f->d.vms_host->vms_started, 2);
+
+        /* a VM that never boots holds the slot: the next request stays BOOTING once it left
+         * the queue */
+        a = submit_lang(f, "sh", NULL);
+        f->fake.opts.fault = FAKE_FAULT_SILENT; /* VMs from now on never boot */
+        c = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(c), REQ_QUEUED);
+        cancel(a); /* its slot frees: c boots from the loop */
+        assert_int_equal(state_of(c), REQ_QUEUED);
+        run_until_left(f, c, REQ_QUEUED);
+        assert_int_equal(state_of(c), REQ_BOOTING);
+        assert_int_equal(requests_queued(&f->d), 0);
+        assert_true(TAILQ_EMPTY(&f->d.queue));
+        cancel(c);
         settle(f);
         assert_idle(f);
 }
@@ -512,7 +562,8 @@ static void test_cold_queue_deadline(void **state)
         assert_string_equal(error_message(b), want);
         assert_int_equal(requests_queued(&f->d), 0);
         assert_true(TAILQ_EMPTY(&f->d.queue));
-        assert_int_equal(state_of(a), REQ_RUNNING);
+        run_until_left(f, a, REQ_BOOTING);
+        assert_int_equal(state_of(a), REQ_RUNNING); /* and stays so: its agent never answers */
         cancel(a);
         settle(f);
         assert_idle(f);
@@ -536,19 +587,21 @@ static void test_boot_deadline(void **state)
         assert_idle(f);
 }
 
-/* The request's own BOOTING deadline: vm_failed "did not boot", with boot_timeout_ms. */
+/* The request's own BOOTING deadline (the VM layer's, as long, is not reached): vm_failed "did
+ * not boot", with boot_timeout_ms. */
 static void test_boot_deadline_request(void **state)
 {
         struct fx *f = *state;
         struct call *c;
         char want[128];
 
-        f->d.cfg.boot_timeout_ms = SHORT_MS;
         f->fake.opts.fault = FAKE_FAULT_SILENT;
         c = submit_lang(f, "sh", NULL);
-        vm_boot_deadline_far(c);
+        run_turns(f, 3);
+        assert_int_equal(state_of(c), REQ_BOOTING);
+        expire_deadline(c);
         wait_answer(f, c);
-        snprintf(want, sizeof(want), "the VM did not boot within %u ms", SHORT_MS);
+        snprintf(want, sizeof(want), "the VM did not boot within %u ms", LONG_MS);
         assert_error(c, "vm_failed");
         assert_string_equal(error_message(c), want);
         settle(f);
@@ -584,6 +637,28 @@ static void test_running_fault(void **state)
         assert_non_null(strstr(error_message(c), "died"));
         assert_int_equal(f->d.vms_host->vms_started, 1);
         settle(f);
+        assert_idle(f);
+}
+
+/* The agent cannot run the job, or breaks the protocol: vm_failed, the VM destroyed. */
+static void test_agent_error_answers(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b;
+
+        f->agent_refuses = true;
+        a = submit_lang(f, "sh", NULL);
+        wait_answer(f, a);
+        assert_error(a, "vm_failed");
+        assert_non_null(strstr(error_message(a), "no runner"));
+        f->agent_refuses = false;
+        f->agent_garbles = true;
+        b = submit_lang(f, "sh", NULL);
+        wait_answer(f, b);
+        assert_error(b, "vm_failed");
+        assert_non_null(strstr(error_message(b), "agent sent"));
+        settle(f);
+        assert_int_equal(f->d.vms_host->n_vms, 0);
         assert_idle(f);
 }
 
@@ -661,13 +736,11 @@ static void test_warm_waiting_served(void **state)
         assert_int_equal(requests_queued(&f->d), 1);
         assert_int_equal(counts(f, SH).waiting, 1);
         assert_true(TAILQ_EMPTY(&f->d.queue));
-        run_until_left(f, c, REQ_WAITING);
-        assert_int_equal(state_of(c), REQ_RUNNING);
-        assert_int_equal(requests_queued(&f->d), 0);
-        assert_int_equal(counts(f, SH).waiting, 0);
-        assert_int_equal(counts(f, SH).in_use, 1);
         wait_answer(f, c);
         assert_ok(c, "warm");
+        assert_int_equal(c->state_at_job, REQ_RUNNING);
+        assert_true(c->warm_at_job);
+        assert_int_equal(counts(f, SH).stats.served, 1);
         settle(f);
         assert_idle(f);
 }
@@ -702,12 +775,11 @@ static void test_warm_wait_deadline_fallback(void **state)
         f->fake.opts.fault = FAKE_FAULT_NONE; /* the cold VM boots */
         c = submit_lang(f, "sh", NULL);
         assert_int_equal(state_of(c), REQ_WAITING);
-        run_until_left(f, c, REQ_WAITING);
-        assert_int_equal(state_of(c), REQ_BOOTING);
-        assert_int_equal(counts(f, SH).waiting, 0);
-        assert_int_equal(requests_queued(&f->d), 0);
         wait_answer(f, c);
         assert_ok(c, "cold");
+        assert_false(c->warm_at_job);
+        assert_int_equal(f->d.vms_host->vms_started, 2); /* the clone, then the cold VM */
+        assert_int_equal(counts(f, SH).stats.served, 0);
         assert_null(json_object_get(c->answer, "snapshot"));
         settle(f);
         assert_idle(f);
@@ -795,6 +867,28 @@ static void test_retry_ok(void **state)
         assert_idle(f);
 }
 
+/* The clone handed to a waiter dies before resuming: the request waits again and the next
+ * clone serves it. */
+static void test_retry_from_waiter(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->fake.opts.fault = FAKE_FAULT_RESUME;
+        serve(f, SH, 1); /* the first clone restores with the fault */
+        f->fake.opts.fault = FAKE_FAULT_NONE;
+        c = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(c), REQ_WAITING);
+        wait_answer(f, c);
+        assert_ok(c, "warm");
+        assert_int_equal(c->jobs, 1); /* the faulty clone's agent never read it */
+        assert_true(c->warm_at_job);
+        assert_int_equal(f->d.vms_host->vms_failed, 1);
+        assert_int_equal(counts(f, SH).stats.served, 2);
+        settle(f);
+        assert_idle(f);
+}
+
 /* Moved once only: the second clone dying the same way fails the request. */
 static void test_retry_twice_fails(void **state)
 {
@@ -829,39 +923,48 @@ static void test_retry_cold_boot_deadline(void **state)
         f->fake.opts.fault = FAKE_FAULT_SILENT; /* refills never restore, cold VMs never boot */
         c = submit(f, exec_req("sh", NULL, 10, 0));
         assert_int_equal(state_of(c), REQ_RUNNING);
-        run_until_left(f, c, REQ_RUNNING);
-        assert_int_equal(state_of(c), REQ_WAITING); /* retried: no clone is ready */
-        assert_int_equal(counts(f, SH).in_use, 0);
-        run_until_left(f, c, REQ_WAITING);
-        assert_int_equal(state_of(c), REQ_BOOTING); /* fell back to a cold boot */
         wait_answer(f, c);
         assert_error(c, "vm_failed");
         assert_non_null(strstr(error_message(c), "boot"));
         assert_null(strstr(error_message(c), "did not answer"));
+        /* the clone, its refill (never restored), then the cold VM */
+        assert_int_equal(f->d.vms_host->vms_started, 3);
+        assert_int_equal(counts(f, SH).stats.served, 1);
+        assert_int_equal(c->jobs, 0);
         settle(f);
         assert_idle(f);
 }
 
-/* The same, with the request's own BOOTING deadline firing (the VM layer's pushed out): the
- * answer is the boot's, with boot_timeout_ms. */
+/* The same step by step, every deadline far and passed by the test once the request is in
+ * the state: it waits after the retry, boots cold once the wait's deadline passes, and the
+ * request's own BOOTING deadline answers for the boot, with boot_timeout_ms. */
 static void test_retry_cold_boot_deadline_request(void **state)
 {
         struct fx *f = *state;
         struct call *c;
         char want[128];
 
-        f->d.cfg.queue_timeout_ms = SHORT_MS;
-        f->d.cfg.boot_timeout_ms = SHORT_MS;
         f->fake.opts.fault = FAKE_FAULT_RESUME;
         serve(f, SH, 1);
         wait_ready(f, SH, 1);
         f->fake.opts.fault = FAKE_FAULT_SILENT;
         c = submit(f, exec_req("sh", NULL, 10, 0));
+        assert_int_equal(state_of(c), REQ_RUNNING);
+        assert_int_equal(counts(f, SH).in_use, 1);
         run_until_left(f, c, REQ_RUNNING);
+        assert_int_equal(state_of(c), REQ_WAITING); /* moved: no clone is ready */
+        assert_null(c->r->vm);
+        assert_int_equal(counts(f, SH).in_use, 0);
+        assert_int_equal(counts(f, SH).waiting, 1);
+        expire_deadline(c);
         run_until_left(f, c, REQ_WAITING);
-        vm_boot_deadline_far(c);
+        assert_int_equal(state_of(c), REQ_BOOTING); /* fell back to a cold boot */
+        assert_null(c->r->pool);
+        assert_int_equal(counts(f, SH).waiting, 0);
+        assert_int_equal(requests_queued(&f->d), 0);
+        expire_deadline(c);
         wait_answer(f, c);
-        snprintf(want, sizeof(want), "the VM did not boot within %u ms", SHORT_MS);
+        snprintf(want, sizeof(want), "the VM did not boot within %u ms", LONG_MS);
         assert_error(c, "vm_failed");
         assert_string_equal(error_message(c), want);
         settle(f);
@@ -1109,6 +1212,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_boot_deadline_request, setup, teardown),
             cmocka_unit_test_setup_teardown(test_boot_fault, setup, teardown),
             cmocka_unit_test_setup_teardown(test_running_fault, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_agent_error_answers, setup, teardown),
             cmocka_unit_test_setup_teardown(test_run_deadline, setup, teardown),
             cmocka_unit_test_setup_teardown(test_run_deadline_compile, setup, teardown),
             cmocka_unit_test_setup_teardown(test_warm_ok, setup, teardown),
@@ -1118,6 +1222,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_warm_wait_deadline_exhausted, setup, teardown),
             cmocka_unit_test_setup_teardown(test_mode_warm_without_pool, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_ok, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_retry_from_waiter, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_twice_fails, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_cold_boot_deadline, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_cold_boot_deadline_request, setup, teardown),
