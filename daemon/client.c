@@ -2,15 +2,25 @@
  * answers out, and a close that flushes before the object is freed at a safe point. */
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "access.h"
 #include "cleanup.h"
+#include "client.h"
 #include "evframe.h"
 #include "log.h"
 #include "opd.h"
+#include "ops.h"
 #include "request.h"
 #include "util.h"
+
+struct reply_slot {
+        LIST_ENTRY(reply_slot) link;
+        struct client *client; /* NULL once the client is gone */
+        json_t *id;
+};
 
 static void client_move_to_closing(struct client *c)
 {
@@ -239,6 +249,19 @@ void client_close(struct client *c, const char *why)
                 bufferevent_setcb(c->bev, NULL, on_write, on_event, c);
 }
 
+void clients_shutdown(struct opd *d)
+{
+        struct request *r;
+        struct client *c, *next;
+
+        for (c = LIST_FIRST(&d->clients); c; c = next) {
+                next = LIST_NEXT(c, link);
+                while ((r = LIST_FIRST(&c->requests)))
+                        request_fail(r, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
+                client_close(c, "shutdown");
+        }
+}
+
 void clients_reap(struct opd *d)
 {
         struct client *c;
@@ -276,6 +299,11 @@ struct reply_slot *reply_slot_new(struct client *c, json_t *id)
         s->id = json_incref(id);
         LIST_INSERT_HEAD(&c->slots, s, link);
         return s;
+}
+
+json_t *reply_slot_id(const struct reply_slot *s)
+{
+        return s->id;
 }
 
 void reply_slot_send(struct reply_slot *s, json_t *obj)

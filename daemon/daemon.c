@@ -10,11 +10,24 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "accel.h"
+#include "access.h"
 #include "cleanup.h"
+#include "client.h"
+#include "door.h"
+#include "host.h"
 #include "log.h"
+#include "metrics.h"
+#include "notify.h"
 #include "opd.h"
+#include "pool.h"
+#include "reload.h"
 #include "request.h"
+#include "s3sync.h"
+#include "server.h"
 #include "util.h"
+#include "vm.h"
+#include "vmm.h"
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
@@ -111,7 +124,6 @@ int opd_init(struct opd *d)
         char err[512];
         int r;
 
-        d->listen_fd = -1;
         d->started_us = op_now_us();
         drv = vm_driver_find(d->cfg.vmm);
         if (!drv)
@@ -190,9 +202,6 @@ int opd_init(struct opd *d)
 
 void opd_stop(struct opd *d)
 {
-        struct request *r;
-        struct client *c, *next;
-
         if (d->stopping)
                 return;
         d->stopping = true;
@@ -200,12 +209,7 @@ void opd_stop(struct opd *d)
         server_close(d);
         door_stop(d);
         /* Every request still waiting or running gets an answer before the connection closes. */
-        for (c = LIST_FIRST(&d->clients); c; c = next) {
-                next = LIST_NEXT(c, link);
-                while ((r = LIST_FIRST(&c->requests)))
-                        request_fail(r, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
-                client_close(c, "shutdown");
-        }
+        clients_shutdown(d);
         vm_host_kill_all(d->vms_host);
         event_base_loopexit(d->base, &(struct timeval){0, 200 * 1000});
 }
@@ -221,8 +225,8 @@ void opd_done(struct opd *d)
                 vm_host_kill_all(d->vms_host);
         clients_free_all(d);
         server_close(d);
-        if (d->probe_timer)
-                event_free(d->probe_timer);
+        access_done(d);
+        accel_done(d);
         if (d->reap_ev)
                 event_free(d->reap_ev);
         if (d->sigchld_ev)

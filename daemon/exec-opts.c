@@ -7,11 +7,21 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "client.h"
 #include "compile.h"
+#include "exec.h"
 #include "log.h"
 #include "opd.h"
 #include "request.h"
 #include "util.h"
+#include "vm.h"
+
+struct batch {
+        struct client *client; /* NULL once the client is gone */
+        json_t *id;
+        unsigned pending; /* members still running */
+        unsigned count, ok, failed;
+};
 
 static int set_new(json_t *obj, const char *key, json_t *v)
 {
@@ -278,13 +288,19 @@ void op_stdin(struct client *c, json_t *id, json_t *req)
         op_stdin_done(&s);
 }
 
-void batch_count(struct batch *b, json_t *reply)
+void batch_hold(struct batch *b)
+{
+        b->pending++;
+}
+
+void batch_answer(struct batch *b, json_t *reply)
 {
         if (json_is_true(json_object_get(reply, "ok")) &&
             strcmp(json_string_value(json_object_get(reply, "status")) ?: "", "ok") == 0)
                 b->ok++;
         else
                 b->failed++;
+        client_send(b->client, reply);
 }
 
 void batch_release(struct batch *b)

@@ -8,11 +8,15 @@
 #include <sys/random.h>
 
 #include "cleanup.h"
+#include "client.h"
 #include "compile.h"
+#include "exec.h"
 #include "log.h"
 #include "opd.h"
+#include "pool.h"
 #include "request.h"
 #include "util.h"
+#include "vm.h"
 
 #define ENTROPY_BYTES 32
 
@@ -249,8 +253,7 @@ static void answer_batch_member(json_t *answer, void *userdata)
 {
         struct batch *b = userdata;
 
-        batch_count(b, answer);
-        client_send(b->client, answer);
+        batch_answer(b, answer);
 }
 
 static void release_batch_member(void *userdata)
@@ -268,7 +271,7 @@ void exec_submit(struct client *c, json_t *id, json_t *req, struct batch *b)
         struct request_sink sink = {answer_client, NULL, c};
 
         if (b) {
-                b->pending++; /* given back by the sink's release */
+                batch_hold(b); /* given back by the sink's release */
                 sink = (struct request_sink){answer_batch_member, release_batch_member, b};
         }
         submit(c->d, id, req, c, b != NULL, NULL, &sink, NULL);

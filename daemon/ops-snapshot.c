@@ -7,10 +7,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bgjob.h"
 #include "cleanup.h"
+#include "client.h"
 #include "log.h"
 #include "opd.h"
+#include "ops.h"
 #include "pool.h"
+#include "s3sync.h"
+#include "snapcreate.h"
 
 static void on_created(struct opd *d, int r, const char *msg, const struct snap_manifest *m,
                        void *userdata)
@@ -19,16 +24,16 @@ static void on_created(struct opd *d, int r, const char *msg, const struct snap_
         json_t *files, *ans;
 
         if (r < 0) {
-                reply_slot_send(
-                    slot, op_error_reply(slot->id, OP_ERR_INTERNAL, "snapshot failed: %s", msg));
+                reply_slot_send(slot, op_error_reply(reply_slot_id(slot), OP_ERR_INTERNAL,
+                                                     "snapshot failed: %s", msg));
                 return;
         }
         files = json_object();
         for (size_t i = 0; i < m->n_files; i++)
                 json_object_set_new(files, m->files[i].name,
                                     json_integer((json_int_t)m->files[i].size));
-        ans = json_pack("{s:O?, s:b, s:s, s:s, s:b, s:o}", "id", slot->id, "ok", 1, "lang", m->lang,
-                        "version", m->version, "warm", m->warm, "sizes", files);
+        ans = json_pack("{s:O?, s:b, s:s, s:s, s:b, s:o}", "id", reply_slot_id(slot), "ok", 1,
+                        "lang", m->lang, "version", m->version, "warm", m->warm, "sizes", files);
         reply_slot_send(slot, ans);
 }
 
@@ -136,17 +141,17 @@ static void verify_next(struct verify_run *v)
                 json_object_set_new(v->langs, l->name,
                                     json_pack("{s:b, s:s}", "ok", 0, "error", strerror(-r)));
         }
-        reply_slot_send(v->slot, json_pack("{s:O?, s:b, s:b, s:o}", "id", v->slot->id, "ok", 1,
-                                           "verified", v->all_ok, "languages", v->langs));
+        reply_slot_send(v->slot, json_pack("{s:O?, s:b, s:b, s:o}", "id", reply_slot_id(v->slot),
+                                           "ok", 1, "verified", v->all_ok, "languages", v->langs));
         free(v);
 }
 
 static void on_synced_error(struct reply_slot *slot, int r)
 {
         reply_slot_send(
-            slot,
-            op_error_reply(slot->id, r == -ENOENT ? OP_ERR_BAD_REQUEST : OP_ERR_INTERNAL, "%s",
-                           r == -ENOENT ? "no S3 bucket configured (s3.bucket)" : strerror(-r)));
+            slot, op_error_reply(
+                      reply_slot_id(slot), r == -ENOENT ? OP_ERR_BAD_REQUEST : OP_ERR_INTERNAL,
+                      "%s", r == -ENOENT ? "no S3 bucket configured (s3.bucket)" : strerror(-r)));
 }
 
 /* The actions that answer later (sync, verify); false when action is neither. */

@@ -4,9 +4,14 @@
 #include <string.h>
 
 #include "cleanup.h"
-#include "log.h"
+#include "client.h"
+#include "exec.h"
+#include "host.h"
+#include "metrics.h"
 #include "opd.h"
+#include "ops.h"
 #include "pool.h"
+#include "reload.h"
 #include "request.h"
 #include "util.h"
 

@@ -9,13 +9,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bgjob.h"
 #include "cleanup.h"
 #include "compile.h"
+#include "host.h"
 #include "log.h"
 #include "opd.h"
 #include "pool-private.h"
 #include "poolplan.h"
+#include "snap-ref.h"
 #include "util.h"
+#include "vm.h"
 
 #define BACKOFF_MIN_MS   200
 #define BACKOFF_MAX_MS   30000

@@ -10,10 +10,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bgjob.h"
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
 #include "pool-private.h"
+#include "snap-ref.h"
 
 #define SUSPECT_AFTER 2 /* restores failed in a row before the checksums are verified */
 

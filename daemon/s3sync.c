@@ -11,7 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bgjob.h"
 #include "cleanup.h"
+#include "client.h"
 #include "log.h"
 #include "opd.h"
 #include "pool.h"
@@ -19,6 +21,7 @@
 #include "s3-layout.h"
 #include "s3-list.h"
 #include "s3.h"
+#include "s3sync.h"
 #include "snap-stage.h"
 #include "util.h"
 
@@ -542,8 +545,8 @@ static void run_finish(struct s3sync *s)
         s->waiters = NULL;
         while (w) {
                 struct sync_waiter *next = w->next;
-                reply_slot_send(w->slot, json_pack("{s:O?, s:b, s:O}", "id", w->slot->id, "ok", 1,
-                                                   "languages", s->result));
+                reply_slot_send(w->slot, json_pack("{s:O?, s:b, s:O}", "id", reply_slot_id(w->slot),
+                                                   "ok", 1, "languages", s->result));
                 free(w);
                 w = next;
         }
@@ -577,8 +580,8 @@ static void run_fail_all(struct s3sync *s, const char *msg)
         s->stats.failures++;
         while (w) {
                 struct sync_waiter *next = w->next;
-                reply_slot_send(w->slot,
-                                op_error_reply(w->slot->id, OP_ERR_INTERNAL, "s3 sync: %s", msg));
+                reply_slot_send(w->slot, op_error_reply(reply_slot_id(w->slot), OP_ERR_INTERNAL,
+                                                        "s3 sync: %s", msg));
                 free(w);
                 w = next;
         }

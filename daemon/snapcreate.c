@@ -12,13 +12,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bgjob.h"
 #include "cleanup.h"
 #include "compile.h"
+#include "host.h"
 #include "log.h"
 #include "opd.h"
 #include "pool.h"
 #include "poolplan.h"
+#include "snapcreate.h"
 #include "util.h"
+#include "vm.h"
 
 #define WARM_TIMEOUT_MS 120000
 
