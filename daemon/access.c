@@ -9,7 +9,6 @@
 
 #include "access.h"
 #include "cleanup.h"
-#include "client.h"
 #include "log.h"
 #include "opd.h"
 #include "util.h"
@@ -94,11 +93,10 @@ bool access_may_use(struct opd *d, uid_t uid, gid_t gid, pid_t pid)
                in_group(pid, gid, d->access->access_gid);
 }
 
-void access_classify(struct opd *d, struct client *c)
+bool access_may_admin(struct opd *d, uid_t uid, gid_t gid, pid_t pid)
 {
-        bool root = c->uid == 0 || c->uid == getuid();
+        bool root = uid == 0 || uid == getuid();
 
-        c->may_use = access_may_use(d, c->uid, c->gid, c->pid);
-        c->may_admin = root || (d->access->admin_gid != (gid_t)-1 &&
-                                in_group(c->pid, c->gid, d->access->admin_gid));
+        return root ||
+               (d->access->admin_gid != (gid_t)-1 && in_group(pid, gid, d->access->admin_gid));
 }

@@ -5,12 +5,11 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-struct client;
 struct opd;
 
 int access_init(struct opd *d);
 void access_done(struct opd *d);
-/* Set c->may_use and c->may_admin from its credentials. */
-void access_classify(struct opd *d, struct client *c);
 /* May this peer use the service (exec, status, ping)? */
 bool access_may_use(struct opd *d, uid_t uid, gid_t gid, pid_t pid);
+/* May it manage snapshots (root, access.admin_group)? */
+bool access_may_admin(struct opd *d, uid_t uid, gid_t gid, pid_t pid);

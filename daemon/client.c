@@ -8,6 +8,7 @@
 
 #include "access.h"
 #include "cleanup.h"
+#include "client-private.h"
 #include "client.h"
 #include "evframe.h"
 #include "log.h"
@@ -173,7 +174,8 @@ int client_new(struct opd *d, int fd)
         c->uid = cred.uid;
         c->gid = cred.gid;
         c->pid = cred.pid;
-        access_classify(d, c);
+        c->may_use = access_may_use(d, c->uid, c->gid, c->pid);
+        c->may_admin = access_may_admin(d, c->uid, c->gid, c->pid);
         LIST_INIT(&c->requests);
         LIST_INIT(&c->slots);
         c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -299,6 +301,46 @@ struct reply_slot *reply_slot_new(struct client *c, json_t *id)
         s->id = json_incref(id);
         LIST_INSERT_HEAD(&c->slots, s, link);
         return s;
+}
+
+struct opd *client_opd(const struct client *c)
+{
+        return c->d;
+}
+
+uid_t client_uid(const struct client *c)
+{
+        return c->uid;
+}
+
+bool client_may_use(const struct client *c)
+{
+        return c->may_use;
+}
+
+bool client_may_admin(const struct client *c)
+{
+        return c->may_admin;
+}
+
+bool client_closing(const struct client *c)
+{
+        return c->closing;
+}
+
+unsigned client_inflight(const struct client *c)
+{
+        return c->inflight;
+}
+
+struct request *client_find_request(struct client *c, json_t *id)
+{
+        struct request *r;
+
+        LIST_FOREACH(r, &c->requests, client_link)
+        if (r->id && json_typeof(r->id) == json_typeof(id) && json_equal(r->id, id))
+                return r;
+        return NULL;
 }
 
 json_t *reply_slot_id(const struct reply_slot *s)

@@ -4,36 +4,23 @@
 
 #include <jansson.h>
 #include <stdbool.h>
-#include <sys/queue.h>
 #include <sys/types.h>
 
-struct bufferevent;
-struct event;
+struct client;
 struct opd;
 struct reply_slot;
 struct request;
 
-/* Read by the request (request.c: requests, inflight, closing), the operations (ops.c, exec.c:
- * d, inflight, may_use, may_admin) and access.c, which classifies it. */
-struct client {
-        LIST_ENTRY(client) link;
-        struct opd *d;
-        struct bufferevent *bev;
-        struct event *read_timer; /* a frame started and did not complete */
-        struct event *idle_timer; /* idle_timeout_ms since the last byte read */
-        uid_t uid;
-        gid_t gid;
-        pid_t pid;
-        unsigned inflight;
-        LIST_HEAD(, request) requests;
-        LIST_HEAD(, reply_slot) slots;
-        bool closing;
-        bool read_eof;  /* the peer half-closed: answer what was read, then close */
-        bool may_use;   /* exec, status, ping (access.group) */
-        bool may_admin; /* snapshot management (root, access.admin_group) */
-};
-
 int client_new(struct opd *d, int fd);
+/* What the operations ask of a connection. */
+struct opd *client_opd(const struct client *c);
+uid_t client_uid(const struct client *c);
+bool client_may_use(const struct client *c);   /* exec, status, ping (access.group) */
+bool client_may_admin(const struct client *c); /* snapshot management (root, access.admin_group) */
+bool client_closing(const struct client *c);
+unsigned client_inflight(const struct client *c); /* requests answered not yet */
+/* The request of c with this "id", NULL when none. */
+struct request *client_find_request(struct client *c, json_t *id);
 /* Queue an answer; takes the reference to obj. */
 void client_send(struct client *c, json_t *obj);
 /* A request of c finished: a half-closed client with nothing left in flight is closed. */

@@ -220,10 +220,10 @@ static void submit(struct opd *d, json_t *id, json_t *req, struct client *c, boo
         d->stats.requests++;
         if (err)
                 ;
-        else if (c && !d->stopping && c->inflight >= d->cfg.max_inflight)
-                err =
-                    op_error_reply(id, OP_ERR_BUSY,
-                                   "%u requests already in flight on this connection", c->inflight);
+        else if (c && !d->stopping && client_inflight(c) >= d->cfg.max_inflight)
+                err = op_error_reply(id, OP_ERR_BUSY,
+                                     "%u requests already in flight on this connection",
+                                     client_inflight(c));
         else if (decode(d, id, req, &e, &lang, &err) < 0)
                 ;
         else if (batch && e.stdin_stream) {
@@ -274,7 +274,7 @@ void exec_submit(struct client *c, json_t *id, json_t *req, struct batch *b)
                 batch_hold(b); /* given back by the sink's release */
                 sink = (struct request_sink){answer_batch_member, release_batch_member, b};
         }
-        submit(c->d, id, req, c, b != NULL, NULL, &sink, NULL);
+        submit(client_opd(c), id, req, c, b != NULL, NULL, &sink, NULL);
 }
 
 void exec_submit_cb(struct opd *d, json_t *req, exec_done_fn done, void *userdata,

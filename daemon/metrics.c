@@ -295,7 +295,7 @@ void op_metrics(struct client *c, json_t *id, json_t *req)
 
         if (!op_only_id_op(c, id, req))
                 return;
-        text = metrics_render(c->d);
+        text = metrics_render(client_opd(c));
         if (!text) {
                 client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
                 return;

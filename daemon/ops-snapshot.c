@@ -169,7 +169,7 @@ static bool op_snapshot_later(struct client *c, json_t *id, const char *action,
                 return true;
         }
         if (strcmp(action, "sync") == 0) {
-                r = s3sync_request(c->d, slot);
+                r = s3sync_request(client_opd(c), slot);
                 if (r < 0)
                         on_synced_error(slot, r);
         } else {
@@ -180,7 +180,7 @@ static bool op_snapshot_later(struct client *c, json_t *id, const char *action,
                         reply_slot_send(slot, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
                         return true;
                 }
-                v->d = c->d;
+                v->d = client_opd(c);
                 v->slot = slot;
                 v->only = lang;
                 v->dirfd = -1;
@@ -192,7 +192,7 @@ static bool op_snapshot_later(struct client *c, json_t *id, const char *action,
 
 void op_snapshot(struct client *c, json_t *id, json_t *req)
 {
-        struct opd *d = c->d;
+        struct opd *d = client_opd(c);
         const char *action = json_string_value(json_object_get(req, "action"));
         const char *name = json_string_value(json_object_get(req, "lang"));
         const struct op_lang *lang = name ? op_langs_find(&d->langs, name) : NULL;

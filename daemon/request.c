@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client-private.h"
 #include "client.h"
 #include "compile.h"
 #include "exec.h"
