@@ -17,6 +17,13 @@
 #include "request.h"
 #include "util.h"
 
+/* Every connection: open, or closed and waiting for the reap point to be freed. */
+struct clients {
+        LIST_HEAD(, client) open;
+        LIST_HEAD(, client) closing;
+        unsigned n; /* both lists */
+};
+
 struct reply_slot {
         LIST_ENTRY(reply_slot) link;
         struct client *client; /* NULL once the client is gone */
@@ -26,7 +33,7 @@ struct reply_slot {
 static void client_move_to_closing(struct client *c)
 {
         LIST_REMOVE(c, link);
-        LIST_INSERT_HEAD(&c->d->closing_clients, c, link);
+        LIST_INSERT_HEAD(&c->d->clients->closing, c, link);
         opd_schedule_reap(c->d);
 }
 
@@ -143,7 +150,7 @@ int client_new(struct opd *d, int fd)
         socklen_t len = sizeof(cred);
         struct client *c;
 
-        if (d->n_clients >= d->cfg.max_clients || d->stopping) {
+        if (d->clients->n >= d->cfg.max_clients || d->stopping) {
                 _cleanup_close_ int cfd = fd;
                 char *buf;
                 size_t n;
@@ -199,8 +206,8 @@ int client_new(struct opd *d, int fd)
         bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
         bufferevent_enable(c->bev, EV_READ | EV_WRITE);
         idle_arm(c);
-        LIST_INSERT_HEAD(&d->clients, c, link);
-        d->n_clients++;
+        LIST_INSERT_HEAD(&d->clients->open, c, link);
+        d->clients->n++;
         d->stats.connections++;
         log_debug("client connected: pid %d uid %u", (int)c->pid, (unsigned)c->uid);
         return 0;
@@ -256,7 +263,7 @@ void clients_shutdown(struct opd *d)
         struct request *r;
         struct client *c, *next;
 
-        for (c = LIST_FIRST(&d->clients); c; c = next) {
+        for (c = LIST_FIRST(&d->clients->open); c; c = next) {
                 next = LIST_NEXT(c, link);
                 while ((r = LIST_FIRST(&c->requests)))
                         request_fail(r, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
@@ -268,14 +275,31 @@ void clients_reap(struct opd *d)
 {
         struct client *c;
 
-        while ((c = LIST_FIRST(&d->closing_clients))) {
+        if (!d->clients)
+                return;
+        while ((c = LIST_FIRST(&d->clients->closing))) {
                 LIST_REMOVE(c, link);
                 bufferevent_free(c->bev);
                 event_free(c->read_timer);
                 event_free(c->idle_timer);
-                d->n_clients--;
+                d->clients->n--;
                 free(c);
         }
+}
+
+int clients_init(struct opd *d)
+{
+        d->clients = calloc(1, sizeof(*d->clients));
+        if (!d->clients)
+                return -ENOMEM;
+        LIST_INIT(&d->clients->open);
+        LIST_INIT(&d->clients->closing);
+        return 0;
+}
+
+unsigned clients_count(const struct opd *d)
+{
+        return d->clients ? d->clients->n : 0;
 }
 
 /* Exit: free every connection now, flushed or not. */
@@ -283,12 +307,16 @@ void clients_free_all(struct opd *d)
 {
         struct client *c;
 
-        while ((c = LIST_FIRST(&d->clients))) {
+        if (!d->clients)
+                return;
+        while ((c = LIST_FIRST(&d->clients->open))) {
                 client_close(c, "exit");
-                if (LIST_FIRST(&d->clients) == c)
+                if (LIST_FIRST(&d->clients->open) == c)
                         client_move_to_closing(c);
         }
         clients_reap(d);
+        free(d->clients);
+        d->clients = NULL;
 }
 
 struct reply_slot *reply_slot_new(struct client *c, json_t *id)

@@ -11,6 +11,10 @@ struct opd;
 struct reply_slot;
 struct request;
 
+/* The set of connections (d->clients), made once at start and freed by clients_free_all(). */
+int clients_init(struct opd *d);
+unsigned clients_count(const struct opd *d); /* connections open or closing */
+
 int client_new(struct opd *d, int fd);
 /* What the operations ask of a connection. */
 struct opd *client_opd(const struct client *c);
@@ -31,6 +35,7 @@ void client_close(struct client *c, const char *why);
  * connection closes once flushed. */
 void clients_shutdown(struct opd *d);
 void clients_reap(struct opd *d);
+/* Exit: every connection freed now, flushed or not, and the set with them. */
 void clients_free_all(struct opd *d);
 
 /* An answer owed later by something that is not an exec request (e.g. snapshot create); it

@@ -128,8 +128,9 @@ int opd_init(struct opd *d)
         drv = vm_driver_find(d->cfg.vmm);
         if (!drv)
                 return log_error_errno(-EINVAL, "vmm: unknown driver \"%s\"", d->cfg.vmm);
-        LIST_INIT(&d->clients);
-        LIST_INIT(&d->closing_clients);
+        r = clients_init(d);
+        if (r < 0)
+                return r;
         TAILQ_INIT(&d->queue);
 
         r = op_langs_load(d->cfg.languages_file, d->cfg.images_dir, &d->langs, err, sizeof(err));

@@ -254,7 +254,7 @@ char *metrics_render(struct opd *d)
         head(f, "opd_vms", "gauge", "VMM processes alive (booting, pooled, running).");
         fprintf(f, "opd_vms %u\n", d->vms_host->n_vms);
         head(f, "opd_clients", "gauge", "Connections open on the socket.");
-        fprintf(f, "opd_clients %u\n", d->n_clients);
+        fprintf(f, "opd_clients %u\n", clients_count(d));
         head(f, "opd_queued", "gauge", "Requests waiting for a VM slot or a paused VM.");
         fprintf(f, "opd_queued %u\n", requests_queued(d));
         head(f, "opd_piston_inflight", "gauge", "Requests in flight at the Piston door.");

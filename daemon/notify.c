@@ -7,6 +7,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "client.h"
 #include "host.h"
 #include "log.h"
 #include "notify.h"
@@ -64,7 +65,7 @@ static void status_line(struct opd *d, char *buf, size_t len)
         }
         if (off < len)
                 snprintf(buf + off, len - off, "%u VMs, %u clients", d->vms_host->n_vms,
-                         d->n_clients);
+                         clients_count(d));
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)

@@ -13,7 +13,7 @@
 
 struct access;
 struct accel;
-struct client;
+struct clients;
 struct door;
 struct metrics;
 struct notify;
@@ -42,6 +42,7 @@ struct opd {
 
         /* The subsystems, each owned by its file; NULL until set up (or when off). */
         struct server *server;   /* server.c: the listening socket */
+        struct clients *clients; /* client.c: the connections */
         struct access *access;   /* access.c: who may use and who may administer */
         struct accel *accel;     /* accel.c: the KVM probe while it runs */
         struct pools *pools;     /* pool.c: one pool per language */
@@ -50,9 +51,6 @@ struct opd {
         struct door *door;       /* door.c: the Piston door */
         struct notify *notify;   /* notify.c: sd_notify timers */
 
-        LIST_HEAD(, client) clients; /* client.c */
-        LIST_HEAD(, client) closing_clients;
-        unsigned n_clients;
         TAILQ_HEAD(, request) queue; /* request.c: waiting for a VM slot to boot cold */
         unsigned n_queued;           /* request.c: requests in the cold queue or a pool's waiters */
         unsigned n_bgjobs;           /* bgjob.c */

@@ -76,7 +76,7 @@ static void op_status(struct client *c, json_t *id, json_t *req)
                          "connections", (json_int_t)d->stats.connections, "vms_started",
                          (json_int_t)d->vms_host->vms_started, "vms_failed",
                          (json_int_t)d->vms_host->vms_failed, "active_vms", (int)d->vms_host->n_vms,
-                         "queued", (int)requests_queued(d), "clients", (int)d->n_clients));
+                         "queued", (int)requests_queued(d), "clients", (int)clients_count(d)));
 }
 
 /* Build the configuration again and apply it (as SIGHUP does). */
