@@ -1079,6 +1079,10 @@ static void test_stdin_decode(void **state)
             {"{\"op\":\"stdin\",\"id\":null,\"data\":\"x\"}", "\"id\""},
             {"{\"op\":\"stdin\",\"id\":1}", "needs"},
             {"{\"op\":\"stdin\",\"id\":1,\"eof\":false}", "needs"},
+            /* empty data is no frame: it carries data or eof */
+            {"{\"id\":2,\"data_b64\":\"\"}", "empty \"data_b64\" needs \"eof\": true"},
+            {"{\"op\":\"stdin\",\"id\":2,\"data\":\"\"}", "empty \"data\" needs"},
+            {"{\"op\":\"stdin\",\"id\":2,\"data\":\"\",\"eof\":false}", "empty \"data\""},
             {"{\"op\":\"stdin\",\"id\":1,\"data\":5}", "\"data\""},
             {"{\"op\":\"stdin\",\"id\":1,\"data\":\"x\",\"eof\":1}", "\"eof\""},
             {"{\"op\":\"stdin\",\"id\":1,\"data\":\"x\",\"data_b64\":\"eA==\"}", "not both"},
@@ -1108,6 +1112,11 @@ static void test_stdin_decode(void **state)
         op_stdin_done(&s);
         json_auto_t *b = parse("{\"op\":\"stdin\",\"id\":3,\"eof\":true}");
         assert_int_equal(op_stdin_decode(b, &lim, &s, err, sizeof(err)), 0);
+        assert_int_equal(s.len, 0);
+        assert_true(s.eof);
+        op_stdin_done(&s);
+        json_auto_t *c = parse("{\"op\":\"stdin\",\"id\":3,\"data\":\"\",\"eof\":true}");
+        assert_int_equal(op_stdin_decode(c, &lim, &s, err, sizeof(err)), 0);
         assert_int_equal(s.len, 0);
         assert_true(s.eof);
         op_stdin_done(&s);
