@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -30,9 +31,17 @@ void opd_schedule_reap(struct opd *d)
                 event_active(d->reap_ev, EV_TIMEOUT, 0);
 }
 
+/* Every child of opd is reaped here: VMM processes and background jobs. */
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 {
-        vms_reap_children(arg);
+        struct opd *d = arg;
+        int status;
+        pid_t pid;
+
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+                if (!vm_reaped(d, pid, status))
+                        bgjob_reaped(d, pid, status);
+        opd_schedule_reap(d);
 }
 
 static void on_sighup(evutil_socket_t fd, short what, void *arg)
@@ -159,6 +168,9 @@ int opd_init(struct opd *d)
         if (!d->reap_ev || !d->sigchld_ev || !d->sigterm_ev || !d->sigint_ev || !d->sighup_ev)
                 return -ENOMEM;
         event_add(d->sighup_ev, NULL);
+        r = bgjobs_init(d);
+        if (r < 0)
+                return r;
         r = pools_init(d);
         if (r < 0)
                 return r;
@@ -212,12 +224,14 @@ void opd_stop(struct opd *d)
                 client_close(c, "shutdown");
         }
         vms_kill_all(d);
+        bgjobs_cancel_all(d);
         event_base_loopexit(d->base, &(struct timeval){0, 200 * 1000});
 }
 
 void opd_done(struct opd *d)
 {
         notify_stop(d);
+        bgjobs_done(d); /* their done() still finds their owners */
         door_done(d);
         s3sync_done(d);
         pools_done(d);

@@ -20,6 +20,7 @@
 
 struct opd;
 struct s3sync;
+struct bgjobs;
 struct client;
 struct request;
 struct vm;
@@ -100,9 +101,9 @@ struct opd {
         struct vm *probe_vm; /* accel probe in progress */
         struct event *probe_timer;
 
-        struct pool *pools;   /* one per language, same index as langs.v */
-        unsigned n_restoring; /* all pools together */
-        unsigned n_bgjobs;
+        struct pool *pools;    /* one per language, same index as langs.v */
+        unsigned n_restoring;  /* all pools together */
+        struct bgjobs *bgjobs; /* bgjob.c: the background jobs running */
         char *vmm_version; /* e.g. "7.2.22": a snapshot loads only on the release that made it */
         struct event *snap_check_ev;
 
@@ -346,8 +347,8 @@ int vm_send(struct vm *vm, json_t *job);
 int vm_send_more(struct vm *vm, json_t *frame);
 /* Kill the VMM and free the VM at a safe point; no callback fires after this. */
 void vm_destroy(struct vm *vm);
-/* SIGCHLD: reap every exited child and tell the VMs. */
-void vms_reap_children(struct opd *d);
+/* The SIGCHLD path: true when pid was a VM's (a live one fails). */
+bool vm_reaped(struct opd *d, pid_t pid, int status);
 void vms_free_dead(struct opd *d);
 void vms_kill_all(struct opd *d);
 
@@ -416,10 +417,21 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
                      void *userdata);
 
 /* ---- bgjob.c: slow work off the loop ---- */
-/* Runs in a forked child: return 0 or -errno, with a message in msg. */
+/* Runs in a forked child that holds fds 0-2, its result pipe and keep_fd (when not NULL; the
+ * child's copy of *keep_fd is set to the number it has there) and nothing else of opd's: return
+ * 0 or -errno, with a message in msg. */
 typedef int (*bgjob_fn)(void *arg, char *msg, size_t msglen);
 typedef void (*bgjob_done_fn)(struct opd *d, int r, const char *msg, void *userdata);
-int bgjob_start(struct opd *d, bgjob_fn fn, void *arg, bgjob_done_fn done, void *userdata);
+int bgjobs_init(struct opd *d);
+/* 0: started, and done() will be called exactly once: with fn's result, or with -ECANCELED
+ * when opd stops first. <0: not started (-ESHUTDOWN once opd is stopping). */
+int bgjob_start(struct opd *d, bgjob_fn fn, void *arg, int *keep_fd, bgjob_done_fn done,
+                void *userdata);
+/* The SIGCHLD path: true when pid was a background job's. */
+bool bgjob_reaped(struct opd *d, pid_t pid, int status);
+/* Kill and reap every job (done() gets -ECANCELED); no job starts after this. */
+void bgjobs_cancel_all(struct opd *d);
+void bgjobs_done(struct opd *d);
 
 /* ---- s3sync.c: snapshot versions from S3 into the cache (docs/s3.md) ---- */
 struct s3_sync_stats {

@@ -127,7 +127,7 @@ static void verify_next(struct verify_run *v)
                                             json_pack("{s:b, s:s}", "ok", 0, "error", err));
                         continue;
                 }
-                r = bgjob_start(d, verify_in_child, v, on_lang_verified, v);
+                r = bgjob_start(d, verify_in_child, v, &v->dirfd, on_lang_verified, v);
                 if (r == 0)
                         return;
                 v->dirfd = safe_close(v->dirfd);

@@ -412,32 +412,26 @@ static struct vm *find_pid(struct vm *first, pid_t pid)
         return NULL;
 }
 
-void vms_reap_children(struct opd *d)
+bool vm_reaped(struct opd *d, pid_t pid, int status)
 {
-        int status;
-        pid_t pid;
+        struct vm *vm = find_pid(LIST_FIRST(&d->vms), pid);
+        char why[128];
 
-        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-                struct vm *vm = find_pid(LIST_FIRST(&d->vms), pid);
-                char why[128];
-
-                if (!vm)
-                        vm = find_pid(LIST_FIRST(&d->dead_vms), pid);
-                if (!vm)
-                        continue;
-                vm->reaped = true;
-                vm->exit_status = status;
-                if (vm->state == VM_DEAD)
-                        continue;
-                if (WIFSIGNALED(status))
-                        snprintf(why, sizeof(why), "VMM process killed by signal %d",
-                                 WTERMSIG(status));
-                else
-                        snprintf(why, sizeof(why), "VMM process exited with status %d",
-                                 WEXITSTATUS(status));
-                vm_fail(vm, why);
-        }
-        opd_schedule_reap(d);
+        if (!vm)
+                vm = find_pid(LIST_FIRST(&d->dead_vms), pid);
+        if (!vm)
+                return false;
+        vm->reaped = true;
+        vm->exit_status = status;
+        if (vm->state == VM_DEAD)
+                return true;
+        if (WIFSIGNALED(status))
+                snprintf(why, sizeof(why), "VMM process killed by signal %d", WTERMSIG(status));
+        else
+                snprintf(why, sizeof(why), "VMM process exited with status %d",
+                         WEXITSTATUS(status));
+        vm_fail(vm, why);
+        return true;
 }
 
 /* Free destroyed VMs whose process has been reaped. */
