@@ -154,13 +154,14 @@ static void on_boot_timeout(evutil_socket_t fd, short what, void *arg)
                                               : "boot deadline passed before the agent was ready");
 }
 
-static struct vm *vm_new(struct opd *d, const struct op_lang *lang, enum op_accel accel,
-                         const struct vm_events *ev, void *userdata)
+static int vm_new(struct opd *d, const struct op_lang *lang, enum op_accel accel,
+                  const struct vm_events *ev, void *userdata, struct vm **ret)
 {
         struct vm *vm = calloc(1, sizeof(*vm));
+        int r;
 
         if (!vm)
-                return NULL;
+                return -ENOMEM;
         vm->d = d;
         vm->id = ++d->next_vm_id;
         snprintf(vm->name, sizeof(vm->name), "vm-%d-%llu", (int)getpid(),
@@ -172,14 +173,16 @@ static struct vm *vm_new(struct opd *d, const struct op_lang *lang, enum op_acce
         vm->proc.agent_fd = vm->proc.ctl_fd = -1;
         if (asprintf(&vm->workdir, "%s/%s", d->cfg.run_dir, vm->name) < 0) {
                 free(vm);
-                return NULL;
+                return -ENOMEM;
         }
         if (mkdir(vm->workdir, 0700) < 0) {
+                r = log_error_errno(-errno, "mkdir %s", vm->workdir);
                 free(vm->workdir);
                 free(vm);
-                return NULL;
+                return r;
         }
-        return vm;
+        *ret = vm;
+        return 0;
 }
 
 static void vm_abandon(struct vm *vm)
@@ -271,11 +274,12 @@ void vm_drv_saved(struct vm *vm, const char *err)
 int vm_boot(struct opd *d, const struct op_lang *lang, enum op_accel accel, int mem_fd,
             const struct vm_events *ev, void *userdata, struct vm **ret)
 {
-        struct vm *vm = vm_new(d, lang, accel, ev, userdata);
+        struct vm *vm;
         int r;
 
-        if (!vm)
-                return -errno ?: -ENOMEM;
+        r = vm_new(d, lang, accel, ev, userdata, &vm);
+        if (r < 0)
+                return r;
         vm->state = VM_BOOTING;
         r = vm_attach(vm);
         if (r >= 0)
@@ -298,9 +302,9 @@ int vm_restore(struct opd *d, const struct op_lang *lang, struct snap_ref *snap,
 
         if (!d->vmm->restore)
                 return -EOPNOTSUPP;
-        vm = vm_new(d, lang, d->accel, ev, userdata);
-        if (!vm)
-                return -ENOMEM;
+        r = vm_new(d, lang, d->accel, ev, userdata, &vm);
+        if (r < 0)
+                return r;
         vm->snap = snap_ref_get(snap);
         vm->state = VM_RESTORING;
         r = vm_attach(vm);
