@@ -1,4 +1,4 @@
-/* fuzz-s3-list.c: libFuzzer target for the S3 XML reader (lib/s3-list.c): any bytes either
+/* fuzz-s3-list.c: libFuzzer target for the S3 XML reader (lib/s3/s3-list.c): any bytes either
  * parse into a page that keeps every bound, or are refused; the error-body reader never
  * overruns its buffers; the multipart answers (UploadId, CompleteMultipartUpload) give a
  * bounded, printable id or a refusal. */

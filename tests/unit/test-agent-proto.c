@@ -830,8 +830,8 @@ static void test_warm_bad_requests(void **state)
             "{\"op\":\"exec\",\"argv\":[\"true\"],\"warm\":true}",
             "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"m\",\"code\":\"\",\"args\":\"x\"}",
             "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"m\",\"code\":\"\",\"args\":[1]}",
-            "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"m\",\"code\":\"\","
-            "\"args\":[\"a\\u0000b\"]}",
+            ("{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"m\",\"code\":\"\","
+             "\"args\":[\"a\\u0000b\"]}"),
         };
         json_t *req, *a;
 

@@ -1,6 +1,6 @@
-/* test-catalogue.c: catalogue entries with a compile phase, memory and pool size (lib/lang.c),
+/* test-catalogue.c: catalogue entries with a compile phase, memory and pool size (lib/conf/lang.c),
  * and the pool plan built from them and the configuration, with its memory budget
- * (lib/poolplan.c). */
+ * (lib/conf/poolplan.c). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
-/* test-snap-stage.c: unit tests of lib/snap-stage.c on a scratch cache: planning what to fetch
- * (chunks already staged, chunks copied from the installed version by hash, zero chunks), the
+/* test-snap-stage.c: unit tests of lib/store/snap-stage.c on a scratch cache: planning what to
+ * fetch (chunks already staged, chunks copied from the installed version by hash, zero chunks), the
  * install that checks whole files, and that a mismatch leaves "current" alone. */
 #include <errno.h>
 #include <fcntl.h>

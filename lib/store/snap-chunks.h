@@ -1,9 +1,6 @@
-/* s3-layout.h: how snapshots live in a bucket. Under the prefix P:
- *   P<lang>/current                    the version to serve, as text
- *   P<lang>/versions/<version>.json    the chunk manifest of one version (below)
- *   Pchunks/<sha256>                   one chunk's bytes, content-addressed, shared by all
- * and, read only, the plain layout `aws s3 sync <cache_dir> s3://bucket/P` makes:
- *   P<lang>/<version>/manifest.json + the files it names.
+/* snap-chunks.h: the chunk manifest of a snapshot version: every file of the snapshot cut into
+ * chunks of one size, each named by its sha256 (zero chunks are not named). It is how a version
+ * is stored in a bucket (s3-layout.h) and what a staged version keeps (chunks.json, snap-stage.h).
  * A chunk manifest is untrusted input: sizes, counts and names are bounded before use. */
 #pragma once
 
@@ -17,7 +14,6 @@
 #define S3_CHUNK_SIZE_MAX     (64u << 20)
 #define S3_CHUNKS_MAX         65536u /* all files of one version together */
 #define S3_CHUNKMAN_MAX       (8u << 20)
-#define S3_PREFIX_MAX         256
 
 struct s3_chunk {
         char sha256[SHA256_HEX_LEN + 1]; /* "" for a chunk of zeros (not stored) */
@@ -50,11 +46,3 @@ int s3_chunkman_plain(const struct snap_manifest *snap, uint32_t chunk_size,
 int s3_chunk_hash_file(int dirfd, const char *name, uint64_t size, uint32_t chunk_size,
                        struct s3_chunk_file *f);
 bool s3_is_zero(const void *buf, size_t len);
-
-/* A prefix is "" or up to S3_PREFIX_MAX bytes of printable characters ending in '/'. */
-bool s3_prefix_valid(const char *p);
-/* Keys, malloc'd. */
-char *s3_key_current(const char *prefix, const char *lang);
-char *s3_key_version(const char *prefix, const char *lang, const char *version);
-char *s3_key_chunk(const char *prefix, const char *sha256);
-char *s3_key_plain(const char *prefix, const char *lang, const char *version, const char *file);

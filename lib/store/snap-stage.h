@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "s3-layout.h"
+#include "snap-chunks.h"
 
 struct s3_stage_need {
         uint16_t file; /* index into m->snap.files */

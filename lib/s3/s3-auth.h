@@ -1,21 +1,15 @@
-/* s3-auth.h: where an S3 request goes and what signs it: locations (endpoint, region, bucket,
- * addressing style), credentials from the AWS environment and shared credentials file, the URL
- * and canonical query of a request, and the payload hash header. libcurl computes the
- * Signature V4 itself (CURLOPT_AWS_SIGV4) from exactly these inputs. */
+/* s3-auth.h: where an S3 request goes and what signs it: credentials from the AWS environment
+ * and shared credentials file, the URL and canonical query of a request at a location
+ * (s3-config.h), and the payload hash header. libcurl computes the Signature V4 itself
+ * (CURLOPT_AWS_SIGV4) from exactly these inputs. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#define S3_LOCATIONS_MAX  8
-#define S3_CREDS_FILE_MAX (256 * 1024)
+#include "s3-config.h"
 
-struct s3_location {
-        char *endpoint; /* "https://s3.us-east-1.amazonaws.com" or "http://127.0.0.1:9000" */
-        char *region;
-        char *bucket;
-        bool path_style; /* endpoint/bucket/key instead of bucket.endpoint/key */
-};
+#define S3_CREDS_FILE_MAX (256 * 1024)
 
 struct s3_creds {
         char *key_id;
@@ -23,18 +17,7 @@ struct s3_creds {
         char *token; /* session token or NULL */
 };
 
-void s3_location_free(struct s3_location *l);
 void s3_creds_free(struct s3_creds *c);
-
-/* A location from its parts; endpoint NULL or "": AWS's own for the region (virtual-host
- * style). -EINVAL with a message when a part is malformed. */
-int s3_location_init(struct s3_location *l, const char *bucket, const char *region,
-                     const char *endpoint, bool path_style, char *errbuf, size_t errlen);
-
-/* "BUCKET@REGION" or "BUCKET@REGION@ENDPOINT", separated by commas or spaces, into up to
- * S3_LOCATIONS_MAX locations appended to v (n in and out). */
-int s3_locations_parse(const char *spec, bool path_style, struct s3_location *v, size_t *n,
-                       char *errbuf, size_t errlen);
 
 /* Credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, else the profile
  * AWS_PROFILE (default "default") of AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials).

@@ -1,12 +1,10 @@
-/* s3-layout.c: keys of the bucket layout and the chunk manifest: parse (bounded), write, and
- * hash a local file into chunks. */
-#include "s3-layout.h"
+/* snap-chunks.c: the chunk manifest of a snapshot version: parse (bounded), write, and hash a
+ * local file into chunks. */
+#include "snap-chunks.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -161,51 +159,4 @@ int s3_chunk_hash_file(int dirfd, const char *name, uint64_t size, uint32_t chun
         f->chunks = v;
         f->n_chunks = n;
         return 0;
-}
-
-bool s3_prefix_valid(const char *p)
-{
-        size_t n = strlen(p);
-
-        if (n == 0)
-                return true;
-        if (n > S3_PREFIX_MAX || p[n - 1] != '/' || p[0] == '/')
-                return false;
-        for (; *p; p++)
-                if ((unsigned char)*p < 0x21 || *p == 0x7f || *p == '\\')
-                        return false;
-        return true;
-}
-
-static char *key(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *key(const char *fmt, ...)
-{
-        va_list ap;
-        char *s = NULL;
-        int k;
-
-        va_start(ap, fmt);
-        k = vasprintf(&s, fmt, ap);
-        va_end(ap);
-        return k < 0 ? NULL : s;
-}
-
-char *s3_key_current(const char *prefix, const char *lang)
-{
-        return key("%s%s/current", prefix, lang);
-}
-
-char *s3_key_version(const char *prefix, const char *lang, const char *version)
-{
-        return key("%s%s/versions/%s.json", prefix, lang, version);
-}
-
-char *s3_key_chunk(const char *prefix, const char *sha256)
-{
-        return key("%schunks/%s", prefix, sha256);
-}
-
-char *s3_key_plain(const char *prefix, const char *lang, const char *version, const char *file)
-{
-        return key("%s%s/%s/%s", prefix, lang, version, file);
 }
