@@ -101,7 +101,7 @@ class Faults(unittest.TestCase):
         before = self.opd.vmm_pids()
         bg = Background(self.opd, {"op": "exec", "lang": "bash", "id": "k", "stream": True,
                                    "code": "echo started; sleep 600; echo finished",
-                                   "timeout_ms": 600000})
+                                   "timeout_ms": 60000})
         pid = running_vm(self.opd, before)
         # the program runs in this VM for certain (its output arrived), long before its end
         self.assertTrue(bg.output.wait(120), "the program did not start")
