@@ -154,7 +154,12 @@ static void __attribute__((noreturn)) child(int result_fd, int *keep_fd, bgjob_f
         struct bgjob_result res = {0};
 
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        signal(SIGTERM, SIG_DFL);
+        /* opd's handlers write to the loop's signal pipe, which is closed below: its fd number
+         * may be reused by a file the job writes. */
+        for (int s = 1; s < NSIG; s++)
+                if (s != SIGKILL && s != SIGSTOP)
+                        signal(s, SIG_DFL);
+        signal(SIGPIPE, SIG_IGN);
         if (child_fds(result_fd, keep_fd) < 0)
                 _exit(1); /* the parent reads EOF: "background job died" */
         res.r = fn(arg, res.msg, sizeof(res.msg));
