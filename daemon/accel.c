@@ -9,6 +9,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
+#include "pool.h"
 
 static bool kvm_device_usable(void)
 {

@@ -9,6 +9,7 @@
 #include "evframe.h"
 #include "log.h"
 #include "opd.h"
+#include "request.h"
 #include "util.h"
 
 static void client_move_to_closing(struct client *c)

@@ -13,6 +13,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
+#include "request.h"
 #include "util.h"
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
@@ -22,7 +23,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
         clients_reap(d);
         vms_free_dead(d);
         if (!d->stopping)
-                exec_kick(d);
+                requests_kick(d);
 }
 
 void opd_schedule_reap(struct opd *d)
@@ -216,11 +217,8 @@ void opd_stop(struct opd *d)
         /* Every request still waiting or running gets an answer before the connection closes. */
         for (c = LIST_FIRST(&d->clients); c; c = next) {
                 next = LIST_NEXT(c, link);
-                while ((r = LIST_FIRST(&c->requests))) {
-                        client_send(
-                            c, op_error_reply(r->id, OP_ERR_SHUTTING_DOWN, "opd is shutting down"));
-                        request_cancel(r);
-                }
+                while ((r = LIST_FIRST(&c->requests)))
+                        request_fail(r, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
                 client_close(c, "shutdown");
         }
         vms_kill_all(d);

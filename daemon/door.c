@@ -16,6 +16,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
+#include "request.h"
 #include "piston.h"
 #include "util.h"
 

@@ -9,6 +9,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
+#include "request.h"
 #include "util.h"
 
 static int set_new(json_t *obj, const char *key, json_t *v)
@@ -289,7 +290,7 @@ void op_stdin(struct client *c, json_t *id, json_t *req)
                 r->stdin_total += s.len;
                 r->stdin_eof = s.eof;
                 /* Before the job is sent they wait: exec_flush_stdin() sends them after it. */
-                if (r->t_sent && r->vm)
+                if (r->state == REQ_RUNNING)
                         (void)vm_send_more(r->vm, frame);
         }
         op_stdin_done(&s);

@@ -1,5 +1,5 @@
-/* exec.c: one exec request from decode to answer: validation, the wait for a VM slot, the job
- * sent to the agent, the host-side deadline, and the answer with its timing breakdown. */
+/* exec.c: an exec from the wire to the wire: decoding and refusals, the job sent to the agent,
+ * and the answer with its timing breakdown. Its life in between is request.c's. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,129 +11,14 @@
 #include "compile.h"
 #include "log.h"
 #include "opd.h"
+#include "request.h"
 #include "util.h"
 
 #define ENTROPY_BYTES 32
 
-static void request_free(struct request *r)
-{
-        struct opd *d = r->d;
-        struct client *c = r->client;
-
-        if (c) {
-                LIST_REMOVE(r, client_link);
-                c->inflight--;
-        }
-        if (r->queued) {
-                TAILQ_REMOVE(&d->queue, r, queue_link);
-                d->n_queued--;
-        }
-        if (r->waiting) {
-                TAILQ_REMOVE(&r->waiting->waiters, r, queue_link);
-                r->waiting->n_waiters--;
-                d->n_queued--;
-        }
-        if (r->timer)
-                event_free(r->timer);
-        if (r->vm)
-                vm_destroy(r->vm);
-        if (r->pool)
-                pool_release(r->pool);
-        op_exec_done(&r->exec);
-        json_decref(r->id);
-        json_decref(r->stdin_frames);
-        if (r->batch)
-                batch_release(r->batch);
-        free(r);
-        opd_schedule_reap(d); /* a VM slot is free: queued requests start from the loop */
-        if (c && !c->closing)
-                client_request_done(c);
-}
-
-/* The request's id for a log line: the client chose it, so control characters (a forged
- * line) become '?' and it is cut at 64 bytes. */
-static const char *id_text(const struct request *r, char buf[static 68])
-{
-        if (json_is_integer(r->id)) {
-                snprintf(buf, 68, "%lld", (long long)json_integer_value(r->id));
-                return buf;
-        }
-        if (!json_is_string(r->id))
-                return "-";
-        snprintf(buf, 68, "%.64s", json_string_value(r->id));
-        for (char *p = buf; *p; p++)
-                if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                        *p = '?';
-        return buf;
-}
-
-void request_cancel(struct request *r)
-{
-        char idbuf[68];
-
-        log_info("exec id=%s lang=%s outcome=cancelled", id_text(r, idbuf), r->lang->name);
-        request_free(r);
-}
-
 static double ms(uint64_t from, uint64_t to)
 {
         return from && to >= from ? (double)(to - from) / 1000.0 : 0.0;
-}
-
-static void log_outcome(struct request *r, const char *outcome, json_t *reply)
-{
-        char idbuf[68];
-
-        log_info("exec id=%s lang=%s mode=%s outcome=%s exit=%lld queue=%.1fms "
-                 "boot_or_resume=%.1fms run=%.1fms total=%.1fms",
-                 id_text(r, idbuf), r->lang->name, r->pool ? "warm" : "cold", outcome,
-                 (long long)json_integer_value(json_object_get(reply, "exit_code")),
-                 ms(r->t_start, r->t_vm), ms(r->t_vm, r->t_ready), ms(r->t_ready, r->t_done),
-                 ms(r->t_start, op_now_us()));
-}
-
-/* Answer and forget the request. Takes the reference to reply. */
-static void request_finish(struct request *r, json_t *reply)
-{
-        struct opd *d = r->d;
-        json_t *err = json_object_get(reply, "error");
-
-        if (err) {
-                d->stats.errors++;
-                log_outcome(r, json_string_value(json_object_get(err, "code")), reply);
-        } else {
-                const char *status = json_string_value(json_object_get(reply, "status"));
-
-                d->stats.ok++;
-                log_outcome(r, status ? status : "ok", reply);
-        }
-        metrics_observe_exec(d, r, err ? json_string_value(json_object_get(err, "code")) : NULL,
-                             reply);
-        if (r->batch)
-                batch_count(r->batch, reply);
-        if (r->client) {
-                client_send(r->client, reply);
-                request_free(r);
-        } else {
-                exec_done_fn done = r->done;
-                void *userdata = r->done_userdata;
-
-                request_free(r);
-                done(reply, userdata);
-        }
-}
-
-static void request_fail(struct request *r, enum op_err code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void request_fail(struct request *r, enum op_err code, const char *fmt, ...)
-{
-        char msg[512];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        request_finish(r, op_error_reply(r->id, code, "%s", msg));
 }
 
 static json_t *build_job(struct request *r)
@@ -259,9 +144,9 @@ static json_t *build_reply(struct request *r, json_t *ans)
         return reply;
 }
 
-/* Hand the job to the VM's agent and start the host-side deadline. */
-static void send_job(struct request *r, struct vm *vm)
+void exec_send_job(struct request *r)
 {
+        struct vm *vm = r->vm;
         json_t *job = build_job(r);
         int k;
 
@@ -276,22 +161,11 @@ static void send_job(struct request *r, struct vm *vm)
                              strerror(-k));
                 return;
         }
-        r->t_sent = op_now_us();
+        request_set_state(r, REQ_RUNNING);
         exec_flush_stdin(r);
-        evtimer_del(r->timer);
-        timer_arm_ms(r->timer, r->exec.timeout_ms + r->d->cfg.agent_grace_ms +
-                                   compile_timeout_ms(r->lang, &r->exec, &r->d->cfg.limits));
 }
 
-static void on_vm_ready(struct vm *vm, void *userdata)
-{
-        struct request *r = userdata;
-
-        r->t_ready = op_now_us();
-        send_job(r, vm);
-}
-
-static void on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
+void exec_on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
 {
         struct request *r = userdata;
         json_t *reply, *err;
@@ -300,7 +174,7 @@ static void on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
         if (r->pool) {
                 /* Resumed: "cont" was acknowledged; the job was already waiting in the channel. */
                 r->t_ready = vm->t_resumed && vm->t_resumed < r->t_done ? vm->t_resumed : r->t_vm;
-                r->pool->stats.last_resume_ms = ms(r->t_vm, r->t_ready);
+                pool_note_resume(r->pool, ms(r->t_vm, r->t_ready));
         }
         if (!json_is_true(json_object_get(ans, "ok"))) {
                 err = json_object_get(ans, "error");
@@ -318,250 +192,95 @@ static void on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
         request_finish(r, reply);
 }
 
-static void route(struct request *r);
-
-static void on_vm_failed(struct vm *vm, const char *why, void *userdata)
+/* Decode and look up: 0, or the refusal in *ret_err. */
+static int decode(struct opd *d, json_t *id, json_t *req, struct op_exec *ret_e,
+                  const struct op_lang **ret_lang, json_t **ret_err)
 {
-        struct request *r = userdata;
-
-        /* A pooled clone that died before "cont" was acknowledged never ran the job: the
-         * request goes once more to the pool, as if it had just arrived. */
-        if (r->pool && vm->t_resumed == 0 && !r->retried) {
-                log_warn("%s died before resuming (%s); retrying on another VM", vm->name, why);
-                r->retried = true;
-                vm_destroy(vm);
-                r->vm = NULL;
-                pool_release(r->pool);
-                r->pool = NULL;
-                r->snap_version[0] = 0;
-                evtimer_del(r->timer);
-                route(r);
-                return;
-        }
-        request_fail(r, OP_ERR_VM_FAILED, "%s: %s", vm->name, why);
-}
-
-static const struct vm_events request_vm_events = {
-    .ready = on_vm_ready,
-    .answer = on_vm_answer,
-    .event = exec_on_vm_event,
-    .failed = on_vm_failed,
-};
-
-static void start_cold(struct request *r);
-
-void exec_pool_wait_failed(struct request *r, const char *why)
-{
-        struct pool *p = r->waiting;
-
-        TAILQ_REMOVE(&p->waiters, r, queue_link);
-        p->n_waiters--;
-        r->d->n_queued--;
-        r->waiting = NULL;
-        if (r->d->cfg.pool_fallback_cold && r->exec.mode == OP_MODE_AUTO) {
-                start_cold(r);
-                return;
-        }
-        request_fail(r, OP_ERR_POOL_EXHAUSTED, "%s pool: %s", p->lang->name, why);
-}
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-        struct request *r = arg;
-
-        if (r->waiting) {
-                char why[128];
-                snprintf(why, sizeof(why), "no paused VM became free within %u ms",
-                         r->d->cfg.queue_timeout_ms);
-                exec_pool_wait_failed(r, why);
-        } else if (r->queued)
-                request_fail(r, OP_ERR_POOL_EXHAUSTED, "no VM became free within %u ms",
-                             r->d->cfg.queue_timeout_ms);
-        else if (r->t_sent && compile_timeout_ms(r->lang, &r->exec, &r->d->cfg.limits))
-                request_fail(r, OP_ERR_TIMEOUT,
-                             "the guest did not answer within %u ms (compile %u + timeout_ms %u "
-                             "+ grace %u)",
-                             compile_timeout_ms(r->lang, &r->exec, &r->d->cfg.limits) +
-                                 r->exec.timeout_ms + r->d->cfg.agent_grace_ms,
-                             compile_timeout_ms(r->lang, &r->exec, &r->d->cfg.limits),
-                             r->exec.timeout_ms, r->d->cfg.agent_grace_ms);
-        else if (r->t_sent)
-                request_fail(r, OP_ERR_TIMEOUT,
-                             "the guest did not answer within %u ms (timeout_ms %u + grace %u)",
-                             r->exec.timeout_ms + r->d->cfg.agent_grace_ms, r->exec.timeout_ms,
-                             r->d->cfg.agent_grace_ms);
-        else
-                request_fail(r, OP_ERR_VM_FAILED, "the VM did not boot within %u ms",
-                             r->d->cfg.boot_timeout_ms);
-}
-
-static void request_start(struct request *r)
-{
-        struct opd *d = r->d;
-        int k;
-
-        r->t_vm = op_now_us();
-        k = vm_boot(d, r->lang, d->accel, -1, &request_vm_events, r, &r->vm);
-        if (k < 0) {
-                request_fail(r, OP_ERR_VM_FAILED, "cannot start a VM: %s", strerror(-k));
-                return;
-        }
-        timer_arm_ms(r->timer, d->cfg.boot_timeout_ms);
-}
-
-static bool can_start(struct opd *d)
-{
-        return d->accel != OP_ACCEL_AUTO && d->n_vms < d->cfg.max_vms;
-}
-
-void exec_kick(struct opd *d)
-{
-        struct request *r;
-
-        while (can_start(d) && (r = TAILQ_FIRST(&d->queue))) {
-                TAILQ_REMOVE(&d->queue, r, queue_link);
-                d->n_queued--;
-                r->queued = false;
-                evtimer_del(r->timer);
-                request_start(r);
-        }
-}
-
-/* Cold: boot now if a VM slot is free, else wait in line for one. */
-static void start_cold(struct request *r)
-{
-        struct opd *d = r->d;
-
-        if (can_start(d) && TAILQ_EMPTY(&d->queue)) {
-                request_start(r);
-                return;
-        }
-        if (d->n_queued >= d->cfg.max_queued) {
-                request_fail(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)",
-                             d->n_queued);
-                return;
-        }
-        TAILQ_INSERT_TAIL(&d->queue, r, queue_link);
-        d->n_queued++;
-        r->queued = true;
-        timer_arm_ms(r->timer, d->cfg.queue_timeout_ms);
-}
-
-void exec_start_warm(struct request *r, struct vm *vm)
-{
-        struct pool *p = pool_for(r->d, r->lang);
-        int k;
-
-        evtimer_del(r->timer);
-        r->pool = p;
-        r->vm = vm;
-        snprintf(r->snap_version, sizeof(r->snap_version), "%s", vm->snap->m.version);
-        vm_set_events(vm, &request_vm_events, r);
-        r->t_vm = op_now_us();
-        k = vm_resume(vm);
-        if (k < 0) {
-                request_fail(r, OP_ERR_VM_FAILED, "cannot resume %s: %s", vm->name, strerror(-k));
-                return;
-        }
-        r->t_ready = r->t_vm;
-        send_job(r, vm);
-}
-
-/* Warm when the language's pool serves a snapshot (or should), cold otherwise. */
-static void route(struct request *r)
-{
-        struct opd *d = r->d;
-        struct pool *p = pool_for(d, r->lang);
-        struct vm *vm;
-
-        if (r->exec.mode == OP_MODE_COLD) {
-                start_cold(r);
-                return;
-        }
-        if (!p || p->target == 0 || !p->serving) {
-                /* auto means "warm if you can"; warm means warm or nothing. */
-                if (r->exec.mode == OP_MODE_AUTO) {
-                        start_cold(r);
-                        return;
-                }
-                request_fail(r, OP_ERR_POOL_EXHAUSTED, "%s has no pool of warm VMs%s%s",
-                             r->lang->name, p && p->error[0] ? ": " : "", p ? p->error : "");
-                return;
-        }
-        vm = pool_take(p);
-        if (vm) {
-                exec_start_warm(r, vm);
-                return;
-        }
-        if (d->n_queued >= d->cfg.max_queued) {
-                request_fail(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)",
-                             d->n_queued);
-                return;
-        }
-        TAILQ_INSERT_TAIL(&p->waiters, r, queue_link);
-        p->n_waiters++;
-        d->n_queued++;
-        r->waiting = p;
-        timer_arm_ms(r->timer, d->cfg.queue_timeout_ms);
-        pool_refill(p);
-}
-
-/* Decode and look up; NULL and the error answer in *ret_err when the request is refused. */
-static struct request *request_new(struct opd *d, json_t *id, json_t *req, json_t **ret_err)
-{
+        const struct op_lang *lang;
         struct op_exec e;
-        struct request *r;
         char err[512];
 
-        d->stats.requests++;
-        *ret_err = NULL;
-        if (d->stopping)
+        if (d->stopping) {
                 *ret_err = op_error_reply(id, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
-        else if (op_exec_decode(req, &d->cfg.limits, &e, err, sizeof(err)) < 0)
-                *ret_err = op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err);
-        if (d->stopping || *ret_err) {
-                d->stats.errors++;
-                return NULL;
+                return -ESHUTDOWN;
         }
-        const struct op_lang *lang = op_langs_find(&d->langs, e.lang);
+        if (op_exec_decode(req, &d->cfg.limits, &e, err, sizeof(err)) < 0) {
+                *ret_err = op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err);
+                return -EINVAL;
+        }
+        lang = op_langs_find(&d->langs, e.lang);
         if (!lang) {
                 char names[1024];
 
                 op_langs_names(&d->langs, names, sizeof(names));
-                d->stats.errors++;
                 *ret_err = op_error_reply(id, OP_ERR_UNKNOWN_LANGUAGE,
                                           "unknown language \"%s\"; available: %s", e.lang, names);
                 op_exec_done(&e);
-                return NULL;
+                return -ENOENT;
         }
         if (compile_check(lang, &e, err, sizeof(err)) < 0) {
-                d->stats.errors++;
                 *ret_err = op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err);
                 op_exec_done(&e);
-                return NULL;
+                return -EINVAL;
         }
-        r = calloc(1, sizeof(*r));
-        if (!r || !(r->timer = evtimer_new(d->base, on_timer, r))) {
-                free(r);
-                op_exec_done(&e);
-                d->stats.errors++;
-                *ret_err = op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
-                return NULL;
-        }
-        r->d = d;
-        r->id = json_incref(id);
-        r->exec = e;
-        r->lang = lang;
-        r->t_start = op_now_us();
-        return r;
+        *ret_e = e;
+        *ret_lang = lang;
+        return 0;
 }
 
-/* An exec refused before it started; a batch counts it as failed. */
-static void submit_refuse(struct client *c, struct batch *b, json_t *reply)
+/* Every exec, from the socket, a batch or the door, comes in here and is counted; sink gets
+ * its answer, and its release once the request is gone (at once when it is refused). err: the
+ * caller refused it already (takes the reference). */
+static void submit(struct opd *d, json_t *id, json_t *req, struct client *c, bool batch,
+                   json_t *err, const struct request_sink *sink, struct request **ret_r)
 {
-        if (b)
-                batch_count(b, reply);
-        client_send(c, reply);
+        const struct op_lang *lang;
+        struct request *r = NULL;
+        struct op_exec e;
+
+        d->stats.requests++;
+        if (err)
+                ;
+        else if (c && !d->stopping && c->inflight >= d->cfg.max_inflight)
+                err =
+                    op_error_reply(id, OP_ERR_BUSY,
+                                   "%u requests already in flight on this connection", c->inflight);
+        else if (decode(d, id, req, &e, &lang, &err) < 0)
+                ;
+        else if (batch && e.stdin_stream) {
+                op_exec_done(&e);
+                err = op_error_reply(id, OP_ERR_BAD_REQUEST,
+                                     "\"stdin_stream\" is not possible in exec_batch");
+        } else if (request_new(d, id, &e, lang, c, sink, &r) < 0)
+                err = op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+        if (err) {
+                request_sink_answer(d, sink, err);
+                if (sink->release)
+                        sink->release(sink->userdata);
+                return;
+        }
+        if (ret_r)
+                *ret_r = r;
+        request_route(r);
+}
+
+static void answer_client(json_t *answer, void *userdata)
+{
+        client_send(userdata, answer);
+}
+
+/* A member of a batch: counted, then answered on the batch's connection. */
+static void answer_batch_member(json_t *answer, void *userdata)
+{
+        struct batch *b = userdata;
+
+        batch_count(b, answer);
+        client_send(b->client, answer);
+}
+
+static void release_batch_member(void *userdata)
+{
+        batch_release(userdata);
 }
 
 void exec_handle(struct client *c, json_t *id, json_t *req)
@@ -571,61 +290,24 @@ void exec_handle(struct client *c, json_t *id, json_t *req)
 
 void exec_submit(struct client *c, json_t *id, json_t *req, struct batch *b)
 {
-        struct opd *d = c->d;
-        struct request *r;
-        json_t *err;
+        struct request_sink sink = {answer_client, NULL, c};
 
-        if (!d->stopping && c->inflight >= d->cfg.max_inflight) {
-                d->stats.requests++;
-                d->stats.errors++;
-                submit_refuse(c, b,
-                              op_error_reply(id, OP_ERR_BUSY,
-                                             "%u requests already in flight on this connection",
-                                             c->inflight));
-                return;
-        }
-        r = request_new(d, id, req, &err);
-        if (!r) {
-                submit_refuse(c, b, err);
-                return;
-        }
-        if (b && r->exec.stdin_stream) {
-                d->stats.errors++;
-                request_free(r);
-                submit_refuse(c, b,
-                              op_error_reply(id, OP_ERR_BAD_REQUEST,
-                                             "\"stdin_stream\" is not possible in exec_batch"));
-                return;
-        }
-        r->client = c;
         if (b) {
-                r->batch = b;
-                b->pending++;
+                b->pending++; /* given back by the sink's release */
+                sink = (struct request_sink){answer_batch_member, release_batch_member, b};
         }
-        LIST_INSERT_HEAD(&c->requests, r, client_link);
-        c->inflight++;
-        route(r);
+        submit(c->d, id, req, c, b != NULL, NULL, &sink, NULL);
 }
 
 void exec_submit_cb(struct opd *d, json_t *req, exec_done_fn done, void *userdata,
                     struct request **ret_r)
 {
-        json_t *id = NULL, *err;
+        struct request_sink sink = {done, NULL, userdata};
+        json_t *id = NULL, *err = NULL;
         char msg[256];
-        struct request *r;
 
         *ret_r = NULL;
-        if (op_request_id(req, &id, msg, sizeof(msg)) < 0) {
-                done(op_error_reply(NULL, OP_ERR_BAD_REQUEST, "%s", msg), userdata);
-                return;
-        }
-        r = request_new(d, id, req, &err);
-        if (!r) {
-                done(err, userdata);
-                return;
-        }
-        r->done = done;
-        r->done_userdata = userdata;
-        *ret_r = r;
-        route(r);
+        if (op_request_id(req, &id, msg, sizeof(msg)) < 0)
+                err = op_error_reply(NULL, OP_ERR_BAD_REQUEST, "%s", msg);
+        submit(d, id, req, NULL, false, err, &sink, ret_r);
 }

@@ -13,6 +13,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
+#include "request.h"
 #include "util.h"
 
 static const double bucket_le[METRICS_BUCKETS - 1] = {1,   2,   5,    10,   25,   50,   100,
@@ -119,21 +120,25 @@ static void render_pools(FILE *f, struct opd *d)
         for (size_t k = 0; k < ELEMENTSOF(g); k++) {
                 head(f, g[k].name, g[k].type, g[k].help);
                 for (size_t i = 0; i < d->langs.n; i++) {
-                        struct pool *p = d->pools ? pool_for(d, &d->langs.v[i]) : NULL;
-                        double v[] = {p ? p->target : 0,
-                                      p ? p->n_ready : 0,
-                                      p ? p->n_restoring : 0,
-                                      p ? p->n_in_use : 0,
-                                      p ? p->n_waiters : 0,
-                                      p ? (double)p->stats.served : 0,
-                                      p ? (double)p->stats.restores : 0,
-                                      p ? (double)p->stats.failures : 0,
-                                      p ? p->stats.last_restore_ms : 0,
-                                      p ? p->stats.last_prime_ms : 0,
-                                      p ? (double)p->stats.damaged : 0};
+                        struct pool *p = pool_for(d, &d->langs.v[i]);
+                        struct pool_counts n;
 
-                        if (p)
-                                lang_gauge(f, g[k].name, p->lang->name, v[k]);
+                        if (!p)
+                                continue;
+                        pool_counts(p, &n);
+                        double v[] = {n.target,
+                                      n.ready,
+                                      n.restoring,
+                                      n.in_use,
+                                      n.waiting,
+                                      (double)n.stats.served,
+                                      (double)n.stats.restores,
+                                      (double)n.stats.failures,
+                                      n.stats.last_restore_ms,
+                                      n.stats.last_prime_ms,
+                                      (double)n.stats.damaged};
+
+                        lang_gauge(f, g[k].name, d->langs.v[i].name, v[k]);
                 }
         }
 }
@@ -225,7 +230,7 @@ char *metrics_render(struct opd *d)
         head(f, "opd_clients", "gauge", "Connections open on the socket.");
         fprintf(f, "opd_clients %u\n", d->n_clients);
         head(f, "opd_queued", "gauge", "Requests waiting for a VM slot or a paused VM.");
-        fprintf(f, "opd_queued %u\n", d->n_queued);
+        fprintf(f, "opd_queued %u\n", requests_queued(d));
         head(f, "opd_piston_inflight", "gauge", "Requests in flight at the Piston door.");
         fprintf(f, "opd_piston_inflight %u\n", d->door.n_reqs);
         head(f, "opd_vms_started_total", "counter", "VMs started (booted or restored).");

@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "opd.h"
+#include "pool.h"
 
 #define STATUS_EVERY_MS 1000
 
@@ -15,15 +16,16 @@
 static bool pools_ready(struct opd *d)
 {
         for (size_t i = 0; i < d->langs.n; i++) {
-                struct pool *p = &d->pools[i];
-                uint32_t want =
-                    d->cfg.ready_min_warm < p->target ? d->cfg.ready_min_warm : p->target;
+                struct pool *p = pool_for(d, &d->langs.v[i]);
+                struct pool_counts n;
 
-                if (!p->lang)
+                if (!p)
                         continue;
-                if (p->checking[0])
+                pool_counts(p, &n);
+                if (n.verifying)
                         return false;
-                if (p->serving && p->n_ready < want)
+                if (n.serving &&
+                    n.ready < (d->cfg.ready_min_warm < n.target ? d->cfg.ready_min_warm : n.target))
                         return false;
         }
         return true;
@@ -36,13 +38,15 @@ static void status_line(struct opd *d, char *buf, size_t len)
         off = (size_t)snprintf(buf, len, "%s; ",
                                d->accel == OP_ACCEL_AUTO ? "probing KVM" : op_accel_name(d->accel));
         for (size_t i = 0; i < d->langs.n && off < len; i++) {
-                struct pool *p = &d->pools[i];
+                struct pool *p = pool_for(d, &d->langs.v[i]);
+                struct pool_counts n;
 
-                if (!p->lang)
+                if (!p)
                         continue;
-                off += (size_t)snprintf(buf + off, len - off, "%s %u/%u warm%s, ", p->lang->name,
-                                        p->n_ready, p->serving ? p->target : 0,
-                                        p->serving ? "" : " (no snapshot)");
+                pool_counts(p, &n);
+                off += (size_t)snprintf(buf + off, len - off, "%s %u/%u warm%s, ",
+                                        d->langs.v[i].name, n.ready, n.serving ? n.target : 0,
+                                        n.serving ? "" : " (no snapshot)");
         }
         if (off < len)
                 snprintf(buf + off, len - off, "%u VMs, %u clients", d->n_vms, d->n_clients);

@@ -1,5 +1,5 @@
-/* opd.h: the daemon's one context struct and the objects hanging off it (clients, requests,
- * VMs), with the functions each file of the daemon exports. */
+/* opd.h: the daemon's one context struct and the objects hanging off it (clients, VMs), with
+ * the functions each file of the daemon exports; requests are in request.h, pools in pool.h. */
 #pragma once
 
 #include <event2/event.h>
@@ -23,8 +23,11 @@ struct s3sync;
 struct bgjobs;
 struct client;
 struct request;
+struct pool;
+struct pools;
 struct vm;
 struct door_req;
+struct batch;
 
 struct counters {
         uint64_t requests;
@@ -90,22 +93,20 @@ struct opd {
 
         LIST_HEAD(, client) clients;
         LIST_HEAD(, vm) vms;
-        TAILQ_HEAD(, request) queue; /* waiting for a VM slot */
+        TAILQ_HEAD(, request) queue; /* request.c: waiting for a VM slot to boot cold */
         LIST_HEAD(, client) closing_clients;
         LIST_HEAD(, vm) dead_vms;
         unsigned n_clients;
         unsigned n_vms;
-        unsigned n_queued;
+        unsigned n_queued; /* request.c: requests in the cold queue or a pool's waiters */
         uint64_t next_vm_id;
 
         struct vm *probe_vm; /* accel probe in progress */
         struct event *probe_timer;
 
-        struct pool *pools;    /* one per language, same index as langs.v */
-        unsigned n_restoring;  /* all pools together */
+        struct pools *pools;   /* pool.c: one pool per language */
         struct bgjobs *bgjobs; /* bgjob.c: the background jobs running */
         char *vmm_version; /* e.g. "7.2.22": a snapshot loads only on the release that made it */
-        struct event *snap_check_ev;
 
         /* Builds the configuration again (main.c: file + command line) for a reload. */
         int (*reload_config)(struct opd *d, struct op_config *ret, char *err, size_t errlen);
@@ -198,39 +199,25 @@ bool op_only_id_op(struct client *c, json_t *id, json_t *req);
 void op_snapshot(struct client *c, json_t *id, json_t *req); /* ops-snapshot.c */
 void op_dispatch(struct client *c, json_t *req);
 
-/* ---- exec.c: one exec request from decode to answer ---- */
+/* ---- exec.c: an exec from decode to the job for the agent and the answer ---- */
 /* The answer to an exec submitted from inside opd (the Piston door); takes the reference. */
 typedef void (*exec_done_fn)(json_t *answer, void *userdata);
-
-struct request {
-        LIST_ENTRY(request) client_link;
-        TAILQ_ENTRY(request) queue_link;
-        struct opd *d;
-        struct client *client; /* NULL when submitted from inside opd */
-        exec_done_fn done;     /* then the answer goes here (client NULL) */
-        void *done_userdata;
-        json_t *id;
-        struct op_exec exec;
-        const struct op_lang *lang;
-        struct vm *vm;
-        struct event *timer;              /* queue deadline, then host run deadline */
-        bool queued;                      /* in d->queue, waiting for a VM slot to boot cold */
-        struct pool *waiting;             /* in waiting->waiters, waiting for a paused VM */
-        struct pool *pool;                /* the VM came from this pool */
-        bool retried;                     /* moved once off a clone that died before it resumed */
-        char snap_version[SNAP_NAME_MAX]; /* the snapshot a warm VM came from */
-        uint64_t t_start, t_vm, t_ready, t_sent, t_done; /* op_now_us() */
-        /* exec-opts.c */
-        json_t *stdin_frames; /* every stdin frame for the agent (sent once the job is) */
-        size_t stdin_total;   /* bytes of streamed stdin taken */
-        bool stdin_eof;       /* the client sent eof */
-        size_t streamed[2];   /* bytes of stdout, stderr events forwarded */
-        struct batch *batch;  /* the exec_batch this request belongs to, or NULL */
-};
 
 void exec_handle(struct client *c, json_t *id, json_t *req);
 /* Validate and start one exec (of a batch when b is set). */
 void exec_submit(struct client *c, json_t *id, json_t *req, struct batch *b);
+/* The same exec for a caller that is not a socket client: req is a protocol exec request (its
+ * "id" names it in logs). done() is called exactly once with the answer, ok or error, unless
+ * the caller drops the request with request_cancel() first; it may be called before
+ * exec_submit_cb() returns (a refusal, busy), so the caller must not touch what done() frees.
+ * *ret_r is set, before anything can finish, to the request while it runs, and left NULL when
+ * it never started. */
+void exec_submit_cb(struct opd *d, json_t *req, exec_done_fn done, void *userdata,
+                    struct request **ret_r);
+/* The VM is ready for the job (booted, or resumed with the job sent at once): build it, send
+ * it with the stdin frames held so far, and the request runs. */
+void exec_send_job(struct request *r);
+void exec_on_vm_answer(struct vm *vm, json_t *ans, void *userdata);
 
 /* ---- exec-opts.c: streaming, stdin frames, limits and files in the job, exec_batch ---- */
 struct batch {
@@ -252,22 +239,6 @@ void batch_count(struct batch *b, json_t *reply);
 void batch_release(struct batch *b);
 void op_stdin(struct client *c, json_t *id, json_t *req);
 void op_exec_batch(struct client *c, json_t *id, json_t *req);
-/* The same exec for a caller that is not a socket client: req is a protocol exec request (its
- * "id" names it in logs). done() is called exactly once with the answer, ok or error, unless
- * the caller drops the request with request_cancel() first; it may be called before
- * exec_submit_cb() returns (a refusal, busy), so the caller must not touch what done() frees.
- * *ret_r is set, before anything can finish, to the request while it runs, and left NULL when
- * it never started. */
-void exec_submit_cb(struct opd *d, json_t *req, exec_done_fn done, void *userdata,
-                    struct request **ret_r);
-/* A paused VM for a request that waited for one. */
-void exec_start_warm(struct request *r, struct vm *vm);
-/* Its pool's deadline passed or the pool went away. */
-void exec_pool_wait_failed(struct request *r, const char *why);
-/* The client went away: drop the request and its VM without answering. */
-void request_cancel(struct request *r);
-/* A VM slot may have freed up: start queued requests. */
-void exec_kick(struct opd *d);
 
 /* ---- vm.c: one VMM process and its agent channel ---- */
 enum vm_state {
@@ -313,11 +284,8 @@ struct vm {
         struct bufferevent *agent;
         void *drv; /* the driver's own state */
         struct event *boot_timer;
-        struct snap_ref *snap; /* restored from this snapshot */
-        struct pool *pool;     /* while restoring or paused in a pool */
-        enum { POOL_RESTORING, POOL_PRIMING, POOL_PAUSING, POOL_READY } pool_stage;
-        TAILQ_ENTRY(vm) pool_link;
-        uint64_t t_spawn, t_loaded, t_resume, t_resumed;               /* op_now_us() */
+        struct snap_ref *snap;                           /* restored from this snapshot */
+        uint64_t t_spawn, t_loaded, t_resume, t_resumed; /* op_now_us() */
         void (*saved)(struct vm *vm, const char *err, void *userdata); /* vm_snapshot() */
         void *saved_userdata;
         bool agent_hello; /* a reconnected agent's "ready" is due and is not a boot */
@@ -351,63 +319,6 @@ void vm_destroy(struct vm *vm);
 bool vm_reaped(struct opd *d, pid_t pid, int status);
 void vms_free_dead(struct opd *d);
 void vms_kill_all(struct opd *d);
-
-/* ---- pool.c: per language, paused clones of the serving snapshot ---- */
-struct pool_stats {
-        uint64_t served;
-        uint64_t restores;
-        uint64_t failures;
-        double last_restore_ms;
-        double last_prime_ms;
-        double last_resume_ms;
-        uint64_t damaged; /* serving snapshots found damaged */
-};
-
-struct pool {
-        struct opd *d;
-        const struct op_lang *lang;
-        uint32_t target;
-        struct snap_ref *serving;     /* NULL: no usable snapshot, requests go cold */
-        char checking[SNAP_NAME_MAX]; /* version being verified, "" when none */
-        char checked[SNAP_NAME_MAX];  /* last version looked at (served or refused) */
-        char error[512];              /* why the last version was refused */
-        TAILQ_HEAD(vmq, vm) ready;    /* paused, oldest first */
-        unsigned n_ready;
-        unsigned n_restoring;
-        unsigned n_in_use;
-        TAILQ_HEAD(, request) waiters;
-        unsigned n_waiters;
-        unsigned consecutive_failures;
-        struct event *backoff_ev;
-        struct pool_stats stats;
-        bool suspecting;       /* the serving snapshot's checksums are being verified */
-        char last_damage[512]; /* what was found damaged last, "" when never */
-};
-
-int pools_init(struct opd *d);
-void pools_done(struct opd *d);
-struct pool *pool_for(struct opd *d, const struct op_lang *lang);
-/* Look at <cache>/<lang>/current and start serving it if it is new and verifies. */
-void pool_check_snapshot(struct pool *p);
-void pools_check_snapshots(struct opd *d);
-/* Take the oldest paused VM, or NULL. The pool refills in the background. */
-struct vm *pool_take(struct pool *p);
-/* A VM taken from this pool is finished with. */
-void pool_release(struct pool *p);
-void pool_refill(struct pool *p);
-json_t *pool_status(struct pool *p);
-/* Destroy the paused VMs. */
-void pool_drain(struct pool *p);
-/* Why a snapshot cannot be restored by this opd, or NULL when it can. */
-const char *pool_snapshot_incompatible(struct opd *d, const struct snap_manifest *m);
-
-/* ---- poolcheck.c: the serving snapshot damaged under a running pool ---- */
-/* On every snapshot check: are the serving snapshot's files still there at their sizes? */
-void pool_check_damage(struct pool *p);
-/* A restore from snap failed: after a few in a row, verify the serving snapshot's checksums. */
-void pool_restore_failed(struct pool *p, bool from_serving);
-/* The serving snapshot is damaged: report it, set it aside, serve the newest good version. */
-void pool_snapshot_damaged(struct pool *p, const char *why);
 
 /* ---- snapcreate.c: boot, warm, pause, save, install ---- */
 typedef void (*snapcreate_done_fn)(struct opd *d, int r, const char *msg,
@@ -451,7 +362,7 @@ const struct s3_sync_stats *s3sync_stats(struct opd *d);
 
 /* ---- accel.c: choose KVM or TCG ---- */
 /* Resolve d->accel; when "auto" and /dev/kvm looks usable, prove it by booting. Calls
- * exec_kick() once decided. */
+ * requests_kick() once decided. */
 int accel_start(struct opd *d);
 
 /* ---- reload.c: SIGHUP and the reload op ---- */

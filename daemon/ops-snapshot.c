@@ -11,6 +11,7 @@
 #include "log.h"
 #include "msg-snapshot.h"
 #include "opd.h"
+#include "pool.h"
 
 static void on_created(struct opd *d, int r, const char *msg, const struct snap_manifest *m,
                        void *userdata)
@@ -212,7 +213,7 @@ static void snapshot_list(struct client *c, json_t *id, const struct op_lang *la
                 json_object_set_new(langs, d->langs.v[i].name,
                                     json_pack("{s:o, s:s?}", "versions",
                                               list_versions(d, d->langs.v[i].name), "serving",
-                                              p && p->serving ? p->serving->m.version : NULL));
+                                              pool_serving_version(p)));
         }
         client_send(c, json_pack("{s:O?, s:b, s:o}", "id", id, "ok", 1, "languages", langs));
 }

@@ -6,6 +6,8 @@
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
+#include "pool.h"
+#include "request.h"
 #include "util.h"
 
 bool op_only_id_op(struct client *c, json_t *id, json_t *req)
@@ -68,7 +70,7 @@ static void op_status(struct client *c, json_t *id, json_t *req)
                          "connections", (json_int_t)d->stats.connections, "vms_started",
                          (json_int_t)d->stats.vms_started, "vms_failed",
                          (json_int_t)d->stats.vms_failed, "active_vms", (int)d->n_vms, "queued",
-                         (int)d->n_queued, "clients", (int)d->n_clients));
+                         (int)requests_queued(d), "clients", (int)d->n_clients));
 }
 
 /* Build the configuration again and apply it (as SIGHUP does). */

@@ -1,6 +1,7 @@
-/* pool.c: per language, a pool of clones restored from the serving snapshot and left paused;
- * refilled in the background with a bound on concurrent restores and a backoff on failures;
- * a new snapshot version is verified off the loop before it serves, then old clones drain. */
+/* pool.c: per language, a pool of clones restored from the serving snapshot and left paused,
+ * each with a private record of its stage; the requests waiting for one; refills in the
+ * background with a bound on concurrent restores and a backoff on failures; a new snapshot
+ * version is verified off the loop before it serves, then old clones drain. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "compile.h"
 #include "log.h"
 #include "opd.h"
+#include "pool-private.h"
 #include "poolplan.h"
 #include "util.h"
 
@@ -36,16 +38,106 @@ struct snap_ref *snap_ref_put(struct snap_ref *s)
         return NULL;
 }
 
+/* One clone of the pool: the VM's event userdata from its restore until it is taken, served
+ * to a waiter or destroyed. */
+enum clone_stage {
+        CLONE_RESTORING, /* loading its state */
+        CLONE_PRIMING,   /* resumed, running the language's prime program */
+        CLONE_PAUSING,   /* stop sent after priming */
+        CLONE_READY,     /* paused, in the ready list */
+        _CLONE_STAGE_MAX,
+};
+
+struct pool_clone {
+        TAILQ_ENTRY(pool_clone) link; /* p->loading, or p->ready once CLONE_READY */
+        struct pool *pool;
+        struct vm *vm;
+        enum clone_stage stage; /* clone_set_stage() only */
+};
+
+static const char *const clone_stage_names[_CLONE_STAGE_MAX] = {
+    [CLONE_RESTORING] = "restoring",
+    [CLONE_PRIMING] = "priming",
+    [CLONE_PAUSING] = "pausing",
+    [CLONE_READY] = "ready",
+};
+
+static void clone_link(struct pool_clone *c)
+{
+        struct pool *p = c->pool;
+
+        if (c->stage == CLONE_READY) {
+                TAILQ_INSERT_TAIL(&p->ready, c, link);
+                p->n_ready++;
+        } else {
+                TAILQ_INSERT_TAIL(&p->loading, c, link);
+                p->n_restoring++;
+                p->all->n_restoring++;
+        }
+}
+
+static void clone_unlink(struct pool_clone *c)
+{
+        struct pool *p = c->pool;
+
+        if (c->stage == CLONE_READY) {
+                TAILQ_REMOVE(&p->ready, c, link);
+                p->n_ready--;
+        } else {
+                TAILQ_REMOVE(&p->loading, c, link);
+                p->n_restoring--;
+                p->all->n_restoring--;
+        }
+}
+
+/* The only writer of c->stage: keeps the lists and their counts right. */
+static void clone_set_stage(struct pool_clone *c, enum clone_stage stage)
+{
+        if (stage == c->stage)
+                return;
+        log_debug("%s pool: %s %s -> %s", c->pool->lang->name, c->vm ? c->vm->name : "clone",
+                  clone_stage_names[c->stage], clone_stage_names[stage]);
+        clone_unlink(c);
+        c->stage = stage;
+        clone_link(c);
+}
+
+static struct pool_clone *clone_new(struct pool *p)
+{
+        struct pool_clone *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return NULL;
+        c->pool = p;
+        c->stage = CLONE_RESTORING;
+        clone_link(c);
+        return c;
+}
+
+/* Forget the clone record; its VM goes to the caller (to destroy or to hand on). */
+static struct vm *clone_drop(struct pool_clone *c)
+{
+        struct vm *vm = c->vm;
+
+        clone_unlink(c);
+        free(c);
+        return vm;
+}
+
+static void refill(struct pool *p);
+
 static void refill_all(struct opd *d)
 {
-        for (size_t i = 0; i < d->langs.n; i++)
-                if (d->pools[i].lang)
-                        pool_refill(&d->pools[i]);
+        if (!d->pools)
+                return;
+        for (size_t i = 0; i < d->pools->n; i++)
+                if (d->pools->v[i].lang)
+                        refill(&d->pools->v[i]);
 }
 
 static void on_backoff(evutil_socket_t fd, short what, void *arg)
 {
-        pool_refill(arg);
+        refill(arg);
 }
 
 static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata);
@@ -60,8 +152,10 @@ static bool wants_prime(struct pool *p)
 
 /* Run the language's prime program in the clone: through its warm runner ("prime" op, which
  * keeps the runner waiting) when the snapshot has one, else as an ordinary exec. */
-static int start_prime(struct pool *p, struct vm *vm)
+static int start_prime(struct pool_clone *c)
 {
+        struct pool *p = c->pool;
+        struct vm *vm = c->vm;
         json_t *job, *argv = json_array();
         char **run = NULL;
         int r;
@@ -85,19 +179,19 @@ static int start_prime(struct pool *p, struct vm *vm)
                 json_decref(job);
                 return -ENOMEM;
         }
+        clone_set_stage(c, CLONE_PRIMING);
         r = vm_resume(vm);
         if (r >= 0)
                 r = vm_send(vm, job);
         json_decref(job);
-        vm->pool_stage = POOL_PRIMING;
         return r;
 }
 
 static void on_pool_vm_answer(struct vm *vm, json_t *ans, void *userdata)
 {
-        struct pool *p = userdata;
+        struct pool_clone *c = userdata;
+        struct pool *p = c->pool;
         json_t *ms = json_object_get(ans, "run_ms");
-        int r;
 
         if (!json_is_true(json_object_get(ans, "ok"))) {
                 /* A clone that cannot be primed is still a good clone, only slower. */
@@ -107,56 +201,47 @@ static void on_pool_vm_answer(struct vm *vm, json_t *ans, void *userdata)
                         ?: "?");
         }
         p->stats.last_prime_ms = json_is_number(ms) ? json_number_value(ms) : 0;
-        vm->pool_stage = POOL_PAUSING;
-        r = vm_pause(vm);
-        if (r < 0) {
-                vm->pool_stage = POOL_RESTORING;
-                on_pool_vm_failed(vm, "cannot pause after priming", p);
-        }
+        clone_set_stage(c, CLONE_PAUSING);
+        if (vm_pause(vm) < 0)
+                on_pool_vm_failed(vm, "cannot pause after priming", c);
 }
 
 static void on_pool_vm_ready(struct vm *vm, void *userdata)
 {
-        struct pool *p = userdata;
+        struct pool_clone *c = userdata;
+        struct pool *p = c->pool;
         struct opd *d = p->d;
-        struct request *r;
+        struct pool_waiter *w;
 
-        if (vm->pool_stage == POOL_RESTORING) {
+        if (c->stage == CLONE_RESTORING) {
                 p->stats.last_restore_ms = (double)(vm->t_loaded - vm->t_spawn) / 1000.0;
                 if (wants_prime(p) && vm->snap == p->serving) {
-                        if (start_prime(p, vm) < 0)
-                                on_pool_vm_failed(vm, "cannot start priming", p);
+                        if (start_prime(c) < 0)
+                                on_pool_vm_failed(vm, "cannot start priming", c);
                         return;
                 }
         }
-        vm->pool_stage = POOL_READY;
-        p->n_restoring--;
-        d->n_restoring--;
         p->consecutive_failures = 0;
         if (vm->snap != p->serving) { /* restored from a version that was replaced meanwhile */
-                vm->pool = NULL;
-                vm_destroy(vm);
-        } else if ((r = TAILQ_FIRST(&p->waiters))) {
-                TAILQ_REMOVE(&p->waiters, r, queue_link);
-                p->n_waiters--;
-                d->n_queued--;
-                r->waiting = NULL;
-                vm->pool = NULL;
+                vm_destroy(clone_drop(c));
+        } else if ((w = TAILQ_FIRST(&p->waiters))) {
+                pool_cancel(w);
+                clone_drop(c);
                 p->n_in_use++;
                 p->stats.served++;
-                exec_start_warm(r, vm);
+                w->served(w, vm);
         } else {
-                TAILQ_INSERT_TAIL(&p->ready, vm, pool_link);
-                p->n_ready++;
+                clone_set_stage(c, CLONE_READY);
         }
         refill_all(d);
 }
 
 static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata)
 {
-        struct pool *p = userdata;
+        struct pool_clone *c = userdata;
+        struct pool *p = c->pool;
         struct opd *d = p->d;
-        bool restoring = vm->pool_stage != POOL_READY, from_serving = vm->snap == p->serving;
+        bool restoring = c->stage != CLONE_READY, from_serving = vm->snap == p->serving;
 
         p->stats.failures++;
         if (restoring) {
@@ -164,20 +249,15 @@ static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata)
                 uint32_t ms = BACKOFF_MIN_MS
                               << (p->consecutive_failures < 8 ? p->consecutive_failures : 8);
 
-                p->n_restoring--;
-                d->n_restoring--;
                 p->consecutive_failures++;
                 if (ms > BACKOFF_MAX_MS)
                         ms = BACKOFF_MAX_MS;
                 timer_arm_ms(p->backoff_ev, ms);
                 log_warn("%s pool: restore failed (%s); retrying in %u ms", p->lang->name, why, ms);
         } else {
-                TAILQ_REMOVE(&p->ready, vm, pool_link);
-                p->n_ready--;
                 log_warn("%s pool: a paused VM died (%s); replacing it", p->lang->name, why);
         }
-        vm->pool = NULL;
-        vm_destroy(vm);
+        vm_destroy(clone_drop(c));
         refill_all(d);
         if (restoring)
                 pool_restore_failed(p, from_serving);
@@ -189,19 +269,23 @@ static const struct vm_events pool_vm_events = {
     .failed = on_pool_vm_failed,
 };
 
-void pool_refill(struct pool *p)
+/* Start restores up to the target, within max_restores and max_vms. */
+static void refill(struct pool *p)
 {
         struct opd *d = p->d;
 
         if (!p->serving || d->stopping || d->accel == OP_ACCEL_AUTO ||
             evtimer_pending(p->backoff_ev, NULL))
                 return;
-        while (p->n_ready + p->n_restoring < p->target && d->n_restoring < d->cfg.max_restores &&
-               d->n_vms < d->cfg.max_vms) {
-                struct vm *vm;
-                int r = vm_restore(d, p->lang, p->serving, &pool_vm_events, p, &vm);
+        while (p->n_ready + p->n_restoring < p->target &&
+               p->all->n_restoring < d->cfg.max_restores && d->n_vms < d->cfg.max_vms) {
+                struct pool_clone *c = clone_new(p);
+                int r =
+                    c ? vm_restore(d, p->lang, p->serving, &pool_vm_events, c, &c->vm) : -ENOMEM;
 
                 if (r < 0) {
+                        if (c)
+                                clone_drop(c);
                         p->stats.failures++;
                         p->consecutive_failures++;
                         log_error("%s pool: cannot start a restore: %s", p->lang->name,
@@ -209,29 +293,44 @@ void pool_refill(struct pool *p)
                         timer_arm_ms(p->backoff_ev, BACKOFF_MAX_MS);
                         return;
                 }
-                vm->pool = p;
-                p->n_restoring++;
-                d->n_restoring++;
                 p->stats.restores++;
         }
 }
 
 struct vm *pool_take(struct pool *p)
 {
-        struct vm *vm = TAILQ_FIRST(&p->ready);
+        struct pool_clone *c = TAILQ_FIRST(&p->ready);
+        struct vm *vm;
 
-        if (!vm)
+        if (!c)
                 return NULL;
-        TAILQ_REMOVE(&p->ready, vm, pool_link);
-        p->n_ready--;
+        vm = clone_drop(c);
         p->n_in_use++;
         p->stats.served++;
-        vm->pool = NULL;
         /* Refill now only if someone is waiting; otherwise after this request, so the restore
          * does not compete with it for the CPU. */
         if (p->n_waiters > 0)
-                pool_refill(p);
+                refill(p);
         return vm;
+}
+
+void pool_wait(struct pool *p, struct pool_waiter *w)
+{
+        w->pool = p;
+        TAILQ_INSERT_TAIL(&p->waiters, w, link);
+        p->n_waiters++;
+        refill(p);
+}
+
+void pool_cancel(struct pool_waiter *w)
+{
+        struct pool *p = w->pool;
+
+        if (!p)
+                return;
+        TAILQ_REMOVE(&p->waiters, w, link);
+        p->n_waiters--;
+        w->pool = NULL;
 }
 
 void pool_release(struct pool *p)
@@ -240,17 +339,38 @@ void pool_release(struct pool *p)
         refill_all(p->d);
 }
 
-void pool_drain(struct pool *p)
+void pool_note_resume(struct pool *p, double ms)
 {
-        struct vm *vm;
+        p->stats.last_resume_ms = ms;
+}
 
-        while ((vm = TAILQ_FIRST(&p->ready))) {
-                TAILQ_REMOVE(&p->ready, vm, pool_link);
-                p->n_ready--;
-                vm->pool = NULL;
-                vm_destroy(vm);
-        }
+/* Destroy the paused clones, newest first, until at most keep are left. */
+static void drain_to(struct pool *p, unsigned keep)
+{
+        struct pool_clone *c;
+
+        while (p->n_ready > keep && (c = TAILQ_LAST(&p->ready, pool_clone_q)))
+                vm_destroy(clone_drop(c));
+}
+
+void pool_serve(struct pool *p, struct snap_ref *snap)
+{
+        snap_ref_put(p->serving);
+        p->serving = snap;
+        p->consecutive_failures = 0;
+        evtimer_del(p->backoff_ev);
         /* Clones still restoring from the old version are dropped when they finish. */
+        drain_to(p, 0);
+        refill(p);
+}
+
+void pool_set_target(struct pool *p, uint32_t n)
+{
+        if (n != p->target)
+                log_info("%s pool: %u -> %u paused VMs", p->lang->name, p->target, n);
+        p->target = n;
+        drain_to(p, n);
+        refill(p);
 }
 
 struct verify_job {
@@ -312,13 +432,8 @@ static void on_verified(struct opd *d, int r, const char *msg, void *userdata)
         log_info("%s pool: serving snapshot %s%s", p->lang->name, s->m.version,
                  p->serving ? " (draining the previous version)" : "");
         p->error[0] = 0;
-        snap_ref_put(p->serving);
-        p->serving = s;
-        p->consecutive_failures = 0;
-        evtimer_del(p->backoff_ev);
-        pool_drain(p);
+        pool_serve(p, s);
         snap_gc(d->cfg.cache_dir, p->lang->name, d->cfg.snapshot_keep, s->m.version);
-        pool_refill(p);
 }
 
 const char *pool_snapshot_incompatible(struct opd *d, const struct snap_manifest *m)
@@ -387,10 +502,12 @@ void pool_check_snapshot(struct pool *p)
 
 void pools_check_snapshots(struct opd *d)
 {
-        for (size_t i = 0; i < d->langs.n; i++)
-                if (d->pools[i].lang) {
-                        pool_check_damage(&d->pools[i]);
-                        pool_check_snapshot(&d->pools[i]);
+        if (!d->pools)
+                return;
+        for (size_t i = 0; i < d->pools->n; i++)
+                if (d->pools->v[i].lang) {
+                        pool_check_damage(&d->pools->v[i]);
+                        pool_check_snapshot(&d->pools->v[i]);
                 }
 }
 
@@ -398,7 +515,9 @@ struct pool *pool_for(struct opd *d, const struct op_lang *lang)
 {
         size_t i = (size_t)(lang - d->langs.v);
 
-        return i < d->langs.n && d->pools[i].lang ? &d->pools[i] : NULL;
+        if (!d->pools)
+                return NULL;
+        return i < d->pools->n && d->pools->v[i].lang ? &d->pools->v[i] : NULL;
 }
 
 static void on_snap_check(evutil_socket_t fd, short what, void *arg)
@@ -406,63 +525,109 @@ static void on_snap_check(evutil_socket_t fd, short what, void *arg)
         struct opd *d = arg;
 
         pools_check_snapshots(d);
-        timer_arm_ms(d->snap_check_ev, d->cfg.snapshot_check_ms);
+        timer_arm_ms(d->pools->snap_check_ev, d->cfg.snapshot_check_ms);
 }
 
 int pools_init(struct opd *d)
 {
         _cleanup_free_ uint32_t *targets = calloc(d->langs.n + 1, sizeof(*targets));
+        struct pools *all;
         char err[512];
         int r;
 
-        d->pools = calloc(d->langs.n + 1, sizeof(*d->pools));
-        if (!d->pools || !targets)
+        all = d->pools = calloc(1, sizeof(*d->pools));
+        if (!all || !targets)
                 return -ENOMEM;
+        all->v = calloc(d->langs.n + 1, sizeof(*all->v));
+        if (!all->v)
+                return -ENOMEM;
+        all->n = d->langs.n;
         r = op_pool_plan(&d->cfg, &d->langs, targets, err, sizeof(err));
         if (r < 0) {
                 log_error("%s", err);
                 return r;
         }
         for (size_t i = 0; i < d->langs.n; i++) {
-                struct pool *p = &d->pools[i];
+                struct pool *p = &all->v[i];
 
                 if (!d->langs.v[i].available)
                         continue;
                 p->d = d;
+                p->all = all;
                 p->lang = &d->langs.v[i];
                 p->target = targets[i];
+                TAILQ_INIT(&p->loading);
                 TAILQ_INIT(&p->ready);
                 TAILQ_INIT(&p->waiters);
                 p->backoff_ev = evtimer_new(d->base, on_backoff, p);
                 if (!p->backoff_ev)
                         return -ENOMEM;
         }
-        d->snap_check_ev = evtimer_new(d->base, on_snap_check, d);
-        if (!d->snap_check_ev)
+        all->snap_check_ev = evtimer_new(d->base, on_snap_check, d);
+        if (!all->snap_check_ev)
                 return -ENOMEM;
         if (d->cfg.snapshot_check_ms)
-                timer_arm_ms(d->snap_check_ev, d->cfg.snapshot_check_ms);
+                timer_arm_ms(all->snap_check_ev, d->cfg.snapshot_check_ms);
         return 0;
 }
 
 void pools_done(struct opd *d)
 {
-        if (!d->pools)
+        struct pools *all = d->pools;
+        struct pool_clone *c;
+
+        if (!all)
                 return;
-        for (size_t i = 0; i < d->langs.n; i++) {
-                struct pool *p = &d->pools[i];
+        for (size_t i = 0; all->v && i < all->n; i++) {
+                struct pool *p = &all->v[i];
+                struct pool_waiter *w;
 
                 if (!p->lang)
                         continue;
-                pool_drain(p);
+                while ((c = TAILQ_FIRST(&p->ready)))
+                        vm_destroy(clone_drop(c));
+                while ((c = TAILQ_FIRST(&p->loading)))
+                        vm_destroy(clone_drop(c));
+                while ((w = TAILQ_FIRST(&p->waiters)))
+                        pool_cancel(w);
                 if (p->backoff_ev)
                         event_free(p->backoff_ev);
                 p->serving = snap_ref_put(p->serving);
         }
-        if (d->snap_check_ev)
-                event_free(d->snap_check_ev);
-        free(d->pools);
+        if (all->snap_check_ev)
+                event_free(all->snap_check_ev);
+        free(all->v);
+        free(all);
         d->pools = NULL;
+}
+
+bool pool_serves(const struct pool *p)
+{
+        return p && p->target > 0 && p->serving;
+}
+
+const char *pool_error(const struct pool *p)
+{
+        return p ? p->error : "";
+}
+
+const char *pool_serving_version(const struct pool *p)
+{
+        return p && p->serving ? p->serving->m.version : NULL;
+}
+
+void pool_counts(const struct pool *p, struct pool_counts *ret)
+{
+        *ret = (struct pool_counts){
+            .target = p->target,
+            .ready = p->n_ready,
+            .restoring = p->n_restoring,
+            .in_use = p->n_in_use,
+            .waiting = p->n_waiters,
+            .serving = p->serving != NULL,
+            .verifying = p->checking[0] != 0,
+            .stats = p->stats,
+        };
 }
 
 json_t *pool_status(struct pool *p)

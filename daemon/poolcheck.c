@@ -14,6 +14,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
+#include "pool-private.h"
 
 #define SUSPECT_AFTER 2 /* restores failed in a row before the checksums are verified */
 
@@ -159,10 +160,7 @@ void pool_snapshot_damaged(struct pool *p, const char *why)
         r = snap_set_aside(d->cfg.cache_dir, p->lang->name, bad);
         if (r < 0)
                 log_error("%s pool: cannot set %s aside: %s", p->lang->name, bad, strerror(-r));
-        p->serving = snap_ref_put(p->serving);
-        pool_drain(p);
-        evtimer_del(p->backoff_ev);
-        p->consecutive_failures = 0;
+        pool_serve(p, NULL);
         if (current_moved_on(p, bad)) {
                 /* a newer version was installed meanwhile: it is looked at as usual */
                 pool_check_snapshot(p);

@@ -10,6 +10,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
+#include "pool.h"
 #include "poolplan.h"
 
 /* A restart-only string key: keep the running value. */
@@ -37,24 +38,10 @@ static int apply_pool_sizes(struct opd *d)
                 return r;
         }
         for (size_t i = 0; i < d->langs.n; i++) {
-                struct pool *p = &d->pools[i];
-                uint32_t target = targets[i];
-                struct vm *vm;
+                struct pool *p = pool_for(d, &d->langs.v[i]);
 
-                if (!p->lang)
-                        continue;
-                if (target != p->target)
-                        log_info("reload: %s pool %u -> %u", p->lang->name, p->target, target);
-                p->target = target;
-                /* Shrinking drops paused clones, newest first; clones in use finish their
-                 * request untouched. */
-                while (p->n_ready > p->target && (vm = TAILQ_LAST(&p->ready, vmq))) {
-                        TAILQ_REMOVE(&p->ready, vm, pool_link);
-                        p->n_ready--;
-                        vm->pool = NULL;
-                        vm_destroy(vm);
-                }
-                pool_refill(p);
+                if (p)
+                        pool_set_target(p, targets[i]);
         }
         return 0;
 }

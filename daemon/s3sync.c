@@ -14,6 +14,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
+#include "pool.h"
 #include "s3-config.h"
 #include "s3-layout.h"
 #include "s3-list.h"

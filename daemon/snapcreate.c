@@ -16,6 +16,7 @@
 #include "compile.h"
 #include "log.h"
 #include "opd.h"
+#include "pool.h"
 #include "poolplan.h"
 #include "util.h"
 
@@ -107,10 +108,8 @@ static void on_committed(struct opd *d, int r, const char *msg, void *userdata)
                         return;
                 }
                 /* the version the pool serves stays until the pool has switched */
-                struct pool *p = pool_for(d, sc->lang);
-
                 snap_gc(d->cfg.cache_dir, sc->lang->name, d->cfg.snapshot_keep,
-                        p && p->serving ? p->serving->m.version : NULL);
+                        pool_serving_version(pool_for(d, sc->lang)));
         }
         finish(sc, r, msg);
 }

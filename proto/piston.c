@@ -491,10 +491,14 @@ static json_t *signal_name(json_t *sig)
 }
 
 /* A number rounded to an integer, or null. */
+/* A count rounded to a whole number; null when it is not a finite number in 0..2^53 (the
+ * cast of anything else to an integer would be undefined). */
 static json_t *whole(json_t *v)
 {
-        return json_is_number(v) ? json_integer((json_int_t)(json_number_value(v) + 0.5))
-                                 : json_null();
+        double x = json_is_number(v) ? json_number_value(v) : -1.0;
+
+        return x >= 0.0 && x <= 9007199254740992.0 ? json_integer((json_int_t)(x + 0.5))
+                                                   : json_null();
 }
 
 /* Piston's status and message for a phase, from opd's "status" when the answer has one, else

@@ -333,6 +333,22 @@ static void test_result(void **state)
                   "EL", "SIGKILL", -1);
 }
 
+/* Counts out of range (negative, huge, not finite) become null rather than an integer cast
+ * from a double it cannot hold. */
+static void test_result_counts_out_of_range(void **state)
+{
+        json_t *res = result("{\"stdout\": \"\", \"stderr\": \"\", \"exit_code\": 0, "
+                             "\"signal\": null, \"timed_out\": false, \"truncated\": false, "
+                             "\"status\": \"ok\", \"usage\": {\"cpu_time_ms\": 1e300, "
+                             "\"wall_ms\": -1e300, \"memory_peak_bytes\": -5}}");
+        json_t *run = json_object_get(res, "run");
+
+        assert_true(json_is_null(json_object_get(run, "cpu_time")));
+        assert_true(json_is_null(json_object_get(run, "wall_time")));
+        assert_true(json_is_null(json_object_get(run, "memory")));
+        check_run(res, NULL, NULL, 0);
+}
+
 /* Fields of newer opds (status, usage, compile) map onto Piston's when the answer has them. */
 static void test_result_newer_fields(void **state)
 {
@@ -405,6 +421,7 @@ int main(void)
             cmocka_unit_test(test_exec_request_refused),
             cmocka_unit_test(test_result),
             cmocka_unit_test(test_result_newer_fields),
+            cmocka_unit_test(test_result_counts_out_of_range),
             cmocka_unit_test(test_http_status),
         };
 

@@ -1,0 +1,41 @@
+/* pool-private.h: struct pool and the set of pools, shared by pool.c and poolcheck.c only; the
+ * rest of opd goes through pool.h. */
+#pragma once
+
+#include <event2/event.h>
+#include <sys/queue.h>
+
+#include "pool.h"
+
+struct pool_clone; /* pool.c: one clone, its stage and its VM */
+
+struct pool {
+        struct opd *d;
+        struct pools *all;
+        const struct op_lang *lang;
+        uint32_t target;
+        struct snap_ref *serving;                   /* NULL: no usable snapshot, requests go cold */
+        char checking[SNAP_NAME_MAX];               /* version being verified, "" when none */
+        char checked[SNAP_NAME_MAX];                /* last version looked at (served or refused) */
+        char error[512];                            /* why the last version was refused */
+        TAILQ_HEAD(, pool_clone) loading;           /* restoring, priming or pausing */
+        TAILQ_HEAD(pool_clone_q, pool_clone) ready; /* paused, oldest first */
+        unsigned n_ready;
+        unsigned n_restoring; /* the loading list's length */
+        unsigned n_in_use;
+        TAILQ_HEAD(, pool_waiter) waiters;
+        unsigned n_waiters;
+        unsigned consecutive_failures;
+        struct event *backoff_ev;
+        struct pool_stats stats;
+        bool suspecting;       /* the serving snapshot's checksums are being verified */
+        char last_damage[512]; /* what was found damaged last, "" when never */
+};
+
+/* d->pools */
+struct pools {
+        struct pool *v; /* one per language, same index as d->langs.v; .lang NULL: none */
+        size_t n;
+        unsigned n_restoring; /* all pools together, bounded by max_restores */
+        struct event *snap_check_ev;
+};

@@ -1,0 +1,90 @@
+/* pool.h: per language, paused clones of the serving snapshot (pool.c) and the serving snapshot
+ * found damaged (poolcheck.c). struct pool is theirs alone; the rest of opd uses these calls. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "snapshot.h"
+
+struct opd;
+struct op_lang;
+struct pool;
+struct snap_ref;
+struct vm;
+
+/* Someone waiting for a paused clone (a request). pool_wait() links it; when a clone is ready
+ * the pool unlinks it and calls served() with the VM, which the waiter owns from then on. */
+struct pool_waiter {
+        void (*served)(struct pool_waiter *w, struct vm *vm);
+        struct pool *pool; /* pool.c: the pool waited in, NULL when not waiting */
+        TAILQ_ENTRY(pool_waiter) link;
+};
+
+struct pool_stats {
+        uint64_t served;
+        uint64_t restores;
+        uint64_t failures;
+        double last_restore_ms;
+        double last_prime_ms;
+        double last_resume_ms;
+        uint64_t damaged; /* serving snapshots found damaged */
+};
+
+/* A pool's figures for status lines and metrics. */
+struct pool_counts {
+        uint32_t target;
+        unsigned ready;     /* paused clones */
+        unsigned restoring; /* clones restoring, priming or pausing */
+        unsigned in_use;    /* taken and not yet released */
+        unsigned waiting;   /* waiters */
+        bool serving;       /* a verified snapshot serves */
+        bool verifying;     /* a new version is being verified */
+        struct pool_stats stats;
+};
+
+int pools_init(struct opd *d);
+void pools_done(struct opd *d);
+/* The language's pool, or NULL (no pools, or the language has no image). */
+struct pool *pool_for(struct opd *d, const struct op_lang *lang);
+/* Look at <cache>/<lang>/current and start serving it if it is new and verifies. */
+void pool_check_snapshot(struct pool *p);
+void pools_check_snapshots(struct opd *d);
+
+/* Does p (may be NULL) serve: a target above 0 and a verified snapshot? */
+bool pool_serves(const struct pool *p);
+/* Why the last snapshot version was refused, "" when none (p may be NULL). */
+const char *pool_error(const struct pool *p);
+/* The version served, NULL when none (p may be NULL). */
+const char *pool_serving_version(const struct pool *p);
+void pool_counts(const struct pool *p, struct pool_counts *ret);
+json_t *pool_status(struct pool *p);
+
+/* Take the oldest paused VM, or NULL. The caller owns it and calls pool_release() when done. */
+struct vm *pool_take(struct pool *p);
+/* Wait for the next clone that becomes ready; restores start if there is room. */
+void pool_wait(struct pool *p, struct pool_waiter *w);
+/* Stop waiting; nothing when w is not waiting (it was served). */
+void pool_cancel(struct pool_waiter *w);
+/* A VM taken from this pool (or served to a waiter) is finished with. */
+void pool_release(struct pool *p);
+/* A clone taken from this pool took this long to resume. */
+void pool_note_resume(struct pool *p, double ms);
+/* Serve snap (takes the reference; NULL: serve nothing): paused clones of the previous version
+ * are destroyed, clones still restoring from it are dropped when they finish. */
+void pool_serve(struct pool *p, struct snap_ref *snap);
+/* Keep n paused clones: extra paused ones are destroyed (newest first), clones in use finish
+ * their request untouched. */
+void pool_set_target(struct pool *p, uint32_t n);
+/* Why a snapshot cannot be restored by this opd, or NULL when it can. */
+const char *pool_snapshot_incompatible(struct opd *d, const struct snap_manifest *m);
+
+/* ---- poolcheck.c: the serving snapshot damaged under a running pool ---- */
+/* On every snapshot check: are the serving snapshot's files still there at their sizes? */
+void pool_check_damage(struct pool *p);
+/* A restore from snap failed: after a few in a row, verify the serving snapshot's checksums. */
+void pool_restore_failed(struct pool *p, bool from_serving);
+/* The serving snapshot is damaged: report it, set it aside, serve the newest good version. */
+void pool_snapshot_damaged(struct pool *p, const char *why);

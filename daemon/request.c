@@ -1,0 +1,417 @@
+/* request.c: an exec request's life from routing to its answer: the state machine and its one
+ * timer, the cold queue and the wait for a clone, the VM it runs in, the retry, the sink. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compile.h"
+#include "log.h"
+#include "opd.h"
+#include "request.h"
+#include "util.h"
+
+static const char *const state_names[_REQ_STATE_MAX] = {
+    [REQ_NEW] = "new",         [REQ_QUEUED] = "queued",   [REQ_WAITING] = "waiting",
+    [REQ_BOOTING] = "booting", [REQ_RUNNING] = "running", [REQ_DONE] = "done",
+};
+
+const char *request_state_name(enum request_state state)
+{
+        return state >= 0 && state < _REQ_STATE_MAX ? state_names[state] : "?";
+}
+
+/* The request's id for a log line: the client chose it, so control characters (a forged
+ * line) become '?' and it is cut at 64 bytes. */
+static const char *id_text(const struct request *r, char buf[static 68])
+{
+        if (json_is_integer(r->id)) {
+                snprintf(buf, 68, "%lld", (long long)json_integer_value(r->id));
+                return buf;
+        }
+        if (!json_is_string(r->id))
+                return "-";
+        snprintf(buf, 68, "%.64s", json_string_value(r->id));
+        for (char *p = buf; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        return buf;
+}
+
+static uint32_t run_deadline_ms(const struct request *r)
+{
+        const struct opd *d = r->d;
+
+        return r->exec.timeout_ms + d->cfg.agent_grace_ms +
+               compile_timeout_ms(r->lang, &r->exec, &d->cfg.limits);
+}
+
+void request_set_state(struct request *r, enum request_state state)
+{
+        struct opd *d = r->d;
+        enum request_state old = r->state;
+        char idbuf[68];
+
+        if (state == old)
+                return;
+        /* Leave the old state's queue. */
+        if (old == REQ_QUEUED) {
+                TAILQ_REMOVE(&d->queue, r, queue_link);
+                d->n_queued--;
+        } else if (old == REQ_WAITING) {
+                pool_cancel(&r->waiter); /* nothing when the pool served it */
+                d->n_queued--;
+        }
+        r->state = state;
+        log_debug("exec id=%s lang=%s: %s -> %s", id_text(r, idbuf), r->lang->name,
+                  state_names[old], state_names[state]);
+        /* The new state's deadline, and no other. */
+        evtimer_del(r->timer);
+        switch (state) {
+        case REQ_QUEUED:
+        case REQ_WAITING:
+                timer_arm_ms(r->timer, d->cfg.queue_timeout_ms);
+                break;
+        case REQ_BOOTING:
+                timer_arm_ms(r->timer, d->cfg.boot_timeout_ms);
+                break;
+        case REQ_RUNNING:
+                r->t_sent = op_now_us();
+                timer_arm_ms(r->timer, run_deadline_ms(r));
+                break;
+        case REQ_NEW:
+        case REQ_DONE:
+        case _REQ_STATE_MAX:
+                break;
+        }
+        /* Join the new state's queue last: a pool may serve a waiter at once. */
+        if (state == REQ_QUEUED) {
+                TAILQ_INSERT_TAIL(&d->queue, r, queue_link);
+                d->n_queued++;
+        } else if (state == REQ_WAITING) {
+                d->n_queued++;
+                pool_wait(pool_for(d, r->lang), &r->waiter);
+        }
+}
+
+/* Forget the VM and everything about it: destroyed, its pool told, its times cleared. */
+static void drop_vm(struct request *r)
+{
+        if (r->vm)
+                vm_destroy(r->vm);
+        r->vm = NULL;
+        if (r->pool)
+                pool_release(r->pool);
+        r->pool = NULL;
+        r->snap_version[0] = 0;
+        r->t_vm = r->t_ready = r->t_sent = r->t_done = 0;
+}
+
+static void request_free(struct request *r)
+{
+        struct opd *d = r->d;
+        struct client *c = r->client;
+
+        request_set_state(r, REQ_DONE);
+        if (c) {
+                LIST_REMOVE(r, client_link);
+                c->inflight--;
+        }
+        if (r->timer)
+                event_free(r->timer);
+        drop_vm(r);
+        op_exec_done(&r->exec);
+        json_decref(r->id);
+        json_decref(r->stdin_frames);
+        if (r->sink.release)
+                r->sink.release(r->sink.userdata);
+        free(r);
+        opd_schedule_reap(d); /* a VM slot is free: queued requests start from the loop */
+        if (c && !c->closing)
+                client_request_done(c);
+}
+
+void request_cancel(struct request *r)
+{
+        char idbuf[68];
+
+        log_info("exec id=%s lang=%s outcome=cancelled", id_text(r, idbuf), r->lang->name);
+        request_free(r);
+}
+
+static double ms(uint64_t from, uint64_t to)
+{
+        return from && to >= from ? (double)(to - from) / 1000.0 : 0.0;
+}
+
+static void log_outcome(struct request *r, const char *outcome, json_t *reply)
+{
+        char idbuf[68];
+
+        log_info("exec id=%s lang=%s mode=%s outcome=%s exit=%lld queue=%.1fms "
+                 "boot_or_resume=%.1fms run=%.1fms total=%.1fms",
+                 id_text(r, idbuf), r->lang->name, r->pool ? "warm" : "cold", outcome,
+                 (long long)json_integer_value(json_object_get(reply, "exit_code")),
+                 ms(r->t_start, r->t_vm), ms(r->t_vm, r->t_ready), ms(r->t_ready, r->t_done),
+                 ms(r->t_start, op_now_us()));
+}
+
+void request_sink_answer(struct opd *d, const struct request_sink *sink, json_t *answer)
+{
+        if (json_object_get(answer, "error"))
+                d->stats.errors++;
+        else
+                d->stats.ok++;
+        sink->answer(answer, sink->userdata);
+}
+
+void request_finish(struct request *r, json_t *reply)
+{
+        struct opd *d = r->d;
+        json_t *err = json_object_get(reply, "error");
+        const char *status = json_string_value(json_object_get(reply, "status"));
+
+        request_set_state(r, REQ_DONE);
+        if (err)
+                log_outcome(r, json_string_value(json_object_get(err, "code")), reply);
+        else
+                log_outcome(r, status ? status : "ok", reply);
+        metrics_observe_exec(d, r, err ? json_string_value(json_object_get(err, "code")) : NULL,
+                             reply);
+        request_sink_answer(d, &r->sink, reply);
+        request_free(r);
+}
+
+void request_fail(struct request *r, enum op_err code, const char *fmt, ...)
+{
+        char msg[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        request_finish(r, op_error_reply(r->id, code, "%s", msg));
+}
+
+static void on_vm_ready(struct vm *vm, void *userdata)
+{
+        struct request *r = userdata;
+
+        r->t_ready = op_now_us();
+        exec_send_job(r);
+}
+
+static void on_vm_failed(struct vm *vm, const char *why, void *userdata)
+{
+        struct request *r = userdata;
+
+        /* A pooled clone that died before "cont" was acknowledged never ran the job: the
+         * request goes once more to the pool, as if it had just arrived. */
+        if (r->pool && vm->t_resumed == 0 && !r->retried) {
+                log_warn("%s died before resuming (%s); retrying on another VM", vm->name, why);
+                r->retried = true;
+                drop_vm(r);
+                request_set_state(r, REQ_NEW);
+                request_route(r);
+                return;
+        }
+        request_fail(r, OP_ERR_VM_FAILED, "%s: %s", vm->name, why);
+}
+
+static const struct vm_events request_vm_events = {
+    .ready = on_vm_ready,
+    .answer = exec_on_vm_answer,
+    .event = exec_on_vm_event,
+    .failed = on_vm_failed,
+};
+
+static bool can_start(struct opd *d)
+{
+        return d->accel != OP_ACCEL_AUTO && d->n_vms < d->cfg.max_vms;
+}
+
+static void boot(struct request *r)
+{
+        struct opd *d = r->d;
+        int k;
+
+        r->t_vm = op_now_us();
+        k = vm_boot(d, r->lang, d->accel, -1, &request_vm_events, r, &r->vm);
+        if (k < 0) {
+                request_fail(r, OP_ERR_VM_FAILED, "cannot start a VM: %s", strerror(-k));
+                return;
+        }
+        request_set_state(r, REQ_BOOTING);
+}
+
+void requests_kick(struct opd *d)
+{
+        struct request *r;
+
+        /* boot() takes r out of the queue, booting or failed. */
+        while (can_start(d) && (r = TAILQ_FIRST(&d->queue)))
+                boot(r);
+}
+
+unsigned requests_queued(const struct opd *d)
+{
+        return d->n_queued;
+}
+
+/* Cold: boot now if a VM slot is free, else wait in line for one. */
+static void start_cold(struct request *r)
+{
+        struct opd *d = r->d;
+
+        if (can_start(d) && TAILQ_EMPTY(&d->queue)) {
+                boot(r);
+                return;
+        }
+        if (d->n_queued >= d->cfg.max_queued) {
+                request_fail(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)",
+                             d->n_queued);
+                return;
+        }
+        request_set_state(r, REQ_QUEUED);
+}
+
+/* A paused clone of p for the request: resume it and send the job at once (it waits in the
+ * channel until the guest runs). */
+static void start_warm(struct request *r, struct pool *p, struct vm *vm)
+{
+        int k;
+
+        r->pool = p;
+        r->vm = vm;
+        snprintf(r->snap_version, sizeof(r->snap_version), "%s", vm->snap->m.version);
+        vm_set_events(vm, &request_vm_events, r);
+        r->t_vm = op_now_us();
+        k = vm_resume(vm);
+        if (k < 0) {
+                request_fail(r, OP_ERR_VM_FAILED, "cannot resume %s: %s", vm->name, strerror(-k));
+                return;
+        }
+        r->t_ready = r->t_vm;
+        exec_send_job(r);
+}
+
+static void on_served(struct pool_waiter *w, struct vm *vm)
+{
+        struct request *r = (struct request *)((char *)w - offsetof(struct request, waiter));
+
+        start_warm(r, pool_for(r->d, r->lang), vm);
+}
+
+/* No clone came in time: cold when allowed, else pool_exhausted. */
+static void wait_failed(struct request *r)
+{
+        struct opd *d = r->d;
+
+        request_set_state(r, REQ_NEW);
+        if (d->cfg.pool_fallback_cold && r->exec.mode == OP_MODE_AUTO) {
+                start_cold(r);
+                return;
+        }
+        request_fail(r, OP_ERR_POOL_EXHAUSTED, "%s pool: no paused VM became free within %u ms",
+                     r->lang->name, d->cfg.queue_timeout_ms);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+        struct request *r = arg;
+        const struct op_config *cfg = &r->d->cfg;
+        uint32_t compile_ms = compile_timeout_ms(r->lang, &r->exec, &cfg->limits);
+
+        switch (r->state) {
+        case REQ_QUEUED:
+                request_fail(r, OP_ERR_POOL_EXHAUSTED, "no VM became free within %u ms",
+                             cfg->queue_timeout_ms);
+                break;
+        case REQ_WAITING:
+                wait_failed(r);
+                break;
+        case REQ_BOOTING:
+                request_fail(r, OP_ERR_VM_FAILED, "the VM did not boot within %u ms",
+                             cfg->boot_timeout_ms);
+                break;
+        case REQ_RUNNING:
+                if (compile_ms)
+                        request_fail(r, OP_ERR_TIMEOUT,
+                                     "the guest did not answer within %u ms (compile %u + "
+                                     "timeout_ms %u + grace %u)",
+                                     run_deadline_ms(r), compile_ms, r->exec.timeout_ms,
+                                     cfg->agent_grace_ms);
+                else
+                        request_fail(r, OP_ERR_TIMEOUT,
+                                     "the guest did not answer within %u ms (timeout_ms %u + "
+                                     "grace %u)",
+                                     run_deadline_ms(r), r->exec.timeout_ms, cfg->agent_grace_ms);
+                break;
+        case REQ_NEW:
+        case REQ_DONE:
+        case _REQ_STATE_MAX:
+                break; /* no deadline is armed in these states */
+        }
+}
+
+void request_route(struct request *r)
+{
+        struct opd *d = r->d;
+        struct pool *p = pool_for(d, r->lang);
+        struct vm *vm;
+
+        if (r->exec.mode == OP_MODE_COLD) {
+                start_cold(r);
+                return;
+        }
+        if (!pool_serves(p)) {
+                /* auto means "warm if you can"; warm means warm or nothing. */
+                if (r->exec.mode == OP_MODE_AUTO) {
+                        start_cold(r);
+                        return;
+                }
+                request_fail(r, OP_ERR_POOL_EXHAUSTED, "%s has no pool of warm VMs%s%s",
+                             r->lang->name, pool_error(p)[0] ? ": " : "", pool_error(p));
+                return;
+        }
+        vm = pool_take(p);
+        if (vm) {
+                start_warm(r, p, vm);
+                return;
+        }
+        if (d->n_queued >= d->cfg.max_queued) {
+                request_fail(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)",
+                             d->n_queued);
+                return;
+        }
+        request_set_state(r, REQ_WAITING);
+}
+
+int request_new(struct opd *d, json_t *id, struct op_exec *e, const struct op_lang *lang,
+                struct client *c, const struct request_sink *sink, struct request **ret)
+{
+        struct request *r = calloc(1, sizeof(*r));
+
+        if (!r || !(r->timer = evtimer_new(d->base, on_timer, r))) {
+                free(r);
+                op_exec_done(e);
+                return -ENOMEM;
+        }
+        r->d = d;
+        r->state = REQ_NEW;
+        r->id = json_incref(id);
+        r->exec = *e;
+        r->lang = lang;
+        r->sink = *sink;
+        r->waiter.served = on_served;
+        r->t_start = op_now_us();
+        if (c) {
+                r->client = c;
+                LIST_INSERT_HEAD(&c->requests, r, client_link);
+                c->inflight++;
+        }
+        *ret = r;
+        return 0;
+}

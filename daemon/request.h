@@ -1,0 +1,86 @@
+/* request.h: one exec request's life (request.c): its states and the deadline of each, the
+ * cold queue and the pool waiters it sits in, its VM, and the sink its answer goes to. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "msg.h"
+#include "pool.h"
+#include "snapshot.h"
+
+struct client;
+struct op_lang;
+struct opd;
+struct vm;
+
+enum request_state {
+        REQ_NEW,     /* decoded, not placed yet (again after a clone died before resuming) */
+        REQ_QUEUED,  /* in the cold queue, waiting for a VM slot: queue_timeout_ms */
+        REQ_WAITING, /* in its pool's waiters, waiting for a paused clone: queue_timeout_ms */
+        REQ_BOOTING, /* a cold VM boots; the job goes when its agent is ready: boot_timeout_ms */
+        REQ_RUNNING, /* the job was sent (to a booted VM or a resumed clone): compile deadline +
+                      * timeout_ms + agent_grace_ms */
+        REQ_DONE,    /* answered or cancelled, being freed: no deadline */
+        _REQ_STATE_MAX,
+};
+
+/* Where the answer goes: a socket client, a batch, the Piston door. */
+struct request_sink {
+        /* The answer (ok or error; takes the reference). Called at most once. */
+        void (*answer)(json_t *answer, void *userdata);
+        /* NULL, or called once when the request is freed, answered or cancelled. */
+        void (*release)(void *userdata);
+        void *userdata;
+};
+
+struct request {
+        LIST_ENTRY(request) client_link;
+        TAILQ_ENTRY(request) queue_link; /* in d->queue (REQ_QUEUED) */
+        struct pool_waiter waiter;       /* in a pool's waiters (REQ_WAITING) */
+        struct opd *d;
+        enum request_state state; /* request_set_state() only */
+        struct client *client;    /* the connection it came on, NULL from inside opd */
+        struct request_sink sink;
+        json_t *id;
+        struct op_exec exec;
+        const struct op_lang *lang;
+        struct vm *vm;
+        struct event *timer;              /* the current state's deadline */
+        struct pool *pool;                /* warm: the VM came from this pool */
+        bool retried;                     /* moved once off a clone that died before it resumed */
+        char snap_version[SNAP_NAME_MAX]; /* the snapshot a warm VM came from */
+        uint64_t t_start, t_vm, t_ready, t_sent, t_done; /* op_now_us() */
+        /* exec-opts.c */
+        json_t *stdin_frames; /* every stdin frame for the agent (sent once the job is) */
+        size_t stdin_total;   /* bytes of streamed stdin taken */
+        bool stdin_eof;       /* the client sent eof */
+        size_t streamed[2];   /* bytes of stdout, stderr events forwarded */
+};
+
+/* A request for the decoded exec e (taken, also on failure) in language lang, from client c
+ * (NULL from inside opd), answered through sink. It starts in REQ_NEW; request_route() places
+ * it. c's request list holds it until it is freed. */
+int request_new(struct opd *d, json_t *id, struct op_exec *e, const struct op_lang *lang,
+                struct client *c, const struct request_sink *sink, struct request **ret);
+/* Warm when the language's pool serves a snapshot (or should), cold otherwise. */
+void request_route(struct request *r);
+/* The only writer of r->state: leaves the old state's queue, arms the new state's deadline (and
+ * only that one), joins the new state's queue. */
+void request_set_state(struct request *r, enum request_state state);
+const char *request_state_name(enum request_state state);
+/* Answer (takes reply) and free the request. */
+void request_finish(struct request *r, json_t *reply);
+void request_fail(struct request *r, enum op_err code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The caller goes away: drop the request and its VM without answering. */
+void request_cancel(struct request *r);
+/* Count an answer in d->stats and hand it to the sink: every answer to an exec, from a request
+ * or a refusal before one exists, goes through here. */
+void request_sink_answer(struct opd *d, const struct request_sink *sink, json_t *answer);
+/* A VM slot may have freed up: boot queued requests. */
+void requests_kick(struct opd *d);
+/* Requests waiting: the cold queue and every pool's waiters (bounded by max_queued). */
+unsigned requests_queued(const struct opd *d);
