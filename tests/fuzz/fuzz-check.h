@@ -22,7 +22,7 @@
         } while (0)
 
 /* jansson seeds its hash tables at random (object key order, hence coverage): a fixed seed makes
- * a run with libFuzzer's -seed=N repeat itself exactly. */
+ * a run with libFuzzer's -seed=N repeat itself. */
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
