@@ -34,7 +34,7 @@ static void decide(struct opd *d, enum op_accel a, const char *why)
                 event_free(d->probe_timer);
                 d->probe_timer = NULL;
         }
-        d->accel = a;
+        d->vms_host->accel = a;
         log_info("accelerator: %s (%s)", op_accel_name(a), why);
         pools_check_snapshots(d); /* which snapshots fit depends on the accelerator */
         if (d->on_accel_decided)
@@ -69,8 +69,8 @@ int accel_start(struct opd *d)
         uint32_t t = d->cfg.accel_probe_timeout_ms;
         int r;
 
-        if (d->vmm->only_accel != OP_ACCEL_AUTO) {
-                decide(d, d->vmm->only_accel, "the only one the VMM has");
+        if (d->vms_host->drv->only_accel != OP_ACCEL_AUTO) {
+                decide(d, d->vms_host->drv->only_accel, "the only one the VMM has");
                 return 0;
         }
         if (d->cfg.accel != OP_ACCEL_AUTO) {
@@ -91,7 +91,7 @@ int accel_start(struct opd *d)
         d->probe_timer = evtimer_new(d->base, on_probe_timeout, d);
         if (!d->probe_timer)
                 return -ENOMEM;
-        r = vm_boot(d, lang, OP_ACCEL_KVM, -1, &probe_events, d, &d->probe_vm);
+        r = vm_boot(d->vms_host, lang, OP_ACCEL_KVM, -1, &probe_events, d, &d->probe_vm);
         if (r < 0) {
                 d->probe_vm = NULL;
                 decide(d, OP_ACCEL_TCG, "cannot start the KVM probe guest");

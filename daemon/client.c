@@ -58,7 +58,9 @@ static void on_read(struct bufferevent *bev, void *arg)
         idle_arm(c);
         while (!c->closing) {
                 json_t *obj = NULL;
-                int r = evframe_next(in, c->d->cfg.limits.frame_max, &obj, err, sizeof(err));
+                int r =
+                    evframe_next(in, c->d->cfg.limits.frame_max,
+                                 op_limits_values_max(&c->d->cfg.limits), &obj, err, sizeof(err));
 
                 if (r == 0)
                         break;

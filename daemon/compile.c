@@ -49,81 +49,32 @@ int compile_job_add(const struct op_lang *lang, const struct op_exec *e,
         return c && json_object_set_new(job, "compile", c) == 0 ? 0 : -ENOMEM;
 }
 
-static int copy_typed(json_t *dst, json_t *src, const char *key, int (*is)(const json_t *),
-                      bool required, bool nullable)
+void compile_agent_limits(const struct op_lang *lang, struct op_agent_limits *lim)
 {
-        json_t *v = json_object_get(src, key);
-
-        if (!v)
-                return required ? -EBADMSG : 0;
-        if (!is(v) && !(nullable && json_is_null(v)))
-                return -EBADMSG;
-        return json_object_set(dst, key, v) < 0 ? -ENOMEM : 0;
+        lim->compile = lang->compile[0] != NULL;
+        lim->compile_output_max = lang->compile_output_max;
 }
 
-static int is_string(const json_t *v)
+int compile_reply(json_t *reply, const struct op_agent_exec *x)
 {
-        return json_is_string(v);
-}
+        const struct op_agent_run *c = &x->compile;
+        json_t *out;
 
-static int is_integer(const json_t *v)
-{
-        return json_is_integer(v);
-}
-
-static int is_boolean(const json_t *v)
-{
-        return json_is_boolean(v);
-}
-
-static int is_number(const json_t *v)
-{
-        return json_is_number(v);
-}
-
-int compile_reply(json_t *reply, json_t *ans)
-{
-        json_t *c = json_object_get(ans, "compile"), *status = json_object_get(ans, "status");
-        _cleanup_(json_decrefp) json_t *out = NULL;
-        int r = 0;
-
-        if (!c) {
-                /* no compile phase: a compile_error status would be a lie */
-                return status && json_is_string(status) &&
-                               strcmp(json_string_value(status), "compile_error") == 0
-                           ? -EBADMSG
-                           : 0;
-        }
-        if (!json_is_object(c) || !(out = json_object()))
-                return json_is_object(c) ? -ENOMEM : -EBADMSG;
-        r = copy_typed(out, c, "stdout", is_string, true, false);
-        if (r >= 0)
-                r = copy_typed(out, c, "stdout_b64", is_string, false, false);
-        if (r >= 0)
-                r = copy_typed(out, c, "stderr", is_string, true, false);
-        if (r >= 0)
-                r = copy_typed(out, c, "stderr_b64", is_string, false, false);
-        if (r >= 0)
-                r = copy_typed(out, c, "exit_code", is_integer, true, true);
-        if (r >= 0)
-                r = copy_typed(out, c, "signal", is_integer, true, true);
-        if (r >= 0)
-                r = copy_typed(out, c, "timed_out", is_boolean, true, false);
-        if (r >= 0)
-                r = copy_typed(out, c, "truncated", is_boolean, true, false);
-        if (r >= 0)
-                r = copy_typed(out, c, "run_ms", is_number, false, false);
-        if (r < 0)
-                return r;
-        if (json_object_set(reply, "compile", out) < 0)
+        if (!x->has_compile)
+                return 0;
+        out = json_object();
+        if (!out || json_object_set_new(reply, "compile", out) < 0)
                 return -ENOMEM;
-        /* After a compile that worked the run's status follows (exec-opts.c checks it). */
-        if (status) {
-                if (!json_is_string(status))
-                        return -EBADMSG;
-                if (strcmp(json_string_value(status), "compile_error") == 0 &&
-                    json_object_set_new(reply, "status", json_string("compile_error")) < 0)
-                        return -ENOMEM;
-        }
+        if (op_json_set_bytes(out, "stdout", c->out.data, c->out.len) < 0 ||
+            op_json_set_bytes(out, "stderr", c->err.data, c->err.len) < 0 ||
+            json_object_set_new(out, "exit_code",
+                                c->exit_code >= 0 ? json_integer(c->exit_code) : json_null()) < 0 ||
+            json_object_set_new(out, "signal", c->signal ? json_integer(c->signal) : json_null()) <
+                0 ||
+            json_object_set_new(out, "timed_out", json_boolean(c->timed_out)) < 0 ||
+            json_object_set_new(out, "truncated", json_boolean(c->truncated)) < 0 ||
+            (c->has_run_ms && json_object_set_new(out, "run_ms", json_real(c->run_ms)) < 0))
+                return -ENOMEM;
+        /* the run's status (exec-opts.c) is set after this */
         return 0;
 }

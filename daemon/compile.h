@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent-msg.h"
 #include "lang.h"
 #include "msg.h"
 
@@ -23,7 +24,9 @@ uint32_t compile_timeout_ms(const struct op_lang *lang, const struct op_exec *e,
 int compile_job_add(const struct op_lang *lang, const struct op_exec *e,
                     const struct op_limits *lim, json_t *job);
 
-/* Copy the agent's "compile" object (only known fields of the right type: the guest is
- * untrusted) and "status": "compile_error" into the client's reply. 0, or -EBADMSG when the
- * agent's answer is malformed. */
-int compile_reply(json_t *reply, json_t *ans);
+/* The compile phase's part of what the agent's answer may hold (agent-msg.h). */
+void compile_agent_limits(const struct op_lang *lang, struct op_agent_limits *lim);
+
+/* The agent's "compile" (decoded and checked by agent-msg.c) into the client's reply, its bytes
+ * re-encoded. 0 or -ENOMEM. */
+int compile_reply(json_t *reply, const struct op_agent_exec *x);

@@ -21,7 +21,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
         struct opd *d = arg;
 
         clients_reap(d);
-        vms_free_dead(d);
+        vm_host_free_dead(d->vms_host);
         if (!d->stopping)
                 requests_kick(d);
 }
@@ -32,7 +32,8 @@ void opd_schedule_reap(struct opd *d)
                 event_active(d->reap_ev, EV_TIMEOUT, 0);
 }
 
-/* Every child of opd is reaped here: VMM processes and background jobs. */
+/* Every exited child: a VMM's goes to the VM layer (a live VM fails), a background job's to
+ * bgjob.c (its result comes through its pipe). */
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 {
         struct opd *d = arg;
@@ -40,9 +41,19 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
         pid_t pid;
 
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-                if (!vm_reaped(d, pid, status))
+                if (!vm_host_reap(d->vms_host, pid, status))
                         bgjob_reaped(d, pid, status);
         opd_schedule_reap(d);
+}
+
+static void on_slot_freed(struct vm_host *h, void *userdata)
+{
+        opd_schedule_reap(userdata);
+}
+
+static void on_vm_log(int prio, const char *msg, void *userdata)
+{
+        log_msg(prio, "%s", msg);
 }
 
 static void on_sighup(evutil_socket_t fd, short what, void *arg)
@@ -78,24 +89,6 @@ static int mkdir_p(const char *path, mode_t mode)
         return 0;
 }
 
-/* run_dir is opd's alone: VM directories left by an opd that was killed are removed (their
- * names may come back: a restarted opd in a container has the same pid). */
-static void remove_stale_vm_dirs(const char *run_dir)
-{
-        DIR *dir = opendir(run_dir);
-        struct dirent *de;
-        unsigned n = 0;
-
-        if (!dir)
-                return;
-        while ((de = readdir(dir)))
-                if (strncmp(de->d_name, "vm-", 3) == 0 && snap_rmtree(dirfd(dir), de->d_name) == 0)
-                        n++;
-        closedir(dir);
-        if (n)
-                log_info("removed %u VM directories left in %s", n, run_dir);
-}
-
 /* Staging directories and half-made links left in the cache by a killed opd (one being filled
  * by a live process is locked and stays). */
 static void remove_stale_staging(struct opd *d)
@@ -111,19 +104,21 @@ static void remove_stale_staging(struct opd *d)
 
 int opd_init(struct opd *d)
 {
+        static const struct vm_host_callbacks vm_callbacks = {
+            .slot_freed = on_slot_freed,
+            .log = on_vm_log,
+        };
+        const struct vm_driver *drv;
         char err[512];
         int r;
 
         d->listen_fd = -1;
         d->started_us = op_now_us();
-        d->vmm = vm_driver_find(d->cfg.vmm);
-        if (!d->vmm)
+        drv = vm_driver_find(d->cfg.vmm);
+        if (!drv)
                 return log_error_errno(-EINVAL, "vmm: unknown driver \"%s\"", d->cfg.vmm);
-        d->accel = OP_ACCEL_AUTO;
         LIST_INIT(&d->clients);
-        LIST_INIT(&d->vms);
         LIST_INIT(&d->closing_clients);
-        LIST_INIT(&d->dead_vms);
         TAILQ_INIT(&d->queue);
 
         r = op_langs_load(d->cfg.languages_file, d->cfg.images_dir, &d->langs, err, sizeof(err));
@@ -136,31 +131,25 @@ int opd_init(struct opd *d)
         for (size_t i = 0; i < d->langs.n; i++)
                 log_info("language %s %s: %s", d->langs.v[i].name, d->langs.v[i].version,
                          d->langs.v[i].available ? "image ready" : "no image built");
-        if (asprintf(&d->kernel, "%s/vmlinux", d->cfg.images_dir) < 0 ||
-            asprintf(&d->initrd, "%s/initrd.img", d->cfg.images_dir) < 0)
+        d->base = event_base_new();
+        if (!d->base)
                 return -ENOMEM;
-        if (access(d->kernel, R_OK) < 0 || access(d->initrd, R_OK) < 0)
+        /* The VM layer: run_dir made and cleaned, the driver's own clean-up. */
+        r = vm_host_new(d->base, &d->cfg, drv, NULL, &vm_callbacks, d, &d->vms_host);
+        if (r < 0)
+                return log_error_errno(r, "set up VMs in %s", d->cfg.run_dir);
+        if (access(d->vms_host->kernel, R_OK) < 0 || access(d->vms_host->initrd, R_OK) < 0)
                 log_warn("guest kernel or initrd missing in %s: build images with "
                          "packaging/images/build-images",
                          d->cfg.images_dir);
-        r = mkdir_p(d->cfg.run_dir, 0700);
-        if (r < 0)
-                return log_error_errno(r, "create %s", d->cfg.run_dir);
-        remove_stale_vm_dirs(d->cfg.run_dir);
         r = mkdir_p(d->cfg.cache_dir, 0755);
         if (r < 0)
                 return log_error_errno(r, "create %s", d->cfg.cache_dir);
         remove_stale_staging(d);
-        if (d->vmm->init)
-                d->vmm->init(d);
-        r = d->vmm->version(d, &d->vmm_version);
+        r = vm_host_version(d->vms_host, &d->vmm_version);
         if (r < 0)
-                return log_error_errno(r, "ask the %s binary for its version", d->vmm->name);
-        log_info("vmm: %s %s", d->vmm->name, d->vmm_version);
-
-        d->base = event_base_new();
-        if (!d->base)
-                return -ENOMEM;
+                return log_error_errno(r, "ask the %s binary for its version", drv->name);
+        log_info("vmm: %s %s", drv->name, d->vmm_version);
         d->reap_ev = event_new(d->base, -1, 0, on_reap, d);
         d->sigchld_ev = evsignal_new(d->base, SIGCHLD, on_sigchld, d);
         d->sigterm_ev = evsignal_new(d->base, SIGTERM, on_sigterm, d);
@@ -221,7 +210,7 @@ void opd_stop(struct opd *d)
                         request_fail(r, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
                 client_close(c, "shutdown");
         }
-        vms_kill_all(d);
+        vm_host_kill_all(d->vms_host);
         bgjobs_cancel_all(d);
         event_base_loopexit(d->base, &(struct timeval){0, 200 * 1000});
 }
@@ -234,7 +223,8 @@ void opd_done(struct opd *d)
         s3sync_done(d);
         pools_done(d);
         metrics_done(d);
-        vms_kill_all(d);
+        if (d->vms_host)
+                vm_host_kill_all(d->vms_host);
         clients_free_all(d);
         server_close(d);
         if (d->probe_timer)
@@ -249,11 +239,10 @@ void opd_done(struct opd *d)
                 event_free(d->sigint_ev);
         if (d->sighup_ev)
                 event_free(d->sighup_ev);
+        d->vms_host = vm_host_free(d->vms_host);
         if (d->base)
                 event_base_free(d->base);
         op_langs_free(&d->langs);
         free(d->vmm_version);
-        free(d->kernel);
-        free(d->initrd);
         op_config_free(&d->cfg);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "compile.h"
 #include "log.h"
 #include "opd.h"
 #include "request.h"
@@ -78,98 +79,68 @@ int exec_job_add_opts(struct request *r, json_t *job)
         return k < 0 ? -ENOMEM : 0;
 }
 
-static const char *const file_errors[] = {"not_found", "not_a_regular_file", "too_large",
-                                          "out_of_memory"};
-
-/* One entry of the agent's "files": {name, content[, content_b64]} or {name, error}. */
-static json_t *check_file(json_t *f, const char *want, size_t max)
-{
-        json_t *name = json_object_get(f, "name"), *err = json_object_get(f, "error");
-        char *bytes = NULL;
-        size_t n;
-
-        if (!json_is_object(f) || !json_is_string(name) ||
-            strcmp(json_string_value(name), want) != 0)
-                return NULL;
-        if (err) {
-                for (size_t i = 0; json_is_string(err) && i < ELEMENTSOF(file_errors); i++)
-                        if (strcmp(json_string_value(err), file_errors[i]) == 0)
-                                return json_pack("{s:s, s:O}", "name", want, "error", err);
-                return NULL;
-        }
-        if (!json_is_string(json_object_get(f, "content")) ||
-            op_json_get_bytes(f, "content", max, &bytes, &n) < 0)
-                return NULL;
-        free(bytes);
-        if (json_object_get(f, "content_b64"))
-                return json_pack("{s:s, s:O, s:O}", "name", want, "content",
-                                 json_object_get(f, "content"), "content_b64",
-                                 json_object_get(f, "content_b64"));
-        return json_pack("{s:s, s:O}", "name", want, "content", json_object_get(f, "content"));
-}
-
-static int reply_files(struct request *r, json_t *ans, json_t *reply)
+void exec_agent_limits(const struct request *r, struct op_agent_limits *ret)
 {
         const struct op_exec *e = &r->exec;
-        json_t *src = json_object_get(ans, "files"), *files;
 
-        if (!e->output_files)
+        *ret = (struct op_agent_limits){
+            .op = OP_AGENT_OP_EXEC,
+            .output_max = e->output_max,
+            .stream = e->stream,
+            .output_files = e->output_files,
+            .n_output_files = e->n_output_files,
+            .output_file_max = r->d->cfg.limits.output_file_max,
+        };
+        compile_agent_limits(r->lang, ret);
+}
+
+static int reply_files(struct request *r, const struct op_agent_exec *x, json_t *reply)
+{
+        json_t *files;
+
+        if (!r->exec.output_files)
                 return 0;
-        if (!json_is_array(src) || json_array_size(src) != e->n_output_files)
-                return -EBADMSG;
         files = json_array();
         if (set_new(reply, "files", files) < 0)
                 return -ENOMEM;
-        for (size_t i = 0; i < e->n_output_files; i++) {
-                json_t *f = check_file(json_array_get(src, i), e->output_files[i],
-                                       r->d->cfg.limits.output_file_max);
-                if (!f || json_array_append_new(files, f) < 0)
-                        return -EBADMSG;
+        /* A compile error: the program did not run, none of its files is there. */
+        for (size_t i = 0; !x->has_files && i < r->exec.n_output_files; i++)
+                if (json_array_append_new(files,
+                                          json_pack("{s:s, s:s}", "name", r->exec.output_files[i],
+                                                    "error", "not_found")) < 0)
+                        return -ENOMEM;
+        for (size_t i = 0; i < x->n_files; i++) {
+                const struct op_agent_file *f = &x->files[i];
+                json_t *o = json_pack("{s:s}", "name", f->name);
+
+                if (!o || json_array_append_new(files, o) < 0)
+                        return -ENOMEM;
+                if (f->error != OP_AGENT_FILE_OK
+                        ? set_new(o, "error", json_string(op_agent_file_error_name(f->error))) < 0
+                        : op_json_set_bytes(o, "content", f->content.data, f->content.len) < 0)
+                        return -ENOMEM;
         }
         return 0;
 }
 
-static bool is_count(json_t *v)
+int exec_reply_add_opts(struct request *r, const struct op_agent_exec *x, json_t *reply)
 {
-        return json_is_number(v) && json_number_value(v) >= 0;
-}
+        enum op_status st = x->status;
 
-int exec_reply_add_opts(struct request *r, json_t *ans, json_t *reply)
-{
-        json_t *status = json_object_get(ans, "status"), *usage = json_object_get(ans, "usage");
-        enum op_status st;
-
-        if (status) {
-                if (!json_is_string(status) ||
-                    op_status_from_name(json_string_value(status), &st) < 0)
-                        return -EBADMSG;
-        } else {
-                /* An agent that predates status: from the raw fields. */
-                json_t *sig = json_object_get(reply, "signal");
-                json_t *code = json_object_get(reply, "exit_code");
-
-                st = op_status_of(json_is_integer(code) ? (int)json_integer_value(code) : -1,
-                                  json_is_integer(sig) ? (int)json_integer_value(sig) : 0,
-                                  json_is_true(json_object_get(reply, "timed_out")), false,
-                                  json_is_true(json_object_get(reply, "truncated")), false);
-        }
+        if (!x->has_status) /* an agent that predates status: from the raw fields */
+                st = op_status_of(x->run.exit_code, x->run.signal, x->run.timed_out, false,
+                                  x->run.truncated, false);
         if (set_new(reply, "status", json_string(op_status_name(st))) < 0)
                 return -ENOMEM;
-        if (usage) {
-                json_t *cpu = json_object_get(usage, "cpu_time_ms"),
-                       *wall = json_object_get(usage, "wall_ms"),
-                       *mem = json_object_get(usage, "memory_peak_bytes");
-                if (!is_count(cpu) || !is_count(wall) || !json_is_integer(mem) ||
-                    json_integer_value(mem) < 0)
-                        return -EBADMSG;
+        if (x->has_usage) {
                 if (set_new(reply, "usage",
-                            json_pack("{s:f, s:f, s:O}", "cpu_time_ms", json_number_value(cpu),
-                                      "wall_ms", json_number_value(wall), "memory_peak_bytes",
-                                      mem)) < 0)
+                            json_pack("{s:f, s:f, s:I}", "cpu_time_ms", x->usage.cpu_time_ms,
+                                      "wall_ms", x->usage.wall_ms, "memory_peak_bytes",
+                                      (json_int_t)x->usage.memory_peak_bytes)) < 0)
                         return -ENOMEM;
         } else if (set_new(reply, "usage",
-                           json_pack("{s:n, s:O, s:n}", "cpu_time_ms", "wall_ms",
-                                     json_object_get(ans, "run_ms"), "memory_peak_bytes")) < 0)
+                           json_pack("{s:n, s:f, s:n}", "cpu_time_ms", "wall_ms", x->run.run_ms,
+                                     "memory_peak_bytes")) < 0)
                 return -ENOMEM;
         if (r->exec.stream) {
                 /* The output went out as events; the answer carries none. */
@@ -180,30 +151,41 @@ int exec_reply_add_opts(struct request *r, json_t *ans, json_t *reply)
                     set_new(reply, "streamed", json_true()) < 0)
                         return -ENOMEM;
         }
-        return reply_files(r, ans, reply);
+        return reply_files(r, x, reply);
 }
 
-/* {"event": "stdout" | "stderr", "data"[, "data_b64"]} from the agent: checked, bounded by
- * output_max per stream, forwarded under the request's id. */
+/* {"event": "stdout" | "stderr", "data"[, "data_b64"]} from the agent: decoded, counted against
+ * output_max per stream, re-encoded under the request's id. A bad event, one the request did not
+ * ask for, or one past the cap fails the VM (and so the request: vm_failed). */
 void exec_on_vm_event(struct vm *vm, json_t *ev, void *userdata)
 {
         struct request *r = userdata;
-        const char *name = json_string_value(json_object_get(ev, "event"));
-        int k = name && strcmp(name, "stderr") == 0 ? 1 : 0;
-        json_t *data = json_object_get(ev, "data"), *b64 = json_object_get(ev, "data_b64"), *out;
-        _cleanup_free_ char *bytes = NULL;
-        size_t n;
+        _cleanup_(op_agent_output_done) struct op_agent_output o = {0};
+        struct op_agent_limits lim;
+        char err[512], why[600];
+        json_t *out;
+        int k;
 
-        if (!r->exec.stream || !r->client || !json_is_string(data) ||
-            (b64 && !json_is_string(b64)) ||
-            op_json_get_bytes(ev, "data", r->exec.output_max, &bytes, &n) < 0 ||
-            r->streamed[k] + n > r->exec.output_max)
-                return; /* not asked for, malformed or over the cap: dropped */
-        r->streamed[k] += n;
-        out = json_pack("{s:O?, s:s, s:O}", "id", r->id, "event", k ? "stderr" : "stdout", "data",
-                        data);
-        if (out && b64)
-                json_object_set(out, "data_b64", b64);
+        exec_agent_limits(r, &lim);
+        k = op_agent_output_decode(ev, &lim, &o, err, sizeof(err));
+        if (k == 0 && r->streamed[o.stream - 1] + o.data.len > r->exec.output_max) {
+                snprintf(err, sizeof(err),
+                         "more than %zu bytes of %s (the request's output_max) in output events",
+                         r->exec.output_max, o.stream == 1 ? "stdout" : "stderr");
+                k = -EMSGSIZE;
+        }
+        if (k < 0) {
+                snprintf(why, sizeof(why), "agent sent %s",
+                         k == -ENOMEM ? "an event opd could not hold in memory" : err);
+                /* The program ran: the request is not moved to another VM. */
+                r->retried = true;
+                vm_abort(vm, why);
+                return;
+        }
+        r->streamed[o.stream - 1] += o.data.len;
+        if (!r->client)
+                return;
+        out = op_agent_output_encode(r->id, &o);
         client_send(r->client, out);
 }
 

@@ -74,86 +74,50 @@ static json_t *build_job(struct request *r)
         return job;
 }
 
-static int copy_string(json_t *dst, json_t *src, const char *key, bool required)
+/* The client's answer, built from the agent's answer as decoded (and checked) by agent-msg.c:
+ * the bytes are re-encoded here, nothing of the guest's text is passed on. */
+static json_t *build_reply(struct request *r, const struct op_agent_exec *x)
 {
-        json_t *v = json_object_get(src, key);
-
-        if (!v)
-                return required ? -EBADMSG : 0;
-        if (!json_is_string(v))
-                return -EBADMSG;
-        return json_object_set(dst, key, v) < 0 ? -ENOMEM : 0;
-}
-
-static int copy_int_or_null(json_t *dst, json_t *src, const char *key)
-{
-        json_t *v = json_object_get(src, key);
-
-        if (!v || json_is_null(v))
-                return json_object_set_new(dst, key, json_null()) < 0 ? -ENOMEM : 0;
-        if (!json_is_integer(v))
-                return -EBADMSG;
-        return json_object_set(dst, key, v) < 0 ? -ENOMEM : 0;
-}
-
-/* The guest is untrusted: take only known fields of the right type from its answer. */
-static json_t *build_reply(struct request *r, json_t *ans)
-{
-        json_t *reply, *run_ms = json_object_get(ans, "run_ms");
-        static const char *const strings[] = {"stdout", "stderr"};
-        static const char *const b64s[] = {"stdout_b64", "stderr_b64"};
-        int k = 0;
+        _cleanup_(json_decrefp) json_t *reply = NULL;
 
         reply = json_pack("{s:O?, s:b, s:s, s:s, s:s}", "id", r->id, "ok", 1, "lang", r->lang->name,
                           "mode", r->pool ? "warm" : "cold", "vm", r->vm->name);
-        if (!reply)
+        if (!reply || op_json_set_bytes(reply, "stdout", x->run.out.data, x->run.out.len) < 0 ||
+            op_json_set_bytes(reply, "stderr", x->run.err.data, x->run.err.len) < 0 ||
+            json_object_set_new(reply, "exit_code",
+                                x->run.exit_code >= 0 ? json_integer(x->run.exit_code)
+                                                      : json_null()) < 0 ||
+            json_object_set_new(reply, "signal",
+                                x->run.signal ? json_integer(x->run.signal) : json_null()) < 0 ||
+            compile_reply(reply, x) < 0 ||
+            json_object_set_new(reply, "timed_out", json_boolean(x->run.timed_out)) < 0 ||
+            json_object_set_new(reply, "truncated", json_boolean(x->run.truncated)) < 0)
                 return NULL;
-        for (size_t i = 0; k >= 0 && i < ELEMENTSOF(strings); i++) {
-                k = copy_string(reply, ans, strings[i], true);
-                if (k >= 0)
-                        k = copy_string(reply, ans, b64s[i], false);
-        }
-        if (k >= 0)
-                k = copy_int_or_null(reply, ans, "exit_code");
-        if (k >= 0)
-                k = copy_int_or_null(reply, ans, "signal");
-        if (k >= 0 &&
-            (!json_is_boolean(json_object_get(ans, "timed_out")) ||
-             !json_is_boolean(json_object_get(ans, "truncated")) || !json_is_number(run_ms)))
-                k = -EBADMSG;
-        if (k >= 0)
-                k = compile_reply(reply, ans);
-        if (k < 0) {
-                json_decref(reply);
-                return NULL;
-        }
-        json_object_set(reply, "timed_out", json_object_get(ans, "timed_out"));
-        json_object_set(reply, "truncated", json_object_get(ans, "truncated"));
         if (r->snap_version[0])
                 json_object_set_new(reply, "snapshot", json_string(r->snap_version));
         json_object_set_new(reply, "timings_ms",
                             json_pack("{s:f, s:f, s:f, s:f, s:f}", "queue", ms(r->t_start, r->t_vm),
                                       "boot_or_resume", ms(r->t_vm, r->t_ready), "run",
-                                      ms(r->t_ready, r->t_done), "guest_run",
-                                      json_number_value(run_ms), "total",
-                                      ms(r->t_start, op_now_us())));
-        if (exec_reply_add_opts(r, ans, reply) < 0) {
-                json_decref(reply);
+                                      ms(r->t_ready, r->t_done), "guest_run", x->run.run_ms,
+                                      "total", ms(r->t_start, op_now_us())));
+        if (exec_reply_add_opts(r, x, reply) < 0)
                 return NULL;
-        }
-        return reply;
+        return TAKE_PTR(reply);
 }
 
 void exec_send_job(struct request *r)
 {
         struct vm *vm = r->vm;
         json_t *job = build_job(r);
+        struct op_agent_limits lim;
         int k;
 
         if (!job) {
                 request_fail(r, OP_ERR_INTERNAL, "cannot build the job for the agent");
                 return;
         }
+        exec_agent_limits(r, &lim);
+        vm_set_frame_max(vm, op_agent_frame_max(&lim));
         k = vm_send(vm, job);
         json_decref(job);
         if (k < 0) {
@@ -168,7 +132,11 @@ void exec_send_job(struct request *r)
 void exec_on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
 {
         struct request *r = userdata;
-        json_t *reply, *err;
+        _cleanup_(op_agent_answer_done) struct op_agent_answer a = {0};
+        struct op_agent_limits lim;
+        char err[512];
+        json_t *reply;
+        int k;
 
         r->t_done = op_now_us();
         if (r->pool) {
@@ -176,17 +144,24 @@ void exec_on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
                 r->t_ready = vm->t_resumed && vm->t_resumed < r->t_done ? vm->t_resumed : r->t_vm;
                 pool_note_resume(r->pool, ms(r->t_vm, r->t_ready));
         }
-        if (!json_is_true(json_object_get(ans, "ok"))) {
-                err = json_object_get(ans, "error");
-                request_fail(r, OP_ERR_VM_FAILED, "agent in %s: %s", vm->name,
-                             json_is_string(json_object_get(err, "message"))
-                                 ? json_string_value(json_object_get(err, "message"))
-                                 : "failed without a message");
+        exec_agent_limits(r, &lim);
+        k = op_agent_answer_decode(ans, &lim, &a, err, sizeof(err));
+        if (k == -ENOMEM) {
+                request_fail(r, OP_ERR_INTERNAL, "out of memory");
                 return;
         }
-        reply = build_reply(r, ans);
+        if (k < 0) {
+                log_warn("%s (%s): agent sent %s", vm->name, r->lang->name, err);
+                request_fail(r, OP_ERR_VM_FAILED, "%s: agent sent %s", vm->name, err);
+                return;
+        }
+        if (!a.ok) {
+                request_fail(r, OP_ERR_VM_FAILED, "agent in %s: %s", vm->name, a.error.message);
+                return;
+        }
+        reply = build_reply(r, &a.exec);
         if (!reply) {
-                request_fail(r, OP_ERR_VM_FAILED, "%s sent a malformed answer", vm->name);
+                request_fail(r, OP_ERR_INTERNAL, "out of memory");
                 return;
         }
         request_finish(r, reply);

@@ -226,7 +226,7 @@ char *metrics_render(struct opd *d)
         render_pools(f, d);
         render_s3(f, d);
         head(f, "opd_vms", "gauge", "VMM processes alive (booting, pooled, running).");
-        fprintf(f, "opd_vms %u\n", d->n_vms);
+        fprintf(f, "opd_vms %u\n", d->vms_host->n_vms);
         head(f, "opd_clients", "gauge", "Connections open on the socket.");
         fprintf(f, "opd_clients %u\n", d->n_clients);
         head(f, "opd_queued", "gauge", "Requests waiting for a VM slot or a paused VM.");
@@ -234,9 +234,9 @@ char *metrics_render(struct opd *d)
         head(f, "opd_piston_inflight", "gauge", "Requests in flight at the Piston door.");
         fprintf(f, "opd_piston_inflight %u\n", d->door.n_reqs);
         head(f, "opd_vms_started_total", "counter", "VMs started (booted or restored).");
-        fprintf(f, "opd_vms_started_total %llu\n", (unsigned long long)d->stats.vms_started);
+        fprintf(f, "opd_vms_started_total %llu\n", (unsigned long long)d->vms_host->vms_started);
         head(f, "opd_vms_failed_total", "counter", "VMs that failed or died unexpectedly.");
-        fprintf(f, "opd_vms_failed_total %llu\n", (unsigned long long)d->stats.vms_failed);
+        fprintf(f, "opd_vms_failed_total %llu\n", (unsigned long long)d->vms_host->vms_failed);
         head(f, "opd_connections_total", "counter", "Connections accepted on the socket.");
         fprintf(f, "opd_connections_total %llu\n", (unsigned long long)d->stats.connections);
         head(f, "opd_connections_idle_closed_total", "counter",
@@ -249,9 +249,10 @@ char *metrics_render(struct opd *d)
         fputs("opd_info{version=", f);
         label(f, OP_VERSION);
         fputs(",accel=", f);
-        label(f, d->accel == OP_ACCEL_AUTO ? "probing" : op_accel_name(d->accel));
+        label(f,
+              d->vms_host->accel == OP_ACCEL_AUTO ? "probing" : op_accel_name(d->vms_host->accel));
         fputs(",vmm=", f);
-        label(f, d->vmm ? d->vmm->name : "");
+        label(f, d->vms_host ? d->vms_host->drv->name : "");
         fputs(",vmm_version=", f);
         label(f, d->vmm_version ? d->vmm_version : "");
         fputs("} 1\n", f);

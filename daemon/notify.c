@@ -36,7 +36,9 @@ static void status_line(struct opd *d, char *buf, size_t len)
         size_t off;
 
         off = (size_t)snprintf(buf, len, "%s; ",
-                               d->accel == OP_ACCEL_AUTO ? "probing KVM" : op_accel_name(d->accel));
+                               d->vms_host->accel == OP_ACCEL_AUTO
+                                   ? "probing KVM"
+                                   : op_accel_name(d->vms_host->accel));
         for (size_t i = 0; i < d->langs.n && off < len; i++) {
                 struct pool *p = pool_for(d, &d->langs.v[i]);
                 struct pool_counts n;
@@ -49,7 +51,8 @@ static void status_line(struct opd *d, char *buf, size_t len)
                                         n.serving ? "" : " (no snapshot)");
         }
         if (off < len)
-                snprintf(buf + off, len - off, "%u VMs, %u clients", d->n_vms, d->n_clients);
+                snprintf(buf + off, len - off, "%u VMs, %u clients", d->vms_host->n_vms,
+                         d->n_clients);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -59,7 +62,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
         if (d->stopping)
                 return;
-        if (!d->notified_ready && d->accel != OP_ACCEL_AUTO && pools_ready(d)) {
+        if (!d->notified_ready && d->vms_host->accel != OP_ACCEL_AUTO && pools_ready(d)) {
                 d->notified_ready = true;
                 sd_notify(0, "READY=1");
                 log_info("ready");

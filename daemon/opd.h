@@ -1,5 +1,6 @@
-/* opd.h: the daemon's one context struct and the objects hanging off it (clients, VMs), with
- * the functions each file of the daemon exports; requests are in request.h, pools in pool.h. */
+/* opd.h: the daemon's one context struct and the objects hanging off it (clients), with the
+ * functions each file of the daemon exports; requests are in request.h, pools in pool.h, VMs in
+ * lib/vmm (vm.h, host.h). */
 #pragma once
 
 #include <event2/event.h>
@@ -11,11 +12,13 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "host.h"
 #include "lang.h"
+#include "agent-msg.h"
 #include "msg.h"
-#include "qmp.h"
+#include "snap-ref.h"
 #include "snapshot.h"
-#include "vmdrv.h"
+#include "vm.h"
 #include "vmm.h"
 
 struct opd;
@@ -35,8 +38,6 @@ struct counters {
         uint64_t errors;
         uint64_t connections;
         uint64_t idle_closed; /* connections closed by idle_timeout_ms */
-        uint64_t vms_started;
-        uint64_t vms_failed;
 };
 
 /* metrics.c: per language, exec outcomes and latency histograms (buckets in ms). */
@@ -77,10 +78,9 @@ struct opd {
         struct event_base *base;
         struct op_config cfg;
         struct op_langs langs;
-        const struct vm_driver *vmm; /* vmdrv.h */
-        enum op_accel accel;         /* OP_ACCEL_AUTO until the probe has decided */
-        char *kernel;                /* <images_dir>/vmlinux */
-        char *initrd;                /* <images_dir>/initrd.img */
+        /* The VMs, their driver (->drv) and the accelerator (->accel, OP_ACCEL_AUTO until the
+         * probe has decided): lib/vmm/host.h. */
+        struct vm_host *vms_host;
 
         gid_t access_gid; /* (gid_t)-1: anyone who can connect */
         gid_t admin_gid;  /* (gid_t)-1: root only */
@@ -92,14 +92,10 @@ struct opd {
         struct event *reap_ev; /* frees closed clients and VMs at a safe point of the loop */
 
         LIST_HEAD(, client) clients;
-        LIST_HEAD(, vm) vms;
         TAILQ_HEAD(, request) queue; /* request.c: waiting for a VM slot to boot cold */
         LIST_HEAD(, client) closing_clients;
-        LIST_HEAD(, vm) dead_vms;
         unsigned n_clients;
-        unsigned n_vms;
         unsigned n_queued; /* request.c: requests in the cold queue or a pool's waiters */
-        uint64_t next_vm_id;
 
         struct vm *probe_vm; /* accel probe in progress */
         struct event *probe_timer;
@@ -228,8 +224,10 @@ struct batch {
 };
 /* The job's fields beyond protocol v1's core (limits, stream, files, entry point). */
 int exec_job_add_opts(struct request *r, json_t *job);
-/* The answer's fields beyond the core, checked (the guest is untrusted). */
-int exec_reply_add_opts(struct request *r, json_t *ans, json_t *reply);
+/* What the agent's answer and events to r may hold (agent-msg.h). */
+void exec_agent_limits(const struct request *r, struct op_agent_limits *ret);
+/* The client's answer's fields beyond the core, from the decoded agent answer. */
+int exec_reply_add_opts(struct request *r, const struct op_agent_exec *x, json_t *reply);
 void exec_on_vm_event(struct vm *vm, json_t *ev, void *userdata);
 /* The job was sent: stdin frames held so far follow it. */
 void exec_flush_stdin(struct request *r);
@@ -239,86 +237,6 @@ void batch_count(struct batch *b, json_t *reply);
 void batch_release(struct batch *b);
 void op_stdin(struct client *c, json_t *id, json_t *req);
 void op_exec_batch(struct client *c, json_t *id, json_t *req);
-
-/* ---- vm.c: one VMM process and its agent channel ---- */
-enum vm_state {
-        VM_BOOTING,   /* cold boot: waiting for the agent's ready event */
-        VM_RESTORING, /* clone: waiting for its device state to load */
-        VM_PAUSED,    /* clone: loaded and stopped, in a pool */
-        VM_READY,     /* running, agent idle */
-        VM_RUNNING,   /* job sent, waiting for the answer */
-        VM_DEAD,
-};
-
-/* A snapshot being served: shared by the pool and every VM restored from it. */
-struct snap_ref {
-        unsigned refs;
-        int dirfd;
-        struct snap_manifest m;
-        char *path; /* <cache>/<lang>/<version>, for logs */
-};
-struct snap_ref *snap_ref_get(struct snap_ref *s);
-struct snap_ref *snap_ref_put(struct snap_ref *s);
-
-struct vm_events {
-        /* Booted: the agent is ready. Restored: paused with its state loaded. */
-        void (*ready)(struct vm *vm, void *userdata);
-        void (*answer)(struct vm *vm, json_t *answer, void *userdata);
-        /* A streamed output event ({"event": "stdout" | "stderr", ...}) while a job runs. */
-        void (*event)(struct vm *vm, json_t *event, void *userdata);
-        /* The VM is gone (exited, failed to boot, broke the channel); why is human text. */
-        void (*failed)(struct vm *vm, const char *why, void *userdata);
-};
-
-struct vm {
-        LIST_ENTRY(vm) link;
-        struct opd *d;
-        uint64_t id;
-        char name[32];
-        char agent_version[32]; /* from the agent's ready event */
-        char *workdir;
-        const struct op_lang *lang;
-        enum op_accel accel;
-        enum vm_state state;
-        struct vmm_proc proc;
-        struct bufferevent *agent;
-        void *drv; /* the driver's own state */
-        struct event *boot_timer;
-        struct snap_ref *snap;                           /* restored from this snapshot */
-        uint64_t t_spawn, t_loaded, t_resume, t_resumed; /* op_now_us() */
-        void (*saved)(struct vm *vm, const char *err, void *userdata); /* vm_snapshot() */
-        void *saved_userdata;
-        bool agent_hello; /* a reconnected agent's "ready" is due and is not a boot */
-        struct vm_events ev;
-        void *userdata;
-        int exit_status; /* from waitpid, valid once reaped */
-        bool reaped;
-};
-
-/* mem_fd >= 0 backs guest RAM with that file, shared (to take a snapshot of it later). */
-int vm_boot(struct opd *d, const struct op_lang *lang, enum op_accel accel, int mem_fd,
-            const struct vm_events *ev, void *userdata, struct vm **ret);
-int vm_restore(struct opd *d, const struct op_lang *lang, struct snap_ref *snap,
-               const struct vm_events *ev, void *userdata, struct vm **ret);
-/* Hand a VM to a new owner (pool -> request). */
-void vm_set_events(struct vm *vm, const struct vm_events *ev, void *userdata);
-/* Continue a paused clone. Jobs may be sent at once: they wait in the channel. */
-int vm_resume(struct vm *vm);
-/* Stop a running, idle VM; ev.ready fires again once it is paused. */
-int vm_pause(struct vm *vm);
-/* Stop a running VM and save it into dir: dir/vmstate, and dir/mem unless RAM already is that
- * file (QEMU booted with mem_fd). */
-int vm_snapshot(struct vm *vm, const char *dir,
-                void (*done)(struct vm *vm, const char *err, void *userdata), void *userdata);
-int vm_send(struct vm *vm, json_t *job);
-/* One more frame for the running job (stdin frames). */
-int vm_send_more(struct vm *vm, json_t *frame);
-/* Kill the VMM and free the VM at a safe point; no callback fires after this. */
-void vm_destroy(struct vm *vm);
-/* The SIGCHLD path: true when pid was a VM's (a live one fails). */
-bool vm_reaped(struct opd *d, pid_t pid, int status);
-void vms_free_dead(struct opd *d);
-void vms_kill_all(struct opd *d);
 
 /* ---- snapcreate.c: boot, warm, pause, save, install ---- */
 typedef void (*snapcreate_done_fn)(struct opd *d, int r, const char *msg,
@@ -361,7 +279,7 @@ int s3sync_request(struct opd *d, struct reply_slot *slot);
 const struct s3_sync_stats *s3sync_stats(struct opd *d);
 
 /* ---- accel.c: choose KVM or TCG ---- */
-/* Resolve d->accel; when "auto" and /dev/kvm looks usable, prove it by booting. Calls
+/* Resolve d->vms_host->accel; when "auto" and /dev/kvm looks usable, prove it by booting. Calls
  * requests_kick() once decided. */
 int accel_start(struct opd *d);
 

@@ -63,14 +63,15 @@ static void op_status(struct client *c, json_t *id, json_t *req)
                          " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i}}",
                          "id", id, "ok", 1, "version", OP_VERSION, "proto", OP_PROTO_VERSION,
                          "uptime_s", (json_int_t)((op_now_us() - d->started_us) / 1000000), "vmm",
-                         d->vmm->name, "accel",
-                         d->accel == OP_ACCEL_AUTO ? "probing" : op_accel_name(d->accel),
+                         d->vms_host->drv->name, "accel",
+                         d->vms_host->accel == OP_ACCEL_AUTO ? "probing"
+                                                             : op_accel_name(d->vms_host->accel),
                          "languages", langs, "counters", "requests", (json_int_t)d->stats.requests,
                          "ok", (json_int_t)d->stats.ok, "errors", (json_int_t)d->stats.errors,
                          "connections", (json_int_t)d->stats.connections, "vms_started",
-                         (json_int_t)d->stats.vms_started, "vms_failed",
-                         (json_int_t)d->stats.vms_failed, "active_vms", (int)d->n_vms, "queued",
-                         (int)requests_queued(d), "clients", (int)d->n_clients));
+                         (json_int_t)d->vms_host->vms_started, "vms_failed",
+                         (json_int_t)d->vms_host->vms_failed, "active_vms", (int)d->vms_host->n_vms,
+                         "queued", (int)requests_queued(d), "clients", (int)d->n_clients));
 }
 
 /* Build the configuration again and apply it (as SIGHUP does). */

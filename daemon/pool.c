@@ -21,23 +21,6 @@
 #define BACKOFF_MAX_MS   30000
 #define PRIME_TIMEOUT_MS 30000
 
-struct snap_ref *snap_ref_get(struct snap_ref *s)
-{
-        if (s)
-                s->refs++;
-        return s;
-}
-
-struct snap_ref *snap_ref_put(struct snap_ref *s)
-{
-        if (s && --s->refs == 0) {
-                safe_close(s->dirfd);
-                free(s->path);
-                free(s);
-        }
-        return NULL;
-}
-
 /* One clone of the pool: the VM's event userdata from its restore until it is taken, served
  * to a waiter or destroyed. */
 enum clone_stage {
@@ -147,13 +130,26 @@ static bool wants_prime(struct pool *p)
 {
         enum op_tristate t = p->d->cfg.pool_prime;
 
-        return p->lang->prime && (t == OP_YES || (t == OP_AUTO && p->d->accel == OP_ACCEL_TCG));
+        return p->lang->prime &&
+               (t == OP_YES || (t == OP_AUTO && p->d->vms_host->accel == OP_ACCEL_TCG));
+}
+
+/* What the answer to the prime job may hold: a "prime" answer, or an exec's with the agent's
+ * default output cap (the job sets none) and the language's compile phase. */
+static void prime_limits(struct pool *p, struct vm *vm, struct op_agent_limits *ret)
+{
+        *ret = (struct op_agent_limits){
+            .op = vm->snap->m.warm ? OP_AGENT_OP_PRIME : OP_AGENT_OP_EXEC,
+            .output_max = OP_LIMITS_DEFAULT.output_max,
+        };
+        compile_agent_limits(p->lang, ret);
 }
 
 /* Run the language's prime program in the clone: through its warm runner ("prime" op, which
  * keeps the runner waiting) when the snapshot has one, else as an ordinary exec. */
 static int start_prime(struct pool_clone *c)
 {
+        struct op_agent_limits lim;
         struct pool *p = c->pool;
         struct vm *vm = c->vm;
         json_t *job, *argv = json_array();
@@ -179,6 +175,8 @@ static int start_prime(struct pool_clone *c)
                 json_decref(job);
                 return -ENOMEM;
         }
+        prime_limits(p, vm, &lim);
+        vm_set_frame_max(vm, op_agent_frame_max(&lim));
         clone_set_stage(c, CLONE_PRIMING);
         r = vm_resume(vm);
         if (r >= 0)
@@ -191,16 +189,27 @@ static void on_pool_vm_answer(struct vm *vm, json_t *ans, void *userdata)
 {
         struct pool_clone *c = userdata;
         struct pool *p = c->pool;
-        json_t *ms = json_object_get(ans, "run_ms");
+        _cleanup_(op_agent_answer_done) struct op_agent_answer a = {0};
+        struct op_agent_limits lim;
+        char err[512], why[600];
+        int r;
 
-        if (!json_is_true(json_object_get(ans, "ok"))) {
-                /* A clone that cannot be primed is still a good clone, only slower. */
-                log_warn(
-                    "%s pool: priming %s failed: %s", p->lang->name, vm->name,
-                    json_string_value(json_object_get(json_object_get(ans, "error"), "message"))
-                        ?: "?");
+        prime_limits(p, vm, &lim);
+        r = op_agent_answer_decode(ans, &lim, &a, err, sizeof(err));
+        if (r < 0) {
+                snprintf(why, sizeof(why), "agent sent %s",
+                         r == -ENOMEM ? "an answer opd could not hold in memory" : err);
+                vm_abort(vm, why);
+                return;
         }
-        p->stats.last_prime_ms = json_is_number(ms) ? json_number_value(ms) : 0;
+        if (!a.ok) {
+                /* A clone that cannot be primed is still a good clone, only slower. */
+                log_warn("%s pool: priming %s failed: %s", p->lang->name, vm->name,
+                         a.error.message);
+        }
+        p->stats.last_prime_ms = !a.ok                        ? 0
+                                 : lim.op == OP_AGENT_OP_EXEC ? a.exec.run.run_ms
+                                                              : a.run_ms;
         clone_set_stage(c, CLONE_PAUSING);
         if (vm_pause(vm) < 0)
                 on_pool_vm_failed(vm, "cannot pause after priming", c);
@@ -274,14 +283,14 @@ static void refill(struct pool *p)
 {
         struct opd *d = p->d;
 
-        if (!p->serving || d->stopping || d->accel == OP_ACCEL_AUTO ||
+        if (!p->serving || d->stopping || d->vms_host->accel == OP_ACCEL_AUTO ||
             evtimer_pending(p->backoff_ev, NULL))
                 return;
         while (p->n_ready + p->n_restoring < p->target &&
-               p->all->n_restoring < d->cfg.max_restores && d->n_vms < d->cfg.max_vms) {
+               p->all->n_restoring < d->cfg.max_restores && d->vms_host->n_vms < d->cfg.max_vms) {
                 struct pool_clone *c = clone_new(p);
-                int r =
-                    c ? vm_restore(d, p->lang, p->serving, &pool_vm_events, c, &c->vm) : -ENOMEM;
+                int r = c ? vm_restore(d->vms_host, p->lang, p->serving, &pool_vm_events, c, &c->vm)
+                          : -ENOMEM;
 
                 if (r < 0) {
                         if (c)
@@ -438,11 +447,11 @@ static void on_verified(struct opd *d, int r, const char *msg, void *userdata)
 
 const char *pool_snapshot_incompatible(struct opd *d, const struct snap_manifest *m)
 {
-        if (strcmp(m->vmm, d->vmm->name) != 0)
+        if (strcmp(m->vmm, d->vms_host->drv->name) != 0)
                 return "made by another VMM";
         if (strcmp(m->vmm_version, d->vmm_version) != 0)
                 return "made by another release of the VMM";
-        if (strcmp(m->accel, op_accel_name(d->accel)) != 0)
+        if (strcmp(m->accel, op_accel_name(d->vms_host->accel)) != 0)
                 return "made under another accelerator";
         if (strcmp(m->agent_version, "") == 0)
                 return "no agent version";
@@ -458,7 +467,7 @@ void pool_check_snapshot(struct pool *p)
         int dirfd, r;
         struct snap_manifest m;
 
-        if (p->checking[0] || p->target == 0 || d->accel == OP_ACCEL_AUTO || d->stopping)
+        if (p->checking[0] || p->target == 0 || d->vms_host->accel == OP_ACCEL_AUTO || d->stopping)
                 return;
         r = snap_open(d->cfg.cache_dir, p->lang->name, NULL, &dirfd, &m, err, sizeof(err));
         if (r < 0) {

@@ -209,7 +209,7 @@ static void on_vm_failed(struct vm *vm, const char *why, void *userdata)
 
         /* A pooled clone that died before "cont" was acknowledged never ran the job: the
          * request goes once more to the pool, as if it had just arrived. */
-        if (r->pool && vm->t_resumed == 0 && !r->retried) {
+        if (r->pool && !vm_resumed(vm) && !r->retried) {
                 log_warn("%s died before resuming (%s); retrying on another VM", vm->name, why);
                 r->retried = true;
                 drop_vm(r);
@@ -229,7 +229,7 @@ static const struct vm_events request_vm_events = {
 
 static bool can_start(struct opd *d)
 {
-        return d->accel != OP_ACCEL_AUTO && d->n_vms < d->cfg.max_vms;
+        return d->vms_host->accel != OP_ACCEL_AUTO && d->vms_host->n_vms < d->cfg.max_vms;
 }
 
 static void boot(struct request *r)
@@ -238,7 +238,7 @@ static void boot(struct request *r)
         int k;
 
         r->t_vm = op_now_us();
-        k = vm_boot(d, r->lang, d->accel, -1, &request_vm_events, r, &r->vm);
+        k = vm_boot(d->vms_host, r->lang, d->vms_host->accel, -1, &request_vm_events, r, &r->vm);
         if (k < 0) {
                 request_fail(r, OP_ERR_VM_FAILED, "cannot start a VM: %s", strerror(-k));
                 return;

@@ -120,7 +120,7 @@ static void on_committed(struct opd *d, int r, const char *msg, void *userdata)
 static int check_space(struct snapcreate *sc, char *msg, size_t msglen)
 {
         struct opd *d = sc->d;
-        const char *srcs[] = {d->kernel, d->initrd, sc->lang->rootfs};
+        const char *srcs[] = {d->vms_host->kernel, d->vms_host->initrd, sc->lang->rootfs};
         uint64_t need = (uint64_t)op_lang_memory_mb(&d->cfg, sc->lang) << 20, have;
         struct stat cst, st;
         struct statvfs sv;
@@ -146,7 +146,8 @@ static void on_saved(struct vm *vm, const char *err, void *userdata)
         _cleanup_close_ int stage = -1;
         static const char *const names[] = {"mem", "vmstate", "kernel", "initrd.img",
                                             "rootfs.ext4"};
-        const char *srcs[] = {NULL, NULL, sc->d->kernel, sc->d->initrd, sc->lang->rootfs};
+        const char *srcs[] = {NULL, NULL, sc->d->vms_host->kernel, sc->d->vms_host->initrd,
+                              sc->lang->rootfs};
         struct tm tm;
         time_t now = time(NULL);
         int r;
@@ -188,11 +189,20 @@ static void save(struct snapcreate *sc)
                 finish(sc, r, "cannot start saving the VM");
 }
 
+/* The VM runs the preload program rather than a warm runner before its snapshot. */
+static bool is_preload(const struct snapcreate *sc)
+{
+        return !sc->lang->warm[0] && sc->lang->compile[0] && sc->lang->prime;
+}
+
+static void answer_limits(struct snapcreate *sc, struct op_agent_limits *ret);
+
 /* A compiled language's snapshot is taken after its prime program was compiled and run once:
  * the compiler's files (and any build cache it keeps under /tmp) are then in the guest's page
  * cache, in the snapshot. */
 static int send_preload(struct snapcreate *sc)
 {
+        struct op_agent_limits lim;
         json_t *job, *argv = json_array();
         char **run = NULL;
         int r;
@@ -213,8 +223,11 @@ static int send_preload(struct snapcreate *sc)
                                                           sc->d->cfg.limits.compile_timeout_ms_max},
                                     &sc->d->cfg.limits, job) < 0)
                 r = -ENOMEM;
-        else
+        else {
+                answer_limits(sc, &lim);
+                vm_set_frame_max(sc->vm, op_agent_frame_max(&lim));
                 r = vm_send(sc->vm, job);
+        }
         json_decref(job);
         return r;
 }
@@ -226,7 +239,7 @@ static void on_ready(struct vm *vm, void *userdata)
         int r;
 
         snprintf(sc->m.agent_version, sizeof(sc->m.agent_version), "%s", vm->agent_version);
-        if (!sc->lang->warm[0] && sc->lang->compile[0] && sc->lang->prime) {
+        if (is_preload(sc)) {
                 r = send_preload(sc);
                 if (r < 0)
                         finish(sc, r, "cannot send the preload request");
@@ -247,37 +260,50 @@ static void on_ready(struct vm *vm, void *userdata)
                 finish(sc, r, "cannot send the warm request");
 }
 
+/* What the answer may hold: a warm answer, or the preload's exec answer (the agent's default
+ * output cap: the job sets none) with the language's compile phase. */
+static void answer_limits(struct snapcreate *sc, struct op_agent_limits *ret)
+{
+        *ret = (struct op_agent_limits){
+            .op = is_preload(sc) ? OP_AGENT_OP_EXEC : OP_AGENT_OP_WARM,
+            .output_max = OP_LIMITS_DEFAULT.output_max,
+        };
+        compile_agent_limits(sc->lang, ret);
+}
+
 static void on_answer(struct vm *vm, json_t *ans, void *userdata)
 {
         struct snapcreate *sc = userdata;
-        const char *msg;
+        _cleanup_(op_agent_answer_done) struct op_agent_answer a = {0};
+        struct op_agent_limits lim;
+        char err[512], why[600];
+        int r;
 
-        if (!json_is_true(json_object_get(ans, "ok"))) {
-                msg = json_string_value(json_object_get(json_object_get(ans, "error"), "message"));
-                finish(sc, -EIO, msg ? msg : "warming the runtime failed");
+        answer_limits(sc, &lim);
+        r = op_agent_answer_decode(ans, &lim, &a, err, sizeof(err));
+        if (r < 0) {
+                snprintf(why, sizeof(why), "agent sent %s",
+                         r == -ENOMEM ? "an answer opd could not hold in memory" : err);
+                finish(sc, r == -ENOMEM ? r : -EIO, why);
                 return;
         }
-        if (json_object_get(ans, "compile")) { /* the preload: its program must build and run */
-                json_t *c = json_object_get(ans, "compile");
+        if (!a.ok) {
+                finish(sc, -EIO,
+                       a.error.message[0] ? a.error.message : "warming the runtime failed");
+                return;
+        }
+        if (lim.op == OP_AGENT_OP_EXEC) { /* the preload: its program must build and run */
+                const struct op_agent_exec *x = &a.exec;
+                const struct op_agent_run *c = &x->compile;
 
-                json_t *code = json_object_get(ans, "exit_code");
-
-                json_t *st = json_object_get(ans, "status");
-
-                /* "status" is the run's (exec-opts.c); compile_error says the compiler failed */
-                if ((st && (!json_is_string(st) || strcmp(json_string_value(st), "ok") != 0)) ||
-                    !json_is_integer(code) || json_integer_value(code) != 0) {
-                        msg = json_string_value(json_object_get(c, "stderr"));
-                        log_error("snapshot %s: preload program failed (compiler: exit %lld%s; "
-                                  "program: exit %lld%s): %.300s",
-                                  sc->lang->name,
-                                  (long long)json_integer_value(json_object_get(c, "exit_code")),
-                                  json_is_true(json_object_get(c, "timed_out")) ? ", timed out" : "",
-                                  (long long)json_integer_value(code),
-                                  json_is_true(json_object_get(ans, "timed_out")) ? ", timed out"
-                                                                                  : "",
-                                  msg && *msg ? msg
-                                              : json_string_value(json_object_get(ans, "stderr")) ?: "");
+                /* "status" is the run's; compile_error says the compiler failed */
+                if ((x->has_status && x->status != OP_STATUS_OK) || x->run.exit_code != 0) {
+                        log_error("snapshot %s: preload program failed (compiler: exit %d%s; "
+                                  "program: exit %d%s): %.300s",
+                                  sc->lang->name, x->has_compile ? c->exit_code : -1,
+                                  x->has_compile && c->timed_out ? ", timed out" : "",
+                                  x->run.exit_code, x->run.timed_out ? ", timed out" : "",
+                                  x->has_compile && c->err.len ? c->err.data : x->run.err.data);
                         finish(sc, -EIO, "the catalogue's prime program did not compile and run");
                         return;
                 }
@@ -313,7 +339,7 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
         char msg[512];
         int r;
 
-        if (d->accel == OP_ACCEL_AUTO)
+        if (d->vms_host->accel == OP_ACCEL_AUTO)
                 return -EAGAIN;
         sc = calloc(1, sizeof(*sc));
         if (!sc)
@@ -325,9 +351,9 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
         sc->userdata = userdata;
         sc->t_start = op_now_us();
         snprintf(sc->m.lang, sizeof(sc->m.lang), "%s", lang->name);
-        snprintf(sc->m.vmm, sizeof(sc->m.vmm), "%s", d->vmm->name);
+        snprintf(sc->m.vmm, sizeof(sc->m.vmm), "%s", d->vms_host->drv->name);
         snprintf(sc->m.vmm_version, sizeof(sc->m.vmm_version), "%s", d->vmm_version);
-        snprintf(sc->m.accel, sizeof(sc->m.accel), "%s", op_accel_name(d->accel));
+        snprintf(sc->m.accel, sizeof(sc->m.accel), "%s", op_accel_name(d->vms_host->accel));
         snprintf(sc->m.lang_version, sizeof(sc->m.lang_version), "%s", lang->version);
         sc->m.memory_mb = op_lang_memory_mb(&d->cfg, lang);
         sc->m.vcpus = d->cfg.vm_vcpus;
@@ -356,7 +382,7 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
                 finish(sc, -errno, "cannot create the memory file");
                 return 0;
         }
-        r = vm_boot(d, lang, d->accel, mem, &snapcreate_events, sc, &sc->vm);
+        r = vm_boot(d->vms_host, lang, d->vms_host->accel, mem, &snapcreate_events, sc, &sc->vm);
         if (r < 0) {
                 sc->vm = NULL;
                 finish(sc, r, "cannot boot the VM");

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent-msg.h"
 #include "cleanup.h"
 #include "msg.h"
 #include "util.h"
@@ -109,10 +110,11 @@ void agent_opts_done(struct agent_opts *o)
 static int on_output(void *userdata, int stream, const char *data, size_t len)
 {
         struct agent_stream *s = userdata;
-        _cleanup_(json_decrefp) json_t *ev =
-            json_pack("{s:O?, s:s}", "id", s->id, "event", stream == 1 ? "stdout" : "stderr");
+        _cleanup_(json_decrefp) json_t *ev = op_agent_output_encode(
+            s->id, &(struct op_agent_output){.stream = stream == 1 ? 1 : 2,
+                                             .data = {.data = (char *)data, .len = len}});
 
-        if (!ev || op_json_set_bytes(ev, "data", data, len) < 0)
+        if (!ev)
                 return -ENOMEM;
         return s->chan->send(s->chan->userdata, ev);
 }
@@ -178,46 +180,40 @@ void agent_stream_init(struct agent_stream *s, const struct agent_opts *o,
 
 /* ---- the answer ---- */
 
-int agent_answer_opts(json_t *answer, const struct agent_result *res, bool streamed)
+void agent_answer_opts(struct op_agent_exec *x, const struct agent_result *res, bool streamed)
 {
-        enum op_status st =
+        x->has_status = true;
+        x->status =
             op_status_of(res->signal == 0 ? res->exit_code : -1, res->signal, res->timed_out,
                          res->usage.cpu_exceeded, res->truncated, res->usage.oom_killed);
-
-        if (json_object_set_new(answer, "status", json_string(op_status_name(st))) < 0 ||
-            json_object_set_new(answer, "usage",
-                                json_pack("{s:f, s:f, s:I}", "cpu_time_ms",
-                                          (double)res->usage.cpu_us / 1000.0, "wall_ms",
-                                          (double)res->run_us / 1000.0, "memory_peak_bytes",
-                                          (json_int_t)res->usage.memory_peak_bytes)) < 0 ||
-            json_object_set_new(answer, "limits_by",
-                                json_string(res->usage.by_cgroup ? "cgroup" : "rlimit")) < 0)
-                return -ENOMEM;
-        if (streamed && json_object_set_new(answer, "streamed", json_true()) < 0)
-                return -ENOMEM;
-        return 0;
+        x->has_usage = true;
+        x->usage = (struct op_agent_usage){
+            .cpu_time_ms = (double)res->usage.cpu_us / 1000.0,
+            .wall_ms = (double)res->run_us / 1000.0,
+            .memory_peak_bytes = res->usage.memory_peak_bytes,
+        };
+        x->limits_by = res->usage.by_cgroup ? OP_AGENT_LIMITS_BY_CGROUP : OP_AGENT_LIMITS_BY_RLIMIT;
+        x->streamed = streamed;
 }
 
-static json_t *read_output_file(int dfd, const char *name, size_t max)
+/* One output file: its content (malloc'd) or why there is none. */
+static void read_output_file(int dfd, const char *name, size_t max, struct op_agent_file *ret)
 {
         _cleanup_close_ int fd =
             openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
         _cleanup_free_ char *buf = NULL;
-        json_t *e = json_pack("{s:s}", "name", name);
+        enum op_agent_file_error err = OP_AGENT_FILE_OK;
         struct stat st;
         size_t n = 0;
-        const char *err = NULL;
 
-        if (!e)
-                return NULL;
         if (fd < 0)
-                err = errno == ENOENT ? "not_found" : "not_a_regular_file";
+                err = errno == ENOENT ? OP_AGENT_FILE_NOT_FOUND : OP_AGENT_FILE_NOT_A_REGULAR_FILE;
         else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-                err = "not_a_regular_file";
+                err = OP_AGENT_FILE_NOT_A_REGULAR_FILE;
         else if ((uint64_t)st.st_size > max)
-                err = "too_large";
+                err = OP_AGENT_FILE_TOO_LARGE;
         else if (!(buf = malloc((size_t)st.st_size + 1)))
-                err = "out_of_memory";
+                err = OP_AGENT_FILE_OUT_OF_MEMORY;
         else {
                 for (;;) {
                         ssize_t k = read(fd, buf + n, (size_t)st.st_size + 1 - n);
@@ -228,36 +224,41 @@ static json_t *read_output_file(int dfd, const char *name, size_t max)
                                 break;
                 }
                 if (n > (size_t)st.st_size)
-                        err = "too_large"; /* it grew while read */
+                        err = OP_AGENT_FILE_TOO_LARGE; /* it grew while read */
         }
-        if (err) {
-                json_object_set_new(e, "error", json_string(err));
-                return e;
-        }
-        if (op_json_set_bytes(e, "content", buf, n) < 0) {
-                json_decref(e);
-                return NULL;
-        }
-        return e;
+        *ret = (struct op_agent_file){.name = (char *)name, .error = err};
+        if (err == OP_AGENT_FILE_OK)
+                ret->content = (struct op_agent_bytes){.data = TAKE_PTR(buf), .len = n};
 }
 
-int agent_answer_files(json_t *answer, const char *dir, const struct agent_opts *o)
+int agent_answer_files(struct op_agent_exec *x, const char *dir, const struct agent_opts *o)
 {
         _cleanup_close_ int dfd = -1;
-        json_t *files;
 
         if (!o->output_files)
                 return 0;
-        files = json_array();
-        if (!files || json_object_set_new(answer, "files", files) < 0)
+        x->files = calloc(o->n_output_files + 1, sizeof(*x->files));
+        if (!x->files)
                 return -ENOMEM;
+        x->has_files = true;
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         for (size_t i = 0; i < o->n_output_files; i++) {
-                json_t *e = dfd >= 0 ? read_output_file(dfd, o->output_files[i], o->output_file_max)
-                                     : json_pack("{s:s, s:s}", "name", o->output_files[i], "error",
-                                                 "not_found");
-                if (!e || json_array_append_new(files, e) < 0)
-                        return -ENOMEM;
+                if (dfd >= 0)
+                        read_output_file(dfd, o->output_files[i], o->output_file_max, &x->files[i]);
+                else
+                        x->files[i] = (struct op_agent_file){.name = (char *)o->output_files[i],
+                                                             .error = OP_AGENT_FILE_NOT_FOUND};
+                x->n_files++;
         }
         return 0;
+}
+
+void agent_answer_files_done(struct op_agent_exec *x)
+{
+        for (size_t i = 0; i < x->n_files; i++)
+                free(x->files[i].content.data);
+        free(x->files);
+        x->files = NULL;
+        x->n_files = 0;
+        x->has_files = false;
 }

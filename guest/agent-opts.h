@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "agent-msg.h"
 #include "exec.h"
 
 #define AGENT_OUTPUT_FILES_MAX    1024
@@ -52,7 +53,10 @@ struct agent_stream {
 void agent_stream_init(struct agent_stream *s, const struct agent_opts *o,
                        const struct agent_channel *chan, json_t *id);
 
-/* Add "status", "usage" and, when the output went out as events, "streamed" to an answer. */
-int agent_answer_opts(json_t *answer, const struct agent_result *res, bool streamed);
-/* Add "files": the output files read back from the run directory dir. */
-int agent_answer_files(json_t *answer, const char *dir, const struct agent_opts *o);
+/* Set the answer's "status", "usage", "limits_by" and, when the output went out as events,
+ * "streamed". */
+void agent_answer_opts(struct op_agent_exec *x, const struct agent_result *res, bool streamed);
+/* Set the answer's "files": the output files read back from the run directory dir (each one's
+ * content malloc'd, its name borrowed from o). Free with agent_answer_files_done(). */
+int agent_answer_files(struct op_agent_exec *x, const char *dir, const struct agent_opts *o);
+void agent_answer_files_done(struct op_agent_exec *x);

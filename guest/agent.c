@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent-msg.h"
 #include "agent-opts.h"
 #include "cleanup.h"
 #include "compile.h"
@@ -676,30 +677,13 @@ static void kill_all(void)
         }
 }
 
-static json_t *answer_new(json_t *id)
+/* An exec answer for the run res (its bytes borrowed from res); the compile phase, status,
+ * usage and files are added by compile.c and agent-opts.c. */
+static void exec_answer(struct op_agent_answer *ret, const struct agent_result *res, bool warm_used)
 {
-        return json_pack("{s:O?, s:b}", "id", id, "ok", 1);
-}
-
-static json_t *exec_answer(json_t *id, const struct agent_result *res, bool warm_used)
-{
-        _cleanup_(json_decrefp) json_t *a = answer_new(id);
-
-        if (!a || op_json_set_bytes(a, "stdout", res->out, res->out_len) < 0 ||
-            op_json_set_bytes(a, "stderr", res->err, res->err_len) < 0)
-                return NULL;
-        if (json_object_set_new(a, "exit_code",
-                                res->signal == 0 && res->exit_code >= 0
-                                    ? json_integer(res->exit_code)
-                                    : json_null()) < 0 ||
-            json_object_set_new(a, "signal",
-                                res->signal ? json_integer(res->signal) : json_null()) < 0 ||
-            json_object_set_new(a, "timed_out", json_boolean(res->timed_out)) < 0 ||
-            json_object_set_new(a, "truncated", json_boolean(res->truncated)) < 0 ||
-            json_object_set_new(a, "run_ms", json_real((double)res->run_us / 1000.0)) < 0 ||
-            json_object_set_new(a, "warm_used", json_boolean(warm_used)) < 0)
-                return NULL;
-        return TAKE_PTR(a);
+        *ret = (struct op_agent_answer){.op = OP_AGENT_OP_EXEC, .ok = true};
+        agent_result_fields(&ret->exec.run, res);
+        ret->exec.warm_used = warm_used;
 }
 
 /* The one line a warm runner reads on fd 3: {"file", "argv", "cwd", "env"} and a newline;
@@ -746,6 +730,7 @@ static json_t *compile_phase(json_t *id, const struct agent_compile *c, const st
                              struct agent_result *cres)
 {
         struct agent_result none = {.out = (char *)"", .err = (char *)"", .exit_code = -1};
+        struct op_agent_answer ans;
         json_t *answer;
         int r;
 
@@ -755,12 +740,13 @@ static json_t *compile_phase(json_t *id, const struct agent_compile *c, const st
                                       strerror(-r));
         if (!agent_compile_failed(cres))
                 return NULL;
-        answer = exec_answer(id, &none, false);
-        if (!answer || agent_compile_answer(answer, cres) < 0 ||
-            json_object_set_new(answer, "status", json_string("compile_error")) < 0) {
-                json_decref(answer);
+        exec_answer(&ans, &none, false);
+        agent_compile_answer(&ans.exec, cres);
+        ans.exec.has_status = true;
+        ans.exec.status = OP_STATUS_COMPILE_ERROR;
+        answer = op_agent_answer_encode(id, &ans);
+        if (!answer)
                 return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
-        }
         return answer;
 }
 
@@ -772,6 +758,7 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
         _cleanup_free_ char *dir = NULL, *handoff = NULL;
         _cleanup_(agent_result_done) struct agent_result cres = {0};
         struct agent_result res = {0};
+        struct op_agent_answer ans;
         struct agent_stream stream;
         struct agent_job job;
         size_t handoff_len = 0;
@@ -851,12 +838,15 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
         else
                 r = agent_exec(&job, &res);
         kill_all();
-        answer = r < 0 ? NULL : exec_answer(id, &res, use_warm);
-        if (answer && ((q.compile.argv && agent_compile_answer(answer, &cres) < 0) ||
-                       agent_answer_opts(answer, &res, stream.io.output != NULL) < 0 ||
-                       agent_answer_files(answer, dir, &q.opts) < 0)) {
-                json_decref(answer);
-                answer = NULL;
+        answer = NULL;
+        if (r >= 0) {
+                exec_answer(&ans, &res, use_warm);
+                if (q.compile.argv)
+                        agent_compile_answer(&ans.exec, &cres);
+                agent_answer_opts(&ans.exec, &res, stream.io.output != NULL);
+                if (agent_answer_files(&ans.exec, dir, &q.opts) == 0)
+                        answer = op_agent_answer_encode(id, &ans);
+                agent_answer_files_done(&ans.exec);
         }
         agent_result_done(&res);
         rm_rundir(dir);
@@ -990,8 +980,8 @@ static json_t *agent_op_warm(struct agent *a, json_t *req, json_t *id)
         a->warm = child;
         child = AGENT_CHILD_INIT;
         a->warm_waiting = true;
-        return json_pack("{s:O?, s:b, s:b, s:I}", "id", id, "ok", 1, "warm", 1, "pid",
-                         (json_int_t)pid);
+        return op_agent_answer_encode(
+            id, &(struct op_agent_answer){.op = OP_AGENT_OP_WARM, .ok = true, .pid = pid});
 }
 
 /* "prime": the waiting runner runs a program of ours the way it will run the user's (same
@@ -1037,8 +1027,11 @@ static json_t *agent_op_prime(struct agent *a, json_t *req, json_t *id)
                 return op_error_reply(id, OP_ERR_INTERNAL, "priming the warm runner failed: %s",
                                       strerror(-r));
         }
-        return json_pack("{s:O?, s:b, s:b, s:f}", "id", id, "ok", 1, "primed", 1, "run_ms",
-                         (double)(op_now_us() - t0) / 1000.0);
+        return op_agent_answer_encode(id, &(struct op_agent_answer){
+                                              .op = OP_AGENT_OP_PRIME,
+                                              .ok = true,
+                                              .run_ms = (double)(op_now_us() - t0) / 1000.0,
+                                          });
 }
 
 static json_t *agent_op_ping(struct agent *a, json_t *req, json_t *id)
@@ -1051,8 +1044,11 @@ static json_t *agent_op_ping(struct agent *a, json_t *req, json_t *id)
                         return op_error_reply(id, OP_ERR_BAD_REQUEST, "unknown field \"%.64s\"",
                                               key);
         }
-        return json_pack("{s:O?, s:b, s:b, s:s}", "id", id, "ok", 1, "pong", 1, "agent_version",
-                         OP_AGENT_VERSION);
+        return op_agent_answer_encode(id, &(struct op_agent_answer){
+                                              .op = OP_AGENT_OP_PING,
+                                              .ok = true,
+                                              .agent_version = OP_AGENT_VERSION,
+                                          });
 }
 
 static const struct agent_op {
@@ -1067,7 +1063,7 @@ static const struct agent_op {
 
 json_t *agent_ready_event(void)
 {
-        return json_pack("{s:s, s:s}", "event", "ready", "agent_version", OP_AGENT_VERSION);
+        return op_agent_ready_encode(&(struct op_agent_ready){.agent_version = OP_AGENT_VERSION});
 }
 
 void agent_init(struct agent *a, const struct agent_config *cfg)

@@ -108,20 +108,22 @@ bool agent_compile_failed(const struct agent_result *r)
         return r->exit_code != 0 || r->signal != 0 || r->timed_out || r->truncated;
 }
 
-int agent_compile_answer(json_t *answer, const struct agent_result *r)
+void agent_result_fields(struct op_agent_run *ret, const struct agent_result *r)
 {
-        _cleanup_(json_decrefp) json_t *o = json_object();
+        *ret = (struct op_agent_run){
+            .out = {.data = r->out, .len = r->out_len},
+            .err = {.data = r->err, .len = r->err_len},
+            .exit_code = r->signal == 0 && r->exit_code >= 0 ? r->exit_code : -1,
+            .signal = r->signal,
+            .timed_out = r->timed_out,
+            .truncated = r->truncated,
+            .has_run_ms = true,
+            .run_ms = (double)r->run_us / 1000.0,
+        };
+}
 
-        if (!o || op_json_set_bytes(o, "stdout", r->out, r->out_len) < 0 ||
-            op_json_set_bytes(o, "stderr", r->err, r->err_len) < 0 ||
-            json_object_set_new(o, "exit_code",
-                                r->signal == 0 && r->exit_code >= 0 ? json_integer(r->exit_code)
-                                                                    : json_null()) < 0 ||
-            json_object_set_new(o, "signal", r->signal ? json_integer(r->signal) : json_null()) <
-                0 ||
-            json_object_set_new(o, "timed_out", json_boolean(r->timed_out)) < 0 ||
-            json_object_set_new(o, "truncated", json_boolean(r->truncated)) < 0 ||
-            json_object_set_new(o, "run_ms", json_real((double)r->run_us / 1000.0)) < 0)
-                return -ENOMEM;
-        return json_object_set(answer, "compile", o) < 0 ? -ENOMEM : 0;
+void agent_compile_answer(struct op_agent_exec *x, const struct agent_result *r)
+{
+        agent_result_fields(&x->compile, r);
+        x->has_compile = true;
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent-msg.h"
 #include "exec.h"
 
 #define AGENT_COMPILE_TIMEOUT_MS_MAX 600000
@@ -34,6 +35,8 @@ int agent_compile_run(const struct agent_compile *c, const struct agent_job *run
 /* True when the compiler did not succeed: a non-zero exit, a signal, its deadline or its cap. */
 bool agent_compile_failed(const struct agent_result *r);
 
-/* Set answer["compile"] = {stdout, stderr (+ _b64), exit_code, signal, timed_out, truncated,
- * run_ms}. 0 or -ENOMEM. */
-int agent_compile_answer(json_t *answer, const struct agent_result *r);
+/* The answer's fields for how r ended (stdout, stderr, exit_code, signal, timed_out, truncated,
+ * run_ms); the bytes are borrowed from r. */
+void agent_result_fields(struct op_agent_run *ret, const struct agent_result *r);
+/* Set the answer's "compile" to r. */
+void agent_compile_answer(struct op_agent_exec *x, const struct agent_result *r);

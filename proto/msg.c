@@ -39,7 +39,46 @@ int op_proto_fail(char *errbuf, size_t errlen, const char *fmt, ...)
         return -EINVAL;
 }
 
+size_t op_json_values_bound(const char *payload, size_t len)
+{
+        size_t n = 1;
+        bool in_string = false;
+
+        for (size_t i = 0; i < len; i++) {
+                char ch = payload[i];
+
+                if (in_string) {
+                        if (ch == '\\')
+                                i++;
+                        else if (ch == '"')
+                                in_string = false;
+                        continue;
+                }
+                if (ch == '"')
+                        in_string = true;
+                else if (ch == '[' || ch == '{' || ch == ',' || ch == ':')
+                        n++;
+        }
+        return n;
+}
+
+size_t op_limits_values_max(const struct op_limits *lim)
+{
+        /* one exec: its fixed fields and nested objects, args, env pairs, files (an object of up
+         * to 3 keys each), output file names */
+        size_t one =
+            128 + lim->args_max + 2 * lim->env_max + 8 * lim->files_max + lim->output_files_max;
+
+        return one * (lim->batch_max + 1);
+}
+
 int op_parse_object(const char *payload, size_t len, json_t **ret_obj, char *errbuf, size_t errlen)
+{
+        return op_parse_object_max(payload, len, SIZE_MAX, ret_obj, errbuf, errlen);
+}
+
+int op_parse_object_max(const char *payload, size_t len, size_t values_max, json_t **ret_obj,
+                        char *errbuf, size_t errlen)
 {
         json_error_t jerr;
         json_t *obj;
@@ -50,6 +89,10 @@ int op_parse_object(const char *payload, size_t len, json_t **ret_obj, char *err
         }
         if (!op_utf8_valid(payload, len)) {
                 op_proto_fail(errbuf, errlen, "frame is not valid UTF-8");
+                return -EBADMSG;
+        }
+        if (values_max != SIZE_MAX && op_json_values_bound(payload, len) > values_max) {
+                op_proto_fail(errbuf, errlen, "frame holds more than %zu JSON values", values_max);
                 return -EBADMSG;
         }
         obj = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);

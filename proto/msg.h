@@ -153,6 +153,18 @@ enum op_status op_status_of(int exit_code, int signal, bool timed_out, bool cpu_
 /* Parse one frame's payload into a JSON object. On failure returns -EBADMSG and a message in
  * errbuf. On success *ret_obj holds a new reference. */
 int op_parse_object(const char *payload, size_t len, json_t **ret_obj, char *errbuf, size_t errlen);
+/* The same, refusing (-EBADMSG, before any parse) a payload that could hold more than values_max
+ * JSON values: a parsed value costs far more memory than its bytes on the wire (a frame of
+ * "[],[],..." grows about 30-fold), so what a peer may send is bounded in values as well as
+ * bytes. */
+int op_parse_object_max(const char *payload, size_t len, size_t values_max, json_t **ret_obj,
+                        char *errbuf, size_t errlen);
+/* An upper bound of the JSON values in payload: containers, keys and elements, counted from the
+ * structural characters outside strings. Pure; never less than the real count. */
+size_t op_json_values_bound(const char *payload, size_t len);
+/* The most JSON values a valid client frame can hold under lim (an exec_batch of batch_max
+ * members, each with every list at its limit), for op_parse_object_max(). */
+size_t op_limits_values_max(const struct op_limits *lim);
 
 /* The request's "id" (string or integer) or NULL when absent. -EINVAL (with message) when it has
  * another type or a string longer than 256 bytes. */

@@ -8,7 +8,8 @@
 #include "frame.h"
 #include "msg.h"
 
-int evframe_next(struct evbuffer *in, size_t max, json_t **ret_obj, char *errbuf, size_t errlen)
+int evframe_next(struct evbuffer *in, size_t max, size_t values_max, json_t **ret_obj, char *errbuf,
+                 size_t errlen)
 {
         uint8_t hdr[OP_FRAME_HEADER_SIZE];
         size_t have = evbuffer_get_length(in), need;
@@ -33,8 +34,8 @@ int evframe_next(struct evbuffer *in, size_t max, json_t **ret_obj, char *errbuf
         r = op_frame_next(p, need, max, &f);
         if (r <= 0)
                 return r < 0 ? r : -EIO;
-        r = op_parse_object((const char *)p + f.payload_offset, f.payload_len, ret_obj, errbuf,
-                            errlen);
+        r = op_parse_object_max((const char *)p + f.payload_offset, f.payload_len, values_max,
+                                ret_obj, errbuf, errlen);
         evbuffer_drain(in, f.frame_len);
         return r < 0 ? -EBADMSG : 1;
 }

@@ -8,8 +8,10 @@
 
 /* 1: one object taken off `in` (*ret_obj new reference); 0: need more bytes (nothing taken);
  * -EMSGSIZE: the next frame is over max (nothing taken; the stream cannot be resynchronised);
- * -EBADMSG: one frame was taken off but is not a JSON object (message in errbuf). */
-int evframe_next(struct evbuffer *in, size_t max, json_t **ret_obj, char *errbuf, size_t errlen);
+ * -EBADMSG: one frame was taken off but is not a JSON object, or could hold more than values_max
+ * JSON values (op_parse_object_max(); message in errbuf). */
+int evframe_next(struct evbuffer *in, size_t max, size_t values_max, json_t **ret_obj, char *errbuf,
+                 size_t errlen);
 
 /* 1 when `in` holds the start of a frame that is not complete yet. */
 int evframe_partial(struct evbuffer *in);

@@ -121,6 +121,9 @@ BAD_FRAMES = [
     ("duplicate keys", frame(b'{"op": "ping", "op": "status"}'), "bad_request"),
     ("deeply nested", frame(b'{"op": "ping", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"), "bad_request"),
     ("two objects", frame(b'{"op": "ping"}{"op": "ping"}'), "bad_request"),
+    # 12 MiB of "[]," would be ~4 million JSON values (hundreds of MB once parsed): refused
+    # by its count of values before it is parsed
+    ("millions of values", frame(b'{"op": "ping", "x": [' + b"[]," * (4 << 20) + b"[]]}"), "bad_request"),
 ]
 
 
@@ -195,7 +198,13 @@ class BadInput(unittest.TestCase):
                 self.assertIsNotNone(a, what)
                 self.assertEqual(a["error"]["code"], code, (what, a))
                 self.assertIsNone(a["id"])
+                if what == "millions of values":
+                    self.assertIn("JSON values", a["error"]["message"])
         self.assertTrue(c.call({"op": "ping"})["ok"])
+        # opd's peak memory stayed far below what parsing that frame would have cost
+        with open(f"/proc/{self.opd.proc.pid}/status") as f:
+            hwm_kib = int(next(l for l in f if l.startswith("VmHWM:")).split()[1])
+        self.assertLess(hwm_kib, 128 * 1024)
         c.close()
 
     def test_length_over_the_cap_closes(self):

@@ -52,6 +52,31 @@ static void parse_fails(const char *s, size_t len, const char *want_in_msg)
                 fail_msg("message \"%s\" lacks \"%s\"", err, want_in_msg);
 }
 
+/* A payload is refused by its count of JSON values before it is parsed; strings and escapes do
+ * not count, and the bound is never below the real count. */
+static void test_parse_object_values_max(void **state)
+{
+        const char *flat = "{\"a\":[[],[],[],{}],\"b\":\"[,:{\\\"\"}";
+        struct op_limits lim = OP_LIMITS_DEFAULT;
+        json_t *obj = NULL;
+        char err[256] = "";
+        size_t n = strlen(flat);
+
+        /* 7 values (the object, the array and its 4 members, the string) and 2 keys; every
+         * bracket, comma and colon outside the string counts: 13 */
+        assert_int_equal(op_json_values_bound(flat, n), 13);
+        assert_int_equal(op_parse_object_max(flat, n, 13, &obj, err, sizeof(err)), 0);
+        json_decref(obj);
+        obj = (json_t *)0x1;
+        assert_int_equal(op_parse_object_max(flat, n, 12, &obj, err, sizeof(err)), -EBADMSG);
+        assert_ptr_equal(obj, (json_t *)0x1);
+        assert_non_null(strstr(err, "more than 12 JSON values"));
+        /* the default limits admit a batch at every limit, and not a frame of empty arrays */
+        assert_true(op_limits_values_max(&lim) >=
+                    (lim.batch_max + 1) * (lim.args_max + 2 * lim.env_max));
+        assert_true(op_limits_values_max(&lim) < 100000);
+}
+
 static void test_parse_object(void **state)
 {
         json_auto_t *obj = parse("{\"id\":1,\"op\":\"exec\",\"x\":{\"y\":[1,\"\xc3\xa9\"]}}");
@@ -1244,6 +1269,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_parse_object),
+            cmocka_unit_test(test_parse_object_values_max),
             cmocka_unit_test(test_parse_object_whitespace_and_escapes),
             cmocka_unit_test(test_request_id),
             cmocka_unit_test(test_exec_minimal),

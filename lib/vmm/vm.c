@@ -1,6 +1,5 @@
-/* vm.c: one VM whatever its VMM: its working directory, its agent channel (frames), its state,
- * the boot deadline, and what happens when its process exits. The VMM driver (vmdrv.h) does the
- * rest. */
+/* vm.c: one VM whatever its VMM: its working directory, its agent channel (frames), its state
+ * machine and the one deadline each state has. The VMM driver (vmm.h) does the rest. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <fcntl.h>
@@ -9,69 +8,112 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
+#include <syslog.h>
 #include <unistd.h>
 
+#include "agent-msg.h"
 #include "cleanup.h"
 #include "evframe.h"
-#include "log.h"
-#include "opd.h"
+#include "host.h"
+#include "snap-ref.h"
+#include "snapshot.h"
 #include "util.h"
+#include "vm.h"
 
-/* The agent's answer carries at most 2 streams of output_max bytes and output_files_max files
- * of output_file_max bytes, each maybe twice (text and base64) and JSON-escaped (up to 6x for
- * control bytes). */
-static size_t agent_frame_max(const struct opd *d)
+const char *vm_state_name(enum vm_state s)
 {
-        const struct op_limits *l = &d->cfg.limits;
+        static const char *const names[] = {
+            [VM_BOOTING] = "booting",   [VM_RESTORING] = "restoring", [VM_PAUSED] = "paused",
+            [VM_RESUMING] = "resuming", [VM_READY] = "ready",         [VM_RUNNING] = "running",
+            [VM_PAUSING] = "pausing",   [VM_SAVING] = "saving",       [VM_DEAD] = "dead",
+        };
 
-        return 16 * l->output_max + 8 * l->output_files_max * l->output_file_max + 1024 * 1024;
+        return (unsigned)s < ELEMENTSOF(names) && names[s] ? names[s] : "?";
 }
 
-/* Last lines of the guest console, for the log when a VM fails. */
-static void log_console_tail(struct vm *vm)
+/* The one writer of vm->state: it arms the deadline the new state has (boot while BOOTING,
+ * restore while RESTORING, resume while RESUMING) and drops any other. */
+static void vm_set_state(struct vm *vm, enum vm_state s)
+{
+        const struct op_config *cfg = vm->host->cfg;
+        struct timeval tv;
+        uint32_t ms = 0;
+
+        vm->state = s;
+        if (!vm->deadline)
+                return;
+        evtimer_del(vm->deadline);
+        if (s == VM_BOOTING)
+                ms = cfg->boot_timeout_ms;
+        else if (s == VM_RESTORING || s == VM_RESUMING)
+                ms = cfg->restore_timeout_ms;
+        else
+                return;
+        tv = (struct timeval){ms / 1000, (ms % 1000) * 1000};
+        evtimer_add(vm->deadline, &tv);
+}
+
+void vm_console_tail(const struct vm *vm, char *buf, size_t size)
 {
         _cleanup_free_ char *path = NULL;
         _cleanup_close_ int fd = -1;
-        char buf[1024];
-        off_t size;
+        off_t end;
         ssize_t k;
 
-        if (asprintf(&path, "%s/%s", vm->workdir, vm->d->vmm->console) < 0)
+        if (size == 0)
+                return;
+        buf[0] = 0;
+        if (!vm->host->drv->console ||
+            asprintf(&path, "%s/%s", vm->workdir, vm->host->drv->console) < 0)
                 return;
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
                 return;
-        size = lseek(fd, 0, SEEK_END);
-        if (size < 0)
+        end = lseek(fd, 0, SEEK_END);
+        if (end < 0)
                 return;
-        k = pread(fd, buf, sizeof(buf) - 1,
-                  size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0);
+        k = pread(fd, buf, size - 1, end > (off_t)size - 1 ? end - (off_t)size + 1 : 0);
         if (k <= 0)
                 return;
         buf[k] = 0;
-        for (char *p = buf; *p; p++)
-                if (*p == '\n' || *p == '\r')
+        /* The guest wrote it: line ends become '|', and every other control character or byte
+         * outside ASCII becomes '?', so no escape sequence or forged line reaches the log. */
+        for (char *p = buf; *p; p++) {
+                unsigned char ch = (unsigned char)*p;
+
+                if (ch == '\n' || ch == '\r')
                         *p = '|';
-        log_warn("%s console tail: %s", vm->name, buf);
+                else if (ch < 0x20 || ch >= 0x7f)
+                        *p = '?';
+        }
 }
 
 static void vm_fail(struct vm *vm, const char *why)
 {
+        struct vm_host *h = vm->host;
         struct vm_events ev = vm->ev;
         void *userdata = vm->userdata;
 
         if (vm->state == VM_DEAD)
                 return;
-        vm->state = VM_DEAD;
-        if (!vm->d->stopping) {
-                vm->d->stats.vms_failed++;
-                log_warn("%s (%s) failed: %s", vm->name, vm->lang->name, why);
-                log_console_tail(vm);
+        vm_set_state(vm, VM_DEAD);
+        if (!h->stopping) {
+                char tail[1024];
+
+                h->vms_failed++;
+                vm_host_log(h, LOG_WARNING, "%s (%s) failed: %s", vm->name, vm->lang->name, why);
+                vm_console_tail(vm, tail, sizeof(tail));
+                if (tail[0])
+                        vm_host_log(h, LOG_WARNING, "%s console tail: %s", vm->name, tail);
         }
         /* Last thing: the callback may destroy the VM. */
         if (ev.failed)
                 ev.failed(vm, why, userdata);
+}
+
+void vm_abort(struct vm *vm, const char *why)
+{
+        vm_fail(vm, why);
 }
 
 static void on_agent_read(struct bufferevent *bev, void *arg)
@@ -82,8 +124,8 @@ static void on_agent_read(struct bufferevent *bev, void *arg)
         while (vm->state != VM_DEAD) {
                 json_t *obj = NULL;
                 const char *event;
-                int r = evframe_next(bufferevent_get_input(bev), agent_frame_max(vm->d), &obj, err,
-                                     sizeof(err));
+                int r = evframe_next(bufferevent_get_input(bev), vm->frame_max, OP_AGENT_VALUES_MAX,
+                                     &obj, err, sizeof(err));
 
                 if (r == 0)
                         return;
@@ -103,30 +145,37 @@ static void on_agent_read(struct bufferevent *bev, void *arg)
                         continue;
                 }
                 if (vm->state == VM_BOOTING && event && strcmp(event, "ready") == 0) {
-                        const char *av = json_string_value(json_object_get(obj, "agent_version"));
+                        struct op_agent_ready rd;
+                        char why[300];
 
-                        snprintf(vm->agent_version, sizeof(vm->agent_version), "%s",
-                                 av ? av : "unknown");
+                        r = op_agent_ready_decode(obj, &rd, err, sizeof(err));
                         json_decref(obj);
-                        vm->state = VM_READY;
+                        if (r < 0) {
+                                snprintf(why, sizeof(why), "agent sent %s", err);
+                                vm_fail(vm, why);
+                                return;
+                        }
+                        snprintf(vm->agent_version, sizeof(vm->agent_version), "%s",
+                                 rd.agent_version);
+                        vm_set_state(vm, VM_READY);
                         vm->agent_hello = false; /* this session's greeting was the boot's */
                         vm->t_loaded = op_now_us();
-                        evtimer_del(vm->boot_timer);
-                        log_debug("%s ready", vm->name);
+                        vm_host_log(vm->host, LOG_DEBUG, "%s ready", vm->name);
                         if (vm->ev.ready)
                                 vm->ev.ready(vm, vm->userdata);
                         return; /* the callback may have destroyed the VM */
                 }
                 if (vm->state == VM_RUNNING && event &&
                     (strcmp(event, "stdout") == 0 || strcmp(event, "stderr") == 0)) {
-                        /* Streamed output: the request checks and forwards it. */
+                        /* Streamed output: the owner checks and forwards it. */
                         if (vm->ev.event)
                                 vm->ev.event(vm, obj, vm->userdata);
                         json_decref(obj);
                         continue;
                 }
                 if (vm->state == VM_RUNNING && !event) {
-                        vm->state = VM_READY;
+                        vm_set_state(vm, VM_READY);
+                        vm->frame_max = VM_FRAME_MAX_DEFAULT; /* the job's cap was for its answer */
                         if (vm->ev.answer)
                                 vm->ev.answer(vm, obj, vm->userdata);
                         json_decref(obj);
@@ -146,15 +195,26 @@ static void on_agent_event(struct bufferevent *bev, short what, void *arg)
                 vm_fail(vm, "agent channel closed");
 }
 
-static void on_boot_timeout(evutil_socket_t fd, short what, void *arg)
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
         struct vm *vm = arg;
 
-        vm_fail(vm, vm->state == VM_RESTORING ? "restore deadline passed"
-                                              : "boot deadline passed before the agent was ready");
+        switch (vm->state) {
+        case VM_BOOTING:
+                vm_fail(vm, "boot deadline passed before the agent was ready");
+                break;
+        case VM_RESTORING:
+                vm_fail(vm, "restore deadline passed");
+                break;
+        case VM_RESUMING:
+                vm_fail(vm, "resume deadline passed before the VMM continued the VM");
+                break;
+        default:
+                break;
+        }
 }
 
-static int vm_new(struct opd *d, const struct op_lang *lang, enum op_accel accel,
+static int vm_new(struct vm_host *h, const struct op_lang *lang, enum op_accel accel,
                   const struct vm_events *ev, void *userdata, struct vm **ret)
 {
         struct vm *vm = calloc(1, sizeof(*vm));
@@ -162,21 +222,23 @@ static int vm_new(struct opd *d, const struct op_lang *lang, enum op_accel accel
 
         if (!vm)
                 return -ENOMEM;
-        vm->d = d;
-        vm->id = ++d->next_vm_id;
+        vm->host = h;
+        vm->id = ++h->next_vm_id;
         snprintf(vm->name, sizeof(vm->name), "vm-%d-%llu", (int)getpid(),
                  (unsigned long long)vm->id);
         vm->lang = lang;
         vm->accel = accel;
         vm->ev = *ev;
         vm->userdata = userdata;
+        vm->frame_max = VM_FRAME_MAX_DEFAULT;
         vm->proc.agent_fd = vm->proc.ctl_fd = -1;
-        if (asprintf(&vm->workdir, "%s/%s", d->cfg.run_dir, vm->name) < 0) {
+        if (asprintf(&vm->workdir, "%s/%s", h->cfg->run_dir, vm->name) < 0) {
                 free(vm);
                 return -ENOMEM;
         }
         if (mkdir(vm->workdir, 0700) < 0) {
-                r = log_error_errno(-errno, "mkdir %s", vm->workdir);
+                r = -errno;
+                vm_host_log(h, LOG_ERR, "mkdir %s: %s", vm->workdir, strerror(-r));
                 free(vm->workdir);
                 free(vm);
                 return r;
@@ -185,31 +247,20 @@ static int vm_new(struct opd *d, const struct op_lang *lang, enum op_accel accel
         return 0;
 }
 
-static void vm_abandon(struct vm *vm)
-{
-        snap_rmtree(AT_FDCWD, vm->workdir); /* the VM's directory */
-        free(vm->workdir);
-        snap_ref_put(vm->snap);
-        free(vm);
-}
-
 /* Wire the VM into the loop and start its deadline; the driver then starts the process. The
  * agent channel buffers what is sent until the driver connects it. */
-static int vm_attach(struct vm *vm)
+static int vm_attach(struct vm *vm, enum vm_state first)
 {
-        struct opd *d = vm->d;
+        struct vm_host *h = vm->host;
 
         vm->t_spawn = op_now_us();
-        vm->agent = bufferevent_socket_new(d->base, -1, BEV_OPT_CLOSE_ON_FREE);
-        vm->boot_timer = evtimer_new(d->base, on_boot_timeout, vm);
-        LIST_INSERT_HEAD(&d->vms, vm, link);
-        d->n_vms++;
-        d->stats.vms_started++;
-        if (!vm->agent || !vm->boot_timer)
+        vm->agent = bufferevent_socket_new(h->base, -1, BEV_OPT_CLOSE_ON_FREE);
+        vm->deadline = evtimer_new(h->base, on_deadline, vm);
+        vm_host_attach(h, vm);
+        vm_set_state(vm, first);
+        if (!vm->agent || !vm->deadline)
                 return -ENOMEM;
         bufferevent_setcb(vm->agent, on_agent_read, NULL, on_agent_event, vm);
-        timer_arm_ms(vm->boot_timer, vm->state == VM_RESTORING ? d->cfg.restore_timeout_ms
-                                                               : d->cfg.boot_timeout_ms);
         return 0;
 }
 
@@ -238,25 +289,29 @@ void vm_drv_loaded(struct vm *vm)
 {
         if (vm->state != VM_RESTORING)
                 return;
-        vm->state = VM_PAUSED;
+        vm_set_state(vm, VM_PAUSED);
         vm->t_loaded = op_now_us();
-        evtimer_del(vm->boot_timer);
-        log_debug("%s restored in %.1f ms", vm->name,
-                  (double)(vm->t_loaded - vm->t_spawn) / 1000.0);
+        vm_host_log(vm->host, LOG_DEBUG, "%s restored in %.1f ms", vm->name,
+                    (double)(vm->t_loaded - vm->t_spawn) / 1000.0);
         if (vm->ev.ready)
                 vm->ev.ready(vm, vm->userdata);
 }
 
 void vm_drv_resumed(struct vm *vm)
 {
+        if (vm->state == VM_DEAD)
+                return;
         vm->t_resumed = op_now_us();
+        vm->resumed = true;
+        if (vm->state == VM_RESUMING)
+                vm_set_state(vm, VM_READY);
 }
 
 void vm_drv_paused(struct vm *vm)
 {
         if (vm->state == VM_DEAD)
                 return;
-        vm->state = VM_PAUSED;
+        vm_set_state(vm, VM_PAUSED);
         if (vm->ev.ready)
                 vm->ev.ready(vm, vm->userdata);
 }
@@ -265,51 +320,52 @@ void vm_drv_saved(struct vm *vm, const char *err)
 {
         void (*done)(struct vm *, const char *, void *) = vm->saved;
 
-        if (!done)
+        if (!done || vm->state == VM_DEAD)
                 return;
         vm->saved = NULL;
+        /* Saved, the VM is stopped; after a failed save only vm_destroy() is left. */
+        if (!err)
+                vm_set_state(vm, VM_PAUSED);
         done(vm, err, vm->saved_userdata);
 }
 
-int vm_boot(struct opd *d, const struct op_lang *lang, enum op_accel accel, int mem_fd,
+int vm_boot(struct vm_host *h, const struct op_lang *lang, enum op_accel accel, int mem_fd,
             const struct vm_events *ev, void *userdata, struct vm **ret)
 {
         struct vm *vm;
         int r;
 
-        r = vm_new(d, lang, accel, ev, userdata, &vm);
+        r = vm_new(h, lang, accel, ev, userdata, &vm);
         if (r < 0)
                 return r;
-        vm->state = VM_BOOTING;
-        r = vm_attach(vm);
+        r = vm_attach(vm, VM_BOOTING);
         if (r >= 0)
-                r = d->vmm->boot(vm, mem_fd);
+                r = h->drv->boot(vm, mem_fd);
         if (r < 0) {
                 vm_destroy(vm);
                 return r;
         }
-        log_debug("%s (%s, %s, %s) booting, pid %d", vm->name, lang->name, d->vmm->name,
-                  op_accel_name(accel), (int)vm->proc.pid);
+        vm_host_log(h, LOG_DEBUG, "%s (%s, %s, %s) booting, pid %d", vm->name, lang->name,
+                    h->drv->name, op_accel_name(accel), (int)vm->proc.pid);
         *ret = vm;
         return 0;
 }
 
-int vm_restore(struct opd *d, const struct op_lang *lang, struct snap_ref *snap,
+int vm_restore(struct vm_host *h, const struct op_lang *lang, struct snap_ref *snap,
                const struct vm_events *ev, void *userdata, struct vm **ret)
 {
         struct vm *vm;
         int r;
 
-        if (!d->vmm->restore)
+        if (!h->drv->restore)
                 return -EOPNOTSUPP;
-        r = vm_new(d, lang, d->accel, ev, userdata, &vm);
+        r = vm_new(h, lang, h->accel, ev, userdata, &vm);
         if (r < 0)
                 return r;
         vm->snap = snap_ref_get(snap);
-        vm->state = VM_RESTORING;
-        r = vm_attach(vm);
+        r = vm_attach(vm, VM_RESTORING);
         if (r >= 0)
-                r = d->vmm->restore(vm);
+                r = h->drv->restore(vm);
         if (r < 0) {
                 vm_destroy(vm);
                 return r;
@@ -330,20 +386,32 @@ int vm_resume(struct vm *vm)
 
         if (vm->state != VM_PAUSED)
                 return -EBUSY;
-        r = vm->d->vmm->resume(vm);
-        if (r < 0)
-                return r;
         vm->t_resume = op_now_us();
         vm->t_resumed = 0; /* set when the VMM confirms */
-        vm->state = VM_READY;
-        return 0;
+        vm->resumed = false;
+        vm_set_state(vm, VM_RESUMING);
+        r = vm->host->drv->resume(vm);
+        if (r < 0 && vm->state == VM_RESUMING)
+                vm_set_state(vm, VM_PAUSED);
+        return r;
+}
+
+bool vm_resumed(const struct vm *vm)
+{
+        return vm->resumed;
 }
 
 int vm_pause(struct vm *vm)
 {
+        int r;
+
         if (vm->state != VM_READY)
                 return -EBUSY;
-        return vm->d->vmm->pause(vm);
+        vm_set_state(vm, VM_PAUSING);
+        r = vm->host->drv->pause(vm);
+        if (r < 0 && vm->state == VM_PAUSING)
+                vm_set_state(vm, VM_READY);
+        return r;
 }
 
 int vm_snapshot(struct vm *vm, const char *dir,
@@ -355,9 +423,13 @@ int vm_snapshot(struct vm *vm, const char *dir,
                 return -EBUSY;
         vm->saved = done;
         vm->saved_userdata = userdata;
-        r = vm->d->vmm->snapshot(vm, dir);
-        if (r < 0)
+        vm_set_state(vm, VM_SAVING);
+        r = vm->host->drv->snapshot(vm, dir);
+        if (r < 0) {
                 vm->saved = NULL;
+                if (vm->state == VM_SAVING)
+                        vm_set_state(vm, VM_READY);
+        }
         return r;
 }
 
@@ -365,12 +437,12 @@ int vm_send(struct vm *vm, json_t *job)
 {
         int r;
 
-        if (vm->state != VM_READY)
+        if (vm->state != VM_READY && vm->state != VM_RESUMING)
                 return -EBUSY;
         r = evframe_add(bufferevent_get_output(vm->agent), job, SIZE_MAX);
         if (r < 0)
                 return r;
-        vm->state = VM_RUNNING;
+        vm_set_state(vm, VM_RUNNING);
         return 0;
 }
 
@@ -381,96 +453,31 @@ int vm_send_more(struct vm *vm, json_t *frame)
         return evframe_add(bufferevent_get_output(vm->agent), frame, SIZE_MAX);
 }
 
+void vm_set_frame_max(struct vm *vm, size_t max)
+{
+        vm->frame_max = max;
+}
+
 void vm_destroy(struct vm *vm)
 {
-        struct opd *d = vm->d;
+        struct vm_host *h = vm->host;
 
         if (vm->proc.pid > 0 && !vm->reaped)
                 kill(vm->proc.pid, SIGKILL);
         if (vm->proc.pid <= 0)
                 vm->reaped = true; /* no process was started: nothing to wait for */
-        vm->state = VM_DEAD;
+        vm_set_state(vm, VM_DEAD);
         vm->ev = (struct vm_events){0};
         if (vm->agent) {
                 bufferevent_free(vm->agent);
                 vm->agent = NULL;
         }
-        if (vm->d->vmm->release)
-                vm->d->vmm->release(vm);
+        if (h->drv->release)
+                h->drv->release(vm);
         vm->saved = NULL;
-        if (vm->boot_timer) {
-                event_free(vm->boot_timer);
-                vm->boot_timer = NULL;
+        if (vm->deadline) {
+                event_free(vm->deadline);
+                vm->deadline = NULL;
         }
-        LIST_REMOVE(vm, link);
-        d->n_vms--;
-        LIST_INSERT_HEAD(&d->dead_vms, vm, link);
-        opd_schedule_reap(d);
-}
-
-static struct vm *find_pid(struct vm *first, pid_t pid)
-{
-        for (struct vm *vm = first; vm; vm = LIST_NEXT(vm, link))
-                if (vm->proc.pid == pid)
-                        return vm;
-        return NULL;
-}
-
-bool vm_reaped(struct opd *d, pid_t pid, int status)
-{
-        struct vm *vm = find_pid(LIST_FIRST(&d->vms), pid);
-        char why[128];
-
-        if (!vm)
-                vm = find_pid(LIST_FIRST(&d->dead_vms), pid);
-        if (!vm)
-                return false;
-        vm->reaped = true;
-        vm->exit_status = status;
-        if (vm->state == VM_DEAD)
-                return true;
-        if (WIFSIGNALED(status))
-                snprintf(why, sizeof(why), "VMM process killed by signal %d", WTERMSIG(status));
-        else
-                snprintf(why, sizeof(why), "VMM process exited with status %d",
-                         WEXITSTATUS(status));
-        vm_fail(vm, why);
-        return true;
-}
-
-/* Free destroyed VMs whose process has been reaped. */
-void vms_free_dead(struct opd *d)
-{
-        struct vm *vm, *next;
-
-        for (vm = LIST_FIRST(&d->dead_vms); vm; vm = next) {
-                next = LIST_NEXT(vm, link);
-                if (!vm->reaped)
-                        continue;
-                LIST_REMOVE(vm, link);
-                vm_abandon(vm);
-        }
-}
-
-/* Shutdown: every VMM process is killed and waited for before opd exits. */
-void vms_kill_all(struct opd *d)
-{
-        struct vm *vm;
-
-        /* Owners hear of it (and drop their pointers) before the VM goes. */
-        while ((vm = LIST_FIRST(&d->vms))) {
-                vm_fail(vm, "opd is stopping");
-                if (LIST_FIRST(&d->vms) == vm)
-                        vm_destroy(vm);
-        }
-        LIST_FOREACH(vm, &d->dead_vms, link)
-        {
-                if (vm->reaped)
-                        continue;
-                kill(vm->proc.pid, SIGKILL);
-                while (waitpid(vm->proc.pid, &vm->exit_status, 0) < 0 && errno == EINTR)
-                        ;
-                vm->reaped = true;
-        }
-        vms_free_dead(d);
+        vm_host_detach(h, vm);
 }

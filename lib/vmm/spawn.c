@@ -1,4 +1,4 @@
-/* vmm-spawn.c: starting a VMM child process with exactly the fds meant for it, tied to the
+/* spawn.c: starting a VMM child process with exactly the fds meant for it, tied to the
  * lifetime of its parent, with exec failures reported back instead of lost. */
 #include "vmm.h"
 

@@ -1,7 +1,7 @@
-/* vmdrv.c: the table of VMM drivers, chosen by the "vmm" key. */
+/* drivers.c: the table of VMM drivers, chosen by the "vmm" key. */
 #include <string.h>
 
-#include "opd.h"
+#include "vmm.h"
 
 const struct vm_driver *vm_driver_find(const char *name)
 {

@@ -1,6 +1,6 @@
-/* drv-firecracker.c: the Firecracker driver. One Firecracker process per VM, configured over
- * its HTTP API (lib/fc-api.c, bodies from lib/fc-model.c), the agent reached over the VM's vsock
- * (lib/vsock-connect.c). Every path the VM uses is relative to its root directory (its working
+/* firecracker.c: the Firecracker driver. One Firecracker process per VM, configured over its
+ * HTTP API (fc-api.c, bodies from fc-model.c), the agent reached over the VM's vsock
+ * (vsock-connect.c). Every path the VM uses is relative to its root directory (its working
  * directory, or its jail), so a snapshot restores into any VM's root: the rootfs and the vsock
  * socket of a clone are its own. */
 #include <dirent.h>
@@ -12,16 +12,19 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "cleanup.h"
 #include "fc-api.h"
 #include "fc-argv.h"
 #include "fc-model.h"
-#include "log.h"
-#include "opd.h"
+#include "host.h"
 #include "poolplan.h"
+#include "snap-ref.h"
+#include "snapshot.h"
 #include "util.h"
+#include "vm.h"
 #include "vsock-connect.h"
 
 #define FC_AGENT_PORT      1024 /* op-agent's AF_VSOCK port */
@@ -55,7 +58,7 @@ static struct fc_vm *fv(struct vm *vm)
 
 static void launch_of(struct vm *vm, struct fc_launch *l)
 {
-        const struct op_fc_config *c = &vm->d->cfg.fc;
+        const struct op_fc_config *c = &vm->host->cfg->fc;
 
         *l = (struct fc_launch){
             .binary = c->binary,
@@ -158,7 +161,8 @@ static int spawn(struct vm *vm)
                 /* The jailed process binds its sockets in run/ and writes snapshots in its
                  * root: both are its own. */
                 if (chown(f->root, l.uid, l.gid) < 0 || chown(run, l.uid, l.gid) < 0)
-                        log_warn("%s: cannot give the jail to %u:%u: %m", vm->name, l.uid, l.gid);
+                        vm_host_log(vm->host, LOG_WARNING, "%s: cannot give the jail to %u:%u: %m",
+                                    vm->name, l.uid, l.gid);
         } else {
                 f->root = strdup(vm->workdir);
                 if (!f->root || asprintf(&f->api_sock, "%s/firecracker.sock", vm->workdir) < 0)
@@ -170,7 +174,8 @@ static int spawn(struct vm *vm)
                 return -ENOMEM;
         if (strlen(f->api_sock) >= sizeof(((struct sockaddr_un *)0)->sun_path) ||
             strlen(f->vsock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-                log_error("%s: socket path too long for AF_UNIX: %s", vm->name, f->vsock);
+                vm_host_log(vm->host, LOG_ERR, "%s: socket path too long for AF_UNIX: %s", vm->name,
+                            f->vsock);
                 return -ENAMETOOLONG;
         }
         /* Firecracker binds both and refuses a path that exists. */
@@ -184,11 +189,11 @@ static int spawn(struct vm *vm)
         if (pid < 0)
                 return pid;
         vm->proc.pid = pid;
-        f->retry = evtimer_new(vm->d->base, on_retry, vm);
+        f->retry = evtimer_new(vm->host->base, on_retry, vm);
         if (!f->retry)
                 return -ENOMEM;
-        return fc_api_new(vm->d->base, f->api_sock, vm->d->cfg.boot_timeout_ms, FC_CALL_TIMEOUT_MS,
-                          &f->api);
+        return fc_api_new(vm->host->base, f->api_sock, vm->host->cfg->boot_timeout_ms,
+                          FC_CALL_TIMEOUT_MS, &f->api);
 }
 
 static void connect_agent(struct vm *vm);
@@ -227,8 +232,8 @@ static void connect_agent(struct vm *vm)
 
         if (vm->state == VM_DEAD || f->vc)
                 return;
-        r = vsock_connect_start(vm->d->base, f->vsock, FC_AGENT_PORT, FC_CONNECT_MS, on_vsock, vm,
-                                &f->vc);
+        r = vsock_connect_start(vm->host->base, f->vsock, FC_AGENT_PORT, FC_CONNECT_MS, on_vsock,
+                                vm, &f->vc);
         if (r < 0) {
                 f->vc = NULL;
                 on_vsock(-1, r, vm);
@@ -245,7 +250,7 @@ static void on_started(struct fc_api *a, long status, json_t *body, const char *
 
 static int fc_boot(struct vm *vm, int mem_fd)
 {
-        struct opd *d = vm->d;
+        const struct vm_host *h = vm->host;
         struct fc_vm *f;
         int r;
 
@@ -254,8 +259,8 @@ static int fc_boot(struct vm *vm, int mem_fd)
         if (r < 0)
                 return r;
         f = fv(vm);
-        if ((r = link_in(f, d->kernel, "vmlinux")) < 0 ||
-            (r = link_in(f, d->initrd, "initrd.img")) < 0 ||
+        if ((r = link_in(f, h->kernel, "vmlinux")) < 0 ||
+            (r = link_in(f, h->initrd, "initrd.img")) < 0 ||
             (r = link_in(f, vm->lang->rootfs, "rootfs.ext4")) < 0)
                 return r;
         r = call(vm, "PUT", "/boot-source",
@@ -277,9 +282,9 @@ static int fc_boot(struct vm *vm, int mem_fd)
         r = r
                 ?: call(vm, "PUT", "/machine-config",
                         fc_machine_config_json(&(struct fc_machine_config){
-                            .vcpu_count = d->cfg.vm_vcpus,
-                            .mem_size_mib = op_lang_memory_mb(&d->cfg, vm->lang),
-                            .track_dirty_pages = d->cfg.fc.track_dirty_pages,
+                            .vcpu_count = h->cfg->vm_vcpus,
+                            .mem_size_mib = op_lang_memory_mb(h->cfg, vm->lang),
+                            .track_dirty_pages = h->cfg->fc.track_dirty_pages,
                         }),
                         NULL);
         r = r
@@ -366,7 +371,7 @@ static int fc_restore(struct vm *vm)
                         .backend_type = FC_MEM_FILE,
                         .backend_path = mem,
                         .resume_vm = false,
-                        .track_dirty_pages = vm->d->cfg.fc.track_dirty_pages,
+                        .track_dirty_pages = vm->host->cfg->fc.track_dirty_pages,
                         /* No PUT /vsock after a load: the clone's own socket comes from here. */
                         .vsock_uds_path = f->jailed ? FC_VSOCK_NAME : f->vsock,
 #ifdef __x86_64__
@@ -489,8 +494,8 @@ static int fc_snapshot(struct vm *vm, const char *dir)
                            fc_snapshot_create_json(&(struct fc_snapshot_create){
                                .snapshot_path = state,
                                .mem_file_path = mem,
-                               .type = vm->d->cfg.fc.track_dirty_pages ? FC_SNAPSHOT_DIFF
-                                                                       : FC_SNAPSHOT_FULL,
+                               .type = vm->host->cfg->fc.track_dirty_pages ? FC_SNAPSHOT_DIFF
+                                                                           : FC_SNAPSHOT_FULL,
                            }),
                            on_created);
 }
@@ -523,17 +528,17 @@ static void fc_release(struct vm *vm)
 
 /* Jails of VMs whose opd is gone (killed before it could remove them): their hard links would
  * keep deleted snapshots on disk. A jail is <chroot_base>/<binary name>/vm-<opd pid>-<n>. */
-static void fc_init(struct opd *d)
+static void fc_init(struct vm_host *h)
 {
         struct fc_launch l = {
-            .binary = d->cfg.fc.binary, .id = "x", .chroot_base = d->cfg.fc.chroot_base};
+            .binary = h->cfg->fc.binary, .id = "x", .chroot_base = h->cfg->fc.chroot_base};
         _cleanup_free_ char *root = NULL;
         struct dirent *de;
         char *slash;
         DIR *dir;
         unsigned n = 0;
 
-        if (!d->cfg.fc.jailer[0] || fc_jail_root(&l, &root) < 0)
+        if (!h->cfg->fc.jailer[0] || fc_jail_root(&l, &root) < 0)
                 return;
         slash = strrchr(root, '/'); /* .../<binary name>/x/root -> .../<binary name> */
         *slash = 0;
@@ -553,16 +558,16 @@ static void fc_init(struct opd *d)
         }
         closedir(dir);
         if (n)
-                log_info("removed %u jails left in %s", n, root);
+                vm_host_log(h, LOG_INFO, "removed %u jails left in %s", n, root);
 }
 
-static int fc_version(struct opd *d, char **ret)
+static int fc_version(struct vm_host *h, char **ret)
 {
         _cleanup_free_ char *out = NULL;
         char v[64];
         int r;
 
-        r = vmm_version_output(d->cfg.fc.binary, &out);
+        r = vmm_version_output(h->cfg->fc.binary, &out);
         if (r < 0)
                 return r;
         r = fc_parse_version(out, v, sizeof(v));

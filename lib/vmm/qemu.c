@@ -1,0 +1,455 @@
+/* qemu.c: the QEMU driver: one command line for a boot and a restore, the agent channel and QMP
+ * over socketpairs handed to the child as fds, and the QMP sequences that drive the VM. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "host.h"
+#include "lang.h"
+#include "poolplan.h"
+#include "qmp.h"
+#include "snap-ref.h"
+#include "vm.h"
+#include "vmm.h"
+
+#define QEMU_ARGV_MAX 64
+
+/* Kernel command line (measured in docs/images.md): quiet, no self-tests or timer checks that
+ * cost seconds under emulation, one UART, panic ends the VM (-no-reboot). After "--": op-agent's
+ * own options: user code runs as the unprivileged user "op" (1000:1000) of the image. */
+#define GUEST_CMDLINE                                                                              \
+        "console=ttyS0 quiet cryptomgr.notests no_timer_check rcupdate.rcu_expedited=1 "           \
+        "i8042.noaux i8042.nokbd i8042.nopnp 8250.nr_uarts=1 panic=-1 op.root=/dev/vda"
+#define AGENT_ARGS "-- --uid 1000 --gid 1000"
+/* Under software emulation translated code is found again by its address: with the guest's
+ * user-space layout fixed, a program primed once runs from already translated code in every
+ * later process of that VM. The guest runs one request's arbitrary code by design, so user-space
+ * ASLR protects nothing there; the kernel keeps its own randomization. */
+#define TCG_ARGS "norandmaps"
+
+/* qboot starts a Linux kernel faster than SeaBIOS; used when QEMU ships it. */
+#define QBOOT_ROM "/usr/share/qemu/qboot.rom"
+
+struct argv_builder {
+        char *v[QEMU_ARGV_MAX + 1];
+        size_t n;
+        int err;
+};
+
+static void add(struct argv_builder *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(struct argv_builder *a, const char *fmt, ...)
+{
+        va_list ap;
+        char *s;
+
+        if (a->err)
+                return;
+        if (a->n >= QEMU_ARGV_MAX) {
+                a->err = -E2BIG;
+                return;
+        }
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0) {
+                a->err = -ENOMEM;
+                s = NULL;
+        }
+        va_end(ap);
+        if (s)
+                a->v[a->n++] = s;
+}
+
+/* QEMU's option syntax uses ',' as a separator: a path holding one cannot be passed safely. */
+static int path_ok(const char *p)
+{
+        return p && *p && !strchr(p, ',');
+}
+
+static bool accel_ok(enum op_accel a)
+{
+        return a == OP_ACCEL_KVM || a == OP_ACCEL_TCG;
+}
+
+static int finish(struct argv_builder *a, char ***ret)
+{
+        char **out;
+
+        if (!a->err && !(out = calloc(a->n + 1, sizeof(char *))))
+                a->err = -ENOMEM;
+        if (a->err) {
+                for (size_t i = 0; i < a->n; i++)
+                        free(a->v[i]);
+                return a->err;
+        }
+        memcpy(out, a->v, a->n * sizeof(char *));
+        *ret = out;
+        return 0;
+}
+
+/* Booted or restored, every VM of ours has the same machine and devices: a restore needs those
+ * of the boot that made the snapshot, so both are built here and only here. */
+int qemu_argv(const char *binary, const struct qemu_machine *m, char ***ret)
+{
+        struct argv_builder b = {0}, *a = &b;
+        bool restore = !m->kernel, mem_backend = restore || m->mem_file;
+
+        if (!accel_ok(m->accel))
+                return -EINVAL;
+        if (!restore && (!path_ok(m->kernel) || !path_ok(m->initrd) || !path_ok(m->rootfs)))
+                return -EINVAL;
+        add(a, "%s", binary);
+        add(a, "-M");
+        add(a, "q35%s", mem_backend ? ",memory-backend=mem" : "");
+        if (access(QBOOT_ROM, R_OK) == 0) {
+                add(a, "-bios");
+                add(a, QBOOT_ROM);
+        }
+        add(a, "-accel");
+        add(a, "%s", m->accel == OP_ACCEL_KVM ? "kvm" : "tcg");
+        add(a, "-cpu");
+        add(a, "%s", m->accel == OP_ACCEL_KVM ? "host" : "max");
+        add(a, "-m");
+        add(a, "%uM", m->memory_mb);
+        if (mem_backend) {
+                /* A boot for a snapshot shares RAM with its file; a clone maps it privately. */
+                add(a, "-object");
+                add(a, "memory-backend-file,id=mem,size=%uM,mem-path=/proc/self/fd/%d,share=%s",
+                    m->memory_mb, VMM_FD_MEM, restore ? "off" : "on");
+        }
+        add(a, "-smp");
+        add(a, "%u", m->vcpus);
+        add(a, "-nodefaults");
+        add(a, "-no-user-config");
+        add(a, "-nographic");
+        add(a, "-no-reboot");
+        add(a, "-serial");
+        add(a, "file:console.log");
+        add(a, "-drive");
+        if (restore)
+                add(a, "file=/proc/self/fd/%d,if=none,id=root,format=raw,readonly=on",
+                    VMM_FD_ROOTFS);
+        else
+                add(a, "file=%s,if=none,id=root,format=raw,readonly=on", m->rootfs);
+        add(a, "-device");
+        add(a, "virtio-blk-pci,drive=root");
+        add(a, "-device");
+        add(a, "virtio-serial-pci");
+        add(a, "-chardev");
+        add(a, "socket,id=agent,fd=%d", VMM_FD_AGENT);
+        add(a, "-device");
+        add(a, "virtserialport,chardev=agent,name=op.agent");
+        add(a, "-chardev");
+        add(a, "socket,id=qmp,fd=%d", VMM_FD_CTL);
+        add(a, "-mon");
+        add(a, "chardev=qmp,mode=control");
+        if (restore) {
+                /* Stay paused after the device state is in; x-ignore-shared must be set before
+                 * the incoming migration starts, which only QMP can do in QEMU 7.2: hence
+                 * "defer". */
+                add(a, "-S");
+                add(a, "-incoming");
+                add(a, "defer");
+        } else {
+                add(a, "-kernel");
+                add(a, "%s", m->kernel);
+                add(a, "-initrd");
+                add(a, "%s", m->initrd);
+                add(a, "-append");
+                add(a, "%s%s%s%s %s", GUEST_CMDLINE, m->accel == OP_ACCEL_TCG ? " " TCG_ARGS : "",
+                    m->extra_args ? " " : "", m->extra_args ? m->extra_args : "", AGENT_ARGS);
+        }
+        return finish(a, ret);
+}
+
+/* Start QEMU with the agent and QMP socketpairs at fds 3 and 4 and extra fds from 5 on. */
+static int spawn(struct vm *vm, char **argv, const int *extra_fds, size_t n_extra)
+{
+        _cleanup_close_ int agent_host = -1, agent_vm = -1, ctl_host = -1, ctl_vm = -1;
+        _cleanup_free_ char *log_path = NULL;
+        int sp[2], fds[8];
+        pid_t pid;
+
+        if (n_extra + 2 > ELEMENTSOF(fds))
+                return -E2BIG;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+                return -errno;
+        agent_host = sp[0];
+        agent_vm = sp[1];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+                return -errno;
+        ctl_host = sp[0];
+        ctl_vm = sp[1];
+        if (asprintf(&log_path, "%s/qemu.log", vm->workdir) < 0)
+                return -ENOMEM;
+        fds[0] = agent_vm;
+        fds[1] = ctl_vm;
+        for (size_t i = 0; i < n_extra; i++)
+                fds[2 + i] = extra_fds[i];
+        pid = vmm_spawn(argv, fds, 2 + n_extra, vm->workdir, log_path);
+        if (pid < 0)
+                return pid;
+        vm->proc = (struct vmm_proc){
+            .pid = pid,
+            .agent_fd = TAKE_FD(agent_host),
+            .ctl_fd = TAKE_FD(ctl_host),
+        };
+        return 0;
+}
+
+int qemu_version(const char *binary, char **ret)
+{
+        _cleanup_free_ char *out = NULL;
+        char *p, *end;
+        int r;
+
+        r = vmm_version_output(binary, &out);
+        if (r < 0)
+                return r;
+        /* "QEMU emulator version 7.2.22 (Debian ...)" */
+        p = strstr(out, "version ");
+        if (!p)
+                return -ENOEXEC;
+        p += strlen("version ");
+        end = p + strcspn(p, " \n");
+        *ret = strndup(p, (size_t)(end - p));
+        return *ret ? 0 : -ENOMEM;
+}
+
+struct qemu_vm {
+        struct qmp *qmp;
+        bool saving;
+};
+
+static struct qmp *vm_qmp(struct vm *vm)
+{
+        struct qemu_vm *q = vm->drv;
+
+        return q ? q->qmp : NULL;
+}
+
+static void on_qmp_event(struct qmp *q, const char *name, json_t *data, void *arg)
+{
+        struct vm *vm = arg;
+        struct qemu_vm *qv = vm->drv;
+        const char *status = json_string_value(json_object_get(data, "status"));
+        bool completed;
+
+        if (strcmp(name, "MIGRATION") != 0 || !status)
+                return;
+        completed = strcmp(status, "completed") == 0;
+        if (!completed && strcmp(status, "failed") != 0)
+                return;
+        if (vm->state == VM_RESTORING) {
+                if (completed)
+                        vm_drv_loaded(vm);
+                else
+                        vm_drv_failed(vm, "loading the snapshot's device state failed");
+                return;
+        }
+        if (qv->saving) {
+                qv->saving = false;
+                vm_drv_saved(vm, completed ? NULL : "saving device state failed");
+        }
+}
+
+static void on_qmp_broken(struct qmp *q, const char *why, void *arg)
+{
+        vm_drv_failed(arg, why);
+}
+
+/* Any failed QMP command fails the VM: none of ours is optional. */
+static void on_qmp_reply(struct qmp *q, json_t *ret, const char *err, void *arg)
+{
+        char why[600];
+
+        if (!err)
+                return;
+        snprintf(why, sizeof(why), "QMP: %s", err);
+        vm_drv_failed(arg, why);
+}
+
+/* The child runs: keep its QMP channel and hand its agent channel to vm.c. */
+static int attach(struct vm *vm)
+{
+        struct qemu_vm *qv = calloc(1, sizeof(*qv));
+        int ctl = vm->proc.ctl_fd, r;
+
+        vm->proc.ctl_fd = -1;
+        if (!qv) {
+                safe_close(ctl);
+                return -ENOMEM;
+        }
+        vm->drv = qv;
+        r = qmp_new(vm->host->base, ctl, on_qmp_event, on_qmp_broken, vm, &qv->qmp);
+        if (r < 0)
+                return r;
+        vm_drv_agent_connected(vm, vm->proc.agent_fd, false);
+        vm->proc.agent_fd = -1;
+        return 0;
+}
+
+static int qemu_boot(struct vm *vm, int mem_fd)
+{
+        const struct vm_host *h = vm->host;
+        struct qemu_machine m = {
+            .accel = vm->accel,
+            .memory_mb = op_lang_memory_mb(h->cfg, vm->lang),
+            .vcpus = h->cfg->vm_vcpus,
+            .kernel = h->kernel,
+            .initrd = h->initrd,
+            .rootfs = vm->lang->rootfs,
+            .mem_file = mem_fd >= 0,
+        };
+        char **argv = NULL;
+        int r;
+
+        r = qemu_argv(h->cfg->qemu_binary, &m, &argv);
+        if (r < 0)
+                return r;
+        /* fd 5 is the memory file when there is one; nothing otherwise. */
+        r = spawn(vm, argv, &mem_fd, mem_fd >= 0 ? 1 : 0);
+        op_argv_free(argv);
+        return r < 0 ? r : attach(vm);
+}
+
+/* A snapshot is a migration with x-ignore-shared (RAM stays in the shared memory file), a
+ * restore an incoming migration into a paused clone whose RAM maps that file privately. Both
+ * ends: guest RAM stays in its file, and QEMU reports the migration's progress as MIGRATION
+ * events. */
+static int set_migration_caps(struct vm *vm)
+{
+        return qmp_command(vm_qmp(vm), "migrate-set-capabilities",
+                           json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
+                                     "x-ignore-shared", "state", 1, "capability", "events", "state",
+                                     1),
+                           on_qmp_reply, vm);
+}
+
+static int qemu_restore(struct vm *vm)
+{
+        _cleanup_close_ int mem = -1, rootfs = -1, vmstate = -1;
+        struct snap_ref *snap = vm->snap;
+        struct qemu_machine m = {
+            .accel = vm->accel,
+            .memory_mb = snap->m.memory_mb,
+            .vcpus = snap->m.vcpus,
+        };
+        char **argv = NULL;
+        int r;
+
+        mem = openat(snap->dirfd, "mem", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+        rootfs = openat(snap->dirfd, "rootfs.ext4", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        vmstate = openat(snap->dirfd, "vmstate", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (mem < 0 || rootfs < 0 || vmstate < 0)
+                return -errno;
+        r = qemu_argv(vm->host->cfg->qemu_binary, &m, &argv);
+        if (r < 0)
+                return r;
+        r = spawn(vm, argv, (const int[]){mem, rootfs, vmstate}, 3);
+        op_argv_free(argv);
+        if (r >= 0)
+                r = attach(vm);
+        /* All queued at once: QEMU reads them after its greeting, in order. */
+        if (r >= 0)
+                r = set_migration_caps(vm);
+        if (r >= 0)
+                r = qmp_command(vm_qmp(vm), "migrate-incoming",
+                                json_pack("{s:s}", "uri", QEMU_INCOMING_URI), on_qmp_reply, vm);
+        return r;
+}
+
+static void on_cont_reply(struct qmp *q, json_t *ret, const char *err, void *arg)
+{
+        if (!err)
+                vm_drv_resumed(arg);
+        on_qmp_reply(q, ret, err, arg);
+}
+
+static int qemu_resume(struct vm *vm)
+{
+        return qmp_command(vm_qmp(vm), "cont", NULL, on_cont_reply, vm);
+}
+
+static void on_stop_reply(struct qmp *q, json_t *ret, const char *err, void *arg)
+{
+        if (err)
+                on_qmp_reply(q, ret, err, arg);
+        else
+                vm_drv_paused(arg);
+}
+
+static int qemu_pause(struct vm *vm)
+{
+        return qmp_command(vm_qmp(vm), "stop", NULL, on_stop_reply, vm);
+}
+
+static bool shell_safe(const char *p)
+{
+        for (; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                      (*p >= '0' && *p <= '9') || strchr("/._-+", *p)))
+                        return false;
+        return true;
+}
+
+static int qemu_snapshot(struct vm *vm, const char *dir)
+{
+        struct qemu_vm *qv = vm->drv;
+        _cleanup_free_ char *uri = NULL;
+        int r;
+
+        if (qv->saving)
+                return -EBUSY;
+        /* QEMU 7.2 writes an outgoing migration to a command or a named fd; the path is ours. */
+        if (!shell_safe(dir) || asprintf(&uri, "exec:cat > %s/vmstate", dir) < 0)
+                return -EINVAL;
+        qv->saving = true;
+        r = set_migration_caps(vm);
+        if (r >= 0)
+                r = qmp_command(qv->qmp, "stop", NULL, on_qmp_reply, vm);
+        if (r >= 0)
+                r = qmp_command(qv->qmp, "migrate", json_pack("{s:s}", "uri", uri), on_qmp_reply,
+                                vm);
+        if (r < 0)
+                qv->saving = false;
+        return r;
+}
+
+static void qemu_release(struct vm *vm)
+{
+        struct qemu_vm *qv = vm->drv;
+
+        safe_close(vm->proc.agent_fd);
+        safe_close(vm->proc.ctl_fd);
+        vm->proc.agent_fd = vm->proc.ctl_fd = -1;
+        if (!qv)
+                return;
+        qmp_free(qv->qmp);
+        free(qv);
+        vm->drv = NULL;
+}
+
+static int qemu_version_of(struct vm_host *h, char **ret)
+{
+        return qemu_version(h->cfg->qemu_binary, ret);
+}
+
+const struct vm_driver vm_driver_qemu = {
+    .name = "qemu",
+    .console = "console.log",
+    .version = qemu_version_of,
+    .only_accel = OP_ACCEL_AUTO,
+    .boot = qemu_boot,
+    .restore = qemu_restore,
+    .resume = qemu_resume,
+    .pause = qemu_pause,
+    .snapshot = qemu_snapshot,
+    .release = qemu_release,
+};

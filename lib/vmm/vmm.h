@@ -1,0 +1,111 @@
+/* vmm.h: what a VMM driver does for vm.c, and the process helpers the drivers share. Every
+ * operation is asynchronous: it starts work on the host's loop and reports its end through the
+ * vm_drv_*() calls below. vm.c owns the VM's state, its agent channel, its deadlines and its
+ * process exit; a driver owns its control channel (QMP for QEMU, the HTTP API for Firecracker)
+ * and whatever it keeps in vm->drv. A driver reads its settings from vm->host, never from the
+ * daemon. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+struct vm;
+struct vm_host;
+
+struct vm_driver {
+        const char *name;    /* "qemu", "firecracker": what manifests record */
+        const char *console; /* the guest console's file in the VM's directory */
+        /* Once when the host is made, before any VM (may be NULL): e.g. clean what a dead opd
+         * left. */
+        void (*init)(struct vm_host *h);
+        /* The VMM's release: a snapshot loads only on the release that made it. */
+        int (*version)(struct vm_host *h, char **ret);
+        /* OP_ACCEL_AUTO: probe (QEMU); anything else: the only accelerator the VMM has. */
+        enum op_accel only_accel;
+        /* Start a VM that boots the kernel; the agent's ready event ends it. mem_fd >= 0: guest
+         * RAM is that file, shared, for a snapshot (a driver may ignore it: see snapshot). */
+        int (*boot)(struct vm *vm, int mem_fd);
+        /* Start a clone of vm->snap, left paused: vm_drv_loaded(). */
+        int (*restore)(struct vm *vm);
+        /* Continue a paused VM: vm_drv_resumed() once it runs. */
+        int (*resume)(struct vm *vm);
+        /* Stop a running VM: vm_drv_paused(). */
+        int (*pause)(struct vm *vm);
+        /* Stop a running VM and write its state to dir/vmstate (and its RAM to dir/mem when
+         * the driver did not boot with mem_fd): vm_drv_saved(). */
+        int (*snapshot)(struct vm *vm, const char *dir);
+        /* Free vm->drv. The process is already killed (or never ran). */
+        void (*release)(struct vm *vm);
+};
+
+extern const struct vm_driver vm_driver_qemu;
+extern const struct vm_driver vm_driver_firecracker;
+extern const struct vm_driver vm_driver_fake; /* fake.c: no process, for unit tests */
+
+/* The driver for the "vmm" key (qemu, firecracker), or NULL. */
+const struct vm_driver *vm_driver_find(const char *name);
+
+/* Completions, called by drivers. */
+void vm_drv_loaded(struct vm *vm);
+void vm_drv_resumed(struct vm *vm);
+void vm_drv_paused(struct vm *vm);
+void vm_drv_saved(struct vm *vm, const char *err);
+/* The VM cannot go on; why is human text (a Firecracker fault_message is passed on as is). */
+void vm_drv_failed(struct vm *vm, const char *why);
+/* The agent channel is connected (fd taken). hello: the agent opens each session with a
+ * "ready" event that is not a boot (a reconnection after a restore). */
+void vm_drv_agent_connected(struct vm *vm, int fd, bool hello);
+
+/* ---- processes (spawn.c) ---- */
+struct vmm_proc {
+        pid_t pid;
+        int agent_fd; /* stream to op-agent: frames */
+        int ctl_fd;   /* QMP for qemu */
+};
+
+/* The child's fd numbers, fixed: what vmm_spawn() puts at 3, 4, ... */
+enum {
+        VMM_FD_AGENT = 3,
+        VMM_FD_CTL = 4,
+        VMM_FD_MEM = 5,     /* boot with mem_fd, or restore */
+        VMM_FD_ROOTFS = 6,  /* restore */
+        VMM_FD_VMSTATE = 7, /* restore */
+};
+
+/* Run `binary --version`: its stdout (at most 511 bytes), when it exits 0. */
+int vmm_version_output(const char *binary, char **ret);
+
+/* Fork and exec argv with the given fds at numbers 3, 4, ... in the child, stdin from /dev/null,
+ * stdout+stderr appended to log_path, cwd workdir, in its own session, killed when the caller
+ * dies (PR_SET_PDEATHSIG). Returns the pid or a negative errno. */
+pid_t vmm_spawn(char *const *argv, const int *fds, size_t n_fds, const char *workdir,
+                const char *log_path);
+
+/* ---- QEMU (qemu.c) ---- */
+/* One QEMU guest, booted or restored: a restore needs the same machine and devices as the boot
+ * that made the snapshot, so both are one description and one command line. */
+struct qemu_machine {
+        enum op_accel accel; /* OP_ACCEL_KVM or OP_ACCEL_TCG, never AUTO */
+        uint32_t memory_mb;
+        uint32_t vcpus;
+        /* Boot: the kernel, its initrd and the rootfs by path (attached read-only). NULL kernel:
+         * a restore, with the rootfs at VMM_FD_ROOTFS, RAM mapping VMM_FD_MEM privately (copy on
+         * write, pages read lazily), and device state from VMM_FD_VMSTATE once the incoming
+         * migration starts (QMP migrate-incoming with uri QEMU_INCOMING_URI). */
+        const char *kernel;
+        const char *initrd;
+        const char *rootfs;
+        const char *extra_args; /* appended to the kernel command line, may be NULL */
+        bool mem_file;          /* boot: guest RAM is VMM_FD_MEM, mapped shared */
+};
+#define QEMU_INCOMING_URI "fd:7"
+
+/* Build the qemu argv; pure, for tests. Free with op_argv_free() from lang.h. */
+int qemu_argv(const char *binary, const struct qemu_machine *m, char ***ret);
+
+/* The release of the qemu binary, e.g. "7.2.22" (runs `binary --version`). */
+int qemu_version(const char *binary, char **ret);

@@ -1,0 +1,721 @@
+/* test-vm.c: the VM state machine (lib/vmm/vm.c, host.c) on the fake driver (lib/vmm/fake.c):
+ * boot, restore, resume, jobs, each deadline, each fault, destruction in each state and the
+ * kill-all at stop. No process, no image: the test drives the loop until a condition holds. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cleanup.h"
+#include "config.h"
+#include "fake.h"
+#include "host.h"
+#include "snap-ref.h"
+#include "snapshot.h"
+#include "util.h"
+#include "vm.h"
+
+#define LONG_MS     600000 /* a deadline that must not fire */
+#define SHORT_MS    2      /* a deadline that must fire */
+#define TURNS_MAX   200000 /* loop turns before a wait is a failure: generous */
+#define WAIT_MAX_US (60ull * 1000 * 1000)
+
+/* One owner of a VM, as a request or a pool is: what it heard. */
+struct owner {
+        struct vm *vm;
+        unsigned ready, answers, events, failed, saved;
+        char why[256];
+        char save_err[128];
+        json_t *answer;
+        enum vm_state failed_in; /* vm->state before the failure was reported: see on_failed */
+        bool keep_on_fail;       /* do not destroy the VM from the failed callback */
+};
+
+struct fx {
+        struct event_base *base;
+        struct event *tick; /* the loop never blocks for long with nothing to do */
+        unsigned ticks;
+        struct op_config cfg;
+        struct fake_vmm fake;
+        struct vm_host *host;
+        char dir[64];
+        struct op_lang lang;
+        struct snap_ref *snap;
+        unsigned slots_freed;
+        unsigned agent_calls;
+        bool agent_big; /* the agent's answer exceeds any small frame cap */
+};
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+        ((struct fx *)arg)->ticks++;
+}
+
+static void on_slot_freed(struct vm_host *h, void *userdata)
+{
+        ((struct fx *)userdata)->slots_freed++;
+}
+
+/* The scripted agent: echoes the job's id, or answers with a large frame. */
+static json_t *agent(struct vm *vm, json_t *frame, void *userdata)
+{
+        struct fx *f = userdata;
+
+        f->agent_calls++;
+        if (f->agent_big) {
+                char big[4096];
+
+                memset(big, 'x', sizeof(big) - 1);
+                big[sizeof(big) - 1] = 0;
+                return json_pack("{s:b, s:s}", "ok", 1, "stdout", big);
+        }
+        return json_pack("{s:b, s:O}", "ok", 1, "id", json_object_get(frame, "id"));
+}
+
+static int setup(void **state)
+{
+        static const struct vm_host_callbacks cb = {.slot_freed = on_slot_freed};
+        struct fx *f = calloc(1, sizeof(*f));
+        struct timeval tv = {0, 1000};
+
+        assert_non_null(f);
+        snprintf(f->dir, sizeof(f->dir), "/tmp/test-vm-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        assert_int_equal(op_config_init(&f->cfg), 0);
+        free(f->cfg.run_dir);
+        f->cfg.run_dir = strdup(f->dir);
+        assert_non_null(f->cfg.run_dir);
+        f->cfg.boot_timeout_ms = LONG_MS;
+        f->cfg.restore_timeout_ms = LONG_MS;
+        f->base = event_base_new();
+        assert_non_null(f->base);
+        f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, f);
+        assert_non_null(f->tick);
+        event_add(f->tick, &tv);
+        f->fake.agent = agent;
+        f->fake.agent_userdata = f;
+        f->lang.name = "fake";
+        f->snap = calloc(1, sizeof(*f->snap));
+        assert_non_null(f->snap);
+        f->snap->refs = 1;
+        f->snap->dirfd = -1;
+        assert_int_equal(vm_host_new(f->base, &f->cfg, &vm_driver_fake, &f->fake, &cb, f, &f->host),
+                         0);
+        f->host->accel = OP_ACCEL_TCG;
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fx *f = *state;
+
+        f->host = vm_host_free(f->host);
+        assert_int_equal(f->fake.n_live, 0);
+        assert_int_equal(f->snap->refs, 1); /* every VM gave its reference back */
+        snap_ref_put(f->snap);
+        event_free(f->tick);
+        event_base_free(f->base);
+        assert_int_equal(rmdir(f->dir), 0); /* every VM directory is gone */
+        op_config_free(&f->cfg);
+        free(f);
+        return 0;
+}
+
+/* Run the loop until cond(arg) holds; a generous cap turns a hang into a failure. */
+static void run_until(struct fx *f, bool (*cond)(void *), void *arg)
+{
+        uint64_t start = op_now_us();
+
+        for (unsigned n = 0; !cond(arg); n++) {
+                if (n > TURNS_MAX || op_now_us() - start > WAIT_MAX_US)
+                        fail_msg("condition not reached");
+                event_base_loop(f->base, EVLOOP_ONCE);
+        }
+}
+
+/* Some turns of the loop (each at least one tick), for "nothing more happens" checks. */
+static void run_turns(struct fx *f, unsigned turns)
+{
+        unsigned until = f->ticks + turns;
+
+        while (f->ticks < until)
+                event_base_loop(f->base, EVLOOP_ONCE);
+}
+
+static bool heard_ready(void *arg)
+{
+        return ((struct owner *)arg)->ready > 0;
+}
+
+static bool heard_answer(void *arg)
+{
+        return ((struct owner *)arg)->answers > 0;
+}
+
+static bool heard_failed(void *arg)
+{
+        return ((struct owner *)arg)->failed > 0;
+}
+
+static bool heard_saved(void *arg)
+{
+        return ((struct owner *)arg)->saved > 0;
+}
+
+static bool vm_ready(void *arg)
+{
+        return ((struct owner *)arg)->vm->state == VM_READY;
+}
+
+static bool all_freed(void *arg)
+{
+        struct fx *f = arg;
+
+        vm_host_free_dead(f->host);
+        return f->fake.n_live == 0 && LIST_EMPTY(&f->host->dead_vms);
+}
+
+static void on_ready(struct vm *vm, void *userdata)
+{
+        struct owner *o = userdata;
+
+        assert_ptr_equal(vm, o->vm);
+        o->ready++;
+}
+
+static void on_answer(struct vm *vm, json_t *answer, void *userdata)
+{
+        struct owner *o = userdata;
+
+        o->answers++;
+        json_decref(o->answer);
+        o->answer = json_incref(answer);
+}
+
+static void on_event(struct vm *vm, json_t *event, void *userdata)
+{
+        ((struct owner *)userdata)->events++;
+}
+
+static void on_failed(struct vm *vm, const char *why, void *userdata)
+{
+        struct owner *o = userdata;
+
+        assert_int_equal(vm->state, VM_DEAD);
+        o->failed++;
+        snprintf(o->why, sizeof(o->why), "%s", why);
+        if (!o->keep_on_fail) {
+                vm_destroy(vm);
+                o->vm = NULL;
+        }
+}
+
+static void on_saved(struct vm *vm, const char *err, void *userdata)
+{
+        struct owner *o = userdata;
+
+        o->saved++;
+        snprintf(o->save_err, sizeof(o->save_err), "%s", err ? err : "");
+}
+
+static const struct vm_events events = {
+    .ready = on_ready,
+    .answer = on_answer,
+    .event = on_event,
+    .failed = on_failed,
+};
+
+static void boot(struct fx *f, struct owner *o)
+{
+        assert_int_equal(vm_boot(f->host, &f->lang, OP_ACCEL_TCG, -1, &events, o, &o->vm), 0);
+        assert_int_equal(o->vm->state, VM_BOOTING);
+}
+
+static void boot_ready(struct fx *f, struct owner *o)
+{
+        boot(f, o);
+        run_until(f, heard_ready, o);
+        assert_int_equal(o->vm->state, VM_READY);
+}
+
+static void restore(struct fx *f, struct owner *o)
+{
+        assert_int_equal(vm_restore(f->host, &f->lang, f->snap, &events, o, &o->vm), 0);
+        assert_int_equal(o->vm->state, VM_RESTORING);
+}
+
+static void restore_paused(struct fx *f, struct owner *o)
+{
+        restore(f, o);
+        run_until(f, heard_ready, o);
+        assert_int_equal(o->vm->state, VM_PAUSED);
+}
+
+static void send_job(struct owner *o, const char *id)
+{
+        json_t *job = json_pack("{s:s, s:s}", "op", "exec", "id", id);
+
+        assert_int_equal(vm_send(o->vm, job), 0);
+        json_decref(job);
+        assert_int_equal(o->vm->state, VM_RUNNING);
+}
+
+static void destroy(struct fx *f, struct owner *o)
+{
+        vm_destroy(o->vm);
+        o->vm = NULL;
+        run_until(f, all_freed, f);
+}
+
+static void owner_done(struct owner *o)
+{
+        json_decref(o->answer);
+        o->answer = NULL;
+}
+
+static void test_boot_job_answer(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        boot_ready(f, &o);
+        assert_string_equal(o.vm->agent_version, "fake");
+        assert_int_equal(f->host->n_vms, 1);
+        assert_int_equal(f->host->vms_started, 1);
+        send_job(&o, "j1");
+        run_until(f, heard_answer, &o);
+        assert_int_equal(o.vm->state, VM_READY);
+        assert_string_equal(json_string_value(json_object_get(o.answer, "id")), "j1");
+        assert_int_equal(o.failed, 0);
+        destroy(f, &o);
+        assert_int_equal(f->host->n_vms, 0);
+        assert_int_equal(f->host->vms_failed, 0);
+        assert_true(f->slots_freed > 0);
+        owner_done(&o);
+}
+
+static void test_restore_resume_job(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        restore_paused(f, &o);
+        assert_int_equal(vm_resume(o.vm), 0);
+        assert_int_equal(o.vm->state, VM_RESUMING);
+        assert_false(vm_resumed(o.vm));
+        run_until(f, vm_ready, &o);
+        assert_true(vm_resumed(o.vm));
+        send_job(&o, "warm");
+        run_until(f, heard_answer, &o);
+        assert_string_equal(json_string_value(json_object_get(o.answer, "id")), "warm");
+        assert_int_equal(o.vm->state, VM_READY);
+        /* and paused again, as a pool does after priming */
+        assert_int_equal(vm_pause(o.vm), 0);
+        assert_int_equal(o.vm->state, VM_PAUSING);
+        o.ready = 0;
+        run_until(f, heard_ready, &o);
+        assert_int_equal(o.vm->state, VM_PAUSED);
+        assert_int_equal(vm_resume(o.vm), 0);
+        assert_false(vm_resumed(o.vm)); /* each resume is acknowledged anew */
+        run_until(f, vm_ready, &o);
+        assert_true(vm_resumed(o.vm));
+        destroy(f, &o);
+        owner_done(&o);
+}
+
+/* A job sent while RESUMING waits in the channel: the agent reads it once the guest runs. */
+static void test_send_while_resuming(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        f->fake.opts.resume_ms = 5;
+        restore_paused(f, &o);
+        assert_int_equal(vm_resume(o.vm), 0);
+        assert_int_equal(o.vm->state, VM_RESUMING);
+        send_job(&o, "early");
+        assert_false(vm_resumed(o.vm));
+        assert_int_equal(f->fake.n_frames, 0);
+        run_until(f, heard_answer, &o);
+        assert_true(vm_resumed(o.vm)); /* the guest ran the job: the VMM had continued it */
+        assert_int_equal(f->fake.n_frames, 1);
+        assert_string_equal(json_string_value(json_object_get(o.answer, "id")), "early");
+        assert_int_equal(o.vm->state, VM_READY);
+        /* a job is refused where it cannot go */
+        assert_int_equal(vm_resume(o.vm), -EBUSY);
+        destroy(f, &o);
+        owner_done(&o);
+}
+
+static void test_boot_deadline(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        f->fake.opts.fault = FAKE_FAULT_SILENT;
+        f->cfg.boot_timeout_ms = SHORT_MS;
+        boot(f, &o);
+        run_until(f, heard_failed, &o);
+        assert_non_null(strstr(o.why, "boot deadline"));
+        assert_int_equal(o.ready, 0);
+        assert_int_equal(f->host->vms_failed, 1);
+        run_until(f, all_freed, f);
+}
+
+static void test_restore_deadline(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        f->fake.opts.fault = FAKE_FAULT_SILENT;
+        f->cfg.restore_timeout_ms = SHORT_MS;
+        restore(f, &o);
+        run_until(f, heard_failed, &o);
+        assert_non_null(strstr(o.why, "restore deadline"));
+        assert_int_equal(o.ready, 0);
+        run_until(f, all_freed, f);
+}
+
+static void test_resume_deadline(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        restore_paused(f, &o);
+        fake_vm_opts(o.vm)->fault = FAKE_FAULT_SILENT;
+        f->cfg.restore_timeout_ms = SHORT_MS;
+        assert_int_equal(vm_resume(o.vm), 0);
+        run_until(f, heard_failed, &o);
+        assert_non_null(strstr(o.why, "resume deadline"));
+        run_until(f, all_freed, f);
+}
+
+/* Sent while RESUMING, the job is RUNNING: the resume deadline is dropped (the owner's own
+ * deadline for the job bounds it), and an unacknowledged resume shows in vm_resumed(). */
+static void test_running_has_no_resume_deadline(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        restore_paused(f, &o);
+        fake_vm_opts(o.vm)->fault = FAKE_FAULT_SILENT;
+        f->cfg.restore_timeout_ms = SHORT_MS;
+        assert_int_equal(vm_resume(o.vm), 0);
+        send_job(&o, "j");
+        run_turns(f, 20);
+        assert_int_equal(o.failed, 0);
+        assert_int_equal(o.vm->state, VM_RUNNING);
+        assert_false(vm_resumed(o.vm));
+        destroy(f, &o);
+}
+
+static void test_fault_boot(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        f->fake.opts.fault = FAKE_FAULT_BOOT;
+        boot(f, &o);
+        run_until(f, heard_failed, &o);
+        assert_non_null(strstr(o.why, "boot failed"));
+        assert_int_equal(o.ready, 0);
+        run_until(f, all_freed, f);
+}
+
+static void test_fault_restore(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        f->fake.opts.fault = FAKE_FAULT_RESTORE;
+        restore(f, &o);
+        run_until(f, heard_failed, &o);
+        assert_non_null(strstr(o.why, "snapshot failed"));
+        assert_int_equal(o.ready, 0);
+        run_until(f, all_freed, f);
+}
+
+/* A clone that dies before its resume is acknowledged never ran its job: vm_resumed() says so,
+ * and a request may retry elsewhere. */
+static void test_fault_before_resume(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        restore_paused(f, &o);
+        fake_vm_opts(o.vm)->fault = FAKE_FAULT_RESUME;
+        o.keep_on_fail = true;
+        assert_int_equal(vm_resume(o.vm), 0);
+        send_job(&o, "lost");
+        run_until(f, heard_failed, &o);
+        assert_non_null(strstr(o.why, "before resuming"));
+        assert_false(vm_resumed(o.vm));
+        assert_int_equal(f->fake.n_frames, 0);
+        assert_int_equal(o.answers, 0);
+        destroy(f, &o);
+}
+
+static void test_fault_running(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        boot_ready(f, &o);
+        fake_vm_opts(o.vm)->fault = FAKE_FAULT_RUNNING;
+        o.keep_on_fail = true;
+        send_job(&o, "doomed");
+        run_until(f, heard_failed, &o);
+        assert_non_null(strstr(o.why, "died"));
+        assert_int_equal(o.answers, 0);
+        destroy(f, &o);
+}
+
+/* The VMM dies while the VM waits paused, or runs idle. */
+static void test_fault_paused_and_ready(void **state)
+{
+        struct fx *f = *state;
+        struct owner p = {0}, r = {0};
+
+        restore_paused(f, &p);
+        boot_ready(f, &r);
+        fake_vm_die(p.vm);
+        fake_vm_die(r.vm);
+        run_until(f, heard_failed, &p);
+        run_until(f, heard_failed, &r);
+        assert_int_equal(f->host->vms_failed, 2);
+        run_until(f, all_freed, f);
+}
+
+/* The agent's input is bad: a frame over the VM's cap, or a caller's vm_abort(). */
+static void test_frame_max_and_abort(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0}, a = {0};
+
+        boot_ready(f, &o);
+        /* a job's cap lasts until its answer */
+        vm_set_frame_max(o.vm, 64 * 1024);
+        f->agent_big = true;
+        send_job(&o, "fits");
+        run_until(f, heard_answer, &o);
+        assert_int_equal(o.vm->frame_max, VM_FRAME_MAX_DEFAULT);
+        vm_set_frame_max(o.vm, 1024);
+        send_job(&o, "big");
+        run_until(f, heard_failed, &o);
+        assert_non_null(strstr(o.why, "oversized"));
+        assert_int_equal(o.answers, 1);
+
+        f->agent_big = false;
+        boot_ready(f, &a);
+        vm_abort(a.vm, "bad output event");
+        assert_int_equal(a.failed, 1);
+        assert_string_equal(a.why, "bad output event");
+        run_until(f, all_freed, f);
+        owner_done(&o);
+}
+
+static void test_snapshot(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        boot_ready(f, &o);
+        assert_int_equal(vm_snapshot(o.vm, f->dir, on_saved, &o), 0);
+        assert_int_equal(o.vm->state, VM_SAVING);
+        json_t *job = json_object();
+
+        assert_int_equal(vm_send(o.vm, job), -EBUSY);
+        json_decref(job);
+        run_until(f, heard_saved, &o);
+        assert_string_equal(o.save_err, "");
+        assert_int_equal(o.vm->state, VM_PAUSED);
+        destroy(f, &o);
+}
+
+/* Reach a state, destroy the VM there: nothing is heard afterwards. */
+enum reach {
+        R_BOOTING,
+        R_RESTORING,
+        R_PAUSED,
+        R_RESUMING,
+        R_READY,
+        R_RUNNING,
+        R_PAUSING,
+        R_SAVING,
+        _R_MAX
+};
+
+static void reach(struct fx *f, struct owner *o, enum reach to)
+{
+        switch (to) {
+        case R_BOOTING:
+                boot(f, o);
+                break;
+        case R_RESTORING:
+                restore(f, o);
+                break;
+        case R_PAUSED:
+                restore_paused(f, o);
+                break;
+        case R_RESUMING:
+                restore_paused(f, o);
+                assert_int_equal(vm_resume(o->vm), 0);
+                assert_int_equal(o->vm->state, VM_RESUMING);
+                break;
+        case R_READY:
+                boot_ready(f, o);
+                break;
+        case R_RUNNING:
+                boot_ready(f, o);
+                send_job(o, "never answered");
+                break;
+        case R_PAUSING:
+                boot_ready(f, o);
+                assert_int_equal(vm_pause(o->vm), 0);
+                assert_int_equal(o->vm->state, VM_PAUSING);
+                break;
+        case R_SAVING:
+                boot_ready(f, o);
+                assert_int_equal(vm_snapshot(o->vm, f->dir, on_saved, o), 0);
+                break;
+        default:
+                fail();
+        }
+}
+
+static void test_destroy_in_each_state(void **state)
+{
+        struct fx *f = *state;
+
+        for (int to = 0; to < _R_MAX; to++) {
+                struct owner o = {0};
+                struct owner before;
+
+                reach(f, &o, (enum reach)to);
+                before = o;
+                vm_destroy(o.vm);
+                o.vm = NULL;
+                run_until(f, all_freed, f);
+                run_turns(f, 10);
+                assert_int_equal(o.ready, before.ready);
+                assert_int_equal(o.answers, before.answers);
+                assert_int_equal(o.failed, 0);
+                assert_int_equal(o.saved, 0);
+                owner_done(&o);
+        }
+        assert_int_equal(f->host->n_vms, 0);
+        assert_int_equal(f->host->vms_failed, 0);
+}
+
+/* Stop: every live VM's owner hears "stopping" once, whatever the state; nothing is counted as
+ * a failure and nothing is left. */
+static void test_kill_all(void **state)
+{
+        struct fx *f = *state;
+        struct owner o[_R_MAX] = {0};
+
+        for (int to = 0; to < _R_MAX; to++)
+                reach(f, &o[to], (enum reach)to);
+        assert_int_equal(f->host->n_vms, _R_MAX);
+        vm_host_kill_all(f->host);
+        assert_int_equal(f->host->n_vms, 0);
+        assert_int_equal(f->host->vms_failed, 0);
+        assert_true(LIST_EMPTY(&f->host->dead_vms));
+        assert_int_equal(f->fake.n_live, 0);
+        for (int to = 0; to < _R_MAX; to++) {
+                assert_int_equal(o[to].failed, 1);
+                assert_non_null(strstr(o[to].why, "stopping"));
+                owner_done(&o[to]);
+        }
+        run_turns(f, 10);
+        for (int to = 0; to < _R_MAX; to++)
+                assert_int_equal(o[to].failed, 1);
+}
+
+/* The owner's SIGCHLD loop hands every pid over: one that is no VM's is not claimed. */
+static void test_reap_unknown_pid(void **state)
+{
+        struct fx *f = *state;
+
+        assert_false(vm_host_reap(f->host, 999999, 0));
+        assert_false(vm_host_reap(f->host, 0, 0));
+}
+
+/* A child standing in for a VMM process: it exits with status at once, or waits to be killed. */
+static pid_t child(int status)
+{
+        pid_t pid = fork();
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (status < 0)
+                        for (;;)
+                                pause();
+                _exit(status);
+        }
+        return pid;
+}
+
+/* The process of a live VM exits: the owner hears why; a destroyed VM stays until reaped, so
+ * its pid is never matched to another. */
+static void test_reap(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0}, d = {0};
+        pid_t pid;
+        int status;
+
+        boot_ready(f, &o);
+        o.vm->proc.pid = pid = child(3);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(vm_host_reap(f->host, pid, status));
+        assert_int_equal(o.failed, 1);
+        assert_non_null(strstr(o.why, "exited with status 3"));
+
+        boot_ready(f, &d);
+        d.vm->proc.pid = pid = child(-1);
+        vm_destroy(d.vm); /* SIGKILL */
+        vm_host_free_dead(f->host);
+        assert_false(LIST_EMPTY(&f->host->dead_vms));
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+        assert_true(vm_host_reap(f->host, pid, status));
+        assert_int_equal(d.failed, 0);
+        run_until(f, all_freed, f);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup_teardown(test_boot_job_answer, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_restore_resume_job, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_send_while_resuming, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_boot_deadline, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_restore_deadline, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_resume_deadline, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_running_has_no_resume_deadline, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_fault_boot, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_fault_restore, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_fault_before_resume, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_fault_running, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_fault_paused_and_ready, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_frame_max_and_abort, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_destroy_in_each_state, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_kill_all, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_reap_unknown_pid, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_reap, setup, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
