@@ -12,6 +12,7 @@
 
 #include "accel.h"
 #include "access.h"
+#include "bgjob.h"
 #include "cleanup.h"
 #include "client.h"
 #include "door.h"
@@ -45,8 +46,8 @@ void opd_schedule_reap(struct opd *d)
                 event_active(d->reap_ev, EV_TIMEOUT, 0);
 }
 
-/* Every exited child: a VMM's goes to the VM layer (a live VM fails); a background job's result
- * comes through its pipe, so its exit is only collected here. */
+/* Every exited child: a VMM's goes to the VM layer (a live VM fails), a background job's to
+ * bgjob.c (its result comes through its pipe). */
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 {
         struct opd *d = arg;
@@ -54,7 +55,8 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
         pid_t pid;
 
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-                (void)vm_host_reap(d->vms_host, pid, status);
+                if (!vm_host_reap(d->vms_host, pid, status))
+                        bgjob_reaped(d, pid, status);
         opd_schedule_reap(d);
 }
 
@@ -170,6 +172,9 @@ int opd_init(struct opd *d)
         if (!d->reap_ev || !d->sigchld_ev || !d->sigterm_ev || !d->sigint_ev || !d->sighup_ev)
                 return -ENOMEM;
         event_add(d->sighup_ev, NULL);
+        r = bgjobs_init(d);
+        if (r < 0)
+                return r;
         r = pools_init(d);
         if (r < 0)
                 return r;
@@ -212,12 +217,14 @@ void opd_stop(struct opd *d)
         /* Every request still waiting or running gets an answer before the connection closes. */
         clients_shutdown(d);
         vm_host_kill_all(d->vms_host);
+        bgjobs_cancel_all(d);
         event_base_loopexit(d->base, &(struct timeval){0, 200 * 1000});
 }
 
 void opd_done(struct opd *d)
 {
         notify_stop(d);
+        bgjobs_done(d); /* their done() still finds their owners */
         door_done(d);
         s3sync_done(d);
         pools_done(d);

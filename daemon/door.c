@@ -16,7 +16,7 @@
 #include "access.h"
 #include "cleanup.h"
 #include "door.h"
-#include "exec.h"
+#include "exec-op.h"
 #include "httpd.h"
 #include "log.h"
 #include "opd.h"

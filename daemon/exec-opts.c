@@ -9,7 +9,7 @@
 #include "cleanup.h"
 #include "client.h"
 #include "compile.h"
-#include "exec.h"
+#include "exec-op.h"
 #include "log.h"
 #include "opd.h"
 #include "request.h"

@@ -10,7 +10,7 @@
 #include "cleanup.h"
 #include "client.h"
 #include "compile.h"
-#include "exec.h"
+#include "exec-op.h"
 #include "log.h"
 #include "opd.h"
 #include "pool.h"

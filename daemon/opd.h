@@ -13,6 +13,7 @@
 
 struct access;
 struct accel;
+struct bgjobs;
 struct clients;
 struct door;
 struct metrics;
@@ -46,6 +47,7 @@ struct opd {
         struct access *access;   /* access.c: who may use and who may administer */
         struct accel *accel;     /* accel.c: the KVM probe while it runs */
         struct pools *pools;     /* pool.c: one pool per language */
+        struct bgjobs *bgjobs;   /* bgjob.c: the background jobs running */
         struct s3sync *s3;       /* s3sync.c */
         struct metrics *metrics; /* metrics.c */
         struct door *door;       /* door.c: the Piston door */
@@ -53,7 +55,6 @@ struct opd {
 
         TAILQ_HEAD(, request) queue; /* request.c: waiting for a VM slot to boot cold */
         unsigned n_queued;           /* request.c: requests in the cold queue or a pool's waiters */
-        unsigned n_bgjobs;           /* bgjob.c */
 
         struct event *sigchld_ev, *sigterm_ev, *sigint_ev, *sighup_ev;
         struct event *reap_ev; /* frees closed clients and VMs at a safe point of the loop */

@@ -5,7 +5,7 @@
 
 #include "cleanup.h"
 #include "client.h"
-#include "exec.h"
+#include "exec-op.h"
 #include "host.h"
 #include "metrics.h"
 #include "opd.h"

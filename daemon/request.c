@@ -10,7 +10,7 @@
 #include "client-private.h"
 #include "client.h"
 #include "compile.h"
-#include "exec.h"
+#include "exec-op.h"
 #include "host.h"
 #include "log.h"
 #include "metrics.h"

@@ -163,6 +163,8 @@ static void on_installed(struct opd *d, int r, const char *msg, void *userdata)
         struct s3sync *s = userdata;
         char version[SNAP_NAME_MAX];
 
+        if (r == -ECANCELED)
+                return; /* opd is stopping: s3sync_done() ends the run */
         if (r < 0) {
                 loc_failed(s, r, "install: %s", msg);
                 return;
@@ -272,7 +274,7 @@ static void fetch_more(struct s3sync *s)
         log_info("s3 sync %s: fetched %u chunks (%llu bytes) in %.2f s; installing", lang_name(s),
                  s->fetched, (unsigned long long)s->bytes,
                  (double)(op_now_us() - s->t_fetch) / 1e6);
-        r = bgjob_start(d, install_in_child, s, on_installed, s);
+        r = bgjob_start(d, install_in_child, s, NULL, on_installed, s);
         if (r < 0)
                 loc_failed(s, r, "cannot start the install job: %s", strerror(-r));
 }
@@ -290,6 +292,8 @@ static void on_prepared(struct opd *d, int r, const char *msg, void *userdata)
 {
         struct s3sync *s = userdata;
 
+        if (r == -ECANCELED)
+                return; /* opd is stopping: s3sync_done() ends the run */
         if (r < 0) {
                 loc_failed(s, r, "staging: %s", msg);
                 return;
@@ -321,7 +325,7 @@ static void stage(struct s3sync *s)
                            s->m.snap.lang);
                 return;
         }
-        r = bgjob_start(s->d, prepare_in_child, s, on_prepared, s);
+        r = bgjob_start(s->d, prepare_in_child, s, NULL, on_prepared, s);
         if (r < 0)
                 loc_failed(s, r, "cannot start the staging job: %s", strerror(-r));
 }

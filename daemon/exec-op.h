@@ -1,6 +1,6 @@
-/* exec.h: an exec from decode to the job for the agent and the answer (exec.c), and what goes
- * beyond protocol v1's core: streaming, stdin frames, limits and files in the job, exec_batch
- * (exec-opts.c). */
+/* exec-op.h: the exec op from decode to the job for the agent and the answer (exec.c), and
+ * what goes beyond protocol v1's core: streaming, stdin frames, limits and files in the job,
+ * exec_batch (exec-opts.c). (guest/exec.h is the agent's side.) */
 #pragma once
 
 #include <jansson.h>
