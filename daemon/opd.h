@@ -1,6 +1,6 @@
 /* opd.h: the daemon's one context struct (what every part of it shares: the loop, the config,
  * the languages, the VMs, counters, and a pointer to each subsystem) and its lifetime (daemon.c).
- * Each subsystem's interface is in its own header (client.h, exec.h, metrics.h, ...). */
+ * Each subsystem's interface is in its own header (client.h, exec-op.h, metrics.h, ...). */
 #pragma once
 
 #include <event2/event.h>

@@ -1,5 +1,5 @@
 /* ops.h: the operation table (ops.c) and the operations it holds that are not exec's
- * (ops-snapshot.c); exec's are in exec.h, `metrics` in metrics.h. */
+ * (ops-snapshot.c); exec's are in exec-op.h, `metrics` in metrics.h. */
 #pragma once
 
 #include <jansson.h>
