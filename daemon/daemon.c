@@ -10,11 +10,25 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "accel.h"
+#include "access.h"
+#include "bgjob.h"
 #include "cleanup.h"
+#include "client.h"
+#include "door.h"
+#include "host.h"
 #include "log.h"
+#include "metrics.h"
+#include "notify.h"
 #include "opd.h"
+#include "pool.h"
+#include "reload.h"
 #include "request.h"
+#include "s3sync.h"
+#include "server.h"
 #include "util.h"
+#include "vm.h"
+#include "vmm.h"
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
@@ -32,8 +46,8 @@ void opd_schedule_reap(struct opd *d)
                 event_active(d->reap_ev, EV_TIMEOUT, 0);
 }
 
-/* Every exited child: a VMM's goes to the VM layer (a live VM fails); a background job's result
- * comes through its pipe, so its exit is only collected here. */
+/* Every exited child: a VMM's goes to the VM layer (a live VM fails), a background job's to
+ * bgjob.c (its result comes through its pipe). */
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 {
         struct opd *d = arg;
@@ -41,7 +55,8 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
         pid_t pid;
 
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-                (void)vm_host_reap(d->vms_host, pid, status);
+                if (!vm_host_reap(d->vms_host, pid, status))
+                        bgjob_reaped(d, pid, status);
         opd_schedule_reap(d);
 }
 
@@ -105,10 +120,8 @@ int opd_init(struct opd *d)
 {
         const struct vm_driver *drv = vm_driver_find(d->cfg.vmm);
 
-        if (!drv) {
-                d->listen_fd = -1;
+        if (!drv)
                 return log_error_errno(-EINVAL, "vmm: unknown driver \"%s\"", d->cfg.vmm);
-        }
         return opd_init_driver(d, drv, NULL);
 }
 
@@ -121,10 +134,10 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
         char err[512];
         int r;
 
-        d->listen_fd = -1;
         d->started_us = op_now_us();
-        LIST_INIT(&d->clients);
-        LIST_INIT(&d->closing_clients);
+        r = clients_init(d);
+        if (r < 0)
+                return r;
         TAILQ_INIT(&d->queue);
 
         r = op_langs_load(d->cfg.languages_file, d->cfg.images_dir, &d->langs, err, sizeof(err));
@@ -164,6 +177,9 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
         if (!d->reap_ev || !d->sigchld_ev || !d->sigterm_ev || !d->sigint_ev || !d->sighup_ev)
                 return -ENOMEM;
         event_add(d->sighup_ev, NULL);
+        r = bgjobs_init(d);
+        if (r < 0)
+                return r;
         r = pools_init(d);
         if (r < 0)
                 return r;
@@ -197,9 +213,6 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
 
 void opd_stop(struct opd *d)
 {
-        struct request *r;
-        struct client *c, *next;
-
         if (d->stopping)
                 return;
         d->stopping = true;
@@ -207,19 +220,16 @@ void opd_stop(struct opd *d)
         server_close(d);
         door_stop(d);
         /* Every request still waiting or running gets an answer before the connection closes. */
-        for (c = LIST_FIRST(&d->clients); c; c = next) {
-                next = LIST_NEXT(c, link);
-                while ((r = LIST_FIRST(&c->requests)))
-                        request_fail(r, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
-                client_close(c, "shutdown");
-        }
+        clients_shutdown(d);
         vm_host_kill_all(d->vms_host);
+        bgjobs_cancel_all(d);
         event_base_loopexit(d->base, &(struct timeval){0, 200 * 1000});
 }
 
 void opd_done(struct opd *d)
 {
         notify_stop(d);
+        bgjobs_done(d); /* their done() still finds their owners */
         door_done(d);
         s3sync_done(d);
         pools_done(d);
@@ -228,8 +238,8 @@ void opd_done(struct opd *d)
                 vm_host_kill_all(d->vms_host);
         clients_free_all(d);
         server_close(d);
-        if (d->probe_timer)
-                event_free(d->probe_timer);
+        access_done(d);
+        accel_done(d);
         if (d->reap_ev)
                 event_free(d->reap_ev);
         if (d->sigchld_ev)

@@ -9,13 +9,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bgjob.h"
 #include "cleanup.h"
 #include "compile.h"
+#include "host.h"
 #include "log.h"
 #include "opd.h"
 #include "pool-private.h"
 #include "poolplan.h"
+#include "snap-ref.h"
 #include "util.h"
+#include "vm.h"
 
 #define BACKOFF_MIN_MS   200
 #define BACKOFF_MAX_MS   30000
@@ -414,6 +418,11 @@ static void on_verified(struct opd *d, int r, const char *msg, void *userdata)
         struct pool *p = j->p;
         struct snap_ref *s;
 
+        if (r == -ECANCELED) { /* opd is stopping */
+                p->checking[0] = 0;
+                verify_job_free(j);
+                return;
+        }
         snprintf(p->checked, sizeof(p->checked), "%s", j->m.version);
         p->checking[0] = 0;
         if (r < 0) {
@@ -496,7 +505,7 @@ void pool_check_snapshot(struct pool *p)
         j->m = m;
         snprintf(p->checking, sizeof(p->checking), "%s", m.version);
         log_info("%s pool: verifying snapshot %s", p->lang->name, m.version);
-        r = bgjob_start(d, verify_in_child, j, on_verified, j);
+        r = bgjob_start(d, verify_in_child, j, &j->dirfd, on_verified, j);
         if (r < 0) {
                 p->checking[0] = 0;
                 verify_job_free(j);

@@ -5,15 +5,18 @@
  * the pool is drained, and the newest good version kept in the cache (snapshot_keep) becomes
  * "current" and serves once it verifies. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "bgjob.h"
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
 #include "pool-private.h"
+#include "snap-ref.h"
 
 #define SUSPECT_AFTER 2 /* restores failed in a row before the checksums are verified */
 
@@ -54,7 +57,7 @@ static void on_suspect_verified(struct opd *d, int r, const char *msg, void *use
         struct pool *p = j->p;
 
         p->suspecting = false;
-        if (d->stopping) {
+        if (d->stopping || r == -ECANCELED) {
         } else if (r < 0 && p->serving && strcmp(p->serving->m.version, j->m.version) == 0)
                 pool_snapshot_damaged(p, msg);
         else if (r >= 0)
@@ -82,7 +85,7 @@ void pool_restore_failed(struct pool *p, bool from_serving)
                 return;
         j->p = p;
         j->m = p->serving->m;
-        j->dirfd = dup(p->serving->dirfd);
+        j->dirfd = fcntl(p->serving->dirfd, F_DUPFD_CLOEXEC, 3);
         if (j->dirfd < 0) {
                 free(j);
                 return;
@@ -90,7 +93,7 @@ void pool_restore_failed(struct pool *p, bool from_serving)
         log_warn("%s pool: %u restores of %s failed in a row; verifying its checksums",
                  p->lang->name, p->consecutive_failures, j->m.version);
         p->suspecting = true;
-        r = bgjob_start(p->d, verify_in_child, j, on_suspect_verified, j);
+        r = bgjob_start(p->d, verify_in_child, j, &j->dirfd, on_suspect_verified, j);
         if (r < 0) {
                 p->suspecting = false;
                 safe_close(j->dirfd);

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "agent-msg.h"
+#include "exec-op.h"
 #include "fake.h"
 #include "host.h"
 #include "opd.h"
