@@ -40,8 +40,6 @@ enum { SH, CC }; /* the languages, in the registry's order */
         "{\"name\":\"cc\",\"file\":\"main.c\",\"run\":[\"./main\"],"                               \
         "\"compile\":{\"argv\":[\"cc\",\"-o\",\"main\",\"{file}\"],\"timeout_ms\":5000}}]}"
 
-struct fx;
-
 /* One exec submitted as the Piston door does: what its sink heard. */
 struct call {
         struct request *r; /* NULL once answered or cancelled */
