@@ -84,25 +84,6 @@ static void on_sigterm(evutil_socket_t fd, short what, void *arg)
         opd_stop(arg);
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-        _cleanup_free_ char *p = strdup(path);
-
-        if (!p)
-                return -ENOMEM;
-        for (char *s = p + 1; *s; s++) {
-                if (*s != '/')
-                        continue;
-                *s = 0;
-                if (mkdir(p, 0755) < 0 && errno != EEXIST)
-                        return -errno;
-                *s = '/';
-        }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 /* Staging directories and half-made links left in the cache by a killed opd (one being filled
  * by a live process is locked and stays). */
 static void remove_stale_staging(struct opd *d)
@@ -161,7 +142,7 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
                 log_warn("guest kernel or initrd missing in %s: build images with "
                          "packaging/images/build-images",
                          d->cfg.images_dir);
-        r = mkdir_p(d->cfg.cache_dir, 0755);
+        r = op_mkdir_p(d->cfg.cache_dir, 0755);
         if (r < 0)
                 return log_error_errno(r, "create %s", d->cfg.cache_dir);
         remove_stale_staging(d);
