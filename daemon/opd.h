@@ -99,7 +99,7 @@ struct opd {
         struct vm *probe_vm; /* accel probe in progress */
         struct event *probe_timer;
 
-        struct pools *pools; /* pool.c: one pool per language */
+        struct pools *pools; /* lib/pool: one pool per language */
         unsigned n_bgjobs;
         char *vmm_version; /* e.g. "7.2.22": a snapshot loads only on the release that made it */
 

@@ -234,7 +234,7 @@ void op_snapshot(struct client *c, json_t *id, json_t *req)
         if (strcmp(action, "list") == 0) {
                 langs = json_object();
                 for (size_t i = 0; i < d->langs.n; i++) {
-                        struct pool *p = pool_for(d, &d->langs.v[i]);
+                        struct pool *p = pool_for(d->pools, &d->langs.v[i]);
                         if (lang && lang != &d->langs.v[i])
                                 continue;
                         json_object_set_new(langs, d->langs.v[i].name,
@@ -249,7 +249,7 @@ void op_snapshot(struct client *c, json_t *id, json_t *req)
         if (op_snapshot_later(c, id, action, lang))
                 return;
         if (strcmp(action, "reload") == 0) {
-                pools_check_snapshots(d);
+                pools_check_snapshots(d->pools);
                 client_send(c, json_pack("{s:O?, s:b}", "id", id, "ok", 1));
                 return;
         }
