@@ -141,7 +141,10 @@ static void refill_all(struct pools *all)
 
 static void on_backoff(evutil_socket_t fd, short what, void *arg)
 {
-        refill(arg);
+        struct pool *p = arg;
+
+        pool_log(p, LOG_DEBUG, "%s pool: backoff over", p->lang->name);
+        refill(p);
 }
 
 static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata);
@@ -328,6 +331,8 @@ static void refill(struct pool *p)
                         return;
                 }
                 p->stats.restores++;
+                pool_log(p, LOG_DEBUG, "%s pool: restoring %s from %s", p->lang->name, c->vm->name,
+                         p->serving->m.version);
         }
 }
 
