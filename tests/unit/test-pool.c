@@ -3,6 +3,7 @@
  * freeing with clones in flight. No process, no image: the test drives the loop until a condition
  * holds, and checks the order of what the pools logged rather than how long anything took. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -173,7 +174,7 @@ static int setup(void **state)
         free(f->cfg.run_dir);
         f->cfg.run_dir = strdup(f->dir);
         free(f->cfg.cache_dir);
-        f->cfg.cache_dir = strdup(f->dir);
+        assert_true(asprintf(&f->cfg.cache_dir, "%s/cache", f->dir) > 0);
         assert_true(f->cfg.run_dir && f->cfg.cache_dir);
         f->cfg.boot_timeout_ms = LONG_MS;
         f->cfg.restore_timeout_ms = LONG_MS;
@@ -235,6 +236,12 @@ static int teardown(void **state)
         }
         event_free(f->tick);
         event_base_free(f->base);
+        if (access(f->cfg.cache_dir, F_OK) == 0) {
+                _cleanup_close_ int dirfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+                assert_true(dirfd >= 0);
+                assert_int_equal(snap_rmtree(dirfd, "cache"), 0);
+        }
         assert_int_equal(rmdir(f->dir), 0); /* every VM directory is gone */
         op_langs_free(&f->langs);
         op_config_free(&f->cfg);
@@ -662,6 +669,83 @@ static void test_stop(void **state)
         assert_int_equal(f->host->n_vms, 0);
 }
 
+/* Install a version of language "a" in the cache as snapshot creation does; current -> it. */
+static void install(struct fx *f, const char *version, const char *vmm_version)
+{
+        struct snap_manifest m = {.memory_mb = 64, .vcpus = 1, .n_files = 1};
+        _cleanup_free_ char *stage = NULL, *file = NULL;
+        char err[512];
+        FILE *fp;
+
+        snprintf(m.version, sizeof(m.version), "%s", version);
+        snprintf(m.lang, sizeof(m.lang), "a");
+        snprintf(m.created, sizeof(m.created), "2026-01-01T00:00:00Z");
+        snprintf(m.agent_version, sizeof(m.agent_version), "1");
+        snprintf(m.vmm, sizeof(m.vmm), "fake");
+        snprintf(m.vmm_version, sizeof(m.vmm_version), "%s", vmm_version);
+        snprintf(m.accel, sizeof(m.accel), "tcg");
+        snprintf(m.lang_version, sizeof(m.lang_version), "1");
+        snprintf(m.files[0].name, sizeof(m.files[0].name), "vmstate");
+        assert_int_equal(snap_stage_begin(f->cfg.cache_dir, "a", version, &stage), 0);
+        assert_true(asprintf(&file, "%s/vmstate", stage) > 0);
+        fp = fopen(file, "we");
+        assert_non_null(fp);
+        fputs("state", fp);
+        assert_int_equal(fclose(fp), 0);
+        if (snap_commit(f->cfg.cache_dir, &m, err, sizeof(err)) < 0)
+                fail_msg("commit %s: %s", version, err);
+}
+
+static bool serves(void *arg)
+{
+        return pool_serves(arg);
+}
+
+static bool verified(void *arg)
+{
+        return !counts(arg).verifying;
+}
+
+static void test_snapshot_check(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        _cleanup_free_ char *path = NULL;
+        json_t *st;
+
+        pool_set_target(p, 1);
+        pools_check_snapshots(f->pools); /* nothing in the cache yet */
+        assert_false(counts(p).verifying);
+        install(f, "v1", "1.0");
+        pools_check_snapshots(f->pools);
+        assert_true(counts(p).verifying); /* off the loop first */
+        assert_false(pool_serves(p));
+        run_until(f, serves, p);
+        assert_string_equal(pool_serving_version(p), "v1");
+        assert_string_equal(pool_error(p), "");
+        wait_ready(f, p, 1);
+        st = pool_status(p);
+        assert_non_null(st);
+        assert_string_equal(json_string_value(json_object_get(st, "snapshot")), "v1");
+        json_decref(st);
+
+        /* made by another release of the VMM: refused, v1 keeps serving */
+        install(f, "v2", "2.0");
+        pools_check_snapshots(f->pools);
+        assert_non_null(strstr(pool_error(p), "another release"));
+        assert_string_equal(pool_serving_version(p), "v1");
+
+        /* v1's file goes: found at the next check, set aside, nothing else to serve */
+        assert_true(asprintf(&path, "%s/a/v1/vmstate", f->cfg.cache_dir) > 0);
+        assert_int_equal(unlink(path), 0);
+        pools_check_snapshots(f->pools);
+        run_until(f, verified, p);
+        assert_false(pool_serves(p));
+        assert_int_equal(counts(p).stats.damaged, 1);
+        assert_int_equal(counts(p).ready, 0);
+        assert_non_null(strstr(pool_error(p), "damaged"));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -676,6 +760,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_max_restores, setup, teardown),
             cmocka_unit_test_setup_teardown(test_done_restoring, setup, teardown),
             cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_snapshot_check, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
