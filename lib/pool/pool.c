@@ -277,6 +277,10 @@ static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata)
         struct pools *all = p->all;
         bool restoring = c->stage != CLONE_READY, from_serving = vm->snap == p->serving;
 
+        if (all->stopping) { /* the owner kills every VM: expected, nothing to replace */
+                vm_destroy(clone_drop(c));
+                return;
+        }
         p->stats.failures++;
         if (restoring) {
                 /* died while restoring: back off before trying again */

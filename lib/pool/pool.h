@@ -75,8 +75,8 @@ int pools_new(struct event_base *base, const struct op_config *cfg, const struct
 /* Destroys every clone (restoring ones too) and forgets the waiters without calling them.
  * Accepts NULL; returns NULL. */
 struct pools *pools_free(struct pools *all);
-/* The owner is stopping: no restore, no snapshot check or switch from now on; VMs failing are
- * expected. Accepts NULL. */
+/* The owner is stopping: no restore and no snapshot check from now on; a clone that fails (the
+ * owner kills every VM) is dropped quietly, not counted or replaced. Accepts NULL. */
 void pools_stop(struct pools *all);
 /* The language's pool, or NULL (all NULL, or the language has no image). */
 struct pool *pool_for(struct pools *all, const struct op_lang *lang);

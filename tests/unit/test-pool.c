@@ -661,12 +661,22 @@ static void test_stop(void **state)
         struct fx *f = *state;
         struct pool *p = pool_a(f);
 
-        pool_set_target(p, 1);
-        pools_stop(f->pools);
+        pool_set_target(p, 2);
         pool_serve(p, snap_new(f, "v1", false));
-        run_turns(f, 5);
-        assert_int_equal(counts(p).stats.restores, 0);
+        wait_ready(f, p, 2);
+        /* the owner stops and kills every VM: the clones go, none is replaced */
+        pools_stop(f->pools);
+        vm_host_kill_all(f->host);
+        assert_int_equal(counts(p).ready, 0);
+        assert_int_equal(counts(p).restoring, 0);
+        assert_int_equal(counts(p).stats.failures, 0);
         assert_int_equal(f->host->n_vms, 0);
+        pool_serve(p, snap_new(f, "v2", false));
+        pools_check_snapshots(f->pools);
+        run_turns(f, 5);
+        assert_int_equal(counts(p).stats.restores, 2);
+        assert_int_equal(f->host->n_vms, 0);
+        assert_int_equal(log_count(f, "died"), 0);
 }
 
 /* Install a version of language "a" in the cache as snapshot creation does; current -> it. */
