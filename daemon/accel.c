@@ -3,13 +3,24 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "accel.h"
 #include "cleanup.h"
+#include "host.h"
 #include "log.h"
 #include "opd.h"
 #include "pool.h"
+#include "vm.h"
+#include "vmm.h"
+
+/* The KVM probe while it runs. */
+struct accel {
+        struct vm *probe_vm;
+        struct event *probe_timer;
+};
 
 static bool kvm_device_usable(void)
 {
@@ -26,13 +37,15 @@ static bool kvm_device_usable(void)
 
 static void decide(struct opd *d, enum op_accel a, const char *why)
 {
-        if (d->probe_vm) {
-                vm_destroy(d->probe_vm);
-                d->probe_vm = NULL;
-        }
-        if (d->probe_timer) {
-                event_free(d->probe_timer);
-                d->probe_timer = NULL;
+        struct accel *p = d->accel;
+
+        if (p) {
+                if (p->probe_vm)
+                        vm_destroy(p->probe_vm);
+                if (p->probe_timer)
+                        event_free(p->probe_timer);
+                free(p);
+                d->accel = NULL;
         }
         d->vms_host->accel = a;
         log_info("accelerator: %s (%s)", op_accel_name(a), why);
@@ -88,16 +101,30 @@ int accel_start(struct opd *d)
                 decide(d, OP_ACCEL_TCG, "no guest image to probe KVM with");
                 return 0;
         }
-        d->probe_timer = evtimer_new(d->base, on_probe_timeout, d);
-        if (!d->probe_timer)
+        d->accel = calloc(1, sizeof(*d->accel));
+        if (!d->accel)
                 return -ENOMEM;
-        r = vm_boot(d->vms_host, lang, OP_ACCEL_KVM, -1, &probe_events, d, &d->probe_vm);
+        d->accel->probe_timer = evtimer_new(d->base, on_probe_timeout, d);
+        if (!d->accel->probe_timer)
+                return -ENOMEM;
+        r = vm_boot(d->vms_host, lang, OP_ACCEL_KVM, -1, &probe_events, d, &d->accel->probe_vm);
         if (r < 0) {
-                d->probe_vm = NULL;
+                d->accel->probe_vm = NULL;
                 decide(d, OP_ACCEL_TCG, "cannot start the KVM probe guest");
                 return 0;
         }
-        timer_arm_ms(d->probe_timer, t);
+        timer_arm_ms(d->accel->probe_timer, t);
         log_info("probing KVM with a %s guest (deadline %u ms)", lang->name, t);
         return 0;
+}
+
+void accel_done(struct opd *d)
+{
+        /* The probe VM, if any, goes with the VM layer. */
+        if (!d->accel)
+                return;
+        if (d->accel->probe_timer)
+                event_free(d->accel->probe_timer);
+        free(d->accel);
+        d->accel = NULL;
 }

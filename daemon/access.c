@@ -7,10 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
 #include "util.h"
+
+struct access {
+        gid_t access_gid; /* (gid_t)-1: anyone who can connect */
+        gid_t admin_gid;  /* (gid_t)-1: root only */
+};
 
 static int resolve(const char *name, gid_t *ret)
 {
@@ -28,16 +34,29 @@ static int resolve(const char *name, gid_t *ret)
         return 0;
 }
 
+/* Again on reload: the groups are resolved anew. */
 int access_init(struct opd *d)
 {
-        int r = resolve(d->cfg.access_group, &d->access_gid);
+        int r;
 
+        if (!d->access) {
+                d->access = calloc(1, sizeof(*d->access));
+                if (!d->access)
+                        return -ENOMEM;
+        }
+        r = resolve(d->cfg.access_group, &d->access->access_gid);
         if (r < 0)
                 return log_error_errno(r, "access.group \"%s\"", d->cfg.access_group);
-        r = resolve(d->cfg.admin_group, &d->admin_gid);
+        r = resolve(d->cfg.admin_group, &d->access->admin_gid);
         if (r < 0)
                 return log_error_errno(r, "access.admin_group \"%s\"", d->cfg.admin_group);
         return 0;
+}
+
+void access_done(struct opd *d)
+{
+        free(d->access);
+        d->access = NULL;
 }
 
 /* Is gid the peer's primary group or one of its supplementary groups? */
@@ -70,15 +89,14 @@ static bool in_group(pid_t pid, gid_t primary, gid_t gid)
 
 bool access_may_use(struct opd *d, uid_t uid, gid_t gid, pid_t pid)
 {
-        return uid == 0 || uid == getuid() || d->access_gid == (gid_t)-1 ||
-               in_group(pid, gid, d->access_gid);
+        return uid == 0 || uid == getuid() || d->access->access_gid == (gid_t)-1 ||
+               in_group(pid, gid, d->access->access_gid);
 }
 
-void access_classify(struct opd *d, struct client *c)
+bool access_may_admin(struct opd *d, uid_t uid, gid_t gid, pid_t pid)
 {
-        bool root = c->uid == 0 || c->uid == getuid();
+        bool root = uid == 0 || uid == getuid();
 
-        c->may_use = access_may_use(d, c->uid, c->gid, c->pid);
-        c->may_admin =
-            root || (d->admin_gid != (gid_t)-1 && in_group(c->pid, c->gid, d->admin_gid));
+        return root ||
+               (d->access->admin_gid != (gid_t)-1 && in_group(pid, gid, d->access->admin_gid));
 }

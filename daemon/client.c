@@ -2,20 +2,38 @@
  * answers out, and a close that flushes before the object is freed at a safe point. */
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "access.h"
 #include "cleanup.h"
+#include "client-private.h"
+#include "client.h"
 #include "evframe.h"
 #include "log.h"
 #include "opd.h"
+#include "ops.h"
 #include "request.h"
 #include "util.h"
+
+/* Every connection: open, or closed and waiting for the reap point to be freed. */
+struct clients {
+        LIST_HEAD(, client) open;
+        LIST_HEAD(, client) closing;
+        unsigned n; /* both lists */
+};
+
+struct reply_slot {
+        LIST_ENTRY(reply_slot) link;
+        struct client *client; /* NULL once the client is gone */
+        json_t *id;
+};
 
 static void client_move_to_closing(struct client *c)
 {
         LIST_REMOVE(c, link);
-        LIST_INSERT_HEAD(&c->d->closing_clients, c, link);
+        LIST_INSERT_HEAD(&c->d->clients->closing, c, link);
         opd_schedule_reap(c->d);
 }
 
@@ -132,7 +150,7 @@ int client_new(struct opd *d, int fd)
         socklen_t len = sizeof(cred);
         struct client *c;
 
-        if (d->n_clients >= d->cfg.max_clients || d->stopping) {
+        if (d->clients->n >= d->cfg.max_clients || d->stopping) {
                 _cleanup_close_ int cfd = fd;
                 char *buf;
                 size_t n;
@@ -163,7 +181,8 @@ int client_new(struct opd *d, int fd)
         c->uid = cred.uid;
         c->gid = cred.gid;
         c->pid = cred.pid;
-        access_classify(d, c);
+        c->may_use = access_may_use(d, c->uid, c->gid, c->pid);
+        c->may_admin = access_may_admin(d, c->uid, c->gid, c->pid);
         LIST_INIT(&c->requests);
         LIST_INIT(&c->slots);
         c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -187,8 +206,8 @@ int client_new(struct opd *d, int fd)
         bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
         bufferevent_enable(c->bev, EV_READ | EV_WRITE);
         idle_arm(c);
-        LIST_INSERT_HEAD(&d->clients, c, link);
-        d->n_clients++;
+        LIST_INSERT_HEAD(&d->clients->open, c, link);
+        d->clients->n++;
         d->stats.connections++;
         log_debug("client connected: pid %d uid %u", (int)c->pid, (unsigned)c->uid);
         return 0;
@@ -239,18 +258,48 @@ void client_close(struct client *c, const char *why)
                 bufferevent_setcb(c->bev, NULL, on_write, on_event, c);
 }
 
+void clients_shutdown(struct opd *d)
+{
+        struct request *r;
+        struct client *c, *next;
+
+        for (c = LIST_FIRST(&d->clients->open); c; c = next) {
+                next = LIST_NEXT(c, link);
+                while ((r = LIST_FIRST(&c->requests)))
+                        request_fail(r, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
+                client_close(c, "shutdown");
+        }
+}
+
 void clients_reap(struct opd *d)
 {
         struct client *c;
 
-        while ((c = LIST_FIRST(&d->closing_clients))) {
+        if (!d->clients)
+                return;
+        while ((c = LIST_FIRST(&d->clients->closing))) {
                 LIST_REMOVE(c, link);
                 bufferevent_free(c->bev);
                 event_free(c->read_timer);
                 event_free(c->idle_timer);
-                d->n_clients--;
+                d->clients->n--;
                 free(c);
         }
+}
+
+int clients_init(struct opd *d)
+{
+        d->clients = calloc(1, sizeof(*d->clients));
+        if (!d->clients)
+                return -ENOMEM;
+        LIST_INIT(&d->clients->open);
+        LIST_INIT(&d->clients->closing);
+        return 0;
+}
+
+unsigned clients_count(const struct opd *d)
+{
+        return d->clients ? d->clients->n : 0;
 }
 
 /* Exit: free every connection now, flushed or not. */
@@ -258,12 +307,16 @@ void clients_free_all(struct opd *d)
 {
         struct client *c;
 
-        while ((c = LIST_FIRST(&d->clients))) {
+        if (!d->clients)
+                return;
+        while ((c = LIST_FIRST(&d->clients->open))) {
                 client_close(c, "exit");
-                if (LIST_FIRST(&d->clients) == c)
+                if (LIST_FIRST(&d->clients->open) == c)
                         client_move_to_closing(c);
         }
         clients_reap(d);
+        free(d->clients);
+        d->clients = NULL;
 }
 
 struct reply_slot *reply_slot_new(struct client *c, json_t *id)
@@ -276,6 +329,51 @@ struct reply_slot *reply_slot_new(struct client *c, json_t *id)
         s->id = json_incref(id);
         LIST_INSERT_HEAD(&c->slots, s, link);
         return s;
+}
+
+struct opd *client_opd(const struct client *c)
+{
+        return c->d;
+}
+
+uid_t client_uid(const struct client *c)
+{
+        return c->uid;
+}
+
+bool client_may_use(const struct client *c)
+{
+        return c->may_use;
+}
+
+bool client_may_admin(const struct client *c)
+{
+        return c->may_admin;
+}
+
+bool client_closing(const struct client *c)
+{
+        return c->closing;
+}
+
+unsigned client_inflight(const struct client *c)
+{
+        return c->inflight;
+}
+
+struct request *client_find_request(struct client *c, json_t *id)
+{
+        struct request *r;
+
+        LIST_FOREACH(r, &c->requests, client_link)
+        if (r->id && json_typeof(r->id) == json_typeof(id) && json_equal(r->id, id))
+                return r;
+        return NULL;
+}
+
+json_t *reply_slot_id(const struct reply_slot *s)
+{
+        return s->id;
 }
 
 void reply_slot_send(struct reply_slot *s, json_t *obj)

@@ -10,12 +10,25 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "accel.h"
+#include "access.h"
+#include "bgjob.h"
 #include "cleanup.h"
+#include "client.h"
+#include "door.h"
+#include "host.h"
 #include "log.h"
+#include "metrics.h"
+#include "notify.h"
 #include "opd.h"
 #include "pool.h"
+#include "reload.h"
 #include "request.h"
+#include "s3sync.h"
+#include "server.h"
 #include "util.h"
+#include "vm.h"
+#include "vmm.h"
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
@@ -33,8 +46,8 @@ void opd_schedule_reap(struct opd *d)
                 event_active(d->reap_ev, EV_TIMEOUT, 0);
 }
 
-/* Every exited child: a VMM's goes to the VM layer (a live VM fails); a background job's result
- * comes through its pipe, so its exit is only collected here. */
+/* Every exited child: a VMM's goes to the VM layer (a live VM fails), a background job's to
+ * bgjob.c (its result comes through its pipe). */
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 {
         struct opd *d = arg;
@@ -42,7 +55,8 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
         pid_t pid;
 
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-                (void)vm_host_reap(d->vms_host, pid, status);
+                if (!vm_host_reap(d->vms_host, pid, status))
+                        bgjob_reaped(d, pid, status);
         opd_schedule_reap(d);
 }
 
@@ -70,7 +84,7 @@ static void on_pool_job_done(struct opd *d, int r, const char *msg, void *userda
         j.done(r, msg, j.userdata);
 }
 
-static int on_pool_run_off_loop(pool_job_fn fn, void *arg, pool_job_done_fn done,
+static int on_pool_run_off_loop(pool_job_fn fn, void *arg, int *keep_fd, pool_job_done_fn done,
                                 void *done_userdata, void *userdata)
 {
         struct pool_job *j = malloc(sizeof(*j));
@@ -79,7 +93,7 @@ static int on_pool_run_off_loop(pool_job_fn fn, void *arg, pool_job_done_fn done
         if (!j)
                 return -ENOMEM;
         *j = (struct pool_job){.done = done, .userdata = done_userdata};
-        r = bgjob_start(userdata, fn, arg, on_pool_job_done, j);
+        r = bgjob_start(userdata, fn, arg, keep_fd, on_pool_job_done, j);
         if (r < 0)
                 free(j);
         return r;
@@ -97,25 +111,6 @@ static void on_sigterm(evutil_socket_t fd, short what, void *arg)
 {
         log_info("stopping on signal %d", (int)fd);
         opd_stop(arg);
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-        _cleanup_free_ char *p = strdup(path);
-
-        if (!p)
-                return -ENOMEM;
-        for (char *s = p + 1; *s; s++) {
-                if (*s != '/')
-                        continue;
-                *s = 0;
-                if (mkdir(p, 0755) < 0 && errno != EEXIST)
-                        return -errno;
-                *s = '/';
-        }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
 }
 
 /* Staging directories and half-made links left in the cache by a killed opd (one being filled
@@ -145,13 +140,13 @@ int opd_init(struct opd *d)
         char err[512];
         int r;
 
-        d->listen_fd = -1;
         d->started_us = op_now_us();
         drv = vm_driver_find(d->cfg.vmm);
         if (!drv)
                 return log_error_errno(-EINVAL, "vmm: unknown driver \"%s\"", d->cfg.vmm);
-        LIST_INIT(&d->clients);
-        LIST_INIT(&d->closing_clients);
+        r = clients_init(d);
+        if (r < 0)
+                return r;
         TAILQ_INIT(&d->queue);
 
         r = op_langs_load(d->cfg.languages_file, d->cfg.images_dir, &d->langs, err, sizeof(err));
@@ -175,7 +170,7 @@ int opd_init(struct opd *d)
                 log_warn("guest kernel or initrd missing in %s: build images with "
                          "packaging/images/build-images",
                          d->cfg.images_dir);
-        r = mkdir_p(d->cfg.cache_dir, 0755);
+        r = op_mkdir_p(d->cfg.cache_dir, 0755);
         if (r < 0)
                 return log_error_errno(r, "create %s", d->cfg.cache_dir);
         remove_stale_staging(d);
@@ -191,6 +186,9 @@ int opd_init(struct opd *d)
         if (!d->reap_ev || !d->sigchld_ev || !d->sigterm_ev || !d->sigint_ev || !d->sighup_ev)
                 return -ENOMEM;
         event_add(d->sighup_ev, NULL);
+        r = bgjobs_init(d);
+        if (r < 0)
+                return r;
         r = pools_new(d->base, &d->cfg, &d->langs, d->vms_host, d->vmm_version, &pool_callbacks, d,
                       &d->pools);
         if (r < 0)
@@ -225,9 +223,6 @@ int opd_init(struct opd *d)
 
 void opd_stop(struct opd *d)
 {
-        struct request *r;
-        struct client *c, *next;
-
         if (d->stopping)
                 return;
         d->stopping = true;
@@ -236,19 +231,16 @@ void opd_stop(struct opd *d)
         server_close(d);
         door_stop(d);
         /* Every request still waiting or running gets an answer before the connection closes. */
-        for (c = LIST_FIRST(&d->clients); c; c = next) {
-                next = LIST_NEXT(c, link);
-                while ((r = LIST_FIRST(&c->requests)))
-                        request_fail(r, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
-                client_close(c, "shutdown");
-        }
+        clients_shutdown(d);
         vm_host_kill_all(d->vms_host);
+        bgjobs_cancel_all(d);
         event_base_loopexit(d->base, &(struct timeval){0, 200 * 1000});
 }
 
 void opd_done(struct opd *d)
 {
         notify_stop(d);
+        bgjobs_done(d); /* their done() still finds their owners */
         door_done(d);
         s3sync_done(d);
         d->pools = pools_free(d->pools);
@@ -257,8 +249,8 @@ void opd_done(struct opd *d)
                 vm_host_kill_all(d->vms_host);
         clients_free_all(d);
         server_close(d);
-        if (d->probe_timer)
-                event_free(d->probe_timer);
+        access_done(d);
+        accel_done(d);
         if (d->reap_ev)
                 event_free(d->reap_ev);
         if (d->sigchld_ev)

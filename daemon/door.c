@@ -13,12 +13,23 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "access.h"
 #include "cleanup.h"
+#include "door.h"
+#include "exec-op.h"
+#include "httpd.h"
 #include "log.h"
 #include "opd.h"
-#include "request.h"
 #include "piston.h"
+#include "request.h"
 #include "util.h"
+
+struct door {
+        struct httpd *httpd; /* NULL when off */
+        LIST_HEAD(, door_req) reqs;
+        unsigned n_reqs;
+        uint64_t next_id;
+};
 
 /* One execute request between its arrival and its answer. */
 struct door_req {
@@ -83,7 +94,7 @@ static const char *quote(const char *s, char buf[static 65])
 static void door_req_free(struct door_req *dr)
 {
         LIST_REMOVE(dr, link);
-        dr->d->door.n_reqs--;
+        dr->d->door->n_reqs--;
         free(dr);
 }
 
@@ -96,7 +107,7 @@ static bool peer_may_use(struct opd *d, struct evhttp_request *req)
         struct ucred cred;
         socklen_t len = sizeof(cred);
 
-        if (!d->door.httpd.unix_path)
+        if (!httpd_is_unix(d->door->httpd))
                 return true;
         if (!bev || getsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return false;
@@ -198,13 +209,13 @@ static void on_execute(struct evhttp_request *req, void *arg)
                 send_message(req, 403, "not allowed (access.group only)");
                 return;
         }
-        if (d->door.n_reqs >= d->cfg.max_inflight) {
+        if (d->door->n_reqs >= d->cfg.max_inflight) {
                 send_message(req, 503, "%u requests already in flight at the door (max_inflight)",
-                             d->door.n_reqs);
+                             d->door->n_reqs);
                 return;
         }
         body = read_body(req, err, sizeof(err));
-        snprintf(idbuf, sizeof(idbuf), "piston-%llu", (unsigned long long)++d->door.next_id);
+        snprintf(idbuf, sizeof(idbuf), "piston-%llu", (unsigned long long)++d->door->next_id);
         id = json_string(idbuf);
         if (!body || piston_exec_request(body, id, &d->cfg.limits, &exec, err, sizeof(err)) < 0) {
                 send_message(req, 400, "%s", err);
@@ -242,8 +253,8 @@ static void on_execute(struct evhttp_request *req, void *arg)
         dr->d = d;
         dr->http = req;
         dr->lang = lang;
-        LIST_INSERT_HEAD(&d->door.reqs, dr, link);
-        d->door.n_reqs++;
+        LIST_INSERT_HEAD(&d->door->reqs, dr, link);
+        d->door->n_reqs++;
         /* on_exec_done() may run (and free dr) before this returns. */
         exec_submit_cb(d, exec, on_exec_done, dr, &dr->exec);
 out:
@@ -264,15 +275,18 @@ int door_init(struct opd *d)
         struct evhttp *http;
         int r;
 
-        LIST_INIT(&d->door.reqs);
+        d->door = calloc(1, sizeof(*d->door));
+        if (!d->door)
+                return -ENOMEM;
+        LIST_INIT(&d->door->reqs);
         if (d->no_listen || !d->cfg.piston_listen || !d->cfg.piston_listen[0])
                 return 0;
         /* A body holds what one exec frame may hold, plus Piston's field names. */
         r = httpd_open(d, "piston.listen", d->cfg.piston_listen, d->cfg.limits.frame_max,
-                       &d->door.httpd);
+                       &d->door->httpd);
         if (r < 0)
                 return r;
-        http = d->door.httpd.http;
+        http = httpd_http(d->door->httpd);
         evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
         /* Piston's own paths, and those of its public instance (".../api/v2/piston/..."). */
         evhttp_set_cb(http, "/api/v2/runtimes", on_runtimes, d);
@@ -289,8 +303,10 @@ void door_stop(struct opd *d)
 {
         struct door_req *dr;
 
-        httpd_pause(&d->door.httpd);
-        while ((dr = LIST_FIRST(&d->door.reqs))) {
+        if (!d->door)
+                return;
+        httpd_pause(d->door->httpd);
+        while ((dr = LIST_FIRST(&d->door->reqs))) {
                 if (dr->exec)
                         request_cancel(dr->exec);
                 send_message(dr->http, 503, "opd is shutting down");
@@ -302,11 +318,20 @@ void door_done(struct opd *d)
 {
         struct door_req *dr;
 
+        if (!d->door)
+                return;
         /* Unanswered requests go with their connections in evhttp_free(). */
-        while ((dr = LIST_FIRST(&d->door.reqs))) {
+        while ((dr = LIST_FIRST(&d->door->reqs))) {
                 if (dr->exec)
                         request_cancel(dr->exec);
                 door_req_free(dr);
         }
-        httpd_close(&d->door.httpd);
+        httpd_close(d->door->httpd);
+        free(d->door);
+        d->door = NULL;
+}
+
+unsigned door_inflight(const struct opd *d)
+{
+        return d->door ? d->door->n_reqs : 0;
 }

@@ -7,11 +7,21 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "client.h"
 #include "compile.h"
+#include "exec-op.h"
 #include "log.h"
 #include "opd.h"
 #include "request.h"
 #include "util.h"
+#include "vm.h"
+
+struct batch {
+        struct client *client; /* NULL once the client is gone */
+        json_t *id;
+        unsigned pending; /* members still running */
+        unsigned count, ok, failed;
+};
 
 static int set_new(json_t *obj, const char *key, json_t *v)
 {
@@ -221,19 +231,9 @@ static void stdin_refuse(struct client *c, json_t *id, const char *fmt, ...)
         client_send(c, e);
 }
 
-static struct request *find_request(struct client *c, json_t *id)
-{
-        struct request *r;
-
-        LIST_FOREACH(r, &c->requests, client_link)
-        if (r->id && json_typeof(r->id) == json_typeof(id) && json_equal(r->id, id))
-                return r;
-        return NULL;
-}
-
 void op_stdin(struct client *c, json_t *id, json_t *req)
 {
-        const struct op_limits *lim = &c->d->cfg.limits;
+        const struct op_limits *lim = &client_opd(c)->cfg.limits;
         _cleanup_(json_decrefp) json_t *frame = NULL;
         struct op_stdin s;
         struct request *r;
@@ -245,7 +245,7 @@ void op_stdin(struct client *c, json_t *id, json_t *req)
                 stdin_refuse(c, id, "%s", k == -ENOMEM ? "out of memory" : err);
                 return;
         }
-        r = find_request(c, id);
+        r = client_find_request(c, id);
         if (!r)
                 stdin_refuse(c, id, "no exec with this id is running on this connection");
         else if (!r->exec.stdin_stream)
@@ -278,20 +278,26 @@ void op_stdin(struct client *c, json_t *id, json_t *req)
         op_stdin_done(&s);
 }
 
-void batch_count(struct batch *b, json_t *reply)
+void batch_hold(struct batch *b)
+{
+        b->pending++;
+}
+
+void batch_answer(struct batch *b, json_t *reply)
 {
         if (json_is_true(json_object_get(reply, "ok")) &&
             strcmp(json_string_value(json_object_get(reply, "status")) ?: "", "ok") == 0)
                 b->ok++;
         else
                 b->failed++;
+        client_send(b->client, reply);
 }
 
 void batch_release(struct batch *b)
 {
         if (--b->pending > 0)
                 return;
-        if (b->client && !b->client->closing)
+        if (b->client && !client_closing(b->client))
                 client_send(b->client, json_pack("{s:O?, s:b, s:{s:i, s:i, s:i}}", "id", b->id,
                                                  "ok", 1, "batch", "count", (int)b->count, "ok",
                                                  (int)b->ok, "failed", (int)b->failed));
@@ -306,7 +312,7 @@ void op_exec_batch(struct client *c, json_t *id, json_t *req)
         char err[256];
         int k;
 
-        k = op_batch_decode(req, &c->d->cfg.limits, &ob, err, sizeof(err));
+        k = op_batch_decode(req, &client_opd(c)->cfg.limits, &ob, err, sizeof(err));
         if (k < 0) {
                 client_send(c,
                             op_error_reply(id, k == -ENOMEM ? OP_ERR_INTERNAL : OP_ERR_BAD_REQUEST,

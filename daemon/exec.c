@@ -8,11 +8,15 @@
 #include <sys/random.h>
 
 #include "cleanup.h"
+#include "client.h"
 #include "compile.h"
+#include "exec-op.h"
 #include "log.h"
 #include "opd.h"
+#include "pool.h"
 #include "request.h"
 #include "util.h"
+#include "vm.h"
 
 #define ENTROPY_BYTES 32
 
@@ -216,10 +220,10 @@ static void submit(struct opd *d, json_t *id, json_t *req, struct client *c, boo
         d->stats.requests++;
         if (err)
                 ;
-        else if (c && !d->stopping && c->inflight >= d->cfg.max_inflight)
-                err =
-                    op_error_reply(id, OP_ERR_BUSY,
-                                   "%u requests already in flight on this connection", c->inflight);
+        else if (c && !d->stopping && client_inflight(c) >= d->cfg.max_inflight)
+                err = op_error_reply(id, OP_ERR_BUSY,
+                                     "%u requests already in flight on this connection",
+                                     client_inflight(c));
         else if (decode(d, id, req, &e, &lang, &err) < 0)
                 ;
         else if (batch && e.stdin_stream) {
@@ -249,8 +253,7 @@ static void answer_batch_member(json_t *answer, void *userdata)
 {
         struct batch *b = userdata;
 
-        batch_count(b, answer);
-        client_send(b->client, answer);
+        batch_answer(b, answer);
 }
 
 static void release_batch_member(void *userdata)
@@ -268,10 +271,10 @@ void exec_submit(struct client *c, json_t *id, json_t *req, struct batch *b)
         struct request_sink sink = {answer_client, NULL, c};
 
         if (b) {
-                b->pending++; /* given back by the sink's release */
+                batch_hold(b); /* given back by the sink's release */
                 sink = (struct request_sink){answer_batch_member, release_batch_member, b};
         }
-        submit(c->d, id, req, c, b != NULL, NULL, &sink, NULL);
+        submit(client_opd(c), id, req, c, b != NULL, NULL, &sink, NULL);
 }
 
 void exec_submit_cb(struct opd *d, json_t *req, exec_done_fn done, void *userdata,

@@ -14,11 +14,20 @@
 #include <event2/listener.h>
 
 #include "cleanup.h"
+#include "httpd.h"
 #include "log.h"
 #include "opd.h"
 
 #define HTTPD_HEADERS_MAX  (16 * 1024)
 #define HTTPD_ACCEPT_RETRY 100 /* ms */
+
+struct httpd {
+        const char *key; /* the config key, for logs */
+        struct evhttp *http;
+        struct evconnlistener *listener; /* owned by http once bound */
+        struct event *retry_ev;          /* accepting again after EMFILE */
+        char *unix_path;                 /* unlinked at close */
+};
 
 static int bind_unix(const char *path, mode_t mode)
 {
@@ -87,15 +96,16 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
         }
 }
 
-int httpd_open(struct opd *d, const char *key, const char *spec, size_t body_max, struct httpd *ret)
+int httpd_open(struct opd *d, const char *key, const char *spec, size_t body_max,
+               struct httpd **ret)
 {
         const char *path, *host;
         uint16_t port;
         struct timeval idle = {d->cfg.read_timeout_ms / 1000,
                                (d->cfg.read_timeout_ms % 1000) * 1000};
+        struct httpd *h;
         int fd;
 
-        *ret = (struct httpd){.key = key};
         if (op_config_local_listen(spec, &path, &host, &port) < 0) {
                 log_error("%s: loopback or unix: only, not \"%s\"", key, spec);
                 return -EINVAL;
@@ -103,53 +113,70 @@ int httpd_open(struct opd *d, const char *key, const char *spec, size_t body_max
         fd = path ? bind_unix(path, d->cfg.socket_mode) : bind_tcp(host, port);
         if (fd < 0)
                 return log_error_errno(fd, "%s: cannot listen on %s", key, spec);
-        if (path && !(ret->unix_path = strdup(path))) {
+        h = calloc(1, sizeof(*h));
+        if (!h || (path && !(h->unix_path = strdup(path)))) {
+                free(h);
                 close(fd);
-                unlink(path);
+                if (path)
+                        unlink(path);
                 return -ENOMEM;
         }
-        ret->http = evhttp_new(d->base);
-        ret->retry_ev = evtimer_new(d->base, on_accept_retry, ret);
-        if (ret->http && ret->retry_ev)
-                ret->listener = evconnlistener_new(
+        h->key = key;
+        h->http = evhttp_new(d->base);
+        h->retry_ev = evtimer_new(d->base, on_accept_retry, h);
+        if (h->http && h->retry_ev)
+                h->listener = evconnlistener_new(
                     d->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-        if (!ret->listener) {
+        if (!h->listener) {
                 close(fd);
-                httpd_close(ret);
+                httpd_close(h);
                 return -ENOMEM;
         }
-        if (!evhttp_bind_listener(ret->http, ret->listener)) {
-                evconnlistener_free(ret->listener);
-                httpd_close(ret);
+        if (!evhttp_bind_listener(h->http, h->listener)) {
+                evconnlistener_free(h->listener);
+                httpd_close(h);
                 return -ENOMEM;
         }
-        evconnlistener_set_error_cb(ret->listener, on_accept_error);
-        evhttp_set_max_headers_size(ret->http, HTTPD_HEADERS_MAX);
-        evhttp_set_max_body_size(ret->http, (ev_ssize_t)body_max);
-        evhttp_set_timeout_tv(ret->http, &idle);
+        evconnlistener_set_error_cb(h->listener, on_accept_error);
+        evhttp_set_max_headers_size(h->http, HTTPD_HEADERS_MAX);
+        evhttp_set_max_body_size(h->http, (ev_ssize_t)body_max);
+        evhttp_set_timeout_tv(h->http, &idle);
+        *ret = h;
         return 0;
+}
+
+struct evhttp *httpd_http(struct httpd *h)
+{
+        return h->http;
+}
+
+bool httpd_is_unix(const struct httpd *h)
+{
+        return h && h->unix_path;
 }
 
 void httpd_pause(struct httpd *h)
 {
+        if (!h)
+                return;
         if (h->listener)
                 evconnlistener_disable(h->listener);
         if (h->retry_ev)
                 evtimer_del(h->retry_ev);
 }
 
-void httpd_close(struct httpd *h)
+struct httpd *httpd_close(struct httpd *h)
 {
+        if (!h)
+                return NULL;
         /* evhttp_free frees the bound listener (and closes its fd) with it. */
         if (h->http)
                 evhttp_free(h->http);
-        h->http = NULL;
-        h->listener = NULL;
         if (h->retry_ev)
                 event_free(h->retry_ev);
-        h->retry_ev = NULL;
         if (h->unix_path)
                 unlink(h->unix_path);
         free(h->unix_path);
-        h->unix_path = NULL;
+        free(h);
+        return NULL;
 }

@@ -10,6 +10,8 @@
 #include "log.h"
 #include "opd.h"
 #include "poolplan.h"
+#include "snapcreate.h"
+#include "snapshot.h"
 
 static const char *oneshot_lang;
 

@@ -11,10 +11,36 @@
 #include <event2/keyvalq_struct.h>
 
 #include "cleanup.h"
+#include "client.h"
+#include "door.h"
+#include "host.h"
+#include "httpd.h"
 #include "log.h"
+#include "metrics.h"
 #include "opd.h"
+#include "ops.h"
+#include "pool.h"
 #include "request.h"
+#include "s3sync.h"
 #include "util.h"
+#include "vmm.h"
+
+#define METRICS_BUCKETS 14 /* 1 2 5 10 25 50 100 250 500 1000 2500 5000 10000 +Inf */
+enum { METRICS_QUEUE, METRICS_BOOT_OR_RESUME, METRICS_RUN, METRICS_TOTAL, _METRICS_PHASES };
+struct metrics_hist {
+        uint64_t bucket[METRICS_BUCKETS]; /* not cumulative: rendered cumulative */
+        uint64_t count;
+        double sum;
+};
+struct metrics_lang {
+        uint64_t outcome[1 + _OP_ERR_MAX];            /* [0]: ok, [1 + enum op_err] */
+        struct metrics_hist hist[2][_METRICS_PHASES]; /* [0]: warm, [1]: cold */
+};
+
+struct metrics {
+        struct metrics_lang *langs; /* d->langs.n of them */
+        struct httpd *httpd;        /* metrics.listen; NULL when off */
+};
 
 static const double bucket_le[METRICS_BUCKETS - 1] = {1,   2,   5,    10,   25,   50,   100,
                                                       250, 500, 1000, 2500, 5000, 10000};
@@ -47,9 +73,9 @@ void metrics_observe_exec(struct opd *d, const struct request *r, const char *ou
         uint64_t now = op_now_us();
 
         (void)reply;
-        if (!d->metrics.langs || li >= d->langs.n)
+        if (!d->metrics || li >= d->langs.n)
                 return;
-        m = &d->metrics.langs[li];
+        m = &d->metrics->langs[li];
         if (outcome) {
                 k = 1 + OP_ERR_INTERNAL;
                 for (int e = 0; e < _OP_ERR_MAX; e++)
@@ -153,7 +179,7 @@ static void render_exec(FILE *f, struct opd *d)
                         label(f, d->langs.v[i].name);
                         fputs(",outcome=", f);
                         label(f, k ? op_err_name((enum op_err)(k - 1)) : "ok");
-                        fprintf(f, "} %llu\n", (unsigned long long)d->metrics.langs[i].outcome[k]);
+                        fprintf(f, "} %llu\n", (unsigned long long)d->metrics->langs[i].outcome[k]);
                 }
         head(f, "opd_exec_duration_ms", "histogram",
              "Exec request latency in ms, by language, mode (warm, cold) and phase (queue, "
@@ -161,7 +187,7 @@ static void render_exec(FILE *f, struct opd *d)
         for (size_t i = 0; i < d->langs.n; i++)
                 for (size_t m = 0; m < 2; m++)
                         for (size_t p = 0; p < _METRICS_PHASES; p++) {
-                                const struct metrics_hist *h = &d->metrics.langs[i].hist[m][p];
+                                const struct metrics_hist *h = &d->metrics->langs[i].hist[m][p];
                                 uint64_t cum = 0;
 
                                 for (size_t b = 0; b < METRICS_BUCKETS; b++) {
@@ -217,7 +243,7 @@ char *metrics_render(struct opd *d)
         size_t len = 0;
         FILE *f;
 
-        if (!d->metrics.langs)
+        if (!d->metrics)
                 return NULL;
         f = open_memstream(&buf, &len);
         if (!f)
@@ -228,11 +254,11 @@ char *metrics_render(struct opd *d)
         head(f, "opd_vms", "gauge", "VMM processes alive (booting, pooled, running).");
         fprintf(f, "opd_vms %u\n", d->vms_host->n_vms);
         head(f, "opd_clients", "gauge", "Connections open on the socket.");
-        fprintf(f, "opd_clients %u\n", d->n_clients);
+        fprintf(f, "opd_clients %u\n", clients_count(d));
         head(f, "opd_queued", "gauge", "Requests waiting for a VM slot or a paused VM.");
         fprintf(f, "opd_queued %u\n", requests_queued(d));
         head(f, "opd_piston_inflight", "gauge", "Requests in flight at the Piston door.");
-        fprintf(f, "opd_piston_inflight %u\n", d->door.n_reqs);
+        fprintf(f, "opd_piston_inflight %u\n", door_inflight(d));
         head(f, "opd_vms_started_total", "counter", "VMs started (booted or restored).");
         fprintf(f, "opd_vms_started_total %llu\n", (unsigned long long)d->vms_host->vms_started);
         head(f, "opd_vms_failed_total", "counter", "VMs that failed or died unexpectedly.");
@@ -269,7 +295,7 @@ void op_metrics(struct client *c, json_t *id, json_t *req)
 
         if (!op_only_id_op(c, id, req))
                 return;
-        text = metrics_render(c->d);
+        text = metrics_render(client_opd(c));
         if (!text) {
                 client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
                 return;
@@ -311,17 +337,24 @@ static void on_http_other(struct evhttp_request *req, void *arg)
 int metrics_init(struct opd *d)
 {
         struct evhttp *http;
+        struct metrics *m;
         int r;
 
-        d->metrics.langs = calloc(d->langs.n + 1, sizeof(*d->metrics.langs));
-        if (!d->metrics.langs)
+        m = calloc(1, sizeof(*m));
+        if (!m)
                 return -ENOMEM;
+        m->langs = calloc(d->langs.n + 1, sizeof(*m->langs));
+        if (!m->langs) {
+                free(m);
+                return -ENOMEM;
+        }
+        d->metrics = m;
         if (d->no_listen || !d->cfg.metrics_listen || !d->cfg.metrics_listen[0])
                 return 0;
-        r = httpd_open(d, "metrics.listen", d->cfg.metrics_listen, 0, &d->metrics.httpd);
+        r = httpd_open(d, "metrics.listen", d->cfg.metrics_listen, 0, &m->httpd);
         if (r < 0)
                 return r;
-        http = d->metrics.httpd.http;
+        http = httpd_http(m->httpd);
         evhttp_set_allowed_methods(http, EVHTTP_REQ_GET);
         evhttp_set_cb(http, "/metrics", on_http_metrics, d);
         evhttp_set_gencb(http, on_http_other, d);
@@ -331,7 +364,10 @@ int metrics_init(struct opd *d)
 
 void metrics_done(struct opd *d)
 {
-        httpd_close(&d->metrics.httpd);
-        free(d->metrics.langs);
-        d->metrics.langs = NULL;
+        if (!d->metrics)
+                return;
+        httpd_close(d->metrics->httpd);
+        free(d->metrics->langs);
+        free(d->metrics);
+        d->metrics = NULL;
 }

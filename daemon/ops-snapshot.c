@@ -7,10 +7,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bgjob.h"
 #include "cleanup.h"
+#include "client.h"
 #include "log.h"
+#include "msg-snapshot.h"
 #include "opd.h"
+#include "ops.h"
 #include "pool.h"
+#include "s3sync.h"
+#include "snapcreate.h"
 
 static void on_created(struct opd *d, int r, const char *msg, const struct snap_manifest *m,
                        void *userdata)
@@ -19,16 +25,16 @@ static void on_created(struct opd *d, int r, const char *msg, const struct snap_
         json_t *files, *ans;
 
         if (r < 0) {
-                reply_slot_send(
-                    slot, op_error_reply(slot->id, OP_ERR_INTERNAL, "snapshot failed: %s", msg));
+                reply_slot_send(slot, op_error_reply(reply_slot_id(slot), OP_ERR_INTERNAL,
+                                                     "snapshot failed: %s", msg));
                 return;
         }
         files = json_object();
         for (size_t i = 0; i < m->n_files; i++)
                 json_object_set_new(files, m->files[i].name,
                                     json_integer((json_int_t)m->files[i].size));
-        ans = json_pack("{s:O?, s:b, s:s, s:s, s:b, s:o}", "id", slot->id, "ok", 1, "lang", m->lang,
-                        "version", m->version, "warm", m->warm, "sizes", files);
+        ans = json_pack("{s:O?, s:b, s:s, s:s, s:b, s:o}", "id", reply_slot_id(slot), "ok", 1,
+                        "lang", m->lang, "version", m->version, "warm", m->warm, "sizes", files);
         reply_slot_send(slot, ans);
 }
 
@@ -128,7 +134,7 @@ static void verify_next(struct verify_run *v)
                                             json_pack("{s:b, s:s}", "ok", 0, "error", err));
                         continue;
                 }
-                r = bgjob_start(d, verify_in_child, v, on_lang_verified, v);
+                r = bgjob_start(d, verify_in_child, v, &v->dirfd, on_lang_verified, v);
                 if (r == 0)
                         return;
                 v->dirfd = safe_close(v->dirfd);
@@ -136,35 +142,33 @@ static void verify_next(struct verify_run *v)
                 json_object_set_new(v->langs, l->name,
                                     json_pack("{s:b, s:s}", "ok", 0, "error", strerror(-r)));
         }
-        reply_slot_send(v->slot, json_pack("{s:O?, s:b, s:b, s:o}", "id", v->slot->id, "ok", 1,
-                                           "verified", v->all_ok, "languages", v->langs));
+        reply_slot_send(v->slot, json_pack("{s:O?, s:b, s:b, s:o}", "id", reply_slot_id(v->slot),
+                                           "ok", 1, "verified", v->all_ok, "languages", v->langs));
         free(v);
 }
 
 static void on_synced_error(struct reply_slot *slot, int r)
 {
         reply_slot_send(
-            slot,
-            op_error_reply(slot->id, r == -ENOENT ? OP_ERR_BAD_REQUEST : OP_ERR_INTERNAL, "%s",
-                           r == -ENOENT ? "no S3 bucket configured (s3.bucket)" : strerror(-r)));
+            slot, op_error_reply(
+                      reply_slot_id(slot), r == -ENOENT ? OP_ERR_BAD_REQUEST : OP_ERR_INTERNAL,
+                      "%s", r == -ENOENT ? "no S3 bucket configured (s3.bucket)" : strerror(-r)));
 }
 
-/* The actions that answer later (sync, verify); false when action is neither. */
-static bool op_snapshot_later(struct client *c, json_t *id, const char *action,
+/* The actions that answer later: sync, verify. */
+static void op_snapshot_later(struct client *c, json_t *id, enum op_snapshot_action action,
                               const struct op_lang *lang)
 {
         struct reply_slot *slot;
         int r;
 
-        if (strcmp(action, "sync") != 0 && strcmp(action, "verify") != 0)
-                return false;
         slot = reply_slot_new(c, id);
         if (!slot) {
                 client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
-                return true;
+                return;
         }
-        if (strcmp(action, "sync") == 0) {
-                r = s3sync_request(c->d, slot);
+        if (action == OP_SNAPSHOT_SYNC) {
+                r = s3sync_request(client_opd(c), slot);
                 if (r < 0)
                         on_synced_error(slot, r);
         } else {
@@ -173,88 +177,86 @@ static bool op_snapshot_later(struct client *c, json_t *id, const char *action,
                 if (!v || !(v->langs = json_object())) {
                         free(v);
                         reply_slot_send(slot, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
-                        return true;
+                        return;
                 }
-                v->d = c->d;
+                v->d = client_opd(c);
                 v->slot = slot;
                 v->only = lang;
                 v->dirfd = -1;
                 v->all_ok = true;
                 verify_next(v);
         }
-        return true;
+}
+
+static void snapshot_create(struct client *c, json_t *id, const struct op_lang *lang)
+{
+        struct reply_slot *slot = reply_slot_new(c, id);
+        int r;
+
+        if (!slot) {
+                client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
+                return;
+        }
+        r = snapcreate_start(client_opd(c), lang, on_created, slot);
+        if (r < 0)
+                reply_slot_send(
+                    slot, op_error_reply(id, r == -EAGAIN ? OP_ERR_BUSY : OP_ERR_INTERNAL,
+                                         "cannot start: %s",
+                                         r == -EAGAIN ? "the accelerator is still being probed"
+                                                      : strerror(-r)));
+}
+
+static void snapshot_list(struct client *c, json_t *id, const struct op_lang *lang)
+{
+        struct opd *d = client_opd(c);
+        json_t *langs = json_object();
+
+        for (size_t i = 0; i < d->langs.n; i++) {
+                struct pool *p = pool_for(d->pools, &d->langs.v[i]);
+                if (lang && lang != &d->langs.v[i])
+                        continue;
+                json_object_set_new(langs, d->langs.v[i].name,
+                                    json_pack("{s:o, s:s?}", "versions",
+                                              list_versions(d, d->langs.v[i].name), "serving",
+                                              pool_serving_version(p)));
+        }
+        client_send(c, json_pack("{s:O?, s:b, s:o}", "id", id, "ok", 1, "languages", langs));
 }
 
 void op_snapshot(struct client *c, json_t *id, json_t *req)
 {
-        struct opd *d = c->d;
-        const char *action = json_string_value(json_object_get(req, "action"));
-        const char *name = json_string_value(json_object_get(req, "lang"));
-        const struct op_lang *lang = name ? op_langs_find(&d->langs, name) : NULL;
-        json_t *langs;
-        int r;
+        struct opd *d = client_opd(c);
+        const struct op_lang *lang = NULL;
+        struct op_snapshot_req s;
+        char err[256];
 
-        if (!action) {
-                client_send(
-                    c, op_error_reply(id, OP_ERR_BAD_REQUEST,
-                                      "\"action\" must be create, list, reload, verify or sync"));
+        if (op_snapshot_decode(req, &s, err, sizeof(err)) < 0) {
+                client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err));
                 return;
         }
-        if (name && !lang) {
+        if (s.lang && !(lang = op_langs_find(&d->langs, s.lang))) {
                 char names[1024];
                 op_langs_names(&d->langs, names, sizeof(names));
                 client_send(c, op_error_reply(id, OP_ERR_UNKNOWN_LANGUAGE,
-                                              "unknown language \"%.64s\"; available: %s", name,
+                                              "unknown language \"%.64s\"; available: %s", s.lang,
                                               names));
                 return;
         }
-        if (strcmp(action, "create") == 0) {
-                struct reply_slot *slot;
-
-                if (!lang) {
-                        client_send(
-                            c, op_error_reply(id, OP_ERR_BAD_REQUEST, "create needs \"lang\""));
-                        return;
-                }
-                slot = reply_slot_new(c, id);
-                if (!slot) {
-                        client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
-                        return;
-                }
-                r = snapcreate_start(d, lang, on_created, slot);
-                if (r < 0)
-                        reply_slot_send(
-                            slot,
-                            op_error_reply(id, r == -EAGAIN ? OP_ERR_BUSY : OP_ERR_INTERNAL,
-                                           "cannot start: %s",
-                                           r == -EAGAIN ? "the accelerator is still being probed"
-                                                        : strerror(-r)));
+        switch (s.action) {
+        case OP_SNAPSHOT_CREATE:
+                snapshot_create(c, id, lang);
                 return;
-        }
-        if (strcmp(action, "list") == 0) {
-                langs = json_object();
-                for (size_t i = 0; i < d->langs.n; i++) {
-                        struct pool *p = pool_for(d->pools, &d->langs.v[i]);
-                        if (lang && lang != &d->langs.v[i])
-                                continue;
-                        json_object_set_new(langs, d->langs.v[i].name,
-                                            json_pack("{s:o, s:s?}", "versions",
-                                                      list_versions(d, d->langs.v[i].name),
-                                                      "serving", pool_serving_version(p)));
-                }
-                client_send(c,
-                            json_pack("{s:O?, s:b, s:o}", "id", id, "ok", 1, "languages", langs));
+        case OP_SNAPSHOT_LIST:
+                snapshot_list(c, id, lang);
                 return;
-        }
-        if (op_snapshot_later(c, id, action, lang))
-                return;
-        if (strcmp(action, "reload") == 0) {
+        case OP_SNAPSHOT_RELOAD:
                 pools_check_snapshots(d->pools);
                 client_send(c, json_pack("{s:O?, s:b}", "id", id, "ok", 1));
                 return;
+        case OP_SNAPSHOT_VERIFY:
+        case OP_SNAPSHOT_SYNC:
+        case _OP_SNAPSHOT_ACTION_MAX:
+                break;
         }
-        client_send(
-            c, op_error_reply(id, OP_ERR_BAD_REQUEST,
-                              "unknown action \"%.32s\"; known: create, list, reload, verify, sync",
-                              action));
+        op_snapshot_later(c, id, s.action, lang);
 }

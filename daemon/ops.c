@@ -4,9 +4,14 @@
 #include <string.h>
 
 #include "cleanup.h"
-#include "log.h"
+#include "client.h"
+#include "exec-op.h"
+#include "host.h"
+#include "metrics.h"
 #include "opd.h"
+#include "ops.h"
 #include "pool.h"
+#include "reload.h"
 #include "request.h"
 #include "util.h"
 
@@ -49,7 +54,7 @@ static json_t *language_status(struct opd *d, const struct op_lang *g)
 
 static void op_status(struct client *c, json_t *id, json_t *req)
 {
-        struct opd *d = c->d;
+        struct opd *d = client_opd(c);
         json_t *langs;
 
         if (!op_only_id_op(c, id, req))
@@ -71,7 +76,7 @@ static void op_status(struct client *c, json_t *id, json_t *req)
                          "connections", (json_int_t)d->stats.connections, "vms_started",
                          (json_int_t)d->vms_host->vms_started, "vms_failed",
                          (json_int_t)d->vms_host->vms_failed, "active_vms", (int)d->vms_host->n_vms,
-                         "queued", (int)requests_queued(d), "clients", (int)d->n_clients));
+                         "queued", (int)requests_queued(d), "clients", (int)clients_count(d)));
 }
 
 /* Build the configuration again and apply it (as SIGHUP does). */
@@ -81,7 +86,7 @@ static void op_reload(struct client *c, json_t *id, json_t *req)
 
         if (!op_only_id_op(c, id, req))
                 return;
-        if (opd_reload(c->d, err, sizeof(err)) < 0) {
+        if (opd_reload(client_opd(c), err, sizeof(err)) < 0) {
                 client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "reload refused: %s", err));
                 return;
         }
@@ -130,10 +135,10 @@ void op_dispatch(struct client *c, json_t *req)
                                            json_string_value(op), known));
                 return;
         }
-        if (e->admin ? !c->may_admin : !c->may_use) {
+        if (e->admin ? !client_may_admin(c) : !client_may_use(c)) {
                 client_send(c, op_error_reply(id, OP_ERR_PERMISSION_DENIED,
                                               "\"%s\" is not allowed for uid %u%s", e->name,
-                                              (unsigned)c->uid,
+                                              (unsigned)client_uid(c),
                                               e->admin ? " (root and access.admin_group only)"
                                                        : " (access.group only)"));
                 return;

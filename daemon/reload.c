@@ -7,11 +7,14 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "access.h"
 #include "cleanup.h"
 #include "log.h"
 #include "opd.h"
 #include "pool.h"
 #include "poolplan.h"
+#include "reload.h"
+#include "s3sync.h"
 
 /* A restart-only string key: keep the running value. */
 static void keep_str(const char *key, char **cur, char **next)

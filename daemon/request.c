@@ -7,11 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client-private.h"
+#include "client.h"
 #include "compile.h"
+#include "exec-op.h"
+#include "host.h"
 #include "log.h"
+#include "metrics.h"
 #include "opd.h"
+#include "pool.h"
 #include "request.h"
+#include "snap-ref.h"
 #include "util.h"
+#include "vm.h"
 
 static const char *const state_names[_REQ_STATE_MAX] = {
     [REQ_NEW] = "new",         [REQ_QUEUED] = "queued",   [REQ_WAITING] = "waiting",

@@ -11,7 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bgjob.h"
 #include "cleanup.h"
+#include "client.h"
 #include "log.h"
 #include "opd.h"
 #include "pool.h"
@@ -19,6 +21,7 @@
 #include "s3-layout.h"
 #include "s3-list.h"
 #include "s3.h"
+#include "s3sync.h"
 #include "snap-stage.h"
 #include "util.h"
 
@@ -160,6 +163,8 @@ static void on_installed(struct opd *d, int r, const char *msg, void *userdata)
         struct s3sync *s = userdata;
         char version[SNAP_NAME_MAX];
 
+        if (r == -ECANCELED)
+                return; /* opd is stopping: s3sync_done() ends the run */
         if (r < 0) {
                 loc_failed(s, r, "install: %s", msg);
                 return;
@@ -269,7 +274,7 @@ static void fetch_more(struct s3sync *s)
         log_info("s3 sync %s: fetched %u chunks (%llu bytes) in %.2f s; installing", lang_name(s),
                  s->fetched, (unsigned long long)s->bytes,
                  (double)(op_now_us() - s->t_fetch) / 1e6);
-        r = bgjob_start(d, install_in_child, s, on_installed, s);
+        r = bgjob_start(d, install_in_child, s, NULL, on_installed, s);
         if (r < 0)
                 loc_failed(s, r, "cannot start the install job: %s", strerror(-r));
 }
@@ -287,6 +292,8 @@ static void on_prepared(struct opd *d, int r, const char *msg, void *userdata)
 {
         struct s3sync *s = userdata;
 
+        if (r == -ECANCELED)
+                return; /* opd is stopping: s3sync_done() ends the run */
         if (r < 0) {
                 loc_failed(s, r, "staging: %s", msg);
                 return;
@@ -318,7 +325,7 @@ static void stage(struct s3sync *s)
                            s->m.snap.lang);
                 return;
         }
-        r = bgjob_start(s->d, prepare_in_child, s, on_prepared, s);
+        r = bgjob_start(s->d, prepare_in_child, s, NULL, on_prepared, s);
         if (r < 0)
                 loc_failed(s, r, "cannot start the staging job: %s", strerror(-r));
 }
@@ -542,8 +549,8 @@ static void run_finish(struct s3sync *s)
         s->waiters = NULL;
         while (w) {
                 struct sync_waiter *next = w->next;
-                reply_slot_send(w->slot, json_pack("{s:O?, s:b, s:O}", "id", w->slot->id, "ok", 1,
-                                                   "languages", s->result));
+                reply_slot_send(w->slot, json_pack("{s:O?, s:b, s:O}", "id", reply_slot_id(w->slot),
+                                                   "ok", 1, "languages", s->result));
                 free(w);
                 w = next;
         }
@@ -577,8 +584,8 @@ static void run_fail_all(struct s3sync *s, const char *msg)
         s->stats.failures++;
         while (w) {
                 struct sync_waiter *next = w->next;
-                reply_slot_send(w->slot,
-                                op_error_reply(w->slot->id, OP_ERR_INTERNAL, "s3 sync: %s", msg));
+                reply_slot_send(w->slot, op_error_reply(reply_slot_id(w->slot), OP_ERR_INTERNAL,
+                                                        "s3 sync: %s", msg));
                 free(w);
                 w = next;
         }

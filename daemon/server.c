@@ -2,6 +2,7 @@
  * bind time, accept4() with a pause on EMFILE instead of a busy loop. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -10,10 +11,19 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "client.h"
 #include "log.h"
 #include "opd.h"
+#include "server.h"
 
 #define ACCEPT_RETRY_MS 100
+
+struct server {
+        int listen_fd;
+        bool socket_activated; /* the socket came from systemd: never unlink it */
+        struct event *listen_ev;
+        struct event *accept_retry_ev; /* re-enables accepting after EMFILE */
+};
 
 static int make_parent_dir(const char *path)
 {
@@ -80,7 +90,7 @@ static int bind_socket(struct opd *d)
                 return log_error_errno(-errno, "bind %s", sa.sun_path);
         if (listen(fd, 128) < 0)
                 return log_error_errno(-errno, "listen %s", sa.sun_path);
-        d->listen_fd = TAKE_FD(fd);
+        d->server->listen_fd = TAKE_FD(fd);
         return 0;
 }
 
@@ -89,7 +99,7 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
         struct opd *d = arg;
 
         if (!d->stopping)
-                event_add(d->listen_ev, NULL);
+                event_add(d->server->listen_ev, NULL);
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -105,8 +115,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
                         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
                             errno == ENOMEM) {
                                 log_warn("accept: %m; pausing for %d ms", ACCEPT_RETRY_MS);
-                                event_del(d->listen_ev);
-                                timer_arm_ms(d->accept_retry_ev, ACCEPT_RETRY_MS);
+                                event_del(d->server->listen_ev);
+                                timer_arm_ms(d->server->accept_retry_ev, ACCEPT_RETRY_MS);
                                 return;
                         }
                         log_error("accept: %m");
@@ -124,17 +134,22 @@ int server_listen(struct opd *d)
                 log_error("systemd passed %d sockets; opd takes exactly one", n);
                 return -EINVAL;
         }
+        d->server = calloc(1, sizeof(*d->server));
+        if (!d->server)
+                return -ENOMEM;
+        d->server->listen_fd = -1;
         if (n == 1) {
-                d->listen_fd = SD_LISTEN_FDS_START;
-                d->socket_activated = true;
-                r = sd_is_socket_unix(d->listen_fd, SOCK_STREAM, 1, NULL, 0);
+                d->server->listen_fd = SD_LISTEN_FDS_START;
+                d->server->socket_activated = true;
+                r = sd_is_socket_unix(d->server->listen_fd, SOCK_STREAM, 1, NULL, 0);
                 if (r <= 0) {
                         log_error(
                             "the socket passed by systemd is not a listening UNIX stream socket");
                         return r < 0 ? r : -EINVAL;
                 }
-                fcntl(d->listen_fd, F_SETFD, FD_CLOEXEC);
-                fcntl(d->listen_fd, F_SETFL, fcntl(d->listen_fd, F_GETFL) | O_NONBLOCK);
+                fcntl(d->server->listen_fd, F_SETFD, FD_CLOEXEC);
+                fcntl(d->server->listen_fd, F_SETFL,
+                      fcntl(d->server->listen_fd, F_GETFL) | O_NONBLOCK);
                 log_info("listening on the socket passed by systemd");
         } else {
                 r = bind_socket(d);
@@ -142,27 +157,30 @@ int server_listen(struct opd *d)
                         return r;
                 log_info("listening on %s", d->cfg.socket_path);
         }
-        d->listen_ev = event_new(d->base, d->listen_fd, EV_READ | EV_PERSIST, on_accept, d);
-        d->accept_retry_ev = evtimer_new(d->base, on_accept_retry, d);
-        if (!d->listen_ev || !d->accept_retry_ev)
+        d->server->listen_ev =
+            event_new(d->base, d->server->listen_fd, EV_READ | EV_PERSIST, on_accept, d);
+        d->server->accept_retry_ev = evtimer_new(d->base, on_accept_retry, d);
+        if (!d->server->listen_ev || !d->server->accept_retry_ev)
                 return -ENOMEM;
-        event_add(d->listen_ev, NULL);
+        event_add(d->server->listen_ev, NULL);
         return 0;
 }
 
 void server_close(struct opd *d)
 {
-        if (d->listen_ev) {
-                event_free(d->listen_ev);
-                d->listen_ev = NULL;
-        }
-        if (d->accept_retry_ev) {
-                event_free(d->accept_retry_ev);
-                d->accept_retry_ev = NULL;
-        }
-        if (d->listen_fd >= 0) {
-                d->listen_fd = safe_close(d->listen_fd);
-                if (!d->socket_activated)
+        struct server *s = d->server;
+
+        if (!s)
+                return;
+        if (s->listen_ev)
+                event_free(s->listen_ev);
+        if (s->accept_retry_ev)
+                event_free(s->accept_retry_ev);
+        if (s->listen_fd >= 0) {
+                safe_close(s->listen_fd);
+                if (!s->socket_activated)
                         unlink(d->cfg.socket_path);
         }
+        free(s);
+        d->server = NULL;
 }

@@ -12,13 +12,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bgjob.h"
 #include "cleanup.h"
 #include "compile.h"
+#include "host.h"
 #include "log.h"
 #include "opd.h"
 #include "pool.h"
 #include "poolplan.h"
+#include "snapcreate.h"
 #include "util.h"
+#include "vm.h"
 
 #define WARM_TIMEOUT_MS 120000
 
@@ -176,7 +180,7 @@ static void on_saved(struct vm *vm, const char *err, void *userdata)
         sc->m.n_files = ELEMENTSOF(names);
         gmtime_r(&now, &tm);
         strftime(sc->m.created, sizeof(sc->m.created), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        r = bgjob_start(sc->d, commit_in_child, sc, on_committed, sc);
+        r = bgjob_start(sc->d, commit_in_child, sc, NULL, on_committed, sc);
         if (r < 0)
                 finish(sc, r, "cannot start the install job");
 }

@@ -1,5 +1,5 @@
 /* fail.h: the codec's one way to refuse input: a message in errbuf (when given), -EINVAL back.
- * Internal to proto/: msg.c, msg-opts.c, piston.c and agent-msg.c. */
+ * Internal to proto/: msg.c, msg-opts.c, msg-snapshot.c, piston.c and agent-msg.c. */
 #pragma once
 
 #include <stddef.h>

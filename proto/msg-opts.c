@@ -256,6 +256,12 @@ int op_stdin_decode(json_t *req, const struct op_limits *lim, struct op_stdin *r
                 s.len = n;
         }
         s.eof = json_is_true(eof);
+        if (s.len == 0 && !s.eof) {
+                free(s.data);
+                return op_proto_fail(errbuf, errlen,
+                                     "a stdin frame with empty \"%s\" needs \"eof\": true",
+                                     b64 ? "data_b64" : "data");
+        }
         *ret = s;
         return 0;
 }

@@ -18,10 +18,14 @@ int op_read_all(int fd, void *buf, size_t n);
 int op_errf(char *errbuf, size_t errlen, int r, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Read a whole small file (at most max bytes) into a NUL-ended malloc'd buffer. */
 /* Cut spaces and tabs from both ends (and a CR from the end), in place; returns the new start. */
 char *op_strip(char *s);
 
+/* Read a whole small file (at most max bytes) into a NUL-ended malloc'd buffer. */
 int op_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 /* The same for what an open fd gives until end of file (a pipe, stdin). */
 int op_read_fd(int fd, size_t max, char **ret, size_t *ret_len);
+
+/* mkdir -p: the missing parents with mode 0755, path itself with mode; an existing directory
+ * is fine. */
+int op_mkdir_p(const char *path, mode_t mode);

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 /* One event per socket curl watches, replaced only when what curl waits for changes (an event
  * is never re-assigned while libevent may hold it active). */
@@ -56,6 +57,18 @@ void curl_ev_free(struct curl_ev *ce)
 CURLM *curl_ev_multi(const struct curl_ev *ce)
 {
         return ce->multi;
+}
+
+static curl_socket_t open_cloexec(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+        int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+
+        return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+void curl_ev_cloexec(CURL *easy)
+{
+        curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_cloexec);
 }
 
 /* Let curl act on a socket (or its timeout), then report every finished transfer. */

@@ -20,5 +20,8 @@ int curl_ev_new(struct event_base *base, curl_ev_done_fn done, void *userdata,
 void curl_ev_free(struct curl_ev *ce);
 /* The multi handle, owned by ce: add and remove easy handles, set options. */
 CURLM *curl_ev_multi(const struct curl_ev *ce);
+/* Make easy's sockets close-on-exec from birth (libcurl does not): a VMM started meanwhile must
+ * not inherit a connection. */
+void curl_ev_cloexec(CURL *easy);
 
 DEFINE_POINTER_CLEANUP(struct curl_ev *, curl_ev_free)

@@ -449,6 +449,11 @@ static void on_verified(int r, const char *msg, void *userdata)
         struct pools *all = p->all;
         struct snap_ref *s;
 
+        if (r == -ECANCELED) { /* the owner is stopping */
+                p->checking[0] = 0;
+                verify_job_free(j);
+                return;
+        }
         snprintf(p->checked, sizeof(p->checked), "%s", j->m.version);
         p->checking[0] = 0;
         if (r < 0) {
@@ -532,7 +537,7 @@ void pool_check_snapshot(struct pool *p)
         j->m = m;
         snprintf(p->checking, sizeof(p->checking), "%s", m.version);
         pool_log(p, LOG_INFO, "%s pool: verifying snapshot %s", p->lang->name, m.version);
-        r = all->cb.run_off_loop(verify_in_child, j, on_verified, j, all->userdata);
+        r = all->cb.run_off_loop(verify_in_child, j, &j->dirfd, on_verified, j, all->userdata);
         if (r < 0) {
                 p->checking[0] = 0;
                 verify_job_free(j);

@@ -56,10 +56,12 @@ typedef void (*pool_job_done_fn)(int r, const char *msg, void *userdata);
 
 /* What the owner of the pools does for them; userdata is pools_new()'s. */
 struct pools_callbacks {
-        /* Start fn(arg) off the loop (verifying a snapshot's checksums); done(done_userdata) is
-         * called on the loop once it finished, unless this returns a negative errno. */
-        int (*run_off_loop)(pool_job_fn fn, void *arg, pool_job_done_fn done, void *done_userdata,
-                            void *userdata);
+        /* Start fn(arg) off the loop (verifying a snapshot's checksums), where it may use
+         * *keep_fd (when not NULL; *keep_fd is set to the number it has there). 0: done() will
+         * be called on the loop exactly once, with fn's result, or with -ECANCELED when the
+         * owner stops first. A negative errno: not started, done() is not called. */
+        int (*run_off_loop)(pool_job_fn fn, void *arg, int *keep_fd, pool_job_done_fn done,
+                            void *done_userdata, void *userdata);
         /* One line for the log (the pools do not log themselves); prio is syslog's. */
         void (*log)(int prio, const char *msg, void *userdata);
 };

@@ -5,6 +5,7 @@
  * the pool is drained, and the newest good version kept in the cache (snapshot_keep) becomes
  * "current" and serves once it verifies. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,7 @@ static void on_suspect_verified(int r, const char *msg, void *userdata)
         struct pools *all = p->all;
 
         p->suspecting = false;
-        if (all->stopping) {
+        if (all->stopping || r == -ECANCELED) {
         } else if (r < 0 && p->serving && strcmp(p->serving->m.version, j->m.version) == 0)
                 pool_snapshot_damaged(p, msg);
         else if (r >= 0)
@@ -84,7 +85,7 @@ void pool_restore_failed(struct pool *p, bool from_serving)
                 return;
         j->p = p;
         j->m = p->serving->m;
-        j->dirfd = dup(p->serving->dirfd);
+        j->dirfd = fcntl(p->serving->dirfd, F_DUPFD_CLOEXEC, 3);
         if (j->dirfd < 0) {
                 free(j);
                 return;
@@ -93,7 +94,8 @@ void pool_restore_failed(struct pool *p, bool from_serving)
                  "%s pool: %u restores of %s failed in a row; verifying its checksums",
                  p->lang->name, p->consecutive_failures, j->m.version);
         p->suspecting = true;
-        r = p->all->cb.run_off_loop(verify_in_child, j, on_suspect_verified, j, p->all->userdata);
+        r = p->all->cb.run_off_loop(verify_in_child, j, &j->dirfd, on_suspect_verified, j,
+                                    p->all->userdata);
         if (r < 0) {
                 p->suspecting = false;
                 safe_close(j->dirfd);

@@ -208,6 +208,7 @@ static int attempt(struct s3_xfer *x)
         x->resp.attempts++;
         c->stats.requests++;
         c->stats.bytes_out += x->req.body_len;
+        curl_ev_cloexec(e);
         if (curl_multi_add_handle(c->multi, e) != CURLM_OK)
                 return -EIO;
         x->in_multi = true;

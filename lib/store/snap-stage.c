@@ -318,7 +318,7 @@ static int write_file(int dirfd, const char *name, const char *text)
 /* Staging left by syncs of versions that are not coming any more. */
 static void remove_other_stages(int langfd)
 {
-        int fd = dup(langfd);
+        int fd = fcntl(langfd, F_DUPFD_CLOEXEC, 3);
         struct dirent *de;
         DIR *dir;
 

@@ -360,7 +360,7 @@ int snap_clean_stale(const char *cache_dir, const char *lang)
                 return langfd == -ENOENT ? 0 : langfd;
         if (unlinkat(langfd, ".current.new", 0) == 0)
                 n++;
-        fd = dup(langfd);
+        fd = fcntl(langfd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0 || !(dir = fdopendir(fd))) {
                 safe_close(fd);
                 return -errno;
@@ -398,7 +398,7 @@ int snap_list_versions(const char *cache_dir, const char *lang, char (**ret)[SNA
 
         if (langfd < 0)
                 return langfd;
-        fd = dup(langfd);
+        fd = fcntl(langfd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0 || !(dir = fdopendir(fd))) {
                 safe_close(fd);
                 return -errno;
@@ -539,7 +539,7 @@ int snap_gc(const char *cache_dir, const char *lang, unsigned keep, const char *
                 return langfd;
         k = readlinkat(langfd, "current", current, sizeof(current) - 1);
         current[k > 0 ? k : 0] = 0;
-        fd = dup(langfd);
+        fd = fcntl(langfd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0 || !(dir = fdopendir(fd))) {
                 safe_close(fd);
                 return -errno;

@@ -224,6 +224,8 @@ static void start_next(struct fc_api *a)
         if (!a->t_first_try)
                 a->t_first_try = op_now_us();
         r = call_prepare(a, c);
+        if (r >= 0)
+                curl_ev_cloexec(c->easy);
         if (r >= 0 && curl_multi_add_handle(a->multi, c->easy) != CURLM_OK)
                 r = -ENOMEM;
         if (r < 0) {

@@ -17,6 +17,7 @@
 #include "host.h"
 #include "snap-ref.h"
 #include "snapshot.h"
+#include "util.h"
 
 void vm_host_log(struct vm_host *h, int prio, const char *fmt, ...)
 {
@@ -29,25 +30,6 @@ void vm_host_log(struct vm_host *h, int prio, const char *fmt, ...)
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         h->cb.log(prio, msg, h->userdata);
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-        _cleanup_free_ char *p = strdup(path);
-
-        if (!p)
-                return -ENOMEM;
-        for (char *s = p + 1; *s; s++) {
-                if (*s != '/')
-                        continue;
-                *s = 0;
-                if (mkdir(p, 0755) < 0 && errno != EEXIST)
-                        return -errno;
-                *s = '/';
-        }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
 }
 
 /* run_dir is the host's alone: VM directories left by an opd that was killed are removed (their
@@ -99,7 +81,7 @@ int vm_host_new(struct event_base *base, const struct op_config *cfg, const stru
                 vm_host_free(h);
                 return -ENOMEM;
         }
-        r = mkdir_p(cfg->run_dir, 0700);
+        r = op_mkdir_p(cfg->run_dir, 0700);
         if (r < 0) {
                 vm_host_free(h);
                 return r;

@@ -51,6 +51,27 @@ int qmp_parse_line(const char *line, size_t len, json_t **ret)
         return 0;
 }
 
+void qmp_msg_read(json_t *msg, struct qmp_msg *ret)
+{
+        json_t *ev = json_object_get(msg, "event"), *err = json_object_get(msg, "error");
+        json_t *id = json_object_get(msg, "id");
+        struct qmp_msg m = {
+            .greeting = json_object_get(msg, "QMP") != NULL,
+            .event = json_is_string(ev) ? json_string_value(ev) : NULL,
+            .data = json_object_get(msg, "data"),
+            .ret = json_object_get(msg, "return"),
+            .error = err != NULL,
+            .has_id = json_is_integer(id),
+            .id = json_is_integer(id) ? (uint64_t)json_integer_value(id) : 0,
+        };
+
+        if (err)
+                snprintf(m.error_text, sizeof(m.error_text), "%s: %s",
+                         json_string_value(json_object_get(err, "class")) ?: "Error",
+                         json_string_value(json_object_get(err, "desc")) ?: "no description");
+        *ret = m;
+}
+
 static void fail_all(struct qmp *q, const char *why)
 {
         while (q->count > 0 && !q->dead) {
@@ -76,31 +97,29 @@ static void broken(struct qmp *q, const char *why)
 
 static void handle(struct qmp *q, json_t *msg)
 {
-        json_t *ret = json_object_get(msg, "return"), *err = json_object_get(msg, "error");
-        json_t *ev = json_object_get(msg, "event");
+        struct qmp_msg m;
 
+        qmp_msg_read(msg, &m);
         if (!q->greeted) {
-                if (!json_object_get(msg, "QMP")) {
+                if (!m.greeting) {
                         broken(q, "QMP greeting missing");
                         return;
                 }
                 q->greeted = true;
                 return;
         }
-        if (json_is_string(ev)) {
+        if (m.event) {
                 if (q->on_event)
-                        q->on_event(q, json_string_value(ev), json_object_get(msg, "data"),
-                                    q->userdata);
+                        q->on_event(q, m.event, m.data, q->userdata);
                 return;
         }
-        if ((!ret && !err) || q->count == 0) {
+        if ((!m.ret && !m.error) || q->count == 0) {
                 broken(q, "unexpected QMP message");
                 return;
         }
         struct pending p = q->pending[q->head];
-        json_t *id = json_object_get(msg, "id");
 
-        if (!json_is_integer(id) || (uint64_t)json_integer_value(id) != p.id) {
+        if (!m.has_id || m.id != p.id) {
                 broken(q, "QMP answer out of order");
                 return;
         }
@@ -108,15 +127,10 @@ static void handle(struct qmp *q, json_t *msg)
         q->count--;
         if (!p.cb)
                 return;
-        if (ret) {
-                p.cb(q, ret, NULL, p.userdata);
-        } else {
-                char msgbuf[512];
-                snprintf(msgbuf, sizeof(msgbuf), "%s: %s",
-                         json_string_value(json_object_get(err, "class")) ?: "Error",
-                         json_string_value(json_object_get(err, "desc")) ?: "no description");
-                p.cb(q, NULL, msgbuf, p.userdata);
-        }
+        if (m.ret)
+                p.cb(q, m.ret, NULL, p.userdata);
+        else
+                p.cb(q, NULL, m.error_text, p.userdata);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)

@@ -4,6 +4,8 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #define QMP_LINE_MAX    (1024 * 1024)
 #define QMP_PENDING_MAX 64
@@ -29,3 +31,18 @@ int qmp_command(struct qmp *q, const char *cmd, json_t *args, qmp_reply_fn cb, v
 
 /* Parse one QMP line; pure, for tests and fuzzing. Returns 0 and a new reference, or -EBADMSG. */
 int qmp_parse_line(const char *line, size_t len, json_t **ret);
+
+/* What a parsed QMP message says, read without any client state (pure; fuzzed by
+ * tests/fuzz/fuzz-qmp.c). Pointers are borrowed from the message. */
+#define QMP_ERROR_MAX 512
+struct qmp_msg {
+        bool greeting;                  /* has "QMP": the server's greeting */
+        const char *event;              /* "event" when it is a string: an asynchronous event */
+        json_t *data;                   /* the event's "data", or NULL */
+        json_t *ret;                    /* "return": a command's success, or NULL */
+        bool error;                     /* "error": a command's failure */
+        bool has_id;                    /* "id" is an integer */
+        uint64_t id;                    /* then its value (as sent: the command's number) */
+        char error_text[QMP_ERROR_MAX]; /* with error: "Class: desc" */
+};
+void qmp_msg_read(json_t *msg, struct qmp_msg *ret);

@@ -214,13 +214,14 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
         }
 }
 
-static struct vm *vm_new(struct vm_host *h, const struct op_lang *lang, enum op_accel accel,
-                         const struct vm_events *ev, void *userdata)
+static int vm_new(struct vm_host *h, const struct op_lang *lang, enum op_accel accel,
+                  const struct vm_events *ev, void *userdata, struct vm **ret)
 {
         struct vm *vm = calloc(1, sizeof(*vm));
+        int r;
 
         if (!vm)
-                return NULL;
+                return -ENOMEM;
         vm->host = h;
         vm->id = ++h->next_vm_id;
         snprintf(vm->name, sizeof(vm->name), "vm-%d-%llu", (int)getpid(),
@@ -233,14 +234,17 @@ static struct vm *vm_new(struct vm_host *h, const struct op_lang *lang, enum op_
         vm->proc.agent_fd = vm->proc.ctl_fd = -1;
         if (asprintf(&vm->workdir, "%s/%s", h->cfg->run_dir, vm->name) < 0) {
                 free(vm);
-                return NULL;
+                return -ENOMEM;
         }
         if (mkdir(vm->workdir, 0700) < 0) {
+                r = -errno;
+                vm_host_log(h, LOG_ERR, "mkdir %s: %s", vm->workdir, strerror(-r));
                 free(vm->workdir);
                 free(vm);
-                return NULL;
+                return r;
         }
-        return vm;
+        *ret = vm;
+        return 0;
 }
 
 /* Wire the VM into the loop and start its deadline; the driver then starts the process. The
@@ -328,11 +332,12 @@ void vm_drv_saved(struct vm *vm, const char *err)
 int vm_boot(struct vm_host *h, const struct op_lang *lang, enum op_accel accel, int mem_fd,
             const struct vm_events *ev, void *userdata, struct vm **ret)
 {
-        struct vm *vm = vm_new(h, lang, accel, ev, userdata);
+        struct vm *vm;
         int r;
 
-        if (!vm)
-                return -errno ?: -ENOMEM;
+        r = vm_new(h, lang, accel, ev, userdata, &vm);
+        if (r < 0)
+                return r;
         r = vm_attach(vm, VM_BOOTING);
         if (r >= 0)
                 r = h->drv->boot(vm, mem_fd);
@@ -354,9 +359,9 @@ int vm_restore(struct vm_host *h, const struct op_lang *lang, struct snap_ref *s
 
         if (!h->drv->restore)
                 return -EOPNOTSUPP;
-        vm = vm_new(h, lang, h->accel, ev, userdata);
-        if (!vm)
-                return -ENOMEM;
+        r = vm_new(h, lang, h->accel, ev, userdata, &vm);
+        if (r < 0)
+                return r;
         vm->snap = snap_ref_get(snap);
         r = vm_attach(vm, VM_RESTORING);
         if (r >= 0)

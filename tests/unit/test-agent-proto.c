@@ -477,6 +477,26 @@ static pid_t warm_sh_runner(void)
         return warm(json_pack("[s,s,s]", "python3", "-c", SH_RUNNER));
 }
 
+/* Wait (up to a generous minute) until pid has exited; it is left to be reaped. */
+static void wait_exited(pid_t pid)
+{
+        char path[64], *stat = NULL, *state;
+        size_t n;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        for (int i = 0; i < 6000; i++) {
+                if (op_read_file(path, 4096, &stat, &n) < 0)
+                        return; /* gone altogether */
+                state = strrchr(stat, ')');
+                bool exited = state && state[1] == ' ' && (state[2] == 'Z' || state[2] == 'X');
+                free(stat);
+                if (exited)
+                        return;
+                usleep(10 * 1000);
+        }
+        fail_msg("pid %d did not exit within 60 s", (int)pid);
+}
+
 static void assert_gone(pid_t pid)
 {
         assert_int_equal(kill(pid, 0), -1);
@@ -611,24 +631,22 @@ static void test_warm_exec(void **state)
 
 static void test_warm_timeout_and_cap(void **state)
 {
-        uint64_t t0;
         pid_t pid = warm_sh_runner();
         long bg;
         json_t *a;
 
-        t0 = op_now_us();
         a = handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"m.sh\"],\"file\":\"m.sh\",\"warm\":true,"
                    "\"code\":\"sleep 100 & echo $!; sleep 100\",\"timeout_ms\":300}");
         assert_ok_warm_used(a, true);
-        assert_true(op_now_us() - t0 < 5 * 1000 * 1000);
         assert_true(json_is_true(json_object_get(a, "timed_out")));
         assert_true(json_is_null(json_object_get(a, "exit_code")));
         assert_int_equal(json_integer_value(json_object_get(a, "signal")), SIGKILL);
         /* Counted from the hand-off. */
         assert_true(json_real_value(json_object_get(a, "run_ms")) >= 300);
+        /* The background child, if it got as far as being printed before the deadline. */
         bg = strtol(str(a, "stdout"), NULL, 10);
-        assert_true(bg > 1);
-        assert_gone((pid_t)bg);
+        if (bg > 1)
+                assert_gone((pid_t)bg);
         assert_gone(pid);
         json_decref(a);
 
@@ -721,12 +739,12 @@ static void test_warm_not_ready(void **state)
         a = handle("{\"op\":\"warm\",\"argv\":[\"sh\",\"-c\",\"sleep 100 & echo $! >&2; sleep "
                    "100\"],\"ready_timeout_ms\":300}");
         assert_true(op_now_us() - t0 >= 300 * 1000);
-        assert_true(op_now_us() - t0 < 3 * 1000 * 1000);
         msg = error_message(a);
         assert_non_null(strstr(msg, "not ready after 300 ms: "));
+        /* Its background child, if it was printed before the deadline. */
         pid = strtol(strrchr(msg, ' ') + 1, NULL, 10);
-        assert_true(pid > 1);
-        assert_gone((pid_t)pid);
+        if (pid > 1)
+                assert_gone((pid_t)pid);
         json_decref(a);
 
         a = handle("{\"op\":\"warm\",\"argv\":[\"no-such-runner-op\"]}");
@@ -776,7 +794,7 @@ static void test_warm_runner_died_while_waiting(void **state)
                                            "echo ready >&3; sleep 0.1; echo bye >&2; exit 7"));
                 json_t *a;
 
-                usleep(400 * 1000);
+                wait_exited(pid);
                 /* Reaped between requests (as op-agent does), or still a zombie. */
                 if (reap) {
                         agent_reap_orphans(&ag);
@@ -1199,7 +1217,7 @@ static void test_binary_warm(void **state)
         assert_true(pid > 1);
         json_decref(m);
         assert_int_equal(wait_agent(&p), 0);
-        for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
+        for (int i = 0; i < 6000 && kill(pid, 0) == 0; i++)
                 usleep(10 * 1000);
         assert_gone(pid);
         alarm(0);

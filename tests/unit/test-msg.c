@@ -13,6 +13,7 @@
 
 #include "cleanup.h"
 #include "frame.h"
+#include "msg-snapshot.h"
 #include "msg.h"
 
 static json_t *parse(const char *s)
@@ -1104,6 +1105,10 @@ static void test_stdin_decode(void **state)
             {"{\"op\":\"stdin\",\"id\":null,\"data\":\"x\"}", "\"id\""},
             {"{\"op\":\"stdin\",\"id\":1}", "needs"},
             {"{\"op\":\"stdin\",\"id\":1,\"eof\":false}", "needs"},
+            /* empty data is no frame: it carries data or eof */
+            {"{\"id\":2,\"data_b64\":\"\"}", "empty \"data_b64\" needs \"eof\": true"},
+            {"{\"op\":\"stdin\",\"id\":2,\"data\":\"\"}", "empty \"data\" needs"},
+            {"{\"op\":\"stdin\",\"id\":2,\"data\":\"\",\"eof\":false}", "empty \"data\""},
             {"{\"op\":\"stdin\",\"id\":1,\"data\":5}", "\"data\""},
             {"{\"op\":\"stdin\",\"id\":1,\"data\":\"x\",\"eof\":1}", "\"eof\""},
             {"{\"op\":\"stdin\",\"id\":1,\"data\":\"x\",\"data_b64\":\"eA==\"}", "not both"},
@@ -1136,6 +1141,67 @@ static void test_stdin_decode(void **state)
         assert_int_equal(s.len, 0);
         assert_true(s.eof);
         op_stdin_done(&s);
+        json_auto_t *c = parse("{\"op\":\"stdin\",\"id\":3,\"data\":\"\",\"eof\":true}");
+        assert_int_equal(op_stdin_decode(c, &lim, &s, err, sizeof(err)), 0);
+        assert_int_equal(s.len, 0);
+        assert_true(s.eof);
+        op_stdin_done(&s);
+}
+
+static void test_snapshot_decode(void **state)
+{
+        static const struct {
+                const char *json, *want;
+        } bad[] = {
+            {"{\"op\":\"snapshot\"}", "\"action\" must be create, list, reload, verify or sync"},
+            {"{\"op\":\"snapshot\",\"action\":5}", "\"action\" must be"},
+            {"{\"op\":\"snapshot\",\"action\":\"explode\"}",
+             "unknown action \"explode\"; known: create, list, reload, verify, sync"},
+            {"{\"op\":\"snapshot\",\"action\":\"List\"}", "unknown action \"List\""},
+            {"{\"op\":\"snapshot\",\"action\":\"create\"}", "create needs \"lang\""},
+            {"{\"op\":\"snapshot\",\"action\":\"create\",\"lang\":null}", "create needs"},
+            {"{\"op\":\"snapshot\",\"action\":\"list\",\"lang\":[\"bash\"]}",
+             "\"lang\" must be a string"},
+        };
+        static const struct {
+                const char *json;
+                enum op_snapshot_action action;
+                const char *lang;
+        } good[] = {
+            {"{\"op\":\"snapshot\",\"action\":\"create\",\"lang\":\"python\"}", OP_SNAPSHOT_CREATE,
+             "python"},
+            {"{\"op\":\"snapshot\",\"action\":\"list\",\"id\":3}", OP_SNAPSHOT_LIST, NULL},
+            {"{\"op\":\"snapshot\",\"action\":\"list\",\"lang\":null}", OP_SNAPSHOT_LIST, NULL},
+            {"{\"action\":\"reload\",\"lang\":\"nosuch\"}", OP_SNAPSHOT_RELOAD, "nosuch"},
+            {"{\"action\":\"verify\",\"lang\":\"bash\"}", OP_SNAPSHOT_VERIFY, "bash"},
+            {"{\"action\":\"sync\"}", OP_SNAPSHOT_SYNC, NULL},
+        };
+        struct op_snapshot_req s;
+        char err[256];
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                json_auto_t *req = parse(bad[i].json);
+
+                if (op_snapshot_decode(req, &s, err, sizeof(err)) != -EINVAL)
+                        fail_msg("accepted %s", bad[i].json);
+                if (!strstr(err, bad[i].want))
+                        fail_msg("%s: \"%s\" lacks \"%s\"", bad[i].json, err, bad[i].want);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                json_auto_t *req = parse(good[i].json);
+
+                s = (struct op_snapshot_req){.action = _OP_SNAPSHOT_ACTION_MAX};
+                if (op_snapshot_decode(req, &s, err, sizeof(err)) != 0)
+                        fail_msg("refused %s: %s", good[i].json, err);
+                assert_int_equal(s.action, good[i].action);
+                if (good[i].lang)
+                        assert_string_equal(s.lang, good[i].lang);
+                else
+                        assert_null(s.lang);
+                assert_string_equal(op_snapshot_action_name(s.action),
+                                    json_string_value(json_object_get(req, "action")));
+        }
+        assert_null(op_snapshot_action_name(_OP_SNAPSHOT_ACTION_MAX));
 }
 
 static void test_batch_decode(void **state)
@@ -1231,6 +1297,7 @@ int main(void)
             cmocka_unit_test(test_exec_opts_bad),
             cmocka_unit_test(test_files_base64_and_entry),
             cmocka_unit_test(test_stdin_decode),
+            cmocka_unit_test(test_snapshot_decode),
             cmocka_unit_test(test_batch_decode),
             cmocka_unit_test(test_status),
         };

@@ -114,8 +114,8 @@ static void on_job(evutil_socket_t fd, short what, void *arg)
         free(j);
 }
 
-static int run_off_loop(pool_job_fn fn, void *arg, pool_job_done_fn done, void *done_userdata,
-                        void *userdata)
+static int run_off_loop(pool_job_fn fn, void *arg, int *keep_fd, pool_job_done_fn done,
+                        void *done_userdata, void *userdata)
 {
         struct fx *f = userdata;
         struct job *j = calloc(1, sizeof(*j));
