@@ -49,7 +49,7 @@ static void decide(struct opd *d, enum op_accel a, const char *why)
         }
         d->vms_host->accel = a;
         log_info("accelerator: %s (%s)", op_accel_name(a), why);
-        pools_check_snapshots(d); /* which snapshots fit depends on the accelerator */
+        pools_check_snapshots(d->pools); /* which snapshots fit depends on the accelerator */
         if (d->on_accel_decided)
                 d->on_accel_decided(d);
         opd_schedule_reap(d); /* starts queued requests */

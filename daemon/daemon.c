@@ -65,9 +65,38 @@ static void on_slot_freed(struct vm_host *h, void *userdata)
         opd_schedule_reap(userdata);
 }
 
-static void on_vm_log(int prio, const char *msg, void *userdata)
+static void on_log(int prio, const char *msg, void *userdata)
 {
         log_msg(prio, "%s", msg);
+}
+
+/* The pools' slow work (verifying a snapshot's checksums) runs as a background job. */
+struct pool_job {
+        pool_job_done_fn done;
+        void *userdata;
+};
+
+static void on_pool_job_done(struct opd *d, int r, const char *msg, void *userdata)
+{
+        struct pool_job j = *(struct pool_job *)userdata;
+
+        free(userdata);
+        j.done(r, msg, j.userdata);
+}
+
+static int on_pool_run_off_loop(pool_job_fn fn, void *arg, int *keep_fd, pool_job_done_fn done,
+                                void *done_userdata, void *userdata)
+{
+        struct pool_job *j = malloc(sizeof(*j));
+        int r;
+
+        if (!j)
+                return -ENOMEM;
+        *j = (struct pool_job){.done = done, .userdata = done_userdata};
+        r = bgjob_start(userdata, fn, arg, keep_fd, on_pool_job_done, j);
+        if (r < 0)
+                free(j);
+        return r;
 }
 
 static void on_sighup(evutil_socket_t fd, short what, void *arg)
@@ -110,7 +139,11 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
 {
         static const struct vm_host_callbacks vm_callbacks = {
             .slot_freed = on_slot_freed,
-            .log = on_vm_log,
+            .log = on_log,
+        };
+        static const struct pools_callbacks pool_callbacks = {
+            .run_off_loop = on_pool_run_off_loop,
+            .log = on_log,
         };
         char err[512];
         int r;
@@ -161,7 +194,8 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
         r = bgjobs_init(d);
         if (r < 0)
                 return r;
-        r = pools_init(d);
+        r = pools_new(d->base, &d->cfg, &d->langs, d->vms_host, d->vmm_version, &pool_callbacks, d,
+                      &d->pools);
         if (r < 0)
                 return r;
         r = metrics_init(d);
@@ -197,6 +231,7 @@ void opd_stop(struct opd *d)
         if (d->stopping)
                 return;
         d->stopping = true;
+        pools_stop(d->pools);
         notify_stop(d);
         server_close(d);
         door_stop(d);
@@ -213,7 +248,7 @@ void opd_done(struct opd *d)
         bgjobs_done(d); /* their done() still finds their owners */
         door_done(d);
         s3sync_done(d);
-        pools_done(d);
+        d->pools = pools_free(d->pools);
         metrics_done(d);
         if (d->vms_host)
                 vm_host_kill_all(d->vms_host);

@@ -146,7 +146,7 @@ static void render_pools(FILE *f, struct opd *d)
         for (size_t k = 0; k < ELEMENTSOF(g); k++) {
                 head(f, g[k].name, g[k].type, g[k].help);
                 for (size_t i = 0; i < d->langs.n; i++) {
-                        struct pool *p = pool_for(d, &d->langs.v[i]);
+                        struct pool *p = pool_for(d->pools, &d->langs.v[i]);
                         struct pool_counts n;
 
                         if (!p)

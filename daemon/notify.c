@@ -29,7 +29,7 @@ struct notify {
 static bool pools_ready(struct opd *d)
 {
         for (size_t i = 0; i < d->langs.n; i++) {
-                struct pool *p = pool_for(d, &d->langs.v[i]);
+                struct pool *p = pool_for(d->pools, &d->langs.v[i]);
                 struct pool_counts n;
 
                 if (!p)
@@ -53,7 +53,7 @@ static void status_line(struct opd *d, char *buf, size_t len)
                                    ? "probing KVM"
                                    : op_accel_name(d->vms_host->accel));
         for (size_t i = 0; i < d->langs.n && off < len; i++) {
-                struct pool *p = pool_for(d, &d->langs.v[i]);
+                struct pool *p = pool_for(d->pools, &d->langs.v[i]);
                 struct pool_counts n;
 
                 if (!p)

@@ -47,7 +47,7 @@ struct opd {
         struct clients *clients; /* client.c: the connections */
         struct access *access;   /* access.c: who may use and who may administer */
         struct accel *accel;     /* accel.c: the KVM probe while it runs */
-        struct pools *pools;     /* pool.c: one pool per language */
+        struct pools *pools;     /* lib/pool: one pool per language */
         struct bgjobs *bgjobs;   /* bgjob.c: the background jobs running */
         struct s3sync *s3;       /* s3sync.c */
         struct metrics *metrics; /* metrics.c */

@@ -212,7 +212,7 @@ static void snapshot_list(struct client *c, json_t *id, const struct op_lang *la
         json_t *langs = json_object();
 
         for (size_t i = 0; i < d->langs.n; i++) {
-                struct pool *p = pool_for(d, &d->langs.v[i]);
+                struct pool *p = pool_for(d->pools, &d->langs.v[i]);
                 if (lang && lang != &d->langs.v[i])
                         continue;
                 json_object_set_new(langs, d->langs.v[i].name,
@@ -250,7 +250,7 @@ void op_snapshot(struct client *c, json_t *id, json_t *req)
                 snapshot_list(c, id, lang);
                 return;
         case OP_SNAPSHOT_RELOAD:
-                pools_check_snapshots(d);
+                pools_check_snapshots(d->pools);
                 client_send(c, json_pack("{s:O?, s:b}", "id", id, "ok", 1));
                 return;
         case OP_SNAPSHOT_VERIFY:

@@ -44,7 +44,7 @@ static json_t *language_status(struct opd *d, const struct op_lang *g)
 
         for (char *const *a = g->aliases; *a; a++)
                 json_array_append_new(aliases, json_string(*a));
-        struct pool *p = g->available ? pool_for(d, g) : NULL;
+        struct pool *p = g->available ? pool_for(d->pools, g) : NULL;
 
         return json_pack("{s:s, s:o, s:s, s:b, s:b, s:b, s:o?}", "name", g->name, "aliases",
                          aliases, "version", g->version, "available", g->available, "enabled",

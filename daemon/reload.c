@@ -41,7 +41,7 @@ static int apply_pool_sizes(struct opd *d)
                 return r;
         }
         for (size_t i = 0; i < d->langs.n; i++) {
-                struct pool *p = pool_for(d, &d->langs.v[i]);
+                struct pool *p = pool_for(d->pools, &d->langs.v[i]);
 
                 if (p)
                         pool_set_target(p, targets[i]);

@@ -100,7 +100,7 @@ void request_set_state(struct request *r, enum request_state state)
                 d->n_queued++;
         } else if (state == REQ_WAITING) {
                 d->n_queued++;
-                pool_wait(pool_for(d, r->lang), &r->waiter);
+                pool_wait(pool_for(d->pools, r->lang), &r->waiter);
         }
 }
 
@@ -309,7 +309,7 @@ static void on_served(struct pool_waiter *w, struct vm *vm)
 {
         struct request *r = (struct request *)((char *)w - offsetof(struct request, waiter));
 
-        start_warm(r, pool_for(r->d, r->lang), vm);
+        start_warm(r, pool_for(r->d->pools, r->lang), vm);
 }
 
 /* No clone came in time: cold when allowed, else pool_exhausted. */
@@ -373,7 +373,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 void request_route(struct request *r)
 {
         struct opd *d = r->d;
-        struct pool *p = pool_for(d, r->lang);
+        struct pool *p = pool_for(d->pools, r->lang);
         struct vm *vm;
 
         if (r->exec.mode == OP_MODE_COLD) {

@@ -170,7 +170,7 @@ static void on_installed(struct opd *d, int r, const char *msg, void *userdata)
                 return;
         }
         snprintf(version, sizeof(version), "%s", s->m.snap.version);
-        pools_check_snapshots(d); /* verify, switch, drain the old clones */
+        pools_check_snapshots(d->pools); /* verify, switch, drain the old clones */
         lang_done(s, version, true);
 }
 
@@ -349,7 +349,7 @@ static bool installed(struct s3sync *s, const char *version)
         }
         if (strcmp(cur, version) != 0 &&
             snap_set_current(s->d->cfg.cache_dir, lang_name(s), version) == 0)
-                pools_check_snapshots(s->d);
+                pools_check_snapshots(s->d->pools);
         return true;
 }
 

@@ -57,7 +57,7 @@ static void finish(struct snapcreate *sc, int r, const char *msg)
                          (double)(op_now_us() - sc->t_start) / 1e6);
         sc->done(d, r, msg, &sc->m, sc->userdata);
         if (r >= 0)
-                pools_check_snapshots(d);
+                pools_check_snapshots(d->pools);
         free(sc->stage);
         free(sc);
 }
@@ -113,7 +113,7 @@ static void on_committed(struct opd *d, int r, const char *msg, void *userdata)
                 }
                 /* the version the pool serves stays until the pool has switched */
                 snap_gc(d->cfg.cache_dir, sc->lang->name, d->cfg.snapshot_keep,
-                        pool_serving_version(pool_for(d, sc->lang)));
+                        pool_serving_version(pool_for(d->pools, sc->lang)));
         }
         finish(sc, r, msg);
 }

@@ -367,7 +367,7 @@ static void settle(struct fx *f)
 
 static struct pool *pool_of(struct fx *f, int lang)
 {
-        struct pool *p = pool_for(&f->d, &f->d.langs.v[lang]);
+        struct pool *p = pool_for(f->d.pools, &f->d.langs.v[lang]);
 
         assert_non_null(p);
         return p;

@@ -1,19 +1,23 @@
 /* pool.h: per language, paused clones of the serving snapshot (pool.c) and the serving snapshot
- * found damaged (poolcheck.c). struct pool is theirs alone; the rest of opd uses these calls. */
+ * found damaged (poolcheck.c). struct pool is theirs alone; the daemon uses these calls. */
 #pragma once
 
+#include <event2/event.h>
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "config.h"
+#include "lang.h"
 #include "snapshot.h"
 
-struct opd;
-struct op_lang;
 struct pool;
+struct pools;
 struct snap_ref;
 struct vm;
+struct vm_host;
 
 /* Someone waiting for a paused clone (a request). pool_wait() links it; when a clone is ready
  * the pool unlinks it and calls served() with the VM, which the waiter owns from then on. */
@@ -45,13 +49,43 @@ struct pool_counts {
         struct pool_stats stats;
 };
 
-int pools_init(struct opd *d);
-void pools_done(struct opd *d);
-/* The language's pool, or NULL (no pools, or the language has no image). */
-struct pool *pool_for(struct opd *d, const struct op_lang *lang);
+/* Slow work off the loop: fn runs elsewhere (it may block) and writes at most msglen bytes of
+ * message; its result and message come back to done on the loop. */
+typedef int (*pool_job_fn)(void *arg, char *msg, size_t msglen);
+typedef void (*pool_job_done_fn)(int r, const char *msg, void *userdata);
+
+/* What the owner of the pools does for them; userdata is pools_new()'s. */
+struct pools_callbacks {
+        /* Start fn(arg) off the loop (verifying a snapshot's checksums), where it may use
+         * *keep_fd (when not NULL; *keep_fd is set to the number it has there). 0: done() will
+         * be called on the loop exactly once, with fn's result, or with -ECANCELED when the
+         * owner stops first. A negative errno: not started, done() is not called. */
+        int (*run_off_loop)(pool_job_fn fn, void *arg, int *keep_fd, pool_job_done_fn done,
+                            void *done_userdata, void *userdata);
+        /* One line for the log (the pools do not log themselves); prio is syslog's. */
+        void (*log)(int prio, const char *msg, void *userdata);
+};
+
+/* One pool per available language of langs, sized by the configuration (poolplan.h), restoring
+ * VMs through host; the snapshot cache is looked at every cfg->snapshot_check_ms (0: only on
+ * pools_check_snapshots()). cfg, langs, host and vmm_version (the VMM's release: a snapshot
+ * loads only on the one that made it) must outlive the pools. -EINVAL when the pool sizes do not
+ * fit (the reason goes to the log). */
+int pools_new(struct event_base *base, const struct op_config *cfg, const struct op_langs *langs,
+              struct vm_host *host, const char *vmm_version, const struct pools_callbacks *cb,
+              void *userdata, struct pools **ret);
+/* Destroys every clone (restoring ones too) and forgets the waiters without calling them.
+ * Accepts NULL; returns NULL. */
+struct pools *pools_free(struct pools *all);
+/* The owner is stopping: no restore and no snapshot check from now on; a clone that fails (the
+ * owner kills every VM) is dropped quietly, not counted or replaced. Accepts NULL. */
+void pools_stop(struct pools *all);
+/* The language's pool, or NULL (all NULL, or the language has no image). */
+struct pool *pool_for(struct pools *all, const struct op_lang *lang);
 /* Look at <cache>/<lang>/current and start serving it if it is new and verifies. */
 void pool_check_snapshot(struct pool *p);
-void pools_check_snapshots(struct opd *d);
+/* Every pool: its serving snapshot still whole, and a new version in the cache. Accepts NULL. */
+void pools_check_snapshots(struct pools *all);
 
 /* Does p (may be NULL) serve: a target above 0 and a verified snapshot? */
 bool pool_serves(const struct pool *p);
@@ -79,7 +113,7 @@ void pool_serve(struct pool *p, struct snap_ref *snap);
  * their request untouched. */
 void pool_set_target(struct pool *p, uint32_t n);
 /* Why a snapshot cannot be restored by this opd, or NULL when it can. */
-const char *pool_snapshot_incompatible(struct opd *d, const struct snap_manifest *m);
+const char *pool_snapshot_incompatible(const struct pools *all, const struct snap_manifest *m);
 
 /* ---- poolcheck.c: the serving snapshot damaged under a running pool ---- */
 /* On every snapshot check: are the serving snapshot's files still there at their sizes? */

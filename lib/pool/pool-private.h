@@ -1,16 +1,16 @@
 /* pool-private.h: struct pool and the set of pools, shared by pool.c and poolcheck.c only; the
- * rest of opd goes through pool.h. */
+ * daemon goes through pool.h. */
 #pragma once
 
 #include <event2/event.h>
 #include <sys/queue.h>
+#include <syslog.h>
 
 #include "pool.h"
 
 struct pool_clone; /* pool.c: one clone, its stage and its VM */
 
 struct pool {
-        struct opd *d;
         struct pools *all;
         const struct op_lang *lang;
         uint32_t target;
@@ -32,10 +32,23 @@ struct pool {
         char last_damage[512]; /* what was found damaged last, "" when never */
 };
 
-/* d->pools */
+/* pools_new() */
 struct pools {
-        struct pool *v; /* one per language, same index as d->langs.v; .lang NULL: none */
+        struct event_base *base;
+        const struct op_config *cfg;
+        const struct op_langs *langs;
+        struct vm_host *host;
+        const char *vmm_version;
+        struct pools_callbacks cb;
+        void *userdata;
+        struct pool *v; /* one per language, same index as langs->v; .lang NULL: none */
         size_t n;
         unsigned n_restoring; /* all pools together, bounded by max_restores */
         struct event *snap_check_ev;
+        bool stopping; /* pools_stop() */
 };
+
+/* A line through cb.log. */
+void pools_log(const struct pools *all, int prio, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define pool_log(p, prio, ...) pools_log((p)->all, prio, __VA_ARGS__)

@@ -4,17 +4,15 @@
  * version is verified off the loop before it serves, then old clones drain. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "bgjob.h"
 #include "cleanup.h"
 #include "compile.h"
 #include "host.h"
-#include "log.h"
-#include "opd.h"
 #include "pool-private.h"
 #include "poolplan.h"
 #include "snap-ref.h"
@@ -24,6 +22,26 @@
 #define BACKOFF_MIN_MS   200
 #define BACKOFF_MAX_MS   30000
 #define PRIME_TIMEOUT_MS 30000
+
+void pools_log(const struct pools *all, int prio, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+
+        if (!all->cb.log)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        all->cb.log(prio, msg, all->userdata);
+}
+
+static void timer_arm_ms(struct event *ev, uint32_t ms)
+{
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+        evtimer_add(ev, &tv);
+}
 
 /* One clone of the pool: the VM's event userdata from its restore until it is taken, served
  * to a waiter or destroyed. */
@@ -82,8 +100,9 @@ static void clone_set_stage(struct pool_clone *c, enum clone_stage stage)
 {
         if (stage == c->stage)
                 return;
-        log_debug("%s pool: %s %s -> %s", c->pool->lang->name, c->vm ? c->vm->name : "clone",
-                  clone_stage_names[c->stage], clone_stage_names[stage]);
+        pool_log(c->pool, LOG_DEBUG, "%s pool: %s %s -> %s", c->pool->lang->name,
+                 c->vm ? c->vm->name : "clone", clone_stage_names[c->stage],
+                 clone_stage_names[stage]);
         clone_unlink(c);
         c->stage = stage;
         clone_link(c);
@@ -113,18 +132,19 @@ static struct vm *clone_drop(struct pool_clone *c)
 
 static void refill(struct pool *p);
 
-static void refill_all(struct opd *d)
+static void refill_all(struct pools *all)
 {
-        if (!d->pools)
-                return;
-        for (size_t i = 0; i < d->pools->n; i++)
-                if (d->pools->v[i].lang)
-                        refill(&d->pools->v[i]);
+        for (size_t i = 0; i < all->n; i++)
+                if (all->v[i].lang)
+                        refill(&all->v[i]);
 }
 
 static void on_backoff(evutil_socket_t fd, short what, void *arg)
 {
-        refill(arg);
+        struct pool *p = arg;
+
+        pool_log(p, LOG_DEBUG, "%s pool: backoff over", p->lang->name);
+        refill(p);
 }
 
 static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata);
@@ -132,10 +152,10 @@ static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata);
 /* Priming pays off where guest code must be translated: software emulation. */
 static bool wants_prime(struct pool *p)
 {
-        enum op_tristate t = p->d->cfg.pool_prime;
+        enum op_tristate t = p->all->cfg->pool_prime;
 
         return p->lang->prime &&
-               (t == OP_YES || (t == OP_AUTO && p->d->vms_host->accel == OP_ACCEL_TCG));
+               (t == OP_YES || (t == OP_AUTO && p->all->host->accel == OP_ACCEL_TCG));
 }
 
 /* What the answer to the prime job may hold: a "prime" answer, or an exec's with the agent's
@@ -172,10 +192,11 @@ static int start_prime(struct pool_clone *c)
                         "id", "prime", "argv", argv, "file", p->lang->file, "code", p->lang->prime,
                         "timeout_ms", PRIME_TIMEOUT_MS);
         /* A compiled language's prime compiles too: the compiler is what needs translating. */
-        if (!job || compile_job_add(p->lang,
-                                    &(struct op_exec){.compile_timeout_ms =
-                                                          p->d->cfg.limits.compile_timeout_ms_max},
-                                    &p->d->cfg.limits, job) < 0) {
+        if (!job ||
+            compile_job_add(
+                p->lang,
+                &(struct op_exec){.compile_timeout_ms = p->all->cfg->limits.compile_timeout_ms_max},
+                &p->all->cfg->limits, job) < 0) {
                 json_decref(job);
                 return -ENOMEM;
         }
@@ -208,7 +229,7 @@ static void on_pool_vm_answer(struct vm *vm, json_t *ans, void *userdata)
         }
         if (!a.ok) {
                 /* A clone that cannot be primed is still a good clone, only slower. */
-                log_warn("%s pool: priming %s failed: %s", p->lang->name, vm->name,
+                pool_log(p, LOG_WARNING, "%s pool: priming %s failed: %s", p->lang->name, vm->name,
                          a.error.message);
         }
         p->stats.last_prime_ms = !a.ok                        ? 0
@@ -223,7 +244,7 @@ static void on_pool_vm_ready(struct vm *vm, void *userdata)
 {
         struct pool_clone *c = userdata;
         struct pool *p = c->pool;
-        struct opd *d = p->d;
+        struct pools *all = p->all;
         struct pool_waiter *w;
 
         if (c->stage == CLONE_RESTORING) {
@@ -246,16 +267,20 @@ static void on_pool_vm_ready(struct vm *vm, void *userdata)
         } else {
                 clone_set_stage(c, CLONE_READY);
         }
-        refill_all(d);
+        refill_all(all);
 }
 
 static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata)
 {
         struct pool_clone *c = userdata;
         struct pool *p = c->pool;
-        struct opd *d = p->d;
+        struct pools *all = p->all;
         bool restoring = c->stage != CLONE_READY, from_serving = vm->snap == p->serving;
 
+        if (all->stopping) { /* the owner kills every VM: expected, nothing to replace */
+                vm_destroy(clone_drop(c));
+                return;
+        }
         p->stats.failures++;
         if (restoring) {
                 /* died while restoring: back off before trying again */
@@ -266,12 +291,14 @@ static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata)
                 if (ms > BACKOFF_MAX_MS)
                         ms = BACKOFF_MAX_MS;
                 timer_arm_ms(p->backoff_ev, ms);
-                log_warn("%s pool: restore failed (%s); retrying in %u ms", p->lang->name, why, ms);
+                pool_log(p, LOG_WARNING, "%s pool: restore failed (%s); retrying in %u ms",
+                         p->lang->name, why, ms);
         } else {
-                log_warn("%s pool: a paused VM died (%s); replacing it", p->lang->name, why);
+                pool_log(p, LOG_WARNING, "%s pool: a paused VM died (%s); replacing it",
+                         p->lang->name, why);
         }
         vm_destroy(clone_drop(c));
-        refill_all(d);
+        refill_all(all);
         if (restoring)
                 pool_restore_failed(p, from_serving);
 }
@@ -285,15 +312,16 @@ static const struct vm_events pool_vm_events = {
 /* Start restores up to the target, within max_restores and max_vms. */
 static void refill(struct pool *p)
 {
-        struct opd *d = p->d;
+        struct pools *all = p->all;
 
-        if (!p->serving || d->stopping || d->vms_host->accel == OP_ACCEL_AUTO ||
+        if (!p->serving || all->stopping || all->host->accel == OP_ACCEL_AUTO ||
             evtimer_pending(p->backoff_ev, NULL))
                 return;
         while (p->n_ready + p->n_restoring < p->target &&
-               p->all->n_restoring < d->cfg.max_restores && d->vms_host->n_vms < d->cfg.max_vms) {
+               p->all->n_restoring < all->cfg->max_restores &&
+               all->host->n_vms < all->cfg->max_vms) {
                 struct pool_clone *c = clone_new(p);
-                int r = c ? vm_restore(d->vms_host, p->lang, p->serving, &pool_vm_events, c, &c->vm)
+                int r = c ? vm_restore(all->host, p->lang, p->serving, &pool_vm_events, c, &c->vm)
                           : -ENOMEM;
 
                 if (r < 0) {
@@ -301,12 +329,14 @@ static void refill(struct pool *p)
                                 clone_drop(c);
                         p->stats.failures++;
                         p->consecutive_failures++;
-                        log_error("%s pool: cannot start a restore: %s", p->lang->name,
-                                  strerror(-r));
+                        pool_log(p, LOG_ERR, "%s pool: cannot start a restore: %s", p->lang->name,
+                                 strerror(-r));
                         timer_arm_ms(p->backoff_ev, BACKOFF_MAX_MS);
                         return;
                 }
                 p->stats.restores++;
+                pool_log(p, LOG_DEBUG, "%s pool: restoring %s from %s", p->lang->name, c->vm->name,
+                         p->serving->m.version);
         }
 }
 
@@ -349,7 +379,7 @@ void pool_cancel(struct pool_waiter *w)
 void pool_release(struct pool *p)
 {
         p->n_in_use--;
-        refill_all(p->d);
+        refill_all(p->all);
 }
 
 void pool_note_resume(struct pool *p, double ms)
@@ -380,7 +410,7 @@ void pool_serve(struct pool *p, struct snap_ref *snap)
 void pool_set_target(struct pool *p, uint32_t n)
 {
         if (n != p->target)
-                log_info("%s pool: %u -> %u paused VMs", p->lang->name, p->target, n);
+                pool_log(p, LOG_INFO, "%s pool: %u -> %u paused VMs", p->lang->name, p->target, n);
         p->target = n;
         drain_to(p, n);
         refill(p);
@@ -400,7 +430,7 @@ static int verify_in_child(void *arg, char *msg, size_t msglen)
 
         /* snapshot.preload: the memory file in the page cache right before the version serves
          * (hashing read it too, but a long verification may have seen it evicted). */
-        if (r == 0 && j->p->d->cfg.snapshot_preload && snap_manifest_file(&j->m, "mem"))
+        if (r == 0 && j->p->all->cfg->snapshot_preload && snap_manifest_file(&j->m, "mem"))
                 snap_preload(j->dirfd, "mem", NULL);
         return r;
 }
@@ -412,13 +442,14 @@ static void verify_job_free(struct verify_job *j)
         free(j);
 }
 
-static void on_verified(struct opd *d, int r, const char *msg, void *userdata)
+static void on_verified(int r, const char *msg, void *userdata)
 {
         struct verify_job *j = userdata;
         struct pool *p = j->p;
+        struct pools *all = p->all;
         struct snap_ref *s;
 
-        if (r == -ECANCELED) { /* opd is stopping */
+        if (r == -ECANCELED) { /* the owner is stopping */
                 p->checking[0] = 0;
                 verify_job_free(j);
                 return;
@@ -427,8 +458,8 @@ static void on_verified(struct opd *d, int r, const char *msg, void *userdata)
         p->checking[0] = 0;
         if (r < 0) {
                 snprintf(p->error, sizeof(p->error), "snapshot %s refused: %s", j->m.version, msg);
-                log_error("%s pool: %s%s", p->lang->name, p->error,
-                          p->serving ? "; the previous version keeps serving" : "");
+                pool_log(p, LOG_ERR, "%s pool: %s%s", p->lang->name, p->error,
+                         p->serving ? "; the previous version keeps serving" : "");
                 verify_job_free(j);
                 return;
         }
@@ -442,20 +473,20 @@ static void on_verified(struct opd *d, int r, const char *msg, void *userdata)
         s->m = j->m;
         s->path = j->path;
         free(j);
-        log_info("%s pool: serving snapshot %s%s", p->lang->name, s->m.version,
+        pool_log(p, LOG_INFO, "%s pool: serving snapshot %s%s", p->lang->name, s->m.version,
                  p->serving ? " (draining the previous version)" : "");
         p->error[0] = 0;
         pool_serve(p, s);
-        snap_gc(d->cfg.cache_dir, p->lang->name, d->cfg.snapshot_keep, s->m.version);
+        snap_gc(all->cfg->cache_dir, p->lang->name, all->cfg->snapshot_keep, s->m.version);
 }
 
-const char *pool_snapshot_incompatible(struct opd *d, const struct snap_manifest *m)
+const char *pool_snapshot_incompatible(const struct pools *all, const struct snap_manifest *m)
 {
-        if (strcmp(m->vmm, d->vms_host->drv->name) != 0)
+        if (strcmp(m->vmm, all->host->drv->name) != 0)
                 return "made by another VMM";
-        if (strcmp(m->vmm_version, d->vmm_version) != 0)
+        if (strcmp(m->vmm_version, all->vmm_version) != 0)
                 return "made by another release of the VMM";
-        if (strcmp(m->accel, op_accel_name(d->vms_host->accel)) != 0)
+        if (strcmp(m->accel, op_accel_name(all->host->accel)) != 0)
                 return "made under another accelerator";
         if (strcmp(m->agent_version, "") == 0)
                 return "no agent version";
@@ -464,20 +495,20 @@ const char *pool_snapshot_incompatible(struct opd *d, const struct snap_manifest
 
 void pool_check_snapshot(struct pool *p)
 {
-        struct opd *d = p->d;
+        struct pools *all = p->all;
         struct verify_job *j;
         const char *why;
         char err[512];
         int dirfd, r;
         struct snap_manifest m;
 
-        if (p->checking[0] || p->target == 0 || d->vms_host->accel == OP_ACCEL_AUTO || d->stopping)
+        if (p->checking[0] || p->target == 0 || all->host->accel == OP_ACCEL_AUTO || all->stopping)
                 return;
-        r = snap_open(d->cfg.cache_dir, p->lang->name, NULL, &dirfd, &m, err, sizeof(err));
+        r = snap_open(all->cfg->cache_dir, p->lang->name, NULL, &dirfd, &m, err, sizeof(err));
         if (r < 0) {
                 if (!p->serving && r != -ENOENT && strcmp(p->error, err) != 0) {
                         snprintf(p->error, sizeof(p->error), "%s", err);
-                        log_warn("%s pool: %s", p->lang->name, err);
+                        pool_log(p, LOG_WARNING, "%s pool: %s", p->lang->name, err);
                 }
                 return;
         }
@@ -486,16 +517,17 @@ void pool_check_snapshot(struct pool *p)
                 safe_close(dirfd);
                 return;
         }
-        if ((why = pool_snapshot_incompatible(d, &m))) {
+        if ((why = pool_snapshot_incompatible(all, &m))) {
                 snprintf(p->checked, sizeof(p->checked), "%s", m.version);
                 snprintf(p->error, sizeof(p->error), "snapshot %s refused: %s (%s %s %s)",
                          m.version, why, m.vmm, m.vmm_version, m.accel);
-                log_error("%s pool: %s", p->lang->name, p->error);
+                pool_log(p, LOG_ERR, "%s pool: %s", p->lang->name, p->error);
                 safe_close(dirfd);
                 return;
         }
         j = calloc(1, sizeof(*j));
-        if (!j || asprintf(&j->path, "%s/%s/%s", d->cfg.cache_dir, p->lang->name, m.version) < 0) {
+        if (!j ||
+            asprintf(&j->path, "%s/%s/%s", all->cfg->cache_dir, p->lang->name, m.version) < 0) {
                 free(j);
                 safe_close(dirfd);
                 return;
@@ -504,93 +536,115 @@ void pool_check_snapshot(struct pool *p)
         j->dirfd = dirfd;
         j->m = m;
         snprintf(p->checking, sizeof(p->checking), "%s", m.version);
-        log_info("%s pool: verifying snapshot %s", p->lang->name, m.version);
-        r = bgjob_start(d, verify_in_child, j, &j->dirfd, on_verified, j);
+        pool_log(p, LOG_INFO, "%s pool: verifying snapshot %s", p->lang->name, m.version);
+        r = all->cb.run_off_loop(verify_in_child, j, &j->dirfd, on_verified, j, all->userdata);
         if (r < 0) {
                 p->checking[0] = 0;
                 verify_job_free(j);
-                log_error("%s pool: cannot start verification: %s", p->lang->name, strerror(-r));
+                pool_log(p, LOG_ERR, "%s pool: cannot start verification: %s", p->lang->name,
+                         strerror(-r));
         }
 }
 
-void pools_check_snapshots(struct opd *d)
+void pools_check_snapshots(struct pools *all)
 {
-        if (!d->pools)
+        if (!all)
                 return;
-        for (size_t i = 0; i < d->pools->n; i++)
-                if (d->pools->v[i].lang) {
-                        pool_check_damage(&d->pools->v[i]);
-                        pool_check_snapshot(&d->pools->v[i]);
+        for (size_t i = 0; i < all->n; i++)
+                if (all->v[i].lang) {
+                        pool_check_damage(&all->v[i]);
+                        pool_check_snapshot(&all->v[i]);
                 }
 }
 
-struct pool *pool_for(struct opd *d, const struct op_lang *lang)
+struct pool *pool_for(struct pools *all, const struct op_lang *lang)
 {
-        size_t i = (size_t)(lang - d->langs.v);
+        size_t i;
 
-        if (!d->pools)
+        if (!all || !lang)
                 return NULL;
-        return i < d->pools->n && d->pools->v[i].lang ? &d->pools->v[i] : NULL;
+        i = (size_t)(lang - all->langs->v);
+        return i < all->n && all->v[i].lang ? &all->v[i] : NULL;
 }
 
 static void on_snap_check(evutil_socket_t fd, short what, void *arg)
 {
-        struct opd *d = arg;
+        struct pools *all = arg;
 
-        pools_check_snapshots(d);
-        timer_arm_ms(d->pools->snap_check_ev, d->cfg.snapshot_check_ms);
+        pools_check_snapshots(all);
+        timer_arm_ms(all->snap_check_ev, all->cfg->snapshot_check_ms);
 }
 
-int pools_init(struct opd *d)
+int pools_new(struct event_base *base, const struct op_config *cfg, const struct op_langs *langs,
+              struct vm_host *host, const char *vmm_version, const struct pools_callbacks *cb,
+              void *userdata, struct pools **ret)
 {
-        _cleanup_free_ uint32_t *targets = calloc(d->langs.n + 1, sizeof(*targets));
+        _cleanup_free_ uint32_t *targets = NULL;
         struct pools *all;
         char err[512];
         int r;
 
-        all = d->pools = calloc(1, sizeof(*d->pools));
-        if (!all || !targets)
+        if (!base || !cfg || !langs || !host || !vmm_version || !cb || !cb->run_off_loop)
+                return -EINVAL;
+        targets = calloc(langs->n + 1, sizeof(*targets));
+        all = calloc(1, sizeof(*all));
+        if (!all || !targets) {
+                free(all);
                 return -ENOMEM;
-        all->v = calloc(d->langs.n + 1, sizeof(*all->v));
-        if (!all->v)
+        }
+        all->base = base;
+        all->cfg = cfg;
+        all->langs = langs;
+        all->host = host;
+        all->vmm_version = vmm_version;
+        all->cb = *cb;
+        all->userdata = userdata;
+        all->v = calloc(langs->n + 1, sizeof(*all->v));
+        if (!all->v) {
+                pools_free(all);
                 return -ENOMEM;
-        all->n = d->langs.n;
-        r = op_pool_plan(&d->cfg, &d->langs, targets, err, sizeof(err));
+        }
+        all->n = langs->n;
+        r = op_pool_plan(cfg, langs, targets, err, sizeof(err));
         if (r < 0) {
-                log_error("%s", err);
+                pools_log(all, LOG_ERR, "%s", err);
+                pools_free(all);
                 return r;
         }
-        for (size_t i = 0; i < d->langs.n; i++) {
+        for (size_t i = 0; i < langs->n; i++) {
                 struct pool *p = &all->v[i];
 
-                if (!d->langs.v[i].available)
+                if (!langs->v[i].available)
                         continue;
-                p->d = d;
                 p->all = all;
-                p->lang = &d->langs.v[i];
+                p->lang = &langs->v[i];
                 p->target = targets[i];
                 TAILQ_INIT(&p->loading);
                 TAILQ_INIT(&p->ready);
                 TAILQ_INIT(&p->waiters);
-                p->backoff_ev = evtimer_new(d->base, on_backoff, p);
-                if (!p->backoff_ev)
+                p->backoff_ev = evtimer_new(base, on_backoff, p);
+                if (!p->backoff_ev) {
+                        pools_free(all);
                         return -ENOMEM;
+                }
         }
-        all->snap_check_ev = evtimer_new(d->base, on_snap_check, d);
-        if (!all->snap_check_ev)
+        all->snap_check_ev = evtimer_new(base, on_snap_check, all);
+        if (!all->snap_check_ev) {
+                pools_free(all);
                 return -ENOMEM;
-        if (d->cfg.snapshot_check_ms)
-                timer_arm_ms(all->snap_check_ev, d->cfg.snapshot_check_ms);
+        }
+        if (cfg->snapshot_check_ms)
+                timer_arm_ms(all->snap_check_ev, cfg->snapshot_check_ms);
+        *ret = all;
         return 0;
 }
 
-void pools_done(struct opd *d)
+struct pools *pools_free(struct pools *all)
 {
-        struct pools *all = d->pools;
         struct pool_clone *c;
 
         if (!all)
-                return;
+                return NULL;
         for (size_t i = 0; all->v && i < all->n; i++) {
                 struct pool *p = &all->v[i];
                 struct pool_waiter *w;
@@ -611,7 +665,18 @@ void pools_done(struct opd *d)
                 event_free(all->snap_check_ev);
         free(all->v);
         free(all);
-        d->pools = NULL;
+        return NULL;
+}
+
+void pools_stop(struct pools *all)
+{
+        if (!all)
+                return;
+        all->stopping = true;
+        evtimer_del(all->snap_check_ev);
+        for (size_t i = 0; i < all->n; i++)
+                if (all->v[i].lang)
+                        evtimer_del(all->v[i].backoff_ev);
 }
 
 bool pool_serves(const struct pool *p)

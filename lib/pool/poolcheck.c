@@ -11,10 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bgjob.h"
 #include "cleanup.h"
-#include "log.h"
-#include "opd.h"
 #include "pool-private.h"
 #include "snap-ref.h"
 
@@ -25,14 +22,15 @@
  * cold when pool.fallback_cold is on) until a new snapshot is created or installed. */
 static void refetch_hook(struct pool *p, const char *version)
 {
-        log_warn("%s pool: no remote snapshot store to fetch %s from", p->lang->name, version);
+        pool_log(p, LOG_WARNING, "%s pool: no remote snapshot store to fetch %s from",
+                 p->lang->name, version);
 }
 
 void pool_check_damage(struct pool *p)
 {
         char err[400];
 
-        if (!p->serving || p->d->stopping)
+        if (!p->serving || p->all->stopping)
                 return;
         if (snap_check_files(p->serving->dirfd, &p->serving->m, err, sizeof(err)) < 0)
                 pool_snapshot_damaged(p, err);
@@ -51,17 +49,19 @@ static int verify_in_child(void *arg, char *msg, size_t msglen)
         return snap_verify(j->dirfd, &j->m, msg, msglen);
 }
 
-static void on_suspect_verified(struct opd *d, int r, const char *msg, void *userdata)
+static void on_suspect_verified(int r, const char *msg, void *userdata)
 {
         struct suspect_job *j = userdata;
         struct pool *p = j->p;
+        struct pools *all = p->all;
 
         p->suspecting = false;
-        if (d->stopping || r == -ECANCELED) {
+        if (all->stopping || r == -ECANCELED) {
         } else if (r < 0 && p->serving && strcmp(p->serving->m.version, j->m.version) == 0)
                 pool_snapshot_damaged(p, msg);
         else if (r >= 0)
-                log_warn("%s pool: snapshot %s verifies; its restores fail for another reason",
+                pool_log(p, LOG_WARNING,
+                         "%s pool: snapshot %s verifies; its restores fail for another reason",
                          p->lang->name, j->m.version);
         safe_close(j->dirfd);
         free(j);
@@ -73,7 +73,7 @@ void pool_restore_failed(struct pool *p, bool from_serving)
         struct suspect_job *j;
         int r;
 
-        if (!from_serving || !p->serving || p->suspecting || p->d->stopping ||
+        if (!from_serving || !p->serving || p->suspecting || p->all->stopping ||
             p->consecutive_failures < SUSPECT_AFTER)
                 return;
         if (snap_check_files(p->serving->dirfd, &p->serving->m, err, sizeof(err)) < 0) {
@@ -90,10 +90,12 @@ void pool_restore_failed(struct pool *p, bool from_serving)
                 free(j);
                 return;
         }
-        log_warn("%s pool: %u restores of %s failed in a row; verifying its checksums",
+        pool_log(p, LOG_WARNING,
+                 "%s pool: %u restores of %s failed in a row; verifying its checksums",
                  p->lang->name, p->consecutive_failures, j->m.version);
         p->suspecting = true;
-        r = bgjob_start(p->d, verify_in_child, j, &j->dirfd, on_suspect_verified, j);
+        r = p->all->cb.run_off_loop(verify_in_child, j, &j->dirfd, on_suspect_verified, j,
+                                    p->all->userdata);
         if (r < 0) {
                 p->suspecting = false;
                 safe_close(j->dirfd);
@@ -105,12 +107,12 @@ void pool_restore_failed(struct pool *p, bool from_serving)
  * all there at their sizes and which this opd can restore. */
 static int newest_good(struct pool *p, const char *bad, char ret[SNAP_NAME_MAX])
 {
-        struct opd *d = p->d;
+        struct pools *all = p->all;
         _cleanup_free_ char(*v)[SNAP_NAME_MAX] = NULL;
         size_t n = 0;
         int r;
 
-        r = snap_list_versions(d->cfg.cache_dir, p->lang->name, &v, &n);
+        r = snap_list_versions(all->cfg->cache_dir, p->lang->name, &v, &n);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++) {
@@ -120,13 +122,13 @@ static int newest_good(struct pool *p, const char *bad, char ret[SNAP_NAME_MAX])
 
                 if (!strcmp(v[i], bad) || !strcmp(v[i], p->checked))
                         continue;
-                if (snap_open(d->cfg.cache_dir, p->lang->name, v[i], &dirfd, &m, err, sizeof(err)) <
-                    0) {
-                        log_warn("%s pool: %s", p->lang->name, err);
+                if (snap_open(all->cfg->cache_dir, p->lang->name, v[i], &dirfd, &m, err,
+                              sizeof(err)) < 0) {
+                        pool_log(p, LOG_WARNING, "%s pool: %s", p->lang->name, err);
                         continue;
                 }
                 safe_close(dirfd);
-                if (pool_snapshot_incompatible(d, &m))
+                if (pool_snapshot_incompatible(all, &m))
                         continue;
                 memcpy(ret, v[i], SNAP_NAME_MAX);
                 return 0;
@@ -141,7 +143,8 @@ static bool current_moved_on(struct pool *p, const char *bad)
         char err[400];
         int dirfd;
 
-        if (snap_open(p->d->cfg.cache_dir, p->lang->name, NULL, &dirfd, &m, err, sizeof(err)) < 0)
+        if (snap_open(p->all->cfg->cache_dir, p->lang->name, NULL, &dirfd, &m, err, sizeof(err)) <
+            0)
                 return false;
         safe_close(dirfd);
         return strcmp(m.version, bad) != 0 && strcmp(m.version, p->checked) != 0;
@@ -149,7 +152,7 @@ static bool current_moved_on(struct pool *p, const char *bad)
 
 void pool_snapshot_damaged(struct pool *p, const char *why)
 {
-        struct opd *d = p->d;
+        struct pools *all = p->all;
         char bad[SNAP_NAME_MAX], good[SNAP_NAME_MAX];
         int r;
 
@@ -158,10 +161,12 @@ void pool_snapshot_damaged(struct pool *p, const char *why)
         snprintf(bad, sizeof(bad), "%s", p->serving->m.version);
         p->stats.damaged++;
         snprintf(p->last_damage, sizeof(p->last_damage), "snapshot %s damaged: %.400s", bad, why);
-        log_error("%s pool: %s; set aside as .damaged-%s", p->lang->name, p->last_damage, bad);
-        r = snap_set_aside(d->cfg.cache_dir, p->lang->name, bad);
+        pool_log(p, LOG_ERR, "%s pool: %s; set aside as .damaged-%s", p->lang->name, p->last_damage,
+                 bad);
+        r = snap_set_aside(all->cfg->cache_dir, p->lang->name, bad);
         if (r < 0)
-                log_error("%s pool: cannot set %s aside: %s", p->lang->name, bad, strerror(-r));
+                pool_log(p, LOG_ERR, "%s pool: cannot set %s aside: %s", p->lang->name, bad,
+                         strerror(-r));
         pool_serve(p, NULL);
         if (current_moved_on(p, bad)) {
                 /* a newer version was installed meanwhile: it is looked at as usual */
@@ -171,15 +176,16 @@ void pool_snapshot_damaged(struct pool *p, const char *why)
         if (newest_good(p, bad, good) < 0) {
                 snprintf(p->error, sizeof(p->error), "%.400s; no other good version in the cache",
                          p->last_damage);
-                log_error("%s pool: no other good version in the cache", p->lang->name);
+                pool_log(p, LOG_ERR, "%s pool: no other good version in the cache", p->lang->name);
                 refetch_hook(p, bad);
                 return;
         }
         snprintf(p->error, sizeof(p->error), "%.400s; falling back to %s", p->last_damage, good);
-        log_warn("%s pool: falling back to %s, kept in the cache", p->lang->name, good);
-        r = snap_set_current(d->cfg.cache_dir, p->lang->name, good);
+        pool_log(p, LOG_WARNING, "%s pool: falling back to %s, kept in the cache", p->lang->name,
+                 good);
+        r = snap_set_current(all->cfg->cache_dir, p->lang->name, good);
         if (r < 0)
-                log_error("%s pool: cannot point current at %s: %s", p->lang->name, good,
-                          strerror(-r));
+                pool_log(p, LOG_ERR, "%s pool: cannot point current at %s: %s", p->lang->name, good,
+                         strerror(-r));
         pool_check_snapshot(p); /* verifies it, then serves it */
 }

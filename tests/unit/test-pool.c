@@ -1,0 +1,777 @@
+/* test-pool.c: the pools (lib/pool) on the fake VM driver (lib/vmm/fake.c): a clone's stages,
+ * waiters, snapshot switches, backoff, shrinking, draining, the bound on concurrent restores and
+ * freeing with clones in flight. No process, no image: the test drives the loop until a condition
+ * holds, and checks the order of what the pools logged rather than how long anything took. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cleanup.h"
+#include "config.h"
+#include "fake.h"
+#include "host.h"
+#include "lang.h"
+#include "pool.h"
+#include "snap-ref.h"
+#include "snapshot.h"
+#include "util.h"
+#include "vm.h"
+
+#define LONG_MS     600000 /* a deadline that must not fire */
+#define TURNS_MAX   200000 /* loop turns before a wait is a failure: generous */
+#define WAIT_MAX_US (60ull * 1000 * 1000)
+#define N_LANGS     2
+#define LOG_MAX     512
+
+struct fx {
+        struct event_base *base;
+        struct event *tick; /* the loop never blocks for long with nothing to do */
+        unsigned ticks;
+        struct op_config cfg;
+        struct fake_vmm fake;
+        struct vm_host *host;
+        char dir[64];
+        struct op_langs langs;
+        struct pools *pools;
+        struct snap_ref *snaps[4]; /* the test's own reference to each snapshot it made */
+        size_t n_snaps;
+        char *log[LOG_MAX]; /* every line the pools logged, in order */
+        size_t n_log;
+        unsigned max_restoring; /* the most clones restoring at once, all pools */
+        unsigned prime_jobs;
+};
+
+/* Someone waiting for a clone, as a request does. */
+struct waiter {
+        struct pool_waiter w;
+        struct vm *vm;
+        unsigned served;
+};
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+        ((struct fx *)arg)->ticks++;
+}
+
+static unsigned restoring_all(struct fx *f)
+{
+        unsigned n = 0;
+
+        for (size_t i = 0; f->pools && i < f->langs.n; i++) {
+                struct pool *p = pool_for(f->pools, &f->langs.v[i]);
+                struct pool_counts c;
+
+                if (!p)
+                        continue;
+                pool_counts(p, &c);
+                n += c.restoring;
+        }
+        return n;
+}
+
+static void on_log(int prio, const char *msg, void *userdata)
+{
+        struct fx *f = userdata;
+        unsigned n;
+
+        assert_true(f->n_log < LOG_MAX);
+        f->log[f->n_log] = strdup(msg);
+        assert_non_null(f->log[f->n_log]);
+        f->n_log++;
+        n = restoring_all(f);
+        if (n > f->max_restoring)
+                f->max_restoring = n;
+}
+
+/* Slow work runs on the next loop turn, in this process. */
+struct job {
+        struct event *ev;
+        pool_job_fn fn;
+        void *arg;
+        pool_job_done_fn done;
+        void *userdata;
+};
+
+static void on_job(evutil_socket_t fd, short what, void *arg)
+{
+        struct job *j = arg;
+        char msg[512] = "";
+        int r = j->fn(j->arg, msg, sizeof(msg));
+
+        event_free(j->ev);
+        j->done(r, msg, j->userdata);
+        free(j);
+}
+
+static int run_off_loop(pool_job_fn fn, void *arg, int *keep_fd, pool_job_done_fn done,
+                        void *done_userdata, void *userdata)
+{
+        struct fx *f = userdata;
+        struct job *j = calloc(1, sizeof(*j));
+        struct timeval tv = {0, 0};
+
+        if (!j)
+                return -ENOMEM;
+        *j = (struct job){.fn = fn, .arg = arg, .done = done, .userdata = done_userdata};
+        j->ev = evtimer_new(f->base, on_job, j);
+        if (!j->ev) {
+                free(j);
+                return -ENOMEM;
+        }
+        evtimer_add(j->ev, &tv);
+        return 0;
+}
+
+/* The agent: primes (a warm snapshot's "prime" op), answers anything else {"ok": true}. */
+static json_t *agent(struct vm *vm, json_t *frame, void *userdata)
+{
+        struct fx *f = userdata;
+        const char *op = json_string_value(json_object_get(frame, "op"));
+
+        if (op && strcmp(op, "prime") == 0) {
+                f->prime_jobs++;
+                return json_pack("{s:s, s:b, s:b, s:f}", "id", "prime", "ok", 1, "primed", 1,
+                                 "run_ms", 1.5);
+        }
+        return json_pack("{s:b}", "ok", 1);
+}
+
+static void lang_init(struct op_lang *g, const char *name)
+{
+        g->name = strdup(name);
+        g->file = strdup("main");
+        g->run[0] = strdup("run");
+        g->run[1] = strdup("{file}");
+        assert_true(g->name && g->file && g->run[0] && g->run[1]);
+        g->pool_size = -1;
+        g->available = 1;
+        g->enabled = 1;
+}
+
+static int setup(void **state)
+{
+        static const struct vm_host_callbacks host_cb = {0};
+        static const struct pools_callbacks pools_cb = {.run_off_loop = run_off_loop,
+                                                        .log = on_log};
+        struct fx *f = calloc(1, sizeof(*f));
+        struct timeval tv = {0, 1000};
+
+        assert_non_null(f);
+        snprintf(f->dir, sizeof(f->dir), "/tmp/test-pool-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        assert_int_equal(op_config_init(&f->cfg), 0);
+        free(f->cfg.run_dir);
+        f->cfg.run_dir = strdup(f->dir);
+        free(f->cfg.cache_dir);
+        assert_true(asprintf(&f->cfg.cache_dir, "%s/cache", f->dir) > 0);
+        assert_true(f->cfg.run_dir && f->cfg.cache_dir);
+        f->cfg.boot_timeout_ms = LONG_MS;
+        f->cfg.restore_timeout_ms = LONG_MS;
+        f->cfg.snapshot_check_ms = 0;
+        f->cfg.pool_prime = OP_NO;
+        f->cfg.max_vms = 64;
+        f->cfg.max_restores = 2;
+        f->base = event_base_new();
+        assert_non_null(f->base);
+        f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, f);
+        assert_non_null(f->tick);
+        event_add(f->tick, &tv);
+        f->fake.agent = agent;
+        f->fake.agent_userdata = f;
+        f->langs.v = calloc(N_LANGS, sizeof(*f->langs.v));
+        assert_non_null(f->langs.v);
+        f->langs.n = N_LANGS;
+        lang_init(&f->langs.v[0], "a");
+        lang_init(&f->langs.v[1], "b");
+        assert_int_equal(
+            vm_host_new(f->base, &f->cfg, &vm_driver_fake, &f->fake, &host_cb, f, &f->host), 0);
+        f->host->accel = OP_ACCEL_TCG;
+        assert_int_equal(
+            pools_new(f->base, &f->cfg, &f->langs, f->host, "1.0", &pools_cb, f, &f->pools), 0);
+        *state = f;
+        return 0;
+}
+
+static bool all_freed(void *arg)
+{
+        struct fx *f = arg;
+
+        vm_host_free_dead(f->host);
+        return f->fake.n_live == 0 && LIST_EMPTY(&f->host->dead_vms);
+}
+
+static bool dead_freed(void *arg)
+{
+        struct fx *f = arg;
+
+        vm_host_free_dead(f->host);
+        return LIST_EMPTY(&f->host->dead_vms);
+}
+
+static void run_until(struct fx *f, bool (*cond)(void *), void *arg);
+
+static int teardown(void **state)
+{
+        struct fx *f = *state;
+
+        f->pools = pools_free(f->pools);
+        run_until(f, all_freed, f);
+        assert_int_equal(f->host->n_vms, 0);
+        f->host = vm_host_free(f->host);
+        assert_int_equal(f->fake.n_live, 0);
+        for (size_t i = 0; i < f->n_snaps; i++) {
+                assert_int_equal(f->snaps[i]->refs, 1); /* every VM gave its reference back */
+                snap_ref_put(f->snaps[i]);
+        }
+        event_free(f->tick);
+        event_base_free(f->base);
+        if (access(f->cfg.cache_dir, F_OK) == 0) {
+                _cleanup_close_ int dirfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+                assert_true(dirfd >= 0);
+                assert_int_equal(snap_rmtree(dirfd, "cache"), 0);
+        }
+        assert_int_equal(rmdir(f->dir), 0); /* every VM directory is gone */
+        op_langs_free(&f->langs);
+        op_config_free(&f->cfg);
+        for (size_t i = 0; i < f->n_log; i++)
+                free(f->log[i]);
+        free(f);
+        return 0;
+}
+
+/* Run the loop until cond(arg) holds; a generous cap turns a hang into a failure. */
+static void run_until(struct fx *f, bool (*cond)(void *), void *arg)
+{
+        uint64_t start = op_now_us();
+
+        for (unsigned n = 0; !cond(arg); n++) {
+                if (n > TURNS_MAX || op_now_us() - start > WAIT_MAX_US)
+                        fail_msg("condition not reached");
+                event_base_loop(f->base, EVLOOP_ONCE);
+        }
+}
+
+/* Some turns of the loop (each at least one tick), for "nothing more happens" checks. */
+static void run_turns(struct fx *f, unsigned turns)
+{
+        unsigned until = f->ticks + turns;
+
+        while (f->ticks < until)
+                event_base_loop(f->base, EVLOOP_ONCE);
+}
+
+/* A snapshot as a pool serves it; the test keeps a reference and the pool gets one. */
+static struct snap_ref *snap_new(struct fx *f, const char *version, bool warm)
+{
+        struct snap_ref *s = calloc(1, sizeof(*s));
+
+        assert_non_null(s);
+        assert_true(f->n_snaps < sizeof(f->snaps) / sizeof(f->snaps[0]));
+        s->refs = 1;
+        s->dirfd = -1;
+        snprintf(s->m.version, sizeof(s->m.version), "%s", version);
+        snprintf(s->m.vmm, sizeof(s->m.vmm), "fake");
+        s->m.warm = warm;
+        f->snaps[f->n_snaps++] = s;
+        return snap_ref_get(s);
+}
+
+static struct pool *pool_a(struct fx *f)
+{
+        struct pool *p = pool_for(f->pools, &f->langs.v[0]);
+
+        assert_non_null(p);
+        return p;
+}
+
+static struct pool_counts counts(struct pool *p)
+{
+        struct pool_counts c;
+
+        pool_counts(p, &c);
+        return c;
+}
+
+struct want_ready {
+        struct pool *p;
+        unsigned n;
+};
+
+static bool pool_has_ready(void *arg)
+{
+        struct want_ready *w = arg;
+
+        return counts(w->p).ready == w->n && counts(w->p).restoring == 0;
+}
+
+static void wait_ready(struct fx *f, struct pool *p, unsigned n)
+{
+        struct want_ready w = {p, n};
+
+        run_until(f, pool_has_ready, &w);
+}
+
+/* The index of the first log line from `from` on that holds every one of the strings (up to
+ * two), or -1. */
+static ssize_t log_find(struct fx *f, size_t from, const char *s1, const char *s2)
+{
+        for (size_t i = from; i < f->n_log; i++)
+                if (strstr(f->log[i], s1) && (!s2 || strstr(f->log[i], s2)))
+                        return (ssize_t)i;
+        return -1;
+}
+
+static size_t log_count(struct fx *f, const char *s)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < f->n_log; i++)
+                n += strstr(f->log[i], s) != NULL;
+        return n;
+}
+
+struct log_wait {
+        struct fx *f;
+        const char *s;
+};
+
+static bool logged(void *arg)
+{
+        struct log_wait *w = arg;
+
+        return log_find(w->f, 0, w->s, NULL) >= 0;
+}
+
+static void wait_logged(struct fx *f, const char *s)
+{
+        struct log_wait w = {f, s};
+
+        run_until(f, logged, &w);
+}
+
+static void on_served(struct pool_waiter *pw, struct vm *vm)
+{
+        struct waiter *w = (struct waiter *)pw;
+
+        w->vm = vm;
+        w->served++;
+}
+
+static bool waiter_served(void *arg)
+{
+        return ((struct waiter *)arg)->served > 0;
+}
+
+/* The VM of the only clone alive. */
+static struct vm *only_vm(struct fx *f)
+{
+        struct vm *vm = LIST_FIRST(&f->host->vms);
+
+        assert_non_null(vm);
+        assert_null(LIST_NEXT(vm, link));
+        return vm;
+}
+
+static void test_restore_ready(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        struct pool_counts c;
+
+        assert_false(pool_serves(p));
+        pool_set_target(p, 1);
+        pool_serve(p, snap_new(f, "v1", false));
+        assert_true(pool_serves(p));
+        assert_string_equal(pool_serving_version(p), "v1");
+        c = counts(p);
+        assert_int_equal(c.restoring, 1);
+        assert_int_equal(c.ready, 0);
+        wait_ready(f, p, 1);
+        c = counts(p);
+        assert_int_equal(c.stats.restores, 1);
+        assert_int_equal(c.stats.failures, 0);
+        assert_true(log_find(f, 0, "restoring -> ready", NULL) >= 0);
+        assert_int_equal(log_count(f, "priming"), 0);
+        assert_int_equal(only_vm(f)->state, VM_PAUSED);
+        run_turns(f, 5); /* full: nothing more starts */
+        assert_int_equal(counts(p).stats.restores, 1);
+}
+
+static void test_prime(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        ssize_t a, b, c;
+
+        f->cfg.pool_prime = OP_YES;
+        free(f->langs.v[0].prime);
+        f->langs.v[0].prime = strdup("warm up");
+        assert_non_null(f->langs.v[0].prime);
+        pool_set_target(p, 1);
+        pool_serve(p, snap_new(f, "v1", true));
+        wait_ready(f, p, 1);
+        a = log_find(f, 0, "restoring -> priming", NULL);
+        b = log_find(f, 0, "priming -> pausing", NULL);
+        c = log_find(f, 0, "pausing -> ready", NULL);
+        assert_true(a >= 0 && a < b && b < c);
+        assert_int_equal(f->prime_jobs, 1);
+        assert_true(counts(p).stats.last_prime_ms == 1.5);
+        assert_int_equal(only_vm(f)->state, VM_PAUSED);
+}
+
+static void test_waiter_served(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        struct waiter w = {.w.served = on_served};
+        struct pool_counts c;
+
+        pool_set_target(p, 1);
+        pool_serve(p, snap_new(f, "v1", false));
+        assert_null(pool_take(p)); /* still restoring */
+        pool_wait(p, &w.w);
+        assert_int_equal(counts(p).waiting, 1);
+        run_until(f, waiter_served, &w);
+        assert_int_equal(w.served, 1);
+        assert_non_null(w.vm);
+        assert_null(w.w.pool); /* no longer waiting */
+        c = counts(p);
+        assert_int_equal(c.waiting, 0);
+        assert_int_equal(c.in_use, 1);
+        assert_int_equal(c.stats.served, 1);
+        pool_cancel(&w.w); /* served already: nothing */
+        /* the pool fills again behind it */
+        wait_ready(f, p, 1);
+        assert_int_equal(counts(p).stats.restores, 2);
+        vm_destroy(w.vm);
+        pool_release(p);
+        assert_int_equal(counts(p).in_use, 0);
+        run_turns(f, 5);
+        assert_int_equal(w.served, 1);
+}
+
+static void test_waiter_cancel(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        struct waiter w = {.w.served = on_served};
+
+        pool_set_target(p, 1);
+        pool_serve(p, snap_new(f, "v1", false));
+        pool_wait(p, &w.w);
+        pool_cancel(&w.w);
+        assert_int_equal(counts(p).waiting, 0);
+        wait_ready(f, p, 1); /* the clone went to the ready list, not to the waiter */
+        assert_int_equal(w.served, 0);
+        w.vm = pool_take(p);
+        assert_non_null(w.vm);
+        assert_int_equal(counts(p).in_use, 1);
+        vm_destroy(w.vm);
+        pool_release(p);
+}
+
+static void test_replaced_snapshot(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        struct snap_ref *v1, *v2, *v3;
+        struct pool_counts c;
+
+        pool_set_target(p, 1);
+        pool_serve(p, snap_new(f, "v1", false));
+        v1 = f->snaps[0];
+        assert_int_equal(counts(p).restoring, 1);
+        /* v2 serves while the clone of v1 restores: that clone is destroyed once it is loaded,
+         * never served, and a clone of v2 replaces it */
+        pool_serve(p, snap_new(f, "v2", false));
+        v2 = f->snaps[1];
+        assert_int_equal(counts(p).restoring, 1);
+        wait_ready(f, p, 1);
+        assert_ptr_equal(only_vm(f)->snap, v2);
+        c = counts(p);
+        assert_int_equal(c.stats.restores, 2);
+        assert_int_equal(c.stats.failures, 0);
+        run_until(f, dead_freed, f); /* the clone of v1 is gone: v1's reference came back */
+        assert_int_equal(v1->refs, 1);
+        /* v3 serves: the paused clone of v2 is destroyed at once */
+        pool_serve(p, snap_new(f, "v3", false));
+        v3 = f->snaps[2];
+        assert_int_equal(counts(p).ready, 0);
+        wait_ready(f, p, 1);
+        assert_ptr_equal(only_vm(f)->snap, v3);
+        assert_string_equal(pool_serving_version(p), "v3");
+}
+
+static void test_backoff(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        ssize_t failed, over, first, second;
+
+        f->fake.opts.fault = FAKE_FAULT_RESTORE;
+        pool_set_target(p, 1);
+        pool_serve(p, snap_new(f, "v1", false));
+        f->fake.opts.fault = FAKE_FAULT_NONE; /* only the first restore fails */
+        wait_ready(f, p, 1);
+        first = log_find(f, 0, "pool: restoring ", NULL);
+        failed = log_find(f, 0, "restore failed", NULL);
+        over = log_find(f, 0, "backoff over", NULL);
+        second = log_find(f, (size_t)first + 1, "pool: restoring ", NULL);
+        assert_true(first >= 0 && first < failed && failed < over && over < second);
+        assert_int_equal(counts(p).stats.failures, 1);
+        assert_int_equal(counts(p).stats.restores, 2);
+
+        /* A paused clone that dies is replaced at once: no backoff. */
+        fake_vm_die(only_vm(f));
+        wait_logged(f, "a paused VM died");
+        failed = log_find(f, 0, "a paused VM died", NULL);
+        assert_true(failed + 1 < (ssize_t)f->n_log);
+        assert_non_null(strstr(f->log[failed + 1], "pool: restoring "));
+        assert_int_equal(counts(p).restoring, 1);
+        wait_ready(f, p, 1);
+        assert_int_equal(log_count(f, "backoff over"), 1);
+        assert_int_equal(counts(p).stats.failures, 2);
+        assert_int_equal(counts(p).stats.restores, 3);
+}
+
+static void test_shrink(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        char oldest[32];
+        const char *name;
+        ssize_t i;
+        struct vm *vm;
+
+        f->cfg.max_restores = 1; /* one at a time: they get ready in the order they started */
+        pool_set_target(p, 3);
+        pool_serve(p, snap_new(f, "v1", false));
+        wait_ready(f, p, 3);
+        i = log_find(f, 0, "restoring -> ready", NULL);
+        assert_true(i >= 0);
+        name = strstr(f->log[i], "vm-");
+        assert_non_null(name);
+        snprintf(oldest, sizeof(oldest), "%.*s", (int)strcspn(name, " "), name);
+        pool_set_target(p, 1);
+        assert_int_equal(counts(p).ready, 1);
+        assert_int_equal(counts(p).target, 1);
+        assert_int_equal(f->host->n_vms, 1);
+        vm = pool_take(p); /* the one left is the oldest */
+        assert_non_null(vm);
+        assert_string_equal(vm->name, oldest);
+        vm_destroy(vm);
+        pool_release(p);
+        wait_ready(f, p, 1);
+}
+
+static void test_serve_null(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        struct vm *vm;
+
+        pool_set_target(p, 2);
+        pool_serve(p, snap_new(f, "v1", false));
+        wait_ready(f, p, 2);
+        vm = pool_take(p); /* in use: finishes its request untouched */
+        assert_non_null(vm);
+        pool_serve(p, NULL);
+        assert_false(pool_serves(p));
+        assert_null(pool_serving_version(p));
+        assert_int_equal(counts(p).ready, 0);
+        assert_int_equal(counts(p).in_use, 1);
+        assert_null(pool_take(p));
+        run_turns(f, 5);
+        assert_int_equal(counts(p).restoring, 0);
+        assert_int_equal(counts(p).stats.restores, 2);
+        assert_int_equal(f->host->n_vms, 1);
+        assert_int_equal(vm->state, VM_PAUSED);
+        vm_destroy(vm);
+        pool_release(p);
+        run_turns(f, 5);
+        assert_int_equal(counts(p).stats.restores, 2);
+}
+
+static bool both_full(void *arg)
+{
+        struct fx *f = arg;
+
+        for (size_t i = 0; i < f->langs.n; i++) {
+                struct pool_counts c = counts(pool_for(f->pools, &f->langs.v[i]));
+
+                if (c.ready != 3)
+                        return false;
+        }
+        return true;
+}
+
+static void test_max_restores(void **state)
+{
+        struct fx *f = *state;
+        struct pool *a = pool_a(f), *b = pool_for(f->pools, &f->langs.v[1]);
+
+        assert_non_null(b);
+        f->cfg.max_restores = 2;
+        pool_set_target(a, 3);
+        pool_set_target(b, 3);
+        pool_serve(a, snap_new(f, "a1", false));
+        pool_serve(b, snap_new(f, "b1", false));
+        assert_int_equal(restoring_all(f), 2);
+        assert_int_equal(counts(b).restoring, 0);
+        run_until(f, both_full, f);
+        assert_int_equal(f->max_restoring, 2); /* reached, never passed */
+        assert_int_equal(counts(a).stats.restores + counts(b).stats.restores, 6);
+        assert_int_equal(f->host->n_vms, 6);
+}
+
+static void test_done_restoring(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        struct waiter w = {.w.served = on_served};
+
+        f->fake.opts.restore_ms = LONG_MS; /* they never finish by themselves */
+        pool_set_target(p, 2);
+        pool_serve(p, snap_new(f, "v1", false));
+        pool_wait(p, &w.w);
+        run_turns(f, 3);
+        assert_int_equal(counts(p).restoring, 2);
+        assert_int_equal(f->host->n_vms, 2);
+        f->pools = pools_free(f->pools);
+        assert_int_equal(f->host->n_vms, 0);
+        assert_null(w.w.pool);
+        assert_int_equal(w.served, 0);
+        run_until(f, all_freed, f);
+}
+
+static void test_stop(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+
+        pool_set_target(p, 2);
+        pool_serve(p, snap_new(f, "v1", false));
+        wait_ready(f, p, 2);
+        /* the owner stops and kills every VM: the clones go, none is replaced */
+        pools_stop(f->pools);
+        vm_host_kill_all(f->host);
+        assert_int_equal(counts(p).ready, 0);
+        assert_int_equal(counts(p).restoring, 0);
+        assert_int_equal(counts(p).stats.failures, 0);
+        assert_int_equal(f->host->n_vms, 0);
+        pool_serve(p, snap_new(f, "v2", false));
+        pools_check_snapshots(f->pools);
+        run_turns(f, 5);
+        assert_int_equal(counts(p).stats.restores, 2);
+        assert_int_equal(f->host->n_vms, 0);
+        assert_int_equal(log_count(f, "died"), 0);
+}
+
+/* Install a version of language "a" in the cache as snapshot creation does; current -> it. */
+static void install(struct fx *f, const char *version, const char *vmm_version)
+{
+        struct snap_manifest m = {.memory_mb = 64, .vcpus = 1, .n_files = 1};
+        _cleanup_free_ char *stage = NULL, *file = NULL;
+        char err[512];
+        FILE *fp;
+
+        snprintf(m.version, sizeof(m.version), "%s", version);
+        snprintf(m.lang, sizeof(m.lang), "a");
+        snprintf(m.created, sizeof(m.created), "2026-01-01T00:00:00Z");
+        snprintf(m.agent_version, sizeof(m.agent_version), "1");
+        snprintf(m.vmm, sizeof(m.vmm), "fake");
+        snprintf(m.vmm_version, sizeof(m.vmm_version), "%s", vmm_version);
+        snprintf(m.accel, sizeof(m.accel), "tcg");
+        snprintf(m.lang_version, sizeof(m.lang_version), "1");
+        snprintf(m.files[0].name, sizeof(m.files[0].name), "vmstate");
+        assert_int_equal(snap_stage_begin(f->cfg.cache_dir, "a", version, &stage), 0);
+        assert_true(asprintf(&file, "%s/vmstate", stage) > 0);
+        fp = fopen(file, "we");
+        assert_non_null(fp);
+        fputs("state", fp);
+        assert_int_equal(fclose(fp), 0);
+        if (snap_commit(f->cfg.cache_dir, &m, err, sizeof(err)) < 0)
+                fail_msg("commit %s: %s", version, err);
+}
+
+static bool serves(void *arg)
+{
+        return pool_serves(arg);
+}
+
+static bool verified(void *arg)
+{
+        return !counts(arg).verifying;
+}
+
+static void test_snapshot_check(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        _cleanup_free_ char *path = NULL;
+        json_t *st;
+
+        pool_set_target(p, 1);
+        pools_check_snapshots(f->pools); /* nothing in the cache yet */
+        assert_false(counts(p).verifying);
+        install(f, "v1", "1.0");
+        pools_check_snapshots(f->pools);
+        assert_true(counts(p).verifying); /* off the loop first */
+        assert_false(pool_serves(p));
+        run_until(f, serves, p);
+        assert_string_equal(pool_serving_version(p), "v1");
+        assert_string_equal(pool_error(p), "");
+        wait_ready(f, p, 1);
+        st = pool_status(p);
+        assert_non_null(st);
+        assert_string_equal(json_string_value(json_object_get(st, "snapshot")), "v1");
+        json_decref(st);
+
+        /* made by another release of the VMM: refused, v1 keeps serving */
+        install(f, "v2", "2.0");
+        pools_check_snapshots(f->pools);
+        assert_non_null(strstr(pool_error(p), "another release"));
+        assert_string_equal(pool_serving_version(p), "v1");
+
+        /* v1's file goes: found at the next check, set aside, nothing else to serve */
+        assert_true(asprintf(&path, "%s/a/v1/vmstate", f->cfg.cache_dir) > 0);
+        assert_int_equal(unlink(path), 0);
+        pools_check_snapshots(f->pools);
+        run_until(f, verified, p);
+        assert_false(pool_serves(p));
+        assert_int_equal(counts(p).stats.damaged, 1);
+        assert_int_equal(counts(p).ready, 0);
+        assert_non_null(strstr(pool_error(p), "damaged"));
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup_teardown(test_restore_ready, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_prime, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_waiter_served, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_waiter_cancel, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_replaced_snapshot, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_backoff, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_shrink, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_serve_null, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_max_restores, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_done_restoring, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_snapshot_check, setup, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
