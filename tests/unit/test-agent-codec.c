@@ -237,7 +237,8 @@ static void test_frame_cap(void **state)
         files[1] = files[0];
         files[1].name = (char *)"img.png";
         {
-                json_auto_t *obj = op_agent_answer_encode(json_string("preload"), &a);
+                json_auto_t *id = json_string("preload");
+                json_auto_t *obj = op_agent_answer_encode(id, &a);
                 assert_int_equal(op_frame_encode(obj, OP_FRAME_MAX_CEILING, &wire, &n), 0);
                 assert_true(n - OP_FRAME_HEADER_SIZE <= op_agent_frame_max(&lim));
                 round_trip(&a, &lim);
