@@ -29,11 +29,22 @@ class Client:
     def __init__(self, path, timeout=120):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(path)
-        except OSError:
-            self.sock.close()
-            raise
+        # A UNIX socket whose listen backlog is full refuses a connect with a timeout set
+        # (EAGAIN) instead of waiting for room: wait for room as a blocking connect would,
+        # until the same timeout.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.connect(path)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self.sock.close()
+                    raise
+                time.sleep(0.01)
+            except OSError:
+                self.sock.close()
+                raise
         self.buf = b""
 
     def send(self, obj):
