@@ -20,6 +20,7 @@
 #include "cleanup.h"
 #include "config.h"
 #include "fake.h"
+#include "loop-wait.h"
 #include "host.h"
 #include "lang.h"
 #include "pool.h"
@@ -28,16 +29,14 @@
 #include "util.h"
 #include "vm.h"
 
-#define LONG_MS     600000 /* a deadline that must not fire */
-#define TURNS_MAX   200000 /* loop turns before a wait is a failure: generous */
-#define WAIT_MAX_US (60ull * 1000 * 1000)
-#define N_LANGS     2
-#define LOG_MAX     512
+#define LONG_MS   600000 /* a deadline that must not fire */
+#define TURNS_MAX 200000 /* loop turns before a wait is a failure: generous */
+#define N_LANGS   2
+#define LOG_MAX   512
 
 struct fx {
         struct event_base *base;
-        struct event *tick; /* the loop never blocks for long with nothing to do */
-        unsigned ticks;
+        struct loop_tick tick;
         struct op_config cfg;
         struct fake_vmm fake;
         struct vm_host *host;
@@ -58,11 +57,6 @@ struct waiter {
         struct vm *vm;
         unsigned served;
 };
-
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-        ((struct fx *)arg)->ticks++;
-}
 
 static unsigned restoring_all(struct fx *f)
 {
@@ -165,7 +159,6 @@ static int setup(void **state)
         static const struct pools_callbacks pools_cb = {.run_off_loop = run_off_loop,
                                                         .log = on_log};
         struct fx *f = calloc(1, sizeof(*f));
-        struct timeval tv = {0, 1000};
 
         assert_non_null(f);
         snprintf(f->dir, sizeof(f->dir), "/tmp/test-pool-XXXXXX");
@@ -184,9 +177,7 @@ static int setup(void **state)
         f->cfg.max_restores = 2;
         f->base = event_base_new();
         assert_non_null(f->base);
-        f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, f);
-        assert_non_null(f->tick);
-        event_add(f->tick, &tv);
+        loop_tick_start(&f->tick, f->base);
         f->fake.agent = agent;
         f->fake.agent_userdata = f;
         f->langs.v = calloc(N_LANGS, sizeof(*f->langs.v));
@@ -234,7 +225,7 @@ static int teardown(void **state)
                 assert_int_equal(f->snaps[i]->refs, 1); /* every VM gave its reference back */
                 snap_ref_put(f->snaps[i]);
         }
-        event_free(f->tick);
+        loop_tick_stop(&f->tick);
         event_base_free(f->base);
         if (access(f->cfg.cache_dir, F_OK) == 0) {
                 _cleanup_close_ int dirfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -254,22 +245,13 @@ static int teardown(void **state)
 /* Run the loop until cond(arg) holds; a generous cap turns a hang into a failure. */
 static void run_until(struct fx *f, bool (*cond)(void *), void *arg)
 {
-        uint64_t start = op_now_us();
-
-        for (unsigned n = 0; !cond(arg); n++) {
-                if (n > TURNS_MAX || op_now_us() - start > WAIT_MAX_US)
-                        fail_msg("condition not reached");
-                event_base_loop(f->base, EVLOOP_ONCE);
-        }
+        loop_run_until(f->base, TURNS_MAX, cond, arg);
 }
 
 /* Some turns of the loop (each at least one tick), for "nothing more happens" checks. */
 static void run_turns(struct fx *f, unsigned turns)
 {
-        unsigned until = f->ticks + turns;
-
-        while (f->ticks < until)
-                event_base_loop(f->base, EVLOOP_ONCE);
+        loop_run_turns(f->base, &f->tick, turns);
 }
 
 /* A snapshot as a pool serves it; the test keeps a reference and the pool gets one. */

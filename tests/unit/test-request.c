@@ -19,6 +19,7 @@
 #include "agent-msg.h"
 #include "exec-op.h"
 #include "fake.h"
+#include "loop-wait.h"
 #include "host.h"
 #include "opd.h"
 #include "pool.h"
@@ -27,10 +28,9 @@
 #include "snapshot.h"
 #include "util.h"
 
-#define LONG_MS     600000 /* a deadline that must not fire */
-#define SHORT_MS    20     /* a deadline that must fire: what it races with never happens */
-#define TURNS_MAX   1000000
-#define WAIT_MAX_US (60ull * 1000 * 1000)
+#define LONG_MS   600000 /* a deadline that must not fire */
+#define SHORT_MS  20     /* a deadline that must fire: what it races with never happens */
+#define TURNS_MAX 1000000
 
 enum { SH, CC }; /* the languages, in the registry's order */
 
@@ -59,8 +59,7 @@ struct call {
 struct fx {
         struct opd d;
         struct fake_vmm fake;
-        struct event *tick; /* the loop never blocks for long with nothing to do */
-        unsigned ticks;
+        struct loop_tick tick;
         char dir[64];
         unsigned jobs;      /* exec jobs the agents read */
         bool agent_silent;  /* the agents read jobs and never answer */
@@ -70,11 +69,6 @@ struct fx {
         struct call calls[CALLS_MAX];
         unsigned n_calls;
 };
-
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-        ((struct fx *)arg)->ticks++;
-}
 
 /* A job reached vm's agent: what its request was then. */
 static void note_job(struct fx *f, struct vm *vm)
@@ -146,7 +140,6 @@ static int setup(void **state)
 {
         struct fx *f = calloc(1, sizeof(*f));
         struct op_config *cfg;
-        struct timeval tv = {0, 1000};
         char path[256];
 
         assert_non_null(f);
@@ -191,9 +184,7 @@ static int setup(void **state)
         assert_int_equal(opd_init_driver(&f->d, &vm_driver_fake, &f->fake), 0);
         assert_int_equal(f->d.vms_host->accel, OP_ACCEL_TCG);
         assert_int_equal(f->d.langs.n, 2);
-        f->tick = event_new(f->d.base, -1, EV_PERSIST, on_tick, f);
-        assert_non_null(f->tick);
-        event_add(f->tick, &tv);
+        loop_tick_start(&f->tick, f->d.base);
         *state = f;
         return 0;
 }
@@ -209,7 +200,7 @@ static int teardown(void **state)
         }
         assert_int_equal(requests_queued(&f->d), 0);
         assert_true(TAILQ_EMPTY(&f->d.queue));
-        event_free(f->tick);
+        loop_tick_stop(&f->tick);
         opd_done(&f->d);
         assert_int_equal(f->fake.n_live, 0);
         json_decref(f->last_job);
@@ -221,22 +212,13 @@ static int teardown(void **state)
 /* Run the loop until cond(arg) holds; a generous cap turns a hang into a failure. */
 static void run_until(struct fx *f, bool (*cond)(void *), void *arg)
 {
-        uint64_t start = op_now_us();
-
-        for (unsigned n = 0; !cond(arg); n++) {
-                if (n > TURNS_MAX || op_now_us() - start > WAIT_MAX_US)
-                        fail_msg("condition not reached");
-                event_base_loop(f->d.base, EVLOOP_ONCE);
-        }
+        loop_run_until(f->d.base, TURNS_MAX, cond, arg);
 }
 
 /* Some turns of the loop (each at least one tick), for "nothing more happens" checks. */
 static void run_turns(struct fx *f, unsigned turns)
 {
-        unsigned until = f->ticks + turns;
-
-        while (f->ticks < until)
-                event_base_loop(f->d.base, EVLOOP_ONCE);
+        loop_run_turns(f->d.base, &f->tick, turns);
 }
 
 static void on_done(json_t *answer, void *userdata)

@@ -18,16 +18,16 @@
 #include "cleanup.h"
 #include "config.h"
 #include "fake.h"
+#include "loop-wait.h"
 #include "host.h"
 #include "snap-ref.h"
 #include "snapshot.h"
 #include "util.h"
 #include "vm.h"
 
-#define LONG_MS     600000 /* a deadline that must not fire */
-#define SHORT_MS    2      /* a deadline that must fire */
-#define TURNS_MAX   200000 /* loop turns before a wait is a failure: generous */
-#define WAIT_MAX_US (60ull * 1000 * 1000)
+#define LONG_MS   600000 /* a deadline that must not fire */
+#define SHORT_MS  2      /* a deadline that must fire */
+#define TURNS_MAX 200000 /* loop turns before a wait is a failure: generous */
 
 /* One owner of a VM, as a request or a pool is: what it heard. */
 struct owner {
@@ -42,8 +42,7 @@ struct owner {
 
 struct fx {
         struct event_base *base;
-        struct event *tick; /* the loop never blocks for long with nothing to do */
-        unsigned ticks;
+        struct loop_tick tick;
         struct op_config cfg;
         struct fake_vmm fake;
         struct vm_host *host;
@@ -54,11 +53,6 @@ struct fx {
         unsigned agent_calls;
         bool agent_big; /* the agent's answer exceeds any small frame cap */
 };
-
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-        ((struct fx *)arg)->ticks++;
-}
 
 static void on_slot_freed(struct vm_host *h, void *userdata)
 {
@@ -85,7 +79,6 @@ static int setup(void **state)
 {
         static const struct vm_host_callbacks cb = {.slot_freed = on_slot_freed};
         struct fx *f = calloc(1, sizeof(*f));
-        struct timeval tv = {0, 1000};
 
         assert_non_null(f);
         snprintf(f->dir, sizeof(f->dir), "/tmp/test-vm-XXXXXX");
@@ -98,9 +91,7 @@ static int setup(void **state)
         f->cfg.restore_timeout_ms = LONG_MS;
         f->base = event_base_new();
         assert_non_null(f->base);
-        f->tick = event_new(f->base, -1, EV_PERSIST, on_tick, f);
-        assert_non_null(f->tick);
-        event_add(f->tick, &tv);
+        loop_tick_start(&f->tick, f->base);
         f->fake.agent = agent;
         f->fake.agent_userdata = f;
         f->lang.name = "fake";
@@ -123,7 +114,7 @@ static int teardown(void **state)
         assert_int_equal(f->fake.n_live, 0);
         assert_int_equal(f->snap->refs, 1); /* every VM gave its reference back */
         snap_ref_put(f->snap);
-        event_free(f->tick);
+        loop_tick_stop(&f->tick);
         event_base_free(f->base);
         assert_int_equal(rmdir(f->dir), 0); /* every VM directory is gone */
         op_config_free(&f->cfg);
@@ -134,22 +125,13 @@ static int teardown(void **state)
 /* Run the loop until cond(arg) holds; a generous cap turns a hang into a failure. */
 static void run_until(struct fx *f, bool (*cond)(void *), void *arg)
 {
-        uint64_t start = op_now_us();
-
-        for (unsigned n = 0; !cond(arg); n++) {
-                if (n > TURNS_MAX || op_now_us() - start > WAIT_MAX_US)
-                        fail_msg("condition not reached");
-                event_base_loop(f->base, EVLOOP_ONCE);
-        }
+        loop_run_until(f->base, TURNS_MAX, cond, arg);
 }
 
 /* Some turns of the loop (each at least one tick), for "nothing more happens" checks. */
 static void run_turns(struct fx *f, unsigned turns)
 {
-        unsigned until = f->ticks + turns;
-
-        while (f->ticks < until)
-                event_base_loop(f->base, EVLOOP_ONCE);
+        loop_run_turns(f->base, &f->tick, turns);
 }
 
 static bool heard_ready(void *arg)
