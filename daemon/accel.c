@@ -113,7 +113,7 @@ int accel_start(struct opd *d)
                 decide(d, OP_ACCEL_TCG, "cannot start the KVM probe guest");
                 return 0;
         }
-        timer_arm_ms(d->accel->probe_timer, t);
+        op_timer_arm_ms(d->accel->probe_timer, t);
         log_info("probing KVM with a %s guest (deadline %u ms)", lang->name, t);
         return 0;
 }

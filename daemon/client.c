@@ -52,7 +52,7 @@ static void on_read_timeout(evutil_socket_t fd, short what, void *arg)
 static void idle_arm(struct client *c)
 {
         if (c->d->cfg.idle_timeout_ms)
-                timer_arm_ms(c->idle_timer, c->d->cfg.idle_timeout_ms);
+                op_timer_arm_ms(c->idle_timer, c->d->cfg.idle_timeout_ms);
 }
 
 static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
@@ -104,7 +104,7 @@ static void on_read(struct bufferevent *bev, void *arg)
                 return;
         if (evframe_partial(in)) {
                 if (!evtimer_pending(c->read_timer, NULL))
-                        timer_arm_ms(c->read_timer, c->d->cfg.read_timeout_ms);
+                        op_timer_arm_ms(c->read_timer, c->d->cfg.read_timeout_ms);
         } else
                 evtimer_del(c->read_timer);
 }

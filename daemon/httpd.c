@@ -92,7 +92,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
                 log_warn("%s: accept: %s; pausing for %d ms", h->key, strerror(e),
                          HTTPD_ACCEPT_RETRY);
                 evconnlistener_disable(l);
-                timer_arm_ms(h->retry_ev, HTTPD_ACCEPT_RETRY);
+                op_timer_arm_ms(h->retry_ev, HTTPD_ACCEPT_RETRY);
         }
 }
 

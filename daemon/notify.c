@@ -86,7 +86,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
                 snprintf(n->last_status, sizeof(n->last_status), "%s", status);
                 sd_notifyf(0, "STATUS=%s", status);
         }
-        timer_arm_ms(n->tick_ev, n->ready ? STATUS_EVERY_MS : 100);
+        op_timer_arm_ms(n->tick_ev, n->ready ? STATUS_EVERY_MS : 100);
 }
 
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
@@ -94,7 +94,7 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
         struct opd *d = arg;
 
         sd_notify(0, "WATCHDOG=1");
-        timer_arm_ms(d->notify->watchdog_ev, d->notify->watchdog_ms);
+        op_timer_arm_ms(d->notify->watchdog_ev, d->notify->watchdog_ms);
 }
 
 int notify_start(struct opd *d)
@@ -111,14 +111,14 @@ int notify_start(struct opd *d)
                 return -ENOMEM;
         }
         d->notify = n;
-        timer_arm_ms(n->tick_ev, 0);
+        op_timer_arm_ms(n->tick_ev, 0);
         if (sd_watchdog_enabled(0, &usec) > 0 && usec >= 2000) {
                 n->watchdog_ms = (uint32_t)(usec / 2000);
                 n->watchdog_ev = evtimer_new(d->base, on_watchdog, d);
                 if (!n->watchdog_ev)
                         return -ENOMEM;
                 sd_notify(0, "WATCHDOG=1");
-                timer_arm_ms(n->watchdog_ev, n->watchdog_ms);
+                op_timer_arm_ms(n->watchdog_ev, n->watchdog_ms);
                 log_info("watchdog: every %u ms", n->watchdog_ms);
         }
         return 0;

@@ -9,6 +9,7 @@
 #include <sys/queue.h>
 
 #include "config.h"
+#include "evtimer.h"
 #include "lang.h"
 
 struct access;
@@ -71,13 +72,6 @@ struct opd {
         uint64_t started_us;
         bool stopping;
 };
-
-static inline void timer_arm_ms(struct event *ev, uint32_t ms)
-{
-        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-        evtimer_add(ev, &tv);
-}
 
 /* ---- daemon.c: lifetime ---- */
 int opd_init(struct opd *d);

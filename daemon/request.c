@@ -80,14 +80,14 @@ void request_set_state(struct request *r, enum request_state state)
         switch (state) {
         case REQ_QUEUED:
         case REQ_WAITING:
-                timer_arm_ms(r->timer, d->cfg.queue_timeout_ms);
+                op_timer_arm_ms(r->timer, d->cfg.queue_timeout_ms);
                 break;
         case REQ_BOOTING:
-                timer_arm_ms(r->timer, d->cfg.boot_timeout_ms);
+                op_timer_arm_ms(r->timer, d->cfg.boot_timeout_ms);
                 break;
         case REQ_RUNNING:
                 r->t_sent = op_now_us();
-                timer_arm_ms(r->timer, run_deadline_ms(r));
+                op_timer_arm_ms(r->timer, run_deadline_ms(r));
                 break;
         case REQ_NEW:
         case REQ_DONE:

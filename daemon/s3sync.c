@@ -653,7 +653,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         s->again = true;
         event_active(s->kick, 0, 0);
         if (s->d->cfg.s3_sync_minutes)
-                timer_arm_ms(s->timer, s->d->cfg.s3_sync_minutes * 60000u);
+                op_timer_arm_ms(s->timer, s->d->cfg.s3_sync_minutes * 60000u);
 }
 
 int s3sync_init(struct opd *d)
@@ -671,7 +671,7 @@ int s3sync_init(struct opd *d)
         if (!s->timer || !s->kick)
                 return -ENOMEM;
         if (d->cfg.s3_bucket[0])
-                timer_arm_ms(s->timer, 0); /* at start */
+                op_timer_arm_ms(s->timer, 0); /* at start */
         return 0;
 }
 
@@ -709,7 +709,7 @@ void s3sync_reload(struct opd *d)
                 return;
         evtimer_del(s->timer);
         if (d->cfg.s3_bucket[0] && d->cfg.s3_sync_minutes)
-                timer_arm_ms(s->timer, d->cfg.s3_sync_minutes * 60000u);
+                op_timer_arm_ms(s->timer, d->cfg.s3_sync_minutes * 60000u);
 }
 
 int s3sync_request(struct opd *d, struct reply_slot *slot)

@@ -116,7 +116,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
                             errno == ENOMEM) {
                                 log_warn("accept: %m; pausing for %d ms", ACCEPT_RETRY_MS);
                                 event_del(d->server->listen_ev);
-                                timer_arm_ms(d->server->accept_retry_ev, ACCEPT_RETRY_MS);
+                                op_timer_arm_ms(d->server->accept_retry_ev, ACCEPT_RETRY_MS);
                                 return;
                         }
                         log_error("accept: %m");

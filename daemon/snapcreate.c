@@ -392,9 +392,9 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
                 finish(sc, r, "cannot boot the VM");
                 return 0;
         }
-        timer_arm_ms(sc->deadline,
-                     d->cfg.boot_timeout_ms + WARM_TIMEOUT_MS + 30000 +
-                         (lang->compile[0] ? d->cfg.limits.compile_timeout_ms_max : 0));
+        op_timer_arm_ms(sc->deadline,
+                        d->cfg.boot_timeout_ms + WARM_TIMEOUT_MS + 30000 +
+                            (lang->compile[0] ? d->cfg.limits.compile_timeout_ms_max : 0));
         log_info("snapshot %s/%s: booting", lang->name, sc->m.version);
         return 0;
 }

@@ -12,6 +12,7 @@
 
 #include "cleanup.h"
 #include "compile.h"
+#include "evtimer.h"
 #include "host.h"
 #include "pool-private.h"
 #include "poolplan.h"
@@ -34,13 +35,6 @@ void pools_log(const struct pools *all, int prio, const char *fmt, ...)
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         all->cb.log(prio, msg, all->userdata);
-}
-
-static void timer_arm_ms(struct event *ev, uint32_t ms)
-{
-        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-        evtimer_add(ev, &tv);
 }
 
 /* One clone of the pool: the VM's event userdata from its restore until it is taken, served
@@ -290,7 +284,7 @@ static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata)
                 p->consecutive_failures++;
                 if (ms > BACKOFF_MAX_MS)
                         ms = BACKOFF_MAX_MS;
-                timer_arm_ms(p->backoff_ev, ms);
+                op_timer_arm_ms(p->backoff_ev, ms);
                 pool_log(p, LOG_WARNING, "%s pool: restore failed (%s); retrying in %u ms",
                          p->lang->name, why, ms);
         } else {
@@ -331,7 +325,7 @@ static void refill(struct pool *p)
                         p->consecutive_failures++;
                         pool_log(p, LOG_ERR, "%s pool: cannot start a restore: %s", p->lang->name,
                                  strerror(-r));
-                        timer_arm_ms(p->backoff_ev, BACKOFF_MAX_MS);
+                        op_timer_arm_ms(p->backoff_ev, BACKOFF_MAX_MS);
                         return;
                 }
                 p->stats.restores++;
@@ -572,7 +566,7 @@ static void on_snap_check(evutil_socket_t fd, short what, void *arg)
         struct pools *all = arg;
 
         pools_check_snapshots(all);
-        timer_arm_ms(all->snap_check_ev, all->cfg->snapshot_check_ms);
+        op_timer_arm_ms(all->snap_check_ev, all->cfg->snapshot_check_ms);
 }
 
 int pools_new(struct event_base *base, const struct op_config *cfg, const struct op_langs *langs,
@@ -634,7 +628,7 @@ int pools_new(struct event_base *base, const struct op_config *cfg, const struct
                 return -ENOMEM;
         }
         if (cfg->snapshot_check_ms)
-                timer_arm_ms(all->snap_check_ev, cfg->snapshot_check_ms);
+                op_timer_arm_ms(all->snap_check_ev, cfg->snapshot_check_ms);
         *ret = all;
         return 0;
 }

@@ -13,6 +13,7 @@
 
 #include "cleanup.h"
 #include "curl-ev.h"
+#include "evtimer.h"
 #include "s3-list.h"
 #include "util.h"
 
@@ -407,8 +408,7 @@ static void finish_attempt(struct s3_xfer *x, CURLcode cc)
                         cap = c->opts.backoff_max_ms;
                 ms = (uint32_t)(rng_next(c) % (cap + 1)); /* full jitter */
                 c->stats.retries++;
-                struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-                evtimer_add(x->retry_ev, &tv);
+                op_timer_arm_ms(x->retry_ev, ms);
                 return;
         }
         if (rs->r == 0 && x->sha) {

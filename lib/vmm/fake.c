@@ -9,6 +9,7 @@
 
 #include "cleanup.h"
 #include "evframe.h"
+#include "evtimer.h"
 #include "fake.h"
 #include "host.h"
 #include "vm.h"
@@ -148,10 +149,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 static int start(struct fake_vm *f, enum fake_op op, uint32_t ms)
 {
-        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
         f->op = op;
-        return evtimer_add(f->timer, &tv) < 0 ? -ENOMEM : 0;
+        return op_timer_arm_ms(f->timer, ms) < 0 ? -ENOMEM : 0;
 }
 
 void fake_vm_die(struct vm *vm)

@@ -14,6 +14,7 @@
 #include "agent-msg.h"
 #include "cleanup.h"
 #include "evframe.h"
+#include "evtimer.h"
 #include "host.h"
 #include "snap-ref.h"
 #include "snapshot.h"
@@ -36,7 +37,6 @@ const char *vm_state_name(enum vm_state s)
 static void vm_set_state(struct vm *vm, enum vm_state s)
 {
         const struct op_config *cfg = vm->host->cfg;
-        struct timeval tv;
         uint32_t ms = 0;
 
         vm->state = s;
@@ -49,8 +49,7 @@ static void vm_set_state(struct vm *vm, enum vm_state s)
                 ms = cfg->restore_timeout_ms;
         else
                 return;
-        tv = (struct timeval){ms / 1000, (ms % 1000) * 1000};
-        evtimer_add(vm->deadline, &tv);
+        op_timer_arm_ms(vm->deadline, ms);
 }
 
 void vm_console_tail(const struct vm *vm, char *buf, size_t size)

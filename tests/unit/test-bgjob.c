@@ -51,7 +51,7 @@ static void wait_job(struct opd *d, struct outcome *o)
         int status;
         pid_t pid;
 
-        timer_arm_ms(deadline, 60000);
+        op_timer_arm_ms(deadline, 60000);
         while (!o->called)
                 event_base_loop(d->base, EVLOOP_ONCE);
         event_free(deadline);
