@@ -44,10 +44,10 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 find_program(OP_DPKG_SHLIBDEPS dpkg-shlibdeps)
 if(OP_DPKG_SHLIBDEPS)
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-  set(CPACK_DEBIAN_PACKAGE_DEPENDS "qemu-system-x86, systemd")
+  set(CPACK_DEBIAN_PACKAGE_DEPENDS "qemu-system-x86 (>= 1:8.2), systemd")
 else()
   set(CPACK_DEBIAN_PACKAGE_DEPENDS
-      "libc6 (>= 2.34), libjansson4, libevent-core-2.1-7, libevent-extra-2.1-7, libssl3, libsystemd0, qemu-system-x86, systemd")
+      "libc6 (>= 2.34), libjansson4, libevent-core-2.1-7, libevent-extra-2.1-7, libssl3, libsystemd0, qemu-system-x86 (>= 1:8.2), systemd")
 endif()
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${OP_PKG_DIR}/debian/conffiles ${OP_PKG_DIR}/debian/postinst
