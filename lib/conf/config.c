@@ -69,6 +69,7 @@ static const struct key keys[] = {
     STR0("firecracker.jailer.netns", fc.netns),
     {"accel", K_ACCEL, offsetof(struct op_config, accel), 0, 0},
     U32("accel_probe_timeout_ms", accel_probe_timeout_ms, 100, 600000),
+    BOOL("allow_tcg", allow_tcg),
     U32("vm.memory_mb", vm_memory_mb, 64, 65536),
     U32("vm.vcpus", vm_vcpus, 1, 64),
     U32("max_vms", max_vms, 1, 4096),

@@ -53,6 +53,7 @@ struct op_config {
         uint32_t ready_min_warm;     /* READY=1 waits for this many paused VMs per serving pool */
         char *pool_sizes;            /* per-language overrides: "python=4,bash=1" */
         uint32_t pool_fallback_cold; /* empty pool: boot cold instead of waiting */
+        uint32_t allow_tcg; /* serve under TCG (software emulation: not an isolation boundary) */
         enum op_tristate pool_prime; /* run a warm-up program in each clone; auto: under TCG */
         uint32_t max_restores;       /* restores running at once, all pools */
         /* guest RAM of all pools' paused VMs together; 0: no bound */
