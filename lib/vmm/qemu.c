@@ -24,6 +24,11 @@
 #include "vmm.h"
 
 #define QEMU_ARGV_MAX 64
+/* TCG's translation buffer, MiB: pages count only once translated code fills them, and a
+ * primed clone used about the same under 32, 64 or QEMU's default (1 GiB); 16 made bash
+ * retranslate over and over (docs/benchmarks.md, bench/restore). 64 bounds what a long-lived
+ * clone can grow to, with room for larger runtimes than bash. */
+#define QEMU_TCG_TB_MB 64
 /* How long a failed VM's console may take to read before its owner is told anyway. */
 #define QEMU_CONSOLE_READ_MS 1000
 
@@ -127,7 +132,10 @@ int qemu_argv(const char *binary, const struct qemu_machine *m, char ***ret)
                 add(a, QBOOT_ROM);
         }
         add(a, "-accel");
-        add(a, "%s", m->accel == OP_ACCEL_KVM ? "kvm" : "tcg");
+        if (m->accel == OP_ACCEL_KVM)
+                add(a, "kvm");
+        else
+                add(a, "tcg,tb-size=%u", QEMU_TCG_TB_MB);
         add(a, "-cpu");
         add(a, "%s", m->accel == OP_ACCEL_KVM ? "host" : "max");
         add(a, "-m");
