@@ -24,11 +24,13 @@
 #include "vmm.h"
 
 #define QEMU_ARGV_MAX 64
-/* TCG's translation buffer, MiB: pages count only once translated code fills them, and a
- * primed clone used about the same under 32, 64 or QEMU's default (1 GiB); 16 made bash
- * retranslate over and over (docs/benchmarks.md, bench/restore). 64 bounds what a long-lived
- * clone can grow to, with room for larger runtimes than bash. */
-#define QEMU_TCG_TB_MB 64
+/* TCG's translation buffer, MiB. Its pages cost memory only once translated code fills them: a
+ * primed clone's PSS is the same under a cap of 32, 64 or QEMU's default of 1 GiB, while a cap
+ * under the working set makes QEMU flush and translate again (16: bash's prime program ran 5x
+ * slower). A cold boot alone translates ~48 MB of code and a first python run ~30 MB more
+ * (bench/restore, docs/benchmarks.md): 256 leaves room for that and bounds what a guest can make
+ * QEMU allocate to a quarter of the default. */
+#define QEMU_TCG_TB_MB 256
 /* How long a failed VM's console may take to read before its owner is told anyway. */
 #define QEMU_CONSOLE_READ_MS 1000
 

@@ -64,7 +64,7 @@ static void test_boot(void **state)
         assert_true(find_pair(argv, "-serial", "chardev:console") >= 0);
         for (int i = 0; argv[i]; i++) /* the console is bounded: never a file */
                 assert_null(strstr(argv[i], "file:"));
-        assert_true(find_pair(argv, "-accel", "tcg,tb-size=64") >= 0);
+        assert_true(find_pair(argv, "-accel", "tcg,tb-size=256") >= 0);
         assert_true(find_pair(argv, "-cpu", "max") >= 0);
         assert_true(find_pair(argv, "-m", "512M") >= 0);
         assert_true(find_pair(argv, "-smp", "2") >= 0);
