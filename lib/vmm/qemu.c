@@ -265,9 +265,9 @@ int qemu_version_supported(const char *version, char *err, size_t errlen)
                                version ? version : "");
         if (major < QEMU_MIN_MAJOR || (major == QEMU_MIN_MAJOR && minor < QEMU_MIN_MINOR))
                 return op_errf(err, errlen, -EPROTONOSUPPORT,
-                               "QEMU %s is too old: opd needs QEMU %u.%u or later (read-only "
+                               "QEMU %.*s is too old: opd needs QEMU %u.%u or later (read-only "
                                "snapshot memory: memory-backend-file readonly=on,rom=off)",
-                               version, QEMU_MIN_MAJOR, QEMU_MIN_MINOR);
+                               (int)strcspn(version, "/"), version, QEMU_MIN_MAJOR, QEMU_MIN_MINOR);
         return 0;
 }
 
