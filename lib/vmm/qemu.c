@@ -19,8 +19,8 @@
 #include "poolplan.h"
 #include "qmp.h"
 #include "snap-ref.h"
-#include "vm.h"
 #include "util.h"
+#include "vm.h"
 #include "vmm.h"
 
 #define QEMU_ARGV_MAX 64
@@ -185,8 +185,8 @@ int qemu_argv(const char *binary, const struct qemu_machine *m, char ***ret)
         add(a, "chardev=qmp,mode=control");
         if (restore) {
                 /* Stay paused after the device state is in; x-ignore-shared must be set before
-                 * the incoming migration starts, which only QMP can do in QEMU 7.2: hence
-                 * "defer". */
+                 * the incoming migration starts, which only QMP can do (no -global for it, QEMU
+                 * 10): hence "defer". */
                 add(a, "-S");
                 add(a, "-incoming");
                 add(a, "defer");
