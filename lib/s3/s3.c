@@ -247,7 +247,11 @@ static int setup(struct s3_xfer *x, const struct s3_location *l)
         if (!x->headers)
                 return -ENOMEM;
         curl_easy_setopt(e, CURLOPT_URL, x->url);
+        /* http only reaches loopback endpoints (s3_location_init()); a redirect is never
+         * followed (S3 answers 301/307 with an error body, reported as such) */
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https");
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(e, CURLOPT_AWS_SIGV4, x->provider);
         curl_easy_setopt(e, CURLOPT_USERNAME, c->creds.key_id);
