@@ -750,11 +750,14 @@ static void run_start(struct s3sync *s)
         if (r == 0)
                 r = s3_keys_parse(d->cfg.s3_trusted_keys, s->trusted, &s->n_trusted, err,
                                   sizeof(err));
-        if (r == 0)
+        /* with a gateway, opd-s3d holds the credentials and the network; opd reads neither */
+        if (r == 0 && d->cfg.s3_gateway[0])
+                o.gateway = d->cfg.s3_gateway;
+        else if (r == 0)
                 r = s3_creds_load(getenv, &creds, err, sizeof(err));
         o.retries = d->cfg.s3_retries;
         o.max_conns = d->cfg.s3_parallel;
-        if (r == 0 && (r = s3_client_new(d->base, &creds, &o, &s->client)) < 0)
+        if (r == 0 && (r = s3_client_new(d->base, o.gateway ? NULL : &creds, &o, &s->client)) < 0)
                 snprintf(err, sizeof(err), "cannot start the S3 client: %s", strerror(-r));
         s3_creds_free(&creds);
         s->result = json_object();

@@ -22,8 +22,9 @@
 struct s3_client {
         struct event_base *base;
         struct curl_ev *ev;
-        CURLM *multi; /* ev's */
-        struct s3_creds creds;
+        CURLM *multi;          /* ev's */
+        struct s3_creds creds; /* empty with a gateway */
+        char *gateway;
         struct s3_client_opts opts;
         struct s3_stats stats;
         uint64_t rng;
@@ -70,9 +71,18 @@ int s3_client_new(struct event_base *base, const struct s3_creds *creds,
                 return -ENOMEM;
         c->base = base;
         c->opts = *opts;
-        c->creds.key_id = strdup(creds->key_id);
-        c->creds.secret = strdup(creds->secret);
-        c->creds.token = creds->token ? strdup(creds->token) : NULL;
+        if (opts->gateway) {
+                c->gateway = strdup(opts->gateway);
+                c->opts.gateway = c->gateway;
+                if (!c->gateway) {
+                        free(c);
+                        return -ENOMEM;
+                }
+                creds = NULL;
+        }
+        c->creds.key_id = strdup(creds ? creds->key_id : "");
+        c->creds.secret = strdup(creds ? creds->secret : "");
+        c->creds.token = creds && creds->token ? strdup(creds->token) : NULL;
         if (curl_ev_new(base, on_done, c, &c->ev) < 0) {
                 s3_client_free(c);
                 return -ENOMEM;
@@ -80,7 +90,7 @@ int s3_client_new(struct event_base *base, const struct s3_creds *creds,
         c->multi = curl_ev_multi(c->ev);
         if (getrandom(&c->rng, sizeof(c->rng), 0) != sizeof(c->rng) || !c->rng)
                 c->rng = op_now_us() | 1;
-        if (!c->creds.key_id || !c->creds.secret || (creds->token && !c->creds.token)) {
+        if (!c->creds.key_id || !c->creds.secret || (creds && creds->token && !c->creds.token)) {
                 s3_client_free(c);
                 return -ENOMEM;
         }
@@ -121,6 +131,7 @@ void s3_client_free(struct s3_client *c)
                 xfer_free(c->xfers);
         curl_ev_free(c->ev);
         s3_creds_free(&c->creds);
+        free(c->gateway);
         free(c);
 }
 
@@ -253,9 +264,14 @@ static int setup(struct s3_xfer *x, const struct s3_location *l)
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https");
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e, CURLOPT_AWS_SIGV4, x->provider);
-        curl_easy_setopt(e, CURLOPT_USERNAME, c->creds.key_id);
-        curl_easy_setopt(e, CURLOPT_PASSWORD, c->creds.secret);
+        if (c->gateway) {
+                /* opd-s3d signs; nothing secret leaves this process */
+                curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, c->gateway);
+        } else {
+                curl_easy_setopt(e, CURLOPT_AWS_SIGV4, x->provider);
+                curl_easy_setopt(e, CURLOPT_USERNAME, c->creds.key_id);
+                curl_easy_setopt(e, CURLOPT_PASSWORD, c->creds.secret);
+        }
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
@@ -302,7 +318,8 @@ int s3_start(struct s3_client *c, const struct s3_location *l, const struct s3_r
         x->pprev = &c->xfers;
         c->xfers = x;
         x->method = strdup(req->method);
-        x->url = s3_url(l, req->key, req->query ? req->query : "");
+        x->url = c->gateway ? s3_gateway_url(l, req->key, req->query ? req->query : "")
+                            : s3_url(l, req->key, req->query ? req->query : "");
         x->retry_ev = evtimer_new(c->base, on_retry, x);
         if (req->sha256)
                 x->sha = EVP_MD_CTX_new();

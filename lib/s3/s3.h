@@ -21,6 +21,10 @@ struct s3_client_opts {
         uint32_t connect_timeout_ms; /* per attempt */
         uint32_t stall_timeout_ms;   /* an attempt moving under 1 KiB/s this long is retried */
         unsigned max_conns;          /* connections per host */
+        /* A UNIX socket of opd-s3d (docs/s3.md): requests go there unsigned, as
+         * http://opd-s3d/<bucket>/<key>?<query>, and opd-s3d signs and sends them with its own
+         * credentials and network. NULL: straight to the endpoint, signed here. */
+        const char *gateway;
 };
 
 struct s3_req {
@@ -64,6 +68,7 @@ struct s3_stats {
                 .connect_timeout_ms = 5000, .stall_timeout_ms = 30000, .max_conns = 8              \
         }
 
+/* creds may be NULL with opts->gateway (the gateway holds them). */
 int s3_client_new(struct event_base *base, const struct s3_creds *creds,
                   const struct s3_client_opts *opts, struct s3_client **ret);
 /* Drops every transfer in flight without calling its done(). */
