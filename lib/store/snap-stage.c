@@ -354,6 +354,23 @@ int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *e
                 uint64_t size;
                 _cleanup_close_ int fd = -1;
 
+                /* Chunked: every chunk was checked against the signed manifest as it arrived,
+                 * was found staged, or was copied (s3_stage_prepare()): the chunk hashes are
+                 * the file's checksum, no second pass over the whole file. The plain layout
+                 * has only the whole file's hash. */
+                if (!m->plain) {
+                        struct stat st;
+
+                        fd = openat(stage, sf->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+                        if (fd < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size != sf->size)
+                                return op_errf(errbuf, errlen, fd < 0 ? -errno : -EBADMSG,
+                                               "staging %s: missing or of the wrong size",
+                                               sf->name);
+                        if (fsync(fd) < 0)
+                                return op_errf(errbuf, errlen, -errno, "fsync %s: %s", sf->name,
+                                               strerror(errno));
+                        continue;
+                }
                 r = op_sha256_file(stage, sf->name, hex, &size);
                 if (r < 0)
                         return op_errf(errbuf, errlen, r, "staging %s: %s", sf->name, strerror(-r));

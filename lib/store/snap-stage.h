@@ -36,9 +36,11 @@ void s3_stage_plan_free(struct s3_stage_plan *p);
 /* Open a staged file for writing fetched chunks (pwrite at chunk offsets). */
 int s3_stage_open(const char *cache_dir, const struct s3_chunkman *m, size_t file);
 
-/* Slow: hash every staged file against the manifest, write manifest.json (and chunks.json),
- * fsync, rename into <cache>/<lang>/<version>, switch "current". On a mismatch the staging
- * directory is removed and -EBADMSG returned; "current" is untouched on any failure. */
+/* Write manifest.json (and chunks.json), fsync every file once, rename into
+ * <cache>/<lang>/<version>, switch "current". A chunked version's chunks were each checked
+ * against the manifest before they were written (fetch, prepare), so its files are not hashed
+ * again; a plain one's files are hashed whole: on a mismatch the staging directory is removed
+ * and -EBADMSG returned. "current" is untouched on any failure. */
 int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
                      size_t errlen);
 
