@@ -213,7 +213,9 @@ static void on_piece(const struct s3_resp *resp, void *userdata)
         if (s->err == 0) {
                 if (resp->r < 0) {
                         s->err = resp->r;
-                        s->keep_stage = true;
+                        /* a transfer that failed is resumed; a write that failed (ENOSPC)
+                         * is not */
+                        s->keep_stage = strncmp(resp->error, "write:", 6) != 0;
                         snprintf(s->errmsg, sizeof(s->errmsg), "GET %.200s: %.300s", p->key,
                                  resp->error);
                 } else if (resp->body_len != p->len || (want && strcmp(resp->sha256, want) != 0)) {
@@ -223,8 +225,8 @@ static void on_piece(const struct s3_resp *resp, void *userdata)
                                  "%zu bytes with sha256 %s (corrupt object in the bucket?)",
                                  p->chunk, s->m.snap.files[p->file].name, resp->body_len,
                                  resp->sha256, p->len, want ? want : "-");
-                } else if (pwrite(s->fds[p->file], resp->body, p->len, (off_t)p->off) !=
-                           (ssize_t)p->len) {
+                } else if (s->m.plain && pwrite(s->fds[p->file], resp->body, p->len,
+                                                (off_t)p->off) != (ssize_t)p->len) {
                         s->err = -errno;
                         snprintf(s->errmsg, sizeof(s->errmsg), "write %s: %s",
                                  s->m.snap.files[p->file].name, strerror(errno));
@@ -271,6 +273,13 @@ static void fetch_more(struct s3sync *s)
                 }
                 req.key = p->key;
                 req.max_body = p->len;
+                if (!s->m.plain) {
+                        /* written at its place as it arrives; a bad hash fails the sync and
+                         * removes the staging */
+                        req.sink = true;
+                        req.sink_fd = s->fds[n->file];
+                        req.sink_off = p->off;
+                }
                 r = p->key ? s3_start(s->client, loc(s), &req, on_piece, p, NULL) : -ENOMEM;
                 if (r < 0) {
                         piece_free(p);

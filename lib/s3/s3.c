@@ -46,6 +46,7 @@ struct s3_xfer {
         struct event *retry_ev;
         struct s3_resp resp;
         bool too_big;
+        int sink_errno; /* a write to req.sink_fd failed: not retried */
         bool in_multi;
         s3_done_fn done;
         void *userdata;
@@ -155,6 +156,22 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
                 x->too_big = true;
                 return 0;
         }
+        if (x->req.sink && (x->resp.status / 100) == 2) {
+                /* straight into the file: no copy through a buffer */
+                for (size_t done = 0; done < n;) {
+                        ssize_t k = pwrite(x->req.sink_fd, ptr + done, n - done,
+                                           (off_t)(x->req.sink_off + x->len + done));
+                        if (k <= 0) {
+                                x->sink_errno = k < 0 ? errno : EIO;
+                                return 0;
+                        }
+                        done += (size_t)k;
+                }
+                x->len += n;
+                if (x->sha)
+                        EVP_DigestUpdate(x->sha, ptr, n);
+                return n;
+        }
         if (x->len + n + 1 > x->cap) {
                 /* a ranged or hashed GET knows its size: one allocation */
                 size_t cap = x->cap                              ? x->cap
@@ -213,6 +230,7 @@ static int attempt(struct s3_xfer *x)
 
         x->len = 0;
         x->too_big = false;
+        x->sink_errno = 0;
         x->resp.status = 0;
         x->resp.etag[0] = 0;
         if (x->sha && !EVP_DigestInit_ex(x->sha, EVP_sha256(), NULL))
@@ -392,7 +410,11 @@ static void finish_attempt(struct s3_xfer *x, CURLcode cc)
         rs->r = 0;
         rs->error[0] = 0;
         if (cc != CURLE_OK) {
-                if (x->too_big) {
+                if (x->sink_errno) {
+                        rs->r = -x->sink_errno;
+                        snprintf(rs->error, sizeof(rs->error), "write: %s",
+                                 strerror(x->sink_errno));
+                } else if (x->too_big) {
                         rs->r = -EFBIG;
                         snprintf(rs->error, sizeof(rs->error), "answer over %zu bytes",
                                  x->req.max_body);

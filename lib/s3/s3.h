@@ -38,12 +38,18 @@ struct s3_req {
         size_t max_body;          /* an answer body over this fails with -EFBIG (0: 1 MiB) */
         bool sha256;              /* hash the answer body as it arrives (resp.sha256) */
         const char *content_type; /* of the body; NULL: application/octet-stream */
+        /* GET: a 2xx body goes straight to sink_fd at sink_off as it arrives (hashed on the
+         * way with sha256), not into resp.body; a retry writes it again from sink_off. The fd
+         * must outlive the transfer. */
+        bool sink;
+        int sink_fd;
+        uint64_t sink_off;
 };
 
 struct s3_resp {
         int r;            /* 0 or negative errno: -ENOENT (404), -EACCES (403), -EIO, ... */
         long status;      /* HTTP status of the last attempt, 0 when none came */
-        const char *body; /* answer body, valid during done() only, NUL-ended */
+        const char *body; /* answer body, valid during done() only, NUL-ended ("" when sunk) */
         size_t body_len;
         uint64_t content_length; /* HEAD: the object's size */
         char etag[128];
