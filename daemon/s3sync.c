@@ -760,9 +760,15 @@ static void run_start(struct s3sync *s)
                 r = s3_keys_parse(d->cfg.s3_trusted_keys, s->trusted, &s->n_trusted, err,
                                   sizeof(err));
         /* with a gateway, opd-s3d holds the credentials and the network; opd reads neither */
-        if (r == 0 && d->cfg.s3_gateway[0])
+        if (r == 0 && d->cfg.s3_gateway[0]) {
+                const char *secret = getenv("AWS_SECRET_ACCESS_KEY");
+
                 o.gateway = d->cfg.s3_gateway;
-        else if (r == 0)
+                if (secret && *secret)
+                        log_warn("s3 sync: s3.gateway is set, yet opd's environment holds "
+                                 "AWS_SECRET_ACCESS_KEY (unused; every VMM inherits the "
+                                 "environment): start opd without it (docs/s3.md)");
+        } else if (r == 0)
                 r = s3_creds_load(getenv, &creds, err, sizeof(err));
         o.retries = d->cfg.s3_retries;
         o.max_conns = d->cfg.s3_parallel;
