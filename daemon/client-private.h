@@ -24,7 +24,9 @@ struct client {
         LIST_HEAD(, request) requests;
         LIST_HEAD(, reply_slot) slots;
         bool closing;
-        bool read_eof;  /* the peer half-closed: answer what was read, then close */
-        bool may_use;   /* exec, status, ping (access.group) */
-        bool may_admin; /* snapshot management (root, access.admin_group) */
+        bool read_eof;   /* the peer half-closed: answer what was read, then close */
+        bool out_paused; /* answers above client.output_high: not reading until they drain */
+        bool overflow;   /* answers past client.output_max: dropped, closing at the next turn */
+        bool may_use;    /* exec, status, ping (access.group) */
+        bool may_admin;  /* snapshot management (root, access.admin_group) */
 };

@@ -1,5 +1,6 @@
 /* client.c: one client connection: frames in with a read deadline and bounded buffering,
- * answers out, and a close that flushes before the object is freed at a safe point. */
+ * answers out under a high-water mark and a hard cap, and a close that flushes (within a
+ * deadline) before the object is freed at a safe point. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -30,6 +31,8 @@ struct reply_slot {
         json_t *id;
 };
 
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
 static void client_move_to_closing(struct client *c)
 {
         LIST_REMOVE(c, link);
@@ -59,6 +62,10 @@ static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
 {
         struct client *c = arg;
 
+        if (c->overflow) {
+                client_close(c, "answers past client.output_max");
+                return;
+        }
         if (c->inflight > 0 || !LIST_EMPTY(&c->slots)) {
                 idle_arm(c);
                 return;
@@ -74,7 +81,7 @@ static void on_read(struct bufferevent *bev, void *arg)
         char err[256];
 
         idle_arm(c);
-        while (!c->closing) {
+        while (!c->closing && !c->out_paused && !c->overflow) {
                 json_t *obj = NULL;
                 int r =
                     evframe_next(in, c->d->cfg.limits.frame_max,
@@ -100,7 +107,7 @@ static void on_read(struct bufferevent *bev, void *arg)
                 op_dispatch(c, obj);
                 json_decref(obj);
         }
-        if (c->closing)
+        if (c->closing || c->out_paused || c->overflow)
                 return;
         if (evframe_partial(in)) {
                 if (!evtimer_pending(c->read_timer, NULL))
@@ -109,19 +116,74 @@ static void on_read(struct bufferevent *bev, void *arg)
                 evtimer_del(c->read_timer);
 }
 
+static size_t output_len(const struct client *c)
+{
+        return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* Closing: called once the output buffer has drained. Open and paused: called once it is down
+ * to half the high-water mark, and reading (and answering what was read) resumes. */
 static void on_write(struct bufferevent *bev, void *arg)
 {
         struct client *c = arg;
 
-        /* Called once the output buffer has drained. */
-        if (c->closing)
-                client_move_to_closing(c);
+        if (c->closing) {
+                if (output_len(c) == 0)
+                        client_move_to_closing(c);
+                return;
+        }
+        if (!c->out_paused)
+                return;
+        c->out_paused = false;
+        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+        bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+        if (!c->read_eof)
+                bufferevent_enable(c->bev, EV_READ);
+        on_read(c->bev, c);
+}
+
+/* Above the high-water mark: read nothing more (and answer nothing more of what was read)
+ * until the client has taken its answers. Past the hard cap: drop them and close. */
+static void output_check(struct client *c)
+{
+        size_t len = output_len(c);
+
+        if (c->closing || c->overflow)
+                return;
+        if (c->d->cfg.client_output_max && len > c->d->cfg.client_output_max) {
+                log_warn("client pid %d uid %u: %zu bytes of answers not taken, past "
+                         "client.output_max: closing",
+                         (int)c->pid, (unsigned)c->uid, len);
+                c->overflow = true;
+                c->d->stats.output_overflow++;
+                bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+                evbuffer_drain(bufferevent_get_output(c->bev), len);
+                /* Not from here: the caller may be a request finishing. */
+                evtimer_del(c->read_timer);
+                op_timer_arm_ms(c->idle_timer, 0);
+                return;
+        }
+        if (!c->out_paused && c->d->cfg.client_output_high && len > c->d->cfg.client_output_high) {
+                c->out_paused = true;
+                c->d->stats.output_paused++;
+                evtimer_del(c->read_timer); /* its partial frame waits for us, not for it */
+                bufferevent_disable(c->bev, EV_READ);
+                bufferevent_setwatermark(c->bev, EV_WRITE, c->d->cfg.client_output_high / 2, 0);
+                bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+        }
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
         struct client *c = arg;
 
+        if ((what & BEV_EVENT_TIMEOUT) && c->closing) {
+                /* The flush deadline of a closing connection: drop what it did not take. */
+                bufferevent_disable(bev, EV_READ | EV_WRITE);
+                evbuffer_drain(bufferevent_get_output(bev), output_len(c));
+                client_move_to_closing(c);
+                return;
+        }
         if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
                 if (c->closing) {
                         client_move_to_closing(c);
@@ -222,10 +284,15 @@ void client_send(struct client *c, json_t *obj)
                 client_close(c, "out of memory");
                 return;
         }
+        if (c->overflow) {
+                json_decref(obj);
+                return;
+        }
         r = evframe_add(bufferevent_get_output(c->bev), obj, SIZE_MAX);
         if (r < 0)
                 log_error_errno(r, "queue answer");
         json_decref(obj);
+        output_check(c);
 }
 
 void client_request_done(struct client *c)
@@ -252,10 +319,18 @@ void client_close(struct client *c, const char *why)
                 LIST_REMOVE(s, link);
                 s->client = NULL;
         }
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        if (c->overflow || output_len(c) == 0)
                 client_move_to_closing(c);
-        else
+        else {
+                /* What is queued goes out, if the client takes it within read_timeout_ms. */
+                struct timeval tv = {c->d->cfg.read_timeout_ms / 1000,
+                                     (c->d->cfg.read_timeout_ms % 1000) * 1000};
+
+                bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+                bufferevent_set_timeouts(c->bev, NULL, &tv);
                 bufferevent_setcb(c->bev, NULL, on_write, on_event, c);
+                bufferevent_enable(c->bev, EV_WRITE);
+        }
 }
 
 void clients_shutdown(struct opd *d)

@@ -31,7 +31,10 @@ struct counters {
         uint64_t ok;
         uint64_t errors;
         uint64_t connections;
-        uint64_t idle_closed; /* connections closed by idle_timeout_ms */
+        uint64_t idle_closed;     /* connections closed by idle_timeout_ms */
+        uint64_t output_paused;   /* times a client's answers passed client.output_high */
+        uint64_t output_overflow; /* clients closed past client.output_max */
+        uint64_t refused;         /* connections refused: per-uid caps, fd reserve */
 };
 
 struct opd {
