@@ -206,6 +206,35 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         }
 }
 
+/* One error answer (taken) on a connection not made into a client, then the close. */
+static void refuse(int fd, json_t *e)
+{
+        char *buf;
+        size_t n;
+
+        if (e && op_frame_encode(e, SIZE_MAX, &buf, &n) == 0) {
+                (void)!send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+                free(buf);
+        }
+        json_decref(e);
+        safe_close(fd);
+}
+
+bool opd_count_refusal(struct opd *d)
+{
+        uint64_t n = ++d->stats.refused;
+
+        return (n & (n - 1)) == 0;
+}
+
+void client_refuse(struct opd *d, int fd, const char *why)
+{
+        if (opd_count_refusal(d))
+                log_warn("refused a connection (%llu so far): %s",
+                         (unsigned long long)d->stats.refused, why);
+        refuse(fd, op_error_reply(NULL, OP_ERR_BUSY, "%s: try later", why));
+}
+
 int client_new(struct opd *d, int fd)
 {
         struct ucred cred = {0};
@@ -213,19 +242,11 @@ int client_new(struct opd *d, int fd)
         struct client *c;
 
         if (d->clients->n >= d->cfg.max_clients || d->stopping) {
-                _cleanup_close_ int cfd = fd;
-                char *buf;
-                size_t n;
-                json_t *e =
-                    d->stopping
-                        ? op_error_reply(NULL, OP_ERR_SHUTTING_DOWN, "opd is shutting down")
-                        : op_error_reply(NULL, OP_ERR_BUSY, "too many connections (max_clients %u)",
-                                         d->cfg.max_clients);
-                if (e && op_frame_encode(e, SIZE_MAX, &buf, &n) == 0) {
-                        (void)!send(cfd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-                        free(buf);
-                }
-                json_decref(e);
+                refuse(fd, d->stopping
+                               ? op_error_reply(NULL, OP_ERR_SHUTTING_DOWN, "opd is shutting down")
+                               : op_error_reply(NULL, OP_ERR_BUSY,
+                                                "too many connections (max_clients %u)",
+                                                d->cfg.max_clients));
                 log_warn("refused a connection: %s",
                          d->stopping ? "shutting down" : "max_clients reached");
                 return -EBUSY;

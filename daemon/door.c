@@ -289,11 +289,12 @@ int door_init(struct opd *d)
         http = httpd_http(d->door->httpd);
         evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
         /* Piston's own paths, and those of its public instance (".../api/v2/piston/..."). */
-        evhttp_set_cb(http, "/api/v2/runtimes", on_runtimes, d);
-        evhttp_set_cb(http, "/api/v2/execute", on_execute, d);
-        evhttp_set_cb(http, "/api/v2/piston/runtimes", on_runtimes, d);
-        evhttp_set_cb(http, "/api/v2/piston/execute", on_execute, d);
-        evhttp_set_gencb(http, on_other, d);
+        if (httpd_set_cb(d->door->httpd, "/api/v2/runtimes", on_runtimes, d) < 0 ||
+            httpd_set_cb(d->door->httpd, "/api/v2/execute", on_execute, d) < 0 ||
+            httpd_set_cb(d->door->httpd, "/api/v2/piston/runtimes", on_runtimes, d) < 0 ||
+            httpd_set_cb(d->door->httpd, "/api/v2/piston/execute", on_execute, d) < 0 ||
+            httpd_set_gencb(d->door->httpd, on_other, d) < 0)
+                return -ENOMEM;
         log_info("piston: serving /api/v2/runtimes and /api/v2/execute on %s",
                  d->cfg.piston_listen);
         return 0;

@@ -367,8 +367,9 @@ int metrics_init(struct opd *d)
                 return r;
         http = httpd_http(m->httpd);
         evhttp_set_allowed_methods(http, EVHTTP_REQ_GET);
-        evhttp_set_cb(http, "/metrics", on_http_metrics, d);
-        evhttp_set_gencb(http, on_http_other, d);
+        if (httpd_set_cb(m->httpd, "/metrics", on_http_metrics, d) < 0 ||
+            httpd_set_gencb(m->httpd, on_http_other, d) < 0)
+                return -ENOMEM;
         log_info("metrics: serving GET /metrics on %s", d->cfg.metrics_listen);
         return 0;
 }
