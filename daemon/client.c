@@ -264,8 +264,8 @@ int client_new(struct opd *d, int fd)
         c->uid = cred.uid;
         c->gid = cred.gid;
         c->pid = cred.pid;
-        c->may_use = access_may_use(d, c->uid, c->gid, c->pid);
-        c->may_admin = access_may_admin(d, c->uid, c->gid, c->pid);
+        c->may_use = access_may_use(d, fd, c->uid, c->gid);
+        c->may_admin = access_may_admin(d, fd, c->uid, c->gid);
         LIST_INIT(&c->requests);
         LIST_INIT(&c->slots);
         c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);

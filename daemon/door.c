@@ -111,7 +111,7 @@ static bool peer_may_use(struct opd *d, struct evhttp_request *req)
                 return true;
         if (!bev || getsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return false;
-        return access_may_use(d, cred.uid, cred.gid, cred.pid);
+        return access_may_use(d, bufferevent_getfd(bev), cred.uid, cred.gid);
 }
 
 static void on_runtimes(struct evhttp_request *req, void *arg)
