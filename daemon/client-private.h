@@ -18,6 +18,7 @@ struct client {
         struct event *read_timer; /* a frame started and did not complete */
         struct event *idle_timer; /* idle_timeout_ms since the last byte read */
         uid_t uid;
+        struct uid_use *uid_use; /* counted in its clients; NULL when out of memory */
         gid_t gid;
         pid_t pid;
         unsigned inflight;

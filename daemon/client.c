@@ -266,6 +266,23 @@ int client_new(struct opd *d, int fd)
         c->pid = cred.pid;
         c->may_use = access_may_use(d, fd, c->uid, c->gid);
         c->may_admin = access_may_admin(d, fd, c->uid, c->gid);
+        c->uid_use = uid_use_get(d, c->uid);
+        if (c->uid_use && d->cfg.max_clients_per_uid && !uid_exempt(c->uid) && !c->may_admin &&
+            c->uid_use->clients >= d->cfg.max_clients_per_uid) {
+                uid_use_put(c->uid_use);
+                free(c);
+                if (opd_count_refusal(d))
+                        log_warn("refused a connection of uid %u (%llu so far): "
+                                 "max_clients_per_uid reached",
+                                 (unsigned)cred.uid, (unsigned long long)d->stats.refused);
+                refuse(fd, op_error_reply(NULL, OP_ERR_BUSY,
+                                          "too many connections of this user "
+                                          "(max_clients_per_uid %u)",
+                                          d->cfg.max_clients_per_uid));
+                return -EBUSY;
+        }
+        if (c->uid_use)
+                c->uid_use->clients++;
         LIST_INIT(&c->requests);
         LIST_INIT(&c->slots);
         c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -280,6 +297,9 @@ int client_new(struct opd *d, int fd)
                         event_free(c->read_timer);
                 if (c->idle_timer)
                         event_free(c->idle_timer);
+                if (c->uid_use)
+                        c->uid_use->clients--;
+                uid_use_put(c->uid_use);
                 free(c);
                 return -ENOMEM;
         }
@@ -378,6 +398,9 @@ void clients_reap(struct opd *d)
                 bufferevent_free(c->bev);
                 event_free(c->read_timer);
                 event_free(c->idle_timer);
+                if (c->uid_use)
+                        c->uid_use->clients--;
+                uid_use_put(c->uid_use);
                 d->clients->n--;
                 free(c);
         }

@@ -99,18 +99,21 @@ static void door_req_free(struct door_req *dr)
 }
 
 /* Over a UNIX socket the peer's credentials decide, as on opd's socket; over loopback TCP
- * (refused by the config check when access.group is set) whoever can connect may run code. */
-static bool peer_may_use(struct opd *d, struct evhttp_request *req)
+ * (refused by the config check when access.group is set) whoever can connect may run code,
+ * and who it is is not known (*ret_uid REQUEST_UID_ANON). */
+static bool peer_may_use(struct opd *d, struct evhttp_request *req, uid_t *ret_uid)
 {
         struct evhttp_connection *evcon = evhttp_request_get_connection(req);
         struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
         struct ucred cred;
         socklen_t len = sizeof(cred);
 
+        *ret_uid = REQUEST_UID_ANON;
         if (!httpd_is_unix(d->door->httpd))
                 return true;
         if (!bev || getsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return false;
+        *ret_uid = cred.uid;
         return access_may_use(d, bufferevent_getfd(bev), cred.uid, cred.gid);
 }
 
@@ -118,6 +121,7 @@ static void on_runtimes(struct evhttp_request *req, void *arg)
 {
         struct opd *d = arg;
         json_t *list = json_array();
+        uid_t uid;
 
         if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
             evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
@@ -125,7 +129,7 @@ static void on_runtimes(struct evhttp_request *req, void *arg)
                 send_message(req, 405, "use GET for /api/v2/runtimes");
                 return;
         }
-        if (!peer_may_use(d, req)) {
+        if (!peer_may_use(d, req, &uid)) {
                 json_decref(list);
                 send_message(req, 403, "not allowed (access.group only)");
                 return;
@@ -196,6 +200,7 @@ static void on_execute(struct evhttp_request *req, void *arg)
         const struct op_lang *lang;
         struct door_req *dr;
         char err[512], idbuf[32];
+        uid_t uid;
 
         if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
                 send_message(req, 405, "use POST for /api/v2/execute");
@@ -205,7 +210,7 @@ static void on_execute(struct evhttp_request *req, void *arg)
                 send_message(req, 415, "send the request as Content-Type: application/json");
                 return;
         }
-        if (!peer_may_use(d, req)) {
+        if (!peer_may_use(d, req, &uid)) {
                 send_message(req, 403, "not allowed (access.group only)");
                 return;
         }
@@ -256,7 +261,7 @@ static void on_execute(struct evhttp_request *req, void *arg)
         LIST_INSERT_HEAD(&d->door->reqs, dr, link);
         d->door->n_reqs++;
         /* on_exec_done() may run (and free dr) before this returns. */
-        exec_submit_cb(d, exec, on_exec_done, dr, &dr->exec);
+        exec_submit_cb(d, exec, uid, on_exec_done, dr, &dr->exec);
 out:
         json_decref(id);
         json_decref(exec);
