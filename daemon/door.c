@@ -140,10 +140,14 @@ static void on_runtimes(struct evhttp_request *req, void *arg)
 
                 if (!g->available || !g->enabled)
                         continue;
+                /* Piston's name for it; opd's own name is one more alias. */
                 aliases = json_array();
+                if (aliases && strcmp(g->piston, g->name) != 0)
+                        json_array_append_new(aliases, json_string(g->name));
                 for (char *const *a = g->aliases; aliases && *a; a++)
-                        json_array_append_new(aliases, json_string(*a));
-                json_array_append_new(list, json_pack("{s:s, s:s, s:o}", "language", g->name,
+                        if (strcmp(*a, g->piston) != 0)
+                                json_array_append_new(aliases, json_string(*a));
+                json_array_append_new(list, json_pack("{s:s, s:s, s:o}", "language", g->piston,
                                                       "version", g->version, "aliases", aliases));
         }
         send_json(req, HTTP_OK, list);
@@ -158,7 +162,7 @@ static void on_exec_done(json_t *answer, void *userdata)
         dr->exec = NULL;
         if (json_is_true(json_object_get(answer, "ok")))
                 send_json(dr->http, HTTP_OK,
-                          piston_result(answer, dr->lang->name, dr->lang->version,
+                          piston_result(answer, dr->lang->piston, dr->lang->version,
                                         d->cfg.limits.output_max));
         else
                 send_message(dr->http,
@@ -268,6 +272,17 @@ out:
         json_decref(body);
 }
 
+/* GET /: as Piston's index, its version in a message. */
+static void on_index(struct evhttp_request *req, void *arg)
+{
+        if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
+            evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+                send_message(req, 405, "use GET for /");
+                return;
+        }
+        send_message(req, HTTP_OK, "Piston v%s (opd %s)", PISTON_API_VERSION, OP_VERSION);
+}
+
 static void on_other(struct evhttp_request *req, void *arg)
 {
         send_message(req, 404,
@@ -294,7 +309,8 @@ int door_init(struct opd *d)
         http = httpd_http(d->door->httpd);
         evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
         /* Piston's own paths, and those of its public instance (".../api/v2/piston/..."). */
-        if (httpd_set_cb(d->door->httpd, "/api/v2/runtimes", on_runtimes, d) < 0 ||
+        if (httpd_set_cb(d->door->httpd, "/", on_index, d) < 0 ||
+            httpd_set_cb(d->door->httpd, "/api/v2/runtimes", on_runtimes, d) < 0 ||
             httpd_set_cb(d->door->httpd, "/api/v2/execute", on_execute, d) < 0 ||
             httpd_set_cb(d->door->httpd, "/api/v2/piston/runtimes", on_runtimes, d) < 0 ||
             httpd_set_cb(d->door->httpd, "/api/v2/piston/execute", on_execute, d) < 0 ||

@@ -131,6 +131,25 @@ class Httpd(unittest.TestCase):
         finally:
             opd.stop()
 
+    def test_piston_index_and_names(self):
+        opd = self.start()
+        try:
+            status, body = get(self.door, "/")
+            self.assertEqual(status, 200)
+            self.assertTrue(body["message"].startswith("Piston v3"), body)
+            status, runtimes = get(self.door, "/api/v2/runtimes")
+            self.assertEqual(status, 200)
+            by_name = {r["language"]: r for r in runtimes}
+            # Piston's names; opd's as aliases (clients pick a version by Piston's name)
+            self.assertIn("javascript", by_name)
+            self.assertNotIn("node", by_name)
+            self.assertIn("node", by_name["javascript"]["aliases"])
+            self.assertNotIn("javascript", by_name["javascript"]["aliases"])
+            for alias in ("py", "py3", "python3", "python3.11"):
+                self.assertIn(alias, by_name["python"]["aliases"])
+        finally:
+            opd.stop()
+
     def test_thousands_of_idle_connections_are_capped(self):
         opd = self.start({"http.max_connections": "100", "http.max_connections_per_peer": "50"})
         socks = []

@@ -99,7 +99,11 @@ class Door(unittest.TestCase):
         status, body, r = request(self.conn(), "GET", "/api/v2/runtimes", content_type=None)
         self.assertEqual(status, 200)
         self.assertTrue(r.getheader("Content-Type").startswith("application/json"))
-        want = [{"language": g["name"], "version": g["version"], "aliases": g["aliases"]}
+        # Piston's names (javascript, c++), opd's own as the first alias
+        piston = {"node": "javascript", "cpp": "c++"}
+        want = [{"language": piston.get(g["name"], g["name"]), "version": g["version"],
+                 "aliases": ([g["name"]] if g["name"] in piston else []) +
+                 [a for a in g["aliases"] if a != piston.get(g["name"])]}
                 for g in self.status["languages"] if g["available"] and g["enabled"]]
         self.assertEqual(body, want)
         self.assertIn("python", [e["language"] for e in body])
