@@ -17,6 +17,7 @@ struct client {
         struct bufferevent *bev;
         struct event *read_timer; /* a frame started and did not complete */
         struct event *idle_timer; /* idle_timeout_ms since the last byte read */
+        struct event *more_timer; /* requests left over from a turn: the next turn */
         uid_t uid;
         struct uid_use *uid_use; /* counted in its clients; NULL when out of memory */
         gid_t gid;

@@ -74,21 +74,40 @@ static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
         client_close(c, "idle");
 }
 
+static size_t output_len(const struct client *c)
+{
+        return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* One turn of the loop answers at most this much of one connection's pipelined requests; the
+ * rest waits for the next turn, after every other connection that is ready has had its turn. */
+#define TURN_FRAMES 16
+#define TURN_OUTPUT (256 * 1024)
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
         struct client *c = arg;
         struct evbuffer *in = bufferevent_get_input(bev);
+        size_t out0 = output_len(c);
+        unsigned frames = 0;
         char err[256];
 
         idle_arm(c);
         while (!c->closing && !c->out_paused && !c->overflow) {
                 json_t *obj = NULL;
-                int r =
-                    evframe_next(in, c->d->cfg.limits.frame_max,
-                                 op_limits_values_max(&c->d->cfg.limits), &obj, err, sizeof(err));
+                int r;
 
+                if (frames >= TURN_FRAMES || output_len(c) > out0 + TURN_OUTPUT) {
+                        /* A timer, not an active event: it runs after the next poll. */
+                        if (evbuffer_get_length(in) > 0)
+                                op_timer_arm_ms(c->more_timer, 0);
+                        return;
+                }
+                r = evframe_next(in, c->d->cfg.limits.frame_max,
+                                 op_limits_values_max(&c->d->cfg.limits), &obj, err, sizeof(err));
                 if (r == 0)
                         break;
+                frames++;
                 if (r == -EMSGSIZE) {
                         client_send(c, op_error_reply(NULL, OP_ERR_FRAME_TOO_LARGE,
                                                       "frame larger than %zu bytes",
@@ -116,13 +135,16 @@ static void on_read(struct bufferevent *bev, void *arg)
                 evtimer_del(c->read_timer);
 }
 
-static size_t output_len(const struct client *c)
-{
-        return evbuffer_get_length(bufferevent_get_output(c->bev));
-}
-
 /* Closing: called once the output buffer has drained. Open and paused: called once it is down
  * to half the high-water mark, and reading (and answering what was read) resumes. */
+static void on_more(evutil_socket_t fd, short what, void *arg)
+{
+        struct client *c = arg;
+
+        if (!c->closing && !c->out_paused && !c->overflow)
+                on_read(c->bev, c);
+}
+
 static void on_write(struct bufferevent *bev, void *arg)
 {
         struct client *c = arg;
@@ -288,7 +310,8 @@ int client_new(struct opd *d, int fd)
         c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
         c->read_timer = evtimer_new(d->base, on_read_timeout, c);
         c->idle_timer = evtimer_new(d->base, on_idle_timeout, c);
-        if (!c->bev || !c->read_timer || !c->idle_timer) {
+        c->more_timer = evtimer_new(d->base, on_more, c);
+        if (!c->bev || !c->read_timer || !c->idle_timer || !c->more_timer) {
                 if (!c->bev)
                         safe_close(fd);
                 if (c->bev)
@@ -297,6 +320,8 @@ int client_new(struct opd *d, int fd)
                         event_free(c->read_timer);
                 if (c->idle_timer)
                         event_free(c->idle_timer);
+                if (c->more_timer)
+                        event_free(c->more_timer);
                 if (c->uid_use)
                         c->uid_use->clients--;
                 uid_use_put(c->uid_use);
@@ -353,6 +378,7 @@ void client_close(struct client *c, const char *why)
         log_debug("closing client pid %d: %s", (int)c->pid, why);
         evtimer_del(c->read_timer);
         evtimer_del(c->idle_timer);
+        evtimer_del(c->more_timer);
         bufferevent_disable(c->bev, EV_READ);
         while ((r = LIST_FIRST(&c->requests)))
                 request_cancel(r);
@@ -398,6 +424,7 @@ void clients_reap(struct opd *d)
                 bufferevent_free(c->bev);
                 event_free(c->read_timer);
                 event_free(c->idle_timer);
+                event_free(c->more_timer);
                 if (c->uid_use)
                         c->uid_use->clients--;
                 uid_use_put(c->uid_use);

@@ -187,7 +187,7 @@ int op_config_init(struct op_config *c)
             .max_clients_per_uid = 64,
             .max_queued_per_uid = 64,
             .max_vms_per_uid = 0,
-            .client_output_high = 4 << 20,
+            .client_output_high = 1 << 20,
             .client_output_max = 256 << 20,
             .http_max_conns = 256,
             .http_max_conns_per_peer = 64,
