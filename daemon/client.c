@@ -79,16 +79,35 @@ static size_t output_len(const struct client *c)
         return evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
-/* One turn of the loop answers at most this much of one connection's pipelined requests; the
- * rest waits for the next turn, after every other connection that is ready has had its turn. */
+/* One turn of the loop answers at most this much of one connection's pipelined requests, and
+ * of all the connections of one uid together (root, opd's user and admins aside); the rest
+ * waits for the next turn, after every other connection that is ready has had its turn. */
 #define TURN_FRAMES 16
 #define TURN_OUTPUT (256 * 1024)
+
+/* The uid's share of this turn, NULL when it has none (exempt); reset when a new turn began. */
+static struct uid_use *turn_share(struct client *c)
+{
+        struct uid_use *u = c->uid_use;
+        struct timeval now;
+
+        if (!u || uid_exempt(c->uid) || c->may_admin)
+                return NULL;
+        if (event_base_gettimeofday_cached(c->d->base, &now) == 0 &&
+            (now.tv_sec != u->turn_at.tv_sec || now.tv_usec != u->turn_at.tv_usec)) {
+                u->turn_at = now;
+                u->turn_frames = 0;
+                u->turn_output = 0;
+        }
+        return u;
+}
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
         struct client *c = arg;
         struct evbuffer *in = bufferevent_get_input(bev);
-        size_t out0 = output_len(c);
+        struct uid_use *share = turn_share(c);
+        size_t out0 = output_len(c), out_prev = out0;
         unsigned frames = 0;
         char err[256];
 
@@ -97,7 +116,12 @@ static void on_read(struct bufferevent *bev, void *arg)
                 json_t *obj = NULL;
                 int r;
 
-                if (frames >= TURN_FRAMES || output_len(c) > out0 + TURN_OUTPUT) {
+                if (share && output_len(c) > out_prev)
+                        share->turn_output += output_len(c) - out_prev;
+                out_prev = output_len(c);
+                if (frames >= TURN_FRAMES || output_len(c) > out0 + TURN_OUTPUT ||
+                    (share &&
+                     (share->turn_frames >= TURN_FRAMES || share->turn_output >= TURN_OUTPUT))) {
                         /* A timer, not an active event: it runs after the next poll. */
                         if (evbuffer_get_length(in) > 0)
                                 op_timer_arm_ms(c->more_timer, 0);
@@ -108,6 +132,8 @@ static void on_read(struct bufferevent *bev, void *arg)
                 if (r == 0)
                         break;
                 frames++;
+                if (share)
+                        share->turn_frames++;
                 if (r == -EMSGSIZE) {
                         client_send(c, op_error_reply(NULL, OP_ERR_FRAME_TOO_LARGE,
                                                       "frame larger than %zu bytes",

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/time.h>
 
 #include "msg.h"
 #include "pool.h"
@@ -43,6 +44,11 @@ struct uid_use {
         uid_t uid;
         unsigned refs;
         unsigned clients, queued, vms;
+        /* client.c: what its connections were answered in this turn of the loop (the turn is
+         * told by the loop's cached time, set once per turn). */
+        struct timeval turn_at;
+        unsigned turn_frames;
+        size_t turn_output;
 };
 
 /* A request from a loopback TCP client (the Piston door): who it is is not known, all of them
