@@ -188,6 +188,19 @@ class Door(unittest.TestCase):
         run = res["run"]
         self.assertEqual((run["code"], run["signal"], run["status"]), (None, "SIGKILL", "TO"))
 
+    def test_guest_as_piston_has_it(self):
+        """/run/lock exists and is writable; a file the program writes stops at 10 MB."""
+        status, res, _ = self.execute({
+            "language": "bash", "version": "*", "run_timeout": 30000,
+            "files": [{"content": "test -d /run/lock && test -w /run/lock && echo lock\n"
+                                  "head -c 20000000 /dev/zero > /tmp/big; echo rc=$?\n"
+                                  "stat -c %s /tmp/big"}]})
+        self.assertEqual(status, 200, res)
+        out = res["run"]["stdout"].split()
+        self.assertEqual(len(out), 3, res)
+        self.assertEqual((out[0], out[2]), ("lock", "10000000"), res)
+        self.assertNotEqual(out[1], "rc=0", res)
+
     def test_bad_requests(self):
         """Refused before any VM: Piston's error shape {"message": ...} with a 4xx status."""
         cases = [
