@@ -203,6 +203,25 @@ void request_fail(struct request *r, enum op_err code, const char *fmt, ...)
         request_finish(r, op_error_reply(r->id, code, "%s", msg));
 }
 
+/* busy or pool_exhausted, with the pools' guess of when a VM is likely free. */
+static void fail_retry(struct request *r, enum op_err code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail_retry(struct request *r, enum op_err code, const char *fmt, ...)
+{
+        struct pool *p = r->exec.mode == OP_MODE_COLD ? NULL : pool_for(r->d->pools, r->lang);
+        char msg[512];
+        json_t *reply;
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        reply = op_error_reply(r->id, code, "%s", msg);
+        json_object_set_new(json_object_get(reply, "error"), "retry_after_ms",
+                            json_integer(pool_retry_after_ms(r->d->pools, p)));
+        request_finish(r, reply);
+}
+
 static void on_vm_ready(struct vm *vm, void *userdata)
 {
         struct request *r = userdata;
@@ -258,9 +277,13 @@ void requests_kick(struct opd *d)
 {
         struct request *r;
 
-        /* boot() takes r out of the queue, booting or failed. */
-        while (can_start(d) && (r = TAILQ_FIRST(&d->queue)))
+        /* boot() takes r out of the queue, booting or failed; an idle paused clone gives its
+         * slot up to a queued request rather than hold it. */
+        while ((r = TAILQ_FIRST(&d->queue)) &&
+               (can_start(d) || (d->vms_host->accel != OP_ACCEL_AUTO &&
+                                 pools_reclaim_slot(d->pools) && can_start(d))))
                 boot(r);
+        pools_refill(d->pools); /* slots left go to the pools' waiters and targets */
 }
 
 unsigned requests_queued(const struct opd *d)
@@ -278,8 +301,7 @@ static void start_cold(struct request *r)
                 return;
         }
         if (d->n_queued >= d->cfg.max_queued) {
-                request_fail(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)",
-                             d->n_queued);
+                fail_retry(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)", d->n_queued);
                 return;
         }
         request_set_state(r, REQ_QUEUED);
@@ -322,8 +344,8 @@ static void wait_failed(struct request *r)
                 start_cold(r);
                 return;
         }
-        request_fail(r, OP_ERR_POOL_EXHAUSTED, "%s pool: no paused VM became free within %u ms",
-                     r->lang->name, d->cfg.queue_timeout_ms);
+        fail_retry(r, OP_ERR_POOL_EXHAUSTED, "%s pool: no paused VM became free within %u ms",
+                   r->lang->name, d->cfg.queue_timeout_ms);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -334,8 +356,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
         switch (r->state) {
         case REQ_QUEUED:
-                request_fail(r, OP_ERR_POOL_EXHAUSTED, "no VM became free within %u ms",
-                             cfg->queue_timeout_ms);
+                fail_retry(r, OP_ERR_POOL_EXHAUSTED, "no VM became free within %u ms",
+                           cfg->queue_timeout_ms);
                 break;
         case REQ_WAITING:
                 wait_failed(r);
@@ -396,8 +418,7 @@ void request_route(struct request *r)
                 return;
         }
         if (d->n_queued >= d->cfg.max_queued) {
-                request_fail(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)",
-                             d->n_queued);
+                fail_retry(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)", d->n_queued);
                 return;
         }
         request_set_state(r, REQ_WAITING);

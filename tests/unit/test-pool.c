@@ -175,6 +175,7 @@ static int setup(void **state)
         f->cfg.pool_prime = OP_NO;
         f->cfg.max_vms = 64;
         f->cfg.max_restores = 2;
+        f->cfg.pool_max_size = 0; /* the size a test sets, unless it tests demand */
         f->base = event_base_new();
         assert_non_null(f->base);
         loop_tick_start(&f->tick, f->base);
@@ -558,6 +559,11 @@ static void test_shrink(void **state)
         wait_ready(f, p, 1);
 }
 
+static bool restored_none(void *arg)
+{
+        return counts(arg).restoring == 0;
+}
+
 static void test_serve_null(void **state)
 {
         struct fx *f = *state;
@@ -569,21 +575,23 @@ static void test_serve_null(void **state)
         wait_ready(f, p, 2);
         vm = pool_take(p); /* in use: finishes its request untouched */
         assert_non_null(vm);
+        assert_int_equal(counts(p).restoring, 1); /* its replacement starts at once */
         pool_serve(p, NULL);
         assert_false(pool_serves(p));
         assert_null(pool_serving_version(p));
         assert_int_equal(counts(p).ready, 0);
         assert_int_equal(counts(p).in_use, 1);
         assert_null(pool_take(p));
+        run_until(f, restored_none, p); /* the replacement is dropped once loaded */
         run_turns(f, 5);
         assert_int_equal(counts(p).restoring, 0);
-        assert_int_equal(counts(p).stats.restores, 2);
+        assert_int_equal(counts(p).stats.restores, 3);
         assert_int_equal(f->host->n_vms, 1);
         assert_int_equal(vm->state, VM_PAUSED);
         vm_destroy(vm);
         pool_release(p);
         run_turns(f, 5);
-        assert_int_equal(counts(p).stats.restores, 2);
+        assert_int_equal(counts(p).stats.restores, 3);
 }
 
 static bool both_full(void *arg)

@@ -169,6 +169,7 @@ static int setup(void **state)
         /* No pool serves until a test says so; every deadline is far unless a test shortens
          * the one it waits for. */
         cfg->pool_size = 0;
+        cfg->pool_max_size = 0; /* a pool keeps the size its test sets, whatever the demand */
         cfg->pool_prime = OP_NO;
         cfg->snapshot_check_ms = 0;
         cfg->max_vms = 8;
