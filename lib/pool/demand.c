@@ -34,7 +34,9 @@ double pool_demand_rate(const struct pool_demand *d, uint64_t now_us)
 uint32_t pool_demand_target(double rate, double refill_ms, unsigned waiting, uint32_t min,
                             uint32_t max)
 {
-        double want = ceil(rate * refill_ms / 1000.0) + (double)waiting;
+        /* Less than a tenth of a clone's worth of arrivals per refill asks for none. */
+        double expected = rate * refill_ms / 1000.0 - 0.1;
+        double want = (expected > 0 ? ceil(expected) : 0.0) + (double)waiting;
 
         if (want < (double)min)
                 want = min;
