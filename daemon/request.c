@@ -259,6 +259,13 @@ static bool can_start(struct opd *d)
         return d->vms_host->accel != OP_ACCEL_AUTO && d->vms_host->n_vms < d->cfg.max_vms;
 }
 
+/* A VM slot for a boot: a free one, else the slot of an idle paused clone (destroyed). */
+static bool take_slot(struct opd *d)
+{
+        return can_start(d) || (d->vms_host->accel != OP_ACCEL_AUTO &&
+                                pools_reclaim_slot(d->pools) && can_start(d));
+}
+
 static void boot(struct request *r)
 {
         struct opd *d = r->d;
@@ -279,9 +286,7 @@ void requests_kick(struct opd *d)
 
         /* boot() takes r out of the queue, booting or failed; an idle paused clone gives its
          * slot up to a queued request rather than hold it. */
-        while ((r = TAILQ_FIRST(&d->queue)) &&
-               (can_start(d) || (d->vms_host->accel != OP_ACCEL_AUTO &&
-                                 pools_reclaim_slot(d->pools) && can_start(d))))
+        while ((r = TAILQ_FIRST(&d->queue)) && take_slot(d))
                 boot(r);
         pools_refill(d->pools); /* slots left go to the pools' waiters and targets */
 }
@@ -296,7 +301,7 @@ static void start_cold(struct request *r)
 {
         struct opd *d = r->d;
 
-        if (can_start(d) && TAILQ_EMPTY(&d->queue)) {
+        if (TAILQ_EMPTY(&d->queue) && take_slot(d)) {
                 boot(r);
                 return;
         }

@@ -322,6 +322,14 @@ static const char *error_message(const struct call *c)
         return json_string_value(json_object_get(json_object_get(c->answer, "error"), "message"));
 }
 
+/* busy and pool_exhausted: the hint of when to retry, -1 when absent. */
+static json_int_t retry_after_ms(const struct call *c)
+{
+        json_t *v = json_object_get(json_object_get(c->answer, "error"), "retry_after_ms");
+
+        return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
 static void assert_ok(const struct call *c, const char *mode)
 {
         assert_int_equal(c->answers, 1);
@@ -501,6 +509,34 @@ static void test_cold_queued_then_boots(void **state)
         assert_idle(f);
 }
 
+/* Every VM slot is held by an idle paused clone: a cold request takes the slot of one (it is
+ * destroyed), and a request for another language's pool is served in the slot of the other. */
+static void test_idle_clone_gives_slot(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b;
+
+        f->d.cfg.max_vms = 1;
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        a = submit_lang(f, "sh", "cold");
+        wait_answer(f, a);
+        assert_ok(a, "cold");
+        assert_int_equal(counts(f, SH).stats.evicted, 1);
+        wait_ready(f, SH, 1); /* the slot comes back to the pool */
+        serve(f, CC, 1);      /* no slot for its standing clone: sh holds it */
+        run_turns(f, 5);
+        assert_int_equal(counts(f, CC).ready + counts(f, CC).restoring, 0);
+        b = submit_lang(f, "cc", "warm");
+        wait_answer(f, b);
+        assert_int_equal(b->answers, 1);
+        assert_true(json_is_true(json_object_get(b->answer, "ok")));
+        assert_string_equal(json_string_value(json_object_get(b->answer, "mode")), "warm");
+        assert_int_equal(counts(f, SH).stats.evicted, 2);
+        settle(f);
+        assert_idle(f);
+}
+
 /* max_queued requests already wait: the next one is refused busy at once. */
 static void test_cold_busy(void **state)
 {
@@ -515,6 +551,7 @@ static void test_cold_busy(void **state)
         c = submit_lang(f, "sh", NULL);
         assert_null(c->r);
         assert_error(c, "busy");
+        assert_true(retry_after_ms(c) > 0);
         assert_non_null(strstr(error_message(c), "max_queued"));
         assert_int_equal(requests_queued(&f->d), 1);
         wait_answer(f, a);
@@ -789,6 +826,7 @@ static void test_warm_wait_deadline_exhausted(void **state)
         assert_string_equal(error_message(a), want);
         assert_error(b, "pool_exhausted");
         assert_string_equal(error_message(b), want);
+        assert_true(retry_after_ms(a) > 0 && retry_after_ms(b) > 0);
         assert_int_equal(f->d.vms_host->vms_started, 1); /* the clone only: nothing booted */
         settle(f);
         assert_idle(f);
@@ -1187,6 +1225,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_cold_ok, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cold_compile_ok, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cold_queued_then_boots, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_idle_clone_gives_slot, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cold_busy, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cold_queue_deadline, setup, teardown),
             cmocka_unit_test_setup_teardown(test_boot_deadline, setup, teardown),
