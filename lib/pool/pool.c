@@ -512,12 +512,13 @@ void pool_serve(struct pool *p, struct snap_ref *snap)
         refill(p);
 }
 
-/* Set the target; extra paused clones go (newest first), missing ones are restored. */
+/* Set the target; extra paused clones go (newest first), missing ones are restored. Logged
+ * at debug level: under load it moves with every arrival. */
 static void set_target(struct pool *p, uint32_t n)
 {
         if (n == p->target)
                 return;
-        pool_log(p, LOG_INFO, "%s pool: %u -> %u paused VMs (demand %.2f/s, refill %.0f ms)",
+        pool_log(p, LOG_DEBUG, "%s pool: %u -> %u paused VMs (demand %.2f/s, refill %.0f ms)",
                  p->lang->name, p->target, n, pool_demand_rate(&p->demand, op_now_us()),
                  refill_estimate_ms(p));
         p->target = n;
@@ -557,6 +558,9 @@ static void on_demand_tick(evutil_socket_t fd, short what, void *arg)
 
 static void set_sizes(struct pool *p, uint32_t standing, uint32_t most)
 {
+        if (standing != p->standing || most != p->most)
+                pool_log(p, LOG_INFO, "%s pool: %u paused VMs when idle, up to %u under demand",
+                         p->lang->name, standing, most);
         p->standing = standing;
         p->most = most;
         set_target(p, standing);
