@@ -422,6 +422,11 @@ void request_route(struct request *r)
                 start_warm(r, p, vm);
                 return;
         }
+        /* Restores are failing: a cold boot, where allowed, is sooner than the backoff. */
+        if (pool_backing_off(p) && r->exec.mode == OP_MODE_AUTO && d->cfg.pool_fallback_cold) {
+                start_cold(r);
+                return;
+        }
         if (d->n_queued >= d->cfg.max_queued) {
                 fail_retry(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)", d->n_queued);
                 return;

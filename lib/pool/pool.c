@@ -459,6 +459,11 @@ void pools_refill(struct pools *all)
                 refill_all(all);
 }
 
+bool pool_backing_off(const struct pool *p)
+{
+        return p && evtimer_pending(p->backoff_ev, NULL);
+}
+
 bool pools_reclaim_slot(struct pools *all)
 {
         return all && !all->stopping && evict_idle(all, NULL);

@@ -128,6 +128,9 @@ void pools_refill(struct pools *all);
 /* Destroy the least recently used paused clone of any pool to free its VM slot (for a request
  * that boots). false when no pool holds an idle clone. Accepts NULL. */
 bool pools_reclaim_slot(struct pools *all);
+/* Are p's restores failing (it waits out a backoff before the next one)? A request that may
+ * boot cold does not wait for it. */
+bool pool_backing_off(const struct pool *p);
 /* When a request refused for lack of a clone of p (NULL: any VM) may try again, in ms. */
 uint32_t pool_retry_after_ms(const struct pools *all, const struct pool *p);
 /* How the plan was scaled to fit max_vms, "" when it was not (all may be NULL). */

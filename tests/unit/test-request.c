@@ -781,6 +781,13 @@ static void test_warm_busy(void **state)
         assert_idle(f);
 }
 
+static bool backing_off(void *arg)
+{
+        struct fx *f = arg;
+
+        return pool_backing_off(pool_of(f, SH));
+}
+
 /* No clone within queue_timeout_ms, mode auto and pool.fallback_cold: a cold boot serves it. */
 static void test_warm_wait_deadline_fallback(void **state)
 {
@@ -799,6 +806,29 @@ static void test_warm_wait_deadline_fallback(void **state)
         assert_int_equal(f->d.vms_host->vms_started, 2); /* the clone, then the cold VM */
         assert_int_equal(counts(f, SH).stats.served, 0);
         assert_null(json_object_get(c->answer, "snapshot"));
+        settle(f);
+        assert_idle(f);
+}
+
+/* The pool's restores fail (it backs off): mode auto with the fallback boots cold at once
+ * rather than wait for the backoff; mode warm waits. */
+static void test_backoff_goes_cold(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b;
+
+        f->fake.opts.fault = FAKE_FAULT_RESTORE;
+        serve(f, SH, 1);
+        run_until(f, backing_off, f);
+        f->fake.opts.fault = FAKE_FAULT_NONE;
+        a = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(a), REQ_BOOTING);
+        wait_answer(f, a);
+        assert_ok(a, "cold");
+        b = submit_lang(f, "sh", "warm");
+        assert_int_equal(state_of(b), REQ_WAITING);
+        wait_answer(f, b);
+        assert_ok(b, "warm");
         settle(f);
         assert_idle(f);
 }
@@ -1240,6 +1270,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_warm_busy, setup, teardown),
             cmocka_unit_test_setup_teardown(test_warm_wait_deadline_fallback, setup, teardown),
             cmocka_unit_test_setup_teardown(test_warm_wait_deadline_exhausted, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_backoff_goes_cold, setup, teardown),
             cmocka_unit_test_setup_teardown(test_mode_warm_without_pool, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_ok, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_from_waiter, setup, teardown),
