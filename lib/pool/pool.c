@@ -410,18 +410,19 @@ struct vm *pool_take(struct pool *p)
 {
         struct pool_clone *c = TAILQ_FIRST(&p->ready);
         uint64_t now = op_now_us();
-        struct vm *vm;
+        struct vm *vm = NULL;
 
         p->t_used_us = now;
         pool_demand_arrival(&p->demand, now);
+        /* Out of the pool before the target moves: a lower target drains paused clones. */
+        if (c) {
+                vm = clone_drop(c);
+                p->n_in_use++;
+                p->stats.served++;
+        }
+        /* The new target, and the replacement started now, not when the request ends: the
+         * next arrival may come before that. */
         follow_demand(p, now);
-        if (!c)
-                return NULL;
-        vm = clone_drop(c);
-        p->n_in_use++;
-        p->stats.served++;
-        /* The replacement starts now, not when the request ends: the next arrival may come
-         * before that. */
         refill(p);
         return vm;
 }

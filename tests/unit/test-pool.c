@@ -890,6 +890,35 @@ static void test_target_follows_demand(void **state)
         assert_int_equal(counts(p).target, 1);
 }
 
+/* A pool scaled to no standing clone holds one restored for a waiter that left; the next
+ * request's arrival asks for none (a refill this quick needs no stock): the request still gets
+ * that clone, and nothing is left to drain. */
+static void test_take_as_target_falls(void **state)
+{
+        struct fx *f = *state;
+        struct pool *b = pool_n(f, 1);
+        struct waiter w = {.w.served = on_served};
+        struct vm *vm;
+
+        f->cfg.max_vms = 1;
+        f->cfg.pool_max_size = 4;
+        f->fake.opts.restore_ms = 1;
+        pools_set_sizes(f->pools, (uint32_t[N_LANGS]){1, 1, 0}); /* scaled: a 1, b 0 */
+        assert_int_equal(counts(b).standing, 0);
+        pool_serve(b, snap_new(f, "b1", false));
+        pool_wait(b, &w.w);
+        assert_int_equal(counts(b).restoring, 1);
+        pool_cancel(&w.w);
+        wait_ready(f, b, 1);
+        vm = pool_take(b);
+        assert_non_null(vm);
+        assert_int_equal(vm->state, VM_PAUSED);
+        assert_int_equal(counts(b).target, 0);
+        assert_int_equal(counts(b).in_use, 1);
+        vm_destroy(vm);
+        pool_release(b);
+}
+
 /* The plan's standing sizes fit max_vms: the largest is lowered first. */
 static void test_plan_fit(void **state)
 {
@@ -981,6 +1010,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_reclaim_slot, setup, teardown),
             cmocka_unit_test_setup_teardown(test_no_prime_while_waiting, setup, teardown),
             cmocka_unit_test_setup_teardown(test_target_follows_demand, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_take_as_target_falls, setup, teardown),
             cmocka_unit_test_setup_teardown(test_plan_fit, setup, teardown),
             cmocka_unit_test(test_demand_estimator),
         };
