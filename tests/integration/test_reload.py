@@ -19,8 +19,9 @@ class Reload(unittest.TestCase):
             f.write("\n".join(lines) + "\n")
 
     def test_pool_size_changes_with_requests_in_flight(self):
-        # pool.max_size = 0: the target is the configured size, not moved by demand
-        opd = Opd({"pool.sizes": "bash=1,python=0", "max_vms": "6", "pool.max_size": "0"})
+        # pool.max_size = 0: the target is the configured size, not moved by demand; max_vms
+        # above every built language's pool size, so the plan keeps bash's size as it is
+        opd = Opd({"pool.sizes": "bash=1,python=0", "max_vms": "16", "pool.max_size": "0"})
         try:
             v = create_snapshot(opd, "bash")
             wait_serving(opd, "bash", v)
