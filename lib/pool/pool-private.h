@@ -15,7 +15,8 @@ struct pool {
         struct pools *all;
         const struct op_lang *lang;
         uint32_t target;   /* clones to hold now (paused and restoring): follows demand */
-        uint32_t standing; /* the target when idle: the plan's size, scaled to fit max_vms */
+        uint32_t size;     /* the plan's size (0: no pool) */
+        uint32_t standing; /* the target when idle: size, scaled to fit max_vms */
         uint32_t most;     /* the most the target grows to; 0: no pool */
         struct pool_demand demand;
         double refill_ms;         /* a clone's restore (and priming), smoothed */

@@ -507,10 +507,16 @@ static void drain_to(struct pool *p, unsigned keep)
                 vm_destroy(clone_drop(c));
 }
 
+static void refit(struct pools *all);
+
 void pool_serve(struct pool *p, struct snap_ref *snap)
 {
+        bool flips = !p->serving != !snap;
+
         snap_ref_put(p->serving);
         p->serving = snap;
+        if (flips)
+                refit(p->all); /* the pools that serve share max_vms */
         p->consecutive_failures = 0;
         evtimer_del(p->backoff_ev);
         /* Clones still restoring from the old version are dropped when they finish. */
@@ -572,28 +578,44 @@ static void set_sizes(struct pool *p, uint32_t standing, uint32_t most)
         set_target(p, standing);
 }
 
+/* Standing sizes from the pools' sizes, scaled to fit max_vms among the pools that serve (a
+ * pool without a snapshot holds no VM): again whenever a size or the set of serving pools
+ * changes. */
+static void refit(struct pools *all)
+{
+        _cleanup_free_ uint32_t *serving = calloc(all->n + 1, sizeof(*serving));
+        _cleanup_free_ uint32_t *standing = calloc(all->n + 1, sizeof(*standing));
+        uint32_t max = all->cfg->pool_max_size;
+        char note[sizeof(all->plan_note)];
+
+        if (!serving || !standing)
+                return;
+        for (size_t i = 0; i < all->n; i++)
+                serving[i] = all->v[i].lang && all->v[i].serving ? all->v[i].size : 0;
+        op_pool_plan_fit(all->cfg, all->langs, serving, standing, note, sizeof(note));
+        if (note[0] && strcmp(note, all->plan_note) != 0)
+                pools_log(all, LOG_WARNING, "%s", note);
+        snprintf(all->plan_note, sizeof(all->plan_note), "%s", note);
+        for (size_t i = 0; i < all->n; i++) {
+                struct pool *p = &all->v[i];
+
+                if (p->lang)
+                        set_sizes(p, p->serving ? standing[i] : p->size,
+                                  p->size && max > p->size ? max : p->size);
+        }
+}
+
 void pool_set_target(struct pool *p, uint32_t n)
 {
-        uint32_t max = p->all->cfg->pool_max_size;
-
-        set_sizes(p, n, n && max > n ? max : n);
+        p->size = n;
+        refit(p->all);
 }
 
 void pools_set_sizes(struct pools *all, const uint32_t *sizes)
 {
-        _cleanup_free_ uint32_t *standing = calloc(all->n + 1, sizeof(*standing));
-        uint32_t max = all->cfg->pool_max_size;
-
-        if (!standing)
-                return;
-        op_pool_plan_fit(all->cfg, all->langs, sizes, standing, all->plan_note,
-                         sizeof(all->plan_note));
-        if (all->plan_note[0])
-                pools_log(all, LOG_WARNING, "%s", all->plan_note);
         for (size_t i = 0; i < all->n; i++)
-                if (all->v[i].lang)
-                        set_sizes(&all->v[i], standing[i],
-                                  sizes[i] && max > sizes[i] ? max : sizes[i]);
+                all->v[i].size = sizes[i];
+        refit(all);
 }
 
 struct verify_job {

@@ -27,8 +27,10 @@ class Reload(unittest.TestCase):
             wait_serving(opd, "bash", v)
             clients = [opd.client() for _ in range(2)]
             for i, c in enumerate(clients):
+                # a clone handed to a waiting request is not primed: its first run translates
+                # bash under TCG, which on a loaded machine takes seconds of the time limit
                 c.send({"op": "exec", "lang": "bash", "code": f"sleep 2; echo req{i}", "id": i,
-                        "mode": "auto"})
+                        "mode": "auto", "timeout_ms": 60000})
             self.rewrite(opd, pool_sizes="bash=3,python=0")
             os.kill(opd.proc.pid, signal.SIGHUP)
             self.assertTrue(wait_for(lambda: pool(opd, "bash")["target"] == 3, timeout=30))

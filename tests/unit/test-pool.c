@@ -903,10 +903,12 @@ static void test_take_as_target_falls(void **state)
         f->cfg.max_vms = 1;
         f->cfg.pool_max_size = 4;
         f->fake.opts.restore_ms = 1;
-        pools_set_sizes(f->pools, (uint32_t[N_LANGS]){1, 1, 0}); /* scaled: a 1, b 0 */
+        pools_set_sizes(f->pools, (uint32_t[N_LANGS]){1, 1, 0});
+        pool_serve(pool_a(f), snap_new(f, "a1", false));
+        wait_ready(f, pool_a(f), 1);
+        pool_serve(b, snap_new(f, "b1", false)); /* two serve: scaled to a 1, b 0 */
         assert_int_equal(counts(b).standing, 0);
-        pool_serve(b, snap_new(f, "b1", false));
-        pool_wait(b, &w.w);
+        pool_wait(b, &w.w); /* in the slot of a's idle clone */
         assert_int_equal(counts(b).restoring, 1);
         pool_cancel(&w.w);
         wait_ready(f, b, 1);
@@ -943,8 +945,12 @@ static void test_plan_fit(void **state)
         assert_int_equal(op_pool_plan_fit(&f->cfg, &f->langs, sizes, got, note, sizeof(note)), 1);
         assert_int_equal(got[0] + got[1] + got[2], 1);
         assert_int_equal(got[0], 1);
-        /* the pools are given the scaled sizes, and serve a language scaled to 0 on demand */
+        /* the pools that serve are given the scaled sizes (a pool without a snapshot holds
+         * nothing and is left out), and serve a language scaled to 0 on demand */
         pools_set_sizes(f->pools, sizes);
+        assert_string_equal(pools_plan_note(f->pools), "");
+        pool_serve(pool_n(f, 1), snap_new(f, "b1", false));
+        pool_serve(pool_n(f, 0), snap_new(f, "a1", false));
         assert_int_equal(counts(pool_n(f, 1)).standing, 0);
         assert_int_equal(counts(pool_n(f, 1)).most, 3);
         assert_non_null(strstr(pools_plan_note(f->pools), "over max_vms = 1"));
