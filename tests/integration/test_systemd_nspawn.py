@@ -5,7 +5,7 @@ READY/STATUS notification, the watchdog, reload, a cold and a warm exec with opc
 of opd and of every VMM, then stop, apt-get remove and apt-get purge.
 
 The steps share one container and run in the order of their names; a failed step does not stop
-the later ones. Needs root, systemd-container, debootstrap and, the first time (no root cached
+the later ones. Needs root, systemd-container, mmdebstrap and, the first time (no root cached
 under $OPD_CI_CACHE, default /var/cache/opd-ci), network access to Debian's archive; the
 container itself has no network. Guest images come from $OPD_IMAGES (bash only). A missing tool
 fails the test; it does not skip it. Where the time goes is printed on stderr.
