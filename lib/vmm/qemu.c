@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "poolplan.h"
 #include "qmp.h"
 #include "snap-ref.h"
+#include "util.h"
 #include "vm.h"
 #include "vmm.h"
 
@@ -120,8 +122,9 @@ int qemu_argv(const char *binary, const struct qemu_machine *m, char ***ret)
         if (mem_backend) {
                 /* A boot for a snapshot shares RAM with its file; a clone maps it privately. */
                 add(a, "-object");
-                add(a, "memory-backend-file,id=mem,size=%uM,mem-path=/proc/self/fd/%d,share=%s",
-                    m->memory_mb, VMM_FD_MEM, restore ? "off" : "on");
+                add(a, "memory-backend-file,id=mem,size=%uM,mem-path=/proc/self/fd/%d,%s",
+                    m->memory_mb, VMM_FD_MEM,
+                    restore ? "share=off,readonly=on,rom=off" : "share=on");
         }
         add(a, "-smp");
         add(a, "%u", m->vcpus);
@@ -172,9 +175,8 @@ int qemu_argv(const char *binary, const struct qemu_machine *m, char ***ret)
 static int spawn(struct vm *vm, char **argv, const int *extra_fds, size_t n_extra)
 {
         _cleanup_close_ int agent_host = -1, agent_vm = -1, ctl_host = -1, ctl_vm = -1;
-        _cleanup_free_ char *log_path = NULL;
         int sp[2], fds[8];
-        pid_t pid;
+        int r;
 
         if (n_extra + 2 > ELEMENTSOF(fds))
                 return -E2BIG;
@@ -186,20 +188,15 @@ static int spawn(struct vm *vm, char **argv, const int *extra_fds, size_t n_extr
                 return -errno;
         ctl_host = sp[0];
         ctl_vm = sp[1];
-        if (asprintf(&log_path, "%s/qemu.log", vm->workdir) < 0)
-                return -ENOMEM;
         fds[0] = agent_vm;
         fds[1] = ctl_vm;
         for (size_t i = 0; i < n_extra; i++)
                 fds[2 + i] = extra_fds[i];
-        pid = vmm_spawn(argv, fds, 2 + n_extra, vm->workdir, log_path);
-        if (pid < 0)
-                return pid;
-        vm->proc = (struct vmm_proc){
-            .pid = pid,
-            .agent_fd = TAKE_FD(agent_host),
-            .ctl_fd = TAKE_FD(ctl_host),
-        };
+        r = vm_host_spawn(vm->host, vm, 0, argv, fds, 2 + n_extra, "qemu.log");
+        if (r < 0)
+                return r;
+        vm->proc.agent_fd = TAKE_FD(agent_host);
+        vm->proc.ctl_fd = TAKE_FD(ctl_host);
         return 0;
 }
 
@@ -225,6 +222,8 @@ int qemu_version(const char *binary, char **ret)
 struct qemu_vm {
         struct qmp *qmp;
         bool saving;
+        int mem_fd;     /* a boot for a snapshot: its memory file, read-only once saved */
+        char *save_dir; /* where the snapshot's vmstate goes */
 };
 
 static struct qmp *vm_qmp(struct vm *vm)
@@ -233,6 +232,8 @@ static struct qmp *vm_qmp(struct vm *vm)
 
         return q ? q->qmp : NULL;
 }
+
+static int collect_save(struct vm *vm, struct qemu_vm *qv);
 
 static void on_qmp_event(struct qmp *q, const char *name, json_t *data, void *arg)
 {
@@ -255,6 +256,8 @@ static void on_qmp_event(struct qmp *q, const char *name, json_t *data, void *ar
         }
         if (qv->saving) {
                 qv->saving = false;
+                if (completed && collect_save(vm, qv) < 0)
+                        completed = false;
                 vm_drv_saved(vm, completed ? NULL : "saving device state failed");
         }
 }
@@ -286,6 +289,7 @@ static int attach(struct vm *vm)
                 safe_close(ctl);
                 return -ENOMEM;
         }
+        qv->mem_fd = -1;
         vm->drv = qv;
         r = qmp_new(vm->host->base, ctl, on_qmp_event, on_qmp_broken, vm, &qv->qmp);
         if (r < 0)
@@ -307,16 +311,52 @@ static int qemu_boot(struct vm *vm, int mem_fd)
             .rootfs = vm->lang->rootfs,
             .mem_file = mem_fd >= 0,
         };
+        _cleanup_close_ int null = -1, kernel = -1, initrd = -1, rootfs = -1, keep = -1;
+        char kernel_fd[32], initrd_fd[32], rootfs_fd[32];
         char **argv = NULL;
         int r;
 
+        if (h->jail) {
+                /* Jailed, the VM sees none of the host's files: opd opens them (read-only) and
+                 * QEMU reads them through /proc/self/fd. The memory file of a boot for a
+                 * snapshot is reopened read-write by the VM's uid: writable by others until it
+                 * is saved (in the staging directory no VM can reach), read-only after. */
+                kernel = open(h->kernel, O_RDONLY | O_CLOEXEC);
+                initrd = open(h->initrd, O_RDONLY | O_CLOEXEC);
+                rootfs = open(vm->lang->rootfs, O_RDONLY | O_CLOEXEC);
+                null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (kernel < 0 || initrd < 0 || rootfs < 0 || null < 0)
+                        return -errno;
+                if (mem_fd >= 0) {
+                        if (fchmod(mem_fd, 0666) < 0)
+                                return -errno;
+                        keep = fcntl(mem_fd, F_DUPFD_CLOEXEC, 3);
+                        if (keep < 0)
+                                return -errno;
+                }
+                snprintf(kernel_fd, sizeof(kernel_fd), "/proc/self/fd/%d", VMM_FD_BOOT_KERNEL);
+                snprintf(initrd_fd, sizeof(initrd_fd), "/proc/self/fd/%d", VMM_FD_BOOT_INITRD);
+                snprintf(rootfs_fd, sizeof(rootfs_fd), "/proc/self/fd/%d", VMM_FD_ROOTFS);
+                m.kernel = kernel_fd;
+                m.initrd = initrd_fd;
+                m.rootfs = rootfs_fd;
+        }
         r = qemu_argv(h->cfg->qemu_binary, &m, &argv);
         if (r < 0)
                 return r;
-        /* fd 5 is the memory file when there is one; nothing otherwise. */
-        r = spawn(vm, argv, &mem_fd, mem_fd >= 0 ? 1 : 0);
+        /* fd 5 is the memory file when there is one; nothing otherwise. Jailed: then the rootfs,
+         * the kernel and the initrd (fds 6, 7, 8), fd 5 /dev/null without a memory file. */
+        if (h->jail)
+                r = spawn(vm, argv,
+                          (const int[]){mem_fd >= 0 ? mem_fd : null, rootfs, kernel, initrd}, 4);
+        else
+                r = spawn(vm, argv, &mem_fd, mem_fd >= 0 ? 1 : 0);
         op_argv_free(argv);
-        return r < 0 ? r : attach(vm);
+        if (r >= 0)
+                r = attach(vm);
+        if (r >= 0)
+                ((struct qemu_vm *)vm->drv)->mem_fd = TAKE_FD(keep);
+        return r;
 }
 
 /* A snapshot is a migration with x-ignore-shared (RAM stays in the shared memory file), a
@@ -344,7 +384,8 @@ static int qemu_restore(struct vm *vm)
         char **argv = NULL;
         int r;
 
-        mem = openat(snap->dirfd, "mem", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+        /* Mapped privately and read-only (readonly=on,rom=off): no clone writes it back. */
+        mem = openat(snap->dirfd, "mem", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         rootfs = openat(snap->dirfd, "rootfs.ext4", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         vmstate = openat(snap->dirfd, "vmstate", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (mem < 0 || rootfs < 0 || vmstate < 0)
@@ -390,6 +431,37 @@ static int qemu_pause(struct vm *vm)
         return qmp_command(vm_qmp(vm), "stop", NULL, on_stop_reply, vm);
 }
 
+#define SAVE_NAME "vmstate.out"
+
+/* Copy the saved device state into the snapshot's directory, as opd's file (read-only); the
+ * memory file it booted with becomes read-only too. */
+static int collect_save(struct vm *vm, struct qemu_vm *qv)
+{
+        _cleanup_free_ char *src = NULL, *dst = NULL;
+        _cleanup_close_ int in = -1, out = -1;
+        char buf[65536];
+        ssize_t k;
+        int r;
+
+        if (asprintf(&src, "%s/" SAVE_NAME, vm->workdir) < 0 ||
+            asprintf(&dst, "%s/vmstate", qv->save_dir) < 0)
+                return -ENOMEM;
+        in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (in < 0)
+                return -errno;
+        out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0444);
+        if (out < 0)
+                return -errno;
+        while ((k = read(in, buf, sizeof(buf))) > 0)
+                if ((r = op_write_all(out, buf, (size_t)k)) < 0)
+                        return r;
+        if (k < 0 || fchmod(out, 0444) < 0)
+                return -errno;
+        if (qv->mem_fd >= 0 && fchmod(qv->mem_fd, 0444) < 0)
+                return -errno;
+        return 0;
+}
+
 static bool shell_safe(const char *p)
 {
         for (; *p; p++)
@@ -402,14 +474,19 @@ static bool shell_safe(const char *p)
 static int qemu_snapshot(struct vm *vm, const char *dir)
 {
         struct qemu_vm *qv = vm->drv;
-        _cleanup_free_ char *uri = NULL;
         int r;
 
         if (qv->saving)
                 return -EBUSY;
-        /* QEMU 7.2 writes an outgoing migration to a command or a named fd; the path is ours. */
-        if (!shell_safe(dir) || asprintf(&uri, "exec:cat > %s/vmstate", dir) < 0)
+        if (!shell_safe(dir))
                 return -EINVAL;
+        free(qv->save_dir);
+        qv->save_dir = strdup(dir);
+        if (!qv->save_dir)
+                return -ENOMEM;
+        /* The device state goes to the VM's own directory (QEMU's cwd, a jail sees nothing
+         * else), and opd copies it into dir once saved: the snapshot's files are opd's. */
+        const char *uri = "exec:cat > " SAVE_NAME;
         qv->saving = true;
         r = set_migration_caps(vm);
         if (r >= 0)
@@ -432,6 +509,8 @@ static void qemu_release(struct vm *vm)
         if (!qv)
                 return;
         qmp_free(qv->qmp);
+        safe_close(qv->mem_fd);
+        free(qv->save_dir);
         free(qv);
         vm->drv = NULL;
 }
