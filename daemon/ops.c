@@ -67,24 +67,23 @@ static void op_status(struct client *c, json_t *id, json_t *req)
         json_t *st = json_pack(
             "{s:O?, s:b, s:s, s:i, s:I, s:s, s:s, s:o,"
             " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i}}",
-                         "id", id, "ok", 1, "version", OP_VERSION, "proto", OP_PROTO_VERSION,
-                         "uptime_s", (json_int_t)((op_now_us() - d->started_us) / 1000000), "vmm",
-                         d->vms_host->drv->name, "accel",
-                         d->vms_host->accel == OP_ACCEL_AUTO ? "probing"
-                                                             : op_accel_name(d->vms_host->accel),
-                         "languages", langs, "counters", "requests", (json_int_t)d->stats.requests,
-                         "ok", (json_int_t)d->stats.ok, "errors", (json_int_t)d->stats.errors,
-                         "connections", (json_int_t)d->stats.connections, "vms_started",
-                         (json_int_t)d->vms_host->vms_started, "vms_failed",
-                         (json_int_t)d->vms_host->vms_failed, "active_vms", (int)d->vms_host->n_vms,
-                         "queued", (int)requests_queued(d), "clients", (int)clients_count(d));
+            "id", id, "ok", 1, "version", OP_VERSION, "proto", OP_PROTO_VERSION, "uptime_s",
+            (json_int_t)((op_now_us() - d->started_us) / 1000000), "vmm", d->vms_host->drv->name,
+            "accel",
+            d->vms_host->accel == OP_ACCEL_AUTO ? "probing" : op_accel_name(d->vms_host->accel),
+            "languages", langs, "counters", "requests", (json_int_t)d->stats.requests, "ok",
+            (json_int_t)d->stats.ok, "errors", (json_int_t)d->stats.errors, "connections",
+            (json_int_t)d->stats.connections, "vms_started", (json_int_t)d->vms_host->vms_started,
+            "vms_failed", (json_int_t)d->vms_host->vms_failed, "active_vms",
+            (int)d->vms_host->n_vms, "queued", (int)requests_queued(d), "clients",
+            (int)clients_count(d));
         /* How the VMMs are confined: "jail" (opd-jail) or "none", and their cgroup limits. */
         if (st)
-                json_object_set_new(
-                    st, "jail",
-                    json_pack("{s:s, s:s, s:s}", "mode", j ? "jail" : "none", "cgroup",
-                              j && vm_jail_cgroup(j) ? "v2" : "none", "cgroup_text",
-                              j ? vm_jail_cgroup_text(j) : "VMMs are not jailed"));
+                json_object_set_new(st, "jail",
+                                    json_pack("{s:s, s:s, s:s}", "mode", j ? "jail" : "none",
+                                              "cgroup", j && vm_jail_cgroup(j) ? "v2" : "none",
+                                              "cgroup_text",
+                                              j ? vm_jail_cgroup_text(j) : "VMMs are not jailed"));
         client_send(c, st);
 }
 

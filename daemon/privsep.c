@@ -103,7 +103,8 @@ static int user_ids(const struct opd *d, uid_t *ret_uid, gid_t *ret_gid)
 
         if (!pw)
                 return -ESRCH;
-        if (pw->pw_uid == 0 || (pw->pw_uid >= d->cfg.jail.uid_min && pw->pw_uid <= d->cfg.jail.uid_max))
+        if (pw->pw_uid == 0 ||
+            (pw->pw_uid >= d->cfg.jail.uid_min && pw->pw_uid <= d->cfg.jail.uid_max))
                 return -EPERM;
         *ret_uid = pw->pw_uid;
         *ret_gid = pw->pw_gid;

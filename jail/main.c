@@ -97,10 +97,8 @@ static bool read_request(void)
         struct jail_req buf, req;
         char cbuf[CMSG_SPACE(sizeof(int) * JAIL_FDS_MAX)];
         struct iovec iov = {.iov_base = &buf, .iov_len = sizeof(buf)};
-        struct msghdr mh = {.msg_iov = &iov,
-                            .msg_iovlen = 1,
-                            .msg_control = cbuf,
-                            .msg_controllen = sizeof(cbuf)};
+        struct msghdr mh = {
+            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
         int fds[JAIL_FDS_MAX];
         size_t n_fds = 0;
         ssize_t k;

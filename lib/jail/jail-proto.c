@@ -5,8 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
-_Static_assert(sizeof(struct jail_req) ==
-                   10 * sizeof(uint32_t) + JAIL_NAME_MAX + JAIL_ARGS_MAX,
+_Static_assert(sizeof(struct jail_req) == 11 * sizeof(uint32_t) + JAIL_NAME_MAX + JAIL_ARGS_MAX,
                "struct jail_req has padding");
 _Static_assert(sizeof(struct jail_msg) == 8 * sizeof(uint32_t) + JAIL_TEXT_MAX,
                "struct jail_msg has padding");
@@ -49,6 +48,7 @@ int jail_req_spawn(uint32_t seq, uint32_t vmm, const char *name, char *const *ar
                 off += k;
                 r.argc++;
         }
+        r.args_len = (uint32_t)off;
         *ret = r;
         return 0;
 }
@@ -61,21 +61,21 @@ static bool zeros(const char *p, size_t n)
         return true;
 }
 
-/* argc strings, each NUL-terminated, then zeros to the end. */
+/* argc strings, each NUL-terminated, filling exactly args_len bytes; zeros after them. */
 static bool args_ok(const struct jail_req *r)
 {
         size_t off = 0;
 
-        if (r->argc > JAIL_ARGC_MAX)
+        if (r->argc > JAIL_ARGC_MAX || r->args_len > JAIL_ARGS_MAX)
                 return false;
         for (uint32_t i = 0; i < r->argc; i++) {
-                const char *end = memchr(r->args + off, 0, JAIL_ARGS_MAX - off);
+                const char *end = memchr(r->args + off, 0, r->args_len - off);
 
                 if (!end)
                         return false;
                 off = (size_t)(end - r->args) + 1;
         }
-        return zeros(r->args + off, JAIL_ARGS_MAX - off);
+        return off == r->args_len && zeros(r->args + off, JAIL_ARGS_MAX - off);
 }
 
 int jail_req_decode(const void *buf, size_t len, struct jail_req *ret)
@@ -94,17 +94,16 @@ int jail_req_decode(const void *buf, size_t len, struct jail_req *ret)
                 if (nl == JAIL_NAME_MAX || !jail_name_ok(r.name) ||
                     !zeros(r.name + nl, JAIL_NAME_MAX - nl))
                         return -EBADMSG;
-                if (r.vmm >= JAIL_VMMS_MAX || r.n_fds < 1 || r.n_fds > JAIL_FDS_MAX ||
-                    r.pid != 0 || !args_ok(&r))
+                if (r.vmm >= JAIL_VMMS_MAX || r.n_fds < 1 || r.n_fds > JAIL_FDS_MAX || r.pid != 0 ||
+                    !args_ok(&r))
                         return -EBADMSG;
-                if (r.memory_max_mb > (1u << 20) || r.pids_max > (1u << 22) ||
-                    r.cpu_weight > 10000)
+                if (r.memory_max_mb > (1u << 20) || r.pids_max > (1u << 22) || r.cpu_weight > 10000)
                         return -EBADMSG;
                 break;
         case JAIL_REQ_KILL:
                 /* nothing but the pid */
                 if (r.pid <= 1 || r.vmm || r.n_fds || r.memory_max_mb || r.pids_max ||
-                    r.cpu_weight || r.argc || !zeros(r.name, JAIL_NAME_MAX) ||
+                    r.cpu_weight || r.argc || r.args_len || !zeros(r.name, JAIL_NAME_MAX) ||
                     !zeros(r.args, JAIL_ARGS_MAX))
                         return -EBADMSG;
                 break;

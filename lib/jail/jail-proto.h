@@ -12,8 +12,8 @@
 #define JAIL_NAME_MAX    64          /* the VM's directory name, NUL included */
 #define JAIL_ARGS_MAX    4096        /* argv[1..] of the VMM, NUL-separated */
 #define JAIL_ARGC_MAX    96
-#define JAIL_TEXT_MAX    160         /* human text in an answer, NUL included */
-#define JAIL_VMMS_MAX    2           /* binaries the helper may run (argv[0] by index) */
+#define JAIL_TEXT_MAX    160 /* human text in an answer, NUL included */
+#define JAIL_VMMS_MAX    2   /* binaries the helper may run (argv[0] by index) */
 
 enum jail_req_type {
         /* Start the VMM vmm with argv[1..argc] in a jail of its own rooted at run_dir/name:
@@ -36,6 +36,7 @@ struct jail_req {
         uint32_t cpu_weight;    /* cgroup cpu.weight, 1..10000; 0: the default */
         int32_t pid;            /* KILL */
         uint32_t argc;          /* strings in args */
+        uint32_t args_len;      /* bytes of args they take, their NULs included */
         char name[JAIL_NAME_MAX];
         char args[JAIL_ARGS_MAX];
 };
@@ -70,7 +71,7 @@ int jail_req_spawn(uint32_t seq, uint32_t vmm, const char *name, char *const *ar
 
 /* Decode and validate one packet: exact size, magic, known type, each field in range, the name a
  * VM directory's ("vm-" then [A-Za-z0-9-]), exactly argc NUL-terminated strings in args and
- * zeros after them. -EBADMSG on anything else; ret untouched then. */
+ * zeros after them (args_len bytes). -EBADMSG on anything else; ret untouched then. */
 int jail_req_decode(const void *buf, size_t len, struct jail_req *ret);
 
 /* The argument strings of a decoded SPAWN, at most max (argv[1..]); returns their number. */

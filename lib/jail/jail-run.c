@@ -38,8 +38,8 @@ static const char *const lib_dirs[] = {"lib", "lib64", "lib32", "libx32", "bin",
  * (SYS_ADMIN), becoming a VM's uid and gid (SETUID, SETGID), emptying the VMM's bounding set
  * (SETPCAP), killing a VMM that runs as another uid (KILL), and giving a VM directory owned by
  * opd to a VM's group and back (CHOWN, FOWNER, DAC_OVERRIDE to enter it). */
-static const int kept_caps[] = {CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID,   CAP_SETPCAP,
-                                CAP_KILL,      CAP_CHOWN,  CAP_FOWNER,   CAP_DAC_OVERRIDE};
+static const int kept_caps[] = {CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP,
+                                CAP_KILL,      CAP_CHOWN,  CAP_FOWNER, CAP_DAC_OVERRIDE};
 
 int jail_drop_caps(void)
 {

@@ -148,8 +148,8 @@ int vm_host_jail(struct vm_host *h, const struct vm_jail_opts *o)
         return 0;
 }
 
-int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *argv,
-                  const int *fds, size_t n_fds, const char *log_name)
+int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *argv, const int *fds,
+                  size_t n_fds, const char *log_name)
 {
         _cleanup_free_ char *log_path = NULL;
         _cleanup_close_ int log = -1;

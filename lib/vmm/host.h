@@ -72,8 +72,8 @@ int vm_host_jail(struct vm_host *h, const struct vm_jail_opts *o);
 /* For drivers: start a VMM, in a jail when the host has one (binary vmm: 0 qemu, 1
  * firecracker), else as a child of opd. fds go to 3, 4, ...; its stdout and stderr are appended
  * to log_name in the VM's directory. Sets vm->proc.pid (and uid). */
-int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *argv,
-                  const int *fds, size_t n_fds, const char *log_name);
+int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *argv, const int *fds,
+                  size_t n_fds, const char *log_name);
 /* SIGKILL to the VM's process (through opd-jail when jailed). */
 void vm_host_kill_proc(struct vm_host *h, struct vm *vm);
 

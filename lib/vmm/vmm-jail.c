@@ -29,7 +29,7 @@ struct vm_jail {
         struct {
                 pid_t pid;
                 int status;
-        } *exits;
+        } * exits;
         size_t n_exits;
 };
 

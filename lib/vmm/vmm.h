@@ -63,7 +63,7 @@ void vm_drv_agent_connected(struct vm *vm, int fd, bool hello);
 /* ---- processes (spawn.c) ---- */
 struct vmm_proc {
         pid_t pid;
-        uid_t uid; /* jailed: the VM's own uid from the configured range; else opd's */
+        uid_t uid;    /* jailed: the VM's own uid from the configured range; else opd's */
         int agent_fd; /* stream to op-agent: frames */
         int ctl_fd;   /* QMP for qemu */
 };
