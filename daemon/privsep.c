@@ -78,14 +78,16 @@ static int helper_path(const struct opd *d, char *buf, size_t size)
 static uid_t tree_uid;
 static gid_t tree_gid;
 
+/* Directories only: opd makes and removes entries in them, and never writes a file it did not
+ * make. A file stays as it is (a snapshot's rootfs may be a hard link to an image). */
 static int chown_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
-        if (st->st_uid != tree_uid || st->st_gid != tree_gid)
+        if (type == FTW_D && (st->st_uid != tree_uid || st->st_gid != tree_gid))
                 (void)lchown(path, tree_uid, tree_gid);
         return 0;
 }
 
-/* The directory (made if missing, mode kept) and everything in it become uid:gid. */
+/* The directory (made if missing, mode kept) and every directory in it become uid:gid. */
 static int give_tree(const char *dir, mode_t mode, uid_t uid, gid_t gid)
 {
         int r = op_mkdir_p(dir, mode);
