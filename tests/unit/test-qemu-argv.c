@@ -110,7 +110,7 @@ static void test_restore(void **state)
         assert_int_equal(qemu_argv("qemu", &clone, &argv), 0);
         assert_true(find_pair(argv, "-object",
                               "memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/5,"
-                              "share=off") >= 0);
+                              "share=off,readonly=on,rom=off") >= 0);
         assert_true(find_pair(argv, "-drive",
                               "file=/proc/self/fd/6,if=none,id=root,format=raw,readonly=on") >= 0);
         assert_true(has(argv, "-S"));
