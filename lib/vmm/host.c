@@ -193,6 +193,25 @@ int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *a
         return 0;
 }
 
+static bool uid_used(struct vm *first, uid_t uid)
+{
+        for (struct vm *vm = first; vm; vm = LIST_NEXT(vm, link))
+                if (vm->proc.uid == uid && !vm->reaped)
+                        return true;
+        return false;
+}
+
+int vm_host_free_uid(struct vm_host *h, uid_t *ret)
+{
+        for (uint64_t u = h->cfg->jail.uid_min; u <= h->cfg->jail.uid_max; u++)
+                if (!uid_used(LIST_FIRST(&h->vms), (uid_t)u) &&
+                    !uid_used(LIST_FIRST(&h->dead_vms), (uid_t)u)) {
+                        *ret = (uid_t)u;
+                        return 0;
+                }
+        return -EUSERS;
+}
+
 void vm_host_kill_proc(struct vm_host *h, struct vm *vm)
 {
         if (vm->proc.pid <= 0 || vm->reaped)

@@ -74,6 +74,9 @@ int vm_host_jail(struct vm_host *h, const struct vm_jail_opts *o);
  * to log_name in the VM's directory. Sets vm->proc.pid (and uid). */
 int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *argv, const int *fds,
                   size_t n_fds, const char *log_name);
+/* The lowest uid of jail.uid_min..jail.uid_max no VM of this host runs as (for a VMM whose own
+ * jailer changes its uid: Firecracker's). */
+int vm_host_free_uid(struct vm_host *h, uid_t *ret);
 /* SIGKILL to the VM's process (through opd-jail when jailed). */
 void vm_host_kill_proc(struct vm_host *h, struct vm *vm);
 
