@@ -36,6 +36,20 @@ def ensure_opd_user():
                        check=True)
 
 
+def reachable(path):
+    """Let jail.user (opd, once it has dropped root) reach path: every directory above it that
+    a test made under the temporary directory gets o+x (tests make theirs 0700)."""
+    tmp = os.path.realpath(tempfile.gettempdir())
+    p = os.path.dirname(os.path.realpath(path))
+    while p.startswith(tmp + "/"):
+        try:
+            st = os.stat(p)
+            os.chmod(p, st.st_mode & 0o7777 | 0o001)
+        except FileNotFoundError:
+            pass
+        p = os.path.dirname(p)
+
+
 class Client:
     def __init__(self, path, timeout=120):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -109,6 +123,13 @@ class Opd:
             "max_vms": "4",
         }
         conf.update(config or {})
+        if os.geteuid() == 0:
+            for key in ("cache_dir", "run_dir", "images_dir", "languages", "socket"):
+                reachable(os.path.join(conf[key], "x") if key.endswith("_dir") else conf[key])
+            notify = (env or {}).get("NOTIFY_SOCKET")
+            if notify and notify.startswith("/") and os.path.exists(notify):
+                reachable(notify)
+                os.chmod(notify, 0o777)  # as systemd's own notify socket is
         self.socket, self.run_dir = conf["socket"], conf["run_dir"]  # a restart reuses them
         self.config_path = os.path.join(self.dir, "opd.conf")
         with open(self.config_path, "w") as f:
