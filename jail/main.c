@@ -236,7 +236,9 @@ int main(int argc, char **argv)
                 usage();
                 return 2;
         }
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() == 1)
+        /* Dies with opd (an opd gone before this point closed the socket: EOF below). opd may be
+         * PID 1 of a container: its pid says nothing. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
                 return 1;
         (void)prctl(PR_SET_DUMPABLE, 0);
         if (jail_drop_caps() < 0) {
