@@ -142,6 +142,18 @@ class Jail(unittest.TestCase):
         def write_vmstate():
             os.open(os.path.join(self.snap, "vmstate"), os.O_WRONLY)
 
+        names = os.listdir(self.snap)
+
+        def write_any_snapshot_file():
+            refused = None
+            for n in names:
+                try:
+                    os.close(os.open(os.path.join(self.snap, n), os.O_WRONLY))
+                    return  # allowed
+                except OSError as e:
+                    refused = e
+            raise refused
+
         def reopen_mem_rw():
             # the file is open in the VMM: reopening it read-write through /proc is refused
             for fd in os.listdir(f"/proc/{pids[0]}/fd"):
@@ -170,6 +182,7 @@ class Jail(unittest.TestCase):
         self.assertTrue(other_dirs)
         for name, fn in [("write the snapshot's mem", write_mem),
                          ("write the snapshot's vmstate", write_vmstate),
+                         ("write any file of the snapshot", write_any_snapshot_file),
                          ("reopen mem read-write", reopen_mem_rw),
                          ("connect to opd's socket", connect),
                          ("signal opd", signal_opd),
@@ -178,6 +191,15 @@ class Jail(unittest.TestCase):
             with self.subTest(name):
                 self.assertIn(as_uid(uid, fn), (errno.EACCES, errno.EPERM),
                               f"a VM's uid could {name}")
+
+    def test_snapshot_files_not_a_vms(self):
+        # even reached some other way (an fd), no snapshot file is a VM uid's or writable by one
+        for n in os.listdir(self.snap):
+            st = os.lstat(os.path.join(self.snap, n))
+            self.assertFalse(JAIL_UID_MIN <= st.st_uid <= JAIL_UID_MAX, n)
+            self.assertFalse(JAIL_UID_MIN <= st.st_gid <= JAIL_UID_MAX, n)
+            self.assertEqual(st.st_mode & 0o022, 0, n)
+        self.assertEqual(os.stat(os.path.join(self.snap, "mem")).st_mode & 0o777, 0o444)
 
     def test_vm_uid_freed_and_dirs_removed(self):
         a = self.opd.run("bash", "echo ok", id="j1")
