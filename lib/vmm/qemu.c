@@ -484,9 +484,25 @@ static int qemu_snapshot(struct vm *vm, const char *dir)
         qv->save_dir = strdup(dir);
         if (!qv->save_dir)
                 return -ENOMEM;
-        /* The device state goes to the VM's own directory (QEMU's cwd, a jail sees nothing
-         * else), and opd copies it into dir once saved: the snapshot's files are opd's. */
-        const char *uri = "exec:cat > " SAVE_NAME;
+        /* The device state goes to the VM's own directory (in a jail, /vm: it sees nothing else)
+         * as a file QEMU writes itself ("file:", QEMU 8.2 or later), complete when the
+         * migration is; opd then copies it into dir: the snapshot's files are opd's. */
+        _cleanup_free_ char *uri = NULL;
+        if (asprintf(&uri, "file:%s/" SAVE_NAME, vm->host->jail ? "/vm" : vm->workdir) < 0)
+                return -ENOMEM;
+        if (strchr(uri, ','))
+                return -EINVAL;
+        /* Made by opd, writable by the VM's uid: QEMU truncates and fills it, opd reads it. */
+        {
+                _cleanup_free_ char *path = NULL;
+                _cleanup_close_ int fd = -1;
+
+                if (asprintf(&path, "%s/" SAVE_NAME, vm->workdir) < 0)
+                        return -ENOMEM;
+                fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0666);
+                if (fd < 0 || fchmod(fd, 0666) < 0)
+                        return -errno;
+        }
         qv->saving = true;
         r = set_migration_caps(vm);
         if (r >= 0)
