@@ -21,6 +21,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "opd.h"
+#include "privsep.h"
 #include "pool.h"
 #include "reload.h"
 #include "request.h"
@@ -132,6 +133,7 @@ int opd_init(struct opd *d)
 
         if (!drv)
                 return log_error_errno(-EINVAL, "vmm: unknown driver \"%s\"", d->cfg.vmm);
+        d->privsep = true;
         return opd_init_driver(d, drv, NULL);
 }
 
@@ -171,6 +173,11 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
         r = vm_host_new(d->base, &d->cfg, drv, drv_data, &vm_callbacks, d, &d->vms_host);
         if (r < 0)
                 return log_error_errno(r, "set up VMs in %s", d->cfg.run_dir);
+        if (d->privsep) {
+                r = privsep_start(d);
+                if (r < 0)
+                        return r;
+        }
         if (access(d->vms_host->kernel, R_OK) < 0 || access(d->vms_host->initrd, R_OK) < 0)
                 log_warn("guest kernel or initrd missing in %s: build images with "
                          "packaging/images/build-images",
@@ -225,6 +232,11 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
                 if (r < 0)
                         return r;
                 r = notify_start(d);
+                if (r < 0)
+                        return r;
+        }
+        if (d->privsep) {
+                r = privsep_drop(d);
                 if (r < 0)
                         return r;
         }

@@ -46,6 +46,7 @@ struct opd {
         /* The VMs, their driver (->drv) and the accelerator (->accel, OP_ACCEL_AUTO until the
          * probe has decided): lib/vmm/host.h. */
         struct vm_host *vms_host;
+        bool privsep;      /* opd_init(): opd-jail and the drop to jail.user (privsep.c) */
         char *vmm_version; /* e.g. "7.2.22": a snapshot loads only on the release that made it */
 
         /* The subsystems, each owned by its file; NULL until set up (or when off). */

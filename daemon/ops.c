@@ -65,23 +65,28 @@ static void op_status(struct client *c, json_t *id, json_t *req)
         for (size_t i = 0; i < d->langs.n; i++)
                 json_array_append_new(langs, language_status(d, &d->langs.v[i]));
         enum op_accel a = d->tcg_refused ? OP_ACCEL_TCG : d->vms_host->accel;
-
-        client_send(
-            c, json_pack("{s:O?, s:b, s:s, s:i, s:I, s:s, s:s, s:b, s:s?, s:o, s:s?,"
-                         " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i}}",
-                         "id", id, "ok", 1, "version", OP_VERSION, "proto", OP_PROTO_VERSION,
-                         "uptime_s", (json_int_t)((op_now_us() - d->started_us) / 1000000), "vmm",
-                         d->vms_host->drv->name, "accel",
-                         a == OP_ACCEL_AUTO ? "probing" : op_accel_name(a), "accel_isolation",
-                         accel_is_boundary(a), "refused", d->tcg_refused ? ACCEL_TCG_REFUSED : NULL,
-                         "languages", langs, "pool_plan",
-                         pools_plan_note(d->pools)[0] ? pools_plan_note(d->pools) : NULL,
-                         "counters", "requests", (json_int_t)d->stats.requests, "ok",
-                         (json_int_t)d->stats.ok, "errors", (json_int_t)d->stats.errors,
-                         "connections", (json_int_t)d->stats.connections, "vms_started",
-                         (json_int_t)d->vms_host->vms_started, "vms_failed",
-                         (json_int_t)d->vms_host->vms_failed, "active_vms", (int)d->vms_host->n_vms,
-                         "queued", (int)requests_queued(d), "clients", (int)clients_count(d)));
+        struct vm_jail *j = d->vms_host->jail;
+        json_t *st = json_pack(
+            "{s:O?, s:b, s:s, s:i, s:I, s:s, s:s, s:b, s:s?, s:o, s:s?,"
+            " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i}}",
+            "id", id, "ok", 1, "version", OP_VERSION, "proto", OP_PROTO_VERSION, "uptime_s",
+            (json_int_t)((op_now_us() - d->started_us) / 1000000), "vmm", d->vms_host->drv->name,
+            "accel", a == OP_ACCEL_AUTO ? "probing" : op_accel_name(a), "accel_isolation",
+            accel_is_boundary(a), "refused", d->tcg_refused ? ACCEL_TCG_REFUSED : NULL, "languages",
+            langs, "pool_plan", pools_plan_note(d->pools)[0] ? pools_plan_note(d->pools) : NULL,
+            "counters", "requests", (json_int_t)d->stats.requests, "ok", (json_int_t)d->stats.ok,
+            "errors", (json_int_t)d->stats.errors, "connections", (json_int_t)d->stats.connections,
+            "vms_started", (json_int_t)d->vms_host->vms_started, "vms_failed",
+            (json_int_t)d->vms_host->vms_failed, "active_vms", (int)d->vms_host->n_vms, "queued",
+            (int)requests_queued(d), "clients", (int)clients_count(d));
+        /* How the VMMs are confined: "jail" (opd-jail) or "none", and their cgroup limits. */
+        if (st)
+                json_object_set_new(st, "jail",
+                                    json_pack("{s:s, s:s, s:s}", "mode", j ? "jail" : "none",
+                                              "cgroup", j && vm_jail_cgroup(j) ? "v2" : "none",
+                                              "cgroup_text",
+                                              j ? vm_jail_cgroup_text(j) : "VMMs are not jailed"));
+        client_send(c, st);
 }
 
 /* Build the configuration again and apply it (as SIGHUP does). */

@@ -69,13 +69,22 @@ int opd_reload(struct opd *d, char *err, size_t errlen)
         keep_str("firecracker.jailer", &d->cfg.fc.jailer, &next.fc.jailer);
         keep_str("firecracker.jailer.chroot_base", &d->cfg.fc.chroot_base, &next.fc.chroot_base);
         keep_str("piston.listen", &d->cfg.piston_listen, &next.piston_listen);
+        keep_str("jail.user", &d->cfg.jail.user, &next.jail.user);
+        keep_str("jail.helper", &d->cfg.jail.helper, &next.jail.helper);
+        if (next.jail.enabled != d->cfg.jail.enabled || next.jail.uid_min != d->cfg.jail.uid_min ||
+            next.jail.uid_max != d->cfg.jail.uid_max)
+                log_warn("reload: jail, jail.uid_min and jail.uid_max take effect after a restart");
+        next.jail.enabled = d->cfg.jail.enabled;
+        next.jail.uid_min = d->cfg.jail.uid_min;
+        next.jail.uid_max = d->cfg.jail.uid_max;
         if (next.socket_mode != d->cfg.socket_mode || next.accel != d->cfg.accel)
                 log_warn("reload: socket_mode and accel take effect after a restart");
         next.socket_mode = d->cfg.socket_mode;
         next.accel = d->cfg.accel;
         if (!next.socket_path || !next.images_dir || !next.languages_file || !next.run_dir ||
             !next.cache_dir || !next.qemu_binary || !next.metrics_listen || !next.vmm ||
-            !next.fc.binary || !next.fc.jailer || !next.fc.chroot_base || !next.piston_listen) {
+            !next.fc.binary || !next.fc.jailer || !next.fc.chroot_base || !next.piston_listen ||
+            !next.jail.user || !next.jail.helper) {
                 op_config_free(&next);
                 snprintf(err, errlen, "out of memory");
                 sd_notify(0, "READY=1");

@@ -71,6 +71,14 @@ static const struct key keys[] = {
     U32("firecracker.jailer.memory_max_mb", fc.memory_max_mb, 0, 1048576),
     U32("firecracker.jailer.cpu_max_pct", fc.cpu_max_pct, 0, 6400),
     STR0("firecracker.jailer.netns", fc.netns),
+    BOOL("jail", jail.enabled),
+    STR("jail.user", jail.user),
+    U32("jail.uid_min", jail.uid_min, 1, 4294967294u),
+    U32("jail.uid_max", jail.uid_max, 1, 4294967294u),
+    STR0("jail.helper", jail.helper),
+    U32("jail.memory_extra_mb", jail.memory_extra_mb, 0, 65536),
+    U32("jail.pids_max", jail.pids_max, 16, 1 << 22),
+    U32("jail.cpu_weight", jail.cpu_weight, 1, 10000),
     {"accel", K_ACCEL, offsetof(struct op_config, accel), 0, 0},
     U32("accel_probe_timeout_ms", accel_probe_timeout_ms, 100, 600000),
     BOOL("allow_tcg", allow_tcg),
@@ -210,6 +218,13 @@ int op_config_init(struct op_config *c)
             .s3_retries = 5,
             .s3_reserve_mb = 1024,
             .snapshot_preload = 1,
+            /* systemd's UIDS-GIDS.md leaves 1879048192-2147483647 unused */
+            .jail = {.enabled = 1,
+                     .uid_min = 1879048192,
+                     .uid_max = 1879048192 + 1023,
+                     .memory_extra_mb = 512,
+                     .pids_max = 256,
+                     .cpu_weight = 100},
         };
         if (set_str(&c->socket_path, "/run/opd/opd.sock") < 0 ||
             set_str(&c->images_dir, "/var/lib/opd/images") < 0 ||
@@ -225,7 +240,8 @@ int op_config_init(struct op_config *c)
             set_str(&c->s3_region, "us-east-1") < 0 || set_str(&c->s3_endpoint, "") < 0 ||
             set_str(&c->s3_prefix, "snapshots/") < 0 || set_str(&c->s3_locations, "") < 0 ||
             set_str(&c->s3_trusted_keys, "") < 0 || set_str(&c->s3_gateway, "") < 0 ||
-            set_str(&c->piston_listen, "") < 0) {
+            set_str(&c->piston_listen, "") < 0 || set_str(&c->jail.user, "opd") < 0 ||
+            set_str(&c->jail.helper, "") < 0) {
                 op_config_free(c);
                 return -ENOMEM;
         }
@@ -380,6 +396,13 @@ int op_config_check(const struct op_config *c, char *errbuf, size_t errlen)
         if (c->fc.jailer[0] && c->fc.uid == 0)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "firecracker.jailer.uid: the jailed VMM must not run as root");
+        if (c->jail.uid_max < c->jail.uid_min || c->jail.uid_max - c->jail.uid_min >= 65536)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "jail.uid_min, jail.uid_max: a range of 1 to 65536 uids");
+        if (c->jail.enabled && c->jail.uid_max - c->jail.uid_min + 1 < c->max_vms)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "jail.uid_min, jail.uid_max: fewer uids than max_vms (%u)",
+                               c->max_vms);
         if (op_config_pool_size(c, "", &n) < 0)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "pool.sizes: expected \"lang=N,lang=N\" (N <= 1024)");

@@ -44,6 +44,17 @@ struct op_config {
                 uint32_t cpu_max_pct;   /* cgroup v2 cpu.max per VM, % of one CPU; 0: no limit */
                 char *netns;            /* network namespace path when networking is on; "": none */
         } fc;
+        /* Every VMM in a jail of its own, started by the privileged helper opd-jail
+         * (docs/security.md). */
+        struct op_jail_config {
+                uint32_t enabled;          /* no: VMMs are opd's children, unconfined */
+                char *user;                /* opd drops to this user after starting opd-jail */
+                uint32_t uid_min, uid_max; /* one uid (and gid) per live VM from this range */
+                char *helper;              /* opd-jail's path; "": next to opd, else libexec */
+                uint32_t memory_extra_mb;  /* memory.max = guest RAM + this */
+                uint32_t pids_max;         /* pids.max per VM */
+                uint32_t cpu_weight;       /* cpu.weight per VM */
+        } jail;
         enum op_accel accel;
         uint32_t accel_probe_timeout_ms;
         uint32_t vm_memory_mb;

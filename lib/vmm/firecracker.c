@@ -56,9 +56,13 @@ static struct fc_vm *fv(struct vm *vm)
         return vm->drv;
 }
 
-static void launch_of(struct vm *vm, struct fc_launch *l)
+/* Jailed with jail = yes: each VM as a uid (and gid) of its own from jail.uid_min..uid_max,
+ * as QEMU's VMs are; with jail = no, firecracker.jailer.uid and .gid for every VM. */
+static int launch_of(struct vm *vm, struct fc_launch *l)
 {
         const struct op_fc_config *c = &vm->host->cfg->fc;
+        uid_t uid;
+        int r;
 
         *l = (struct fc_launch){
             .binary = c->binary,
@@ -71,6 +75,13 @@ static void launch_of(struct vm *vm, struct fc_launch *l)
             .cpu_max_pct = c->cpu_max_pct,
             .netns = c->netns,
         };
+        if (l->jailer && vm->host->cfg->jail.enabled) {
+                r = vm_host_free_uid(vm->host, &uid);
+                if (r < 0)
+                        return r;
+                l->uid = l->gid = uid;
+        }
+        return 0;
 }
 
 /* Put src into the VM's root as name: a hard link (a jail sees nothing else), or a symbolic
@@ -142,7 +153,9 @@ static int spawn(struct vm *vm)
         if (!f)
                 return -ENOMEM;
         vm->drv = f;
-        launch_of(vm, &l);
+        r = launch_of(vm, &l);
+        if (r < 0)
+                return r;
         f->jailed = l.jailer != NULL;
         if (f->jailed) {
                 _cleanup_free_ char *run = NULL;
@@ -189,6 +202,7 @@ static int spawn(struct vm *vm)
         if (pid < 0)
                 return pid;
         vm->proc.pid = pid;
+        vm->proc.uid = f->jailed ? l.uid : getuid();
         f->retry = evtimer_new(vm->host->base, on_retry, vm);
         if (!f->retry)
                 return -ENOMEM;
@@ -414,7 +428,30 @@ static int fc_pause(struct vm *vm)
         return call(vm, "PATCH", "/vm", fc_vm_state_json(FC_VM_PAUSED), on_paused);
 }
 
-/* Jailed, the files were written inside the jail: link them into the snapshot directory. */
+/* A copy of the file the jail's uid wrote, as opd's own, read-only to everyone: a link would put
+ * a file that uid (and the next VM given it) can write into every later jail. */
+static int copy_out(const char *from, const char *to)
+{
+        _cleanup_close_ int in = -1, out = -1;
+        char buf[1 << 16];
+        ssize_t k;
+        int r;
+
+        in = open(from, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (in < 0)
+                return -errno;
+        out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+        if (out < 0)
+                return -errno;
+        while ((k = read(in, buf, sizeof(buf))) > 0)
+                if ((r = op_write_all(out, buf, (size_t)k)) < 0)
+                        return r;
+        if (k < 0 || fchmod(out, 0444) < 0)
+                return -errno;
+        return 0;
+}
+
+/* Jailed, the files were written inside the jail: copy them into the snapshot directory. */
 static int collect(struct vm *vm)
 {
         struct fc_vm *f = fv(vm);
@@ -433,8 +470,9 @@ static int collect(struct vm *vm)
                 r = fc_remove_stale(to);
                 if (r < 0)
                         return r;
-                if (link(from, to) < 0)
-                        return -errno;
+                r = copy_out(from, to);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -452,7 +490,7 @@ static void on_created(struct fc_api *a, long status, json_t *body, const char *
         }
         r = collect(vm);
         if (r < 0) {
-                snprintf(why, sizeof(why), "linking the snapshot out of the jail: %s",
+                snprintf(why, sizeof(why), "copying the snapshot out of the jail: %s",
                          strerror(-r));
                 vm_drv_saved(vm, why);
                 return;

@@ -15,6 +15,8 @@
 
 #include "cleanup.h"
 #include "host.h"
+#include "lang.h"
+#include "poolplan.h"
 #include "snap-ref.h"
 #include "snapshot.h"
 #include "util.h"
@@ -93,11 +95,141 @@ int vm_host_new(struct event_base *base, const struct op_config *cfg, const stru
         return 0;
 }
 
+static void slot_freed(struct vm_host *h)
+{
+        if (h->cb.slot_freed)
+                h->cb.slot_freed(h, h->userdata);
+}
+
+static void jail_exited(pid_t pid, int status, void *userdata)
+{
+        vm_host_reap(userdata, pid, status);
+}
+
+/* The helper reports exits; EOF: it is gone, and with it every VMM (they die with it). */
+static void on_jail(evutil_socket_t fd, short what, void *arg)
+{
+        struct vm_host *h = arg;
+        struct vm *vm;
+        int r;
+
+        r = vm_jail_read(h->jail, false, 0, jail_exited, h);
+        if (r >= 0 || h->jail_lost)
+                return;
+        h->jail_lost = true;
+        event_del(h->jail_ev);
+        vm_host_log(h, LOG_CRIT, "opd-jail is gone (%s): no VM can start", strerror(-r));
+        while ((vm = LIST_FIRST(&h->vms))) {
+                vm->reaped = true;
+                vm_drv_failed(vm, "opd-jail is gone");
+                if (LIST_FIRST(&h->vms) == vm)
+                        vm_destroy(vm);
+        }
+        LIST_FOREACH(vm, &h->dead_vms, link)
+        vm->reaped = true;
+        slot_freed(h);
+}
+
+int vm_host_jail(struct vm_host *h, const struct vm_jail_opts *o)
+{
+        int r;
+
+        if (h->jail)
+                return -EALREADY;
+        r = vm_jail_start(o, &h->jail);
+        if (r < 0)
+                return r;
+        h->jail_ev = event_new(h->base, vm_jail_fd(h->jail), EV_READ | EV_PERSIST, on_jail, h);
+        if (!h->jail_ev) {
+                h->jail = vm_jail_free(h->jail);
+                return -ENOMEM;
+        }
+        event_add(h->jail_ev, NULL);
+        return 0;
+}
+
+int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *argv, const int *fds,
+                  size_t n_fds, const char *log_name)
+{
+        _cleanup_free_ char *log_path = NULL;
+        _cleanup_close_ int log = -1;
+        int all[JAIL_FDS_MAX];
+        struct vm_jail_limits lim = {
+            .memory_max_mb = op_lang_memory_mb(h->cfg, vm->lang) + h->cfg->jail.memory_extra_mb,
+            .pids_max = h->cfg->jail.pids_max,
+            .cpu_weight = h->cfg->jail.cpu_weight,
+        };
+        pid_t pid;
+        uid_t uid;
+        int r;
+
+        if (asprintf(&log_path, "%s/%s", vm->workdir, log_name) < 0)
+                return -ENOMEM;
+        if (!h->jail) {
+                pid = vmm_spawn(argv, fds, n_fds, vm->workdir, log_path);
+                if (pid < 0)
+                        return pid;
+                vm->proc.pid = pid;
+                vm->proc.uid = getuid();
+                return 0;
+        }
+        if (h->jail_lost)
+                return -EPIPE;
+        if (n_fds + 1 > JAIL_FDS_MAX)
+                return -E2BIG;
+        log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640);
+        if (log < 0)
+                return -errno;
+        all[0] = log;
+        for (size_t i = 0; i < n_fds; i++)
+                all[1 + i] = fds[i];
+        r = vm_jail_spawn(h->jail, vmm, vm->name, argv, all, n_fds + 1, &lim, &pid, &uid);
+        if (vm_jail_pending(h->jail))
+                event_active(h->jail_ev, EV_READ, 0);
+        if (r < 0)
+                return r;
+        vm->proc.pid = pid;
+        vm->proc.uid = uid;
+        return 0;
+}
+
+static bool uid_used(struct vm *first, uid_t uid)
+{
+        for (struct vm *vm = first; vm; vm = LIST_NEXT(vm, link))
+                if (vm->proc.uid == uid && !vm->reaped)
+                        return true;
+        return false;
+}
+
+int vm_host_free_uid(struct vm_host *h, uid_t *ret)
+{
+        for (uint64_t u = h->cfg->jail.uid_min; u <= h->cfg->jail.uid_max; u++)
+                if (!uid_used(LIST_FIRST(&h->vms), (uid_t)u) &&
+                    !uid_used(LIST_FIRST(&h->dead_vms), (uid_t)u)) {
+                        *ret = (uid_t)u;
+                        return 0;
+                }
+        return -EUSERS;
+}
+
+void vm_host_kill_proc(struct vm_host *h, struct vm *vm)
+{
+        if (vm->proc.pid <= 0 || vm->reaped)
+                return;
+        if (h->jail)
+                (void)vm_jail_kill(h->jail, vm->proc.pid);
+        else
+                kill(vm->proc.pid, SIGKILL);
+}
+
 struct vm_host *vm_host_free(struct vm_host *h)
 {
         if (!h)
                 return NULL;
         vm_host_kill_all(h);
+        if (h->jail_ev)
+                event_free(h->jail_ev);
+        h->jail = vm_jail_free(h->jail);
         free(h->kernel);
         free(h->initrd);
         free(h);
@@ -107,12 +239,6 @@ struct vm_host *vm_host_free(struct vm_host *h)
 int vm_host_version(struct vm_host *h, char **ret)
 {
         return h->drv->version ? h->drv->version(h, ret) : -EOPNOTSUPP;
-}
-
-static void slot_freed(struct vm_host *h)
-{
-        if (h->cb.slot_freed)
-                h->cb.slot_freed(h, h->userdata);
 }
 
 void vm_host_attach(struct vm_host *h, struct vm *vm)
@@ -186,6 +312,16 @@ void vm_host_free_dead(struct vm_host *h)
         }
 }
 
+static bool unreaped(struct vm_host *h)
+{
+        struct vm *vm;
+
+        LIST_FOREACH(vm, &h->dead_vms, link)
+        if (!vm->reaped)
+                return true;
+        return false;
+}
+
 void vm_host_kill_all(struct vm_host *h)
 {
         struct vm *vm;
@@ -201,10 +337,21 @@ void vm_host_kill_all(struct vm_host *h)
         {
                 if (vm->reaped)
                         continue;
+                if (h->jail) {
+                        vm_host_kill_proc(h, vm);
+                        continue;
+                }
                 kill(vm->proc.pid, SIGKILL);
                 while (waitpid(vm->proc.pid, &vm->exit_status, 0) < 0 && errno == EINTR)
                         ;
                 vm->reaped = true;
         }
+        /* Jailed: the helper reaps them and says so; a helper that stops answering is lost, and
+         * the VMMs die with it. */
+        while (h->jail && !h->jail_lost && unreaped(h))
+                if (vm_jail_read(h->jail, true, 30000, jail_exited, h) < 0)
+                        break;
+        LIST_FOREACH(vm, &h->dead_vms, link)
+        vm->reaped = vm->reaped || h->jail_lost || h->jail;
         vm_host_free_dead(h);
 }

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "vm.h"
+#include "vmm-jail.h"
 #include "vmm.h"
 
 struct vm_host_callbacks {
@@ -38,6 +39,12 @@ struct vm_host {
         uint64_t vms_failed;  /* failed or died unexpectedly (not while stopping) */
         bool stopping;        /* set by vm_host_kill_all(): failures are expected */
 
+        /* opd-jail: every VMM starts through it, in a jail of its own (vm_host_jail()); NULL:
+         * VMMs are opd's own children, unconfined. */
+        struct vm_jail *jail;
+        struct event *jail_ev;
+        bool jail_lost; /* the helper is gone: no VM can start */
+
         struct vm_host_callbacks cb;
         void *userdata;
 };
@@ -58,6 +65,21 @@ void vm_host_free_dead(struct vm_host *h);
 /* Stop: every live VM fails ("opd is stopping": owners drop their pointers), every VMM process
  * is killed and waited for, and every VM freed. */
 void vm_host_kill_all(struct vm_host *h);
+/* Start opd-jail (the caller is still root): from now on every VMM is started, killed and
+ * reaped through it. */
+int vm_host_jail(struct vm_host *h, const struct vm_jail_opts *o);
+
+/* For drivers: start a VMM, in a jail when the host has one (binary vmm: 0 qemu, 1
+ * firecracker), else as a child of opd. fds go to 3, 4, ...; its stdout and stderr are appended
+ * to log_name in the VM's directory. Sets vm->proc.pid (and uid). */
+int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *argv, const int *fds,
+                  size_t n_fds, const char *log_name);
+/* The lowest uid of jail.uid_min..jail.uid_max no VM of this host runs as (for a VMM whose own
+ * jailer changes its uid: Firecracker's). */
+int vm_host_free_uid(struct vm_host *h, uid_t *ret);
+/* SIGKILL to the VM's process (through opd-jail when jailed). */
+void vm_host_kill_proc(struct vm_host *h, struct vm *vm);
+
 /* For the VM layer and its drivers: a line through cb.log. */
 void vm_host_log(struct vm_host *h, int prio, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -206,9 +207,8 @@ int qemu_argv(const char *binary, const struct qemu_machine *m, char ***ret)
 static int spawn(struct vm *vm, char **argv, const int *extra_fds, size_t n_extra)
 {
         _cleanup_close_ int agent_host = -1, agent_vm = -1, ctl_host = -1, ctl_vm = -1;
-        _cleanup_free_ char *log_path = NULL;
         int sp[2], fds[8];
-        pid_t pid;
+        int r;
 
         if (n_extra + 2 > ELEMENTSOF(fds))
                 return -E2BIG;
@@ -220,20 +220,15 @@ static int spawn(struct vm *vm, char **argv, const int *extra_fds, size_t n_extr
                 return -errno;
         ctl_host = sp[0];
         ctl_vm = sp[1];
-        if (asprintf(&log_path, "%s/qemu.log", vm->workdir) < 0)
-                return -ENOMEM;
         fds[0] = agent_vm;
         fds[1] = ctl_vm;
         for (size_t i = 0; i < n_extra; i++)
                 fds[2 + i] = extra_fds[i];
-        pid = vmm_spawn(argv, fds, 2 + n_extra, vm->workdir, log_path);
-        if (pid < 0)
-                return pid;
-        vm->proc = (struct vmm_proc){
-            .pid = pid,
-            .agent_fd = TAKE_FD(agent_host),
-            .ctl_fd = TAKE_FD(ctl_host),
-        };
+        r = vm_host_spawn(vm->host, vm, 0, argv, fds, 2 + n_extra, "qemu.log");
+        if (r < 0)
+                return r;
+        vm->proc.agent_fd = TAKE_FD(agent_host);
+        vm->proc.ctl_fd = TAKE_FD(ctl_host);
         return 0;
 }
 
@@ -274,6 +269,7 @@ int qemu_version_supported(const char *version, char *err, size_t errlen)
 struct qemu_vm {
         struct qmp *qmp;
         bool saving;
+        int mem_fd; /* a boot for a snapshot: its memory file, read-only once saved */
         struct event *console_timer; /* console_read: how long the answer may take */
 };
 
@@ -305,6 +301,9 @@ static void on_qmp_event(struct qmp *q, const char *name, json_t *data, void *ar
         }
         if (qv->saving) {
                 qv->saving = false;
+                /* the memory file it booted with is the snapshot's: read-only from now on */
+                if (completed && qv->mem_fd >= 0 && fchmod(qv->mem_fd, 0444) < 0)
+                        completed = false;
                 vm_drv_saved(vm, completed ? NULL : "saving device state failed");
         }
 }
@@ -336,6 +335,7 @@ static int attach(struct vm *vm)
                 safe_close(ctl);
                 return -ENOMEM;
         }
+        qv->mem_fd = -1;
         vm->drv = qv;
         r = qmp_new(vm->host->base, ctl, on_qmp_event, on_qmp_broken, vm, &qv->qmp);
         if (r < 0)
@@ -357,16 +357,52 @@ static int qemu_boot(struct vm *vm, int mem_fd)
             .rootfs = vm->lang->rootfs,
             .mem_file = mem_fd >= 0,
         };
+        _cleanup_close_ int null = -1, kernel = -1, initrd = -1, rootfs = -1, keep = -1;
+        char kernel_fd[32], initrd_fd[32], rootfs_fd[32];
         char **argv = NULL;
         int r;
 
+        if (h->jail) {
+                /* Jailed, the VM sees none of the host's files: opd opens them (read-only) and
+                 * QEMU reads them through /proc/self/fd. The memory file of a boot for a
+                 * snapshot is reopened read-write by the VM's uid: writable by others until it
+                 * is saved (in the staging directory no VM can reach), read-only after. */
+                kernel = open(h->kernel, O_RDONLY | O_CLOEXEC);
+                initrd = open(h->initrd, O_RDONLY | O_CLOEXEC);
+                rootfs = open(vm->lang->rootfs, O_RDONLY | O_CLOEXEC);
+                null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (kernel < 0 || initrd < 0 || rootfs < 0 || null < 0)
+                        return -errno;
+                if (mem_fd >= 0) {
+                        if (fchmod(mem_fd, 0666) < 0)
+                                return -errno;
+                        keep = fcntl(mem_fd, F_DUPFD_CLOEXEC, 3);
+                        if (keep < 0)
+                                return -errno;
+                }
+                snprintf(kernel_fd, sizeof(kernel_fd), "/proc/self/fd/%d", VMM_FD_BOOT_KERNEL);
+                snprintf(initrd_fd, sizeof(initrd_fd), "/proc/self/fd/%d", VMM_FD_BOOT_INITRD);
+                snprintf(rootfs_fd, sizeof(rootfs_fd), "/proc/self/fd/%d", VMM_FD_ROOTFS);
+                m.kernel = kernel_fd;
+                m.initrd = initrd_fd;
+                m.rootfs = rootfs_fd;
+        }
         r = qemu_argv(h->cfg->qemu_binary, &m, &argv);
         if (r < 0)
                 return r;
-        /* fd 5 is the memory file when there is one; nothing otherwise. */
-        r = spawn(vm, argv, &mem_fd, mem_fd >= 0 ? 1 : 0);
+        /* fd 5 is the memory file when there is one; nothing otherwise. Jailed: then the rootfs,
+         * the kernel and the initrd (fds 6, 7, 8), fd 5 /dev/null without a memory file. */
+        if (h->jail)
+                r = spawn(vm, argv,
+                          (const int[]){mem_fd >= 0 ? mem_fd : null, rootfs, kernel, initrd}, 4);
+        else
+                r = spawn(vm, argv, &mem_fd, mem_fd >= 0 ? 1 : 0);
         op_argv_free(argv);
-        return r < 0 ? r : attach(vm);
+        if (r >= 0)
+                r = attach(vm);
+        if (r >= 0)
+                ((struct qemu_vm *)vm->drv)->mem_fd = TAKE_FD(keep);
+        return r;
 }
 
 /* A snapshot is a migration with x-ignore-shared (RAM stays in the shared memory file), a
@@ -394,6 +430,7 @@ static int qemu_restore(struct vm *vm)
         char **argv = NULL;
         int r;
 
+        /* Mapped privately and read-only (readonly=on,rom=off): no clone writes it back. */
         mem = openat(snap->dirfd, "mem", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         rootfs = openat(snap->dirfd, "rootfs.ext4", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         vmstate = openat(snap->dirfd, "vmstate", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -536,6 +573,7 @@ static void qemu_release(struct vm *vm)
         if (qv->console_timer)
                 event_free(qv->console_timer);
         qmp_free(qv->qmp);
+        safe_close(qv->mem_fd);
         free(qv);
         vm->drv = NULL;
 }

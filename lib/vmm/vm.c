@@ -483,8 +483,7 @@ void vm_destroy(struct vm *vm)
 {
         struct vm_host *h = vm->host;
 
-        if (vm->proc.pid > 0 && !vm->reaped)
-                kill(vm->proc.pid, SIGKILL);
+        vm_host_kill_proc(h, vm);
         if (vm->proc.pid <= 0)
                 vm->reaped = true; /* no process was started: nothing to wait for */
         vm_set_state(vm, VM_DEAD);

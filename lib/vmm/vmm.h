@@ -69,6 +69,7 @@ void vm_drv_agent_connected(struct vm *vm, int fd, bool hello);
 /* ---- processes (spawn.c) ---- */
 struct vmm_proc {
         pid_t pid;
+        uid_t uid;    /* jailed: the VM's own uid from the configured range; else opd's */
         int agent_fd; /* stream to op-agent: frames */
         int ctl_fd;   /* QMP for qemu */
 };
@@ -80,6 +81,9 @@ enum {
         VMM_FD_MEM = 5,     /* boot with mem_fd, or restore */
         VMM_FD_ROOTFS = 6,  /* restore */
         VMM_FD_VMSTATE = 7, /* restore */
+        /* boot in a jail: the files a boot reads, opened by opd (the VM's uid may not) */
+        VMM_FD_BOOT_KERNEL = 7,
+        VMM_FD_BOOT_INITRD = 8,
 };
 
 /* Run `binary --version`: its stdout (at most 511 bytes), when it exits 0. */

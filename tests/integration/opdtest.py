@@ -6,6 +6,7 @@ OP_SOURCE_DIR (the source tree) and OPD_IMAGES (built guest images, default
 """
 import json
 import os
+import pwd
 import signal
 import socket
 import struct
@@ -23,6 +24,30 @@ OPCTL = os.path.join(BUILD, "cli", "opctl")
 def frame(obj_or_bytes):
     data = obj_or_bytes if isinstance(obj_or_bytes, bytes) else json.dumps(obj_or_bytes).encode()
     return struct.pack(">I", len(data)) + data
+
+
+def ensure_opd_user():
+    """The system user opd drops to, made from the shipped sysusers file when missing."""
+    try:
+        pwd.getpwnam("opd")
+    except KeyError:
+        subprocess.run(["systemd-sysusers", os.path.abspath(os.path.join(SOURCE, "systemd",
+                                                                          "opd.sysusers"))],
+                       check=True)
+
+
+def reachable(path):
+    """Let jail.user (opd, once it has dropped root) reach path: every directory above it that
+    a test made under the temporary directory gets o+x (tests make theirs 0700)."""
+    tmp = os.path.realpath(tempfile.gettempdir())
+    p = os.path.dirname(os.path.realpath(path))
+    while p.startswith(tmp + "/"):
+        try:
+            st = os.stat(p)
+            os.chmod(p, st.st_mode & 0o7777 | 0o001)
+        except FileNotFoundError:
+            pass
+        p = os.path.dirname(p)
 
 
 class Client:
@@ -80,6 +105,11 @@ class Opd:
     def __init__(self, config=None, languages=None, wait_accel=True, env=None, argv=None,
                  wait_socket=True, journal=False):
         self.dir = tempfile.mkdtemp(prefix="opd-test-")
+        # opd started as root starts opd-jail and runs as the user "opd" (jail.user): it must
+        # reach its directories, and the user must exist (as the package makes it).
+        os.chmod(self.dir, 0o755)
+        if os.geteuid() == 0:
+            ensure_opd_user()
         self.socket = os.path.join(self.dir, "opd.sock")
         self.run_dir = os.path.join(self.dir, "vm")
         conf = {
@@ -94,6 +124,13 @@ class Opd:
             "max_vms": "4",
         }
         conf.update(config or {})
+        if os.geteuid() == 0:
+            for key in ("cache_dir", "run_dir", "images_dir", "languages", "socket"):
+                reachable(os.path.join(conf[key], "x") if key.endswith("_dir") else conf[key])
+            notify = (env or {}).get("NOTIFY_SOCKET")
+            if notify and notify.startswith("/") and os.path.exists(notify):
+                reachable(notify)
+                os.chmod(notify, 0o777)  # as systemd's own notify socket is
         self.socket, self.run_dir = conf["socket"], conf["run_dir"]  # a restart reuses them
         self.config_path = os.path.join(self.dir, "opd.conf")
         with open(self.config_path, "w") as f:
@@ -145,16 +182,20 @@ class Opd:
             return f.read()
 
     def vmm_pids(self):
-        """VMM processes still running for this opd (their command line names our run_dir)."""
+        """VMM processes still running for this opd: their working directory (unjailed) or
+        their stdout, the log opd opened for them (jailed: a jail's cwd is its own /vm), is
+        in our run_dir."""
         pids = []
         for p in os.listdir("/proc"):
             if not p.isdigit():
                 continue
-            try:
-                if os.readlink(f"/proc/{p}/cwd").startswith(self.run_dir):
-                    pids.append(int(p))
-            except OSError:
-                continue
+            for link in ("cwd", "fd/1"):
+                try:
+                    if os.readlink(f"/proc/{p}/{link}").startswith(self.run_dir + "/"):
+                        pids.append(int(p))
+                        break
+                except OSError:
+                    continue
         return pids
 
     def stop(self):

@@ -258,8 +258,8 @@ class Firecracker(unittest.TestCase):
 
 class Jailed(unittest.TestCase):
     """The same driver through the jailer's command line (fake-jailer: argv checked, jail
-    directory made, no chroot): every path relative to the jail, snapshot files hard-linked in
-    and out, cgroup v2 limits passed, a stale jail of the same id cleaned before the spawn; and
+    directory made, no chroot): every path relative to the jail, snapshot files copied out
+    (opd's, read-only) and hard-linked in, cgroup v2 limits passed, a stale jail of the same id cleaned before the spawn; and
     with dirty-page tracking, Diff snapshots."""
 
     @classmethod
@@ -307,8 +307,10 @@ class Jailed(unittest.TestCase):
         self.assertTrue(a["ok"], a)
         self.assertEqual(a["stdout"], "jailed\n")
         j = lines(os.path.join(self.rec, "jailer.jsonl"))[-1]
-        self.assertEqual((j["id"], j["uid"], j["gid"], j["cgroup_version"]),
-                         (a["vm"], 1000, 1001, "2"))
+        # jail = yes (the default): a uid of its own from jail.uid_min..uid_max, gid the same
+        # number, instead of firecracker.jailer.uid and .gid
+        self.assertEqual((j["id"], j["gid"], j["cgroup_version"]), (a["vm"], j["uid"], "2"))
+        self.assertTrue(1879048192 <= j["uid"] <= 1879048192 + 1023, j["uid"])
         self.assertEqual(j["cgroups"], ["memory.max=671088640", "cpu.max=100000 100000"])
         self.assertEqual(j["rest"], ["--api-sock", "/run/firecracker.socket"])
         self.assertTrue(wait_for(lambda: not os.path.exists(self.jail(a["vm"]))),
@@ -353,9 +355,13 @@ class Jailed(unittest.TestCase):
                                                        "backend_path": "mem"})
         self.assertEqual(load["body"]["vsock_override"], {"uds_path": "vsock.sock"})
         self.assertIs(load["body"]["track_dirty_pages"], True)
-        # hard links, not copies: the jail's memory file is the cache's
+        # hard links, not copies: the jail's memory file is the cache's, which is opd's and
+        # read-only (copied out of the jail that wrote it, not linked: no jail uid owns it)
         st = os.stat(os.path.join(self.jail(load["id"]), "root", "mem"))
         self.assertEqual(st.st_ino, os.stat(os.path.join(snapdir, "mem")).st_ino)
+        for name in ("mem", "vmstate"):
+            st = os.stat(os.path.join(snapdir, name))
+            self.assertEqual((st.st_uid, st.st_mode & 0o777), (os.getuid(), 0o444), name)
         a = self.opd.run("bash", "echo warm in a jail", id=3)
         self.assertTrue(a["ok"], a)
         self.assertEqual((a["mode"], a["stdout"]), ("warm", "warm in a jail\n"))

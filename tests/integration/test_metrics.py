@@ -1,5 +1,6 @@
 """Metrics: the `metrics` op, the metrics.listen HTTP endpoint, and the loopback-only check."""
 import os
+import pwd
 import re
 import socket
 import subprocess
@@ -8,7 +9,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from opdtest import OPD, Opd
+from opdtest import ensure_opd_user, OPD, Opd
 
 
 def free_port():
@@ -131,7 +132,13 @@ class Listen(unittest.TestCase):
             self.assertIn(f"metrics.listen = {good}\n", p.stdout)
 
     def test_unix_socket(self):
-        path = os.path.join(tempfile.mkdtemp(prefix="opd-metrics-"), "m.sock")
+        d = tempfile.mkdtemp(prefix="opd-metrics-")
+        if os.geteuid() == 0:
+            # opd binds as root and then runs as jail.user: it removes its socket at stop from a
+            # directory that user may write
+            ensure_opd_user()
+            os.chown(d, pwd.getpwnam("opd").pw_uid, pwd.getpwnam("opd").pw_gid)
+        path = os.path.join(d, "m.sock")
         opd = Opd({"pool.size": "0", "metrics.listen": f"unix:{path}"}, wait_accel=False)
         try:
             s = socket.socket(socket.AF_UNIX)

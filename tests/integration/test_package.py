@@ -141,6 +141,7 @@ class Package(unittest.TestCase):
             "usr/sbin/opd": "-rwxr-xr-x",
             "usr/bin/opctl": "-rwxr-xr-x",
             "usr/libexec/opd/op-agent": "-rwxr-xr-x",
+            "usr/libexec/opd/opd-jail": "-rwxr-xr-x",
             "usr/lib/systemd/system/opd.service": "-rw-r--r--",
             "usr/lib/systemd/system/opd.socket": "-rw-r--r--",
             "usr/lib/sysusers.d/opd.conf": "-rw-r--r--",
@@ -214,7 +215,8 @@ class Package(unittest.TestCase):
         self.assertIn("opd", passwd)
         self.assertIn("opd", group)
         self.assertEqual(passwd["opd"][5], "/var/lib/opd")
-        self.assertIn("opd", group["kvm"][3].split(","))
+        # no supplementary group: VMMs run as uids of their own (opd-jail)
+        self.assertEqual([g for g, e in group.items() if "opd" in e[3].split(",")], [])
         uid, gid = int(passwd["opd"][2]), int(passwd["opd"][3])
         self.assertEqual(gid, int(group["opd"][2]))
         expect = {"run/opd": (0o755, 0, 0), "var/lib/opd": (0o750, uid, gid),

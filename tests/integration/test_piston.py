@@ -5,6 +5,7 @@ import grp
 import http.client
 import json
 import os
+import pwd
 import socket
 import stat
 import subprocess
@@ -14,7 +15,7 @@ import threading
 import time
 import unittest
 
-from opdtest import OPD, Opd
+from opdtest import OPD, Opd, ensure_opd_user
 
 
 def free_port():
@@ -304,6 +305,11 @@ class Listen(unittest.TestCase):
         credentials, and a request in flight answered 503 when opd stops."""
         tmp = tempfile.mkdtemp(prefix="opd-piston-")
         os.chmod(tmp, 0o755)
+        if os.geteuid() == 0:
+            # opd binds as root and then runs as jail.user: it removes its socket at stop from a
+            # directory that user may write
+            ensure_opd_user()
+            os.chown(tmp, pwd.getpwnam("opd").pw_uid, pwd.getpwnam("opd").pw_gid)
         path = os.path.join(tmp, "piston.sock")
         opd = Opd({"pool.size": "0", "piston.listen": f"unix:{path}", "socket_mode": "0666",
                    "access.group": "users"}, wait_accel=False)

@@ -1,0 +1,214 @@
+/* privsep.c: privilege separation: opd-jail started while opd is root, run_dir and cache_dir
+ * handed to jail.user, then opd becomes jail.user for good. */
+#include "privsep.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "host.h"
+#include "log.h"
+#include "opd.h"
+#include "util.h"
+
+#ifndef OPD_LIBEXECDIR
+#define OPD_LIBEXECDIR "/usr/libexec/opd"
+#endif
+
+/* `name` as execvp would find it, made absolute. */
+static int which(const char *name, char *buf, size_t size)
+{
+        const char *path = getenv("PATH") ?: "/usr/local/bin:/usr/bin:/bin";
+
+        if (strchr(name, '/')) {
+                if (!realpath(name, buf))
+                        return -errno;
+                return 0;
+        }
+        while (*path) {
+                size_t n = strcspn(path, ":");
+                char cand[PATH_MAX];
+
+                snprintf(cand, sizeof(cand), "%.*s/%s", (int)n, path, name);
+                if (access(cand, X_OK) == 0 && realpath(cand, buf) && strlen(buf) < size)
+                        return 0;
+                path += n;
+                if (*path == ':')
+                        path++;
+        }
+        return -ENOENT;
+}
+
+/* jail.helper, else opd-jail next to opd (a build tree), else the installed one. */
+static int helper_path(const struct opd *d, char *buf, size_t size)
+{
+        char self[PATH_MAX];
+        ssize_t k;
+
+        if (d->cfg.jail.helper[0])
+                return realpath(d->cfg.jail.helper, buf) ? 0 : -errno;
+        k = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (k > 0) {
+                char *slash;
+
+                self[k] = 0;
+                slash = strrchr(self, '/');
+                if (slash) {
+                        snprintf(slash + 1, sizeof(self) - (size_t)(slash + 1 - self), "opd-jail");
+                        if (access(self, X_OK) == 0) {
+                                snprintf(buf, size, "%s", self);
+                                return 0;
+                        }
+                }
+        }
+        snprintf(buf, size, "%s/opd-jail", OPD_LIBEXECDIR);
+        return access(buf, X_OK) < 0 ? -errno : 0;
+}
+
+static uid_t tree_uid;
+static gid_t tree_gid;
+
+/* Directories only: opd makes and removes entries in them, and never writes a file it did not
+ * make. A file stays as it is (a snapshot's rootfs may be a hard link to an image). */
+static int chown_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+        if (type == FTW_D && (st->st_uid != tree_uid || st->st_gid != tree_gid))
+                (void)lchown(path, tree_uid, tree_gid);
+        return 0;
+}
+
+/* The directory (made if missing, mode kept) and every directory in it become uid:gid. */
+static int give_tree(const char *dir, mode_t mode, uid_t uid, gid_t gid)
+{
+        int r = op_mkdir_p(dir, mode);
+
+        if (r < 0)
+                return r;
+        tree_uid = uid;
+        tree_gid = gid;
+        return nftw(dir, chown_entry, 16, FTW_PHYS | FTW_MOUNT) < 0 ? -errno : 0;
+}
+
+static int user_ids(const struct opd *d, uid_t *ret_uid, gid_t *ret_gid)
+{
+        struct passwd *pw = getpwnam(d->cfg.jail.user);
+
+        if (!pw)
+                return -ESRCH;
+        if (pw->pw_uid == 0 ||
+            (pw->pw_uid >= d->cfg.jail.uid_min && pw->pw_uid <= d->cfg.jail.uid_max))
+                return -EPERM;
+        *ret_uid = pw->pw_uid;
+        *ret_gid = pw->pw_gid;
+        return 0;
+}
+
+int privsep_start(struct opd *d)
+{
+        char helper[PATH_MAX], qemu[PATH_MAX];
+        struct vm_jail_opts o = {0};
+        uid_t uid;
+        gid_t gid;
+        int r;
+
+        if (!d->cfg.jail.enabled) {
+                log_warn("jail = no: every VMM runs unconfined, as opd's own user (%u); a VMM "
+                         "escape is an escape to opd",
+                         (unsigned)getuid());
+                return 0;
+        }
+        if (strcmp(d->vms_host->drv->name, "qemu") != 0) {
+                log_warn("jail: %s VMMs are not started through opd-jail; opd keeps running as "
+                         "uid %u",
+                         d->vms_host->drv->name, (unsigned)getuid());
+                return 0;
+        }
+        if (geteuid() != 0)
+                return log_error_errno(-EPERM,
+                                       "jail = yes: opd must start as root (it starts opd-jail, "
+                                       "then runs as jail.user \"%s\"); jail = no runs VMMs "
+                                       "unconfined",
+                                       d->cfg.jail.user);
+        r = user_ids(d, &uid, &gid);
+        if (r == -ESRCH)
+                return log_error_errno(r,
+                                       "jail.user \"%s\": no such user (create it with "
+                                       "systemd-sysusers opd.sysusers)",
+                                       d->cfg.jail.user);
+        if (r < 0)
+                return log_error_errno(r, "jail.user \"%s\": root or in the VMs' uid range",
+                                       d->cfg.jail.user);
+        if (d->cfg.run_dir[0] != '/')
+                return log_error_errno(-EINVAL, "jail: run_dir must be an absolute path");
+        r = helper_path(d, helper, sizeof(helper));
+        if (r < 0)
+                return log_error_errno(r, "jail: opd-jail not found (jail.helper)");
+        r = which(d->cfg.qemu_binary, qemu, sizeof(qemu));
+        if (r < 0)
+                return log_error_errno(r, "jail: %s not found", d->cfg.qemu_binary);
+        /* The run and cache directories become the user's (the cache not readable by others:
+         * the VMs get its files as fds, never by path). */
+        r = give_tree(d->cfg.run_dir, 0700, uid, gid);
+        if (r >= 0)
+                r = give_tree(d->cfg.cache_dir, 0750, uid, gid);
+        if (r >= 0 && chmod(d->cfg.cache_dir, 0750) < 0)
+                r = -errno;
+        if (r < 0)
+                return log_error_errno(r, "jail: give %s and %s to %s", d->cfg.run_dir,
+                                       d->cfg.cache_dir, d->cfg.jail.user);
+        o.helper = helper;
+        o.run_dir = d->cfg.run_dir;
+        o.uid_min = d->cfg.jail.uid_min;
+        o.uid_max = d->cfg.jail.uid_max;
+        o.owner_uid = uid;
+        o.owner_gid = gid;
+        o.vmm[0] = qemu;
+        r = vm_host_jail(d->vms_host, &o);
+        if (r < 0)
+                return log_error_errno(r, "start %s", helper);
+        log_info("jail: every VMM runs as a uid of its own from %u-%u, in its own namespaces "
+                 "and root (opd-jail pid %d)",
+                 (unsigned)d->cfg.jail.uid_min, (unsigned)d->cfg.jail.uid_max,
+                 (int)vm_jail_pid(d->vms_host->jail));
+        if (vm_jail_cgroup(d->vms_host->jail))
+                log_info("jail: %s", vm_jail_cgroup_text(d->vms_host->jail));
+        else
+                log_warn("jail: no per-VM memory, pids and cpu limits: %s",
+                         vm_jail_cgroup_text(d->vms_host->jail));
+        return 0;
+}
+
+int privsep_drop(struct opd *d)
+{
+        uid_t uid;
+        gid_t gid;
+        int r;
+
+        if (!d->vms_host->jail)
+                return 0;
+        r = user_ids(d, &uid, &gid);
+        if (r < 0)
+                return log_error_errno(r, "jail.user \"%s\"", d->cfg.jail.user);
+        for (int cap = 0; cap < 64; cap++)
+                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+                        return log_error_errno(-errno, "drop capability %d", cap);
+        if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+                return log_error_errno(-errno, "become %s", d->cfg.jail.user);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                return log_error_errno(-errno, "no_new_privs");
+        if (setuid(0) == 0)
+                return log_error_errno(-EPERM, "root could be regained after dropping it");
+        log_info("running as %s (%u:%u), no capabilities", d->cfg.jail.user, (unsigned)uid,
+                 (unsigned)gid);
+        return 0;
+}

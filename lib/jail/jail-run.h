@@ -1,0 +1,43 @@
+/* jail-run.h: what opd-jail does for a spawn request: a VMM in a jail of its own (a uid and gid
+ * from the configured range, no groups, no capabilities, no_new_privs; new mount, pid, net, ipc
+ * and uts namespaces; pivot_root into a read-only tmpfs holding /usr, a minimal /dev, its own
+ * /proc and its VM directory; only the fds passed on purpose; a fixed environment), its cgroup
+ * v2 leaf, and the hand-back of its directory once it is reaped. Only opd-jail runs this. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "jail-proto.h"
+
+struct jail_conf {
+        const char *run_dir; /* absolute; VM directories are its entries */
+        int run_dir_fd;
+        uid_t uid_min, uid_max; /* VMs' uids (and gids, same numbers) */
+        uid_t owner_uid;        /* opd's: owns run_dir and every VM directory */
+        gid_t owner_gid;
+        const char *vmm[JAIL_VMMS_MAX]; /* absolute paths of the binaries; NULL: none */
+};
+
+struct jail_cgroup {
+        int base_fd; /* the delegated cgroup v2 directory holding the VMs' leaves; -1: none */
+        char why[JAIL_TEXT_MAX]; /* what is applied, or why nothing is */
+};
+
+/* Find a delegated cgroup v2 subtree with the memory, pids and cpu controllers: the helper's own
+ * cgroup. Its processes (opd and the helper) move to a leaf "supervisor" so that the controllers
+ * can be enabled for the VMs' leaves. On failure base_fd is -1 and why says why. */
+void jail_cgroup_init(struct jail_cgroup *cg, pid_t opd_pid);
+
+/* Start the VMM of req (SPAWN, already decoded) as uid:uid in a jail rooted at run_dir/req->name;
+ * fds as req->n_fds. cgroup: whether the leaf was made (limits applied). */
+int jail_spawn(const struct jail_conf *c, struct jail_cgroup *cg, const struct jail_req *req,
+               const int *fds, uid_t uid, pid_t *ret_pid, bool *ret_cgroup);
+
+/* After the VMM was reaped: its cgroup leaf removed, and its VM directory with everything in it
+ * given back to opd (owner_uid:owner_gid), mode 0700, so opd can read and remove
+ * it and nothing stays owned by a uid the next VM gets. */
+void jail_release(const struct jail_conf *c, struct jail_cgroup *cg, const char *name);
+
+/* Drop every capability the helper does not use, from the bounding set too. */
+int jail_drop_caps(void);

@@ -1,0 +1,219 @@
+"""Every VMM in a jail of its own (docs/security.md): checked from /proc for each live VMM of a
+test opd started as root, then, as one VM's uid (a child that setresuid()s to it), the things an
+escaped VMM would try: write the snapshot's memory file, connect to opd's socket, signal opd,
+read another VM's directory. Each must be refused."""
+import errno
+import os
+import socket
+import time
+import unittest
+
+from opdtest import Opd
+from test_warm import create_snapshot, wait_serving
+
+JAIL_UID_MIN, JAIL_UID_MAX = 1879048192, 1879048192 + 1023
+
+
+def status_fields(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def ns(pid, kind):
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+def as_uid(uid, fn):
+    """Run fn() in a child that has become uid:uid with no groups; its errno (0: allowed)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        code = 255
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            try:
+                fn()
+                code = 0
+            except OSError as e:
+                code = e.errno or 254
+        finally:
+            os.write(w, bytes([code]))
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 1)
+    os.close(r)
+    os.waitpid(pid, 0)
+    return got[0] if got else 255
+
+
+@unittest.skipUnless(os.geteuid() == 0, "opd jails its VMMs only when started as root")
+class Jail(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({"pool.sizes": "bash=2", "pool.fallback_cold": "no",
+                       "languages.enabled": "bash"})
+        cls.version = create_snapshot(cls.opd, "bash")
+        wait_serving(cls.opd, "bash", cls.version, ready=2)
+        cls.snap = os.path.join(cls.opd.dir, "cache", "bash", cls.version)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def vmms(self):
+        pids = self.opd.vmm_pids()
+        self.assertGreaterEqual(len(pids), 2, "two paused clones should be alive")
+        return pids
+
+    def test_status_says_jail(self):
+        st = self.opd.call({"op": "status"})
+        self.assertEqual(st["jail"]["mode"], "jail")
+        self.assertIn(st["jail"]["cgroup"], ("v2", "none"))
+        self.assertTrue(st["jail"]["cgroup_text"])
+
+    def test_opd_dropped_root(self):
+        s = status_fields(self.opd.proc.pid)
+        opd_uid = int(s["Uid"].split()[0])
+        self.assertNotEqual(opd_uid, 0)
+        self.assertEqual(set(s["Uid"].split()), {str(opd_uid)})
+        self.assertEqual(int(s["CapEff"], 16), 0)
+        self.assertEqual(int(s["CapBnd"], 16), 0)
+        self.assertEqual(s["NoNewPrivs"], "1")
+        self.assertEqual(s["Groups"].strip(), "")
+
+    def test_each_vmm_is_jailed(self):
+        opd_uid = int(status_fields(self.opd.proc.pid)["Uid"].split()[0])
+        uids = set()
+        for pid in self.vmms():
+            s = status_fields(pid)
+            ids = set(s["Uid"].split())
+            self.assertEqual(len(ids), 1, s["Uid"])
+            uid = int(ids.pop())
+            self.assertNotIn(uid, (0, opd_uid))
+            self.assertTrue(JAIL_UID_MIN <= uid <= JAIL_UID_MAX, uid)
+            self.assertEqual(set(s["Gid"].split()), {str(uid)})
+            self.assertEqual(s["Groups"].strip(), "")
+            self.assertEqual(int(s["CapEff"], 16), 0)
+            self.assertEqual(int(s["CapPrm"], 16), 0)
+            self.assertEqual(int(s["CapBnd"], 16), 0)
+            self.assertEqual(s["NoNewPrivs"], "1")
+            for kind in ("mnt", "pid", "net", "ipc", "uts"):
+                self.assertNotEqual(ns(pid, kind), ns(self.opd.proc.pid, kind), kind)
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                self.assertEqual(f.read().split(b"\0")[:-1], [b"PATH=/usr/bin:/bin"])
+            # its root: /usr, a few devices, its own /proc and /vm, nothing of the host
+            root = f"/proc/{pid}/root"
+            self.assertLessEqual(set(os.listdir(root)) - {"lib", "lib64", "lib32", "libx32",
+                                                          "bin", "sbin"},
+                                 {"usr", "dev", "proc", "vm"})
+            self.assertLessEqual(set(os.listdir(f"{root}/dev")),
+                                 {"null", "zero", "urandom", "random", "kvm"})
+            self.assertEqual(os.readlink(f"/proc/{pid}/cwd"), "/vm")
+            # only the fds meant for it: stdio, agent, QMP, the snapshot's files (then QEMU's
+            # own eventfds and the like): none of opd's sockets or files beyond these
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except FileNotFoundError:
+                    continue
+                if target.startswith("/"):
+                    self.assertTrue(target.startswith((self.opd.run_dir, self.snap, "/dev/null",
+                                                       "/vm/")), target)
+            uids.add(uid)
+        self.assertEqual(len(uids), len(self.vmms()), "two VMs share a uid")
+
+    def test_each_vmm_has_seccomp(self):
+        # QEMU's own seccomp filter (-sandbox on,...: the QEMU command line's part)
+        for pid in self.vmms():
+            self.assertEqual(status_fields(pid)["Seccomp"], "2",
+                             f"VMM {pid} runs without its seccomp sandbox")
+
+    def test_vm_uid_is_refused(self):
+        pids = self.vmms()
+        uid = int(status_fields(pids[0])["Uid"].split()[0])
+        other_dirs = [os.path.join(self.opd.run_dir, d) for d in os.listdir(self.opd.run_dir)]
+
+        def write_mem():
+            os.open(os.path.join(self.snap, "mem"), os.O_WRONLY)
+
+        def write_vmstate():
+            os.open(os.path.join(self.snap, "vmstate"), os.O_WRONLY)
+
+        names = os.listdir(self.snap)
+
+        def write_any_snapshot_file():
+            refused = None
+            for n in names:
+                try:
+                    os.close(os.open(os.path.join(self.snap, n), os.O_WRONLY))
+                    return  # allowed
+                except OSError as e:
+                    refused = e
+            raise refused
+
+        def reopen_mem_rw():
+            # the file is open in the VMM: reopening it read-write through /proc is refused
+            for fd in os.listdir(f"/proc/{pids[0]}/fd"):
+                if os.readlink(f"/proc/{pids[0]}/fd/{fd}").endswith("/mem"):
+                    os.open(f"/proc/{pids[0]}/fd/{fd}", os.O_RDWR)
+                    return
+            raise OSError(errno.ENOENT, "no mem fd")
+
+        def connect():
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.opd.socket)
+            finally:
+                s.close()
+
+        def signal_opd():
+            os.kill(self.opd.proc.pid, 0)
+
+        def read_dirs():
+            for d in other_dirs:
+                os.listdir(d)
+
+        def ptrace_opd():
+            open(f"/proc/{self.opd.proc.pid}/mem", "rb").close()
+
+        self.assertTrue(other_dirs)
+        for name, fn in [("write the snapshot's mem", write_mem),
+                         ("write the snapshot's vmstate", write_vmstate),
+                         ("write any file of the snapshot", write_any_snapshot_file),
+                         ("reopen mem read-write", reopen_mem_rw),
+                         ("connect to opd's socket", connect),
+                         ("signal opd", signal_opd),
+                         ("read the VMs' directories", read_dirs),
+                         ("read opd's memory", ptrace_opd)]:
+            with self.subTest(name):
+                self.assertIn(as_uid(uid, fn), (errno.EACCES, errno.EPERM),
+                              f"a VM's uid could {name}")
+
+    def test_snapshot_files_not_a_vms(self):
+        # even reached some other way (an fd), no snapshot file is a VM uid's or writable by one
+        for n in os.listdir(self.snap):
+            st = os.lstat(os.path.join(self.snap, n))
+            self.assertFalse(JAIL_UID_MIN <= st.st_uid <= JAIL_UID_MAX, n)
+            self.assertFalse(JAIL_UID_MIN <= st.st_gid <= JAIL_UID_MAX, n)
+            self.assertEqual(st.st_mode & 0o022, 0, n)
+        self.assertEqual(os.stat(os.path.join(self.snap, "mem")).st_mode & 0o777, 0o444)
+
+    def test_vm_uid_freed_and_dirs_removed(self):
+        a = self.opd.run("bash", "echo ok", id="j1")
+        self.assertTrue(a["ok"], a)
+        # the used clone's directory goes; nothing in run_dir belongs to a VM uid once its VM
+        # is gone
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            live = set(os.listdir(self.opd.run_dir))
+            if a["vm"] not in live:
+                break
+            time.sleep(0.2)
+        self.assertNotIn(a["vm"], os.listdir(self.opd.run_dir))
+
+
+if __name__ == "__main__":
+    unittest.main()
