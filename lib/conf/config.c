@@ -123,6 +123,7 @@ static const struct key keys[] = {
     U32("s3.parallel", s3_parallel, 1, 64),
     U32("s3.retries", s3_retries, 0, 20),
     BOOL("snapshot.preload", snapshot_preload),
+    BOOL("snapshot.create_missing", snapshot_create_missing),
     STR0("piston.listen", piston_listen),
 };
 
@@ -182,6 +183,7 @@ int op_config_init(struct op_config *c)
             .s3_parallel = 8,
             .s3_retries = 5,
             .snapshot_preload = 1,
+            .snapshot_create_missing = 1,
         };
         if (set_str(&c->socket_path, "/run/opd/opd.sock") < 0 ||
             set_str(&c->images_dir, "/var/lib/opd/images") < 0 ||

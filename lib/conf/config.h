@@ -81,6 +81,8 @@ struct op_config {
         uint32_t s3_parallel;      /* chunk transfers at once */
         uint32_t s3_retries;       /* retries of one request on 5xx, throttling, network errors */
         uint32_t snapshot_preload; /* read a new version's memory into the page cache first */
+        /* opd makes the snapshot of a served language that has an image and none (snapauto.c) */
+        uint32_t snapshot_create_missing;
         char
             *metrics_listen; /* "": no HTTP endpoint; "unix:PATH", "127.0.0.1:PORT", "[::1]:PORT" */
         char *piston_listen; /* the Piston-compatible door: "" (off) or as metrics_listen */
