@@ -44,7 +44,7 @@ class CreateMissing(unittest.TestCase):
             self.assertIsNone(p["empty_reason"])
             for r in reasons:  # whatever was seen while empty says why
                 self.assertTrue(r == "no snapshot yet" or r.startswith("creating a snapshot")
-                                or r == "restoring clones", r)
+                                or r in ("restoring clones", "verifying a new snapshot version"), r)
             self.assertIn("making one (snapshot.create_missing)", opd.read_log())
             cur = os.path.join(opd.dir, "cache", "bash", "current")
             self.assertEqual(os.readlink(cur), p["snapshot"])
