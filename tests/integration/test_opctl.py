@@ -104,7 +104,9 @@ class OpctlFlags(unittest.TestCase):
                 self.assertLess(time.time(), deadline, seen)
                 if select.select([p.stdout], [], [], 1)[0]:
                     chunk = os.read(p.stdout.fileno(), 4096)
-                    self.assertTrue(chunk, f"opctl ended early: {seen!r} {p.stderr.read()!r}")
+                    if not chunk:
+                        self.fail(f"opctl ended early (exit {p.wait()}): {seen!r}, stderr "
+                                  f"{p.stderr.read()!r}\n{self.opd.read_log()[-3000:]}")
                     seen += chunk
 
         try:
@@ -114,7 +116,8 @@ class OpctlFlags(unittest.TestCase):
             until(b"got one\n")  # answered while opctl's stdin is still open
             p.stdin.write(b"two\n")
             p.stdin.close()
-            rest, err = p.communicate(timeout=300)
+            rest, err = p.stdout.read(), p.stderr.read()
+            p.wait(timeout=300)
         finally:
             if p.poll() is None:
                 p.kill()
