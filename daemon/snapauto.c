@@ -214,8 +214,17 @@ json_t *snapauto_empty_reason(struct opd *d, const struct op_lang *lang)
         pool_counts(p, &c);
         if (c.target == 0)
                 return json_string("pool size 0 (pool.size, pool.sizes)");
-        if (pool_serves(p))
-                return c.ready || c.in_use ? NULL : json_string("restoring clones");
+        if (pool_serves(p)) {
+                if (c.ready || c.in_use)
+                        return NULL;
+                if (c.restoring)
+                        return json_string("restoring clones");
+                snprintf(buf, sizeof(buf),
+                         "no clone ready or restoring (%llu restores failed since start; see "
+                         "the log)",
+                         (unsigned long long)c.stats.failures);
+                return json_string(buf);
+        }
         if (s && s->creating && strcmp(s->creating, lang->name) == 0) {
                 snprintf(buf, sizeof(buf), "creating a snapshot (for %.0f s)",
                          (double)(op_now_us() - s->creating_since_us) / 1e6);
