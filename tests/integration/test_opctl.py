@@ -65,7 +65,7 @@ class OpctlFlags(unittest.TestCase):
                        "--arg", "a 2", "--env", "GREETING=hi", "--stdin", "typed\n",
                        "--file-in", "in.bin=in.bin", "--file-in", "t.txt=t.txt",
                        "--output-file", "out.bin", "--output-file", "made.txt",
-                       "--output-file", "missing.txt", "--timeout", "30",
+                       "--output-file", "missing.txt", "--timeout", "60",
                        "--cpu-time-ms", "20000", "--memory", "128M", "--max-processes", "40",
                        "--output-max", "4K", "--file-size-max", "1M", "--mode", "cold")
         a = json.loads(p.stdout.decode().splitlines()[-1])
@@ -125,7 +125,7 @@ class OpctlFlags(unittest.TestCase):
         self.assertEqual(p.returncode, 5, err)
 
     def test_batch(self):
-        lines = [{"code": "echo one"},
+        lines = [{"code": "echo one", "timeout_ms": 60000},
                  {"id": "three", "lang": "bash", "code": "exit 3"},
                  {"lang": "cobol", "code": "x"}]
         path = os.path.join(self.tmp, "batch.jsonl")

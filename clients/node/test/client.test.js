@@ -87,7 +87,7 @@ test("run: every exec field against opd", daemon, async () => {
   const res = await opd.run("py", code, {
     socketPath, stdin: "typed", args: ["-v"], env: { GREETING: "hi" },
     files: { "data.txt": "DATA", "in.bin": Buffer.from([1, 2, 255]) }, outputFiles: ["out.bin", "nope"],
-    timeout: 20, cpuTimeMs: 10000, memoryBytes: 128 << 20, maxProcesses: 32,
+    timeout: 60, cpuTimeMs: 30000, memoryBytes: 128 << 20, maxProcesses: 32,
     outputMaxBytes: 4096, fileSizeMaxBytes: 1 << 20, mode: "cold",
   });
   assert.ok(res instanceof opd.Result);
@@ -104,9 +104,9 @@ test("run: every exec field against opd", daemon, async () => {
 test("pipelining, errors, ops on one connection", daemon, async () => {
   const c = new opd.Client({ socketPath });
   try {
-    const slow = c.run("bash", "sleep 1; echo slow");
+    const slow = c.run("bash", "sleep 1; echo slow", { timeout: 60 });
     const stuck = c.run("bash", "sleep 30", { timeout: 1 });
-    const small = c.run("bash", "head -c 100 /dev/zero | tr '\\0' x", { outputMaxBytes: 10 });
+    const small = c.run("bash", "head -c 100 /dev/zero | tr '\\0' x", { outputMaxBytes: 10, timeout: 60 });
     assert.equal((await c.ping()).pong, true); // answered while the execs run
     const [rSlow, rStuck, rSmall] = await Promise.all([slow, stuck, small]);
     assert.deepEqual([rSlow.stdout, rSlow.exitCode, rSlow.success], ["slow\n", 0, true]);
@@ -184,7 +184,7 @@ test("batch", daemon, async () => {
   try {
     const seen = [];
     const b = await c.batch([
-      { lang: "bash", code: "echo one" },
+      { lang: "bash", code: "echo one", timeout: 60 },
       { lang: "bash", code: "exit 3", id: "three" },
       { lang: "cobol", code: "x" },
     ], { onResult: (r) => seen.push(r) });

@@ -166,7 +166,8 @@ class Daemon(unittest.TestCase):
             results, summary = c.batch([
                 {"lang": "bash", "code": "printf '\\377' > o.bin; head -c 100 /dev/zero | tr '\\0' x",
                  "output_max_bytes": 10, "output_files": ["o.bin", "nope"],
-                 "cpu_time_ms": 5000, "memory_bytes": 64 << 20, "max_processes": 16,
+                 "timeout_ms": 60000, "cpu_time_ms": 30000, "memory_bytes": 64 << 20,
+                 "max_processes": 16,
                  "file_size_max_bytes": 1024},
                 {"id": "three", "lang": "bash", "code": "exit 3"},
                 {"lang": "cobol", "code": "x"}])
