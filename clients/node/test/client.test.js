@@ -1,6 +1,8 @@
 // opd-client's tests: the codec and error mapping on their own, then the client against the real
 // opd (test/with-opd.py starts it on a private socket and sets OPD_SOCKET).
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 
 import * as opd from "../index.js";
@@ -201,4 +203,13 @@ test("batch", daemon, async () => {
 test("no daemon", async () => {
   await assert.rejects(opd.run("bash", "true", { socketPath: "/nonexistent/opd.sock" }),
     (e) => e.code === "ENOENT");
+});
+
+test("package: npm packs the module, its types and README", { skip: (() => {
+  try { execFileSync("npm", ["--version"], { stdio: "ignore" }); return false; } catch { return "no npm"; }
+})() }, () => {
+  const dir = fileURLToPath(new URL("..", import.meta.url));
+  const out = execFileSync("npm", ["pack", "--dry-run", "--json", "--offline"], { cwd: dir, encoding: "utf8" });
+  const files = JSON.parse(out)[0].files.map((f) => f.path).sort();
+  assert.deepEqual(files, ["README.md", "index.d.ts", "index.js", "package.json"]);
 });
