@@ -18,14 +18,18 @@
 
 #define SNAPAUTO_CHECK_MS 2000
 
-/* One language's attempts, by name (a reload may load the languages again). */
-struct snapauto_lang {
-        char *name;
-        /* The image the last attempt was made from: a new image (replaced by rename: a new
-         * inode) is tried again, the same one is not. */
+struct file_id {
         dev_t dev;
         ino_t ino;
         struct timespec mtime;
+};
+
+/* One language's attempts, by name (a reload may load the languages again). */
+struct snapauto_lang {
+        char *name;
+        /* The image the last attempt was made from (kernel, initrd, rootfs): a new one (images
+         * are replaced by rename: a new inode) is tried again, the same one is not. */
+        struct file_id image[3];
         bool tried;
         char *error; /* the last attempt's failure, NULL when it succeeded or none failed */
 };
@@ -59,10 +63,32 @@ static struct snapauto_lang *lang_state(struct snapauto *s, const char *name, bo
         return v;
 }
 
-static bool same_image(const struct snapauto_lang *l, const struct stat *st)
+/* The files a snapshot of lang is made from; -errno when one is missing. */
+static int image_id(const struct opd *d, const struct op_lang *lang, struct file_id ret[3])
 {
-        return l->tried && l->dev == st->st_dev && l->ino == st->st_ino &&
-               l->mtime.tv_sec == st->st_mtim.tv_sec && l->mtime.tv_nsec == st->st_mtim.tv_nsec;
+        const char *paths[3] = {d->vms_host->kernel, d->vms_host->initrd, lang->rootfs};
+        struct stat st;
+
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+                if (!paths[i]) {
+                        ret[i] = (struct file_id){0};
+                        continue;
+                }
+                if (stat(paths[i], &st) < 0)
+                        return -errno;
+                ret[i] = (struct file_id){st.st_dev, st.st_ino, st.st_mtim};
+        }
+        return 0;
+}
+
+static bool same_image(const struct snapauto_lang *l, const struct file_id id[3])
+{
+        for (size_t i = 0; i < ELEMENTSOF(l->image); i++)
+                if (l->image[i].dev != id[i].dev || l->image[i].ino != id[i].ino ||
+                    l->image[i].mtime.tv_sec != id[i].mtime.tv_sec ||
+                    l->image[i].mtime.tv_nsec != id[i].mtime.tv_nsec)
+                        return false;
+        return l->tried;
 }
 
 /* Would opd serve this language from a pool, were there a snapshot? */
@@ -127,18 +153,16 @@ static void check(struct snapauto *s, struct opd *d)
         for (size_t i = 0; i < d->langs.n; i++) {
                 const struct op_lang *lang = &d->langs.v[i];
                 struct snapauto_lang *l;
-                struct stat st;
+                struct file_id id[3];
                 int r;
 
-                if (!needs_snapshot(d, lang) || stat(lang->rootfs, &st) < 0)
+                if (!needs_snapshot(d, lang) || image_id(d, lang, id) < 0)
                         continue;
                 l = lang_state(s, lang->name, true);
-                if (!l || same_image(l, &st))
+                if (!l || same_image(l, id))
                         continue;
                 l->tried = true;
-                l->dev = st.st_dev;
-                l->ino = st.st_ino;
-                l->mtime = st.st_mtim;
+                memcpy(l->image, id, sizeof(l->image));
                 free(l->error);
                 l->error = NULL;
                 s->creating = strdup(lang->name);
