@@ -42,12 +42,13 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # Library dependencies from dpkg-shlibdeps (package dpkg-dev) when it is there; otherwise the
 # Debian 12 packages of what `ldd` shows for opd and opctl.
 find_program(OP_DPKG_SHLIBDEPS dpkg-shlibdeps)
+# procps: /bin/kill, which opd.service's ExecReload= runs (minimal Debian systems lack it).
 if(OP_DPKG_SHLIBDEPS)
   set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-  set(CPACK_DEBIAN_PACKAGE_DEPENDS "qemu-system-x86 (>= 1:8.2), systemd")
+  set(CPACK_DEBIAN_PACKAGE_DEPENDS "qemu-system-x86 (>= 1:8.2), systemd, procps")
 else()
   set(CPACK_DEBIAN_PACKAGE_DEPENDS
-      "libc6 (>= 2.34), libjansson4, libevent-core-2.1-7, libevent-extra-2.1-7, libssl3, libsystemd0, qemu-system-x86 (>= 1:8.2), systemd")
+      "libc6 (>= 2.34), libjansson4, libevent-core-2.1-7, libevent-extra-2.1-7, libssl3, libsystemd0, qemu-system-x86 (>= 1:8.2), systemd, procps")
 endif()
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${OP_PKG_DIR}/debian/conffiles ${OP_PKG_DIR}/debian/postinst

@@ -123,8 +123,8 @@ class Package(unittest.TestCase):
         self.assertEqual(f["Version"], project_version())
         self.assertEqual(f["Maintainer"], "opd developers")
         depends = {d.strip().split(" ")[0] for d in f["Depends"].split(",")}
-        for d in ("qemu-system-x86", "systemd", "libc6", "libjansson4", "libevent-core-2.1-7",
-                  "libssl3", "libsystemd0"):
+        for d in ("qemu-system-x86", "systemd", "procps", "libc6", "libjansson4",
+                  "libevent-core-2.1-7", "libssl3", "libsystemd0"):
             self.assertIn(d, depends, f["Depends"])
         p = run(["dpkg-deb", "-I", self.deb])
         for name in ("conffiles", "postinst", "prerm", "postrm"):
