@@ -43,7 +43,11 @@ static void help(FILE *f)
             "           list --remote lists the bucket (opctl talks to S3 itself, with\n"
             "           opd's configuration: --config FILE, default /etc/opd/opd.conf,\n"
             "           and --cache-dir, --s3-bucket, --s3-region, --s3-endpoint,\n"
-            "           --s3-prefix; credentials from the AWS environment)\n"
+            "           --s3-prefix; credentials from the AWS environment);\n"
+            "           push --sign-key FILE signs the version's manifest (Ed25519;\n"
+            "           --serial N, default: above the bucket's and at least the time);\n"
+            "           keygen --out FILE makes a signing key and prints the public key\n"
+            "           for s3.trusted_keys (docs/s3.md)\n"
             "\n"
             "Options (anywhere on the line):\n"
             "  --socket PATH      opd's socket (default: $OPD_SOCKET, else " OPCTL_SOCKET_DEFAULT
@@ -186,6 +190,9 @@ enum {
         ARG_MAX_PROCESSES,
         ARG_OUTPUT_MAX,
         ARG_FILE_SIZE_MAX,
+        ARG_SIGN_KEY,
+        ARG_SERIAL,
+        ARG_OUT,
 };
 
 /* The long name of a run option that takes a number, for messages. */
@@ -243,6 +250,9 @@ int main(int argc, char **argv)
             {"max-processes", required_argument, NULL, ARG_MAX_PROCESSES},
             {"output-max", required_argument, NULL, ARG_OUTPUT_MAX},
             {"file-size-max", required_argument, NULL, ARG_FILE_SIZE_MAX},
+            {"sign-key", required_argument, NULL, ARG_SIGN_KEY},
+            {"serial", required_argument, NULL, ARG_SERIAL},
+            {"out", required_argument, NULL, ARG_OUT},
             {0},
         };
         _cleanup_free_ const char **args = calloc((size_t)argc + 1, sizeof(char *));
@@ -406,6 +416,17 @@ int main(int argc, char **argv)
                                                                : "--multipart-threshold",
                                             S3_PART_MIN >> 20, S3_PART_MAX >> 20, optarg);
                         break;
+                case ARG_SIGN_KEY:
+                        o.sign_key = optarg;
+                        break;
+                case ARG_SERIAL:
+                        if (parse_u64(optarg, 1, UINT64_C(1) << 53, &o.serial) < 0)
+                                return fail("--serial wants a whole number > 0, not \"%s\"",
+                                            optarg);
+                        break;
+                case ARG_OUT:
+                        o.out = optarg;
+                        break;
                 case ARG_VERSION:
                         printf("opctl %s (protocol %d)\n", OP_VERSION, OP_PROTO_VERSION);
                         return 0;
@@ -426,7 +447,7 @@ int main(int argc, char **argv)
         if (strcmp(cmd, "snapshot") == 0) {
                 if (optind + 1 != argc)
                         return fail("snapshot takes one action: create, list, reload, verify, "
-                                    "sync or push");
+                                    "sync, push or keygen");
                 if (o.run_only && strcmp(o.run_only, "--lang") != 0)
                         return fail("%s only goes with run", o.run_only);
                 if (strcmp(argv[optind], "push") == 0 && !o.lang)
@@ -435,6 +456,14 @@ int main(int argc, char **argv)
                         return fail("--part-size and --multipart-threshold go with push --plain");
                 if (o.plain && strcmp(argv[optind], "push") != 0)
                         return fail("--plain only goes with snapshot push");
+                if ((o.sign_key || o.serial) && (strcmp(argv[optind], "push") != 0 || o.plain))
+                        return fail("--sign-key and --serial go with snapshot push (chunked)");
+                if (o.serial && !o.sign_key)
+                        return fail("--serial goes with --sign-key");
+                if (strcmp(argv[optind], "keygen") == 0)
+                        return cmd_keygen(&o);
+                if (o.out)
+                        return fail("--out goes with snapshot keygen");
                 if (strcmp(argv[optind], "push") == 0 ||
                     (o.remote && strcmp(argv[optind], "list") == 0))
                         return cmd_s3(&o, argv[optind]);

@@ -57,6 +57,10 @@ struct opts {
         /* snapshot push --plain: whole files, multipart above a threshold */
         bool plain;
         uint64_t part_mib, threshold_mib; /* 0: the defaults */
+        /* snapshot push --sign-key FILE [--serial N]; snapshot keygen --out FILE */
+        const char *sign_key;
+        uint64_t serial;
+        const char *out;
 };
 
 /* print.c */
@@ -89,3 +93,4 @@ int cmd_reload(const struct opts *o);
 /* snapshot.c */
 int cmd_snapshot(const struct opts *o, const char *action);
 int cmd_s3(const struct opts *o, const char *action);
+int cmd_keygen(const struct opts *o);

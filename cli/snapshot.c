@@ -1,5 +1,5 @@
 /* snapshot.c: opctl snapshot: create, list, reload, verify and sync through opd; push and
- * list --remote as opctl's own S3 client, with opd's configuration. */
+ * list --remote as opctl's own S3 client, with opd's configuration; keygen for signing. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 #include "opctl.h"
 #include "s3-config.h"
 #include "s3-publish.h"
+#include "snap-keys.h"
 #include "util.h"
 
 /* snapshot create|list|reload [--lang L]: administrators only (opd checks). */
@@ -69,6 +70,20 @@ int cmd_snapshot(const struct opts *o, const char *action)
                 return all ? 0 : EXIT_FAIL;
         } else
                 printf("ok\n");
+        return 0;
+}
+
+/* snapshot keygen --out FILE: a new Ed25519 signing key (mode 0600, never over a file); the
+ * public key goes to stdout, as s3.trusted_keys wants it. */
+int cmd_keygen(const struct opts *o)
+{
+        char pub[S3_KEY_TEXT_LEN + 1], err[512];
+
+        if (!o->out)
+                return fail("snapshot keygen needs --out FILE (the private key, written 0600)");
+        if (snap_keygen(o->out, pub, err, sizeof(err)) < 0)
+                return fail("keygen: %s", err);
+        printf("%s\n", pub);
         return 0;
 }
 
@@ -149,8 +164,10 @@ int cmd_s3(const struct opts *o, const char *action)
                         struct s3_push_stats st;
                         uint64_t t0 = op_now_us();
 
+                        struct s3_push_sign sign = {.key = o->sign_key, .serial = o->serial};
+
                         r = s3_push(client, l, cfg.s3_prefix, cfg.cache_dir, o->lang, NULL,
-                                    cfg.s3_parallel, &st, err, sizeof(err));
+                                    cfg.s3_parallel, &sign, &st, err, sizeof(err));
                         if (r < 0) {
                                 status =
                                     fail("push to s3://%s (%s): %s", l->bucket, l->region, err);
@@ -158,9 +175,10 @@ int cmd_s3(const struct opts *o, const char *action)
                         }
                         if (o->json)
                                 printf("{\"bucket\":\"%s\",\"chunks\":%u,\"uploaded\":%u,"
-                                       "\"zero\":%u,\"bytes_uploaded\":%" PRIu64 "}\n",
+                                       "\"zero\":%u,\"bytes_uploaded\":%" PRIu64
+                                       ",\"serial\":%" PRIu64 "}\n",
                                        l->bucket, st.chunks, st.uploaded, st.zero,
-                                       st.bytes_uploaded);
+                                       st.bytes_uploaded, st.serial);
                         else
                                 printf("%s: pushed to s3://%s/%s: %u chunks, %u uploaded (%" PRIu64
                                        " bytes), %u of zeros, in %.1f s\n",

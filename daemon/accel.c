@@ -35,6 +35,11 @@ static bool kvm_device_usable(void)
         return vmfd >= 0;
 }
 
+bool accel_is_boundary(enum op_accel a)
+{
+        return a == OP_ACCEL_KVM;
+}
+
 static void decide(struct opd *d, enum op_accel a, const char *why)
 {
         struct accel *p = d->accel;
@@ -47,8 +52,23 @@ static void decide(struct opd *d, enum op_accel a, const char *why)
                 free(p);
                 d->accel = NULL;
         }
-        d->vms_host->accel = a;
         log_info("accelerator: %s (%s)", op_accel_name(a), why);
+        if (a == OP_ACCEL_TCG)
+                log_warn("accelerator tcg is software emulation: not an isolation boundary (QEMU "
+                         "does not treat TCG bugs as security bugs); code run in a guest is kept "
+                         "from the host only by the VMM process's own confinement");
+        /* A one-shot snapshot runs no untrusted code: only serving is refused. */
+        if (a == OP_ACCEL_TCG && !d->cfg.allow_tcg && !d->no_listen) {
+                d->tcg_refused = true;
+                log_error("refusing to serve: %s; set allow_tcg = yes to accept software "
+                          "emulation (trusted code, tests, development)",
+                          ACCEL_TCG_REFUSED);
+                if (d->on_accel_decided)
+                        d->on_accel_decided(d);
+                opd_schedule_reap(d); /* answers queued requests */
+                return;
+        }
+        d->vms_host->accel = a;
         pools_check_snapshots(d->pools); /* which snapshots fit depends on the accelerator */
         if (d->on_accel_decided)
                 d->on_accel_decided(d);

@@ -184,6 +184,11 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
         if (r < 0)
                 return log_error_errno(r, "ask the %s binary for its version", drv->name);
         log_info("vmm: %s %s", drv->name, d->vmm_version);
+        if (drv == &vm_driver_qemu &&
+            qemu_version_supported(d->vmm_version, err, sizeof(err)) < 0) {
+                log_error("%s", err);
+                return -EPROTONOSUPPORT;
+        }
         d->reap_ev = event_new(d->base, -1, 0, on_reap, d);
         d->sigchld_ev = evsignal_new(d->base, SIGCHLD, on_sigchld, d);
         d->sigterm_ev = evsignal_new(d->base, SIGTERM, on_sigterm, d);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "accel.h"
 #include "cleanup.h"
 #include "client.h"
 #include "compile.h"
@@ -182,6 +183,10 @@ static int decode(struct opd *d, json_t *id, json_t *req, struct op_exec *ret_e,
         if (d->stopping) {
                 *ret_err = op_error_reply(id, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
                 return -ESHUTDOWN;
+        }
+        if (d->tcg_refused) {
+                *ret_err = op_error_reply(id, OP_ERR_UNAVAILABLE, "%s", ACCEL_TCG_REFUSED);
+                return -EPERM;
         }
         if (op_exec_decode(req, &d->cfg.limits, &e, err, sizeof(err)) < 0) {
                 *ret_err = op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err);

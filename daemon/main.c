@@ -12,6 +12,7 @@
 #include "poolplan.h"
 #include "snapcreate.h"
 #include "snapshot.h"
+#include "vmm.h"
 
 static const char *oneshot_lang;
 
@@ -139,6 +140,28 @@ static int build_config(struct op_config *c, char *err, size_t errlen)
         return r;
 }
 
+/* --check-config: the QEMU release opd would run, when it can be asked; one too old is an error. */
+static int check_vmm(const struct op_config *c)
+{
+        _cleanup_free_ char *v = NULL;
+        char err[512];
+        int r;
+
+        if (strcmp(c->vmm, "qemu") != 0)
+                return 0;
+        r = qemu_version(c->qemu_binary, &v);
+        if (r < 0) {
+                printf("# vmm: not checked: cannot run %s --version\n", c->qemu_binary);
+                return 0;
+        }
+        if (qemu_version_supported(v, err, sizeof(err)) < 0) {
+                fprintf(stderr, "opd: %s: %s\n", c->qemu_binary, err);
+                return -EPROTONOSUPPORT;
+        }
+        printf("# vmm: qemu %s (%u.%u or later: supported)\n", v, QEMU_MIN_MAJOR, QEMU_MIN_MINOR);
+        return 0;
+}
+
 static int reload_config(struct opd *d, struct op_config *ret, char *err, size_t errlen)
 {
         return build_config(ret, err, errlen);
@@ -183,6 +206,10 @@ int main(int argc, char **argv)
         }
         if (check) {
                 op_config_dump(&d.cfg, stdout);
+                if (check_vmm(&d.cfg) < 0) {
+                        op_config_free(&d.cfg);
+                        return 2;
+                }
                 r = op_pool_plan_report(&d.cfg, stdout, err, sizeof(err));
                 op_config_free(&d.cfg);
                 if (r == -E2BIG) {

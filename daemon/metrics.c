@@ -235,6 +235,19 @@ static void render_s3(FILE *f, struct opd *d)
         head(f, "opd_s3_requests_retried_total", "counter",
              "S3 requests retried after a 5xx, throttling or network error.");
         fprintf(f, "opd_s3_requests_retried_total %llu\n", (unsigned long long)s->retries);
+        head(f, "opd_s3_versions_refused_total", "counter",
+             "Versions refused before staging: unsigned, unknown key, bad signature, rollback, "
+             "bounds.");
+        fprintf(f, "opd_s3_versions_refused_total{why=\"unsigned\"} %llu\n",
+                (unsigned long long)s->refused_unsigned);
+        fprintf(f, "opd_s3_versions_refused_total{why=\"unknown_key\"} %llu\n",
+                (unsigned long long)s->refused_key);
+        fprintf(f, "opd_s3_versions_refused_total{why=\"bad_signature\"} %llu\n",
+                (unsigned long long)s->refused_signature);
+        fprintf(f, "opd_s3_versions_refused_total{why=\"rollback\"} %llu\n",
+                (unsigned long long)s->refused_rollback);
+        fprintf(f, "opd_s3_versions_refused_total{why=\"bounds\"} %llu\n",
+                (unsigned long long)s->refused_bounds);
 }
 
 char *metrics_render(struct opd *d)

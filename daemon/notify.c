@@ -49,7 +49,8 @@ static void status_line(struct opd *d, char *buf, size_t len)
         size_t off;
 
         off = (size_t)snprintf(buf, len, "%s; ",
-                               d->vms_host->accel == OP_ACCEL_AUTO
+                               d->tcg_refused ? "tcg, refusing to serve (allow_tcg = no)"
+                               : d->vms_host->accel == OP_ACCEL_AUTO
                                    ? "probing KVM"
                                    : op_accel_name(d->vms_host->accel));
         for (size_t i = 0; i < d->langs.n && off < len; i++) {
@@ -76,7 +77,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
         if (d->stopping)
                 return;
-        if (!n->ready && d->vms_host->accel != OP_ACCEL_AUTO && pools_ready(d)) {
+        /* Refusing under TCG is a decided, steady state too: up, answering "unavailable". */
+        if (!n->ready &&
+            (d->tcg_refused || (d->vms_host->accel != OP_ACCEL_AUTO && pools_ready(d)))) {
                 n->ready = true;
                 sd_notify(0, "READY=1");
                 log_info("ready");

@@ -68,6 +68,9 @@ struct opd {
         /* Called once the accelerator is known (e.g. by `opd --create-snapshot`). */
         void (*on_accel_decided)(struct opd *d);
         bool no_listen; /* one-shot modes serve no socket */
+        /* The accelerator resolved to TCG and allow_tcg is not yes: no VM starts, every request
+         * is answered "unavailable" (vms_host->accel stays OP_ACCEL_AUTO). */
+        bool tcg_refused;
         int exit_code;
 
         struct counters stats;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "accel.h"
 #include "cleanup.h"
 #include "client.h"
 #include "exec-op.h"
@@ -66,14 +67,16 @@ static void op_status(struct client *c, json_t *id, json_t *req)
 
         for (size_t i = 0; i < d->langs.n; i++)
                 json_array_append_new(langs, language_status(d, &d->langs.v[i]));
+        enum op_accel a = d->tcg_refused ? OP_ACCEL_TCG : d->vms_host->accel;
+
         client_send(
-            c, json_pack("{s:O?, s:b, s:s, s:i, s:I, s:s, s:s, s:o,"
+            c, json_pack("{s:O?, s:b, s:s, s:i, s:I, s:s, s:s, s:b, s:s?, s:o,"
                          " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i}}",
                          "id", id, "ok", 1, "version", OP_VERSION, "proto", OP_PROTO_VERSION,
                          "uptime_s", (json_int_t)((op_now_us() - d->started_us) / 1000000), "vmm",
                          d->vms_host->drv->name, "accel",
-                         d->vms_host->accel == OP_ACCEL_AUTO ? "probing"
-                                                             : op_accel_name(d->vms_host->accel),
+                         a == OP_ACCEL_AUTO ? "probing" : op_accel_name(a), "accel_isolation",
+                         accel_is_boundary(a), "refused", d->tcg_refused ? ACCEL_TCG_REFUSED : NULL,
                          "languages", langs, "counters", "requests", (json_int_t)d->stats.requests,
                          "ok", (json_int_t)d->stats.ok, "errors", (json_int_t)d->stats.errors,
                          "connections", (json_int_t)d->stats.connections, "vms_started",

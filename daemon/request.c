@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accel.h"
 #include "client-private.h"
 #include "client.h"
 #include "compile.h"
@@ -258,6 +259,8 @@ void requests_kick(struct opd *d)
 {
         struct request *r;
 
+        while (d->tcg_refused && (r = TAILQ_FIRST(&d->queue)))
+                request_fail(r, OP_ERR_UNAVAILABLE, "%s", ACCEL_TCG_REFUSED);
         /* boot() takes r out of the queue, booting or failed. */
         while (can_start(d) && (r = TAILQ_FIRST(&d->queue)))
                 boot(r);

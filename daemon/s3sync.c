@@ -21,7 +21,9 @@
 #include "s3-layout.h"
 #include "s3-list.h"
 #include "s3.h"
+#include "poolplan.h"
 #include "s3sync.h"
+#include "snap-sign.h"
 #include "snap-stage.h"
 #include "util.h"
 
@@ -62,9 +64,14 @@ struct s3sync {
         int err;
         char errmsg[768];
         char plain_version[SNAP_NAME_MAX];
+        char want[SNAP_NAME_MAX]; /* the version <lang>/current names */
         unsigned pages;
         uint64_t t_fetch;
-        char prefix[S3_PREFIX_MAX + 1]; /* s3.prefix when the run started */
+        char prefix[S3_PREFIX_MAX + 1];              /* s3.prefix when the run started */
+        uint8_t trusted[S3_TRUSTED_MAX][S3_KEY_LEN]; /* s3.trusted_keys when the run started */
+        size_t n_trusted;
+        bool verified;   /* s->m came signed by a trusted key (its serial counts) */
+        bool keep_stage; /* the failure was a transfer: the staged chunks are a resume point */
         struct s3_sync_stats stats;
 };
 
@@ -94,6 +101,9 @@ static void lang_reset(struct s3sync *s)
         s->err = 0;
         s->errmsg[0] = 0;
         s->plain_version[0] = 0;
+        s->want[0] = 0;
+        s->verified = false;
+        s->keep_stage = false;
 }
 
 static void set_result(struct s3sync *s, json_t *o)
@@ -115,6 +125,11 @@ static void loc_failed(struct s3sync *s, int r, const char *fmt, ...)
         s->stats.failures++;
         log_warn("s3 sync %s from s3://%s (%s): %s", lang_name(s), loc(s)->bucket, loc(s)->region,
                  msg);
+        /* Staged chunks are kept only after a transfer failed (the next sync, or the next
+         * location, resumes from them); after anything else (no space, a corrupt chunk, a
+         * failed install) the staging directory goes at once. */
+        if (s->have_m && !s->keep_stage)
+                s3_stage_remove(s->d->cfg.cache_dir, &s->m);
         if (s->loc + 1 < s->n_locs) {
                 s->loc++;
                 lang_reset(s);
@@ -170,6 +185,10 @@ static void on_installed(struct opd *d, int r, const char *msg, void *userdata)
                 return;
         }
         snprintf(version, sizeof(version), "%s", s->m.snap.version);
+        if (s->verified &&
+            (r = s3_serial_write(d->cfg.cache_dir, lang_name(s), s->m.serial, version)) < 0)
+                log_warn("s3 sync %s: cannot record serial %llu: %s", lang_name(s),
+                         (unsigned long long)s->m.serial, strerror(-r));
         pools_check_snapshots(d->pools); /* verify, switch, drain the old clones */
         lang_done(s, version, true);
 }
@@ -194,6 +213,9 @@ static void on_piece(const struct s3_resp *resp, void *userdata)
         if (s->err == 0) {
                 if (resp->r < 0) {
                         s->err = resp->r;
+                        /* a transfer that failed is resumed; a write that failed (ENOSPC)
+                         * is not */
+                        s->keep_stage = strncmp(resp->error, "write:", 6) != 0;
                         snprintf(s->errmsg, sizeof(s->errmsg), "GET %.200s: %.300s", p->key,
                                  resp->error);
                 } else if (resp->body_len != p->len || (want && strcmp(resp->sha256, want) != 0)) {
@@ -203,8 +225,8 @@ static void on_piece(const struct s3_resp *resp, void *userdata)
                                  "%zu bytes with sha256 %s (corrupt object in the bucket?)",
                                  p->chunk, s->m.snap.files[p->file].name, resp->body_len,
                                  resp->sha256, p->len, want ? want : "-");
-                } else if (pwrite(s->fds[p->file], resp->body, p->len, (off_t)p->off) !=
-                           (ssize_t)p->len) {
+                } else if (s->m.plain && pwrite(s->fds[p->file], resp->body, p->len,
+                                                (off_t)p->off) != (ssize_t)p->len) {
                         s->err = -errno;
                         snprintf(s->errmsg, sizeof(s->errmsg), "write %s: %s",
                                  s->m.snap.files[p->file].name, strerror(errno));
@@ -251,6 +273,13 @@ static void fetch_more(struct s3sync *s)
                 }
                 req.key = p->key;
                 req.max_body = p->len;
+                if (!s->m.plain) {
+                        /* written at its place as it arrives; a bad hash fails the sync and
+                         * removes the staging */
+                        req.sink = true;
+                        req.sink_fd = s->fds[n->file];
+                        req.sink_off = p->off;
+                }
                 r = p->key ? s3_start(s->client, loc(s), &req, on_piece, p, NULL) : -ENOMEM;
                 if (r < 0) {
                         piece_free(p);
@@ -284,8 +313,12 @@ static void fetch_more(struct s3sync *s)
 static int prepare_in_child(void *arg, char *msg, size_t msglen)
 {
         struct s3sync *s = arg;
+        const struct op_config *c = &s->d->cfg;
+        int r;
 
-        return s3_stage_prepare(s->d->cfg.cache_dir, &s->m, msg, msglen);
+        r = s3_stage_check_space(c->cache_dir, &s->m, (uint64_t)c->s3_reserve_mb << 20,
+                                 (uint64_t)c->s3_cache_max_mb << 20, msg, msglen);
+        return r < 0 ? r : s3_stage_prepare(c->cache_dir, &s->m, msg, msglen);
 }
 
 static void on_prepared(struct opd *d, int r, const char *msg, void *userdata)
@@ -294,6 +327,8 @@ static void on_prepared(struct opd *d, int r, const char *msg, void *userdata)
 
         if (r == -ECANCELED)
                 return; /* opd is stopping: s3sync_done() ends the run */
+        if (r == -ENOSPC)
+                s->stats.refused_bounds++;
         if (r < 0) {
                 loc_failed(s, r, "staging: %s", msg);
                 return;
@@ -316,23 +351,8 @@ static void on_prepared(struct opd *d, int r, const char *msg, void *userdata)
         fetch_more(s);
 }
 
-static void stage(struct s3sync *s)
-{
-        int r;
-
-        if (strcmp(s->m.snap.lang, lang_name(s)) != 0) {
-                loc_failed(s, -EINVAL, "the manifest of %s is for language %s", s->m.snap.version,
-                           s->m.snap.lang);
-                return;
-        }
-        r = bgjob_start(s->d, prepare_in_child, s, NULL, on_prepared, s);
-        if (r < 0)
-                loc_failed(s, r, "cannot start the staging job: %s", strerror(-r));
-}
-
-/* ---- which version ---- */
-
-/* Installed already: make it current if it is not (a rollback published in the bucket). */
+/* Installed already: make it current if it is not (a rollback published in the bucket, signed
+ * again with a higher serial when signatures are required). */
 static bool installed(struct s3sync *s, const char *version)
 {
         struct snap_manifest m;
@@ -353,9 +373,112 @@ static bool installed(struct s3sync *s, const char *version)
         return true;
 }
 
+/* What the host allows a version to ask for: the language's memory (the amount the pool
+ * budget counts) and vm.vcpus. */
+static int check_fits(struct s3sync *s)
+{
+        const struct op_lang *g = &s->d->langs.v[s->lang];
+        uint32_t mem = op_lang_memory_mb(&s->d->cfg, g);
+
+        if (s->m.snap.memory_mb > mem || s->m.snap.vcpus > s->d->cfg.vm_vcpus) {
+                s->stats.refused_bounds++;
+                loc_failed(s, -E2BIG,
+                           "version %s refused: it asks for %u MiB and %u vCPUs; %s is given "
+                           "%u MiB (memory_mb) and %u vCPUs (vm.vcpus)",
+                           s->m.snap.version, s->m.snap.memory_mb, s->m.snap.vcpus, lang_name(s),
+                           mem, s->d->cfg.vm_vcpus);
+                return -E2BIG;
+        }
+        return 0;
+}
+
+/* The manifest is trusted (or unsigned ones are allowed) and names what was asked for. */
+static void stage(struct s3sync *s)
+{
+        char version[SNAP_NAME_MAX];
+        int r;
+
+        if (strcmp(s->m.snap.lang, lang_name(s)) != 0) {
+                loc_failed(s, -EINVAL, "the manifest of %s is for language %s", s->m.snap.version,
+                           s->m.snap.lang);
+                return;
+        }
+        if (strcmp(s->m.snap.version, s->want) != 0) {
+                loc_failed(s, -EINVAL, "%s/current names %s but its manifest is version %s",
+                           lang_name(s), s->want, s->m.snap.version);
+                return;
+        }
+        if (check_fits(s) < 0)
+                return;
+        snprintf(version, sizeof(version), "%s", s->m.snap.version);
+        if (installed(s, version)) {
+                if (s->verified)
+                        s3_serial_write(s->d->cfg.cache_dir, lang_name(s), s->m.serial, version);
+                lang_done(s, version, false);
+                return;
+        }
+        r = bgjob_start(s->d, prepare_in_child, s, NULL, on_prepared, s);
+        if (r < 0)
+                loc_failed(s, r, "cannot start the staging job: %s", strerror(-r));
+}
+
+/* ---- which version ---- */
+
+/* The signature against the pinned keys. Nothing is staged before this passes. */
+static int check_signed(struct s3sync *s, const struct snap_signed *env)
+{
+        char err[512];
+        int r;
+
+        if (!env->is_signed && s->d->cfg.s3_allow_unsigned)
+                return 0;
+        r = snap_signed_verify(env, (const uint8_t(*)[SNAP_KEY_LEN])s->trusted, s->n_trusted, err,
+                               sizeof(err));
+        if (r < 0) {
+                if (r == -EPERM)
+                        s->stats.refused_unsigned++;
+                else if (r == -ENOKEY)
+                        s->stats.refused_key++;
+                else
+                        s->stats.refused_signature++;
+                loc_failed(s, r, "version %s refused: %s", s->want, err);
+                return r;
+        }
+        s->verified = true;
+        return 0;
+}
+
+/* The signed serial against the highest this host has accepted for the language. */
+static int check_serial(struct s3sync *s)
+{
+        char seen[SNAP_NAME_MAX];
+        uint64_t high;
+        int r;
+
+        if (!s->verified)
+                return 0;
+        r = s3_serial_read(s->d->cfg.cache_dir, lang_name(s), &high, seen);
+        if (r < 0) {
+                loc_failed(s, r, "cannot read the highest serial seen for %s: %s", lang_name(s),
+                           strerror(-r));
+                return r;
+        }
+        if (s->m.serial < high || (s->m.serial == high && seen[0] && strcmp(seen, s->want) != 0)) {
+                s->stats.refused_rollback++;
+                loc_failed(s, -ESTALE,
+                           "version %s refused: serial %llu, but this host already accepted "
+                           "serial %llu (%s): a replayed older version?",
+                           s->want, (unsigned long long)s->m.serial, (unsigned long long)high,
+                           seen);
+                return -ESTALE;
+        }
+        return 0;
+}
+
 static void on_chunkman(const struct s3_resp *resp, void *userdata)
 {
         struct s3sync *s = userdata;
+        struct snap_signed env = {0};
         char err[256];
         int r;
 
@@ -363,12 +486,24 @@ static void on_chunkman(const struct s3_resp *resp, void *userdata)
                 loc_failed(s, resp->r, "chunk manifest: %s", resp->error);
                 return;
         }
-        r = s3_chunkman_parse(resp->body, resp->body_len, &s->m, err, sizeof(err));
+        r = snap_signed_parse(resp->body, resp->body_len, &env, err, sizeof(err));
+        if (r < 0) {
+                loc_failed(s, r, "%s", err);
+                return;
+        }
+        if (check_signed(s, &env) < 0) {
+                snap_signed_free(&env);
+                return;
+        }
+        r = s3_chunkman_parse(env.payload, env.payload_len, &s->m, err, sizeof(err));
+        snap_signed_free(&env);
         if (r < 0) {
                 loc_failed(s, r, "%s", err);
                 return;
         }
         s->have_m = true;
+        if (check_serial(s) < 0)
+                return;
         stage(s);
 }
 
@@ -408,14 +543,26 @@ static void want_version(struct s3sync *s, const char *version, bool plain)
         _cleanup_free_ char *key = NULL;
         int r;
 
-        if (installed(s, version)) {
-                lang_done(s, version, false);
-                return;
-        }
+        snprintf(s->want, sizeof(s->want), "%s", version);
         if (plain) {
+                /* the plain layout has no signatures */
+                if (!s->d->cfg.s3_allow_unsigned) {
+                        s->stats.refused_unsigned++;
+                        loc_failed(s, -EPERM,
+                                   "version %s refused: the plain layout is not signed "
+                                   "(s3.allow_unsigned is no)",
+                                   version);
+                        return;
+                }
+                if (installed(s, version)) {
+                        lang_done(s, version, false);
+                        return;
+                }
                 snprintf(s->plain_version, sizeof(s->plain_version), "%s", version);
                 key = s3_key_plain(s->prefix, lang_name(s), version, "manifest.json");
         } else {
+                /* even a version installed already: its signed manifest says whether it may be
+                 * current again */
                 key = s3_key_version(s->prefix, lang_name(s), version);
         }
         r = key ? fetch_text(s, key, plain ? SNAP_MANIFEST_MAX : S3_CHUNKMAN_MAX,
@@ -610,10 +757,22 @@ static void run_start(struct s3sync *s)
         if (r == 0 && s->n_locs == 0)
                 r = op_errf(err, sizeof(err), -ENOENT, "no S3 bucket configured (s3.bucket)");
         if (r == 0)
+                r = s3_keys_parse(d->cfg.s3_trusted_keys, s->trusted, &s->n_trusted, err,
+                                  sizeof(err));
+        /* with a gateway, opd-s3d holds the credentials and the network; opd reads neither */
+        if (r == 0 && d->cfg.s3_gateway[0]) {
+                const char *secret = getenv("AWS_SECRET_ACCESS_KEY");
+
+                o.gateway = d->cfg.s3_gateway;
+                if (secret && *secret)
+                        log_warn("s3 sync: s3.gateway is set, yet opd's environment holds "
+                                 "AWS_SECRET_ACCESS_KEY (unused; every VMM inherits the "
+                                 "environment): start opd without it (docs/s3.md)");
+        } else if (r == 0)
                 r = s3_creds_load(getenv, &creds, err, sizeof(err));
         o.retries = d->cfg.s3_retries;
         o.max_conns = d->cfg.s3_parallel;
-        if (r == 0 && (r = s3_client_new(d->base, &creds, &o, &s->client)) < 0)
+        if (r == 0 && (r = s3_client_new(d->base, o.gateway ? NULL : &creds, &o, &s->client)) < 0)
                 snprintf(err, sizeof(err), "cannot start the S3 client: %s", strerror(-r));
         s3_creds_free(&creds);
         s->result = json_object();

@@ -13,6 +13,12 @@ struct s3_sync_stats {
         uint64_t chunks_reused; /* already staged or copied from an installed version */
         uint64_t bytes_fetched;
         uint64_t retries; /* requests retried, all runs */
+        /* versions refused before a byte was staged (docs/s3.md) */
+        uint64_t refused_unsigned;  /* no signature, s3.allow_unsigned = no */
+        uint64_t refused_key;       /* signed by a key not in s3.trusted_keys */
+        uint64_t refused_signature; /* the signature does not match the manifest */
+        uint64_t refused_rollback;  /* a serial below (or a version beside) the highest seen */
+        uint64_t refused_bounds;    /* memory_mb, vcpus, free space or s3.cache_max_mb */
 };
 int s3sync_init(struct opd *d); /* syncs at once when s3.bucket is set */
 void s3sync_done(struct opd *d);

@@ -17,7 +17,7 @@ static const char *const err_names[_OP_ERR_MAX] = {
     [OP_ERR_POOL_EXHAUSTED] = "pool_exhausted", [OP_ERR_TIMEOUT] = "timeout",
     [OP_ERR_VM_FAILED] = "vm_failed",           [OP_ERR_BUSY] = "busy",
     [OP_ERR_SHUTTING_DOWN] = "shutting_down",   [OP_ERR_PERMISSION_DENIED] = "permission_denied",
-    [OP_ERR_INTERNAL] = "internal_error",
+    [OP_ERR_INTERNAL] = "internal_error",       [OP_ERR_UNAVAILABLE] = "unavailable",
 };
 
 const char *op_err_name(enum op_err e)

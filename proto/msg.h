@@ -24,6 +24,7 @@ enum op_err {
         OP_ERR_SHUTTING_DOWN,
         OP_ERR_PERMISSION_DENIED,
         OP_ERR_INTERNAL,
+        OP_ERR_UNAVAILABLE,
         _OP_ERR_MAX,
 };
 

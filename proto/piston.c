@@ -607,6 +607,7 @@ int piston_http_status(const char *code)
         } map[] = {
             {"bad_request", 400}, {"unknown_language", 400}, {"permission_denied", 403},
             {"busy", 503},        {"pool_exhausted", 503},   {"shutting_down", 503},
+            {"unavailable", 503},
         };
 
         for (size_t i = 0; code && i < ELEMENTSOF(map); i++)

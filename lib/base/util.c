@@ -179,3 +179,35 @@ int op_mkdir_p(const char *path, mode_t mode)
                 return -errno;
         return 0;
 }
+
+size_t op_escape_log(const void *in, size_t n, char *out, size_t size)
+{
+        static const char hex[] = "0123456789abcdef";
+        const unsigned char *p = in;
+        size_t o = 0, i;
+
+        if (size == 0)
+                return 0;
+        for (i = 0; i < n; i++) {
+                unsigned char c = p[i];
+                char e[4];
+                size_t k = 0;
+
+                if (c == '\\' || c == '\n' || c == '\r' || c == '\t') {
+                        e[k++] = '\\';
+                        e[k++] = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : '\\';
+                } else if (c < 0x20 || c >= 0x7f) {
+                        e[k++] = '\\';
+                        e[k++] = 'x';
+                        e[k++] = hex[c >> 4];
+                        e[k++] = hex[c & 15];
+                } else
+                        e[k++] = (char)c;
+                if (o + k >= size)
+                        break;
+                memcpy(out + o, e, k);
+                o += k;
+        }
+        out[o] = 0;
+        return i;
+}

@@ -29,3 +29,9 @@ int op_read_fd(int fd, size_t max, char **ret, size_t *ret_len);
 /* mkdir -p: the missing parents with mode 0755, path itself with mode; an existing directory
  * is fine. */
 int op_mkdir_p(const char *path, mode_t mode);
+
+/* Bytes someone else wrote (a guest's console), made safe for one log line: printable ASCII
+ * stays, a backslash is doubled, newline, CR and tab become backslash-n, -r, -t, and every other
+ * byte backslash-x and two hex digits. out is always NUL-ended (size > 0) and holds only whole
+ * escapes; returns how many input bytes it holds. Pure. */
+size_t op_escape_log(const void *in, size_t n, char *out, size_t size);

@@ -69,6 +69,7 @@ static const struct key keys[] = {
     STR0("firecracker.jailer.netns", fc.netns),
     {"accel", K_ACCEL, offsetof(struct op_config, accel), 0, 0},
     U32("accel_probe_timeout_ms", accel_probe_timeout_ms, 100, 600000),
+    BOOL("allow_tcg", allow_tcg),
     U32("vm.memory_mb", vm_memory_mb, 64, 65536),
     U32("vm.vcpus", vm_vcpus, 1, 64),
     U32("max_vms", max_vms, 1, 4096),
@@ -122,6 +123,11 @@ static const struct key keys[] = {
     U32("s3.sync_minutes", s3_sync_minutes, 0, 10080),
     U32("s3.parallel", s3_parallel, 1, 64),
     U32("s3.retries", s3_retries, 0, 20),
+    STR0("s3.trusted_keys", s3_trusted_keys),
+    STR0("s3.gateway", s3_gateway),
+    BOOL("s3.allow_unsigned", s3_allow_unsigned),
+    U32("s3.reserve_mb", s3_reserve_mb, 0, 16777216),
+    U32("s3.cache_max_mb", s3_cache_max_mb, 0, 2147483647),
     BOOL("snapshot.preload", snapshot_preload),
     BOOL("snapshot.create_missing", snapshot_create_missing),
     STR0("piston.listen", piston_listen),
@@ -182,6 +188,7 @@ int op_config_init(struct op_config *c)
             .s3_sync_minutes = 15,
             .s3_parallel = 8,
             .s3_retries = 5,
+            .s3_reserve_mb = 1024,
             .snapshot_preload = 1,
             .snapshot_create_missing = 1,
         };
@@ -198,6 +205,7 @@ int op_config_init(struct op_config *c)
             set_str(&c->metrics_listen, "") < 0 || set_str(&c->s3_bucket, "") < 0 ||
             set_str(&c->s3_region, "us-east-1") < 0 || set_str(&c->s3_endpoint, "") < 0 ||
             set_str(&c->s3_prefix, "snapshots/") < 0 || set_str(&c->s3_locations, "") < 0 ||
+            set_str(&c->s3_trusted_keys, "") < 0 || set_str(&c->s3_gateway, "") < 0 ||
             set_str(&c->piston_listen, "") < 0) {
                 op_config_free(c);
                 return -ENOMEM;

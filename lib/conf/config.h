@@ -53,6 +53,7 @@ struct op_config {
         uint32_t ready_min_warm;     /* READY=1 waits for this many paused VMs per serving pool */
         char *pool_sizes;            /* per-language overrides: "python=4,bash=1" */
         uint32_t pool_fallback_cold; /* empty pool: boot cold instead of waiting */
+        uint32_t allow_tcg; /* serve under TCG (software emulation: not an isolation boundary) */
         enum op_tristate pool_prime; /* run a warm-up program in each clone; auto: under TCG */
         uint32_t max_restores;       /* restores running at once, all pools */
         /* guest RAM of all pools' paused VMs together; 0: no bound */
@@ -73,13 +74,19 @@ struct op_config {
         /* S3 snapshot distribution (docs/s3.md); sync is on when s3_bucket is not "". */
         char *s3_bucket;
         char *s3_region;
-        char *s3_endpoint;         /* "": AWS's endpoint for the region */
-        char *s3_prefix;           /* "" or ending in '/' */
-        uint32_t s3_path_style;    /* endpoint/bucket/key instead of bucket.endpoint/key */
-        char *s3_locations;        /* more locations, in priority order: BUCKET@REGION[@ENDPOINT] */
-        uint32_t s3_sync_minutes;  /* sync again every N minutes; 0: at start and on request */
-        uint32_t s3_parallel;      /* chunk transfers at once */
-        uint32_t s3_retries;       /* retries of one request on 5xx, throttling, network errors */
+        char *s3_endpoint;        /* "": AWS's endpoint for the region */
+        char *s3_prefix;          /* "" or ending in '/' */
+        uint32_t s3_path_style;   /* endpoint/bucket/key instead of bucket.endpoint/key */
+        char *s3_locations;       /* more locations, in priority order: BUCKET@REGION[@ENDPOINT] */
+        uint32_t s3_sync_minutes; /* sync again every N minutes; 0: at start and on request */
+        uint32_t s3_parallel;     /* chunk transfers at once */
+        uint32_t s3_retries;      /* retries of one request on 5xx, throttling, network errors */
+        char *s3_gateway;         /* opd-s3d's UNIX socket: it holds network and credentials */
+        char *s3_trusted_keys;    /* "ed25519:HEX ...": who may sign a version (snap-sign.h) */
+        uint32_t
+            s3_allow_unsigned;     /* serve versions nobody signed (the plain layout, old pushes) */
+        uint32_t s3_reserve_mb;    /* free space a sync leaves on the cache's filesystem */
+        uint32_t s3_cache_max_mb;  /* the cache's total size after a sync; 0: no bound */
         uint32_t snapshot_preload; /* read a new version's memory into the page cache first */
         /* opd makes the snapshot of a served language that has an image and none (snapauto.c) */
         uint32_t snapshot_create_missing;

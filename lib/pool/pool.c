@@ -511,7 +511,12 @@ void pool_check_snapshot(struct pool *p)
                 safe_close(dirfd);
                 return;
         }
-        if ((why = pool_snapshot_incompatible(all, &m))) {
+        why = pool_snapshot_incompatible(all, &m);
+        /* a snapshot is never bigger than the budget counts its language (op_pool_plan) */
+        if (!why &&
+            (m.memory_mb > op_lang_memory_mb(all->cfg, p->lang) || m.vcpus > all->cfg->vm_vcpus))
+                why = "more memory or vCPUs than the language is given (memory_mb, vm.vcpus)";
+        if (why) {
                 snprintf(p->checked, sizeof(p->checked), "%s", m.version);
                 snprintf(p->error, sizeof(p->error), "snapshot %s refused: %s (%s %s %s)",
                          m.version, why, m.vmm, m.vmm_version, m.accel);

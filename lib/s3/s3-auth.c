@@ -215,6 +215,17 @@ char *s3_url(const struct s3_location *l, const char *key, const char *query)
         return k < 0 ? NULL : url;
 }
 
+char *s3_gateway_url(const struct s3_location *l, const char *key, const char *query)
+{
+        _cleanup_free_ char *ekey = s3_uri_encode(key, true);
+        char *url = NULL;
+
+        if (!ekey || asprintf(&url, "http://opd-s3d/%s/%s%s%s", l->bucket, ekey, *query ? "?" : "",
+                              query) < 0)
+                return NULL;
+        return url;
+}
+
 int s3_sigv4_provider(const struct s3_location *l, char *buf, size_t len)
 {
         int k = snprintf(buf, len, "aws:amz:%s:s3", l->region);

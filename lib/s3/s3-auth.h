@@ -36,6 +36,8 @@ char *s3_uri_encode(const char *s, bool keep_slash);
 char *s3_query(const char *const *names, const char *const *values, size_t n);
 
 /* The URL of key (may be "") with query (may be "") at location l. malloc'd. */
+/* The same request to opd-s3d: http://opd-s3d/<bucket>/<key>[?query] over its UNIX socket. */
+char *s3_gateway_url(const struct s3_location *l, const char *key, const char *query);
 char *s3_url(const struct s3_location *l, const char *key, const char *query);
 
 /* libcurl's CURLOPT_AWS_SIGV4 provider string for l: "aws:amz:REGION:s3". */

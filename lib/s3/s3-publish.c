@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
 #include "s3-layout.h"
 #include "s3-list.h"
+#include "snap-keys.h"
 #include "util.h"
 
 struct push_item {
@@ -149,9 +151,61 @@ static int put_text(struct s3_client *c, const struct s3_location *l, const char
         return r < 0 ? op_errf(errbuf, errlen, r, "PUT %s: %s", key, resp.error) : 0;
 }
 
+/* The serial of a new signed manifest: given, or above the one the bucket's current version
+ * carries and at least the Unix time (so that pushes from several hosts keep rising). */
+static int push_serial(struct s3_client *c, const struct s3_location *l, const char *prefix,
+                       const char *lang, uint64_t given, uint64_t *ret, char *errbuf, size_t errlen)
+{
+        _cleanup_free_ char *ckey = s3_key_current(prefix, lang), *vkey = NULL, *body = NULL,
+                            *mtext = NULL;
+        struct s3_req req = {.method = "GET", .max_body = 256};
+        struct snap_signed env = {0};
+        struct s3_chunkman m = {0};
+        struct s3_resp resp;
+        char version[SNAP_NAME_MAX], err[256];
+        uint64_t serial = (uint64_t)time(NULL);
+        size_t n;
+        int r;
+
+        if (given) {
+                *ret = given;
+                return 0;
+        }
+        if (!ckey)
+                return op_errf(errbuf, errlen, -ENOMEM, "out of memory");
+        req.key = ckey;
+        r = s3_request_wait(c, l, &req, &resp, &body);
+        if (r == -ENOENT) {
+                *ret = serial;
+                return 0;
+        }
+        if (r < 0)
+                return op_errf(errbuf, errlen, r, "GET %s: %s", ckey, resp.error);
+        n = strcspn(body, "\r\n");
+        if (n >= sizeof(version))
+                n = 0;
+        memcpy(version, body, n);
+        version[n] = 0;
+        if (snap_name_valid(version) && (vkey = s3_key_version(prefix, lang, version))) {
+                req.key = vkey;
+                req.max_body = S3_CHUNKMAN_MAX;
+                r = s3_request_wait(c, l, &req, &resp, &mtext);
+                if (r == 0 &&
+                    snap_signed_parse(mtext, resp.body_len, &env, err, sizeof(err)) == 0 &&
+                    s3_chunkman_parse(env.payload, env.payload_len, &m, err, sizeof(err)) == 0) {
+                        if (m.serial >= serial)
+                                serial = m.serial + 1;
+                        s3_chunkman_free(&m);
+                }
+                snap_signed_free(&env);
+        }
+        *ret = serial;
+        return 0;
+}
+
 int s3_push(struct s3_client *c, const struct s3_location *l, const char *prefix,
             const char *cache_dir, const char *lang, const char *version, unsigned parallel,
-            struct s3_push_stats *ret, char *errbuf, size_t errlen)
+            const struct s3_push_sign *sign, struct s3_push_stats *ret, char *errbuf, size_t errlen)
 {
         struct s3_chunkman m = {.chunk_size = S3_CHUNK_SIZE_DEFAULT};
         struct s3_push_stats stats = {0};
@@ -203,12 +257,23 @@ int s3_push(struct s3_client *c, const struct s3_location *l, const char *prefix
                         event_base_loop(s3_client_base(c), EVLOOP_ONCE);
                 r = p.r;
         }
+        if (r == 0 && sign && sign->key)
+                r = push_serial(c, l, prefix, lang, sign->serial, &m.serial, errbuf, errlen);
         if (r == 0) {
                 /* chunks first, then the manifest that names them, then the pointer to it */
                 mtext = s3_chunkman_text(&m);
+                if (mtext && sign && sign->key) {
+                        char *env = NULL;
+
+                        r = snap_sign(sign->key, mtext, strlen(mtext), &env, errbuf, errlen);
+                        free(mtext);
+                        mtext = env;
+                        stats.serial = m.serial;
+                }
                 vkey = s3_key_version(prefix, lang, m.snap.version);
                 ckey = s3_key_current(prefix, lang);
-                if (!mtext || !vkey || !ckey || asprintf(&cur, "%s\n", m.snap.version) < 0)
+                if (r == 0 &&
+                    (!mtext || !vkey || !ckey || asprintf(&cur, "%s\n", m.snap.version) < 0))
                         r = op_errf(errbuf, errlen, -ENOMEM, "out of memory");
         }
         if (r == 0 && (r = put_text(c, l, vkey, mtext, errbuf, errlen)) == 0)

@@ -14,13 +14,23 @@ struct s3_push_stats {
         uint32_t uploaded; /* of those, not yet in the bucket */
         uint32_t zero;     /* chunks of zeros, never stored */
         uint64_t bytes_uploaded;
+        uint64_t serial; /* of the manifest pushed (0: unsigned) */
+};
+
+/* How a chunked push signs its manifest (snap-keys.h): key NULL: unsigned (format 1). */
+struct s3_push_sign {
+        const char *key; /* Ed25519 private key file (PEM) */
+        uint64_t serial; /* 0: one above the bucket's current serial for the language, and at
+                          * least the current Unix time */
 };
 
 /* Upload <cache>/<lang>/<version> (NULL: "current") to l under prefix: the chunks the bucket
- * lacks (HEAD first), then the chunk manifest, then <lang>/current. parallel transfers at once. */
+ * lacks (HEAD first), then the chunk manifest (signed when sign->key is set), then
+ * <lang>/current. parallel transfers at once. The serial used goes to ret->serial. */
 int s3_push(struct s3_client *c, const struct s3_location *l, const char *prefix,
             const char *cache_dir, const char *lang, const char *version, unsigned parallel,
-            struct s3_push_stats *ret, char *errbuf, size_t errlen);
+            const struct s3_push_sign *sign, struct s3_push_stats *ret, char *errbuf,
+            size_t errlen);
 
 /* Upload <cache>/<lang>/<version> (NULL: "current") to l in the plain layout, as `aws s3 sync`
  * of the cache would: P<lang>/<version>/<file> for every file, whole, then manifest.json last

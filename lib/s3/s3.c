@@ -22,8 +22,9 @@
 struct s3_client {
         struct event_base *base;
         struct curl_ev *ev;
-        CURLM *multi; /* ev's */
-        struct s3_creds creds;
+        CURLM *multi;          /* ev's */
+        struct s3_creds creds; /* empty with a gateway */
+        char *gateway;
         struct s3_client_opts opts;
         struct s3_stats stats;
         uint64_t rng;
@@ -45,6 +46,7 @@ struct s3_xfer {
         struct event *retry_ev;
         struct s3_resp resp;
         bool too_big;
+        int sink_errno; /* a write to req.sink_fd failed: not retried */
         bool in_multi;
         s3_done_fn done;
         void *userdata;
@@ -70,9 +72,18 @@ int s3_client_new(struct event_base *base, const struct s3_creds *creds,
                 return -ENOMEM;
         c->base = base;
         c->opts = *opts;
-        c->creds.key_id = strdup(creds->key_id);
-        c->creds.secret = strdup(creds->secret);
-        c->creds.token = creds->token ? strdup(creds->token) : NULL;
+        if (opts->gateway) {
+                c->gateway = strdup(opts->gateway);
+                c->opts.gateway = c->gateway;
+                if (!c->gateway) {
+                        free(c);
+                        return -ENOMEM;
+                }
+                creds = NULL;
+        }
+        c->creds.key_id = strdup(creds ? creds->key_id : "");
+        c->creds.secret = strdup(creds ? creds->secret : "");
+        c->creds.token = creds && creds->token ? strdup(creds->token) : NULL;
         if (curl_ev_new(base, on_done, c, &c->ev) < 0) {
                 s3_client_free(c);
                 return -ENOMEM;
@@ -80,7 +91,7 @@ int s3_client_new(struct event_base *base, const struct s3_creds *creds,
         c->multi = curl_ev_multi(c->ev);
         if (getrandom(&c->rng, sizeof(c->rng), 0) != sizeof(c->rng) || !c->rng)
                 c->rng = op_now_us() | 1;
-        if (!c->creds.key_id || !c->creds.secret || (creds->token && !c->creds.token)) {
+        if (!c->creds.key_id || !c->creds.secret || (creds && creds->token && !c->creds.token)) {
                 s3_client_free(c);
                 return -ENOMEM;
         }
@@ -121,6 +132,7 @@ void s3_client_free(struct s3_client *c)
                 xfer_free(c->xfers);
         curl_ev_free(c->ev);
         s3_creds_free(&c->creds);
+        free(c->gateway);
         free(c);
 }
 
@@ -143,6 +155,22 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
         if (x->len + n > x->req.max_body) {
                 x->too_big = true;
                 return 0;
+        }
+        if (x->req.sink && (x->resp.status / 100) == 2) {
+                /* straight into the file: no copy through a buffer */
+                for (size_t done = 0; done < n;) {
+                        ssize_t k = pwrite(x->req.sink_fd, ptr + done, n - done,
+                                           (off_t)(x->req.sink_off + x->len + done));
+                        if (k <= 0) {
+                                x->sink_errno = k < 0 ? errno : EIO;
+                                return 0;
+                        }
+                        done += (size_t)k;
+                }
+                x->len += n;
+                if (x->sha)
+                        EVP_DigestUpdate(x->sha, ptr, n);
+                return n;
         }
         if (x->len + n + 1 > x->cap) {
                 /* a ranged or hashed GET knows its size: one allocation */
@@ -202,6 +230,7 @@ static int attempt(struct s3_xfer *x)
 
         x->len = 0;
         x->too_big = false;
+        x->sink_errno = 0;
         x->resp.status = 0;
         x->resp.etag[0] = 0;
         if (x->sha && !EVP_DigestInit_ex(x->sha, EVP_sha256(), NULL))
@@ -247,11 +276,20 @@ static int setup(struct s3_xfer *x, const struct s3_location *l)
         if (!x->headers)
                 return -ENOMEM;
         curl_easy_setopt(e, CURLOPT_URL, x->url);
+        /* http only reaches loopback endpoints (s3_location_init()); a redirect is never
+         * followed (S3 answers 301/307 with an error body, reported as such) */
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https");
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e, CURLOPT_AWS_SIGV4, x->provider);
-        curl_easy_setopt(e, CURLOPT_USERNAME, c->creds.key_id);
-        curl_easy_setopt(e, CURLOPT_PASSWORD, c->creds.secret);
+        if (c->gateway) {
+                /* opd-s3d signs; nothing secret leaves this process */
+                curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, c->gateway);
+        } else {
+                curl_easy_setopt(e, CURLOPT_AWS_SIGV4, x->provider);
+                curl_easy_setopt(e, CURLOPT_USERNAME, c->creds.key_id);
+                curl_easy_setopt(e, CURLOPT_PASSWORD, c->creds.secret);
+        }
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
@@ -298,7 +336,8 @@ int s3_start(struct s3_client *c, const struct s3_location *l, const struct s3_r
         x->pprev = &c->xfers;
         c->xfers = x;
         x->method = strdup(req->method);
-        x->url = s3_url(l, req->key, req->query ? req->query : "");
+        x->url = c->gateway ? s3_gateway_url(l, req->key, req->query ? req->query : "")
+                            : s3_url(l, req->key, req->query ? req->query : "");
         x->retry_ev = evtimer_new(c->base, on_retry, x);
         if (req->sha256)
                 x->sha = EVP_MD_CTX_new();
@@ -371,7 +410,11 @@ static void finish_attempt(struct s3_xfer *x, CURLcode cc)
         rs->r = 0;
         rs->error[0] = 0;
         if (cc != CURLE_OK) {
-                if (x->too_big) {
+                if (x->sink_errno) {
+                        rs->r = -x->sink_errno;
+                        snprintf(rs->error, sizeof(rs->error), "write: %s",
+                                 strerror(x->sink_errno));
+                } else if (x->too_big) {
                         rs->r = -EFBIG;
                         snprintf(rs->error, sizeof(rs->error), "answer over %zu bytes",
                                  x->req.max_body);

@@ -21,6 +21,10 @@ struct s3_client_opts {
         uint32_t connect_timeout_ms; /* per attempt */
         uint32_t stall_timeout_ms;   /* an attempt moving under 1 KiB/s this long is retried */
         unsigned max_conns;          /* connections per host */
+        /* A UNIX socket of opd-s3d (docs/s3.md): requests go there unsigned, as
+         * http://opd-s3d/<bucket>/<key>?<query>, and opd-s3d signs and sends them with its own
+         * credentials and network. NULL: straight to the endpoint, signed here. */
+        const char *gateway;
 };
 
 struct s3_req {
@@ -34,12 +38,18 @@ struct s3_req {
         size_t max_body;          /* an answer body over this fails with -EFBIG (0: 1 MiB) */
         bool sha256;              /* hash the answer body as it arrives (resp.sha256) */
         const char *content_type; /* of the body; NULL: application/octet-stream */
+        /* GET: a 2xx body goes straight to sink_fd at sink_off as it arrives (hashed on the
+         * way with sha256), not into resp.body; a retry writes it again from sink_off. The fd
+         * must outlive the transfer. */
+        bool sink;
+        int sink_fd;
+        uint64_t sink_off;
 };
 
 struct s3_resp {
         int r;            /* 0 or negative errno: -ENOENT (404), -EACCES (403), -EIO, ... */
         long status;      /* HTTP status of the last attempt, 0 when none came */
-        const char *body; /* answer body, valid during done() only, NUL-ended */
+        const char *body; /* answer body, valid during done() only, NUL-ended ("" when sunk) */
         size_t body_len;
         uint64_t content_length; /* HEAD: the object's size */
         char etag[128];
@@ -64,6 +74,7 @@ struct s3_stats {
                 .connect_timeout_ms = 5000, .stall_timeout_ms = 30000, .max_conns = 8              \
         }
 
+/* creds may be NULL with opts->gateway (the gateway holds them). */
 int s3_client_new(struct event_base *base, const struct s3_creds *creds,
                   const struct s3_client_opts *opts, struct s3_client **ret);
 /* Drops every transfer in flight without calling its done(). */

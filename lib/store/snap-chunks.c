@@ -52,6 +52,11 @@ int s3_chunkman_parse(const char *text, size_t len, struct s3_chunkman *ret, cha
                                "chunk manifest: \"chunk_size\" must be %u-%u", S3_CHUNK_SIZE_MIN,
                                S3_CHUNK_SIZE_MAX);
         m.chunk_size = (uint32_t)json_integer_value(cs);
+        cs = json_object_get(o, "serial");
+        if (cs && (!json_is_integer(cs) || json_integer_value(cs) < 0))
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "chunk manifest: \"serial\" must be a non-negative integer");
+        m.serial = cs ? (uint64_t)json_integer_value(cs) : 0;
         snaptext = json_dumps(json_object_get(o, "snapshot"), JSON_COMPACT);
         if (!snaptext)
                 return op_errf(errbuf, errlen, -EINVAL, "chunk manifest: no \"snapshot\"");
@@ -113,6 +118,8 @@ char *s3_chunkman_text(const struct s3_chunkman *m)
         }
         o = json_pack("{s:i, s:i, s:o, s:o}", "format", 1, "chunk_size", (int)m->chunk_size,
                       "snapshot", snap_manifest_json(&m->snap), "chunks", chunks);
+        if (o && m->serial)
+                json_object_set_new(o, "serial", json_integer((json_int_t)m->serial));
         return o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 }
 

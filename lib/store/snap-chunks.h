@@ -26,6 +26,9 @@ struct s3_chunk_file {
 
 struct s3_chunkman {
         uint32_t chunk_size;
+        /* The publisher's counter for this language, higher for every newer version (0: none);
+         * inside the signed bytes, so a replayed older version is told apart (docs/s3.md). */
+        uint64_t serial;
         bool plain;                /* from the plain layout: no per-chunk hashes */
         struct snap_manifest snap; /* files[] carry each whole file's size and sha256 */
         struct s3_chunk_file files[SNAP_FILES_MAX];

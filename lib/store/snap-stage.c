@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -353,6 +354,23 @@ int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *e
                 uint64_t size;
                 _cleanup_close_ int fd = -1;
 
+                /* Chunked: every chunk was checked against the signed manifest as it arrived,
+                 * was found staged, or was copied (s3_stage_prepare()): the chunk hashes are
+                 * the file's checksum, no second pass over the whole file. The plain layout
+                 * has only the whole file's hash. */
+                if (!m->plain) {
+                        struct stat st;
+
+                        fd = openat(stage, sf->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+                        if (fd < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size != sf->size)
+                                return op_errf(errbuf, errlen, fd < 0 ? -errno : -EBADMSG,
+                                               "staging %s: missing or of the wrong size",
+                                               sf->name);
+                        if (fsync(fd) < 0)
+                                return op_errf(errbuf, errlen, -errno, "fsync %s: %s", sf->name,
+                                               strerror(errno));
+                        continue;
+                }
                 r = op_sha256_file(stage, sf->name, hex, &size);
                 if (r < 0)
                         return op_errf(errbuf, errlen, r, "staging %s: %s", sf->name, strerror(-r));
@@ -386,5 +404,153 @@ int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *e
         if (r < 0)
                 return op_errf(errbuf, errlen, r, "switch current: %s", strerror(-r));
         remove_other_stages(langfd);
+        return 0;
+}
+
+/* Bytes allocated under a directory (st_blocks), without following links. */
+static uint64_t du(int dirfd)
+{
+        int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+        uint64_t total = 0;
+        struct dirent *de;
+        struct stat st;
+        DIR *dir;
+
+        if (fd < 0 || !(dir = fdopendir(fd))) {
+                safe_close(fd);
+                return 0;
+        }
+        while ((de = readdir(dir))) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+                    fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                total += (uint64_t)st.st_blocks * 512;
+                if (S_ISDIR(st.st_mode)) {
+                        _cleanup_close_ int sub = openat(
+                            dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub >= 0)
+                                total += du(sub);
+                }
+        }
+        closedir(dir);
+        return total;
+}
+
+int s3_stage_check_space(const char *cache_dir, const struct s3_chunkman *m, uint64_t reserve,
+                         uint64_t cache_max, char *errbuf, size_t errlen)
+{
+        _cleanup_close_ int langfd = open_lang(cache_dir, m->snap.lang), cache = -1, stage = -1;
+        char name[SNAP_NAME_MAX + 8];
+        uint64_t need = 0, staged = 0, avail, used;
+        struct statvfs vfs;
+
+        if (langfd < 0)
+                return op_errf(errbuf, errlen, langfd, "%s: %s", cache_dir, strerror(-langfd));
+        for (size_t i = 0; i < m->snap.n_files; i++) {
+                const struct snap_file *sf = &m->snap.files[i];
+
+                for (uint32_t k = 0; k < m->files[i].n_chunks; k++) {
+                        uint64_t off = (uint64_t)k * m->chunk_size;
+
+                        if (m->plain || m->files[i].chunks[k].sha256[0])
+                                need +=
+                                    sf->size - off < m->chunk_size ? sf->size - off : m->chunk_size;
+                }
+        }
+        if (s3_stage_name(m->snap.version, name, sizeof(name)) == 0 &&
+            (stage = openat(langfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0)
+                staged = du(stage);
+        need = need > staged ? need - staged : 0;
+        if (fstatvfs(langfd, &vfs) < 0)
+                return op_errf(errbuf, errlen, -errno, "statvfs %s: %s", cache_dir,
+                               strerror(errno));
+        avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        if (need + reserve > avail)
+                return op_errf(errbuf, errlen, -ENOSPC,
+                               "not enough space: %s/%s needs %llu MiB more in %s and "
+                               "s3.reserve_mb = %llu, but only %llu MiB are free",
+                               m->snap.lang, m->snap.version, (unsigned long long)(need >> 20),
+                               cache_dir, (unsigned long long)(reserve >> 20),
+                               (unsigned long long)(avail >> 20));
+        if (cache_max) {
+                cache = open(cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                used = cache >= 0 ? du(cache) : 0;
+                if (used + need > cache_max)
+                        return op_errf(errbuf, errlen, -ENOSPC,
+                                       "not enough space: %s/%s needs %llu MiB more; the cache "
+                                       "holds %llu MiB and s3.cache_max_mb = %llu",
+                                       m->snap.lang, m->snap.version,
+                                       (unsigned long long)(need >> 20),
+                                       (unsigned long long)(used >> 20),
+                                       (unsigned long long)(cache_max >> 20));
+        }
+        return 0;
+}
+
+int s3_stage_remove(const char *cache_dir, const struct s3_chunkman *m)
+{
+        _cleanup_close_ int langfd = open_lang(cache_dir, m->snap.lang);
+        char name[SNAP_NAME_MAX + 8];
+
+        if (langfd < 0)
+                return langfd;
+        if (s3_stage_name(m->snap.version, name, sizeof(name)) < 0)
+                return -EINVAL;
+        return snap_rmtree(langfd, name);
+}
+
+#define SERIAL_NAME ".serial"
+
+int s3_serial_read(const char *cache_dir, const char *lang, uint64_t *ret_serial,
+                   char ret_version[SNAP_NAME_MAX])
+{
+        _cleanup_close_ int langfd = open_lang(cache_dir, lang), fd = -1;
+        char buf[128], version[SNAP_NAME_MAX];
+        unsigned long long serial;
+        ssize_t n;
+
+        if (langfd < 0)
+                return langfd;
+        fd = openat(langfd, SERIAL_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT) {
+                *ret_serial = 0;
+                ret_version[0] = 0;
+                return 0;
+        }
+        if (fd < 0)
+                return -errno;
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n < 0)
+                return -errno;
+        buf[n] = 0;
+        if (sscanf(buf, "%llu %63s", &serial, version) != 2 || !snap_name_valid(version))
+                return -EBADMSG;
+        *ret_serial = serial;
+        snprintf(ret_version, SNAP_NAME_MAX, "%s", version);
+        return 0;
+}
+
+int s3_serial_write(const char *cache_dir, const char *lang, uint64_t serial, const char *version)
+{
+        _cleanup_close_ int langfd = open_lang(cache_dir, lang), fd = -1;
+        char old[SNAP_NAME_MAX], text[128];
+        uint64_t have;
+        int r, k;
+
+        if (langfd < 0)
+                return langfd;
+        r = s3_serial_read(cache_dir, lang, &have, old);
+        if (r == 0 && have > serial)
+                return 0;
+        k = snprintf(text, sizeof(text), "%llu %s\n", (unsigned long long)serial, version);
+        if (!snap_name_valid(version) || k < 0 || (size_t)k >= sizeof(text))
+                return -EINVAL;
+        fd = openat(langfd, SERIAL_NAME ".new",
+                    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return -errno;
+        if (op_write_all(fd, text, (size_t)k) < 0 || fsync(fd) < 0 ||
+            renameat(langfd, SERIAL_NAME ".new", langfd, SERIAL_NAME) < 0 || fsync(langfd) < 0)
+                return -errno;
         return 0;
 }

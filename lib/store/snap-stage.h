@@ -36,8 +36,26 @@ void s3_stage_plan_free(struct s3_stage_plan *p);
 /* Open a staged file for writing fetched chunks (pwrite at chunk offsets). */
 int s3_stage_open(const char *cache_dir, const struct s3_chunkman *m, size_t file);
 
-/* Slow: hash every staged file against the manifest, write manifest.json (and chunks.json),
- * fsync, rename into <cache>/<lang>/<version>, switch "current". On a mismatch the staging
- * directory is removed and -EBADMSG returned; "current" is untouched on any failure. */
+/* Write manifest.json (and chunks.json), fsync every file once, rename into
+ * <cache>/<lang>/<version>, switch "current". A chunked version's chunks were each checked
+ * against the manifest before they were written (fetch, prepare), so its files are not hashed
+ * again; a plain one's files are hashed whole: on a mismatch the staging directory is removed
+ * and -EBADMSG returned. "current" is untouched on any failure. */
 int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
                      size_t errlen);
+
+/* Room for m on the cache's filesystem, before anything is staged: the bytes its non-zero
+ * chunks will store (less what a staging directory of it already holds) plus reserve must be
+ * free, and the cache's total with them at most cache_max (0: no bound). -ENOSPC with a
+ * message naming the numbers. */
+int s3_stage_check_space(const char *cache_dir, const struct s3_chunkman *m, uint64_t reserve,
+                         uint64_t cache_max, char *errbuf, size_t errlen);
+/* Remove the staging directory of m (a failed sync that is not worth resuming). */
+int s3_stage_remove(const char *cache_dir, const struct s3_chunkman *m);
+
+/* The highest chunk manifest serial a host has accepted for lang, and the version it named
+ * (<cache>/<lang>/.serial): *ret_serial 0 and ret_version "" when none. */
+int s3_serial_read(const char *cache_dir, const char *lang, uint64_t *ret_serial,
+                   char ret_version[SNAP_NAME_MAX]);
+/* Record serial and version (atomically, fsynced), unless a higher serial is recorded. */
+int s3_serial_write(const char *cache_dir, const char *lang, uint64_t serial, const char *version);

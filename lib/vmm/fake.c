@@ -31,7 +31,8 @@ struct fake_vm {
         struct vm *vm;
         struct fake_vmm *vmm; /* NULL: defaults */
         struct fake_vm_opts o;
-        struct event *timer; /* the operation in progress */
+        struct event *timer;         /* the operation in progress */
+        struct event *console_timer; /* console_read in progress */
         enum fake_op op;
         struct bufferevent *peer; /* the agent's end of the channel */
 };
@@ -232,12 +233,34 @@ static void fake_release(struct vm *vm)
                 return;
         if (f->timer)
                 event_free(f->timer);
+        if (f->console_timer)
+                event_free(f->console_timer);
         if (f->peer)
                 bufferevent_free(f->peer);
         if (f->vmm)
                 f->vmm->n_live--;
         free(f);
         vm->drv = NULL;
+}
+
+static void on_console_timer(evutil_socket_t fd, short what, void *arg)
+{
+        struct fake_vm *f = arg;
+
+        vm_drv_console(f->vm, f->o.console, strlen(f->o.console)); /* may destroy the VM */
+}
+
+static int fake_console_read(struct vm *vm)
+{
+        struct fake_vm *f = fk(vm);
+
+        if (!f || !f->o.console)
+                return -ENOENT;
+        if (!f->console_timer)
+                f->console_timer = evtimer_new(vm->host->base, on_console_timer, f);
+        if (!f->console_timer)
+                return -ENOMEM;
+        return op_timer_arm_ms(f->console_timer, 0);
 }
 
 static int fake_version(struct vm_host *h, char **ret)
@@ -260,5 +283,6 @@ const struct vm_driver vm_driver_fake = {
     .resume = fake_resume,
     .pause = fake_pause,
     .snapshot = fake_snapshot,
+    .console_read = fake_console_read,
     .release = fake_release,
 };

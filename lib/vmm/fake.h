@@ -21,6 +21,9 @@ enum fake_fault {
 struct fake_vm_opts {
         uint32_t boot_ms, restore_ms, resume_ms, pause_ms, snapshot_ms;
         enum fake_fault fault;
+        /* When the VM fails, its console holds these bytes (read on the next loop turn, as a VMM
+         * answers over its control channel); NULL: there is no console to read. */
+        const char *console;
 };
 
 /* The agent's answer to a frame it read (a job, or a stdin frame after it): a new reference to

@@ -12,15 +12,27 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "evtimer.h"
 #include "host.h"
 #include "lang.h"
+#include "msg.h"
 #include "poolplan.h"
 #include "qmp.h"
 #include "snap-ref.h"
+#include "util.h"
 #include "vm.h"
 #include "vmm.h"
 
 #define QEMU_ARGV_MAX 64
+/* TCG's translation buffer, MiB. Its pages cost memory only once translated code fills them: a
+ * primed clone's PSS is the same under a cap of 32, 64 or QEMU's default of 1 GiB, while a cap
+ * under the working set makes QEMU flush and translate again (16: bash's prime program ran 5x
+ * slower). A cold boot alone translates ~48 MB of code and a first python run ~30 MB more
+ * (bench/restore, docs/benchmarks.md): 256 leaves room for that and bounds what a guest can make
+ * QEMU allocate to a quarter of the default. */
+#define QEMU_TCG_TB_MB 256
+/* How long a failed VM's console may take to read before its owner is told anyway. */
+#define QEMU_CONSOLE_READ_MS 1000
 
 /* Kernel command line (measured in docs/images.md): quiet, no self-tests or timer checks that
  * cost seconds under emulation, one UART, panic ends the VM (-no-reboot). After "--": op-agent's
@@ -37,6 +49,16 @@
 
 /* qboot starts a Linux kernel faster than SeaBIOS; used when QEMU ships it. */
 #define QBOOT_ROM "/usr/share/qemu/qboot.rom"
+
+/* q35 without the devices our guest never touches: VMware's I/O port, the SMBus and its
+ * EEPROMs, the AHCI controller, the PS/2 controller and the HPET (the kernel calibrates its TSC
+ * against the PIT). What is left on the ISA bus (PIT, PIC, RTC, DMA, speaker) q35 builds in any
+ * case. Changing this line changes the device state a snapshot holds: bump QEMU_MACHINE_TAG. */
+#define MACHINE "q35,vmport=off,smbus=off,sata=off,i8042=off,hpet=off"
+
+/* QEMU's seccomp filter: no obsolete system calls, no set*uid/gid, no fork or exec, no
+ * scheduler or affinity changes. Hence a snapshot's device state goes to an fd, not exec:. */
+#define SANDBOX "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 struct argv_builder {
         char *v[QEMU_ARGV_MAX + 1];
@@ -106,22 +128,28 @@ int qemu_argv(const char *binary, const struct qemu_machine *m, char ***ret)
                 return -EINVAL;
         add(a, "%s", binary);
         add(a, "-M");
-        add(a, "q35%s", mem_backend ? ",memory-backend=mem" : "");
+        add(a, "%s%s", MACHINE, mem_backend ? ",memory-backend=mem" : "");
         if (access(QBOOT_ROM, R_OK) == 0) {
                 add(a, "-bios");
                 add(a, QBOOT_ROM);
         }
         add(a, "-accel");
-        add(a, "%s", m->accel == OP_ACCEL_KVM ? "kvm" : "tcg");
+        if (m->accel == OP_ACCEL_KVM)
+                add(a, "kvm");
+        else
+                add(a, "tcg,tb-size=%u", QEMU_TCG_TB_MB);
         add(a, "-cpu");
         add(a, "%s", m->accel == OP_ACCEL_KVM ? "host" : "max");
         add(a, "-m");
         add(a, "%uM", m->memory_mb);
         if (mem_backend) {
-                /* A boot for a snapshot shares RAM with its file; a clone maps it privately. */
+                /* A boot for a snapshot shares RAM with its file. A clone maps it privately and
+                 * writable but opens it read-only (readonly=on, rom=off: QEMU >= 8.2): its
+                 * writes stay in its own copied pages and never reach the file. */
                 add(a, "-object");
-                add(a, "memory-backend-file,id=mem,size=%uM,mem-path=/proc/self/fd/%d,share=%s",
-                    m->memory_mb, VMM_FD_MEM, restore ? "off" : "on");
+                add(a, "memory-backend-file,id=mem,size=%uM,mem-path=/proc/self/fd/%d,%s",
+                    m->memory_mb, VMM_FD_MEM,
+                    restore ? "share=off,readonly=on,rom=off" : "share=on");
         }
         add(a, "-smp");
         add(a, "%u", m->vcpus);
@@ -129,8 +157,14 @@ int qemu_argv(const char *binary, const struct qemu_machine *m, char ***ret)
         add(a, "-no-user-config");
         add(a, "-nographic");
         add(a, "-no-reboot");
+        add(a, "-sandbox");
+        add(a, SANDBOX);
+        /* The console goes to a ring in QEMU's memory: bounded whatever the guest writes, read
+         * over QMP when the VM fails. */
+        add(a, "-chardev");
+        add(a, "ringbuf,id=%s,size=%u", QEMU_CONSOLE_ID, QEMU_CONSOLE_RING);
         add(a, "-serial");
-        add(a, "file:console.log");
+        add(a, "chardev:%s", QEMU_CONSOLE_ID);
         add(a, "-drive");
         if (restore)
                 add(a, "file=/proc/self/fd/%d,if=none,id=root,format=raw,readonly=on",
@@ -151,8 +185,8 @@ int qemu_argv(const char *binary, const struct qemu_machine *m, char ***ret)
         add(a, "chardev=qmp,mode=control");
         if (restore) {
                 /* Stay paused after the device state is in; x-ignore-shared must be set before
-                 * the incoming migration starts, which only QMP can do in QEMU 7.2: hence
-                 * "defer". */
+                 * the incoming migration starts, which only QMP can do (no -global for it, QEMU
+                 * 10): hence "defer". */
                 add(a, "-S");
                 add(a, "-incoming");
                 add(a, "defer");
@@ -222,9 +256,25 @@ int qemu_version(const char *binary, char **ret)
         return *ret ? 0 : -ENOMEM;
 }
 
+int qemu_version_supported(const char *version, char *err, size_t errlen)
+{
+        unsigned major = 0, minor = 0;
+
+        if (!version || sscanf(version, "%u.%u", &major, &minor) != 2)
+                return op_errf(err, errlen, -ENOEXEC, "cannot read a QEMU release from \"%s\"",
+                               version ? version : "");
+        if (major < QEMU_MIN_MAJOR || (major == QEMU_MIN_MAJOR && minor < QEMU_MIN_MINOR))
+                return op_errf(err, errlen, -EPROTONOSUPPORT,
+                               "QEMU %.*s is too old: opd needs QEMU %u.%u or later (read-only "
+                               "snapshot memory: memory-backend-file readonly=on,rom=off)",
+                               (int)strcspn(version, "/"), version, QEMU_MIN_MAJOR, QEMU_MIN_MINOR);
+        return 0;
+}
+
 struct qemu_vm {
         struct qmp *qmp;
         bool saving;
+        struct event *console_timer; /* console_read: how long the answer may take */
 };
 
 static struct qmp *vm_qmp(struct vm *vm)
@@ -344,7 +394,7 @@ static int qemu_restore(struct vm *vm)
         char **argv = NULL;
         int r;
 
-        mem = openat(snap->dirfd, "mem", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+        mem = openat(snap->dirfd, "mem", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         rootfs = openat(snap->dirfd, "rootfs.ext4", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         vmstate = openat(snap->dirfd, "vmstate", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (mem < 0 || rootfs < 0 || vmstate < 0)
@@ -390,36 +440,88 @@ static int qemu_pause(struct vm *vm)
         return qmp_command(vm_qmp(vm), "stop", NULL, on_stop_reply, vm);
 }
 
-static bool shell_safe(const char *p)
-{
-        for (; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                      (*p >= '0' && *p <= '9') || strchr("/._-+", *p)))
-                        return false;
-        return true;
-}
-
+/* The device state goes to dir/vmstate through an fd QEMU is handed over QMP ("getfd"): QEMU
+ * opens nothing and runs nothing (its sandbox denies spawning a command). */
 static int qemu_snapshot(struct vm *vm, const char *dir)
 {
         struct qemu_vm *qv = vm->drv;
-        _cleanup_free_ char *uri = NULL;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -1;
         int r;
 
         if (qv->saving)
                 return -EBUSY;
-        /* QEMU 7.2 writes an outgoing migration to a command or a named fd; the path is ours. */
-        if (!shell_safe(dir) || asprintf(&uri, "exec:cat > %s/vmstate", dir) < 0)
-                return -EINVAL;
+        if (asprintf(&path, "%s/vmstate", dir) < 0)
+                return -ENOMEM;
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
         qv->saving = true;
-        r = set_migration_caps(vm);
+        r = qmp_command_fd(qv->qmp, "getfd", json_pack("{s:s}", "fdname", "vmstate"), fd,
+                           on_qmp_reply, vm);
+        if (r >= 0)
+                r = set_migration_caps(vm);
         if (r >= 0)
                 r = qmp_command(qv->qmp, "stop", NULL, on_qmp_reply, vm);
         if (r >= 0)
-                r = qmp_command(qv->qmp, "migrate", json_pack("{s:s}", "uri", uri), on_qmp_reply,
-                                vm);
+                r = qmp_command(qv->qmp, "migrate", json_pack("{s:s}", "uri", "fd:vmstate"),
+                                on_qmp_reply, vm);
         if (r < 0)
                 qv->saving = false;
         return r;
+}
+
+static void console_done(struct vm *vm, const void *data, size_t len)
+{
+        struct qemu_vm *qv = vm->drv;
+
+        if (qv->console_timer) {
+                event_free(qv->console_timer);
+                qv->console_timer = NULL;
+        }
+        vm_drv_console(vm, data, len); /* may destroy the VM */
+}
+
+static void on_ringbuf_read(struct qmp *q, json_t *ret, const char *err, void *arg)
+{
+        struct vm *vm = arg;
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t len = 0;
+
+        if (!err && json_is_string(ret) &&
+            op_base64_decode(json_string_value(ret), json_string_length(ret), &data, &len) < 0)
+                len = 0;
+        console_done(vm, data, len);
+}
+
+static void on_console_timeout(evutil_socket_t fd, short what, void *arg)
+{
+        console_done(arg, NULL, 0);
+}
+
+/* The ring's whole content (the oldest bytes come first: ringbuf-read takes from the front),
+ * as base64: the guest's bytes exactly, whatever they are. */
+static int qemu_console_read(struct vm *vm)
+{
+        struct qemu_vm *qv = vm->drv;
+        int r;
+
+        if (!qv || qv->console_timer)
+                return -EBUSY;
+        qv->console_timer = evtimer_new(vm->host->base, on_console_timeout, vm);
+        if (!qv->console_timer)
+                return -ENOMEM;
+        r = qmp_command(qv->qmp, "ringbuf-read",
+                        json_pack("{s:s, s:i, s:s}", "device", QEMU_CONSOLE_ID, "size",
+                                  QEMU_CONSOLE_RING, "format", "base64"),
+                        on_ringbuf_read, vm);
+        if (r < 0) {
+                event_free(qv->console_timer);
+                qv->console_timer = NULL;
+                return r;
+        }
+        op_timer_arm_ms(qv->console_timer, QEMU_CONSOLE_READ_MS);
+        return 0;
 }
 
 static void qemu_release(struct vm *vm)
@@ -431,19 +533,28 @@ static void qemu_release(struct vm *vm)
         vm->proc.agent_fd = vm->proc.ctl_fd = -1;
         if (!qv)
                 return;
+        if (qv->console_timer)
+                event_free(qv->console_timer);
         qmp_free(qv->qmp);
         free(qv);
         vm->drv = NULL;
 }
 
+/* The release, and the machine this driver builds: a snapshot loads only into both. */
 static int qemu_version_of(struct vm_host *h, char **ret)
 {
-        return qemu_version(h->cfg->qemu_binary, ret);
+        _cleanup_free_ char *v = NULL;
+        int r;
+
+        r = qemu_version(h->cfg->qemu_binary, &v);
+        if (r < 0)
+                return r;
+        return asprintf(ret, "%s/%s", v, QEMU_MACHINE_TAG) < 0 ? -ENOMEM : 0;
 }
 
 const struct vm_driver vm_driver_qemu = {
     .name = "qemu",
-    .console = "console.log",
+    .console = NULL, /* a ring in QEMU: console_read */
     .version = qemu_version_of,
     .only_accel = OP_ACCEL_AUTO,
     .boot = qemu_boot,
@@ -451,5 +562,6 @@ const struct vm_driver vm_driver_qemu = {
     .resume = qemu_resume,
     .pause = qemu_pause,
     .snapshot = qemu_snapshot,
+    .console_read = qemu_console_read,
     .release = qemu_release,
 };

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "cleanup.h"
 #include "util.h"
@@ -178,11 +179,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
                 qmp_destroy(q);
 }
 
-int qmp_command(struct qmp *q, const char *cmd, json_t *args, qmp_reply_fn cb, void *userdata)
+/* The command's line: {"execute": cmd, "id": N, "arguments": args}, newline-ended. */
+static int command_line(struct qmp *q, const char *cmd, json_t *args, char **ret)
 {
         json_t *msg;
         char *s;
-        int r = 0;
 
         if (q->broken || q->dead) {
                 json_decref(args);
@@ -192,7 +193,7 @@ int qmp_command(struct qmp *q, const char *cmd, json_t *args, qmp_reply_fn cb, v
                 json_decref(args);
                 return -EBUSY;
         }
-        msg = json_pack("{s:s, s:I}", "execute", cmd, "id", (json_int_t)++q->next_id);
+        msg = json_pack("{s:s, s:I}", "execute", cmd, "id", (json_int_t)(q->next_id + 1));
         if (!msg) {
                 json_decref(args);
                 return -ENOMEM;
@@ -201,17 +202,75 @@ int qmp_command(struct qmp *q, const char *cmd, json_t *args, qmp_reply_fn cb, v
                 json_object_set_new(msg, "arguments", args);
         s = json_dumps(msg, JSON_COMPACT);
         json_decref(msg);
-        if (!s)
+        if (!s || asprintf(ret, "%s\n", s) < 0) {
+                free(s);
                 return -ENOMEM;
-        if (evbuffer_add(bufferevent_get_output(q->bev), s, strlen(s)) < 0 ||
-            evbuffer_add(bufferevent_get_output(q->bev), "\n", 1) < 0)
-                r = -ENOMEM;
+        }
         free(s);
+        return 0;
+}
+
+static void push_pending(struct qmp *q, qmp_reply_fn cb, void *userdata)
+{
+        q->pending[(q->head + q->count) % QMP_PENDING_MAX] =
+            (struct pending){.id = ++q->next_id, .cb = cb, .userdata = userdata};
+        q->count++;
+}
+
+int qmp_command(struct qmp *q, const char *cmd, json_t *args, qmp_reply_fn cb, void *userdata)
+{
+        _cleanup_free_ char *line = NULL;
+        int r;
+
+        r = command_line(q, cmd, args, &line);
         if (r < 0)
                 return r;
-        q->pending[(q->head + q->count) % QMP_PENDING_MAX] =
-            (struct pending){.id = q->next_id, .cb = cb, .userdata = userdata};
-        q->count++;
+        if (evbuffer_add(bufferevent_get_output(q->bev), line, strlen(line)) < 0)
+                return -ENOMEM;
+        push_pending(q, cb, userdata);
+        return 0;
+}
+
+int qmp_command_fd(struct qmp *q, const char *cmd, json_t *args, int fd, qmp_reply_fn cb,
+                   void *userdata)
+{
+        _cleanup_free_ char *line = NULL;
+        struct evbuffer *out = bufferevent_get_output(q->bev);
+        int sock = bufferevent_getfd(q->bev), r;
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } u = {0};
+        struct iovec iov;
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        struct cmsghdr *c;
+        size_t len;
+        ssize_t k;
+
+        r = command_line(q, cmd, args, &line);
+        if (r < 0)
+                return r;
+        /* The fd travels with the line's first byte, so whatever is queued goes out first. */
+        while (evbuffer_get_length(out) > 0)
+                if (evbuffer_write(out, sock) <= 0)
+                        return -EAGAIN;
+        len = strlen(line);
+        iov = (struct iovec){.iov_base = line, .iov_len = len};
+        mh.msg_control = u.buf;
+        mh.msg_controllen = sizeof(u.buf);
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        do
+                k = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        while (k < 0 && errno == EINTR);
+        if (k <= 0)
+                return k < 0 ? -errno : -EIO;
+        if ((size_t)k < len && evbuffer_add(out, line + k, len - (size_t)k) < 0)
+                return -ENOMEM;
+        push_pending(q, cb, userdata);
         return 0;
 }
 

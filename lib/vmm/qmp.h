@@ -29,6 +29,12 @@ struct qmp *qmp_free(struct qmp *q);
 /* Send {"execute": cmd, "arguments": args}. args may be NULL; the reference is taken. */
 int qmp_command(struct qmp *q, const char *cmd, json_t *args, qmp_reply_fn cb, void *userdata);
 
+/* The same with fd passed along (SCM_RIGHTS) for QEMU to take, as "getfd" and "add-fd" do;
+ * the caller keeps its own fd. Output still queued is written first: -EAGAIN when the socket
+ * cannot take it now. */
+int qmp_command_fd(struct qmp *q, const char *cmd, json_t *args, int fd, qmp_reply_fn cb,
+                   void *userdata);
+
 /* Parse one QMP line; pure, for tests and fuzzing. Returns 0 and a new reference, or -EBADMSG. */
 int qmp_parse_line(const char *line, size_t len, json_t **ret);
 

@@ -52,16 +52,30 @@ static void vm_set_state(struct vm *vm, enum vm_state s)
         op_timer_arm_ms(vm->deadline, ms);
 }
 
-void vm_console_tail(const struct vm *vm, char *buf, size_t size)
+/* The last VM_CONSOLE_TAIL bytes of what the guest wrote, escaped, as one log line. */
+static void log_console(struct vm *vm, const void *data, size_t len)
+{
+        char line[4 * VM_CONSOLE_TAIL + 1];
+
+        if (len > VM_CONSOLE_TAIL) {
+                data = (const char *)data + (len - VM_CONSOLE_TAIL);
+                len = VM_CONSOLE_TAIL;
+        }
+        if (len == 0)
+                return;
+        op_escape_log(data, len, line, sizeof(line));
+        vm_host_log(vm->host, LOG_WARNING, "%s console tail: %s", vm->name, line);
+}
+
+/* A driver whose console is a file in the VM's directory (Firecracker's stdout). */
+static void log_console_file(struct vm *vm)
 {
         _cleanup_free_ char *path = NULL;
         _cleanup_close_ int fd = -1;
+        char buf[VM_CONSOLE_TAIL];
         off_t end;
         ssize_t k;
 
-        if (size == 0)
-                return;
-        buf[0] = 0;
         if (!vm->host->drv->console ||
             asprintf(&path, "%s/%s", vm->workdir, vm->host->drv->console) < 0)
                 return;
@@ -71,43 +85,51 @@ void vm_console_tail(const struct vm *vm, char *buf, size_t size)
         end = lseek(fd, 0, SEEK_END);
         if (end < 0)
                 return;
-        k = pread(fd, buf, size - 1, end > (off_t)size - 1 ? end - (off_t)size + 1 : 0);
-        if (k <= 0)
-                return;
-        buf[k] = 0;
-        /* The guest wrote it: line ends become '|', and every other control character or byte
-         * outside ASCII becomes '?', so no escape sequence or forged line reaches the log. */
-        for (char *p = buf; *p; p++) {
-                unsigned char ch = (unsigned char)*p;
+        k = pread(fd, buf, sizeof(buf), end > (off_t)sizeof(buf) ? end - (off_t)sizeof(buf) : 0);
+        if (k > 0)
+                log_console(vm, buf, (size_t)k);
+}
 
-                if (ch == '\n' || ch == '\r')
-                        *p = '|';
-                else if (ch < 0x20 || ch >= 0x7f)
-                        *p = '?';
-        }
+static void notify_failed(struct vm *vm, const char *why)
+{
+        struct vm_events ev = vm->ev;
+
+        /* Last thing: the callback may destroy the VM. */
+        if (ev.failed)
+                ev.failed(vm, why, vm->userdata);
 }
 
 static void vm_fail(struct vm *vm, const char *why)
 {
         struct vm_host *h = vm->host;
-        struct vm_events ev = vm->ev;
-        void *userdata = vm->userdata;
 
         if (vm->state == VM_DEAD)
                 return;
         vm_set_state(vm, VM_DEAD);
         if (!h->stopping) {
-                char tail[1024];
-
                 h->vms_failed++;
                 vm_host_log(h, LOG_WARNING, "%s (%s) failed: %s", vm->name, vm->lang->name, why);
-                vm_console_tail(vm, tail, sizeof(tail));
-                if (tail[0])
-                        vm_host_log(h, LOG_WARNING, "%s console tail: %s", vm->name, tail);
+                /* A console the driver reads from the VMM: the owner hears of the failure once
+                 * it is read (vm_drv_console), which the driver bounds in time. */
+                if (h->drv->console_read) {
+                        snprintf(vm->fail_why, sizeof(vm->fail_why), "%s", why);
+                        vm->failing = true;
+                        if (h->drv->console_read(vm) >= 0)
+                                return;
+                        vm->failing = false;
+                } else
+                        log_console_file(vm);
         }
-        /* Last thing: the callback may destroy the VM. */
-        if (ev.failed)
-                ev.failed(vm, why, userdata);
+        notify_failed(vm, why);
+}
+
+void vm_drv_console(struct vm *vm, const void *data, size_t len)
+{
+        if (!vm->failing)
+                return;
+        vm->failing = false;
+        log_console(vm, data, len);
+        notify_failed(vm, vm->fail_why);
 }
 
 void vm_abort(struct vm *vm, const char *why)

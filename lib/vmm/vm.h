@@ -33,6 +33,9 @@ enum vm_state {
 
 const char *vm_state_name(enum vm_state s);
 
+/* How much of the guest console's end goes into the log when a VM fails. */
+#define VM_CONSOLE_TAIL 1024
+
 /* The agent frame cap when nobody set one with vm_set_frame_max(): ready events, ping, warm
  * and prime answers (agent-msg.h). */
 #define VM_FRAME_MAX_DEFAULT OP_AGENT_FRAME_SMALL
@@ -71,7 +74,9 @@ struct vm {
         bool agent_hello; /* a reconnected agent's "ready" is due and is not a boot */
         struct vm_events ev;
         void *userdata;
-        int exit_status; /* from waitpid, valid once reaped */
+        bool failing;       /* failed, the owner not told yet: the console is being read */
+        char fail_why[640]; /* then why it failed */
+        int exit_status;    /* from waitpid, valid once reaped */
         bool reaped;
 };
 
@@ -105,6 +110,3 @@ void vm_set_frame_max(struct vm *vm, size_t max);
 void vm_abort(struct vm *vm, const char *why);
 /* Kill the VMM and free the VM at a safe point; no callback fires after this. */
 void vm_destroy(struct vm *vm);
-/* The last bytes of the guest console, '|' for line ends and '?' for any other control
- * character or byte outside ASCII (the guest wrote them), "" when there is none. */
-void vm_console_tail(const struct vm *vm, char *buf, size_t size);

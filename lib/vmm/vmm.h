@@ -38,6 +38,10 @@ struct vm_driver {
         /* Stop a running VM and write its state to dir/vmstate (and its RAM to dir/mem when
          * the driver did not boot with mem_fd): vm_drv_saved(). */
         int (*snapshot)(struct vm *vm, const char *dir);
+        /* The VM failed and the owner is not told yet: read the end of the guest console from
+         * the VMM and hand it to vm_drv_console(), within a bounded time (may be NULL: then the
+         * console file, if any, is read). A negative return: nothing to read. */
+        int (*console_read)(struct vm *vm);
         /* Free vm->drv. The process is already killed (or never ran). */
         void (*release)(struct vm *vm);
 };
@@ -54,6 +58,8 @@ void vm_drv_loaded(struct vm *vm);
 void vm_drv_resumed(struct vm *vm);
 void vm_drv_paused(struct vm *vm);
 void vm_drv_saved(struct vm *vm, const char *err);
+/* console_read's answer: the console's last bytes (NULL, 0 when there were none to get). */
+void vm_drv_console(struct vm *vm, const void *data, size_t len);
 /* The VM cannot go on; why is human text (a Firecracker fault_message is passed on as is). */
 void vm_drv_failed(struct vm *vm, const char *why);
 /* The agent channel is connected (fd taken). hello: the agent opens each session with a
@@ -103,9 +109,23 @@ struct qemu_machine {
         bool mem_file;          /* boot: guest RAM is VMM_FD_MEM, mapped shared */
 };
 #define QEMU_INCOMING_URI "fd:7"
+/* The guest console: a ring of this many bytes in QEMU (a power of two), chardev QEMU_CONSOLE_ID,
+ * read with QMP ringbuf-read. */
+#define QEMU_CONSOLE_ID   "console"
+#define QEMU_CONSOLE_RING 4096
+/* What the release opd records in snapshots says about the machine besides QEMU's version
+ * ("10.0.2/q35.2"): changed whenever the machine or its devices change, so that a snapshot of
+ * another machine is refused rather than loaded into the wrong one. */
+#define QEMU_MACHINE_TAG "q35.2"
+/* The oldest QEMU opd runs: 8.2 maps a file privately with readonly=on,rom=off. */
+#define QEMU_MIN_MAJOR 8
+#define QEMU_MIN_MINOR 2
 
 /* Build the qemu argv; pure, for tests. Free with op_argv_free() from lang.h. */
 int qemu_argv(const char *binary, const struct qemu_machine *m, char ***ret);
 
-/* The release of the qemu binary, e.g. "7.2.22" (runs `binary --version`). */
+/* The release of the qemu binary, e.g. "10.0.2" (runs `binary --version`). */
 int qemu_version(const char *binary, char **ret);
+/* 0 when opd runs on that release (QEMU_MIN_MAJOR.QEMU_MIN_MINOR or later), else a negative
+ * errno and why in err. Pure. */
+int qemu_version_supported(const char *version, char *err, size_t errlen);

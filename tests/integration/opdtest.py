@@ -89,6 +89,7 @@ class Opd:
             "images_dir": IMAGES,
             "languages": languages or os.path.join(SOURCE, "languages", "languages.json"),
             "accel": "tcg",
+            "allow_tcg": "yes",  # tests run trusted code, and this machine has no KVM
             "boot_timeout_ms": "120000",
             "max_vms": "4",
             # tests make the snapshots they need; test_snapauto turns this on

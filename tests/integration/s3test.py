@@ -279,3 +279,15 @@ def write_config(path, **keys):
         for k, v in keys.items():
             f.write(f"{k.replace('__', '.')} = {v}\n")
     return path
+
+
+def signing_key(directory, name="sign.pem"):
+    """A new Ed25519 signing key made by `opctl snapshot keygen`: (private key path, public key
+    as s3.trusted_keys wants it)."""
+    from opdtest import OPCTL
+    path = os.path.join(directory, name)
+    p = subprocess.run([OPCTL, "snapshot", "keygen", "--out", path], capture_output=True,
+                       text=True, timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError(f"opctl snapshot keygen: {p.stderr}")
+    return path, p.stdout.strip()

@@ -28,5 +28,37 @@ class AutoAccel(unittest.TestCase):
             opd.stop()
 
 
+class RefusedUnderTcg(unittest.TestCase):
+    def test_tcg_without_allow_tcg_refuses_to_serve(self):
+        """TCG is not an isolation boundary: with allow_tcg = no opd says so and answers every
+        exec "unavailable", boots nothing, and status shows why."""
+        opd = Opd({"accel": "tcg", "allow_tcg": "no", "pool.size": "1"})
+        try:
+            st = opd.call({"op": "status"})
+            self.assertEqual(st["accel"], "tcg")
+            self.assertIs(st["accel_isolation"], False)
+            self.assertIn("allow_tcg", st["refused"])
+            a = opd.run("bash", "echo never", mode="cold")
+            self.assertIs(a["ok"], False, a)
+            self.assertEqual(a["error"]["code"], "unavailable")
+            self.assertIn("allow_tcg", a["error"]["message"])
+            self.assertEqual(opd.call({"op": "status"})["counters"]["vms_started"], 0)
+            log = opd.read_log()
+            self.assertIn("not an isolation boundary", log)
+            self.assertIn("refusing to serve", log)
+        finally:
+            opd.stop()
+
+    def test_tcg_allowed_serves_and_warns(self):
+        opd = Opd({"accel": "tcg", "pool.size": "0"})  # opdtest sets allow_tcg = yes
+        try:
+            st = opd.call({"op": "status"})
+            self.assertEqual((st["accel"], st["accel_isolation"], st["refused"]),
+                             ("tcg", False, None))
+            self.assertIn("not an isolation boundary", opd.read_log())
+        finally:
+            opd.stop()
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -314,7 +314,7 @@ printf '%s\n' "${COMPREPLY[@]}"
         self.assertEqual(self.complete("opctl st"), {"status"})
         self.assertEqual(self.complete("opctl --json sn"), {"snapshot"})
         self.assertEqual(self.complete("opctl snapshot "),
-                         {"create", "list", "reload", "verify", "sync", "push"})
+                         {"create", "list", "reload", "verify", "sync", "push", "keygen"})
         self.assertEqual(self.complete("opctl run --mo"), {"--mode"})
         self.assertEqual(self.complete("opctl run --mode "), {"auto", "warm", "cold"})
         self.assertEqual(self.complete("opctl run --file "), {"FILES"})

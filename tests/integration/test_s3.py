@@ -13,7 +13,8 @@ import tempfile
 import unittest
 
 from opdtest import IMAGES, Opd
-from s3test import KEY_ID, SECRET, Proxy, S3rver, make_snapshot, opctl_s3, write_config
+from s3test import (KEY_ID, SECRET, Proxy, S3rver, make_snapshot, opctl_s3, signing_key,
+                    write_config)
 
 CHUNK = 4 << 20
 AWS_ENV = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
@@ -43,6 +44,7 @@ class S3Sync(unittest.TestCase):
         cls.s3 = S3rver()
         cls.proxy = Proxy(cls.s3.port)
         cls.tmp = tempfile.mkdtemp(prefix="opd-s3-test-")
+        cls.key, cls.pub = signing_key(cls.tmp)
 
     @classmethod
     def tearDownClass(cls):
@@ -61,7 +63,8 @@ class S3Sync(unittest.TestCase):
 
     def s3_keys(self, endpoint=None, **more):
         keys = {"s3.bucket": self.s3.bucket, "s3.endpoint": endpoint or self.s3.endpoint,
-                "s3.path_style": "yes", "s3.prefix": self.prefix, "s3.sync_minutes": "0"}
+                "s3.path_style": "yes", "s3.prefix": self.prefix, "s3.sync_minutes": "0",
+                "s3.trusted_keys": self.pub}
         keys.update(more)
         return keys
 
@@ -69,7 +72,8 @@ class S3Sync(unittest.TestCase):
         conf = write_config(os.path.join(self.tmp, self.prefix, "push.conf"),
                             cache_dir=self.src, **{k.replace(".", "__"): v for k, v in
                                                    self.s3_keys(endpoint).items()})
-        p = opctl_s3(["--json", "snapshot", "push", "--lang", lang], conf, env=env)
+        p = opctl_s3(["--json", "snapshot", "push", "--lang", lang, "--sign-key", self.key], conf,
+                     env=env)
         self.assertEqual(p.returncode, 0, p.stderr)
         return json.loads(p.stdout)
 
@@ -165,7 +169,7 @@ class S3Sync(unittest.TestCase):
         try:
             make_snapshot(self.src, "python", "20261127T000001Z-ffffff", mem_image("f1"))
             self.push()
-            opd = self.opd(cache_dir=mnt)
+            opd = self.opd(cache_dir=mnt, **{"s3.reserve_mb": "0"})
             try:
                 r = self.sync(opd)
                 self.assertTrue(r["ok"], r)
@@ -335,7 +339,15 @@ class S3Sync(unittest.TestCase):
                            capture_output=True, text=True,
                            env={**os.environ, **AWS_ENV, "AWS_DEFAULT_REGION": "us-east-1"})
         self.assertEqual(p.returncode, 0, p.stderr)
+        # nothing signs the plain layout: refused unless unsigned versions are allowed
         opd = self.opd()
+        try:
+            r = self.sync(opd)
+            self.assertFalse(r["ok"], r)
+            self.assertIn("not signed", r["error"])
+        finally:
+            opd.stop()
+        opd = self.opd(**{"s3.allow_unsigned": "yes"})
         try:
             r = self.sync(opd)
             self.assertTrue(r["ok"], r)

@@ -58,7 +58,8 @@ class S3Multipart(unittest.TestCase):
 
     def s3_keys(self, endpoint, **more):
         return {"s3.bucket": self.s3.bucket, "s3.endpoint": endpoint, "s3.path_style": "yes",
-                "s3.prefix": self.prefix, "s3.sync_minutes": "0", **more}
+                "s3.prefix": self.prefix, "s3.sync_minutes": "0",
+                "s3.allow_unsigned": "yes", **more}  # the plain layout is not signed
 
     def push_plain(self, endpoint, **more):
         conf = write_config(os.path.join(self.tmp, self.prefix, "push.conf"), cache_dir=self.src,

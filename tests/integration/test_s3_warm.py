@@ -5,7 +5,7 @@ import time
 import unittest
 
 from opdtest import Opd
-from s3test import KEY_ID, SECRET, S3rver, opctl_s3, write_config
+from s3test import KEY_ID, SECRET, S3rver, opctl_s3, signing_key, write_config
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
 
@@ -23,6 +23,8 @@ class S3Warm(unittest.TestCase):
         s3keys = {"s3.bucket": self.s3.bucket, "s3.endpoint": self.s3.endpoint,
                   "s3.path_style": "yes", "s3.sync_minutes": "0"}
         maker = Opd({"pool.size": "0"})
+        key, pub = signing_key(maker.dir)
+        s3keys["s3.trusted_keys"] = pub
         try:
             a = maker.call({"op": "snapshot", "action": "create", "lang": "bash", "id": "s"},
                            timeout=600)
@@ -31,7 +33,7 @@ class S3Warm(unittest.TestCase):
             conf = write_config(os.path.join(maker.dir, "push.conf"),
                                 cache_dir=os.path.join(maker.dir, "cache"),
                                 **{k.replace(".", "__"): v for k, v in s3keys.items()})
-            p = opctl_s3(["snapshot", "push", "--lang", "bash"], conf)
+            p = opctl_s3(["snapshot", "push", "--lang", "bash", "--sign-key", key], conf)
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertIn("pushed to s3://", p.stdout)
         finally:

@@ -120,6 +120,39 @@ class WarmPython(unittest.TestCase):
         self.assertTrue(p, pool(self.opd, "python"))
 
 
+    def test_z_clones_cannot_write_the_memory_file(self):
+        """Clones map the snapshot's memory privately and writable, but QEMU holds it only
+        read-only (readonly=on,rom=off), and runs under its seccomp sandbox."""
+        # a warm run that writes 48 MiB of guest memory (its pages are the clone's own copies)
+        a = self.opd.run("python", "x = bytearray(b'\\xa5') * (48 << 20)\n"
+                         "x[::4096] = bytes(len(x[::4096]))\nprint(len(x))")
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["stdout"], str(48 << 20) + "\n")
+        wait_serving(self.opd, "python", self.version, ready=2)
+        mem = os.path.realpath(os.path.join(self.opd.dir, "cache", "python", self.version, "mem"))
+        pids = self.opd.vmm_pids()
+        self.assertTrue(pids)
+        for pid in pids:
+            with open(f"/proc/{pid}/status") as f:
+                self.assertRegex(f.read(), r"(?m)^Seccomp:\s+2$", pid)
+            held = 0
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                        flags = int(next(ln for ln in f if ln.startswith("flags:")).split()[1], 8)
+                except FileNotFoundError:
+                    continue
+                if target == mem:
+                    held += 1
+                    self.assertEqual(flags & os.O_ACCMODE, os.O_RDONLY, (pid, fd, oct(flags)))
+            self.assertGreater(held, 0, f"QEMU {pid} holds no fd of {mem}")
+            with open(f"/proc/{pid}/maps") as f:
+                maps = [ln.split() for ln in f if ln.rstrip().endswith(" " + mem)]
+            self.assertTrue(maps, pid)
+            for m in maps:  # private: writes go to the clone's own pages
+                self.assertEqual(m[1][3], "p", m)
+
     def test_zz_memory_file_unchanged_by_clones(self):
         # runs last in this class: every clone above wrote to its (private) guest memory
         import hashlib

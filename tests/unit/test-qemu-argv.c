@@ -55,8 +55,16 @@ static void test_boot(void **state)
 
         assert_int_equal(qemu_argv("qemu-system-x86_64", &m, &argv), 0);
         assert_string_equal(argv[0], "qemu-system-x86_64");
-        assert_true(find_pair(argv, "-M", "q35") >= 0);
-        assert_true(find_pair(argv, "-accel", "tcg") >= 0);
+        assert_true(find_pair(argv, "-M", "q35,vmport=off,smbus=off,sata=off,i8042=off,hpet=off") >=
+                    0);
+        assert_true(find_pair(argv, "-sandbox",
+                              "on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
+                              "resourcecontrol=deny") >= 0);
+        assert_true(find_pair(argv, "-chardev", "ringbuf,id=console,size=4096") >= 0);
+        assert_true(find_pair(argv, "-serial", "chardev:console") >= 0);
+        for (int i = 0; argv[i]; i++) /* the console is bounded: never a file */
+                assert_null(strstr(argv[i], "file:"));
+        assert_true(find_pair(argv, "-accel", "tcg,tb-size=256") >= 0);
         assert_true(find_pair(argv, "-cpu", "max") >= 0);
         assert_true(find_pair(argv, "-m", "512M") >= 0);
         assert_true(find_pair(argv, "-smp", "2") >= 0);
@@ -82,7 +90,9 @@ static void test_boot(void **state)
         assert_int_equal(qemu_argv("qemu", &m, &argv), 0);
         assert_true(find_pair(argv, "-accel", "kvm") >= 0);
         assert_true(find_pair(argv, "-cpu", "host") >= 0);
-        assert_true(find_pair(argv, "-M", "q35,memory-backend=mem") >= 0);
+        assert_true(find_pair(argv, "-M",
+                              "q35,vmport=off,smbus=off,sata=off,i8042=off,hpet=off,"
+                              "memory-backend=mem") >= 0);
         assert_true(find_pair(argv, "-object",
                               "memory-backend-file,id=mem,size=512M,mem-path=/proc/self/fd/5,"
                               "share=on") >= 0);
@@ -110,7 +120,7 @@ static void test_restore(void **state)
         assert_int_equal(qemu_argv("qemu", &clone, &argv), 0);
         assert_true(find_pair(argv, "-object",
                               "memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/5,"
-                              "share=off") >= 0);
+                              "share=off,readonly=on,rom=off") >= 0);
         assert_true(find_pair(argv, "-drive",
                               "file=/proc/self/fd/6,if=none,id=root,format=raw,readonly=on") >= 0);
         assert_true(has(argv, "-S"));
@@ -128,6 +138,21 @@ static void test_restore(void **state)
         op_argv_free(b);
         op_argv_free(argv);
         assert_string_equal(QEMU_INCOMING_URI, "fd:7");
+}
+
+static void test_version(void **state)
+{
+        char err[256];
+
+        assert_int_equal(qemu_version_supported("10.0.2", err, sizeof(err)), 0);
+        assert_int_equal(qemu_version_supported("8.2.2", err, sizeof(err)), 0);
+        assert_int_equal(qemu_version_supported("9.0", err, sizeof(err)), 0);
+        assert_int_equal(qemu_version_supported("10.0.2/q35.2", err, sizeof(err)), 0);
+        assert_int_equal(qemu_version_supported("8.1.5", err, sizeof(err)), -EPROTONOSUPPORT);
+        assert_non_null(strstr(err, "8.2 or later"));
+        assert_int_equal(qemu_version_supported("7.2.22", err, sizeof(err)), -EPROTONOSUPPORT);
+        assert_int_equal(qemu_version_supported("", err, sizeof(err)), -ENOEXEC);
+        assert_int_equal(qemu_version_supported("x.y", err, sizeof(err)), -ENOEXEC);
 }
 
 static void test_refused(void **state)
@@ -154,6 +179,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_boot),
             cmocka_unit_test(test_restore),
+            cmocka_unit_test(test_version),
             cmocka_unit_test(test_refused),
         };
 

@@ -167,11 +167,11 @@ static void test_locations(void **state)
         size_t n = 0;
         char err[256];
 
-        assert_int_equal(s3_locations_parse("bk-1@eu-west-1, bk-2@us-west-2@http://10.0.0.1:9000",
+        assert_int_equal(s3_locations_parse("bk-1@eu-west-1, bk-2@us-west-2@http://127.0.0.2:9000",
                                             true, v, &n, err, sizeof(err)),
                          0);
         assert_int_equal(n, 2);
-        assert_string_equal(v[1].endpoint, "http://10.0.0.1:9000");
+        assert_string_equal(v[1].endpoint, "http://127.0.0.2:9000");
         assert_string_equal(v[0].endpoint, "https://s3.eu-west-1.amazonaws.com");
         for (size_t i = 0; i < n; i++)
                 s3_location_free(&v[i]);
@@ -184,6 +184,31 @@ static void test_locations(void **state)
                          -EINVAL);
         assert_non_null(strstr(err, "http://"));
         assert_int_equal(n, 0);
+
+        /* http:// reaches loopback only; everything else must be https:// */
+        static const char *const ok[] = {"http://127.0.0.1:9000", "http://localhost",
+                                         "http://[::1]:9000/", "http://127.1.2.3",
+                                         "https://10.0.0.1:9000"};
+        static const char *const refused[] = {"http://10.0.0.1:9000",
+                                              "http://s3.example.com",
+                                              "http://127.0.0.1.evil.com",
+                                              "http://localhost.evil.com",
+                                              "http://[::2]:9000",
+                                              "http://user@127.0.0.1",
+                                              "http://[::1]x",
+                                              "http://128.0.0.1",
+                                              "http://0x7f000001"};
+        for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+                assert_int_equal(
+                    s3_location_init(&v[0], "bkt", "eu-west-1", ok[i], true, err, sizeof(err)), 0);
+                s3_location_free(&v[0]);
+        }
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+                assert_int_equal(
+                    s3_location_init(&v[0], "bkt", "eu-west-1", refused[i], true, err, sizeof(err)),
+                    -EINVAL);
+                assert_non_null(strstr(err, "https://"));
+        }
 }
 
 static void test_credentials_file(void **state)

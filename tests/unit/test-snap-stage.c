@@ -1,6 +1,7 @@
 /* test-snap-stage.c: unit tests of lib/store/snap-stage.c on a scratch cache: planning what to
  * fetch (chunks already staged, chunks copied from the installed version by hash, zero chunks), the
- * install that checks whole files, and that a mismatch leaves "current" alone. */
+ * install (whole files hashed for the plain layout only), and that a mismatch leaves "current"
+ * alone. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -101,19 +102,36 @@ static void test_plan_resume_reuse_install(void **state)
         assert_int_equal(p.n_need, 1);
         assert_int_equal(p.need[0].chunk, 4);
         assert_int_equal(p.copied, N - 2);
-        /* a wrong chunk is caught at install: staging gone, current still v1 */
+        /* a plain version (whole-file hashes only) with a wrong chunk is caught at install:
+         * staging gone, current still v1 */
         {
                 _cleanup_free_ char *bad = malloc(CS);
+                struct s3_chunkman plain;
+
+                assert_int_equal(s3_chunkman_plain(&m2.snap, CS, &plain), 0);
+                assert_int_equal(s3_stage_prepare(cache, &plain, err, sizeof(err)), 0);
                 memset(bad, 98, CS);
-                fd = s3_stage_open(cache, &m2, 0);
-                assert_int_equal(pwrite(fd, bad, CS, 4 * CS), CS);
+                fd = s3_stage_open(cache, &plain, 0);
+                for (int i = 0; i < N; i++)
+                        assert_int_equal(
+                            pwrite(fd, i == 4 ? bad : v2 + (size_t)i * CS, CS, (off_t)i * CS), CS);
                 close(fd);
+                assert_int_equal(s3_stage_install(cache, &plain, err, sizeof(err)), -EBADMSG);
+                assert_non_null(strstr(err, "checksum mismatch"));
         }
-        assert_int_equal(s3_stage_install(cache, &m2, err, sizeof(err)), -EBADMSG);
-        assert_non_null(strstr(err, "checksum mismatch"));
         snprintf(err, sizeof(err), "%s/python/current", cache);
         assert_int_equal(readlink(err, link, sizeof(link)), 2);
         assert_memory_equal(link, "v1", 2);
+        /* chunked: the chunks checked on arrival are the checksum; the install does not read
+         * the files again */
+        s3_stage_plan_free(&p);
+        assert_int_equal(s3_stage_prepare(cache, &m2, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_plan_read(cache, &m2, &p), 0);
+        fetch(&m2, &p, v2);
+        assert_int_equal(s3_stage_install(cache, &m2, err, sizeof(err)), 0);
+        snprintf(err, sizeof(err), "%s/python/current", cache);
+        assert_int_equal(readlink(err, link, sizeof(link)), 2);
+        assert_memory_equal(link, "v2", 2);
         s3_stage_plan_free(&p);
         s3_chunkman_free(&m1);
         s3_chunkman_free(&m2);

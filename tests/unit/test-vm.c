@@ -50,6 +50,7 @@ struct fx {
         struct op_lang lang;
         struct snap_ref *snap;
         unsigned slots_freed;
+        char console_line[512]; /* the last "console tail" log line */
         unsigned agent_calls;
         bool agent_big; /* the agent's answer exceeds any small frame cap */
 };
@@ -75,9 +76,17 @@ static json_t *agent(struct vm *vm, json_t *frame, void *userdata)
         return json_pack("{s:b, s:O}", "ok", 1, "id", json_object_get(frame, "id"));
 }
 
+static void on_log(int prio, const char *msg, void *userdata)
+{
+        struct fx *f = userdata;
+
+        if (strstr(msg, "console tail"))
+                snprintf(f->console_line, sizeof(f->console_line), "%s", msg);
+}
+
 static int setup(void **state)
 {
-        static const struct vm_host_callbacks cb = {.slot_freed = on_slot_freed};
+        static const struct vm_host_callbacks cb = {.slot_freed = on_slot_freed, .log = on_log};
         struct fx *f = calloc(1, sizeof(*f));
 
         assert_non_null(f);
@@ -414,6 +423,31 @@ static void test_fault_boot(void **state)
         run_until(f, all_freed, f);
 }
 
+/* A driver that reads the console from its VMM: the owner hears of the failure after the tail
+ * is in the log, escaped. Without a console to read, at once. */
+static void test_fault_console_tail(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0}, o2 = {0};
+
+        f->fake.opts.fault = FAKE_FAULT_BOOT;
+        f->fake.opts.console = "Kernel panic\x1b[2J\r\nnot syncing\x07";
+        boot(f, &o);
+        run_until(f, heard_failed, &o);
+        assert_non_null(strstr(o.why, "boot failed"));
+        assert_non_null(strstr(f->console_line, ": Kernel panic\\x1b[2J\\r\\nnot syncing\\x07"));
+        for (const char *p = f->console_line; *p; p++)
+                assert_true(*p >= 0x20 && *p < 0x7f);
+        run_until(f, all_freed, f);
+
+        f->console_line[0] = 0;
+        f->fake.opts.console = NULL;
+        boot(f, &o2);
+        run_until(f, heard_failed, &o2);
+        assert_string_equal(f->console_line, "");
+        run_until(f, all_freed, f);
+}
+
 static void test_fault_restore(void **state)
 {
         struct fx *f = *state;
@@ -679,6 +713,7 @@ static void test_reap(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup_teardown(test_fault_console_tail, setup, teardown),
             cmocka_unit_test_setup_teardown(test_boot_job_answer, setup, teardown),
             cmocka_unit_test_setup_teardown(test_restore_resume_job, setup, teardown),
             cmocka_unit_test_setup_teardown(test_send_while_resuming, setup, teardown),

@@ -1,0 +1,242 @@
+"""Which versions a host refuses before it stages a byte, against a real S3-compatible server
+(s3rver) on loopback: a version signed by a key the host does not pin, a signed manifest changed
+in the bucket, an older signed version replayed as `current`, an http:// endpoint that is not
+loopback, a version larger than the cache's free space, a manifest asking for 1 TiB of memory.
+Each is refused with its own error and counter, and the serving version stays current.
+Snapshots are synthetic (pools off, no VM boots)."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from opdtest import OPD, Opd
+from s3test import KEY_ID, SECRET, S3rver, make_snapshot, opctl_s3, signing_key, write_config
+from test_s3 import mem_image
+
+AWS_ENV = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
+V1, V2 = "20261127T000001Z-111111", "20261127T000002Z-222222"
+
+
+class S3Trust(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s3 = S3rver()
+        cls.tmp = tempfile.mkdtemp(prefix="opd-s3-trust-")
+        cls.key, cls.pub = signing_key(cls.tmp)
+        cls.other_key, cls.other_pub = signing_key(cls.tmp, "other.pem")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s3.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.prefix = self.id().rsplit(".", 1)[1] + "/"
+        self.src = os.path.join(self.tmp, self.prefix, "src-cache")
+        os.makedirs(self.src)
+
+    def s3_keys(self, **more):
+        keys = {"s3.bucket": self.s3.bucket, "s3.endpoint": self.s3.endpoint,
+                "s3.path_style": "yes", "s3.prefix": self.prefix, "s3.sync_minutes": "0",
+                "s3.trusted_keys": self.pub}
+        keys.update(more)
+        return keys
+
+    def push(self, key=None, serial=None):
+        conf = write_config(os.path.join(self.tmp, self.prefix, "push.conf"), cache_dir=self.src,
+                            **{k.replace(".", "__"): v for k, v in self.s3_keys().items()})
+        args = ["--json", "snapshot", "push", "--lang", "python", "--sign-key", key or self.key]
+        if serial:
+            args += ["--serial", str(serial)]
+        p = opctl_s3(args, conf)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
+    def opd(self, **keys):
+        return Opd({"pool.size": "0", **self.s3_keys(**keys)}, env=AWS_ENV)
+
+    def sync(self, opd):
+        a = opd.call({"op": "snapshot", "action": "sync", "id": "sync"}, timeout=600)
+        self.assertTrue(a["ok"], a)
+        return a["languages"]["python"]
+
+    def refused(self, opd, cache, why, text):
+        """The sync of V2 fails with text in its error, counted under why; V1 stays current and
+        nothing of V2 is left in the cache."""
+        r = self.sync(opd)
+        self.assertFalse(r["ok"], r)
+        self.assertIn(text, r["error"])
+        py = os.path.join(cache, "python")
+        self.assertEqual(os.readlink(os.path.join(py, "current")), V1)
+        self.assertEqual([n for n in os.listdir(py) if V2 in n], [], os.listdir(py))
+        m = opd.call({"op": "metrics", "id": 1})["text"]
+        n = re.search(r'opd_s3_versions_refused_total\{why="%s"\} (\d+)' % why, m)
+        self.assertTrue(n and int(n.group(1)) >= 1, m)
+        return r
+
+    def serving_v1(self, **keys):
+        make_snapshot(self.src, "python", V1, mem_image("t1", n_chunks=2))
+        self.push()
+        opd = self.opd(**keys)
+        r = self.sync(opd)
+        self.assertTrue(r["ok"], r)
+        self.assertEqual(r["version"], V1)
+        return opd
+
+    def test_unknown_key_refused(self):
+        opd = self.serving_v1()
+        try:
+            make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
+            self.push(key=self.other_key)
+            r = self.refused(opd, os.path.join(opd.dir, "cache"), "unknown_key",
+                             "not in s3.trusted_keys")
+            self.assertIn(self.other_pub, r["error"])
+        finally:
+            opd.stop()
+
+    def test_rotation_two_pinned_keys(self):
+        opd = self.serving_v1(**{"s3.trusted_keys": f"{self.pub} {self.other_pub}"})
+        try:
+            make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
+            self.push(key=self.other_key)
+            r = self.sync(opd)
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["version"], V2)
+        finally:
+            opd.stop()
+
+    def test_tampered_manifest_refused(self):
+        opd = self.serving_v1()
+        try:
+            make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
+            self.push()
+            path = self.s3.object_path(f"{self.prefix}python/versions/{V2}.json")
+            with open(path) as f:
+                env = json.load(f)
+            env["manifest"] = env["manifest"].replace('"memory_mb":64', '"memory_mb":65')
+            with open(path, "w") as f:
+                json.dump(env, f)
+            self.refused(opd, os.path.join(opd.dir, "cache"), "bad_signature", "bad signature")
+        finally:
+            opd.stop()
+
+    def test_unsigned_refused(self):
+        opd = self.serving_v1()
+        try:
+            make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
+            self.push()
+            path = self.s3.object_path(f"{self.prefix}python/versions/{V2}.json")
+            with open(path) as f:
+                env = json.load(f)
+            with open(path, "w") as f:
+                f.write(env["manifest"])  # the same manifest, its signature stripped
+            self.refused(opd, os.path.join(opd.dir, "cache"), "unsigned", "not signed")
+        finally:
+            opd.stop()
+
+    def test_replayed_older_version_refused(self):
+        make_snapshot(self.src, "python", V1, mem_image("t1", n_chunks=2))
+        self.push(serial=100)
+        make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
+        self.push(serial=101)
+        opd = self.opd()
+        try:
+            r = self.sync(opd)
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["version"], V2)
+            cache = os.path.join(opd.dir, "cache", "python")
+            # whoever can write the bucket points current back at the older signed version,
+            # which this host still holds: not served
+            with open(self.s3.object_path(f"{self.prefix}python/current"), "w") as f:
+                f.write(V1 + "\n")
+            r = self.sync(opd)
+            self.assertFalse(r["ok"], r)
+            self.assertIn("serial 100", r["error"])
+            self.assertIn("serial 101", r["error"])
+            self.assertEqual(os.readlink(os.path.join(cache, "current")), V2)
+            m = opd.call({"op": "metrics", "id": 1})["text"]
+            self.assertRegex(m, r'opd_s3_versions_refused_total\{why="rollback"\} [1-9]')
+            # the highest serial outlives a restart
+            opd.stop()
+            opd = self.opd(cache_dir=os.path.join(opd.dir, "cache"))
+            r = self.sync(opd)
+            self.assertFalse(r["ok"], r)
+            self.assertIn("replayed", r["error"])
+            self.assertEqual(os.readlink(os.path.join(cache, "current")), V2)
+        finally:
+            opd.stop()
+
+    def test_http_endpoint_not_loopback_refused(self):
+        conf = write_config(os.path.join(self.tmp, self.prefix, "opd.conf"),
+                            cache_dir=os.path.join(self.tmp, self.prefix, "cache"),
+                            s3__bucket=self.s3.bucket, s3__endpoint="http://192.0.2.1:9000")
+        p = subprocess.run([OPD, "--config", conf, "--check-config"], capture_output=True,
+                           text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("http:// only to a loopback address", p.stdout + p.stderr)
+        push = write_config(os.path.join(self.tmp, self.prefix, "push.conf"), cache_dir=self.src,
+                            s3__bucket=self.s3.bucket, s3__endpoint="http://192.0.2.1:9000")
+        p = opctl_s3(["snapshot", "push", "--lang", "python", "--sign-key", self.key], push,
+                     timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("use https://", p.stderr)
+        # a running opd keeps its configuration when a reload names such an endpoint
+        opd = self.serving_v1()
+        try:
+            with open(opd.config_path, "a") as f:
+                f.write("s3.endpoint = http://192.0.2.1:9000\n")
+            a = opd.call({"op": "reload", "id": "r"})
+            self.assertFalse(a["ok"], a)
+            self.assertIn("loopback", json.dumps(a))
+            self.assertEqual(os.readlink(os.path.join(opd.dir, "cache", "python", "current")), V1)
+        finally:
+            opd.stop()
+
+    def test_larger_than_free_space_refused(self):
+        mnt = os.path.join(self.tmp, self.prefix, "small-cache")
+        os.makedirs(mnt)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt]).returncode:
+            self.fail("cannot mount a tmpfs (this test runs as root)")
+        try:
+            opd = self.serving_v1(cache_dir=mnt, **{"s3.reserve_mb": "4"})
+            try:
+                # 3 x 4 MiB used of 24: 16 MiB of new chunks and 4 reserved do not fit
+                make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=4, zero_chunks=()))
+                self.push()
+                r = self.refused(opd, mnt, "bounds", "not enough space")
+                self.assertIn("s3.reserve_mb = 4", r["error"])
+            finally:
+                opd.stop()
+        finally:
+            subprocess.run(["umount", "-l", mnt])
+
+    def test_cache_max_refused(self):
+        opd = self.serving_v1(**{"s3.cache_max_mb": "12"})
+        try:
+            make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2, zero_chunks=()))
+            self.push()
+            self.refused(opd, os.path.join(opd.dir, "cache"), "bounds", "s3.cache_max_mb = 12")
+        finally:
+            opd.stop()
+
+    def test_terabyte_memory_refused(self):
+        opd = self.serving_v1()
+        try:
+            d = make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
+            with open(os.path.join(d, "manifest.json")) as f:
+                m = json.load(f)
+            m["memory_mb"] = 1 << 20
+            with open(os.path.join(d, "manifest.json"), "w") as f:
+                json.dump(m, f)
+            self.push()  # signed by the trusted key: the bound holds all the same
+            r = self.refused(opd, os.path.join(opd.dir, "cache"), "bounds", "1048576 MiB")
+            self.assertIn("memory_mb", r["error"])
+        finally:
+            opd.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
