@@ -148,7 +148,8 @@ static void on_created(struct opd *d, int r, const char *msg, const struct snap_
 static void check(struct snapauto *s, struct opd *d)
 {
         if (s->creating || d->stopping || !d->cfg.snapshot_create_missing ||
-            (d->cfg.s3_bucket && d->cfg.s3_bucket[0]) || d->vms_host->accel == OP_ACCEL_AUTO)
+            (d->cfg.s3_bucket && d->cfg.s3_bucket[0]) || d->vms_host->accel == OP_ACCEL_AUTO ||
+            d->tcg_refused) /* serving nothing (allow_tcg = no): nothing to make */
                 return;
         for (size_t i = 0; i < d->langs.n; i++) {
                 const struct op_lang *lang = &d->langs.v[i];
