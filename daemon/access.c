@@ -1,11 +1,12 @@
 /* access.c: who may do what, from the peer's credentials (SO_PEERCRED) and its groups as the
- * kernel has them (/proc/<pid>/status): members of access.group use the service, members of
- * access.admin_group (and root) also manage it. */
+ * kernel recorded them at connect (SO_PEERGROUPS): members of access.group use the service, members
+ * of access.admin_group (and root) also manage it. */
 #include <errno.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "access.h"
 #include "cleanup.h"
@@ -59,44 +60,43 @@ void access_done(struct opd *d)
         d->access = NULL;
 }
 
-/* Is gid the peer's primary group or one of its supplementary groups? */
-static bool in_group(pid_t pid, gid_t primary, gid_t gid)
+/* Is gid the peer's primary group or one of its supplementary groups, as the kernel recorded
+ * them when the peer connected (SO_PEERGROUPS)? Not /proc/<pid>: a pid may be reused. */
+static bool in_group(int fd, gid_t primary, gid_t gid)
 {
-        _cleanup_free_ char *status = NULL, *path = NULL;
-        char *line;
+        gid_t small[64];
+        _cleanup_free_ gid_t *big = NULL;
+        gid_t *groups = small;
+        socklen_t len = sizeof(small);
 
         if (primary == gid)
                 return true;
-        if (asprintf(&path, "/proc/%d/status", (int)pid) < 0 ||
-            op_read_file(path, 64 * 1024, &status, NULL) < 0)
-                return false;
-        line = strstr(status, "\nGroups:");
-        if (!line)
-                return false;
-        line += strlen("\nGroups:");
-        while (*line && *line != '\n') {
-                char *end;
-                unsigned long g = strtoul(line, &end, 10);
-
-                if (end == line)
-                        break;
-                if ((gid_t)g == gid)
-                        return true;
-                line = end;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+                if (errno != ERANGE || len == 0)
+                        return false;
+                big = malloc(len);
+                if (!big)
+                        return false;
+                groups = big;
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+                        return false;
         }
+        for (size_t i = 0; i < len / sizeof(gid_t); i++)
+                if (groups[i] == gid)
+                        return true;
         return false;
 }
 
-bool access_may_use(struct opd *d, uid_t uid, gid_t gid, pid_t pid)
+bool access_may_use(struct opd *d, int fd, uid_t uid, gid_t gid)
 {
         return uid == 0 || uid == getuid() || d->access->access_gid == (gid_t)-1 ||
-               in_group(pid, gid, d->access->access_gid);
+               in_group(fd, gid, d->access->access_gid);
 }
 
-bool access_may_admin(struct opd *d, uid_t uid, gid_t gid, pid_t pid)
+bool access_may_admin(struct opd *d, int fd, uid_t uid, gid_t gid)
 {
         bool root = uid == 0 || uid == getuid();
 
         return root ||
-               (d->access->admin_gid != (gid_t)-1 && in_group(pid, gid, d->access->admin_gid));
+               (d->access->admin_gid != (gid_t)-1 && in_group(fd, gid, d->access->admin_gid));
 }

@@ -9,7 +9,8 @@ struct opd;
 
 int access_init(struct opd *d);
 void access_done(struct opd *d);
-/* May this peer use the service (exec, status, ping)? */
-bool access_may_use(struct opd *d, uid_t uid, gid_t gid, pid_t pid);
+/* May the peer on fd (a UNIX socket; uid, gid from SO_PEERCRED) use the service (exec, status,
+ * ping)? */
+bool access_may_use(struct opd *d, int fd, uid_t uid, gid_t gid);
 /* May it manage snapshots (root, access.admin_group)? */
-bool access_may_admin(struct opd *d, uid_t uid, gid_t gid, pid_t pid);
+bool access_may_admin(struct opd *d, int fd, uid_t uid, gid_t gid);

@@ -1,5 +1,6 @@
 /* client.c: one client connection: frames in with a read deadline and bounded buffering,
- * answers out, and a close that flushes before the object is freed at a safe point. */
+ * answers out under a high-water mark and a hard cap, and a close that flushes (within a
+ * deadline) before the object is freed at a safe point. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -30,6 +31,8 @@ struct reply_slot {
         json_t *id;
 };
 
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
 static void client_move_to_closing(struct client *c)
 {
         LIST_REMOVE(c, link);
@@ -59,6 +62,10 @@ static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
 {
         struct client *c = arg;
 
+        if (c->overflow) {
+                client_close(c, "answers past client.output_max");
+                return;
+        }
         if (c->inflight > 0 || !LIST_EMPTY(&c->slots)) {
                 idle_arm(c);
                 return;
@@ -67,21 +74,66 @@ static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
         client_close(c, "idle");
 }
 
+static size_t output_len(const struct client *c)
+{
+        return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* One turn of the loop answers at most this much of one connection's pipelined requests, and
+ * of all the connections of one uid together (root, opd's user and admins aside); the rest
+ * waits for the next turn, after every other connection that is ready has had its turn. */
+#define TURN_FRAMES 16
+#define TURN_OUTPUT (256 * 1024)
+
+/* The uid's share of this turn, NULL when it has none (exempt); reset when a new turn began. */
+static struct uid_use *turn_share(struct client *c)
+{
+        struct uid_use *u = c->uid_use;
+        struct timeval now;
+
+        if (!u || uid_exempt(c->uid) || c->may_admin)
+                return NULL;
+        if (event_base_gettimeofday_cached(c->d->base, &now) == 0 &&
+            (now.tv_sec != u->turn_at.tv_sec || now.tv_usec != u->turn_at.tv_usec)) {
+                u->turn_at = now;
+                u->turn_frames = 0;
+                u->turn_output = 0;
+        }
+        return u;
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
         struct client *c = arg;
         struct evbuffer *in = bufferevent_get_input(bev);
+        struct uid_use *share = turn_share(c);
+        size_t out0 = output_len(c), out_prev = out0;
+        unsigned frames = 0;
         char err[256];
 
         idle_arm(c);
-        while (!c->closing) {
+        while (!c->closing && !c->out_paused && !c->overflow) {
                 json_t *obj = NULL;
-                int r =
-                    evframe_next(in, c->d->cfg.limits.frame_max,
-                                 op_limits_values_max(&c->d->cfg.limits), &obj, err, sizeof(err));
+                int r;
 
+                if (share && output_len(c) > out_prev)
+                        share->turn_output += output_len(c) - out_prev;
+                out_prev = output_len(c);
+                if (frames >= TURN_FRAMES || output_len(c) > out0 + TURN_OUTPUT ||
+                    (share &&
+                     (share->turn_frames >= TURN_FRAMES || share->turn_output >= TURN_OUTPUT))) {
+                        /* A timer, not an active event: it runs after the next poll. */
+                        if (evbuffer_get_length(in) > 0)
+                                op_timer_arm_ms(c->more_timer, 0);
+                        return;
+                }
+                r = evframe_next(in, c->d->cfg.limits.frame_max,
+                                 op_limits_values_max(&c->d->cfg.limits), &obj, err, sizeof(err));
                 if (r == 0)
                         break;
+                frames++;
+                if (share)
+                        share->turn_frames++;
                 if (r == -EMSGSIZE) {
                         client_send(c, op_error_reply(NULL, OP_ERR_FRAME_TOO_LARGE,
                                                       "frame larger than %zu bytes",
@@ -100,7 +152,7 @@ static void on_read(struct bufferevent *bev, void *arg)
                 op_dispatch(c, obj);
                 json_decref(obj);
         }
-        if (c->closing)
+        if (c->closing || c->out_paused || c->overflow)
                 return;
         if (evframe_partial(in)) {
                 if (!evtimer_pending(c->read_timer, NULL))
@@ -109,19 +161,77 @@ static void on_read(struct bufferevent *bev, void *arg)
                 evtimer_del(c->read_timer);
 }
 
+/* Closing: called once the output buffer has drained. Open and paused: called once it is down
+ * to half the high-water mark, and reading (and answering what was read) resumes. */
+static void on_more(evutil_socket_t fd, short what, void *arg)
+{
+        struct client *c = arg;
+
+        if (!c->closing && !c->out_paused && !c->overflow)
+                on_read(c->bev, c);
+}
+
 static void on_write(struct bufferevent *bev, void *arg)
 {
         struct client *c = arg;
 
-        /* Called once the output buffer has drained. */
-        if (c->closing)
-                client_move_to_closing(c);
+        if (c->closing) {
+                if (output_len(c) == 0)
+                        client_move_to_closing(c);
+                return;
+        }
+        if (!c->out_paused)
+                return;
+        c->out_paused = false;
+        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+        bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+        if (!c->read_eof)
+                bufferevent_enable(c->bev, EV_READ);
+        on_read(c->bev, c);
+}
+
+/* Above the high-water mark: read nothing more (and answer nothing more of what was read)
+ * until the client has taken its answers. Past the hard cap: drop them and close. */
+static void output_check(struct client *c)
+{
+        size_t len = output_len(c);
+
+        if (c->closing || c->overflow)
+                return;
+        if (c->d->cfg.client_output_max && len > c->d->cfg.client_output_max) {
+                log_warn("client pid %d uid %u: %zu bytes of answers not taken, past "
+                         "client.output_max: closing",
+                         (int)c->pid, (unsigned)c->uid, len);
+                c->overflow = true;
+                c->d->stats.output_overflow++;
+                bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+                evbuffer_drain(bufferevent_get_output(c->bev), len);
+                /* Not from here: the caller may be a request finishing. */
+                evtimer_del(c->read_timer);
+                op_timer_arm_ms(c->idle_timer, 0);
+                return;
+        }
+        if (!c->out_paused && c->d->cfg.client_output_high && len > c->d->cfg.client_output_high) {
+                c->out_paused = true;
+                c->d->stats.output_paused++;
+                evtimer_del(c->read_timer); /* its partial frame waits for us, not for it */
+                bufferevent_disable(c->bev, EV_READ);
+                bufferevent_setwatermark(c->bev, EV_WRITE, c->d->cfg.client_output_high / 2, 0);
+                bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+        }
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
         struct client *c = arg;
 
+        if ((what & BEV_EVENT_TIMEOUT) && c->closing) {
+                /* The flush deadline of a closing connection: drop what it did not take. */
+                bufferevent_disable(bev, EV_READ | EV_WRITE);
+                evbuffer_drain(bufferevent_get_output(bev), output_len(c));
+                client_move_to_closing(c);
+                return;
+        }
         if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
                 if (c->closing) {
                         client_move_to_closing(c);
@@ -144,6 +254,35 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         }
 }
 
+/* One error answer (taken) on a connection not made into a client, then the close. */
+static void refuse(int fd, json_t *e)
+{
+        char *buf;
+        size_t n;
+
+        if (e && op_frame_encode(e, SIZE_MAX, &buf, &n) == 0) {
+                (void)!send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+                free(buf);
+        }
+        json_decref(e);
+        safe_close(fd);
+}
+
+bool opd_count_refusal(struct opd *d)
+{
+        uint64_t n = ++d->stats.refused;
+
+        return (n & (n - 1)) == 0;
+}
+
+void client_refuse(struct opd *d, int fd, const char *why)
+{
+        if (opd_count_refusal(d))
+                log_warn("refused a connection (%llu so far): %s",
+                         (unsigned long long)d->stats.refused, why);
+        refuse(fd, op_error_reply(NULL, OP_ERR_BUSY, "%s: try later", why));
+}
+
 int client_new(struct opd *d, int fd)
 {
         struct ucred cred = {0};
@@ -151,19 +290,11 @@ int client_new(struct opd *d, int fd)
         struct client *c;
 
         if (d->clients->n >= d->cfg.max_clients || d->stopping) {
-                _cleanup_close_ int cfd = fd;
-                char *buf;
-                size_t n;
-                json_t *e =
-                    d->stopping
-                        ? op_error_reply(NULL, OP_ERR_SHUTTING_DOWN, "opd is shutting down")
-                        : op_error_reply(NULL, OP_ERR_BUSY, "too many connections (max_clients %u)",
-                                         d->cfg.max_clients);
-                if (e && op_frame_encode(e, SIZE_MAX, &buf, &n) == 0) {
-                        (void)!send(cfd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-                        free(buf);
-                }
-                json_decref(e);
+                refuse(fd, d->stopping
+                               ? op_error_reply(NULL, OP_ERR_SHUTTING_DOWN, "opd is shutting down")
+                               : op_error_reply(NULL, OP_ERR_BUSY,
+                                                "too many connections (max_clients %u)",
+                                                d->cfg.max_clients));
                 log_warn("refused a connection: %s",
                          d->stopping ? "shutting down" : "max_clients reached");
                 return -EBUSY;
@@ -181,14 +312,32 @@ int client_new(struct opd *d, int fd)
         c->uid = cred.uid;
         c->gid = cred.gid;
         c->pid = cred.pid;
-        c->may_use = access_may_use(d, c->uid, c->gid, c->pid);
-        c->may_admin = access_may_admin(d, c->uid, c->gid, c->pid);
+        c->may_use = access_may_use(d, fd, c->uid, c->gid);
+        c->may_admin = access_may_admin(d, fd, c->uid, c->gid);
+        c->uid_use = uid_use_get(d, c->uid);
+        if (c->uid_use && d->cfg.max_clients_per_uid && !uid_exempt(c->uid) && !c->may_admin &&
+            c->uid_use->clients >= d->cfg.max_clients_per_uid) {
+                uid_use_put(c->uid_use);
+                free(c);
+                if (opd_count_refusal(d))
+                        log_warn("refused a connection of uid %u (%llu so far): "
+                                 "max_clients_per_uid reached",
+                                 (unsigned)cred.uid, (unsigned long long)d->stats.refused);
+                refuse(fd, op_error_reply(NULL, OP_ERR_BUSY,
+                                          "too many connections of this user "
+                                          "(max_clients_per_uid %u)",
+                                          d->cfg.max_clients_per_uid));
+                return -EBUSY;
+        }
+        if (c->uid_use)
+                c->uid_use->clients++;
         LIST_INIT(&c->requests);
         LIST_INIT(&c->slots);
         c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
         c->read_timer = evtimer_new(d->base, on_read_timeout, c);
         c->idle_timer = evtimer_new(d->base, on_idle_timeout, c);
-        if (!c->bev || !c->read_timer || !c->idle_timer) {
+        c->more_timer = evtimer_new(d->base, on_more, c);
+        if (!c->bev || !c->read_timer || !c->idle_timer || !c->more_timer) {
                 if (!c->bev)
                         safe_close(fd);
                 if (c->bev)
@@ -197,6 +346,11 @@ int client_new(struct opd *d, int fd)
                         event_free(c->read_timer);
                 if (c->idle_timer)
                         event_free(c->idle_timer);
+                if (c->more_timer)
+                        event_free(c->more_timer);
+                if (c->uid_use)
+                        c->uid_use->clients--;
+                uid_use_put(c->uid_use);
                 free(c);
                 return -ENOMEM;
         }
@@ -222,10 +376,15 @@ void client_send(struct client *c, json_t *obj)
                 client_close(c, "out of memory");
                 return;
         }
+        if (c->overflow) {
+                json_decref(obj);
+                return;
+        }
         r = evframe_add(bufferevent_get_output(c->bev), obj, SIZE_MAX);
         if (r < 0)
                 log_error_errno(r, "queue answer");
         json_decref(obj);
+        output_check(c);
 }
 
 void client_request_done(struct client *c)
@@ -245,6 +404,7 @@ void client_close(struct client *c, const char *why)
         log_debug("closing client pid %d: %s", (int)c->pid, why);
         evtimer_del(c->read_timer);
         evtimer_del(c->idle_timer);
+        evtimer_del(c->more_timer);
         bufferevent_disable(c->bev, EV_READ);
         while ((r = LIST_FIRST(&c->requests)))
                 request_cancel(r);
@@ -252,10 +412,18 @@ void client_close(struct client *c, const char *why)
                 LIST_REMOVE(s, link);
                 s->client = NULL;
         }
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        if (c->overflow || output_len(c) == 0)
                 client_move_to_closing(c);
-        else
+        else {
+                /* What is queued goes out, if the client takes it within read_timeout_ms. */
+                struct timeval tv = {c->d->cfg.read_timeout_ms / 1000,
+                                     (c->d->cfg.read_timeout_ms % 1000) * 1000};
+
+                bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+                bufferevent_set_timeouts(c->bev, NULL, &tv);
                 bufferevent_setcb(c->bev, NULL, on_write, on_event, c);
+                bufferevent_enable(c->bev, EV_WRITE);
+        }
 }
 
 void clients_shutdown(struct opd *d)
@@ -282,6 +450,10 @@ void clients_reap(struct opd *d)
                 bufferevent_free(c->bev);
                 event_free(c->read_timer);
                 event_free(c->idle_timer);
+                event_free(c->more_timer);
+                if (c->uid_use)
+                        c->uid_use->clients--;
+                uid_use_put(c->uid_use);
                 d->clients->n--;
                 free(c);
         }

@@ -16,6 +16,11 @@ int clients_init(struct opd *d);
 unsigned clients_count(const struct opd *d); /* connections open or closing */
 
 int client_new(struct opd *d, int fd);
+/* Count a refused connection (socket or HTTP); true when it should be logged: the 1st, 2nd,
+ * 4th, 8th... time, so that a flood does not flood the log. */
+bool opd_count_refusal(struct opd *d);
+/* Answer fd busy (why, e.g. "out of file descriptors") and close it. */
+void client_refuse(struct opd *d, int fd, const char *why);
 /* What the operations ask of a connection. */
 struct opd *client_opd(const struct client *c);
 uid_t client_uid(const struct client *c);

@@ -99,25 +99,29 @@ static void door_req_free(struct door_req *dr)
 }
 
 /* Over a UNIX socket the peer's credentials decide, as on opd's socket; over loopback TCP
- * (refused by the config check when access.group is set) whoever can connect may run code. */
-static bool peer_may_use(struct opd *d, struct evhttp_request *req)
+ * (refused by the config check when access.group is set) whoever can connect may run code,
+ * and who it is is not known (*ret_uid REQUEST_UID_ANON). */
+static bool peer_may_use(struct opd *d, struct evhttp_request *req, uid_t *ret_uid)
 {
         struct evhttp_connection *evcon = evhttp_request_get_connection(req);
         struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
         struct ucred cred;
         socklen_t len = sizeof(cred);
 
+        *ret_uid = REQUEST_UID_ANON;
         if (!httpd_is_unix(d->door->httpd))
                 return true;
         if (!bev || getsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return false;
-        return access_may_use(d, cred.uid, cred.gid, cred.pid);
+        *ret_uid = cred.uid;
+        return access_may_use(d, bufferevent_getfd(bev), cred.uid, cred.gid);
 }
 
 static void on_runtimes(struct evhttp_request *req, void *arg)
 {
         struct opd *d = arg;
         json_t *list = json_array();
+        uid_t uid;
 
         if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
             evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
@@ -125,7 +129,7 @@ static void on_runtimes(struct evhttp_request *req, void *arg)
                 send_message(req, 405, "use GET for /api/v2/runtimes");
                 return;
         }
-        if (!peer_may_use(d, req)) {
+        if (!peer_may_use(d, req, &uid)) {
                 json_decref(list);
                 send_message(req, 403, "not allowed (access.group only)");
                 return;
@@ -136,10 +140,14 @@ static void on_runtimes(struct evhttp_request *req, void *arg)
 
                 if (!g->available || !g->enabled)
                         continue;
+                /* Piston's name for it; opd's own name is one more alias. */
                 aliases = json_array();
+                if (aliases && strcmp(g->piston, g->name) != 0)
+                        json_array_append_new(aliases, json_string(g->name));
                 for (char *const *a = g->aliases; aliases && *a; a++)
-                        json_array_append_new(aliases, json_string(*a));
-                json_array_append_new(list, json_pack("{s:s, s:s, s:o}", "language", g->name,
+                        if (strcmp(*a, g->piston) != 0)
+                                json_array_append_new(aliases, json_string(*a));
+                json_array_append_new(list, json_pack("{s:s, s:s, s:o}", "language", g->piston,
                                                       "version", g->version, "aliases", aliases));
         }
         send_json(req, HTTP_OK, list);
@@ -154,7 +162,7 @@ static void on_exec_done(json_t *answer, void *userdata)
         dr->exec = NULL;
         if (json_is_true(json_object_get(answer, "ok")))
                 send_json(dr->http, HTTP_OK,
-                          piston_result(answer, dr->lang->name, dr->lang->version,
+                          piston_result(answer, dr->lang->piston, dr->lang->version,
                                         d->cfg.limits.output_max));
         else
                 send_message(dr->http,
@@ -196,6 +204,7 @@ static void on_execute(struct evhttp_request *req, void *arg)
         const struct op_lang *lang;
         struct door_req *dr;
         char err[512], idbuf[32];
+        uid_t uid;
 
         if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
                 send_message(req, 405, "use POST for /api/v2/execute");
@@ -205,7 +214,7 @@ static void on_execute(struct evhttp_request *req, void *arg)
                 send_message(req, 415, "send the request as Content-Type: application/json");
                 return;
         }
-        if (!peer_may_use(d, req)) {
+        if (!peer_may_use(d, req, &uid)) {
                 send_message(req, 403, "not allowed (access.group only)");
                 return;
         }
@@ -256,11 +265,22 @@ static void on_execute(struct evhttp_request *req, void *arg)
         LIST_INSERT_HEAD(&d->door->reqs, dr, link);
         d->door->n_reqs++;
         /* on_exec_done() may run (and free dr) before this returns. */
-        exec_submit_cb(d, exec, on_exec_done, dr, &dr->exec);
+        exec_submit_cb(d, exec, uid, on_exec_done, dr, &dr->exec);
 out:
         json_decref(id);
         json_decref(exec);
         json_decref(body);
+}
+
+/* GET /: as Piston's index, its version in a message. */
+static void on_index(struct evhttp_request *req, void *arg)
+{
+        if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
+            evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+                send_message(req, 405, "use GET for /");
+                return;
+        }
+        send_message(req, HTTP_OK, "Piston v%s (opd %s)", PISTON_API_VERSION, OP_VERSION);
 }
 
 static void on_other(struct evhttp_request *req, void *arg)
@@ -289,11 +309,13 @@ int door_init(struct opd *d)
         http = httpd_http(d->door->httpd);
         evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
         /* Piston's own paths, and those of its public instance (".../api/v2/piston/..."). */
-        evhttp_set_cb(http, "/api/v2/runtimes", on_runtimes, d);
-        evhttp_set_cb(http, "/api/v2/execute", on_execute, d);
-        evhttp_set_cb(http, "/api/v2/piston/runtimes", on_runtimes, d);
-        evhttp_set_cb(http, "/api/v2/piston/execute", on_execute, d);
-        evhttp_set_gencb(http, on_other, d);
+        if (httpd_set_cb(d->door->httpd, "/", on_index, d) < 0 ||
+            httpd_set_cb(d->door->httpd, "/api/v2/runtimes", on_runtimes, d) < 0 ||
+            httpd_set_cb(d->door->httpd, "/api/v2/execute", on_execute, d) < 0 ||
+            httpd_set_cb(d->door->httpd, "/api/v2/piston/runtimes", on_runtimes, d) < 0 ||
+            httpd_set_cb(d->door->httpd, "/api/v2/piston/execute", on_execute, d) < 0 ||
+            httpd_set_gencb(d->door->httpd, on_other, d) < 0)
+                return -ENOMEM;
         log_info("piston: serving /api/v2/runtimes and /api/v2/execute on %s",
                  d->cfg.piston_listen);
         return 0;

@@ -19,13 +19,13 @@ typedef void (*exec_done_fn)(json_t *answer, void *userdata);
 void exec_handle(struct client *c, json_t *id, json_t *req);
 /* Validate and start one exec (of a batch when b is set). */
 void exec_submit(struct client *c, json_t *id, json_t *req, struct batch *b);
-/* The same exec for a caller that is not a socket client: req is a protocol exec request (its
- * "id" names it in logs). done() is called exactly once with the answer, ok or error, unless
- * the caller drops the request with request_cancel() first; it may be called before
- * exec_submit_cb() returns (a refusal, busy), so the caller must not touch what done() frees.
- * *ret_r is set, before anything can finish, to the request while it runs, and left NULL when
- * it never started. */
-void exec_submit_cb(struct opd *d, json_t *req, exec_done_fn done, void *userdata,
+/* The same exec for a caller that is not a socket client, on behalf of uid (REQUEST_UID_ANON
+ * when unknown): req is a protocol exec request (its "id" names it in logs). done() is called
+ * exactly once with the answer, ok or error, unless the caller drops the request with
+ * request_cancel() first; it may be called before exec_submit_cb() returns (a refusal, busy), so
+ * the caller must not touch what done() frees. *ret_r is set, before anything can finish, to the
+ * request while it runs, and left NULL when it never started. */
+void exec_submit_cb(struct opd *d, json_t *req, uid_t uid, exec_done_fn done, void *userdata,
                     struct request **ret_r);
 /* The VM is ready for the job (booted, or resumed with the job sent at once): build it, send
  * it with the stdin frames held so far, and the request runs. */

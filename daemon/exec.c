@@ -215,7 +215,7 @@ static int decode(struct opd *d, json_t *id, json_t *req, struct op_exec *ret_e,
 /* Every exec, from the socket, a batch or the door, comes in here and is counted; sink gets
  * its answer, and its release once the request is gone (at once when it is refused). err: the
  * caller refused it already (takes the reference). */
-static void submit(struct opd *d, json_t *id, json_t *req, struct client *c, bool batch,
+static void submit(struct opd *d, json_t *id, json_t *req, struct client *c, uid_t uid, bool batch,
                    json_t *err, const struct request_sink *sink, struct request **ret_r)
 {
         const struct op_lang *lang;
@@ -235,7 +235,7 @@ static void submit(struct opd *d, json_t *id, json_t *req, struct client *c, boo
                 op_exec_done(&e);
                 err = op_error_reply(id, OP_ERR_BAD_REQUEST,
                                      "\"stdin_stream\" is not possible in exec_batch");
-        } else if (request_new(d, id, &e, lang, c, sink, &r) < 0)
+        } else if (request_new_for(d, id, &e, lang, c, uid, sink, &r) < 0)
                 err = op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
         if (err) {
                 request_sink_answer(d, sink, err);
@@ -279,10 +279,10 @@ void exec_submit(struct client *c, json_t *id, json_t *req, struct batch *b)
                 batch_hold(b); /* given back by the sink's release */
                 sink = (struct request_sink){answer_batch_member, release_batch_member, b};
         }
-        submit(client_opd(c), id, req, c, b != NULL, NULL, &sink, NULL);
+        submit(client_opd(c), id, req, c, client_uid(c), b != NULL, NULL, &sink, NULL);
 }
 
-void exec_submit_cb(struct opd *d, json_t *req, exec_done_fn done, void *userdata,
+void exec_submit_cb(struct opd *d, json_t *req, uid_t uid, exec_done_fn done, void *userdata,
                     struct request **ret_r)
 {
         struct request_sink sink = {done, NULL, userdata};
@@ -292,5 +292,5 @@ void exec_submit_cb(struct opd *d, json_t *req, exec_done_fn done, void *userdat
         *ret_r = NULL;
         if (op_request_id(req, &id, msg, sizeof(msg)) < 0)
                 err = op_error_reply(NULL, OP_ERR_BAD_REQUEST, "%s", msg);
-        submit(d, id, req, NULL, false, err, &sink, ret_r);
+        submit(d, id, req, NULL, uid, false, err, &sink, ret_r);
 }

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "opd.h"
 #include "poolplan.h"
+#include "server.h"
 #include "snapcreate.h"
 #include "snapshot.h"
 #include "vmm.h"
@@ -229,6 +230,9 @@ int main(int argc, char **argv)
                 d.on_accel_decided = create_snapshot;
         }
         log_info("opd %s starting", OP_VERSION);
+        r = server_raise_nofile();
+        if (r < 0)
+                log_warn("RLIMIT_NOFILE: %s", strerror(-r));
         r = opd_init(&d);
         if (r < 0) {
                 log_error("start-up failed");

@@ -282,6 +282,17 @@ char *metrics_render(struct opd *d)
              "Connections closed after idle_timeout_ms with nothing in flight.");
         fprintf(f, "opd_connections_idle_closed_total %llu\n",
                 (unsigned long long)d->stats.idle_closed);
+        head(f, "opd_client_output_paused_total", "counter",
+             "Times a client's unread answers passed client.output_high (reading paused).");
+        fprintf(f, "opd_client_output_paused_total %llu\n",
+                (unsigned long long)d->stats.output_paused);
+        head(f, "opd_client_output_overflow_total", "counter",
+             "Clients closed with more unread answers than client.output_max.");
+        fprintf(f, "opd_client_output_overflow_total %llu\n",
+                (unsigned long long)d->stats.output_overflow);
+        head(f, "opd_connections_refused_total", "counter",
+             "Connections refused by a per-uid cap or to keep file descriptors in reserve.");
+        fprintf(f, "opd_connections_refused_total %llu\n", (unsigned long long)d->stats.refused);
         head(f, "opd_uptime_seconds", "gauge", "Seconds since opd started.");
         fprintf(f, "opd_uptime_seconds %.3f\n", (double)(op_now_us() - d->started_us) / 1e6);
         head(f, "opd_info", "gauge", "Always 1; the labels say what runs.");
@@ -369,8 +380,9 @@ int metrics_init(struct opd *d)
                 return r;
         http = httpd_http(m->httpd);
         evhttp_set_allowed_methods(http, EVHTTP_REQ_GET);
-        evhttp_set_cb(http, "/metrics", on_http_metrics, d);
-        evhttp_set_gencb(http, on_http_other, d);
+        if (httpd_set_cb(m->httpd, "/metrics", on_http_metrics, d) < 0 ||
+            httpd_set_gencb(m->httpd, on_http_other, d) < 0)
+                return -ENOMEM;
         log_info("metrics: serving GET /metrics on %s", d->cfg.metrics_listen);
         return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "evtimer.h"
@@ -24,6 +25,7 @@ struct request;
 struct s3sync;
 struct server;
 struct snapauto;
+struct uid_use;
 struct vm_driver;
 struct vm_host;
 
@@ -32,7 +34,10 @@ struct counters {
         uint64_t ok;
         uint64_t errors;
         uint64_t connections;
-        uint64_t idle_closed; /* connections closed by idle_timeout_ms */
+        uint64_t idle_closed;     /* connections closed by idle_timeout_ms */
+        uint64_t output_paused;   /* times a client's answers passed client.output_high */
+        uint64_t output_overflow; /* clients closed past client.output_max */
+        uint64_t refused;         /* connections refused: per-uid caps, fd reserve */
 };
 
 struct opd {
@@ -58,6 +63,8 @@ struct opd {
         struct notify *notify;     /* notify.c: sd_notify timers */
 
         TAILQ_HEAD(, request) queue; /* request.c: waiting for a VM slot to boot cold */
+        LIST_HEAD(, uid_use) uids;   /* request.c: what each uid holds (per-uid caps) */
+        uid_t rr_last;               /* request.c: the uid the last VM slot went to */
         unsigned n_queued;           /* request.c: requests in the cold queue or a pool's waiters */
 
         struct event *sigchld_ev, *sigterm_ev, *sigint_ev, *sighup_ev;

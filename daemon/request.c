@@ -1,11 +1,13 @@
 /* request.c: an exec request's life from routing to its answer: the state machine and its one
- * timer, the cold queue and the wait for a clone, the VM it runs in, the retry, the sink. */
+ * timer, the cold queue (VM slots handed out round-robin by uid) and the wait for a clone, the
+ * per-uid caps, the VM it runs in, the retry, the sink. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "accel.h"
 #include "client-private.h"
@@ -49,6 +51,84 @@ static const char *id_text(const struct request *r, char buf[static 68])
         return buf;
 }
 
+bool uid_exempt(uid_t uid)
+{
+        return uid == 0 || uid == getuid();
+}
+
+static uid_t req_uid(const struct request *r)
+{
+        return r->uid ? r->uid->uid : REQUEST_UID_ANON;
+}
+
+struct uid_use *uid_use_get(struct opd *d, uid_t uid)
+{
+        struct uid_use *u;
+
+        LIST_FOREACH(u, &d->uids, link)
+        if (u->uid == uid) {
+                u->refs++;
+                return u;
+        }
+        u = calloc(1, sizeof(*u));
+        if (!u)
+                return NULL;
+        u->uid = uid;
+        u->refs = 1;
+        LIST_INSERT_HEAD(&d->uids, u, link);
+        return u;
+}
+
+void uid_use_put(struct uid_use *u)
+{
+        if (!u || --u->refs > 0)
+                return;
+        LIST_REMOVE(u, link);
+        free(u);
+}
+
+/* Past its uid's max_queued_per_uid: the request may not wait. */
+static bool uid_queue_full(const struct request *r)
+{
+        uint32_t max = r->d->cfg.max_queued_per_uid;
+
+        return max && !r->uid_exempt && r->uid && r->uid->queued >= max;
+}
+
+/* Its uid holds max_vms_per_uid VMs: it waits for one of them to end. */
+static bool uid_vms_full(const struct request *r)
+{
+        uint32_t max = r->d->cfg.max_vms_per_uid;
+
+        return max && !r->uid_exempt && r->uid && r->uid->vms >= max;
+}
+
+static void count_vm(struct request *r)
+{
+        if (r->uid && !r->vm_counted) {
+                r->uid->vms++;
+                r->vm_counted = true;
+        }
+}
+
+static bool queue_full(struct request *r)
+{
+        struct opd *d = r->d;
+
+        if (d->n_queued >= d->cfg.max_queued) {
+                request_fail(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)",
+                             d->n_queued);
+                return true;
+        }
+        if (uid_queue_full(r)) {
+                request_fail(r, OP_ERR_BUSY,
+                             "%u requests of this user already waiting (max_queued_per_uid)",
+                             r->uid->queued);
+                return true;
+        }
+        return false;
+}
+
 static uint32_t run_deadline_ms(const struct request *r)
 {
         const struct opd *d = r->d;
@@ -73,6 +153,10 @@ void request_set_state(struct request *r, enum request_state state)
                 pool_cancel(&r->waiter); /* nothing when the pool served it */
                 d->n_queued--;
         }
+        if ((old == REQ_QUEUED || old == REQ_WAITING) && r->uid)
+                r->uid->queued--;
+        if ((state == REQ_QUEUED || state == REQ_WAITING) && r->uid)
+                r->uid->queued++;
         r->state = state;
         log_debug("exec id=%s lang=%s: %s -> %s", id_text(r, idbuf), r->lang->name,
                   state_names[old], state_names[state]);
@@ -111,6 +195,9 @@ static void drop_vm(struct request *r)
         if (r->vm)
                 vm_destroy(r->vm);
         r->vm = NULL;
+        if (r->vm_counted)
+                r->uid->vms--;
+        r->vm_counted = false;
         if (r->pool)
                 pool_release(r->pool);
         r->pool = NULL;
@@ -131,6 +218,7 @@ static void request_free(struct request *r)
         if (r->timer)
                 event_free(r->timer);
         drop_vm(r);
+        uid_use_put(r->uid);
         op_exec_done(&r->exec);
         json_decref(r->id);
         json_decref(r->stdin_frames);
@@ -252,7 +340,30 @@ static void boot(struct request *r)
                 request_fail(r, OP_ERR_VM_FAILED, "cannot start a VM: %s", strerror(-k));
                 return;
         }
+        count_vm(r);
+        d->rr_last = req_uid(r);
         request_set_state(r, REQ_BOOTING);
+}
+
+/* The next queued request to get a VM slot: round-robin by uid (the lowest uid above the one
+ * served last, else the lowest), the oldest request of that uid; uids at max_vms_per_uid wait. */
+static struct request *next_queued(struct opd *d)
+{
+        struct request *r, *best = NULL, *wrap = NULL;
+
+        TAILQ_FOREACH(r, &d->queue, queue_link)
+        {
+                uid_t uid = req_uid(r);
+
+                if (uid_vms_full(r))
+                        continue;
+                if (uid > d->rr_last) {
+                        if (!best || uid < req_uid(best))
+                                best = r;
+                } else if (!wrap || uid < req_uid(wrap))
+                        wrap = r;
+        }
+        return best ? best : wrap;
 }
 
 void requests_kick(struct opd *d)
@@ -262,7 +373,7 @@ void requests_kick(struct opd *d)
         while (d->tcg_refused && (r = TAILQ_FIRST(&d->queue)))
                 request_fail(r, OP_ERR_UNAVAILABLE, "%s", ACCEL_TCG_REFUSED);
         /* boot() takes r out of the queue, booting or failed. */
-        while (can_start(d) && (r = TAILQ_FIRST(&d->queue)))
+        while (can_start(d) && (r = next_queued(d)))
                 boot(r);
 }
 
@@ -276,15 +387,12 @@ static void start_cold(struct request *r)
 {
         struct opd *d = r->d;
 
-        if (can_start(d) && TAILQ_EMPTY(&d->queue)) {
+        if (can_start(d) && TAILQ_EMPTY(&d->queue) && !uid_vms_full(r)) {
                 boot(r);
                 return;
         }
-        if (d->n_queued >= d->cfg.max_queued) {
-                request_fail(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)",
-                             d->n_queued);
+        if (queue_full(r))
                 return;
-        }
         request_set_state(r, REQ_QUEUED);
 }
 
@@ -296,6 +404,7 @@ static void start_warm(struct request *r, struct pool *p, struct vm *vm)
 
         r->pool = p;
         r->vm = vm;
+        count_vm(r);
         snprintf(r->snap_version, sizeof(r->snap_version), "%s", vm->snap->m.version);
         vm_set_events(vm, &request_vm_events, r);
         r->t_vm = op_now_us();
@@ -398,16 +507,20 @@ void request_route(struct request *r)
                 start_warm(r, p, vm);
                 return;
         }
-        if (d->n_queued >= d->cfg.max_queued) {
-                request_fail(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)",
-                             d->n_queued);
+        if (queue_full(r))
                 return;
-        }
         request_set_state(r, REQ_WAITING);
 }
 
 int request_new(struct opd *d, json_t *id, struct op_exec *e, const struct op_lang *lang,
                 struct client *c, const struct request_sink *sink, struct request **ret)
+{
+        return request_new_for(d, id, e, lang, c, c ? c->uid : REQUEST_UID_ANON, sink, ret);
+}
+
+int request_new_for(struct opd *d, json_t *id, struct op_exec *e, const struct op_lang *lang,
+                    struct client *c, uid_t uid, const struct request_sink *sink,
+                    struct request **ret)
 {
         struct request *r = calloc(1, sizeof(*r));
 
@@ -424,6 +537,8 @@ int request_new(struct opd *d, json_t *id, struct op_exec *e, const struct op_la
         r->sink = *sink;
         r->waiter.served = on_served;
         r->t_start = op_now_us();
+        r->uid = uid_use_get(d, uid);
+        r->uid_exempt = uid_exempt(uid) || (c && c->may_admin);
         if (c) {
                 r->client = c;
                 LIST_INSERT_HEAD(&c->requests, r, client_link);

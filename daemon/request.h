@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/time.h>
 
 #include "msg.h"
 #include "pool.h"
@@ -36,6 +37,30 @@ struct request_sink {
         void *userdata;
 };
 
+/* What one uid holds, for the per-uid caps (max_clients_per_uid, max_queued_per_uid,
+ * max_vms_per_uid); kept while a connection or request of it exists. */
+struct uid_use {
+        LIST_ENTRY(uid_use) link;
+        uid_t uid;
+        unsigned refs;
+        unsigned clients, queued, vms;
+        /* client.c: what its connections were answered in this turn of the loop (the turn is
+         * told by the loop's cached time, set once per turn). */
+        struct timeval turn_at;
+        unsigned turn_frames;
+        size_t turn_output;
+};
+
+/* A request from a loopback TCP client (the Piston door): who it is is not known, all of them
+ * count as this one uid. */
+#define REQUEST_UID_ANON ((uid_t)-1)
+
+/* The uid's record (made on first use, NULL when out of memory), one reference more. */
+struct uid_use *uid_use_get(struct opd *d, uid_t uid);
+void uid_use_put(struct uid_use *u); /* NULL: nothing */
+/* Root, opd's own user: not bound by the per-uid caps. */
+bool uid_exempt(uid_t uid);
+
 struct request {
         LIST_ENTRY(request) client_link;
         TAILQ_ENTRY(request) queue_link; /* in d->queue (REQ_QUEUED) */
@@ -43,6 +68,9 @@ struct request {
         struct opd *d;
         enum request_state state; /* request_set_state() only */
         struct client *client;    /* the connection it came on, NULL from inside opd */
+        struct uid_use *uid;      /* on whose behalf; NULL when out of memory */
+        bool uid_exempt;          /* root, opd's user, an admin: no per-uid caps */
+        bool vm_counted;          /* counted in uid->vms */
         struct request_sink sink;
         json_t *id;
         struct op_exec exec;
@@ -65,6 +93,10 @@ struct request {
  * it. c's request list holds it until it is freed. */
 int request_new(struct opd *d, json_t *id, struct op_exec *e, const struct op_lang *lang,
                 struct client *c, const struct request_sink *sink, struct request **ret);
+/* From inside opd (c NULL): on behalf of uid (REQUEST_UID_ANON when unknown). */
+int request_new_for(struct opd *d, json_t *id, struct op_exec *e, const struct op_lang *lang,
+                    struct client *c, uid_t uid, const struct request_sink *sink,
+                    struct request **ret);
 /* Warm when the language's pool serves a snapshot (or should), cold otherwise. */
 void request_route(struct request *r);
 /* The only writer of r->state: leaves the old state's queue, arms the new state's deadline (and

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,6 +18,10 @@
 #include "server.h"
 
 #define ACCEPT_RETRY_MS 100
+/* File descriptors kept free for VMs (a VMM's sockets, pipes, pidfd and run-dir files while it
+ * starts) and for opd's own work: per VM slot, and for the rest. */
+#define FDS_PER_VM 16
+#define FDS_OWN    32
 
 struct server {
         int listen_fd;
@@ -94,6 +99,38 @@ static int bind_socket(struct opd *d)
         return 0;
 }
 
+int server_raise_nofile(void)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if (rl.rlim_cur >= rl.rlim_max)
+                return 0;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        return 1;
+}
+
+bool server_fd_spare(const struct opd *d, int fd, bool http)
+{
+        struct rlimit rl;
+        uint64_t reserve = (uint64_t)d->cfg.max_vms * FDS_PER_VM + FDS_OWN;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                return true;
+        /* With a limit too small for the whole reserve, a quarter of it. */
+        if (reserve > rl.rlim_cur / 4)
+                reserve = rl.rlim_cur / 4;
+        /* The HTTP listeners stop a reserve earlier than opd's socket, which stays usable. */
+        if (http)
+                reserve *= 2;
+        /* accept() returns the lowest free number: every fd below fd is taken, so fewer than
+         * rlim_cur - fd are free. */
+        return (uint64_t)fd + reserve < rl.rlim_cur;
+}
+
 static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
 {
         struct opd *d = arg;
@@ -121,6 +158,10 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
                         }
                         log_error("accept: %m");
                         return;
+                }
+                if (!server_fd_spare(d, fd, false)) {
+                        client_refuse(d, fd, "opd keeps its remaining file descriptors for VMs");
+                        continue;
                 }
                 client_new(d, fd);
         }

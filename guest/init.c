@@ -249,7 +249,8 @@ static void std_fds(void)
         }
 }
 
-/* Mounts every root needs wherever it came from: tmpfs for /tmp, /run, /dev/shm, and cgroup2. */
+/* Mounts every root needs wherever it came from: tmpfs for /tmp, /run (with /run/lock), /dev/shm,
+ * and cgroup2. */
 static int mount_writable(const char *root, const struct init_args *a)
 {
         char path[PATH_MAX], opts[INIT_ARG_MAX + 32];
@@ -270,6 +271,10 @@ static int mount_writable(const char *root, const struct init_args *a)
                 init_msg(path, r);
                 return r;
         }
+        /* /run/lock, as Debian has it (programs' lock files); not fatal when it cannot be. */
+        snprintf(path, sizeof(path), "%s/run/lock", root);
+        if ((mkdir(path, 01777) < 0 && errno != EEXIST) || chmod(path, 01777) < 0)
+                init_msg(path, -errno);
         return 0;
 }
 

@@ -460,6 +460,15 @@ int piston_exec_request(json_t *body, json_t *id, const struct op_limits *lim, j
                                                json_integer((json_int_t)run_cpu +
                                                             (run_cpu > (json_int_t)run_cpu))) < 0)
                 goto oom;
+        /* Piston bounds each file a program writes (10 MB by default; its requests cannot
+         * change it): the same, within limit.written_file_max. */
+        if (lim->written_file_max > 0 &&
+            json_object_set_new(
+                exec, "file_size_max_bytes",
+                json_integer((json_int_t)(lim->written_file_max < PISTON_FILE_SIZE_MAX
+                                              ? lim->written_file_max
+                                              : PISTON_FILE_SIZE_MAX))) < 0)
+                goto oom;
         json_decref(extra);
         *ret_exec = exec;
         return 0;

@@ -8,6 +8,11 @@
 
 #include "msg.h"
 
+/* The size of any file a program writes, as Piston bounds it by default (10 MB). */
+#define PISTON_FILE_SIZE_MAX 10000000
+/* Piston's version, as its GET / names it. */
+#define PISTON_API_VERSION "3.1.1"
+
 /* 1 when version (a runtime's, e.g. "3.11.2"; its leading numbers count, the rest is ignored)
  * satisfies selector: "*" or "x"; a version or part of one ("3", "3.11", "3.x", "3.11.2");
  * one of = > >= < <= ^ ~ before one; several separated by spaces (all must hold); alternatives
@@ -15,7 +20,8 @@
 int piston_version_match(const char *selector, const char *version);
 
 /* Check a Piston execute body and build the protocol exec request for it ({"op": "exec", "id",
- * "lang", "code", "stdin", "args", "files", "timeout_ms"}). The first file is the program; the
+ * "lang", "code", "stdin", "args", "files", "timeout_ms", "file_size_max_bytes": Piston's 10 MB
+ * within lim->written_file_max}). The first file is the program; the
  * others go to files[] (unnamed ones are called "file1", "file2", ... by position). Fields
  * opd does not use are accepted and ignored, as Piston ignores what it does not know.
  * -EINVAL with a Piston-style message in errbuf when the body is refused. */

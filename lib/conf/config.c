@@ -41,6 +41,10 @@ struct key {
         {                                                                                          \
                 n, K_SIZE, offsetof(struct op_config, limits.f), lo, hi                            \
         }
+#define SZ(n, f, lo, hi)                                                                           \
+        {                                                                                          \
+                n, K_SIZE, offsetof(struct op_config, f), lo, hi                                   \
+        }
 #define LIMU(n, f, lo, hi)                                                                         \
         {                                                                                          \
                 n, K_U32, offsetof(struct op_config, limits.f), lo, hi                             \
@@ -85,6 +89,14 @@ static const struct key keys[] = {
     U32("max_clients", max_clients, 1, 65536),
     U32("max_queued", max_queued, 0, 1000000),
     U32("max_inflight", max_inflight, 1, 65536),
+    U32("max_clients_per_uid", max_clients_per_uid, 0, 65536),
+    U32("max_queued_per_uid", max_queued_per_uid, 0, 1000000),
+    U32("max_vms_per_uid", max_vms_per_uid, 0, 4096),
+    SZ("client.output_high", client_output_high, 4096, (size_t)1 << 32),
+    SZ("client.output_max", client_output_max, 0, (size_t)1 << 36),
+    U32("http.max_connections", http_max_conns, 1, 65536),
+    U32("http.max_connections_per_peer", http_max_conns_per_peer, 1, 65536),
+    U32("http.request_timeout_ms", http_request_timeout_ms, 100, 3600000),
     U32("boot_timeout_ms", boot_timeout_ms, 100, 600000),
     U32("queue_timeout_ms", queue_timeout_ms, 0, 600000),
     U32("agent_grace_ms", agent_grace_ms, 0, 600000),
@@ -179,6 +191,14 @@ int op_config_init(struct op_config *c)
             .max_clients = 256,
             .max_queued = 256,
             .max_inflight = 64,
+            .max_clients_per_uid = 64,
+            .max_queued_per_uid = 64,
+            .max_vms_per_uid = 0,
+            .client_output_high = 1 << 20,
+            .client_output_max = 256 << 20,
+            .http_max_conns = 256,
+            .http_max_conns_per_peer = 64,
+            .http_request_timeout_ms = 30000,
             .boot_timeout_ms = 60000,
             .queue_timeout_ms = 30000,
             .agent_grace_ms = 5000,
@@ -347,6 +367,9 @@ int op_config_check(const struct op_config *c, char *errbuf, size_t errlen)
         if (c->limits.timeout_ms_default > c->limits.timeout_ms_max)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "limit.timeout_ms_default is over limit.timeout_ms_max");
+        if (c->client_output_max && c->client_output_max < 2 * c->client_output_high)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "client.output_max: 0 or at least twice client.output_high");
         if (strcmp(c->vmm, "qemu") != 0 && strcmp(c->vmm, "firecracker") != 0)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "vmm: expected \"qemu\" or \"firecracker\", not \"%.100s\"", c->vmm);

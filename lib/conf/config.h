@@ -64,6 +64,16 @@ struct op_config {
         uint32_t max_clients;       /* connections at once */
         uint32_t max_queued;        /* requests waiting for a VM, all clients together */
         uint32_t max_inflight;      /* requests in flight on one connection */
+        /* Per uid (root and opd's own uid exempt): connections, requests waiting, VMs in use;
+         * 0: no per-uid bound. */
+        uint32_t max_clients_per_uid;
+        uint32_t max_queued_per_uid;
+        uint32_t max_vms_per_uid;
+        size_t client_output_high;        /* unread answers above this: stop reading that client */
+        size_t client_output_max;         /* unread answers above this: drop them, close; 0: none */
+        uint32_t http_max_conns;          /* connections per HTTP listener */
+        uint32_t http_max_conns_per_peer; /* per uid on a unix: listener, per address on TCP */
+        uint32_t http_request_timeout_ms; /* absolute: a request's headers and body arrive whole */
         uint32_t boot_timeout_ms;
         uint32_t queue_timeout_ms; /* a request waiting for a VM gives up after this */
         uint32_t agent_grace_ms;   /* host deadline = timeout_ms + this */

@@ -30,6 +30,7 @@ static int name_valid(const char *s)
 static void lang_free(struct op_lang *g)
 {
         free(g->name);
+        free(g->piston);
         free(g->file);
         free(g->version);
         free(g->rootfs);
@@ -146,6 +147,14 @@ static int lang_load(json_t *o, const char *images_dir, struct op_lang *g, char 
         r = lang_load_phases(o, g, errbuf, errlen);
         if (r < 0)
                 return r;
+        json_t *piston = json_object_get(o, "piston");
+        if (piston && (!json_is_string(piston) || json_string_length(piston) == 0 ||
+                       json_string_length(piston) > 32))
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"piston\" must be a name of 1-32 bytes", g->name);
+        g->piston = strdup(piston ? json_string_value(piston) : g->name);
+        if (!g->piston)
+                return -ENOMEM;
         if (aliases && string_array(aliases, g->aliases, OP_LANG_ALIAS_MAX) < 0)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "language \"%s\": \"aliases\" must be up to %d strings", g->name,

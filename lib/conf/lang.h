@@ -15,6 +15,7 @@
 
 struct op_lang {
         char *name;
+        char *piston;                         /* its name in Piston's runtimes ("piston"; name) */
         char *aliases[OP_LANG_ALIAS_MAX + 1]; /* NULL-terminated */
         char *file;                           /* the code's file name in the guest */
         char *run[OP_LANG_ARGV_MAX + 1];      /* argv template; "{file}" is replaced */

@@ -12,7 +12,7 @@ from opdtest import Opd
 CLIENT = r"""
 import json, os, socket, struct, sys
 gid, uid, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-os.setgroups([])
+os.setgroups([int(g) for g in sys.argv[5].split(",") if g] if len(sys.argv) > 5 else [])
 os.setgid(gid)
 os.setuid(uid)
 s = socket.socket(socket.AF_UNIX)
@@ -42,9 +42,10 @@ class Access(unittest.TestCase):
     def tearDownClass(cls):
         cls.opd.stop()
 
-    def ask(self, gid, uid, reqs):
+    def ask(self, gid, uid, reqs, groups=()):
         p = subprocess.run([sys.executable, "-c", CLIENT, str(gid), str(uid), self.opd.socket,
-                            json.dumps(reqs)], capture_output=True, text=True, timeout=60)
+                            json.dumps(reqs), ",".join(map(str, groups))],
+                           capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         return json.loads(p.stdout)
 
@@ -63,6 +64,14 @@ class Access(unittest.TestCase):
         self.assertFalse(snap["ok"])
         self.assertEqual(snap["error"]["code"], "permission_denied")
         self.assertIn("admin", snap["error"]["message"])
+
+    def test_supplementary_groups_count_as_the_kernel_recorded_them(self):
+        # the groups are those the peer had when it connected (SO_PEERGROUPS), not a pid's
+        [a] = self.ask(NOBODY, NOBODY, [{"op": "ping", "id": 1}], groups=[USERS])
+        self.assertTrue(a["ok"], a)
+        [a] = self.ask(NOBODY, NOBODY, [{"op": "snapshot", "id": 2, "action": "list"}],
+                       groups=[USERS, ADM])
+        self.assertTrue(a["ok"], a)
 
     def test_admin_group_manages(self):
         snap, = self.ask(ADM, NOBODY, [{"op": "snapshot", "action": "list", "id": 3}])

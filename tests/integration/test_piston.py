@@ -99,7 +99,11 @@ class Door(unittest.TestCase):
         status, body, r = request(self.conn(), "GET", "/api/v2/runtimes", content_type=None)
         self.assertEqual(status, 200)
         self.assertTrue(r.getheader("Content-Type").startswith("application/json"))
-        want = [{"language": g["name"], "version": g["version"], "aliases": g["aliases"]}
+        # Piston's names (javascript, c++), opd's own as the first alias
+        piston = {"node": "javascript", "cpp": "c++"}
+        want = [{"language": piston.get(g["name"], g["name"]), "version": g["version"],
+                 "aliases": ([g["name"]] if g["name"] in piston else []) +
+                 [a for a in g["aliases"] if a != piston.get(g["name"])]}
                 for g in self.status["languages"] if g["available"] and g["enabled"]]
         self.assertEqual(body, want)
         self.assertIn("python", [e["language"] for e in body])
@@ -183,6 +187,19 @@ class Door(unittest.TestCase):
         self.assertEqual(status, 200, res)
         run = res["run"]
         self.assertEqual((run["code"], run["signal"], run["status"]), (None, "SIGKILL", "TO"))
+
+    def test_guest_as_piston_has_it(self):
+        """/run/lock exists and is writable; a file the program writes stops at 10 MB."""
+        status, res, _ = self.execute({
+            "language": "bash", "version": "*", "run_timeout": 30000,
+            "files": [{"content": "test -d /run/lock && test -w /run/lock && echo lock\n"
+                                  "head -c 20000000 /dev/zero > /tmp/big; echo rc=$?\n"
+                                  "stat -c %s /tmp/big"}]})
+        self.assertEqual(status, 200, res)
+        out = res["run"]["stdout"].split()
+        self.assertEqual(len(out), 3, res)
+        self.assertEqual((out[0], out[2]), ("lock", "10000000"), res)
+        self.assertNotEqual(out[1], "rc=0", res)
 
     def test_bad_requests(self):
         """Refused before any VM: Piston's error shape {"message": ...} with a 4xx status."""

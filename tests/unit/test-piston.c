@@ -103,7 +103,8 @@ static void test_exec_request_documented(void **state)
         char err[256] = "", want[] = "{\"op\": \"exec\", \"id\": \"piston-1\", \"lang\": \"py\", "
                                      "\"code\": \"import sys; print(sys.argv)\", "
                                      "\"stdin\": \"\", \"args\": [\"1\", \"2\", \"3\"], "
-                                     "\"timeout_ms\": 3000, \"cpu_time_ms\": 3000}";
+                                     "\"timeout_ms\": 3000, \"cpu_time_ms\": 3000, "
+                                     "\"file_size_max_bytes\": 10000000}";
         json_t *exec, *expected = load(want);
         int r;
 

@@ -256,7 +256,7 @@ static struct call *submit(struct fx *f, json_t *req)
 
         assert_true(f->n_calls < CALLS_MAX);
         c = &f->calls[f->n_calls++];
-        exec_submit_cb(&f->d, req, on_done, c, &c->r);
+        exec_submit_cb(&f->d, req, REQUEST_UID_ANON, on_done, c, &c->r);
         json_decref(req);
         return c;
 }

@@ -1,0 +1,289 @@
+"""The HTTP listeners (piston.listen, metrics.listen) against a hostile local user: foreign Host
+and Origin headers (DNS rebinding) get 403 in Piston's error shape, idle and trickling
+connections are capped per listener and per peer and closed at the request deadline, running
+out of file descriptors pauses accepting and the listener serves again afterwards, and a client
+that never reads its answers costs one answer. No VM is needed."""
+import errno
+import http.client
+import json
+import os
+import signal
+import socket
+import time
+import unittest
+
+from opdtest import Opd
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def get(port, path, headers=None, timeout=60):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+    finally:
+        conn.close()
+    body = json.loads(data) if "json" in (r.getheader("Content-Type") or "") else data
+    return r.status, body
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def wait_for(cond, what, timeout=60):
+    deadline = time.time() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+def serves(port, path):
+    try:
+        return get(port, path, timeout=5)[0] == 200
+    except OSError:
+        return False
+
+
+def closed_by_peer(s):
+    """True once the peer has closed s (EOF or reset), False while it is open."""
+    try:
+        return s.recv(65536, socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def answered_503(s):
+    try:
+        return s.recv(64, socket.MSG_DONTWAIT | socket.MSG_PEEK).startswith(b"HTTP/1.1 503")
+    except (BlockingIOError, ConnectionResetError):
+        return False
+
+
+def connect_nb(port):
+    s = socket.socket()
+    s.setblocking(False)
+    err = s.connect_ex(("127.0.0.1", port))
+    if err not in (0, errno.EINPROGRESS):
+        s.close()
+        raise OSError(err, os.strerror(err))
+    return s
+
+
+class Httpd(unittest.TestCase):
+    def start(self, extra=None, argv=None):
+        self.door, self.metrics = free_port(), free_port()
+        conf = {"pool.size": "0", "idle_timeout_ms": "0", "max_vms": "1",
+                "piston.listen": f"127.0.0.1:{self.door}",
+                "metrics.listen": f"127.0.0.1:{self.metrics}"}
+        conf.update(extra or {})
+        return Opd(conf, argv=argv)
+
+    def test_foreign_host_and_origin_get_403(self):
+        opd = self.start()
+        try:
+            for port, path in ((self.door, "/api/v2/runtimes"), (self.metrics, "/metrics")):
+                for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}",
+                             f"[::1]:{port}"):
+                    self.assertEqual(get(port, path, {"Host": host})[0], 200, host)
+                for host in (f"attacker.example:{port}", "attacker.example", f"127.0.0.1:{port + 1}",
+                             "localhost", f"localhost:{port}.attacker.example",
+                             f"127.0.0.1.nip.io:{port}"):
+                    status, body = get(port, path, {"Host": host})
+                    self.assertEqual(status, 403, host)
+                    self.assertIn("message", body)  # Piston's error shape
+                for origin in ("http://attacker.example", f"http://attacker.example:{port}",
+                               "null", f"https://localhost:{port}"):
+                    status, body = get(port, path, {"Host": f"localhost:{port}", "Origin": origin})
+                    self.assertEqual(status, 403, origin)
+                    self.assertIn("message", body)
+                self.assertEqual(get(port, path, {"Host": f"localhost:{port}",
+                                                  "Origin": f"http://localhost:{port}"})[0], 200)
+            # the DNS rebinding case of the report: execute with a foreign Host runs nothing
+            conn = http.client.HTTPConnection("127.0.0.1", self.door, timeout=60)
+            conn.request("POST", "/api/v2/execute",
+                         body=json.dumps({"language": "bash", "version": "*",
+                                          "files": [{"content": "echo hi"}]}),
+                         headers={"Host": f"attacker.example:{self.door}",
+                                  "Content-Type": "application/json"})
+            r = conn.getresponse()
+            self.assertEqual(r.status, 403)
+            self.assertIn("message", json.loads(r.read()))
+            conn.close()
+        finally:
+            opd.stop()
+
+    def test_piston_index_and_names(self):
+        opd = self.start()
+        try:
+            status, body = get(self.door, "/")
+            self.assertEqual(status, 200)
+            self.assertTrue(body["message"].startswith("Piston v3"), body)
+            status, runtimes = get(self.door, "/api/v2/runtimes")
+            self.assertEqual(status, 200)
+            by_name = {r["language"]: r for r in runtimes}
+            # Piston's names; opd's as aliases (clients pick a version by Piston's name)
+            self.assertIn("javascript", by_name)
+            self.assertNotIn("node", by_name)
+            self.assertIn("node", by_name["javascript"]["aliases"])
+            self.assertNotIn("javascript", by_name["javascript"]["aliases"])
+            for alias in ("py", "py3", "python3", "python3.11"):
+                self.assertIn(alias, by_name["python"]["aliases"])
+        finally:
+            opd.stop()
+
+    def test_thousands_of_idle_connections_are_capped(self):
+        opd = self.start({"http.max_connections": "100", "http.max_connections_per_peer": "50"})
+        socks = []
+        try:
+            for port in (self.door, self.metrics):
+                for _ in range(2000):
+                    socks.append(connect_nb(port))
+            # per peer (all of them 127.0.0.1): 50 held per listener, the rest answered 503
+            # and closed, or waiting in the backlog
+            refused = wait_for(lambda: opd.call({"op": "metrics", "id": 1})["text"].count(
+                "opd_connections_refused_total 0") == 0, "refusals")
+            self.assertTrue(refused)
+            # opd's socket is not held up by them
+            for i in range(20):
+                self.assertTrue(opd.call({"op": "ping", "id": i}, timeout=30)["ok"])
+            for s in socks:
+                s.close()
+            socks = []
+            # once they are gone both listeners serve again
+            wait_for(lambda: serves(self.door, "/api/v2/runtimes"), "the door")
+            wait_for(lambda: serves(self.metrics, "/metrics"), "metrics")
+        finally:
+            for s in socks:
+                s.close()
+            opd.stop()
+        self.assertIn("http.max_connections_per_peer reached", opd.read_log())
+
+    def test_trickling_connections_are_closed_at_the_request_deadline(self):
+        # read_timeout_ms (the idle limit) 10 s; one byte every 0.3 s keeps it from firing
+        opd = self.start({"http.request_timeout_ms": "2000", "read_timeout_ms": "10000"})
+        socks = []
+        try:
+            for port in (self.door, self.metrics):
+                for _ in range(20):
+                    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+                    s.sendall(b"GET /metrics HTTP/1.1\r\n")
+                    socks.append(s)
+            start = time.time()
+            alive = list(socks)
+            while alive:
+                self.assertLess(time.time() - start, 60, "trickling connections still open")
+                for s in list(alive):
+                    if closed_by_peer(s):
+                        alive.remove(s)
+                        continue
+                    try:
+                        s.send(b"X")
+                    except OSError:
+                        alive.remove(s)
+                time.sleep(0.3)
+            # the whole request deadline, not the idle one, closed them
+            self.assertLess(time.time() - start, 10)
+            self.assertTrue(serves(self.door, "/api/v2/runtimes"))
+        finally:
+            for s in socks:
+                s.close()
+            opd.stop()
+
+    def test_out_of_file_descriptors_then_serving_again(self):
+        # 96 descriptors: a quarter (24) kept for opd's own work, twice that by the HTTP
+        # listeners. Idle connections fill opd up to its reserve (the next ones are answered
+        # 503), then a burst taken in one turn of the loop (opd stopped while they queue) runs
+        # it out: accepting pauses, and each listener serves again afterwards
+        opd = self.start({"http.max_connections": "1000",
+                          "http.max_connections_per_peer": "1000"},
+                         argv=["prlimit", "--nofile=96:96"])
+        socks = []
+        try:
+            for port, path in ((self.door, "/api/v2/runtimes"), (self.metrics, "/metrics")):
+                before = opd.read_log().count("Too many open files; pausing")
+                for _ in range(130):
+                    s = socket.socket()
+                    s.settimeout(10)
+                    s.connect(("127.0.0.1", port))
+                    socks.append(s)
+                wait_for(lambda: any(answered_503(s) for s in socks), "a refusal at the reserve")
+                # the reserve is kept for opd's own work: once the refused ones are closed, its
+                # socket answers while the HTTP connections are held
+                wait_for(lambda: opd.call({"op": "ping", "id": 1}, timeout=30)["ok"],
+                         "opd's socket to answer")
+                os.kill(opd.proc.pid, signal.SIGSTOP)
+                try:
+                    for _ in range(60):  # the listen backlog holds 64
+                        s = socket.socket()
+                        s.settimeout(10)
+                        s.connect(("127.0.0.1", port))
+                        socks.append(s)
+                finally:
+                    os.kill(opd.proc.pid, signal.SIGCONT)
+                wait_for(lambda: opd.read_log().count("Too many open files; pausing") > before,
+                         "accept to run out of descriptors")
+                for s in socks:
+                    s.close()
+                socks = []
+                wait_for(lambda: serves(port, path), f"{path} to serve again")
+                wait_for(lambda: opd.call({"op": "ping", "id": 2}, timeout=30)["ok"],
+                         "opd's socket to answer")
+        finally:
+            for s in socks:
+                s.close()
+            opd.stop()
+        log = opd.read_log()
+        self.assertNotIn("(null)", log)
+        self.assertNotIn("event has no event_base", log)
+
+    def test_a_client_that_never_reads_costs_one_answer(self):
+        opd = self.start()
+        s = socket.socket()
+        try:
+            for _ in range(5):
+                get(self.metrics, "/metrics")
+            before = rss_bytes(opd.proc.pid)
+            s.connect(("127.0.0.1", self.metrics))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.setblocking(False)
+            req = f"GET /metrics HTTP/1.1\r\nHost: localhost:{self.metrics}\r\n\r\n".encode()
+            data = req * 400000
+            sent = 0
+            stalled = 0
+            while sent < len(data) and stalled < 40:
+                try:
+                    sent += s.send(data[sent:sent + 65536])
+                    stalled = 0
+                except BlockingIOError:
+                    stalled += 1
+                    time.sleep(0.05)
+            self.assertLess(sent, len(data), "opd read every request")
+            grown = rss_bytes(opd.proc.pid) - before
+            self.assertLess(grown, 4 << 20, f"RSS grew by {grown} bytes")
+            self.assertTrue(serves(self.metrics, "/metrics"))
+        finally:
+            s.close()
+            opd.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
