@@ -129,7 +129,15 @@ static void render_pools(FILE *f, struct opd *d)
         static const struct {
                 const char *name, *type, *help;
         } g[] = {
-            {"opd_pool_target", "gauge", "Paused VMs the pool keeps (pool.size, pool.sizes)."},
+            {"opd_pool_target", "gauge",
+             "Paused and restoring VMs the pool holds now: follows the demand estimate."},
+            {"opd_pool_standing", "gauge",
+             "The target when idle (pool.size, pool.sizes), scaled to fit max_vms."},
+            {"opd_pool_max", "gauge", "The most the target grows to under demand (pool.max_size)."},
+            {"opd_pool_demand_per_second", "gauge",
+             "Requests arriving per second, estimated (half-life 5 s)."},
+            {"opd_pool_refill_ms", "gauge",
+             "Time to make one paused VM (restore and priming), smoothed, in ms."},
             {"opd_pool_ready", "gauge", "Paused VMs ready to be taken."},
             {"opd_pool_restoring", "gauge", "VMs being restored from the snapshot."},
             {"opd_pool_in_use", "gauge", "VMs taken from the pool and not yet finished with."},
@@ -141,6 +149,10 @@ static void render_pools(FILE *f, struct opd *d)
             {"opd_pool_last_prime_ms", "gauge", "Duration of the last warm-up run, in ms."},
             {"opd_pool_snapshot_damaged_total", "counter",
              "Serving snapshots found damaged (files missing, resized or failing their checksum)."},
+            {"opd_pool_evicted_total", "counter",
+             "Paused VMs destroyed to give their slot to another language or a booting VM."},
+            {"opd_pool_unprimed_total", "counter",
+             "VMs handed to a waiting request without priming."},
         };
 
         for (size_t k = 0; k < ELEMENTSOF(g); k++) {
@@ -153,6 +165,10 @@ static void render_pools(FILE *f, struct opd *d)
                                 continue;
                         pool_counts(p, &n);
                         double v[] = {n.target,
+                                      n.standing,
+                                      n.most,
+                                      n.demand,
+                                      n.refill_ms,
                                       n.ready,
                                       n.restoring,
                                       n.in_use,
@@ -162,7 +178,9 @@ static void render_pools(FILE *f, struct opd *d)
                                       (double)n.stats.failures,
                                       n.stats.last_restore_ms,
                                       n.stats.last_prime_ms,
-                                      (double)n.stats.damaged};
+                                      (double)n.stats.damaged,
+                                      (double)n.stats.evicted,
+                                      (double)n.stats.unprimed};
 
                         lang_gauge(f, g[k].name, d->langs.v[i].name, v[k]);
                 }

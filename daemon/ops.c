@@ -70,15 +70,17 @@ static void op_status(struct client *c, json_t *id, json_t *req)
         enum op_accel a = d->tcg_refused ? OP_ACCEL_TCG : d->vms_host->accel;
 
         client_send(
-            c, json_pack("{s:O?, s:b, s:s, s:i, s:I, s:s, s:s, s:b, s:s?, s:o,"
+            c, json_pack("{s:O?, s:b, s:s, s:i, s:I, s:s, s:s, s:b, s:s?, s:o, s:s?,"
                          " s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i}}",
                          "id", id, "ok", 1, "version", OP_VERSION, "proto", OP_PROTO_VERSION,
                          "uptime_s", (json_int_t)((op_now_us() - d->started_us) / 1000000), "vmm",
                          d->vms_host->drv->name, "accel",
                          a == OP_ACCEL_AUTO ? "probing" : op_accel_name(a), "accel_isolation",
                          accel_is_boundary(a), "refused", d->tcg_refused ? ACCEL_TCG_REFUSED : NULL,
-                         "languages", langs, "counters", "requests", (json_int_t)d->stats.requests,
-                         "ok", (json_int_t)d->stats.ok, "errors", (json_int_t)d->stats.errors,
+                         "languages", langs, "pool_plan",
+                         pools_plan_note(d->pools)[0] ? pools_plan_note(d->pools) : NULL,
+                         "counters", "requests", (json_int_t)d->stats.requests, "ok",
+                         (json_int_t)d->stats.ok, "errors", (json_int_t)d->stats.errors,
                          "connections", (json_int_t)d->stats.connections, "vms_started",
                          (json_int_t)d->vms_host->vms_started, "vms_failed",
                          (json_int_t)d->vms_host->vms_failed, "active_vms", (int)d->vms_host->n_vms,

@@ -40,12 +40,8 @@ static int apply_pool_sizes(struct opd *d)
                 log_error("reload: %s", err);
                 return r;
         }
-        for (size_t i = 0; i < d->langs.n; i++) {
-                struct pool *p = pool_for(d->pools, &d->langs.v[i]);
-
-                if (p)
-                        pool_set_target(p, targets[i]);
-        }
+        if (d->pools)
+                pools_set_sizes(d->pools, targets); /* scaled to fit max_vms */
         return 0;
 }
 

@@ -111,19 +111,22 @@ static void count_vm(struct request *r)
         }
 }
 
+static void fail_retry(struct request *r, enum op_err code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Past max_queued or its uid's max_queued_per_uid: the request is answered busy. */
 static bool queue_full(struct request *r)
 {
         struct opd *d = r->d;
 
         if (d->n_queued >= d->cfg.max_queued) {
-                request_fail(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)",
-                             d->n_queued);
+                fail_retry(r, OP_ERR_BUSY, "%u requests already waiting (max_queued)", d->n_queued);
                 return true;
         }
         if (uid_queue_full(r)) {
-                request_fail(r, OP_ERR_BUSY,
-                             "%u requests of this user already waiting (max_queued_per_uid)",
-                             r->uid->queued);
+                fail_retry(r, OP_ERR_BUSY,
+                           "%u requests of this user already waiting (max_queued_per_uid)",
+                           r->uid->queued);
                 return true;
         }
         return false;
@@ -292,6 +295,23 @@ void request_fail(struct request *r, enum op_err code, const char *fmt, ...)
         request_finish(r, op_error_reply(r->id, code, "%s", msg));
 }
 
+/* busy or pool_exhausted, with the pools' guess of when a VM is likely free. */
+static void fail_retry(struct request *r, enum op_err code, const char *fmt, ...)
+{
+        struct pool *p = r->exec.mode == OP_MODE_COLD ? NULL : pool_for(r->d->pools, r->lang);
+        char msg[512];
+        json_t *reply;
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        reply = op_error_reply(r->id, code, "%s", msg);
+        json_object_set_new(json_object_get(reply, "error"), "retry_after_ms",
+                            json_integer(pool_retry_after_ms(r->d->pools, p)));
+        request_finish(r, reply);
+}
+
 static void on_vm_ready(struct vm *vm, void *userdata)
 {
         struct request *r = userdata;
@@ -327,6 +347,13 @@ static const struct vm_events request_vm_events = {
 static bool can_start(struct opd *d)
 {
         return d->vms_host->accel != OP_ACCEL_AUTO && d->vms_host->n_vms < d->cfg.max_vms;
+}
+
+/* A VM slot for a boot: a free one, else the slot of an idle paused clone (destroyed). */
+static bool take_slot(struct opd *d)
+{
+        return can_start(d) || (d->vms_host->accel != OP_ACCEL_AUTO &&
+                                pools_reclaim_slot(d->pools) && can_start(d));
 }
 
 static void boot(struct request *r)
@@ -372,9 +399,11 @@ void requests_kick(struct opd *d)
 
         while (d->tcg_refused && (r = TAILQ_FIRST(&d->queue)))
                 request_fail(r, OP_ERR_UNAVAILABLE, "%s", ACCEL_TCG_REFUSED);
-        /* boot() takes r out of the queue, booting or failed. */
-        while (can_start(d) && (r = next_queued(d)))
+        /* boot() takes r out of the queue, booting or failed; an idle paused clone gives its
+         * slot up to a queued request rather than hold it. */
+        while ((r = next_queued(d)) && take_slot(d))
                 boot(r);
+        pools_refill(d->pools); /* slots left go to the pools' waiters and targets */
 }
 
 unsigned requests_queued(const struct opd *d)
@@ -387,7 +416,7 @@ static void start_cold(struct request *r)
 {
         struct opd *d = r->d;
 
-        if (can_start(d) && TAILQ_EMPTY(&d->queue) && !uid_vms_full(r)) {
+        if (TAILQ_EMPTY(&d->queue) && !uid_vms_full(r) && take_slot(d)) {
                 boot(r);
                 return;
         }
@@ -434,8 +463,8 @@ static void wait_failed(struct request *r)
                 start_cold(r);
                 return;
         }
-        request_fail(r, OP_ERR_POOL_EXHAUSTED, "%s pool: no paused VM became free within %u ms",
-                     r->lang->name, d->cfg.queue_timeout_ms);
+        fail_retry(r, OP_ERR_POOL_EXHAUSTED, "%s pool: no paused VM became free within %u ms",
+                   r->lang->name, d->cfg.queue_timeout_ms);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -446,8 +475,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
         switch (r->state) {
         case REQ_QUEUED:
-                request_fail(r, OP_ERR_POOL_EXHAUSTED, "no VM became free within %u ms",
-                             cfg->queue_timeout_ms);
+                fail_retry(r, OP_ERR_POOL_EXHAUSTED, "no VM became free within %u ms",
+                           cfg->queue_timeout_ms);
                 break;
         case REQ_WAITING:
                 wait_failed(r);
@@ -505,6 +534,11 @@ void request_route(struct request *r)
         vm = pool_take(p);
         if (vm) {
                 start_warm(r, p, vm);
+                return;
+        }
+        /* Restores are failing: a cold boot, where allowed, is sooner than the backoff. */
+        if (pool_backing_off(p) && r->exec.mode == OP_MODE_AUTO && d->cfg.pool_fallback_cold) {
+                start_cold(r);
                 return;
         }
         if (queue_full(r))

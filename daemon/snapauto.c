@@ -99,7 +99,7 @@ static bool pool_wanted(const struct pool *p)
         if (!p)
                 return false;
         pool_counts(p, &c);
-        return c.target > 0;
+        return c.target > 0 || c.standing > 0;
 }
 
 static bool has_current(const struct opd *d, const char *lang)
@@ -237,7 +237,7 @@ json_t *snapauto_empty_reason(struct opd *d, const struct op_lang *lang)
         if (!p)
                 return NULL;
         pool_counts(p, &c);
-        if (c.target == 0)
+        if (c.target == 0 && c.standing == 0)
                 return json_string("pool size 0 (pool.size, pool.sizes)");
         if (pool_serves(p)) {
                 if (c.ready || c.in_use)

@@ -55,7 +55,8 @@ struct op_config {
         uint32_t pool_fallback_cold; /* empty pool: boot cold instead of waiting */
         uint32_t allow_tcg; /* serve under TCG (software emulation: not an isolation boundary) */
         enum op_tristate pool_prime; /* run a warm-up program in each clone; auto: under TCG */
-        uint32_t max_restores;       /* restores running at once, all pools */
+        uint32_t max_restores;       /* restores running at once, all pools; 0: the CPU count */
+        uint32_t pool_max_size;      /* most paused VMs a language's pool grows to under demand */
         /* guest RAM of all pools' paused VMs together; 0: no bound */
         uint32_t pool_memory_budget_mb;
         uint32_t restore_timeout_ms;

@@ -6,6 +6,7 @@
 #include <sys/queue.h>
 #include <syslog.h>
 
+#include "demand.h"
 #include "pool.h"
 
 struct pool_clone; /* pool.c: one clone, its stage and its VM */
@@ -13,8 +14,14 @@ struct pool_clone; /* pool.c: one clone, its stage and its VM */
 struct pool {
         struct pools *all;
         const struct op_lang *lang;
-        uint32_t target;
-        struct snap_ref *serving;                   /* NULL: no usable snapshot, requests go cold */
+        uint32_t target;   /* clones to hold now (paused and restoring): follows demand */
+        uint32_t size;     /* the plan's size (0: no pool) */
+        uint32_t standing; /* the target when idle: size, scaled to fit max_vms */
+        uint32_t most;     /* the most the target grows to; 0: no pool */
+        struct pool_demand demand;
+        double refill_ms;         /* a clone's restore (and priming), smoothed */
+        uint64_t t_used_us;       /* last take or wait: the least recently used gives its slot up */
+        struct snap_ref *serving; /* NULL: no usable snapshot, requests go cold */
         char checking[SNAP_NAME_MAX];               /* version being verified, "" when none */
         char checked[SNAP_NAME_MAX];                /* last version looked at (served or refused) */
         char error[512];                            /* why the last version was refused */
@@ -44,8 +51,11 @@ struct pools {
         struct pool *v; /* one per language, same index as langs->v; .lang NULL: none */
         size_t n;
         unsigned n_restoring; /* all pools together, bounded by max_restores */
+        unsigned n_cpus;      /* max_restores when it is 0 */
         struct event *snap_check_ev;
-        bool stopping; /* pools_stop() */
+        struct event *demand_ev; /* armed while a target is above its standing size */
+        char plan_note[1024];    /* how the plan was scaled to fit max_vms, "" when it fits */
+        bool stopping;           /* pools_stop() */
 };
 
 /* A line through cb.log. */

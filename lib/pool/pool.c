@@ -1,7 +1,9 @@
 /* pool.c: per language, a pool of clones restored from the serving snapshot and left paused,
  * each with a private record of its stage; the requests waiting for one; refills in the
- * background with a bound on concurrent restores and a backoff on failures; a new snapshot
- * version is verified off the loop before it serves, then old clones drain. */
+ * background with a bound on concurrent restores and a backoff on failures; targets that
+ * follow demand; VM slots shared across languages (an idle clone gives its slot to a language
+ * with waiters); a new snapshot version is verified off the loop before it serves, then old
+ * clones drain. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -23,6 +25,8 @@
 #define BACKOFF_MIN_MS   200
 #define BACKOFF_MAX_MS   30000
 #define PRIME_TIMEOUT_MS 30000
+#define REFILL_MS_START  1000 /* a clone's refill time before one is measured */
+#define DEMAND_TICK_MS   1000 /* targets above their standing size are looked at this often */
 
 void pools_log(const struct pools *all, int prio, const char *fmt, ...)
 {
@@ -125,6 +129,12 @@ static struct vm *clone_drop(struct pool_clone *c)
 }
 
 static void refill(struct pool *p);
+static void follow_demand(struct pool *p, uint64_t now_us);
+
+static unsigned max_restores(const struct pools *all)
+{
+        return all->cfg->max_restores ? all->cfg->max_restores : all->n_cpus;
+}
 
 static void refill_all(struct pools *all)
 {
@@ -243,16 +253,24 @@ static void on_pool_vm_ready(struct vm *vm, void *userdata)
 
         if (c->stage == CLONE_RESTORING) {
                 p->stats.last_restore_ms = (double)(vm->t_loaded - vm->t_spawn) / 1000.0;
-                if (wants_prime(p) && vm->snap == p->serving) {
+                /* An unprimed clone answers a waiting request sooner than priming would. */
+                if (wants_prime(p) && vm->snap == p->serving && p->n_waiters == 0) {
                         if (start_prime(c) < 0)
                                 on_pool_vm_failed(vm, "cannot start priming", c);
                         return;
                 }
         }
         p->consecutive_failures = 0;
+        if (vm->t_spawn) {
+                double took = (double)(op_now_us() - vm->t_spawn) / 1000.0;
+
+                p->refill_ms = p->refill_ms > 0 ? 0.7 * p->refill_ms + 0.3 * took : took;
+        }
         if (vm->snap != p->serving) { /* restored from a version that was replaced meanwhile */
                 vm_destroy(clone_drop(c));
         } else if ((w = TAILQ_FIRST(&p->waiters))) {
+                if (c->stage == CLONE_RESTORING && wants_prime(p))
+                        p->stats.unprimed++;
                 pool_cancel(w);
                 clone_drop(c);
                 p->n_in_use++;
@@ -303,7 +321,58 @@ static const struct vm_events pool_vm_events = {
     .failed = on_pool_vm_failed,
 };
 
-/* Start restores up to the target, within max_restores and max_vms. */
+/* Guest memory the pools' clones hold (paused and restoring), in MiB. */
+static uint64_t pools_held_mb(const struct pools *all)
+{
+        uint64_t mb = 0;
+
+        for (size_t i = 0; i < all->n; i++) {
+                const struct pool *q = &all->v[i];
+
+                if (q->lang)
+                        mb += (uint64_t)(q->n_ready + q->n_restoring) *
+                              op_lang_memory_mb(all->cfg, q->lang);
+        }
+        return mb;
+}
+
+/* Is there a VM slot, and room in pool.memory_budget_mb, for one more clone of p? */
+static bool room_for(const struct pool *p)
+{
+        const struct pools *all = p->all;
+        uint32_t budget = all->cfg->pool_memory_budget_mb;
+
+        return all->host->n_vms < all->cfg->max_vms &&
+               (!budget || pools_held_mb(all) + op_lang_memory_mb(all->cfg, p->lang) <= budget);
+}
+
+/* Destroy the paused clone of the pool (other than except) used least recently: its newest
+ * clone. false when no other pool holds one. */
+static bool evict_idle(struct pools *all, const struct pool *except)
+{
+        struct pool *victim = NULL;
+        struct pool_clone *c;
+
+        for (size_t i = 0; i < all->n; i++) {
+                struct pool *q = &all->v[i];
+
+                if (!q->lang || q == except || q->n_ready == 0)
+                        continue;
+                if (!victim || q->t_used_us < victim->t_used_us)
+                        victim = q;
+        }
+        if (!victim)
+                return false;
+        c = TAILQ_LAST(&victim->ready, pool_clone_q);
+        pool_log(victim, LOG_INFO, "%s pool: %s gives its slot to %s", victim->lang->name,
+                 c->vm->name, except ? except->lang->name : "a booting VM");
+        victim->stats.evicted++;
+        vm_destroy(clone_drop(c));
+        return true;
+}
+
+/* Start restores up to the target, within max_restores, max_vms and the memory budget; for
+ * waiters not covered by a restore, in the slot of an idle clone of another language. */
 static void refill(struct pool *p)
 {
         struct pools *all = p->all;
@@ -311,9 +380,12 @@ static void refill(struct pool *p)
         if (!p->serving || all->stopping || all->host->accel == OP_ACCEL_AUTO ||
             evtimer_pending(p->backoff_ev, NULL))
                 return;
-        while (p->n_ready + p->n_restoring < p->target &&
-               p->all->n_restoring < all->cfg->max_restores &&
-               all->host->n_vms < all->cfg->max_vms) {
+        while (p->n_ready + p->n_restoring < p->target && all->n_restoring < max_restores(all)) {
+                if (!room_for(p)) {
+                        if (p->n_waiters <= p->n_restoring || !evict_idle(all, p))
+                                return;
+                        continue;
+                }
                 struct pool_clone *c = clone_new(p);
                 int r = c ? vm_restore(all->host, p->lang, p->serving, &pool_vm_events, c, &c->vm)
                           : -ENOMEM;
@@ -337,17 +409,21 @@ static void refill(struct pool *p)
 struct vm *pool_take(struct pool *p)
 {
         struct pool_clone *c = TAILQ_FIRST(&p->ready);
-        struct vm *vm;
+        uint64_t now = op_now_us();
+        struct vm *vm = NULL;
 
-        if (!c)
-                return NULL;
-        vm = clone_drop(c);
-        p->n_in_use++;
-        p->stats.served++;
-        /* Refill now only if someone is waiting; otherwise after this request, so the restore
-         * does not compete with it for the CPU. */
-        if (p->n_waiters > 0)
-                refill(p);
+        p->t_used_us = now;
+        pool_demand_arrival(&p->demand, now);
+        /* Out of the pool before the target moves: a lower target drains paused clones. */
+        if (c) {
+                vm = clone_drop(c);
+                p->n_in_use++;
+                p->stats.served++;
+        }
+        /* The new target, and the replacement started now, not when the request ends: the
+         * next arrival may come before that. */
+        follow_demand(p, now);
+        refill(p);
         return vm;
 }
 
@@ -356,6 +432,8 @@ void pool_wait(struct pool *p, struct pool_waiter *w)
         w->pool = p;
         TAILQ_INSERT_TAIL(&p->waiters, w, link);
         p->n_waiters++;
+        p->t_used_us = op_now_us();
+        follow_demand(p, p->t_used_us);
         refill(p);
 }
 
@@ -376,6 +454,45 @@ void pool_release(struct pool *p)
         refill_all(p->all);
 }
 
+void pools_refill(struct pools *all)
+{
+        if (all)
+                refill_all(all);
+}
+
+bool pool_backing_off(const struct pool *p)
+{
+        return p && evtimer_pending(p->backoff_ev, NULL);
+}
+
+bool pools_reclaim_slot(struct pools *all)
+{
+        return all && !all->stopping && evict_idle(all, NULL);
+}
+
+static double refill_estimate_ms(const struct pool *p)
+{
+        return p->refill_ms > 0 ? p->refill_ms : REFILL_MS_START;
+}
+
+uint32_t pool_retry_after_ms(const struct pools *all, const struct pool *p)
+{
+        if (!p) /* the slowest pool's refill, for any VM */
+                for (size_t i = 0; all && i < all->n; i++)
+                        if (all->v[i].lang &&
+                            (!p || refill_estimate_ms(&all->v[i]) > refill_estimate_ms(p)))
+                                p = &all->v[i];
+        if (!p)
+                return REFILL_MS_START;
+        return pool_demand_retry_after_ms(refill_estimate_ms(p), p->n_waiters,
+                                          max_restores(p->all));
+}
+
+const char *pools_plan_note(const struct pools *all)
+{
+        return all ? all->plan_note : "";
+}
+
 void pool_note_resume(struct pool *p, double ms)
 {
         p->stats.last_resume_ms = ms;
@@ -390,10 +507,16 @@ static void drain_to(struct pool *p, unsigned keep)
                 vm_destroy(clone_drop(c));
 }
 
+static void refit(struct pools *all);
+
 void pool_serve(struct pool *p, struct snap_ref *snap)
 {
+        bool flips = !p->serving != !snap;
+
         snap_ref_put(p->serving);
         p->serving = snap;
+        if (flips)
+                refit(p->all); /* the pools that serve share max_vms */
         p->consecutive_failures = 0;
         evtimer_del(p->backoff_ev);
         /* Clones still restoring from the old version are dropped when they finish. */
@@ -401,13 +524,98 @@ void pool_serve(struct pool *p, struct snap_ref *snap)
         refill(p);
 }
 
-void pool_set_target(struct pool *p, uint32_t n)
+/* Set the target; extra paused clones go (newest first), missing ones are restored. Logged
+ * at debug level: under load it moves with every arrival. */
+static void set_target(struct pool *p, uint32_t n)
 {
-        if (n != p->target)
-                pool_log(p, LOG_INFO, "%s pool: %u -> %u paused VMs", p->lang->name, p->target, n);
+        if (n == p->target)
+                return;
+        pool_log(p, LOG_DEBUG, "%s pool: %u -> %u paused VMs (demand %.2f/s, refill %.0f ms)",
+                 p->lang->name, p->target, n, pool_demand_rate(&p->demand, op_now_us()),
+                 refill_estimate_ms(p));
         p->target = n;
         drain_to(p, n);
+        if (n > p->standing && !p->all->stopping && !evtimer_pending(p->all->demand_ev, NULL))
+                op_timer_arm_ms(p->all->demand_ev, DEMAND_TICK_MS);
         refill(p);
+}
+
+/* The target from the demand estimate at now_us, within the standing size and the most. */
+static void follow_demand(struct pool *p, uint64_t now_us)
+{
+        if (!p->most)
+                return;
+        set_target(p,
+                   pool_demand_target(pool_demand_rate(&p->demand, now_us), refill_estimate_ms(p),
+                                      p->n_waiters, p->standing, p->most));
+}
+
+static void on_demand_tick(evutil_socket_t fd, short what, void *arg)
+{
+        struct pools *all = arg;
+        uint64_t now = op_now_us();
+        bool above = false;
+
+        for (size_t i = 0; i < all->n; i++) {
+                struct pool *p = &all->v[i];
+
+                if (!p->lang)
+                        continue;
+                follow_demand(p, now);
+                above = above || p->target > p->standing;
+        }
+        if (above && !all->stopping)
+                op_timer_arm_ms(all->demand_ev, DEMAND_TICK_MS);
+}
+
+static void set_sizes(struct pool *p, uint32_t standing, uint32_t most)
+{
+        if (standing != p->standing || most != p->most)
+                pool_log(p, LOG_INFO, "%s pool: %u paused VMs when idle, up to %u under demand",
+                         p->lang->name, standing, most);
+        p->standing = standing;
+        p->most = most;
+        set_target(p, standing);
+}
+
+/* Standing sizes from the pools' sizes, scaled to fit max_vms among the pools that serve (a
+ * pool without a snapshot holds no VM): again whenever a size or the set of serving pools
+ * changes. */
+static void refit(struct pools *all)
+{
+        _cleanup_free_ uint32_t *serving = calloc(all->n + 1, sizeof(*serving));
+        _cleanup_free_ uint32_t *standing = calloc(all->n + 1, sizeof(*standing));
+        uint32_t max = all->cfg->pool_max_size;
+        char note[sizeof(all->plan_note)];
+
+        if (!serving || !standing)
+                return;
+        for (size_t i = 0; i < all->n; i++)
+                serving[i] = all->v[i].lang && all->v[i].serving ? all->v[i].size : 0;
+        op_pool_plan_fit(all->cfg, all->langs, serving, standing, note, sizeof(note));
+        if (note[0] && strcmp(note, all->plan_note) != 0)
+                pools_log(all, LOG_WARNING, "%s", note);
+        snprintf(all->plan_note, sizeof(all->plan_note), "%s", note);
+        for (size_t i = 0; i < all->n; i++) {
+                struct pool *p = &all->v[i];
+
+                if (p->lang)
+                        set_sizes(p, p->serving ? standing[i] : p->size,
+                                  p->size && max > p->size ? max : p->size);
+        }
+}
+
+void pool_set_target(struct pool *p, uint32_t n)
+{
+        p->size = n;
+        refit(p->all);
+}
+
+void pools_set_sizes(struct pools *all, const uint32_t *sizes)
+{
+        for (size_t i = 0; i < all->n; i++)
+                all->v[i].size = sizes[i];
+        refit(all);
 }
 
 struct verify_job {
@@ -496,7 +704,7 @@ void pool_check_snapshot(struct pool *p)
         int dirfd, r;
         struct snap_manifest m;
 
-        if (p->checking[0] || p->target == 0 || all->host->accel == OP_ACCEL_AUTO || all->stopping)
+        if (p->checking[0] || p->most == 0 || all->host->accel == OP_ACCEL_AUTO || all->stopping)
                 return;
         r = snap_open(all->cfg->cache_dir, p->lang->name, NULL, &dirfd, &m, err, sizeof(err));
         if (r < 0) {
@@ -610,6 +818,14 @@ int pools_new(struct event_base *base, const struct op_config *cfg, const struct
                 pools_free(all);
                 return r;
         }
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+        all->n_cpus = cpus > 0 ? (unsigned)cpus : 1;
+        all->demand_ev = evtimer_new(base, on_demand_tick, all);
+        if (!all->demand_ev) {
+                pools_free(all);
+                return -ENOMEM;
+        }
         for (size_t i = 0; i < langs->n; i++) {
                 struct pool *p = &all->v[i];
 
@@ -617,7 +833,6 @@ int pools_new(struct event_base *base, const struct op_config *cfg, const struct
                         continue;
                 p->all = all;
                 p->lang = &langs->v[i];
-                p->target = targets[i];
                 TAILQ_INIT(&p->loading);
                 TAILQ_INIT(&p->ready);
                 TAILQ_INIT(&p->waiters);
@@ -634,6 +849,7 @@ int pools_new(struct event_base *base, const struct op_config *cfg, const struct
         }
         if (cfg->snapshot_check_ms)
                 op_timer_arm_ms(all->snap_check_ev, cfg->snapshot_check_ms);
+        pools_set_sizes(all, targets); /* nothing serves yet: no restore starts */
         *ret = all;
         return 0;
 }
@@ -662,6 +878,8 @@ struct pools *pools_free(struct pools *all)
         }
         if (all->snap_check_ev)
                 event_free(all->snap_check_ev);
+        if (all->demand_ev)
+                event_free(all->demand_ev);
         free(all->v);
         free(all);
         return NULL;
@@ -673,6 +891,7 @@ void pools_stop(struct pools *all)
                 return;
         all->stopping = true;
         evtimer_del(all->snap_check_ev);
+        evtimer_del(all->demand_ev);
         for (size_t i = 0; i < all->n; i++)
                 if (all->v[i].lang)
                         evtimer_del(all->v[i].backoff_ev);
@@ -680,7 +899,7 @@ void pools_stop(struct pools *all)
 
 bool pool_serves(const struct pool *p)
 {
-        return p && p->target > 0 && p->serving;
+        return p && p->most > 0 && p->serving;
 }
 
 const char *pool_error(const struct pool *p)
@@ -697,6 +916,10 @@ void pool_counts(const struct pool *p, struct pool_counts *ret)
 {
         *ret = (struct pool_counts){
             .target = p->target,
+            .standing = p->standing,
+            .most = p->most,
+            .demand = pool_demand_rate(&p->demand, op_now_us()),
+            .refill_ms = refill_estimate_ms(p),
             .ready = p->n_ready,
             .restoring = p->n_restoring,
             .in_use = p->n_in_use,
@@ -714,6 +937,11 @@ json_t *pool_status(struct pool *p)
         if (!o)
                 return NULL;
         json_object_set_new(o, "target", json_integer(p->target));
+        json_object_set_new(o, "standing", json_integer(p->standing));
+        json_object_set_new(o, "max", json_integer(p->most));
+        json_object_set_new(o, "demand_per_s",
+                            json_real(pool_demand_rate(&p->demand, op_now_us())));
+        json_object_set_new(o, "refill_ms", json_real(refill_estimate_ms(p)));
         json_object_set_new(o, "ready", json_integer(p->n_ready));
         json_object_set_new(o, "restoring", json_integer(p->n_restoring));
         json_object_set_new(o, "in_use", json_integer(p->n_in_use));
@@ -730,6 +958,8 @@ json_t *pool_status(struct pool *p)
                             p->checking[0] ? json_string(p->checking) : json_null());
         json_object_set_new(o, "error", p->error[0] ? json_string(p->error) : json_null());
         json_object_set_new(o, "damaged", json_integer((json_int_t)p->stats.damaged));
+        json_object_set_new(o, "evicted", json_integer((json_int_t)p->stats.evicted));
+        json_object_set_new(o, "unprimed", json_integer((json_int_t)p->stats.unprimed));
         json_object_set_new(o, "last_damage",
                             p->last_damage[0] ? json_string(p->last_damage) : json_null());
         return o;

@@ -34,12 +34,18 @@ struct pool_stats {
         double last_restore_ms;
         double last_prime_ms;
         double last_resume_ms;
-        uint64_t damaged; /* serving snapshots found damaged */
+        uint64_t damaged;  /* serving snapshots found damaged */
+        uint64_t evicted;  /* idle clones destroyed to give their slot to another language */
+        uint64_t unprimed; /* clones handed to a waiter without priming */
 };
 
 /* A pool's figures for status lines and metrics. */
 struct pool_counts {
-        uint32_t target;
+        uint32_t target;    /* now, following demand */
+        uint32_t standing;  /* when idle */
+        uint32_t most;      /* under demand */
+        double demand;      /* arrivals per second, estimated */
+        double refill_ms;   /* a clone's restore and priming, smoothed */
         unsigned ready;     /* paused clones */
         unsigned restoring; /* clones restoring, priming or pausing */
         unsigned in_use;    /* taken and not yet released */
@@ -96,9 +102,12 @@ const char *pool_serving_version(const struct pool *p);
 void pool_counts(const struct pool *p, struct pool_counts *ret);
 json_t *pool_status(struct pool *p);
 
-/* Take the oldest paused VM, or NULL. The caller owns it and calls pool_release() when done. */
+/* A request arrives: counted in the demand estimate. Take the oldest paused VM, or NULL. The
+ * caller owns it and calls pool_release() when done. A replacement starts at once. */
 struct vm *pool_take(struct pool *p);
-/* Wait for the next clone that becomes ready; restores start if there is room. */
+/* Wait for the next clone that becomes ready; restores start if there is room, in the slot of
+ * the least recently used idle clone of another language when there is none. The clone is
+ * handed over unprimed. */
 void pool_wait(struct pool *p, struct pool_waiter *w);
 /* Stop waiting; nothing when w is not waiting (it was served). */
 void pool_cancel(struct pool_waiter *w);
@@ -109,9 +118,23 @@ void pool_note_resume(struct pool *p, double ms);
 /* Serve snap (takes the reference; NULL: serve nothing): paused clones of the previous version
  * are destroyed, clones still restoring from it are dropped when they finish. */
 void pool_serve(struct pool *p, struct snap_ref *snap);
-/* Keep n paused clones: extra paused ones are destroyed (newest first), clones in use finish
- * their request untouched. */
+/* Keep n paused clones when idle (and up to pool.max_size, at least n, under demand): extra
+ * paused ones are destroyed (newest first), clones in use finish their request untouched. */
 void pool_set_target(struct pool *p, uint32_t n);
+/* Sizes from the plan (op_pool_plan(): 0 is no pool), scaled to fit max_vms. */
+void pools_set_sizes(struct pools *all, const uint32_t *sizes);
+/* Start the restores that fit (a VM slot was freed). Accepts NULL. */
+void pools_refill(struct pools *all);
+/* Destroy the least recently used paused clone of any pool to free its VM slot (for a request
+ * that boots). false when no pool holds an idle clone. Accepts NULL. */
+bool pools_reclaim_slot(struct pools *all);
+/* Are p's restores failing (it waits out a backoff before the next one)? A request that may
+ * boot cold does not wait for it. */
+bool pool_backing_off(const struct pool *p);
+/* When a request refused for lack of a clone of p (NULL: any VM) may try again, in ms. */
+uint32_t pool_retry_after_ms(const struct pools *all, const struct pool *p);
+/* How the plan was scaled to fit max_vms, "" when it was not (all may be NULL). */
+const char *pools_plan_note(const struct pools *all);
 /* Why a snapshot cannot be restored by this opd, or NULL when it can. */
 const char *pool_snapshot_incompatible(const struct pools *all, const struct snap_manifest *m);
 

@@ -142,9 +142,11 @@ class Languages(unittest.TestCase):
         return next(l["pool"] for l in st["languages"] if l["name"] == lang)
 
     def wait_pool(self, lang):
-        """Until a primed clone of the current snapshot is paused in the pool."""
-        p = wait_for(lambda: (lambda p: p["ready"] >= 1 and p["restoring"] == 0
-                              and p["snapshot"] == self.versions[lang])(self.pool(lang)),
+        """Until a primed clone of the current snapshot is paused in the pool; a pool scaled
+        to no standing clone (more languages than max_vms) restores one for the request, in
+        the slot of an idle clone of another language."""
+        p = wait_for(lambda: (lambda p: p["snapshot"] == self.versions[lang] and (
+            p["standing"] == 0 or (p["ready"] >= 1 and p["restoring"] == 0)))(self.pool(lang)),
                      timeout=600, step=0.2)
         self.assertTrue(p, (lang, self.pool(lang)))
 

@@ -19,14 +19,18 @@ class Reload(unittest.TestCase):
             f.write("\n".join(lines) + "\n")
 
     def test_pool_size_changes_with_requests_in_flight(self):
-        opd = Opd({"pool.sizes": "bash=1,python=0", "max_vms": "6"})
+        # pool.max_size = 0: the target is the configured size, not moved by demand; max_vms
+        # above every built language's pool size, so the plan keeps bash's size as it is
+        opd = Opd({"pool.sizes": "bash=1,python=0", "max_vms": "16", "pool.max_size": "0"})
         try:
             v = create_snapshot(opd, "bash")
             wait_serving(opd, "bash", v)
             clients = [opd.client() for _ in range(2)]
             for i, c in enumerate(clients):
+                # a clone handed to a waiting request is not primed: its first run translates
+                # bash under TCG, which on a loaded machine takes seconds of the time limit
                 c.send({"op": "exec", "lang": "bash", "code": f"sleep 2; echo req{i}", "id": i,
-                        "mode": "auto"})
+                        "mode": "auto", "timeout_ms": 60000})
             self.rewrite(opd, pool_sizes="bash=3,python=0")
             os.kill(opd.proc.pid, signal.SIGHUP)
             self.assertTrue(wait_for(lambda: pool(opd, "bash")["target"] == 3, timeout=30))

@@ -1,8 +1,11 @@
 /* test-pool.c: the pools (lib/pool) on the fake VM driver (lib/vmm/fake.c): a clone's stages,
- * waiters, snapshot switches, backoff, shrinking, draining, the bound on concurrent restores and
- * freeing with clones in flight. No process, no image: the test drives the loop until a condition
- * holds, and checks the order of what the pools logged rather than how long anything took. */
+ * waiters, snapshot switches, backoff, shrinking, draining, the bound on concurrent restores,
+ * freeing with clones in flight, VM slots shared across languages, targets that follow demand,
+ * and the demand estimator as a pure function of explicit timestamps. No process, no image: the
+ * test drives the loop until a condition holds, and checks the order of what the pools logged
+ * rather than how long anything took. */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,11 +22,13 @@
 
 #include "cleanup.h"
 #include "config.h"
+#include "demand.h"
 #include "fake.h"
 #include "loop-wait.h"
 #include "host.h"
 #include "lang.h"
 #include "pool.h"
+#include "poolplan.h"
 #include "snap-ref.h"
 #include "snapshot.h"
 #include "util.h"
@@ -31,7 +36,7 @@
 
 #define LONG_MS   600000 /* a deadline that must not fire */
 #define TURNS_MAX 200000 /* loop turns before a wait is a failure: generous */
-#define N_LANGS   2
+#define N_LANGS   3
 #define LOG_MAX   512
 
 struct fx {
@@ -175,6 +180,7 @@ static int setup(void **state)
         f->cfg.pool_prime = OP_NO;
         f->cfg.max_vms = 64;
         f->cfg.max_restores = 2;
+        f->cfg.pool_max_size = 0; /* the size a test sets, unless it tests demand */
         f->base = event_base_new();
         assert_non_null(f->base);
         loop_tick_start(&f->tick, f->base);
@@ -185,6 +191,7 @@ static int setup(void **state)
         f->langs.n = N_LANGS;
         lang_init(&f->langs.v[0], "a");
         lang_init(&f->langs.v[1], "b");
+        lang_init(&f->langs.v[2], "c");
         assert_int_equal(
             vm_host_new(f->base, &f->cfg, &vm_driver_fake, &f->fake, &host_cb, f, &f->host), 0);
         f->host->accel = OP_ACCEL_TCG;
@@ -558,6 +565,11 @@ static void test_shrink(void **state)
         wait_ready(f, p, 1);
 }
 
+static bool restored_none(void *arg)
+{
+        return counts(arg).restoring == 0;
+}
+
 static void test_serve_null(void **state)
 {
         struct fx *f = *state;
@@ -569,28 +581,30 @@ static void test_serve_null(void **state)
         wait_ready(f, p, 2);
         vm = pool_take(p); /* in use: finishes its request untouched */
         assert_non_null(vm);
+        assert_int_equal(counts(p).restoring, 1); /* its replacement starts at once */
         pool_serve(p, NULL);
         assert_false(pool_serves(p));
         assert_null(pool_serving_version(p));
         assert_int_equal(counts(p).ready, 0);
         assert_int_equal(counts(p).in_use, 1);
         assert_null(pool_take(p));
+        run_until(f, restored_none, p); /* the replacement is dropped once loaded */
         run_turns(f, 5);
         assert_int_equal(counts(p).restoring, 0);
-        assert_int_equal(counts(p).stats.restores, 2);
+        assert_int_equal(counts(p).stats.restores, 3);
         assert_int_equal(f->host->n_vms, 1);
         assert_int_equal(vm->state, VM_PAUSED);
         vm_destroy(vm);
         pool_release(p);
         run_turns(f, 5);
-        assert_int_equal(counts(p).stats.restores, 2);
+        assert_int_equal(counts(p).stats.restores, 3);
 }
 
 static bool both_full(void *arg)
 {
         struct fx *f = arg;
 
-        for (size_t i = 0; i < f->langs.n; i++) {
+        for (size_t i = 0; i < 2; i++) {
                 struct pool_counts c = counts(pool_for(f->pools, &f->langs.v[i]));
 
                 if (c.ready != 3)
@@ -738,6 +752,254 @@ static void test_snapshot_check(void **state)
         assert_non_null(strstr(pool_error(p), "damaged"));
 }
 
+static struct pool *pool_n(struct fx *f, size_t i)
+{
+        struct pool *p = pool_for(f->pools, &f->langs.v[i]);
+
+        assert_non_null(p);
+        return p;
+}
+
+/* Take a clone of p and finish with it at once, as a short request does. */
+static void use_once(struct fx *f, struct pool *p)
+{
+        struct vm *vm = pool_take(p);
+
+        assert_non_null(vm);
+        vm_destroy(vm);
+        pool_release(p);
+}
+
+static bool ab_ready(void *arg)
+{
+        struct fx *f = arg;
+
+        return counts(pool_n(f, 0)).ready == 1 && counts(pool_n(f, 1)).ready == 1 &&
+               restoring_all(f) == 0;
+}
+
+/* More languages than VM slots: the idle clone of the language used least recently gives its
+ * slot to a language with a waiter; the other keeps its clone. */
+static void test_slot_shared(void **state)
+{
+        struct fx *f = *state;
+        struct pool *a = pool_n(f, 0), *b = pool_n(f, 1), *c = pool_n(f, 2);
+        struct waiter w = {.w.served = on_served};
+
+        f->cfg.max_vms = 2;
+        pool_set_target(a, 1);
+        pool_set_target(b, 1);
+        pool_set_target(c, 1);
+        pool_serve(a, snap_new(f, "a1", false));
+        pool_serve(b, snap_new(f, "b1", false));
+        run_until(f, ab_ready, f);
+        pool_serve(c, snap_new(f, "c1", false));
+        run_turns(f, 5);
+        assert_int_equal(counts(c).restoring + counts(c).ready, 0); /* no slot, no waiter */
+        use_once(f, a); /* a is used first, b after it: a is the least recently used */
+        run_until(f, ab_ready, f);
+        use_once(f, b);
+        run_until(f, ab_ready, f);
+        assert_null(pool_take(c));
+        pool_wait(c, &w.w);
+        run_until(f, waiter_served, &w);
+        assert_ptr_equal(w.vm->lang, &f->langs.v[2]);
+        assert_int_equal(counts(a).stats.evicted, 1);
+        assert_int_equal(counts(b).stats.evicted, 0);
+        assert_int_equal(counts(b).ready, 1);
+        assert_true(log_find(f, 0, "gives its slot to c", NULL) >= 0);
+        assert_true(f->host->n_vms <= 2);
+        vm_destroy(w.vm);
+        pool_release(c);
+        run_until(f, ab_ready, f); /* the freed slot goes back to a's standing clone */
+}
+
+/* A booting request takes the slot of an idle clone; none left: false. */
+static void test_reclaim_slot(void **state)
+{
+        struct fx *f = *state;
+        struct pool *a = pool_a(f);
+
+        assert_false(pools_reclaim_slot(f->pools));
+        pool_set_target(a, 1);
+        pool_serve(a, snap_new(f, "v1", false));
+        wait_ready(f, a, 1);
+        f->cfg.max_vms = 1; /* the clone holds the only slot: it is not restored again */
+        assert_true(pools_reclaim_slot(f->pools));
+        assert_int_equal(f->host->n_vms, 0);
+        assert_int_equal(counts(a).stats.evicted, 1);
+        assert_false(pools_reclaim_slot(f->pools));
+        assert_true(log_find(f, 0, "gives its slot to a booting VM", NULL) >= 0);
+}
+
+/* A clone restored while a request waits goes to it unprimed; with nobody waiting the next one
+ * is primed. */
+static void test_no_prime_while_waiting(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        struct waiter w = {.w.served = on_served};
+
+        f->cfg.pool_prime = OP_YES;
+        free(f->langs.v[0].prime);
+        f->langs.v[0].prime = strdup("warm up");
+        assert_non_null(f->langs.v[0].prime);
+        pool_set_target(p, 1);
+        pool_serve(p, snap_new(f, "v1", true));
+        pool_wait(p, &w.w);
+        run_until(f, waiter_served, &w);
+        assert_int_equal(f->prime_jobs, 0);
+        assert_int_equal(counts(p).stats.unprimed, 1);
+        wait_ready(f, p, 1);
+        assert_int_equal(f->prime_jobs, 1);
+        vm_destroy(w.vm);
+        pool_release(p);
+}
+
+static bool at_standing(void *arg)
+{
+        struct pool_counts c = counts(arg);
+
+        return c.target == c.standing;
+}
+
+/* Waiters raise the target above the standing size (up to pool.max_size); once they are gone
+ * and the demand fades, it comes back down. */
+static void test_target_follows_demand(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        struct waiter w[6];
+
+        f->cfg.pool_max_size = 4;
+        f->fake.opts.restore_ms = LONG_MS; /* restores never finish by themselves */
+        pool_set_target(p, 1);
+        assert_int_equal(counts(p).most, 4);
+        pool_serve(p, snap_new(f, "v1", false));
+        for (size_t i = 0; i < 6; i++) {
+                w[i] = (struct waiter){.w.served = on_served};
+                assert_null(pool_take(p));
+                pool_wait(p, &w[i].w);
+        }
+        assert_int_equal(counts(p).target, 4);    /* the most */
+        assert_int_equal(counts(p).restoring, 2); /* max_restores */
+        assert_true(counts(p).demand > 0);
+        for (size_t i = 0; i < 6; i++)
+                pool_cancel(&w[i].w);
+        run_until(f, at_standing, p); /* the demand tick lowers it as the estimate fades */
+        assert_int_equal(counts(p).target, 1);
+}
+
+/* A pool scaled to no standing clone holds one restored for a waiter that left; the next
+ * request's arrival asks for none (a refill this quick needs no stock): the request still gets
+ * that clone, and nothing is left to drain. */
+static void test_take_as_target_falls(void **state)
+{
+        struct fx *f = *state;
+        struct pool *b = pool_n(f, 1);
+        struct waiter w = {.w.served = on_served};
+        struct vm *vm;
+
+        f->cfg.max_vms = 1;
+        f->cfg.pool_max_size = 4;
+        f->fake.opts.restore_ms = 1;
+        pools_set_sizes(f->pools, (uint32_t[N_LANGS]){1, 1, 0});
+        pool_serve(pool_a(f), snap_new(f, "a1", false));
+        wait_ready(f, pool_a(f), 1);
+        pool_serve(b, snap_new(f, "b1", false)); /* two serve: scaled to a 1, b 0 */
+        assert_int_equal(counts(b).standing, 0);
+        pool_wait(b, &w.w); /* in the slot of a's idle clone */
+        assert_int_equal(counts(b).restoring, 1);
+        pool_cancel(&w.w);
+        wait_ready(f, b, 1);
+        vm = pool_take(b);
+        if (!vm) { /* the 1 s demand tick came first (the test stalled): it drained the clone */
+                assert_int_equal(counts(b).ready, 0);
+                skip();
+        }
+        assert_int_equal(vm->state, VM_PAUSED);
+        assert_int_equal(counts(b).target, 0);
+        assert_int_equal(counts(b).in_use, 1);
+        vm_destroy(vm);
+        pool_release(b);
+}
+
+/* The plan's standing sizes fit max_vms: the largest is lowered first. */
+static void test_plan_fit(void **state)
+{
+        struct fx *f = *state;
+        uint32_t sizes[N_LANGS] = {2, 3, 1}, got[N_LANGS];
+        char note[512];
+
+        f->cfg.max_vms = 6;
+        assert_int_equal(op_pool_plan_fit(&f->cfg, &f->langs, sizes, got, note, sizeof(note)), 0);
+        assert_string_equal(note, "");
+        assert_memory_equal(got, sizes, sizeof(sizes));
+        f->cfg.max_vms = 4;
+        assert_int_equal(op_pool_plan_fit(&f->cfg, &f->langs, sizes, got, note, sizeof(note)), 1);
+        assert_int_equal(got[0], 2);
+        assert_int_equal(got[1], 1);
+        assert_int_equal(got[2], 1);
+        assert_non_null(strstr(note, "6 paused VMs, over max_vms = 4: scaled to a 2 b 1 c 1"));
+        f->cfg.max_vms = 1;
+        assert_int_equal(op_pool_plan_fit(&f->cfg, &f->langs, sizes, got, note, sizeof(note)), 1);
+        assert_int_equal(got[0] + got[1] + got[2], 1);
+        assert_int_equal(got[0], 1);
+        /* the pools that serve are given the scaled sizes (a pool without a snapshot holds
+         * nothing and is left out), and serve a language scaled to 0 on demand */
+        pools_set_sizes(f->pools, sizes);
+        assert_string_equal(pools_plan_note(f->pools), "");
+        pool_serve(pool_n(f, 1), snap_new(f, "b1", false));
+        pool_serve(pool_n(f, 0), snap_new(f, "a1", false));
+        assert_int_equal(counts(pool_n(f, 1)).standing, 0);
+        assert_int_equal(counts(pool_n(f, 1)).most, 3);
+        assert_non_null(strstr(pools_plan_note(f->pools), "over max_vms = 1"));
+}
+
+#define S_US 1000000ull
+
+/* The estimator with explicit timestamps: no clock. */
+static void test_demand_estimator(void **state)
+{
+        struct pool_demand d = {0};
+        double r;
+
+        (void)state;
+        assert_true(pool_demand_rate(&d, 5 * S_US) == 0.0);
+        /* 2 arrivals a second for a minute: the rate settles near 2/s */
+        for (uint64_t t = 0; t < 120; t++)
+                pool_demand_arrival(&d, S_US + t * S_US / 2);
+        r = pool_demand_rate(&d, S_US + 120 * S_US / 2);
+        assert_true(r > 1.8 && r < 2.2);
+        /* one half-life later with no arrival: half of that */
+        assert_true(fabs(pool_demand_rate(&d, S_US + 120 * S_US / 2 + POOL_DEMAND_HALF_LIFE_US) -
+                         r / 2) < 1e-9);
+        /* a clock that goes back counts as the last arrival's time */
+        assert_true(pool_demand_rate(&d, 0) >= r);
+        /* a burst of 32 at one instant */
+        d = (struct pool_demand){0};
+        for (int i = 0; i < 32; i++)
+                pool_demand_arrival(&d, 10 * S_US);
+        r = pool_demand_rate(&d, 10 * S_US);
+        assert_true(r > 4.0 && r < 5.0); /* 32 over the weights' mean age, 7.2 s */
+
+        /* target: arrivals during one refill, plus the waiters, within [min, max] */
+        assert_int_equal(pool_demand_target(0.0, 500, 0, 1, 8), 1);
+        assert_int_equal(pool_demand_target(0.0, 500, 0, 0, 8), 0);
+        assert_int_equal(pool_demand_target(0.05, 1000, 0, 0, 8), 0); /* under a tenth: none */
+        assert_int_equal(pool_demand_target(2.0, 1000, 0, 1, 8), 2);
+        assert_int_equal(pool_demand_target(2.0, 1600, 3, 1, 8), 7);
+        assert_int_equal(pool_demand_target(20.0, 1000, 0, 1, 8), 8);
+        assert_int_equal(pool_demand_target(0.0, 1000, 0, 3, 8), 3);
+
+        /* retry hint: the clones ahead made max_restores at a time */
+        assert_int_equal(pool_demand_retry_after_ms(400, 0, 2), 400);
+        assert_int_equal(pool_demand_retry_after_ms(400, 3, 2), 800);
+        assert_int_equal(pool_demand_retry_after_ms(400, 4, 2), 1200);
+        assert_int_equal(pool_demand_retry_after_ms(0, 0, 0), 1);
+        assert_int_equal(pool_demand_retry_after_ms(1e9, 0, 1), 600000);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -753,6 +1015,13 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_done_restoring, setup, teardown),
             cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
             cmocka_unit_test_setup_teardown(test_snapshot_check, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_slot_shared, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_reclaim_slot, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_no_prime_while_waiting, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_target_follows_demand, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_take_as_target_falls, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_plan_fit, setup, teardown),
+            cmocka_unit_test(test_demand_estimator),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -169,6 +169,7 @@ static int setup(void **state)
         /* No pool serves until a test says so; every deadline is far unless a test shortens
          * the one it waits for. */
         cfg->pool_size = 0;
+        cfg->pool_max_size = 0; /* a pool keeps the size its test sets, whatever the demand */
         cfg->pool_prime = OP_NO;
         cfg->snapshot_check_ms = 0;
         cfg->max_vms = 8;
@@ -319,6 +320,14 @@ static const char *error_code(const struct call *c)
 static const char *error_message(const struct call *c)
 {
         return json_string_value(json_object_get(json_object_get(c->answer, "error"), "message"));
+}
+
+/* busy and pool_exhausted: the hint of when to retry, -1 when absent. */
+static json_int_t retry_after_ms(const struct call *c)
+{
+        json_t *v = json_object_get(json_object_get(c->answer, "error"), "retry_after_ms");
+
+        return json_is_integer(v) ? json_integer_value(v) : -1;
 }
 
 static void assert_ok(const struct call *c, const char *mode)
@@ -500,6 +509,34 @@ static void test_cold_queued_then_boots(void **state)
         assert_idle(f);
 }
 
+/* Every VM slot is held by an idle paused clone: a cold request takes the slot of one (it is
+ * destroyed), and a request for another language's pool is served in the slot of the other. */
+static void test_idle_clone_gives_slot(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b;
+
+        f->d.cfg.max_vms = 1;
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        a = submit_lang(f, "sh", "cold");
+        wait_answer(f, a);
+        assert_ok(a, "cold");
+        assert_int_equal(counts(f, SH).stats.evicted, 1);
+        wait_ready(f, SH, 1); /* the slot comes back to the pool */
+        serve(f, CC, 1);      /* no slot for its standing clone: sh holds it */
+        run_turns(f, 5);
+        assert_int_equal(counts(f, CC).ready + counts(f, CC).restoring, 0);
+        b = submit_lang(f, "cc", "warm");
+        wait_answer(f, b);
+        assert_int_equal(b->answers, 1);
+        assert_true(json_is_true(json_object_get(b->answer, "ok")));
+        assert_string_equal(json_string_value(json_object_get(b->answer, "mode")), "warm");
+        assert_int_equal(counts(f, SH).stats.evicted, 2);
+        settle(f);
+        assert_idle(f);
+}
+
 /* max_queued requests already wait: the next one is refused busy at once. */
 static void test_cold_busy(void **state)
 {
@@ -514,6 +551,7 @@ static void test_cold_busy(void **state)
         c = submit_lang(f, "sh", NULL);
         assert_null(c->r);
         assert_error(c, "busy");
+        assert_true(retry_after_ms(c) > 0);
         assert_non_null(strstr(error_message(c), "max_queued"));
         assert_int_equal(requests_queued(&f->d), 1);
         wait_answer(f, a);
@@ -743,6 +781,13 @@ static void test_warm_busy(void **state)
         assert_idle(f);
 }
 
+static bool backing_off(void *arg)
+{
+        struct fx *f = arg;
+
+        return pool_backing_off(pool_of(f, SH));
+}
+
 /* No clone within queue_timeout_ms, mode auto and pool.fallback_cold: a cold boot serves it. */
 static void test_warm_wait_deadline_fallback(void **state)
 {
@@ -761,6 +806,29 @@ static void test_warm_wait_deadline_fallback(void **state)
         assert_int_equal(f->d.vms_host->vms_started, 2); /* the clone, then the cold VM */
         assert_int_equal(counts(f, SH).stats.served, 0);
         assert_null(json_object_get(c->answer, "snapshot"));
+        settle(f);
+        assert_idle(f);
+}
+
+/* The pool's restores fail (it backs off): mode auto with the fallback boots cold at once
+ * rather than wait for the backoff; mode warm waits. */
+static void test_backoff_goes_cold(void **state)
+{
+        struct fx *f = *state;
+        struct call *a, *b;
+
+        f->fake.opts.fault = FAKE_FAULT_RESTORE;
+        serve(f, SH, 1);
+        run_until(f, backing_off, f);
+        f->fake.opts.fault = FAKE_FAULT_NONE;
+        a = submit_lang(f, "sh", NULL);
+        assert_int_equal(state_of(a), REQ_BOOTING);
+        wait_answer(f, a);
+        assert_ok(a, "cold");
+        b = submit_lang(f, "sh", "warm");
+        assert_int_equal(state_of(b), REQ_WAITING);
+        wait_answer(f, b);
+        assert_ok(b, "warm");
         settle(f);
         assert_idle(f);
 }
@@ -788,6 +856,7 @@ static void test_warm_wait_deadline_exhausted(void **state)
         assert_string_equal(error_message(a), want);
         assert_error(b, "pool_exhausted");
         assert_string_equal(error_message(b), want);
+        assert_true(retry_after_ms(a) > 0 && retry_after_ms(b) > 0);
         assert_int_equal(f->d.vms_host->vms_started, 1); /* the clone only: nothing booted */
         settle(f);
         assert_idle(f);
@@ -1186,6 +1255,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_cold_ok, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cold_compile_ok, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cold_queued_then_boots, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_idle_clone_gives_slot, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cold_busy, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cold_queue_deadline, setup, teardown),
             cmocka_unit_test_setup_teardown(test_boot_deadline, setup, teardown),
@@ -1200,6 +1270,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_warm_busy, setup, teardown),
             cmocka_unit_test_setup_teardown(test_warm_wait_deadline_fallback, setup, teardown),
             cmocka_unit_test_setup_teardown(test_warm_wait_deadline_exhausted, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_backoff_goes_cold, setup, teardown),
             cmocka_unit_test_setup_teardown(test_mode_warm_without_pool, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_ok, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_from_waiter, setup, teardown),

@@ -11,18 +11,21 @@ class OpdError(Exception):
     code: the stable machine code ("busy", "unknown_language", ...) or None when there was no
     answer; message: opd's human text; id: the request's id; answer: the whole answer frame.
     retryable: whether the protocol says the request may succeed if tried again later.
+    retry_after: opd's hint (busy, pool_exhausted) of when a retry is likely to find a VM, in
+    seconds, or None.
     """
 
     code = None
     retryable = False
 
-    def __init__(self, message, code=None, id=None, answer=None):
+    def __init__(self, message, code=None, id=None, answer=None, retry_after=None):
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.id = id
         self.answer = answer
+        self.retry_after = retry_after
 
     def __str__(self):
         return f"{self.code}: {self.message}" if self.code else self.message
@@ -99,5 +102,8 @@ def error_from_answer(answer):
     err = answer.get("error") if isinstance(answer.get("error"), dict) else {}
     code = err.get("code") if isinstance(err.get("code"), str) else "internal_error"
     message = err.get("message") if isinstance(err.get("message"), str) else "(no message)"
+    ms = err.get("retry_after_ms")
+    retry_after = ms / 1000.0 if isinstance(ms, int) and not isinstance(ms, bool) and ms >= 0 \
+        else None
     cls = _BY_CODE.get(code, OpdError)
-    return cls(message, code=code, id=answer.get("id"), answer=answer)
+    return cls(message, code=code, id=answer.get("id"), answer=answer, retry_after=retry_after)

@@ -64,6 +64,15 @@ class Codec(unittest.TestCase):
                 {"id": 4, "ok": False, "error": {"code": code, "message": "m"}})
             self.assertIs(type(e), cls)
             self.assertEqual((e.code, e.message, e.id, e.retryable), (code, "m", 4, retry))
+            self.assertIsNone(e.retry_after)
+        e = opd_client.error_from_answer(
+            {"id": 5, "ok": False,
+             "error": {"code": "busy", "message": "m", "retry_after_ms": 250}})
+        self.assertEqual(e.retry_after, 0.25)
+        e = opd_client.error_from_answer(
+            {"id": 5, "ok": False, "error": {"code": "busy", "message": "m",
+                                             "retry_after_ms": "soon"}})
+        self.assertIsNone(e.retry_after)
 
     def test_exec_request(self):
         req = opd_client.exec_request("py", "x", stdin=b"in", args=[1, "b"], timeout=0.0015,
