@@ -70,7 +70,7 @@ static int wait_fd(int fd, short events, uint64_t deadline)
         }
 }
 
-static int send_all(int fd, const char *buf, size_t n, uint64_t deadline)
+int send_all(int fd, const char *buf, size_t n, uint64_t deadline)
 {
         while (n > 0) {
                 ssize_t k = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -97,9 +97,41 @@ struct inbuf {
         size_t len, cap;
 };
 
+/* Wait until fd is readable; meanwhile pass x's input on as it becomes readable. */
+static int wait_in(int fd, struct exchange_ext *x, uint64_t deadline)
+{
+        if (!x || x->input_fd < 0)
+                return wait_fd(fd, POLLIN, deadline);
+        for (;;) {
+                struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
+                                      {.fd = x->input_fd, .events = POLLIN}};
+                uint64_t now = op_now_us(), left_ms;
+                int r;
+
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                left_ms = (deadline - now + 999) / 1000;
+                r = poll(p, x->input_fd >= 0 ? 2 : 1, left_ms > INT_MAX ? INT_MAX : (int)left_ms);
+                if (r < 0 && errno != EINTR)
+                        return -errno;
+                if (r <= 0)
+                        continue;
+                if (x->input_fd >= 0 && p[1].revents) {
+                        r = x->input(fd, x->input_fd, x->userdata);
+                        if (r > 0)
+                                x->input_fd = -1; /* the input ended */
+                        else if (r < 0)
+                                return r;
+                }
+                if (p[0].revents)
+                        return 0;
+        }
+}
+
 /* Read until buf starts with one whole frame. -EPIPE: opd closed the connection;
  * -EMSGSIZE: the frame announced is over OPCTL_FRAME_MAX; -ETIMEDOUT. */
-static int read_frame(int fd, struct inbuf *b, uint64_t deadline, struct op_frame *ret)
+static int read_frame(int fd, struct inbuf *b, uint64_t deadline, struct exchange_ext *x,
+                      struct op_frame *ret)
 {
         for (;;) {
                 size_t want;
@@ -123,7 +155,7 @@ static int read_frame(int fd, struct inbuf *b, uint64_t deadline, struct op_fram
                         b->p = np;
                         b->cap = want;
                 }
-                r = wait_fd(fd, POLLIN, deadline);
+                r = wait_in(fd, x, deadline);
                 if (r < 0)
                         return r;
                 k = recv(fd, b->p + b->len, b->cap - b->len, MSG_DONTWAIT);
@@ -166,6 +198,12 @@ static int print_event(json_t *ev, const char *raw, size_t len, bool events_as_j
                 return write_stream(STDOUT_FILENO, ev, "data");
         if (name && strcmp(name, "stderr") == 0)
                 return write_stream(STDERR_FILENO, ev, "data");
+        if (name && strcmp(name, "stdin_error") == 0) {
+                json_t *e = json_object_get(ev, "error");
+                fail("opd refused input: %s", json_string_value(json_object_get(e, "message"))
+                                                  ?: "(no message)"); /* the run goes on */
+                return 0;
+        }
         return 0; /* an event opctl does not know: clients ignore those */
 }
 
@@ -175,6 +213,13 @@ static int print_event(json_t *ev, const char *raw, size_t len, bool events_as_j
  * and returns EXIT_FAIL on failure. */
 int exchange(const char *socket_path, bool events_as_json, json_t *req, uint64_t wait_ms,
              json_t **ret_answer, char **ret_raw, size_t *ret_raw_len)
+{
+        return exchange_ext(socket_path, events_as_json, req, wait_ms, NULL, ret_answer, ret_raw,
+                            ret_raw_len);
+}
+
+int exchange_ext(const char *socket_path, bool events_as_json, json_t *req, uint64_t wait_ms,
+                 struct exchange_ext *x, json_t **ret_answer, char **ret_raw, size_t *ret_raw_len)
 {
         _cleanup_free_ char *frame = NULL;
         _cleanup_close_ int fd = -1;
@@ -211,7 +256,7 @@ int exchange(const char *socket_path, bool events_as_json, json_t *req, uint64_t
                 char err[256];
                 json_t *aid;
 
-                r = read_frame(fd, &b, deadline, &f);
+                r = read_frame(fd, &b, deadline, x, &f);
                 if (r < 0) {
                         int saved = r;
 
@@ -262,6 +307,13 @@ int exchange(const char *socket_path, bool events_as_json, json_t *req, uint64_t
                         *ret_raw = raw;
                         *ret_raw_len = f.payload_len;
                         return 0;
+                }
+                if (x && x->other) { /* e.g. a batch member's answer */
+                        r = x->other(answer, b.p + f.payload_offset, f.payload_len, x->userdata);
+                        if (r) {
+                                free(b.p);
+                                return r;
+                        }
                 }
                 consume(&b, f.frame_len); /* an answer to someone else: not ours to read */
         }

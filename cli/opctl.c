@@ -24,6 +24,10 @@ static void help(FILE *f)
             "\n"
             "Commands:\n"
             "  run      run a program: --lang L (--code STR | --file PATH | -) [RUN OPTIONS]\n"
+            "  batch FILE  run the exec requests of FILE (\"-\": standard input; one JSON\n"
+            "           object per line, or a JSON array) as one exec_batch; run options\n"
+            "           fill in what a request leaves out; each answer is printed as one\n"
+            "           JSON line as it comes; exit 0 when every request ran with status ok\n"
             "  status   opd's languages, versions, pools and counters\n"
             "  languages  the languages opd serves: version, kind, aliases\n"
             "  ping     check that opd answers, and how fast\n"
@@ -71,6 +75,18 @@ static void help(FILE *f)
             "  --stream           print the output as it comes (the default when stdout is a\n"
             "                     terminal); with --json, each event is one JSON line\n"
             "  --no-stream        print the output once the program has ended\n"
+            "  -i, --interactive  pass opctl's standard input on as it is typed (or read),\n"
+            "                     while the program runs (stdin_stream); end it with ^D\n"
+            "  --file-in NAME=PATH  the local file PATH as the file NAME next to the\n"
+            "                     program (binary content goes as base64; repeat for more)\n"
+            "  --output-file NAME read the file NAME back after the run and write it here,\n"
+            "                     in the current directory (repeat for more)\n"
+            "  --compile-timeout SECONDS  a compiled language's compile time limit\n"
+            "  --cpu-time-ms N    CPU time of the program's whole process tree\n"
+            "  --memory BYTES     memory of the whole process tree (suffix K, M or G: KiB...)\n"
+            "  --max-processes N  processes and threads alive at once\n"
+            "  --output-max BYTES bytes kept per stream of output\n"
+            "  --file-size-max BYTES  the largest file the program may write\n"
             "\n"
             "The program's stdout and stderr are written byte for byte to opctl's.\n"
             "\n"
@@ -99,6 +115,33 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
         if (errno || *end || v < min || v > max)
                 return -EINVAL;
         *ret = v;
+        return 0;
+}
+
+/* A byte count: digits, optionally followed by K, M or G (KiB, MiB, GiB). */
+static int parse_bytes(const char *s, uint64_t *ret)
+{
+        unsigned long long v;
+        unsigned shift = 0;
+        char *end;
+
+        if (!*s || *s == '-' || *s == '+')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || end == s)
+                return -EINVAL;
+        if (*end == 'K' || *end == 'k')
+                shift = 10;
+        else if (*end == 'M' || *end == 'm')
+                shift = 20;
+        else if (*end == 'G' || *end == 'g')
+                shift = 30;
+        if (shift)
+                end++;
+        if (*end || v > (UINT64_C(1) << 50) >> shift)
+                return -EINVAL;
+        *ret = (uint64_t)v << shift;
         return 0;
 }
 
@@ -139,10 +182,35 @@ enum {
         ARG_PLAIN,
         ARG_PART_SIZE,
         ARG_MULTIPART_THRESHOLD,
+        ARG_FILE_IN,
+        ARG_OUTPUT_FILE,
+        ARG_COMPILE_TIMEOUT,
+        ARG_CPU_TIME_MS,
+        ARG_MEMORY,
+        ARG_MAX_PROCESSES,
+        ARG_OUTPUT_MAX,
+        ARG_FILE_SIZE_MAX,
         ARG_SIGN_KEY,
         ARG_SERIAL,
         ARG_OUT,
 };
+
+/* The long name of a run option that takes a number, for messages. */
+static const char *number_flag(int c)
+{
+        switch (c) {
+        case ARG_CPU_TIME_MS:
+                return "--cpu-time-ms";
+        case ARG_MAX_PROCESSES:
+                return "--max-processes";
+        case ARG_MEMORY:
+                return "--memory";
+        case ARG_OUTPUT_MAX:
+                return "--output-max";
+        default:
+                return "--file-size-max";
+        }
+}
 
 int main(int argc, char **argv)
 {
@@ -173,6 +241,15 @@ int main(int argc, char **argv)
             {"plain", no_argument, NULL, ARG_PLAIN},
             {"part-size", required_argument, NULL, ARG_PART_SIZE},
             {"multipart-threshold", required_argument, NULL, ARG_MULTIPART_THRESHOLD},
+            {"interactive", no_argument, NULL, 'i'},
+            {"file-in", required_argument, NULL, ARG_FILE_IN},
+            {"output-file", required_argument, NULL, ARG_OUTPUT_FILE},
+            {"compile-timeout", required_argument, NULL, ARG_COMPILE_TIMEOUT},
+            {"cpu-time-ms", required_argument, NULL, ARG_CPU_TIME_MS},
+            {"memory", required_argument, NULL, ARG_MEMORY},
+            {"max-processes", required_argument, NULL, ARG_MAX_PROCESSES},
+            {"output-max", required_argument, NULL, ARG_OUTPUT_MAX},
+            {"file-size-max", required_argument, NULL, ARG_FILE_SIZE_MAX},
             {"sign-key", required_argument, NULL, ARG_SIGN_KEY},
             {"serial", required_argument, NULL, ARG_SERIAL},
             {"out", required_argument, NULL, ARG_OUT},
@@ -180,18 +257,21 @@ int main(int argc, char **argv)
         };
         _cleanup_free_ const char **args = calloc((size_t)argc + 1, sizeof(char *));
         _cleanup_free_ const char **env = calloc((size_t)argc + 1, sizeof(char *));
-        struct opts o = {.args = args, .env = env, .stream = -1};
+        _cleanup_free_ const char **files_in = calloc((size_t)argc + 1, sizeof(char *));
+        _cleanup_free_ const char **files_out = calloc((size_t)argc + 1, sizeof(char *));
+        struct opts o = {
+            .args = args, .env = env, .files_in = files_in, .files_out = files_out, .stream = -1};
         const char *cmd, *stdin_dash = NULL;
         int c;
 
-        if (!args || !env)
+        if (!args || !env || !files_in || !files_out)
                 return fail("out of memory");
         o.socket = getenv("OPD_SOCKET");
         if (!o.socket || !*o.socket)
                 o.socket = OPCTL_SOCKET_DEFAULT;
 
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":hl:c:f:a:e:", longopts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, ":hil:c:f:a:e:", longopts, NULL)) != -1) {
                 switch (c) {
                 case ARG_SOCKET:
                         o.socket = optarg;
@@ -254,6 +334,54 @@ int main(int argc, char **argv)
                         o.env[o.n_env++] = optarg;
                         o.run_only = o.run_only ? o.run_only : "--env";
                         break;
+                case 'i':
+                        o.interactive = true;
+                        o.run_only = o.run_only ? o.run_only : "--interactive";
+                        break;
+                case ARG_FILE_IN: {
+                        const char *eq = strchr(optarg, '=');
+                        if (!eq || eq == optarg || !eq[1])
+                                return fail("--file-in wants NAME=PATH, not \"%s\"", optarg);
+                        o.files_in[o.n_files_in++] = optarg;
+                        o.run_only = o.run_only ? o.run_only : "--file-in";
+                        break;
+                }
+                case ARG_OUTPUT_FILE:
+                        if (!*optarg || strchr(optarg, '/'))
+                                return fail("--output-file wants a plain file name, not \"%s\"",
+                                            optarg);
+                        o.files_out[o.n_files_out++] = optarg;
+                        o.run_only = o.run_only ? o.run_only : "--output-file";
+                        break;
+                case ARG_COMPILE_TIMEOUT:
+                        if (parse_seconds(optarg, &o.compile_timeout_s) < 0)
+                                return fail("--compile-timeout wants seconds > 0, not \"%s\"",
+                                            optarg);
+                        o.run_only = o.run_only ? o.run_only : "--compile-timeout";
+                        break;
+                case ARG_CPU_TIME_MS:
+                case ARG_MAX_PROCESSES:
+                        if (parse_u64(optarg, 1, UINT32_MAX,
+                                      c == ARG_CPU_TIME_MS ? &o.cpu_time_ms : &o.max_processes) < 0)
+                                return fail("%s wants a whole number > 0, not \"%s\"",
+                                            number_flag(c), optarg);
+                        o.run_only = o.run_only ? o.run_only : number_flag(c);
+                        break;
+                case ARG_MEMORY:
+                case ARG_OUTPUT_MAX:
+                case ARG_FILE_SIZE_MAX: {
+                        uint64_t *v = c == ARG_MEMORY       ? &o.memory_bytes
+                                      : c == ARG_OUTPUT_MAX ? &o.output_max
+                                                            : &o.file_size_max;
+                        if (parse_bytes(optarg, v) < 0 || (c == ARG_MEMORY && *v == 0))
+                                return fail("%s wants a byte count (e.g. 65536 or 64M), not "
+                                            "\"%s\"",
+                                            number_flag(c), optarg);
+                        o.has_output_max |= c == ARG_OUTPUT_MAX;
+                        o.has_file_size_max |= c == ARG_FILE_SIZE_MAX;
+                        o.run_only = o.run_only ? o.run_only : number_flag(c);
+                        break;
+                }
                 case 'h':
                         help(stdout);
                         return 0;
@@ -341,6 +469,14 @@ int main(int argc, char **argv)
                         return cmd_s3(&o, argv[optind]);
                 return cmd_snapshot(&o, argv[optind]);
         }
+        if (strcmp(cmd, "batch") == 0) {
+                if (optind + 1 != argc)
+                        return fail("batch takes one file (\"-\": standard input)");
+                if (o.code || o.file || o.stdin_str || o.interactive)
+                        return fail("batch takes its programs from the file: no --code, --file, "
+                                    "--stdin or --interactive");
+                return cmd_batch(&o, argv[optind]);
+        }
         for (; optind < argc; optind++) {
                 if (strcmp(cmd, "run") == 0 && strcmp(argv[optind], "-") == 0 && !stdin_dash)
                         stdin_dash = argv[optind];
@@ -368,7 +504,7 @@ int main(int argc, char **argv)
                 return cmd_metrics(&o);
         if (strcmp(cmd, "reload") == 0)
                 return cmd_reload(&o);
-        return fail("unknown command \"%s\" (run, status, languages, ping, metrics, reload, "
+        return fail("unknown command \"%s\" (run, batch, status, languages, ping, metrics, reload, "
                     "snapshot; see "
                     "opctl --help)",
                     cmd);

@@ -37,7 +37,17 @@ struct opts {
         size_t n_args;
         const char **env;
         size_t n_env;
-        const char *run_only; /* first run-only option seen, for the error message */
+        const char **files_in; /* NAME=PATH: extra files */
+        size_t n_files_in;
+        const char **files_out; /* output_files, written back under their names */
+        size_t n_files_out;
+        /* limits: 0 when not given (none is 0 on the wire but output_max_bytes and
+         * file_size_max_bytes, which keep has_* for it) */
+        uint64_t cpu_time_ms, memory_bytes, max_processes, output_max, file_size_max;
+        bool has_output_max, has_file_size_max;
+        double compile_timeout_s; /* 0: not given */
+        bool interactive;         /* stdin_stream: the terminal's input as it is typed */
+        const char *run_only;     /* first run-only option seen, for the error message */
         /* snapshot push / list --remote: opctl talks to S3 itself */
         bool remote;
         const char *config;
@@ -63,6 +73,15 @@ int write_stream(int fd, json_t *answer, const char *key);
 
 /* run.c */
 int cmd_run(const struct opts *o);
+/* The exec fields every flag of run sets, added to req (batch.c uses it for its members). */
+int run_add_fields(const struct opts *o, json_t *req);
+/* An answer's "files" (output_files) written to disk under their names; 0 or EXIT_FAIL. */
+int run_write_files(json_t *answer);
+/* The exit status a run's answer stands for. */
+int run_exit_status(json_t *answer);
+
+/* batch.c */
+int cmd_batch(const struct opts *o, const char *path);
 
 /* status.c */
 int cmd_ping(const struct opts *o);

@@ -1,12 +1,14 @@
 /* run.c: opctl run: the program and its input read locally, the exec request, the answer (or
  * its streamed events) written byte for byte, and the run's exit status. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "call.h"
@@ -62,7 +64,7 @@ static void print_timings(json_t *answer, double rtt_ms)
         fputs(")\n", stderr);
 }
 
-static int run_exit_status(json_t *answer)
+int run_exit_status(json_t *answer)
 {
         json_t *sig = json_object_get(answer, "signal");
         json_t *code = json_object_get(answer, "exit_code");
@@ -98,6 +100,210 @@ static int write_compile(json_t *answer)
         return EXIT_COMPILE_ERROR;
 }
 
+/* ---- the fields of an exec ---- */
+
+/* --file-in NAME=PATH: the file's bytes, as text when they are UTF-8 without NUL, else base64. */
+static int add_files_in(const struct opts *o, json_t *req)
+{
+        json_t *files;
+
+        if (o->n_files_in == 0)
+                return 0;
+        files = json_array();
+        if (!files || json_object_set_new(req, "files", files) < 0)
+                return fail("out of memory");
+        for (size_t i = 0; i < o->n_files_in; i++) {
+                const char *eq = strchr(o->files_in[i], '=');
+                _cleanup_free_ char *name = strndup(o->files_in[i], (size_t)(eq - o->files_in[i]));
+                _cleanup_free_ char *data = NULL, *b64 = NULL;
+                size_t len;
+                json_t *f;
+                int r;
+
+                if (!name)
+                        return fail("out of memory");
+                r = op_read_file(eq + 1, OPCTL_INPUT_MAX, &data, &len);
+                if (r < 0)
+                        return fail("--file-in %s: cannot read %s: %s", name, eq + 1,
+                                    r == -EFBIG ? "over 64 MiB" : strerror(-r));
+                if (op_utf8_valid(data, len) && !memchr(data, 0, len))
+                        f = json_pack("{s:s, s:s%}", "name", name, "content", data, len);
+                else if ((b64 = op_base64_encode(data, len)))
+                        f = json_pack("{s:s, s:s, s:s}", "name", name, "content", b64, "encoding",
+                                      "base64");
+                else
+                        return fail("out of memory");
+                if (!f)
+                        return fail("--file-in %s: the name is not valid UTF-8", name);
+                if (json_array_append_new(files, f) < 0)
+                        return fail("out of memory");
+        }
+        return 0;
+}
+
+static int set_uint(json_t *req, const char *key, uint64_t v)
+{
+        if (json_object_set_new(req, key, json_integer((json_int_t)v)) < 0)
+                return fail("out of memory");
+        return 0;
+}
+
+int run_add_fields(const struct opts *o, json_t *req)
+{
+        uint32_t timeout_ms = o->timeout_s > 0 ? seconds_to_ms(o->timeout_s) : 0;
+
+        if (o->n_args > 0) {
+                json_t *a = json_array();
+
+                if (!a || json_object_set_new(req, "args", a) < 0)
+                        return fail("out of memory");
+                for (size_t i = 0; i < o->n_args; i++)
+                        if (json_array_append_new(a, json_string(o->args[i])) < 0)
+                                return fail("--arg \"%s\" is not valid UTF-8", o->args[i]);
+        }
+        if (o->n_env > 0) {
+                json_t *env = json_object();
+
+                if (!env || json_object_set_new(req, "env", env) < 0)
+                        return fail("out of memory");
+                for (size_t i = 0; i < o->n_env; i++) {
+                        const char *eq = strchr(o->env[i], '=');
+                        _cleanup_free_ char *name = strndup(o->env[i], (size_t)(eq - o->env[i]));
+
+                        if (!name)
+                                return fail("out of memory");
+                        if (json_object_set_new(env, name, json_string(eq + 1)) < 0)
+                                return fail("--env %s is not valid UTF-8", o->env[i]);
+                }
+        }
+        if (add_files_in(o, req))
+                return EXIT_FAIL;
+        if (o->n_files_out > 0) {
+                json_t *names = json_array();
+
+                if (!names || json_object_set_new(req, "output_files", names) < 0)
+                        return fail("out of memory");
+                for (size_t i = 0; i < o->n_files_out; i++)
+                        if (json_array_append_new(names, json_string(o->files_out[i])) < 0)
+                                return fail("--output-file \"%s\" is not valid UTF-8",
+                                            o->files_out[i]);
+        }
+        if (timeout_ms && set_uint(req, "timeout_ms", timeout_ms))
+                return EXIT_FAIL;
+        if (o->compile_timeout_s > 0 &&
+            set_uint(req, "compile_timeout_ms", seconds_to_ms(o->compile_timeout_s)))
+                return EXIT_FAIL;
+        if ((o->cpu_time_ms && set_uint(req, "cpu_time_ms", o->cpu_time_ms)) ||
+            (o->memory_bytes && set_uint(req, "memory_bytes", o->memory_bytes)) ||
+            (o->max_processes && set_uint(req, "max_processes", o->max_processes)) ||
+            (o->has_output_max && set_uint(req, "output_max_bytes", o->output_max)) ||
+            (o->has_file_size_max && set_uint(req, "file_size_max_bytes", o->file_size_max)))
+                return EXIT_FAIL;
+        if (o->mode && json_object_set_new(req, "mode", json_string(o->mode)) < 0)
+                return fail("--mode is not valid UTF-8");
+        return 0;
+}
+
+/* A name from opd's answer that may be written in the current directory: a plain file name
+ * (opd accepts no other in output_files). */
+static bool plain_name(const char *name)
+{
+        return name && name[0] && !strchr(name, '/') && strcmp(name, ".") != 0 &&
+               strcmp(name, "..") != 0;
+}
+
+int run_write_files(json_t *answer)
+{
+        json_t *files = json_object_get(answer, "files"), *f;
+        size_t i;
+        int ret = 0;
+
+        json_array_foreach (files, i, f) {
+                const char *name = json_string_value(json_object_get(f, "name"));
+                const char *err = json_string_value(json_object_get(f, "error"));
+                const char *b64 = json_string_value(json_object_get(f, "content_b64"));
+                json_t *text = json_object_get(f, "content");
+                _cleanup_free_ uint8_t *bytes = NULL;
+                _cleanup_close_ int fd = -1;
+                const void *data;
+                size_t len;
+
+                if (!plain_name(name)) {
+                        ret = fail("opd sent an output file without a plain name");
+                        continue;
+                }
+                if (err) {
+                        ret = fail("output file %s: %s", name, err);
+                        continue;
+                }
+                if (b64) {
+                        if (op_base64_decode(b64, strlen(b64), &bytes, &len) < 0) {
+                                ret = fail("output file %s: opd sent invalid base64", name);
+                                continue;
+                        }
+                        data = bytes;
+                } else if (json_is_string(text)) {
+                        data = json_string_value(text);
+                        len = json_string_length(text);
+                } else {
+                        ret = fail("output file %s: opd sent no content", name);
+                        continue;
+                }
+                fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (fd < 0 || op_write_all(fd, data, len) < 0) {
+                        ret =
+                            fail("output file %s: cannot write it here: %s", name, strerror(errno));
+                        continue;
+                }
+        }
+        return ret ? EXIT_FAIL : 0;
+}
+
+/* ---- interactive: the terminal's input to the program as it is typed ---- */
+
+struct forward {
+        json_t *id;
+};
+
+static int forward_input(int sock, int in, void *userdata)
+{
+        struct forward *fw = userdata;
+        _cleanup_(json_decrefp) json_t *frame = NULL;
+        _cleanup_free_ char *buf = NULL, *b64 = NULL;
+        char data[16384];
+        size_t len;
+        ssize_t k;
+        int r;
+
+        do
+                k = read(in, data, sizeof(data));
+        while (k < 0 && errno == EINTR);
+        if (k < 0 && errno == EAGAIN)
+                return 0;
+        if (k < 0)
+                k = 0; /* unreadable: as the end of the input */
+        frame = json_pack("{s:s, s:O}", "op", "stdin", "id", fw->id);
+        if (!frame)
+                return -ENOMEM;
+        if (k == 0)
+                r = json_object_set_new(frame, "eof", json_true());
+        else if (op_utf8_valid(data, (size_t)k) && !memchr(data, 0, (size_t)k))
+                r = json_object_set_new(frame, "data", json_stringn(data, (size_t)k));
+        else if ((b64 = op_base64_encode(data, (size_t)k)))
+                r = json_object_set_new(frame, "data_b64", json_string(b64));
+        else
+                r = -1;
+        if (r < 0)
+                return -ENOMEM;
+        r = op_frame_encode(frame, OPCTL_FRAME_MAX, &buf, &len);
+        if (r < 0)
+                return r;
+        r = send_all(sock, buf, len, op_now_us() + 30 * 1000000ull);
+        if (r < 0)
+                return r;
+        return k == 0 ? 1 : 0;
+}
+
 int cmd_run(const struct opts *o)
 {
         _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
@@ -105,6 +311,10 @@ int cmd_run(const struct opts *o)
         size_t code_len, in_len = 0, raw_len;
         bool code_from_stdin = o->file && strcmp(o->file, "-") == 0;
         uint32_t timeout_ms = o->timeout_s > 0 ? seconds_to_ms(o->timeout_s) : 0;
+        struct forward fw = {0};
+        struct exchange_ext x = {.input_fd = o->interactive ? STDIN_FILENO : -1,
+                                 .input = forward_input,
+                                 .userdata = &fw};
         uint64_t t0;
         int r;
 
@@ -137,7 +347,7 @@ int cmd_run(const struct opts *o)
                 in_len = strlen(o->stdin_str);
                 if (!in)
                         return fail("out of memory");
-        } else if (!code_from_stdin && !isatty(STDIN_FILENO)) {
+        } else if (!code_from_stdin && !o->interactive && !isatty(STDIN_FILENO)) {
                 r = op_read_fd(STDIN_FILENO, OPCTL_INPUT_MAX, &in, &in_len);
                 if (r == -EBADF) /* stdin closed: nothing to pass on */
                         in_len = 0;
@@ -154,44 +364,25 @@ int cmd_run(const struct opts *o)
                 return fail("the language name is not valid UTF-8");
         if (in && in_len > 0 && json_object_set_new(req, "stdin", json_stringn(in, in_len)) < 0)
                 return fail("out of memory");
-        if (o->n_args > 0) {
-                json_t *a = json_array();
-
-                if (!a || json_object_set_new(req, "args", a) < 0)
-                        return fail("out of memory");
-                for (size_t i = 0; i < o->n_args; i++)
-                        if (json_array_append_new(a, json_string(o->args[i])) < 0)
-                                return fail("--arg \"%s\" is not valid UTF-8", o->args[i]);
-        }
-        if (o->n_env > 0) {
-                json_t *env = json_object();
-
-                if (!env || json_object_set_new(req, "env", env) < 0)
-                        return fail("out of memory");
-                for (size_t i = 0; i < o->n_env; i++) {
-                        const char *eq = strchr(o->env[i], '=');
-                        _cleanup_free_ char *name = strndup(o->env[i], (size_t)(eq - o->env[i]));
-
-                        if (!name)
-                                return fail("out of memory");
-                        if (json_object_set_new(env, name, json_string(eq + 1)) < 0)
-                                return fail("--env %s is not valid UTF-8", o->env[i]);
-                }
-        }
-        if (timeout_ms && json_object_set_new(req, "timeout_ms", json_integer(timeout_ms)) < 0)
+        r = run_add_fields(o, req);
+        if (r)
+                return r;
+        if (o->interactive && json_object_set_new(req, "stdin_stream", json_true()) < 0)
                 return fail("out of memory");
-        if (o->mode && json_object_set_new(req, "mode", json_string(o->mode)) < 0)
-                return fail("--mode is not valid UTF-8");
-        if ((o->stream == 1 || (o->stream < 0 && !o->json && isatty(STDOUT_FILENO))) &&
+        if ((o->stream == 1 || o->interactive ||
+             (o->stream < 0 && !o->json && isatty(STDOUT_FILENO))) &&
             json_object_set_new(req, "stream", json_true()) < 0)
                 return fail("out of memory");
 
+        if (o->interactive && code_from_stdin)
+                return fail("--interactive reads standard input: the program cannot come from it");
+        fw.id = json_object_get(req, "id");
         t0 = op_now_us();
-        r = exchange(o->socket, o->json, req,
-                     o->wait_ms ? o->wait_ms
-                                : (uint64_t)(timeout_ms ? timeout_ms : OPCTL_RUN_TIMEOUT_MS) +
-                                      OPCTL_RUN_MARGIN_MS + OPCTL_COMPILE_MS,
-                     &answer, &raw, &raw_len);
+        r = exchange_ext(o->socket, o->json, req,
+                         o->wait_ms ? o->wait_ms
+                                    : (uint64_t)(timeout_ms ? timeout_ms : OPCTL_RUN_TIMEOUT_MS) +
+                                          OPCTL_RUN_MARGIN_MS + OPCTL_COMPILE_MS,
+                         &x, &answer, &raw, &raw_len);
         if (r)
                 return r;
         if (o->timings && json_is_true(json_object_get(answer, "ok")))
@@ -199,6 +390,8 @@ int cmd_run(const struct opts *o)
         if (o->json) {
                 print_raw(raw, raw_len);
                 if (!json_is_true(json_object_get(answer, "ok")))
+                        return EXIT_FAIL;
+                if (run_write_files(answer))
                         return EXIT_FAIL;
                 return run_exit_status(answer);
         }
@@ -214,5 +407,7 @@ int cmd_run(const struct opts *o)
                 fail("the program's output was cut at opd's limit (limit.output_max)");
         if (json_is_true(json_object_get(answer, "timed_out")))
                 fail("the program ran past its time limit and was stopped");
+        if (run_write_files(answer))
+                return EXIT_FAIL;
         return run_exit_status(answer);
 }

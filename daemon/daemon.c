@@ -26,6 +26,7 @@
 #include "reload.h"
 #include "request.h"
 #include "s3sync.h"
+#include "snapauto.h"
 #include "server.h"
 #include "util.h"
 #include "vm.h"
@@ -234,6 +235,9 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
                 r = notify_start(d);
                 if (r < 0)
                         return r;
+                r = snapauto_init(d);
+                if (r < 0)
+                        return r;
         }
         if (d->privsep) {
                 r = privsep_drop(d);
@@ -284,6 +288,7 @@ void opd_done(struct opd *d)
         if (d->sighup_ev)
                 event_free(d->sighup_ev);
         d->vms_host = vm_host_free(d->vms_host);
+        snapauto_done(d); /* after every creation has reported (or cannot any more) */
         if (d->base)
                 event_base_free(d->base);
         op_langs_free(&d->langs);

@@ -24,6 +24,7 @@ struct pools;
 struct request;
 struct s3sync;
 struct server;
+struct snapauto;
 struct uid_use;
 struct vm_driver;
 struct vm_host;
@@ -50,16 +51,17 @@ struct opd {
         char *vmm_version; /* e.g. "7.2.22": a snapshot loads only on the release that made it */
 
         /* The subsystems, each owned by its file; NULL until set up (or when off). */
-        struct server *server;   /* server.c: the listening socket */
-        struct clients *clients; /* client.c: the connections */
-        struct access *access;   /* access.c: who may use and who may administer */
-        struct accel *accel;     /* accel.c: the KVM probe while it runs */
-        struct pools *pools;     /* lib/pool: one pool per language */
-        struct bgjobs *bgjobs;   /* bgjob.c: the background jobs running */
-        struct s3sync *s3;       /* s3sync.c */
-        struct metrics *metrics; /* metrics.c */
-        struct door *door;       /* door.c: the Piston door */
-        struct notify *notify;   /* notify.c: sd_notify timers */
+        struct server *server;     /* server.c: the listening socket */
+        struct clients *clients;   /* client.c: the connections */
+        struct access *access;     /* access.c: who may use and who may administer */
+        struct accel *accel;       /* accel.c: the KVM probe while it runs */
+        struct pools *pools;       /* lib/pool: one pool per language */
+        struct bgjobs *bgjobs;     /* bgjob.c: the background jobs running */
+        struct snapauto *snapauto; /* snapauto.c: snapshots opd makes by itself */
+        struct s3sync *s3;         /* s3sync.c */
+        struct metrics *metrics;   /* metrics.c */
+        struct door *door;         /* door.c: the Piston door */
+        struct notify *notify;     /* notify.c: sd_notify timers */
 
         TAILQ_HEAD(, request) queue; /* request.c: waiting for a VM slot to boot cold */
         LIST_HEAD(, uid_use) uids;   /* request.c: what each uid holds (per-uid caps) */

@@ -14,6 +14,7 @@
 #include "pool.h"
 #include "reload.h"
 #include "request.h"
+#include "snapauto.h"
 #include "util.h"
 
 bool op_only_id_op(struct client *c, json_t *id, json_t *req)
@@ -46,11 +47,13 @@ static json_t *language_status(struct opd *d, const struct op_lang *g)
         for (char *const *a = g->aliases; *a; a++)
                 json_array_append_new(aliases, json_string(*a));
         struct pool *p = g->available ? pool_for(d->pools, g) : NULL;
+        json_t *ps = p ? pool_status(p) : NULL;
 
+        if (ps)
+                json_object_set_new(ps, "empty_reason", snapauto_empty_reason(d, g) ?: json_null());
         return json_pack("{s:s, s:o, s:s, s:b, s:b, s:b, s:o?}", "name", g->name, "aliases",
                          aliases, "version", g->version, "available", g->available, "enabled",
-                         g->enabled, "compiled", g->compile[0] != NULL, "pool",
-                         p ? pool_status(p) : NULL);
+                         g->enabled, "compiled", g->compile[0] != NULL, "pool", ps);
 }
 
 static void op_status(struct client *c, json_t *id, json_t *req)

@@ -4,7 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <dirent.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
@@ -75,28 +75,60 @@ static int helper_path(const struct opd *d, char *buf, size_t size)
         return access(buf, X_OK) < 0 ? -errno : 0;
 }
 
-static uid_t tree_uid;
-static gid_t tree_gid;
-
 /* Directories only: opd makes and removes entries in them, and never writes a file it did not
- * make. A file stays as it is (a snapshot's rootfs may be a hard link to an image). */
-static int chown_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+ * make. A file stays as it is (a snapshot's rootfs may be a hard link to an image). Symbolic
+ * links are not followed, mount points not crossed, and the walk stops DEPTH levels down. */
+DEFINE_POINTER_CLEANUP(DIR *, closedir)
+
+/* Takes FD (closes it). */
+static void chown_dirs(int fd, dev_t dev, uid_t uid, gid_t gid, unsigned depth)
 {
-        if (type == FTW_D && (st->st_uid != tree_uid || st->st_gid != tree_gid))
-                (void)lchown(path, tree_uid, tree_gid);
-        return 0;
+        _cleanup_close_ int dfd = fd;
+        _cleanup_(closedirp) DIR *dir = NULL;
+        struct dirent *e;
+        struct stat st;
+
+        if (fstat(dfd, &st) < 0 || st.st_dev != dev)
+                return;
+        if (st.st_uid != uid || st.st_gid != gid)
+                (void)fchown(dfd, uid, gid);
+        if (depth == 0)
+                return;
+        dir = fdopendir(dfd);
+        if (!dir)
+                return;
+        TAKE_FD(dfd); /* the DIR owns it now */
+        while ((e = readdir(dir))) {
+                int fd;
+
+                if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN)
+                        continue;
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                        continue;
+                fd = openat(dirfd(dir), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd >= 0)
+                        chown_dirs(fd, dev, uid, gid, depth - 1);
+        }
 }
 
 /* The directory (made if missing, mode kept) and every directory in it become uid:gid. */
 static int give_tree(const char *dir, mode_t mode, uid_t uid, gid_t gid)
 {
-        int r = op_mkdir_p(dir, mode);
+        struct stat st;
+        int r = op_mkdir_p(dir, mode), fd;
 
         if (r < 0)
                 return r;
-        tree_uid = uid;
-        tree_gid = gid;
-        return nftw(dir, chown_entry, 16, FTW_PHYS | FTW_MOUNT) < 0 ? -errno : 0;
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        chown_dirs(fd, st.st_dev, uid, gid, 16);
+        return 0;
 }
 
 static int user_ids(const struct opd *d, uid_t *ret_uid, gid_t *ret_gid)

@@ -150,6 +150,7 @@ static const struct key keys[] = {
     U32("s3.reserve_mb", s3_reserve_mb, 0, 16777216),
     U32("s3.cache_max_mb", s3_cache_max_mb, 0, 2147483647),
     BOOL("snapshot.preload", snapshot_preload),
+    BOOL("snapshot.create_missing", snapshot_create_missing),
     STR0("piston.listen", piston_listen),
 };
 
@@ -225,6 +226,7 @@ int op_config_init(struct op_config *c)
                      .memory_extra_mb = 512,
                      .pids_max = 256,
                      .cpu_weight = 100},
+            .snapshot_create_missing = 1,
         };
         if (set_str(&c->socket_path, "/run/opd/opd.sock") < 0 ||
             set_str(&c->images_dir, "/var/lib/opd/images") < 0 ||

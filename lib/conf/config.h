@@ -110,6 +110,8 @@ struct op_config {
         uint32_t s3_reserve_mb;    /* free space a sync leaves on the cache's filesystem */
         uint32_t s3_cache_max_mb;  /* the cache's total size after a sync; 0: no bound */
         uint32_t snapshot_preload; /* read a new version's memory into the page cache first */
+        /* opd makes the snapshot of a served language that has an image and none (snapauto.c) */
+        uint32_t snapshot_create_missing;
         char
             *metrics_listen; /* "": no HTTP endpoint; "unix:PATH", "127.0.0.1:PORT", "[::1]:PORT" */
         char *piston_listen; /* the Piston-compatible door: "" (off) or as metrics_listen */

@@ -2,7 +2,7 @@
 
 Paths come from the environment that ctest sets: OP_BUILD_DIR (the CMake build tree),
 OP_SOURCE_DIR (the source tree) and OPD_IMAGES (built guest images, default
-/var/lib/opd/images).
+/var/lib/opd/test-images, where scripts/test builds them).
 """
 import json
 import os
@@ -16,7 +16,7 @@ import time
 
 BUILD = os.environ.get("OP_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
 SOURCE = os.environ.get("OP_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
-IMAGES = os.environ.get("OPD_IMAGES", "/var/lib/opd/images")
+IMAGES = os.environ.get("OPD_IMAGES", "/var/lib/opd/test-images")
 OPD = os.path.join(BUILD, "daemon", "opd")
 OPCTL = os.path.join(BUILD, "cli", "opctl")
 
@@ -122,6 +122,8 @@ class Opd:
             "allow_tcg": "yes",  # tests run trusted code, and this machine has no KVM
             "boot_timeout_ms": "120000",
             "max_vms": "4",
+            # tests make the snapshots they need; test_snapauto turns this on
+            "snapshot.create_missing": "no",
         }
         conf.update(config or {})
         if os.geteuid() == 0:

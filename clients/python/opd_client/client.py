@@ -275,6 +275,45 @@ class Client:
         self._streams[id] = ex
         return ex
 
+    def batch(self, requests):
+        """Several execs in one exec_batch frame, run in parallel as opd allows. requests: dicts
+        of exec fields ("lang", "code", "cpu_time_ms", ...), each with an "id" or given "1",
+        "2", .... Returns (results, summary): per request in the order given its Result or
+        OpdError, and the batch's {"count", "ok", "failed"}."""
+        members = []
+        for i, r in enumerate(requests):
+            m = {k: v for k, v in r.items() if k != "op"}
+            m.setdefault("id", str(i + 1))
+            members.append(m)
+        bid = self.send({"op": "exec_batch", "requests": members})
+        for m in members:
+            self._pending.add(m["id"])
+        try:
+            summary = self.answer(bid)
+        except OpdError:
+            for m in members:
+                self._pending.discard(m["id"])
+            raise
+        results = []
+        for m in members:  # every member's answer came before the batch's
+            a = self._answers.pop(m["id"], None)
+            self._pending.discard(m["id"])
+            if a is None:
+                raise ProtocolError(f"opd answered batch {bid!r} before member {m['id']!r}")
+            results.append(Result(a) if a.get("ok") is True else error_from_answer(a))
+        return results, summary["batch"]
+
+    def reload(self):
+        """Administrators: opd reads its configuration again."""
+        return self.call({"op": "reload"})
+
+    def snapshot(self, action, lang=None):
+        """Administrators: the snapshot op ("create", "list", "reload", "verify", "sync")."""
+        req = {"op": "snapshot", "action": action}
+        if lang:
+            req["lang"] = lang
+        return self.call(req)
+
     def ping(self):
         return self.call({"op": "ping"})
 

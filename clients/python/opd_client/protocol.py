@@ -82,6 +82,16 @@ class Result:
         self.vm = answer.get("vm")
         self.snapshot = answer.get("snapshot")
         self.streamed = bool(answer.get("streamed"))
+        self.status = answer.get("status")
+        self.usage = answer.get("usage")
+        # output_files read back: {name: bytes}, and {name: error} for those that could not be
+        self.files = {}
+        self.file_errors = {}
+        for f in answer.get("files") or []:
+            if isinstance(f.get("error"), str):
+                self.file_errors[f.get("name")] = f["error"]
+            else:
+                self.files[f.get("name")] = get_bytes(f, "content")
 
     @property
     def success(self):

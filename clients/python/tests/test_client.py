@@ -169,6 +169,30 @@ class Daemon(unittest.TestCase):
         self.assertGreater(res.timings_ms["total"], 0)
         self.assertEqual(res["exit_code"], 3)
 
+    def test_limits_output_files_and_batch(self):
+        """The exec fields passed as keywords (limits, output_files) and exec_batch."""
+        with opd_client.Client(self.opd.socket) as c:
+            results, summary = c.batch([
+                {"lang": "bash", "code": "printf '\\377' > o.bin; head -c 100 /dev/zero | tr '\\0' x",
+                 "output_max_bytes": 10, "output_files": ["o.bin", "nope"],
+                 "timeout_ms": 60000, "cpu_time_ms": 30000, "memory_bytes": 64 << 20,
+                 "max_processes": 16,
+                 "file_size_max_bytes": 1024},
+                {"id": "three", "lang": "bash", "code": "exit 3"},
+                {"lang": "cobol", "code": "x"}])
+            self.assertEqual(summary, {"count": 3, "ok": 0, "failed": 3})
+            r = results[0]
+            self.assertEqual((r.truncated, r.status, len(r.stdout)), (True, "output_limit", 10))
+            self.assertEqual((r.files, r.file_errors), ({"o.bin": b"\xff"}, {"nope": "not_found"}))
+            self.assertEqual((results[1].id, results[1].exit_code), ("three", 3))
+            self.assertIsInstance(results[2], opd_client.UnknownLanguage)
+            self.assertTrue(c.ping()["pong"])  # the connection goes on
+            if os.getuid() == 0:  # administrators only
+                self.assertIn("bash", c.snapshot("list")["languages"])
+            else:
+                with self.assertRaises(opd_client.PermissionDenied):
+                    c.snapshot("list")
+
     def test_pipelining_on_one_connection(self):
         with opd_client.Client(self.opd.socket) as c:
             slow = c.submit("bash", "sleep 1; echo slow")

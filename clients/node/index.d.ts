@@ -1,0 +1,146 @@
+// Types of opd-client (index.js): opd's socket protocol v1 (docs/protocol.md).
+/// <reference types="node" />
+
+export declare const PROTO_VERSION: 1;
+export declare const DEFAULT_SOCKET: string;
+export declare const DEFAULT_MAX_FRAME: number;
+
+export type ErrorCode =
+  | "bad_request" | "frame_too_large" | "unknown_op" | "unknown_language" | "pool_exhausted"
+  | "timeout" | "vm_failed" | "busy" | "shutting_down" | "permission_denied" | "internal_error"
+  | "connection_closed" | "protocol_error";
+
+export declare class OpdError extends Error {
+  static code: ErrorCode | null;
+  static retryable: boolean;
+  constructor(message: string, opts?: { code?: string | null; id?: Id | null; answer?: object | null });
+  code: ErrorCode | string | null;
+  retryable: boolean;
+  id: Id | null;
+  answer: Record<string, unknown> | null;
+}
+export declare class BadRequest extends OpdError {}
+export declare class FrameTooLarge extends OpdError {}
+export declare class UnknownOp extends OpdError {}
+export declare class UnknownLanguage extends OpdError {}
+export declare class PoolExhausted extends OpdError {}
+export declare class GuestTimeout extends OpdError {}
+export declare class VMFailed extends OpdError {}
+export declare class Busy extends OpdError {}
+export declare class ShuttingDown extends OpdError {}
+export declare class PermissionDenied extends OpdError {}
+export declare class InternalError extends OpdError {}
+export declare class ConnectionClosed extends OpdError {}
+export declare class ProtocolError extends OpdError {}
+export declare function errorFromAnswer(answer: Record<string, any>): OpdError;
+
+export type Id = string | number;
+
+export declare function encodeFrame(obj: object): Buffer;
+export declare class FrameReader {
+  constructor(maxFrame?: number);
+  feed(data: Uint8Array): void;
+  next(): Record<string, any> | null;
+}
+export declare function getBytes(obj: Record<string, any>, key: string): Buffer;
+
+export interface FileEntry { name: string; content: string; encoding?: "utf8" | "base64" }
+export declare function fileEntry(name: string, content: string | Uint8Array): FileEntry;
+
+export interface ExecOptions {
+  stdin?: string | Uint8Array;
+  args?: Array<string | number>;
+  env?: Record<string, string>;
+  /** {name: text or bytes} or files[] entries */
+  files?: Record<string, string | Uint8Array> | FileEntry[];
+  /** seconds (timeout_ms) */
+  timeout?: number;
+  /** seconds (compile_timeout_ms), compiled languages only */
+  compileTimeout?: number;
+  cpuTimeMs?: number;
+  memoryBytes?: number;
+  maxProcesses?: number;
+  outputMaxBytes?: number;
+  fileSizeMaxBytes?: number;
+  outputFiles?: string[];
+  mode?: "auto" | "warm" | "cold";
+  id?: Id;
+  /** raw request fields, merged in as they are */
+  extra?: Record<string, unknown>;
+}
+export interface StreamOptions extends ExecOptions { stdinStream?: boolean }
+
+export declare function execRequest(lang: string, code: string | null | undefined,
+  opts?: ExecOptions & { stream?: boolean; stdinStream?: boolean }): Record<string, any>;
+
+export type RunStatus = "ok" | "runtime_error" | "signal" | "timeout" | "output_limit"
+  | "memory_limit" | "compile_error" | "internal_error";
+
+export declare class Result {
+  constructor(answer: Record<string, any>);
+  answer: Record<string, any>;
+  id: Id | null;
+  stdout: string;
+  stderr: string;
+  stdoutBytes: Buffer;
+  stderrBytes: Buffer;
+  exitCode: number | null;
+  signal: number | null;
+  timedOut: boolean;
+  truncated: boolean;
+  status: RunStatus | null;
+  usage: { cpu_time_ms: number; wall_ms: number; memory_peak_bytes: number } | null;
+  timingsMs: { queue?: number; boot_or_resume?: number; run?: number; guest_run?: number; total?: number };
+  lang: string | null;
+  mode: "warm" | "cold" | null;
+  vm: string | null;
+  snapshot: string | null;
+  streamed: boolean;
+  compile: Record<string, any> | null;
+  files: Record<string, Buffer>;
+  fileErrors: Record<string, "not_found" | "not_a_regular_file" | "too_large" | string>;
+  readonly success: boolean;
+}
+
+export declare class Event {
+  stream: "stdout" | "stderr" | string;
+  data: Buffer;
+  text: string;
+}
+
+export declare class Execution implements AsyncIterable<Event> {
+  id: Id;
+  result: Result | null;
+  stdinErrors: OpdError[];
+  [Symbol.asyncIterator](): AsyncIterator<Event>;
+  sendStdin(data: string | Uint8Array, opts?: { eof?: boolean }): void;
+  closeStdin(): void;
+  wait(): Promise<{ events: Event[]; result: Result | null }>;
+}
+
+export interface BatchRequest extends ExecOptions { lang: string; code?: string }
+export interface BatchResult {
+  results: Array<Result | OpdError>;
+  count: number;
+  ok: number;
+  failed: number;
+}
+
+export declare class Client {
+  constructor(opts?: { socketPath?: string; maxFrame?: number });
+  socketPath: string;
+  connections: number;
+  call(request: Record<string, unknown>): Promise<Record<string, any>>;
+  run(lang: string, code: string | null, opts?: ExecOptions): Promise<Result>;
+  stream(lang: string, code: string | null, opts?: StreamOptions): Promise<Execution>;
+  batch(requests: BatchRequest[], opts?: { onResult?: (r: Result | OpdError) => void }): Promise<BatchResult>;
+  ping(): Promise<{ ok: true; pong: true; version: string; proto: number }>;
+  status(): Promise<Record<string, any>>;
+  metrics(): Promise<string>;
+  reload(): Promise<{ ok: true }>;
+  snapshot(action: "create" | "list" | "reload" | "verify" | "sync", lang?: string): Promise<Record<string, any>>;
+  close(): void;
+}
+
+export declare function run(lang: string, code: string | null,
+  opts?: ExecOptions & { socketPath?: string }): Promise<Result>;
