@@ -75,12 +75,12 @@ static int helper_path(const struct opd *d, char *buf, size_t size)
         return access(buf, X_OK) < 0 ? -errno : 0;
 }
 
-/* Directories only: opd makes and removes entries in them, and never writes a file it did not
- * make. A file stays as it is (a snapshot's rootfs may be a hard link to an image). Symbolic
- * links are not followed, mount points not crossed, and the walk stops DEPTH levels down. */
 DEFINE_POINTER_CLEANUP(DIR *, closedir)
 
-/* Takes FD (closes it). */
+/* Directories only: opd makes and removes entries in them, and never writes a file it did not
+ * make. A file stays as it is (a snapshot's rootfs may be a hard link to an image). Symbolic
+ * links are not followed, mount points not crossed, and the walk stops DEPTH levels down.
+ * Takes FD (closes it). */
 static void chown_dirs(int fd, dev_t dev, uid_t uid, gid_t gid, unsigned depth)
 {
         _cleanup_close_ int dfd = fd;
@@ -99,15 +99,16 @@ static void chown_dirs(int fd, dev_t dev, uid_t uid, gid_t gid, unsigned depth)
                 return;
         TAKE_FD(dfd); /* the DIR owns it now */
         while ((e = readdir(dir))) {
-                int fd;
+                int sub;
 
                 if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN)
                         continue;
                 if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
                         continue;
-                fd = openat(dirfd(dir), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (fd >= 0)
-                        chown_dirs(fd, dev, uid, gid, depth - 1);
+                sub =
+                    openat(dirfd(dir), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub >= 0)
+                        chown_dirs(sub, dev, uid, gid, depth - 1);
         }
 }
 
