@@ -49,9 +49,12 @@ static int which(const char *name, char *buf, size_t size)
         return -ENOENT;
 }
 
-/* jail.helper, else opd-jail next to opd (a build tree), else the installed one. */
+/* Where opd-jail is: jail.helper; else next to opd (a build tree); else ../libexec/opd/ from
+ * opd's own directory (an installed opd, whatever the prefix: /usr/sbin/opd finds
+ * /usr/libexec/opd/opd-jail); else the libexec directory opd was configured with. */
 static int helper_path(const struct opd *d, char *buf, size_t size)
 {
+        static const char *const rel[] = {"opd-jail", "../libexec/opd/opd-jail"};
         char self[PATH_MAX];
         ssize_t k;
 
@@ -63,12 +66,14 @@ static int helper_path(const struct opd *d, char *buf, size_t size)
 
                 self[k] = 0;
                 slash = strrchr(self, '/');
-                if (slash) {
-                        snprintf(slash + 1, sizeof(self) - (size_t)(slash + 1 - self), "opd-jail");
-                        if (access(self, X_OK) == 0) {
-                                snprintf(buf, size, "%s", self);
-                                return 0;
-                        }
+                for (size_t i = 0; slash && i < ELEMENTSOF(rel); i++) {
+                        char path[PATH_MAX];
+
+                        if (snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - self), self,
+                                     rel[i]) >= (int)sizeof(path))
+                                continue;
+                        if (access(path, X_OK) == 0)
+                                return realpath(path, buf) ? 0 : -errno;
                 }
         }
         snprintf(buf, size, "%s/opd-jail", OPD_LIBEXECDIR);
