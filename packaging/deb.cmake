@@ -3,7 +3,7 @@
 #   cmake --build build --target package        (or: cd build && cpack -G DEB)
 # The install() rules of the tree put opd, opctl, op-agent, the registry, the units, sysusers
 # and tmpfiles under the prefix (/usr in the package); this file adds the man pages, the bash
-# completion, the documentation and /etc/opd/opd.conf (a conffile), and the maintainer scripts
+# completion, the documentation, the Prometheus rules and /etc/opd/opd.conf (a conffile), and the maintainer scripts
 # in packaging/debian/. See docs/operations.md, "Debian package".
 
 set(OP_PKG_DIR ${CMAKE_CURRENT_LIST_DIR})
@@ -15,6 +15,8 @@ install(FILES ${OP_PKG_DIR}/completion/opctl DESTINATION ${CMAKE_INSTALL_DATADIR
 install(FILES ${CMAKE_SOURCE_DIR}/docs/operations.md ${CMAKE_SOURCE_DIR}/docs/architecture.md
               ${CMAKE_SOURCE_DIR}/docs/protocol.md ${CMAKE_SOURCE_DIR}/docs/images.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
+# Prometheus recording and alerting rules for opd's metrics (docs/metrics.md, "Rules").
+install(FILES ${OP_PKG_DIR}/prometheus/opd-rules.yml DESTINATION ${CMAKE_INSTALL_DATADIR}/opd/prometheus)
 # opd.service reads /etc/opd/opd.conf: the example, every key at its default. Absolute, so
 # only packages (CPack DEB installs with DESTDIR) and `cmake --install` as root put it there.
 install(FILES ${CMAKE_SOURCE_DIR}/systemd/opd.conf.example DESTINATION /etc/opd RENAME opd.conf)

@@ -149,6 +149,7 @@ class Package(unittest.TestCase):
             "usr/share/opd/languages.json": "-rw-r--r--",
             "usr/share/opd/opd.conf.example": "-rw-r--r--",
             "usr/share/opd/opd-s3.conf": "-rw-r--r--",
+            "usr/share/opd/prometheus/opd-rules.yml": "-rw-r--r--",
             "usr/share/bash-completion/completions/opctl": "-rw-r--r--",
             "usr/share/doc/opd/operations.md": "-rw-r--r--",
             "etc/opd/opd.conf": "-rw-r--r--",
