@@ -59,7 +59,7 @@ static void handle_spawn(const struct jail_req *req, const int *fds, size_t n_fd
         bool cg = false;
         pid_t pid = 0;
         uid_t uid = 0;
-        int r;
+        int r, step = 0;
 
         if (n_fds != req->n_fds)
                 r = -EBADMSG;
@@ -68,10 +68,15 @@ static void handle_spawn(const struct jail_req *req, const int *fds, size_t n_fd
         else
                 r = free_uid(&uid);
         if (r >= 0)
-                r = jail_spawn(&conf, &cgroup, req, fds, uid, &pid, &cg);
+                r = jail_spawn(&conf, &cgroup, req, fds, uid, &pid, &cg, &step);
         if (r < 0) {
                 m.err = r;
-                snprintf(m.text, sizeof(m.text), "%s: %s", req->name, strerror(-r));
+                if (step)
+                        snprintf(m.text, sizeof(m.text), "%s: jail set-up step %d: %s", req->name,
+                                 step, strerror(-r));
+                else
+                        snprintf(m.text, sizeof(m.text), "%s: %s", req->name, strerror(-r));
+                fprintf(stderr, "opd-jail: %s\n", m.text);
         } else {
                 lives[n_lives].pid = pid;
                 lives[n_lives].uid = uid;

@@ -426,7 +426,7 @@ fail:
 }
 
 int jail_spawn(const struct jail_conf *c, struct jail_cgroup *cg, const struct jail_req *req,
-               const int *fds, uid_t uid, pid_t *ret_pid, bool *ret_cgroup)
+               const int *fds, uid_t uid, pid_t *ret_pid, bool *ret_cgroup, int *ret_step)
 {
         _cleanup_close_ int vmdir = -1, procs = -1, go_rd = -1, go_wr = -1, err_rd = -1,
                             err_wr = -1;
@@ -501,6 +501,7 @@ int jail_spawn(const struct jail_conf *c, struct jail_cgroup *cg, const struct j
         if (k == sizeof(ce)) {
                 while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
                         ;
+                *ret_step = ce.step;
                 return ce.err > 0 ? -ce.err : -EIO;
         }
         *ret_pid = pid;

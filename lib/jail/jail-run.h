@@ -30,9 +30,10 @@ struct jail_cgroup {
 void jail_cgroup_init(struct jail_cgroup *cg, pid_t opd_pid);
 
 /* Start the VMM of req (SPAWN, already decoded) as uid:uid in a jail rooted at run_dir/req->name;
- * fds as req->n_fds. cgroup: whether the leaf was made (limits applied). */
+ * fds as req->n_fds. cgroup: whether the leaf was made (limits applied). On failure ret_step
+ * names the step of the jail's set-up that failed (0: before the child ran). */
 int jail_spawn(const struct jail_conf *c, struct jail_cgroup *cg, const struct jail_req *req,
-               const int *fds, uid_t uid, pid_t *ret_pid, bool *ret_cgroup);
+               const int *fds, uid_t uid, pid_t *ret_pid, bool *ret_cgroup, int *ret_step);
 
 /* After the VMM was reaped: its cgroup leaf removed, and its VM directory with everything in it
  * given back to opd (owner_uid:owner_gid), mode 0700, so opd can read and remove
