@@ -69,7 +69,10 @@ def running_vm(opd, before):
 class Faults(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.opd = Opd({"pool.sizes": "bash=1,python=0", "snapshot_check_ms": "300",
+        # pool.max_size = 0: the bash pool stays at one clone whatever the demand, so the VMM a
+        # request took is the one clone of `before` that a request holds (running_vm)
+        cls.opd = Opd({"pool.sizes": "bash=1,python=0", "pool.max_size": "0",
+                       "snapshot_check_ms": "300",
                        "agent_grace_ms": "2000", "snapshot_keep": "2"})
         cls.v1 = create_snapshot(cls.opd, "bash")
         cls.v2 = create_snapshot(cls.opd, "bash")

@@ -2,6 +2,7 @@
 AWS credentials in its environment, and still syncs a signed version, through opd-s3d's UNIX
 socket; opd-s3d answers GETs of snapshot objects under s3.prefix only. Against s3rver on
 loopback; snapshots are synthetic (pools off, no VM boots)."""
+import grp
 import os
 import shutil
 import socket
@@ -40,6 +41,7 @@ class S3Gateway(unittest.TestCase):
     def setUpClass(cls):
         cls.s3 = S3rver()
         cls.tmp = tempfile.mkdtemp(prefix="opd-s3-gateway-")
+        os.chmod(cls.tmp, 0o755)  # opd, as jail.user, reaches the gateway's socket in it
         cls.key, cls.pub = signing_key(cls.tmp)
 
     @classmethod
@@ -69,6 +71,8 @@ class S3Gateway(unittest.TestCase):
                 time.sleep(0.05)
             with open(gw_log.name) as f:
                 self.assertTrue(os.path.exists(sock), f.read())
+            # as opd-s3d.socket's SocketGroup=opd: opd runs as jail.user (opdtest: opd)
+            os.chown(sock, 0, grp.getgrnam("opd").gr_gid)
             # narrow: nothing outside the prefix, no other method
             self.assertEqual(http_get(sock, f"/{self.s3.bucket}/other/key")[0], 403)
             # (libevent answers a method it was not allowed 501 Not Implemented)
