@@ -4,9 +4,11 @@ Paths come from the environment that ctest sets: OP_BUILD_DIR (the CMake build t
 OP_SOURCE_DIR (the source tree) and OPD_IMAGES (built guest images, default
 /var/lib/opd/test-images, where scripts/test builds them).
 """
+import atexit
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
 import struct
@@ -19,6 +21,37 @@ SOURCE = os.environ.get("OP_SOURCE_DIR", os.path.join(os.path.dirname(__file__),
 IMAGES = os.environ.get("OPD_IMAGES", "/var/lib/opd/test-images")
 OPD = os.path.join(BUILD, "daemon", "opd")
 OPCTL = os.path.join(BUILD, "cli", "opctl")
+
+
+def _state_root():
+    """Where this test process keeps everything it makes (opd's cache and run directories,
+    s3rver's bucket, scratch files): OPD_TEST_TMPDIR if set, else /dev/shm when it is a tmpfs
+    with 4 GiB free, else the usual temporary directory. In RAM, the snapshots the tests make
+    (hundreds of MiB each) do not depend on how full the host's disk is: opd refuses to make a
+    snapshot it may have no room for, and it should. One directory per process, removed when
+    the process ends (OPD_TEST_KEEP=1 keeps it)."""
+    base = os.environ.get("OPD_TEST_TMPDIR")
+    if not base:
+        base = tempfile.gettempdir()
+        try:
+            with open("/proc/self/mounts") as f:
+                shm_is_tmpfs = any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in f)
+            st = os.statvfs("/dev/shm")
+            if shm_is_tmpfs and st.f_bavail * st.f_frsize >= 4 << 30 and \
+                    os.access("/dev/shm", os.W_OK | os.X_OK):
+                base = "/dev/shm"
+        except OSError:
+            pass
+    root = tempfile.mkdtemp(prefix="opd-tests-", dir=base)
+    os.chmod(root, 0o711)  # jail.user reaches the directories the tests hand to opd
+    if os.environ.get("OPD_TEST_KEEP") != "1":
+        atexit.register(shutil.rmtree, root, True)
+    return root
+
+
+# every tempfile call in the test process, and the programs it starts, use it
+tempfile.tempdir = _state_root()
+os.environ["TMPDIR"] = tempfile.tempdir
 
 
 def frame(obj_or_bytes):
