@@ -29,7 +29,7 @@ BAD_REQUESTS = [
     ("lang wrong type", exec_req(lang=3), "bad_request", '"lang"'),
     ("lang empty", exec_req(lang=""), "bad_request", '"lang"'),
     ("lang too long", exec_req(lang="l" * 100), "bad_request", '"lang"'),
-    ("unknown lang", exec_req(lang="cobol"), "unknown_language", "bash"),
+    ("unknown lang", exec_req(lang="intercal"), "unknown_language", "bash"),
     ("code missing", exec_req(code=None), "bad_request", '"code"'),
     ("code wrong type", exec_req(code={"a": 1}), "bad_request", '"code"'),
     ("stdin wrong type", exec_req(stdin=5), "bad_request", '"stdin"'),
@@ -174,7 +174,7 @@ class BadInput(unittest.TestCase):
         # a member that fails validation is answered under its id; the others are not affected
         c = self.opd.client()
         c.send({"op": "exec_batch", "id": "B", "requests": [
-            exec_req(id="m1", cpu_time_ms=-1), exec_req(id="m2", lang="cobol"),
+            exec_req(id="m1", cpu_time_ms=-1), exec_req(id="m2", lang="intercal"),
             exec_req(id="m3", stdin_stream=True)]})
         got = {}
         while "B" not in got:

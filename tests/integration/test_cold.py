@@ -61,7 +61,7 @@ class ColdBoot(unittest.TestCase):
         self.assertEqual(a["stdout"], "a\ufffdb\ufffdc")
 
     def test_unknown_language(self):
-        a = self.cold("cobol", "DISPLAY 'HI'", id="x1")
+        a = self.cold("intercal", "PLEASE GIVE UP", id="x1")
         self.assertFalse(a["ok"])
         self.assertEqual(a["id"], "x1")
         self.assertEqual(a["error"]["code"], "unknown_language")

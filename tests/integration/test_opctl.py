@@ -127,7 +127,7 @@ class OpctlFlags(unittest.TestCase):
     def test_batch(self):
         lines = [{"code": "echo one", "timeout_ms": 60000},
                  {"id": "three", "lang": "bash", "code": "exit 3"},
-                 {"lang": "cobol", "code": "x"}]
+                 {"lang": "intercal", "code": "x"}]
         path = os.path.join(self.tmp, "batch.jsonl")
         with open(path, "w") as f:
             f.write("\n".join(json.dumps(x) for x in lines) + "\n\n")

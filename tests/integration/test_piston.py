@@ -205,8 +205,8 @@ class Door(unittest.TestCase):
     def test_bad_requests(self):
         """Refused before any VM: Piston's error shape {"message": ...} with a 4xx status."""
         cases = [
-            ({"language": "cobol", "version": "*", "files": [{"content": "x"}]}, 400,
-             "cobol-* runtime is unknown"),
+            ({"language": "intercal", "version": "*", "files": [{"content": "x"}]}, 400,
+             "intercal-* runtime is unknown"),
             ({"language": "python", "version": "2.x", "files": [{"content": "x"}]}, 400,
              "python-2.x runtime is unknown"),
             ({"language": "python", "version": "*", "files": []}, 400, "files must hold"),

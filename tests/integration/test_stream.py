@@ -201,7 +201,7 @@ class Stream(unittest.TestCase):
         send(c, "exec-batch-request", {"op": "exec_batch", "id": "B", "requests": [
             {"id": "one", "lang": "bash", "code": "echo one"},
             {"id": "bad", "op": "exec", "lang": "bash", "code": "echo two; exit 3"},
-            {"id": "nolang", "lang": "cobol", "code": ""}]})
+            {"id": "nolang", "lang": "intercal", "code": ""}]})
         answers = {}
         while "B" not in answers:
             m = conforms("answer", c.recv())
