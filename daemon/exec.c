@@ -89,6 +89,7 @@ static json_t *build_reply(struct request *r, const struct op_agent_exec *x)
                           "mode", r->pool ? "warm" : "cold", "vm", r->vm->name);
         if (!reply || op_json_set_bytes(reply, "stdout", x->run.out.data, x->run.out.len) < 0 ||
             op_json_set_bytes(reply, "stderr", x->run.err.data, x->run.err.len) < 0 ||
+            op_agent_order_encode(reply, &x->run.order) < 0 ||
             json_object_set_new(reply, "exit_code",
                                 x->run.exit_code >= 0 ? json_integer(x->run.exit_code)
                                                       : json_null()) < 0 ||
