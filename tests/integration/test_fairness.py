@@ -82,6 +82,8 @@ class User:
     def stop(self):
         self.proc.kill()
         self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
 
 
 def run(i, code, **kw):
@@ -154,36 +156,35 @@ class Fairness(unittest.TestCase):
             opd.stop()
 
     def test_one_uid_holding_its_queue_does_not_starve_another(self):
-        # one VM slot; uid A runs one program and fills its queue (2), its next request is
+        # one VM slot; uid A holds it with a1 and fills its queue (2), its next request is
         # refused; uid B's request, sent after, gets the next slot before A's queued ones
         opd = start({"pool.size": "0", "max_vms": "1", "max_queued_per_uid": "2",
-                     "queue_timeout_ms": "600000"})
+                     "queue_timeout_ms": "600000", "limit.timeout_ms_max": "600000"})
         a = b = None
         try:
-            def run(i, code):
-                return {"op": "exec", "id": i, "lang": "bash", "code": code, "timeout_ms": 60000}
-            a = as_uid(NOBODY, opd.socket, [run("a1", "sleep 2; echo a1"), run("a2", "echo a2"),
-                                            run("a3", "echo a3"), run("a4", "echo a4")])
-            refused = json.loads(a.stdout.readline())  # a4: the uid's queue is full
+            a = User(NOBODY, opd.socket)
+            a.send(held("a1"))
+            for i in ("a2", "a3", "a4"):
+                a.send(run(i, f"echo {i}"))
+            refused = a.answer()  # a4: the uid's queue is full
             self.assertEqual((refused["id"], refused["error"]["code"]), ("a4", "busy"), refused)
             self.assertIn("max_queued_per_uid", refused["error"]["message"])
+            self.assertGreater(refused["error"]["retry_after_ms"], 0)
             wait_for(lambda: opd.call({"op": "status"})["counters"]["queued"] == 2,
                      "a2 and a3 to wait")
-            b = as_uid(OTHER, opd.socket, [run("b1", "echo b1")])
-            ans = json.loads(b.stdout.readline())
+            b = User(OTHER, opd.socket)
+            b.send(run("b1", "echo b1"))
+            wait_for(lambda: opd.call({"op": "status"})["counters"]["queued"] == 3, "b1 to wait")
+            a.send(release("a1"))
+            ans = b.answer()
             self.assertEqual((ans["id"], ans["ok"], ans["stdout"]), ("b1", True, "b1\n"), ans)
-            log = opd.read_log()
-            done = [line for line in log.splitlines() if "outcome=ok" in line]
-            ids = [line.split("exec id=")[1].split()[0] for line in done]
             # b1 ran right after a1: no queued request of A went first
-            self.assertEqual(ids[:2], ["a1", "b1"], ids)
+            self.assertEqual(served_order(opd)[:2], ["a1", "b1"])
         finally:
-            for p in (a, b):
-                if p:
-                    p.kill()
-                    p.wait()
+            for u in (a, b):
+                if u:
+                    u.stop()
             opd.stop()
-
 
 class WarmFairness(unittest.TestCase):
     """Requests of several uids waiting for the bash pool's one clone (pool.max_size = 0)."""
