@@ -213,6 +213,24 @@ static int decode(struct opd *d, json_t *id, json_t *req, struct op_exec *ret_e,
         return 0;
 }
 
+/* busy: the connection has max_inflight requests in flight. Its retry_after_ms is the guess
+ * of when a VM for the language the request names (not decoded yet: a name that is no string or
+ * no language counts as any VM) is likely free, as for the other busy answers. */
+static json_t *inflight_busy(struct opd *d, json_t *id, json_t *req, struct client *c)
+{
+        const char *name = json_string_value(json_object_get(req, "lang"));
+        const char *mode = json_string_value(json_object_get(req, "mode"));
+        const struct op_lang *lang = name ? op_langs_find(&d->langs, name) : NULL;
+        json_t *err =
+            op_error_reply(id, OP_ERR_BUSY, "%u requests already in flight on this connection",
+                           client_inflight(c));
+
+        json_object_set_new(
+            json_object_get(err, "error"), "retry_after_ms",
+            json_integer(request_retry_after_ms(d, lang, mode && strcmp(mode, "cold") == 0)));
+        return err;
+}
+
 /* Every exec, from the socket, a batch or the door, comes in here and is counted; sink gets
  * its answer, and its release once the request is gone (at once when it is refused). err: the
  * caller refused it already (takes the reference). */
@@ -227,9 +245,7 @@ static void submit(struct opd *d, json_t *id, json_t *req, struct client *c, uid
         if (err)
                 ;
         else if (c && !d->stopping && client_inflight(c) >= d->cfg.max_inflight)
-                err = op_error_reply(id, OP_ERR_BUSY,
-                                     "%u requests already in flight on this connection",
-                                     client_inflight(c));
+                err = inflight_busy(d, id, req, c);
         else if (decode(d, id, req, &e, &lang, &err) < 0)
                 ;
         else if (batch && e.stdin_stream) {
