@@ -3,8 +3,10 @@ fake-firecracker: a stand-in that serves Firecracker's API as firecracker-api.ya
 defines it and checks every request opd sends (method, path, body schema, no unknown fields,
 the documented ordering rules). It is not Firecracker: no guest runs; the real op-agent runs on
 the host behind its vsock socket. See docs/firecracker.md."""
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import tempfile
 import time
 import unittest
 
-from opdtest import BUILD, OPD, SOURCE, Opd
+from opdtest import BUILD, IMAGES, OPD, SOURCE, Opd
 from test_warm import wait_for
 
 FC_DIR = os.path.join(SOURCE, "tests", "firecracker")
@@ -265,7 +267,14 @@ class Jailed(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.rec = tempfile.mkdtemp(prefix="opd-fc-jail-rec-")
-        cls.base = tempfile.mkdtemp(prefix="opd-fc-jail-")
+        # A jail's files are hard links: its chroot base and the snapshot cache must be on the
+        # images' filesystem (opdtest keeps the tests' other state in RAM)
+        cls.fs = tempfile.mkdtemp(prefix="opd-fc-jail-",
+                                  dir=os.path.dirname(os.path.realpath(IMAGES)))
+        atexit.register(shutil.rmtree, cls.fs, True)
+        os.chmod(cls.fs, 0o711)
+        cls.base = os.path.join(cls.fs, "jails")
+        os.mkdir(cls.base, 0o700)
         # jails an opd left when it was killed: the dead one's go at start, a live one's stay
         dead = subprocess.Popen(["true"])
         dead.wait()
@@ -277,6 +286,7 @@ class Jailed(unittest.TestCase):
         cls.opd = Opd({"vmm": "firecracker", "firecracker.binary": FAKE,
                        "firecracker.jailer": FAKE_JAILER, "firecracker.jailer.uid": "1000",
                        "firecracker.jailer.gid": "1001", "firecracker.jailer.chroot_base": cls.base,
+                       "cache_dir": os.path.join(cls.fs, "cache"),
                        "firecracker.jailer.memory_max_mb": "640",
                        "firecracker.jailer.cpu_max_pct": "100",
                        "firecracker.track_dirty_pages": "1",
@@ -343,7 +353,7 @@ class Jailed(unittest.TestCase):
         boot = [r for r in lines(os.path.join(self.rec, "requests.jsonl"))
                 if r["id"] == create["id"] and r["path"] == "/machine-config"][0]
         self.assertIs(boot["body"]["track_dirty_pages"], True)
-        snapdir = os.path.join(self.opd.dir, "cache", "bash", version)
+        snapdir = os.path.join(self.fs, "cache", "bash", version)
         self.assertTrue(os.path.getsize(os.path.join(snapdir, "mem")) > 0)
         self.assertTrue(wait_for(lambda: (lambda p: p["snapshot"] == version and p["ready"] >= 1)(
             next(la["pool"] for la in self.opd.call({"op": "status"})["languages"]

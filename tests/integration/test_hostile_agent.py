@@ -45,6 +45,8 @@ REFUSED = [
     ("bad-run-ms", ("run_ms",)),  # -1e300
     ("bad-cpu-time", ("cpu_time_ms",)),  # usage.cpu_time_ms 1e300
     ("bad-b64", ("stdout_b64",)),  # "!!not base64!!"
+    ("bad-order", ("output_order",)),  # a run of 2^63 - 1 bytes of stderr
+    ("long-order", ("output_order", "oversized")),  # 100000 runs
     ("unknown-field", ("hostile_extra_field",)),
     ("die-midway", ()),  # half a frame, then the agent channel closes
 ]

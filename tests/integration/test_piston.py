@@ -153,6 +153,38 @@ class Door(unittest.TestCase):
         self.assertEqual((run["code"], run["signal"], run["status"]), (3, None, "RE"))
         self.assertIn("3", run["message"])
 
+    # Writes each piece only once the agent has read the one before (FIONREAD on the program's
+    # own end of the pipe drops to 0), so the order the agent sees is the order of the writes
+    # however the guest schedules the two.
+    ORDERED = ("import fcntl, os, struct, termios\n"
+               "def put(fd, b):\n"
+               "    os.write(fd, b)\n"
+               "    while struct.unpack('i', fcntl.ioctl(fd, termios.FIONREAD, b'1234'))[0]:\n"
+               "        os.sched_yield()\n"
+               "put(1, b'a\\n'); put(2, b'b\\n'); put(1, b'c\\n')\n")
+
+    def test_output_in_written_order(self):
+        """run.output holds stdout and stderr in the order the program wrote them, as Piston's
+        does; stdout and stderr stay apart."""
+        # (a python start under emulation on a busy machine can take seconds: a generous
+        # run_timeout)
+        status, res, _ = self.execute({"language": "python", "version": "*",
+                                       "files": [{"content": self.ORDERED}],
+                                       "run_timeout": 30000})
+        self.assertEqual(status, 200, res)
+        run = res["run"]
+        self.assertEqual(run["stdout"], "a\nc\n")
+        self.assertEqual(run["stderr"], "b\n")
+        self.assertEqual(run["output"], "a\nb\nc\n")
+        self.assertEqual((run["code"], run["status"]), (0, None))
+        # The socket's answer carries the order the door used.
+        ans = self.opd.call({"op": "exec", "lang": "python", "code": self.ORDERED,
+                             "timeout_ms": 30000})
+        self.assertTrue(ans["ok"], ans)
+        self.assertEqual((ans["stdout"], ans["stderr"]), ("a\nc\n", "b\n"))
+        self.assertEqual(ans["output_order"], [[1, 2], [2, 2], [1, 2]])
+        self.assertNotIn("output_order_partial", ans)
+
     def test_binary_files(self):
         """base64 and hex files holding bytes that are not text (NUL, 0xff) reach the program
         byte for byte."""
