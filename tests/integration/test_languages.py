@@ -204,7 +204,7 @@ PROGRAMS = {
                "    syscall\n    mov rax, 60\n    mov rdi, 3\n    syscall\n",
                "section .text\nglobal _start\n_start:\n    jmp undeclared_name\n"),
     "groovy": ('println "hello world"\n',
-               'System.out << System.in.text\nSystem.out.flush()\nSystem.err.println "oops"\n'
+               'print System.in.text\nSystem.out.flush()\nSystem.err.println "oops"\n'
                'System.exit(3)\n',
                None),
     "clojure": ('(println "hello world")\n',
