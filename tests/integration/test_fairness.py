@@ -4,10 +4,9 @@ user=). Root and opd's own user are exempt."""
 import json
 import os
 import subprocess
-import time
 import unittest
 
-from opdtest import Opd
+from opdtest import Opd, wait_for
 
 # A client as another uid: sends the requests of argv[2] (pipelined) on one connection, prints
 # each answer as one JSON line as it arrives, then waits for stdin to close.
@@ -42,17 +41,6 @@ def as_uid(uid, path, reqs):
                             stdout=subprocess.PIPE, text=True)
 
 
-def wait_for(cond, what, timeout=300):
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.1)
-
-
 def start(conf):
     opd = Opd({"socket_mode": "0666", "idle_timeout_ms": "0", **conf})
     os.chmod(opd.dir, 0o755)
@@ -85,7 +73,7 @@ class Fairness(unittest.TestCase):
             procs[0].stdin.close()
             procs[0].wait(30)
             wait_for(lambda: (lambda q: (q, json.loads(q.stdout.readline())["ok"]))(
-                as_uid(NOBODY, opd.socket, ping))[1], "room for the uid")
+                as_uid(NOBODY, opd.socket, ping))[1], 300, "room for the uid")
         finally:
             for p in procs:
                 p.kill()
@@ -106,7 +94,7 @@ class Fairness(unittest.TestCase):
             refused = json.loads(a.stdout.readline())  # a4: the uid's queue is full
             self.assertEqual((refused["id"], refused["error"]["code"]), ("a4", "busy"), refused)
             self.assertIn("max_queued_per_uid", refused["error"]["message"])
-            wait_for(lambda: opd.call({"op": "status"})["counters"]["queued"] == 2,
+            wait_for(lambda: opd.call({"op": "status"})["counters"]["queued"] == 2, 300,
                      "a2 and a3 to wait")
             b = as_uid(OTHER, opd.socket, [run("b1", "echo b1")])
             ans = json.loads(b.stdout.readline())

@@ -12,15 +12,7 @@ import socket
 import time
 import unittest
 
-from opdtest import Opd
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from opdtest import Opd, free_port, rss_bytes, wait_for
 
 
 def get(port, path, headers=None, timeout=60):
@@ -33,25 +25,6 @@ def get(port, path, headers=None, timeout=60):
         conn.close()
     body = json.loads(data) if "json" in (r.getheader("Content-Type") or "") else data
     return r.status, body
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
-def wait_for(cond, what, timeout=60):
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 def serves(port, path):
@@ -159,9 +132,8 @@ class Httpd(unittest.TestCase):
                     socks.append(connect_nb(port))
             # per peer (all of them 127.0.0.1): 50 held per listener, the rest answered 503
             # and closed, or waiting in the backlog
-            refused = wait_for(lambda: opd.call({"op": "metrics", "id": 1})["text"].count(
-                "opd_connections_refused_total 0") == 0, "refusals")
-            self.assertTrue(refused)
+            wait_for(lambda: opd.call({"op": "metrics", "id": 1})["text"].count(
+                "opd_connections_refused_total 0") == 0, 60, "refusals")
             # opd's socket is not held up by them
             for i in range(20):
                 self.assertTrue(opd.call({"op": "ping", "id": i}, timeout=30)["ok"])
@@ -169,8 +141,8 @@ class Httpd(unittest.TestCase):
                 s.close()
             socks = []
             # once they are gone both listeners serve again
-            wait_for(lambda: serves(self.door, "/api/v2/runtimes"), "the door")
-            wait_for(lambda: serves(self.metrics, "/metrics"), "metrics")
+            wait_for(lambda: serves(self.door, "/api/v2/runtimes"), 60, "the door")
+            wait_for(lambda: serves(self.metrics, "/metrics"), 60, "metrics")
         finally:
             for s in socks:
                 s.close()
@@ -225,10 +197,11 @@ class Httpd(unittest.TestCase):
                     s.settimeout(10)
                     s.connect(("127.0.0.1", port))
                     socks.append(s)
-                wait_for(lambda: any(answered_503(s) for s in socks), "a refusal at the reserve")
+                wait_for(lambda: any(answered_503(s) for s in socks), 60,
+                         "a refusal at the reserve")
                 # the reserve is kept for opd's own work: once the refused ones are closed, its
                 # socket answers while the HTTP connections are held
-                wait_for(lambda: opd.call({"op": "ping", "id": 1}, timeout=30)["ok"],
+                wait_for(lambda: opd.call({"op": "ping", "id": 1}, timeout=30)["ok"], 60,
                          "opd's socket to answer")
                 os.kill(opd.proc.pid, signal.SIGSTOP)
                 try:
@@ -240,12 +213,12 @@ class Httpd(unittest.TestCase):
                 finally:
                     os.kill(opd.proc.pid, signal.SIGCONT)
                 wait_for(lambda: opd.read_log().count("Too many open files; pausing") > before,
-                         "accept to run out of descriptors")
+                         60, "accept to run out of descriptors")
                 for s in socks:
                     s.close()
                 socks = []
-                wait_for(lambda: serves(port, path), f"{path} to serve again")
-                wait_for(lambda: opd.call({"op": "ping", "id": 2}, timeout=30)["ok"],
+                wait_for(lambda: serves(port, path), 60, f"{path} to serve again")
+                wait_for(lambda: opd.call({"op": "ping", "id": 2}, timeout=30)["ok"], 60,
                          "opd's socket to answer")
         finally:
             for s in socks:

@@ -12,18 +12,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import unittest
 
-from opdtest import OPD, Opd, ensure_opd_user
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from opdtest import OPD, Opd, ensure_opd_user, free_port, wait_for
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -254,10 +245,8 @@ class Door(unittest.TestCase):
         before = self.opd.call({"op": "status"})["counters"]["requests"]
         t = threading.Thread(target=run_first)
         t.start()
-        deadline = time.time() + 60
-        while self.opd.call({"op": "status"})["counters"]["requests"] == before:
-            self.assertLess(time.time(), deadline)
-            time.sleep(0.05)
+        wait_for(lambda: self.opd.call({"op": "status"})["counters"]["requests"] != before, 60,
+                 "the first request to reach opd")
         self.assertIn("\nopd_piston_inflight 1\n", self.opd.call({"op": "metrics"})["text"])
         status, res, _ = self.execute({"language": "bash", "version": "*",
                                        "files": [{"content": "echo second"}]})
@@ -331,10 +320,8 @@ class Listen(unittest.TestCase):
             before = opd.call({"op": "status"})["counters"]["requests"]
             t = threading.Thread(target=execute)
             t.start()
-            deadline = time.time() + 60
-            while opd.call({"op": "status"})["counters"]["requests"] == before:
-                self.assertLess(time.time(), deadline)
-                time.sleep(0.05)
+            wait_for(lambda: opd.call({"op": "status"})["counters"]["requests"] != before, 60,
+                     "the request to reach opd")
         finally:
             opd.stop()
         t.join()
