@@ -251,6 +251,9 @@ class Opd:
 
 # Small helpers the tests share.
 
+NPM_DIR = os.environ.get("OPD_NPM_DIR", "/var/lib/opd/npm")  # where scripts/install-npm installs
+
+
 def wait_for(cond, timeout, what, step=0.1):
     """Call cond every step seconds until it returns something true, and return that. Past
     timeout seconds (each caller says how long its wait may take) and one last call, an

@@ -101,6 +101,19 @@ class Httpd(unittest.TestCase):
             self.assertEqual(r.status, 403)
             self.assertIn("message", json.loads(r.read()))
             conn.close()
+            # a web page's form posting text/plain (a type the door takes, as fetch() sends it)
+            # carries the page's Origin: it runs nothing either
+            conn = http.client.HTTPConnection("127.0.0.1", self.door, timeout=60)
+            conn.request("POST", "/api/v2/execute",
+                         body=json.dumps({"language": "bash", "version": "*",
+                                          "files": [{"content": "echo hi"}]}),
+                         headers={"Origin": "http://attacker.example",
+                                  "Content-Type": "text/plain"})
+            r = conn.getresponse()
+            self.assertEqual(r.status, 403)
+            self.assertIn("message", json.loads(r.read()))
+            conn.close()
+            self.assertEqual(opd.call({"op": "status"})["counters"]["requests"], 0)
         finally:
             opd.stop()
 

@@ -222,8 +222,16 @@ class Door(unittest.TestCase):
             self.assertEqual(status, code, (body, res))
             self.assertEqual(set(res), {"message"}, res)
             self.assertIn(message, res["message"], body)
-        status, res, _ = self.execute({"language": "python"}, content_type="text/plain")
-        self.assertEqual((status, set(res)), (415, {"message"}))
+        # Piston's rule, application/json; text/plain is taken too (fetch() sends it for a string
+        # body: tests/integration/test_piston_client.py); form-urlencoded (curl -d), multipart
+        # and no type at all are not
+        for ctype in ("application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                      "text/plainx", None):
+            status, res, _ = self.execute({"language": "python"}, content_type=ctype)
+            self.assertEqual((status, set(res)), (415, {"message"}), ctype)
+        status, res, _ = self.execute({"language": "python"},
+                                      content_type="text/plain;charset=UTF-8")
+        self.assertEqual((status, res), (400, {"message": "version is required as a string"}))
         status, res, _ = request(self.conn(), "GET", "/api/v2/execute", content_type=None)
         self.assertEqual((status, set(res)), (405, {"message"}))
         status, res, _ = request(self.conn(), "GET", "/api/v2/packages", content_type=None)
