@@ -8,6 +8,7 @@ export declare const DEFAULT_MAX_FRAME: number;
 export type ErrorCode =
   | "bad_request" | "frame_too_large" | "unknown_op" | "unknown_language" | "pool_exhausted"
   | "timeout" | "vm_failed" | "busy" | "shutting_down" | "permission_denied" | "internal_error"
+  | "unavailable"
   | "connection_closed" | "protocol_error";
 
 export declare class OpdError extends Error {
@@ -30,6 +31,7 @@ export declare class Busy extends OpdError {}
 export declare class ShuttingDown extends OpdError {}
 export declare class PermissionDenied extends OpdError {}
 export declare class InternalError extends OpdError {}
+export declare class Unavailable extends OpdError {}
 export declare class ConnectionClosed extends OpdError {}
 export declare class ProtocolError extends OpdError {}
 export declare function errorFromAnswer(answer: Record<string, any>): OpdError;

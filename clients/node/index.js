@@ -47,6 +47,8 @@ export const Busy = errorClass("Busy", "busy", true);
 export const ShuttingDown = errorClass("ShuttingDown", "shutting_down", true);
 export const PermissionDenied = errorClass("PermissionDenied", "permission_denied");
 export const InternalError = errorClass("InternalError", "internal_error");
+/** opd runs no untrusted code on this host (TCG without allow_tcg = yes in its configuration). */
+export const Unavailable = errorClass("Unavailable", "unavailable");
 /** The connection ended before the answer (not an answer of opd's). */
 export const ConnectionClosed = errorClass("ConnectionClosed", "connection_closed", true);
 /** opd sent something that is not a frame of one JSON object. */
@@ -54,7 +56,7 @@ export const ProtocolError = errorClass("ProtocolError", "protocol_error");
 
 const BY_CODE = Object.fromEntries(
   [BadRequest, FrameTooLarge, UnknownOp, UnknownLanguage, PoolExhausted, GuestTimeout, VMFailed,
-    Busy, ShuttingDown, PermissionDenied, InternalError].map((C) => [C.code, C]));
+    Busy, ShuttingDown, PermissionDenied, InternalError, Unavailable].map((C) => [C.code, C]));
 
 /** The OpdError (subclass) an error answer or stdin_error event stands for. */
 export function errorFromAnswer(answer) {

@@ -24,25 +24,38 @@ uint32_t s3_chunk_count(uint64_t size, uint32_t chunk_size)
         return (uint32_t)((size + chunk_size - 1) / chunk_size);
 }
 
+int s3_chunkman_object(const char *text, size_t len, json_t **ret, char *errbuf, size_t errlen)
+{
+        json_error_t jerr;
+        json_t *o;
+
+        if (len > S3_CHUNKMAN_MAX)
+                return op_errf(errbuf, errlen, -EFBIG, "chunk manifest over %u bytes",
+                               S3_CHUNKMAN_MAX);
+        o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(o)) {
+                json_decref(o);
+                return op_errf(errbuf, errlen, -EINVAL, "chunk manifest: not a JSON object (%s)",
+                               jerr.text);
+        }
+        *ret = o;
+        return 0;
+}
+
 int s3_chunkman_parse(const char *text, size_t len, struct s3_chunkman *ret, char *errbuf,
                       size_t errlen)
 {
         struct s3_chunkman m = {0};
         json_auto_t *o = NULL;
         _cleanup_free_ char *snaptext = NULL;
-        json_error_t jerr;
         json_t *cs, *files, *f;
         uint64_t total = 0;
         size_t i;
         int r;
 
-        if (len > S3_CHUNKMAN_MAX)
-                return op_errf(errbuf, errlen, -EFBIG, "chunk manifest over %u bytes",
-                               S3_CHUNKMAN_MAX);
-        o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!json_is_object(o))
-                return op_errf(errbuf, errlen, -EINVAL, "chunk manifest: not a JSON object (%s)",
-                               jerr.text);
+        r = s3_chunkman_object(text, len, &o, errbuf, errlen);
+        if (r < 0)
+                return r;
         if (json_integer_value(json_object_get(o, "format")) != 1)
                 return op_errf(errbuf, errlen, -EINVAL, "chunk manifest: unknown \"format\"");
         cs = json_object_get(o, "chunk_size");

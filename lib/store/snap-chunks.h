@@ -39,6 +39,11 @@ void s3_chunkman_free(struct s3_chunkman *m);
 uint32_t s3_chunk_count(uint64_t size, uint32_t chunk_size);
 int s3_chunkman_parse(const char *text, size_t len, struct s3_chunkman *ret, char *errbuf,
                       size_t errlen);
+/* The envelope every manifest text shares, signed or bare: at most S3_CHUNKMAN_MAX bytes, one
+ * JSON object without duplicate keys. *ret is the caller's (json_decref). */
+struct json_t;
+int s3_chunkman_object(const char *text, size_t len, struct json_t **ret, char *errbuf,
+                       size_t errlen);
 /* Serialized, malloc'd. */
 char *s3_chunkman_text(const struct s3_chunkman *m);
 /* The plain layout: every file fetched whole (by ranges of chunk_size), checked as a whole. */

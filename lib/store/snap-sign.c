@@ -24,16 +24,12 @@ int snap_signed_parse(const char *text, size_t len, struct snap_signed *ret, cha
 {
         struct snap_signed s = {0};
         json_auto_t *o = NULL;
-        json_error_t jerr;
         json_t *fmt, *key, *sig, *man;
+        int r;
 
-        if (len > S3_CHUNKMAN_MAX)
-                return op_errf(errbuf, errlen, -EFBIG, "chunk manifest over %u bytes",
-                               S3_CHUNKMAN_MAX);
-        o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!json_is_object(o))
-                return op_errf(errbuf, errlen, -EINVAL, "chunk manifest: not a JSON object (%s)",
-                               jerr.text);
+        r = s3_chunkman_object(text, len, &o, errbuf, errlen);
+        if (r < 0)
+                return r;
         fmt = json_object_get(o, "format");
         if (!json_is_integer(fmt) || json_integer_value(fmt) != SNAP_SIGNED_FORMAT) {
                 /* a bare chunk manifest: its own parser judges it */

@@ -49,6 +49,7 @@ test("errors by code", () => {
     ["pool_exhausted", opd.PoolExhausted, true], ["timeout", opd.GuestTimeout, true],
     ["vm_failed", opd.VMFailed, true], ["shutting_down", opd.ShuttingDown, true],
     ["permission_denied", opd.PermissionDenied, false], ["internal_error", opd.InternalError, false],
+    ["unavailable", opd.Unavailable, false],
     ["frame_too_large", opd.FrameTooLarge, false], ["unknown_op", opd.UnknownOp, false]]) {
     const e = opd.errorFromAnswer({ id: 7, ok: false, error: { code, message: "m" } });
     assert.ok(e instanceof C && e instanceof opd.OpdError && e instanceof Error, code);

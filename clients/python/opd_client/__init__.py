@@ -6,7 +6,8 @@
 from .client import Client, Execution, exec_request, run
 from .errors import (BadRequest, Busy, ConnectionClosed, FrameTooLarge, GuestTimeout,
                      InternalError, OpdError, PermissionDenied, PoolExhausted, ProtocolError,
-                     ShuttingDown, UnknownLanguage, UnknownOp, VMFailed, error_from_answer)
+                     ShuttingDown, Unavailable, UnknownLanguage, UnknownOp, VMFailed,
+                     error_from_answer)
 from .protocol import PROTO_VERSION, Event, Result
 
 __version__ = "0.1.0"
@@ -15,5 +16,5 @@ __all__ = [
     "Client", "Execution", "Event", "Result", "run", "exec_request", "PROTO_VERSION",
     "OpdError", "BadRequest", "FrameTooLarge", "UnknownOp", "UnknownLanguage", "PoolExhausted",
     "GuestTimeout", "VMFailed", "Busy", "ShuttingDown", "PermissionDenied", "InternalError",
-    "ConnectionClosed", "ProtocolError", "error_from_answer",
+    "Unavailable", "ConnectionClosed", "ProtocolError", "error_from_answer",
 ]

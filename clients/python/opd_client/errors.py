@@ -83,6 +83,14 @@ class InternalError(OpdError):
     code = "internal_error"
 
 
+class Unavailable(OpdError):
+    """opd runs no untrusted code on this host: its accelerator is TCG (software emulation, no
+    isolation boundary) and its configuration does not set allow_tcg = yes. Not retryable:
+    nothing changes until the host or the configuration does."""
+
+    code = "unavailable"
+
+
 class ConnectionClosed(OpdError):
     """opd closed the connection before answering (the request's fate is unknown)."""
 
@@ -94,7 +102,7 @@ class ProtocolError(OpdError):
 
 _BY_CODE = {cls.code: cls for cls in (BadRequest, FrameTooLarge, UnknownOp, UnknownLanguage,
                                       PoolExhausted, GuestTimeout, VMFailed, Busy, ShuttingDown,
-                                      PermissionDenied, InternalError)}
+                                      PermissionDenied, InternalError, Unavailable)}
 
 
 def error_from_answer(answer):

@@ -57,6 +57,7 @@ class Codec(unittest.TestCase):
                                  ("shutting_down", opd_client.ShuttingDown, True),
                                  ("permission_denied", opd_client.PermissionDenied, False),
                                  ("internal_error", opd_client.InternalError, False),
+                                 ("unavailable", opd_client.Unavailable, False),
                                  ("frame_too_large", opd_client.FrameTooLarge, False),
                                  ("unknown_op", opd_client.UnknownOp, False),
                                  ("some_new_code", opd_client.OpdError, False)]:
@@ -292,6 +293,19 @@ class Daemon(unittest.TestCase):
             for _ in range(3):
                 self.assertTrue(c.ping()["pong"])
             self.assertEqual(c.connections, 1)
+
+    def test_unavailable(self):
+        """opd on TCG without allow_tcg runs no untrusted code: Unavailable, not retryable."""
+        from opdtest import Opd
+        opd = Opd({"allow_tcg": "no", "pool.size": "0"})
+        try:
+            with self.assertRaises(opd_client.Unavailable) as e:
+                opd_client.run("bash", "echo hi", socket_path=opd.socket)
+            self.assertEqual(e.exception.code, "unavailable")
+            self.assertFalse(e.exception.retryable)
+            self.assertIn("allow_tcg", e.exception.message)
+        finally:
+            opd.stop()
 
     def test_no_daemon(self):
         with self.assertRaises(FileNotFoundError):
