@@ -115,28 +115,45 @@ class WarmPython(unittest.TestCase):
         self.assertEqual(a["stdout"], str(48 << 20) + "\n")
         wait_serving(self.opd, "python", self.version, ready=2)
         mem = os.path.realpath(os.path.join(self.opd.dir, "cache", "python", self.version, "mem"))
+        def mapped(pid):
+            """The process's mappings of mem once it has any (a QEMU the pool has just started
+            holds the file before it maps it), or "gone" for a process that has ended."""
+            try:
+                with open(f"/proc/{pid}/maps") as f:
+                    return [ln.split() for ln in f if ln.rstrip().endswith(" " + mem)]
+            except (FileNotFoundError, ProcessLookupError):
+                return "gone"
+
         pids = self.opd.vmm_pids()
         self.assertTrue(pids)
+        checked = 0
         for pid in pids:
-            with open(f"/proc/{pid}/status") as f:
-                self.assertRegex(f.read(), r"(?m)^Seccomp:\s+2$", pid)
-            held = 0
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                        flags = int(next(ln for ln in f if ln.startswith("flags:")).split()[1], 8)
-                except FileNotFoundError:
-                    continue
-                if target == mem:
-                    held += 1
-                    self.assertEqual(flags & os.O_ACCMODE, os.O_RDONLY, (pid, fd, oct(flags)))
-            self.assertGreater(held, 0, f"QEMU {pid} holds no fd of {mem}")
-            with open(f"/proc/{pid}/maps") as f:
-                maps = [ln.split() for ln in f if ln.rstrip().endswith(" " + mem)]
-            self.assertTrue(maps, pid)
+            maps = wait_for(lambda: mapped(pid), 120, f"QEMU {pid} to map {mem}")
+            if maps == "gone":
+                continue
             for m in maps:  # private: writes go to the clone's own pages
                 self.assertEqual(m[1][3], "p", m)
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    self.assertRegex(f.read(), r"(?m)^Seccomp:\s+2$", pid)
+                held = 0
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    try:
+                        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                            flags = int(next(ln for ln in f
+                                             if ln.startswith("flags:")).split()[1], 8)
+                    except FileNotFoundError:
+                        continue
+                    if target == mem:
+                        held += 1
+                        self.assertEqual(flags & os.O_ACCMODE, os.O_RDONLY,
+                                         (pid, fd, oct(flags)))
+            except FileNotFoundError:
+                continue  # ended meanwhile
+            self.assertGreater(held, 0, f"QEMU {pid} holds no fd of {mem}")
+            checked += 1
+        self.assertGreater(checked, 0, pids)
 
     def test_zz_memory_file_unchanged_by_clones(self):
         # runs last in this class: every clone above wrote to its (private) guest memory
