@@ -281,7 +281,9 @@ class Container:
 
     def __init__(self, root, name):
         self.lower, self.name = root, name
-        self.scratch = tempfile.mkdtemp(prefix="opd-nspawn-", dir="/var/tmp")
+        # the overlay's upper layer (the package, opd's snapshots): where opdtest keeps the
+        # tests' state, in RAM, so a full host disk does not fail the container's opd
+        self.scratch = tempfile.mkdtemp(prefix="opd-nspawn-")
         self.root = os.path.join(self.scratch, "root")
         self.console = os.path.join(self.scratch, "console.log")
         self.proc = self.leader = self.cgroup = None

@@ -54,6 +54,18 @@ def wait_for(cond, what, timeout=60):
         time.sleep(0.05)
 
 
+def accept_queue(port):
+    """Connections the kernel holds for 127.0.0.1:port's listener, not yet accepted (for a
+    listening socket, /proc/net/tcp's rx_queue is its accept queue)."""
+    want = "0100007F:%04X" % port
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == want and fields[3] == "0A":  # LISTEN
+                return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"no listener on 127.0.0.1:{port}")
+
+
 def serves(port, path):
     try:
         return get(port, path, timeout=5)[0] == 200
@@ -213,8 +225,10 @@ class Httpd(unittest.TestCase):
         # listeners. Idle connections fill opd up to its reserve (the next ones are answered
         # 503), then a burst taken in one turn of the loop (opd stopped while they queue) runs
         # it out: accepting pauses, and each listener serves again afterwards
+        # (the idle connections must stay until the burst: no request deadline closes them)
         opd = self.start({"http.max_connections": "1000",
-                          "http.max_connections_per_peer": "1000"},
+                          "http.max_connections_per_peer": "1000",
+                          "http.request_timeout_ms": "3600000"},
                          argv=["prlimit", "--nofile=96:96"])
         socks = []
         try:
@@ -226,17 +240,23 @@ class Httpd(unittest.TestCase):
                     s.connect(("127.0.0.1", port))
                     socks.append(s)
                 wait_for(lambda: any(answered_503(s) for s in socks), "a refusal at the reserve")
-                # the reserve is kept for opd's own work: once the refused ones are closed, its
-                # socket answers while the HTTP connections are held
+                # Every one of them accepted (adopted below the reserve, or refused and closed
+                # by the turn of the loop that answers a ping sent after that): the reserve is
+                # kept for opd's own work, so its socket answers while the HTTP ones are held
+                wait_for(lambda: accept_queue(port) == 0, "opd to accept every connection")
                 wait_for(lambda: opd.call({"op": "ping", "id": 1}, timeout=30)["ok"],
                          "opd's socket to answer")
+                # Every descriptor below the HTTP reserve (2 x 24) is now a held connection, so
+                # 48 are free: 60 taken in one turn of the loop run out. They queue while opd is
+                # stopped (the empty accept queue holds 65: listen backlog 64).
                 os.kill(opd.proc.pid, signal.SIGSTOP)
                 try:
-                    for _ in range(60):  # the listen backlog holds 64
+                    for _ in range(60):
                         s = socket.socket()
                         s.settimeout(10)
                         s.connect(("127.0.0.1", port))
                         socks.append(s)
+                    wait_for(lambda: accept_queue(port) == 60, "the burst to queue")
                 finally:
                     os.kill(opd.proc.pid, signal.SIGCONT)
                 wait_for(lambda: opd.read_log().count("Too many open files; pausing") > before,
