@@ -155,7 +155,7 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
         r = clients_init(d);
         if (r < 0)
                 return r;
-        TAILQ_INIT(&d->queue);
+        fairq_init(&d->queue);
 
         r = op_langs_load(d->cfg.languages_file, d->cfg.images_dir, &d->langs, err, sizeof(err));
         if (r >= 0)

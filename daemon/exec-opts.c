@@ -156,6 +156,8 @@ int exec_reply_add_opts(struct request *r, const struct op_agent_exec *x, json_t
                 /* The output went out as events; the answer carries none. */
                 json_object_del(reply, "stdout_b64");
                 json_object_del(reply, "stderr_b64");
+                json_object_del(reply, "output_order");
+                json_object_del(reply, "output_order_partial");
                 if (set_new(reply, "stdout", json_string("")) < 0 ||
                     set_new(reply, "stderr", json_string("")) < 0 ||
                     set_new(reply, "streamed", json_true()) < 0)

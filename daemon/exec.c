@@ -89,6 +89,7 @@ static json_t *build_reply(struct request *r, const struct op_agent_exec *x)
                           "mode", r->pool ? "warm" : "cold", "vm", r->vm->name);
         if (!reply || op_json_set_bytes(reply, "stdout", x->run.out.data, x->run.out.len) < 0 ||
             op_json_set_bytes(reply, "stderr", x->run.err.data, x->run.err.len) < 0 ||
+            op_agent_order_encode(reply, &x->run.order) < 0 ||
             json_object_set_new(reply, "exit_code",
                                 x->run.exit_code >= 0 ? json_integer(x->run.exit_code)
                                                       : json_null()) < 0 ||
@@ -212,6 +213,24 @@ static int decode(struct opd *d, json_t *id, json_t *req, struct op_exec *ret_e,
         return 0;
 }
 
+/* busy: the connection has max_inflight requests in flight. Its retry_after_ms is the guess
+ * of when a VM for the language the request names (not decoded yet: a name that is no string or
+ * no language counts as any VM) is likely free, as for the other busy answers. */
+static json_t *inflight_busy(struct opd *d, json_t *id, json_t *req, struct client *c)
+{
+        const char *name = json_string_value(json_object_get(req, "lang"));
+        const char *mode = json_string_value(json_object_get(req, "mode"));
+        const struct op_lang *lang = name ? op_langs_find(&d->langs, name) : NULL;
+        json_t *err =
+            op_error_reply(id, OP_ERR_BUSY, "%u requests already in flight on this connection",
+                           client_inflight(c));
+
+        json_object_set_new(
+            json_object_get(err, "error"), "retry_after_ms",
+            json_integer(request_retry_after_ms(d, lang, mode && strcmp(mode, "cold") == 0)));
+        return err;
+}
+
 /* Every exec, from the socket, a batch or the door, comes in here and is counted; sink gets
  * its answer, and its release once the request is gone (at once when it is refused). err: the
  * caller refused it already (takes the reference). */
@@ -226,9 +245,7 @@ static void submit(struct opd *d, json_t *id, json_t *req, struct client *c, uid
         if (err)
                 ;
         else if (c && !d->stopping && client_inflight(c) >= d->cfg.max_inflight)
-                err = op_error_reply(id, OP_ERR_BUSY,
-                                     "%u requests already in flight on this connection",
-                                     client_inflight(c));
+                err = inflight_busy(d, id, req, c);
         else if (decode(d, id, req, &e, &lang, &err) < 0)
                 ;
         else if (batch && e.stdin_stream) {

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "evtimer.h"
+#include "fairq.h"
 #include "lang.h"
 
 struct access;
@@ -63,10 +64,10 @@ struct opd {
         struct door *door;         /* door.c: the Piston door */
         struct notify *notify;     /* notify.c: sd_notify timers */
 
-        TAILQ_HEAD(, request) queue; /* request.c: waiting for a VM slot to boot cold */
-        LIST_HEAD(, uid_use) uids;   /* request.c: what each uid holds (per-uid caps) */
-        uid_t rr_last;               /* request.c: the uid the last VM slot went to */
-        unsigned n_queued;           /* request.c: requests in the cold queue or a pool's waiters */
+        /* request.c: requests waiting for a VM slot to boot cold, round-robin by uid */
+        struct fairq queue;
+        LIST_HEAD(, uid_use) uids; /* request.c: what each uid holds (per-uid caps) */
+        unsigned n_queued;         /* request.c: requests in the cold queue or a pool's waiters */
 
         struct event *sigchld_ev, *sigterm_ev, *sigint_ev, *sighup_ev;
         struct event *reap_ev; /* frees closed clients and VMs at a safe point of the loop */

@@ -1,6 +1,6 @@
 /* request.c: an exec request's life from routing to its answer: the state machine and its one
- * timer, the cold queue (VM slots handed out round-robin by uid) and the wait for a clone, the
- * per-uid caps, the VM it runs in, the retry, the sink. */
+ * timer, the cold queue and the wait for a clone (both round-robin by uid), the per-uid caps,
+ * the VM it runs in, the retry, the sink. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -95,12 +95,45 @@ static bool uid_queue_full(const struct request *r)
         return max && !r->uid_exempt && r->uid && r->uid->queued >= max;
 }
 
-/* Its uid holds max_vms_per_uid VMs: it waits for one of them to end. */
+/* Its uid holds max_vms_per_uid VMs (booted or from a pool): it waits for one of them to end. */
 static bool uid_vms_full(const struct request *r)
 {
         uint32_t max = r->d->cfg.max_vms_per_uid;
 
         return max && !r->uid_exempt && r->uid && r->uid->vms >= max;
+}
+
+static struct request *request_of_item(const struct fairq_item *it)
+{
+        return it ? (struct request *)((char *)it - offsetof(struct request, queue_item)) : NULL;
+}
+
+static struct request *request_of_waiter(const struct pool_waiter *w)
+{
+        return (struct request *)((char *)w - offsetof(struct request, waiter));
+}
+
+/* May a queued request boot now, as far as its uid goes? */
+static bool queued_may_boot(const struct fairq_item *it, void *arg)
+{
+        return !uid_vms_full(request_of_item(it));
+}
+
+/* May a request take a paused clone now, as far as its uid goes? */
+static bool waiter_may_take(const struct pool_waiter *w)
+{
+        return !uid_vms_full(request_of_waiter(w));
+}
+
+/* Why a request that waited for a VM got none, for its answer: its uid's cap when that is what
+ * held it, else "". */
+static const char *held_by_cap(const struct request *r, char buf[static 96])
+{
+        if (!uid_vms_full(r))
+                return "";
+        snprintf(buf, 96, " (this user already uses %u VMs: max_vms_per_uid)",
+                 r->d->cfg.max_vms_per_uid);
+        return buf;
 }
 
 static void count_vm(struct request *r)
@@ -150,7 +183,7 @@ void request_set_state(struct request *r, enum request_state state)
                 return;
         /* Leave the old state's queue. */
         if (old == REQ_QUEUED) {
-                TAILQ_REMOVE(&d->queue, r, queue_link);
+                fairq_remove(&r->queue_item);
                 d->n_queued--;
         } else if (old == REQ_WAITING) {
                 pool_cancel(&r->waiter); /* nothing when the pool served it */
@@ -184,7 +217,7 @@ void request_set_state(struct request *r, enum request_state state)
         }
         /* Join the new state's queue last: a pool may serve a waiter at once. */
         if (state == REQ_QUEUED) {
-                TAILQ_INSERT_TAIL(&d->queue, r, queue_link);
+                fairq_push(&d->queue, &r->queue_item, req_uid(r));
                 d->n_queued++;
         } else if (state == REQ_WAITING) {
                 d->n_queued++;
@@ -295,10 +328,14 @@ void request_fail(struct request *r, enum op_err code, const char *fmt, ...)
         request_finish(r, op_error_reply(r->id, code, "%s", msg));
 }
 
+uint32_t request_retry_after_ms(struct opd *d, const struct op_lang *lang, bool cold)
+{
+        return pool_retry_after_ms(d->pools, cold || !lang ? NULL : pool_for(d->pools, lang));
+}
+
 /* busy or pool_exhausted, with the pools' guess of when a VM is likely free. */
 static void fail_retry(struct request *r, enum op_err code, const char *fmt, ...)
 {
-        struct pool *p = r->exec.mode == OP_MODE_COLD ? NULL : pool_for(r->d->pools, r->lang);
         char msg[512];
         json_t *reply;
         va_list ap;
@@ -307,8 +344,9 @@ static void fail_retry(struct request *r, enum op_err code, const char *fmt, ...
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         reply = op_error_reply(r->id, code, "%s", msg);
-        json_object_set_new(json_object_get(reply, "error"), "retry_after_ms",
-                            json_integer(pool_retry_after_ms(r->d->pools, p)));
+        json_object_set_new(
+            json_object_get(reply, "error"), "retry_after_ms",
+            json_integer(request_retry_after_ms(r->d, r->lang, r->exec.mode == OP_MODE_COLD)));
         request_finish(r, reply);
 }
 
@@ -368,37 +406,26 @@ static void boot(struct request *r)
                 return;
         }
         count_vm(r);
-        d->rr_last = req_uid(r);
+        fairq_served(&d->queue, req_uid(r)); /* the next slot goes to the next uid */
         request_set_state(r, REQ_BOOTING);
 }
 
-/* The next queued request to get a VM slot: round-robin by uid (the lowest uid above the one
- * served last, else the lowest), the oldest request of that uid; uids at max_vms_per_uid wait. */
+/* The next queued request to get a VM slot: round-robin by uid (the first uid after the one
+ * served last, in order of value, wrapping round), the oldest request of that uid; uids at
+ * max_vms_per_uid wait, keeping their turn. */
 static struct request *next_queued(struct opd *d)
 {
-        struct request *r, *best = NULL, *wrap = NULL;
-
-        TAILQ_FOREACH(r, &d->queue, queue_link)
-        {
-                uid_t uid = req_uid(r);
-
-                if (uid_vms_full(r))
-                        continue;
-                if (uid > d->rr_last) {
-                        if (!best || uid < req_uid(best))
-                                best = r;
-                } else if (!wrap || uid < req_uid(wrap))
-                        wrap = r;
-        }
-        return best ? best : wrap;
+        return request_of_item(fairq_peek(&d->queue, queued_may_boot, NULL));
 }
 
 void requests_kick(struct opd *d)
 {
         struct request *r;
 
-        while (d->tcg_refused && (r = TAILQ_FIRST(&d->queue)))
+        while (d->tcg_refused && (r = request_of_item(fairq_first(&d->queue))))
                 request_fail(r, OP_ERR_UNAVAILABLE, "%s", ACCEL_TCG_REFUSED);
+        /* Paused clones to the waiters whose uid may have one again (a VM of theirs ended). */
+        pools_serve_waiters(d->pools);
         /* boot() takes r out of the queue, booting or failed; an idle paused clone gives its
          * slot up to a queued request rather than hold it. */
         while ((r = next_queued(d)) && take_slot(d))
@@ -411,12 +438,12 @@ unsigned requests_queued(const struct opd *d)
         return d->n_queued;
 }
 
-/* Cold: boot now if a VM slot is free, else wait in line for one. */
+/* Cold: boot now if a VM slot is free and no queued request may have it, else wait in line. */
 static void start_cold(struct request *r)
 {
         struct opd *d = r->d;
 
-        if (TAILQ_EMPTY(&d->queue) && !uid_vms_full(r) && take_slot(d)) {
+        if (!next_queued(d) && !uid_vms_full(r) && take_slot(d)) {
                 boot(r);
                 return;
         }
@@ -448,23 +475,25 @@ static void start_warm(struct request *r, struct pool *p, struct vm *vm)
 
 static void on_served(struct pool_waiter *w, struct vm *vm)
 {
-        struct request *r = (struct request *)((char *)w - offsetof(struct request, waiter));
+        struct request *r = request_of_waiter(w);
 
         start_warm(r, pool_for(r->d->pools, r->lang), vm);
 }
 
-/* No clone came in time: cold when allowed, else pool_exhausted. */
+/* No clone came in time: cold when allowed, else pool_exhausted. A uid at its VM cap would
+ * wait once more in the cold queue for the same thing: it is answered now. */
 static void wait_failed(struct request *r)
 {
         struct opd *d = r->d;
+        char why[96];
 
         request_set_state(r, REQ_NEW);
-        if (d->cfg.pool_fallback_cold && r->exec.mode == OP_MODE_AUTO) {
+        if (d->cfg.pool_fallback_cold && r->exec.mode == OP_MODE_AUTO && !uid_vms_full(r)) {
                 start_cold(r);
                 return;
         }
-        fail_retry(r, OP_ERR_POOL_EXHAUSTED, "%s pool: no paused VM became free within %u ms",
-                   r->lang->name, d->cfg.queue_timeout_ms);
+        fail_retry(r, OP_ERR_POOL_EXHAUSTED, "%s pool: no paused VM became free within %u ms%s",
+                   r->lang->name, d->cfg.queue_timeout_ms, held_by_cap(r, why));
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -472,11 +501,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         struct request *r = arg;
         const struct op_config *cfg = &r->d->cfg;
         uint32_t compile_ms = compile_timeout_ms(r->lang, &r->exec, &cfg->limits);
+        char why[96];
 
         switch (r->state) {
         case REQ_QUEUED:
-                fail_retry(r, OP_ERR_POOL_EXHAUSTED, "no VM became free within %u ms",
-                           cfg->queue_timeout_ms);
+                fail_retry(r, OP_ERR_POOL_EXHAUSTED, "no VM became free within %u ms%s",
+                           cfg->queue_timeout_ms, held_by_cap(r, why));
                 break;
         case REQ_WAITING:
                 wait_failed(r);
@@ -531,7 +561,9 @@ void request_route(struct request *r)
                              r->lang->name, pool_error(p)[0] ? ": " : "", pool_error(p));
                 return;
         }
-        vm = pool_take(p);
+        /* A uid at its VM cap takes no clone: it waits for one in its turn once a VM of its
+         * ends. */
+        vm = pool_take(p, &r->waiter);
         if (vm) {
                 start_warm(r, p, vm);
                 return;
@@ -570,9 +602,11 @@ int request_new_for(struct opd *d, json_t *id, struct op_exec *e, const struct o
         r->lang = lang;
         r->sink = *sink;
         r->waiter.served = on_served;
+        r->waiter.may_take = waiter_may_take;
         r->t_start = op_now_us();
         r->uid = uid_use_get(d, uid);
         r->uid_exempt = uid_exempt(uid) || (c && c->may_admin);
+        r->waiter.key = req_uid(r);
         if (c) {
                 r->client = c;
                 LIST_INSERT_HEAD(&c->requests, r, client_link);

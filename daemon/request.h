@@ -8,6 +8,7 @@
 #include <sys/queue.h>
 #include <sys/time.h>
 
+#include "fairq.h"
 #include "msg.h"
 #include "pool.h"
 #include "snapshot.h"
@@ -63,8 +64,8 @@ bool uid_exempt(uid_t uid);
 
 struct request {
         LIST_ENTRY(request) client_link;
-        TAILQ_ENTRY(request) queue_link; /* in d->queue (REQ_QUEUED) */
-        struct pool_waiter waiter;       /* in a pool's waiters (REQ_WAITING) */
+        struct fairq_item queue_item; /* in d->queue (REQ_QUEUED), by uid */
+        struct pool_waiter waiter;    /* in a pool's waiters (REQ_WAITING), by uid */
         struct opd *d;
         enum request_state state; /* request_set_state() only */
         struct client *client;    /* the connection it came on, NULL from inside opd */
@@ -112,7 +113,10 @@ void request_cancel(struct request *r);
 /* Count an answer in d->stats and hand it to the sink: every answer to an exec, from a request
  * or a refusal before one exists, goes through here. */
 void request_sink_answer(struct opd *d, const struct request_sink *sink, json_t *answer);
-/* A VM slot may have freed up: boot queued requests. */
+/* When an exec refused busy or pool_exhausted may try again, in ms (its "retry_after_ms"): the
+ * pools' guess of when a clone of lang is likely ready, or any VM when cold or lang is NULL. */
+uint32_t request_retry_after_ms(struct opd *d, const struct op_lang *lang, bool cold);
+/* A VM slot may have freed up, or a uid's VM ended: serve waiters, boot queued requests. */
 void requests_kick(struct opd *d);
 /* Requests waiting: the cold queue and every pool's waiters (bounded by max_queued). */
 unsigned requests_queued(const struct opd *d);

@@ -729,7 +729,9 @@ static int warm_handoff(const struct exec_req *q, const char *dir, bool prime, c
 static json_t *compile_phase(json_t *id, const struct agent_compile *c, const struct agent_job *job,
                              struct agent_result *cres)
 {
-        struct agent_result none = {.out = (char *)"", .err = (char *)"", .exit_code = -1};
+        /* The program did not run: no output, in no order. */
+        struct agent_result none = {
+            .out = (char *)"", .err = (char *)"", .exit_code = -1, .order = {.known = true}};
         struct op_agent_answer ans;
         json_t *answer;
         int r;

@@ -113,6 +113,7 @@ void agent_result_fields(struct op_agent_run *ret, const struct agent_result *r)
         *ret = (struct op_agent_run){
             .out = {.data = r->out, .len = r->out_len},
             .err = {.data = r->err, .len = r->err_len},
+            .order = r->order, /* borrowed too */
             .exit_code = r->signal == 0 && r->exit_code >= 0 ? r->exit_code : -1,
             .signal = r->signal,
             .timed_out = r->timed_out,

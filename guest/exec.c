@@ -73,6 +73,7 @@ struct run {
         bool group_killed;
         struct feed in, ctl; /* stdin; the hand-off on fd 3 */
         struct stream out, err;
+        struct op_agent_order order; /* of what out and err keep */
         size_t output_max;
         bool timed_out, truncated;
         const struct agent_io *io; /* streaming hooks, or NULL */
@@ -300,6 +301,8 @@ static bool drain(struct run *r, struct stream *s)
         memcpy(s->buf + s->len, chunk, keep);
         s->len += keep;
         s->buf[s->len] = 0;
+        /* Without memory for it, the order is dropped (unknown), not the output. */
+        (void)op_agent_order_add(&r->order, s == &r->out ? 1 : 2, keep);
         if ((size_t)k > room) {
                 r->truncated = true;
                 return false;
@@ -676,6 +679,7 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
                 rc = stream_init(&r.err, job->output_max);
 
         if (rc == 0) {
+                r.order.known = !(job->io && job->io->output);
                 r.output_max = job->output_max;
                 r.in.data = job->stdin_data;
                 r.in.left = job->stdin_len;
@@ -727,6 +731,9 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
         if (rc < 0)
                 goto fail;
 
+        (void)op_agent_order_end(&r.order);
+        ret->order = r.order;
+        r.order = (struct op_agent_order){0};
         ret->out = r.out.buf;
         ret->out_total = r.out.len;
         ret->err = r.err.buf;
@@ -754,6 +761,7 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
 fail:
         free(r.out.buf);
         free(r.err.buf);
+        op_agent_order_done(&r.order);
         return rc;
 }
 
@@ -988,5 +996,6 @@ void agent_result_done(struct agent_result *r)
                 return;
         free(r->out);
         free(r->err);
+        op_agent_order_done(&r->order);
         *r = (struct agent_result){0};
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "agent-msg.h"
 #include "runlimit.h"
 
 /* Streaming hooks of a run (all optional). */
@@ -70,6 +71,9 @@ struct agent_result {
         uint64_t run_us;             /* from fork (or hand-off) to the end of the last output */
         size_t out_total, err_total; /* bytes read per stream (up to output_max), kept or not */
         struct agent_usage usage;
+        /* How the kept bytes of out and err interleaved, in the order they were read (not known
+         * when the output was streamed, or when there was no memory to record it). */
+        struct op_agent_order order;
 };
 
 /* Run the job. 0 with *ret filled (free with agent_result_done()), or a negative errno when the

@@ -228,10 +228,247 @@ static int get_version(json_t *v, const char *what, char ret[static OP_AGENT_VER
         return 0;
 }
 
+/* ---- output order ---- */
+
+static const char *const stream_names[] = {"", "stdout", "stderr"};
+
+static int order_reserve(struct op_agent_order *o, size_t n)
+{
+        struct op_agent_segment *seg;
+        size_t cap = o->cap ? o->cap : 16;
+
+        if (n <= o->cap)
+                return 0;
+        while (cap < n)
+                cap *= 2;
+        if (cap > OP_AGENT_ORDER_MAX)
+                cap = OP_AGENT_ORDER_MAX;
+        seg = n <= cap ? realloc(o->seg, cap * sizeof(*seg)) : NULL;
+        if (!seg) {
+                op_agent_order_done(o);
+                return -ENOMEM;
+        }
+        o->seg = seg;
+        o->cap = cap;
+        return 0;
+}
+
+int op_agent_order_add(struct op_agent_order *o, int stream, size_t len)
+{
+        int r;
+
+        if (!o->known || len == 0 || (stream != 1 && stream != 2))
+                return 0;
+        if (o->partial) {
+                o->rest[stream - 1] += len;
+                return 0;
+        }
+        if (o->n > 0 && o->seg[o->n - 1].stream == stream) {
+                o->seg[o->n - 1].len += len;
+                return 0;
+        }
+        /* Two segments stay free for the rest of each stream. */
+        if (o->n == OP_AGENT_ORDER_MAX - 2) {
+                o->partial = true;
+                o->rest[stream - 1] += len;
+                return 0;
+        }
+        r = order_reserve(o, o->n + 1);
+        if (r < 0)
+                return r;
+        o->seg[o->n++] = (struct op_agent_segment){.stream = stream, .len = len};
+        return 0;
+}
+
+int op_agent_order_end(struct op_agent_order *o)
+{
+        int r;
+
+        if (!o->known || !o->partial)
+                return 0;
+        for (int s = 1; s <= 2; s++) {
+                size_t len = o->rest[s - 1];
+
+                o->rest[s - 1] = 0;
+                if (len == 0)
+                        continue;
+                if (o->n > 0 && o->seg[o->n - 1].stream == s) {
+                        o->seg[o->n - 1].len += len;
+                        continue;
+                }
+                r = order_reserve(o, o->n + 1);
+                if (r < 0)
+                        return r;
+                o->seg[o->n++] = (struct op_agent_segment){.stream = s, .len = len};
+        }
+        return 0;
+}
+
+void op_agent_order_done(struct op_agent_order *o)
+{
+        free(o->seg);
+        *o = (struct op_agent_order){0};
+}
+
+int op_agent_order_check(const struct op_agent_order *o, size_t out_len, size_t err_len,
+                         const char *what, const char *path, char *errbuf, size_t errlen)
+{
+        size_t left[2] = {out_len, err_len};
+
+        if (!o->known)
+                return 0;
+        if (o->n > OP_AGENT_ORDER_MAX)
+                return op_proto_fail(errbuf, errlen,
+                                     "%s whose \"%soutput_order\" has %zu segments, over the "
+                                     "limit of %d",
+                                     what, path, o->n, OP_AGENT_ORDER_MAX);
+        for (size_t i = 0; i < o->n; i++) {
+                const struct op_agent_segment *g = &o->seg[i];
+
+                if ((g->stream != 1 && g->stream != 2) || g->len == 0)
+                        return op_proto_fail(errbuf, errlen,
+                                             "%s whose \"%soutput_order[%zu]\" is not [1 or 2, "
+                                             "a count of bytes from 1]",
+                                             what, path, i);
+                if (i > 0 && o->seg[i - 1].stream == g->stream)
+                        return op_proto_fail(errbuf, errlen,
+                                             "%s whose \"%soutput_order[%zu]\" is of the same "
+                                             "stream as the segment before it",
+                                             what, path, i);
+                if (g->len > left[g->stream - 1])
+                        return op_proto_fail(errbuf, errlen,
+                                             "%s whose \"%soutput_order\" counts more bytes of "
+                                             "%s than the %zu of \"%s%s\"",
+                                             what, path, stream_names[g->stream],
+                                             g->stream == 1 ? out_len : err_len, path,
+                                             stream_names[g->stream]);
+                left[g->stream - 1] -= g->len;
+        }
+        for (int s = 1; s <= 2; s++)
+                if (left[s - 1] > 0)
+                        return op_proto_fail(errbuf, errlen,
+                                             "%s whose \"%soutput_order\" counts %zu bytes of "
+                                             "%s, not the %zu of \"%s%s\"",
+                                             what, path, (s == 1 ? out_len : err_len) - left[s - 1],
+                                             stream_names[s], s == 1 ? out_len : err_len, path,
+                                             stream_names[s]);
+        return 0;
+}
+
+int op_agent_order_decode(json_t *obj, size_t out_len, size_t err_len, const char *what,
+                          const char *path, struct op_agent_order *ret, char *errbuf, size_t errlen)
+{
+        json_t *v = json_object_get(obj, "output_order");
+        struct op_agent_order o = {0};
+        size_t n;
+        int r;
+
+        if (!v) {
+                if (json_object_get(obj, "output_order_partial"))
+                        return op_proto_fail(errbuf, errlen,
+                                             "%s with \"%soutput_order_partial\" and no "
+                                             "\"%soutput_order\"",
+                                             what, path, path);
+                *ret = o;
+                return 0;
+        }
+        if (!json_is_array(v))
+                return op_proto_fail(errbuf, errlen, "%s whose \"%soutput_order\" is not an array",
+                                     what, path);
+        n = json_array_size(v);
+        if (n > OP_AGENT_ORDER_MAX)
+                return op_proto_fail(errbuf, errlen,
+                                     "%s whose \"%soutput_order\" has %zu segments, over the "
+                                     "limit of %d",
+                                     what, path, n, OP_AGENT_ORDER_MAX);
+        r = get_bool(obj, what, path, "output_order_partial", false, &o.partial, errbuf, errlen);
+        if (r < 0)
+                return r;
+        o.seg = calloc(n ? n : 1, sizeof(*o.seg));
+        if (!o.seg)
+                return -ENOMEM;
+        o.known = true;
+        o.n = o.cap = n;
+        for (size_t i = 0; i < n; i++) {
+                json_t *e = json_array_get(v, i), *s = json_array_get(e, 0),
+                       *len = json_array_get(e, 1);
+
+                if (!json_is_array(e) || json_array_size(e) != 2 || !json_is_integer(s) ||
+                    !json_is_integer(len) || json_integer_value(len) < 1 ||
+                    (uint64_t)json_integer_value(len) > (out_len > err_len ? out_len : err_len) ||
+                    (json_integer_value(s) != 1 && json_integer_value(s) != 2)) {
+                        op_agent_order_done(&o);
+                        return op_proto_fail(errbuf, errlen,
+                                             "%s whose \"%soutput_order[%zu]\" is not [1 or 2, "
+                                             "a count of bytes from 1]",
+                                             what, path, i);
+                }
+                o.seg[i] = (struct op_agent_segment){.stream = (int)json_integer_value(s),
+                                                     .len = (size_t)json_integer_value(len)};
+        }
+        r = op_agent_order_check(&o, out_len, err_len, what, path, errbuf, errlen);
+        if (r < 0) {
+                op_agent_order_done(&o);
+                return r;
+        }
+        *ret = o;
+        return 0;
+}
+
+int op_agent_order_encode(json_t *obj, const struct op_agent_order *o)
+{
+        json_t *list;
+
+        if (!o->known)
+                return 0;
+        list = json_array();
+        if (!list || json_object_set_new(obj, "output_order", list) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < o->n; i++)
+                if (json_array_append_new(
+                        list, json_pack("[i, I]", o->seg[i].stream, (json_int_t)o->seg[i].len)) < 0)
+                        return -ENOMEM;
+        if (o->partial && json_object_set_new(obj, "output_order_partial", json_true()) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+char *op_agent_order_join(const struct op_agent_order *o, const char *out, size_t out_len,
+                          const char *err, size_t err_len)
+{
+        size_t at[2] = {0, 0}, n = 0;
+        const char *src[2] = {out, err};
+        char *buf;
+
+        if (err_len >= SIZE_MAX - out_len)
+                return NULL;
+        buf = malloc(out_len + err_len + 1);
+        if (!buf)
+                return NULL;
+        if (!o || !o->known) {
+                if (out_len)
+                        memcpy(buf, out, out_len);
+                if (err_len)
+                        memcpy(buf + out_len, err, err_len);
+                buf[out_len + err_len] = 0;
+                return buf;
+        }
+        for (size_t i = 0; i < o->n; i++) {
+                int s = o->seg[i].stream - 1;
+
+                memcpy(buf + n, src[s] + at[s], o->seg[i].len);
+                at[s] += o->seg[i].len;
+                n += o->seg[i].len;
+        }
+        buf[n] = 0;
+        return buf;
+}
+
 static void run_done(struct op_agent_run *r)
 {
         bytes_done(&r->out);
         bytes_done(&r->err);
+        op_agent_order_done(&r->order);
 }
 
 /* stdout, stderr, exit_code, signal, timed_out, truncated, run_ms of the run or "compile." */
@@ -244,6 +481,9 @@ static int decode_run(json_t *obj, const char *what, const char *path, size_t ou
         r = get_bytes(obj, what, path, "stdout", output_max, &k.out, errbuf, errlen);
         if (r == 0)
                 r = get_bytes(obj, what, path, "stderr", output_max, &k.err, errbuf, errlen);
+        if (r == 0)
+                r = op_agent_order_decode(obj, k.out.len, k.err.len, what, path, &k.order, errbuf,
+                                          errlen);
         if (r == 0)
                 r = get_int_or_null(obj, what, path, "exit_code", 0, 255, -1, &k.exit_code, errbuf,
                                     errlen);
@@ -270,8 +510,17 @@ static int decode_run(json_t *obj, const char *what, const char *path, size_t ou
 }
 
 static const char *const compile_fields[] = {
-    "stdout", "stdout_b64", "stderr",    "stderr_b64", "exit_code",
-    "signal", "timed_out",  "truncated", "run_ms",
+    "stdout",
+    "stdout_b64",
+    "stderr",
+    "stderr_b64",
+    "exit_code",
+    "signal",
+    "timed_out",
+    "truncated",
+    "run_ms",
+    "output_order",
+    "output_order_partial",
 };
 
 static int decode_compile(json_t *c, const struct op_agent_limits *lim, struct op_agent_exec *x,
@@ -448,9 +697,10 @@ static void exec_done(struct op_agent_exec *x)
 }
 
 static const char *const exec_fields[] = {
-    "id",        "ok",     "stdout",    "stdout_b64", "stderr",  "stderr_b64",
-    "exit_code", "signal", "timed_out", "truncated",  "run_ms",  "warm_used",
-    "status",    "usage",  "limits_by", "streamed",   "compile", "files",
+    "id",         "ok",        "stdout", "stdout_b64",   "stderr",
+    "stderr_b64", "exit_code", "signal", "timed_out",    "truncated",
+    "run_ms",     "warm_used", "status", "usage",        "limits_by",
+    "streamed",   "compile",   "files",  "output_order", "output_order_partial",
 };
 
 static int decode_exec(json_t *obj, const struct op_agent_limits *lim, struct op_agent_exec *ret,
@@ -757,7 +1007,8 @@ static int encode_run(json_t *o, const struct op_agent_run *run)
                     run->exit_code >= 0 ? json_integer(run->exit_code) : json_null()) < 0 ||
             set_new(o, "signal", run->signal ? json_integer(run->signal) : json_null()) < 0 ||
             set_new(o, "timed_out", json_boolean(run->timed_out)) < 0 ||
-            set_new(o, "truncated", json_boolean(run->truncated)) < 0)
+            set_new(o, "truncated", json_boolean(run->truncated)) < 0 ||
+            op_agent_order_encode(o, &run->order) < 0)
                 return -ENOMEM;
         if (run->has_run_ms && set_new(o, "run_ms", json_real(run->run_ms)) < 0)
                 return -ENOMEM;
@@ -867,12 +1118,23 @@ static bool bytes_equal(const struct op_agent_bytes *a, const struct op_agent_by
         return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
 }
 
+static bool order_equal(const struct op_agent_order *a, const struct op_agent_order *b)
+{
+        if (a->known != b->known || (a->known && (a->partial != b->partial || a->n != b->n)))
+                return false;
+        for (size_t i = 0; a->known && i < a->n; i++)
+                if (a->seg[i].stream != b->seg[i].stream || a->seg[i].len != b->seg[i].len)
+                        return false;
+        return true;
+}
+
 static bool run_equal(const struct op_agent_run *a, const struct op_agent_run *b)
 {
-        return bytes_equal(&a->out, &b->out) && bytes_equal(&a->err, &b->err) &&
-               a->exit_code == b->exit_code && a->signal == b->signal &&
-               a->timed_out == b->timed_out && a->truncated == b->truncated &&
-               a->has_run_ms == b->has_run_ms && (!a->has_run_ms || a->run_ms == b->run_ms);
+        return order_equal(&a->order, &b->order) && bytes_equal(&a->out, &b->out) &&
+               bytes_equal(&a->err, &b->err) && a->exit_code == b->exit_code &&
+               a->signal == b->signal && a->timed_out == b->timed_out &&
+               a->truncated == b->truncated && a->has_run_ms == b->has_run_ms &&
+               (!a->has_run_ms || a->run_ms == b->run_ms);
 }
 
 static bool exec_equal(const struct op_agent_exec *a, const struct op_agent_exec *b)
@@ -931,15 +1193,20 @@ static size_t bytes_wire_max(size_t max)
         return sat_add(sat_add(sat_mul(max, 6), sat_mul(max / 3 + 1, 4)), 64);
 }
 
+/* An output order of OP_AGENT_ORDER_MAX segments ("[2,N]," with N of up to 20 digits), the
+ * keys and the partial flag. */
+#define ORDER_WIRE_MAX (OP_AGENT_ORDER_MAX * 26u + 64u)
+
 size_t op_agent_frame_max(const struct op_agent_limits *lim)
 {
         size_t n = OP_AGENT_FRAME_SLACK;
 
         if (lim->op != OP_AGENT_OP_EXEC)
                 return OP_AGENT_FRAME_SMALL;
-        n = sat_add(n, sat_mul(bytes_wire_max(lim->output_max), 2));
+        n = sat_add(n, sat_add(sat_mul(bytes_wire_max(lim->output_max), 2), ORDER_WIRE_MAX));
         if (lim->compile)
-                n = sat_add(n, sat_mul(bytes_wire_max(lim->compile_output_max), 2));
+                n = sat_add(n, sat_add(sat_mul(bytes_wire_max(lim->compile_output_max), 2),
+                                       ORDER_WIRE_MAX));
         for (size_t i = 0; lim->output_files && i < lim->n_output_files; i++)
                 n = sat_add(n, sat_add(bytes_wire_max(lim->output_file_max),
                                        sat_add(sat_mul(strlen(lim->output_files[i]), 6), 64)));

@@ -50,9 +50,58 @@ struct op_agent_bytes {
         size_t len;
 };
 
+/* The most segments in an output order (below). */
+#define OP_AGENT_ORDER_MAX 1024
+
+/* One run of bytes that the agent read from one stream of the program. */
+struct op_agent_segment {
+        int stream; /* 1: stdout, 2: stderr */
+        size_t len; /* at least 1 */
+};
+
+/* How a program's stdout and stderr interleaved ("output_order", "output_order_partial"): the
+ * segments in the order the agent read them, adjacent ones of different streams, whose lengths
+ * add up to exactly the bytes of each stream. When the program switched streams more often than
+ * the cap allows, partial is set: the segments up to OP_AGENT_ORDER_MAX - 2 are in read order,
+ * then come (at most) one segment with the rest of stdout and one with the rest of stderr. */
+struct op_agent_order {
+        bool known; /* false: no order (an agent that predates it, or output that was streamed) */
+        bool partial;
+        struct op_agent_segment *seg; /* malloc'd */
+        size_t n, cap;
+        size_t rest[2]; /* while recording, once partial: bytes of stdout, stderr not in seg */
+};
+
+/* Recording, in the agent: note len bytes just read from stream (1 or 2). An order starts as
+ * {0} with known set; 0, or -ENOMEM (the order is then dropped: known is false). */
+int op_agent_order_add(struct op_agent_order *o, int stream, size_t len);
+/* End the recording: the rest of each stream goes after the segments kept. */
+int op_agent_order_end(struct op_agent_order *o);
+void op_agent_order_done(struct op_agent_order *o);
+
+/* Check an order against the bytes of its run (out_len of stdout, err_len of stderr): at most
+ * OP_AGENT_ORDER_MAX segments, each of stream 1 or 2 and at least one byte, adjacent ones of
+ * different streams, the lengths of each stream adding up to exactly its bytes. 0, or -EINVAL
+ * with what is wrong in errbuf ("<what> whose \"<path>output_order\" ..."). Pure. */
+int op_agent_order_check(const struct op_agent_order *o, size_t out_len, size_t err_len,
+                         const char *what, const char *path, char *errbuf, size_t errlen);
+/* obj["output_order"] and obj["output_order_partial"] (both optional: absent, known is false)
+ * into *ret, checked as above. 0, -EINVAL with a message naming the field, or -ENOMEM; *ret is
+ * untouched on failure. */
+int op_agent_order_decode(json_t *obj, size_t out_len, size_t err_len, const char *what,
+                          const char *path, struct op_agent_order *ret, char *errbuf,
+                          size_t errlen);
+/* Set obj["output_order"] (and "output_order_partial" when partial) when o is known. */
+int op_agent_order_encode(json_t *obj, const struct op_agent_order *o);
+/* The bytes of out and err interleaved as o says (known and checked), else out then err;
+ * malloc'd, NUL-ended, out_len + err_len bytes. NULL when out of memory. */
+char *op_agent_order_join(const struct op_agent_order *o, const char *out, size_t out_len,
+                          const char *err, size_t err_len);
+
 /* How a program ended: the run's fields, and the compile phase's. */
 struct op_agent_run {
         struct op_agent_bytes out, err; /* "stdout", "stderr" */
+        struct op_agent_order order;    /* "output_order", "output_order_partial" */
         int exit_code;                  /* 0..255, -1: null */
         int signal;                     /* 1..64, 0: null */
         bool timed_out;
@@ -159,8 +208,9 @@ int op_agent_answer_decode(json_t *obj, const struct op_agent_limits *lim,
 int op_agent_msg_decode(json_t *obj, const struct op_agent_limits *lim, struct op_agent_msg *ret,
                         char *errbuf, size_t errlen);
 /* The most JSON values in one frame of the agent: a valid answer holds a few dozen, plus a few
- * per output file (limit.output_files_max is at most 1024); a frame that could hold more is
- * refused before it is parsed (op_parse_object_max()). */
+ * per output file (limit.output_files_max is at most 1024) and three per segment of an output
+ * order (at most OP_AGENT_ORDER_MAX each for the run and the compile phase); a frame that could
+ * hold more is refused before it is parsed (op_parse_object_max()). */
 #define OP_AGENT_VALUES_MAX 16384
 
 /* One frame's payload (bytes in): op_parse_object_max() then op_agent_msg_decode(). */
@@ -182,6 +232,6 @@ bool op_agent_output_equal(const struct op_agent_output *a, const struct op_agen
 
 /* The largest frame a correct agent can send for a request with these limits (its answer, or
  * one output event): both streams at output_max, output files, compile output, each as text
- * JSON-escaped and as base64, plus OP_AGENT_FRAME_SLACK; OP_AGENT_FRAME_SMALL for the other
- * operations. At most OP_FRAME_MAX_CEILING. */
+ * JSON-escaped and as base64, the output orders, plus OP_AGENT_FRAME_SLACK; OP_AGENT_FRAME_SMALL
+ * for the other operations. At most OP_FRAME_MAX_CEILING. */
 size_t op_agent_frame_max(const struct op_agent_limits *lim);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent-msg.h"
 #include "cleanup.h"
 #include "fail.h"
 #include "util.h"
@@ -548,6 +549,31 @@ static const char *phase_status(json_t *ph, const char *opd_status, size_t outpu
         return NULL;
 }
 
+/* Piston's "output" of a phase: its stdout and stderr bytes interleaved as its "output_order"
+ * says, as text (bytes that are not UTF-8 become U+FFFD, as in "stdout"); stdout then stderr
+ * when the phase has no order (streamed output, an older agent) or one that does not fit the
+ * bytes. NULL when out of memory or the bytes are malformed. */
+static json_t *phase_output(json_t *ph)
+{
+        _cleanup_free_ char *out = NULL, *err = NULL, *joined = NULL;
+        _cleanup_(json_decrefp) json_t *tmp = NULL;
+        struct op_agent_order order = {0};
+        size_t nout, nerr;
+        char why[256];
+
+        if (op_json_get_bytes(ph, "stdout", SIZE_MAX, &out, &nout) < 0 ||
+            op_json_get_bytes(ph, "stderr", SIZE_MAX, &err, &nerr) < 0)
+                return NULL;
+        if (op_agent_order_decode(ph, nout, nerr, "an answer", "", &order, why, sizeof(why)) < 0)
+                order = (struct op_agent_order){0};
+        joined = op_agent_order_join(&order, out, nout, err, nerr);
+        op_agent_order_done(&order);
+        tmp = json_object();
+        if (!joined || !tmp || op_json_set_bytes(tmp, "output", joined, nout + nerr) < 0)
+                return NULL;
+        return json_incref(json_object_get(tmp, "output"));
+}
+
 /* One Piston stage ({stdout, stderr, output, code, signal, message, status, cpu_time, wall_time,
  * memory}) from a phase of an exec answer: the run (the answer itself) or its "compile". */
 static json_t *stage(json_t *ph, const char *opd_status, size_t output_max, json_t *usage,
@@ -555,23 +581,18 @@ static json_t *stage(json_t *ph, const char *opd_status, size_t output_max, json
 {
         json_t *out = json_object_get(ph, "stdout"), *err = json_object_get(ph, "stderr");
         json_t *code = json_object_get(ph, "exit_code"), *sig = json_object_get(ph, "signal");
-        size_t nout = json_string_length(out), nerr = json_string_length(err);
-        _cleanup_free_ char *output = NULL;
+        _cleanup_(json_decrefp) json_t *output = NULL;
         const char *status;
         char message[128];
 
         if (!json_is_string(out) || !json_is_string(err))
                 return NULL;
-        /* opd keeps the streams apart: "output" is stdout, then stderr. */
-        output = malloc(nout + nerr + 1);
+        output = phase_output(ph);
         if (!output)
                 return NULL;
-        memcpy(output, json_string_value(out), nout);
-        memcpy(output + nout, json_string_value(err), nerr);
-        output[nout + nerr] = 0;
         status = phase_status(ph, opd_status, output_max, message, sizeof(message));
-        return json_pack("{s:O, s:O, s:s%, s:O, s:o, s:s?, s:s?, s:o, s:o, s:o}", "stdout", out,
-                         "stderr", err, "output", output, nout + nerr, "code",
+        return json_pack("{s:O, s:O, s:O, s:O, s:o, s:s?, s:s?, s:o, s:o, s:o}", "stdout", out,
+                         "stderr", err, "output", output, "code",
                          json_is_integer(code) ? code : json_null(), "signal", signal_name(sig),
                          "message", message[0] ? message : NULL, "status", status, "cpu_time",
                          whole(json_object_get(usage, "cpu_time_ms")), "wall_time", whole(wall_ms),

@@ -67,6 +67,7 @@ int compile_reply(json_t *reply, const struct op_agent_exec *x)
                 return -ENOMEM;
         if (op_json_set_bytes(out, "stdout", c->out.data, c->out.len) < 0 ||
             op_json_set_bytes(out, "stderr", c->err.data, c->err.len) < 0 ||
+            op_agent_order_encode(out, &c->order) < 0 ||
             json_object_set_new(out, "exit_code",
                                 c->exit_code >= 0 ? json_integer(c->exit_code) : json_null()) < 0 ||
             json_object_set_new(out, "signal", c->signal ? json_integer(c->signal) : json_null()) <

@@ -30,8 +30,7 @@ struct pool {
         unsigned n_ready;
         unsigned n_restoring; /* the loading list's length */
         unsigned n_in_use;
-        TAILQ_HEAD(, pool_waiter) waiters;
-        unsigned n_waiters;
+        struct fairq waiters; /* struct pool_waiter, round-robin by key */
         unsigned consecutive_failures;
         struct event *backoff_ev;
         struct pool_stats stats;

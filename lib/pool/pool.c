@@ -1,5 +1,6 @@
 /* pool.c: per language, a pool of clones restored from the serving snapshot and left paused,
- * each with a private record of its stage; the requests waiting for one; refills in the
+ * each with a private record of its stage; the requests waiting for one (round-robin by the
+ * key they wait for, a uid, among those that may take one); refills in the
  * background with a bound on concurrent restores and a backoff on failures; targets that
  * follow demand; VM slots shared across languages (an idle clone gives its slot to a language
  * with waiters); a new snapshot version is verified off the loop before it serves, then old
@@ -7,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +246,37 @@ static void on_pool_vm_answer(struct vm *vm, json_t *ans, void *userdata)
                 on_pool_vm_failed(vm, "cannot pause after priming", c);
 }
 
+static struct pool_waiter *waiter_of(const struct fairq_item *it)
+{
+        return it ? (struct pool_waiter *)((char *)it - offsetof(struct pool_waiter, item)) : NULL;
+}
+
+static bool may_take(const struct pool_waiter *w)
+{
+        return !w->may_take || w->may_take(w);
+}
+
+static bool waiter_may_take(const struct fairq_item *it, void *arg)
+{
+        return may_take(waiter_of(it));
+}
+
+/* The waiter whose turn it is among those that may take a clone now, or NULL. */
+static struct pool_waiter *next_waiter(const struct pool *p)
+{
+        return waiter_of(fairq_peek(&p->waiters, waiter_may_take, NULL));
+}
+
+/* vm, out of the pool's clones, to w: its key has had its turn. */
+static void hand_over(struct pool *p, struct pool_waiter *w, struct vm *vm)
+{
+        pool_cancel(w);
+        fairq_served(&p->waiters, w->key);
+        p->n_in_use++;
+        p->stats.served++;
+        w->served(w, vm);
+}
+
 static void on_pool_vm_ready(struct vm *vm, void *userdata)
 {
         struct pool_clone *c = userdata;
@@ -254,7 +287,7 @@ static void on_pool_vm_ready(struct vm *vm, void *userdata)
         if (c->stage == CLONE_RESTORING) {
                 p->stats.last_restore_ms = (double)(vm->t_loaded - vm->t_spawn) / 1000.0;
                 /* An unprimed clone answers a waiting request sooner than priming would. */
-                if (wants_prime(p) && vm->snap == p->serving && p->n_waiters == 0) {
+                if (wants_prime(p) && vm->snap == p->serving && !next_waiter(p)) {
                         if (start_prime(c) < 0)
                                 on_pool_vm_failed(vm, "cannot start priming", c);
                         return;
@@ -268,14 +301,11 @@ static void on_pool_vm_ready(struct vm *vm, void *userdata)
         }
         if (vm->snap != p->serving) { /* restored from a version that was replaced meanwhile */
                 vm_destroy(clone_drop(c));
-        } else if ((w = TAILQ_FIRST(&p->waiters))) {
+        } else if ((w = next_waiter(p))) {
                 if (c->stage == CLONE_RESTORING && wants_prime(p))
                         p->stats.unprimed++;
-                pool_cancel(w);
                 clone_drop(c);
-                p->n_in_use++;
-                p->stats.served++;
-                w->served(w, vm);
+                hand_over(p, w, vm);
         } else {
                 clone_set_stage(c, CLONE_READY);
         }
@@ -382,7 +412,7 @@ static void refill(struct pool *p)
                 return;
         while (p->n_ready + p->n_restoring < p->target && all->n_restoring < max_restores(all)) {
                 if (!room_for(p)) {
-                        if (p->n_waiters <= p->n_restoring || !evict_idle(all, p))
+                        if (fairq_len(&p->waiters) <= p->n_restoring || !evict_idle(all, p))
                                 return;
                         continue;
                 }
@@ -406,7 +436,7 @@ static void refill(struct pool *p)
         }
 }
 
-struct vm *pool_take(struct pool *p)
+struct vm *pool_take(struct pool *p, const struct pool_waiter *w)
 {
         struct pool_clone *c = TAILQ_FIRST(&p->ready);
         uint64_t now = op_now_us();
@@ -415,10 +445,12 @@ struct vm *pool_take(struct pool *p)
         p->t_used_us = now;
         pool_demand_arrival(&p->demand, now);
         /* Out of the pool before the target moves: a lower target drains paused clones. */
-        if (c) {
+        if (c && (!w || may_take(w))) {
                 vm = clone_drop(c);
                 p->n_in_use++;
                 p->stats.served++;
+                if (w)
+                        fairq_served(&p->waiters, w->key);
         }
         /* The new target, and the replacement started now, not when the request ends: the
          * next arrival may come before that. */
@@ -430,8 +462,7 @@ struct vm *pool_take(struct pool *p)
 void pool_wait(struct pool *p, struct pool_waiter *w)
 {
         w->pool = p;
-        TAILQ_INSERT_TAIL(&p->waiters, w, link);
-        p->n_waiters++;
+        fairq_push(&p->waiters, &w->item, w->key);
         p->t_used_us = op_now_us();
         follow_demand(p, p->t_used_us);
         refill(p);
@@ -443,8 +474,7 @@ void pool_cancel(struct pool_waiter *w)
 
         if (!p)
                 return;
-        TAILQ_REMOVE(&p->waiters, w, link);
-        p->n_waiters--;
+        fairq_remove(&w->item);
         w->pool = NULL;
 }
 
@@ -452,6 +482,26 @@ void pool_release(struct pool *p)
 {
         p->n_in_use--;
         refill_all(p->all);
+}
+
+void pools_serve_waiters(struct pools *all)
+{
+        for (size_t i = 0; all && !all->stopping && i < all->n; i++) {
+                struct pool *p = &all->v[i];
+                struct pool_waiter *w;
+                struct pool_clone *c;
+
+                if (!p->lang)
+                        continue;
+                /* Each served() may end other requests: look again every time. */
+                while ((c = TAILQ_FIRST(&p->ready)) && (w = next_waiter(p))) {
+                        struct vm *vm = clone_drop(c);
+
+                        hand_over(p, w, vm);
+                }
+        }
+        if (all)
+                refill_all(all);
 }
 
 void pools_refill(struct pools *all)
@@ -484,7 +534,7 @@ uint32_t pool_retry_after_ms(const struct pools *all, const struct pool *p)
                                 p = &all->v[i];
         if (!p)
                 return REFILL_MS_START;
-        return pool_demand_retry_after_ms(refill_estimate_ms(p), p->n_waiters,
+        return pool_demand_retry_after_ms(refill_estimate_ms(p), fairq_len(&p->waiters),
                                           max_restores(p->all));
 }
 
@@ -547,7 +597,7 @@ static void follow_demand(struct pool *p, uint64_t now_us)
                 return;
         set_target(p,
                    pool_demand_target(pool_demand_rate(&p->demand, now_us), refill_estimate_ms(p),
-                                      p->n_waiters, p->standing, p->most));
+                                      fairq_len(&p->waiters), p->standing, p->most));
 }
 
 static void on_demand_tick(evutil_socket_t fd, short what, void *arg)
@@ -844,7 +894,7 @@ int pools_new(struct event_base *base, const struct op_config *cfg, const struct
                 p->lang = &langs->v[i];
                 TAILQ_INIT(&p->loading);
                 TAILQ_INIT(&p->ready);
-                TAILQ_INIT(&p->waiters);
+                fairq_init(&p->waiters);
                 p->backoff_ev = evtimer_new(base, on_backoff, p);
                 if (!p->backoff_ev) {
                         pools_free(all);
@@ -871,7 +921,7 @@ struct pools *pools_free(struct pools *all)
                 return NULL;
         for (size_t i = 0; all->v && i < all->n; i++) {
                 struct pool *p = &all->v[i];
-                struct pool_waiter *w;
+                struct fairq_item *it;
 
                 if (!p->lang)
                         continue;
@@ -879,8 +929,8 @@ struct pools *pools_free(struct pools *all)
                         vm_destroy(clone_drop(c));
                 while ((c = TAILQ_FIRST(&p->loading)))
                         vm_destroy(clone_drop(c));
-                while ((w = TAILQ_FIRST(&p->waiters)))
-                        pool_cancel(w);
+                while ((it = fairq_first(&p->waiters)))
+                        pool_cancel(waiter_of(it));
                 if (p->backoff_ev)
                         event_free(p->backoff_ev);
                 p->serving = snap_ref_put(p->serving);
@@ -932,7 +982,7 @@ void pool_counts(const struct pool *p, struct pool_counts *ret)
             .ready = p->n_ready,
             .restoring = p->n_restoring,
             .in_use = p->n_in_use,
-            .waiting = p->n_waiters,
+            .waiting = fairq_len(&p->waiters),
             .serving = p->serving != NULL,
             .verifying = p->checking[0] != 0,
             .stats = p->stats,
@@ -954,7 +1004,7 @@ json_t *pool_status(struct pool *p)
         json_object_set_new(o, "ready", json_integer(p->n_ready));
         json_object_set_new(o, "restoring", json_integer(p->n_restoring));
         json_object_set_new(o, "in_use", json_integer(p->n_in_use));
-        json_object_set_new(o, "waiting", json_integer(p->n_waiters));
+        json_object_set_new(o, "waiting", json_integer(fairq_len(&p->waiters)));
         json_object_set_new(o, "served", json_integer((json_int_t)p->stats.served));
         json_object_set_new(o, "restores", json_integer((json_int_t)p->stats.restores));
         json_object_set_new(o, "failures", json_integer((json_int_t)p->stats.failures));

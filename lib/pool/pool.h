@@ -10,6 +10,7 @@
 #include <sys/queue.h>
 
 #include "config.h"
+#include "fairq.h"
 #include "lang.h"
 #include "snapshot.h"
 
@@ -19,12 +20,18 @@ struct snap_ref;
 struct vm;
 struct vm_host;
 
-/* Someone waiting for a paused clone (a request). pool_wait() links it; when a clone is ready
- * the pool unlinks it and calls served() with the VM, which the waiter owns from then on. */
+/* Someone asking for a paused clone (a request), on behalf of key (a uid). pool_wait() links it;
+ * when a clone is ready the pool unlinks it and calls served() with the VM, which the waiter owns
+ * from then on. Waiters are served round-robin by key (fairq.h): the oldest waiter of the next
+ * key after the one served last, whether that one waited or took a clone at once. */
 struct pool_waiter {
         void (*served)(struct pool_waiter *w, struct vm *vm);
-        struct pool *pool; /* pool.c: the pool waited in, NULL when not waiting */
-        TAILQ_ENTRY(pool_waiter) link;
+        /* NULL, or: may it have a clone now? A waiter that may not is passed over (its key keeps
+         * its turn) until pools_serve_waiters(); pool_take() gives it nothing. */
+        bool (*may_take)(const struct pool_waiter *w);
+        uint64_t key;
+        struct pool *pool;      /* pool.c: the pool waited in, NULL when not waiting */
+        struct fairq_item item; /* pool.c: in the pool's waiters */
 };
 
 struct pool_stats {
@@ -102,13 +109,18 @@ const char *pool_serving_version(const struct pool *p);
 void pool_counts(const struct pool *p, struct pool_counts *ret);
 json_t *pool_status(struct pool *p);
 
-/* A request arrives: counted in the demand estimate. Take the oldest paused VM, or NULL. The
- * caller owns it and calls pool_release() when done. A replacement starts at once. */
-struct vm *pool_take(struct pool *p);
-/* Wait for the next clone that becomes ready; restores start if there is room, in the slot of
- * the least recently used idle clone of another language when there is none. The clone is
- * handed over unprimed. */
+/* A request w (NULL: anyone) arrives: counted in the demand estimate. The oldest paused VM when
+ * w may take one (its key has taken its turn), else NULL. The caller owns it and calls
+ * pool_release() when done. A replacement starts at once. */
+struct vm *pool_take(struct pool *p, const struct pool_waiter *w);
+/* Wait for a clone: w gets one in its key's turn, when one becomes ready (handed over unprimed)
+ * or, if it may not take one then, from pools_serve_waiters() once it may. Restores start if
+ * there is room, in the slot of the least recently used idle clone of another language when
+ * there is none. */
 void pool_wait(struct pool *p, struct pool_waiter *w);
+/* Waiters that may take a clone now (their key's VMs ended) get the paused ones, in turn. The
+ * served() calls may free other waiters. Accepts NULL. */
+void pools_serve_waiters(struct pools *all);
 /* Stop waiting; nothing when w is not waiting (it was served). */
 void pool_cancel(struct pool_waiter *w);
 /* A VM taken from this pool (or served to a waiter) is finished with. */

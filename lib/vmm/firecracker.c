@@ -86,17 +86,27 @@ static int launch_of(struct vm *vm, struct fc_launch *l)
 
 /* Put src into the VM's root as name: a hard link (a jail sees nothing else), or a symbolic
  * link when not jailed and src is on another filesystem. */
-static int link_in(struct fc_vm *f, const char *src, const char *name)
+static int link_in(struct vm *vm, const char *src, const char *name)
 {
+        struct fc_vm *f = fv(vm);
         _cleanup_free_ char *dst = NULL;
+        int r;
 
         if (asprintf(&dst, "%s/%s", f->root, name) < 0)
                 return -ENOMEM;
         if (link(src, dst) == 0)
                 return 0;
-        if ((errno != EXDEV && errno != EPERM) || f->jailed)
-                return -errno;
-        return symlink(src, dst) < 0 ? -errno : 0;
+        r = -errno;
+        if ((r == -EXDEV || r == -EPERM) && !f->jailed)
+                r = symlink(src, dst) < 0 ? -errno : 0;
+        if (r < 0)
+                vm_host_log(vm->host, LOG_ERR, "%s: link %s to %s: %s%s", vm->name, src, dst,
+                            strerror(-r),
+                            r == -EXDEV ? " (a jail's files are hard links: "
+                                          "firecracker.jailer.chroot_base must be on the "
+                                          "filesystem of images_dir and cache_dir)"
+                                        : "");
+        return r;
 }
 
 /* Every failed call fails the VM, with Firecracker's own words. */
@@ -265,17 +275,15 @@ static void on_started(struct fc_api *a, long status, json_t *body, const char *
 static int fc_boot(struct vm *vm, int mem_fd)
 {
         const struct vm_host *h = vm->host;
-        struct fc_vm *f;
         int r;
 
         (void)mem_fd; /* Firecracker writes guest RAM out itself at /snapshot/create */
         r = spawn(vm);
         if (r < 0)
                 return r;
-        f = fv(vm);
-        if ((r = link_in(f, h->kernel, "vmlinux")) < 0 ||
-            (r = link_in(f, h->initrd, "initrd.img")) < 0 ||
-            (r = link_in(f, vm->lang->rootfs, "rootfs.ext4")) < 0)
+        if ((r = link_in(vm, h->kernel, "vmlinux")) < 0 ||
+            (r = link_in(vm, h->initrd, "initrd.img")) < 0 ||
+            (r = link_in(vm, vm->lang->rootfs, "rootfs.ext4")) < 0)
                 return r;
         r = call(vm, "PUT", "/boot-source",
                  fc_boot_source_json(&(struct fc_boot_source){
@@ -322,13 +330,13 @@ static void on_loaded(struct fc_api *a, long status, json_t *body, const char *e
 }
 
 /* A file of the snapshot into the VM's root, under its own name. */
-static int link_snap(struct fc_vm *f, const char *snapdir, const char *name)
+static int link_snap(struct vm *vm, const char *snapdir, const char *name)
 {
         _cleanup_free_ char *src = NULL;
 
         if (asprintf(&src, "%s/%s", snapdir, name) < 0)
                 return -ENOMEM;
-        return link_in(f, src, name);
+        return link_in(vm, src, name);
 }
 
 /* The snapshot's state and memory files as Firecracker must name them: inside a jail, relative
@@ -369,11 +377,11 @@ static int fc_restore(struct vm *vm)
         /* The drive path saved in the snapshot is relative: this clone's root gets the rootfs
          * of the snapshot (read-only, shared by every clone). Inside a jail only what is
          * linked in exists: the state and memory files too. */
-        r = link_snap(f, dir, "rootfs.ext4");
+        r = link_snap(vm, dir, "rootfs.ext4");
         if (r >= 0 && f->jailed)
-                r = link_snap(f, dir, "vmstate");
+                r = link_snap(vm, dir, "vmstate");
         if (r >= 0 && f->jailed)
-                r = link_snap(f, dir, "mem");
+                r = link_snap(vm, dir, "mem");
         if (r < 0)
                 return r;
         r = snap_paths(f, dir, &state, &mem);

@@ -1,8 +1,10 @@
 /* fuzz-agent.c: libFuzzer target for the agent's messages to opd (proto/agent-msg.c): one frame's
  * payload decoded under every kind of request (exec with and without streaming, output files and
- * a compile phase; ping, warm, prime). What is accepted keeps the request's limits, fits its frame
- * cap once re-encoded, and decodes back to the same value. */
+ * a compile phase; ping, warm, prime). What is accepted keeps the request's limits (an output
+ * order adds up to the bytes of each stream), fits its frame cap once re-encoded, and decodes
+ * back to the same value. */
 #include <math.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +28,24 @@ static void check_run(const struct op_agent_run *r, size_t max, bool run_ms_requ
         CHECK(r->has_run_ms || !run_ms_required);
         CHECK(!r->has_run_ms ||
               (isfinite(r->run_ms) && r->run_ms >= 0 && r->run_ms <= OP_AGENT_MS_MAX));
+        /* an order accepted fits the bytes exactly: joining them takes each byte once */
+        CHECK(r->order.known || (!r->order.partial && r->order.n == 0));
+        if (r->order.known) {
+                size_t used[2] = {0, 0};
+                char err[256];
+
+                CHECK(r->order.n <= OP_AGENT_ORDER_MAX);
+                CHECK(op_agent_order_check(&r->order, r->out.len, r->err.len, "x", "", err,
+                                           sizeof(err)) == 0);
+                for (size_t i = 0; i < r->order.n; i++) {
+                        CHECK(r->order.seg[i].stream == 1 || r->order.seg[i].stream == 2);
+                        CHECK(i == 0 || r->order.seg[i].stream != r->order.seg[i - 1].stream);
+                        used[r->order.seg[i].stream - 1] += r->order.seg[i].len;
+                }
+                CHECK(used[0] == r->out.len && used[1] == r->err.len);
+                free(op_agent_order_join(&r->order, r->out.data, r->out.len, r->err.data,
+                                         r->err.len));
+        }
 }
 
 static void check_answer(const struct op_agent_answer *a, const struct op_agent_limits *lim)

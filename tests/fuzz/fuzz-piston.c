@@ -46,6 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 check_body(obj, &tight);
                 res = piston_result(obj, "python", "3.11.2", 64);
                 CHECK(!res || json_is_object(json_object_get(res, "run")));
+                CHECK(!res ||
+                      json_is_string(json_object_get(json_object_get(res, "run"), "output")));
                 json_decref(res);
                 CHECK(obj->refcount == 1);
                 json_decref(obj);

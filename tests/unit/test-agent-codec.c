@@ -95,6 +95,10 @@ static void round_trip(const struct op_agent_answer *a, const struct op_agent_li
 
 #define BYTES(s) ((struct op_agent_bytes){.data = (char *)(s), .len = sizeof(s) - 1})
 
+/* stdout "hi\n", then stderr's 6 bytes, then the rest of stdout; compile: stderr only */
+static struct op_agent_segment run_order[] = {{1, 3}, {2, 6}, {1, 4}};
+static struct op_agent_segment compile_order[] = {{2, 9}};
+
 static struct op_agent_answer full_answer(struct op_agent_file files[2])
 {
         files[0] = (struct op_agent_file){.name = (char *)"out.txt", .content = BYTES("a\0b\xff")};
@@ -107,6 +111,7 @@ static struct op_agent_answer full_answer(struct op_agent_file files[2])
                 {
                     .run = {.out = BYTES("hi\n\xc3\x28\x00!"),
                             .err = BYTES("caf\xc3\xa9\n"),
+                            .order = {.known = true, .seg = run_order, .n = 3},
                             .exit_code = 3,
                             .timed_out = false,
                             .truncated = true,
@@ -119,11 +124,13 @@ static struct op_agent_answer full_answer(struct op_agent_file files[2])
                     .usage = {.cpu_time_ms = 1.5, .wall_ms = 12.25, .memory_peak_bytes = 123456},
                     .limits_by = OP_AGENT_LIMITS_BY_CGROUP,
                     .has_compile = true,
-                    .compile = {.out = BYTES(""),
-                                .err = BYTES("warning\x01\n"),
-                                .exit_code = 0,
-                                .has_run_ms = true,
-                                .run_ms = 100},
+                    .compile =
+                        {.out = BYTES(""),
+                         .err = BYTES("warning\x01\n"),
+                         .order = {.known = true, .partial = true, .seg = compile_order, .n = 1},
+                         .exit_code = 0,
+                         .has_run_ms = true,
+                         .run_ms = 100},
                     .has_files = true,
                     .files = files,
                     .n_files = 2,
@@ -236,6 +243,17 @@ static void test_frame_cap(void **state)
         files[0].content = (struct op_agent_bytes){ctl, 64};
         files[1] = files[0];
         files[1].name = (char *)"img.png";
+        /* orders of the most segments: 2 bytes each on the run, 1 on the compile phase, in
+         * turns; and no partial flag on the compile phase (round_trip() compares it) */
+        static struct op_agent_segment run_max[OP_AGENT_ORDER_MAX], compile_max[OP_AGENT_ORDER_MAX];
+        for (size_t i = 0; i < OP_AGENT_ORDER_MAX; i++) {
+                run_max[i] = (struct op_agent_segment){.stream = 1 + (int)(i % 2), .len = 2};
+                compile_max[i] = (struct op_agent_segment){.stream = 1 + (int)(i % 2), .len = 1};
+        }
+        a.exec.run.order = (struct op_agent_order){
+            .known = true, .partial = true, .seg = run_max, .n = OP_AGENT_ORDER_MAX};
+        a.exec.compile.order =
+            (struct op_agent_order){.known = true, .partial = true, .seg = compile_max, .n = 512};
         {
                 json_auto_t *id = json_string("preload");
                 json_auto_t *obj = op_agent_answer_encode(id, &a);
@@ -468,6 +486,222 @@ static void test_hostile_compile(void **state)
                      &lim, "\"compile.signal\"");
 }
 
+/* An exec answer whose run has out and err (text) and output_order order (JSON, or NULL),
+ * plus extra fields ("" or ",\"k\":v"). */
+static json_t *order_answer(const char *out, const char *err, const char *order, const char *extra)
+{
+        char text[16384];
+
+        snprintf(text, sizeof(text),
+                 "{\"ok\":true,\"stdout\":\"%s\",\"stderr\":\"%s\",\"timed_out\":false,"
+                 "\"truncated\":false,\"exit_code\":0,\"signal\":null,\"run_ms\":1%s%s%s}",
+                 out, err, order ? ",\"output_order\":" : "", order ? order : "", extra);
+        return parse(text);
+}
+
+static void refused_order(const char *order, const char *extra, const char *want)
+{
+        struct op_agent_limits lim = limits_plain(1024, false);
+        json_auto_t *obj = order_answer("abcd", "xy", order, extra);
+
+        refused(obj, &lim, want);
+}
+
+/* The agent records the order as it reads: adjacent reads of a stream merged, the cap kept
+ * with the rest of each stream after it, and what it records is what opd accepts. */
+static void test_order_record(void **state)
+{
+        struct op_agent_order o = {.known = true};
+        char err[256] = "";
+        _cleanup_free_ char *joined = NULL, *plain = NULL;
+
+        assert_int_equal(op_agent_order_add(&o, 1, 2), 0);
+        assert_int_equal(op_agent_order_add(&o, 1, 1), 0);
+        assert_int_equal(op_agent_order_add(&o, 2, 0), 0); /* nothing read: nothing noted */
+        assert_int_equal(op_agent_order_add(&o, 2, 2), 0);
+        assert_int_equal(op_agent_order_add(&o, 1, 1), 0);
+        assert_int_equal(op_agent_order_end(&o), 0);
+        assert_int_equal(o.n, 3);
+        assert_false(o.partial);
+        assert_int_equal(o.seg[0].stream, 1);
+        assert_int_equal(o.seg[0].len, 3);
+        assert_int_equal(o.seg[1].stream, 2);
+        assert_int_equal(o.seg[1].len, 2);
+        assert_int_equal(o.seg[2].stream, 1);
+        assert_int_equal(o.seg[2].len, 1);
+        assert_int_equal(op_agent_order_check(&o, 4, 2, "x", "", err, sizeof(err)), 0);
+        joined = op_agent_order_join(&o, "abcd", 4, "XY", 2);
+        assert_string_equal(joined, "abcXYd");
+        plain = op_agent_order_join(NULL, "abcd", 4, "XY", 2);
+        assert_string_equal(plain, "abcdXY");
+        op_agent_order_done(&o);
+        assert_false(o.known);
+
+        /* 3000 switches: the first OP_AGENT_ORDER_MAX - 2 segments, then the rest of stdout
+         * (which follows a stderr segment) and of stderr */
+        o = (struct op_agent_order){.known = true};
+        for (int i = 0; i < 3000; i++)
+                assert_int_equal(op_agent_order_add(&o, 1 + i % 2, 1 + (size_t)(i % 2)), 0);
+        assert_true(o.partial);
+        assert_int_equal(o.n, OP_AGENT_ORDER_MAX - 2);
+        assert_int_equal(op_agent_order_end(&o), 0);
+        assert_int_equal(o.n, OP_AGENT_ORDER_MAX);
+        assert_int_equal(o.seg[OP_AGENT_ORDER_MAX - 2].stream, 1);
+        assert_int_equal(o.seg[OP_AGENT_ORDER_MAX - 2].len, 1500 - (OP_AGENT_ORDER_MAX - 2) / 2);
+        assert_int_equal(o.seg[OP_AGENT_ORDER_MAX - 1].stream, 2);
+        assert_int_equal(o.seg[OP_AGENT_ORDER_MAX - 1].len,
+                         2 * (1500 - (OP_AGENT_ORDER_MAX - 2) / 2));
+        assert_int_equal(op_agent_order_check(&o, 1500, 3000, "x", "", err, sizeof(err)), 0);
+        {
+                /* through the wire and back */
+                struct op_agent_answer a = {.op = OP_AGENT_OP_EXEC, .ok = true};
+                struct op_agent_limits lim = limits_plain(4096, false);
+                _cleanup_free_ char *out = malloc(1500), *er = malloc(3000);
+
+                assert_non_null(out);
+                assert_non_null(er);
+                memset(out, 'o', 1500);
+                memset(er, 'e', 3000);
+                a.exec.run = (struct op_agent_run){.out = {out, 1500},
+                                                   .err = {er, 3000},
+                                                   .order = o,
+                                                   .exit_code = 0,
+                                                   .has_run_ms = true};
+                round_trip(&a, &lim);
+        }
+        op_agent_order_done(&o);
+
+        /* The last segment is stderr when the cap is reached by a stdout read: the rest of
+         * stdout merges into nothing before it, stderr's rest comes last. */
+        o = (struct op_agent_order){.known = true};
+        for (int i = 0; i < OP_AGENT_ORDER_MAX - 2; i++)
+                assert_int_equal(op_agent_order_add(&o, 2 - i % 2, 1), 0);
+        assert_int_equal(o.seg[o.n - 1].stream, 1);
+        assert_int_equal(op_agent_order_add(&o, 2, 5), 0); /* over the cap */
+        assert_int_equal(op_agent_order_add(&o, 1, 7), 0); /* not merged into the last one */
+        assert_true(o.partial);
+        assert_int_equal(op_agent_order_end(&o), 0);
+        assert_int_equal(o.n, OP_AGENT_ORDER_MAX - 1);
+        assert_int_equal(o.seg[o.n - 2].len, 1 + 7);
+        assert_int_equal(o.seg[o.n - 1].stream, 2);
+        assert_int_equal(o.seg[o.n - 1].len, 5);
+        op_agent_order_done(&o);
+
+        /* not recording (streamed output): nothing kept */
+        o = (struct op_agent_order){0};
+        assert_int_equal(op_agent_order_add(&o, 1, 5), 0);
+        assert_int_equal(op_agent_order_end(&o), 0);
+        assert_int_equal(o.n, 0);
+        assert_null(o.seg);
+}
+
+/* opd takes the order only when it fits the bytes it got, exactly. */
+static void test_hostile_order(void **state)
+{
+        struct op_agent_limits lim = limits_plain(1024, false);
+        _cleanup_free_ char *many = malloc(16384);
+        char err[512];
+        struct op_agent_answer a;
+        size_t n = 0;
+
+        /* accepted: in order, partial, absent (an older agent), empty with empty output */
+        {
+                json_auto_t *obj = order_answer("abcd", "xy", "[[1,2],[2,2],[1,2]]",
+                                                ",\"output_order_partial\":true");
+
+                assert_int_equal(op_agent_answer_decode(obj, &lim, &a, err, sizeof(err)), 0);
+                assert_true(a.exec.run.order.known);
+                assert_true(a.exec.run.order.partial);
+                assert_int_equal(a.exec.run.order.n, 3);
+                op_agent_answer_done(&a);
+        }
+        {
+                json_auto_t *obj = order_answer("abcd", "xy", NULL, "");
+
+                assert_int_equal(op_agent_answer_decode(obj, &lim, &a, err, sizeof(err)), 0);
+                assert_false(a.exec.run.order.known);
+                op_agent_answer_done(&a);
+        }
+        {
+                json_auto_t *obj = order_answer("", "", "[]", "");
+
+                assert_int_equal(op_agent_answer_decode(obj, &lim, &a, err, sizeof(err)), 0);
+                assert_true(a.exec.run.order.known);
+                assert_int_equal(a.exec.run.order.n, 0);
+                op_agent_answer_done(&a);
+        }
+        {
+                /* the byte counts are of the bytes (the _b64 form), not of the text */
+                json_auto_t *obj =
+                    order_answer("a\\ufffd", "", "[[1,2]]", ",\"stdout_b64\":\"Yf8=\"");
+
+                assert_int_equal(op_agent_answer_decode(obj, &lim, &a, err, sizeof(err)), 0);
+                op_agent_answer_done(&a);
+        }
+
+        refused_order("{}", "", "\"output_order\" is not an array");
+        refused_order("[[1,2],[2,2],[1,3]]", "", "counts more bytes of stdout than the 4");
+        refused_order("[[1,4],[2,3]]", "", "counts more bytes of stderr than the 2");
+        refused_order("[[1,3],[2,2]]", "", "counts 3 bytes of stdout, not the 4");
+        refused_order("[[1,4]]", "", "counts 0 bytes of stderr, not the 2");
+        refused_order("[]", "", "counts 0 bytes of stdout, not the 4");
+        refused_order("[[1,2],[1,2],[2,2]]", "", "\"output_order[1]\" is of the same stream");
+        refused_order("[[1,4],[3,2]]", "", "\"output_order[1]\" is not [1 or 2");
+        refused_order("[[1,4],[0,2]]", "", "\"output_order[1]\" is not [1 or 2");
+        refused_order("[[1,4],[2,0],[2,2]]", "", "\"output_order[1]\" is not [1 or 2");
+        refused_order("[[1,4],[2,-2]]", "", "\"output_order[1]\" is not [1 or 2");
+        refused_order("[[1,4],[2,2,0]]", "", "\"output_order[1]\" is not [1 or 2");
+        refused_order("[[1,4],[2]]", "", "\"output_order[1]\" is not [1 or 2");
+        refused_order("[[1,4],{\"2\":2}]", "", "\"output_order[1]\" is not [1 or 2");
+        refused_order("[[1,4],[2,2.0]]", "", "\"output_order[1]\" is not [1 or 2");
+        refused_order("[[1,4],[\"stderr\",2]]", "", "\"output_order[1]\" is not [1 or 2");
+        /* lengths that would wrap a sum */
+        refused_order("[[1,4],[2,9223372036854775807]]", "", "\"output_order[1]\"");
+        refused_order("[[1,-9223372036854775808],[2,2]]", "", "\"output_order[0]\"");
+        refused_order("[[1,4],[2,2]]", ",\"output_order_partial\":1",
+                      "\"output_order_partial\" is not true or false");
+        refused_order(NULL, ",\"output_order_partial\":false",
+                      "\"output_order_partial\" and no \"output_order\"");
+        /* more segments than the cap: refused before each is looked at */
+        assert_non_null(many);
+        n += (size_t)snprintf(many + n, 16384 - n, "[");
+        for (int i = 0; i <= OP_AGENT_ORDER_MAX; i++)
+                n += (size_t)snprintf(many + n, 16384 - n, "%s[%d,1]", i ? "," : "", 1 + i % 2);
+        snprintf(many + n, 16384 - n, "]");
+        refused_order(many, "", "has 1025 segments, over the limit of 1024");
+        {
+                /* the compile phase's, named as such */
+                char c[256];
+
+                lim.compile = true;
+                lim.compile_output_max = 16;
+                snprintf(c, sizeof(c),
+                         "{\"stdout\":\"ab\",\"stderr\":\"\",\"exit_code\":0,\"signal\":null,"
+                         "\"timed_out\":false,\"truncated\":false,\"output_order\":[[1,1]]}");
+                refused_with("compile", c, &lim,
+                             "\"compile.output_order\" counts 1 bytes of stdout, not the 2 of "
+                             "\"compile.stdout\"");
+        }
+        {
+                /* a hostile order of the most segments, each at the largest length: still
+                 * refused with a message, whatever the sums */
+                struct op_agent_order o = {.known = true, .n = OP_AGENT_ORDER_MAX};
+                static struct op_agent_segment seg[OP_AGENT_ORDER_MAX];
+
+                for (size_t i = 0; i < OP_AGENT_ORDER_MAX; i++)
+                        seg[i] = (struct op_agent_segment){1 + (int)(i % 2), SIZE_MAX};
+                o.seg = seg;
+                assert_int_equal(
+                    op_agent_order_check(&o, SIZE_MAX, SIZE_MAX, "x", "", err, sizeof(err)),
+                    -EINVAL);
+                o.n = OP_AGENT_ORDER_MAX + 1;
+                assert_int_equal(
+                    op_agent_order_check(&o, SIZE_MAX, SIZE_MAX, "x", "", err, sizeof(err)),
+                    -EINVAL);
+                assert_non_null(strstr(err, "over the limit"));
+        }
+}
+
 static void test_hostile_other_answers(void **state)
 {
         struct op_agent_limits lim = {.op = OP_AGENT_OP_PING};
@@ -630,6 +864,8 @@ int main(void)
             cmocka_unit_test(test_hostile_numbers),
             cmocka_unit_test(test_hostile_files),
             cmocka_unit_test(test_hostile_compile),
+            cmocka_unit_test(test_order_record),
+            cmocka_unit_test(test_hostile_order),
             cmocka_unit_test(test_hostile_other_answers),
             cmocka_unit_test(test_parse_bytes),
             cmocka_unit_test(test_real_agent),

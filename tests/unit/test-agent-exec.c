@@ -372,6 +372,75 @@ static void test_stderr_separate(void **state)
         agent_result_done(&r);
 }
 
+/* A program that writes each piece only once the agent has read the one before (FIONREAD on its
+ * own end of the pipe says when): the order the agent records is then the order of the writes,
+ * whatever the scheduling. */
+#define ORDERED_WRITER                                                                             \
+        "import fcntl, os, struct, sys, termios\n"                                                 \
+        "def put(fd, b):\n"                                                                        \
+        "    os.write(fd, b)\n"                                                                    \
+        "    while struct.unpack('i', fcntl.ioctl(fd, termios.FIONREAD, b'1234'))[0]:\n"           \
+        "        os.sched_yield()\n"                                                               \
+        "for i in range(int(sys.argv[1])):\n"                                                      \
+        "    put(1 + i % 2, b'ab'[i % 2:i % 2 + 1] * (1 + i % 3))\n"
+
+static bool have_python3(void)
+{
+        return access("/usr/bin/python3", X_OK) == 0;
+}
+
+static void test_output_order(void **state)
+{
+        const char *argv[] = {"python3", "-c", ORDERED_WRITER, "5", NULL};
+        struct agent_result r;
+        char err[256] = "";
+        _cleanup_free_ char *joined = NULL;
+
+        if (!have_python3())
+                skip();
+        assert_int_equal(run_argv(argv, NULL, NULL, 0, GENEROUS_MS, 1024, &r), 0);
+        assert_int_equal(r.exit_code, 0);
+        /* a, bb, aaa, b, aa */
+        assert_string_equal(r.out, "aaaaaa");
+        assert_string_equal(r.err, "bbb");
+        assert_true(r.order.known);
+        assert_false(r.order.partial);
+        assert_int_equal(r.order.n, 5);
+        assert_int_equal(
+            op_agent_order_check(&r.order, r.out_len, r.err_len, "x", "", err, sizeof(err)), 0);
+        joined = op_agent_order_join(&r.order, r.out, r.out_len, r.err, r.err_len);
+        assert_string_equal(joined, "abbaaabaa");
+        agent_result_done(&r);
+
+        /* More switches than the cap: the first ones in order, then the rest per stream. */
+        argv[3] = "1500";
+        assert_int_equal(run_argv(argv, NULL, NULL, 0, GENEROUS_MS, 1 << 20, &r), 0);
+        assert_int_equal(r.exit_code, 0);
+        assert_true(r.order.partial);
+        assert_int_equal(r.order.n, OP_AGENT_ORDER_MAX);
+        assert_int_equal(
+            op_agent_order_check(&r.order, r.out_len, r.err_len, "x", "", err, sizeof(err)), 0);
+        for (size_t i = 0; i < OP_AGENT_ORDER_MAX - 2; i++) {
+                assert_int_equal(r.order.seg[i].stream, 1 + (int)(i % 2));
+                assert_int_equal(r.order.seg[i].len, 1 + i % 3);
+        }
+        agent_result_done(&r);
+}
+
+/* The order covers what was kept, also when a cap cut the output. */
+static void test_output_order_capped(void **state)
+{
+        struct agent_result r;
+        char err[256] = "";
+
+        run_sh("echo err >&2; yes", NULL, 0, GENEROUS_MS, 1000, &r);
+        assert_true(r.truncated);
+        assert_true(r.order.known);
+        assert_int_equal(
+            op_agent_order_check(&r.order, r.out_len, r.err_len, "x", "", err, sizeof(err)), 0);
+        agent_result_done(&r);
+}
+
 static void test_lingering_grandchild(void **state)
 {
         struct agent_result r;
@@ -669,6 +738,8 @@ int main(void)
             cmocka_unit_test(test_missing_command),
             cmocka_unit_test(test_path_from_env),
             cmocka_unit_test(test_stderr_separate),
+            cmocka_unit_test(test_output_order),
+            cmocka_unit_test(test_output_order_capped),
             cmocka_unit_test(test_lingering_grandchild),
             cmocka_unit_test(test_setsid_escape),
             cmocka_unit_test(test_no_fd_leak),

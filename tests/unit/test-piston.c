@@ -334,6 +334,55 @@ static void test_result(void **state)
                   "EL", "SIGKILL", -1);
 }
 
+static void check_output(const char *answer_text, const char *phase, const char *want,
+                         size_t want_len)
+{
+        json_t *res = result(answer_text);
+        json_t *out = json_object_get(json_object_get(res, phase), "output");
+
+        assert_true(json_is_string(out));
+        assert_int_equal(json_string_length(out), want_len);
+        assert_memory_equal(json_string_value(out), want, want_len);
+        json_decref(res);
+}
+
+/* "output" holds stdout and stderr in the order of "output_order"; without one, or with one that
+ * does not fit the bytes, stdout then stderr. */
+static void test_result_output_order(void **state)
+{
+#define RUN_FIELDS "\"exit_code\": 0, \"signal\": null, \"timed_out\": false, \"truncated\": false"
+        check_output("{\"stdout\": \"a\\nc\\n\", \"stderr\": \"b\\n\", " RUN_FIELDS
+                     ", \"output_order\": [[1, 2], [2, 2], [1, 2]]}",
+                     "run", "a\nb\nc\n", 6);
+        /* partial: the order as given (the rest of each stream comes last) */
+        check_output("{\"stdout\": \"a\\nc\\n\", \"stderr\": \"b\\n\", " RUN_FIELDS
+                     ", \"output_order\": [[2, 2], [1, 4]], \"output_order_partial\": true}",
+                     "run", "b\na\nc\n", 6);
+        check_output("{\"stdout\": \"a\\nc\\n\", \"stderr\": \"b\\n\", " RUN_FIELDS "}", "run",
+                     "a\nc\nb\n", 6);
+        check_output("{\"stdout\": \"a\\nc\\n\", \"stderr\": \"b\\n\", " RUN_FIELDS
+                     ", \"output_order\": [[1, 2], [2, 2], [1, 3]]}",
+                     "run", "a\nc\nb\n", 6);
+        check_output("{\"stdout\": \"a\\nc\\n\", \"stderr\": \"b\\n\", " RUN_FIELDS
+                     ", \"output_order\": \"1,2\"}",
+                     "run", "a\nc\nb\n", 6);
+        /* counted in bytes (from "_b64"); a character split by the other stream's bytes
+         * becomes U+FFFD on both sides */
+        check_output("{\"stdout\": \"\\u00e9\", \"stderr\": \"!\", " RUN_FIELDS
+                     ", \"output_order\": [[1, 1], [2, 1], [1, 1]]}",
+                     "run", "\xef\xbf\xbd!\xef\xbf\xbd", 7);
+        check_output(
+            "{\"stdout\": \"a\\ufffd\", \"stdout_b64\": \"YQA=\", \"stderr\": \"b\", " RUN_FIELDS
+            ", \"output_order\": [[1, 1], [2, 1], [1, 1]]}",
+            "run", "ab\xef\xbf\xbd", 5);
+        /* the compile phase has its own */
+        check_output("{\"stdout\": \"\", \"stderr\": \"\", " RUN_FIELDS
+                     ", \"compile\": {\"stdout\": \"o\", \"stderr\": \"e\", " RUN_FIELDS
+                     ", \"output_order\": [[2, 1], [1, 1]]}}",
+                     "compile", "eo", 2);
+#undef RUN_FIELDS
+}
+
 /* Counts out of range (negative, huge, not finite) become null rather than an integer cast
  * from a double it cannot hold. */
 static void test_result_counts_out_of_range(void **state)
@@ -422,6 +471,7 @@ int main(void)
             cmocka_unit_test(test_exec_request_refused),
             cmocka_unit_test(test_result),
             cmocka_unit_test(test_result_newer_fields),
+            cmocka_unit_test(test_result_output_order),
             cmocka_unit_test(test_result_counts_out_of_range),
             cmocka_unit_test(test_http_status),
         };

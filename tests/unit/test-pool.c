@@ -61,6 +61,9 @@ struct waiter {
         struct pool_waiter w;
         struct vm *vm;
         unsigned served;
+        bool blocked;      /* may not take a clone (its uid is at its cap) */
+        unsigned *counter; /* NULL, or the count of waiters served so far, shared */
+        unsigned order;    /* its place among those, from 1 */
 };
 
 static unsigned restoring_all(struct fx *f)
@@ -356,6 +359,13 @@ static void on_served(struct pool_waiter *pw, struct vm *vm)
 
         w->vm = vm;
         w->served++;
+        if (w->counter)
+                w->order = ++*w->counter;
+}
+
+static bool may_take(const struct pool_waiter *pw)
+{
+        return !((const struct waiter *)pw)->blocked;
 }
 
 static bool waiter_served(void *arg)
@@ -429,7 +439,7 @@ static void test_waiter_served(void **state)
 
         pool_set_target(p, 1);
         pool_serve(p, snap_new(f, "v1", false));
-        assert_null(pool_take(p)); /* still restoring */
+        assert_null(pool_take(p, NULL)); /* still restoring */
         pool_wait(p, &w.w);
         assert_int_equal(counts(p).waiting, 1);
         run_until(f, waiter_served, &w);
@@ -464,11 +474,102 @@ static void test_waiter_cancel(void **state)
         assert_int_equal(counts(p).waiting, 0);
         wait_ready(f, p, 1); /* the clone went to the ready list, not to the waiter */
         assert_int_equal(w.served, 0);
-        w.vm = pool_take(p);
+        w.vm = pool_take(p, NULL);
         assert_non_null(w.vm);
         assert_int_equal(counts(p).in_use, 1);
         vm_destroy(w.vm);
         pool_release(p);
+}
+
+/* The waiter's VM is finished with. */
+static void give_back(struct pool *p, struct waiter *w)
+{
+        vm_destroy(w->vm);
+        w->vm = NULL;
+        pool_release(p);
+}
+
+struct count_wait {
+        unsigned *counter;
+        unsigned n;
+};
+
+static bool counted(void *arg)
+{
+        struct count_wait *c = arg;
+
+        return *c->counter >= c->n;
+}
+
+/* Clones go to the waiters round-robin by key: with one key's three waiters queued before
+ * another key's one, that one is served second, right after the first key's turn. */
+static void test_waiters_round_robin_by_key(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        unsigned counter = 0;
+        struct waiter w[4];
+        static const uint64_t keys[4] = {2000, 2000, 2000, 3000};
+
+        pool_set_target(p, 1);
+        pool_serve(p, snap_new(f, "v1", false));
+        for (unsigned i = 0; i < 4; i++) {
+                w[i] =
+                    (struct waiter){.w.served = on_served, .w.key = keys[i], .counter = &counter};
+                assert_null(pool_take(p, &w[i].w)); /* still restoring */
+                pool_wait(p, &w[i].w);
+        }
+        assert_int_equal(counts(p).waiting, 4);
+        for (unsigned n = 1; n <= 4; n++) {
+                struct count_wait cw = {&counter, n};
+
+                run_until(f, counted, &cw);
+                assert_int_equal(counter, n); /* one clone at a time */
+                for (unsigned i = 0; i < 4; i++)
+                        if (w[i].order == n)
+                                give_back(p, &w[i]);
+        }
+        assert_int_equal(w[0].order, 1);
+        assert_int_equal(w[3].order, 2); /* the other key, not after the first key's backlog */
+        assert_int_equal(w[1].order, 3);
+        assert_int_equal(w[2].order, 4);
+        assert_int_equal(counts(p).waiting, 0);
+        assert_int_equal(counts(p).stats.served, 4);
+}
+
+/* A waiter that may not take a clone (its uid at its cap) is passed over and keeps its place:
+ * another key's later waiter is served, a ready clone stays paused, a pool_take() for it gets
+ * nothing, and pools_serve_waiters() hands it the clone once it may. */
+static void test_waiter_that_may_not_take(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        struct waiter a = {.w = {.served = on_served, .may_take = may_take, .key = 1},
+                           .blocked = true};
+        struct waiter b = {.w = {.served = on_served, .may_take = may_take, .key = 2}};
+
+        pool_set_target(p, 1);
+        pool_serve(p, snap_new(f, "v1", false));
+        pool_wait(p, &a.w);
+        pool_wait(p, &b.w);
+        run_until(f, waiter_served, &b);
+        assert_int_equal(a.served, 0);
+        wait_ready(f, p, 1); /* the next clone is not a's either */
+        assert_int_equal(a.served, 0);
+        assert_int_equal(counts(p).waiting, 1);
+        assert_null(pool_take(p, &a.w));
+        pools_serve_waiters(f->pools); /* a still may not: nothing */
+        assert_int_equal(a.served, 0);
+        assert_int_equal(counts(p).ready, 1);
+        a.blocked = false;
+        pools_serve_waiters(f->pools);
+        assert_int_equal(a.served, 1);
+        assert_non_null(a.vm);
+        assert_null(a.w.pool);
+        assert_int_equal(counts(p).waiting, 0);
+        assert_int_equal(counts(p).in_use, 2);
+        give_back(p, &a);
+        give_back(p, &b);
 }
 
 static void test_replaced_snapshot(void **state)
@@ -557,7 +658,7 @@ static void test_shrink(void **state)
         assert_int_equal(counts(p).ready, 1);
         assert_int_equal(counts(p).target, 1);
         assert_int_equal(f->host->n_vms, 1);
-        vm = pool_take(p); /* the one left is the oldest */
+        vm = pool_take(p, NULL); /* the one left is the oldest */
         assert_non_null(vm);
         assert_string_equal(vm->name, oldest);
         vm_destroy(vm);
@@ -579,7 +680,7 @@ static void test_serve_null(void **state)
         pool_set_target(p, 2);
         pool_serve(p, snap_new(f, "v1", false));
         wait_ready(f, p, 2);
-        vm = pool_take(p); /* in use: finishes its request untouched */
+        vm = pool_take(p, NULL); /* in use: finishes its request untouched */
         assert_non_null(vm);
         assert_int_equal(counts(p).restoring, 1); /* its replacement starts at once */
         pool_serve(p, NULL);
@@ -587,7 +688,7 @@ static void test_serve_null(void **state)
         assert_null(pool_serving_version(p));
         assert_int_equal(counts(p).ready, 0);
         assert_int_equal(counts(p).in_use, 1);
-        assert_null(pool_take(p));
+        assert_null(pool_take(p, NULL));
         run_until(f, restored_none, p); /* the replacement is dropped once loaded */
         run_turns(f, 5);
         assert_int_equal(counts(p).restoring, 0);
@@ -763,7 +864,7 @@ static struct pool *pool_n(struct fx *f, size_t i)
 /* Take a clone of p and finish with it at once, as a short request does. */
 static void use_once(struct fx *f, struct pool *p)
 {
-        struct vm *vm = pool_take(p);
+        struct vm *vm = pool_take(p, NULL);
 
         assert_non_null(vm);
         vm_destroy(vm);
@@ -800,7 +901,7 @@ static void test_slot_shared(void **state)
         run_until(f, ab_ready, f);
         use_once(f, b);
         run_until(f, ab_ready, f);
-        assert_null(pool_take(c));
+        assert_null(pool_take(c, NULL));
         pool_wait(c, &w.w);
         run_until(f, waiter_served, &w);
         assert_ptr_equal(w.vm->lang, &f->langs.v[2]);
@@ -878,7 +979,7 @@ static void test_target_follows_demand(void **state)
         pool_serve(p, snap_new(f, "v1", false));
         for (size_t i = 0; i < 6; i++) {
                 w[i] = (struct waiter){.w.served = on_served};
-                assert_null(pool_take(p));
+                assert_null(pool_take(p, NULL));
                 pool_wait(p, &w[i].w);
         }
         assert_int_equal(counts(p).target, 4);    /* the most */
@@ -912,7 +1013,7 @@ static void test_take_as_target_falls(void **state)
         assert_int_equal(counts(b).restoring, 1);
         pool_cancel(&w.w);
         wait_ready(f, b, 1);
-        vm = pool_take(b);
+        vm = pool_take(b, NULL);
         if (!vm) { /* the 1 s demand tick came first (the test stalled): it drained the clone */
                 assert_int_equal(counts(b).ready, 0);
                 skip();
@@ -1007,6 +1108,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_prime, setup, teardown),
             cmocka_unit_test_setup_teardown(test_waiter_served, setup, teardown),
             cmocka_unit_test_setup_teardown(test_waiter_cancel, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_waiters_round_robin_by_key, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_waiter_that_may_not_take, setup, teardown),
             cmocka_unit_test_setup_teardown(test_replaced_snapshot, setup, teardown),
             cmocka_unit_test_setup_teardown(test_backoff, setup, teardown),
             cmocka_unit_test_setup_teardown(test_shrink, setup, teardown),

@@ -52,9 +52,10 @@ struct call {
         enum request_state state_at_job;
         bool warm_at_job;
         unsigned answers_before_job;
+        unsigned job_order; /* its job was the nth to reach an agent (from 1) */
 };
 
-#define CALLS_MAX 8
+#define CALLS_MAX 12
 
 struct fx {
         struct opd d;
@@ -83,6 +84,7 @@ static void note_job(struct fx *f, struct vm *vm)
                 if (!c->r || c->r->vm != vm)
                         continue;
                 c->jobs++;
+                c->job_order = f->jobs + 1;
                 c->state_at_job = c->r->state;
                 c->warm_at_job = c->r->pool != NULL;
                 c->answers_before_job = answers;
@@ -200,7 +202,7 @@ static int teardown(void **state)
                 json_decref(f->calls[i].answer);
         }
         assert_int_equal(requests_queued(&f->d), 0);
-        assert_true(TAILQ_EMPTY(&f->d.queue));
+        assert_int_equal(fairq_len(&f->d.queue), 0);
         loop_tick_stop(&f->tick);
         opd_done(&f->d);
         assert_int_equal(f->fake.n_live, 0);
@@ -265,6 +267,20 @@ static struct call *submit(struct fx *f, json_t *req)
 static struct call *submit_lang(struct fx *f, const char *lang, const char *mode)
 {
         return submit(f, exec_req(lang, mode, 0, 0));
+}
+
+/* An exec of "sh" on behalf of uid (neither root nor the test's user: the per-uid caps apply). */
+static struct call *submit_as(struct fx *f, uid_t uid, const char *mode)
+{
+        json_t *req = exec_req("sh", mode, 0, 0);
+        struct call *c;
+
+        assert_true(f->n_calls < CALLS_MAX);
+        assert_false(uid_exempt(uid));
+        c = &f->calls[f->n_calls++];
+        exec_submit_cb(&f->d, req, uid, on_done, c, &c->r);
+        json_decref(req);
+        return c;
 }
 
 static void cancel(struct call *c)
@@ -423,7 +439,7 @@ static void expire_deadline(struct call *c)
 static void assert_idle(struct fx *f)
 {
         assert_int_equal(requests_queued(&f->d), 0);
-        assert_true(TAILQ_EMPTY(&f->d.queue));
+        assert_int_equal(fairq_len(&f->d.queue), 0);
         for (int l = SH; l <= CC; l++) {
                 struct pool_counts pc = counts(f, l);
 
@@ -483,7 +499,7 @@ static void test_cold_queued_then_boots(void **state)
         assert_int_equal(state_of(a), REQ_BOOTING);
         assert_int_equal(state_of(b), REQ_QUEUED);
         assert_int_equal(requests_queued(&f->d), 1);
-        assert_ptr_equal(TAILQ_FIRST(&f->d.queue), b->r);
+        assert_ptr_equal(fairq_first(&f->d.queue), &b->r->queue_item);
         wait_answer(f, b);
         assert_ok(a, "cold");
         assert_ok(b, "cold");
@@ -503,7 +519,7 @@ static void test_cold_queued_then_boots(void **state)
         run_until_left(f, c, REQ_QUEUED);
         assert_int_equal(state_of(c), REQ_BOOTING);
         assert_int_equal(requests_queued(&f->d), 0);
-        assert_true(TAILQ_EMPTY(&f->d.queue));
+        assert_int_equal(fairq_len(&f->d.queue), 0);
         cancel(c);
         settle(f);
         assert_idle(f);
@@ -580,7 +596,7 @@ static void test_cold_queue_deadline(void **state)
         snprintf(want, sizeof(want), "no VM became free within %u ms", SHORT_MS);
         assert_string_equal(error_message(b), want);
         assert_int_equal(requests_queued(&f->d), 0);
-        assert_true(TAILQ_EMPTY(&f->d.queue));
+        assert_int_equal(fairq_len(&f->d.queue), 0);
         run_until_left(f, a, REQ_BOOTING);
         assert_int_equal(state_of(a), REQ_RUNNING); /* and stays so: its agent never answers */
         cancel(a);
@@ -753,7 +769,7 @@ static void test_warm_waiting_served(void **state)
         assert_int_equal(state_of(c), REQ_WAITING);
         assert_int_equal(requests_queued(&f->d), 1);
         assert_int_equal(counts(f, SH).waiting, 1);
-        assert_true(TAILQ_EMPTY(&f->d.queue));
+        assert_int_equal(fairq_len(&f->d.queue), 0);
         wait_answer(f, c);
         assert_ok(c, "warm");
         assert_int_equal(c->state_at_job, REQ_RUNNING);
@@ -1076,8 +1092,8 @@ static void test_cancel_queued(void **state)
         assert_int_equal(requests_queued(&f->d), 2);
         cancel(b); /* from the middle of the line */
         assert_int_equal(requests_queued(&f->d), 1);
-        assert_ptr_equal(TAILQ_FIRST(&f->d.queue), c->r);
-        assert_null(TAILQ_NEXT(c->r, queue_link));
+        assert_ptr_equal(fairq_first(&f->d.queue), &c->r->queue_item);
+        assert_int_equal(fairq_len(&f->d.queue), 1);
         wait_answer(f, c);
         assert_ok(a, "cold");
         assert_ok(c, "cold");
@@ -1173,6 +1189,140 @@ static void test_cancel_waiting_then_ready(void **state)
         settle(f);
         assert_idle(f);
         assert_int_equal(counts(f, SH).stats.served, 1);
+}
+
+/* ---- one uid against another ---- */
+
+#define UID_A 1001
+#define UID_B 1002
+
+struct job_wait {
+        struct fx *f;
+        unsigned n;
+};
+
+static bool jobs_sent(void *arg)
+{
+        struct job_wait *w = arg;
+
+        return w->f->jobs >= w->n;
+}
+
+/* Until n jobs in all reached an agent. */
+static void wait_jobs(struct fx *f, unsigned n)
+{
+        struct job_wait w = {f, n};
+
+        run_until(f, jobs_sent, &w);
+}
+
+/* Paused clones go to the waiters round-robin by uid: uid A holds the pool's one clone and has
+ * three more requests waiting, uid B's one request arrives last and is served next. */
+static void test_warm_waiters_round_robin_by_uid(void **state)
+{
+        struct fx *f = *state;
+        struct call *a[4], *b;
+
+        f->agent_silent = true; /* every request holds its VM until cancelled */
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        a[0] = submit_as(f, UID_A, NULL);
+        assert_int_equal(state_of(a[0]), REQ_RUNNING);
+        for (int i = 1; i < 4; i++) {
+                a[i] = submit_as(f, UID_A, NULL);
+                assert_int_equal(state_of(a[i]), REQ_WAITING);
+        }
+        b = submit_as(f, UID_B, NULL);
+        assert_int_equal(state_of(b), REQ_WAITING);
+        assert_int_equal(counts(f, SH).waiting, 4);
+        /* one clone at a time (pool size 1): each goes to the next uid in turn */
+        for (unsigned n = 2; n <= 5; n++)
+                wait_jobs(f, n);
+        assert_int_equal(a[0]->job_order, 1);
+        assert_int_equal(b->job_order, 2);
+        assert_int_equal(a[1]->job_order, 3);
+        assert_int_equal(a[2]->job_order, 4);
+        assert_int_equal(a[3]->job_order, 5);
+        for (int i = 0; i < 4; i++) {
+                assert_true(a[i]->warm_at_job);
+                cancel(a[i]);
+        }
+        assert_true(b->warm_at_job);
+        cancel(b);
+        settle(f);
+        assert_idle(f);
+}
+
+/* max_vms_per_uid counts VMs from a pool: a uid at its cap waits although a clone is ready,
+ * another uid takes that clone meanwhile, and the waiter is served once a VM of its uid ends;
+ * one that waits out queue_timeout_ms is answered pool_exhausted, saying why (no cold boot:
+ * the cap holds there too). */
+static void test_warm_uid_at_its_vm_cap_waits(void **state)
+{
+        struct fx *f = *state;
+        struct call *a1, *a2, *a3, *b;
+
+        f->d.cfg.max_vms_per_uid = 1;
+        f->agent_silent = true;
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        a1 = submit_as(f, UID_A, NULL);
+        assert_int_equal(state_of(a1), REQ_RUNNING);
+        a2 = submit_as(f, UID_A, NULL);
+        assert_int_equal(state_of(a2), REQ_WAITING);
+        wait_ready(f, SH, 1); /* refilled: a2 still waits, held by its uid's cap */
+        run_turns(f, 5);
+        assert_int_equal(state_of(a2), REQ_WAITING);
+        assert_int_equal(counts(f, SH).ready, 1);
+        b = submit_as(f, UID_B, NULL);
+        assert_int_equal(state_of(b), REQ_RUNNING); /* the clone a2 could not have */
+        assert_non_null(b->r->pool);                /* warm */
+        wait_ready(f, SH, 1);
+        assert_int_equal(state_of(a2), REQ_WAITING);
+        cancel(a1); /* a VM of A's ends: a2 takes the ready clone */
+        run_until_left(f, a2, REQ_WAITING);
+        assert_int_equal(state_of(a2), REQ_RUNNING);
+        assert_non_null(a2->r->pool);
+        /* a3 waits for a2's VM, in vain */
+        a3 = submit_as(f, UID_A, NULL);
+        assert_int_equal(state_of(a3), REQ_WAITING);
+        expire_deadline(a3);
+        wait_answer(f, a3);
+        assert_error(a3, "pool_exhausted");
+        assert_non_null(strstr(error_message(a3), "max_vms_per_uid"));
+        assert_true(retry_after_ms(a3) > 0);
+        cancel(a2);
+        cancel(b);
+        settle(f);
+        assert_idle(f);
+}
+
+/* VM slots for cold boots go round-robin by uid too, and a uid at its cap keeps its turn. */
+static void test_cold_queue_round_robin_by_uid(void **state)
+{
+        struct fx *f = *state;
+        struct call *a[3], *b;
+
+        f->agent_silent = true;
+        f->d.cfg.max_vms = 1;
+        for (int i = 0; i < 3; i++)
+                a[i] = submit_as(f, UID_A, "cold");
+        b = submit_as(f, UID_B, "cold");
+        wait_jobs(f, 1);
+        assert_int_equal(a[0]->job_order, 1);
+        assert_int_equal(state_of(b), REQ_QUEUED);
+        cancel(a[0]);
+        wait_jobs(f, 2);
+        assert_int_equal(b->job_order, 2);
+        cancel(b);
+        wait_jobs(f, 3);
+        assert_int_equal(a[1]->job_order, 3);
+        cancel(a[1]);
+        wait_jobs(f, 4);
+        assert_int_equal(a[2]->job_order, 4);
+        cancel(a[2]);
+        settle(f);
+        assert_idle(f);
 }
 
 /* ---- the sink ---- */
@@ -1285,6 +1435,9 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_cancel_running_cold, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cancel_running_warm, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cancel_waiting_then_ready, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_warm_waiters_round_robin_by_uid, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_warm_uid_at_its_vm_cap_waits, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cold_queue_round_robin_by_uid, setup, teardown),
             cmocka_unit_test_setup_teardown(test_sink_answer_then_release, setup, teardown),
         };
 
