@@ -1,9 +1,10 @@
 """Which versions a host refuses before it stages a byte, against a real S3-compatible server
 (s3rver) on loopback: a version signed by a key the host does not pin, a signed manifest changed
 in the bucket, an older signed version replayed as `current`, an http:// endpoint that is not
-loopback, a version larger than the cache's free space, a manifest asking for 1 TiB of memory.
-Each is refused with its own error and counter, and the serving version stays current.
-Snapshots are synthetic (pools off, no VM boots)."""
+loopback, a version larger than the cache's free space, a manifest asking for 1 TiB of memory, a
+signed manifest whose chunk root is not the one its chunks make. Each is refused with its own error and counter, and the serving version stays current.
+A manifest of an older publisher, without chunk roots, is read. Snapshots are synthetic (pools
+off, no VM boots)."""
 import json
 import os
 import re
@@ -217,6 +218,64 @@ class S3Trust(unittest.TestCase):
         r = self.v2_refused("bounds", "1048576 MiB",
                             manifest=lambda m: {**m, "memory_mb": 1 << 20})
         self.assertIn("memory_mb", r["error"])
+
+    def resign(self, path, change):
+        """The version's manifest in the bucket changed by change(dict) and signed again by the
+        trusted key, as a publisher would have signed it (openssl, not opctl)."""
+        with open(path) as f:
+            env = json.load(f)
+        man = json.loads(env["manifest"])
+        change(man)
+        text = json.dumps(man, separators=(",", ":"), sort_keys=True)
+        msg = os.path.join(self.tmp, self.prefix, "to-sign")
+        with open(msg, "wb") as f:
+            f.write(b"opd snapshot manifest v1\n" + text.encode())
+        sig = subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", self.key, "-rawin", "-in",
+                              msg], capture_output=True, check=True).stdout
+        self.assertEqual(len(sig), 64)
+        env["manifest"], env["signature"] = text, sig.hex()
+        with open(path, "w") as f:
+            json.dump(env, f)
+
+    def test_chunk_roots(self):
+        opd = self.serving_v1()
+        try:
+            make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
+            self.push()
+            path = self.s3.object_path(f"{self.prefix}python/versions/{V2}.json")
+            with open(path) as f:
+                pushed = json.loads(json.load(f)["manifest"])
+            self.assertEqual(pushed["snapshot"]["chunk_size"], pushed["chunk_size"])
+            roots = {f["name"]: f["root"] for f in pushed["snapshot"]["files"]}
+
+            def bad_root(m):
+                m["snapshot"]["files"][0]["root"] = "0" * 64
+
+            # signed by the trusted key, but the root is not what its chunks make
+            self.resign(path, bad_root)
+            r = self.sync(opd)
+            self.assertFalse(r["ok"], r)
+            self.assertIn("the root of", r["error"])
+            py = os.path.join(opd.dir, "cache", "python")
+            self.assertEqual(os.readlink(os.path.join(py, "current")), V1)
+
+            def older(m):
+                del m["snapshot"]["chunk_size"]
+                for f in m["snapshot"]["files"]:
+                    del f["root"]
+
+            # an older publisher's manifest: no roots; read, the roots made from its chunks
+            self.resign(path, older)
+            r = self.sync(opd)
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["version"], V2)
+            with open(os.path.join(py, V2, "manifest.json")) as f:
+                installed = json.load(f)
+            self.assertEqual({f["name"]: f["root"] for f in installed["files"]}, roots)
+            v = opd.call({"op": "snapshot", "action": "verify", "id": "v"}, timeout=300)
+            self.assertTrue(v["verified"], v)
+        finally:
+            opd.stop()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """A real snapshot through S3: one opd makes it, opctl pushes it, a second opd with an empty
-cache syncs it at start, verifies it and serves an exec warm from it (one boot, one restore)."""
+cache syncs it at start, verifies it and serves an exec warm from it (one boot, one restore).
+Every chunk was checked against the signed manifest as it arrived: the pool serves the version
+without hashing its files again, and `snapshot verify` checks them by their chunk roots."""
+import json
 import os
 import unittest
 
@@ -45,6 +48,15 @@ class S3Warm(unittest.TestCase):
                 lambda: f"a clone of {version}: {pool(host, 'bash')}\n{host.read_log()}",
                 step=0.2)
             self.assertIn(f"s3 sync bash: installed {version}", host.read_log())
+            # checked chunk by chunk at install: not hashed again before serving
+            self.assertIn(f"bash pool: serving snapshot {version} (checked at install)",
+                          host.read_log())
+            with open(os.path.join(host.dir, "cache", "bash", version, "manifest.json")) as f:
+                man = json.load(f)
+            self.assertEqual(man["chunk_size"], 4 << 20)
+            self.assertTrue(all(len(f["root"]) == 64 for f in man["files"]), man)
+            v = host.call({"op": "snapshot", "action": "verify", "id": "v"}, timeout=300)
+            self.assertTrue(v["verified"], v)
             r = host.run("bash", "echo warm from s3")
             self.assertTrue(r["ok"], r)
             self.assertEqual(r["stdout"], "warm from s3\n")
