@@ -195,6 +195,25 @@ static json_t *read_body(struct evhttp_request *req, char *errbuf, size_t errlen
         return body;
 }
 
+/* Piston takes a body whose Content-Type starts with application/json. The door also takes
+ * text/plain: what fetch() sends for a string body given no Content-Type, as the npm package
+ * piston-client does. A web page's form can send text/plain too: the Host and Origin check
+ * (httpd.c) is what keeps it out. */
+static bool body_type_ok(const char *ctype)
+{
+        static const char json[] = "application/json", text[] = "text/plain";
+        char after;
+
+        if (!ctype)
+                return false;
+        if (strncasecmp(ctype, json, strlen(json)) == 0)
+                return true;
+        if (strncasecmp(ctype, text, strlen(text)) != 0)
+                return false;
+        after = ctype[strlen(text)];
+        return after == '\0' || after == ';' || after == ' ' || after == '\t';
+}
+
 static void on_execute(struct evhttp_request *req, void *arg)
 {
         struct opd *d = arg;
@@ -210,7 +229,7 @@ static void on_execute(struct evhttp_request *req, void *arg)
                 send_message(req, 405, "use POST for /api/v2/execute");
                 return;
         }
-        if (!ctype || strncasecmp(ctype, "application/json", strlen("application/json")) != 0) {
+        if (!body_type_ok(ctype)) {
                 send_message(req, 415, "send the request as Content-Type: application/json");
                 return;
         }

@@ -225,13 +225,29 @@ int s3_push(struct s3_client *c, const struct s3_location *l, const char *prefix
         if (r < 0)
                 return r;
         for (size_t i = 0; i < m.snap.n_files && r == 0; i++) {
-                r = s3_chunk_hash_file(p.dirfd, m.snap.files[i].name, m.snap.files[i].size,
-                                       m.chunk_size, &m.files[i]);
-                if (r < 0)
-                        op_errf(errbuf, errlen, r, "%s: %s", m.snap.files[i].name, strerror(-r));
-                else
-                        total += m.files[i].n_chunks;
+                const struct snap_file *sf = &m.snap.files[i];
+                char whole[SHA256_HEX_LEN + 1], root[SHA256_HEX_LEN + 1];
+
+                r = s3_chunk_hash_file(p.dirfd, sf->name, sf->size, m.chunk_size, &m.files[i],
+                                       whole);
+                if (r < 0) {
+                        op_errf(errbuf, errlen, r, "%s: %s", sf->name, strerror(-r));
+                        break;
+                }
+                total += m.files[i].n_chunks;
+                /* what is published is what the cache's manifest says: a damaged copy is not
+                 * pushed (the chunk hashes made here become every host's checksum) */
+                if (m.snap.chunk_size == m.chunk_size)
+                        s3_chunkman_root(&m, i, root);
+                if (strcmp(whole, sf->sha256) != 0 ||
+                    (m.snap.chunk_size == m.chunk_size && strcmp(root, sf->root) != 0))
+                        r = op_errf(errbuf, errlen, -EBADMSG,
+                                    "%s/%s: checksum mismatch (sha256 %s, manifest says %s): "
+                                    "the cache's copy is damaged",
+                                    m.snap.version, sf->name, whole, sf->sha256);
         }
+        if (r == 0)
+                s3_chunkman_set_roots(&m);
         p.items = r == 0 ? calloc(total + 1, sizeof(*p.items)) : NULL;
         if (r == 0 && !p.items)
                 r = op_errf(errbuf, errlen, -ENOMEM, "out of memory");

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -112,8 +113,52 @@ int s3_chunkman_parse(const char *text, size_t len, struct s3_chunkman *ret, cha
                         strcpy(m.files[i].chunks[k].sha256, json_string_value(c));
                 }
         }
+        /* The chunk roots: checked against the chunk lists when the publisher wrote them (a
+         * publisher of before the roots wrote none: then computed from the signed lists). */
+        if (m.snap.chunk_size && m.snap.chunk_size != m.chunk_size) {
+                s3_chunkman_free(&m);
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "chunk manifest: the snapshot's \"chunk_size\" is not the "
+                               "manifest's");
+        }
+        for (i = 0; i < m.snap.n_files; i++) {
+                char root[SHA256_HEX_LEN + 1];
+
+                s3_chunkman_root(&m, i, root);
+                if (m.snap.chunk_size && strcmp(root, m.snap.files[i].root) != 0) {
+                        r = op_errf(errbuf, errlen, -EINVAL,
+                                    "chunk manifest: the root of %s is %s, its chunks make %s",
+                                    m.snap.files[i].name, m.snap.files[i].root, root);
+                        s3_chunkman_free(&m);
+                        return r;
+                }
+                strcpy(m.snap.files[i].root, root);
+        }
+        m.snap.chunk_size = m.chunk_size;
         *ret = m;
         return 0;
+}
+
+void s3_chunkman_root(const struct s3_chunkman *m, size_t i, char ret_hex[SHA256_HEX_LEN + 1])
+{
+        const struct s3_chunk_file *f = &m->files[i];
+        const char **leaves = calloc(f->n_chunks + 1, sizeof(*leaves));
+
+        if (!leaves) {
+                ret_hex[0] = 0; /* matches no root */
+                return;
+        }
+        for (uint32_t k = 0; k < f->n_chunks; k++)
+                leaves[k] = f->chunks[k].sha256;
+        snap_chunk_root(m->chunk_size, m->snap.files[i].size, leaves, f->n_chunks, ret_hex);
+        free(leaves);
+}
+
+void s3_chunkman_set_roots(struct s3_chunkman *m)
+{
+        m->snap.chunk_size = m->chunk_size;
+        for (size_t i = 0; i < m->snap.n_files; i++)
+                s3_chunkman_root(m, i, m->snap.files[i].root);
 }
 
 char *s3_chunkman_text(const struct s3_chunkman *m)
@@ -140,6 +185,10 @@ int s3_chunkman_plain(const struct snap_manifest *snap, uint32_t chunk_size,
                       struct s3_chunkman *ret)
 {
         *ret = (struct s3_chunkman){.chunk_size = chunk_size, .plain = true, .snap = *snap};
+        /* no chunk hashes: the whole-file sha256 is the checksum, whatever roots it names */
+        ret->snap.chunk_size = 0;
+        for (size_t i = 0; i < snap->n_files; i++)
+                ret->snap.files[i].root[0] = 0;
         for (size_t i = 0; i < snap->n_files; i++)
                 ret->files[i].n_chunks = s3_chunk_count(snap->files[i].size, chunk_size);
         return 0;
@@ -153,28 +202,49 @@ bool s3_is_zero(const void *buf, size_t len)
 }
 
 int s3_chunk_hash_file(int dirfd, const char *name, uint64_t size, uint32_t chunk_size,
-                       struct s3_chunk_file *f)
+                       struct s3_chunk_file *f, char *ret_sha256)
 {
+        static const char digits[] = "0123456789abcdef";
         _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         _cleanup_free_ char *buf = malloc(chunk_size);
         uint32_t n = s3_chunk_count(size, chunk_size);
+        EVP_MD_CTX *whole = NULL;
+        unsigned char md[32];
         struct s3_chunk *v;
 
         if (fd < 0)
                 return -errno;
         if (!buf || !(v = calloc(n ? n : 1, sizeof(*v))))
                 return -ENOMEM;
+        if (ret_sha256 &&
+            (!(whole = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(whole, EVP_sha256(), NULL))) {
+                EVP_MD_CTX_free(whole);
+                free(v);
+                return -ENOMEM;
+        }
         for (uint32_t k = 0; k < n; k++) {
                 uint64_t off = (uint64_t)k * chunk_size;
                 size_t want = size - off < chunk_size ? (size_t)(size - off) : chunk_size;
                 ssize_t got = pread(fd, buf, want, (off_t)off);
 
                 if (got != (ssize_t)want) {
+                        EVP_MD_CTX_free(whole);
                         free(v);
                         return got < 0 ? -errno : -EIO;
                 }
                 if (!s3_is_zero(buf, want))
                         op_sha256_hex(buf, want, v[k].sha256);
+                if (whole)
+                        EVP_DigestUpdate(whole, buf, want);
+        }
+        if (whole) {
+                EVP_DigestFinal_ex(whole, md, NULL);
+                EVP_MD_CTX_free(whole);
+                for (int i = 0; i < 32; i++) {
+                        ret_sha256[2 * i] = digits[md[i] >> 4];
+                        ret_sha256[2 * i + 1] = digits[md[i] & 15];
+                }
+                ret_sha256[SHA256_HEX_LEN] = 0;
         }
         f->chunks = v;
         f->n_chunks = n;

@@ -10,9 +10,9 @@
 #include "snapshot.h"
 
 #define S3_CHUNK_SIZE_DEFAULT (4u << 20)
-#define S3_CHUNK_SIZE_MIN     (64u << 10)
-#define S3_CHUNK_SIZE_MAX     (64u << 20)
-#define S3_CHUNKS_MAX         65536u /* all files of one version together */
+#define S3_CHUNK_SIZE_MIN     SNAP_CHUNK_SIZE_MIN
+#define S3_CHUNK_SIZE_MAX     SNAP_CHUNK_SIZE_MAX
+#define S3_CHUNKS_MAX         SNAP_CHUNKS_MAX /* all files of one version together */
 #define S3_CHUNKMAN_MAX       (8u << 20)
 
 struct s3_chunk {
@@ -29,8 +29,10 @@ struct s3_chunkman {
         /* The publisher's counter for this language, higher for every newer version (0: none);
          * inside the signed bytes, so a replayed older version is told apart (docs/s3.md). */
         uint64_t serial;
-        bool plain;                /* from the plain layout: no per-chunk hashes */
-        struct snap_manifest snap; /* files[] carry each whole file's size and sha256 */
+        bool plain; /* from the plain layout: no per-chunk hashes */
+        /* files[] carry each whole file's size and sha256, and (chunked) its chunk root, from
+         * the manifest or, from an older publisher, computed from the chunk list */
+        struct snap_manifest snap;
         struct s3_chunk_file files[SNAP_FILES_MAX];
 };
 
@@ -44,13 +46,18 @@ int s3_chunkman_parse(const char *text, size_t len, struct s3_chunkman *ret, cha
 struct json_t;
 int s3_chunkman_object(const char *text, size_t len, struct json_t **ret, char *errbuf,
                        size_t errlen);
+/* The chunk root of file i from its chunk list (snap_chunk_root()). */
+void s3_chunkman_root(const struct s3_chunkman *m, size_t i, char ret_hex[SHA256_HEX_LEN + 1]);
+/* Set every file's chunk root from its chunk list (a publisher, before it signs). */
+void s3_chunkman_set_roots(struct s3_chunkman *m);
 /* Serialized, malloc'd. */
 char *s3_chunkman_text(const struct s3_chunkman *m);
 /* The plain layout: every file fetched whole (by ranges of chunk_size), checked as a whole. */
 int s3_chunkman_plain(const struct snap_manifest *snap, uint32_t chunk_size,
                       struct s3_chunkman *ret);
 
-/* Hash every chunk of a file (zero chunks get ""); fills f (malloc'd chunks). */
+/* Hash every chunk of a file (zero chunks get ""); fills f (malloc'd chunks), and with
+ * ret_sha256 the whole file's sha256 too, in the same read. */
 int s3_chunk_hash_file(int dirfd, const char *name, uint64_t size, uint32_t chunk_size,
-                       struct s3_chunk_file *f);
+                       struct s3_chunk_file *f, char *ret_sha256);
 bool s3_is_zero(const void *buf, size_t len);

@@ -386,6 +386,10 @@ int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *e
                         return op_errf(errbuf, errlen, -errno, "fsync %s: %s", sf->name,
                                        strerror(errno));
         }
+        /* every byte was checked (above, or chunk by chunk): the pool does not hash the
+         * files again while they are these files, unchanged */
+        if ((r = snap_verified_write(stage, &m->snap)) < 0)
+                return op_errf(errbuf, errlen, r, "write %s: %s", SNAP_VERIFIED_NAME, strerror(-r));
         o = snap_manifest_json(&m->snap);
         mtext = o ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
         json_decref(o);

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "snap-chunks.h"
 #include "util.h"
 
 bool snap_name_valid(const char *s)
@@ -66,6 +68,7 @@ int snap_manifest_parse(const char *text, size_t len, struct snap_manifest *ret,
         json_auto_t *o = NULL;
         json_error_t jerr;
         json_t *files, *f;
+        uint64_t chunks = 0;
         size_t i;
         int r;
 
@@ -90,6 +93,10 @@ int snap_manifest_parse(const char *text, size_t len, struct snap_manifest *ret,
             (r = get_u32(o, "vcpus", 1, 256, &m.vcpus, errbuf, errlen)) < 0)
                 return r;
         m.warm = json_is_true(json_object_get(o, "warm"));
+        if (json_object_get(o, "chunk_size") &&
+            (r = get_u32(o, "chunk_size", SNAP_CHUNK_SIZE_MIN, SNAP_CHUNK_SIZE_MAX, &m.chunk_size,
+                         errbuf, errlen)) < 0)
+                return r;
         files = json_object_get(o, "files");
         if (!json_is_array(files) || json_array_size(files) == 0 ||
             json_array_size(files) > SNAP_FILES_MAX)
@@ -112,6 +119,24 @@ int snap_manifest_parse(const char *text, size_t len, struct snap_manifest *ret,
                         return op_errf(errbuf, errlen, -EINVAL, "manifest: bad size for %s",
                                        sf->name);
                 sf->size = (uint64_t)json_integer_value(size);
+                if (!m.chunk_size != !json_object_get(f, "root"))
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "manifest: %s: a \"root\" for every file with "
+                                       "\"chunk_size\", none without",
+                                       sf->name);
+                if (m.chunk_size) {
+                        if ((r = get_str(f, "root", sf->root, sizeof(sf->root), false, errbuf,
+                                         errlen)) < 0)
+                                return r;
+                        if (!op_sha256_hex_valid(sf->root))
+                                return op_errf(errbuf, errlen, -EINVAL, "manifest: bad root for %s",
+                                               sf->name);
+                        chunks += (sf->size + m.chunk_size - 1) / m.chunk_size;
+                        if (chunks > SNAP_CHUNKS_MAX)
+                                return op_errf(errbuf, errlen, -EINVAL,
+                                               "manifest: over %u chunks of %u bytes",
+                                               SNAP_CHUNKS_MAX, m.chunk_size);
+                }
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(m.files[j].name, sf->name) == 0)
                                 return op_errf(errbuf, errlen, -EINVAL,
@@ -126,16 +151,21 @@ json_t *snap_manifest_json(const struct snap_manifest *m)
 {
         json_t *files = json_array(), *o;
 
-        for (size_t i = 0; files && i < m->n_files; i++)
-                json_array_append_new(files, json_pack("{s:s, s:I, s:s}", "name", m->files[i].name,
-                                                       "size", (json_int_t)m->files[i].size,
-                                                       "sha256", m->files[i].sha256));
+        for (size_t i = 0; files && i < m->n_files; i++) {
+                json_t *f = json_pack("{s:s, s:I, s:s}", "name", m->files[i].name, "size",
+                                      (json_int_t)m->files[i].size, "sha256", m->files[i].sha256);
+                if (f && m->chunk_size)
+                        json_object_set_new(f, "root", json_string(m->files[i].root));
+                json_array_append_new(files, f);
+        }
         o = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:o}", "format",
                       1, "version", m->version, "language", m->lang, "created", m->created,
                       "agent_version", m->agent_version, "vmm", m->vmm, "vmm_version",
                       m->vmm_version, "accel", m->accel, "language_version", m->lang_version,
                       "memory_mb", (int)m->memory_mb, "vcpus", (int)m->vcpus, "warm", m->warm,
                       "files", files);
+        if (o && m->chunk_size)
+                json_object_set_new(o, "chunk_size", json_integer(m->chunk_size));
         return o;
 }
 
@@ -246,12 +276,145 @@ int snap_check_files(int dirfd, const struct snap_manifest *m, char *errbuf, siz
         return 0;
 }
 
+struct root_ctx {
+        EVP_MD_CTX *md;
+};
+
+static int root_begin(struct root_ctx *c, uint32_t chunk_size, uint64_t size)
+{
+        uint8_t head[16];
+
+        for (int i = 0; i < 8; i++) {
+                head[i] = (uint8_t)((uint64_t)chunk_size >> (56 - 8 * i));
+                head[8 + i] = (uint8_t)(size >> (56 - 8 * i));
+        }
+        c->md = EVP_MD_CTX_new();
+        if (!c->md || !EVP_DigestInit_ex(c->md, EVP_sha256(), NULL)) {
+                EVP_MD_CTX_free(c->md);
+                c->md = NULL;
+                return -ENOMEM;
+        }
+        EVP_DigestUpdate(c->md, SNAP_ROOT_CONTEXT, strlen(SNAP_ROOT_CONTEXT));
+        EVP_DigestUpdate(c->md, head, sizeof(head));
+        return 0;
+}
+
+static void root_end(struct root_ctx *c, char ret_hex[SHA256_HEX_LEN + 1])
+{
+        static const char digits[] = "0123456789abcdef";
+        unsigned char md[32];
+
+        EVP_DigestFinal_ex(c->md, md, NULL);
+        EVP_MD_CTX_free(c->md);
+        c->md = NULL;
+        for (int i = 0; i < 32; i++) {
+                ret_hex[2 * i] = digits[md[i] >> 4];
+                ret_hex[2 * i + 1] = digits[md[i] & 15];
+        }
+        ret_hex[SHA256_HEX_LEN] = 0;
+}
+
+static int unhex(char c)
+{
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : 0;
+}
+
+void snap_chunk_root(uint32_t chunk_size, uint64_t size, const char *const *leaves, size_t n,
+                     char ret_hex[SHA256_HEX_LEN + 1])
+{
+        struct root_ctx c;
+
+        if (root_begin(&c, chunk_size, size) < 0) {
+                ret_hex[0] = 0; /* out of memory: matches no root */
+                return;
+        }
+        for (size_t k = 0; k < n; k++) {
+                uint8_t leaf[32] = {0};
+
+                if (leaves[k][0])
+                        for (int i = 0; i < 32; i++)
+                                leaf[i] = (uint8_t)(unhex(leaves[k][2 * i]) << 4 |
+                                                    unhex(leaves[k][2 * i + 1]));
+                EVP_DigestUpdate(c.md, leaf, sizeof(leaf));
+        }
+        root_end(&c, ret_hex);
+}
+
+#define ROOT_READ_BLOCK (1u << 20)
+
+int snap_chunk_root_file(int dirfd, const char *name, uint64_t size, uint32_t chunk_size,
+                         char ret_hex[SHA256_HEX_LEN + 1])
+{
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_free_ unsigned char *buf = malloc(ROOT_READ_BLOCK);
+        EVP_MD_CTX *leaf = EVP_MD_CTX_new();
+        struct root_ctx c = {0};
+        uint64_t off = 0;
+        int r = 0;
+
+        if (fd < 0) {
+                EVP_MD_CTX_free(leaf);
+                return -errno;
+        }
+        if (!buf || !leaf || root_begin(&c, chunk_size, size) < 0) {
+                EVP_MD_CTX_free(leaf);
+                return -ENOMEM;
+        }
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        while (r == 0 && off < size) {
+                uint64_t end = size - off < chunk_size ? size : off + chunk_size;
+                uint8_t md[32] = {0};
+                bool zero = true;
+
+                EVP_DigestInit_ex(leaf, EVP_sha256(), NULL);
+                while (off < end) {
+                        size_t want =
+                            end - off < ROOT_READ_BLOCK ? (size_t)(end - off) : ROOT_READ_BLOCK;
+                        ssize_t k = pread(fd, buf, want, (off_t)off);
+
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k <= 0) {
+                                r = k < 0 ? -errno : -EBADMSG; /* shorter than its size */
+                                break;
+                        }
+                        zero = zero && s3_is_zero(buf, (size_t)k);
+                        EVP_DigestUpdate(leaf, buf, (size_t)k);
+                        off += (uint64_t)k;
+                }
+                if (r == 0 && !zero)
+                        EVP_DigestFinal_ex(leaf, md, NULL);
+                EVP_DigestUpdate(c.md, md, sizeof(md));
+        }
+        EVP_MD_CTX_free(leaf);
+        if (r == 0 && pread(fd, buf, 1, (off_t)size) != 0)
+                r = -EBADMSG; /* longer than its size */
+        root_end(&c, ret_hex);
+        return r;
+}
+
 int snap_verify(int dirfd, const struct snap_manifest *m, char *errbuf, size_t errlen)
 {
         for (size_t i = 0; i < m->n_files; i++) {
                 char hex[SHA256_HEX_LEN + 1];
                 uint64_t size;
-                int r = op_sha256_file(dirfd, m->files[i].name, hex, &size);
+                int r;
+
+                if (m->chunk_size) {
+                        r = snap_chunk_root_file(dirfd, m->files[i].name, m->files[i].size,
+                                                 m->chunk_size, hex);
+                        if (r == -EBADMSG || (r == 0 && strcmp(hex, m->files[i].root) != 0))
+                                return op_errf(errbuf, errlen, -EBADMSG,
+                                               "%s/%s: checksum mismatch (chunk root %s, "
+                                               "manifest says %s)",
+                                               m->version, m->files[i].name,
+                                               r == 0 ? hex : "of another size", m->files[i].root);
+                        if (r < 0)
+                                return op_errf(errbuf, errlen, r, "%s: %s", m->files[i].name,
+                                               strerror(-r));
+                        continue;
+                }
+                r = op_sha256_file(dirfd, m->files[i].name, hex, &size);
 
                 if (r < 0)
                         return op_errf(errbuf, errlen, r, "%s: %s", m->files[i].name, strerror(-r));
@@ -564,4 +727,89 @@ int snap_gc(const char *cache_dir, const char *lang, unsigned keep, const char *
                 snap_rmtree(langfd, v[i]);
         }
         return 0;
+}
+
+#define VERIFIED_HEAD "opd verified at install v1"
+
+char *snap_verified_text(const struct snap_manifest *m, const struct snap_file_id *ids)
+{
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+
+        if (!f)
+                return NULL;
+        fprintf(f, "%s %s\n", VERIFIED_HEAD, m->version);
+        for (size_t i = 0; i < m->n_files; i++)
+                fprintf(f, "%s %llu %llu %llu %lld %ld\n", m->files[i].name,
+                        (unsigned long long)ids[i].dev, (unsigned long long)ids[i].ino,
+                        (unsigned long long)ids[i].size, (long long)ids[i].mtime_s,
+                        ids[i].mtime_ns);
+        if (fclose(f) != 0) {
+                free(text);
+                return NULL;
+        }
+        return text;
+}
+
+bool snap_verified_match(const char *text, size_t len, const struct snap_manifest *m,
+                         const struct snap_file_id *ids)
+{
+        _cleanup_free_ char *want = snap_verified_text(m, ids);
+
+        return want && strlen(want) == len && memcmp(want, text, len) == 0;
+}
+
+static int file_ids(int dirfd, const struct snap_manifest *m, struct snap_file_id *ids)
+{
+        for (size_t i = 0; i < m->n_files; i++) {
+                struct stat st;
+
+                if (fstatat(dirfd, m->files[i].name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return -errno;
+                if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != m->files[i].size)
+                        return -EBADMSG;
+                ids[i] = (struct snap_file_id){.dev = st.st_dev,
+                                               .ino = st.st_ino,
+                                               .size = (uint64_t)st.st_size,
+                                               .mtime_s = st.st_mtim.tv_sec,
+                                               .mtime_ns = st.st_mtim.tv_nsec};
+        }
+        return 0;
+}
+
+int snap_verified_write(int dirfd, const struct snap_manifest *m)
+{
+        struct snap_file_id ids[SNAP_FILES_MAX];
+        _cleanup_free_ char *text = NULL;
+        _cleanup_close_ int fd = -1;
+        int r = file_ids(dirfd, m, ids);
+
+        if (r < 0)
+                return r;
+        text = snap_verified_text(m, ids);
+        if (!text)
+                return -ENOMEM;
+        fd = openat(dirfd, SNAP_VERIFIED_NAME,
+                    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return -errno;
+        if (op_write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
+bool snap_verified_check(int dirfd, const struct snap_manifest *m)
+{
+        struct snap_file_id ids[SNAP_FILES_MAX];
+        _cleanup_close_ int fd =
+            openat(dirfd, SNAP_VERIFIED_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        char buf[SNAP_FILES_MAX * 192 + 192];
+        struct stat st;
+        ssize_t n;
+
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || file_ids(dirfd, m, ids) < 0)
+                return false;
+        n = read(fd, buf, sizeof(buf));
+        return n > 0 && (size_t)n < sizeof(buf) && snap_verified_match(buf, (size_t)n, m, ids);
 }

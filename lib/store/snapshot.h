@@ -13,11 +13,21 @@
 #define SNAP_MANIFEST_MAX  (64 * 1024)
 #define SNAP_NAME_MAX      64
 #define SNAP_FILE_SIZE_MAX (64ull << 30)
+/* Chunks: a version fetched chunk by chunk records each file's chunk root (docs/s3.md). */
+#define SNAP_CHUNK_SIZE_MIN (64u << 10)
+#define SNAP_CHUNK_SIZE_MAX (64u << 20)
+#define SNAP_CHUNKS_MAX     65536u /* all files of one version together */
+#define SNAP_ROOT_CONTEXT   "opd chunk root v1\n"
+/* Left in a version's directory by an S3 install that checked every byte (each chunk against
+ * its signed hash, or a plain version's whole files): the files' identities then (device,
+ * inode, size, modification time), so the pool need not hash them again before serving. */
+#define SNAP_VERIFIED_NAME ".verified"
 
 struct snap_file {
         char name[SNAP_NAME_MAX];
         uint64_t size;
-        char sha256[SHA256_HEX_LEN + 1];
+        char sha256[SHA256_HEX_LEN + 1]; /* the whole file's */
+        char root[SHA256_HEX_LEN + 1];   /* the chunk root ("": none, chunk_size 0) */
 };
 
 struct snap_manifest {
@@ -32,6 +42,9 @@ struct snap_manifest {
         uint32_t memory_mb;
         uint32_t vcpus;
         bool warm; /* the runtime was started and is waiting for code */
+        /* Non-zero: every file has a chunk root for chunks of this size, and the root is the
+         * file's checksum (snap_verify); 0: the whole-file sha256 is. */
+        uint32_t chunk_size;
         struct snap_file files[SNAP_FILES_MAX];
         size_t n_files;
 };
@@ -57,8 +70,34 @@ int snap_open(const char *cache_dir, const char *lang, const char *version, int 
  * -ENOENT, -EBADMSG... with a message. */
 int snap_check_files(int dirfd, const struct snap_manifest *m, char *errbuf, size_t errlen);
 
-/* Hash every file of an opened snapshot against its manifest. Slow: run it in the background. */
+/* Hash every file of an opened snapshot against its manifest: its chunk root when the manifest
+ * has one, else its whole-file sha256. Slow: run it in the background. */
 int snap_verify(int dirfd, const struct snap_manifest *m, char *errbuf, size_t errlen);
+
+/* The chunk root of a file of size bytes cut into chunks of chunk_size (docs/s3.md): SHA-256 over
+ * SNAP_ROOT_CONTEXT, chunk_size and size (8 bytes each, big-endian), then one 32-byte leaf per
+ * chunk in order: 32 zero bytes for a chunk of zeros, else the SHA-256 of its bytes. leaves[k]
+ * is the leaf's hex, "" for a chunk of zeros; n must be the file's chunk count. Pure. */
+void snap_chunk_root(uint32_t chunk_size, uint64_t size, const char *const *leaves, size_t n,
+                     char ret_hex[SHA256_HEX_LEN + 1]);
+/* The same from the file's bytes (one read). */
+int snap_chunk_root_file(int dirfd, const char *name, uint64_t size, uint32_t chunk_size,
+                         char ret_hex[SHA256_HEX_LEN + 1]);
+
+/* The record an install leaves after checking every chunk (SNAP_VERIFIED_NAME): write it for
+ * the files of m as they are now (fsynced), or tell whether it still describes them. A file
+ * copied, replaced or written since has another inode or modification time: not verified. */
+int snap_verified_write(int dirfd, const struct snap_manifest *m);
+bool snap_verified_check(int dirfd, const struct snap_manifest *m);
+/* The record's text for the files' stat data, and its reading (pure; fuzzed). */
+struct snap_file_id {
+        uint64_t dev, ino, size;
+        int64_t mtime_s;
+        long mtime_ns;
+};
+char *snap_verified_text(const struct snap_manifest *m, const struct snap_file_id *ids);
+bool snap_verified_match(const char *text, size_t len, const struct snap_manifest *m,
+                         const struct snap_file_id *ids);
 
 /* Staging: <cache>/<lang>/.tmp-<version>, created empty (removed first if left over). */
 int snap_stage_path(const char *cache_dir, const char *lang, const char *version, char **ret);

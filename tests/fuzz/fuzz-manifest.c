@@ -1,6 +1,7 @@
 /* fuzz-manifest.c: libFuzzer target for the snapshot manifest parser (manifests come from the
  * cache and from S3: untrusted). A manifest that parses names only plain files, within the
- * bounds, and writes back to JSON that parses to the same manifest. */
+ * bounds (a chunk root for every file or none), and writes back to JSON that parses to the same
+ * manifest; the install record written for it matches it and nothing else. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@ static void check_names(const struct snap_manifest *m)
                 CHECK(!strchr(m->files[i].name, '/') && m->files[i].name[0] != '.');
                 CHECK(m->files[i].size <= SNAP_FILE_SIZE_MAX);
                 CHECK(strlen(m->files[i].sha256) == SHA256_HEX_LEN);
+                CHECK(strlen(m->files[i].root) == (m->chunk_size ? SHA256_HEX_LEN : 0));
                 CHECK(snap_manifest_file(m, m->files[i].name) == &m->files[i]);
         }
 }
@@ -30,12 +32,13 @@ static bool same(const struct snap_manifest *a, const struct snap_manifest *b)
             strcmp(a->vmm, b->vmm) || strcmp(a->vmm_version, b->vmm_version) ||
             strcmp(a->accel, b->accel) || strcmp(a->lang_version, b->lang_version) ||
             a->memory_mb != b->memory_mb || a->vcpus != b->vcpus || a->warm != b->warm ||
-            a->n_files != b->n_files)
+            a->n_files != b->n_files || a->chunk_size != b->chunk_size)
                 return false;
         for (size_t i = 0; i < a->n_files; i++)
                 if (strcmp(a->files[i].name, b->files[i].name) ||
                     a->files[i].size != b->files[i].size ||
-                    strcmp(a->files[i].sha256, b->files[i].sha256))
+                    strcmp(a->files[i].sha256, b->files[i].sha256) ||
+                    strcmp(a->files[i].root, b->files[i].root))
                         return false;
         return true;
 }
@@ -63,5 +66,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(snap_manifest_parse(text, strlen(text), &back, err, sizeof(err)) == 0);
         CHECK(same(&m, &back));
         free(text);
+        /* the install record: only the text written for these files matches */
+        {
+                struct snap_file_id ids[SNAP_FILES_MAX] = {{0}};
+                char *rec = snap_verified_text(&m, ids);
+
+                CHECK(rec && snap_verified_match(rec, strlen(rec), &m, ids));
+                CHECK(!snap_verified_match((const char *)data, size, &m, ids) ||
+                      (size == strlen(rec) && memcmp(rec, data, size) == 0));
+                free(rec);
+        }
         return 0;
 }

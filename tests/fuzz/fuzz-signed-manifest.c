@@ -1,7 +1,8 @@
 /* fuzz-signed-manifest.c: libFuzzer target for the signed chunk manifest (snap-sign.c: the
  * envelope, the key list) and the chunk manifest inside it (snap-chunks.c): both come from a
  * bucket. An envelope that parses writes back to one that parses the same; no signature made by
- * the fuzzer verifies against a pinned key it does not hold. */
+ * the fuzzer verifies against a pinned key it does not hold; a chunk manifest that parses has, for
+ * every file, the chunk root its chunk list makes. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -53,7 +54,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         CHECK(m.files[i].n_chunks ==
                               s3_chunk_count(m.snap.files[i].size, m.chunk_size));
                         total += m.files[i].n_chunks;
+                        /* every file's root is the one its signed chunk list makes */
+                        char root[SHA256_HEX_LEN + 1];
+                        s3_chunkman_root(&m, i, root);
+                        CHECK(strcmp(root, m.snap.files[i].root) == 0);
                 }
+                CHECK(m.snap.chunk_size == m.chunk_size);
                 CHECK(total <= S3_CHUNKS_MAX);
                 s3_chunkman_free(&m);
         }

@@ -27,6 +27,8 @@ import subprocess
 import tempfile
 import time
 
+from opdtest import wait_for
+
 CACHE = os.path.join(os.environ.get("OPD_CI_CACHE", "/var/cache/opd-ci"), "nspawn")
 MIRROR = os.environ.get("OPD_CI_MIRROR", "http://deb.debian.org/debian")
 SUITE = "bookworm"
@@ -245,18 +247,6 @@ def enter_cgroup(path):
         f.write("0")
 
 
-def wait_for(what, cond, timeout, interval=0.2):
-    """Call COND until it returns something true, and return that; an Error after TIMEOUT s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise Error(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
 def remove_cgroup(path, timeout=60):
     """Remove the cgroup PATH and those made under it, deepest first, once their processes
     are gone."""
@@ -270,7 +260,7 @@ def remove_cgroup(path, timeout=60):
                 return False
         return True
     if os.path.isdir(path):
-        wait_for(f"{path} to empty", removed, timeout)
+        wait_for(removed, timeout, f"{path} to empty", step=0.2)
 
 
 class Container:
@@ -381,7 +371,7 @@ class Container:
         if self.cgroup:
             try:
                 remove_cgroup(self.cgroup)
-            except Error as e:
+            except AssertionError as e:
                 errors.append(str(e))
         if self.mounted:
             p = subprocess.run(["umount", self.root], capture_output=True, text=True)

@@ -247,3 +247,48 @@ class Opd:
             if mark in self.read_log():
                 raise AssertionError(f"opd's log has a sanitizer report:\n{self.read_log()[-6000:]}")
         return self.proc.returncode
+
+
+# Small helpers the tests share.
+
+NPM_DIR = os.environ.get("OPD_NPM_DIR", "/var/lib/opd/npm")  # where scripts/install-npm installs
+
+
+def wait_for(cond, timeout, what, step=0.1):
+    """Call cond every step seconds until it returns something true, and return that. Past
+    timeout seconds (each caller says how long its wait may take) and one last call, an
+    AssertionError naming what was awaited; what may be a function, called then, to tell the
+    state at that moment."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    v = cond()
+    if v:
+        return v
+    raise AssertionError(f"timed out after {timeout} s waiting for "
+                         f"{what() if callable(what) else what}")
+
+
+def pool(opd, lang):
+    """The pool of lang in opd's status."""
+    st = opd.call({"op": "status"})
+    return next(la["pool"] for la in st["languages"] if la["name"] == lang)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_bytes(pid):
+    """The resident memory of process pid."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")

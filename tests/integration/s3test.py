@@ -2,7 +2,8 @@
 loopback proxy in front of it that can answer 500, drop connections mid-download, and check
 every request's Signature V4 with botocore (an independent signer), since s3rver does not.
 
-s3rver comes from scripts/install-s3rver: $OPD_S3RVER, else /var/lib/opd/s3rver."""
+s3rver comes from scripts/install-npm: $OPD_S3RVER, else the one under $OPD_NPM_DIR (default
+/var/lib/opd/npm)."""
 import hashlib
 import http.client
 import http.server
@@ -16,7 +17,8 @@ import threading
 import time
 import urllib.parse
 
-S3RVER = os.environ.get("OPD_S3RVER", "/var/lib/opd/s3rver/node_modules/.bin/s3rver")
+S3RVER = os.environ.get("OPD_S3RVER") or os.path.join(
+    os.environ.get("OPD_NPM_DIR", "/var/lib/opd/npm"), "node_modules", ".bin", "s3rver")
 KEY_ID, SECRET = "S3RVER", "S3RVER"  # s3rver's own; it accepts any
 
 
@@ -31,7 +33,7 @@ class S3rver:
 
     def __init__(self, bucket="opd-test"):
         if not os.access(S3RVER, os.X_OK):
-            raise RuntimeError(f"{S3RVER} missing: run scripts/install-s3rver")
+            raise RuntimeError(f"{S3RVER} missing: run scripts/install-npm")
         self.bucket = bucket
         self.dir = tempfile.mkdtemp(prefix="opd-s3rver-")
         self.port = free_port()

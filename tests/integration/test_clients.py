@@ -8,18 +8,10 @@ import threading
 import time
 import unittest
 
-from opdtest import Opd, frame
+from opdtest import Opd, frame, rss_bytes
 
 HIGH = 1 << 20
 METRICS = frame({"op": "metrics", "id": 1})
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def counters(opd):
@@ -32,14 +24,6 @@ def metric(opd, name):
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"no {name} in the metrics")
-
-
-def wait_for(cond, what, timeout=60):
-    deadline = time.time() + timeout
-    while not cond():
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 def send_until_paused(opd, s, data):

@@ -4,11 +4,10 @@ and paused clones handed out round-robin by uid, with test clients run as unpriv
 import json
 import os
 import subprocess
-import time
 import unittest
 
-from opdtest import Opd
-from test_warm import create_snapshot, pool, wait_serving
+from opdtest import Opd, pool, wait_for
+from test_warm import create_snapshot, wait_serving
 
 # A client as another uid: sends the requests of argv[2] (pipelined) on one connection, prints
 # each answer as one JSON line as it arrives, then waits for stdin to close.
@@ -105,17 +104,6 @@ def served_order(opd):
     return [line.split("exec id=")[1].split()[0] for line in done]
 
 
-def wait_for(cond, what, timeout=300):
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.1)
-
-
 def start(conf):
     opd = Opd({"socket_mode": "0666", "idle_timeout_ms": "0", **conf})
     os.chmod(opd.dir, 0o755)
@@ -148,7 +136,7 @@ class Fairness(unittest.TestCase):
             procs[0].stdin.close()
             procs[0].wait(30)
             wait_for(lambda: (lambda q: (q, json.loads(q.stdout.readline())["ok"]))(
-                as_uid(NOBODY, opd.socket, ping))[1], "room for the uid")
+                as_uid(NOBODY, opd.socket, ping))[1], 300, "room for the uid")
         finally:
             for p in procs:
                 p.kill()
@@ -170,11 +158,12 @@ class Fairness(unittest.TestCase):
             self.assertEqual((refused["id"], refused["error"]["code"]), ("a4", "busy"), refused)
             self.assertIn("max_queued_per_uid", refused["error"]["message"])
             self.assertGreater(refused["error"]["retry_after_ms"], 0)
-            wait_for(lambda: opd.call({"op": "status"})["counters"]["queued"] == 2,
+            wait_for(lambda: opd.call({"op": "status"})["counters"]["queued"] == 2, 300,
                      "a2 and a3 to wait")
             b = User(OTHER, opd.socket)
             b.send(run("b1", "echo b1"))
-            wait_for(lambda: opd.call({"op": "status"})["counters"]["queued"] == 3, "b1 to wait")
+            wait_for(lambda: opd.call({"op": "status"})["counters"]["queued"] == 3, 300,
+                     "b1 to wait")
             a.send(release("a1"))
             ans = b.answer()
             self.assertEqual((ans["id"], ans["ok"], ans["stdout"]), ("b1", True, "b1\n"), ans)
@@ -214,13 +203,13 @@ class WarmFairness(unittest.TestCase):
         try:
             a = User(NOBODY, opd.socket)
             a.send(held("a0"))
-            wait_for(lambda: pool(opd, "bash")["in_use"] == 1, "a0 to take the clone")
+            wait_for(lambda: pool(opd, "bash")["in_use"] == 1, 300, "a0 to take the clone")
             for i in ("a1", "a2", "a3"):
                 a.send(run(i, f"echo {i}"))
-            wait_for(lambda: pool(opd, "bash")["waiting"] == 3, "a1..a3 to wait")
+            wait_for(lambda: pool(opd, "bash")["waiting"] == 3, 300, "a1..a3 to wait")
             b = User(OTHER, opd.socket)
             b.send(run("b1", "echo b1"))
-            wait_for(lambda: pool(opd, "bash")["waiting"] == 4, "b1 to wait")
+            wait_for(lambda: pool(opd, "bash")["waiting"] == 4, 300, "b1 to wait")
             a.send(release("a0"))
             answers = {}
             for _ in range(4):
@@ -249,10 +238,10 @@ class WarmFairness(unittest.TestCase):
         try:
             a = User(NOBODY, opd.socket)
             a.send(held("a0"))
-            wait_for(lambda: pool(opd, "bash")["in_use"] == 1, "a0 to take the clone")
+            wait_for(lambda: pool(opd, "bash")["in_use"] == 1, 300, "a0 to take the clone")
             a.send(run("a1", "echo a1"))
             wait_for(lambda: (lambda p: p["waiting"] == 1 and p["ready"] == 1)(pool(opd, "bash")),
-                     "a1 to wait with a clone ready")
+                     300, "a1 to wait with a clone ready")
             b = User(OTHER, opd.socket)
             b.send(run("b1", "echo b1"))
             ans = b.answer()

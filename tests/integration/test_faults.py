@@ -8,11 +8,10 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 import unittest
 
-from opdtest import Opd
-from test_warm import create_snapshot, pool, wait_for, wait_serving
+from opdtest import Opd, pool, wait_for
+from test_warm import create_snapshot, wait_serving
 
 
 def qemu_argv(pid):
@@ -59,8 +58,8 @@ class Background:
 
 def running_vm(opd, before):
     """The VMM that took a request: the pooled one (from `before`) still alive once in use."""
-    p = wait_for(lambda: (lambda p: p if p["in_use"] >= 1 else None)(pool(opd, "bash")), 60)
-    assert p, pool(opd, "bash")
+    wait_for(lambda: pool(opd, "bash")["in_use"] >= 1, 60,
+             lambda: f"the request to take a clone: {pool(opd, 'bash')}")
     alive = [pid for pid in before if not gone(pid)]
     assert len(alive) == 1, (before, alive)
     return alive[0]
@@ -133,7 +132,7 @@ class Faults(unittest.TestCase):
         self.assertIsNotNone(a, "no answer within 120 s")
         self.assertFalse(a["ok"], a)
         self.assertEqual(a["error"]["code"], "timeout")
-        self.assertTrue(wait_for(lambda: gone(pid), 10), "the frozen VMM was not destroyed")
+        wait_for(lambda: gone(pid), 10, "the frozen VMM to be destroyed")
         self.served("after-freeze")
 
     def test_z_damaged_snapshot_recovered_from_the_kept_version(self):
@@ -149,8 +148,7 @@ class Faults(unittest.TestCase):
         # the paused clone was restored before: it serves; its replacement cannot be restored
         self.served("on-v2")
         p = wait_for(lambda: (lambda p: p if p["snapshot"] == v1 and p["ready"] >= 1 else None)(
-            pool(opd, "bash")), 180)
-        self.assertTrue(p, pool(opd, "bash"))
+            pool(opd, "bash")), 180, lambda: f"a clone of {v1}: {pool(opd, 'bash')}")
         self.assertEqual(p["damaged"], 1)
         self.assertIn(f"snapshot {v2} damaged", p["last_damage"])
         self.assertIn("checksum mismatch", p["last_damage"])
@@ -168,8 +166,8 @@ class Faults(unittest.TestCase):
         # v1's memory file deleted: seen at the next snapshot check; nothing good is left, so
         # the pool stays empty and requests boot cold; a new snapshot serves again
         os.unlink(os.path.join(cache, v1, "mem"))
-        p = wait_for(lambda: (lambda p: p if p["damaged"] == 2 else None)(pool(opd, "bash")), 30)
-        self.assertTrue(p, pool(opd, "bash"))
+        p = wait_for(lambda: (lambda p: p if p["damaged"] == 2 else None)(pool(opd, "bash")), 30,
+                     lambda: f"v1 found damaged: {pool(opd, 'bash')}")
         self.assertIsNone(p["snapshot"])
         self.assertIn(f"snapshot {v1} damaged", p["last_damage"])
         self.assertIn("No such file", p["last_damage"])
@@ -194,17 +192,17 @@ class Restart(unittest.TestCase):
             bg = Background(opd, {"op": "exec", "lang": "bash", "id": 1, "code": "sleep 60"})
             c = opd.client()
             c.send({"op": "snapshot", "action": "create", "lang": "bash", "id": "s"})
-            self.assertTrue(wait_for(lambda: [e for e in os.listdir(cache)
-                                              if e.startswith(".tmp-")], 60))
-            self.assertTrue(wait_for(lambda: pool(opd, "bash")["in_use"] >= 1, 60))
+            wait_for(lambda: [e for e in os.listdir(cache) if e.startswith(".tmp-")], 60,
+                     "the snapshot's staging directory")
+            wait_for(lambda: pool(opd, "bash")["in_use"] >= 1, 60, "the request to take a clone")
             vmms = opd.vmm_pids()
             self.assertGreaterEqual(len(vmms), 2)
             opd.proc.kill()
             opd.proc.wait()
             self.assertIsNone(bg.wait(30))  # the connection just closed
             c.close()
-            self.assertTrue(wait_for(lambda: all(gone(p) for p in vmms), 10),
-                            [p for p in vmms if not gone(p)])
+            wait_for(lambda: all(gone(p) for p in vmms), 10,
+                     lambda: f"every VMM to go: {[p for p in vmms if not gone(p)]}")
             self.assertTrue(os.path.exists(opd.socket))  # left behind
             self.assertTrue([e for e in os.listdir(opd.run_dir) if e.startswith("vm-")])
         finally:

@@ -11,11 +11,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
-from opdtest import BUILD, IMAGES, OPD, SOURCE, Opd
-from test_warm import wait_for
+from opdtest import BUILD, IMAGES, OPD, SOURCE, Opd, pool, wait_for
 
 FC_DIR = os.path.join(SOURCE, "tests", "firecracker")
 FAKE = os.path.join(FC_DIR, "fake-firecracker")
@@ -103,9 +101,8 @@ class Firecracker(unittest.TestCase):
         if violations:
             raise AssertionError(f"requests the API does not allow: {violations}")
         # opd waits for its VMM processes; what ran behind them (paused agents) goes with them
-        left = wait_for(lambda: not processes_in(cls.opd.run_dir), timeout=10)
-        if not left:
-            raise AssertionError(f"processes left behind: {processes_in(cls.opd.run_dir)}")
+        wait_for(lambda: not processes_in(cls.opd.run_dir), 10,
+                 lambda: f"the processes left behind to go: {processes_in(cls.opd.run_dir)}")
 
     def requests(self):
         return lines(os.path.join(self.rec, "requests.jsonl"))
@@ -122,10 +119,6 @@ class Firecracker(unittest.TestCase):
 
     def assertNoViolations(self):
         self.assertEqual(lines(os.path.join(self.rec, "violations.jsonl")), [])
-
-    def pool(self, lang="bash"):
-        st = self.opd.call({"op": "status"})
-        return next(la["pool"] for la in st["languages"] if la["name"] == lang)
 
     def test_1_cold_boot(self):
         st = self.opd.call({"op": "status"})
@@ -168,9 +161,9 @@ class Firecracker(unittest.TestCase):
                          [("PATCH", "/vm"), ("PUT", "/snapshot/create")])
         self.assertEqual(maker[-2][2], {"state": "Paused"})
 
-        p = wait_for(lambda: (lambda p: p if p["snapshot"] == version and p["ready"] >= 1
-                              else None)(self.pool()))
-        self.assertTrue(p, self.pool())
+        wait_for(lambda: (lambda p: p if p["snapshot"] == version and p["ready"] >= 1
+                          else None)(pool(self.opd, "bash")), 120,
+                 lambda: f"a clone of {version}: {pool(self.opd, 'bash')}")
         loads = [r for r in self.requests() if r["path"] == "/snapshot/load"]
         self.assertTrue(loads)
         load = loads[0]
@@ -194,24 +187,26 @@ class Firecracker(unittest.TestCase):
         self.assertNoViolations()
 
     def test_3_failed_load_is_a_failed_restore(self):
-        wait_for(lambda: self.pool()["ready"] >= 1)
-        before = self.pool()["failures"] if "failures" in self.pool() else None
+        wait_for(lambda: pool(self.opd, "bash")["ready"] >= 1, 120, "a clone")
+        p = pool(self.opd, "bash")
+        before = p["failures"] if "failures" in p else None
         self.control({"fail": {"PUT /snapshot/load": "Load snapshot error: injected by the test"}})
         try:
             a = self.opd.run("bash", "echo taken", id=3)  # takes the ready clone: a refill starts
             self.assertTrue(a["ok"], a)
-            exits = wait_for(lambda: lines(os.path.join(self.rec, "exits.jsonl")), timeout=30)
-            self.assertTrue(exits, "no restore was attempted")
+            exits = wait_for(lambda: lines(os.path.join(self.rec, "exits.jsonl")), 30,
+                             "a restore to be attempted")
             self.assertIn("injected", exits[0]["why"])
-            log = wait_for(lambda: "restore failed (Firecracker: Load snapshot error: injected"
-                           in self.opd.read_log(), timeout=30)
-            self.assertTrue(log, self.opd.read_log()[-3000:])
+            wait_for(lambda: "restore failed (Firecracker: Load snapshot error: injected"
+                     in self.opd.read_log(), 30,
+                     lambda: f"the failed restore in opd's log:\n{self.opd.read_log()[-3000:]}")
             if before is not None:
-                self.assertGreater(self.pool()["failures"], before)
+                self.assertGreater(pool(self.opd, "bash")["failures"], before)
         finally:
             self.control({})
         # the pool recovers once loads succeed again; opd itself never stopped serving
-        self.assertTrue(wait_for(lambda: self.pool()["ready"] >= 1, timeout=60), self.pool())
+        wait_for(lambda: pool(self.opd, "bash")["ready"] >= 1, 60,
+                 lambda: f"the pool to recover: {pool(self.opd, 'bash')}")
         a = self.opd.run("bash", "echo again", id=4)
         self.assertTrue(a["ok"], a)
         self.assertEqual(a["mode"], "warm")
@@ -245,10 +240,8 @@ class Firecracker(unittest.TestCase):
                     env={"FAKE_FC_DIR": self.rec, "FAKE_FC_AGENT": AGENT,
                          "FAKE_FC_VERSION": "1.17.0"})
         try:
-            p = wait_for(lambda: (lambda p: p if p["error"] else None)(
-                next(la["pool"] for la in other.call({"op": "status"})["languages"]
-                     if la["name"] == "bash")))
-            self.assertTrue(p)
+            p = wait_for(lambda: (lambda p: p if p["error"] else None)(pool(other, "bash")), 120,
+                         "the other release's snapshot to be refused")
             self.assertIn("made by another release of the VMM (firecracker 1.16.1", p["error"])
             self.assertIsNone(p["snapshot"])
             loads = [r for r in self.requests() if r["path"] == "/snapshot/load"
@@ -300,9 +293,8 @@ class Jailed(unittest.TestCase):
         violations = lines(os.path.join(cls.rec, "violations.jsonl"))
         if violations:
             raise AssertionError(f"requests the API or the jailer does not allow: {violations}")
-        left = wait_for(lambda: not processes_in(cls.base), timeout=10)
-        if not left:
-            raise AssertionError(f"processes left behind: {processes_in(cls.base)}")
+        wait_for(lambda: not processes_in(cls.base), 10,
+                 lambda: f"the processes left behind to go: {processes_in(cls.base)}")
 
     def jail(self, vm_id):
         return os.path.join(self.base, "fake-firecracker", vm_id)
@@ -323,8 +315,8 @@ class Jailed(unittest.TestCase):
         self.assertTrue(1879048192 <= j["uid"] <= 1879048192 + 1023, j["uid"])
         self.assertEqual(j["cgroups"], ["memory.max=671088640", "cpu.max=100000 100000"])
         self.assertEqual(j["rest"], ["--api-sock", "/run/firecracker.socket"])
-        self.assertTrue(wait_for(lambda: not os.path.exists(self.jail(a["vm"]))),
-                        "the jail stays after its VM is gone")
+        wait_for(lambda: not os.path.exists(self.jail(a["vm"])), 120,
+                 "the jail to go with its VM")
 
         # a jail left by a VM of the same id (an opd that died), sockets and all
         prefix, n = a["vm"].rsplit("-", 1)
@@ -355,9 +347,8 @@ class Jailed(unittest.TestCase):
         self.assertIs(boot["body"]["track_dirty_pages"], True)
         snapdir = os.path.join(self.fs, "cache", "bash", version)
         self.assertTrue(os.path.getsize(os.path.join(snapdir, "mem")) > 0)
-        self.assertTrue(wait_for(lambda: (lambda p: p["snapshot"] == version and p["ready"] >= 1)(
-            next(la["pool"] for la in self.opd.call({"op": "status"})["languages"]
-                 if la["name"] == "bash"))), "the pool never filled")
+        wait_for(lambda: (lambda p: p["snapshot"] == version and p["ready"] >= 1)(
+            pool(self.opd, "bash")), 120, "the pool to fill")
         load = [r for r in lines(os.path.join(self.rec, "requests.jsonl"))
                 if r["path"] == "/snapshot/load"][-1]
         self.assertEqual(load["body"]["snapshot_path"], "vmstate")

@@ -15,11 +15,10 @@ import shutil
 import socket
 import struct
 import tempfile
-import time
 import unittest
 
-from opdtest import Opd
-from test_piston import free_port, request
+from opdtest import Opd, free_port, wait_for
+from test_piston import request
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile-vmm")
 TIMEOUT = 60
@@ -118,16 +117,6 @@ def event_bytes(ev):
     except ValueError:
         pass
     return n
-
-
-def wait_for(cond, timeout=TIMEOUT):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    return cond()
 
 
 class HostileAgent(unittest.TestCase):
@@ -229,9 +218,9 @@ class HostileAgent(unittest.TestCase):
             _, a = c.exec(f"hostile:{what}", "tail", output_max_bytes=OUTPUT_MAX)
             c.close()
             self.assertIs(a and a["ok"], False, a)
-        tails = wait_for(lambda: [line for line in self.log_lines()
-                                  if b"console tail" in line and CONSOLE_MARKER in line])
-        self.assertTrue(tails, "no console tail with the fake's text in opd's log")
+        wait_for(lambda: [line for line in self.log_lines()
+                          if b"console tail" in line and CONSOLE_MARKER in line], TIMEOUT,
+                 "a console tail with the fake's text in opd's log")
         for line in [line for line in self.log_lines() if b"console tail" in line]:
             self.assertIsNone(re.search(rb"[\x00-\x1f\x7f]", line), line)
 
@@ -280,8 +269,8 @@ class _Case:
             _, a = self.side.exec("echo after", f"after {what}")
             t.assertTrue(a and a["ok"], (f"after {what}: another client was not served", a))
             t.assertEqual(a["stdout"], "echo after")
-            t.assertTrue(wait_for(lambda: not t.opd.vmm_pids()),
-                         f"after {what}: VMM processes left: {t.opd.vmm_pids()}")
+            wait_for(lambda: not t.opd.vmm_pids(), TIMEOUT,
+                     lambda: f"after {what}: the VMM processes to end: {t.opd.vmm_pids()}")
             t.assertLess(t.hwm(), RSS_BOUND,
                          f"{what}: opd's peak RSS reached {t.hwm() >> 20} MiB")
         except (AssertionError, OSError) as after:

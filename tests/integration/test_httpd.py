@@ -12,15 +12,7 @@ import socket
 import time
 import unittest
 
-from opdtest import Opd
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from opdtest import Opd, free_port, rss_bytes, wait_for
 
 
 def get(port, path, headers=None, timeout=60):
@@ -33,25 +25,6 @@ def get(port, path, headers=None, timeout=60):
         conn.close()
     body = json.loads(data) if "json" in (r.getheader("Content-Type") or "") else data
     return r.status, body
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
-def wait_for(cond, what, timeout=60):
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
 
 
 def accept_queue(port):
@@ -140,6 +113,19 @@ class Httpd(unittest.TestCase):
             self.assertEqual(r.status, 403)
             self.assertIn("message", json.loads(r.read()))
             conn.close()
+            # a web page's form posting text/plain (a type the door takes, as fetch() sends it)
+            # carries the page's Origin: it runs nothing either
+            conn = http.client.HTTPConnection("127.0.0.1", self.door, timeout=60)
+            conn.request("POST", "/api/v2/execute",
+                         body=json.dumps({"language": "bash", "version": "*",
+                                          "files": [{"content": "echo hi"}]}),
+                         headers={"Origin": "http://attacker.example",
+                                  "Content-Type": "text/plain"})
+            r = conn.getresponse()
+            self.assertEqual(r.status, 403)
+            self.assertIn("message", json.loads(r.read()))
+            conn.close()
+            self.assertEqual(opd.call({"op": "status"})["counters"]["requests"], 0)
         finally:
             opd.stop()
 
@@ -171,9 +157,8 @@ class Httpd(unittest.TestCase):
                     socks.append(connect_nb(port))
             # per peer (all of them 127.0.0.1): 50 held per listener, the rest answered 503
             # and closed, or waiting in the backlog
-            refused = wait_for(lambda: opd.call({"op": "metrics", "id": 1})["text"].count(
-                "opd_connections_refused_total 0") == 0, "refusals")
-            self.assertTrue(refused)
+            wait_for(lambda: opd.call({"op": "metrics", "id": 1})["text"].count(
+                "opd_connections_refused_total 0") == 0, 60, "refusals")
             # opd's socket is not held up by them
             for i in range(20):
                 self.assertTrue(opd.call({"op": "ping", "id": i}, timeout=30)["ok"])
@@ -181,8 +166,8 @@ class Httpd(unittest.TestCase):
                 s.close()
             socks = []
             # once they are gone both listeners serve again
-            wait_for(lambda: serves(self.door, "/api/v2/runtimes"), "the door")
-            wait_for(lambda: serves(self.metrics, "/metrics"), "metrics")
+            wait_for(lambda: serves(self.door, "/api/v2/runtimes"), 60, "the door")
+            wait_for(lambda: serves(self.metrics, "/metrics"), 60, "metrics")
         finally:
             for s in socks:
                 s.close()
@@ -239,12 +224,13 @@ class Httpd(unittest.TestCase):
                     s.settimeout(10)
                     s.connect(("127.0.0.1", port))
                     socks.append(s)
-                wait_for(lambda: any(answered_503(s) for s in socks), "a refusal at the reserve")
+                wait_for(lambda: any(answered_503(s) for s in socks), 60,
+                         "a refusal at the reserve")
                 # Every one of them accepted (adopted below the reserve, or refused and closed
                 # by the turn of the loop that answers a ping sent after that): the reserve is
                 # kept for opd's own work, so its socket answers while the HTTP ones are held
-                wait_for(lambda: accept_queue(port) == 0, "opd to accept every connection")
-                wait_for(lambda: opd.call({"op": "ping", "id": 1}, timeout=30)["ok"],
+                wait_for(lambda: accept_queue(port) == 0, 60, "opd to accept every connection")
+                wait_for(lambda: opd.call({"op": "ping", "id": 1}, timeout=30)["ok"], 60,
                          "opd's socket to answer")
                 # Every descriptor below the HTTP reserve (2 x 24) is now a held connection, so
                 # 48 are free: 60 taken in one turn of the loop run out. They queue while opd is
@@ -256,16 +242,16 @@ class Httpd(unittest.TestCase):
                         s.settimeout(10)
                         s.connect(("127.0.0.1", port))
                         socks.append(s)
-                    wait_for(lambda: accept_queue(port) == 60, "the burst to queue")
+                    wait_for(lambda: accept_queue(port) == 60, 60, "the burst to queue")
                 finally:
                     os.kill(opd.proc.pid, signal.SIGCONT)
                 wait_for(lambda: opd.read_log().count("Too many open files; pausing") > before,
-                         "accept to run out of descriptors")
+                         60, "accept to run out of descriptors")
                 for s in socks:
                     s.close()
                 socks = []
-                wait_for(lambda: serves(port, path), f"{path} to serve again")
-                wait_for(lambda: opd.call({"op": "ping", "id": 2}, timeout=30)["ok"],
+                wait_for(lambda: serves(port, path), 60, f"{path} to serve again")
+                wait_for(lambda: opd.call({"op": "ping", "id": 2}, timeout=30)["ok"], 60,
                          "opd's socket to answer")
         finally:
             for s in socks:

@@ -9,8 +9,7 @@ import os
 import subprocess
 import unittest
 
-from opdtest import IMAGES, OPD, SOURCE, Opd
-from test_warm import wait_for
+from opdtest import IMAGES, OPD, SOURCE, Opd, pool, wait_for
 
 CATALOGUE = os.path.join(SOURCE, "languages", "languages.json")
 
@@ -428,18 +427,13 @@ class Languages(unittest.TestCase):
     def tearDownClass(cls):
         cls.opd.stop()
 
-    def pool(self, lang):
-        st = self.opd.call({"op": "status"})
-        return next(l["pool"] for l in st["languages"] if l["name"] == lang)
-
     def wait_pool(self, lang):
         """Until a primed clone of the current snapshot is paused in the pool; a pool scaled
         to no standing clone (more languages than max_vms) restores one for the request, in
         the slot of an idle clone of another language."""
-        p = wait_for(lambda: (lambda p: p["snapshot"] == self.versions[lang] and (
-            p["standing"] == 0 or (p["ready"] >= 1 and p["restoring"] == 0)))(self.pool(lang)),
-                     timeout=600, step=0.2)
-        self.assertTrue(p, (lang, self.pool(lang)))
+        wait_for(lambda: (lambda p: p["snapshot"] == self.versions[lang] and (
+            p["standing"] == 0 or (p["ready"] >= 1 and p["restoring"] == 0)))(pool(self.opd, lang)),
+            600, lambda: f"a primed {lang} clone: {pool(self.opd, lang)}", step=0.2)
 
     def run_code(self, lang, code, **kw):
         # Each request on a primed clone (mode warm, once the pool refilled): the product's

@@ -9,15 +9,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from opdtest import ensure_opd_user, OPD, Opd
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from opdtest import ensure_opd_user, free_port, OPD, Opd
 
 
 def samples(text):

@@ -8,8 +8,7 @@ import tempfile
 import time
 import unittest
 
-from opdtest import OPD, Client, Opd
-from test_warm import pool
+from opdtest import OPD, Client, Opd, pool
 
 
 class Notify(unittest.TestCase):

@@ -7,8 +7,8 @@ import os
 import subprocess
 import unittest
 
-from opdtest import IMAGES, OPD, Opd
-from test_warm import create_snapshot, pool, wait_for
+from opdtest import IMAGES, OPD, Opd, pool, wait_for
+from test_warm import create_snapshot
 
 WANTED = ["bash", "python", "node", "c"]
 CODE = {"bash": "echo hi", "python": 'print("hi")', "node": 'console.log("hi");',
@@ -31,9 +31,8 @@ class SharedSlots(unittest.TestCase):
         cls.opd = Opd(CONFIG)
         cls.versions = {l: create_snapshot(cls.opd, l) for l in LANGS}
         # every pool serves its snapshot (a language scaled to 0 keeps no clone while idle)
-        ok = wait_for(lambda: all(pool(cls.opd, l)["snapshot"] == v
-                                  for l, v in cls.versions.items()), timeout=600)
-        assert ok, [pool(cls.opd, l) for l in LANGS]
+        wait_for(lambda: all(pool(cls.opd, l)["snapshot"] == v for l, v in cls.versions.items()),
+                 600, lambda: f"every pool on its snapshot: {[pool(cls.opd, l) for l in LANGS]}")
 
     @classmethod
     def tearDownClass(cls):
@@ -75,9 +74,9 @@ class SharedSlots(unittest.TestCase):
 
     def test_cold_request_takes_an_idle_slot(self):
         # wait until idle clones hold both slots, then boot cold
-        held = wait_for(lambda: sum(pool(self.opd, l)["ready"] for l in LANGS) == 2,
-                        timeout=600, step=0.2)
-        self.assertTrue(held, [pool(self.opd, l) for l in LANGS])
+        wait_for(lambda: sum(pool(self.opd, l)["ready"] for l in LANGS) == 2, 600,
+                 lambda: f"idle clones in both slots: {[pool(self.opd, l) for l in LANGS]}",
+                 step=0.2)
         a = self.run_code(LANGS[0], "cold")
         self.assertTrue(a["ok"], (a, self.opd.read_log()[-3000:]))
         self.assertEqual(a["mode"], "cold")

@@ -5,37 +5,17 @@ the empty-pool alert pending for a pool that has no snapshot."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import unittest
 import urllib.parse
 import urllib.request
 
-from opdtest import SOURCE, Opd
+from opdtest import SOURCE, Opd, free_port, wait_for
 
 RULES_DIR = os.path.join(SOURCE, "packaging", "prometheus")
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(pred, timeout=300, step=0.5):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return None
 
 
 @unittest.skipUnless(PROMTOOL, "promtool not installed (Debian package prometheus; scripts/deps)")
@@ -105,18 +85,20 @@ class Scrape(unittest.TestCase):
 
     def test_scrape_and_rules(self):
         # the target is scraped and up
-        up = wait_for(lambda: [t for t in (self.api("targets") or {}).get("activeTargets", [])
-                               if t["health"] == "up"])
-        self.assertTrue(up, self.prom_log())
-        info = wait_for(lambda: self.query("opd_info"))
+        wait_for(lambda: [t for t in (self.api("targets") or {}).get("activeTargets", [])
+                          if t["health"] == "up"], 300,
+                 lambda: f"opd's target to be up:\n{self.prom_log()}", step=0.5)
+        info = wait_for(lambda: self.query("opd_info"), 300, "opd_info", step=0.5)
         self.assertEqual(info[0]["metric"]["accel"], "tcg")
         # one exec, so that the request and latency series move
         a = self.opd.run("bash", "echo hi")
         self.assertTrue(a["ok"], a)
-        self.assertTrue(wait_for(lambda: self.query(
-            'opd:exec_requests:rate5m{lang="bash", outcome="ok"} > 0')), self.prom_log())
-        self.assertTrue(wait_for(lambda: self.query(
-            'opd:exec_duration_ms:p99_5m{lang="bash", mode="cold", phase="total"} > 0')))
+        wait_for(lambda: self.query('opd:exec_requests:rate5m{lang="bash", outcome="ok"} > 0'),
+                 300, lambda: f"the exec in opd:exec_requests:rate5m:\n{self.prom_log()}",
+                 step=0.5)
+        wait_for(lambda: self.query(
+            'opd:exec_duration_ms:p99_5m{lang="bash", mode="cold", phase="total"} > 0'),
+            300, "the exec in opd:exec_duration_ms:p99_5m", step=0.5)
 
         # every rule was evaluated against opd's series without error
         def all_evaluated():
@@ -125,15 +107,15 @@ class Scrape(unittest.TestCase):
             if not rules or any(r.get("lastEvaluation", "").startswith("0001") for r in rules):
                 return None
             return rules
-        rules = wait_for(all_evaluated)
-        self.assertTrue(rules, self.prom_log())
+        rules = wait_for(all_evaluated, 300,
+                         lambda: f"every rule to be evaluated:\n{self.prom_log()}", step=0.5)
         self.assertEqual(len(rules), 14)
         for r in rules:
             self.assertEqual(r["health"], "ok", r)
         # the empty bash pool: OpdPoolEmpty pending (it fires after 10 minutes)
         alert = wait_for(lambda: [x for x in (self.api("alerts") or {}).get("alerts", [])
-                                  if x["labels"]["alertname"] == "OpdPoolEmpty"])
-        self.assertTrue(alert, self.api("alerts"))
+                                  if x["labels"]["alertname"] == "OpdPoolEmpty"], 300,
+                         lambda: f"OpdPoolEmpty: {self.api('alerts')}", step=0.5)
         self.assertEqual(alert[0]["labels"]["lang"], "bash")
         self.assertIn(alert[0]["state"], ("pending", "firing"))
 

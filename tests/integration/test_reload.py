@@ -2,11 +2,10 @@
 in flight, none of which fails; an invalid file changes nothing."""
 import os
 import signal
-import time
 import unittest
 
-from opdtest import Opd
-from test_warm import create_snapshot, pool, wait_for, wait_serving
+from opdtest import Opd, pool, wait_for
+from test_warm import create_snapshot, wait_serving
 
 
 class Reload(unittest.TestCase):
@@ -33,13 +32,13 @@ class Reload(unittest.TestCase):
                         "mode": "auto", "timeout_ms": 60000})
             self.rewrite(opd, pool_sizes="bash=3,python=0")
             os.kill(opd.proc.pid, signal.SIGHUP)
-            self.assertTrue(wait_for(lambda: pool(opd, "bash")["target"] == 3, timeout=30))
+            wait_for(lambda: pool(opd, "bash")["target"] == 3, 30, "the new pool size")
             for i, c in enumerate(clients):
                 a = c.recv()
                 self.assertTrue(a["ok"], a)
                 self.assertEqual(a["stdout"], f"req{i}\n")
                 c.close()
-            self.assertTrue(wait_for(lambda: pool(opd, "bash")["ready"] == 3, timeout=120))
+            wait_for(lambda: pool(opd, "bash")["ready"] == 3, 120, "3 clones ready")
 
             # the op does the same; shrinking drops paused clones
             self.rewrite(opd, pool_sizes="bash=1,python=0")

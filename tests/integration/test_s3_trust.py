@@ -1,9 +1,10 @@
 """Which versions a host refuses before it stages a byte, against a real S3-compatible server
 (s3rver) on loopback: a version signed by a key the host does not pin, a signed manifest changed
 in the bucket, an older signed version replayed as `current`, an http:// endpoint that is not
-loopback, a version larger than the cache's free space, a manifest asking for 1 TiB of memory.
-Each is refused with its own error and counter, and the serving version stays current.
-Snapshots are synthetic (pools off, no VM boots)."""
+loopback, a version larger than the cache's free space, a manifest asking for 1 TiB of memory, a
+signed manifest whose chunk root is not the one its chunks make. Each is refused with its own error and counter, and the serving version stays current.
+A manifest of an older publisher, without chunk roots, is read. Snapshots are synthetic (pools
+off, no VM boots)."""
 import json
 import os
 import re
@@ -86,16 +87,35 @@ class S3Trust(unittest.TestCase):
         self.assertEqual(r["version"], V1)
         return opd
 
-    def test_unknown_key_refused(self):
-        opd = self.serving_v1()
+    def v2_refused(self, why, text, mem=None, key=None, manifest=None, envelope=None, **keys):
+        """V1 served by an opd with the config keys keys (cache_dir among them), then V2 pushed
+        and refused at the next sync (see refused); returns the sync's answer. mem: V2's memory
+        image; key: the signing key of the push; manifest: a change to V2's manifest before the
+        push (the manifest's JSON to the one pushed); envelope: a change to the pushed version
+        object in the bucket (its JSON to the text stored instead)."""
+        opd = self.serving_v1(**keys)
         try:
-            make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
-            self.push(key=self.other_key)
-            r = self.refused(opd, os.path.join(opd.dir, "cache"), "unknown_key",
-                             "not in s3.trusted_keys")
-            self.assertIn(self.other_pub, r["error"])
+            d = make_snapshot(self.src, "python", V2, mem or mem_image("t2", n_chunks=2))
+            if manifest:
+                with open(os.path.join(d, "manifest.json")) as f:
+                    m = manifest(json.load(f))
+                with open(os.path.join(d, "manifest.json"), "w") as f:
+                    json.dump(m, f)
+            self.push(key=key)
+            if envelope:
+                path = self.s3.object_path(f"{self.prefix}python/versions/{V2}.json")
+                with open(path) as f:
+                    stored = envelope(json.load(f))
+                with open(path, "w") as f:
+                    f.write(stored)
+            return self.refused(opd, keys.get("cache_dir", os.path.join(opd.dir, "cache")), why,
+                                text)
         finally:
             opd.stop()
+
+    def test_unknown_key_refused(self):
+        r = self.v2_refused("unknown_key", "not in s3.trusted_keys", key=self.other_key)
+        self.assertIn(self.other_pub, r["error"])
 
     def test_rotation_two_pinned_keys(self):
         opd = self.serving_v1(**{"s3.trusted_keys": f"{self.pub} {self.other_pub}"})
@@ -109,33 +129,12 @@ class S3Trust(unittest.TestCase):
             opd.stop()
 
     def test_tampered_manifest_refused(self):
-        opd = self.serving_v1()
-        try:
-            make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
-            self.push()
-            path = self.s3.object_path(f"{self.prefix}python/versions/{V2}.json")
-            with open(path) as f:
-                env = json.load(f)
-            env["manifest"] = env["manifest"].replace('"memory_mb":64', '"memory_mb":65')
-            with open(path, "w") as f:
-                json.dump(env, f)
-            self.refused(opd, os.path.join(opd.dir, "cache"), "bad_signature", "bad signature")
-        finally:
-            opd.stop()
+        self.v2_refused("bad_signature", "bad signature", envelope=lambda env: json.dumps(
+            {**env, "manifest": env["manifest"].replace('"memory_mb":64', '"memory_mb":65')}))
 
     def test_unsigned_refused(self):
-        opd = self.serving_v1()
-        try:
-            make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
-            self.push()
-            path = self.s3.object_path(f"{self.prefix}python/versions/{V2}.json")
-            with open(path) as f:
-                env = json.load(f)
-            with open(path, "w") as f:
-                f.write(env["manifest"])  # the same manifest, its signature stripped
-            self.refused(opd, os.path.join(opd.dir, "cache"), "unsigned", "not signed")
-        finally:
-            opd.stop()
+        # the same manifest, its signature stripped
+        self.v2_refused("unsigned", "not signed", envelope=lambda env: env["manifest"])
 
     def test_replayed_older_version_refused(self):
         make_snapshot(self.src, "python", V1, mem_image("t1", n_chunks=2))
@@ -201,39 +200,80 @@ class S3Trust(unittest.TestCase):
         if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt]).returncode:
             self.fail("cannot mount a tmpfs (this test runs as root)")
         try:
-            opd = self.serving_v1(cache_dir=mnt, **{"s3.reserve_mb": "4"})
-            try:
-                # 3 x 4 MiB used of 24: 16 MiB of new chunks and 4 reserved do not fit
-                make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=4, zero_chunks=()))
-                self.push()
-                r = self.refused(opd, mnt, "bounds", "not enough space")
-                self.assertIn("s3.reserve_mb = 4", r["error"])
-            finally:
-                opd.stop()
+            # 3 x 4 MiB used of 24: 16 MiB of new chunks and 4 reserved do not fit
+            r = self.v2_refused("bounds", "not enough space",
+                                mem=mem_image("t2", n_chunks=4, zero_chunks=()), cache_dir=mnt,
+                                **{"s3.reserve_mb": "4"})
+            self.assertIn("s3.reserve_mb = 4", r["error"])
         finally:
             subprocess.run(["umount", "-l", mnt])
 
     def test_cache_max_refused(self):
-        opd = self.serving_v1(**{"s3.cache_max_mb": "12"})
-        try:
-            make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2, zero_chunks=()))
-            self.push()
-            self.refused(opd, os.path.join(opd.dir, "cache"), "bounds", "s3.cache_max_mb = 12")
-        finally:
-            opd.stop()
+        self.v2_refused("bounds", "s3.cache_max_mb = 12",
+                        mem=mem_image("t2", n_chunks=2, zero_chunks=()),
+                        **{"s3.cache_max_mb": "12"})
 
     def test_terabyte_memory_refused(self):
+        # signed by the trusted key: the bound holds all the same
+        r = self.v2_refused("bounds", "1048576 MiB",
+                            manifest=lambda m: {**m, "memory_mb": 1 << 20})
+        self.assertIn("memory_mb", r["error"])
+
+    def resign(self, path, change):
+        """The version's manifest in the bucket changed by change(dict) and signed again by the
+        trusted key, as a publisher would have signed it (openssl, not opctl)."""
+        with open(path) as f:
+            env = json.load(f)
+        man = json.loads(env["manifest"])
+        change(man)
+        text = json.dumps(man, separators=(",", ":"), sort_keys=True)
+        msg = os.path.join(self.tmp, self.prefix, "to-sign")
+        with open(msg, "wb") as f:
+            f.write(b"opd snapshot manifest v1\n" + text.encode())
+        sig = subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", self.key, "-rawin", "-in",
+                              msg], capture_output=True, check=True).stdout
+        self.assertEqual(len(sig), 64)
+        env["manifest"], env["signature"] = text, sig.hex()
+        with open(path, "w") as f:
+            json.dump(env, f)
+
+    def test_chunk_roots(self):
         opd = self.serving_v1()
         try:
-            d = make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
-            with open(os.path.join(d, "manifest.json")) as f:
-                m = json.load(f)
-            m["memory_mb"] = 1 << 20
-            with open(os.path.join(d, "manifest.json"), "w") as f:
-                json.dump(m, f)
-            self.push()  # signed by the trusted key: the bound holds all the same
-            r = self.refused(opd, os.path.join(opd.dir, "cache"), "bounds", "1048576 MiB")
-            self.assertIn("memory_mb", r["error"])
+            make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
+            self.push()
+            path = self.s3.object_path(f"{self.prefix}python/versions/{V2}.json")
+            with open(path) as f:
+                pushed = json.loads(json.load(f)["manifest"])
+            self.assertEqual(pushed["snapshot"]["chunk_size"], pushed["chunk_size"])
+            roots = {f["name"]: f["root"] for f in pushed["snapshot"]["files"]}
+
+            def bad_root(m):
+                m["snapshot"]["files"][0]["root"] = "0" * 64
+
+            # signed by the trusted key, but the root is not what its chunks make
+            self.resign(path, bad_root)
+            r = self.sync(opd)
+            self.assertFalse(r["ok"], r)
+            self.assertIn("the root of", r["error"])
+            py = os.path.join(opd.dir, "cache", "python")
+            self.assertEqual(os.readlink(os.path.join(py, "current")), V1)
+
+            def older(m):
+                del m["snapshot"]["chunk_size"]
+                for f in m["snapshot"]["files"]:
+                    del f["root"]
+
+            # an older publisher's manifest: no roots; read, the roots made from its chunks
+            self.resign(path, older)
+            r = self.sync(opd)
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["version"], V2)
+            with open(os.path.join(py, V2, "manifest.json")) as f:
+                installed = json.load(f)
+            self.assertEqual({f["name"]: f["root"] for f in installed["files"]}, roots)
+            v = opd.call({"op": "snapshot", "action": "verify", "id": "v"}, timeout=300)
+            self.assertTrue(v["verified"], v)
         finally:
             opd.stop()
 

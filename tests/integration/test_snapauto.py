@@ -4,25 +4,9 @@ snapshot, creating, failed with the error)."""
 import os
 import shutil
 import tempfile
-import time
 import unittest
 
-from opdtest import IMAGES, Opd
-
-
-def wait_for(pred, timeout=600, step=0.5):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return None
-
-
-def pool(opd, lang):
-    st = opd.call({"op": "status"})
-    return next(l["pool"] for l in st["languages"] if l["name"] == lang)
+from opdtest import IMAGES, Opd, pool, wait_for
 
 
 class CreateMissing(unittest.TestCase):
@@ -46,8 +30,9 @@ class CreateMissing(unittest.TestCase):
                        "pool.size": "1", "images_dir": images})
             try:
                 why = wait_for(lambda: (lambda r: r if r and r.startswith("snapshot creation failed")
-                                        else None)(pool(opd, "bash")["empty_reason"]))
-                self.assertTrue(why, f"{pool(opd, 'bash')}\n{opd.read_log()}")
+                                        else None)(pool(opd, "bash")["empty_reason"]), 600,
+                               lambda: f"the creation to fail: {pool(opd, 'bash')}\n{opd.read_log()}",
+                               step=0.5)
                 self.assertGreater(len(why), len("snapshot creation failed: "))
                 self.assertIn("snapshot creation failed", pool(opd, "bash")["empty_reason"])
                 self.assertEqual(opd.read_log().count("making one (snapshot.create_missing)"), 1)
@@ -65,8 +50,9 @@ class CreateMissing(unittest.TestCase):
                     reasons.add(p["empty_reason"])
                     return None
 
-                p = wait_for(serving)
-                self.assertTrue(p, f"bash never served: {pool(opd, 'bash')}\n{opd.read_log()}")
+                p = wait_for(serving, 600,
+                             lambda: f"bash to be served: {pool(opd, 'bash')}\n{opd.read_log()}",
+                             step=0.5)
                 self.assertIsNone(p["empty_reason"])
                 for r in reasons:  # whatever was seen while empty says why
                     self.assertTrue(r.startswith("snapshot creation failed")

@@ -20,7 +20,7 @@ import time
 import unittest
 
 import nspawn
-from opdtest import BUILD, IMAGES
+from opdtest import BUILD, IMAGES, wait_for
 
 CPACK_CONFIG = os.path.join(BUILD, "CPackConfig.cmake")
 LANG = "bash"
@@ -133,9 +133,9 @@ class SystemdNspawn(unittest.TestCase):
         return [l for l in st["languages"] if l["name"] == LANG][0]["pool"]
 
     def wait_pool_full(self, timeout=600):
-        return nspawn.wait_for(f"{LANG} pool to have {POOL} paused clones", lambda: (
+        return wait_for(lambda: (
             lambda p: p if p["snapshot"] and p["ready"] >= p["target"] and not p["restoring"]
-            else None)(self.pool()), timeout, interval=1)
+            else None)(self.pool()), timeout, f"{LANG} pool to have {POOL} paused clones", step=1)
 
     def main_pid(self):
         pid = int(self.show("opd.service", "MainPID")["MainPID"])
@@ -217,9 +217,9 @@ done 2>/dev/null; true""")
         self.assertEqual(svc["WatchdogUSec"], "30s")
         self.assertIn("watchdog: every 15000 ms", self.journal())
         first = int(svc["WatchdogTimestampMonotonic"])
-        nspawn.wait_for("a WATCHDOG=1 ping", lambda: int(self.show(
+        wait_for(lambda: int(self.show(
             "opd.service", "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"]) > first,
-            120, interval=1)
+            120, "a WATCHDOG=1 ping", step=1)
 
     def test_05_cold_exec(self):
         p = self.opctl("--json", "run", "--no-stream", "--lang", LANG, "--mode", "cold",
@@ -332,7 +332,7 @@ done
         pid = self.main_pid()
         self.set_config({"pool.size": "1"})
         self.ct.run(["systemctl", "reload", "opd.service"])
-        nspawn.wait_for("the reloaded pool size", lambda: self.pool()["target"] == 1, 120)
+        wait_for(lambda: self.pool()["target"] == 1, 120, "the reloaded pool size", step=0.2)
         svc = self.show("opd.service", "ActiveState", "MainPID", "NRestarts")
         self.assertEqual((svc["ActiveState"], svc["MainPID"], svc["NRestarts"]),
                          ("active", str(pid), "0"))

@@ -7,26 +7,11 @@ import signal
 import time
 import unittest
 
-from opdtest import Opd
+from opdtest import Opd, pool, wait_for
 
 RANDOM_AND_CLOCK = ("import os, time, json, socket\n"
                     "boot_id = open('/proc/sys/kernel/random/boot_id').read().strip()\n"
                     "print(json.dumps([os.urandom(16).hex(), time.time(), socket.gethostname(), boot_id]))")
-
-
-def wait_for(pred, timeout=120, step=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return None
-
-
-def pool(opd, lang):
-    st = opd.call({"op": "status"})
-    return next(l["pool"] for l in st["languages"] if l["name"] == lang)
 
 
 def create_snapshot(opd, lang):
@@ -36,10 +21,10 @@ def create_snapshot(opd, lang):
 
 
 def wait_serving(opd, lang, version, ready=1):
-    p = wait_for(lambda: (lambda p: p if p["snapshot"] == version and p["ready"] >= ready else None)(
-        pool(opd, lang)))
-    assert p, f"{lang} pool never served {version} with {ready} ready: {pool(opd, lang)}"
-    return p
+    return wait_for(
+        lambda: (lambda p: p if p["snapshot"] == version and p["ready"] >= ready else None)(
+            pool(opd, lang)), 120,
+        lambda: f"the {lang} pool to serve {version} with {ready} ready: {pool(opd, lang)}")
 
 
 class WarmPython(unittest.TestCase):
@@ -105,8 +90,8 @@ class WarmPython(unittest.TestCase):
         self.assertNotIn("runpy", a["stderr"])
 
     def test_pooled_vm_killed_is_replaced(self):
-        p = wait_for(lambda: (lambda p: p if p["ready"] >= 2 else None)(pool(self.opd, "python")))
-        self.assertTrue(p)
+        p = wait_for(lambda: (lambda p: p if p["ready"] >= 2 else None)(pool(self.opd, "python")),
+                     120, lambda: f"2 python clones ready: {pool(self.opd, 'python')}")
         before = p["restores"]
         pids = self.opd.vmm_pids()
         self.assertTrue(pids)
@@ -115,9 +100,9 @@ class WarmPython(unittest.TestCase):
         a = self.opd.run("python", "print('after kill')")
         self.assertTrue(a["ok"], a)
         self.assertEqual(a["stdout"], "after kill\n")
-        p = wait_for(lambda: (lambda p: p if p["ready"] >= 2 and p["restores"] > before else None)(
-            pool(self.opd, "python")))
-        self.assertTrue(p, pool(self.opd, "python"))
+        wait_for(lambda: (lambda p: p if p["ready"] >= 2 and p["restores"] > before else None)(
+            pool(self.opd, "python")), 120,
+            lambda: f"the killed clone to be replaced: {pool(self.opd, 'python')}")
 
 
     def test_z_clones_cannot_write_the_memory_file(self):
@@ -130,28 +115,45 @@ class WarmPython(unittest.TestCase):
         self.assertEqual(a["stdout"], str(48 << 20) + "\n")
         wait_serving(self.opd, "python", self.version, ready=2)
         mem = os.path.realpath(os.path.join(self.opd.dir, "cache", "python", self.version, "mem"))
+        def mapped(pid):
+            """The process's mappings of mem once it has any (a QEMU the pool has just started
+            holds the file before it maps it), or "gone" for a process that has ended."""
+            try:
+                with open(f"/proc/{pid}/maps") as f:
+                    return [ln.split() for ln in f if ln.rstrip().endswith(" " + mem)]
+            except (FileNotFoundError, ProcessLookupError):
+                return "gone"
+
         pids = self.opd.vmm_pids()
         self.assertTrue(pids)
+        checked = 0
         for pid in pids:
-            with open(f"/proc/{pid}/status") as f:
-                self.assertRegex(f.read(), r"(?m)^Seccomp:\s+2$", pid)
-            held = 0
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                        flags = int(next(ln for ln in f if ln.startswith("flags:")).split()[1], 8)
-                except FileNotFoundError:
-                    continue
-                if target == mem:
-                    held += 1
-                    self.assertEqual(flags & os.O_ACCMODE, os.O_RDONLY, (pid, fd, oct(flags)))
-            self.assertGreater(held, 0, f"QEMU {pid} holds no fd of {mem}")
-            with open(f"/proc/{pid}/maps") as f:
-                maps = [ln.split() for ln in f if ln.rstrip().endswith(" " + mem)]
-            self.assertTrue(maps, pid)
+            maps = wait_for(lambda: mapped(pid), 120, f"QEMU {pid} to map {mem}")
+            if maps == "gone":
+                continue
             for m in maps:  # private: writes go to the clone's own pages
                 self.assertEqual(m[1][3], "p", m)
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    self.assertRegex(f.read(), r"(?m)^Seccomp:\s+2$", pid)
+                held = 0
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    try:
+                        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                            flags = int(next(ln for ln in f
+                                             if ln.startswith("flags:")).split()[1], 8)
+                    except FileNotFoundError:
+                        continue
+                    if target == mem:
+                        held += 1
+                        self.assertEqual(flags & os.O_ACCMODE, os.O_RDONLY,
+                                         (pid, fd, oct(flags)))
+            except FileNotFoundError:
+                continue  # ended meanwhile
+            self.assertGreater(held, 0, f"QEMU {pid} holds no fd of {mem}")
+            checked += 1
+        self.assertGreater(checked, 0, pids)
 
     def test_zz_memory_file_unchanged_by_clones(self):
         # runs last in this class: every clone above wrote to its (private) guest memory
@@ -185,9 +187,9 @@ class PoolLimits(unittest.TestCase):
         # the first holds the only VM until its stdin says go
         c1.send({"op": "exec", "lang": "bash", "code": "read -r x; echo first", "id": 1,
                  "stdin_stream": True})
-        self.assertTrue(wait_for(lambda: pool(self.opd, "bash")["in_use"] == 1))
+        wait_for(lambda: pool(self.opd, "bash")["in_use"] == 1, 120, "the first to hold the VM")
         c2.send({"op": "exec", "lang": "bash", "code": "echo second", "id": 2})
-        self.assertTrue(wait_for(lambda: pool(self.opd, "bash")["waiting"] == 1))
+        wait_for(lambda: pool(self.opd, "bash")["waiting"] == 1, 120, "the second to wait")
         time.sleep(0.6)  # the second has been waiting at least this long
         c1.send({"op": "stdin", "id": 1, "data": "go\n", "eof": True})
         a1, a2 = c1.recv(), c2.recv()
@@ -206,7 +208,7 @@ class PoolExhausted(unittest.TestCase):
             wait_serving(opd, "bash", v)
             c1, c2 = opd.client(), opd.client()
             c1.send({"op": "exec", "lang": "bash", "code": "sleep 4; echo busy", "id": 1})
-            wait_for(lambda: pool(opd, "bash")["in_use"] == 1)
+            wait_for(lambda: pool(opd, "bash")["in_use"] == 1, 120, "the first to hold the VM")
             c2.send({"op": "exec", "lang": "bash", "code": "echo never", "id": 2})
             a2 = c2.recv()
             self.assertFalse(a2["ok"])
@@ -243,7 +245,8 @@ class SnapshotVersions(unittest.TestCase):
             f.write(b"corrupt!")
         os.symlink(bad, os.path.join(d, "current.new"))
         os.rename(os.path.join(d, "current.new"), os.path.join(d, "current"))
-        p = wait_for(lambda: (lambda p: p if p["error"] else None)(pool(opd, "bash")))
+        p = wait_for(lambda: (lambda p: p if p["error"] else None)(pool(opd, "bash")), 120,
+                     "the corrupt version to be refused")
         self.assertIn("checksum mismatch", p["error"])
         self.assertEqual(p["snapshot"], v1)
         a = opd.run("bash", "echo still v1")
@@ -269,7 +272,7 @@ class SnapshotVersions(unittest.TestCase):
                 except OSError:
                     pass
             return False
-        self.assertTrue(wait_for(lambda: not maps_v1(), timeout=30))
+        wait_for(lambda: not maps_v1(), 30, "v1's clones to drain")
 
 
 if __name__ == "__main__":

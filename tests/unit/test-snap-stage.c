@@ -1,7 +1,8 @@
 /* test-snap-stage.c: unit tests of lib/store/snap-stage.c on a scratch cache: planning what to
  * fetch (chunks already staged, chunks copied from the installed version by hash, zero chunks), the
  * install (whole files hashed for the plain layout only), and that a mismatch leaves "current"
- * alone. */
+ * alone; the chunk roots (a known vector, the chunk manifest's checks, older manifests without
+ * them) and the record an install leaves so the pool does not hash the files again. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -49,6 +50,7 @@ static void manifest_for(const char *version, const char *mem, struct s3_chunkma
         for (int i = 0; i < N; i++)
                 if (!s3_is_zero(mem + (size_t)i * CS, CS))
                         op_sha256_hex(mem + (size_t)i * CS, CS, m->files[0].chunks[i].sha256);
+        s3_chunkman_set_roots(m);
 }
 
 /* What a sync does between plan and install: write the needed chunks. */
@@ -137,6 +139,146 @@ static void test_plan_resume_reuse_install(void **state)
         s3_chunkman_free(&m2);
 }
 
+/* The definition in docs/s3.md, computed independently (Python's hashlib):
+ * sha256(b"opd chunk root v1\n" + (65536).to_bytes(8, "big") + (131082).to_bytes(8, "big") +
+ *        sha256(b"\x01" * 65536) + b"\0" * 32 + sha256(b"\x02" * 10)) */
+static void test_root_vector(void **state)
+{
+        _cleanup_free_ char *c0 = malloc(CS);
+        char h0[SHA256_HEX_LEN + 1], h2[SHA256_HEX_LEN + 1], root[SHA256_HEX_LEN + 1];
+        const char *leaves[3] = {h0, "", h2};
+        _cleanup_close_ int dir = -1, fd = -1;
+        char two[10];
+
+        memset(c0, 1, CS);
+        memset(two, 2, sizeof(two));
+        op_sha256_hex(c0, CS, h0);
+        op_sha256_hex(two, sizeof(two), h2);
+        snap_chunk_root(CS, 2 * CS + 10, leaves, 3, root);
+        assert_string_equal(root,
+                            "93c912996692f3367afee9c38c41f94b9c25333b14f46f720ddd9151f8fa2a3a");
+        /* an empty file: no leaves */
+        snap_chunk_root(CS, 0, leaves, 0, root);
+        assert_string_equal(root,
+                            "42304f98944a12e9e8caf41ec7fda24cf4c1d223d7a46e51aecaaf6f3455e8fe");
+        /* the same from the file's bytes; a file longer or shorter than its size is not it */
+        dir = open(cache, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        fd = openat(dir, "f", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_int_equal(pwrite(fd, c0, CS, 0), CS);
+        assert_int_equal(pwrite(fd, two, sizeof(two), 2 * CS), sizeof(two));
+        assert_int_equal(snap_chunk_root_file(dir, "f", 2 * CS + 10, CS, root), 0);
+        assert_string_equal(root,
+                            "93c912996692f3367afee9c38c41f94b9c25333b14f46f720ddd9151f8fa2a3a");
+        assert_int_equal(snap_chunk_root_file(dir, "f", 2 * CS + 9, CS, root), -EBADMSG);
+        assert_int_equal(snap_chunk_root_file(dir, "f", 2 * CS + 11, CS, root), -EBADMSG);
+}
+
+static void test_chunkman_roots(void **state)
+{
+        _cleanup_free_ char *v1 = malloc((size_t)N * CS);
+        _cleanup_free_ char *text = NULL, *old = NULL, *bad = NULL;
+        struct s3_chunkman m, back;
+        char err[512], *p;
+
+        fill(v1, 30);
+        manifest_for("v1", v1, &m);
+        assert_int_equal(m.snap.chunk_size, CS);
+        text = s3_chunkman_text(&m);
+        assert_non_null(strstr(text, "\"root\":\""));
+        assert_int_equal(s3_chunkman_parse(text, strlen(text), &back, err, sizeof(err)), 0);
+        assert_string_equal(back.snap.files[0].root, m.snap.files[0].root);
+        s3_chunkman_free(&back);
+        /* a root that its chunks do not make: refused, naming the file */
+        bad = strdup(text);
+        p = strstr(bad, "\"root\":\"") + 8;
+        *p = *p == '0' ? '1' : '0';
+        assert_int_equal(s3_chunkman_parse(bad, strlen(bad), &back, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "the root of mem is"));
+        /* a chunk changed under a kept root: refused too */
+        free(bad);
+        bad = strdup(text);
+        p = strstr(bad, m.files[0].chunks[0].sha256);
+        *p = *p == 'a' ? 'b' : 'a';
+        assert_int_equal(s3_chunkman_parse(bad, strlen(bad), &back, err, sizeof(err)), -EINVAL);
+        /* an older publisher wrote no roots: read, the roots computed from the signed chunks */
+        m.snap.chunk_size = 0;
+        old = s3_chunkman_text(&m);
+        assert_null(strstr(old, "\"root\""));
+        assert_int_equal(s3_chunkman_parse(old, strlen(old), &back, err, sizeof(err)), 0);
+        assert_int_equal(back.snap.chunk_size, CS);
+        assert_string_equal(back.snap.files[0].root, m.snap.files[0].root);
+        s3_chunkman_free(&back);
+        /* the snapshot's chunk_size must be the manifest's */
+        m.snap.chunk_size = 2 * CS;
+        free(bad);
+        bad = s3_chunkman_text(&m);
+        assert_int_equal(s3_chunkman_parse(bad, strlen(bad), &back, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "chunk_size"));
+        s3_chunkman_free(&m);
+}
+
+static void test_install_record(void **state)
+{
+        _cleanup_free_ char *v1 = malloc((size_t)N * CS);
+        struct s3_chunkman m;
+        struct s3_stage_plan p;
+        struct snap_manifest sm;
+        char err[512], path[256];
+        int dir, fd;
+
+        fill(v1, 40);
+        manifest_for("v1", v1, &m);
+        assert_int_equal(s3_stage_prepare(cache, &m, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_plan_read(cache, &m, &p), 0);
+        fetch(&m, &p, v1);
+        s3_stage_plan_free(&p);
+        assert_int_equal(s3_stage_install(cache, &m, err, sizeof(err)), 0);
+        /* installed: the manifest keeps the roots, the record describes the files */
+        assert_int_equal(snap_open(cache, "python", NULL, &dir, &sm, err, sizeof(err)), 0);
+        assert_int_equal(sm.chunk_size, CS);
+        assert_string_equal(sm.files[0].root, m.snap.files[0].root);
+        assert_true(snap_verified_check(dir, &sm));
+        assert_int_equal(snap_verify(dir, &sm, err, sizeof(err)), 0);
+        /* a byte changed in place: no longer what was checked; verify finds it by its root */
+        fd = openat(dir, "mem", O_WRONLY | O_CLOEXEC);
+        assert_int_equal(pwrite(fd, "X", 1, 5), 1);
+        close(fd);
+        assert_false(snap_verified_check(dir, &sm));
+        assert_int_equal(snap_verify(dir, &sm, err, sizeof(err)), -EBADMSG);
+        assert_non_null(strstr(err, "checksum mismatch (chunk root"));
+        /* the right bytes again, but in a copy (another inode, as aws s3 sync or cp makes):
+         * not what the install checked, so the pool hashes it; verify passes */
+        snprintf(path, sizeof(path), "%s/python/v1/mem.new", cache);
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_int_equal(write(fd, v1, (size_t)N * CS), (ssize_t)N * CS);
+        close(fd);
+        assert_int_equal(renameat(dir, "mem.new", dir, "mem"), 0);
+        assert_false(snap_verified_check(dir, &sm));
+        assert_int_equal(snap_verify(dir, &sm, err, sizeof(err)), 0);
+        close(dir);
+        s3_chunkman_free(&m);
+}
+
+/* The record's reader takes only the exact text written for these files. */
+static void test_record_text(void **state)
+{
+        struct snap_manifest sm = {.n_files = 2};
+        struct snap_file_id ids[2] = {{1, 2, 3, 4, 5}, {6, 7, 8, -9, 10}};
+        _cleanup_free_ char *text = NULL;
+
+        snprintf(sm.version, sizeof(sm.version), "v1");
+        snprintf(sm.files[0].name, sizeof(sm.files[0].name), "mem");
+        snprintf(sm.files[1].name, sizeof(sm.files[1].name), "vmstate");
+        text = snap_verified_text(&sm, ids);
+        assert_string_equal(text, "opd verified at install v1 v1\nmem 1 2 3 4 5\n"
+                                  "vmstate 6 7 8 -9 10\n");
+        assert_true(snap_verified_match(text, strlen(text), &sm, ids));
+        assert_false(snap_verified_match(text, strlen(text) - 1, &sm, ids));
+        ids[1].ino = 70;
+        assert_false(snap_verified_match(text, strlen(text), &sm, ids));
+        assert_false(snap_verified_match("", 0, &sm, ids));
+}
+
 static int setup(void **state)
 {
         snprintf(cache, sizeof(cache), "/tmp/opd-test-stage-XXXXXX");
@@ -152,6 +294,10 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(test_plan_resume_reuse_install, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_root_vector, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_chunkman_roots, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_install_record, setup, teardown),
+            cmocka_unit_test(test_record_text),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
