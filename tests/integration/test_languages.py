@@ -206,10 +206,6 @@ PROGRAMS = {
                'print System.in.text\nSystem.out.flush()\nSystem.err.println "oops"\n'
                'System.exit(3)\n',
                None),
-    "clojure": ('(println "hello world")\n',
-                '(print (slurp *in*))\n(flush)\n(binding [*out* *err*] (println "oops"))\n'
-                '(System/exit 3)\n',
-                None),
     "emacs": ('(princ "hello world\\n")\n',
               '(condition-case nil\n    (while t (princ (concat (read-from-minibuffer "") "\\n")))\n'
               '  (error nil))\n(princ "oops\\n" #\'external-debugging-output)\n(kill-emacs 3)\n',
@@ -338,8 +334,6 @@ SORT = {
     "nim": 'import std/[algorithm, strutils]\n\necho stdin.readAll().splitWhitespace().sorted().join(" ")\n',
     "nasm64": None,
     "groovy": 'println System.in.text.split().sort().join(" ")\n',
-    "clojure": '(require \'[clojure.string :as s])\n'
-               '(println (s/join " " (sort (s/split (s/trim (slurp *in*)) #"\\s+"))))\n',
     "emacs": '(let (words)\n  (condition-case nil\n'
              '      (while t (push (read-from-minibuffer "") words))\n    (error nil))\n'
              '  (princ (concat (mapconcat #\'identity (sort words #\'string<) " ") "\\n")))\n',
