@@ -79,6 +79,15 @@ static void send_message(struct evhttp_request *req, int status, const char *fmt
         send_json(req, status, json_pack("{s:s}", "message", msg));
 }
 
+/* Retry-After on a 503 a retry may cure: the pools' estimate, in whole seconds (at least 1). */
+static void retry_after(struct evhttp_request *req, uint64_t ms)
+{
+        char v[24];
+
+        snprintf(v, sizeof(v), "%llu", (unsigned long long)(ms ? (ms + 999) / 1000 : 1));
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", v);
+}
+
 /* s cut to at most 64 bytes on a UTF-8 boundary, for quoting in a message. */
 static const char *quote(const char *s, char buf[static 65])
 {
@@ -158,8 +167,11 @@ static void on_exec_done(json_t *answer, void *userdata)
         struct door_req *dr = userdata;
         struct opd *d = dr->d;
         json_t *err = json_object_get(answer, "error");
+        json_t *retry = json_object_get(err, "retry_after_ms");
 
         dr->exec = NULL;
+        if (json_integer_value(retry) > 0)
+                retry_after(dr->http, (uint64_t)json_integer_value(retry));
         if (json_is_true(json_object_get(answer, "ok")))
                 send_json(dr->http, HTTP_OK,
                           piston_result(answer, dr->lang->piston, dr->lang->version,
@@ -238,6 +250,7 @@ static void on_execute(struct evhttp_request *req, void *arg)
                 return;
         }
         if (d->door->n_reqs >= d->cfg.max_inflight) {
+                retry_after(req, request_retry_after_ms(d, NULL, true));
                 send_message(req, 503, "%u requests already in flight at the door (max_inflight)",
                              d->door->n_reqs);
                 return;

@@ -656,6 +656,13 @@ int snap_commit(const char *cache_dir, struct snap_manifest *m, char *errbuf, si
                         goto abort;
                 }
         }
+        /* every byte was hashed just now: the pool does not hash the files again while they are
+         * these files, unchanged (as after an S3 install) */
+        r = snap_verified_write(stage, m);
+        if (r < 0) {
+                op_errf(errbuf, errlen, r, "write %s: %s", SNAP_VERIFIED_NAME, strerror(-r));
+                goto abort;
+        }
         o = snap_manifest_json(m);
         text = o ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
         json_decref(o);

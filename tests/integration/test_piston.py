@@ -279,8 +279,10 @@ class Door(unittest.TestCase):
         first = {}
 
         def run_first():
+            # in flight for seconds after it reached opd (a cold boot, then 10 s of sleep)
             first["answer"] = self.execute({"language": "bash", "version": "*",
-                                            "files": [{"content": "sleep 1; echo done"}]})
+                                            "files": [{"content": "sleep 10; echo done"}],
+                                            "run_timeout": 30000})
 
         before = self.opd.call({"op": "status"})["counters"]["requests"]
         t = threading.Thread(target=run_first)
@@ -288,11 +290,13 @@ class Door(unittest.TestCase):
         wait_for(lambda: self.opd.call({"op": "status"})["counters"]["requests"] != before, 60,
                  "the first request to reach opd")
         self.assertIn("\nopd_piston_inflight 1\n", self.opd.call({"op": "metrics"})["text"])
-        status, res, _ = self.execute({"language": "bash", "version": "*",
+        status, res, r = self.execute({"language": "bash", "version": "*",
                                        "files": [{"content": "echo second"}]})
         t.join()
         self.assertEqual(status, 503, res)
         self.assertIn("max_inflight", res["message"])
+        # when to try again, in whole seconds (the pools' estimate)
+        self.assertGreaterEqual(int(r.getheader("Retry-After")), 1)
         status, res, _ = first["answer"]
         self.assertEqual((status, res["run"]["stdout"]), (200, "done\n"))
         metrics = self.opd.call({"op": "metrics"})["text"]

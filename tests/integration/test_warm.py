@@ -54,6 +54,9 @@ class WarmPython(unittest.TestCase):
         # device state only: guest RAM stays in "mem"
         self.assertLess(names["vmstate"]["size"], 4 << 20)
         self.assertFalse([e for e in os.listdir(d) if e.startswith(".tmp")])
+        # hashed once, as the manifest was written: the pool served it without a second pass
+        self.assertIn(f"python pool: serving snapshot {self.version} (checked at install)",
+                      self.opd.read_log())
 
     def test_two_clones_are_distinct_and_on_time(self):
         c1, c2 = self.opd.client(), self.opd.client()
