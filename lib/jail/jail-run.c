@@ -8,6 +8,7 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/magic.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -416,6 +417,14 @@ child(const struct jail_conf *c, const char *binary, const char *name, char *con
                 errno = -r;
                 goto fail;
         }
+        /* A change of uid clears the parent-death signal: armed again, so that the VMM dies
+         * with opd-jail however that ends. The parent may have gone in between: then the read
+         * end of the error pipe, which only it holds, is closed. */
+        ce.step = 44;
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                goto fail;
+        if (poll(&(struct pollfd){.fd = errfd}, 1, 0) != 0)
+                _exit(1);
         umask(022);
         ce.step = 43;
         execve(binary, argv, vmm_env);
