@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "s3-config.h"
 #include "util.h"
 
 void s3_chunkman_free(struct s3_chunkman *m)
@@ -204,7 +205,6 @@ bool s3_is_zero(const void *buf, size_t len)
 int s3_chunk_hash_file(int dirfd, const char *name, uint64_t size, uint32_t chunk_size,
                        struct s3_chunk_file *f, char *ret_sha256)
 {
-        static const char digits[] = "0123456789abcdef";
         _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         _cleanup_free_ char *buf = malloc(chunk_size);
         uint32_t n = s3_chunk_count(size, chunk_size);
@@ -240,11 +240,7 @@ int s3_chunk_hash_file(int dirfd, const char *name, uint64_t size, uint32_t chun
         if (whole) {
                 EVP_DigestFinal_ex(whole, md, NULL);
                 EVP_MD_CTX_free(whole);
-                for (int i = 0; i < 32; i++) {
-                        ret_sha256[2 * i] = digits[md[i] >> 4];
-                        ret_sha256[2 * i + 1] = digits[md[i] & 15];
-                }
-                ret_sha256[SHA256_HEX_LEN] = 0;
+                s3_tohex(md, sizeof(md), ret_sha256);
         }
         f->chunks = v;
         f->n_chunks = n;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "s3-config.h"
 #include "snap-chunks.h"
 #include "util.h"
 
@@ -301,22 +302,12 @@ static int root_begin(struct root_ctx *c, uint32_t chunk_size, uint64_t size)
 
 static void root_end(struct root_ctx *c, char ret_hex[SHA256_HEX_LEN + 1])
 {
-        static const char digits[] = "0123456789abcdef";
         unsigned char md[32];
 
         EVP_DigestFinal_ex(c->md, md, NULL);
         EVP_MD_CTX_free(c->md);
         c->md = NULL;
-        for (int i = 0; i < 32; i++) {
-                ret_hex[2 * i] = digits[md[i] >> 4];
-                ret_hex[2 * i + 1] = digits[md[i] & 15];
-        }
-        ret_hex[SHA256_HEX_LEN] = 0;
-}
-
-static int unhex(char c)
-{
-        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : 0;
+        s3_tohex(md, sizeof(md), ret_hex);
 }
 
 void snap_chunk_root(uint32_t chunk_size, uint64_t size, const char *const *leaves, size_t n,
@@ -331,10 +322,9 @@ void snap_chunk_root(uint32_t chunk_size, uint64_t size, const char *const *leav
         for (size_t k = 0; k < n; k++) {
                 uint8_t leaf[32] = {0};
 
-                if (leaves[k][0])
-                        for (int i = 0; i < 32; i++)
-                                leaf[i] = (uint8_t)(unhex(leaves[k][2 * i]) << 4 |
-                                                    unhex(leaves[k][2 * i + 1]));
+                /* "" (a chunk of zeros) stays 32 zero bytes; the others are checked hex */
+                if (leaves[k][0] && s3_unhex(leaves[k], leaf, sizeof(leaf)) < 0)
+                        memset(leaf, 0, sizeof(leaf));
                 EVP_DigestUpdate(c.md, leaf, sizeof(leaf));
         }
         root_end(&c, ret_hex);
