@@ -253,24 +253,14 @@ static int order_reserve(struct op_agent_order *o, size_t n)
         return 0;
 }
 
-int op_agent_order_add(struct op_agent_order *o, int stream, size_t len)
+/* len bytes of stream after what is recorded: the last segment grows when it is of the same
+ * stream, else a segment is added. */
+static int order_push(struct op_agent_order *o, int stream, size_t len)
 {
         int r;
 
-        if (!o->known || len == 0 || (stream != 1 && stream != 2))
-                return 0;
-        if (o->partial) {
-                o->rest[stream - 1] += len;
-                return 0;
-        }
         if (o->n > 0 && o->seg[o->n - 1].stream == stream) {
                 o->seg[o->n - 1].len += len;
-                return 0;
-        }
-        /* Two segments stay free for the rest of each stream. */
-        if (o->n == OP_AGENT_ORDER_MAX - 2) {
-                o->partial = true;
-                o->rest[stream - 1] += len;
                 return 0;
         }
         r = order_reserve(o, o->n + 1);
@@ -280,26 +270,31 @@ int op_agent_order_add(struct op_agent_order *o, int stream, size_t len)
         return 0;
 }
 
+int op_agent_order_add(struct op_agent_order *o, int stream, size_t len)
+{
+        if (!o->known || len == 0 || (stream != 1 && stream != 2))
+                return 0;
+        /* Two segments stay free for the rest of each stream: a segment that would take one of
+         * them starts the partial order (a last segment of the same stream still grows). */
+        if (o->partial || (o->n == OP_AGENT_ORDER_MAX - 2 && o->seg[o->n - 1].stream != stream)) {
+                o->partial = true;
+                o->rest[stream - 1] += len;
+                return 0;
+        }
+        return order_push(o, stream, len);
+}
+
 int op_agent_order_end(struct op_agent_order *o)
 {
-        int r;
-
         if (!o->known || !o->partial)
                 return 0;
         for (int s = 1; s <= 2; s++) {
                 size_t len = o->rest[s - 1];
+                int r;
 
                 o->rest[s - 1] = 0;
-                if (len == 0)
-                        continue;
-                if (o->n > 0 && o->seg[o->n - 1].stream == s) {
-                        o->seg[o->n - 1].len += len;
-                        continue;
-                }
-                r = order_reserve(o, o->n + 1);
-                if (r < 0)
+                if (len > 0 && (r = order_push(o, s, len)) < 0)
                         return r;
-                o->seg[o->n++] = (struct op_agent_segment){.stream = s, .len = len};
         }
         return 0;
 }
