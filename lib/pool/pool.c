@@ -267,13 +267,20 @@ static struct pool_waiter *next_waiter(const struct pool *p)
         return waiter_of(fairq_peek(&p->waiters, waiter_may_take, NULL));
 }
 
-/* vm, out of the pool's clones, to w: its key has had its turn. */
+/* A clone out of the pool went to a request, w's when it waits (its key has had its turn). */
+static void count_served(struct pool *p, const struct pool_waiter *w)
+{
+        p->n_in_use++;
+        p->stats.served++;
+        if (w)
+                fairq_served(&p->waiters, w->key);
+}
+
+/* vm, out of the pool's clones, to w. */
 static void hand_over(struct pool *p, struct pool_waiter *w, struct vm *vm)
 {
         pool_cancel(w);
-        fairq_served(&p->waiters, w->key);
-        p->n_in_use++;
-        p->stats.served++;
+        count_served(p, w);
         w->served(w, vm);
 }
 
@@ -447,10 +454,7 @@ struct vm *pool_take(struct pool *p, const struct pool_waiter *w)
         /* Out of the pool before the target moves: a lower target drains paused clones. */
         if (c && (!w || may_take(w))) {
                 vm = clone_drop(c);
-                p->n_in_use++;
-                p->stats.served++;
-                if (w)
-                        fairq_served(&p->waiters, w->key);
+                count_served(p, w);
         }
         /* The new target, and the replacement started now, not when the request ends: the
          * next arrival may come before that. */
