@@ -684,9 +684,10 @@ static int verify_in_child(void *arg, char *msg, size_t msglen)
         struct verify_job *j = arg;
         int r = 0;
 
-        /* an S3 install checked every byte (each chunk against its signed hash) and left a
-         * record of the files it checked: while they are those files, unchanged, they are not
-         * hashed again (snapshot verify and the damage check still hash them) */
+        /* the install hashed every byte (an S3 sync each chunk against its signed hash,
+         * snapshot create each file as it wrote the manifest) and left a record of the files it
+         * hashed: while they are those files, unchanged, they are not hashed again (snapshot
+         * verify and the damage check still hash them) */
         if (snap_verified_check(j->dirfd, &j->m))
                 snprintf(msg, msglen, "checked at install");
         else
