@@ -18,12 +18,14 @@ void fairq_push(struct fairq *q, struct fairq_item *it, uint64_t key)
         it->key = key;
         it->q = q;
         it->oldest = false;
+        it->n_key = 0;
         q->n++;
         /* The key's oldest item, or the first key above it. */
         TAILQ_FOREACH(k, &q->keys, turn)
         if (k->key >= key)
                 break;
         if (k && k->key == key) {
+                k->n_key++;
                 /* The newest of its key: before the next key's items, or last of all. */
                 next = TAILQ_NEXT(k, turn);
                 if (next)
@@ -34,6 +36,7 @@ void fairq_push(struct fairq *q, struct fairq_item *it, uint64_t key)
         }
         /* A key with no item yet: it joins the ring in its place by value. */
         it->oldest = true;
+        it->n_key = 1;
         if (k) {
                 TAILQ_INSERT_BEFORE(k, it, turn);
                 TAILQ_INSERT_BEFORE(k, it, link);
@@ -55,10 +58,21 @@ void fairq_remove(struct fairq_item *it)
                 next = TAILQ_NEXT(it, link);
                 if (next && next->key == it->key) {
                         next->oldest = true;
+                        next->n_key = it->n_key - 1;
                         TAILQ_INSERT_BEFORE(it, next, turn);
                 }
                 TAILQ_REMOVE(&q->keys, it, turn);
                 it->oldest = false;
+                it->n_key = 0;
+        } else {
+                /* Its key's oldest item counts one fewer. */
+                struct fairq_item *k;
+
+                TAILQ_FOREACH(k, &q->keys, turn)
+                if (k->key == it->key)
+                        break;
+                if (k)
+                        k->n_key--;
         }
         TAILQ_REMOVE(&q->items, it, link);
         it->q = NULL;
@@ -86,6 +100,17 @@ struct fairq_item *fairq_peek(const struct fairq *q, fairq_may_fn may, void *arg
                         break;
         }
         return NULL;
+}
+
+size_t fairq_count(const struct fairq *q, fairq_may_fn may, void *arg)
+{
+        struct fairq_item *k;
+        size_t n = 0;
+
+        TAILQ_FOREACH(k, &q->keys, turn)
+        if (!may || may(k, arg))
+                n += k->n_key;
+        return n;
 }
 
 void fairq_served(struct fairq *q, uint64_t key)

@@ -16,6 +16,7 @@ struct fairq_item {
         TAILQ_ENTRY(fairq_item) link; /* in q->items */
         TAILQ_ENTRY(fairq_item) turn; /* in q->keys: only the oldest item of its key */
         bool oldest;                  /* the oldest of its key: linked in q->keys */
+        size_t n_key;                 /* when oldest: the items of its key, itself included */
 };
 
 /* Every item in one list ordered by key and, within a key, by arrival; the oldest item of each
@@ -34,7 +35,8 @@ typedef bool (*fairq_may_fn)(const struct fairq_item *it, void *arg);
 void fairq_init(struct fairq *q);
 /* Queue it (not in a queue) as the newest item of key. O(number of keys). */
 void fairq_push(struct fairq *q, struct fairq_item *it, uint64_t key);
-/* Out of its queue; nothing when it is in none. O(1). */
+/* Out of its queue; nothing when it is in none. O(1) for its key's oldest item, else O(number
+ * of keys). */
 void fairq_remove(struct fairq_item *it);
 static inline bool fairq_queued(const struct fairq_item *it)
 {
@@ -48,6 +50,9 @@ static inline size_t fairq_len(const struct fairq *q)
  * served last (in order of value, wrapping round to the lowest) for which may (NULL: any) holds;
  * NULL when there is none. A key that may not keeps its place. O(number of keys). */
 struct fairq_item *fairq_peek(const struct fairq *q, fairq_may_fn may, void *arg);
+/* The items of the keys for which may (NULL: any) holds, asked once per key. O(number of
+ * keys). */
+size_t fairq_count(const struct fairq *q, fairq_may_fn may, void *arg);
 /* key was served, from this queue or not: the next turn goes to the key after it. */
 void fairq_served(struct fairq *q, uint64_t key);
 /* fairq_peek(), taken out of the queue, its key's turn taken (fairq_served()). */

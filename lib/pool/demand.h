@@ -21,7 +21,8 @@ void pool_demand_arrival(struct pool_demand *d, uint64_t now_us);
 double pool_demand_rate(const struct pool_demand *d, uint64_t now_us);
 /* The clones a pool should hold (paused and restoring): enough to cover the arrivals expected
  * while one clone is being made (rate * refill_ms, rounded up; less than a tenth asks for
- * none), plus the requests already waiting, within [min, max]. */
+ * none), plus the requests already waiting that may take one (not those their uid's cap holds
+ * back), within [min, max]. */
 uint32_t pool_demand_target(double rate, double refill_ms, unsigned waiting, uint32_t min,
                             uint32_t max);
 /* A hint for a refused request: when a clone is likely free, in ms (at least 1): the clones

@@ -267,11 +267,23 @@ static struct pool_waiter *next_waiter(const struct pool *p)
         return waiter_of(fairq_peek(&p->waiters, waiter_may_take, NULL));
 }
 
-/* A clone out of the pool went to a request, w's when it waits (its key has had its turn). */
-static void count_served(struct pool *p, const struct pool_waiter *w)
+/* The waiters that may take a clone now: those of the keys at their cap are not counted in
+ * the target, or a capped key's backlog would have clones restored that other keys then take. */
+static unsigned waiting_may_take(const struct pool *p)
+{
+        return (unsigned)fairq_count(&p->waiters, waiter_may_take, NULL);
+}
+
+/* A clone out of the pool went to a request, w's when it waits (its key has had its turn). A
+ * waiter that arrived at its key's cap is counted in the demand estimate now, as it takes one. */
+static void count_served(struct pool *p, struct pool_waiter *w)
 {
         p->n_in_use++;
         p->stats.served++;
+        if (w && w->arrival_held) {
+                pool_demand_arrival(&p->demand, op_now_us());
+                w->arrival_held = false;
+        }
         if (w)
                 fairq_served(&p->waiters, w->key);
 }
@@ -419,7 +431,7 @@ static void refill(struct pool *p)
                 return;
         while (p->n_ready + p->n_restoring < p->target && all->n_restoring < max_restores(all)) {
                 if (!room_for(p)) {
-                        if (fairq_len(&p->waiters) <= p->n_restoring || !evict_idle(all, p))
+                        if (waiting_may_take(p) <= p->n_restoring || !evict_idle(all, p))
                                 return;
                         continue;
                 }
@@ -443,16 +455,22 @@ static void refill(struct pool *p)
         }
 }
 
-struct vm *pool_take(struct pool *p, const struct pool_waiter *w)
+struct vm *pool_take(struct pool *p, struct pool_waiter *w)
 {
         struct pool_clone *c = TAILQ_FIRST(&p->ready);
         uint64_t now = op_now_us();
+        bool may = !w || may_take(w);
         struct vm *vm = NULL;
 
         p->t_used_us = now;
-        pool_demand_arrival(&p->demand, now);
+        /* A request its key's cap holds back is no demand on the pool until it may take a
+         * clone: its arrival is counted then (count_served()). */
+        if (may)
+                pool_demand_arrival(&p->demand, now);
+        if (w)
+                w->arrival_held = !may;
         /* Out of the pool before the target moves: a lower target drains paused clones. */
-        if (c && (!w || may_take(w))) {
+        if (c && may) {
                 vm = clone_drop(c);
                 count_served(p, w);
         }
@@ -497,6 +515,8 @@ void pools_serve_waiters(struct pools *all)
 
                 if (!p->lang)
                         continue;
+                /* Waiters whose key was at its cap may count in the target again. */
+                follow_demand(p, op_now_us());
                 /* Each served() may end other requests: look again every time. */
                 while ((c = TAILQ_FIRST(&p->ready)) && (w = next_waiter(p))) {
                         struct vm *vm = clone_drop(c);
@@ -601,7 +621,7 @@ static void follow_demand(struct pool *p, uint64_t now_us)
                 return;
         set_target(p,
                    pool_demand_target(pool_demand_rate(&p->demand, now_us), refill_estimate_ms(p),
-                                      fairq_len(&p->waiters), p->standing, p->most));
+                                      waiting_may_take(p), p->standing, p->most));
 }
 
 static void on_demand_tick(evutil_socket_t fd, short what, void *arg)
@@ -988,6 +1008,7 @@ void pool_counts(const struct pool *p, struct pool_counts *ret)
             .restoring = p->n_restoring,
             .in_use = p->n_in_use,
             .waiting = fairq_len(&p->waiters),
+            .held = fairq_len(&p->waiters) - waiting_may_take(p),
             .serving = p->serving != NULL,
             .verifying = p->checking[0] != 0,
             .stats = p->stats,
@@ -1010,6 +1031,7 @@ json_t *pool_status(struct pool *p)
         json_object_set_new(o, "restoring", json_integer(p->n_restoring));
         json_object_set_new(o, "in_use", json_integer(p->n_in_use));
         json_object_set_new(o, "waiting", json_integer(fairq_len(&p->waiters)));
+        json_object_set_new(o, "held", json_integer(fairq_len(&p->waiters) - waiting_may_take(p)));
         json_object_set_new(o, "served", json_integer((json_int_t)p->stats.served));
         json_object_set_new(o, "restores", json_integer((json_int_t)p->stats.restores));
         json_object_set_new(o, "failures", json_integer((json_int_t)p->stats.failures));

@@ -31,6 +31,7 @@ struct pool_waiter {
         bool (*may_take)(const struct pool_waiter *w);
         uint64_t key;
         struct pool *pool;      /* pool.c: the pool waited in, NULL when not waiting */
+        bool arrival_held;      /* pool.c: arrived at its cap, not yet in the demand estimate */
         struct fairq_item item; /* pool.c: in the pool's waiters */
 };
 
@@ -57,6 +58,7 @@ struct pool_counts {
         unsigned restoring; /* clones restoring, priming or pausing */
         unsigned in_use;    /* taken and not yet released */
         unsigned waiting;   /* waiters */
+        unsigned held;      /* of which: their key may not take a clone now (at its cap) */
         bool serving;       /* a verified snapshot serves */
         bool verifying;     /* a new version is being verified */
         struct pool_stats stats;
@@ -109,10 +111,11 @@ const char *pool_serving_version(const struct pool *p);
 void pool_counts(const struct pool *p, struct pool_counts *ret);
 json_t *pool_status(struct pool *p);
 
-/* A request w (NULL: anyone) arrives: counted in the demand estimate. The oldest paused VM when
- * w may take one (its key has taken its turn), else NULL. The caller owns it and calls
+/* A request w (NULL: anyone) arrives: counted in the demand estimate (when w may not take a
+ * clone, its key at its cap: once it is handed one). The oldest paused VM when w may take one
+ * (its key has taken its turn), else NULL. The caller owns it and calls
  * pool_release() when done. A replacement starts at once. */
-struct vm *pool_take(struct pool *p, const struct pool_waiter *w);
+struct vm *pool_take(struct pool *p, struct pool_waiter *w);
 /* Wait for a clone: w gets one in its key's turn, when one becomes ready (handed over unprimed)
  * or, if it may not take one then, from pools_serve_waiters() once it may. Restores start if
  * there is room, in the slot of the least recently used idle clone of another language when

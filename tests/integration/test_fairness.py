@@ -176,7 +176,8 @@ class Fairness(unittest.TestCase):
             opd.stop()
 
 class WarmFairness(unittest.TestCase):
-    """Requests of several uids waiting for the bash pool's one clone (pool.max_size = 0)."""
+    """Requests of several uids waiting for the bash pool's one clone (pool.max_size = 0 unless
+    a test says otherwise)."""
 
     @classmethod
     def setUpClass(cls):
@@ -260,6 +261,38 @@ class WarmFairness(unittest.TestCase):
             for u in (a, b):
                 if u:
                     u.stop()
+            opd.stop()
+
+    def test_held_requests_do_not_grow_the_pool(self):
+        # a pool that may grow to 4 under demand; A may use one VM at a time: while a0 holds
+        # it, a1..a3 wait held by the cap, and the pool neither raises its target nor starts a
+        # restore for them (a clone made for them would only go to another uid)
+        opd = self.start({"max_vms": "6", "max_vms_per_uid": "1", "pool.max_size": "4"})
+        a = None
+        try:
+            a = User(NOBODY, opd.socket)
+            a.send(held("a0"))
+            wait_for(lambda: (lambda p: p["in_use"] == 1 and p["restoring"] == 0 and
+                              p["ready"] == p["target"])(pool(opd, "bash")),
+                     300, "a0 to take the clone and the pool to settle")
+            before = pool(opd, "bash")
+            for i in ("a1", "a2", "a3"):
+                a.send(run(i, f"echo {i}"))
+            wait_for(lambda: pool(opd, "bash")["waiting"] == 3, 300, "a1..a3 to wait")
+            after = pool(opd, "bash")
+            self.assertEqual(after["held"], 3, after)
+            self.assertLessEqual(after["target"], before["target"], (before, after))
+            self.assertEqual(after["restores"], before["restores"], (before, after))
+            self.assertEqual(after["restoring"], 0, after)
+            # once a0 ends, they are served one at a time, each in its turn
+            a.send(release("a0"))
+            got = [a.answer() for _ in range(4)]
+            self.assertEqual(sorted((x["id"], x["ok"]) for x in got),
+                             [("a0", True), ("a1", True), ("a2", True), ("a3", True)], got)
+            self.assertEqual(pool(opd, "bash")["held"], 0)
+        finally:
+            if a:
+                a.stop()
             opd.stop()
 
     def test_busy_at_max_inflight_says_when_to_retry(self):

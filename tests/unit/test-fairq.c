@@ -1,7 +1,7 @@
 /* test-fairq.c: the round-robin queue by key (lib/base/fairq.c): each key's items in arrival
  * order, keys taking turns after the key served last, keys that may not wait keeping their
- * place, removal from anywhere; and, for many random operations, the same choices as a plain
- * scan of every item would make. */
+ * place, removal from anywhere, the count of items whose key may be served; and, for many
+ * random operations, the same choices and counts as a plain scan of every item would make. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -157,8 +157,11 @@ static void test_key_that_may_not_keeps_its_place(void **state)
         fairq_push(&q, &a2.it, 1);
         fairq_push(&q, &b1.it, 2);
         fairq_push(&q, &b2.it, 2);
+        assert_int_equal(fairq_count(&q, NULL, NULL), 4);
+        assert_int_equal(fairq_count(&q, not_key, &blocked), 2); /* key 2's */
         it = fairq_pop(&q, not_key, &blocked);
         assert_ptr_equal(it, &b1.it);
+        assert_int_equal(fairq_count(&q, not_key, &blocked), 1);
         it = fairq_peek(&q, not_key, &blocked);
         assert_ptr_equal(it, &b2.it); /* 1 still may not */
         blocked = 2;
@@ -253,7 +256,7 @@ static void test_same_choices_as_a_scan(void **state)
                 t[i] = (struct thing){.id = i};
         for (unsigned step = 0; step < 200000; step++) {
                 unsigned op, i;
-                size_t n = 0;
+                size_t n = 0, n_may = 0;
                 int want;
                 struct fairq_item *got;
 
@@ -295,8 +298,11 @@ static void test_same_choices_as_a_scan(void **state)
                 for (unsigned k = 0; k < N_THINGS; k++) {
                         assert_int_equal(fairq_queued(&t[k].it), m.queued[k]);
                         n += m.queued[k];
+                        n_may += m.queued[k] && !blocked[m.key[k]];
                 }
                 assert_int_equal(fairq_len(&q), n);
+                assert_int_equal(fairq_count(&q, NULL, NULL), n);
+                assert_int_equal(fairq_count(&q, not_blocked, blocked), n_may);
         }
 }
 

@@ -1,9 +1,9 @@
 /* test-pool.c: the pools (lib/pool) on the fake VM driver (lib/vmm/fake.c): a clone's stages,
- * waiters, snapshot switches, backoff, shrinking, draining, the bound on concurrent restores,
- * freeing with clones in flight, VM slots shared across languages, targets that follow demand,
- * and the demand estimator as a pure function of explicit timestamps. No process, no image: the
- * test drives the loop until a condition holds, and checks the order of what the pools logged
- * rather than how long anything took. */
+ * waiters (and those a cap holds back, left out of the target), snapshot switches, backoff,
+ * shrinking, draining, the bound on concurrent restores, freeing with clones in flight, VM slots
+ * shared across languages, targets that follow demand, and the demand estimator as a pure function
+ * of explicit timestamps. No process, no image: the test drives the loop until a condition holds,
+ * and checks the order of what the pools logged rather than how long anything took. */
 #include <errno.h>
 #include <math.h>
 #include <fcntl.h>
@@ -572,6 +572,52 @@ static void test_waiter_that_may_not_take(void **state)
         give_back(p, &b);
 }
 
+/* Waiters their key's cap holds back are no demand: they neither raise the target nor count in
+ * the demand estimate (so no clone is restored for them that another key would take); once
+ * they may take one, they count again, and the first one's arrival with it. */
+static void test_held_waiters_not_in_target(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        struct waiter a[5];
+        struct pool_counts c;
+
+        f->cfg.pool_max_size = 8;
+        pool_set_target(p, 1);
+        pool_serve(p, snap_new(f, "v1", false));
+        wait_ready(f, p, 1);
+        for (size_t i = 0; i < 5; i++) {
+                a[i] = (struct waiter){.w = {.served = on_served, .may_take = may_take, .key = 1},
+                                       .blocked = true};
+                assert_null(pool_take(p, &a[i].w)); /* a clone is ready, but not for it */
+                pool_wait(p, &a[i].w);
+        }
+        c = counts(p);
+        assert_int_equal(c.waiting, 5);
+        assert_int_equal(c.held, 5);
+        assert_int_equal(c.target, 1); /* the standing size: nothing for the held ones */
+        assert_true(c.demand == 0.0);
+        run_turns(f, 5);
+        c = counts(p);
+        assert_int_equal(c.stats.restores, 1); /* no restore started for them */
+        assert_int_equal(c.ready, 1);
+        assert_int_equal(c.restoring, 0);
+        /* The key may again: the first takes the ready clone, the other four count. */
+        for (size_t i = 0; i < 5; i++)
+                a[i].blocked = false;
+        pools_serve_waiters(f->pools);
+        assert_int_equal(a[0].served, 1);
+        c = counts(p);
+        assert_int_equal(c.waiting, 4);
+        assert_int_equal(c.held, 0);
+        assert_true(c.target >= 4);
+        assert_true(c.demand > 0.0); /* a[0]'s arrival, counted as it took its clone */
+        assert_true(c.restoring > 0);
+        for (size_t i = 1; i < 5; i++)
+                pool_cancel(&a[i].w);
+        give_back(p, &a[0]);
+}
+
 static void test_replaced_snapshot(void **state)
 {
         struct fx *f = *state;
@@ -1110,6 +1156,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_waiter_cancel, setup, teardown),
             cmocka_unit_test_setup_teardown(test_waiters_round_robin_by_key, setup, teardown),
             cmocka_unit_test_setup_teardown(test_waiter_that_may_not_take, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_held_waiters_not_in_target, setup, teardown),
             cmocka_unit_test_setup_teardown(test_replaced_snapshot, setup, teardown),
             cmocka_unit_test_setup_teardown(test_backoff, setup, teardown),
             cmocka_unit_test_setup_teardown(test_shrink, setup, teardown),
