@@ -31,4 +31,6 @@ struct client {
         bool overflow;   /* answers past client.output_max: dropped, closing at the next turn */
         bool may_use;    /* exec, status, ping (access.group) */
         bool may_admin;  /* snapshot management (root, access.admin_group) */
+        bool exempt;     /* root, opd's user, an admin: no per-uid share of a turn */
+        bool deferred;   /* past its turn: its events at OPD_PRI_DEFERRED (client.c) */
 };

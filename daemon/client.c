@@ -22,7 +22,9 @@
 struct clients {
         LIST_HEAD(, client) open;
         LIST_HEAD(, client) closing;
-        unsigned n; /* both lists */
+        unsigned n;                /* both lists */
+        struct turn_use deferred;  /* what the deferred connections were answered this turn */
+        uint64_t deferred_next_us; /* no deferred connection is answered before (op_now_us()) */
 };
 
 struct reply_slot {
@@ -80,60 +82,95 @@ static size_t output_len(const struct client *c)
 }
 
 /* One turn of the loop answers at most this much of one connection's pipelined requests, and
- * of all the connections of one uid together (root, opd's user and admins aside); the rest
- * waits for the next turn, after every other connection that is ready has had its turn. */
-#define TURN_FRAMES 16
-#define TURN_OUTPUT (256 * 1024)
+ * of all the connections of one uid together (root, opd's user and admins aside). A connection
+ * with more to answer is deferred: its events, and the rest of its requests, run at
+ * OPD_PRI_DEFERRED, only in turns where no other event was ready, and then at most
+ * DEFERRED_FRAMES or DEFERRED_OUTPUT of all the deferred connections together; and the
+ * deferred connections take at most half of the loop's time (after answering them for t, none
+ * is answered for the next t). It is back at the normal priority once it has answered all it
+ * has read. So a client that sends little is answered ahead of one that floods, waiting at most
+ * for one deferred share of work, and opd does not spend all its CPU time on the one that
+ * floods. */
+#define TURN_FRAMES     16
+#define TURN_OUTPUT     (256 * 1024)
+#define DEFERRED_FRAMES 4
+#define DEFERRED_OUTPUT (64 * 1024)
 
-/* The uid's share of this turn, NULL when it has none (exempt); reset when a new turn began. */
-static struct uid_use *turn_share(struct client *c)
+/* t for this turn: emptied when a new turn began. */
+static struct turn_use *turn_now(struct opd *d, struct turn_use *t)
 {
-        struct uid_use *u = c->uid_use;
         struct timeval now;
 
-        if (!u || uid_exempt(c->uid) || c->may_admin)
-                return NULL;
-        if (event_base_gettimeofday_cached(c->d->base, &now) == 0 &&
-            (now.tv_sec != u->turn_at.tv_sec || now.tv_usec != u->turn_at.tv_usec)) {
-                u->turn_at = now;
-                u->turn_frames = 0;
-                u->turn_output = 0;
+        if (event_base_gettimeofday_cached(d->base, &now) == 0 &&
+            (now.tv_sec != t->at.tv_sec || now.tv_usec != t->at.tv_usec)) {
+                t->at = now;
+                t->frames = 0;
+                t->output = 0;
         }
-        return u;
+        return t;
+}
+
+static bool turn_spent(const struct turn_use *t, unsigned frames, size_t output)
+{
+        return t && (t->frames >= frames || t->output >= output);
+}
+
+static void turn_count(struct turn_use *t, unsigned frames, size_t output)
+{
+        if (t) {
+                t->frames += frames;
+                t->output += output;
+        }
+}
+
+/* Past its turn (deferred) or not: its socket's events at that priority. */
+static void client_defer(struct client *c, bool deferred)
+{
+        if (c->deferred == deferred)
+                return;
+        /* Refused while one of its events is active: tried again at its next read. */
+        if (bufferevent_priority_set(c->bev, deferred ? OPD_PRI_DEFERRED : OPD_PRI_NORMAL) == 0)
+                c->deferred = deferred;
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
         struct client *c = arg;
         struct evbuffer *in = bufferevent_get_input(bev);
-        struct uid_use *share = turn_share(c);
+        struct turn_use *share =
+            c->uid_use && !c->exempt ? turn_now(c->d, &c->uid_use->turn) : NULL;
+        struct turn_use *deferred = c->deferred ? turn_now(c->d, &c->d->clients->deferred) : NULL;
         size_t out0 = output_len(c), out_prev = out0;
+        uint64_t t0 = deferred ? op_now_us() : 0;
         unsigned frames = 0;
+        bool more = false;
         char err[256];
 
         idle_arm(c);
+        if (deferred && t0 < c->d->clients->deferred_next_us) {
+                op_timer_arm_us(c->more_timer, c->d->clients->deferred_next_us - t0);
+                return;
+        }
         while (!c->closing && !c->out_paused && !c->overflow) {
                 json_t *obj = NULL;
                 int r;
 
-                if (share && output_len(c) > out_prev)
-                        share->turn_output += output_len(c) - out_prev;
+                turn_count(share, 0, output_len(c) - out_prev);
+                turn_count(deferred, 0, output_len(c) - out_prev);
                 out_prev = output_len(c);
                 if (frames >= TURN_FRAMES || output_len(c) > out0 + TURN_OUTPUT ||
-                    (share &&
-                     (share->turn_frames >= TURN_FRAMES || share->turn_output >= TURN_OUTPUT))) {
-                        /* A timer, not an active event: it runs after the next poll. */
-                        if (evbuffer_get_length(in) > 0)
-                                op_timer_arm_ms(c->more_timer, 0);
-                        return;
+                    turn_spent(share, TURN_FRAMES, TURN_OUTPUT) ||
+                    turn_spent(deferred, DEFERRED_FRAMES, DEFERRED_OUTPUT)) {
+                        more = evbuffer_get_length(in) > 0;
+                        break;
                 }
                 r = evframe_next(in, c->d->cfg.limits.frame_max,
                                  op_limits_values_max(&c->d->cfg.limits), &obj, err, sizeof(err));
                 if (r == 0)
                         break;
                 frames++;
-                if (share)
-                        share->turn_frames++;
+                turn_count(share, 1, 0);
+                turn_count(deferred, 1, 0);
                 if (r == -EMSGSIZE) {
                         client_send(c, op_error_reply(NULL, OP_ERR_FRAME_TOO_LARGE,
                                                       "frame larger than %zu bytes",
@@ -152,8 +189,21 @@ static void on_read(struct bufferevent *bev, void *arg)
                 op_dispatch(c, obj);
                 json_decref(obj);
         }
+        if (deferred && frames) {
+                uint64_t t1 = op_now_us();
+
+                c->d->clients->deferred_next_us = t1 + (t1 - t0);
+        }
+        if (more) {
+                /* A timer, not an active event: it runs after the next poll, and only in a turn
+                 * where no event of normal priority was ready. */
+                client_defer(c, true);
+                op_timer_arm_ms(c->more_timer, 0);
+                return;
+        }
         if (c->closing || c->out_paused || c->overflow)
                 return;
+        client_defer(c, false); /* all it sent is answered */
         if (evframe_partial(in)) {
                 if (!evtimer_pending(c->read_timer, NULL))
                         op_timer_arm_ms(c->read_timer, c->d->cfg.read_timeout_ms);
@@ -315,7 +365,8 @@ int client_new(struct opd *d, int fd)
         c->may_use = access_may_use(d, fd, c->uid, c->gid);
         c->may_admin = access_may_admin(d, fd, c->uid, c->gid);
         c->uid_use = uid_use_get(d, c->uid);
-        if (c->uid_use && d->cfg.max_clients_per_uid && !uid_exempt(c->uid) && !c->may_admin &&
+        c->exempt = uid_exempt(d, c->uid) || c->may_admin;
+        if (c->uid_use && d->cfg.max_clients_per_uid && !c->exempt &&
             c->uid_use->clients >= d->cfg.max_clients_per_uid) {
                 uid_use_put(c->uid_use);
                 free(c);
@@ -337,7 +388,8 @@ int client_new(struct opd *d, int fd)
         c->read_timer = evtimer_new(d->base, on_read_timeout, c);
         c->idle_timer = evtimer_new(d->base, on_idle_timeout, c);
         c->more_timer = evtimer_new(d->base, on_more, c);
-        if (!c->bev || !c->read_timer || !c->idle_timer || !c->more_timer) {
+        if (!c->bev || !c->read_timer || !c->idle_timer || !c->more_timer ||
+            event_priority_set(c->more_timer, OPD_PRI_DEFERRED) < 0) {
                 if (!c->bev)
                         safe_close(fd);
                 if (c->bev)

@@ -41,8 +41,15 @@ struct counters {
         uint64_t refused;         /* connections refused: per-uid caps, fd reserve */
 };
 
+/* The loop's priorities: every event runs at OPD_PRI_NORMAL, but a connection that used up its
+ * turn (client.c), whose events run only in turns where nothing else was ready. */
+#define OPD_PRIORITIES   2
+#define OPD_PRI_NORMAL   0
+#define OPD_PRI_DEFERRED 1
+
 struct opd {
         struct event_base *base;
+        uid_t self_uid; /* opd's own uid (read at start and after the privilege drop) */
         struct op_config cfg;
         struct op_langs langs;
         /* The VMs, their driver (->drv) and the accelerator (->accel, OP_ACCEL_AUTO until the

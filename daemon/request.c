@@ -51,9 +51,9 @@ static const char *id_text(const struct request *r, char buf[static 68])
         return buf;
 }
 
-bool uid_exempt(uid_t uid)
+bool uid_exempt(const struct opd *d, uid_t uid)
 {
-        return uid == 0 || uid == getuid();
+        return uid == 0 || uid == d->self_uid;
 }
 
 static uid_t req_uid(const struct request *r)
@@ -605,7 +605,7 @@ int request_new_for(struct opd *d, json_t *id, struct op_exec *e, const struct o
         r->waiter.may_take = waiter_may_take;
         r->t_start = op_now_us();
         r->uid = uid_use_get(d, uid);
-        r->uid_exempt = uid_exempt(uid) || (c && c->may_admin);
+        r->uid_exempt = uid_exempt(d, uid) || (c && c->may_admin);
         r->waiter.key = req_uid(r);
         if (c) {
                 r->client = c;

@@ -38,6 +38,14 @@ struct request_sink {
         void *userdata;
 };
 
+/* What was answered in one turn of the loop (client.c), by some connections together; the turn
+ * is told by the loop's cached time, set once per turn. */
+struct turn_use {
+        struct timeval at;
+        unsigned frames;
+        size_t output;
+};
+
 /* What one uid holds, for the per-uid caps (max_clients_per_uid, max_queued_per_uid,
  * max_vms_per_uid); kept while a connection or request of it exists. */
 struct uid_use {
@@ -45,11 +53,7 @@ struct uid_use {
         uid_t uid;
         unsigned refs;
         unsigned clients, queued, vms;
-        /* client.c: what its connections were answered in this turn of the loop (the turn is
-         * told by the loop's cached time, set once per turn). */
-        struct timeval turn_at;
-        unsigned turn_frames;
-        size_t turn_output;
+        struct turn_use turn; /* client.c: its connections' answers in this turn */
 };
 
 /* A request from a loopback TCP client (the Piston door): who it is is not known, all of them
@@ -60,7 +64,7 @@ struct uid_use {
 struct uid_use *uid_use_get(struct opd *d, uid_t uid);
 void uid_use_put(struct uid_use *u); /* NULL: nothing */
 /* Root, opd's own user: not bound by the per-uid caps. */
-bool uid_exempt(uid_t uid);
+bool uid_exempt(const struct opd *d, uid_t uid);
 
 struct request {
         LIST_ENTRY(request) client_link;
