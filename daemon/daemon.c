@@ -180,7 +180,7 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
         event_config_free(ecfg);
         if (!d->base)
                 return -ENOMEM;
-        /* Before any event exists: every event gets OPD_PRI_NORMAL, the first priority. */
+        /* Before any event exists: every event gets OPD_PRI_NORMAL, the middle priority. */
         if (event_base_priority_init(d->base, OPD_PRIORITIES) < 0)
                 return -ENOMEM;
         d->self_uid = getuid();

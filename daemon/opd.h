@@ -41,11 +41,12 @@ struct counters {
         uint64_t refused;         /* connections refused: per-uid caps, fd reserve */
 };
 
-/* The loop's priorities: every event runs at OPD_PRI_NORMAL, but a connection that used up its
- * turn (client.c), whose events run only in turns where nothing else was ready. */
-#define OPD_PRIORITIES   2
-#define OPD_PRI_NORMAL   0
-#define OPD_PRI_DEFERRED 1
+/* The loop's priorities: every event runs at OPD_PRI_NORMAL (libevent gives a new event the
+ * middle one of OPD_PRIORITIES), but a connection that used up its turn (client.c), whose events
+ * run only in turns where nothing else was ready. 0 is not used. */
+#define OPD_PRIORITIES   3
+#define OPD_PRI_NORMAL   1
+#define OPD_PRI_DEFERRED 2
 
 struct opd {
         struct event_base *base;

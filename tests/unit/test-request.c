@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "agent-msg.h"
+#include "client.h"
 #include "exec-op.h"
 #include "fake.h"
 #include "loop-wait.h"
@@ -1399,6 +1401,131 @@ static void test_sink_answer_then_release(void **state)
         assert_idle(f);
 }
 
+/* Write a bad exec (answered bad_request without a VM, counted in requests) with this id. */
+static void send_bad_exec(int fd, int id)
+{
+        char body[128], frame[132];
+        int n = snprintf(body, sizeof(body),
+                         "{\"op\":\"exec\",\"lang\":\"sh\",\"code\":42,\"id\":%d}", id);
+
+        frame[0] = frame[1] = 0;
+        frame[2] = (char)(n >> 8);
+        frame[3] = (char)n;
+        memcpy(frame + 4, body, (size_t)n);
+        assert_int_equal(write(fd, frame, (size_t)n + 4), n + 4);
+}
+
+/* A normal-priority event ready in every turn, for `left` turns, then the loop stops: with it,
+ * no turn is one where nothing else was ready. */
+struct busy {
+        struct event *ev;
+        unsigned left;
+};
+
+static void on_busy(evutil_socket_t fd, short what, void *arg)
+{
+        struct busy *b = arg;
+
+        if (--b->left == 0)
+                event_base_loopbreak(event_get_base(b->ev));
+        else
+                op_timer_arm_ms(b->ev, 0);
+}
+
+static void run_busy_turns(struct fx *f, struct busy *b, unsigned turns)
+{
+        b->left = turns;
+        op_timer_arm_ms(b->ev, 0);
+        assert_true(event_base_loop(f->d.base, 0) >= 0);
+}
+
+/* The ids of the answers on fd so far (up to max), in order; their count. */
+static unsigned read_answer_ids(int fd, int *ids, unsigned max)
+{
+        static char buf[1 << 16];
+        size_t len = 0, off = 0;
+        unsigned n = 0;
+        ssize_t k;
+
+        while ((k = recv(fd, buf + len, sizeof(buf) - len, MSG_DONTWAIT)) > 0)
+                len += (size_t)k;
+        while (off + 4 <= len && n < max) {
+                size_t flen =
+                    ((size_t)(unsigned char)buf[off + 2] << 8) | (unsigned char)buf[off + 3];
+                json_t *a;
+
+                assert_true(off + 4 + flen <= len);
+                a = json_loadb(buf + off + 4, flen, 0, NULL);
+                assert_non_null(a);
+                ids[n++] = (int)json_integer_value(json_object_get(a, "id"));
+                json_decref(a);
+                off += 4 + flen;
+        }
+        return n;
+}
+
+struct answered {
+        struct fx *f;
+        uint64_t n;
+};
+
+static bool requests_counted(void *arg)
+{
+        struct answered *a = arg;
+
+        return a->f->d.stats.requests >= a->n;
+}
+
+/* A connection that pipelines more than a turn's share is deferred: while other events are
+ * ready in every turn, it gets no turn; another connection's request is answered at once; once
+ * the loop has turns with nothing else ready, the flood is answered, in order, nothing lost.
+ * The turns are counted, no clock decides the verdict. */
+static void test_flooding_connection_is_deferred(void **state)
+{
+        struct fx *f = *state;
+        struct busy busy = {0};
+        struct answered all = {f, 200};
+        static const char status[] = "\0\0\0\x19{\"op\":\"status\",\"id\":1000}";
+        int a[2], b[2], ids[256];
+        char buf[16384];
+        json_t *ans;
+        ssize_t k;
+        unsigned n;
+
+        busy.ev = evtimer_new(f->d.base, on_busy, &busy);
+        assert_non_null(busy.ev);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a), 0);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
+        assert_int_equal(client_new(&f->d, a[1]), 0);
+        assert_int_equal(client_new(&f->d, b[1]), 0);
+        for (int i = 0; i < 200; i++)
+                send_bad_exec(a[0], i);
+        run_busy_turns(f, &busy, 20); /* the flood's first turn (16 requests), then none */
+        assert_int_equal(f->d.stats.requests, 16);
+        assert_int_equal(write(b[0], status, sizeof(status) - 1), (ssize_t)sizeof(status) - 1);
+        run_busy_turns(f, &busy, 20); /* the status request, answered in its first turn */
+        assert_int_equal(f->d.stats.requests, 16);
+        k = recv(b[0], buf, sizeof(buf), MSG_DONTWAIT);
+        assert_true(k > 4);
+        ans = json_loadb(buf + 4, (size_t)k - 4, 0, NULL);
+        assert_non_null(ans);
+        assert_int_equal(json_integer_value(json_object_get(ans, "id")), 1000);
+        json_decref(ans);
+        /* Turns with nothing else ready: the rest of the flood. */
+        run_until(f, requests_counted, &all);
+        n = 0;
+        while (n < 200) {
+                run_turns(f, 1);
+                n += read_answer_ids(a[0], ids + n, 256 - n);
+        }
+        for (int i = 0; i < 200; i++)
+                assert_int_equal(ids[i], i);
+        event_free(busy.ev);
+        close(a[0]);
+        close(b[0]);
+        run_turns(f, 5); /* both connections close and are freed */
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1439,6 +1566,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_warm_uid_at_its_vm_cap_waits, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cold_queue_round_robin_by_uid, setup, teardown),
             cmocka_unit_test_setup_teardown(test_sink_answer_then_release, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_flooding_connection_is_deferred, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
