@@ -110,8 +110,10 @@ static void vm_fail(struct vm *vm, const char *why)
                 h->vms_failed++;
                 vm_host_log(h, LOG_WARNING, "%s (%s) failed: %s", vm->name, vm->lang->name, why);
                 /* A console the driver reads from the VMM: the owner hears of the failure once
-                 * it is read (vm_drv_console), which the driver bounds in time. */
-                if (h->drv->console_read) {
+                 * it is read (vm_drv_console), which the driver bounds in time. A VMM that is
+                 * gone (reaped, or its opd-jail lost) has no console left to read, and whoever
+                 * failed it may destroy it at once: the owner hears of it now. */
+                if (h->drv->console_read && !vm->reaped) {
                         snprintf(vm->fail_why, sizeof(vm->fail_why), "%s", why);
                         vm->failing = true;
                         if (h->drv->console_read(vm) >= 0)
