@@ -585,6 +585,13 @@ static int spawn(const struct agent_job *job, bool with_ctl, const struct limits
         if (pipe2(p, O_CLOEXEC) < 0)
                 return -errno;
         status_r = p[0], status_w = p[1];
+        /* The program's user owns its standard streams, so that it may open them again by name
+         * (/dev/stdin, /dev/stdout, /dev/stderr are links to /proc/self/fd/N, which opens the
+         * pipe's inode and checks its owner). */
+        if (job->uid != (uid_t)-1 &&
+            (fchown(in_r, job->uid, job->gid) < 0 || fchown(out_w, job->uid, job->gid) < 0 ||
+             fchown(err_w, job->uid, job->gid) < 0))
+                return -errno;
         if (with_ctl) {
                 if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0)
                         return -errno;
