@@ -22,7 +22,12 @@
 struct clients {
         LIST_HEAD(, client) open;
         LIST_HEAD(, client) closing;
-        unsigned n;                /* both lists */
+        unsigned n; /* both lists */
+        /* A turn: the callbacks the loop runs together, from the first read of a connection to
+         * turn_ev, made active then at the normal priority, so run after those ready with it. */
+        struct event *turn_ev;
+        uint64_t turn;             /* turns counted */
+        bool turn_open;            /* turn_ev is active: the turn has not ended */
         struct turn_use deferred;  /* what the deferred connections were answered this turn */
         uint64_t deferred_next_us; /* no deferred connection is answered before (op_now_us()) */
 };
@@ -96,14 +101,23 @@ static size_t output_len(const struct client *c)
 #define DEFERRED_FRAMES 4
 #define DEFERRED_OUTPUT (64 * 1024)
 
+static void on_turn_end(evutil_socket_t fd, short what, void *arg)
+{
+        ((struct clients *)arg)->turn_open = false;
+}
+
 /* t for this turn: emptied when a new turn began. */
 static struct turn_use *turn_now(struct opd *d, struct turn_use *t)
 {
-        struct timeval now;
+        struct clients *cs = d->clients;
 
-        if (event_base_gettimeofday_cached(d->base, &now) == 0 &&
-            (now.tv_sec != t->at.tv_sec || now.tv_usec != t->at.tv_usec)) {
-                t->at = now;
+        if (!cs->turn_open) {
+                cs->turn++;
+                cs->turn_open = true;
+                event_active(cs->turn_ev, EV_TIMEOUT, 0);
+        }
+        if (t->turn != cs->turn) {
+                t->turn = cs->turn;
                 t->frames = 0;
                 t->output = 0;
         }
@@ -152,11 +166,12 @@ static void on_read(struct bufferevent *bev, void *arg)
                 return;
         }
         while (!c->closing && !c->out_paused && !c->overflow) {
+                size_t grew = output_len(c) > out_prev ? output_len(c) - out_prev : 0;
                 json_t *obj = NULL;
                 int r;
 
-                turn_count(share, 0, output_len(c) - out_prev);
-                turn_count(deferred, 0, output_len(c) - out_prev);
+                turn_count(share, 0, grew);
+                turn_count(deferred, 0, grew);
                 out_prev = output_len(c);
                 if (frames >= TURN_FRAMES || output_len(c) > out0 + TURN_OUTPUT ||
                     turn_spent(share, TURN_FRAMES, TURN_OUTPUT) ||
@@ -518,6 +533,9 @@ int clients_init(struct opd *d)
                 return -ENOMEM;
         LIST_INIT(&d->clients->open);
         LIST_INIT(&d->clients->closing);
+        d->clients->turn_ev = event_new(d->base, -1, 0, on_turn_end, d->clients);
+        if (!d->clients->turn_ev)
+                return -ENOMEM;
         return 0;
 }
 
@@ -539,6 +557,8 @@ void clients_free_all(struct opd *d)
                         client_move_to_closing(c);
         }
         clients_reap(d);
+        if (d->clients->turn_ev)
+                event_free(d->clients->turn_ev);
         free(d->clients);
         d->clients = NULL;
 }

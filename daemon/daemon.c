@@ -148,14 +148,10 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
             .run_off_loop = on_pool_run_off_loop,
             .log = on_log,
         };
-        struct event_config *ecfg;
         char err[512];
         int r;
 
         d->started_us = op_now_us();
-        r = clients_init(d);
-        if (r < 0)
-                return r;
         fairq_init(&d->queue);
 
         r = op_langs_load(d->cfg.languages_file, d->cfg.images_dir, &d->langs, err, sizeof(err));
@@ -168,22 +164,16 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
         for (size_t i = 0; i < d->langs.n; i++)
                 log_info("language %s %s: %s", d->langs.v[i].name, d->langs.v[i].version,
                          d->langs.v[i].available ? "image ready" : "no image built");
-        /* A precise clock: the loop's cached time tells one turn from the next (client.c), which
-         * a coarse clock, one tick for many turns, would not. */
-        ecfg = event_config_new();
-        if (!ecfg || event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER) < 0) {
-                if (ecfg)
-                        event_config_free(ecfg);
-                return -ENOMEM;
-        }
-        d->base = event_base_new_with_config(ecfg);
-        event_config_free(ecfg);
+        d->base = event_base_new();
         if (!d->base)
                 return -ENOMEM;
         /* Before any event exists: every event gets OPD_PRI_NORMAL, the middle priority. */
         if (event_base_priority_init(d->base, OPD_PRIORITIES) < 0)
                 return -ENOMEM;
         d->self_uid = getuid();
+        r = clients_init(d);
+        if (r < 0)
+                return r;
         /* The VM layer: run_dir made and cleaned, the driver's own clean-up. */
         r = vm_host_new(d->base, &d->cfg, drv, drv_data, &vm_callbacks, d, &d->vms_host);
         if (r < 0)

@@ -38,10 +38,9 @@ struct request_sink {
         void *userdata;
 };
 
-/* What was answered in one turn of the loop (client.c), by some connections together; the turn
- * is told by the loop's cached time, set once per turn. */
+/* What was answered in one turn of the loop (client.c), by some connections together. */
 struct turn_use {
-        struct timeval at;
+        uint64_t turn; /* the turn counted (client.c's count of turns) */
         unsigned frames;
         size_t output;
 };
