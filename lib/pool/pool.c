@@ -132,6 +132,7 @@ static struct vm *clone_drop(struct pool_clone *c)
 
 static void refill(struct pool *p);
 static void follow_demand(struct pool *p, uint64_t now_us);
+static void drain_to(struct pool *p, unsigned keep);
 
 static unsigned max_restores(const struct pools *all)
 {
@@ -329,6 +330,8 @@ static void on_pool_vm_ready(struct vm *vm, void *userdata)
                 hand_over(p, w, vm);
         } else {
                 clone_set_stage(c, CLONE_READY);
+                /* The target fell while it was restoring: no more paused than it asks for. */
+                drain_to(p, p->target > p->n_restoring ? p->target - p->n_restoring : 0);
         }
         refill_all(all);
 }

@@ -1037,6 +1037,34 @@ static void test_target_follows_demand(void **state)
         assert_int_equal(counts(p).target, 1);
 }
 
+/* The target falls while clones restore (their waiters left): once restored, no more of them
+ * stay paused than the target asks for. */
+static void test_target_falls_while_restoring(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+        struct waiter w[3];
+        struct want_ready wr = {p, 1};
+
+        f->cfg.pool_max_size = 4;
+        pool_set_target(p, 1);
+        pool_serve(p, snap_new(f, "v1", false));
+        for (size_t i = 0; i < 3; i++) {
+                w[i] = (struct waiter){.w.served = on_served};
+                pool_wait(p, &w[i].w);
+        }
+        assert_int_equal(counts(p).target, 3);
+        assert_int_equal(counts(p).restoring, 2); /* max_restores */
+        for (size_t i = 0; i < 3; i++)
+                pool_cancel(&w[i].w);
+        pools_serve_waiters(f->pools); /* the target follows: the standing size */
+        assert_int_equal(counts(p).target, 1);
+        run_until(f, pool_has_ready, &wr);
+        run_turns(f, 5);
+        assert_int_equal(counts(p).ready, 1);
+        assert_int_equal(counts(p).restoring, 0);
+}
+
 /* A pool scaled to no standing clone holds one restored for a waiter that left; the next
  * request's arrival asks for none (a refill this quick needs no stock): the request still gets
  * that clone, and nothing is left to drain. */
@@ -1169,6 +1197,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_reclaim_slot, setup, teardown),
             cmocka_unit_test_setup_teardown(test_no_prime_while_waiting, setup, teardown),
             cmocka_unit_test_setup_teardown(test_target_follows_demand, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_target_falls_while_restoring, setup, teardown),
             cmocka_unit_test_setup_teardown(test_take_as_target_falls, setup, teardown),
             cmocka_unit_test_setup_teardown(test_plan_fit, setup, teardown),
             cmocka_unit_test(test_demand_estimator),
