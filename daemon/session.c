@@ -531,7 +531,7 @@ static bool take_slot(struct opd *d)
 
 /* Find the session a VM: a clone from the language's pool when it serves (waiting for one if
  * none is ready), else a cold boot when a VM slot is free. */
-static void session_start(struct session *s)
+void session_start(struct session *s)
 {
         struct opd *d = s->d;
         struct pool *p = pool_for(d->pools, s->lang);

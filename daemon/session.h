@@ -97,6 +97,10 @@ bool session_quota_ok(const struct opd *d, uid_t uid, char *why, size_t whylen);
  * caller has checked the quota. */
 int session_new(struct opd *d, const struct op_lang *lang, uid_t uid, uint32_t idle_timeout_ms,
                 uint32_t max_lifetime_ms, json_t *limits, struct session **ret);
+/* Find s (NEW) a VM: a clone from its language's pool when that serves (SESSION_WAITING until
+ * one is ready), else a cold boot (SESSION_BOOTING) when a VM slot is free; IDLE once it has
+ * one, and the open's answer (if any) is sent. A failure ends the session (answered). */
+void session_start(struct session *s);
 /* The only writer of s->state: arms the deadline the new state has (the idle timeout, the
  * lifetime's end, a wait's or boot's bound) and drops any other, and counts. */
 void session_set_state(struct session *s, enum session_state state);
