@@ -6,6 +6,7 @@ import unittest
 
 from opdtest import Opd, pool, wait_for
 from test_fairness import NOBODY, OTHER, User
+from test_stream import conforms
 from test_warm import create_snapshot, wait_serving
 
 
@@ -40,10 +41,11 @@ class Sessions(unittest.TestCase):
         return u
 
     def open(self, c=None, **kw):
-        req = {"op": "session_open", "id": "open", "lang": "python", **kw}
+        req = conforms("session-open-request",
+                       {"op": "session_open", "id": "open", "lang": "python", **kw})
         a = c.call(req) if c else self.opd.call(req)
         self.assertTrue(a["ok"], a)
-        return a
+        return conforms("answer", a)
 
     def sessions(self):
         return self.opd.call({"op": "status"})["sessions"]
@@ -54,11 +56,12 @@ class Sessions(unittest.TestCase):
         sid = s["session"]
         self.assertRegex(sid, "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
         self.assertEqual((s["state"], s["mode"], s["lang"], s["uid"]), ("idle", "warm", "python", 0))
-        a = c.call({"op": "session_exec", "id": 1, "session": sid,
-                    "code": "import os\nopen('state.txt', 'w').write('from call 1')\n"
-                            "print(os.getcwd())",
-                    "files": [{"name": "given.txt", "content": "input file"}]})
+        a = c.call(conforms("session-exec-request", {
+            "op": "session_exec", "id": 1, "session": sid,
+            "code": "import os\nopen('state.txt', 'w').write('from call 1')\nprint(os.getcwd())",
+            "files": [{"name": "given.txt", "content": "input file"}]}))
         self.assertTrue(a["ok"], a)
+        conforms("answer", a)
         self.assertEqual((a["mode"], a["session"], a["vm"]), ("session", sid, s["vm"]))
         cwd = a["stdout"].strip()
         b = c.call({"op": "session_exec", "id": 2, "session": sid, "lang": "python",
@@ -71,7 +74,9 @@ class Sessions(unittest.TestCase):
         b = c.call({"op": "session_exec", "id": 3, "session": sid, "code": "print(open('given.txt').read())",
                     "files": [{"name": "given.txt", "content": "second"}]})
         self.assertEqual(b["stdout"], "second\n")
-        listed = [x for x in c.call({"op": "session_list"})["sessions"] if x["session"] == sid]
+        listed = conforms("answer", c.call(conforms("session-close-request",
+                                                    {"op": "session_list", "id": 4})))
+        listed = [x for x in listed["sessions"] if x["session"] == sid]
         self.assertEqual(len(listed), 1)
         self.assertEqual((listed[0]["state"], listed[0]["execs"]), ("idle", 3))
         c.close()
@@ -175,8 +180,11 @@ class Sessions(unittest.TestCase):
         self.assertEqual(pool(self.opd, "python")["in_use"], 1)
         m = self.opd.call({"op": "metrics"})["text"]
         self.assertIn("\nopd_sessions 1\n", m)
-        a = self.opd.call({"op": "session_close", "session": s["session"]})
+        a = self.opd.call(conforms("session-close-request",
+                                   {"op": "session_close", "session": s["session"]}))
         self.assertEqual((a["ok"], a["closed"]), (True, True))
+        conforms("answer", a)
+        conforms("answer", self.opd.call({"op": "status"}))
         self.assertEqual(pool(self.opd, "python")["in_use"], 0)
         self.assertEqual(self.sessions()["open"], before["sessions"]["open"])
         # the pool fills the slot again
