@@ -64,6 +64,7 @@ struct session {
         uint64_t t_open, t_ready, t_last; /* op_now_us(): opened, VM running, last exec ended */
         uint64_t execs;                   /* execs answered */
         enum session_end end;             /* why it ended (SESSION_CLOSED) */
+        bool timer_is_lifetime; /* the deadline armed is the lifetime's end (not the idle one) */
 };
 
 /* The registry (d->sessions), made once at start; freed (every session destroyed) at exit. */
