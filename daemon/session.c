@@ -503,6 +503,7 @@ int session_new(struct opd *d, const struct op_lang *lang, uid_t uid, uint32_t i
         }
         uuid_generate_random(u);
         uuid_unparse_lower(u, s->id);
+        memcpy(s->workdir, s->id, sizeof(s->workdir));
         s->d = d;
         s->state = SESSION_NEW;
         s->uid = uid;
@@ -518,6 +519,19 @@ int session_new(struct opd *d, const struct op_lang *lang, uid_t uid, uint32_t i
         d->sessions->n++;
         d->sessions->opened++;
         *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int session_set_id(struct session *s, const char *id)
+{
+        struct session *o;
+
+        if (!op_session_id_valid(id, strlen(id)))
+                return -EINVAL;
+        LIST_FOREACH(o, &s->d->sessions->list, link)
+        if (o != s && strcmp(o->id, id) == 0)
+                return -EEXIST;
+        memcpy(s->id, id, sizeof(s->id));
         return 0;
 }
 
