@@ -482,7 +482,7 @@ static bool waiter_may_take(const struct pool_waiter *w)
         const struct session *s = session_of_waiter(w);
         uint32_t max = s->d->cfg.max_vms_per_uid;
 
-        return !max || uid_exempt(s->uid) || !s->use || s->use->vms < max;
+        return !max || uid_exempt(s->d, s->uid) || !s->use || s->use->vms < max;
 }
 
 int session_new(struct opd *d, const struct op_lang *lang, uid_t uid, uint32_t idle_timeout_ms,
