@@ -14,6 +14,7 @@
 #include "pool.h"
 #include "reload.h"
 #include "request.h"
+#include "session.h"
 #include "snapauto.h"
 #include "util.h"
 
@@ -107,10 +108,18 @@ static void op_reload(struct client *c, json_t *id, json_t *req)
 }
 
 static const struct op_entry op_table[] = {
-    {"ping", op_ping, false},        {"status", op_status, false},
-    {"exec", exec_handle, false},    {"metrics", op_metrics, false},
-    {"snapshot", op_snapshot, true}, {"reload", op_reload, true},
-    {"stdin", op_stdin, false},      {"exec_batch", op_exec_batch, false},
+    {"ping", op_ping, false},
+    {"status", op_status, false},
+    {"exec", exec_handle, false},
+    {"metrics", op_metrics, false},
+    {"snapshot", op_snapshot, true},
+    {"reload", op_reload, true},
+    {"stdin", op_stdin, false},
+    {"exec_batch", op_exec_batch, false},
+    {"session_open", op_session_open, false},
+    {"session_exec", op_session_exec, false},
+    {"session_list", op_session_list, false},
+    {"session_close", op_session_close, false},
 };
 
 const struct op_entry *op_lookup(const char *name)

@@ -648,6 +648,7 @@ static void test_error_names(void **state)
             "bad_request",    "frame_too_large",   "unknown_op",     "unknown_language",
             "pool_exhausted", "timeout",           "vm_failed",      "busy",
             "shutting_down",  "permission_denied", "internal_error", "unavailable",
+            "not_found",      "quota_exceeded",
         };
 
         for (int i = 0; i < _OP_ERR_MAX; i++)
