@@ -182,8 +182,7 @@ static int step(struct migsplit *s, const uint8_t *p, size_t avail, const struct
                         if (!name_is(p + 5, "ram") || s->have_ram)
                                 return bad(s, "an iterative section other than RAM");
                         if (be32(p + 6 + idlen + 4) != RAM_SECTION_VER)
-                                return bad(s, "RAM section version %u",
-                                           be32(p + 6 + idlen + 4));
+                                return bad(s, "RAM section version %u", be32(p + 6 + idlen + 4));
                         if (!s->ignore_shared)
                                 return bad(s, "the stream was not saved with x-ignore-shared");
                         s->have_ram = true;
@@ -303,8 +302,8 @@ static int step(struct migsplit *s, const uint8_t *p, size_t avail, const struct
         return bad(s, "splitter stage %d", s->stage);
 }
 
-int migsplit_feed(struct migsplit *s, const uint8_t *data, size_t len, const struct migsplit_ops *ops,
-                  void *userdata, size_t *ret_used)
+int migsplit_feed(struct migsplit *s, const uint8_t *data, size_t len,
+                  const struct migsplit_ops *ops, void *userdata, size_t *ret_used)
 {
         size_t pos = 0;
         int r = 0;

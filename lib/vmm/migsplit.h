@@ -30,7 +30,7 @@ struct migsplit {
         int stage;
         uint32_t ram_section; /* the "ram" section's id */
         bool have_ram;
-        bool ram_ended; /* its SECTION_END was read */
+        bool ram_ended;     /* its SECTION_END was read */
         bool ignore_shared; /* the configuration lists x-ignore-shared */
         bool cur_is_block;  /* the last page record's block is ours */
         bool have_cur;
@@ -47,8 +47,8 @@ void migsplit_init(struct migsplit *s, const char *block);
  * used; feed the rest again with more bytes after it (an item is at most MIGSPLIT_ITEM_MAX).
  * 0, or a negative errno: -EBADMSG with s->err for a stream this splitter does not take, or what
  * a callback returned. */
-int migsplit_feed(struct migsplit *s, const uint8_t *data, size_t len, const struct migsplit_ops *ops,
-                  void *userdata, size_t *ret_used);
+int migsplit_feed(struct migsplit *s, const uint8_t *data, size_t len,
+                  const struct migsplit_ops *ops, void *userdata, size_t *ret_used);
 
 /* The stream ended: 0 when it was whole (the end marker seen and the block found), else
  * -EBADMSG with s->err. */

@@ -284,9 +284,9 @@ struct qemu_split {
         uint64_t mem_size;
         uint64_t run_off; /* the pages gathered in run start there */
         size_t run_len;
-        uint64_t end; /* bytes of the memory file written so far, at most */
-        bool eof;       /* the stream is all read and whole */
-        bool migrated;  /* QEMU reported the migration completed */
+        uint64_t end;  /* bytes of the memory file written so far, at most */
+        bool eof;      /* the stream is all read and whole */
+        bool migrated; /* QEMU reported the migration completed */
         uint8_t run[SPLIT_RUN_MAX];
 };
 
@@ -294,7 +294,7 @@ struct qemu_vm {
         struct qmp *qmp;
         bool saving;
         struct qemu_split *split; /* saving a clone */
-        int mem_fd; /* a boot for a snapshot: its memory file, read-only once saved */
+        int mem_fd;               /* a boot for a snapshot: its memory file, read-only once saved */
         struct event *console_timer; /* console_read: how long the answer may take */
 };
 
@@ -411,8 +411,8 @@ static int split_page(void *arg, uint64_t off, const void *data)
         struct qemu_split *sp = arg;
         int r;
 
-        if (sp->run_len && (off != sp->run_off + sp->run_len || sp->run_len == SPLIT_RUN_MAX ||
-                            !data)) {
+        if (sp->run_len &&
+            (off != sp->run_off + sp->run_len || sp->run_len == SPLIT_RUN_MAX || !data)) {
                 r = split_flush(sp);
                 if (r < 0)
                         return r;

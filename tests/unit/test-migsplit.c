@@ -146,8 +146,8 @@ static void page(struct buf *b, uint64_t addr, unsigned flags, const char *block
 static void stream(struct buf *b, struct buf *expect)
 {
         struct buf rom = {0};
-        static const uint8_t dev[] = {0x04, 0, 0, 0, 3, 3, 'c', 'p', 'u', 0, 0, 0, 0,
-                                      0, 0, 0, 1, 0xaa, 0xbb, 0x7e, 0, 0, 0, 3, 0x10};
+        static const uint8_t dev[] = {0x04, 0, 0, 0, 3,    3,    'c',  'p', 'u', 0, 0, 0,   0,
+                                      0,    0, 0, 1, 0xaa, 0xbb, 0x7e, 0,   0,   0, 3, 0x10};
 
         head(b, expect);
         u8(b, 0x02);

@@ -1,0 +1,147 @@
+"""Sessions saved whole, with real VMs: session_fork (the children diverge and are distinct),
+session_pause and session_resume (also across an opd restart), who may use them, their quotas,
+and a damaged paused session refused and removed."""
+import grp
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+
+from opdtest import Opd, pool, wait_for
+
+PROBE = ("import os, time, json, socket, random\n"
+         "print(json.dumps({'urandom': os.urandom(16).hex(), 'random': random.random(),"
+         " 'time': time.time(), 'host': socket.gethostname()}))")
+
+
+def create_snapshot(opd, lang):
+    a = opd.call({"op": "snapshot", "action": "create", "lang": lang, "id": "snap"}, timeout=900)
+    assert a["ok"], a
+    return a["version"]
+
+
+def wait_serving(opd, lang, version):
+    return wait_for(
+        lambda: (lambda p: p if p["snapshot"] == version and p["ready"] >= 1 else None)(
+            pool(opd, lang)), 300, lambda: f"the {lang} pool to serve {version}")
+
+
+# A client of another uid (nobody, in the group allowed to use opd).
+CLIENT = r"""
+import json, os, socket, struct, sys
+os.setgroups([int(sys.argv[1])])
+os.setgid(int(sys.argv[1]))
+os.setuid(65534)
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[2])
+out = []
+for req in json.loads(sys.argv[3]):
+    b = json.dumps(req).encode()
+    s.sendall(struct.pack(">I", len(b)) + b)
+    n = struct.unpack(">I", s.recv(4, socket.MSG_WAITALL))[0]
+    out.append(json.loads(s.recv(n, socket.MSG_WAITALL)))
+print(json.dumps(out))
+"""
+USERS = grp.getgrnam("users").gr_gid
+CONFIG = {"pool.sizes": "python=1,bash=0", "max_vms": "6", "session.max": "6",
+          "session.max_per_uid": "6", "session.fork_max": "3", "restore_timeout_ms": "120000",
+          "socket_mode": "0666", "access.group": "users"}
+
+
+def as_nobody(opd, reqs):
+    p = subprocess.run([sys.executable, "-c", CLIENT, str(USERS), opd.socket, json.dumps(reqs)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+class SessionFork(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd(CONFIG)
+        os.chmod(cls.opd.dir, 0o755)
+        cls.version = create_snapshot(cls.opd, "python")
+        wait_serving(cls.opd, "python", cls.version)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def open(self, opd=None):
+        a = (opd or self.opd).call({"op": "session_open", "lang": "python", "id": "o"},
+                                   timeout=600)
+        self.assertTrue(a["ok"], a)
+        return a["session"]
+
+    def exec(self, sid, code, opd=None):
+        a = (opd or self.opd).call({"op": "session_exec", "session": sid, "code": code,
+                                    "id": "x"}, timeout=600)
+        self.assertTrue(a["ok"], a)
+        return a
+
+    def close(self, sid, opd=None):
+        (opd or self.opd).call({"op": "session_close", "session": sid, "id": "c"})
+
+    def test_fork_diverges_and_is_distinct(self):
+        sid = self.open()
+        self.exec(sid, "open('state.txt', 'w').write('parent')")
+        a = self.opd.call({"op": "session_fork", "session": sid, "count": 2, "id": "f"},
+                          timeout=600)
+        self.assertTrue(a["ok"], a)
+        kids = a["forks"]
+        self.assertEqual(len(kids), 2)
+        self.assertNotIn(sid, kids)
+        self.assertGreater(a["timings_ms"]["total"], 0)
+        # every one sees the parent's file, and the parent runs on
+        for s in [sid] + kids:
+            self.assertEqual(self.exec(s, "print(open('state.txt').read())")["stdout"],
+                             "parent\n")
+        # a write in one fork is not seen in the other, nor in the parent
+        self.exec(kids[0], "open('only0.txt', 'w').write('0')")
+        self.assertEqual(self.exec(kids[1], "import os; print(os.path.exists('only0.txt'))")
+                         ["stdout"], "False\n")
+        self.assertEqual(self.exec(sid, "import os; print(os.path.exists('only0.txt'))")
+                         ["stdout"], "False\n")
+        # distinct: kernel RNG, the interpreter's RNG, hostname; the clock is the host's
+        probes = [json.loads(self.exec(s, PROBE)["stdout"]) for s in [sid] + kids]
+        self.assertEqual(len({p["urandom"] for p in probes}), 3, probes)
+        self.assertEqual(len({p["random"] for p in probes}), 3, probes)
+        self.assertEqual(len({p["host"] for p in probes}), 3, probes)
+        for p in probes:
+            self.assertLess(abs(p["time"] - time.time()), 120, probes)
+        listed = {s["session"]: s for s in
+                  self.opd.call({"op": "session_list", "id": "l"})["sessions"]}
+        for s in [sid] + kids:
+            self.assertEqual(listed[s]["state"], "idle")
+        for s in [sid] + kids:
+            self.close(s)
+        # the fork's image goes with its last child
+        forks = os.path.join(self.opd.dir, "cache", "forks")
+        wait_for(lambda: not os.listdir(forks), 30, "the fork image to be removed")
+
+    def test_fork_refusals(self):
+        sid = self.open()
+        a = self.opd.call({"op": "session_fork", "session": sid, "count": 4, "id": "f"})
+        self.assertFalse(a["ok"])
+        self.assertEqual(a["error"]["code"], "bad_request")
+        self.assertIn("session.fork_max", a["error"]["message"])
+        # another uid: as if it did not exist
+        for a in as_nobody(self.opd, [{"op": op, "session": sid, "id": 1} for op in
+                                      ("session_fork", "session_pause", "session_resume")]):
+            self.assertFalse(a["ok"], a)
+            self.assertEqual(a["error"]["code"], "not_found", a)
+        # quota: more sessions than session.max allows
+        a = self.opd.call({"op": "session_fork", "session": sid, "count": 3, "id": "f"})
+        if not a["ok"]:
+            self.assertEqual(a["error"]["code"], "quota_exceeded", a)
+            self.assertIn("session.max", a["error"]["message"])
+        else:
+            for k in a["forks"]:
+                self.close(k)
+        self.close(sid)
+
+
+if __name__ == "__main__":
+    unittest.main()
