@@ -44,6 +44,7 @@ struct job {
         struct opd *d;
         char id[OP_SESSION_ID_LEN + 1]; /* the session asked about */
         uid_t uid;
+        char workdir[OP_SESSION_ID_LEN + 1]; /* the session's guest directory */
         const struct op_lang *lang;
         struct vm *vm;     /* saving: the session's VM */
         struct pool *pool; /* ... and the pool it came from */
@@ -420,6 +421,7 @@ static void on_fork_saved(struct vm *vm, const char *err, void *userdata)
                 snprintf(s->snap_version, sizeof(s->snap_version), "%s", j->m.version);
                 if (parent)
                         s->execs = parent->execs;
+                memcpy(s->workdir, j->workdir, sizeof(s->workdir));
                 k = start_child(j, &j->children[i], s, img);
                 if (k < 0) {
                         session_destroy(s, SESSION_END_FAILED);
@@ -446,6 +448,7 @@ static struct job *job_new(struct client *c, json_t *id, enum job_kind kind, str
         j->kind = kind;
         j->d = client_opd(c);
         memcpy(j->id, s->id, sizeof(j->id));
+        memcpy(j->workdir, s->workdir, sizeof(j->workdir));
         j->uid = s->uid;
         j->lang = s->lang;
         j->count = count;
@@ -580,6 +583,7 @@ static void on_pause_saved(struct vm *vm, const char *err, void *userdata)
         memcpy(j->meta.id, j->id, sizeof(j->meta.id));
         snprintf(j->meta.lang, sizeof(j->meta.lang), "%s", j->lang->name);
         j->meta.m = j->m;
+        memcpy(j->meta.workdir, s->workdir, sizeof(j->meta.workdir));
         j->meta.idle_timeout_ms = s->idle_timeout_ms;
         j->meta.max_lifetime_ms = s->max_lifetime_ms;
         j->meta.age_ms = (op_now_us() - s->t_open) / 1000;

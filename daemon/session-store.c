@@ -68,6 +68,10 @@ int session_meta_parse(const char *text, size_t len, struct session_meta *ret, c
                 return r;
         if (!op_session_id_valid(m.id, strlen(m.id)))
                 return op_errf(errbuf, errlen, -EINVAL, "session.json: bad session id");
+        if ((r = get_str(o, "workdir", m.workdir, sizeof(m.workdir), errbuf, errlen)) < 0)
+                return r;
+        if (!op_session_id_valid(m.workdir, strlen(m.workdir)))
+                return op_errf(errbuf, errlen, -EINVAL, "session.json: bad workdir");
         if ((r = get_u64(o, "uid", UINT32_MAX - 1, &v, errbuf, errlen)) < 0)
                 return r;
         m.uid = (uid_t)v;
@@ -116,15 +120,15 @@ json_t *session_meta_json(const struct session_meta *m)
 
         if (!snap)
                 return NULL;
-        return json_pack("{s:i, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:O, s:I, s:I, s:s, s:o}",
-                         "format", SESSION_META_FORMAT, "session", m->id, "uid", (json_int_t)m->uid,
-                         "lang", m->lang, "idle_timeout_ms", (json_int_t)m->idle_timeout_ms,
-                         "max_lifetime_ms", (json_int_t)m->max_lifetime_ms, "age_ms",
-                         (json_int_t)m->age_ms, "paused_at_ns", (json_int_t)m->paused_at_ns,
-                         "execs", (json_int_t)m->execs, "limits",
-                         m->limits ? m->limits : json_object(), "vmstate_size",
-                         (json_int_t)m->vmstate_size, "mem_size", (json_int_t)m->mem_size,
-                         "vmstate_sha256", m->vmstate_sha256, "snapshot", snap);
+        return json_pack(
+            "{s:i, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:O, s:I, s:I, s:s, s:o}", "format",
+            SESSION_META_FORMAT, "session", m->id, "workdir", m->workdir, "uid", (json_int_t)m->uid,
+            "lang", m->lang, "idle_timeout_ms", (json_int_t)m->idle_timeout_ms, "max_lifetime_ms",
+            (json_int_t)m->max_lifetime_ms, "age_ms", (json_int_t)m->age_ms, "paused_at_ns",
+            (json_int_t)m->paused_at_ns, "execs", (json_int_t)m->execs, "limits",
+            m->limits ? m->limits : json_object(), "vmstate_size", (json_int_t)m->vmstate_size,
+            "mem_size", (json_int_t)m->mem_size, "vmstate_sha256", m->vmstate_sha256, "snapshot",
+            snap);
 }
 
 void session_meta_done(struct session_meta *m)
@@ -459,6 +463,7 @@ static void load_one(struct opd *d, int ufd, uid_t uid, const char *name)
                 return;
         }
         memcpy(s->id, m.id, sizeof(s->id));
+        memcpy(s->workdir, m.workdir, sizeof(s->workdir));
         s->execs = m.execs;
         s->t_open = op_now_us() - age * 1000;
         snprintf(s->snap_version, sizeof(s->snap_version), "%s", m.m.version);

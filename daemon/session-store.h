@@ -26,6 +26,7 @@ struct session;
 struct session_meta {
         char id[OP_SESSION_ID_LEN + 1];
         uid_t uid;
+        char workdir[OP_SESSION_ID_LEN + 1]; /* its guest directory (struct session) */
         char lang[SNAP_NAME_MAX];
         struct snap_manifest m; /* the snapshot the session's VM came from */
         uint32_t idle_timeout_ms, max_lifetime_ms;

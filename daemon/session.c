@@ -505,6 +505,7 @@ int session_new(struct opd *d, const struct op_lang *lang, uid_t uid, uint32_t i
         }
         uuid_generate_random(u);
         uuid_unparse_lower(u, s->id);
+        memcpy(s->workdir, s->id, sizeof(s->workdir));
         s->d = d;
         s->state = SESSION_NEW;
         s->uid = uid;

@@ -47,6 +47,9 @@ struct session {
         LIST_ENTRY(session) link; /* in the registry */
         struct opd *d;
         char id[OP_SESSION_ID_LEN + 1]; /* libuuid, canonical lower-case text */
+        /* The directory in the guest its execs share (named by an id): its own id, or the id of
+         * the session it was forked from (a fork's memory holds that directory). */
+        char workdir[OP_SESSION_ID_LEN + 1];
         enum session_state state;       /* session_set_state() only */
         uid_t uid;                      /* who opened it: the only uid that may use it */
         struct uid_use *use;            /* its uid's record (per-uid VM count) */

@@ -143,5 +143,113 @@ class SessionFork(unittest.TestCase):
         self.close(sid)
 
 
+class SessionPause(unittest.TestCase):
+    """Each test its own opd (restarts), on one cache with the snapshot made once."""
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({**CONFIG, "session.paused_max_per_uid": "2"})
+        os.chmod(cls.opd.dir, 0o755)
+        cls.version = create_snapshot(cls.opd, "python")
+        wait_serving(cls.opd, "python", cls.version)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def restart(self, extra=None):
+        old = self.opd
+        old.stop()
+        conf = {**CONFIG, "session.paused_max_per_uid": "2",
+                "cache_dir": os.path.join(old.dir, "cache"), **(extra or {})}
+        type(self).opd = Opd(conf)
+        os.chmod(self.opd.dir, 0o755)
+        wait_serving(self.opd, "python", self.version)
+
+    def call(self, req, timeout=600):
+        return self.opd.call(req, timeout=timeout)
+
+    def open(self):
+        a = self.call({"op": "session_open", "lang": "python", "id": "o"})
+        self.assertTrue(a["ok"], a)
+        return a["session"]
+
+    def exec(self, sid, code):
+        a = self.call({"op": "session_exec", "session": sid, "code": code, "id": "x"})
+        self.assertTrue(a["ok"], a)
+        return a["stdout"]
+
+    def paused_dir(self, sid):
+        return os.path.join(self.opd.dir, "cache", ".paused", "0", sid)
+
+    def test_pause_resume_across_restart(self):
+        sid = self.open()
+        self.exec(sid, "open('kept.txt', 'w').write('kept across a restart')")
+        a = self.call({"op": "session_pause", "session": sid, "id": "p"})
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["state"], "paused")
+        self.assertGreater(a["disk_bytes"], 0)
+        d = self.paused_dir(sid)
+        # per-uid data: only opd (root) reads it
+        self.assertEqual(os.stat(d).st_mode & 0o777, 0o700)
+        self.assertEqual(os.stat(os.path.dirname(d)).st_mode & 0o777, 0o700)
+        for name in ("vmstate", "mem", "session.json"):
+            self.assertEqual(os.stat(os.path.join(d, name)).st_mode & 0o077, 0, name)
+        # paused: no exec, and another uid sees nothing
+        a = self.call({"op": "session_exec", "session": sid, "code": "1", "id": "x"})
+        self.assertEqual(a["error"]["code"], "busy", a)
+        for a in as_nobody(self.opd, [{"op": "session_resume", "session": sid, "id": 1}]):
+            self.assertEqual(a["error"]["code"], "not_found", a)
+        self.restart()
+        listed = {s["session"]: s for s in self.call({"op": "session_list", "id": 1})["sessions"]}
+        self.assertEqual(listed[sid]["state"], "paused")
+        a = self.call({"op": "session_resume", "session": sid, "id": "r"})
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(self.exec(sid, "print(open('kept.txt').read())"),
+                         "kept across a restart\n")
+        self.assertFalse(os.path.exists(os.path.join(d, "session.json")))
+        self.call({"op": "session_close", "session": sid, "id": "c"})
+        wait_for(lambda: not os.path.exists(d), 30, "the resumed session's files to go")
+
+    def test_damaged_is_refused_and_removed(self):
+        keep = self.open()
+        self.exec(keep, "open('a.txt', 'w').write('a')")
+        self.assertTrue(self.call({"op": "session_pause", "session": keep, "id": "p"})["ok"])
+        sid = self.open()
+        self.assertTrue(self.call({"op": "session_pause", "session": sid, "id": "p"})["ok"])
+        # a third one: over session.paused_max_per_uid
+        third = self.open()
+        a = self.call({"op": "session_pause", "session": third, "id": "p"})
+        self.assertEqual(a["error"]["code"], "quota_exceeded", a)
+        self.assertIn("session.paused_max_per_uid", a["error"]["message"])
+        self.exec(third, "print(1)")  # refused, it runs on
+        self.call({"op": "session_close", "session": third, "id": "c"})
+        d = self.paused_dir(sid)
+        path = os.path.join(d, "vmstate")
+        os.chmod(path, 0o600)
+        with open(path, "r+b") as f:
+            f.seek(100)
+            f.write(b"\xff" * 64)
+        a = self.call({"op": "session_resume", "session": sid, "id": "r"})
+        self.assertFalse(a["ok"], a)
+        self.assertEqual(a["error"]["code"], "vm_failed", a)
+        self.assertIn("damaged", a["error"]["message"])
+        self.assertFalse(os.path.exists(d))
+        a = self.call({"op": "session_resume", "session": sid, "id": "r"})
+        self.assertEqual(a["error"]["code"], "not_found", a)
+        # damaged metadata found at a start: removed; the other paused session is untouched
+        with open(os.path.join(self.paused_dir(keep), "session.json"), "rb") as f:
+            good = f.read()
+        bad = os.path.join(os.path.dirname(d), "0d1a9c32-0000-4000-8000-000000000000")
+        os.makedirs(bad)
+        with open(os.path.join(bad, "session.json"), "wb") as f:
+            f.write(good[:40])
+        self.restart()
+        self.assertFalse(os.path.exists(bad))
+        self.assertIn("damaged and was removed", self.opd.read_log())
+        self.assertTrue(self.call({"op": "session_resume", "session": keep, "id": "r"})["ok"])
+        self.assertEqual(self.exec(keep, "print(open('a.txt').read())"), "a\n")
+        self.call({"op": "session_close", "session": keep, "id": "c"})
+
+
 if __name__ == "__main__":
     unittest.main()
