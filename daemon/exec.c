@@ -348,3 +348,16 @@ void exec_submit_session(struct client *c, json_t *id, json_t *req, struct sessi
 
         submit(client_opd(c), id, req, c, client_uid(c), false, s, err, &sink, NULL);
 }
+
+void exec_submit_session_cb(struct opd *d, json_t *req, struct session *s, exec_done_fn done,
+                            void *userdata, struct request **ret_r)
+{
+        struct request_sink sink = {done, NULL, userdata};
+        json_t *id = NULL, *err = NULL;
+        char msg[256];
+
+        *ret_r = NULL;
+        if (op_request_id(req, &id, msg, sizeof(msg)) < 0)
+                err = op_error_reply(NULL, OP_ERR_BAD_REQUEST, "%s", msg);
+        submit(d, id, req, NULL, s->uid, false, err ? NULL : s, err, &sink, ret_r);
+}

@@ -91,6 +91,19 @@ static void op_status(struct client *c, json_t *id, json_t *req)
                                               "cgroup", j && vm_jail_cgroup(j) ? "v2" : "none",
                                               "cgroup_text",
                                               j ? vm_jail_cgroup_text(j) : "VMMs are not jailed"));
+        if (st) {
+                struct session_counts n;
+
+                sessions_counts(d, &n);
+                json_object_set_new(
+                    st, "sessions",
+                    json_pack("{s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I}", "open",
+                              (int)n.open, "busy", (int)n.busy, "paused", (int)n.paused, "max",
+                              (int)d->cfg.session.max, "max_per_uid",
+                              (int)d->cfg.session.max_per_uid, "opened", (json_int_t)n.opened,
+                              "closed", (json_int_t)n.closed, "expired", (json_int_t)n.expired,
+                              "failed", (json_int_t)n.failed, "refused", (json_int_t)n.refused));
+        }
         client_send(c, st);
 }
 

@@ -294,8 +294,11 @@ static void log_outcome(struct request *r, const char *outcome, json_t *reply)
 
         log_info("exec id=%s lang=%s mode=%s outcome=%s exit=%lld queue=%.1fms "
                  "boot_or_resume=%.1fms run=%.1fms total=%.1fms",
-                 id_text(r, idbuf), r->lang->name, r->pool ? "warm" : "cold", outcome,
-                 (long long)json_integer_value(json_object_get(reply, "exit_code")),
+                 id_text(r, idbuf), r->lang->name,
+                 r->session ? "session"
+                 : r->pool  ? "warm"
+                            : "cold",
+                 outcome, (long long)json_integer_value(json_object_get(reply, "exit_code")),
                  ms(r->t_start, r->t_vm), ms(r->t_vm, r->t_ready), ms(r->t_ready, r->t_done),
                  ms(r->t_start, op_now_us()));
 }

@@ -176,12 +176,14 @@ void session_set_state(struct session *s, enum session_state state)
                 break;
         case SESSION_IDLE:
                 ms = lifetime_left_ms(s);
-                if (s->idle_timeout_ms < ms)
+                s->timer_is_lifetime = ms <= s->idle_timeout_ms;
+                if (!s->timer_is_lifetime)
                         ms = s->idle_timeout_ms;
                 break;
         case SESSION_BUSY:
         case SESSION_PAUSED:
                 ms = lifetime_left_ms(s);
+                s->timer_is_lifetime = true;
                 break;
         case SESSION_NEW:
         case SESSION_SAVING:
@@ -436,8 +438,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
                           d->cfg.boot_timeout_ms);
                 break;
         case SESSION_IDLE:
-                session_destroy(s,
-                                lifetime_left_ms(s) == 0 ? SESSION_END_LIFETIME : SESSION_END_IDLE);
+                /* Which deadline was armed, not the clock now: a timer may fire a little
+                 * before the lifetime's end by op_now_us()'s reckoning. */
+                session_destroy(s, s->timer_is_lifetime ? SESSION_END_LIFETIME : SESSION_END_IDLE);
                 break;
         case SESSION_BUSY:
         case SESSION_PAUSED:
@@ -537,7 +540,7 @@ static bool take_slot(struct opd *d)
 
 /* Find the session a VM: a clone from the language's pool when it serves (waiting for one if
  * none is ready), else a cold boot when a VM slot is free. */
-static void session_start(struct session *s)
+void session_start(struct session *s)
 {
         struct opd *d = s->d;
         struct pool *p = pool_for(d->pools, s->lang);

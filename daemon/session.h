@@ -67,6 +67,7 @@ struct session {
         uint64_t t_open, t_ready, t_last; /* op_now_us(): opened, VM running, last exec ended */
         uint64_t execs;                   /* execs answered */
         enum session_end end;             /* why it ended (SESSION_CLOSED) */
+        bool timer_is_lifetime; /* the deadline armed is the lifetime's end (not the idle one) */
 };
 
 /* The registry (d->sessions), made once at start; freed (every session destroyed) at exit. */
@@ -100,6 +101,10 @@ bool session_quota_ok(const struct opd *d, uid_t uid, char *why, size_t whylen);
  * caller has checked the quota. */
 int session_new(struct opd *d, const struct op_lang *lang, uid_t uid, uint32_t idle_timeout_ms,
                 uint32_t max_lifetime_ms, json_t *limits, struct session **ret);
+/* Find s (NEW) a VM: a clone from its language's pool when that serves (SESSION_WAITING until
+ * one is ready), else a cold boot (SESSION_BOOTING) when a VM slot is free; IDLE once it has
+ * one, and the open's answer (if any) is sent. A failure ends the session (answered). */
+void session_start(struct session *s);
 /* The only writer of s->state: arms the deadline the new state has (the idle timeout, the
  * lifetime's end, a wait's or boot's bound) and drops any other, and counts. */
 void session_set_state(struct session *s, enum session_state state);
