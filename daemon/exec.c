@@ -65,7 +65,8 @@ static json_t *build_job(struct request *r)
                 json_decref(job);
                 return NULL;
         }
-        if (r->session && json_object_set_new(job, "workdir", json_string(r->session->workdir)) < 0) {
+        if (r->session &&
+            json_object_set_new(job, "workdir", json_string(r->session->workdir)) < 0) {
                 json_decref(job);
                 return NULL;
         }

@@ -50,10 +50,10 @@ struct session {
         /* The directory in the guest its execs share (named by an id): its own id, or the id of
          * the session it was forked from (a fork's memory holds that directory). */
         char workdir[OP_SESSION_ID_LEN + 1];
-        enum session_state state;       /* session_set_state() only */
-        uid_t uid;                      /* who opened it: the only uid that may use it */
-        struct uid_use *use;            /* its uid's record (per-uid VM count) */
-        bool vm_counted;                /* its VM counted in use->vms */
+        enum session_state state; /* session_set_state() only */
+        uid_t uid;                /* who opened it: the only uid that may use it */
+        struct uid_use *use;      /* its uid's record (per-uid VM count) */
+        bool vm_counted;          /* its VM counted in use->vms */
         const struct op_lang *lang;
         struct vm *vm;                    /* the VM (IDLE, BUSY, SAVING), NULL otherwise */
         struct pool *pool;                /* the VM came from this pool (released with it) */

@@ -149,6 +149,7 @@ class SessionPause(unittest.TestCase):
     def setUpClass(cls):
         cls.opd = Opd({**CONFIG, "session.paused_max_per_uid": "2"})
         os.chmod(cls.opd.dir, 0o755)
+        cls.cache = os.path.join(cls.opd.dir, "cache")  # every restart keeps it
         cls.version = create_snapshot(cls.opd, "python")
         wait_serving(cls.opd, "python", cls.version)
 
@@ -160,7 +161,7 @@ class SessionPause(unittest.TestCase):
         old = self.opd
         old.stop()
         conf = {**CONFIG, "session.paused_max_per_uid": "2",
-                "cache_dir": os.path.join(old.dir, "cache"), **(extra or {})}
+                "cache_dir": self.cache, **(extra or {})}
         type(self).opd = Opd(conf)
         os.chmod(self.opd.dir, 0o755)
         wait_serving(self.opd, "python", self.version)
@@ -179,7 +180,7 @@ class SessionPause(unittest.TestCase):
         return a["stdout"]
 
     def paused_dir(self, sid):
-        return os.path.join(self.opd.dir, "cache", ".paused", "0", sid)
+        return os.path.join(self.cache, ".paused", "0", sid)
 
     def test_pause_resume_across_restart(self):
         sid = self.open()
@@ -192,8 +193,13 @@ class SessionPause(unittest.TestCase):
         # per-uid data: only opd (root) reads it
         self.assertEqual(os.stat(d).st_mode & 0o777, 0o700)
         self.assertEqual(os.stat(os.path.dirname(d)).st_mode & 0o777, 0o700)
+        # read-only files (a jailed VMM reopens them under its own uid) in opd's 0700 dirs
+        opd_uid = os.stat(d).st_uid
         for name in ("vmstate", "mem", "session.json"):
-            self.assertEqual(os.stat(os.path.join(d, name)).st_mode & 0o077, 0, name)
+            st = os.stat(os.path.join(d, name))
+            self.assertEqual(st.st_mode & 0o222, 0, name)
+            self.assertEqual(st.st_uid, opd_uid, name)
+        self.assertEqual(os.stat(os.path.dirname(os.path.dirname(d))).st_mode & 0o777, 0o700)
         # paused: no exec, and another uid sees nothing
         a = self.call({"op": "session_exec", "session": sid, "code": "1", "id": "x"})
         self.assertEqual(a["error"]["code"], "busy", a)
