@@ -164,7 +164,7 @@ export declare class Client {
   batch(requests: BatchRequest[], opts?: { onResult?: (r: Result | OpdError) => void }): Promise<BatchResult>;
   openSession(lang: string, opts?: SessionOptions): Promise<Session>;
   sessions(): Promise<Array<Record<string, any>>>;
-  ping(): Promise<{ ok: true; pong: true; version: string; proto: number }>;
+  ping(): Promise<{ ok: true; pong: true; version: string; proto: number; serving: boolean; refused: string | null }>;
   status(): Promise<Record<string, any>>;
   metrics(): Promise<string>;
   reload(): Promise<{ ok: true }>;

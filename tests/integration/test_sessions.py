@@ -2,9 +2,10 @@
 it (files in its working directory persist), hidden from other uids, bounded by quotas, ended by
 close or by its idle timeout and lifetime, its VM slot given back."""
 import os
+import subprocess
 import unittest
 
-from opdtest import Opd, pool, wait_for
+from opdtest import OPCTL, Opd, pool, wait_for
 from test_fairness import NOBODY, OTHER, User
 from test_stream import conforms
 from test_warm import create_snapshot, wait_serving
@@ -192,6 +193,29 @@ class Sessions(unittest.TestCase):
         m = self.opd.call({"op": "metrics"})["text"]
         self.assertIn("\nopd_sessions 0\n", m)
         self.assertIn('opd_sessions_ended_total{reason="closed"}', m)
+
+    def test_opctl(self):
+        def opctl(*args, code=0):
+            p = subprocess.run([OPCTL, "--socket", self.opd.socket, *args], capture_output=True,
+                               text=True, timeout=300)
+            self.assertEqual(p.returncode, code, (args, p.stdout, p.stderr))
+            return p
+
+        sid = opctl("session", "open", "--lang", "python", "--idle-timeout", "600",
+                    "--timeout", "20").stdout.strip()
+        self.assertRegex(sid, "^[0-9a-f-]{36}$")
+        opctl("session", "exec", sid, "-c", "open('n', 'w').write('41')")
+        p = opctl("session", "exec", sid, "-c", "import sys; print(int(open('n').read()) + 1); "
+                  "sys.exit(3)", code=3)
+        self.assertEqual(p.stdout, "42\n")
+        listed = opctl("session", "list").stdout
+        self.assertIn(sid, listed)
+        self.assertIn("execs 2", listed)
+        self.assertEqual(opctl("session", "close", sid).stdout, f"closed {sid}\n")
+        p = opctl("session", "exec", sid, "-c", "print(1)", code=2)
+        self.assertIn("not_found", p.stderr)
+        p = opctl("session", "exec", sid, "--mode", "warm", "-c", "print(1)", code=2)
+        self.assertIn("--mode does not go with a session", p.stderr)
 
     def test_bad_requests(self):
         sid = self.open()["session"]
