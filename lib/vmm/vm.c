@@ -447,7 +447,9 @@ int vm_snapshot(struct vm *vm, const char *dir,
         enum vm_state was = vm->state;
         int r;
 
-        if ((vm->state != VM_READY && vm->state != VM_PAUSED) || vm->saved)
+        /* RESUMING: the VMM takes the stop after the continue it has not acknowledged yet. */
+        if ((vm->state != VM_READY && vm->state != VM_PAUSED && vm->state != VM_RESUMING) ||
+            vm->saved)
                 return -EBUSY;
         vm->saved = done;
         vm->saved_userdata = userdata;

@@ -581,6 +581,17 @@ static void test_snapshot_clone(void **state)
         assert_int_equal(o.vm->state, VM_PAUSED);
         assert_int_equal(vm_resume(o.vm), 0);
         run_until(f, vm_ready, &o);
+        o.saved = 0;
+        o.ready = 0;
+        assert_int_equal(vm_pause(o.vm), 0);
+        run_until(f, heard_ready, &o);
+        assert_int_equal(vm_resume(o.vm), 0); /* and while the resume is not acknowledged */
+        assert_int_equal(o.vm->state, VM_RESUMING);
+        assert_int_equal(vm_snapshot(o.vm, f->dir, on_saved, &o), 0);
+        run_until(f, heard_saved, &o);
+        assert_int_equal(o.vm->state, VM_PAUSED);
+        assert_int_equal(vm_resume(o.vm), 0);
+        run_until(f, vm_ready, &o);
         send_job(&o, "busy");
         assert_int_equal(vm_snapshot(o.vm, f->dir, on_saved, &o), -EBUSY);
         run_until(f, heard_answer, &o);
