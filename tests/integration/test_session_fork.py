@@ -132,14 +132,18 @@ class SessionFork(unittest.TestCase):
                                       ("session_fork", "session_pause", "session_resume")]):
             self.assertFalse(a["ok"], a)
             self.assertEqual(a["error"]["code"], "not_found", a)
-        # quota: more sessions than session.max allows
-        a = self.opd.call({"op": "session_fork", "session": sid, "count": 3, "id": "f"})
-        if not a["ok"]:
-            self.assertEqual(a["error"]["code"], "quota_exceeded", a)
-            self.assertIn("session.max", a["error"]["message"])
-        else:
-            for k in a["forks"]:
-                self.close(k)
+        # quota: 1 + 3 sessions fit session.max (6), 3 more do not; refused before any save
+        a = self.opd.call({"op": "session_fork", "session": sid, "count": 3, "id": "f"},
+                          timeout=600)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(len(a["forks"]), 3)
+        b = self.opd.call({"op": "session_fork", "session": sid, "count": 3, "id": "f"})
+        self.assertFalse(b["ok"], b)
+        self.assertEqual(b["error"]["code"], "quota_exceeded", b)
+        self.assertIn("session.max", b["error"]["message"])
+        self.exec(sid, "print(1)")  # the parent runs on
+        for k in a["forks"]:
+            self.close(k)
         self.close(sid)
 
 
