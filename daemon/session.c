@@ -527,6 +527,19 @@ int session_new(struct opd *d, const struct op_lang *lang, uid_t uid, uint32_t i
         return 0;
 }
 
+int session_set_id(struct session *s, const char *id)
+{
+        struct session *o;
+
+        if (!op_session_id_valid(id, strlen(id)))
+                return -EINVAL;
+        LIST_FOREACH(o, &s->d->sessions->list, link)
+        if (o != s && strcmp(o->id, id) == 0)
+                return -EEXIST;
+        memcpy(s->id, id, sizeof(s->id));
+        return 0;
+}
+
 /* A cold VM slot: a free one, else the slot of an idle paused clone (destroyed). */
 static bool take_slot(struct opd *d)
 {

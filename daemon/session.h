@@ -47,8 +47,8 @@ struct session {
         LIST_ENTRY(session) link; /* in the registry */
         struct opd *d;
         char id[OP_SESSION_ID_LEN + 1]; /* libuuid, canonical lower-case text */
-        /* The directory in the guest its execs share (named by an id): its own id, or the id of
-         * the session it was forked from (a fork's memory holds that directory). */
+        /* The name of its kept directory in the guest (the job's "workdir"): its id, or the
+         * session's it was forked from (the guest's files are that one's). */
         char workdir[OP_SESSION_ID_LEN + 1];
         enum session_state state; /* session_set_state() only */
         uid_t uid;                /* who opened it: the only uid that may use it */
@@ -105,6 +105,9 @@ int session_new(struct opd *d, const struct op_lang *lang, uid_t uid, uint32_t i
  * one is ready), else a cold boot (SESSION_BOOTING) when a VM slot is free; IDLE once it has
  * one, and the open's answer (if any) is sent. A failure ends the session (answered). */
 void session_start(struct session *s);
+/* Give s (NEW, made by session_new()) the id it had before (a session saved to disk and
+ * restored): -EINVAL when id is no session id, -EEXIST when a session has it. */
+int session_set_id(struct session *s, const char *id);
 /* The only writer of s->state: arms the deadline the new state has (the idle timeout, the
  * lifetime's end, a wait's or boot's bound) and drops any other, and counts. */
 void session_set_state(struct session *s, enum session_state state);

@@ -1,6 +1,7 @@
 """Sessions end to end: a VM taken from the pool and kept across execs for the uid that opened
 it (files in its working directory persist), hidden from other uids, bounded by quotas, ended by
 close or by its idle timeout and lifetime, its VM slot given back."""
+import json
 import os
 import subprocess
 import unittest
@@ -21,6 +22,12 @@ class Sessions(unittest.TestCase):
         os.chmod(cls.opd.dir, 0o755)
         cls.version = create_snapshot(cls.opd, "python")
         wait_serving(cls.opd, "python", cls.version, ready=2)
+        # a session's calls need an agent that keeps their directory ("workdir", agent 0.2.0)
+        with open(os.path.join(cls.opd.dir, "cache", "python", cls.version,
+                               "manifest.json")) as f:
+            agent = json.load(f)["agent_version"]
+        assert tuple(map(int, agent.split("."))) >= (0, 2, 0), \
+            f"the images' op-agent is {agent}: rebuild them with this tree's (build-images --agent)"
 
     @classmethod
     def tearDownClass(cls):

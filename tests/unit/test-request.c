@@ -1516,6 +1516,22 @@ static void test_session_warm_execs(void **state)
                 assert_ptr_equal(s->vm, vm); /* the same VM every time */
                 assert_int_equal(s->execs, (uint64_t)i + 1);
         }
+        /* ids are unique; a session restored under its old id keeps it */
+        {
+                struct session *t;
+                char old[OP_SESSION_ID_LEN + 1];
+
+                assert_int_equal(
+                    session_new(&f->d, &f->d.langs.v[SH], SESSION_UID, LONG_MS, LONG_MS, NULL, &t),
+                    0);
+                assert_string_not_equal(t->id, id);
+                assert_string_equal(t->workdir, t->id);
+                memcpy(old, t->id, sizeof(old));
+                assert_int_equal(session_set_id(t, id), -EEXIST);
+                assert_int_equal(session_set_id(t, "not-an-id"), -EINVAL);
+                assert_string_equal(t->id, old);
+                session_destroy(t, SESSION_END_CLOSED);
+        }
         session_destroy(s, SESSION_END_CLOSED);
         assert_null(find(f, id));
         assert_int_equal(counts(f, SH).in_use, 0);
