@@ -708,10 +708,14 @@ void op_session_resume(struct client *c, json_t *id, json_t *req)
                 job_free(j);
                 return;
         }
-        /* The restored VM maps these files: they go with its last reference. The metadata goes
-         * now: a restart while it runs does not list it as paused again. */
-        session_store_unlist(d, s->uid, s->id);
-        k = snap_ref_image(j->dir, &j->meta.m, true, &img);
+        /* The restored VM maps these files: moved out of the way (a restart while it runs does
+         * not list it as paused again, a later pause writes anew), they go with its last
+         * reference. */
+        free(j->dir);
+        j->dir = NULL;
+        k = session_store_take(d, s->uid, s->id, &j->dir);
+        if (k >= 0)
+                k = snap_ref_image(j->dir, &j->meta.m, true, &img);
         if (k >= 0)
                 k = start_child(j, &j->children[0], s, img);
         snap_ref_put(img);

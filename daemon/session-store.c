@@ -334,16 +334,23 @@ static int uid_dir(struct opd *d, uid_t uid)
         return open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
-void session_store_unlist(struct opd *d, uid_t uid, const char *id)
+int session_store_take(struct opd *d, uid_t uid, const char *id, char **ret)
 {
-        _cleanup_close_ int ufd = uid_dir(d, uid);
-        _cleanup_close_ int dfd = -1;
+        _cleanup_free_ char *from = NULL, *to = NULL;
+        int r;
 
-        if (ufd < 0)
-                return;
-        dfd = openat(ufd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (dfd >= 0)
-                (void)unlinkat(dfd, SESSION_META_NAME, 0);
+        r = session_store_dir(d, uid, id, false, &from);
+        if (r < 0)
+                return r;
+        if (asprintf(&to, "%s/%s/%u/.run-%s-%llu", d->cfg.cache_dir, SESSION_STORE_DIR,
+                     (unsigned)uid, id, (unsigned long long)op_now_us()) < 0) {
+                to = NULL;
+                return -ENOMEM;
+        }
+        if (rename(from, to) < 0)
+                return -errno;
+        *ret = TAKE_PTR(to);
+        return 0;
 }
 
 void session_store_remove(struct opd *d, uid_t uid, const char *id)

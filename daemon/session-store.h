@@ -55,8 +55,10 @@ int session_store_commit(struct opd *d, struct session_meta *meta, const char *s
  * same uid and id): its metadata and directory. On -EBADMSG (damaged) the caller removes it. */
 int session_store_open(struct opd *d, const struct session *s, struct session_meta *ret,
                        char **ret_dir, char *errbuf, size_t errlen);
-/* Take session.json away (a resumed session is not loaded again at the next start). */
-void session_store_unlist(struct opd *d, uid_t uid, const char *id);
+/* A saved session being resumed: its directory renamed out of the way (.run-<id>-<t>, not
+ * listed, not counted, removed at the next start if left), so a restart does not list it again
+ * and a later pause of the same session writes a new one. The new path in *ret. */
+int session_store_take(struct opd *d, uid_t uid, const char *id, char **ret);
 /* Remove a saved session (and its staging directory, if any). */
 void session_store_remove(struct opd *d, uid_t uid, const char *id);
 /* Saved sessions of uid ((uid_t)-1: all) and the disk they take. */

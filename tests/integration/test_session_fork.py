@@ -216,9 +216,20 @@ class SessionPause(unittest.TestCase):
         self.assertTrue(a["ok"], a)
         self.assertEqual(self.exec(sid, "print(open('kept.txt').read())"),
                          "kept across a restart\n")
-        self.assertFalse(os.path.exists(os.path.join(d, "session.json")))
-        self.call({"op": "session_close", "session": sid, "id": "c"})
-        wait_for(lambda: not os.path.exists(d), 30, "the resumed session's files to go")
+        self.assertFalse(os.path.exists(d))  # not listed again by a restart
+        # paused and resumed again, and forked after a resume
+        self.exec(sid, "open('kept.txt', 'a').write(', twice')")
+        self.assertTrue(self.call({"op": "session_pause", "session": sid, "id": "p"})["ok"])
+        self.assertTrue(os.path.exists(os.path.join(d, "session.json")))
+        self.assertTrue(self.call({"op": "session_resume", "session": sid, "id": "r"})["ok"])
+        f = self.call({"op": "session_fork", "session": sid, "count": 1, "id": "f"})
+        self.assertTrue(f["ok"], f)
+        self.assertEqual(self.exec(f["forks"][0], "print(open('kept.txt').read())"),
+                         "kept across a restart, twice\n")
+        for s in (sid, f["forks"][0]):
+            self.call({"op": "session_close", "session": s, "id": "c"})
+        uid_dir = os.path.dirname(d)
+        wait_for(lambda: not os.listdir(uid_dir), 30, "the resumed session's files to go")
 
     def test_damaged_is_refused_and_removed(self):
         keep = self.open()
