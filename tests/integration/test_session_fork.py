@@ -9,7 +9,10 @@ import sys
 import time
 import unittest
 
-from opdtest import Opd, pool, wait_for
+from opdtest import SOURCE, Opd, pool, wait_for
+
+sys.path.insert(0, os.path.join(SOURCE, "clients", "python"))
+import opd_client  # noqa: E402
 
 PROBE = ("import os, time, json, socket, random\n"
          "print(json.dumps({'urandom': os.urandom(16).hex(), 'random': random.random(),"
@@ -120,6 +123,22 @@ class SessionFork(unittest.TestCase):
         # the fork's image goes with its last child
         forks = os.path.join(self.opd.dir, "cache", "forks")
         wait_for(lambda: not os.listdir(forks), 30, "the fork image to be removed")
+
+    def test_python_client(self):
+        """Session.fork(), pause() and resume() of the Python client."""
+        with opd_client.Client(self.opd.socket) as c:
+            with c.open_session("python") as s:
+                s.run("open('c.txt', 'w').write('client')")
+                kids = s.fork(2)
+                self.assertEqual(len(kids), 2)
+                for k in kids:
+                    self.assertEqual(k.run("print(open('c.txt').read())").stdout, "client\n")
+                    k.close()
+                self.assertEqual(s.pause()["state"], "paused")
+                with self.assertRaises(opd_client.Busy):
+                    s.run("print(1)")
+                self.assertEqual(s.resume()["state"], "idle")
+                self.assertEqual(s.run("print(open('c.txt').read())").stdout, "client\n")
 
     def test_fork_refusals(self):
         sid = self.open()
