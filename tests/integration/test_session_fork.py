@@ -9,7 +9,7 @@ import sys
 import time
 import unittest
 
-from opdtest import SOURCE, Opd, pool, wait_for
+from opdtest import OPCTL, SOURCE, Opd, pool, wait_for
 
 sys.path.insert(0, os.path.join(SOURCE, "clients", "python"))
 import opd_client  # noqa: E402
@@ -139,6 +139,25 @@ class SessionFork(unittest.TestCase):
                     s.run("print(1)")
                 self.assertEqual(s.resume()["state"], "idle")
                 self.assertEqual(s.run("print(open('c.txt').read())").stdout, "client\n")
+
+    def test_opctl(self):
+        def opctl(*args, code=0):
+            p = subprocess.run([OPCTL, "--socket", self.opd.socket, *args], capture_output=True,
+                               text=True, timeout=600)
+            self.assertEqual(p.returncode, code, (args, p.stdout, p.stderr))
+            return p.stdout
+
+        sid = opctl("session", "open", "--lang", "python").strip()
+        opctl("session", "exec", sid, "-c", "open('n', 'w').write('41')")
+        kid = opctl("session", "fork", sid).strip()
+        self.assertRegex(kid, "^[0-9a-f-]{36}$")
+        self.assertNotEqual(kid, sid)
+        self.assertEqual(opctl("session", "exec", kid, "-c", "print(open('n').read())"), "41\n")
+        self.assertEqual(opctl("session", "pause", kid), f"{kid} paused\n")
+        self.assertEqual(opctl("session", "resume", kid), f"{kid} idle\n")
+        self.assertEqual(opctl("session", "exec", kid, "-c", "print(open('n').read())"), "41\n")
+        for s in (sid, kid):
+            opctl("session", "close", s)
 
     def test_fork_refusals(self):
         sid = self.open()
