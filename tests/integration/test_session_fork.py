@@ -10,6 +10,7 @@ import time
 import unittest
 
 from opdtest import OPCTL, SOURCE, Opd, pool, wait_for
+from test_stream import conforms
 
 sys.path.insert(0, os.path.join(SOURCE, "clients", "python"))
 import opd_client  # noqa: E402
@@ -90,9 +91,10 @@ class SessionFork(unittest.TestCase):
     def test_fork_diverges_and_is_distinct(self):
         sid = self.open()
         self.exec(sid, "open('state.txt', 'w').write('parent')")
-        a = self.opd.call({"op": "session_fork", "session": sid, "count": 2, "id": "f"},
-                          timeout=600)
+        a = self.opd.call(conforms("session-fork-request", {
+            "op": "session_fork", "session": sid, "count": 2, "id": "f"}), timeout=600)
         self.assertTrue(a["ok"], a)
+        conforms("answer", a)
         kids = a["forks"]
         self.assertEqual(len(kids), 2)
         self.assertNotIn(sid, kids)
@@ -227,8 +229,10 @@ class SessionPause(unittest.TestCase):
     def test_pause_resume_across_restart(self):
         sid = self.open()
         self.exec(sid, "open('kept.txt', 'w').write('kept across a restart')")
-        a = self.call({"op": "session_pause", "session": sid, "id": "p"})
+        a = self.call(conforms("session-fork-request",
+                               {"op": "session_pause", "session": sid, "id": "p"}))
         self.assertTrue(a["ok"], a)
+        conforms("answer", a)
         self.assertEqual(a["state"], "paused")
         self.assertGreater(a["disk_bytes"], 0)
         d = self.paused_dir(sid)
@@ -252,6 +256,7 @@ class SessionPause(unittest.TestCase):
         self.assertEqual(listed[sid]["state"], "paused")
         a = self.call({"op": "session_resume", "session": sid, "id": "r"})
         self.assertTrue(a["ok"], a)
+        conforms("answer", a)
         self.assertEqual(self.exec(sid, "print(open('kept.txt').read())"),
                          "kept across a restart\n")
         self.assertFalse(os.path.exists(d))  # not listed again by a restart
