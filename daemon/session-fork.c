@@ -475,8 +475,12 @@ static int start_save(struct job *j, struct session *s, const char *dir,
         j->vm = session_detach_vm(s, &j->pool);
         session_set_state(s, SESSION_SAVING);
         k = vm_snapshot(j->vm, dir, done, j);
-        if (k < 0)
-                give_back(j, true);
+        if (k < 0) {
+                /* Not started: the VM runs as it did; the session gets it back as it was. */
+                session_attach_vm(s, j->vm, j->pool);
+                j->vm = NULL;
+                j->pool = NULL;
+        }
         return k;
 }
 
