@@ -469,7 +469,11 @@ static void load_one(struct opd *d, int ufd, uid_t uid, const char *name)
                 session_meta_done(&m);
                 return;
         }
-        memcpy(s->id, m.id, sizeof(s->id));
+        if (session_set_id(s, m.id) < 0) { /* a session of that id exists already */
+                session_destroy(s, SESSION_END_FAILED);
+                snprintf(err, sizeof(err), "session id %s is taken", m.id);
+                goto bad;
+        }
         memcpy(s->workdir, m.workdir, sizeof(s->workdir));
         s->execs = m.execs;
         s->t_open = op_now_us() - age * 1000;
