@@ -258,7 +258,7 @@ static bool room_for(struct opd *d, uid_t uid, uint32_t sessions, uint32_t vms, 
                          (unsigned)uid, mine, sessions, c->max_per_uid);
                 return false;
         }
-        if (d->cfg.max_vms_per_uid && !uid_exempt(uid)) {
+        if (d->cfg.max_vms_per_uid && !uid_exempt(d, uid)) {
                 u = uid_use_get(d, uid);
                 used = u ? u->vms : 0;
                 uid_use_put(u);
