@@ -30,7 +30,7 @@ static void help(FILE *f)
             "           JSON line as it comes; exit 0 when every request ran with status ok\n"
             "  status   opd's languages, versions, pools and counters\n"
             "  languages  the languages opd serves: version, kind, aliases\n"
-            "  ping     check that opd answers, and how fast\n"
+            "  ping     check that opd answers and serves, and how fast\n"
             "  metrics  opd's metrics in Prometheus text format (docs/metrics.md)\n"
             "  reload   administrators: opd reads its configuration again (as on SIGHUP)\n"
             "  snapshot ACTION [--lang L]\n"
@@ -99,7 +99,8 @@ static void help(FILE *f)
             "  2        opd refused or failed the request (\"opctl: CODE: MESSAGE\" on\n"
             "           stderr), or opctl could not do its part (usage, connection); a\n"
             "           program may exit 2 itself: --json tells the cases apart\n"
-            "ping, status and metrics exit 0 on success and 2 on any failure.\n",
+            "ping, status and metrics exit 0 on success and 2 on any failure; ping also\n"
+            "exits 2 when opd answers but serves nothing (TCG without allow_tcg).\n",
             OPCTL_WAIT_MS, OPCTL_RUN_MARGIN_MS);
 }
 

@@ -25,6 +25,15 @@ int cmd_ping(const struct opts *o)
         printf(", protocol ");
         print_scalar(stdout, json_object_get(answer, "proto"));
         printf(") in %.2f ms\n", (double)(op_now_us() - t0) / 1000.0);
+        /* Answering is not serving: a readiness check must not pass on a host that refuses
+         * every exec. */
+        if (json_is_false(json_object_get(answer, "serving"))) {
+                json_t *why = json_object_get(answer, "refused");
+
+                fprintf(stderr, "opctl: opd answers but serves nothing: %s\n",
+                        json_is_string(why) ? json_string_value(why) : "(no reason given)");
+                return EXIT_FAIL;
+        }
         return 0;
 }
 

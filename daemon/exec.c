@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "accel.h"
 #include "cleanup.h"
@@ -19,8 +18,6 @@
 #include "util.h"
 #include "vm.h"
 
-#define ENTROPY_BYTES 32
-
 static double ms(uint64_t from, uint64_t to)
 {
         return from && to >= from ? (double)(to - from) / 1000.0 : 0.0;
@@ -30,30 +27,26 @@ static json_t *build_job(struct request *r)
 {
         const struct op_exec *e = &r->exec;
         struct op_lang lang = *r->lang;
-        uint8_t entropy[ENTROPY_BYTES];
-        _cleanup_free_ char *b64 = NULL;
         char **argv = NULL;
         json_t *job, *jargv, *v;
 
-        if (getrandom(entropy, sizeof(entropy), 0) != sizeof(entropy))
-                return NULL;
-        b64 = op_base64_encode(entropy, sizeof(entropy));
         /* Without "code", the entry file of "files" is the program. */
         if (op_exec_entry_name(e))
                 lang.file = (char *)op_exec_entry_name(e);
-        if (!b64 || op_lang_argv(&lang, e->args, e->n_args, &argv) < 0)
+        if (op_lang_argv(&lang, e->args, e->n_args, &argv) < 0)
                 return NULL;
         jargv = json_array();
         for (char **a = argv; jargv && *a; a++)
                 json_array_append_new(jargv, json_string(*a));
         op_argv_free(argv);
-        job = json_pack("{s:s, s:o, s:s, s:s%, s:I, s:I, s:s, s:I, s:s}", "op", "exec", "argv",
-                        jargv, "file", lang.file, "code", e->code ? e->code : "", e->code_len,
-                        "timeout_ms", (json_int_t)e->timeout_ms, "output_max",
-                        (json_int_t)r->d->cfg.limits.output_max, "entropy", b64, "time_ns",
-                        (json_int_t)op_realtime_ns(), "hostname", r->vm->name);
-        if (!job)
+        job = json_pack("{s:s, s:o, s:s, s:s%, s:I, s:I}", "op", "exec", "argv", jargv, "file",
+                        lang.file, "code", e->code ? e->code : "", e->code_len, "timeout_ms",
+                        (json_int_t)e->timeout_ms, "output_max",
+                        (json_int_t)r->d->cfg.limits.output_max);
+        if (!job || vm_job_identity(r->vm, job) < 0) {
+                json_decref(job);
                 return NULL;
+        }
         if (e->stdin_data)
                 json_object_set_new(job, "stdin", json_stringn(e->stdin_data, e->stdin_len));
         if ((v = json_object_get(e->json, "env")))

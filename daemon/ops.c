@@ -32,12 +32,17 @@ bool op_only_id_op(struct client *c, json_t *id, json_t *req)
         return true;
 }
 
+/* "serving": false when every exec would be refused (TCG without allow_tcg): a readiness check
+ * reads it, so that a host that answers but serves nothing is not taken for ready. */
 static void op_ping(struct client *c, json_t *id, json_t *req)
 {
+        bool refused = client_opd(c)->tcg_refused;
+
         if (!op_only_id_op(c, id, req))
                 return;
-        client_send(c, json_pack("{s:O?, s:b, s:b, s:s, s:i}", "id", id, "ok", 1, "pong", 1,
-                                 "version", OP_VERSION, "proto", OP_PROTO_VERSION));
+        client_send(c, json_pack("{s:O?, s:b, s:b, s:s, s:i, s:b, s:s?}", "id", id, "ok", 1, "pong",
+                                 1, "version", OP_VERSION, "proto", OP_PROTO_VERSION, "serving",
+                                 !refused, "refused", refused ? ACCEL_TCG_REFUSED : NULL));
 }
 
 static json_t *language_status(struct opd *d, const struct op_lang *g)

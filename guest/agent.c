@@ -1022,6 +1022,12 @@ static json_t *agent_op_prime(struct agent *a, json_t *req, json_t *id)
         if (r == 0)
                 r = agent_child_wait_ready(&a->warm, q.timeout_ms, &diag);
         rm_rundir(dir);
+        /* The rest of a run's path, which the runner's prime does not take: the identity (which
+         * the exec sets again) and a run's own steps, rehearsed with another program. */
+        if (r == 0 && a->cfg.apply_identity)
+                (void)apply_identity(&q, errbuf, sizeof(errbuf));
+        if (r == 0)
+                agent_rehearse(a->cfg.uid, a->cfg.gid, a->cfg.cgroup_root);
         if (r < 0) {
                 /* wait_ready killed the runner: the next exec runs the cold way. */
                 a->warm_waiting = false;

@@ -90,6 +90,13 @@ int agent_spawn(const struct agent_job *job, bool with_ctl, struct agent_child *
 int agent_spawn_in(const struct agent_job *job, bool with_ctl, const struct limits_group *g,
                    struct agent_child *ret);
 
+/* Under emulation the kernel's code paths cost most the first time a clone runs them (they are
+ * translated then). A warm runner's prime runs none of a run's own: this rehearses them with
+ * `true` as the program, started and attached as a warm runner's job is (a cgroup of its own
+ * with limits set, the user's ids, fd 3, the sweep, the usage read), plus the all-processes
+ * check of the end of a run. Best effort: it reports nothing. */
+void agent_rehearse(uid_t uid, gid_t gid, const char *cgroup_root);
+
 /* Supervise a started child as agent_exec() does its own: write job->handoff to its ctl_fd,
  * feed job->stdin_data, keep its output up to job->output_max, kill its process group at
  * job->timeout_ms (counted from this call, as is run_us), and report how it ended. Takes

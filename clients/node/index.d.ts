@@ -136,7 +136,7 @@ export declare class Client {
   run(lang: string, code: string | null, opts?: ExecOptions): Promise<Result>;
   stream(lang: string, code: string | null, opts?: StreamOptions): Promise<Execution>;
   batch(requests: BatchRequest[], opts?: { onResult?: (r: Result | OpdError) => void }): Promise<BatchResult>;
-  ping(): Promise<{ ok: true; pong: true; version: string; proto: number }>;
+  ping(): Promise<{ ok: true; pong: true; version: string; proto: number; serving: boolean; refused: string | null }>;
   status(): Promise<Record<string, any>>;
   metrics(): Promise<string>;
   reload(): Promise<{ ok: true }>;

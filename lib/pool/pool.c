@@ -197,8 +197,10 @@ static int start_prime(struct pool_clone *c)
         job = json_pack("{s:s, s:s, s:o, s:s, s:s, s:i}", "op", vm->snap->m.warm ? "prime" : "exec",
                         "id", "prime", "argv", argv, "file", p->lang->file, "code", p->lang->prime,
                         "timeout_ms", PRIME_TIMEOUT_MS);
-        /* A compiled language's prime compiles too: the compiler is what needs translating. */
-        if (!job ||
+        /* A compiled language's prime compiles too: the compiler is what needs translating. The
+         * clone's identity too (the exec sets it again): the agent's path that sets it is then
+         * translated before a request takes it. */
+        if (!job || vm_job_identity(vm, job) < 0 ||
             compile_job_add(
                 p->lang,
                 &(struct op_exec){.compile_timeout_ms = p->all->cfg->limits.compile_timeout_ms_max},

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -15,11 +16,14 @@
 #include "cleanup.h"
 #include "evframe.h"
 #include "evtimer.h"
+#include "msg.h"
 #include "host.h"
 #include "snap-ref.h"
 #include "snapshot.h"
 #include "util.h"
 #include "vm.h"
+
+#define VM_JOB_ENTROPY_BYTES 32
 
 const char *vm_state_name(enum vm_state s)
 {
@@ -110,8 +114,10 @@ static void vm_fail(struct vm *vm, const char *why)
                 h->vms_failed++;
                 vm_host_log(h, LOG_WARNING, "%s (%s) failed: %s", vm->name, vm->lang->name, why);
                 /* A console the driver reads from the VMM: the owner hears of the failure once
-                 * it is read (vm_drv_console), which the driver bounds in time. */
-                if (h->drv->console_read) {
+                 * it is read (vm_drv_console), which the driver bounds in time. A VMM that is
+                 * gone (reaped, or its opd-jail lost) has no console left to read, and whoever
+                 * failed it may destroy it at once: the owner hears of it now. */
+                if (h->drv->console_read && !vm->reaped) {
                         snprintf(vm->fail_why, sizeof(vm->fail_why), "%s", why);
                         vm->failing = true;
                         if (h->drv->console_read(vm) >= 0)
@@ -452,6 +458,21 @@ int vm_snapshot(struct vm *vm, const char *dir,
                         vm_set_state(vm, VM_READY);
         }
         return r;
+}
+
+int vm_job_identity(const struct vm *vm, json_t *job)
+{
+        uint8_t entropy[VM_JOB_ENTROPY_BYTES];
+        _cleanup_free_ char *b64 = NULL;
+
+        if (getrandom(entropy, sizeof(entropy), 0) != sizeof(entropy))
+                return -EIO;
+        b64 = op_base64_encode(entropy, sizeof(entropy));
+        if (!b64 || json_object_set_new(job, "entropy", json_string(b64)) < 0 ||
+            json_object_set_new(job, "time_ns", json_integer((json_int_t)op_realtime_ns())) < 0 ||
+            json_object_set_new(job, "hostname", json_string(vm->name)) < 0)
+                return -ENOMEM;
+        return 0;
 }
 
 int vm_send(struct vm *vm, json_t *job)

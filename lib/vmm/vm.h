@@ -99,6 +99,9 @@ int vm_pause(struct vm *vm);
  * file (QEMU booted with mem_fd). */
 int vm_snapshot(struct vm *vm, const char *dir,
                 void (*done)(struct vm *vm, const char *err, void *userdata), void *userdata);
+/* Make a job this clone's own (the agent's "identity" fields): fresh entropy from the host, the
+ * host's clock, the VM's name as its host name. 0, or a negative errno. */
+int vm_job_identity(const struct vm *vm, json_t *job);
 /* Send a job (READY or RESUMING): the VM is RUNNING until the answer. */
 int vm_send(struct vm *vm, json_t *job);
 /* One more frame for the running job (stdin frames). */

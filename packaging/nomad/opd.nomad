@@ -265,9 +265,9 @@ job "opd" {
       # Readiness: opd answers on its socket. Script checks need a Consul service (the
       # nomad service provider has no script checks). opd binds the socket before the KVM probe
       # (up to 15 s) and before any snapshot is served: "passing" means "answers", not
-      # "warm" (see `opctl status` for the pools), and a node that refuses to serve under TCG
-      # answers ping too (status: "refused"). No check_restart: a restart throws away every
-      # pooled VM.
+      # "warm" (see `opctl status` for the pools); a node that refuses to serve under TCG
+      # answers, but `opctl ping` exits 2 there (ping: "serving": false), so it never passes.
+      # No check_restart: a restart throws away every pooled VM.
       service {
         name     = "opd"
         provider = "consul"

@@ -1,10 +1,11 @@
 """accel = auto: opd proves KVM by booting a guest under it and falls back to TCG when that
 fails (as on hosts where /dev/kvm exists but cannot run a guest); either way requests run."""
 import os
+import subprocess
 import time
 import unittest
 
-from opdtest import Opd
+from opdtest import OPCTL, Opd
 
 
 class AutoAccel(unittest.TestCase):
@@ -38,6 +39,16 @@ class RefusedUnderTcg(unittest.TestCase):
             self.assertEqual(st["accel"], "tcg")
             self.assertIs(st["accel_isolation"], False)
             self.assertIn("allow_tcg", st["refused"])
+            # it answers, but a readiness check must not take it for ready
+            p = opd.call({"op": "ping"})
+            self.assertEqual((p["pong"], p["serving"]), (True, False), p)
+            self.assertIn("allow_tcg", p["refused"])
+            ping = subprocess.run([OPCTL, "--socket", opd.socket, "ping"], capture_output=True,
+                                  text=True, timeout=60)
+            self.assertEqual(ping.returncode, 2, ping)
+            self.assertIn("pong", ping.stdout)
+            self.assertIn("serves nothing", ping.stderr)
+            self.assertIn("allow_tcg", ping.stderr)
             a = opd.run("bash", "echo never", mode="cold")
             self.assertIs(a["ok"], False, a)
             self.assertEqual(a["error"]["code"], "unavailable")
@@ -55,6 +66,12 @@ class RefusedUnderTcg(unittest.TestCase):
             st = opd.call({"op": "status"})
             self.assertEqual((st["accel"], st["accel_isolation"], st["refused"]),
                              ("tcg", False, None))
+            p = opd.call({"op": "ping"})
+            self.assertEqual(p["serving"], True, p)
+            self.assertIsNone(p["refused"], p)
+            ping = subprocess.run([OPCTL, "--socket", opd.socket, "ping"], capture_output=True,
+                                  text=True, timeout=60)
+            self.assertEqual(ping.returncode, 0, ping)
             self.assertIn("not an isolation boundary", opd.read_log())
         finally:
             opd.stop()

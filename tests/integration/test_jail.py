@@ -8,7 +8,7 @@ import socket
 import time
 import unittest
 
-from opdtest import Opd
+from opdtest import Opd, wait_for
 from test_warm import create_snapshot, wait_serving
 
 JAIL_UID_MIN, JAIL_UID_MAX = 1879048192, 1879048192 + 1023
@@ -213,6 +213,51 @@ class Jail(unittest.TestCase):
                 break
             time.sleep(0.2)
         self.assertNotIn(a["vm"], os.listdir(self.opd.run_dir))
+
+
+def children(pid, name):
+    """Pids of pid's children whose command name is name."""
+    found = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+        except (FileNotFoundError, NotADirectoryError, ProcessLookupError):
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid == pid and comm == name:
+            found.append(int(p))
+    return found
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@unittest.skipUnless(os.geteuid() == 0, "opd jails its VMMs only when started as root")
+class HelperKilled(unittest.TestCase):
+    def test_vmms_die_with_opd_jail(self):
+        """However opd-jail ends (here SIGKILL, so it cannot clean up), its VMMs end with it:
+        a change of uid clears the parent-death signal, so it is armed after the last one."""
+        opd = Opd({"pool.sizes": "bash=1", "pool.fallback_cold": "no",
+                   "languages.enabled": "bash"})
+        try:
+            version = create_snapshot(opd, "bash")
+            wait_serving(opd, "bash", version, ready=1)
+            vmms = opd.vmm_pids()
+            self.assertTrue(vmms)
+            helpers = children(opd.proc.pid, "opd-jail")
+            self.assertEqual(len(helpers), 1, helpers)
+            os.kill(helpers[0], 9)
+            wait_for(lambda: not [p for p in vmms if alive(p)], 60,
+                     f"the VMMs {vmms} to end with opd-jail")
+        finally:
+            opd.stop()
 
 
 if __name__ == "__main__":

@@ -92,6 +92,17 @@ class WarmPython(unittest.TestCase):
         self.assertIn('File "', a["stderr"])
         self.assertNotIn("runpy", a["stderr"])
 
+    def test_standard_streams_open_by_name(self):
+        """A program may open its standard streams by name, as on any Linux host: they are
+        the program user's own, though the agent made them."""
+        a = self.opd.run("python", "import sys\n"
+                         "print(open('/dev/stdin').read().upper(), end='')\n"
+                         "open('/dev/stderr', 'w').write('to stderr\\n')\n",
+                         stdin="line\n")
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["mode"], "warm")
+        self.assertEqual((a["stdout"], a["stderr"], a["exit_code"]), ("LINE\n", "to stderr\n", 0))
+
     def test_pooled_vm_killed_is_replaced(self):
         p = wait_for(lambda: (lambda p: p if p["ready"] >= 2 else None)(pool(self.opd, "python")),
                      120, lambda: f"2 python clones ready: {pool(self.opd, 'python')}")

@@ -547,6 +547,53 @@ static void test_uid(void **state)
         agent_result_done(&r);
 }
 
+/* A program of another user opens its standard streams by name: /dev/stdin and friends are links
+ * to /proc/self/fd/N, which opens the pipe itself and checks its owner. */
+static void test_uid_streams_by_name(void **state)
+{
+        const char *argv[] = {"sh", "-c",
+                              "cat /dev/stdin; echo out >/dev/stdout; echo err >/dev/stderr", NULL};
+        struct agent_job job = {
+            .argv = argv,
+            .env = test_env,
+            .workdir = "/",
+            .stdin_data = "in\n",
+            .stdin_len = 3,
+            .timeout_ms = GENEROUS_MS,
+            .output_max = 1024,
+            .uid = 65534,
+            .gid = 65534,
+        };
+        struct agent_result r;
+
+        if (geteuid() != 0)
+                skip();
+        assert_int_equal(agent_exec(&job, &r), 0);
+        assert_string_equal(r.out, "in\nout\n");
+        assert_string_equal(r.err, "err\n");
+        assert_int_equal(r.exit_code, 0);
+        agent_result_done(&r);
+}
+
+/* The rehearsal of a run's path leaves nothing behind: no child, no fd. */
+static void test_rehearse(void **state)
+{
+        struct agent_result r;
+        int status;
+
+        run_sh("ls /proc/$PPID/fd | wc -l", NULL, 0, GENEROUS_MS, 1024, &r);
+        char *before = strdup(r.out);
+        agent_result_done(&r);
+        agent_rehearse(geteuid() == 0 ? 65534 : (uid_t)-1, geteuid() == 0 ? 65534 : (gid_t)-1,
+                       NULL);
+        assert_int_equal(waitpid(-1, &status, WNOHANG), -1);
+        assert_int_equal(errno, ECHILD);
+        run_sh("ls /proc/$PPID/fd | wc -l", NULL, 0, GENEROUS_MS, 1024, &r);
+        assert_string_equal(r.out, before);
+        agent_result_done(&r);
+        free(before);
+}
+
 static void spawn_sh(const char *script, struct agent_child *c)
 {
         const char *argv[] = {"sh", "-c", script, NULL};
@@ -746,6 +793,8 @@ int main(void)
             cmocka_unit_test(test_workdir),
             cmocka_unit_test(test_bad_workdir),
             cmocka_unit_test(test_uid),
+            cmocka_unit_test(test_uid_streams_by_name),
+            cmocka_unit_test(test_rehearse),
             cmocka_unit_test(test_attach_handoff),
             cmocka_unit_test(test_attach_exited_early),
             cmocka_unit_test(test_attach_timeout),
