@@ -31,12 +31,12 @@ struct job {
         struct ctx *c;
         unsigned idx;
         uint32_t data[DATA];
-        uint64_t sum;        /* run()'s result */
-        pthread_t ran_on;    /* run()'s thread */
+        uint64_t sum;     /* run()'s result */
+        pthread_t ran_on; /* run()'s thread */
         unsigned runs, dones;
-        int hold_fd;         /* >= 0: run() waits for a byte here first */
-        int ran_fd;          /* >= 0: run() writes a byte here when it starts and when it ends */
-        bool finished;       /* run() returned */
+        int hold_fd;   /* >= 0: run() waits for a byte here first */
+        int ran_fd;    /* >= 0: run() writes a byte here when it starts and when it ends */
+        bool finished; /* run() returned */
 };
 
 struct ctx {
