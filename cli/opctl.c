@@ -28,6 +28,14 @@ static void help(FILE *f)
             "           object per line, or a JSON array) as one exec_batch; run options\n"
             "           fill in what a request leaves out; each answer is printed as one\n"
             "           JSON line as it comes; exit 0 when every request ran with status ok\n"
+            "  session open --lang L [--idle-timeout S] [--lifetime S] [limits]\n"
+            "           open a session: a VM kept across runs for you (files in its\n"
+            "           working directory stay); prints its id; run limits given\n"
+            "           become the default of each run in it\n"
+            "  session exec ID (--code STR | --file PATH | -) [RUN OPTIONS]\n"
+            "           run in the session, as run does (no --mode)\n"
+            "  session list    your sessions (administrators: everyone's)\n"
+            "  session close ID  end the session; its VM is destroyed\n"
             "  status   opd's languages, versions, pools and counters\n"
             "  languages  the languages opd serves: version, kind, aliases\n"
             "  ping     check that opd answers and serves, and how fast\n"
@@ -194,6 +202,8 @@ enum {
         ARG_SIGN_KEY,
         ARG_SERIAL,
         ARG_OUT,
+        ARG_IDLE_TIMEOUT,
+        ARG_LIFETIME,
 };
 
 /* The long name of a run option that takes a number, for messages. */
@@ -254,6 +264,8 @@ int main(int argc, char **argv)
             {"sign-key", required_argument, NULL, ARG_SIGN_KEY},
             {"serial", required_argument, NULL, ARG_SERIAL},
             {"out", required_argument, NULL, ARG_OUT},
+            {"idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT},
+            {"lifetime", required_argument, NULL, ARG_LIFETIME},
             {0},
         };
         _cleanup_free_ const char **args = calloc((size_t)argc + 1, sizeof(char *));
@@ -428,6 +440,14 @@ int main(int argc, char **argv)
                 case ARG_OUT:
                         o.out = optarg;
                         break;
+                case ARG_IDLE_TIMEOUT:
+                case ARG_LIFETIME:
+                        if (parse_seconds(optarg, c == ARG_IDLE_TIMEOUT ? &o.idle_timeout_s
+                                                                        : &o.lifetime_s) < 0)
+                                return fail("%s wants seconds > 0, e.g. 300, not \"%s\"",
+                                            c == ARG_IDLE_TIMEOUT ? "--idle-timeout" : "--lifetime",
+                                            optarg);
+                        break;
                 case ARG_VERSION:
                         printf("opctl %s (protocol %d)\n", OP_VERSION, OP_PROTO_VERSION);
                         return 0;
@@ -470,6 +490,24 @@ int main(int argc, char **argv)
                         return cmd_s3(&o, argv[optind]);
                 return cmd_snapshot(&o, argv[optind]);
         }
+        if (strcmp(cmd, "session") == 0) {
+                const char *action = optind < argc ? argv[optind++] : NULL, *id = NULL;
+
+                if (!action)
+                        return fail("session takes an action: open, exec ID, list or close ID");
+                if (optind < argc && strcmp(argv[optind], "-") != 0)
+                        id = argv[optind++];
+                if (optind < argc && strcmp(action, "exec") == 0 &&
+                    strcmp(argv[optind], "-") == 0 && !o.code && !o.file)
+                        o.file = argv[optind++];
+                if (optind < argc)
+                        return fail("unexpected argument \"%s\" (see opctl --help)", argv[optind]);
+                if ((o.idle_timeout_s > 0 || o.lifetime_s > 0) && strcmp(action, "open") != 0)
+                        return fail("--idle-timeout and --lifetime go with session open");
+                return cmd_session(&o, action, id);
+        }
+        if (o.idle_timeout_s > 0 || o.lifetime_s > 0)
+                return fail("--idle-timeout and --lifetime go with session open");
         if (strcmp(cmd, "batch") == 0) {
                 if (optind + 1 != argc)
                         return fail("batch takes one file (\"-\": standard input)");
@@ -506,7 +544,7 @@ int main(int argc, char **argv)
         if (strcmp(cmd, "reload") == 0)
                 return cmd_reload(&o);
         return fail("unknown command \"%s\" (run, batch, status, languages, ping, metrics, reload, "
-                    "snapshot; see "
+                    "snapshot, session; see "
                     "opctl --help)",
                     cmd);
 }

@@ -61,6 +61,9 @@ struct opts {
         const char *sign_key;
         uint64_t serial;
         const char *out;
+        /* session: the session an exec runs in (session_exec); open's idle timeout, lifetime */
+        const char *session;
+        double idle_timeout_s, lifetime_s; /* 0: not given */
 };
 
 /* print.c */
@@ -79,6 +82,9 @@ int run_add_fields(const struct opts *o, json_t *req);
 int run_write_files(json_t *answer);
 /* The exit status a run's answer stands for. */
 int run_exit_status(json_t *answer);
+
+/* session.c: open, exec ID (cmd_run() with o->session), list, close ID */
+int cmd_session(const struct opts *o, const char *action, const char *id);
 
 /* batch.c */
 int cmd_batch(const struct opts *o, const char *path);

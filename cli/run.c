@@ -318,8 +318,10 @@ int cmd_run(const struct opts *o)
         uint64_t t0;
         int r;
 
-        if (!o->lang)
+        if (!o->lang && !o->session)
                 return fail("run needs --lang (opctl status lists the languages)");
+        if (o->session && o->mode)
+                return fail("--mode does not go with a session: its VM runs the program");
         if (!!o->code + !!o->file != 1)
                 return fail("run needs the program: one of --code STR, --file PATH or -");
 
@@ -358,10 +360,14 @@ int cmd_run(const struct opts *o)
         if (in && check_text("standard input", in, in_len))
                 return EXIT_FAIL;
 
-        req = json_pack("{s:I, s:s, s:s, s:s%}", "id", (json_int_t)getpid(), "op", "exec", "lang",
-                        o->lang, "code", code, code_len);
+        req = json_pack("{s:I, s:s, s:s%}", "id", (json_int_t)getpid(), "op",
+                        o->session ? "session_exec" : "exec", "code", code, code_len);
         if (!req)
+                return fail("out of memory");
+        if (o->lang && json_object_set_new(req, "lang", json_string(o->lang)) < 0)
                 return fail("the language name is not valid UTF-8");
+        if (o->session && json_object_set_new(req, "session", json_string(o->session)) < 0)
+                return fail("the session id is not valid UTF-8");
         if (in && in_len > 0 && json_object_set_new(req, "stdin", json_stringn(in, in_len)) < 0)
                 return fail("out of memory");
         r = run_add_fields(o, req);

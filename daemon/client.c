@@ -548,6 +548,11 @@ json_t *reply_slot_id(const struct reply_slot *s)
         return s->id;
 }
 
+bool reply_slot_live(const struct reply_slot *s)
+{
+        return s->client && !s->client->closing;
+}
+
 void reply_slot_send(struct reply_slot *s, json_t *obj)
 {
         if (s->client) {

@@ -48,5 +48,7 @@ void clients_free_all(struct opd *d);
 struct reply_slot *reply_slot_new(struct client *c, json_t *id);
 /* The request's "id" (borrowed). */
 json_t *reply_slot_id(const struct reply_slot *s);
+/* Is the slot's client still connected (its answer would reach it)? */
+bool reply_slot_live(const struct reply_slot *s);
 /* Send (takes obj) and free the slot. */
 void reply_slot_send(struct reply_slot *s, json_t *obj);

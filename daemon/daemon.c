@@ -26,6 +26,7 @@
 #include "reload.h"
 #include "request.h"
 #include "s3sync.h"
+#include "session.h"
 #include "snapauto.h"
 #include "server.h"
 #include "util.h"
@@ -223,6 +224,9 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
         r = access_init(d);
         if (r < 0)
                 return r;
+        r = sessions_init(d);
+        if (r < 0)
+                return r;
         event_add(d->sigchld_ev, NULL);
         event_add(d->sigterm_ev, NULL);
         event_add(d->sigint_ev, NULL);
@@ -258,6 +262,7 @@ void opd_stop(struct opd *d)
         door_stop(d);
         /* Every request still waiting or running gets an answer before the connection closes. */
         clients_shutdown(d);
+        sessions_stop(d); /* after the requests: an exec in a session was answered */
         vm_host_kill_all(d->vms_host);
         bgjobs_cancel_all(d);
         event_base_loopexit(d->base, &(struct timeval){0, 200 * 1000});
@@ -269,6 +274,7 @@ void opd_done(struct opd *d)
         bgjobs_done(d); /* their done() still finds their owners */
         door_done(d);
         s3sync_done(d);
+        sessions_free(d); /* its VMs go before the pools they came from */
         d->pools = pools_free(d->pools);
         metrics_done(d);
         if (d->vms_host)

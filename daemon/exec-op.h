@@ -11,6 +11,7 @@ struct op_agent_exec;
 struct op_agent_limits;
 struct opd;
 struct request;
+struct session;
 struct vm;
 
 /* The answer to an exec submitted from inside opd (the Piston door); takes the reference. */
@@ -19,6 +20,14 @@ typedef void (*exec_done_fn)(json_t *answer, void *userdata);
 void exec_handle(struct client *c, json_t *id, json_t *req);
 /* Validate and start one exec (of a batch when b is set). */
 void exec_submit(struct client *c, json_t *id, json_t *req, struct batch *b);
+/* A session_exec of c for session s (found and the caller's); err: refused already (takes the
+ * reference; s is then NULL). Counted and answered as an exec. */
+void exec_submit_session(struct client *c, json_t *id, json_t *req, struct session *s, json_t *err);
+/* An exec in session s (IDLE: else answered busy) from inside opd, on behalf of the session's uid:
+ * req is a session_exec request (its "session" must be s's id), answered through done() as
+ * exec_submit_cb() says. */
+void exec_submit_session_cb(struct opd *d, json_t *req, struct session *s, exec_done_fn done,
+                            void *userdata, struct request **ret_r);
 /* The same exec for a caller that is not a socket client, on behalf of uid (REQUEST_UID_ANON
  * when unknown): req is a protocol exec request (its "id" names it in logs). done() is called
  * exactly once with the answer, ok or error, unless the caller drops the request with

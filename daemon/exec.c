@@ -15,6 +15,7 @@
 #include "opd.h"
 #include "pool.h"
 #include "request.h"
+#include "session.h"
 #include "util.h"
 #include "vm.h"
 
@@ -57,8 +58,14 @@ static json_t *build_job(struct request *r)
                 json_decref(job);
                 return NULL;
         }
-        if (r->pool) {
-                /* A clone with a warm runtime runs the code in it, with the user's args. */
+        if (r->session &&
+            json_object_set_new(job, "workdir", json_string(r->session->workdir)) < 0) {
+                json_decref(job);
+                return NULL;
+        }
+        if (r->pool || (r->session && r->session->pool)) {
+                /* A clone with a warm runtime runs the code in it, with the user's args (in a
+                 * session, the first exec finds the runner; the agent runs the others as usual). */
                 json_object_set_new(job, "warm", json_true());
                 if ((v = json_object_get(e->json, "args")))
                         json_object_set(job, "args", v);
@@ -94,6 +101,10 @@ static json_t *build_reply(struct request *r, const struct op_agent_exec *x)
                 return NULL;
         if (r->snap_version[0])
                 json_object_set_new(reply, "snapshot", json_string(r->snap_version));
+        if (r->session) {
+                json_object_set_new(reply, "mode", json_string("session"));
+                json_object_set_new(reply, "session", json_string(r->session->id));
+        }
         json_object_set_new(reply, "timings_ms",
                             json_pack("{s:f, s:f, s:f, s:f, s:f}", "queue", ms(r->t_start, r->t_vm),
                                       "boot_or_resume", ms(r->t_vm, r->t_ready), "run",
@@ -149,6 +160,8 @@ void exec_on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
                 request_fail(r, OP_ERR_INTERNAL, "out of memory");
                 return;
         }
+        /* Decoded: the agent answered this job and waits for the next one. */
+        r->agent_idle = k >= 0;
         if (k < 0) {
                 log_warn("%s (%s): agent sent %s", vm->name, r->lang->name, err);
                 request_fail(r, OP_ERR_VM_FAILED, "%s: agent sent %s", vm->name, err);
@@ -167,12 +180,13 @@ void exec_on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
 }
 
 /* Decode and look up: 0, or the refusal in *ret_err. */
-static int decode(struct opd *d, json_t *id, json_t *req, struct op_exec *ret_e,
+static int decode(struct opd *d, json_t *id, json_t *req, struct session *s, struct op_exec *ret_e,
                   const struct op_lang **ret_lang, json_t **ret_err)
 {
         const struct op_lang *lang;
         struct op_exec e;
         char err[512];
+        int k;
 
         if (d->stopping) {
                 *ret_err = op_error_reply(id, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
@@ -182,11 +196,26 @@ static int decode(struct opd *d, json_t *id, json_t *req, struct op_exec *ret_e,
                 *ret_err = op_error_reply(id, OP_ERR_UNAVAILABLE, "%s", ACCEL_TCG_REFUSED);
                 return -EPERM;
         }
-        if (op_exec_decode(req, &d->cfg.limits, &e, err, sizeof(err)) < 0) {
+        if (s)
+                k = op_session_exec_decode(req, s->lang->name, s->limits, &d->cfg.limits, &e, err,
+                                           sizeof(err));
+        else
+                k = op_exec_decode(req, &d->cfg.limits, &e, err, sizeof(err));
+        if (k == -ENOMEM) {
+                *ret_err = op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+                return k;
+        }
+        if (k < 0) {
                 *ret_err = op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err);
                 return -EINVAL;
         }
         lang = op_langs_find(&d->langs, e.lang);
+        if (s && lang != s->lang) {
+                *ret_err = op_error_reply(id, OP_ERR_BAD_REQUEST, "session %s runs %s, not \"%s\"",
+                                          s->id, s->lang->name, e.lang);
+                op_exec_done(&e);
+                return -EINVAL;
+        }
         if (!lang) {
                 char names[1024];
 
@@ -228,7 +257,8 @@ static json_t *inflight_busy(struct opd *d, json_t *id, json_t *req, struct clie
  * its answer, and its release once the request is gone (at once when it is refused). err: the
  * caller refused it already (takes the reference). */
 static void submit(struct opd *d, json_t *id, json_t *req, struct client *c, uid_t uid, bool batch,
-                   json_t *err, const struct request_sink *sink, struct request **ret_r)
+                   struct session *s, json_t *err, const struct request_sink *sink,
+                   struct request **ret_r)
 {
         const struct op_lang *lang;
         struct request *r = NULL;
@@ -239,7 +269,7 @@ static void submit(struct opd *d, json_t *id, json_t *req, struct client *c, uid
                 ;
         else if (c && !d->stopping && client_inflight(c) >= d->cfg.max_inflight)
                 err = inflight_busy(d, id, req, c);
-        else if (decode(d, id, req, &e, &lang, &err) < 0)
+        else if (decode(d, id, req, s, &e, &lang, &err) < 0)
                 ;
         else if (batch && e.stdin_stream) {
                 op_exec_done(&e);
@@ -255,6 +285,7 @@ static void submit(struct opd *d, json_t *id, json_t *req, struct client *c, uid
         }
         if (ret_r)
                 *ret_r = r;
+        r->session = s;
         request_route(r);
 }
 
@@ -289,7 +320,7 @@ void exec_submit(struct client *c, json_t *id, json_t *req, struct batch *b)
                 batch_hold(b); /* given back by the sink's release */
                 sink = (struct request_sink){answer_batch_member, release_batch_member, b};
         }
-        submit(client_opd(c), id, req, c, client_uid(c), b != NULL, NULL, &sink, NULL);
+        submit(client_opd(c), id, req, c, client_uid(c), b != NULL, NULL, NULL, &sink, NULL);
 }
 
 void exec_submit_cb(struct opd *d, json_t *req, uid_t uid, exec_done_fn done, void *userdata,
@@ -302,5 +333,25 @@ void exec_submit_cb(struct opd *d, json_t *req, uid_t uid, exec_done_fn done, vo
         *ret_r = NULL;
         if (op_request_id(req, &id, msg, sizeof(msg)) < 0)
                 err = op_error_reply(NULL, OP_ERR_BAD_REQUEST, "%s", msg);
-        submit(d, id, req, NULL, uid, false, err, &sink, ret_r);
+        submit(d, id, req, NULL, uid, false, NULL, err, &sink, ret_r);
+}
+
+void exec_submit_session(struct client *c, json_t *id, json_t *req, struct session *s, json_t *err)
+{
+        struct request_sink sink = {answer_client, NULL, c};
+
+        submit(client_opd(c), id, req, c, client_uid(c), false, s, err, &sink, NULL);
+}
+
+void exec_submit_session_cb(struct opd *d, json_t *req, struct session *s, exec_done_fn done,
+                            void *userdata, struct request **ret_r)
+{
+        struct request_sink sink = {done, NULL, userdata};
+        json_t *id = NULL, *err = NULL;
+        char msg[256];
+
+        *ret_r = NULL;
+        if (op_request_id(req, &id, msg, sizeof(msg)) < 0)
+                err = op_error_reply(NULL, OP_ERR_BAD_REQUEST, "%s", msg);
+        submit(d, id, req, NULL, s->uid, false, err ? NULL : s, err, &sink, ret_r);
 }

@@ -21,6 +21,7 @@
 #include "ops.h"
 #include "pool.h"
 #include "request.h"
+#include "session.h"
 #include "s3sync.h"
 #include "util.h"
 #include "vmm.h"
@@ -268,6 +269,32 @@ static void render_s3(FILE *f, struct opd *d)
                 (unsigned long long)s->refused_bounds);
 }
 
+static void render_sessions(FILE *f, struct opd *d)
+{
+        struct session_counts n;
+
+        sessions_counts(d, &n);
+        head(f, "opd_sessions", "gauge", "Sessions open (any state).");
+        fprintf(f, "opd_sessions %u\n", n.open);
+        head(f, "opd_sessions_busy", "gauge", "Sessions running an exec.");
+        fprintf(f, "opd_sessions_busy %u\n", n.busy);
+        head(f, "opd_sessions_opened_total", "counter",
+             "Sessions opened (asked for and accepted).");
+        fprintf(f, "opd_sessions_opened_total %llu\n", (unsigned long long)n.opened);
+        head(f, "opd_sessions_ended_total", "counter",
+             "Sessions ended, by reason: closed (session_close, opd stopping), expired (idle "
+             "timeout, lifetime), failed (the VM failed or never came).");
+        fprintf(f, "opd_sessions_ended_total{reason=\"closed\"} %llu\n",
+                (unsigned long long)n.closed);
+        fprintf(f, "opd_sessions_ended_total{reason=\"expired\"} %llu\n",
+                (unsigned long long)n.expired);
+        fprintf(f, "opd_sessions_ended_total{reason=\"failed\"} %llu\n",
+                (unsigned long long)n.failed);
+        head(f, "opd_sessions_refused_total", "counter",
+             "session_open refused by session.max or session.max_per_uid.");
+        fprintf(f, "opd_sessions_refused_total %llu\n", (unsigned long long)n.refused);
+}
+
 char *metrics_render(struct opd *d)
 {
         char *buf = NULL;
@@ -288,6 +315,7 @@ char *metrics_render(struct opd *d)
         fprintf(f, "opd_clients %u\n", clients_count(d));
         head(f, "opd_queued", "gauge", "Requests waiting for a VM slot or a paused VM.");
         fprintf(f, "opd_queued %u\n", requests_queued(d));
+        render_sessions(f, d);
         head(f, "opd_piston_inflight", "gauge", "Requests in flight at the Piston door.");
         fprintf(f, "opd_piston_inflight %u\n", door_inflight(d));
         head(f, "opd_vms_started_total", "counter", "VMs started (booted or restored).");

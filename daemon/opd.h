@@ -24,6 +24,7 @@ struct notify;
 struct pools;
 struct request;
 struct s3sync;
+struct sessions;
 struct server;
 struct snapauto;
 struct uid_use;
@@ -63,6 +64,7 @@ struct opd {
         struct metrics *metrics;   /* metrics.c */
         struct door *door;         /* door.c: the Piston door */
         struct notify *notify;     /* notify.c: sd_notify timers */
+        struct sessions *sessions; /* session.c: VMs kept across execs */
 
         /* request.c: requests waiting for a VM slot to boot cold, round-robin by uid */
         struct fairq queue;

@@ -14,6 +14,7 @@
 #include "pool.h"
 #include "reload.h"
 #include "request.h"
+#include "session.h"
 #include "snapauto.h"
 #include "util.h"
 
@@ -94,6 +95,19 @@ static void op_status(struct client *c, json_t *id, json_t *req)
                                               "cgroup", j && vm_jail_cgroup(j) ? "v2" : "none",
                                               "cgroup_text",
                                               j ? vm_jail_cgroup_text(j) : "VMMs are not jailed"));
+        if (st) {
+                struct session_counts n;
+
+                sessions_counts(d, &n);
+                json_object_set_new(
+                    st, "sessions",
+                    json_pack("{s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I}", "open",
+                              (int)n.open, "busy", (int)n.busy, "paused", (int)n.paused, "max",
+                              (int)d->cfg.session.max, "max_per_uid",
+                              (int)d->cfg.session.max_per_uid, "opened", (json_int_t)n.opened,
+                              "closed", (json_int_t)n.closed, "expired", (json_int_t)n.expired,
+                              "failed", (json_int_t)n.failed, "refused", (json_int_t)n.refused));
+        }
         client_send(c, st);
 }
 
@@ -112,10 +126,18 @@ static void op_reload(struct client *c, json_t *id, json_t *req)
 }
 
 static const struct op_entry op_table[] = {
-    {"ping", op_ping, false},        {"status", op_status, false},
-    {"exec", exec_handle, false},    {"metrics", op_metrics, false},
-    {"snapshot", op_snapshot, true}, {"reload", op_reload, true},
-    {"stdin", op_stdin, false},      {"exec_batch", op_exec_batch, false},
+    {"ping", op_ping, false},
+    {"status", op_status, false},
+    {"exec", exec_handle, false},
+    {"metrics", op_metrics, false},
+    {"snapshot", op_snapshot, true},
+    {"reload", op_reload, true},
+    {"stdin", op_stdin, false},
+    {"exec_batch", op_exec_batch, false},
+    {"session_open", op_session_open, false},
+    {"session_exec", op_session_exec, false},
+    {"session_list", op_session_list, false},
+    {"session_close", op_session_close, false},
 };
 
 const struct op_entry *op_lookup(const char *name)

@@ -20,6 +20,7 @@
 #include "opd.h"
 #include "pool.h"
 #include "request.h"
+#include "session.h"
 #include "snap-ref.h"
 #include "util.h"
 #include "vm.h"
@@ -228,6 +229,14 @@ void request_set_state(struct request *r, enum request_state state)
 /* Forget the VM and everything about it: destroyed, its pool told, its times cleared. */
 static void drop_vm(struct request *r)
 {
+        struct session *s = r->session;
+
+        /* A session's VM goes back to it: usable again when its agent answered. */
+        r->session = NULL;
+        if (s) {
+                r->vm = NULL;
+                session_exec_end(s, r->agent_idle);
+        }
         if (r->vm)
                 vm_destroy(r->vm);
         r->vm = NULL;
@@ -285,8 +294,11 @@ static void log_outcome(struct request *r, const char *outcome, json_t *reply)
 
         log_info("exec id=%s lang=%s mode=%s outcome=%s exit=%lld queue=%.1fms "
                  "boot_or_resume=%.1fms run=%.1fms total=%.1fms",
-                 id_text(r, idbuf), r->lang->name, r->pool ? "warm" : "cold", outcome,
-                 (long long)json_integer_value(json_object_get(reply, "exit_code")),
+                 id_text(r, idbuf), r->lang->name,
+                 r->session ? "session"
+                 : r->pool  ? "warm"
+                            : "cold",
+                 outcome, (long long)json_integer_value(json_object_get(reply, "exit_code")),
                  ms(r->t_start, r->t_vm), ms(r->t_vm, r->t_ready), ms(r->t_ready, r->t_done),
                  ms(r->t_start, op_now_us()));
 }
@@ -541,12 +553,43 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         }
 }
 
+void request_session_gone(struct request *r, enum op_err code, const char *why)
+{
+        r->session = NULL;
+        r->vm = NULL;
+        request_fail(r, code, "%s", why);
+}
+
+/* An exec in a session: the session's VM, if the session is idle (one exec at a time). */
+static void start_in_session(struct request *r)
+{
+        struct session *s = r->session;
+
+        if (s->state != SESSION_IDLE) {
+                r->session = NULL;
+                request_fail(r, OP_ERR_BUSY,
+                             "session %s is %s: it runs one exec at a time; send this one when "
+                             "the other is answered",
+                             s->id, session_state_name(s->state));
+                return;
+        }
+        session_exec_start(s, r);
+        r->vm = s->vm;
+        vm_set_events(r->vm, &request_vm_events, r);
+        r->t_vm = r->t_ready = op_now_us();
+        exec_send_job(r);
+}
+
 void request_route(struct request *r)
 {
         struct opd *d = r->d;
         struct pool *p = pool_for(d->pools, r->lang);
         struct vm *vm;
 
+        if (r->session) {
+                start_in_session(r);
+                return;
+        }
         if (r->exec.mode == OP_MODE_COLD) {
                 start_cold(r);
                 return;

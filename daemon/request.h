@@ -16,6 +16,7 @@
 struct client;
 struct op_lang;
 struct opd;
+struct session;
 struct vm;
 
 enum request_state {
@@ -79,6 +80,8 @@ struct request {
         struct vm *vm;
         struct event *timer;              /* the current state's deadline */
         struct pool *pool;                /* warm: the VM came from this pool */
+        struct session *session;          /* an exec in a session: the VM is the session's */
+        bool agent_idle;                  /* the agent answered the job: its VM may serve again */
         bool retried;                     /* moved once off a clone that died before it resumed */
         char snap_version[SNAP_NAME_MAX]; /* the snapshot a warm VM came from */
         uint64_t t_start, t_vm, t_ready, t_sent, t_done; /* op_now_us() */
@@ -110,6 +113,9 @@ void request_fail(struct request *r, enum op_err code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The caller goes away: drop the request and its VM without answering. */
 void request_cancel(struct request *r);
+/* The session r runs in ends under it (closed, expired, opd stopping): r no longer has a VM and
+ * is answered code with why. */
+void request_session_gone(struct request *r, enum op_err code, const char *why);
 /* Count an answer in d->stats and hand it to the sink: every answer to an exec, from a request
  * or a refusal before one exists, goes through here. */
 void request_sink_answer(struct opd *d, const struct request_sink *sink, json_t *answer);

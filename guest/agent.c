@@ -37,6 +37,7 @@
 #define AGENT_TIMEOUT_MS_MAX  600000
 #define AGENT_ENTROPY_MAX     4096
 #define AGENT_HOSTNAME_MAX    64
+#define AGENT_KEEPDIR_MAX     64 /* bytes of "workdir": a session's directory name */
 #define AGENT_BYTES_MAX       OP_FRAME_MAX_CEILING
 #define AGENT_RM_DEPTH_MAX    64
 #define AGENT_REAP_ALL_MAX_US (1000 * 1000)
@@ -74,6 +75,9 @@ struct exec_req {
         bool has_time;
         int64_t time_ns;
         const char *hostname;
+        /* "workdir": the run's directory is <parent>/session-<name>, made when missing and kept
+         * afterwards (a session's calls share it); NULL: a fresh one, removed after the run. */
+        const char *keepdir;
         struct agent_compile compile; /* "compile": the phase before the run, or none */
         struct agent_opts opts;       /* agent-opts.c */
 };
@@ -434,9 +438,9 @@ static int decode_identity(json_t *req, struct exec_req *q, char *errbuf, size_t
 }
 
 static const char *const exec_fields[] = {
-    "id",      "op",        "argv",     "file",  "code",       "code_b64",
-    "stdin",   "stdin_b64", "env",      "files", "timeout_ms", "output_max",
-    "entropy", "time_ns",   "hostname", "warm",  "args",       "compile",
+    "id",        "op",   "argv",  "file",       "code",       "code_b64", "stdin",
+    "stdin_b64", "env",  "files", "timeout_ms", "output_max", "entropy",  "time_ns",
+    "hostname",  "warm", "args",  "compile",    "workdir",
 };
 
 static int check_fields_also(json_t *req, const char *const *fields, size_t n,
@@ -466,6 +470,29 @@ static int check_fields(json_t *req, const char *const *fields, size_t n, char *
         return check_fields_also(req, fields, n, NULL, 0, errbuf, errlen);
 }
 
+/* "workdir": 1-AGENT_KEEPDIR_MAX bytes of [a-z0-9-], so that it names one directory under the
+ * parent and nothing else. */
+static int decode_keepdir(json_t *req, struct exec_req *q, char *errbuf, size_t errlen)
+{
+        json_t *v = json_object_get(req, "workdir");
+        const char *s;
+
+        if (!v)
+                return 0;
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            json_string_length(v) > AGENT_KEEPDIR_MAX)
+                return op_errf(errbuf, errlen, -EINVAL, "\"workdir\" must be 1-%d characters",
+                               AGENT_KEEPDIR_MAX);
+        for (s = json_string_value(v); *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
+                        return op_errf(errbuf, errlen, -EINVAL,
+                                       "\"workdir\" may hold only [a-z0-9-]");
+        if ((size_t)(s - json_string_value(v)) != json_string_length(v))
+                return op_errf(errbuf, errlen, -EINVAL, "\"workdir\" may hold only [a-z0-9-]");
+        q->keepdir = json_string_value(v);
+        return 0;
+}
+
 static int exec_decode(json_t *req, struct exec_req *q, char *errbuf, size_t errlen)
 {
         json_int_t n;
@@ -485,6 +512,9 @@ static int exec_decode(json_t *req, struct exec_req *q, char *errbuf, size_t err
         if (r < 0)
                 return r;
         r = decode_warm(req, q, errbuf, errlen);
+        if (r < 0)
+                return r;
+        r = decode_keepdir(req, q, errbuf, errlen);
         if (r < 0)
                 return r;
         r = get_bytes(req, "stdin", "exec", &q->stdin_data, &q->stdin_len, errbuf, errlen);
@@ -548,12 +578,18 @@ static int apply_identity(const struct exec_req *q, char *errbuf, size_t errlen)
         return 0;
 }
 
-static int write_file(int dfd, const struct req_file *f, uid_t uid, gid_t gid)
+/* Write f into dfd. replace: a kept directory, where an earlier call may have left the name:
+ * whatever is there is unlinked first (never written through: it may be a link the program
+ * made), a directory in the way is an error. No program runs meanwhile (each run's processes are
+ * killed when it ends), so nothing can put the name back before the file is made. */
+static int write_file(int dfd, const struct req_file *f, uid_t uid, gid_t gid, bool replace)
 {
-        _cleanup_close_ int fd =
-            openat(dfd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, f->mode);
+        _cleanup_close_ int fd = -1;
         int r;
 
+        if (replace && unlinkat(dfd, f->name, 0) < 0 && errno != ENOENT)
+                return -errno;
+        fd = openat(dfd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, f->mode);
         if (fd < 0)
                 return -errno;
         r = op_write_all(fd, f->content, f->len);
@@ -612,7 +648,40 @@ static void rm_rundir(const char *dir)
         (void)rmdir(dir);
 }
 
-/* A fresh directory under cfg->workdir holding the request's files. */
+/* A session's kept directory, <parent>/session-<name>: made (mode 0700, the program's) when
+ * missing, else opened and checked: a directory (not a link), the program's own. */
+static int open_keepdir(const struct agent_config *cfg, const char *parent, const char *name,
+                        char **ret_dir, int *ret_dfd, char *errbuf, size_t errlen)
+{
+        _cleanup_free_ char *dir = NULL;
+        _cleanup_close_ int dfd = -1;
+        uid_t owner = cfg->uid != (uid_t)-1 ? cfg->uid : getuid();
+        struct stat st;
+
+        if (asprintf(&dir, "%s/session-%s", parent, name) < 0)
+                return -ENOMEM;
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return op_errf(errbuf, errlen, -EINVAL, "mkdir %s: %s", dir, strerror(errno));
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0)
+                return op_errf(errbuf, errlen, -EINVAL, "open %s: %s", dir, strerror(errno));
+        if (fstat(dfd, &st) < 0)
+                return op_errf(errbuf, errlen, -EINVAL, "stat %s: %s", dir, strerror(errno));
+        if (st.st_uid != owner && st.st_uid != 0)
+                return op_errf(errbuf, errlen, -EINVAL, "%s is owned by uid %u", dir,
+                               (unsigned)st.st_uid);
+        if (cfg->uid != (uid_t)-1 && fchown(dfd, cfg->uid, cfg->gid) < 0)
+                return op_errf(errbuf, errlen, -EINVAL, "chown %s: %s", dir, strerror(errno));
+        /* The program may have taken its own rights away; the next call starts usable. */
+        if (fchmod(dfd, 0700) < 0)
+                return op_errf(errbuf, errlen, -EINVAL, "chmod %s: %s", dir, strerror(errno));
+        *ret_dir = TAKE_PTR(dir);
+        *ret_dfd = TAKE_FD(dfd);
+        return 0;
+}
+
+/* A fresh directory under cfg->workdir holding the request's files (or the session's kept one,
+ * the files added to it). */
 static int make_rundir(const struct agent_config *cfg, const struct exec_req *q, char **ret_dir,
                        char *errbuf, size_t errlen)
 {
@@ -623,6 +692,19 @@ static int make_rundir(const struct agent_config *cfg, const struct exec_req *q,
 
         if (mkdir(parent, 0755) < 0 && errno != EEXIST)
                 return op_errf(errbuf, errlen, -EINVAL, "mkdir %s: %s", parent, strerror(errno));
+        if (q->keepdir) {
+                r = open_keepdir(cfg, parent, q->keepdir, &dir, &dfd, errbuf, errlen);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < q->n_files; i++) {
+                        r = write_file(dfd, &q->files[i], cfg->uid, cfg->gid, true);
+                        if (r < 0)
+                                return op_errf(errbuf, errlen, -EINVAL, "write %s: %s",
+                                               q->files[i].name, strerror(-r));
+                }
+                *ret_dir = TAKE_PTR(dir);
+                return 0;
+        }
         if (asprintf(&dir, "%s/run-XXXXXX", parent) < 0)
                 return -ENOMEM;
         if (!mkdtemp(dir))
@@ -638,7 +720,7 @@ static int make_rundir(const struct agent_config *cfg, const struct exec_req *q,
                 goto fail;
         }
         for (size_t i = 0; i < q->n_files; i++) {
-                r = write_file(dfd, &q->files[i], cfg->uid, cfg->gid);
+                r = write_file(dfd, &q->files[i], cfg->uid, cfg->gid, false);
                 if (r < 0) {
                         op_errf(errbuf, errlen, -EINVAL, "write %s: %s", q->files[i].name,
                                 strerror(-r));
@@ -653,6 +735,13 @@ fail_described:
         dfd = safe_close(dfd);
         rm_rundir(dir);
         return -EIO;
+}
+
+/* The run is over: its directory goes, unless it is a session's kept one. */
+static void end_rundir(const struct exec_req *q, const char *dir)
+{
+        if (!q->keepdir)
+                rm_rundir(dir);
 }
 
 /* As PID 1, end every process but ourselves, so nothing of this request outlives it. */
@@ -801,7 +890,7 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
         if (r == 0 && use_warm)
                 r = warm_handoff(&q, dir, false, &handoff, &handoff_len);
         if (r < 0) {
-                rm_rundir(dir);
+                end_rundir(&q, dir);
                 return op_error_reply(id, OP_ERR_INTERNAL, "%s",
                                       r == -ENOMEM ? "out of memory"
                                                    : "the run directory's path is not UTF-8");
@@ -824,7 +913,7 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
                 answer = compile_phase(id, &q.compile, &job, &cres);
                 if (answer) { /* it failed: the answer is its outcome, the program does not run */
                         kill_all();
-                        rm_rundir(dir);
+                        end_rundir(&q, dir);
                         return answer;
                 }
         }
@@ -851,7 +940,7 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
                 agent_answer_files_done(&ans.exec);
         }
         agent_result_done(&res);
-        rm_rundir(dir);
+        end_rundir(&q, dir);
         if (r < 0 && use_warm)
                 return op_error_reply(id, OP_ERR_INTERNAL, "could not run on the warm runner: %s",
                                       strerror(-r));
@@ -1021,7 +1110,7 @@ static json_t *agent_op_prime(struct agent *a, json_t *req, json_t *id)
         }
         if (r == 0)
                 r = agent_child_wait_ready(&a->warm, q.timeout_ms, &diag);
-        rm_rundir(dir);
+        end_rundir(&q, dir);
         /* The rest of a run's path, which the runner's prime does not take: the identity (which
          * the exec sets again) and a run's own steps, rehearsed with another program. */
         if (r == 0 && a->cfg.apply_identity)

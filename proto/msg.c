@@ -18,6 +18,7 @@ static const char *const err_names[_OP_ERR_MAX] = {
     [OP_ERR_VM_FAILED] = "vm_failed",           [OP_ERR_BUSY] = "busy",
     [OP_ERR_SHUTTING_DOWN] = "shutting_down",   [OP_ERR_PERMISSION_DENIED] = "permission_denied",
     [OP_ERR_INTERNAL] = "internal_error",       [OP_ERR_UNAVAILABLE] = "unavailable",
+    [OP_ERR_NOT_FOUND] = "not_found",           [OP_ERR_QUOTA_EXCEEDED] = "quota_exceeded",
 };
 
 const char *op_err_name(enum op_err e)

@@ -25,6 +25,8 @@ enum op_err {
         OP_ERR_PERMISSION_DENIED,
         OP_ERR_INTERNAL,
         OP_ERR_UNAVAILABLE,
+        OP_ERR_NOT_FOUND,      /* no such session (or not the caller's) */
+        OP_ERR_QUOTA_EXCEEDED, /* a count the configuration bounds (sessions per uid, ...) */
         _OP_ERR_MAX,
 };
 

@@ -32,6 +32,8 @@ export declare class ShuttingDown extends OpdError {}
 export declare class PermissionDenied extends OpdError {}
 export declare class InternalError extends OpdError {}
 export declare class Unavailable extends OpdError {}
+export declare class NotFound extends OpdError {}
+export declare class QuotaExceeded extends OpdError {}
 export declare class ConnectionClosed extends OpdError {}
 export declare class ProtocolError extends OpdError {}
 export declare function errorFromAnswer(answer: Record<string, any>): OpdError;
@@ -128,6 +130,30 @@ export interface BatchResult {
   failed: number;
 }
 
+export interface SessionOptions {
+  idleTimeout?: number;
+  lifetime?: number;
+  timeout?: number;
+  cpuTimeMs?: number;
+  memoryBytes?: number;
+  maxProcesses?: number;
+  outputMaxBytes?: number;
+  fileSizeMaxBytes?: number;
+}
+
+export declare class Session {
+  client: Client;
+  id: string;
+  lang: string;
+  info: Record<string, any>;
+  run(code: string | null, opts?: Omit<ExecOptions, "mode">): Promise<Result>;
+  stream(code: string | null, opts?: Omit<StreamOptions, "mode">): Promise<Execution>;
+  close(): Promise<void>;
+}
+
+export declare function sessionExecRequest(session: string, code: string | null,
+  opts?: Omit<ExecOptions, "mode">): Record<string, unknown>;
+
 export declare class Client {
   constructor(opts?: { socketPath?: string; maxFrame?: number });
   socketPath: string;
@@ -136,6 +162,8 @@ export declare class Client {
   run(lang: string, code: string | null, opts?: ExecOptions): Promise<Result>;
   stream(lang: string, code: string | null, opts?: StreamOptions): Promise<Execution>;
   batch(requests: BatchRequest[], opts?: { onResult?: (r: Result | OpdError) => void }): Promise<BatchResult>;
+  openSession(lang: string, opts?: SessionOptions): Promise<Session>;
+  sessions(): Promise<Array<Record<string, any>>>;
   ping(): Promise<{ ok: true; pong: true; version: string; proto: number; serving: boolean; refused: string | null }>;
   status(): Promise<Record<string, any>>;
   metrics(): Promise<string>;

@@ -49,6 +49,10 @@ export const PermissionDenied = errorClass("PermissionDenied", "permission_denie
 export const InternalError = errorClass("InternalError", "internal_error");
 /** opd runs no untrusted code on this host (TCG without allow_tcg = yes in its configuration). */
 export const Unavailable = errorClass("Unavailable", "unavailable");
+/** No such session: closed, expired, or another user's. */
+export const NotFound = errorClass("NotFound", "not_found");
+/** A count the configuration bounds was reached (session.max, session.max_per_uid). */
+export const QuotaExceeded = errorClass("QuotaExceeded", "quota_exceeded");
 /** The connection ended before the answer (not an answer of opd's). */
 export const ConnectionClosed = errorClass("ConnectionClosed", "connection_closed", true);
 /** opd sent something that is not a frame of one JSON object. */
@@ -56,7 +60,8 @@ export const ProtocolError = errorClass("ProtocolError", "protocol_error");
 
 const BY_CODE = Object.fromEntries(
   [BadRequest, FrameTooLarge, UnknownOp, UnknownLanguage, PoolExhausted, GuestTimeout, VMFailed,
-    Busy, ShuttingDown, PermissionDenied, InternalError, Unavailable].map((C) => [C.code, C]));
+    Busy, ShuttingDown, PermissionDenied, InternalError, Unavailable, NotFound, QuotaExceeded]
+    .map((C) => [C.code, C]));
 
 /** The OpdError (subclass) an error answer or stdin_error event stands for. */
 export function errorFromAnswer(answer) {
@@ -162,6 +167,54 @@ export function execRequest(lang, code, opts = {}) {
   }
   Object.assign(req, opts.extra ?? {});
   return req;
+}
+
+/** The session_exec request for these options (as execRequest, without lang and mode). */
+export function sessionExecRequest(session, code, opts = {}) {
+  if (opts.mode !== undefined) throw new TypeError("a session's runs take no mode: its VM runs them");
+  const req = execRequest(undefined, code, opts);
+  req.op = "session_exec";
+  req.session = session;
+  delete req.lang;
+  return req;
+}
+
+/**
+ * A session (Client.openSession()): one VM kept across runs; files its programs write in their
+ * working directory are there for the next run. One run at a time (another is refused Busy).
+ * opd ends it on close(), after its idle timeout, or at its lifetime (then NotFound).
+ */
+export class Session {
+  constructor(client, answer) {
+    this.client = client;
+    this.id = answer.session;
+    this.lang = answer.lang;
+    this.info = answer;
+  }
+
+  /** Run code in the session's VM (opts as Client.run's, without mode). */
+  async run(code, opts = {}) {
+    return new Result(await this.client.call(sessionExecRequest(this.id, code, opts)));
+  }
+
+  /** A streaming run in the session (as Client.stream). */
+  async stream(code, opts = {}) {
+    const req = sessionExecRequest(this.id, code, { ...opts, stream: true });
+    const id = req.id ?? this.client._nextId++;
+    req.id = id;
+    const ex = new Execution(this.client, id);
+    await this.client._send(req, ex);
+    return ex;
+  }
+
+  /** End the session (its VM is destroyed); one already gone is no error. */
+  async close() {
+    try {
+      await this.client.call({ op: "session_close", session: this.id });
+    } catch (e) {
+      if (!(e instanceof NotFound)) throw e;
+    }
+  }
 }
 
 /** The answer to an exec that ran, whatever the program's exit status. */
@@ -481,6 +534,22 @@ export class Client {
     }
     return { results, ...answer.batch };
   }
+
+  /**
+   * Open a session in lang and resolve with its Session. opts: idleTimeout and lifetime
+   * (seconds; opd's defaults when left out), timeout, cpuTimeMs, memoryBytes, maxProcesses,
+   * outputMaxBytes, fileSizeMaxBytes: the default of each run in the session.
+   */
+  async openSession(lang, { idleTimeout, lifetime, ...limits } = {}) {
+    const req = execRequest(lang, null, limits);
+    req.op = "session_open";
+    if (idleTimeout !== undefined) req.idle_timeout_ms = Math.max(1, Math.ceil(idleTimeout * 1000));
+    if (lifetime !== undefined) req.max_lifetime_ms = Math.max(1, Math.ceil(lifetime * 1000));
+    return new Session(this, await this.call(req));
+  }
+
+  /** Your open sessions (administrators: everyone's). */
+  async sessions() { return (await this.call({ op: "session_list" })).sessions; }
 
   ping() { return this.call({ op: "ping" }); }
 

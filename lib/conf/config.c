@@ -153,6 +153,12 @@ static const struct key keys[] = {
     BOOL("snapshot.preload", snapshot_preload),
     BOOL("snapshot.create_missing", snapshot_create_missing),
     STR0("piston.listen", piston_listen),
+    U32("session.max", session.max, 0, 4096),
+    U32("session.max_per_uid", session.max_per_uid, 0, 4096),
+    U32("session.idle_timeout_ms", session.bounds.idle_timeout_ms_default, 1, 604800000),
+    U32("session.max_idle_timeout_ms", session.bounds.idle_timeout_ms_max, 1, 604800000),
+    U32("session.lifetime_ms", session.bounds.lifetime_ms_default, 1, 2592000000u),
+    U32("session.max_lifetime_ms", session.bounds.lifetime_ms_max, 1, 2592000000u),
 };
 
 static const char *const tri_names[] = {
@@ -229,6 +235,7 @@ int op_config_init(struct op_config *c)
                      .pids_max = 256,
                      .cpu_weight = 100},
             .snapshot_create_missing = 1,
+            .session = {.max = 4, .max_per_uid = 2, .bounds = OP_SESSION_BOUNDS_DEFAULT},
         };
         if (set_str(&c->socket_path, "/run/opd/opd.sock") < 0 ||
             set_str(&c->images_dir, "/var/lib/opd/images") < 0 ||
@@ -386,6 +393,12 @@ int op_config_check(const struct op_config *c, char *errbuf, size_t errlen)
         if (c->limits.timeout_ms_default > c->limits.timeout_ms_max)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "limit.timeout_ms_default is over limit.timeout_ms_max");
+        if (c->session.bounds.idle_timeout_ms_default > c->session.bounds.idle_timeout_ms_max)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "session.idle_timeout_ms is over session.max_idle_timeout_ms");
+        if (c->session.bounds.lifetime_ms_default > c->session.bounds.lifetime_ms_max)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "session.lifetime_ms is over session.max_lifetime_ms");
         if (c->client_output_max && c->client_output_max < 2 * c->client_output_high)
                 return op_errf(errbuf, errlen, -EINVAL,
                                "client.output_max: 0 or at least twice client.output_high");

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "msg-session.h"
 #include "msg.h"
 
 enum op_accel {
@@ -93,6 +94,12 @@ struct op_config {
         uint32_t idle_timeout_ms; /* a connection with nothing in flight that sends nothing for this
                                      long is closed; 0: never */
         struct op_limits limits;
+        /* Sessions: a VM kept across execs (docs/protocol.md, "Sessions"). */
+        struct op_session_config {
+                uint32_t max;         /* sessions alive at once, all uids; 0: sessions off */
+                uint32_t max_per_uid; /* sessions of one uid (root too); 0: no per-uid bound */
+                struct op_session_bounds bounds; /* idle timeout and lifetime: default, most */
+        } session;
         /* S3 snapshot distribution (docs/s3.md); sync is on when s3_bucket is not "". */
         char *s3_bucket;
         char *s3_region;

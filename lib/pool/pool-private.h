@@ -33,6 +33,9 @@ struct pool {
         struct fairq waiters; /* struct pool_waiter, round-robin by key */
         unsigned consecutive_failures;
         struct event *backoff_ev;
+        /* A refill at the next turn of the loop: pool_take() lets its request resume the clone
+         * and send the job before a replacement's VMM is started. */
+        struct event *refill_ev;
         struct pool_stats stats;
         bool suspecting;       /* the serving snapshot's checksums are being verified */
         char last_damage[512]; /* what was found damaged last, "" when never */

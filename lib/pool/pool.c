@@ -153,6 +153,11 @@ static void on_backoff(evutil_socket_t fd, short what, void *arg)
         refill(p);
 }
 
+static void on_refill(evutil_socket_t fd, short what, void *arg)
+{
+        refill(arg);
+}
+
 static void on_pool_vm_failed(struct vm *vm, const char *why, void *userdata);
 
 /* Priming pays off where guest code must be translated: software emulation. */
@@ -458,10 +463,14 @@ struct vm *pool_take(struct pool *p, const struct pool_waiter *w)
                 vm = clone_drop(c);
                 count_served(p, w);
         }
-        /* The new target, and the replacement started now, not when the request ends: the
-         * next arrival may come before that. */
+        /* The new target, and the replacement started now, not when the request ends (the next
+         * arrival may come before that); with a clone taken, at the loop's next turn, once the
+         * request has resumed it: starting a VMM takes milliseconds. */
         follow_demand(p, now);
-        refill(p);
+        if (vm)
+                op_timer_arm_ms(p->refill_ev, 0);
+        else
+                refill(p);
         return vm;
 }
 
@@ -903,7 +912,8 @@ int pools_new(struct event_base *base, const struct op_config *cfg, const struct
                 TAILQ_INIT(&p->ready);
                 fairq_init(&p->waiters);
                 p->backoff_ev = evtimer_new(base, on_backoff, p);
-                if (!p->backoff_ev) {
+                p->refill_ev = evtimer_new(base, on_refill, p);
+                if (!p->backoff_ev || !p->refill_ev) {
                         pools_free(all);
                         return -ENOMEM;
                 }
@@ -940,6 +950,8 @@ struct pools *pools_free(struct pools *all)
                         pool_cancel(waiter_of(it));
                 if (p->backoff_ev)
                         event_free(p->backoff_ev);
+                if (p->refill_ev)
+                        event_free(p->refill_ev);
                 p->serving = snap_ref_put(p->serving);
         }
         if (all->snap_check_ev)

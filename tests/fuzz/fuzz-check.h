@@ -10,6 +10,7 @@
 
 #include "cleanup.h"
 #include "frame.h"
+#include "msg-session.h"
 #include "msg.h"
 
 /* assert() vanishes under -DNDEBUG (RelWithDebInfo); a fuzz check must not. */
@@ -184,6 +185,48 @@ static inline void fuzz_handle_request(json_t *req, const struct op_limits *lim,
 }
 
 /* The other request shapes of the codec: stdin frames and exec_batch. */
+/* The session operations' decoders: what they accept keeps the bounds, refusals say why, and
+ * the request is left as it was. */
+static inline void fuzz_handle_session(json_t *req, const struct op_limits *lim)
+{
+        const struct op_session_bounds b = {5, 10, 7, 20};
+        struct op_session_open o;
+        char id[OP_SESSION_ID_LEN + 1], err[256] = "";
+        size_t refs = req->refcount;
+        json_t *defaults;
+        struct op_exec e;
+        int r;
+
+        r = op_session_open_decode(req, lim, &b, &o, err, sizeof(err));
+        CHECK(r == 0 || (r == -EINVAL && err[0]) || r == -ENOMEM);
+        if (r == 0) {
+                CHECK(o.lang && o.lang[0]);
+                CHECK(o.idle_timeout_ms >= 1 && o.idle_timeout_ms <= b.idle_timeout_ms_max);
+                CHECK(o.max_lifetime_ms >= 1 && o.max_lifetime_ms <= b.lifetime_ms_max);
+                CHECK(json_is_object(o.limits));
+                op_session_open_done(&o);
+        }
+        err[0] = 0;
+        r = op_session_close_decode(req, id, err, sizeof(err));
+        CHECK(r == 0 || (r == -EINVAL && err[0]));
+        if (r == 0)
+                CHECK(op_session_id_valid(id, strlen(id)));
+        err[0] = 0;
+        r = op_session_list_decode(req, err, sizeof(err));
+        CHECK(r == 0 || (r == -EINVAL && err[0]));
+        err[0] = 0;
+        defaults = json_pack("{s:i, s:i}", "timeout_ms", 3, "cpu_time_ms", 2);
+        r = op_session_exec_decode(req, "python", defaults, lim, &e, err, sizeof(err));
+        json_decref(defaults);
+        CHECK(r == 0 || (r == -EINVAL && err[0]) || r == -ENOMEM);
+        if (r == 0) {
+                CHECK(e.lang && e.timeout_ms >= 1 && e.timeout_ms <= lim->timeout_ms_max);
+                CHECK(!json_object_get(e.json, "session") && !json_object_get(e.json, "mode"));
+                op_exec_done(&e);
+        }
+        CHECK(req->refcount == refs);
+}
+
 static inline void fuzz_handle_other(json_t *req, const struct op_limits *lim)
 {
         struct op_stdin in;
@@ -213,4 +256,5 @@ static inline void fuzz_handle_other(json_t *req, const struct op_limits *lim)
                 }
                 op_batch_done(&b);
         }
+        fuzz_handle_session(req, lim);
 }

@@ -130,7 +130,9 @@ BAD_FRAMES = [
 class BadInput(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.opd = Opd({"read_timeout_ms": "500", "pool.size": "0"})
+        # The read deadline is short so that the half-frame case ends soon, and long enough
+        # that a loaded machine still sends the 12 MiB frame below within it.
+        cls.opd = Opd({"read_timeout_ms": "5000", "pool.size": "0"})
 
     @classmethod
     def tearDownClass(cls):

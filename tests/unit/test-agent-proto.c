@@ -180,6 +180,64 @@ static void test_exec_rundir_cleanup(void **state)
         assert_int_equal(access("/etc/passwd", F_OK), 0);
 }
 
+/* "workdir": a session's calls share one directory, kept after each run; a name the program
+ * left in it (a link to a file outside) is replaced by a file given again, never written
+ * through. */
+static void test_exec_kept_workdir(void **state)
+{
+        char dir[PATH_MAX], target[PATH_MAX], cmd[2 * PATH_MAX + 64], buf[64] = "";
+        json_t *a;
+        FILE *f;
+
+        snprintf(dir, sizeof(dir), "%s/session-s-1", workdir);
+        snprintf(target, sizeof(target), "%s.target", workdir);
+        f = fopen(target, "w");
+        assert_non_null(f);
+        fputs("outside", f);
+        fclose(f);
+        a = handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"-c\",\"echo two > b.txt; pwd\"],"
+                   "\"workdir\":\"s-1\",\"files\":[{\"name\":\"a.txt\",\"content\":\"one\"}]}");
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 0);
+        snprintf(cmd, sizeof(cmd), "%s\n", dir);
+        assert_string_equal(str(a, "stdout"), cmd);
+        json_decref(a);
+        assert_int_equal(count_entries(dir), 2);
+        snprintf(cmd, sizeof(cmd),
+                 "{\"op\":\"exec\",\"argv\":[\"sh\",\"-c\",\"cat a.txt b.txt; ln -s %s link\"],"
+                 "\"workdir\":\"s-1\"}",
+                 target);
+        a = handle(cmd);
+        assert_string_equal(str(a, "stdout"), "onetwo\n");
+        json_decref(a);
+        a = handle("{\"op\":\"exec\",\"argv\":[\"cat\",\"link\"],\"workdir\":\"s-1\","
+                   "\"files\":[{\"name\":\"link\",\"content\":\"inside\"}]}");
+        assert_string_equal(str(a, "stdout"), "inside");
+        json_decref(a);
+        f = fopen(target, "r");
+        assert_non_null(f);
+        assert_non_null(fgets(buf, sizeof(buf), f));
+        fclose(f);
+        assert_string_equal(buf, "outside");
+        /* a directory in the way of a file is an error, not a loss */
+        a = handle("{\"op\":\"exec\",\"argv\":[\"mkdir\",\"d\"],\"workdir\":\"s-1\"}");
+        json_decref(a);
+        assert_request_error("{\"op\":\"exec\",\"argv\":[\"true\"],\"workdir\":\"s-1\","
+                             "\"files\":[{\"name\":\"d\",\"content\":\"x\"}]}",
+                             "internal_error");
+        for (const char *const *bad =
+                 (const char *const[]){
+                     "\"\"", "\"../x\"", "\"A\"", "\"a/b\"", "1", "\"a\\u0000b\"",
+                     "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"", NULL};
+             *bad; bad++) {
+                snprintf(cmd, sizeof(cmd), "{\"op\":\"exec\",\"argv\":[\"true\"],\"workdir\":%s}",
+                         *bad);
+                assert_request_error(cmd, "bad_request");
+        }
+        snprintf(cmd, sizeof(cmd), "rm -rf %s %s", dir, target);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(count_entries(workdir), 0);
+}
+
 static void test_exec_non_utf8(void **state)
 {
         json_t *a = handle("{\"op\":\"exec\",\"argv\":[\"printf\",\"a\\\\377b\"]}");
@@ -1251,6 +1309,7 @@ int main(void)
             cmocka_unit_test(test_exec_minimal),
             cmocka_unit_test(test_exec_signal_timeout_truncated),
             cmocka_unit_test(test_exec_rundir_cleanup),
+            cmocka_unit_test(test_exec_kept_workdir),
             cmocka_unit_test(test_exec_non_utf8),
             cmocka_unit_test(test_exec_identity_ignored),
             cmocka_unit_test(test_exec_identity_applied),

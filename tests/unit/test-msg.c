@@ -13,6 +13,7 @@
 
 #include "cleanup.h"
 #include "frame.h"
+#include "msg-session.h"
 #include "msg-snapshot.h"
 #include "msg.h"
 
@@ -648,6 +649,7 @@ static void test_error_names(void **state)
             "bad_request",    "frame_too_large",   "unknown_op",     "unknown_language",
             "pool_exhausted", "timeout",           "vm_failed",      "busy",
             "shutting_down",  "permission_denied", "internal_error", "unavailable",
+            "not_found",      "quota_exceeded",
         };
 
         for (int i = 0; i < _OP_ERR_MAX; i++)
@@ -1265,6 +1267,161 @@ static void test_status(void **state)
         assert_int_equal(op_status_of(-1, 9, true, false, true, true), OP_STATUS_MEMORY_LIMIT);
 }
 
+/* ---- sessions ---- */
+
+static void test_session_open(void **state)
+{
+        const struct op_limits lim = OP_LIMITS_DEFAULT;
+        const struct op_session_bounds b = OP_SESSION_BOUNDS_DEFAULT;
+        struct op_session_open o;
+        char err[256];
+        json_t *req;
+
+        req = parse("{\"op\":\"session_open\",\"id\":1,\"lang\":\"python\"}");
+        assert_int_equal(op_session_open_decode(req, &lim, &b, &o, err, sizeof(err)), 0);
+        assert_string_equal(o.lang, "python");
+        assert_int_equal(o.idle_timeout_ms, b.idle_timeout_ms_default);
+        assert_int_equal(o.max_lifetime_ms, b.lifetime_ms_default);
+        assert_int_equal(json_object_size(o.limits), 0);
+        op_session_open_done(&o);
+        json_decref(req);
+
+        req = parse("{\"op\":\"session_open\",\"lang\":\"py\",\"idle_timeout_ms\":1,"
+                    "\"max_lifetime_ms\":86400000,\"timeout_ms\":1500,\"memory_bytes\":67108864}");
+        assert_int_equal(op_session_open_decode(req, &lim, &b, &o, err, sizeof(err)), 0);
+        assert_int_equal(o.idle_timeout_ms, 1);
+        assert_int_equal(o.max_lifetime_ms, 86400000);
+        assert_int_equal(json_object_size(o.limits), 2);
+        assert_int_equal(json_integer_value(json_object_get(o.limits, "timeout_ms")), 1500);
+        op_session_open_done(&o);
+        assert_int_equal(req->refcount, 1);
+        json_decref(req);
+
+        static const struct {
+                const char *json, *msg;
+        } bad[] = {
+            {"{\"op\":\"session_open\"}", "\"lang\""},
+            {"{\"op\":\"session_open\",\"lang\":\"\"}", "\"lang\""},
+            {"{\"op\":\"session_open\",\"lang\":7}", "\"lang\""},
+            {"{\"op\":\"session_open\",\"lang\":\"python\",\"code\":\"1\"}", "unknown field"},
+            {"{\"op\":\"session_open\",\"lang\":\"python\",\"idle_timeout_ms\":0}",
+             "idle_timeout_ms"},
+            {"{\"op\":\"session_open\",\"lang\":\"python\",\"idle_timeout_ms\":3600001}",
+             "session.max_idle_timeout_ms"},
+            {"{\"op\":\"session_open\",\"lang\":\"python\",\"max_lifetime_ms\":\"1\"}",
+             "max_lifetime_ms"},
+            {"{\"op\":\"session_open\",\"lang\":\"python\",\"max_lifetime_ms\":86400001}",
+             "session.max_lifetime_ms"},
+            {"{\"op\":\"session_open\",\"lang\":\"python\",\"timeout_ms\":0}", "timeout_ms"},
+            {"{\"op\":\"session_open\",\"lang\":\"python\",\"memory_bytes\":1}", "memory_bytes"},
+            {"{\"op\":\"session_open\",\"lang\":\"python\",\"mode\":\"warm\"}", "unknown field"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                req = parse(bad[i].json);
+                err[0] = 0;
+                assert_int_equal(op_session_open_decode(req, &lim, &b, &o, err, sizeof(err)),
+                                 -EINVAL);
+                if (!strstr(err, bad[i].msg))
+                        fail_msg("%s: \"%s\" lacks \"%s\"", bad[i].json, err, bad[i].msg);
+                json_decref(req);
+        }
+}
+
+static void test_session_id(void **state)
+{
+        char id[OP_SESSION_ID_LEN + 1], err[256];
+        json_t *req;
+
+        assert_true(op_session_id_valid("0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b", 36));
+        assert_false(op_session_id_valid("0F8E3A2C-1B4D-4E5F-8A9B-0C1D2E3F4A5B", 36));
+        assert_false(op_session_id_valid("0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5", 35));
+        assert_false(op_session_id_valid("0f8e3a2c11b4d-4e5f-8a9b-0c1d2e3f4a5b", 36));
+        assert_false(op_session_id_valid("0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5g", 36));
+        assert_false(op_session_id_valid(NULL, 0));
+        req = parse("{\"op\":\"session_close\",\"id\":\"c\","
+                    "\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\"}");
+        assert_int_equal(op_session_close_decode(req, id, err, sizeof(err)), 0);
+        assert_string_equal(id, "0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b");
+        json_decref(req);
+        req = parse("{\"op\":\"session_close\",\"session\":\"../../x\"}");
+        assert_int_equal(op_session_close_decode(req, id, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "session id"));
+        json_decref(req);
+        req = parse("{\"op\":\"session_close\"}");
+        assert_int_equal(op_session_close_decode(req, id, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "missing \"session\""));
+        json_decref(req);
+        req = parse("{\"op\":\"session_list\",\"id\":1}");
+        assert_int_equal(op_session_list_decode(req, err, sizeof(err)), 0);
+        json_decref(req);
+        req = parse("{\"op\":\"session_list\",\"all\":true}");
+        assert_int_equal(op_session_list_decode(req, err, sizeof(err)), -EINVAL);
+        json_decref(req);
+}
+
+static void test_session_exec(void **state)
+{
+        const struct op_limits lim = OP_LIMITS_DEFAULT;
+        json_t *defaults = parse("{\"timeout_ms\":1500,\"cpu_time_ms\":900}"), *req;
+        struct op_exec e;
+        char err[256];
+
+        req = parse("{\"op\":\"session_exec\",\"id\":3,\"session\":"
+                    "\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\",\"code\":\"print(1)\","
+                    "\"timeout_ms\":2500,\"stdin_stream\":true}");
+        assert_int_equal(
+            op_session_exec_decode(req, "python", defaults, &lim, &e, err, sizeof(err)), 0);
+        assert_string_equal(e.lang, "python");
+        assert_int_equal(e.timeout_ms, 2500); /* the call's own */
+        assert_int_equal(e.cpu_time_ms, 900); /* the session's default */
+        assert_true(e.stdin_stream);
+        assert_null(json_object_get(e.json, "session"));
+        assert_string_equal(json_string_value(json_object_get(e.json, "op")), "exec");
+        op_exec_done(&e);
+        assert_int_equal(req->refcount, 1);
+        assert_non_null(json_object_get(req, "session")); /* the caller's request is untouched */
+        json_decref(req);
+
+        /* "lang" given is kept for the caller to check against the session's */
+        req = parse("{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
+                    "\"lang\":\"bash\",\"code\":\"1\"}");
+        assert_int_equal(op_session_exec_decode(req, "python", NULL, &lim, &e, err, sizeof(err)),
+                         0);
+        assert_string_equal(e.lang, "bash");
+        op_exec_done(&e);
+        json_decref(req);
+
+        static const struct {
+                const char *json, *msg;
+        } bad[] = {
+            {"{\"op\":\"session_exec\",\"code\":\"1\"}", "missing \"session\""},
+            {"{\"op\":\"session_exec\",\"session\":1,\"code\":\"1\"}", "session id"},
+            {"{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
+             "\"code\":\"1\",\"mode\":\"warm\"}",
+             "\"mode\""},
+            {"{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\"}",
+             "\"code\""},
+            {"{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
+             "\"code\":\"1\",\"timeout_ms\":0}",
+             "timeout_ms"},
+            {"{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
+             "\"code\":\"1\",\"bogus\":0}",
+             "unknown field"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                req = parse(bad[i].json);
+                err[0] = 0;
+                assert_int_equal(
+                    op_session_exec_decode(req, "python", defaults, &lim, &e, err, sizeof(err)),
+                    -EINVAL);
+                if (!strstr(err, bad[i].msg))
+                        fail_msg("%s: \"%s\" lacks \"%s\"", bad[i].json, err, bad[i].msg);
+                assert_int_equal(req->refcount, 1);
+                json_decref(req);
+        }
+        json_decref(defaults);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1284,6 +1441,9 @@ int main(void)
             cmocka_unit_test(test_exec_env_names),
             cmocka_unit_test(test_exec_late_failure_frees),
             cmocka_unit_test(test_error_names),
+            cmocka_unit_test(test_session_open),
+            cmocka_unit_test(test_session_id),
+            cmocka_unit_test(test_session_exec),
             cmocka_unit_test(test_error_reply),
             cmocka_unit_test(test_error_reply_invalid_utf8),
             cmocka_unit_test(test_bytes_round_trip),

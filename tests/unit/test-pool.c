@@ -671,6 +671,11 @@ static bool restored_none(void *arg)
         return counts(arg).restoring == 0;
 }
 
+static bool restoring_some(void *arg)
+{
+        return counts(arg).restoring > 0;
+}
+
 static void test_serve_null(void **state)
 {
         struct fx *f = *state;
@@ -682,7 +687,10 @@ static void test_serve_null(void **state)
         wait_ready(f, p, 2);
         vm = pool_take(p, NULL); /* in use: finishes its request untouched */
         assert_non_null(vm);
-        assert_int_equal(counts(p).restoring, 1); /* its replacement starts at once */
+        /* Its replacement starts at the loop's next turn, once the request resumed the clone. */
+        assert_int_equal(counts(p).restoring, 0);
+        run_until(f, restoring_some, p);
+        assert_int_equal(counts(p).restoring, 1);
         pool_serve(p, NULL);
         assert_false(pool_serves(p));
         assert_null(pool_serving_version(p));

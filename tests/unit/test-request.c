@@ -24,6 +24,7 @@
 #include "opd.h"
 #include "pool.h"
 #include "request.h"
+#include "session.h"
 #include "snap-ref.h"
 #include "snapshot.h"
 #include "util.h"
@@ -1399,6 +1400,277 @@ static void test_sink_answer_then_release(void **state)
         assert_idle(f);
 }
 
+/* ---- sessions ---- */
+
+#define SESSION_UID 4242
+
+/* A session of SESSION_UID in sh, started: its id (the session may end while the test runs). */
+static void open_session(struct fx *f, uint32_t idle_ms, uint32_t lifetime_ms,
+                         char id[static OP_SESSION_ID_LEN + 1])
+{
+        struct session *s;
+
+        assert_int_equal(
+            session_new(&f->d, &f->d.langs.v[SH], SESSION_UID, idle_ms, lifetime_ms, NULL, &s), 0);
+        assert_int_equal(s->state, SESSION_NEW);
+        assert_true(op_session_id_valid(s->id, strlen(s->id)));
+        memcpy(id, s->id, OP_SESSION_ID_LEN + 1);
+        session_start(s);
+}
+
+static struct session *find(struct fx *f, const char *id)
+{
+        return session_find(&f->d, id, SESSION_UID, false);
+}
+
+struct session_wait {
+        struct fx *f;
+        const char *id;
+        enum session_state state; /* _SESSION_STATE_MAX: until it is gone */
+};
+
+static bool session_reached(void *arg)
+{
+        struct session_wait *w = arg;
+        struct session *s = find(w->f, w->id);
+
+        return w->state == _SESSION_STATE_MAX ? !s : s && s->state == w->state;
+}
+
+static void wait_session(struct fx *f, const char *id, enum session_state state)
+{
+        struct session_wait w = {f, id, state};
+
+        run_until(f, session_reached, &w);
+}
+
+/* An exec in the session (takes nothing). */
+static struct call *submit_in(struct fx *f, const char *id)
+{
+        json_t *req =
+            json_pack("{s:s, s:s, s:s}", "op", "session_exec", "session", id, "code", "echo hi");
+        struct call *c;
+
+        assert_true(f->n_calls < CALLS_MAX);
+        c = &f->calls[f->n_calls++];
+        exec_submit_session_cb(&f->d, req, find(f, id), on_done, c, &c->r);
+        json_decref(req);
+        return c;
+}
+
+static void expire_session(struct fx *f, const char *id)
+{
+        struct timeval now = {0, 0};
+        struct session *s = find(f, id);
+
+        assert_non_null(s);
+        assert_true(evtimer_pending(s->timer, NULL));
+        assert_int_equal(evtimer_add(s->timer, &now), 0);
+}
+
+static unsigned uid_vms(struct fx *f, uid_t uid)
+{
+        struct uid_use *u;
+
+        LIST_FOREACH(u, &f->d.uids, link)
+        if (u->uid == uid)
+                return u->vms;
+        return 0;
+}
+
+/* Open takes a paused clone as a warm exec does, keeps it across execs (each in the session's
+ * kept directory, the first on the warm runner), and its uid counts it as a VM. */
+static void test_session_warm_execs(void **state)
+{
+        struct fx *f = *state;
+        char id[OP_SESSION_ID_LEN + 1];
+        struct session *s;
+        struct call *c;
+        struct vm *vm;
+
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        open_session(f, LONG_MS, LONG_MS, id);
+        s = find(f, id);
+        assert_non_null(s);
+        assert_int_equal(s->state, SESSION_IDLE);
+        assert_non_null(s->vm);
+        vm = s->vm;
+        assert_string_equal(s->snap_version, "v1");
+        assert_int_equal(counts(f, SH).in_use, 1);
+        assert_int_equal(uid_vms(f, SESSION_UID), 1);
+        /* another uid does not find it; an administrator does */
+        assert_null(session_find(&f->d, id, SESSION_UID + 1, false));
+        assert_ptr_equal(session_find(&f->d, id, SESSION_UID + 1, true), s);
+        for (int i = 0; i < 2; i++) {
+                c = submit_in(f, id);
+                assert_int_equal(find(f, id)->state, SESSION_BUSY);
+                wait_answer(f, c);
+                assert_ok(c, "session");
+                assert_string_equal(json_string_value(json_object_get(c->answer, "session")), id);
+                assert_string_equal(json_string_value(json_object_get(f->last_job, "workdir")), id);
+                assert_true(json_is_true(json_object_get(f->last_job, "warm")));
+                s = find(f, id);
+                assert_non_null(s);
+                assert_int_equal(s->state, SESSION_IDLE);
+                assert_ptr_equal(s->vm, vm); /* the same VM every time */
+                assert_int_equal(s->execs, (uint64_t)i + 1);
+        }
+        /* ids are unique; a session restored under its old id keeps it */
+        {
+                struct session *t;
+                char old[OP_SESSION_ID_LEN + 1];
+
+                assert_int_equal(
+                    session_new(&f->d, &f->d.langs.v[SH], SESSION_UID, LONG_MS, LONG_MS, NULL, &t),
+                    0);
+                assert_string_not_equal(t->id, id);
+                assert_string_equal(t->workdir, t->id);
+                memcpy(old, t->id, sizeof(old));
+                assert_int_equal(session_set_id(t, id), -EEXIST);
+                assert_int_equal(session_set_id(t, "not-an-id"), -EINVAL);
+                assert_string_equal(t->id, old);
+                session_destroy(t, SESSION_END_CLOSED);
+        }
+        session_destroy(s, SESSION_END_CLOSED);
+        assert_null(find(f, id));
+        assert_int_equal(counts(f, SH).in_use, 0);
+        assert_int_equal(uid_vms(f, SESSION_UID), 0);
+        settle(f);
+        wait_ready(f, SH, 1); /* the pool refills */
+}
+
+/* One exec at a time; the lifetime ends the session under a running exec, which is answered. */
+static void test_session_busy_then_lifetime(void **state)
+{
+        struct fx *f = *state;
+        char id[OP_SESSION_ID_LEN + 1];
+        struct call *c1, *c2;
+
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        open_session(f, LONG_MS, LONG_MS, id);
+        f->agent_silent = true;
+        c1 = submit_in(f, id);
+        c2 = submit_in(f, id);
+        assert_error(c2, "busy");
+        assert_non_null(strstr(error_message(c2), "one exec at a time"));
+        assert_int_equal(find(f, id)->state, SESSION_BUSY);
+        expire_session(f, id);
+        wait_answer(f, c1);
+        assert_error(c1, "timeout");
+        assert_non_null(strstr(error_message(c1), "max_lifetime_ms"));
+        assert_null(find(f, id));
+        assert_int_equal(uid_vms(f, SESSION_UID), 0);
+        settle(f);
+        assert_idle(f);
+}
+
+/* The idle deadline ends an idle session; its VM goes. */
+static void test_session_idle_deadline(void **state)
+{
+        struct fx *f = *state;
+        char id[OP_SESSION_ID_LEN + 1];
+        struct session_counts n;
+
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        open_session(f, SHORT_MS, LONG_MS, id);
+        wait_session(f, id, _SESSION_STATE_MAX);
+        sessions_counts(&f->d, &n);
+        assert_int_equal(n.open, 0);
+        assert_int_equal(n.expired, 1);
+        assert_int_equal(counts(f, SH).in_use, 0);
+}
+
+/* Without a pool the session boots a VM of its own, and is IDLE once its agent is ready. */
+static void test_session_cold(void **state)
+{
+        struct fx *f = *state;
+        char id[OP_SESSION_ID_LEN + 1];
+        struct call *c;
+
+        open_session(f, LONG_MS, LONG_MS, id);
+        assert_int_equal(find(f, id)->state, SESSION_BOOTING);
+        wait_session(f, id, SESSION_IDLE);
+        c = submit_in(f, id);
+        wait_answer(f, c);
+        assert_ok(c, "session");
+        assert_null(json_object_get(f->last_job, "warm"));
+        assert_int_equal(find(f, id)->state, SESSION_IDLE);
+        sessions_stop(&f->d);
+        assert_null(find(f, id));
+}
+
+/* A clone that never comes: the wait's deadline ends the session. */
+static void test_session_wait_deadline(void **state)
+{
+        struct fx *f = *state;
+        char id[OP_SESSION_ID_LEN + 1];
+
+        f->fake.opts.fault = FAKE_FAULT_SILENT; /* clones never finish restoring */
+        serve(f, SH, 1);
+        open_session(f, LONG_MS, LONG_MS, id);
+        assert_int_equal(find(f, id)->state, SESSION_WAITING);
+        assert_int_equal(counts(f, SH).waiting, 1);
+        expire_session(f, id);
+        wait_session(f, id, _SESSION_STATE_MAX);
+        assert_int_equal(counts(f, SH).waiting, 0);
+}
+
+/* An answer the agent garbles leaves the VM untrusted: the exec fails and the session ends. */
+static void test_session_bad_answer_ends_it(void **state)
+{
+        struct fx *f = *state;
+        char id[OP_SESSION_ID_LEN + 1];
+        struct call *c;
+
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        open_session(f, LONG_MS, LONG_MS, id);
+        f->agent_garbles = true;
+        c = submit_in(f, id);
+        wait_answer(f, c);
+        assert_error(c, "vm_failed");
+        assert_null(find(f, id));
+        assert_int_equal(uid_vms(f, SESSION_UID), 0);
+        settle(f);
+        assert_idle(f);
+}
+
+/* The VM dies while the session is idle: the session ends. */
+static void test_session_vm_dies_idle(void **state)
+{
+        struct fx *f = *state;
+        char id[OP_SESSION_ID_LEN + 1];
+
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        open_session(f, LONG_MS, LONG_MS, id);
+        vm_abort(find(f, id)->vm, "killed by the test");
+        wait_session(f, id, _SESSION_STATE_MAX);
+        assert_int_equal(counts(f, SH).in_use, 0);
+}
+
+/* A request cancelled in a session (its client went) takes the session with it: the agent may
+ * still be running it. */
+static void test_session_cancelled_exec(void **state)
+{
+        struct fx *f = *state;
+        char id[OP_SESSION_ID_LEN + 1];
+        struct call *c;
+
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        open_session(f, LONG_MS, LONG_MS, id);
+        f->agent_silent = true;
+        c = submit_in(f, id);
+        cancel(c);
+        assert_null(find(f, id));
+        settle(f);
+        assert_idle(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1439,6 +1711,14 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_warm_uid_at_its_vm_cap_waits, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cold_queue_round_robin_by_uid, setup, teardown),
             cmocka_unit_test_setup_teardown(test_sink_answer_then_release, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_warm_execs, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_busy_then_lifetime, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_idle_deadline, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_cold, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_wait_deadline, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_bad_answer_ends_it, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_vm_dies_idle, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_cancelled_exec, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,7 +50,8 @@ test("errors by code", () => {
     ["vm_failed", opd.VMFailed, true], ["shutting_down", opd.ShuttingDown, true],
     ["permission_denied", opd.PermissionDenied, false], ["internal_error", opd.InternalError, false],
     ["unavailable", opd.Unavailable, false],
-    ["frame_too_large", opd.FrameTooLarge, false], ["unknown_op", opd.UnknownOp, false]]) {
+    ["frame_too_large", opd.FrameTooLarge, false], ["unknown_op", opd.UnknownOp, false],
+    ["not_found", opd.NotFound, false], ["quota_exceeded", opd.QuotaExceeded, false]]) {
     const e = opd.errorFromAnswer({ id: 7, ok: false, error: { code, message: "m" } });
     assert.ok(e instanceof C && e instanceof opd.OpdError && e instanceof Error, code);
     assert.deepEqual([e.code, e.retryable, e.id, e.message], [code, retry, 7, "m"]);
@@ -177,6 +178,25 @@ test("interactive stdin", daemon, async () => {
     assert.deepEqual([ex.result.exitCode, ex.stdinErrors], [0, []]);
     ex.sendStdin("late\n"); // its exec is over: refused as an event nobody waits for
     assert.equal((await c.ping()).pong, true);
+  } finally {
+    c.close();
+  }
+});
+
+test("session: files kept between runs, gone once closed", daemon, async () => {
+  const c = new opd.Client({ socketPath });
+  try {
+    const s = await c.openSession("python", { idleTimeout: 600, timeout: 20 });
+    assert.match(s.id, /^[0-9a-f-]{36}$/);
+    assert.deepEqual(s.info.limits, { timeout_ms: 20000 });
+    let r = await s.run("open('kept.txt', 'w').write('kept')\nprint('one')");
+    assert.deepEqual([r.stdout, r.mode], ["one\n", "session"]);
+    r = await s.run("print(open('kept.txt').read())");
+    assert.equal(r.stdout, "kept\n");
+    assert.deepEqual((await c.sessions()).map((x) => x.session), [s.id]);
+    await s.close();
+    await assert.rejects(s.run("print(1)"), opd.NotFound);
+    await s.close(); // already gone: no error
   } finally {
     c.close();
   }

@@ -7,7 +7,7 @@ import os
 import select
 import socket
 
-from .errors import ConnectionClosed, OpdError, ProtocolError, error_from_answer
+from .errors import ConnectionClosed, NotFound, OpdError, ProtocolError, error_from_answer
 from .protocol import DEFAULT_MAX_FRAME, Event, FrameReader, Result, encode_frame
 
 DEFAULT_SOCKET = "/run/opd/opd.sock"
@@ -19,6 +19,15 @@ def file_entry(name, content):
         return {"name": name, "content": base64.b64encode(content).decode("ascii"),
                 "encoding": "base64"}
     return {"name": name, "content": content}
+
+
+def session_exec_request(session, code, **kw):
+    """The session_exec request for these arguments (see Session.run)."""
+    req = exec_request(None, code, **kw)
+    req["op"] = "session_exec"
+    req["session"] = session
+    del req["lang"]
+    return req
 
 
 def exec_request(lang, code, stdin=None, args=None, env=None, files=None, timeout=None,
@@ -93,6 +102,52 @@ class Execution:
         """Read the remaining events (returned as a list) and the result."""
         events = list(self)
         return events, self.result
+
+
+class Session:
+    """A session (Client.open_session()): one VM kept for you across runs; files its programs
+    write in their working directory are there for the next run. One run at a time (another
+    while one runs is refused with Busy). Closed by close(), by leaving a with block, or by opd
+    when it has been idle for its idle timeout or reached its lifetime (then NotFound)."""
+
+    def __init__(self, client, answer):
+        self.client = client
+        self.id = answer["session"]
+        self.lang = answer.get("lang")
+        self.info = answer  # session_open's answer: vm, mode, idle_timeout_ms, ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def submit(self, code, **kw):
+        """Start a run in the session without waiting; its id for Client.result()."""
+        return self.client.send(session_exec_request(self.id, code, **kw))
+
+    def run(self, code, stdin=None, args=None, env=None, files=None, timeout=None, **extra):
+        """Run code in the session's VM and return its Result (arguments as Client.run's, but
+        no lang and no mode: the session's)."""
+        return self.client.result(self.submit(code, stdin=stdin, args=args, env=env,
+                                              files=files, timeout=timeout, **extra))
+
+    def stream(self, code, stdin_stream=False, **kw):
+        """A streaming run in the session (as Client.stream)."""
+        req = session_exec_request(self.id, code, stream=True, **kw)
+        if stdin_stream:
+            req["stdin_stream"] = True
+        id = self.client.send(req)
+        ex = Execution(self.client, id)
+        self.client._streams[id] = ex
+        return ex
+
+    def close(self):
+        """End the session (its VM is destroyed); a session already gone is no error."""
+        try:
+            self.client.close_session(self.id)
+        except NotFound:
+            pass
 
 
 class Client:
@@ -303,6 +358,28 @@ class Client:
             results.append(Result(a) if a.get("ok") is True else error_from_answer(a))
         return results, summary["batch"]
 
+    def open_session(self, lang, idle_timeout=None, lifetime=None, timeout=None, **limits):
+        """Open a session in lang and return it (a Session). idle_timeout, lifetime: seconds
+        (opd's session.idle_timeout_ms and session.lifetime_ms when None); timeout and limits
+        (cpu_time_ms, memory_bytes, max_processes, output_max_bytes, file_size_max_bytes): the
+        default of each run in the session."""
+        req = {"op": "session_open", "lang": lang}
+        if idle_timeout is not None:
+            req["idle_timeout_ms"] = max(1, math.ceil(idle_timeout * 1000))
+        if lifetime is not None:
+            req["max_lifetime_ms"] = max(1, math.ceil(lifetime * 1000))
+        if timeout is not None:
+            req["timeout_ms"] = max(1, math.ceil(timeout * 1000))
+        req.update(limits)
+        return Session(self, self.call(req))
+
+    def sessions(self):
+        """Your open sessions as dicts (administrators: everyone's)."""
+        return self.call({"op": "session_list"})["sessions"]
+
+    def close_session(self, session_id):
+        return self.call({"op": "session_close", "session": session_id})
+
     def reload(self):
         """Administrators: opd reads its configuration again."""
         return self.call({"op": "reload"})
@@ -331,4 +408,5 @@ def run(lang, code, socket_path=None, **kw):
         return c.run(lang, code, **kw)
 
 
-__all__ = ["Client", "Execution", "OpdError", "run", "exec_request"]
+__all__ = ["Client", "Execution", "Session", "OpdError", "run", "exec_request",
+           "session_exec_request"]

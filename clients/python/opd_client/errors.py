@@ -91,6 +91,19 @@ class Unavailable(OpdError):
     code = "unavailable"
 
 
+class NotFound(OpdError):
+    """No such session: it was closed or expired, or it is another user's."""
+
+    code = "not_found"
+
+
+class QuotaExceeded(OpdError):
+    """A count the configuration bounds was reached (session.max, session.max_per_uid): not
+    retryable as such; close a session first."""
+
+    code = "quota_exceeded"
+
+
 class ConnectionClosed(OpdError):
     """opd closed the connection before answering (the request's fate is unknown)."""
 
@@ -102,7 +115,8 @@ class ProtocolError(OpdError):
 
 _BY_CODE = {cls.code: cls for cls in (BadRequest, FrameTooLarge, UnknownOp, UnknownLanguage,
                                       PoolExhausted, GuestTimeout, VMFailed, Busy, ShuttingDown,
-                                      PermissionDenied, InternalError, Unavailable)}
+                                      PermissionDenied, InternalError, Unavailable, NotFound,
+                                      QuotaExceeded)}
 
 
 def error_from_answer(answer):

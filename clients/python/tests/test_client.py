@@ -60,6 +60,8 @@ class Codec(unittest.TestCase):
                                  ("unavailable", opd_client.Unavailable, False),
                                  ("frame_too_large", opd_client.FrameTooLarge, False),
                                  ("unknown_op", opd_client.UnknownOp, False),
+                                 ("not_found", opd_client.NotFound, False),
+                                 ("quota_exceeded", opd_client.QuotaExceeded, False),
                                  ("some_new_code", opd_client.OpdError, False)]:
             e = opd_client.error_from_answer(
                 {"id": 4, "ok": False, "error": {"code": code, "message": "m"}})
@@ -169,6 +171,22 @@ class Daemon(unittest.TestCase):
         self.assertEqual((res.lang, res.mode), ("python", "cold"))
         self.assertGreater(res.timings_ms["total"], 0)
         self.assertEqual(res["exit_code"], 3)
+
+    def test_session(self):
+        """A session: files survive between runs in its VM; closed, it is gone."""
+        with opd_client.Client(self.opd.socket) as c:
+            with c.open_session("python", idle_timeout=600, timeout=20) as s:
+                self.assertRegex(s.id, "^[0-9a-f-]{36}$")
+                self.assertEqual(s.info["limits"], {"timeout_ms": 20000})
+                r = s.run("open('kept.txt', 'w').write('kept')\nprint('one')")
+                self.assertEqual((r.stdout, r.mode, r["session"]), ("one\n", "session", s.id))
+                r = s.run("print(open('kept.txt').read(), open('f').read())", files={"f": "F"})
+                self.assertEqual(r.stdout, "kept F\n")
+                self.assertEqual([x["session"] for x in c.sessions()], [s.id])
+            self.assertEqual(c.sessions(), [])
+            with self.assertRaises(opd_client.NotFound):
+                s.run("print(1)")
+            s.close()  # already gone: no error
 
     def test_limits_output_files_and_batch(self):
         """The exec fields passed as keywords (limits, output_files) and exec_batch."""
