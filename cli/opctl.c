@@ -36,6 +36,8 @@ static void help(FILE *f)
             "           run in the session, as run does (no --mode)\n"
             "  session list    your sessions (administrators: everyone's)\n"
             "  session close ID  end the session; its VM is destroyed\n"
+            "  session fork ID   a new session with its memory and files (prints its id)\n"
+            "  session pause ID  save it to disk and free its VM; session resume ID: back\n"
             "  status   opd's languages, versions, pools and counters\n"
             "  languages  the languages opd serves: version, kind, aliases\n"
             "  ping     check that opd answers and serves, and how fast\n"

@@ -1,5 +1,6 @@
 /* session.c: `opctl session ACTION`: open a session (a VM kept across runs), run in it (the run
- * command's options, sent as session_exec), list and close sessions. */
+ * command's options, sent as session_exec), list and close sessions, fork, pause to disk and
+ * resume one. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -112,6 +113,34 @@ static int session_close(const struct opts *o, const char *id)
         return 0;
 }
 
+/* fork, pause, resume: the session's id in, the answer's gist out (a fork's new id alone on a
+ * line, for scripts). */
+static int session_save_op(const struct opts *o, const char *op, const char *id)
+{
+        _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
+        json_t *forks, *v;
+        size_t i;
+        int r;
+
+        req = json_pack("{s:I, s:s, s:s}", "id", (json_int_t)getpid(), "op", op, "session", id);
+        if (!req)
+                return fail("the session id is not valid UTF-8");
+        r = call(o, req, (uint64_t)OPCTL_RUN_TIMEOUT_MS + OPCTL_RUN_MARGIN_MS, &answer);
+        if (r >= 0)
+                return r;
+        forks = json_object_get(answer, "forks");
+        json_array_foreach (forks, i, v) {
+                print_scalar(stdout, v);
+                printf("\n");
+        }
+        if (!forks) {
+                printf("%s ", id);
+                print_scalar(stdout, json_object_get(answer, "state"));
+                printf("\n");
+        }
+        return 0;
+}
+
 int cmd_session(const struct opts *o, const char *action, const char *id)
 {
         if (strcmp(action, "open") == 0)
@@ -122,11 +151,19 @@ int cmd_session(const struct opts *o, const char *action, const char *id)
                 return fail("session %s needs the session's id", action);
         if (strcmp(action, "close") == 0)
                 return session_close(o, id);
+        if (strcmp(action, "fork") == 0)
+                return session_save_op(o, "session_fork", id);
+        if (strcmp(action, "pause") == 0)
+                return session_save_op(o, "session_pause", id);
+        if (strcmp(action, "resume") == 0)
+                return session_save_op(o, "session_resume", id);
         if (strcmp(action, "exec") == 0 || strcmp(action, "run") == 0) {
                 struct opts x = *o;
 
                 x.session = id;
                 return cmd_run(&x);
         }
-        return fail("unknown session action \"%s\" (open, exec, list, close)", action);
+        return fail("unknown session action \"%s\" (open, exec, list, close, fork, pause, "
+                    "resume)",
+                    action);
 }

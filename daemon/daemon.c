@@ -26,6 +26,7 @@
 #include "reload.h"
 #include "request.h"
 #include "s3sync.h"
+#include "session-store.h"
 #include "session.h"
 #include "snapauto.h"
 #include "server.h"
@@ -227,6 +228,7 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
         r = sessions_init(d);
         if (r < 0)
                 return r;
+        session_store_load(d); /* sessions paused to disk before a restart */
         event_add(d->sigchld_ev, NULL);
         event_add(d->sigterm_ev, NULL);
         event_add(d->sigint_ev, NULL);

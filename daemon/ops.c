@@ -14,6 +14,7 @@
 #include "pool.h"
 #include "reload.h"
 #include "request.h"
+#include "session-fork.h"
 #include "session.h"
 #include "snapauto.h"
 #include "util.h"
@@ -138,6 +139,9 @@ static const struct op_entry op_table[] = {
     {"session_exec", op_session_exec, false},
     {"session_list", op_session_list, false},
     {"session_close", op_session_close, false},
+    {"session_fork", op_session_fork, false},
+    {"session_pause", op_session_pause, false},
+    {"session_resume", op_session_resume, false},
 };
 
 const struct op_entry *op_lookup(const char *name)

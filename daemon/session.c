@@ -19,6 +19,7 @@
 #include "opd.h"
 #include "pool.h"
 #include "request.h"
+#include "session-store.h"
 #include "session.h"
 #include "snap-ref.h"
 #include "util.h"
@@ -380,6 +381,10 @@ void session_destroy(struct session *s, enum session_end why)
         if (s->state == SESSION_CLOSED)
                 return; /* already ending: the request it cancels comes back here */
         s->end = why;
+        /* Paused to disk: its files go with it, unless opd only stops (it is listed again at the
+         * next start). */
+        if (s->state == SESSION_PAUSED && why != SESSION_END_STOPPING)
+                session_store_remove(d, s->uid, s->id);
         /* An exec running is answered (a deadline) or dropped (its client went) by its request;
          * told first, it gives the VM back, and the session ends below. */
         session_set_state(s, SESSION_CLOSED);

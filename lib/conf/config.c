@@ -1,6 +1,7 @@
 /* config.c: the table of configuration keys, their types and bounds, the parser of
  * "key = value" files and the dump. Adding a key is one line in keys[]. */
 #include "config.h"
+#include "msg-session-fork.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -159,6 +160,11 @@ static const struct key keys[] = {
     U32("session.max_idle_timeout_ms", session.bounds.idle_timeout_ms_max, 1, 604800000),
     U32("session.lifetime_ms", session.bounds.lifetime_ms_default, 1, 2592000000u),
     U32("session.max_lifetime_ms", session.bounds.lifetime_ms_max, 1, 2592000000u),
+    U32("session.fork_max", session.fork_max, 1, OP_SESSION_FORK_MAX_LIMIT),
+    U32("session.paused_max", session.paused_max, 0, 4096),
+    U32("session.paused_max_per_uid", session.paused_max_per_uid, 0, 4096),
+    U32("session.paused_disk_mb", session.paused_disk_mb, 0, 16777216),
+    U32("session.paused_disk_mb_per_uid", session.paused_disk_mb_per_uid, 0, 16777216),
 };
 
 static const char *const tri_names[] = {
@@ -235,7 +241,14 @@ int op_config_init(struct op_config *c)
                      .pids_max = 256,
                      .cpu_weight = 100},
             .snapshot_create_missing = 1,
-            .session = {.max = 4, .max_per_uid = 2, .bounds = OP_SESSION_BOUNDS_DEFAULT},
+            .session = {.max = 4,
+                        .max_per_uid = 2,
+                        .bounds = OP_SESSION_BOUNDS_DEFAULT,
+                        .fork_max = OP_SESSION_FORK_MAX_DEFAULT,
+                        .paused_max = 16,
+                        .paused_max_per_uid = 4,
+                        .paused_disk_mb = 16384,
+                        .paused_disk_mb_per_uid = 4096},
         };
         if (set_str(&c->socket_path, "/run/opd/opd.sock") < 0 ||
             set_str(&c->images_dir, "/var/lib/opd/images") < 0 ||

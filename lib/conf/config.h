@@ -99,6 +99,11 @@ struct op_config {
                 uint32_t max;         /* sessions alive at once, all uids; 0: sessions off */
                 uint32_t max_per_uid; /* sessions of one uid (root too); 0: no per-uid bound */
                 struct op_session_bounds bounds; /* idle timeout and lifetime: default, most */
+                uint32_t fork_max;               /* new sessions one session_fork may make */
+                uint32_t paused_max;             /* sessions paused to disk, all uids */
+                uint32_t paused_max_per_uid;     /* ... of one uid */
+                uint32_t paused_disk_mb;         /* disk they take, all uids (MiB) */
+                uint32_t paused_disk_mb_per_uid; /* ... of one uid */
         } session;
         /* S3 snapshot distribution (docs/s3.md); sync is on when s3_bucket is not "". */
         char *s3_bucket;

@@ -540,8 +540,11 @@ static int fc_snapshot(struct vm *vm, const char *dir)
                            fc_snapshot_create_json(&(struct fc_snapshot_create){
                                .snapshot_path = state,
                                .mem_file_path = mem,
-                               .type = vm->host->cfg->fc.track_dirty_pages ? FC_SNAPSHOT_DIFF
-                                                                           : FC_SNAPSHOT_FULL,
+                               /* a clone is saved whole: a diff would lack its
+                                * snapshot's pages */
+                               .type = vm->host->cfg->fc.track_dirty_pages && !vm->snap
+                                           ? FC_SNAPSHOT_DIFF
+                                           : FC_SNAPSHOT_FULL,
                            }),
                            on_created);
 }

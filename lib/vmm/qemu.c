@@ -1,6 +1,8 @@
 /* qemu.c: the QEMU driver: one command line for a boot and a restore, the agent channel and QMP
  * over socketpairs handed to the child as fds, and the QMP sequences that drive the VM. */
 #include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -16,6 +18,7 @@
 #include "evtimer.h"
 #include "host.h"
 #include "lang.h"
+#include "migsplit.h"
 #include "msg.h"
 #include "poolplan.h"
 #include "qmp.h"
@@ -266,12 +269,36 @@ int qemu_version_supported(const char *version, char *err, size_t errlen)
         return 0;
 }
 
+/* Saving a restored clone: QEMU sends the whole stream (its RAM is a private mapping, so its
+ * pages are in it) over a socket; opd cuts the RAM out into dir/mem and writes the rest to
+ * dir/vmstate (migsplit.h). */
+#define SPLIT_READ_MAX (1024 * 1024) /* read per loop turn */
+#define SPLIT_RUN_MAX  (1024 * 1024) /* contiguous pages written at once */
+
+struct qemu_split {
+        struct migsplit ms;
+        int sock; /* opd's end; QEMU has the other */
+        struct event *ev;
+        struct evbuffer *in;
+        int state_fd, mem_fd;
+        uint64_t mem_size;
+        uint64_t run_off; /* the pages gathered in run start there */
+        size_t run_len;
+        uint64_t end;  /* bytes of the memory file written so far, at most */
+        bool eof;      /* the stream is all read and whole */
+        bool migrated; /* QEMU reported the migration completed */
+        uint8_t run[SPLIT_RUN_MAX];
+};
+
 struct qemu_vm {
         struct qmp *qmp;
         bool saving;
-        int mem_fd; /* a boot for a snapshot: its memory file, read-only once saved */
+        struct qemu_split *split; /* saving a clone */
+        int mem_fd;               /* a boot for a snapshot: its memory file, read-only once saved */
         struct event *console_timer; /* console_read: how long the answer may take */
 };
+
+static void split_end(struct vm *vm, const char *err);
 
 static struct qmp *vm_qmp(struct vm *vm)
 {
@@ -299,12 +326,155 @@ static void on_qmp_event(struct qmp *q, const char *name, json_t *data, void *ar
                         vm_drv_failed(vm, "loading the snapshot's device state failed");
                 return;
         }
+        if (qv->split) {
+                if (!completed)
+                        split_end(vm, "saving the clone's state failed");
+                else {
+                        qv->split->migrated = true;
+                        split_end(vm, NULL);
+                }
+                return;
+        }
         if (qv->saving) {
                 qv->saving = false;
                 /* the memory file it booted with is the snapshot's: read-only from now on */
                 if (completed && qv->mem_fd >= 0 && fchmod(qv->mem_fd, 0444) < 0)
                         completed = false;
                 vm_drv_saved(vm, completed ? NULL : "saving device state failed");
+        }
+}
+
+static struct qemu_split *split_free(struct qemu_split *sp)
+{
+        if (!sp)
+                return NULL;
+        if (sp->ev)
+                event_free(sp->ev);
+        if (sp->in)
+                evbuffer_free(sp->in);
+        safe_close(sp->sock);
+        safe_close(sp->state_fd);
+        safe_close(sp->mem_fd);
+        free(sp);
+        return NULL;
+}
+
+/* The save of a clone ends once QEMU says the migration completed and its stream is all split. */
+static void split_end(struct vm *vm, const char *err)
+{
+        struct qemu_vm *qv = vm->drv;
+        struct qemu_split *sp = qv->split;
+        char why[300];
+
+        if (!err && !(sp->eof && sp->migrated))
+                return;
+        if (!err && (fchmod(sp->mem_fd, 0444) < 0 || fchmod(sp->state_fd, 0444) < 0)) {
+                snprintf(why, sizeof(why), "saving the clone: %s", strerror(errno));
+                err = why;
+        }
+        qv->split = split_free(sp);
+        qv->saving = false;
+        vm_drv_saved(vm, err);
+}
+
+static int split_flush(struct qemu_split *sp)
+{
+        if (sp->run_len &&
+            pwrite(sp->mem_fd, sp->run, sp->run_len, (off_t)sp->run_off) != (ssize_t)sp->run_len)
+                return errno ? -errno : -EIO;
+        if (sp->run_off + sp->run_len > sp->end)
+                sp->end = sp->run_off + sp->run_len;
+        sp->run_len = 0;
+        return 0;
+}
+
+static int split_size(void *arg, uint64_t size)
+{
+        struct qemu_split *sp = arg;
+
+        if (size != sp->mem_size)
+                return -EBADMSG;
+        return 0;
+}
+
+static int split_state(void *arg, const void *data, size_t len)
+{
+        struct qemu_split *sp = arg;
+
+        return op_write_all(sp->state_fd, data, len);
+}
+
+/* Pages arrive in address order within a pass: gather contiguous ones, write a run at once. A
+ * page of zeros is a hole of the (sparse) file unless written before. */
+static int split_page(void *arg, uint64_t off, const void *data)
+{
+        struct qemu_split *sp = arg;
+        int r;
+
+        if (sp->run_len &&
+            (off != sp->run_off + sp->run_len || sp->run_len == SPLIT_RUN_MAX || !data)) {
+                r = split_flush(sp);
+                if (r < 0)
+                        return r;
+        }
+        if (!data) {
+                if (off < sp->end &&
+                    fallocate(sp->mem_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                              MIGSPLIT_PAGE) < 0)
+                        return -errno;
+                return 0;
+        }
+        if (!sp->run_len)
+                sp->run_off = off;
+        memcpy(sp->run + sp->run_len, data, MIGSPLIT_PAGE);
+        sp->run_len += MIGSPLIT_PAGE;
+        return 0;
+}
+
+static const struct migsplit_ops split_ops = {
+    .state = split_state,
+    .page = split_page,
+    .size = split_size,
+};
+
+static void on_split_read(evutil_socket_t fd, short what, void *arg)
+{
+        struct vm *vm = arg;
+        struct qemu_vm *qv = vm->drv;
+        struct qemu_split *sp = qv->split;
+        char why[300];
+        size_t used;
+        int k, r;
+
+        k = evbuffer_read(sp->in, sp->sock, SPLIT_READ_MAX);
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (k < 0) {
+                snprintf(why, sizeof(why), "reading the clone's state: %s", strerror(errno));
+                split_end(vm, why);
+                return;
+        }
+        r = migsplit_feed(&sp->ms, evbuffer_pullup(sp->in, -1), evbuffer_get_length(sp->in),
+                          &split_ops, sp, &used);
+        if (r >= 0)
+                evbuffer_drain(sp->in, used);
+        if (r >= 0 && k == 0) {
+                r = split_flush(sp);
+                if (r >= 0 && evbuffer_get_length(sp->in) > 0)
+                        r = -EBADMSG;
+                if (r >= 0 && migsplit_finish(&sp->ms) < 0)
+                        r = -EBADMSG;
+                if (r >= 0) {
+                        event_del(sp->ev);
+                        sp->eof = true;
+                        split_end(vm, NULL);
+                        return;
+                }
+        }
+        if (r < 0) {
+                snprintf(why, sizeof(why), "splitting the clone's state: %s",
+                         r == -EBADMSG && sp->ms.err[0] ? sp->ms.err : strerror(-r));
+                split_end(vm, why);
         }
 }
 
@@ -477,6 +647,63 @@ static int qemu_pause(struct vm *vm)
         return qmp_command(vm_qmp(vm), "stop", NULL, on_stop_reply, vm);
 }
 
+/* No rate limit on a save: the VM is stopped, the stream goes to a local file or to opd. */
+static int set_migration_speed(struct vm *vm)
+{
+        return qmp_command(vm_qmp(vm), "migrate-set-parameters",
+                           json_pack("{s:I}", "max-bandwidth", (json_int_t)1 << 40), on_qmp_reply,
+                           vm);
+}
+
+/* A restored clone: its RAM is a private mapping of the snapshot's memory file, so the stream
+ * carries it; it is split into dir/mem (sparse) and dir/vmstate as it arrives. */
+static int snapshot_clone(struct vm *vm, const char *dir)
+{
+        struct qemu_vm *qv = vm->drv;
+        _cleanup_free_ char *state = NULL, *mem = NULL;
+        _cleanup_close_ int qemu_end = -1;
+        struct qemu_split *sp;
+        int sv[2], r;
+
+        if (asprintf(&state, "%s/vmstate", dir) < 0 || asprintf(&mem, "%s/mem", dir) < 0)
+                return -ENOMEM;
+        sp = calloc(1, sizeof(*sp));
+        if (!sp)
+                return -ENOMEM;
+        sp->sock = sp->state_fd = sp->mem_fd = -1;
+        sp->mem_size = (uint64_t)vm->snap->m.memory_mb << 20;
+        migsplit_init(&sp->ms, "mem");
+        qv->split = sp;
+        sp->state_fd = open(state, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        sp->mem_fd = open(mem, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (sp->state_fd < 0 || sp->mem_fd < 0)
+                return -errno;
+        if (ftruncate(sp->mem_fd, (off_t)sp->mem_size) < 0)
+                return -errno;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+                return -errno;
+        sp->sock = sv[0];
+        qemu_end = sv[1];
+        op_fd_nonblock(sp->sock, 1);
+        sp->in = evbuffer_new();
+        sp->ev = event_new(vm->host->base, sp->sock, EV_READ | EV_PERSIST, on_split_read, vm);
+        if (!sp->in || !sp->ev || event_add(sp->ev, NULL) < 0)
+                return -ENOMEM;
+        qv->saving = true;
+        r = qmp_command_fd(qv->qmp, "getfd", json_pack("{s:s}", "fdname", "vmstate"), qemu_end,
+                           on_qmp_reply, vm);
+        if (r >= 0)
+                r = set_migration_caps(vm);
+        if (r >= 0)
+                r = set_migration_speed(vm);
+        if (r >= 0)
+                r = qmp_command(qv->qmp, "stop", NULL, on_qmp_reply, vm);
+        if (r >= 0)
+                r = qmp_command(qv->qmp, "migrate", json_pack("{s:s}", "uri", "fd:vmstate"),
+                                on_qmp_reply, vm);
+        return r;
+}
+
 /* The device state goes to dir/vmstate through an fd QEMU is handed over QMP ("getfd"): QEMU
  * opens nothing and runs nothing (its sandbox denies spawning a command). */
 static int qemu_snapshot(struct vm *vm, const char *dir)
@@ -488,6 +715,14 @@ static int qemu_snapshot(struct vm *vm, const char *dir)
 
         if (qv->saving)
                 return -EBUSY;
+        if (vm->snap) {
+                r = snapshot_clone(vm, dir);
+                if (r < 0) {
+                        qv->split = split_free(qv->split);
+                        qv->saving = false;
+                }
+                return r;
+        }
         if (asprintf(&path, "%s/vmstate", dir) < 0)
                 return -ENOMEM;
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -573,6 +808,7 @@ static void qemu_release(struct vm *vm)
         if (qv->console_timer)
                 event_free(qv->console_timer);
         qmp_free(qv->qmp);
+        split_free(qv->split);
         safe_close(qv->mem_fd);
         free(qv);
         vm->drv = NULL;

@@ -444,9 +444,12 @@ int vm_pause(struct vm *vm)
 int vm_snapshot(struct vm *vm, const char *dir,
                 void (*done)(struct vm *vm, const char *err, void *userdata), void *userdata)
 {
+        enum vm_state was = vm->state;
         int r;
 
-        if (vm->state != VM_READY || vm->saved)
+        /* RESUMING: the VMM takes the stop after the continue it has not acknowledged yet. */
+        if ((vm->state != VM_READY && vm->state != VM_PAUSED && vm->state != VM_RESUMING) ||
+            vm->saved)
                 return -EBUSY;
         vm->saved = done;
         vm->saved_userdata = userdata;
@@ -455,7 +458,7 @@ int vm_snapshot(struct vm *vm, const char *dir,
         if (r < 0) {
                 vm->saved = NULL;
                 if (vm->state == VM_SAVING)
-                        vm_set_state(vm, VM_READY);
+                        vm_set_state(vm, was);
         }
         return r;
 }

@@ -95,8 +95,10 @@ int vm_resume(struct vm *vm);
 bool vm_resumed(const struct vm *vm);
 /* Stop a running, idle VM; ev.ready fires again once it is paused. */
 int vm_pause(struct vm *vm);
-/* Stop a running VM and save it into dir: dir/vmstate, and dir/mem unless RAM already is that
- * file (QEMU booted with mem_fd). */
+/* Stop a running (READY or RESUMING) or paused VM and save it into dir: dir/vmstate, and dir/mem
+ * unless RAM already is that file (QEMU booted with mem_fd). A clone (restored from vm->snap) is
+ * saved whole: dir/mem is all of its RAM, the snapshot's pages and its own, and dir then restores
+ * like a snapshot (snap_ref_image()). Saved, the VM is PAUSED: vm_resume() continues it. */
 int vm_snapshot(struct vm *vm, const char *dir,
                 void (*done)(struct vm *vm, const char *err, void *userdata), void *userdata);
 /* Make a job this clone's own (the agent's "identity" fields): fresh entropy from the host, the

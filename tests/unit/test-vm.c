@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -558,6 +559,83 @@ static void test_snapshot(void **state)
         destroy(f, &o);
 }
 
+/* A clone saves whole from READY or PAUSED (fork, pause to disk): it is PAUSED after, and runs
+ * on when resumed; a VM busy with a job, or saving already, is refused. */
+static void test_snapshot_clone(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        restore_paused(f, &o);
+        assert_int_equal(vm_snapshot(o.vm, f->dir, on_saved, &o), 0);
+        assert_int_equal(o.vm->state, VM_SAVING);
+        assert_int_equal(vm_snapshot(o.vm, f->dir, on_saved, &o), -EBUSY);
+        run_until(f, heard_saved, &o);
+        assert_string_equal(o.save_err, "");
+        assert_int_equal(o.vm->state, VM_PAUSED);
+        assert_int_equal(vm_resume(o.vm), 0);
+        run_until(f, vm_ready, &o);
+        o.saved = 0;
+        assert_int_equal(vm_snapshot(o.vm, f->dir, on_saved, &o), 0); /* and from READY */
+        run_until(f, heard_saved, &o);
+        assert_int_equal(o.vm->state, VM_PAUSED);
+        assert_int_equal(vm_resume(o.vm), 0);
+        run_until(f, vm_ready, &o);
+        o.saved = 0;
+        o.ready = 0;
+        assert_int_equal(vm_pause(o.vm), 0);
+        run_until(f, heard_ready, &o);
+        assert_int_equal(vm_resume(o.vm), 0); /* and while the resume is not acknowledged */
+        assert_int_equal(o.vm->state, VM_RESUMING);
+        assert_int_equal(vm_snapshot(o.vm, f->dir, on_saved, &o), 0);
+        run_until(f, heard_saved, &o);
+        assert_int_equal(o.vm->state, VM_PAUSED);
+        assert_int_equal(vm_resume(o.vm), 0);
+        run_until(f, vm_ready, &o);
+        send_job(&o, "busy");
+        assert_int_equal(vm_snapshot(o.vm, f->dir, on_saved, &o), -EBUSY);
+        run_until(f, heard_answer, &o);
+        destroy(f, &o);
+        owner_done(&o);
+}
+
+/* An image (a saved clone) served to children: removed with its last reference, the children's
+ * included; kept when asked. */
+static void test_image_lifetime(void **state)
+{
+        struct fx *f = *state;
+        struct snap_manifest m = {.memory_mb = 64, .vcpus = 1};
+        struct owner a = {0}, b = {0};
+        struct snap_ref *img, *kept;
+        char dir[128], keep[128];
+        struct stat st;
+
+        snprintf(dir, sizeof(dir), "%s/img", f->dir);
+        snprintf(keep, sizeof(keep), "%s/kept", f->dir);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        assert_int_equal(mkdir(keep, 0700), 0);
+        assert_int_equal(snap_ref_image(dir, &m, true, &img), 0);
+        assert_int_equal(img->m.memory_mb, 64);
+        assert_int_equal(vm_restore(f->host, &f->lang, img, &events, &a, &a.vm), 0);
+        assert_int_equal(vm_restore(f->host, &f->lang, img, &events, &b, &b.vm), 0);
+        snap_ref_put(img); /* the children hold it now */
+        run_until(f, heard_ready, &a);
+        run_until(f, heard_ready, &b);
+        vm_destroy(a.vm);
+        a.vm = NULL;
+        run_turns(f, 4);
+        vm_host_free_dead(f->host);
+        assert_int_equal(stat(dir, &st), 0);
+        destroy(f, &b);
+        assert_int_equal(stat(dir, &st), -1); /* gone with the last child */
+        assert_int_equal(snap_ref_image(keep, &m, false, &kept), 0);
+        snap_ref_put(kept);
+        assert_int_equal(rmdir(keep), 0); /* kept: still there to remove */
+        assert_int_equal(snap_ref_image("/nonexistent/x", &m, true, &kept), -ENOENT);
+        owner_done(&a);
+        owner_done(&b);
+}
+
 /* Reach a state, destroy the VM there: nothing is heard afterwards. */
 enum reach {
         R_BOOTING,
@@ -728,6 +806,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_fault_paused_and_ready, setup, teardown),
             cmocka_unit_test_setup_teardown(test_frame_max_and_abort, setup, teardown),
             cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_snapshot_clone, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_image_lifetime, setup, teardown),
             cmocka_unit_test_setup_teardown(test_destroy_in_each_state, setup, teardown),
             cmocka_unit_test_setup_teardown(test_kill_all, setup, teardown),
             cmocka_unit_test_setup_teardown(test_reap_unknown_pid, setup, teardown),

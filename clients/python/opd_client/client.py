@@ -142,6 +142,22 @@ class Session:
         self.client._streams[id] = ex
         return ex
 
+    def fork(self, count=1):
+        """count new Sessions with this one's memory and files (the session must be idle); this
+        one runs on. Each counts against your session quota."""
+        answer = self.client.call({"op": "session_fork", "session": self.id, "count": count})
+        return [Session(self.client, {"session": sid, "lang": self.lang})
+                for sid in answer["forks"]]
+
+    def pause(self):
+        """Save the session to disk and free its VM (also kept across an opd restart); resume()
+        brings it back under the same id. Returns opd's answer (disk_bytes, timings_ms)."""
+        return self.client.call({"op": "session_pause", "session": self.id})
+
+    def resume(self):
+        """Restore a paused session; its files and memory are as they were at the pause."""
+        return self.client.call({"op": "session_resume", "session": self.id})
+
     def close(self):
         """End the session (its VM is destroyed); a session already gone is no error."""
         try:

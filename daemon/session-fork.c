@@ -1,0 +1,735 @@
+/* session-fork.c: the session operations that save a session's VM whole (vm_snapshot() of a
+ * clone): session_fork (saved once, then N new sessions restored from it with its memory mapped
+ * privately, the parent resumed), session_pause (saved into the cache, its VM destroyed; see
+ * session-store.c) and session_resume (restored under the same id). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "client.h"
+#include "evtimer.h"
+#include "host.h"
+#include "log.h"
+#include "msg-session-fork.h"
+#include "opd.h"
+#include "pool.h"
+#include "request.h"
+#include "session-fork.h"
+#include "session-store.h"
+#include "session.h"
+#include "snap-ref.h"
+#include "util.h"
+#include "vm.h"
+
+#define FORK_DIR "forks" /* <cache>/.paused/../forks: images of forks in the making */
+
+enum job_kind { JOB_FORK, JOB_PAUSE, JOB_RESUME };
+
+struct child {
+        struct job *job;
+        char id[OP_SESSION_ID_LEN + 1];
+        bool done, ok;
+};
+
+/* One fork, pause or resume in progress: the VM being saved (detached from its session) or the
+ * VMs being restored, and the answer owed. */
+struct job {
+        enum job_kind kind;
+        struct opd *d;
+        char id[OP_SESSION_ID_LEN + 1]; /* the session asked about */
+        uid_t uid;
+        char workdir[OP_SESSION_ID_LEN + 1]; /* the session's guest directory */
+        const struct op_lang *lang;
+        struct vm *vm;     /* saving: the session's VM */
+        struct pool *pool; /* ... and the pool it came from */
+        char *dir;         /* where it is saved */
+        struct snap_manifest m;
+        struct reply_slot *reply;
+        struct event *timer; /* the bound on restoring the children */
+        struct session_meta meta;
+        uint32_t count;
+        unsigned pending;
+        bool timer_fired;
+        struct child *children;
+        uint64_t t_start, t_saved, t_done;
+};
+
+static void job_free(struct job *j)
+{
+        if (!j)
+                return;
+        if (j->timer)
+                event_free(j->timer);
+        free(j->children);
+        free(j->dir);
+        session_meta_done(&j->meta);
+        free(j);
+}
+
+static double ms(uint64_t from, uint64_t to)
+{
+        return to >= from ? (double)(to - from) / 1000.0 : 0.0;
+}
+
+static void job_answer(struct job *j, json_t *reply)
+{
+        struct reply_slot *slot = j->reply;
+
+        j->reply = NULL;
+        if (slot)
+                reply_slot_send(slot, reply);
+        else
+                json_decref(reply);
+}
+
+static void job_fail(struct job *j, enum op_err code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void job_fail(struct job *j, enum op_err code, const char *fmt, ...)
+{
+        char msg[640];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        log_info("session %s (uid %u): %s refused: %s", j->id, (unsigned)j->uid,
+                 j->kind == JOB_FORK    ? "fork"
+                 : j->kind == JOB_PAUSE ? "pause"
+                                        : "resume",
+                 msg);
+        if (j->reply)
+                job_answer(j, op_error_reply(reply_slot_id(j->reply), code, "%s", msg));
+}
+
+/* The session asked about, if it still exists (another client may have closed it meanwhile). */
+static struct session *job_session(struct job *j)
+{
+        return session_find(j->d, j->id, j->uid, false);
+}
+
+/* The saved VM goes back to its session (fork: it continues) or is destroyed. */
+static void give_back(struct job *j, bool resume)
+{
+        struct session *s = job_session(j);
+        struct vm *vm = j->vm;
+        int k;
+
+        j->vm = NULL;
+        if (!vm)
+                return;
+        if (!resume || !s || s->state != SESSION_SAVING || (k = vm_resume(vm)) < 0) {
+                vm_destroy(vm);
+                if (j->pool)
+                        pool_release(j->pool);
+                j->pool = NULL;
+                if (s && s->state == SESSION_SAVING)
+                        session_destroy(s, SESSION_END_FAILED);
+                return;
+        }
+        session_attach_vm(s, vm, j->pool);
+        j->pool = NULL;
+}
+
+/* ---- the children of a fork, and a resumed session: restored, resumed, attached ---- */
+
+static struct child *child_of(struct vm *vm, void *userdata)
+{
+        return userdata;
+}
+
+static void child_done(struct child *c, bool ok)
+{
+        struct job *j = c->job;
+
+        if (c->done)
+                return;
+        c->done = true;
+        c->ok = ok;
+        if (--j->pending == 0)
+                job_finish(j);
+}
+
+static void on_child_loaded(struct vm *vm, void *userdata)
+{
+        struct child *c = child_of(vm, userdata);
+        struct session *s = session_find(c->job->d, c->id, c->job->uid, false);
+        int k;
+
+        if (!s || s->state != SESSION_BOOTING || s->vm != vm) {
+                child_done(c, false);
+                return;
+        }
+        k = vm_resume(vm);
+        if (k < 0) {
+                session_destroy(s, SESSION_END_FAILED);
+                child_done(c, false);
+                return;
+        }
+        s->vm = NULL;
+        session_attach_vm(s, vm, NULL); /* IDLE: execs may come */
+        child_done(c, true);
+}
+
+static void on_child_failed(struct vm *vm, const char *why, void *userdata)
+{
+        struct child *c = child_of(vm, userdata);
+        struct job *j = c->job;
+        struct session *s = session_find(j->d, c->id, j->uid, false);
+
+        log_warn("session %s (uid %u): restoring %s failed: %s", c->id, (unsigned)j->uid, vm->name,
+                 why);
+        if (s)
+                session_destroy(s, SESSION_END_FAILED);
+        child_done(c, false);
+}
+
+static const struct vm_events child_events = {
+    .ready = on_child_loaded,
+    .failed = on_child_failed,
+};
+
+/* Start restoring session s (BOOTING) from img; its VM counted against its uid. */
+static int start_child(struct job *j, struct child *c, struct session *s, struct snap_ref *img)
+{
+        struct vm *vm;
+        int k;
+
+        c->job = j;
+        memcpy(c->id, s->id, sizeof(c->id));
+        k = vm_restore(j->d->vms_host, s->lang, img, &child_events, c, &vm);
+        if (k < 0)
+                return k;
+        s->vm = vm;
+        session_set_state(s, SESSION_BOOTING);
+        j->pending++;
+        return 0;
+}
+
+/* Bound on the children: whatever has not loaded by then is reported as failed. */
+static void on_job_timer(evutil_socket_t fd, short what, void *arg)
+{
+        struct job *j = arg;
+
+        j->timer_fired = true;
+        for (uint32_t i = 0; i < j->count; i++) {
+                struct child *c = &j->children[i];
+                struct session *s;
+
+                if (c->done)
+                        continue;
+                /* Its VM's callbacks point at the job: the VM goes with the session. */
+                s = session_find(j->d, c->id, j->uid, false);
+                c->done = true;
+                j->pending--;
+                if (s)
+                        session_destroy(s, SESSION_END_FAILED);
+        }
+        job_finish(j);
+}
+
+/* ---- quotas ---- */
+
+/* count more sessions and VMs for uid: session.max, session.max_per_uid, max_vms,
+ * max_vms_per_uid. */
+static bool room_for(struct opd *d, uid_t uid, uint32_t sessions, uint32_t vms, char *why,
+                     size_t whylen)
+{
+        const struct op_session_config *c = &d->cfg.session;
+        unsigned mine = sessions_of(d, uid), all = sessions_of(d, (uid_t)-1);
+        struct uid_use *u;
+        unsigned used;
+
+        if (all + sessions > c->max) {
+                snprintf(why, whylen,
+                         "%u sessions are open and this needs %u more: session.max is %u", all,
+                         sessions, c->max);
+                return false;
+        }
+        if (c->max_per_uid && mine + sessions > c->max_per_uid) {
+                snprintf(why, whylen,
+                         "uid %u has %u sessions and this needs %u more: session.max_per_uid is "
+                         "%u; close one first",
+                         (unsigned)uid, mine, sessions, c->max_per_uid);
+                return false;
+        }
+        if (d->cfg.max_vms_per_uid && !uid_exempt(uid)) {
+                u = uid_use_get(d, uid);
+                used = u ? u->vms : 0;
+                uid_use_put(u);
+                if (used + vms > d->cfg.max_vms_per_uid) {
+                        snprintf(why, whylen,
+                                 "uid %u uses %u VMs and this needs %u more: max_vms_per_uid is "
+                                 "%u",
+                                 (unsigned)uid, used, vms, d->cfg.max_vms_per_uid);
+                        return false;
+                }
+        }
+        while (d->vms_host->n_vms + vms > d->cfg.max_vms && pools_reclaim_slot(d->pools))
+                ;
+        if (d->vms_host->n_vms + vms > d->cfg.max_vms) {
+                snprintf(why, whylen, "%u VMs run and this needs %u more: max_vms is %u",
+                         d->vms_host->n_vms, vms, d->cfg.max_vms);
+                return false;
+        }
+        return true;
+}
+
+static bool paused_room(struct opd *d, uid_t uid, uint64_t adding, bool counting, char *why,
+                        size_t whylen)
+{
+        const struct op_session_config *c = &d->cfg.session;
+        unsigned mine, all;
+        uint64_t mine_b, all_b;
+
+        session_store_usage(d, uid, &mine, &mine_b);
+        session_store_usage(d, (uid_t)-1, &all, &all_b);
+        if (counting && all + 1 > c->paused_max) {
+                snprintf(why, whylen, "%u sessions are paused on disk: session.paused_max is %u",
+                         all, c->paused_max);
+                return false;
+        }
+        if (counting && mine + 1 > c->paused_max_per_uid) {
+                snprintf(why, whylen,
+                         "uid %u has %u sessions paused on disk: session.paused_max_per_uid is %u",
+                         (unsigned)uid, mine, c->paused_max_per_uid);
+                return false;
+        }
+        if ((all_b + adding) >> 20 > c->paused_disk_mb) {
+                snprintf(why, whylen,
+                         "paused sessions would take %llu MiB on disk: session.paused_disk_mb is "
+                         "%u",
+                         (unsigned long long)((all_b + adding) >> 20), c->paused_disk_mb);
+                return false;
+        }
+        if ((mine_b + adding) >> 20 > c->paused_disk_mb_per_uid) {
+                snprintf(why, whylen,
+                         "uid %u's paused sessions would take %llu MiB on disk: "
+                         "session.paused_disk_mb_per_uid is %u",
+                         (unsigned)uid, (unsigned long long)((mine_b + adding) >> 20),
+                         c->paused_disk_mb_per_uid);
+                return false;
+        }
+        return true;
+}
+
+/* ---- the end of a job ---- */
+
+static void finish_fork(struct job *j)
+{
+        json_t *forks = json_array(), *reply;
+        unsigned ok = 0;
+
+        for (uint32_t i = 0; i < j->count; i++)
+                if (j->children[i].ok) {
+                        json_array_append_new(forks, json_string(j->children[i].id));
+                        ok++;
+                }
+        log_info("session %s uid=%u forked into %u of %u in %.1fms (save %.1fms)", j->id,
+                 (unsigned)j->uid, ok, j->count, ms(j->t_start, j->t_done),
+                 ms(j->t_start, j->t_saved));
+        if (!ok) {
+                json_decref(forks);
+                job_fail(j, OP_ERR_VM_FAILED, "no fork of session %s could be restored", j->id);
+                return;
+        }
+        reply =
+            json_pack("{s:O?, s:b, s:s, s:o, s:I, s:{s:f, s:f, s:f}}", "id",
+                      reply_slot_id(j->reply), "ok", 1, "session", j->id, "forks", forks, "failed",
+                      (json_int_t)(j->count - ok), "timings_ms", "save", ms(j->t_start, j->t_saved),
+                      "restore", ms(j->t_saved, j->t_done), "total", ms(j->t_start, j->t_done));
+        job_answer(j, reply ? reply : op_error_reply(NULL, OP_ERR_INTERNAL, "out of memory"));
+}
+
+void job_finish(struct job *j)
+{
+        struct session *s;
+
+        if (j->pending)
+                return;
+        j->t_done = op_now_us();
+        if (j->kind == JOB_FORK)
+                finish_fork(j);
+        else if (j->kind == JOB_RESUME) {
+                s = job_session(j);
+                if (j->children[0].ok && s && s->state == SESSION_IDLE) {
+                        log_info("session %s uid=%u resumed in %.1fms", j->id, (unsigned)j->uid,
+                                 ms(j->t_start, j->t_done));
+                        job_answer(j, json_pack("{s:O?, s:b, s:s, s:s, s:{s:f}}", "id",
+                                                reply_slot_id(j->reply), "ok", 1, "session", j->id,
+                                                "state", "idle", "timings_ms", "resume",
+                                                ms(j->t_start, j->t_done)));
+                } else
+                        job_fail(j, OP_ERR_VM_FAILED,
+                                 "session %s could not be restored from disk; it was removed",
+                                 j->id);
+        }
+        job_free(j);
+}
+
+/* ---- fork ---- */
+
+static void on_fork_saved(struct vm *vm, const char *err, void *userdata)
+{
+        struct job *j = userdata;
+        struct opd *d = j->d;
+        struct snap_ref *img = NULL;
+        struct session *parent;
+        char why[512];
+        int k;
+
+        j->t_saved = op_now_us();
+        if (err) {
+                job_fail(j, OP_ERR_VM_FAILED, "saving session %s failed: %s", j->id, err);
+                give_back(j, false);
+                snap_rmtree(AT_FDCWD, j->dir);
+                job_free(j);
+                return;
+        }
+        k = snap_ref_image(j->dir, &j->m, true, &img);
+        give_back(j, true); /* the parent runs on */
+        if (k < 0) {
+                snap_rmtree(AT_FDCWD, j->dir);
+                job_fail(j, OP_ERR_INTERNAL, "opening the saved session: %s", strerror(-k));
+                job_free(j);
+                return;
+        }
+        parent = job_session(j);
+        /* The quota was checked before the save; what changed meanwhile is checked again. */
+        if (!room_for(d, j->uid, j->count, j->count, why, sizeof(why))) {
+                snap_ref_put(img);
+                job_fail(j, OP_ERR_QUOTA_EXCEEDED, "%s", why);
+                job_free(j);
+                return;
+        }
+        for (uint32_t i = 0; i < j->count; i++) {
+                struct session *s;
+
+                k = session_new(d, j->lang, j->uid,
+                                parent ? parent->idle_timeout_ms
+                                       : d->cfg.session.bounds.idle_timeout_ms_default,
+                                parent ? parent->max_lifetime_ms
+                                       : d->cfg.session.bounds.lifetime_ms_default,
+                                parent ? parent->limits : NULL, &s);
+                if (k < 0)
+                        break;
+                snprintf(s->snap_version, sizeof(s->snap_version), "%s", j->m.version);
+                if (parent)
+                        s->execs = parent->execs;
+                memcpy(s->workdir, j->workdir, sizeof(s->workdir));
+                k = start_child(j, &j->children[i], s, img);
+                if (k < 0) {
+                        session_destroy(s, SESSION_END_FAILED);
+                        j->children[i].done = true;
+                }
+        }
+        snap_ref_put(img); /* the children hold it; the last one removes the directory */
+        if (j->pending) {
+                j->timer = evtimer_new(d->base, on_job_timer, j);
+                if (j->timer)
+                        op_timer_arm_ms(j->timer, d->cfg.restore_timeout_ms + 1000);
+                return;
+        }
+        job_finish(j);
+}
+
+static struct job *job_new(struct client *c, json_t *id, enum job_kind kind, struct session *s,
+                           uint32_t count)
+{
+        struct job *j = calloc(1, sizeof(*j));
+
+        if (!j)
+                return NULL;
+        j->kind = kind;
+        j->d = client_opd(c);
+        memcpy(j->id, s->id, sizeof(j->id));
+        memcpy(j->workdir, s->workdir, sizeof(j->workdir));
+        j->uid = s->uid;
+        j->lang = s->lang;
+        j->count = count;
+        j->t_start = op_now_us();
+        j->children = calloc(count ? count : 1, sizeof(*j->children));
+        j->reply = reply_slot_new(c, id);
+        if (!j->children || !j->reply) {
+                job_free(j);
+                return NULL;
+        }
+        return j;
+}
+
+/* The session s (IDLE, a clone) stops and is saved into dir by the job: its VM detached. */
+static int start_save(struct job *j, struct session *s, const char *dir,
+                      void (*done)(struct vm *, const char *, void *))
+{
+        int k;
+
+        j->m = s->vm->snap->m;
+        k = snap_ref_link_rootfs(s->vm->snap, dir);
+        if (k < 0)
+                return k;
+        j->vm = session_detach_vm(s, &j->pool);
+        session_set_state(s, SESSION_SAVING);
+        k = vm_snapshot(j->vm, dir, done, j);
+        if (k < 0) {
+                /* Not started: the VM runs as it did; the session gets it back as it was. */
+                session_attach_vm(s, j->vm, j->pool);
+                j->vm = NULL;
+                j->pool = NULL;
+        }
+        return k;
+}
+
+static bool session_saveable(struct client *c, json_t *id, struct session *s, const char *what)
+{
+        if (s->state != SESSION_IDLE) {
+                client_send(c, op_error_reply(id, OP_ERR_BUSY,
+                                              "session %s is %s: only an idle session can be %s",
+                                              s->id, session_state_name(s->state), what));
+                return false;
+        }
+        if (!s->vm || !s->vm->snap) {
+                client_send(c, op_error_reply(id, OP_ERR_UNAVAILABLE,
+                                              "session %s runs a cold-booted VM (%s has no "
+                                              "snapshot): only a VM restored from a snapshot can "
+                                              "be %s",
+                                              s->id, s->lang->name, what));
+                return false;
+        }
+        return true;
+}
+
+static json_t *not_found(json_t *id, const char *sid)
+{
+        return op_error_reply(id, OP_ERR_NOT_FOUND,
+                              "no session %s (it was closed, expired, or never existed)", sid);
+}
+
+void op_session_fork(struct client *c, json_t *id, json_t *req)
+{
+        struct opd *d = client_opd(c);
+        char sid[OP_SESSION_ID_LEN + 1], err[512];
+        _cleanup_free_ char *dir = NULL;
+        struct session *s;
+        uint32_t count;
+        struct job *j;
+        int k;
+
+        if (op_session_fork_decode(req, d->cfg.session.fork_max, sid, &count, err, sizeof(err)) <
+            0) {
+                client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err));
+                return;
+        }
+        s = session_find(d, sid, client_uid(c), false);
+        if (!s) {
+                client_send(c, not_found(id, sid));
+                return;
+        }
+        if (!session_saveable(c, id, s, "forked"))
+                return;
+        if (!room_for(d, s->uid, count, count, err, sizeof(err))) {
+                client_send(c, op_error_reply(id, OP_ERR_QUOTA_EXCEEDED, "%s", err));
+                return;
+        }
+        j = job_new(c, id, JOB_FORK, s, count);
+        if (!j || asprintf(&j->dir, "%s/%s", d->cfg.cache_dir, FORK_DIR) < 0 ||
+            (mkdir(j->dir, 0700) < 0 && errno != EEXIST) ||
+            asprintf(&dir, "%s/%s-%llu", j->dir, s->id, (unsigned long long)j->t_start) < 0 ||
+            mkdir(dir, 0700) < 0) {
+                k = errno ? -errno : -ENOMEM;
+                if (j)
+                        job_fail(j, OP_ERR_INTERNAL, "cannot make a directory for the fork: %s",
+                                 strerror(-k));
+                else
+                        client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
+                job_free(j);
+                return;
+        }
+        free(j->dir);
+        j->dir = TAKE_PTR(dir);
+        k = start_save(j, s, j->dir, on_fork_saved);
+        if (k < 0) {
+                snap_rmtree(AT_FDCWD, j->dir);
+                job_fail(j, OP_ERR_VM_FAILED, "cannot save session %s: %s", s->id, strerror(-k));
+                job_free(j);
+        }
+}
+
+/* ---- pause ---- */
+
+static void on_pause_saved(struct vm *vm, const char *err, void *userdata)
+{
+        struct job *j = userdata;
+        struct opd *d = j->d;
+        struct session *s;
+        uint64_t bytes = 0;
+        char why[512];
+        int k;
+
+        j->t_saved = op_now_us();
+        s = job_session(j);
+        if (err || !s || s->state != SESSION_SAVING) {
+                if (err)
+                        job_fail(j, OP_ERR_VM_FAILED, "saving session %s failed: %s", j->id, err);
+                else
+                        job_fail(j, OP_ERR_NOT_FOUND, "session %s was closed while it was saved",
+                                 j->id);
+                give_back(j, !err); /* a failed save leaves nothing to resume */
+                session_store_remove(d, j->uid, j->id);
+                job_free(j);
+                return;
+        }
+        j->meta.uid = j->uid;
+        memcpy(j->meta.id, j->id, sizeof(j->meta.id));
+        snprintf(j->meta.lang, sizeof(j->meta.lang), "%s", j->lang->name);
+        j->meta.m = j->m;
+        memcpy(j->meta.workdir, s->workdir, sizeof(j->meta.workdir));
+        j->meta.idle_timeout_ms = s->idle_timeout_ms;
+        j->meta.max_lifetime_ms = s->max_lifetime_ms;
+        j->meta.age_ms = (op_now_us() - s->t_open) / 1000;
+        j->meta.paused_at_ns = op_realtime_ns();
+        j->meta.execs = s->execs;
+        j->meta.limits = json_incref(s->limits);
+        k = session_store_commit(d, &j->meta, j->dir, &bytes, why, sizeof(why));
+        if (k >= 0 && !paused_room(d, j->uid, 0, false, why, sizeof(why)))
+                k = -EDQUOT;
+        if (k < 0) {
+                job_fail(j, k == -EDQUOT ? OP_ERR_QUOTA_EXCEEDED : OP_ERR_INTERNAL,
+                         "session %s not paused: %s; it runs on", j->id, why);
+                session_store_remove(d, j->uid, j->id);
+                give_back(j, true);
+                job_free(j);
+                return;
+        }
+        /* On disk: the VM goes, the session waits there. */
+        vm_destroy(j->vm);
+        j->vm = NULL;
+        if (j->pool)
+                pool_release(j->pool);
+        j->pool = NULL;
+        session_set_state(s, SESSION_PAUSED);
+        opd_schedule_reap(d);
+        log_info("session %s uid=%u paused to disk in %.1fms (%llu bytes)", j->id, (unsigned)j->uid,
+                 ms(j->t_start, op_now_us()), (unsigned long long)bytes);
+        job_answer(j, json_pack("{s:O?, s:b, s:s, s:s, s:I, s:{s:f, s:f}}", "id",
+                                reply_slot_id(j->reply), "ok", 1, "session", j->id, "state",
+                                "paused", "disk_bytes", (json_int_t)bytes, "timings_ms", "save",
+                                ms(j->t_start, j->t_saved), "pause", ms(j->t_start, op_now_us())));
+        job_free(j);
+}
+
+void op_session_pause(struct client *c, json_t *id, json_t *req)
+{
+        struct opd *d = client_opd(c);
+        char sid[OP_SESSION_ID_LEN + 1], err[512];
+        struct session *s;
+        struct job *j;
+        int k;
+
+        if (op_session_save_decode(req, "session_pause", sid, err, sizeof(err)) < 0) {
+                client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err));
+                return;
+        }
+        s = session_find(d, sid, client_uid(c), false);
+        if (!s) {
+                client_send(c, not_found(id, sid));
+                return;
+        }
+        if (!session_saveable(c, id, s, "paused"))
+                return;
+        if (!paused_room(d, s->uid, 0, true, err, sizeof(err))) {
+                client_send(c, op_error_reply(id, OP_ERR_QUOTA_EXCEEDED, "%s", err));
+                return;
+        }
+        j = job_new(c, id, JOB_PAUSE, s, 0);
+        if (!j) {
+                client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
+                return;
+        }
+        session_store_remove(d, s->uid, s->id); /* a staging directory left over */
+        k = session_store_dir(d, s->uid, s->id, true, &j->dir);
+        if (k >= 0 && mkdir(j->dir, 0700) < 0)
+                k = -errno;
+        if (k >= 0)
+                k = start_save(j, s, j->dir, on_pause_saved);
+        if (k < 0) {
+                session_store_remove(d, j->uid, j->id);
+                job_fail(j, OP_ERR_VM_FAILED, "cannot pause session %s: %s", sid, strerror(-k));
+                job_free(j);
+        }
+}
+
+/* ---- resume ---- */
+
+void op_session_resume(struct client *c, json_t *id, json_t *req)
+{
+        struct opd *d = client_opd(c);
+        char sid[OP_SESSION_ID_LEN + 1], err[512];
+        struct snap_ref *img = NULL;
+        struct session *s;
+        struct job *j;
+        int k;
+
+        if (op_session_save_decode(req, "session_resume", sid, err, sizeof(err)) < 0) {
+                client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err));
+                return;
+        }
+        s = session_find(d, sid, client_uid(c), false);
+        if (!s) {
+                client_send(c, not_found(id, sid));
+                return;
+        }
+        if (s->state != SESSION_PAUSED) {
+                client_send(c, op_error_reply(id, OP_ERR_BUSY,
+                                              "session %s is %s: only a paused session can be "
+                                              "resumed",
+                                              s->id, session_state_name(s->state)));
+                return;
+        }
+        if (!room_for(d, s->uid, 0, 1, err, sizeof(err))) {
+                client_send(c, op_error_reply(id, OP_ERR_QUOTA_EXCEEDED, "%s", err));
+                return;
+        }
+        j = job_new(c, id, JOB_RESUME, s, 1);
+        if (!j) {
+                client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
+                return;
+        }
+        k = session_store_open(d, s, &j->meta, &j->dir, err, sizeof(err));
+        if (k < 0) {
+                /* Damaged (or gone): nothing to resume; the session and its files go. */
+                log_warn("session %s (uid %u): its saved VM is refused: %s", s->id,
+                         (unsigned)s->uid, err);
+                job_fail(j, k == -EBADMSG ? OP_ERR_VM_FAILED : OP_ERR_INTERNAL,
+                         "session %s cannot be resumed: its saved VM is damaged (%s); it was "
+                         "removed",
+                         sid, err);
+                session_destroy(s, SESSION_END_FAILED);
+                job_free(j);
+                return;
+        }
+        /* The restored VM maps these files: moved out of the way (a restart while it runs does
+         * not list it as paused again, a later pause writes anew), they go with its last
+         * reference. */
+        free(j->dir);
+        j->dir = NULL;
+        k = session_store_take(d, s->uid, s->id, &j->dir);
+        if (k >= 0)
+                k = snap_ref_image(j->dir, &j->meta.m, true, &img);
+        if (k >= 0)
+                k = start_child(j, &j->children[0], s, img);
+        snap_ref_put(img);
+        if (k < 0) {
+                job_fail(j, OP_ERR_VM_FAILED, "cannot restore session %s: %s", sid, strerror(-k));
+                session_destroy(s, SESSION_END_FAILED);
+                job_free(j);
+                return;
+        }
+        j->timer = evtimer_new(d->base, on_job_timer, j);
+        if (j->timer)
+                op_timer_arm_ms(j->timer, d->cfg.restore_timeout_ms + 1000);
+}
