@@ -26,6 +26,7 @@
 #include "snap-sign.h"
 #include "snap-stage.h"
 #include "util.h"
+#include "workq.h"
 
 #define S3SYNC_LIST_PAGES_MAX 100
 
@@ -771,6 +772,7 @@ static void run_start(struct s3sync *s)
                 r = s3_creds_load(getenv, &creds, err, sizeof(err));
         o.retries = d->cfg.s3_retries;
         o.max_conns = d->cfg.s3_parallel;
+        o.workers = d->cfg.s3_workers ? workq_threads_for(d->cfg.s3_workers) : 0;
         if (r == 0 && (r = s3_client_new(d->base, o.gateway ? NULL : &creds, &o, &s->client)) < 0)
                 snprintf(err, sizeof(err), "cannot start the S3 client: %s", strerror(-r));
         s3_creds_free(&creds);

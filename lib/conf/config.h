@@ -115,6 +115,7 @@ struct op_config {
         uint32_t s3_sync_minutes; /* sync again every N minutes; 0: at start and on request */
         uint32_t s3_parallel;     /* chunk transfers at once */
         uint32_t s3_retries;      /* retries of one request on 5xx, throttling, network errors */
+        uint32_t s3_workers;      /* threads hashing fetched chunks; 0: the loop */
         char *s3_gateway;         /* opd-s3d's UNIX socket: it holds network and credentials */
         char *s3_trusted_keys;    /* "ed25519:HEX ...": who may sign a version (snap-sign.h) */
         uint32_t

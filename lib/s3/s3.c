@@ -10,14 +10,32 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "curl-ev.h"
 #include "evtimer.h"
 #include "s3-list.h"
 #include "util.h"
+#include "workq.h"
 
 #define S3_DEFAULT_MAX_BODY (1u << 20)
+#define S3_HASH_BLOCK       (64 * 1024) /* a worker reads a sunk body back in these */
+
+/* A sunk body, written, handed to a worker to hash: it reads the range back from the file (from
+ * the page cache, where the write just put it) through a buffer on its stack. The worker
+ * touches these fields and the digest context, nothing else; the loop leaves them alone until
+ * done(). Nothing here takes a lock a forked child (bgjob.c) could need: no allocation, no
+ * digest set-up (attempt() initialises the context on the loop). */
+struct sink_job {
+        struct work w;
+        int fd;
+        uint64_t off;
+        uint64_t len;
+        EVP_MD_CTX *sha;
+        unsigned char md[32];
+        int err; /* errno of a failed read, 0 */
+};
 
 struct s3_client {
         struct event_base *base;
@@ -29,6 +47,7 @@ struct s3_client {
         struct s3_stats stats;
         uint64_t rng;
         struct s3_xfer *xfers; /* every transfer, in flight or waiting to retry */
+        struct workq *wq;      /* started with the first sunk transfer, when opts.workers */
 };
 
 struct s3_xfer {
@@ -48,6 +67,9 @@ struct s3_xfer {
         bool too_big;
         int sink_errno; /* a write to req.sink_fd failed: not retried */
         bool in_multi;
+        bool deferred; /* a hashed sink: a worker hashes the body once it is written */
+        bool job_out;  /* job is the workers' */
+        struct sink_job job;
         s3_done_fn done;
         void *userdata;
 };
@@ -104,6 +126,8 @@ static void xfer_free(struct s3_xfer *x)
 {
         struct s3_client *c = x->c;
 
+        if (x->job_out)
+                workq_cancel(c->wq, &x->job.w); /* waits while a worker holds it */
         if (x->in_multi)
                 curl_multi_remove_handle(c->multi, x->easy);
         if (x->easy)
@@ -130,6 +154,7 @@ void s3_client_free(struct s3_client *c)
                 return;
         while (c->xfers)
                 xfer_free(c->xfers);
+        workq_free(c->wq);
         curl_ev_free(c->ev);
         s3_creds_free(&c->creds);
         free(c->gateway);
@@ -168,7 +193,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
                         done += (size_t)k;
                 }
                 x->len += n;
-                if (x->sha)
+                if (x->sha && !x->deferred)
                         EVP_DigestUpdate(x->sha, ptr, n);
                 return n;
         }
@@ -324,8 +349,14 @@ int s3_start(struct s3_client *c, const struct s3_location *l, const struct s3_r
 
         if (!x)
                 return -ENOMEM;
+        if (req->sink && req->sha256 && c->opts.workers && !c->wq &&
+            (r = workq_new(c->base, c->opts.workers, &c->wq)) < 0) {
+                free(x);
+                return r;
+        }
         x->c = c;
         x->req = *req;
+        x->deferred = req->sink && req->sha256 && c->wq;
         if (!x->req.max_body)
                 x->req.max_body = S3_DEFAULT_MAX_BODY;
         x->done = done;
@@ -397,6 +428,77 @@ static int status_errno(long status)
         }
 }
 
+static void set_sha256(struct s3_resp *rs, const unsigned char md[32])
+{
+        static const char hex[] = "0123456789abcdef";
+
+        for (unsigned i = 0; i < 32; i++) {
+                rs->sha256[2 * i] = hex[md[i] >> 4];
+                rs->sha256[2 * i + 1] = hex[md[i] & 15];
+        }
+        rs->sha256[64] = 0;
+}
+
+/* The transfer is over, for good: tell its owner, then free it. */
+static void complete(struct s3_xfer *x)
+{
+        struct s3_resp *rs = &x->resp;
+
+        if (rs->r < 0)
+                x->c->stats.failures++;
+        rs->body = x->body && x->len ? x->body : "";
+        rs->body_len = x->len;
+        x->done(rs, x->userdata);
+        xfer_free(x);
+}
+
+/* On a worker: hash what the sink wrote, read back in blocks that stay in the CPU's cache. */
+static void sink_run(struct work *w)
+{
+        struct sink_job *j = (struct sink_job *)w;
+        char buf[S3_HASH_BLOCK];
+
+        for (uint64_t done = 0; done < j->len;) {
+                size_t want = j->len - done < sizeof(buf) ? (size_t)(j->len - done) : sizeof(buf);
+                ssize_t k = pread(j->fd, buf, want, (off_t)(j->off + done));
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0) {
+                        j->err = k < 0 ? errno : EIO; /* EIO: the file is shorter */
+                        return;
+                }
+                EVP_DigestUpdate(j->sha, buf, (size_t)k);
+                done += (uint64_t)k;
+        }
+        EVP_DigestFinal_ex(j->sha, j->md, NULL);
+}
+
+/* On the loop: the worker is done. */
+static void sink_done(struct work *w)
+{
+        struct s3_xfer *x = (struct s3_xfer *)((char *)w - offsetof(struct s3_xfer, job.w));
+        struct s3_resp *rs = &x->resp;
+
+        x->job_out = false;
+        if (x->job.err) {
+                rs->r = -x->job.err;
+                snprintf(rs->error, sizeof(rs->error), "read back: %s", strerror(x->job.err));
+        } else {
+                set_sha256(rs, x->job.md);
+        }
+        complete(x);
+}
+
+/* The whole answer is in the file: a worker hashes it. */
+static void sink_submit(struct s3_xfer *x)
+{
+        x->job = (struct sink_job){
+            .fd = x->req.sink_fd, .off = x->req.sink_off, .len = x->len, .sha = x->sha};
+        x->job_out = true;
+        workq_submit(x->c->wq, &x->job.w, sink_run, sink_done);
+}
+
 /* The attempt finished: success, final failure, or a retry after a jittered wait. */
 static void finish_attempt(struct s3_xfer *x, CURLcode cc)
 {
@@ -454,24 +556,17 @@ static void finish_attempt(struct s3_xfer *x, CURLcode cc)
                 op_timer_arm_ms(x->retry_ev, ms);
                 return;
         }
+        if (rs->r == 0 && x->deferred) {
+                sink_submit(x);
+                return;
+        }
         if (rs->r == 0 && x->sha) {
                 unsigned char md[32];
-                unsigned int mdlen = 0;
-                static const char hex[] = "0123456789abcdef";
 
-                EVP_DigestFinal_ex(x->sha, md, &mdlen);
-                for (unsigned i = 0; i < 32; i++) {
-                        rs->sha256[2 * i] = hex[md[i] >> 4];
-                        rs->sha256[2 * i + 1] = hex[md[i] & 15];
-                }
-                rs->sha256[64] = 0;
+                EVP_DigestFinal_ex(x->sha, md, NULL);
+                set_sha256(rs, md);
         }
-        if (rs->r < 0)
-                c->stats.failures++;
-        rs->body = x->body ? x->body : "";
-        rs->body_len = x->len;
-        x->done(rs, x->userdata);
-        xfer_free(x);
+        complete(x);
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -481,11 +576,8 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
         if (attempt(x) < 0) {
                 x->resp.r = -ENOMEM;
                 snprintf(x->resp.error, sizeof(x->resp.error), "cannot start a retry");
-                x->resp.body = "";
-                x->resp.body_len = 0;
-                x->c->stats.failures++;
-                x->done(&x->resp, x->userdata);
-                xfer_free(x);
+                x->len = 0;
+                complete(x);
         }
 }
 

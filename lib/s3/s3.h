@@ -25,6 +25,9 @@ struct s3_client_opts {
          * http://opd-s3d/<bucket>/<key>?<query>, and opd-s3d signs and sends them with its own
          * credentials and network. NULL: straight to the endpoint, signed here. */
         const char *gateway;
+        /* Worker threads (workq.h) that hash sunk bodies (s3_req.sink with sha256) once they
+         * are written: the loop only writes. 0: the loop hashes as the bytes arrive. */
+        unsigned workers;
 };
 
 struct s3_req {
@@ -38,9 +41,10 @@ struct s3_req {
         size_t max_body;          /* an answer body over this fails with -EFBIG (0: 1 MiB) */
         bool sha256;              /* hash the answer body as it arrives (resp.sha256) */
         const char *content_type; /* of the body; NULL: application/octet-stream */
-        /* GET: a 2xx body goes straight to sink_fd at sink_off as it arrives (hashed on the
-         * way with sha256), not into resp.body; a retry writes it again from sink_off. The fd
-         * must outlive the transfer. */
+        /* GET: a 2xx body goes to sink_fd at sink_off as it arrives, not into resp.body; a
+         * retry writes it again from sink_off. With sha256 it is hashed on the way, or with
+         * workers by a worker that reads it back once it is all written (sink_fd must then be
+         * readable too). The fd must outlive the transfer. */
         bool sink;
         int sink_fd;
         uint64_t sink_off;

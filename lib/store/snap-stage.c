@@ -300,7 +300,7 @@ int s3_stage_open(const char *cache_dir, const struct s3_chunkman *m, size_t fil
                 return stage;
         if (file >= m->snap.n_files)
                 return -EINVAL;
-        fd = openat(stage, m->snap.files[file].name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        fd = openat(stage, m->snap.files[file].name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
         return fd < 0 ? -errno : fd;
 }
 

@@ -33,7 +33,8 @@ int s3_stage_prepare(const char *cache_dir, const struct s3_chunkman *m, char *e
 int s3_stage_plan_read(const char *cache_dir, const struct s3_chunkman *m,
                        struct s3_stage_plan *ret);
 void s3_stage_plan_free(struct s3_stage_plan *p);
-/* Open a staged file for writing fetched chunks (pwrite at chunk offsets). */
+/* Open a staged file for writing fetched chunks (pwrite at chunk offsets) and reading them back
+ * to hash them. */
 int s3_stage_open(const char *cache_dir, const struct s3_chunkman *m, size_t file);
 
 /* Write manifest.json (and chunks.json), fsync every file once, rename into
