@@ -503,10 +503,14 @@ static bool session_saveable(struct client *c, json_t *id, struct session *s, co
         return true;
 }
 
-static json_t *not_found(json_t *id, const char *sid)
+/* The caller's session sid; NULL when it has none of that id (answered not_found). */
+static struct session *find_own(struct client *c, json_t *id, const char *sid)
 {
-        return op_error_reply(id, OP_ERR_NOT_FOUND,
-                              "no session %s (it was closed, expired, or never existed)", sid);
+        struct session *s = session_find(client_opd(c), sid, client_uid(c), false);
+
+        if (!s)
+                client_send(c, session_not_found(id, sid));
+        return s;
 }
 
 void op_session_fork(struct client *c, json_t *id, json_t *req)
@@ -524,11 +528,9 @@ void op_session_fork(struct client *c, json_t *id, json_t *req)
                 client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err));
                 return;
         }
-        s = session_find(d, sid, client_uid(c), false);
-        if (!s) {
-                client_send(c, not_found(id, sid));
+        s = find_own(c, id, sid);
+        if (!s)
                 return;
-        }
         if (!session_saveable(c, id, s, "forked"))
                 return;
         if (!room_for(d, s->uid, count, count, err, sizeof(err))) {
@@ -634,11 +636,9 @@ void op_session_pause(struct client *c, json_t *id, json_t *req)
                 client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err));
                 return;
         }
-        s = session_find(d, sid, client_uid(c), false);
-        if (!s) {
-                client_send(c, not_found(id, sid));
+        s = find_own(c, id, sid);
+        if (!s)
                 return;
-        }
         if (!session_saveable(c, id, s, "paused"))
                 return;
         if (!paused_room(d, s->uid, 0, true, err, sizeof(err))) {
@@ -678,11 +678,9 @@ void op_session_resume(struct client *c, json_t *id, json_t *req)
                 client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err));
                 return;
         }
-        s = session_find(d, sid, client_uid(c), false);
-        if (!s) {
-                client_send(c, not_found(id, sid));
+        s = find_own(c, id, sid);
+        if (!s)
                 return;
-        }
         if (s->state != SESSION_PAUSED) {
                 client_send(c, op_error_reply(id, OP_ERR_BUSY,
                                               "session %s is %s: only a paused session can be "

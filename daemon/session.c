@@ -630,7 +630,7 @@ static bool sessions_usable(struct client *c, json_t *id)
         return true;
 }
 
-static json_t *not_found(json_t *id, const char *sid)
+json_t *session_not_found(json_t *id, const char *sid)
 {
         return op_error_reply(id, OP_ERR_NOT_FOUND,
                               "no session %s (it was closed, expired, or never existed)", sid);
@@ -695,7 +695,7 @@ void op_session_exec(struct client *c, json_t *id, json_t *req)
         }
         s = session_find(d, sid, client_uid(c), false);
         if (!s) {
-                exec_submit_session(c, id, req, NULL, not_found(id, sid));
+                exec_submit_session(c, id, req, NULL, session_not_found(id, sid));
                 return;
         }
         exec_submit_session(c, id, req, s, NULL);
@@ -734,7 +734,7 @@ void op_session_close(struct client *c, json_t *id, json_t *req)
         }
         s = session_find(d, sid, client_uid(c), client_may_admin(c));
         if (!s) {
-                client_send(c, not_found(id, sid));
+                client_send(c, session_not_found(id, sid));
                 return;
         }
         session_destroy(s, SESSION_END_CLOSED);

@@ -90,6 +90,8 @@ const char *session_state_name(enum session_state state);
 /* The session with this id that uid may use (its own; any when admin), or NULL: what another
  * uid gets is the same as for an id that does not exist. */
 struct session *session_find(struct opd *d, const char *id, uid_t uid, bool admin);
+/* The not_found answer to a request naming session sid: another uid's, gone, or never made. */
+json_t *session_not_found(json_t *id, const char *sid);
 /* Sessions of uid (any state but CLOSED); all uids' with uid == (uid_t)-1. */
 unsigned sessions_of(const struct opd *d, uid_t uid);
 /* May uid have one session more (session.max, session.max_per_uid)? false: the refusal's text
