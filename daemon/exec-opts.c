@@ -102,6 +102,8 @@ void exec_agent_limits(const struct request *r, struct op_agent_limits *ret)
             .output_file_max = r->d->cfg.limits.output_file_max,
         };
         compile_agent_limits(r->lang, ret);
+        if (e->phase == OP_PHASE_RUN)
+                ret->compile = false; /* the job has no compile step: its answer neither */
 }
 
 static int reply_files(struct request *r, const struct op_agent_exec *x, json_t *reply)

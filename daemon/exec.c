@@ -34,12 +34,17 @@ static json_t *build_job(struct request *r)
         /* Without "code", the entry file of "files" is the program. */
         if (op_exec_entry_name(e))
                 lang.file = (char *)op_exec_entry_name(e);
-        if (op_lang_argv(&lang, e->args, e->n_args, &argv) < 0)
-                return NULL;
-        jargv = json_array();
-        for (char **a = argv; jargv && *a; a++)
-                json_array_append_new(jargv, json_string(*a));
-        op_argv_free(argv);
+        if (e->phase == OP_PHASE_COMPILE)
+                /* The compile step alone: the program that runs after it does nothing. */
+                jargv = json_pack("[s]", "true");
+        else {
+                if (op_lang_argv(&lang, e->args, e->n_args, &argv) < 0)
+                        return NULL;
+                jargv = json_array();
+                for (char **a = argv; jargv && *a; a++)
+                        json_array_append_new(jargv, json_string(*a));
+                op_argv_free(argv);
+        }
         job = json_pack("{s:s, s:o, s:s, s:s%, s:I, s:I}", "op", "exec", "argv", jargv, "file",
                         lang.file, "code", e->code ? e->code : "", e->code_len, "timeout_ms",
                         (json_int_t)e->timeout_ms, "output_max",
@@ -54,7 +59,7 @@ static json_t *build_job(struct request *r)
                 json_object_set(job, "env", v);
         if ((v = json_object_get(e->json, "files")))
                 json_object_set(job, "files", v);
-        if (compile_job_add(r->lang, e, &r->d->cfg.limits, job) < 0) {
+        if (e->phase != OP_PHASE_RUN && compile_job_add(r->lang, e, &r->d->cfg.limits, job) < 0) {
                 json_decref(job);
                 return NULL;
         }
@@ -63,7 +68,7 @@ static json_t *build_job(struct request *r)
                 json_decref(job);
                 return NULL;
         }
-        if (r->pool || (r->session && r->session->pool)) {
+        if (e->phase == OP_PHASE_ALL && (r->pool || (r->session && r->session->pool))) {
                 /* A clone with a warm runtime runs the code in it, with the user's args (in a
                  * session, the first exec finds the runner; the agent runs the others as usual). */
                 json_object_set_new(job, "warm", json_true());
@@ -101,6 +106,10 @@ static json_t *build_reply(struct request *r, const struct op_agent_exec *x)
                 return NULL;
         if (r->snap_version[0])
                 json_object_set_new(reply, "snapshot", json_string(r->snap_version));
+        if (r->exec.phase != OP_PHASE_ALL)
+                json_object_set_new(
+                    reply, "phase",
+                    json_string(r->exec.phase == OP_PHASE_COMPILE ? "compile" : "run"));
         if (r->session) {
                 json_object_set_new(reply, "mode", json_string("session"));
                 json_object_set_new(reply, "session", json_string(r->session->id));
@@ -224,6 +233,14 @@ static int decode(struct opd *d, json_t *id, json_t *req, struct session *s, str
                                           "unknown language \"%s\"; available: %s", e.lang, names);
                 op_exec_done(&e);
                 return -ENOENT;
+        }
+        if (e.phase != OP_PHASE_ALL && !lang->compile[0]) {
+                *ret_err = op_error_reply(id, OP_ERR_BAD_REQUEST,
+                                          "\"phase\": %s is not a compiled language: its execs "
+                                          "have no compile step",
+                                          lang->name);
+                op_exec_done(&e);
+                return -EINVAL;
         }
         if (compile_check(lang, &e, err, sizeof(err)) < 0) {
                 *ret_err = op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", err);

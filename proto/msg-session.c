@@ -176,6 +176,7 @@ int op_session_exec_decode(json_t *req, const char *lang, json_t *defaults,
                            size_t errlen)
 {
         _cleanup_(json_decrefp) json_t *x = NULL;
+        enum op_phase phase = OP_PHASE_ALL;
         char sid[OP_SESSION_ID_LEN + 1];
         const char *key;
         json_t *v;
@@ -194,6 +195,29 @@ int op_session_exec_decode(json_t *req, const char *lang, json_t *defaults,
         if (json_object_del(x, "session") < 0 ||
             json_object_set_new(x, "op", json_string("exec")) < 0)
                 return -ENOMEM;
+        v = json_object_get(req, "phase");
+        if (v) {
+                if (json_is_string(v) && strcmp(json_string_value(v), "all") == 0)
+                        phase = OP_PHASE_ALL;
+                else if (json_is_string(v) && strcmp(json_string_value(v), "compile") == 0)
+                        phase = OP_PHASE_COMPILE;
+                else if (json_is_string(v) && strcmp(json_string_value(v), "run") == 0)
+                        phase = OP_PHASE_RUN;
+                else
+                        return op_proto_fail(errbuf, errlen,
+                                             "\"phase\" must be \"all\", \"compile\" or \"run\"");
+                if (json_object_del(x, "phase") < 0)
+                        return -ENOMEM;
+        }
+        /* The run phase runs what an earlier compile left: "code" is optional (none is written
+         * when it is left out). */
+        if (phase == OP_PHASE_RUN && json_object_get(x, "code"))
+                return op_proto_fail(errbuf, errlen,
+                                     "\"code\" is not allowed with \"phase\": \"run\": the "
+                                     "program is the one an earlier \"phase\": \"compile\" built");
+        if (phase == OP_PHASE_RUN && !json_object_get(x, "files") &&
+            json_object_set_new(x, "code", json_string("")) < 0)
+                return -ENOMEM;
         if (!json_object_get(x, "lang") && json_object_set_new(x, "lang", json_string(lang)) < 0)
                 return -ENOMEM;
         if (json_is_object(defaults))
@@ -204,5 +228,6 @@ int op_session_exec_decode(json_t *req, const char *lang, json_t *defaults,
         r = op_exec_decode(x, lim, ret, errbuf, errlen);
         if (r < 0)
                 return r;
+        ret->phase = phase;
         return 0;
 }

@@ -101,6 +101,10 @@ struct op_file {
         bool base64; /* "encoding": "base64": content is owned and may hold any byte */
 };
 
+/* Which part of a compiled language's exec runs (session_exec "phase"): both, the compile step
+ * alone (the program is not run), or the program compiled by an earlier exec in the session. */
+enum op_phase { OP_PHASE_ALL, OP_PHASE_COMPILE, OP_PHASE_RUN };
+
 /* A decoded exec request. Strings point into the json_t it was decoded from (kept in .json). */
 struct op_exec {
         json_t *json; /* owned reference to the request object */
@@ -118,6 +122,7 @@ struct op_exec {
         uint32_t timeout_ms;
         uint32_t compile_timeout_ms; /* 0: the language's default (compiled languages only) */
         enum op_mode mode;
+        enum op_phase phase; /* session_exec only; OP_PHASE_ALL elsewhere */
         /* msg-opts.c; 0 / false / NULL when the request leaves them out */
         bool stream;               /* send output as events while it runs */
         bool stdin_stream;         /* stdin stays open for "stdin" frames */

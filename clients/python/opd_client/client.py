@@ -27,6 +27,8 @@ def session_exec_request(session, code, **kw):
     req["op"] = "session_exec"
     req["session"] = session
     del req["lang"]
+    if code is None:  # "phase": "run": the program an earlier compile built
+        del req["code"]
     return req
 
 
@@ -388,6 +390,37 @@ class Client:
             req["timeout_ms"] = max(1, math.ceil(timeout * 1000))
         req.update(limits)
         return Session(self, self.call(req))
+
+    def run_cases(self, lang, code, cases, files=None, timeout=None, **limits):
+        """Compile once, run many: code (a compiled language's program) is compiled once in a
+        session, then each case runs in its own fork of that session (a fresh copy of the
+        compiled VM: what one case writes, no other sees). cases: dicts of run fields ("stdin",
+        "args", "env", "files", "timeout_ms", limits, ...). Returns (compile, results): the
+        compile step's Result, and per case in the order given its Result or OpdError; results
+        is empty when the compile failed (compile.status == "compile_error"). At most
+        session.fork_max cases; each fork counts against your session quota while it runs."""
+        cases = list(cases)
+        with self.open_session(lang, timeout=timeout, **limits) as s:
+            compiled = s.run(code, files=files, phase="compile")
+            if compiled.status == "compile_error" or not cases:
+                return compiled, []
+            forks = s.fork(len(cases))
+            try:
+                ids = []
+                for f, case in zip(forks, cases):
+                    req = {k: v for k, v in case.items() if k not in ("op", "id", "session")}
+                    req.update({"op": "session_exec", "session": f.id, "phase": "run"})
+                    ids.append(self.send(req))
+                results = []
+                for id in ids:
+                    try:
+                        results.append(self.result(id))
+                    except OpdError as e:
+                        results.append(e)
+                return compiled, results
+            finally:
+                for f in forks:
+                    f.close()
 
     def sessions(self):
         """Your open sessions as dicts (administrators: everyone's)."""

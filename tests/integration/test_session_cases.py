@@ -1,0 +1,156 @@
+"""Compile once, run many, with real VMs: session_exec "phase": "compile" builds a C program once
+in a session, the session is forked, and each test case runs the built program in its own fork
+("phase": "run"); a compile error is answered once and nothing runs; a file written by one case is
+not seen by another; more cases than session.fork_max are refused; the Python client's
+run_cases() does it all."""
+import os
+import sys
+import time
+import unittest
+
+from opdtest import SOURCE, Opd
+from test_session_fork import create_snapshot, wait_serving
+
+sys.path.insert(0, os.path.join(SOURCE, "clients", "python"))
+import opd_client  # noqa: E402
+
+CONFIG = {"pool.sizes": "c=1,python=0,bash=0,node=0", "max_vms": "8", "session.max": "7",
+          "session.max_per_uid": "7", "session.fork_max": "5", "restore_timeout_ms": "120000"}
+
+# Reads numbers on stdin, prints their sum and its first argument; "write" as its argument makes
+# it write a file, "look" reports whether that file exists.
+SUM = r"""
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+        long x, sum = 0;
+
+        while (scanf("%ld", &x) == 1)
+                sum += x;
+        if (argc > 1 && strcmp(argv[1], "write") == 0) {
+                FILE *f = fopen("case.txt", "w");
+                fputs("written", f);
+                fclose(f);
+        }
+        printf("%s %ld %s\n", argc > 1 ? argv[1] : "-", sum,
+               access("case.txt", F_OK) == 0 ? "seen" : "unseen");
+        return 0;
+}
+"""
+
+
+class SessionCases(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd(CONFIG)
+        cls.version = create_snapshot(cls.opd, "c")
+        wait_serving(cls.opd, "c", cls.version)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def call(self, req, timeout=600):
+        return self.opd.call(dict(req, id=req.get("id", "r")), timeout=timeout)
+
+    def open(self):
+        a = self.call({"op": "session_open", "lang": "c"})
+        self.assertTrue(a["ok"], a)
+        self.addCleanup(self.close, a["session"])
+        return a["session"]
+
+    def close(self, sid):
+        self.call({"op": "session_close", "session": sid})
+
+    def test_compile_once_run_five_cases(self):
+        t0 = time.monotonic()
+        sid = self.open()
+        c = self.call({"op": "session_exec", "session": sid, "phase": "compile", "code": SUM})
+        self.assertTrue(c["ok"], c)
+        self.assertEqual(c["phase"], "compile")
+        self.assertEqual(c["status"], "ok", c)
+        self.assertEqual(c["compile"]["exit_code"], 0, c)
+        self.assertEqual(c["stdout"], "")  # the program did not run
+        t_compiled = time.monotonic()
+        f = self.call({"op": "session_fork", "session": sid, "count": 5})
+        self.assertTrue(f["ok"], f)
+        kids = f["forks"]
+        for k in kids:
+            self.addCleanup(self.close, k)
+        self.assertEqual(len(kids), 5)
+        t_forked = time.monotonic()
+        answers = []
+        for i, k in enumerate(kids):
+            a = self.call({"op": "session_exec", "session": k, "phase": "run",
+                           "stdin": " ".join(str(n) for n in range(i + 2)),
+                           "args": [f"case{i}"]})
+            self.assertTrue(a["ok"], a)
+            answers.append(a)
+        t_done = time.monotonic()
+        for i, a in enumerate(answers):
+            self.assertEqual(a["phase"], "run")
+            self.assertNotIn("compile", a)  # not compiled again
+            self.assertEqual(a["status"], "ok", a)
+            self.assertEqual(a["stdout"], f"case{i} {sum(range(i + 2))} unseen\n")
+        print(f"\n5 C cases: open+compile {t_compiled - t0:.2f}s, fork {t_forked - t_compiled:.2f}s"
+              f", 5 runs {t_done - t_forked:.2f}s, total {t_done - t0:.2f}s", file=sys.stderr)
+
+    def test_compile_error_answered_once(self):
+        sid = self.open()
+        c = self.call({"op": "session_exec", "session": sid, "phase": "compile",
+                       "code": "int main(void) { return missing; }\n"})
+        self.assertTrue(c["ok"], c)
+        self.assertEqual(c["status"], "compile_error", c)
+        self.assertIn("missing", c["compile"]["stderr"])
+        self.assertNotEqual(c["compile"]["exit_code"], 0)
+        # nothing was built: a run finds no program
+        r = self.call({"op": "session_exec", "session": sid, "phase": "run"})
+        self.assertTrue(not r["ok"] or r["status"] != "ok", r)
+        self.close(sid)
+        # the client does not fork after a compile error
+        with opd_client.Client(self.opd.socket, timeout=600) as cl:
+            compiled, results = cl.run_cases("c", "int main(void) { return missing; }\n",
+                                             [{"stdin": "1"}] * 3)
+            self.assertEqual(compiled.status, "compile_error")
+            self.assertEqual(results, [])
+            self.assertEqual(cl.sessions(), [])
+
+    def test_a_case_does_not_see_another_cases_files(self):
+        with opd_client.Client(self.opd.socket, timeout=600) as cl:
+            compiled, results = cl.run_cases("c", SUM, [
+                {"stdin": "1 2", "args": ["write"]}, {"stdin": "3", "args": ["look"]},
+                {"stdin": "", "args": ["look"]}])
+            self.assertEqual(compiled.status, "ok")
+            self.assertEqual([r.stdout for r in results],
+                             ["write 3 seen\n", "look 3 unseen\n", "look 0 unseen\n"])
+            self.assertEqual(cl.sessions(), [])  # the session and its forks are closed
+
+    def test_refusals(self):
+        sid = self.open()
+        # more cases than session.fork_max
+        a = self.call({"op": "session_fork", "session": sid, "count": 6})
+        self.assertFalse(a["ok"], a)
+        self.assertEqual(a["error"]["code"], "bad_request")
+        self.assertIn("session.fork_max", a["error"]["message"])
+        for req, text in [
+                ({"phase": "link"}, '"phase" must be'),
+                ({"phase": 1}, '"phase" must be'),
+                ({"phase": "run", "code": SUM}, '"code" is not allowed'),
+        ]:
+            a = self.call(dict({"op": "session_exec", "session": sid}, **req))
+            self.assertFalse(a["ok"], a)
+            self.assertEqual(a["error"]["code"], "bad_request", a)
+            self.assertIn(text, a["error"]["message"])
+        self.close(sid)
+        with opd_client.Client(self.opd.socket, timeout=600) as cl:
+            with self.assertRaises(opd_client.OpdError) as e:
+                cl.run_cases("c", SUM, [{"stdin": "1"}] * 6)
+            self.assertIn("session.fork_max", str(e.exception))
+            self.assertEqual(cl.sessions(), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
