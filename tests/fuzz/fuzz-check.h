@@ -222,6 +222,11 @@ static inline void fuzz_handle_session(json_t *req, const struct op_limits *lim)
         if (r == 0) {
                 CHECK(e.lang && e.timeout_ms >= 1 && e.timeout_ms <= lim->timeout_ms_max);
                 CHECK(!json_object_get(e.json, "session") && !json_object_get(e.json, "mode"));
+                CHECK(!json_object_get(e.json, "phase"));
+                CHECK(e.phase == OP_PHASE_ALL || e.phase == OP_PHASE_COMPILE ||
+                      e.phase == OP_PHASE_RUN);
+                /* the run phase writes no program of the caller's */
+                CHECK(e.phase != OP_PHASE_RUN || !json_object_get(req, "code"));
                 op_exec_done(&e);
         }
         CHECK(req->refcount == refs);

@@ -10,6 +10,7 @@ import unittest
 
 from opdtest import SOURCE, Opd
 from test_session_fork import create_snapshot, wait_serving
+from test_stream import conforms
 
 sys.path.insert(0, os.path.join(SOURCE, "clients", "python"))
 import opd_client  # noqa: E402
@@ -68,8 +69,10 @@ class SessionCases(unittest.TestCase):
     def test_compile_once_run_five_cases(self):
         t0 = time.monotonic()
         sid = self.open()
-        c = self.call({"op": "session_exec", "session": sid, "phase": "compile", "code": SUM})
+        c = self.call(conforms("session-exec-request", {
+            "op": "session_exec", "session": sid, "phase": "compile", "code": SUM}))
         self.assertTrue(c["ok"], c)
+        conforms("answer", c)
         self.assertEqual(c["phase"], "compile")
         self.assertEqual(c["status"], "ok", c)
         self.assertEqual(c["compile"]["exit_code"], 0, c)
@@ -84,10 +87,11 @@ class SessionCases(unittest.TestCase):
         t_forked = time.monotonic()
         answers = []
         for i, k in enumerate(kids):
-            a = self.call({"op": "session_exec", "session": k, "phase": "run",
-                           "stdin": " ".join(str(n) for n in range(i + 2)),
-                           "args": [f"case{i}"]})
+            a = self.call(conforms("session-exec-request", {
+                "op": "session_exec", "session": k, "phase": "run",
+                "stdin": " ".join(str(n) for n in range(i + 2)), "args": [f"case{i}"]}))
             self.assertTrue(a["ok"], a)
+            conforms("answer", a)
             answers.append(a)
         t_done = time.monotonic()
         for i, a in enumerate(answers):
@@ -108,7 +112,10 @@ class SessionCases(unittest.TestCase):
         self.assertNotEqual(c["compile"]["exit_code"], 0)
         # nothing was built: a run finds no program
         r = self.call({"op": "session_exec", "session": sid, "phase": "run"})
-        self.assertTrue(not r["ok"] or r["status"] != "ok", r)
+        self.assertTrue(r["ok"], r)
+        self.assertEqual(r["status"], "runtime_error", r)
+        self.assertEqual(r["exit_code"], 127, r)
+        self.assertNotIn("compile", r)
         self.close(sid)
         # the client does not fork after a compile error
         with opd_client.Client(self.opd.socket, timeout=600) as cl:
@@ -135,6 +142,9 @@ class SessionCases(unittest.TestCase):
         self.assertFalse(a["ok"], a)
         self.assertEqual(a["error"]["code"], "bad_request")
         self.assertIn("session.fork_max", a["error"]["message"])
+        bad = {"op": "session_exec", "session": sid, "phase": "run", "code": SUM}
+        with self.assertRaises(Exception):  # the schema says so too
+            conforms("session-exec-request", bad)
         for req, text in [
                 ({"phase": "link"}, '"phase" must be'),
                 ({"phase": 1}, '"phase" must be'),

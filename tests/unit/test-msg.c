@@ -1391,10 +1391,47 @@ static void test_session_exec(void **state)
         op_exec_done(&e);
         json_decref(req);
 
+        /* "phase": the compile step alone; the run alone needs no "code" (none is written) */
+        assert_int_equal(e.phase, OP_PHASE_ALL);
+        req = parse("{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
+                    "\"phase\":\"compile\",\"code\":\"int main(void){}\"}");
+        assert_int_equal(op_session_exec_decode(req, "c", NULL, &lim, &e, err, sizeof(err)), 0);
+        assert_int_equal(e.phase, OP_PHASE_COMPILE);
+        assert_null(json_object_get(e.json, "phase"));
+        op_exec_done(&e);
+        json_decref(req);
+        req = parse("{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
+                    "\"phase\":\"run\",\"stdin\":\"1 2\",\"args\":[\"x\"]}");
+        assert_int_equal(op_session_exec_decode(req, "c", NULL, &lim, &e, err, sizeof(err)), 0);
+        assert_int_equal(e.phase, OP_PHASE_RUN);
+        assert_string_equal(e.code, "");
+        assert_int_equal(e.n_args, 1);
+        op_exec_done(&e);
+        assert_null(json_object_get(req, "code")); /* the caller's request is untouched */
+        json_decref(req);
+        req = parse("{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
+                    "\"phase\":\"all\",\"code\":\"1\"}");
+        assert_int_equal(op_session_exec_decode(req, "c", NULL, &lim, &e, err, sizeof(err)), 0);
+        assert_int_equal(e.phase, OP_PHASE_ALL);
+        op_exec_done(&e);
+        json_decref(req);
+
         static const struct {
                 const char *json, *msg;
         } bad[] = {
             {"{\"op\":\"session_exec\",\"code\":\"1\"}", "missing \"session\""},
+            {"{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
+             "\"code\":\"1\",\"phase\":\"link\"}",
+             "\"phase\" must be"},
+            {"{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
+             "\"code\":\"1\",\"phase\":null}",
+             "\"phase\" must be"},
+            {"{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
+             "\"code\":\"1\",\"phase\":\"run\"}",
+             "\"code\" is not allowed"},
+            {"{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
+             "\"phase\":\"compile\"}",
+             "\"code\""},
             {"{\"op\":\"session_exec\",\"session\":1,\"code\":\"1\"}", "session id"},
             {"{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
              "\"code\":\"1\",\"mode\":\"warm\"}",
