@@ -34,6 +34,8 @@ static void help(FILE *f)
             "           become the default of each run in it\n"
             "  session exec ID (--code STR | --file PATH | -) [RUN OPTIONS]\n"
             "           run in the session, as run does (no --mode)\n"
+            "  session exec ID --phase compile|run ...  a compiled language: compile only\n"
+            "           (the program does not run), or run what it built (no program given)\n"
             "  session list    your sessions (administrators: everyone's)\n"
             "  session close ID  end the session; its VM is destroyed\n"
             "  session fork ID   a new session with its memory and files (prints its id)\n"
@@ -206,6 +208,7 @@ enum {
         ARG_OUT,
         ARG_IDLE_TIMEOUT,
         ARG_LIFETIME,
+        ARG_PHASE,
 };
 
 /* The long name of a run option that takes a number, for messages. */
@@ -268,6 +271,7 @@ int main(int argc, char **argv)
             {"out", required_argument, NULL, ARG_OUT},
             {"idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT},
             {"lifetime", required_argument, NULL, ARG_LIFETIME},
+            {"phase", required_argument, NULL, ARG_PHASE},
             {0},
         };
         _cleanup_free_ const char **args = calloc((size_t)argc + 1, sizeof(char *));
@@ -450,6 +454,13 @@ int main(int argc, char **argv)
                                             c == ARG_IDLE_TIMEOUT ? "--idle-timeout" : "--lifetime",
                                             optarg);
                         break;
+                case ARG_PHASE:
+                        if (strcmp(optarg, "all") != 0 && strcmp(optarg, "compile") != 0 &&
+                            strcmp(optarg, "run") != 0)
+                                return fail("--phase wants all, compile or run, not \"%s\"",
+                                            optarg);
+                        o.phase = optarg;
+                        break;
                 case ARG_VERSION:
                         printf("opctl %s (protocol %d)\n", OP_VERSION, OP_PROTO_VERSION);
                         return 0;
@@ -506,8 +517,12 @@ int main(int argc, char **argv)
                         return fail("unexpected argument \"%s\" (see opctl --help)", argv[optind]);
                 if ((o.idle_timeout_s > 0 || o.lifetime_s > 0) && strcmp(action, "open") != 0)
                         return fail("--idle-timeout and --lifetime go with session open");
+                if (o.phase && strcmp(action, "exec") != 0)
+                        return fail("--phase goes with session exec");
                 return cmd_session(&o, action, id);
         }
+        if (o.phase)
+                return fail("--phase goes with session exec");
         if (o.idle_timeout_s > 0 || o.lifetime_s > 0)
                 return fail("--idle-timeout and --lifetime go with session open");
         if (strcmp(cmd, "batch") == 0) {

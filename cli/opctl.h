@@ -63,6 +63,7 @@ struct opts {
         const char *out;
         /* session: the session an exec runs in (session_exec); open's idle timeout, lifetime */
         const char *session;
+        const char *phase;                 /* session exec --phase: all, compile or run */
         double idle_timeout_s, lifetime_s; /* 0: not given */
 };
 

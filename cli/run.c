@@ -308,8 +308,9 @@ int cmd_run(const struct opts *o)
 {
         _cleanup_(json_decrefp) json_t *req = NULL, *answer = NULL;
         _cleanup_free_ char *code = NULL, *in = NULL, *raw = NULL;
-        size_t code_len, in_len = 0, raw_len;
+        size_t code_len = 0, in_len = 0, raw_len;
         bool code_from_stdin = o->file && strcmp(o->file, "-") == 0;
+        bool run_phase = o->phase && strcmp(o->phase, "run") == 0;
         uint32_t timeout_ms = o->timeout_s > 0 ? seconds_to_ms(o->timeout_s) : 0;
         struct forward fw = {0};
         struct exchange_ext x = {.input_fd = o->interactive ? STDIN_FILENO : -1,
@@ -322,10 +323,15 @@ int cmd_run(const struct opts *o)
                 return fail("run needs --lang (opctl status lists the languages)");
         if (o->session && o->mode)
                 return fail("--mode does not go with a session: its VM runs the program");
-        if (!!o->code + !!o->file != 1)
+        if (run_phase && (o->code || o->file))
+                return fail("--phase run runs what an earlier --phase compile built: no --code "
+                            "or --file");
+        if (!run_phase && !!o->code + !!o->file != 1)
                 return fail("run needs the program: one of --code STR, --file PATH or -");
 
-        if (o->code) {
+        if (run_phase)
+                code = NULL;
+        else if (o->code) {
                 code = strdup(o->code);
                 code_len = strlen(o->code);
                 if (!code)
@@ -341,7 +347,7 @@ int cmd_run(const struct opts *o)
                         return fail("cannot read %s: %s", o->file,
                                     r == -EFBIG ? "over 64 MiB" : strerror(-r));
         }
-        if (check_text("the program", code, code_len))
+        if (code && check_text("the program", code, code_len))
                 return EXIT_FAIL;
 
         if (o->stdin_str) {
@@ -360,9 +366,11 @@ int cmd_run(const struct opts *o)
         if (in && check_text("standard input", in, in_len))
                 return EXIT_FAIL;
 
-        req = json_pack("{s:I, s:s, s:s%}", "id", (json_int_t)getpid(), "op",
-                        o->session ? "session_exec" : "exec", "code", code, code_len);
-        if (!req)
+        req = json_pack("{s:I, s:s}", "id", (json_int_t)getpid(), "op",
+                        o->session ? "session_exec" : "exec");
+        if (!req || (code && json_object_set_new(req, "code", json_stringn(code, code_len)) < 0))
+                return fail("out of memory");
+        if (o->phase && json_object_set_new(req, "phase", json_string(o->phase)) < 0)
                 return fail("out of memory");
         if (o->lang && json_object_set_new(req, "lang", json_string(o->lang)) < 0)
                 return fail("the language name is not valid UTF-8");

@@ -4,11 +4,12 @@ in a session, the session is forked, and each test case runs the built program i
 not seen by another; more cases than session.fork_max are refused; the Python client's
 run_cases() does it all."""
 import os
+import subprocess
 import sys
 import time
 import unittest
 
-from opdtest import SOURCE, Opd
+from opdtest import OPCTL, SOURCE, Opd
 from test_session_fork import create_snapshot, wait_serving
 from test_stream import conforms
 
@@ -134,6 +135,29 @@ class SessionCases(unittest.TestCase):
             self.assertEqual([r.stdout for r in results],
                              ["write 3 seen\n", "look 3 unseen\n", "look 0 unseen\n"])
             self.assertEqual(cl.sessions(), [])  # the session and its forks are closed
+
+    def test_opctl(self):
+        def opctl(*args, code=0, stdin=None):
+            p = subprocess.run([OPCTL, "--socket", self.opd.socket, *args], capture_output=True,
+                               text=True, timeout=600, input=stdin)
+            self.assertEqual(p.returncode, code, (args, p.stdout, p.stderr))
+            return p.stdout + p.stderr
+
+        sid = opctl("session", "open", "--lang", "c").strip()
+        self.addCleanup(self.close, sid)
+        opctl("session", "exec", sid, "--phase", "compile", "-c", SUM)
+        kid = opctl("session", "fork", sid).strip()
+        self.addCleanup(self.close, kid)
+        self.assertEqual(opctl("session", "exec", kid, "--phase", "run", "-a", "x", stdin="4 5"),
+                         "x 9 unseen\n")
+        bad = opctl("session", "exec", kid, "--phase", "compile", "-c", "int main(void) { x }",
+                    code=1)
+        self.assertIn("error", bad)
+        self.assertIn("no --code", opctl("session", "exec", kid, "--phase", "run", "-c", SUM,
+                                         code=2))
+        self.assertIn("--phase wants", opctl("session", "exec", kid, "--phase", "link", code=2))
+        self.assertIn("--phase goes with session exec", opctl("run", "--lang", "c", "--phase",
+                                                              "run", "-c", SUM, code=2))
 
     def test_refusals(self):
         sid = self.open()
