@@ -7,7 +7,8 @@ import os
 import select
 import socket
 
-from .errors import ConnectionClosed, NotFound, OpdError, ProtocolError, error_from_answer
+from .errors import (ConnectionClosed, NotFound, OpdError, ProtocolError, VMFailed,
+                     error_from_answer)
 from .protocol import DEFAULT_MAX_FRAME, Event, FrameReader, Result, encode_frame
 
 DEFAULT_SOCKET = "/run/opd/opd.sock"
@@ -417,6 +418,10 @@ class Client:
                         results.append(self.result(id))
                     except OpdError as e:
                         results.append(e)
+                # a fork that could not be restored (the fork's "failed"): its case did not run
+                for _ in cases[len(forks):]:
+                    results.append(VMFailed("this case's fork of the compiled session could not "
+                                            "be restored; the case did not run"))
                 return compiled, results
             finally:
                 for f in forks:
