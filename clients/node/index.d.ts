@@ -148,6 +148,9 @@ export declare class Session {
   info: Record<string, any>;
   run(code: string | null, opts?: Omit<ExecOptions, "mode">): Promise<Result>;
   stream(code: string | null, opts?: Omit<StreamOptions, "mode">): Promise<Execution>;
+  fork(count?: number): Promise<Session[]>;
+  pause(): Promise<{ ok: true; session: string; state: "paused"; disk_bytes: number; timings_ms: Record<string, number> }>;
+  resume(): Promise<{ ok: true; session: string; state: string; timings_ms: Record<string, number> }>;
   close(): Promise<void>;
 }
 

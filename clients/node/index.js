@@ -207,6 +207,28 @@ export class Session {
     return ex;
   }
 
+  /**
+   * count new Sessions with this one's memory and files (the session must be idle); this one
+   * runs on. Each counts against your session quota.
+   */
+  async fork(count = 1) {
+    const answer = await this.client.call({ op: "session_fork", session: this.id, count });
+    return answer.forks.map((sid) => new Session(this.client, { session: sid, lang: this.lang }));
+  }
+
+  /**
+   * Save the session to disk and free its VM (kept across an opd restart too); resume() brings
+   * it back under the same id. Resolves with opd's answer (disk_bytes, timings_ms).
+   */
+  async pause() {
+    return this.client.call({ op: "session_pause", session: this.id });
+  }
+
+  /** Restore a paused session: its files and memory are as they were at the pause. */
+  async resume() {
+    return this.client.call({ op: "session_resume", session: this.id });
+  }
+
   /** End the session (its VM is destroyed); one already gone is no error. */
   async close() {
     try {

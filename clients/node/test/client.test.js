@@ -202,6 +202,33 @@ test("session: files kept between runs, gone once closed", daemon, async () => {
   }
 });
 
+test("session: fork, pause, resume", daemon, async () => {
+  const c = new opd.Client({ socketPath });
+  const opened = [];
+  try {
+    const s = await c.openSession("python", { idleTimeout: 600 });
+    opened.push(s);
+    await s.run("open('n.txt', 'w').write('parent')");
+    const [f] = await s.fork(1);
+    opened.push(f);
+    assert.match(f.id, /^[0-9a-f-]{36}$/);
+    assert.notEqual(f.id, s.id);
+    await f.run("open('n.txt', 'w').write('fork')");
+    assert.equal((await s.run("print(open('n.txt').read())")).stdout, "parent\n");
+    assert.equal((await f.run("print(open('n.txt').read())")).stdout, "fork\n");
+    const p = await f.pause();
+    assert.deepEqual([p.session, p.state], [f.id, "paused"]);
+    assert.ok(p.disk_bytes > 0);
+    await assert.rejects(f.run("print(1)"), opd.Busy);
+    const r = await f.resume();
+    assert.deepEqual([r.session, r.state], [f.id, "idle"]);
+    assert.equal((await f.run("print(open('n.txt').read())")).stdout, "fork\n");
+  } finally {
+    for (const s of opened) await s.close();
+    c.close();
+  }
+});
+
 test("batch", daemon, async () => {
   const c = new opd.Client({ socketPath });
   try {
