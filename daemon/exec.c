@@ -53,6 +53,12 @@ static json_t *build_job(struct request *r)
                 json_decref(job);
                 return NULL;
         }
+        if (e->phase == OP_PHASE_RUN) {
+                /* The program an earlier compile built runs: no main file is written (the
+                 * source stays as that compile had it). */
+                json_object_del(job, "file");
+                json_object_del(job, "code");
+        }
         if (e->stdin_data)
                 json_object_set_new(job, "stdin", json_stringn(e->stdin_data, e->stdin_len));
         if ((v = json_object_get(e->json, "env")))

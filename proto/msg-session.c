@@ -209,8 +209,9 @@ int op_session_exec_decode(json_t *req, const char *lang, json_t *defaults,
                 if (json_object_del(x, "phase") < 0)
                         return -ENOMEM;
         }
-        /* The run phase runs what an earlier compile left: "code" is optional (none is written
-         * when it is left out). */
+        /* The run phase runs what an earlier compile left: no "code" (the decoder below wants
+         * one unless "files" holds the program: an empty one stands in, and the job sent to
+         * the guest has none, exec.c). */
         if (phase == OP_PHASE_RUN && json_object_get(x, "code"))
                 return op_proto_fail(errbuf, errlen,
                                      "\"code\" is not allowed with \"phase\": \"run\": the "

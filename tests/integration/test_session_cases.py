@@ -20,15 +20,18 @@ CONFIG = {"pool.sizes": "c=1,python=0,bash=0,node=0", "max_vms": "8", "session.m
           "session.max_per_uid": "7", "session.fork_max": "5", "restore_timeout_ms": "120000"}
 
 # Reads numbers on stdin, prints their sum and its first argument; "write" as its argument makes
-# it write a file, "look" reports whether that file exists.
+# it write a file, "look" reports whether that file exists; it says so if its source (main.c) was
+# emptied or removed.
 SUM = r"""
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int main(int argc, char **argv)
 {
         long x, sum = 0;
+        struct stat st;
 
         while (scanf("%ld", &x) == 1)
                 sum += x;
@@ -37,6 +40,8 @@ int main(int argc, char **argv)
                 fputs("written", f);
                 fclose(f);
         }
+        if (stat("main.c", &st) < 0 || st.st_size == 0)
+                puts("the source is gone");
         printf("%s %ld %s\n", argc > 1 ? argv[1] : "-", sum,
                access("case.txt", F_OK) == 0 ? "seen" : "unseen");
         return 0;
