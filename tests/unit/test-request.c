@@ -1667,6 +1667,85 @@ static void test_session_warm_execs(void **state)
         wait_ready(f, SH, 1); /* the pool refills */
 }
 
+/* A session_exec of the session id with this "phase" (and code unless the phase is run). */
+static struct call *submit_phase(struct fx *f, const char *id, const char *phase)
+{
+        json_t *req =
+            json_pack("{s:s, s:s, s:s}", "op", "session_exec", "session", id, "phase", phase);
+        struct call *c;
+
+        if (strcmp(phase, "run") != 0)
+                json_object_set_new(req, "code", json_string("int main(void) { return 0; }"));
+        assert_true(f->n_calls < CALLS_MAX);
+        c = &f->calls[f->n_calls++];
+        exec_submit_session_cb(&f->d, req, find(f, id), on_done, c, &c->r);
+        json_decref(req);
+        return c;
+}
+
+/* "phase": compile sends the compile step with a program that does nothing; run sends the
+ * language's run command with neither a compile step nor a main file; a language without a
+ * compile step refuses a phase. */
+static void test_session_phases(void **state)
+{
+        struct fx *f = *state;
+        char id[OP_SESSION_ID_LEN + 1], sh[OP_SESSION_ID_LEN + 1];
+        struct session *s;
+        json_t *argv;
+        struct call *c;
+
+        serve(f, CC, 1);
+        wait_ready(f, CC, 1);
+        assert_int_equal(
+            session_new(&f->d, &f->d.langs.v[CC], SESSION_UID, LONG_MS, LONG_MS, NULL, &s), 0);
+        memcpy(id, s->id, sizeof(id));
+        session_start(s);
+        wait_session(f, id, SESSION_IDLE);
+
+        c = submit_phase(f, id, "compile");
+        wait_answer(f, c);
+        assert_ok(c, "session");
+        assert_string_equal(json_string_value(json_object_get(c->answer, "phase")), "compile");
+        assert_non_null(json_object_get(c->answer, "compile"));
+        assert_non_null(json_object_get(f->last_job, "compile"));
+        argv = json_object_get(f->last_job, "argv");
+        assert_int_equal(json_array_size(argv), 1);
+        assert_string_equal(json_string_value(json_array_get(argv, 0)), "true");
+        assert_null(json_object_get(f->last_job, "warm"));
+        assert_string_equal(json_string_value(json_object_get(f->last_job, "file")), "main.c");
+
+        c = submit_phase(f, id, "run");
+        wait_answer(f, c);
+        assert_ok(c, "session");
+        assert_string_equal(json_string_value(json_object_get(c->answer, "phase")), "run");
+        assert_null(json_object_get(c->answer, "compile"));
+        assert_null(json_object_get(f->last_job, "compile"));
+        assert_null(json_object_get(f->last_job, "file"));
+        assert_null(json_object_get(f->last_job, "code"));
+        argv = json_object_get(f->last_job, "argv");
+        assert_string_equal(json_string_value(json_array_get(argv, 0)), "./main");
+        assert_string_equal(json_string_value(json_object_get(f->last_job, "workdir")), id);
+        assert_int_equal(find(f, id)->execs, 2);
+
+        /* sh has no compile step */
+        serve(f, SH, 1);
+        wait_ready(f, SH, 1);
+        open_session(f, LONG_MS, LONG_MS, sh);
+        wait_session(f, sh, SESSION_IDLE);
+        c = submit_phase(f, sh, "compile");
+        wait_answer(f, c);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(c->answer, "error"), "code")),
+            "bad_request");
+        assert_non_null(strstr(
+            json_string_value(json_object_get(json_object_get(c->answer, "error"), "message")),
+            "not a compiled language"));
+        assert_int_equal(find(f, sh)->state, SESSION_IDLE);
+        session_destroy(find(f, sh), SESSION_END_CLOSED);
+        session_destroy(find(f, id), SESSION_END_CLOSED);
+        settle(f);
+}
+
 /* One exec at a time; the lifetime ends the session under a running exec, which is answered. */
 static void test_session_busy_then_lifetime(void **state)
 {
@@ -1840,6 +1919,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_sink_answer_then_release, setup, teardown),
             cmocka_unit_test_setup_teardown(test_flooding_connection_is_deferred, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_warm_execs, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_phases, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_busy_then_lifetime, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_idle_deadline, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_cold, setup, teardown),
