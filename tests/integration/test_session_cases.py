@@ -140,6 +140,13 @@ class SessionCases(unittest.TestCase):
             self.assertEqual([r.stdout for r in results],
                              ["write 3 seen\n", "look 3 unseen\n", "look 0 unseen\n"])
             self.assertEqual(cl.sessions(), [])  # the session and its forks are closed
+            # in rounds of 2 forks (the compiled session forked twice): the same answers
+            compiled, results = cl.run_cases("c", SUM, [
+                {"stdin": "1 2", "args": ["write"]}, {"stdin": "3", "args": ["look"]},
+                {"stdin": "", "args": ["look"]}], round_size=2)
+            self.assertEqual([r.stdout for r in results],
+                             ["write 3 seen\n", "look 3 unseen\n", "look 0 unseen\n"])
+            self.assertEqual(cl.sessions(), [])
 
     def test_opctl(self):
         def opctl(*args, code=0, stdin=None):

@@ -392,40 +392,49 @@ class Client:
         req.update(limits)
         return Session(self, self.call(req))
 
-    def run_cases(self, lang, code, cases, files=None, timeout=None, **limits):
+    def run_cases(self, lang, code, cases, files=None, timeout=None, round_size=None, **limits):
         """Compile once, run many: code (a compiled language's program) is compiled once in a
         session, then each case runs in its own fork of that session (a fresh copy of the
         compiled VM: what one case writes, no other sees). cases: dicts of run fields ("stdin",
         "args", "env", "files", "timeout_ms", limits, ...). Returns (compile, results): the
         compile step's Result, and per case in the order given its Result or OpdError; results
-        is empty when the compile failed (compile.status == "compile_error"). At most
-        session.fork_max cases; each fork counts against your session quota while it runs."""
+        is empty when the compile failed (compile.status == "compile_error"). The cases run in
+        rounds of round_size forks (default: all at once), each round's forks closed before the
+        next: a round may not exceed session.fork_max, and its forks count against your session
+        quota while they run."""
         cases = list(cases)
+        size = round_size or len(cases) or 1
+        results = []
         with self.open_session(lang, timeout=timeout, **limits) as s:
             compiled = s.run(code, files=files, phase="compile")
-            if compiled.status == "compile_error" or not cases:
+            if compiled.status == "compile_error":
                 return compiled, []
-            forks = s.fork(len(cases))
-            try:
-                ids = []
-                for f, case in zip(forks, cases):
-                    req = {k: v for k, v in case.items() if k not in ("op", "id", "session")}
-                    req.update({"op": "session_exec", "session": f.id, "phase": "run"})
-                    ids.append(self.send(req))
-                results = []
-                for id in ids:
-                    try:
-                        results.append(self.result(id))
-                    except OpdError as e:
-                        results.append(e)
-                # a fork that could not be restored (the fork's "failed"): its case did not run
-                for _ in cases[len(forks):]:
-                    results.append(VMFailed("this case's fork of the compiled session could not "
-                                            "be restored; the case did not run"))
-                return compiled, results
-            finally:
-                for f in forks:
-                    f.close()
+            for at in range(0, len(cases), size):
+                results += self._run_round(s, cases[at:at + size])
+        return compiled, results
+
+    def _run_round(self, compiled, cases):
+        forks = compiled.fork(len(cases))
+        try:
+            ids = []
+            for f, case in zip(forks, cases):
+                req = {k: v for k, v in case.items() if k not in ("op", "id", "session")}
+                req.update({"op": "session_exec", "session": f.id, "phase": "run"})
+                ids.append(self.send(req))
+            results = []
+            for id in ids:
+                try:
+                    results.append(self.result(id))
+                except OpdError as e:
+                    results.append(e)
+            # a fork that could not be restored (the fork's "failed"): its case did not run
+            for _ in cases[len(forks):]:
+                results.append(VMFailed("this case's fork of the compiled session could not be "
+                                        "restored; the case did not run"))
+            return results
+        finally:
+            for f in forks:
+                f.close()
 
     def sessions(self):
         """Your open sessions as dicts (administrators: everyone's)."""
