@@ -68,6 +68,11 @@ export interface ExecOptions {
   fileSizeMaxBytes?: number;
   outputFiles?: string[];
   mode?: "auto" | "warm" | "cold";
+  /**
+   * session runs of a compiled language: "compile" (the compile step alone) or "run" (the
+   * program an earlier compile built, code null); docs/protocol.md "Compile once, run many"
+   */
+  phase?: "all" | "compile" | "run";
   id?: Id;
   /** raw request fields, merged in as they are */
   extra?: Record<string, unknown>;

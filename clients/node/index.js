@@ -147,6 +147,7 @@ const EXEC_FIELDS = {
     : Object.entries(v).map(([k, c]) => fileEntry(k, c))],
   stream: (v) => ["stream", v],
   stdinStream: (v) => ["stdin_stream", v],
+  phase: (v) => ["phase", v],
   id: (v) => ["id", v],
   extra: null,
 };

@@ -78,6 +78,14 @@ test("exec request fields", () => {
   assert.throws(() => opd.execRequest("py", "", { nope: 1 }), TypeError);
 });
 
+test("session exec phases", () => {
+  const sid = "0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b";
+  assert.deepEqual(opd.sessionExecRequest(sid, "int main(void){}", { phase: "compile" }),
+    { op: "session_exec", session: sid, code: "int main(void){}", phase: "compile" });
+  assert.deepEqual(opd.sessionExecRequest(sid, null, { phase: "run", stdin: "1 2", args: [3] }),
+    { op: "session_exec", session: sid, phase: "run", stdin: "1 2", args: ["3"] });
+});
+
 const socketPath = process.env.OPD_SOCKET;
 const daemon = { skip: socketPath ? false : "no opd (run through test/with-opd.py)" };
 
