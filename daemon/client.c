@@ -36,6 +36,8 @@ struct reply_slot {
         LIST_ENTRY(reply_slot) link;
         struct client *client; /* NULL once the client is gone */
         json_t *id;
+        void (*gone)(void *data); /* told when the client goes */
+        void *gone_data;
 };
 
 static void on_event(struct bufferevent *bev, short what, void *arg);
@@ -478,6 +480,8 @@ void client_close(struct client *c, const char *why)
         while ((s = LIST_FIRST(&c->slots))) {
                 LIST_REMOVE(s, link);
                 s->client = NULL;
+                if (s->gone)
+                        s->gone(s->gone_data);
         }
         if (c->overflow || output_len(c) == 0)
                 client_move_to_closing(c);
@@ -623,6 +627,20 @@ json_t *reply_slot_id(const struct reply_slot *s)
 bool reply_slot_live(const struct reply_slot *s)
 {
         return s->client && !s->client->closing;
+}
+
+void reply_slot_event(struct reply_slot *s, json_t *obj)
+{
+        if (s->client && !s->client->closing)
+                client_send(s->client, obj);
+        else
+                json_decref(obj);
+}
+
+void reply_slot_on_gone(struct reply_slot *s, void (*gone)(void *data), void *data)
+{
+        s->gone = gone;
+        s->gone_data = data;
 }
 
 void reply_slot_send(struct reply_slot *s, json_t *obj)

@@ -52,3 +52,8 @@ json_t *reply_slot_id(const struct reply_slot *s);
 bool reply_slot_live(const struct reply_slot *s);
 /* Send (takes obj) and free the slot. */
 void reply_slot_send(struct reply_slot *s, json_t *obj);
+/* Send an event ahead of the answer (takes obj; dropped when the client is gone). */
+void reply_slot_event(struct reply_slot *s, json_t *obj);
+/* gone(data) is called once when the slot's client closes (the slot stays the caller's, to be
+ * freed with reply_slot_send()); for work that has no reason to go on without its client. */
+void reply_slot_on_gone(struct reply_slot *s, void (*gone)(void *data), void *data);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "accel.h"
+#include "cases.h"
 #include "cleanup.h"
 #include "client.h"
 #include "exec-op.h"
@@ -135,6 +136,7 @@ static const struct op_entry op_table[] = {
     {"reload", op_reload, true},
     {"stdin", op_stdin, false},
     {"exec_batch", op_exec_batch, false},
+    {"exec_cases", op_exec_cases, false},
     {"session_open", op_session_open, false},
     {"session_exec", op_session_exec, false},
     {"session_list", op_session_list, false},

@@ -29,7 +29,7 @@
 
 #define FORK_DIR "forks" /* <cache>/.paused/../forks: images of forks in the making */
 
-enum job_kind { JOB_FORK, JOB_PAUSE, JOB_RESUME };
+enum job_kind { JOB_FORK, JOB_PAUSE, JOB_RESUME, JOB_IMAGE };
 
 struct child {
         struct job *job;
@@ -58,6 +58,7 @@ struct job {
         bool timer_fired;
         struct child *children;
         uint64_t t_start, t_saved, t_done;
+        session_image_fn image_done; /* JOB_IMAGE */
 };
 
 static void job_free(struct job *j)
@@ -101,6 +102,7 @@ static void job_fail(struct job *j, enum op_err code, const char *fmt, ...)
         log_info("session %s (uid %u): %s refused: %s", j->id, (unsigned)j->uid,
                  j->kind == JOB_FORK    ? "fork"
                  : j->kind == JOB_PAUSE ? "pause"
+                 : j->kind == JOB_IMAGE ? "save"
                                         : "resume",
                  msg);
         if (j->reply)
@@ -110,7 +112,7 @@ static void job_fail(struct job *j, enum op_err code, const char *fmt, ...)
 /* The session asked about, if it still exists (another client may have closed it meanwhile). */
 static struct session *job_session(struct job *j)
 {
-        return session_find(j->d, j->id, j->uid, false);
+        return session_lookup(j->d, j->id, j->uid);
 }
 
 /* The saved VM goes back to its session (fork: it continues) or is destroyed. */
@@ -158,7 +160,7 @@ static void child_done(struct child *c, bool ok)
 static void on_child_loaded(struct vm *vm, void *userdata)
 {
         struct child *c = child_of(vm, userdata);
-        struct session *s = session_find(c->job->d, c->id, c->job->uid, false);
+        struct session *s = session_lookup(c->job->d, c->id, c->job->uid);
         int k;
 
         if (!s || s->state != SESSION_BOOTING || s->vm != vm) {
@@ -180,7 +182,7 @@ static void on_child_failed(struct vm *vm, const char *why, void *userdata)
 {
         struct child *c = child_of(vm, userdata);
         struct job *j = c->job;
-        struct session *s = session_find(j->d, c->id, j->uid, false);
+        struct session *s = session_lookup(j->d, c->id, j->uid);
 
         log_warn("session %s (uid %u): restoring %s failed: %s", c->id, (unsigned)j->uid, vm->name,
                  why);
@@ -224,7 +226,7 @@ static void on_job_timer(evutil_socket_t fd, short what, void *arg)
                 if (c->done)
                         continue;
                 /* Its VM's callbacks point at the job: the VM goes with the session. */
-                s = session_find(j->d, c->id, j->uid, false);
+                s = session_lookup(j->d, c->id, j->uid);
                 c->done = true;
                 j->pending--;
                 if (s)
@@ -237,8 +239,8 @@ static void on_job_timer(evutil_socket_t fd, short what, void *arg)
 
 /* count more sessions and VMs for uid: session.max, session.max_per_uid, max_vms,
  * max_vms_per_uid. */
-static bool room_for(struct opd *d, uid_t uid, uint32_t sessions, uint32_t vms, char *why,
-                     size_t whylen)
+bool session_room_for(struct opd *d, uid_t uid, uint32_t sessions, uint32_t vms, char *why,
+                      size_t whylen)
 {
         const struct op_session_config *c = &d->cfg.session;
         unsigned mine = sessions_of(d, uid), all = sessions_of(d, (uid_t)-1);
@@ -401,7 +403,7 @@ static void on_fork_saved(struct vm *vm, const char *err, void *userdata)
         }
         parent = job_session(j);
         /* The quota was checked before the save; what changed meanwhile is checked again. */
-        if (!room_for(d, j->uid, j->count, j->count, why, sizeof(why))) {
+        if (!session_room_for(d, j->uid, j->count, j->count, why, sizeof(why))) {
                 snap_ref_put(img);
                 job_fail(j, OP_ERR_QUOTA_EXCEEDED, "%s", why);
                 job_free(j);
@@ -533,7 +535,7 @@ void op_session_fork(struct client *c, json_t *id, json_t *req)
                 return;
         if (!session_saveable(c, id, s, "forked"))
                 return;
-        if (!room_for(d, s->uid, count, count, err, sizeof(err))) {
+        if (!session_room_for(d, s->uid, count, count, err, sizeof(err))) {
                 client_send(c, op_error_reply(id, OP_ERR_QUOTA_EXCEEDED, "%s", err));
                 return;
         }
@@ -559,6 +561,118 @@ void op_session_fork(struct client *c, json_t *id, json_t *req)
                 job_fail(j, OP_ERR_VM_FAILED, "cannot save session %s: %s", s->id, strerror(-k));
                 job_free(j);
         }
+}
+
+/* ---- an image to restore from, for opd's own sessions (exec_cases) ---- */
+
+static void on_image_saved(struct vm *vm, const char *err, void *userdata)
+{
+        struct job *j = userdata;
+        struct snap_ref *img = NULL;
+        struct session *s;
+        int k = 0;
+
+        j->t_saved = op_now_us();
+        if (!err)
+                k = snap_ref_image(j->dir, &j->m, true, &img);
+        give_back(j, !err && k >= 0); /* resumed, or destroyed with its session */
+        s = job_session(j);
+        if (err || k < 0) {
+                log_warn("session %s (uid %u): saving it failed: %s", j->id, (unsigned)j->uid,
+                         err ? err : strerror(-k));
+                snap_rmtree(AT_FDCWD, j->dir);
+        } else if (s && s->state == SESSION_IDLE) {
+                log_info("session %s uid=%u saved in %.1fms", j->id, (unsigned)j->uid,
+                         ms(j->t_start, j->t_saved));
+                j->image_done(s, TAKE_PTR(img));
+        }
+        snap_ref_put(img);
+        job_free(j);
+}
+
+int session_save_image(struct session *s, session_image_fn done)
+{
+        struct opd *d = s->d;
+        _cleanup_free_ char *dir = NULL;
+        struct job *j;
+        int k;
+
+        if (s->state != SESSION_IDLE || !s->vm || !s->vm->snap)
+                return -EBUSY;
+        j = calloc(1, sizeof(*j));
+        if (!j)
+                return -ENOMEM;
+        j->kind = JOB_IMAGE;
+        j->d = d;
+        memcpy(j->id, s->id, sizeof(j->id));
+        memcpy(j->workdir, s->workdir, sizeof(j->workdir));
+        j->uid = s->uid;
+        j->lang = s->lang;
+        j->t_start = op_now_us();
+        j->image_done = done;
+        if (asprintf(&dir, "%s/%s", d->cfg.cache_dir, FORK_DIR) < 0) {
+                job_free(j);
+                return -ENOMEM;
+        }
+        (void)mkdir(dir, 0700);
+        if (asprintf(&j->dir, "%s/%s-%llu", dir, s->id, (unsigned long long)j->t_start) < 0) {
+                job_free(j);
+                return -ENOMEM;
+        }
+        if (mkdir(j->dir, 0700) < 0) {
+                k = -errno;
+                job_free(j);
+                return k;
+        }
+        k = start_save(j, s, j->dir, on_image_saved);
+        if (k < 0) {
+                snap_rmtree(AT_FDCWD, j->dir);
+                job_free(j);
+        }
+        return k;
+}
+
+static void on_restored(struct vm *vm, void *userdata)
+{
+        struct session *s = userdata;
+        int k = vm_resume(vm);
+
+        if (k < 0) {
+                log_warn("session %s (uid %u): resuming %s failed: %s", s->id, (unsigned)s->uid,
+                         vm->name, strerror(-k));
+                session_destroy(s, SESSION_END_FAILED);
+                return;
+        }
+        s->vm = NULL;
+        session_attach_vm(s, vm, NULL);
+}
+
+static void on_restore_failed(struct vm *vm, const char *why, void *userdata)
+{
+        struct session *s = userdata;
+
+        log_warn("session %s (uid %u): restoring %s failed: %s", s->id, (unsigned)s->uid, vm->name,
+                 why);
+        session_destroy(s, SESSION_END_FAILED);
+}
+
+static const struct vm_events restore_events = {
+    .ready = on_restored,
+    .failed = on_restore_failed,
+};
+
+int session_restore(struct session *s, struct snap_ref *img)
+{
+        struct vm *vm;
+        int k;
+
+        k = vm_restore(s->d->vms_host, s->lang, img, &restore_events, s, &vm);
+        if (k < 0)
+                return k;
+        s->vm = vm;
+        snprintf(s->snap_version, sizeof(s->snap_version), "%s", img->m.version);
+        session_set_state(s, SESSION_BOOTING);
+        return 0;
 }
 
 /* ---- pause ---- */
@@ -688,7 +802,7 @@ void op_session_resume(struct client *c, json_t *id, json_t *req)
                                               s->id, session_state_name(s->state)));
                 return;
         }
-        if (!room_for(d, s->uid, 0, 1, err, sizeof(err))) {
+        if (!session_room_for(d, s->uid, 0, 1, err, sizeof(err))) {
                 client_send(c, op_error_reply(id, OP_ERR_QUOTA_EXCEEDED, "%s", err));
                 return;
         }

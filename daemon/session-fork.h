@@ -3,9 +3,16 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 struct client;
 struct job;
+struct opd;
+struct session;
+struct snap_ref;
 
 void op_session_fork(struct client *c, json_t *id, json_t *req);
 void op_session_pause(struct client *c, json_t *id, json_t *req);
@@ -13,3 +20,21 @@ void op_session_resume(struct client *c, json_t *id, json_t *req);
 
 /* Internal: a job's restores are all done (or bounded out): answer and free it. */
 void job_finish(struct job *j);
+
+/* May uid have sessions more sessions and vms more VMs (session.max, session.max_per_uid,
+ * max_vms, max_vms_per_uid; idle clones of the pools give way for max_vms)? false: the refusal's
+ * text, naming the key, in why. */
+bool session_room_for(struct opd *d, uid_t uid, uint32_t sessions, uint32_t vms, char *why,
+                      size_t whylen);
+
+/* ---- for opd's own sessions (exec_cases): save once, restore many ---- */
+/* The image saved: s (IDLE again, resumed) and a reference to the image, the callee's. */
+typedef void (*session_image_fn)(struct session *s, struct snap_ref *img);
+/* Save s (IDLE, a VM restored from a snapshot) whole: s is SAVING meanwhile, then resumed and
+ * done() called. A save that fails ends s (SESSION_END_FAILED) and done() is not called; a
+ * session ended meanwhile gets no call either. -EBUSY (not idle, or a cold VM), -errno: nothing
+ * started, s unchanged. */
+int session_save_image(struct session *s, session_image_fn done);
+/* Restore s (NEW, from session_new()) from img: BOOTING (boot_timeout_ms) until its VM runs,
+ * then IDLE as an opened session; a VM that fails ends s. */
+int session_restore(struct session *s, struct snap_ref *img);

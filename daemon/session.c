@@ -103,7 +103,19 @@ struct session *session_find(struct opd *d, const char *id, uid_t uid, bool admi
                 return NULL;
         LIST_FOREACH(s, &d->sessions->list, link)
         if (strcmp(s->id, id) == 0)
-                return admin || s->uid == uid ? s : NULL;
+                return (admin || s->uid == uid) && !s->owner ? s : NULL;
+        return NULL;
+}
+
+struct session *session_lookup(struct opd *d, const char *id, uid_t uid)
+{
+        struct session *s;
+
+        if (!d->sessions)
+                return NULL;
+        LIST_FOREACH(s, &d->sessions->list, link)
+        if (strcmp(s->id, id) == 0)
+                return s->uid == uid ? s : NULL;
         return NULL;
 }
 
@@ -290,6 +302,10 @@ static void opened(struct session *s)
 {
         json_t *reply;
 
+        if (s->owner) {
+                s->owner->ready(s, s->owner_data);
+                return;
+        }
         if (!s->open_reply)
                 return;
         if (!reply_slot_live(s->open_reply)) {
@@ -415,6 +431,8 @@ void session_destroy(struct session *s, enum session_end why)
         log_info("session %s lang=%s uid=%u end=%s execs=%llu age=%.1fms", s->id, s->lang->name,
                  (unsigned)s->uid, end_names[why], (unsigned long long)s->execs,
                  ms_between(s->t_open, op_now_us()));
+        if (s->owner)
+                s->owner->ended(s, why, s->owner_data);
         uid_use_put(s->use);
         event_free(s->timer);
         json_decref(s->limits);
@@ -715,7 +733,7 @@ void op_session_list(struct client *c, json_t *id, json_t *req)
         }
         list = json_array();
         LIST_FOREACH(s, &d->sessions->list, link)
-        if (admin || s->uid == client_uid(c))
+        if ((admin || s->uid == client_uid(c)) && !s->owner)
                 json_array_append_new(list, session_json(s));
         reply =
             json_pack("{s:O?, s:b, s:o, s:b}", "id", id, "ok", 1, "sessions", list, "all", admin);

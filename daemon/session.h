@@ -43,6 +43,16 @@ enum session_end {
         _SESSION_END_MAX,
 };
 
+/* A session opd opens for itself (exec_cases, daemon/cases.c) rather than for a client: told
+ * when it has a running VM and is IDLE (each time: opened, resumed after a save), and when it
+ * ends. No client operation sees it (session_find(), session_list), though it counts against
+ * its uid's quotas like any session. */
+struct session_owner {
+        void (*ready)(struct session *s, void *data);
+        /* s is CLOSED and freed when this returns: the owner forgets it. */
+        void (*ended)(struct session *s, enum session_end why, void *data);
+};
+
 struct session {
         LIST_ENTRY(session) link; /* in the registry */
         struct opd *d;
@@ -68,6 +78,8 @@ struct session {
         uint64_t execs;                   /* execs answered */
         enum session_end end;             /* why it ended (SESSION_CLOSED) */
         bool timer_is_lifetime; /* the deadline armed is the lifetime's end (not the idle one) */
+        const struct session_owner *owner; /* NULL: a client's session */
+        void *owner_data;
 };
 
 /* The registry (d->sessions), made once at start; freed (every session destroyed) at exit. */
@@ -88,8 +100,10 @@ void sessions_counts(const struct opd *d, struct session_counts *ret);
 const char *session_state_name(enum session_state state);
 
 /* The session with this id that uid may use (its own; any when admin), or NULL: what another
- * uid gets is the same as for an id that does not exist. */
+ * uid gets is the same as for an id that does not exist. A session opd owns is never found. */
 struct session *session_find(struct opd *d, const char *id, uid_t uid, bool admin);
+/* The session with this id of uid, also one opd owns (for opd's own bookkeeping), or NULL. */
+struct session *session_lookup(struct opd *d, const char *id, uid_t uid);
 /* The not_found answer to a request naming session sid: another uid's, gone, or never made. */
 json_t *session_not_found(json_t *id, const char *sid);
 /* Sessions of uid (any state but CLOSED); all uids' with uid == (uid_t)-1. */

@@ -70,7 +70,7 @@ size_t op_limits_values_max(const struct op_limits *lim)
         size_t one =
             128 + lim->args_max + 2 * lim->env_max + 8 * lim->files_max + lim->output_files_max;
 
-        return one * (lim->batch_max + 1);
+        return one * ((lim->batch_max > lim->cases_max ? lim->batch_max : lim->cases_max) + 1);
 }
 
 int op_parse_object(const char *payload, size_t len, json_t **ret_obj, char *errbuf, size_t errlen)

@@ -57,6 +57,7 @@ struct op_limits {
         size_t output_files_max;  /* entries of output_files */
         size_t output_file_max;   /* bytes read back per output file */
         size_t batch_max;         /* requests in one exec_batch */
+        size_t cases_max;         /* cases in one exec_cases */
         size_t stdin_frame_max;   /* bytes of data in one stdin frame */
 };
 
@@ -82,6 +83,7 @@ struct op_limits {
             .output_files_max = 16,                                                                \
             .output_file_max = 1024 * 1024,                                                        \
             .batch_max = 16,                                                                       \
+            .cases_max = 32,                                                                       \
             .stdin_frame_max = 64 * 1024,                                                          \
         })
 
@@ -171,7 +173,8 @@ int op_parse_object_max(const char *payload, size_t len, size_t values_max, json
  * structural characters outside strings. Pure; never less than the real count. */
 size_t op_json_values_bound(const char *payload, size_t len);
 /* The most JSON values a valid client frame can hold under lim (an exec_batch of batch_max
- * members, each with every list at its limit), for op_parse_object_max(). */
+ * members or an exec_cases of cases_max cases, each with every list at its limit), for
+ * op_parse_object_max(). */
 size_t op_limits_values_max(const struct op_limits *lim);
 
 /* The request's "id" (string or integer) or NULL when absent. -EINVAL (with message) when it has

@@ -134,6 +134,7 @@ static const struct key keys[] = {
     LIM("limit.output_files_max", output_files_max, 0, 1024),
     LIM("limit.output_file_max", output_file_max, 0, 16 << 20),
     LIM("limit.batch_max", batch_max, 1, 1024),
+    LIM("limit.cases_max", cases_max, 1, 1024),
     LIM("limit.stdin_frame_max", stdin_frame_max, 1, 16 << 20),
     STR0("metrics.listen", metrics_listen),
     STR0("s3.bucket", s3_bucket),

@@ -10,6 +10,7 @@
 
 #include "cleanup.h"
 #include "frame.h"
+#include "msg-cases.h"
 #include "msg-session.h"
 #include "msg.h"
 
@@ -56,6 +57,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
             .output_files_max = 2,                                                                 \
             .output_file_max = 8,                                                                  \
             .batch_max = 2,                                                                        \
+            .cases_max = 3,                                                                        \
             .stdin_frame_max = 4,                                                                  \
         })
 
@@ -232,6 +234,34 @@ static inline void fuzz_handle_session(json_t *req, const struct op_limits *lim)
         CHECK(req->refcount == refs);
 }
 
+/* exec_cases: every step it yields is a valid session_exec once given a session. */
+static inline void fuzz_handle_cases(json_t *req, const struct op_limits *lim)
+{
+        struct op_cases c;
+        char err[256] = "";
+        int r;
+
+        r = op_cases_decode(req, lim, &c, err, sizeof(err));
+        CHECK(r == 0 || r == -ENOMEM || (r == -EINVAL && err[0]));
+        if (r < 0)
+                return;
+        CHECK(c.n >= 1 && c.n <= lim->cases_max && c.compile);
+        for (size_t i = 0; i <= c.n; i++) {
+                json_t *step = i < c.n ? c.runs[i] : c.compile;
+                struct op_exec e;
+
+                CHECK(!json_object_get(step, "session"));
+                CHECK(json_object_set_new(step, "session",
+                                          json_string("0f84e6c1-0595-4e2a-9778-53c262b9fc53")) ==
+                      0);
+                CHECK(op_session_exec_decode(step, json_string_value(json_object_get(step, "lang")),
+                                             NULL, lim, &e, err, sizeof(err)) == 0);
+                CHECK(e.phase == (i < c.n ? OP_PHASE_RUN : OP_PHASE_COMPILE));
+                op_exec_done(&e);
+        }
+        op_cases_done(&c);
+}
+
 static inline void fuzz_handle_other(json_t *req, const struct op_limits *lim)
 {
         struct op_stdin in;
@@ -261,5 +291,6 @@ static inline void fuzz_handle_other(json_t *req, const struct op_limits *lim)
                 }
                 op_batch_done(&b);
         }
+        fuzz_handle_cases(req, lim);
         fuzz_handle_session(req, lim);
 }

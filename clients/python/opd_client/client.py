@@ -7,7 +7,7 @@ import os
 import select
 import socket
 
-from .errors import (ConnectionClosed, NotFound, OpdError, ProtocolError, VMFailed,
+from .errors import (ConnectionClosed, NotFound, OpdError, ProtocolError,
                      error_from_answer)
 from .protocol import DEFAULT_MAX_FRAME, Event, FrameReader, Result, encode_frame
 
@@ -105,6 +105,17 @@ class Execution:
         """Read the remaining events (returned as a list) and the result."""
         events = list(self)
         return events, self.result
+
+
+class _CaseEvents:
+    """The "case" events of an exec_cases in flight: each case's answer by its index."""
+
+    def __init__(self):
+        self.results = {}
+
+    def take(self, frame):
+        if frame.get("event") == "case" and isinstance(frame.get("case"), int):
+            self.results[frame["case"]] = frame.get("result") or {}
 
 
 class Session:
@@ -273,6 +284,9 @@ class Client:
             stream = self._streams.get(id)
             if stream is None:
                 return
+            if isinstance(stream, _CaseEvents):
+                stream.take(frame)
+                return
             if frame["event"] == "stdin_error":
                 stream.stdin_errors.append(error_from_answer(frame))
             else:
@@ -393,48 +407,50 @@ class Client:
         return Session(self, self.call(req))
 
     def run_cases(self, lang, code, cases, files=None, timeout=None, round_size=None, **limits):
-        """Compile once, run many: code (a compiled language's program) is compiled once in a
-        session, then each case runs in its own fork of that session (a fresh copy of the
-        compiled VM: what one case writes, no other sees). cases: dicts of run fields ("stdin",
-        "args", "env", "files", "timeout_ms", limits, ...). Returns (compile, results): the
-        compile step's Result, and per case in the order given its Result or OpdError; results
-        is empty when the compile failed (compile.status == "compile_error"). The cases run in
-        rounds of round_size forks (default: all at once), each round's forks closed before the
-        next: a round may not exceed session.fork_max, and its forks count against your session
-        quota while they run."""
+        """Compile once, run many (the exec_cases operation): code (a compiled language's
+        program, with files) is compiled once, then each case runs in its own fresh copy of the
+        compiled VM (what one case writes, no other sees). cases: dicts of run fields ("stdin",
+        "args", "env", "files", "output_files", "timeout_ms" and the other limits); timeout
+        (seconds) and limits (cpu_time_ms, memory_bytes, ...) are every case's default. Returns
+        (compile, results): a Result whose status is "ok" or "compile_error" (its ["compile"]
+        the compiler's output), and per case in the order given its Result or OpdError; results
+        is empty when the compile failed. opd runs up to session.fork_max + 1 cases at once and
+        ends every VM it made, also when this connection closes. round_size: send the cases in
+        requests of at most that many (each compiles again; default: one request, which holds
+        at most opd's limit.cases_max)."""
         cases = list(cases)
         size = round_size or len(cases) or 1
-        results = []
-        with self.open_session(lang, timeout=timeout, **limits) as s:
-            compiled = s.run(code, files=files, phase="compile")
+        compiled, results = None, []
+        for at in range(0, max(len(cases), 1), size):
+            compiled, part = self._exec_cases(lang, code, cases[at:at + size], files, timeout,
+                                              limits)
             if compiled.status == "compile_error":
                 return compiled, []
-            for at in range(0, len(cases), size):
-                results += self._run_round(s, cases[at:at + size])
+            results += part
         return compiled, results
 
-    def _run_round(self, compiled, cases):
-        forks = compiled.fork(len(cases))
+    def _exec_cases(self, lang, code, cases, files, timeout, limits):
+        req = exec_request(lang, code, files=files, timeout=timeout)
+        if code is None:  # the program is one of files
+            del req["code"]
+        req.update(limits)
+        req.update({"op": "exec_cases",
+                    "cases": [{k: v for k, v in c.items()
+                               if k not in ("op", "id", "session", "phase")} for c in cases]})
+        id = self.send(req)
+        collector = _CaseEvents()
+        self._streams[id] = collector
         try:
-            ids = []
-            for f, case in zip(forks, cases):
-                req = {k: v for k, v in case.items() if k not in ("op", "id", "session")}
-                req.update({"op": "session_exec", "session": f.id, "phase": "run"})
-                ids.append(self.send(req))
-            results = []
-            for id in ids:
-                try:
-                    results.append(self.result(id))
-                except OpdError as e:
-                    results.append(e)
-            # a fork that could not be restored (the fork's "failed"): its case did not run
-            for _ in cases[len(forks):]:
-                results.append(VMFailed("this case's fork of the compiled session could not be "
-                                        "restored; the case did not run"))
-            return results
+            compiled = Result(self.answer(id))
         finally:
-            for f in forks:
-                f.close()
+            self._streams.pop(id, None)
+        results = []
+        for i in range(len(cases) if compiled.status != "compile_error" else 0):
+            a = collector.results.get(i)
+            if a is None:
+                raise ProtocolError(f"opd answered exec_cases {id!r} without case {i}")
+            results.append(Result(a) if a.get("ok") is True else error_from_answer(a))
+        return compiled, results
 
     def sessions(self):
         """Your open sessions as dicts (administrators: everyone's)."""
