@@ -12,8 +12,7 @@
 #include "opctl.h"
 #include "util.h"
 
-/* The members: a JSON array, else one object per non-empty line. */
-static int parse_members(const char *text, size_t len, json_t **ret)
+int parse_json_list(const char *what, const char *text, size_t len, json_t **ret)
 {
         _cleanup_(json_decrefp) json_t *all = NULL;
         json_error_t e;
@@ -25,7 +24,7 @@ static int parse_members(const char *text, size_t len, json_t **ret)
         if (pos < len && text[pos] == '[') {
                 all = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
                 if (!all || !json_is_array(all))
-                        return fail("batch: not a JSON array: %s (line %d)", e.text, e.line);
+                        return fail("%s: not a JSON array: %s (line %d)", what, e.text, e.line);
                 *ret = TAKE_PTR(all);
                 return 0;
         }
@@ -43,7 +42,7 @@ static int parse_members(const char *text, size_t len, json_t **ret)
                 if (i < end) {
                         m = json_loadb(text + pos, end - pos, JSON_REJECT_DUPLICATES, &e);
                         if (!m)
-                                return fail("batch: line %zu: %s", lineno, e.text);
+                                return fail("%s: line %zu: %s", what, lineno, e.text);
                         json_array_append_new(all, m);
                 }
                 pos = end + 1;
@@ -92,7 +91,7 @@ int cmd_batch(const struct opts *o, const char *path)
                                    : op_read_file(path, OPCTL_INPUT_MAX, &text, &len);
         if (r < 0)
                 return fail("cannot read %s: %s", path, r == -EFBIG ? "over 64 MiB" : strerror(-r));
-        if (parse_members(text, len, &members))
+        if (parse_json_list("batch", text, len, &members))
                 return EXIT_FAIL;
         if (json_array_size(members) == 0)
                 return fail("batch: %s holds no request", path);

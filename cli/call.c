@@ -283,8 +283,10 @@ int exchange_ext(const char *socket_path, bool events_as_json, json_t *req, uint
                 }
                 aid = json_object_get(answer, "id");
                 if (json_equal(aid, id) && json_object_get(answer, "event")) {
-                        r = print_event(answer, b.p + f.payload_offset, f.payload_len,
-                                        events_as_json);
+                        r = x && x->event ? x->event(answer, b.p + f.payload_offset, f.payload_len,
+                                                     x->userdata)
+                                          : print_event(answer, b.p + f.payload_offset,
+                                                        f.payload_len, events_as_json);
                         consume(&b, f.frame_len);
                         if (r) {
                                 free(b.p);

@@ -18,6 +18,9 @@ struct exchange_ext {
         /* Each frame whose id is not the request's (a batch member's answer or event), raw;
          * a non-zero return ends the exchange with that exit status. */
         int (*other)(json_t *frame, const char *raw, size_t len, void *userdata);
+        /* NULL, or each event of the request itself, raw, instead of printing it (an
+         * exec_cases's "case" events); a non-zero return ends the exchange. */
+        int (*event)(json_t *frame, const char *raw, size_t len, void *userdata);
         /* input_fd (-1: none) is polled while waiting; input() reads it and may send frames on
          * sock: 0 to go on, 1 when the input has ended (no more polling), or a negative errno. */
         int input_fd;

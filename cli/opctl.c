@@ -28,6 +28,15 @@ static void help(FILE *f)
             "           object per line, or a JSON array) as one exec_batch; run options\n"
             "           fill in what a request leaves out; each answer is printed as one\n"
             "           JSON line as it comes; exit 0 when every request ran with status ok\n"
+            "  cases [FILE] --lang L (--code STR | --file PATH) [--case STDIN]... [RUN OPTIONS]\n"
+            "           compile the program once and run it on each test case, each in a\n"
+            "           fresh copy of the compiled VM (exec_cases): the cases of FILE (\"-\":\n"
+            "           standard input; one JSON object per line, or a JSON array, of\n"
+            "           stdin, args, env, files, output_files and limits) and one per\n"
+            "           --case (its standard input); run options are every case's default;\n"
+            "           each case's answer is printed as one JSON line, in order; exit 0\n"
+            "           when every case ran with status ok, 1 on a compile error (the\n"
+            "           compiler's output on stderr) or a case that did not\n"
             "  session open --lang L [--idle-timeout S] [--lifetime S] [limits]\n"
             "           open a session: a VM kept across runs for you (files in its\n"
             "           working directory stay); prints its id; run limits given\n"
@@ -209,6 +218,7 @@ enum {
         ARG_IDLE_TIMEOUT,
         ARG_LIFETIME,
         ARG_PHASE,
+        ARG_CASE,
 };
 
 /* The long name of a run option that takes a number, for messages. */
@@ -272,18 +282,24 @@ int main(int argc, char **argv)
             {"idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT},
             {"lifetime", required_argument, NULL, ARG_LIFETIME},
             {"phase", required_argument, NULL, ARG_PHASE},
+            {"case", required_argument, NULL, ARG_CASE},
             {0},
         };
         _cleanup_free_ const char **args = calloc((size_t)argc + 1, sizeof(char *));
         _cleanup_free_ const char **env = calloc((size_t)argc + 1, sizeof(char *));
         _cleanup_free_ const char **files_in = calloc((size_t)argc + 1, sizeof(char *));
         _cleanup_free_ const char **files_out = calloc((size_t)argc + 1, sizeof(char *));
-        struct opts o = {
-            .args = args, .env = env, .files_in = files_in, .files_out = files_out, .stream = -1};
+        _cleanup_free_ const char **cases = calloc((size_t)argc + 1, sizeof(char *));
+        struct opts o = {.args = args,
+                         .env = env,
+                         .files_in = files_in,
+                         .files_out = files_out,
+                         .cases = cases,
+                         .stream = -1};
         const char *cmd, *stdin_dash = NULL;
         int c;
 
-        if (!args || !env || !files_in || !files_out)
+        if (!args || !env || !files_in || !files_out || !cases)
                 return fail("out of memory");
         o.socket = getenv("OPD_SOCKET");
         if (!o.socket || !*o.socket)
@@ -454,6 +470,9 @@ int main(int argc, char **argv)
                                             c == ARG_IDLE_TIMEOUT ? "--idle-timeout" : "--lifetime",
                                             optarg);
                         break;
+                case ARG_CASE:
+                        o.cases[o.n_cases++] = optarg;
+                        break;
                 case ARG_PHASE:
                         if (strcmp(optarg, "all") != 0 && strcmp(optarg, "compile") != 0 &&
                             strcmp(optarg, "run") != 0)
@@ -525,6 +544,17 @@ int main(int argc, char **argv)
                 return fail("--phase goes with session exec");
         if (o.idle_timeout_s > 0 || o.lifetime_s > 0)
                 return fail("--idle-timeout and --lifetime go with session open");
+        if (o.n_cases && strcmp(cmd, "cases") != 0)
+                return fail("--case goes with cases");
+        if (strcmp(cmd, "cases") == 0) {
+                if (optind + 1 < argc)
+                        return fail("cases takes at most one file of cases (\"-\": standard "
+                                    "input)");
+                if (o.stdin_str || o.interactive || o.mode || o.stream == 1)
+                        return fail("cases: each case has its own input (--case, or the file); "
+                                    "no --stdin, --interactive, --mode or --stream");
+                return cmd_cases(&o, optind < argc ? argv[optind] : NULL);
+        }
         if (strcmp(cmd, "batch") == 0) {
                 if (optind + 1 != argc)
                         return fail("batch takes one file (\"-\": standard input)");
@@ -560,8 +590,9 @@ int main(int argc, char **argv)
                 return cmd_metrics(&o);
         if (strcmp(cmd, "reload") == 0)
                 return cmd_reload(&o);
-        return fail("unknown command \"%s\" (run, batch, status, languages, ping, metrics, reload, "
-                    "snapshot, session; see "
-                    "opctl --help)",
-                    cmd);
+        return fail(
+            "unknown command \"%s\" (run, batch, cases, status, languages, ping, metrics, reload, "
+            "snapshot, session; see "
+            "opctl --help)",
+            cmd);
 }

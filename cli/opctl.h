@@ -63,7 +63,9 @@ struct opts {
         const char *out;
         /* session: the session an exec runs in (session_exec); open's idle timeout, lifetime */
         const char *session;
-        const char *phase;                 /* session exec --phase: all, compile or run */
+        const char *phase;  /* session exec --phase: all, compile or run */
+        const char **cases; /* cases --case: each one case's stdin */
+        size_t n_cases;
         double idle_timeout_s, lifetime_s; /* 0: not given */
 };
 
@@ -89,6 +91,11 @@ int cmd_session(const struct opts *o, const char *action, const char *id);
 
 /* batch.c */
 int cmd_batch(const struct opts *o, const char *path);
+/* JSON objects of text: one JSON array, else one object per non-empty line (*ret: an array). */
+int parse_json_list(const char *what, const char *text, size_t len, json_t **ret);
+
+/* cases.c: exec_cases, the cases of path (NULL: none) and of each --case */
+int cmd_cases(const struct opts *o, const char *path);
 
 /* status.c */
 int cmd_ping(const struct opts *o);

@@ -230,5 +230,8 @@ int op_session_exec_decode(json_t *req, const char *lang, json_t *defaults,
         if (r < 0)
                 return r;
         ret->phase = phase;
+        /* No program is given to a run: every one of its files is an input file. */
+        if (phase == OP_PHASE_RUN)
+                ret->entry = -1;
         return 0;
 }

@@ -159,6 +159,23 @@ export declare class Session {
   close(): Promise<void>;
 }
 
+/** One test case of Client.runCases: its own input and limits over the request's. */
+export type CaseOptions = Omit<ExecOptions, "mode" | "compileTimeout" | "phase">;
+
+export interface CasesResult {
+  /** status "ok" or "compile_error"; answer.compile: the compiler's output */
+  compile: Result;
+  /** per case, in order: its Result or OpdError; empty after a compile error */
+  results: Array<Result | OpdError>;
+  count: number;
+  run: number;
+  ok: number;
+  failed: number;
+}
+
+export declare function execCasesRequest(lang: string, code: string | null, cases: CaseOptions[],
+  opts?: Omit<ExecOptions, "mode" | "stdin">): Record<string, unknown>;
+
 export declare function sessionExecRequest(session: string, code: string | null,
   opts?: Omit<ExecOptions, "mode">): Record<string, unknown>;
 
@@ -170,6 +187,8 @@ export declare class Client {
   run(lang: string, code: string | null, opts?: ExecOptions): Promise<Result>;
   stream(lang: string, code: string | null, opts?: StreamOptions): Promise<Execution>;
   batch(requests: BatchRequest[], opts?: { onResult?: (r: Result | OpdError) => void }): Promise<BatchResult>;
+  runCases(lang: string, code: string | null, cases: CaseOptions[],
+    opts?: Omit<ExecOptions, "mode" | "stdin"> & { onResult?: (r: Result | OpdError) => void }): Promise<CasesResult>;
   openSession(lang: string, opts?: SessionOptions): Promise<Session>;
   sessions(): Promise<Array<Record<string, any>>>;
   ping(): Promise<{ ok: true; pong: true; version: string; proto: number; serving: boolean; refused: string | null }>;

@@ -181,6 +181,25 @@ export function sessionExecRequest(session, code, opts = {}) {
 }
 
 /**
+ * The exec_cases request: code (lang a compiled language) compiled once, each case (options as
+ * run's: stdin, args, env, files, outputFiles, timeout, limits) run in a fresh copy of the
+ * compiled VM; opts (files, compileTimeout, and args, env, outputFiles, timeout, limits as
+ * every case's default) as run's, without mode.
+ */
+export function execCasesRequest(lang, code, cases, opts = {}) {
+  if (opts.mode !== undefined) throw new TypeError("exec_cases takes no mode: opd's own VMs run it");
+  const req = execRequest(lang, code, opts);
+  req.op = "exec_cases";
+  req.cases = cases.map((c) => {
+    const r = execRequest(undefined, null, c);
+    delete r.op;
+    delete r.lang;
+    return r;
+  });
+  return req;
+}
+
+/**
  * A session (Client.openSession()): one VM kept across runs; files its programs write in their
  * working directory are there for the next run. One run at a time (another is refused Busy).
  * opd ends it on close(), after its idle timeout, or at its lifetime (then NotFound).
@@ -379,6 +398,7 @@ export class Client {
     this._nextId = 1;
     this._pending = new Map(); // id -> {resolve, reject} or Execution (streaming)
     this._batches = new Map(); // member id -> callback of a batch in flight
+    this._cases = new Map(); // id of an exec_cases in flight -> callback of its "case" events
   }
 
   async _connect() {
@@ -418,6 +438,7 @@ export class Client {
     const pending = [...this._pending.values()];
     this._pending.clear();
     this._batches.clear();
+    this._cases.clear();
     for (const p of pending) {
       if (p instanceof Execution) p._fail(err);
       else p.reject(err);
@@ -427,6 +448,11 @@ export class Client {
   _dispatch(frame) {
     const id = frame.id ?? null;
     if (!("ok" in frame) && typeof frame.event === "string") {
+      const onCase = this._cases.get(id);
+      if (onCase) {
+        if (frame.event === "case") onCase(frame);
+        return;
+      }
       const ex = this._pending.get(id);
       if (ex instanceof Execution) {
         if (frame.event === "stdin_error") ex.stdinErrors.push(errorFromAnswer(frame));
@@ -556,6 +582,35 @@ export class Client {
       for (const m of members) this._batches.delete(m.id);
     }
     return { results, ...answer.batch };
+  }
+
+  /**
+   * Compile once, run many (exec_cases): code is compiled once and each case runs in a fresh
+   * copy of the compiled VM (what one case writes no other sees); up to session.fork_max + 1 run
+   * at once, and opd ends every VM it made, also when this connection closes. cases and opts as
+   * execCasesRequest's; onResult (optional) is called with each case's Result or OpdError, in
+   * order, as it comes. Resolves with {compile: Result (status "ok" or "compile_error", its
+   * ["compile"] the compiler's output), results: [Result or OpdError per case; empty after a
+   * compile error], count, run, ok, failed}.
+   */
+  async runCases(lang, code, cases, { onResult, ...opts } = {}) {
+    const req = execCasesRequest(lang, code, cases, opts);
+    const results = [];
+    await this._connect();
+    req.id = this._nextId++;
+    this._cases.set(req.id, (frame) => {
+      const a = frame.result ?? {};
+      const res = a.ok === true ? new Result(a) : errorFromAnswer(a);
+      results[frame.case] = res;
+      if (onResult) onResult(res);
+    });
+    let answer;
+    try {
+      answer = await this.call(req);
+    } finally {
+      this._cases.delete(req.id);
+    }
+    return { compile: new Result(answer), results, ...answer.cases };
   }
 
   /**

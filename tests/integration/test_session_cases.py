@@ -1,8 +1,8 @@
 """Compile once, run many, with real VMs: session_exec "phase": "compile" builds a C program once
 in a session, the session is forked, and each test case runs the built program in its own fork
 ("phase": "run"); a compile error is answered once and nothing runs; a file written by one case is
-not seen by another; more cases than session.fork_max are refused; the Python client's
-run_cases() does it all."""
+not seen by another; more cases than session.fork_max are refused. (The exec_cases operation,
+which does it all inside opd, and the Python client's run_cases() on it: test_exec_cases.py.)"""
 import os
 import subprocess
 import sys
@@ -140,7 +140,7 @@ class SessionCases(unittest.TestCase):
             self.assertEqual([r.stdout for r in results],
                              ["write 3 seen\n", "look 3 unseen\n", "look 0 unseen\n"])
             self.assertEqual(cl.sessions(), [])  # the session and its forks are closed
-            # in rounds of 2 forks (the compiled session forked twice): the same answers
+            # in requests of 2 cases (round_size: each compiles again): the same answers
             compiled, results = cl.run_cases("c", SUM, [
                 {"stdin": "1 2", "args": ["write"]}, {"stdin": "3", "args": ["look"]},
                 {"stdin": "", "args": ["look"]}], round_size=2)
@@ -192,9 +192,10 @@ class SessionCases(unittest.TestCase):
             self.assertIn(text, a["error"]["message"])
         self.close(sid)
         with opd_client.Client(self.opd.socket, timeout=600) as cl:
-            with self.assertRaises(opd_client.OpdError) as e:
-                cl.run_cases("c", SUM, [{"stdin": "1"}] * 6)
-            self.assertIn("session.fork_max", str(e.exception))
+            # run_cases (exec_cases) holds at most limit.cases_max (32) cases in one request
+            with self.assertRaises(opd_client.BadRequest) as e:
+                cl.run_cases("c", SUM, [{"stdin": "1"}] * 33)
+            self.assertIn("limit.cases_max", str(e.exception))
             self.assertEqual(cl.sessions(), [])
 
 

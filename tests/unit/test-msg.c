@@ -1409,6 +1409,14 @@ static void test_session_exec(void **state)
         op_exec_done(&e);
         assert_null(json_object_get(req, "code")); /* the caller's request is untouched */
         json_decref(req);
+        /* a run's files are input files: none of them is taken for the program */
+        req = parse("{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
+                    "\"phase\":\"run\",\"files\":[{\"name\":\"in.txt\",\"content\":\"x\"}]}");
+        assert_int_equal(op_session_exec_decode(req, "c", NULL, &lim, &e, err, sizeof(err)), 0);
+        assert_int_equal(e.n_files, 1);
+        assert_null(op_exec_entry_name(&e));
+        op_exec_done(&e);
+        json_decref(req);
         req = parse("{\"op\":\"session_exec\",\"session\":\"0f8e3a2c-1b4d-4e5f-8a9b-0c1d2e3f4a5b\","
                     "\"phase\":\"all\",\"code\":\"1\"}");
         assert_int_equal(op_session_exec_decode(req, "c", NULL, &lim, &e, err, sizeof(err)), 0);

@@ -237,6 +237,24 @@ test("session: fork, pause, resume", daemon, async () => {
   }
 });
 
+test("exec_cases request", () => {
+  assert.deepEqual(opd.execCasesRequest("c", "int main(void){}", [{ stdin: "1" }, { args: [2], timeout: 1 }],
+    { timeout: 2, compileTimeout: 30 }),
+    { op: "exec_cases", lang: "c", code: "int main(void){}", timeout_ms: 2000, compile_timeout_ms: 30000,
+      cases: [{ stdin: "1" }, { args: ["2"], timeout_ms: 1000 }] });
+  assert.throws(() => opd.execCasesRequest("c", "x", [{}], { mode: "warm" }), TypeError);
+});
+
+test("runCases: a language without a compile step is refused", daemon, async () => {
+  const c = new opd.Client({ socketPath });
+  try {
+    await assert.rejects(c.runCases("python", "print(1)", [{ stdin: "" }]),
+      (e) => e instanceof opd.BadRequest && /no compile step/.test(e.message));
+  } finally {
+    c.close();
+  }
+});
+
 test("batch", daemon, async () => {
   const c = new opd.Client({ socketPath });
   try {

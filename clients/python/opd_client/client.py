@@ -33,6 +33,16 @@ def session_exec_request(session, code, **kw):
     return req
 
 
+def case_fields(case):
+    """One case of exec_cases from run_cases' dict: its fields as given, files as a list."""
+    c = {k: v for k, v in case.items() if k not in ("op", "id", "session", "phase")}
+    if isinstance(c.get("files"), dict):
+        c["files"] = [file_entry(k, v) for k, v in c["files"].items()]
+    if isinstance(c.get("stdin"), bytes):
+        c["stdin"] = c["stdin"].decode("utf-8")
+    return c
+
+
 def exec_request(lang, code, stdin=None, args=None, env=None, files=None, timeout=None,
                  mode=None, **extra):
     """The exec request for these arguments (see Client.run)."""
@@ -434,9 +444,7 @@ class Client:
         if code is None:  # the program is one of files
             del req["code"]
         req.update(limits)
-        req.update({"op": "exec_cases",
-                    "cases": [{k: v for k, v in c.items()
-                               if k not in ("op", "id", "session", "phase")} for c in cases]})
+        req.update({"op": "exec_cases", "cases": [case_fields(c) for c in cases]})
         id = self.send(req)
         collector = _CaseEvents()
         self._streams[id] = collector
