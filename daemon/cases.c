@@ -337,13 +337,14 @@ static void run_step(struct cases *x)
                 return;
         x->t_done = op_now_us();
         cases_end(x,
-                  json_pack("{s:O?, s:b, s:s, s:s, s:O, s:{s:I, s:I, s:I, s:I}, s:{s:f, s:f, "
-                            "s:f, s:f, s:f, s:f, s:f}}",
+                  json_pack("{s:O?, s:b, s:s, s:s, s:O, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:f, "
+                            "s:f, s:f, s:f, s:f, s:f, s:f}}",
                             "id", reply_slot_id(x->reply), "ok", 1, "lang", x->lang->name, "status",
                             "ok", "compile", json_object_get(x->compiled, "compile"), "cases",
                             "count", (json_int_t)x->req.n, "run", (json_int_t)x->req.n, "ok",
-                            (json_int_t)x->ok, "failed", (json_int_t)x->failed, "timings_ms", "vm",
-                            ms(x->t_start, x->t_vm), "compile", ms(x->t_vm, x->t_compiled), "save",
+                            (json_int_t)x->ok, "failed", (json_int_t)x->failed, "at_once",
+                            (json_int_t)x->window, "timings_ms", "vm", ms(x->t_start, x->t_vm),
+                            "compile", ms(x->t_vm, x->t_compiled), "save",
                             ms(x->t_compiled, x->t_saved), "restore_sum",
                             (double)x->restore_us / 1000.0, "run_sum", (double)x->run_us / 1000.0,
                             "cases", ms(x->t_saved ? x->t_saved : x->t_compiled, x->t_done),
@@ -365,15 +366,16 @@ static void compiled(struct cases *x)
                 return;
         }
         if (!status || strcmp(status, "ok") != 0) {
-                cases_end(x, json_pack("{s:O?, s:b, s:s, s:s?, s:O, s:{s:I, s:I, s:I, s:I}, "
-                                       "s:{s:f, s:f, s:f}}",
-                                       "id", reply_slot_id(x->reply), "ok", 1, "lang",
-                                       x->lang->name, "status", status, "compile",
-                                       json_object_get(a, "compile") ?: json_null(), "cases",
-                                       "count", (json_int_t)x->req.n, "run", 0, "ok", 0, "failed",
-                                       0, "timings_ms", "vm", ms(x->t_start, x->t_vm), "compile",
-                                       ms(x->t_vm, x->t_compiled), "total",
-                                       ms(x->t_start, x->t_compiled)));
+                cases_end(x,
+                          json_pack("{s:O?, s:b, s:s, s:s?, s:O, s:{s:I, s:I, s:I, s:I}, "
+                                    "s:{s:f, s:f, s:f}}",
+                                    "id", reply_slot_id(x->reply), "ok", 1, "lang", x->lang->name,
+                                    "status", status, "compile",
+                                    json_object_get(a, "compile") ?: json_null(), "cases", "count",
+                                    (json_int_t)x->req.n, "run", (json_int_t)0, "ok", (json_int_t)0,
+                                    "failed", (json_int_t)0, "timings_ms", "vm",
+                                    ms(x->t_start, x->t_vm), "compile", ms(x->t_vm, x->t_compiled),
+                                    "total", ms(x->t_start, x->t_compiled)));
                 return;
         }
         c0->started = false;
@@ -482,14 +484,15 @@ void op_exec_cases(struct client *c, json_t *id, json_t *req)
                 op_cases_done(&oc);
                 return;
         }
-        /* The compile session and a case's session per slot of the window, at once. */
+        /* The compile session and the cases' sessions: up to 1 + session.fork_max at once, fewer
+         * when fewer fit the caller's quotas now (one at a time at least: else refused). */
         window =
             1 + (unsigned)(oc.n - 1 < d->cfg.session.fork_max ? oc.n - 1 : d->cfg.session.fork_max);
+        while (window > 1 && !session_room_for(d, client_uid(c), window, window, err, sizeof(err)))
+                window--;
         if (!session_room_for(d, client_uid(c), window, window, err, sizeof(err))) {
                 client_send(c, op_error_reply(id, OP_ERR_QUOTA_EXCEEDED,
-                                              "exec_cases of %zu cases holds up to %u sessions "
-                                              "and VMs at once: %s",
-                                              oc.n, window, err));
+                                              "exec_cases needs a session and a VM: %s", err));
                 op_cases_done(&oc);
                 return;
         }

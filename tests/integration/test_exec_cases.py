@@ -126,7 +126,9 @@ class ExecCases(unittest.TestCase):
         self.assertTrue(answer["ok"], answer)
         self.assertEqual(answer["status"], "ok")
         self.assertEqual(answer["compile"]["exit_code"], 0)
-        self.assertEqual(answer["cases"], {"count": 7, "run": 7, "ok": 7, "failed": 0})
+        # the compile session and session.fork_max (2) more at once
+        self.assertEqual(answer["cases"], {"count": 7, "run": 7, "ok": 7, "failed": 0,
+                                           "at_once": 3})
         self.assertEqual([e["case"] for e in events], list(range(7)))
         for i, e in enumerate(events):
             conforms("event", e)
@@ -191,24 +193,29 @@ class ExecCases(unittest.TestCase):
         self.assertEqual(self.held(), 0)
 
     def test_quota_refused_cleanly_and_per_uid(self):
-        # nobody holds one VM (a session): 3 cases need 3 more at once, over max_vms_per_uid 3
-        sid = as_nobody(self.opd, [{"op": "session_open", "lang": "c", "id": 1}])[0]
-        self.assertTrue(sid["ok"], sid)
-        sid = sid["session"]
-        out = as_nobody(self.opd, [dict(cases_req([{}] * 3), id=2),
-                                   {"op": "session_close", "session": sid, "id": 3}])
-        self.assertEqual(len(out), 2, out)  # no event: nothing ran
+        # nobody holds max_vms_per_uid (3) VMs in sessions: not one more fits
+        opened = as_nobody(self.opd, [{"op": "session_open", "lang": "c", "id": i}
+                                      for i in range(3)])
+        self.assertTrue(all(a["ok"] for a in opened), opened)
+        sids = [a["session"] for a in opened]
+        out = as_nobody(self.opd, [dict(cases_req([{}] * 3), id=2)] +
+                        [{"op": "session_close", "session": sid, "id": 3} for sid in sids])
+        self.assertEqual(len(out), 4, out)  # no event: nothing ran
         self.assertFalse(out[0]["ok"], out)
         self.assertEqual(out[0]["error"]["code"], "quota_exceeded")
         self.assertIn("max_vms_per_uid", out[0]["error"]["message"])
-        self.assertTrue(out[1]["ok"], out)
+        self.assertTrue(all(a["ok"] for a in out[1:]), out)
         self.assertEqual(self.held(), 0)
-        # with its session closed the same request fits: its VMs are its own quota's
+        # with one session of its own kept, fewer run at once (2 of its 3 VMs)
+        sid = as_nobody(self.opd, [{"op": "session_open", "lang": "c", "id": 1}])[0]["session"]
         out = as_nobody(self.opd, [dict(cases_req([{"stdin": "2"}, {"stdin": "3"},
-                                                   {"stdin": "4"}]), id=4)])
-        self.assertEqual([f["result"]["stdout"] for f in out[:-1]],
+                                                   {"stdin": "4"}]), id=4),
+                                   {"op": "session_close", "session": sid, "id": 5}])
+        self.assertEqual([f["result"]["stdout"] for f in out[:-2]],
                          ["- 2 unseen\n", "- 3 unseen\n", "- 4 unseen\n"])
-        self.assertEqual(out[-1]["cases"]["ok"], 3, out)
+        self.assertEqual(out[-2]["cases"]["ok"], 3, out)
+        self.assertEqual(out[-2]["cases"]["at_once"], 2, out)
+        self.assertTrue(out[-1]["ok"], out)
 
     def test_disconnect_ends_it_and_another_uid_runs_meanwhile(self):
         # case 0 answers at once; the others sleep: they are running when the client goes
