@@ -133,6 +133,8 @@ static void cases_end(struct cases *x, json_t *reply)
                  ms(x->t_start, x->t_done), ms(x->t_start, x->t_vm), ms(x->t_vm, x->t_compiled),
                  ms(x->t_compiled, x->t_saved),
                  ms(x->t_saved ? x->t_saved : x->t_compiled, x->t_done));
+        if (!reply && reply_slot_live(x->reply)) /* json_pack() out of memory */
+                reply = op_error_reply(reply_slot_id(x->reply), OP_ERR_INTERNAL, "out of memory");
         reply_slot_send(x->reply, reply);
         cases_free(x);
 }
