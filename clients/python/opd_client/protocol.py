@@ -61,8 +61,8 @@ class Result:
 
     stdout, stderr: text (a lossy copy when the program printed bytes that are not UTF-8);
     stdout_bytes, stderr_bytes: the exact bytes; exit_code, signal, timed_out, truncated,
-    timings_ms, lang, mode, vm, snapshot as in the protocol; answer: the whole frame, with any
-    field a newer opd adds (status, usage, ...).
+    timings_ms, lang, mode, vm, snapshot, repl_ended as in the protocol; answer: the whole frame,
+    with any field a newer opd adds (status, usage, ...).
     """
 
     def __init__(self, answer):
@@ -82,6 +82,7 @@ class Result:
         self.vm = answer.get("vm")
         self.snapshot = answer.get("snapshot")
         self.streamed = bool(answer.get("streamed"))
+        self.repl_ended = bool(answer.get("repl_ended"))
         self.status = answer.get("status")
         self.usage = answer.get("usage")
         # output_files read back: {name: bytes}, and {name: error} for those that could not be
