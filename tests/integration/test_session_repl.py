@@ -96,6 +96,12 @@ class SessionRepl(unittest.TestCase):
         # as the program user, in the session's directory
         a = self.exec(sid, "import os\nprint(os.getuid() != 0, os.getcwd() == os.environ['HOME'])")
         self.assertEqual(a["stdout"], "True True\n")
+        # in each call's own cgroup (the run's limits), as a program of an exec is
+        groups = [self.exec(sid, "print(open('/proc/self/cgroup').read().strip())")["stdout"]
+                  for _ in range(2)]
+        for g in groups:
+            self.assertIn("/op-run-", g)
+        self.assertNotEqual(groups[0], groups[1])
 
     def test_exit_ends_the_session(self):
         sid = self.open()
