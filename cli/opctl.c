@@ -37,10 +37,12 @@ static void help(FILE *f)
             "           each case's answer is printed as one JSON line, in order; exit 0\n"
             "           when every case ran with status ok, 1 on a compile error (the\n"
             "           compiler's output on stderr) or a case that did not\n"
-            "  session open --lang L [--idle-timeout S] [--lifetime S] [limits]\n"
+            "  session open --lang L [--idle-timeout S] [--lifetime S] [--repl] [limits]\n"
             "           open a session: a VM kept across runs for you (files in its\n"
             "           working directory stay); prints its id; run limits given\n"
-            "           become the default of each run in it\n"
+            "           become the default of each run in it; --repl: one interpreter\n"
+            "           kept across its runs, each run's code in the globals the runs\n"
+            "           before it left (python)\n"
             "  session exec ID (--code STR | --file PATH | -) [RUN OPTIONS]\n"
             "           run in the session, as run does (no --mode)\n"
             "  session exec ID --phase compile|run ...  a compiled language: compile only\n"
@@ -218,6 +220,7 @@ enum {
         ARG_OUT,
         ARG_IDLE_TIMEOUT,
         ARG_LIFETIME,
+        ARG_REPL,
         ARG_PHASE,
         ARG_CASE,
 };
@@ -282,6 +285,7 @@ int main(int argc, char **argv)
             {"out", required_argument, NULL, ARG_OUT},
             {"idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT},
             {"lifetime", required_argument, NULL, ARG_LIFETIME},
+            {"repl", no_argument, NULL, ARG_REPL},
             {"phase", required_argument, NULL, ARG_PHASE},
             {"case", required_argument, NULL, ARG_CASE},
             {0},
@@ -474,6 +478,9 @@ int main(int argc, char **argv)
                 case ARG_CASE:
                         o.cases[o.n_cases++] = optarg;
                         break;
+                case ARG_REPL:
+                        o.repl = true;
+                        break;
                 case ARG_PHASE:
                         if (strcmp(optarg, "all") != 0 && strcmp(optarg, "compile") != 0 &&
                             strcmp(optarg, "run") != 0)
@@ -537,6 +544,8 @@ int main(int argc, char **argv)
                         return fail("unexpected argument \"%s\" (see opctl --help)", argv[optind]);
                 if ((o.idle_timeout_s > 0 || o.lifetime_s > 0) && strcmp(action, "open") != 0)
                         return fail("--idle-timeout and --lifetime go with session open");
+                if (o.repl && strcmp(action, "open") != 0)
+                        return fail("--repl goes with session open");
                 if (o.phase && strcmp(action, "exec") != 0)
                         return fail("--phase goes with session exec");
                 return cmd_session(&o, action, id);
@@ -556,6 +565,8 @@ int main(int argc, char **argv)
                                     "no --stdin, --interactive, --mode or --stream");
                 return cmd_cases(&o, optind < argc ? argv[optind] : NULL);
         }
+        if (o.repl)
+                return fail("--repl goes with session open");
         if (strcmp(cmd, "batch") == 0) {
                 if (optind + 1 != argc)
                         return fail("batch takes one file (\"-\": standard input)");

@@ -67,6 +67,7 @@ struct opts {
         const char **cases; /* cases --case: each one case's stdin */
         size_t n_cases;
         double idle_timeout_s, lifetime_s; /* 0: not given */
+        bool repl;                         /* session open --repl */
 };
 
 /* print.c */

@@ -148,6 +148,7 @@ struct op_agent_exec {
         struct op_agent_usage usage;
         enum op_agent_limits_by limits_by;
         bool streamed;
+        bool repl_ended; /* a repl call: its interpreter is gone (it ended or was killed) */
         bool has_compile;
         struct op_agent_run compile;
         bool has_files; /* with output_files, unless the compile phase failed */

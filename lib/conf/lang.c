@@ -140,6 +140,11 @@ static int lang_load(json_t *o, const char *images_dir, struct op_lang *g, char 
                 return op_errf(errbuf, errlen, -EINVAL,
                                "language \"%s\": \"warm\" must be {\"run\": [1-%d strings]}",
                                g->name, OP_LANG_ARGV_MAX);
+        json_t *repl = warm ? json_object_get(warm, "repl") : NULL;
+        if (repl && !json_is_boolean(repl))
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"warm.repl\" must be true or false", g->name);
+        g->repl = json_is_true(repl);
         json_t *prime = json_object_get(o, "prime");
         if (prime && (!json_is_string(prime) || !(g->prime = strdup(json_string_value(prime)))))
                 return op_errf(errbuf, errlen, -EINVAL,

@@ -207,9 +207,9 @@ test("interactive stdin", daemon, async () => {
 test("session: files kept between runs, gone once closed", daemon, async () => {
   const c = new opd.Client({ socketPath });
   try {
-    const s = await c.openSession("python", { idleTimeout: 600, timeout: 20 });
+    const s = await c.openSession("python", { idleTimeout: 600, timeout: 60 });
     assert.match(s.id, /^[0-9a-f-]{36}$/);
-    assert.deepEqual(s.info.limits, { timeout_ms: 20000 });
+    assert.deepEqual(s.info.limits, { timeout_ms: 60000 });
     let r = await s.run("open('kept.txt', 'w').write('kept')\nprint('one')");
     assert.deepEqual([r.stdout, r.mode], ["one\n", "session"]);
     r = await s.run("print(open('kept.txt').read())");
@@ -218,6 +218,22 @@ test("session: files kept between runs, gone once closed", daemon, async () => {
     await s.close();
     await assert.rejects(s.run("print(1)"), opd.NotFound);
     await s.close(); // already gone: no error
+  } finally {
+    c.close();
+  }
+});
+
+test("session: repl keeps the interpreter's globals", daemon, async () => {
+  const c = new opd.Client({ socketPath });
+  try {
+    const s = await c.openSession("python", { repl: true });
+    assert.equal(s.info.repl, true);
+    await s.run("x = 6");
+    let r = await s.run("print(x * 7)");
+    assert.deepEqual([r.stdout, r.replEnded], ["42\n", false]);
+    r = await s.run("exit(2)");
+    assert.deepEqual([r.exitCode, r.replEnded], [2, true]);
+    await assert.rejects(s.run("print(x)"), opd.NotFound);
   } finally {
     c.close();
   }
