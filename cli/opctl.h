@@ -74,6 +74,10 @@ int answer_error(json_t *answer);
 void print_scalar(FILE *f, json_t *v);
 void print_members(json_t *obj);
 int write_stream(int fd, json_t *answer, const char *key);
+/* The program's stdout and stderr from an answer (or its "compile") to opctl's, in the order the
+ * guest read them ("output_order"); stdout then stderr when the answer has no order. 0, or the
+ * exit status of a failure already reported. */
+int write_output(json_t *answer);
 
 /* run.c */
 int cmd_run(const struct opts *o);

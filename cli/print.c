@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent-msg.h"
 #include "cleanup.h"
 #include "msg.h"
 #include "opctl.h"
@@ -88,4 +89,44 @@ int write_stream(int fd, json_t *answer, const char *key)
         if (r < 0 && r != -EPIPE)
                 return fail("cannot write the program's %s: %s", key, strerror(-r));
         return 0;
+}
+
+int write_output(json_t *answer)
+{
+        _cleanup_free_ char *out = NULL, *err = NULL;
+        struct op_agent_order order = {0};
+        /* Without an order (streamed output, an older agent) or with one that does not fit the
+         * bytes: the whole of stdout, then the whole of stderr. */
+        struct op_agent_segment whole[2] = {{.stream = 1}, {.stream = 2}};
+        const struct op_agent_segment *seg = whole;
+        size_t n = 2, at[2] = {0, 0};
+        char why[256];
+        int r, rc = 0;
+
+        r = op_json_get_bytes(answer, "stdout", OPCTL_FRAME_MAX, &out, &whole[0].len);
+        if (r < 0)
+                return fail("opd's answer has a malformed \"stdout\": %s", strerror(-r));
+        r = op_json_get_bytes(answer, "stderr", OPCTL_FRAME_MAX, &err, &whole[1].len);
+        if (r < 0)
+                return fail("opd's answer has a malformed \"stderr\": %s", strerror(-r));
+        if (op_agent_order_decode(answer, whole[0].len, whole[1].len, "an answer", "", &order, why,
+                                  sizeof(why)) == 0 &&
+            order.known) {
+                seg = order.seg;
+                n = order.n;
+        }
+        for (size_t i = 0; i < n; i++) {
+                int s = seg[i].stream - 1;
+
+                r = op_write_all(s ? STDERR_FILENO : STDOUT_FILENO, (s ? err : out) + at[s],
+                                 seg[i].len);
+                at[s] += seg[i].len;
+                if (r < 0 && r != -EPIPE) {
+                        rc = fail("cannot write the program's %s: %s", s ? "stderr" : "stdout",
+                                  strerror(-r));
+                        break;
+                }
+        }
+        op_agent_order_done(&order);
+        return rc;
 }

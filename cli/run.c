@@ -87,7 +87,7 @@ static int write_compile(json_t *answer)
 
         if (!json_is_object(c))
                 return -1;
-        if (write_stream(STDOUT_FILENO, c, "stdout") || write_stream(STDERR_FILENO, c, "stderr"))
+        if (write_output(c))
                 return EXIT_FAIL;
         if (!status || strcmp(status, "compile_error") != 0)
                 return -1;
@@ -414,8 +414,7 @@ int cmd_run(const struct opts *o)
         r = write_compile(answer);
         if (r >= 0)
                 return r;
-        if (write_stream(STDOUT_FILENO, answer, "stdout") ||
-            write_stream(STDERR_FILENO, answer, "stderr"))
+        if (write_output(answer))
                 return EXIT_FAIL;
         if (json_is_true(json_object_get(answer, "truncated")))
                 fail("the program's output was cut at opd's limit (limit.output_max)");

@@ -47,6 +47,8 @@ export declare class FrameReader {
   next(): Record<string, any> | null;
 }
 export declare function getBytes(obj: Record<string, any>, key: string): Buffer;
+export declare function orderOf(answer: Record<string, any>, outLen: number, errLen: number): Array<[1 | 2, number]> | null;
+export declare function interleave(order: Array<[1 | 2, number]> | null, out: Buffer, err: Buffer): Buffer;
 
 export interface FileEntry { name: string; content: string; encoding?: "utf8" | "base64" }
 export declare function fileEntry(name: string, content: string | Uint8Array): FileEntry;
@@ -93,6 +95,11 @@ export declare class Result {
   stderr: string;
   stdoutBytes: Buffer;
   stderrBytes: Buffer;
+  /** [stream, nbytes] runs as the guest read them (1: stdout, 2: stderr); null when none */
+  outputOrder: Array<[1 | 2, number]> | null;
+  /** stdout and stderr interleaved in that order (stdout then stderr without one) */
+  outputBytes: Buffer;
+  output: string;
   exitCode: number | null;
   signal: number | null;
   timedOut: boolean;

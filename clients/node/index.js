@@ -122,6 +122,31 @@ export function getBytes(obj, key) {
   return Buffer.from(typeof text === "string" ? text : "", "utf8");
 }
 
+/** An answer's "output_order" as [[stream, nbytes], ...] (1: stdout, 2: stderr), or null when it
+ * has none (streamed output, an older agent) or one that does not add up to the bytes. */
+export function orderOf(answer, outLen, errLen) {
+  const order = answer?.output_order;
+  if (!Array.isArray(order)) return null;
+  const left = { 1: outLen, 2: errLen };
+  for (const run of order) {
+    if (!Array.isArray(run) || run.length !== 2 || (run[0] !== 1 && run[0] !== 2) ||
+        !Number.isInteger(run[1]) || run[1] < 1 || run[1] > left[run[0]]) return null;
+    left[run[0]] -= run[1];
+  }
+  return left[1] === 0 && left[2] === 0 ? order.map(([s, n]) => [s, n]) : null;
+}
+
+/** stdout's and stderr's bytes in the order given; stdout then stderr without one. */
+export function interleave(order, out, err) {
+  if (order === null) return Buffer.concat([out, err]);
+  const at = { 1: 0, 2: 0 };
+  return Buffer.concat(order.map(([s, n]) => {
+    const data = s === 1 ? out : err;
+    at[s] += n;
+    return data.subarray(at[s] - n, at[s]);
+  }));
+}
+
 // ---- exec ----
 
 /** A files[] entry: a string as text, bytes (Buffer, Uint8Array) as base64. */
@@ -249,6 +274,11 @@ export class Result {
     this.stderr = answer.stderr ?? "";
     this.stdoutBytes = getBytes(answer, "stdout");
     this.stderrBytes = getBytes(answer, "stderr");
+    /** [[stream, nbytes], ...] as the guest read them (1: stdout, 2: stderr), or null */
+    this.outputOrder = orderOf(answer, this.stdoutBytes.length, this.stderrBytes.length);
+    /** both streams interleaved in that order (stdout then stderr without one) */
+    this.outputBytes = interleave(this.outputOrder, this.stdoutBytes, this.stderrBytes);
+    this.output = this.outputBytes.toString("utf8");
     this.exitCode = answer.exit_code ?? null;
     this.signal = answer.signal ?? null;
     this.timedOut = Boolean(answer.timed_out);

@@ -1,15 +1,17 @@
 """Every catalogue language whose image is built (in OPD_IMAGES): hello world from a warm pool,
 stdin, stderr and a non-zero exit, a program of the language's standard library (sorting the
-words read from stdin), and for compiled languages a compile error answered as such.
+words read from stdin), for compiled languages a compile error answered as such, and the same
+program through the Piston door as a Piston client sends it.
 CI builds bash, python, node and c; scripts/test-languages builds and tests all of them.
 
 OPD_TEST_LANGS=a,b limits the run to those languages (each must be built)."""
+import http.client
 import json
 import os
 import subprocess
 import unittest
 
-from opdtest import IMAGES, OPD, SOURCE, Opd, pool, wait_for
+from opdtest import IMAGES, OPD, SOURCE, Opd, free_port, pool, wait_for
 
 CATALOGUE = os.path.join(SOURCE, "languages", "languages.json")
 
@@ -408,8 +410,10 @@ class Languages(unittest.TestCase):
         # One paused clone per language; every request waits for it (see run_code).
         # The catalogue's compile deadlines (ghc, tsc and gnatmake take minutes under TCG on a
         # loaded machine) stand: the limit is raised from its default of 120 s to the largest.
+        cls.door = free_port()
         cls.opd = Opd({"pool.size": "1", "max_vms": "4", "languages.enabled": ",".join(cls.langs),
-                       "pool.fallback_cold": "no", "limit.compile_timeout_ms_max": "600000"})
+                       "pool.fallback_cold": "no", "limit.compile_timeout_ms_max": "600000",
+                       "piston.listen": f"127.0.0.1:{cls.door}"})
         cls.versions = {}
         for lang in cls.langs:
             a = cls.opd.call({"op": "snapshot", "action": "create", "lang": lang, "id": "s"},
@@ -511,6 +515,47 @@ class Languages(unittest.TestCase):
         self.assertEqual(a["status"], "compile_error")
         self.assertTrue(a["compile"]["timed_out"], a["compile"])
         self.assertIsNone(a["exit_code"])
+
+    def piston(self, method, path, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.door, timeout=900)
+        try:
+            conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                         headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            conn.close()
+
+    def test_through_the_piston_door(self):
+        """As a Piston client finds and runs each language: listed by GET /api/v2/runtimes
+        under Piston's name with its image's version, and its standard-library program (hello
+        world where it has none) run by POST /api/v2/execute."""
+        status, runtimes = self.piston("GET", "/api/v2/runtimes")
+        self.assertEqual(status, 200, runtimes)
+        by_name = {r["language"]: r for r in runtimes}
+        entries = {e["name"]: e for e in catalogue()}
+        for lang in self.langs:
+            with self.subTest(lang=lang):
+                name = entries[lang].get("piston", lang)
+                with open(os.path.join(IMAGES, lang, "version")) as f:
+                    self.assertEqual(by_name[name]["version"], f.read().strip())
+                self.assertIn(lang, [name] + by_name[name]["aliases"])
+                program, stdin, want = ((SORT[lang], SORT_STDIN, "apple fig pear\n")
+                                        if SORT[lang] else (PROGRAMS[lang][0], "", "hello world\n"))
+                req = {"language": name, "version": "*", "files": [{"content": program}],
+                       "stdin": stdin, "run_timeout": 60000}
+                compiled = PROGRAMS[lang][2] is not None
+                if compiled:
+                    req["compile_timeout"] = max(120000, compile_timeout(lang))
+                self.wait_pool(lang)
+                status, a = self.piston("POST", "/api/v2/execute", req)
+                self.assertEqual(status, 200, a)
+                self.assertEqual((a["language"], a["version"]), (name, by_name[name]["version"]))
+                self.assertEqual((a["run"]["stdout"], a["run"]["stderr"], a["run"]["code"]),
+                                 (want, "", 0), a)
+                self.assertEqual("compile" in a, compiled, a)
+                if compiled:
+                    self.assertEqual(a["compile"]["code"], 0, a["compile"])
 
     def test_status_lists_versions_and_unknown_language_lists_them(self):
         st = self.opd.call({"op": "status"})

@@ -86,6 +86,29 @@ class OpctlFlags(unittest.TestCase):
         with open(os.path.join(self.tmp, "made.txt")) as f:
             self.assertEqual(f.read(), "made\n")
 
+    def test_run_writes_stdout_and_stderr_in_the_order_written(self):
+        """With both streams on one file, opctl's output reads as the program wrote it. Each write
+        waits until the guest's agent has read it (its pipe is empty again), so the order the
+        agent records is the order written, whatever the scheduler does."""
+        code = ("import fcntl, os, struct, termios, time\n"
+                "def drained(fd):\n"
+                "    end = time.monotonic() + 60\n"
+                "    while struct.unpack('i', fcntl.ioctl(fd, termios.FIONREAD, bytes(4)))[0]:\n"
+                "        if time.monotonic() > end:\n"
+                "            os._exit(9)\n"
+                "for fd, text in ((1, b'a\\n'), (2, b'b\\n'), (1, b'c\\n'), (2, b'd\\n')):\n"
+                "    os.write(fd, text)\n"
+                "    drained(fd)\n")
+        p = subprocess.run([OPCTL, "--socket", self.opd.socket, "run", "--lang", "python",
+                            "--code", code, "--timeout", "60"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=600)
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertEqual(p.stdout, b"a\nb\nc\nd\n")
+        # --json shows the order opctl followed
+        p = self.opctl("--json", "run", "--lang", "python", "--code", code, "--timeout", "60")
+        a = json.loads(p.stdout.decode().splitlines()[-1])
+        self.assertEqual(a["output_order"], [[1, 2], [2, 2], [1, 2], [2, 2]], a)
+
     def test_interactive(self):
         """Input reaches the program as it is written (it answers before opctl's stdin ends);
         the program's exit status is opctl's."""

@@ -43,6 +43,19 @@ test("bytes and results", () => {
   assert.equal(res.success, true);
 });
 
+test("output order", () => {
+  let res = new opd.Result({ stdout: "a\nc\n", stderr: "b\n", output_order: [[1, 2], [2, 2], [1, 2]] });
+  assert.deepEqual(res.outputOrder, [[1, 2], [2, 2], [1, 2]]);
+  assert.equal(res.output, "a\nb\nc\n");
+  res = new opd.Result({ stdout: "é", stderr: "x", output_order: [[2, 1], [1, 2]] }); // bytes
+  assert.equal(res.output, "xé");
+  for (const order of [undefined, [[1, 2]], [[1, 1], [2, 1]], [[3, 1]], [[1, true], [2, 1]], "x"]) {
+    res = new opd.Result({ stdout: "ab", stderr: "c", output_order: order });
+    assert.equal(res.outputOrder, null, String(order));
+    assert.equal(res.output, "abc");
+  }
+});
+
 test("errors by code", () => {
   for (const [code, C, retry] of [["bad_request", opd.BadRequest, false],
     ["unknown_language", opd.UnknownLanguage, false], ["busy", opd.Busy, true],

@@ -56,11 +56,43 @@ def get_bytes(obj, key):
     return text.encode("utf-8") if isinstance(text, str) else b""
 
 
+def order_of(answer, out_len, err_len):
+    """An answer's "output_order" as [(stream, nbytes)] (1: stdout, 2: stderr), or None when it
+    has none (streamed output, an older agent) or one that does not add up to the bytes."""
+    order = answer.get("output_order")
+    if not isinstance(order, list):
+        return None
+    left = {1: out_len, 2: err_len}
+    runs = []
+    for run in order:
+        if (not isinstance(run, list) or len(run) != 2 or run[0] not in (1, 2)
+                or type(run[1]) is not int or not 0 < run[1] <= left[run[0]]):
+            return None
+        left[run[0]] -= run[1]
+        runs.append((run[0], run[1]))
+    return runs if left == {1: 0, 2: 0} else None
+
+
+def interleave(order, out, err):
+    """stdout's and stderr's bytes in the order given; stdout then stderr without one."""
+    if order is None:
+        return out + err
+    at, parts = {1: 0, 2: 0}, []
+    for stream, n in order:
+        data = out if stream == 1 else err
+        parts.append(data[at[stream]:at[stream] + n])
+        at[stream] += n
+    return b"".join(parts)
+
+
 class Result:
     """The answer to an exec that ran (whatever the program's exit status).
 
     stdout, stderr: text (a lossy copy when the program printed bytes that are not UTF-8);
-    stdout_bytes, stderr_bytes: the exact bytes; exit_code, signal, timed_out, truncated,
+    stdout_bytes, stderr_bytes: the exact bytes; output_order: [(stream, nbytes)] as the guest
+    read them (1: stdout, 2: stderr), None when the answer has none; output_bytes, output: both
+    streams interleaved in that order (stdout then stderr without one), as a terminal shows
+    them; exit_code, signal, timed_out, truncated,
     timings_ms, lang, mode, vm, snapshot as in the protocol; answer: the whole frame, with any
     field a newer opd adds (status, usage, ...).
     """
@@ -72,6 +104,9 @@ class Result:
         self.stderr = answer.get("stderr", "")
         self.stdout_bytes = get_bytes(answer, "stdout")
         self.stderr_bytes = get_bytes(answer, "stderr")
+        self.output_order = order_of(answer, len(self.stdout_bytes), len(self.stderr_bytes))
+        self.output_bytes = interleave(self.output_order, self.stdout_bytes, self.stderr_bytes)
+        self.output = self.output_bytes.decode("utf-8", "replace")
         self.exit_code = answer.get("exit_code")
         self.signal = answer.get("signal")
         self.timed_out = bool(answer.get("timed_out"))

@@ -47,6 +47,19 @@ class Codec(unittest.TestCase):
         self.assertEqual(res.stdout_bytes, b"a\x00b")
         self.assertEqual(res.stderr_bytes, "é".encode())
 
+    def test_output_order(self):
+        res = protocol.Result({"stdout": "a\nc\n", "stderr": "b\n",
+                               "output_order": [[1, 2], [2, 2], [1, 2]]})
+        self.assertEqual(res.output_order, [(1, 2), (2, 2), (1, 2)])
+        self.assertEqual((res.output_bytes, res.output), (b"a\nb\nc\n", "a\nb\nc\n"))
+        # counted in bytes, not characters
+        res = protocol.Result({"stdout": "é", "stderr": "x", "output_order": [[2, 1], [1, 2]]})
+        self.assertEqual(res.output, "xé")
+        # none, or one that does not add up: stdout then stderr
+        for order in (None, [[1, 2]], [[1, 1], [2, 1]], [[3, 1]], [[1, True], [2, 1]], "x"):
+            res = protocol.Result({"stdout": "ab", "stderr": "c", "output_order": order})
+            self.assertEqual((res.output_order, res.output), (None, "abc"), order)
+
     def test_errors(self):
         for code, cls, retry in [("bad_request", opd_client.BadRequest, False),
                                  ("unknown_language", opd_client.UnknownLanguage, False),
