@@ -1121,6 +1121,10 @@ static json_t *prime_start_runner(struct agent *a, json_t *runner, const struct 
                 return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
         if (r < 0)
                 return op_error_reply(id, OP_ERR_BAD_REQUEST, "\"runner\": %s", errbuf);
+        if (a->warm_waiting) /* refused before anything is changed */
+                return op_error_reply(id, OP_ERR_BAD_REQUEST,
+                                      "a warm runner (pid %d) is already waiting",
+                                      (int)a->warm.pid);
         if (a->cfg.apply_identity) {
                 r = apply_identity(q, errbuf, sizeof(errbuf));
                 if (r < 0)

@@ -1225,11 +1225,22 @@ static long version_part(const char **s)
         return n;
 }
 
+static bool version_valid(const char *s)
+{
+        if (!s || !*s)
+                return false;
+        while (*s)
+                if (version_part(&s) < 0)
+                        return false;
+        return true;
+}
+
 bool op_agent_version_at_least(const char *version, const char *min)
 {
         const char *v = version, *m = min;
 
-        if (!v || !m || !*v)
+        /* all of it first: a difference in an early number must not hide a bad later one */
+        if (!version_valid(v) || !version_valid(m))
                 return false;
         while (*v || *m) {
                 long a = *v ? version_part(&v) : 0, b = *m ? version_part(&m) : 0;
