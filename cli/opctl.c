@@ -28,10 +28,12 @@ static void help(FILE *f)
             "           object per line, or a JSON array) as one exec_batch; run options\n"
             "           fill in what a request leaves out; each answer is printed as one\n"
             "           JSON line as it comes; exit 0 when every request ran with status ok\n"
-            "  session open --lang L [--idle-timeout S] [--lifetime S] [limits]\n"
+            "  session open --lang L [--idle-timeout S] [--lifetime S] [--repl] [limits]\n"
             "           open a session: a VM kept across runs for you (files in its\n"
             "           working directory stay); prints its id; run limits given\n"
-            "           become the default of each run in it\n"
+            "           become the default of each run in it; --repl: one interpreter\n"
+            "           kept across its runs, each run's code in the globals the runs\n"
+            "           before it left (python)\n"
             "  session exec ID (--code STR | --file PATH | -) [RUN OPTIONS]\n"
             "           run in the session, as run does (no --mode)\n"
             "  session exec ID --phase compile|run ...  a compiled language: compile only\n"
@@ -209,6 +211,7 @@ enum {
         ARG_OUT,
         ARG_IDLE_TIMEOUT,
         ARG_LIFETIME,
+        ARG_REPL,
         ARG_PHASE,
 };
 
@@ -272,6 +275,7 @@ int main(int argc, char **argv)
             {"out", required_argument, NULL, ARG_OUT},
             {"idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT},
             {"lifetime", required_argument, NULL, ARG_LIFETIME},
+            {"repl", no_argument, NULL, ARG_REPL},
             {"phase", required_argument, NULL, ARG_PHASE},
             {0},
         };
@@ -455,6 +459,9 @@ int main(int argc, char **argv)
                                             c == ARG_IDLE_TIMEOUT ? "--idle-timeout" : "--lifetime",
                                             optarg);
                         break;
+                case ARG_REPL:
+                        o.repl = true;
+                        break;
                 case ARG_PHASE:
                         if (strcmp(optarg, "all") != 0 && strcmp(optarg, "compile") != 0 &&
                             strcmp(optarg, "run") != 0)
@@ -518,6 +525,8 @@ int main(int argc, char **argv)
                         return fail("unexpected argument \"%s\" (see opctl --help)", argv[optind]);
                 if ((o.idle_timeout_s > 0 || o.lifetime_s > 0) && strcmp(action, "open") != 0)
                         return fail("--idle-timeout and --lifetime go with session open");
+                if (o.repl && strcmp(action, "open") != 0)
+                        return fail("--repl goes with session open");
                 if (o.phase && strcmp(action, "exec") != 0)
                         return fail("--phase goes with session exec");
                 return cmd_session(&o, action, id);
@@ -526,6 +535,8 @@ int main(int argc, char **argv)
                 return fail("--phase goes with session exec");
         if (o.idle_timeout_s > 0 || o.lifetime_s > 0)
                 return fail("--idle-timeout and --lifetime go with session open");
+        if (o.repl)
+                return fail("--repl goes with session open");
         if (strcmp(cmd, "batch") == 0) {
                 if (optind + 1 != argc)
                         return fail("batch takes one file (\"-\": standard input)");

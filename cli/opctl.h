@@ -65,6 +65,7 @@ struct opts {
         const char *session;
         const char *phase;                 /* session exec --phase: all, compile or run */
         double idle_timeout_s, lifetime_s; /* 0: not given */
+        bool repl;                         /* session open --repl */
 };
 
 /* print.c */

@@ -32,8 +32,10 @@ static int session_open(const struct opts *o)
         if ((o->idle_timeout_s > 0 &&
              json_object_set_new(req, "idle_timeout_ms",
                                  json_integer(seconds_ms(o->idle_timeout_s))) < 0) ||
-            (o->lifetime_s > 0 && json_object_set_new(req, "max_lifetime_ms",
-                                                      json_integer(seconds_ms(o->lifetime_s))) < 0))
+            (o->lifetime_s > 0 &&
+             json_object_set_new(req, "max_lifetime_ms", json_integer(seconds_ms(o->lifetime_s))) <
+                 0) ||
+            (o->repl && json_object_set_new(req, "repl", json_true()) < 0))
                 return fail("out of memory");
         /* The run limits given become the default of each run in the session. */
         if ((o->timeout_s > 0 &&
@@ -71,6 +73,8 @@ static void print_session(json_t *s)
         print_scalar(stdout, json_object_get(s, "uid"));
         printf("  ");
         print_scalar(stdout, json_object_get(s, "state"));
+        if (json_is_true(json_object_get(s, "repl")))
+                printf("  repl");
         printf("  execs ");
         print_scalar(stdout, json_object_get(s, "execs"));
         printf("  age %.1f s  idle %.1f s (timeout %.1f s, lifetime %.1f s)\n",

@@ -24,6 +24,27 @@ static double ms(uint64_t from, uint64_t to)
         return from && to >= from ? (double)(to - from) / 1000.0 : 0.0;
 }
 
+/* A repl session's exec: "repl" (the runner the agent starts when it has no interpreter yet:
+ * the language's warm runner), "reseed" once after a fork. */
+static int repl_job_add(struct session *s, json_t *job)
+{
+        json_t *argv = json_array();
+
+        if (!argv)
+                return -ENOMEM;
+        for (char *const *a = s->lang->warm; *a; a++)
+                if (json_array_append_new(argv, json_string(*a)) < 0) {
+                        json_decref(argv);
+                        return -ENOMEM;
+                }
+        if (json_object_set_new(job, "repl", argv) < 0)
+                return -ENOMEM;
+        if (s->repl_reseed && json_object_set_new(job, "reseed", json_true()) < 0)
+                return -ENOMEM;
+        s->repl_reseed = false;
+        return 0;
+}
+
 static json_t *build_job(struct request *r)
 {
         const struct op_exec *e = &r->exec;
@@ -83,6 +104,10 @@ static json_t *build_job(struct request *r)
                 else
                         json_object_set_new(job, "args", json_array());
         }
+        if (r->session && r->session->repl && repl_job_add(r->session, job) < 0) {
+                json_decref(job);
+                return NULL;
+        }
         if (exec_job_add_opts(r, job) < 0) {
                 json_decref(job);
                 return NULL;
@@ -119,6 +144,11 @@ static json_t *build_reply(struct request *r, const struct op_agent_exec *x)
         if (r->session) {
                 json_object_set_new(reply, "mode", json_string("session"));
                 json_object_set_new(reply, "session", json_string(r->session->id));
+        }
+        if (r->session && x->repl_ended) {
+                /* The interpreter is gone: the session ends with this exec (session_exec_end). */
+                r->session->repl_ended = true;
+                json_object_set_new(reply, "repl_ended", json_true());
         }
         json_object_set_new(reply, "timings_ms",
                             json_pack("{s:f, s:f, s:f, s:f, s:f}", "queue", ms(r->t_start, r->t_vm),
@@ -183,6 +213,9 @@ void exec_on_vm_answer(struct vm *vm, json_t *ans, void *userdata)
                 return;
         }
         if (!a.ok) {
+                /* A repl call that did not run: the agent has no interpreter for the next. */
+                if (r->session && r->session->repl)
+                        r->session->repl_ended = true;
                 request_fail(r, OP_ERR_VM_FAILED, "agent in %s: %s", vm->name, a.error.message);
                 return;
         }

@@ -46,6 +46,7 @@ struct job {
         uid_t uid;
         char workdir[OP_SESSION_ID_LEN + 1]; /* the session's guest directory */
         const struct op_lang *lang;
+        bool repl;         /* the session is a repl session (its children are too) */
         struct vm *vm;     /* saving: the session's VM */
         struct pool *pool; /* ... and the pool it came from */
         char *dir;         /* where it is saved */
@@ -421,6 +422,9 @@ static void on_fork_saved(struct vm *vm, const char *err, void *userdata)
                 snprintf(s->snap_version, sizeof(s->snap_version), "%s", j->m.version);
                 if (parent)
                         s->execs = parent->execs;
+                /* Its interpreter, a copy of the parent's, draws its own random numbers. */
+                s->repl = j->repl;
+                s->repl_reseed = j->repl;
                 memcpy(s->workdir, j->workdir, sizeof(s->workdir));
                 k = start_child(j, &j->children[i], s, img);
                 if (k < 0) {
@@ -451,6 +455,7 @@ static struct job *job_new(struct client *c, json_t *id, enum job_kind kind, str
         memcpy(j->workdir, s->workdir, sizeof(j->workdir));
         j->uid = s->uid;
         j->lang = s->lang;
+        j->repl = s->repl;
         j->count = count;
         j->t_start = op_now_us();
         j->children = calloc(count ? count : 1, sizeof(*j->children));
@@ -596,6 +601,7 @@ static void on_pause_saved(struct vm *vm, const char *err, void *userdata)
         j->meta.paused_at_ns = op_realtime_ns();
         j->meta.execs = s->execs;
         j->meta.limits = json_incref(s->limits);
+        j->meta.repl = s->repl;
         k = session_store_commit(d, &j->meta, j->dir, &bytes, why, sizeof(why));
         if (k >= 0 && !paused_room(d, j->uid, 0, false, why, sizeof(why)))
                 k = -EDQUOT;

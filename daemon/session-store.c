@@ -109,6 +109,9 @@ int session_meta_parse(const char *text, size_t len, struct session_meta *ret, c
                                m.lang);
         if (m.mem_size != (uint64_t)m.m.memory_mb << 20)
                 return op_errf(errbuf, errlen, -EINVAL, "session.json: mem_size is not memory_mb");
+        if (json_object_get(o, "repl") && !json_is_boolean(json_object_get(o, "repl")))
+                return op_errf(errbuf, errlen, -EINVAL, "session.json: bad \"repl\"");
+        m.repl = json_is_true(json_object_get(o, "repl"));
         m.limits = json_incref(limits);
         *ret = m;
         return 0;
@@ -116,19 +119,24 @@ int session_meta_parse(const char *text, size_t len, struct session_meta *ret, c
 
 json_t *session_meta_json(const struct session_meta *m)
 {
-        json_t *snap = snap_manifest_json(&m->m);
+        json_t *snap = snap_manifest_json(&m->m), *o;
 
         if (!snap)
                 return NULL;
-        return json_pack(
-            "{s:i, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:O, s:I, s:I, s:s, s:o}", "format",
-            SESSION_META_FORMAT, "session", m->id, "workdir", m->workdir, "uid", (json_int_t)m->uid,
-            "lang", m->lang, "idle_timeout_ms", (json_int_t)m->idle_timeout_ms, "max_lifetime_ms",
-            (json_int_t)m->max_lifetime_ms, "age_ms", (json_int_t)m->age_ms, "paused_at_ns",
-            (json_int_t)m->paused_at_ns, "execs", (json_int_t)m->execs, "limits",
-            m->limits ? m->limits : json_object(), "vmstate_size", (json_int_t)m->vmstate_size,
-            "mem_size", (json_int_t)m->mem_size, "vmstate_sha256", m->vmstate_sha256, "snapshot",
-            snap);
+        o = json_pack("{s:i, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:O, s:I, s:I, s:s, s:o}",
+                      "format", SESSION_META_FORMAT, "session", m->id, "workdir", m->workdir, "uid",
+                      (json_int_t)m->uid, "lang", m->lang, "idle_timeout_ms",
+                      (json_int_t)m->idle_timeout_ms, "max_lifetime_ms",
+                      (json_int_t)m->max_lifetime_ms, "age_ms", (json_int_t)m->age_ms,
+                      "paused_at_ns", (json_int_t)m->paused_at_ns, "execs", (json_int_t)m->execs,
+                      "limits", m->limits ? m->limits : json_object(), "vmstate_size",
+                      (json_int_t)m->vmstate_size, "mem_size", (json_int_t)m->mem_size,
+                      "vmstate_sha256", m->vmstate_sha256, "snapshot", snap);
+        if (o && m->repl && json_object_set_new(o, "repl", json_true()) < 0) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
 }
 
 void session_meta_done(struct session_meta *m)
@@ -475,6 +483,7 @@ static void load_one(struct opd *d, int ufd, uid_t uid, const char *name)
                 goto bad;
         }
         memcpy(s->workdir, m.workdir, sizeof(s->workdir));
+        s->repl = m.repl;
         s->execs = m.execs;
         s->t_open = op_now_us() - age * 1000;
         snprintf(s->snap_version, sizeof(s->snap_version), "%s", m.m.version);

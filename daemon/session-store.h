@@ -34,6 +34,7 @@ struct session_meta {
         uint64_t paused_at_ns; /* CLOCK_REALTIME */
         uint64_t execs;
         json_t *limits; /* owned */
+        bool repl;      /* a repl session ("repl": true; absent: false) */
         uint64_t vmstate_size, mem_size;
         char vmstate_sha256[SHA256_HEX_LEN + 1];
 };

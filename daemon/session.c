@@ -40,7 +40,7 @@ static const char *const state_names[_SESSION_STATE_MAX] = {
 static const char *const end_names[_SESSION_END_MAX] = {
     [SESSION_END_CLOSED] = "closed",         [SESSION_END_IDLE] = "idle_timeout",
     [SESSION_END_LIFETIME] = "lifetime",     [SESSION_END_FAILED] = "failed",
-    [SESSION_END_STOPPING] = "opd_stopping",
+    [SESSION_END_STOPPING] = "opd_stopping", [SESSION_END_REPL] = "repl_ended",
 };
 
 const char *session_state_name(enum session_state state)
@@ -236,14 +236,20 @@ static json_t *session_json(const struct session *s)
 {
         uint64_t now = op_now_us();
         uint64_t idle = s->state == SESSION_IDLE && now > s->t_last ? (now - s->t_last) / 1000 : 0;
+        json_t *o;
 
-        return json_pack(
+        o = json_pack(
             "{s:s, s:s, s:I, s:s, s:s?, s:s?, s:I, s:I, s:I, s:I, s:I, s:O}", "session", s->id,
             "lang", s->lang->name, "uid", (json_int_t)s->uid, "state", state_names[s->state], "vm",
             s->vm ? s->vm->name : NULL, "snapshot", s->snap_version[0] ? s->snap_version : NULL,
             "idle_timeout_ms", (json_int_t)s->idle_timeout_ms, "max_lifetime_ms",
             (json_int_t)s->max_lifetime_ms, "age_ms", (json_int_t)((now - s->t_open) / 1000),
             "idle_ms", (json_int_t)idle, "execs", (json_int_t)s->execs, "limits", s->limits);
+        if (o && s->repl && json_object_set_new(o, "repl", json_true()) < 0) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
 }
 
 static void on_vm_failed(struct vm *vm, const char *why, void *userdata)
@@ -606,6 +612,12 @@ void session_exec_end(struct session *s, bool ok)
                 return;
         }
         vm_set_events(s->vm, &session_vm_events, s);
+        if (s->repl_ended) {
+                log_info("session %s (%s, uid %u): its interpreter ended; the session ends", s->id,
+                         s->lang->name, (unsigned)s->uid);
+                session_destroy(s, SESSION_END_REPL);
+                return;
+        }
         if (lifetime_left_ms(s) == 0) {
                 session_destroy(s, SESSION_END_LIFETIME);
                 return;
@@ -665,6 +677,20 @@ void op_session_open(struct client *c, json_t *id, json_t *req)
                                               names));
                 return;
         }
+        if (o.repl && !lang->repl) {
+                char names[512] = "";
+
+                for (size_t i = 0; i < d->langs.n; i++)
+                        if (d->langs.v[i].repl && d->langs.v[i].available &&
+                            d->langs.v[i].enabled && strlen(names) + 64 < sizeof(names))
+                                snprintf(names + strlen(names), sizeof(names) - strlen(names),
+                                         "%s%s", names[0] ? ", " : "", d->langs.v[i].name);
+                client_send(c, op_error_reply(id, OP_ERR_BAD_REQUEST,
+                                              "\"repl\": %s has no repl sessions; languages "
+                                              "that have them: %s",
+                                              lang->name, names[0] ? names : "none"));
+                return;
+        }
         if (!session_quota_ok(d, client_uid(c), err, sizeof(err))) {
                 d->sessions->refused++;
                 client_send(c, op_error_reply(id, OP_ERR_QUOTA_EXCEEDED, "%s", err));
@@ -679,6 +705,7 @@ void op_session_open(struct client *c, json_t *id, json_t *req)
                 client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
                 return;
         }
+        s->repl = o.repl;
         session_start(s);
 }
 

@@ -40,6 +40,7 @@ enum session_end {
         SESSION_END_LIFETIME, /* max_lifetime_ms passed */
         SESSION_END_FAILED,   /* its VM failed, or an exec left it unusable */
         SESSION_END_STOPPING, /* opd stops */
+        SESSION_END_REPL,     /* a repl session's interpreter ended in an exec */
         _SESSION_END_MAX,
 };
 
@@ -68,6 +69,10 @@ struct session {
         uint64_t execs;                   /* execs answered */
         enum session_end end;             /* why it ended (SESSION_CLOSED) */
         bool timer_is_lifetime; /* the deadline armed is the lifetime's end (not the idle one) */
+        /* "repl": its execs run in one interpreter kept in the guest (its language's warm
+         * runner); reseed: the next exec tells it to reseed (the VM is a fork's copy); ended: an
+         * exec's answer said it is gone, and the session ends with that exec. */
+        bool repl, repl_reseed, repl_ended;
 };
 
 /* The registry (d->sessions), made once at start; freed (every session destroyed) at exit. */

@@ -79,12 +79,18 @@ struct exec_req {
          * afterwards (a session's calls share it); NULL: a fresh one, removed after the run. */
         const char *keepdir;
         struct agent_compile compile; /* "compile": the phase before the run, or none */
-        struct agent_opts opts;       /* agent-opts.c */
+        /* "repl": a call to the session's interpreter, started with this argv (a warm runner)
+         * when the agent has none yet; "reseed": its `random` reseeded first (a fork's). */
+        const char **repl_argv;
+        size_t n_repl_argv;
+        bool reseed;
+        struct agent_opts opts; /* agent-opts.c */
 };
 
 static void exec_req_done(struct exec_req *q)
 {
         free(q->argv);
+        free(q->repl_argv);
         if (q->args_owned)
                 free(q->args);
         for (size_t i = 0; i < q->n_env; i++)
@@ -440,7 +446,7 @@ static int decode_identity(json_t *req, struct exec_req *q, char *errbuf, size_t
 static const char *const exec_fields[] = {
     "id",        "op",   "argv",  "file",       "code",       "code_b64", "stdin",
     "stdin_b64", "env",  "files", "timeout_ms", "output_max", "entropy",  "time_ns",
-    "hostname",  "warm", "args",  "compile",    "workdir",
+    "hostname",  "warm", "args",  "compile",    "workdir",    "repl",     "reseed",
 };
 
 static int check_fields_also(json_t *req, const char *const *fields, size_t n,
@@ -493,6 +499,32 @@ static int decode_keepdir(json_t *req, struct exec_req *q, char *errbuf, size_t 
         return 0;
 }
 
+/* "repl" (the runner's argv) and "reseed". A call needs the code file and the session's kept
+ * directory (the interpreter's working directory across calls), and has no compile phase. */
+static int decode_repl(json_t *req, struct exec_req *q, char *errbuf, size_t errlen)
+{
+        json_t *v = json_object_get(req, "repl"), *reseed = json_object_get(req, "reseed");
+        int r;
+
+        if (reseed && !json_is_boolean(reseed))
+                return op_errf(errbuf, errlen, -EINVAL, "\"reseed\" must be true or false");
+        q->reseed = json_is_true(reseed);
+        if (!v)
+                return 0;
+        if (json_is_array(v) && json_array_size(v) == 0)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "\"repl\" must be a non-empty array of strings (its runner)");
+        r = decode_strings(v, "repl", &q->repl_argv, &q->n_repl_argv, errbuf, errlen);
+        if (r < 0)
+                return r;
+        if (!q->code_file || !q->keepdir)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "\"repl\" needs \"file\", \"code\" and \"workdir\"");
+        if (q->compile.argv)
+                return op_errf(errbuf, errlen, -EINVAL, "\"repl\" calls have no \"compile\"");
+        return 0;
+}
+
 static int exec_decode(json_t *req, struct exec_req *q, char *errbuf, size_t errlen)
 {
         json_int_t n;
@@ -534,6 +566,9 @@ static int exec_decode(json_t *req, struct exec_req *q, char *errbuf, size_t err
                 return r;
         q->output_max = (size_t)n;
         r = agent_compile_decode(req, &q->compile, errbuf, errlen);
+        if (r < 0)
+                return r;
+        r = decode_repl(req, q, errbuf, errlen);
         if (r < 0)
                 return r;
         return decode_identity(req, q, errbuf, errlen);
@@ -802,6 +837,10 @@ static int warm_handoff(const struct exec_req *q, const char *dir, bool prime, c
                 return -EINVAL; /* a path that is not UTF-8 */
         if (prime && json_object_set_new(line, "prime", json_true()) < 0)
                 return -ENOMEM;
+        if (q->repl_argv && json_object_set_new(line, "repl", json_true()) < 0)
+                return -ENOMEM;
+        if (q->repl_argv && q->reseed && json_object_set_new(line, "reseed", json_true()) < 0)
+                return -ENOMEM;
         text = json_dumps(line, JSON_COMPACT);
         if (!text)
                 return -ENOMEM;
@@ -841,6 +880,8 @@ static json_t *compile_phase(json_t *id, const struct agent_compile *c, const st
         return answer;
 }
 
+static json_t *repl_exec(struct agent *a, struct exec_req *q, json_t *req, json_t *id);
+
 static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
 {
         const struct agent_config *cfg = &a->cfg;
@@ -863,6 +904,13 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
                 return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
         if (r < 0)
                 return op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", errbuf);
+        if (q.repl_argv)
+                return repl_exec(a, &q, req, id);
+        /* Not a call of a repl session: an interpreter of one (there is none) goes first. */
+        if (a->repl_alive) {
+                agent_child_kill(&a->repl);
+                a->repl_alive = false;
+        }
 
         /* A waiting runner serves one exec: this one. Not asked for, it goes before user code
          * runs, so that nothing of this request can tamper with it. */
@@ -1009,6 +1057,163 @@ static json_t *warm_failure(json_t *id, const char *prog, json_int_t ready_ms, i
         memcpy(msg + n, tail, strlen(tail) + 1);
         n += strlen(tail);
         return error_reply_bytes(id, msg, n);
+}
+
+/* As PID 1, end every process but the session's interpreter (what a thread of it started
+ * between calls), reaping the agent's own. */
+static void kill_all_but_repl(struct agent *a)
+{
+        uint64_t end = op_now_us() + AGENT_REAP_ALL_MAX_US;
+
+        if (getpid() != 1)
+                return;
+        while (agent_kill_others(a->repl.pid, a->repl.pgid) > 0 && op_now_us() < end) {
+                agent_reap_orphans(a);
+                nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+        }
+        agent_reap_orphans(a);
+}
+
+/* The session's interpreter: the one kept from its last call, else the waiting warm runner
+ * (a clone's), else one started now with q->repl_argv. NULL, or the error answer. */
+static json_t *repl_start(struct agent *a, const struct exec_req *q, json_t *id)
+{
+        const struct agent_config *cfg = &a->cfg;
+        const char *root = cfg->workdir ? cfg->workdir : OP_AGENT_WORKDIR_DEFAULT;
+        static const char *const env[] = {"PATH=" DEFAULT_PATH, "LANG=C.UTF-8", NULL};
+        _cleanup_(agent_child_kill) struct agent_child child = AGENT_CHILD_INIT;
+        struct agent_diag diag;
+        struct agent_job job;
+        int r;
+
+        if (a->repl_alive)
+                return NULL;
+        if (a->warm_waiting) {
+                a->repl = a->warm;
+                a->warm = AGENT_CHILD_INIT;
+                a->warm_waiting = false;
+                a->repl_alive = true;
+                return NULL;
+        }
+        if (mkdir(root, 0755) < 0 && errno != EEXIST)
+                return op_error_reply(id, OP_ERR_INTERNAL, "mkdir %s: %s", root, strerror(errno));
+        job = (struct agent_job){
+            .argv = q->repl_argv,
+            .env = env,
+            .workdir = root,
+            .uid = cfg->uid,
+            .gid = cfg->gid,
+        };
+        agent_prepare(a);
+        r = agent_spawn_in(&job, true, &a->spare, &child);
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "could not start repl runner %s: %s",
+                                      q->repl_argv[0], strerror(-r));
+        r = agent_child_wait_ready(&child, AGENT_READY_TIMEOUT_MS_DEFAULT, &diag);
+        if (r < 0)
+                return warm_failure(id, q->repl_argv[0], AGENT_READY_TIMEOUT_MS_DEFAULT, r, &diag);
+        a->repl = child;
+        child = AGENT_CHILD_INIT;
+        a->repl_alive = true;
+        return NULL;
+}
+
+/* A call of a repl session: q's file runs in the session's interpreter (repl_start()), in the
+ * globals of the calls before it. The answer says "repl_ended" when the interpreter is gone
+ * after it (it exited, or the call was cut short and it was killed). */
+static json_t *repl_exec(struct agent *a, struct exec_req *q, json_t *req, json_t *id)
+{
+        const struct agent_config *cfg = &a->cfg;
+        _cleanup_free_ char *dir = NULL, *handoff = NULL;
+        struct agent_result res = {0};
+        struct op_agent_answer ans;
+        struct agent_stream stream;
+        struct agent_job job;
+        size_t handoff_len = 0;
+        bool alive = false;
+        char errbuf[512];
+        json_t *answer;
+        int r;
+
+        answer = repl_start(a, q, id);
+        if (answer)
+                return answer;
+        if (a->repl.reaped) {
+                /* It ended between calls (a thread of it, the OOM killer): the call cannot run. */
+                int st = a->repl.status;
+                static const char msg[] =
+                    "op-agent: the session's interpreter ended between calls\n";
+
+                agent_child_kill(&a->repl);
+                a->repl_alive = false;
+                kill_all();
+                res = (struct agent_result){
+                    .out = (char *)"",
+                    .err = (char *)msg,
+                    .err_len = sizeof(msg) - 1,
+                    .exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+                    .signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0,
+                    .order = {.known = false},
+                };
+                exec_answer(&ans, &res, true);
+                ans.exec.repl_ended = true;
+                answer = op_agent_answer_encode(id, &ans);
+                return answer ? answer : op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+        }
+        kill_all_but_repl(a);
+        if (cfg->apply_identity) {
+                r = apply_identity(q, errbuf, sizeof(errbuf));
+                if (r < 0)
+                        return op_error_reply(id, OP_ERR_INTERNAL, "%s",
+                                              r == -ENOMEM ? "out of memory" : errbuf);
+        }
+        r = make_rundir(cfg, q, &dir, errbuf, sizeof(errbuf));
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "%s",
+                                      r == -ENOMEM ? "out of memory" : errbuf);
+        r = build_env(json_object_get(req, "env"), dir, q, errbuf, sizeof(errbuf));
+        if (r == 0)
+                r = warm_handoff(q, dir, false, &handoff, &handoff_len);
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "%s",
+                                      r == -ENOMEM ? "out of memory"
+                                                   : "the run directory's path is not UTF-8");
+        q->opts.limits.cgroup_root = cfg->cgroup_root;
+        agent_stream_init(&stream, &q->opts, a->chan, id);
+        job = (struct agent_job){
+            .argv = q->repl_argv,
+            .env = (const char *const *)q->env,
+            .workdir = dir,
+            .stdin_data = q->stdin_data,
+            .stdin_len = q->stdin_len,
+            .timeout_ms = q->timeout_ms,
+            .output_max = q->output_max,
+            .uid = cfg->uid,
+            .gid = cfg->gid,
+            .handoff = handoff,
+            .handoff_len = handoff_len,
+            .io = &stream.io,
+            .stdin_open = q->opts.stdin_stream && a->chan,
+            .limits = &q->opts.limits,
+            .group = &a->spare, /* the call takes it; agent_prepare() makes the next */
+        };
+        r = agent_exec_repl(&job, &a->repl, &res, &alive);
+        a->repl_alive = alive;
+        if (!alive)
+                kill_all();
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL,
+                                      "could not run the call in the session's interpreter: %s",
+                                      strerror(-r));
+        answer = NULL;
+        exec_answer(&ans, &res, true);
+        ans.exec.repl_ended = !alive;
+        agent_answer_opts(&ans.exec, &res, stream.io.output != NULL);
+        if (agent_answer_files(&ans.exec, dir, &q->opts) == 0)
+                answer = op_agent_answer_encode(id, &ans);
+        agent_answer_files_done(&ans.exec);
+        agent_result_done(&res);
+        return answer;
 }
 
 static const char *const warm_fields[] = {"id", "op", "argv", "env", "ready_timeout_ms"};
@@ -1240,7 +1445,10 @@ json_t *agent_ready_event(void)
 
 void agent_init(struct agent *a, const struct agent_config *cfg)
 {
-        *a = (struct agent){.cfg = *cfg, .warm = AGENT_CHILD_INIT, .spare = LIMITS_GROUP_INIT};
+        *a = (struct agent){.cfg = *cfg,
+                            .warm = AGENT_CHILD_INIT,
+                            .repl = AGENT_CHILD_INIT,
+                            .spare = LIMITS_GROUP_INIT};
 }
 
 void agent_prepare(struct agent *a)
@@ -1260,6 +1468,8 @@ void agent_done(struct agent *a)
                 return;
         agent_child_kill(&a->warm);
         a->warm_waiting = false;
+        agent_child_kill(&a->repl);
+        a->repl_alive = false;
         limits_group_drop(&a->spare);
 }
 
@@ -1298,6 +1508,10 @@ void agent_reap_orphans(struct agent *a)
                 if (a->warm_waiting && p == a->warm.pid && !a->warm.reaped) {
                         a->warm.reaped = true;
                         a->warm.status = st;
+                }
+                if (a->repl_alive && p == a->repl.pid && !a->repl.reaped) {
+                        a->repl.reaped = true;
+                        a->repl.status = st;
                 }
         }
 }

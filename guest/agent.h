@@ -9,7 +9,7 @@
 
 #include "exec.h"
 
-#define OP_AGENT_VERSION         "0.3.0"
+#define OP_AGENT_VERSION         "0.4.0"
 #define OP_AGENT_WORKDIR_DEFAULT "/tmp/op"
 
 struct agent_config {
@@ -27,6 +27,8 @@ struct agent {
         struct agent_config cfg;
         bool warm_waiting;                /* a "warm" runner was started and waits for its job */
         struct agent_child warm;          /* that runner (its fd 3 is warm.ctl_fd) */
+        bool repl_alive;                  /* a session's interpreter waits for its next call */
+        struct agent_child repl;          /* that interpreter (a runner that took "repl") */
         const struct agent_channel *chan; /* for streamed output and stdin; NULL: none */
         struct limits_group spare;        /* the next run's cgroup, made ahead (cgroup_root) */
 };
@@ -37,7 +39,7 @@ void agent_init(struct agent *a, const struct agent_config *cfg);
 void agent_prepare(struct agent *a);
 /* The channel a streamed exec sends events on and reads stdin frames from (agent-opts.h). */
 void agent_set_channel(struct agent *a, const struct agent_channel *chan);
-/* Ends a waiting warm runner. The agent can be used again afterwards. */
+/* Ends a waiting warm runner and a session's interpreter. The agent can be used again. */
 void agent_done(struct agent *a);
 
 /* The "ready" event the agent sends when its channel opens. New reference. */

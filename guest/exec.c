@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -81,15 +82,75 @@ struct run {
         bool input_done;           /* io->input said eof or failed */
         const struct limits_run *lr;
         bool cpu_over;
+        /* A repl call: the program is a session's interpreter, which stays. The call ends when
+         * it writes "done N\n" on fd 3 (done, status N); from then on only the other
+         * processes are killed. */
+        bool repl, done, ctl_eof;
+        int done_status;
+        char line[16];
+        size_t line_len;
 };
+
+#define DONE_LINE_MAX 12 /* "done 255\n" and a margin */
 
 static void stream_close(struct stream *s)
 {
         s->fd = safe_close(s->fd);
 }
 
+unsigned agent_kill_others(pid_t keep, pid_t pgid)
+{
+        pid_t self = getpid();
+        struct dirent *de;
+        unsigned n = 0;
+        DIR *d = opendir("/proc");
+
+        if (!d)
+                return 0;
+        while ((de = readdir(d))) {
+                char path[64], buf[512], *rp, state;
+                pid_t pid, ppid, pgrp;
+                _cleanup_close_ int fd = -1;
+                ssize_t k;
+                long v;
+
+                v = strtol(de->d_name, &rp, 10);
+                if (*rp || v <= 1 || v > INT_MAX)
+                        continue;
+                pid = (pid_t)v;
+                if (pid == self || pid == keep)
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                k = read(fd, buf, sizeof(buf) - 1);
+                if (k <= 0)
+                        continue;
+                buf[k] = 0;
+                /* "pid (comm) state ppid ...": comm may hold anything, ')' last ends it. */
+                rp = strrchr(buf, ')');
+                if (!rp || sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) != 3)
+                        continue;
+                if (pid == 2 || ppid == 2 || state == 'Z' || state == 'X')
+                        continue; /* kernel threads; the dead */
+                if (self != 1 && pgrp != pgid)
+                        continue;
+                (void)kill(pid, SIGKILL);
+                n++;
+        }
+        closedir(d);
+        return n;
+}
+
 static void kill_group(struct run *r)
 {
+        if (r->repl && r->done) {
+                /* The call is over: what it started goes, its interpreter stays. */
+                (void)agent_kill_others(r->pid, r->pgid);
+                r->group_killed = true;
+                return;
+        }
         (void)kill(-r->pgid, SIGKILL);
         /* The run's cgroup, when there is one, ends forks in flight and setsid() escapees too. */
         if (r->lr)
@@ -137,6 +198,16 @@ static void sweep_group(struct run *r)
         uint64_t end = op_now_us() + EXEC_SWEEP_MAX_US;
         long nap_ns = 100 * 1000;
 
+        if (r->repl && r->done && !r->reaped) {
+                while (agent_kill_others(r->pid, r->pgid) > 0 && op_now_us() < end) {
+                        reap_group(r);
+                        nanosleep(&(struct timespec){.tv_nsec = nap_ns}, NULL);
+                        if (nap_ns < 10 * 1000 * 1000)
+                                nap_ns *= 2;
+                }
+                reap_group(r);
+                return;
+        }
         for (;;) {
                 if (r->lr)
                         (void)limits_kill(r->lr);
@@ -428,6 +499,44 @@ static int wait_exec(int status_fd)
         return f.error > 0 ? -f.error : -EIO;
 }
 
+/* A repl call's fd 3: "done N\n" ends the call; anything else is the interpreter (or the code
+ * it runs) breaking the protocol, and it is killed. */
+static void read_ctl(struct run *r)
+{
+        char *nl, *end;
+        ssize_t k;
+        long v;
+
+        for (;;) {
+                k = read(r->ctl.fd, r->line + r->line_len, DONE_LINE_MAX - r->line_len);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0 && errno == EAGAIN)
+                        return;
+                if (k <= 0) {
+                        r->ctl_eof = true; /* it exits, or closed fd 3: see run_loop() */
+                        return;
+                }
+                r->line_len += (size_t)k;
+                r->line[r->line_len] = 0;
+                nl = memchr(r->line, '\n', r->line_len);
+                if (!nl && r->line_len < DONE_LINE_MAX)
+                        continue;
+                if (nl && nl + 1 == r->line + r->line_len && strncmp(r->line, "done ", 5) == 0) {
+                        *nl = 0;
+                        errno = 0;
+                        v = strtol(r->line + 5, &end, 10);
+                        if (!errno && end != r->line + 5 && !*end && v >= 0 && v <= 255) {
+                                r->done = true;
+                                r->done_status = (int)v;
+                                return;
+                        }
+                }
+                kill_group(r);
+                return;
+        }
+}
+
 /* Stop listening to the program and end it. */
 static void run_stop(struct run *r)
 {
@@ -441,23 +550,26 @@ static void run_stop(struct run *r)
 static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
 {
         uint64_t deadline = timeout_ms ? start + (uint64_t)timeout_ms * 1000 : UINT64_MAX;
-        uint64_t linger = 0, reap_by = 0;
+        uint64_t linger = 0, reap_by = 0, ctl_grace = 0;
 
         for (;;) {
-                struct pollfd p[6];
+                struct pollfd p[7];
                 struct feed *feeds[2] = {&r->in, &r->ctl};
                 int n = 0, i_feed[2] = {-1, -1}, i_out = -1, i_err = -1, i_pid = -1, i_input = -1;
-                bool cpu_watch = r->lr && r->lr->cpu_time_ms && r->lr->g.fd >= 0;
+                int i_ctl = -1;
+                bool cpu_watch = r->lr && r->lr->cpu_time_ms && r->lr->g.fd >= 0 && !r->done;
+                bool ended;
                 uint64_t now, wake;
                 int timeout;
 
                 if (!r->reaped && (r->pidfd < 0 || r->group_killed))
                         reap_group(r);
-                if (r->reaped && r->out.fd < 0 && r->err.fd < 0)
+                ended = r->reaped || (r->repl && r->done);
+                if (ended && r->out.fd < 0 && r->err.fd < 0)
                         break;
 
                 now = op_now_us();
-                if (!r->group_killed && now >= deadline) {
+                if (!r->group_killed && !r->done && now >= deadline) {
                         r->timed_out = true;
                         kill_group(r);
                 }
@@ -465,13 +577,20 @@ static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
                         r->cpu_over = true;
                         kill_group(r);
                 }
-                if (r->group_killed && !r->reaped) {
+                if (r->group_killed && !r->reaped && !r->done) {
                         if (!reap_by)
                                 reap_by = now + EXEC_REAP_MAX_US;
                         else if (now >= reap_by)
                                 break; /* stuck in the kernel: reported as killed, reaped later */
                 }
-                if (r->reaped && (r->out.fd >= 0 || r->err.fd >= 0)) {
+                if (r->repl && r->ctl_eof && !r->done && !r->reaped && !r->group_killed) {
+                        /* fd 3 closed without "done": it exits, or it cannot answer any more. */
+                        if (!ctl_grace)
+                                ctl_grace = now + EXEC_LINGER_US;
+                        else if (now >= ctl_grace)
+                                kill_group(r);
+                }
+                if (ended && (r->out.fd >= 0 || r->err.fd >= 0)) {
                         /* The program is gone but something it started holds the pipes. */
                         if (!linger)
                                 linger = now + (r->group_killed ? EXEC_DRAIN_US : EXEC_LINGER_US);
@@ -483,7 +602,9 @@ static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
                         }
                 }
 
-                wake = r->group_killed ? UINT64_MAX : deadline;
+                wake = r->group_killed || r->done ? UINT64_MAX : deadline;
+                if (ctl_grace && !r->group_killed && ctl_grace < wake)
+                        wake = ctl_grace;
                 if (linger && linger < wake)
                         wake = linger;
                 if (reap_by && reap_by < wake)
@@ -513,6 +634,10 @@ static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
                 if (r->err.fd >= 0) {
                         i_err = n;
                         p[n++] = (struct pollfd){.fd = r->err.fd, .events = POLLIN};
+                }
+                if (r->repl && !r->done && !r->ctl_eof && r->ctl.fd >= 0) {
+                        i_ctl = n;
+                        p[n++] = (struct pollfd){.fd = r->ctl.fd, .events = POLLIN};
                 }
                 if (!r->reaped && r->pidfd >= 0) {
                         i_pid = n;
@@ -547,6 +672,8 @@ static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
                 }
                 if (i_pid >= 0 && p[i_pid].revents)
                         reap_group(r);
+                if (i_ctl >= 0 && p[i_ctl].revents)
+                        read_ctl(r);
                 if (i_input >= 0 && p[i_input].revents && !take_input(r))
                         run_stop(r); /* the host is gone, or out of memory */
         }
@@ -654,7 +781,7 @@ int agent_spawn_in(const struct agent_job *job, bool with_ctl, const struct limi
 
 /* Takes lr (prepared): its cgroup is removed on return. */
 static int exec_attach(const struct agent_job *job, struct agent_child *child, uint64_t start,
-                       struct limits_run *lr, struct agent_result *ret)
+                       struct limits_run *lr, struct agent_result *ret, bool *ret_kept)
 {
         struct run r = {
             .pid = child->pid,
@@ -667,8 +794,13 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
             .out.fd = child->out_fd,
             .err.fd = child->err_fd,
             .lr = lr,
+            .repl = ret_kept != NULL,
+            .ctl.hold = ret_kept != NULL,
         };
         int rc = 0;
+
+        if (ret_kept)
+                *ret_kept = false;
 
         if (r.pid <= 0 || r.pgid <= 1) {
                 /* Nothing to supervise (and kill(-0) or kill(-1) would hit far more than it). */
@@ -702,7 +834,7 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
         }
         if (r.in.left == 0 && !r.in.hold)
                 r.in.fd = safe_close(r.in.fd);
-        if (r.ctl.left == 0)
+        if (r.ctl.left == 0 && !r.repl)
                 r.ctl.fd = safe_close(r.ctl.fd);
         /* The agent never blocks on the program: all its ends are non-blocking. */
         if (rc == 0 && r.in.fd >= 0)
@@ -752,7 +884,12 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
                 r.out.buf[0] = r.err.buf[0] = 0;
         ret->timed_out = r.timed_out;
         ret->truncated = r.truncated;
-        if (r.reaped && r.status >= 0 && WIFEXITED(r.status)) {
+        if (r.repl && r.done && !r.reaped) {
+                /* The interpreter finished the call and waits for the next one. */
+                ret->exit_code = r.done_status;
+                ret->signal = 0;
+                *ret_kept = true;
+        } else if (r.reaped && r.status >= 0 && WIFEXITED(r.status)) {
                 ret->exit_code = WEXITSTATUS(r.status);
                 ret->signal = 0;
         } else if (r.reaped && r.status >= 0 && WIFSIGNALED(r.status)) {
@@ -794,7 +931,132 @@ int agent_exec_attach(const struct agent_job *job, struct agent_child *child,
                 limits_done(&lr);
                 return -EPERM;
         }
-        return exec_attach(job, child, op_now_us(), &lr, ret);
+        return exec_attach(job, child, op_now_us(), &lr, ret, NULL);
+}
+
+/* Send the start of data with fds (SCM_RIGHTS) without blocking: the bytes sent (at least one),
+ * or a negative errno. */
+static ssize_t send_with_fds(int sock, const char *data, size_t len, const int *fds, size_t n_fds)
+{
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(3 * sizeof(int))];
+        } u = {0};
+        struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+        struct cmsghdr *c;
+        ssize_t k;
+
+        if (n_fds == 0 || n_fds > 3 || len == 0)
+                return -EINVAL;
+        m.msg_control = u.buf;
+        m.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
+        c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
+        do
+                k = sendmsg(sock, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
+                return -errno;
+        return k > 0 ? k : -EIO;
+}
+
+int agent_exec_repl(const struct agent_job *job, struct agent_child *repl, struct agent_result *ret,
+                    bool *ret_alive)
+{
+        _cleanup_close_ int in_r = -1, in_w = -1, out_r = -1, out_w = -1, err_r = -1, err_w = -1;
+        _cleanup_close_ int ctl = -1, pidfd = -1;
+        struct agent_child call;
+        struct limits_run lr;
+        struct agent_job j;
+        int p[2], fds[3], rc;
+        ssize_t sent;
+        bool kept = false;
+
+        if (ret_alive)
+                *ret_alive = false;
+        if (!job || !repl || !ret || !ret_alive || repl->pid <= 0 || repl->pgid <= 1 ||
+            repl->ctl_fd < 0 || repl->reaped || !job->handoff || job->handoff_len == 0 ||
+            (job->stdin_len > 0 && !job->stdin_data) || job->output_max > SIZE_MAX / 4) {
+                agent_child_kill(repl);
+                return -EINVAL;
+        }
+        /* The pipes it was started with: it takes the call's instead. */
+        repl->in_fd = safe_close(repl->in_fd);
+        repl->out_fd = safe_close(repl->out_fd);
+        repl->err_fd = safe_close(repl->err_fd);
+
+        rc = pipe2(p, O_CLOEXEC) < 0 ? -errno : 0;
+        if (rc == 0) {
+                in_r = p[0], in_w = p[1];
+                rc = pipe2(p, O_CLOEXEC) < 0 ? -errno : 0;
+        }
+        if (rc == 0) {
+                out_r = p[0], out_w = p[1];
+                rc = pipe2(p, O_CLOEXEC) < 0 ? -errno : 0;
+        }
+        if (rc == 0) {
+                err_r = p[0], err_w = p[1];
+                /* Its user owns them, as a spawned program's (see spawn()). */
+                if (job->uid != (uid_t)-1 && (fchown(in_r, job->uid, job->gid) < 0 ||
+                                              fchown(out_w, job->uid, job->gid) < 0 ||
+                                              fchown(err_w, job->uid, job->gid) < 0))
+                        rc = -errno;
+        }
+        if (rc == 0 && (ctl = fcntl(repl->ctl_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+                rc = -errno;
+        if (rc == 0 && repl->pidfd >= 0 && (pidfd = fcntl(repl->pidfd, F_DUPFD_CLOEXEC, 3)) < 0)
+                rc = -errno;
+        if (rc < 0) {
+                agent_child_kill(repl);
+                return rc;
+        }
+        rc = limits_prepare(job->limits ? job->limits : &no_limits, job->group, &lr);
+        if (rc < 0) {
+                agent_child_kill(repl);
+                return rc;
+        }
+        /* Into this call's cgroup and limits, from the last call's (or the spare it started in). */
+        if (limits_attach(&lr, repl->pid) < 0) {
+                agent_child_kill(repl);
+                limits_done(&lr);
+                return -EPERM;
+        }
+        fds[0] = in_r, fds[1] = out_w, fds[2] = err_w;
+        sent = send_with_fds(repl->ctl_fd, job->handoff, job->handoff_len, fds, 3);
+        if (sent < 0) {
+                agent_child_kill(repl);
+                limits_done(&lr);
+                return (int)sent;
+        }
+        in_r = safe_close(in_r);
+        out_w = safe_close(out_w);
+        err_w = safe_close(err_w);
+
+        j = *job;
+        j.handoff += sent;
+        j.handoff_len -= (size_t)sent;
+        call = (struct agent_child){
+            .pid = repl->pid,
+            .pgid = repl->pgid,
+            .pidfd = TAKE_FD(pidfd),
+            .in_fd = TAKE_FD(in_w),
+            .out_fd = TAKE_FD(out_r),
+            .err_fd = TAKE_FD(err_r),
+            .ctl_fd = TAKE_FD(ctl),
+        };
+        rc = exec_attach(&j, &call, op_now_us(), &lr, ret, &kept);
+        if (rc < 0 || !kept) {
+                /* It ended (or was ended) in the call: reaped by the sweep, or killed now. */
+                repl->reaped = true;
+                agent_child_kill(repl);
+                return rc;
+        }
+        *ret_alive = true;
+        return 0;
 }
 
 int agent_exec(const struct agent_job *job, struct agent_result *ret)
@@ -816,7 +1078,7 @@ int agent_exec(const struct agent_job *job, struct agent_result *ret)
                 limits_done(&lr);
                 return rc;
         }
-        return exec_attach(job, &c, start, &lr, ret);
+        return exec_attach(job, &c, start, &lr, ret, NULL);
 }
 
 void agent_rehearse(uid_t uid, gid_t gid, const char *cgroup_root)

@@ -105,6 +105,20 @@ void agent_rehearse(uid_t uid, gid_t gid, const char *cgroup_root);
 int agent_exec_attach(const struct agent_job *job, struct agent_child *child,
                       struct agent_result *ret);
 
+/* One call to a session's interpreter (*repl: a warm runner that took a "repl" hand-off, kept
+ * between calls). New pipes for the call's stdin, stdout and stderr go to it over its fd 3
+ * (SCM_RIGHTS) with the start of job->handoff; it joins the call's cgroup and limits. The call
+ * ends when it writes "done N\n" on fd 3 (exit code N): then every other process is killed, it
+ * is not, and *ret_alive is true. When it ends or is killed in the call (a timeout, a limit,
+ * the output cap, a broken fd 3), the call reports that as agent_exec() would, *ret_alive is
+ * false and *repl is AGENT_CHILD_INIT; so too on a negative errno (nothing ran). */
+int agent_exec_repl(const struct agent_job *job, struct agent_child *repl, struct agent_result *ret,
+                    bool *ret_alive);
+
+/* SIGKILL once every process but the caller, keep, kernel threads and zombies: as PID 1 (in the
+ * guest) all of them, else only the members of process group pgid. The number signalled. */
+unsigned agent_kill_others(pid_t keep, pid_t pgid);
+
 /* Bytes of the child's stderr kept for an error message. */
 #define AGENT_DIAG_MAX 1024
 

@@ -696,6 +696,7 @@ static const char *const exec_fields[] = {
     "stderr_b64", "exit_code", "signal", "timed_out",    "truncated",
     "run_ms",     "warm_used", "status", "usage",        "limits_by",
     "streamed",   "compile",   "files",  "output_order", "output_order_partial",
+    "repl_ended",
 };
 
 static int decode_exec(json_t *obj, const struct op_agent_limits *lim, struct op_agent_exec *ret,
@@ -730,6 +731,8 @@ static int decode_exec(json_t *obj, const struct op_agent_limits *lim, struct op
         }
         if (r == 0)
                 r = get_bool(obj, what, "", "streamed", false, &x.streamed, errbuf, errlen);
+        if (r == 0)
+                r = get_bool(obj, what, "", "repl_ended", false, &x.repl_ended, errbuf, errlen);
         if (r == 0 && x.streamed && !lim->stream)
                 r = op_proto_fail(errbuf, errlen,
                                   "%s with \"streamed\": true (the request did not stream)", what);
@@ -1016,6 +1019,8 @@ static int encode_exec(json_t *o, const struct op_agent_exec *x)
 
         if (encode_run(o, &x->run) < 0 || set_new(o, "warm_used", json_boolean(x->warm_used)) < 0)
                 return -ENOMEM;
+        if (x->repl_ended && set_new(o, "repl_ended", json_true()) < 0)
+                return -ENOMEM;
         if (x->has_compile) {
                 c = json_object();
                 if (set_new(o, "compile", c) < 0 || encode_run(c, &x->compile) < 0)
@@ -1137,8 +1142,9 @@ static bool exec_equal(const struct op_agent_exec *a, const struct op_agent_exec
         if (!run_equal(&a->run, &b->run) || a->warm_used != b->warm_used ||
             a->has_status != b->has_status || (a->has_status && a->status != b->status) ||
             a->has_usage != b->has_usage || a->limits_by != b->limits_by ||
-            a->streamed != b->streamed || a->has_compile != b->has_compile ||
-            a->has_files != b->has_files || a->n_files != b->n_files)
+            a->streamed != b->streamed || a->repl_ended != b->repl_ended ||
+            a->has_compile != b->has_compile || a->has_files != b->has_files ||
+            a->n_files != b->n_files)
                 return false;
         if (a->has_usage &&
             (a->usage.cpu_time_ms != b->usage.cpu_time_ms || a->usage.wall_ms != b->usage.wall_ms ||

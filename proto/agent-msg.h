@@ -13,7 +13,7 @@
 
 #define OP_AGENT_VERSION_MAX 31 /* bytes of agent_version: printable ASCII */
 /* The first agent_version whose "prime" starts the language's runner itself ("runner"). */
-#define OP_AGENT_VERSION_RUNNER "0.3.0"
+#define OP_AGENT_VERSION_RUNNER "0.4.0"
 #define OP_AGENT_MESSAGE_MAX    8192
 #define OP_AGENT_MS_MAX         (7.0 * 24 * 3600 * 1000) /* any time in ms: 7 days */
 #define OP_AGENT_MEMORY_MAX     (1ULL << 40)             /* memory_peak_bytes: 1 TiB */
@@ -150,6 +150,7 @@ struct op_agent_exec {
         struct op_agent_usage usage;
         enum op_agent_limits_by limits_by;
         bool streamed;
+        bool repl_ended; /* a repl call: its interpreter is gone (it ended or was killed) */
         bool has_compile;
         struct op_agent_run compile;
         bool has_files; /* with output_files, unless the compile phase failed */
@@ -238,7 +239,7 @@ bool op_agent_output_equal(const struct op_agent_output *a, const struct op_agen
  * for the other operations. At most OP_FRAME_MAX_CEILING. */
 size_t op_agent_frame_max(const struct op_agent_limits *lim);
 
-/* Is the agent_version version ("0.3.0") at least min? Both are compared as dot-separated
+/* Is the agent_version version ("0.4.0") at least min? Both are compared as dot-separated
  * decimal numbers, one by one, a missing one counting 0; a version of any other form (empty,
  * "fake", "1.x") is older than every min. */
 bool op_agent_version_at_least(const char *version, const char *min);

@@ -58,14 +58,15 @@ static int get_ms(json_t *req, const char *key, uint32_t lo, uint32_t hi, uint32
         return 0;
 }
 
-static const char *const open_fields[] = {"id", "op", "lang", "idle_timeout_ms", "max_lifetime_ms"};
+static const char *const open_fields[] = {"id",  "op", "lang", "idle_timeout_ms", "max_lifetime_ms",
+                                          "repl"};
 
 int op_session_open_decode(json_t *req, const struct op_limits *lim,
                            const struct op_session_bounds *b, struct op_session_open *ret,
                            char *errbuf, size_t errlen)
 {
         _cleanup_(json_decrefp) json_t *limits = json_object(), *probe = NULL;
-        json_t *lang = json_object_get(req, "lang");
+        json_t *lang = json_object_get(req, "lang"), *repl = json_object_get(req, "repl");
         struct op_session_open o = {0};
         const char *key;
         struct op_exec e;
@@ -83,6 +84,9 @@ int op_session_open_decode(json_t *req, const struct op_limits *lim,
                 return op_proto_fail(errbuf, errlen,
                                      "\"lang\" must be a language name of 1-%d bytes",
                                      OP_LANG_NAME_MAX);
+        if (repl && !json_is_boolean(repl))
+                return op_proto_fail(errbuf, errlen, "\"repl\" must be true or false");
+        o.repl = json_is_true(repl);
         r = get_ms(req, "idle_timeout_ms", 1, b->idle_timeout_ms_max, b->idle_timeout_ms_default,
                    "session.max_idle_timeout_ms", &o.idle_timeout_ms, errbuf, errlen);
         if (r < 0)

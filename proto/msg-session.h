@@ -39,6 +39,7 @@ struct op_session_open {
         const char *lang;
         uint32_t idle_timeout_ms;
         uint32_t max_lifetime_ms;
+        bool repl; /* "repl": one interpreter kept across the session's execs */
         /* An object holding the limit fields given (validated as an exec's), maybe empty;
          * owned. */
         json_t *limits;

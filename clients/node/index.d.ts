@@ -104,6 +104,8 @@ export declare class Result {
   signal: number | null;
   timedOut: boolean;
   truncated: boolean;
+  /** a repl session's run: its interpreter (and the session) ended */
+  replEnded: boolean;
   status: RunStatus | null;
   usage: { cpu_time_ms: number; wall_ms: number; memory_peak_bytes: number } | null;
   timingsMs: { queue?: number; boot_or_resume?: number; run?: number; guest_run?: number; total?: number };
@@ -145,6 +147,8 @@ export interface BatchResult {
 export interface SessionOptions {
   idleTimeout?: number;
   lifetime?: number;
+  /** one interpreter kept across the session's runs (python) */
+  repl?: boolean;
   timeout?: number;
   cpuTimeMs?: number;
   memoryBytes?: number;

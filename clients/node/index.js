@@ -291,6 +291,8 @@ export class Result {
     this.vm = answer.vm ?? null;
     this.snapshot = answer.snapshot ?? null;
     this.streamed = Boolean(answer.streamed);
+    /** a repl session's run: its interpreter (and the session) ended */
+    this.replEnded = Boolean(answer.repl_ended);
     this.compile = answer.compile ?? null;
     /** output_files read back: {name: Buffer} for the found ones */
     this.files = {};
@@ -591,11 +593,14 @@ export class Client {
   /**
    * Open a session in lang and resolve with its Session. opts: idleTimeout and lifetime
    * (seconds; opd's defaults when left out), timeout, cpuTimeMs, memoryBytes, maxProcesses,
-   * outputMaxBytes, fileSizeMaxBytes: the default of each run in the session.
+   * outputMaxBytes, fileSizeMaxBytes: the default of each run in the session; repl: true keeps
+   * one interpreter across the session's runs, each run's code in the globals the runs before
+   * it left (python; a Result with replEnded true ended it, and the session with it).
    */
-  async openSession(lang, { idleTimeout, lifetime, ...limits } = {}) {
+  async openSession(lang, { idleTimeout, lifetime, repl, ...limits } = {}) {
     const req = execRequest(lang, null, limits);
     req.op = "session_open";
+    if (repl) req.repl = true;
     if (idleTimeout !== undefined) req.idle_timeout_ms = Math.max(1, Math.ceil(idleTimeout * 1000));
     if (lifetime !== undefined) req.max_lifetime_ms = Math.max(1, Math.ceil(lifetime * 1000));
     return new Session(this, await this.call(req));

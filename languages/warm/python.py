@@ -5,6 +5,13 @@ Protocol with op-agent (fd 3 is a socketpair end): the runner writes "ready\n" o
 agent writes one JSON line {"file", "argv", "cwd", "env"}; the runner becomes that program:
 same argv, cwd, environment, exit status and traceback as `python3 file args...`. A line with
 "prime": true is run with its output discarded and its effects undone, then "ready\n" again.
+
+A line with "repl": true makes the runner a session's interpreter instead: each line (this one
+and every later one) is one call, sent with three fds (SCM_RIGHTS: the call's stdin, stdout,
+stderr). The file's code runs in the same globals as the calls before it, like a notebook cell;
+the runner then writes "done N\n" (N: 0, or 1 after an uncaught exception, whose traceback went
+to stderr) and waits for the next call. SystemExit (exit(), sys.exit()) ends the interpreter
+with its status, as it would end python3: the session's interpreter is gone then.
 """
 import os
 import sys
@@ -15,16 +22,19 @@ import random, re, statistics, string, textwrap, time, typing, dataclasses, bise
 import io, base64, hashlib, struct, copy, enum, operator, pathlib, traceback, runpy  # noqa
 import atexit, threading, platform, subprocess, shutil, tempfile, glob, csv, contextlib  # noqa
 import urllib.parse, array, queue, uuid, unicodedata, locale, signal, errno, stat  # noqa
+import socket, builtins, types  # noqa
 
 
 def read_line(ctl):
-    line = b""
+    """One JSON line from fd 3, and the fds that came with it."""
+    line, fds = b"", []
     while not line.endswith(b"\n"):
-        chunk = ctl.read(65536)
+        chunk, got, _, _ = socket.recv_fds(ctl, 65536, 3)
+        fds += got
         if not chunk:
             os._exit(70)
         line += chunk
-    return json.loads(line)
+    return json.loads(line), fds
 
 
 def exit_status(e):
@@ -106,14 +116,100 @@ def prime(req):
         os.environ.update(env)
 
 
+def set_streams(fds):
+    """The call's stdin, stdout, stderr as fds 0-2, and new sys.std* objects on them (no byte
+    of an earlier call's buffers is left in them)."""
+    for i, fd in enumerate(fds):
+        os.dup2(fd, i)
+        os.close(fd)
+    enc, errs = sys.__stdout__.encoding, sys.__stdout__.errors
+    sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)),
+                                 encoding=enc, errors=errs)
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)),
+                                  encoding=enc, errors=errs)
+    sys.stderr = io.TextIOWrapper(io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+                                  encoding=enc, errors="backslashreplace", line_buffering=True)
+
+
+def end_streams():
+    """The call is over: its output flushed, fds 0-2 pointed at /dev/null (so that the agent
+    sees the end of the call's pipes, and a thread the call left writes nowhere)."""
+    for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            f.flush()
+        except Exception:
+            pass
+    null = os.open(os.devnull, os.O_RDWR)
+    for i in range(3):
+        os.dup2(null, i)
+    os.close(null)
+
+
+def reap():
+    """Children of an earlier call, killed by the agent after it: reaped before the next."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def cell(req, env):
+    """Run one call's file in the session's globals: 0, or 1 after an uncaught exception. A
+    SystemExit ends the interpreter with its status."""
+    path = req["file"]
+    sys.argv = [os.path.basename(path)] + req["argv"]
+    os.environ.clear()
+    os.environ.update(req["env"])
+    os.chdir(req["cwd"])
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+        env["__file__"] = path
+        exec(compile(source, path, "exec"), env)
+        return 0
+    except SystemExit as e:
+        shutdown(exit_status(e))
+    except BaseException as e:  # as python3 prints it, without this runner's frames
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != path:
+            tb = tb.tb_next
+        traceback.print_exception(type(e), e, tb)
+        return 1
+
+
+def repl(ctl, req, fds):
+    """Serve a session's calls, one per line, in one module's globals, until SystemExit."""
+    main_mod = types.ModuleType("__main__")
+    main_mod.__builtins__ = builtins
+    sys.modules["__main__"] = main_mod
+    sys.path.insert(0, req["cwd"])
+    random.seed()
+    while True:
+        if len(fds) != 3:
+            os._exit(70)
+        reap()
+        if req.get("reseed"):
+            random.seed()  # a fork's copy of the interpreter draws its own numbers
+        set_streams(fds)
+        status = cell(req, main_mod.__dict__)
+        end_streams()
+        ctl.sendall(b"done %d\n" % status)
+        req, fds = read_line(ctl)
+
+
 def main():
-    ctl = os.fdopen(3, "r+b", buffering=0)
-    ctl.write(b"ready\n")
-    req = read_line(ctl)
+    ctl = socket.socket(fileno=3)
+    ctl.sendall(b"ready\n")
+    req, fds = read_line(ctl)
     while req.get("prime"):
         prime(req)
-        ctl.write(b"ready\n")
-        req = read_line(ctl)
+        ctl.sendall(b"ready\n")
+        req, fds = read_line(ctl)
+    if req.get("repl"):
+        repl(ctl, req, fds)
     ctl.close()
     os.chdir(req["cwd"])
     os.environ.clear()

@@ -109,10 +109,11 @@ static int lang_load_phases(json_t *o, struct op_lang *g, char *errbuf, size_t e
         return 0;
 }
 
-/* "warm": {"run": [...], "start": "snapshot" | "clone"} ("install" is the image recipe's). */
+/* "warm": {"run": [...], "repl": bool, "start": "snapshot" | "clone"} ("install" is the image
+ * recipe's). */
 static int lang_load_warm(json_t *warm, struct op_lang *g, char *errbuf, size_t errlen)
 {
-        json_t *start;
+        json_t *start, *repl;
 
         if (!warm)
                 return 0;
@@ -122,6 +123,11 @@ static int lang_load_warm(json_t *warm, struct op_lang *g, char *errbuf, size_t 
                 return op_errf(errbuf, errlen, -EINVAL,
                                "language \"%s\": \"warm\" must be {\"run\": [1-%d strings]}",
                                g->name, OP_LANG_ARGV_MAX);
+        repl = json_object_get(warm, "repl");
+        if (repl && !json_is_boolean(repl))
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"warm.repl\" must be true or false", g->name);
+        g->repl = json_is_true(repl);
         start = json_object_get(warm, "start");
         if (!start || (json_is_string(start) && strcmp(json_string_value(start), "snapshot") == 0))
                 g->warm_start = OP_WARM_START_SNAPSHOT;

@@ -28,6 +28,7 @@ struct op_lang {
         char *run[OP_LANG_ARGV_MAX + 1];      /* argv template; "{file}" is replaced */
         char *warm[OP_LANG_ARGV_MAX + 1];     /* the warm runner ("warm": {"run"}), or empty */
         enum op_warm_start warm_start;        /* when it starts ("warm": {"start"}) */
+        int repl;                             /* 1: the warm runner serves repl sessions */
         char *prime;                          /* program run in each clone to warm it, or NULL */
         char *compile[OP_LANG_ARGV_MAX + 1];  /* compile argv template ("{file}"), or empty */
         uint32_t compile_timeout_ms;          /* default compile phase deadline */

@@ -210,9 +210,9 @@ class WarmNode(unittest.TestCase):
         cls.version = create_snapshot(cls.opd, "node")
         with open(os.path.join(cls.opd.dir, "cache", "node", cls.version, "manifest.json")) as f:
             cls.manifest = json.load(f)
-        # the runner is started by the prime of an agent that knows "runner" (agent 0.3.0)
+        # the runner is started by the prime of an agent that knows "runner" (agent 0.4.0)
         agent = cls.manifest["agent_version"]
-        if tuple(map(int, agent.split("."))) < (0, 3, 0):
+        if tuple(map(int, agent.split("."))) < (0, 4, 0):
             cls.opd.stop()
             raise AssertionError(f"the images' op-agent is {agent}: rebuild them with this "
                                  "tree's (build-images --agent)")

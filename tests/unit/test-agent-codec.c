@@ -159,6 +159,19 @@ static void test_round_trip_exec(void **state)
         a.exec.status = OP_STATUS_COMPILE_ERROR;
         a.exec.compile.exit_code = 1;
         round_trip(&a, &lim);
+        /* a repl call that ended its interpreter (exit()): "repl_ended", absent otherwise */
+        a = full_answer(files);
+        a.exec.repl_ended = true;
+        round_trip(&a, &lim);
+        {
+                json_auto_t *obj = op_agent_answer_encode(NULL, &a);
+
+                assert_true(json_is_true(json_object_get(obj, "repl_ended")));
+                a.exec.repl_ended = false;
+                json_decref(obj);
+                obj = op_agent_answer_encode(NULL, &a);
+                assert_null(json_object_get(obj, "repl_ended"));
+        }
 }
 
 static void test_round_trip_others(void **state)
@@ -384,6 +397,7 @@ static void test_hostile_numbers(void **state)
         refused_with("timed_out", "\"yes\"", &lim, "\"timed_out\" is not true or false");
         refused_with("truncated", "1", &lim, "\"truncated\"");
         refused_with("warm_used", "null", &lim, "\"warm_used\"");
+        refused_with("repl_ended", "1", &lim, "\"repl_ended\"");
         refused_with("status", "\"great\"", &lim, "\"status\" is not a status");
         refused_with("status", "\"compile_error\"", &lim, "\"compile_error\" and no compile");
         refused_with("limits_by", "\"magic\"", &lim, "\"limits_by\"");

@@ -1144,6 +1144,101 @@ static void test_warm_node(void **state)
         free(runner);
 }
 
+/* A repl session's calls: one interpreter (started from "repl" when none waits), its globals
+ * kept across calls, each call's own stdin, output and exit status; a child of a call killed
+ * after it while the interpreter stays; exit() ends it ("repl_ended"). */
+static void test_repl_python(void **state)
+{
+        char *runner = python_runner(), *req;
+        json_t *a;
+        pid_t pid, child;
+
+        if (asprintf(&req,
+                     "{\"op\":\"exec\",\"argv\":[\"python3\",\"main.py\"],\"file\":\"main.py\","
+                     "\"workdir\":\"repl-1\",\"repl\":[\"python3\",\"-I\",\"%s\"],"
+                     "\"code\":\"import os\\nx = 41\\nprint(os.getpid())\"}",
+                     runner) < 0)
+                fail();
+        a = handle(req);
+        assert_ok_warm_used(a, true);
+        assert_null(json_object_get(a, "repl_ended"));
+        pid = (pid_t)atoi(str(a, "stdout"));
+        assert_true(pid > 0);
+        assert_int_equal(kill(pid, 0), 0);
+        json_decref(a);
+        free(req);
+        assert_true(ag.repl_alive);
+
+        /* The next call: the same interpreter and globals, its own stdin; a child it starts
+         * is killed after it. */
+        a = handle("{\"op\":\"exec\",\"argv\":[\"python3\",\"main.py\"],\"file\":\"main.py\","
+                   "\"workdir\":\"repl-1\",\"repl\":[\"false\"],\"stdin\":\"in\","
+                   "\"code\":\"import subprocess\\nx += 1\\n"
+                   "c = subprocess.Popen(['sleep', '1000'])\\n"
+                   "print(x, input(), os.getpid(), c.pid)\"}");
+        assert_ok_warm_used(a, true);
+        {
+                int x = 0, p = 0, c = 0;
+                char in[8] = "";
+
+                assert_int_equal(sscanf(str(a, "stdout"), "%d %7s %d %d", &x, in, &p, &c), 4);
+                assert_int_equal(x, 42);
+                assert_string_equal(in, "in");
+                assert_int_equal(p, pid);
+                child = c;
+        }
+        json_decref(a);
+        assert_int_equal(kill(pid, 0), 0);
+        {
+                /* killed; a zombie of the interpreter's until its next call reaps it */
+                char path[64], st[512] = "";
+                FILE *f;
+
+                snprintf(path, sizeof(path), "/proc/%d/stat", (int)child);
+                f = fopen(path, "r");
+                if (f) {
+                        assert_non_null(fgets(st, sizeof(st), f));
+                        fclose(f);
+                        assert_non_null(strstr(st, ") Z "));
+                }
+        }
+
+        /* An exception: exit code 1 and a traceback; the interpreter stays. */
+        a = handle("{\"op\":\"exec\",\"argv\":[\"python3\",\"main.py\"],\"file\":\"main.py\","
+                   "\"workdir\":\"repl-1\",\"repl\":[\"false\"],\"code\":\"print(x)\\nx.nope\"}");
+        assert_ok_warm_used(a, true);
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 1);
+        assert_string_equal(str(a, "stdout"), "42\n");
+        assert_non_null(strstr(str(a, "stderr"), "AttributeError"));
+        assert_null(json_object_get(a, "repl_ended"));
+        json_decref(a);
+        assert_int_equal(kill(pid, 0), 0);
+
+        /* exit() ends it, with its status */
+        a = handle("{\"op\":\"exec\",\"argv\":[\"python3\",\"main.py\"],\"file\":\"main.py\","
+                   "\"workdir\":\"repl-1\",\"repl\":[\"false\"],\"code\":\"print(x)\\nexit(4)\"}");
+        assert_ok_warm_used(a, true);
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 4);
+        assert_string_equal(str(a, "stdout"), "42\n");
+        assert_true(json_is_true(json_object_get(a, "repl_ended")));
+        json_decref(a);
+        assert_gone(pid);
+        assert_false(ag.repl_alive);
+
+        /* a call needs the session's directory and its code */
+        assert_request_error("{\"op\":\"exec\",\"argv\":[\"python3\",\"main.py\"],"
+                             "\"file\":\"main.py\",\"code\":\"1\",\"repl\":[\"python3\"]}",
+                             "bad_request");
+        assert_request_error("{\"op\":\"exec\",\"argv\":[\"python3\"],\"workdir\":\"repl-1\","
+                             "\"repl\":[\"python3\"]}",
+                             "bad_request");
+        assert_request_error("{\"op\":\"exec\",\"argv\":[\"python3\",\"main.py\"],"
+                             "\"file\":\"main.py\",\"code\":\"1\",\"workdir\":\"repl-1\","
+                             "\"repl\":[]}",
+                             "bad_request");
+        free(runner);
+}
+
 /* The binary: $OP_AGENT_BIN, or ../guest/op-agent next to this test in the build tree. */
 static char *agent_bin(void)
 {
@@ -1494,6 +1589,7 @@ int main(void)
             cmocka_unit_test(test_warm_python),
             cmocka_unit_test(test_prime_starts_runner),
             cmocka_unit_test(test_warm_node),
+            cmocka_unit_test(test_repl_python),
             cmocka_unit_test(test_binary_stdio),
             cmocka_unit_test(test_binary_stream),
             cmocka_unit_test(test_binary_oversize),

@@ -1283,6 +1283,14 @@ static void test_session_open(void **state)
         assert_int_equal(o.idle_timeout_ms, b.idle_timeout_ms_default);
         assert_int_equal(o.max_lifetime_ms, b.lifetime_ms_default);
         assert_int_equal(json_object_size(o.limits), 0);
+        assert_false(o.repl);
+        op_session_open_done(&o);
+        json_decref(req);
+
+        req = parse("{\"op\":\"session_open\",\"lang\":\"python\",\"repl\":true}");
+        assert_int_equal(op_session_open_decode(req, &lim, &b, &o, err, sizeof(err)), 0);
+        assert_true(o.repl);
+        assert_int_equal(json_object_size(o.limits), 0);
         op_session_open_done(&o);
         json_decref(req);
 
@@ -1315,6 +1323,8 @@ static void test_session_open(void **state)
             {"{\"op\":\"session_open\",\"lang\":\"python\",\"timeout_ms\":0}", "timeout_ms"},
             {"{\"op\":\"session_open\",\"lang\":\"python\",\"memory_bytes\":1}", "memory_bytes"},
             {"{\"op\":\"session_open\",\"lang\":\"python\",\"mode\":\"warm\"}", "unknown field"},
+            {"{\"op\":\"session_open\",\"lang\":\"python\",\"repl\":1}", "\"repl\" must be true"},
+            {"{\"op\":\"session_open\",\"lang\":\"python\",\"repl\":null}", "\"repl\""},
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 req = parse(bad[i].json);

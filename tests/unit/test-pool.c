@@ -464,7 +464,7 @@ static void test_clone_runner_primed(void **state)
         struct fx *f = *state;
         json_t *job, *runner;
 
-        clone_runner_pool(f, OP_YES, "0.3.0");
+        clone_runner_pool(f, OP_YES, "0.4.0");
         assert_int_equal(f->prime_jobs, 1);
         job = f->last_job;
         assert_string_equal(json_string_value(json_object_get(job, "op")), "prime");
@@ -489,7 +489,7 @@ static void test_clone_runner_unprimed(void **state)
         struct fx *f = *state;
         json_t *job;
 
-        clone_runner_pool(f, OP_NO, "0.3.0");
+        clone_runner_pool(f, OP_NO, "0.4.0");
         assert_int_equal(f->prime_jobs, 1);
         job = f->last_job;
         assert_string_equal(json_string_value(json_object_get(job, "op")), "prime");
@@ -506,7 +506,7 @@ static void test_clone_runner_old_agent(void **state)
 {
         struct fx *f = *state;
 
-        clone_runner_pool(f, OP_NO, "0.2.0");
+        clone_runner_pool(f, OP_NO, "0.3.0");
         assert_int_equal(f->prime_jobs, 0);
         assert_null(f->last_job);
         assert_int_equal(log_count(f, "priming"), 0);

@@ -223,6 +223,22 @@ test("session: files kept between runs, gone once closed", daemon, async () => {
   }
 });
 
+test("session: repl keeps the interpreter's globals", daemon, async () => {
+  const c = new opd.Client({ socketPath });
+  try {
+    const s = await c.openSession("python", { repl: true });
+    assert.equal(s.info.repl, true);
+    await s.run("x = 6");
+    let r = await s.run("print(x * 7)");
+    assert.deepEqual([r.stdout, r.replEnded], ["42\n", false]);
+    r = await s.run("exit(2)");
+    assert.deepEqual([r.exitCode, r.replEnded], [2, true]);
+    await assert.rejects(s.run("print(x)"), opd.NotFound);
+  } finally {
+    c.close();
+  }
+});
+
 test("session: fork, pause, resume", daemon, async () => {
   const c = new opd.Client({ socketPath });
   const opened = [];

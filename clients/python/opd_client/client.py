@@ -377,12 +377,17 @@ class Client:
             results.append(Result(a) if a.get("ok") is True else error_from_answer(a))
         return results, summary["batch"]
 
-    def open_session(self, lang, idle_timeout=None, lifetime=None, timeout=None, **limits):
+    def open_session(self, lang, idle_timeout=None, lifetime=None, timeout=None, repl=False,
+                     **limits):
         """Open a session in lang and return it (a Session). idle_timeout, lifetime: seconds
         (opd's session.idle_timeout_ms and session.lifetime_ms when None); timeout and limits
         (cpu_time_ms, memory_bytes, max_processes, output_max_bytes, file_size_max_bytes): the
-        default of each run in the session."""
+        default of each run in the session. repl=True: one interpreter is kept across the
+        session's runs, each run's code executed in the globals the runs before it left (python;
+        a run whose Result has repl_ended True ended the interpreter, and the session with it)."""
         req = {"op": "session_open", "lang": lang}
+        if repl:
+            req["repl"] = True
         if idle_timeout is not None:
             req["idle_timeout_ms"] = max(1, math.ceil(idle_timeout * 1000))
         if lifetime is not None:

@@ -93,8 +93,8 @@ class Result:
     read them (1: stdout, 2: stderr), None when the answer has none; output_bytes, output: both
     streams interleaved in that order (stdout then stderr without one), as a terminal shows
     them; exit_code, signal, timed_out, truncated,
-    timings_ms, lang, mode, vm, snapshot as in the protocol; answer: the whole frame, with any
-    field a newer opd adds (status, usage, ...).
+    timings_ms, lang, mode, vm, snapshot, repl_ended as in the protocol; answer: the whole frame,
+    with any field a newer opd adds (status, usage, ...).
     """
 
     def __init__(self, answer):
@@ -117,6 +117,7 @@ class Result:
         self.vm = answer.get("vm")
         self.snapshot = answer.get("snapshot")
         self.streamed = bool(answer.get("streamed"))
+        self.repl_ended = bool(answer.get("repl_ended"))
         self.status = answer.get("status")
         self.usage = answer.get("usage")
         # output_files read back: {name: bytes}, and {name: error} for those that could not be
