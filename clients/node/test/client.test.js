@@ -207,9 +207,9 @@ test("interactive stdin", daemon, async () => {
 test("session: files kept between runs, gone once closed", daemon, async () => {
   const c = new opd.Client({ socketPath });
   try {
-    const s = await c.openSession("python", { idleTimeout: 600, timeout: 20 });
+    const s = await c.openSession("python", { idleTimeout: 600, timeout: 60 });
     assert.match(s.id, /^[0-9a-f-]{36}$/);
-    assert.deepEqual(s.info.limits, { timeout_ms: 20000 });
+    assert.deepEqual(s.info.limits, { timeout_ms: 60000 });
     let r = await s.run("open('kept.txt', 'w').write('kept')\nprint('one')");
     assert.deepEqual([r.stdout, r.mode], ["one\n", "session"]);
     r = await s.run("print(open('kept.txt').read())");

@@ -176,7 +176,7 @@ class Daemon(unittest.TestCase):
                 "sys.exit(3)")
         res = opd_client.run("py", code, socket_path=self.opd.socket, stdin="typed",
                              args=["-v"], env={"GREETING": "hi"}, files={"data.txt": "DATA"},
-                             timeout=10)
+                             timeout=60)
         self.assertIsInstance(res, opd_client.Result)
         self.assertEqual(res.stdout_bytes, b"DATA ['-v'] hi typed\n\x00\xff")
         self.assertEqual((res.exit_code, res.signal, res.timed_out, res.success),
@@ -188,9 +188,9 @@ class Daemon(unittest.TestCase):
     def test_session(self):
         """A session: files survive between runs in its VM; closed, it is gone."""
         with opd_client.Client(self.opd.socket) as c:
-            with c.open_session("python", idle_timeout=600, timeout=20) as s:
+            with c.open_session("python", idle_timeout=600, timeout=60) as s:
                 self.assertRegex(s.id, "^[0-9a-f-]{36}$")
-                self.assertEqual(s.info["limits"], {"timeout_ms": 20000})
+                self.assertEqual(s.info["limits"], {"timeout_ms": 60000})
                 r = s.run("open('kept.txt', 'w').write('kept')\nprint('one')")
                 self.assertEqual((r.stdout, r.mode, r["session"]), ("one\n", "session", s.id))
                 r = s.run("print(open('kept.txt').read(), open('f').read())", files={"f": "F"})
