@@ -196,7 +196,7 @@ static void save(struct snapcreate *sc)
 /* The VM runs the preload program rather than a warm runner before its snapshot. */
 static bool is_preload(const struct snapcreate *sc)
 {
-        return !sc->lang->warm[0] && sc->lang->compile[0] && sc->lang->prime;
+        return !op_lang_warm_in_snapshot(sc->lang) && sc->lang->compile[0] && sc->lang->prime;
 }
 
 static void answer_limits(struct snapcreate *sc, struct op_agent_limits *ret);
@@ -249,7 +249,8 @@ static void on_ready(struct vm *vm, void *userdata)
                         finish(sc, r, "cannot send the preload request");
                 return;
         }
-        if (!sc->lang->warm[0]) {
+        /* A runner that starts in each clone is not in the snapshot: the pool starts it. */
+        if (!op_lang_warm_in_snapshot(sc->lang)) {
                 save(sc);
                 return;
         }

@@ -1217,47 +1217,49 @@ static json_t *repl_exec(struct agent *a, struct exec_req *q, json_t *req, json_
 }
 
 static const char *const warm_fields[] = {"id", "op", "argv", "env", "ready_timeout_ms"};
+static const char *const runner_fields[] = {"argv", "env", "ready_timeout_ms"};
 
-/* Start a runner that warms up (imports, JIT, ...) and then waits on fd 3 for one exec. */
-static json_t *agent_op_warm(struct agent *a, json_t *req, json_t *id)
+/* A runner's "argv" and "ready_timeout_ms" (its "env" is only checked here), from the "warm" op
+ * or the "runner" object of "prime". */
+static int runner_decode(json_t *obj, struct exec_req *q, json_int_t *ret_ready_ms, char *errbuf,
+                         size_t errlen)
+{
+        int r = decode_argv(json_object_get(obj, "argv"), q, errbuf, errlen);
+
+        if (r == 0)
+                r = check_env(json_object_get(obj, "env"), errbuf, errlen);
+        if (r == 0)
+                r = get_uint(obj, "ready_timeout_ms", 1, AGENT_READY_TIMEOUT_MS_MAX,
+                             AGENT_READY_TIMEOUT_MS_DEFAULT, ret_ready_ms, errbuf, errlen);
+        return r;
+}
+
+/* Start the runner q names (its environment from env) in the agent's working directory, and wait
+ * until it says it is ready: it is a->warm then. NULL, or the error answer. */
+static json_t *runner_start(struct agent *a, json_t *env, struct exec_req *q, json_int_t ready_ms,
+                            json_t *id)
 {
         const struct agent_config *cfg = &a->cfg;
         const char *root = cfg->workdir ? cfg->workdir : OP_AGENT_WORKDIR_DEFAULT;
-        _cleanup_(exec_req_done) struct exec_req q = {0};
         _cleanup_(agent_child_kill) struct agent_child child = AGENT_CHILD_INIT;
         struct agent_diag diag;
         struct agent_job job;
-        json_int_t ready_ms;
         char errbuf[512];
-        pid_t pid;
         int r;
 
-        r = check_fields(req, warm_fields, ELEMENTSOF(warm_fields), errbuf, sizeof(errbuf));
-        if (r == 0)
-                r = decode_argv(json_object_get(req, "argv"), &q, errbuf, sizeof(errbuf));
-        if (r == 0)
-                r = check_env(json_object_get(req, "env"), errbuf, sizeof(errbuf));
-        if (r == 0)
-                r = get_uint(req, "ready_timeout_ms", 1, AGENT_READY_TIMEOUT_MS_MAX,
-                             AGENT_READY_TIMEOUT_MS_DEFAULT, &ready_ms, errbuf, sizeof(errbuf));
-        if (r == -ENOMEM)
-                return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
-        if (r < 0)
-                return op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", errbuf);
         if (a->warm_waiting)
                 return op_error_reply(id, OP_ERR_BAD_REQUEST,
                                       "a warm runner (pid %d) is already waiting",
                                       (int)a->warm.pid);
-
         if (mkdir(root, 0755) < 0 && errno != EEXIST)
                 return op_error_reply(id, OP_ERR_INTERNAL, "mkdir %s: %s", root, strerror(errno));
-        r = build_env(json_object_get(req, "env"), root, &q, errbuf, sizeof(errbuf));
+        r = build_env(env, root, q, errbuf, sizeof(errbuf));
         if (r < 0)
                 return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
 
         job = (struct agent_job){
-            .argv = q.argv,
-            .env = (const char *const *)q.env,
+            .argv = q->argv,
+            .env = (const char *const *)q->env,
             .workdir = root,
             .uid = cfg->uid,
             .gid = cfg->gid,
@@ -1267,60 +1269,133 @@ static json_t *agent_op_warm(struct agent *a, json_t *req, json_t *id)
         r = agent_spawn_in(&job, true, &a->spare, &child);
         if (r < 0)
                 return op_error_reply(id, OP_ERR_INTERNAL, "could not start warm runner %s: %s",
-                                      q.argv[0], strerror(-r));
+                                      q->argv[0], strerror(-r));
         r = agent_child_wait_ready(&child, (uint32_t)ready_ms, &diag);
         if (r < 0)
-                return warm_failure(id, q.argv[0], ready_ms, r, &diag);
+                return warm_failure(id, q->argv[0], ready_ms, r, &diag);
 
-        pid = child.pid;
         a->warm = child;
         child = AGENT_CHILD_INIT;
         a->warm_waiting = true;
+        return NULL;
+}
+
+/* Start a runner that warms up (imports, JIT, ...) and then waits on fd 3 for one exec. */
+static json_t *agent_op_warm(struct agent *a, json_t *req, json_t *id)
+{
+        _cleanup_(exec_req_done) struct exec_req q = {0};
+        json_int_t ready_ms;
+        char errbuf[512];
+        json_t *answer;
+        int r;
+
+        r = check_fields(req, warm_fields, ELEMENTSOF(warm_fields), errbuf, sizeof(errbuf));
+        if (r == 0)
+                r = runner_decode(req, &q, &ready_ms, errbuf, sizeof(errbuf));
+        if (r == -ENOMEM)
+                return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", errbuf);
+        answer = runner_start(a, json_object_get(req, "env"), &q, ready_ms, id);
+        if (answer)
+                return answer;
         return op_agent_answer_encode(
-            id, &(struct op_agent_answer){.op = OP_AGENT_OP_WARM, .ok = true, .pid = pid});
+            id, &(struct op_agent_answer){.op = OP_AGENT_OP_WARM, .ok = true, .pid = a->warm.pid});
+}
+
+/* "prime" with "runner": {"argv", "env", "ready_timeout_ms"}: the clone's identity is applied
+ * first, then the runner is started, so that it seeds its random state from the clone's own
+ * entropy; then it is primed as usual (or, without "file" and "code", left waiting). NULL, or
+ * the error answer. */
+static json_t *prime_start_runner(struct agent *a, json_t *runner, const struct exec_req *q,
+                                  json_t *id)
+{
+        _cleanup_(exec_req_done) struct exec_req w = {0};
+        json_int_t ready_ms;
+        char errbuf[512];
+        int r;
+
+        if (!json_is_object(runner))
+                return op_error_reply(
+                    id, OP_ERR_BAD_REQUEST,
+                    "\"runner\" must be {\"argv\", \"env\", \"ready_timeout_ms\"}");
+        r = check_fields(runner, runner_fields, ELEMENTSOF(runner_fields), errbuf, sizeof(errbuf));
+        if (r == 0)
+                r = runner_decode(runner, &w, &ready_ms, errbuf, sizeof(errbuf));
+        if (r == -ENOMEM)
+                return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_BAD_REQUEST, "\"runner\": %s", errbuf);
+        if (a->warm_waiting) /* refused before anything is changed */
+                return op_error_reply(id, OP_ERR_BAD_REQUEST,
+                                      "a warm runner (pid %d) is already waiting",
+                                      (int)a->warm.pid);
+        if (a->cfg.apply_identity) {
+                r = apply_identity(q, errbuf, sizeof(errbuf));
+                if (r < 0)
+                        return op_error_reply(id, OP_ERR_INTERNAL, "%s",
+                                              r == -ENOMEM ? "out of memory" : errbuf);
+        }
+        return runner_start(a, json_object_get(runner, "env"), &w, ready_ms, id);
 }
 
 /* "prime": the waiting runner runs a program of ours the way it will run the user's (same
  * files, same code paths) and waits again. Under software emulation this fills the VMM's
- * translation cache of a restored clone before it is pooled. The output is discarded. */
+ * translation cache of a restored clone before it is pooled. The output is discarded. With
+ * "runner", the runner is started first (prime_start_runner). */
 static json_t *agent_op_prime(struct agent *a, json_t *req, json_t *id)
 {
         _cleanup_(exec_req_done) struct exec_req q = {0};
+        _cleanup_(json_decrefp) json_t *rest = NULL;
         _cleanup_free_ char *dir = NULL, *line = NULL;
+        json_t *runner = json_object_get(req, "runner"), *answer;
         struct agent_diag diag;
         size_t len = 0;
         char errbuf[512];
         uint64_t t0 = op_now_us();
         int r;
 
-        if (!a->warm_waiting)
+        if (!runner && !a->warm_waiting)
                 return op_error_reply(id, OP_ERR_BAD_REQUEST, "no warm runner is waiting");
-        r = exec_decode(req, &q, errbuf, sizeof(errbuf));
-        if (r == 0 && !q.code_file)
+        if (runner) { /* the exec's fields are the rest */
+                rest = json_copy(req);
+                if (!rest || json_object_del(rest, "runner") < 0)
+                        return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+        }
+        r = exec_decode(rest ? rest : req, &q, errbuf, sizeof(errbuf));
+        if (r == 0 && !q.code_file && !runner)
                 r = op_errf(errbuf, sizeof(errbuf), -EINVAL,
                             "\"prime\" needs \"file\" and \"code\"");
         if (r == -ENOMEM)
                 return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
         if (r < 0)
                 return op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", errbuf);
-        r = make_rundir(&a->cfg, &q, &dir, errbuf, sizeof(errbuf));
-        if (r < 0)
-                return op_error_reply(id, OP_ERR_INTERNAL, "%s", errbuf);
-        r = build_env(json_object_get(req, "env"), dir, &q, errbuf, sizeof(errbuf));
-        if (r == 0)
-                r = warm_handoff(&q, dir, true, &line, &len);
-        if (r == 0) {
-                (void)op_fd_nonblock(a->warm.ctl_fd, 0);
-                r = op_write_all(a->warm.ctl_fd, line, len);
+        if (runner) {
+                answer = prime_start_runner(a, runner, &q, id);
+                if (answer)
+                        return answer;
         }
-        if (r == 0)
-                r = agent_child_wait_ready(&a->warm, q.timeout_ms, &diag);
-        end_rundir(&q, dir);
+        if (q.code_file) {
+                r = make_rundir(&a->cfg, &q, &dir, errbuf, sizeof(errbuf));
+                if (r < 0)
+                        return op_error_reply(id, OP_ERR_INTERNAL, "%s", errbuf);
+                r = build_env(json_object_get(req, "env"), dir, &q, errbuf, sizeof(errbuf));
+                if (r == 0)
+                        r = warm_handoff(&q, dir, true, &line, &len);
+                if (r == 0) {
+                        (void)op_fd_nonblock(a->warm.ctl_fd, 0);
+                        r = op_write_all(a->warm.ctl_fd, line, len);
+                }
+                if (r == 0)
+                        r = agent_child_wait_ready(&a->warm, q.timeout_ms, &diag);
+                end_rundir(&q, dir);
+        }
         /* The rest of a run's path, which the runner's prime does not take: the identity (which
-         * the exec sets again) and a run's own steps, rehearsed with another program. */
-        if (r == 0 && a->cfg.apply_identity)
+         * the exec sets again; applied already when the runner was started here) and a run's own
+         * steps, rehearsed with another program. */
+        if (r == 0 && a->cfg.apply_identity && !runner)
                 (void)apply_identity(&q, errbuf, sizeof(errbuf));
-        if (r == 0)
+        if (r == 0 && q.code_file)
                 agent_rehearse(a->cfg.uid, a->cfg.gid, a->cfg.cgroup_root);
         if (r < 0) {
                 /* wait_ready killed the runner: the next exec runs the cold way. */

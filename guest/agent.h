@@ -9,7 +9,7 @@
 
 #include "exec.h"
 
-#define OP_AGENT_VERSION         "0.3.0"
+#define OP_AGENT_VERSION         "0.4.0"
 #define OP_AGENT_WORKDIR_DEFAULT "/tmp/op"
 
 struct agent_config {

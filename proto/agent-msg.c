@@ -1213,3 +1213,48 @@ size_t op_agent_frame_max(const struct op_agent_limits *lim)
                                        sat_add(sat_mul(strlen(lim->output_files[i]), 6), 64)));
         return n < OP_FRAME_MAX_CEILING ? n : OP_FRAME_MAX_CEILING;
 }
+
+/* The next dot-separated number of *s, or -1 when *s is not one (or over a million). */
+static long version_part(const char **s)
+{
+        long n = 0;
+
+        if (**s < '0' || **s > '9')
+                return -1;
+        for (; **s >= '0' && **s <= '9'; (*s)++)
+                if ((n = n * 10 + (**s - '0')) > 1000000)
+                        return -1;
+        if (**s == '.' && (*s)[1] >= '0' && (*s)[1] <= '9')
+                (*s)++;
+        else if (**s)
+                return -1;
+        return n;
+}
+
+static bool version_valid(const char *s)
+{
+        if (!s || !*s)
+                return false;
+        while (*s)
+                if (version_part(&s) < 0)
+                        return false;
+        return true;
+}
+
+bool op_agent_version_at_least(const char *version, const char *min)
+{
+        const char *v = version, *m = min;
+
+        /* all of it first: a difference in an early number must not hide a bad later one */
+        if (!version_valid(v) || !version_valid(m))
+                return false;
+        while (*v || *m) {
+                long a = *v ? version_part(&v) : 0, b = *m ? version_part(&m) : 0;
+
+                if (a < 0 || b < 0)
+                        return false;
+                if (a != b)
+                        return a > b;
+        }
+        return true;
+}

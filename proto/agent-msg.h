@@ -12,11 +12,13 @@
 #include "msg.h"
 
 #define OP_AGENT_VERSION_MAX 31 /* bytes of agent_version: printable ASCII */
-#define OP_AGENT_MESSAGE_MAX 8192
-#define OP_AGENT_MS_MAX      (7.0 * 24 * 3600 * 1000) /* any time in ms: 7 days */
-#define OP_AGENT_MEMORY_MAX  (1ULL << 40)             /* memory_peak_bytes: 1 TiB */
-#define OP_AGENT_PID_MAX     (1 << 22)
-#define OP_AGENT_FILES_MAX   1024
+/* The first agent_version whose "prime" starts the language's runner itself ("runner"). */
+#define OP_AGENT_VERSION_RUNNER "0.4.0"
+#define OP_AGENT_MESSAGE_MAX    8192
+#define OP_AGENT_MS_MAX         (7.0 * 24 * 3600 * 1000) /* any time in ms: 7 days */
+#define OP_AGENT_MEMORY_MAX     (1ULL << 40)             /* memory_peak_bytes: 1 TiB */
+#define OP_AGENT_PID_MAX        (1 << 22)
+#define OP_AGENT_FILES_MAX      1024
 /* The frame cap for everything but an exec's answer and events: ready, ping, warm, prime, and
  * an error answer to any of them. */
 #define OP_AGENT_FRAME_SMALL (64u * 1024u)
@@ -236,3 +238,8 @@ bool op_agent_output_equal(const struct op_agent_output *a, const struct op_agen
  * JSON-escaped and as base64, the output orders, plus OP_AGENT_FRAME_SLACK; OP_AGENT_FRAME_SMALL
  * for the other operations. At most OP_FRAME_MAX_CEILING. */
 size_t op_agent_frame_max(const struct op_agent_limits *lim);
+
+/* Is the agent_version version ("0.4.0") at least min? Both are compared as dot-separated
+ * decimal numbers, one by one, a missing one counting 0; a version of any other form (empty,
+ * "fake", "1.x") is older than every min. */
+bool op_agent_version_at_least(const char *version, const char *min);

@@ -109,6 +109,38 @@ static int lang_load_phases(json_t *o, struct op_lang *g, char *errbuf, size_t e
         return 0;
 }
 
+/* "warm": {"run": [...], "repl": bool, "start": "snapshot" | "clone"} ("install" is the image
+ * recipe's). */
+static int lang_load_warm(json_t *warm, struct op_lang *g, char *errbuf, size_t errlen)
+{
+        json_t *start, *repl;
+
+        if (!warm)
+                return 0;
+        if (!json_is_object(warm) ||
+            string_array(json_object_get(warm, "run"), g->warm, OP_LANG_ARGV_MAX) < 0 ||
+            !g->warm[0])
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"warm\" must be {\"run\": [1-%d strings]}",
+                               g->name, OP_LANG_ARGV_MAX);
+        repl = json_object_get(warm, "repl");
+        if (repl && !json_is_boolean(repl))
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"warm.repl\" must be true or false", g->name);
+        g->repl = json_is_true(repl);
+        start = json_object_get(warm, "start");
+        if (!start || (json_is_string(start) && strcmp(json_string_value(start), "snapshot") == 0))
+                g->warm_start = OP_WARM_START_SNAPSHOT;
+        else if (json_is_string(start) && strcmp(json_string_value(start), "clone") == 0)
+                g->warm_start = OP_WARM_START_CLONE;
+        else
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"warm\": \"start\" must be \"snapshot\" or "
+                               "\"clone\"",
+                               g->name);
+        return 0;
+}
+
 static int lang_load(json_t *o, const char *images_dir, struct op_lang *g, char *errbuf,
                      size_t errlen)
 {
@@ -133,18 +165,9 @@ static int lang_load(json_t *o, const char *images_dir, struct op_lang *g, char 
                 return op_errf(errbuf, errlen, -EINVAL,
                                "language \"%s\": \"run\" must be 1-%d non-empty strings", g->name,
                                OP_LANG_ARGV_MAX);
-        json_t *warm = json_object_get(o, "warm");
-        if (warm && (!json_is_object(warm) ||
-                     string_array(json_object_get(warm, "run"), g->warm, OP_LANG_ARGV_MAX) < 0 ||
-                     !g->warm[0]))
-                return op_errf(errbuf, errlen, -EINVAL,
-                               "language \"%s\": \"warm\" must be {\"run\": [1-%d strings]}",
-                               g->name, OP_LANG_ARGV_MAX);
-        json_t *repl = warm ? json_object_get(warm, "repl") : NULL;
-        if (repl && !json_is_boolean(repl))
-                return op_errf(errbuf, errlen, -EINVAL,
-                               "language \"%s\": \"warm.repl\" must be true or false", g->name);
-        g->repl = json_is_true(repl);
+        r = lang_load_warm(json_object_get(o, "warm"), g, errbuf, errlen);
+        if (r < 0)
+                return r;
         json_t *prime = json_object_get(o, "prime");
         if (prime && (!json_is_string(prime) || !(g->prime = strdup(json_string_value(prime)))))
                 return op_errf(errbuf, errlen, -EINVAL,
@@ -350,4 +373,14 @@ int op_lang_compile_argv(const struct op_lang *lang, char ***ret)
         if (!lang->compile[0])
                 return -ENOENT;
         return expand(lang->compile, lang->file, NULL, 0, ret);
+}
+
+bool op_lang_warm_in_snapshot(const struct op_lang *lang)
+{
+        return lang->warm[0] && lang->warm_start == OP_WARM_START_SNAPSHOT;
+}
+
+bool op_lang_warm_in_clone(const struct op_lang *lang)
+{
+        return lang->warm[0] && lang->warm_start == OP_WARM_START_CLONE;
 }

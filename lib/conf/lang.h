@@ -2,6 +2,7 @@
  * never C. A language is a name, aliases, a code file name and a run command template. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,13 +14,20 @@
 #define OP_LANG_COMPILE_OUTPUT_MAX     (16 * 1024 * 1024)
 #define OP_LANG_MEMORY_MB_MAX          65536
 
+/* When a language's warm runner starts ("warm": {"start": ...}). */
+enum op_warm_start {
+        OP_WARM_START_SNAPSHOT, /* "snapshot": before the snapshot, shared by its clones */
+        OP_WARM_START_CLONE,    /* "clone": in each restored clone, after its identity is set */
+};
+
 struct op_lang {
         char *name;
         char *piston;                         /* its name in Piston's runtimes ("piston"; name) */
         char *aliases[OP_LANG_ALIAS_MAX + 1]; /* NULL-terminated */
         char *file;                           /* the code's file name in the guest */
         char *run[OP_LANG_ARGV_MAX + 1];      /* argv template; "{file}" is replaced */
-        char *warm[OP_LANG_ARGV_MAX + 1];     /* the warm runner, started before a snapshot */
+        char *warm[OP_LANG_ARGV_MAX + 1];     /* the warm runner ("warm": {"run"}), or empty */
+        enum op_warm_start warm_start;        /* when it starts ("warm": {"start"}) */
         int repl;                             /* 1: the warm runner serves repl sessions */
         char *prime;                          /* program run in each clone to warm it, or NULL */
         char *compile[OP_LANG_ARGV_MAX + 1];  /* compile argv template ("{file}"), or empty */
@@ -53,6 +61,10 @@ const struct op_lang *op_langs_find(const struct op_langs *l, const char *name);
 
 /* Comma-separated names of the available languages into buf (for error messages). */
 void op_langs_names(const struct op_langs *l, char *buf, size_t len);
+
+/* Has it a warm runner that starts before its snapshot is taken, one that starts in each clone? */
+bool op_lang_warm_in_snapshot(const struct op_lang *lang);
+bool op_lang_warm_in_clone(const struct op_lang *lang);
 
 /* Expand the run template: "{file}" -> file, then append args. *ret is a malloc'd
  * NULL-terminated array whose strings are malloc'd too; free with op_argv_free(). */

@@ -27,8 +27,9 @@
 #define BACKOFF_MIN_MS   200
 #define BACKOFF_MAX_MS   30000
 #define PRIME_TIMEOUT_MS 30000
-#define REFILL_MS_START  1000 /* a clone's refill time before one is measured */
-#define DEMAND_TICK_MS   1000 /* targets above their standing size are looked at this often */
+#define RUNNER_READY_MS  120000 /* a runner started in a clone says "ready" within this */
+#define REFILL_MS_START  1000   /* a clone's refill time before one is measured */
+#define DEMAND_TICK_MS   1000   /* targets above their standing size are looked at this often */
 
 void pools_log(const struct pools *all, int prio, const char *fmt, ...)
 {
@@ -170,24 +171,69 @@ static bool wants_prime(struct pool *p)
                (t == OP_YES || (t == OP_AUTO && p->all->host->accel == OP_ACCEL_TCG));
 }
 
+/* The language's runner starts in each clone ("warm": {"start": "clone"}): the snapshot holds
+ * none, and its agent can start one as it primes. A snapshot whose agent is older is served as
+ * a language without a runner. */
+static bool starts_runner(const struct pool *p, const struct vm *vm)
+{
+        return op_lang_warm_in_clone(p->lang) && !vm->snap->m.warm &&
+               op_agent_version_at_least(vm->snap->m.agent_version, OP_AGENT_VERSION_RUNNER);
+}
+
+/* A restored clone is resumed before it is pooled: to run the prime program, or to start the
+ * runner that only a clone may start (its random state must be the clone's own). */
+static bool wants_clone_step(struct pool *p, const struct vm *vm)
+{
+        return wants_prime(p) || starts_runner(p, vm);
+}
+
+/* The clone's step goes through a runner ("prime" op, which keeps the runner waiting): one in
+ * the snapshot, or one the step starts. Else it is an ordinary exec of the prime program. */
+static bool prime_op(const struct pool *p, const struct vm *vm)
+{
+        return vm->snap->m.warm || starts_runner(p, vm);
+}
+
 /* What the answer to the prime job may hold: a "prime" answer, or an exec's with the agent's
  * default output cap (the job sets none) and the language's compile phase. */
 static void prime_limits(struct pool *p, struct vm *vm, struct op_agent_limits *ret)
 {
         *ret = (struct op_agent_limits){
-            .op = vm->snap->m.warm ? OP_AGENT_OP_PRIME : OP_AGENT_OP_EXEC,
+            .op = prime_op(p, vm) ? OP_AGENT_OP_PRIME : OP_AGENT_OP_EXEC,
             .output_max = OP_LIMITS_DEFAULT.output_max,
         };
         compile_agent_limits(p->lang, ret);
 }
 
+/* "runner": {"argv", "ready_timeout_ms"}: the runner the prime job starts once it has applied the
+ * clone's identity, before it primes it. */
+static int job_add_runner(const struct op_lang *lang, json_t *job)
+{
+        json_t *argv = json_array(), *runner;
+
+        if (!argv)
+                return -ENOMEM;
+        for (char *const *a = lang->warm; *a; a++)
+                if (json_array_append_new(argv, json_string(*a)) < 0) {
+                        json_decref(argv);
+                        return -ENOMEM;
+                }
+        runner = json_pack("{s:o, s:i}", "argv", argv, "ready_timeout_ms", RUNNER_READY_MS);
+        if (!runner || json_object_set_new(job, "runner", runner) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 /* Run the language's prime program in the clone: through its warm runner ("prime" op, which
- * keeps the runner waiting) when the snapshot has one, else as an ordinary exec. */
+ * keeps the runner waiting) when the snapshot has one or the clone starts one, else as an
+ * ordinary exec. A runner started in the clone is started even when the prime program is not
+ * wanted (a job without "file" and "code"). */
 static int start_prime(struct pool_clone *c)
 {
         struct op_agent_limits lim;
         struct pool *p = c->pool;
         struct vm *vm = c->vm;
+        bool with_code = wants_prime(p);
         json_t *job, *argv = json_array();
         char **run = NULL;
         int r;
@@ -200,17 +246,26 @@ static int start_prime(struct pool_clone *c)
         for (char **a = run; *a; a++)
                 json_array_append_new(argv, json_string(*a));
         op_argv_free(run);
-        job = json_pack("{s:s, s:s, s:o, s:s, s:s, s:i}", "op", vm->snap->m.warm ? "prime" : "exec",
-                        "id", "prime", "argv", argv, "file", p->lang->file, "code", p->lang->prime,
-                        "timeout_ms", PRIME_TIMEOUT_MS);
+        job = json_pack("{s:s, s:s, s:o}", "op", prime_op(p, vm) ? "prime" : "exec", "id", "prime",
+                        "argv", argv);
+        if (job && with_code &&
+            (json_object_set_new(job, "file", json_string(p->lang->file)) < 0 ||
+             json_object_set_new(job, "code", json_string(p->lang->prime)) < 0 ||
+             json_object_set_new(job, "timeout_ms", json_integer(PRIME_TIMEOUT_MS)) < 0)) {
+                json_decref(job);
+                return -ENOMEM;
+        }
         /* A compiled language's prime compiles too: the compiler is what needs translating. The
          * clone's identity too (the exec sets it again): the agent's path that sets it is then
-         * translated before a request takes it. */
+         * translated before a request takes it, and a runner started here seeds itself from
+         * it. */
         if (!job || vm_job_identity(vm, job) < 0 ||
-            compile_job_add(
-                p->lang,
-                &(struct op_exec){.compile_timeout_ms = p->all->cfg->limits.compile_timeout_ms_max},
-                &p->all->cfg->limits, job) < 0) {
+            (starts_runner(p, vm) && job_add_runner(p->lang, job) < 0) ||
+            (with_code &&
+             compile_job_add(p->lang,
+                             &(struct op_exec){.compile_timeout_ms =
+                                                   p->all->cfg->limits.compile_timeout_ms_max},
+                             &p->all->cfg->limits, job) < 0)) {
                 json_decref(job);
                 return -ENOMEM;
         }
@@ -314,7 +369,7 @@ static void on_pool_vm_ready(struct vm *vm, void *userdata)
         if (c->stage == CLONE_RESTORING) {
                 p->stats.last_restore_ms = (double)(vm->t_loaded - vm->t_spawn) / 1000.0;
                 /* An unprimed clone answers a waiting request sooner than priming would. */
-                if (wants_prime(p) && vm->snap == p->serving && !next_waiter(p)) {
+                if (wants_clone_step(p, vm) && vm->snap == p->serving && !next_waiter(p)) {
                         if (start_prime(c) < 0)
                                 on_pool_vm_failed(vm, "cannot start priming", c);
                         return;
@@ -329,7 +384,7 @@ static void on_pool_vm_ready(struct vm *vm, void *userdata)
         if (vm->snap != p->serving) { /* restored from a version that was replaced meanwhile */
                 vm_destroy(clone_drop(c));
         } else if ((w = next_waiter(p))) {
-                if (c->stage == CLONE_RESTORING && wants_prime(p))
+                if (c->stage == CLONE_RESTORING && wants_clone_step(p, vm))
                         p->stats.unprimed++;
                 clone_drop(c);
                 hand_over(p, w, vm);

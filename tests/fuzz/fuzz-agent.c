@@ -2,7 +2,7 @@
  * payload decoded under every kind of request (exec with and without streaming, output files and
  * a compile phase; ping, warm, prime). What is accepted keeps the request's limits (an output
  * order adds up to the bytes of each stream), fits its frame cap once re-encoded, and decodes
- * back to the same value. */
+ * back to the same value. A ready event's version is compared as the pool compares it. */
 #include <math.h>
 #include <stdlib.h>
 #include <stddef.h>
@@ -136,6 +136,12 @@ static void check_one(const uint8_t *data, size_t size, const struct op_agent_li
                 check_reencoded(op_agent_ready_encode(&m.ready), lim, &back);
                 CHECK(back.kind == OP_AGENT_MSG_READY);
                 CHECK(strcmp(back.ready.agent_version, m.ready.agent_version) == 0);
+                /* the version as the pool compares it: at least a newer one, at least older ones;
+                 * equal to itself only when it is a version at all */
+                if (op_agent_version_at_least(m.ready.agent_version, OP_AGENT_VERSION_RUNNER))
+                        CHECK(op_agent_version_at_least(m.ready.agent_version, "0.2.9"));
+                CHECK(op_agent_version_at_least(m.ready.agent_version, m.ready.agent_version) ==
+                      op_agent_version_at_least(m.ready.agent_version, "0"));
                 break;
         case OP_AGENT_MSG_OUTPUT:
                 CHECK(lim->op == OP_AGENT_OP_EXEC && lim->stream);

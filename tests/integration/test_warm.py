@@ -2,12 +2,13 @@
 here), served from the pool, replaced when they die, drained when the snapshot changes."""
 import json
 import os
+import re
 import shutil
 import signal
 import time
 import unittest
 
-from opdtest import Opd, pool, wait_for
+from opdtest import IMAGES, Opd, pool, wait_for
 
 RANDOM_AND_CLOCK = ("import os, time, json, socket\n"
                     "boot_id = open('/proc/sys/kernel/random/boot_id').read().strip()\n"
@@ -180,6 +181,140 @@ class WarmPython(unittest.TestCase):
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         self.assertEqual(h.hexdigest(), want["mem"])
+
+
+NODE_RANDOM = ("const crypto = require('crypto'), fs = require('fs');\n"
+               "console.log(JSON.stringify([Math.random(), crypto.randomBytes(16).toString('hex'), "
+               "crypto.randomUUID(), fs.readFileSync('/proc/self/cmdline', 'utf8').split('\\0')]));")
+NODE_RUNNER = "/usr/lib/op/warm/node.js"
+
+
+def node_report(stderr):
+    """node's report of an uncaught exception without its stack frames (the last one is where
+    node called the main module from, which a runner does from its tick queue) and with the
+    run's directory taken out."""
+    return "\n".join(re.sub("/tmp/op/[^/]+/", "DIR/", l) for l in stderr.split("\n")
+                     if not l.startswith("    at "))
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "node", "rootfs.ext4")),
+                     "no node image in OPD_IMAGES")
+class WarmNode(unittest.TestCase):
+    """node's runner starts in each clone, after the clone's entropy is in the guest kernel:
+    the snapshot holds no node process, and each clone's V8 and OpenSSL seed themselves."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({"pool.sizes": "node=2,bash=0,python=0", "pool.fallback_cold": "no",
+                       "max_vms": "4"})
+        cls.version = create_snapshot(cls.opd, "node")
+        with open(os.path.join(cls.opd.dir, "cache", "node", cls.version, "manifest.json")) as f:
+            cls.manifest = json.load(f)
+        # the runner is started by the prime of an agent that knows "runner" (agent 0.4.0)
+        agent = cls.manifest["agent_version"]
+        if tuple(map(int, agent.split("."))) < (0, 4, 0):
+            cls.opd.stop()
+            raise AssertionError(f"the images' op-agent is {agent}: rebuild them with this "
+                                 "tree's (build-images --agent)")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def full(self, n=2):
+        """Wait until n clones are paused and ready: each has started and primed its runner
+        (under TCG node takes seconds to start; the machine may be loaded)."""
+        wait_for(lambda: (lambda p: p if p["snapshot"] == self.version and p["ready"] >= n
+                          else None)(pool(self.opd, "node")), 900,
+                 lambda: f"{n} node clones ready: {pool(self.opd, 'node')}")
+
+    def run_warm(self, code, **kw):
+        self.full(1)
+        a = self.opd.run("node", code, mode="warm", timeout_ms=60000, **kw)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["mode"], "warm")
+        return a
+
+    def test_snapshot_holds_no_runner(self):
+        self.assertFalse(self.manifest["warm"])
+        self.assertNotIn("node pool: priming", self.opd.read_log())  # no clone failed to prime
+
+    def test_two_clones_have_their_own_random_state(self):
+        self.full(2)
+        c1, c2 = self.opd.client(600), self.opd.client(600)
+        c1.send({"op": "exec", "lang": "node", "code": NODE_RANDOM, "id": 1, "mode": "warm"})
+        c2.send({"op": "exec", "lang": "node", "code": NODE_RANDOM, "id": 2, "mode": "warm"})
+        a1, a2 = c1.recv(), c2.recv()
+        c1.close()
+        c2.close()
+        for a in (a1, a2):
+            self.assertTrue(a["ok"], a)
+            self.assertEqual(a["mode"], "warm")
+            self.assertEqual(a["exit_code"], 0, a)
+        self.assertNotEqual(a1["vm"], a2["vm"])
+        (m1, b1, u1, cmd1), (m2, b2, u2, cmd2) = json.loads(a1["stdout"]), json.loads(a2["stdout"])
+        # both ran on a runner, the process that was waiting in the clone
+        self.assertEqual(cmd1[:2], ["node", NODE_RUNNER])
+        self.assertEqual(cmd2[:2], ["node", NODE_RUNNER])
+        self.assertNotEqual(m1, m2)
+        self.assertNotEqual(b1, b2)
+        self.assertNotEqual(u1, u2)
+
+    def test_program_behaves_like_node(self):
+        a = self.run_warm("const fs = require('fs');\n"
+                          "const lines = fs.readFileSync(0, 'utf8').split('\\n').filter(Boolean);\n"
+                          "console.log(process.argv.slice(2).join(','), lines.reverse().join(' '),\n"
+                          "  require.main === module, process.cwd() === process.env.HOME,\n"
+                          "  require('path').basename(process.argv[1]));\n"
+                          "console.error('to stderr');\n"
+                          "setTimeout(() => { console.log('later'); process.exitCode = 3; }, 10);\n",
+                          args=["a", "b c"], stdin="x\ny\n")
+        self.assertEqual(a["stdout"], "a,b c y x true true main.js\nlater\n")
+        self.assertEqual(a["stderr"], "to stderr\n")
+        self.assertEqual(a["exit_code"], 3)
+        a = self.run_warm("console.log('before'); process.exit(7); console.log('after');")
+        self.assertEqual((a["stdout"], a["exit_code"]), ("before\n", 7))
+
+    def test_uncaught_exception_and_syntax_error_as_cold_node(self):
+        programs = ["function f() { throw new TypeError('nope'); }\nf();\n",
+                    "console.log(1);\nlet x = ;\n"]
+        for code in programs:
+            w = self.run_warm(code)
+            c = self.opd.call({"op": "exec", "lang": "node", "code": code, "mode": "cold",
+                               "timeout_ms": 60000}, timeout=900)
+            self.assertTrue(c["ok"], c)
+            self.assertEqual(c["mode"], "cold")
+            self.assertEqual((w["stdout"], w["exit_code"]), (c["stdout"], c["exit_code"]))
+            self.assertEqual(w["exit_code"], 1)
+            self.assertNotIn(NODE_RUNNER, w["stderr"])
+            self.assertEqual(node_report(w["stderr"]), node_report(c["stderr"]))
+        self.assertIn("main.js:2\nlet x = ;\n        ^\n\nSyntaxError: Unexpected token ';'\n",
+                      w["stderr"])
+
+    def test_node_options_run_by_a_node_of_their_own(self):
+        """NODE_OPTIONS is read as node starts: the runner hands such a program to a new node."""
+        a = self.run_warm("console.log(new Error('x').stack.split('\\n').length);\n"
+                          "process.exitCode = 4;",
+                          env={"NODE_OPTIONS": "--stack-trace-limit=1"})
+        self.assertEqual((a["stdout"], a["exit_code"]), ("2\n", 4))
+
+    def test_session_first_call_on_the_runner(self):
+        self.full(1)
+        s = self.opd.call({"op": "session_open", "id": "o", "lang": "node"})
+        self.assertTrue(s["ok"], s)
+        try:
+            cmdline = "console.log(require('fs').readFileSync('/proc/self/cmdline', 'utf8')" \
+                      ".split('\\0')[1])"
+            a = self.opd.call({"op": "session_exec", "session": s["session"], "code": cmdline,
+                               "timeout_ms": 60000}, timeout=600)
+            self.assertTrue(a["ok"], a)
+            self.assertEqual(a["stdout"], NODE_RUNNER + "\n")
+            a = self.opd.call({"op": "session_exec", "session": s["session"], "code": cmdline,
+                               "timeout_ms": 60000}, timeout=600)
+            self.assertTrue(a["ok"], a)
+            self.assertEqual(a["stdout"], "main.js\n")  # later calls start `node main.js`
+        finally:
+            self.opd.call({"op": "session_close", "session": s["session"]})
 
 
 class PoolLimits(unittest.TestCase):

@@ -865,6 +865,31 @@ static void test_real_agent(void **state)
         assert_int_equal(op_agent_ready_decode(ready, &rd, err, sizeof(err)), 0);
         assert_string_equal(rd.agent_version, OP_AGENT_VERSION);
         assert_int_equal(rmdir(workdir), 0);
+        /* the agent built here starts runners in clones */
+        assert_true(op_agent_version_at_least(OP_AGENT_VERSION, OP_AGENT_VERSION_RUNNER));
+}
+
+/* Versions compared number by number; anything else is older than every version. */
+static void test_agent_version(void **state)
+{
+        static const struct {
+                const char *v, *min;
+                bool want;
+        } cases[] = {
+            {"0.3.0", "0.3.0", true},   {"0.3.1", "0.3.0", true},      {"0.10.0", "0.3.0", true},
+            {"1", "0.3.0", true},       {"0.3", "0.3.0", true},        {"0.3.0.0", "0.3", true},
+            {"0.2.0", "0.3.0", false},  {"0.2.99", "0.3.0", false},    {"0.1.0", "0.3.0", false},
+            {"", "0.3.0", false},       {"fake", "0.3.0", false},      {"0.3.x", "0.3.0", false},
+            {"0..3", "0.3.0", false},   {"0.3.", "0.3.0", false},      {".3", "0.3.0", false},
+            {"-1", "0.3.0", false},     {"0.3.0-rc1", "0.3.0", false}, {"9999999", "0.3.0", false},
+            {"5.1.!0", "0.3.0", false},
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+                if (op_agent_version_at_least(cases[i].v, cases[i].min) != cases[i].want)
+                        fail_msg("\"%s\" at least \"%s\": want %d", cases[i].v, cases[i].min,
+                                 cases[i].want);
+        assert_false(op_agent_version_at_least(NULL, "0.3.0"));
 }
 
 int main(void)
@@ -883,6 +908,7 @@ int main(void)
             cmocka_unit_test(test_hostile_other_answers),
             cmocka_unit_test(test_parse_bytes),
             cmocka_unit_test(test_real_agent),
+            cmocka_unit_test(test_agent_version),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -327,6 +327,28 @@ static int identity_child(void)
         }
         json_decref(ans);
         json_decref(req);
+
+        /* A runner the prime starts starts after the prime's identity is applied: it reads the
+         * clone's host name (and entropy) as it starts, before it is handed its job. */
+        req = json_pack("{s:s, s:{s:[s,s,s]}, s:[s], s:s}", "op", "prime", "runner", "argv", "sh",
+                        "-c", "h=$(hostname); echo ready >&3; read -r job <&3; echo $h", "argv",
+                        "sh", "hostname", "op-vm-prime");
+        ans = agent_handle(&a, req);
+        ok = ok && json_is_true(json_object_get(ans, "primed")) && a.warm_waiting;
+        json_decref(ans);
+        json_decref(req);
+        req = json_pack("{s:s, s:[s,s], s:s, s:s, s:b, s:s}", "op", "exec", "argv", "sh", "m.sh",
+                        "file", "m.sh", "code", "", "warm", 1, "hostname", "op-vm-exec");
+        ans = agent_handle(&a, req);
+        ok = ok && json_is_true(json_object_get(ans, "warm_used")) &&
+             strcmp(json_string_value(json_object_get(ans, "stdout")), "op-vm-prime\n") == 0;
+        if (!ok) {
+                char *d = json_dumps(ans, 0);
+                fprintf(stderr, "identity before the runner: %s\n", d);
+                free(d);
+        }
+        json_decref(ans);
+        json_decref(req);
         agent_done(&a);
         return ok ? 0 : 1;
 }
@@ -979,6 +1001,149 @@ static void test_warm_python(void **state)
         free(runner);
 }
 
+/* "prime" with "runner": the runner is started by the prime, then primed (with "file" and
+ * "code") or left waiting (without). */
+static void test_prime_starts_runner(void **state)
+{
+        char *runner = python_runner();
+        json_t *a;
+
+        /* No program: the runner is started and waits; the next exec runs on it. */
+        a = handle_obj(json_pack("{s:s, s:s, s:{s:[s,s,s], s:i}, s:[s]}", "op", "prime", "id", "p",
+                                 "runner", "argv", "python3", "-c", SH_RUNNER, "ready_timeout_ms",
+                                 60000, "argv", "sh"));
+        if (!json_is_true(json_object_get(a, "ok")))
+                dump("prime", a);
+        assert_true(json_is_true(json_object_get(a, "primed")));
+        assert_true(json_is_number(json_object_get(a, "run_ms")));
+        json_decref(a);
+        assert_true(ag.warm_waiting);
+        /* one runner at a time */
+        assert_request_error("{\"op\":\"prime\",\"runner\":{\"argv\":[\"true\"]},"
+                             "\"argv\":[\"sh\"]}",
+                             "bad_request");
+        assert_true(ag.warm_waiting);
+        a = handle("{\"op\":\"exec\",\"argv\":[\"sh\",\"m.sh\"],\"file\":\"m.sh\",\"warm\":true,"
+                   "\"args\":[\"x\"],\"code\":\"echo \\\"on the runner $1\\\"\"}");
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "on the runner x\n");
+        json_decref(a);
+        assert_false(ag.warm_waiting);
+
+        /* With a program: the runner is started, then primed, and serves the exec after. */
+        a = handle_obj(json_pack("{s:s, s:{s:[s,s,s]}, s:[s,s], s:s, s:s}", "op", "prime", "runner",
+                                 "argv", "python3", "-I", runner, "argv", "python3", "main.py",
+                                 "file", "main.py", "code", "import sys; print('primed')"));
+        if (!json_is_true(json_object_get(a, "ok")))
+                dump("prime", a);
+        assert_true(json_is_true(json_object_get(a, "primed")));
+        json_decref(a);
+        assert_true(ag.warm_waiting);
+        a = handle("{\"op\":\"exec\",\"argv\":[\"python3\",\"main.py\"],\"file\":\"main.py\","
+                   "\"warm\":true,\"code\":\"print('user')\"}");
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "user\n");
+        json_decref(a);
+
+        /* A runner that cannot start: the prime fails, saying why, and nothing waits. */
+        a = handle(
+            "{\"op\":\"prime\",\"runner\":{\"argv\":[\"sh\",\"-c\",\"echo no >&2; exit 4\"]},"
+            "\"argv\":[\"sh\"],\"file\":\"m.sh\",\"code\":\"\"}");
+        assert_non_null(strstr(error_message(a), "exited with code 4 before it was ready: no"));
+        json_decref(a);
+        assert_false(ag.warm_waiting);
+
+        /* Bad requests start nothing. */
+        assert_request_error("{\"op\":\"prime\",\"argv\":[\"sh\"]}", "bad_request");
+        assert_request_error("{\"op\":\"prime\",\"runner\":[\"sh\"],\"argv\":[\"sh\"]}",
+                             "bad_request");
+        assert_request_error("{\"op\":\"prime\",\"runner\":{\"argv\":[]},\"argv\":[\"sh\"]}",
+                             "bad_request");
+        assert_request_error("{\"op\":\"prime\",\"runner\":{\"argv\":[\"sh\"],\"file\":\"x\"},"
+                             "\"argv\":[\"sh\"]}",
+                             "bad_request");
+        assert_request_error("{\"op\":\"prime\",\"runner\":{\"argv\":[\"sh\"],"
+                             "\"ready_timeout_ms\":0},\"argv\":[\"sh\"]}",
+                             "bad_request");
+        assert_request_error("{\"op\":\"prime\",\"runner\":{\"argv\":[\"sh\"]},\"argv\":[\"sh\"],"
+                             "\"bogus\":1}",
+                             "bad_request");
+        assert_request_error("{\"op\":\"exec\",\"runner\":{\"argv\":[\"sh\"]},\"argv\":[\"sh\"]}",
+                             "bad_request");
+        assert_false(ag.warm_waiting);
+        assert_int_equal(count_entries(workdir), 0);
+        free(runner);
+}
+
+/* languages/warm/node.js on this host's node, when there is one: a program run by it behaves as
+ * with `node main.js` (argv, stdin, exit code, an uncaught exception, a syntax error), primed or
+ * not. */
+static void test_warm_node(void **state)
+{
+        char *runner = python_runner(), *node;
+        json_t *a;
+
+        if (system("node --version >/dev/null 2>&1") != 0) {
+                free(runner);
+                skip();
+        }
+        node = strdup(runner);
+        assert_non_null(node);
+        strcpy(strrchr(node, '/'), "/node.js");
+        warm(json_pack("[s,s]", "node", node));
+        a = handle_obj(json_pack("{s:s, s:[s,s], s:s, s:s}", "op", "prime", "argv", "node",
+                                 "main.js", "file", "main.js", "code",
+                                 "console.log('hello', process.argv.slice(2))"));
+        if (!json_is_true(json_object_get(a, "ok")))
+                dump("prime", a);
+        assert_true(json_is_true(json_object_get(a, "primed")));
+        json_decref(a);
+        a = handle("{\"op\":\"exec\",\"argv\":[\"node\",\"main.js\",\"a b\"],\"args\":[\"a b\"],"
+                   "\"file\":\"main.js\",\"warm\":true,\"stdin\":\"in\","
+                   "\"code\":\"const p = require('path');\\n"
+                   "console.log(process.argv.slice(1).map((s) => p.basename(s)), require.main === "
+                   "module, require('fs').readFileSync(0, 'utf8'), process.cwd() === "
+                   "process.env.HOME);\\nconsole.error('e');\\nprocess.exitCode = 3;\"}");
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "[ 'main.js', 'a b' ] true in true\n");
+        assert_string_equal(str(a, "stderr"), "e\n");
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 3);
+        json_decref(a);
+
+        warm(json_pack("[s,s]", "node", node));
+        a = handle(
+            "{\"op\":\"exec\",\"argv\":[\"node\",\"main.js\"],\"file\":\"main.js\","
+            "\"warm\":true,\"code\":\"function f() { throw new TypeError('nope'); }\\nf();\"}");
+        assert_ok_warm_used(a, true);
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 1);
+        assert_non_null(strstr(str(a, "stderr"), "main.js:1\n"));
+        assert_non_null(strstr(str(a, "stderr"), "TypeError: nope\n    at f ("));
+        assert_null(strstr(str(a, "stderr"), "node.js"));
+        json_decref(a);
+
+        warm(json_pack("[s,s]", "node", node));
+        a = handle("{\"op\":\"exec\",\"argv\":[\"node\",\"main.js\"],\"file\":\"main.js\","
+                   "\"warm\":true,\"code\":\"console.log(1);\\nlet x = ;\"}");
+        assert_ok_warm_used(a, true);
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 1);
+        assert_string_equal(str(a, "stdout"), "");
+        assert_non_null(strstr(str(a, "stderr"), "main.js:2\nlet x = ;\n        ^\n"));
+        assert_non_null(strstr(str(a, "stderr"), "SyntaxError: Unexpected token ';'\n"));
+        json_decref(a);
+
+        warm(json_pack("[s,s]", "node", node));
+        a = handle("{\"op\":\"exec\",\"argv\":[\"node\",\"main.js\"],\"file\":\"main.js\","
+                   "\"warm\":true,\"code\":\"setTimeout(() => { console.log('later'); "
+                   "process.exit(5); }, 10);\\nconsole.log('now');\"}");
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "now\nlater\n");
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 5);
+        json_decref(a);
+        assert_int_equal(count_entries(workdir), 0);
+        free(node);
+        free(runner);
+}
+
 /* A repl session's calls: one interpreter (started from "repl" when none waits), its globals
  * kept across calls, each call's own stdin, output and exit status; a child of a call killed
  * after it while the interpreter stays; exit() ends it ("repl_ended"). */
@@ -1422,6 +1587,8 @@ int main(void)
             cmocka_unit_test(test_warm_runner_died_while_waiting),
             cmocka_unit_test(test_warm_bad_requests),
             cmocka_unit_test(test_warm_python),
+            cmocka_unit_test(test_prime_starts_runner),
+            cmocka_unit_test(test_warm_node),
             cmocka_unit_test(test_repl_python),
             cmocka_unit_test(test_binary_stdio),
             cmocka_unit_test(test_binary_stream),

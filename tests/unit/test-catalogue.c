@@ -52,7 +52,12 @@ static void setup_registry(const char *json, const char *built)
         "{\"name\":\"java\",\"file\":\"Main.java\",\"run\":[\"java\",\"Main\"],"                   \
         "\"memory_mb\":1024,\"pool_size\":1,"                                                      \
         "\"compile\":{\"argv\":[\"javac\",\"{file}\"]}},"                                          \
-        "{\"name\":\"rare\",\"file\":\"x\",\"run\":[\"x\"],\"pool_size\":0}]}"
+        "{\"name\":\"rare\",\"file\":\"x\",\"run\":[\"x\"],\"pool_size\":0},"                      \
+        "{\"name\":\"py\",\"file\":\"m\",\"run\":[\"p\"],\"warm\":{\"run\":[\"p\",\"w\"]}},"       \
+        "{\"name\":\"js\",\"file\":\"m\",\"run\":[\"n\"],"                                         \
+        "\"warm\":{\"run\":[\"n\",\"w\"],\"start\":\"clone\",\"install\":{}}},"                    \
+        "{\"name\":\"rb\",\"file\":\"m\",\"run\":[\"r\"],"                                         \
+        "\"warm\":{\"run\":[\"r\"],\"start\":\"snapshot\"}}]}"
 
 static void test_entries(void **state)
 {
@@ -61,7 +66,14 @@ static void test_entries(void **state)
 
         setup_registry(ENTRIES, "sh,c,java");
         assert_int_equal(op_langs_load(registry, dir, &l, err, sizeof(err)), 0);
-        assert_int_equal(l.n, 4);
+        assert_int_equal(l.n, 7);
+        /* warm runners: none; before the snapshot (the default, or said); in each clone */
+        assert_false(op_lang_warm_in_snapshot(&l.v[0]) || op_lang_warm_in_clone(&l.v[0]));
+        assert_true(op_lang_warm_in_snapshot(&l.v[4]) && !op_lang_warm_in_clone(&l.v[4]));
+        assert_string_equal(l.v[4].warm[1], "w");
+        assert_true(op_lang_warm_in_clone(&l.v[5]) && !op_lang_warm_in_snapshot(&l.v[5]));
+        assert_int_equal(l.v[5].warm_start, OP_WARM_START_CLONE);
+        assert_true(op_lang_warm_in_snapshot(&l.v[6]));
         assert_null(l.v[0].compile[0]);
         assert_int_equal(op_lang_compile_argv(&l.v[0], &argv), -ENOENT);
         assert_int_equal(l.v[0].pool_size, -1);
@@ -104,6 +116,11 @@ static void test_bad_entries(void **state)
         bad_entry("\"memory_mb\":\"1G\"", "\"memory_mb\"");
         bad_entry("\"pool_size\":-1", "\"pool_size\" must be 0-1024");
         bad_entry("\"pool_size\":1025", "\"pool_size\"");
+        bad_entry("\"warm\":{}", "\"warm\" must be {\"run\"");
+        bad_entry("\"warm\":{\"run\":[]}", "\"warm\" must be {\"run\"");
+        bad_entry("\"warm\":{\"run\":[\"w\"],\"start\":\"boot\"}",
+                  "\"start\" must be \"snapshot\" or \"clone\"");
+        bad_entry("\"warm\":{\"run\":[\"w\"],\"start\":true}", "\"start\" must be");
         setup_registry("{\"languages\":[{\"name\":\"c++\",\"file\":\"f\",\"run\":[\"r\"]}]}", "");
         {
                 struct op_langs l;

@@ -54,6 +54,7 @@ struct fx {
         size_t n_log;
         unsigned max_restoring; /* the most clones restoring at once, all pools */
         unsigned prime_jobs;
+        json_t *last_job; /* the last job a clone was sent */
 };
 
 /* Someone waiting for a clone, as a request does. */
@@ -141,6 +142,8 @@ static json_t *agent(struct vm *vm, json_t *frame, void *userdata)
         struct fx *f = userdata;
         const char *op = json_string_value(json_object_get(frame, "op"));
 
+        json_decref(f->last_job);
+        f->last_job = json_incref(frame);
         if (op && strcmp(op, "prime") == 0) {
                 f->prime_jobs++;
                 return json_pack("{s:s, s:b, s:b, s:f}", "id", "prime", "ok", 1, "primed", 1,
@@ -244,6 +247,7 @@ static int teardown(void **state)
                 assert_int_equal(snap_rmtree(dirfd, "cache"), 0);
         }
         assert_int_equal(rmdir(f->dir), 0); /* every VM directory is gone */
+        json_decref(f->last_job);
         op_langs_free(&f->langs);
         op_config_free(&f->cfg);
         for (size_t i = 0; i < f->n_log; i++)
@@ -427,6 +431,85 @@ static void test_prime(void **state)
         assert_true(a >= 0 && a < b && b < c);
         assert_int_equal(f->prime_jobs, 1);
         assert_true(counts(p).stats.last_prime_ms == 1.5);
+        assert_int_equal(only_vm(f)->state, VM_PAUSED);
+}
+
+/* Language a gets a runner that starts in each clone ("warm": {"start": "clone"}) and a prime
+ * program; its snapshot v1 holds no runner and was made by an agent of agent_version. */
+static struct pool *clone_runner_pool(struct fx *f, enum op_tristate prime,
+                                      const char *agent_version)
+{
+        struct pool *p = pool_a(f);
+        struct op_lang *g = &f->langs.v[0];
+        struct snap_ref *s;
+
+        f->cfg.pool_prime = prime;
+        g->prime = strdup("warm up");
+        g->warm[0] = strdup("runner");
+        g->warm[1] = strdup("--x");
+        g->warm_start = OP_WARM_START_CLONE;
+        assert_true(g->prime && g->warm[0] && g->warm[1]);
+        s = snap_new(f, "v1", false);
+        snprintf(s->m.agent_version, sizeof(s->m.agent_version), "%s", agent_version);
+        pool_set_target(p, 1);
+        pool_serve(p, s);
+        wait_ready(f, p, 1);
+        return p;
+}
+
+/* The runner is started by the clone's prime job, after its identity: "runner" beside the prime
+ * program, as a "prime" op. */
+static void test_clone_runner_primed(void **state)
+{
+        struct fx *f = *state;
+        json_t *job, *runner;
+
+        clone_runner_pool(f, OP_YES, "0.4.0");
+        assert_int_equal(f->prime_jobs, 1);
+        job = f->last_job;
+        assert_string_equal(json_string_value(json_object_get(job, "op")), "prime");
+        runner = json_object_get(job, "runner");
+        assert_true(json_is_object(runner));
+        assert_int_equal(json_array_size(json_object_get(runner, "argv")), 2);
+        assert_string_equal(json_string_value(json_array_get(json_object_get(runner, "argv"), 1)),
+                            "--x");
+        assert_true(json_is_integer(json_object_get(runner, "ready_timeout_ms")));
+        assert_string_equal(json_string_value(json_object_get(job, "code")), "warm up");
+        assert_true(json_is_string(json_object_get(job, "entropy")));
+        assert_true(json_is_string(json_object_get(job, "hostname")));
+        assert_true(json_is_integer(json_object_get(job, "time_ns")));
+        assert_true(counts(pool_a(f)).stats.last_prime_ms == 1.5);
+        assert_int_equal(only_vm(f)->state, VM_PAUSED);
+}
+
+/* Without priming (pool.prime off, or KVM), a clone is still resumed to start its runner: a job
+ * with "runner" and no program. */
+static void test_clone_runner_unprimed(void **state)
+{
+        struct fx *f = *state;
+        json_t *job;
+
+        clone_runner_pool(f, OP_NO, "0.4.0");
+        assert_int_equal(f->prime_jobs, 1);
+        job = f->last_job;
+        assert_string_equal(json_string_value(json_object_get(job, "op")), "prime");
+        assert_true(json_is_object(json_object_get(job, "runner")));
+        assert_null(json_object_get(job, "code"));
+        assert_null(json_object_get(job, "file"));
+        assert_true(json_is_string(json_object_get(job, "entropy")));
+        assert_int_equal(only_vm(f)->state, VM_PAUSED);
+}
+
+/* A snapshot whose agent predates "runner" is served as a language without a runner: no step
+ * when priming is off, as before. */
+static void test_clone_runner_old_agent(void **state)
+{
+        struct fx *f = *state;
+
+        clone_runner_pool(f, OP_NO, "0.3.0");
+        assert_int_equal(f->prime_jobs, 0);
+        assert_null(f->last_job);
+        assert_int_equal(log_count(f, "priming"), 0);
         assert_int_equal(only_vm(f)->state, VM_PAUSED);
 }
 
@@ -1188,6 +1271,9 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(test_restore_ready, setup, teardown),
             cmocka_unit_test_setup_teardown(test_prime, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_clone_runner_primed, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_clone_runner_unprimed, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_clone_runner_old_agent, setup, teardown),
             cmocka_unit_test_setup_teardown(test_waiter_served, setup, teardown),
             cmocka_unit_test_setup_teardown(test_waiter_cancel, setup, teardown),
             cmocka_unit_test_setup_teardown(test_waiters_round_robin_by_key, setup, teardown),

@@ -1,0 +1,121 @@
+// op-agent's warm runner for Node.js: started in each restored clone after the clone's entropy
+// was added to the kernel's generator ("warm": {"start": "clone"} in languages.json), so that
+// the V8 Math.random state and OpenSSL's generator it seeds at start-up are the clone's own;
+// never before a snapshot, whose clones would all share them. It waits on fd 3 for one program
+// and becomes it.
+//
+// Protocol with op-agent (fd 3 is a socketpair end): the runner writes "ready\n" once started;
+// the agent writes one JSON line {"file", "argv", "cwd", "env"}; the runner becomes that program:
+// same argv, cwd, environment, exit status, uncaught exception report as `node file args...`.
+// A line with "prime": true is run with its output discarded (the agent reads and drops it) and
+// its module forgotten, then "ready\n" again.
+'use strict';
+
+const fs = require('fs');
+const Module = require('module');
+
+const READY = Buffer.from('ready\n');
+
+function writeReady() {
+  let off = 0;
+  while (off < READY.length) off += fs.writeSync(3, READY, off);
+}
+
+function readLine() {
+  const chunks = [];
+  const buf = Buffer.alloc(65536);
+  for (;;) {
+    let n;
+    try {
+      n = fs.readSync(3, buf, 0, buf.length, null);
+    } catch (e) {
+      if (e.code === 'EINTR') continue;
+      throw e;
+    }
+    if (n === 0) process.exit(70); // the agent went away
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+    if (buf[n - 1] === 0x0a) break;
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+}
+
+function setEnv(env) {
+  for (const k of Object.keys(process.env)) delete process.env[k];
+  Object.assign(process.env, env);
+}
+
+// What `node file args...` would have been started with, from the request.
+function enter(req) {
+  process.chdir(req.cwd);
+  setEnv(req.env);
+  process.argv = [process.execPath, req.file].concat(req.argv);
+  // The global module paths come from HOME and NODE_PATH, read at start-up.
+  Module._initPaths();
+}
+
+// Settings node reads only as it starts (NODE_OPTIONS, ...): a program given any of them is run
+// by a node of its own, as it would have been without a runner.
+function needsFreshNode(env) {
+  return Object.keys(env).some((k) => k.startsWith('NODE_') || k.startsWith('UV_'));
+}
+
+function runFresh(req) {
+  const { spawnSync } = require('child_process');
+  const r = spawnSync(process.execPath, [req.file].concat(req.argv), { stdio: 'inherit' });
+  if (r.signal) {
+    process.removeAllListeners(r.signal);
+    process.kill(process.pid, r.signal);
+  }
+  process.exit(r.status === null ? 1 : r.status);
+}
+
+// Run a program of op-agent's the way a user's runs (module loader, compile, console streams on
+// the same pipes), then put the process back: this warms the emulator's translation cache and
+// V8's lazily compiled functions, and nothing of the program stays reachable.
+function prime(req) {
+  const saved = { cwd: process.cwd(), env: { ...process.env }, argv: process.argv.slice() };
+  try {
+    enter(req);
+    Module.runMain(req.file);
+  } catch (e) {
+    // ours, and its output is dropped anyway: the runner stays usable
+  } finally {
+    delete Module._cache[req.file];
+    for (const k of Object.keys(Module._pathCache)) delete Module._pathCache[k];
+    process.exitCode = undefined;
+    process.chdir(saved.cwd);
+    setEnv(saved.env);
+    process.argv = saved.argv;
+    Module._initPaths();
+  }
+}
+
+// After a prime, once what it wrote has left the process (a pipe may have taken only part).
+function whenFlushed(then) {
+  const pending = [process.stdout, process.stderr].some((s) => s.writableLength > 0);
+  if (pending) setTimeout(whenFlushed, 1, then);
+  else then();
+}
+
+function serve() {
+  writeReady();
+  const req = readLine();
+  if (req.prime) {
+    prime(req);
+    whenFlushed(serve);
+    return;
+  }
+  fs.closeSync(3);
+  if (needsFreshNode(req.env)) {
+    enter(req);
+    runFresh(req);
+    return;
+  }
+  delete Module._cache[__filename];
+  enter(req);
+  // From the tick queue, so that no frame of this file is under the program's: an uncaught
+  // exception is reported, and ends the process with 1, as node reports a main module's.
+  process.nextTick(Function.prototype.call.bind(Module.runMain, Module));
+}
+
+serve();
