@@ -1074,17 +1074,48 @@ static void kill_all_but_repl(struct agent *a)
         agent_reap_orphans(a);
 }
 
+/* Start a runner (argv, env) as the program user in the agent's working directory, in the next
+ * run's group (the exec that takes it need not move it there), and wait until it says it is
+ * ready: *ret then. what names it in errors ("warm runner", "repl runner"). NULL, or the error
+ * answer. */
+static json_t *spawn_runner(struct agent *a, const char **argv, const char *const *env,
+                            json_int_t ready_ms, const char *what, json_t *id,
+                            struct agent_child *ret)
+{
+        const struct agent_config *cfg = &a->cfg;
+        const char *root = cfg->workdir ? cfg->workdir : OP_AGENT_WORKDIR_DEFAULT;
+        _cleanup_(agent_child_kill) struct agent_child child = AGENT_CHILD_INIT;
+        struct agent_diag diag;
+        struct agent_job job = {
+            .argv = argv,
+            .env = env,
+            .workdir = root,
+            .uid = cfg->uid,
+            .gid = cfg->gid,
+        };
+        int r;
+
+        if (mkdir(root, 0755) < 0 && errno != EEXIST)
+                return op_error_reply(id, OP_ERR_INTERNAL, "mkdir %s: %s", root, strerror(errno));
+        agent_prepare(a);
+        r = agent_spawn_in(&job, true, &a->spare, &child);
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "could not start %s %s: %s", what,
+                                      argv[0], strerror(-r));
+        r = agent_child_wait_ready(&child, (uint32_t)ready_ms, &diag);
+        if (r < 0)
+                return warm_failure(id, argv[0], ready_ms, r, &diag);
+        *ret = child;
+        child = AGENT_CHILD_INIT;
+        return NULL;
+}
+
 /* The session's interpreter: the one kept from its last call, else the waiting warm runner
  * (a clone's), else one started now with q->repl_argv. NULL, or the error answer. */
 static json_t *repl_start(struct agent *a, const struct exec_req *q, json_t *id)
 {
-        const struct agent_config *cfg = &a->cfg;
-        const char *root = cfg->workdir ? cfg->workdir : OP_AGENT_WORKDIR_DEFAULT;
         static const char *const env[] = {"PATH=" DEFAULT_PATH, "LANG=C.UTF-8", NULL};
-        _cleanup_(agent_child_kill) struct agent_child child = AGENT_CHILD_INIT;
-        struct agent_diag diag;
-        struct agent_job job;
-        int r;
+        json_t *answer;
 
         if (a->repl_alive)
                 return NULL;
@@ -1095,27 +1126,11 @@ static json_t *repl_start(struct agent *a, const struct exec_req *q, json_t *id)
                 a->repl_alive = true;
                 return NULL;
         }
-        if (mkdir(root, 0755) < 0 && errno != EEXIST)
-                return op_error_reply(id, OP_ERR_INTERNAL, "mkdir %s: %s", root, strerror(errno));
-        job = (struct agent_job){
-            .argv = q->repl_argv,
-            .env = env,
-            .workdir = root,
-            .uid = cfg->uid,
-            .gid = cfg->gid,
-        };
-        agent_prepare(a);
-        r = agent_spawn_in(&job, true, &a->spare, &child);
-        if (r < 0)
-                return op_error_reply(id, OP_ERR_INTERNAL, "could not start repl runner %s: %s",
-                                      q->repl_argv[0], strerror(-r));
-        r = agent_child_wait_ready(&child, AGENT_READY_TIMEOUT_MS_DEFAULT, &diag);
-        if (r < 0)
-                return warm_failure(id, q->repl_argv[0], AGENT_READY_TIMEOUT_MS_DEFAULT, r, &diag);
-        a->repl = child;
-        child = AGENT_CHILD_INIT;
-        a->repl_alive = true;
-        return NULL;
+        answer = spawn_runner(a, q->repl_argv, env, AGENT_READY_TIMEOUT_MS_DEFAULT, "repl runner",
+                              id, &a->repl);
+        if (!answer)
+                a->repl_alive = true;
+        return answer;
 }
 
 /* A call of a repl session: q's file runs in the session's interpreter (repl_start()), in the
@@ -1241,43 +1256,20 @@ static json_t *runner_start(struct agent *a, json_t *env, struct exec_req *q, js
 {
         const struct agent_config *cfg = &a->cfg;
         const char *root = cfg->workdir ? cfg->workdir : OP_AGENT_WORKDIR_DEFAULT;
-        _cleanup_(agent_child_kill) struct agent_child child = AGENT_CHILD_INIT;
-        struct agent_diag diag;
-        struct agent_job job;
         char errbuf[512];
-        int r;
+        json_t *answer;
 
         if (a->warm_waiting)
                 return op_error_reply(id, OP_ERR_BAD_REQUEST,
                                       "a warm runner (pid %d) is already waiting",
                                       (int)a->warm.pid);
-        if (mkdir(root, 0755) < 0 && errno != EEXIST)
-                return op_error_reply(id, OP_ERR_INTERNAL, "mkdir %s: %s", root, strerror(errno));
-        r = build_env(env, root, q, errbuf, sizeof(errbuf));
-        if (r < 0)
+        if (build_env(env, root, q, errbuf, sizeof(errbuf)) < 0)
                 return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
-
-        job = (struct agent_job){
-            .argv = q->argv,
-            .env = (const char *const *)q->env,
-            .workdir = root,
-            .uid = cfg->uid,
-            .gid = cfg->gid,
-        };
-        /* In the next run's group: the exec that takes this runner need not move it there. */
-        agent_prepare(a);
-        r = agent_spawn_in(&job, true, &a->spare, &child);
-        if (r < 0)
-                return op_error_reply(id, OP_ERR_INTERNAL, "could not start warm runner %s: %s",
-                                      q->argv[0], strerror(-r));
-        r = agent_child_wait_ready(&child, (uint32_t)ready_ms, &diag);
-        if (r < 0)
-                return warm_failure(id, q->argv[0], ready_ms, r, &diag);
-
-        a->warm = child;
-        child = AGENT_CHILD_INIT;
-        a->warm_waiting = true;
-        return NULL;
+        answer = spawn_runner(a, q->argv, (const char *const *)q->env, ready_ms, "warm runner", id,
+                              &a->warm);
+        if (!answer)
+                a->warm_waiting = true;
+        return answer;
 }
 
 /* Start a runner that warms up (imports, JIT, ...) and then waits on fd 3 for one exec. */
