@@ -58,6 +58,7 @@ static void setup_registry(const char *json, const char *built)
         "\"warm\":{\"run\":[\"n\",\"w\"],\"start\":\"clone\",\"install\":{}}},"                    \
         "{\"name\":\"rb\",\"file\":\"m\",\"run\":[\"r\"],"                                         \
         "\"warm\":{\"run\":[\"r\"],\"start\":\"snapshot\"}}]}"
+#define ENTRIES_N 7 /* the languages of ENTRIES */
 
 static void test_entries(void **state)
 {
@@ -66,7 +67,7 @@ static void test_entries(void **state)
 
         setup_registry(ENTRIES, "sh,c,java");
         assert_int_equal(op_langs_load(registry, dir, &l, err, sizeof(err)), 0);
-        assert_int_equal(l.n, 7);
+        assert_int_equal(l.n, ENTRIES_N);
         /* warm runners: none; before the snapshot (the default, or said); in each clone */
         assert_false(op_lang_warm_in_snapshot(&l.v[0]) || op_lang_warm_in_clone(&l.v[0]));
         assert_true(op_lang_warm_in_snapshot(&l.v[4]) && !op_lang_warm_in_clone(&l.v[4]));
@@ -131,6 +132,7 @@ static void test_bad_entries(void **state)
         }
 }
 
+/* op_pool_plan() over ENTRIES: targets holds ENTRIES_N. */
 static void plan(const char *sets, const char *enabled, uint32_t *targets, int want,
                  const char *want_msg)
 {
@@ -152,6 +154,7 @@ static void plan(const char *sets, const char *enabled, uint32_t *targets, int w
         }
         assert_int_equal(op_langs_load(registry, dir, &l, err, sizeof(err)), 0);
         assert_int_equal(op_langs_enable(&l, enabled, err, sizeof(err)), 0);
+        assert_int_equal(l.n, ENTRIES_N);
         r = op_pool_plan(&c, &l, targets, err, sizeof(err));
         assert_int_equal(r, want);
         if (want_msg && !strstr(err, want_msg))
@@ -162,7 +165,7 @@ static void plan(const char *sets, const char *enabled, uint32_t *targets, int w
 
 static void test_plan(void **state)
 {
-        uint32_t t[4];
+        uint32_t t[ENTRIES_N];
 
         setup_registry(ENTRIES, "sh,c,java,rare");
         /* pool.size 2; the catalogue caps c and java at 1, rare at 0 */
@@ -191,7 +194,7 @@ static void test_plan(void **state)
 
 static void test_plan_image_missing(void **state)
 {
-        uint32_t t[4];
+        uint32_t t[ENTRIES_N];
 
         setup_registry(ENTRIES, "");
         unlink(strcat(strcpy((char[128]){0}, dir), "/java/rootfs.ext4"));
