@@ -61,18 +61,13 @@ static int on_member(json_t *frame, const char *raw, size_t len, void *userdata)
 {
         struct batch_print *p = userdata;
         json_t *ev = json_object_get(frame, "event");
-        const char *status = json_string_value(json_object_get(frame, "status"));
 
         if (ev && !p->o->json)
                 return 0; /* streamed pieces: the human view prints answers only */
         if (op_write_all(STDOUT_FILENO, raw, len) < 0 || op_write_all(STDOUT_FILENO, "\n", 1) < 0)
                 return EXIT_FAIL;
-        if (ev)
-                return 0;
-        if (!json_is_true(json_object_get(frame, "ok")) || !status || strcmp(status, "ok") != 0)
-                p->worst = 1;
-        else if (run_write_files(frame))
-                p->worst = EXIT_FAIL;
+        if (!ev)
+                note_run_status(frame, &p->worst);
         return 0;
 }
 
@@ -87,10 +82,8 @@ int cmd_batch(const struct opts *o, const char *path)
         json_t *m;
         int r;
 
-        r = strcmp(path, "-") == 0 ? op_read_fd(STDIN_FILENO, OPCTL_INPUT_MAX, &text, &len)
-                                   : op_read_file(path, OPCTL_INPUT_MAX, &text, &len);
-        if (r < 0)
-                return fail("cannot read %s: %s", path, r == -EFBIG ? "over 64 MiB" : strerror(-r));
+        if (read_input(path, &text, &len))
+                return EXIT_FAIL;
         if (parse_json_list("batch", text, len, &members))
                 return EXIT_FAIL;
         if (json_array_size(members) == 0)

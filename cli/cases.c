@@ -23,16 +23,12 @@ static int on_case(json_t *ev, const char *raw, size_t len, void *userdata)
 {
         struct cases_print *p = userdata;
         json_t *r = json_object_get(ev, "result");
-        const char *status = json_string_value(json_object_get(r, "status"));
         _cleanup_free_ char *line = NULL;
 
         if (!json_is_object(r) ||
             strcmp(json_string_value(json_object_get(ev, "event")) ?: "", "case") != 0)
                 return 0; /* an event opctl does not know */
-        if (!json_is_true(json_object_get(r, "ok")) || !status || strcmp(status, "ok") != 0)
-                p->worst = 1;
-        else if (run_write_files(r))
-                p->worst = EXIT_FAIL;
+        note_run_status(r, &p->worst);
         if (p->o->json)
                 return op_write_all(STDOUT_FILENO, raw, len) < 0 ||
                                op_write_all(STDOUT_FILENO, "\n", 1) < 0
@@ -51,8 +47,6 @@ static int on_case(json_t *ev, const char *raw, size_t len, void *userdata)
 /* The program: --code, or --file (a path, or "-": standard input). */
 static int read_program(const struct opts *o, char **ret, size_t *ret_len)
 {
-        int r;
-
         if (!!o->code + !!o->file != 1)
                 return fail("cases needs the program: one of --code STR or --file PATH");
         if (o->code) {
@@ -60,12 +54,7 @@ static int read_program(const struct opts *o, char **ret, size_t *ret_len)
                 *ret_len = strlen(o->code);
                 return *ret ? 0 : fail("out of memory");
         }
-        r = strcmp(o->file, "-") == 0 ? op_read_fd(STDIN_FILENO, OPCTL_INPUT_MAX, ret, ret_len)
-                                      : op_read_file(o->file, OPCTL_INPUT_MAX, ret, ret_len);
-        if (r < 0)
-                return fail("cannot read %s: %s", o->file,
-                            r == -EFBIG ? "over 64 MiB" : strerror(-r));
-        return 0;
+        return read_input(o->file, ret, ret_len);
 }
 
 int cmd_cases(const struct opts *o, const char *path)
@@ -87,11 +76,8 @@ int cmd_cases(const struct opts *o, const char *path)
         if (read_program(o, &code, &code_len))
                 return EXIT_FAIL;
         if (path) {
-                r = strcmp(path, "-") == 0 ? op_read_fd(STDIN_FILENO, OPCTL_INPUT_MAX, &text, &len)
-                                           : op_read_file(path, OPCTL_INPUT_MAX, &text, &len);
-                if (r < 0)
-                        return fail("cannot read %s: %s", path,
-                                    r == -EFBIG ? "over 64 MiB" : strerror(-r));
+                if (read_input(path, &text, &len))
+                        return EXIT_FAIL;
                 if (parse_json_list("cases", text, len, &cases))
                         return EXIT_FAIL;
         } else if (!(cases = json_array()))

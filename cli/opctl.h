@@ -81,6 +81,12 @@ int write_stream(int fd, json_t *answer, const char *key);
  * guest read them ("output_order"); stdout then stderr when the answer has no order. 0, or the
  * exit status of a failure already reported. */
 int write_output(json_t *answer);
+/* The whole of path ("-": standard input), at most OPCTL_INPUT_MAX bytes. 0, or the exit status
+ * of a failure already reported ("cannot read PATH: ..."). */
+int read_input(const char *path, char **ret, size_t *ret_len);
+/* A batch member's or a case's answer: *worst becomes 1 unless it ran with status ok, and
+ * EXIT_FAIL when its output files could not be written. */
+void note_run_status(json_t *answer, int *worst);
 
 /* run.c */
 int cmd_run(const struct opts *o);

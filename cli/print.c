@@ -130,3 +130,23 @@ int write_output(json_t *answer)
         op_agent_order_done(&order);
         return rc;
 }
+
+int read_input(const char *path, char **ret, size_t *ret_len)
+{
+        int r = strcmp(path, "-") == 0 ? op_read_fd(STDIN_FILENO, OPCTL_INPUT_MAX, ret, ret_len)
+                                       : op_read_file(path, OPCTL_INPUT_MAX, ret, ret_len);
+
+        if (r < 0)
+                return fail("cannot read %s: %s", path, r == -EFBIG ? "over 64 MiB" : strerror(-r));
+        return 0;
+}
+
+void note_run_status(json_t *answer, int *worst)
+{
+        const char *status = json_string_value(json_object_get(answer, "status"));
+
+        if (!json_is_true(json_object_get(answer, "ok")) || !status || strcmp(status, "ok") != 0)
+                *worst = 1;
+        else if (run_write_files(answer))
+                *worst = EXIT_FAIL;
+}
