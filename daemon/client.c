@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
@@ -288,6 +289,16 @@ static void output_check(struct client *c)
         }
 }
 
+/* After an end of file: whether the peer closed its socket (or exited), rather than shut down
+ * only its sending side. A UNIX stream socket reports POLLHUP once both directions are shut, as
+ * its peer's close does; shutdown(SHUT_WR) shuts only this side's reading. */
+static bool peer_closed(struct bufferevent *bev)
+{
+        struct pollfd p = {.fd = bufferevent_getfd(bev)};
+
+        return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
         struct client *c = arg;
@@ -305,7 +316,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
                         return;
                 }
                 if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
-                    !(what & BEV_EVENT_WRITING)) {
+                    !(what & BEV_EVENT_WRITING) && !peer_closed(bev)) {
                         /* Half-close: what was read is still answered. */
                         c->read_eof = true;
                         evtimer_del(c->read_timer);
@@ -314,7 +325,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
                                 client_close(c, "peer closed");
                         return;
                 }
-                /* Nothing more can be written: drop queued output, close now. */
+                /* Nothing more can be written: drop queued output, close now (its requests
+                 * are cancelled, their VMs destroyed). */
                 evbuffer_drain(bufferevent_get_output(bev),
                                evbuffer_get_length(bufferevent_get_output(bev)));
                 client_close(c, what & BEV_EVENT_EOF ? "peer closed" : "connection error");

@@ -5,6 +5,7 @@ Real opd, real QEMU clones."""
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -72,7 +73,8 @@ class Faults(unittest.TestCase):
         # request took is the one clone of `before` that a request holds (running_vm)
         cls.opd = Opd({"pool.sizes": "bash=1,python=0", "pool.max_size": "0",
                        "snapshot_check_ms": "300",
-                       "agent_grace_ms": "2000", "snapshot_keep": "2"})
+                       "agent_grace_ms": "2000", "snapshot_keep": "2",
+                       "limit.timeout_ms_max": "600000"})
         cls.v1 = create_snapshot(cls.opd, "bash")
         cls.v2 = create_snapshot(cls.opd, "bash")
         wait_serving(cls.opd, "bash", cls.v2)
@@ -134,6 +136,34 @@ class Faults(unittest.TestCase):
         self.assertEqual(a["error"]["code"], "timeout")
         wait_for(lambda: gone(pid), 10, "the frozen VMM to be destroyed")
         self.served("after-freeze")
+
+    def test_d_a_closed_connection_cancels_its_request(self):
+        # the client goes away while its program runs: nobody can read the answer, so opd
+        # cancels the request and destroys its VM at once instead of running it to its end
+        wait_serving(self.opd, "bash", self.v2)
+        before = self.opd.vmm_pids()
+        c = self.opd.client(timeout=120)
+        c.send({"op": "exec", "lang": "bash", "id": "g", "stream": True,
+                "code": "echo started; sleep 600", "timeout_ms": 600000})
+        pid = running_vm(self.opd, before)
+        self.assertEqual(c.recv().get("event"), "stdout")  # the program runs
+        c.close()
+        wait_for(lambda: gone(pid), 60, "the request's VMM to be destroyed")
+        self.served("after-close")
+
+    def test_e_a_half_closed_connection_still_gets_its_answer(self):
+        # shutdown(SHUT_WR) says "no more requests", not "gone": what was sent is answered
+        wait_serving(self.opd, "bash", self.v2)
+        c = self.opd.client(timeout=120)
+        try:
+            c.send({"op": "exec", "lang": "bash", "id": "h", "code": "sleep 1; echo answered"})
+            c.sock.shutdown(socket.SHUT_WR)
+            a = c.recv()
+            self.assertTrue(a["ok"], a)
+            self.assertEqual((a["id"], a["stdout"]), ("h", "answered\n"))
+            self.assertIsNone(c.recv())  # then opd closes
+        finally:
+            c.close()
 
     def test_z_damaged_snapshot_recovered_from_the_kept_version(self):
         opd, v1, v2 = self.opd, self.v1, self.v2
