@@ -25,6 +25,8 @@
 #include "vm.h"
 
 #define WARM_TIMEOUT_MS 120000
+/* The largest "ready_timeout_ms" of the agent's "warm" op (docs/protocol.md). */
+#define READY_TIMEOUT_MS_MAX 300000
 
 struct snapcreate {
         struct opd *d;
@@ -239,6 +241,7 @@ static int send_preload(struct snapcreate *sc)
 static void on_ready(struct vm *vm, void *userdata)
 {
         struct snapcreate *sc = userdata;
+        uint32_t ready_ms;
         json_t *job, *argv;
         int r;
 
@@ -257,8 +260,14 @@ static void on_ready(struct vm *vm, void *userdata)
         argv = json_array();
         for (char *const *a = sc->lang->warm; *a; a++)
                 json_array_append_new(argv, json_string(*a));
-        job = json_pack("{s:s, s:s, s:o, s:i}", "op", "warm", "id", "warm", "argv", argv,
-                        "ready_timeout_ms", WARM_TIMEOUT_MS);
+        /* A compiled language's runner warms its compiler up too (java's starts by compiling
+         * its own source): it has the compiler's longest deadline on top, within the agent's
+         * largest "ready_timeout_ms". */
+        ready_ms =
+            WARM_TIMEOUT_MS + (sc->lang->compile[0] ? sc->d->cfg.limits.compile_timeout_ms_max : 0);
+        job = json_pack(
+            "{s:s, s:s, s:o, s:I}", "op", "warm", "id", "warm", "argv", argv, "ready_timeout_ms",
+            (json_int_t)(ready_ms < READY_TIMEOUT_MS_MAX ? ready_ms : READY_TIMEOUT_MS_MAX));
         r = job ? vm_send(vm, job) : -ENOMEM;
         json_decref(job);
         if (r < 0)
