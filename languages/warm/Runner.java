@@ -31,6 +31,7 @@
 // starts: CLASSPATH, JAVA_TOOL_OPTIONS, JDK_JAVA_OPTIONS, _JAVA_OPTIONS) is compiled and run by
 // fresh `javac` and `java` processes, which the runner waits for.
 
+import java.io.BufferedInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.File;
 import java.io.FileDescriptor;
@@ -106,7 +107,7 @@ public class Runner {
     // rather than interpreted, when a request runs them. After the first rounds, no new one
     // starts past WARMUP_NS, so that a loaded machine still makes its snapshot in time.
     static final int WARMUP_ROUNDS = 12, WARMUP_ROUNDS_MIN = 3;
-    static final long WARMUP_NS = 60_000_000_000L;
+    static final long WARMUP_NS = 100_000_000_000L;
 
     static List<String> command;
     static Set<String> seeded; // classes whose random state was seeded before the snapshot
@@ -119,7 +120,8 @@ public class Runner {
             throw new IllegalArgumentException("usage: Runner.java JAVA-COMMAND... MAIN-CLASS");
         FileDescriptor fd3 = new FileDescriptor();
         U.putInt(fd3, U.objectFieldOffset(FileDescriptor.class.getDeclaredField("fd")), 3);
-        ctlIn = new FileInputStream(fd3);
+        // Buffered: the agent sends the next line only once this one is answered.
+        ctlIn = new BufferedInputStream(new FileInputStream(fd3));
         ctlOut = new FileOutputStream(fd3);
         warmUp();
         seeded = seededBeforeSnapshot();
