@@ -195,6 +195,14 @@ static void save(struct snapcreate *sc)
                 finish(sc, r, "cannot start saving the VM");
 }
 
+/* How long the snapshot's runner may take to say "ready". A compiled language's runner warms its
+ * compiler up too (java's starts by compiling its own source): it gets the agent's longest. */
+static uint32_t runner_ready_ms(const struct op_lang *lang)
+{
+        return op_lang_warm_in_snapshot(lang) && lang->compile[0] ? READY_TIMEOUT_MS_MAX
+                                                                  : WARM_TIMEOUT_MS;
+}
+
 /* The VM runs the preload program rather than a warm runner before its snapshot. */
 static bool is_preload(const struct snapcreate *sc)
 {
@@ -260,14 +268,9 @@ static void on_ready(struct vm *vm, void *userdata)
         argv = json_array();
         for (char *const *a = sc->lang->warm; *a; a++)
                 json_array_append_new(argv, json_string(*a));
-        /* A compiled language's runner warms its compiler up too (java's starts by compiling
-         * its own source): it has the compiler's longest deadline on top, within the agent's
-         * largest "ready_timeout_ms". */
-        ready_ms =
-            WARM_TIMEOUT_MS + (sc->lang->compile[0] ? sc->d->cfg.limits.compile_timeout_ms_max : 0);
-        job = json_pack(
-            "{s:s, s:s, s:o, s:I}", "op", "warm", "id", "warm", "argv", argv, "ready_timeout_ms",
-            (json_int_t)(ready_ms < READY_TIMEOUT_MS_MAX ? ready_ms : READY_TIMEOUT_MS_MAX));
+        ready_ms = runner_ready_ms(sc->lang);
+        job = json_pack("{s:s, s:s, s:o, s:I}", "op", "warm", "id", "warm", "argv", argv,
+                        "ready_timeout_ms", (json_int_t)ready_ms);
         r = job ? vm_send(vm, job) : -ENOMEM;
         json_decref(job);
         if (r < 0)
@@ -403,7 +406,7 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
                 return 0;
         }
         op_timer_arm_ms(sc->deadline,
-                        d->cfg.boot_timeout_ms + WARM_TIMEOUT_MS + 30000 +
+                        d->cfg.boot_timeout_ms + runner_ready_ms(lang) + 30000 +
                             (lang->compile[0] ? d->cfg.limits.compile_timeout_ms_max : 0));
         log_info("snapshot %s/%s: booting", lang->name, sc->m.version);
         return 0;

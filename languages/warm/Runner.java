@@ -107,7 +107,7 @@ public class Runner {
     // rather than interpreted, when a request runs them. After the first rounds, no new one
     // starts past WARMUP_NS, so that a loaded machine still makes its snapshot in time.
     static final int WARMUP_ROUNDS = 12, WARMUP_ROUNDS_MIN = 3;
-    static final long WARMUP_NS = 100_000_000_000L;
+    static final long WARMUP_NS = 150_000_000_000L;
 
     static List<String> command;
     static Set<String> seeded; // classes whose random state was seeded before the snapshot
