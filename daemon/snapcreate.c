@@ -25,6 +25,8 @@
 #include "vm.h"
 
 #define WARM_TIMEOUT_MS 120000
+/* The largest "ready_timeout_ms" of the agent's "warm" op (docs/protocol.md). */
+#define READY_TIMEOUT_MS_MAX 300000
 
 struct snapcreate {
         struct opd *d;
@@ -193,6 +195,14 @@ static void save(struct snapcreate *sc)
                 finish(sc, r, "cannot start saving the VM");
 }
 
+/* How long the snapshot's runner may take to say "ready". A compiled language's runner warms its
+ * compiler up too (java's starts by compiling its own source): it gets the agent's longest. */
+static uint32_t runner_ready_ms(const struct op_lang *lang)
+{
+        return op_lang_warm_in_snapshot(lang) && lang->compile[0] ? READY_TIMEOUT_MS_MAX
+                                                                  : WARM_TIMEOUT_MS;
+}
+
 /* The VM runs the preload program rather than a warm runner before its snapshot. */
 static bool is_preload(const struct snapcreate *sc)
 {
@@ -239,6 +249,7 @@ static int send_preload(struct snapcreate *sc)
 static void on_ready(struct vm *vm, void *userdata)
 {
         struct snapcreate *sc = userdata;
+        uint32_t ready_ms;
         json_t *job, *argv;
         int r;
 
@@ -257,8 +268,9 @@ static void on_ready(struct vm *vm, void *userdata)
         argv = json_array();
         for (char *const *a = sc->lang->warm; *a; a++)
                 json_array_append_new(argv, json_string(*a));
-        job = json_pack("{s:s, s:s, s:o, s:i}", "op", "warm", "id", "warm", "argv", argv,
-                        "ready_timeout_ms", WARM_TIMEOUT_MS);
+        ready_ms = runner_ready_ms(sc->lang);
+        job = json_pack("{s:s, s:s, s:o, s:I}", "op", "warm", "id", "warm", "argv", argv,
+                        "ready_timeout_ms", (json_int_t)ready_ms);
         r = job ? vm_send(vm, job) : -ENOMEM;
         json_decref(job);
         if (r < 0)
@@ -394,7 +406,7 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
                 return 0;
         }
         op_timer_arm_ms(sc->deadline,
-                        d->cfg.boot_timeout_ms + WARM_TIMEOUT_MS + 30000 +
+                        d->cfg.boot_timeout_ms + runner_ready_ms(lang) + 30000 +
                             (lang->compile[0] ? d->cfg.limits.compile_timeout_ms_max : 0));
         log_info("snapshot %s/%s: booting", lang->name, sc->m.version);
         return 0;

@@ -716,9 +716,10 @@ static int open_keepdir(const struct agent_config *cfg, const char *parent, cons
 }
 
 /* A fresh directory under cfg->workdir holding the request's files (or the session's kept one,
- * the files added to it). */
-static int make_rundir(const struct agent_config *cfg, const struct exec_req *q, char **ret_dir,
-                       char *errbuf, size_t errlen)
+ * the files added to it). With own (a warm runner's directory, made empty by the agent and
+ * taken over; only without q->keepdir), that directory is the run's. */
+static int make_rundir(const struct agent_config *cfg, const struct exec_req *q, char *own,
+                       char **ret_dir, char *errbuf, size_t errlen)
 {
         const char *parent = cfg->workdir ? cfg->workdir : OP_AGENT_WORKDIR_DEFAULT;
         _cleanup_free_ char *dir = NULL;
@@ -740,9 +741,11 @@ static int make_rundir(const struct agent_config *cfg, const struct exec_req *q,
                 *ret_dir = TAKE_PTR(dir);
                 return 0;
         }
-        if (asprintf(&dir, "%s/run-XXXXXX", parent) < 0)
+        if (own)
+                dir = own;
+        else if (asprintf(&dir, "%s/run-XXXXXX", parent) < 0)
                 return -ENOMEM;
-        if (!mkdtemp(dir))
+        else if (!mkdtemp(dir))
                 return op_errf(errbuf, errlen, -EINVAL, "mkdtemp in %s: %s", parent,
                                strerror(errno));
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -779,6 +782,15 @@ static void end_rundir(const struct exec_req *q, const char *dir)
                 rm_rundir(dir);
 }
 
+/* The waiting warm runner's own directory, when it is not taken for a run: removed. */
+static void warm_dir_drop(struct agent *a)
+{
+        if (a->warm_dir)
+                rm_rundir(a->warm_dir);
+        free(a->warm_dir);
+        a->warm_dir = NULL;
+}
+
 /* As PID 1, end every process but ourselves, so nothing of this request outlives it. */
 static void kill_all(void)
 {
@@ -811,9 +823,11 @@ static void exec_answer(struct op_agent_answer *ret, const struct agent_result *
 }
 
 /* The one line a warm runner reads on fd 3: {"file", "argv", "cwd", "env"} and a newline;
- * with "prime": true the runner runs it to warm itself up and waits again. */
-static int warm_handoff(const struct exec_req *q, const char *dir, bool prime, char **ret,
-                        size_t *ret_len)
+ * with "prime": true the runner runs it to warm itself up and waits again. With compile (its
+ * argv as "compile"), the runner compiles first: in a step of its own that ends with "done N",
+ * or as part of its prime. */
+static int warm_handoff(const struct exec_req *q, const char *dir, bool prime,
+                        const struct agent_compile *compile, char **ret, size_t *ret_len)
 {
         _cleanup_(json_decrefp) json_t *line = NULL, *argv = json_array(), *env = json_object();
         _cleanup_free_ char *path = NULL, *text = NULL;
@@ -837,6 +851,15 @@ static int warm_handoff(const struct exec_req *q, const char *dir, bool prime, c
                 return -EINVAL; /* a path that is not UTF-8 */
         if (prime && json_object_set_new(line, "prime", json_true()) < 0)
                 return -ENOMEM;
+        if (compile && compile->argv) {
+                json_t *c = json_array();
+
+                if (!c || json_object_set_new(line, "compile", c) < 0)
+                        return -ENOMEM;
+                for (const char **a = compile->argv; *a; a++)
+                        if (json_array_append_new(c, json_string(*a)) < 0)
+                                return -EINVAL; /* not UTF-8 */
+        }
         if (q->repl_argv && json_object_set_new(line, "repl", json_true()) < 0)
                 return -ENOMEM;
         if (q->repl_argv && q->reseed && json_object_set_new(line, "reseed", json_true()) < 0)
@@ -852,22 +875,16 @@ static int warm_handoff(const struct exec_req *q, const char *dir, bool prime, c
         return 0;
 }
 
-/* Run the compile phase. NULL when the compiler succeeded (the program runs next); otherwise the
- * answer: ok, the run's fields empty, "compile" and "status": "compile_error". */
-static json_t *compile_phase(json_t *id, const struct agent_compile *c, const struct agent_job *job,
-                             struct agent_result *cres)
+/* NULL when the compiler succeeded (the program runs next); otherwise the answer: ok, the run's
+ * fields empty, "compile" and "status": "compile_error". */
+static json_t *compile_outcome(json_t *id, const struct agent_result *cres)
 {
         /* The program did not run: no output, in no order. */
         struct agent_result none = {
             .out = (char *)"", .err = (char *)"", .exit_code = -1, .order = {.known = true}};
         struct op_agent_answer ans;
         json_t *answer;
-        int r;
 
-        r = agent_compile_run(c, job, cres);
-        if (r < 0)
-                return op_error_reply(id, OP_ERR_INTERNAL, "could not start %s: %s", c->argv[0],
-                                      strerror(-r));
         if (!agent_compile_failed(cres))
                 return NULL;
         exec_answer(&ans, &none, false);
@@ -880,6 +897,51 @@ static json_t *compile_phase(json_t *id, const struct agent_compile *c, const st
         return answer;
 }
 
+/* Run the compile phase: the compiler as a program of its own. As compile_outcome(). */
+static json_t *compile_phase(json_t *id, const struct agent_compile *c, const struct agent_job *job,
+                             struct agent_result *cres)
+{
+        int r = agent_compile_run(c, job, cres);
+
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "could not start %s: %s", c->argv[0],
+                                      strerror(-r));
+        return compile_outcome(id, cres);
+}
+
+/* Run the compile phase on the warm runner, which compiles in its own process (a JVM's javac):
+ * the hand-off line with "compile", under the compiler's deadline and output cap, without
+ * stdin; what the runner writes until "done N" is the compiler's output, N its exit code. On
+ * success the runner waits for the run's line. As compile_outcome(); a failed compile leaves
+ * the runner to be killed with the run. */
+static json_t *runner_compile_phase(json_t *id, const struct exec_req *q, const char *dir,
+                                    const struct agent_job *run, struct agent_child *runner,
+                                    struct agent_result *cres)
+{
+        _cleanup_free_ char *line = NULL;
+        struct agent_job job = *run;
+        size_t len = 0;
+        bool alive;
+        int r;
+
+        r = warm_handoff(q, dir, false, &q->compile, &line, &len);
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "%s",
+                                      r == -ENOMEM ? "out of memory"
+                                                   : "the compile command is not UTF-8");
+        job.handoff = line;
+        job.handoff_len = len;
+        job.stdin_data = NULL;
+        job.stdin_len = 0;
+        job.timeout_ms = q->compile.timeout_ms;
+        job.output_max = q->compile.output_max;
+        r = agent_exec_step(&job, runner, cres, &alive);
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL,
+                                      "could not compile on the warm runner: %s", strerror(-r));
+        return compile_outcome(id, cres);
+}
+
 static json_t *repl_exec(struct agent *a, struct exec_req *q, json_t *req, json_t *id);
 
 static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
@@ -887,7 +949,7 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
         const struct agent_config *cfg = &a->cfg;
         _cleanup_(exec_req_done) struct exec_req q = {0};
         _cleanup_(agent_child_kill) struct agent_child runner = AGENT_CHILD_INIT;
-        _cleanup_free_ char *dir = NULL, *handoff = NULL;
+        _cleanup_free_ char *dir = NULL, *handoff = NULL, *own_dir = NULL;
         _cleanup_(agent_result_done) struct agent_result cres = {0};
         struct agent_result res = {0};
         struct op_agent_answer ans;
@@ -919,8 +981,17 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
                 runner = a->warm;
                 a->warm = AGENT_CHILD_INIT;
                 a->warm_waiting = false;
+                own_dir = TAKE_PTR(a->warm_dir);
+                /* One that ended while it waited cannot compile: the request runs the cold way. */
+                if (use_warm && runner.reaped && q.compile.argv)
+                        use_warm = false;
                 if (!use_warm)
                         agent_child_kill(&runner);
+                /* Its directory is the run's, unless the run has another (a session's). */
+                if (own_dir && (!use_warm || q.keepdir)) {
+                        rm_rundir(own_dir);
+                        free(TAKE_PTR(own_dir));
+                }
         }
 
         if (cfg->apply_identity) {
@@ -930,13 +1001,13 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
                                               r == -ENOMEM ? "out of memory" : errbuf);
         }
 
-        r = make_rundir(cfg, &q, &dir, errbuf, sizeof(errbuf));
+        r = make_rundir(cfg, &q, TAKE_PTR(own_dir), &dir, errbuf, sizeof(errbuf));
         if (r < 0)
                 return op_error_reply(id, OP_ERR_INTERNAL, "%s",
                                       r == -ENOMEM ? "out of memory" : errbuf);
         r = build_env(json_object_get(req, "env"), dir, &q, errbuf, sizeof(errbuf));
         if (r == 0 && use_warm)
-                r = warm_handoff(&q, dir, false, &handoff, &handoff_len);
+                r = warm_handoff(&q, dir, false, NULL, &handoff, &handoff_len);
         if (r < 0) {
                 end_rundir(&q, dir);
                 return op_error_reply(id, OP_ERR_INTERNAL, "%s",
@@ -958,7 +1029,9 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
             .handoff_len = handoff_len,
         };
         if (q.compile.argv) {
-                answer = compile_phase(id, &q.compile, &job, &cres);
+                /* A warm runner of a compiled language compiles too: its compiler is warm. */
+                answer = use_warm ? runner_compile_phase(id, &q, dir, &job, &runner, &cres)
+                                  : compile_phase(id, &q.compile, &job, &cres);
                 if (answer) { /* it failed: the answer is its outcome, the program does not run */
                         kill_all();
                         end_rundir(&q, dir);
@@ -1074,17 +1147,20 @@ static void kill_all_but_repl(struct agent *a)
         agent_reap_orphans(a);
 }
 
-/* Start a runner (argv, env) as the program user in the agent's working directory, in the next
- * run's group (the exec that takes it need not move it there), and wait until it says it is
- * ready: *ret then. what names it in errors ("warm runner", "repl runner"). NULL, or the error
- * answer. */
+/* Start a runner (argv, env) as the program user in the next run's group (the exec that takes
+ * it need not move it there), and wait until it says it is ready: *ret then. Its working
+ * directory is the agent's, or with ret_dir an empty run directory of its own (*ret_dir), which
+ * the exec that takes it runs in: a runtime that cannot change its directory (a JVM) starts
+ * where its program will run. what names it in errors ("warm runner", "repl runner"). NULL, or
+ * the error answer. */
 static json_t *spawn_runner(struct agent *a, const char **argv, const char *const *env,
                             json_int_t ready_ms, const char *what, json_t *id,
-                            struct agent_child *ret)
+                            struct agent_child *ret, char **ret_dir)
 {
         const struct agent_config *cfg = &a->cfg;
         const char *root = cfg->workdir ? cfg->workdir : OP_AGENT_WORKDIR_DEFAULT;
         _cleanup_(agent_child_kill) struct agent_child child = AGENT_CHILD_INIT;
+        _cleanup_free_ char *dir = NULL;
         struct agent_diag diag;
         struct agent_job job = {
             .argv = argv,
@@ -1097,16 +1173,41 @@ static json_t *spawn_runner(struct agent *a, const char **argv, const char *cons
 
         if (mkdir(root, 0755) < 0 && errno != EEXIST)
                 return op_error_reply(id, OP_ERR_INTERNAL, "mkdir %s: %s", root, strerror(errno));
+        if (ret_dir) {
+                if (asprintf(&dir, "%s/run-XXXXXX", root) < 0)
+                        return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+                if (!mkdtemp(dir)) {
+                        r = -errno;
+                        free(TAKE_PTR(dir));
+                        return op_error_reply(id, OP_ERR_INTERNAL, "mkdtemp in %s: %s", root,
+                                              strerror(-r));
+                }
+                if (cfg->uid != (uid_t)-1 && chown(dir, cfg->uid, cfg->gid) < 0) {
+                        r = -errno;
+                        rm_rundir(dir);
+                        return op_error_reply(id, OP_ERR_INTERNAL, "chown %s: %s", dir,
+                                              strerror(-r));
+                }
+                job.workdir = dir;
+        }
         agent_prepare(a);
         r = agent_spawn_in(&job, true, &a->spare, &child);
-        if (r < 0)
+        if (r < 0) {
+                if (dir)
+                        rm_rundir(dir);
                 return op_error_reply(id, OP_ERR_INTERNAL, "could not start %s %s: %s", what,
                                       argv[0], strerror(-r));
+        }
         r = agent_child_wait_ready(&child, (uint32_t)ready_ms, &diag);
-        if (r < 0)
+        if (r < 0) {
+                if (dir)
+                        rm_rundir(dir);
                 return warm_failure(id, argv[0], ready_ms, r, &diag);
+        }
         *ret = child;
         child = AGENT_CHILD_INIT;
+        if (ret_dir)
+                *ret_dir = TAKE_PTR(dir);
         return NULL;
 }
 
@@ -1123,11 +1224,12 @@ static json_t *repl_start(struct agent *a, const struct exec_req *q, json_t *id)
                 a->repl = a->warm;
                 a->warm = AGENT_CHILD_INIT;
                 a->warm_waiting = false;
+                warm_dir_drop(a); /* the session's directory is the calls' */
                 a->repl_alive = true;
                 return NULL;
         }
         answer = spawn_runner(a, q->repl_argv, env, AGENT_READY_TIMEOUT_MS_DEFAULT, "repl runner",
-                              id, &a->repl);
+                              id, &a->repl, NULL);
         if (!answer)
                 a->repl_alive = true;
         return answer;
@@ -1182,13 +1284,13 @@ static json_t *repl_exec(struct agent *a, struct exec_req *q, json_t *req, json_
                         return op_error_reply(id, OP_ERR_INTERNAL, "%s",
                                               r == -ENOMEM ? "out of memory" : errbuf);
         }
-        r = make_rundir(cfg, q, &dir, errbuf, sizeof(errbuf));
+        r = make_rundir(cfg, q, NULL, &dir, errbuf, sizeof(errbuf));
         if (r < 0)
                 return op_error_reply(id, OP_ERR_INTERNAL, "%s",
                                       r == -ENOMEM ? "out of memory" : errbuf);
         r = build_env(json_object_get(req, "env"), dir, q, errbuf, sizeof(errbuf));
         if (r == 0)
-                r = warm_handoff(q, dir, false, &handoff, &handoff_len);
+                r = warm_handoff(q, dir, false, NULL, &handoff, &handoff_len);
         if (r < 0)
                 return op_error_reply(id, OP_ERR_INTERNAL, "%s",
                                       r == -ENOMEM ? "out of memory"
@@ -1266,7 +1368,7 @@ static json_t *runner_start(struct agent *a, json_t *env, struct exec_req *q, js
         if (build_env(env, root, q, errbuf, sizeof(errbuf)) < 0)
                 return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
         answer = spawn_runner(a, q->argv, (const char *const *)q->env, ready_ms, "warm runner", id,
-                              &a->warm);
+                              &a->warm, &a->warm_dir);
         if (!answer)
                 a->warm_waiting = true;
         return answer;
@@ -1368,12 +1470,12 @@ static json_t *agent_op_prime(struct agent *a, json_t *req, json_t *id)
                         return answer;
         }
         if (q.code_file) {
-                r = make_rundir(&a->cfg, &q, &dir, errbuf, sizeof(errbuf));
+                r = make_rundir(&a->cfg, &q, NULL, &dir, errbuf, sizeof(errbuf));
                 if (r < 0)
                         return op_error_reply(id, OP_ERR_INTERNAL, "%s", errbuf);
                 r = build_env(json_object_get(req, "env"), dir, &q, errbuf, sizeof(errbuf));
                 if (r == 0)
-                        r = warm_handoff(&q, dir, true, &line, &len);
+                        r = warm_handoff(&q, dir, true, &q.compile, &line, &len);
                 if (r == 0) {
                         (void)op_fd_nonblock(a->warm.ctl_fd, 0);
                         r = op_write_all(a->warm.ctl_fd, line, len);
@@ -1393,6 +1495,7 @@ static json_t *agent_op_prime(struct agent *a, json_t *req, json_t *id)
                 /* wait_ready killed the runner: the next exec runs the cold way. */
                 a->warm_waiting = false;
                 a->warm = AGENT_CHILD_INIT;
+                warm_dir_drop(a);
                 return op_error_reply(id, OP_ERR_INTERNAL, "priming the warm runner failed: %s",
                                       strerror(-r));
         }
@@ -1460,6 +1563,7 @@ void agent_done(struct agent *a)
                 return;
         agent_child_kill(&a->warm);
         a->warm_waiting = false;
+        warm_dir_drop(a);
         agent_child_kill(&a->repl);
         a->repl_alive = false;
         limits_group_drop(&a->spare);

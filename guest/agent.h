@@ -9,7 +9,7 @@
 
 #include "exec.h"
 
-#define OP_AGENT_VERSION         "0.4.0"
+#define OP_AGENT_VERSION         "0.5.0"
 #define OP_AGENT_WORKDIR_DEFAULT "/tmp/op"
 
 struct agent_config {
@@ -25,9 +25,10 @@ struct agent_channel;
 /* One agent: its configuration and what outlives a request. Set up with agent_init(). */
 struct agent {
         struct agent_config cfg;
-        bool warm_waiting;                /* a "warm" runner was started and waits for its job */
-        struct agent_child warm;          /* that runner (its fd 3 is warm.ctl_fd) */
-        bool repl_alive;                  /* a session's interpreter waits for its next call */
+        bool warm_waiting;       /* a "warm" runner was started and waits for its job */
+        struct agent_child warm; /* that runner (its fd 3 is warm.ctl_fd) */
+        char *warm_dir;  /* its working directory, empty, which the exec that takes it runs in */
+        bool repl_alive; /* a session's interpreter waits for its next call */
         struct agent_child repl;          /* that interpreter (a runner that took "repl") */
         const struct agent_channel *chan; /* for streamed output and stdin; NULL: none */
         struct limits_group spare;        /* the next run's cgroup, made ahead (cgroup_root) */

@@ -86,6 +86,9 @@ struct run {
          * it writes "done N\n" on fd 3 (done, status N); from then on only the other
          * processes are killed. */
         bool repl, done, ctl_eof;
+        /* A step of a kept runner on its own pipes (agent_exec_step()): the step ends at "done N"
+         * with what it wrote before that, not at the pipes' end. */
+        bool step;
         int done_status;
         char line[16];
         size_t line_len;
@@ -547,6 +550,24 @@ static void run_stop(struct run *r)
         stream_close(&r->err);
 }
 
+/* A step is over: read what the runner wrote before its "done" line, which is in the pipes by
+ * now (it wrote it first), up to the cap. */
+static void drain_pending(struct run *r)
+{
+        for (int s = 0; s < 2; s++) {
+                struct stream *st = s ? &r->err : &r->out;
+
+                while (st->fd >= 0) {
+                        struct pollfd p = {.fd = st->fd, .events = POLLIN};
+
+                        if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLIN | POLLHUP)))
+                                break;
+                        if (!drain(r, st))
+                                return; /* over the cap: the step is cut short there */
+                }
+        }
+}
+
 static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
 {
         uint64_t deadline = timeout_ms ? start + (uint64_t)timeout_ms * 1000 : UINT64_MAX;
@@ -564,6 +585,10 @@ static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
 
                 if (!r->reaped && (r->pidfd < 0 || r->group_killed))
                         reap_group(r);
+                if (r->step && r->done && !r->reaped) {
+                        drain_pending(r);
+                        break;
+                }
                 ended = r->reaped || (r->repl && r->done);
                 if (ended && r->out.fd < 0 && r->err.fd < 0)
                         break;
@@ -779,9 +804,10 @@ int agent_spawn_in(const struct agent_job *job, bool with_ctl, const struct limi
         return spawn(job, with_ctl, &lr, ret);
 }
 
-/* Takes lr (prepared): its cgroup is removed on return. */
+/* Takes lr (prepared): its cgroup is removed on return. With ret_kept, the child is a kept
+ * runner (a repl call, or a step when step is set) that may stay after the call. */
 static int exec_attach(const struct agent_job *job, struct agent_child *child, uint64_t start,
-                       struct limits_run *lr, struct agent_result *ret, bool *ret_kept)
+                       struct limits_run *lr, struct agent_result *ret, bool *ret_kept, bool step)
 {
         struct run r = {
             .pid = child->pid,
@@ -796,6 +822,7 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
             .lr = lr,
             .repl = ret_kept != NULL,
             .ctl.hold = ret_kept != NULL,
+            .step = ret_kept != NULL && step,
         };
         int rc = 0;
 
@@ -931,7 +958,7 @@ int agent_exec_attach(const struct agent_job *job, struct agent_child *child,
                 limits_done(&lr);
                 return -EPERM;
         }
-        return exec_attach(job, child, op_now_us(), &lr, ret, NULL);
+        return exec_attach(job, child, op_now_us(), &lr, ret, NULL, false);
 }
 
 /* Send the start of data with fds (SCM_RIGHTS) without blocking: the bytes sent (at least one),
@@ -1048,11 +1075,60 @@ int agent_exec_repl(const struct agent_job *job, struct agent_child *repl, struc
             .err_fd = TAKE_FD(err_r),
             .ctl_fd = TAKE_FD(ctl),
         };
-        rc = exec_attach(&j, &call, op_now_us(), &lr, ret, &kept);
+        rc = exec_attach(&j, &call, op_now_us(), &lr, ret, &kept, false);
         if (rc < 0 || !kept) {
                 /* It ended (or was ended) in the call: reaped by the sweep, or killed now. */
                 repl->reaped = true;
                 agent_child_kill(repl);
+                return rc;
+        }
+        *ret_alive = true;
+        return 0;
+}
+
+int agent_exec_step(const struct agent_job *job, struct agent_child *runner,
+                    struct agent_result *ret, bool *ret_alive)
+{
+        _cleanup_close_ int out = -1, err = -1, ctl = -1, pidfd = -1;
+        struct agent_child step;
+        struct limits_run lr;
+        bool kept = false;
+        int rc = 0;
+
+        if (ret_alive)
+                *ret_alive = false;
+        if (!job || !runner || !ret || !ret_alive || runner->pid <= 0 || runner->pgid <= 1 ||
+            runner->ctl_fd < 0 || runner->out_fd < 0 || runner->err_fd < 0 || runner->reaped ||
+            !job->handoff || job->handoff_len == 0 || job->output_max > SIZE_MAX / 4) {
+                agent_child_kill(runner);
+                return -EINVAL;
+        }
+        /* The step reads and closes copies: the runner's own fds stay for what comes next. */
+        if ((out = fcntl(runner->out_fd, F_DUPFD_CLOEXEC, 3)) < 0 ||
+            (err = fcntl(runner->err_fd, F_DUPFD_CLOEXEC, 3)) < 0 ||
+            (ctl = fcntl(runner->ctl_fd, F_DUPFD_CLOEXEC, 3)) < 0 ||
+            (runner->pidfd >= 0 && (pidfd = fcntl(runner->pidfd, F_DUPFD_CLOEXEC, 3)) < 0))
+                rc = -errno;
+        if (rc == 0)
+                rc = limits_prepare(&no_limits, NULL, &lr);
+        if (rc < 0) {
+                agent_child_kill(runner);
+                return rc;
+        }
+        step = (struct agent_child){
+            .pid = runner->pid,
+            .pgid = runner->pgid,
+            .pidfd = TAKE_FD(pidfd),
+            .in_fd = -1,
+            .out_fd = TAKE_FD(out),
+            .err_fd = TAKE_FD(err),
+            .ctl_fd = TAKE_FD(ctl),
+        };
+        rc = exec_attach(job, &step, op_now_us(), &lr, ret, &kept, true);
+        if (rc < 0 || !kept) {
+                /* It ended (or was ended) in the step: reaped by the sweep, or killed now. */
+                runner->reaped = true;
+                agent_child_kill(runner);
                 return rc;
         }
         *ret_alive = true;
@@ -1078,7 +1154,7 @@ int agent_exec(const struct agent_job *job, struct agent_result *ret)
                 limits_done(&lr);
                 return rc;
         }
-        return exec_attach(job, &c, start, &lr, ret, NULL);
+        return exec_attach(job, &c, start, &lr, ret, NULL, false);
 }
 
 void agent_rehearse(uid_t uid, gid_t gid, const char *cgroup_root)

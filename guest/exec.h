@@ -115,6 +115,17 @@ int agent_exec_attach(const struct agent_job *job, struct agent_child *child,
 int agent_exec_repl(const struct agent_job *job, struct agent_child *repl, struct agent_result *ret,
                     bool *ret_alive);
 
+/* One step of a kept runner (a warm runner's compile phase) on the pipes it was started with:
+ * job->handoff goes to its fd 3; its stdout and stderr are read as a run's (up to
+ * job->output_max, deadline job->timeout_ms) until it writes "done N\n" on fd 3 (exit code N),
+ * and then what it wrote before that line. It stays then (*ret_alive true) with its fds, for
+ * the next step or agent_exec_attach(); every other process is killed. When it ends or is
+ * killed in the step (deadline, output cap, a broken fd 3), that is reported as agent_exec()
+ * would, *ret_alive is false and *runner is AGENT_CHILD_INIT; so too on a negative errno. No
+ * stdin, no limits: the step runs as the runner's warm-up did. */
+int agent_exec_step(const struct agent_job *job, struct agent_child *runner,
+                    struct agent_result *ret, bool *ret_alive);
+
 /* SIGKILL once every process but the caller, keep, kernel threads and zombies: as PID 1 (in the
  * guest) all of them, else only the members of process group pgid. The number signalled. */
 unsigned agent_kill_others(pid_t keep, pid_t pgid);

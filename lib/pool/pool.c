@@ -224,6 +224,15 @@ static int job_add_runner(const struct op_lang *lang, json_t *job)
         return 0;
 }
 
+/* The prime program's deadline. A runner of a compiled language compiles it in the same step
+ * (its compiler is in the runner): the compiler's longest deadline is added. */
+static uint32_t prime_timeout_ms(const struct pool *p, const struct vm *vm)
+{
+        if (prime_op(p, vm) && p->lang->compile[0])
+                return PRIME_TIMEOUT_MS + p->all->cfg->limits.compile_timeout_ms_max;
+        return PRIME_TIMEOUT_MS;
+}
+
 /* Run the language's prime program in the clone: through its warm runner ("prime" op, which
  * keeps the runner waiting) when the snapshot has one or the clone starts one, else as an
  * ordinary exec. A runner started in the clone is started even when the prime program is not
@@ -251,7 +260,7 @@ static int start_prime(struct pool_clone *c)
         if (job && with_code &&
             (json_object_set_new(job, "file", json_string(p->lang->file)) < 0 ||
              json_object_set_new(job, "code", json_string(p->lang->prime)) < 0 ||
-             json_object_set_new(job, "timeout_ms", json_integer(PRIME_TIMEOUT_MS)) < 0)) {
+             json_object_set_new(job, "timeout_ms", json_integer(prime_timeout_ms(p, vm))) < 0)) {
                 json_decref(job);
                 return -ENOMEM;
         }

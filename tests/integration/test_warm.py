@@ -317,6 +317,190 @@ class WarmNode(unittest.TestCase):
             self.opd.call({"op": "session_close", "session": s["session"]})
 
 
+JAVA_RANDOM = """import java.nio.file.*;
+import java.security.SecureRandom;
+import java.util.*;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.random.RandomGenerator;
+
+public class Main {
+    public static void main(String[] args) throws Exception {
+        List<String> r = new ArrayList<>();
+        r.add(Double.toString(Math.random()));
+        r.add(Long.toString(new SecureRandom().nextLong()));
+        r.add(Long.toString(SecureRandom.getInstance("SHA1PRNG").nextLong()));
+        r.add(Long.toString(SecureRandom.getInstance("DRBG").nextLong()));
+        r.add(Long.toString(new Random().nextLong()));
+        r.add(Long.toString(ThreadLocalRandom.current().nextLong()));
+        r.add(UUID.randomUUID().toString());
+        r.add(Long.toString(new SplittableRandom().nextLong()));
+        r.add(Long.toString(RandomGenerator.getDefault().nextLong()));
+        r.add(Files.createTempFile("t", "").getFileName().toString());
+        r.add(new String(Files.readAllBytes(Path.of("/proc/self/cmdline"))).replace('\\0', ' '));
+        System.out.println(String.join("\\n", r));
+    }
+}
+"""
+JAVA_RUNNER = "/usr/lib/op/warm/Runner.java"
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "java", "rootfs.ext4")),
+                     "no java image in OPD_IMAGES")
+class WarmJava(unittest.TestCase):
+    """java's runner is a JVM started before the snapshot, which compiles (javac in its own
+    process) and runs each request's program: every clone holds the same JVM, and its random
+    state is seeded again from the clone's entropy before the program runs.
+
+    CI builds no java image: this runs under scripts/test-languages or by hand with
+    OPD_IMAGES naming images built by this tree's build-images (agent 0.5.0 or later). Under
+    TCG the snapshot (the runner compiles itself and warms up) takes minutes, and so does each
+    clone's prime."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({"pool.sizes": "java=2,bash=0,python=0,node=0,c=0",
+                       "pool.fallback_cold": "no", "max_vms": "4"})
+        a = cls.opd.call({"op": "snapshot", "action": "create", "lang": "java", "id": "snap"},
+                         timeout=1800)
+        if not a.get("ok"):
+            cls.opd.stop()
+        assert a["ok"], a
+        cls.version = a["version"]
+        with open(os.path.join(cls.opd.dir, "cache", "java", cls.version, "manifest.json")) as f:
+            cls.manifest = json.load(f)
+        agent = cls.manifest["agent_version"]
+        if tuple(map(int, agent.split("."))) < (0, 5, 0):
+            cls.opd.stop()
+            raise AssertionError(f"the images' op-agent is {agent}: rebuild them with this "
+                                 "tree's (build-images --agent)")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def full(self, n=2):
+        """Wait until n clones are paused and ready, each primed (a compile and a run on its
+        runner: slow under TCG on a loaded machine)."""
+        wait_for(lambda: (lambda p: p if p["snapshot"] == self.version and p["ready"] >= n
+                          else None)(pool(self.opd, "java")), 1800,
+                 lambda: f"{n} java clones ready: {pool(self.opd, 'java')}")
+
+    def run_java(self, code, mode="warm", **kw):
+        if mode == "warm":
+            self.full(1)
+        a = self.opd.call({"op": "exec", "lang": "java", "code": code, "mode": mode,
+                           "timeout_ms": 60000, **kw}, timeout=1800)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["mode"], mode)
+        return a
+
+    def test_snapshot_holds_the_runner(self):
+        self.assertTrue(self.manifest["warm"])
+
+    def test_two_clones_have_their_own_random_state(self):
+        self.full(2)
+        c1, c2 = self.opd.client(1800), self.opd.client(1800)
+        req = {"op": "exec", "lang": "java", "code": JAVA_RANDOM, "mode": "warm",
+               "timeout_ms": 60000}
+        c1.send({**req, "id": 1})
+        c2.send({**req, "id": 2})
+        a1, a2 = c1.recv(), c2.recv()
+        c1.close()
+        c2.close()
+        for a in (a1, a2):
+            self.assertTrue(a["ok"], a)
+            self.assertEqual(a["mode"], "warm")
+            self.assertEqual((a["exit_code"], a["stderr"]), (0, ""), a)
+        self.assertNotEqual(a1["vm"], a2["vm"])
+        r1, r2 = a1["stdout"].split("\n")[:-1], a2["stdout"].split("\n")[:-1]
+        self.assertEqual(len(r1), 11, a1["stdout"])
+        # both ran on the runner, the JVM that was waiting in the clone
+        self.assertIn(JAVA_RUNNER, r1[-1])
+        self.assertIn(JAVA_RUNNER, r2[-1])
+        names = ["Math.random", "SecureRandom", "SHA1PRNG", "DRBG", "Random", "ThreadLocalRandom",
+                 "UUID.randomUUID", "SplittableRandom", "RandomGenerator.getDefault",
+                 "Files.createTempFile"]
+        for name, v1, v2 in zip(names, r1, r2):
+            self.assertNotEqual(v1, v2, name)
+
+    def test_program_behaves_like_java(self):
+        a = self.run_java("""import java.io.*;
+import java.nio.file.*;
+import java.util.*;
+
+public class Main {
+    public static void main(String[] args) throws Exception {
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
+        List<String> lines = new ArrayList<>();
+        for (String l; (l = in.readLine()) != null;) lines.add(l);
+        Collections.reverse(lines);
+        System.out.println(String.join(",", args) + " " + String.join(" ", lines) + " "
+            + System.getenv("HOME").equals(System.getProperty("user.dir")) + " "
+            + new File(".").getCanonicalPath().equals(System.getenv("HOME")) + " "
+            + Files.readString(Path.of("data.txt")) + " " + System.getenv("GREETING") + " "
+            + Main.class.getClassLoader().equals(ClassLoader.getSystemClassLoader()) + " "
+            + Thread.currentThread().getName());
+        System.err.println("to stderr");
+        Thread t = new Thread(() -> { System.out.println("later"); System.exit(3); });
+        t.start();
+    }
+}
+""", args=["a", "b c"], stdin="x\ny\n", env={"GREETING": "hi"},
+                          files=[{"name": "data.txt", "content": "data"}])
+        self.assertEqual(a["stdout"], "a,b c y x true true data hi true main\nlater\n")
+        self.assertEqual(a["stderr"], "to stderr\n")
+        self.assertEqual(a["exit_code"], 3)
+        self.assertEqual(a["compile"]["exit_code"], 0)
+
+    def test_errors_as_cold_java(self):
+        """An uncaught exception and a compile error read as a cold `javac` and `java` report
+        them (no frame of the runner), with the same exit codes."""
+        programs = ["public class Main {\n    static void f() { throw new IllegalStateException(\"nope\"); }\n"
+                    "    public static void main(String[] a) {\n        System.out.println(1);\n"
+                    "        try { f(); } catch (RuntimeException e) { throw new RuntimeException(\"w\", e); }\n"
+                    "    }\n}\n",
+                    "public class Main {\n    public static void main(String[] a) {\n"
+                    "        int x = y;\n    }\n}\n"]
+        for code in programs:
+            w = self.run_java(code)
+            c = self.run_java(code, mode="cold")
+            self.assertEqual(w.get("status"), c.get("status"))
+            self.assertEqual((w["stdout"], w["stderr"], w["exit_code"]),
+                             (c["stdout"], c["stderr"], c["exit_code"]))
+            self.assertEqual((w["compile"]["stdout"], w["compile"]["stderr"],
+                              w["compile"]["exit_code"]),
+                             (c["compile"]["stdout"], c["compile"]["stderr"],
+                              c["compile"]["exit_code"]))
+            self.assertNotIn("Runner", w["stderr"] + w["compile"]["stderr"])
+        self.assertEqual(w["status"], "compile_error")
+        self.assertIn("Main.java:3: error: cannot find symbol", w["compile"]["stderr"])
+        self.assertEqual(w["compile"]["exit_code"], 1)
+
+    def test_session_first_call_in_its_directory(self):
+        """A session's directory is not the one the runner started in: its first call is
+        compiled and run by fresh javac and java processes the runner waits for."""
+        self.full(1)
+        s = self.opd.call({"op": "session_open", "id": "o", "lang": "java"})
+        self.assertTrue(s["ok"], s)
+        try:
+            code = ("import java.nio.file.*;\npublic class Main { public static void main(String[] a)"
+                    " throws Exception { Files.writeString(Path.of(\"f\"), \"kept\"); "
+                    "System.out.println(new String(Files.readAllBytes(Path.of(\"/proc/self/cmdline\")))"
+                    ".contains(\"Runner\")); } }\n")
+            a = self.opd.call({"op": "session_exec", "session": s["session"], "code": code,
+                               "timeout_ms": 60000}, timeout=1800)
+            self.assertTrue(a["ok"], a)
+            self.assertEqual((a["stdout"], a["exit_code"]), ("false\n", 0), a)
+            a = self.opd.call({"op": "session_exec", "session": s["session"], "timeout_ms": 60000,
+                               "code": "import java.nio.file.*;\npublic class Main { public static "
+                               "void main(String[] a) throws Exception { System.out.println("
+                               "Files.readString(Path.of(\"f\"))); } }\n"}, timeout=1800)
+            self.assertTrue(a["ok"], a)
+            self.assertEqual(a["stdout"], "kept\n")
+        finally:
+            self.opd.call({"op": "session_close", "session": s["session"]})
+
+
 class PoolLimits(unittest.TestCase):
     """One VM at most: a second request waits for the first VM's replacement."""
 

@@ -1144,6 +1144,107 @@ static void test_warm_node(void **state)
         free(runner);
 }
 
+/* languages/warm/Runner.java on this host's java, when there is one: started as the snapshot
+ * starts it, primed with a compile, it compiles (javac in its JVM) and runs a program as
+ * `javac Main.java && java -cp . Main` would: argv, stdin, env, the run's directory, files,
+ * System.exit() from another thread; a compile error and an uncaught exception as they
+ * report them. */
+static pid_t warm_java(const char *runner)
+{
+        json_t *a = handle_obj(json_pack("{s:s, s:[s,s,s,s,s,s,s], s:i}", "op", "warm", "argv",
+                                         "java", "-XX:+UseSerialGC", runner, "java", "-cp", ".",
+                                         "Main", "ready_timeout_ms", 120000));
+        pid_t pid;
+
+        if (!json_is_true(json_object_get(a, "ok")))
+                dump("warm", a);
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        pid = (pid_t)json_integer_value(json_object_get(a, "pid"));
+        json_decref(a);
+        assert_true(ag.warm_waiting);
+        return pid;
+}
+
+#define JAVAC                                                                                      \
+        "\"compile\":{\"argv\":[\"javac\",\"-J-XX:+UseSerialGC\",\"-encoding\",\"UTF-8\","         \
+        "\"Main.java\"],\"timeout_ms\":120000,\"output_max\":65536}"
+
+static void test_warm_java(void **state)
+{
+        char *dir = python_runner(), *runner;
+        json_t *a, *c;
+        pid_t pid;
+
+        if (system("java -version >/dev/null 2>&1") != 0) {
+                free(dir);
+                skip();
+        }
+        *strrchr(dir, '/') = 0;
+        assert_true(asprintf(&runner, "%s/Runner.java", dir) > 0);
+        warm_java(runner);
+        a = handle(
+            "{\"op\":\"prime\",\"argv\":[\"java\",\"-cp\",\".\",\"Main\"],"
+            "\"file\":\"Main.java\",\"timeout_ms\":120000,\"code\":\"public class Main { "
+            "public static void main(String[] a) { System.out.println(a.length); } }\"," JAVAC "}");
+        if (!json_is_true(json_object_get(a, "primed")))
+                dump("prime", a);
+        assert_true(json_is_true(json_object_get(a, "primed")));
+        json_decref(a);
+        a = handle(
+            "{\"op\":\"exec\",\"argv\":[\"java\",\"-cp\",\".\",\"Main\",\"a b\"],"
+            "\"args\":[\"a b\"],\"file\":\"Main.java\",\"warm\":true,\"stdin\":\"in\","
+            "\"env\":{\"FOO\":\"bar\"},\"timeout_ms\":60000,"
+            "\"files\":[{\"name\":\"data.txt\",\"content\":\"hello\"}],"
+            "\"code\":\"import java.nio.file.*;\\npublic class Main { public static void "
+            "main(String[] a) throws Exception { System.out.println(a[0] + \\\" \\\" + "
+            "new String(System.in.readAllBytes()) + \\\" \\\" + System.getenv(\\\"FOO\\\") + "
+            "\\\" \\\" + System.getenv(\\\"HOME\\\").equals(System.getProperty(\\\"user.dir\\\")) "
+            "+ \\\" \\\" + Files.readString(Path.of(\\\"data.txt\\\"))); "
+            "System.err.println(\\\"e\\\");"
+            " new Thread(() -> System.exit(3)).start(); } }\"," JAVAC "}");
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "a b in bar true hello\n");
+        assert_string_equal(str(a, "stderr"), "e\n");
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 3);
+        c = json_object_get(a, "compile");
+        assert_int_equal(json_integer_value(json_object_get(c, "exit_code")), 0);
+        assert_string_equal(str(c, "stderr"), "");
+        json_decref(a);
+
+        pid = warm_java(runner);
+        a = handle(
+            "{\"op\":\"exec\",\"argv\":[\"java\",\"-cp\",\".\",\"Main\"],\"file\":\"Main.java\","
+            "\"warm\":true,\"code\":\"public class Main {\\n  public static void main(String[] "
+            "a) {\\n    int x = y;\\n  }\\n}\\n\"," JAVAC "}");
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        assert_string_equal(str(a, "status"), "compile_error");
+        c = json_object_get(a, "compile");
+        assert_int_equal(json_integer_value(json_object_get(c, "exit_code")), 1);
+        assert_string_equal(str(c, "stderr"), "Main.java:3: error: cannot find symbol\n"
+                                              "    int x = y;\n"
+                                              "            ^\n"
+                                              "  symbol:   variable y\n"
+                                              "  location: class Main\n"
+                                              "1 error\n");
+        json_decref(a);
+        assert_gone(pid);
+
+        warm_java(runner);
+        a = handle(
+            "{\"op\":\"exec\",\"argv\":[\"java\",\"-cp\",\".\",\"Main\"],\"file\":\"Main.java\","
+            "\"warm\":true,\"code\":\"public class Main {\\n  public static void main(String[] "
+            "a) {\\n    throw new IllegalStateException(\\\"nope\\\");\\n  }\\n}\\n\"," JAVAC "}");
+        assert_ok_warm_used(a, true);
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 1);
+        assert_string_equal(str(a, "stderr"),
+                            "Exception in thread \"main\" java.lang.IllegalStateException: nope\n"
+                            "\tat Main.main(Main.java:3)\n");
+        json_decref(a);
+        assert_int_equal(count_entries(workdir), 0);
+        free(runner);
+        free(dir);
+}
+
 /* A repl session's calls: one interpreter (started from "repl" when none waits), its globals
  * kept across calls, each call's own stdin, output and exit status; a child of a call killed
  * after it while the interpreter stays; exit() ends it ("repl_ended"). */
@@ -1589,6 +1690,7 @@ int main(void)
             cmocka_unit_test(test_warm_python),
             cmocka_unit_test(test_prime_starts_runner),
             cmocka_unit_test(test_warm_node),
+            cmocka_unit_test(test_warm_java),
             cmocka_unit_test(test_repl_python),
             cmocka_unit_test(test_binary_stdio),
             cmocka_unit_test(test_binary_stream),
