@@ -265,6 +265,10 @@ int s3_stage_prepare(const char *cache_dir, const struct s3_chunkman *m, char *e
                         linked += m->files[i].n_chunks;
                         continue;
                 }
+                /* a link an earlier prepare made whose source is no longer trusted: never
+                 * written through, staged anew */
+                if (fstatat(stage, sf->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink > 1)
+                        unlinkat(stage, sf->name, 0);
                 fd = openat(stage, sf->name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 
                 if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
