@@ -188,11 +188,29 @@ static void render_pools(FILE *f, struct opd *d)
         }
 }
 
+/* A language's exec series are listed while opd serves it (its image is there and it is
+ * enabled: only then can an exec of it be answered), and from its first answered exec on: 141
+ * lines each, and most languages of the catalogue may have no image on a host (the exposition
+ * was ~500 KB with them all, rendered and sent for every scrape and `metrics` request). Listed
+ * before its first exec, a series counts that exec in rate() and increase(). */
+static bool lang_listed(const struct op_lang *l, const struct metrics_lang *m)
+{
+        uint64_t n = 0;
+
+        if (l->available && l->enabled)
+                return true;
+        for (size_t k = 0; k <= _OP_ERR_MAX; k++)
+                n += m->outcome[k];
+        return n + m->hist[0][METRICS_TOTAL].count + m->hist[1][METRICS_TOTAL].count > 0;
+}
+
 static void render_exec(FILE *f, struct opd *d)
 {
         head(f, "opd_exec_requests_total", "counter",
              "Exec requests answered, by language and outcome (ok or an error code).");
-        for (size_t i = 0; i < d->langs.n; i++)
+        for (size_t i = 0; i < d->langs.n; i++) {
+                if (!lang_listed(&d->langs.v[i], &d->metrics->langs[i]))
+                        continue;
                 for (size_t k = 0; k <= _OP_ERR_MAX; k++) {
                         fputs("opd_exec_requests_total{lang=", f);
                         label(f, d->langs.v[i].name);
@@ -200,10 +218,13 @@ static void render_exec(FILE *f, struct opd *d)
                         label(f, k ? op_err_name((enum op_err)(k - 1)) : "ok");
                         fprintf(f, "} %llu\n", (unsigned long long)d->metrics->langs[i].outcome[k]);
                 }
+        }
         head(f, "opd_exec_duration_ms", "histogram",
              "Exec request latency in ms, by language, mode (warm, cold) and phase (queue, "
              "boot_or_resume, run, total).");
-        for (size_t i = 0; i < d->langs.n; i++)
+        for (size_t i = 0; i < d->langs.n; i++) {
+                if (!lang_listed(&d->langs.v[i], &d->metrics->langs[i]))
+                        continue;
                 for (size_t m = 0; m < 2; m++)
                         for (size_t p = 0; p < _METRICS_PHASES; p++) {
                                 const struct metrics_hist *h = &d->metrics->langs[i].hist[m][p];
@@ -230,6 +251,7 @@ static void render_exec(FILE *f, struct opd *d)
                                 fprintf(f, ",mode=\"%s\",phase=\"%s\"} %llu\n", mode_names[m],
                                         phase_names[p], (unsigned long long)h->count);
                         }
+        }
 }
 
 static void render_s3(FILE *f, struct opd *d)

@@ -581,27 +581,58 @@ int op_json_get_bytes(json_t *obj, const char *key, size_t max, char **ret, size
         return 0;
 }
 
+/* The frame being encoded: header room, then the JSON text as jansson hands it over. */
+struct frame_out {
+        char *buf;
+        size_t len, cap, max; /* len counts the header; max: the payload's */
+        int err;
+};
+
+static int frame_out_add(const char *data, size_t size, void *arg)
+{
+        struct frame_out *o = arg;
+
+        if (size > o->max || o->len - OP_FRAME_HEADER_SIZE > o->max - size) {
+                o->err = -EMSGSIZE;
+                return -1;
+        }
+        if (size > o->cap - o->len) {
+                size_t cap = o->cap;
+                char *p;
+
+                while (size > cap - o->len)
+                        cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+                p = realloc(o->buf, cap);
+                if (!p) {
+                        o->err = -ENOMEM;
+                        return -1;
+                }
+                o->buf = p;
+                o->cap = cap;
+        }
+        memcpy(o->buf + o->len, data, size);
+        o->len += size;
+        return 0;
+}
+
+/* One pass of jansson's encoder, stopped as soon as the payload passes max: a large answer
+ * (metrics, an exec's output) is escaped once, not measured first and written again. */
 int op_frame_encode(json_t *obj, size_t max, char **ret, size_t *ret_len)
 {
-        size_t n = json_dumpb(obj, NULL, 0, JSON_COMPACT);
-        char *buf;
-        int r;
+        struct frame_out o = {
+            .cap = 4096, .len = OP_FRAME_HEADER_SIZE, .max = max < UINT32_MAX ? max : UINT32_MAX};
 
-        if (n == 0)
-                return -EINVAL;
-        r = op_frame_header(n, max, (uint8_t[OP_FRAME_HEADER_SIZE]){0});
-        if (r < 0)
-                return r;
-        buf = malloc(OP_FRAME_HEADER_SIZE + n);
-        if (!buf)
+        o.buf = malloc(o.cap);
+        if (!o.buf)
                 return -ENOMEM;
-        op_frame_header(n, max, (uint8_t *)buf);
-        if (json_dumpb(obj, buf + OP_FRAME_HEADER_SIZE, n, JSON_COMPACT) != n) {
-                free(buf);
-                return -EIO;
+        if (json_dump_callback(obj, frame_out_add, &o, JSON_COMPACT) < 0 ||
+            o.len == OP_FRAME_HEADER_SIZE) {
+                free(o.buf);
+                return o.err < 0 ? o.err : -EINVAL;
         }
-        *ret = buf;
-        *ret_len = OP_FRAME_HEADER_SIZE + n;
+        op_frame_header(o.len - OP_FRAME_HEADER_SIZE, max, (uint8_t *)o.buf);
+        *ret = o.buf;
+        *ret_len = o.len;
         return 0;
 }
 

@@ -41,15 +41,17 @@ def send_until_paused(opd, s, data):
 
 class Clients(unittest.TestCase):
     def test_a_client_that_never_reads_is_paused_under_its_watermark(self):
+        # limit.frame_max bounds what opd reads ahead of its answers: once it pauses the
+        # client's sends block, whatever the size of one answer
         opd = Opd({"pool.size": "0", "idle_timeout_ms": "0", "client.output_high": str(HIGH),
-                   "client.output_max": "0"})
+                   "client.output_max": "0", "limit.frame_max": "4096"})
         s = socket.socket(socket.AF_UNIX)
         try:
             # warm the paths this takes once, then measure
             for _ in range(20):
                 opd.call({"op": "metrics", "id": 0})
             before = rss_bytes(opd.proc.pid)
-            # 20,000 pipelined metrics requests (each answer is over 100 KB), never read
+            # 20,000 pipelined metrics requests (each answer is over 40 KB), never read
             s.connect(opd.socket)
             s.setblocking(False)
             sent = send_until_paused(opd, s, METRICS * 20000)
@@ -68,13 +70,15 @@ class Clients(unittest.TestCase):
             opd.stop()
 
     def test_a_paused_client_that_reads_again_gets_every_answer_in_order(self):
+        # limit.frame_max bounds what opd reads ahead of its answers: once it pauses the
+        # client's sends block, whatever the size of one answer
         opd = Opd({"pool.size": "0", "idle_timeout_ms": "0", "client.output_high": str(HIGH),
-                   "client.output_max": "0"})
+                   "client.output_max": "0", "limit.frame_max": "4096"})
         s = socket.socket(socket.AF_UNIX)
         try:
             s.connect(opd.socket)
             s.setblocking(False)
-            data = METRICS * 40 + b"".join(frame({"op": "ping", "id": i}) for i in range(20000))
+            data = METRICS * 400 + b"".join(frame({"op": "ping", "id": i}) for i in range(20000))
             sent = send_until_paused(opd, s, data)
             s.setblocking(True)
             s.settimeout(120)
@@ -82,7 +86,7 @@ class Clients(unittest.TestCase):
 
             def reader():
                 buf = b""
-                while len(ids) < 20040:
+                while len(ids) < 20400:
                     chunk = s.recv(1 << 16)
                     if not chunk:
                         return
@@ -98,13 +102,13 @@ class Clients(unittest.TestCase):
             t.start()
             s.sendall(data[sent:])
             t.join(300)
-            self.assertEqual(ids, [1] * 40 + list(range(20000)))
+            self.assertEqual(ids, [1] * 400 + list(range(20000)))
         finally:
             s.close()
             opd.stop()
 
     def test_a_client_past_output_max_is_closed(self):
-        # a metrics answer (over 100 KB) is past output_max (8 KiB): the client is closed, its
+        # a metrics answer (over 40 KB) is past output_max (8 KiB): the client is closed, its
         # answer dropped, and others are served
         opd = Opd({"pool.size": "0", "idle_timeout_ms": "0", "client.output_high": "4096",
                    "client.output_max": "8192"})

@@ -33,7 +33,8 @@ class Metrics(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.port = free_port()
-        cls.opd = Opd({"pool.size": "0", "metrics.listen": f"127.0.0.1:{cls.port}"})
+        cls.opd = Opd({"pool.size": "0", "metrics.listen": f"127.0.0.1:{cls.port}",
+                       "languages.enabled": "bash,python"})
         a = cls.opd.run("bash", "echo hi", mode="cold")
         assert a["ok"], a
         a = cls.opd.run("no-such-language", "x", mode="cold")
@@ -75,6 +76,22 @@ class Metrics(unittest.TestCase):
         self.assertEqual(counts[-1], 1)
         self.assertEqual(get(s, "opd_exec_duration_ms_count", lang="bash", mode="warm",
                              phase="total"), 0)
+        # The exec series of the languages opd serves (image there, enabled), 0 before their
+        # first exec (rate() counts it then), and of none other: a language of the catalogue
+        # that is not served (node: not enabled here) is not listed.
+        st = self.opd.call({"op": "status"})
+        served = {la["name"] for la in st["languages"] if la["available"] and la["enabled"]}
+        self.assertIn("bash", served)
+        self.assertNotIn("node", served)
+        buckets = [k for k in s if k[0] == "opd_exec_duration_ms_bucket"]
+        self.assertEqual(len(buckets), 14 * 2 * 4 * len(served))
+        self.assertEqual({dict(k[1])["lang"] for k in buckets}, served)
+        self.assertEqual({dict(k[1])["lang"] for k in s if k[0] == "opd_exec_requests_total"},
+                         served)
+        for lang in served - {"bash"}:
+            self.assertEqual(get(s, "opd_exec_requests_total", lang=lang, outcome="ok"), 0)
+            self.assertEqual(get(s, "opd_exec_duration_ms_count", lang=lang, mode="warm",
+                                 phase="total"), 0)
         self.assertEqual(get(s, "opd_pool_target", lang="bash"), 0)
         self.assertGreaterEqual(get(s, "opd_vms_started_total", ), 1)
         self.assertGreaterEqual(get(s, "opd_connections_total"), 2)

@@ -870,6 +870,46 @@ static void test_frame_encode(void **state)
         free(untouched);
 }
 
+/* A large answer, as the metrics one: a text of many escaped characters, encoded in one pass
+ * the same as jansson's own encoder writes it; a payload of exactly max is taken, one byte more
+ * is refused with the outputs untouched. */
+static void test_frame_encode_large(void **state)
+{
+        const size_t text_len = 3 * 1000 * 1000;
+        _cleanup_free_ char *text = malloc(text_len + 1), *buf = NULL, *want = NULL;
+        json_t *o;
+        char *untouched = (char *)0x1;
+        size_t n = 0, want_len;
+
+        assert_non_null(text);
+        for (size_t i = 0; i < text_len; i++)
+                text[i] = "opd_x{lang=\"bash\"} 1\n\\\t\x01"[i % 25];
+        text[text_len] = '\0';
+        o = json_pack("{s:i, s:b, s:s}", "id", 7, "ok", 1, "text", text);
+        assert_non_null(o);
+        want = json_dumps(o, JSON_COMPACT);
+        assert_non_null(want);
+        want_len = strlen(want);
+        assert_int_equal(op_frame_encode(o, OP_FRAME_MAX_CEILING, &buf, &n), 0);
+        assert_int_equal(n, OP_FRAME_HEADER_SIZE + want_len);
+        assert_int_equal(((size_t)(uint8_t)buf[0] << 24 | (size_t)(uint8_t)buf[1] << 16 |
+                          (size_t)(uint8_t)buf[2] << 8 | (uint8_t)buf[3]),
+                         want_len);
+        assert_memory_equal(buf + OP_FRAME_HEADER_SIZE, want, want_len);
+        free(buf);
+        buf = NULL;
+        assert_int_equal(op_frame_encode(o, want_len, &buf, &n), 0);
+        assert_int_equal(n, OP_FRAME_HEADER_SIZE + want_len);
+        n = 42;
+        assert_int_equal(op_frame_encode(o, want_len - 1, &untouched, &n), -EMSGSIZE);
+        assert_ptr_equal(untouched, (char *)0x1);
+        assert_int_equal(n, 42);
+        json_decref(o);
+        o = json_integer(1); /* not an object: refused */
+        assert_int_equal(op_frame_encode(o, SIZE_MAX, &untouched, &n), -EINVAL);
+        json_decref(o);
+}
+
 /* ---- base64 ---- */
 
 static void test_base64_rfc4648(void **state)
@@ -1505,6 +1545,7 @@ int main(void)
             cmocka_unit_test(test_bytes_replacement),
             cmocka_unit_test(test_get_bytes_errors),
             cmocka_unit_test(test_frame_encode),
+            cmocka_unit_test(test_frame_encode_large),
             cmocka_unit_test(test_base64_rfc4648),
             cmocka_unit_test(test_base64_invalid),
             cmocka_unit_test(test_base64_random_round_trip),
