@@ -150,16 +150,16 @@ static void lang_done(struct s3sync *s, const char *version, bool installed)
         char where[160];
 
         snprintf(where, sizeof(where), "%s@%s", loc(s)->bucket, loc(s)->region);
-        set_result(s, json_pack("{s:b, s:s, s:b, s:s, s:i, s:i, s:i, s:i, s:I}", "ok", 1, "version",
-                                version, "installed", installed, "location", where, "fetched",
-                                (int)s->fetched, "present", (int)s->plan.present, "copied",
-                                (int)s->plan.copied, "zero", (int)s->plan.zero, "bytes",
-                                (json_int_t)s->bytes));
+        set_result(s, json_pack("{s:b, s:s, s:b, s:s, s:i, s:i, s:i, s:i, s:i, s:I}", "ok", 1,
+                                "version", version, "installed", installed, "location", where,
+                                "fetched", (int)s->fetched, "present", (int)s->plan.present,
+                                "copied", (int)s->plan.copied, "zero", (int)s->plan.zero, "linked",
+                                (int)s->plan.linked, "bytes", (json_int_t)s->bytes));
         if (installed)
                 log_info("s3 sync %s: installed %s from %s (%u chunks fetched, %llu bytes; %u "
-                         "staged, %u copied, %u of zeros)",
+                         "staged, %u copied, %u of zeros, %u linked)",
                          lang_name(s), version, where, s->fetched, (unsigned long long)s->bytes,
-                         s->plan.present, s->plan.copied, s->plan.zero);
+                         s->plan.present, s->plan.copied, s->plan.zero, s->plan.linked);
         lang_reset(s);
         s->lang++;
         lang_next(s);
@@ -334,7 +334,13 @@ static void on_prepared(struct opd *d, int r, const char *msg, void *userdata)
                 return;
         }
         r = s3_stage_plan_read(d->cfg.cache_dir, &s->m, &s->plan);
-        for (size_t i = 0; r >= 0 && i < s->m.snap.n_files; i++) {
+        /* only the files chunks are fetched into: a file linked to an installed one is not
+         * opened for writing (it may be an image's, which the daemon cannot write) */
+        for (uint32_t k = 0; r >= 0 && k < s->plan.n_need; k++) {
+                size_t i = s->plan.need[k].file;
+
+                if (s->fds[i] >= 0)
+                        continue;
                 s->fds[i] = s3_stage_open(d->cfg.cache_dir, &s->m, i);
                 if (s->fds[i] < 0)
                         r = s->fds[i];
@@ -343,11 +349,12 @@ static void on_prepared(struct opd *d, int r, const char *msg, void *userdata)
                 loc_failed(s, r, "staging: %s", strerror(-r));
                 return;
         }
-        s->stats.chunks_reused += s->plan.present + s->plan.copied;
+        s->stats.chunks_reused += s->plan.present + s->plan.copied + s->plan.linked;
         s->t_fetch = op_now_us();
-        log_info("s3 sync %s: %s: %u chunks to fetch (%u staged, %u copied, %u of zeros)",
+        log_info("s3 sync %s: %s: %u chunks to fetch (%u staged, %u copied, %u of zeros, %u in "
+                 "files linked to installed ones)",
                  lang_name(s), s->m.snap.version, s->plan.n_need, s->plan.present, s->plan.copied,
-                 s->plan.zero);
+                 s->plan.zero, s->plan.linked);
         fetch_more(s);
 }
 

@@ -180,6 +180,13 @@ static int lang_load(json_t *o, const char *images_dir, struct op_lang *g, char 
                        json_string_length(piston) > 32))
                 return op_errf(errbuf, errlen, -EINVAL,
                                "language \"%s\": \"piston\" must be a name of 1-32 bytes", g->name);
+        /* The image group is the image recipe's (packaging/images/build-images): opd reads
+         * <images>/<name>/rootfs.ext4 whatever group built it; only its syntax is checked. */
+        json_t *image = json_object_get(o, "image");
+        if (image && (!json_is_string(image) || !name_valid(json_string_value(image))))
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"image\" must be a name ([a-z0-9._-]{1,32})",
+                               g->name);
         g->piston = strdup(piston ? json_string_value(piston) : g->name);
         if (!g->piston)
                 return -ENOMEM;

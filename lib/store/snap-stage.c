@@ -160,6 +160,80 @@ static bool local_copy(struct local_source *s, const char *sha256, char *buf, si
         return strcmp(hex, sha256) == 0;
 }
 
+/* The same content as file i of m, installed already: a file of the current version of any
+ * language in the cache (the languages of one image group share their root filesystem, and
+ * every version has the same kernel) of the same size whose content is known to be what m's
+ * file must hold: the same chunk root for the same chunk size when m is chunked (what every chunk
+ * fetched would be checked against), the same whole-file sha256 when m is plain (the install
+ * hashes it again). The donor version's record (.verified) must still describe its files: a file
+ * written since is not trusted. On a match, *ret_dirfd is the donor version's directory and
+ * ret_name the file's name there. */
+static bool donor_find(const char *cache_dir, const struct s3_chunkman *m, size_t i, int *ret_dirfd,
+                       char ret_name[SNAP_NAME_MAX])
+{
+        const struct snap_file *want = &m->snap.files[i];
+        _cleanup_close_ int cache = open(cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        struct dirent *de;
+        bool found = false;
+        DIR *dir;
+
+        if (cache < 0 || !(dir = fdopendir(cache)))
+                return false;
+        cache = -1; /* the DIR owns it */
+        while (!found && (de = readdir(dir))) {
+                struct snap_manifest sm;
+                char err[128];
+                int fd;
+
+                if (!snap_name_valid(de->d_name) ||
+                    snap_open(cache_dir, de->d_name, NULL, &fd, &sm, err, sizeof(err)) < 0)
+                        continue;
+                for (size_t k = 0; !found && k < sm.n_files; k++) {
+                        const struct snap_file *f = &sm.files[k];
+
+                        if (f->size != want->size)
+                                continue;
+                        if (m->plain ? want->sha256[0] && strcmp(f->sha256, want->sha256) == 0
+                                     : sm.chunk_size == m->chunk_size && want->root[0] &&
+                                           strcmp(f->root, want->root) == 0) {
+                                found = snap_verified_check(fd, &sm);
+                                if (found)
+                                        snprintf(ret_name, SNAP_NAME_MAX, "%s", f->name);
+                        }
+                }
+                if (found)
+                        *ret_dirfd = fd;
+                else
+                        close(fd);
+        }
+        closedir(dir);
+        return found;
+}
+
+/* Stage file i of m as a hard link to an installed file of the same content (donor_find()): it
+ * costs neither a fetch nor a byte of disk, and the languages of one image group keep sharing
+ * their root's inode (and page cache) after a sync as they do after snapshot create. A staged file
+ * that is that file already (a resumed sync) is kept. False when there is no such file or the link
+ * cannot be made (another filesystem; a file the daemon may not link): then the file is fetched.
+ * A linked file is never written: it belongs to the donor too. */
+static bool stage_link(const char *cache_dir, const struct s3_chunkman *m, size_t i, int stage)
+{
+        const char *name = m->snap.files[i].name;
+        _cleanup_close_ int dirfd = -1;
+        char from[SNAP_NAME_MAX];
+        struct stat a, b;
+
+        if (!donor_find(cache_dir, m, i, &dirfd, from) ||
+            fstatat(dirfd, from, &a, AT_SYMLINK_NOFOLLOW) < 0)
+                return false;
+        if (fstatat(stage, name, &b, AT_SYMLINK_NOFOLLOW) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino)
+                return true;
+        if (unlinkat(stage, name, 0) < 0 && errno != ENOENT)
+                return false;
+        return linkat(dirfd, from, stage, name, 0) == 0;
+}
+
 int s3_stage_prepare(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
                      size_t errlen)
 {
@@ -167,7 +241,7 @@ int s3_stage_prepare(const char *cache_dir, const struct s3_chunkman *m, char *e
         _cleanup_free_ char *buf = malloc(m->chunk_size);
         _cleanup_fclose_ FILE *plan = NULL;
         struct local_source src = {.dirfd = -1};
-        uint32_t present = 0, copied = 0, zero = 0;
+        uint32_t present = 0, copied = 0, zero = 0, linked = 0;
         int r = 0;
 
         if (stage < 0)
@@ -184,9 +258,18 @@ int s3_stage_prepare(const char *cache_dir, const struct s3_chunkman *m, char *e
                 local_source_open(cache_dir, m->snap.lang, m->chunk_size, &src);
         for (size_t i = 0; i < m->snap.n_files && r == 0; i++) {
                 const struct snap_file *sf = &m->snap.files[i];
-                _cleanup_close_ int fd =
-                    openat(stage, sf->name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+                _cleanup_close_ int fd = -1;
                 struct stat st;
+
+                if (stage_link(cache_dir, m, i, stage)) {
+                        linked += m->files[i].n_chunks;
+                        continue;
+                }
+                /* a link an earlier prepare made whose source is no longer trusted: never
+                 * written through, staged anew */
+                if (fstatat(stage, sf->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink > 1)
+                        unlinkat(stage, sf->name, 0);
+                fd = openat(stage, sf->name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 
                 if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
                     ftruncate(fd, (off_t)sf->size) < 0) {
@@ -235,7 +318,7 @@ int s3_stage_prepare(const char *cache_dir, const struct s3_chunkman *m, char *e
         }
         local_source_free(&src);
         if (r == 0) {
-                fprintf(plan, "stats %u %u %u\n", present, copied, zero);
+                fprintf(plan, "stats %u %u %u %u\n", present, copied, zero, linked);
                 if (fflush(plan) != 0)
                         r = op_errf(errbuf, errlen, -EIO, "staging plan: %s", strerror(errno));
         }
@@ -272,7 +355,8 @@ int s3_stage_plan_read(const char *cache_dir, const struct s3_chunkman *m,
         while (fgets(line, sizeof(line), f)) {
                 unsigned file, chunk;
 
-                if (sscanf(line, "stats %u %u %u", &p.present, &p.copied, &p.zero) == 3) {
+                if (sscanf(line, "stats %u %u %u %u", &p.present, &p.copied, &p.zero, &p.linked) ==
+                    4) {
                         stats = true;
                 } else if (sscanf(line, "%u %u", &file, &chunk) == 2 && file < m->snap.n_files &&
                            chunk < m->files[file].n_chunks && p.n_need < total) {
@@ -450,9 +534,17 @@ int s3_stage_check_space(const char *cache_dir, const struct s3_chunkman *m, uin
 
         if (langfd < 0)
                 return op_errf(errbuf, errlen, langfd, "%s: %s", cache_dir, strerror(-langfd));
+        if (s3_stage_name(m->snap.version, name, sizeof(name)) == 0)
+                stage = openat(langfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         for (size_t i = 0; i < m->snap.n_files; i++) {
                 const struct snap_file *sf = &m->snap.files[i];
+                _cleanup_close_ int donor = -1;
+                char from[SNAP_NAME_MAX];
+                struct stat st;
 
+                /* linked to an installed file (s3_stage_prepare()): no new bytes */
+                if (donor_find(cache_dir, m, i, &donor, from))
+                        continue;
                 for (uint32_t k = 0; k < m->files[i].n_chunks; k++) {
                         uint64_t off = (uint64_t)k * m->chunk_size;
 
@@ -460,10 +552,9 @@ int s3_stage_check_space(const char *cache_dir, const struct s3_chunkman *m, uin
                                 need +=
                                     sf->size - off < m->chunk_size ? sf->size - off : m->chunk_size;
                 }
+                if (stage >= 0 && fstatat(stage, sf->name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+                        staged += (uint64_t)st.st_blocks * 512;
         }
-        if (s3_stage_name(m->snap.version, name, sizeof(name)) == 0 &&
-            (stage = openat(langfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0)
-                staged = du(stage);
         need = need > staged ? need - staged : 0;
         if (fstatvfs(langfd, &vfs) < 0)
                 return op_errf(errbuf, errlen, -errno, "statvfs %s: %s", cache_dir,

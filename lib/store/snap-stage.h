@@ -17,6 +17,7 @@ struct s3_stage_plan {
         uint32_t present; /* already staged and verified */
         uint32_t copied;  /* copied from an installed version */
         uint32_t zero;    /* chunks of zeros, never fetched */
+        uint32_t linked;  /* chunks of files linked to an installed file of the same content */
         struct s3_stage_need *need;
         uint32_t n_need;
 };
@@ -24,9 +25,11 @@ struct s3_stage_plan {
 /* The staging directory's name for a version: ".sync-<version>". */
 int s3_stage_name(const char *version, char *buf, size_t len);
 
-/* Slow (reads and hashes): run it off the loop. Creates or reuses the staging directory, sizes
- * every file, keeps verified chunks, copies what an installed version of the language has,
- * and records what is left to fetch in the staging directory. */
+/* Slow (reads and hashes): run it off the loop. Creates or reuses the staging directory; a file
+ * whose content a current version of any language in the cache holds (same chunk root, or
+ * sha256 for the plain layout; that version's .verified record intact) is hard-linked to it;
+ * every other file is sized, its verified chunks kept, what an installed version of the language
+ * has copied; records what is left to fetch in the staging directory. */
 int s3_stage_prepare(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
                      size_t errlen);
 /* Read what s3_stage_prepare() left (fast). */

@@ -4,9 +4,11 @@ language registry, resolving package closures to exact .deb files, ordering kern
 modules.dep, and checking that a vmlinux is an ELF with a PVH entry note. No side effects except
 where a subcommand says so; every subcommand prints plain lines for the shell to read."""
 
+import hashlib
 import json
 import os
 import re
+import shlex
 import struct
 import subprocess
 import sys
@@ -17,8 +19,9 @@ def die(msg):
     sys.exit(1)
 
 
-def cmd_langs(registry, wanted):
-    """Print one line per language: name<TAB>json-of-entry. wanted: comma list or empty (all)."""
+def load_entries(registry):
+    """The registry's entries by name, in registry order, each checked for what this recipe
+    reads: name, packages, version_cmd, image."""
     with open(registry) as f:
         reg = json.load(f)
     langs = reg.get("languages")
@@ -35,12 +38,122 @@ def cmd_langs(registry, wanted):
         vc = e.get("version_cmd")
         if not isinstance(vc, list) or not vc or not all(isinstance(a, str) for a in vc):
             die(f"{registry}: language {name}: 'version_cmd' must be a non-empty argv list")
+        g = e.get("image", name)
+        if not isinstance(g, str) or len(g) > 32 or not re.fullmatch(r"[a-z0-9._-]+", g):
+            die(f"{registry}: language {name}: 'image' must be a name ([a-z0-9._-]{{1,32}})")
         by_name[name] = e
+    return by_name
+
+
+def cmd_langs(registry, wanted):
+    """Print one line per language: name<TAB>json-of-entry. wanted: comma list or empty (all)."""
+    by_name = load_entries(registry)
     names = [n for n in wanted.split(",") if n] if wanted else list(by_name)
     for n in names:
         if n not in by_name:
             die(f"unknown language {n!r} (registry has: {', '.join(by_name)})")
         print(n + "\t" + json.dumps(by_name[n], sort_keys=True, separators=(",", ":")))
+
+
+def image_groups(registry):
+    """{group: [member names in registry order]}: a language's group is its "image" key, by
+    default its own name. A group named after a language must hold that language, so that
+    "image": "c" reads as "in c's image"."""
+    by_name = load_entries(registry)
+    groups = {}
+    for name, e in by_name.items():
+        groups.setdefault(e.get("image", name), []).append(name)
+    for g, members in groups.items():
+        if g in by_name and g not in members:
+            die(f"{registry}: image {g!r} of {', '.join(members)} is named after language {g!r}, "
+                f"which is not in it")
+    return groups
+
+
+def cmd_groups(registry, wanted):
+    """Print group<TAB>member,member,... for every image group holding a wanted language (comma
+    list, or empty: all), in registry order. Building one member builds its whole group."""
+    groups = image_groups(registry)
+    known = [m for members in groups.values() for m in members]
+    want = [n for n in wanted.split(",") if n] if wanted else known
+    for n in want:
+        if n not in known:
+            die(f"unknown language {n!r} (registry has: {', '.join(known)})")
+    for g, members in groups.items():
+        if any(m in want for m in members):
+            print(g + "\t" + ",".join(members))
+
+
+def cmd_group(registry, group, wants_out):
+    """What build-images needs to build one image group, as bash assignments to source (values
+    quoted with shlex): members=(...), packages=(...) (the union, in order), entries_sha256 (of
+    the members' entries), setup_N and vcmd_N=(...) for member N. Writes the members'
+    links and installs, checked for conflicts (merge_wants), to wants_out as
+    kind<TAB>path<TAB>what lines."""
+    import io
+    from contextlib import redirect_stdout
+    by_name = load_entries(registry)
+    members = image_groups(registry).get(group)
+    if not members:
+        die(f"no image group {group!r}")
+    packages, wants = [], []
+    for m in members:
+        e = by_name[m]
+        packages += [p for p in e["packages"] if p not in packages]
+        entry_json = json.dumps(e, sort_keys=True, separators=(",", ":"))
+        for kind, fn in (("link", lambda: cmd_links(entry_json)),
+                         ("install", lambda: cmd_installs(registry, entry_json))):
+            buf = io.StringIO()
+            with redirect_stdout(buf):
+                fn()
+            for line in buf.getvalue().splitlines():
+                a, b = line.split("\t")
+                # installs print src<TAB>dst, links path<TAB>target
+                wants.append(f"{m}\t{kind}\t{b}\t{a}" if kind == "install" else
+                             f"{m}\t{kind}\t{a}\t{b}")
+    merged = merge_wants(wants)
+    with open(wants_out, "w") as f:
+        f.write("".join(line + "\n" for line in merged))
+    entries = "".join(json.dumps(by_name[m], sort_keys=True, separators=(",", ":")) + "\n"
+                      for m in members)
+    q = shlex.quote
+    print("members=(" + " ".join(q(m) for m in members) + ")")
+    print("packages=(" + " ".join(q(p) for p in packages) + ")")
+    print("entries_sha256=" + hashlib.sha256(entries.encode()).hexdigest())
+    for i, m in enumerate(members):
+        print(f"setup_{i}=" + q(by_name[m].get("setup") or ""))
+        print(f"vcmd_{i}=(" + " ".join(q(a) for a in by_name[m]["version_cmd"]) + ")")
+
+
+def merge_wants(lines):
+    """lang<TAB>kind<TAB>path<TAB>what lines, kind "link" (what: its target) or "install" (what:
+    the source file), of an image group's members, as kind<TAB>path<TAB>what once per path. Two
+    members that want different things at one path (another link target, a file of other
+    content, a link and a file) are an error naming both."""
+    seen, out = {}, []
+    for line in lines:
+        lang, kind, dst, what = line.rstrip("\n").split("\t")
+        if kind == "install":
+            with open(what, "rb") as src:
+                ident = (kind, src.read())
+            shown = f"a copy of {what}"
+        else:
+            ident = (kind, what)
+            shown = f"a link to {what}"
+        if dst not in seen:
+            seen[dst] = (lang, ident, shown)
+            out.append(f"{kind}\t{dst}\t{what}")
+        elif seen[dst][1] != ident:
+            other, _, oshown = seen[dst]
+            die(f"image group conflict at {dst}: {other} wants {oshown}, {lang} wants {shown}")
+    return out
+
+
+def cmd_merge(path):
+    """merge_wants() over the lines of a file."""
+    with open(path) as f:
+        for line in merge_wants(f):
+            print(line)
 
 
 def cmd_lang_field(entry_json, field):
@@ -241,10 +354,16 @@ def cmd_check_pvh(path):
 
 def main():
     if len(sys.argv) < 2:
-        die("usage: imagetool.py langs|field|installs|links|resolve|pin|modules|strip-sig|check-pvh ...")
+        die("usage: imagetool.py langs|groups|group|merge|field|installs|links|resolve|pin|modules|strip-sig|check-pvh ...")
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "langs":
         cmd_langs(args[0], args[1] if len(args) > 1 else "")
+    elif cmd == "groups":
+        cmd_groups(args[0], args[1] if len(args) > 1 else "")
+    elif cmd == "group":
+        cmd_group(args[0], args[1], args[2])
+    elif cmd == "merge":
+        cmd_merge(args[0])
     elif cmd == "field":
         cmd_lang_field(args[0], args[1])
     elif cmd == "links":

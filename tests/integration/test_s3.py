@@ -133,6 +133,50 @@ class S3Sync(unittest.TestCase):
         finally:
             opd.stop()
 
+    def test_shared_root_linked_not_fetched(self):
+        """Languages of one image group have one rootfs.ext4 (and all versions one kernel): a
+        synced version whose file has the content of a file another language's installed
+        version holds gets a hard link to it, not a copy, and its chunks are not fetched."""
+        if not all(os.path.exists(os.path.join(IMAGES, lang, "rootfs.ext4"))
+                   for lang in ("bash", "python")):
+            self.skipTest(f"bash and python images needed in {IMAGES}")
+        root = mem_image("shared-root", n_chunks=3, zero_chunks=(1,))
+        make_snapshot(self.src, "bash", "20261127T000001Z-b00001", mem_image("bash"),
+                      extra={"rootfs.ext4": root})
+        make_snapshot(self.src, "python", "20261127T000001Z-b00002", mem_image("py"),
+                      extra={"rootfs.ext4": root})
+        self.push("bash")
+        self.push("python")
+        opd = self.opd()
+        try:
+            a = opd.call({"op": "snapshot", "action": "sync", "id": "sync"}, timeout=600)
+            self.assertTrue(a["ok"], a)
+            b, p = a["languages"]["bash"], a["languages"]["python"]
+            cache = os.path.join(opd.dir, "cache")
+            # opd's start-up sync may have installed them already; then this sync moved nothing
+            if p["installed"]:
+                # bash (first in the catalogue) fetched the root, python linked it: its 4
+                # chunks (one of zeros, the tail); python fetched its 5 data chunks, the tail
+                # and its vmstate
+                self.assertEqual(p["linked"], 4, p)
+                self.assertEqual(p["fetched"], 7, p)
+            else:
+                self.assertIn("4 in files linked to installed ones", opd.read_log())
+            fb = os.path.join(cache, "bash", "20261127T000001Z-b00001", "rootfs.ext4")
+            fp = os.path.join(cache, "python", "20261127T000001Z-b00002", "rootfs.ext4")
+            self.assertEqual(os.stat(fb).st_ino, os.stat(fp).st_ino)
+            self.assertEqual(os.stat(fp).st_nlink, 2)
+            with open(fp, "rb") as f:
+                self.assertEqual(f.read(), root)
+            self.assertNotEqual(os.stat(fb.replace("rootfs.ext4", "mem")).st_ino,
+                                os.stat(fp.replace("rootfs.ext4", "mem")).st_ino)
+            # the shared file is verified for both (the pool need not hash it again), and a
+            # verify of the cache passes
+            v = opd.call({"op": "snapshot", "action": "verify", "id": "v"}, timeout=300)
+            self.assertTrue(v["verified"], v)
+        finally:
+            opd.stop()
+
     def test_corrupt_chunk_detected_old_version_stays(self):
         mem1 = mem_image("c1")
         make_snapshot(self.src, "python", "20261127T000001Z-cccccc", mem1)

@@ -52,7 +52,7 @@ static void setup_registry(const char *json, const char *built)
         "{\"name\":\"java\",\"file\":\"Main.java\",\"run\":[\"java\",\"Main\"],"                   \
         "\"memory_mb\":1024,\"pool_size\":1,"                                                      \
         "\"compile\":{\"argv\":[\"javac\",\"{file}\"]}},"                                          \
-        "{\"name\":\"rare\",\"file\":\"x\",\"run\":[\"x\"],\"pool_size\":0},"                      \
+        "{\"name\":\"rare\",\"file\":\"x\",\"run\":[\"x\"],\"pool_size\":0,\"image\":\"c\"},"      \
         "{\"name\":\"py\",\"file\":\"m\",\"run\":[\"p\"],\"warm\":{\"run\":[\"p\",\"w\"]}},"       \
         "{\"name\":\"js\",\"file\":\"m\",\"run\":[\"n\"],"                                         \
         "\"warm\":{\"run\":[\"n\",\"w\"],\"start\":\"clone\",\"install\":{}}},"                    \
@@ -122,6 +122,12 @@ static void test_bad_entries(void **state)
         bad_entry("\"warm\":{\"run\":[\"w\"],\"start\":\"boot\"}",
                   "\"start\" must be \"snapshot\" or \"clone\"");
         bad_entry("\"warm\":{\"run\":[\"w\"],\"start\":true}", "\"start\" must be");
+        /* the image group: a name as a language's */
+        bad_entry("\"image\":\"\"", "\"image\" must be a name");
+        bad_entry("\"image\":\"Gcc\"", "\"image\" must be a name");
+        bad_entry("\"image\":\"a/b\"", "\"image\" must be a name");
+        bad_entry("\"image\":[\"gcc\"]", "\"image\" must be a name");
+        bad_entry("\"image\":\"123456789012345678901234567890123\"", "\"image\" must be");
         setup_registry("{\"languages\":[{\"name\":\"c++\",\"file\":\"f\",\"run\":[\"r\"]}]}", "");
         {
                 struct op_langs l;

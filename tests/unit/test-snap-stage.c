@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -259,6 +260,66 @@ static void test_install_record(void **state)
         s3_chunkman_free(&m);
 }
 
+/* Another language's version with a file of the same content (the root of an image group, the
+ * kernel): linked to the installed file, nothing fetched, nothing written into it; not when that
+ * file was written since its install (its record no longer describes it). */
+static void test_link_same_content(void **state)
+{
+        _cleanup_free_ char *v1 = malloc((size_t)N * CS);
+        struct s3_chunkman m, b, r;
+        struct s3_stage_plan p;
+        char err[512], path[256];
+        struct stat sa, sb;
+        int fd;
+
+        fill(v1, 50);
+        manifest_for("v1", v1, &m);
+        assert_int_equal(s3_stage_prepare(cache, &m, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_plan_read(cache, &m, &p), 0);
+        assert_int_equal(p.linked, 0);
+        fetch(&m, &p, v1);
+        s3_stage_plan_free(&p);
+        assert_int_equal(s3_stage_install(cache, &m, err, sizeof(err)), 0);
+
+        manifest_for("b1", v1, &b);
+        snprintf(b.snap.lang, sizeof(b.snap.lang), "bash");
+        assert_int_equal(s3_stage_check_space(cache, &b, 0, 0, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_prepare(cache, &b, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_plan_read(cache, &b, &p), 0);
+        assert_int_equal(p.n_need, 0);
+        assert_int_equal(p.linked, N);
+        s3_stage_plan_free(&p);
+        /* a resumed prepare keeps the link */
+        assert_int_equal(s3_stage_prepare(cache, &b, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_plan_read(cache, &b, &p), 0);
+        assert_int_equal(p.linked, N);
+        s3_stage_plan_free(&p);
+        assert_int_equal(s3_stage_install(cache, &b, err, sizeof(err)), 0);
+        snprintf(path, sizeof(path), "%s/python/v1/mem", cache);
+        assert_int_equal(stat(path, &sa), 0);
+        snprintf(path, sizeof(path), "%s/bash/b1/mem", cache);
+        assert_int_equal(stat(path, &sb), 0);
+        assert_true(sa.st_ino == sb.st_ino && sa.st_nlink == 2);
+
+        /* python's file written in place: not trusted, ruby's copy is fetched */
+        snprintf(path, sizeof(path), "%s/python/v1/mem", cache);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        assert_int_equal(pwrite(fd, v1 + 5, 1, 5), 1);
+        close(fd);
+        snprintf(path, sizeof(path), "%s/bash/current", cache);
+        assert_int_equal(unlink(path), 0); /* and bash has no current version any more */
+        manifest_for("r1", v1, &r);
+        snprintf(r.snap.lang, sizeof(r.snap.lang), "ruby");
+        assert_int_equal(s3_stage_prepare(cache, &r, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_plan_read(cache, &r, &p), 0);
+        assert_int_equal(p.linked, 0);
+        assert_int_equal(p.n_need, N - 1);
+        s3_stage_plan_free(&p);
+        s3_chunkman_free(&m);
+        s3_chunkman_free(&b);
+        s3_chunkman_free(&r);
+}
+
 /* The record's reader takes only the exact text written for these files. */
 static void test_record_text(void **state)
 {
@@ -297,6 +358,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_root_vector, setup, teardown),
             cmocka_unit_test_setup_teardown(test_chunkman_roots, setup, teardown),
             cmocka_unit_test_setup_teardown(test_install_record, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_link_same_content, setup, teardown),
             cmocka_unit_test(test_record_text),
         };
 
