@@ -28,6 +28,19 @@ def wait_serving(opd, lang, version, ready=1):
         lambda: f"the {lang} pool to serve {version} with {ready} ready: {pool(opd, lang)}")
 
 
+def snapshot_manifest(opd, lang, version, agent_min):
+    """A snapshot's manifest, made by an op-agent of at least agent_min (else opd is stopped and
+    the images are to be rebuilt with this tree's agent)."""
+    with open(os.path.join(opd.dir, "cache", lang, version, "manifest.json")) as f:
+        manifest = json.load(f)
+    agent = manifest["agent_version"]
+    if tuple(map(int, agent.split("."))) < agent_min:
+        opd.stop()
+        raise AssertionError(f"the images' op-agent is {agent}: rebuild them with this "
+                             "tree's (build-images --agent)")
+    return manifest
+
+
 class WarmPython(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -208,14 +221,8 @@ class WarmNode(unittest.TestCase):
         cls.opd = Opd({"pool.sizes": "node=2,bash=0,python=0", "pool.fallback_cold": "no",
                        "max_vms": "4"})
         cls.version = create_snapshot(cls.opd, "node")
-        with open(os.path.join(cls.opd.dir, "cache", "node", cls.version, "manifest.json")) as f:
-            cls.manifest = json.load(f)
         # the runner is started by the prime of an agent that knows "runner" (agent 0.4.0)
-        agent = cls.manifest["agent_version"]
-        if tuple(map(int, agent.split("."))) < (0, 4, 0):
-            cls.opd.stop()
-            raise AssertionError(f"the images' op-agent is {agent}: rebuild them with this "
-                                 "tree's (build-images --agent)")
+        cls.manifest = snapshot_manifest(cls.opd, "node", cls.version, (0, 4, 0))
 
     @classmethod
     def tearDownClass(cls):
@@ -366,13 +373,7 @@ class WarmJava(unittest.TestCase):
             cls.opd.stop()
         assert a["ok"], a
         cls.version = a["version"]
-        with open(os.path.join(cls.opd.dir, "cache", "java", cls.version, "manifest.json")) as f:
-            cls.manifest = json.load(f)
-        agent = cls.manifest["agent_version"]
-        if tuple(map(int, agent.split("."))) < (0, 5, 0):
-            cls.opd.stop()
-            raise AssertionError(f"the images' op-agent is {agent}: rebuild them with this "
-                                 "tree's (build-images --agent)")
+        cls.manifest = snapshot_manifest(cls.opd, "java", cls.version, (0, 5, 0))
 
     @classmethod
     def tearDownClass(cls):
