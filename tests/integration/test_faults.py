@@ -11,7 +11,7 @@ import tempfile
 import threading
 import unittest
 
-from opdtest import Opd, pool, wait_for
+from opdtest import IMAGES, Opd, pool, wait_for
 from test_warm import create_snapshot, wait_serving
 
 
@@ -257,7 +257,12 @@ class Restart(unittest.TestCase):
 class DiskFull(unittest.TestCase):
     def test_cache_full_during_snapshot_create(self):
         mnt = tempfile.mkdtemp(prefix="opd-test-abuse-cache-")
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", mnt])
+        # room for two versions (the second is made after the filler is gone), each at most the
+        # image's files (copied: another file system) and the guest's memory, with slack
+        files = sum(os.path.getsize(os.path.join(IMAGES, f))
+                    for f in ("bash/rootfs.ext4", "vmlinux", "initrd.img"))
+        size_mib = 2 * ((files >> 20) + 512) + 256
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", mnt])
         if r.returncode != 0:
             self.fail("cannot mount a tmpfs (this test runs as root)")
         opd = None
