@@ -41,6 +41,24 @@ def snapshot_manifest(opd, lang, version, agent_min):
     return manifest
 
 
+def warm_pair(test, req, timeout):
+    """req sent twice at once, as ids 1 and 2 on connections of their own: both answered warm,
+    each by a clone of its own. The two answers."""
+    c1, c2 = test.opd.client(timeout), test.opd.client(timeout)
+    try:
+        c1.send({**req, "id": 1})
+        c2.send({**req, "id": 2})
+        a1, a2 = c1.recv(), c2.recv()
+    finally:
+        c1.close()
+        c2.close()
+    for a in (a1, a2):
+        test.assertTrue(a["ok"], a)
+        test.assertEqual(a["mode"], "warm")
+    test.assertNotEqual(a1["vm"], a2["vm"])
+    return a1, a2
+
+
 class WarmPython(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -248,17 +266,10 @@ class WarmNode(unittest.TestCase):
 
     def test_two_clones_have_their_own_random_state(self):
         self.full(2)
-        c1, c2 = self.opd.client(600), self.opd.client(600)
-        c1.send({"op": "exec", "lang": "node", "code": NODE_RANDOM, "id": 1, "mode": "warm"})
-        c2.send({"op": "exec", "lang": "node", "code": NODE_RANDOM, "id": 2, "mode": "warm"})
-        a1, a2 = c1.recv(), c2.recv()
-        c1.close()
-        c2.close()
+        a1, a2 = warm_pair(self, {"op": "exec", "lang": "node", "code": NODE_RANDOM,
+                                   "mode": "warm"}, 600)
         for a in (a1, a2):
-            self.assertTrue(a["ok"], a)
-            self.assertEqual(a["mode"], "warm")
             self.assertEqual(a["exit_code"], 0, a)
-        self.assertNotEqual(a1["vm"], a2["vm"])
         (m1, b1, u1, cmd1), (m2, b2, u2, cmd2) = json.loads(a1["stdout"]), json.loads(a2["stdout"])
         # both ran on a runner, the process that was waiting in the clone
         self.assertEqual(cmd1[:2], ["node", NODE_RUNNER])
@@ -400,19 +411,10 @@ class WarmJava(unittest.TestCase):
 
     def test_two_clones_have_their_own_random_state(self):
         self.full(2)
-        c1, c2 = self.opd.client(1800), self.opd.client(1800)
-        req = {"op": "exec", "lang": "java", "code": JAVA_RANDOM, "mode": "warm",
-               "timeout_ms": 60000}
-        c1.send({**req, "id": 1})
-        c2.send({**req, "id": 2})
-        a1, a2 = c1.recv(), c2.recv()
-        c1.close()
-        c2.close()
+        a1, a2 = warm_pair(self, {"op": "exec", "lang": "java", "code": JAVA_RANDOM,
+                                   "mode": "warm", "timeout_ms": 60000}, 1800)
         for a in (a1, a2):
-            self.assertTrue(a["ok"], a)
-            self.assertEqual(a["mode"], "warm")
             self.assertEqual((a["exit_code"], a["stderr"]), (0, ""), a)
-        self.assertNotEqual(a1["vm"], a2["vm"])
         r1, r2 = a1["stdout"].split("\n")[:-1], a2["stdout"].split("\n")[:-1]
         self.assertEqual(len(r1), 11, a1["stdout"])
         # both ran on the runner, the JVM that was waiting in the clone
