@@ -504,6 +504,163 @@ public class Main {
             self.opd.call({"op": "session_close", "session": s["session"]})
 
 
+BEAM_RUNNER = "op_warm"  # the runner's module, named on the VM's command line
+
+ERLANG_RANDOM = """%% two clones: their own random state
+main(_) ->
+    {ok, Cmd} = file:read_file("/proc/self/cmdline"),
+    io:format("~b~n~s~n~s~n", [rand:uniform(1 bsl 60), binary:encode_hex(crypto:strong_rand_bytes(16)),
+                               binary:replace(Cmd, <<0>>, <<" ">>, [global])]).
+"""
+
+ERLANG_BEHAVIOUR = """%% the first line is not read
+main(Args) ->
+    Lines = read_lines([]),
+    {ok, Cwd} = file:get_cwd(),
+    {ok, Data} = file:read_file("data.txt"),
+    io:format("~s ~s ~p ~s ~s ~s~n", [string:join(Args, ","), string:join(Lines, " "),
+                                      Cwd =:= os:getenv("HOME"), Data, os:getenv("GREETING"),
+                                      escript:script_name()]),
+    io:format(standard_error, "to stderr~n", []),
+    halt(3).
+
+read_lines(Acc) ->
+    case io:get_line("") of
+        eof -> Acc;
+        L -> read_lines([string:trim(L) | Acc])
+    end.
+"""
+
+ELIXIR_RANDOM = """IO.puts(:rand.uniform(1_000_000_000_000_000))
+IO.puts(Enum.random(1..1_000_000_000_000_000))
+IO.puts(Base.encode16(:crypto.strong_rand_bytes(16)))
+IO.puts(File.read!("/proc/self/cmdline") |> String.replace(<<0>>, " "))
+"""
+
+ELIXIR_BEHAVIOUR = """lines = IO.stream(:stdio, :line) |> Enum.map(&String.trim/1)
+IO.puts("#{Enum.join(System.argv(), ",")} #{lines |> Enum.reverse() |> Enum.join(" ")} " <>
+        "#{File.cwd!() == System.get_env("HOME")} #{File.read!("data.txt")} " <>
+        "#{System.get_env("GREETING")} #{System.user_home() == File.cwd!()}")
+IO.puts(:stderr, "to stderr")
+System.halt(3)
+"""
+
+
+class WarmBeam:
+    """erlang's and elixir's runner (languages/warm/op_warm.erl) is a VM started in each clone,
+    after the clone's entropy is in the guest kernel: the snapshot holds no VM, each clone's
+    OpenSSL (crypto) seeds itself, and :rand seeds itself in the program's process. The
+    runtimes image is large: these run by hand with OPD_IMAGES naming images built by this
+    tree's build-images."""
+
+    lang = ""  # erlang or elixir
+    random_code = behaviour_code = flags_code = ""
+    behaviour_stdout = ""
+    error_programs = []
+    error_report = ""
+
+    @classmethod
+    def setUpClass(cls):
+        others = {"bash": 0, "python": 0, "node": 0, "c": 0}
+        sizes = ",".join(f"{k}={v}" for k, v in {cls.lang: 2, **others}.items())
+        cls.opd = Opd({"pool.sizes": sizes, "pool.fallback_cold": "no", "max_vms": "4"})
+        cls.version = create_snapshot(cls.opd, cls.lang)
+        cls.manifest = snapshot_manifest(cls.opd, cls.lang, cls.version, (0, 4, 0))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def full(self, n=2):
+        """Wait until n clones are paused and ready: each has started and primed its runner
+        (a VM's start under TCG takes seconds; the machine may be loaded)."""
+        wait_for(lambda: (lambda p: p if p["snapshot"] == self.version and p["ready"] >= n
+                          else None)(pool(self.opd, self.lang)), 900,
+                 lambda: f"{n} {self.lang} clones ready: {pool(self.opd, self.lang)}")
+
+    def run_beam(self, code, mode="warm", **kw):
+        if mode == "warm":
+            self.full(1)
+        a = self.opd.call({"op": "exec", "lang": self.lang, "code": code, "mode": mode,
+                           "timeout_ms": 120000, **kw}, timeout=900)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["mode"], mode)
+        return a
+
+    def test_snapshot_holds_no_runner(self):
+        self.assertFalse(self.manifest["warm"])
+        self.assertNotIn(f"{self.lang} pool: priming", self.opd.read_log())
+
+    def test_two_clones_have_their_own_random_state(self):
+        self.full(2)
+        a1, a2 = warm_pair(self, {"op": "exec", "lang": self.lang, "code": self.random_code,
+                                   "mode": "warm", "timeout_ms": 120000}, 900)
+        for a in (a1, a2):
+            self.assertEqual((a["exit_code"], a["stderr"]), (0, ""), a)
+        r1, r2 = a1["stdout"].split("\n")[:-1], a2["stdout"].split("\n")[:-1]
+        # both ran on the VM that was waiting in the clone
+        self.assertIn(BEAM_RUNNER, r1[-1])
+        self.assertIn(BEAM_RUNNER, r2[-1])
+        self.assertEqual(len(r1), len(r2))
+        for v1, v2 in zip(r1[:-1], r2[:-1]):
+            self.assertNotEqual(v1, v2)
+
+    def test_program_behaves_like_the_cold_command(self):
+        kw = {"args": ["a", "b c"], "stdin": "x\ny\n", "env": {"GREETING": "hi"},
+              "files": [{"name": "data.txt", "content": "data"}]}
+        w = self.run_beam(self.behaviour_code, **kw)
+        self.assertEqual((w["stdout"], w["stderr"], w["exit_code"]),
+                         (self.behaviour_stdout, "to stderr\n", 3))
+        c = self.run_beam(self.behaviour_code, mode="cold", **kw)
+        self.assertEqual((w["stdout"], w["stderr"], w["exit_code"]),
+                         (c["stdout"], c["stderr"], c["exit_code"]))
+
+    def test_errors_as_the_cold_command(self):
+        """An uncaught error and a syntax error are reported as by the cold command (no frame
+        of the runner), with its exit status."""
+        for code in self.error_programs:
+            w = self.run_beam(code)
+            c = self.run_beam(code, mode="cold")
+            self.assertEqual((w["stdout"], w["stderr"], w["exit_code"]),
+                             (c["stdout"], c["stderr"], c["exit_code"]))
+            self.assertNotEqual(w["exit_code"], 0)
+            self.assertNotIn(BEAM_RUNNER, w["stderr"])
+        self.assertIn(self.error_report, w["stderr"])
+
+    def test_vm_flags_run_by_a_vm_of_their_own(self):
+        """ERL_AFLAGS is read as the VM starts: the runner hands such a program to the cold
+        command, stdin included."""
+        a = self.run_beam(self.flags_code, env={"ERL_AFLAGS": "-op_flag yes"}, stdin="in\n")
+        self.assertEqual((a["stdout"], a["exit_code"]), ("yes in\n", 0), a)
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "erlang", "rootfs.ext4")),
+                     "no erlang image in OPD_IMAGES")
+class WarmErlang(WarmBeam, unittest.TestCase):
+    lang = "erlang"
+    random_code = ERLANG_RANDOM
+    behaviour_code = ERLANG_BEHAVIOUR
+    behaviour_stdout = "a,b c y x true data hi main.erl\n"
+    flags_code = ("%% flags\nmain(_) ->\n    {ok, [[F]]} = init:get_argument(op_flag),\n"
+                  "    io:format(\"~s ~s\", [F, io:get_line(\"\")]).\n")
+    error_programs = ["%% error\nmain(_) ->\n    io:format(\"1~n\"),\n    f(a).\n\nf(X) -> X + 1.\n",
+                      "%% syntax\nmain(_) ->\n    io:format(\"x~n\")\n    ok.\n"]
+    error_report = "main.erl:4:5: syntax error before: ok\n"
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "elixir", "rootfs.ext4")),
+                     "no elixir image in OPD_IMAGES")
+class WarmElixir(WarmBeam, unittest.TestCase):
+    lang = "elixir"
+    random_code = ELIXIR_RANDOM
+    behaviour_code = ELIXIR_BEHAVIOUR
+    behaviour_stdout = "a,b c y x true data hi true\n"
+    flags_code = "{:ok, [[f]]} = :init.get_argument(:op_flag)\nIO.write(\"#{f} #{IO.gets(\"\")}\")\n"
+    error_programs = ["IO.puts(1)\ndefmodule M do\n  def f(x), do: x + 1\nend\nM.f(:a)\n",
+                      "IO.puts(\"a\"\nx = \n"]
+    error_report = "** (TokenMissingError) main.exs:"
+
+
 class PoolLimits(unittest.TestCase):
     """One VM at most: a second request waits for the first VM's replacement."""
 
