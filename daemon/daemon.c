@@ -26,6 +26,7 @@
 #include "reload.h"
 #include "request.h"
 #include "s3sync.h"
+#include "session-fork.h"
 #include "session-store.h"
 #include "session.h"
 #include "snapauto.h"
@@ -232,7 +233,8 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
         r = sessions_init(d);
         if (r < 0)
                 return r;
-        session_store_load(d); /* sessions paused to disk before a restart */
+        session_store_load(d);  /* sessions paused to disk before a restart */
+        session_forks_clean(d); /* fork images outlive no opd */
         event_add(d->sigchld_ev, NULL);
         event_add(d->sigterm_ev, NULL);
         event_add(d->sigint_ev, NULL);
@@ -267,7 +269,9 @@ void opd_stop(struct opd *d)
         notify_stop(d);
         server_close(d);
         door_stop(d);
-        /* Every request still waiting or running gets an answer before the connection closes. */
+        /* Every request still waiting or running gets an answer before the connection closes:
+         * forks, pauses and resumes under way, then the others. */
+        session_jobs_stop(d);
         clients_shutdown(d);
         sessions_stop(d); /* after the requests: an exec in a session was answered */
         vm_host_kill_all(d->vms_host);
@@ -281,6 +285,7 @@ void opd_done(struct opd *d)
         bgjobs_done(d); /* their done() still finds their owners */
         door_done(d);
         s3sync_done(d);
+        session_jobs_stop(d);
         sessions_free(d); /* its VMs go before the pools they came from */
         d->pools = pools_free(d->pools);
         metrics_done(d);
