@@ -760,6 +760,155 @@ class WarmElixir(WarmBeam, unittest.TestCase):
     error_report = "** (TokenMissingError) main.exs:"
 
 
+R_RANDOM = """cmd <- readBin("/proc/self/cmdline", "raw", 65536)
+cmd[cmd == 0] <- as.raw(32)
+cat(runif(2), sample(1e6, 3), tempfile(), tempdir(), rawToChar(cmd), sep = "\\n")
+"""
+R_RUNNER = "/usr/lib/op/warm/rscript.R"
+
+
+def r_report(text):
+    """What a run of R printed, with the names that are its run's own (the run directory, R's
+    session temporary directory) taken out."""
+    return re.sub(r"/tmp/op/[^/\s\"]+", "DIR", re.sub(r"Rtmp\w{6}", "RTMP", text))
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "rscript", "rootfs.ext4")),
+                     "no rscript image in OPD_IMAGES")
+class WarmR(unittest.TestCase):
+    """R's runner starts in each clone (R seeds C's rand(), behind tempfile()'s names, as it
+    starts) and hands the program to R's own read-eval-print loop, which reads it as `Rscript
+    main.r` reads its file; R's generator is seeded from the clone's kernel before the program.
+
+    CI builds no rscript image: this runs with OPD_IMAGES naming images built by this tree's
+    build-images (agent 0.4.0 or later)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({"pool.sizes": "rscript=2,bash=0,python=0,node=0,c=0",
+                       "pool.fallback_cold": "no", "max_vms": "4"})
+        cls.version = create_snapshot(cls.opd, "rscript")
+        cls.manifest = snapshot_manifest(cls.opd, "rscript", cls.version, (0, 4, 0))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def full(self, n=2):
+        """Wait until n clones are paused and ready: each has started and primed its runner."""
+        wait_for(lambda: (lambda p: p if p["snapshot"] == self.version and p["ready"] >= n
+                          else None)(pool(self.opd, "rscript")), 900,
+                 lambda: f"{n} rscript clones ready: {pool(self.opd, 'rscript')}")
+
+    def run_r(self, code, mode="warm", **kw):
+        if mode == "warm":
+            self.full(1)
+        a = self.opd.call({"op": "exec", "lang": "rscript", "code": code, "mode": mode,
+                           "timeout_ms": 60000, **kw}, timeout=900)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["mode"], mode)
+        return a
+
+    def assert_as_cold(self, code, **kw):
+        """The program's stdout, stderr and exit code on the runner are those of a cold
+        `Rscript main.r` (its directories' names aside). The warm answer."""
+        w = self.run_r(code, **kw)
+        c = self.run_r(code, mode="cold", **kw)
+        self.assertEqual((r_report(w["stdout"]), r_report(w["stderr"]), w["exit_code"]),
+                         (r_report(c["stdout"]), r_report(c["stderr"]), c["exit_code"]))
+        return w
+
+    def test_snapshot_holds_no_runner(self):
+        self.assertFalse(self.manifest["warm"])
+        self.assertNotIn("rscript pool: priming", self.opd.read_log())
+
+    def test_two_clones_have_their_own_random_state(self):
+        self.full(2)
+        a1, a2 = warm_pair(self, {"op": "exec", "lang": "rscript", "code": R_RANDOM,
+                                   "mode": "warm", "timeout_ms": 60000}, 900)
+        for a in (a1, a2):
+            self.assertEqual((a["exit_code"], a["stderr"]), (0, ""), a)
+        r1, r2 = a1["stdout"].split("\n")[:-1], a2["stdout"].split("\n")[:-1]
+        self.assertEqual(len(r1), 8, a1["stdout"])
+        # both ran on the runner, the R that was waiting in the clone
+        self.assertIn(R_RUNNER, r1[-1])
+        self.assertIn(R_RUNNER, r2[-1])
+        names = ["runif", "runif", "sample", "sample", "sample", "tempfile", "tempdir"]
+        for name, v1, v2 in zip(names, r1, r2):
+            self.assertNotEqual(v1, v2, name)
+        # R's session directory is made in the run's directory (TMPDIR), as by a cold Rscript
+        self.assertRegex(r1[6], r"^/tmp/op/[^/]+/Rtmp\w{6}$")
+        self.assertTrue(r1[5].startswith(r1[6] + "/file"), r1)
+
+    def test_program_behaves_like_rscript(self):
+        w = self.assert_as_cold(
+            'x <- readLines("stdin")\n'
+            'cat(commandArgs(trailingOnly = TRUE), sep = ",")\n'
+            'cat("", rev(x), Sys.getenv("GREETING"), readLines("data.txt"),\n'
+            '    getwd() == Sys.getenv("HOME"), path.expand("~") == getwd(), "\\n")\n'
+            'print(commandArgs()[-1])\n'
+            'message("to stderr")\n'
+            'quit(status = 3)\n'
+            'cat("not reached\\n")\n',
+            args=["a", "b c"], stdin="x\ny\n", env={"GREETING": "hi"},
+            files=[{"name": "data.txt", "content": "data\n"}])
+        self.assertEqual(w["stdout"], 'a,b c y x hi data TRUE TRUE \n'
+                         '[1] "--no-echo"     "--no-restore"  "--file=main.r" "--args"       \n'
+                         '[5] "a"             "b c"          \n')
+        self.assertEqual((w["stderr"], w["exit_code"]), ("to stderr\n", 3))
+        # R's state as it starts: environment, packages, the console (stdin()) reading on in
+        # the program's text. (.Random.seed is there from the start on the runner: seeded.)
+        self.assert_as_cold('print(Sys.getenv())\nprint(search())\nprint(loadedNamespaces())\n'
+                            'print(setdiff(ls(all.names = TRUE), ".Random.seed"))\n'
+                            'print(c(tempdir(), Sys.getenv("R_SESSION_TMPDIR"), .libPaths()))\n'
+                            'print(readLines(stdin(), n = 1))\nthis line is read, not run\n'
+                            'x <- scan(n = 2)\n4 5\nprint(x)\n')
+
+    def test_errors_warnings_and_syntax_errors_as_rscript(self):
+        w = self.assert_as_cold('cat("before\\n")\nwarning("careful")\n'
+                                'f <- function() stop("nope")\ng <- function() f()\ng()\n'
+                                'cat("after\\n")\n')
+        self.assertEqual((w["stdout"], w["exit_code"]), ("before\n", 1))
+        self.assertEqual(w["stderr"], "Warning message:\ncareful \nError in f() : nope\n"
+                         "Calls: g -> f\nExecution halted\n")
+        w = self.assert_as_cold('cat(1, "\\n")\nfor (i in 1:12) warning(i)\nx <- ;\ncat(2)\n')
+        self.assertEqual((w["stdout"], w["exit_code"]), ("1 \n", 1))
+        self.assertIn('Error: unexpected \';\' in "x <- ;"\nExecution halted\n', w["stderr"])
+        self.assertIn("There were 12 warnings (use warnings() to see them)", w["stderr"])
+
+    def test_settings_read_at_start_run_by_a_fresh_rscript(self):
+        """R takes its locale and R_* variables as it starts: such a request is run by an
+        Rscript the runner starts and waits for."""
+        w = self.assert_as_cold('cmd <- readBin("/proc/self/cmdline", "raw", 65536)\n'
+                                'cmd[cmd == 0] <- as.raw(32)\n'
+                                'cat(Sys.getlocale("LC_COLLATE"), Sys.getenv("R_PAPERSIZE"),\n'
+                                '    rawToChar(cmd), "\\n")\nquit(status = 4)\n',
+                                env={"LC_ALL": "C", "R_PAPERSIZE": "a4"})
+        self.assertEqual(w["exit_code"], 4)
+        self.assertTrue(w["stdout"].startswith("C a4 /usr/lib/R/bin/exec/R --no-echo "
+                                               "--no-restore --file=main.r"), w["stdout"])
+
+    def test_session_first_call_on_the_runner(self):
+        self.full(1)
+        s = self.opd.call({"op": "session_open", "id": "o", "lang": "rscript"})
+        self.assertTrue(s["ok"], s)
+        try:
+            code = ('writeLines("kept", "f")\ncmd <- readBin("/proc/self/cmdline", "raw", 65536)\n'
+                    'cat(grepl("rscript.R", rawToChar(cmd[cmd != 0])), getwd() == Sys.getenv("HOME"),'
+                    ' "\\n")\n')
+            a = self.opd.call({"op": "session_exec", "session": s["session"], "code": code,
+                               "timeout_ms": 60000}, timeout=900)
+            self.assertTrue(a["ok"], a)
+            self.assertEqual((a["stdout"], a["exit_code"]), ("TRUE TRUE \n", 0), a)
+            a = self.opd.call({"op": "session_exec", "session": s["session"], "code": code +
+                               'cat(readLines("f"), "\\n")\n', "timeout_ms": 60000}, timeout=900)
+            self.assertTrue(a["ok"], a)
+            # later calls start `Rscript main.r`
+            self.assertEqual(a["stdout"], "FALSE TRUE \nkept \n")
+        finally:
+            self.opd.call({"op": "session_close", "session": s["session"]})
+
+
 class PoolLimits(unittest.TestCase):
     """One VM at most: a second request waits for the first VM's replacement."""
 
