@@ -22,9 +22,9 @@
 // before the snapshot is seeded again from /dev/urandom before the program runs (the agent has
 // added the clone's own entropy to the kernel by then): java.util.Random's seed uniquifier, the
 // generators behind Math.random, StrictMath.random and Collections.shuffle, ThreadLocalRandom's
-// seeder and probe generator and the main thread's own state, SplittableRandom's and the java.util.random
-// algorithms' default generators, and NativePRNG's buffered bytes and mixing generator
-// (SecureRandom, UUID.randomUUID). What is first used by the program seeds itself then.
+// seeder and probe generator and the main thread's own state, SplittableRandom's and the
+// java.util.random algorithms' default generators, and NativePRNG's buffered bytes and mixing
+// generator (SecureRandom, UUID.randomUUID). What is first used by the program seeds itself then.
 //
 // A program this JVM cannot run as a cold one would (a working directory other than the one it
 // started in, as in a session's directory; an environment that sets what a JVM reads as it
@@ -602,7 +602,7 @@ public class Runner {
         // No new warm-up round after this long since the JVM started (at least one is run):
         // under TCG on a loaded machine the JVM's start, the compile of this file and a round
         // each take tens of seconds, and the agent waits at most 300 s for "ready".
-        static final long WARMUP_NS = 100_000_000_000L;
+        static final long WARMUP_NS = 45_000_000_000L;
 
         static ClassLoader loader; // groovy's, as its launcher makes it: null unless groovy
         static Class<?> main; // GroovyMain in it
