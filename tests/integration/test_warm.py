@@ -562,7 +562,7 @@ class WarmGroovy(unittest.TestCase):
         if mode == "warm":
             self.full(1)
         a = self.opd.call({"op": "exec", "lang": "groovy", "code": code, "mode": mode,
-                           "timeout_ms": 120000, **kw}, timeout=1800)
+                           "timeout_ms": 60000, **kw}, timeout=1800)
         self.assertTrue(a["ok"], a)
         self.assertEqual(a["mode"], mode)
         return a
@@ -573,7 +573,7 @@ class WarmGroovy(unittest.TestCase):
     def test_two_clones_have_their_own_random_state(self):
         self.full(2)
         a1, a2 = warm_pair(self, {"op": "exec", "lang": "groovy", "code": GROOVY_RANDOM,
-                                   "mode": "warm", "timeout_ms": 120000}, 1800)
+                                   "mode": "warm", "timeout_ms": 60000}, 1800)
         for a in (a1, a2):
             self.assertEqual((a["exit_code"], a["stderr"]), (0, ""), a)
         r1, r2 = a1["stdout"].split("\n")[:-1], a2["stdout"].split("\n")[:-1]
