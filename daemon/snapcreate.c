@@ -196,11 +196,14 @@ static void save(struct snapcreate *sc)
 }
 
 /* How long the snapshot's runner may take to say "ready". A compiled language's runner warms its
- * compiler up too (java's starts by compiling its own source): it gets the agent's longest. */
+ * compiler up too, and a runner on a JVM (java's, groovy's) starts by compiling its own source
+ * and warms up for minutes under TCG: they get the agent's longest. */
 static uint32_t runner_ready_ms(const struct op_lang *lang)
 {
-        return op_lang_warm_in_snapshot(lang) && lang->compile[0] ? READY_TIMEOUT_MS_MAX
-                                                                  : WARM_TIMEOUT_MS;
+        if (!op_lang_warm_in_snapshot(lang))
+                return WARM_TIMEOUT_MS;
+        return lang->compile[0] || strcmp(lang->warm[0], "java") == 0 ? READY_TIMEOUT_MS_MAX
+                                                                      : WARM_TIMEOUT_MS;
 }
 
 /* The VM runs the preload program rather than a warm runner before its snapshot. */

@@ -21,15 +21,27 @@
 // Every clone of the snapshot holds this JVM, so per-process random state that was seeded
 // before the snapshot is seeded again from /dev/urandom before the program runs (the agent has
 // added the clone's own entropy to the kernel by then): java.util.Random's seed uniquifier, the
-// generators behind Math.random and StrictMath.random, ThreadLocalRandom's seeder and probe
-// generator and the main thread's own state, SplittableRandom's and the java.util.random
-// algorithms' default generators, and NativePRNG's buffered bytes and mixing generator
-// (SecureRandom, UUID.randomUUID). What is first used by the program seeds itself then.
+// generators behind Math.random, StrictMath.random and Collections.shuffle, ThreadLocalRandom's
+// seeder and probe generator and the main thread's own state, SplittableRandom's and the
+// java.util.random algorithms' default generators, and NativePRNG's buffered bytes and mixing
+// generator (SecureRandom, UUID.randomUUID). What is first used by the program seeds itself then.
 //
 // A program this JVM cannot run as a cold one would (a working directory other than the one it
 // started in, as in a session's directory; an environment that sets what a JVM reads as it
 // starts: CLASSPATH, JAVA_TOOL_OPTIONS, JDK_JAVA_OPTIONS, _JAVA_OPTIONS) is compiled and run by
 // fresh `javac` and `java` processes, which the runner waits for.
+//
+// Groovy: started as `java [JVM options] -cp GROOVY-JAR [-D... as bin/groovy sets them]
+// Runner.java groovy`, the runner stands in for `groovy FILE ARGS...`. It makes the class
+// loader groovy's launcher (GroovyStarter) makes, from the same configuration (groovy.home's
+// lib/*.jar and the working directory), once, and warms up by running a script of its own
+// through groovy's entry point, groovy.ui.GroovyMain. A request is GroovyMain.main(FILE,
+// ARGS...) called on a new thread named "main", with nothing of the runner under it: its own
+// GroovyShell and class loader compile the script, and GroovyMain reports an uncaught exception
+// ("Caught: ...", the stack sanitized as groovy does it) or a compile error and ends the JVM
+// with 1, as the cold command does. What the groovy script reads as it starts (CLASSPATH,
+// JAVA_OPTS, JAVA_HOME, JAVACMD, GROOVY_HOME, GROOVY_CONF, PROFILER, $HOME/.groovy/startup) or
+// another directory sends the request to a fresh `groovy` process.
 
 import java.io.BufferedInputStream;
 import java.io.ByteArrayOutputStream;
@@ -41,6 +53,9 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.io.PrintStream;
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.MethodType;
 import java.lang.reflect.Field;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
@@ -61,6 +76,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import javax.tools.JavaCompiler;
@@ -117,7 +133,10 @@ public class Runner {
     public static void main(String[] args) throws Exception {
         command = List.of(args);
         if (command.isEmpty())
-            throw new IllegalArgumentException("usage: Runner.java JAVA-COMMAND... MAIN-CLASS");
+            throw new IllegalArgumentException(
+                    "usage: Runner.java JAVA-COMMAND... MAIN-CLASS | Runner.java groovy");
+        if (Path.of(command.get(0)).getFileName().toString().equals("groovy"))
+            Groovy.setUp();
         FileDescriptor fd3 = new FileDescriptor();
         U.putInt(fd3, U.objectFieldOffset(FileDescriptor.class.getDeclaredField("fd")), 3);
         // Buffered: the agent sends the next line only once this one is answered.
@@ -192,6 +211,8 @@ public class Runner {
             if (k.equals("CLASSPATH") || k.equals("JAVA_TOOL_OPTIONS") || k.equals("JDK_JAVA_OPTIONS")
                     || k.equals("_JAVA_OPTIONS"))
                 return true;
+        if (Groovy.on() && Groovy.readsAtStart(env(req)))
+            return true;
         // The agent starts the runner in the run's directory: the same path (user.dir, which
         // java.io.File resolves against, is read once as the JVM starts).
         return !Path.of(System.getProperty("user.dir")).equals(Path.of((String) req.get("cwd")));
@@ -217,6 +238,8 @@ public class Runner {
 
     static int runFresh(Map<String, Object> req) throws IOException, InterruptedException {
         List<String> argv = new ArrayList<>(command);
+        if (Groovy.on())
+            argv.add(Groovy.script(req));
         argv.addAll(strings(req.get("argv")));
         return waitFor(argv, req, true);
     }
@@ -250,6 +273,10 @@ public class Runner {
     static void run(Map<String, Object> req) throws Exception {
         setEnv(env(req));
         reseed();
+        if (Groovy.on()) {
+            Groovy.run(req);
+            return;
+        }
         String[] args = strings(req.get("argv")).toArray(new String[0]);
         Thread self = Thread.currentThread();
         self.setName("main");
@@ -265,6 +292,12 @@ public class Runner {
             self.getUncaughtExceptionHandler().uncaughtException(self, t);
             status = 1;
         }
+        exitAsJvm(self, status);
+    }
+
+    // As a cold JVM ends once its main thread is done: the other non-daemon threads are waited
+    // for, then it exits with status.
+    static void exitAsJvm(Thread self, int status) {
         ThreadGroup root = self.getThreadGroup();
         while (root.getParent() != null)
             root = root.getParent();
@@ -410,6 +443,10 @@ public class Runner {
         }
         ByteBuffer seed = ByteBuffer.wrap(b);
         ((AtomicLong) staticField(Random.class, "seedUniquifier")).set(seed.getLong());
+        // Collections.shuffle's generator, made at its first use: if that was before the snapshot.
+        Random shuffle = (Random) staticField(Collections.class, "r");
+        if (shuffle != null)
+            shuffle.setSeed(seed.getLong());
         for (String h : new String[] {MATH, STRICT_MATH}) {
             Class<?> c = initialized(h);
             if (c != null)
@@ -465,23 +502,32 @@ public class Runner {
         // (Files.createTempDirectory would draw its name from a SecureRandom.)
         Path dir = Files.createDirectories(Path.of("/tmp", "op-warm-" + ProcessHandle.current().pid()));
         try {
-            Files.writeString(dir.resolve("Main.java"), WARMUP);
+            String file = Groovy.on() ? "main.groovy" : "Main.java";
+            Files.writeString(dir.resolve(file), Groovy.on() ? Groovy.WARMUP : WARMUP);
             Map<String, Object> req = new LinkedHashMap<>();
             req.put("cwd", dir.toString());
-            req.put("file", dir.resolve("Main.java").toString());
+            req.put("file", dir.resolve(file).toString());
             req.put("argv", List.of("b", "a"));
-            req.put("compile", List.of("javac", "-encoding", "UTF-8", "Main.java"));
+            if (!Groovy.on())
+                req.put("compile", List.of("javac", "-encoding", "UTF-8", "Main.java"));
             PrintStream out = System.out, err = System.err;
             PrintStream drop = new PrintStream(OutputStream.nullOutputStream(), true);
             System.setOut(drop);
             System.setErr(drop);
             try {
                 long until = System.nanoTime() + WARMUP_NS;
-                for (int i = 0; i < WARMUP_ROUNDS && (i < WARMUP_ROUNDS_MIN || System.nanoTime() < until); i++)
+                int min = WARMUP_ROUNDS_MIN;
+                if (Groovy.on()) {
+                    until = System.nanoTime() - Groovy.sinceStartNs() + Groovy.WARMUP_NS;
+                    min = 1;
+                }
+                for (int i = 0; i < WARMUP_ROUNDS && (i < min || System.nanoTime() < until); i++)
                     prime(req);
                 Throwable t = new IllegalStateException("warm-up");
                 trim(t, Collections.newSetFromMap(new IdentityHashMap<>()));
                 t.printStackTrace(drop);
+                if (Groovy.on())
+                    Groovy.warmErrors(drop);
             } finally {
                 System.setOut(out);
                 System.setErr(err);
@@ -497,6 +543,10 @@ public class Runner {
 
     // Compile and run a program of ours from its own directory with a class loader of its own.
     static void prime(Map<String, Object> req) throws Exception {
+        if (Groovy.on()) {
+            Groovy.prime(req);
+            return;
+        }
         if (req.get("compile") != null && compile(req, true) != 0)
             return;
         File dir = new File((String) req.get("cwd"));
@@ -510,6 +560,174 @@ public class Runner {
             } catch (InvocationTargetException e) {
                 // ours, and its output is dropped anyway
             }
+        }
+    }
+
+    // ---- groovy ----
+
+    static final class Groovy {
+        static final String MAIN = "groovy.ui.GroovyMain";
+        // What scripts commonly use, for groovy to compile and run before the snapshot. It
+        // makes no JDK exception: groovy calls a JDK constructor through reflection, and one
+        // called often before the snapshot would have its reflective accessor generated (the
+        // JVM does that after 15 calls), so that a request's stack trace through it would name
+        // that accessor where a cold JVM's names the native one.
+        static final String WARMUP =
+                "class WarmError extends Exception { WarmError(String m) { super(m) } }\n"
+                + "class Point { int x, y; String toString() { \"($x, $y)\" } }\n"
+                + "def f(int n) { n <= 1 ? 1 : n * f(n - 1) }\n"
+                + "def l = args.toList().sort()\n"
+                + "def m = [k: 1, j: 2]\n"
+                + "m.k += 2\n"
+                + "def sq = { it * it }\n"
+                + "println \"hello ${l.join(' ')} ${l.size()} ${m} ${sq(3)}\"\n"
+                + "println String.format('%d %s %.2f', l.size(), l, 1.5d)\n"
+                + "println((1..5).collect { it * 2 }.findAll { it > 2 }.inject(0) { a, b -> a + b })\n"
+                + "def s = new StringBuilder()\n"
+                + "l.each { s << it.toUpperCase() << ' ' }\n"
+                + "println s.toString().trim()\n"
+                + "println([3, 1, 2].sort() + [4] - [1])\n"
+                + "println new Point(x: 1, y: 2)\n"
+                + "println 'a-b-c'.split('-').reverse().join(',') + ('abc' =~ /b/).find()\n"
+                + "int total = 0\n"
+                + "for (int i = 0; i < 10; i++) total += i\n"
+                + "println total + f(10) + 10.0 / 4 + 7.intdiv(2) + 2 ** 10\n"
+                + "try { throw new WarmError('w') } catch (WarmError e) { System.err.println(e.message) }\n"
+                + "System.err.println(m.collectEntries { k, v -> [(k): v * 2] })\n"
+                + "println groovy.json.JsonOutput.toJson([a: [1, 2], b: 'c'])\n"
+                + "println new groovy.json.JsonSlurper().parseText('{\"x\": [1, 2]}').x.sum()\n"
+                + "def r = new BufferedReader(new InputStreamReader(System.in))\n"
+                + "System.out.printf('%s %s%n', l.max(), m.values().sum())\n";
+
+        // No new warm-up round after this long since the JVM started (at least one is run):
+        // under TCG on a loaded machine the JVM's start, the compile of this file and a round
+        // each take tens of seconds, and the agent waits at most 300 s for "ready".
+        static final long WARMUP_NS = 45_000_000_000L;
+
+        static ClassLoader loader; // groovy's, as its launcher makes it: null unless groovy
+        static Class<?> main; // GroovyMain in it
+        static MethodHandle mainHandle; // its main: warm-up and primes (no reflective call)
+
+        static boolean on() {
+            return loader != null;
+        }
+
+        static long sinceStartNs() {
+            return ProcessHandle.current().info().startInstant()
+                    .map(t -> java.time.Duration.between(t, java.time.Instant.now()).toNanos())
+                    .orElse(0L);
+        }
+
+        // The class loader GroovyStarter makes (its --classpath ".", then the configuration
+        // named by the groovy.starter.conf property), and GroovyMain in it.
+        static void setUp() throws Exception {
+            ClassLoader sys = ClassLoader.getSystemClassLoader();
+            Class<?> lcClass = Class.forName("org.codehaus.groovy.tools.LoaderConfiguration", true, sys);
+            Object lc = lcClass.getConstructor().newInstance();
+            lcClass.getMethod("addClassPath", String.class).invoke(lc, ".");
+            lcClass.getMethod("setMainClass", String.class).invoke(lc, MAIN);
+            String conf = System.getProperty("groovy.starter.conf");
+            if (conf == null)
+                throw new IllegalArgumentException("groovy: -Dgroovy.starter.conf is not set");
+            try (InputStream in = new FileInputStream(conf)) {
+                lcClass.getMethod("configure", InputStream.class).invoke(lc, in);
+            }
+            Class<?> rootLoader = Class.forName("org.codehaus.groovy.tools.RootLoader", true, sys);
+            ClassLoader l = (ClassLoader) rootLoader.getConstructor(lcClass).newInstance(lc);
+            main = l.loadClass(MAIN);
+            mainHandle = MethodHandles.publicLookup().findStatic(
+                    main, "main", MethodType.methodType(void.class, String[].class));
+            loader = l;
+        }
+
+        // What bin/groovy reads as it starts, so that only a fresh `groovy` does as it says.
+        static boolean readsAtStart(Map<String, String> env) {
+            for (String k : List.of("JAVA_OPTS", "JAVA_HOME", "JAVACMD", "GROOVY_HOME", "GROOVY_CONF",
+                         "PROFILER"))
+                if (env.containsKey(k))
+                    return true;
+            return Files.isReadable(Path.of(env.getOrDefault("HOME", "") + "/.groovy/startup"));
+        }
+
+        // The script as the cold command names it: relative to the run's directory.
+        static String script(Map<String, Object> req) {
+            String file = (String) req.get("file"), cwd = (String) req.get("cwd");
+            return file.startsWith(cwd + "/") ? file.substring(cwd.length() + 1) : file;
+        }
+
+        static String[] args(String script, Map<String, Object> req) {
+            List<String> a = new ArrayList<>();
+            a.add(script);
+            a.addAll(strings(req.get("argv")));
+            return a.toArray(new String[0]);
+        }
+
+        // GroovyMain on a script of ours (named by its path), with this thread's context class
+        // loader groovy's, as RootLoader sets it when it is made; GroovyMain sets it to its
+        // script's, and it is put back. GroovyMain ends the JVM when the script fails: ours
+        // do not.
+        static void prime(Map<String, Object> req) throws Exception {
+            Thread self = Thread.currentThread();
+            ClassLoader context = self.getContextClassLoader();
+            self.setContextClassLoader(loader);
+            try {
+                mainHandle.invoke(args((String) req.get("file"), req));
+            } catch (Exception | Error e) {
+                throw e;
+            } catch (Throwable t) {
+                throw new IllegalStateException(t);
+            } finally {
+                self.setContextClassLoader(context);
+            }
+        }
+
+        // The request: GroovyMain.main on a new thread "main" (this one is the JVM's first
+        // thread, under the source launcher), reached through a groovy MethodClosure and one
+        // reflective call, as GroovyStarter reaches it: every frame under GroovyMain is one
+        // that groovy's stack trace sanitizing takes out, but for the three of the JVM's native
+        // reflective call that a cold run's traces end with. GroovyMain reports a failure
+        // itself and exits with 1; else the JVM ends as a cold one (exitAsJvm), with 1 if
+        // something escaped GroovyMain.
+        static void run(Map<String, Object> req) throws Exception {
+            String[] args = args(script(req), req);
+            Thread self = Thread.currentThread();
+            self.setContextClassLoader(loader); // the new thread's, as RootLoader sets it
+            Class<?> mc = Class.forName("org.codehaus.groovy.runtime.MethodClosure", true, loader);
+            Object closure = mc.getConstructor(Object.class, String.class).newInstance(main, "main");
+            Runnable body = (Runnable) mc.getMethod("curry", Object[].class)
+                                    .invoke(closure, (Object) new Object[] {args});
+            AtomicBoolean threw = new AtomicBoolean();
+            Thread t = new Thread(body, "main");
+            t.setUncaughtExceptionHandler((th, e) -> {
+                threw.set(true);
+                th.getThreadGroup().uncaughtException(th, e);
+            });
+            t.start();
+            for (;;)
+                try {
+                    t.join();
+                    break;
+                } catch (InterruptedException e) {
+                    // keep waiting
+                }
+            exitAsJvm(self, threw.get() ? 1 : 0);
+        }
+
+        // A compile error's message and an exception's sanitized report, made once.
+        static void warmErrors(PrintStream drop) throws Exception {
+            Class<?> shell = loader.loadClass("groovy.lang.GroovyShell");
+            Object sh = shell.getConstructor().newInstance();
+            try {
+                shell.getMethod("parse", String.class).invoke(sh, "println 1\ndef x =\n");
+            } catch (InvocationTargetException e) {
+                drop.println(e.getCause());
+            }
+            Throwable t = new IllegalStateException("warm-up");
+            loader.loadClass("org.codehaus.groovy.runtime.StackTraceUtils")
+                    .getMethod("deepSanitize", Throwable.class)
+                    .invoke(null, t);
+            drop.println("Caught: " + t);
+            t.printStackTrace(drop);
         }
     }
 

@@ -909,6 +909,132 @@ class WarmR(unittest.TestCase):
             self.opd.call({"op": "session_close", "session": s["session"]})
 
 
+GROOVY_RANDOM = """import java.nio.file.*
+import java.security.SecureRandom
+import java.util.concurrent.ThreadLocalRandom
+
+def r = []
+r << Math.random()
+r << new SecureRandom().nextLong()
+r << SecureRandom.getInstance("SHA1PRNG").nextLong()
+r << new Random().nextLong()
+r << ThreadLocalRandom.current().nextLong()
+r << UUID.randomUUID()
+r << new SplittableRandom().nextLong()
+def l = (1..20).toList()
+Collections.shuffle(l)
+r << l
+r << Files.createTempFile("t", "").fileName
+r << File.createTempFile("tmp", "").name
+r << new File("/proc/self/cmdline").text.replace((char) 0, (char) 32)
+println r.join("\\n")
+"""
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "groovy", "rootfs.ext4")),
+                     "no groovy image in OPD_IMAGES")
+class WarmGroovy(unittest.TestCase):
+    """groovy's runner is java's (languages/warm/Runner.java) in its groovy mode: a JVM started
+    before the snapshot with groovy's class loader and entry point warmed up, which runs each
+    request's script through groovy.ui.GroovyMain; every clone holds the same JVM, and its
+    random state is seeded again from the clone's entropy before the script runs.
+
+    CI builds no groovy image: this runs by hand with OPD_IMAGES naming images built by this
+    tree's build-images. Under TCG the snapshot (the runner warms up) takes minutes."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({"pool.sizes": "groovy=2,bash=0,python=0,node=0,c=0",
+                       "pool.fallback_cold": "no", "max_vms": "4"})
+        a = cls.opd.call({"op": "snapshot", "action": "create", "lang": "groovy", "id": "snap"},
+                         timeout=1800)
+        if not a.get("ok"):
+            cls.opd.stop()
+        assert a["ok"], a
+        cls.version = a["version"]
+        cls.manifest = snapshot_manifest(cls.opd, "groovy", cls.version, (0, 5, 0))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def full(self, n=2):
+        wait_for(lambda: (lambda p: p if p["snapshot"] == self.version and p["ready"] >= n
+                          else None)(pool(self.opd, "groovy")), 1800,
+                 lambda: f"{n} groovy clones ready: {pool(self.opd, 'groovy')}")
+
+    def run_groovy(self, code, mode="warm", **kw):
+        if mode == "warm":
+            self.full(1)
+        a = self.opd.call({"op": "exec", "lang": "groovy", "code": code, "mode": mode,
+                           "timeout_ms": 60000, **kw}, timeout=1800)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["mode"], mode)
+        return a
+
+    def test_snapshot_holds_the_runner(self):
+        self.assertTrue(self.manifest["warm"])
+
+    def test_two_clones_have_their_own_random_state(self):
+        self.full(2)
+        a1, a2 = warm_pair(self, {"op": "exec", "lang": "groovy", "code": GROOVY_RANDOM,
+                                   "mode": "warm", "timeout_ms": 60000}, 1800)
+        for a in (a1, a2):
+            self.assertEqual((a["exit_code"], a["stderr"]), (0, ""), a)
+        r1, r2 = a1["stdout"].split("\n")[:-1], a2["stdout"].split("\n")[:-1]
+        self.assertEqual(len(r1), 11, a1["stdout"])
+        # both ran on the runner, the JVM that was waiting in the clone
+        self.assertIn(JAVA_RUNNER, r1[-1])
+        self.assertIn(JAVA_RUNNER, r2[-1])
+        names = ["Math.random", "SecureRandom", "SHA1PRNG", "Random", "ThreadLocalRandom",
+                 "UUID.randomUUID", "SplittableRandom", "Collections.shuffle",
+                 "Files.createTempFile", "File.createTempFile"]
+        for name, v1, v2 in zip(names, r1, r2):
+            self.assertNotEqual(v1, v2, name)
+
+    def test_script_behaves_like_groovy(self):
+        """The same script, warm and cold: argv, stdin, env, files, the working directory,
+        System.exit() from another thread; an uncaught exception's report (groovy's "Caught:",
+        the stack sanitized, nothing of the runner) and a compile error, with their exit
+        status."""
+        programs = [
+            ("def lines = System.in.readLines().reverse()\n"
+             "println args.join(',') + ' ' + lines.join(' ') + ' ' + System.getenv('GREETING')"
+             " + ' ' + new File('data.txt').text + ' '"
+             " + (new File('.').canonicalPath == System.getenv('HOME')) + ' '"
+             " + Thread.currentThread().name\n"
+             "System.err.println 'to stderr'\n"
+             "Thread.start { println 'later'; System.exit(3) }\n"),
+            ("class A { def m() { throw new RuntimeException('deep', new IOException('io')) } }\n"
+             "def f() { throw new IllegalStateException('nope') }\n"
+             "println 1\n"
+             "try { f() } catch (IllegalStateException e) { new A().m() }\n"),
+            "println 1\ndef x =\n",
+            "undefinedThing()\n",
+        ]
+        kw = {"args": ["a", "b c"], "stdin": "x\ny\n", "env": {"GREETING": "hi"},
+              "files": [{"name": "data.txt", "content": "data"}]}
+        for code in programs:
+            w = self.run_groovy(code, **kw)
+            c = self.run_groovy(code, mode="cold", **kw)
+            # the compile error names the script by its path, in the run's own directory
+            strip = lambda e: re.sub("/tmp/op/[^/]+/", "DIR/", e)  # noqa: E731
+            self.assertEqual((w["stdout"], strip(w["stderr"]), w["exit_code"]),
+                             (c["stdout"], strip(c["stderr"]), c["exit_code"]), code)
+            self.assertNotIn("Runner", w["stderr"])
+        self.assertEqual(w["exit_code"], 1)
+        first = self.run_groovy(programs[0], **kw)
+        self.assertEqual((first["stdout"], first["stderr"], first["exit_code"]),
+                         ("a,b c y x hi data true main\nlater\n", "to stderr\n", 3))
+
+    def test_java_home_runs_a_groovy_of_its_own(self):
+        """JAVA_HOME is read by bin/groovy as it starts: such a request runs a fresh groovy."""
+        a = self.run_groovy("print new File('/proc/self/cmdline').text.contains('Runner')\n"
+                            "System.exit(4)\n",
+                            env={"JAVA_HOME": "/usr/lib/jvm/java-17-openjdk-amd64"})
+        self.assertEqual((a["stdout"], a["exit_code"]), ("false", 4))
+
+
 class PoolLimits(unittest.TestCase):
     """One VM at most: a second request waits for the first VM's replacement."""
 

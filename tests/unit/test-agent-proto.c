@@ -1326,6 +1326,102 @@ static void test_warm_java(void **state)
         free(dir);
 }
 
+/* languages/warm/Runner.java in its groovy mode, on this host's groovy (Debian's 2.4 under
+ * /usr/share/groovy) when there is one: started as the catalogue starts it, primed, it runs a
+ * script as `groovy main.groovy` would: argv, stdin, env, files, the run's directory,
+ * System.exit() from another thread; groovy's own report of an uncaught exception (nothing of
+ * the runner in the stack) with exit status 1. (Compile errors and the fresh `groovy` are in
+ * tests/integration/test_warm.py, against the cold command.) */
+#define GROOVY_HOME "/usr/share/groovy"
+#define GROOVY_JAR  GROOVY_HOME "/lib/groovy-2.4.21.jar"
+
+static pid_t warm_groovy(const char *runner)
+{
+        json_t *a = handle_obj(json_pack(
+            "{s:s, s:[s,s,s,s,s,s,s,s,s,s,s,s], s:i}", "op", "warm", "argv", "java",
+            "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", GROOVY_JAR,
+            "-Dscript.name=/usr/bin/groovy", "-Dprogram.name=groovy",
+            "-Dgroovy.starter.conf=" GROOVY_HOME "/conf/groovy-starter.conf",
+            "-Dgroovy.home=" GROOVY_HOME, "-Dtools.jar=/usr/lib/jvm/default-java/lib/tools.jar",
+            runner, "groovy", "ready_timeout_ms", 300000));
+        pid_t pid;
+
+        if (!json_is_true(json_object_get(a, "ok")))
+                dump("warm", a);
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        pid = (pid_t)json_integer_value(json_object_get(a, "pid"));
+        json_decref(a);
+        assert_true(ag.warm_waiting);
+        return pid;
+}
+
+static void test_warm_groovy(void **state)
+{
+        char *dir = python_runner(), *runner;
+        json_t *a;
+
+        if (access(GROOVY_JAR, R_OK) != 0 || system("java -version >/dev/null 2>&1") != 0) {
+                free(dir);
+                skip();
+        }
+        *strrchr(dir, '/') = 0;
+        assert_true(asprintf(&runner, "%s/Runner.java", dir) > 0);
+        warm_groovy(runner);
+        a = handle("{\"op\":\"prime\",\"argv\":[\"groovy\",\"main.groovy\"],"
+                   "\"file\":\"main.groovy\",\"timeout_ms\":120000,"
+                   "\"code\":\"println args.length\"}");
+        if (!json_is_true(json_object_get(a, "primed")))
+                dump("prime", a);
+        assert_true(json_is_true(json_object_get(a, "primed")));
+        json_decref(a);
+        a = handle(
+            "{\"op\":\"exec\",\"argv\":[\"groovy\",\"main.groovy\",\"a b\",\"c\"],"
+            "\"args\":[\"a "
+            "b\",\"c\"],\"file\":\"main.groovy\",\"warm\":true,\"stdin\":\"x\\ny\\n\","
+            "\"env\":{\"FOO\":\"bar\"},\"timeout_ms\":60000,"
+            "\"files\":[{\"name\":\"data.txt\",\"content\":\"hello\"}],"
+            "\"code\":\"println args.join(',') + ' ' + System.in.readLines().reverse() + ' ' + "
+            "System.getenv('FOO') + ' ' + (System.getenv('HOME') == System.getProperty('user.dir'))"
+            " + ' ' + new File('data.txt').text + ' ' + Thread.currentThread().name\\n"
+            "System.err.println 'e'\\nThread.start { System.exit(3) }\\n\"}");
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "a b,c [y, x] bar true hello main\n");
+        assert_string_equal(str(a, "stderr"), "e\n");
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 3);
+        json_decref(a);
+
+        warm_groovy(runner);
+        a = handle(
+            "{\"op\":\"exec\",\"argv\":[\"groovy\",\"main.groovy\"],\"file\":\"main.groovy\","
+            "\"warm\":true,\"code\":\"def f() { throw new IllegalStateException('nope') }\\n"
+            "println 1\\nf()\\n\"}");
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "1\n");
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 1);
+        assert_string_equal(
+            str(a, "stderr"),
+            "Caught: java.lang.IllegalStateException: nope\n"
+            "java.lang.IllegalStateException: nope\n"
+            "\tat java.base/jdk.internal.reflect.NativeConstructorAccessorImpl.newInstance0(Native "
+            "Method)\n"
+            "\tat java.base/jdk.internal.reflect.NativeConstructorAccessorImpl.newInstance("
+            "NativeConstructorAccessorImpl.java:77)\n"
+            "\tat java.base/jdk.internal.reflect.DelegatingConstructorAccessorImpl.newInstance("
+            "DelegatingConstructorAccessorImpl.java:45)\n"
+            "\tat main.f(main.groovy:1)\n"
+            "\tat main.run(main.groovy:3)\n"
+            "\tat java.base/jdk.internal.reflect.NativeMethodAccessorImpl.invoke0(Native Method)\n"
+            "\tat java.base/jdk.internal.reflect.NativeMethodAccessorImpl.invoke("
+            "NativeMethodAccessorImpl.java:77)\n"
+            "\tat java.base/jdk.internal.reflect.DelegatingMethodAccessorImpl.invoke("
+            "DelegatingMethodAccessorImpl.java:43)\n");
+        json_decref(a);
+
+        assert_int_equal(count_entries(workdir), 0);
+        free(runner);
+        free(dir);
+}
+
 /* A repl session's calls: one interpreter (started from "repl" when none waits), its globals
  * kept across calls, each call's own stdin, output and exit status; a child of a call killed
  * after it while the interpreter stays; exit() ends it ("repl_ended"). */
@@ -1773,6 +1869,7 @@ int main(void)
             cmocka_unit_test(test_warm_node),
             cmocka_unit_test(test_warm_coffee),
             cmocka_unit_test(test_warm_java),
+            cmocka_unit_test(test_warm_groovy),
             cmocka_unit_test(test_repl_python),
             cmocka_unit_test(test_binary_stdio),
             cmocka_unit_test(test_binary_stream),
