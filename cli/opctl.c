@@ -68,7 +68,9 @@ static void help(FILE *f)
             "           and --cache-dir, --s3-bucket, --s3-region, --s3-endpoint,\n"
             "           --s3-prefix; credentials from the AWS environment);\n"
             "           push --sign-key FILE signs the version's manifest (Ed25519;\n"
-            "           --serial N, default: above the bucket's and at least the time);\n"
+            "           --serial N, default: above the bucket's and at least the time;\n"
+            "           --valid-for DURATION, e.g. 7d: the signature expires then, and\n"
+            "           hosts refuse the version until it is pushed again);\n"
             "           keygen --out FILE makes a signing key and prints the public key\n"
             "           for s3.trusted_keys (docs/s3.md)\n"
             "\n"
@@ -170,6 +172,35 @@ static int parse_bytes(const char *s, uint64_t *ret)
         return 0;
 }
 
+/* A duration in whole seconds: digits, optionally followed by s, m, h or d; 1 s to 10 years. */
+static int parse_duration(const char *s, uint64_t *ret)
+{
+        static const struct {
+                char unit;
+                uint64_t s;
+        } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+        unsigned long long v;
+        uint64_t mul = 1;
+        char *end;
+
+        if (!*s || *s == '-' || *s == '+')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || end == s)
+                return -EINVAL;
+        for (size_t i = 0; *end && i < ELEMENTSOF(units); i++)
+                if (*end == units[i].unit) {
+                        mul = units[i].s;
+                        end++;
+                        break;
+                }
+        if (*end || v == 0 || v > UINT64_C(315576000) / mul)
+                return -EINVAL;
+        *ret = (uint64_t)v * mul;
+        return 0;
+}
+
 static int parse_seconds(const char *s, double *ret)
 {
         char *end;
@@ -217,6 +248,7 @@ enum {
         ARG_FILE_SIZE_MAX,
         ARG_SIGN_KEY,
         ARG_SERIAL,
+        ARG_VALID_FOR,
         ARG_OUT,
         ARG_IDLE_TIMEOUT,
         ARG_LIFETIME,
@@ -282,6 +314,7 @@ int main(int argc, char **argv)
             {"file-size-max", required_argument, NULL, ARG_FILE_SIZE_MAX},
             {"sign-key", required_argument, NULL, ARG_SIGN_KEY},
             {"serial", required_argument, NULL, ARG_SERIAL},
+            {"valid-for", required_argument, NULL, ARG_VALID_FOR},
             {"out", required_argument, NULL, ARG_OUT},
             {"idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT},
             {"lifetime", required_argument, NULL, ARG_LIFETIME},
@@ -464,6 +497,12 @@ int main(int argc, char **argv)
                                 return fail("--serial wants a whole number > 0, not \"%s\"",
                                             optarg);
                         break;
+                case ARG_VALID_FOR:
+                        if (parse_duration(optarg, &o.valid_for) < 0)
+                                return fail("--valid-for wants a duration from 1s to 10 years, "
+                                            "e.g. 7d, 12h or 3600, not \"%s\"",
+                                            optarg);
+                        break;
                 case ARG_OUT:
                         o.out = optarg;
                         break;
@@ -517,10 +556,12 @@ int main(int argc, char **argv)
                         return fail("--part-size and --multipart-threshold go with push --plain");
                 if (o.plain && strcmp(argv[optind], "push") != 0)
                         return fail("--plain only goes with snapshot push");
-                if ((o.sign_key || o.serial) && (strcmp(argv[optind], "push") != 0 || o.plain))
-                        return fail("--sign-key and --serial go with snapshot push (chunked)");
-                if (o.serial && !o.sign_key)
-                        return fail("--serial goes with --sign-key");
+                if ((o.sign_key || o.serial || o.valid_for) &&
+                    (strcmp(argv[optind], "push") != 0 || o.plain))
+                        return fail("--sign-key, --serial and --valid-for go with snapshot push "
+                                    "(chunked)");
+                if ((o.serial || o.valid_for) && !o.sign_key)
+                        return fail("--serial and --valid-for go with --sign-key");
                 if (strcmp(argv[optind], "keygen") == 0)
                         return cmd_keygen(&o);
                 if (o.out)

@@ -60,6 +60,7 @@ struct opts {
         /* snapshot push --sign-key FILE [--serial N]; snapshot keygen --out FILE */
         const char *sign_key;
         uint64_t serial;
+        uint64_t valid_for; /* push --valid-for, seconds (0: the signature never expires) */
         const char *out;
         /* session: the session an exec runs in (session_exec); open's idle timeout, lifetime */
         const char *session;

@@ -164,7 +164,8 @@ int cmd_s3(const struct opts *o, const char *action)
                         struct s3_push_stats st;
                         uint64_t t0 = op_now_us();
 
-                        struct s3_push_sign sign = {.key = o->sign_key, .serial = o->serial};
+                        struct s3_push_sign sign = {
+                            .key = o->sign_key, .serial = o->serial, .valid_for = o->valid_for};
 
                         r = s3_push(client, l, cfg.s3_prefix, cfg.cache_dir, o->lang, NULL,
                                     cfg.s3_parallel, &sign, &st, err, sizeof(err));
@@ -176,15 +177,25 @@ int cmd_s3(const struct opts *o, const char *action)
                         if (o->json)
                                 printf("{\"bucket\":\"%s\",\"chunks\":%u,\"uploaded\":%u,"
                                        "\"zero\":%u,\"bytes_uploaded\":%" PRIu64
-                                       ",\"serial\":%" PRIu64 "}\n",
+                                       ",\"serial\":%" PRIu64 ",\"expires\":%" PRIu64 "}\n",
                                        l->bucket, st.chunks, st.uploaded, st.zero,
-                                       st.bytes_uploaded, st.serial);
+                                       st.bytes_uploaded, st.serial, st.expires);
                         else
                                 printf("%s: pushed to s3://%s/%s: %u chunks, %u uploaded (%" PRIu64
                                        " bytes), %u of zeros, in %.1f s\n",
                                        o->lang, l->bucket, cfg.s3_prefix, st.chunks, st.uploaded,
                                        st.bytes_uploaded, st.zero,
                                        (double)(op_now_us() - t0) / 1e6);
+                        if (!o->json && st.expires) {
+                                char when[32];
+
+                                op_format_utc(st.expires, when, sizeof(when));
+                                printf("%s: signed, serial %" PRIu64 ", valid until %s\n", o->lang,
+                                       st.serial, when);
+                        } else if (!o->json && st.serial) {
+                                printf("%s: signed, serial %" PRIu64 ", no expiry\n", o->lang,
+                                       st.serial);
+                        }
                 } else {
                         _cleanup_(json_decrefp) json_t *list = NULL;
                         _cleanup_free_ char *text = NULL;

@@ -26,6 +26,7 @@
 #include "reload.h"
 #include "request.h"
 #include "s3sync.h"
+#include "session-fork.h"
 #include "session-store.h"
 #include "session.h"
 #include "snapauto.h"
@@ -267,7 +268,9 @@ void opd_stop(struct opd *d)
         notify_stop(d);
         server_close(d);
         door_stop(d);
-        /* Every request still waiting or running gets an answer before the connection closes. */
+        /* Every request still waiting or running gets an answer before the connection closes:
+         * forks, pauses and resumes under way, then the others. */
+        session_jobs_stop(d);
         clients_shutdown(d);
         sessions_stop(d); /* after the requests: an exec in a session was answered */
         vm_host_kill_all(d->vms_host);
@@ -281,6 +284,7 @@ void opd_done(struct opd *d)
         bgjobs_done(d); /* their done() still finds their owners */
         door_done(d);
         s3sync_done(d);
+        session_jobs_stop(d);
         sessions_free(d); /* its VMs go before the pools they came from */
         d->pools = pools_free(d->pools);
         metrics_done(d);

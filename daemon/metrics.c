@@ -289,6 +289,10 @@ static void render_s3(FILE *f, struct opd *d)
                 (unsigned long long)s->refused_rollback);
         fprintf(f, "opd_s3_versions_refused_total{why=\"bounds\"} %llu\n",
                 (unsigned long long)s->refused_bounds);
+        fprintf(f, "opd_s3_versions_refused_total{why=\"expired\"} %llu\n",
+                (unsigned long long)s->refused_expired);
+        fprintf(f, "opd_s3_versions_refused_total{why=\"no_expiry\"} %llu\n",
+                (unsigned long long)s->refused_no_expiry);
 }
 
 static void render_sessions(FILE *f, struct opd *d)

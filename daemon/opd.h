@@ -24,6 +24,7 @@ struct notify;
 struct pools;
 struct request;
 struct s3sync;
+struct session_jobs;
 struct sessions;
 struct server;
 struct snapauto;
@@ -73,6 +74,8 @@ struct opd {
         struct door *door;         /* door.c: the Piston door */
         struct notify *notify;     /* notify.c: sd_notify timers */
         struct sessions *sessions; /* session.c: VMs kept across execs */
+        /* session-fork.c: the forks, pauses and resumes under way */
+        struct session_jobs *session_jobs;
 
         /* request.c: requests waiting for a VM slot to boot cold, round-robin by uid */
         struct fairq queue;

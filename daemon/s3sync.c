@@ -155,6 +155,9 @@ static void lang_done(struct s3sync *s, const char *version, bool installed)
                                 "fetched", (int)s->fetched, "present", (int)s->plan.present,
                                 "copied", (int)s->plan.copied, "zero", (int)s->plan.zero, "linked",
                                 (int)s->plan.linked, "bytes", (json_int_t)s->bytes));
+        if (s->verified && s->m.expires)
+                json_object_set_new(json_object_get(s->result, lang_name(s)), "expires",
+                                    json_integer((json_int_t)s->m.expires));
         if (installed)
                 log_info("s3 sync %s: installed %s from %s (%u chunks fetched, %llu bytes; %u "
                          "staged, %u copied, %u of zeros, %u linked)",
@@ -482,6 +485,28 @@ static int check_serial(struct s3sync *s)
         return 0;
 }
 
+/* The signature still vouches for the version: its "expires" not passed, and present when
+ * s3.require_expiry says so. A version already serving that fails here keeps serving; the
+ * refusal is what tells the operator (docs/s3.md, "Trust"). */
+static int check_expiry(struct s3sync *s)
+{
+        char err[512];
+        int r;
+
+        if (!s->verified)
+                return 0;
+        r = s3_chunkman_check_expiry(&s->m, (uint64_t)(op_realtime_ns() / 1000000000),
+                                     s->d->cfg.s3_require_expiry, err, sizeof(err));
+        if (r < 0) {
+                if (r == -EKEYEXPIRED)
+                        s->stats.refused_expired++;
+                else
+                        s->stats.refused_no_expiry++;
+                loc_failed(s, r, "%s", err);
+        }
+        return r;
+}
+
 static void on_chunkman(const struct s3_resp *resp, void *userdata)
 {
         struct s3sync *s = userdata;
@@ -509,7 +534,7 @@ static void on_chunkman(const struct s3_resp *resp, void *userdata)
                 return;
         }
         s->have_m = true;
-        if (check_serial(s) < 0)
+        if (check_serial(s) < 0 || check_expiry(s) < 0)
                 return;
         stage(s);
 }

@@ -19,6 +19,8 @@ struct s3_sync_stats {
         uint64_t refused_signature; /* the signature does not match the manifest */
         uint64_t refused_rollback;  /* a serial below (or a version beside) the highest seen */
         uint64_t refused_bounds;    /* memory_mb, vcpus, free space or s3.cache_max_mb */
+        uint64_t refused_expired;   /* the signature's "expires" has passed */
+        uint64_t refused_no_expiry; /* no "expires", s3.require_expiry = yes */
 };
 int s3sync_init(struct opd *d); /* syncs at once when s3.bucket is set */
 void s3sync_done(struct opd *d);

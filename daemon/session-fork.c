@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,12 +61,35 @@ struct job {
         struct child *children;
         uint64_t t_start, t_saved, t_done;
         session_image_fn image_done; /* JOB_IMAGE */
+        LIST_ENTRY(job) link;        /* on d->session_jobs from job_new() to job_free() */
 };
+
+struct session_jobs {
+        LIST_HEAD(, job) list;
+};
+
+/* A job of d's, on its list (so that opd's stop finds it), or NULL. */
+static struct job *job_alloc(struct opd *d, enum job_kind kind)
+{
+        struct job *j;
+
+        if (!d->session_jobs && !(d->session_jobs = calloc(1, sizeof(*d->session_jobs))))
+                return NULL;
+        j = calloc(1, sizeof(*j));
+        if (!j)
+                return NULL;
+        j->kind = kind;
+        j->d = d;
+        j->t_start = op_now_us();
+        LIST_INSERT_HEAD(&d->session_jobs->list, j, link);
+        return j;
+}
 
 static void job_free(struct job *j)
 {
         if (!j)
                 return;
+        LIST_REMOVE(j, link);
         if (j->timer)
                 event_free(j->timer);
         free(j->children);
@@ -375,6 +399,40 @@ void job_finish(struct job *j)
         job_free(j);
 }
 
+void session_jobs_stop(struct opd *d)
+{
+        struct job *j;
+
+        while (d->session_jobs && (j = LIST_FIRST(&d->session_jobs->list))) {
+                job_fail(j, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
+                for (uint32_t i = 0; i < j->count; i++) {
+                        struct child *c = &j->children[i];
+                        struct session *s = c->job ? session_lookup(d, c->id, j->uid) : NULL;
+
+                        /* its VM's callbacks point at the job: the VM goes with the session */
+                        if (!c->done && s)
+                                session_destroy(s, SESSION_END_STOPPING);
+                        c->done = true;
+                }
+                if (j->vm) {
+                        /* still saving: the VM and what it wrote go; its session, SAVING, ends
+                         * with the others in sessions_stop() */
+                        vm_destroy(j->vm);
+                        j->vm = NULL;
+                        if (j->pool)
+                                pool_release(j->pool);
+                        j->pool = NULL;
+                        if (j->kind == JOB_PAUSE)
+                                session_store_remove(d, j->uid, j->id);
+                        else if (j->dir)
+                                snap_rmtree(AT_FDCWD, j->dir);
+                }
+                job_free(j);
+        }
+        free(d->session_jobs);
+        d->session_jobs = NULL;
+}
+
 /* ---- fork ---- */
 
 static void on_fork_saved(struct vm *vm, const char *err, void *userdata)
@@ -447,19 +505,16 @@ static void on_fork_saved(struct vm *vm, const char *err, void *userdata)
 static struct job *job_new(struct client *c, json_t *id, enum job_kind kind, struct session *s,
                            uint32_t count)
 {
-        struct job *j = calloc(1, sizeof(*j));
+        struct job *j = job_alloc(client_opd(c), kind);
 
         if (!j)
                 return NULL;
-        j->kind = kind;
-        j->d = client_opd(c);
         memcpy(j->id, s->id, sizeof(j->id));
         memcpy(j->workdir, s->workdir, sizeof(j->workdir));
         j->uid = s->uid;
         j->lang = s->lang;
         j->repl = s->repl;
         j->count = count;
-        j->t_start = op_now_us();
         j->children = calloc(count ? count : 1, sizeof(*j->children));
         j->reply = reply_slot_new(c, id);
         if (!j->children || !j->reply) {
@@ -604,16 +659,13 @@ int session_save_image(struct session *s, session_image_fn done)
 
         if (s->state != SESSION_IDLE || !s->vm || !s->vm->snap)
                 return -EBUSY;
-        j = calloc(1, sizeof(*j));
+        j = job_alloc(d, JOB_IMAGE);
         if (!j)
                 return -ENOMEM;
-        j->kind = JOB_IMAGE;
-        j->d = d;
         memcpy(j->id, s->id, sizeof(j->id));
         memcpy(j->workdir, s->workdir, sizeof(j->workdir));
         j->uid = s->uid;
         j->lang = s->lang;
-        j->t_start = op_now_us();
         j->image_done = done;
         if (asprintf(&dir, "%s/%s", d->cfg.cache_dir, FORK_DIR) < 0) {
                 job_free(j);

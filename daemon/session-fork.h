@@ -21,6 +21,12 @@ void op_session_resume(struct client *c, json_t *id, json_t *req);
 /* Internal: a job's restores are all done (or bounded out): answer and free it. */
 void job_finish(struct job *j);
 
+/* opd stops: every fork, pause, resume or save under way ends now, answered shutting_down
+ * while its client is still connected: the VM it was saving destroyed (its session, SAVING,
+ * ends in sessions_stop()), the sessions it was restoring ended, what it had written removed.
+ * Idempotent. */
+void session_jobs_stop(struct opd *d);
+
 /* May uid have sessions more sessions and vms more VMs (session.max, session.max_per_uid,
  * max_vms, max_vms_per_uid; idle clones of the pools give way for max_vms)? false: the refusal's
  * text, naming the key, in why. */

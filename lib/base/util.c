@@ -42,6 +42,15 @@ static int fd_flag(int fd, int get, int set, int flag, int on)
         return 0;
 }
 
+void op_format_utc(uint64_t unix_s, char *buf, size_t len)
+{
+        time_t t = unix_s > (uint64_t)INT64_MAX ? (time_t)INT64_MAX : (time_t)unix_s;
+        struct tm tm;
+
+        if (!gmtime_r(&t, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                snprintf(buf, len, "@%llu", (unsigned long long)unix_s);
+}
+
 int op_fd_nonblock(int fd, int on)
 {
         return fd_flag(fd, F_GETFL, F_SETFL, O_NONBLOCK, on);

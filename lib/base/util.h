@@ -7,6 +7,8 @@
 
 uint64_t op_now_us(void);      /* CLOCK_MONOTONIC in microseconds */
 uint64_t op_realtime_ns(void); /* CLOCK_REALTIME in nanoseconds */
+/* Unix seconds as "2026-12-03T12:00:00Z" (UTC) into buf (at least 21 bytes). */
+void op_format_utc(uint64_t unix_s, char *buf, size_t len);
 int op_fd_nonblock(int fd, int on);
 int op_fd_cloexec(int fd, int on);
 /* Write all of buf, retrying on EINTR; blocking fds only. */

@@ -150,6 +150,7 @@ static const struct key keys[] = {
     STR0("s3.trusted_keys", s3_trusted_keys),
     STR0("s3.gateway", s3_gateway),
     BOOL("s3.allow_unsigned", s3_allow_unsigned),
+    BOOL("s3.require_expiry", s3_require_expiry),
     U32("s3.reserve_mb", s3_reserve_mb, 0, 16777216),
     U32("s3.cache_max_mb", s3_cache_max_mb, 0, 2147483647),
     BOOL("snapshot.preload", snapshot_preload),

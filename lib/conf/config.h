@@ -119,10 +119,11 @@ struct op_config {
         char *s3_gateway;         /* opd-s3d's UNIX socket: it holds network and credentials */
         char *s3_trusted_keys;    /* "ed25519:HEX ...": who may sign a version (snap-sign.h) */
         uint32_t
-            s3_allow_unsigned;     /* serve versions nobody signed (the plain layout, old pushes) */
-        uint32_t s3_reserve_mb;    /* free space a sync leaves on the cache's filesystem */
-        uint32_t s3_cache_max_mb;  /* the cache's total size after a sync; 0: no bound */
-        uint32_t snapshot_preload; /* read a new version's memory into the page cache first */
+            s3_allow_unsigned; /* serve versions nobody signed (the plain layout, old pushes) */
+        uint32_t s3_require_expiry; /* refuse signed versions whose signature never expires */
+        uint32_t s3_reserve_mb;     /* free space a sync leaves on the cache's filesystem */
+        uint32_t s3_cache_max_mb;   /* the cache's total size after a sync; 0: no bound */
+        uint32_t snapshot_preload;  /* read a new version's memory into the page cache first */
         /* opd makes the snapshot of a served language that has an image and none (snapauto.c) */
         uint32_t snapshot_create_missing;
         char

@@ -275,6 +275,8 @@ int s3_push(struct s3_client *c, const struct s3_location *l, const char *prefix
         }
         if (r == 0 && sign && sign->key)
                 r = push_serial(c, l, prefix, lang, sign->serial, &m.serial, errbuf, errlen);
+        if (r == 0 && sign && sign->key && sign->valid_for)
+                m.expires = (uint64_t)time(NULL) + sign->valid_for;
         if (r == 0) {
                 /* chunks first, then the manifest that names them, then the pointer to it */
                 mtext = s3_chunkman_text(&m);
@@ -285,6 +287,7 @@ int s3_push(struct s3_client *c, const struct s3_location *l, const char *prefix
                         free(mtext);
                         mtext = env;
                         stats.serial = m.serial;
+                        stats.expires = m.expires;
                 }
                 vkey = s3_key_version(prefix, lang, m.snap.version);
                 ckey = s3_key_current(prefix, lang);

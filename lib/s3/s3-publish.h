@@ -14,14 +14,16 @@ struct s3_push_stats {
         uint32_t uploaded; /* of those, not yet in the bucket */
         uint32_t zero;     /* chunks of zeros, never stored */
         uint64_t bytes_uploaded;
-        uint64_t serial; /* of the manifest pushed (0: unsigned) */
+        uint64_t serial;  /* of the manifest pushed (0: unsigned) */
+        uint64_t expires; /* of the manifest pushed, Unix seconds (0: never) */
 };
 
 /* How a chunked push signs its manifest (snap-keys.h): key NULL: unsigned (format 1). */
 struct s3_push_sign {
-        const char *key; /* Ed25519 private key file (PEM) */
-        uint64_t serial; /* 0: one above the bucket's current serial for the language, and at
-                          * least the current Unix time */
+        const char *key;    /* Ed25519 private key file (PEM) */
+        uint64_t serial;    /* 0: one above the bucket's current serial for the language, and at
+                             * least the current Unix time */
+        uint64_t valid_for; /* seconds from now until the signature expires (0: never) */
 };
 
 /* Upload <cache>/<lang>/<version> (NULL: "current") to l under prefix: the chunks the bucket

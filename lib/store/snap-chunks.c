@@ -72,6 +72,12 @@ int s3_chunkman_parse(const char *text, size_t len, struct s3_chunkman *ret, cha
                 return op_errf(errbuf, errlen, -EINVAL,
                                "chunk manifest: \"serial\" must be a non-negative integer");
         m.serial = cs ? (uint64_t)json_integer_value(cs) : 0;
+        cs = json_object_get(o, "expires");
+        if (cs && (!json_is_integer(cs) || json_integer_value(cs) <= 0))
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "chunk manifest: \"expires\" must be a positive integer (Unix "
+                               "seconds)");
+        m.expires = cs ? (uint64_t)json_integer_value(cs) : 0;
         snaptext = json_dumps(json_object_get(o, "snapshot"), JSON_COMPACT);
         if (!snaptext)
                 return op_errf(errbuf, errlen, -EINVAL, "chunk manifest: no \"snapshot\"");
@@ -140,6 +146,27 @@ int s3_chunkman_parse(const char *text, size_t len, struct s3_chunkman *ret, cha
         return 0;
 }
 
+int s3_chunkman_check_expiry(const struct s3_chunkman *m, uint64_t now, bool require, char *errbuf,
+                             size_t errlen)
+{
+        char when[32];
+
+        if (!m->expires)
+                return require ? op_errf(errbuf, errlen, -ENODATA,
+                                         "version %s refused: its signed manifest has no expiry "
+                                         "and s3.require_expiry is yes (push it again with "
+                                         "--valid-for)",
+                                         m->snap.version)
+                               : 0;
+        if (now < m->expires)
+                return 0;
+        op_format_utc(m->expires, when, sizeof(when));
+        return op_errf(errbuf, errlen, -EKEYEXPIRED,
+                       "version %s refused: its signature expired at %s, %llu s ago (the bucket "
+                       "serves a version its publisher has not signed again: frozen?)",
+                       m->snap.version, when, (unsigned long long)(now - m->expires));
+}
+
 void s3_chunkman_root(const struct s3_chunkman *m, size_t i, char ret_hex[SHA256_HEX_LEN + 1])
 {
         const struct s3_chunk_file *f = &m->files[i];
@@ -179,6 +206,8 @@ char *s3_chunkman_text(const struct s3_chunkman *m)
                       "snapshot", snap_manifest_json(&m->snap), "chunks", chunks);
         if (o && m->serial)
                 json_object_set_new(o, "serial", json_integer((json_int_t)m->serial));
+        if (o && m->expires)
+                json_object_set_new(o, "expires", json_integer((json_int_t)m->expires));
         return o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 }
 

@@ -29,6 +29,10 @@ struct s3_chunkman {
         /* The publisher's counter for this language, higher for every newer version (0: none);
          * inside the signed bytes, so a replayed older version is told apart (docs/s3.md). */
         uint64_t serial;
+        /* When the publisher's signature stops vouching for this manifest, in Unix seconds (0:
+         * never); inside the signed bytes, so a bucket frozen on an old version is told apart
+         * once it has passed (docs/s3.md, "Trust"). */
+        uint64_t expires;
         bool plain; /* from the plain layout: no per-chunk hashes */
         /* files[] carry each whole file's size and sha256, and (chunked) its chunk root, from
          * the manifest or, from an older publisher, computed from the chunk list */
@@ -41,6 +45,11 @@ void s3_chunkman_free(struct s3_chunkman *m);
 uint32_t s3_chunk_count(uint64_t size, uint32_t chunk_size);
 int s3_chunkman_parse(const char *text, size_t len, struct s3_chunkman *ret, char *errbuf,
                       size_t errlen);
+/* Whether a signed manifest still vouches for its version at Unix time now: 0, or -EKEYEXPIRED
+ * once its "expires" has passed, or -ENODATA when it has none and require is set (the host's
+ * s3.require_expiry). The error names the version and the time. */
+int s3_chunkman_check_expiry(const struct s3_chunkman *m, uint64_t now, bool require, char *errbuf,
+                             size_t errlen);
 /* The envelope every manifest text shares, signed or bare: at most S3_CHUNKMAN_MAX bytes, one
  * JSON object without duplicate keys. *ret is the caller's (json_decref). */
 struct json_t;

@@ -2,7 +2,7 @@
  * envelope, the key list) and the chunk manifest inside it (snap-chunks.c): both come from a
  * bucket. An envelope that parses writes back to one that parses the same; no signature made by
  * the fuzzer verifies against a pinned key it does not hold; a chunk manifest that parses has, for
- * every file, the chunk root its chunk list makes. */
+ * every file, the chunk root its chunk list makes, and an expiry that holds until its second. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -61,6 +61,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
                 CHECK(m.snap.chunk_size == m.chunk_size);
                 CHECK(total <= S3_CHUNKS_MAX);
+                /* the expiry holds to its second and not after; none is refused only when
+                 * required */
+                if (m.expires) {
+                        CHECK(s3_chunkman_check_expiry(&m, m.expires - 1, true, err, sizeof(err)) ==
+                              0);
+                        CHECK(s3_chunkman_check_expiry(&m, m.expires, false, err, sizeof(err)) ==
+                              -EKEYEXPIRED);
+                } else {
+                        CHECK(s3_chunkman_check_expiry(&m, UINT64_MAX, false, err, sizeof(err)) ==
+                              0);
+                        CHECK(s3_chunkman_check_expiry(&m, 0, true, err, sizeof(err)) == -ENODATA);
+                }
                 s3_chunkman_free(&m);
         }
         snap_signed_free(&s);

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 from opdtest import OPD, Opd
@@ -46,12 +47,14 @@ class S3Trust(unittest.TestCase):
         keys.update(more)
         return keys
 
-    def push(self, key=None, serial=None):
+    def push(self, key=None, serial=None, valid_for=None):
         conf = write_config(os.path.join(self.tmp, self.prefix, "push.conf"), cache_dir=self.src,
                             **{k.replace(".", "__"): v for k, v in self.s3_keys().items()})
         args = ["--json", "snapshot", "push", "--lang", "python", "--sign-key", key or self.key]
         if serial:
             args += ["--serial", str(serial)]
+        if valid_for:
+            args += ["--valid-for", valid_for]
         p = opctl_s3(args, conf)
         self.assertEqual(p.returncode, 0, p.stderr)
         return json.loads(p.stdout)
@@ -236,6 +239,78 @@ class S3Trust(unittest.TestCase):
         env["manifest"], env["signature"] = text, sig.hex()
         with open(path, "w") as f:
             json.dump(env, f)
+
+    def expire(self, version):
+        """The version's signed manifest in the bucket as its publisher signed it, but with an
+        expiry a minute ago: what a bucket frozen on it serves once that time has passed."""
+        self.resign(self.s3.object_path(f"{self.prefix}python/versions/{version}.json"),
+                    lambda m: m.update(expires=int(time.time()) - 60))
+
+    def refused_count(self, opd, why):
+        m = opd.call({"op": "metrics", "id": 1})["text"]
+        n = re.search(r'opd_s3_versions_refused_total\{why="%s"\} (\d+)' % why, m)
+        self.assertTrue(n, m)
+        return int(n.group(1))
+
+    def test_expired_signature_refused(self):
+        make_snapshot(self.src, "python", V1, mem_image("t1", n_chunks=2))
+        pushed = self.push(valid_for="1h")
+        now = time.time()
+        self.assertTrue(now + 3000 < pushed["expires"] <= now + 3600, pushed)
+        opd = self.opd()
+        try:
+            r = self.sync(opd)
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["expires"], pushed["expires"])
+            cache = os.path.join(opd.dir, "cache", "python")
+            # the bucket keeps offering V1 past the time its publisher signed it for: refused,
+            # counted, and V1, already here, stays current
+            self.expire(V1)
+            r = self.sync(opd)
+            self.assertFalse(r["ok"], r)
+            self.assertIn(f"version {V1} refused: its signature expired at", r["error"])
+            self.assertEqual(os.readlink(os.path.join(cache, "current")), V1)
+            self.assertGreaterEqual(self.refused_count(opd, "expired"), 1)
+            # the publisher signs it again: accepted, with the new expiry
+            pushed = self.push(valid_for="2h")
+            r = self.sync(opd)
+            self.assertTrue(r["ok"], r)
+            self.assertEqual((r["version"], r["expires"]), (V1, pushed["expires"]))
+            # a newer version whose signature has expired: nothing of it is staged
+            make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
+            self.push(valid_for="1h")
+            self.expire(V2)
+            self.refused(opd, os.path.join(opd.dir, "cache"), "expired", "expired at")
+        finally:
+            opd.stop()
+
+    def test_fresh_host_requires_expiry(self):
+        make_snapshot(self.src, "python", V1, mem_image("t1", n_chunks=2))
+        self.push()
+        opd = self.opd(**{"s3.require_expiry": "yes"})
+        try:
+            current = os.path.join(opd.dir, "cache", "python", "current")
+            # signed, but its signature never expires: a host that requires expiry takes it from
+            # no bucket, so an old signed version cannot be replayed to it forever
+            r = self.sync(opd)
+            self.assertFalse(r["ok"], r)
+            self.assertIn("has no expiry and s3.require_expiry is yes", r["error"])
+            self.assertFalse(os.path.lexists(current))
+            self.assertGreaterEqual(self.refused_count(opd, "no_expiry"), 1)
+            # signed with an expiry that has passed: refused on a fresh host too
+            self.push(valid_for="1h")
+            self.expire(V1)
+            r = self.sync(opd)
+            self.assertFalse(r["ok"], r)
+            self.assertIn("expired at", r["error"])
+            self.assertFalse(os.path.lexists(current))
+            # signed again, valid for an hour: served
+            self.push(valid_for="1h")
+            r = self.sync(opd)
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(os.readlink(current), V1)
+        finally:
+            opd.stop()
 
     def test_chunk_roots(self):
         opd = self.serving_v1()

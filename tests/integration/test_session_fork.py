@@ -4,6 +4,8 @@ and a damaged paused session refused and removed."""
 import grp
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -273,6 +275,40 @@ class SessionPause(unittest.TestCase):
             self.call({"op": "session_close", "session": s, "id": "c"})
         uid_dir = os.path.dirname(d)
         wait_for(lambda: not os.listdir(uid_dir), 30, "the resumed session's files to go")
+
+    def test_stop_while_saving(self):
+        """opd stopped while a fork and a pause are under way: each answered before the
+        connection closes (shutting_down, or ok had it finished first), nothing of an unfinished
+        one left in the cache, and a clean exit (under scripts/test-sanitize, nothing leaked)."""
+        a, b = self.open(), self.open()
+        conn = socket.socket(socket.AF_UNIX)
+        conn.settimeout(120)
+        conn.connect(self.opd.socket)
+        for req in ({"op": "session_fork", "session": a, "count": 2, "id": "f"},
+                    {"op": "session_pause", "session": b, "id": "p"}):
+            body = json.dumps(req).encode()
+            conn.sendall(struct.pack(">I", len(body)) + body)
+
+        def under_way():
+            states = [x["state"] for x in self.call({"op": "session_list", "id": 1})["sessions"]]
+            return any(st in ("saving", "booting") for st in states) or states.count("idle") > 2
+        wait_for(under_way, 120, "the fork or the pause to start")
+        self.assertEqual(self.opd.stop(), 0)
+        answers = {}
+        for _ in range(2):
+            n = struct.unpack(">I", conn.recv(4, socket.MSG_WAITALL))[0]
+            ans = json.loads(conn.recv(n, socket.MSG_WAITALL))
+            answers[ans["id"]] = ans
+        conn.close()
+        for ans in answers.values():
+            self.assertTrue(ans["ok"] or ans["error"]["code"] == "shutting_down", ans)
+        forks = os.path.join(self.cache, "forks")
+        self.assertEqual(os.listdir(forks) if os.path.isdir(forks) else [], [])
+        self.assertEqual(os.path.exists(os.path.join(self.paused_dir(b), "session.json")),
+                         answers["p"]["ok"], answers["p"])
+        self.restart()
+        for x in self.call({"op": "session_list", "id": 1})["sessions"]:
+            self.call({"op": "session_close", "session": x["session"], "id": "c"})
 
     def test_damaged_is_refused_and_removed(self):
         keep = self.open()

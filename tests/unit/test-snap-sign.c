@@ -1,6 +1,7 @@
 /* test-snap-sign.c: unit tests of lib/store/snap-sign.c and snap-keys.c: a key made by keygen
  * signs a manifest that verifies against the pinned key only; a changed byte, an unknown key or
- * no signature are refused each with its own error; the serial survives the chunk manifest. */
+ * no signature are refused each with its own error; the serial and the expiry survive the chunk
+ * manifest, and an expired or (when required) missing expiry is refused. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -99,6 +100,53 @@ static void test_sign_verify(void **state)
         unlink(path2);
 }
 
+/* "expires" survives the chunk manifest; the check refuses from that second on, names the
+ * version and the time, and with require refuses a manifest without one. */
+static void test_expiry(void **state)
+{
+        struct s3_chunkman m = {0}, m2 = {0};
+        char err[512], *text;
+
+        (void)state;
+        if (s3_chunkman_parse(manifest, strlen(manifest), &m, err, sizeof(err)) < 0)
+                fail_msg("%s", err);
+        assert_int_equal(m.expires, 0);
+        assert_int_equal(s3_chunkman_check_expiry(&m, 4000000000u, false, err, sizeof(err)), 0);
+        assert_int_equal(s3_chunkman_check_expiry(&m, 1, true, err, sizeof(err)), -ENODATA);
+        assert_non_null(strstr(err, "s3.require_expiry"));
+        assert_non_null(strstr(err, "v1"));
+
+        m.expires = 1796299200; /* 2026-12-03T12:00:00Z */
+        text = s3_chunkman_text(&m);
+        assert_non_null(text);
+        assert_non_null(strstr(text, "\"expires\":1796299200"));
+        if (s3_chunkman_parse(text, strlen(text), &m2, err, sizeof(err)) < 0)
+                fail_msg("%s", err);
+        assert_int_equal(m2.expires, 1796299200);
+        assert_int_equal(m2.serial, 42);
+        assert_int_equal(s3_chunkman_check_expiry(&m2, 1796299199, true, err, sizeof(err)), 0);
+        assert_int_equal(s3_chunkman_check_expiry(&m2, 1796299200, true, err, sizeof(err)),
+                         -EKEYEXPIRED);
+        assert_int_equal(s3_chunkman_check_expiry(&m2, 1796299260, false, err, sizeof(err)),
+                         -EKEYEXPIRED);
+        assert_non_null(strstr(err, "2026-12-03T12:00:00Z"));
+        assert_non_null(strstr(err, "60 s ago"));
+        s3_chunkman_free(&m2);
+
+        /* zero, negative, a fraction or not a number: refused by the parser */
+        for (size_t i = 0; i < 4; i++) {
+                static const char *const bad[] = {"0", "-1", "1.5", "\"1796299200\""};
+                char buf[sizeof(manifest) + 32];
+
+                snprintf(buf, sizeof(buf), "{\"expires\":%s,%s", bad[i], manifest + 1);
+                assert_int_equal(s3_chunkman_parse(buf, strlen(buf), &m2, err, sizeof(err)),
+                                 -EINVAL);
+                assert_non_null(strstr(err, "\"expires\""));
+        }
+        free(text);
+        s3_chunkman_free(&m);
+}
+
 static void test_envelope_bad(void **state)
 {
         static const char *const bad[] = {
@@ -132,6 +180,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_sign_verify),
             cmocka_unit_test(test_envelope_bad),
+            cmocka_unit_test(test_expiry),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
