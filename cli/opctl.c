@@ -145,11 +145,18 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
         return 0;
 }
 
-/* A byte count: digits, optionally followed by K, M or G (KiB, MiB, GiB). */
-static int parse_bytes(const char *s, uint64_t *ret)
+struct unit {
+        char name;
+        uint64_t scale;
+};
+
+/* Digits, optionally followed by one of units' names (the number times its scale), at most
+ * max in all. */
+static int parse_scaled(const char *s, const struct unit *units, size_t n_units, uint64_t max,
+                        uint64_t *ret)
 {
         unsigned long long v;
-        unsigned shift = 0;
+        uint64_t scale = 1;
         char *end;
 
         if (!*s || *s == '-' || *s == '+')
@@ -158,47 +165,35 @@ static int parse_bytes(const char *s, uint64_t *ret)
         v = strtoull(s, &end, 10);
         if (errno || end == s)
                 return -EINVAL;
-        if (*end == 'K' || *end == 'k')
-                shift = 10;
-        else if (*end == 'M' || *end == 'm')
-                shift = 20;
-        else if (*end == 'G' || *end == 'g')
-                shift = 30;
-        if (shift)
-                end++;
-        if (*end || v > (UINT64_C(1) << 50) >> shift)
+        for (size_t i = 0; *end && i < n_units; i++)
+                if (*end == units[i].name) {
+                        scale = units[i].scale;
+                        end++;
+                        break;
+                }
+        if (*end || v > max / scale)
                 return -EINVAL;
-        *ret = (uint64_t)v << shift;
+        *ret = (uint64_t)v * scale;
         return 0;
+}
+
+/* A byte count: digits, optionally followed by K, M or G (KiB, MiB, GiB). */
+static int parse_bytes(const char *s, uint64_t *ret)
+{
+        static const struct unit units[] = {{'K', UINT64_C(1) << 10}, {'k', UINT64_C(1) << 10},
+                                            {'M', UINT64_C(1) << 20}, {'m', UINT64_C(1) << 20},
+                                            {'G', UINT64_C(1) << 30}, {'g', UINT64_C(1) << 30}};
+
+        return parse_scaled(s, units, ELEMENTSOF(units), UINT64_C(1) << 50, ret);
 }
 
 /* A duration in whole seconds: digits, optionally followed by s, m, h or d; 1 s to 10 years. */
 static int parse_duration(const char *s, uint64_t *ret)
 {
-        static const struct {
-                char unit;
-                uint64_t s;
-        } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
-        unsigned long long v;
-        uint64_t mul = 1;
-        char *end;
+        static const struct unit units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+        int r = parse_scaled(s, units, ELEMENTSOF(units), UINT64_C(315576000), ret);
 
-        if (!*s || *s == '-' || *s == '+')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno || end == s)
-                return -EINVAL;
-        for (size_t i = 0; *end && i < ELEMENTSOF(units); i++)
-                if (*end == units[i].unit) {
-                        mul = units[i].s;
-                        end++;
-                        break;
-                }
-        if (*end || v == 0 || v > UINT64_C(315576000) / mul)
-                return -EINVAL;
-        *ret = (uint64_t)v * mul;
-        return 0;
+        return r < 0 || *ret == 0 ? -EINVAL : 0;
 }
 
 static int parse_seconds(const char *s, double *ret)

@@ -233,7 +233,8 @@ int opd_init_driver(struct opd *d, const struct vm_driver *drv, void *drv_data)
         r = sessions_init(d);
         if (r < 0)
                 return r;
-        session_store_load(d); /* sessions paused to disk before a restart */
+        session_store_load(d);  /* sessions paused to disk before a restart */
+        session_forks_clean(d); /* fork images outlive no opd */
         event_add(d->sigchld_ev, NULL);
         event_add(d->sigterm_ev, NULL);
         event_add(d->sigint_ev, NULL);

@@ -257,6 +257,8 @@ static void render_exec(FILE *f, struct opd *d)
 static void render_s3(FILE *f, struct opd *d)
 {
         const struct s3_sync_stats *s = s3sync_stats(d);
+        const char *lang;
+        json_t *v;
 
         if (!s)
                 return;
@@ -278,7 +280,7 @@ static void render_s3(FILE *f, struct opd *d)
         fprintf(f, "opd_s3_requests_retried_total %llu\n", (unsigned long long)s->retries);
         head(f, "opd_s3_versions_refused_total", "counter",
              "Versions refused before staging: unsigned, unknown key, bad signature, rollback, "
-             "bounds.");
+             "bounds, expired, no expiry.");
         fprintf(f, "opd_s3_versions_refused_total{why=\"unsigned\"} %llu\n",
                 (unsigned long long)s->refused_unsigned);
         fprintf(f, "opd_s3_versions_refused_total{why=\"unknown_key\"} %llu\n",
@@ -293,6 +295,11 @@ static void render_s3(FILE *f, struct opd *d)
                 (unsigned long long)s->refused_expired);
         fprintf(f, "opd_s3_versions_refused_total{why=\"no_expiry\"} %llu\n",
                 (unsigned long long)s->refused_no_expiry);
+        head(f, "opd_s3_signature_expires_timestamp_seconds", "gauge",
+             "When the signature of the version last accepted for a language expires.");
+        json_object_foreach ((json_t *)s3sync_expires(d), lang, v)
+                fprintf(f, "opd_s3_signature_expires_timestamp_seconds{lang=\"%s\"} %lld\n", lang,
+                        (long long)json_integer_value(v));
 }
 
 static void render_sessions(FILE *f, struct opd *d)

@@ -54,7 +54,8 @@ struct s3sync {
         size_t lang; /* index into d->langs.v */
         bool running, again;
         struct sync_waiter *waiters, *next_waiters;
-        json_t *result; /* per language */
+        json_t *result;  /* per language */
+        json_t *expires; /* per language: the expiry of the signed version last accepted */
         /* the language in progress */
         struct s3_chunkman m;
         bool have_m;
@@ -155,9 +156,13 @@ static void lang_done(struct s3sync *s, const char *version, bool installed)
                                 "fetched", (int)s->fetched, "present", (int)s->plan.present,
                                 "copied", (int)s->plan.copied, "zero", (int)s->plan.zero, "linked",
                                 (int)s->plan.linked, "bytes", (json_int_t)s->bytes));
-        if (s->verified && s->m.expires)
+        if (s->verified && s->m.expires) {
                 json_object_set_new(json_object_get(s->result, lang_name(s)), "expires",
                                     json_integer((json_int_t)s->m.expires));
+                json_object_set_new(s->expires, lang_name(s),
+                                    json_integer((json_int_t)s->m.expires));
+        } else
+                json_object_del(s->expires, lang_name(s));
         if (installed)
                 log_info("s3 sync %s: installed %s from %s (%u chunks fetched, %llu bytes; %u "
                          "staged, %u copied, %u of zeros, %u linked)",
@@ -859,8 +864,9 @@ int s3sync_init(struct opd *d)
                 s->fds[i] = -1;
         s->timer = evtimer_new(d->base, on_timer, s);
         s->kick = event_new(d->base, -1, 0, on_kick, s);
+        s->expires = json_object();
         d->s3 = s;
-        if (!s->timer || !s->kick)
+        if (!s->timer || !s->kick || !s->expires)
                 return -ENOMEM;
         if (d->cfg.s3_bucket[0])
                 op_timer_arm_ms(s->timer, 0); /* at start */
@@ -877,6 +883,7 @@ void s3sync_done(struct opd *d)
         s3_client_free(s->client);
         s3_locations_free(s->locs, s->n_locs);
         json_decref(s->result);
+        json_decref(s->expires);
         for (struct sync_waiter *w = s->waiters, *n; w; w = n) {
                 n = w->next;
                 free(w);
@@ -925,4 +932,9 @@ int s3sync_request(struct opd *d, struct reply_slot *slot)
 const struct s3_sync_stats *s3sync_stats(struct opd *d)
 {
         return d->s3 ? &d->s3->stats : NULL;
+}
+
+const json_t *s3sync_expires(struct opd *d)
+{
+        return d->s3 ? d->s3->expires : NULL;
 }

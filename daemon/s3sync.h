@@ -1,6 +1,7 @@
 /* s3sync.h: snapshot versions from S3 into the cache (s3sync.c, docs/s3.md). */
 #pragma once
 
+#include <jansson.h>
 #include <stdint.h>
 
 struct opd;
@@ -28,3 +29,6 @@ void s3sync_reload(struct opd *d);
 /* Sync now; the slot is answered with every language's outcome. -ENOENT: no bucket set. */
 int s3sync_request(struct opd *d, struct reply_slot *slot);
 const struct s3_sync_stats *s3sync_stats(struct opd *d);
+/* Language name -> Unix time at which the signature of the version last accepted for it expires
+ * (languages whose version has no expiry are absent); opd's, not the caller's. */
+const json_t *s3sync_expires(struct opd *d);

@@ -402,9 +402,16 @@ void job_finish(struct job *j)
 void session_jobs_stop(struct opd *d)
 {
         struct job *j;
+        int k;
 
         while (d->session_jobs && (j = LIST_FIRST(&d->session_jobs->list))) {
                 job_fail(j, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
+                /* a resume not finished: the session stays paused on disk (the restoring VM's
+                 * reference removes the taken name, which is gone then) */
+                if (j->kind == JOB_RESUME && !j->children[0].done && j->dir &&
+                    (k = session_store_untake(d, j->uid, j->id, j->dir)) < 0)
+                        log_warn("session %s (uid %u): cannot keep it paused: %s", j->id,
+                                 (unsigned)j->uid, strerror(-k));
                 for (uint32_t i = 0; i < j->count; i++) {
                         struct child *c = &j->children[i];
                         struct session *s = c->job ? session_lookup(d, c->id, j->uid) : NULL;
@@ -415,8 +422,8 @@ void session_jobs_stop(struct opd *d)
                         c->done = true;
                 }
                 if (j->vm) {
-                        /* still saving: the VM and what it wrote go; its session, SAVING, ends
-                         * with the others in sessions_stop() */
+                        /* still saving: the VM goes; its session, SAVING, ends with the others
+                         * in sessions_stop() */
                         vm_destroy(j->vm);
                         j->vm = NULL;
                         if (j->pool)
@@ -424,13 +431,27 @@ void session_jobs_stop(struct opd *d)
                         j->pool = NULL;
                         if (j->kind == JOB_PAUSE)
                                 session_store_remove(d, j->uid, j->id);
-                        else if (j->dir)
-                                snap_rmtree(AT_FDCWD, j->dir);
                 }
+                /* a fork's image, saved or not: its restores ended above (a VMM that maps it
+                 * keeps what it mapped until it dies) */
+                if ((j->kind == JOB_FORK || j->kind == JOB_IMAGE) && j->dir)
+                        snap_rmtree(AT_FDCWD, j->dir);
                 job_free(j);
         }
         free(d->session_jobs);
         d->session_jobs = NULL;
+}
+
+void session_forks_clean(struct opd *d)
+{
+        _cleanup_free_ char *dir = NULL;
+        int k;
+
+        if (asprintf(&dir, "%s/%s", d->cfg.cache_dir, FORK_DIR) < 0)
+                return;
+        k = snap_rmtree(AT_FDCWD, dir);
+        if (k < 0)
+                log_warn("cannot remove %s: %s", dir, strerror(-k));
 }
 
 /* ---- fork ---- */

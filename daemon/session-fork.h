@@ -23,9 +23,13 @@ void job_finish(struct job *j);
 
 /* opd stops: every fork, pause, resume or save under way ends now, answered shutting_down
  * while its client is still connected: the VM it was saving destroyed (its session, SAVING,
- * ends in sessions_stop()), the sessions it was restoring ended, what it had written removed.
- * Idempotent. */
+ * ends in sessions_stop()), the sessions it was restoring ended, what it had written removed; a
+ * session being resumed stays paused on disk. Idempotent. */
 void session_jobs_stop(struct opd *d);
+/* At start: the images of forks an earlier opd made go. They live only as long as the sessions
+ * restored from them, and none outlives the opd that ran it; one whose VMs were still being
+ * reaped when that opd exited is still on disk. */
+void session_forks_clean(struct opd *d);
 
 /* May uid have sessions more sessions and vms more VMs (session.max, session.max_per_uid,
  * max_vms, max_vms_per_uid; idle clones of the pools give way for max_vms)? false: the refusal's

@@ -361,6 +361,17 @@ int session_store_take(struct opd *d, uid_t uid, const char *id, char **ret)
         return 0;
 }
 
+int session_store_untake(struct opd *d, uid_t uid, const char *id, const char *taken)
+{
+        _cleanup_free_ char *to = NULL;
+        int r;
+
+        r = session_store_dir(d, uid, id, false, &to);
+        if (r < 0)
+                return r;
+        return rename(taken, to) < 0 ? -errno : 0;
+}
+
 void session_store_remove(struct opd *d, uid_t uid, const char *id)
 {
         _cleanup_close_ int ufd = uid_dir(d, uid);

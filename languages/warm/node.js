@@ -4,9 +4,18 @@
 // never before a snapshot, whose clones would all share them. It waits on fd 3 for one program
 // and becomes it.
 //
+// `node node.js` stands in for `node file args...`. `node node.js FRONT` stands in for a
+// language that node runs through a program of its own (`coffee file args...`): FRONT is a
+// module (languages/warm/coffee.js) loaded before the runner says ready, which loads that
+// language's compiler and says how a program is run:
+//   argv(req)   what process.argv is as the cold command starts: [node, script..., file, args...]
+//   run()       runs the program that process.argv names, from the tick queue
+//   fresh(req)  true when the cold command would not run as the runner does (optional)
+//   forget(req) drops what a prime's run left behind (optional)
+//
 // Protocol with op-agent (fd 3 is a socketpair end): the runner writes "ready\n" once started;
 // the agent writes one JSON line {"file", "argv", "cwd", "env"}; the runner becomes that program:
-// same argv, cwd, environment, exit status, uncaught exception report as `node file args...`.
+// same argv, cwd, environment, exit status, uncaught exception report as the cold command.
 // A line with "prime": true is run with its output discarded (the agent reads and drops it) and
 // its module forgotten, then "ready\n" again.
 'use strict';
@@ -15,6 +24,14 @@ const fs = require('fs');
 const Module = require('module');
 
 const READY = Buffer.from('ready\n');
+
+// `node file args...`: the file is the main module.
+const NODE = {
+  argv: (req) => [process.execPath, req.file].concat(req.argv),
+  run: Function.prototype.call.bind(Module.runMain, Module), // no frame of its own
+  forget: (req) => delete Module._cache[req.file],
+};
+const front = process.argv.length > 2 ? require(process.argv[2]) : NODE;
 
 function writeReady() {
   let off = 0;
@@ -44,24 +61,27 @@ function setEnv(env) {
   Object.assign(process.env, env);
 }
 
-// What `node file args...` would have been started with, from the request.
+// What the cold command would have been started with, from the request.
 function enter(req) {
   process.chdir(req.cwd);
   setEnv(req.env);
-  process.argv = [process.execPath, req.file].concat(req.argv);
+  process.argv = front.argv(req);
   // The global module paths come from HOME and NODE_PATH, read at start-up.
   Module._initPaths();
 }
 
 // Settings node reads only as it starts (NODE_OPTIONS, ...): a program given any of them is run
-// by a node of its own, as it would have been without a runner.
-function needsFreshNode(env) {
-  return Object.keys(env).some((k) => k.startsWith('NODE_') || k.startsWith('UV_'));
+// by a node of its own, as it would have been without a runner; so is one the front end says
+// the cold command would run otherwise. After enter(req).
+function needsFreshNode(req) {
+  const env = Object.keys(req.env);
+  if (env.some((k) => k.startsWith('NODE_') || k.startsWith('UV_'))) return true;
+  return front.fresh ? front.fresh(req) : false;
 }
 
-function runFresh(req) {
+function runFresh() {
   const { spawnSync } = require('child_process');
-  const r = spawnSync(process.execPath, [req.file].concat(req.argv), { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, process.argv.slice(1), { stdio: 'inherit' });
   if (r.signal) {
     process.removeAllListeners(r.signal);
     process.kill(process.pid, r.signal);
@@ -76,11 +96,11 @@ function prime(req) {
   const saved = { cwd: process.cwd(), env: { ...process.env }, argv: process.argv.slice() };
   try {
     enter(req);
-    Module.runMain(req.file);
+    front.run();
   } catch (e) {
     // ours, and its output is dropped anyway: the runner stays usable
   } finally {
-    delete Module._cache[req.file];
+    if (front.forget) front.forget(req);
     for (const k of Object.keys(Module._pathCache)) delete Module._pathCache[k];
     process.exitCode = undefined;
     process.chdir(saved.cwd);
@@ -106,16 +126,15 @@ function serve() {
     return;
   }
   fs.closeSync(3);
-  if (needsFreshNode(req.env)) {
-    enter(req);
-    runFresh(req);
+  enter(req);
+  if (needsFreshNode(req)) {
+    runFresh();
     return;
   }
   delete Module._cache[__filename];
-  enter(req);
   // From the tick queue, so that no frame of this file is under the program's: an uncaught
   // exception is reported, and ends the process with 1, as node reports a main module's.
-  process.nextTick(Function.prototype.call.bind(Module.runMain, Module));
+  process.nextTick(front.run);
 }
 
 serve();

@@ -252,6 +252,11 @@ class S3Trust(unittest.TestCase):
         self.assertTrue(n, m)
         return int(n.group(1))
 
+    def expiry_gauge(self, opd):
+        m = opd.call({"op": "metrics", "id": 1})["text"]
+        n = re.search(r'opd_s3_signature_expires_timestamp_seconds\{lang="python"\} (\d+)', m)
+        return int(n.group(1)) if n else None
+
     def test_expired_signature_refused(self):
         make_snapshot(self.src, "python", V1, mem_image("t1", n_chunks=2))
         pushed = self.push(valid_for="1h")
@@ -262,6 +267,7 @@ class S3Trust(unittest.TestCase):
             r = self.sync(opd)
             self.assertTrue(r["ok"], r)
             self.assertEqual(r["expires"], pushed["expires"])
+            self.assertEqual(self.expiry_gauge(opd), pushed["expires"])
             cache = os.path.join(opd.dir, "cache", "python")
             # the bucket keeps offering V1 past the time its publisher signed it for: refused,
             # counted, and V1, already here, stays current
@@ -276,6 +282,7 @@ class S3Trust(unittest.TestCase):
             r = self.sync(opd)
             self.assertTrue(r["ok"], r)
             self.assertEqual((r["version"], r["expires"]), (V1, pushed["expires"]))
+            self.assertEqual(self.expiry_gauge(opd), pushed["expires"])
             # a newer version whose signature has expired: nothing of it is staged
             make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
             self.push(valid_for="1h")
@@ -309,6 +316,7 @@ class S3Trust(unittest.TestCase):
             r = self.sync(opd)
             self.assertTrue(r["ok"], r)
             self.assertEqual(os.readlink(current), V1)
+            self.assertEqual(self.expiry_gauge(opd), r["expires"])
         finally:
             opd.stop()
 

@@ -335,6 +335,104 @@ class WarmNode(unittest.TestCase):
             self.opd.call({"op": "session_close", "session": s["session"]})
 
 
+COFFEE_RANDOM = ("crypto = require 'crypto'\nfs = require 'fs'\nos = require 'os'\n"
+                 "console.log JSON.stringify [Math.random(), crypto.randomBytes(16).toString('hex'), "
+                 "crypto.randomUUID(), fs.mkdtempSync(os.tmpdir() + '/t-'), "
+                 "fs.readFileSync('/proc/self/cmdline', 'utf8').split('\\x00')]\n")
+COFFEE_FRONT = "/usr/lib/op/warm/coffee.js"
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "coffeescript", "rootfs.ext4")),
+                     "no coffeescript image in OPD_IMAGES")
+class WarmCoffee(unittest.TestCase):
+    """coffeescript's runner is node's, started in each clone with the CoffeeScript compiler
+    loaded (languages/warm/coffee.js): each clone's V8 and OpenSSL seed themselves, and a
+    program behaves as under `coffee main.coffee`."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({"pool.sizes": "coffeescript=2,bash=0,python=0,node=0,c=0",
+                       "pool.fallback_cold": "no", "max_vms": "4"})
+        cls.version = create_snapshot(cls.opd, "coffeescript")
+        cls.manifest = snapshot_manifest(cls.opd, "coffeescript", cls.version, (0, 4, 0))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def full(self, n=2):
+        wait_for(lambda: (lambda p: p if p["snapshot"] == self.version and p["ready"] >= n
+                          else None)(pool(self.opd, "coffeescript")), 900,
+                 lambda: f"{n} coffeescript clones ready: {pool(self.opd, 'coffeescript')}")
+
+    def run_warm(self, code, **kw):
+        self.full(1)
+        a = self.opd.run("coffeescript", code, mode="warm", timeout_ms=60000, **kw)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["mode"], "warm")
+        return a
+
+    def test_snapshot_holds_no_runner(self):
+        self.assertFalse(self.manifest["warm"])
+        self.assertNotIn("coffeescript pool: priming", self.opd.read_log())
+
+    def test_two_clones_have_their_own_random_state(self):
+        self.full(2)
+        a1, a2 = warm_pair(self, {"op": "exec", "lang": "coffeescript", "code": COFFEE_RANDOM,
+                                   "mode": "warm", "timeout_ms": 60000}, 600)
+        for a in (a1, a2):
+            self.assertEqual(a["exit_code"], 0, a)
+        (m1, b1, u1, t1, cmd1), (m2, b2, u2, t2, cmd2) = (json.loads(a1["stdout"]),
+                                                          json.loads(a2["stdout"]))
+        # both ran on a runner, the process that was waiting in the clone
+        self.assertEqual(cmd1[:3], ["node", NODE_RUNNER, COFFEE_FRONT])
+        self.assertEqual(cmd2[:3], ["node", NODE_RUNNER, COFFEE_FRONT])
+        self.assertNotEqual(m1, m2)
+        self.assertNotEqual(b1, b2)
+        self.assertNotEqual(u1, u2)
+        self.assertNotEqual(t1, t2)
+
+    def test_program_behaves_like_coffee(self):
+        a = self.run_warm("fs = require 'fs'\npath = require 'path'\n"
+                          "lines = fs.readFileSync(0, 'utf8').split('\\n').filter(Boolean)\n"
+                          "console.log process.argv[0], process.argv[2..].join(','),\n"
+                          "  lines.reverse().join(' '), require.main is module,\n"
+                          "  process.cwd() is process.env.HOME, path.basename(process.argv[1]),\n"
+                          "  path.basename(__filename)\n"
+                          "console.error 'to stderr'\n"
+                          "setTimeout (-> console.log 'later'; process.exitCode = 3), 10\n",
+                          args=["a", "b c"], stdin="x\ny\n")
+        self.assertEqual(a["stdout"], "coffee a,b c y x true true main.coffee main.coffee\n"
+                                      "later\n")
+        self.assertEqual(a["stderr"], "to stderr\n")
+        self.assertEqual(a["exit_code"], 3)
+        a = self.run_warm("console.log 'before'\nprocess.exit 7\nconsole.log 'after'\n")
+        self.assertEqual((a["stdout"], a["exit_code"]), ("before\n", 7))
+
+    def test_errors_as_cold_coffee(self):
+        """An error thrown as the program runs (coffee prints its stack, exit 1) and a compile
+        error (coffee's report, exit 1) as with `coffee main.coffee` in a cold VM."""
+        programs = {"f = -> throw new TypeError 'nope'\nf()\n": "TypeError: nope\n    at f (",
+                    "console.log 1\nx = )\n": "main.coffee:2:5: error: unmatched )\nx = )\n    ^\n"}
+        for code, report in programs.items():
+            w = self.run_warm(code)
+            c = self.opd.call({"op": "exec", "lang": "coffeescript", "code": code,
+                               "mode": "cold", "timeout_ms": 60000}, timeout=900)
+            self.assertTrue(c["ok"], c)
+            self.assertEqual(c["mode"], "cold")
+            self.assertEqual((w["stdout"], w["exit_code"]), (c["stdout"], c["exit_code"]))
+            self.assertEqual(w["exit_code"], 1)
+            self.assertNotIn("/usr/lib/op/warm/", w["stderr"])
+            self.assertEqual(node_report(w["stderr"]), node_report(c["stderr"]))
+            self.assertIn(report, w["stderr"])
+
+    def test_node_options_run_by_a_coffee_of_their_own(self):
+        """NODE_OPTIONS is read as node starts: the runner hands such a program to a new coffee."""
+        a = self.run_warm("console.log process.title, process.argv[2..]\nprocess.exitCode = 4\n",
+                          args=["x"], env={"NODE_OPTIONS": "--title=fresh"})
+        self.assertEqual((a["stdout"], a["exit_code"]), ("fresh [ 'x' ]\n", 4))
+
+
 JAVA_RANDOM = """import java.nio.file.*;
 import java.security.SecureRandom;
 import java.util.*;

@@ -1144,6 +1144,87 @@ static void test_warm_node(void **state)
         free(runner);
 }
 
+/* languages/warm/node.js with its CoffeeScript front end (languages/warm/coffee.js) on this
+ * host's node, when it has coffee: a program run by it behaves as with `coffee main.coffee`
+ * (argv, stdin, exit code, an error thrown as it runs, a compile error, NODE_OPTIONS), primed or
+ * not. */
+static void test_warm_coffee(void **state)
+{
+        char *runner = python_runner(), *node, *coffee;
+        json_t *a;
+
+        if (system("node --version >/dev/null 2>&1 && coffee --version >/dev/null 2>&1") != 0) {
+                free(runner);
+                skip();
+        }
+        node = strdup(runner);
+        coffee = strdup(runner);
+        assert_non_null(node);
+        assert_non_null(coffee);
+        strcpy(strrchr(node, '/'), "/node.js");
+        strcpy(strrchr(coffee, '/'), "/coffee.js");
+        warm(json_pack("[s,s,s]", "node", node, coffee));
+        a = handle_obj(json_pack("{s:s, s:[s,s], s:s, s:s}", "op", "prime", "argv", "coffee",
+                                 "main.coffee", "file", "main.coffee", "code",
+                                 "console.log 'hello', process.argv[2..]"));
+        if (!json_is_true(json_object_get(a, "ok")))
+                dump("prime", a);
+        assert_true(json_is_true(json_object_get(a, "primed")));
+        json_decref(a);
+        a = handle("{\"op\":\"exec\",\"argv\":[\"coffee\",\"main.coffee\",\"a b\"],"
+                   "\"args\":[\"a b\"],\"file\":\"main.coffee\",\"warm\":true,\"stdin\":\"in\","
+                   "\"code\":\"p = require 'path'\\nconsole.log process.argv[0], "
+                   "(p.basename s for s in process.argv[1..]), require.main is module, "
+                   "require('fs').readFileSync(0, 'utf8'), process.cwd() is process.env.HOME\\n"
+                   "console.error 'e'\\nprocess.exitCode = 3\"}");
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "coffee [ 'main.coffee', 'a b' ] true in true\n");
+        assert_string_equal(str(a, "stderr"), "e\n");
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 3);
+        json_decref(a);
+
+        /* Thrown as the program runs: coffee prints the stack and exits 1. */
+        warm(json_pack("[s,s,s]", "node", node, coffee));
+        a = handle("{\"op\":\"exec\",\"argv\":[\"coffee\",\"main.coffee\"],"
+                   "\"file\":\"main.coffee\",\"warm\":true,"
+                   "\"code\":\"f = -> throw new TypeError 'nope'\\nf()\"}");
+        assert_ok_warm_used(a, true);
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 1);
+        assert_non_null(strstr(str(a, "stderr"), "TypeError: nope\n    at f ("));
+        assert_non_null(strstr(str(a, "stderr"), "/main.coffee:"));
+        assert_null(strstr(str(a, "stderr"), "node.js"));
+        assert_null(strstr(str(a, "stderr"), "coffee.js"));
+        json_decref(a);
+
+        /* A compile error: coffee's report, exit 1, nothing run. */
+        warm(json_pack("[s,s,s]", "node", node, coffee));
+        a = handle("{\"op\":\"exec\",\"argv\":[\"coffee\",\"main.coffee\"],"
+                   "\"file\":\"main.coffee\",\"warm\":true,"
+                   "\"code\":\"console.log 1\\nx = )\"}");
+        assert_ok_warm_used(a, true);
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 1);
+        assert_string_equal(str(a, "stdout"), "");
+        assert_non_null(
+            strstr(str(a, "stderr"), "/main.coffee:2:5: error: unmatched )\nx = )\n    ^\n"));
+        json_decref(a);
+
+        /* NODE_OPTIONS is read as node starts: a coffee of its own runs the program. */
+        warm(json_pack("[s,s,s]", "node", node, coffee));
+        a = handle("{\"op\":\"exec\",\"argv\":[\"coffee\",\"main.coffee\",\"x\"],"
+                   "\"args\":[\"x\"],\"file\":\"main.coffee\",\"warm\":true,"
+                   "\"env\":{\"NODE_OPTIONS\":\"--title=fresh\"},"
+                   "\"code\":\"console.log process.title, process.argv[0], process.argv[2..]\\n"
+                   "process.exit 4\"}");
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "fresh coffee [ 'x' ]\n");
+        assert_int_equal(json_integer_value(json_object_get(a, "exit_code")), 4);
+        json_decref(a);
+        assert_int_equal(count_entries(workdir), 0);
+        free(coffee);
+        free(node);
+        free(runner);
+}
+
 /* languages/warm/Runner.java on this host's java, when there is one: started as the snapshot
  * starts it, primed with a compile, it compiles (javac in its JVM) and runs a program as
  * `javac Main.java && java -cp . Main` would: argv, stdin, env, the run's directory, files,
@@ -1690,6 +1771,7 @@ int main(void)
             cmocka_unit_test(test_warm_python),
             cmocka_unit_test(test_prime_starts_runner),
             cmocka_unit_test(test_warm_node),
+            cmocka_unit_test(test_warm_coffee),
             cmocka_unit_test(test_warm_java),
             cmocka_unit_test(test_repl_python),
             cmocka_unit_test(test_binary_stdio),
