@@ -1035,6 +1035,133 @@ class WarmGroovy(unittest.TestCase):
         self.assertEqual((a["stdout"], a["exit_code"]), ("false", 4))
 
 
+RACKET_RANDOM = """#lang racket/base
+(require racket/file racket/random json)
+(define tmp (make-temporary-file))
+(write-json (list (random) (random 4294967087)
+                  (vector->list (pseudo-random-generator->vector
+                                 (current-pseudo-random-generator)))
+                  (bytes->list (crypto-random-bytes 16))
+                  (let-values ([(dir name must-be-dir?) (split-path tmp)]) (path->string name))
+                  (call-with-input-file "/proc/self/cmdline"
+                    (lambda (in) (map bytes->string/utf-8
+                                      (regexp-split #rx#"\\0" (read-bytes 4096 in)))))))
+"""
+RACKET_RUNNER = "/usr/lib/op/warm/racket.rkt"
+
+
+def racket_report(stderr):
+    """racket's error report with the run's directory (absolute in its context lines) taken
+    out."""
+    return re.sub(r"/tmp/op/[^/]+/", "DIR/", stderr)
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "racket", "rootfs.ext4")),
+                     "no racket image in OPD_IMAGES")
+class WarmRacket(unittest.TestCase):
+    """racket's runner is started before the snapshot with racket/base, racket and json loaded;
+    each request's module runs in a namespace of its own, and the generator behind `random` is
+    seeded again from the clone's entropy before it runs."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({"pool.sizes": "racket=2,bash=0,python=0,node=0,c=0",
+                       "pool.fallback_cold": "no", "max_vms": "4"})
+        a = cls.opd.call({"op": "snapshot", "action": "create", "lang": "racket", "id": "snap"},
+                         timeout=900)
+        if not a.get("ok"):
+            cls.opd.stop()
+        assert a["ok"], a
+        cls.version = a["version"]
+        cls.manifest = snapshot_manifest(cls.opd, "racket", cls.version, (0, 4, 0))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def full(self, n=2):
+        wait_for(lambda: (lambda p: p if p["snapshot"] == self.version and p["ready"] >= n
+                          else None)(pool(self.opd, "racket")), 900,
+                 lambda: f"{n} racket clones ready: {pool(self.opd, 'racket')}")
+
+    def run_racket(self, code, mode="warm", **kw):
+        if mode == "warm":
+            self.full(1)
+        a = self.opd.call({"op": "exec", "lang": "racket", "code": code, "mode": mode,
+                           "timeout_ms": 60000, **kw}, timeout=900)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["mode"], mode)
+        return a
+
+    def test_snapshot_holds_the_runner(self):
+        self.assertTrue(self.manifest["warm"])
+
+    def test_two_clones_have_their_own_random_state(self):
+        self.full(2)
+        sent = time.time()
+        a1, a2 = warm_pair(self, {"op": "exec", "lang": "racket", "code": RACKET_RANDOM,
+                                   "mode": "warm", "timeout_ms": 60000}, 900)
+        got = time.time()
+        for a in (a1, a2):
+            self.assertEqual((a["exit_code"], a["stderr"]), (0, ""), a)
+        r1, r2 = json.loads(a1["stdout"]), json.loads(a2["stdout"])
+        # both ran on the runner, the racket that was waiting in the clone
+        self.assertIn(RACKET_RUNNER, r1[5])
+        self.assertIn(RACKET_RUNNER, r2[5])
+        for name, v1, v2 in zip(["random", "random k", "generator state", "crypto-random-bytes"],
+                                r1, r2):
+            self.assertNotEqual(v1, v2, name)
+        # temporary file names end in the clock's seconds and milliseconds, the clone's own
+        # clock: set from the host's as the request came
+        for r in (r1, r2):
+            m = re.fullmatch(r".*_(\d{10})\d+", r[4])
+            self.assertTrue(m, r[4])
+            self.assertTrue(sent - 2 <= int(m.group(1)) <= got + 2, (sent, r[4], got))
+
+    def test_program_behaves_like_racket(self):
+        code = ("#lang racket\n"
+                "(define lines (port->lines (current-input-port)))\n"
+                "(displayln (list (current-command-line-arguments) (reverse lines)\n"
+                "  (getenv \"GREETING\") (file->string \"data.txt\")\n"
+                "  (equal? (path->string (current-directory))\n"
+                "          (path->string (path->directory-path (getenv \"HOME\"))))\n"
+                "  (find-system-path 'run-file) (length (namespace-mapped-symbols))))\n"
+                "'(a \"b\" #\\c)\n"
+                "(struct pt (x y) #:transparent)\n"
+                "(pt 1 2)\n"
+                "(eprintf \"to stderr\\n\")\n"
+                "(module+ main (displayln \"main\") (exit 3))\n")
+        kw = dict(args=["a", "b c"], stdin="x\ny\n", env={"GREETING": "hi"},
+                  files=[{"name": "data.txt", "content": "data"}])
+        w = self.run_racket(code, **kw)
+        self.assertEqual(w["stdout"], "(#(a b c) (y x) hi data #t main.rkt 0)\n"
+                         "'(a \"b\" #\\c)\n(pt 1 2)\nmain\n")
+        self.assertEqual(w["stderr"], "to stderr\n")
+        self.assertEqual(w["exit_code"], 3)
+        c = self.run_racket(code, mode="cold", **kw)
+        self.assertEqual((w["stdout"], w["stderr"], w["exit_code"]),
+                         (c["stdout"], c["stderr"], c["exit_code"]))
+
+    def test_errors_as_cold_racket(self):
+        """An uncaught exception, a read error and an unbound identifier read as a cold
+        `racket main.rkt` reports them (no frame of the runner), with the same exit status."""
+        programs = ["#lang racket/base\n(displayln 1)\n(define (f v) (vector-ref v 5))\n"
+                    "(define (g v) (+ 1 (f v)))\n(g (vector 1 2))\n(displayln 2)\n",
+                    "#lang racket/base\n(displayln 1)\n(define x\n",
+                    "#lang racket/base\n(displayln (undefined-thing 1))\n",
+                    "#lang racket/base\n(module+ main (error 'boom \"bad ~a\" 42))\n"
+                    "(displayln \"body\")\n",
+                    "#lang racket/base\n(raise 'foo)\n"]
+        for code in programs:
+            w = self.run_racket(code)
+            c = self.run_racket(code, mode="cold")
+            self.assertEqual((w["stdout"], w["exit_code"]), (c["stdout"], c["exit_code"]), code)
+            self.assertEqual(w["exit_code"], 1, w)
+            self.assertEqual(racket_report(w["stderr"]), racket_report(c["stderr"]))
+            self.assertNotIn(RACKET_RUNNER, w["stderr"])
+        self.assertEqual(w["stderr"], "uncaught exception: 'foo\n")
+
+
 class PoolLimits(unittest.TestCase):
     """One VM at most: a second request waits for the first VM's replacement."""
 
