@@ -25,9 +25,6 @@
 #include "vm.h"
 
 #define WARM_TIMEOUT_MS 120000
-/* The largest "ready_timeout_ms" of the agent's "warm" op (docs/protocol.md). */
-#define READY_TIMEOUT_MS_MAX 300000
-
 struct snapcreate {
         struct opd *d;
         const struct op_lang *lang;
@@ -195,15 +192,11 @@ static void save(struct snapcreate *sc)
                 finish(sc, r, "cannot start saving the VM");
 }
 
-/* How long the snapshot's runner may take to say "ready". A compiled language's runner warms its
- * compiler up too, and a runner on a JVM (java's, groovy's) starts by compiling its own source
- * and warms up for minutes under TCG: they get the agent's longest. */
+/* How long the snapshot's runner may take to say "ready": the catalogue's (a runner on a JVM,
+ * java's and groovy's, compiles its own source and warms up for minutes under TCG). */
 static uint32_t runner_ready_ms(const struct op_lang *lang)
 {
-        if (!op_lang_warm_in_snapshot(lang))
-                return WARM_TIMEOUT_MS;
-        return lang->compile[0] || strcmp(lang->warm[0], "java") == 0 ? READY_TIMEOUT_MS_MAX
-                                                                      : WARM_TIMEOUT_MS;
+        return op_lang_warm_in_snapshot(lang) ? op_lang_warm_ready_ms(lang) : WARM_TIMEOUT_MS;
 }
 
 /* The VM runs the preload program rather than a warm runner before its snapshot. */

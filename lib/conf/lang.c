@@ -109,11 +109,11 @@ static int lang_load_phases(json_t *o, struct op_lang *g, char *errbuf, size_t e
         return 0;
 }
 
-/* "warm": {"run": [...], "repl": bool, "start": "snapshot" | "clone"} ("install" is the image
- * recipe's). */
+/* "warm": {"run": [...], "repl": bool, "start": "snapshot" | "clone", "ready_timeout_ms": N}
+ * ("install" is the image recipe's). */
 static int lang_load_warm(json_t *warm, struct op_lang *g, char *errbuf, size_t errlen)
 {
-        json_t *start, *repl;
+        json_t *start, *repl, *ready;
 
         if (!warm)
                 return 0;
@@ -128,6 +128,13 @@ static int lang_load_warm(json_t *warm, struct op_lang *g, char *errbuf, size_t 
                 return op_errf(errbuf, errlen, -EINVAL,
                                "language \"%s\": \"warm.repl\" must be true or false", g->name);
         g->repl = json_is_true(repl);
+        ready = json_object_get(warm, "ready_timeout_ms");
+        if (ready && (!json_is_integer(ready) || json_integer_value(ready) < 1000 ||
+                      json_integer_value(ready) > OP_WARM_READY_MS_MAX))
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"warm.ready_timeout_ms\" must be 1000-%u",
+                               g->name, OP_WARM_READY_MS_MAX);
+        g->warm_ready_ms = ready ? (uint32_t)json_integer_value(ready) : 0;
         start = json_object_get(warm, "start");
         if (!start || (json_is_string(start) && strcmp(json_string_value(start), "snapshot") == 0))
                 g->warm_start = OP_WARM_START_SNAPSHOT;
@@ -390,4 +397,11 @@ bool op_lang_warm_in_snapshot(const struct op_lang *lang)
 bool op_lang_warm_in_clone(const struct op_lang *lang)
 {
         return lang->warm[0] && lang->warm_start == OP_WARM_START_CLONE;
+}
+
+uint32_t op_lang_warm_ready_ms(const struct op_lang *lang)
+{
+        if (lang->warm_ready_ms)
+                return lang->warm_ready_ms;
+        return lang->compile[0] ? OP_WARM_READY_MS_MAX : OP_WARM_READY_MS_DEFAULT;
 }

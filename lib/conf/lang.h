@@ -13,6 +13,9 @@
 #define OP_LANG_COMPILE_TIMEOUT_MS_MAX 600000
 #define OP_LANG_COMPILE_OUTPUT_MAX     (16 * 1024 * 1024)
 #define OP_LANG_MEMORY_MB_MAX          65536
+/* How long a warm runner may take to say "ready": the agent's longest wait, and the default. */
+#define OP_WARM_READY_MS_MAX     300000
+#define OP_WARM_READY_MS_DEFAULT 120000
 
 /* When a language's warm runner starts ("warm": {"start": ...}). */
 enum op_warm_start {
@@ -28,6 +31,7 @@ struct op_lang {
         char *run[OP_LANG_ARGV_MAX + 1];      /* argv template; "{file}" is replaced */
         char *warm[OP_LANG_ARGV_MAX + 1];     /* the warm runner ("warm": {"run"}), or empty */
         enum op_warm_start warm_start;        /* when it starts ("warm": {"start"}) */
+        uint32_t warm_ready_ms;               /* its "ready_timeout_ms", 0: the default */
         int repl;                             /* 1: the warm runner serves repl sessions */
         char *prime;                          /* program run in each clone to warm it, or NULL */
         char *compile[OP_LANG_ARGV_MAX + 1];  /* compile argv template ("{file}"), or empty */
@@ -65,6 +69,9 @@ void op_langs_names(const struct op_langs *l, char *buf, size_t len);
 /* Has it a warm runner that starts before its snapshot is taken, one that starts in each clone? */
 bool op_lang_warm_in_snapshot(const struct op_lang *lang);
 bool op_lang_warm_in_clone(const struct op_lang *lang);
+/* How long its runner may take to say "ready": "warm": {"ready_timeout_ms"}, else the default
+ * (the longest for a compiled language's runner, which warms its compiler up too). */
+uint32_t op_lang_warm_ready_ms(const struct op_lang *lang);
 
 /* Expand the run template: "{file}" -> file, then append args. *ret is a malloc'd
  * NULL-terminated array whose strings are malloc'd too; free with op_argv_free(). */

@@ -27,9 +27,8 @@
 #define BACKOFF_MIN_MS   200
 #define BACKOFF_MAX_MS   30000
 #define PRIME_TIMEOUT_MS 30000
-#define RUNNER_READY_MS  120000 /* a runner started in a clone says "ready" within this */
-#define REFILL_MS_START  1000   /* a clone's refill time before one is measured */
-#define DEMAND_TICK_MS   1000   /* targets above their standing size are looked at this often */
+#define REFILL_MS_START  1000 /* a clone's refill time before one is measured */
+#define DEMAND_TICK_MS   1000 /* targets above their standing size are looked at this often */
 
 void pools_log(const struct pools *all, int prio, const char *fmt, ...)
 {
@@ -218,7 +217,8 @@ static int job_add_runner(const struct op_lang *lang, json_t *job)
                         json_decref(argv);
                         return -ENOMEM;
                 }
-        runner = json_pack("{s:o, s:i}", "argv", argv, "ready_timeout_ms", RUNNER_READY_MS);
+        runner = json_pack("{s:o, s:i}", "argv", argv, "ready_timeout_ms",
+                           (int)op_lang_warm_ready_ms(lang));
         if (!runner || json_object_set_new(job, "runner", runner) < 0)
                 return -ENOMEM;
         return 0;

@@ -57,7 +57,7 @@ static void setup_registry(const char *json, const char *built)
         "{\"name\":\"js\",\"file\":\"m\",\"run\":[\"n\"],"                                         \
         "\"warm\":{\"run\":[\"n\",\"w\"],\"start\":\"clone\",\"install\":{}}},"                    \
         "{\"name\":\"rb\",\"file\":\"m\",\"run\":[\"r\"],"                                         \
-        "\"warm\":{\"run\":[\"r\"],\"start\":\"snapshot\"}}]}"
+        "\"warm\":{\"run\":[\"r\"],\"start\":\"snapshot\",\"ready_timeout_ms\":300000}}]}"
 #define ENTRIES_N 7 /* the languages of ENTRIES */
 
 static void test_entries(void **state)
@@ -75,6 +75,9 @@ static void test_entries(void **state)
         assert_true(op_lang_warm_in_clone(&l.v[5]) && !op_lang_warm_in_snapshot(&l.v[5]));
         assert_int_equal(l.v[5].warm_start, OP_WARM_START_CLONE);
         assert_true(op_lang_warm_in_snapshot(&l.v[6]));
+        /* how long a runner may take to say ready: said, else the default */
+        assert_int_equal(op_lang_warm_ready_ms(&l.v[6]), 300000);
+        assert_int_equal(op_lang_warm_ready_ms(&l.v[5]), OP_WARM_READY_MS_DEFAULT);
         assert_null(l.v[0].compile[0]);
         assert_int_equal(op_lang_compile_argv(&l.v[0], &argv), -ENOENT);
         assert_int_equal(l.v[0].pool_size, -1);
@@ -122,6 +125,10 @@ static void test_bad_entries(void **state)
         bad_entry("\"warm\":{\"run\":[\"w\"],\"start\":\"boot\"}",
                   "\"start\" must be \"snapshot\" or \"clone\"");
         bad_entry("\"warm\":{\"run\":[\"w\"],\"start\":true}", "\"start\" must be");
+        bad_entry("\"warm\":{\"run\":[\"w\"],\"ready_timeout_ms\":300001}",
+                  "\"warm.ready_timeout_ms\" must be 1000-300000");
+        bad_entry("\"warm\":{\"run\":[\"w\"],\"ready_timeout_ms\":999}", "must be 1000-");
+        bad_entry("\"warm\":{\"run\":[\"w\"],\"ready_timeout_ms\":\"1\"}", "must be 1000-");
         /* the image group: a name as a language's */
         bad_entry("\"image\":\"\"", "\"image\" must be a name");
         bad_entry("\"image\":\"Gcc\"", "\"image\" must be a name");
