@@ -342,35 +342,61 @@ COFFEE_RANDOM = ("crypto = require 'crypto'\nfs = require 'fs'\nos = require 'os
 COFFEE_FRONT = "/usr/lib/op/warm/coffee.js"
 
 
-@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "coffeescript", "rootfs.ext4")),
-                     "no coffeescript image in OPD_IMAGES")
-class WarmCoffee(unittest.TestCase):
-    """coffeescript's runner is node's, started in each clone with the CoffeeScript compiler
-    loaded (languages/warm/coffee.js): each clone's V8 and OpenSSL seed themselves, and a
-    program behaves as under `coffee main.coffee`."""
+class WarmRunnerCase:
+    """What the classes of the runners below share: one opd serving lang from a pool of 2
+    clones (no cold fallback), a snapshot made as the class starts, and requests sent once a
+    clone is ready. Each runs by hand with OPD_IMAGES naming images of this tree's build-images
+    that hold the language (CI builds none of them)."""
+
+    lang = ""
+    agent_min = (0, 4, 0)  # the oldest op-agent whose snapshot has this runner
+    wait_s = 900           # how long a snapshot, or a clone's refill, may take
+    timeout_ms = 60000     # a request's
+    config = {}            # more of opd's configuration
 
     @classmethod
     def setUpClass(cls):
-        cls.opd = Opd({"pool.sizes": "coffeescript=2,bash=0,python=0,node=0,c=0",
-                       "pool.fallback_cold": "no", "max_vms": "4"})
-        cls.version = create_snapshot(cls.opd, "coffeescript")
-        cls.manifest = snapshot_manifest(cls.opd, "coffeescript", cls.version, (0, 4, 0))
+        sizes = ",".join(f"{k}={v}" for k, v in
+                         {cls.lang: 2, "bash": 0, "python": 0, "node": 0, "c": 0}.items())
+        cls.opd = Opd({"pool.sizes": sizes, "pool.fallback_cold": "no", "max_vms": "4",
+                       **cls.config})
+        a = cls.opd.call({"op": "snapshot", "action": "create", "lang": cls.lang, "id": "snap"},
+                         timeout=cls.wait_s)
+        if not a.get("ok"):
+            cls.opd.stop()
+        assert a["ok"], a
+        cls.version = a["version"]
+        cls.manifest = snapshot_manifest(cls.opd, cls.lang, cls.version, cls.agent_min)
 
     @classmethod
     def tearDownClass(cls):
         cls.opd.stop()
 
     def full(self, n=2):
+        """Wait until n clones are paused and ready (a runner started in each clone has
+        started and been primed)."""
         wait_for(lambda: (lambda p: p if p["snapshot"] == self.version and p["ready"] >= n
-                          else None)(pool(self.opd, "coffeescript")), 900,
-                 lambda: f"{n} coffeescript clones ready: {pool(self.opd, 'coffeescript')}")
+                          else None)(pool(self.opd, self.lang)), self.wait_s,
+                 lambda: f"{n} {self.lang} clones ready: {pool(self.opd, self.lang)}")
 
-    def run_warm(self, code, **kw):
-        self.full(1)
-        a = self.opd.run("coffeescript", code, mode="warm", timeout_ms=60000, **kw)
+    def run_lang(self, code, mode="warm", **kw):
+        if mode == "warm":
+            self.full(1)
+        a = self.opd.call({"op": "exec", "lang": self.lang, "code": code, "mode": mode,
+                           "timeout_ms": self.timeout_ms, **kw}, timeout=self.wait_s)
         self.assertTrue(a["ok"], a)
-        self.assertEqual(a["mode"], "warm")
+        self.assertEqual(a["mode"], mode)
         return a
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "coffeescript", "rootfs.ext4")),
+                     "no coffeescript image in OPD_IMAGES")
+class WarmCoffee(WarmRunnerCase, unittest.TestCase):
+    """coffeescript's runner is node's, started in each clone with the CoffeeScript compiler
+    loaded (languages/warm/coffee.js): each clone's V8 and OpenSSL seed themselves, and a
+    program behaves as under `coffee main.coffee`."""
+
+    lang = "coffeescript"
 
     def test_snapshot_holds_no_runner(self):
         self.assertFalse(self.manifest["warm"])
@@ -393,7 +419,7 @@ class WarmCoffee(unittest.TestCase):
         self.assertNotEqual(t1, t2)
 
     def test_program_behaves_like_coffee(self):
-        a = self.run_warm("fs = require 'fs'\npath = require 'path'\n"
+        a = self.run_lang("fs = require 'fs'\npath = require 'path'\n"
                           "lines = fs.readFileSync(0, 'utf8').split('\\n').filter(Boolean)\n"
                           "console.log process.argv[0], process.argv[2..].join(','),\n"
                           "  lines.reverse().join(' '), require.main is module,\n"
@@ -406,7 +432,7 @@ class WarmCoffee(unittest.TestCase):
                                       "later\n")
         self.assertEqual(a["stderr"], "to stderr\n")
         self.assertEqual(a["exit_code"], 3)
-        a = self.run_warm("console.log 'before'\nprocess.exit 7\nconsole.log 'after'\n")
+        a = self.run_lang("console.log 'before'\nprocess.exit 7\nconsole.log 'after'\n")
         self.assertEqual((a["stdout"], a["exit_code"]), ("before\n", 7))
 
     def test_errors_as_cold_coffee(self):
@@ -415,7 +441,7 @@ class WarmCoffee(unittest.TestCase):
         programs = {"f = -> throw new TypeError 'nope'\nf()\n": "TypeError: nope\n    at f (",
                     "console.log 1\nx = )\n": "main.coffee:2:5: error: unmatched )\nx = )\n    ^\n"}
         for code, report in programs.items():
-            w = self.run_warm(code)
+            w = self.run_lang(code)
             c = self.opd.call({"op": "exec", "lang": "coffeescript", "code": code,
                                "mode": "cold", "timeout_ms": 60000}, timeout=900)
             self.assertTrue(c["ok"], c)
@@ -428,7 +454,7 @@ class WarmCoffee(unittest.TestCase):
 
     def test_node_options_run_by_a_coffee_of_their_own(self):
         """NODE_OPTIONS is read as node starts: the runner hands such a program to a new coffee."""
-        a = self.run_warm("console.log process.title, process.argv[2..]\nprocess.exitCode = 4\n",
+        a = self.run_lang("console.log process.title, process.argv[2..]\nprocess.exitCode = 4\n",
                           args=["x"], env={"NODE_OPTIONS": "--title=fresh"})
         self.assertEqual((a["stdout"], a["exit_code"]), ("fresh [ 'x' ]\n", 4))
 
@@ -644,7 +670,7 @@ System.halt(3)
 """
 
 
-class WarmBeam:
+class WarmBeam(WarmRunnerCase):
     """erlang's and elixir's runner (languages/warm/op_warm.erl) is a VM started in each clone,
     after the clone's entropy is in the guest kernel: the snapshot holds no VM, each clone's
     OpenSSL (crypto) seeds itself, and :rand seeds itself in the program's process. The
@@ -657,35 +683,9 @@ class WarmBeam:
     error_programs = []
     error_report = ""
 
-    @classmethod
-    def setUpClass(cls):
-        others = {"bash": 0, "python": 0, "node": 0, "c": 0}
-        sizes = ",".join(f"{k}={v}" for k, v in {cls.lang: 2, **others}.items())
-        # a cold elixir (the comparisons, the fresh VM) takes minutes on a loaded machine
-        cls.opd = Opd({"pool.sizes": sizes, "pool.fallback_cold": "no", "max_vms": "4",
-                       "limit.timeout_ms_max": "600000"})
-        cls.version = create_snapshot(cls.opd, cls.lang)
-        cls.manifest = snapshot_manifest(cls.opd, cls.lang, cls.version, (0, 4, 0))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.opd.stop()
-
-    def full(self, n=2):
-        """Wait until n clones are paused and ready: each has started and primed its runner
-        (a VM's start under TCG takes seconds; the machine may be loaded)."""
-        wait_for(lambda: (lambda p: p if p["snapshot"] == self.version and p["ready"] >= n
-                          else None)(pool(self.opd, self.lang)), 900,
-                 lambda: f"{n} {self.lang} clones ready: {pool(self.opd, self.lang)}")
-
-    def run_beam(self, code, mode="warm", **kw):
-        if mode == "warm":
-            self.full(1)
-        a = self.opd.call({"op": "exec", "lang": self.lang, "code": code, "mode": mode,
-                           "timeout_ms": 600000, **kw}, timeout=900)
-        self.assertTrue(a["ok"], a)
-        self.assertEqual(a["mode"], mode)
-        return a
+    # a cold elixir (the comparisons, the fresh VM) takes minutes on a loaded machine
+    timeout_ms = 600000
+    config = {"limit.timeout_ms_max": "600000"}
 
     def test_snapshot_holds_no_runner(self):
         self.assertFalse(self.manifest["warm"])
@@ -707,10 +707,10 @@ class WarmBeam:
     def test_program_behaves_like_the_cold_command(self):
         kw = {"args": ["a", "b c"], "stdin": "x\ny\n", "env": {"GREETING": "hi"},
               "files": [{"name": "data.txt", "content": "data"}]}
-        w = self.run_beam(self.behaviour_code, **kw)
+        w = self.run_lang(self.behaviour_code, **kw)
         self.assertEqual((w["stdout"], w["stderr"], w["exit_code"]),
                          (self.behaviour_stdout, "to stderr\n", 3))
-        c = self.run_beam(self.behaviour_code, mode="cold", **kw)
+        c = self.run_lang(self.behaviour_code, mode="cold", **kw)
         self.assertEqual((w["stdout"], w["stderr"], w["exit_code"]),
                          (c["stdout"], c["stderr"], c["exit_code"]))
 
@@ -718,8 +718,8 @@ class WarmBeam:
         """An uncaught error and a syntax error are reported as by the cold command (no frame
         of the runner), with its exit status."""
         for code in self.error_programs:
-            w = self.run_beam(code)
-            c = self.run_beam(code, mode="cold")
+            w = self.run_lang(code)
+            c = self.run_lang(code, mode="cold")
             self.assertEqual((w["stdout"], w["stderr"], w["exit_code"]),
                              (c["stdout"], c["stderr"], c["exit_code"]))
             self.assertNotEqual(w["exit_code"], 0)
@@ -729,7 +729,7 @@ class WarmBeam:
     def test_vm_flags_run_by_a_vm_of_their_own(self):
         """ERL_AFLAGS is read as the VM starts: the runner hands such a program to the cold
         command, stdin included."""
-        a = self.run_beam(self.flags_code, env={"ERL_AFLAGS": "-op_flag yes"}, stdin="in\n")
+        a = self.run_lang(self.flags_code, env={"ERL_AFLAGS": "-op_flag yes"}, stdin="in\n")
         self.assertEqual((a["stdout"], a["exit_code"]), ("yes in\n", 0), a)
 
 
@@ -775,7 +775,7 @@ def r_report(text):
 
 @unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "rscript", "rootfs.ext4")),
                      "no rscript image in OPD_IMAGES")
-class WarmR(unittest.TestCase):
+class WarmR(WarmRunnerCase, unittest.TestCase):
     """R's runner starts in each clone (R seeds C's rand(), behind tempfile()'s names, as it
     starts) and hands the program to R's own read-eval-print loop, which reads it as `Rscript
     main.r` reads its file; R's generator is seeded from the clone's kernel before the program.
@@ -783,37 +783,13 @@ class WarmR(unittest.TestCase):
     CI builds no rscript image: this runs with OPD_IMAGES naming images built by this tree's
     build-images (agent 0.4.0 or later)."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.opd = Opd({"pool.sizes": "rscript=2,bash=0,python=0,node=0,c=0",
-                       "pool.fallback_cold": "no", "max_vms": "4"})
-        cls.version = create_snapshot(cls.opd, "rscript")
-        cls.manifest = snapshot_manifest(cls.opd, "rscript", cls.version, (0, 4, 0))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.opd.stop()
-
-    def full(self, n=2):
-        """Wait until n clones are paused and ready: each has started and primed its runner."""
-        wait_for(lambda: (lambda p: p if p["snapshot"] == self.version and p["ready"] >= n
-                          else None)(pool(self.opd, "rscript")), 900,
-                 lambda: f"{n} rscript clones ready: {pool(self.opd, 'rscript')}")
-
-    def run_r(self, code, mode="warm", **kw):
-        if mode == "warm":
-            self.full(1)
-        a = self.opd.call({"op": "exec", "lang": "rscript", "code": code, "mode": mode,
-                           "timeout_ms": 60000, **kw}, timeout=900)
-        self.assertTrue(a["ok"], a)
-        self.assertEqual(a["mode"], mode)
-        return a
+    lang = "rscript"
 
     def assert_as_cold(self, code, **kw):
         """The program's stdout, stderr and exit code on the runner are those of a cold
         `Rscript main.r` (its directories' names aside). The warm answer."""
-        w = self.run_r(code, **kw)
-        c = self.run_r(code, mode="cold", **kw)
+        w = self.run_lang(code, **kw)
+        c = self.run_lang(code, mode="cold", **kw)
         self.assertEqual((r_report(w["stdout"]), r_report(w["stderr"]), w["exit_code"]),
                          (r_report(c["stdout"]), r_report(c["stderr"]), c["exit_code"]))
         return w
@@ -933,7 +909,7 @@ println r.join("\\n")
 
 @unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "groovy", "rootfs.ext4")),
                      "no groovy image in OPD_IMAGES")
-class WarmGroovy(unittest.TestCase):
+class WarmGroovy(WarmRunnerCase, unittest.TestCase):
     """groovy's runner is java's (languages/warm/Runner.java) in its groovy mode: a JVM started
     before the snapshot with groovy's class loader and entry point warmed up, which runs each
     request's script through groovy.ui.GroovyMain; every clone holds the same JVM, and its
@@ -942,35 +918,9 @@ class WarmGroovy(unittest.TestCase):
     CI builds no groovy image: this runs by hand with OPD_IMAGES naming images built by this
     tree's build-images. Under TCG the snapshot (the runner warms up) takes minutes."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.opd = Opd({"pool.sizes": "groovy=2,bash=0,python=0,node=0,c=0",
-                       "pool.fallback_cold": "no", "max_vms": "4"})
-        a = cls.opd.call({"op": "snapshot", "action": "create", "lang": "groovy", "id": "snap"},
-                         timeout=1800)
-        if not a.get("ok"):
-            cls.opd.stop()
-        assert a["ok"], a
-        cls.version = a["version"]
-        cls.manifest = snapshot_manifest(cls.opd, "groovy", cls.version, (0, 5, 0))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.opd.stop()
-
-    def full(self, n=2):
-        wait_for(lambda: (lambda p: p if p["snapshot"] == self.version and p["ready"] >= n
-                          else None)(pool(self.opd, "groovy")), 1800,
-                 lambda: f"{n} groovy clones ready: {pool(self.opd, 'groovy')}")
-
-    def run_groovy(self, code, mode="warm", **kw):
-        if mode == "warm":
-            self.full(1)
-        a = self.opd.call({"op": "exec", "lang": "groovy", "code": code, "mode": mode,
-                           "timeout_ms": 60000, **kw}, timeout=1800)
-        self.assertTrue(a["ok"], a)
-        self.assertEqual(a["mode"], mode)
-        return a
+    lang = "groovy"
+    agent_min = (0, 5, 0)
+    wait_s = 1800
 
     def test_snapshot_holds_the_runner(self):
         self.assertTrue(self.manifest["warm"])
@@ -1015,21 +965,21 @@ class WarmGroovy(unittest.TestCase):
         kw = {"args": ["a", "b c"], "stdin": "x\ny\n", "env": {"GREETING": "hi"},
               "files": [{"name": "data.txt", "content": "data"}]}
         for code in programs:
-            w = self.run_groovy(code, **kw)
-            c = self.run_groovy(code, mode="cold", **kw)
+            w = self.run_lang(code, **kw)
+            c = self.run_lang(code, mode="cold", **kw)
             # the compile error names the script by its path, in the run's own directory
             strip = lambda e: re.sub("/tmp/op/[^/]+/", "DIR/", e)  # noqa: E731
             self.assertEqual((w["stdout"], strip(w["stderr"]), w["exit_code"]),
                              (c["stdout"], strip(c["stderr"]), c["exit_code"]), code)
             self.assertNotIn("Runner", w["stderr"])
         self.assertEqual(w["exit_code"], 1)
-        first = self.run_groovy(programs[0], **kw)
+        first = self.run_lang(programs[0], **kw)
         self.assertEqual((first["stdout"], first["stderr"], first["exit_code"]),
                          ("a,b c y x hi data true main\nlater\n", "to stderr\n", 3))
 
     def test_java_home_runs_a_groovy_of_its_own(self):
         """JAVA_HOME is read by bin/groovy as it starts: such a request runs a fresh groovy."""
-        a = self.run_groovy("print new File('/proc/self/cmdline').text.contains('Runner')\n"
+        a = self.run_lang("print new File('/proc/self/cmdline').text.contains('Runner')\n"
                             "System.exit(4)\n",
                             env={"JAVA_HOME": "/usr/lib/jvm/java-17-openjdk-amd64"})
         self.assertEqual((a["stdout"], a["exit_code"]), ("false", 4))
@@ -1058,40 +1008,12 @@ def racket_report(stderr):
 
 @unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "racket", "rootfs.ext4")),
                      "no racket image in OPD_IMAGES")
-class WarmRacket(unittest.TestCase):
+class WarmRacket(WarmRunnerCase, unittest.TestCase):
     """racket's runner is started before the snapshot with racket/base, racket and json loaded;
     each request's module runs in a namespace of its own, and the generator behind `random` is
     seeded again from the clone's entropy before it runs."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.opd = Opd({"pool.sizes": "racket=2,bash=0,python=0,node=0,c=0",
-                       "pool.fallback_cold": "no", "max_vms": "4"})
-        a = cls.opd.call({"op": "snapshot", "action": "create", "lang": "racket", "id": "snap"},
-                         timeout=900)
-        if not a.get("ok"):
-            cls.opd.stop()
-        assert a["ok"], a
-        cls.version = a["version"]
-        cls.manifest = snapshot_manifest(cls.opd, "racket", cls.version, (0, 4, 0))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.opd.stop()
-
-    def full(self, n=2):
-        wait_for(lambda: (lambda p: p if p["snapshot"] == self.version and p["ready"] >= n
-                          else None)(pool(self.opd, "racket")), 900,
-                 lambda: f"{n} racket clones ready: {pool(self.opd, 'racket')}")
-
-    def run_racket(self, code, mode="warm", **kw):
-        if mode == "warm":
-            self.full(1)
-        a = self.opd.call({"op": "exec", "lang": "racket", "code": code, "mode": mode,
-                           "timeout_ms": 60000, **kw}, timeout=900)
-        self.assertTrue(a["ok"], a)
-        self.assertEqual(a["mode"], mode)
-        return a
+    lang = "racket"
 
     def test_snapshot_holds_the_runner(self):
         self.assertTrue(self.manifest["warm"])
@@ -1133,12 +1055,12 @@ class WarmRacket(unittest.TestCase):
                 "(module+ main (displayln \"main\") (exit 3))\n")
         kw = dict(args=["a", "b c"], stdin="x\ny\n", env={"GREETING": "hi"},
                   files=[{"name": "data.txt", "content": "data"}])
-        w = self.run_racket(code, **kw)
+        w = self.run_lang(code, **kw)
         self.assertEqual(w["stdout"], "(#(a b c) (y x) hi data #t main.rkt 0)\n"
                          "'(a \"b\" #\\c)\n(pt 1 2)\nmain\n")
         self.assertEqual(w["stderr"], "to stderr\n")
         self.assertEqual(w["exit_code"], 3)
-        c = self.run_racket(code, mode="cold", **kw)
+        c = self.run_lang(code, mode="cold", **kw)
         self.assertEqual((w["stdout"], w["stderr"], w["exit_code"]),
                          (c["stdout"], c["stderr"], c["exit_code"]))
 
@@ -1153,8 +1075,8 @@ class WarmRacket(unittest.TestCase):
                     "(displayln \"body\")\n",
                     "#lang racket/base\n(raise 'foo)\n"]
         for code in programs:
-            w = self.run_racket(code)
-            c = self.run_racket(code, mode="cold")
+            w = self.run_lang(code)
+            c = self.run_lang(code, mode="cold")
             self.assertEqual((w["stdout"], w["exit_code"]), (c["stdout"], c["exit_code"]), code)
             self.assertEqual(w["exit_code"], 1, w)
             self.assertEqual(racket_report(w["stderr"]), racket_report(c["stderr"]))
