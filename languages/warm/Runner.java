@@ -602,7 +602,7 @@ public class Runner {
         // No new warm-up round after this long since the JVM started (at least one is run):
         // under TCG on a loaded machine the JVM's start, the compile of this file and a round
         // each take tens of seconds, and the agent waits at most 300 s for "ready".
-        static final long WARMUP_NS = 45_000_000_000L;
+        static final long WARMUP_NS = 120_000_000_000L;
 
         static ClassLoader loader; // groovy's, as its launcher makes it: null unless groovy
         static Class<?> main; // GroovyMain in it
