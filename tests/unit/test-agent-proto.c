@@ -1333,7 +1333,7 @@ static void test_warm_java(void **state)
  * the runner in the stack) with exit status 1. (Compile errors and the fresh `groovy` are in
  * tests/integration/test_warm.py, against the cold command.) */
 #define GROOVY_HOME "/usr/share/groovy"
-#define GROOVY_JAR  GROOVY_HOME "/lib/groovy-2.4.21.jar"
+#define GROOVY_JAR  "/usr/share/java/groovy.jar" /* the packaged version, whichever */
 
 static pid_t warm_groovy(const char *runner)
 {
