@@ -507,6 +507,8 @@ static void run(struct agent_main *m)
                                 nap(CHANNEL_RETRY_NS);
                                 continue;
                         }
+                        /* a waiting runner or a repl ends with us, its directory too */
+                        agent_done(&m->agent);
                         exit(end == SERVE_EOF ? EXIT_SUCCESS : EXIT_FAILURE);
                 }
                 if (!announced_loss) {
