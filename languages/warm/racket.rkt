@@ -16,12 +16,14 @@
   (require (only-in racket) ; instantiated: racket/list, racket/string, racket/match, ...
            racket/random
            json
+           racket/runtime-config ; what a program's configure-runtime submodule requires
            ffi/unsafe/port)
 
   ;; Attached to each program's namespace: with them, what they depend on (at every phase
   ;; instantiated here), and the readers of `#lang racket/base` and `#lang racket`.
   (define preloaded
-    '(racket racket/base racket/random json (submod racket/base reader) (submod racket reader)))
+    '(racket racket/base racket/random json racket/runtime-config
+      (submod racket/base reader) (submod racket reader)))
 
   ;; Expand a module of each language once: the modules their macros run on get instantiated
   ;; at phase 1, and their readers loaded, in this namespace; a program's namespace then shares
@@ -113,19 +115,21 @@
               (void))))))
 
   ;; A program of op-agent's, run the way a user's is (reading, expanding and compiling a module,
-  ;; the ports): this warms the emulator's translation cache. Nothing of it stays: its namespace
-  ;; is dropped, and the parameters it ran under are the runner's again.
-  (define (prime req)
+  ;; its configure-runtime and main submodules, the ports, the exit): this warms the emulator's
+  ;; translation cache. Nothing of it stays: its namespace is dropped, and the parameters it ran
+  ;; under (those its configure-runtime sets among them) are the runner's again.
+  (define (prime req ns)
     (let/ec escape
       (parameterize ([current-namespace (current-namespace)]
                      [current-command-line-arguments
                       (list->vector (hash-ref req 'argv))]
                      [current-directory (hash-ref req 'cwd)]
                      [current-directory-for-user (hash-ref req 'cwd)]
+                     [print-as-expression (print-as-expression)]
                      [exit-handler (lambda (v) (escape (void)))]
                      [error-escape-handler (lambda () (escape (void)))])
         (with-handlers ([(lambda (e) #t) void])
-          (run-program (program-namespace) (hash-ref req 'file) #f))))
+          (run-program ns (hash-ref req 'file) #t))))
     (flush-output (current-output-port))
     (flush-output (current-error-port)))
 
@@ -148,7 +152,7 @@
   ;; module's body has returned: as with `racket main.rkt`, the program runs in the main thread
   ;; with none of the runner's frames under it, and the launcher reports an error that escapes
   ;; it, makes the exit status 1, and exits.
-  (define (run req)
+  (define (run req ns)
     (close-input-port ctl-in)
     (close-output-port ctl-out)
     (current-directory (hash-ref req 'cwd))
@@ -156,7 +160,6 @@
     (set-environment! (hash-ref req 'env))
     (current-command-line-arguments (list->vector (hash-ref req 'argv)))
     (reseed!)
-    (define ns (program-namespace))
     (define file (hash-ref req 'file))
     (namespace-set-variable-value!
      'op-warm-run
@@ -166,12 +169,15 @@
      #t helper-namespace)
     (current-namespace helper-namespace))
 
+  ;; The namespace of the request to come is made before "ready": attaching the preloaded
+  ;; modules walks hundreds of module instances, work that need not wait for the program.
   (warm-up!)
   (let loop ()
+    (define ns (program-namespace))
     (say-ready)
     (define req (read-request))
     (cond
       [(hash-ref req 'prime #f)
-       (prime req)
+       (prime req ns)
        (loop)]
-      [else (run req)])))
+      [else (run req ns)])))
