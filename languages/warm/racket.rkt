@@ -50,16 +50,10 @@
       (exit 70))
     (bytes->jsexpr line))
 
-  ;; racket/base and racket are also instantiated and made available for expansion in it (no
-  ;; binding is made): what a module in either language would otherwise do as it is expanded
-  ;; and required, walking their modules at each phase in the new namespace.
   (define (program-namespace)
     (define ns (make-empty-namespace))
     (for ([m (in-list preloaded)])
       (namespace-attach-module (current-namespace) m ns))
-    (parameterize ([current-namespace ns])
-      (for ([m (in-list '(racket/base racket))])
-        (dynamic-require m (void))))
     ns)
 
   (define (set-environment! env)
