@@ -16,12 +16,14 @@
   (require (only-in racket) ; instantiated: racket/list, racket/string, racket/match, ...
            racket/random
            json
+           racket/runtime-config ; what a program's configure-runtime submodule requires
            ffi/unsafe/port)
 
   ;; Attached to each program's namespace: with them, what they depend on (at every phase
   ;; instantiated here), and the readers of `#lang racket/base` and `#lang racket`.
   (define preloaded
-    '(racket racket/base racket/random json (submod racket/base reader) (submod racket reader)))
+    '(racket racket/base racket/random json racket/runtime-config
+      (submod racket/base reader) (submod racket reader)))
 
   ;; Expand a module of each language once: the modules their macros run on get instantiated
   ;; at phase 1, and their readers loaded, in this namespace; a program's namespace then shares
@@ -112,20 +114,34 @@
                 (exit 0))
               (void))))))
 
-  ;; A program of op-agent's, run the way a user's is (reading, expanding and compiling a module,
-  ;; the ports): this warms the emulator's translation cache. Nothing of it stays: its namespace
-  ;; is dropped, and the parameters it ran under are the runner's again.
-  (define (prime req)
+  ;; A program of op-agent's, run the way a user's is: the request's steps on copies of what they
+  ;; change (environment, random generator), then the program through the same `-e` expression,
+  ;; evaluated as racket's launcher evaluates it (reading, expanding and compiling a top-level
+  ;; form and a module, its configure-runtime and main submodules, the ports, the exit). This
+  ;; warms the emulator's translation cache for the request's own paths. Nothing of it stays: its
+  ;; namespace is dropped, and the parameters it ran under (those its configure-runtime sets
+  ;; among them) are the runner's again.
+  (define (prime req ns)
     (let/ec escape
-      (parameterize ([current-namespace (current-namespace)]
+      (parameterize ([current-namespace helper-namespace]
                      [current-command-line-arguments
                       (list->vector (hash-ref req 'argv))]
                      [current-directory (hash-ref req 'cwd)]
                      [current-directory-for-user (hash-ref req 'cwd)]
+                     [current-environment-variables
+                      (environment-variables-copy (current-environment-variables))]
+                     [current-pseudo-random-generator (make-pseudo-random-generator)]
+                     [print-as-expression (print-as-expression)]
                      [exit-handler (lambda (v) (escape (void)))]
                      [error-escape-handler (lambda () (escape (void)))])
         (with-handlers ([(lambda (e) #t) void])
-          (run-program (program-namespace) (hash-ref req 'file) #f))))
+          (set-environment! (hash-ref req 'env))
+          (reseed!)
+          (hand-over! ns (hash-ref req 'file))
+          (call-with-continuation-prompt
+           (lambda () (eval `(#%top-interaction . ,(read (open-input-string warm-run-expr)))))
+           (default-continuation-prompt-tag)
+           (lambda (proc) (proc))))))
     (flush-output (current-output-port))
     (flush-output (current-error-port)))
 
@@ -148,7 +164,7 @@
   ;; module's body has returned: as with `racket main.rkt`, the program runs in the main thread
   ;; with none of the runner's frames under it, and the launcher reports an error that escapes
   ;; it, makes the exit status 1, and exits.
-  (define (run req)
+  (define (run req ns)
     (close-input-port ctl-in)
     (close-output-port ctl-out)
     (current-directory (hash-ref req 'cwd))
@@ -156,22 +172,32 @@
     (set-environment! (hash-ref req 'env))
     (current-command-line-arguments (list->vector (hash-ref req 'argv)))
     (reseed!)
-    (define ns (program-namespace))
-    (define file (hash-ref req 'file))
+    (hand-over! ns (hash-ref req 'file))
+    (current-namespace helper-namespace))
+
+  ;; The expression the runner's command line evaluates after it (`-e`), and what it calls: an
+  ;; abort to the launcher's prompt, which then runs the program.
+  (define warm-run-expr "(op-warm-run)")
+  (define (hand-over! ns file)
     (namespace-set-variable-value!
      'op-warm-run
      (lambda ()
        (abort-current-continuation (default-continuation-prompt-tag)
                                    (lambda () (run-program ns file #t))))
-     #t helper-namespace)
-    (current-namespace helper-namespace))
+     #t helper-namespace))
 
+  ;; The namespace of the request to come is made before "ready": attaching the preloaded
+  ;; modules walks hundreds of module instances, work that need not wait for the program. A minor
+  ;; collection then empties the nursery, so that a small program's allocation does not start one
+  ;; (under emulation, tens to hundreds of ms, with the pages it writes copied into the clone).
   (warm-up!)
   (let loop ()
+    (define ns (program-namespace))
+    (collect-garbage 'minor)
     (say-ready)
     (define req (read-request))
     (cond
       [(hash-ref req 'prime #f)
-       (prime req)
+       (prime req ns)
        (loop)]
-      [else (run req)])))
+      [else (run req ns)])))
