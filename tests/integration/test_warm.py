@@ -1014,6 +1014,9 @@ class WarmRacket(WarmRunnerCase, unittest.TestCase):
     seeded again from the clone's entropy before it runs."""
 
     lang = "racket"
+    # a cold `racket main.rkt` of a `#lang racket` program took over a minute at load 9
+    timeout_ms = 600000
+    config = {"limit.timeout_ms_max": "600000"}
 
     def test_snapshot_holds_the_runner(self):
         self.assertTrue(self.manifest["warm"])
