@@ -1257,7 +1257,8 @@ static void test_warm_raku(void **state)
                       "$*CWD eq %*ENV<HOME>, ' ', GLOBAL::.keys.elems;\n"
                       "say '/proc/self/cmdline'.IO.slurp.contains('raku.raku');\n"
                       "note 'to stderr';\nEND { say 'program end' }\nexit 3;\n",
-                      json_pack("[s,s]", "a b", "c"), "x\ny\n", json_pack("{s:s}", "GREETING", "hi"));
+                      json_pack("[s,s]", "a b", "c"), "x\ny\n",
+                      json_pack("{s:s}", "GREETING", "hi"));
         assert_ok_warm_used(a, true);
         assert_string_equal(str(a, "stdout"), "[\"a b\", \"c\"] main.raku True\ny,x hi True 0\n"
                                               "True\nprogram end\n");
