@@ -893,7 +893,7 @@ say (1..20).pick(*).join(",");
 say ('a'..'z').map({ $_ => 1 }).Hash.keys.join;
 say @cmd.join(" ");
 """
-RAKU_RUNNER = "/usr/lib/op/warm/raku.raku"
+RAKU_RUNNER = "use OpWarmRaku; op-warm-run(%e)"  # in the runner's command line
 
 
 def raku_report(text):
@@ -974,7 +974,7 @@ class WarmRaku(WarmRunnerCase, unittest.TestCase):
         self.assertEqual((w["stdout"], w["exit_code"]), ("", 1))
         self.assertIn("SORRY!", w["stderr"])
         self.assertIn("Error while compiling DIR/main.raku\nMalformed initializer\n"
-                      "at DIR/main.raku:2\n", w["stderr"])
+                      "at DIR/main.raku:2\n", raku_report(w["stderr"]))
 
     def test_main_as_raku(self):
         code = 'sub MAIN(Int $n, Bool :$loud) { say $loud ?? "N=$n" !! "n=$n" }\n'
@@ -1002,7 +1002,7 @@ class WarmRaku(WarmRunnerCase, unittest.TestCase):
         self.assertTrue(s["ok"], s)
         try:
             code = ('spurt "f", "kept";\n'
-                    'say "/proc/self/cmdline".IO.slurp.contains("raku.raku"), " ",'
+                    'say "/proc/self/cmdline".IO.slurp.contains("OpWarmRaku"), " ",'
                     ' $*CWD eq %*ENV<HOME>;\n')
             a = self.opd.call({"op": "session_exec", "session": s["session"], "code": code,
                                "timeout_ms": 60000}, timeout=900)

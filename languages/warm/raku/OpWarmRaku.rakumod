@@ -1,7 +1,14 @@
 # op-agent's warm runner for Raku: started in each clone (MoarVM draws its hash secrets from the
-# kernel as it starts and has no way to draw them again), it loads the CORE setting, the compiler
-# and NativeCall, then waits on fd 3 for one program and runs it through the compiler's own
-# command_eval, as `raku main.raku args...` does.
+# kernel as it starts and has no way to draw them again), it loads the CORE setting, the compiler,
+# NativeCall and this module (precompiled when the image is built), then waits on fd 3 for one
+# program and runs it through the compiler's own command_eval, as `raku main.raku args...` does.
+#
+# Started as
+#   raku -e 'my %e; BEGIN { %e = %*ENV; %*ENV<HOME>:delete }; use lib "/usr/lib/op/warm/raku";
+#            use OpWarmRaku; op-warm-run(%e)'
+# HOME is out of %*ENV as the module and NativeCall load: the repository chain they are loaded
+# through then has no ~/.raku, which raku would make in the runner's HOME (the program gets a
+# chain of its own, from its HOME). %e is the environment the runner started with.
 #
 # Protocol with op-agent (fd 3 is a socketpair end), as languages/warm/python.py: the runner
 # writes "ready\n" once warm; the agent writes one JSON line {"file", "argv", "cwd", "env"}; the
@@ -13,14 +20,8 @@
 # reported by the compiler's handle-exception (message, backtrace of the program's frames, exit
 # status 1), a syntax error as ===SORRY!===, and `sub MAIN` is called by the program's mainline.
 # Then the END phasers run (&THE_END) and the process exits 0, as rakudo's main does.
+unit module OpWarmRaku;
 use nqp;
-# Without HOME, the module repository chain that loading NativeCall sets up has no ~/.raku, which
-# raku would make in the runner's HOME (the chain is made again for the program, from its HOME).
-my %start-env;
-BEGIN {
-    %start-env = %*ENV;
-    %*ENV<HOME>:delete;
-}
 use NativeCall;
 
 my sub op-read(int32, Buf, size_t --> ssize_t) is native is symbol('read') {*}
@@ -39,10 +40,10 @@ my constant READ-AT-START = /^ [ 'RAKU' | 'PERL6' | 'MVM_' | 'NQP_' | 'LD_' ] /;
 # the module loader's debug flag. What a run adds (@*ARGS, $*PROGRAM-NAME, $*ARGFILES, $*TMPDIR,
 # ... made at first use) is taken out again before the next, as are the packages a prime's
 # program adds to GLOBAL::.
-my @cold-process = PROCESS::.keys.grep(* ne '$REPO' | '$RAKUDO_MODULE_DEBUG');
-my @start-global = GLOBAL::.keys;
+my @cold-process;
+my @start-global;
 # The END phasers a program's mainline registers (the runner has none): a prime's are dropped.
-my $end-phasers := nqp::gethllsym('Raku', '@END_PHASERS');
+my $end-phasers;
 
 my sub say-ready() {
     my $b = "ready\n".encode;
@@ -109,7 +110,7 @@ my sub run-program(%req, $file) {
     $comp.command_eval($file, |%req<argv>, :encoding<utf8>, :transcode('ascii iso-8859-1'));
 }
 
-my sub after-prime($cwd) {
+my sub after-prime($cwd, %start-env) {
     $*OUT.flush;
     $*ERR.flush;
     GLOBAL::{$_}:delete for (GLOBAL::.keys (-) @start-global).keys;
@@ -118,24 +119,29 @@ my sub after-prime($cwd) {
     set-cwd($cwd);
 }
 
-my $start-dir = $*CWD.Str;
-loop {
-    say-ready();
-    my %req = read-request();
-    # The file as the cold command names it: relative to its directory.
-    my $file = %req<file>.IO.parent.Str eq %req<cwd> ?? %req<file>.IO.basename !! %req<file>;
-    unless %req<prime> {
-        exec-fresh-raku(%req, $file) if needs-fresh-raku(%req<env>);
-        op-close(3);
+sub op-warm-run(%start-env) is export {
+    @cold-process = PROCESS::.keys.grep(* ne '$REPO' | '$RAKUDO_MODULE_DEBUG');
+    @start-global = GLOBAL::.keys;
+    $end-phasers := nqp::gethllsym('Raku', '@END_PHASERS');
+    my $start-dir = $*CWD.Str;
+    loop {
+        say-ready();
+        my %req = read-request();
+        # The file as the cold command names it: relative to its directory.
+        my $file = %req<file>.IO.parent.Str eq %req<cwd> ?? %req<file>.IO.basename !! %req<file>;
+        unless %req<prime> {
+            exec-fresh-raku(%req, $file) if needs-fresh-raku(%req<env>);
+            op-close(3);
+        }
+        set-env(%req<env>);
+        set-cwd(%req<cwd>);
+        reseed();
+        run-program(%req, $file);
+        last unless %req<prime>;
+        after-prime($start-dir, %start-env);
     }
-    set-env(%req<env>);
-    set-cwd(%req<cwd>);
-    reseed();
-    run-program(%req, $file);
-    last unless %req<prime>;
-    after-prime($start-dir);
+    if nqp::gethllsym('Raku', '&THE_END') -> $end {
+        $end();
+    }
+    nqp::exit(0);
 }
-if nqp::gethllsym('Raku', '&THE_END') -> $end {
-    $end();
-}
-nqp::exit(0);
