@@ -946,7 +946,8 @@ class WarmRaku(WarmRunnerCase, unittest.TestCase):
     def test_program_behaves_like_raku(self):
         w = self.assert_as_cold(
             'say @*ARGS.raku, " ", $*PROGRAM-NAME, " ", $*PROGRAM.absolute eq "$*CWD/main.raku";\n'
-            'say $*IN.lines.reverse.join(","), " ", %*ENV<GREETING>, " ", "data.txt".IO.slurp.chomp,'
+            'say $*IN.lines.reverse.join(","), " ", %*ENV<GREETING>, " ",'
+            ' "data.txt".IO.slurp.chomp,'
             ' " ", $*CWD eq %*ENV<HOME>, " ", $*CWD eq $*HOME;\n'
             'note "to stderr";\n'
             'END { say "end" }\n'
@@ -966,7 +967,8 @@ class WarmRaku(WarmRunnerCase, unittest.TestCase):
                                 'say "after";\n')
         self.assertEqual((w["stdout"], w["exit_code"]), ("before\n", 1))
         self.assertEqual(w["stderr"], "nope\n  in sub f at main.raku line 2\n"
-                         "  in sub g at main.raku line 3\n  in block <unit> at main.raku line 4\n\n")
+                         "  in sub g at main.raku line 3\n"
+                         "  in block <unit> at main.raku line 4\n\n")
         w = self.assert_as_cold('warn "careful";\nmy @a;\nsay @a[3].foo;\n')
         self.assertEqual(w["exit_code"], 1)
         self.assertIn("No such method 'foo' for invocant of type 'Any'", w["stderr"])
