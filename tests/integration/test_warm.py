@@ -885,6 +885,141 @@ class WarmR(WarmRunnerCase, unittest.TestCase):
             self.opd.call({"op": "session_close", "session": s["session"]})
 
 
+RAKU_RANDOM = """my @cmd = '/proc/self/cmdline'.IO.slurp.split("\\0");
+say rand;
+say (^1_000_000).pick;
+say (^1_000_000).roll(3).join(",");
+say (1..20).pick(*).join(",");
+say ('a'..'z').map({ $_ => 1 }).Hash.keys.join;
+say @cmd.join(" ");
+"""
+RAKU_RUNNER = "use OpWarmRaku; op-warm-run(%e)"  # in the runner's command line
+
+
+def raku_report(text):
+    """What a run of raku printed, with its run's directory taken out."""
+    return re.sub(r"/tmp/op/[^/\s\"]+", "DIR", text)
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "raku", "rootfs.ext4")),
+                     "no raku image in OPD_IMAGES")
+class WarmRaku(WarmRunnerCase, unittest.TestCase):
+    """raku's runner starts in each clone (MoarVM draws its hash secrets, behind the order of a
+    hash's keys, as it starts, and cannot draw them again) and runs the program through the
+    compiler's own command_eval, as `raku main.raku` does; MoarVM's generator is seeded from the
+    clone's kernel before the program.
+
+    CI builds no raku image: this runs with OPD_IMAGES naming images built by this tree's
+    build-images (agent 0.4.0 or later)."""
+
+    lang = "raku"
+
+    def assert_as_cold(self, code, **kw):
+        """The program's stdout, stderr and exit code on the runner are those of a cold `raku
+        main.raku` (its directory's name aside). The warm answer."""
+        w = self.run_lang(code, **kw)
+        c = self.run_lang(code, mode="cold", **kw)
+        self.assertEqual((raku_report(w["stdout"]), raku_report(w["stderr"]), w["exit_code"]),
+                         (raku_report(c["stdout"]), raku_report(c["stderr"]), c["exit_code"]))
+        return w
+
+    def test_snapshot_holds_no_runner(self):
+        self.assertFalse(self.manifest["warm"])
+        self.assertNotIn("raku pool: priming", self.opd.read_log())
+
+    def test_two_clones_have_their_own_random_state(self):
+        self.full(2)
+        a1, a2 = warm_pair(self, {"op": "exec", "lang": "raku", "code": RAKU_RANDOM,
+                                   "mode": "warm", "timeout_ms": 60000}, 900)
+        for a in (a1, a2):
+            self.assertEqual((a["exit_code"], a["stderr"]), (0, ""), a)
+        r1, r2 = a1["stdout"].split("\n")[:-1], a2["stdout"].split("\n")[:-1]
+        self.assertEqual(len(r1), 6, a1["stdout"])
+        # both ran on the runner, the raku that was waiting in the clone
+        self.assertIn(RAKU_RUNNER, r1[-1])
+        self.assertIn(RAKU_RUNNER, r2[-1])
+        names = ["rand", "pick", "roll", "pick(*)", "hash order"]
+        for name, v1, v2 in zip(names, r1, r2):
+            self.assertNotEqual(v1, v2, name)
+        self.assertEqual(sorted(r1[4]), sorted(r2[4]))
+
+    def test_program_behaves_like_raku(self):
+        w = self.assert_as_cold(
+            'say @*ARGS.raku, " ", $*PROGRAM-NAME, " ", $*PROGRAM.absolute eq "$*CWD/main.raku";\n'
+            'say $*IN.lines.reverse.join(","), " ", %*ENV<GREETING>, " ",'
+            ' "data.txt".IO.slurp.chomp,'
+            ' " ", $*CWD eq %*ENV<HOME>, " ", $*CWD eq $*HOME;\n'
+            'note "to stderr";\n'
+            'END { say "end" }\n'
+            'exit 3;\n'
+            'say "not reached";\n',
+            args=["a", "b c"], stdin="x\ny\n", env={"GREETING": "hi"},
+            files=[{"name": "data.txt", "content": "data\n"}])
+        self.assertEqual(w["stdout"], '["a", "b c"] main.raku True\ny,x hi data True True\nend\n')
+        self.assertEqual((w["stderr"], w["exit_code"]), ("to stderr\n", 3))
+        # raku's state as it starts: environment, directory, globals, what `lines()` reads
+        self.assert_as_cold('say %*ENV.sort; say $*CWD.raku; say $*TMPDIR; say GLOBAL::.keys;\n'
+                            'say $*REPO.repo-chain.map(*.path-spec);\n'
+                            'for lines() { say "line $_" }\n', stdin="1\n2\n")
+
+    def test_errors_as_raku(self):
+        w = self.assert_as_cold('say "before";\nsub f { die "nope" }\nsub g { f() }\ng();\n'
+                                'say "after";\n')
+        self.assertEqual((w["stdout"], w["exit_code"]), ("before\n", 1))
+        self.assertEqual(w["stderr"], "nope\n  in sub f at main.raku line 2\n"
+                         "  in sub g at main.raku line 3\n"
+                         "  in block <unit> at main.raku line 4\n\n")
+        w = self.assert_as_cold('warn "careful";\nmy @a;\nsay @a[3].foo;\n')
+        self.assertEqual(w["exit_code"], 1)
+        self.assertIn("No such method 'foo' for invocant of type 'Any'", w["stderr"])
+        w = self.assert_as_cold('say 1;\nmy $x = ;\nsay 2;\n')
+        self.assertEqual((w["stdout"], w["exit_code"]), ("", 1))
+        self.assertIn("SORRY!", w["stderr"])
+        self.assertIn("Error while compiling DIR/main.raku\nMalformed initializer\n"
+                      "at DIR/main.raku:2\n", raku_report(w["stderr"]))
+
+    def test_main_as_raku(self):
+        code = 'sub MAIN(Int $n, Bool :$loud) { say $loud ?? "N=$n" !! "n=$n" }\n'
+        w = self.assert_as_cold(code, args=["--loud", "4"])
+        self.assertEqual((w["stdout"], w["exit_code"]), ("N=4\n", 0))
+        w = self.assert_as_cold(code, args=["four"])
+        self.assertEqual((w["stdout"], w["stderr"], w["exit_code"]),
+                         ("", "Usage:\n  main.raku [--loud] <n>\n", 2))
+        w = self.assert_as_cold('sub MAIN() { exit 7 }\n')
+        self.assertEqual(w["exit_code"], 7)
+
+    def test_settings_read_at_start_run_by_a_fresh_raku(self):
+        """raku takes RAKULIB (and RAKUDO_*, MVM_*, ...) as it starts: such a request is run by
+        a raku the runner becomes (exec)."""
+        w = self.assert_as_cold('say $*REPO.repo-chain[0].path-spec;\n'
+                                'say "/proc/self/cmdline".IO.slurp.split("\\0")[^2];\n'
+                                'say @*ARGS; say $*IN.get; exit 4;\n',
+                                args=["x"], stdin="in\n", env={"RAKULIB": "/nonexistent"})
+        self.assertEqual((w["stdout"], w["exit_code"]),
+                         ("file#/nonexistent\n(raku main.raku)\n[x]\nin\n", 4))
+
+    def test_session_first_call_on_the_runner(self):
+        self.full(1)
+        s = self.opd.call({"op": "session_open", "id": "o", "lang": "raku"})
+        self.assertTrue(s["ok"], s)
+        try:
+            code = ('spurt "f", "kept";\n'
+                    'say "/proc/self/cmdline".IO.slurp.contains("OpWarmRaku"), " ",'
+                    ' $*CWD eq %*ENV<HOME>;\n')
+            a = self.opd.call({"op": "session_exec", "session": s["session"], "code": code,
+                               "timeout_ms": 60000}, timeout=900)
+            self.assertTrue(a["ok"], a)
+            self.assertEqual((a["stdout"], a["exit_code"]), ("True True\n", 0), a)
+            a = self.opd.call({"op": "session_exec", "session": s["session"],
+                               "code": code + 'say slurp "f";\n', "timeout_ms": 60000},
+                              timeout=900)
+            self.assertTrue(a["ok"], a)
+            # later calls start `raku main.raku`
+            self.assertEqual(a["stdout"], "False True\nkept\n")
+        finally:
+            self.opd.call({"op": "session_close", "session": s["session"]})
+
+
 GROOVY_RANDOM = """import java.nio.file.*
 import java.security.SecureRandom
 import java.util.concurrent.ThreadLocalRandom

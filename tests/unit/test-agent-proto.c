@@ -1219,6 +1219,119 @@ static void test_warm_coffee(void **state)
         free(node);
 }
 
+/* languages/warm/raku/OpWarmRaku.rakumod on this host's rakudo, when there is one: started as a
+ * clone starts it, primed, it runs a program as `raku main.raku` would: @*ARGS, $*PROGRAM-NAME,
+ * stdin, the environment, the run's directory, the exit status; an uncaught exception, a compile
+ * error and `sub MAIN`'s usage as raku reports them; a variable raku reads as it starts gets a
+ * fresh raku. */
+static json_t *raku_exec(const char *code, json_t *args, const char *stdin_text, json_t *env)
+{
+        json_t *argv = json_pack("[s,s]", "raku", "main.raku");
+        size_t i;
+        json_t *v;
+
+        assert_non_null(argv);
+        json_array_foreach (args, i, v)
+                assert_int_equal(json_array_append(argv, v), 0);
+        return handle_obj(json_pack("{s:s, s:o, s:o, s:s, s:b, s:s, s:o, s:s}", "op", "exec",
+                                    "argv", argv, "args", args, "file", "main.raku", "warm", 1,
+                                    "stdin", stdin_text, "env", env, "code", code));
+}
+
+static void test_warm_raku(void **state)
+{
+        char dir[] = "/tmp/op-raku-runner-XXXXXX", *module, *cmd, *runner;
+        json_t *a;
+
+        (void)state;
+        if (system("raku -e '' >/dev/null 2>&1") != 0)
+                skip();
+        /* The module in a directory of its own, where raku precompiles it (as the image's
+         * setup does), started as the catalogue's warm.run starts it. */
+        assert_non_null(mkdtemp(dir));
+        module = warm_file("raku/OpWarmRaku.rakumod");
+        assert_true(asprintf(&cmd, "cp '%s' '%s/'", module, dir) > 0);
+        assert_int_equal(system(cmd), 0);
+        free(cmd);
+        assert_true(asprintf(&runner,
+                             "my %%e; BEGIN { %%e = %%*ENV; %%*ENV<HOME>:delete }; use lib '%s'; "
+                             "use OpWarmRaku; op-warm-run(%%e)",
+                             dir) > 0);
+        warm(json_pack("[s,s,s]", "raku", "-e", runner));
+        a = handle_obj(json_pack("{s:s, s:[s,s], s:s, s:s}", "op", "prime", "argv", "raku",
+                                 "main.raku", "file", "main.raku", "code",
+                                 "END { say 'end' }\nour $x = 1;\nsay \"hello @*ARGS[]\";\n"));
+        assert_primed(a);
+        a = raku_exec("say @*ARGS.raku, ' ', $*PROGRAM-NAME, ' ', $*PROGRAM.absolute eq "
+                      "\"$*CWD/main.raku\";\n"
+                      "say $*IN.lines.reverse.join(','), ' ', %*ENV<GREETING>, ' ', "
+                      "$*CWD eq %*ENV<HOME>, ' ', GLOBAL::.keys.elems;\n"
+                      "say '/proc/self/cmdline'.IO.slurp.contains('OpWarmRaku');\n"
+                      "note 'to stderr';\nEND { say 'program end' }\nexit 3;\n",
+                      json_pack("[s,s]", "a b", "c"), "x\ny\n",
+                      json_pack("{s:s}", "GREETING", "hi"));
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "[\"a b\", \"c\"] main.raku True\ny,x hi True 0\n"
+                                              "True\nprogram end\n");
+        assert_string_equal(str(a, "stderr"), "to stderr\n");
+        assert_int_equal(exit_code(a), 3);
+        json_decref(a);
+
+        /* An uncaught exception: raku's report, the program's frames only, status 1. */
+        warm(json_pack("[s,s,s]", "raku", "-e", runner));
+        a = raku_exec("sub f { die 'boom' }\nsay 'before';\nf();\n", json_array(), "",
+                      json_object());
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "before\n");
+        assert_string_equal(str(a, "stderr"),
+                            "boom\n  in sub f at main.raku line 1\n  in block <unit> at main.raku "
+                            "line 3\n\n");
+        assert_int_equal(exit_code(a), 1);
+        json_decref(a);
+
+        /* A compile error: nothing runs, ===SORRY!=== and status 1. */
+        warm(json_pack("[s,s,s]", "raku", "-e", runner));
+        a = raku_exec("say 1;\nmy $x = ;\n", json_array(), "", json_object());
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "");
+        assert_non_null(strstr(str(a, "stderr"), "SORRY!"));
+        assert_non_null(strstr(str(a, "stderr"), "/main.raku\nMalformed initializer\n"));
+        assert_int_equal(exit_code(a), 1);
+        json_decref(a);
+
+        /* sub MAIN: called with the arguments, or its usage and status 2. */
+        warm(json_pack("[s,s,s]", "raku", "-e", runner));
+        a = raku_exec("sub MAIN(Int $n, :$loud) { say $loud ?? \"N=$n\" !! \"n=$n\" }\n",
+                      json_pack("[s,s]", "--loud", "4"), "", json_object());
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "N=4\n");
+        assert_int_equal(exit_code(a), 0);
+        json_decref(a);
+        warm(json_pack("[s,s,s]", "raku", "-e", runner));
+        a = raku_exec("sub MAIN(Int $n) { say $n }\n", json_pack("[s]", "x"), "", json_object());
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "");
+        assert_string_equal(str(a, "stderr"), "Usage:\n  main.raku <n>\n");
+        assert_int_equal(exit_code(a), 2);
+        json_decref(a);
+
+        /* RAKULIB is read as raku starts: a raku of its own runs the program. */
+        warm(json_pack("[s,s,s]", "raku", "-e", runner));
+        a = raku_exec("say $*REPO.repo-chain[0].path-spec, ' ', @*ARGS[0], ' ', "
+                      "'/proc/self/cmdline'.IO.slurp.split(\"\\0\")[1];\nexit 4;\n",
+                      json_pack("[s]", "x"), "", json_pack("{s:s}", "RAKULIB", "/nonexistent"));
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "file#/nonexistent x main.raku\n");
+        assert_int_equal(exit_code(a), 4);
+        json_decref(a);
+        assert_int_equal(count_entries(workdir), 0);
+        assert_true(asprintf(&cmd, "rm -rf '%s'", dir) > 0);
+        assert_int_equal(system(cmd), 0);
+        free(cmd);
+        free(module);
+        free(runner);
+}
+
 /* languages/warm/Runner.java on this host's java, when there is one: started as the snapshot
  * starts it, primed with a compile, it compiles (javac in its JVM) and runs a program as
  * `javac Main.java && java -cp . Main` would: argv, stdin, env, the run's directory, files,
@@ -1854,6 +1967,7 @@ int main(void)
             cmocka_unit_test(test_prime_starts_runner),
             cmocka_unit_test(test_warm_node),
             cmocka_unit_test(test_warm_coffee),
+            cmocka_unit_test(test_warm_raku),
             cmocka_unit_test(test_warm_java),
             cmocka_unit_test(test_warm_groovy),
             cmocka_unit_test(test_repl_python),
