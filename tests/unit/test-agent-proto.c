@@ -606,6 +606,17 @@ static void assert_primed(json_t *a)
         json_decref(a);
 }
 
+/* An exec's answer a (a reference is taken over): run on the warm runner, with this output and
+ * exit code. */
+static void assert_ran_warm(json_t *a, const char *out, const char *err, int code)
+{
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), out);
+        assert_string_equal(str(a, "stderr"), err);
+        assert_int_equal(exit_code(a), code);
+        json_decref(a);
+}
+
 static const char *error_message(json_t *a)
 {
         assert_error(a, "internal_error");
@@ -978,11 +989,7 @@ static void test_warm_python(void **state)
         a = handle("{\"op\":\"exec\",\"argv\":[\"python3\",\"main.py\",\"a\"],\"args\":[\"a\"],"
                    "\"file\":\"main.py\",\"warm\":true,"
                    "\"code\":\"import sys; print(\\\"hi\\\", sys.argv[1:]); sys.exit(3)\"}");
-        assert_ok_warm_used(a, true);
-        assert_string_equal(str(a, "stdout"), "hi ['a']\n");
-        assert_string_equal(str(a, "stderr"), "");
-        assert_int_equal(exit_code(a), 3);
-        json_decref(a);
+        assert_ran_warm(a, "hi ['a']\n", "", 3);
         assert_gone(pid);
 
         /* stdin, env, cwd, files, __main__ as with `python3 main.py`. */
@@ -1109,11 +1116,7 @@ static void test_warm_node(void **state)
                    "console.log(process.argv.slice(1).map((s) => p.basename(s)), require.main === "
                    "module, require('fs').readFileSync(0, 'utf8'), process.cwd() === "
                    "process.env.HOME);\\nconsole.error('e');\\nprocess.exitCode = 3;\"}");
-        assert_ok_warm_used(a, true);
-        assert_string_equal(str(a, "stdout"), "[ 'main.js', 'a b' ] true in true\n");
-        assert_string_equal(str(a, "stderr"), "e\n");
-        assert_int_equal(exit_code(a), 3);
-        json_decref(a);
+        assert_ran_warm(a, "[ 'main.js', 'a b' ] true in true\n", "e\n", 3);
 
         warm(json_pack("[s,s]", "node", node));
         a = handle(
@@ -1172,11 +1175,7 @@ static void test_warm_coffee(void **state)
                    "(p.basename s for s in process.argv[1..]), require.main is module, "
                    "require('fs').readFileSync(0, 'utf8'), process.cwd() is process.env.HOME\\n"
                    "console.error 'e'\\nprocess.exitCode = 3\"}");
-        assert_ok_warm_used(a, true);
-        assert_string_equal(str(a, "stdout"), "coffee [ 'main.coffee', 'a b' ] true in true\n");
-        assert_string_equal(str(a, "stderr"), "e\n");
-        assert_int_equal(exit_code(a), 3);
-        json_decref(a);
+        assert_ran_warm(a, "coffee [ 'main.coffee', 'a b' ] true in true\n", "e\n", 3);
 
         /* Thrown as the program runs: coffee prints the stack and exits 1. */
         warm(json_pack("[s,s,s]", "node", node, coffee));
@@ -1309,11 +1308,7 @@ static void test_warm_raku(void **state)
         json_decref(a);
         warm(json_pack("[s,s,s]", "raku", "-e", runner));
         a = raku_exec("sub MAIN(Int $n) { say $n }\n", json_pack("[s]", "x"), "", json_object());
-        assert_ok_warm_used(a, true);
-        assert_string_equal(str(a, "stdout"), "");
-        assert_string_equal(str(a, "stderr"), "Usage:\n  main.raku <n>\n");
-        assert_int_equal(exit_code(a), 2);
-        json_decref(a);
+        assert_ran_warm(a, "", "Usage:\n  main.raku <n>\n", 2);
 
         /* RAKULIB is read as raku starts: a raku of its own runs the program. */
         warm(json_pack("[s,s,s]", "raku", "-e", runner));
@@ -1478,11 +1473,7 @@ static void test_warm_groovy(void **state)
             "System.getenv('FOO') + ' ' + (System.getenv('HOME') == System.getProperty('user.dir'))"
             " + ' ' + new File('data.txt').text + ' ' + Thread.currentThread().name\\n"
             "System.err.println 'e'\\nThread.start { System.exit(3) }\\n\"}");
-        assert_ok_warm_used(a, true);
-        assert_string_equal(str(a, "stdout"), "a b,c [y, x] bar true hello main\n");
-        assert_string_equal(str(a, "stderr"), "e\n");
-        assert_int_equal(exit_code(a), 3);
-        json_decref(a);
+        assert_ran_warm(a, "a b,c [y, x] bar true hello main\n", "e\n", 3);
 
         warm_groovy(runner);
         a = handle(
