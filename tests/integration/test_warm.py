@@ -388,6 +388,47 @@ class WarmRunnerCase:
         self.assertEqual(a["mode"], mode)
         return a
 
+    @staticmethod
+    def report(text):
+        """A program's output as compared with the cold command's (a class's own may drop what
+        differs by necessity, e.g. a run directory's name)."""
+        return text
+
+    def assert_as_cold(self, code, **kw):
+        """The program's stdout, stderr and exit code on the runner are those of the cold
+        command (through report()). The warm answer."""
+        w = self.run_lang(code, **kw)
+        c = self.run_lang(code, mode="cold", **kw)
+        self.assertEqual((self.report(w["stdout"]), self.report(w["stderr"]), w["exit_code"]),
+                         (self.report(c["stdout"]), self.report(c["stderr"]), c["exit_code"]))
+        return w
+
+    def assert_runner_per_clone(self):
+        """The snapshot holds no runner, and no clone failed to start and prime its own."""
+        self.assertFalse(self.manifest["warm"])
+        self.assertNotIn(f"{self.lang} pool: priming", self.opd.read_log())
+
+    def two_clones(self, code, wait_s=900, timeout_ms=60000):
+        """code run warm on two clones at once (warm_pair), each exiting 0 with nothing on
+        stderr. The two stdouts."""
+        self.full(2)
+        a1, a2 = warm_pair(self, {"op": "exec", "lang": self.lang, "code": code,
+                                   "mode": "warm", "timeout_ms": timeout_ms}, wait_s)
+        for a in (a1, a2):
+            self.assertEqual((a["exit_code"], a["stderr"]), (0, ""), a)
+        return a1["stdout"], a2["stdout"]
+
+    def distinct_lines(self, out1, out2, names, runner):
+        """Two clones' outputs of a program printing one value per name, then its own command
+        line: both ran on the runner waiting in the clone, and each value differs. The lines."""
+        r1, r2 = out1.split("\n")[:-1], out2.split("\n")[:-1]
+        self.assertEqual(len(r1), len(names) + 1, out1)
+        self.assertIn(runner, r1[-1])
+        self.assertIn(runner, r2[-1])
+        for name, v1, v2 in zip(names, r1, r2):
+            self.assertNotEqual(v1, v2, name)
+        return r1, r2
+
 
 @unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "coffeescript", "rootfs.ext4")),
                      "no coffeescript image in OPD_IMAGES")
@@ -399,8 +440,7 @@ class WarmCoffee(WarmRunnerCase, unittest.TestCase):
     lang = "coffeescript"
 
     def test_snapshot_holds_no_runner(self):
-        self.assertFalse(self.manifest["warm"])
-        self.assertNotIn("coffeescript pool: priming", self.opd.read_log())
+        self.assert_runner_per_clone()
 
     def test_two_clones_have_their_own_random_state(self):
         self.full(2)
@@ -691,12 +731,8 @@ class WarmBeam(WarmRunnerCase):
         self.assertFalse(self.manifest["warm"])
 
     def test_two_clones_have_their_own_random_state(self):
-        self.full(2)
-        a1, a2 = warm_pair(self, {"op": "exec", "lang": self.lang, "code": self.random_code,
-                                   "mode": "warm", "timeout_ms": 600000}, 900)
-        for a in (a1, a2):
-            self.assertEqual((a["exit_code"], a["stderr"]), (0, ""), a)
-        r1, r2 = a1["stdout"].split("\n")[:-1], a2["stdout"].split("\n")[:-1]
+        out1, out2 = self.two_clones(self.random_code, timeout_ms=600000)
+        r1, r2 = out1.split("\n")[:-1], out2.split("\n")[:-1]
         # both ran on the VM that was waiting in the clone
         self.assertIn(BEAM_RUNNER, r1[-1])
         self.assertIn(BEAM_RUNNER, r2[-1])
@@ -785,33 +821,16 @@ class WarmR(WarmRunnerCase, unittest.TestCase):
 
     lang = "rscript"
 
-    def assert_as_cold(self, code, **kw):
-        """The program's stdout, stderr and exit code on the runner are those of a cold
-        `Rscript main.r` (its directories' names aside). The warm answer."""
-        w = self.run_lang(code, **kw)
-        c = self.run_lang(code, mode="cold", **kw)
-        self.assertEqual((r_report(w["stdout"]), r_report(w["stderr"]), w["exit_code"]),
-                         (r_report(c["stdout"]), r_report(c["stderr"]), c["exit_code"]))
-        return w
+    report = staticmethod(r_report)  # its directories' names aside
 
     def test_snapshot_holds_no_runner(self):
-        self.assertFalse(self.manifest["warm"])
-        self.assertNotIn("rscript pool: priming", self.opd.read_log())
+        self.assert_runner_per_clone()
 
     def test_two_clones_have_their_own_random_state(self):
-        self.full(2)
-        a1, a2 = warm_pair(self, {"op": "exec", "lang": "rscript", "code": R_RANDOM,
-                                   "mode": "warm", "timeout_ms": 60000}, 900)
-        for a in (a1, a2):
-            self.assertEqual((a["exit_code"], a["stderr"]), (0, ""), a)
-        r1, r2 = a1["stdout"].split("\n")[:-1], a2["stdout"].split("\n")[:-1]
-        self.assertEqual(len(r1), 8, a1["stdout"])
-        # both ran on the runner, the R that was waiting in the clone
-        self.assertIn(R_RUNNER, r1[-1])
-        self.assertIn(R_RUNNER, r2[-1])
-        names = ["runif", "runif", "sample", "sample", "sample", "tempfile", "tempdir"]
-        for name, v1, v2 in zip(names, r1, r2):
-            self.assertNotEqual(v1, v2, name)
+        # both run on the runner, the R that was waiting in the clone
+        r1, _ = self.distinct_lines(
+            *self.two_clones(R_RANDOM),
+            ["runif", "runif", "sample", "sample", "sample", "tempfile", "tempdir"], R_RUNNER)
         # R's session directory is made in the run's directory (TMPDIR), as by a cold Rscript
         self.assertRegex(r1[6], r"^/tmp/op/[^/]+/Rtmp\w{6}$")
         self.assertTrue(r1[5].startswith(r1[6] + "/file"), r1)
@@ -914,33 +933,16 @@ class WarmRaku(WarmRunnerCase, unittest.TestCase):
 
     lang = "raku"
 
-    def assert_as_cold(self, code, **kw):
-        """The program's stdout, stderr and exit code on the runner are those of a cold `raku
-        main.raku` (its directory's name aside). The warm answer."""
-        w = self.run_lang(code, **kw)
-        c = self.run_lang(code, mode="cold", **kw)
-        self.assertEqual((raku_report(w["stdout"]), raku_report(w["stderr"]), w["exit_code"]),
-                         (raku_report(c["stdout"]), raku_report(c["stderr"]), c["exit_code"]))
-        return w
+    report = staticmethod(raku_report)  # its directory's name aside
 
     def test_snapshot_holds_no_runner(self):
-        self.assertFalse(self.manifest["warm"])
-        self.assertNotIn("raku pool: priming", self.opd.read_log())
+        self.assert_runner_per_clone()
 
     def test_two_clones_have_their_own_random_state(self):
-        self.full(2)
-        a1, a2 = warm_pair(self, {"op": "exec", "lang": "raku", "code": RAKU_RANDOM,
-                                   "mode": "warm", "timeout_ms": 60000}, 900)
-        for a in (a1, a2):
-            self.assertEqual((a["exit_code"], a["stderr"]), (0, ""), a)
-        r1, r2 = a1["stdout"].split("\n")[:-1], a2["stdout"].split("\n")[:-1]
-        self.assertEqual(len(r1), 6, a1["stdout"])
-        # both ran on the runner, the raku that was waiting in the clone
-        self.assertIn(RAKU_RUNNER, r1[-1])
-        self.assertIn(RAKU_RUNNER, r2[-1])
-        names = ["rand", "pick", "roll", "pick(*)", "hash order"]
-        for name, v1, v2 in zip(names, r1, r2):
-            self.assertNotEqual(v1, v2, name)
+        # both run on the runner, the raku that was waiting in the clone
+        r1, r2 = self.distinct_lines(*self.two_clones(RAKU_RANDOM),
+                                     ["rand", "pick", "roll", "pick(*)", "hash order"],
+                                     RAKU_RUNNER)
         self.assertEqual(sorted(r1[4]), sorted(r2[4]))
 
     def test_program_behaves_like_raku(self):
@@ -1061,21 +1063,12 @@ class WarmGroovy(WarmRunnerCase, unittest.TestCase):
         self.assertTrue(self.manifest["warm"])
 
     def test_two_clones_have_their_own_random_state(self):
-        self.full(2)
-        a1, a2 = warm_pair(self, {"op": "exec", "lang": "groovy", "code": GROOVY_RANDOM,
-                                   "mode": "warm", "timeout_ms": 60000}, 1800)
-        for a in (a1, a2):
-            self.assertEqual((a["exit_code"], a["stderr"]), (0, ""), a)
-        r1, r2 = a1["stdout"].split("\n")[:-1], a2["stdout"].split("\n")[:-1]
-        self.assertEqual(len(r1), 11, a1["stdout"])
-        # both ran on the runner, the JVM that was waiting in the clone
-        self.assertIn(JAVA_RUNNER, r1[-1])
-        self.assertIn(JAVA_RUNNER, r2[-1])
-        names = ["Math.random", "SecureRandom", "SHA1PRNG", "Random", "ThreadLocalRandom",
-                 "UUID.randomUUID", "SplittableRandom", "Collections.shuffle",
-                 "Files.createTempFile", "File.createTempFile"]
-        for name, v1, v2 in zip(names, r1, r2):
-            self.assertNotEqual(v1, v2, name)
+        # both run on the runner, the JVM that was waiting in the clone
+        self.distinct_lines(*self.two_clones(GROOVY_RANDOM, wait_s=1800),
+                            ["Math.random", "SecureRandom", "SHA1PRNG", "Random",
+                             "ThreadLocalRandom", "UUID.randomUUID", "SplittableRandom",
+                             "Collections.shuffle", "Files.createTempFile",
+                             "File.createTempFile"], JAVA_RUNNER)
 
     def test_script_behaves_like_groovy(self):
         """The same script, warm and cold: argv, stdin, env, files, the working directory,
