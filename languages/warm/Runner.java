@@ -148,7 +148,10 @@ public class Runner {
         ctlOut.write("ready\n".getBytes(StandardCharsets.US_ASCII));
         Map<String, Object> req = readLine();
         while (Boolean.TRUE.equals(req.get("prime"))) {
-            prime(req);
+            // The request's first steps too, undone by the request's own.
+            setEnv(env(req));
+            reseed();
+            prime(req, true);
             System.out.flush();
             System.err.flush();
             ctlOut.write("ready\n".getBytes(StandardCharsets.US_ASCII));
@@ -298,6 +301,12 @@ public class Runner {
     // As a cold JVM ends once its main thread is done: the other non-daemon threads are waited
     // for, then it exits with status.
     static void exitAsJvm(Thread self, int status) {
+        awaitOthers(self);
+        System.exit(status);
+    }
+
+    // The non-daemon threads but self, waited for until none is left.
+    static void awaitOthers(Thread self) {
         ThreadGroup root = self.getThreadGroup();
         while (root.getParent() != null)
             root = root.getParent();
@@ -316,7 +325,6 @@ public class Runner {
                 // as DestroyJavaVM: keep waiting
             }
         }
-        System.exit(status);
     }
 
     // The main method as the java launcher finds it, or null after its message.
@@ -522,7 +530,7 @@ public class Runner {
                     min = 1;
                 }
                 for (int i = 0; i < WARMUP_ROUNDS && (i < min || System.nanoTime() < until); i++)
-                    prime(req);
+                    prime(req, i == 0);
                 Throwable t = new IllegalStateException("warm-up");
                 trim(t, Collections.newSetFromMap(new IdentityHashMap<>()));
                 t.printStackTrace(drop);
@@ -542,9 +550,10 @@ public class Runner {
     }
 
     // Compile and run a program of ours from its own directory with a class loader of its own.
-    static void prime(Map<String, Object> req) throws Exception {
+    // asRequest: groovy's script runs on the request's path (see Groovy.prime).
+    static void prime(Map<String, Object> req, boolean asRequest) throws Exception {
         if (Groovy.on()) {
-            Groovy.prime(req);
+            Groovy.prime(req, asRequest);
             return;
         }
         if (req.get("compile") != null && compile(req, true) != 0)
@@ -606,7 +615,9 @@ public class Runner {
 
         static ClassLoader loader; // groovy's, as its launcher makes it: null unless groovy
         static Class<?> main; // GroovyMain in it
-        static MethodHandle mainHandle; // its main: warm-up and primes (no reflective call)
+        static MethodHandle mainHandle; // its main: warm-up rounds after the first (no reflective call)
+        static MethodHandle closureNew; // new MethodClosure(Object, String)
+        static MethodHandle curry; // Closure.curry(Object[])
 
         static boolean on() {
             return loader != null;
@@ -635,8 +646,14 @@ public class Runner {
             Class<?> rootLoader = Class.forName("org.codehaus.groovy.tools.RootLoader", true, sys);
             ClassLoader l = (ClassLoader) rootLoader.getConstructor(lcClass).newInstance(lc);
             main = l.loadClass(MAIN);
-            mainHandle = MethodHandles.publicLookup().findStatic(
-                    main, "main", MethodType.methodType(void.class, String[].class));
+            MethodHandles.Lookup lookup = MethodHandles.publicLookup();
+            mainHandle = lookup.findStatic(main, "main", MethodType.methodType(void.class, String[].class));
+            Class<?> mc = l.loadClass("org.codehaus.groovy.runtime.MethodClosure");
+            closureNew = lookup.findConstructor(
+                    mc, MethodType.methodType(void.class, Object.class, String.class));
+            curry = lookup.findVirtual(mc, "curry", MethodType.methodType(
+                                l.loadClass("groovy.lang.Closure"), Object[].class))
+                            .asFixedArity();
             loader = l;
         }
 
@@ -662,16 +679,29 @@ public class Runner {
             return a.toArray(new String[0]);
         }
 
-        // GroovyMain on a script of ours (named by its path), with this thread's context class
-        // loader groovy's, as RootLoader sets it when it is made; GroovyMain sets it to its
+        // GroovyMain on a script of ours (named by its path). asRequest: on the request's path
+        // (onMainThread, then the wait for other threads), so that what a request runs after
+        // the hand-off, but the exit, was run in this process before (under emulation, code run
+        // for the first time in a clone is translated then). Else GroovyMain is called on this
+        // thread through a method handle: the warm-up's rounds after the first, which would
+        // otherwise call GroovyMain.main and MethodClosure.doCall through reflection often
+        // enough for the JVM to generate their accessors (see WARMUP), while a clone calls each
+        // of them twice (its prime, its request). This thread's context class loader is
+        // groovy's meanwhile, as RootLoader sets it when it is made; GroovyMain sets it to its
         // script's, and it is put back. GroovyMain ends the JVM when the script fails: ours
         // do not.
-        static void prime(Map<String, Object> req) throws Exception {
+        static void prime(Map<String, Object> req, boolean asRequest) throws Exception {
             Thread self = Thread.currentThread();
             ClassLoader context = self.getContextClassLoader();
-            self.setContextClassLoader(loader);
+            String[] args = args((String) req.get("file"), req);
             try {
-                mainHandle.invoke(args((String) req.get("file"), req));
+                if (asRequest) {
+                    onMainThread(args);
+                    awaitOthers(self);
+                    return;
+                }
+                self.setContextClassLoader(loader);
+                mainHandle.invoke(args);
             } catch (Exception | Error e) {
                 throw e;
             } catch (Throwable t) {
@@ -681,21 +711,32 @@ public class Runner {
             }
         }
 
-        // The request: GroovyMain.main on a new thread "main" (this one is the JVM's first
-        // thread, under the source launcher), reached through a groovy MethodClosure and one
-        // reflective call, as GroovyStarter reaches it: every frame under GroovyMain is one
-        // that groovy's stack trace sanitizing takes out, but for the three of the JVM's native
-        // reflective call that a cold run's traces end with. GroovyMain reports a failure
-        // itself and exits with 1; else the JVM ends as a cold one (exitAsJvm), with 1 if
-        // something escaped GroovyMain.
+        // The request: GroovyMain.main on a new thread "main" (onMainThread); GroovyMain reports
+        // a failure itself and exits with 1; else the JVM ends as a cold one (exitAsJvm), with
+        // 1 if something escaped GroovyMain.
         static void run(Map<String, Object> req) throws Exception {
-            String[] args = args(script(req), req);
+            boolean threw;
+            try {
+                threw = onMainThread(args(script(req), req));
+            } catch (Exception | Error e) {
+                throw e;
+            } catch (Throwable t) {
+                throw new IllegalStateException(t);
+            }
+            exitAsJvm(Thread.currentThread(), threw ? 1 : 0);
+        }
+
+        // GroovyMain.main(args) on a new thread "main" (this one is the JVM's first thread,
+        // under the source launcher), reached through a groovy MethodClosure and one reflective
+        // call, as GroovyStarter reaches it: every frame under GroovyMain is one that groovy's
+        // stack trace sanitizing takes out, but for the three of the JVM's native reflective
+        // call that a cold run's traces end with. The closure is made and curried through
+        // method handles (no reflective call of ours). True if something escaped GroovyMain.
+        static boolean onMainThread(String[] args) throws Throwable {
             Thread self = Thread.currentThread();
             self.setContextClassLoader(loader); // the new thread's, as RootLoader sets it
-            Class<?> mc = Class.forName("org.codehaus.groovy.runtime.MethodClosure", true, loader);
-            Object closure = mc.getConstructor(Object.class, String.class).newInstance(main, "main");
-            Runnable body = (Runnable) mc.getMethod("curry", Object[].class)
-                                    .invoke(closure, (Object) new Object[] {args});
+            Object closure = closureNew.invoke((Object) main, "main");
+            Runnable body = (Runnable) curry.invoke(closure, new Object[] {args});
             AtomicBoolean threw = new AtomicBoolean();
             Thread t = new Thread(body, "main");
             t.setUncaughtExceptionHandler((th, e) -> {
@@ -710,7 +751,7 @@ public class Runner {
                 } catch (InterruptedException e) {
                     // keep waiting
                 }
-            exitAsJvm(self, threw.get() ? 1 : 0);
+            return threw.get();
         }
 
         // A compile error's message and an exception's sanitized report, made once.

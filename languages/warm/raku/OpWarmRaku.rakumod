@@ -129,7 +129,14 @@ sub op-warm-run(%start-env) is export {
         my %req = read-request();
         # The file as the cold command names it: relative to its directory.
         my $file = %req<file>.IO.parent.Str eq %req<cwd> ?? %req<file>.IO.basename !! %req<file>;
-        unless %req<prime> {
+        if %req<prime> {
+            # What a request checks and calls before its program, run here once, so that the
+            # request does not translate it (or set up the native call) for the first time:
+            # close(-1) closes nothing.
+            needs-fresh-raku(%req<env>);
+            op-close(-1);
+        }
+        else {
             exec-fresh-raku(%req, $file) if needs-fresh-raku(%req<env>);
             op-close(3);
         }
