@@ -499,10 +499,11 @@ class WarmCoffee(WarmRunnerCase, unittest.TestCase):
         self.assertEqual((a["stdout"], a["exit_code"]), ("fresh [ 'x' ]\n", 4))
 
 
-TS_RANDOM = ("const crypto = require('crypto'), fs = require('fs'), os = require('os');\n"
+# (a global `crypto` would clash with lib.dom.d.ts's, which tsc reports)
+TS_RANDOM = ("const nodeCrypto = require('crypto'), fs = require('fs'), os = require('os');\n"
              "const values: string[] = [String(Math.random()),\n"
-             "  crypto.randomBytes(16).toString('hex'),\n"
-             "  crypto.randomUUID(), fs.mkdtempSync(os.tmpdir() + '/t-'),\n"
+             "  nodeCrypto.randomBytes(16).toString('hex'),\n"
+             "  nodeCrypto.randomUUID(), fs.mkdtempSync(os.tmpdir() + '/t-'),\n"
              "  fs.readFileSync('/proc/self/cmdline', 'utf8').split('\\0').join(' ')];\n"
              "console.log(values.join('\\n'));\n")
 TS_FRONT = "/usr/lib/op/warm/typescript.js"
