@@ -12,18 +12,23 @@
 //   run()       runs the program that process.argv names, from the tick queue
 //   fresh(req)  true when the cold command would not run as the runner does (optional)
 //   forget(req) drops what a prime's run left behind (optional)
+//   compile(req) a compiled language's compile command, req.compile, run in the runner's process
+//               (`tsc ...`: languages/warm/typescript.js): its output on stdout and stderr, its
+//               exit status returned; null to have the command run instead (optional: without
+//               it, the command runs as a process of its own)
 //
 // Protocol with op-agent (fd 3 is a socketpair end): the runner writes "ready\n" once started;
 // the agent writes one JSON line {"file", "argv", "cwd", "env"}; the runner becomes that program:
 // same argv, cwd, environment, exit status, uncaught exception report as the cold command.
 // A line with "prime": true is run with its output discarded (the agent reads and drops it) and
-// its module forgotten, then "ready\n" again.
+// its module forgotten, then "ready\n" again. A line with "compile" (the compile command of a
+// compiled language) is compiled first: the compiler's output on stdout and stderr, then
+// "done N\n" on fd 3 (N its exit status), then the run's line comes (the agent ends the runner
+// when N is not 0); a prime's is compiled, then run when that succeeded.
 'use strict';
 
 const fs = require('fs');
 const Module = require('module');
-
-const READY = Buffer.from('ready\n');
 
 // `node file args...`: the file is the main module.
 const NODE = {
@@ -33,9 +38,10 @@ const NODE = {
 };
 const front = process.argv.length > 2 ? require(process.argv[2]) : NODE;
 
-function writeReady() {
+function writeLine(text) {
+  const buf = Buffer.from(text);
   let off = 0;
-  while (off < READY.length) off += fs.writeSync(3, READY, off);
+  while (off < buf.length) off += fs.writeSync(3, buf, off);
 }
 
 function readLine() {
@@ -79,6 +85,26 @@ function needsFreshNode(req) {
   return front.fresh ? front.fresh(req) : false;
 }
 
+// The compile command as a process of its own, on the runner's stdout and stderr, without stdin
+// (the run's is on fd 0). After enter(req).
+function compileFresh(req) {
+  const { spawnSync } = require('child_process');
+  const r = spawnSync(req.compile[0], req.compile.slice(1),
+    { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.error) {
+    process.stderr.write(`${req.compile[0]}: ${r.error.message}\n`);
+    return 127;
+  }
+  return r.status === null ? 128 + require('os').constants.signals[r.signal] : r.status;
+}
+
+// A line's compile command, in its directory and environment: its exit status.
+function compile(req) {
+  enter(req);
+  const status = front.compile && !needsFreshNode(req) ? front.compile(req) : null;
+  return status === null ? compileFresh(req) : status;
+}
+
 function runFresh() {
   const { spawnSync } = require('child_process');
   const r = spawnSync(process.execPath, process.argv.slice(1), { stdio: 'inherit' });
@@ -96,7 +122,7 @@ function prime(req) {
   const saved = { cwd: process.cwd(), env: { ...process.env }, argv: process.argv.slice() };
   try {
     enter(req);
-    front.run();
+    if (!req.compile || compile(req) === 0) front.run();
   } catch (e) {
     // ours, and its output is dropped anyway: the runner stays usable
   } finally {
@@ -110,7 +136,8 @@ function prime(req) {
   }
 }
 
-// After a prime, once what it wrote has left the process (a pipe may have taken only part).
+// After a prime or a compile, once what it wrote has left the process (a pipe may have taken
+// only part).
 function whenFlushed(then) {
   const pending = [process.stdout, process.stderr].some((s) => s.writableLength > 0);
   if (pending) setTimeout(whenFlushed, 1, then);
@@ -118,13 +145,26 @@ function whenFlushed(then) {
 }
 
 function serve() {
-  writeReady();
+  writeLine('ready\n');
   const req = readLine();
   if (req.prime) {
     prime(req);
     whenFlushed(serve);
     return;
   }
+  if (req.compile) {
+    const status = compile(req);
+    // What the compiler wrote is the compile's: in the pipes before "done".
+    whenFlushed(() => {
+      writeLine(`done ${status}\n`);
+      start(readLine());
+    });
+    return;
+  }
+  start(req);
+}
+
+function start(req) {
   fs.closeSync(3);
   enter(req);
   if (needsFreshNode(req)) {

@@ -24,11 +24,12 @@
 #include "util.h"
 #include "vm.h"
 
-#define BACKOFF_MIN_MS   200
-#define BACKOFF_MAX_MS   30000
-#define PRIME_TIMEOUT_MS 30000
-#define REFILL_MS_START  1000 /* a clone's refill time before one is measured */
-#define DEMAND_TICK_MS   1000 /* targets above their standing size are looked at this often */
+#define BACKOFF_MIN_MS     200
+#define BACKOFF_MAX_MS     30000
+#define PRIME_TIMEOUT_MS   30000
+#define JOB_TIMEOUT_MS_MAX 600000 /* the longest deadline the agent takes (guest/agent.c) */
+#define REFILL_MS_START    1000   /* a clone's refill time before one is measured */
+#define DEMAND_TICK_MS     1000   /* targets above their standing size are looked at this often */
 
 void pools_log(const struct pools *all, int prio, const char *fmt, ...)
 {
@@ -225,12 +226,15 @@ static int job_add_runner(const struct op_lang *lang, json_t *job)
 }
 
 /* The prime program's deadline. A runner of a compiled language compiles it in the same step
- * (its compiler is in the runner): the compiler's longest deadline is added. */
+ * (its compiler is in the runner): the compiler's longest deadline is added, up to the longest
+ * the agent takes. */
 static uint32_t prime_timeout_ms(const struct pool *p, const struct vm *vm)
 {
+        uint32_t t = PRIME_TIMEOUT_MS;
+
         if (prime_op(p, vm) && p->lang->compile[0])
-                return PRIME_TIMEOUT_MS + p->all->cfg->limits.compile_timeout_ms_max;
-        return PRIME_TIMEOUT_MS;
+                t += p->all->cfg->limits.compile_timeout_ms_max;
+        return t < JOB_TIMEOUT_MS_MAX ? t : JOB_TIMEOUT_MS_MAX;
 }
 
 /* Run the language's prime program in the clone: through its warm runner ("prime" op, which

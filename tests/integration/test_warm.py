@@ -499,6 +499,91 @@ class WarmCoffee(WarmRunnerCase, unittest.TestCase):
         self.assertEqual((a["stdout"], a["exit_code"]), ("fresh [ 'x' ]\n", 4))
 
 
+# (a global `crypto` would clash with lib.dom.d.ts's, which tsc reports)
+TS_RANDOM = ("const nodeCrypto = require('crypto'), fs = require('fs'), os = require('os');\n"
+             "const values: string[] = [String(Math.random()),\n"
+             "  nodeCrypto.randomBytes(16).toString('hex'),\n"
+             "  nodeCrypto.randomUUID(), fs.mkdtempSync(os.tmpdir() + '/t-'),\n"
+             "  fs.readFileSync('/proc/self/cmdline', 'utf8').split('\\0').join(' ')];\n"
+             "console.log(values.join('\\n'));\n")
+TS_FRONT = "/usr/lib/op/warm/typescript.js"
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "typescript", "rootfs.ext4")),
+                     "no typescript image in OPD_IMAGES")
+class WarmTypescript(WarmRunnerCase, unittest.TestCase):
+    """typescript's runner is node's, started in each clone with tsc's compiler loaded
+    (languages/warm/typescript.js): it compiles as `tsc ...` does (the agent hands it the compile
+    command), then runs main.js as `node main.js`; each clone's V8 and OpenSSL seed themselves.
+    A cold `tsc` takes minutes under TCG: compiles may take up to 600 s here."""
+
+    lang = "typescript"
+    wait_s = 1800
+    config = {"limit.compile_timeout_ms_max": "600000"}
+
+    def run_lang(self, code, mode="warm", **kw):
+        return super().run_lang(code, mode, compile_timeout_ms=600000, **kw)
+
+    def assert_compiled_as_cold(self, code, **kw):
+        """The compile's output, exit code and status, and the program's, as with `tsc` and
+        `node main.js` in a cold VM (node's report without its frames and run directory). The
+        warm answer."""
+        w = self.run_lang(code, **kw)
+        c = self.run_lang(code, mode="cold", **kw)
+        for a in (w, c):
+            self.assertIn("compile", a)
+        self.assertEqual((w["status"], w["compile"]["stdout"], w["compile"]["stderr"],
+                          w["compile"]["exit_code"]),
+                         (c["status"], c["compile"]["stdout"], c["compile"]["stderr"],
+                          c["compile"]["exit_code"]))
+        self.assertEqual((w["stdout"], node_report(w["stderr"]), w["exit_code"]),
+                         (c["stdout"], node_report(c["stderr"]), c["exit_code"]))
+        self.assertNotIn("/usr/lib/op/warm/", w["stderr"])
+        return w
+
+    def test_snapshot_holds_no_runner(self):
+        self.assert_runner_per_clone()
+
+    def test_two_clones_have_their_own_random_state(self):
+        out1, out2 = self.two_clones(TS_RANDOM, wait_s=1800)
+        self.distinct_lines(out1, out2, ["Math.random", "randomBytes", "randomUUID", "mkdtemp"],
+                            f"node {NODE_RUNNER} {TS_FRONT}")
+
+    def test_hello_and_stdin_as_cold(self):
+        w = self.assert_compiled_as_cold(
+            "const fs = require('fs'), path = require('path');\n"
+            "const lines: string[] = fs.readFileSync(0, 'utf8').split('\\n').filter(Boolean);\n"
+            "console.log('hello world');\n"
+            "console.log(process.argv.slice(2).join(','), lines.reverse().join(' '),\n"
+            "  (require as any).main === module, path.basename(process.argv[1]),\n"
+            "  path.basename(__filename));\n"
+            "console.error('to stderr');\n", args=["a", "b c"], stdin="x\ny\n")
+        self.assertEqual((w["status"], w["compile"]["stdout"], w["compile"]["exit_code"]),
+                         ("ok", "", 0))
+        self.assertEqual(w["stdout"], "hello world\na,b c y x true main.js main.js\n")
+        self.assertEqual((w["stderr"], w["exit_code"]), ("to stderr\n", 0))
+
+    def test_runtime_error_as_cold(self):
+        w = self.assert_compiled_as_cold(
+            "function f(n: number): number { throw new RangeError('nope ' + n); }\n"
+            "console.log('before');\nf(1);\n")
+        self.assertEqual((w["stdout"], w["exit_code"]), ("before\n", 1))
+        self.assertIn("main.js:1\n", w["stderr"])
+        self.assertIn("RangeError: nope 1\n    at f (", w["stderr"])
+
+    def test_type_error_as_cold(self):
+        """tsc's diagnostics (on stdout) and exit status 1: --noEmitOnError, nothing run."""
+        w = self.assert_compiled_as_cold(
+            "const a = Math.random() > 0.5 ? 1 : 'x';\nconst b: boolean = a;\n"
+            "console.log(b, undefinedName);\n")
+        self.assertEqual((w["status"], w["compile"]["exit_code"]), ("compile_error", 1))
+        self.assertEqual(w["compile"]["stdout"],
+                         "main.ts(2,7): error TS2322: Type 'string | number' is not assignable to "
+                         "type 'boolean'.\n  Type 'number' is not assignable to type 'boolean'.\n"
+                         "main.ts(3,16): error TS2552: Cannot find name 'undefinedName'. Did "
+                         "you mean 'undefined'?\n")
+
+
 JAVA_RANDOM = """import java.nio.file.*;
 import java.security.SecureRandom;
 import java.util.*;

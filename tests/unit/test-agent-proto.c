@@ -1151,6 +1151,118 @@ static void test_warm_node(void **state)
         free(node);
 }
 
+/* tsc's compile command for main.ts on this host, with the catalogue's arguments and
+ * declarations (languages/typescript/node.d.ts of this tree). */
+static json_t *tsc_compile(void)
+{
+        char *decls = warm_file("../typescript/node.d.ts");
+        json_t *c = json_pack("{s:[s,s,s,s,s,s,s,s], s:i, s:i}", "argv", "tsc", "--target",
+                              "es2020", "--module", "commonjs", "--noEmitOnError", decls, "main.ts",
+                              "timeout_ms", 120000, "output_max", 65536);
+
+        free(decls);
+        assert_non_null(c);
+        return c;
+}
+
+/* An exec of main.ts's code through tsc then `node main.js`, on the runner. */
+static json_t *tsc_exec(const char *code, const char *arg, const char *env_name,
+                        const char *env_value)
+{
+        json_t *req = json_pack("{s:s, s:[s,s], s:[], s:s, s:b, s:s, s:s, s:o}", "op", "exec",
+                                "argv", "node", "main.js", "args", "file", "main.ts", "warm", 1,
+                                "stdin", "in", "code", code, "compile", tsc_compile());
+
+        assert_non_null(req);
+        if (arg) {
+                json_array_append_new(json_object_get(req, "argv"), json_string(arg));
+                json_array_append_new(json_object_get(req, "args"), json_string(arg));
+        }
+        if (env_name)
+                json_object_set_new(req, "env", json_pack("{s:s}", env_name, env_value));
+        return handle_obj(req);
+}
+
+/* The compile phase of an answer a: tsc's stdout and exit code, nothing on stderr. */
+static void assert_tsc(json_t *a, const char *out, int code)
+{
+        json_t *c = json_object_get(a, "compile");
+
+        if (!json_is_object(c))
+                dump("tsc", a);
+        assert_true(json_is_object(c));
+        assert_string_equal(str(c, "stdout"), out);
+        assert_string_equal(str(c, "stderr"), "");
+        assert_int_equal(exit_code(c), code);
+}
+
+/* languages/warm/node.js with its TypeScript front end (languages/warm/typescript.js) on this
+ * host's node, when it has Debian's tsc: the agent hands the runner the compile command, which
+ * it runs with tsc's compiler in its process (tsc's diagnostics on stdout, its exit status;
+ * --noEmitOnError), then main.js runs as with `node main.js` (argv, stdin, exit code, an
+ * uncaught exception); primed by a compile and a run, or not; NODE_OPTIONS compiled and run by
+ * processes of their own. */
+static void test_warm_typescript(void **state)
+{
+        char *node, *ts;
+        json_t *a;
+
+        if (system("node --version >/dev/null 2>&1 && tsc --version >/dev/null 2>&1") != 0)
+                skip();
+        node = warm_file("node.js");
+        ts = warm_file("typescript.js");
+        warm(json_pack("[s,s,s]", "node", node, ts));
+        /* The prime compiles (tsc takes seconds) and runs. */
+        a = handle_obj(json_pack("{s:s, s:[s,s], s:s, s:s, s:o, s:i}", "op", "prime", "argv",
+                                 "node", "main.js", "file", "main.ts", "code",
+                                 "const args: string[] = process.argv.slice(2);\n"
+                                 "console.log('hello', args.join(' '));\n",
+                                 "compile", tsc_compile(), "timeout_ms", 120000));
+        assert_primed(a);
+        a = tsc_exec("const p = require('path');\n"
+                     "const s: string = require('fs').readFileSync(0, 'utf8');\n"
+                     "console.log(process.argv.slice(1).map((a: string) => p.basename(a)),\n"
+                     "  (require as any).main === module, s, process.cwd() === process.env.HOME);\n"
+                     "console.error('e');\nprocess.exitCode = 3;\n",
+                     "a b", NULL, NULL);
+        assert_tsc(a, "", 0);
+        assert_ran_warm(a, "[ 'main.js', 'a b' ] true in true\n", "e\n", 3);
+
+        /* A type error: tsc's report and exit status, nothing run. */
+        warm(json_pack("[s,s,s]", "node", node, ts));
+        a = tsc_exec("const s: string = 1;\nconsole.log(s);\n", NULL, NULL, NULL);
+        assert_true(json_is_true(json_object_get(a, "ok")));
+        assert_string_equal(str(a, "status"), "compile_error");
+        assert_tsc(a,
+                   "main.ts(1,7): error TS2322: Type 'number' is not assignable to type "
+                   "'string'.\n",
+                   1);
+        assert_string_equal(str(a, "stdout"), "");
+        json_decref(a);
+
+        /* Thrown as the program runs: node's report, exit 1. */
+        warm(json_pack("[s,s,s]", "node", node, ts));
+        a = tsc_exec("function f(): void { throw new TypeError('nope'); }\nf();\n", NULL, NULL,
+                     NULL);
+        assert_tsc(a, "", 0);
+        assert_ok_warm_used(a, true);
+        assert_int_equal(exit_code(a), 1);
+        assert_non_null(strstr(str(a, "stderr"), "main.js:1\n"));
+        assert_non_null(strstr(str(a, "stderr"), "TypeError: nope\n    at f ("));
+        assert_null(strstr(str(a, "stderr"), "/warm/"));
+        json_decref(a);
+
+        /* NODE_OPTIONS is read as node starts: a tsc and a node of their own. */
+        warm(json_pack("[s,s,s]", "node", node, ts));
+        a = tsc_exec("console.log(process.title, process.argv.slice(2));\nprocess.exit(4);\n", "x",
+                     "NODE_OPTIONS", "--title=fresh");
+        assert_tsc(a, "", 0);
+        assert_ran_warm(a, "fresh [ 'x' ]\n", "", 4);
+        assert_int_equal(count_entries(workdir), 0);
+        free(ts);
+        free(node);
+}
+
 /* languages/warm/node.js with its CoffeeScript front end (languages/warm/coffee.js) on this
  * host's node, when it has coffee: a program run by it behaves as with `coffee main.coffee`
  * (argv, stdin, exit code, an error thrown as it runs, a compile error, NODE_OPTIONS), primed or
@@ -1958,6 +2070,7 @@ int main(void)
             cmocka_unit_test(test_prime_starts_runner),
             cmocka_unit_test(test_warm_node),
             cmocka_unit_test(test_warm_coffee),
+            cmocka_unit_test(test_warm_typescript),
             cmocka_unit_test(test_warm_raku),
             cmocka_unit_test(test_warm_java),
             cmocka_unit_test(test_warm_groovy),

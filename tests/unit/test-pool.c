@@ -482,6 +482,24 @@ static void test_clone_runner_primed(void **state)
         assert_int_equal(only_vm(f)->state, VM_PAUSED);
 }
 
+/* A compiled language's runner compiles its prime program in the same job: the job's deadline
+ * adds the longest compile, up to the longest deadline the agent takes. */
+static void test_clone_runner_prime_deadline(void **state)
+{
+        struct fx *f = *state;
+        struct op_lang *g = &f->langs.v[0];
+        json_t *job;
+
+        g->compile[0] = strdup("cc");
+        assert_non_null(g->compile[0]);
+        f->cfg.limits.compile_timeout_ms_max = 600000;
+        clone_runner_pool(f, OP_YES, "0.5.0");
+        job = f->last_job;
+        assert_string_equal(json_string_value(json_object_get(job, "op")), "prime");
+        assert_true(json_is_object(json_object_get(job, "compile")));
+        assert_int_equal(json_integer_value(json_object_get(job, "timeout_ms")), 600000);
+}
+
 /* Without priming (pool.prime off, or KVM), a clone is still resumed to start its runner: a job
  * with "runner" and no program. */
 static void test_clone_runner_unprimed(void **state)
@@ -1273,6 +1291,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_prime, setup, teardown),
             cmocka_unit_test_setup_teardown(test_clone_runner_primed, setup, teardown),
             cmocka_unit_test_setup_teardown(test_clone_runner_unprimed, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_clone_runner_prime_deadline, setup, teardown),
             cmocka_unit_test_setup_teardown(test_clone_runner_old_agent, setup, teardown),
             cmocka_unit_test_setup_teardown(test_waiter_served, setup, teardown),
             cmocka_unit_test_setup_teardown(test_waiter_cancel, setup, teardown),
