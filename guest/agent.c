@@ -34,7 +34,6 @@
 #define AGENT_ENV_MAX         1024
 #define AGENT_FILES_MAX       1024
 #define AGENT_OUTPUT_MAX      (64u * 1024u * 1024u)
-#define AGENT_TIMEOUT_MS_MAX  600000
 #define AGENT_ENTROPY_MAX     4096
 #define AGENT_HOSTNAME_MAX    64
 #define AGENT_KEEPDIR_MAX     64 /* bytes of "workdir": a session's directory name */
@@ -555,7 +554,7 @@ static int exec_decode(json_t *req, struct exec_req *q, char *errbuf, size_t err
         r = check_env(json_object_get(req, "env"), errbuf, errlen);
         if (r < 0)
                 return r;
-        r = get_uint(req, "timeout_ms", 1, AGENT_TIMEOUT_MS_MAX,
+        r = get_uint(req, "timeout_ms", 1, OP_AGENT_TIMEOUT_MS_MAX,
                      OP_LIMITS_DEFAULT.timeout_ms_default, &n, errbuf, errlen);
         if (r < 0)
                 return r;

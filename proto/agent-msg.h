@@ -19,6 +19,8 @@
 #define OP_AGENT_MEMORY_MAX     (1ULL << 40)             /* memory_peak_bytes: 1 TiB */
 #define OP_AGENT_PID_MAX        (1 << 22)
 #define OP_AGENT_FILES_MAX      1024
+/* The longest deadline ("timeout_ms") the agent takes for a job: exec, warm or prime. */
+#define OP_AGENT_TIMEOUT_MS_MAX 600000
 /* The frame cap for everything but an exec's answer and events: ready, ping, warm, prime, and
  * an error answer to any of them. */
 #define OP_AGENT_FRAME_SMALL (64u * 1024u)

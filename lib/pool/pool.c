@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent-msg.h"
 #include "cleanup.h"
 #include "compile.h"
 #include "evtimer.h"
@@ -24,12 +25,11 @@
 #include "util.h"
 #include "vm.h"
 
-#define BACKOFF_MIN_MS     200
-#define BACKOFF_MAX_MS     30000
-#define PRIME_TIMEOUT_MS   30000
-#define JOB_TIMEOUT_MS_MAX 600000 /* the longest deadline the agent takes (guest/agent.c) */
-#define REFILL_MS_START    1000   /* a clone's refill time before one is measured */
-#define DEMAND_TICK_MS     1000   /* targets above their standing size are looked at this often */
+#define BACKOFF_MIN_MS   200
+#define BACKOFF_MAX_MS   30000
+#define PRIME_TIMEOUT_MS 30000
+#define REFILL_MS_START  1000 /* a clone's refill time before one is measured */
+#define DEMAND_TICK_MS   1000 /* targets above their standing size are looked at this often */
 
 void pools_log(const struct pools *all, int prio, const char *fmt, ...)
 {
@@ -234,7 +234,7 @@ static uint32_t prime_timeout_ms(const struct pool *p, const struct vm *vm)
 
         if (prime_op(p, vm) && p->lang->compile[0])
                 t += p->all->cfg->limits.compile_timeout_ms_max;
-        return t < JOB_TIMEOUT_MS_MAX ? t : JOB_TIMEOUT_MS_MAX;
+        return t < OP_AGENT_TIMEOUT_MS_MAX ? t : OP_AGENT_TIMEOUT_MS_MAX;
 }
 
 /* Run the language's prime program in the clone: through its warm runner ("prime" op, which
