@@ -65,7 +65,11 @@ struct s3_xfer {
         struct event *retry_ev;
         struct s3_resp resp;
         bool too_big;
-        int sink_errno; /* a write to req.sink_fd failed: not retried */
+        int sink_errno;   /* a write to req.sink_fd failed: not retried */
+        int stream_errno; /* req.stream ended the transfer: not retried */
+        bool streamed;    /* a piece went to req.stream: a failure is final */
+        bool full;        /* req.stream takes no more until s3_resume() */
+        bool paused;      /* curl holds a piece back until s3_resume() */
         bool in_multi;
         bool deferred; /* a hashed sink: a worker hashes the body once it is written */
         bool job_out;  /* job is the workers' */
@@ -181,6 +185,30 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
                 x->too_big = true;
                 return 0;
         }
+        if (x->req.stream && (x->resp.status / 100) == 2) {
+                int r;
+
+                if (x->full) {
+                        /* curl keeps this piece and hands it over again once resumed */
+                        x->paused = true;
+                        return CURL_WRITEFUNC_PAUSE;
+                }
+                if (!x->streamed) {
+                        curl_off_t cl = -1;
+
+                        curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+                        x->resp.content_length = cl >= 0 ? (uint64_t)cl : 0;
+                        x->streamed = true;
+                }
+                r = x->req.stream(&x->resp, ptr, n, x->userdata);
+                if (r < 0) {
+                        x->stream_errno = -r;
+                        return 0;
+                }
+                x->full = r == S3_STREAM_FULL;
+                x->len += n;
+                return n;
+        }
         if (x->req.sink && (x->resp.status / 100) == 2) {
                 /* straight into the file: no copy through a buffer */
                 for (size_t done = 0; done < n;) {
@@ -256,6 +284,8 @@ static int attempt(struct s3_xfer *x)
         x->len = 0;
         x->too_big = false;
         x->sink_errno = 0;
+        x->stream_errno = 0;
+        x->full = x->paused = false;
         x->resp.status = 0;
         x->resp.etag[0] = 0;
         if (x->sha && !EVP_DigestInit_ex(x->sha, EVP_sha256(), NULL))
@@ -392,6 +422,15 @@ void s3_cancel(struct s3_xfer *x)
                 xfer_free(x);
 }
 
+void s3_resume(struct s3_xfer *x)
+{
+        x->full = false;
+        if (x->paused && x->in_multi) {
+                x->paused = false;
+                curl_easy_pause(x->easy, CURLPAUSE_CONT);
+        }
+}
+
 static bool retryable_curl(CURLcode cc)
 {
         switch (cc) {
@@ -516,13 +555,18 @@ static void finish_attempt(struct s3_xfer *x, CURLcode cc)
                         rs->r = -x->sink_errno;
                         snprintf(rs->error, sizeof(rs->error), "write: %s",
                                  strerror(x->sink_errno));
+                } else if (x->stream_errno) {
+                        rs->r = -x->stream_errno;
+                        snprintf(rs->error, sizeof(rs->error), "stream: %s",
+                                 strerror(x->stream_errno));
                 } else if (x->too_big) {
                         rs->r = -EFBIG;
                         snprintf(rs->error, sizeof(rs->error), "answer over %zu bytes",
                                  x->req.max_body);
                 } else {
                         rs->r = -EIO;
-                        retry = retryable_curl(cc);
+                        /* what was handed on cannot be taken back */
+                        retry = retryable_curl(cc) && !x->streamed;
                         snprintf(rs->error, sizeof(rs->error), "%s", curl_easy_strerror(cc));
                 }
         } else if (rs->status / 100 != 2) {

@@ -30,6 +30,15 @@ struct s3_client_opts {
         unsigned workers;
 };
 
+struct s3_resp;
+
+/* A piece of a streamed answer (s3_req.stream), with the done() callback's userdata. Returns
+ * 0 to go on, S3_STREAM_FULL to take this piece but no more until s3_resume(), or a negative
+ * errno to end the transfer with it. */
+typedef int (*s3_stream_fn)(const struct s3_resp *resp, const char *data, size_t len,
+                            void *userdata);
+#define S3_STREAM_FULL 1
+
 struct s3_req {
         const char *method; /* "GET", "HEAD", "PUT", "POST", "DELETE" */
         const char *key;    /* object key, "" for the bucket */
@@ -48,6 +57,10 @@ struct s3_req {
         bool sink;
         int sink_fd;
         uint64_t sink_off;
+        /* GET: a 2xx body is handed to stream() piece by piece as it arrives (with the
+         * status and, when the server gave one, content_length set in its resp), not kept in
+         * resp.body. Once a piece has been handed on, a failure is final: no retry. */
+        s3_stream_fn stream;
 };
 
 struct s3_resp {
@@ -55,7 +68,7 @@ struct s3_resp {
         long status;      /* HTTP status of the last attempt, 0 when none came */
         const char *body; /* answer body, valid during done() only, NUL-ended ("" when sunk) */
         size_t body_len;
-        uint64_t content_length; /* HEAD: the object's size */
+        uint64_t content_length; /* HEAD: the object's size; streamed: the body's, or 0 */
         char etag[128];
         char sha256[SHA256_HEX_LEN + 1];
         unsigned attempts;
@@ -92,6 +105,9 @@ int s3_start(struct s3_client *c, const struct s3_location *l, const struct s3_r
              s3_done_fn done, void *userdata, struct s3_xfer **ret);
 /* done() is not called for a cancelled transfer. */
 void s3_cancel(struct s3_xfer *x);
+/* A streamed transfer whose stream() answered S3_STREAM_FULL goes on: the next piece may be
+ * handed on from within this call. */
+void s3_resume(struct s3_xfer *x);
 
 /* For command-line tools only: run the loop until the request is done. The body is copied
  * into *ret_body (malloc'd, NUL-ended) when ret_body is not NULL. */

@@ -1,0 +1,284 @@
+/* s3-gateway.c: opd-s3d's HTTP server (s3-gateway.h). One request is one upstream transfer;
+ * its answer goes on piece by piece as the transfer receives it (s3_req.stream), with the
+ * upstream's Content-Length. The transfer pauses while more than GATEWAY_BUFFERED bytes wait
+ * to be read by the requester, and resumes as they are written. An upstream failure before the
+ * first byte is answered with an S3-style error; after it, the connection is closed, so the
+ * requester sees a short body (and retries), never a wrong one. */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "s3-gateway.h"
+
+struct s3_gateway {
+        struct evhttp *http;
+        struct s3_client *client;
+        const struct s3_location *locs;
+        size_t n_locs;
+        const char *prefix;
+        struct s3_gateway_stats stats;
+};
+
+/* One request in flight: its transfer, its requester. */
+struct pending {
+        struct s3_gateway *g;
+        struct evhttp_request *req;
+        struct evhttp_connection *evcon;
+        struct s3_xfer *xfer;
+        struct evbuffer *piece;
+        char *key, *query;
+        bool ranged;
+        bool started; /* the status line and headers went out */
+        bool counted; /* in stats.active */
+};
+
+static void pending_free(struct pending *p)
+{
+        if (p->counted)
+                p->g->stats.active--;
+        if (p->evcon)
+                evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+        if (p->piece)
+                evbuffer_free(p->piece);
+        free(p->key);
+        free(p->query);
+        free(p);
+}
+
+static void reply_error(struct evhttp_request *req, int status, const char *msg)
+{
+        struct evbuffer *b = evbuffer_new();
+        char clean[600];
+        size_t i;
+
+        /* an S3-style error body, which opd's client reads like S3's own */
+        for (i = 0; msg[i] && i + 1 < sizeof(clean); i++)
+                clean[i] = strchr("<>&", msg[i]) ? ' ' : msg[i];
+        clean[i] = 0;
+        if (b)
+                evbuffer_add_printf(
+                    b, "<Error><Code>OpdGateway</Code><Message>%s</Message></Error>", clean);
+        evhttp_send_reply(req, status, "gateway", b);
+        if (b)
+                evbuffer_free(b);
+}
+
+static size_t buffered(struct pending *p)
+{
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(p->evcon);
+
+        return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+/* The requester read what was written: let the transfer go on. */
+static void on_flushed(struct evhttp_connection *evcon, void *arg)
+{
+        struct pending *p = arg;
+
+        if (p->xfer)
+                s3_resume(p->xfer);
+}
+
+static int on_piece(const struct s3_resp *resp, const char *data, size_t len, void *userdata)
+{
+        struct pending *p = userdata;
+
+        if (!p->started) {
+                struct evkeyvalq *h = evhttp_request_get_output_headers(p->req);
+                char cl[32];
+
+                if (resp->content_length) {
+                        /* a length, not chunks: a short body is seen as one */
+                        snprintf(cl, sizeof(cl), "%" PRIu64, resp->content_length);
+                        evhttp_add_header(h, "Content-Length", cl);
+                }
+                evhttp_add_header(h, "Content-Type", "application/octet-stream");
+                evhttp_send_reply_start(p->req, p->ranged ? 206 : 200, "OK");
+                p->started = true;
+        }
+        if (evbuffer_add(p->piece, data, len) < 0)
+                return -ENOMEM;
+        evhttp_send_reply_chunk_with_cb(p->req, p->piece, on_flushed, p);
+        if (buffered(p) <= GATEWAY_BUFFERED)
+                return 0;
+        p->g->stats.paused++;
+        return S3_STREAM_FULL;
+}
+
+static void on_s3(const struct s3_resp *resp, void *userdata)
+{
+        struct pending *p = userdata;
+        struct evhttp_connection *evcon = p->evcon;
+
+        p->xfer = NULL; /* freed by the client once this returns */
+        /* a reply may close the connection at once: on_close() must not run for p */
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+        p->evcon = NULL;
+        if (resp->r >= 0 && p->started) {
+                evhttp_send_reply_end(p->req);
+        } else if (resp->r >= 0) {
+                /* an empty body: no piece came */
+                evhttp_send_reply(p->req, p->ranged ? 206 : 200, "OK", NULL);
+        } else if (!p->started) {
+                reply_error(p->req, resp->status >= 400 ? (int)resp->status : 502, resp->error);
+        } else {
+                /* part of the body went out: only a closed connection says it is short */
+                p->g->stats.aborted++;
+                evhttp_connection_free(evcon); /* frees the request too */
+        }
+        pending_free(p);
+}
+
+/* The requester's connection is going away: end the transfer. */
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+        struct pending *p = arg;
+
+        s3_cancel(p->xfer);
+        p->xfer = NULL;
+        /* a request the connection let go of (the requester left) is ours to free; one still on
+         * it (the gateway is stopping) goes with the connection */
+        if (!evhttp_request_get_connection(p->req))
+                evhttp_send_reply_end(p->req);
+        p->evcon = NULL;
+        pending_free(p);
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Only listings of the snapshot prefix: list-type=2 with prefix, delimiter and a token. */
+static bool query_allowed(struct s3_gateway *g, const char *query)
+{
+        struct evkeyvalq q = {0};
+        struct evkeyval *kv;
+        bool ok = true, has_prefix = false;
+
+        if (evhttp_parse_query_str(query, &q) < 0)
+                return false;
+        for (kv = q.tqh_first; kv; kv = kv->next.tqe_next) {
+                if (strcmp(kv->key, "prefix") == 0) {
+                        has_prefix = true;
+                        ok = ok && starts_with(kv->value, g->prefix);
+                } else if (strcmp(kv->key, "list-type") != 0 && strcmp(kv->key, "delimiter") != 0 &&
+                           strcmp(kv->key, "continuation-token") != 0) {
+                        ok = false;
+                }
+        }
+        evhttp_clear_headers(&q);
+        return ok && has_prefix;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+        struct s3_gateway *g = arg;
+        const char *uri = evhttp_request_get_uri(req), *range, *q, *slash;
+        _cleanup_free_ char *path = NULL, *bucket = NULL;
+        struct s3_req sreq = {.method = "GET", .max_body = GATEWAY_BODY_MAX, .stream = on_piece};
+        const struct s3_location *l = NULL;
+        unsigned long long a, b;
+        struct pending *p;
+        int r;
+
+        if (evhttp_request_get_command(req) != EVHTTP_REQ_GET || uri[0] != '/') {
+                g->stats.refused++;
+                reply_error(req, 405, "opd-s3d answers GET only");
+                return;
+        }
+        q = strchr(uri, '?');
+        path = strndup(uri + 1, q ? (size_t)(q - uri - 1) : strlen(uri + 1));
+        slash = path ? strchr(path, '/') : NULL;
+        if (!slash) {
+                g->stats.refused++;
+                reply_error(req, 400, "expected /BUCKET/KEY");
+                return;
+        }
+        bucket = strndup(path, (size_t)(slash - path));
+        for (size_t i = 0; bucket && i < g->n_locs && !l; i++)
+                if (strcmp(g->locs[i].bucket, bucket) == 0)
+                        l = &g->locs[i];
+        p = calloc(1, sizeof(*p));
+        if (!p) {
+                reply_error(req, 500, "out of memory");
+                return;
+        }
+        p->g = g;
+        p->req = req;
+        p->key = evhttp_uridecode(slash + 1, 0, NULL);
+        p->query = strdup(q ? q + 1 : "");
+        p->piece = evbuffer_new();
+        /* a key under the snapshot prefix, or a listing of it */
+        if (!l || !p->key || !p->query || !p->piece || memchr(p->key, 0, strlen(slash + 1)) ||
+            (p->key[0] ? !starts_with(p->key, g->prefix) || p->query[0]
+                       : !query_allowed(g, p->query))) {
+                g->stats.refused++;
+                reply_error(req, 403, "opd-s3d: not a snapshot object of a configured bucket");
+                pending_free(p);
+                return;
+        }
+        range = evhttp_find_header(evhttp_request_get_input_headers(req), "Range");
+        if (range && sscanf(range, "bytes=%llu-%llu", &a, &b) == 2 && b >= a &&
+            b - a < GATEWAY_BODY_MAX) {
+                sreq.range_off = a;
+                sreq.range_len = b - a + 1;
+                p->ranged = true;
+        }
+        sreq.key = p->key;
+        sreq.query = p->query;
+        r = s3_start(g->client, l, &sreq, on_s3, p, &p->xfer);
+        if (r < 0) {
+                reply_error(req, 500, strerror(-r));
+                pending_free(p);
+                return;
+        }
+        p->evcon = evhttp_request_get_connection(req);
+        evhttp_connection_set_closecb(p->evcon, on_close, p);
+        g->stats.served++;
+        g->stats.active++;
+        p->counted = true;
+}
+
+int s3_gateway_new(struct event_base *base, struct s3_client *client,
+                   const struct s3_location *locs, size_t n_locs, const char *prefix, int listen_fd,
+                   struct s3_gateway **ret)
+{
+        struct s3_gateway *g = calloc(1, sizeof(*g));
+
+        if (!g)
+                return -ENOMEM;
+        *g =
+            (struct s3_gateway){.client = client, .locs = locs, .n_locs = n_locs, .prefix = prefix};
+        g->http = evhttp_new(base);
+        if (!g->http || evhttp_accept_socket(g->http, listen_fd) < 0) {
+                s3_gateway_free(g);
+                return -EIO;
+        }
+        evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET);
+        evhttp_set_max_body_size(g->http, 0);
+        evhttp_set_gencb(g->http, on_request, g);
+        *ret = g;
+        return 0;
+}
+
+void s3_gateway_free(struct s3_gateway *g)
+{
+        if (!g)
+                return;
+        if (g->http)
+                evhttp_free(g->http); /* on_close() for every connection with a request */
+        free(g);
+}
+
+const struct s3_gateway_stats *s3_gateway_stats(const struct s3_gateway *g)
+{
+        return &g->stats;
+}
