@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -271,23 +272,27 @@ int qemu_version_supported(const char *version, char *err, size_t errlen)
 
 /* Saving a restored clone: QEMU sends the whole stream (its RAM is a private mapping, so its
  * pages are in it) over a socket; opd cuts the RAM out into dir/mem and writes the rest to
- * dir/vmstate (migsplit.h). */
-#define SPLIT_READ_MAX (1024 * 1024) /* read per loop turn */
-#define SPLIT_RUN_MAX  (1024 * 1024) /* contiguous pages written at once */
+ * dir/vmstate (migsplit.h). The stream is read into one buffer and split where it lies: a run
+ * of contiguous pages is written with one pwritev() from the buffer, no copy in between. */
+#define SPLIT_READ_MAX (1024 * 1024)                        /* read per loop turn */
+#define SPLIT_BUF      (SPLIT_READ_MAX + MIGSPLIT_ITEM_MAX) /* a read after an unsplit item */
+#define SPLIT_IOV_MAX  256                                  /* pages written at once */
 
 struct qemu_split {
         struct migsplit ms;
         int sock; /* opd's end; QEMU has the other */
         struct event *ev;
-        struct evbuffer *in;
+        uint8_t *buf; /* SPLIT_BUF: the stream read and not yet split */
+        size_t len;
         int state_fd, mem_fd;
         uint64_t mem_size;
-        uint64_t run_off; /* the pages gathered in run start there */
+        uint64_t run_off; /* the pages in run (in buf) start there */
         size_t run_len;
+        unsigned n_run;
         uint64_t end;  /* bytes of the memory file written so far, at most */
         bool eof;      /* the stream is all read and whole */
         bool migrated; /* QEMU reported the migration completed */
-        uint8_t run[SPLIT_RUN_MAX];
+        struct iovec run[SPLIT_IOV_MAX];
 };
 
 struct qemu_vm {
@@ -350,8 +355,7 @@ static struct qemu_split *split_free(struct qemu_split *sp)
                 return NULL;
         if (sp->ev)
                 event_free(sp->ev);
-        if (sp->in)
-                evbuffer_free(sp->in);
+        free(sp->buf);
         safe_close(sp->sock);
         safe_close(sp->state_fd);
         safe_close(sp->mem_fd);
@@ -377,14 +381,36 @@ static void split_end(struct vm *vm, const char *err)
         vm_drv_saved(vm, err);
 }
 
+/* Write the run of pages gathered (they point into buf: before it changes). */
 static int split_flush(struct qemu_split *sp)
 {
-        if (sp->run_len &&
-            pwrite(sp->mem_fd, sp->run, sp->run_len, (off_t)sp->run_off) != (ssize_t)sp->run_len)
-                return errno ? -errno : -EIO;
+        struct iovec *iov = sp->run;
+        unsigned n = sp->n_run;
+        uint64_t off = sp->run_off;
+
+        while (n) {
+                ssize_t k = pwritev(sp->mem_fd, iov, (int)n, (off_t)off);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return k < 0 ? -errno : -EIO;
+                off += (uint64_t)k;
+                /* a short write: go on from where it stopped */
+                while (n && (size_t)k >= iov->iov_len) {
+                        k -= (ssize_t)iov->iov_len;
+                        iov++;
+                        n--;
+                }
+                if (n) {
+                        iov->iov_base = (uint8_t *)iov->iov_base + k;
+                        iov->iov_len -= (size_t)k;
+                }
+        }
         if (sp->run_off + sp->run_len > sp->end)
                 sp->end = sp->run_off + sp->run_len;
         sp->run_len = 0;
+        sp->n_run = 0;
         return 0;
 }
 
@@ -411,8 +437,8 @@ static int split_page(void *arg, uint64_t off, const void *data)
         struct qemu_split *sp = arg;
         int r;
 
-        if (sp->run_len &&
-            (off != sp->run_off + sp->run_len || sp->run_len == SPLIT_RUN_MAX || !data)) {
+        if (sp->n_run &&
+            (off != sp->run_off + sp->run_len || sp->n_run == SPLIT_IOV_MAX || !data)) {
                 r = split_flush(sp);
                 if (r < 0)
                         return r;
@@ -424,9 +450,9 @@ static int split_page(void *arg, uint64_t off, const void *data)
                         return -errno;
                 return 0;
         }
-        if (!sp->run_len)
+        if (!sp->n_run)
                 sp->run_off = off;
-        memcpy(sp->run + sp->run_len, data, MIGSPLIT_PAGE);
+        sp->run[sp->n_run++] = (struct iovec){(void *)data, MIGSPLIT_PAGE};
         sp->run_len += MIGSPLIT_PAGE;
         return 0;
 }
@@ -443,10 +469,11 @@ static void on_split_read(evutil_socket_t fd, short what, void *arg)
         struct qemu_vm *qv = vm->drv;
         struct qemu_split *sp = qv->split;
         char why[300];
-        size_t used;
-        int k, r;
+        size_t used = 0;
+        ssize_t k;
+        int r;
 
-        k = evbuffer_read(sp->in, sp->sock, SPLIT_READ_MAX);
+        k = read(sp->sock, sp->buf + sp->len, SPLIT_BUF - sp->len);
         if (k < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
         if (k < 0) {
@@ -454,13 +481,17 @@ static void on_split_read(evutil_socket_t fd, short what, void *arg)
                 split_end(vm, why);
                 return;
         }
-        r = migsplit_feed(&sp->ms, evbuffer_pullup(sp->in, -1), evbuffer_get_length(sp->in),
-                          &split_ops, sp, &used);
+        sp->len += (size_t)k;
+        r = migsplit_feed(&sp->ms, sp->buf, sp->len, &split_ops, sp, &used);
         if (r >= 0)
-                evbuffer_drain(sp->in, used);
+                r = split_flush(sp); /* its pages are in buf */
+        if (r >= 0) {
+                /* what is left is part of one item, smaller than MIGSPLIT_ITEM_MAX */
+                memmove(sp->buf, sp->buf + used, sp->len - used);
+                sp->len -= used;
+        }
         if (r >= 0 && k == 0) {
-                r = split_flush(sp);
-                if (r >= 0 && evbuffer_get_length(sp->in) > 0)
+                if (sp->len > 0)
                         r = -EBADMSG;
                 if (r >= 0 && migsplit_finish(&sp->ms) < 0)
                         r = -EBADMSG;
@@ -685,9 +716,9 @@ static int snapshot_clone(struct vm *vm, const char *dir)
         sp->sock = sv[0];
         qemu_end = sv[1];
         op_fd_nonblock(sp->sock, 1);
-        sp->in = evbuffer_new();
+        sp->buf = malloc(SPLIT_BUF);
         sp->ev = event_new(vm->host->base, sp->sock, EV_READ | EV_PERSIST, on_split_read, vm);
-        if (!sp->in || !sp->ev || event_add(sp->ev, NULL) < 0)
+        if (!sp->buf || !sp->ev || event_add(sp->ev, NULL) < 0)
                 return -ENOMEM;
         qv->saving = true;
         r = qmp_command_fd(qv->qmp, "getfd", json_pack("{s:s}", "fdname", "vmstate"), qemu_end,
