@@ -28,6 +28,7 @@
 #include <event2/http.h>
 
 #include "cleanup.h"
+#include "http-upstream.h"
 #include "loop-wait.h"
 #include "s3-gateway.h"
 #include "s3.h"
@@ -111,27 +112,14 @@ static int setup(void **state)
         struct fixture *f = calloc(1, sizeof(*f));
         struct s3_creds creds = {.key_id = "AKIDEXAMPLE", .secret = "secret"};
         struct s3_client_opts o = S3_CLIENT_OPTS_DEFAULT;
-        struct evhttp_bound_socket *bs;
-        struct sockaddr_in sa;
-        socklen_t sl = sizeof(sa);
-        char endpoint[64], err[256];
 
         assert_non_null(f);
         f->base = event_base_new();
-        f->upstream = evhttp_new(f->base);
-        assert_non_null(f->upstream);
-        evhttp_set_gencb(f->upstream, on_upstream, f);
-        bs = evhttp_bind_socket_with_handle(f->upstream, "127.0.0.1", 0);
-        assert_non_null(bs);
-        assert_int_equal(getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sa, &sl),
-                         0);
+        f->upstream = http_upstream_start(f->base, on_upstream, f, &f->loc);
         f->data = malloc(BIG);
         assert_non_null(f->data);
         for (size_t i = 0; i < BIG; i++)
                 f->data[i] = (char)byte_at(i);
-        snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", ntohs(sa.sin_port));
-        assert_int_equal(
-            s3_location_init(&f->loc, "bucket", "us-east-1", endpoint, true, err, sizeof(err)), 0);
         snprintf(f->dir, sizeof(f->dir), "/tmp/test-s3-gateway-XXXXXX");
         assert_non_null(mkdtemp(f->dir));
         snprintf(f->sock, sizeof(f->sock), "%s/s3.sock", f->dir);

@@ -26,6 +26,7 @@
 #include <event2/http.h>
 
 #include "cleanup.h"
+#include "http-upstream.h"
 #include "loop-wait.h"
 #include "s3.h"
 #include "sha256.h"
@@ -45,7 +46,6 @@ struct piece {
 struct fixture {
         struct event_base *base;
         struct evhttp *http;
-        int port;
         char *data; /* NCHUNK chunks */
         struct s3_location loc;
         struct s3_client *client;
@@ -80,29 +80,15 @@ static void on_request(struct evhttp_request *req, void *arg)
 static int setup(void **state)
 {
         struct fixture *f = calloc(1, sizeof(*f));
-        struct evhttp_bound_socket *bs;
-        struct sockaddr_in sa;
-        socklen_t sl = sizeof(sa);
-        char endpoint[64], err[256];
 
         assert_non_null(f);
         f->base = event_base_new();
         assert_non_null(f->base);
-        f->http = evhttp_new(f->base);
-        assert_non_null(f->http);
-        evhttp_set_gencb(f->http, on_request, f);
-        bs = evhttp_bind_socket_with_handle(f->http, "127.0.0.1", 0);
-        assert_non_null(bs);
-        assert_int_equal(getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&sa, &sl),
-                         0);
-        f->port = ntohs(sa.sin_port);
+        f->http = http_upstream_start(f->base, on_request, f, &f->loc);
         f->data = malloc((size_t)NCHUNK * CHUNK);
         assert_non_null(f->data);
         for (size_t i = 0; i < (size_t)NCHUNK * CHUNK; i++)
                 f->data[i] = (char)byte_at(i);
-        snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", f->port);
-        assert_int_equal(
-            s3_location_init(&f->loc, "bucket", "us-east-1", endpoint, true, err, sizeof(err)), 0);
         snprintf(f->path, sizeof(f->path), "/tmp/test-s3-sink-XXXXXX");
         f->fd = mkostemp(f->path, O_CLOEXEC);
         assert_true(f->fd >= 0);
