@@ -36,13 +36,11 @@ struct pending {
         char *key, *query;
         bool ranged;
         bool started; /* the status line and headers went out */
-        bool counted; /* in stats.active */
 };
 
 static void pending_free(struct pending *p)
 {
-        if (p->counted)
-                p->g->stats.active--;
+        p->g->stats.active--;
         if (p->evcon)
                 evhttp_connection_set_closecb(p->evcon, NULL, NULL);
         if (p->piece)
@@ -212,6 +210,7 @@ static void on_request(struct evhttp_request *req, void *arg)
                 return;
         }
         p->g = g;
+        g->stats.active++; /* until pending_free() */
         p->req = req;
         p->key = evhttp_uridecode(slash + 1, 0, NULL);
         p->query = strdup(q ? q + 1 : "");
@@ -243,8 +242,6 @@ static void on_request(struct evhttp_request *req, void *arg)
         p->evcon = evhttp_request_get_connection(req);
         evhttp_connection_set_closecb(p->evcon, on_close, p);
         g->stats.served++;
-        g->stats.active++;
-        p->counted = true;
 }
 
 int s3_gateway_new(struct event_base *base, struct s3_client *client,

@@ -286,8 +286,7 @@ struct qemu_split {
         size_t len;
         int state_fd, mem_fd;
         uint64_t mem_size;
-        uint64_t run_off; /* the pages in run (in buf) start there */
-        size_t run_len;
+        uint64_t run_off; /* the n_run pages in run (in buf) start there */
         unsigned n_run;
         uint64_t end;  /* bytes of the memory file written so far, at most */
         bool eof;      /* the stream is all read and whole */
@@ -386,7 +385,7 @@ static int split_flush(struct qemu_split *sp)
 {
         struct iovec *iov = sp->run;
         unsigned n = sp->n_run;
-        uint64_t off = sp->run_off;
+        uint64_t off = sp->run_off, end = sp->run_off + (uint64_t)n * MIGSPLIT_PAGE;
 
         while (n) {
                 ssize_t k = pwritev(sp->mem_fd, iov, (int)n, (off_t)off);
@@ -407,9 +406,8 @@ static int split_flush(struct qemu_split *sp)
                         iov->iov_len -= (size_t)k;
                 }
         }
-        if (sp->run_off + sp->run_len > sp->end)
-                sp->end = sp->run_off + sp->run_len;
-        sp->run_len = 0;
+        if (end > sp->end)
+                sp->end = end;
         sp->n_run = 0;
         return 0;
 }
@@ -437,8 +435,8 @@ static int split_page(void *arg, uint64_t off, const void *data)
         struct qemu_split *sp = arg;
         int r;
 
-        if (sp->n_run &&
-            (off != sp->run_off + sp->run_len || sp->n_run == SPLIT_IOV_MAX || !data)) {
+        if (sp->n_run && (off != sp->run_off + (uint64_t)sp->n_run * MIGSPLIT_PAGE ||
+                          sp->n_run == SPLIT_IOV_MAX || !data)) {
                 r = split_flush(sp);
                 if (r < 0)
                         return r;
@@ -453,7 +451,6 @@ static int split_page(void *arg, uint64_t off, const void *data)
         if (!sp->n_run)
                 sp->run_off = off;
         sp->run[sp->n_run++] = (struct iovec){(void *)data, MIGSPLIT_PAGE};
-        sp->run_len += MIGSPLIT_PAGE;
         return 0;
 }
 
