@@ -3,6 +3,7 @@
 #include "init.h"
 
 #include "cleanup.h"
+#include "fstype.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -147,6 +148,21 @@ static int wait_for_block(const char *path, unsigned timeout_ms)
                         return -ENODEV;
                 nanosleep(&step, NULL);
         }
+}
+
+/* The root device's file system (erofs or ext4), from its superblock: -EMEDIUMTYPE for
+ * anything else. */
+static int root_fstype(const char *dev, const char **ret)
+{
+        unsigned char head[OP_FSTYPE_PROBE_LEN];
+        _cleanup_close_ int fd = open(dev, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        ssize_t n = pread(fd, head, sizeof(head), 0);
+        if (n < 0)
+                return -errno;
+        *ret = op_fstype_probe(head, (size_t)n);
+        return *ret ? 0 : -EMEDIUMTYPE;
 }
 
 /* Remove everything on the initramfs below dirfd without crossing into other file systems, so
@@ -343,7 +359,13 @@ int op_init_setup(void)
         r = mkdir_p(INIT_NEWROOT, 0755);
         if (r < 0)
                 return r;
-        if (mount(a.root, INIT_NEWROOT, "ext4", MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0) {
+        const char *fstype = NULL;
+        r = root_fstype(a.root, &fstype);
+        if (r < 0) {
+                init_msg(a.root, r);
+                return r;
+        }
+        if (mount(a.root, INIT_NEWROOT, fstype, MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0) {
                 r = -errno;
                 init_msg(a.root, r);
                 return r;
