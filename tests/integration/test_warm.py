@@ -1207,6 +1207,75 @@ class WarmGroovy(WarmRunnerCase, unittest.TestCase):
         self.assertEqual((a["stdout"], a["exit_code"]), ("false", 4))
 
 
+GUILE_RANDOM = """(use-modules (ice-9 textual-ports))
+(write (list (random 1000000000)
+             (random 1000000000 (random-state-from-platform))
+             (string-contains (call-with-input-file "/proc/self/cmdline" get-string-all)
+                              "warm/guile.scm")))
+"""
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "scheme", "rootfs.ext4")),
+                     "no scheme image in OPD_IMAGES")
+class WarmScheme(WarmRunnerCase, unittest.TestCase):
+    """guile's runner (languages/warm/guile.scm) is started before the snapshot with the common
+    modules loaded; guile itself then loads the program through its own `-s`, as a cold
+    `guile-3.0 --no-auto-compile -s main.scm`."""
+
+    lang = "scheme"
+
+    def test_snapshot_holds_the_runner(self):
+        self.assertTrue(self.manifest["warm"])
+
+    def test_two_clones_random_as_cold_guile(self):
+        """`random`'s default state is guile's fixed one in every process, warm or cold (the
+        same numbers a cold guile gives); a state from the platform comes from each clone's
+        own entropy."""
+        self.full(2)
+        a1, a2 = warm_pair(self, {"op": "exec", "lang": "scheme", "code": GUILE_RANDOM,
+                                   "mode": "warm", "timeout_ms": 60000}, 900)
+        c = self.run_lang(GUILE_RANDOM, mode="cold")
+        r1, r2, rc = (a["stdout"].strip("()").split() for a in (a1, a2, c))
+        for r in (r1, r2):
+            self.assertNotEqual(r[2], "#f")  # ran on the runner
+            self.assertEqual(r[0], rc[0])
+        self.assertEqual(rc[2], "#f")
+        self.assertNotEqual(r1[1], r2[1])
+        self.assertNotEqual(r1[1], rc[1])
+
+    def test_program_behaves_like_guile(self):
+        code = ("(use-modules (ice-9 format) (ice-9 textual-ports) (srfi srfi-1))\n"
+                "(format #t \"~s ~s ~s ~a ~a~%\" (command-line)\n"
+                "        (reverse (string-split (get-string-all (current-input-port)) #\\newline))\n"
+                "        (getenv \"GREETING\") (call-with-input-file \"data.txt\" get-string-all)\n"
+                "        (string=? (getcwd) (getenv \"HOME\")))\n"
+                "(write (module-name (current-module)))\n"
+                "(display \"to stderr\\n\" (current-error-port))\n(exit 3)\n")
+        w = self.assert_as_cold(code, args=["a", "b c"], stdin="x\ny\n", env={"GREETING": "hi"},
+                                files=[{"name": "data.txt", "content": "data"}])
+        self.assertEqual(w["stdout"], '("main.scm" "a" "b c") ("" "y" "x") "hi" data #t\n'
+                         "(guile-user)")
+        self.assertEqual((w["stderr"], w["exit_code"]), ("to stderr\n", 3))
+
+    def test_errors_as_cold_guile(self):
+        """An error's backtrace and message, an unbound variable, a read error: as a cold guile
+        reports them (the run's directory aside), exit status 1."""
+        for code in ["(display 1)\n(define (f v) (vector-ref v 5))\n(f (vector 1 2))\n",
+                     "(display (read-line))\n",
+                     "(display 1)\n(define x\n"]:
+            with self.subTest(code=code):
+                w = self.assert_as_cold(code)
+                self.assertEqual(w["exit_code"], 1)
+
+    @staticmethod
+    def report(text):
+        return re.sub(r"/tmp/op/[^/]+/", "DIR/", text)
+
+    def test_guile_variable_runs_a_guile_of_its_own(self):
+        a = self.run_lang(GUILE_RANDOM, env={"GUILE_WARN_DEPRECATED": "no"})
+        self.assertTrue(a["stdout"].endswith(" #f)"), a)
+
+
 RACKET_RANDOM = """#lang racket/base
 (require racket/file racket/random json)
 (define tmp (make-temporary-file))

@@ -1330,6 +1330,85 @@ static void test_warm_coffee(void **state)
         free(node);
 }
 
+/* languages/warm/guile.scm on this host's guile: primed, it hands the program to guile's own
+ * `-s`, so a warm run reads as `guile-3.0 --no-auto-compile -s main.scm` run cold by the same
+ * agent: the command line, stdin, the environment, the directory, `random`'s numbers, the exit
+ * status, an error's backtrace; a variable guile reads as it starts gets a fresh guile. */
+static json_t *guile_exec(const char *code, json_t *args, json_t *env, bool warm)
+{
+        json_t *argv = json_pack("[s,s,s,s]", "guile-3.0", "--no-auto-compile", "-s", "main.scm");
+        size_t i;
+        json_t *v;
+
+        assert_non_null(argv);
+        json_array_foreach (args, i, v)
+                assert_int_equal(json_array_append(argv, v), 0);
+        return handle_obj(json_pack("{s:s, s:o, s:o, s:s, s:b, s:s, s:o, s:s}", "op", "exec",
+                                    "argv", argv, "args", args, "file", "main.scm", "warm", warm,
+                                    "stdin", "x\ny\n", "env", env, "code", code));
+}
+
+static void test_warm_guile(void **state)
+{
+        static const char *const programs[] = {
+            "(use-modules (ice-9 format) (ice-9 textual-ports))\n"
+            "(format #t \"~s ~s ~s ~a~%\" (command-line) (get-string-all (current-input-port))\n"
+            "        (getenv \"GREETING\") (string=? (getcwd) (getenv \"HOME\")))\n"
+            "(display (list (random 1000000) (module-name (current-module))))\n"
+            "(newline)\n(display \"to stderr\\n\" (current-error-port))\n(exit 3)\n",
+            "(display 1)\n(newline)\n(define (f v) (vector-ref v 5))\n(f (vector 1 2))\n",
+            "(display (read-line))\n",
+        };
+        char *runner = warm_file("guile.scm");
+        json_t *a, *c;
+
+        (void)state;
+        if (system("guile-3.0 -c '' >/dev/null 2>&1") != 0)
+                skip();
+        for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); i++) {
+                warm(json_pack("[s,s,s,s,s,s]", "guile-3.0", "--no-auto-compile", "-l", runner,
+                               "-s", "main.scm"));
+                a = handle_obj(json_pack("{s:s, s:[s,s], s:s, s:s}", "op", "prime", "argv",
+                                         "guile-3.0", "main.scm", "file", "main.scm", "code",
+                                         "(display (random 10))\n(set! x 1)\n"));
+                assert_primed(a);
+                a = guile_exec(programs[i], json_pack("[s,s]", "a b", "c"),
+                               json_pack("{s:s}", "GREETING", "hi"), true);
+                assert_ok_warm_used(a, true);
+                c = guile_exec(programs[i], json_pack("[s,s]", "a b", "c"),
+                               json_pack("{s:s}", "GREETING", "hi"), false);
+                assert_ok_warm_used(c, false);
+                assert_string_equal(str(a, "stdout"), str(c, "stdout"));
+                assert_int_equal(exit_code(a), exit_code(c));
+                /* The backtrace names the run's own directory: the same length either way. */
+                assert_int_equal(strlen(str(a, "stderr")), strlen(str(c, "stderr")));
+                if (i == 0) {
+                        assert_non_null(strstr(str(a, "stdout"), "(\"main.scm\" \"a b\" \"c\") "
+                                                                 "\"x\\ny\\n\" \"hi\" #t\n("));
+                        assert_string_equal(str(a, "stderr"), "to stderr\n");
+                        assert_int_equal(exit_code(a), 3);
+                } else
+                        assert_int_equal(exit_code(a), 1);
+                json_decref(a);
+                json_decref(c);
+        }
+
+        /* GUILE_* is read as guile starts: a guile of its own runs the program. */
+        warm(json_pack("[s,s,s,s,s,s]", "guile-3.0", "--no-auto-compile", "-l", runner, "-s",
+                       "main.scm"));
+        a = guile_exec("(use-modules (ice-9 textual-ports))\n"
+                       "(display (list (command-line) (getenv \"GUILE_WARN_DEPRECATED\")))\n"
+                       "(display (string-contains (call-with-input-file \"/proc/self/cmdline\"\n"
+                       "  (lambda (p) (get-string-all p))) \"warm\"))\n",
+                       json_pack("[s]", "q"), json_pack("{s:s}", "GUILE_WARN_DEPRECATED", "no"),
+                       true);
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "((main.scm q) no)#f");
+        assert_int_equal(exit_code(a), 0);
+        json_decref(a);
+        free(runner);
+}
+
 /* languages/warm/raku/OpWarmRaku.rakumod on this host's rakudo, when there is one: started as a
  * clone starts it, primed, it runs a program as `raku main.raku` would: @*ARGS, $*PROGRAM-NAME,
  * stdin, the environment, the run's directory, the exit status; an uncaught exception, a compile
@@ -2072,6 +2151,7 @@ int main(void)
             cmocka_unit_test(test_warm_coffee),
             cmocka_unit_test(test_warm_typescript),
             cmocka_unit_test(test_warm_raku),
+            cmocka_unit_test(test_warm_guile),
             cmocka_unit_test(test_warm_java),
             cmocka_unit_test(test_warm_groovy),
             cmocka_unit_test(test_repl_python),
