@@ -1276,6 +1276,64 @@ class WarmScheme(WarmRunnerCase, unittest.TestCase):
         self.assertTrue(a["stdout"].endswith(" #f)"), a)
 
 
+EMACS_RANDOM = """(princ (format "%S %S %S" (random 1000000000) (make-temp-name "x")
+  (with-temp-buffer
+    (insert-file-contents-literally "/proc/self/cmdline")
+    (and (string-match-p "warm/emacs.el" (buffer-string)) t))))
+"""
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "emacs", "rootfs.ext4")),
+                     "no emacs image in OPD_IMAGES")
+class WarmEmacs(WarmRunnerCase, unittest.TestCase):
+    """emacs's runner (languages/warm/emacs.el) is an emacs started before the snapshot; the
+    program is loaded by emacs's own command-line loop, as `emacs --batch --no-site-file
+    --script main.el` loads it."""
+
+    lang = "emacs"
+
+    def test_snapshot_holds_the_runner(self):
+        self.assertTrue(self.manifest["warm"])
+
+    def test_two_clones_have_their_own_random_state(self):
+        """`random` is seeded again from each clone's entropy; temporary names differ too."""
+        self.full(2)
+        a1, a2 = warm_pair(self, {"op": "exec", "lang": "emacs", "code": EMACS_RANDOM,
+                                   "mode": "warm", "timeout_ms": 60000}, 900)
+        r1, r2 = (a["stdout"].split() for a in (a1, a2))
+        self.assertEqual((r1[2], r2[2]), ("t", "t"))  # both ran on the runner
+        self.assertNotEqual(r1[0], r2[0])
+        self.assertNotEqual(r1[1], r2[1])
+
+    def test_program_behaves_like_emacs(self):
+        code = ("(princ (format \"%S %S %S %S %S\\n\" command-line-args-left\n"
+                "  (read-from-minibuffer \"\") (getenv \"GREETING\") default-directory\n"
+                "  (with-temp-buffer (insert-file-contents \"data.txt\") (buffer-string))))\n"
+                "(message \"to stderr\")\n(kill-emacs 3)\n")
+        w = self.assert_as_cold(code, args=["a", "b c"], stdin="x\ny\n", env={"GREETING": "hi"},
+                                files=[{"name": "data.txt", "content": "data"}])
+        self.assertEqual(w["stdout"], '("a" "b c") "x" "hi" "~/" "data"\n')
+        self.assertEqual((w["stderr"], w["exit_code"]), ("\nto stderr\n", 3))
+
+    def test_errors_as_cold_emacs(self):
+        """An error's backtrace and message, a void function, a read error: as a cold emacs
+        reports them (the run's directory aside), exit status 255."""
+        for code in ["(princ 1)\n(defun f (v) (aref v 5))\n(f (vector 1 2))\n",
+                     "(princ (undefined-thing 1))\n",
+                     "(princ 1)\n(setq x (list 1\n"]:
+            with self.subTest(code=code):
+                w = self.assert_as_cold(code)
+                self.assertEqual(w["exit_code"], 255)
+
+    @staticmethod
+    def report(text):
+        return re.sub(r"/tmp/op/[^/]+/", "DIR/", text)
+
+    def test_start_variable_runs_an_emacs_of_its_own(self):
+        a = self.run_lang(EMACS_RANDOM, env={"LC_ALL": "C"})
+        self.assertTrue(a["stdout"].endswith(" nil"), a)
+
+
 RACKET_RANDOM = """#lang racket/base
 (require racket/file racket/random json)
 (define tmp (make-temporary-file))

@@ -1409,6 +1409,98 @@ static void test_warm_guile(void **state)
         free(runner);
 }
 
+/* languages/warm/emacs.el on this host's emacs: primed, it hands the program to emacs's own
+ * command-line loop as `--script main.el` would, so a warm run reads as `emacs --batch
+ * --no-site-file --script main.el` run cold by the same agent: the arguments, stdin, the
+ * environment, the directory, the exit status, an error's backtrace; a variable emacs reads as
+ * it starts gets an emacs of its own. */
+static json_t *emacs_exec(const char *code, json_t *args, json_t *env, bool warm)
+{
+        json_t *argv =
+            json_pack("[s,s,s,s,s]", "emacs", "--batch", "--no-site-file", "--script", "main.el");
+        size_t i;
+        json_t *v;
+
+        assert_non_null(argv);
+        json_array_foreach (args, i, v)
+                assert_int_equal(json_array_append(argv, v), 0);
+        return handle_obj(json_pack("{s:s, s:o, s:o, s:s, s:b, s:s, s:o, s:s}", "op", "exec",
+                                    "argv", argv, "args", args, "file", "main.el", "warm", warm,
+                                    "stdin", "x\ny\n", "env", env, "code", code));
+}
+
+static void test_warm_emacs(void **state)
+{
+        static const char *const programs[] = {
+            "(princ (format \"%S %S %S %S %S\\n\" command-line-args-left\n"
+            "  (read-from-minibuffer \"\") (getenv \"GREETING\") default-directory\n"
+            "  (equal (expand-file-name default-directory)\n"
+            "         (file-name-as-directory (getenv \"HOME\")))))\n"
+            "(message \"to stderr\")\n(kill-emacs 3)\n",
+            "(princ 1)\n(defun f (v) (aref v 5))\n(f (vector 1 2))\n",
+            "(princ (undefined-thing 1))\n",
+            /* A message before any output: no newline before it, as in a fresh emacs. */
+            "(message \"first\")\n(princ 2)\n",
+        };
+        char *runner = warm_file("emacs.el");
+        json_t *a, *c;
+
+        (void)state;
+        if (system("emacs --batch --eval '(kill-emacs 0)' >/dev/null 2>&1") != 0)
+                skip();
+        for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); i++) {
+                warm(json_pack("[s,s,s,s,s]", "emacs", "--batch", "--no-site-file", "-l", runner));
+                a = handle_obj(json_pack("{s:s, s:[s,s], s:s, s:s}", "op", "prime", "argv", "emacs",
+                                         "main.el", "file", "main.el", "code",
+                                         "(princ (format \"hello %s\\n\" command-line-args-left))\n"
+                                         "(car 1)\n"));
+                assert_primed(a);
+                a = emacs_exec(programs[i], json_pack("[s,s]", "a b", "c"),
+                               json_pack("{s:s}", "GREETING", "hi"), true);
+                assert_ok_warm_used(a, true);
+                c = emacs_exec(programs[i], json_pack("[s,s]", "a b", "c"),
+                               json_pack("{s:s}", "GREETING", "hi"), false);
+                assert_ok_warm_used(c, false);
+                assert_string_equal(str(a, "stdout"), str(c, "stdout"));
+                assert_int_equal(exit_code(a), exit_code(c));
+                /* The backtrace names the run's own directory: the same length either way. */
+                assert_int_equal(strlen(str(a, "stderr")), strlen(str(c, "stderr")));
+                if (i == 0) {
+                        assert_string_equal(str(a, "stdout"),
+                                            "(\"a b\" \"c\") \"x\" \"hi\" \"~/\" t\n");
+                        /* emacs starts a message on a new line once its standard output
+                         * was written to */
+                        assert_string_equal(str(a, "stderr"), "\nto stderr\n");
+                        assert_string_equal(str(a, "stderr"), str(c, "stderr"));
+                        assert_int_equal(exit_code(a), 3);
+                } else if (i == 3) {
+                        assert_string_equal(str(a, "stderr"), "first\n");
+                        assert_string_equal(str(c, "stderr"), "first\n");
+                        assert_int_equal(exit_code(a), 0);
+                } else {
+                        assert_non_null(strstr(str(a, "stderr"), "command-line-1((\"-scriptload\" "
+                                                                 "\"main.el\" \"a b\" \"c\"))"));
+                        assert_int_equal(exit_code(a), 255);
+                }
+                json_decref(a);
+                json_decref(c);
+        }
+
+        /* LC_ALL is read as emacs starts: an emacs of its own runs the program. */
+        warm(json_pack("[s,s,s,s,s]", "emacs", "--batch", "--no-site-file", "-l", runner));
+        a = emacs_exec("(princ (format \"%S %S %S %S\" command-line-args-left (getenv \"LC_ALL\")\n"
+                       "  (read-from-minibuffer \"\")\n"
+                       "  (with-temp-buffer\n"
+                       "    (insert-file-contents-literally \"/proc/self/cmdline\")\n"
+                       "    (string-match-p \"warm\" (buffer-string)))))\n(kill-emacs 4)\n",
+                       json_pack("[s]", "q"), json_pack("{s:s}", "LC_ALL", "C"), true);
+        assert_ok_warm_used(a, true);
+        assert_string_equal(str(a, "stdout"), "(\"q\") \"C\" \"x\" nil");
+        assert_int_equal(exit_code(a), 4);
+        json_decref(a);
+        free(runner);
+}
+
 /* languages/warm/raku/OpWarmRaku.rakumod on this host's rakudo, when there is one: started as a
  * clone starts it, primed, it runs a program as `raku main.raku` would: @*ARGS, $*PROGRAM-NAME,
  * stdin, the environment, the run's directory, the exit status; an uncaught exception, a compile
@@ -2152,6 +2244,7 @@ int main(void)
             cmocka_unit_test(test_warm_typescript),
             cmocka_unit_test(test_warm_raku),
             cmocka_unit_test(test_warm_guile),
+            cmocka_unit_test(test_warm_emacs),
             cmocka_unit_test(test_warm_java),
             cmocka_unit_test(test_warm_groovy),
             cmocka_unit_test(test_repl_python),
