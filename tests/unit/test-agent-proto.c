@@ -1330,22 +1330,41 @@ static void test_warm_coffee(void **state)
         free(node);
 }
 
+/* An exec of file with code, on the command cmd (a reference is taken over) with the
+ * request's args appended, as opd sends it; on the warm runner or not. */
+static json_t *lang_exec(json_t *cmd, const char *file, const char *code, json_t *args,
+                         const char *stdin_text, json_t *env, bool warm)
+{
+        size_t i;
+        json_t *v;
+
+        assert_non_null(cmd);
+        json_array_foreach (args, i, v)
+                assert_int_equal(json_array_append(cmd, v), 0);
+        return handle_obj(json_pack("{s:s, s:o, s:o, s:s, s:b, s:s, s:o, s:s}", "op", "exec",
+                                    "argv", cmd, "args", args, "file", file, "warm", warm, "stdin",
+                                    stdin_text, "env", env, "code", code));
+}
+
+/* w ran on the runner and c cold, and they read the same: stdout, exit status, and stderrs of
+ * one length (a backtrace names the run's own directory). */
+static void assert_same_run(json_t *w, json_t *c)
+{
+        assert_ok_warm_used(w, true);
+        assert_ok_warm_used(c, false);
+        assert_string_equal(str(w, "stdout"), str(c, "stdout"));
+        assert_int_equal(exit_code(w), exit_code(c));
+        assert_int_equal(strlen(str(w, "stderr")), strlen(str(c, "stderr")));
+}
+
 /* languages/warm/guile.scm on this host's guile: primed, it hands the program to guile's own
  * `-s`, so a warm run reads as `guile-3.0 --no-auto-compile -s main.scm` run cold by the same
  * agent: the command line, stdin, the environment, the directory, `random`'s numbers, the exit
  * status, an error's backtrace; a variable guile reads as it starts gets a fresh guile. */
 static json_t *guile_exec(const char *code, json_t *args, json_t *env, bool warm)
 {
-        json_t *argv = json_pack("[s,s,s,s]", "guile-3.0", "--no-auto-compile", "-s", "main.scm");
-        size_t i;
-        json_t *v;
-
-        assert_non_null(argv);
-        json_array_foreach (args, i, v)
-                assert_int_equal(json_array_append(argv, v), 0);
-        return handle_obj(json_pack("{s:s, s:o, s:o, s:s, s:b, s:s, s:o, s:s}", "op", "exec",
-                                    "argv", argv, "args", args, "file", "main.scm", "warm", warm,
-                                    "stdin", "x\ny\n", "env", env, "code", code));
+        return lang_exec(json_pack("[s,s,s,s]", "guile-3.0", "--no-auto-compile", "-s", "main.scm"),
+                         "main.scm", code, args, "x\ny\n", env, warm);
 }
 
 static void test_warm_guile(void **state)
@@ -1374,14 +1393,9 @@ static void test_warm_guile(void **state)
                 assert_primed(a);
                 a = guile_exec(programs[i], json_pack("[s,s]", "a b", "c"),
                                json_pack("{s:s}", "GREETING", "hi"), true);
-                assert_ok_warm_used(a, true);
                 c = guile_exec(programs[i], json_pack("[s,s]", "a b", "c"),
                                json_pack("{s:s}", "GREETING", "hi"), false);
-                assert_ok_warm_used(c, false);
-                assert_string_equal(str(a, "stdout"), str(c, "stdout"));
-                assert_int_equal(exit_code(a), exit_code(c));
-                /* The backtrace names the run's own directory: the same length either way. */
-                assert_int_equal(strlen(str(a, "stderr")), strlen(str(c, "stderr")));
+                assert_same_run(a, c);
                 if (i == 0) {
                         assert_non_null(strstr(str(a, "stdout"), "(\"main.scm\" \"a b\" \"c\") "
                                                                  "\"x\\ny\\n\" \"hi\" #t\n("));
@@ -1416,17 +1430,9 @@ static void test_warm_guile(void **state)
  * it starts gets an emacs of its own. */
 static json_t *emacs_exec(const char *code, json_t *args, json_t *env, bool warm)
 {
-        json_t *argv =
-            json_pack("[s,s,s,s,s]", "emacs", "--batch", "--no-site-file", "--script", "main.el");
-        size_t i;
-        json_t *v;
-
-        assert_non_null(argv);
-        json_array_foreach (args, i, v)
-                assert_int_equal(json_array_append(argv, v), 0);
-        return handle_obj(json_pack("{s:s, s:o, s:o, s:s, s:b, s:s, s:o, s:s}", "op", "exec",
-                                    "argv", argv, "args", args, "file", "main.el", "warm", warm,
-                                    "stdin", "x\ny\n", "env", env, "code", code));
+        return lang_exec(
+            json_pack("[s,s,s,s,s]", "emacs", "--batch", "--no-site-file", "--script", "main.el"),
+            "main.el", code, args, "x\ny\n", env, warm);
 }
 
 static void test_warm_emacs(void **state)
@@ -1457,14 +1463,9 @@ static void test_warm_emacs(void **state)
                 assert_primed(a);
                 a = emacs_exec(programs[i], json_pack("[s,s]", "a b", "c"),
                                json_pack("{s:s}", "GREETING", "hi"), true);
-                assert_ok_warm_used(a, true);
                 c = emacs_exec(programs[i], json_pack("[s,s]", "a b", "c"),
                                json_pack("{s:s}", "GREETING", "hi"), false);
-                assert_ok_warm_used(c, false);
-                assert_string_equal(str(a, "stdout"), str(c, "stdout"));
-                assert_int_equal(exit_code(a), exit_code(c));
-                /* The backtrace names the run's own directory: the same length either way. */
-                assert_int_equal(strlen(str(a, "stderr")), strlen(str(c, "stderr")));
+                assert_same_run(a, c);
                 if (i == 0) {
                         assert_string_equal(str(a, "stdout"),
                                             "(\"a b\" \"c\") \"x\" \"hi\" \"~/\" t\n");
@@ -1508,16 +1509,8 @@ static void test_warm_emacs(void **state)
  * fresh raku. */
 static json_t *raku_exec(const char *code, json_t *args, const char *stdin_text, json_t *env)
 {
-        json_t *argv = json_pack("[s,s]", "raku", "main.raku");
-        size_t i;
-        json_t *v;
-
-        assert_non_null(argv);
-        json_array_foreach (args, i, v)
-                assert_int_equal(json_array_append(argv, v), 0);
-        return handle_obj(json_pack("{s:s, s:o, s:o, s:s, s:b, s:s, s:o, s:s}", "op", "exec",
-                                    "argv", argv, "args", args, "file", "main.raku", "warm", 1,
-                                    "stdin", stdin_text, "env", env, "code", code));
+        return lang_exec(json_pack("[s,s]", "raku", "main.raku"), "main.raku", code, args,
+                         stdin_text, env, true);
 }
 
 static void test_warm_raku(void **state)
