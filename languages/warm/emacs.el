@@ -19,7 +19,7 @@
 ;; holds this emacs: the runner seeds it again, `(random t)', from the clone's own entropy
 ;; (the agent applies it before the hand-off).
 
-(defconst op-warm--read-at-start
+(defconst op-warm--read-at-start-re
   "\\`\\(EMACS[^=]*\\|LANG\\|LANGUAGE\\|LC_[^=]*\\|LD_[^=]*\\|TZ\\|TERM\\)="
   "What emacs reads from the environment as it starts: a request that changes one of these
 runs in an emacs of its own.")
@@ -46,7 +46,7 @@ runs in an emacs of its own.")
   "The entries of ENV (NAME=VALUE strings) that emacs reads as it starts, sorted."
   (let (found)
     (dolist (s env)
-      (when (string-match-p op-warm--read-at-start s)
+      (when (string-match-p op-warm--read-at-start-re s)
         (push s found)))
     (sort found #'string<)))
 
