@@ -16,6 +16,7 @@
 #include "pool.h"
 #include "request.h"
 #include "session.h"
+#include "snap-ref.h"
 #include "util.h"
 #include "vm.h"
 
@@ -42,6 +43,25 @@ static int repl_job_add(struct session *s, json_t *job)
         if (s->repl_reseed && json_object_set_new(job, "reseed", json_true()) < 0)
                 return -ENOMEM;
         s->repl_reseed = false;
+        return 0;
+}
+
+/* A session's exec that takes the clone's warm runner: "next_runner", the runner the agent starts
+ * once it has answered, so that the session's next exec finds one waiting too (agents from
+ * 0.6.0). Not for a repl session (its interpreter is kept) nor a fork's or a resumed session's
+ * (they have no pool: no runner of theirs is warm). */
+static int next_runner_add(struct request *r, json_t *job)
+{
+        const struct session *s = r->session;
+        json_t *runner;
+
+        if (!s || !s->pool || s->repl || r->exec.phase != OP_PHASE_ALL || !r->lang->warm[0] ||
+            !r->vm->snap ||
+            !op_agent_version_at_least(r->vm->snap->m.agent_version, OP_AGENT_VERSION_NEXT_RUNNER))
+                return 0;
+        runner = op_lang_runner_json(r->lang);
+        if (!runner || json_object_set_new(job, "next_runner", runner) < 0)
+                return -ENOMEM;
         return 0;
 }
 
@@ -104,7 +124,8 @@ static json_t *build_job(struct request *r)
                 else
                         json_object_set_new(job, "args", json_array());
         }
-        if (r->session && r->session->repl && repl_job_add(r->session, job) < 0) {
+        if (next_runner_add(r, job) < 0 ||
+            (r->session && r->session->repl && repl_job_add(r->session, job) < 0)) {
                 json_decref(job);
                 return NULL;
         }

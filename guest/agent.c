@@ -83,6 +83,9 @@ struct exec_req {
         const char **repl_argv;
         size_t n_repl_argv;
         bool reseed;
+        /* "next_runner": the runner to start once this call is answered (a session's next call
+         * takes it), checked; borrowed from the request. */
+        json_t *next_runner;
         struct agent_opts opts; /* agent-opts.c */
 };
 
@@ -443,9 +446,10 @@ static int decode_identity(json_t *req, struct exec_req *q, char *errbuf, size_t
 }
 
 static const char *const exec_fields[] = {
-    "id",        "op",   "argv",  "file",       "code",       "code_b64", "stdin",
-    "stdin_b64", "env",  "files", "timeout_ms", "output_max", "entropy",  "time_ns",
-    "hostname",  "warm", "args",  "compile",    "workdir",    "repl",     "reseed",
+    "id",      "op",        "argv",     "file",        "code",       "code_b64",
+    "stdin",   "stdin_b64", "env",      "files",       "timeout_ms", "output_max",
+    "entropy", "time_ns",   "hostname", "warm",        "args",       "compile",
+    "workdir", "repl",      "reseed",   "next_runner",
 };
 
 static int check_fields_also(json_t *req, const char *const *fields, size_t n,
@@ -524,6 +528,53 @@ static int decode_repl(json_t *req, struct exec_req *q, char *errbuf, size_t err
         return 0;
 }
 
+static const char *const runner_fields[] = {"argv", "env", "ready_timeout_ms"};
+
+/* A runner's "argv" and "ready_timeout_ms" (its "env" is only checked here), from the "warm" op
+ * the "runner" object of "prime", or an exec's "next_runner". */
+static int runner_decode(json_t *obj, struct exec_req *q, json_int_t *ret_ready_ms, char *errbuf,
+                         size_t errlen)
+{
+        int r = decode_argv(json_object_get(obj, "argv"), q, errbuf, errlen);
+
+        if (r == 0)
+                r = check_env(json_object_get(obj, "env"), errbuf, errlen);
+        if (r == 0)
+                r = get_uint(obj, "ready_timeout_ms", 1, AGENT_READY_TIMEOUT_MS_MAX,
+                             AGENT_READY_TIMEOUT_MS_DEFAULT, ret_ready_ms, errbuf, errlen);
+        return r;
+}
+
+/* "next_runner": {"argv", "env", "ready_timeout_ms"}, a runner as "warm" starts one: the agent
+ * starts it once this call is answered, so that the session's next call finds it waiting
+ * (agent_answered()). A session's call only ("workdir"), not a repl call's. */
+static int decode_next_runner(json_t *req, struct exec_req *q, char *errbuf, size_t errlen)
+{
+        _cleanup_(exec_req_done) struct exec_req w = {0};
+        json_t *v = json_object_get(req, "next_runner");
+        json_int_t ready_ms;
+        char why[256];
+        int r;
+
+        if (!v)
+                return 0;
+        if (!json_is_object(v))
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "\"next_runner\" must be {\"argv\", \"env\", \"ready_timeout_ms\"}");
+        if (!q->keepdir || q->repl_argv)
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "\"next_runner\" needs \"workdir\" and no \"repl\"");
+        r = check_fields(v, runner_fields, ELEMENTSOF(runner_fields), why, sizeof(why));
+        if (r == 0)
+                r = runner_decode(v, &w, &ready_ms, why, sizeof(why));
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return op_errf(errbuf, errlen, r, "\"next_runner\": %s", why);
+        q->next_runner = v;
+        return 0;
+}
+
 static int exec_decode(json_t *req, struct exec_req *q, char *errbuf, size_t errlen)
 {
         json_int_t n;
@@ -568,6 +619,9 @@ static int exec_decode(json_t *req, struct exec_req *q, char *errbuf, size_t err
         if (r < 0)
                 return r;
         r = decode_repl(req, q, errbuf, errlen);
+        if (r < 0)
+                return r;
+        r = decode_next_runner(req, q, errbuf, errlen);
         if (r < 0)
                 return r;
         return decode_identity(req, q, errbuf, errlen);
@@ -942,6 +996,7 @@ static json_t *runner_compile_phase(json_t *id, const struct exec_req *q, const 
 }
 
 static json_t *repl_exec(struct agent *a, struct exec_req *q, json_t *req, json_t *id);
+static void warm_settle(struct agent *a);
 
 static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
 {
@@ -965,6 +1020,12 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
                 return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
         if (r < 0)
                 return op_error_reply(id, OP_ERR_BAD_REQUEST, "%s", errbuf);
+        /* Started once this call is answered, whatever its outcome (agent_answered()). */
+        json_decref(a->next_runner);
+        a->next_runner = json_incref(q.next_runner);
+        /* A runner the session's last call left starting serves this call if it is ready now;
+         * waiting for one that is not would take longer than the cold way. */
+        warm_settle(a);
         if (q.repl_argv)
                 return repl_exec(a, &q, req, id);
         /* Not a call of a repl session: an interpreter of one (there is none) goes first. */
@@ -1147,20 +1208,18 @@ static void kill_all_but_repl(struct agent *a)
 }
 
 /* Start a runner (argv, env) as the program user in the next run's group (the exec that takes
- * it need not move it there), and wait until it says it is ready: *ret then. Its working
- * directory is the agent's, or with ret_dir an empty run directory of its own (*ret_dir), which
- * the exec that takes it runs in: a runtime that cannot change its directory (a JVM) starts
- * where its program will run. what names it in errors ("warm runner", "repl runner"). NULL, or
- * the error answer. */
-static json_t *spawn_runner(struct agent *a, const char **argv, const char *const *env,
-                            json_int_t ready_ms, const char *what, json_t *id,
-                            struct agent_child *ret, char **ret_dir)
+ * it need not move it there). Its working directory is the agent's, or with ret_dir an empty run
+ * directory of its own (*ret_dir), which the exec that takes it runs in: a runtime that cannot
+ * change its directory (a JVM) starts where its program will run. what names it in errors
+ * ("warm runner", "repl runner"). 0 with *ret (and *ret_dir) set, or a negative errno with
+ * errbuf saying what failed. */
+static int runner_spawn(struct agent *a, const char **argv, const char *const *env,
+                        const char *what, struct agent_child *ret, char **ret_dir, char *errbuf,
+                        size_t errlen)
 {
         const struct agent_config *cfg = &a->cfg;
         const char *root = cfg->workdir ? cfg->workdir : OP_AGENT_WORKDIR_DEFAULT;
-        _cleanup_(agent_child_kill) struct agent_child child = AGENT_CHILD_INIT;
         _cleanup_free_ char *dir = NULL;
-        struct agent_diag diag;
         struct agent_job job = {
             .argv = argv,
             .env = env,
@@ -1171,32 +1230,50 @@ static json_t *spawn_runner(struct agent *a, const char **argv, const char *cons
         int r;
 
         if (mkdir(root, 0755) < 0 && errno != EEXIST)
-                return op_error_reply(id, OP_ERR_INTERNAL, "mkdir %s: %s", root, strerror(errno));
+                return op_errf(errbuf, errlen, -errno, "mkdir %s: %s", root, strerror(errno));
         if (ret_dir) {
                 if (asprintf(&dir, "%s/run-XXXXXX", root) < 0)
-                        return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
+                        return op_errf(errbuf, errlen, -ENOMEM, "out of memory");
                 if (!mkdtemp(dir)) {
                         r = -errno;
                         free(TAKE_PTR(dir));
-                        return op_error_reply(id, OP_ERR_INTERNAL, "mkdtemp in %s: %s", root,
-                                              strerror(-r));
+                        return op_errf(errbuf, errlen, r, "mkdtemp in %s: %s", root, strerror(-r));
                 }
                 if (cfg->uid != (uid_t)-1 && chown(dir, cfg->uid, cfg->gid) < 0) {
                         r = -errno;
                         rm_rundir(dir);
-                        return op_error_reply(id, OP_ERR_INTERNAL, "chown %s: %s", dir,
-                                              strerror(-r));
+                        return op_errf(errbuf, errlen, r, "chown %s: %s", dir, strerror(-r));
                 }
                 job.workdir = dir;
         }
         agent_prepare(a);
-        r = agent_spawn_in(&job, true, &a->spare, &child);
+        r = agent_spawn_in(&job, true, &a->spare, ret);
         if (r < 0) {
                 if (dir)
                         rm_rundir(dir);
-                return op_error_reply(id, OP_ERR_INTERNAL, "could not start %s %s: %s", what,
-                                      argv[0], strerror(-r));
+                return op_errf(errbuf, errlen, r, "could not start %s %s: %s", what, argv[0],
+                               strerror(-r));
         }
+        if (ret_dir)
+                *ret_dir = TAKE_PTR(dir);
+        return 0;
+}
+
+/* runner_spawn(), then wait until the runner says it is ready: *ret (and *ret_dir) then. NULL,
+ * or the error answer. */
+static json_t *spawn_runner(struct agent *a, const char **argv, const char *const *env,
+                            json_int_t ready_ms, const char *what, json_t *id,
+                            struct agent_child *ret, char **ret_dir)
+{
+        _cleanup_(agent_child_kill) struct agent_child child = AGENT_CHILD_INIT;
+        _cleanup_free_ char *dir = NULL;
+        struct agent_diag diag;
+        char errbuf[512];
+        int r;
+
+        r = runner_spawn(a, argv, env, what, &child, ret_dir ? &dir : NULL, errbuf, sizeof(errbuf));
+        if (r < 0)
+                return op_error_reply(id, OP_ERR_INTERNAL, "%s", errbuf);
         r = agent_child_wait_ready(&child, (uint32_t)ready_ms, &diag);
         if (r < 0) {
                 if (dir)
@@ -1208,6 +1285,44 @@ static json_t *spawn_runner(struct agent *a, const char **argv, const char *cons
         if (ret_dir)
                 *ret_dir = TAKE_PTR(dir);
         return NULL;
+}
+
+/* After a session's call was answered: start the runner it asked for ("next_runner"), without
+ * waiting for it (warm_pending), so that it warms up while the session is idle. Only where the
+ * call left no runner and no interpreter. Best effort: a runner that cannot start leaves the next
+ * call to run the cold way. */
+static void next_runner_start(struct agent *a, json_t *spec)
+{
+        const char *root = a->cfg.workdir ? a->cfg.workdir : OP_AGENT_WORKDIR_DEFAULT;
+        _cleanup_(exec_req_done) struct exec_req q = {0};
+        json_int_t ready_ms;
+        char errbuf[256];
+
+        if (a->warm_waiting || a->warm_pending || a->repl_alive)
+                return;
+        if (runner_decode(spec, &q, &ready_ms, errbuf, sizeof(errbuf)) < 0 ||
+            build_env(json_object_get(spec, "env"), root, &q, errbuf, sizeof(errbuf)) < 0 ||
+            runner_spawn(a, q.argv, (const char *const *)q.env, "warm runner", &a->warm,
+                         &a->warm_dir, errbuf, sizeof(errbuf)) < 0)
+                return;
+        a->warm_pending = true;
+        a->warm_started_us = op_now_us();
+        a->warm_ready_ms = (uint32_t)ready_ms;
+}
+
+/* A runner next_runner_start() started is the waiting runner once it has said ready: looked at
+ * once, without waiting; one that has not is ended (the next call runs the cold way). */
+static void warm_settle(struct agent *a)
+{
+        struct agent_diag diag;
+
+        if (!a->warm_pending)
+                return;
+        a->warm_pending = false;
+        if (agent_child_wait_ready(&a->warm, 0, &diag) == 0)
+                a->warm_waiting = true;
+        else
+                warm_dir_drop(a); /* the runner is ended and a->warm cleared */
 }
 
 /* The session's interpreter: the one kept from its last call, else the waiting warm runner
@@ -1333,22 +1448,6 @@ static json_t *repl_exec(struct agent *a, struct exec_req *q, json_t *req, json_
 }
 
 static const char *const warm_fields[] = {"id", "op", "argv", "env", "ready_timeout_ms"};
-static const char *const runner_fields[] = {"argv", "env", "ready_timeout_ms"};
-
-/* A runner's "argv" and "ready_timeout_ms" (its "env" is only checked here), from the "warm" op
- * or the "runner" object of "prime". */
-static int runner_decode(json_t *obj, struct exec_req *q, json_int_t *ret_ready_ms, char *errbuf,
-                         size_t errlen)
-{
-        int r = decode_argv(json_object_get(obj, "argv"), q, errbuf, errlen);
-
-        if (r == 0)
-                r = check_env(json_object_get(obj, "env"), errbuf, errlen);
-        if (r == 0)
-                r = get_uint(obj, "ready_timeout_ms", 1, AGENT_READY_TIMEOUT_MS_MAX,
-                             AGENT_READY_TIMEOUT_MS_DEFAULT, ret_ready_ms, errbuf, errlen);
-        return r;
-}
 
 /* Start the runner q names (its environment from env) in the agent's working directory, and wait
  * until it says it is ready: it is a->warm then. NULL, or the error answer. */
@@ -1360,6 +1459,7 @@ static json_t *runner_start(struct agent *a, json_t *env, struct exec_req *q, js
         char errbuf[512];
         json_t *answer;
 
+        warm_settle(a);
         if (a->warm_waiting)
                 return op_error_reply(id, OP_ERR_BAD_REQUEST,
                                       "a warm runner (pid %d) is already waiting",
@@ -1448,6 +1548,7 @@ static json_t *agent_op_prime(struct agent *a, json_t *req, json_t *id)
         uint64_t t0 = op_now_us();
         int r;
 
+        warm_settle(a);
         if (!runner && !a->warm_waiting)
                 return op_error_reply(id, OP_ERR_BAD_REQUEST, "no warm runner is waiting");
         if (runner) { /* the exec's fields are the rest */
@@ -1459,6 +1560,8 @@ static json_t *agent_op_prime(struct agent *a, json_t *req, json_t *id)
         if (r == 0 && !q.code_file && !runner)
                 r = op_errf(errbuf, sizeof(errbuf), -EINVAL,
                             "\"prime\" needs \"file\" and \"code\"");
+        if (r == 0 && q.next_runner)
+                r = op_errf(errbuf, sizeof(errbuf), -EINVAL, "\"prime\" takes no \"next_runner\"");
         if (r == -ENOMEM)
                 return op_error_reply(id, OP_ERR_INTERNAL, "out of memory");
         if (r < 0)
@@ -1551,6 +1654,29 @@ void agent_prepare(struct agent *a)
                 (void)limits_group_make(a->cfg.cgroup_root, &a->spare);
 }
 
+void agent_answered(struct agent *a)
+{
+        _cleanup_(json_decrefp) json_t *spec = TAKE_PTR(a->next_runner);
+
+        agent_prepare(a);
+        if (spec)
+                next_runner_start(a, spec);
+}
+
+int agent_idle_timeout_ms(const struct agent *a)
+{
+        uint64_t end = a->warm_started_us + (uint64_t)a->warm_ready_ms * 1000, now = op_now_us();
+
+        if (!a->warm_pending)
+                return -1;
+        return end > now ? (int)((end - now + 999) / 1000) : 0;
+}
+
+void agent_idle_expired(struct agent *a)
+{
+        warm_settle(a);
+}
+
 void agent_set_channel(struct agent *a, const struct agent_channel *chan)
 {
         a->chan = chan;
@@ -1561,8 +1687,10 @@ void agent_done(struct agent *a)
         if (!a)
                 return;
         agent_child_kill(&a->warm);
-        a->warm_waiting = false;
+        a->warm_waiting = a->warm_pending = false;
         warm_dir_drop(a);
+        json_decref(a->next_runner);
+        a->next_runner = NULL;
         agent_child_kill(&a->repl);
         a->repl_alive = false;
         limits_group_drop(&a->spare);
@@ -1600,7 +1728,7 @@ void agent_reap_orphans(struct agent *a)
                         break;
                 /* Its status is the exec's to report. (Pids are handed out cyclically: its
                  * group id is not reused by the time that exec sweeps the group.) */
-                if (a->warm_waiting && p == a->warm.pid && !a->warm.reaped) {
+                if ((a->warm_waiting || a->warm_pending) && p == a->warm.pid && !a->warm.reaped) {
                         a->warm.reaped = true;
                         a->warm.status = st;
                 }

@@ -5,11 +5,12 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "exec.h"
 
-#define OP_AGENT_VERSION         "0.5.0"
+#define OP_AGENT_VERSION         "0.6.0"
 #define OP_AGENT_WORKDIR_DEFAULT "/tmp/op"
 
 struct agent_config {
@@ -27,9 +28,15 @@ struct agent {
         struct agent_config cfg;
         bool warm_waiting;       /* a "warm" runner was started and waits for its job */
         struct agent_child warm; /* that runner (its fd 3 is warm.ctl_fd) */
-        char *warm_dir;  /* its working directory, empty, which the exec that takes it runs in */
-        bool repl_alive; /* a session's interpreter waits for its next call */
-        struct agent_child repl;          /* that interpreter (a runner that took "repl") */
+        char *warm_dir; /* its working directory, empty, which the exec that takes it runs in */
+        /* That runner was started after a session's call and has not said ready yet: the next
+         * call takes it if it has by then; it has warm_ready_ms from warm_started_us. */
+        bool warm_pending;
+        uint64_t warm_started_us;
+        uint32_t warm_ready_ms;
+        json_t *next_runner;     /* the last call's "next_runner", started by agent_answered() */
+        bool repl_alive;         /* a session's interpreter waits for its next call */
+        struct agent_child repl; /* that interpreter (a runner that took "repl") */
         const struct agent_channel *chan; /* for streamed output and stdin; NULL: none */
         struct limits_group spare;        /* the next run's cgroup, made ahead (cgroup_root) */
 };
@@ -38,6 +45,14 @@ void agent_init(struct agent *a, const struct agent_config *cfg);
 /* While idle (between requests): make the next run's cgroup, so that a request does not wait
  * for it. Nothing without cfg.cgroup_root. */
 void agent_prepare(struct agent *a);
+/* Once a request is answered: agent_prepare(), and start the runner its "next_runner" names
+ * (a session's next call takes it) without waiting for it. */
+void agent_answered(struct agent *a);
+/* While idle: the ms left until a runner agent_answered() started must say ready, -1 when none
+ * is starting. When they have passed, agent_idle_expired(): the runner waits for the next call
+ * if it is ready, else it is ended. */
+int agent_idle_timeout_ms(const struct agent *a);
+void agent_idle_expired(struct agent *a);
 /* The channel a streamed exec sends events on and reads stdin frames from (agent-opts.h). */
 void agent_set_channel(struct agent *a, const struct agent_channel *chan);
 /* Ends a waiting warm runner and a session's interpreter. The agent can be used again. */

@@ -1235,7 +1235,7 @@ int agent_child_wait_ready(struct agent_child *c, uint32_t timeout_ms, struct ag
         uint64_t deadline = op_now_us() + (uint64_t)timeout_ms * 1000, grace = 0;
         char line[32];
         size_t n = 0;
-        bool nonblock = false;
+        bool nonblock = false, polled = false;
         int rc;
 
         if (!c || !ret_diag)
@@ -1272,7 +1272,7 @@ int agent_child_wait_ready(struct agent_child *c, uint32_t timeout_ms, struct ag
                         goto fail;
                 }
                 now = op_now_us();
-                if (now >= deadline) {
+                if (now >= deadline && polled) { /* looked at least once: a timeout of 0 too */
                         rc = -ETIMEDOUT;
                         goto fail;
                 }
@@ -1281,7 +1281,7 @@ int agent_child_wait_ready(struct agent_child *c, uint32_t timeout_ms, struct ag
                         goto fail;
                 }
                 wake = grace && grace < deadline ? grace : deadline;
-                timeout = (int)((wake - now + 999) / 1000);
+                timeout = wake > now ? (int)((wake - now + 999) / 1000) : 0;
                 if (r.pidfd < 0 && timeout > EXEC_TICK_MS)
                         timeout = EXEC_TICK_MS;
 
@@ -1307,6 +1307,7 @@ int agent_child_wait_ready(struct agent_child *c, uint32_t timeout_ms, struct ag
                         rc = -errno;
                         goto fail;
                 }
+                polled = true;
                 if (i_out >= 0 && p[i_out].revents)
                         discard_output(&c->out_fd, NULL);
                 if (i_err >= 0 && p[i_err].revents)

@@ -140,10 +140,10 @@ struct agent_diag {
         int status; /* wait status when the child ended, -1 when it did not or is unknown */
 };
 
-/* Wait up to timeout_ms for the child to write the line "ready\n" on its ctl_fd, discarding
- * what it writes on stdout and stderr meanwhile. 0 when it did; otherwise the child is killed,
- * reaped and closed (*child is AGENT_CHILD_INIT), *ret_diag holds the start of its stderr and
- * how it ended, and the result says why: -ETIMEDOUT (deadline), -ECHILD (it ended), -EPIPE (it
+/* Wait up to timeout_ms (0: look once) for the child to write the line "ready\n" on its ctl_fd,
+ * discarding what it writes on stdout and stderr meanwhile. 0 when it did; otherwise the child is
+ * killed, reaped and closed (*child is AGENT_CHILD_INIT), *ret_diag holds the start of its stderr
+ * and how it ended, and the result says why: -ETIMEDOUT (deadline), -ECHILD (it ended), -EPIPE (it
  * closed fd 3 and did not end), -EPROTO (it wrote something else), or another negative errno. */
 int agent_child_wait_ready(struct agent_child *child, uint32_t timeout_ms,
                            struct agent_diag *ret_diag);

@@ -412,7 +412,7 @@ static int channel_send(void *userdata, json_t *obj)
 
 static enum serve_end serve_frames(struct agent_main *m, struct session *s)
 {
-        int out_fd = s->out_fd, in_fd = s->in_fd, r;
+        int out_fd = s->out_fd, in_fd = s->in_fd, idle_ms, r;
 
         for (;;) {
                 struct op_frame f;
@@ -441,7 +441,7 @@ static enum serve_end serve_frames(struct agent_main *m, struct session *s)
                         s->n -= f.frame_len;
                         r = handle_frame(m, out_fd, payload, f.payload_len);
                         reap_orphans(m);
-                        agent_prepare(&m->agent); /* answered: ready the next run's cgroup */
+                        agent_answered(&m->agent); /* the next run's cgroup, a runner */
                         if (r == -ENOMEM)
                                 log_msg("out of memory answering a request");
                         else if (r < 0)
@@ -452,6 +452,19 @@ static enum serve_end serve_frames(struct agent_main *m, struct session *s)
                 /* Need more bytes: make room for the whole announced frame (bounded above). */
                 if (session_make_room(s) < 0)
                         return SERVE_RESYNC;
+                /* A runner starting while the agent is idle is held to its ready deadline. */
+                idle_ms = agent_idle_timeout_ms(&m->agent);
+                if (idle_ms >= 0) {
+                        struct pollfd p = {.fd = in_fd, .events = POLLIN};
+                        int n = poll(&p, 1, idle_ms);
+
+                        if (n == 0) {
+                                agent_idle_expired(&m->agent);
+                                continue;
+                        }
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                }
 
                 k = read(in_fd, s->buf + s->n, s->cap - s->n);
                 if (k < 0) {

@@ -14,11 +14,13 @@
 #define OP_AGENT_VERSION_MAX 31 /* bytes of agent_version: printable ASCII */
 /* The first agent_version whose "prime" starts the language's runner itself ("runner"). */
 #define OP_AGENT_VERSION_RUNNER "0.4.0"
-#define OP_AGENT_MESSAGE_MAX    8192
-#define OP_AGENT_MS_MAX         (7.0 * 24 * 3600 * 1000) /* any time in ms: 7 days */
-#define OP_AGENT_MEMORY_MAX     (1ULL << 40)             /* memory_peak_bytes: 1 TiB */
-#define OP_AGENT_PID_MAX        (1 << 22)
-#define OP_AGENT_FILES_MAX      1024
+/* The first agent that starts a session's next runner after a call ("next_runner"). */
+#define OP_AGENT_VERSION_NEXT_RUNNER "0.6.0"
+#define OP_AGENT_MESSAGE_MAX         8192
+#define OP_AGENT_MS_MAX              (7.0 * 24 * 3600 * 1000) /* any time in ms: 7 days */
+#define OP_AGENT_MEMORY_MAX          (1ULL << 40)             /* memory_peak_bytes: 1 TiB */
+#define OP_AGENT_PID_MAX             (1 << 22)
+#define OP_AGENT_FILES_MAX           1024
 /* The longest deadline ("timeout_ms") the agent takes for a job: exec, warm or prime. */
 #define OP_AGENT_TIMEOUT_MS_MAX 600000
 /* The frame cap for everything but an exec's answer and events: ready, ping, warm, prime, and

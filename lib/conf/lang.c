@@ -405,3 +405,18 @@ uint32_t op_lang_warm_ready_ms(const struct op_lang *lang)
                 return lang->warm_ready_ms;
         return lang->compile[0] ? OP_WARM_READY_MS_MAX : OP_WARM_READY_MS_DEFAULT;
 }
+
+json_t *op_lang_runner_json(const struct op_lang *lang)
+{
+        json_t *argv;
+
+        if (!lang->warm[0] || !(argv = json_array()))
+                return NULL;
+        for (char *const *a = lang->warm; *a; a++)
+                if (json_array_append_new(argv, json_string(*a)) < 0) {
+                        json_decref(argv);
+                        return NULL;
+                }
+        return json_pack("{s:o, s:i}", "argv", argv, "ready_timeout_ms",
+                         (int)op_lang_warm_ready_ms(lang));
+}

@@ -72,6 +72,9 @@ bool op_lang_warm_in_clone(const struct op_lang *lang);
 /* How long its runner may take to say "ready": "warm": {"ready_timeout_ms"}, else the default
  * (the longest for a compiled language's runner, which warms its compiler up too). */
 uint32_t op_lang_warm_ready_ms(const struct op_lang *lang);
+/* Its runner as the agent starts one ("prime"'s "runner", an exec's "next_runner"):
+ * {"argv", "ready_timeout_ms"}. New reference; NULL when out of memory or it has none. */
+struct json_t *op_lang_runner_json(const struct op_lang *lang);
 
 /* Expand the run template: "{file}" -> file, then append args. *ret is a malloc'd
  * NULL-terminated array whose strings are malloc'd too; free with op_argv_free(). */

@@ -209,17 +209,8 @@ static void prime_limits(struct pool *p, struct vm *vm, struct op_agent_limits *
  * clone's identity, before it primes it. */
 static int job_add_runner(const struct op_lang *lang, json_t *job)
 {
-        json_t *argv = json_array(), *runner;
+        json_t *runner = op_lang_runner_json(lang);
 
-        if (!argv)
-                return -ENOMEM;
-        for (char *const *a = lang->warm; *a; a++)
-                if (json_array_append_new(argv, json_string(*a)) < 0) {
-                        json_decref(argv);
-                        return -ENOMEM;
-                }
-        runner = json_pack("{s:o, s:i}", "argv", argv, "ready_timeout_ms",
-                           (int)op_lang_warm_ready_ms(lang));
         if (!runner || json_object_set_new(job, "runner", runner) < 0)
                 return -ENOMEM;
         return 0;

@@ -4,6 +4,7 @@ close or by its idle timeout and lifetime, its VM slot given back."""
 import json
 import os
 import subprocess
+import time
 import unittest
 
 from opdtest import OPCTL, Opd, pool, wait_for
@@ -88,6 +89,37 @@ class Sessions(unittest.TestCase):
         self.assertEqual(len(listed), 1)
         self.assertEqual((listed[0]["state"], listed[0]["execs"]), ("idle", 3))
         c.close()
+
+    def test_calls_find_a_warm_runner_once_idle(self):
+        # The clone's runner serves the first call. Once a call is answered the agent starts
+        # another, which the next call takes if it is ready by then (else that call starts the
+        # interpreter, the cold way). A runner's interpreter has what the runner imports before
+        # it waits (a plain `python3 main.py` has not imported statistics). Each call is a new
+        # interpreter either way: what persists is the files.
+        c = self.opd.client()
+        sid = self.open(c)["session"]
+
+        def call():
+            a = c.call({"op": "session_exec", "id": len(runs), "session": sid,
+                        "code": "import os, sys\nprint('statistics' in sys.modules, "
+                                "'seen' in globals(), os.getpid())\nseen = 1\n"})
+            self.assertTrue(a["ok"], a)
+            self.assertEqual(a["exit_code"], 0, a)
+            warm, kept, pid = a["stdout"].split()
+            self.assertEqual(kept, "False", a)
+            runs.append((warm, pid))
+
+        runs = []
+        call()
+        self.assertEqual(runs[0][0], "True", runs)
+        call()  # at once: the runner the first call left may not be ready
+        for idle_s in (1, 2, 4, 8, 16):  # a runner's start, however slow the machine
+            time.sleep(idle_s)
+            call()
+            if runs[-1][0] == "True":
+                break
+        self.assertEqual(runs[-1][0], "True", runs)
+        self.assertEqual(len({pid for _, pid in runs}), len(runs), runs)
 
     def test_limits_at_open_are_each_calls_default(self):
         s = self.open(timeout_ms=1500)

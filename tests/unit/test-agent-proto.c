@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -916,6 +917,150 @@ static void test_warm_runner_died_while_waiting(void **state)
         }
 }
 
+/* A session's call with "next_runner" ({"op":"exec", ..., "workdir", "warm": true}), timeout_ms
+ * as given (0: the agent's default). */
+static json_t *next_runner_call(const char *runner_sh, int timeout_ms)
+{
+        json_t *req = json_pack("{s:s, s:[s,s], s:s, s:s, s:b, s:s, s:{s:[s,s,s]}}", "op", "exec",
+                                "argv", "sh", "m.sh", "file", "m.sh", "code", "echo cold", "warm",
+                                1, "workdir", "nr-1", "next_runner", "argv", "sh", "-c", runner_sh);
+
+        if (req && timeout_ms)
+                json_object_set_new(req, "timeout_ms", json_integer(timeout_ms));
+        return handle_obj(req);
+}
+
+/* The session's directory gone, nothing else is left: no runner's own directory. */
+static void rm_next_runner_dir(void)
+{
+        char cmd[PATH_MAX + 64];
+
+        snprintf(cmd, sizeof(cmd), "rm -rf %s/session-nr-1", workdir);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(count_entries(workdir), 0);
+}
+
+/* Until the starting runner has written its ready line (it is not read). */
+static void wait_runner_ready(void)
+{
+        struct pollfd p = {.fd = ag.warm.ctl_fd, .events = POLLIN};
+
+        assert_true(ag.warm_pending);
+        assert_int_equal(poll(&p, 1, 60 * 1000), 1);
+}
+
+/* "next_runner": once a session's call is answered (agent_answered()) the runner it names starts
+ * without being waited for; the next call runs on it once it is ready, and leaves the next one
+ * starting. A call without "warm" ends one. */
+static void test_next_runner(void **state)
+{
+        static const char runner[] = "echo ready >&3; read -r job <&3; echo runner $$";
+        char want[64];
+        pid_t prev = 0;
+        json_t *a;
+
+        a = next_runner_call(runner, 0); /* nothing waits yet: the cold way */
+        assert_ok_warm_used(a, false);
+        assert_string_equal(str(a, "stdout"), "cold\n");
+        json_decref(a);
+        for (int i = 0; i < 3; i++) {
+                assert_false(ag.warm_pending);
+                agent_answered(&ag);
+                assert_true(ag.warm_pending);
+                assert_false(ag.warm_waiting);
+                assert_true(ag.warm.pid > 1 && ag.warm.pid != prev);
+                prev = ag.warm.pid;
+                wait_runner_ready();
+                a = next_runner_call(runner, 0);
+                assert_ok_warm_used(a, true);
+                snprintf(want, sizeof(want), "runner %d\n", (int)prev);
+                assert_string_equal(str(a, "stdout"), want);
+                json_decref(a);
+                assert_gone(prev);
+        }
+        agent_answered(&ag);
+        prev = ag.warm.pid;
+        assert_true(ag.warm_pending && prev > 1);
+        a = handle("{\"op\":\"exec\",\"argv\":[\"echo\",\"plain\"],\"workdir\":\"nr-1\"}");
+        assert_ok_warm_used(a, false);
+        assert_string_equal(str(a, "stdout"), "plain\n");
+        json_decref(a);
+        assert_gone(prev);
+        assert_false(ag.warm_pending || ag.warm_waiting);
+        agent_answered(&ag); /* that call asked for none */
+        assert_false(ag.warm_pending || ag.warm_waiting);
+        rm_next_runner_dir();
+}
+
+/* A runner that is not ready when the next call comes is ended, and the call runs the cold way
+ * (waiting would take longer); so is one that ended before it was ready. */
+static void test_next_runner_not_ready(void **state)
+{
+        static const char *const runners[] = {
+            "read -r never; echo ready >&3", /* waits on its stdin, which nothing writes */
+            "exit 3",
+        };
+
+        for (size_t i = 0; i < sizeof(runners) / sizeof(runners[0]); i++) {
+                json_t *a;
+                pid_t pid;
+
+                a = next_runner_call(runners[i], 0);
+                assert_ok_warm_used(a, false);
+                json_decref(a);
+                agent_answered(&ag);
+                pid = ag.warm.pid;
+                assert_true(ag.warm_pending && pid > 1);
+                if (i == 1)
+                        wait_exited(pid);
+                a = next_runner_call("exit 0", 0);
+                assert_ok_warm_used(a, false);
+                assert_string_equal(str(a, "stdout"), "cold\n");
+                json_decref(a);
+                assert_gone(pid);
+                assert_false(ag.warm_waiting);
+                agent_done(&ag); /* the runner that call asked for is not started */
+                assert_false(ag.warm_pending || ag.next_runner);
+        }
+        rm_next_runner_dir();
+}
+
+/* While the agent is idle a starting runner has its ready deadline: past it, one that is ready
+ * waits for the next call, one that is not is ended. */
+static void test_next_runner_idle_deadline(void **state)
+{
+        json_t *a =
+            handle_obj(json_pack("{s:s, s:[s], s:s, s:{s:[s,s,s], s:i}}", "op", "exec", "argv",
+                                 "true", "workdir", "nr-1", "next_runner", "argv", "sh", "-c",
+                                 "read -r never; echo ready >&3", "ready_timeout_ms", 300));
+        pid_t pid;
+        int ms;
+
+        assert_ok_warm_used(a, false);
+        json_decref(a);
+        assert_int_equal(agent_idle_timeout_ms(&ag), -1);
+        agent_answered(&ag);
+        pid = ag.warm.pid;
+        ms = agent_idle_timeout_ms(&ag);
+        assert_true(ms >= 0 && ms <= 300);
+        agent_idle_expired(&ag);
+        assert_gone(pid);
+        assert_false(ag.warm_pending || ag.warm_waiting);
+        assert_int_equal(agent_idle_timeout_ms(&ag), -1);
+
+        a = handle_obj(json_pack("{s:s, s:[s], s:s, s:{s:[s,s,s]}}", "op", "exec", "argv", "true",
+                                 "workdir", "nr-1", "next_runner", "argv", "sh", "-c",
+                                 "echo ready >&3; read -r job <&3"));
+        json_decref(a);
+        agent_answered(&ag);
+        wait_runner_ready();
+        agent_idle_expired(&ag);
+        assert_true(ag.warm_waiting && !ag.warm_pending);
+        assert_int_equal(agent_idle_timeout_ms(&ag), -1);
+        agent_done(&ag);
+        rm_next_runner_dir();
+}
+
 static void test_warm_bad_requests(void **state)
 {
         static const char *const bad[] = {
@@ -937,6 +1082,18 @@ static void test_warm_bad_requests(void **state)
             "{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"m\",\"code\":\"\",\"args\":[1]}",
             ("{\"op\":\"exec\",\"argv\":[\"true\"],\"file\":\"m\",\"code\":\"\","
              "\"args\":[\"a\\u0000b\"]}"),
+            /* "next_runner": an object like "warm"'s, on a session's call that is not a repl's */
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"workdir\":\"s\",\"next_runner\":[\"sh\"]}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"next_runner\":{\"argv\":[\"sh\"]}}",
+            "{\"op\":\"exec\",\"argv\":[\"true\"],\"workdir\":\"s\",\"next_runner\":{}}",
+            ("{\"op\":\"exec\",\"argv\":[\"true\"],\"workdir\":\"s\","
+             "\"next_runner\":{\"argv\":[\"sh\"],\"file\":\"x\"}}"),
+            ("{\"op\":\"exec\",\"argv\":[\"true\"],\"workdir\":\"s\","
+             "\"next_runner\":{\"argv\":[\"sh\"],\"ready_timeout_ms\":0}}"),
+            ("{\"op\":\"exec\",\"argv\":[\"sh\"],\"file\":\"m\",\"code\":\"\",\"workdir\":\"s\","
+             "\"repl\":[\"sh\"],\"next_runner\":{\"argv\":[\"sh\"]}}"),
+            ("{\"op\":\"prime\",\"argv\":[\"sh\"],\"runner\":{\"argv\":[\"sh\"]},"
+             "\"workdir\":\"s\",\"next_runner\":{\"argv\":[\"sh\"]}}"),
         };
         json_t *req, *a;
 
@@ -2230,6 +2387,9 @@ int main(void)
             cmocka_unit_test(test_warm_not_ready),
             cmocka_unit_test(test_warm_runner_died_while_waiting),
             cmocka_unit_test(test_warm_bad_requests),
+            cmocka_unit_test(test_next_runner),
+            cmocka_unit_test(test_next_runner_not_ready),
+            cmocka_unit_test(test_next_runner_idle_deadline),
             cmocka_unit_test(test_warm_python),
             cmocka_unit_test(test_prime_starts_runner),
             cmocka_unit_test(test_warm_node),
