@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
-_Static_assert(sizeof(struct jail_req) == 12 * sizeof(uint32_t) + JAIL_NAME_MAX + JAIL_ARGS_MAX,
+_Static_assert(sizeof(struct jail_req) == 11 * sizeof(uint32_t) + JAIL_NAME_MAX + JAIL_ARGS_MAX,
                "struct jail_req has padding");
 _Static_assert(sizeof(struct jail_msg) == 8 * sizeof(uint32_t) + JAIL_TEXT_MAX,
                "struct jail_msg has padding");
@@ -97,15 +97,14 @@ int jail_req_decode(const void *buf, size_t len, struct jail_req *ret)
                 if (r.vmm >= JAIL_VMMS_MAX || r.n_fds < 1 || r.n_fds > JAIL_FDS_MAX || r.pid != 0 ||
                     !args_ok(&r))
                         return -EBADMSG;
-                if (r.memory_max_mb > (1u << 20) || r.pids_max > (1u << 22) ||
-                    r.cpu_weight > 10000 || (r.flags & ~JAIL_SPAWN_FLAGS))
+                if (r.memory_max_mb > (1u << 20) || r.pids_max > (1u << 22) || r.cpu_weight > 10000)
                         return -EBADMSG;
                 break;
         case JAIL_REQ_KILL:
                 /* nothing but the pid */
                 if (r.pid <= 1 || r.vmm || r.n_fds || r.memory_max_mb || r.pids_max ||
-                    r.cpu_weight || r.flags || r.argc || r.args_len ||
-                    !zeros(r.name, JAIL_NAME_MAX) || !zeros(r.args, JAIL_ARGS_MAX))
+                    r.cpu_weight || r.argc || r.args_len || !zeros(r.name, JAIL_NAME_MAX) ||
+                    !zeros(r.args, JAIL_ARGS_MAX))
                         return -EBADMSG;
                 break;
         default:

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define JAIL_PROTO_MAGIC 0x6f706a32u /* "opj2": bump the digit on any layout change */
+#define JAIL_PROTO_MAGIC 0x6f706a31u /* "opj1": bump the digit on any layout change */
 #define JAIL_FDS_MAX     8           /* fds with one spawn request */
 #define JAIL_NAME_MAX    64          /* the VM's directory name, NUL included */
 #define JAIL_ARGS_MAX    4096        /* argv[1..] of the VMM, NUL-separated */
@@ -34,18 +34,12 @@ struct jail_req {
         uint32_t memory_max_mb; /* cgroup memory.max; 0: none */
         uint32_t pids_max;      /* cgroup pids.max; 0: none */
         uint32_t cpu_weight;    /* cgroup cpu.weight, 1..10000; 0: the default */
-        uint32_t flags;         /* JAIL_SPAWN_* */
         int32_t pid;            /* KILL */
         uint32_t argc;          /* strings in args */
         uint32_t args_len;      /* bytes of args they take, their NULs included */
         char name[JAIL_NAME_MAX];
         char args[JAIL_ARGS_MAX];
 };
-
-/* The VMM gets no transparent huge pages (PR_SET_THP_DISABLE, kept across exec): neither its
- * translation buffer nor its small RAM blocks take 2 MiB at a time. */
-#define JAIL_SPAWN_NO_THP 0x1u
-#define JAIL_SPAWN_FLAGS  JAIL_SPAWN_NO_THP
 
 enum jail_msg_type {
         JAIL_MSG_HELLO = 1,   /* once at start: flags, text says how VMs are limited */

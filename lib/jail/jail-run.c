@@ -364,7 +364,7 @@ static int become(uid_t uid)
 
 static void __attribute__((noreturn))
 child(const struct jail_conf *c, const char *binary, const char *name, char *const *argv,
-      const int *fds, size_t n_fds, int vmdir, uid_t uid, uint32_t flags, int go, int errfd)
+      const int *fds, size_t n_fds, int vmdir, uid_t uid, int go, int errfd)
 {
         struct child_err ce = {0};
         int moved[JAIL_FDS_MAX], null, r;
@@ -426,9 +426,6 @@ child(const struct jail_conf *c, const char *binary, const char *name, char *con
         if (poll(&(struct pollfd){.fd = errfd}, 1, 0) != 0)
                 _exit(1);
         umask(022);
-        ce.step = 45;
-        if ((flags & JAIL_SPAWN_NO_THP) && prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) < 0)
-                goto fail;
         ce.step = 43;
         execve(binary, argv, vmm_env);
 fail:
@@ -488,8 +485,8 @@ int jail_spawn(const struct jail_conf *c, struct jail_cgroup *cg, const struct j
         if (pid == 0) {
                 safe_close(go_wr);
                 safe_close(err_rd);
-                child(c, binary, req->name, (char *const *)argv, fds, req->n_fds, vmdir, uid,
-                      req->flags, go_rd, err_wr);
+                child(c, binary, req->name, (char *const *)argv, fds, req->n_fds, vmdir, uid, go_rd,
+                      err_wr);
         }
         go_rd = safe_close(go_rd);
         err_wr = safe_close(err_wr);

@@ -207,7 +207,7 @@ static int spawn(struct vm *vm)
         r = fc_argv(&l, &argv);
         if (r < 0)
                 return r;
-        pid = vmm_spawn(argv, NULL, 0, vm->workdir, log_path, false);
+        pid = vmm_spawn(argv, NULL, 0, vm->workdir, log_path);
         op_argv_free(argv);
         if (pid < 0)
                 return pid;

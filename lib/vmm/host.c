@@ -149,7 +149,7 @@ int vm_host_jail(struct vm_host *h, const struct vm_jail_opts *o)
 }
 
 int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *argv, const int *fds,
-                  size_t n_fds, const char *log_name, bool no_thp)
+                  size_t n_fds, const char *log_name)
 {
         _cleanup_free_ char *log_path = NULL;
         _cleanup_close_ int log = -1;
@@ -158,7 +158,6 @@ int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *a
             .memory_max_mb = op_lang_memory_mb(h->cfg, vm->lang) + h->cfg->jail.memory_extra_mb,
             .pids_max = h->cfg->jail.pids_max,
             .cpu_weight = h->cfg->jail.cpu_weight,
-            .no_thp = no_thp,
         };
         pid_t pid;
         uid_t uid;
@@ -167,7 +166,7 @@ int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *a
         if (asprintf(&log_path, "%s/%s", vm->workdir, log_name) < 0)
                 return -ENOMEM;
         if (!h->jail) {
-                pid = vmm_spawn(argv, fds, n_fds, vm->workdir, log_path, no_thp);
+                pid = vmm_spawn(argv, fds, n_fds, vm->workdir, log_path);
                 if (pid < 0)
                         return pid;
                 vm->proc.pid = pid;

@@ -71,10 +71,9 @@ int vm_host_jail(struct vm_host *h, const struct vm_jail_opts *o);
 
 /* For drivers: start a VMM, in a jail when the host has one (binary vmm: 0 qemu, 1
  * firecracker), else as a child of opd. fds go to 3, 4, ...; its stdout and stderr are appended
- * to log_name in the VM's directory; no_thp: it gets no transparent huge pages. Sets
- * vm->proc.pid (and uid). */
+ * to log_name in the VM's directory. Sets vm->proc.pid (and uid). */
 int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *argv, const int *fds,
-                  size_t n_fds, const char *log_name, bool no_thp);
+                  size_t n_fds, const char *log_name);
 /* The lowest uid of jail.uid_min..jail.uid_max no VM of this host runs as (for a VMM whose own
  * jailer changes its uid: Firecracker's). */
 int vm_host_free_uid(struct vm_host *h, uid_t *ret);

@@ -207,11 +207,8 @@ int qemu_argv(const char *binary, const struct qemu_machine *m, char ***ret)
         return finish(a, ret);
 }
 
-/* Start QEMU with the agent and QMP socketpairs at fds 3 and 4 and extra fds from 5 on; ram_file:
- * guest RAM maps a memory file. Transparent huge pages only where they pay: for guest RAM of its
- * own (anonymous) under KVM. Under TCG they would make QEMU's translation buffer grow 2 MiB at a
- * time (4 MiB of a fork's 15-20 MiB), and a file's RAM never gets them. */
-static int spawn(struct vm *vm, char **argv, const int *extra_fds, size_t n_extra, bool ram_file)
+/* Start QEMU with the agent and QMP socketpairs at fds 3 and 4 and extra fds from 5 on. */
+static int spawn(struct vm *vm, char **argv, const int *extra_fds, size_t n_extra)
 {
         _cleanup_close_ int agent_host = -1, agent_vm = -1, ctl_host = -1, ctl_vm = -1;
         int sp[2], fds[8];
@@ -231,8 +228,7 @@ static int spawn(struct vm *vm, char **argv, const int *extra_fds, size_t n_extr
         fds[1] = ctl_vm;
         for (size_t i = 0; i < n_extra; i++)
                 fds[2 + i] = extra_fds[i];
-        r = vm_host_spawn(vm->host, vm, 0, argv, fds, 2 + n_extra, "qemu.log",
-                          ram_file || vm->accel != OP_ACCEL_KVM);
+        r = vm_host_spawn(vm->host, vm, 0, argv, fds, 2 + n_extra, "qemu.log");
         if (r < 0)
                 return r;
         vm->proc.agent_fd = TAKE_FD(agent_host);
@@ -596,10 +592,9 @@ static int qemu_boot(struct vm *vm, int mem_fd)
          * the kernel and the initrd (fds 6, 7, 8), fd 5 /dev/null without a memory file. */
         if (h->jail)
                 r = spawn(vm, argv,
-                          (const int[]){mem_fd >= 0 ? mem_fd : null, rootfs, kernel, initrd}, 4,
-                          mem_fd >= 0);
+                          (const int[]){mem_fd >= 0 ? mem_fd : null, rootfs, kernel, initrd}, 4);
         else
-                r = spawn(vm, argv, &mem_fd, mem_fd >= 0 ? 1 : 0, mem_fd >= 0);
+                r = spawn(vm, argv, &mem_fd, mem_fd >= 0 ? 1 : 0);
         op_argv_free(argv);
         if (r >= 0)
                 r = attach(vm);
@@ -642,7 +637,7 @@ static int qemu_restore(struct vm *vm)
         r = qemu_argv(vm->host->cfg->qemu_binary, &m, &argv);
         if (r < 0)
                 return r;
-        r = spawn(vm, argv, (const int[]){mem, rootfs, vmstate}, 3, true);
+        r = spawn(vm, argv, (const int[]){mem, rootfs, vmstate}, 3);
         op_argv_free(argv);
         if (r >= 0)
                 r = attach(vm);

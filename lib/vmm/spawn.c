@@ -18,7 +18,7 @@
 
 static void __attribute__((noreturn))
 child(char *const *argv, const int *fds, size_t n_fds, const char *workdir, const char *log_path,
-      bool no_thp, int errfd, pid_t parent)
+      int errfd, pid_t parent)
 {
         sigset_t all;
         int fd, e;
@@ -58,8 +58,6 @@ child(char *const *argv, const int *fds, size_t n_fds, const char *workdir, cons
          * opd's own fds are all close-on-exec anyway). */
         (void)syscall(SYS_close_range, 3 + (unsigned)n_fds, ~0U, CLOSE_RANGE_CLOEXEC);
 #endif
-        if (no_thp && prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) < 0)
-                goto fail;
         execvp(argv[0], argv);
 fail:
         e = errno;
@@ -68,7 +66,7 @@ fail:
 }
 
 pid_t vmm_spawn(char *const *argv, const int *fds, size_t n_fds, const char *workdir,
-                const char *log_path, bool no_thp)
+                const char *log_path)
 {
         _cleanup_close_ int rd = -1, wr = -1;
         int pipefd[2], e;
@@ -83,7 +81,7 @@ pid_t vmm_spawn(char *const *argv, const int *fds, size_t n_fds, const char *wor
         if (pid < 0)
                 return -errno;
         if (pid == 0)
-                child(argv, fds, n_fds, workdir, log_path, no_thp, wr, parent);
+                child(argv, fds, n_fds, workdir, log_path, wr, parent);
         wr = safe_close(wr);
         do
                 k = read(rd, &e, sizeof(e));

@@ -224,7 +224,6 @@ int vm_jail_spawn(struct vm_jail *j, uint32_t vmm, const char *name, char *const
                 req.memory_max_mb = lim->memory_max_mb;
                 req.pids_max = lim->pids_max;
                 req.cpu_weight = lim->cpu_weight;
-                req.flags = lim->no_thp ? JAIL_SPAWN_NO_THP : 0;
         }
         r = send_req(j, &req, fds, n_fds);
         if (r < 0)

@@ -33,7 +33,6 @@ const char *vm_jail_cgroup_text(const struct vm_jail *j);
 
 struct vm_jail_limits {
         uint32_t memory_max_mb, pids_max, cpu_weight;
-        bool no_thp; /* no transparent huge pages (JAIL_SPAWN_NO_THP) */
 };
 
 /* Start binary vmm with argv[1..]; fds[0] is its stdout and stderr, fds[1..] its 3, 4, ...

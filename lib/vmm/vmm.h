@@ -91,10 +91,9 @@ int vmm_version_output(const char *binary, char **ret);
 
 /* Fork and exec argv with the given fds at numbers 3, 4, ... in the child, stdin from /dev/null,
  * stdout+stderr appended to log_path, cwd workdir, in its own session, killed when the caller
- * dies (PR_SET_PDEATHSIG); no_thp: without transparent huge pages (PR_SET_THP_DISABLE). Returns
- * the pid or a negative errno. */
+ * dies (PR_SET_PDEATHSIG). Returns the pid or a negative errno. */
 pid_t vmm_spawn(char *const *argv, const int *fds, size_t n_fds, const char *workdir,
-                const char *log_path, bool no_thp);
+                const char *log_path);
 
 /* ---- QEMU (qemu.c) ---- */
 /* One QEMU guest, booted or restored: a restore needs the same machine and devices as the boot

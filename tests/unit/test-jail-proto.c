@@ -39,9 +39,6 @@ static void test_roundtrip(void **state)
         assert_string_equal(args[0], "-M");
         assert_string_equal(args[1], ""); /* an empty argument survives */
         assert_string_equal(args[4], "512M");
-        r.flags = JAIL_SPAWN_NO_THP;
-        assert_int_equal(jail_req_decode(&r, sizeof(r), &d), 0);
-        assert_int_equal(d.flags, JAIL_SPAWN_NO_THP);
 }
 
 static void test_encode_refuses(void **state)
@@ -102,7 +99,6 @@ static void test_decode_refuses(void **state)
         FIELD(r.memory_max_mb = (1u << 20) + 1);
         FIELD(r.pids_max = (1u << 22) + 1);
         FIELD(r.cpu_weight = 10001);
-        FIELD(r.flags = JAIL_SPAWN_FLAGS + 1);     /* a flag this helper does not know */
         FIELD(memset(r.name, 'a', JAIL_NAME_MAX)); /* no NUL */
         FIELD(strcpy(r.name, "../../etc"));        /* not a VM directory */
         FIELD(strcpy(r.name, "vm-1/.."));          /* a path */
@@ -129,9 +125,6 @@ static void test_kill(void **state)
         r.n_fds = 1; /* a kill carries nothing else */
         refused(&r);
         r.n_fds = 0;
-        r.flags = JAIL_SPAWN_NO_THP;
-        refused(&r);
-        r.flags = 0;
         strcpy(r.name, "vm-1");
         refused(&r);
 }
