@@ -49,14 +49,15 @@ static int repl_job_add(struct session *s, json_t *job)
 /* A session's exec that takes the clone's warm runner: "next_runner", the runner the agent starts
  * once it has answered, so that the session's next exec finds one waiting too (agents from
  * 0.6.0). Not for a repl session (its interpreter is kept) nor a fork's or a resumed session's
- * (they have no pool: no runner of theirs is warm). */
+ * (they have no pool: no runner of theirs is warm), nor where the catalogue says the runner does
+ * not serve session calls ("warm": {"sessions": false}). */
 static int next_runner_add(struct request *r, json_t *job)
 {
         const struct session *s = r->session;
         json_t *runner;
 
         if (!s || !s->pool || s->repl || r->exec.phase != OP_PHASE_ALL || !r->lang->warm[0] ||
-            !r->vm->snap ||
+            r->lang->warm_no_sessions || !r->vm->snap ||
             !op_agent_version_at_least(r->vm->snap->m.agent_version, OP_AGENT_VERSION_NEXT_RUNNER))
                 return 0;
         runner = op_lang_runner_json(r->lang);

@@ -530,7 +530,7 @@ static int decode_repl(json_t *req, struct exec_req *q, char *errbuf, size_t err
 
 static const char *const runner_fields[] = {"argv", "env", "ready_timeout_ms"};
 
-/* A runner's "argv" and "ready_timeout_ms" (its "env" is only checked here), from the "warm" op
+/* A runner's "argv" and "ready_timeout_ms" (its "env" is only checked here), from the "warm" op,
  * the "runner" object of "prime", or an exec's "next_runner". */
 static int runner_decode(json_t *obj, struct exec_req *q, json_int_t *ret_ready_ms, char *errbuf,
                          size_t errlen)
@@ -1009,6 +1009,7 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
         struct op_agent_answer ans;
         struct agent_stream stream;
         struct agent_job job;
+        _cleanup_(limits_group_drop) struct limits_group runner_group = LIMITS_GROUP_INIT;
         size_t handoff_len = 0;
         bool use_warm;
         char errbuf[512];
@@ -1100,7 +1101,14 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
         }
         /* The run's own: the compile phase above has none of them. */
         job.limits = &q.opts.limits;
-        job.group = &a->spare; /* the run takes it; agent_prepare() makes the next */
+        /* The run takes it; agent_prepare() makes the next. A runner started after the last call
+         * has a group of its own: the run takes that one. */
+        if (use_warm && a->warm_group.fd >= 0) {
+                runner_group = a->warm_group;
+                a->warm_group = LIMITS_GROUP_INIT;
+                job.group = &runner_group;
+        } else
+                job.group = &a->spare;
         agent_stream_init(&stream, &q.opts, a->chan, id);
         job.io = &stream.io;
         job.stdin_open = q.opts.stdin_stream && a->chan;
@@ -1305,6 +1313,11 @@ static void next_runner_start(struct agent *a, json_t *spec)
             runner_spawn(a, q.argv, (const char *const *)q.env, "warm runner", &a->warm,
                          &a->warm_dir, errbuf, sizeof(errbuf)) < 0)
                 return;
+        /* It started in the spare group: that is its own now, and a new spare is made for a call
+         * that does not take it (a group's memory.peak would count the runner's). */
+        a->warm_group = a->spare;
+        a->spare = LIMITS_GROUP_INIT;
+        agent_prepare(a);
         a->warm_pending = true;
         a->warm_started_us = op_now_us();
         a->warm_ready_ms = (uint32_t)ready_ms;
@@ -1645,7 +1658,8 @@ void agent_init(struct agent *a, const struct agent_config *cfg)
         *a = (struct agent){.cfg = *cfg,
                             .warm = AGENT_CHILD_INIT,
                             .repl = AGENT_CHILD_INIT,
-                            .spare = LIMITS_GROUP_INIT};
+                            .spare = LIMITS_GROUP_INIT,
+                            .warm_group = LIMITS_GROUP_INIT};
 }
 
 void agent_prepare(struct agent *a)
@@ -1658,6 +1672,9 @@ void agent_answered(struct agent *a)
 {
         _cleanup_(json_decrefp) json_t *spec = TAKE_PTR(a->next_runner);
 
+        /* The group of a runner that was ended, or moved out of (a repl interpreter). */
+        if (!a->warm_pending && !a->warm_waiting)
+                limits_group_drop(&a->warm_group);
         agent_prepare(a);
         if (spec)
                 next_runner_start(a, spec);
@@ -1691,6 +1708,7 @@ void agent_done(struct agent *a)
         warm_dir_drop(a);
         json_decref(a->next_runner);
         a->next_runner = NULL;
+        limits_group_drop(&a->warm_group);
         agent_child_kill(&a->repl);
         a->repl_alive = false;
         limits_group_drop(&a->spare);

@@ -34,9 +34,12 @@ struct agent {
         bool warm_pending;
         uint64_t warm_started_us;
         uint32_t warm_ready_ms;
-        json_t *next_runner;     /* the last call's "next_runner", started by agent_answered() */
-        bool repl_alive;         /* a session's interpreter waits for its next call */
-        struct agent_child repl; /* that interpreter (a runner that took "repl") */
+        json_t *next_runner; /* the last call's "next_runner", started by agent_answered() */
+        /* A runner agent_answered() started has this cgroup of its own (the call that takes it
+         * runs there): the spare stays clean for a call that does not (memory.peak). */
+        struct limits_group warm_group;
+        bool repl_alive;                  /* a session's interpreter waits for its next call */
+        struct agent_child repl;          /* that interpreter (a runner that took "repl") */
         const struct agent_channel *chan; /* for streamed output and stdin; NULL: none */
         struct limits_group spare;        /* the next run's cgroup, made ahead (cgroup_root) */
 };

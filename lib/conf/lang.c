@@ -113,7 +113,7 @@ static int lang_load_phases(json_t *o, struct op_lang *g, char *errbuf, size_t e
  * ("install" is the image recipe's). */
 static int lang_load_warm(json_t *warm, struct op_lang *g, char *errbuf, size_t errlen)
 {
-        json_t *start, *repl, *ready;
+        json_t *start, *repl, *ready, *sessions;
 
         if (!warm)
                 return 0;
@@ -128,6 +128,11 @@ static int lang_load_warm(json_t *warm, struct op_lang *g, char *errbuf, size_t 
                 return op_errf(errbuf, errlen, -EINVAL,
                                "language \"%s\": \"warm.repl\" must be true or false", g->name);
         g->repl = json_is_true(repl);
+        sessions = json_object_get(warm, "sessions");
+        if (sessions && !json_is_boolean(sessions))
+                return op_errf(errbuf, errlen, -EINVAL,
+                               "language \"%s\": \"warm.sessions\" must be true or false", g->name);
+        g->warm_no_sessions = json_is_false(sessions);
         ready = json_object_get(warm, "ready_timeout_ms");
         if (ready && (!json_is_integer(ready) || json_integer_value(ready) < 1000 ||
                       json_integer_value(ready) > OP_WARM_READY_MS_MAX))

@@ -33,6 +33,7 @@ struct op_lang {
         enum op_warm_start warm_start;        /* when it starts ("warm": {"start"}) */
         uint32_t warm_ready_ms;               /* its "ready_timeout_ms", 0: the default */
         int repl;                             /* 1: the warm runner serves repl sessions */
+        bool warm_no_sessions;                /* "warm": {"sessions": false} */
         char *prime;                          /* program run in each clone to warm it, or NULL */
         char *compile[OP_LANG_ARGV_MAX + 1];  /* compile argv template ("{file}"), or empty */
         uint32_t compile_timeout_ms;          /* default compile phase deadline */

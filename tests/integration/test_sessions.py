@@ -120,6 +120,15 @@ class Sessions(unittest.TestCase):
                 break
         self.assertEqual(runs[-1][0], "True", runs)
         self.assertEqual(len({pid for _, pid in runs}), len(runs), runs)
+        # a runner ended or taken leaves no cgroup behind: at most the call's own, the spare
+        # and a starting runner's (and one the kernel still counted busy, removed later)
+        for _ in range(4):
+            call()
+        a = c.call({"op": "session_exec", "id": "groups", "session": sid,
+                    "code": "import os\nprint(sum(n.startswith('op-run-') "
+                            "for n in os.listdir('/sys/fs/cgroup')))"})
+        self.assertTrue(a["ok"], a)
+        self.assertLessEqual(int(a["stdout"]), 4, a)
 
     def test_limits_at_open_are_each_calls_default(self):
         s = self.open(timeout_ms=1500)

@@ -57,7 +57,8 @@ static void setup_registry(const char *json, const char *built)
         "{\"name\":\"js\",\"file\":\"m\",\"run\":[\"n\"],"                                         \
         "\"warm\":{\"run\":[\"n\",\"w\"],\"start\":\"clone\",\"install\":{}}},"                    \
         "{\"name\":\"rb\",\"file\":\"m\",\"run\":[\"r\"],"                                         \
-        "\"warm\":{\"run\":[\"r\"],\"start\":\"snapshot\",\"ready_timeout_ms\":300000}}]}"
+        "\"warm\":{\"run\":[\"r\"],\"start\":\"snapshot\",\"ready_timeout_ms\":300000,"            \
+        "\"sessions\":false}}]}"
 #define ENTRIES_N 7 /* the languages of ENTRIES */
 
 static void test_entries(void **state)
@@ -78,6 +79,9 @@ static void test_entries(void **state)
         /* how long a runner may take to say ready: said, else the default */
         assert_int_equal(op_lang_warm_ready_ms(&l.v[6]), 300000);
         assert_int_equal(op_lang_warm_ready_ms(&l.v[5]), OP_WARM_READY_MS_DEFAULT);
+        /* started again after a session's call unless said */
+        assert_false(l.v[5].warm_no_sessions);
+        assert_true(l.v[6].warm_no_sessions);
         assert_null(l.v[0].compile[0]);
         assert_int_equal(op_lang_compile_argv(&l.v[0], &argv), -ENOENT);
         assert_int_equal(l.v[0].pool_size, -1);
@@ -128,6 +132,8 @@ static void test_bad_entries(void **state)
         bad_entry("\"warm\":{\"run\":[\"w\"],\"ready_timeout_ms\":300001}",
                   "\"warm.ready_timeout_ms\" must be 1000-300000");
         bad_entry("\"warm\":{\"run\":[\"w\"],\"ready_timeout_ms\":999}", "must be 1000-");
+        bad_entry("\"warm\":{\"run\":[\"w\"],\"sessions\":0}",
+                  "\"warm.sessions\" must be true or false");
         bad_entry("\"warm\":{\"run\":[\"w\"],\"ready_timeout_ms\":\"1\"}", "must be 1000-");
         /* the image group: a name as a language's */
         bad_entry("\"image\":\"\"", "\"image\" must be a name");
