@@ -29,16 +29,9 @@ static double ms(uint64_t from, uint64_t to)
  * the language's warm runner), "reseed" once after a fork. */
 static int repl_job_add(struct session *s, json_t *job)
 {
-        json_t *argv = json_array();
+        json_t *argv = op_lang_runner_argv_json(s->lang);
 
-        if (!argv)
-                return -ENOMEM;
-        for (char *const *a = s->lang->warm; *a; a++)
-                if (json_array_append_new(argv, json_string(*a)) < 0) {
-                        json_decref(argv);
-                        return -ENOMEM;
-                }
-        if (json_object_set_new(job, "repl", argv) < 0)
+        if (!argv || json_object_set_new(job, "repl", argv) < 0)
                 return -ENOMEM;
         if (s->repl_reseed && json_object_set_new(job, "reseed", json_true()) < 0)
                 return -ENOMEM;

@@ -1319,8 +1319,7 @@ static void next_runner_start(struct agent *a, json_t *spec)
         a->spare = LIMITS_GROUP_INIT;
         agent_prepare(a);
         a->warm_pending = true;
-        a->warm_started_us = op_now_us();
-        a->warm_ready_ms = (uint32_t)ready_ms;
+        a->warm_ready_by_us = op_now_us() + (uint64_t)ready_ms * 1000;
 }
 
 /* A runner next_runner_start() started is the waiting runner once it has said ready: looked at
@@ -1682,7 +1681,7 @@ void agent_answered(struct agent *a)
 
 int agent_idle_timeout_ms(const struct agent *a)
 {
-        uint64_t end = a->warm_started_us + (uint64_t)a->warm_ready_ms * 1000, now = op_now_us();
+        uint64_t end = a->warm_ready_by_us, now = op_now_us();
 
         if (!a->warm_pending)
                 return -1;

@@ -30,10 +30,9 @@ struct agent {
         struct agent_child warm; /* that runner (its fd 3 is warm.ctl_fd) */
         char *warm_dir; /* its working directory, empty, which the exec that takes it runs in */
         /* That runner was started after a session's call and has not said ready yet: the next
-         * call takes it if it has by then; it has warm_ready_ms from warm_started_us. */
+         * call takes it if it has by then; it must be by warm_ready_by_us (op_now_us()). */
         bool warm_pending;
-        uint64_t warm_started_us;
-        uint32_t warm_ready_ms;
+        uint64_t warm_ready_by_us;
         json_t *next_runner; /* the last call's "next_runner", started by agent_answered() */
         /* A runner agent_answered() started has this cgroup of its own (the call that takes it
          * runs there): the spare stays clean for a call that does not (memory.peak). */

@@ -411,7 +411,7 @@ uint32_t op_lang_warm_ready_ms(const struct op_lang *lang)
         return lang->compile[0] ? OP_WARM_READY_MS_MAX : OP_WARM_READY_MS_DEFAULT;
 }
 
-json_t *op_lang_runner_json(const struct op_lang *lang)
+json_t *op_lang_runner_argv_json(const struct op_lang *lang)
 {
         json_t *argv;
 
@@ -422,6 +422,15 @@ json_t *op_lang_runner_json(const struct op_lang *lang)
                         json_decref(argv);
                         return NULL;
                 }
+        return argv;
+}
+
+json_t *op_lang_runner_json(const struct op_lang *lang)
+{
+        json_t *argv = op_lang_runner_argv_json(lang);
+
+        if (!argv)
+                return NULL;
         return json_pack("{s:o, s:i}", "argv", argv, "ready_timeout_ms",
                          (int)op_lang_warm_ready_ms(lang));
 }

@@ -74,8 +74,10 @@ bool op_lang_warm_in_clone(const struct op_lang *lang);
  * (the longest for a compiled language's runner, which warms its compiler up too). */
 uint32_t op_lang_warm_ready_ms(const struct op_lang *lang);
 /* Its runner as the agent starts one ("prime"'s "runner", an exec's "next_runner"):
- * {"argv", "ready_timeout_ms"}. New reference; NULL when out of memory or it has none. */
+ * {"argv", "ready_timeout_ms"}; and its argv alone (a repl call's "repl"). New references; NULL
+ * when out of memory or it has none. */
 struct json_t *op_lang_runner_json(const struct op_lang *lang);
+struct json_t *op_lang_runner_argv_json(const struct op_lang *lang);
 
 /* Expand the run template: "{file}" -> file, then append args. *ret is a malloc'd
  * NULL-terminated array whose strings are malloc'd too; free with op_argv_free(). */
