@@ -233,6 +233,28 @@ class Opd:
                     continue
         return pids
 
+    def settled_vmms(self, lang, n, timeout=120):
+        """The pids of lang's n paused clones, once they are all there is: n ready, none
+        restoring or in use, no other live VM (a session, a cold boot, another pool's clone), and
+        no VMM process or VM directory left of a VM destroyed before. For a pool whose target
+        cannot move (its most, pool.max_size, no more than its size: pool.max_size = 0), the set
+        then stays as it is until a request takes a clone or a VMM fails: the pool neither grows
+        under demand nor stops a clone as the demand fades."""
+        def settled():
+            st = self.call({"op": "status"})
+            p = next(la["pool"] for la in st["languages"] if la["name"] == lang)
+            if p["max"] > n:
+                raise AssertionError(f"the {lang} pool may grow to {p['max']}: no stable set of "
+                                     f"{n} VMMs (pool.max_size = 0 keeps it at its size)")
+            pids = self.vmm_pids()
+            dirs = [e for e in os.listdir(self.run_dir) if e.startswith("vm-")]
+            return sorted(pids) if (p["target"], p["ready"], p["restoring"], p["in_use"],
+                                    st["counters"]["active_vms"], len(pids), len(dirs)) == \
+                (n, n, 0, 0, n, n, n) else None
+        return wait_for(settled, timeout, lambda: f"{n} paused {lang} clones and no other VM: "
+                        f"{pool(self, lang)}, VMMs {self.vmm_pids()}, VM directories "
+                        f"{os.listdir(self.run_dir)}")
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -292,3 +314,49 @@ def rss_bytes(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
+
+
+PF_EXITING = 0x4  # the kernel's flag of a process that has begun to exit (/proc/PID/stat)
+
+
+def ended(pid):
+    """Whether process pid has ended or is ending: no /proc entry, a zombie, or exiting (it
+    drops its memory, then closes its files, before it becomes a zombie: what /proc shows of
+    it meanwhile is not what it had)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        # gone before the open, or reaped between the open and the read (ESRCH)
+        return True
+    return fields[0] in ("Z", "X", "x") or bool(int(fields[6]) & PF_EXITING)
+
+
+def fd_targets(pid):
+    """{fd: what it points to} of process pid; an fd closed while the list is read is left out.
+    FileNotFoundError once the process has gone."""
+    targets = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            targets[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+    return targets
+
+
+def each_live(pids, check):
+    """check(pid) for each of pids, skipping a process that ends meanwhile: one whose /proc
+    entries vanish under check (FileNotFoundError, ProcessLookupError), or whose check fails
+    while it is found ended or ending just after (an exiting process loses its memory and its
+    files before /proc forgets it). A process that lives on has its errors raised. The pids
+    checked to the end: a skipped process passed no check."""
+    checked = []
+    for pid in pids:
+        try:
+            check(pid)
+        except (FileNotFoundError, ProcessLookupError, AssertionError):
+            if ended(pid):
+                continue
+            raise
+        checked.append(pid)
+    return checked
