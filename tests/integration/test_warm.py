@@ -8,7 +8,7 @@ import signal
 import time
 import unittest
 
-from opdtest import IMAGES, Opd, pool, wait_for
+from opdtest import IMAGES, Opd, each_live, fd_targets, pool, wait_for
 
 RANDOM_AND_CLOCK = ("import os, time, json, socket\n"
                     "boot_id = open('/proc/sys/kernel/random/boot_id').read().strip()\n"
@@ -62,7 +62,10 @@ def warm_pair(test, req, timeout):
 class WarmPython(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.opd = Opd({"pool.sizes": "python=2,bash=0", "pool.fallback_cold": "no"})
+        # pool.max_size = 0: two clones whatever the demand, so that once they are restored the
+        # VMM processes are those two and no other (Opd.settled_vmms)
+        cls.opd = Opd({"pool.sizes": "python=2,bash=0", "pool.max_size": "0",
+                       "pool.fallback_cold": "no"})
         cls.version = create_snapshot(cls.opd, "python")
         wait_serving(cls.opd, "python", cls.version, ready=2)
 
@@ -136,11 +139,8 @@ class WarmPython(unittest.TestCase):
         self.assertEqual((a["stdout"], a["stderr"], a["exit_code"]), ("LINE\n", "to stderr\n", 0))
 
     def test_pooled_vm_killed_is_replaced(self):
-        p = wait_for(lambda: (lambda p: p if p["ready"] >= 2 else None)(pool(self.opd, "python")),
-                     120, lambda: f"2 python clones ready: {pool(self.opd, 'python')}")
-        before = p["restores"]
-        pids = self.opd.vmm_pids()
-        self.assertTrue(pids)
+        pids = self.opd.settled_vmms("python", 2)  # paused clones, not a used VM's ending VMM
+        before = pool(self.opd, "python")["restores"]
         os.kill(pids[0], signal.SIGKILL)
         # replaced in the background; no request fails meanwhile
         a = self.opd.run("python", "print('after kill')")
@@ -159,51 +159,26 @@ class WarmPython(unittest.TestCase):
                          "x[::4096] = bytes(len(x[::4096]))\nprint(len(x))")
         self.assertTrue(a["ok"], a)
         self.assertEqual(a["stdout"], str(48 << 20) + "\n")
-        wait_serving(self.opd, "python", self.version, ready=2)
         mem = os.path.realpath(os.path.join(self.opd.dir, "cache", "python", self.version, "mem"))
-        def mapped(pid):
-            """The process's mappings of mem once it has any (a QEMU the pool has just started
-            holds the file before it maps it), or "gone" for a process that has ended."""
-            try:
-                with open(f"/proc/{pid}/maps") as f:
-                    return [ln.split() for ln in f if ln.rstrip().endswith(" " + mem)]
-            except (FileNotFoundError, ProcessLookupError):
-                return "gone"
 
-        pids = self.opd.vmm_pids()
-        self.assertTrue(pids)
-        checked = 0
-        for pid in pids:
-            maps = wait_for(lambda: mapped(pid), 120, f"QEMU {pid} to map {mem}")
-            if maps == "gone":
-                continue
+        def check(pid):
+            with open(f"/proc/{pid}/maps") as f:
+                maps = [ln.split() for ln in f if ln.rstrip().endswith(" " + mem)]
+            self.assertTrue(maps, f"QEMU {pid} does not map {mem}")
             for m in maps:  # private: writes go to the clone's own pages
                 self.assertEqual(m[1][3], "p", m)
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    self.assertRegex(f.read(), r"(?m)^Seccomp:\s+2$", pid)
-                held = 0
-                for fd in os.listdir(f"/proc/{pid}/fd"):
-                    try:
-                        target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                            flags = int(next(ln for ln in f
-                                             if ln.startswith("flags:")).split()[1], 8)
-                    except FileNotFoundError:
-                        continue
-                    if target == mem:
-                        held += 1
-                        self.assertEqual(flags & os.O_ACCMODE, os.O_RDONLY,
-                                         (pid, fd, oct(flags)))
-            except FileNotFoundError:
-                continue  # ended meanwhile
-            if held == 0 and mapped(pid) in ("gone", []):
-                # ended meanwhile: the pool stopped an idle clone (its fds close as it exits,
-                # and a running QEMU never unmaps its guest RAM)
-                continue
-            self.assertGreater(held, 0, f"QEMU {pid} holds no fd of {mem}")
-            checked += 1
-        self.assertGreater(checked, 0, pids)
+            with open(f"/proc/{pid}/status") as f:
+                self.assertRegex(f.read(), r"(?m)^Seccomp:\s+2$", pid)
+            held = [fd for fd, target in fd_targets(pid).items() if target == mem]
+            self.assertTrue(held, f"QEMU {pid} holds no fd of {mem}")
+            for fd in held:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    flags = int(next(ln for ln in f if ln.startswith("flags:")).split()[1], 8)
+                self.assertEqual(flags & os.O_ACCMODE, os.O_RDONLY, (pid, fd, oct(flags)))
+
+        # the two paused clones, restored in full (mapped), and the used VM's VMM ended
+        pids = self.opd.settled_vmms("python", 2)
+        self.assertEqual(each_live(pids, check), pids)
 
     def test_zz_memory_file_unchanged_by_clones(self):
         # runs last in this class: every clone above wrote to its (private) guest memory
@@ -1534,17 +1509,17 @@ class SnapshotVersions(unittest.TestCase):
         p = pool(opd, "bash")
         self.assertIsNone(p["error"])
 
-        # drained: no VMM process maps v1's memory any more
+        # drained: no VMM process maps v1's memory any more (one that ended maps nothing)
         def maps_v1():
-            for pid in opd.vmm_pids():
-                try:
-                    with open(f"/proc/{pid}/maps") as f:
-                        if f"/{v1}/mem" in f.read():
-                            return True
-                except OSError:
-                    pass
-            return False
-        wait_for(lambda: not maps_v1(), 30, "v1's clones to drain")
+            found = []
+
+            def check(pid):
+                with open(f"/proc/{pid}/maps") as f:
+                    if f"/{v1}/mem" in f.read():
+                        found.append(pid)
+            each_live(opd.vmm_pids(), check)
+            return found
+        wait_for(lambda: not maps_v1(), 30, lambda: f"v1's clones to drain: {maps_v1()}")
 
 
 if __name__ == "__main__":
