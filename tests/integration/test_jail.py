@@ -8,7 +8,7 @@ import socket
 import time
 import unittest
 
-from opdtest import Opd, wait_for
+from opdtest import Opd, each_live, ended, fd_targets, wait_for
 from test_warm import create_snapshot, wait_serving
 
 JAIL_UID_MIN, JAIL_UID_MAX = 1879048192, 1879048192 + 1023
@@ -53,7 +53,9 @@ def as_uid(uid, fn):
 class Jail(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.opd = Opd({"pool.sizes": "bash=2", "pool.fallback_cold": "no",
+        # pool.max_size = 0: two clones whatever the demand, so that once they are restored the
+        # VMM processes are those two and no other (vmms())
+        cls.opd = Opd({"pool.sizes": "bash=2", "pool.max_size": "0", "pool.fallback_cold": "no",
                        "languages.enabled": "bash"})
         cls.version = create_snapshot(cls.opd, "bash")
         wait_serving(cls.opd, "bash", cls.version, ready=2)
@@ -64,9 +66,9 @@ class Jail(unittest.TestCase):
         cls.opd.stop()
 
     def vmms(self):
-        pids = self.opd.vmm_pids()
-        self.assertGreaterEqual(len(pids), 2, "two paused clones should be alive")
-        return pids
+        """The two paused clones' VMMs, each started in full (a VMM its jail is still being
+        set up for is no VMM yet), and no other: not a used VM's VMM as it ends."""
+        return self.opd.settled_vmms("bash", 2)
 
     def test_status_says_jail(self):
         st = self.opd.call({"op": "status"})
@@ -87,7 +89,8 @@ class Jail(unittest.TestCase):
     def test_each_vmm_is_jailed(self):
         opd_uid = int(status_fields(self.opd.proc.pid)["Uid"].split()[0])
         uids = set()
-        for pid in self.vmms():
+
+        def check(pid):
             s = status_fields(pid)
             ids = set(s["Uid"].split())
             self.assertEqual(len(ids), 1, s["Uid"])
@@ -114,27 +117,31 @@ class Jail(unittest.TestCase):
             self.assertEqual(os.readlink(f"/proc/{pid}/cwd"), "/vm")
             # only the fds meant for it: stdio, agent, QMP, the snapshot's files (then QEMU's
             # own eventfds and the like): none of opd's sockets or files beyond these
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                except FileNotFoundError:
-                    continue
+            for target in fd_targets(pid).values():
                 if target.startswith("/"):
                     self.assertTrue(target.startswith((self.opd.run_dir, self.snap, "/dev/null",
                                                        "/vm/")), target)
             uids.add(uid)
-        self.assertEqual(len(uids), len(self.vmms()), "two VMs share a uid")
+
+        pids = self.vmms()
+        self.assertEqual(each_live(pids, check), pids)
+        self.assertEqual(len(uids), len(pids), "two VMs share a uid")
 
     def test_each_vmm_has_seccomp(self):
         # QEMU's own seccomp filter (-sandbox on,...: the QEMU command line's part)
-        for pid in self.vmms():
+        def check(pid):
             self.assertEqual(status_fields(pid)["Seccomp"], "2",
                              f"VMM {pid} runs without its seccomp sandbox")
 
+        pids = self.vmms()
+        self.assertEqual(each_live(pids, check), pids)
+
     def test_vm_uid_is_refused(self):
+        # the settled set stays: the VMMs, their uids, fds and directories are there throughout
         pids = self.vmms()
         uid = int(status_fields(pids[0])["Uid"].split()[0])
         other_dirs = [os.path.join(self.opd.run_dir, d) for d in os.listdir(self.opd.run_dir)]
+        mem_fds = [fd for fd, target in fd_targets(pids[0]).items() if target.endswith("/mem")]
 
         def write_mem():
             os.open(os.path.join(self.snap, "mem"), os.O_WRONLY)
@@ -156,10 +163,9 @@ class Jail(unittest.TestCase):
 
         def reopen_mem_rw():
             # the file is open in the VMM: reopening it read-write through /proc is refused
-            for fd in os.listdir(f"/proc/{pids[0]}/fd"):
-                if os.readlink(f"/proc/{pids[0]}/fd/{fd}").endswith("/mem"):
-                    os.open(f"/proc/{pids[0]}/fd/{fd}", os.O_RDWR)
-                    return
+            for fd in mem_fds:
+                os.open(f"/proc/{pids[0]}/fd/{fd}", os.O_RDWR)
+                return
             raise OSError(errno.ENOENT, "no mem fd")
 
         def connect():
@@ -231,30 +237,22 @@ def children(pid, name):
     return found
 
 
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return "\nState:\tZ" not in f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 @unittest.skipUnless(os.geteuid() == 0, "opd jails its VMMs only when started as root")
 class HelperKilled(unittest.TestCase):
     def test_vmms_die_with_opd_jail(self):
         """However opd-jail ends (here SIGKILL, so it cannot clean up), its VMMs end with it:
         a change of uid clears the parent-death signal, so it is armed after the last one."""
-        opd = Opd({"pool.sizes": "bash=1", "pool.fallback_cold": "no",
+        opd = Opd({"pool.sizes": "bash=1", "pool.max_size": "0", "pool.fallback_cold": "no",
                    "languages.enabled": "bash"})
         try:
             version = create_snapshot(opd, "bash")
             wait_serving(opd, "bash", version, ready=1)
-            vmms = opd.vmm_pids()
-            self.assertTrue(vmms)
+            # the paused clone, started in full (not the snapshot's VMM as it ends)
+            vmms = opd.settled_vmms("bash", 1)
             helpers = children(opd.proc.pid, "opd-jail")
             self.assertEqual(len(helpers), 1, helpers)
             os.kill(helpers[0], 9)
-            wait_for(lambda: not [p for p in vmms if alive(p)], 60,
+            wait_for(lambda: all(ended(p) for p in vmms), 60,
                      f"the VMMs {vmms} to end with opd-jail")
         finally:
             opd.stop()
