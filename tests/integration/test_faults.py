@@ -11,22 +11,13 @@ import tempfile
 import threading
 import unittest
 
-from opdtest import IMAGES, Opd, pool, wait_for
+from opdtest import IMAGES, Opd, each_live, ended, fd_targets, pool, wait_for
 from test_warm import create_snapshot, wait_serving
 
 
 def qemu_argv(pid):
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return f.read().split(b"\0")
-
-
-def gone(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        # gone before the open, or reaped between the open and the read (ESRCH)
-        return True
 
 
 class Background:
@@ -58,10 +49,11 @@ class Background:
 
 
 def running_vm(opd, before):
-    """The VMM that took a request: the pooled one (from `before`) still alive once in use."""
+    """The VMM that took a request: the pooled one (`before`: the pool's one clone, settled)
+    still alive once in use."""
     wait_for(lambda: pool(opd, "bash")["in_use"] >= 1, 60,
              lambda: f"the request to take a clone: {pool(opd, 'bash')}")
-    alive = [pid for pid in before if not gone(pid)]
+    alive = [pid for pid in before if not ended(pid)]
     assert len(alive) == 1, (before, alive)
     return alive[0]
 
@@ -91,19 +83,25 @@ class Faults(unittest.TestCase):
 
     def test_a_guest_has_no_network(self):
         wait_serving(self.opd, "bash", self.v2)
-        for pid in self.opd.vmm_pids():
+
+        def check(pid):
             argv = qemu_argv(pid)
             self.assertIn(b"-nodefaults", argv)  # no default NIC either
             for opt in (b"-net", b"-nic", b"-netdev"):
                 self.assertNotIn(opt, argv)
             self.assertFalse([a for a in argv if b"net" in a and a.startswith(b"-")], argv)
+
+        # the pool's clone, started in full (an exec'd QEMU), once the VMMs of the snapshots'
+        # boots and of v1's drained clone have ended
+        pids = self.opd.settled_vmms("bash", 1)
+        self.assertEqual(each_live(pids, check), pids)
         a = self.opd.run("bash", "ls /sys/class/net; cat /proc/net/dev | tail -n +3 | cut -d: -f1")
         self.assertTrue(a["ok"], a)
         self.assertEqual(a["stdout"].split(), ["lo", "lo"])
 
     def test_b_vmm_killed_mid_request(self):
         wait_serving(self.opd, "bash", self.v2)
-        before = self.opd.vmm_pids()
+        before = self.opd.settled_vmms("bash", 1)
         bg = Background(self.opd, {"op": "exec", "lang": "bash", "id": "k", "stream": True,
                                    "code": "echo started; sleep 600; echo finished",
                                    "timeout_ms": 60000})
@@ -122,7 +120,7 @@ class Faults(unittest.TestCase):
 
     def test_c_frozen_vmm_hits_the_host_deadline(self):
         wait_serving(self.opd, "bash", self.v2)
-        before = self.opd.vmm_pids()
+        before = self.opd.settled_vmms("bash", 1)
         bg = Background(self.opd, {"op": "exec", "lang": "bash", "id": "s", "stream": True,
                                    "code": "echo started; sleep 600", "timeout_ms": 15000})
         pid = running_vm(self.opd, before)
@@ -134,21 +132,21 @@ class Faults(unittest.TestCase):
         self.assertIsNotNone(a, "no answer within 120 s")
         self.assertFalse(a["ok"], a)
         self.assertEqual(a["error"]["code"], "timeout")
-        wait_for(lambda: gone(pid), 10, "the frozen VMM to be destroyed")
+        wait_for(lambda: ended(pid), 10, "the frozen VMM to be destroyed")
         self.served("after-freeze")
 
     def test_d_a_closed_connection_cancels_its_request(self):
         # the client goes away while its program runs: nobody can read the answer, so opd
         # cancels the request and destroys its VM at once instead of running it to its end
         wait_serving(self.opd, "bash", self.v2)
-        before = self.opd.vmm_pids()
+        before = self.opd.settled_vmms("bash", 1)
         c = self.opd.client(timeout=120)
         c.send({"op": "exec", "lang": "bash", "id": "g", "stream": True,
                 "code": "echo started; sleep 600", "timeout_ms": 600000})
         pid = running_vm(self.opd, before)
         self.assertEqual(c.recv().get("event"), "stdout")  # the program runs
         c.close()
-        wait_for(lambda: gone(pid), 60, "the request's VMM to be destroyed")
+        wait_for(lambda: ended(pid), 60, "the request's VMM to be destroyed")
         self.served("after-close")
 
     def test_e_a_half_closed_connection_still_gets_its_answer(self):
@@ -222,17 +220,30 @@ class Restart(unittest.TestCase):
             bg = Background(opd, {"op": "exec", "lang": "bash", "id": 1, "code": "sleep 60"})
             c = opd.client()
             c.send({"op": "snapshot", "action": "create", "lang": "bash", "id": "s"})
-            wait_for(lambda: [e for e in os.listdir(cache) if e.startswith(".tmp-")], 60,
-                     "the snapshot's staging directory")
+            staging = os.path.join(os.path.realpath(cache), ".tmp-")
+
+            def snapshot_vmms():
+                """opd's VMMs that hold a file of the snapshot's staging directory (its memory):
+                the snapshot's VM, once its VMM has started."""
+                found = []
+
+                def check(pid):
+                    if any(t.startswith(staging) for t in fd_targets(pid).values()):
+                        found.append(pid)
+                each_live(opd.vmm_pids(), check)
+                return found
+
+            wait_for(snapshot_vmms, 60, "the snapshot's VMM to start")
             wait_for(lambda: pool(opd, "bash")["in_use"] >= 1, 60, "the request to take a clone")
+            # the request's VMM and the snapshot's, at least (the pool may be refilling too)
             vmms = opd.vmm_pids()
             self.assertGreaterEqual(len(vmms), 2)
             opd.proc.kill()
             opd.proc.wait()
             self.assertIsNone(bg.wait(30))  # the connection just closed
             c.close()
-            wait_for(lambda: all(gone(p) for p in vmms), 10,
-                     lambda: f"every VMM to go: {[p for p in vmms if not gone(p)]}")
+            wait_for(lambda: all(ended(p) for p in vmms), 10,
+                     lambda: f"every VMM to go: {[p for p in vmms if not ended(p)]}")
             self.assertTrue(os.path.exists(opd.socket))  # left behind
             self.assertTrue([e for e in os.listdir(opd.run_dir) if e.startswith("vm-")])
         finally:
