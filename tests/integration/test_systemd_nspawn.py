@@ -83,8 +83,10 @@ class SystemdNspawn(unittest.TestCase):
                 shutil.copy(src, images)
         shutil.copytree(os.path.join(IMAGES, LANG), os.path.join(images, LANG))
         # the snapshot is made by hand below (test_06), not by opd itself
+        # pool.max_size = 0: the pool keeps its size whatever the demand, so that once its clones
+        # are restored the VMMs are those and no other (settled_vmms)
         conf = {"languages.enabled": LANG, "accel": "tcg", "pool.size": str(POOL),
-                "snapshot.create_missing": "no"}
+                "pool.max_size": "0", "snapshot.create_missing": "no"}
         # TCG serves only when the configuration says so, in an opd that has the key.
         check = cls.ct.run(["opd", "--check-config", "--config", "/etc/opd/opd.conf"])
         if re.search(r"(?m)^allow_tcg = ", check.stdout):
@@ -143,7 +145,9 @@ class SystemdNspawn(unittest.TestCase):
         return pid
 
     def procs(self, pids):
-        """{pid: {status fields..., "comm", "cmdline", "ns_mnt", "ns_pid", "ns_net"}}."""
+        """{pid: {status fields..., "comm", "cmdline", "ns_mnt", "ns_pid", "ns_net"}} of those
+        of pids that live on after theirs are read: a process that ended meanwhile (gone, a
+        zombie or exiting, as opdtest.ended tells) is left out, not read half."""
         script = r"""
 for p in "$@"; do
   echo "=== $p"
@@ -151,10 +155,13 @@ for p in "$@"; do
   echo "comm: $(cat /proc/$p/comm)"
   echo "cmdline: $(tr '\0' ' ' </proc/$p/cmdline)"
   for n in mnt pid net; do echo "ns_$n: $(readlink /proc/$p/ns/$n)"; done
-done"""
+  awk '{ sub(/.*\) /, ""); exit !($1 != "Z" && $1 != "X" && int($7 / 4) % 2 == 0) }' \
+    /proc/$p/stat && echo "live: yes"
+done 2>/dev/null; true"""
         out = self.ct.run(["sh", "-c", script, "sh", *map(str, pids)]).stdout
-        return {int(block.split("\n", 1)[0]): status_fields(block.split("\n", 1)[1])
-                for block in out.split("=== ")[1:]}
+        blocks = {int(block.split("\n", 1)[0]): status_fields(block.split("\n", 1)[1])
+                  for block in out.split("=== ")[1:]}
+        return {pid: st for pid, st in blocks.items() if st.get("live") == "yes"}
 
     def processes(self):
         """[(pid, uid, comm)] of every process in the container."""
@@ -167,6 +174,21 @@ done 2>/dev/null; true""")
     def vmm_pids(self):
         return [pid for pid, _, comm in self.processes()
                 if re.match(r"qemu-system|firecracker", comm)]
+
+    def settled_vmms(self, timeout=600):
+        """The VMMs of the pool's POOL paused clones, once they are all there is (as
+        opdtest's Opd.settled_vmms): POOL ready, none restoring or in use, no other VM, no VMM
+        left of a VM destroyed before. The pool's target cannot move (pool.max_size = 0): the
+        set stays until a request takes a clone."""
+        def settled():
+            st = json.loads(self.opctl("--json", "status").stdout)
+            p = [l for l in st["languages"] if l["name"] == LANG][0]["pool"]
+            pids = self.vmm_pids()
+            return sorted(pids) if p["snapshot"] and (
+                p["target"], p["ready"], p["restoring"], p["in_use"],
+                st["counters"]["active_vms"], len(pids)) == (POOL, POOL, 0, 0, POOL, POOL) else None
+        return wait_for(settled, timeout, lambda: f"{POOL} paused clones and no other VMM: "
+                        f"{self.pool()}, VMMs {self.vmm_pids()}", step=1)
 
     def pid1_complaints(self):
         """What systemd logged about opd's units besides starting, stopping and listening."""
@@ -296,11 +318,11 @@ done
         """Every VMM: a uid of its own (not root, not opd's, one per VM), no capabilities,
         no_new_privs, a seccomp filter with QEMU's own sandbox on, its own mount, pid and
         network namespaces."""
-        self.wait_pool_full()
+        listed = self.settled_vmms()
         opd = self.main_pid()
-        procs = self.procs([opd] + self.vmm_pids())
+        procs = self.procs([opd] + listed)
         vmms = {p: s for p, s in procs.items() if p != opd}
-        self.assertGreaterEqual(len(vmms), POOL, procs)
+        self.assertEqual(sorted(vmms), listed, procs)  # the settled set: none ended meanwhile
         opd_uid = procs[opd]["Uid"].split()[0]
         uids = {}
         for pid, st in vmms.items():
