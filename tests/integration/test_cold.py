@@ -2,7 +2,7 @@
 import os
 import unittest
 
-from opdtest import Opd, frame
+from opdtest import Opd, frame, wait_for
 
 
 class ColdBoot(unittest.TestCase):
@@ -104,11 +104,7 @@ class Shutdown(unittest.TestCase):
         c = opd.client()
         c.send({"op": "exec", "lang": "bash", "code": "sleep 30", "id": 1, "timeout_ms": 40000})
         # wait until the VMM process exists, then stop opd under it
-        import time
-        deadline = time.time() + 30
-        while not opd.vmm_pids() and time.time() < deadline:
-            time.sleep(0.1)
-        self.assertTrue(opd.vmm_pids(), "no VMM process started")
+        wait_for(opd.vmm_pids, 30, "the VMM process to start")
         self.assertEqual(opd.stop(), 0)
         a = c.recv()
         self.assertEqual(a["error"]["code"], "shutting_down")
