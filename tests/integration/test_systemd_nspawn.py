@@ -348,10 +348,17 @@ done
         with self.subTest(check="a uid per VM"):
             self.assertEqual(len(set(uids.values())), len(uids), uids)
 
+    def owners(self):
+        """Owner, group and mode of opd's run_dir and of each VM directory in it."""
+        out = self.sh("stat -c '%n %U:%G %a' /run/opd/vm /run/opd/vm/vm-*; true")
+        return dict(l.split(" ", 1) for l in out.splitlines() if l.startswith("/run/opd/vm"))
+
     def test_11_reload(self):
         """systemctl reload: opd reads its configuration again (a smaller pool), same process,
-        still serving."""
+        still serving; the reload's command leaves opd's run_dir and its VMs' directories as they
+        were, so the pool still restores clones after it."""
         pid = self.main_pid()
+        self.assertEqual(self.owners()["/run/opd/vm"], "opd:opd 700")
         self.set_config({"pool.size": "1"})
         self.ct.run(["systemctl", "reload", "opd.service"])
         wait_for(lambda: self.pool()["target"] == 1, 120, "the reloaded pool size", step=0.2)
@@ -360,8 +367,17 @@ done
                          ("active", str(pid), "0"))
         self.assertIn("configuration reloaded", self.journal())
         self.assertEqual(self.pid1_complaints(), [])
+        # systemd gives a RuntimeDirectory= tree back to root before each command of the unit
+        after = self.owners()
+        self.assertEqual(after["/run/opd/vm"], "opd:opd 700")
+        self.assertEqual([d for d, own in after.items() if own.startswith("root:")], [], after)
+        restores = self.pool()["restores"]
         p = self.opctl("--json", "run", "--no-stream", "--lang", LANG, "--code", "echo again")
         self.assertRegex(p.stdout, r'"stdout": ?"again\\n"')
+        # the clone it took is replaced: a restore after the reload
+        wait_for(lambda: (lambda p: p["ready"] == 1 and p["restores"] > restores)(self.pool()),
+                 300, lambda: f"a clone restored after the reload: {self.pool()}", step=0.5)
+        self.assertNotIn("cannot start a restore", self.journal())
 
     def test_12_stop_remove_purge(self):
         """Stop: opd and every VMM gone, the socket stays. apt-get remove: units stopped, the

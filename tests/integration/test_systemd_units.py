@@ -122,6 +122,7 @@ class Units(unittest.TestCase):
             self.assertEqual((p.returncode, p.stderr), (0, ""), p.stdout)
             want = {
                 "run/opd": (0o755, 0, 0),
+                "run/opd/vm": (0o700, uid, gid),
                 "var/lib/opd": (0o750, uid, gid),
                 "var/lib/opd/cache": (0o750, uid, gid),
                 "var/lib/opd/images": (0o755, uid, gid),
@@ -154,8 +155,16 @@ class Units(unittest.TestCase):
         self.assertIn(f"ListenStream={conf['socket']}\n", sock)
         self.assertIn(f"SocketMode={conf['socket_mode']}\n", sock)
         self.assertTrue(conf["run_dir"].startswith("/run/opd/"))
+        # run_dir is writable in opd's namespace and made by tmpfiles as opd's; never a
+        # RuntimeDirectory=, which systemd gives back to root before every command of the unit
         with open(SERVICE) as f:
-            self.assertIn("RuntimeDirectory=" + conf["run_dir"][len("/run/"):] + "\n", f.read())
+            service = f.read()
+        rw = [l for l in service.splitlines() if l.startswith("ReadWritePaths=")]
+        self.assertEqual(len(rw), 1, rw)
+        self.assertIn(conf["run_dir"], rw[0].split("=", 1)[1].split())
+        self.assertEqual([l for l in service.splitlines() if l.startswith("RuntimeDirectory")], [])
+        with open(TMPFILES) as f:
+            self.assertRegex(f.read(), rf"(?m)^d\s+{conf['run_dir']}\s+0700\s+opd\s+opd\s")
 
 
 if __name__ == "__main__":
