@@ -49,6 +49,7 @@ void pools_log(const struct pools *all, int prio, const char *fmt, ...)
 enum clone_stage {
         CLONE_RESTORING, /* loading its state */
         CLONE_PRIMING,   /* resumed, running the language's prime program */
+        CLONE_SETTLING,  /* primed: a ping sent, answered once the agent is idle again */
         CLONE_PAUSING,   /* stop sent after priming */
         CLONE_READY,     /* paused, in the ready list */
         _CLONE_STAGE_MAX,
@@ -62,10 +63,8 @@ struct pool_clone {
 };
 
 static const char *const clone_stage_names[_CLONE_STAGE_MAX] = {
-    [CLONE_RESTORING] = "restoring",
-    [CLONE_PRIMING] = "priming",
-    [CLONE_PAUSING] = "pausing",
-    [CLONE_READY] = "ready",
+    [CLONE_RESTORING] = "restoring", [CLONE_PRIMING] = "priming", [CLONE_SETTLING] = "settling",
+    [CLONE_PAUSING] = "pausing",     [CLONE_READY] = "ready",
 };
 
 static void clone_link(struct pool_clone *c)
@@ -283,6 +282,18 @@ static int start_prime(struct pool_clone *c)
         return r;
 }
 
+/* A ping after the prime's answer: the agent reads it once it is idle again. */
+static int send_settle_ping(struct vm *vm)
+{
+        _cleanup_(json_decrefp) json_t *ping =
+            json_pack("{s:s, s:s}", "op", "ping", "id", "settle");
+
+        if (!ping)
+                return -ENOMEM;
+        vm_set_frame_max(vm, op_agent_frame_max(&(struct op_agent_limits){.op = OP_AGENT_OP_PING}));
+        return vm_send(vm, ping);
+}
+
 static void on_pool_vm_answer(struct vm *vm, json_t *ans, void *userdata)
 {
         struct pool_clone *c = userdata;
@@ -292,12 +303,21 @@ static void on_pool_vm_answer(struct vm *vm, json_t *ans, void *userdata)
         char err[512], why[600];
         int r;
 
-        prime_limits(p, vm, &lim);
+        if (c->stage == CLONE_SETTLING)
+                lim = (struct op_agent_limits){.op = OP_AGENT_OP_PING};
+        else
+                prime_limits(p, vm, &lim);
         r = op_agent_answer_decode(ans, &lim, &a, err, sizeof(err));
         if (r < 0) {
                 snprintf(why, sizeof(why), "agent sent %s",
                          r == -ENOMEM ? "an answer opd could not hold in memory" : err);
                 vm_abort(vm, why);
+                return;
+        }
+        if (c->stage == CLONE_SETTLING) {
+                clone_set_stage(c, CLONE_PAUSING);
+                if (vm_pause(vm) < 0)
+                        on_pool_vm_failed(vm, "cannot pause after priming", c);
                 return;
         }
         if (!a.ok) {
@@ -308,9 +328,11 @@ static void on_pool_vm_answer(struct vm *vm, json_t *ans, void *userdata)
         p->stats.last_prime_ms = !a.ok                        ? 0
                                  : lim.op == OP_AGENT_OP_EXEC ? a.exec.run.run_ms
                                                               : a.run_ms;
-        clone_set_stage(c, CLONE_PAUSING);
-        if (vm_pause(vm) < 0)
-                on_pool_vm_failed(vm, "cannot pause after priming", c);
+        /* The agent answers a ping once it has done what follows an answer (the next run's
+         * cgroup, reaping): paused before, that work would wait for the request. */
+        clone_set_stage(c, CLONE_SETTLING);
+        if (send_settle_ping(vm) < 0)
+                on_pool_vm_failed(vm, "cannot ping after priming", c);
 }
 
 static struct pool_waiter *waiter_of(const struct fairq_item *it)

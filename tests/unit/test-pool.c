@@ -54,6 +54,7 @@ struct fx {
         size_t n_log;
         unsigned max_restoring; /* the most clones restoring at once, all pools */
         unsigned prime_jobs;
+        unsigned pings;
         json_t *last_job; /* the last job a clone was sent */
 };
 
@@ -136,12 +137,18 @@ static int run_off_loop(pool_job_fn fn, void *arg, int *keep_fd, pool_job_done_f
         return 0;
 }
 
-/* The agent: primes (a warm snapshot's "prime" op), answers anything else {"ok": true}. */
+/* The agent: primes (a warm snapshot's "prime" op), answers a ping (the one after a prime) with
+ * a pong, anything else {"ok": true}. last_job is the last frame but a ping. */
 static json_t *agent(struct vm *vm, json_t *frame, void *userdata)
 {
         struct fx *f = userdata;
         const char *op = json_string_value(json_object_get(frame, "op"));
 
+        if (op && strcmp(op, "ping") == 0) {
+                f->pings++;
+                return json_pack("{s:O, s:b, s:b, s:s}", "id", json_object_get(frame, "id"), "ok",
+                                 1, "pong", 1, "agent_version", "fake");
+        }
         json_decref(f->last_job);
         f->last_job = json_incref(frame);
         if (op && strcmp(op, "prime") == 0) {
@@ -416,7 +423,7 @@ static void test_prime(void **state)
 {
         struct fx *f = *state;
         struct pool *p = pool_a(f);
-        ssize_t a, b, c;
+        ssize_t a, b, c, d;
 
         f->cfg.pool_prime = OP_YES;
         free(f->langs.v[0].prime);
@@ -426,10 +433,13 @@ static void test_prime(void **state)
         pool_serve(p, snap_new(f, "v1", true));
         wait_ready(f, p, 1);
         a = log_find(f, 0, "restoring -> priming", NULL);
-        b = log_find(f, 0, "priming -> pausing", NULL);
-        c = log_find(f, 0, "pausing -> ready", NULL);
-        assert_true(a >= 0 && a < b && b < c);
+        b = log_find(f, 0, "priming -> settling", NULL);
+        c = log_find(f, 0, "settling -> pausing", NULL);
+        d = log_find(f, 0, "pausing -> ready", NULL);
+        assert_true(a >= 0 && a < b && b < c && c < d);
         assert_int_equal(f->prime_jobs, 1);
+        /* paused only once the agent has answered a ping after the prime (it is idle then) */
+        assert_int_equal(f->pings, 1);
         assert_true(counts(p).stats.last_prime_ms == 1.5);
         assert_int_equal(only_vm(f)->state, VM_PAUSED);
 }
