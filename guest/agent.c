@@ -779,7 +779,7 @@ static int make_rundir(const struct agent_config *cfg, const struct exec_req *q,
         _cleanup_close_ int dfd = -1;
         int r;
 
-        if (mkdir(parent, 0755) < 0 && errno != EEXIST)
+        if (!own && mkdir(parent, 0755) < 0 && errno != EEXIST)
                 return op_errf(errbuf, errlen, -EINVAL, "mkdir %s: %s", parent, strerror(errno));
         if (q->keepdir) {
                 r = open_keepdir(cfg, parent, q->keepdir, &dir, &dfd, errbuf, errlen);
@@ -806,7 +806,8 @@ static int make_rundir(const struct agent_config *cfg, const struct exec_req *q,
                 r = -errno;
                 goto fail;
         }
-        if (cfg->uid != (uid_t)-1 && fchown(dfd, cfg->uid, cfg->gid) < 0) {
+        /* A runner's own directory was made the program user's when the runner started. */
+        if (!own && cfg->uid != (uid_t)-1 && fchown(dfd, cfg->uid, cfg->gid) < 0) {
                 r = -errno;
                 goto fail;
         }

@@ -797,11 +797,15 @@ int agent_spawn_in(const struct agent_job *job, bool with_ctl, const struct limi
                    struct agent_child *ret)
 {
         struct limits_run lr = LIMITS_RUN_INIT;
+        int r;
 
         if (!g || g->procs_fd < 0)
                 return spawn(job, with_ctl, NULL, ret);
         lr.g.procs_fd = g->procs_fd; /* only joins the group: no limits yet */
-        return spawn(job, with_ctl, &lr, ret);
+        r = spawn(job, with_ctl, &lr, ret);
+        if (r == 0)
+                snprintf(ret->group, sizeof(ret->group), "%s", g->path);
+        return r;
 }
 
 /* Takes lr (prepared): its cgroup is removed on return. With ret_kept, the child is a kept
@@ -952,8 +956,10 @@ int agent_exec_attach(const struct agent_job *job, struct agent_child *child,
                 agent_child_kill(child);
                 return rc;
         }
-        /* Started earlier (a warm runner): it joins the run's cgroup and limits now. */
-        if (child->pid > 0 && limits_attach(&lr, child->pid) < 0) {
+        /* Started earlier (a warm runner): it joins the run's cgroup and limits now (it is there
+         * already when it was started in that group and is alive). */
+        if (child->pid > 0 &&
+            limits_attach(&lr, child->pid, child->reaped ? NULL : child->group) < 0) {
                 agent_child_kill(child);
                 limits_done(&lr);
                 return -EPERM;
@@ -1047,7 +1053,7 @@ int agent_exec_repl(const struct agent_job *job, struct agent_child *repl, struc
                 return rc;
         }
         /* Into this call's cgroup and limits, from the last call's (or the spare it started in). */
-        if (limits_attach(&lr, repl->pid) < 0) {
+        if (limits_attach(&lr, repl->pid, NULL) < 0) {
                 agent_child_kill(repl);
                 limits_done(&lr);
                 return -EPERM;

@@ -54,6 +54,7 @@ struct agent_child {
         int ctl_fd;                /* its fd 3 (a stream socket), or -1 */
         bool reaped;               /* someone else reaped pid and reported status */
         int status;                /* wait status when reaped */
+        char group[128];           /* the cgroup it was started in (agent_spawn_in()), or "" */
 };
 
 #define AGENT_CHILD_INIT                                                                           \

@@ -238,14 +238,16 @@ static bool in_group(const struct limits_group *g, pid_t pid)
         return strcmp(buf, want) == 0;
 }
 
-int limits_attach(const struct limits_run *lr, pid_t pid)
+int limits_attach(const struct limits_run *lr, pid_t pid, const char *started_in)
 {
         char num[32];
         struct rlimit cpu = lr->rl_cpu;
+        bool there = started_in && lr->g.path[0] && strcmp(started_in, lr->g.path) == 0;
 
         /* A warm runner started in the group (the agent's spare) is there already: moving a
-         * process costs more than checking. */
-        if (lr->g.procs_fd >= 0 && !in_group(&lr->g, pid)) {
+         * process costs more than checking, and knowing costs nothing (group names are never
+         * reused, and the program's user cannot move a process out of it). */
+        if (lr->g.procs_fd >= 0 && !there && !in_group(&lr->g, pid)) {
                 snprintf(num, sizeof(num), "%d", (int)pid);
                 if (write(lr->g.procs_fd, num, strlen(num)) < 0)
                         return -errno;

@@ -63,8 +63,10 @@ int limits_prepare(const struct agent_limits *lim, struct limits_group *spare,
 /* In the forked child before exec (async-signal-safe): join the cgroup and set the rlimits.
  * 0 or a negative errno. */
 int limits_enter_child(const struct limits_run *lr);
-/* For a program started earlier (a warm runner): move pid into the cgroup and set its rlimits. */
-int limits_attach(const struct limits_run *lr, pid_t pid);
+/* For a program started earlier (a warm runner): move pid into the cgroup and set its rlimits.
+ * started_in: the name of the group pid was started in and has not left, when the caller knows
+ * it, else NULL or "": pid is not moved when that is the run's group. */
+int limits_attach(const struct limits_run *lr, pid_t pid, const char *started_in);
 /* SIGKILL every process of the run's cgroup at once, forks in flight included (cgroup.kill).
  * false when there is no cgroup to do it with. */
 bool limits_kill(const struct limits_run *lr);
