@@ -135,7 +135,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
                 }
                 break;
         case FAKE_OP_SAVE:
-                if (!silent) {
+                if (f->o.fault == FAKE_FAULT_SAVE) {
+                        set_running(f, false);
+                        vm_drv_save_failed(vm, "fake: no space left for the save");
+                } else if (f->o.fault == FAKE_FAULT_SAVE_DIE) {
+                        vm_drv_failed(vm, "fake: the VMM died while it saved");
+                } else if (!silent) {
                         set_running(f, false);
                         vm_drv_saved(vm, NULL);
                 }

@@ -15,6 +15,9 @@ enum fake_fault {
         FAKE_FAULT_RESUME,  /* the VMM dies before it acknowledges a resume */
         FAKE_FAULT_RUNNING, /* the VMM dies when a job reaches the agent */
         FAKE_FAULT_SILENT,  /* nothing is ever answered: boot, restore, resume, pause, save, jobs */
+        FAKE_FAULT_SAVE,    /* a save fails; the VMM lives on with the VM paused (a file system
+                             * full under the save's files) */
+        FAKE_FAULT_SAVE_DIE, /* the VMM dies while it saves */
 };
 
 /* Delays in ms (0: the next loop turn) and the fault of one VM. */

@@ -121,6 +121,7 @@ static void on_jail(evutil_socket_t fd, short what, void *arg)
         vm_host_log(h, LOG_CRIT, "opd-jail is gone (%s): no VM can start", strerror(-r));
         while ((vm = LIST_FIRST(&h->vms))) {
                 vm->reaped = true;
+                vm->exit_said = true; /* how it ended is not known */
                 vm_drv_failed(vm, "opd-jail is gone");
                 if (LIST_FIRST(&h->vms) == vm)
                         vm_destroy(vm);
@@ -267,7 +268,6 @@ static struct vm *find_pid(struct vm *first, pid_t pid)
 bool vm_host_reap(struct vm_host *h, pid_t pid, int status)
 {
         struct vm *vm;
-        char why[128];
 
         if (pid <= 0)
                 return false;
@@ -278,15 +278,7 @@ bool vm_host_reap(struct vm_host *h, pid_t pid, int status)
                 return false;
         vm->reaped = true;
         vm->exit_status = status;
-        if (vm->state != VM_DEAD) {
-                if (WIFSIGNALED(status))
-                        snprintf(why, sizeof(why), "VMM process killed by signal %d",
-                                 WTERMSIG(status));
-                else
-                        snprintf(why, sizeof(why), "VMM process exited with status %d",
-                                 WEXITSTATUS(status));
-                vm_drv_failed(vm, why);
-        }
+        vm_reaped(vm); /* may destroy the VM */
         slot_freed(h);
         return true;
 }
@@ -295,6 +287,7 @@ static void vm_free(struct vm *vm)
 {
         snap_rmtree(AT_FDCWD, vm->workdir); /* the VM's directory */
         free(vm->workdir);
+        free(vm->ram_path);
         snap_ref_put(vm->snap);
         free(vm);
 }

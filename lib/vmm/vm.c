@@ -3,12 +3,14 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include "cleanup.h"
 #include "evframe.h"
 #include "evtimer.h"
+#include "fs-space.h"
 #include "msg.h"
 #include "host.h"
 #include "snap-ref.h"
@@ -94,48 +97,165 @@ static void log_console_file(struct vm *vm)
                 log_console(vm, buf, (size_t)k);
 }
 
+/* The owner hears of it: ev.failed, or when it has none (a VM detached from its owner while it
+ * is saved) the save's callback, that the saver waits on. Last thing: either may destroy the
+ * VM. */
 static void notify_failed(struct vm *vm, const char *why)
 {
+        void (*saved)(struct vm *, const char *, void *) = vm->saved;
         struct vm_events ev = vm->ev;
 
-        /* Last thing: the callback may destroy the VM. */
+        vm->saved = NULL;
         if (ev.failed)
                 ev.failed(vm, why, vm->userdata);
+        else if (saved)
+                saved(vm, why, vm->saved_userdata);
+}
+
+/* Why a VMM that was killed by SIGBUS was: a page of guest RAM its file could not give (a file
+ * system full under a shared or a tmpfs mapping, or the file cut short). The file: the one it
+ * booted with, or its snapshot's. */
+static void describe_sigbus(struct vm *vm, char *buf, size_t len)
+{
+        _cleanup_free_ char *snap_mem = NULL;
+        const char *path = vm->ram_path;
+        struct op_fs_space fs;
+        char space[300];
+
+        if (!path && vm->snap && vm->snap->path &&
+            asprintf(&snap_mem, "%s/mem", vm->snap->path) >= 0)
+                path = snap_mem;
+        if (!path || op_fs_space(path, &fs) < 0) {
+                snprintf(buf, len, " (a fault on guest RAM the kernel could not back)");
+                return;
+        }
+        /* at the fault there was none; less than a MiB now is that file system full */
+        op_fs_space_text(&fs, fs.avail < (1 << 20) ? -ENOSPC : 0, space, sizeof(space));
+        snprintf(buf, len, ": a page of guest RAM could not be %s its file %s: %s",
+                 vm->ram_path ? "written to" : "mapped from", path, space);
+}
+
+/* How the reaped VMM ended, when it ended on its own ("" when opd killed it). */
+static void exit_text(struct vm *vm, char *buf, size_t len)
+{
+        int st = vm->exit_status;
+        char detail[400] = "";
+        const char *name;
+
+        buf[0] = 0;
+        if (!vm->reaped || vm->proc.pid <= 0)
+                return;
+        if (WIFEXITED(st)) {
+                snprintf(buf, len, "the VMM exited with status %d", WEXITSTATUS(st));
+                return;
+        }
+        if (!WIFSIGNALED(st) || (vm->killed && WTERMSIG(st) == SIGKILL))
+                return;
+        if (WTERMSIG(st) == SIGBUS)
+                describe_sigbus(vm, detail, sizeof(detail));
+        name = sigabbrev_np(WTERMSIG(st));
+        if (name)
+                snprintf(buf, len, "the VMM was killed by SIG%s%s", name, detail);
+        else
+                snprintf(buf, len, "the VMM was killed by signal %d%s", WTERMSIG(st), detail);
+}
+
+/* The failure as the owner hears it: why, and how the VMM ended when it ended on its own. */
+static void fail_notify(struct vm *vm)
+{
+        char why[sizeof(vm->fail_why) + 512], how[480] = "";
+
+        if (vm->exit_wait)
+                evtimer_del(vm->exit_wait);
+        vm->failing = false;
+        if (!vm->exit_said)
+                exit_text(vm, how, sizeof(how));
+        if (how[0])
+                vm_host_log(vm->host, LOG_WARNING, "%s (%s): %s", vm->name, vm->lang->name, how);
+        snprintf(why, sizeof(why), "%s%s%s", vm->fail_why, how[0] ? "; " : "", how);
+        notify_failed(vm, why);
+}
+
+static void on_exit_wait(evutil_socket_t fd, short what, void *arg)
+{
+        fail_notify(arg);
+}
+
+/* The console is read (or there is none to read): the failed VMM is made to end, and the owner
+ * is told once it has been reaped, so that a VMM that died on its own says how (a SIGBUS on a
+ * full file system looks like a closed channel until then). */
+static void fail_settle(struct vm *vm)
+{
+        struct vm_host *h = vm->host;
+
+        if (vm->reaped || vm->proc.pid <= 0 || h->stopping) {
+                fail_notify(vm);
+                return;
+        }
+        if (!vm->exit_wait)
+                vm->exit_wait = evtimer_new(h->base, on_exit_wait, vm);
+        if (!vm->exit_wait) {
+                fail_notify(vm);
+                return;
+        }
+        vm_host_kill_proc(h, vm);
+        vm->killed = true;
+        op_timer_arm_ms(vm->exit_wait, VM_EXIT_WAIT_MS);
 }
 
 static void vm_fail(struct vm *vm, const char *why)
 {
         struct vm_host *h = vm->host;
 
-        if (vm->state == VM_DEAD)
+        if (vm->state == VM_DEAD) {
+                /* opd stops: an owner still waiting for the console or the exit hears now */
+                if (vm->failing && h->stopping)
+                        fail_notify(vm);
                 return;
-        vm_set_state(vm, VM_DEAD);
-        if (!h->stopping) {
-                h->vms_failed++;
-                vm_host_log(h, LOG_WARNING, "%s (%s) failed: %s", vm->name, vm->lang->name, why);
-                /* A console the driver reads from the VMM: the owner hears of the failure once
-                 * it is read (vm_drv_console), which the driver bounds in time. A VMM that is
-                 * gone (reaped, or its opd-jail lost) has no console left to read, and whoever
-                 * failed it may destroy it at once: the owner hears of it now. */
-                if (h->drv->console_read && !vm->reaped) {
-                        snprintf(vm->fail_why, sizeof(vm->fail_why), "%s", why);
-                        vm->failing = true;
-                        if (h->drv->console_read(vm) >= 0)
-                                return;
-                        vm->failing = false;
-                } else
-                        log_console_file(vm);
         }
-        notify_failed(vm, why);
+        vm_set_state(vm, VM_DEAD);
+        if (h->stopping) {
+                notify_failed(vm, why);
+                return;
+        }
+        h->vms_failed++;
+        vm_host_log(h, LOG_WARNING, "%s (%s) failed: %s", vm->name, vm->lang->name, why);
+        snprintf(vm->fail_why, sizeof(vm->fail_why), "%s", why);
+        vm->failing = true;
+        /* A console the driver reads from the VMM: read first, while it runs, within a time
+         * the driver bounds. A VMM that is gone (reaped, or its opd-jail lost) has none left. */
+        if (h->drv->console_read && !vm->reaped) {
+                vm->console_pending = true;
+                if (h->drv->console_read(vm) >= 0)
+                        return;
+                vm->console_pending = false;
+        } else
+                log_console_file(vm);
+        fail_settle(vm);
 }
 
 void vm_drv_console(struct vm *vm, const void *data, size_t len)
 {
-        if (!vm->failing)
+        if (!vm->failing || !vm->console_pending)
                 return;
-        vm->failing = false;
+        vm->console_pending = false;
         log_console(vm, data, len);
-        notify_failed(vm, vm->fail_why);
+        fail_settle(vm); /* may destroy the VM */
+}
+
+void vm_reaped(struct vm *vm)
+{
+        char why[480];
+
+        if (vm->state != VM_DEAD) {
+                /* it ended on its own: that is the failure */
+                exit_text(vm, why, sizeof(why));
+                vm->exit_said = true;
+                vm_fail(vm, why);
+                return;
+        }
+        if (vm->failing && !vm->console_pending)
+                fail_notify(vm); /* may destroy the VM */
 }
 
 void vm_abort(struct vm *vm, const char *why)
@@ -343,6 +463,17 @@ void vm_drv_paused(struct vm *vm)
                 vm->ev.ready(vm, vm->userdata);
 }
 
+void vm_drv_save_failed(struct vm *vm, const char *err)
+{
+        void (*done)(struct vm *, const char *, void *) = vm->saved;
+
+        if (!done || vm->state == VM_DEAD)
+                return;
+        vm->saved = NULL;
+        vm_set_state(vm, VM_PAUSED);
+        done(vm, err, vm->saved_userdata);
+}
+
 void vm_drv_saved(struct vm *vm, const char *err)
 {
         void (*done)(struct vm *, const char *, void *) = vm->saved;
@@ -356,6 +487,20 @@ void vm_drv_saved(struct vm *vm, const char *err)
         done(vm, err, vm->saved_userdata);
 }
 
+/* The path an fd was opened at, for messages (NULL when it cannot be had). */
+static char *fd_path(int fd)
+{
+        char link[64], buf[PATH_MAX];
+        ssize_t k;
+
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        k = readlink(link, buf, sizeof(buf) - 1);
+        if (k <= 0)
+                return NULL;
+        buf[k] = 0;
+        return strdup(buf);
+}
+
 int vm_boot(struct vm_host *h, const struct op_lang *lang, enum op_accel accel, int mem_fd,
             const struct vm_events *ev, void *userdata, struct vm **ret)
 {
@@ -365,6 +510,8 @@ int vm_boot(struct vm_host *h, const struct op_lang *lang, enum op_accel accel, 
         r = vm_new(h, lang, accel, ev, userdata, &vm);
         if (r < 0)
                 return r;
+        if (mem_fd >= 0)
+                vm->ram_path = fd_path(mem_fd);
         r = vm_attach(vm, VM_BOOTING);
         if (r >= 0)
                 r = h->drv->boot(vm, mem_fd);
@@ -519,6 +666,11 @@ void vm_destroy(struct vm *vm)
         if (h->drv->release)
                 h->drv->release(vm);
         vm->saved = NULL;
+        vm->failing = vm->console_pending = false;
+        if (vm->exit_wait) {
+                event_free(vm->exit_wait);
+                vm->exit_wait = NULL;
+        }
         if (vm->deadline) {
                 event_free(vm->deadline);
                 vm->deadline = NULL;

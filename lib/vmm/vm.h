@@ -35,6 +35,9 @@ const char *vm_state_name(enum vm_state s);
 
 /* How much of the guest console's end goes into the log when a VM fails. */
 #define VM_CONSOLE_TAIL 1024
+/* How long the owner of a failed VM waits to hear how its VMM ended (killed at the failure, it
+ * is normally reaped within milliseconds). */
+#define VM_EXIT_WAIT_MS 3000
 
 /* The agent frame cap when nobody set one with vm_set_frame_max(): ready events, ping, warm
  * and prime answers (agent-msg.h). */
@@ -47,7 +50,9 @@ struct vm_events {
         /* A streamed output event ({"event": "stdout" | "stderr", ...}) while a job runs. */
         void (*event)(struct vm *vm, json_t *event, void *userdata);
         /* The VM is gone (exited, failed to boot, broke the channel, missed a deadline); why is
-         * human text. */
+         * human text, with how the VMM ended when it ended on its own ("the VMM was killed by
+         * SIGBUS: ..."). Told once the VMM has been reaped (or VM_EXIT_WAIT_MS after it was
+         * killed). A VM saved (vm_snapshot()) without this callback tells its saved callback. */
         void (*failed)(struct vm *vm, const char *why, void *userdata);
 };
 
@@ -74,9 +79,14 @@ struct vm {
         bool agent_hello; /* a reconnected agent's "ready" is due and is not a boot */
         struct vm_events ev;
         void *userdata;
-        bool failing;       /* failed, the owner not told yet: the console is being read */
-        char fail_why[640]; /* then why it failed */
-        int exit_status;    /* from waitpid, valid once reaped */
+        bool failing;            /* failed, the owner not told yet (vm_fail() in vm.c) */
+        bool console_pending;    /* ... while the driver reads the console */
+        bool killed;             /* opd killed the VMM after it failed */
+        bool exit_said;          /* how the VMM ended is the failure's why already */
+        char fail_why[640];      /* then why it failed */
+        struct event *exit_wait; /* the bound on waiting for a failed VMM's exit */
+        char *ram_path;          /* booted with a memory file: its path (for messages) */
+        int exit_status;         /* from waitpid, valid once reaped */
         bool reaped;
 };
 
@@ -98,7 +108,9 @@ int vm_pause(struct vm *vm);
 /* Stop a running (READY or RESUMING) or paused VM and save it into dir: dir/vmstate, and dir/mem
  * unless RAM already is that file (QEMU booted with mem_fd). A clone (restored from vm->snap) is
  * saved whole: dir/mem is all of its RAM, the snapshot's pages and its own, and dir then restores
- * like a snapshot (snap_ref_image()). Saved, the VM is PAUSED: vm_resume() continues it. */
+ * like a snapshot (snap_ref_image()). Saved, the VM is PAUSED: vm_resume() continues it. A save
+ * that failed (err set) while the VMM lived on leaves it PAUSED too, whole and resumable (the
+ * files in dir are the caller's to remove); otherwise only vm_destroy() is left. */
 int vm_snapshot(struct vm *vm, const char *dir,
                 void (*done)(struct vm *vm, const char *err, void *userdata), void *userdata);
 /* Make a job this clone's own (the agent's "identity" fields): fresh entropy from the host, the
@@ -113,5 +125,8 @@ int vm_send_more(struct vm *vm, json_t *frame);
 void vm_set_frame_max(struct vm *vm, size_t max);
 /* Fail the VM for a caller that found the agent's input bad: ev.failed fires with why. */
 void vm_abort(struct vm *vm, const char *why);
+/* host.c: the VM's VMM was reaped (reaped and exit_status are set). A live VM fails with how it
+ * ended; a failed one whose owner waits for that is told now. */
+void vm_reaped(struct vm *vm);
 /* Kill the VMM and free the VM at a safe point; no callback fires after this. */
 void vm_destroy(struct vm *vm);

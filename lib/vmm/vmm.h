@@ -58,6 +58,9 @@ void vm_drv_loaded(struct vm *vm);
 void vm_drv_resumed(struct vm *vm);
 void vm_drv_paused(struct vm *vm);
 void vm_drv_saved(struct vm *vm, const char *err);
+/* The save failed (err: why) and the VMM lives on with the VM stopped and whole: it is PAUSED
+ * again, and its owner may continue it. */
+void vm_drv_save_failed(struct vm *vm, const char *err);
 /* console_read's answer: the console's last bytes (NULL, 0 when there were none to get). */
 void vm_drv_console(struct vm *vm, const void *data, size_t len);
 /* The VM cannot go on; why is human text (a Firecracker fault_message is passed on as is). */

@@ -3,6 +3,7 @@
  * kill-all at stop. No process, no image: the test drives the loop until a condition holds. */
 #include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -599,6 +600,43 @@ static void test_snapshot_clone(void **state)
         owner_done(&o);
 }
 
+/* A save that fails with the VMM alive (a file system full under its files) leaves the VM
+ * PAUSED: it resumes and runs jobs as before. One whose VMM dies tells the saver through its
+ * saved callback when the VM has no owner listening for failures (a session's VM being saved),
+ * and the VM is dead. */
+static void test_snapshot_fails(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0}, d = {0};
+
+        restore_paused(f, &o);
+        fake_vm_opts(o.vm)->fault = FAKE_FAULT_SAVE;
+        assert_int_equal(vm_snapshot(o.vm, f->dir, on_saved, &o), 0);
+        run_until(f, heard_saved, &o);
+        assert_non_null(strstr(o.save_err, "no space left"));
+        assert_int_equal(o.vm->state, VM_PAUSED);
+        fake_vm_opts(o.vm)->fault = FAKE_FAULT_NONE;
+        assert_int_equal(vm_resume(o.vm), 0);
+        run_until(f, vm_ready, &o);
+        send_job(&o, "after");
+        run_until(f, heard_answer, &o);
+        assert_int_equal(o.failed, 0);
+        destroy(f, &o);
+        owner_done(&o);
+
+        restore_paused(f, &d);
+        fake_vm_opts(d.vm)->fault = FAKE_FAULT_SAVE_DIE;
+        vm_set_events(d.vm, &(struct vm_events){0}, NULL);
+        assert_int_equal(vm_snapshot(d.vm, f->dir, on_saved, &d), 0);
+        run_until(f, heard_saved, &d);
+        assert_non_null(strstr(d.save_err, "died while it saved"));
+        assert_int_equal(d.vm->state, VM_DEAD);
+        assert_int_equal(d.failed, 0);
+        destroy(f, &d);
+        run_until(f, all_freed, f);
+        owner_done(&d);
+}
+
 /* An image (a saved clone) served to children: removed with its last reference, the children's
  * included; kept when asked. */
 static void test_image_lifetime(void **state)
@@ -788,6 +826,53 @@ static void test_reap(void **state)
         run_until(f, all_freed, f);
 }
 
+/* The child is dead (a zombie, not reaped): its status is its own, not a later kill's. */
+static void wait_dead(pid_t pid)
+{
+        siginfo_t si;
+
+        assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+}
+
+/* A failed VM's owner is told once its VMM is reaped, with how the VMM ended when it ended on
+ * its own: a channel that closed because the VMM died of SIGBUS says so. A VMM that lived on is
+ * killed by opd, and its SIGKILL is not news. */
+static void test_failure_told_after_exit(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0}, d = {0};
+        pid_t pid;
+        int status;
+
+        boot_ready(f, &o);
+        o.vm->proc.pid = pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                signal(SIGBUS, SIG_DFL);
+                raise(SIGBUS);
+                _exit(0);
+        }
+        wait_dead(pid);
+        vm_abort(o.vm, "agent channel closed");
+        run_turns(f, 10);
+        assert_int_equal(o.failed, 0); /* not before the exit is known */
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(vm_host_reap(f->host, pid, status));
+        assert_int_equal(o.failed, 1);
+        assert_non_null(strstr(o.why, "agent channel closed; the VMM was killed by SIGBUS"));
+
+        boot_ready(f, &d);
+        d.vm->proc.pid = pid = child(-1);
+        vm_abort(d.vm, "agent sent an unexpected frame");
+        assert_int_equal(d.failed, 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid); /* opd killed it */
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        assert_true(vm_host_reap(f->host, pid, status));
+        assert_int_equal(d.failed, 1);
+        assert_string_equal(d.why, "agent sent an unexpected frame");
+        run_until(f, all_freed, f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -810,6 +895,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_image_lifetime, setup, teardown),
             cmocka_unit_test_setup_teardown(test_destroy_in_each_state, setup, teardown),
             cmocka_unit_test_setup_teardown(test_kill_all, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_snapshot_fails, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_failure_told_after_exit, setup, teardown),
             cmocka_unit_test_setup_teardown(test_reap_unknown_pid, setup, teardown),
             cmocka_unit_test_setup_teardown(test_reap, setup, teardown),
         };
