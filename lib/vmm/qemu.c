@@ -17,6 +17,7 @@
 
 #include "cleanup.h"
 #include "evtimer.h"
+#include "fs-space.h"
 #include "host.h"
 #include "lang.h"
 #include "migsplit.h"
@@ -288,15 +289,20 @@ struct qemu_split {
         uint64_t mem_size;
         uint64_t run_off; /* the n_run pages in run (in buf) start there */
         unsigned n_run;
-        uint64_t end;  /* bytes of the memory file written so far, at most */
-        bool eof;      /* the stream is all read and whole */
-        bool migrated; /* QEMU reported the migration completed */
+        uint64_t end;                /* bytes of the memory file written so far, at most */
+        bool eof;                    /* the stream is all read and whole */
+        bool migrated;               /* QEMU reported the migration completed */
+        bool ended;                  /* QEMU reported the migration's end (completed or failed) */
+        bool asking;                 /* ... failed, and QMP is asked why */
+        char *state_path, *mem_path; /* for messages */
+        char err[600];               /* the save failed on opd's side: why */
         struct iovec run[SPLIT_IOV_MAX];
 };
 
 struct qemu_vm {
         struct qmp *qmp;
         bool saving;
+        char *save_path;          /* the device state's file while saving a boot (messages) */
         struct qemu_split *split; /* saving a clone */
         int mem_fd;               /* a boot for a snapshot: its memory file, read-only once saved */
         struct event *console_timer; /* console_read: how long the answer may take */
@@ -309,6 +315,18 @@ static struct qmp *vm_qmp(struct vm *vm)
         struct qemu_vm *q = vm->drv;
 
         return q ? q->qmp : NULL;
+}
+
+static void on_save_failed_desc(struct qmp *q, json_t *ret, const char *err, void *arg);
+
+/* QEMU's migration failed on its side: why it did is in query-migrate's error-desc. A broken
+ * QMP channel fails the VM instead (on_qmp_broken). */
+static void save_failed(struct vm *vm)
+{
+        int r = qmp_command(vm_qmp(vm), "query-migrate", NULL, on_save_failed_desc, vm);
+
+        if (r < 0 && r != -EPIPE)
+                on_save_failed_desc(vm_qmp(vm), NULL, NULL, vm);
 }
 
 static void on_qmp_event(struct qmp *q, const char *name, json_t *data, void *arg)
@@ -331,20 +349,25 @@ static void on_qmp_event(struct qmp *q, const char *name, json_t *data, void *ar
                 return;
         }
         if (qv->split) {
-                if (!completed)
-                        split_end(vm, "saving the clone's state failed");
-                else {
-                        qv->split->migrated = true;
+                qv->split->ended = true;
+                qv->split->migrated = completed;
+                if (completed || qv->split->err[0]) {
                         split_end(vm, NULL);
+                        return;
                 }
+                qv->split->asking = true;
+                save_failed(vm);
                 return;
         }
         if (qv->saving) {
-                qv->saving = false;
                 /* the memory file it booted with is the snapshot's: read-only from now on */
                 if (completed && qv->mem_fd >= 0 && fchmod(qv->mem_fd, 0444) < 0)
                         completed = false;
-                vm_drv_saved(vm, completed ? NULL : "saving device state failed");
+                if (completed) {
+                        qv->saving = false;
+                        vm_drv_saved(vm, NULL);
+                } else
+                        save_failed(vm);
         }
 }
 
@@ -355,6 +378,8 @@ static struct qemu_split *split_free(struct qemu_split *sp)
         if (sp->ev)
                 event_free(sp->ev);
         free(sp->buf);
+        free(sp->state_path);
+        free(sp->mem_path);
         safe_close(sp->sock);
         safe_close(sp->state_fd);
         safe_close(sp->mem_fd);
@@ -362,22 +387,77 @@ static struct qemu_split *split_free(struct qemu_split *sp)
         return NULL;
 }
 
-/* The save of a clone ends once QEMU says the migration completed and its stream is all split. */
+/* The save of a clone ends once QEMU says the migration completed and its stream is all split;
+ * or, when it failed on opd's side (sp->err) or on QEMU's (err), once QEMU says its migration
+ * ended: the VM is stopped and whole then, and may run on. */
 static void split_end(struct vm *vm, const char *err)
 {
         struct qemu_vm *qv = vm->drv;
         struct qemu_split *sp = qv->split;
-        char why[300];
+        char why[sizeof(sp->err)];
+        int r;
 
-        if (!err && !(sp->eof && sp->migrated))
+        if (!err && !sp->err[0] && !(sp->eof && sp->migrated))
                 return;
-        if (!err && (fchmod(sp->mem_fd, 0444) < 0 || fchmod(sp->state_fd, 0444) < 0)) {
-                snprintf(why, sizeof(why), "saving the clone: %s", strerror(errno));
-                err = why;
+        if (!err && sp->err[0] && (!sp->ended || sp->asking))
+                return;
+        if (!err && !sp->err[0]) {
+                r = fchmod(sp->mem_fd, 0444) < 0 || fchmod(sp->state_fd, 0444) < 0 ? -errno : 0;
+                if (r < 0)
+                        op_errf(sp->err, sizeof(sp->err), r, "saving the clone: %s", strerror(-r));
         }
+        snprintf(why, sizeof(why), "%s", err ? err : sp->err);
         qv->split = split_free(sp);
         qv->saving = false;
-        vm_drv_saved(vm, err);
+        if (why[0])
+                vm_drv_save_failed(vm, why);
+        else
+                vm_drv_saved(vm, NULL);
+}
+
+/* The save cannot go on on opd's side (sp->err says why): the stream is closed, so that QEMU's
+ * migration fails too (or has ended), and split_end() reports it once QEMU says so. A QEMU that
+ * died instead breaks its QMP channel: the VM fails. */
+static void split_fail(struct vm *vm)
+{
+        struct qemu_vm *qv = vm->drv;
+        struct qemu_split *sp = qv->split;
+
+        if (sp->ev)
+                event_del(sp->ev);
+        sp->sock = safe_close(sp->sock);
+        split_end(vm, NULL);
+}
+
+static void on_save_failed_desc(struct qmp *q, json_t *ret, const char *err, void *arg)
+{
+        struct vm *vm = arg;
+        struct qemu_vm *qv = vm->drv;
+        const char *desc = json_string_value(json_object_get(ret, "error-desc"));
+        const char *path = qv->split ? qv->split->state_path : qv->save_path;
+        char why[600];
+        int r = desc && strstr(desc, strerror(ENOSPC))   ? -ENOSPC
+                : desc && strstr(desc, strerror(EDQUOT)) ? -EDQUOT
+                                                         : 0;
+
+        if (err) /* QMP broke: the VM fails with it */
+                return;
+        if (!desc)
+                desc = "no reason given";
+        if (qv->split && qv->split->err[0]) /* what opd saw first (the stream ended early) */
+                snprintf(why, sizeof(why), "%.400s (QEMU: %.150s)", qv->split->err, desc);
+        else if (r < 0 && path) /* QEMU wrote the file: a full file system named from its text */
+                op_errf_fs(why, sizeof(why), r, path, "saving the device state to %s (QEMU: %s)",
+                           path, desc);
+        else
+                snprintf(why, sizeof(why), "saving the %s failed (QEMU: %s)",
+                         qv->split ? "clone's state" : "device state", desc);
+        if (qv->split) {
+                split_end(vm, why);
+                return;
+        }
+        qv->saving = false;
+        vm_drv_save_failed(vm, why);
 }
 
 /* Write the run of pages gathered (they point into buf: before it changes). */
@@ -393,7 +473,8 @@ static int split_flush(struct qemu_split *sp)
                 if (k < 0 && errno == EINTR)
                         continue;
                 if (k <= 0)
-                        return k < 0 ? -errno : -EIO;
+                        return op_errf_fs(sp->err, sizeof(sp->err), k < 0 ? -errno : -EIO,
+                                          sp->mem_path, "writing %s", sp->mem_path);
                 off += (uint64_t)k;
                 /* a short write: go on from where it stopped */
                 while (n && (size_t)k >= iov->iov_len) {
@@ -424,8 +505,12 @@ static int split_size(void *arg, uint64_t size)
 static int split_state(void *arg, const void *data, size_t len)
 {
         struct qemu_split *sp = arg;
+        int r = op_write_all(sp->state_fd, data, len);
 
-        return op_write_all(sp->state_fd, data, len);
+        if (r < 0)
+                return op_errf_fs(sp->err, sizeof(sp->err), r, sp->state_path, "writing %s",
+                                  sp->state_path);
+        return 0;
 }
 
 /* Pages arrive in address order within a pass: gather contiguous ones, write a run at once. A
@@ -445,7 +530,8 @@ static int split_page(void *arg, uint64_t off, const void *data)
                 if (off < sp->end &&
                     fallocate(sp->mem_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
                               MIGSPLIT_PAGE) < 0)
-                        return -errno;
+                        return op_errf_fs(sp->err, sizeof(sp->err), -errno, sp->mem_path,
+                                          "punching a page of zeros out of %s", sp->mem_path);
                 return 0;
         }
         if (!sp->n_run)
@@ -465,7 +551,6 @@ static void on_split_read(evutil_socket_t fd, short what, void *arg)
         struct vm *vm = arg;
         struct qemu_vm *qv = vm->drv;
         struct qemu_split *sp = qv->split;
-        char why[300];
         size_t used = 0;
         ssize_t k;
         int r;
@@ -474,8 +559,9 @@ static void on_split_read(evutil_socket_t fd, short what, void *arg)
         if (k < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
         if (k < 0) {
-                snprintf(why, sizeof(why), "reading the clone's state: %s", strerror(errno));
-                split_end(vm, why);
+                op_errf(sp->err, sizeof(sp->err), -errno, "reading the clone's state: %s",
+                        strerror(errno));
+                split_fail(vm);
                 return;
         }
         sp->len += (size_t)k;
@@ -500,15 +586,26 @@ static void on_split_read(evutil_socket_t fd, short what, void *arg)
                 }
         }
         if (r < 0) {
-                snprintf(why, sizeof(why), "splitting the clone's state: %s",
-                         r == -EBADMSG && sp->ms.err[0] ? sp->ms.err : strerror(-r));
-                split_end(vm, why);
+                /* a write that failed said so with its file; the stream's own faults here */
+                if (!sp->err[0])
+                        snprintf(sp->err, sizeof(sp->err), "splitting the clone's state: %s",
+                                 r == -EBADMSG && sp->ms.err[0] ? sp->ms.err : strerror(-r));
+                split_fail(vm);
         }
 }
 
 static void on_qmp_broken(struct qmp *q, const char *why, void *arg)
 {
-        vm_drv_failed(arg, why);
+        struct vm *vm = arg;
+        struct qemu_vm *qv = vm->drv;
+        char both[sizeof(qv->split->err) + 64];
+
+        /* saving a clone: what the stream said first (it ended early) goes with it */
+        if (qv && qv->split && qv->split->err[0]) {
+                snprintf(both, sizeof(both), "%s; %s", qv->split->err, why);
+                why = both;
+        }
+        vm_drv_failed(vm, why);
 }
 
 /* Any failed QMP command fails the VM: none of ours is optional. */
@@ -700,10 +797,13 @@ static int snapshot_clone(struct vm *vm, const char *dir)
                 return -ENOMEM;
         sp->sock = sp->state_fd = sp->mem_fd = -1;
         sp->mem_size = (uint64_t)vm->snap->m.memory_mb << 20;
+        sp->state_path = TAKE_PTR(state);
+        sp->mem_path = TAKE_PTR(mem);
         migsplit_init(&sp->ms, "mem");
         qv->split = sp;
-        sp->state_fd = open(state, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        sp->mem_fd = open(mem, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        sp->state_fd =
+            open(sp->state_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        sp->mem_fd = open(sp->mem_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (sp->state_fd < 0 || sp->mem_fd < 0)
                 return -errno;
         if (ftruncate(sp->mem_fd, (off_t)sp->mem_size) < 0)
@@ -756,6 +856,8 @@ static int qemu_snapshot(struct vm *vm, const char *dir)
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
                 return -errno;
+        free(qv->save_path);
+        qv->save_path = TAKE_PTR(path);
         qv->saving = true;
         r = qmp_command_fd(qv->qmp, "getfd", json_pack("{s:s}", "fdname", "vmstate"), fd,
                            on_qmp_reply, vm);
@@ -837,6 +939,7 @@ static void qemu_release(struct vm *vm)
                 event_free(qv->console_timer);
         qmp_free(qv->qmp);
         split_free(qv->split);
+        free(qv->save_path);
         safe_close(qv->mem_fd);
         free(qv);
         vm->drv = NULL;
