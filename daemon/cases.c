@@ -14,6 +14,7 @@
 #include "cases.h"
 #include "client.h"
 #include "exec-op.h"
+#include "fs-space.h"
 #include "log.h"
 #include "msg-cases.h"
 #include "opd.h"
@@ -227,11 +228,15 @@ static void on_case_done(json_t *answer, void *data)
         schedule(c->x);
 }
 
-static void on_saved(struct session *s, struct snap_ref *img)
+static void on_saved(struct session *s, struct snap_ref *img, const char *err)
 {
         struct case_run *c = s->owner_data;
         struct cases *x = c->x;
 
+        if (!img) {
+                cases_fail(x, OP_ERR_INTERNAL, "saving the compiled VM failed: %s", err);
+                return;
+        }
         x->img = img;
         x->t_saved = op_now_us();
         cases_set_state(x, CASES_RUNNING);
@@ -359,6 +364,7 @@ static void compiled(struct cases *x)
         json_t *a = x->compiled;
         struct case_run *c0 = &x->runs[0];
         const char *status = json_string_value(json_object_get(a, "status"));
+        char why[512];
         int k;
 
         x->t_compiled = op_now_us();
@@ -396,9 +402,10 @@ static void compiled(struct cases *x)
                 return;
         }
         cases_set_state(x, CASES_SAVING);
-        k = session_save_image(c0->s, on_saved);
+        k = session_save_image(c0->s, on_saved, why, sizeof(why));
         if (k < 0)
-                cases_fail(x, OP_ERR_VM_FAILED, "cannot save the compiled VM: %s", strerror(-k));
+                cases_fail(x, op_err_is_nospace(k) ? OP_ERR_INTERNAL : OP_ERR_VM_FAILED,
+                           "cannot save the compiled VM: %s", why);
 }
 
 static void cases_step(struct cases *x)

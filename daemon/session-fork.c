@@ -15,6 +15,7 @@
 #include "cleanup.h"
 #include "client.h"
 #include "evtimer.h"
+#include "fs-space.h"
 #include "host.h"
 #include "log.h"
 #include "msg-session-fork.h"
@@ -454,6 +455,29 @@ void session_forks_clean(struct opd *d)
                 log_warn("cannot remove %s: %s", dir, strerror(-k));
 }
 
+/* A save refused before the VM stopped: for lack of room (or any other failure of opd's own
+ * files) internal_error, the session untouched. */
+static enum op_err save_err_code(int k)
+{
+        return op_err_is_nospace(k) ? OP_ERR_INTERNAL : OP_ERR_VM_FAILED;
+}
+
+/* The save failed (err). A VM the VMM kept whole (PAUSED) goes back to its session, which runs
+ * on: the failure was the save's (its files: a file system full), internal_error. A VM that died
+ * takes its session with it: vm_failed. */
+static void fail_saved(struct job *j, struct vm *vm, const char *what, const char *err)
+{
+        bool whole = vm->state == VM_PAUSED;
+        struct session *s = job_session(j);
+
+        job_fail(j, whole ? OP_ERR_INTERNAL : OP_ERR_VM_FAILED, "session %s %s: %s; %s", j->id,
+                 what, err,
+                 !s      ? "it was closed meanwhile"
+                 : whole ? "it runs on"
+                         : "its VM is gone and the session with it");
+        give_back(j, whole);
+}
+
 /* ---- fork ---- */
 
 static void on_fork_saved(struct vm *vm, const char *err, void *userdata)
@@ -467,8 +491,7 @@ static void on_fork_saved(struct vm *vm, const char *err, void *userdata)
 
         j->t_saved = op_now_us();
         if (err) {
-                job_fail(j, OP_ERR_VM_FAILED, "saving session %s failed: %s", j->id, err);
-                give_back(j, false);
+                fail_saved(j, vm, "not forked", err);
                 snap_rmtree(AT_FDCWD, j->dir);
                 job_free(j);
                 return;
@@ -545,16 +568,49 @@ static struct job *job_new(struct client *c, json_t *id, enum job_kind kind, str
         return j;
 }
 
-/* The session s (IDLE, a clone) stops and is saved into dir by the job: its VM detached. */
+/* Room to save s's VM into dir, checked before it is stopped: its RAM takes up to its memory size
+ * there (pages of zeros stay holes), and on a tmpfs, reading the pages its snapshot's memory
+ * file has none for yet takes them from the same file system (that file's holes fill in; dir is
+ * on it, as the rootfs is linked). A save that runs out anyway fails and the session runs on. */
+static int save_room(struct session *s, const char *dir, char *why, size_t whylen)
+{
+        const struct snap_ref *snap = s->vm->snap;
+        uint64_t need = (uint64_t)snap->m.memory_mb << 20, holes = 0;
+        struct op_fs_space fs;
+        struct stat st;
+
+        if (op_fs_space(dir, &fs) < 0)
+                return 0; /* the save says what goes wrong */
+        if (fs.tmpfs && fstatat(snap->dirfd, "mem", &st, 0) == 0 &&
+            (uint64_t)st.st_blocks * 512 < (uint64_t)st.st_size)
+                holes = (uint64_t)st.st_size - (uint64_t)st.st_blocks * 512;
+        if (fs.avail >= need + holes)
+                return 0;
+        return op_errf(why, whylen, -ENOSPC,
+                       "not enough space in %s: %.1f MiB free, saving the VM may need %llu MiB "
+                       "(its memory%s)",
+                       fs.mount, (double)fs.avail / (1 << 20),
+                       (unsigned long long)((need + holes + (1 << 20) - 1) >> 20),
+                       holes ? ", and the pages its snapshot's memory file on this tmpfs has yet "
+                               "to take"
+                             : "");
+}
+
+/* The session s (IDLE, a clone) stops and is saved into dir by the job: its VM detached. On
+ * failure why says what failed. */
 static int start_save(struct job *j, struct session *s, const char *dir,
-                      void (*done)(struct vm *, const char *, void *))
+                      void (*done)(struct vm *, const char *, void *), char *why, size_t whylen)
 {
         int k;
 
         j->m = s->vm->snap->m;
-        k = snap_ref_link_rootfs(s->vm->snap, dir);
+        k = save_room(s, dir, why, whylen);
         if (k < 0)
                 return k;
+        k = snap_ref_link_rootfs(s->vm->snap, dir);
+        if (k < 0)
+                return op_errf_fs(why, whylen, k, dir, "linking the snapshot's rootfs into %s",
+                                  dir);
         j->vm = session_detach_vm(s, &j->pool);
         session_set_state(s, SESSION_SAVING);
         k = vm_snapshot(j->vm, dir, done, j);
@@ -563,6 +619,7 @@ static int start_save(struct job *j, struct session *s, const char *dir,
                 session_attach_vm(s, j->vm, j->pool);
                 j->vm = NULL;
                 j->pool = NULL;
+                op_errf_fs(why, whylen, k, dir, "saving the VM into %s", dir);
         }
         return k;
 }
@@ -626,20 +683,23 @@ void op_session_fork(struct client *c, json_t *id, json_t *req)
             asprintf(&dir, "%s/%s-%llu", j->dir, s->id, (unsigned long long)j->t_start) < 0 ||
             mkdir(dir, 0700) < 0) {
                 k = errno ? -errno : -ENOMEM;
-                if (j)
-                        job_fail(j, OP_ERR_INTERNAL, "cannot make a directory for the fork: %s",
-                                 strerror(-k));
-                else
+                if (j) {
+                        const char *in = j->dir ? j->dir : d->cfg.cache_dir;
+
+                        op_errf_fs(err, sizeof(err), k, in,
+                                   "cannot make a directory for the fork in %s", in);
+                        job_fail(j, OP_ERR_INTERNAL, "%s", err);
+                } else
                         client_send(c, op_error_reply(id, OP_ERR_INTERNAL, "out of memory"));
                 job_free(j);
                 return;
         }
         free(j->dir);
         j->dir = TAKE_PTR(dir);
-        k = start_save(j, s, j->dir, on_fork_saved);
+        k = start_save(j, s, j->dir, on_fork_saved, err, sizeof(err));
         if (k < 0) {
                 snap_rmtree(AT_FDCWD, j->dir);
-                job_fail(j, OP_ERR_VM_FAILED, "cannot save session %s: %s", s->id, strerror(-k));
+                job_fail(j, save_err_code(k), "session %s not forked: %s; it runs on", s->id, err);
                 job_free(j);
         }
 }
@@ -650,28 +710,33 @@ static void on_image_saved(struct vm *vm, const char *err, void *userdata)
 {
         struct job *j = userdata;
         struct snap_ref *img = NULL;
+        bool whole = err && vm->state == VM_PAUSED;
         struct session *s;
         int k = 0;
 
         j->t_saved = op_now_us();
         if (!err)
                 k = snap_ref_image(j->dir, &j->m, true, &img);
-        give_back(j, !err && k >= 0); /* resumed, or destroyed with its session */
+        /* resumed (after a save that failed with the VM whole too), or destroyed with its
+         * session */
+        give_back(j, (!err && k >= 0) || whole);
         s = job_session(j);
         if (err || k < 0) {
                 log_warn("session %s (uid %u): saving it failed: %s", j->id, (unsigned)j->uid,
                          err ? err : strerror(-k));
                 snap_rmtree(AT_FDCWD, j->dir);
+                if (whole && s && s->state == SESSION_IDLE)
+                        j->image_done(s, NULL, err);
         } else if (s && s->state == SESSION_IDLE) {
                 log_info("session %s uid=%u saved in %.1fms", j->id, (unsigned)j->uid,
                          ms(j->t_start, j->t_saved));
-                j->image_done(s, TAKE_PTR(img));
+                j->image_done(s, TAKE_PTR(img), NULL);
         }
         snap_ref_put(img);
         job_free(j);
 }
 
-int session_save_image(struct session *s, session_image_fn done)
+int session_save_image(struct session *s, session_image_fn done, char *why, size_t whylen)
 {
         struct opd *d = s->d;
         _cleanup_free_ char *dir = NULL;
@@ -679,10 +744,10 @@ int session_save_image(struct session *s, session_image_fn done)
         int k;
 
         if (s->state != SESSION_IDLE || !s->vm || !s->vm->snap)
-                return -EBUSY;
+                return op_errf(why, whylen, -EBUSY, "the session is not idle on a snapshot's VM");
         j = job_alloc(d, JOB_IMAGE);
         if (!j)
-                return -ENOMEM;
+                return op_errf(why, whylen, -ENOMEM, "out of memory");
         memcpy(j->id, s->id, sizeof(j->id));
         memcpy(j->workdir, s->workdir, sizeof(j->workdir));
         j->uid = s->uid;
@@ -690,19 +755,20 @@ int session_save_image(struct session *s, session_image_fn done)
         j->image_done = done;
         if (asprintf(&dir, "%s/%s", d->cfg.cache_dir, FORK_DIR) < 0) {
                 job_free(j);
-                return -ENOMEM;
+                return op_errf(why, whylen, -ENOMEM, "out of memory");
         }
         (void)mkdir(dir, 0700);
         if (asprintf(&j->dir, "%s/%s-%llu", dir, s->id, (unsigned long long)j->t_start) < 0) {
+                j->dir = NULL;
                 job_free(j);
-                return -ENOMEM;
+                return op_errf(why, whylen, -ENOMEM, "out of memory");
         }
         if (mkdir(j->dir, 0700) < 0) {
-                k = -errno;
+                k = op_errf_fs(why, whylen, -errno, dir, "cannot make %s", j->dir);
                 job_free(j);
                 return k;
         }
-        k = start_save(j, s, j->dir, on_image_saved);
+        k = start_save(j, s, j->dir, on_image_saved, why, whylen);
         if (k < 0) {
                 snap_rmtree(AT_FDCWD, j->dir);
                 job_free(j);
@@ -766,13 +832,15 @@ static void on_pause_saved(struct vm *vm, const char *err, void *userdata)
 
         j->t_saved = op_now_us();
         s = job_session(j);
-        if (err || !s || s->state != SESSION_SAVING) {
-                if (err)
-                        job_fail(j, OP_ERR_VM_FAILED, "saving session %s failed: %s", j->id, err);
-                else
-                        job_fail(j, OP_ERR_NOT_FOUND, "session %s was closed while it was saved",
-                                 j->id);
-                give_back(j, !err); /* a failed save leaves nothing to resume */
+        if (err) {
+                fail_saved(j, vm, "not paused", err);
+                session_store_remove(d, j->uid, j->id);
+                job_free(j);
+                return;
+        }
+        if (!s || s->state != SESSION_SAVING) {
+                job_fail(j, OP_ERR_NOT_FOUND, "session %s was closed while it was saved", j->id);
+                give_back(j, true);
                 session_store_remove(d, j->uid, j->id);
                 job_free(j);
                 return;
@@ -845,13 +913,16 @@ void op_session_pause(struct client *c, json_t *id, json_t *req)
         }
         session_store_remove(d, s->uid, s->id); /* a staging directory left over */
         k = session_store_dir(d, s->uid, s->id, true, &j->dir);
-        if (k >= 0 && mkdir(j->dir, 0700) < 0)
-                k = -errno;
+        if (k < 0)
+                op_errf_fs(err, sizeof(err), k, d->cfg.cache_dir,
+                           "cannot make a directory for it in %s", d->cfg.cache_dir);
+        else if (mkdir(j->dir, 0700) < 0)
+                k = op_errf_fs(err, sizeof(err), -errno, j->dir, "cannot make %s", j->dir);
         if (k >= 0)
-                k = start_save(j, s, j->dir, on_pause_saved);
+                k = start_save(j, s, j->dir, on_pause_saved, err, sizeof(err));
         if (k < 0) {
                 session_store_remove(d, j->uid, j->id);
-                job_fail(j, OP_ERR_VM_FAILED, "cannot pause session %s: %s", sid, strerror(-k));
+                job_fail(j, save_err_code(k), "session %s not paused: %s; it runs on", sid, err);
                 job_free(j);
         }
 }

@@ -38,13 +38,15 @@ bool session_room_for(struct opd *d, uid_t uid, uint32_t sessions, uint32_t vms,
                       size_t whylen);
 
 /* ---- for opd's own sessions (exec_cases): save once, restore many ---- */
-/* The image saved: s (IDLE again, resumed) and a reference to the image, the callee's. */
-typedef void (*session_image_fn)(struct session *s, struct snap_ref *img);
+/* The image saved: s (IDLE again, resumed) and a reference to the image, the callee's; or img
+ * NULL and why the save failed (a file system full) while s runs on, IDLE. */
+typedef void (*session_image_fn)(struct session *s, struct snap_ref *img, const char *err);
 /* Save s (IDLE, a VM restored from a snapshot) whole: s is SAVING meanwhile, then resumed and
- * done() called. A save that fails ends s (SESSION_END_FAILED) and done() is not called; a
- * session ended meanwhile gets no call either. -EBUSY (not idle, or a cold VM), -errno: nothing
- * started, s unchanged. */
-int session_save_image(struct session *s, session_image_fn done);
+ * done() called. A save that fails with the VM whole resumes s and calls done() with no image;
+ * one whose VM died ends s (SESSION_END_FAILED) and done() is not called; a session ended
+ * meanwhile gets no call either. -EBUSY (not idle, or a cold VM), -errno (-ENOSPC: no room for
+ * the save) with why: nothing started, s unchanged. */
+int session_save_image(struct session *s, session_image_fn done, char *why, size_t whylen);
 /* Restore s (NEW, from session_new()) from img: BOOTING (boot_timeout_ms) until its VM runs,
  * then IDLE as an opened session; a VM that fails ends s. */
 int session_restore(struct session *s, struct snap_ref *img);
