@@ -14,6 +14,7 @@
 #include "bgjob.h"
 #include "cleanup.h"
 #include "client.h"
+#include "fs-space.h"
 #include "log.h"
 #include "opd.h"
 #include "pool.h"
@@ -225,8 +226,16 @@ static void on_piece(const struct s3_resp *resp, void *userdata)
                         /* a transfer that failed is resumed; a write that failed (ENOSPC)
                          * is not */
                         s->keep_stage = strncmp(resp->error, "write:", 6) != 0;
-                        snprintf(s->errmsg, sizeof(s->errmsg), "GET %.200s: %.300s", p->key,
-                                 resp->error);
+                        if (!s->keep_stage && op_err_is_nospace(resp->r))
+                                /* the cache's file system is full: which, and how full */
+                                op_errf_fs(s->errmsg, sizeof(s->errmsg), resp->r,
+                                           s->d->cfg.cache_dir,
+                                           "writing chunk %u of %s/%s/%s (GET %.200s)", p->chunk,
+                                           s->m.snap.lang, s->m.snap.version,
+                                           s->m.snap.files[p->file].name, p->key);
+                        else
+                                snprintf(s->errmsg, sizeof(s->errmsg), "GET %.200s: %.300s", p->key,
+                                         resp->error);
                 } else if (resp->body_len != p->len || (want && strcmp(resp->sha256, want) != 0)) {
                         s->err = -EBADMSG;
                         snprintf(s->errmsg, sizeof(s->errmsg),

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fs-space.h"
 #include "host.h"
 #include "log.h"
 #include "opd.h"
@@ -217,13 +218,16 @@ int session_store_commit(struct opd *d, struct session_meta *meta, const char *s
                 return op_errf(errbuf, errlen, -ENOMEM, "out of memory");
         fd = openat(dfd, SESSION_META_NAME, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                     0400);
-        if (fd < 0 || (r = op_write_all(fd, text, strlen(text))) < 0 || fsync(fd) < 0)
-                return op_errf(errbuf, errlen, fd < 0 ? -errno : -EIO, "writing %s: %s",
-                               SESSION_META_NAME, strerror(errno));
+        r = fd < 0 ? -errno : op_write_all(fd, text, strlen(text));
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r < 0)
+                return op_errf_fs(errbuf, errlen, r, stage, "writing %s/%s", stage,
+                                  SESSION_META_NAME);
         if ((r = fsync_at(dfd, "vmstate")) < 0 || (r = fsync_at(dfd, "mem")) < 0 ||
             fchmod(dfd, 0700) < 0 || fsync(dfd) < 0)
-                return op_errf(errbuf, errlen, r < 0 ? r : -errno, "syncing the saved VM: %s",
-                               strerror(r < 0 ? -r : errno));
+                return op_errf_fs(errbuf, errlen, r < 0 ? r : -errno, stage,
+                                  "syncing the saved VM in %s", stage);
         r = session_store_dir(d, meta->uid, meta->id, false, &final);
         if (r < 0)
                 return op_errf(errbuf, errlen, r, "%s", strerror(-r));

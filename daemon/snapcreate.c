@@ -15,6 +15,7 @@
 #include "bgjob.h"
 #include "cleanup.h"
 #include "compile.h"
+#include "fs-space.h"
 #include "host.h"
 #include "log.h"
 #include "opd.h"
@@ -159,7 +160,10 @@ static void on_saved(struct vm *vm, const char *err, void *userdata)
         sc->vm = NULL;
         evtimer_del(sc->deadline);
         if (err) {
-                finish(sc, -EIO, err);
+                char msg[1024];
+
+                snprintf(msg, sizeof(msg), "saving the VM: %s", err);
+                finish(sc, -EIO, msg);
                 return;
         }
         stage = open(sc->stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -169,8 +173,10 @@ static void on_saved(struct vm *vm, const char *err, void *userdata)
         }
         for (size_t i = 0; i < ELEMENTSOF(names); i++) {
                 if (srcs[i] && (r = link_or_copy(srcs[i], stage, names[i])) < 0) {
-                        char msg[512];
-                        snprintf(msg, sizeof(msg), "copy %s: %s", srcs[i], strerror(-r));
+                        char msg[1024];
+
+                        op_errf_fs(msg, sizeof(msg), r, sc->stage, "copying %s into %s/%s", srcs[i],
+                                   sc->stage, names[i]);
                         finish(sc, r, msg);
                         return;
                 }
@@ -187,9 +193,13 @@ static void on_saved(struct vm *vm, const char *err, void *userdata)
 static void save(struct snapcreate *sc)
 {
         int r = vm_snapshot(sc->vm, sc->stage, on_saved, sc);
+        char msg[1024];
 
         if (r < 0)
-                finish(sc, r, "cannot start saving the VM");
+                finish(sc,
+                       op_errf_fs(msg, sizeof(msg), r, sc->stage,
+                                  "cannot start saving the VM into %s", sc->stage),
+                       msg);
 }
 
 /* How long the snapshot's runner may take to say "ready": the catalogue's (a runner on a JVM,
@@ -329,7 +339,10 @@ static void on_answer(struct vm *vm, json_t *ans, void *userdata)
 
 static void on_failed(struct vm *vm, const char *why, void *userdata)
 {
-        finish(userdata, -EIO, why);
+        char msg[1024];
+
+        snprintf(msg, sizeof(msg), "the VM failed: %s", why);
+        finish(userdata, -EIO, msg);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -382,7 +395,10 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
         if (r >= 0)
                 r = sc->stage_lock = snap_stage_lock(sc->stage);
         if (r < 0) {
-                finish(sc, r, "cannot create the staging directory");
+                op_errf_fs(msg, sizeof(msg), r, d->cfg.cache_dir,
+                           "cannot create the staging directory in %s/%s", d->cfg.cache_dir,
+                           lang->name);
+                finish(sc, r, msg);
                 return 0;
         }
         sc->deadline = evtimer_new(d->base, on_deadline, sc);
@@ -392,7 +408,8 @@ int snapcreate_start(struct opd *d, const struct op_lang *lang, snapcreate_done_
         }
         mem = open(mem_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (mem < 0) {
-                finish(sc, -errno, "cannot create the memory file");
+                r = op_errf_fs(msg, sizeof(msg), -errno, mem_path, "cannot create %s", mem_path);
+                finish(sc, r, msg);
                 return 0;
         }
         r = vm_boot(d->vms_host, lang, d->vms_host->accel, mem, &snapcreate_events, sc, &sc->vm);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fs-space.h"
 #include "s3-config.h"
 #include "snap-chunks.h"
 #include "util.h"
@@ -622,7 +623,7 @@ int snap_set_current(const char *cache_dir, const char *lang, const char *versio
 int snap_commit(const char *cache_dir, struct snap_manifest *m, char *errbuf, size_t errlen)
 {
         _cleanup_close_ int langfd = -1, stage = -1, mfd = -1;
-        _cleanup_free_ char *text = NULL;
+        _cleanup_free_ char *text = NULL, *stagepath = NULL;
         char stagename[SNAP_NAME_MAX + 8];
         json_t *o;
         int r;
@@ -632,6 +633,10 @@ int snap_commit(const char *cache_dir, struct snap_manifest *m, char *errbuf, si
                 return op_errf(errbuf, errlen, langfd, "%s/%s: %s", cache_dir, m->lang,
                                strerror(-langfd));
         snprintf(stagename, sizeof(stagename), ".tmp-%s", m->version);
+        if (asprintf(&stagepath, "%s/%s/%s", cache_dir, m->lang, stagename) < 0) {
+                stagepath = NULL;
+                return op_errf(errbuf, errlen, -ENOMEM, "out of memory");
+        }
         stage = openat(langfd, stagename, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (stage < 0)
                 return op_errf(errbuf, errlen, -errno, "staging %s: %s", stagename,
@@ -641,8 +646,8 @@ int snap_commit(const char *cache_dir, struct snap_manifest *m, char *errbuf, si
                 if (r == 0)
                         r = fsync_at(stage, m->files[i].name);
                 if (r < 0) {
-                        op_errf(errbuf, errlen, r, "staging %s: %s", m->files[i].name,
-                                strerror(-r));
+                        op_errf_fs(errbuf, errlen, r, stagepath, "hashing and syncing %s/%s",
+                                   stagepath, m->files[i].name);
                         goto abort;
                 }
         }
@@ -650,7 +655,8 @@ int snap_commit(const char *cache_dir, struct snap_manifest *m, char *errbuf, si
          * these files, unchanged (as after an S3 install) */
         r = snap_verified_write(stage, m);
         if (r < 0) {
-                op_errf(errbuf, errlen, r, "write %s: %s", SNAP_VERIFIED_NAME, strerror(-r));
+                op_errf_fs(errbuf, errlen, r, stagepath, "writing %s/%s", stagepath,
+                           SNAP_VERIFIED_NAME);
                 goto abort;
         }
         o = snap_manifest_json(m);
@@ -662,9 +668,11 @@ int snap_commit(const char *cache_dir, struct snap_manifest *m, char *errbuf, si
         }
         mfd = openat(stage, "manifest.json", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                      0644);
-        if (mfd < 0 || op_write_all(mfd, text, strlen(text)) < 0 || fsync(mfd) < 0 ||
-            fsync(stage) < 0) {
-                r = op_errf(errbuf, errlen, -errno, "write manifest: %s", strerror(errno));
+        r = mfd < 0 ? -errno : op_write_all(mfd, text, strlen(text));
+        if (r >= 0 && (fsync(mfd) < 0 || fsync(stage) < 0))
+                r = -errno;
+        if (r < 0) {
+                op_errf_fs(errbuf, errlen, r, stagepath, "writing %s/manifest.json", stagepath);
                 goto abort;
         }
         if (renameat(langfd, stagename, langfd, m->version) < 0) {
@@ -677,7 +685,8 @@ int snap_commit(const char *cache_dir, struct snap_manifest *m, char *errbuf, si
         }
         r = snap_set_current(cache_dir, m->lang, m->version);
         if (r < 0)
-                return op_errf(errbuf, errlen, r, "switch current: %s", strerror(-r));
+                return op_errf_fs(errbuf, errlen, r, cache_dir, "switching %s/%s/current to %s",
+                                  cache_dir, m->lang, m->version);
         return 0;
 abort:
         snap_rmtree(langfd, stagename);

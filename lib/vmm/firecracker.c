@@ -19,6 +19,7 @@
 #include "fc-api.h"
 #include "fc-argv.h"
 #include "fc-model.h"
+#include "fs-space.h"
 #include "host.h"
 #include "poolplan.h"
 #include "snap-ref.h"
@@ -459,8 +460,9 @@ static int copy_out(const char *from, const char *to)
         return 0;
 }
 
-/* Jailed, the files were written inside the jail: copy them into the snapshot directory. */
-static int collect(struct vm *vm)
+/* Jailed, the files were written inside the jail: copy them into the snapshot directory. On
+ * failure why says which copy failed (a full file system by name). */
+static int collect(struct vm *vm, char *why, size_t whylen)
 {
         struct fc_vm *f = fv(vm);
         static const char *const names[] = {"vmstate", "mem"};
@@ -473,14 +475,14 @@ static int collect(struct vm *vm)
 
                 if (asprintf(&from, "%s/%s", f->root, names[i]) < 0 ||
                     asprintf(&to, "%s/%s", f->save_dir, names[i]) < 0)
-                        return -ENOMEM;
+                        return op_errf(why, whylen, -ENOMEM, "out of memory");
                 /* snapcreate made an empty "mem" for VMMs that map it: Firecracker wrote its own */
                 r = fc_remove_stale(to);
+                if (r == 0)
+                        r = copy_out(from, to);
                 if (r < 0)
-                        return r;
-                r = copy_out(from, to);
-                if (r < 0)
-                        return r;
+                        return op_errf_fs(why, whylen, r, f->save_dir,
+                                          "copying the snapshot out of the jail into %s", to);
         }
         return 0;
 }
@@ -489,17 +491,13 @@ static void on_created(struct fc_api *a, long status, json_t *body, const char *
 {
         struct vm *vm = arg;
         char why[600];
-        int r;
 
         if (err) {
                 snprintf(why, sizeof(why), "Firecracker: %s", err);
                 vm_drv_saved(vm, why);
                 return;
         }
-        r = collect(vm);
-        if (r < 0) {
-                snprintf(why, sizeof(why), "copying the snapshot out of the jail: %s",
-                         strerror(-r));
+        if (collect(vm, why, sizeof(why)) < 0) {
                 vm_drv_saved(vm, why);
                 return;
         }
