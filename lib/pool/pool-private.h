@@ -58,6 +58,7 @@ struct pools {
         struct event *demand_ev; /* armed while a target is above its standing size */
         char plan_note[1024];    /* how the plan was scaled to fit max_vms, "" when it fits */
         bool stopping;           /* pools_stop() */
+        uint32_t prime_grace_ms; /* PRIME_GRACE_MS in pool.c; a test may shorten it */
 };
 
 /* A line through cb.log. */

@@ -28,8 +28,11 @@
 #define BACKOFF_MIN_MS   200
 #define BACKOFF_MAX_MS   30000
 #define PRIME_TIMEOUT_MS 30000
-#define REFILL_MS_START  1000 /* a clone's refill time before one is measured */
-#define DEMAND_TICK_MS   1000 /* targets above their standing size are looked at this often */
+/* Beyond the prime job's own deadline (and its runner's start), what the host gives the agent
+ * to answer, and a settling agent to answer its ping: a clone that does not is thrown away. */
+#define PRIME_GRACE_MS  30000
+#define REFILL_MS_START 1000 /* a clone's refill time before one is measured */
+#define DEMAND_TICK_MS  1000 /* targets above their standing size are looked at this often */
 
 void pools_log(const struct pools *all, int prio, const char *fmt, ...)
 {
@@ -60,6 +63,7 @@ struct pool_clone {
         struct pool *pool;
         struct vm *vm;
         enum clone_stage stage; /* clone_set_stage() only */
+        struct event *deadline; /* armed while the agent owes an answer (priming, settling) */
 };
 
 static const char *const clone_stage_names[_CLONE_STAGE_MAX] = {
@@ -95,9 +99,14 @@ static void clone_unlink(struct pool_clone *c)
         }
 }
 
-/* The only writer of c->stage: keeps the lists and their counts right. */
+static uint32_t stage_deadline_ms(const struct pool_clone *c, enum clone_stage stage);
+
+/* The only writer of c->stage: keeps the lists and their counts right, and arms the deadline the
+ * new stage has (restoring has the VM's own; paused, the clone owes nothing). */
 static void clone_set_stage(struct pool_clone *c, enum clone_stage stage)
 {
+        uint32_t ms;
+
         if (stage == c->stage)
                 return;
         pool_log(c->pool, LOG_DEBUG, "%s pool: %s %s -> %s", c->pool->lang->name,
@@ -106,6 +115,21 @@ static void clone_set_stage(struct pool_clone *c, enum clone_stage stage)
         clone_unlink(c);
         c->stage = stage;
         clone_link(c);
+        ms = stage_deadline_ms(c, stage);
+        if (ms)
+                op_timer_arm_ms(c->deadline, ms);
+        else
+                evtimer_del(c->deadline);
+}
+
+static void on_clone_deadline(evutil_socket_t fd, short what, void *arg)
+{
+        struct pool_clone *c = arg;
+        char why[128];
+
+        snprintf(why, sizeof(why), "no answer from the agent within %u ms of %s",
+                 stage_deadline_ms(c, c->stage), clone_stage_names[c->stage]);
+        vm_abort(c->vm, why); /* on_pool_vm_failed: the clone is replaced */
 }
 
 static struct pool_clone *clone_new(struct pool *p)
@@ -114,6 +138,11 @@ static struct pool_clone *clone_new(struct pool *p)
 
         if (!c)
                 return NULL;
+        c->deadline = evtimer_new(p->all->base, on_clone_deadline, c);
+        if (!c->deadline) {
+                free(c);
+                return NULL;
+        }
         c->pool = p;
         c->stage = CLONE_RESTORING;
         clone_link(c);
@@ -126,6 +155,7 @@ static struct vm *clone_drop(struct pool_clone *c)
         struct vm *vm = c->vm;
 
         clone_unlink(c);
+        event_free(c->deadline);
         free(c);
         return vm;
 }
@@ -225,6 +255,26 @@ static uint32_t prime_timeout_ms(const struct pool *p, const struct vm *vm)
         if (prime_op(p, vm) && p->lang->compile[0])
                 t += p->all->cfg->limits.compile_timeout_ms_max;
         return t < OP_AGENT_TIMEOUT_MS_MAX ? t : OP_AGENT_TIMEOUT_MS_MAX;
+}
+
+/* How long the agent has to answer in a stage, 0 when it owes nothing: the prime job's deadline
+ * and its runner's start, then the grace; for the ping after it, the grace. */
+static uint32_t stage_deadline_ms(const struct pool_clone *c, enum clone_stage stage)
+{
+        const struct pool *p = c->pool;
+        uint64_t ms;
+
+        switch (stage) {
+        case CLONE_PRIMING:
+                ms = (uint64_t)prime_timeout_ms(p, c->vm) + p->all->prime_grace_ms;
+                if (starts_runner(p, c->vm))
+                        ms += op_lang_warm_ready_ms(p->lang);
+                return ms < UINT32_MAX ? (uint32_t)ms : UINT32_MAX;
+        case CLONE_SETTLING:
+                return p->all->prime_grace_ms;
+        default:
+                return 0;
+        }
 }
 
 /* Run the language's prime program in the clone: through its warm runner ("prime" op, which
@@ -979,6 +1029,7 @@ int pools_new(struct event_base *base, const struct op_config *cfg, const struct
                 return -ENOMEM;
         }
         all->base = base;
+        all->prime_grace_ms = PRIME_GRACE_MS;
         all->cfg = cfg;
         all->langs = langs;
         all->host = host;

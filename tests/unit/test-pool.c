@@ -27,6 +27,7 @@
 #include "loop-wait.h"
 #include "host.h"
 #include "lang.h"
+#include "pool-private.h"
 #include "pool.h"
 #include "poolplan.h"
 #include "snap-ref.h"
@@ -55,6 +56,7 @@ struct fx {
         unsigned max_restoring; /* the most clones restoring at once, all pools */
         unsigned prime_jobs;
         unsigned pings;
+        bool mute_pings;  /* the agent reads pings and answers none */
         json_t *last_job; /* the last job a clone was sent */
 };
 
@@ -146,6 +148,8 @@ static json_t *agent(struct vm *vm, json_t *frame, void *userdata)
 
         if (op && strcmp(op, "ping") == 0) {
                 f->pings++;
+                if (f->mute_pings)
+                        return NULL;
                 return json_pack("{s:O, s:b, s:b, s:s}", "id", json_object_get(frame, "id"), "ok",
                                  1, "pong", 1, "agent_version", "fake");
         }
@@ -441,6 +445,32 @@ static void test_prime(void **state)
         /* paused only once the agent has answered a ping after the prime (it is idle then) */
         assert_int_equal(f->pings, 1);
         assert_true(counts(p).stats.last_prime_ms == 1.5);
+        assert_int_equal(only_vm(f)->state, VM_PAUSED);
+}
+
+/* An agent that does not answer the ping after the prime within the grace: the clone is thrown
+ * away by the deadline its stage armed, and another is restored; pooled once the agent answers
+ * again. */
+static void test_settling_deadline(void **state)
+{
+        struct fx *f = *state;
+        struct pool *p = pool_a(f);
+
+        f->cfg.pool_prime = OP_YES;
+        free(f->langs.v[0].prime);
+        f->langs.v[0].prime = strdup("warm up");
+        assert_non_null(f->langs.v[0].prime);
+        f->pools->prime_grace_ms = 50;
+        f->mute_pings = true;
+        pool_set_target(p, 1);
+        pool_serve(p, snap_new(f, "v1", true));
+        wait_logged(f, "no answer from the agent within 50 ms of settling");
+        assert_true(log_find(f, 0, "a pool: restore failed (no answer from the agent", NULL) >= 0);
+        assert_int_equal(counts(p).ready, 0);
+        assert_true(counts(p).stats.failures >= 1);
+        f->mute_pings = false;
+        wait_ready(f, p, 1);
+        assert_true(counts(p).stats.restores >= 2);
         assert_int_equal(only_vm(f)->state, VM_PAUSED);
 }
 
@@ -1299,6 +1329,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(test_restore_ready, setup, teardown),
             cmocka_unit_test_setup_teardown(test_prime, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_settling_deadline, setup, teardown),
             cmocka_unit_test_setup_teardown(test_clone_runner_primed, setup, teardown),
             cmocka_unit_test_setup_teardown(test_clone_runner_unprimed, setup, teardown),
             cmocka_unit_test_setup_teardown(test_clone_runner_prime_deadline, setup, teardown),
