@@ -39,8 +39,9 @@ const char *vm_state_name(enum vm_state s)
         return (unsigned)s < ELEMENTSOF(names) && names[s] ? names[s] : "?";
 }
 
-/* The one writer of vm->state: it arms the deadline the new state has (boot while BOOTING,
- * restore while RESTORING, resume while RESUMING) and drops any other. */
+/* The one writer of vm->state: it arms the deadline the new state has (boot while BOOTING;
+ * restore while RESTORING, resume while RESUMING and a save while SAVING, each the restore's:
+ * moving a state in or out of the VMM) and drops any other. */
 static void vm_set_state(struct vm *vm, enum vm_state s)
 {
         const struct op_config *cfg = vm->host->cfg;
@@ -52,7 +53,7 @@ static void vm_set_state(struct vm *vm, enum vm_state s)
         evtimer_del(vm->deadline);
         if (s == VM_BOOTING)
                 ms = cfg->boot_timeout_ms;
-        else if (s == VM_RESTORING || s == VM_RESUMING)
+        else if (s == VM_RESTORING || s == VM_RESUMING || s == VM_SAVING)
                 ms = cfg->restore_timeout_ms;
         else
                 return;
@@ -355,6 +356,9 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
                 break;
         case VM_RESUMING:
                 vm_fail(vm, "resume deadline passed before the VMM continued the VM");
+                break;
+        case VM_SAVING:
+                vm_fail(vm, "save deadline passed before the VMM had saved the VM");
                 break;
         default:
                 break;

@@ -393,6 +393,22 @@ static void test_resume_deadline(void **state)
         run_until(f, all_freed, f);
 }
 
+/* A VMM that never finishes a save (a stuck or hostile one): the VM fails at the restore
+ * deadline instead of holding its owner for ever. */
+static void test_save_deadline(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+
+        boot_ready(f, &o);
+        fake_vm_opts(o.vm)->fault = FAKE_FAULT_SILENT;
+        f->cfg.restore_timeout_ms = SHORT_MS;
+        assert_int_equal(vm_snapshot(o.vm, f->dir, on_saved, &o), 0);
+        run_until(f, heard_failed, &o);
+        assert_non_null(strstr(o.why, "save deadline"));
+        run_until(f, all_freed, f);
+}
+
 /* Sent while RESUMING, the job is RUNNING: the resume deadline is dropped (the owner's own
  * deadline for the job bounds it), and an unacknowledged resume shows in vm_resumed(). */
 static void test_running_has_no_resume_deadline(void **state)
@@ -883,6 +899,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_boot_deadline, setup, teardown),
             cmocka_unit_test_setup_teardown(test_restore_deadline, setup, teardown),
             cmocka_unit_test_setup_teardown(test_resume_deadline, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_save_deadline, setup, teardown),
             cmocka_unit_test_setup_teardown(test_running_has_no_resume_deadline, setup, teardown),
             cmocka_unit_test_setup_teardown(test_fault_boot, setup, teardown),
             cmocka_unit_test_setup_teardown(test_fault_restore, setup, teardown),
