@@ -14,7 +14,6 @@
 #include "cases.h"
 #include "client.h"
 #include "exec-op.h"
-#include "fs-space.h"
 #include "log.h"
 #include "msg-cases.h"
 #include "opd.h"
@@ -404,8 +403,7 @@ static void compiled(struct cases *x)
         cases_set_state(x, CASES_SAVING);
         k = session_save_image(c0->s, on_saved, why, sizeof(why));
         if (k < 0)
-                cases_fail(x, op_err_is_nospace(k) ? OP_ERR_INTERNAL : OP_ERR_VM_FAILED,
-                           "cannot save the compiled VM: %s", why);
+                cases_fail(x, session_save_err_code(k), "cannot save the compiled VM: %s", why);
 }
 
 static void cases_step(struct cases *x)

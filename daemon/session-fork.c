@@ -455,9 +455,7 @@ void session_forks_clean(struct opd *d)
                 log_warn("cannot remove %s: %s", dir, strerror(-k));
 }
 
-/* A save refused before the VM stopped: for lack of room (or any other failure of opd's own
- * files) internal_error, the session untouched. */
-static enum op_err save_err_code(int k)
+enum op_err session_save_err_code(int k)
 {
         return op_err_is_nospace(k) ? OP_ERR_INTERNAL : OP_ERR_VM_FAILED;
 }
@@ -699,7 +697,8 @@ void op_session_fork(struct client *c, json_t *id, json_t *req)
         k = start_save(j, s, j->dir, on_fork_saved, err, sizeof(err));
         if (k < 0) {
                 snap_rmtree(AT_FDCWD, j->dir);
-                job_fail(j, save_err_code(k), "session %s not forked: %s; it runs on", s->id, err);
+                job_fail(j, session_save_err_code(k), "session %s not forked: %s; it runs on",
+                         s->id, err);
                 job_free(j);
         }
 }
@@ -922,7 +921,8 @@ void op_session_pause(struct client *c, json_t *id, json_t *req)
                 k = start_save(j, s, j->dir, on_pause_saved, err, sizeof(err));
         if (k < 0) {
                 session_store_remove(d, j->uid, j->id);
-                job_fail(j, save_err_code(k), "session %s not paused: %s; it runs on", sid, err);
+                job_fail(j, session_save_err_code(k), "session %s not paused: %s; it runs on", sid,
+                         err);
                 job_free(j);
         }
 }

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "msg.h"
+
 struct client;
 struct job;
 struct opd;
@@ -47,6 +49,10 @@ typedef void (*session_image_fn)(struct session *s, struct snap_ref *img, const 
  * meanwhile gets no call either. -EBUSY (not idle, or a cold VM), -errno (-ENOSPC: no room for
  * the save) with why: nothing started, s unchanged. */
 int session_save_image(struct session *s, session_image_fn done, char *why, size_t whylen);
+/* The error code of a save refused before the VM stopped (k: what session_save_image(), or a
+ * fork's or a pause's start of its save, returned): internal_error for lack of room, vm_failed
+ * otherwise; the session is untouched either way. */
+enum op_err session_save_err_code(int k);
 /* Restore s (NEW, from session_new()) from img: BOOTING (boot_timeout_ms) until its VM runs,
  * then IDLE as an opened session; a VM that fails ends s. */
 int session_restore(struct session *s, struct snap_ref *img);
