@@ -248,9 +248,7 @@ class Opd:
                                      f"{n} VMMs (pool.max_size = 0 keeps it at its size)")
             pids = self.vmm_pids()
             dirs = [e for e in os.listdir(self.run_dir) if e.startswith("vm-")]
-            return sorted(pids) if (p["target"], p["ready"], p["restoring"], p["in_use"],
-                                    st["counters"]["active_vms"], len(pids), len(dirs)) == \
-                (n, n, 0, 0, n, n, n) else None
+            return sorted(pids) if pool_settled(st, lang, n, pids) and len(dirs) == n else None
         return wait_for(settled, timeout, lambda: f"{n} paused {lang} clones and no other VM: "
                         f"{pool(self, lang)}, VMMs {self.vmm_pids()}, VM directories "
                         f"{os.listdir(self.run_dir)}")
@@ -314,6 +312,15 @@ def rss_bytes(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
+
+
+def pool_settled(status, lang, n, pids):
+    """Whether a status answer shows lang's pool serving, at n paused clones that are all the VMs
+    there are (none restoring or in use), and pids, the VMM processes found, are n."""
+    p = next(la["pool"] for la in status["languages"] if la["name"] == lang)
+    return bool(p["snapshot"]) and (p["target"], p["ready"], p["restoring"], p["in_use"],
+                                    status["counters"]["active_vms"], len(pids)) == \
+        (n, n, 0, 0, n, n)
 
 
 PF_EXITING = 0x4  # the kernel's flag of a process that has begun to exit (/proc/PID/stat)

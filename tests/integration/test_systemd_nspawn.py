@@ -20,7 +20,7 @@ import time
 import unittest
 
 import nspawn
-from opdtest import BUILD, IMAGES, wait_for
+from opdtest import BUILD, IMAGES, pool_settled, wait_for
 
 CPACK_CONFIG = os.path.join(BUILD, "CPackConfig.cmake")
 LANG = "bash"
@@ -182,11 +182,8 @@ done 2>/dev/null; true""")
         set stays until a request takes a clone."""
         def settled():
             st = json.loads(self.opctl("--json", "status").stdout)
-            p = [l for l in st["languages"] if l["name"] == LANG][0]["pool"]
             pids = self.vmm_pids()
-            return sorted(pids) if p["snapshot"] and (
-                p["target"], p["ready"], p["restoring"], p["in_use"],
-                st["counters"]["active_vms"], len(pids)) == (POOL, POOL, 0, 0, POOL, POOL) else None
+            return sorted(pids) if pool_settled(st, LANG, POOL, pids) else None
         return wait_for(settled, timeout, lambda: f"{POOL} paused clones and no other VMM: "
                         f"{self.pool()}, VMMs {self.vmm_pids()}", step=1)
 
