@@ -1004,6 +1004,7 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
         const struct agent_config *cfg = &a->cfg;
         _cleanup_(exec_req_done) struct exec_req q = {0};
         _cleanup_(agent_child_kill) struct agent_child runner = AGENT_CHILD_INIT;
+        struct agent_child left = AGENT_CHILD_INIT;
         _cleanup_free_ char *dir = NULL, *handoff = NULL, *own_dir = NULL;
         _cleanup_(agent_result_done) struct agent_result cres = {0};
         struct agent_result res = {0};
@@ -1115,10 +1116,13 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
         job.stdin_open = q.opts.stdin_stream && a->chan;
         q.opts.limits.cgroup_root = cfg->cgroup_root;
         if (use_warm)
-                r = agent_exec_attach(&job, &runner, &res);
+                r = agent_exec_attach(&job, &runner, &res, &left);
         else
                 r = agent_exec(&job, &res);
-        kill_all();
+        if (left.pid > 0)
+                a->ended = left; /* it and the rest go once the answer is out */
+        else
+                kill_all();
         answer = NULL;
         if (r >= 0) {
                 exec_answer(&ans, &res, use_warm);
@@ -1658,6 +1662,7 @@ void agent_init(struct agent *a, const struct agent_config *cfg)
         *a = (struct agent){.cfg = *cfg,
                             .warm = AGENT_CHILD_INIT,
                             .repl = AGENT_CHILD_INIT,
+                            .ended = AGENT_CHILD_INIT,
                             .spare = LIMITS_GROUP_INIT,
                             .warm_group = LIMITS_GROUP_INIT};
 }
@@ -1672,6 +1677,10 @@ void agent_answered(struct agent *a)
 {
         _cleanup_(json_decrefp) json_t *spec = TAKE_PTR(a->next_runner);
 
+        if (a->ended.pid > 0) {
+                agent_child_kill(&a->ended);
+                kill_all();
+        }
         /* The group of a runner that was ended, or moved out of (a repl interpreter). */
         if (!a->warm_pending && !a->warm_waiting)
                 limits_group_drop(&a->warm_group);
@@ -1711,6 +1720,7 @@ void agent_done(struct agent *a)
         limits_group_drop(&a->warm_group);
         agent_child_kill(&a->repl);
         a->repl_alive = false;
+        agent_child_kill(&a->ended);
         limits_group_drop(&a->spare);
 }
 

@@ -41,14 +41,18 @@ struct agent {
         struct agent_child repl;          /* that interpreter (a runner that took "repl") */
         const struct agent_channel *chan; /* for streamed output and stdin; NULL: none */
         struct limits_group spare;        /* the next run's cgroup, made ahead (cgroup_root) */
+        /* A warm runner that reported its program's end and waits to be killed: ended, with
+         * every other process, by agent_answered() (its exit is not on the answer's time). */
+        struct agent_child ended;
 };
 
 void agent_init(struct agent *a, const struct agent_config *cfg);
 /* While idle (between requests): make the next run's cgroup, so that a request does not wait
  * for it. Nothing without cfg.cgroup_root. */
 void agent_prepare(struct agent *a);
-/* Once a request is answered: agent_prepare(), and start the runner its "next_runner" names
- * (a session's next call takes it) without waiting for it. */
+/* Once a request is answered: end what is left of its run (a runner that reported, see
+ * agent_exec_attach()), agent_prepare(), and start the runner its "next_runner" names (a
+ * session's next call takes it) without waiting for it. */
 void agent_answered(struct agent *a);
 /* While idle: the ms left until a runner agent_answered() started must say ready, -1 when none
  * is starting. When they have passed, agent_idle_expired(): the runner waits for the next call

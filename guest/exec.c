@@ -89,6 +89,11 @@ struct run {
         /* A step of a kept runner on its own pipes (agent_exec_step()): the step ends at "done N"
          * with what it wrote before that, not at the pipes' end. */
         bool step;
+        /* A warm runner's run (agent_exec_attach() with ret_left): the runner may write
+         * "done N\n" on fd 3 once its program is over and its output flushed, then close fds 0-2
+         * and wait to be killed. The run ends there, at the pipes' end as usual, with status N,
+         * without waiting for its exit. Anything else on fd 3 is ignored. */
+        bool report;
         int done_status;
         char line[16];
         size_t line_len;
@@ -502,8 +507,9 @@ static int wait_exec(int status_fd)
         return f.error > 0 ? -f.error : -EIO;
 }
 
-/* A repl call's fd 3: "done N\n" ends the call; anything else is the interpreter (or the code
- * it runs) breaking the protocol, and it is killed. */
+/* A repl call's or a step's fd 3: "done N\n" ends the call; anything else is the interpreter
+ * (or the code it runs) breaking the protocol, and it is killed. A reporting runner's line that
+ * is not "done N" is only ignored, with what follows it: the run ends at its exit then. */
 static void read_ctl(struct run *r)
 {
         char *nl, *end;
@@ -535,7 +541,10 @@ static void read_ctl(struct run *r)
                                 return;
                         }
                 }
-                kill_group(r);
+                if (r->report)
+                        r->ctl_eof = true;
+                else
+                        kill_group(r);
                 return;
         }
 }
@@ -589,7 +598,7 @@ static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
                         drain_pending(r);
                         break;
                 }
-                ended = r->reaped || (r->repl && r->done);
+                ended = r->reaped || ((r->repl || r->report) && r->done);
                 if (ended && r->out.fd < 0 && r->err.fd < 0)
                         break;
 
@@ -660,7 +669,7 @@ static void run_loop(struct run *r, uint64_t start, uint32_t timeout_ms)
                         i_err = n;
                         p[n++] = (struct pollfd){.fd = r->err.fd, .events = POLLIN};
                 }
-                if (r->repl && !r->done && !r->ctl_eof && r->ctl.fd >= 0) {
+                if ((r->repl || r->report) && !r->done && !r->ctl_eof && r->ctl.fd >= 0) {
                         i_ctl = n;
                         p[n++] = (struct pollfd){.fd = r->ctl.fd, .events = POLLIN};
                 }
@@ -809,9 +818,12 @@ int agent_spawn_in(const struct agent_job *job, bool with_ctl, const struct limi
 }
 
 /* Takes lr (prepared): its cgroup is removed on return. With ret_kept, the child is a kept
- * runner (a repl call, or a step when step is set) that may stay after the call. */
+ * runner (a repl call, or a step when step is set) that may stay after the call. With ret_left,
+ * a reporting runner (see struct run's report) that is alone in the run's cgroup when the run
+ * ends is left alive there, for the caller to end. */
 static int exec_attach(const struct agent_job *job, struct agent_child *child, uint64_t start,
-                       struct limits_run *lr, struct agent_result *ret, bool *ret_kept, bool step)
+                       struct limits_run *lr, struct agent_result *ret, bool *ret_kept, bool step,
+                       struct agent_child *ret_left)
 {
         struct run r = {
             .pid = child->pid,
@@ -825,13 +837,17 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
             .err.fd = child->err_fd,
             .lr = lr,
             .repl = ret_kept != NULL,
-            .ctl.hold = ret_kept != NULL,
+            .ctl.hold = ret_kept != NULL || ret_left != NULL,
             .step = ret_kept != NULL && step,
+            .report = ret_kept == NULL && ret_left != NULL,
         };
+        bool left;
         int rc = 0;
 
         if (ret_kept)
                 *ret_kept = false;
+        if (ret_left)
+                *ret_left = AGENT_CHILD_INIT;
 
         if (r.pid <= 0 || r.pgid <= 1) {
                 /* Nothing to supervise (and kill(-0) or kill(-1) would hit far more than it). */
@@ -865,7 +881,7 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
         }
         if (r.in.left == 0 && !r.in.hold)
                 r.in.fd = safe_close(r.in.fd);
-        if (r.ctl.left == 0 && !r.repl)
+        if (r.ctl.left == 0 && !r.repl && !r.report)
                 r.ctl.fd = safe_close(r.ctl.fd);
         /* The agent never blocks on the program: all its ends are non-blocking. */
         if (rc == 0 && r.in.fd >= 0)
@@ -891,8 +907,17 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
         r.ctl.fd = safe_close(r.ctl.fd);
         stream_close(&r.out);
         stream_close(&r.err);
-        /* Nothing the program started in its group outlives the run. */
-        sweep_group(&r);
+        /* Nothing the program started in its group outlives the run. A runner that reported and
+         * is all that is left of the run waits to be killed: its exit is not the answer's to
+         * wait for. */
+        left = r.report && r.done && !r.reaped && !r.group_killed && rc == 0 &&
+               limits_only_member(lr, r.pid);
+        if (left) {
+                ret_left->pid = r.pid;
+                ret_left->pgid = r.pgid;
+                ret_left->pidfd = TAKE_FD(r.pidfd);
+        } else
+                sweep_group(&r);
         r.pidfd = safe_close(r.pidfd);
         limits_usage(lr, r.reaped ? r.status : -1, &ret->usage);
         if (r.cpu_over)
@@ -920,6 +945,10 @@ static int exec_attach(const struct agent_job *job, struct agent_child *child, u
                 ret->exit_code = r.done_status;
                 ret->signal = 0;
                 *ret_kept = true;
+        } else if (r.report && r.done) {
+                /* What the runner said, whether or not the sweep has killed it since. */
+                ret->exit_code = r.done_status;
+                ret->signal = 0;
         } else if (r.reaped && r.status >= 0 && WIFEXITED(r.status)) {
                 ret->exit_code = WEXITSTATUS(r.status);
                 ret->signal = 0;
@@ -943,7 +972,7 @@ fail:
 static const struct agent_limits no_limits;
 
 int agent_exec_attach(const struct agent_job *job, struct agent_child *child,
-                      struct agent_result *ret)
+                      struct agent_result *ret, struct agent_child *ret_left)
 {
         struct limits_run lr;
         int rc;
@@ -964,7 +993,7 @@ int agent_exec_attach(const struct agent_job *job, struct agent_child *child,
                 limits_done(&lr);
                 return -EPERM;
         }
-        return exec_attach(job, child, op_now_us(), &lr, ret, NULL, false);
+        return exec_attach(job, child, op_now_us(), &lr, ret, NULL, false, ret_left);
 }
 
 /* Send the start of data with fds (SCM_RIGHTS) without blocking: the bytes sent (at least one),
@@ -1081,7 +1110,7 @@ int agent_exec_repl(const struct agent_job *job, struct agent_child *repl, struc
             .err_fd = TAKE_FD(err_r),
             .ctl_fd = TAKE_FD(ctl),
         };
-        rc = exec_attach(&j, &call, op_now_us(), &lr, ret, &kept, false);
+        rc = exec_attach(&j, &call, op_now_us(), &lr, ret, &kept, false, NULL);
         if (rc < 0 || !kept) {
                 /* It ended (or was ended) in the call: reaped by the sweep, or killed now. */
                 repl->reaped = true;
@@ -1130,7 +1159,7 @@ int agent_exec_step(const struct agent_job *job, struct agent_child *runner,
             .err_fd = TAKE_FD(err),
             .ctl_fd = TAKE_FD(ctl),
         };
-        rc = exec_attach(job, &step, op_now_us(), &lr, ret, &kept, true);
+        rc = exec_attach(job, &step, op_now_us(), &lr, ret, &kept, true, NULL);
         if (rc < 0 || !kept) {
                 /* It ended (or was ended) in the step: reaped by the sweep, or killed now. */
                 runner->reaped = true;
@@ -1160,7 +1189,7 @@ int agent_exec(const struct agent_job *job, struct agent_result *ret)
                 limits_done(&lr);
                 return rc;
         }
-        return exec_attach(job, &c, start, &lr, ret, NULL, false);
+        return exec_attach(job, &c, start, &lr, ret, NULL, false, NULL);
 }
 
 void agent_rehearse(uid_t uid, gid_t gid, const char *cgroup_root)
@@ -1196,7 +1225,7 @@ void agent_rehearse(uid_t uid, gid_t gid, const char *cgroup_root)
                 limits_group_drop(&g);
                 return;
         }
-        if (agent_exec_attach(&job, &child, &res) == 0)
+        if (agent_exec_attach(&job, &child, &res, NULL) == 0)
                 agent_result_done(&res);
         limits_group_drop(&g); /* not taken when the attach failed early */
         if (getpid() == 1)

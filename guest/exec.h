@@ -102,9 +102,17 @@ void agent_rehearse(uid_t uid, gid_t gid, const char *cgroup_root);
  * feed job->stdin_data, keep its output up to job->output_max, kill its process group at
  * job->timeout_ms (counted from this call, as is run_us), and report how it ended. Takes
  * ownership of *child in every case (it is AGENT_CHILD_INIT on return): when it returns a
- * negative errno, the child is dead and reaped all the same. */
+ * negative errno, the child is dead and reaped all the same.
+ *
+ * With ret_left, the child is a warm runner that may end the run itself: "done N\n" on its fd 3
+ * (N its program's exit status, written once the program is over and its output flushed),
+ * then its fds 0-2 closed. The run ends at the pipes' end with exit code N. When the runner is
+ * then all that is left of the run (alone in the run's cgroup), it is not killed: *ret_left
+ * holds it (its pid, process group and pidfd), waiting to be killed, and the caller ends it
+ * with agent_child_kill() once the answer is out, so that its exit is not on the answer's time.
+ * Otherwise *ret_left is AGENT_CHILD_INIT. */
 int agent_exec_attach(const struct agent_job *job, struct agent_child *child,
-                      struct agent_result *ret);
+                      struct agent_result *ret, struct agent_child *ret_left);
 
 /* One call to a session's interpreter (*repl: a warm runner that took a "repl" hand-off, kept
  * between calls). New pipes for the call's stdin, stdout and stderr go to it over its fd 3

@@ -274,6 +274,28 @@ bool limits_kill(const struct limits_run *lr)
         return lr->g.kill_fd >= 0 && write(lr->g.kill_fd, "1", 1) == 1;
 }
 
+bool limits_only_member(const struct limits_run *lr, pid_t pid)
+{
+        _cleanup_close_ int fd = -1;
+        char buf[64], *end;
+        ssize_t k;
+        long v;
+
+        if (lr->g.fd < 0 || pid <= 0)
+                return false;
+        fd = openat(lr->g.fd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        /* One pid and a newline fit: more than that is more than one process. */
+        k = read(fd, buf, sizeof(buf) - 1);
+        if (k <= 0)
+                return false;
+        buf[k] = 0;
+        errno = 0;
+        v = strtol(buf, &end, 10);
+        return !errno && end != buf && strcmp(end, "\n") == 0 && v == (long)pid;
+}
+
 bool limits_cpu_over(const struct limits_run *lr)
 {
         uint64_t us;

@@ -70,6 +70,9 @@ int limits_attach(const struct limits_run *lr, pid_t pid, const char *started_in
 /* SIGKILL every process of the run's cgroup at once, forks in flight included (cgroup.kill).
  * false when there is no cgroup to do it with. */
 bool limits_kill(const struct limits_run *lr);
+/* True when pid is the only process in the run's cgroup (cgroup.procs lists it alone); false
+ * when there are others, when there is no cgroup to tell, or on an error. */
+bool limits_only_member(const struct limits_run *lr, pid_t pid);
 /* True when the tree has used more CPU than allowed (checked by the run loop). */
 bool limits_cpu_over(const struct limits_run *lr);
 /* After the run (every process of it reaped): what it used. */

@@ -554,7 +554,7 @@ static const char *const usage_fields[] = {"cpu_time_ms", "wall_ms", "memory_pea
 static int decode_usage(json_t *u, struct op_agent_exec *x, char *errbuf, size_t errlen)
 {
         const char *what = "an exec answer";
-        uint64_t mem;
+        uint64_t mem = 0;
         int r;
 
         if (!u)

@@ -5,6 +5,10 @@ Protocol with op-agent (fd 3 is a socketpair end): the runner writes "ready\n" o
 agent writes one JSON line {"file", "argv", "cwd", "env"}; the runner becomes that program:
 same argv, cwd, environment, exit status and traceback as `python3 file args...`. A line with
 "prime": true is run with its output discarded and its effects undone, then "ready\n" again.
+The program does not see fd 3 (it is free, as in `python3 file`): the runner keeps the line on
+another fd, closed on exec. Once the program is over, the runner writes "done N\n" on it (N:
+the exit status), closes fds 0-2 and waits to be killed, so that the answer does not wait for
+the exit of a process this size; with threads still running it exits instead, as before.
 
 A line with "repl": true makes the runner a session's interpreter instead: each line (this one
 and every later one) is one call, sent with three fds (SCM_RIGHTS: the call's stdin, stdout,
@@ -64,10 +68,30 @@ def run(req):
         return 1
 
 
-def shutdown(status):
+def report(fd, st, status):
+    """Tell the agent on fd the program's exit status, close fds 0-2 (the agent's end of the run)
+    and wait to be killed: the agent answers first, and this process's exit costs the answer
+    nothing. Only while fd is still the runner's (st: its fstat then; the program may have
+    closed it and opened another file there) and no thread of the program runs on; else it
+    returns, and the caller exits."""
+    if threading.active_count() != 1:
+        return
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return
+        os.write(fd, b"done %d\n" % status)
+        os.closerange(0, 3)
+        while True:
+            signal.pause()
+    except BaseException:
+        pass
+
+
+def shutdown(status, done=None):
     """What the interpreter does at exit that a program can observe (wait for its threads, run
     its atexit handlers, flush its output), without tearing down every module: the VM is
-    thrown away next."""
+    thrown away next. done: (fd, its fstat) to report the status on before exiting."""
     try:
         threading._shutdown()
         atexit._run_exitfuncs()
@@ -80,6 +104,8 @@ def shutdown(status):
             f.flush()
         except Exception:
             status = status or 120
+    if done:
+        report(done[0], done[1], status)
     os._exit(status)
 
 
@@ -96,11 +122,17 @@ def prime(req):
         os.environ.update(req["env"])
         random.seed()
         run(req)
-        # the way out too: a process that flushes, exits and is reaped
+        # the way out too: a process that flushes, reports, is killed and reaped
+        r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             sys.stdout.flush()
+            report(w, os.fstat(w), 0)
             os._exit(0)
+        os.close(w)
+        os.read(r, 16)
+        os.close(r)
+        os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     finally:
         sys.stdout.flush()
@@ -210,13 +242,15 @@ def main():
         req, fds = read_line(ctl)
     if req.get("repl"):
         repl(ctl, req, fds)
+    done = os.dup(3)  # not inheritable: the program's children do not get it
+    done_st = os.fstat(done)
     ctl.close()
     os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])
     # State every clone shares from the snapshot is made its own before user code runs.
     random.seed()
-    shutdown(run(req))
+    shutdown(run(req), (done, done_st))
 
 
 main()

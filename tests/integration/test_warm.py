@@ -127,6 +127,52 @@ class WarmPython(unittest.TestCase):
         self.assertIn('File "', a["stderr"])
         self.assertNotIn("runpy", a["stderr"])
 
+    def test_runner_reports_its_end(self):
+        """The runner tells the agent its program's status and waits to be killed: the status is
+        the program's, fd 3 is free for the program and no child gets the runner's line."""
+        a = self.opd.run("python", "import os, subprocess, sys\n"
+                         "print(os.open('/dev/null', os.O_RDONLY))\n"
+                         "print(subprocess.run(['ls', '/proc/self/fd'], capture_output=True,"
+                         " text=True).stdout.split())\n"
+                         "sys.exit(3)\n")
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["mode"], "warm")
+        self.assertEqual((a["stdout"], a["exit_code"], a["signal"]),
+                         ("3\n['0', '1', '2', '3']\n", 3, None))
+        # a daemon thread still running: the runner exits as python3 would, without a report
+        a = self.opd.run("python", "import threading, time\n"
+                         "threading.Thread(target=time.sleep, args=(100,), daemon=True).start()\n"
+                         "print('main done')\n", timeout_ms=60000)
+        self.assertEqual((a["stdout"], a["exit_code"], a["timed_out"]), ("main done\n", 0, False))
+        # a child holding stdout after the report: ended after the linger, the status kept
+        a = self.opd.run("python", "import subprocess\nsubprocess.Popen(['sleep', '100'])\n"
+                         "raise SystemExit(5)\n", timeout_ms=60000)
+        self.assertEqual((a["exit_code"], a["signal"], a["timed_out"]), (5, None, False))
+
+    def test_runner_report_in_a_session(self):
+        """A file the program opened where the runner's line was gets nothing of the runner's,
+        and the runner is gone before the session's next call."""
+        s = self.opd.call({"op": "session_open", "id": "o", "lang": "python"})
+        self.assertTrue(s["ok"], s)
+        try:
+            a = self.opd.call({"op": "session_exec", "session": s["session"], "code":
+                               "import os\nos.closerange(3, 64)\n"
+                               "fds = [os.open(f'f{i}', os.O_WRONLY | os.O_CREAT) for i in range(8)]\n"
+                               "print(os.getpid(), fds)\n", "timeout_ms": 60000}, timeout=600)
+            self.assertTrue(a["ok"], a)
+            self.assertEqual(a["exit_code"], 0)
+            pid, fds = a["stdout"].split(" ", 1)
+            self.assertEqual(fds, "[3, 4, 5, 6, 7, 8, 9, 10]\n")
+            a = self.opd.call({"op": "session_exec", "session": s["session"], "code":
+                               "import os\n"
+                               f"print(os.path.exists('/proc/{pid}'), os.getpid() != {pid},"
+                               " [os.path.getsize(f'f{i}') for i in range(8)])\n",
+                               "timeout_ms": 60000}, timeout=600)
+            self.assertTrue(a["ok"], a)
+            self.assertEqual(a["stdout"], "False True [0, 0, 0, 0, 0, 0, 0, 0]\n")
+        finally:
+            self.opd.call({"op": "session_close", "session": s["session"]})
+
     def test_standard_streams_open_by_name(self):
         """A program may open its standard streams by name, as on any Linux host: they are
         the program user's own, though the agent made them."""

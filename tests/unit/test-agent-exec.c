@@ -624,7 +624,7 @@ static void attach(struct agent_child *c, const char *handoff, const char *in, u
             .handoff_len = handoff ? strlen(handoff) : 0,
         };
 
-        assert_int_equal(agent_exec_attach(&job, c, r), 0);
+        assert_int_equal(agent_exec_attach(&job, c, r, NULL), 0);
         assert_int_equal(c->pid, 0);
         assert_int_equal(c->ctl_fd, -1);
 }
@@ -670,6 +670,63 @@ static void test_attach_exited_early(void **state)
         assert_false(r.timed_out);
         agent_result_done(&r);
         free(big);
+}
+
+static void attach_report(struct agent_child *c, struct agent_result *r, struct agent_child *left)
+{
+        struct agent_job job = {
+            .timeout_ms = GENEROUS_MS,
+            .output_max = 1024,
+            .handoff = "go\n",
+            .handoff_len = 3,
+        };
+
+        assert_int_equal(agent_exec_attach(&job, c, r, left), 0);
+        assert_int_equal(c->pid, 0);
+}
+
+static void test_attach_report(void **state)
+{
+        struct agent_child c, left;
+        struct agent_diag d;
+        struct agent_result r;
+        pid_t pgid;
+
+        /* "done N" on fd 3, then its streams closed: the run is over with N, whatever the runner
+         * does next. Without a cgroup to tell whether it is alone, it is not left: killed. */
+        spawn_sh("echo ready >&3; read -r x <&3; echo out; echo 'done 7' >&3; exec >&- 2>&-; "
+                 "sleep 100",
+                 &c);
+        pgid = c.pgid;
+        assert_int_equal(agent_child_wait_ready(&c, GENEROUS_MS, &d), 0);
+        attach_report(&c, &r, &left);
+        assert_string_equal(r.out, "out\n");
+        assert_int_equal(r.exit_code, 7);
+        assert_int_equal(r.signal, 0);
+        assert_false(r.timed_out);
+        assert_true(r.run_us < 60ull * 1000 * 1000);
+        assert_int_equal(left.pid, 0);
+        assert_int_equal(left.pidfd, -1);
+        agent_result_done(&r);
+        assert_group_gone(pgid);
+
+        /* Anything else on fd 3 is not a report: the run ends at the runner's exit. */
+        spawn_sh("echo ready >&3; read -r x <&3; echo 'done 9 please' >&3; echo 'done 8' >&3; "
+                 "exit 4",
+                 &c);
+        assert_int_equal(agent_child_wait_ready(&c, GENEROUS_MS, &d), 0);
+        attach_report(&c, &r, &left);
+        assert_int_equal(r.exit_code, 4);
+        assert_int_equal(left.pid, 0);
+        agent_result_done(&r);
+
+        /* A runner that closes fd 3 and exits: the status of its exit, as before. */
+        spawn_sh("echo ready >&3; read -r x <&3; exec 3>&-; echo bye; exit 2", &c);
+        assert_int_equal(agent_child_wait_ready(&c, GENEROUS_MS, &d), 0);
+        attach_report(&c, &r, &left);
+        assert_string_equal(r.out, "bye\n");
+        assert_int_equal(r.exit_code, 2);
+        agent_result_done(&r);
 }
 
 static void test_attach_timeout(void **state)
@@ -797,6 +854,7 @@ int main(void)
             cmocka_unit_test(test_rehearse),
             cmocka_unit_test(test_attach_handoff),
             cmocka_unit_test(test_attach_exited_early),
+            cmocka_unit_test(test_attach_report),
             cmocka_unit_test(test_attach_timeout),
             cmocka_unit_test(test_wait_ready_failures),
             cmocka_unit_test(test_wait_ready_diag_cap),
