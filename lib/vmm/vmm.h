@@ -121,9 +121,9 @@ struct qemu_machine {
 #define QEMU_CONSOLE_ID   "console"
 #define QEMU_CONSOLE_RING 4096
 /* What the release opd records in snapshots says about the machine besides QEMU's version
- * ("10.0.2/q35.2"): changed whenever the machine or its devices change, so that a snapshot of
+ * ("10.0.2/q35.3"): changed whenever the machine or its devices change, so that a snapshot of
  * another machine is refused rather than loaded into the wrong one. */
-#define QEMU_MACHINE_TAG "q35.2"
+#define QEMU_MACHINE_TAG "q35.3"
 /* The oldest QEMU opd runs: 8.2 maps a file privately with readonly=on,rom=off. */
 #define QEMU_MIN_MAJOR 8
 #define QEMU_MIN_MINOR 2
