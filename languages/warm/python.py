@@ -68,13 +68,15 @@ def run(req):
         return 1
 
 
-def report(fd, st, status):
-    """Tell the agent on fd the program's exit status, close fds 0-2 (the agent's end of the run)
-    and wait to be killed: the agent answers first, and this process's exit costs the answer
-    nothing. Only while fd is still the runner's (st: its fstat then; the program may have
-    closed it and opened another file there) and no thread of the program runs on; else it
-    returns, and the caller exits."""
-    if threading.active_count() != 1:
+def report(done, status):
+    """Tell the agent the program's exit status on done's fd, close fds 0-2 (the agent's end of
+    the run) and wait to be killed: the agent answers first, and this process's exit costs the
+    answer nothing. done: (fd, its fstat, the pid that may report). Only from that process (a
+    child the program forked returns through here too), while the fd is still the runner's (the
+    program may have closed it and opened another file there) and no thread of the program
+    runs on; else it returns, and the caller exits."""
+    fd, st, pid = done
+    if os.getpid() != pid or threading.active_count() != 1:
         return
     try:
         now = os.fstat(fd)
@@ -91,7 +93,7 @@ def report(fd, st, status):
 def shutdown(status, done=None):
     """What the interpreter does at exit that a program can observe (wait for its threads, run
     its atexit handlers, flush its output), without tearing down every module: the VM is
-    thrown away next. done: (fd, its fstat) to report the status on before exiting."""
+    thrown away next. done: what report() needs to report the status before exiting."""
     try:
         threading._shutdown()
         atexit._run_exitfuncs()
@@ -105,7 +107,7 @@ def shutdown(status, done=None):
         except Exception:
             status = status or 120
     if done:
-        report(done[0], done[1], status)
+        report(done, status)
     os._exit(status)
 
 
@@ -127,7 +129,7 @@ def prime(req):
         pid = os.fork()
         if pid == 0:
             sys.stdout.flush()
-            report(w, os.fstat(w), 0)
+            report((w, os.fstat(w), os.getpid()), 0)
             os._exit(0)
         os.close(w)
         os.read(r, 16)
@@ -243,14 +245,14 @@ def main():
     if req.get("repl"):
         repl(ctl, req, fds)
     done = os.dup(3)  # not inheritable: the program's children do not get it
-    done_st = os.fstat(done)
+    done = (done, os.fstat(done), os.getpid())
     ctl.close()
     os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])
     # State every clone shares from the snapshot is made its own before user code runs.
     random.seed()
-    shutdown(run(req), (done, done_st))
+    shutdown(run(req), done)
 
 
 main()

@@ -139,6 +139,10 @@ class WarmPython(unittest.TestCase):
         self.assertEqual(a["mode"], "warm")
         self.assertEqual((a["stdout"], a["exit_code"], a["signal"]),
                          ("3\n['0', '1', '2', '3']\n", 3, None))
+        # a child forked without exec ends through the runner's way out too: it does not report
+        a = self.opd.run("python", "import os, sys\nif os.fork() == 0:\n    sys.exit(0)\n"
+                         "os.wait()\nprint('parent')\nsys.exit(4)\n")
+        self.assertEqual((a["stdout"], a["exit_code"], a["signal"]), ("parent\n", 4, None))
         # a daemon thread still running: the runner exits as python3 would, without a report
         a = self.opd.run("python", "import threading, time\n"
                          "threading.Thread(target=time.sleep, args=(100,), daemon=True).start()\n"
