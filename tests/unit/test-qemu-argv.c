@@ -67,6 +67,8 @@ static void test_boot(void **state)
         assert_true(find_pair(argv, "-accel", "tcg,tb-size=256") >= 0);
         assert_true(find_pair(argv, "-cpu", "max") >= 0);
         assert_true(find_pair(argv, "-m", "512M") >= 0);
+        /* the agent's port and the console's reserved 0: no queues beyond them */
+        assert_true(find_pair(argv, "-device", "virtio-serial-pci,max_ports=2") >= 0);
         assert_true(find_pair(argv, "-smp", "2") >= 0);
         assert_true(find_pair(argv, "-kernel", "/img/vmlinux") >= 0);
         assert_true(find_pair(argv, "-initrd", "/img/initrd.img") >= 0);
