@@ -26,7 +26,7 @@ import random, re, statistics, string, textwrap, time, typing, dataclasses, bise
 import io, base64, hashlib, struct, copy, enum, operator, pathlib, traceback, runpy  # noqa
 import atexit, threading, platform, subprocess, shutil, tempfile, glob, csv, contextlib  # noqa
 import urllib.parse, array, queue, uuid, unicodedata, locale, signal, errno, stat  # noqa
-import socket, builtins, types  # noqa
+import socket, builtins, types, importlib.util, marshal  # noqa
 
 
 def read_line(ctl):
@@ -51,12 +51,29 @@ def exit_status(e):
     return 1
 
 
+def main_code(path):
+    """The file's code object, as python3 would run it: source, or compiled code (a file that
+    starts with the magic number of this Python's .pyc files)."""
+    with io.open_code(path) as f:
+        data = f.read()
+    if data[:4] == importlib.util.MAGIC_NUMBER:
+        return marshal.loads(data[16:])
+    return compile(data, path, "exec")
+
+
 def run(req):
-    """Run the program; return its exit status as python3 would report it."""
-    sys.argv = [os.path.basename(req["file"])] + req["argv"]
+    """Run the program as the module __main__ (a new one, in sys.modules from then on: the
+    program's atexit handlers and threads see it too, as in python3; sys.argv[0] as the cold
+    command's, "main.py"); return its exit status as python3 would report it."""
+    path = req["file"]
+    sys.argv = [os.path.basename(path)] + req["argv"]
     sys.path.insert(0, req["cwd"])
     try:
-        runpy.run_path(req["file"], run_name="__main__")
+        mod = types.ModuleType("__main__")
+        mod.__dict__.update(__file__=path, __cached__=None, __loader__=None, __package__="",
+                            __spec__=None, __builtins__=builtins)
+        sys.modules["__main__"] = mod
+        exec(main_code(path), mod.__dict__)
         return 0
     except SystemExit as e:
         return exit_status(e)
@@ -114,7 +131,8 @@ def shutdown(status, done=None):
 def prime(req):
     """Run a program of op-agent's through the same path as a user's, output discarded, all
     process state put back: this warms the emulator's translation cache, not Python's state."""
-    saved = (os.getcwd(), dict(os.environ), list(sys.argv), list(sys.path))
+    saved = (os.getcwd(), dict(os.environ), list(sys.argv), list(sys.path),
+             sys.modules["__main__"])
     out, err = os.dup(1), os.dup(2)
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
@@ -143,7 +161,7 @@ def prime(req):
         os.dup2(err, 2)
         for fd in (out, err, null):
             os.close(fd)
-        cwd, env, sys.argv[:], sys.path[:] = saved
+        cwd, env, sys.argv[:], sys.path[:], sys.modules["__main__"] = saved
         atexit._clear()  # the runner's own imports register none
         os.chdir(cwd)
         os.environ.clear()

@@ -177,6 +177,17 @@ class WarmPython(unittest.TestCase):
         finally:
             self.opd.call({"op": "session_close", "session": s["session"]})
 
+    def test_main_module_as_python(self):
+        """The program is the module __main__ as under python3 main.py, to its end: argv[0],
+        __name__, __file__, and what its atexit handlers find in sys.modules."""
+        a = self.opd.run("python", "import atexit, os, sys, __main__\nX = 5\n"
+                         "print(sys.argv[0], __name__, os.path.basename(__file__),"
+                         " __main__.__dict__ is globals())\n"
+                         "atexit.register(lambda: print(sys.modules['__main__'].X))\n")
+        self.assertTrue(a["ok"], a)
+        self.assertEqual((a["stdout"], a["stderr"], a["exit_code"]),
+                         ("main.py __main__ main.py True\n5\n", "", 0))
+
     def test_standard_streams_open_by_name(self):
         """A program may open its standard streams by name, as on any Linux host: they are
         the program user's own, though the agent made them."""
