@@ -142,13 +142,12 @@ def prime(req):
         os.environ.update(req["env"])
         random.seed()
         run(req)
-        # the way out too: a process that flushes, reports, is killed and reaped
+        # the way out too: a process that ends as the program's does (its threads, its atexit
+        # handlers, its streams flushed), reports, is killed and reaped
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            sys.stdout.flush()
-            report((w, os.fstat(w), os.getpid()), 0)
-            os._exit(0)
+            shutdown(0, (w, os.fstat(w), os.getpid()))
         os.close(w)
         os.read(r, 16)
         os.close(r)
