@@ -577,7 +577,7 @@ static int decode_next_runner(json_t *req, struct exec_req *q, char *errbuf, siz
 
 static int exec_decode(json_t *req, struct exec_req *q, char *errbuf, size_t errlen)
 {
-        json_int_t n;
+        json_int_t n = 0;
         int r;
 
         r = check_fields_also(req, exec_fields, ELEMENTSOF(exec_fields), agent_opts_fields,
