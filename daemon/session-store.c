@@ -51,7 +51,7 @@ int session_meta_parse(const char *text, size_t len, struct session_meta *ret, c
         _cleanup_free_ char *mtext = NULL;
         json_t *snap, *limits;
         json_error_t jerr;
-        uint64_t v;
+        uint64_t v = 0;
         int r;
 
         if (len > SESSION_META_MAX)
