@@ -261,8 +261,8 @@ def main():
         req, fds = read_line(ctl)
     if req.get("repl"):
         repl(ctl, req, fds)
-    done = os.dup(3)  # not inheritable: the program's children do not get it
-    done = (done, os.fstat(done), os.getpid())
+    line = os.dup(3)  # not inheritable: the program's children do not get it
+    done = (line, os.fstat(line), os.getpid())
     ctl.close()
     os.chdir(req["cwd"])
     os.environ.clear()
