@@ -25,10 +25,14 @@
 // compiled language) is compiled first: the compiler's output on stdout and stderr, then
 // "done N\n" on fd 3 (N its exit status), then the run's line comes (the agent ends the runner
 // when N is not 0); a prime's is compiled, then run when that succeeded.
+// Once the program is over (node has run its 'exit' listeners) the runner writes "done N\n"
+// (N the status node would exit with), closes fds 0-2 and waits to be killed: node's own exit,
+// V8's heap torn down, is not on the answer's time (see reportEnd()).
 'use strict';
 
 const fs = require('fs');
 const Module = require('module');
+const threads = require('worker_threads');
 
 // `node file args...`: the file is the main module.
 const NODE = {
@@ -164,13 +168,58 @@ function serve() {
   start(req);
 }
 
+// The program's end, told on fd 3 once node has run the program's 'exit' listeners: "done N"
+// with the status node would exit with, fds 0-2 closed (its output is written: stdout and
+// stderr are pipes, which node writes synchronously), then the runner waits to be killed. Not
+// told, and node exits as it would, when the end is not a plain one:
+// - an uncaught exception or rejection: node prints its report after the 'exit' listeners;
+// - a Worker still running: node would stop it as it exits, it must not run on;
+// - fd 3 is no longer the runner's line (the program closed it and opened something there);
+// - 'exit' emitted by the program itself (node sets process._exiting before it emits).
+// The line stays at fd 3 for the program: a node starts with fds of its own well above it, so
+// no descriptor number the program gets under `node file` depends on it.
+function reportEnd() {
+  const line = fs.fstatSync(3);
+  let fatal = false;
+  let workers = 0;
+  process.on('uncaughtExceptionMonitor', () => { fatal = true; });
+  const Worker = threads.Worker;
+  threads.Worker = class extends Worker {
+    constructor(...args) {
+      super(...args);
+      workers++;
+      this.once('exit', () => workers--);
+    }
+  };
+  const emit = process.emit;
+  let told = false;
+  process.emit = function (name, code) {
+    const ret = Reflect.apply(emit, this, arguments);
+    if (name !== 'exit' || told || !process._exiting || fatal || workers > 0) return ret;
+    told = true;
+    try {
+      const now = fs.fstatSync(3);
+      if (now.dev !== line.dev || now.ino !== line.ino) return ret;
+      // What node exits with: the code it emitted, or what a listener set since.
+      const status = (process.exitCode !== undefined ? process.exitCode : code) | 0;
+      writeLine(`done ${status & 255}\n`);
+      for (const fd of [0, 1, 2]) fs.closeSync(fd);
+      fs.readSync(3, Buffer.alloc(1), 0, 1, null); // until the agent kills the runner
+    } catch (e) {
+      // the line is gone: node exits as it would have
+    }
+    return ret;
+  };
+}
+
 function start(req) {
-  fs.closeSync(3);
   enter(req);
   if (needsFreshNode(req)) {
+    fs.closeSync(3);
     runFresh();
     return;
   }
+  reportEnd();
   delete Module._cache[__filename];
   // From the tick queue, so that no frame of this file is under the program's: an uncaught
   // exception is reported, and ends the process with 1, as node reports a main module's.

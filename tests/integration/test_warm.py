@@ -349,6 +349,62 @@ class WarmNode(unittest.TestCase):
         self.assertIn("main.js:2\nlet x = ;\n        ^\n\nSyntaxError: Unexpected token ';'\n",
                       w["stderr"])
 
+    def test_runner_reports_its_end(self):
+        """The runner tells the agent the status node would exit with, after the program's
+        'exit' listeners, and waits to be killed; where node's own exit still has work to do
+        (an uncaught error's report, a Worker to stop) it exits as node does."""
+        programs = [
+            # an 'exit' listener that writes and sets the status
+            "process.on('exit', (c) => { console.log('exit', c); process.exitCode = 6; });\n"
+            "console.log('main');\n",
+            # a rejection nobody handles: node reports it after the 'exit' listeners
+            "process.on('exit', () => console.log('bye'));\n"
+            "Promise.reject(new RangeError('late'));\n",
+            # a Worker still running when the program ends: node stops it
+            "const { Worker } = require('worker_threads');\n"
+            "new Worker('setInterval(() => {}, 1000)', { eval: true }).on('online', () => {\n"
+            "  console.log('online'); process.exit(2); });\n",
+        ]
+        for code in programs:
+            w = self.run_warm(code)
+            c = self.opd.call({"op": "exec", "lang": "node", "code": code, "mode": "cold",
+                               "timeout_ms": 60000}, timeout=900)
+            self.assertTrue(c["ok"], c)
+            self.assertEqual(c["mode"], "cold")
+            self.assertEqual((w["stdout"], w["exit_code"], w["signal"]),
+                             (c["stdout"], c["exit_code"], c["signal"]), code)
+            self.assertEqual(node_report(w["stderr"]), node_report(c["stderr"]), code)
+        self.assertEqual((w["stdout"], w["exit_code"]), ("online\n", 2))
+        # a child holding stdout after the end: ended after the linger, the status kept
+        a = self.run_warm("require('child_process').spawn('sleep', ['100'], "
+                          "{ stdio: 'inherit' }).unref();\nprocess.exitCode = 5;\n")
+        self.assertEqual((a["exit_code"], a["signal"], a["timed_out"]), (5, None, False))
+
+    def test_runner_report_in_a_session(self):
+        """A file the program opened where the runner's line was gets nothing of the runner's,
+        and the runner is gone before the session's next call."""
+        self.full(1)
+        s = self.opd.call({"op": "session_open", "id": "o", "lang": "node"})
+        self.assertTrue(s["ok"], s)
+        try:
+            a = self.opd.call({"op": "session_exec", "session": s["session"], "code":
+                               "const fs = require('fs');\nfs.closeSync(3);\n"
+                               "console.log(process.pid, fs.openSync('f3', 'w'));\n",
+                               "timeout_ms": 60000}, timeout=600)
+            self.assertTrue(a["ok"], a)
+            self.assertEqual(a["exit_code"], 0)
+            pid, fd = a["stdout"].split()
+            self.assertEqual(fd, "3")
+            a = self.opd.call({"op": "session_exec", "session": s["session"], "code":
+                               "const fs = require('fs');\n"
+                               f"console.log(fs.existsSync('/proc/{pid}'), process.pid !== {pid},"
+                               " fs.statSync('f3').size);\n",
+                               "timeout_ms": 60000}, timeout=600)
+            self.assertTrue(a["ok"], a)
+            self.assertEqual(a["stdout"], "false true 0\n")
+        finally:
+            self.opd.call({"op": "session_close", "session": s["session"]})
+
     def test_node_options_run_by_a_node_of_their_own(self):
         """NODE_OPTIONS is read as node starts: the runner hands such a program to a new node."""
         a = self.run_warm("console.log(new Error('x').stack.split('\\n').length);\n"
