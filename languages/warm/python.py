@@ -107,13 +107,32 @@ def report(done, status):
         pass
 
 
+def finalize_main():
+    """Drop the program's globals as python3 does as it exits (names with one leading
+    underscore first, then the others but __builtins__, each set to None): what only they held
+    is freed, so its __del__ runs and a file the program left open is flushed and closed. Not
+    with a thread of the program still running (python3 stops those first)."""
+    mod = sys.modules.get("__main__")
+    g = getattr(mod, "__dict__", None)
+    if not isinstance(g, dict) or threading.active_count() != 1:
+        return
+    for underscore in (True, False):
+        for name in list(g):  # each value freed as its name lets go of it, in order
+            if not isinstance(name, str) or name == "__builtins__" or g.get(name) is None:
+                continue
+            if not underscore or (name[:1] == "_" and name[1:2] != "_"):
+                g[name] = None
+
+
 def shutdown(status, done=None):
     """What the interpreter does at exit that a program can observe (wait for its threads, run
-    its atexit handlers, flush its output), without tearing down every module: the VM is
-    thrown away next. done: what report() needs to report the status before exiting."""
+    its atexit handlers, free the program's globals, flush its output), without tearing down
+    every module: the VM is thrown away next. done: what report() needs to report the status
+    before exiting."""
     try:
         threading._shutdown()
         atexit._run_exitfuncs()
+        finalize_main()
     except SystemExit as e:
         status = exit_status(e)
     except BaseException:

@@ -95,13 +95,17 @@ class WarmPython(unittest.TestCase):
 
     def test_two_clones_are_distinct_and_on_time(self):
         c1, c2 = self.opd.client(), self.opd.client()
-        sent = time.time()
-        c1.send({"op": "exec", "lang": "python", "code": RANDOM_AND_CLOCK, "id": 1})
-        c2.send({"op": "exec", "lang": "python", "code": RANDOM_AND_CLOCK, "id": 2})
-        a1 = c1.recv()
-        got1 = time.time()
-        a2 = c2.recv()
-        got2 = time.time()
+        try:
+            sent = time.time()
+            c1.send({"op": "exec", "lang": "python", "code": RANDOM_AND_CLOCK, "id": 1})
+            c2.send({"op": "exec", "lang": "python", "code": RANDOM_AND_CLOCK, "id": 2})
+            a1 = c1.recv()
+            got1 = time.time()
+            a2 = c2.recv()
+            got2 = time.time()
+        finally:
+            c1.close()
+            c2.close()
         for a in (a1, a2):
             self.assertTrue(a["ok"], a)
             self.assertEqual(a["mode"], "warm")
@@ -187,6 +191,30 @@ class WarmPython(unittest.TestCase):
         self.assertTrue(a["ok"], a)
         self.assertEqual((a["stdout"], a["stderr"], a["exit_code"]),
                          ("main.py __main__ main.py True\n5\n", "", 0))
+
+    def test_exit_frees_the_program_globals(self):
+        """As python3 exits it frees the program's globals: an object's __del__ runs and a file
+        left open is flushed, as under the cold command; in a session the next call finds what
+        the last one wrote to a file it never closed."""
+        code = ("class Bye:\n    def __del__(self):\n        print('bye', flush=True)\n\n\n"
+                "b = Bye()\nout = open('/dev/stdout', 'w')\nout.write('left open\\n')\n"
+                "log = open('log', 'w')\nlog.write('written')\nprint('main')\n")
+        w = self.opd.run("python", code)
+        c = self.opd.run("python", code, mode="cold", timeout_ms=60000)
+        self.assertEqual((w["mode"], c["mode"]), ("warm", "cold"))
+        self.assertEqual((w["stdout"], w["stderr"], w["exit_code"]),
+                         (c["stdout"], c["stderr"], c["exit_code"]))
+        self.assertEqual(sorted(w["stdout"].splitlines()), ["bye", "left open", "main"])
+        s = self.opd.call({"op": "session_open", "id": "o", "lang": "python"})
+        self.assertTrue(s["ok"], s)
+        try:
+            for src, want in ((code, w["stdout"]), ("print(open('log').read())\n", "written\n")):
+                a = self.opd.call({"op": "session_exec", "session": s["session"], "code": src,
+                                   "timeout_ms": 60000}, timeout=600)
+                self.assertTrue(a["ok"], a)
+                self.assertEqual((a["stdout"], a["exit_code"]), (want, 0))
+        finally:
+            self.opd.call({"op": "session_close", "session": s["session"]})
 
     def test_standard_streams_open_by_name(self):
         """A program may open its standard streams by name, as on any Linux host: they are
