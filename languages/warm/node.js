@@ -175,7 +175,8 @@ function serve() {
 // - an uncaught exception or rejection: node prints its report after the 'exit' listeners;
 // - a Worker still running: node would stop it as it exits, it must not run on;
 // - fd 3 is no longer the runner's line (the program closed it and opened something there);
-// - 'exit' emitted by the program itself (node sets process._exiting before it emits).
+// - 'exit' emitted by the program itself (node sets process._exiting before it emits);
+// - process.emit wrapped by the program (its wrapper goes on after this one returns).
 // The line stays at fd 3 for the program: a node starts with fds of its own well above it, so
 // no descriptor number the program gets under `node file` depends on it.
 function reportEnd() {
@@ -193,9 +194,11 @@ function reportEnd() {
   };
   const emit = process.emit;
   let told = false;
-  process.emit = function (name, code) {
+  process.emit = function wrapper(name, code) {
     const ret = Reflect.apply(emit, this, arguments);
     if (name !== 'exit' || told || !process._exiting || fatal || workers > 0) return ret;
+    // A wrapper the program put around this one runs on once it returns.
+    if (process.emit !== wrapper) return ret;
     told = true;
     try {
       const now = fs.fstatSync(3);

@@ -388,6 +388,11 @@ class WarmNode(unittest.TestCase):
             # a rejection nobody handles: node reports it after the 'exit' listeners
             "process.on('exit', () => console.log('bye'));\n"
             "Promise.reject(new RangeError('late'));\n",
+            # process.emit wrapped by the program, which writes once the listeners ran
+            "const emit = process.emit;\nprocess.emit = function (name, ...args) {\n"
+            "  const ret = emit.call(this, name, ...args);\n"
+            "  if (name === 'exit') console.log('after the listeners');\n  return ret;\n};\n"
+            "console.log('main');\n",
             # a Worker still running when the program ends: node stops it
             "const { Worker } = require('worker_threads');\n"
             "new Worker('setInterval(() => {}, 1000)', { eval: true }).on('online', () => {\n"
