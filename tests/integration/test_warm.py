@@ -1,5 +1,6 @@
 """Warm path end to end: snapshots made by the real opd, clones restored paused by QEMU (TCG
 here), served from the pool, replaced when they die, drained when the snapshot changes."""
+import contextlib
 import json
 import os
 import re
@@ -57,6 +58,24 @@ def warm_pair(test, req, timeout):
         test.assertEqual(a["mode"], "warm")
     test.assertNotEqual(a1["vm"], a2["vm"])
     return a1, a2
+
+
+@contextlib.contextmanager
+def in_session(test, lang):
+    """A session of lang open for the block: it gets call(code), which runs code in the session
+    and returns its answer (checked ok). Closed after the block."""
+    s = test.opd.call({"op": "session_open", "id": "o", "lang": lang})
+    test.assertTrue(s["ok"], s)
+
+    def call(code):
+        a = test.opd.call({"op": "session_exec", "session": s["session"], "code": code,
+                           "timeout_ms": 60000}, timeout=600)
+        test.assertTrue(a["ok"], a)
+        return a
+    try:
+        yield call
+    finally:
+        test.opd.call({"op": "session_close", "session": s["session"]})
 
 
 class WarmPython(unittest.TestCase):
@@ -160,26 +179,17 @@ class WarmPython(unittest.TestCase):
     def test_runner_report_in_a_session(self):
         """A file the program opened where the runner's line was gets nothing of the runner's,
         and the runner is gone before the session's next call."""
-        s = self.opd.call({"op": "session_open", "id": "o", "lang": "python"})
-        self.assertTrue(s["ok"], s)
-        try:
-            a = self.opd.call({"op": "session_exec", "session": s["session"], "code":
-                               "import os\nos.closerange(3, 64)\n"
-                               "fds = [os.open(f'f{i}', os.O_WRONLY | os.O_CREAT) for i in range(8)]\n"
-                               "print(os.getpid(), fds)\n", "timeout_ms": 60000}, timeout=600)
-            self.assertTrue(a["ok"], a)
+        with in_session(self, "python") as call:
+            a = call("import os\nos.closerange(3, 64)\n"
+                     "fds = [os.open(f'f{i}', os.O_WRONLY | os.O_CREAT) for i in range(8)]\n"
+                     "print(os.getpid(), fds)\n")
             self.assertEqual(a["exit_code"], 0)
             pid, fds = a["stdout"].split(" ", 1)
             self.assertEqual(fds, "[3, 4, 5, 6, 7, 8, 9, 10]\n")
-            a = self.opd.call({"op": "session_exec", "session": s["session"], "code":
-                               "import os\n"
-                               f"print(os.path.exists('/proc/{pid}'), os.getpid() != {pid},"
-                               " [os.path.getsize(f'f{i}') for i in range(8)])\n",
-                               "timeout_ms": 60000}, timeout=600)
-            self.assertTrue(a["ok"], a)
+            a = call("import os\n"
+                     f"print(os.path.exists('/proc/{pid}'), os.getpid() != {pid},"
+                     " [os.path.getsize(f'f{i}') for i in range(8)])\n")
             self.assertEqual(a["stdout"], "False True [0, 0, 0, 0, 0, 0, 0, 0]\n")
-        finally:
-            self.opd.call({"op": "session_close", "session": s["session"]})
 
     def test_main_module_as_python(self):
         """The program is the module __main__ as under python3 main.py, to its end: argv[0],
@@ -205,16 +215,10 @@ class WarmPython(unittest.TestCase):
         self.assertEqual((w["stdout"], w["stderr"], w["exit_code"]),
                          (c["stdout"], c["stderr"], c["exit_code"]))
         self.assertEqual(sorted(w["stdout"].splitlines()), ["bye", "left open", "main"])
-        s = self.opd.call({"op": "session_open", "id": "o", "lang": "python"})
-        self.assertTrue(s["ok"], s)
-        try:
+        with in_session(self, "python") as call:
             for src, want in ((code, w["stdout"]), ("print(open('log').read())\n", "written\n")):
-                a = self.opd.call({"op": "session_exec", "session": s["session"], "code": src,
-                                   "timeout_ms": 60000}, timeout=600)
-                self.assertTrue(a["ok"], a)
+                a = call(src)
                 self.assertEqual((a["stdout"], a["exit_code"]), (want, 0))
-        finally:
-            self.opd.call({"op": "session_close", "session": s["session"]})
 
     def test_standard_streams_open_by_name(self):
         """A program may open its standard streams by name, as on any Linux host: they are
@@ -328,6 +332,14 @@ class WarmNode(unittest.TestCase):
         self.assertEqual(a["mode"], "warm")
         return a
 
+    def run_cold(self, code):
+        """code run by `node main.js` in a freshly booted VM: what the runner must match."""
+        c = self.opd.call({"op": "exec", "lang": "node", "code": code, "mode": "cold",
+                           "timeout_ms": 60000}, timeout=900)
+        self.assertTrue(c["ok"], c)
+        self.assertEqual(c["mode"], "cold")
+        return c
+
     def test_snapshot_holds_no_runner(self):
         self.assertFalse(self.manifest["warm"])
         self.assertNotIn("node pool: priming", self.opd.read_log())  # no clone failed to prime
@@ -366,10 +378,7 @@ class WarmNode(unittest.TestCase):
                     "console.log(1);\nlet x = ;\n"]
         for code in programs:
             w = self.run_warm(code)
-            c = self.opd.call({"op": "exec", "lang": "node", "code": code, "mode": "cold",
-                               "timeout_ms": 60000}, timeout=900)
-            self.assertTrue(c["ok"], c)
-            self.assertEqual(c["mode"], "cold")
+            c = self.run_cold(code)
             self.assertEqual((w["stdout"], w["exit_code"]), (c["stdout"], c["exit_code"]))
             self.assertEqual(w["exit_code"], 1)
             self.assertNotIn(NODE_RUNNER, w["stderr"])
@@ -400,10 +409,7 @@ class WarmNode(unittest.TestCase):
         ]
         for code in programs:
             w = self.run_warm(code)
-            c = self.opd.call({"op": "exec", "lang": "node", "code": code, "mode": "cold",
-                               "timeout_ms": 60000}, timeout=900)
-            self.assertTrue(c["ok"], c)
-            self.assertEqual(c["mode"], "cold")
+            c = self.run_cold(code)
             self.assertEqual((w["stdout"], w["exit_code"], w["signal"]),
                              (c["stdout"], c["exit_code"], c["signal"]), code)
             self.assertEqual(node_report(w["stderr"]), node_report(c["stderr"]), code)
@@ -417,26 +423,16 @@ class WarmNode(unittest.TestCase):
         """A file the program opened where the runner's line was gets nothing of the runner's,
         and the runner is gone before the session's next call."""
         self.full(1)
-        s = self.opd.call({"op": "session_open", "id": "o", "lang": "node"})
-        self.assertTrue(s["ok"], s)
-        try:
-            a = self.opd.call({"op": "session_exec", "session": s["session"], "code":
-                               "const fs = require('fs');\nfs.closeSync(3);\n"
-                               "console.log(process.pid, fs.openSync('f3', 'w'));\n",
-                               "timeout_ms": 60000}, timeout=600)
-            self.assertTrue(a["ok"], a)
+        with in_session(self, "node") as call:
+            a = call("const fs = require('fs');\nfs.closeSync(3);\n"
+                     "console.log(process.pid, fs.openSync('f3', 'w'));\n")
             self.assertEqual(a["exit_code"], 0)
             pid, fd = a["stdout"].split()
             self.assertEqual(fd, "3")
-            a = self.opd.call({"op": "session_exec", "session": s["session"], "code":
-                               "const fs = require('fs');\n"
-                               f"console.log(fs.existsSync('/proc/{pid}'), process.pid !== {pid},"
-                               " fs.statSync('f3').size);\n",
-                               "timeout_ms": 60000}, timeout=600)
-            self.assertTrue(a["ok"], a)
+            a = call("const fs = require('fs');\n"
+                     f"console.log(fs.existsSync('/proc/{pid}'), process.pid !== {pid},"
+                     " fs.statSync('f3').size);\n")
             self.assertEqual(a["stdout"], "false true 0\n")
-        finally:
-            self.opd.call({"op": "session_close", "session": s["session"]})
 
     def test_node_options_run_by_a_node_of_their_own(self):
         """NODE_OPTIONS is read as node starts: the runner hands such a program to a new node."""
@@ -447,21 +443,12 @@ class WarmNode(unittest.TestCase):
 
     def test_session_first_call_on_the_runner(self):
         self.full(1)
-        s = self.opd.call({"op": "session_open", "id": "o", "lang": "node"})
-        self.assertTrue(s["ok"], s)
-        try:
+        with in_session(self, "node") as call:
             cmdline = "console.log(require('fs').readFileSync('/proc/self/cmdline', 'utf8')" \
                       ".split('\\0')[1])"
-            a = self.opd.call({"op": "session_exec", "session": s["session"], "code": cmdline,
-                               "timeout_ms": 60000}, timeout=600)
-            self.assertTrue(a["ok"], a)
-            self.assertEqual(a["stdout"], NODE_RUNNER + "\n")
-            a = self.opd.call({"op": "session_exec", "session": s["session"], "code": cmdline,
-                               "timeout_ms": 60000}, timeout=600)
-            self.assertTrue(a["ok"], a)
-            self.assertEqual(a["stdout"], "main.js\n")  # later calls start `node main.js`
-        finally:
-            self.opd.call({"op": "session_close", "session": s["session"]})
+            self.assertEqual(call(cmdline)["stdout"], NODE_RUNNER + "\n")
+            # later calls start `node main.js`
+            self.assertEqual(call(cmdline)["stdout"], "main.js\n")
 
 
 COFFEE_RANDOM = ("crypto = require 'crypto'\nfs = require 'fs'\nos = require 'os'\n"
