@@ -107,21 +107,36 @@ def report(done, status):
         pass
 
 
-def finalize_main():
-    """Drop the program's globals as python3 does as it exits (names with one leading
-    underscore first, then the others but __builtins__, each set to None): what only they held
-    is freed, so its __del__ runs and a file the program left open is flushed and closed. Not
-    with a thread of the program still running (python3 stops those first)."""
-    mod = sys.modules.get("__main__")
-    g = getattr(mod, "__dict__", None)
-    if not isinstance(g, dict) or threading.active_count() != 1:
+def clear_globals(g):
+    """Set a module's globals to None as python3 does as it exits (names with one leading
+    underscore first, then the others but __builtins__): what only they held is freed as its
+    name lets go of it, so its __del__ runs and a file left open is flushed and closed."""
+    if not isinstance(g, dict):
         return
     for underscore in (True, False):
-        for name in list(g):  # each value freed as its name lets go of it, in order
+        for name in list(g):
             if not isinstance(name, str) or name == "__builtins__" or g.get(name) is None:
                 continue
             if not underscore or (name[:1] == "_" and name[1:2] != "_"):
                 g[name] = None
+
+
+def finalize_program():
+    """Free the program's globals as python3 does as it exits: the main module's, then those of
+    the modules its own files define (under its directory), the last imported first. Not with a
+    thread of the program still running (python3 stops those first); not the standard
+    library's modules, whose order of teardown is python3's own."""
+    if threading.active_count() != 1:
+        return
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    own = []
+    if isinstance(path, str):
+        here = os.path.dirname(path) + os.sep
+        own = [m for m in reversed(list(sys.modules.values())) if m is not main and
+               isinstance(getattr(m, "__file__", None), str) and m.__file__.startswith(here)]
+    for m in [main] + own:
+        clear_globals(getattr(m, "__dict__", None))
 
 
 def shutdown(status, done=None):
@@ -132,7 +147,7 @@ def shutdown(status, done=None):
     try:
         threading._shutdown()
         atexit._run_exitfuncs()
-        finalize_main()
+        finalize_program()
     except SystemExit as e:
         status = exit_status(e)
     except BaseException:

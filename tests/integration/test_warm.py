@@ -203,9 +203,9 @@ class WarmPython(unittest.TestCase):
                          ("main.py __main__ main.py True\n5\n", "", 0))
 
     def test_exit_frees_the_program_globals(self):
-        """As python3 exits it frees the program's globals: an object's __del__ runs and a file
-        left open is flushed, as under the cold command; in a session the next call finds what
-        the last one wrote to a file it never closed."""
+        """As python3 exits it frees the program's globals (its modules' too): an object's
+        __del__ runs and a file left open is flushed, as under the cold command; in a session
+        the next call finds what the last one wrote to a file it never closed."""
         code = ("class Bye:\n    def __del__(self):\n        print('bye', flush=True)\n\n\n"
                 "b = Bye()\nout = open('/dev/stdout', 'w')\nout.write('left open\\n')\n"
                 "log = open('log', 'w')\nlog.write('written')\nprint('main')\n")
@@ -215,6 +215,13 @@ class WarmPython(unittest.TestCase):
         self.assertEqual((w["stdout"], w["stderr"], w["exit_code"]),
                          (c["stdout"], c["stderr"], c["exit_code"]))
         self.assertEqual(sorted(w["stdout"].splitlines()), ["bye", "left open", "main"])
+        # a module of the program's own files: its globals too
+        req = {"files": [{"name": "helper.py", "content": "log = open('log', 'w')\n"
+                          "log.write('from a module')\n"}], "output_files": ["log"]}
+        wm = self.opd.run("python", "import helper\n", **req)
+        cm = self.opd.run("python", "import helper\n", mode="cold", timeout_ms=60000, **req)
+        self.assertEqual((wm["mode"], wm["files"]), ("warm", cm["files"]))
+        self.assertEqual(wm["files"], [{"name": "log", "content": "from a module"}])
         with in_session(self, "python") as call:
             for src, want in ((code, w["stdout"]), ("print(open('log').read())\n", "written\n")):
                 a = call(src)
