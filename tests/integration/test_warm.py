@@ -553,6 +553,51 @@ class WarmRunnerCase:
         return r1, r2
 
 
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "ruby", "rootfs.ext4")),
+                     "no ruby image in OPD_IMAGES")
+class WarmRuby(WarmRunnerCase, unittest.TestCase):
+    """ruby's runner, in the snapshot, runs the program as `ruby main.rb` runs its script."""
+
+    lang = "ruby"
+
+    @staticmethod
+    def report(text):
+        return re.sub(r"/tmp/op/[^/]+/", "DIR/", text)
+
+    def test_names_and_data_as_ruby(self):
+        """$0, __FILE__, the main program's frames, DATA after __END__, and none of the
+        runner's own names."""
+        self.assert_as_cold("p [$0, __FILE__, File.basename(__dir__) == File.basename(Dir.pwd),"
+                            " caller(0)[0], defined?(OpWarmRuby), defined?(enter)]\n"
+                            "puts __FILE__ == $0 ? 'main' : 'library'\n"
+                            "p [DATA.read, DATA.external_encoding]\n__END__\nafter the end\n")
+        self.assert_as_cold("# encoding: iso-8859-1\np DATA.read.encoding\n__END__\nx")
+
+    def test_errors_as_ruby(self):
+        for code in ["def f\n  raise 'deep'\nend\nf\n",
+                     "at_exit { raise 'boom' }\nputs 'main'\n",
+                     "def f\n  puts 1\n",
+                     "puts 'a'\nexit 3\n",
+                     "puts 'before'\nreturn\nputs 'after'\n"]:
+            with self.subTest(code=code):
+                self.assert_as_cold(code)
+
+    def test_no_data_without_end(self):
+        """Without __END__ there is no DATA (ruby's suggestion of a similar name may differ:
+        the runner has loaded the libraries its header lists, Date among them)."""
+        w = self.run_lang("puts DATA.read\n")
+        self.assertEqual(w["exit_code"], 1)
+        self.assertTrue(w["stderr"].startswith(
+            "main.rb:1:in `<main>': uninitialized constant DATA (NameError)\n"), w["stderr"])
+
+    def test_require_relative_and_stdin(self):
+        w = self.assert_as_cold("require_relative 'helper'\nputs helper($stdin.read)\n",
+                                files=[{"name": "helper.rb",
+                                        "content": "def helper(s) = s.upcase\n"}],
+                                stdin="line\n")
+        self.assertEqual((w["stdout"], w["exit_code"]), ("LINE\n", 0))
+
+
 @unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "coffeescript", "rootfs.ext4")),
                      "no coffeescript image in OPD_IMAGES")
 class WarmCoffee(WarmRunnerCase, unittest.TestCase):
