@@ -560,10 +560,6 @@ class WarmRuby(WarmRunnerCase, unittest.TestCase):
 
     lang = "ruby"
 
-    @staticmethod
-    def report(text):
-        return re.sub(r"/tmp/op/[^/]+/", "DIR/", text)
-
     def test_names_and_data_as_ruby(self):
         """$0, __FILE__, the main program's frames, DATA after __END__, and none of the
         runner's own names."""
