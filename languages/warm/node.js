@@ -177,8 +177,8 @@ function serve() {
 // - fd 3 is no longer the runner's line (the program closed it and opened something there);
 // - 'exit' emitted by the program itself (node sets process._exiting before it emits);
 // - process.emit wrapped by the program (its wrapper goes on after this one returns).
-// The line stays at fd 3 for the program: a node starts with fds of its own well above it, so
-// no descriptor number the program gets under `node file` depends on it.
+// The line stays at fd 3 for the program: node opens a dozen descriptors of its own from 3 up
+// as it starts, so under `node file` too the numbers a program gets start well above 3.
 function reportEnd() {
   const line = fs.fstatSync(3);
   let fatal = false;
