@@ -121,11 +121,12 @@ def clear_globals(g):
                 g[name] = None
 
 
-def finalize_program():
+def finalize_program(known):
     """Free the program's globals as python3 does as it exits: the main module's, then those of
-    the modules its own files define (under its directory), the last imported first. Not with a
-    thread of the program still running (python3 stops those first); not the standard
-    library's modules, whose order of teardown is python3's own."""
+    the modules its own files define (under its directory), the last imported first. known:
+    names in sys.modules before the program ran, none of them its own (the runner's hundreds
+    are not looked at again). Not with a thread of the program still running (python3 stops
+    those first); not the standard library's modules, whose order of teardown is python3's."""
     if threading.active_count() != 1:
         return
     main = sys.modules.get("__main__")
@@ -133,21 +134,22 @@ def finalize_program():
     own = []
     if isinstance(path, str):
         here = os.path.dirname(path) + os.sep
-        own = [m for m in reversed(list(sys.modules.values())) if m is not main and
-               isinstance(getattr(m, "__file__", None), str) and m.__file__.startswith(here)]
+        own = [m for k, m in reversed(sys.modules.items()) if k not in known and
+               m is not main and isinstance(getattr(m, "__file__", None), str) and
+               m.__file__.startswith(here)]
     for m in [main] + own:
         clear_globals(getattr(m, "__dict__", None))
 
 
-def shutdown(status, done=None):
+def shutdown(status, done=None, known=frozenset()):
     """What the interpreter does at exit that a program can observe (wait for its threads, run
     its atexit handlers, free the program's globals, flush its output), without tearing down
     every module: the VM is thrown away next. done: what report() needs to report the status
-    before exiting."""
+    before exiting; known: see finalize_program()."""
     try:
         threading._shutdown()
         atexit._run_exitfuncs()
-        finalize_program()
+        finalize_program(known)
     except SystemExit as e:
         status = exit_status(e)
     except BaseException:
@@ -175,13 +177,14 @@ def prime(req):
         os.chdir(req["cwd"])
         os.environ.update(req["env"])
         random.seed()
+        known = frozenset(sys.modules)
         run(req)
         # the way out too: a process that ends as the program's does (its threads, its atexit
-        # handlers, its streams flushed), reports, is killed and reaped
+        # handlers, its globals, its streams flushed), reports, is killed and reaped
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            shutdown(0, (w, os.fstat(w), os.getpid()))
+            shutdown(0, (w, os.fstat(w), os.getpid()), known)
         os.close(w)
         os.read(r, 16)
         os.close(r)
@@ -303,7 +306,8 @@ def main():
     os.environ.update(req["env"])
     # State every clone shares from the snapshot is made its own before user code runs.
     random.seed()
-    shutdown(run(req), done)
+    known = frozenset(sys.modules)
+    shutdown(run(req), done, known)
 
 
 main()
