@@ -1134,7 +1134,11 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
                 agent_answer_files_done(&ans.exec);
         }
         agent_result_done(&res);
-        end_rundir(&q, dir);
+        /* Removed once the answer is out (agent_answered()), unless a session keeps it. */
+        if (!q.keepdir) {
+                agent_rundir_drop(a); /* one left by a caller that skipped agent_answered() */
+                a->ended_dir = TAKE_PTR(dir);
+        }
         if (r < 0 && use_warm)
                 return op_error_reply(id, OP_ERR_INTERNAL, "could not run on the warm runner: %s",
                                       strerror(-r));
@@ -1673,6 +1677,14 @@ void agent_prepare(struct agent *a)
                 (void)limits_group_make(a->cfg.cgroup_root, &a->spare);
 }
 
+void agent_rundir_drop(struct agent *a)
+{
+        if (a->ended_dir) {
+                rm_rundir(a->ended_dir);
+                free(TAKE_PTR(a->ended_dir));
+        }
+}
+
 void agent_answered(struct agent *a)
 {
         _cleanup_(json_decrefp) json_t *spec = TAKE_PTR(a->next_runner);
@@ -1681,6 +1693,8 @@ void agent_answered(struct agent *a)
                 agent_child_kill(&a->ended);
                 kill_all();
         }
+        /* After every process of the run is gone: nothing writes there any more. */
+        agent_rundir_drop(a);
         /* The group of a runner that was ended, or moved out of (a repl interpreter). */
         if (!a->warm_pending && !a->warm_waiting)
                 limits_group_drop(&a->warm_group);
@@ -1721,6 +1735,7 @@ void agent_done(struct agent *a)
         agent_child_kill(&a->repl);
         a->repl_alive = false;
         agent_child_kill(&a->ended);
+        agent_rundir_drop(a);
         limits_group_drop(&a->spare);
 }
 

@@ -44,6 +44,9 @@ struct agent {
         /* A warm runner that reported its program's end and waits to be killed: ended, with
          * every other process, by agent_answered() (its exit is not on the answer's time). */
         struct agent_child ended;
+        /* The directory of the run just answered: removed once the answer is out
+         * (agent_answered()), not on its time. NULL: none (a session keeps its directory). */
+        char *ended_dir;
 };
 
 void agent_init(struct agent *a, const struct agent_config *cfg);
@@ -54,6 +57,8 @@ void agent_prepare(struct agent *a);
  * agent_exec_attach()), agent_prepare(), and start the runner its "next_runner" names (a
  * session's next call takes it) without waiting for it. */
 void agent_answered(struct agent *a);
+/* The part of agent_answered() that removes the answered run's directory. */
+void agent_rundir_drop(struct agent *a);
 /* While idle: the ms left until a runner agent_answered() started must say ready, -1 when none
  * is starting. When they have passed, agent_idle_expired(): the runner waits for the next call
  * if it is ready, else it is ended. */
