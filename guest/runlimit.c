@@ -31,16 +31,17 @@ static int write_at(int dfd, const char *name, const char *text)
 }
 
 /* The value after "key " in a flat-keyed cgroup file (cpu.stat, memory.events), or a single
- * number file when key is NULL. */
-static int read_value(int dfd, const char *name, const char *key, uint64_t *ret)
+ * number file when key is NULL: read from fd (at offset 0) when it is open, else from name in
+ * dfd. */
+static int read_value(int fd, int dfd, const char *name, const char *key, uint64_t *ret)
 {
-        _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int own = fd < 0 ? openat(dfd, name, O_RDONLY | O_CLOEXEC) : -1;
         char buf[1024], *p;
         ssize_t k;
 
-        if (fd < 0)
+        if (fd < 0 && own < 0)
                 return -errno;
-        k = read(fd, buf, sizeof(buf) - 1);
+        k = pread(fd >= 0 ? fd : own, buf, sizeof(buf) - 1, 0);
         if (k < 0)
                 return -errno;
         buf[k] = 0;
@@ -103,14 +104,27 @@ int limits_group_make(const char *cgroup_root, struct limits_group *ret)
                 return r;
         }
         g.kill_fd = openat(g.fd, "cgroup.kill", O_WRONLY | O_CLOEXEC);
+        g.cpu_fd = openat(g.fd, "cpu.stat", O_RDONLY | O_CLOEXEC);
+        g.peak_fd = openat(g.fd, "memory.peak", O_RDONLY | O_CLOEXEC);
+        g.events_fd = openat(g.fd, "memory.events", O_RDONLY | O_CLOEXEC);
+        g.list_fd = openat(g.fd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
         *ret = g;
         return 0;
 }
 
-void limits_group_drop(struct limits_group *g)
+static void group_files_close(struct limits_group *g)
 {
         g->procs_fd = safe_close(g->procs_fd);
         g->kill_fd = safe_close(g->kill_fd);
+        g->cpu_fd = safe_close(g->cpu_fd);
+        g->peak_fd = safe_close(g->peak_fd);
+        g->events_fd = safe_close(g->events_fd);
+        g->list_fd = safe_close(g->list_fd);
+}
+
+void limits_group_drop(struct limits_group *g)
+{
+        group_files_close(g);
         if (g->fd >= 0) {
                 _cleanup_close_ int parent =
                     openat(g->fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -160,7 +174,8 @@ int limits_prepare(const struct agent_limits *lim, struct limits_group *spare,
         if (lr->g.fd >= 0 && !group_limit(lr, lim))
                 limits_group_drop(&lr->g);
         if (lr->g.fd >= 0)
-                (void)read_value(lr->g.fd, "cpu.stat", "usage_usec", &lr->cpu_base_us);
+                (void)read_value(lr->g.cpu_fd, lr->g.fd, "cpu.stat", "usage_usec",
+                                 &lr->cpu_base_us);
         cg = lr->g.fd >= 0;
         lr->cpu_time_ms = lim->cpu_time_ms;
         if (lim->cpu_time_ms) {
@@ -283,11 +298,12 @@ bool limits_only_member(const struct limits_run *lr, pid_t pid)
 
         if (lr->g.fd < 0 || pid <= 0)
                 return false;
-        fd = openat(lr->g.fd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (lr->g.list_fd < 0)
+                fd = openat(lr->g.fd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+        if (lr->g.list_fd < 0 && fd < 0)
                 return false;
         /* One pid and a newline fit: more than that is more than one process. */
-        k = read(fd, buf, sizeof(buf) - 1);
+        k = pread(lr->g.list_fd >= 0 ? lr->g.list_fd : fd, buf, sizeof(buf) - 1, 0);
         if (k <= 0)
                 return false;
         buf[k] = 0;
@@ -302,7 +318,7 @@ bool limits_cpu_over(const struct limits_run *lr)
 
         if (!lr->cpu_time_ms || lr->g.fd < 0)
                 return false;
-        return read_value(lr->g.fd, "cpu.stat", "usage_usec", &us) == 0 &&
+        return read_value(lr->g.cpu_fd, lr->g.fd, "cpu.stat", "usage_usec", &us) == 0 &&
                us - lr->cpu_base_us >= (uint64_t)lr->cpu_time_ms * 1000;
 }
 
@@ -323,11 +339,12 @@ void limits_usage(const struct limits_run *lr, int wait_status, struct agent_usa
         ret->memory_peak_bytes = (uint64_t)now.ru_maxrss * 1024;
         if (lr->g.fd >= 0) {
                 ret->by_cgroup = true;
-                if (read_value(lr->g.fd, "cpu.stat", "usage_usec", &v) == 0)
+                if (read_value(lr->g.cpu_fd, lr->g.fd, "cpu.stat", "usage_usec", &v) == 0)
                         ret->cpu_us = v - lr->cpu_base_us;
-                if (read_value(lr->g.fd, "memory.peak", NULL, &v) == 0)
+                if (read_value(lr->g.peak_fd, lr->g.fd, "memory.peak", NULL, &v) == 0)
                         ret->memory_peak_bytes = v;
-                if (read_value(lr->g.fd, "memory.events", "oom_kill", &v) == 0 && v > 0)
+                if (read_value(lr->g.events_fd, lr->g.fd, "memory.events", "oom_kill", &v) == 0 &&
+                    v > 0)
                         ret->oom_killed = true;
         }
         if (lr->cpu_time_ms &&
@@ -340,8 +357,7 @@ void limits_done(struct limits_run *lr)
 {
         /* The group itself is removed by the next limits_group_make(), while the agent is idle:
          * not while the answer waits (and a VM serves one run only). */
-        safe_close(lr->g.procs_fd);
-        safe_close(lr->g.kill_fd);
+        group_files_close(&lr->g);
         safe_close(lr->g.fd);
         *lr = LIMITS_RUN_INIT;
 }

@@ -22,13 +22,24 @@ struct agent_limits {
 /* A cgroup for one run. Making one takes tens of ms under emulation, so the agent makes the
  * next run's group ahead, while idle (and a warm runner starts in it). */
 struct limits_group {
-        int fd;         /* the group's directory, or -1 */
-        int procs_fd;   /* its cgroup.procs, opened for writing */
-        int kill_fd;    /* its cgroup.kill (Linux 5.14+), or -1 */
+        int fd;       /* the group's directory, or -1 */
+        int procs_fd; /* its cgroup.procs, opened for writing */
+        int kill_fd;  /* its cgroup.kill (Linux 5.14+), or -1 */
+        /* Opened with the group, read from offset 0 during and after a run (a cgroup file reads
+         * afresh there): opening them then would cost the answer each time. -1: opened when
+         * read. cpu.stat, memory.peak, memory.events, cgroup.procs (for reading). */
+        int cpu_fd, peak_fd, events_fd, list_fd;
         char path[128]; /* its name under the root */
 };
 
-#define LIMITS_GROUP_INIT ((struct limits_group){.fd = -1, .procs_fd = -1, .kill_fd = -1})
+#define LIMITS_GROUP_INIT                                                                          \
+        ((struct limits_group){.fd = -1,                                                           \
+                               .procs_fd = -1,                                                     \
+                               .kill_fd = -1,                                                      \
+                               .cpu_fd = -1,                                                       \
+                               .peak_fd = -1,                                                      \
+                               .events_fd = -1,                                                    \
+                               .list_fd = -1})
 
 /* A new empty group "op-run-*" under cgroup_root, with the memory and pids controllers. */
 int limits_group_make(const char *cgroup_root, struct limits_group *ret);
