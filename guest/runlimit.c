@@ -30,21 +30,31 @@ static int write_at(int dfd, const char *name, const char *text)
         return 0;
 }
 
-/* The value after "key " in a flat-keyed cgroup file (cpu.stat, memory.events), or a single
- * number file when key is NULL: read from fd (at offset 0) when it is open, else from name in
- * dfd. */
-static int read_value(int fd, int dfd, const char *name, const char *key, uint64_t *ret)
+/* A group file's text (at most size - 1 bytes, NUL-ended): read from fd at offset 0 when the
+ * group opened it ahead, else from name in dfd. Its length, or a negative errno. */
+static ssize_t read_text(int fd, int dfd, const char *name, char *buf, size_t size)
 {
         _cleanup_close_ int own = fd < 0 ? openat(dfd, name, O_RDONLY | O_CLOEXEC) : -1;
-        char buf[1024], *p;
         ssize_t k;
 
         if (fd < 0 && own < 0)
                 return -errno;
-        k = pread(fd >= 0 ? fd : own, buf, sizeof(buf) - 1, 0);
+        k = pread(fd >= 0 ? fd : own, buf, size - 1, 0);
         if (k < 0)
                 return -errno;
         buf[k] = 0;
+        return k;
+}
+
+/* The value after "key " in a flat-keyed cgroup file (cpu.stat, memory.events), or a single
+ * number file when key is NULL (fd, dfd and name as read_text()). */
+static int read_value(int fd, int dfd, const char *name, const char *key, uint64_t *ret)
+{
+        char buf[1024], *p;
+        ssize_t k = read_text(fd, dfd, name, buf, sizeof(buf));
+
+        if (k < 0)
+                return (int)k;
         if (!key) {
                 *ret = strtoull(buf, NULL, 10);
                 return 0;
@@ -291,22 +301,14 @@ bool limits_kill(const struct limits_run *lr)
 
 bool limits_only_member(const struct limits_run *lr, pid_t pid)
 {
-        _cleanup_close_ int fd = -1;
         char buf[64], *end;
-        ssize_t k;
         long v;
 
         if (lr->g.fd < 0 || pid <= 0)
                 return false;
-        if (lr->g.list_fd < 0)
-                fd = openat(lr->g.fd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
-        if (lr->g.list_fd < 0 && fd < 0)
-                return false;
         /* One pid and a newline fit: more than that is more than one process. */
-        k = pread(lr->g.list_fd >= 0 ? lr->g.list_fd : fd, buf, sizeof(buf) - 1, 0);
-        if (k <= 0)
+        if (read_text(lr->g.list_fd, lr->g.fd, "cgroup.procs", buf, sizeof(buf)) <= 0)
                 return false;
-        buf[k] = 0;
         errno = 0;
         v = strtol(buf, &end, 10);
         return !errno && end != buf && strcmp(end, "\n") == 0 && v == (long)pid;
