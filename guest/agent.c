@@ -836,6 +836,16 @@ static void end_rundir(const struct exec_req *q, const char *dir)
                 rm_rundir(dir);
 }
 
+/* The run is over and its answer made: its directory goes once the answer is out
+ * (agent_answered()), unless it is a session's kept one. */
+static void rundir_defer(struct agent *a, const struct exec_req *q, char **dir)
+{
+        if (q->keepdir)
+                return;
+        agent_rundir_drop(a); /* one left by a caller that skipped agent_answered() */
+        a->ended_dir = TAKE_PTR(*dir);
+}
+
 /* The waiting warm runner's own directory, when it is not taken for a run: removed. */
 static void warm_dir_drop(struct agent *a)
 {
@@ -1097,7 +1107,7 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
                                   : compile_phase(id, &q.compile, &job, &cres);
                 if (answer) { /* it failed: the answer is its outcome, the program does not run */
                         kill_all();
-                        end_rundir(&q, dir);
+                        rundir_defer(a, &q, &dir);
                         return answer;
                 }
         }
@@ -1134,11 +1144,7 @@ static json_t *agent_op_exec(struct agent *a, json_t *req, json_t *id)
                 agent_answer_files_done(&ans.exec);
         }
         agent_result_done(&res);
-        /* Removed once the answer is out (agent_answered()), unless a session keeps it. */
-        if (!q.keepdir) {
-                agent_rundir_drop(a); /* one left by a caller that skipped agent_answered() */
-                a->ended_dir = TAKE_PTR(dir);
-        }
+        rundir_defer(a, &q, &dir);
         if (r < 0 && use_warm)
                 return op_error_reply(id, OP_ERR_INTERNAL, "could not run on the warm runner: %s",
                                       strerror(-r));

@@ -194,6 +194,16 @@ static void test_exec_rundir_cleanup(void **state)
         json_decref(a);
         assert_int_equal(rundirs_left(), 0);
         assert_int_equal(access("/etc/passwd", F_OK), 0);
+
+        /* A compile that fails ends the run the same way: its directory is there as the
+         * answer is made, gone once it is out. */
+        a = handle("{\"op\":\"exec\",\"argv\":[\"./prog\"],\"file\":\"p.c\",\"code\":\"x\","
+                   "\"compile\":{\"argv\":[\"sh\",\"-c\",\"mkdir obj && touch obj/o && exit 2\"],"
+                   "\"timeout_ms\":60000,\"output_max\":4096}}");
+        assert_string_equal(str(a, "status"), "compile_error");
+        json_decref(a);
+        assert_int_equal(count_entries(workdir), 1);
+        assert_int_equal(rundirs_left(), 0);
 }
 
 /* "workdir": a session's calls share one directory, kept after each run; a name the program
