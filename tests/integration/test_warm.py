@@ -594,6 +594,58 @@ class WarmRuby(WarmRunnerCase, unittest.TestCase):
         self.assertEqual((w["stdout"], w["exit_code"]), ("LINE\n", 0))
 
 
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "php", "rootfs.ext4")),
+                     "no php image in OPD_IMAGES")
+class WarmPhp(WarmRunnerCase, unittest.TestCase):
+    """php's runner, in the snapshot, includes the program at its top level: what php prints
+    and the status it exits with are those of `php main.php`, and the runner leaves no name of
+    its own to the program."""
+
+    lang = "php"
+
+    @staticmethod
+    def report(text):
+        return re.sub(r"/tmp/op/run-\w+/", "DIR/", text)
+
+    def test_no_name_of_the_runners(self):
+        """A program may define any function: the runner's helpers are closures it unset."""
+        w = self.assert_as_cold(
+            "<?php\nfunction op_enter() { echo \"mine\\n\"; }\n"
+            "function op_read_request() { return 1; }\nop_enter();\n"
+            "echo json_encode([get_defined_functions()['user'], isset($op_ctl),\n"
+            "  isset($op_req)]), \"\\n\";\n")
+        self.assertEqual(w["stdout"], 'mine\n[["op_enter","op_read_request"],false,false]\n')
+
+    def test_uncaught_as_php(self):
+        """An uncaught exception's report ends its trace at the program's {main}, with a
+        previous one too, from a function or the top level; a parse error, a warning, exit()."""
+        programs = [
+            "<?php\nfunction f() { throw new Exception('x'); }\nf();\n",
+            "<?php\nthrow new Exception('top');\n",
+            "<?php\nfunction f() {\n  throw new RuntimeException('x', 0, new LogicException('in'));"
+            "\n}\nf();\n",
+            "<?php\nfunction g() { undefined_fn(); }\ng();\n",
+            "<?php\necho 'a', PHP_EOL;\n$x = ;\n",
+            "<?php\necho $undefined;\ntrigger_error('boom', E_USER_WARNING);\necho 'after';\nexit(3);\n",
+        ]
+        for code in programs:
+            with self.subTest(code=code):
+                w = self.assert_as_cold(code)
+                self.assertNotIn("/usr/lib/op/warm/", w["stdout"] + w["stderr"])
+        self.assertIn("Stack trace:\n#0 DIR/main.php(3): f()\n#1 {main}\n",
+                      self.report(self.run_lang(programs[0])["stdout"]))
+
+    def test_argv_env_stdin_as_php(self):
+        w = self.assert_as_cold(
+            "<?php\necho json_encode([$argv, $argc, $_SERVER['argv'], $_SERVER['SCRIPT_NAME'],\n"
+            "  getenv('FOO'), $_ENV['FOO'] ?? null, $_SERVER['FOO'], basename(getcwd()) ===\n"
+            "  basename(getenv('HOME')), stream_get_contents(STDIN)]), PHP_EOL;\n",
+            args=["a", "b c"], env={"FOO": "bar"}, stdin="in")
+        self.assertEqual(json.loads(w["stdout"]), [["main.php", "a", "b c"], 3,
+                                                   ["main.php", "a", "b c"], "main.php", "bar",
+                                                   "bar", "bar", True, "in"])
+
+
 @unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "coffeescript", "rootfs.ext4")),
                      "no coffeescript image in OPD_IMAGES")
 class WarmCoffee(WarmRunnerCase, unittest.TestCase):
