@@ -286,16 +286,19 @@ public class Runner {
         Method main = findMain(ClassLoader.getSystemClassLoader());
         if (main == null)
             System.exit(1);
-        int status = 0;
+        Throwable thrown = null;
         try {
             main.invoke(null, (Object) args);
         } catch (InvocationTargetException e) {
-            Throwable t = e.getCause();
-            trim(t, Collections.newSetFromMap(new IdentityHashMap<>()));
-            self.getUncaughtExceptionHandler().uncaughtException(self, t);
-            status = 1;
+            thrown = e.getCause();
+        } catch (ExceptionInInitializerError e) {
+            thrown = e; // the class's static initializer, run as main() is called
         }
-        exitAsJvm(self, status);
+        if (thrown != null) {
+            trim(thrown, Collections.newSetFromMap(new IdentityHashMap<>()));
+            self.getUncaughtExceptionHandler().uncaughtException(self, thrown);
+        }
+        exitAsJvm(self, thrown == null ? 0 : 1);
     }
 
     // As a cold JVM ends once its main thread is done: the other non-daemon threads are waited
@@ -363,7 +366,9 @@ public class Runner {
         int n = st.length;
         while (n > 0 && ours(st[n - 1]))
             n--;
-        if (n > 0 && n < st.length)
+        // none left: thrown below the program's frames, where the java launcher's JNI call
+        // shows none either (an ExceptionInInitializerError of the main class's initializer)
+        if (n < st.length)
             t.setStackTrace(Arrays.copyOf(st, n));
         trim(t.getCause(), seen);
         for (Throwable s : t.getSuppressed())

@@ -1879,6 +1879,23 @@ static void test_warm_java(void **state)
                             "Exception in thread \"main\" java.lang.IllegalStateException: nope\n"
                             "\tat Main.main(Main.java:3)\n");
         json_decref(a);
+
+        /* Thrown by a static initializer, as main() is called: as the java launcher reports it
+         * (the ExceptionInInitializerError has no frame of its own). */
+        warm_java(runner);
+        a = handle(
+            "{\"op\":\"exec\",\"argv\":[\"java\",\"-cp\",\".\",\"Main\"],\"file\":\"Main.java\","
+            "\"warm\":true,\"code\":\"public class Main {\\n  static int x = 1 / zero();\\n  "
+            "static int zero() { return 0; }\\n  public static void main(String[] a) { "
+            "System.out.println(x); }\\n}\\n\"," JAVAC "}");
+        assert_ok_warm_used(a, true);
+        assert_int_equal(exit_code(a), 1);
+        assert_string_equal(str(a, "stdout"), "");
+        assert_string_equal(str(a, "stderr"),
+                            "Exception in thread \"main\" java.lang.ExceptionInInitializerError\n"
+                            "Caused by: java.lang.ArithmeticException: / by zero\n"
+                            "\tat Main.<clinit>(Main.java:2)\n");
+        json_decref(a);
         assert_int_equal(rundirs_left(), 0);
         free(runner);
 }
