@@ -28,3 +28,58 @@ def write_section(path, name, lines):
     with open(path, "w") as f:
         f.write(text)
     return section
+
+
+def fs_type(path):
+    """The type of the file system path is on (the longest mount point above it in
+    /proc/self/mounts), e.g. "tmpfs", "ext4"; "" when unknown."""
+    path, best, kind = os.path.realpath(path), "", ""
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                _, mnt, typ = line.split()[:3]
+                mnt = mnt.replace("\\040", " ")
+                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                    best, kind = mnt, typ
+    except OSError:
+        pass
+    return kind
+
+
+def damon_state():
+    """The host kernel's DAMON monitors that are on, described in a sentence ("" when none):
+    DAMON samples memory by clearing pages' accessed bits, and its schemes may page memory
+    out, so a process's first touches of pages after a pause can cost more where it runs."""
+    root = "/sys/kernel/mm/damon/admin/kdamonds"
+    found = []
+
+    def read(*parts):
+        try:
+            with open(os.path.join(root, *parts)) as f:
+                return f.read().strip()
+        except OSError:
+            return ""
+    try:
+        names = sorted(n for n in os.listdir(root) if n.isdigit())
+    except OSError:
+        return ""
+    for k in names:
+        if read(k, "state") != "on":
+            continue
+        for c in sorted(n for n in os.listdir(os.path.join(root, k, "contexts")) if n.isdigit()):
+            ctx = (k, "contexts", c)
+            ops = read(*ctx, "operations")
+            sample = read(*ctx, "monitoring_attrs", "intervals", "sample_us")
+            actions = []
+            schemes = os.path.join(root, *ctx, "schemes")
+            for s in sorted(n for n in os.listdir(schemes) if n.isdigit()):
+                actions.append(read(*ctx, "schemes", s, "action"))
+            what = f"kdamond {k}: {ops or '?'} monitoring"
+            if sample.isdigit():
+                what += f", a sample every {int(sample) / 1000:g} ms"
+            if actions:
+                what += ", schemes: " + ", ".join(a or "?" for a in actions)
+            found.append(what)
+    if not found:
+        return ""
+    return "The host kernel's DAMON is on (" + "; ".join(found) + ")."
