@@ -307,169 +307,11 @@ def node_report(stderr):
                      if not l.startswith("    at "))
 
 
-@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "node", "rootfs.ext4")),
-                     "no node image in OPD_IMAGES")
-class WarmNode(unittest.TestCase):
-    """node's runner starts in each clone, after the clone's entropy is in the guest kernel:
-    the snapshot holds no node process, and each clone's V8 and OpenSSL seed themselves."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.opd = Opd({"pool.sizes": "node=2,bash=0,python=0", "pool.fallback_cold": "no",
-                       "max_vms": "4"})
-        cls.version = create_snapshot(cls.opd, "node")
-        # the runner is started by the prime of an agent that knows "runner" (agent 0.4.0)
-        cls.manifest = snapshot_manifest(cls.opd, "node", cls.version, (0, 4, 0))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.opd.stop()
-
-    def full(self, n=2):
-        """Wait until n clones are paused and ready: each has started and primed its runner
-        (under TCG node takes seconds to start; the machine may be loaded)."""
-        wait_for(lambda: (lambda p: p if p["snapshot"] == self.version and p["ready"] >= n
-                          else None)(pool(self.opd, "node")), 900,
-                 lambda: f"{n} node clones ready: {pool(self.opd, 'node')}")
-
-    def run_warm(self, code, **kw):
-        self.full(1)
-        a = self.opd.run("node", code, mode="warm", timeout_ms=60000, **kw)
-        self.assertTrue(a["ok"], a)
-        self.assertEqual(a["mode"], "warm")
-        return a
-
-    def run_cold(self, code):
-        """code run by `node main.js` in a freshly booted VM: what the runner must match."""
-        c = self.opd.call({"op": "exec", "lang": "node", "code": code, "mode": "cold",
-                           "timeout_ms": 60000}, timeout=900)
-        self.assertTrue(c["ok"], c)
-        self.assertEqual(c["mode"], "cold")
-        return c
-
-    def test_snapshot_holds_no_runner(self):
-        self.assertFalse(self.manifest["warm"])
-        self.assertNotIn("node pool: priming", self.opd.read_log())  # no clone failed to prime
-
-    def test_two_clones_have_their_own_random_state(self):
-        self.full(2)
-        a1, a2 = warm_pair(self, {"op": "exec", "lang": "node", "code": NODE_RANDOM,
-                                   "mode": "warm"}, 600)
-        for a in (a1, a2):
-            self.assertEqual(a["exit_code"], 0, a)
-        (m1, b1, u1, cmd1), (m2, b2, u2, cmd2) = json.loads(a1["stdout"]), json.loads(a2["stdout"])
-        # both ran on a runner, the process that was waiting in the clone
-        self.assertEqual(cmd1[:2], ["node", NODE_RUNNER])
-        self.assertEqual(cmd2[:2], ["node", NODE_RUNNER])
-        self.assertNotEqual(m1, m2)
-        self.assertNotEqual(b1, b2)
-        self.assertNotEqual(u1, u2)
-
-    def test_program_behaves_like_node(self):
-        a = self.run_warm("const fs = require('fs');\n"
-                          "const lines = fs.readFileSync(0, 'utf8').split('\\n').filter(Boolean);\n"
-                          "console.log(process.argv.slice(2).join(','), lines.reverse().join(' '),\n"
-                          "  require.main === module, process.cwd() === process.env.HOME,\n"
-                          "  require('path').basename(process.argv[1]));\n"
-                          "console.error('to stderr');\n"
-                          "setTimeout(() => { console.log('later'); process.exitCode = 3; }, 10);\n",
-                          args=["a", "b c"], stdin="x\ny\n")
-        self.assertEqual(a["stdout"], "a,b c y x true true main.js\nlater\n")
-        self.assertEqual(a["stderr"], "to stderr\n")
-        self.assertEqual(a["exit_code"], 3)
-        a = self.run_warm("console.log('before'); process.exit(7); console.log('after');")
-        self.assertEqual((a["stdout"], a["exit_code"]), ("before\n", 7))
-
-    def test_uncaught_exception_and_syntax_error_as_cold_node(self):
-        programs = ["function f() { throw new TypeError('nope'); }\nf();\n",
-                    "console.log(1);\nlet x = ;\n"]
-        for code in programs:
-            w = self.run_warm(code)
-            c = self.run_cold(code)
-            self.assertEqual((w["stdout"], w["exit_code"]), (c["stdout"], c["exit_code"]))
-            self.assertEqual(w["exit_code"], 1)
-            self.assertNotIn(NODE_RUNNER, w["stderr"])
-            self.assertEqual(node_report(w["stderr"]), node_report(c["stderr"]))
-        self.assertIn("main.js:2\nlet x = ;\n        ^\n\nSyntaxError: Unexpected token ';'\n",
-                      w["stderr"])
-
-    def test_runner_reports_its_end(self):
-        """The runner tells the agent the status node would exit with, after the program's
-        'exit' listeners, and waits to be killed; where node's own exit still has work to do
-        (an uncaught error's report, a Worker to stop) it exits as node does."""
-        programs = [
-            # an 'exit' listener that writes and sets the status
-            "process.on('exit', (c) => { console.log('exit', c); process.exitCode = 6; });\n"
-            "console.log('main');\n",
-            # a rejection nobody handles: node reports it after the 'exit' listeners
-            "process.on('exit', () => console.log('bye'));\n"
-            "Promise.reject(new RangeError('late'));\n",
-            # process.emit wrapped by the program, which writes once the listeners ran
-            "const emit = process.emit;\nprocess.emit = function (name, ...args) {\n"
-            "  const ret = emit.call(this, name, ...args);\n"
-            "  if (name === 'exit') console.log('after the listeners');\n  return ret;\n};\n"
-            "console.log('main');\n",
-            # a Worker still running when the program ends: node stops it
-            "const { Worker } = require('worker_threads');\n"
-            "new Worker('setInterval(() => {}, 1000)', { eval: true }).on('online', () => {\n"
-            "  console.log('online'); process.exit(2); });\n",
-        ]
-        for code in programs:
-            w = self.run_warm(code)
-            c = self.run_cold(code)
-            self.assertEqual((w["stdout"], w["exit_code"], w["signal"]),
-                             (c["stdout"], c["exit_code"], c["signal"]), code)
-            self.assertEqual(node_report(w["stderr"]), node_report(c["stderr"]), code)
-        self.assertEqual((w["stdout"], w["exit_code"]), ("online\n", 2))
-        # a child holding stdout after the end: ended after the linger, the status kept
-        a = self.run_warm("require('child_process').spawn('sleep', ['100'], "
-                          "{ stdio: 'inherit' }).unref();\nprocess.exitCode = 5;\n")
-        self.assertEqual((a["exit_code"], a["signal"], a["timed_out"]), (5, None, False))
-
-    def test_runner_report_in_a_session(self):
-        """A file the program opened where the runner's line was gets nothing of the runner's,
-        and the runner is gone before the session's next call."""
-        self.full(1)
-        with in_session(self, "node") as call:
-            a = call("const fs = require('fs');\nfs.closeSync(3);\n"
-                     "console.log(process.pid, fs.openSync('f3', 'w'));\n")
-            self.assertEqual(a["exit_code"], 0)
-            pid, fd = a["stdout"].split()
-            self.assertEqual(fd, "3")
-            a = call("const fs = require('fs');\n"
-                     f"console.log(fs.existsSync('/proc/{pid}'), process.pid !== {pid},"
-                     " fs.statSync('f3').size);\n")
-            self.assertEqual(a["stdout"], "false true 0\n")
-
-    def test_node_options_run_by_a_node_of_their_own(self):
-        """NODE_OPTIONS is read as node starts: the runner hands such a program to a new node."""
-        a = self.run_warm("console.log(new Error('x').stack.split('\\n').length);\n"
-                          "process.exitCode = 4;",
-                          env={"NODE_OPTIONS": "--stack-trace-limit=1"})
-        self.assertEqual((a["stdout"], a["exit_code"]), ("2\n", 4))
-
-    def test_session_first_call_on_the_runner(self):
-        self.full(1)
-        with in_session(self, "node") as call:
-            cmdline = "console.log(require('fs').readFileSync('/proc/self/cmdline', 'utf8')" \
-                      ".split('\\0')[1])"
-            self.assertEqual(call(cmdline)["stdout"], NODE_RUNNER + "\n")
-            # later calls start `node main.js`
-            self.assertEqual(call(cmdline)["stdout"], "main.js\n")
-
-
-COFFEE_RANDOM = ("crypto = require 'crypto'\nfs = require 'fs'\nos = require 'os'\n"
-                 "console.log JSON.stringify [Math.random(), crypto.randomBytes(16).toString('hex'), "
-                 "crypto.randomUUID(), fs.mkdtempSync(os.tmpdir() + '/t-'), "
-                 "fs.readFileSync('/proc/self/cmdline', 'utf8').split('\\x00')]\n")
-COFFEE_FRONT = "/usr/lib/op/warm/coffee.js"
-
-
 class WarmRunnerCase:
     """What the classes of the runners below share: one opd serving lang from a pool of 2
     clones (no cold fallback), a snapshot made as the class starts, and requests sent once a
-    clone is ready. Each runs by hand with OPD_IMAGES naming images of this tree's build-images
-    that hold the language (CI builds none of them)."""
+    clone is ready. Those of languages CI builds no image of (all but node) run by hand with
+    OPD_IMAGES naming images of this tree's build-images that hold the language."""
 
     lang = ""
     agent_min = (0, 4, 0)  # the oldest op-agent whose snapshot has this runner
@@ -480,7 +322,7 @@ class WarmRunnerCase:
     @classmethod
     def setUpClass(cls):
         sizes = ",".join(f"{k}={v}" for k, v in
-                         {cls.lang: 2, "bash": 0, "python": 0, "node": 0, "c": 0}.items())
+                         {"bash": 0, "python": 0, "node": 0, "c": 0, cls.lang: 2}.items())
         cls.opd = Opd({"pool.sizes": sizes, "pool.fallback_cold": "no", "max_vms": "4",
                        **cls.config})
         a = cls.opd.call({"op": "snapshot", "action": "create", "lang": cls.lang, "id": "snap"},
@@ -551,6 +393,127 @@ class WarmRunnerCase:
         for name, v1, v2 in zip(names, r1, r2):
             self.assertNotEqual(v1, v2, name)
         return r1, r2
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "node", "rootfs.ext4")),
+                     "no node image in OPD_IMAGES")
+class WarmNode(WarmRunnerCase, unittest.TestCase):
+    """node's runner starts in each clone, after the clone's entropy is in the guest kernel:
+    the snapshot holds no node process, and each clone's V8 and OpenSSL seed themselves."""
+
+    lang = "node"
+
+    def test_snapshot_holds_no_runner(self):
+        self.assert_runner_per_clone()
+
+    def test_two_clones_have_their_own_random_state(self):
+        out1, out2 = self.two_clones(NODE_RANDOM, 600)
+        (m1, b1, u1, cmd1), (m2, b2, u2, cmd2) = json.loads(out1), json.loads(out2)
+        # both ran on a runner, the process that was waiting in the clone
+        self.assertEqual(cmd1[:2], ["node", NODE_RUNNER])
+        self.assertEqual(cmd2[:2], ["node", NODE_RUNNER])
+        self.assertNotEqual(m1, m2)
+        self.assertNotEqual(b1, b2)
+        self.assertNotEqual(u1, u2)
+
+    def test_program_behaves_like_node(self):
+        a = self.run_lang("const fs = require('fs');\n"
+                          "const lines = fs.readFileSync(0, 'utf8').split('\\n').filter(Boolean);\n"
+                          "console.log(process.argv.slice(2).join(','), lines.reverse().join(' '),\n"
+                          "  require.main === module, process.cwd() === process.env.HOME,\n"
+                          "  require('path').basename(process.argv[1]));\n"
+                          "console.error('to stderr');\n"
+                          "setTimeout(() => { console.log('later'); process.exitCode = 3; }, 10);\n",
+                          args=["a", "b c"], stdin="x\ny\n")
+        self.assertEqual(a["stdout"], "a,b c y x true true main.js\nlater\n")
+        self.assertEqual(a["stderr"], "to stderr\n")
+        self.assertEqual(a["exit_code"], 3)
+        a = self.run_lang("console.log('before'); process.exit(7); console.log('after');")
+        self.assertEqual((a["stdout"], a["exit_code"]), ("before\n", 7))
+
+    def test_uncaught_exception_and_syntax_error_as_cold_node(self):
+        programs = ["function f() { throw new TypeError('nope'); }\nf();\n",
+                    "console.log(1);\nlet x = ;\n"]
+        for code in programs:
+            w = self.run_lang(code)
+            c = self.run_lang(code, mode="cold")
+            self.assertEqual((w["stdout"], w["exit_code"]), (c["stdout"], c["exit_code"]))
+            self.assertEqual(w["exit_code"], 1)
+            self.assertNotIn(NODE_RUNNER, w["stderr"])
+            self.assertEqual(node_report(w["stderr"]), node_report(c["stderr"]))
+        self.assertIn("main.js:2\nlet x = ;\n        ^\n\nSyntaxError: Unexpected token ';'\n",
+                      w["stderr"])
+
+    def test_runner_reports_its_end(self):
+        """The runner tells the agent the status node would exit with, after the program's
+        'exit' listeners, and waits to be killed; where node's own exit still has work to do
+        (an uncaught error's report, a Worker to stop) it exits as node does."""
+        programs = [
+            # an 'exit' listener that writes and sets the status
+            "process.on('exit', (c) => { console.log('exit', c); process.exitCode = 6; });\n"
+            "console.log('main');\n",
+            # a rejection nobody handles: node reports it after the 'exit' listeners
+            "process.on('exit', () => console.log('bye'));\n"
+            "Promise.reject(new RangeError('late'));\n",
+            # process.emit wrapped by the program, which writes once the listeners ran
+            "const emit = process.emit;\nprocess.emit = function (name, ...args) {\n"
+            "  const ret = emit.call(this, name, ...args);\n"
+            "  if (name === 'exit') console.log('after the listeners');\n  return ret;\n};\n"
+            "console.log('main');\n",
+            # a Worker still running when the program ends: node stops it
+            "const { Worker } = require('worker_threads');\n"
+            "new Worker('setInterval(() => {}, 1000)', { eval: true }).on('online', () => {\n"
+            "  console.log('online'); process.exit(2); });\n",
+        ]
+        for code in programs:
+            w = self.run_lang(code)
+            c = self.run_lang(code, mode="cold")
+            self.assertEqual((w["stdout"], w["exit_code"], w["signal"]),
+                             (c["stdout"], c["exit_code"], c["signal"]), code)
+            self.assertEqual(node_report(w["stderr"]), node_report(c["stderr"]), code)
+        self.assertEqual((w["stdout"], w["exit_code"]), ("online\n", 2))
+        # a child holding stdout after the end: ended after the linger, the status kept
+        a = self.run_lang("require('child_process').spawn('sleep', ['100'], "
+                          "{ stdio: 'inherit' }).unref();\nprocess.exitCode = 5;\n")
+        self.assertEqual((a["exit_code"], a["signal"], a["timed_out"]), (5, None, False))
+
+    def test_runner_report_in_a_session(self):
+        """A file the program opened where the runner's line was gets nothing of the runner's,
+        and the runner is gone before the session's next call."""
+        self.full(1)
+        with in_session(self, "node") as call:
+            a = call("const fs = require('fs');\nfs.closeSync(3);\n"
+                     "console.log(process.pid, fs.openSync('f3', 'w'));\n")
+            self.assertEqual(a["exit_code"], 0)
+            pid, fd = a["stdout"].split()
+            self.assertEqual(fd, "3")
+            a = call("const fs = require('fs');\n"
+                     f"console.log(fs.existsSync('/proc/{pid}'), process.pid !== {pid},"
+                     " fs.statSync('f3').size);\n")
+            self.assertEqual(a["stdout"], "false true 0\n")
+
+    def test_node_options_run_by_a_node_of_their_own(self):
+        """NODE_OPTIONS is read as node starts: the runner hands such a program to a new node."""
+        a = self.run_lang("console.log(new Error('x').stack.split('\\n').length);\n"
+                          "process.exitCode = 4;",
+                          env={"NODE_OPTIONS": "--stack-trace-limit=1"})
+        self.assertEqual((a["stdout"], a["exit_code"]), ("2\n", 4))
+
+    def test_session_first_call_on_the_runner(self):
+        self.full(1)
+        with in_session(self, "node") as call:
+            cmdline = "console.log(require('fs').readFileSync('/proc/self/cmdline', 'utf8')" \
+                      ".split('\\0')[1])"
+            self.assertEqual(call(cmdline)["stdout"], NODE_RUNNER + "\n")
+            # later calls start `node main.js`
+            self.assertEqual(call(cmdline)["stdout"], "main.js\n")
+
+
+COFFEE_RANDOM = ("crypto = require 'crypto'\nfs = require 'fs'\nos = require 'os'\n"
+                 "console.log JSON.stringify [Math.random(), crypto.randomBytes(16).toString('hex'), "
+                 "crypto.randomUUID(), fs.mkdtempSync(os.tmpdir() + '/t-'), "
+                 "fs.readFileSync('/proc/self/cmdline', 'utf8').split('\\x00')]\n")
+COFFEE_FRONT = "/usr/lib/op/warm/coffee.js"
 
 
 @unittest.skipUnless(os.path.exists(os.path.join(IMAGES, "ruby", "rootfs.ext4")),
