@@ -74,10 +74,10 @@ class DiskFull(unittest.TestCase):
                           "code": "echo kept > f"}, timeout=600)
         assert a["ok"], a
         # A fork with room: it reads the pages of the session's RAM, and on a tmpfs that fills
-        # the holes of the snapshot's memory file. What its scan did not read (a page the guest
-        # wrote first is a copy of its own in the VMM) is allocated here: a hole reads as
-        # zeros and so does the page that takes its place. From here on only the saves' own
-        # files take space: what runs out below is what opd writes.
+        # the holes of the snapshot's memory file. A run has found a few pages still holes
+        # after it (which ones a save leaves unread is not known): what is left is allocated
+        # here, a hole and the page that takes its place both reading as zeros. From here on
+        # only the saves' own files take space: what runs out below is what opd writes.
         a = cls.opd.call({"op": "session_fork", "session": cls.sid, "id": "f"}, timeout=600)
         assert a["ok"], a
         for kid in a["forks"]:
