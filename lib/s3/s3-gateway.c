@@ -154,6 +154,26 @@ static bool starts_with(const char *s, const char *prefix)
         return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/* A key or a listing's prefix under the snapshot prefix, with no segment a URL's path would
+ * resolve ("." or "..") or fold (an empty one: "//"): the object named is the one S3 is asked
+ * for, whatever a client library or a server makes of the path. */
+static bool under_prefix(const struct s3_gateway *g, const char *key)
+{
+        if (!starts_with(key, g->prefix))
+                return false;
+        for (const char *seg = key;; seg++) {
+                size_t n = strcspn(seg, "/");
+
+                if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+                        return false;
+                if (n == 0 && seg[0] == '/')
+                        return false;
+                seg += n;
+                if (!*seg)
+                        return true;
+        }
+}
+
 /* Only listings of the snapshot prefix: list-type=2 with prefix, delimiter and a token. */
 static bool query_allowed(struct s3_gateway *g, const char *query)
 {
@@ -166,7 +186,7 @@ static bool query_allowed(struct s3_gateway *g, const char *query)
         for (kv = q.tqh_first; kv; kv = kv->next.tqe_next) {
                 if (strcmp(kv->key, "prefix") == 0) {
                         has_prefix = true;
-                        ok = ok && starts_with(kv->value, g->prefix);
+                        ok = ok && under_prefix(g, kv->value);
                 } else if (strcmp(kv->key, "list-type") != 0 && strcmp(kv->key, "delimiter") != 0 &&
                            strcmp(kv->key, "continuation-token") != 0) {
                         ok = false;
@@ -217,8 +237,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         p->piece = evbuffer_new();
         /* a key under the snapshot prefix, or a listing of it */
         if (!l || !p->key || !p->query || !p->piece || memchr(p->key, 0, strlen(slash + 1)) ||
-            (p->key[0] ? !starts_with(p->key, g->prefix) || p->query[0]
-                       : !query_allowed(g, p->query))) {
+            (p->key[0] ? !under_prefix(g, p->key) || p->query[0] : !query_allowed(g, p->query))) {
                 g->stats.refused++;
                 reply_error(req, 403, "opd-s3d: not a snapshot object of a configured bucket");
                 pending_free(p);

@@ -335,6 +335,9 @@ static int setup(struct s3_xfer *x, const struct s3_location *l)
          * followed (S3 answers 301/307 with an error body, reported as such) */
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+        /* The key as it is: libcurl would otherwise resolve "." and ".." segments in the path,
+         * and the request sent would name another object than the one asked for. */
+        curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
         curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https");
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         if (c->gateway) {

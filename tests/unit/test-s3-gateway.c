@@ -46,6 +46,7 @@ struct fixture {
         struct s3_client *client;    /* opd's, through the gateway */
         struct s3_gateway *gw;
         char dir[64], sock[96];
+        unsigned upstream_requests;
 };
 
 static unsigned char byte_at(size_t i)
@@ -74,6 +75,7 @@ static void on_upstream(struct evhttp_request *req, void *arg)
         const char *uri = evhttp_request_get_uri(req);
         struct evbuffer *out = evhttp_request_get_output_buffer(req);
 
+        f->upstream_requests++;
         if (strcmp(uri, "/bucket/p/big") == 0) {
                 evbuffer_add(out, f->data, BIG);
                 evhttp_send_reply(req, 200, "OK", NULL);
@@ -215,6 +217,50 @@ static void test_streams_and_errors(void **state)
         assert_int_equal(s3_gateway_stats(f->gw)->aborted, 0);
 }
 
+/* GET key?query through the gateway with opd's client: its outcome. */
+static int get_query(struct fixture *f, const char *key, const char *query)
+{
+        struct s3_req req = {.method = "GET", .key = key, .query = query, .max_body = BIG};
+        struct answer a = {0};
+
+        assert_int_equal(s3_start(f->client, &f->loc, &req, on_answer, &a, NULL), 0);
+        loop_run_until(f->base, 1000000, answered, &a);
+        return a.resp.r;
+}
+
+/* A key or listing prefix with "." or ".." segments, or an empty one, is refused before anything
+ * is asked upstream: resolved, they would name objects outside the prefix or the bucket, which
+ * the credentials may read. opd's client sends the path as it is (no client-side resolving). */
+static void test_dot_segments_refused(void **state)
+{
+        static const char *const keys[] = {
+            "p/../../otherbucket/secret",
+            "p/../secret",
+            "p/x/../big",
+            "p/./big",
+            "p//big",
+            "p/x/..",
+        };
+        static const char *const queries[] = {
+            "list-type=2&prefix=p%2F..%2F..%2Fotherbucket%2F",
+            "list-type=2&prefix=p%2F.%2F",
+            "list-type=2&prefix=p%2F%2F",
+        };
+        struct fixture *f = *state;
+
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+                assert_int_equal(get_query(f, keys[i], NULL), -EACCES);
+        for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++)
+                assert_int_equal(get_query(f, "", queries[i]), -EACCES);
+        assert_int_equal(f->upstream_requests, 0);
+        /* names that only look like them are keys like any other */
+        assert_int_equal(get_query(f, "p/..x/big", NULL), -ENOENT);
+        assert_int_equal(get_query(f, "p/.../big", NULL), -ENOENT);
+        assert_int_equal(f->upstream_requests, 2);
+        loop_run_until(f->base, 100000, idle, f->gw);
+        assert_int_equal(s3_gateway_stats(f->gw)->refused, 9);
+}
+
 /* A requester of its own: the request written, the socket left unread. */
 static int raw_get(struct fixture *f, const char *key)
 {
@@ -317,6 +363,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(test_streams_and_errors, setup, teardown),
             cmocka_unit_test_setup_teardown(test_slow_reader_is_waited_for, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_dot_segments_refused, setup, teardown),
             cmocka_unit_test_setup_teardown(test_upstream_breaks_off, setup, teardown),
             cmocka_unit_test_setup_teardown(test_requester_leaves, setup, teardown),
             cmocka_unit_test_setup_teardown(test_freed_with_request_in_flight, setup, teardown),
