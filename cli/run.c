@@ -55,7 +55,11 @@ static void print_timings(json_t *answer, double rtt_ms)
         print_ms(stderr, "queue", json_object_get(t, "queue"));
         print_ms(stderr, ", boot/resume", json_object_get(t, "boot_or_resume"));
         print_ms(stderr, ", run", json_object_get(t, "run"));
-        print_ms(stderr, " (in the program", json_object_get(t, "guest_run"));
+        /* guest_job: agents from 0.7.0 */
+        if (json_object_get(t, "guest_job"))
+                print_ms(stderr, " (in the guest", json_object_get(t, "guest_job"));
+        print_ms(stderr, json_object_get(t, "guest_job") ? ", in the program" : " (in the program",
+                 json_object_get(t, "guest_run"));
         print_ms(stderr, "), total", json_object_get(t, "total"));
         fprintf(stderr, "; round trip %.1f ms (", rtt_ms);
         print_scalar(stderr, json_object_get(answer, "mode"));

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "opd.h"
 #include "request.h"
+#include "snap-ref.h"
 #include "util.h"
 #include "vm.h"
 
@@ -59,6 +60,18 @@ static int job_files(struct request *r, json_t *job)
         return 0;
 }
 
+/* Does the VM's agent take "timing" (and answer with "agent_ms")? By its version: the one it
+ * greeted with when it booted here, else its snapshot's. */
+static bool agent_timing(const struct request *r)
+{
+        const struct vm *vm = r->vm;
+        const char *v = vm->agent_version[0] ? vm->agent_version
+                        : vm->snap           ? vm->snap->m.agent_version
+                                             : "";
+
+        return op_agent_version_at_least(v, OP_AGENT_VERSION_TIMING);
+}
+
 int exec_job_add_opts(struct request *r, json_t *job)
 {
         const struct op_exec *e = &r->exec;
@@ -86,6 +99,8 @@ int exec_job_add_opts(struct request *r, json_t *job)
         }
         if (k == 0)
                 k = job_files(r, job);
+        if (k == 0 && agent_timing(r))
+                k = set_new(job, "timing", json_true());
         return k < 0 ? -ENOMEM : 0;
 }
 
@@ -100,6 +115,7 @@ void exec_agent_limits(const struct request *r, struct op_agent_limits *ret)
             .output_files = e->output_files,
             .n_output_files = e->n_output_files,
             .output_file_max = r->d->cfg.limits.output_file_max,
+            .timing = agent_timing(r),
         };
         compile_agent_limits(r->lang, ret);
         if (e->phase == OP_PHASE_RUN)

@@ -135,6 +135,7 @@ static json_t *build_job(struct request *r)
 static json_t *build_reply(struct request *r, const struct op_agent_exec *x)
 {
         _cleanup_(json_decrefp) json_t *reply = NULL;
+        json_t *t;
 
         reply = json_pack("{s:O?, s:b, s:s, s:s, s:s}", "id", r->id, "ok", 1, "lang", r->lang->name,
                           "mode", r->pool ? "warm" : "cold", "vm", r->vm->name);
@@ -165,11 +166,12 @@ static json_t *build_reply(struct request *r, const struct op_agent_exec *x)
                 r->session->repl_ended = true;
                 json_object_set_new(reply, "repl_ended", json_true());
         }
-        json_object_set_new(reply, "timings_ms",
-                            json_pack("{s:f, s:f, s:f, s:f, s:f}", "queue", ms(r->t_start, r->t_vm),
-                                      "boot_or_resume", ms(r->t_vm, r->t_ready), "run",
-                                      ms(r->t_ready, r->t_done), "guest_run", x->run.run_ms,
-                                      "total", ms(r->t_start, op_now_us())));
+        t = json_pack("{s:f, s:f, s:f, s:f, s:f}", "queue", ms(r->t_start, r->t_vm),
+                      "boot_or_resume", ms(r->t_vm, r->t_ready), "run", ms(r->t_ready, r->t_done),
+                      "guest_run", x->run.run_ms, "total", ms(r->t_start, op_now_us()));
+        if (t && x->has_agent_ms)
+                json_object_set_new(t, "guest_job", json_real(x->agent_ms));
+        json_object_set_new(reply, "timings_ms", t);
         if (exec_reply_add_opts(r, x, reply) < 0)
                 return NULL;
         return TAKE_PTR(reply);

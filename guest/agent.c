@@ -449,7 +449,7 @@ static const char *const exec_fields[] = {
     "id",      "op",        "argv",     "file",        "code",       "code_b64",
     "stdin",   "stdin_b64", "env",      "files",       "timeout_ms", "output_max",
     "entropy", "time_ns",   "hostname", "warm",        "args",       "compile",
-    "workdir", "repl",      "reseed",   "next_runner",
+    "workdir", "repl",      "reseed",   "next_runner", "timing",
 };
 
 static int check_fields_also(json_t *req, const char *const *fields, size_t n,
@@ -599,6 +599,8 @@ static int exec_decode(json_t *req, struct exec_req *q, char *errbuf, size_t err
         r = decode_keepdir(req, q, errbuf, errlen);
         if (r < 0)
                 return r;
+        if (json_object_get(req, "timing") && !json_is_boolean(json_object_get(req, "timing")))
+                return op_errf(errbuf, errlen, -EINVAL, "\"timing\" must be true or false");
         r = get_bytes(req, "stdin", "exec", &q->stdin_data, &q->stdin_len, errbuf, errlen);
         if (r < 0)
                 return r;
@@ -1655,11 +1657,12 @@ static json_t *agent_op_ping(struct agent *a, json_t *req, json_t *id)
 static const struct agent_op {
         const char *name;
         json_t *(*handler)(struct agent *a, json_t *req, json_t *id);
+        bool timed; /* with "timing": true, its answer says how long the agent took */
 } agent_ops[] = {
-    {"ping", agent_op_ping},
-    {"warm", agent_op_warm},
-    {"prime", agent_op_prime},
-    {"exec", agent_op_exec},
+    {"ping", agent_op_ping, false},
+    {"warm", agent_op_warm, false},
+    {"prime", agent_op_prime, false},
+    {"exec", agent_op_exec, true},
 };
 
 json_t *agent_ready_event(void)
@@ -1747,9 +1750,11 @@ void agent_done(struct agent *a)
 
 json_t *agent_handle(struct agent *a, json_t *req)
 {
+        uint64_t t0 = a->job_read_us ? a->job_read_us : op_now_us();
         char errbuf[512];
-        json_t *id, *op;
+        json_t *id, *op, *answer;
 
+        a->job_read_us = 0;
         if (!json_is_object(req))
                 return op_error_reply(NULL, OP_ERR_BAD_REQUEST, "a request is a JSON object");
         if (op_request_id(req, &id, errbuf, sizeof(errbuf)) < 0)
@@ -1759,9 +1764,16 @@ json_t *agent_handle(struct agent *a, json_t *req)
                 return op_error_reply(id, OP_ERR_BAD_REQUEST, "missing \"op\"");
         if (!json_is_string(op))
                 return op_error_reply(id, OP_ERR_BAD_REQUEST, "\"op\" must be a string");
-        for (size_t i = 0; i < ELEMENTSOF(agent_ops); i++)
-                if (strcmp(json_string_value(op), agent_ops[i].name) == 0)
-                        return agent_ops[i].handler(a, req, id);
+        for (size_t i = 0; i < ELEMENTSOF(agent_ops); i++) {
+                if (strcmp(json_string_value(op), agent_ops[i].name) != 0)
+                        continue;
+                answer = agent_ops[i].handler(a, req, id);
+                /* Last, so that it covers all of the handler's work and the answer's encoding.
+                 * Without it (out of memory) the answer is still the answer. */
+                if (answer && agent_ops[i].timed && json_is_true(json_object_get(req, "timing")))
+                        (void)op_agent_answer_stamp(answer, (double)(op_now_us() - t0) / 1000.0);
+                return answer;
+        }
         return op_error_reply(id, OP_ERR_UNKNOWN_OP, "unknown op \"%.64s\"", json_string_value(op));
 }
 

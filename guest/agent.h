@@ -10,7 +10,7 @@
 
 #include "exec.h"
 
-#define OP_AGENT_VERSION         "0.6.0"
+#define OP_AGENT_VERSION         "0.7.0"
 #define OP_AGENT_WORKDIR_DEFAULT "/tmp/op"
 
 struct agent_config {
@@ -47,6 +47,9 @@ struct agent {
         /* The directory of the run just answered: removed once the answer is out
          * (agent_answered()), not on its time. NULL: none (a session keeps its directory). */
         char *ended_dir;
+        /* When the request agent_handle() is given next was read whole (op_now_us()); 0: when
+         * agent_handle() starts. A job's "timing" is measured from there. */
+        uint64_t job_read_us;
 };
 
 void agent_init(struct agent *a, const struct agent_config *cfg);

@@ -436,10 +436,12 @@ static enum serve_end serve_frames(struct agent_main *m, struct session *s)
                                 log_msg("out of memory for a %zu byte frame", f.payload_len);
                                 return SERVE_RESYNC;
                         }
+                        m->agent.job_read_us = op_now_us();
                         memcpy(payload, s->buf + f.payload_offset, f.payload_len);
                         memmove(s->buf, s->buf + f.frame_len, s->n - f.frame_len);
                         s->n -= f.frame_len;
                         r = handle_frame(m, out_fd, payload, f.payload_len);
+                        m->agent.job_read_us = 0;
                         reap_orphans(m);
                         agent_answered(&m->agent); /* the next run's cgroup, a runner */
                         if (r == -ENOMEM)

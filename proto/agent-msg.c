@@ -696,7 +696,7 @@ static const char *const exec_fields[] = {
     "stderr_b64", "exit_code", "signal", "timed_out",    "truncated",
     "run_ms",     "warm_used", "status", "usage",        "limits_by",
     "streamed",   "compile",   "files",  "output_order", "output_order_partial",
-    "repl_ended",
+    "repl_ended", "agent_ms",
 };
 
 static int decode_exec(json_t *obj, const struct op_agent_limits *lim, struct op_agent_exec *ret,
@@ -733,6 +733,13 @@ static int decode_exec(json_t *obj, const struct op_agent_limits *lim, struct op
                 r = get_bool(obj, what, "", "streamed", false, &x.streamed, errbuf, errlen);
         if (r == 0)
                 r = get_bool(obj, what, "", "repl_ended", false, &x.repl_ended, errbuf, errlen);
+        if (r == 0 && json_object_get(obj, "agent_ms")) {
+                x.has_agent_ms = true;
+                r = lim->timing
+                        ? get_ms(obj, what, "", "agent_ms", &x.agent_ms, errbuf, errlen)
+                        : op_proto_fail(errbuf, errlen,
+                                        "%s with \"agent_ms\" (the job did not ask for it)", what);
+        }
         if (r == 0 && x.streamed && !lim->stream)
                 r = op_proto_fail(errbuf, errlen,
                                   "%s with \"streamed\": true (the request did not stream)", what);
@@ -1039,6 +1046,8 @@ static int encode_exec(json_t *o, const struct op_agent_exec *x)
                 return -ENOMEM;
         if (x->streamed && set_new(o, "streamed", json_true()) < 0)
                 return -ENOMEM;
+        if (x->has_agent_ms && set_new(o, "agent_ms", json_real(x->agent_ms)) < 0)
+                return -ENOMEM;
         if (!x->has_files)
                 return 0;
         files = json_array();
@@ -1143,6 +1152,7 @@ static bool exec_equal(const struct op_agent_exec *a, const struct op_agent_exec
             a->has_status != b->has_status || (a->has_status && a->status != b->status) ||
             a->has_usage != b->has_usage || a->limits_by != b->limits_by ||
             a->streamed != b->streamed || a->repl_ended != b->repl_ended ||
+            a->has_agent_ms != b->has_agent_ms || (a->has_agent_ms && a->agent_ms != b->agent_ms) ||
             a->has_compile != b->has_compile || a->has_files != b->has_files ||
             a->n_files != b->n_files)
                 return false;
@@ -1158,6 +1168,13 @@ static bool exec_equal(const struct op_agent_exec *a, const struct op_agent_exec
                     !bytes_equal(&a->files[i].content, &b->files[i].content))
                         return false;
         return true;
+}
+
+int op_agent_answer_stamp(json_t *answer, double agent_ms)
+{
+        if (!json_is_true(json_object_get(answer, "ok")))
+                return 0;
+        return set_new(answer, "agent_ms", json_real(agent_ms));
 }
 
 bool op_agent_answer_equal(const struct op_agent_answer *a, const struct op_agent_answer *b)

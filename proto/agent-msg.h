@@ -14,6 +14,8 @@
 #define OP_AGENT_VERSION_MAX 31 /* bytes of agent_version: printable ASCII */
 /* The first agent_version whose "prime" starts the language's runner itself ("runner"). */
 #define OP_AGENT_VERSION_RUNNER "0.4.0"
+/* The first agent that takes "timing" in an exec job and answers with "agent_ms". */
+#define OP_AGENT_VERSION_TIMING "0.7.0"
 /* The first agent that starts a session's next runner after a call ("next_runner"). */
 #define OP_AGENT_VERSION_NEXT_RUNNER "0.6.0"
 #define OP_AGENT_MESSAGE_MAX         8192
@@ -48,6 +50,7 @@ struct op_agent_limits {
         size_t output_file_max; /* bytes per output file */
         bool compile;           /* the job had a compile phase: the answer has "compile" */
         size_t compile_output_max;
+        bool timing; /* the job asked for "timing": the answer may have "agent_ms" */
 };
 
 /* Bytes: data is malloc'd and NUL-ended when decoded; only read when encoded. */
@@ -160,6 +163,10 @@ struct op_agent_exec {
         bool has_files; /* with output_files, unless the compile phase failed */
         struct op_agent_file *files;
         size_t n_files;
+        /* "agent_ms" (a job with "timing"): from the agent having read the job to its answer
+         * made, in the guest; run.run_ms is the program's share of it */
+        bool has_agent_ms;
+        double agent_ms;
 };
 
 /* {"ok": false, "error": {"code", "message"}}: the agent could not do the operation. */
@@ -233,6 +240,9 @@ void op_agent_msg_done(struct op_agent_msg *m);
 json_t *op_agent_ready_encode(const struct op_agent_ready *r);
 json_t *op_agent_output_encode(json_t *id, const struct op_agent_output *o);
 json_t *op_agent_answer_encode(json_t *id, const struct op_agent_answer *a);
+/* The agent's side of "timing": "agent_ms" added to an encoded exec answer that is ok (an error
+ * answer is left as it is). 0, or -ENOMEM. */
+int op_agent_answer_stamp(json_t *answer, double agent_ms);
 
 bool op_agent_answer_equal(const struct op_agent_answer *a, const struct op_agent_answer *b);
 bool op_agent_output_equal(const struct op_agent_output *a, const struct op_agent_output *b);

@@ -108,7 +108,7 @@ export declare class Result {
   replEnded: boolean;
   status: RunStatus | null;
   usage: { cpu_time_ms: number; wall_ms: number; memory_peak_bytes: number } | null;
-  timingsMs: { queue?: number; boot_or_resume?: number; run?: number; guest_run?: number; total?: number };
+  timingsMs: { queue?: number; boot_or_resume?: number; run?: number; guest_run?: number; guest_job?: number; total?: number };
   lang: string | null;
   mode: "warm" | "cold" | null;
   vm: string | null;

@@ -1,8 +1,8 @@
 /* fuzz-agent.c: libFuzzer target for the agent's messages to opd (proto/agent-msg.c): one frame's
- * payload decoded under every kind of request (exec with and without streaming, output files and
- * a compile phase; ping, warm, prime). What is accepted keeps the request's limits (an output
- * order adds up to the bytes of each stream), fits its frame cap once re-encoded, and decodes
- * back to the same value. A ready event's version is compared as the pool compares it. */
+ * payload decoded under every kind of request (exec with and without streaming, output files,
+ * a compile phase and timing; ping, warm, prime). What is accepted keeps the request's limits (an
+ * output order adds up to the bytes of each stream), fits its frame cap once re-encoded, and
+ * decodes back to the same value. A ready event's version is compared as the pool compares it. */
 #include <math.h>
 #include <stdlib.h>
 #include <stddef.h>
@@ -79,6 +79,8 @@ static void check_answer(const struct op_agent_answer *a, const struct op_agent_
                x->usage.wall_ms >= 0 && x->usage.wall_ms <= OP_AGENT_MS_MAX &&
                x->usage.memory_peak_bytes <= OP_AGENT_MEMORY_MAX));
         CHECK(!x->streamed || lim->stream);
+        CHECK(!x->has_agent_ms || (lim->timing && isfinite(x->agent_ms) && x->agent_ms >= 0 &&
+                                   x->agent_ms <= OP_AGENT_MS_MAX));
         CHECK(x->has_compile == lim->compile);
         if (x->has_compile)
                 check_run(&x->compile, lim->compile_output_max, false);
@@ -168,8 +170,8 @@ static void check_one(const uint8_t *data, size_t size, const struct op_agent_li
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-        /* every shape of exec: stream, output files, compile phase on or off */
-        for (unsigned k = 0; k < 8; k++) {
+        /* every shape of exec: stream, output files, compile phase, timing on or off */
+        for (unsigned k = 0; k < 16; k++) {
                 struct op_agent_limits lim = {
                     .op = OP_AGENT_OP_EXEC,
                     .output_max = 16,
@@ -179,6 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     .output_file_max = 8,
                     .compile = k & 4,
                     .compile_output_max = 4,
+                    .timing = k & 8,
                 };
                 check_one(data, size, &lim);
         }

@@ -27,6 +27,8 @@ class ColdBoot(unittest.TestCase):
         t = a["timings_ms"]
         self.assertGreater(t["boot_or_resume"], 0)
         self.assertGreaterEqual(t["total"], t["boot_or_resume"] + t["run"])
+        # the agent's own time in the guest (its clock): the program's run is part of it
+        self.assertLessEqual(t["guest_run"], t["guest_job"])
 
     def test_bash_hello_args_env_files(self):
         a = self.cold("bash", 'echo hello "$1" "$GREETING"; cat data.txt',

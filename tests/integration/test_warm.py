@@ -149,6 +149,8 @@ class WarmPython(unittest.TestCase):
         self.assertIn("ZeroDivisionError", a["stderr"])
         self.assertIn('File "', a["stderr"])
         self.assertNotIn("runpy", a["stderr"])
+        # a clone of this tree's agent says how long it took, the program's run part of it
+        self.assertLessEqual(a["timings_ms"]["guest_run"], a["timings_ms"]["guest_job"])
 
     def test_runner_reports_its_end(self):
         """The runner tells the agent its program's status and waits to be killed: the status is

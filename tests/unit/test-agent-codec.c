@@ -172,6 +172,17 @@ static void test_round_trip_exec(void **state)
                 obj = op_agent_answer_encode(NULL, &a);
                 assert_null(json_object_get(obj, "repl_ended"));
         }
+        /* a job with "timing": the agent's own time in the guest */
+        a = full_answer(files);
+        a.exec.has_agent_ms = true;
+        a.exec.agent_ms = 15.25;
+        lim.timing = true;
+        round_trip(&a, &lim);
+        {
+                json_auto_t *obj = op_agent_answer_encode(NULL, &a);
+
+                assert_true(json_real_value(json_object_get(obj, "agent_ms")) == 15.25);
+        }
 }
 
 static void test_round_trip_others(void **state)
@@ -398,6 +409,14 @@ static void test_hostile_numbers(void **state)
         refused_with("truncated", "1", &lim, "\"truncated\"");
         refused_with("warm_used", "null", &lim, "\"warm_used\"");
         refused_with("repl_ended", "1", &lim, "\"repl_ended\"");
+        /* "agent_ms" only where the job asked for "timing", and a time like any other */
+        refused_with("agent_ms", "1", &lim, "\"agent_ms\" (the job did not ask for it)");
+        lim.timing = true;
+        refused_with("agent_ms", "-1", &lim, "\"agent_ms\" is out of range");
+        refused_with("agent_ms", "1e300", &lim, "\"agent_ms\"");
+        refused_with("agent_ms", "\"3\"", &lim, "\"agent_ms\"");
+        refused_with("agent_ms", "null", &lim, "\"agent_ms\"");
+        lim.timing = false;
         refused_with("status", "\"great\"", &lim, "\"status\" is not a status");
         refused_with("status", "\"compile_error\"", &lim, "\"compile_error\" and no compile");
         refused_with("limits_by", "\"magic\"", &lim, "\"limits_by\"");
@@ -852,6 +871,24 @@ static void test_real_agent(void **state)
         assert_int_equal(a.exec.compile.exit_code, 1);
         assert_false(a.exec.has_files); /* the program did not run */
         op_agent_answer_done(&a);
+        /* "timing": the agent's time from the job read to the answer made, the program's run
+         * within it; an answer without it otherwise */
+        lim = limits_plain(1024, false);
+        lim.timing = true;
+        agent_answers("{\"op\":\"exec\",\"argv\":[\"sh\",\"-c\",\"sleep 0.05\"],"
+                      "\"timing\":true}",
+                      &lim, &a);
+        assert_true(a.ok && a.exec.has_agent_ms && a.exec.run.has_run_ms);
+        assert_true(a.exec.run.run_ms >= 50 && a.exec.agent_ms >= a.exec.run.run_ms);
+        op_agent_answer_done(&a);
+        agent_answers("{\"op\":\"exec\",\"argv\":[\"true\"],\"timing\":false}", &lim, &a);
+        assert_true(a.ok && !a.exec.has_agent_ms);
+        op_agent_answer_done(&a);
+        agent_answers("{\"op\":\"exec\",\"argv\":[\"true\"],\"timing\":1}", &lim, &a);
+        assert_false(a.ok);
+        assert_non_null(strstr(a.error.message, "\"timing\" must be true or false"));
+        op_agent_answer_done(&a);
+        lim = limits_full();
         /* a request the agent refuses, and a ping */
         agent_answers("{\"op\":\"exec\",\"argv\":[]}", &lim, &a);
         assert_false(a.ok);
