@@ -322,6 +322,12 @@ int migsplit_feed(struct migsplit *s, const uint8_t *data, size_t len,
                         s->done = true;
                 if (s->stage == ST_REST && before == ST_TOP && data[pos] == SEC_FULL)
                         s->done = true; /* the end marker follows the device state */
+                if (n && state && n > MIGSPLIT_STATE_MAX - s->state_len) {
+                        r = bad(s, "more than %u MiB of device state", MIGSPLIT_STATE_MAX >> 20);
+                        break;
+                }
+                if (n && state)
+                        s->state_len += n;
                 if (n && state && ops->state && (r = ops->state(userdata, data + pos, n)) < 0)
                         break;
                 pos += n;

@@ -14,6 +14,10 @@
 /* The largest item the splitter needs whole: a command section (16-bit length) is larger than a
  * page record with its block name or the configuration's capability list (64 names at most). */
 #define MIGSPLIT_ITEM_MAX (5 + 65535)
+/* The most device state a stream may carry (everything but the block's pages: the devices, the
+ * other RAM blocks such as firmware, anything after the end marker). A clone's is a few hundred
+ * KiB; the stream comes from a VMM that may be hostile, and the state goes to the disk. */
+#define MIGSPLIT_STATE_MAX (64u << 20)
 
 struct migsplit_ops {
         /* Bytes of the device state, in order (the stream minus the block's pages). */
@@ -37,6 +41,7 @@ struct migsplit {
         uint64_t block_size;
         uint64_t sizes_left; /* MEM_SIZE: bytes of block lengths still to read */
         bool done;           /* QEMU_VM_EOF seen */
+        uint64_t state_len;  /* bytes given to ops->state so far */
         char err[160];
 };
 
@@ -45,8 +50,8 @@ void migsplit_init(struct migsplit *s, const char *block);
 
 /* Feed the next bytes of the stream. Consumes whole items only: *ret_used (<= len) bytes were
  * used; feed the rest again with more bytes after it (an item is at most MIGSPLIT_ITEM_MAX).
- * 0, or a negative errno: -EBADMSG with s->err for a stream this splitter does not take, or what
- * a callback returned. */
+ * 0, or a negative errno: -EBADMSG with s->err for a stream this splitter does not take (also
+ * one whose device state would go past MIGSPLIT_STATE_MAX), or what a callback returned. */
 int migsplit_feed(struct migsplit *s, const uint8_t *data, size_t len,
                   const struct migsplit_ops *ops, void *userdata, size_t *ret_used);
 

@@ -305,12 +305,52 @@ static void test_refused(void **state)
         expect_refused(&b, "version 3");
 }
 
+/* Device state past MIGSPLIT_STATE_MAX is refused, what came out of it bounded: bytes after the
+ * end marker, or pages of another RAM block than the one cut out. */
+static void test_state_bounded(void **state)
+{
+        struct buf b = {0}, expect = {0}, rom = {0};
+        uint8_t *junk = calloc(1, MIGSPLIT_STATE_MAX);
+        struct out o = {0};
+        struct migsplit s;
+
+        assert_non_null(junk);
+        stream(&b, &expect);
+        put(&b, junk, MIGSPLIT_STATE_MAX);
+        assert_int_equal(split(&b, 1 << 20, &o, &s), -EBADMSG);
+        assert_non_null(strstr(s.err, "more than 64 MiB of device state"));
+        assert_true(o.state.n <= MIGSPLIT_STATE_MAX);
+        free(o.state.p);
+        free(b.p);
+        free(expect.p);
+        free(junk);
+
+        b = (struct buf){0};
+        expect = (struct buf){0};
+        o = (struct out){0};
+        head(&b, &expect);
+        u8(&b, 0x02);
+        be32(&b, 2);
+        page(&rom, 0, 0x08, "pc.rom", 0x33);
+        for (uint64_t addr = MIGSPLIT_PAGE; addr <= MIGSPLIT_STATE_MAX; addr += MIGSPLIT_PAGE)
+                page(&rom, addr, 0x08, NULL, 0x33); /* the same block (CONTINUE) */
+        put(&b, rom.p, rom.n);
+        assert_int_equal(split(&b, 1 << 20, &o, &s), -EBADMSG);
+        assert_non_null(strstr(s.err, "device state"));
+        assert_true(o.state.n <= MIGSPLIT_STATE_MAX);
+        free(o.state.p);
+        free(b.p);
+        free(rom.p);
+        free(expect.p);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_split),
             cmocka_unit_test(test_truncated),
             cmocka_unit_test(test_refused),
+            cmocka_unit_test(test_state_bounded),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
