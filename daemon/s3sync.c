@@ -333,8 +333,11 @@ static int prepare_in_child(void *arg, char *msg, size_t msglen)
         const struct op_config *c = &s->d->cfg;
         int r;
 
-        r = s3_stage_check_space(c->cache_dir, &s->m, (uint64_t)c->s3_reserve_mb << 20,
-                                 (uint64_t)c->s3_cache_max_mb << 20, msg, msglen);
+        /* links first: the space check counts what they could not spare */
+        r = s3_stage_link(c->cache_dir, &s->m, msg, msglen);
+        if (r >= 0)
+                r = s3_stage_check_space(c->cache_dir, &s->m, (uint64_t)c->s3_reserve_mb << 20,
+                                         (uint64_t)c->s3_cache_max_mb << 20, msg, msglen);
         return r < 0 ? r : s3_stage_prepare(c->cache_dir, &s->m, msg, msglen);
 }
 

@@ -234,6 +234,27 @@ static bool stage_link(const char *cache_dir, const struct s3_chunkman *m, size_
         return linkat(dirfd, from, stage, name, 0) == 0;
 }
 
+int s3_stage_link(const char *cache_dir, const struct s3_chunkman *m, char *errbuf, size_t errlen)
+{
+        _cleanup_close_ int stage = open_stage(cache_dir, m, true);
+        struct stat st;
+
+        if (stage < 0)
+                return op_errf(errbuf, errlen, stage, "staging %s/%s: %s", m->snap.lang,
+                               m->snap.version, strerror(-stage));
+        for (size_t i = 0; i < m->snap.n_files; i++) {
+                const char *name = m->snap.files[i].name;
+
+                /* a link an earlier run made whose source is no longer trusted: staged anew */
+                if (!stage_link(cache_dir, m, i, stage) &&
+                    fstatat(stage, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink > 1 &&
+                    unlinkat(stage, name, 0) < 0)
+                        return op_errf(errbuf, errlen, -errno, "staging %s: %s", name,
+                                       strerror(errno));
+        }
+        return 0;
+}
+
 int s3_stage_prepare(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
                      size_t errlen)
 {
@@ -495,8 +516,37 @@ int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *e
         return 0;
 }
 
-/* Bytes allocated under a directory (st_blocks), without following links. */
-static uint64_t du(int dirfd)
+/* The inodes with more than one name du() has counted: the root of an image group, linked into
+ * each of its languages' versions, is on the disk once. */
+struct du_seen {
+        struct stat *v;
+        size_t n, cap;
+};
+
+/* Counted already? Remembers it when not (when it cannot, it counts it again: more, not less). */
+static bool du_counted(struct du_seen *seen, const struct stat *st)
+{
+        if (st->st_nlink < 2 || S_ISDIR(st->st_mode))
+                return false;
+        for (size_t i = 0; i < seen->n; i++)
+                if (seen->v[i].st_dev == st->st_dev && seen->v[i].st_ino == st->st_ino)
+                        return true;
+        if (seen->n == seen->cap) {
+                size_t cap = seen->cap ? seen->cap * 2 : 16;
+                struct stat *v = reallocarray(seen->v, cap, sizeof(*v));
+
+                if (!v)
+                        return false;
+                seen->v = v;
+                seen->cap = cap;
+        }
+        seen->v[seen->n++] = *st;
+        return false;
+}
+
+/* Bytes allocated under a directory (st_blocks), without following links; a file of several
+ * names counted once. */
+static uint64_t du(int dirfd, struct du_seen *seen)
 {
         int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
         uint64_t total = 0;
@@ -510,14 +560,15 @@ static uint64_t du(int dirfd)
         }
         while ((de = readdir(dir))) {
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-                    fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                    fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                    du_counted(seen, &st))
                         continue;
                 total += (uint64_t)st.st_blocks * 512;
                 if (S_ISDIR(st.st_mode)) {
                         _cleanup_close_ int sub = openat(
                             dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         if (sub >= 0)
-                                total += du(sub);
+                                total += du(sub, seen);
                 }
         }
         closedir(dir);
@@ -538,12 +589,12 @@ int s3_stage_check_space(const char *cache_dir, const struct s3_chunkman *m, uin
                 stage = openat(langfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         for (size_t i = 0; i < m->snap.n_files; i++) {
                 const struct snap_file *sf = &m->snap.files[i];
-                _cleanup_close_ int donor = -1;
-                char from[SNAP_NAME_MAX];
                 struct stat st;
 
-                /* linked to an installed file (s3_stage_prepare()): no new bytes */
-                if (donor_find(cache_dir, m, i, &donor, from))
+                /* linked to an installed file (s3_stage_link()): no new bytes. Only a link
+                 * made counts: one that could not be made is fetched whole. */
+                if (stage >= 0 && fstatat(stage, sf->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    st.st_nlink > 1)
                         continue;
                 for (uint32_t k = 0; k < m->files[i].n_chunks; k++) {
                         uint64_t off = (uint64_t)k * m->chunk_size;
@@ -568,8 +619,11 @@ int s3_stage_check_space(const char *cache_dir, const struct s3_chunkman *m, uin
                                cache_dir, (unsigned long long)(reserve >> 20),
                                (unsigned long long)(avail >> 20));
         if (cache_max) {
+                struct du_seen seen = {0};
+
                 cache = open(cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                used = cache >= 0 ? du(cache) : 0;
+                used = cache >= 0 ? du(cache, &seen) : 0;
+                free(seen.v);
                 if (used + need > cache_max)
                         return op_errf(errbuf, errlen, -ENOSPC,
                                        "not enough space: %s/%s needs %llu MiB more; the cache "

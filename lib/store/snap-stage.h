@@ -48,10 +48,15 @@ int s3_stage_open(const char *cache_dir, const struct s3_chunkman *m, size_t fil
 int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
                      size_t errlen);
 
-/* Room for m on the cache's filesystem, before anything is staged: the bytes its non-zero
+/* Creates or reuses the staging directory and hard-links each file an installed version holds
+ * (as s3_stage_prepare() does; a staged link whose source is no longer trusted is removed): what
+ * is linked costs no space, and s3_stage_check_space() counts only links that were made. */
+int s3_stage_link(const char *cache_dir, const struct s3_chunkman *m, char *errbuf, size_t errlen);
+/* Room for m on the cache's filesystem, before its bytes are staged: the bytes its non-zero
  * chunks will store (less what a staging directory of it already holds) plus reserve must be
- * free, and the cache's total with them at most cache_max (0: no bound). -ENOSPC with a
- * message naming the numbers. */
+ * free, and the cache's total with them at most cache_max (0: no bound). A file counts nothing
+ * only when it is staged as a link already (s3_stage_link()). -ENOSPC with a message naming the
+ * numbers. */
 int s3_stage_check_space(const char *cache_dir, const struct s3_chunkman *m, uint64_t reserve,
                          uint64_t cache_max, char *errbuf, size_t errlen);
 /* Remove the staging directory of m (a failed sync that is not worth resuming). */

@@ -260,6 +260,14 @@ static void test_install_record(void **state)
         s3_chunkman_free(&m);
 }
 
+static const char *sb_path(const char *dir, const char *rel)
+{
+        static char buf[256];
+
+        snprintf(buf, sizeof(buf), "%s/%s", dir, rel);
+        return buf;
+}
+
 /* Another language's version with a file of the same content (the root of an image group, the
  * kernel): linked to the installed file, nothing fetched, nothing written into it; not when that
  * file was written since its install (its record no longer describes it). */
@@ -270,6 +278,7 @@ static void test_link_same_content(void **state)
         struct s3_stage_plan p;
         char err[512], path[256];
         struct stat sa, sb;
+        uint64_t limit;
         int fd;
 
         fill(v1, 50);
@@ -283,7 +292,14 @@ static void test_link_same_content(void **state)
 
         manifest_for("b1", v1, &b);
         snprintf(b.snap.lang, sizeof(b.snap.lang), "bash");
-        assert_int_equal(s3_stage_check_space(cache, &b, 0, 0, err, sizeof(err)), 0);
+        /* the space check counts a file as linked only once the link is made (one that cannot
+         * be made is fetched whole), and a file of two names once: the cache holds v1's mem
+         * (N chunks), room for half as much again */
+        limit = (uint64_t)N * CS * 3 / 2;
+        assert_int_equal(s3_stage_check_space(cache, &b, 0, limit, err, sizeof(err)), -ENOSPC);
+        assert_non_null(strstr(err, "s3.cache_max_mb"));
+        assert_int_equal(s3_stage_link(cache, &b, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_check_space(cache, &b, 0, limit, err, sizeof(err)), 0);
         assert_int_equal(s3_stage_prepare(cache, &b, err, sizeof(err)), 0);
         assert_int_equal(s3_stage_plan_read(cache, &b, &p), 0);
         assert_int_equal(p.n_need, 0);
@@ -310,6 +326,16 @@ static void test_link_same_content(void **state)
         assert_int_equal(unlink(path), 0); /* and bash has no current version any more */
         manifest_for("r1", v1, &r);
         snprintf(r.snap.lang, sizeof(r.snap.lang), "ruby");
+        /* a link an earlier run staged, to a file no longer trusted: removed, counted whole */
+        snprintf(path, sizeof(path), "%s/ruby", cache);
+        assert_int_equal(mkdir(path, 0755), 0);
+        snprintf(path, sizeof(path), "%s/ruby/.sync-r1", cache);
+        assert_int_equal(mkdir(path, 0755), 0);
+        snprintf(path, sizeof(path), "%s/ruby/.sync-r1/mem", cache);
+        assert_int_equal(link(sb_path(cache, "python/v1/mem"), path), 0);
+        assert_int_equal(s3_stage_link(cache, &r, err, sizeof(err)), 0);
+        assert_int_equal(stat(path, &sa), -1);
+        assert_int_equal(s3_stage_check_space(cache, &r, 0, limit, err, sizeof(err)), -ENOSPC);
         assert_int_equal(s3_stage_prepare(cache, &r, err, sizeof(err)), 0);
         assert_int_equal(s3_stage_plan_read(cache, &r, &p), 0);
         assert_int_equal(p.linked, 0);
