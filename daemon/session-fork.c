@@ -308,8 +308,11 @@ bool session_room_for(struct opd *d, uid_t uid, uint32_t sessions, uint32_t vms,
         return true;
 }
 
-static bool paused_room(struct opd *d, uid_t uid, uint64_t adding, bool counting, char *why,
-                        size_t whylen)
+/* The paused sessions' quotas (session.paused_max, paused_max_per_uid, paused_disk_mb,
+ * paused_disk_mb_per_uid) on what the store holds: before a save, with room for more (1)
+ * sessions; once a save is committed (more: 0), with its directory counted, and those of the
+ * pauses committed while it was saved. */
+static bool paused_room(struct opd *d, uid_t uid, unsigned more, char *why, size_t whylen)
 {
         const struct op_session_config *c = &d->cfg.session;
         unsigned mine, all;
@@ -317,29 +320,29 @@ static bool paused_room(struct opd *d, uid_t uid, uint64_t adding, bool counting
 
         session_store_usage(d, uid, &mine, &mine_b);
         session_store_usage(d, (uid_t)-1, &all, &all_b);
-        if (counting && all + 1 > c->paused_max) {
+        if (all + more > c->paused_max) {
                 snprintf(why, whylen, "%u sessions are paused on disk: session.paused_max is %u",
                          all, c->paused_max);
                 return false;
         }
-        if (counting && mine + 1 > c->paused_max_per_uid) {
+        if (mine + more > c->paused_max_per_uid) {
                 snprintf(why, whylen,
                          "uid %u has %u sessions paused on disk: session.paused_max_per_uid is %u",
                          (unsigned)uid, mine, c->paused_max_per_uid);
                 return false;
         }
-        if ((all_b + adding) >> 20 > c->paused_disk_mb) {
+        if (all_b >> 20 > c->paused_disk_mb) {
                 snprintf(why, whylen,
                          "paused sessions would take %llu MiB on disk: session.paused_disk_mb is "
                          "%u",
-                         (unsigned long long)((all_b + adding) >> 20), c->paused_disk_mb);
+                         (unsigned long long)(all_b >> 20), c->paused_disk_mb);
                 return false;
         }
-        if ((mine_b + adding) >> 20 > c->paused_disk_mb_per_uid) {
+        if (mine_b >> 20 > c->paused_disk_mb_per_uid) {
                 snprintf(why, whylen,
                          "uid %u's paused sessions would take %llu MiB on disk: "
                          "session.paused_disk_mb_per_uid is %u",
-                         (unsigned)uid, (unsigned long long)((mine_b + adding) >> 20),
+                         (unsigned)uid, (unsigned long long)(mine_b >> 20),
                          c->paused_disk_mb_per_uid);
                 return false;
         }
@@ -857,7 +860,8 @@ static void on_pause_saved(struct vm *vm, const char *err, void *userdata)
         j->meta.limits = json_incref(s->limits);
         j->meta.repl = s->repl;
         k = session_store_commit(d, &j->meta, j->dir, &bytes, why, sizeof(why));
-        if (k >= 0 && !paused_room(d, j->uid, 0, false, why, sizeof(why)))
+        /* The counts too: pauses checked before this one was committed are counted now. */
+        if (k >= 0 && !paused_room(d, j->uid, 0, why, sizeof(why)))
                 k = -EDQUOT;
         if (k < 0) {
                 job_fail(j, k == -EDQUOT ? OP_ERR_QUOTA_EXCEEDED : OP_ERR_INTERNAL,
@@ -901,7 +905,7 @@ void op_session_pause(struct client *c, json_t *id, json_t *req)
                 return;
         if (!session_saveable(c, id, s, "paused"))
                 return;
-        if (!paused_room(d, s->uid, 0, true, err, sizeof(err))) {
+        if (!paused_room(d, s->uid, 1, err, sizeof(err))) {
                 client_send(c, op_error_reply(id, OP_ERR_QUOTA_EXCEEDED, "%s", err));
                 return;
         }

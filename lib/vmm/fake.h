@@ -4,6 +4,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct vm;
@@ -27,6 +28,9 @@ struct fake_vm_opts {
         /* When the VM fails, its console holds these bytes (read on the next loop turn, as a VMM
          * answers over its control channel); NULL: there is no console to read. */
         const char *console;
+        /* A save writes what a real one leaves in its directory: vmstate (a few bytes) and mem
+         * (the snapshot's memory size, all holes); false: nothing is written. */
+        bool save_files;
 };
 
 /* The agent's answer to a frame it read (a job, or a stdin frame after it): a new reference to

@@ -1,6 +1,9 @@
 /* test-request.c: an exec request's life (daemon/request.c) in a real opd on the fake VMM driver
  * (lib/vmm/fake.c): cold and warm routing, each state's deadline, the retry, cancellation in each
- * state, and one answer per request. No process, no image: the loop runs until the answer. */
+ * state, and one answer per request; sessions, also paused to the cache and resumed through a
+ * client's connection (daemon/session-fork.c). No process, no image: the loop runs until the
+ * answer. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -26,6 +29,7 @@
 #include "opd.h"
 #include "pool.h"
 #include "request.h"
+#include "session-fork.h"
 #include "session.h"
 #include "snap-ref.h"
 #include "snapshot.h"
@@ -1877,6 +1881,225 @@ static void test_session_cancelled_exec(void **state)
         assert_idle(f);
 }
 
+/* ---- sessions saved whole: pause and resume (daemon/session-fork.c) ---- */
+
+/* lang's pool serves a snapshot that is a directory (an empty rootfs, a manifest of the fake
+ * VMM), and its clones' saves write their files: a clone can be paused into the cache and
+ * restored from there. */
+static void serve_saveable(struct fx *f, int lang, uint32_t target)
+{
+        struct snap_ref *s = calloc(1, sizeof(*s));
+        char path[256];
+
+        assert_non_null(s);
+        f->fake.opts.save_files = true;
+        snprintf(path, sizeof(path), "%s/snap-%s", f->dir, f->d.langs.v[lang].name);
+        assert_int_equal(mkdir(path, 0755), 0);
+        s->refs = 1;
+        s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(s->dirfd >= 0);
+        s->path = strdup(path);
+        s->rm_parent_fd = -1;
+        snprintf(path, sizeof(path), "%s/snap-%s/rootfs.ext4", f->dir, f->d.langs.v[lang].name);
+        write_file(path, "");
+        snprintf(s->m.version, sizeof(s->m.version), "v1");
+        snprintf(s->m.lang, sizeof(s->m.lang), "%s", f->d.langs.v[lang].name);
+        snprintf(s->m.vmm, sizeof(s->m.vmm), "fake");
+        snprintf(s->m.accel, sizeof(s->m.accel), "tcg");
+        s->m.memory_mb = 16;
+        s->m.vcpus = 1;
+        s->m.n_files = 1;
+        snprintf(s->m.files[0].name, sizeof(s->m.files[0].name), "rootfs.ext4");
+        memset(s->m.files[0].sha256, '0', SHA256_HEX_LEN);
+        pool_serve(pool_of(f, lang), s);
+        pool_set_target(pool_of(f, lang), target);
+        assert_true(pool_serves(pool_of(f, lang)));
+}
+
+/* A connection of the test's own uid (its peer credentials), as a client's. */
+struct conn {
+        struct fx *f;
+        int fd;
+        char buf[1 << 16];
+        size_t len;
+};
+
+static void conn_open(struct fx *f, struct conn *c)
+{
+        int sp[2];
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        assert_int_equal(client_new(&f->d, sp[1]), 0);
+        c->f = f;
+        c->fd = sp[0];
+        c->len = 0;
+}
+
+static void conn_close(struct conn *c)
+{
+        close(c->fd);
+        run_turns(c->f, 5); /* the connection closes and is freed */
+}
+
+/* Send a request of op on session id (a frame as clients send them); no loop turn runs. */
+static void conn_send(struct conn *c, const char *op, const char *id)
+{
+        json_t *req = json_pack("{s:s, s:s, s:s}", "op", op, "id", op, "session", id);
+        char *text = json_dumps(req, JSON_COMPACT);
+        uint32_t n = (uint32_t)strlen(text);
+        unsigned char len[4] = {n >> 24, n >> 16, n >> 8, n};
+
+        assert_int_equal(write(c->fd, len, 4), 4);
+        assert_int_equal(write(c->fd, text, n), (ssize_t)n);
+        free(text);
+        json_decref(req);
+}
+
+static size_t frame_len(const struct conn *c)
+{
+        const unsigned char *b = (const unsigned char *)c->buf;
+
+        if (c->len < 4)
+                return 0;
+        return ((size_t)b[0] << 24 | (size_t)b[1] << 16 | (size_t)b[2] << 8 | b[3]) + 4;
+}
+
+static bool conn_answered(void *arg)
+{
+        struct conn *c = arg;
+        ssize_t k;
+
+        while ((k = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, MSG_DONTWAIT)) > 0)
+                c->len += (size_t)k;
+        return frame_len(c) && c->len >= frame_len(c);
+}
+
+/* The next answer on the connection (the loop runs until it is there). */
+static json_t *conn_answer(struct conn *c)
+{
+        size_t n;
+        json_t *a;
+
+        run_until(c->f, conn_answered, c);
+        n = frame_len(c);
+        a = json_loadb(c->buf + 4, n - 4, 0, NULL);
+        assert_non_null(a);
+        memmove(c->buf, c->buf + n, c->len - n);
+        c->len -= n;
+        return a;
+}
+
+static const char *answer_error(json_t *a)
+{
+        return json_string_value(json_object_get(json_object_get(a, "error"), "code"));
+}
+
+/* A session of the test's own uid (a connection's), started and IDLE on a clone. */
+static struct session *open_mine(struct fx *f, char id[static OP_SESSION_ID_LEN + 1])
+{
+        struct session *s;
+
+        assert_int_equal(
+            session_new(&f->d, &f->d.langs.v[SH], geteuid(), LONG_MS, LONG_MS, NULL, &s), 0);
+        memcpy(id, s->id, OP_SESSION_ID_LEN + 1);
+        session_start(s);
+        s = session_find(&f->d, id, geteuid(), false);
+        assert_non_null(s);
+        assert_int_equal(s->state, SESSION_IDLE);
+        return s;
+}
+
+static struct session *mine(struct fx *f, const char *id)
+{
+        return session_find(&f->d, id, geteuid(), false);
+}
+
+/* The names in the test's uid's directory of paused sessions; how many. */
+static unsigned paused_names(struct fx *f, char names[][64], unsigned max)
+{
+        char path[256];
+        struct dirent *de;
+        unsigned n = 0;
+        DIR *dir;
+
+        snprintf(path, sizeof(path), "%s/.paused/%u", f->d.cfg.cache_dir, (unsigned)geteuid());
+        dir = opendir(path);
+        if (!dir)
+                return 0;
+        while ((de = readdir(dir)))
+                if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+                        if (n < max)
+                                snprintf(names[n], 64, "%.63s", de->d_name);
+                        n++;
+                }
+        closedir(dir);
+        return n;
+}
+
+/* Pauses sent back to back are each checked before any is saved: the count is checked again on
+ * what is on disk once each is committed, so session.paused_max_per_uid holds; the pause over it
+ * is undone and its session runs on. */
+static void test_session_pauses_back_to_back(void **state)
+{
+        struct fx *f = *state;
+        char a[OP_SESSION_ID_LEN + 1], b[OP_SESSION_ID_LEN + 1], names[4][64];
+        const char *ids[2] = {a, b};
+        json_t *ans[2];
+        unsigned paused = 0, refused = 0;
+        struct conn c;
+
+        f->d.cfg.session.paused_max_per_uid = 1;
+        serve_saveable(f, SH, 2);
+        wait_ready(f, SH, 2);
+        open_mine(f, a);
+        open_mine(f, b);
+        conn_open(f, &c);
+        conn_send(&c, "session_pause", a);
+        conn_send(&c, "session_pause", b);
+        ans[0] = conn_answer(&c);
+        ans[1] = conn_answer(&c);
+        for (int i = 0; i < 2; i++) {
+                const char *sid = json_string_value(json_object_get(ans[i], "session"));
+                struct session *s;
+
+                if (json_is_true(json_object_get(ans[i], "ok"))) {
+                        assert_string_equal(json_string_value(json_object_get(ans[i], "state")),
+                                            "paused");
+                        s = mine(f, sid);
+                        assert_int_equal(s->state, SESSION_PAUSED);
+                        assert_null(s->vm);
+                        paused++;
+                        continue;
+                }
+                assert_string_equal(answer_error(ans[i]), "quota_exceeded");
+                assert_non_null(strstr(
+                    json_string_value(json_object_get(json_object_get(ans[i], "error"), "message")),
+                    "session.paused_max_per_uid"));
+                refused++;
+        }
+        assert_int_equal(paused, 1);
+        assert_int_equal(refused, 1);
+        /* the refused one runs on; only the paused one is on disk */
+        for (int i = 0; i < 2; i++) {
+                struct session *s = mine(f, ids[i]);
+
+                assert_non_null(s);
+                if (s->state == SESSION_PAUSED)
+                        continue;
+                assert_int_equal(s->state, SESSION_IDLE);
+                assert_non_null(s->vm);
+                assert_int_equal(paused_names(f, names, 4), 1);
+                assert_string_equal(names[0], ids[1 - i]);
+        }
+        json_decref(ans[0]);
+        json_decref(ans[1]);
+        conn_close(&c);
+        session_destroy(mine(f, a), SESSION_END_CLOSED);
+        session_destroy(mine(f, b), SESSION_END_CLOSED);
+        assert_int_equal(paused_names(f, names, 4), 0);
+        settle(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1927,6 +2150,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_session_bad_answer_ends_it, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_vm_dies_idle, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_cancelled_exec, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_pauses_back_to_back, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
