@@ -233,8 +233,7 @@ static int start_child(struct job *j, struct child *c, struct session *s, struct
         k = vm_restore(j->d->vms_host, s->lang, img, &child_events, c, &vm);
         if (k < 0)
                 return k;
-        s->vm = vm;
-        session_set_state(s, SESSION_BOOTING);
+        session_restoring(s, vm);
         j->pending++;
         return 0;
 }
@@ -815,9 +814,8 @@ int session_restore(struct session *s, struct snap_ref *img)
         k = vm_restore(s->d->vms_host, s->lang, img, &restore_events, s, &vm);
         if (k < 0)
                 return k;
-        s->vm = vm;
         snprintf(s->snap_version, sizeof(s->snap_version), "%s", img->m.version);
-        session_set_state(s, SESSION_BOOTING);
+        session_restoring(s, vm);
         return 0;
 }
 
@@ -877,7 +875,7 @@ static void on_pause_saved(struct vm *vm, const char *err, void *userdata)
         if (j->pool)
                 pool_release(j->pool);
         j->pool = NULL;
-        session_set_state(s, SESSION_PAUSED);
+        session_saved(s);
         opd_schedule_reap(d);
         log_info("session %s uid=%u paused to disk in %.1fms (%llu bytes)", j->id, (unsigned)j->uid,
                  ms(j->t_start, op_now_us()), (unsigned long long)bytes);

@@ -355,8 +355,7 @@ struct vm *session_detach_vm(struct session *s, struct pool **ret_pool)
 {
         struct vm *vm = s->vm;
 
-        s->vm = NULL;
-        count_vm(s, false);
+        s->vm = NULL; /* still counted: it runs, or is saved, for the session's uid */
         if (vm)
                 vm_set_events(vm, &(struct vm_events){0}, NULL);
         if (ret_pool)
@@ -365,6 +364,19 @@ struct vm *session_detach_vm(struct session *s, struct pool **ret_pool)
                 pool_release(s->pool);
         s->pool = NULL;
         return vm;
+}
+
+void session_restoring(struct session *s, struct vm *vm)
+{
+        s->vm = vm;
+        count_vm(s, true);
+        session_set_state(s, SESSION_BOOTING);
+}
+
+void session_saved(struct session *s)
+{
+        count_vm(s, false);
+        session_set_state(s, SESSION_PAUSED);
 }
 
 static enum op_err gone_code(enum session_end why)

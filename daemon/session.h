@@ -136,10 +136,19 @@ void session_set_state(struct session *s, enum session_state state);
  * (NULL when none): it is counted against its uid, its events go to the session, and the session
  * is IDLE. */
 void session_attach_vm(struct session *s, struct vm *vm, struct pool *pool);
-/* Take the VM away from the session (to save it, to fork it): uncounted, its events no longer
- * the session's; the caller owns it and sets the session's next state. Its pool, if any, is
- * still the session's (*ret_pool: the caller takes it, NULL when not wanted: released now). */
+/* Take the VM away from the session (to save it, to fork it): its events no longer the
+ * session's; the caller owns it and sets the session's next state. It is still counted against
+ * the session's uid, until session_attach_vm() gives it back, session_saved() says it is gone or
+ * the session ends. Its pool, if any, is still the session's (*ret_pool: the caller takes it,
+ * NULL when not wanted: released now). */
 struct vm *session_detach_vm(struct session *s, struct pool **ret_pool);
+/* s (NEW, or PAUSED and being resumed) gets vm, being restored for it from a saved VM: counted
+ * against its uid from now on, as a VM that boots is, and SESSION_BOOTING; session_attach_vm()
+ * once it has loaded and runs. */
+void session_restoring(struct session *s, struct vm *vm);
+/* s (SAVING) was saved to disk and the VM taken with session_detach_vm() destroyed: no longer
+ * counted against its uid, and SESSION_PAUSED. */
+void session_saved(struct session *s);
 /* End the session: its VM destroyed (the pool refills), the open's answer (if still owed) sent
  * as an error, an exec running cancelled without an answer unless the request ends it itself.
  * Freed at once; s is gone afterwards. */

@@ -2014,6 +2014,22 @@ static struct session *mine(struct fx *f, const char *id)
         return session_find(&f->d, id, geteuid(), false);
 }
 
+static bool mine_reached(void *arg)
+{
+        struct session_wait *w = arg;
+        struct session *s = mine(w->f, w->id);
+
+        return s && s->state == w->state;
+}
+
+/* The loop runs until the test's own session id is in state. */
+static void wait_mine(struct fx *f, const char *id, enum session_state state)
+{
+        struct session_wait w = {f, id, state};
+
+        run_until(f, mine_reached, &w);
+}
+
 /* The names in the test's uid's directory of paused sessions; how many. */
 static unsigned paused_names(struct fx *f, char names[][64], unsigned max)
 {
@@ -2100,6 +2116,84 @@ static void test_session_pauses_back_to_back(void **state)
         settle(f);
 }
 
+/* A session's VM counts against its uid (max_vms_per_uid) while it is saved and while it is
+ * restored, as it does while it runs: once each, until it is gone. */
+static void test_session_vm_counted_saved_and_restored(void **state)
+{
+        struct fx *f = *state;
+        char a[OP_SESSION_ID_LEN + 1], b[OP_SESSION_ID_LEN + 1];
+        struct session *s;
+        struct conn c;
+        json_t *ans;
+
+        serve_saveable(f, SH, 2);
+        wait_ready(f, SH, 2);
+        s = open_mine(f, a);
+        open_mine(f, b);
+        assert_int_equal(uid_vms(f, geteuid()), 2);
+        conn_open(f, &c);
+        /* a's save never ends: a is SAVING, its VM still its uid's */
+        fake_vm_opts(s->vm)->fault = FAKE_FAULT_SILENT;
+        conn_send(&c, "session_pause", a);
+        wait_mine(f, a, SESSION_SAVING);
+        assert_null(mine(f, a)->vm);
+        assert_int_equal(uid_vms(f, geteuid()), 2);
+        /* b paused: its VM is gone and no longer counted */
+        conn_send(&c, "session_pause", b);
+        ans = conn_answer(&c);
+        assert_true(json_is_true(json_object_get(ans, "ok")));
+        json_decref(ans);
+        assert_int_equal(mine(f, b)->state, SESSION_PAUSED);
+        assert_int_equal(uid_vms(f, geteuid()), 1);
+        /* b resumed: counted from the start of its restore, which does not end here */
+        f->fake.opts.restore_ms = LONG_MS;
+        conn_send(&c, "session_resume", b);
+        wait_mine(f, b, SESSION_BOOTING);
+        assert_non_null(mine(f, b)->vm);
+        assert_int_equal(uid_vms(f, geteuid()), 2);
+        /* each ends once */
+        session_destroy(mine(f, b), SESSION_END_CLOSED);
+        assert_int_equal(uid_vms(f, geteuid()), 1);
+        session_destroy(mine(f, a), SESSION_END_CLOSED);
+        assert_int_equal(uid_vms(f, geteuid()), 0);
+        conn_close(&c);
+        settle(f);
+        assert_int_equal(uid_vms(f, geteuid()), 0);
+}
+
+/* A resume that loads: counted once while it is restored and once it runs, not again; the
+ * session's pause and resume leave the count as it was. */
+static void test_session_resume_counted_once(void **state)
+{
+        struct fx *f = *state;
+        char a[OP_SESSION_ID_LEN + 1];
+        struct conn c;
+        json_t *ans;
+
+        serve_saveable(f, SH, 1);
+        wait_ready(f, SH, 1);
+        open_mine(f, a);
+        conn_open(f, &c);
+        for (int i = 0; i < 2; i++) {
+                conn_send(&c, "session_pause", a);
+                ans = conn_answer(&c);
+                assert_true(json_is_true(json_object_get(ans, "ok")));
+                json_decref(ans);
+                assert_int_equal(uid_vms(f, geteuid()), 0);
+                conn_send(&c, "session_resume", a);
+                ans = conn_answer(&c);
+                assert_true(json_is_true(json_object_get(ans, "ok")));
+                assert_string_equal(json_string_value(json_object_get(ans, "state")), "idle");
+                json_decref(ans);
+                assert_int_equal(mine(f, a)->state, SESSION_IDLE);
+                assert_int_equal(uid_vms(f, geteuid()), 1);
+        }
+        conn_close(&c);
+        session_destroy(mine(f, a), SESSION_END_CLOSED);
+        assert_int_equal(uid_vms(f, geteuid()), 0);
+        settle(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -2151,6 +2245,9 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_session_vm_dies_idle, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_cancelled_exec, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_pauses_back_to_back, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_vm_counted_saved_and_restored, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_session_resume_counted_once, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
