@@ -402,19 +402,37 @@ void job_finish(struct job *j)
         job_free(j);
 }
 
+/* opd stops while j resumes a session. Still being restored, the session stays paused on disk:
+ * its files go back under its name (the restoring VM's reference removes the taken name, which
+ * is gone then). Closed meanwhile (its VM destroyed, perhaps not yet freed), its files go. */
+static void stop_resume(struct job *j)
+{
+        struct session *s = job_session(j);
+        int k;
+
+        if (j->children[0].done || !j->dir)
+                return;
+        if (!s || s->state != SESSION_BOOTING) {
+                k = snap_rmtree(AT_FDCWD, j->dir);
+                if (k < 0)
+                        log_warn("session %s (uid %u): cannot remove %s: %s", j->id,
+                                 (unsigned)j->uid, j->dir, strerror(-k));
+                return;
+        }
+        k = session_store_untake(j->d, j->uid, j->id, j->dir);
+        if (k < 0)
+                log_warn("session %s (uid %u): cannot keep it paused: %s", j->id, (unsigned)j->uid,
+                         strerror(-k));
+}
+
 void session_jobs_stop(struct opd *d)
 {
         struct job *j;
-        int k;
 
         while (d->session_jobs && (j = LIST_FIRST(&d->session_jobs->list))) {
                 job_fail(j, OP_ERR_SHUTTING_DOWN, "opd is shutting down");
-                /* a resume not finished: the session stays paused on disk (the restoring VM's
-                 * reference removes the taken name, which is gone then) */
-                if (j->kind == JOB_RESUME && !j->children[0].done && j->dir &&
-                    (k = session_store_untake(d, j->uid, j->id, j->dir)) < 0)
-                        log_warn("session %s (uid %u): cannot keep it paused: %s", j->id,
-                                 (unsigned)j->uid, strerror(-k));
+                if (j->kind == JOB_RESUME)
+                        stop_resume(j);
                 for (uint32_t i = 0; i < j->count; i++) {
                         struct child *c = &j->children[i];
                         struct session *s = c->job ? session_lookup(d, c->id, j->uid) : NULL;

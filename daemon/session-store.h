@@ -60,8 +60,8 @@ int session_store_open(struct opd *d, const struct session *s, struct session_me
  * listed, not counted, removed at the next start if left), so a restart does not list it again
  * and a later pause of the same session writes a new one. The new path in *ret. */
 int session_store_take(struct opd *d, uid_t uid, const char *id, char **ret);
-/* A resume that did not finish (opd stops): the directory taken goes back, so that the session
- * is listed paused again at the next start. */
+/* A resume that did not finish (opd stops) of a session still there: the directory taken goes
+ * back, so that the session is listed paused again at the next start. */
 int session_store_untake(struct opd *d, uid_t uid, const char *id, const char *taken);
 /* Remove a saved session (and its staging directory, if any). */
 void session_store_remove(struct opd *d, uid_t uid, const char *id);

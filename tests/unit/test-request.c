@@ -30,6 +30,7 @@
 #include "pool.h"
 #include "request.h"
 #include "session-fork.h"
+#include "session-store.h"
 #include "session.h"
 #include "snap-ref.h"
 #include "snapshot.h"
@@ -2194,6 +2195,59 @@ static void test_session_resume_counted_once(void **state)
         settle(f);
 }
 
+/* opd stops while two sessions are resumed: the one still being restored is paused on disk
+ * again, and listed so by the next start; the one its owner closed meanwhile is not, although
+ * its VM (destroyed) has not been freed yet. */
+static void test_session_stop_while_resumed(void **state)
+{
+        struct fx *f = *state;
+        char a[OP_SESSION_ID_LEN + 1], b[OP_SESSION_ID_LEN + 1], names[4][64];
+        struct session *s;
+        struct conn c;
+        json_t *ans;
+
+        serve_saveable(f, SH, 2);
+        wait_ready(f, SH, 2);
+        open_mine(f, a);
+        open_mine(f, b);
+        conn_open(f, &c);
+        for (int i = 0; i < 2; i++) {
+                conn_send(&c, "session_pause", i ? b : a);
+                ans = conn_answer(&c);
+                assert_true(json_is_true(json_object_get(ans, "ok")));
+                json_decref(ans);
+        }
+        assert_int_equal(paused_names(f, names, 4), 2);
+        f->fake.opts.restore_ms = LONG_MS; /* the restores do not end before opd stops */
+        conn_send(&c, "session_resume", a);
+        conn_send(&c, "session_resume", b);
+        wait_mine(f, a, SESSION_BOOTING);
+        wait_mine(f, b, SESSION_BOOTING);
+        assert_int_equal(paused_names(f, names, 4), 2);
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(strncmp(names[i], ".run-", 5), 0);
+        /* b is closed, and opd stops before the loop frees b's VM */
+        session_destroy(mine(f, b), SESSION_END_CLOSED);
+        session_jobs_stop(&f->d);
+        for (int i = 0; i < 2; i++) {
+                ans = conn_answer(&c);
+                assert_string_equal(answer_error(ans), "shutting_down");
+                json_decref(ans);
+        }
+        assert_null(mine(f, a));
+        assert_null(mine(f, b));
+        run_turns(f, 5); /* the VMs are freed, and their references to the files with them */
+        assert_int_equal(paused_names(f, names, 4), 1);
+        assert_string_equal(names[0], a);
+        /* what the next start lists */
+        session_store_load(&f->d);
+        s = mine(f, a);
+        assert_non_null(s);
+        assert_int_equal(s->state, SESSION_PAUSED);
+        assert_null(mine(f, b));
+        conn_close(&c);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -2248,6 +2302,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_session_vm_counted_saved_and_restored, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(test_session_resume_counted_once, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_stop_while_resumed, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
