@@ -1000,8 +1000,13 @@ void op_session_resume(struct client *c, json_t *id, json_t *req)
         free(j->dir);
         j->dir = NULL;
         k = session_store_take(d, s->uid, s->id, &j->dir);
-        if (k >= 0)
+        if (k >= 0) {
                 k = snap_ref_image(j->dir, &j->meta.m, true, &img);
+                /* No image holds the files to remove them with its last reference: they go
+                 * now (the session ends below; its name no longer points at them). */
+                if (k < 0)
+                        (void)snap_rmtree(AT_FDCWD, j->dir);
+        }
         if (k >= 0)
                 k = start_child(j, &j->children[0], s, img);
         snap_ref_put(img);
