@@ -14,6 +14,7 @@
 #include "msg.h"
 #include "opctl.h"
 #include "s3-publish.h"
+#include "snap-chunks.h"
 #include "util.h"
 
 static void help(FILE *f)
@@ -68,7 +69,8 @@ static void help(FILE *f)
             "           and --cache-dir, --s3-bucket, --s3-region, --s3-endpoint,\n"
             "           --s3-prefix; credentials from the AWS environment);\n"
             "           push --sign-key FILE signs the version's manifest (Ed25519;\n"
-            "           --serial N, default: above the bucket's and at least the time;\n"
+            "           --serial N, default: above the bucket's when a trusted key\n"
+            "           signed it, and at least the time; at most 2^53;\n"
             "           --valid-for DURATION, e.g. 7d: the signature expires then, and\n"
             "           hosts refuse the version until it is pushed again);\n"
             "           keygen --out FILE makes a signing key and prints the public key\n"
@@ -488,9 +490,10 @@ int main(int argc, char **argv)
                         o.sign_key = optarg;
                         break;
                 case ARG_SERIAL:
-                        if (parse_u64(optarg, 1, UINT64_C(1) << 53, &o.serial) < 0)
-                                return fail("--serial wants a whole number > 0, not \"%s\"",
-                                            optarg);
+                        if (parse_u64(optarg, 1, S3_SERIAL_MAX, &o.serial) < 0)
+                                return fail("--serial wants a whole number from 1 to %llu, "
+                                            "not \"%s\"",
+                                            (unsigned long long)S3_SERIAL_MAX, optarg);
                         break;
                 case ARG_VALID_FOR:
                         if (parse_duration(optarg, &o.valid_for) < 0)

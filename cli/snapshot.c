@@ -125,7 +125,8 @@ int cmd_s3(const struct opts *o, const char *action)
         struct s3_client *client = NULL;
         struct event_base *base = NULL;
         const char *config = o->config;
-        size_t n = 0;
+        uint8_t trusted[S3_TRUSTED_MAX][S3_KEY_LEN];
+        size_t n = 0, n_trusted = 0;
         char err[768];
         int r, status = EXIT_FAIL;
 
@@ -142,6 +143,8 @@ int cmd_s3(const struct opts *o, const char *action)
                 r = s3_config_locations(&cfg, locs, &n, err, sizeof(err));
         if (r >= 0 && n == 0)
                 r = op_errf(err, sizeof(err), -EINVAL, "no S3 bucket (s3.bucket, --s3-bucket)");
+        if (r >= 0)
+                r = s3_keys_parse(cfg.s3_trusted_keys, trusted, &n_trusted, err, sizeof(err));
         if (r >= 0)
                 r = s3_creds_load(getenv, &creds, err, sizeof(err));
         copts.retries = cfg.s3_retries;
@@ -164,8 +167,12 @@ int cmd_s3(const struct opts *o, const char *action)
                         struct s3_push_stats st;
                         uint64_t t0 = op_now_us();
 
-                        struct s3_push_sign sign = {
-                            .key = o->sign_key, .serial = o->serial, .valid_for = o->valid_for};
+                        struct s3_push_sign sign = {.key = o->sign_key,
+                                                    .serial = o->serial,
+                                                    .valid_for = o->valid_for,
+                                                    .trusted =
+                                                        (const uint8_t(*)[S3_KEY_LEN])trusted,
+                                                    .n_trusted = n_trusted};
 
                         r = s3_push(client, l, cfg.s3_prefix, cfg.cache_dir, o->lang, NULL,
                                     cfg.s3_parallel, &sign, &st, err, sizeof(err));

@@ -151,10 +151,13 @@ static int put_text(struct s3_client *c, const struct s3_location *l, const char
         return r < 0 ? op_errf(errbuf, errlen, r, "PUT %s: %s", key, resp.error) : 0;
 }
 
-/* The serial of a new signed manifest: given, or above the one the bucket's current version
- * carries and at least the Unix time (so that pushes from several hosts keep rising). */
+/* The serial of a new signed manifest: given, or above the one of the manifest the bucket's
+ * current names and at least the Unix time (so that pushes from several hosts keep rising).
+ * That manifest counts only when signed by the push's own key or one hosts trust: anyone who
+ * can write the bucket can put a serial there, and hosts only ever accepted signed ones. */
 static int push_serial(struct s3_client *c, const struct s3_location *l, const char *prefix,
-                       const char *lang, uint64_t given, uint64_t *ret, char *errbuf, size_t errlen)
+                       const char *lang, const struct s3_push_sign *sign, uint64_t *ret,
+                       char *errbuf, size_t errlen)
 {
         _cleanup_free_ char *ckey = s3_key_current(prefix, lang), *vkey = NULL, *body = NULL,
                             *mtext = NULL;
@@ -162,13 +165,18 @@ static int push_serial(struct s3_client *c, const struct s3_location *l, const c
         struct snap_signed env = {0};
         struct s3_chunkman m = {0};
         struct s3_resp resp;
+        uint8_t keys[S3_TRUSTED_MAX + 1][SNAP_KEY_LEN];
         char version[SNAP_NAME_MAX], err[256];
         uint64_t serial = (uint64_t)time(NULL);
-        size_t n;
+        size_t n, n_keys;
         int r;
 
-        if (given) {
-                *ret = given;
+        if (sign->serial) {
+                if (sign->serial > S3_SERIAL_MAX)
+                        return op_errf(errbuf, errlen, -ERANGE, "serial %llu: at most %llu",
+                                       (unsigned long long)sign->serial,
+                                       (unsigned long long)S3_SERIAL_MAX);
+                *ret = sign->serial;
                 return 0;
         }
         if (!ckey)
@@ -186,19 +194,54 @@ static int push_serial(struct s3_client *c, const struct s3_location *l, const c
                 n = 0;
         memcpy(version, body, n);
         version[n] = 0;
-        if (snap_name_valid(version) && (vkey = s3_key_version(prefix, lang, version))) {
-                req.key = vkey;
-                req.max_body = S3_CHUNKMAN_MAX;
-                r = s3_request_wait(c, l, &req, &resp, &mtext);
-                if (r == 0 &&
-                    snap_signed_parse(mtext, resp.body_len, &env, err, sizeof(err)) == 0 &&
-                    s3_chunkman_parse(env.payload, env.payload_len, &m, err, sizeof(err)) == 0) {
-                        if (m.serial >= serial)
-                                serial = m.serial + 1;
-                        s3_chunkman_free(&m);
-                }
-                snap_signed_free(&env);
+        if (!snap_name_valid(version)) {
+                *ret = serial;
+                return 0;
         }
+        vkey = s3_key_version(prefix, lang, version);
+        if (!vkey)
+                return op_errf(errbuf, errlen, -ENOMEM, "out of memory");
+        req.key = vkey;
+        req.max_body = S3_CHUNKMAN_MAX;
+        r = s3_request_wait(c, l, &req, &resp, &mtext);
+        if (r == -ENOENT) {
+                *ret = serial;
+                return 0;
+        }
+        if (r < 0)
+                return op_errf(errbuf, errlen, r, "GET %s: %s", vkey, resp.error);
+        r = snap_key_public(sign->key, keys[0], errbuf, errlen);
+        if (r < 0)
+                return r;
+        n_keys = 1;
+        for (size_t i = 0; i < sign->n_trusted && i < S3_TRUSTED_MAX; i++)
+                memcpy(keys[n_keys++], sign->trusted[i], SNAP_KEY_LEN);
+        if (snap_signed_parse(mtext, resp.body_len, &env, err, sizeof(err)) < 0 ||
+            snap_signed_verify(&env, (const uint8_t(*)[SNAP_KEY_LEN])keys, n_keys, err,
+                               sizeof(err)) < 0) {
+                /* not a serial any host took: it holds nobody back */
+                snap_signed_free(&env);
+                *ret = serial;
+                return 0;
+        }
+        r = s3_chunkman_parse(env.payload, env.payload_len, &m, err, sizeof(err));
+        snap_signed_free(&env);
+        if (r < 0)
+                return op_errf(errbuf, errlen, r,
+                               "%s, signed by a trusted key: %s (its serial cannot be read)", vkey,
+                               err);
+        if (m.serial >= S3_SERIAL_MAX)
+                r = op_errf(errbuf, errlen, -ERANGE,
+                            "%s, signed by a trusted key, has serial %llu: no serial may be above "
+                            "%llu, so no push can follow it (hosts that accepted it take no newer "
+                            "version of %s until its .serial in their cache is removed)",
+                            vkey, (unsigned long long)m.serial, (unsigned long long)S3_SERIAL_MAX,
+                            lang);
+        else if (m.serial >= serial)
+                serial = m.serial + 1;
+        s3_chunkman_free(&m);
+        if (r < 0)
+                return r;
         *ret = serial;
         return 0;
 }
@@ -274,7 +317,7 @@ int s3_push(struct s3_client *c, const struct s3_location *l, const char *prefix
                 r = p.r;
         }
         if (r == 0 && sign && sign->key)
-                r = push_serial(c, l, prefix, lang, sign->serial, &m.serial, errbuf, errlen);
+                r = push_serial(c, l, prefix, lang, sign, &m.serial, errbuf, errlen);
         if (r == 0 && sign && sign->key && sign->valid_for)
                 m.expires = (uint64_t)time(NULL) + sign->valid_for;
         if (r == 0) {

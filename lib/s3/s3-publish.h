@@ -8,6 +8,7 @@
 
 #include "s3-multipart.h"
 #include "s3.h"
+#include "snap-sign.h"
 
 struct s3_push_stats {
         uint32_t chunks;   /* distinct non-zero chunks of the version */
@@ -21,14 +22,21 @@ struct s3_push_stats {
 /* How a chunked push signs its manifest (snap-keys.h): key NULL: unsigned (format 1). */
 struct s3_push_sign {
         const char *key;    /* Ed25519 private key file (PEM) */
-        uint64_t serial;    /* 0: one above the bucket's current serial for the language, and at
-                             * least the current Unix time */
+        uint64_t serial;    /* 1 to S3_SERIAL_MAX; 0: one above the serial of the manifest the
+                             * bucket's current names, when key or one of trusted signed it (a
+                             * serial hosts may have accepted), and at least the Unix time */
         uint64_t valid_for; /* seconds from now until the signature expires (0: never) */
+        /* The public keys hosts trust besides key's own (s3.trusted_keys), at most
+         * S3_TRUSTED_MAX: a manifest in the bucket signed by none of them (or by nobody) is
+         * one hosts refuse, and its serial is not taken up. */
+        const uint8_t (*trusted)[SNAP_KEY_LEN];
+        size_t n_trusted;
 };
 
 /* Upload <cache>/<lang>/<version> (NULL: "current") to l under prefix: the chunks the bucket
  * lacks (HEAD first), then the chunk manifest (signed when sign->key is set), then
- * <lang>/current. parallel transfers at once. The serial used goes to ret->serial. */
+ * <lang>/current. parallel transfers at once. The serial used goes to ret->serial. -ERANGE
+ * when the trusted manifest the bucket serves already has S3_SERIAL_MAX: no serial can follow. */
 int s3_push(struct s3_client *c, const struct s3_location *l, const char *prefix,
             const char *cache_dir, const char *lang, const char *version, unsigned parallel,
             const struct s3_push_sign *sign, struct s3_push_stats *ret, char *errbuf,

@@ -68,9 +68,11 @@ int s3_chunkman_parse(const char *text, size_t len, struct s3_chunkman *ret, cha
                                S3_CHUNK_SIZE_MAX);
         m.chunk_size = (uint32_t)json_integer_value(cs);
         cs = json_object_get(o, "serial");
-        if (cs && (!json_is_integer(cs) || json_integer_value(cs) < 0))
+        if (cs && (!json_is_integer(cs) || json_integer_value(cs) < 0 ||
+                   (uint64_t)json_integer_value(cs) > S3_SERIAL_MAX))
                 return op_errf(errbuf, errlen, -EINVAL,
-                               "chunk manifest: \"serial\" must be a non-negative integer");
+                               "chunk manifest: \"serial\" must be an integer from 0 to %llu",
+                               (unsigned long long)S3_SERIAL_MAX);
         m.serial = cs ? (uint64_t)json_integer_value(cs) : 0;
         cs = json_object_get(o, "expires");
         if (cs && (!json_is_integer(cs) || json_integer_value(cs) <= 0))

@@ -14,6 +14,10 @@
 #define S3_CHUNK_SIZE_MAX     SNAP_CHUNK_SIZE_MAX
 #define S3_CHUNKS_MAX         SNAP_CHUNKS_MAX /* all files of one version together */
 #define S3_CHUNKMAN_MAX       (8u << 20)
+/* The highest serial a manifest may carry, written or read: 2^53, which every JSON reader holds
+ * exactly and which no run of pushes (each one above the last) takes past what json_int_t
+ * holds. A push after a manifest at this serial is refused (s3-publish.h). */
+#define S3_SERIAL_MAX (UINT64_C(1) << 53)
 
 struct s3_chunk {
         char sha256[SHA256_HEX_LEN + 1]; /* "" for a chunk of zeros (not stored) */
@@ -26,8 +30,9 @@ struct s3_chunk_file {
 
 struct s3_chunkman {
         uint32_t chunk_size;
-        /* The publisher's counter for this language, higher for every newer version (0: none);
-         * inside the signed bytes, so a replayed older version is told apart (docs/s3.md). */
+        /* The publisher's counter for this language, higher for every newer version (0: none;
+         * at most S3_SERIAL_MAX); inside the signed bytes, so a replayed older version is told
+         * apart (docs/s3.md). */
         uint64_t serial;
         /* When the publisher's signature stops vouching for this manifest, in Unix seconds (0:
          * never); inside the signed bytes, so a bucket frozen on an old version is told apart

@@ -1,5 +1,5 @@
-/* snap-keys.c: Ed25519 private key files (PEM, PKCS #8) for publishers: make one, and sign a
- * chunk manifest into its envelope (snap-sign.h). */
+/* snap-keys.c: Ed25519 private key files (PEM, PKCS #8) for publishers: make one, read its
+ * public half, and sign a chunk manifest into its envelope (snap-sign.h). */
 #include "snap-keys.h"
 
 #include <errno.h>
@@ -50,17 +50,14 @@ int snap_keygen(const char *path, char ret_pub[SNAP_KEY_TEXT_LEN + 1], char *err
         return 0;
 }
 
-int snap_sign(const char *path, const char *payload, size_t len, char **ret, char *errbuf,
-              size_t errlen)
+/* The private key in path and its public half. */
+static int key_load(const char *path, EVP_PKEY **ret, uint8_t ret_pub[SNAP_KEY_LEN], char *errbuf,
+                    size_t errlen)
 {
-        __attribute__((cleanup(pkey_freep))) EVP_PKEY *pk = NULL;
         _cleanup_fclose_ FILE *f = NULL;
-        _cleanup_free_ unsigned char *msg = NULL;
-        uint8_t pub[SNAP_KEY_LEN], sig[SNAP_SIG_LEN];
-        size_t publen = sizeof(pub), siglen = sizeof(sig), ctx = strlen(SNAP_SIGN_CONTEXT);
-        EVP_MD_CTX *md;
-        char *text;
-        int fd, ok;
+        EVP_PKEY *pk;
+        size_t publen = SNAP_KEY_LEN;
+        int fd;
 
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -72,9 +69,42 @@ int snap_sign(const char *path, const char *payload, size_t len, char **ret, cha
         }
         pk = PEM_read_PrivateKey(f, NULL, NULL, NULL);
         if (!pk || EVP_PKEY_get_base_id(pk) != EVP_PKEY_ED25519 ||
-            EVP_PKEY_get_raw_public_key(pk, pub, &publen) != 1)
+            EVP_PKEY_get_raw_public_key(pk, ret_pub, &publen) != 1 || publen != SNAP_KEY_LEN) {
+                EVP_PKEY_free(pk);
                 return op_errf(errbuf, errlen, -EINVAL,
                                "%s: not an Ed25519 private key (PEM; opctl snapshot keygen)", path);
+        }
+        *ret = pk;
+        return 0;
+}
+
+int snap_key_public(const char *path, uint8_t ret[SNAP_KEY_LEN], char *errbuf, size_t errlen)
+{
+        __attribute__((cleanup(pkey_freep))) EVP_PKEY *pk = NULL;
+        uint8_t pub[SNAP_KEY_LEN];
+        int r;
+
+        r = key_load(path, &pk, pub, errbuf, errlen);
+        if (r < 0)
+                return r;
+        memcpy(ret, pub, SNAP_KEY_LEN);
+        return 0;
+}
+
+int snap_sign(const char *path, const char *payload, size_t len, char **ret, char *errbuf,
+              size_t errlen)
+{
+        __attribute__((cleanup(pkey_freep))) EVP_PKEY *pk = NULL;
+        _cleanup_free_ unsigned char *msg = NULL;
+        uint8_t pub[SNAP_KEY_LEN], sig[SNAP_SIG_LEN];
+        size_t siglen = sizeof(sig), ctx = strlen(SNAP_SIGN_CONTEXT);
+        EVP_MD_CTX *md;
+        char *text;
+        int r, ok;
+
+        r = key_load(path, &pk, pub, errbuf, errlen);
+        if (r < 0)
+                return r;
         msg = malloc(ctx + len);
         if (!msg)
                 return op_errf(errbuf, errlen, -ENOMEM, "out of memory");

@@ -3,7 +3,8 @@
 in the bucket, an older signed version replayed as `current`, an http:// endpoint that is not
 loopback, a version larger than the cache's free space, a manifest asking for 1 TiB of memory, a
 signed manifest whose chunk root is not the one its chunks make. Each is refused with its own error and counter, and the serving version stays current.
-A manifest of an older publisher, without chunk roots, is read. Snapshots are synthetic (pools
+A manifest of an older publisher, without chunk roots, is read. A push takes up the bucket's
+serial only from a manifest a trusted key signed, and none past 2^53. Snapshots are synthetic (pools
 off, no VM boots)."""
 import json
 import os
@@ -168,6 +169,51 @@ class S3Trust(unittest.TestCase):
             self.assertFalse(r["ok"], r)
             self.assertIn("replayed", r["error"])
             self.assertEqual(os.readlink(os.path.join(cache, "current")), V2)
+        finally:
+            opd.stop()
+
+    def test_push_serial_from_trusted_manifests_only(self):
+        """A push goes on from the serial of the bucket's manifest only when a key hosts trust
+        signed it, and never past 2^53."""
+        make_snapshot(self.src, "python", V1, mem_image("t1", n_chunks=2))
+        self.push(serial=100)
+        opd = self.opd()
+        try:
+            self.assertEqual(self.sync(opd)["version"], V1)
+            # whoever can write the bucket puts a serial near the top in the manifest current
+            # names, stripped of its signature: the next push does not take it up
+            path = self.s3.object_path(f"{self.prefix}python/versions/{V1}.json")
+            with open(path) as f:
+                man = json.loads(json.load(f)["manifest"])
+            man["serial"] = 2**53 - 1
+            with open(path, "w") as f:
+                json.dump(man, f)
+            make_snapshot(self.src, "python", V2, mem_image("t2", n_chunks=2))
+            before = int(time.time())
+            serial = self.push()["serial"]
+            self.assertTrue(before <= serial <= int(time.time()), serial)
+            # nor from a manifest signed by a key no host trusts
+            self.assertEqual(self.push(key=self.other_key, serial=2**53 - 1)["serial"], 2**53 - 1)
+            before = int(time.time())
+            serial = self.push()["serial"]
+            self.assertTrue(before <= serial <= int(time.time()), serial)
+            r = self.sync(opd)
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["version"], V2)
+            # a trusted manifest at 2^53 has no successor: the push says so and writes nothing
+            self.assertEqual(self.push(serial=2**53)["serial"], 2**53)
+            conf = os.path.join(self.tmp, self.prefix, "push.conf")
+            p = opctl_s3(["snapshot", "push", "--lang", "python", "--sign-key", self.key], conf)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn(f"{self.prefix}python/versions/{V2}.json, signed by a trusted key, has "
+                          f"serial {2**53}", p.stderr)
+            self.assertIn("no push can follow it", p.stderr)
+            with open(path.replace(V1, V2)) as f:
+                self.assertEqual(json.loads(json.load(f)["manifest"])["serial"], 2**53)
+            p = opctl_s3(["snapshot", "push", "--lang", "python", "--sign-key", self.key,
+                          "--serial", str(2**53 + 1)], conf)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("--serial wants a whole number from 1 to 9007199254740992", p.stderr)
         finally:
             opd.stop()
 

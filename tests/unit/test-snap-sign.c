@@ -1,7 +1,8 @@
 /* test-snap-sign.c: unit tests of lib/store/snap-sign.c and snap-keys.c: a key made by keygen
  * signs a manifest that verifies against the pinned key only; a changed byte, an unknown key or
- * no signature are refused each with its own error; the serial and the expiry survive the chunk
- * manifest, and an expired or (when required) missing expiry is refused. */
+ * no signature are refused each with its own error; a key file's public half is the one keygen
+ * printed; the serial and the expiry survive the chunk manifest, a serial above 2^53 is refused,
+ * and an expired or (when required) missing expiry is refused. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,7 +41,7 @@ static void test_sign_verify(void **state)
         struct snap_signed s = {0};
         struct s3_chunkman m = {0};
         size_t n;
-        char *text = NULL, *p;
+        char *text = NULL, *p, spec[2 * S3_KEY_TEXT_LEN + 4];
 
         (void)state;
         keypath(path, sizeof(path), "a");
@@ -51,6 +52,13 @@ static void test_sign_verify(void **state)
         assert_int_equal(strncmp(pub, "ed25519:", 8), 0);
         assert_int_equal(strlen(pub), S3_KEY_TEXT_LEN);
 
+        /* the key file's public half is the one keygen printed, and the one it signs with */
+        assert_int_equal(snap_key_public(path, keys[0], err, sizeof(err)), 0);
+        s3_key_text(keys[0], spec);
+        assert_string_equal(spec, pub);
+        assert_int_equal(snap_key_public("/dev/null", keys[0], err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "not an Ed25519 private key"));
+
         assert_int_equal(snap_sign(path, manifest, strlen(manifest), &text, err, sizeof(err)), 0);
         assert_int_equal(snap_signed_parse(text, strlen(text), &s, err, sizeof(err)), 0);
         assert_true(s.is_signed);
@@ -58,7 +66,6 @@ static void test_sign_verify(void **state)
         assert_memory_equal(s.payload, manifest, s.payload_len);
 
         /* the old key and the new one pinned (rotation): verifies */
-        char spec[2 * S3_KEY_TEXT_LEN + 4];
         snprintf(spec, sizeof(spec), "%s, %s", pub2, pub);
         assert_int_equal(s3_keys_parse(spec, keys, &n, err, sizeof(err)), 0);
         assert_int_equal(n, 2);
@@ -147,6 +154,46 @@ static void test_expiry(void **state)
         s3_chunkman_free(&m);
 }
 
+/* A serial is at most S3_SERIAL_MAX (2^53) when read; a higher one, which a run of pushes
+ * could carry past what json_int_t holds, is refused, and so is a negative one. */
+static void test_serial_bounds(void **state)
+{
+        static const struct {
+                const char *serial;
+                int r;
+        } cases[] = {
+            {"0", 0},
+            {"9007199254740991", 0},
+            {"9007199254740992", 0},
+            {"9007199254740993", -EINVAL},
+            {"9223372036854775807", -EINVAL},
+            {"-1", -EINVAL},
+            {"-9223372036854775808", -EINVAL},
+            {"1.5", -EINVAL},
+        };
+        struct s3_chunkman m = {0};
+        char buf[sizeof(manifest) + 32], err[512];
+
+        (void)state;
+        assert_true(S3_SERIAL_MAX == 9007199254740992ull);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                /* the manifest from "snapshot" on, after this case's serial */
+                const char *rest = strstr(manifest, "\"snapshot\"");
+
+                snprintf(buf, sizeof(buf), "{\"format\":1,\"chunk_size\":65536,\"serial\":%s,%s",
+                         cases[i].serial, rest);
+                err[0] = 0;
+                assert_int_equal(s3_chunkman_parse(buf, strlen(buf), &m, err, sizeof(err)),
+                                 cases[i].r);
+                if (cases[i].r == 0) {
+                        assert_int_equal(m.serial, strtoull(cases[i].serial, NULL, 10));
+                        s3_chunkman_free(&m);
+                } else {
+                        assert_non_null(strstr(err, "\"serial\""));
+                }
+        }
+}
+
 static void test_envelope_bad(void **state)
 {
         static const char *const bad[] = {
@@ -181,6 +228,7 @@ int main(void)
             cmocka_unit_test(test_sign_verify),
             cmocka_unit_test(test_envelope_bad),
             cmocka_unit_test(test_expiry),
+            cmocka_unit_test(test_serial_bounds),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
