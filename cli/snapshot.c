@@ -148,6 +148,7 @@ int cmd_s3(const struct opts *o, const char *action)
         if (r >= 0)
                 r = s3_creds_load(getenv, &creds, err, sizeof(err));
         copts.retries = cfg.s3_retries;
+        copts.min_rate = cfg.s3_min_rate_kib << 10;
         if (r >= 0 && !(base = event_base_new()))
                 r = op_errf(err, sizeof(err), -ENOMEM, "out of memory");
         if (r >= 0 && (r = s3_client_new(base, &creds, &copts, &client)) < 0)

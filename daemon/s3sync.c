@@ -820,6 +820,7 @@ static void run_start(struct s3sync *s)
         } else if (r == 0)
                 r = s3_creds_load(getenv, &creds, err, sizeof(err));
         o.retries = d->cfg.s3_retries;
+        o.min_rate = d->cfg.s3_min_rate_kib << 10;
         o.max_conns = d->cfg.s3_parallel;
         o.workers = d->cfg.s3_workers ? workq_threads_for(d->cfg.s3_workers) : 0;
         if (r == 0 && (r = s3_client_new(d->base, o.gateway ? NULL : &creds, &o, &s->client)) < 0)

@@ -107,6 +107,7 @@ int main(int argc, char **argv)
         }
         base = event_base_new();
         o.retries = cfg.s3_retries;
+        o.min_rate = cfg.s3_min_rate_kib << 10;
         o.max_conns = cfg.s3_parallel;
         if (!base || s3_client_new(base, &creds, &o, &client) < 0) {
                 fprintf(stderr, "opd-s3d: cannot start the S3 client\n");

@@ -147,6 +147,7 @@ static const struct key keys[] = {
     U32("s3.parallel", s3_parallel, 1, 64),
     U32("s3.retries", s3_retries, 0, 20),
     U32("s3.workers", s3_workers, 0, 64),
+    U32("s3.min_rate_kib", s3_min_rate_kib, 1, 1048576),
     STR0("s3.trusted_keys", s3_trusted_keys),
     STR0("s3.gateway", s3_gateway),
     BOOL("s3.allow_unsigned", s3_allow_unsigned),
@@ -233,6 +234,7 @@ int op_config_init(struct op_config *c)
             .s3_parallel = 8,
             .s3_retries = 5,
             .s3_workers = 4,
+            .s3_min_rate_kib = S3_MIN_RATE_KIB_DEFAULT,
             .s3_reserve_mb = 1024,
             .snapshot_preload = 1,
             /* systemd's UIDS-GIDS.md leaves 1879048192-2147483647 unused */

@@ -116,6 +116,7 @@ struct op_config {
         uint32_t s3_parallel;     /* chunk transfers at once */
         uint32_t s3_retries;      /* retries of one request on 5xx, throttling, network errors */
         uint32_t s3_workers;      /* threads hashing fetched chunks; 0: the loop */
+        uint32_t s3_min_rate_kib; /* KiB/s a transfer averages at least: its deadline (s3.h) */
         char *s3_gateway;         /* opd-s3d's UNIX socket: it holds network and credentials */
         char *s3_trusted_keys;    /* "ed25519:HEX ...": who may sign a version (snap-sign.h) */
         uint32_t

@@ -14,6 +14,9 @@
 #define S3_KEY_LEN       32                   /* an Ed25519 public key */
 #define S3_KEY_TEXT_LEN  (8 + 2 * S3_KEY_LEN) /* "ed25519:" and hex */
 #define S3_TRUSTED_MAX   8
+/* s3.min_rate_kib: 64 KiB/s gives a 4 MiB chunk 79 s in all (s3_attempt_deadline_ms), many
+ * times the 4 s it takes at 1 MiB/s. */
+#define S3_MIN_RATE_KIB_DEFAULT 64
 
 struct s3_location {
         char *endpoint; /* "https://s3.us-east-1.amazonaws.com" or "http://127.0.0.1:9000" */

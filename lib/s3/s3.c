@@ -20,6 +20,7 @@
 #include "workq.h"
 
 #define S3_DEFAULT_MAX_BODY (1u << 20)
+#define S3_DEADLINE_MAX_MS  INT32_MAX   /* what CURLOPT_TIMEOUT_MS holds on any long: 24 days */
 #define S3_HASH_BLOCK       (64 * 1024) /* a worker reads a sunk body back in these */
 
 /* A sunk body, written, handed to a worker to hash: it reads the range back from the file (from
@@ -64,6 +65,7 @@ struct s3_xfer {
         EVP_MD_CTX *sha;
         struct event *retry_ev;
         struct s3_resp resp;
+        uint64_t deadline_ms; /* of each attempt (s3_attempt_deadline_ms), 0: none */
         bool too_big;
         int sink_errno;   /* a write to req.sink_fd failed: not retried */
         int stream_errno; /* req.stream ended the transfer: not retried */
@@ -300,6 +302,23 @@ static int attempt(struct s3_xfer *x)
         return 0;
 }
 
+uint64_t s3_attempt_deadline_ms(const struct s3_client_opts *o, const struct s3_req *req)
+{
+        uint64_t in = 0, s, ms;
+
+        if (!o->min_rate)
+                return 0;
+        if (strcmp(req->method, "HEAD") != 0)
+                in = req->max_body ? req->max_body : S3_DEFAULT_MAX_BODY;
+        /* in seconds first: no product of a size and 1000 can wrap */
+        s = req->body_len / o->min_rate + in / o->min_rate;
+        if (s >= S3_DEADLINE_MAX_MS / 1000)
+                return S3_DEADLINE_MAX_MS;
+        ms = (uint64_t)o->connect_timeout_ms + o->deadline_slack_ms + s * 1000 +
+             (req->body_len % o->min_rate + in % o->min_rate) * 1000 / o->min_rate;
+        return ms < S3_DEADLINE_MAX_MS ? ms : S3_DEADLINE_MAX_MS;
+}
+
 static int setup(struct s3_xfer *x, const struct s3_location *l)
 {
         struct s3_client *c = x->c;
@@ -360,6 +379,10 @@ static int setup(struct s3_xfer *x, const struct s3_location *l)
                 curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
         curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(c->opts.stall_timeout_ms + 999) / 1000);
+        /* a server trickling just above the stall rate holds an attempt no longer than this */
+        x->deadline_ms = s3_attempt_deadline_ms(&c->opts, &x->req);
+        if (x->deadline_ms)
+                curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)x->deadline_ms);
         if (strcmp(x->method, "HEAD") == 0) {
                 curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
         } else if (x->req.body || strcmp(x->method, "PUT") == 0 || strcmp(x->method, "POST") == 0) {
@@ -567,10 +590,20 @@ static void finish_attempt(struct s3_xfer *x, CURLcode cc)
                         snprintf(rs->error, sizeof(rs->error), "answer over %zu bytes",
                                  x->req.max_body);
                 } else {
+                        curl_off_t us = 0;
+
                         rs->r = -EIO;
                         /* what was handed on cannot be taken back */
                         retry = retryable_curl(cc) && !x->streamed;
                         snprintf(rs->error, sizeof(rs->error), "%s", curl_easy_strerror(cc));
+                        curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &us);
+                        if (cc == CURLE_OPERATION_TIMEDOUT && x->deadline_ms &&
+                            (uint64_t)us / 1000 >= x->deadline_ms)
+                                snprintf(rs->error, sizeof(rs->error),
+                                         "%s: not over within its deadline of %llu ms (%zu bytes "
+                                         "received)",
+                                         curl_easy_strerror(cc), (unsigned long long)x->deadline_ms,
+                                         x->len);
                 }
         } else if (rs->status / 100 != 2) {
                 s3_error_parse(x->body ? x->body : "", x->len, code, sizeof(code), msg,

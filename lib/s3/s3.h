@@ -20,7 +20,12 @@ struct s3_client_opts {
         uint32_t backoff_max_ms;     /* cap on one wait */
         uint32_t connect_timeout_ms; /* per attempt */
         uint32_t stall_timeout_ms;   /* an attempt moving under 1 KiB/s this long is retried */
-        unsigned max_conns;          /* connections per host */
+        /* Bytes per second an attempt must average at least: it has the connect timeout,
+         * deadline_slack_ms and its largest body at this rate to end (s3_attempt_deadline_ms),
+         * then fails as timed out and is retried. 0: no deadline. */
+        uint32_t min_rate;
+        uint32_t deadline_slack_ms; /* for the request and the server's first byte */
+        unsigned max_conns;         /* connections per host */
         /* A UNIX socket of opd-s3d (docs/s3.md): requests go there unsigned, as
          * http://opd-s3d/<bucket>/<key>?<query>, and opd-s3d signs and sends them with its own
          * credentials and network. NULL: straight to the endpoint, signed here. */
@@ -88,7 +93,9 @@ struct s3_stats {
 #define S3_CLIENT_OPTS_DEFAULT                                                                     \
         {                                                                                          \
                 .retries = 5, .backoff_ms = 200, .backoff_max_ms = 10000,                          \
-                .connect_timeout_ms = 5000, .stall_timeout_ms = 30000, .max_conns = 8              \
+                .connect_timeout_ms = 5000, .stall_timeout_ms = 30000,                             \
+                .min_rate = S3_MIN_RATE_KIB_DEFAULT << 10, .deadline_slack_ms = 10000,             \
+                .max_conns = 8                                                                     \
         }
 
 /* creds may be NULL with opts->gateway (the gateway holds them). */
@@ -98,6 +105,11 @@ int s3_client_new(struct event_base *base, const struct s3_creds *creds,
 void s3_client_free(struct s3_client *c);
 const struct s3_stats *s3_client_stats(const struct s3_client *c);
 struct event_base *s3_client_base(const struct s3_client *c);
+
+/* The longest one attempt of req may take in all, in ms (0: no bound): the connect timeout,
+ * the slack, and at o->min_rate the body it sends and the largest one it may receive
+ * (req->max_body, or 1 MiB; nothing for HEAD). An attempt past it is a network failure. */
+uint64_t s3_attempt_deadline_ms(const struct s3_client_opts *o, const struct s3_req *req);
 
 /* Start a request; done() is called exactly once, from the loop, unless it is cancelled.
  * l and req->body must outlive the transfer; other fields are copied. */

@@ -1,6 +1,7 @@
 """s3test: a real S3-compatible server (s3rver, from npm) on loopback for the S3 tests, and a
-loopback proxy in front of it that can answer 500, drop connections mid-download, and check
-every request's Signature V4 with botocore (an independent signer), since s3rver does not.
+loopback proxy in front of it that can answer 500, drop connections mid-download, trickle
+chunks, and check every request's Signature V4 with botocore (an independent signer), since
+s3rver does not.
 
 s3rver comes from scripts/install-npm: $OPD_S3RVER, else the one under $OPD_NPM_DIR (default
 /var/lib/opd/npm)."""
@@ -122,6 +123,7 @@ class Proxy:
         self.fail_match = None      # answer 500 to requests whose "METHOD path?query" has this
         self.fail_match_left = 0    # that many times (-1: always)
         self.complete_error = None  # [code, times]: CompleteMultipartUpload answers 200 + <Error>
+        self.trickle_chunks = None  # bytes a second: chunk GETs' bodies go out no faster
         self.reset_counts()
         proxy = self
 
@@ -161,9 +163,23 @@ class Proxy:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
                 c.close()
+                if verdict == "trickle":
+                    self.trickle(data, proxy.trickle_chunks)
+                elif self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def trickle(self, data, rate):
+                """data in pieces of an eighth of rate, one every 1/8 s, until it is out or
+                the client has left."""
+                step = max(1, rate // 8)
+                try:
+                    for i in range(0, len(data), step):
+                        self.wfile.write(data[i:i + step])
+                        self.wfile.flush()
+                        time.sleep(0.125)
+                except OSError:
+                    self.close_connection = True
 
             def reply(self, status, data):
                 self.send_response(status)
@@ -236,6 +252,8 @@ class Proxy:
                     self.dropped += 1
                     return "drop"
                 self.chunk_gets += 1
+                if self.trickle_chunks:
+                    return "trickle"
         return None
 
     def close(self):

@@ -1,6 +1,7 @@
 """Snapshot distribution through S3 against a real S3-compatible server (s3rver) on loopback:
 push, sync into an empty cache, delta versions, corruption, interrupted downloads, 500s,
-signatures checked by botocore, wrong credentials, several locations, and the plain layout
+signatures checked by botocore, wrong credentials, several locations, a location trickling its
+chunks (each transfer ends at its deadline, the next location serves), and the plain layout
 the AWS CLI uploads. Snapshots here are synthetic (pools off, no VM boots); test_s3_warm.py
 serves a real one."""
 import filecmp
@@ -55,6 +56,7 @@ class S3Sync(unittest.TestCase):
     def setUp(self):
         self.proxy.fail_next = 0
         self.proxy.drop_chunks_after = None
+        self.proxy.trickle_chunks = None
         self.proxy.check = None
         self.proxy.reset_counts()
         self.prefix = self.id().rsplit(".", 1)[1] + "/"
@@ -371,6 +373,30 @@ class S3Sync(unittest.TestCase):
             self.assertTrue(r["ok"], r)
             self.assertEqual(r["location"], f"{self.s3.bucket}@eu-west-1")
             self.assertIn("s3 sync python from s3://opd-test (us-east-1)", opd.read_log())
+        finally:
+            opd.stop()
+
+    def test_trickled_chunks_end_at_deadline_next_location(self):
+        """A location trickling every chunk at 2 KiB/s, above the stall limit of 1 KiB/s: each
+        transfer ends at its deadline (s3.min_rate_kib; this test's gives a 4 MiB chunk about
+        15 s) and the sync goes on at the next location instead of holding the run for hours."""
+        v = "20261127T000001Z-777777"
+        make_snapshot(self.src, "python", v, mem_image("d1", n_chunks=2))
+        self.push()
+        self.proxy.trickle_chunks = 2048
+        opd = self.opd(endpoint=self.proxy.endpoint, **{
+            "s3.retries": "0", "s3.min_rate_kib": "1048576",
+            "s3.locations": f"{self.s3.bucket}@eu-west-1@{self.s3.endpoint}"})
+        try:
+            r = self.sync(opd)  # the start-up sync, or this one, installs it
+            self.assertTrue(r["ok"], r)
+            self.assertEqual(r["version"], v)
+            self.assert_same(opd, v)
+            log = opd.read_log()
+            self.assertRegex(log, r"s3 sync python from s3://opd-test \(us-east-1\): .*Timeout "
+                             r"was reached: not over within its deadline of 1500\d ms")
+            self.assertIn(f"s3 sync python: installed {v} from {self.s3.bucket}@eu-west-1", log)
+            self.assertGreater(self.proxy.chunk_gets, 0)
         finally:
             opd.stop()
 

@@ -2,8 +2,9 @@
  * loopback (libevent's evhttp, on the same loop), with the loop hashing and writing (workers 0)
  * and with worker threads hashing what was written: every chunk lands at its offset with its
  * sha256, a failed write is reported as "write: ..." and not retried, a failed read-back as
- * "read back: ...", an error answer is not written, and freeing the client with transfers and
- * workers' jobs in flight leaves nothing behind. */
+ * "read back: ...", an error answer is not written, freeing the client with transfers and
+ * workers' jobs in flight leaves nothing behind, and an answer that stops coming ends at the
+ * attempt's deadline and is retried. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +54,7 @@ struct fixture {
         unsigned finished;
         char path[64];
         int fd;
+        unsigned slow_gets;
 };
 
 static unsigned char byte_at(size_t i)
@@ -60,13 +62,28 @@ static unsigned char byte_at(size_t i)
         return (unsigned char)((i * 2654435761u) >> 13);
 }
 
-/* GET /bucket/chunk/<n> answers chunk n; anything else 404 with S3's error body. */
+/* GET /bucket/chunk/<n> answers chunk n; GET /bucket/slow/<n> the first 1000 bytes of it and
+ * nothing more; anything else 404 with S3's error body. */
 static void on_request(struct evhttp_request *req, void *arg)
 {
         struct fixture *f = arg;
         struct evbuffer *out = evhttp_request_get_output_buffer(req);
         unsigned n;
 
+        if (sscanf(evhttp_request_get_uri(req), "/bucket/slow/%u", &n) == 1 && n < NCHUNK) {
+                struct evbuffer *piece = evbuffer_new();
+                char len[32];
+
+                assert_non_null(piece);
+                snprintf(len, sizeof(len), "%d", CHUNK);
+                evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", len);
+                evhttp_send_reply_start(req, 200, "OK");
+                evbuffer_add(piece, f->data + (size_t)n * CHUNK, 1000);
+                evhttp_send_reply_chunk(req, piece);
+                evbuffer_free(piece);
+                f->slow_gets++;
+                return;
+        }
         if (sscanf(evhttp_request_get_uri(req), "/bucket/chunk/%u", &n) == 1 && n < NCHUNK) {
                 evbuffer_add(out, f->data + (size_t)n * CHUNK, CHUNK);
                 evhttp_send_reply(req, 200, "OK", NULL);
@@ -278,6 +295,37 @@ static void test_free_in_flight(void **state)
         assert_int_equal(f->finished, at_free);
 }
 
+/* An answer that stops after its first bytes, as one trickling slower than the attempt's
+ * deadline allows: the attempt ends at its deadline, long before the stall timeout, and is
+ * retried like any other network failure, then fails with "deadline" in its error. */
+static void test_deadline(void **state)
+{
+        struct fixture *f = *state;
+        struct s3_creds creds = {.key_id = "AKIDEXAMPLE", .secret = "secret"};
+        struct s3_client_opts o = S3_CLIENT_OPTS_DEFAULT;
+        uint64_t t0;
+
+        o.retries = 1;
+        o.backoff_ms = 1;
+        o.stall_timeout_ms = 60000;
+        o.connect_timeout_ms = 200;
+        o.deadline_slack_ms = 300;
+        o.min_rate = 1u << 30; /* CHUNK at this rate: 0 ms */
+        assert_int_equal(s3_client_new(f->base, &creds, &o, &f->client), 0);
+        t0 = op_now_us();
+        get(f, 0, "slow/0", f->fd);
+        f->finished = NCHUNK - 1;
+        loop_run_until(f->base, 30000, all_finished, f);
+        assert_int_equal(f->p[0].done, 1);
+        assert_int_equal(f->p[0].resp.r, -EIO);
+        assert_int_equal(f->p[0].resp.attempts, 2);
+        assert_int_equal(f->slow_gets, 2);
+        assert_non_null(strstr(f->p[0].resp.error, "deadline of 500 ms"));
+        assert_true(op_now_us() - t0 >= 2 * 500000);
+        assert_true(op_now_us() - t0 < 20000000);
+        assert_int_equal(s3_client_stats(f->client)->retries, 1);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -286,6 +334,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_failures_on_loop, setup, teardown),
             cmocka_unit_test_setup_teardown(test_failures_workers, setup, teardown),
             cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
         };
 
         /* the server writes to connections the client closed (as opd, which ignores it too) */

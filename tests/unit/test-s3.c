@@ -1,6 +1,6 @@
 /* test-s3.c: unit tests of the pure parts of the S3 code: the ListObjectsV2 and error parsers,
  * the signing inputs (canonical query, URI encoding, URLs, payload hash, provider string),
- * credentials files, locations, the chunk manifest and the bucket keys. */
+ * credentials files, locations, the chunk manifest, the bucket keys and an attempt's deadline. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +17,7 @@
 #include "s3-auth.h"
 #include "s3-layout.h"
 #include "s3-list.h"
+#include "s3.h"
 
 static const char page1[] =
     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -325,6 +326,31 @@ static void test_chunk_manifest_names(void **state)
             -EINVAL);
 }
 
+/* The deadline of one attempt: the connect timeout and the slack, and the bytes it may move at
+ * the minimum rate; generous for a slow healthy link, bounded for any answer. */
+static void test_attempt_deadline(void **state)
+{
+        struct s3_client_opts o = S3_CLIENT_OPTS_DEFAULT;
+        struct s3_req get = {.method = "GET", .max_body = 4u << 20};
+        struct s3_req head = {.method = "HEAD"};
+        struct s3_req put = {.method = "PUT", .body_len = 4u << 20, .max_body = 1024};
+        struct s3_req small = {.method = "GET"};
+
+        /* a 4 MiB chunk: 5 s connect + 10 s + 64 s at 64 KiB/s; at 1 MiB/s it takes 4 s */
+        assert_int_equal(s3_attempt_deadline_ms(&o, &get), 79000);
+        assert_true(s3_attempt_deadline_ms(&o, &get) > 10 * 4000);
+        assert_int_equal(s3_attempt_deadline_ms(&o, &head), 15000);
+        assert_int_equal(s3_attempt_deadline_ms(&o, &put), 15000 + 64000 + 15);
+        assert_int_equal(s3_attempt_deadline_ms(&o, &small), 15000 + 16000); /* 1 MiB */
+        o.min_rate = 1024 << 10;
+        assert_int_equal(s3_attempt_deadline_ms(&o, &get), 19000);
+        get.max_body = SIZE_MAX;
+        o.min_rate = 1;
+        assert_int_equal(s3_attempt_deadline_ms(&o, &get), INT32_MAX);
+        o.min_rate = 0;
+        assert_int_equal(s3_attempt_deadline_ms(&o, &get), 0);
+}
+
 static void test_keys(void **state)
 {
         _cleanup_free_ char *a = s3_key_current("snapshots/", "python");
@@ -359,6 +385,8 @@ int main(void)
             cmocka_unit_test(test_chunk_manifest),
             cmocka_unit_test(test_chunk_manifest_names),
             cmocka_unit_test(test_keys),
+            /* s3.c */
+            cmocka_unit_test(test_attempt_deadline),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
