@@ -134,10 +134,13 @@ static int step(struct migsplit *s, const uint8_t *p, size_t avail, const struct
                 *ret_n = 8;
                 return 0;
         case ST_CONFIG_NAME:
-                if (avail < 5 || avail < 5 + (size_t)be32(p + 1))
+                if (avail < 5)
                         return 0;
+                /* refused before waiting for it: an item is at most MIGSPLIT_ITEM_MAX */
                 if (be32(p + 1) > 255)
                         return bad(s, "machine name of %u bytes", be32(p + 1));
+                if (avail < 5 + (size_t)be32(p + 1))
+                        return 0;
                 s->stage = ST_CONFIG_SUB;
                 *ret_n = 5 + be32(p + 1);
                 return 0;

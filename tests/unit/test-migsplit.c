@@ -299,6 +299,15 @@ static void test_refused(void **state)
         expect_refused(&b, "not RAM");
         free(expect.p);
 
+        /* a machine name longer than any: refused at once, not waited for whole */
+        b = (struct buf){0};
+        be32(&b, 0x5145564d);
+        be32(&b, 3);
+        u8(&b, 0x07);
+        be32(&b, 1u << 20);
+        put(&b, "pc", 2);
+        expect_refused(&b, "machine name of 1048576 bytes");
+
         /* not a stream */
         b = (struct buf){0};
         put(&b, "QEVM\0\0\0\x02", 8);
