@@ -484,7 +484,10 @@ int snap_stage_begin(const char *cache_dir, const char *lang, const char *versio
         }
         snprintf(name, sizeof(name), ".tmp-%s", version);
         snap_rmtree(langfd, name);
-        if (mkdirat(langfd, name, 0755) < 0) {
+        /* Only opd's user may reach what is staged by its path: the memory file of a boot for
+         * a snapshot is writable by every uid until it is saved (the VM's uid reopens it through
+         * /proc/self/fd, which no directory's mode guards), and the version keeps this mode. */
+        if (mkdirat(langfd, name, 0700) < 0) {
                 r = -errno;
                 free(*ret);
                 return r;

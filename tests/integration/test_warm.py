@@ -108,6 +108,9 @@ class WarmPython(unittest.TestCase):
         # device state only: guest RAM stays in "mem"
         self.assertLess(names["vmstate"]["size"], 4 << 20)
         self.assertFalse([e for e in os.listdir(d) if e.startswith(".tmp")])
+        # made in a directory only opd's user can enter, and kept so: nobody else reached
+        # "mem" by its path while the boot wrote it
+        self.assertEqual(os.stat(os.path.join(d, self.version)).st_mode & 0o7777, 0o700)
         # hashed once, as the manifest was written: the pool served it without a second pass
         self.assertIn(f"python pool: serving snapshot {self.version} (checked at install)",
                       self.opd.read_log())

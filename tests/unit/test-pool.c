@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -976,6 +977,7 @@ static void install(struct fx *f, const char *version, const char *vmm_version)
 {
         struct snap_manifest m = {.memory_mb = 64, .vcpus = 1, .n_files = 1};
         _cleanup_free_ char *stage = NULL, *file = NULL;
+        struct stat st;
         char err[512];
         FILE *fp;
 
@@ -989,6 +991,9 @@ static void install(struct fx *f, const char *version, const char *vmm_version)
         snprintf(m.lang_version, sizeof(m.lang_version), "1");
         snprintf(m.files[0].name, sizeof(m.files[0].name), "vmstate");
         assert_int_equal(snap_stage_begin(f->cfg.cache_dir, "a", version, &stage), 0);
+        /* opd's user alone reaches a version being made by its path */
+        assert_int_equal(stat(stage, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
         assert_true(asprintf(&file, "%s/vmstate", stage) > 0);
         fp = fopen(file, "we");
         assert_non_null(fp);
