@@ -616,11 +616,14 @@ static int frame_out_add(const char *data, size_t size, void *arg)
 }
 
 /* One pass of jansson's encoder, stopped as soon as the payload passes max: a large answer
- * (metrics, an exec's output) is escaped once, not measured first and written again. */
+ * (metrics, an exec's output) is escaped once, not measured first and written again. The
+ * buffer is then cut to the frame's length: callers queue it as it is, and a queue of small
+ * frames must hold what they count, not the room the encoder started with (or doubled to). */
 int op_frame_encode(json_t *obj, size_t max, char **ret, size_t *ret_len)
 {
         struct frame_out o = {
             .cap = 4096, .len = OP_FRAME_HEADER_SIZE, .max = max < UINT32_MAX ? max : UINT32_MAX};
+        char *p;
 
         o.buf = malloc(o.cap);
         if (!o.buf)
@@ -631,6 +634,10 @@ int op_frame_encode(json_t *obj, size_t max, char **ret, size_t *ret_len)
                 return o.err < 0 ? o.err : -EINVAL;
         }
         op_frame_header(o.len - OP_FRAME_HEADER_SIZE, max, (uint8_t *)o.buf);
+        /* A shrink that fails leaves the buffer as it was: still the frame, only larger. */
+        p = o.len < o.cap ? realloc(o.buf, o.len) : NULL;
+        if (p)
+                o.buf = p;
         *ret = o.buf;
         *ret_len = o.len;
         return 0;

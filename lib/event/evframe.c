@@ -59,6 +59,14 @@ int evframe_add(struct evbuffer *out, json_t *obj, size_t max)
         r = op_frame_encode(obj, max, &buf, &len);
         if (r < 0)
                 return r;
+        /* A small frame is copied into the buffer's own chunks, which it fills end to end: a
+         * reference costs a chunk of its own (and its bookkeeping) per frame, several times a
+         * short answer's length, none of which the buffer's length counts. */
+        if (len <= EVFRAME_COPY_MAX) {
+                r = evbuffer_add(out, buf, len);
+                free(buf);
+                return r < 0 ? -ENOMEM : 0;
+        }
         if (evbuffer_add_reference(out, buf, len, free_frame, buf) < 0) {
                 free(buf);
                 return -ENOMEM;

@@ -16,5 +16,10 @@ int evframe_next(struct evbuffer *in, size_t max, size_t values_max, json_t **re
 /* 1 when `in` holds the start of a frame that is not complete yet. */
 int evframe_partial(struct evbuffer *in);
 
+/* Frames up to this many bytes are copied into the output buffer; a larger one is handed to
+ * it as it was encoded (evbuffer_add_reference()), its allocation cut to its length. Either
+ * way what a queued frame holds is proportional to its length. */
+#define EVFRAME_COPY_MAX 4096
+
 /* Append obj as one frame. Does not take the reference. */
 int evframe_add(struct evbuffer *out, json_t *obj, size_t max);

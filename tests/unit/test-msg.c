@@ -1,6 +1,7 @@
 /* test-msg.c: unit tests of proto/msg.c: parsing frames into objects, request ids, exec request
  * validation against every limit, error replies, binary-safe byte strings and base64. */
 #include <errno.h>
+#include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -864,6 +865,8 @@ static void test_frame_encode(void **state)
         assert_int_equal(op_frame_encode(o, OP_FRAME_MAX_DEFAULT, &buf, &n), 0);
         assert_int_equal(n, 4 + strlen("{\"id\":1,\"ok\":true}"));
         assert_memory_equal(buf, "\0\0\0\x12{\"id\":1,\"ok\":true}", n);
+        /* The buffer is cut to the frame: a queue of short answers holds what it counts. */
+        assert_in_range(malloc_usable_size(buf), n, n + 64);
         assert_int_equal(op_frame_encode(o, 17, &untouched, &n), -EMSGSIZE);
         assert_ptr_equal(untouched, (char *)0x1);
         assert_int_equal(op_frame_encode(o, 18, &untouched, &n), 0);
@@ -896,6 +899,8 @@ static void test_frame_encode_large(void **state)
                           (size_t)(uint8_t)buf[2] << 8 | (uint8_t)buf[3]),
                          want_len);
         assert_memory_equal(buf + OP_FRAME_HEADER_SIZE, want, want_len);
+        /* Not the 4 MiB the encoder doubled to: the frame and at most a page more. */
+        assert_in_range(malloc_usable_size(buf), n, n + 8192);
         free(buf);
         buf = NULL;
         assert_int_equal(op_frame_encode(o, want_len, &buf, &n), 0);
