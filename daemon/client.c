@@ -89,6 +89,15 @@ static size_t output_len(const struct client *c)
         return evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
+/* Half-closed: every request it sent is answered once none is in flight and no whole frame is
+ * left unread (one turn reads at most TURN_FRAMES; the rest wait in the input buffer for the
+ * next turns). What is left then is at most the start of a frame that can no longer come
+ * whole: it is dropped. */
+static bool all_answered(struct client *c)
+{
+        return c->inflight == 0 && !evframe_complete(bufferevent_get_input(c->bev));
+}
+
 /* One turn of the loop answers at most this much of one connection's pipelined requests, and
  * of all the connections of one uid together (root, opd's user and admins aside). A connection
  * with more to answer is deferred: its events, and the rest of its requests, run at
@@ -222,6 +231,12 @@ static void on_read(struct bufferevent *bev, void *arg)
         if (c->closing || c->out_paused || c->overflow)
                 return;
         client_defer(c, false); /* all it sent is answered */
+        if (c->read_eof) {
+                /* Nothing more comes: no frame to wait for, and no read to close it at. */
+                if (all_answered(c))
+                        client_close(c, "peer closed, all answered");
+                return;
+        }
         if (evframe_partial(in)) {
                 if (!evtimer_pending(c->read_timer, NULL))
                         op_timer_arm_ms(c->read_timer, c->d->cfg.read_timeout_ms);
@@ -317,11 +332,12 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
                 }
                 if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
                     !(what & BEV_EVENT_WRITING) && !peer_closed(bev)) {
-                        /* Half-close: what was read is still answered. */
+                        /* Half-close: what was read is still answered, the frames left
+                         * to later turns included (on_more() goes on with them). */
                         c->read_eof = true;
                         evtimer_del(c->read_timer);
                         bufferevent_disable(bev, EV_READ);
-                        if (c->inflight == 0)
+                        if (all_answered(c))
                                 client_close(c, "peer closed");
                         return;
                 }
@@ -470,7 +486,7 @@ void client_send(struct client *c, json_t *obj)
 
 void client_request_done(struct client *c)
 {
-        if (c->read_eof && c->inflight == 0)
+        if (c->read_eof && all_answered(c))
                 client_close(c, "peer closed, all answered");
 }
 

@@ -45,6 +45,18 @@ int evframe_partial(struct evbuffer *in)
         return evbuffer_get_length(in) > 0;
 }
 
+int evframe_complete(struct evbuffer *in)
+{
+        uint8_t hdr[OP_FRAME_HEADER_SIZE];
+        size_t have = evbuffer_get_length(in);
+
+        if (have < OP_FRAME_HEADER_SIZE)
+                return 0;
+        evbuffer_copyout(in, hdr, sizeof(hdr));
+        return have - OP_FRAME_HEADER_SIZE >=
+               ((size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3]);
+}
+
 static void free_frame(const void *data, size_t len, void *extra)
 {
         free(extra);

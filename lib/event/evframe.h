@@ -16,6 +16,9 @@ int evframe_next(struct evbuffer *in, size_t max, size_t values_max, json_t **re
 /* 1 when `in` holds the start of a frame that is not complete yet. */
 int evframe_partial(struct evbuffer *in);
 
+/* 1 when `in` holds at least one whole frame (header and payload), which evframe_next() takes. */
+int evframe_complete(struct evbuffer *in);
+
 /* Frames up to this many bytes are copied into the output buffer; a larger one is handed to
  * it as it was encoded (evbuffer_add_reference()), its allocation cut to its length. Either
  * way what a queued frame holds is proportional to its length. */

@@ -1,6 +1,7 @@
 """Connections a client can pile up: thousands of idle ones are bounded by max_clients, those
 that would eat into the file descriptors kept for VMs are refused without spinning, and a connection that stays silent
-is closed after idle_timeout_ms. No VM is needed."""
+is closed after idle_timeout_ms; one half-closed after thousands of pipelined requests gets every
+answer before opd closes it. No VM is needed."""
 import os
 import socket
 import time
@@ -133,6 +134,27 @@ class Connections(unittest.TestCase):
             busy.close()
             m = opd.call({"op": "metrics", "id": "m"})
             self.assertIn("opd_connections_idle_closed_total 1", m["text"])
+        finally:
+            opd.stop()
+
+    def test_half_close_answers_every_pipelined_request(self):
+        # more than one turn's worth (16 frames) before shutdown(SHUT_WR): those left for later
+        # turns are answered too, in order, and only then is the connection closed
+        opd = Opd({"pool.size": "0"})
+        try:
+            for n in (17, 1000):
+                c = opd.client(timeout=60)
+                try:
+                    c.send_raw(b"".join(frame({"op": "ping", "id": i}) for i in range(n)))
+                    c.sock.shutdown(socket.SHUT_WR)
+                    ids = []
+                    while (a := c.recv()) is not None:
+                        self.assertTrue(a["ok"], a)
+                        ids.append(a["id"])
+                    self.assertEqual(ids, list(range(n)))
+                finally:
+                    c.close()
+            self.assertTrue(opd.call({"op": "ping", "id": "after"})["ok"])
         finally:
             opd.stop()
 
