@@ -49,8 +49,13 @@ void exec_agent_limits(const struct request *r, struct op_agent_limits *ret);
 /* The client's answer's fields beyond the core, from the decoded agent answer. */
 int exec_reply_add_opts(struct request *r, const struct op_agent_exec *x, json_t *reply);
 void exec_on_vm_event(struct vm *vm, json_t *ev, void *userdata);
-/* The job was sent: stdin frames held so far follow it. */
+/* The job was sent: the stdin held so far follows it, in frames of up to
+ * limit.stdin_frame_max bytes (the last with eof when the client sent it). */
 void exec_flush_stdin(struct request *r);
+/* A stdin frame of r's client that passed the checks (op_stdin()): its bytes are counted in
+ * r->stdin_total, sent to the agent once the job is, and kept (as bytes, not frames) only
+ * while the program may start over elsewhere. -ENOMEM: nothing taken. */
+int exec_stdin_take(struct request *r, const void *data, size_t len, bool eof);
 /* A member of a batch starts: the batch waits for it. */
 void batch_hold(struct batch *b);
 /* A member of a batch was answered: count its outcome and send the answer (takes it) on the

@@ -219,15 +219,96 @@ void exec_on_vm_event(struct vm *vm, json_t *ev, void *userdata)
         client_send(r->client, out);
 }
 
+static json_t *stdin_frame(const void *data, size_t len, bool eof)
+{
+        json_t *frame = json_pack("{s:s, s:b}", "op", "stdin", "eof", eof);
+
+        if (frame && op_json_set_bytes(frame, "data", len ? data : "", len) < 0) {
+                json_decref(frame);
+                return NULL;
+        }
+        return frame;
+}
+
+static void stdin_drop(struct request *r)
+{
+        free(r->stdin_held);
+        r->stdin_held = NULL;
+        r->stdin_held_len = r->stdin_held_cap = 0;
+}
+
+/* Kept as one run of bytes, not as the frames they came in: what a request holds is at most
+ * limit.stdin_max, however small the frames (a frame kept as JSON costs over 600 bytes). */
+static int stdin_hold(struct request *r, const void *data, size_t len)
+{
+        size_t max = r->d->cfg.limits.stdin_max, cap = r->stdin_held_cap ?: 4096;
+        uint8_t *p;
+
+        if (len <= r->stdin_held_cap - r->stdin_held_len) {
+                memcpy(r->stdin_held + r->stdin_held_len, data, len);
+                r->stdin_held_len += len;
+                return 0;
+        }
+        while (cap - r->stdin_held_len < len)
+                cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+        if (cap > max && max >= r->stdin_held_len + len)
+                cap = max;
+        p = realloc(r->stdin_held, cap);
+        if (!p)
+                return -ENOMEM;
+        r->stdin_held = p;
+        r->stdin_held_cap = cap;
+        memcpy(r->stdin_held + r->stdin_held_len, data, len);
+        r->stdin_held_len += len;
+        return 0;
+}
+
 void exec_flush_stdin(struct request *r)
 {
-        size_t i;
-        json_t *f;
+        size_t max = r->d->cfg.limits.stdin_frame_max ?: 1, off = 0;
 
-        /* All of them, not only those that came since: a request moved to another clone (the
-         * first died before it resumed) starts its stdin again there. */
-        json_array_foreach (r->stdin_frames, i, f)
-                (void)vm_send_more(r->vm, f);
+        /* All of it, not only what came since: a request moved to another clone (the first
+         * died before it resumed) starts its stdin again there. */
+        do {
+                size_t len = r->stdin_held_len - off < max ? r->stdin_held_len - off : max;
+                bool last = off + len == r->stdin_held_len;
+                json_t *frame;
+
+                if (len == 0 && !r->stdin_eof)
+                        break;
+                frame = stdin_frame(r->stdin_held ? r->stdin_held + off : NULL, len,
+                                    last && r->stdin_eof);
+                if (frame)
+                        (void)vm_send_more(r->vm, frame);
+                json_decref(frame);
+                off += len;
+        } while (off < r->stdin_held_len);
+        if (!request_may_retry(r))
+                stdin_drop(r);
+}
+
+int exec_stdin_take(struct request *r, const void *data, size_t len, bool eof)
+{
+        _cleanup_(json_decrefp) json_t *frame = NULL;
+        bool running = r->state == REQ_RUNNING;
+
+        if (running) {
+                frame = stdin_frame(data, len, eof);
+                if (!frame)
+                        return -ENOMEM;
+        }
+        /* Once the program cannot start over, what was kept is of no more use. */
+        if (!running || request_may_retry(r)) {
+                if (stdin_hold(r, data, len) < 0)
+                        return -ENOMEM;
+        } else
+                stdin_drop(r);
+        r->stdin_total += len;
+        r->stdin_eof = eof;
+        /* Before the job is sent it waits: exec_flush_stdin() sends it after the job. */
+        if (running)
+                (void)vm_send_more(r->vm, frame);
+        return 0;
 }
 
 /* A refused stdin frame: an event under its id, not an answer (the exec's answer is still to
@@ -254,7 +335,6 @@ static void stdin_refuse(struct client *c, json_t *id, const char *fmt, ...)
 void op_stdin(struct client *c, json_t *id, json_t *req)
 {
         const struct op_limits *lim = &client_opd(c)->cfg.limits;
-        _cleanup_(json_decrefp) json_t *frame = NULL;
         struct op_stdin s;
         struct request *r;
         char err[256];
@@ -275,26 +355,8 @@ void op_stdin(struct client *c, json_t *id, json_t *req)
         else if (r->stdin_total + s.len > lim->stdin_max)
                 stdin_refuse(c, id, "stdin over the limit of %zu bytes (limit.stdin_max)",
                              lim->stdin_max);
-        else {
-                frame = json_pack("{s:s, s:b}", "op", "stdin", "eof", s.eof);
-                if (!frame || op_json_set_bytes(frame, "data", s.data, s.len) < 0) {
-                        stdin_refuse(c, id, "out of memory");
-                        op_stdin_done(&s);
-                        return;
-                }
-                if (!r->stdin_frames)
-                        r->stdin_frames = json_array();
-                if (!r->stdin_frames || json_array_append(r->stdin_frames, frame) < 0) {
-                        stdin_refuse(c, id, "out of memory");
-                        op_stdin_done(&s);
-                        return;
-                }
-                r->stdin_total += s.len;
-                r->stdin_eof = s.eof;
-                /* Before the job is sent they wait: exec_flush_stdin() sends them after it. */
-                if (r->state == REQ_RUNNING)
-                        (void)vm_send_more(r->vm, frame);
-        }
+        else if (exec_stdin_take(r, s.data, s.len, s.eof) < 0)
+                stdin_refuse(c, id, "out of memory");
         op_stdin_done(&s);
 }
 

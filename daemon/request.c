@@ -266,7 +266,7 @@ static void request_free(struct request *r)
         uid_use_put(r->uid);
         op_exec_done(&r->exec);
         json_decref(r->id);
-        json_decref(r->stdin_frames);
+        free(r->stdin_held);
         if (r->sink.release)
                 r->sink.release(r->sink.userdata);
         free(r);
@@ -370,13 +370,18 @@ static void on_vm_ready(struct vm *vm, void *userdata)
         exec_send_job(r);
 }
 
+bool request_may_retry(const struct request *r)
+{
+        return r->pool && r->vm && !vm_resumed(r->vm) && !r->retried;
+}
+
 static void on_vm_failed(struct vm *vm, const char *why, void *userdata)
 {
         struct request *r = userdata;
 
         /* A pooled clone that died before "cont" was acknowledged never ran the job: the
          * request goes once more to the pool, as if it had just arrived. */
-        if (r->pool && !vm_resumed(vm) && !r->retried) {
+        if (request_may_retry(r)) {
                 log_warn("%s died before resuming (%s); retrying on another VM", vm->name, why);
                 r->retried = true;
                 drop_vm(r);

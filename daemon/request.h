@@ -89,10 +89,11 @@ struct request {
         char snap_version[SNAP_NAME_MAX]; /* the snapshot a warm VM came from */
         uint64_t t_start, t_vm, t_ready, t_sent, t_done; /* op_now_us() */
         /* exec-opts.c */
-        json_t *stdin_frames; /* every stdin frame for the agent (sent once the job is) */
-        size_t stdin_total;   /* bytes of streamed stdin taken */
-        bool stdin_eof;       /* the client sent eof */
-        size_t streamed[2];   /* bytes of stdout, stderr events forwarded */
+        uint8_t *stdin_held; /* streamed stdin kept while request_may_retry() (exec-opts.c) */
+        size_t stdin_held_len, stdin_held_cap;
+        size_t stdin_total; /* bytes of streamed stdin taken */
+        bool stdin_eof;     /* the client sent eof */
+        size_t streamed[2]; /* bytes of stdout, stderr events forwarded */
 };
 
 /* A request for the decoded exec e (taken, also on failure) in language lang, from client c
@@ -110,6 +111,9 @@ void request_route(struct request *r);
  * only that one), joins the new state's queue. */
 void request_set_state(struct request *r, enum request_state state);
 const char *request_state_name(enum request_state state);
+/* Whether the program may still start over on another clone: r runs on a pooled clone whose
+ * resume the VMM has not acknowledged, and it was not moved once already (on_vm_failed()). */
+bool request_may_retry(const struct request *r);
 /* Answer (takes reply) and free the request. */
 void request_finish(struct request *r, json_t *reply);
 void request_fail(struct request *r, enum op_err code, const char *fmt, ...)

@@ -75,6 +75,9 @@ struct fx {
         bool agent_refuses; /* the agents answer {"ok": false} */
         bool agent_garbles; /* the agents answer with a field no answer has */
         json_t *last_job;
+        unsigned stdin_frames; /* stdin frames the agents read, */
+        size_t stdin_bytes;    /* their bytes, */
+        bool stdin_eof;        /* and whether one had eof */
         struct call calls[CALLS_MAX];
         unsigned n_calls;
 };
@@ -106,6 +109,12 @@ static json_t *agent(struct vm *vm, json_t *frame, void *userdata)
         const char *op = json_string_value(json_object_get(frame, "op"));
         struct op_agent_answer a = {.op = OP_AGENT_OP_EXEC, .ok = true};
 
+        if (op && strcmp(op, "stdin") == 0) {
+                f->stdin_frames++;
+                f->stdin_bytes += json_string_length(json_object_get(frame, "data"));
+                f->stdin_eof |= json_is_true(json_object_get(frame, "eof"));
+                return NULL;
+        }
         if (!op || strcmp(op, "exec") != 0)
                 return NULL;
         note_job(f, vm);
@@ -1061,6 +1070,106 @@ static void test_warm_resume_never_acknowledged(void **state)
         assert_int_equal(f->jobs, 0);
         assert_error(c, "vm_failed");
         assert_non_null(strstr(error_message(c), "did not resume within 20 ms"));
+        settle(f);
+        assert_idle(f);
+}
+
+/* An exec with "stdin_stream", submitted while its stdin frames may not come yet. */
+static struct call *submit_stdin(struct fx *f, const char *mode)
+{
+        json_t *req = exec_req("sh", mode, 0, 0);
+
+        json_object_set_new(req, "stdin_stream", json_true());
+        return submit(f, req);
+}
+
+/* n stdin frames of one byte each, as op_stdin() takes them; eof on the last one. */
+static void stdin_flood(struct call *c, size_t n, bool eof)
+{
+        for (size_t i = 0; i < n; i++)
+                assert_int_equal(exec_stdin_take(c->r, "x", 1, eof && i + 1 == n), 0);
+}
+
+static bool stdin_read(void *arg)
+{
+        struct fx *f = arg;
+
+        return f->stdin_bytes == 100000 && f->stdin_eof;
+}
+
+/* 100000 one-byte stdin frames before the program starts: kept as their 100000 bytes (what
+ * limit.stdin_max bounds), not one object per frame, and sent after the job in frames of up to
+ * limit.stdin_frame_max. opd serves the next request as usual. */
+static void test_stdin_flood_before_start(void **state)
+{
+        struct fx *f = *state;
+        struct call *c, *next;
+
+        f->agent_silent = true;
+        serve(f, SH, 1); /* its clone is restoring */
+        c = submit_stdin(f, "warm");
+        assert_int_equal(state_of(c), REQ_WAITING);
+        stdin_flood(c, 100000, true);
+        assert_int_equal(c->r->stdin_total, 100000);
+        assert_int_equal(c->r->stdin_held_len, 100000);
+        assert_in_range(c->r->stdin_held_cap, 100000, 2 * 100000);
+        run_until(f, stdin_read, f);
+        assert_int_equal(f->stdin_frames, (100000 + 65535) / 65536);
+        cancel(c);
+        f->agent_silent = false;
+        next = submit_lang(f, "sh", NULL);
+        wait_answer(f, next);
+        assert_ok(next, "warm");
+        settle(f);
+        assert_idle(f);
+}
+
+/* A program that runs and can no longer start over elsewhere: stdin frames go to it as they
+ * come and nothing is kept, whatever their number. */
+static void test_stdin_flood_running_not_kept(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->agent_silent = true;
+        c = submit_stdin(f, "cold");
+        run_until_left(f, c, REQ_BOOTING);
+        assert_int_equal(state_of(c), REQ_RUNNING);
+        stdin_flood(c, 100000, true);
+        assert_null(c->r->stdin_held);
+        assert_int_equal(c->r->stdin_held_cap, 0);
+        run_until(f, stdin_read, f);
+        assert_int_equal(f->stdin_frames, 100000);
+        cancel(c);
+        settle(f);
+        assert_idle(f);
+}
+
+static bool stdin_read_1000(void *arg)
+{
+        struct fx *f = arg;
+
+        return f->stdin_bytes == 1000;
+}
+
+/* Stdin taken while the clone's resume is not acknowledged is kept: the clone dies before it
+ * resumed, and the next one gets all of it again, in one frame. */
+static void test_stdin_kept_for_retry(void **state)
+{
+        struct fx *f = *state;
+        struct call *c;
+
+        f->agent_silent = true;
+        two_clones(f, false);
+        c = submit_stdin(f, NULL);
+        assert_int_equal(state_of(c), REQ_RUNNING);
+        stdin_flood(c, 1000, false);
+        assert_int_equal(c->r->stdin_held_len, 1000);
+        run_until(f, stdin_read_1000, f);
+        assert_int_equal(f->d.vms_host->vms_failed, 1);
+        assert_int_equal(f->stdin_frames, 1);
+        assert_false(f->stdin_eof);
+        cancel(c);
         settle(f);
         assert_idle(f);
 }
@@ -2272,6 +2381,9 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_backoff_goes_cold, setup, teardown),
             cmocka_unit_test_setup_teardown(test_mode_warm_without_pool, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_ok, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_stdin_flood_before_start, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_stdin_flood_running_not_kept, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_stdin_kept_for_retry, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_from_waiter, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_twice_fails, setup, teardown),
             cmocka_unit_test_setup_teardown(test_retry_cold_boot_deadline, setup, teardown),
