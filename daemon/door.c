@@ -19,10 +19,15 @@
 #include "exec-op.h"
 #include "httpd.h"
 #include "log.h"
+#include "msg.h"
 #include "opd.h"
 #include "piston.h"
 #include "request.h"
 #include "util.h"
+
+/* JSON values a body may hold beyond what one socket exec may (op_limits_values_max()): Piston's
+ * own fields (version, the timeouts and limits, each file's encoding). */
+#define DOOR_VALUES_EXTRA 64
 
 struct door {
         struct httpd *httpd; /* NULL when off */
@@ -184,9 +189,14 @@ static void on_exec_done(json_t *answer, void *userdata)
         door_req_free(dr);
 }
 
-/* The body as a JSON object, or a message for a 400. */
-static json_t *read_body(struct evhttp_request *req, char *errbuf, size_t errlen)
+/* The body as JSON, or a message for a 400. A parsed value costs far more memory than its bytes
+ * (a body of "{},{},..." grows about 30-fold, and parsing it holds the loop for seconds): a body
+ * that could hold more values than any valid request is refused unparsed, as the socket refuses
+ * such a frame. */
+static json_t *read_body(struct evhttp_request *req, const struct op_limits *lim, char *errbuf,
+                         size_t errlen)
 {
+        size_t values_max = op_limits_values_max(lim) + DOOR_VALUES_EXTRA;
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
         size_t len = evbuffer_get_length(in);
         const char *p = len ? (const char *)evbuffer_pullup(in, -1) : NULL;
@@ -199,6 +209,11 @@ static json_t *read_body(struct evhttp_request *req, char *errbuf, size_t errlen
         }
         if (!op_utf8_valid(p, len)) {
                 snprintf(errbuf, errlen, "the request body is not valid UTF-8");
+                return NULL;
+        }
+        if (op_json_values_bound(p, len) > values_max) {
+                snprintf(errbuf, errlen, "the request body holds more than %zu JSON values",
+                         values_max);
                 return NULL;
         }
         body = json_loadb(p, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -255,7 +270,7 @@ static void on_execute(struct evhttp_request *req, void *arg)
                              d->door->n_reqs);
                 return;
         }
-        body = read_body(req, err, sizeof(err));
+        body = read_body(req, &d->cfg.limits, err, sizeof(err));
         snprintf(idbuf, sizeof(idbuf), "piston-%llu", (unsigned long long)++d->door->next_id);
         id = json_string(idbuf);
         if (!body || piston_exec_request(body, id, &d->cfg.limits, &exec, err, sizeof(err)) < 0) {

@@ -1,10 +1,12 @@
 """The HTTP listeners (piston.listen, metrics.listen) against a hostile local user: foreign Host
 and Origin headers (DNS rebinding) get 403 in Piston's error shape, idle and trickling
 connections are capped per listener and per peer and closed at the request deadline, running
-out of file descriptors pauses accepting and the listener serves again afterwards, and a client
-that never reads its answers costs one answer. No VM is needed."""
+out of file descriptors pauses accepting and the listener serves again afterwards, a client
+that never reads its answers costs one answer, and a door body of countless JSON values is
+refused unparsed. No VM is needed."""
 import errno
 import http.client
+import io
 import json
 import os
 import select
@@ -72,6 +74,46 @@ def answered_503(s):
         return s.recv(64, socket.MSG_DONTWAIT | socket.MSG_PEEK).startswith(b"HTTP/1.1 503")
     except (BlockingIOError, ConnectionResetError):
         return False
+
+
+def peak_rss_bytes(pid):
+    """The most resident memory process pid has had."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+class Received:
+    """Bytes received, as the socket http.client.HTTPResponse reads an answer from."""
+    def __init__(self, data):
+        self.data = data
+
+    def makefile(self, mode):
+        return io.BytesIO(self.data)
+
+
+def post_raw(port, body, chunked=False, timeout=60):
+    """(status, parsed JSON answer) of a POST /api/v2/execute carrying body (bytes), sent with
+    Content-Length or in 64 KiB chunks. The timeout only detects a request that hangs."""
+    head = (f"POST /api/v2/execute HTTP/1.1\r\nHost: localhost:{port}\r\n"
+            "Content-Type: application/json\r\nConnection: close\r\n")
+    if chunked:
+        parts = [f"{len(body[i:i + 65536]):x}\r\n".encode() + body[i:i + 65536] + b"\r\n"
+                 for i in range(0, len(body), 65536)]
+        data = (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + b"".join(parts) + \
+            b"0\r\n\r\n"
+    else:
+        data = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    r = http.client.HTTPResponse(Received(answer))
+    r.begin()
+    return r.status, json.loads(r.read())
 
 
 def connect_nb(port):
@@ -156,6 +198,22 @@ class Httpd(unittest.TestCase):
             self.assertNotIn("javascript", by_name["javascript"]["aliases"])
             for alias in ("py", "py3", "python3", "python3.11"):
                 self.assertIn(alias, by_name["python"]["aliases"])
+        finally:
+            opd.stop()
+
+    def test_a_body_of_countless_json_values_is_refused_unparsed(self):
+        """A body within limit.frame_max (16 MiB) of "[{},{},...]": parsed it would take opd
+        over a GB and hold its loop for seconds; it is refused before any parse."""
+        opd = self.start()
+        try:
+            before = peak_rss_bytes(opd.proc.pid)
+            body = b"[" + b"{}," * ((16 << 20) // 3 - 1024) + b"{}]"
+            status, res = post_raw(self.door, body, chunked=True)
+            self.assertEqual(status, 400, res)
+            self.assertIn("JSON values", res["message"])
+            grown = peak_rss_bytes(opd.proc.pid) - before
+            self.assertLess(grown, 256 << 20, f"peak RSS grew by {grown} bytes")
+            self.assertTrue(opd.call({"op": "ping"})["ok"])
         finally:
             opd.stop()
 
