@@ -30,8 +30,10 @@
 #define HTTPD_HEADERS_MAX  (16 * 1024)
 #define HTTPD_ACCEPT_RETRY 100 /* ms */
 #define HTTPD_PEER_MAX     64  /* bytes of a peer's key: "uid 1000", "127.0.0.1" */
-/* Bytes read ahead of evhttp: while it answers, evhttp keeps reading (to see a close) and
- * would keep whatever a client pipelines behind its request. */
+/* Bytes read ahead of evhttp while it answers: it keeps reading then (to see a close) and would
+ * keep whatever a client pipelines behind its request. While a request arrives the bound is
+ * httpd.read_max instead: evhttp takes a body sent with Content-Length from the input only once
+ * all of it is there, so the input must have room for the whole request. */
 #define HTTPD_READ_AHEAD (64 * 1024)
 
 /* One accepted connection. evhttp makes it (its bufferevent comes from on_new_bev()); it is
@@ -60,6 +62,7 @@ struct httpd {
         struct evconnlistener *listener; /* evhttp accepts through it; freed by evhttp_free() */
         char *unix_path;                 /* unlinked at close */
         uint16_t port;                   /* TCP: the port Host and Origin must name */
+        size_t read_max; /* bytes read ahead while a request arrives: its headers and body */
         LIST_HEAD(, hconn) conns;
         unsigned n_conns;
         bool full;    /* accepting stopped at http.max_connections */
@@ -282,7 +285,7 @@ static struct bufferevent *on_new_bev(struct event_base *base, void *arg)
                 return NULL;
         }
         bufferevent_incref(hc->bev);
-        bufferevent_setwatermark(hc->bev, EV_READ, 0, HTTPD_READ_AHEAD);
+        bufferevent_setwatermark(hc->bev, EV_READ, 0, h->read_max);
         op_timer_arm_ms(hc->timer, 0);
         LIST_INSERT_HEAD(&h->conns, hc, link);
         if (++h->n_conns >= h->d->cfg.http_max_conns) {
@@ -309,8 +312,10 @@ static void on_request_complete(struct evhttp_request *req, void *arg)
 {
         struct hconn *hc = arg;
 
-        /* The next request on this connection has its own deadline from now. */
+        /* The next request on this connection has its own deadline from now, and room to arrive
+         * whole. */
         hc->busy = false;
+        bufferevent_setwatermark(hc->bev, EV_READ, 0, hc->h->read_max);
         deadline_arm(hc);
 }
 
@@ -373,8 +378,9 @@ static bool request_origin_ok(const struct httpd *h, struct evhttp_request *req)
         return true;
 }
 
-/* Every request enters through here: its connection is adopted if it was not yet, its deadline
- * waits for the answer, and a foreign Host or Origin gets 403. */
+/* Every request enters through here, read whole: its connection is adopted if it was not yet,
+ * its deadline waits for the answer, what is read ahead meanwhile is bounded by
+ * HTTPD_READ_AHEAD, and a foreign Host or Origin gets 403. */
 static void on_route(struct evhttp_request *req, void *arg)
 {
         struct route *rt = arg;
@@ -394,6 +400,7 @@ static void on_route(struct evhttp_request *req, void *arg)
         }
         if (hc) {
                 hc->busy = true;
+                bufferevent_setwatermark(hc->bev, EV_READ, 0, HTTPD_READ_AHEAD);
                 evhttp_request_set_on_complete_cb(req, on_request_complete, hc);
         }
         if (!request_origin_ok(h, req)) {
@@ -508,6 +515,9 @@ int httpd_open(struct opd *d, const char *key, const char *spec, size_t body_max
         h->d = d;
         h->key = key;
         h->port = bound_port;
+        /* Headers and body, what evhttp must see whole; never less than HTTPD_READ_AHEAD. */
+        h->read_max = HTTPD_HEADERS_MAX + body_max > HTTPD_READ_AHEAD ? HTTPD_HEADERS_MAX + body_max
+                                                                      : HTTPD_READ_AHEAD;
         LIST_INIT(&h->conns);
         LIST_INIT(&h->routes);
         h->http = evhttp_new(d->base);

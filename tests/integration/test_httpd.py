@@ -2,8 +2,9 @@
 and Origin headers (DNS rebinding) get 403 in Piston's error shape, idle and trickling
 connections are capped per listener and per peer and closed at the request deadline, running
 out of file descriptors pauses accepting and the listener serves again afterwards, a client
-that never reads its answers costs one answer, and a door body of countless JSON values is
-refused unparsed. No VM is needed."""
+that never reads its answers costs one answer, a door body of countless JSON values is refused
+unparsed, and a body sent with Content-Length arrives whole up to limit.frame_max. No VM is
+needed."""
 import errno
 import http.client
 import io
@@ -214,6 +215,42 @@ class Httpd(unittest.TestCase):
             grown = peak_rss_bytes(opd.proc.pid) - before
             self.assertLess(grown, 256 << 20, f"peak RSS grew by {grown} bytes")
             self.assertTrue(opd.call({"op": "ping"})["ok"])
+        finally:
+            opd.stop()
+
+    def test_a_body_sent_with_content_length_is_answered_up_to_frame_max(self):
+        """Bodies sent with Content-Length arrive whole up to limit.frame_max (16 MiB): each
+        gets its answer (an unknown runtime: no VM is needed), none waits for the deadline."""
+        opd = self.start()
+        try:
+            for size in (60000, 70000, 200000, 1000000, 16 << 20):
+                body = {"language": "intercal", "version": "*", "files": [{"content": ""}]}
+                pad = size - len(json.dumps(body))
+                body["files"][0]["content"] = "#" * pad
+                data = json.dumps(body).encode()
+                self.assertEqual(len(data), size)
+                status, res = post_raw(self.door, data)
+                self.assertEqual((status, res), (400, {"message": "intercal-* runtime is unknown"}),
+                                 size)
+            # The next request on a connection has the same room once the first is answered.
+            body = json.dumps({"language": "intercal", "version": "*",
+                               "files": [{"content": "#" * 200000}]})
+            conn = http.client.HTTPConnection("127.0.0.1", self.door, timeout=60)
+            try:
+                for _ in range(2):
+                    conn.request("POST", "/api/v2/execute", body=body,
+                                 headers={"Content-Type": "application/json"})
+                    r = conn.getresponse()
+                    self.assertEqual((r.status, json.loads(r.read())),
+                                     (400, {"message": "intercal-* runtime is unknown"}))
+            finally:
+                conn.close()
+            # One byte over: evhttp's 413.
+            with socket.create_connection(("127.0.0.1", self.door), timeout=60) as s:
+                s.sendall((f"POST /api/v2/execute HTTP/1.1\r\nHost: localhost:{self.door}\r\n"
+                           "Content-Type: application/json\r\n"
+                           f"Content-Length: {(16 << 20) + 1}\r\n\r\n").encode())
+                self.assertTrue(s.recv(64).startswith(b"HTTP/1.1 413"))
         finally:
             opd.stop()
 
