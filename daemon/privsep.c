@@ -17,6 +17,7 @@
 
 #include "cleanup.h"
 #include "host.h"
+#include "jail-run.h"
 #include "log.h"
 #include "opd.h"
 #include "util.h"
@@ -137,6 +138,26 @@ static int give_tree(const char *dir, mode_t mode, uid_t uid, gid_t gid)
         return 0;
 }
 
+/* VM directories that outlived their VMMs' opd-jail (killed with opd: nothing gave them back)
+ * and that opd's start could not remove (a tree nested deeper than fds it may hold), perhaps
+ * owned by VM uids: removed while opd is still root, whatever their depth. */
+static void remove_stale_vm_dirs(const char *run_dir)
+{
+        _cleanup_(closedirp) DIR *dir = opendir(run_dir);
+        struct dirent *e;
+        int r;
+
+        if (!dir)
+                return;
+        while ((e = readdir(dir)))
+                if (strncmp(e->d_name, "vm-", 3) == 0) {
+                        r = jail_remove_tree(dirfd(dir), e->d_name);
+                        if (r < 0)
+                                log_warn("jail: remove %s/%s: %s", run_dir, e->d_name,
+                                         strerror(-r));
+                }
+}
+
 static int user_ids(const struct opd *d, uid_t *ret_uid, gid_t *ret_gid)
 {
         struct passwd *pw = getpwnam(d->cfg.jail.user);
@@ -196,6 +217,7 @@ int privsep_start(struct opd *d)
                 return log_error_errno(r, "jail: %s not found", d->cfg.qemu_binary);
         /* The run and cache directories become the user's (the cache not readable by others:
          * the VMs get its files as fds, never by path). */
+        remove_stale_vm_dirs(d->cfg.run_dir);
         r = give_tree(d->cfg.run_dir, 0700, uid, gid);
         if (r >= 0)
                 r = give_tree(d->cfg.cache_dir, 0750, uid, gid);

@@ -144,6 +144,15 @@ static bool read_request(void)
         return true;
 }
 
+/* The VM directory given back; what could not be is said on stderr (opd's log). */
+static void release(const char *name)
+{
+        int r = jail_release(&conf, &cgroup, name);
+
+        if (r < 0)
+                fprintf(stderr, "opd-jail: %s: give back: %s\n", name, strerror(-r));
+}
+
 static void reap(void)
 {
         int status;
@@ -153,7 +162,7 @@ static void reap(void)
                 for (size_t i = 0; i < n_lives; i++) {
                         if (lives[i].pid != pid)
                                 continue;
-                        jail_release(&conf, &cgroup, lives[i].name);
+                        release(lives[i].name);
                         send_msg(&(struct jail_msg){.magic = JAIL_PROTO_MAGIC,
                                                     .type = JAIL_MSG_EXITED,
                                                     .pid = pid,
@@ -302,7 +311,7 @@ int main(int argc, char **argv)
                         break;
                 for (size_t i = 0; i < n_lives; i++)
                         if (lives[i].pid == pid) {
-                                jail_release(&conf, &cgroup, lives[i].name);
+                                release(lives[i].name);
                                 lives[i] = lives[--n_lives];
                                 break;
                         }

@@ -518,35 +518,172 @@ int jail_spawn(const struct jail_conf *c, struct jail_cgroup *cg, const struct j
         return 0;
 }
 
-/* Give dirfd's entries (recursively) to uid:gid, never following a link. */
-static void chown_tree(int dirfd, uid_t uid, gid_t gid, int depth)
-{
-        DIR *d;
-        struct dirent *de;
-        int fd = dup(dirfd);
+/* How deep a VM directory is given back: opd and QEMU make nothing below its first level. A
+ * directory a VMM nested this many levels down is removed with all it holds (jail_remove_tree),
+ * so that after the give-back opd's own removal of the directory meets no deeper tree. */
+#define GIVE_DEPTH_MAX 16
 
-        if (fd < 0 || !(d = fdopendir(fd))) {
-                safe_close(fd);
-                return;
+static bool is_dir_entry(int dirfd, const struct dirent *de)
+{
+        struct stat st;
+
+        if (de->d_type != DT_UNKNOWN)
+                return de->d_type == DT_DIR;
+        return fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* One pass over the directory fd: every entry but a directory unlinked, every empty directory
+ * removed, up to the first directory that is not empty, opened in *ret_sub (-1: none left, fd is
+ * empty). A directory of the inode `left` (the one just emptied) found not empty: -EIO, for a
+ * walk that would go round for ever. */
+static int clear_dir(int fd, dev_t dev, ino_t left, int *ret_sub)
+{
+        int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), sub, r = 0;
+        struct dirent *de;
+        struct stat st;
+        DIR *d;
+
+        *ret_sub = -1;
+        if (dfd < 0)
+                return -errno;
+        d = fdopendir(dfd);
+        if (!d) {
+                r = -errno;
+                safe_close(dfd);
+                return r;
         }
         while ((de = readdir(d))) {
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                         continue;
-                (void)fchownat(dirfd, de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW);
-                if (depth < 16 && de->d_type == DT_DIR) {
+                if (!is_dir_entry(dirfd(d), de)) {
+                        if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
+                                r = -errno;
+                                break;
+                        }
+                        continue;
+                }
+                if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+                        continue;
+                if (errno != ENOTEMPTY && errno != EEXIST) {
+                        r = -errno;
+                        break;
+                }
+                sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0)
+                        r = -errno;
+                else if (fstat(sub, &st) < 0)
+                        r = -errno;
+                else if (st.st_dev != dev)
+                        r = -EXDEV;
+                else if (st.st_ino == left)
+                        r = -EIO;
+                else
+                        *ret_sub = TAKE_FD(sub);
+                safe_close(sub);
+                break;
+        }
+        closedir(d);
+        return r;
+}
+
+int jail_remove_tree(int dirfd, const char *name)
+{
+        _cleanup_close_ int cur = -1;
+        struct stat st;
+        size_t level = 0;
+        ino_t left = 0;
+        dev_t dev;
+        int r, sub;
+
+        cur = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (cur < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                if (errno != ENOTDIR && errno != ELOOP)
+                        return -errno;
+                return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+        }
+        if (fstat(cur, &st) < 0)
+                return -errno;
+        dev = st.st_dev;
+        /* Down into the first directory not yet empty, up through ".." once it is: each pass
+         * removes what it reads but that one directory, so the walk reads each entry about
+         * once, with two fds whatever the depth. ".." is the directory the walk came from as
+         * long as nothing renames in the tree: see jail_remove_tree in jail-run.h. */
+        for (;;) {
+                r = clear_dir(cur, dev, left, &sub);
+                if (r < 0)
+                        return r;
+                if (sub >= 0) {
+                        safe_close(cur);
+                        cur = sub;
+                        left = 0;
+                        level++;
+                        continue;
+                }
+                if (level == 0)
+                        break;
+                if (fstat(cur, &st) < 0)
+                        return -errno;
+                left = st.st_ino;
+                sub = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0)
+                        return -errno;
+                safe_close(cur);
+                cur = sub;
+                level--;
+        }
+        return unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* Give dirfd's entries to uid:gid, its directories 0700, never following a link; depth: how deep
+ * dirfd is under the VM directory. A directory GIVE_DEPTH_MAX levels down is removed instead, with
+ * all it holds: the recursion stops there. The first error is returned, after the rest is done. */
+static int chown_tree(int dirfd, uid_t uid, gid_t gid, unsigned depth)
+{
+        struct dirent *de;
+        int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0, k;
+        DIR *d;
+
+        if (fd < 0)
+                return -errno;
+        d = fdopendir(fd);
+        if (!d) {
+                r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        while ((de = readdir(d))) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                bool dir = is_dir_entry(dirfd, de);
+
+                if (dir && depth + 1 >= GIVE_DEPTH_MAX) {
+                        k = jail_remove_tree(dirfd, de->d_name);
+                        r = r < 0 ? r : k;
+                        continue;
+                }
+                if (fchownat(dirfd, de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0 &&
+                    errno != ENOENT)
+                        r = r < 0 ? r : -errno;
+                if (dir) {
                         _cleanup_close_ int sub = openat(
                             dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
-                        if (sub >= 0) {
-                                (void)fchmod(sub, 0700);
-                                chown_tree(sub, uid, gid, depth + 1);
-                        }
+                        if (sub < 0)
+                                k = -errno;
+                        else if (fchmod(sub, 0700) < 0)
+                                k = -errno;
+                        else
+                                k = chown_tree(sub, uid, gid, depth + 1);
+                        r = r < 0 ? r : k;
                 }
         }
         closedir(d);
+        return r;
 }
 
-void jail_release(const struct jail_conf *c, struct jail_cgroup *cg, const char *name)
+int jail_release(const struct jail_conf *c, struct jail_cgroup *cg, const char *name)
 {
         _cleanup_close_ int vmdir = -1;
         struct stat st;
@@ -554,9 +691,17 @@ void jail_release(const struct jail_conf *c, struct jail_cgroup *cg, const char 
         if (cg->base_fd >= 0)
                 (void)unlinkat(cg->base_fd, name, AT_REMOVEDIR);
         vmdir = openat(c->run_dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (vmdir < 0 || fstat(vmdir, &st) < 0 || st.st_uid != c->owner_uid)
-                return;
-        (void)fchmod(vmdir, 0700);
-        (void)fchown(vmdir, c->owner_uid, c->owner_gid);
-        chown_tree(vmdir, c->owner_uid, c->owner_gid, 0);
+        if (vmdir < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (fstat(vmdir, &st) < 0)
+                return -errno;
+        if (st.st_uid != c->owner_uid)
+                return -EPERM;
+        /* Nothing else writes in the tree while it is walked: the VMM was PID 1 of its pid
+         * namespace, and the kernel kills and reaps every other process of a pid namespace
+         * before its PID 1 can be reaped; none can leave it (setns needs CAP_SYS_ADMIN), and the
+         * VM's uid goes to no other VM before this returns. */
+        if (fchmod(vmdir, 0700) < 0 || fchown(vmdir, c->owner_uid, c->owner_gid) < 0)
+                return -errno;
+        return chown_tree(vmdir, c->owner_uid, c->owner_gid, 0);
 }

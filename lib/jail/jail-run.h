@@ -36,9 +36,16 @@ int jail_spawn(const struct jail_conf *c, struct jail_cgroup *cg, const struct j
                const int *fds, uid_t uid, pid_t *ret_pid, bool *ret_cgroup, int *ret_step);
 
 /* After the VMM was reaped: its cgroup leaf removed, and its VM directory with everything in it
- * given back to opd (owner_uid:owner_gid), mode 0700, so opd can read and remove
- * it and nothing stays owned by a uid the next VM gets. */
-void jail_release(const struct jail_conf *c, struct jail_cgroup *cg, const char *name);
+ * given back to opd (owner_uid:owner_gid), directories 0700, so opd can read and remove it and
+ * nothing stays owned by a uid the next VM gets. Whatever the VMM nested 16 levels down or deeper
+ * is removed instead (jail_remove_tree). Returns the first error; what it could do is done. */
+int jail_release(const struct jail_conf *c, struct jail_cgroup *cg, const char *name);
+
+/* Remove dirfd's entry name and, if it is a directory, everything in it, whatever its depth:
+ * iterative, with two fds open, never following a link (a link is unlinked like a file) nor
+ * entering a directory of another file system. It climbs back through "..", so it is only for a
+ * tree that nothing renames while it runs (a dead VM's, a stale one at opd's start). */
+int jail_remove_tree(int dirfd, const char *name);
 
 /* Drop every capability the helper does not use, from the bounding set too. */
 int jail_drop_caps(void);

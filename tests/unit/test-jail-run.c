@@ -1,0 +1,227 @@
+/* test-jail-run.c: unit tests of lib/jail/jail-run.c: a VM directory nested deeper than the
+ * give-back goes is given back whole, a tree far deeper than the fds a process may hold is
+ * removed. The tests that chown need root (CI runs them as root); without it they are skipped. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "jail-run.h"
+
+#define OWNER  4242 /* opd's uid and gid in these tests */
+#define VM_UID 4301 /* a VM's */
+
+struct fixture {
+        char top[64];     /* the test's own directory */
+        char run_dir[96]; /* run_dir, opd's */
+        char outside[96]; /* a file outside run_dir, root's */
+        int run_fd;
+        struct jail_conf conf;
+        struct jail_cgroup cg;
+};
+
+static int setup(void **state)
+{
+        struct fixture *f = calloc(1, sizeof(*f));
+        int fd;
+
+        assert_non_null(f);
+        snprintf(f->top, sizeof(f->top), "/tmp/test-jail-run.XXXXXX");
+        assert_non_null(mkdtemp(f->top));
+        snprintf(f->run_dir, sizeof(f->run_dir), "%s/run", f->top);
+        snprintf(f->outside, sizeof(f->outside), "%s/outside", f->top);
+        assert_int_equal(mkdir(f->run_dir, 0700), 0);
+        fd = open(f->outside, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        close(fd);
+        f->run_fd = open(f->run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(f->run_fd >= 0);
+        f->conf = (struct jail_conf){.run_dir = f->run_dir,
+                                     .run_dir_fd = f->run_fd,
+                                     .uid_min = VM_UID,
+                                     .uid_max = VM_UID + 9,
+                                     .owner_uid = OWNER,
+                                     .owner_gid = OWNER};
+        f->cg.base_fd = -1;
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *f = *state;
+        int fd = open(f->top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        assert_true(fd >= 0);
+        assert_int_equal(jail_remove_tree(fd, "run"), 0);
+        assert_int_equal(jail_remove_tree(fd, "cg"), 0);
+        assert_int_equal(jail_remove_tree(fd, "vmm"), 0);
+        (void)unlink(f->outside);
+        close(fd);
+        close(f->run_fd);
+        assert_int_equal(rmdir(f->top), 0);
+        free(f);
+        return 0;
+}
+
+/* name under dirfd: a directory of uid:uid, mode; returns an fd on it. */
+static int mkdir_owned(int dirfd, const char *name, uid_t uid, mode_t mode)
+{
+        int fd;
+
+        assert_int_equal(mkdirat(dirfd, name, mode), 0);
+        fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(fchown(fd, uid, uid), 0);
+        assert_int_equal(fchmod(fd, mode), 0);
+        return fd;
+}
+
+static void write_owned(int dirfd, const char *name, uid_t uid)
+{
+        int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "data", 4), 4);
+        assert_int_equal(fchown(fd, uid, uid), 0);
+        close(fd);
+}
+
+/* What an escaped VMM leaves: a chain of `levels` directories "d" in its VM directory, each with
+ * a file and a link out of the tree, the deepest 0700 holding data; the VM directory as during
+ * the VM's life (opd's, the VM's group, 0770). */
+static void vm_tree(struct fixture *f, const char *name, unsigned levels)
+{
+        int fd = mkdir_owned(f->run_fd, name, OWNER, 0700), sub;
+
+        assert_int_equal(fchown(fd, OWNER, VM_UID), 0);
+        assert_int_equal(fchmod(fd, 0770), 0);
+        for (unsigned i = 1; i <= levels; i++) {
+                sub = mkdir_owned(fd, "d", VM_UID, i == levels ? 0700 : 0755);
+                write_owned(sub, "f", VM_UID);
+                assert_int_equal(symlinkat(f->outside, sub, "out"), 0);
+                assert_int_equal(fchownat(sub, "out", VM_UID, VM_UID, AT_SYMLINK_NOFOLLOW), 0);
+                close(fd);
+                fd = sub;
+        }
+        close(fd);
+}
+
+static void test_release_gives_back_deep_tree(void **state)
+{
+        struct fixture *f = *state;
+        struct stat st;
+        unsigned depth = 0;
+        pid_t pid;
+        int fd, sub, status;
+
+        if (geteuid() != 0)
+                skip();
+        vm_tree(f, "vm-1", 40);
+        assert_int_equal(jail_release(&f->conf, &f->cg, "vm-1"), 0);
+
+        /* Every entry opd's, every directory 0700, nothing 16 levels down or deeper. */
+        fd = openat(f->run_fd, "vm-1", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        assert_true(fd >= 0);
+        for (;;) {
+                assert_int_equal(fstat(fd, &st), 0);
+                assert_int_equal(st.st_uid, OWNER);
+                assert_int_equal(st.st_gid, OWNER);
+                assert_int_equal(st.st_mode & 07777, 0700);
+                if (depth > 0) {
+                        assert_int_equal(fstatat(fd, "f", &st, AT_SYMLINK_NOFOLLOW), 0);
+                        assert_int_equal(st.st_uid, OWNER);
+                        assert_int_equal(fstatat(fd, "out", &st, AT_SYMLINK_NOFOLLOW), 0);
+                        assert_true(S_ISLNK(st.st_mode));
+                        assert_int_equal(st.st_uid, OWNER);
+                }
+                sub = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                close(fd);
+                if (sub < 0)
+                        break;
+                fd = sub;
+                depth++;
+        }
+        assert_int_equal(errno, ENOENT);
+        assert_int_equal(depth, 15);
+        /* The links were not followed. */
+        assert_int_equal(stat(f->outside, &st), 0);
+        assert_int_equal(st.st_uid, 0);
+
+        /* opd, as itself, removes what it was given. */
+        assert_int_equal(fchown(f->run_fd, OWNER, OWNER), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setresgid(OWNER, OWNER, OWNER) < 0 ||
+                    setresuid(OWNER, OWNER, OWNER) < 0)
+                        _exit(2);
+                _exit(jail_remove_tree(f->run_fd, "vm-1") == 0 ? 0 : 1);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        assert_int_equal(fstatat(f->run_fd, "vm-1", &st, AT_SYMLINK_NOFOLLOW), -1);
+        assert_int_equal(errno, ENOENT);
+}
+
+/* Far deeper than the fds the process may hold: removed, the link out of it not followed. */
+static void test_remove_tree_deeper_than_fds(void **state)
+{
+        struct fixture *f = *state;
+        struct rlimit old, low = {.rlim_cur = 64};
+        struct stat st;
+        int fd, sub;
+
+        fd = openat(f->run_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        for (unsigned i = 0; i < 3000; i++) {
+                assert_int_equal(mkdirat(fd, i == 0 ? "vm-2" : "d", 0700), 0);
+                sub = openat(fd, i == 0 ? "vm-2" : "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                assert_true(sub >= 0);
+                if (i % 7 == 0)
+                        write_owned(sub, "f", geteuid());
+                if (i % 11 == 0)
+                        assert_int_equal(mkdirat(sub, "empty", 0700), 0);
+                if (i == 2999)
+                        assert_int_equal(symlinkat(f->top, sub, "up"), 0);
+                close(fd);
+                fd = sub;
+        }
+        close(fd);
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+        low.rlim_max = old.rlim_max;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+        assert_int_equal(jail_remove_tree(f->run_fd, "vm-2"), 0);
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+        assert_int_equal(fstatat(f->run_fd, "vm-2", &st, AT_SYMLINK_NOFOLLOW), -1);
+        assert_int_equal(errno, ENOENT);
+        assert_int_equal(stat(f->outside, &st), 0);
+        /* A name that is not a directory, and one that is not there. */
+        assert_int_equal(symlinkat(f->top, f->run_fd, "vm-3"), 0);
+        assert_int_equal(jail_remove_tree(f->run_fd, "vm-3"), 0);
+        assert_int_equal(jail_remove_tree(f->run_fd, "vm-3"), 0);
+        assert_int_equal(stat(f->top, &st), 0);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup_teardown(test_release_gives_back_deep_tree, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_remove_tree_deeper_than_fds, setup, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
