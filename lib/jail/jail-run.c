@@ -434,33 +434,19 @@ fail:
         _exit(127);
 }
 
-int jail_spawn(const struct jail_conf *c, struct jail_cgroup *cg, const struct jail_req *req,
-               const int *fds, uid_t uid, pid_t *ret_pid, bool *ret_cgroup, int *ret_step)
+/* jail_spawn once the directory vmdir is the VM's: the cgroup leaf, the child, the wait for its
+ * exec. On failure the child, if one ran, is reaped. */
+static int start(const struct jail_conf *c, struct jail_cgroup *cg, const struct jail_req *req,
+                 const char *binary, const int *fds, int vmdir, uid_t uid, pid_t *ret_pid,
+                 bool *ret_cgroup, int *ret_step)
 {
-        _cleanup_close_ int vmdir = -1, procs = -1, go_rd = -1, go_wr = -1, err_rd = -1,
-                            err_wr = -1;
+        _cleanup_close_ int procs = -1, go_rd = -1, go_wr = -1, err_rd = -1, err_wr = -1;
         const char *argv[JAIL_ARGC_MAX + 2];
-        const char *binary = req->vmm < JAIL_VMMS_MAX ? c->vmm[req->vmm] : NULL;
         struct child_err ce;
-        struct stat st;
         int p[2];
         ssize_t k;
         pid_t pid;
 
-        if (!binary)
-                return -ENOENT;
-        if (uid < c->uid_min || uid > c->uid_max || uid == 0)
-                return -EPERM;
-        vmdir = openat(c->run_dir_fd, req->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (vmdir < 0)
-                return -errno;
-        if (fstat(vmdir, &st) < 0)
-                return -errno;
-        /* opd's, as opd made it: not a directory a VM left behind */
-        if (st.st_uid != c->owner_uid || (st.st_mode & 07077) != 0)
-                return -EPERM;
-        if (fchown(vmdir, (uid_t)-1, uid) < 0 || fchmod(vmdir, 0770) < 0)
-                return -errno;
         argv[0] = binary;
         argv[1 + jail_req_args(req, argv + 1, JAIL_ARGC_MAX)] = NULL;
         if (cg->base_fd >= 0) {
@@ -516,6 +502,40 @@ int jail_spawn(const struct jail_conf *c, struct jail_cgroup *cg, const struct j
         *ret_pid = pid;
         *ret_cgroup = procs >= 0;
         return 0;
+}
+
+int jail_spawn(const struct jail_conf *c, struct jail_cgroup *cg, const struct jail_req *req,
+               const int *fds, uid_t uid, pid_t *ret_pid, bool *ret_cgroup, int *ret_step)
+{
+        _cleanup_close_ int vmdir = -1;
+        const char *binary = req->vmm < JAIL_VMMS_MAX ? c->vmm[req->vmm] : NULL;
+        struct stat st;
+        int r;
+
+        if (!binary)
+                return -ENOENT;
+        if (uid < c->uid_min || uid > c->uid_max || uid == 0)
+                return -EPERM;
+        vmdir = openat(c->run_dir_fd, req->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (vmdir < 0)
+                return -errno;
+        if (fstat(vmdir, &st) < 0)
+                return -errno;
+        /* opd's, as opd made it: not a directory a VM left behind */
+        if (st.st_uid != c->owner_uid || (st.st_mode & 07077) != 0)
+                return -EPERM;
+        r = fchown(vmdir, (uid_t)-1, uid) < 0 || fchmod(vmdir, 0770) < 0 ? -errno : 0;
+        if (r >= 0)
+                r = start(c, cg, req, binary, fds, vmdir, uid, ret_pid, ret_cgroup, ret_step);
+        if (r < 0) {
+                /* No VMM runs (a child that did is reaped): the directory goes back to how opd
+                 * made it, for opd to try again in it, and the leaf, empty, goes. */
+                (void)fchown(vmdir, (uid_t)-1, st.st_gid);
+                (void)fchmod(vmdir, st.st_mode & 07777);
+                if (cg->base_fd >= 0)
+                        (void)unlinkat(cg->base_fd, req->name, AT_REMOVEDIR);
+        }
+        return r;
 }
 
 /* How deep a VM directory is given back: opd and QEMU make nothing below its first level. A

@@ -1,6 +1,7 @@
 /* test-jail-run.c: unit tests of lib/jail/jail-run.c: a VM directory nested deeper than the
  * give-back goes is given back whole, a tree far deeper than the fds a process may hold is
- * removed. The tests that chown need root (CI runs them as root); without it they are skipped. */
+ * removed, and a spawn that fails leaves the VM directory and the cgroup as they were. The tests
+ * that chown need root (CI runs them as root); without it they are skipped. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -216,11 +217,74 @@ static void test_remove_tree_deeper_than_fds(void **state)
         assert_int_equal(stat(f->top, &st), 0);
 }
 
+/* A spawn of vm-4 that fails once the directory was given to the VM: the directory as opd made
+ * it, no cgroup leaf left. */
+static void spawn_fails(struct fixture *f, bool with_cgroup)
+{
+        static char *const argv[] = {"vmm", "-x", NULL};
+        char vmm[128], cg[128];
+        struct jail_req req;
+        struct stat st;
+        int fd, null, step = 0, r;
+        bool cgroup = false;
+        pid_t pid = 0;
+
+        if (geteuid() != 0)
+                skip();
+        /* A VMM binary that cannot be run. */
+        snprintf(vmm, sizeof(vmm), "%s/vmm", f->top);
+        fd = open(vmm, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        close(fd);
+        f->conf.vmm[0] = vmm;
+        /* A cgroup base that is a plain directory: the leaf is made, its cgroup.procs missing. */
+        snprintf(cg, sizeof(cg), "%s/cg", f->top);
+        if (with_cgroup) {
+                assert_int_equal(mkdir(cg, 0755), 0);
+                f->cg.base_fd = open(cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                assert_true(f->cg.base_fd >= 0);
+        }
+        close(mkdir_owned(f->run_fd, "vm-4", OWNER, 0700));
+        null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        assert_true(null >= 0);
+        assert_int_equal(jail_req_spawn(1, 0, "vm-4", argv, 1, &req), 0);
+
+        r = jail_spawn(&f->conf, &f->cg, &req, &null, VM_UID, &pid, &cgroup, &step);
+        assert_true(r < 0);
+        assert_int_equal(pid, 0);
+        assert_int_equal(fstatat(f->run_fd, "vm-4", &st, AT_SYMLINK_NOFOLLOW), 0);
+        assert_int_equal(st.st_uid, OWNER);
+        assert_int_equal(st.st_gid, OWNER);
+        assert_int_equal(st.st_mode & 07777, 0700);
+        if (with_cgroup) {
+                assert_int_equal(fstatat(f->cg.base_fd, "vm-4", &st, AT_SYMLINK_NOFOLLOW), -1);
+                assert_int_equal(errno, ENOENT);
+                close(f->cg.base_fd);
+                f->cg.base_fd = -1;
+        }
+        /* No child left behind. */
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+        assert_int_equal(errno, ECHILD);
+        close(null);
+}
+
+static void test_spawn_failure_in_cgroup_restores(void **state)
+{
+        spawn_fails(*state, true);
+}
+
+static void test_spawn_failure_in_child_restores(void **state)
+{
+        spawn_fails(*state, false);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(test_release_gives_back_deep_tree, setup, teardown),
             cmocka_unit_test_setup_teardown(test_remove_tree_deeper_than_fds, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_spawn_failure_in_cgroup_restores, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_spawn_failure_in_child_restores, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
