@@ -1561,6 +1561,36 @@ static json_t *prime_start_runner(struct agent *a, json_t *runner, const struct 
         return runner_start(a, json_object_get(runner, "env"), &w, ready_ms, id);
 }
 
+/* A run's answer, rehearsed as its steps are (agent_rehearse()): an exec answer with output of
+ * both streams, its status, usage and timing, encoded to a frame and thrown away. A warm runner's
+ * prime answers no exec, and under TCG the first pass over code in a clone translates it: the
+ * first request would otherwise pay for it. */
+static void rehearse_answer(json_t *id)
+{
+        struct op_agent_segment seg[] = {{1, 3}, {2, 1}};
+        const struct agent_result res = {
+            .out = (char *)"hi\n",
+            .out_len = 3,
+            .out_total = 3,
+            .err = (char *)"!",
+            .err_len = 1,
+            .err_total = 1,
+            .run_us = 1000,
+            .usage = {.cpu_us = 500, .memory_peak_bytes = 1 << 20, .by_cgroup = true},
+            .order = {.known = true, .seg = seg, .n = ELEMENTSOF(seg), .cap = ELEMENTSOF(seg)},
+        };
+        _cleanup_(json_decrefp) json_t *answer = NULL;
+        _cleanup_free_ char *frame = NULL;
+        struct op_agent_answer ans;
+        size_t len;
+
+        exec_answer(&ans, &res, true);
+        agent_answer_opts(&ans.exec, &res, false);
+        answer = op_agent_answer_encode(id, &ans);
+        if (answer && op_agent_answer_stamp(answer, 1.0) == 0)
+                (void)op_frame_encode(answer, OP_FRAME_MAX_CEILING, &frame, &len);
+}
+
 /* "prime": the waiting runner runs a program of ours the way it will run the user's (same
  * files, same code paths) and waits again. Under software emulation this fills the VMM's
  * translation cache of a restored clone before it is pooled. The output is discarded. With
@@ -1620,8 +1650,10 @@ static json_t *agent_op_prime(struct agent *a, json_t *req, json_t *id)
          * steps, rehearsed with another program. */
         if (r == 0 && a->cfg.apply_identity && !runner)
                 (void)apply_identity(&q, errbuf, sizeof(errbuf));
-        if (r == 0 && q.code_file)
+        if (r == 0 && q.code_file) {
                 agent_rehearse(a->cfg.uid, a->cfg.gid, a->cfg.cgroup_root);
+                rehearse_answer(id);
+        }
         if (r < 0) {
                 /* wait_ready killed the runner: the next exec runs the cold way. */
                 a->warm_waiting = false;
