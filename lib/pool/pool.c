@@ -937,7 +937,9 @@ void pool_check_snapshot(struct pool *p)
                 return;
         r = snap_open(all->cfg->cache_dir, p->lang->name, NULL, &dirfd, &m, err, sizeof(err));
         if (r < 0) {
-                if (!p->serving && r != -ENOENT && strcmp(p->error, err) != 0) {
+                /* Also while an older version serves: a current that cannot be read (a version
+                 * copied in by another user, its files not opd's) is said, not waited on. */
+                if (r != -ENOENT && strcmp(p->error, err) != 0) {
                         snprintf(p->error, sizeof(p->error), "%s", err);
                         pool_log(p, LOG_WARNING, "%s pool: %s", p->lang->name, err);
                 }

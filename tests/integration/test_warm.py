@@ -1687,6 +1687,19 @@ class SnapshotVersions(unittest.TestCase):
         d = os.path.join(opd.dir, "cache", "bash")
         bad = "29990101T000000Z-badbad"
         shutil.copytree(os.path.join(d, v1), os.path.join(d, bad))
+        # copied by root, the copy is root's and 0700 like the original: opd cannot read it,
+        # and says so while v1 serves on
+        os.symlink(bad, os.path.join(d, "current.new"))
+        os.rename(os.path.join(d, "current.new"), os.path.join(d, "current"))
+        p = wait_for(lambda: (lambda p: p if p["error"] else None)(pool(opd, "bash")), 120,
+                     "the unreadable version to be reported")
+        self.assertIn("Permission denied", p["error"])
+        self.assertEqual(p["snapshot"], v1)
+        # given to opd's user, as a copy into the cache must be
+        st = os.stat(os.path.join(d, v1))
+        for root, dirs, files in os.walk(os.path.join(d, bad)):
+            for n in [root] + [os.path.join(root, f) for f in files]:
+                os.chown(n, st.st_uid, st.st_gid)
         with open(os.path.join(d, bad, "manifest.json")) as f:
             m = json.load(f)
         m["version"] = bad
@@ -1695,10 +1708,8 @@ class SnapshotVersions(unittest.TestCase):
         with open(os.path.join(d, bad, "mem"), "r+b") as f:
             f.seek(4096 * 100)
             f.write(b"corrupt!")
-        os.symlink(bad, os.path.join(d, "current.new"))
-        os.rename(os.path.join(d, "current.new"), os.path.join(d, "current"))
-        p = wait_for(lambda: (lambda p: p if p["error"] else None)(pool(opd, "bash")), 120,
-                     "the corrupt version to be refused")
+        p = wait_for(lambda: (lambda p: p if "checksum" in (p["error"] or "") else None)(
+            pool(opd, "bash")), 120, "the corrupt version to be refused")
         self.assertIn("checksum mismatch", p["error"])
         self.assertEqual(p["snapshot"], v1)
         a = opd.run("bash", "echo still v1")
