@@ -18,12 +18,16 @@
 
 struct buf {
         uint8_t *p;
-        size_t n;
+        size_t n, cap;
 };
 
+/* Grown by doubling: a stream of 64 MiB is built in thousands of pieces. */
 static void put(struct buf *b, const void *data, size_t n)
 {
-        b->p = realloc(b->p, b->n + n);
+        if (b->n + n > b->cap) {
+                b->cap = b->n + n > 2 * b->cap ? b->n + n : 2 * b->cap;
+                b->p = realloc(b->p, b->cap);
+        }
         assert_non_null(b->p);
         memcpy(b->p + b->n, data, n);
         b->n += n;

@@ -55,6 +55,9 @@ struct fixture {
         char path[64];
         int fd;
         unsigned slow_gets;
+        /* the slow answers, never ended: a request whose client left is the server's to free
+         * (evhttp keeps it for evhttp_send_reply_end()), ended at teardown */
+        struct evhttp_request *slow[4];
 };
 
 static unsigned char byte_at(size_t i)
@@ -81,6 +84,8 @@ static void on_request(struct evhttp_request *req, void *arg)
                 evbuffer_add(piece, f->data + (size_t)n * CHUNK, 1000);
                 evhttp_send_reply_chunk(req, piece);
                 evbuffer_free(piece);
+                if (f->slow_gets < sizeof(f->slow) / sizeof(f->slow[0]))
+                        f->slow[f->slow_gets] = req;
                 f->slow_gets++;
                 return;
         }
@@ -120,6 +125,8 @@ static int teardown(void **state)
 
         s3_client_free(f->client);
         s3_location_free(&f->loc);
+        for (size_t i = 0; i < f->slow_gets && i < sizeof(f->slow) / sizeof(f->slow[0]); i++)
+                evhttp_send_reply_end(f->slow[i]);
         evhttp_free(f->http);
         event_base_free(f->base);
         close(f->fd);
