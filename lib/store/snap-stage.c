@@ -234,25 +234,34 @@ static bool stage_link(const char *cache_dir, const struct s3_chunkman *m, size_
         return linkat(dirfd, from, stage, name, 0) == 0;
 }
 
+/* stage_link(), and for a file it does not link, a link an earlier run staged whose source is no
+ * longer trusted removed: it is staged anew, never written through. 1: linked; 0: to stage;
+ * or a negative errno with the message in errbuf. */
+static int stage_link_or_unlink(const char *cache_dir, const struct s3_chunkman *m, size_t i,
+                                int stage, char *errbuf, size_t errlen)
+{
+        const char *name = m->snap.files[i].name;
+        struct stat st;
+
+        if (stage_link(cache_dir, m, i, stage))
+                return 1;
+        if (fstatat(stage, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink > 1 &&
+            unlinkat(stage, name, 0) < 0)
+                return op_errf(errbuf, errlen, -errno, "staging %s: %s", name, strerror(errno));
+        return 0;
+}
+
 int s3_stage_link(const char *cache_dir, const struct s3_chunkman *m, char *errbuf, size_t errlen)
 {
         _cleanup_close_ int stage = open_stage(cache_dir, m, true);
-        struct stat st;
+        int r = 0;
 
         if (stage < 0)
                 return op_errf(errbuf, errlen, stage, "staging %s/%s: %s", m->snap.lang,
                                m->snap.version, strerror(-stage));
-        for (size_t i = 0; i < m->snap.n_files; i++) {
-                const char *name = m->snap.files[i].name;
-
-                /* a link an earlier run made whose source is no longer trusted: staged anew */
-                if (!stage_link(cache_dir, m, i, stage) &&
-                    fstatat(stage, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink > 1 &&
-                    unlinkat(stage, name, 0) < 0)
-                        return op_errf(errbuf, errlen, -errno, "staging %s: %s", name,
-                                       strerror(errno));
-        }
-        return 0;
+        for (size_t i = 0; i < m->snap.n_files && r >= 0; i++)
+                r = stage_link_or_unlink(cache_dir, m, i, stage, errbuf, errlen);
+        return r < 0 ? r : 0;
 }
 
 int s3_stage_prepare(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
@@ -282,14 +291,14 @@ int s3_stage_prepare(const char *cache_dir, const struct s3_chunkman *m, char *e
                 _cleanup_close_ int fd = -1;
                 struct stat st;
 
-                if (stage_link(cache_dir, m, i, stage)) {
+                r = stage_link_or_unlink(cache_dir, m, i, stage, errbuf, errlen);
+                if (r < 0)
+                        break;
+                if (r == 1) {
                         linked += m->files[i].n_chunks;
+                        r = 0;
                         continue;
                 }
-                /* a link an earlier prepare made whose source is no longer trusted: never
-                 * written through, staged anew */
-                if (fstatat(stage, sf->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_nlink > 1)
-                        unlinkat(stage, sf->name, 0);
                 fd = openat(stage, sf->name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 
                 if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
