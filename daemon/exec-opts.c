@@ -244,20 +244,19 @@ static int stdin_hold(struct request *r, const void *data, size_t len)
         size_t max = r->d->cfg.limits.stdin_max, cap = r->stdin_held_cap ?: 4096;
         uint8_t *p;
 
-        if (len <= r->stdin_held_cap - r->stdin_held_len) {
-                memcpy(r->stdin_held + r->stdin_held_len, data, len);
-                r->stdin_held_len += len;
+        if (len == 0) /* an eof alone: nothing to keep (and no buffer to copy into yet) */
                 return 0;
+        if (len > r->stdin_held_cap - r->stdin_held_len) {
+                while (cap - r->stdin_held_len < len)
+                        cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+                if (cap > max && max >= r->stdin_held_len + len)
+                        cap = max;
+                p = realloc(r->stdin_held, cap);
+                if (!p)
+                        return -ENOMEM;
+                r->stdin_held = p;
+                r->stdin_held_cap = cap;
         }
-        while (cap - r->stdin_held_len < len)
-                cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
-        if (cap > max && max >= r->stdin_held_len + len)
-                cap = max;
-        p = realloc(r->stdin_held, cap);
-        if (!p)
-                return -ENOMEM;
-        r->stdin_held = p;
-        r->stdin_held_cap = cap;
         memcpy(r->stdin_held + r->stdin_held_len, data, len);
         r->stdin_held_len += len;
         return 0;
