@@ -27,7 +27,7 @@ struct live {
         char name[JAIL_NAME_MAX];
 };
 
-static struct jail_conf conf = {.run_dir_fd = -1};
+static struct jail_conf conf;
 static struct jail_cgroup cgroup = {.base_fd = -1};
 static struct live *lives;
 static size_t n_lives, max_lives;
@@ -144,15 +144,6 @@ static bool read_request(void)
         return true;
 }
 
-/* The VM directory given back; what could not be is said on stderr (opd's log). */
-static void release(const char *name)
-{
-        int r = jail_release(&conf, &cgroup, name);
-
-        if (r < 0)
-                fprintf(stderr, "opd-jail: %s: give back: %s\n", name, strerror(-r));
-}
-
 static void reap(void)
 {
         int status;
@@ -162,7 +153,7 @@ static void reap(void)
                 for (size_t i = 0; i < n_lives; i++) {
                         if (lives[i].pid != pid)
                                 continue;
-                        release(lives[i].name);
+                        jail_release(&cgroup, lives[i].name);
                         send_msg(&(struct jail_msg){.magic = JAIL_PROTO_MAGIC,
                                                     .type = JAIL_MSG_EXITED,
                                                     .pid = pid,
@@ -259,11 +250,6 @@ int main(int argc, char **argv)
                 fprintf(stderr, "opd-jail: cannot set capabilities: %m (must start as root)\n");
                 return 1;
         }
-        conf.run_dir_fd = open(conf.run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (conf.run_dir_fd < 0) {
-                fprintf(stderr, "opd-jail: %s: %m\n", conf.run_dir);
-                return 1;
-        }
         max_lives = conf.uid_max - conf.uid_min + 1;
         lives = calloc(max_lives, sizeof(*lives));
         if (!lives)
@@ -311,7 +297,7 @@ int main(int argc, char **argv)
                         break;
                 for (size_t i = 0; i < n_lives; i++)
                         if (lives[i].pid == pid) {
-                                release(lives[i].name);
+                                jail_release(&cgroup, lives[i].name);
                                 lives[i] = lives[--n_lives];
                                 break;
                         }

@@ -189,6 +189,26 @@ int op_mkdir_p(const char *path, mode_t mode)
         return 0;
 }
 
+/* How many characters op_escape_log() writes for c. */
+static size_t escape_width(unsigned char c)
+{
+        if (c == '\\' || c == '\n' || c == '\r' || c == '\t')
+                return 2;
+        return c < 0x20 || c >= 0x7f ? 4 : 1;
+}
+
+size_t op_escape_log_tail(const void *in, size_t n, char *out, size_t size)
+{
+        const unsigned char *p = in;
+        size_t from = n, width = 0;
+
+        if (size == 0)
+                return 0;
+        while (from > 0 && width + escape_width(p[from - 1]) < size)
+                width += escape_width(p[--from]);
+        return op_escape_log(p + from, n - from, out, size);
+}
+
 size_t op_escape_log(const void *in, size_t n, char *out, size_t size)
 {
         static const char hex[] = "0123456789abcdef";

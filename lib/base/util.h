@@ -37,3 +37,6 @@ int op_mkdir_p(const char *path, mode_t mode);
  * byte backslash-x and two hex digits. out is always NUL-ended (size > 0) and holds only whole
  * escapes; returns how many input bytes it holds. Pure. */
 size_t op_escape_log(const void *in, size_t n, char *out, size_t size);
+/* The same for the end of in: as many of its last bytes as fit in out, escaped whole. Returns
+ * how many input bytes it holds (the last ones). Pure. */
+size_t op_escape_log_tail(const void *in, size_t n, char *out, size_t size);

@@ -16,7 +16,7 @@
 #define JAIL_VMMS_MAX    2   /* binaries the helper may run (argv[0] by index) */
 
 enum jail_req_type {
-        /* Start the VMM vmm with argv[1..argc] in a jail of its own rooted at run_dir/name:
+        /* Start the VMM vmm with argv[1..argc] in a jail of its own, its cgroup leaf named name:
          * fds[0] becomes its stdout and stderr, fds[1..] its fds 3, 4, ... */
         JAIL_REQ_SPAWN = 1,
         /* SIGKILL to pid, when it is a VMM this helper started and has not reaped yet. */

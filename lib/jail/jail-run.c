@@ -1,5 +1,5 @@
 /* jail-run.c: a VMM in a jail of its own (namespaces, pivot_root, uid, no capabilities, fds,
- * environment), its cgroup v2 leaf, and the hand-back of its directory. opd-jail's work. */
+ * environment) and its cgroup v2 leaf. opd-jail's work. */
 #include "jail-run.h"
 
 #include <dirent.h>
@@ -37,10 +37,9 @@ static const char *const lib_dirs[] = {"lib", "lib64", "lib32", "libx32", "bin",
 
 /* The capabilities opd-jail keeps, and why: building mount and pid namespaces and pivot_root
  * (SYS_ADMIN), becoming a VM's uid and gid (SETUID, SETGID), emptying the VMM's bounding set
- * (SETPCAP), killing a VMM that runs as another uid (KILL), and giving a VM directory owned by
- * opd to a VM's group and back (CHOWN, FOWNER, DAC_OVERRIDE to enter it). */
-static const int kept_caps[] = {CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP,
-                                CAP_KILL,      CAP_CHOWN,  CAP_FOWNER, CAP_DAC_OVERRIDE};
+ * (SETPCAP), killing a VMM that runs as another uid (KILL). No file a VMM could reach is owned
+ * by it, so none of the file capabilities (CHOWN, FOWNER, DAC_OVERRIDE) is kept. */
+static const int kept_caps[] = {CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID, CAP_SETPCAP, CAP_KILL};
 
 int jail_drop_caps(void)
 {
@@ -244,9 +243,10 @@ static bool under_bound_dir(const char *binary)
         return false;
 }
 
-/* In the child, in its new mount namespace: a tmpfs over run_dir becomes the new root. */
-static int build_root(const struct jail_conf *c, const char *binary, const char *name, int vmdir,
-                      int *step)
+/* In the child, in its new mount namespace: a tmpfs over run_dir becomes the new root, read-only
+ * once built. Nothing in it is writable and no host directory is bound writable: a VMM writes
+ * only to the fds it was given. */
+static int build_root(const struct jail_conf *c, const char *binary, int *step)
 {
         char src[64], dst[PATH_MAX], target[PATH_MAX];
         struct stat st;
@@ -266,21 +266,6 @@ static int build_root(const struct jail_conf *c, const char *binary, const char 
                         return r;                                                                  \
         } while (0)
 
-        /* The fd opened before the clone belongs to the parent's mount namespace, which a bind
-         * mount cannot take from: open the directory again here, and check it is the one. */
-        {
-                struct stat a, b;
-
-                *step = 9;
-                snprintf(dst, sizeof(dst), "%s/%s", c->run_dir, name);
-                if (fstat(vmdir, &a) < 0)
-                        return -errno;
-                vmdir = open(dst, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (vmdir < 0 || fstat(vmdir, &b) < 0)
-                        return -errno;
-                if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)
-                        return -ESTALE;
-        }
         STEP(10, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
         STEP(11, mount("tmpfs", c->run_dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                        "mode=0755,size=256k,nr_inodes=512"));
@@ -326,17 +311,11 @@ static int build_root(const struct jail_conf *c, const char *binary, const char 
         STEP(25, mount(NULL, "dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL));
         STEP(26, mkdir("proc", 0555));
         STEP(27, mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
-        STEP(28, mkdir("vm", 0755));
-        snprintf(src, sizeof(src), "/proc/self/fd/%d", vmdir);
-        STEP(29, mount(src, "vm", NULL, MS_BIND, NULL));
-        STEP(30, mount(NULL, "vm", NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                       NULL));
         STEP(31, syscall(SYS_pivot_root, ".", "."));
         STEP(32, umount2(".", MNT_DETACH));
         STEP(33, chdir("/"));
         STEP(34, mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                        NULL));
-        STEP(35, chdir("/vm"));
         STEP(36, sethostname(JAIL_HOSTNAME, strlen(JAIL_HOSTNAME)));
         return 0;
 #undef STEP
@@ -363,8 +342,8 @@ static int become(uid_t uid)
 }
 
 static void __attribute__((noreturn))
-child(const struct jail_conf *c, const char *binary, const char *name, char *const *argv,
-      const int *fds, size_t n_fds, int vmdir, uid_t uid, int go, int errfd)
+child(const struct jail_conf *c, const char *binary, char *const *argv, const int *fds,
+      size_t n_fds, uid_t uid, int go, int errfd)
 {
         struct child_err ce = {0};
         int moved[JAIL_FDS_MAX], null, r;
@@ -389,10 +368,9 @@ child(const struct jail_conf *c, const char *binary, const char *name, char *con
         for (size_t i = 0; i < n_fds; i++)
                 if ((moved[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 64)) < 0)
                         goto fail;
-        if ((vmdir = fcntl(vmdir, F_DUPFD_CLOEXEC, 64)) < 0 ||
-            (errfd = fcntl(errfd, F_DUPFD_CLOEXEC, 64)) < 0)
+        if ((errfd = fcntl(errfd, F_DUPFD_CLOEXEC, 64)) < 0)
                 goto fail;
-        r = build_root(c, binary, name, vmdir, &ce.step);
+        r = build_root(c, binary, &ce.step);
         if (r < 0) {
                 errno = -r;
                 goto fail;
@@ -434,11 +412,11 @@ fail:
         _exit(127);
 }
 
-/* jail_spawn once the directory vmdir is the VM's: the cgroup leaf, the child, the wait for its
- * exec. On failure the child, if one ran, is reaped. */
+/* The cgroup leaf, the child, the wait for its exec. On failure the child, if one ran, is reaped
+ * and the leaf removed. */
 static int start(const struct jail_conf *c, struct jail_cgroup *cg, const struct jail_req *req,
-                 const char *binary, const int *fds, int vmdir, uid_t uid, pid_t *ret_pid,
-                 bool *ret_cgroup, int *ret_step)
+                 const char *binary, const int *fds, uid_t uid, pid_t *ret_pid, bool *ret_cgroup,
+                 int *ret_step)
 {
         _cleanup_close_ int procs = -1, go_rd = -1, go_wr = -1, err_rd = -1, err_wr = -1;
         const char *argv[JAIL_ARGC_MAX + 2];
@@ -471,8 +449,7 @@ static int start(const struct jail_conf *c, struct jail_cgroup *cg, const struct
         if (pid == 0) {
                 safe_close(go_wr);
                 safe_close(err_rd);
-                child(c, binary, req->name, (char *const *)argv, fds, req->n_fds, vmdir, uid, go_rd,
-                      err_wr);
+                child(c, binary, (char *const *)argv, fds, req->n_fds, uid, go_rd, err_wr);
         }
         go_rd = safe_close(go_rd);
         err_wr = safe_close(err_wr);
@@ -507,41 +484,18 @@ static int start(const struct jail_conf *c, struct jail_cgroup *cg, const struct
 int jail_spawn(const struct jail_conf *c, struct jail_cgroup *cg, const struct jail_req *req,
                const int *fds, uid_t uid, pid_t *ret_pid, bool *ret_cgroup, int *ret_step)
 {
-        _cleanup_close_ int vmdir = -1;
         const char *binary = req->vmm < JAIL_VMMS_MAX ? c->vmm[req->vmm] : NULL;
-        struct stat st;
         int r;
 
         if (!binary)
                 return -ENOENT;
         if (uid < c->uid_min || uid > c->uid_max || uid == 0)
                 return -EPERM;
-        vmdir = openat(c->run_dir_fd, req->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (vmdir < 0)
-                return -errno;
-        if (fstat(vmdir, &st) < 0)
-                return -errno;
-        /* opd's, as opd made it: not a directory a VM left behind */
-        if (st.st_uid != c->owner_uid || (st.st_mode & 07077) != 0)
-                return -EPERM;
-        r = fchown(vmdir, (uid_t)-1, uid) < 0 || fchmod(vmdir, 0770) < 0 ? -errno : 0;
-        if (r >= 0)
-                r = start(c, cg, req, binary, fds, vmdir, uid, ret_pid, ret_cgroup, ret_step);
-        if (r < 0) {
-                /* No VMM runs (a child that did is reaped): the directory goes back to how opd
-                 * made it, for opd to try again in it, and the leaf, empty, goes. */
-                (void)fchown(vmdir, (uid_t)-1, st.st_gid);
-                (void)fchmod(vmdir, st.st_mode & 07777);
-                if (cg->base_fd >= 0)
-                        (void)unlinkat(cg->base_fd, req->name, AT_REMOVEDIR);
-        }
+        r = start(c, cg, req, binary, fds, uid, ret_pid, ret_cgroup, ret_step);
+        if (r < 0 && cg->base_fd >= 0)
+                (void)unlinkat(cg->base_fd, req->name, AT_REMOVEDIR); /* empty: no VMM runs */
         return r;
 }
-
-/* How deep a VM directory is given back: opd and QEMU make nothing below its first level. A
- * directory a VMM nested this many levels down is removed with all it holds (jail_remove_tree),
- * so that after the give-back opd's own removal of the directory meets no deeper tree. */
-#define GIVE_DEPTH_MAX 16
 
 static bool is_dir_entry(int dirfd, const struct dirent *de)
 {
@@ -656,72 +610,8 @@ int jail_remove_tree(int dirfd, const char *name)
         return unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? -errno : 0;
 }
 
-/* Give dirfd's entries to uid:gid, its directories 0700, never following a link; depth: how deep
- * dirfd is under the VM directory. A directory GIVE_DEPTH_MAX levels down is removed instead, with
- * all it holds: the recursion stops there. The first error is returned, after the rest is done. */
-static int chown_tree(int dirfd, uid_t uid, gid_t gid, unsigned depth)
+void jail_release(struct jail_cgroup *cg, const char *name)
 {
-        struct dirent *de;
-        int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0, k;
-        DIR *d;
-
-        if (fd < 0)
-                return -errno;
-        d = fdopendir(fd);
-        if (!d) {
-                r = -errno;
-                safe_close(fd);
-                return r;
-        }
-        while ((de = readdir(d))) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
-                bool dir = is_dir_entry(dirfd, de);
-
-                if (dir && depth + 1 >= GIVE_DEPTH_MAX) {
-                        k = jail_remove_tree(dirfd, de->d_name);
-                        r = r < 0 ? r : k;
-                        continue;
-                }
-                if (fchownat(dirfd, de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0 &&
-                    errno != ENOENT)
-                        r = r < 0 ? r : -errno;
-                if (dir) {
-                        _cleanup_close_ int sub = openat(
-                            dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-                        if (sub < 0)
-                                k = -errno;
-                        else if (fchmod(sub, 0700) < 0)
-                                k = -errno;
-                        else
-                                k = chown_tree(sub, uid, gid, depth + 1);
-                        r = r < 0 ? r : k;
-                }
-        }
-        closedir(d);
-        return r;
-}
-
-int jail_release(const struct jail_conf *c, struct jail_cgroup *cg, const char *name)
-{
-        _cleanup_close_ int vmdir = -1;
-        struct stat st;
-
         if (cg->base_fd >= 0)
                 (void)unlinkat(cg->base_fd, name, AT_REMOVEDIR);
-        vmdir = openat(c->run_dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (vmdir < 0)
-                return errno == ENOENT ? 0 : -errno;
-        if (fstat(vmdir, &st) < 0)
-                return -errno;
-        if (st.st_uid != c->owner_uid)
-                return -EPERM;
-        /* Nothing else writes in the tree while it is walked: the VMM was PID 1 of its pid
-         * namespace, and the kernel kills and reaps every other process of a pid namespace
-         * before its PID 1 can be reaped; none can leave it (setns needs CAP_SYS_ADMIN), and the
-         * VM's uid goes to no other VM before this returns. */
-        if (fchmod(vmdir, 0700) < 0 || fchown(vmdir, c->owner_uid, c->owner_gid) < 0)
-                return -errno;
-        return chown_tree(vmdir, c->owner_uid, c->owner_gid, 0);
 }

@@ -1,8 +1,8 @@
 /* jail-run.h: what opd-jail does for a spawn request: a VMM in a jail of its own (a uid and gid
  * from the configured range, no groups, no capabilities, no_new_privs; new mount, pid, net, ipc
- * and uts namespaces; pivot_root into a read-only tmpfs holding /usr, a minimal /dev, its own
- * /proc and its VM directory; only the fds passed on purpose; a fixed environment), its cgroup
- * v2 leaf, and the hand-back of its directory once it is reaped. Only opd-jail runs this. */
+ * and uts namespaces; pivot_root into a read-only tmpfs holding /usr, a minimal /dev and its own
+ * /proc, with no writable file system; only the fds passed on purpose; a fixed environment) and
+ * its cgroup v2 leaf. Only opd-jail runs this. */
 #pragma once
 
 #include <stdbool.h>
@@ -11,10 +11,9 @@
 #include "jail-proto.h"
 
 struct jail_conf {
-        const char *run_dir; /* absolute; VM directories are its entries */
-        int run_dir_fd;
+        const char *run_dir;    /* absolute; the mount point of each jail's root */
         uid_t uid_min, uid_max; /* VMs' uids (and gids, same numbers) */
-        uid_t owner_uid;        /* opd's: owns run_dir and every VM directory */
+        uid_t owner_uid;        /* opd's: never in the VMs' range */
         gid_t owner_gid;
         const char *vmm[JAIL_VMMS_MAX]; /* absolute paths of the binaries; NULL: none */
 };
@@ -29,22 +28,21 @@ struct jail_cgroup {
  * can be enabled for the VMs' leaves. On failure base_fd is -1 and why says why. */
 void jail_cgroup_init(struct jail_cgroup *cg, pid_t opd_pid);
 
-/* Start the VMM of req (SPAWN, already decoded) as uid:uid in a jail rooted at run_dir/req->name;
- * fds as req->n_fds. cgroup: whether the leaf was made (limits applied). On failure ret_step
- * names the step of the jail's set-up that failed (0: before the child ran). */
+/* Start the VMM of req (SPAWN, already decoded) as uid:uid in a jail of its own, its cgroup leaf
+ * named req->name; fds as req->n_fds. cgroup: whether the leaf was made (limits applied). On
+ * failure no leaf is left and ret_step names the step of the jail's set-up that failed (0: before
+ * the child ran). */
 int jail_spawn(const struct jail_conf *c, struct jail_cgroup *cg, const struct jail_req *req,
                const int *fds, uid_t uid, pid_t *ret_pid, bool *ret_cgroup, int *ret_step);
 
-/* After the VMM was reaped: its cgroup leaf removed, and its VM directory with everything in it
- * given back to opd (owner_uid:owner_gid), directories 0700, so opd can read and remove it and
- * nothing stays owned by a uid the next VM gets. Whatever the VMM nested 16 levels down or deeper
- * is removed instead (jail_remove_tree). Returns the first error; what it could do is done. */
-int jail_release(const struct jail_conf *c, struct jail_cgroup *cg, const char *name);
+/* After the VMM was reaped: its cgroup leaf removed (the kernel has killed and reaped every
+ * process of its pid namespace, so the leaf is empty). */
+void jail_release(struct jail_cgroup *cg, const char *name);
 
 /* Remove dirfd's entry name and, if it is a directory, everything in it, whatever its depth:
  * iterative, with two fds open, never following a link (a link is unlinked like a file) nor
  * entering a directory of another file system. It climbs back through "..", so it is only for a
- * tree that nothing renames while it runs (a dead VM's, a stale one at opd's start). */
+ * tree that nothing renames while it runs (a stale VM directory at opd's start). */
 int jail_remove_tree(int dirfd, const char *name);
 
 /* Drop every capability the helper does not use, from the bounding set too. */

@@ -304,7 +304,7 @@ static int fake_version(struct vm_host *h, char **ret)
 
 const struct vm_driver vm_driver_fake = {
     .name = "fake",
-    .console = NULL,
+    .console_is_output = false,
     .version = fake_version,
     .only_accel = OP_ACCEL_TCG,
     .boot = fake_boot,

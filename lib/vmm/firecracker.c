@@ -154,7 +154,7 @@ static void on_retry(evutil_socket_t fd, short what, void *arg);
 
 static int spawn(struct vm *vm)
 {
-        _cleanup_free_ char *log_path = NULL;
+        _cleanup_close_ int out = -1;
         struct fc_vm *f = calloc(1, sizeof(*f));
         struct fc_launch l;
         char **argv = NULL;
@@ -193,8 +193,7 @@ static int spawn(struct vm *vm)
                         return -ENOMEM;
                 l.api_sock = f->api_sock;
         }
-        if (asprintf(&f->vsock, "%s/" FC_VSOCK_NAME, f->root) < 0 ||
-            asprintf(&log_path, "%s/firecracker.log", vm->workdir) < 0)
+        if (asprintf(&f->vsock, "%s/" FC_VSOCK_NAME, f->root) < 0)
                 return -ENOMEM;
         if (strlen(f->api_sock) >= sizeof(((struct sockaddr_un *)0)->sun_path) ||
             strlen(f->vsock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
@@ -206,9 +205,13 @@ static int spawn(struct vm *vm)
         if ((r = fc_remove_stale(f->api_sock)) < 0 || (r = fc_remove_stale(f->vsock)) < 0)
                 return r;
         r = fc_argv(&l, &argv);
-        if (r < 0)
+        if (r >= 0)
+                r = vm_host_output(vm->host, vm, &out);
+        if (r < 0) {
+                op_argv_free(argv);
                 return r;
-        pid = vmm_spawn(argv, NULL, 0, vm->workdir, log_path);
+        }
+        pid = vmm_spawn(argv, NULL, 0, vm->workdir, out);
         op_argv_free(argv);
         if (pid < 0)
                 return pid;
@@ -626,7 +629,7 @@ static int fc_version(struct vm_host *h, char **ret)
 
 const struct vm_driver vm_driver_firecracker = {
     .name = "firecracker",
-    .console = "firecracker.log", /* the guest's serial console is Firecracker's stdout */
+    .console_is_output = true, /* the guest's serial console is Firecracker's stdout */
     .init = fc_init,
     .version = fc_version,
     .only_accel = OP_ACCEL_KVM,

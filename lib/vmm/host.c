@@ -20,10 +20,11 @@
 #include "snap-ref.h"
 #include "snapshot.h"
 #include "util.h"
+#include "vmm-output.h"
 
 void vm_host_log(struct vm_host *h, int prio, const char *fmt, ...)
 {
-        char msg[1024];
+        char msg[VM_HOST_LOG_MAX];
         va_list ap;
 
         if (!h->cb.log)
@@ -149,11 +150,17 @@ int vm_host_jail(struct vm_host *h, const struct vm_jail_opts *o)
         return 0;
 }
 
-int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *argv, const int *fds,
-                  size_t n_fds, const char *log_name)
+int vm_host_output(struct vm_host *h, struct vm *vm, int *ret_wr)
 {
-        _cleanup_free_ char *log_path = NULL;
-        _cleanup_close_ int log = -1;
+        if (vm->out)
+                return -EEXIST;
+        return vmm_output_new(h->base, ret_wr, &vm->out);
+}
+
+int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *argv, const int *fds,
+                  size_t n_fds)
+{
+        _cleanup_close_ int out = -1;
         int all[JAIL_FDS_MAX];
         struct vm_jail_limits lim = {
             .memory_max_mb = op_lang_memory_mb(h->cfg, vm->lang) + h->cfg->jail.memory_extra_mb,
@@ -164,24 +171,22 @@ int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *a
         uid_t uid;
         int r;
 
-        if (asprintf(&log_path, "%s/%s", vm->workdir, log_name) < 0)
-                return -ENOMEM;
+        if (h->jail && h->jail_lost)
+                return -EPIPE;
+        if (n_fds + 1 > JAIL_FDS_MAX)
+                return -E2BIG;
+        r = vm_host_output(h, vm, &out);
+        if (r < 0)
+                return r;
         if (!h->jail) {
-                pid = vmm_spawn(argv, fds, n_fds, vm->workdir, log_path);
+                pid = vmm_spawn(argv, fds, n_fds, vm->workdir, out);
                 if (pid < 0)
                         return pid;
                 vm->proc.pid = pid;
                 vm->proc.uid = getuid();
                 return 0;
         }
-        if (h->jail_lost)
-                return -EPIPE;
-        if (n_fds + 1 > JAIL_FDS_MAX)
-                return -E2BIG;
-        log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640);
-        if (log < 0)
-                return -errno;
-        all[0] = log;
+        all[0] = out;
         for (size_t i = 0; i < n_fds; i++)
                 all[1 + i] = fds[i];
         r = vm_jail_spawn(h->jail, vmm, vm->name, argv, all, n_fds + 1, &lim, &pid, &uid);
@@ -287,6 +292,7 @@ static void vm_free(struct vm *vm)
 {
         snap_rmtree(AT_FDCWD, vm->workdir); /* the VM's directory */
         free(vm->workdir);
+        vmm_output_free(vm->out);
         free(vm->ram_path);
         snap_ref_put(vm->snap);
         free(vm);

@@ -14,6 +14,9 @@
 #include "vmm-jail.h"
 #include "vmm.h"
 
+/* The longest line vm_host_log() passes on (the daemon's log line is 2048). */
+#define VM_HOST_LOG_MAX 1900
+
 struct vm_host_callbacks {
         /* A VM was destroyed or reaped: a VM slot may have freed up, and destroyed VMs can be
          * freed with vm_host_free_dead() at a safe point of the loop. */
@@ -70,10 +73,14 @@ void vm_host_kill_all(struct vm_host *h);
 int vm_host_jail(struct vm_host *h, const struct vm_jail_opts *o);
 
 /* For drivers: start a VMM, in a jail when the host has one (binary vmm: 0 qemu, 1
- * firecracker), else as a child of opd. fds go to 3, 4, ...; its stdout and stderr are appended
- * to log_name in the VM's directory. Sets vm->proc.pid (and uid). */
+ * firecracker), else as a child of opd. fds go to 3, 4, ...; its stdout and stderr are the VM's
+ * output pipe (vm_host_output()). Sets vm->proc.pid (and uid). */
 int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *argv, const int *fds,
-                  size_t n_fds, const char *log_name);
+                  size_t n_fds);
+/* For a driver that starts its VMM itself (vmm_spawn()): the VM's output pipe (vmm-output.h),
+ * drained by the host's loop and freed with the VM; *ret_wr is the VMM's end, the caller's to
+ * close once passed on. */
+int vm_host_output(struct vm_host *h, struct vm *vm, int *ret_wr);
 /* The lowest uid of jail.uid_min..jail.uid_max no VM of this host runs as (for a VMM whose own
  * jailer changes its uid: Firecracker's). */
 int vm_host_free_uid(struct vm_host *h, uid_t *ret);

@@ -94,6 +94,9 @@ static void add(struct argv_builder *a, const char *fmt, ...)
                 a->v[a->n++] = s;
 }
 
+/* What a VM's name may hold on QEMU's command line. */
+#define NAME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"
+
 /* QEMU's option syntax uses ',' as a separator: a path holding one cannot be passed safely. */
 static int path_ok(const char *p)
 {
@@ -132,7 +135,13 @@ int qemu_argv(const char *binary, const struct qemu_machine *m, char ***ret)
                 return -EINVAL;
         if (!restore && (!path_ok(m->kernel) || !path_ok(m->initrd) || !path_ok(m->rootfs)))
                 return -EINVAL;
+        if (m->name && (!m->name[0] || strspn(m->name, NAME_CHARS) != strlen(m->name)))
+                return -EINVAL;
         add(a, "%s", binary);
+        if (m->name) {
+                add(a, "-name");
+                add(a, "guest=%s", m->name);
+        }
         add(a, "-M");
         add(a, "%s%s", MACHINE, mem_backend ? ",memory-backend=mem" : "");
         if (access(QBOOT_ROM, R_OK) == 0) {
@@ -232,7 +241,7 @@ static int spawn(struct vm *vm, char **argv, const int *extra_fds, size_t n_extr
         fds[1] = ctl_vm;
         for (size_t i = 0; i < n_extra; i++)
                 fds[2 + i] = extra_fds[i];
-        r = vm_host_spawn(vm->host, vm, 0, argv, fds, 2 + n_extra, "qemu.log");
+        r = vm_host_spawn(vm->host, vm, 0, argv, fds, 2 + n_extra);
         if (r < 0)
                 return r;
         vm->proc.agent_fd = TAKE_FD(agent_host);
@@ -648,6 +657,7 @@ static int qemu_boot(struct vm *vm, int mem_fd)
         const struct vm_host *h = vm->host;
         struct qemu_machine m = {
             .accel = vm->accel,
+            .name = vm->name,
             .memory_mb = op_lang_memory_mb(h->cfg, vm->lang),
             .vcpus = h->cfg->vm_vcpus,
             .kernel = h->kernel,
@@ -722,6 +732,7 @@ static int qemu_restore(struct vm *vm)
         struct snap_ref *snap = vm->snap;
         struct qemu_machine m = {
             .accel = vm->accel,
+            .name = vm->name,
             .memory_mb = snap->m.memory_mb,
             .vcpus = snap->m.vcpus,
         };
@@ -962,7 +973,7 @@ static int qemu_version_of(struct vm_host *h, char **ret)
 
 const struct vm_driver vm_driver_qemu = {
     .name = "qemu",
-    .console = NULL, /* a ring in QEMU: console_read */
+    .console_is_output = false, /* a ring in QEMU: console_read */
     .version = qemu_version_of,
     .only_accel = OP_ACCEL_AUTO,
     .boot = qemu_boot,

@@ -17,8 +17,8 @@
 #include "util.h"
 
 static void __attribute__((noreturn))
-child(char *const *argv, const int *fds, size_t n_fds, const char *workdir, const char *log_path,
-      int errfd, pid_t parent)
+child(char *const *argv, const int *fds, size_t n_fds, const char *workdir, int out_fd, int errfd,
+      pid_t parent)
 {
         sigset_t all;
         int fd, e;
@@ -36,7 +36,7 @@ child(char *const *argv, const int *fds, size_t n_fds, const char *workdir, cons
         fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (fd < 0 || dup2(fd, 0) < 0)
                 goto fail;
-        fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        fd = fcntl(out_fd, F_DUPFD_CLOEXEC, 64);
         if (fd < 0 || dup2(fd, 1) < 0 || dup2(1, 2) < 0)
                 goto fail;
         /* Move the fds out of the way first so the dup2s below cannot clobber each other. */
@@ -65,8 +65,7 @@ fail:
         _exit(127);
 }
 
-pid_t vmm_spawn(char *const *argv, const int *fds, size_t n_fds, const char *workdir,
-                const char *log_path)
+pid_t vmm_spawn(char *const *argv, const int *fds, size_t n_fds, const char *workdir, int out_fd)
 {
         _cleanup_close_ int rd = -1, wr = -1;
         int pipefd[2], e;
@@ -81,7 +80,7 @@ pid_t vmm_spawn(char *const *argv, const int *fds, size_t n_fds, const char *wor
         if (pid < 0)
                 return -errno;
         if (pid == 0)
-                child(argv, fds, n_fds, workdir, log_path, wr, parent);
+                child(argv, fds, n_fds, workdir, out_fd, wr, parent);
         wr = safe_close(wr);
         do
                 k = read(rd, &e, sizeof(e));

@@ -24,6 +24,7 @@
 #include "snap-ref.h"
 #include "snapshot.h"
 #include "util.h"
+#include "vmm-output.h"
 #include "vm.h"
 
 #define VM_JOB_ENTROPY_BYTES 32
@@ -60,10 +61,11 @@ static void vm_set_state(struct vm *vm, enum vm_state s)
         op_timer_arm_ms(vm->deadline, ms);
 }
 
-/* The last VM_CONSOLE_TAIL bytes of what the guest wrote, escaped, as one log line. */
+/* The last VM_CONSOLE_TAIL bytes of what the guest wrote, escaped, as one log line (its end, as
+ * much as fits in VM_LOG_TAIL_MAX characters). */
 static void log_console(struct vm *vm, const void *data, size_t len)
 {
-        char line[4 * VM_CONSOLE_TAIL + 1];
+        char line[VM_LOG_TAIL_MAX + 1];
 
         if (len > VM_CONSOLE_TAIL) {
                 data = (const char *)data + (len - VM_CONSOLE_TAIL);
@@ -71,31 +73,42 @@ static void log_console(struct vm *vm, const void *data, size_t len)
         }
         if (len == 0)
                 return;
-        op_escape_log(data, len, line, sizeof(line));
+        op_escape_log_tail(data, len, line, sizeof(line));
         vm_host_log(vm->host, LOG_WARNING, "%s console tail: %s", vm->name, line);
 }
 
-/* A driver whose console is a file in the VM's directory (Firecracker's stdout). */
-static void log_console_file(struct vm *vm)
+/* A driver whose console is its VMM's output (Firecracker's stdout). */
+static void log_console_output(struct vm *vm)
 {
-        _cleanup_free_ char *path = NULL;
-        _cleanup_close_ int fd = -1;
-        char buf[VM_CONSOLE_TAIL];
-        off_t end;
-        ssize_t k;
+        const char *tail;
+        size_t len;
 
-        if (!vm->host->drv->console ||
-            asprintf(&path, "%s/%s", vm->workdir, vm->host->drv->console) < 0)
+        if (!vm->host->drv->console_is_output || !vm->out)
                 return;
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
+        tail = vmm_output_tail(vm->out, &len, NULL);
+        log_console(vm, tail, len);
+}
+
+/* What a VMM whose output is not the console said (QEMU's errors and warnings), once it ended:
+ * its last VMM_OUTPUT_TAIL bytes, escaped, as one log line (its end, as for the console). */
+static void log_output(struct vm *vm)
+{
+        char line[VM_LOG_TAIL_MAX + 1];
+        const char *tail;
+        uint64_t total;
+        size_t len;
+
+        if (vm->host->drv->console_is_output || !vm->out)
                 return;
-        end = lseek(fd, 0, SEEK_END);
-        if (end < 0)
+        tail = vmm_output_tail(vm->out, &len, &total);
+        if (len == 0)
                 return;
-        k = pread(fd, buf, sizeof(buf), end > (off_t)sizeof(buf) ? end - (off_t)sizeof(buf) : 0);
-        if (k > 0)
-                log_console(vm, buf, (size_t)k);
+        len = op_escape_log_tail(tail, len, line, sizeof(line));
+        if (total > len)
+                vm_host_log(vm->host, LOG_WARNING, "%s VMM output (its last %zu of %llu bytes): %s",
+                            vm->name, len, (unsigned long long)total, line);
+        else
+                vm_host_log(vm->host, LOG_WARNING, "%s VMM output: %s", vm->name, line);
 }
 
 /* The owner hears of it: ev.failed, or when it has none (a VM detached from its owner while it
@@ -173,6 +186,7 @@ static void fail_notify(struct vm *vm)
                 exit_text(vm, how, sizeof(how));
         if (how[0])
                 vm_host_log(vm->host, LOG_WARNING, "%s (%s): %s", vm->name, vm->lang->name, how);
+        log_output(vm);
         snprintf(why, sizeof(why), "%s%s%s", vm->fail_why, how[0] ? "; " : "", how);
         notify_failed(vm, why);
 }
@@ -231,7 +245,7 @@ static void vm_fail(struct vm *vm, const char *why)
                         return;
                 vm->console_pending = false;
         } else
-                log_console_file(vm);
+                log_console_output(vm);
         fail_settle(vm);
 }
 

@@ -18,6 +18,7 @@
 
 struct snap_ref;
 struct vm_host;
+struct vmm_output;
 
 enum vm_state {
         VM_BOOTING,   /* cold boot: waiting for the agent's ready event (boot deadline) */
@@ -35,6 +36,9 @@ const char *vm_state_name(enum vm_state s);
 
 /* How much of the guest console's end goes into the log when a VM fails. */
 #define VM_CONSOLE_TAIL 1024
+/* The most characters of escaped text (a console's or a VMM's output) one log line holds: its
+ * end is kept. Below VM_HOST_LOG_MAX with room for the line's own words. */
+#define VM_LOG_TAIL_MAX 1536
 /* How long the owner of a failed VM waits to hear how its VMM ended (killed at the failure, it
  * is normally reaped within milliseconds). */
 #define VM_EXIT_WAIT_MS 3000
@@ -86,6 +90,7 @@ struct vm {
         char fail_why[640];      /* then why it failed */
         struct event *exit_wait; /* the bound on waiting for a failed VMM's exit */
         char *ram_path;          /* booted with a memory file: its path (for messages) */
+        struct vmm_output *out;  /* the VMM's stdout and stderr (vm_host_output()) */
         int exit_status;         /* from waitpid, valid once reaped */
         bool reaped;
 };

@@ -17,8 +17,10 @@ struct vm;
 struct vm_host;
 
 struct vm_driver {
-        const char *name;    /* "qemu", "firecracker": what manifests record */
-        const char *console; /* the guest console's file in the VM's directory */
+        const char *name; /* "qemu", "firecracker": what manifests record */
+        /* The guest console is the VMM's stdout (Firecracker's): the end of the VMM's output
+         * (vmm-output.h) is the console's. */
+        bool console_is_output;
         /* Once when the host is made, before any VM (may be NULL): e.g. clean what a dead opd
          * left. */
         void (*init)(struct vm_host *h);
@@ -40,7 +42,8 @@ struct vm_driver {
         int (*snapshot)(struct vm *vm, const char *dir);
         /* The VM failed and the owner is not told yet: read the end of the guest console from
          * the VMM and hand it to vm_drv_console(), within a bounded time (may be NULL: then the
-         * console file, if any, is read). A negative return: nothing to read. */
+         * VMM's output is the console when console_is_output). A negative return: nothing to
+         * read. */
         int (*console_read)(struct vm *vm);
         /* Free vm->drv. The process is already killed (or never ran). */
         void (*release)(struct vm *vm);
@@ -93,16 +96,18 @@ enum {
 int vmm_version_output(const char *binary, char **ret);
 
 /* Fork and exec argv with the given fds at numbers 3, 4, ... in the child, stdin from /dev/null,
- * stdout+stderr appended to log_path, cwd workdir, in its own session, killed when the caller
- * dies (PR_SET_PDEATHSIG). Returns the pid or a negative errno. */
-pid_t vmm_spawn(char *const *argv, const int *fds, size_t n_fds, const char *workdir,
-                const char *log_path);
+ * stdout and stderr out_fd (a vmm-output.h pipe), cwd workdir, in its own session, killed when
+ * the caller dies (PR_SET_PDEATHSIG). Returns the pid or a negative errno. */
+pid_t vmm_spawn(char *const *argv, const int *fds, size_t n_fds, const char *workdir, int out_fd);
 
 /* ---- QEMU (qemu.c) ---- */
 /* One QEMU guest, booted or restored: a restore needs the same machine and devices as the boot
  * that made the snapshot, so both are one description and one command line. */
 struct qemu_machine {
         enum op_accel accel; /* OP_ACCEL_KVM or OP_ACCEL_TCG, never AUTO */
+        /* The VM's name ([A-Za-z0-9-]), QEMU's -name: a process listing says which VM a QEMU
+         * is. NULL: none. */
+        const char *name;
         uint32_t memory_mb;
         uint32_t vcpus;
         /* Boot: the kernel, its initrd and the rootfs by path (attached read-only). NULL kernel:

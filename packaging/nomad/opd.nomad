@@ -149,11 +149,12 @@ job "opd" {
         # - uid 0 at start (user below): opd starts opd-jail as root, gives run_dir and
         #   cache_dir to jail.user, binds its socket, then becomes jail.user (no groups, no
         #   capabilities, no_new_privs) before it reads any request.
-        # - capabilities: exactly opd.service's CapabilityBoundingSet=, kept by opd-jail alone:
+        # - capabilities: exactly opd.service's CapabilityBoundingSet=. Kept by opd-jail alone:
         #   sys_admin (namespaces, mounts, pivot_root, sethostname in each VMM's own
         #   namespaces), setuid/setgid (the VM's uid), setpcap (emptying the VMM's bounding
-        #   set), kill (VMMs of other uids), chown/fowner/dac_override (a VM directory handed
-        #   to the VM's group and back). Every VMM runs with none. Anyone who may
+        #   set), kill (VMMs of other uids). chown/fowner/dac_override: opd at its start, as
+        #   root (run_dir and cache_dir given to jail.user, stale VM directories removed).
+        #   Every VMM runs with none. Anyone who may
         #   `nomad alloc exec` into this task gets them too: keep that to node administrators.
         cap_drop = ["all"]
         cap_add  = ["sys_admin", "setuid", "setgid", "setpcap", "kill", "chown", "fowner",

@@ -217,21 +217,13 @@ class Opd:
             return f.read()
 
     def vmm_pids(self):
-        """VMM processes still running for this opd: their working directory (unjailed) or
-        their stdout, the log opd opened for them (jailed: a jail's cwd is its own /vm), is
-        in our run_dir."""
-        pids = []
-        for p in os.listdir("/proc"):
-            if not p.isdigit():
-                continue
-            for link in ("cwd", "fd/1"):
-                try:
-                    if os.readlink(f"/proc/{p}/{link}").startswith(self.run_dir + "/"):
-                        pids.append(int(p))
-                        break
-                except OSError:
-                    continue
-        return pids
+        """VMM processes still running for this opd: opd's children (unjailed) or its
+        opd-jail's, whose command line names a VM (QEMU's -name guest=vm-...)."""
+        return [pid for pid, name in vmm_names(self.proc.pid).items() if name]
+
+    def vmm_pid(self, vm):
+        """The pid of VM vm's VMM (its -name), or None."""
+        return next((pid for pid, name in vmm_names(self.proc.pid).items() if name == vm), None)
 
     def settled_vmms(self, lang, n, timeout=120):
         """The pids of lang's n paused clones, once they are all there is: n ready, none
@@ -272,6 +264,30 @@ class Opd:
 # Small helpers the tests share.
 
 NPM_DIR = os.environ.get("OPD_NPM_DIR", "/var/lib/opd/npm")  # where scripts/install-npm installs
+
+
+def parent_pid(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def vmm_names(opd_pid):
+    """{pid: VM name} of the VMMs below opd_pid (its children, or its opd-jail's): a QEMU's
+    command line names its VM (-name guest=NAME)."""
+    found = {}
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            ppid = parent_pid(p)
+            if ppid != opd_pid and parent_pid(ppid) != opd_pid:
+                continue
+        except (OSError, ValueError, IndexError):
+            continue
+        for i, a in enumerate(argv[:-1]):
+            if a == b"-name" and argv[i + 1].startswith(b"guest=vm-"):
+                found[int(p)] = argv[i + 1][len(b"guest="):].decode()
+    return found
 
 
 def wait_for(cond, timeout, what, step=0.1):

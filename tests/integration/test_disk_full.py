@@ -138,12 +138,11 @@ class DiskFull(unittest.TestCase):
         self.assertEqual(os.listdir(paused) if os.path.isdir(paused) else [], [])
 
     def stopped_vmm(self):
-        """The session's VMM (its stdout is the qemu.log in its VM directory), stopped."""
-        log = os.path.join(self.opd.run_dir, self.vm, "qemu.log")
-        pids = [p for p in self.opd.vmm_pids() if os.readlink(f"/proc/{p}/fd/1") == log]
-        self.assertEqual(len(pids), 1, pids)
-        os.kill(pids[0], signal.SIGSTOP)
-        return pids[0]
+        """The session's VMM (named for its VM on its command line), stopped."""
+        pid = self.opd.vmm_pid(self.vm)
+        self.assertIsNotNone(pid, self.vm)
+        os.kill(pid, signal.SIGSTOP)
+        return pid
 
     def test_a_fork_and_pause_refused_without_room(self):
         self.fill(8 << 20)

@@ -24,7 +24,8 @@ FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile-vmm")
 TIMEOUT = 60
 OUTPUT_MAX = 1024  # output_max_bytes of every hostile request
 BASH_VERSION = "5.2.15"  # the version file of the fake images
-CONSOLE_MARKER = b"hostile-vmm console"  # hostile-vmm writes it among control bytes
+CONSOLE_MARKER = b"hostile-vmm console"
+VMM_OUTPUT_MARKER = b"hostile-vmm output"  # the end of what hostile-vmm prints in "vmm-flood"  # hostile-vmm writes it among control bytes
 # opd's peak RSS (VmHWM) while it serves one case. opd idles at about 9 MiB here, and each
 # hostile request allows 1 KiB of output, so an agent frame within that request's cap is small:
 # 128 MiB is over ten times what opd needs, and under what holding any of these lies costs.
@@ -223,6 +224,29 @@ class HostileAgent(unittest.TestCase):
                  "a console tail with the fake's text in opd's log")
         for line in [line for line in self.log_lines() if b"console tail" in line]:
             self.assertIsNone(re.search(rb"[\x00-\x1f\x7f]", line), line)
+
+    def test_vmm_output_flood(self):
+        """What the VMM itself prints goes to a pipe opd drains: none of it lands on a file
+        system, and a failed VM's log keeps its last KiB, escaped."""
+        what = "vmm-flood"
+        with self.case(what):
+            c = Conn(self.opd.socket)
+            _, a = c.exec(f"hostile:{what}", what, output_max_bytes=OUTPUT_MAX)
+            c.close()
+            self.assert_refused(what, a, ())
+        lines = wait_for(lambda: [line for line in self.log_lines()
+                                  if b"VMM output (its last " in line
+                                  and VMM_OUTPUT_MARKER in line], TIMEOUT,
+                         "the VMM's output tail with the fake's text in opd's log")
+        self.assertEqual(len(lines), 1, lines)
+        kept, total = map(int, re.search(rb"its last (\d+) of (\d+) bytes", lines[0]).groups())
+        self.assertLessEqual(kept, 1024, lines[0])
+        self.assertGreaterEqual(total, 60 << 20, lines[0])  # all it wrote was read
+        self.assertIsNone(re.search(rb"[\x00-\x1f\x7f]", lines[0]), lines[0])
+        self.assertIn(rb"\x1b[2J" + VMM_OUTPUT_MARKER + rb" \x07end\n", lines[0])
+        # the VM directories never held it: run_dir holds no file at all
+        for root, _, files in os.walk(self.opd.run_dir):
+            self.assertEqual(files, [], root)
 
     def test_piston_door_answers_an_error_not_a_number(self):
         def execute(content):

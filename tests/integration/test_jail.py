@@ -1,14 +1,15 @@
 """Every VMM in a jail of its own (docs/security.md): checked from /proc for each live VMM of a
-test opd started as root, then, as one VM's uid (a child that setresuid()s to it), the things an
-escaped VMM would try: write the snapshot's memory file, connect to opd's socket, signal opd,
-read another VM's directory. Each must be refused."""
+test opd started as root (no writable file system, its output a pipe to opd), then, as one VM's
+uid (a child that setresuid()s to it), the things an escaped VMM would try: write the snapshot's
+memory file, connect to opd's socket, signal opd, read or write the VMs' directories. Each must
+be refused."""
 import errno
 import os
 import socket
 import time
 import unittest
 
-from opdtest import Opd, each_live, ended, fd_targets, wait_for
+from opdtest import Opd, each_live, ended, fd_targets, vmm_names, wait_for
 from test_warm import create_snapshot, wait_serving
 
 JAIL_UID_MIN, JAIL_UID_MAX = 1879048192, 1879048192 + 1023
@@ -70,6 +71,11 @@ class Jail(unittest.TestCase):
         set up for is no VMM yet), and no other: not a used VM's VMM as it ends."""
         return self.opd.settled_vmms("bash", 2)
 
+    def opd_vm_name(self, pid):
+        name = next((n for p, n in vmm_names(self.opd.proc.pid).items() if p == pid), None)
+        self.assertIsNotNone(name, f"VMM {pid} names no VM")
+        return name
+
     def test_status_says_jail(self):
         st = self.opd.call({"op": "status"})
         self.assertEqual(st["jail"]["mode"], "jail")
@@ -85,6 +91,15 @@ class Jail(unittest.TestCase):
         self.assertEqual(int(s["CapBnd"], 16), 0)
         self.assertEqual(s["NoNewPrivs"], "1")
         self.assertEqual(s["Groups"].strip(), "")
+
+    def test_helper_keeps_five_capabilities(self):
+        # what jailing a VMM needs and nothing over files: no VM directory is handed around
+        helpers = children(self.opd.proc.pid, "opd-jail")
+        self.assertEqual(len(helpers), 1, helpers)
+        s = status_fields(helpers[0])
+        want = sum(1 << cap for cap in (21, 7, 6, 8, 5))  # SYS_ADMIN SETUID SETGID SETPCAP KILL
+        self.assertEqual(int(s["CapEff"], 16), want, s["CapEff"])
+        self.assertEqual(int(s["CapBnd"], 16), want, s["CapBnd"])
 
     def test_each_vmm_is_jailed(self):
         opd_uid = int(status_fields(self.opd.proc.pid)["Uid"].split()[0])
@@ -107,20 +122,31 @@ class Jail(unittest.TestCase):
                 self.assertNotEqual(ns(pid, kind), ns(self.opd.proc.pid, kind), kind)
             with open(f"/proc/{pid}/environ", "rb") as f:
                 self.assertEqual(f.read().split(b"\0")[:-1], [b"PATH=/usr/bin:/bin"])
-            # its root: /usr, a few devices, its own /proc and /vm, nothing of the host
+            # its root: /usr, a few devices, its own /proc, nothing of the host
             root = f"/proc/{pid}/root"
             self.assertLessEqual(set(os.listdir(root)) - {"lib", "lib64", "lib32", "libx32",
                                                           "bin", "sbin"},
-                                 {"usr", "dev", "proc", "vm"})
+                                 {"usr", "dev", "proc"})
             self.assertLessEqual(set(os.listdir(f"{root}/dev")),
                                  {"null", "zero", "urandom", "random", "kvm"})
-            self.assertEqual(os.readlink(f"/proc/{pid}/cwd"), "/vm")
+            self.assertEqual(os.readlink(f"/proc/{pid}/cwd"), "/")
+            # no file system it could fill: every mount read-only but its /proc and the
+            # device nodes bound into /dev
+            with open(f"/proc/{pid}/mountinfo") as f:
+                for line in f:
+                    fields = line.split()
+                    point, options = fields[4], fields[5].split(",")
+                    if point == "/proc" or point.startswith("/dev/"):
+                        continue
+                    self.assertIn("ro", options, line)
+            # its stdout and stderr: a pipe opd drains, not a file
+            self.assertTrue(os.readlink(f"/proc/{pid}/fd/1").startswith("pipe:"))
+            self.assertEqual(os.readlink(f"/proc/{pid}/fd/2"), os.readlink(f"/proc/{pid}/fd/1"))
             # only the fds meant for it: stdio, agent, QMP, the snapshot's files (then QEMU's
             # own eventfds and the like): none of opd's sockets or files beyond these
             for target in fd_targets(pid).values():
                 if target.startswith("/"):
-                    self.assertTrue(target.startswith((self.opd.run_dir, self.snap, "/dev/null",
-                                                       "/vm/")), target)
+                    self.assertTrue(target.startswith((self.snap, "/dev/null")), target)
             uids.add(uid)
 
         pids = self.vmms()
@@ -182,6 +208,15 @@ class Jail(unittest.TestCase):
             for d in other_dirs:
                 os.listdir(d)
 
+        def write_own_dir():
+            # its VM's directory in run_dir stays opd's alone: nothing to write in on the host
+            own = os.path.join(self.opd.run_dir, self.opd_vm_name(pids[0]))
+            os.close(os.open(os.path.join(own, "x"), os.O_WRONLY | os.O_CREAT, 0o600))
+
+        def write_run_dir():
+            os.close(os.open(os.path.join(self.opd.run_dir, "x"), os.O_WRONLY | os.O_CREAT,
+                             0o600))
+
         def ptrace_opd():
             open(f"/proc/{self.opd.proc.pid}/mem", "rb").close()
 
@@ -193,6 +228,8 @@ class Jail(unittest.TestCase):
                          ("connect to opd's socket", connect),
                          ("signal opd", signal_opd),
                          ("read the VMs' directories", read_dirs),
+                         ("write in its own VM's directory", write_own_dir),
+                         ("write in run_dir", write_run_dir),
                          ("read opd's memory", ptrace_opd)]:
             with self.subTest(name):
                 self.assertIn(as_uid(uid, fn), (errno.EACCES, errno.EPERM),

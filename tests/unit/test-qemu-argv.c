@@ -44,6 +44,7 @@ static void test_boot(void **state)
 {
         struct qemu_machine m = {
             .accel = OP_ACCEL_TCG,
+            .name = "vm-12-3",
             .memory_mb = 512,
             .vcpus = 2,
             .kernel = "/img/vmlinux",
@@ -55,6 +56,7 @@ static void test_boot(void **state)
 
         assert_int_equal(qemu_argv("qemu-system-x86_64", &m, &argv), 0);
         assert_string_equal(argv[0], "qemu-system-x86_64");
+        assert_true(find_pair(argv, "-name", "guest=vm-12-3") >= 0);
         assert_true(find_pair(argv, "-M", "q35,vmport=off,smbus=off,sata=off,i8042=off,hpet=off") >=
                     0);
         assert_true(find_pair(argv, "-sandbox",
@@ -171,6 +173,11 @@ static void test_refused(void **state)
 
         assert_int_equal(qemu_argv("qemu", &m, &argv), -EINVAL);
         m.rootfs = "/r";
+        m.name = "vm-1,process=x"; /* a name is one value of QEMU's -name */
+        assert_int_equal(qemu_argv("qemu", &m, &argv), -EINVAL);
+        m.name = "";
+        assert_int_equal(qemu_argv("qemu", &m, &argv), -EINVAL);
+        m.name = NULL;
         m.accel = OP_ACCEL_AUTO;
         assert_int_equal(qemu_argv("qemu", &m, &argv), -EINVAL);
         assert_null(argv);
