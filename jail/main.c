@@ -22,6 +22,7 @@
 #define SOCK_FD 3
 
 struct live {
+        uint32_t seq; /* its SPAWN's: what opd names it by */
         pid_t pid;
         uid_t uid;
         char name[JAIL_NAME_MAX];
@@ -78,6 +79,7 @@ static void handle_spawn(const struct jail_req *req, const int *fds, size_t n_fd
                         snprintf(m.text, sizeof(m.text), "%s: %s", req->name, strerror(-r));
                 fprintf(stderr, "opd-jail: %s\n", m.text);
         } else {
+                lives[n_lives].seq = req->seq;
                 lives[n_lives].pid = pid;
                 lives[n_lives].uid = uid;
                 memcpy(lives[n_lives].name, req->name, JAIL_NAME_MAX);
@@ -92,7 +94,7 @@ static void handle_spawn(const struct jail_req *req, const int *fds, size_t n_fd
 static void handle_kill(const struct jail_req *req)
 {
         for (size_t i = 0; i < n_lives; i++)
-                if (lives[i].pid == req->pid)
+                if (lives[i].seq == req->seq && lives[i].pid == req->pid)
                         kill(lives[i].pid, SIGKILL);
 }
 
@@ -156,6 +158,7 @@ static void reap(void)
                         jail_release(&cgroup, lives[i].name);
                         send_msg(&(struct jail_msg){.magic = JAIL_PROTO_MAGIC,
                                                     .type = JAIL_MSG_EXITED,
+                                                    .seq = lives[i].seq,
                                                     .pid = pid,
                                                     .status = status,
                                                     .uid = lives[i].uid});

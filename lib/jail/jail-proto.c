@@ -101,7 +101,7 @@ int jail_req_decode(const void *buf, size_t len, struct jail_req *ret)
                         return -EBADMSG;
                 break;
         case JAIL_REQ_KILL:
-                /* nothing but the pid */
+                /* nothing but the VMM's SPAWN seq and its pid */
                 if (r.pid <= 1 || r.vmm || r.n_fds || r.memory_max_mb || r.pids_max ||
                     r.cpu_weight || r.argc || r.args_len || !zeros(r.name, JAIL_NAME_MAX) ||
                     !zeros(r.args, JAIL_ARGS_MAX))

@@ -19,7 +19,9 @@ enum jail_req_type {
         /* Start the VMM vmm with argv[1..argc] in a jail of its own, its cgroup leaf named name:
          * fds[0] becomes its stdout and stderr, fds[1..] its fds 3, 4, ... */
         JAIL_REQ_SPAWN = 1,
-        /* SIGKILL to pid, when it is a VMM this helper started and has not reaped yet. */
+        /* SIGKILL to the VMM this helper started for the SPAWN of sequence number seq, when its
+         * pid is pid and it has not been reaped yet: a pid the kernel gave again to a later
+         * VMM never names that one. */
         JAIL_REQ_KILL = 2,
 };
 
@@ -28,7 +30,8 @@ enum jail_req_type {
 struct jail_req {
         uint32_t magic;
         uint32_t type;
-        uint32_t seq; /* echoed by the answer */
+        uint32_t seq; /* SPAWN: echoed by the answer, and names the VMM from then on; KILL: the
+                       * SPAWN's of the VMM to kill */
         uint32_t vmm; /* index of the binary, < JAIL_VMMS_MAX */
         uint32_t n_fds;
         uint32_t memory_max_mb; /* cgroup memory.max; 0: none */
@@ -44,7 +47,7 @@ struct jail_req {
 enum jail_msg_type {
         JAIL_MSG_HELLO = 1,   /* once at start: flags, text says how VMs are limited */
         JAIL_MSG_SPAWNED = 2, /* the answer to SPAWN: err, or pid and uid */
-        JAIL_MSG_EXITED = 3,  /* a VMM was reaped: pid, status (waitpid's) */
+        JAIL_MSG_EXITED = 3,  /* a VMM was reaped: seq (its SPAWN's), pid, status (waitpid's) */
 };
 
 #define JAIL_F_CGROUP 0x1u /* per-VM cgroup v2 limits are applied */

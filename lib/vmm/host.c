@@ -102,9 +102,27 @@ static void slot_freed(struct vm_host *h)
                 h->cb.slot_freed(h, h->userdata);
 }
 
-static void jail_exited(pid_t pid, int status, void *userdata)
+static void reaped(struct vm_host *h, struct vm *vm, int status);
+
+static struct vm *find_jailed(struct vm *first, uint32_t seq, pid_t pid)
 {
-        vm_host_reap(userdata, pid, status);
+        for (struct vm *vm = first; vm; vm = LIST_NEXT(vm, link))
+                if (vm->proc.jail_seq == seq && vm->proc.pid == pid)
+                        return vm;
+        return NULL;
+}
+
+/* A jailed VMM's exit names it by its spawn's seq as well as its pid: a pid the kernel gave again
+ * to a later VMM, reported before this exit was read, never takes that one's exit. */
+static void jail_exited(uint32_t seq, pid_t pid, int status, void *userdata)
+{
+        struct vm_host *h = userdata;
+        struct vm *vm = find_jailed(LIST_FIRST(&h->vms), seq, pid);
+
+        if (!vm)
+                vm = find_jailed(LIST_FIRST(&h->dead_vms), seq, pid);
+        if (vm)
+                reaped(h, vm, status);
 }
 
 /* The helper reports exits; EOF: it is gone, and with it every VMM (they die with it). */
@@ -167,6 +185,7 @@ int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *a
             .pids_max = h->cfg->jail.pids_max,
             .cpu_weight = h->cfg->jail.cpu_weight,
         };
+        uint32_t seq = 0;
         pid_t pid;
         uid_t uid;
         int r;
@@ -189,11 +208,12 @@ int vm_host_spawn(struct vm_host *h, struct vm *vm, uint32_t vmm, char *const *a
         all[0] = out;
         for (size_t i = 0; i < n_fds; i++)
                 all[1 + i] = fds[i];
-        r = vm_jail_spawn(h->jail, vmm, vm->name, argv, all, n_fds + 1, &lim, &pid, &uid);
+        r = vm_jail_spawn(h->jail, vmm, vm->name, argv, all, n_fds + 1, &lim, &seq, &pid, &uid);
         if (vm_jail_pending(h->jail))
                 event_active(h->jail_ev, EV_READ, 0);
         if (r < 0)
                 return r;
+        vm->proc.jail_seq = seq;
         vm->proc.pid = pid;
         vm->proc.uid = uid;
         return 0;
@@ -223,7 +243,7 @@ void vm_host_kill_proc(struct vm_host *h, struct vm *vm)
         if (vm->proc.pid <= 0 || vm->reaped)
                 return;
         if (h->jail)
-                (void)vm_jail_kill(h->jail, vm->proc.pid);
+                (void)vm_jail_kill(h->jail, vm->proc.jail_seq, vm->proc.pid);
         else
                 kill(vm->proc.pid, SIGKILL);
 }
@@ -262,10 +282,20 @@ void vm_host_detach(struct vm_host *h, struct vm *vm)
         slot_freed(h);
 }
 
+static void reaped(struct vm_host *h, struct vm *vm, int status)
+{
+        vm->reaped = true;
+        vm->exit_status = status;
+        vm_reaped(vm); /* may destroy the VM */
+        slot_freed(h);
+}
+
+/* opd's own child pid: a VM whose VMM opd started itself (a jailed one is opd-jail's child, and
+ * its pid may be the kernel's again for a child of opd's). */
 static struct vm *find_pid(struct vm *first, pid_t pid)
 {
         for (struct vm *vm = first; vm; vm = LIST_NEXT(vm, link))
-                if (vm->proc.pid == pid)
+                if (vm->proc.pid == pid && vm->proc.jail_seq == 0)
                         return vm;
         return NULL;
 }
@@ -281,10 +311,7 @@ bool vm_host_reap(struct vm_host *h, pid_t pid, int status)
                 vm = find_pid(LIST_FIRST(&h->dead_vms), pid);
         if (!vm)
                 return false;
-        vm->reaped = true;
-        vm->exit_status = status;
-        vm_reaped(vm); /* may destroy the VM */
-        slot_freed(h);
+        reaped(h, vm, status);
         return true;
 }
 

@@ -27,6 +27,7 @@ struct vm_jail {
         bool cgroup;
         char cgroup_text[JAIL_TEXT_MAX];
         struct {
+                uint32_t seq;
                 pid_t pid;
                 int status;
         } * exits;
@@ -63,6 +64,7 @@ static int recv_msg(struct vm_jail *j, int timeout_ms, struct jail_msg *ret)
 static void keep_exit(struct vm_jail *j, const struct jail_msg *m)
 {
         if (j->n_exits < EXITS_MAX) {
+                j->exits[j->n_exits].seq = m->seq;
                 j->exits[j->n_exits].pid = m->pid;
                 j->exits[j->n_exits].status = m->status;
                 j->n_exits++;
@@ -209,8 +211,8 @@ static int send_req(struct vm_jail *j, const struct jail_req *req, const int *fd
 }
 
 int vm_jail_spawn(struct vm_jail *j, uint32_t vmm, const char *name, char *const *argv,
-                  const int *fds, size_t n_fds, const struct vm_jail_limits *lim, pid_t *ret_pid,
-                  uid_t *ret_uid)
+                  const int *fds, size_t n_fds, const struct vm_jail_limits *lim, uint32_t *ret_seq,
+                  pid_t *ret_pid, uid_t *ret_uid)
 {
         struct jail_req req;
         struct jail_msg m;
@@ -239,17 +241,18 @@ int vm_jail_spawn(struct vm_jail *j, uint32_t vmm, const char *name, char *const
         }
         if (m.err < 0)
                 return m.err;
+        *ret_seq = seq;
         *ret_pid = m.pid;
         *ret_uid = m.uid;
         return 0;
 }
 
-int vm_jail_kill(struct vm_jail *j, pid_t pid)
+int vm_jail_kill(struct vm_jail *j, uint32_t seq, pid_t pid)
 {
         struct jail_req req = {
             .magic = JAIL_PROTO_MAGIC,
             .type = JAIL_REQ_KILL,
-            .seq = ++j->seq,
+            .seq = seq,
             .pid = pid,
         };
 
@@ -272,13 +275,14 @@ int vm_jail_read(struct vm_jail *j, bool block, int timeout_ms, vm_jail_exited_f
 
         for (;;) {
                 while (j->n_exits > 0) {
+                        uint32_t seq = j->exits[0].seq;
                         pid_t pid = j->exits[0].pid;
                         int status = j->exits[0].status;
 
                         memmove(j->exits, j->exits + 1, (j->n_exits - 1) * sizeof(*j->exits));
                         j->n_exits--;
                         got = true;
-                        exited(pid, status, userdata);
+                        exited(seq, pid, status, userdata);
                 }
                 r = recv_msg(j, block && !got ? timeout_ms : -1, &m);
                 if (r == -EAGAIN || r == -ETIMEDOUT)

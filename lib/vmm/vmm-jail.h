@@ -36,15 +36,19 @@ struct vm_jail_limits {
 };
 
 /* Start binary vmm with argv[1..]; fds[0] is its stdout and stderr, fds[1..] its 3, 4, ...
- * Blocks for the answer; exits heard meanwhile are kept for vm_jail_read(). */
+ * Blocks for the answer; exits heard meanwhile are kept for vm_jail_read(). *ret_seq names the
+ * VMM for vm_jail_kill() and in its exit: its pid alone could be a later VMM's once the kernel
+ * gives it again. */
 int vm_jail_spawn(struct vm_jail *j, uint32_t vmm, const char *name, char *const *argv,
-                  const int *fds, size_t n_fds, const struct vm_jail_limits *lim, pid_t *ret_pid,
-                  uid_t *ret_uid);
-int vm_jail_kill(struct vm_jail *j, pid_t pid);
+                  const int *fds, size_t n_fds, const struct vm_jail_limits *lim, uint32_t *ret_seq,
+                  pid_t *ret_pid, uid_t *ret_uid);
+/* SIGKILL to the VMM of spawn seq, when it still has pid. */
+int vm_jail_kill(struct vm_jail *j, uint32_t seq, pid_t pid);
 /* Exits kept by vm_jail_spawn(): true while some wait to be read. */
 bool vm_jail_pending(const struct vm_jail *j);
 
-typedef void (*vm_jail_exited_fn)(pid_t pid, int status, void *userdata);
+/* A VMM was reaped: seq names it (vm_jail_spawn()), pid and status as waitpid() gave them. */
+typedef void (*vm_jail_exited_fn)(uint32_t seq, pid_t pid, int status, void *userdata);
 /* Deliver the kept exits, then read what the socket has (block: wait for one packet at least,
  * up to timeout_ms). -EPIPE once the helper is gone. */
 int vm_jail_read(struct vm_jail *j, bool block, int timeout_ms, vm_jail_exited_fn exited,

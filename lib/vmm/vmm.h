@@ -75,9 +75,10 @@ void vm_drv_agent_connected(struct vm *vm, int fd, bool hello);
 /* ---- processes (spawn.c) ---- */
 struct vmm_proc {
         pid_t pid;
-        uid_t uid;    /* jailed: the VM's own uid from the configured range; else opd's */
-        int agent_fd; /* stream to op-agent: frames */
-        int ctl_fd;   /* QMP for qemu */
+        uid_t uid;         /* jailed: the VM's own uid from the configured range; else opd's */
+        uint32_t jail_seq; /* jailed: what opd-jail names it by (its spawn's seq); 0: not jailed */
+        int agent_fd;      /* stream to op-agent: frames */
+        int ctl_fd;        /* QMP for qemu */
 };
 
 /* The child's fd numbers, fixed: what vmm_spawn() puts at 3, 4, ... */

@@ -6,10 +6,13 @@ be refused."""
 import errno
 import os
 import socket
+import struct
+import subprocess
+import tempfile
 import time
 import unittest
 
-from opdtest import Opd, each_live, ended, fd_targets, vmm_names, wait_for
+from opdtest import BUILD, Opd, each_live, ended, fd_targets, vmm_names, wait_for
 from test_warm import create_snapshot, wait_serving
 
 JAIL_UID_MIN, JAIL_UID_MAX = 1879048192, 1879048192 + 1023
@@ -272,6 +275,85 @@ def children(pid, name):
         if ppid == pid and comm == name:
             found.append(int(p))
     return found
+
+
+# lib/jail/jail-proto.h: a request is 11 32-bit fields, the name and the arguments; an answer 8
+# fields and a text
+JAIL_MAGIC, JAIL_REQ_SPAWN, JAIL_REQ_KILL, JAIL_MSG_SPAWNED, JAIL_MSG_EXITED = \
+    0x6f706a31, 1, 2, 2, 3
+REQ = struct.Struct("=8Ii2I64s4096s")
+MSG = struct.Struct("=4I2iII160s")
+
+
+@unittest.skipUnless(os.geteuid() == 0, "opd-jail needs root")
+class HelperNamesVmmsBySpawn(unittest.TestCase):
+    """opd-jail speaking its protocol with this test (as it would with opd): a KILL names a VMM
+    by its SPAWN's seq and its pid, and an EXITED carries that seq. A pid alone could be a later
+    VMM's once the kernel gives it again; a KILL with the right pid and another seq kills
+    nothing."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="opd-jail-test-")
+        os.chmod(self.dir, 0o755)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock = ours
+        self.sock.settimeout(60)
+        # through a shell, so that opd-jail takes the shell for opd (its parent, which it moves
+        # to a cgroup leaf when cgroups are delegated), not this test
+        self.proc = subprocess.Popen(
+            ["sh", "-c", 'exec 3<&0 0</dev/null; "$@" & wait', "sh",
+             os.path.join(BUILD, "daemon", "opd-jail"), "--run-dir", self.dir,
+             "--uids", "1879050000-1879050009", "--owner", "0:0", "--vmm", "0=/usr/bin/sleep"],
+            stdin=theirs)
+        theirs.close()
+        self.assertEqual(self.recv()[1], 1)  # HELLO
+
+    def tearDown(self):
+        self.sock.close()
+        self.proc.wait(timeout=60)
+        os.rmdir(self.dir)
+
+    def recv(self):
+        data = self.sock.recv(MSG.size)
+        self.assertEqual(len(data), MSG.size)
+        return MSG.unpack(data)
+
+    def spawn(self, seq):
+        args = b"600\0"
+        req = REQ.pack(JAIL_MAGIC, JAIL_REQ_SPAWN, seq, 0, 1, 0, 0, 0, 0, 1, len(args),
+                       b"vm-jailtest-%d" % seq, args)
+        fd = os.open(os.devnull, os.O_WRONLY)  # its stdout and stderr
+        try:
+            socket.send_fds(self.sock, [req], [fd])
+        finally:
+            os.close(fd)
+        return self.answer(JAIL_MSG_SPAWNED, seq)
+
+    def answer(self, kind, seq):
+        while True:
+            magic, t, got_seq, err, pid, status, uid, flags, text = self.recv()
+            if t == kind and got_seq == seq:
+                self.assertEqual(err, 0, text.rstrip(b"\0"))
+                return pid, status
+
+    def kill(self, seq, pid):
+        self.sock.send(REQ.pack(JAIL_MAGIC, JAIL_REQ_KILL, seq, 0, 0, 0, 0, 0, pid, 0, 0, b"",
+                                b""))
+
+    def test_kill_and_exit_name_the_spawn(self):
+        first, _ = self.spawn(1)
+        self.kill(7, first)  # its pid, another spawn's seq: nothing is killed
+        second, _ = self.spawn(2)  # answered after the KILL above was handled
+        with open(f"/proc/{first}/status") as f:
+            fields = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        self.assertNotIn(fields["State"][0], "ZX", fields["State"])
+        pending = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
+        self.assertFalse(pending & (1 << (9 - 1)), "a SIGKILL is pending: the KILL named it")
+        self.kill(1, first)
+        _, status = self.answer(JAIL_MSG_EXITED, 1)
+        self.assertTrue(os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9, status)
+        self.kill(2, second)
+        self.answer(JAIL_MSG_EXITED, 2)
 
 
 @unittest.skipUnless(os.geteuid() == 0, "opd jails its VMMs only when started as root")

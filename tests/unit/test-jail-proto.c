@@ -113,9 +113,15 @@ static void test_decode_refuses(void **state)
 
 static void test_kill(void **state)
 {
-        struct jail_req r = {.magic = JAIL_PROTO_MAGIC, .type = JAIL_REQ_KILL, .pid = 4242}, d;
+        struct jail_req r = {.magic = JAIL_PROTO_MAGIC,
+                             .type = JAIL_REQ_KILL,
+                             .seq = 17,
+                             .pid = 4242},
+                        d;
 
+        /* the VMM by its spawn's seq and its pid */
         assert_int_equal(jail_req_decode(&r, sizeof(r), &d), 0);
+        assert_int_equal(d.seq, 17);
         assert_int_equal(d.pid, 4242);
         r.pid = 1; /* never init, never a process group */
         refused(&r);
