@@ -49,13 +49,21 @@ void exec_agent_limits(const struct request *r, struct op_agent_limits *ret);
 /* The client's answer's fields beyond the core, from the decoded agent answer. */
 int exec_reply_add_opts(struct request *r, const struct op_agent_exec *x, json_t *reply);
 void exec_on_vm_event(struct vm *vm, json_t *ev, void *userdata);
-/* The job was sent: the stdin held so far follows it, in frames of up to
- * limit.stdin_frame_max bytes (the last with eof when the client sent it). */
+/* The job was sent: the stdin held so far follows it from its first byte (exec_stdin_pump()). */
 void exec_flush_stdin(struct request *r);
 /* A stdin frame of r's client that passed the checks (op_stdin()): its bytes are counted in
- * r->stdin_total, sent to the agent once the job is, and kept (as bytes, not frames) only
- * while the program may start over elsewhere. -ENOMEM: nothing taken. */
+ * r->stdin_total and held until exec_stdin_pump() sends them. -ENOMEM: nothing taken. */
 int exec_stdin_take(struct request *r, const void *data, size_t len, bool eof);
+/* While r runs: held stdin goes to its VM in frames of up to limit.stdin_frame_max bytes (the
+ * last with eof once the client sent it) until the VM's channel holds EXEC_STDIN_QUEUE_MAX
+ * bytes; the rest waits for the channel to drain (the VM's drained event: now), and without
+ * now nothing goes while the channel has bytes to write (so that stdin coming in small frames
+ * leaves in large ones). What opd holds of a request's stdin is thus at most limit.stdin_max
+ * bytes and one channel's worth, however small the client's frames and however slowly the
+ * guest reads. Bytes sent are dropped once the program cannot start over elsewhere
+ * (request_may_retry()). */
+void exec_stdin_pump(struct request *r, bool now);
+#define EXEC_STDIN_QUEUE_MAX (256u << 10)
 /* A member of a batch starts: the batch waits for it. */
 void batch_hold(struct batch *b);
 /* A member of a batch was answered: count its outcome and send the answer (takes it) on the

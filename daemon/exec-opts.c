@@ -234,7 +234,7 @@ static void stdin_drop(struct request *r)
 {
         free(r->stdin_held);
         r->stdin_held = NULL;
-        r->stdin_held_len = r->stdin_held_cap = 0;
+        r->stdin_held_len = r->stdin_held_cap = r->stdin_sent = 0;
 }
 
 /* Kept as one run of bytes, not as the frames they came in: what a request holds is at most
@@ -262,51 +262,66 @@ static int stdin_hold(struct request *r, const void *data, size_t len)
         return 0;
 }
 
+/* Bytes the VM has are of no more use once the program cannot start over: they go when they
+ * are all of it or at least half (each byte is moved at most once on average). */
+static void stdin_compact(struct request *r)
+{
+        if (request_may_retry(r) || r->stdin_sent == 0)
+                return;
+        if (r->stdin_sent == r->stdin_held_len) {
+                stdin_drop(r);
+                return;
+        }
+        if (r->stdin_sent < r->stdin_held_len / 2)
+                return;
+        memmove(r->stdin_held, r->stdin_held + r->stdin_sent, r->stdin_held_len - r->stdin_sent);
+        r->stdin_held_len -= r->stdin_sent;
+        r->stdin_sent = 0;
+}
+
+void exec_stdin_pump(struct request *r, bool now)
+{
+        size_t max = r->d->cfg.limits.stdin_frame_max ?: 1;
+
+        if (r->state != REQ_RUNNING || !r->vm || !r->exec.stdin_stream)
+                return;
+        /* While the channel still has bytes to write, more stdin waits for its drained event and
+         * then goes in frames as large as it has come to. */
+        while (vm_send_queued(r->vm) < (now ? EXEC_STDIN_QUEUE_MAX : 1)) {
+                size_t left = r->stdin_held_len - r->stdin_sent, len = left < max ? left : max;
+                bool eof = r->stdin_eof && len == left;
+                json_t *frame;
+                int k;
+
+                if (len == 0 && (!r->stdin_eof || r->stdin_eof_sent))
+                        break;
+                frame = stdin_frame(len ? r->stdin_held + r->stdin_sent : NULL, len, eof);
+                k = frame ? vm_send_more(r->vm, frame) : -ENOMEM;
+                json_decref(frame);
+                if (k < 0)
+                        break; /* kept: the drained event or the next frame tries again */
+                r->stdin_sent += len;
+                r->stdin_eof_sent = eof;
+        }
+        stdin_compact(r);
+}
+
 void exec_flush_stdin(struct request *r)
 {
-        size_t max = r->d->cfg.limits.stdin_frame_max ?: 1, off = 0;
-
         /* All of it, not only what came since: a request moved to another clone (the first
          * died before it resumed) starts its stdin again there. */
-        do {
-                size_t len = r->stdin_held_len - off < max ? r->stdin_held_len - off : max;
-                bool last = off + len == r->stdin_held_len;
-                json_t *frame;
-
-                if (len == 0 && !r->stdin_eof)
-                        break;
-                frame = stdin_frame(r->stdin_held ? r->stdin_held + off : NULL, len,
-                                    last && r->stdin_eof);
-                if (frame)
-                        (void)vm_send_more(r->vm, frame);
-                json_decref(frame);
-                off += len;
-        } while (off < r->stdin_held_len);
-        if (!request_may_retry(r))
-                stdin_drop(r);
+        r->stdin_sent = 0;
+        r->stdin_eof_sent = false;
+        exec_stdin_pump(r, true);
 }
 
 int exec_stdin_take(struct request *r, const void *data, size_t len, bool eof)
 {
-        _cleanup_(json_decrefp) json_t *frame = NULL;
-        bool running = r->state == REQ_RUNNING;
-
-        if (running) {
-                frame = stdin_frame(data, len, eof);
-                if (!frame)
-                        return -ENOMEM;
-        }
-        /* Once the program cannot start over, what was kept is of no more use. */
-        if (!running || request_may_retry(r)) {
-                if (stdin_hold(r, data, len) < 0)
-                        return -ENOMEM;
-        } else
-                stdin_drop(r);
+        if (stdin_hold(r, data, len) < 0)
+                return -ENOMEM;
         r->stdin_total += len;
         r->stdin_eof = eof;
-        /* Before the job is sent it waits: exec_flush_stdin() sends it after the job. */
-        if (running)
-                (void)vm_send_more(r->vm, frame);
+        exec_stdin_pump(r, false);
         return 0;
 }
 

@@ -392,10 +392,16 @@ static void on_vm_failed(struct vm *vm, const char *why, void *userdata)
         request_fail(r, OP_ERR_VM_FAILED, "%s: %s", vm->name, why);
 }
 
+static void on_vm_drained(struct vm *vm, void *userdata)
+{
+        exec_stdin_pump(userdata, true);
+}
+
 static const struct vm_events request_vm_events = {
     .ready = on_vm_ready,
     .answer = exec_on_vm_answer,
     .event = exec_on_vm_event,
+    .drained = on_vm_drained,
     .failed = on_vm_failed,
 };
 

@@ -89,11 +89,15 @@ struct request {
         char snap_version[SNAP_NAME_MAX]; /* the snapshot a warm VM came from */
         uint64_t t_start, t_vm, t_ready, t_sent, t_done; /* op_now_us() */
         /* exec-opts.c */
-        uint8_t *stdin_held; /* streamed stdin kept while request_may_retry() (exec-opts.c) */
+        /* streamed stdin not yet sent to the VM, and while request_may_retry() what was sent
+         * too (from its first byte), as bytes (exec-opts.c) */
+        uint8_t *stdin_held;
         size_t stdin_held_len, stdin_held_cap;
-        size_t stdin_total; /* bytes of streamed stdin taken */
-        bool stdin_eof;     /* the client sent eof */
-        size_t streamed[2]; /* bytes of stdout, stderr events forwarded */
+        size_t stdin_sent;   /* of stdin_held, queued for the VM already */
+        size_t stdin_total;  /* bytes of streamed stdin taken */
+        bool stdin_eof;      /* the client sent eof */
+        bool stdin_eof_sent; /* ... and the VM was sent it */
+        size_t streamed[2];  /* bytes of stdout, stderr events forwarded */
 };
 
 /* A request for the decoded exec e (taken, also on failure) in language lang, from client c

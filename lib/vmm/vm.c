@@ -349,6 +349,15 @@ static void on_agent_read(struct bufferevent *bev, void *arg)
         }
 }
 
+/* The channel's output is empty again (libevent's low write mark is 0). */
+static void on_agent_write(struct bufferevent *bev, void *arg)
+{
+        struct vm *vm = arg;
+
+        if (vm->state == VM_RUNNING && vm->ev.drained)
+                vm->ev.drained(vm, vm->userdata);
+}
+
 static void on_agent_event(struct bufferevent *bev, short what, void *arg)
 {
         struct vm *vm = arg;
@@ -425,7 +434,7 @@ static int vm_attach(struct vm *vm, enum vm_state first)
         vm_set_state(vm, first);
         if (!vm->agent || !vm->deadline)
                 return -ENOMEM;
-        bufferevent_setcb(vm->agent, on_agent_read, NULL, on_agent_event, vm);
+        bufferevent_setcb(vm->agent, on_agent_read, on_agent_write, on_agent_event, vm);
         return 0;
 }
 
@@ -661,6 +670,11 @@ int vm_send_more(struct vm *vm, json_t *frame)
         if (vm->state != VM_RUNNING)
                 return -EBUSY;
         return evframe_add(bufferevent_get_output(vm->agent), frame, SIZE_MAX);
+}
+
+size_t vm_send_queued(const struct vm *vm)
+{
+        return vm->agent ? evbuffer_get_length(bufferevent_get_output(vm->agent)) : 0;
 }
 
 void vm_set_frame_max(struct vm *vm, size_t max)

@@ -53,6 +53,9 @@ struct vm_events {
         void (*answer)(struct vm *vm, json_t *answer, void *userdata);
         /* A streamed output event ({"event": "stdout" | "stderr", ...}) while a job runs. */
         void (*event)(struct vm *vm, json_t *event, void *userdata);
+        /* While a job runs: everything queued for the agent has been written to the VMM (may be
+         * NULL). The owner may queue more (vm_send_more(), vm_send_queued()). */
+        void (*drained)(struct vm *vm, void *userdata);
         /* The VM is gone (exited, failed to boot, broke the channel, missed a deadline); why is
          * human text, with how the VMM ended when it ended on its own ("the VMM was killed by
          * SIGBUS: ..."). Told once the VMM has been reaped (or VM_EXIT_WAIT_MS after it was
@@ -125,6 +128,8 @@ int vm_job_identity(const struct vm *vm, json_t *job);
 int vm_send(struct vm *vm, json_t *job);
 /* One more frame for the running job (stdin frames). */
 int vm_send_more(struct vm *vm, json_t *frame);
+/* Bytes queued for the agent that the VMM has not taken yet. */
+size_t vm_send_queued(const struct vm *vm);
 /* The largest frame the agent may send until its next answer (the job's own cap, set with the
  * job); after an answer it is VM_FRAME_MAX_DEFAULT again. */
 void vm_set_frame_max(struct vm *vm, size_t max);

@@ -2,6 +2,7 @@
 interactive stdin, each limit and the status it produces, usage, base64 files and output files,
 and exec_batch with a failing member."""
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -233,3 +234,57 @@ class Stream(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def peak_rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) << 10
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+@unittest.skipUnless(os.geteuid() == 0, "resetting opd's peak RSS needs its uid or root")
+class StdinFlood(unittest.TestCase):
+    """A client that streams stdin in the smallest frames there are, faster than the guest
+    reads: opd holds the bytes, not a frame per byte, so its memory stays within the stdin
+    limit whatever the frames' number, and the program still gets every byte in order."""
+    FRAMES = 1 << 20
+    STDIN_MAX = 1 << 20
+
+    @classmethod
+    def setUpClass(cls):
+        cls.opd = Opd({"pool.sizes": "bash=1", "languages.enabled": "bash",
+                       "pool.fallback_cold": "no", "limit.frame_max": "65536",
+                       "limit.stdin_max": str(cls.STDIN_MAX)})
+        wait_serving(cls.opd, "bash", create_snapshot(cls.opd, "bash"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.opd.stop()
+
+    def test_one_byte_frames(self):
+        pid = self.opd.proc.pid
+        data = bytes(b"abcdefghij"[i % 10] for i in range(self.FRAMES))
+        c = self.opd.client(timeout=600)
+        try:
+            # the program reads nothing for its first seconds: the frames pile up meanwhile
+            c.send({"op": "exec", "id": "f", "lang": "bash", "code": "sleep 3; md5sum",
+                    "stdin_stream": True, "timeout_ms": 60000})
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")  # the peak RSS from here
+            before = peak_rss(pid)
+            # every frame as the protocol allows its smallest, all at once
+            frames = [frame({"op": "stdin", "id": "f", "data": chr(b)}) for b in data[:-1]]
+            frames.append(frame({"op": "stdin", "id": "f", "data": chr(data[-1]), "eof": True}))
+            c.send_raw(b"".join(frames))
+            a = c.recv()
+            self.assertNotIn("event", a, "a stdin frame was refused")
+        finally:
+            c.close()
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["stdout"].split()[0], hashlib.md5(data).hexdigest())
+        grown = peak_rss(pid) - before
+        # a frame per byte cost opd some 37 bytes each (37 MiB here); the bytes 1 MiB, the
+        # client's unread frames at most limit.frame_max
+        self.assertLess(grown, 12 << 20, f"opd grew by {grown >> 20} MiB")
