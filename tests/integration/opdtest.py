@@ -179,6 +179,9 @@ class Opd:
         self.proc = subprocess.Popen((argv or []) + [OPD, "--config", self.config_path],
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})})
+        # a class whose setUpClass fails after this point never reaches its tearDownClass: at
+        # the latest the test process's exit stops this opd (and with it its VMMs)
+        atexit.register(self.kill_if_running)
         deadline = time.time() + 30
         while wait_socket:
             if self.proc.poll() is not None:
@@ -244,6 +247,11 @@ class Opd:
         return wait_for(settled, timeout, lambda: f"{n} paused {lang} clones and no other VM: "
                         f"{pool(self, lang)}, VMMs {self.vmm_pids()}, VM directories "
                         f"{os.listdir(self.run_dir)}")
+
+    def kill_if_running(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self):
         if self.proc.poll() is None:
