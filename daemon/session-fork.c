@@ -48,10 +48,11 @@ struct job {
         uid_t uid;
         char workdir[OP_SESSION_ID_LEN + 1]; /* the session's guest directory */
         const struct op_lang *lang;
-        bool repl;         /* the session is a repl session (its children are too) */
-        struct vm *vm;     /* saving: the session's VM */
-        struct pool *pool; /* ... and the pool it came from */
-        char *dir;         /* where it is saved */
+        bool repl;           /* the session is a repl session (its children are too) */
+        struct vm *vm;       /* saving: the session's VM */
+        struct pool *pool;   /* ... and the pool it came from */
+        struct uid_use *use; /* ... and its count against the uid (session_detach_vm()) */
+        char *dir;           /* where it is saved */
         struct snap_manifest m;
         struct reply_slot *reply;
         struct event *timer; /* the bound on restoring the children */
@@ -86,10 +87,22 @@ static struct job *job_alloc(struct opd *d, enum job_kind kind)
         return j;
 }
 
+/* The VM the job held is destroyed or given back to its session: the job counts it no more. */
+static void job_uncount(struct job *j)
+{
+        if (!j->use)
+                return;
+        j->use->vms--;
+        uid_use_put(j->use);
+        j->use = NULL;
+        opd_schedule_reap(j->d); /* a uid's VM slot is free: its queued requests may start */
+}
+
 static void job_free(struct job *j)
 {
         if (!j)
                 return;
+        job_uncount(j);
         LIST_REMOVE(j, link);
         if (j->timer)
                 event_free(j->timer);
@@ -153,6 +166,7 @@ static void give_back(struct job *j, bool resume)
                 return;
         if (!resume || !s || s->state != SESSION_SAVING || (k = vm_resume(vm)) < 0) {
                 vm_destroy(vm);
+                job_uncount(j);
                 if (j->pool)
                         pool_release(j->pool);
                 j->pool = NULL;
@@ -161,6 +175,7 @@ static void give_back(struct job *j, bool resume)
                 return;
         }
         session_attach_vm(s, vm, j->pool);
+        job_uncount(j);
         j->pool = NULL;
 }
 
@@ -447,6 +462,7 @@ void session_jobs_stop(struct opd *d)
                          * in sessions_stop() */
                         vm_destroy(j->vm);
                         j->vm = NULL;
+                        job_uncount(j);
                         if (j->pool)
                                 pool_release(j->pool);
                         j->pool = NULL;
@@ -629,12 +645,13 @@ static int start_save(struct job *j, struct session *s, const char *dir,
         if (k < 0)
                 return op_errf_fs(why, whylen, k, dir, "linking the snapshot's rootfs into %s",
                                   dir);
-        j->vm = session_detach_vm(s, &j->pool);
+        j->vm = session_detach_vm(s, &j->pool, &j->use);
         session_set_state(s, SESSION_SAVING);
         k = vm_snapshot(j->vm, dir, done, j);
         if (k < 0) {
                 /* Not started: the VM runs as it did; the session gets it back as it was. */
                 session_attach_vm(s, j->vm, j->pool);
+                job_uncount(j);
                 j->vm = NULL;
                 j->pool = NULL;
                 op_errf_fs(why, whylen, k, dir, "saving the VM into %s", dir);
@@ -890,6 +907,7 @@ static void on_pause_saved(struct vm *vm, const char *err, void *userdata)
         /* On disk: the VM goes, the session waits there. */
         vm_destroy(j->vm);
         j->vm = NULL;
+        job_uncount(j);
         if (j->pool)
                 pool_release(j->pool);
         j->pool = NULL;

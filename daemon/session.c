@@ -351,11 +351,15 @@ void session_attach_vm(struct session *s, struct vm *vm, struct pool *pool)
         opened(s);
 }
 
-struct vm *session_detach_vm(struct session *s, struct pool **ret_pool)
+struct vm *session_detach_vm(struct session *s, struct pool **ret_pool, struct uid_use **ret_use)
 {
         struct vm *vm = s->vm;
 
-        s->vm = NULL; /* still counted: it runs, or is saved, for the session's uid */
+        s->vm = NULL;
+        /* The count goes to the caller with the VM: the uid's vms stays as it is. */
+        *ret_use = vm && s->vm_counted ? uid_use_get(s->d, s->uid) : NULL;
+        if (*ret_use)
+                s->vm_counted = false;
         if (vm)
                 vm_set_events(vm, &(struct vm_events){0}, NULL);
         if (ret_pool)
@@ -375,7 +379,7 @@ void session_restoring(struct session *s, struct vm *vm)
 
 void session_saved(struct session *s)
 {
-        count_vm(s, false);
+        count_vm(s, false); /* counted only when the detach could not hand the count over */
         session_set_state(s, SESSION_PAUSED);
 }
 

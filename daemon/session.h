@@ -137,17 +137,20 @@ void session_set_state(struct session *s, enum session_state state);
  * is IDLE. */
 void session_attach_vm(struct session *s, struct vm *vm, struct pool *pool);
 /* Take the VM away from the session (to save it, to fork it): its events no longer the
- * session's; the caller owns it and sets the session's next state. It is still counted against
- * the session's uid, until session_attach_vm() gives it back, session_saved() says it is gone or
- * the session ends. Its pool, if any, is still the session's (*ret_pool: the caller takes it,
- * NULL when not wanted: released now). */
-struct vm *session_detach_vm(struct session *s, struct pool **ret_pool);
+ * session's; the caller owns it and sets the session's next state. Its count against the
+ * session's uid goes with it: *ret_use is a reference to the uid's record whose vms counts it,
+ * the caller's to drop (vms and the reference) once the VM is destroyed or given back with
+ * session_attach_vm(), which counts it for the session again; whoever holds the VM counts it, so
+ * a session that ends meanwhile leaves it counted. *ret_use is NULL when the session did not
+ * count it (out of memory: the session keeps counting it until it ends). Its pool, if any, is
+ * still the session's (*ret_pool: the caller takes it, NULL when not wanted: released now). */
+struct vm *session_detach_vm(struct session *s, struct pool **ret_pool, struct uid_use **ret_use);
 /* s (NEW, or PAUSED and being resumed) gets vm, being restored for it from a saved VM: counted
  * against its uid from now on, as a VM that boots is, and SESSION_BOOTING; session_attach_vm()
  * once it has loaded and runs. */
 void session_restoring(struct session *s, struct vm *vm);
-/* s (SAVING) was saved to disk and the VM taken with session_detach_vm() destroyed: no longer
- * counted against its uid, and SESSION_PAUSED. */
+/* s (SAVING) was saved to disk and the VM taken with session_detach_vm() destroyed (the caller
+ * dropped its count): SESSION_PAUSED. */
 void session_saved(struct session *s);
 /* End the session: its VM destroyed (the pool refills), the open's answer (if still owed) sent
  * as an error, an exec running cancelled without an answer unless the request ends it itself.
