@@ -200,6 +200,11 @@ class Firecracker(unittest.TestCase):
             wait_for(lambda: "restore failed (Firecracker: Load snapshot error: injected"
                      in self.opd.read_log(), 30,
                      lambda: f"the failed restore in opd's log:\n{self.opd.read_log()[-3000:]}")
+            # its console, Firecracker's stdout and stderr, comes from the pipe opd drains: the
+            # stand-in's first line (written before it answered anything) is in the tail
+            self.assertRegex(self.opd.read_log(),
+                             r"vm-\d+-\d+ console tail: fake-firecracker\[\d+\]: API server "
+                             r"listening on \S+firecracker\.sock\\n")
             if before is not None:
                 self.assertGreater(pool(self.opd, "bash")["failures"], before)
         finally:
