@@ -417,18 +417,31 @@ int snap_verify(int dirfd, const struct snap_manifest *m, char *errbuf, size_t e
         return 0;
 }
 
-int snap_rmtree(int parent_fd, const char *name)
+static bool is_dir(int dirfd, const struct dirent *de)
+{
+        struct stat st;
+
+        if (de->d_type != DT_UNKNOWN)
+                return de->d_type == DT_DIR;
+        return fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* One level: an fd, a directory stream and a stack frame each, so the depth is bounded. */
+static int rmtree_at(int parent_fd, const char *name, unsigned depth)
 {
         _cleanup_close_ int fd =
             openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         struct dirent *de;
         DIR *dir;
+        int r = 0, k;
 
         if (fd < 0) {
-                if (errno == ENOTDIR)
-                        return unlinkat(parent_fd, name, 0) < 0 ? -errno : 0;
+                if (errno == ENOTDIR || errno == ELOOP)
+                        return unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
                 return errno == ENOENT ? 0 : -errno;
         }
+        if (depth >= SNAP_RMTREE_DEPTH_MAX)
+                return -ELOOP;
         dir = fdopendir(fd);
         if (!dir)
                 return -errno;
@@ -436,13 +449,21 @@ int snap_rmtree(int parent_fd, const char *name)
         while ((de = readdir(dir))) {
                 if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
                         continue;
-                if (de->d_type == DT_DIR)
-                        snap_rmtree(dirfd(dir), de->d_name);
+                if (is_dir(dirfd(dir), de))
+                        k = rmtree_at(dirfd(dir), de->d_name, depth + 1);
                 else
-                        unlinkat(dirfd(dir), de->d_name, 0);
+                        k = unlinkat(dirfd(dir), de->d_name, 0) < 0 && errno != ENOENT ? -errno : 0;
+                r = r < 0 ? r : k;
         }
         closedir(dir);
-        return unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? -errno : 0;
+        if (unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                return r < 0 ? r : -errno;
+        return r;
+}
+
+int snap_rmtree(int parent_fd, const char *name)
+{
+        return rmtree_at(parent_fd, name, 0);
 }
 
 static int lang_dir(const char *cache_dir, const char *lang, bool create)

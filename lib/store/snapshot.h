@@ -130,7 +130,13 @@ int snap_set_current(const char *cache_dir, const char *lang, const char *versio
 /* Remove versions of lang except "current", `except` (may be NULL) and the newest `keep`. */
 int snap_gc(const char *cache_dir, const char *lang, unsigned keep, const char *except);
 
-/* Remove a directory tree created by the store (no symlinks followed). */
+/* Remove a directory tree opd made (no symlinks followed; a name that is no directory is
+ * unlinked). A directory SNAP_RMTREE_DEPTH_MAX levels down or deeper is no tree of opd's (a
+ * VM directory a compromised Firecracker nested): it is left, with the levels above it, and
+ * -ELOOP returned, so that no tree costs more than that many fds and stack frames; opd's
+ * start as root removes VM directories whatever their depth (daemon/privsep.c). Otherwise the
+ * first error, after the rest was removed. */
+#define SNAP_RMTREE_DEPTH_MAX 64
 int snap_rmtree(int parent_fd, const char *name);
 
 /* Read a file of an opened snapshot through the page cache (snap-preload.c). Slow: off the loop. */

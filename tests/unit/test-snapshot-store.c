@@ -191,6 +191,85 @@ static void test_current_outside_refused(void **state)
         assert_int_equal(snap_open(cache, "py", V1, &dirfd, &m, err, sizeof(err)), -ENOTDIR);
 }
 
+/* levels nested directories "d" under root/name, each with a file and a link to root/keep. */
+static void nest(const char *name, unsigned levels)
+{
+        char path[8192];
+        size_t n;
+
+        n = (size_t)snprintf(path, sizeof(path), "%s/%s", root, name);
+        assert_int_equal(mkdir(path, 0700), 0);
+        for (unsigned i = 0; i < levels; i++) {
+                char file[8300];
+                int fd;
+
+                snprintf(file, sizeof(file), "%s/f", path);
+                fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+                assert_true(fd >= 0);
+                close(fd);
+                snprintf(file, sizeof(file), "%s/l", path);
+                assert_int_equal(symlink("../../../keep", file), 0);
+                n += (size_t)snprintf(path + n, sizeof(path) - n, "/d");
+                assert_int_equal(mkdir(path, 0700), 0);
+        }
+}
+
+/* What nest() made, removed from its deepest level up. */
+static void unnest(const char *name, unsigned levels)
+{
+        char path[8192];
+        size_t n = (size_t)snprintf(path, sizeof(path), "%s/%s", root, name);
+
+        for (unsigned i = 0; i < levels; i++)
+                n += (size_t)snprintf(path + n, sizeof(path) - n, "/d");
+        for (unsigned i = 0; i <= levels; i++) {
+                char file[8300];
+
+                snprintf(file, sizeof(file), "%s/f", path);
+                (void)unlink(file);
+                snprintf(file, sizeof(file), "%s/l", path);
+                (void)unlink(file);
+                assert_int_equal(rmdir(path), 0);
+                *strrchr(path, '/') = 0;
+        }
+}
+
+/* A tree opd made goes whole (links not followed); one nested deeper than opd ever nests is
+ * left below SNAP_RMTREE_DEPTH_MAX levels with -ELOOP, costing no more fds or frames. */
+static void test_rmtree_bounded(void **state)
+{
+        char path[128];
+        struct stat st;
+        int fd;
+
+        snprintf(path, sizeof(path), "%s/keep", root);
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+        nest("shallow", 10);
+        fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(snap_rmtree(fd, "shallow"), 0);
+        assert_int_equal(fstatat(fd, "shallow", &st, AT_SYMLINK_NOFOLLOW), -1);
+        assert_int_equal(errno, ENOENT);
+        assert_int_equal(fstatat(fd, "keep", &st, 0), 0);
+
+        nest("deep", SNAP_RMTREE_DEPTH_MAX + 36);
+        assert_int_equal(snap_rmtree(fd, "deep"), -ELOOP);
+        assert_int_equal(fstatat(fd, "deep", &st, AT_SYMLINK_NOFOLLOW), 0);    /* left */
+        assert_int_equal(fstatat(fd, "deep/f", &st, AT_SYMLINK_NOFOLLOW), -1); /* its files not */
+        assert_int_equal(fstatat(fd, "keep", &st, 0), 0);
+        unnest("deep", SNAP_RMTREE_DEPTH_MAX + 36);
+        /* a name that is a link or a file is unlinked, not followed */
+        assert_int_equal(symlinkat("keep", fd, "link"), 0);
+        assert_int_equal(snap_rmtree(fd, "link"), 0);
+        assert_int_equal(fstatat(fd, "keep", &st, 0), 0);
+        assert_int_equal(snap_rmtree(fd, "keep"), 0);
+        assert_int_equal(fstatat(fd, "keep", &st, 0), -1);
+        assert_int_equal(snap_rmtree(fd, "gone"), 0);
+        close(fd);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -198,6 +277,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_list_newest_first_and_set_aside, setup, teardown),
             cmocka_unit_test_setup_teardown(test_check_files, setup, teardown),
             cmocka_unit_test_setup_teardown(test_current_outside_refused, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_rmtree_bounded, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
