@@ -133,9 +133,9 @@ int snap_gc(const char *cache_dir, const char *lang, unsigned keep, const char *
 /* Remove a directory tree opd made (no symlinks followed; a name that is no directory is
  * unlinked). A directory SNAP_RMTREE_DEPTH_MAX levels down or deeper is no tree of opd's (a
  * VM directory a compromised Firecracker nested): it is left, with the levels above it, and
- * -ELOOP returned, so that no tree costs more than that many fds and stack frames; opd's
- * start as root removes VM directories whatever their depth (daemon/privsep.c). Otherwise the
- * first error, after the rest was removed. */
+ * -ELOOP returned, so that no tree costs more than that many fds and stack frames (with
+ * opd-jail, opd's start as root removes stale VM directories whatever their depth:
+ * daemon/privsep.c). Otherwise the first error, after the rest was removed. */
 #define SNAP_RMTREE_DEPTH_MAX 64
 int snap_rmtree(int parent_fd, const char *name);
 
