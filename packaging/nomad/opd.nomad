@@ -209,7 +209,7 @@ job "opd" {
           type   = "tmpfs"
           target = "/run/opd-vm"
           tmpfs_options {
-            size = 67108864   # qemu.log per VM, a snapshot's vmstate; counts against memory
+            size = 67108864   # an empty directory per VM; counts against memory
           }
         }
         mount {   # read-only root file system
