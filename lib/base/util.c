@@ -2,6 +2,7 @@
  * No state; every function returns 0 or a negative errno. */
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -168,6 +169,15 @@ char *op_strip(char *s)
         while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
                 *--e = 0;
         return s;
+}
+
+bool op_dirent_is_dir(int dirfd, const struct dirent *de)
+{
+        struct stat st;
+
+        if (de->d_type != DT_UNKNOWN)
+                return de->d_type == DT_DIR;
+        return fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
 }
 
 int op_mkdir_p(const char *path, mode_t mode)

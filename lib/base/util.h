@@ -1,6 +1,7 @@
 /* util.h: small helpers shared by every binary: clocks, fd flags, full reads and writes. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -31,6 +32,11 @@ int op_read_fd(int fd, size_t max, char **ret, size_t *ret_len);
 /* mkdir -p: the missing parents with mode 0755, path itself with mode; an existing directory
  * is fine. */
 int op_mkdir_p(const char *path, mode_t mode);
+
+struct dirent;
+/* Whether de, read from the directory dirfd, is a directory (not a link to one): its d_type, or
+ * where the file system gives none, an fstatat() that does not follow links. */
+bool op_dirent_is_dir(int dirfd, const struct dirent *de);
 
 /* Bytes someone else wrote (a guest's console), made safe for one log line: printable ASCII
  * stays, a backslash is doubled, newline, CR and tab become backslash-n, -r, -t, and every other

@@ -497,15 +497,6 @@ int jail_spawn(const struct jail_conf *c, struct jail_cgroup *cg, const struct j
         return r;
 }
 
-static bool is_dir_entry(int dirfd, const struct dirent *de)
-{
-        struct stat st;
-
-        if (de->d_type != DT_UNKNOWN)
-                return de->d_type == DT_DIR;
-        return fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* One pass over the directory fd: every entry but a directory unlinked, every empty directory
  * removed, up to the first directory that is not empty, opened in *ret_sub (-1: none left, fd is
  * empty). A directory of the inode `left` (the one just emptied) found not empty: -EIO, for a
@@ -529,7 +520,7 @@ static int clear_dir(int fd, dev_t dev, ino_t left, int *ret_sub)
         while ((de = readdir(d))) {
                 if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                         continue;
-                if (!is_dir_entry(dirfd(d), de)) {
+                if (!op_dirent_is_dir(dirfd(d), de)) {
                         if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
                                 r = -errno;
                                 break;

@@ -417,15 +417,6 @@ int snap_verify(int dirfd, const struct snap_manifest *m, char *errbuf, size_t e
         return 0;
 }
 
-static bool is_dir(int dirfd, const struct dirent *de)
-{
-        struct stat st;
-
-        if (de->d_type != DT_UNKNOWN)
-                return de->d_type == DT_DIR;
-        return fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* One level: an fd, a directory stream and a stack frame each, so the depth is bounded. */
 static int rmtree_at(int parent_fd, const char *name, unsigned depth)
 {
@@ -449,7 +440,7 @@ static int rmtree_at(int parent_fd, const char *name, unsigned depth)
         while ((de = readdir(dir))) {
                 if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
                         continue;
-                if (is_dir(dirfd(dir), de))
+                if (op_dirent_is_dir(dirfd(dir), de))
                         k = rmtree_at(dirfd(dir), de->d_name, depth + 1);
                 else
                         k = unlinkat(dirfd(dir), de->d_name, 0) < 0 && errno != ENOENT ? -errno : 0;
