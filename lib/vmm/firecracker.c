@@ -564,8 +564,15 @@ static void fc_release(struct vm *vm)
                 /* the jail: <chroot_base>/firecracker/<id>; its root is inside */
                 char *slash = strrchr(f->root, '/');
                 if (slash) {
+                        int r;
+
                         *slash = 0;
-                        snap_rmtree(AT_FDCWD, f->root);
+                        r = snap_rmtree(AT_FDCWD, f->root);
+                        if (r < 0)
+                                vm_host_log(vm->host, LOG_WARNING,
+                                            "%s: cannot remove its jail %s: %s (left for removal "
+                                            "by hand)",
+                                            vm->name, f->root, strerror(-r));
                 }
         }
         free(f->root);

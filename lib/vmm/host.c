@@ -317,7 +317,14 @@ bool vm_host_reap(struct vm_host *h, pid_t pid, int status)
 
 static void vm_free(struct vm *vm)
 {
-        snap_rmtree(AT_FDCWD, vm->workdir); /* the VM's directory */
+        /* The VM's directory. Under Firecracker its VMM writes there: a tree deeper than
+         * snap_rmtree() goes is left, and said. */
+        int r = snap_rmtree(AT_FDCWD, vm->workdir);
+
+        if (r < 0)
+                vm_host_log(vm->host, LOG_WARNING,
+                            "%s: cannot remove %s: %s (left for removal by hand)", vm->name,
+                            vm->workdir, strerror(-r));
         free(vm->workdir);
         vmm_output_free(vm->out);
         free(vm->ram_path);

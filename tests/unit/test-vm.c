@@ -2,6 +2,7 @@
  * boot, restore, resume, jobs, each deadline, each fault, destruction in each state and the
  * kill-all at stop. No process, no image: the test drives the loop until a condition holds. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -53,6 +54,7 @@ struct fx {
         struct snap_ref *snap;
         unsigned slots_freed;
         char console_line[512]; /* the last "console tail" log line */
+        char remove_line[512];  /* the last "cannot remove" log line */
         unsigned agent_calls;
         bool agent_big; /* the agent's answer exceeds any small frame cap */
 };
@@ -84,6 +86,8 @@ static void on_log(int prio, const char *msg, void *userdata)
 
         if (strstr(msg, "console tail"))
                 snprintf(f->console_line, sizeof(f->console_line), "%s", msg);
+        if (strstr(msg, "cannot remove"))
+                snprintf(f->remove_line, sizeof(f->remove_line), "%s", msg);
 }
 
 static int setup(void **state)
@@ -765,6 +769,32 @@ static void test_destroy_in_each_state(void **state)
         assert_int_equal(f->host->vms_failed, 0);
 }
 
+/* A VM's directory holds a tree deeper than snap_rmtree() goes (a Firecracker VMM writes there):
+ * what can be removed is, the rest is left, and the log says which directory and why. */
+static void test_deep_directory_left_and_said(void **state)
+{
+        struct fx *f = *state;
+        struct owner o = {0};
+        char path[64 * (SNAP_RMTREE_DEPTH_MAX + 8)], cmd[128];
+        size_t len;
+
+        boot_ready(f, &o);
+        len = (size_t)snprintf(path, sizeof(path), "%s", o.vm->workdir);
+        for (int i = 0; i < SNAP_RMTREE_DEPTH_MAX + 4; i++) {
+                len += (size_t)snprintf(path + len, sizeof(path) - len, "/d");
+                assert_int_equal(mkdir(path, 0700), 0);
+        }
+        snprintf(cmd, sizeof(cmd), "%s/f", o.vm->workdir);
+        assert_int_equal(close(open(cmd, O_WRONLY | O_CREAT, 0600)), 0);
+        snprintf(cmd, sizeof(cmd), "rm -rf %s/vm-*", f->dir);
+        destroy(f, &o);
+        assert_non_null(strstr(f->remove_line, "cannot remove"));
+        assert_non_null(strstr(f->remove_line, f->dir));
+        assert_non_null(strstr(f->remove_line, strerror(ELOOP)));
+        assert_int_equal(system(cmd), 0);
+        owner_done(&o);
+}
+
 /* Stop: every live VM's owner hears "stopping" once, whatever the state; nothing is counted as
  * a failure and nothing is left. */
 static void test_kill_all(void **state)
@@ -912,6 +942,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_image_lifetime, setup, teardown),
             cmocka_unit_test_setup_teardown(test_destroy_in_each_state, setup, teardown),
             cmocka_unit_test_setup_teardown(test_kill_all, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_deep_directory_left_and_said, setup, teardown),
             cmocka_unit_test_setup_teardown(test_snapshot_fails, setup, teardown),
             cmocka_unit_test_setup_teardown(test_failure_told_after_exit, setup, teardown),
             cmocka_unit_test_setup_teardown(test_reap_unknown_pid, setup, teardown),
