@@ -17,6 +17,7 @@
 #include "pool.h"
 #include "s3sync.h"
 #include "snapcreate.h"
+#include "util.h"
 
 static void on_created(struct opd *d, int r, const char *msg, const struct snap_manifest *m,
                        void *userdata)
@@ -59,7 +60,7 @@ static json_t *list_versions(struct opd *d, const char *lang)
                 char err[256];
                 int fd;
 
-                if (de->d_type != DT_DIR || !snap_name_valid(de->d_name))
+                if (!snap_name_valid(de->d_name) || !op_dirent_is_dir(dirfd(dir), de))
                         continue;
                 if (snap_open(d->cfg.cache_dir, lang, de->d_name, &fd, &m, err, sizeof(err)) < 0) {
                         json_array_append_new(

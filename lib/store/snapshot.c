@@ -573,7 +573,7 @@ int snap_list_versions(const char *cache_dir, const char *lang, char (**ret)[SNA
                 return -errno;
         }
         while ((de = readdir(dir))) {
-                if (de->d_type != DT_DIR || !snap_name_valid(de->d_name))
+                if (!snap_name_valid(de->d_name) || !op_dirent_is_dir(dirfd(dir), de))
                         continue;
                 if (n == cap) {
                         char(*nv)[SNAP_NAME_MAX] =
@@ -733,9 +733,9 @@ int snap_gc(const char *cache_dir, const char *lang, unsigned keep, const char *
 
                 /* Staging left by a creation that died: gone after an hour (one in progress
                  * elsewhere is younger). */
-                if (de->d_type == DT_DIR && strncmp(de->d_name, ".tmp-", 5) == 0 &&
+                if (strncmp(de->d_name, ".tmp-", 5) == 0 &&
                     fstatat(langfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                    time(NULL) - st.st_mtime > 3600)
+                    S_ISDIR(st.st_mode) && time(NULL) - st.st_mtime > 3600)
                         snap_rmtree(langfd, de->d_name);
         }
         closedir(dir);
