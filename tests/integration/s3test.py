@@ -16,7 +16,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.parse
 
 S3RVER = os.environ.get("OPD_S3RVER") or os.path.join(
     os.environ.get("OPD_NPM_DIR", "/var/lib/opd/npm"), "node_modules", ".bin", "s3rver")

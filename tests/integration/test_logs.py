@@ -1,6 +1,5 @@
 """Logs: one line per request with id, language, mode, outcome and timings; syslog priority
 prefixes when stderr is the journal ($JOURNAL_STREAM), timestamped human text otherwise."""
-import re
 import unittest
 
 from opdtest import Opd

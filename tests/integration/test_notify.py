@@ -3,12 +3,11 @@ notify protocol (READY=1 only once the pool minimum is warm, STATUS=, WATCHDOG=1
 received on a NOTIFY_SOCKET of the test's own."""
 import os
 import socket
-import subprocess
 import tempfile
 import time
 import unittest
 
-from opdtest import OPD, Client, Opd, pool
+from opdtest import Client, Opd, pool
 
 
 class Notify(unittest.TestCase):

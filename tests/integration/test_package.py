@@ -9,7 +9,6 @@ host: the package is built in a temporary directory and the maintainer scripts r
 DPKG_ROOT (as for `dpkg --root` without a chroot) on a scratch root.
 """
 import os
-import pwd
 import re
 import shutil
 import stat

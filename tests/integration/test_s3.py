@@ -153,7 +153,7 @@ class S3Sync(unittest.TestCase):
         try:
             a = opd.call({"op": "snapshot", "action": "sync", "id": "sync"}, timeout=600)
             self.assertTrue(a["ok"], a)
-            b, p = a["languages"]["bash"], a["languages"]["python"]
+            p = a["languages"]["python"]
             cache = os.path.join(opd.dir, "cache")
             # opd's start-up sync may have installed them already; then this sync moved nothing
             if p["installed"]:
