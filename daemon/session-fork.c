@@ -60,8 +60,11 @@ struct job {
         uint32_t count;
         unsigned pending;
         bool timer_fired;
+        bool kept_paused; /* JOB_RESUME: the restore failed, the session is paused again */
+        char failed[256]; /* ... and why */
         struct child *children;
         uint64_t t_start, t_saved, t_done;
+        uint64_t t_open;             /* the session's birth: its forks share its age and lifetime */
         session_image_fn image_done; /* JOB_IMAGE */
         LIST_ENTRY(job) link;        /* on d->session_jobs from job_new() to job_free() */
 };
@@ -198,6 +201,38 @@ static void child_done(struct child *c, bool ok)
                 job_finish(j);
 }
 
+/* A resume whose VM failed after its files were checked (the restore failed or missed its
+ * deadline, the VMM died, the VM could not be resumed): nothing says they are damaged, so the
+ * session stays paused with them, back under its name, and may be resumed again. Its VM goes.
+ * false: they could not be put back, and the session ends. */
+static bool keep_paused(struct job *j, struct session *s, const char *why)
+{
+        struct vm *vm;
+        int k;
+
+        if (j->kind != JOB_RESUME || !s || s->state != SESSION_BOOTING || !j->dir)
+                return false;
+        k = session_store_untake(j->d, j->uid, j->id, j->dir);
+        if (k < 0) {
+                log_warn("session %s (uid %u): cannot keep it paused: %s", j->id, (unsigned)j->uid,
+                         strerror(-k));
+                return false;
+        }
+        /* the restoring VM's image removes the taken name when it goes, which is gone now */
+        free(j->dir);
+        j->dir = NULL;
+        vm = s->vm;
+        s->vm = NULL;
+        if (vm)
+                vm_destroy(vm);
+        session_saved(s); /* paused, its VM no longer counted */
+        j->kept_paused = true;
+        snprintf(j->failed, sizeof(j->failed), "%s", why);
+        log_warn("session %s (uid %u): not resumed (%s); it stays paused", j->id, (unsigned)j->uid,
+                 why);
+        return true;
+}
+
 static void on_child_loaded(struct vm *vm, void *userdata)
 {
         struct child *c = child_of(vm, userdata);
@@ -210,7 +245,8 @@ static void on_child_loaded(struct vm *vm, void *userdata)
         }
         k = vm_resume(vm);
         if (k < 0) {
-                session_destroy(s, SESSION_END_FAILED);
+                if (!keep_paused(c->job, s, strerror(-k)))
+                        session_destroy(s, SESSION_END_FAILED);
                 child_done(c, false);
                 return;
         }
@@ -227,7 +263,7 @@ static void on_child_failed(struct vm *vm, const char *why, void *userdata)
 
         log_warn("session %s (uid %u): restoring %s failed: %s", c->id, (unsigned)j->uid, vm->name,
                  why);
-        if (s)
+        if (s && !keep_paused(j, s, why))
                 session_destroy(s, SESSION_END_FAILED);
         child_done(c, false);
 }
@@ -269,7 +305,7 @@ static void on_job_timer(evutil_socket_t fd, short what, void *arg)
                 s = session_lookup(j->d, c->id, j->uid);
                 c->done = true;
                 j->pending--;
-                if (s)
+                if (s && !keep_paused(j, s, "its restore took longer than restore_timeout_ms"))
                         session_destroy(s, SESSION_END_FAILED);
         }
         job_finish(j);
@@ -409,7 +445,12 @@ void job_finish(struct job *j)
                                                 reply_slot_id(j->reply), "ok", 1, "session", j->id,
                                                 "state", "idle", "timings_ms", "resume",
                                                 ms(j->t_start, j->t_done)));
-                } else
+                } else if (j->kept_paused)
+                        job_fail(j, OP_ERR_VM_FAILED,
+                                 "session %s could not be restored from disk (%s); it stays "
+                                 "paused, its saved VM kept: resume it again, or close it",
+                                 j->id, j->failed);
+                else
                         job_fail(j, OP_ERR_VM_FAILED,
                                  "session %s could not be restored from disk; it was removed",
                                  j->id);
@@ -555,8 +596,14 @@ static void on_fork_saved(struct vm *vm, const char *err, void *userdata)
                                 parent ? parent->max_lifetime_ms
                                        : d->cfg.session.bounds.lifetime_ms_default,
                                 parent ? parent->limits : NULL, &s);
-                if (k < 0)
+                if (k < 0) {
+                        /* the rest are never started: failed, and not pending */
+                        for (uint32_t m = i; m < j->count; m++)
+                                j->children[m].done = true;
                         break;
+                }
+                /* A fork is as old as its parent: forking does not prolong max_lifetime_ms. */
+                s->t_open = j->t_open;
                 snprintf(s->snap_version, sizeof(s->snap_version), "%s", j->m.version);
                 if (parent)
                         s->execs = parent->execs;
@@ -592,6 +639,7 @@ static struct job *job_new(struct client *c, json_t *id, enum job_kind kind, str
         j->uid = s->uid;
         j->lang = s->lang;
         j->repl = s->repl;
+        j->t_open = s->t_open;
         j->count = count;
         j->children = calloc(count ? count : 1, sizeof(*j->children));
         j->reply = reply_slot_new(c, id);
@@ -1000,6 +1048,15 @@ void op_session_resume(struct client *c, json_t *id, json_t *req)
                 return;
         }
         k = session_store_open(d, s, &j->meta, &j->dir, err, sizeof(err));
+        if (k < 0 && k != -EBADMSG) {
+                /* Not read now (out of fds or memory, an I/O error): nothing said they are
+                 * damaged. */
+                job_fail(j, OP_ERR_INTERNAL,
+                         "session %s cannot be resumed now: %s; it stays paused, its saved VM kept",
+                         sid, err);
+                job_free(j);
+                return;
+        }
         if (k < 0) {
                 /* Damaged (or gone): nothing to resume; the session and its files go. */
                 log_warn("session %s (uid %u): its saved VM is refused: %s", s->id,
@@ -1018,22 +1075,33 @@ void op_session_resume(struct client *c, json_t *id, json_t *req)
         free(j->dir);
         j->dir = NULL;
         k = session_store_take(d, s->uid, s->id, &j->dir);
-        if (k >= 0) {
+        if (k >= 0)
                 k = snap_ref_image(j->dir, &j->meta.m, true, &img);
-                /* No image holds the files to remove them with its last reference: they go
-                 * now (the session ends below; its name no longer points at them). */
-                if (k < 0)
-                        (void)snap_rmtree(AT_FDCWD, j->dir);
-        }
         if (k >= 0)
                 k = start_child(j, &j->children[0], s, img);
-        snap_ref_put(img);
         if (k < 0) {
-                job_fail(j, OP_ERR_VM_FAILED, "cannot restore session %s: %s", sid, strerror(-k));
-                session_destroy(s, SESSION_END_FAILED);
+                /* No VM was started: the files go back under the session's name before the
+                 * image's last reference would remove the taken one, and it stays paused. */
+                int u = j->dir ? session_store_untake(d, s->uid, s->id, j->dir) : 0;
+
+                snap_ref_put(img);
+                if (u < 0) {
+                        log_warn("session %s (uid %u): cannot keep it paused: %s", sid,
+                                 (unsigned)s->uid, strerror(-u));
+                        job_fail(j, OP_ERR_VM_FAILED,
+                                 "cannot restore session %s: %s; its saved VM could not be kept, "
+                                 "the session is gone",
+                                 sid, strerror(-k));
+                        session_destroy(s, SESSION_END_FAILED);
+                } else
+                        job_fail(j, OP_ERR_INTERNAL,
+                                 "cannot restore session %s now: %s; it stays paused, its saved "
+                                 "VM kept",
+                                 sid, strerror(-k));
                 job_free(j);
                 return;
         }
+        snap_ref_put(img);
         j->timer = evtimer_new(d->base, on_job_timer, j);
         if (j->timer)
                 op_timer_arm_ms(j->timer, d->cfg.restore_timeout_ms + 1000);

@@ -260,6 +260,25 @@ static int read_meta(int dfd, char **ret, size_t *ret_len)
         return 0;
 }
 
+/* An error reading a saved session back: damage (-EBADMSG: the session and its files go), unless
+ * it says nothing about the files (out of fds or memory, an I/O error): then it is passed on and
+ * the session stays paused. */
+static int read_err(int r)
+{
+        switch (-r) {
+        case EMFILE:
+        case ENFILE:
+        case ENOMEM:
+        case ENOBUFS:
+        case EIO:
+        case EINTR:
+        case EAGAIN:
+                return r;
+        default:
+                return -EBADMSG;
+        }
+}
+
 /* The files of a saved session against its metadata: regular files of the recorded sizes, the
  * device state's hash as recorded. */
 static int check_files(int dfd, const struct session_meta *m, char *errbuf, size_t errlen)
@@ -280,7 +299,7 @@ static int check_files(int dfd, const struct session_meta *m, char *errbuf, size
 
         for (size_t i = 0; i < ELEMENTSOF(files); i++) {
                 if (fstatat(dfd, files[i].name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        return op_errf(errbuf, errlen, -EBADMSG, "%s: %s", files[i].name,
+                        return op_errf(errbuf, errlen, read_err(-errno), "%s: %s", files[i].name,
                                        strerror(errno));
                 if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != files[i].size)
                         return op_errf(errbuf, errlen, -EBADMSG,
@@ -289,7 +308,7 @@ static int check_files(int dfd, const struct session_meta *m, char *errbuf, size
         }
         r = op_sha256_file(dfd, "vmstate", hex, &size);
         if (r < 0)
-                return op_errf(errbuf, errlen, -EBADMSG, "vmstate: %s", strerror(-r));
+                return op_errf(errbuf, errlen, read_err(r), "vmstate: %s", strerror(-r));
         if (strcmp(hex, m->vmstate_sha256) != 0)
                 return op_errf(errbuf, errlen, -EBADMSG,
                                "vmstate does not match its recorded sha256");
@@ -310,10 +329,11 @@ int session_store_open(struct opd *d, const struct session *s, struct session_me
                 return op_errf(errbuf, errlen, r, "%s", strerror(-r));
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (dfd < 0)
-                return op_errf(errbuf, errlen, -EBADMSG, "%s: %s", dir, strerror(errno));
+                return op_errf(errbuf, errlen, read_err(-errno), "%s: %s", dir, strerror(errno));
         r = read_meta(dfd, &text, &len);
         if (r < 0)
-                return op_errf(errbuf, errlen, -EBADMSG, "%s: %s", SESSION_META_NAME, strerror(-r));
+                return op_errf(errbuf, errlen, read_err(r), "%s: %s", SESSION_META_NAME,
+                               strerror(-r));
         r = session_meta_parse(text, len, &m, errbuf, errlen);
         if (r < 0)
                 return -EBADMSG;
@@ -398,15 +418,19 @@ static void usage_of(int ufd, unsigned *count, uint64_t *bytes)
                 return;
         fd = -1;
         while ((de = readdir(dir))) {
+                /* The files of a session resumed from disk: its VM maps them while it runs.
+                 * Not a paused session, but disk its uid holds: counted in bytes. */
+                bool resumed = strncmp(de->d_name, ".run-", 5) == 0;
                 _cleanup_close_ int dfd = -1;
 
-                if (de->d_name[0] == '.')
+                if (de->d_name[0] == '.' && !resumed)
                         continue;
                 dfd =
                     openat(dirfd(dir), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (dfd < 0)
                         continue;
-                (*count)++;
+                if (!resumed)
+                        (*count)++;
                 *bytes += dir_bytes(dfd);
         }
         closedir(dir);
@@ -479,6 +503,11 @@ static void load_one(struct opd *d, int ufd, uid_t uid, const char *name)
                 snprintf(err, sizeof(err), "language %s is not configured", m.lang);
                 goto bad;
         }
+        /* Held to the bounds configured now: lowered since the pause, they apply to it too. */
+        if (m.idle_timeout_ms > d->cfg.session.bounds.idle_timeout_ms_max)
+                m.idle_timeout_ms = d->cfg.session.bounds.idle_timeout_ms_max;
+        if (m.max_lifetime_ms > d->cfg.session.bounds.lifetime_ms_max)
+                m.max_lifetime_ms = d->cfg.session.bounds.lifetime_ms_max;
         age = m.age_ms + (now > m.paused_at_ns ? (now - m.paused_at_ns) / 1000000 : 0);
         if (age >= m.max_lifetime_ms) {
                 log_info("session %s (%s, uid %u): expired while paused; removed", m.id, m.lang,

@@ -2334,6 +2334,81 @@ static void test_session_resume_counted_once(void **state)
         settle(f);
 }
 
+/* A resume whose restore fails says nothing against the saved files: the session stays paused
+ * with them, under its name, counting no VM, and a later resume restores it. */
+static void test_session_resume_failed_stays_paused(void **state)
+{
+        struct fx *f = *state;
+        char a[OP_SESSION_ID_LEN + 1], names[4][64];
+        const char *msg;
+        struct conn c;
+        json_t *ans;
+
+        serve_saveable(f, SH, 1);
+        wait_ready(f, SH, 1);
+        open_mine(f, a);
+        conn_open(f, &c);
+        conn_send(&c, "session_pause", a);
+        ans = conn_answer(&c);
+        assert_true(json_is_true(json_object_get(ans, "ok")));
+        json_decref(ans);
+        f->fake.opts.fault = FAKE_FAULT_RESTORE;
+        conn_send(&c, "session_resume", a);
+        ans = conn_answer(&c);
+        assert_string_equal(answer_error(ans), "vm_failed");
+        msg = json_string_value(json_object_get(json_object_get(ans, "error"), "message"));
+        assert_non_null(strstr(msg, "stays paused"));
+        json_decref(ans);
+        assert_int_equal(mine(f, a)->state, SESSION_PAUSED);
+        assert_null(mine(f, a)->vm);
+        assert_int_equal(uid_vms(f, geteuid()), 0);
+        run_turns(f, 5); /* the failed VM is freed, and its reference to the taken name */
+        assert_int_equal(paused_names(f, names, 4), 1);
+        assert_string_equal(names[0], a);
+        f->fake.opts.fault = FAKE_FAULT_NONE;
+        conn_send(&c, "session_resume", a);
+        ans = conn_answer(&c);
+        assert_true(json_is_true(json_object_get(ans, "ok")));
+        json_decref(ans);
+        assert_int_equal(mine(f, a)->state, SESSION_IDLE);
+        conn_close(&c);
+        session_destroy(mine(f, a), SESSION_END_CLOSED);
+        settle(f);
+}
+
+/* A fork is as old as its parent: its max_lifetime_ms counts from the parent's open, so forking
+ * and closing the parent does not prolong a session's life. */
+static void test_session_fork_keeps_age(void **state)
+{
+        struct fx *f = *state;
+        char a[OP_SESSION_ID_LEN + 1];
+        const char *child;
+        struct session *s;
+        uint64_t born;
+        struct conn c;
+        json_t *ans;
+
+        serve_saveable(f, SH, 2);
+        wait_ready(f, SH, 2);
+        s = open_mine(f, a);
+        s->t_open -= 100 * 1000 * 1000; /* opened 100 s ago */
+        born = s->t_open;
+        conn_open(f, &c);
+        conn_send(&c, "session_fork", a);
+        ans = conn_answer(&c);
+        assert_true(json_is_true(json_object_get(ans, "ok")));
+        child = json_string_value(json_array_get(json_object_get(ans, "forks"), 0));
+        assert_non_null(child);
+        s = mine(f, child);
+        assert_non_null(s);
+        assert_int_equal(s->t_open, born);
+        session_destroy(s, SESSION_END_CLOSED);
+        json_decref(ans);
+        conn_close(&c);
+        session_destroy(mine(f, a), SESSION_END_CLOSED);
+        settle(f);
+}
+
 /* opd stops while two sessions are resumed: the one still being restored is paused on disk
  * again, and listed so by the next start; the one its owner closed meanwhile is not, although
  * its VM (destroyed) has not been freed yet. */
@@ -2341,6 +2416,8 @@ static void test_session_stop_while_resumed(void **state)
 {
         struct fx *f = *state;
         char a[OP_SESSION_ID_LEN + 1], b[OP_SESSION_ID_LEN + 1], names[4][64];
+        uint64_t bytes, resumed_bytes;
+        unsigned n;
         struct session *s;
         struct conn c;
         json_t *ans;
@@ -2357,6 +2434,9 @@ static void test_session_stop_while_resumed(void **state)
                 json_decref(ans);
         }
         assert_int_equal(paused_names(f, names, 4), 2);
+        session_store_usage(&f->d, geteuid(), &n, &bytes);
+        assert_int_equal(n, 2);
+        assert_true(bytes > 0);
         f->fake.opts.restore_ms = LONG_MS; /* the restores do not end before opd stops */
         conn_send(&c, "session_resume", a);
         conn_send(&c, "session_resume", b);
@@ -2365,6 +2445,11 @@ static void test_session_stop_while_resumed(void **state)
         assert_int_equal(paused_names(f, names, 4), 2);
         for (int i = 0; i < 2; i++)
                 assert_int_equal(strncmp(names[i], ".run-", 5), 0);
+        /* resumed from disk: no paused sessions any more, but their files are still their uid's
+         * disk (session.paused_disk_mb counts them) */
+        session_store_usage(&f->d, geteuid(), &n, &resumed_bytes);
+        assert_int_equal(n, 0);
+        assert_true(resumed_bytes == bytes);
         /* b is closed, and opd stops before the loop frees b's VM */
         session_destroy(mine(f, b), SESSION_END_CLOSED);
         session_jobs_stop(&f->d);
@@ -2378,11 +2463,15 @@ static void test_session_stop_while_resumed(void **state)
         run_turns(f, 5); /* the VMs are freed, and their references to the files with them */
         assert_int_equal(paused_names(f, names, 4), 1);
         assert_string_equal(names[0], a);
-        /* what the next start lists */
+        /* what the next start lists, held to the bounds configured then */
+        f->d.cfg.session.bounds.idle_timeout_ms_max = 1000;
+        f->d.cfg.session.bounds.lifetime_ms_max = LONG_MS - 1;
         session_store_load(&f->d);
         s = mine(f, a);
         assert_non_null(s);
         assert_int_equal(s->state, SESSION_PAUSED);
+        assert_int_equal(s->idle_timeout_ms, 1000);
+        assert_int_equal(s->max_lifetime_ms, LONG_MS - 1);
         assert_null(mine(f, b));
         conn_close(&c);
 }
@@ -2445,6 +2534,9 @@ int main(void)
                                             teardown),
             cmocka_unit_test_setup_teardown(test_session_resume_counted_once, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_stop_while_resumed, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_resume_failed_stays_paused, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(test_session_fork_keeps_age, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
