@@ -99,6 +99,18 @@ static void on_result(evutil_socket_t fd, short what, void *arg)
         job_answer(j, res.r, res.msg);
 }
 
+unsigned bgjobs_pending(const struct opd *d)
+{
+        const struct bgjob *j;
+        unsigned n = 0;
+
+        if (!d->bgjobs)
+                return 0;
+        LIST_FOREACH(j, &d->bgjobs->list, link)
+        n += !j->answered;
+        return n;
+}
+
 bool bgjob_reaped(struct opd *d, pid_t pid, int status)
 {
         struct bgjob *j;

@@ -17,6 +17,8 @@ int bgjobs_init(struct opd *d);
  * when opd stops first. <0: not started (-ESHUTDOWN once opd is stopping). */
 int bgjob_start(struct opd *d, bgjob_fn fn, void *arg, int *keep_fd, bgjob_done_fn done,
                 void *userdata);
+/* Jobs started whose done() has not been called yet. */
+unsigned bgjobs_pending(const struct opd *d);
 /* The SIGCHLD path: true when pid was a background job's. */
 bool bgjob_reaped(struct opd *d, pid_t pid, int status);
 /* Kill and reap every job (done() gets -ECANCELED); no job starts after this. */

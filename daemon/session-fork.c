@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bgjob.h"
 #include "cleanup.h"
 #include "client.h"
 #include "evtimer.h"
@@ -61,6 +62,8 @@ struct job {
         unsigned pending;
         bool timer_fired;
         bool kept_paused; /* JOB_RESUME: the restore failed, the session is paused again */
+        bool committing;  /* JOB_PAUSE: its files are hashed and synced by a background job */
+        bool orphan;      /* ... when opd stopped: answered, off the list, freed by that job */
         char failed[256]; /* ... and why */
         struct child *children;
         uint64_t t_start, t_saved, t_done;
@@ -106,7 +109,8 @@ static void job_free(struct job *j)
         if (!j)
                 return;
         job_uncount(j);
-        LIST_REMOVE(j, link);
+        if (!j->orphan)
+                LIST_REMOVE(j, link);
         if (j->timer)
                 event_free(j->timer);
         free(j->children);
@@ -514,6 +518,12 @@ void session_jobs_stop(struct opd *d)
                  * keeps what it mapped until it dies) */
                 if ((j->kind == JOB_FORK || j->kind == JOB_IMAGE) && j->dir)
                         snap_rmtree(AT_FDCWD, j->dir);
+                if (j->committing) {
+                        /* its background job is killed next (bgjobs_cancel_all()) and ends it */
+                        LIST_REMOVE(j, link);
+                        j->orphan = true;
+                        continue;
+                }
                 job_free(j);
         }
         free(d->session_jobs);
@@ -904,13 +914,23 @@ int session_restore(struct session *s, struct snap_ref *img)
 
 /* ---- pause ---- */
 
+/* In the background job's child: the device state hashed, the metadata written, every file
+ * fsynced, the directory renamed to the session's name. */
+static int commit_in_child(void *arg, char *msg, size_t msglen)
+{
+        struct job *j = arg;
+        uint64_t bytes;
+
+        return session_store_commit(j->d, &j->meta, j->dir, &bytes, msg, msglen);
+}
+
+static void on_pause_committed(struct opd *d, int r, const char *msg, void *userdata);
+
 static void on_pause_saved(struct vm *vm, const char *err, void *userdata)
 {
         struct job *j = userdata;
         struct opd *d = j->d;
         struct session *s;
-        uint64_t bytes = 0;
-        char why[512];
         int k;
 
         j->t_saved = op_now_us();
@@ -940,7 +960,51 @@ static void on_pause_saved(struct vm *vm, const char *err, void *userdata)
         j->meta.execs = s->execs;
         j->meta.limits = json_incref(s->limits);
         j->meta.repl = s->repl;
-        k = session_store_commit(d, &j->meta, j->dir, &bytes, why, sizeof(why));
+        /* Hashing the device state and syncing up to the whole guest RAM to the disk takes
+         * long: off the loop, in a child. */
+        k = bgjob_start(d, commit_in_child, j, NULL, on_pause_committed, j);
+        if (k < 0) {
+                job_fail(j, OP_ERR_INTERNAL,
+                         "session %s not paused: cannot start its commit: %s; it runs on", j->id,
+                         strerror(-k));
+                session_store_remove(d, j->uid, j->id);
+                give_back(j, true);
+                job_free(j);
+                return;
+        }
+        j->committing = true;
+}
+
+/* The saved files are on disk, synced, under the session's name (or r < 0, and msg says why). */
+static void on_pause_committed(struct opd *d, int r, const char *msg, void *userdata)
+{
+        struct job *j = userdata;
+        struct session *s;
+        uint64_t bytes = 0;
+        char why[512];
+        int k = r;
+
+        j->committing = false;
+        if (j->orphan) {
+                /* opd stopped meanwhile and answered then: a pause that had not finished leaves
+                 * nothing on disk */
+                session_store_remove(d, j->uid, j->id);
+                job_free(j);
+                return;
+        }
+        if (r == -ECANCELED)
+                return; /* opd is stopping: session_jobs_stop() ends the job */
+        s = job_session(j);
+        if (!s || s->state != SESSION_SAVING) {
+                job_fail(j, OP_ERR_NOT_FOUND, "session %s was closed while it was saved", j->id);
+                give_back(j, true);
+                session_store_remove(d, j->uid, j->id);
+                job_free(j);
+                return;
+        }
+        snprintf(why, sizeof(why), "%s", msg);
+        if (k >= 0)
+                bytes = session_store_bytes(d, j->uid, j->id);
         /* The counts too: pauses checked before this one was committed are counted now. */
         if (k >= 0 && !paused_room(d, j->uid, 0, why, sizeof(why)))
                 k = -EDQUOT;

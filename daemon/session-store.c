@@ -436,6 +436,16 @@ static void usage_of(int ufd, unsigned *count, uint64_t *bytes)
         closedir(dir);
 }
 
+uint64_t session_store_bytes(struct opd *d, uid_t uid, const char *id)
+{
+        _cleanup_close_ int ufd = uid_dir(d, uid), dfd = -1;
+
+        if (ufd < 0 || !op_session_id_valid(id, strlen(id)))
+                return 0;
+        dfd = openat(ufd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return dfd < 0 ? 0 : dir_bytes(dfd);
+}
+
 void session_store_usage(struct opd *d, uid_t uid, unsigned *ret_count, uint64_t *ret_bytes)
 {
         _cleanup_free_ char *top = NULL;

@@ -65,6 +65,8 @@ int session_store_take(struct opd *d, uid_t uid, const char *id, char **ret);
 int session_store_untake(struct opd *d, uid_t uid, const char *id, const char *taken);
 /* Remove a saved session (and its staging directory, if any). */
 void session_store_remove(struct opd *d, uid_t uid, const char *id);
+/* The disk a saved session of uid takes (0 when it is not there). */
+uint64_t session_store_bytes(struct opd *d, uid_t uid, const char *id);
 /* Saved sessions of uid ((uid_t)-1: all) and the disk they take. */
 void session_store_usage(struct opd *d, uid_t uid, unsigned *ret_count, uint64_t *ret_bytes);
 /* At start: every saved session becomes a paused session again; damaged or expired ones and

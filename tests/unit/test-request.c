@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "agent-msg.h"
+#include "bgjob.h"
 #include "client.h"
 #include "exec-op.h"
 #include "fake.h"
@@ -2334,6 +2335,39 @@ static void test_session_resume_counted_once(void **state)
         settle(f);
 }
 
+static bool commit_pending(void *arg)
+{
+        return bgjobs_pending(&((struct fx *)arg)->d) > 0;
+}
+
+/* A pause's files are committed (hashed, fsynced, renamed) by a background job, off the loop.
+ * opd stops while it runs: the pause is answered shutting_down, the job is killed, and nothing
+ * of the pause is left on disk. */
+static void test_session_stop_while_pause_commits(void **state)
+{
+        struct fx *f = *state;
+        char a[OP_SESSION_ID_LEN + 1], names[4][64];
+        struct conn c;
+        json_t *ans;
+
+        serve_saveable(f, SH, 1);
+        wait_ready(f, SH, 1);
+        open_mine(f, a);
+        conn_open(f, &c);
+        conn_send(&c, "session_pause", a);
+        run_until(f, commit_pending, f);
+        assert_int_equal(mine(f, a)->state, SESSION_SAVING);
+        /* as opd_stop() does */
+        session_jobs_stop(&f->d);
+        bgjobs_cancel_all(&f->d);
+        ans = conn_answer(&c);
+        assert_string_equal(answer_error(ans), "shutting_down");
+        json_decref(ans);
+        assert_int_equal(bgjobs_pending(&f->d), 0);
+        assert_int_equal(paused_names(f, names, 4), 0);
+        conn_close(&c);
+}
+
 /* A resume whose restore fails says nothing against the saved files: the session stays paused
  * with them, under its name, counting no VM, and a later resume restores it. */
 static void test_session_resume_failed_stays_paused(void **state)
@@ -2537,6 +2571,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_session_resume_failed_stays_paused, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(test_session_fork_keeps_age, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_session_stop_while_pause_commits, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
