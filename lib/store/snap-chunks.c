@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "msg.h"
 #include "s3-config.h"
 #include "util.h"
 
@@ -34,6 +35,10 @@ int s3_chunkman_object(const char *text, size_t len, json_t **ret, char *errbuf,
         if (len > S3_CHUNKMAN_MAX)
                 return op_errf(errbuf, errlen, -EFBIG, "chunk manifest over %u bytes",
                                S3_CHUNKMAN_MAX);
+        if (op_json_values_bound(text, len) > S3_CHUNKMAN_VALUES_MAX)
+                return op_errf(errbuf, errlen, -EFBIG,
+                               "chunk manifest: more than %u JSON values (refused unparsed)",
+                               S3_CHUNKMAN_VALUES_MAX);
         o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!json_is_object(o)) {
                 json_decref(o);

@@ -14,6 +14,11 @@
 #define S3_CHUNK_SIZE_MAX     SNAP_CHUNK_SIZE_MAX
 #define S3_CHUNKS_MAX         SNAP_CHUNKS_MAX /* all files of one version together */
 #define S3_CHUNKMAN_MAX       (8u << 20)
+/* The most JSON values (op_json_values_bound()) a manifest text may hold, counted before it is
+ * parsed: a parsed value costs far more than its bytes (an 8 MiB "[{},{},...]" is ~600 MiB of
+ * tree). A valid bare manifest holds one value per chunk, a few per file and a "snapshot" object
+ * of at most SNAP_MANIFEST_MAX bytes (two bytes or more per value); the signed envelope holds 9. */
+#define S3_CHUNKMAN_VALUES_MAX (2 * S3_CHUNKS_MAX + SNAP_MANIFEST_MAX / 2)
 /* The highest serial a manifest may carry, written or read: 2^53, which every JSON reader holds
  * exactly and which no run of pushes (each one above the last) takes past what json_int_t
  * holds. A push after a manifest at this serial is refused (s3-publish.h). */
@@ -55,8 +60,9 @@ int s3_chunkman_parse(const char *text, size_t len, struct s3_chunkman *ret, cha
  * s3.require_expiry). The error names the version and the time. */
 int s3_chunkman_check_expiry(const struct s3_chunkman *m, uint64_t now, bool require, char *errbuf,
                              size_t errlen);
-/* The envelope every manifest text shares, signed or bare: at most S3_CHUNKMAN_MAX bytes, one
- * JSON object without duplicate keys. *ret is the caller's (json_decref). */
+/* The envelope every manifest text shares, signed or bare: at most S3_CHUNKMAN_MAX bytes and
+ * S3_CHUNKMAN_VALUES_MAX JSON values (-EFBIG, checked before any parse), one JSON object without
+ * duplicate keys. *ret is the caller's (json_decref). */
 struct json_t;
 int s3_chunkman_object(const char *text, size_t len, struct json_t **ret, char *errbuf,
                        size_t errlen);

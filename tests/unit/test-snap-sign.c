@@ -2,7 +2,9 @@
  * signs a manifest that verifies against the pinned key only; a changed byte, an unknown key or
  * no signature are refused each with its own error; a key file's public half is the one keygen
  * printed; the serial and the expiry survive the chunk manifest, a serial above 2^53 is refused,
- * and an expired or (when required) missing expiry is refused. */
+ * and an expired or (when required) missing expiry is refused; a text that could hold more JSON
+ * values than a valid manifest is refused before it is parsed, while one at the chunk limit is
+ * read. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -222,13 +225,72 @@ static void test_envelope_bad(void **state)
         assert_int_equal(n, 0);
 }
 
+static double now_s(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* An 8 MiB body of "{},{},..." (about 2.8 million values; parsed it is ~600 MiB of tree) is
+ * refused, signed or bare, before any parse: at once and with an error that says why. A valid
+ * manifest of S3_CHUNKS_MAX chunks, pretty-printed, is still read. */
+static void test_values_bound(void **state)
+{
+        static const char head[] = "{\"format\":1,\"x\":[";
+        struct snap_signed s = {0};
+        struct s3_chunkman m = {0};
+        size_t len = S3_CHUNKMAN_MAX, n;
+        char err[512], *text, *p;
+        double t0;
+
+        (void)state;
+        text = malloc(len + 1);
+        assert_non_null(text);
+        memcpy(text, head, strlen(head));
+        for (n = strlen(head); n + 3 + 4 <= len; n += 3)
+                memcpy(text + n, "{},", 3);
+        memcpy(text + n, "{}]}", 4);
+        n += 4;
+        assert_true(n <= len);
+        t0 = now_s();
+        assert_int_equal(snap_signed_parse(text, n, &s, err, sizeof(err)), -EFBIG);
+        assert_non_null(strstr(err, "JSON values"));
+        assert_int_equal(s3_chunkman_parse(text, n, &m, err, sizeof(err)), -EFBIG);
+        assert_non_null(strstr(err, "JSON values"));
+        assert_true(now_s() - t0 < 0.5);
+        free(text);
+
+        /* one file of S3_CHUNKS_MAX chunks of 64 KiB, every one named, with whitespace */
+        len = sizeof(manifest) + (size_t)S3_CHUNKS_MAX * (SHA256_HEX_LEN + 8);
+        text = malloc(len);
+        assert_non_null(text);
+        p = text + snprintf(text, len,
+                            "{\"format\": 1, \"chunk_size\": 65536, \"snapshot\": "
+                            "{\"version\": \"v1\", \"language\": \"bash\", \"created\": "
+                            "\"2026-11-27T03:15:00Z\", \"agent_version\": \"1\", \"vmm\": "
+                            "\"qemu\", \"vmm_version\": \"10.0.2\", \"accel\": \"tcg\", "
+                            "\"language_version\": \"5.2\", \"memory_mb\": 256, \"vcpus\": 1, "
+                            "\"files\": [{\"name\": \"mem\", \"size\": %llu, \"sha256\": "
+                            "\"%064d\"}]},\n \"chunks\": {\"mem\": [",
+                            (unsigned long long)S3_CHUNKS_MAX * 65536, 0);
+        for (size_t i = 0; i < S3_CHUNKS_MAX; i++)
+                p += sprintf(p, "%s\n  \"%064zx\"", i ? "," : "", i + 1);
+        strcpy(p, "]}}");
+        if (s3_chunkman_parse(text, strlen(text), &m, err, sizeof(err)) < 0)
+                fail_msg("%s", err);
+        assert_int_equal(m.files[0].n_chunks, S3_CHUNKS_MAX);
+        s3_chunkman_free(&m);
+        free(text);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_sign_verify),
-            cmocka_unit_test(test_envelope_bad),
-            cmocka_unit_test(test_expiry),
-            cmocka_unit_test(test_serial_bounds),
+            cmocka_unit_test(test_sign_verify),  cmocka_unit_test(test_envelope_bad),
+            cmocka_unit_test(test_expiry),       cmocka_unit_test(test_serial_bounds),
+            cmocka_unit_test(test_values_bound),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
