@@ -174,26 +174,46 @@ static bool under_prefix(const struct s3_gateway *g, const char *key)
         }
 }
 
-/* Only listings of the snapshot prefix: list-type=2 with prefix, delimiter and a token. */
-static bool query_allowed(struct s3_gateway *g, const char *query)
+/* Only listings of the snapshot prefix: list-type=2 with prefix, delimiter and a token, each at
+ * most once. The query sent upstream is rebuilt from the pairs checked here (s3_query()), never
+ * the bytes received: a byte a URL library reads otherwise ('#' ends a URL for libcurl, which
+ * would then send a listing of the whole bucket) cannot change what is asked. NULL: refused (or
+ * out of memory). */
+static char *checked_query(struct s3_gateway *g, const char *query)
 {
+        static const char *const allowed[] = {"list-type", "prefix", "delimiter",
+                                              "continuation-token"};
+        const char *names[4], *values[4];
         struct evkeyvalq q = {0};
         struct evkeyval *kv;
-        bool ok = true, has_prefix = false;
+        unsigned seen = 0;
+        bool ok = true;
+        size_t n = 0;
+        char *out = NULL;
 
         if (evhttp_parse_query_str(query, &q) < 0)
-                return false;
-        for (kv = q.tqh_first; kv; kv = kv->next.tqe_next) {
-                if (strcmp(kv->key, "prefix") == 0) {
-                        has_prefix = true;
-                        ok = ok && under_prefix(g, kv->value);
-                } else if (strcmp(kv->key, "list-type") != 0 && strcmp(kv->key, "delimiter") != 0 &&
-                           strcmp(kv->key, "continuation-token") != 0) {
+                return NULL;
+        for (kv = q.tqh_first; ok && kv; kv = kv->next.tqe_next) {
+                size_t i = 0;
+
+                while (i < 4 && strcmp(kv->key, allowed[i]) != 0)
+                        i++;
+                if (i == 4 || (seen & (1u << i))) {
                         ok = false;
+                        break;
                 }
+                if (i == 0)
+                        ok = strcmp(kv->value, "2") == 0;
+                else if (i == 1)
+                        ok = under_prefix(g, kv->value);
+                seen |= 1u << i;
+                names[n] = allowed[i];
+                values[n++] = kv->value;
         }
+        if (ok && (seen & 2u)) /* a prefix is required */
+                out = s3_query(names, values, n);
         evhttp_clear_headers(&q);
-        return ok && has_prefix;
+        return out;
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -205,6 +225,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         const struct s3_location *l = NULL;
         unsigned long long a, b;
         struct pending *p;
+        size_t key_len = 0;
         int r;
 
         if (evhttp_request_get_command(req) != EVHTTP_REQ_GET || uri[0] != '/') {
@@ -232,12 +253,16 @@ static void on_request(struct evhttp_request *req, void *arg)
         p->g = g;
         g->stats.active++; /* until pending_free() */
         p->req = req;
-        p->key = evhttp_uridecode(slash + 1, 0, NULL);
-        p->query = strdup(q ? q + 1 : "");
+        p->key = evhttp_uridecode(slash + 1, 0, &key_len);
+        /* a key under the snapshot prefix (no %00 in it: the decoded key is as long as its C
+         * string), or a listing of it */
+        if (p->key && p->key[0])
+                p->query = q && q[1] ? NULL : strdup("");
+        else if (p->key)
+                p->query = checked_query(g, q ? q + 1 : "");
         p->piece = evbuffer_new();
-        /* a key under the snapshot prefix, or a listing of it */
-        if (!l || !p->key || !p->query || !p->piece || memchr(p->key, 0, strlen(slash + 1)) ||
-            (p->key[0] ? !under_prefix(g, p->key) || p->query[0] : !query_allowed(g, p->query))) {
+        if (!l || !p->key || !p->query || !p->piece || strlen(p->key) != key_len ||
+            (p->key[0] && !under_prefix(g, p->key))) {
                 g->stats.refused++;
                 reply_error(req, 403, "opd-s3d: not a snapshot object of a configured bucket");
                 pending_free(p);

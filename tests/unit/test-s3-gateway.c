@@ -5,7 +5,9 @@
  * GATEWAY_BUFFERED bytes ahead of it and still gets every byte once it reads; an upstream that
  * breaks off part way closes the requester's connection (a short body, never a wrong one) and the
  * gateway goes on serving; a requester that leaves, and a gateway freed with a request in flight,
- * end the upstream transfer and leave nothing behind (ASan in scripts/test-sanitize). */
+ * end the upstream transfer and leave nothing behind (ASan in scripts/test-sanitize). A listing
+ * goes upstream as the query rebuilt from its checked pairs ('#' and the like cannot cut off its
+ * prefix); a percent-encoded key is asked for decoded, and one holding %00 is refused. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +49,7 @@ struct fixture {
         struct s3_gateway *gw;
         char dir[64], sock[96];
         unsigned upstream_requests;
+        char upstream_uri[1024]; /* the last request's */
 };
 
 static unsigned char byte_at(size_t i)
@@ -76,6 +79,7 @@ static void on_upstream(struct evhttp_request *req, void *arg)
         struct evbuffer *out = evhttp_request_get_output_buffer(req);
 
         f->upstream_requests++;
+        snprintf(f->upstream_uri, sizeof(f->upstream_uri), "%s", uri);
         if (strcmp(uri, "/bucket/p/big") == 0) {
                 evbuffer_add(out, f->data, BIG);
                 evhttp_send_reply(req, 200, "OK", NULL);
@@ -261,6 +265,90 @@ static void test_dot_segments_refused(void **state)
         assert_int_equal(s3_gateway_stats(f->gw)->refused, 9);
 }
 
+/* GET target (the request line's, as is) on a connection of its own: the answer's status. */
+static int raw_status(struct fixture *f, const char *target)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), status = 0;
+        char buf[4096];
+        size_t got = 0;
+        int n;
+
+        assert_true(fd >= 0);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->sock);
+        assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        n = snprintf(buf, sizeof(buf), "GET %s HTTP/1.1\r\nHost: opd-s3d\r\n\r\n", target);
+        assert_int_equal(write(fd, buf, (size_t)n), n);
+        while (!memmem(buf, got, "\r\n\r\n", 4)) {
+                ssize_t k = read(fd, buf + got, sizeof(buf) - 1 - got);
+
+                if (k < 0 && errno == EAGAIN) {
+                        event_base_loop(f->base, EVLOOP_ONCE);
+                        continue;
+                }
+                assert_true(k > 0);
+                got += (size_t)k;
+        }
+        buf[got] = 0;
+        assert_int_equal(sscanf(buf, "HTTP/1.1 %d", &status), 1);
+        close(fd);
+        loop_run_until(f->base, 100000, idle, f->gw);
+        return status;
+}
+
+/* A listing is sent upstream as its checked pairs, encoded again: a '#', which libcurl takes
+ * for the end of the URL (so that S3 saw "list-type=2" alone and listed the whole bucket),
+ * stays inside its value. A name outside the four, one given twice, a list-type other than 2 or
+ * no prefix at all: refused before anything is asked. */
+static void test_listing_query_rebuilt(void **state)
+{
+        static const char *const refused[] = {
+            "/bucket/?list-type=2#&prefix=p%2F",
+            "/bucket/?list-type=2&prefix=p%2F&prefix=q%2F",
+            "/bucket/?list-type=2&prefix=p%2F&list-type=2",
+            "/bucket/?list-type=1&prefix=p%2F",
+            "/bucket/?list-type=2&prefix=p%2F&max-keys=5",
+            "/bucket/?list-type=2&delimiter=%2F",
+            "/bucket/?list-type=2&prefix=q%2F",
+            "/bucket/?list-type=2&prefix",
+        };
+        struct fixture *f = *state;
+
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+                assert_int_equal(raw_status(f, refused[i]), 403);
+        assert_int_equal(f->upstream_requests, 0);
+
+        assert_int_equal(raw_status(f, "/bucket/?delimiter=/#&prefix=p/&list-type=2"), 404);
+        assert_string_equal(f->upstream_uri, "/bucket/?delimiter=%2F%23&list-type=2&prefix=p%2F");
+        assert_int_equal(raw_status(f, "/bucket/?list-type=2&prefix=p%2F#x"), 404);
+        assert_string_equal(f->upstream_uri, "/bucket/?list-type=2&prefix=p%2F%23x");
+        /* opd's own listing, canonical already, goes on byte for byte */
+        assert_int_equal(get_query(f, "",
+                                   "continuation-token=a%2Bb&delimiter=%2F&list-type=2&"
+                                   "prefix=p%2F"),
+                         -ENOENT);
+        assert_string_equal(f->upstream_uri, "/bucket/?continuation-token=a%2Bb&delimiter=%2F&"
+                                             "list-type=2&prefix=p%2F");
+        assert_int_equal(f->upstream_requests, 3);
+}
+
+/* A key with percent-encoded bytes is asked for decoded (it was refused whenever it had one); a
+ * %00, which would end the key checked before the key asked for, is refused. */
+static void test_percent_encoded_key(void **state)
+{
+        struct fixture *f = *state;
+
+        assert_int_equal(get_query(f, "p/a b+c", NULL), -ENOENT);
+        assert_string_equal(f->upstream_uri, "/bucket/p/a%20b%2Bc");
+        assert_int_equal(raw_status(f, "/bucket/p/%62ig"), 200);
+        assert_string_equal(f->upstream_uri, "/bucket/p/big");
+        assert_int_equal(f->upstream_requests, 2);
+        assert_int_equal(raw_status(f, "/bucket/p/big%00x"), 403);
+        assert_int_equal(raw_status(f, "/bucket/%00?list-type=2&prefix=p%2F"), 403);
+        assert_int_equal(raw_status(f, "/bucket/p/big?x=1"), 403);
+        assert_int_equal(f->upstream_requests, 2);
+}
+
 /* A requester of its own: the request written, the socket left unread. */
 static int raw_get(struct fixture *f, const char *key)
 {
@@ -364,6 +452,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_streams_and_errors, setup, teardown),
             cmocka_unit_test_setup_teardown(test_slow_reader_is_waited_for, setup, teardown),
             cmocka_unit_test_setup_teardown(test_dot_segments_refused, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_listing_query_rebuilt, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_percent_encoded_key, setup, teardown),
             cmocka_unit_test_setup_teardown(test_upstream_breaks_off, setup, teardown),
             cmocka_unit_test_setup_teardown(test_requester_leaves, setup, teardown),
             cmocka_unit_test_setup_teardown(test_freed_with_request_in_flight, setup, teardown),
