@@ -177,17 +177,50 @@ const struct s3_stats *s3_client_stats(const struct s3_client *c)
         return &c->stats;
 }
 
+/* Keep n more bytes of an answer in x->body, which holds at most max of them; its first
+ * allocation is of first bytes. */
+static int keep(struct s3_xfer *x, const char *ptr, size_t n, size_t max, size_t first)
+{
+        if (x->len + n + 1 > x->cap) {
+                size_t cap = x->cap ? x->cap : first;
+                char *b;
+
+                while (cap < x->len + n + 1)
+                        cap *= 2;
+                if (cap > max + 1)
+                        cap = max + 1;
+                b = realloc(x->body, cap);
+                if (!b)
+                        return -ENOMEM;
+                x->body = b;
+                x->cap = cap;
+        }
+        memcpy(x->body + x->len, ptr, n);
+        x->len += n;
+        x->body[x->len] = 0;
+        return 0;
+}
+
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
         struct s3_xfer *x = userdata;
         size_t n = size * nmemb;
 
         x->c->stats.bytes_in += n;
+        if (x->resp.status / 100 != 2) {
+                /* An error answer: only its <Code> and <Message> are read. Its start is kept,
+                 * the rest dropped (taken, so the transfer ends with the answer's status). */
+                size_t room = x->len < S3_ERROR_BODY_MAX ? S3_ERROR_BODY_MAX - x->len : 0;
+
+                if (room && keep(x, ptr, n < room ? n : room, S3_ERROR_BODY_MAX, 16384) < 0)
+                        return 0;
+                return n;
+        }
         if (x->len + n > x->req.max_body) {
                 x->too_big = true;
                 return 0;
         }
-        if (x->req.stream && (x->resp.status / 100) == 2) {
+        if (x->req.stream) {
                 int r;
 
                 if (x->full) {
@@ -211,7 +244,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
                 x->len += n;
                 return n;
         }
-        if (x->req.sink && (x->resp.status / 100) == 2) {
+        if (x->req.sink) {
                 /* straight into the file: no copy through a buffer */
                 for (size_t done = 0; done < n;) {
                         ssize_t k = pwrite(x->req.sink_fd, ptr + done, n - done,
@@ -227,27 +260,11 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
                         EVP_DigestUpdate(x->sha, ptr, n);
                 return n;
         }
-        if (x->len + n + 1 > x->cap) {
-                /* a ranged or hashed GET knows its size: one allocation */
-                size_t cap = x->cap                              ? x->cap
-                             : x->req.sha256 || x->req.range_len ? x->req.max_body + 1
-                                                                 : 16384;
-                char *b;
-
-                while (cap < x->len + n + 1)
-                        cap *= 2;
-                if (cap > x->req.max_body + 1)
-                        cap = x->req.max_body + 1;
-                b = realloc(x->body, cap);
-                if (!b)
-                        return 0;
-                x->body = b;
-                x->cap = cap;
-        }
-        memcpy(x->body + x->len, ptr, n);
-        x->len += n;
-        x->body[x->len] = 0;
-        if (x->sha && (x->resp.status / 100) == 2)
+        /* a ranged or hashed GET knows its size: one allocation */
+        if (keep(x, ptr, n, x->req.max_body,
+                 x->req.sha256 || x->req.range_len ? x->req.max_body + 1 : 16384) < 0)
+                return 0;
+        if (x->sha)
                 EVP_DigestUpdate(x->sha, ptr, n);
         return n;
 }

@@ -44,6 +44,10 @@ typedef int (*s3_stream_fn)(const struct s3_resp *resp, const char *data, size_t
                             void *userdata);
 #define S3_STREAM_FULL 1
 
+/* What is kept of a non-2xx answer's body (resp.body): S3 puts its <Code> and <Message> first;
+ * the rest is read and dropped, so a large error body costs no memory and is no failure. */
+#define S3_ERROR_BODY_MAX (64u << 10)
+
 struct s3_req {
         const char *method; /* "GET", "HEAD", "PUT", "POST", "DELETE" */
         const char *key;    /* object key, "" for the bucket */
@@ -52,7 +56,9 @@ struct s3_req {
         uint64_t range_len;
         const void *body; /* PUT/POST payload, borrowed until done() */
         size_t body_len;
-        size_t max_body;          /* an answer body over this fails with -EFBIG (0: 1 MiB) */
+        /* A 2xx answer's body over this fails with -EFBIG (0: 1 MiB). An error answer's body
+         * is kept up to S3_ERROR_BODY_MAX bytes whatever this is, the rest dropped. */
+        size_t max_body;
         bool sha256;              /* hash the answer body as it arrives (resp.sha256) */
         const char *content_type; /* of the body; NULL: application/octet-stream */
         /* GET: a 2xx body goes to sink_fd at sink_off as it arrives, not into resp.body; a

@@ -4,7 +4,9 @@
  * sha256, a failed write is reported as "write: ..." and not retried, a failed read-back as
  * "read back: ...", an error answer is not written, freeing the client with transfers and
  * workers' jobs in flight leaves nothing behind, and an answer that stops coming ends at the
- * attempt's deadline and is retried. */
+ * attempt's deadline and is retried. An error answer's body is kept up to S3_ERROR_BODY_MAX
+ * bytes whatever the request's max_body: a larger one is read for its code, not failed as too
+ * big. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -92,6 +94,16 @@ static void on_request(struct evhttp_request *req, void *arg)
         if (sscanf(evhttp_request_get_uri(req), "/bucket/chunk/%u", &n) == 1 && n < NCHUNK) {
                 evbuffer_add(out, f->data + (size_t)n * CHUNK, CHUNK);
                 evhttp_send_reply(req, 200, "OK", NULL);
+                return;
+        }
+        if (strcmp(evhttp_request_get_uri(req), "/bucket/bigerror") == 0) {
+                /* S3's code and message first, then 1 MiB more */
+                evbuffer_add_printf(out, "<Error><Code>NoSuchKey</Code><Message>gone</Message>"
+                                         "<Pad>");
+                for (unsigned i = 0; i < 1024; i++)
+                        evbuffer_add(out, f->data, 1024);
+                evbuffer_add_printf(out, "</Pad></Error>");
+                evhttp_send_reply(req, 404, "Not Found", NULL);
                 return;
         }
         evbuffer_add_printf(out, "<Error><Code>NoSuchKey</Code><Message>no such key</Message>"
@@ -333,11 +345,43 @@ static void test_deadline(void **state)
         assert_int_equal(s3_client_stats(f->client)->retries, 1);
 }
 
+/* A 404 with a body of over 1 MiB: reported as the 404 it is, with S3's code and message,
+ * from the first S3_ERROR_BODY_MAX bytes, the rest read and dropped, for a request that would
+ * take a 64 MiB answer (opd-s3d's) and for one that takes 256 bytes (`current`). */
+static void test_error_body_capped(void **state)
+{
+        static const size_t max_body[] = {64u << 20, 256};
+        struct fixture *f = *state;
+
+        client(f, 0);
+        for (size_t i = 0; i < sizeof(max_body) / sizeof(max_body[0]); i++) {
+                struct s3_req req = {
+                    .method = "GET", .key = "bigerror", .max_body = max_body[i], .sha256 = true};
+
+                f->p[i] = (struct piece){.f = f, .idx = (unsigned)i};
+                assert_int_equal(s3_start(f->client, &f->loc, &req, on_piece, &f->p[i], NULL), 0);
+        }
+        f->finished = NCHUNK - 2;
+        loop_run_until(f->base, 100000, all_finished, f);
+        for (size_t i = 0; i < 2; i++) {
+                const struct s3_resp *r = &f->p[i].resp;
+
+                assert_int_equal(f->p[i].done, 1);
+                assert_int_equal(r->r, -ENOENT);
+                assert_int_equal(r->status, 404);
+                assert_string_equal(r->error, "HTTP 404 NoSuchKey: gone");
+                assert_int_equal(r->body_len, S3_ERROR_BODY_MAX);
+                assert_int_equal(r->attempts, 1);
+        }
+        assert_true(s3_client_stats(f->client)->bytes_in > 2u << 20);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(test_sink_on_loop, setup, teardown),
             cmocka_unit_test_setup_teardown(test_sink_workers, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_error_body_capped, setup, teardown),
             cmocka_unit_test_setup_teardown(test_failures_on_loop, setup, teardown),
             cmocka_unit_test_setup_teardown(test_failures_workers, setup, teardown),
             cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
