@@ -325,7 +325,11 @@ static void run_step(struct cases *x)
                 else if (c->s && !c->started && c->s->state == SESSION_IDLE)
                         submit(c, x->req.runs[i], on_case_done);
         }
-        while (x->next_start < x->req.n && x->alive < x->window) {
+        /* A case started at most window cases after the first one not sent: the answers of
+         * cases that ended early, held until those before them are sent, are fewer than
+         * window (not all of the request's, whose output could then be held at once). */
+        while (x->next_start < x->req.n && x->alive < x->window &&
+               x->next_start - x->next_send < x->window) {
                 struct case_run *c = &x->runs[x->next_start];
 
                 if (!session_room_for(x->d, x->uid, 1, 1, why, sizeof(why))) {
