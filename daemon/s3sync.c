@@ -180,7 +180,8 @@ static int install_in_child(void *arg, char *msg, size_t msglen)
 {
         struct s3sync *s = arg;
 
-        return s3_stage_install(s->d->cfg.cache_dir, &s->m, msg, msglen);
+        /* a trusted serial is recorded before current switches (s3_stage_install()) */
+        return s3_stage_install(s->d->cfg.cache_dir, &s->m, s->verified, msg, msglen);
 }
 
 static void on_installed(struct opd *d, int r, const char *msg, void *userdata)
@@ -195,10 +196,6 @@ static void on_installed(struct opd *d, int r, const char *msg, void *userdata)
                 return;
         }
         snprintf(version, sizeof(version), "%s", s->m.snap.version);
-        if (s->verified &&
-            (r = s3_serial_write(d->cfg.cache_dir, lang_name(s), s->m.serial, version)) < 0)
-                log_warn("s3 sync %s: cannot record serial %llu: %s", lang_name(s),
-                         (unsigned long long)s->m.serial, strerror(-r));
         pools_check_snapshots(d->pools); /* verify, switch, drain the old clones */
         lang_done(s, version, true);
 }
@@ -379,17 +376,25 @@ static void on_prepared(struct opd *d, int r, const char *msg, void *userdata)
 }
 
 /* Installed already: make it current if it is not (a rollback published in the bucket, signed
- * again with a higher serial when signatures are required). */
-static bool installed(struct s3sync *s, const char *version)
+ * again with a higher serial when signatures are required). A trusted serial is recorded first,
+ * before current may switch: 1, or 0 when the version is not installed, or -errno once
+ * loc_failed() was called (the serial cannot be recorded: current not switched). */
+static int installed(struct s3sync *s, const char *version)
 {
         struct snap_manifest m;
         char err[256], cur[SNAP_NAME_MAX] = "";
-        int fd;
+        int fd, r;
 
         if (snap_open(s->d->cfg.cache_dir, lang_name(s), version, &fd, &m, err, sizeof(err)) < 0)
-                return false;
+                return 0;
         close(fd);
         fd = -1;
+        if (s->verified &&
+            (r = s3_serial_write(s->d->cfg.cache_dir, lang_name(s), s->m.serial, version)) < 0) {
+                loc_failed(s, r, "cannot record serial %llu of %s: %s (current not switched)",
+                           (unsigned long long)s->m.serial, version, strerror(-r));
+                return r;
+        }
         if (snap_open(s->d->cfg.cache_dir, lang_name(s), NULL, &fd, &m, err, sizeof(err)) == 0) {
                 snprintf(cur, sizeof(cur), "%s", m.version);
                 close(fd);
@@ -397,7 +402,7 @@ static bool installed(struct s3sync *s, const char *version)
         if (strcmp(cur, version) != 0 &&
             snap_set_current(s->d->cfg.cache_dir, lang_name(s), version) == 0)
                 pools_check_snapshots(s->d->pools);
-        return true;
+        return 1;
 }
 
 /* What the host allows a version to ask for: the language's memory (the amount the pool
@@ -438,9 +443,10 @@ static void stage(struct s3sync *s)
         if (check_fits(s) < 0)
                 return;
         snprintf(version, sizeof(version), "%s", s->m.snap.version);
-        if (installed(s, version)) {
-                if (s->verified)
-                        s3_serial_write(s->d->cfg.cache_dir, lang_name(s), s->m.serial, version);
+        r = installed(s, version);
+        if (r < 0)
+                return;
+        if (r > 0) {
                 lang_done(s, version, false);
                 return;
         }
@@ -603,8 +609,10 @@ static void want_version(struct s3sync *s, const char *version, bool plain)
                                    version);
                         return;
                 }
-                if (installed(s, version)) {
-                        lang_done(s, version, false);
+                r = installed(s, version);
+                if (r != 0) {
+                        if (r > 0)
+                                lang_done(s, version, false);
                         return;
                 }
                 snprintf(s->plain_version, sizeof(s->plain_version), "%s", version);

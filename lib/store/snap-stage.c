@@ -15,7 +15,8 @@
 #include "cleanup.h"
 #include "util.h"
 
-#define PLAN_NAME ".need"
+#define PLAN_NAME   ".need"
+#define SERIAL_NAME ".serial" /* the highest serial accepted: "<serial> <version>\n" */
 
 int s3_stage_name(const char *version, char *buf, size_t len)
 {
@@ -447,8 +448,8 @@ static void remove_other_stages(int langfd)
         closedir(dir);
 }
 
-int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
-                     size_t errlen)
+int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, bool record_serial,
+                     char *errbuf, size_t errlen)
 {
         _cleanup_close_ int langfd = open_lang(cache_dir, m->snap.lang), stage = -1;
         _cleanup_free_ char *mtext = NULL, *ctext = NULL;
@@ -518,6 +519,15 @@ int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *e
             fsync(langfd) < 0)
                 return op_errf(errbuf, errlen, -errno, "install %s: %s", m->snap.version,
                                strerror(errno));
+        /* The serial before "current": once current names this version, no older one may pass
+         * the serial check again, whenever opd stops. */
+        if (record_serial &&
+            (r = s3_serial_write(cache_dir, m->snap.lang, m->serial, m->snap.version)) < 0)
+                return op_errf(errbuf, errlen, r,
+                               "install %s: cannot record serial %llu in %s/%s/" SERIAL_NAME
+                               ": %s (current not switched)",
+                               m->snap.version, (unsigned long long)m->serial, cache_dir,
+                               m->snap.lang, strerror(-r));
         r = snap_set_current(cache_dir, m->snap.lang, m->snap.version);
         if (r < 0)
                 return op_errf(errbuf, errlen, r, "switch current: %s", strerror(-r));
@@ -656,8 +666,6 @@ int s3_stage_remove(const char *cache_dir, const struct s3_chunkman *m)
                 return -EINVAL;
         return snap_rmtree(langfd, name);
 }
-
-#define SERIAL_NAME ".serial"
 
 int s3_serial_read(const char *cache_dir, const char *lang, uint64_t *ret_serial,
                    char ret_version[SNAP_NAME_MAX])

@@ -44,9 +44,11 @@ int s3_stage_open(const char *cache_dir, const struct s3_chunkman *m, size_t fil
  * <cache>/<lang>/<version>, switch "current". A chunked version's chunks were each checked
  * against the manifest before they were written (fetch, prepare), so its files are not hashed
  * again; a plain one's files are hashed whole: on a mismatch the staging directory is removed
- * and -EBADMSG returned. "current" is untouched on any failure. */
-int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, char *errbuf,
-                     size_t errlen);
+ * and -EBADMSG returned. With record_serial (m was signed by a trusted key), m->serial and the
+ * version are recorded (s3_serial_write()) after the rename and before "current" switches: an
+ * install that cannot record them fails. "current" is untouched on any failure. */
+int s3_stage_install(const char *cache_dir, const struct s3_chunkman *m, bool record_serial,
+                     char *errbuf, size_t errlen);
 
 /* Creates or reuses the staging directory and hard-links each file an installed version holds
  * (as s3_stage_prepare() does; a staged link whose source is no longer trusted is removed): what

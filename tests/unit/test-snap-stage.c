@@ -2,7 +2,8 @@
  * fetch (chunks already staged, chunks copied from the installed version by hash, zero chunks), the
  * install (whole files hashed for the plain layout only), and that a mismatch leaves "current"
  * alone; the chunk roots (a known vector, the chunk manifest's checks, older manifests without
- * them) and the record an install leaves so the pool does not hash the files again. */
+ * them) and the record an install leaves so the pool does not hash the files again; a trusted
+ * serial recorded before "current" switches, or the install failing. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -92,7 +93,7 @@ static void test_plan_resume_reuse_install(void **state)
         assert_int_equal(p.n_need, N - 3);
         fetch(&m1, &p, v1);
         s3_stage_plan_free(&p);
-        assert_int_equal(s3_stage_install(cache, &m1, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_install(cache, &m1, false, err, sizeof(err)), 0);
         snprintf(err, sizeof(err), "%s/python/current", cache);
         assert_int_equal(readlink(err, link, sizeof(link)), 2);
 
@@ -119,7 +120,8 @@ static void test_plan_resume_reuse_install(void **state)
                         assert_int_equal(
                             pwrite(fd, i == 4 ? bad : v2 + (size_t)i * CS, CS, (off_t)i * CS), CS);
                 close(fd);
-                assert_int_equal(s3_stage_install(cache, &plain, err, sizeof(err)), -EBADMSG);
+                assert_int_equal(s3_stage_install(cache, &plain, false, err, sizeof(err)),
+                                 -EBADMSG);
                 assert_non_null(strstr(err, "checksum mismatch"));
         }
         snprintf(err, sizeof(err), "%s/python/current", cache);
@@ -131,7 +133,7 @@ static void test_plan_resume_reuse_install(void **state)
         assert_int_equal(s3_stage_prepare(cache, &m2, err, sizeof(err)), 0);
         assert_int_equal(s3_stage_plan_read(cache, &m2, &p), 0);
         fetch(&m2, &p, v2);
-        assert_int_equal(s3_stage_install(cache, &m2, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_install(cache, &m2, false, err, sizeof(err)), 0);
         snprintf(err, sizeof(err), "%s/python/current", cache);
         assert_int_equal(readlink(err, link, sizeof(link)), 2);
         assert_memory_equal(link, "v2", 2);
@@ -233,7 +235,7 @@ static void test_install_record(void **state)
         assert_int_equal(s3_stage_plan_read(cache, &m, &p), 0);
         fetch(&m, &p, v1);
         s3_stage_plan_free(&p);
-        assert_int_equal(s3_stage_install(cache, &m, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_install(cache, &m, false, err, sizeof(err)), 0);
         /* installed: the manifest keeps the roots, the record describes the files */
         assert_int_equal(snap_open(cache, "python", NULL, &dir, &sm, err, sizeof(err)), 0);
         assert_int_equal(sm.chunk_size, CS);
@@ -258,6 +260,60 @@ static void test_install_record(void **state)
         assert_int_equal(snap_verify(dir, &sm, err, sizeof(err)), 0);
         close(dir);
         s3_chunkman_free(&m);
+}
+
+/* With record_serial, the serial is on disk before "current" names the version: an install
+ * that cannot record it (here .serial.new is a directory) fails and leaves current as it was,
+ * so a crash between the two can never leave the older version's serial recorded under the new
+ * current. A lower serial than the one recorded is not written back. */
+static void test_install_records_serial_first(void **state)
+{
+        _cleanup_free_ char *v1 = malloc((size_t)N * CS), *v2 = malloc((size_t)N * CS);
+        struct s3_chunkman m1, m2;
+        struct s3_stage_plan p;
+        char err[512], path[256], link[64] = "", seen[SNAP_NAME_MAX];
+        uint64_t serial;
+
+        fill(v1, 50);
+        fill(v2, 60);
+        manifest_for("v1", v1, &m1);
+        manifest_for("v2", v2, &m2);
+        m1.serial = 7;
+        m2.serial = 8;
+        assert_int_equal(s3_stage_prepare(cache, &m1, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_plan_read(cache, &m1, &p), 0);
+        fetch(&m1, &p, v1);
+        s3_stage_plan_free(&p);
+        assert_int_equal(s3_stage_install(cache, &m1, true, err, sizeof(err)), 0);
+        assert_int_equal(s3_serial_read(cache, "python", &serial, seen), 0);
+        assert_int_equal(serial, 7);
+        assert_string_equal(seen, "v1");
+
+        assert_int_equal(s3_stage_prepare(cache, &m2, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_plan_read(cache, &m2, &p), 0);
+        fetch(&m2, &p, v2);
+        s3_stage_plan_free(&p);
+        snprintf(path, sizeof(path), "%s/python/.serial.new", cache);
+        assert_int_equal(mkdir(path, 0700), 0);
+        assert_int_equal(s3_stage_install(cache, &m2, true, err, sizeof(err)), -EISDIR);
+        assert_non_null(strstr(err, "cannot record serial 8"));
+        assert_non_null(strstr(err, "current not switched"));
+        snprintf(path, sizeof(path), "%s/python/current", cache);
+        assert_int_equal(readlink(path, link, sizeof(link)), 2);
+        assert_memory_equal(link, "v1", 2);
+        assert_int_equal(s3_serial_read(cache, "python", &serial, seen), 0);
+        assert_int_equal(serial, 7);
+
+        /* the record works again: a higher serial is written, a lower one never */
+        snprintf(path, sizeof(path), "%s/python/.serial.new", cache);
+        assert_int_equal(rmdir(path), 0);
+        assert_int_equal(s3_serial_write(cache, "python", 8, "v2"), 0);
+        assert_int_equal(s3_serial_write(cache, "python", 7, "v1"), 0);
+        assert_int_equal(s3_serial_read(cache, "python", &serial, seen), 0);
+        assert_int_equal(serial, 8);
+        assert_string_equal(seen, "v2");
+        s3_chunkman_free(&m1);
+        s3_chunkman_free(&m2);
 }
 
 static const char *sb_path(const char *dir, const char *rel)
@@ -288,7 +344,7 @@ static void test_link_same_content(void **state)
         assert_int_equal(p.linked, 0);
         fetch(&m, &p, v1);
         s3_stage_plan_free(&p);
-        assert_int_equal(s3_stage_install(cache, &m, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_install(cache, &m, false, err, sizeof(err)), 0);
 
         manifest_for("b1", v1, &b);
         snprintf(b.snap.lang, sizeof(b.snap.lang), "bash");
@@ -310,7 +366,7 @@ static void test_link_same_content(void **state)
         assert_int_equal(s3_stage_plan_read(cache, &b, &p), 0);
         assert_int_equal(p.linked, N);
         s3_stage_plan_free(&p);
-        assert_int_equal(s3_stage_install(cache, &b, err, sizeof(err)), 0);
+        assert_int_equal(s3_stage_install(cache, &b, false, err, sizeof(err)), 0);
         snprintf(path, sizeof(path), "%s/python/v1/mem", cache);
         assert_int_equal(stat(path, &sa), 0);
         snprintf(path, sizeof(path), "%s/bash/b1/mem", cache);
@@ -384,6 +440,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_root_vector, setup, teardown),
             cmocka_unit_test_setup_teardown(test_chunkman_roots, setup, teardown),
             cmocka_unit_test_setup_teardown(test_install_record, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_install_records_serial_first, setup, teardown),
             cmocka_unit_test_setup_teardown(test_link_same_content, setup, teardown),
             cmocka_unit_test(test_record_text),
         };
