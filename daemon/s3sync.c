@@ -727,7 +727,17 @@ static void on_current(const struct s3_resp *resp, void *userdata)
                 loc_failed(s, resp->r, "%s/current: %s", lang_name(s), resp->error);
                 return;
         }
-        /* No chunked layout for this language: look for the plain one. */
+        /* No chunked layout for this language. The plain one is unsigned: unless it is
+         * allowed, a missing current is this location failing (the next one is tried, and the
+         * failure counted), never "nothing to do", so a bucket cannot hold a host on its
+         * version by deleting one object. */
+        if (!s->d->cfg.s3_allow_unsigned) {
+                loc_failed(s, -ENOENT,
+                           "%s/current: not found, and the plain layout is not signed "
+                           "(s3.allow_unsigned is no)",
+                           lang_name(s));
+                return;
+        }
         s->plain_version[0] = 0;
         s->pages = 0;
         r = list_page(s, NULL);

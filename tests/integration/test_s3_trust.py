@@ -2,10 +2,11 @@
 (s3rver) on loopback: a version signed by a key the host does not pin, a signed manifest changed
 in the bucket, an older signed version replayed as `current`, an http:// endpoint that is not
 loopback, a version larger than the cache's free space, a manifest asking for 1 TiB of memory, a
-signed manifest whose chunk root is not the one its chunks make. Each is refused with its own error and counter, and the serving version stays current.
+signed manifest whose chunk root is not the one its chunks make, a bucket whose `current` is gone. Each is refused with its own error and counter, and the serving version stays current.
 A manifest of an older publisher, without chunk roots, is read. A push takes up the bucket's
 serial only from a manifest a trusted key signed, and none past 2^53. Snapshots are synthetic (pools
 off, no VM boots)."""
+import glob
 import json
 import os
 import re
@@ -169,6 +170,27 @@ class S3Trust(unittest.TestCase):
             self.assertFalse(r["ok"], r)
             self.assertIn("replayed", r["error"])
             self.assertEqual(os.readlink(os.path.join(cache, "current")), V2)
+        finally:
+            opd.stop()
+
+    def test_missing_current_fails_the_location(self):
+        # whoever can write the bucket deletes python/current: with unsigned versions not
+        # allowed, that is a failure (logged, counted, in the answer), not "nothing to do"
+        opd = self.serving_v1()
+        try:
+            path = self.s3.object_path(f"{self.prefix}python/current")
+            stored = glob.glob(path[:-len("_S3rver_object")] + "*")
+            self.assertIn(path, stored)
+            for p in stored:
+                os.remove(p)
+            r = self.sync(opd)
+            self.assertFalse(r["ok"], r)
+            self.assertIn("python/current: not found", r["error"])
+            self.assertIn("s3.allow_unsigned is no", r["error"])
+            cache = os.path.join(opd.dir, "cache", "python")
+            self.assertEqual(os.readlink(os.path.join(cache, "current")), V1)
+            m = opd.call({"op": "metrics", "id": 1})["text"]
+            self.assertRegex(m, r"opd_s3_sync_failures_total [1-9]")
         finally:
             opd.stop()
 
