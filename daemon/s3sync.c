@@ -109,8 +109,13 @@ static void lang_reset(struct s3sync *s)
         s->keep_stage = false;
 }
 
+/* o NULL (no memory, or a string that is not UTF-8): a fixed failure, never no entry for the
+ * language (an answer that leaves a language out reads as "nothing to do"). */
 static void set_result(struct s3sync *s, json_t *o)
 {
+        if (!o)
+                o = json_pack("{s:b, s:s}", "ok", 0, "error",
+                              "the outcome could not be encoded (opd's log has it)");
         json_object_set_new(s->result, lang_name(s), o);
 }
 
@@ -128,6 +133,10 @@ static void loc_failed(struct s3sync *s, int r, const char *fmt, ...)
         s->stats.failures++;
         log_warn("s3 sync %s from s3://%s (%s): %s", lang_name(s), loc(s)->bucket, loc(s)->region,
                  msg);
+        /* what a bucket or a parser wrote may be any bytes, cut anywhere: ASCII for the answer */
+        for (char *c = msg; *c; c++)
+                if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+                        *c = '?';
         /* Staged chunks are kept only after a transfer failed (the next sync, or the next
          * location, resumes from them); after anything else (no space, a corrupt chunk, a
          * failed install) the staging directory goes at once. */

@@ -280,9 +280,13 @@ static void element_text(const char *xml, size_t len, const char *tag, char *dst
                         continue;
                 if (text(&c, 4096, &t) == 0) {
                         size_t n = strlen(t) < dstlen ? strlen(t) : dstlen - 1;
-                        /* keep it printable: it ends up in logs and answers */
-                        for (size_t i = 0; i < n; i++)
-                                dst[i] = (unsigned char)t[i] < 0x20 ? ' ' : t[i];
+                        /* keep it printable ASCII: it ends up in logs and in JSON answers,
+                         * cut anywhere (a byte of UTF-8 would be, too) */
+                        for (size_t i = 0; i < n; i++) {
+                                unsigned char ch = (unsigned char)t[i];
+
+                                dst[i] = ch < 0x20 ? ' ' : ch >= 0x7f ? '?' : t[i];
+                        }
                         dst[n] = 0;
                 }
                 return;

@@ -29,7 +29,9 @@ struct s3_list_page {
 int s3_list_parse(const char *xml, size_t len, struct s3_list_page *ret);
 void s3_list_page_free(struct s3_list_page *p);
 
-/* The <Code> and <Message> of an S3 error body, NUL-ended and truncated to fit ("" when absent). */
+/* The <Code> and <Message> of an S3 error body, NUL-ended and truncated to fit ("" when absent),
+ * in printable ASCII: a control byte becomes ' ', any other byte outside it (UTF-8 included)
+ * '?', so the text stays valid UTF-8 however it is cut later. */
 void s3_error_parse(const char *xml, size_t len, char *code, size_t codelen, char *msg,
                     size_t msglen);
 

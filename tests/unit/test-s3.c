@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "cleanup.h"
 #include "s3-auth.h"
@@ -116,6 +117,25 @@ static void test_error_body(void **state)
         assert_string_equal(msg, "The request signature we calculated does not match ");
         s3_error_parse("", 0, code, sizeof(code), msg, sizeof(msg));
         assert_string_equal(code, "");
+
+        /* bytes outside ASCII become '?': cut anywhere (here inside "é"), the text is still
+         * UTF-8, and a JSON answer can carry it */
+        {
+                static const char utf8[] =
+                    "<Error><Code>Acc\xc3\xa8s\xff</Code><Message>caf\xc3\xa9"
+                    "\x7f</Message></Error>";
+                char small[5];
+                json_t *o;
+
+                s3_error_parse(utf8, strlen(utf8), code, sizeof(code), small, sizeof(small));
+                assert_string_equal(code, "Acc??s?");
+                assert_string_equal(small, "caf?");
+                s3_error_parse(utf8, strlen(utf8), code, sizeof(code), msg, sizeof(msg));
+                assert_string_equal(msg, "caf???");
+                o = json_pack("{s:s, s:s}", "code", code, "error", msg);
+                assert_non_null(o);
+                json_decref(o);
+        }
 }
 
 static void test_signing_inputs(void **state)
