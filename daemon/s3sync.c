@@ -736,16 +736,24 @@ static void on_current(const struct s3_resp *resp, void *userdata)
                 loc_failed(s, resp->r, "%s/current: %s", lang_name(s), resp->error);
                 return;
         }
-        /* No chunked layout for this language. The plain one is unsigned: unless it is
-         * allowed, a missing current is this location failing (the next one is tried, and the
-         * failure counted), never "nothing to do", so a bucket cannot hold a host on its
-         * version by deleting one object. */
+        /* No chunked layout for this language. A language this host has installed a signed
+         * version of was published: with unsigned versions not allowed, its current gone is
+         * this location failing (the next one is tried, and the failure counted), so a bucket
+         * cannot hold a host on its version by deleting one object. Otherwise the plain layout
+         * is looked for (a version found there is refused as unsigned unless allowed). */
         if (!s->d->cfg.s3_allow_unsigned) {
-                loc_failed(s, -ENOENT,
-                           "%s/current: not found, and the plain layout is not signed "
-                           "(s3.allow_unsigned is no)",
-                           lang_name(s));
-                return;
+                char had[SNAP_NAME_MAX];
+                uint64_t serial = 0;
+
+                r = s3_serial_read(s->d->cfg.cache_dir, lang_name(s), &serial, had);
+                if ((r < 0 && r != -ENOENT) || serial > 0) {
+                        loc_failed(s, -ENOENT,
+                                   "%s/current: not found, although this host has installed a "
+                                   "signed version of it (the plain layout is not signed: "
+                                   "s3.allow_unsigned is no)",
+                                   lang_name(s));
+                        return;
+                }
         }
         s->plain_version[0] = 0;
         s->pages = 0;

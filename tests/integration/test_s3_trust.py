@@ -174,8 +174,9 @@ class S3Trust(unittest.TestCase):
             opd.stop()
 
     def test_missing_current_fails_the_location(self):
-        # whoever can write the bucket deletes python/current: with unsigned versions not
-        # allowed, that is a failure (logged, counted, in the answer), not "nothing to do"
+        # whoever can write the bucket deletes python/current of a language this host has
+        # installed a signed version of: with unsigned versions not allowed, that is a failure
+        # (logged, counted, in the answer), not "nothing to do"
         opd = self.serving_v1()
         try:
             path = self.s3.object_path(f"{self.prefix}python/current")
