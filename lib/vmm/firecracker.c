@@ -18,6 +18,7 @@
 #include "cleanup.h"
 #include "fc-api.h"
 #include "fc-argv.h"
+#include "fc-collect.h"
 #include "fc-model.h"
 #include "fs-space.h"
 #include "host.h"
@@ -440,54 +441,26 @@ static int fc_pause(struct vm *vm)
         return call(vm, "PATCH", "/vm", fc_vm_state_json(FC_VM_PAUSED), on_paused);
 }
 
-/* A copy of the file the jail's uid wrote, as opd's own, read-only to everyone: a link would put
- * a file that uid (and the next VM given it) can write into every later jail. */
-static int copy_out(const char *from, const char *to)
-{
-        _cleanup_close_ int in = -1, out = -1;
-        char buf[1 << 16];
-        ssize_t k;
-        int r;
-
-        in = open(from, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (in < 0)
-                return -errno;
-        out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
-        if (out < 0)
-                return -errno;
-        while ((k = read(in, buf, sizeof(buf))) > 0)
-                if ((r = op_write_all(out, buf, (size_t)k)) < 0)
-                        return r;
-        if (k < 0 || fchmod(out, 0444) < 0)
-                return -errno;
-        return 0;
-}
-
-/* Jailed, the files were written inside the jail: copy them into the snapshot directory. On
- * failure why says which copy failed (a full file system by name). */
+/* Jailed, the files were written inside the jail: copy them into the snapshot directory as
+ * opd's own, read-only to everyone (a link would put a file that uid, and the next VM given it,
+ * can write into every later jail). The jail is the VMM's: fc_collect() takes from it only a
+ * regular file of the right size (mem: the VM's memory exactly). On failure why says which file
+ * was refused or which copy failed (a full file system by name). */
 static int collect(struct vm *vm, char *why, size_t whylen)
 {
         struct fc_vm *f = fv(vm);
-        static const char *const names[] = {"vmstate", "mem"};
+        uint32_t mb = vm->snap ? vm->snap->m.memory_mb : op_lang_memory_mb(vm->host->cfg, vm->lang);
+        char err[512];
         int r;
 
         if (!f->jailed)
                 return 0;
-        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
-                _cleanup_free_ char *from = NULL, *to = NULL;
-
-                if (asprintf(&from, "%s/%s", f->root, names[i]) < 0 ||
-                    asprintf(&to, "%s/%s", f->save_dir, names[i]) < 0)
-                        return op_errf(why, whylen, -ENOMEM, "out of memory");
-                /* snapcreate made an empty "mem" for VMMs that map it: Firecracker wrote its own */
-                r = fc_remove_stale(to);
-                if (r == 0)
-                        r = copy_out(from, to);
-                if (r < 0)
-                        return op_errf_fs(why, whylen, r, f->save_dir,
-                                          "copying the snapshot out of the jail into %s", to);
+        r = fc_collect(f->root, f->save_dir, (uint64_t)mb << 20, err, sizeof(err));
+        if (r < 0) {
+                op_errf(why, whylen, r, "copying the snapshot out of its jail: %s", err);
+                vm_host_log(vm->host, LOG_WARNING, "%s: %s", vm->name, why);
         }
-        return 0;
+        return r;
 }
 
 static void on_created(struct fc_api *a, long status, json_t *body, const char *err, void *arg)

@@ -372,6 +372,38 @@ class Jailed(unittest.TestCase):
         self.assertTrue(a["ok"], a)
         self.assertEqual((a["mode"], a["stdout"]), ("warm", "warm in a jail\n"))
 
+    def test_3_hostile_snapshot_files_refused(self):
+        # a compromised VMM owns its jail: a FIFO as mem would hang opd in open(), a huge sparse
+        # file would be written out into the cache; each fails the save, naming the file
+        cases = {"fifo": "/mem is a FIFO, not a regular file",
+                 "huge": "/mem is 1099511627776 bytes, more than the 536870912 of the VM's memory"}
+        for kind, words in cases.items():
+            with self.subTest(kind):
+                self.control({"hostile_mem": kind})
+                try:
+                    a = self.opd.call({"op": "snapshot", "action": "create", "lang": "bash",
+                                       "id": f"hostile-{kind}"}, timeout=60)
+                finally:
+                    self.control({})
+                self.assertFalse(a["ok"], a)
+                self.assertIn("copying the snapshot out of its jail: ", a["error"]["message"])
+                self.assertIn(words, a["error"]["message"])
+                self.assertRegex(self.opd.read_log(), r"vm-\d+-\d+: copying the snapshot out of "
+                                 r"its jail: \S+" + words.replace(".", r"\."))
+        # nothing of them in the cache, and opd serves on
+        big = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(self.fs, "cache"))
+               for f in fs if os.stat(os.path.join(d, f)).st_size > 1 << 30]
+        self.assertEqual(big, [])
+        a = self.opd.run("bash", "echo still serving", id=4)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["stdout"], "still serving\n")
+
+    def control(self, obj):
+        with open(os.path.join(self.rec, "control.json.tmp"), "w") as f:
+            json.dump(obj, f)
+        os.rename(os.path.join(self.rec, "control.json.tmp"),
+                  os.path.join(self.rec, "control.json"))
+
 
 if __name__ == "__main__":
     unittest.main()
