@@ -491,6 +491,16 @@ static void on_save_paused(struct fc_api *a, long status, json_t *body, const ch
         }
 }
 
+/* fc_remove_stale() of a name in the VM's root. */
+static int remove_in_root(struct fc_vm *f, const char *name)
+{
+        _cleanup_free_ char *path = NULL;
+
+        if (asprintf(&path, "%s/%s", f->root, name) < 0)
+                return -ENOMEM;
+        return fc_remove_stale(path);
+}
+
 static int fc_snapshot(struct vm *vm, const char *dir)
 {
         struct fc_vm *f = fv(vm);
@@ -505,8 +515,15 @@ static int fc_snapshot(struct vm *vm, const char *dir)
         r = snap_paths(f, dir, &state, &mem);
         if (r < 0)
                 return r;
-        /* Firecracker writes both files itself: none may be in the way. */
-        if (!f->jailed && ((r = fc_remove_stale(state)) < 0 || (r = fc_remove_stale(mem)) < 0))
+        /* Firecracker writes both files itself: none may be in the way. In a jail a clone's are
+         * the links of its snapshot's files (fc_restore()): written through, they would be the
+         * cache's, and the jail's uid may not write them. The clone mapped its memory at the
+         * load and needs neither name any more. */
+        if (f->jailed)
+                r = remove_in_root(f, state) ?: remove_in_root(f, mem);
+        else
+                r = fc_remove_stale(state) ?: fc_remove_stale(mem);
+        if (r < 0)
                 return r;
         r = call(vm, "PATCH", "/vm", fc_vm_state_json(FC_VM_PAUSED), on_save_paused);
         return r

@@ -398,6 +398,33 @@ class Jailed(unittest.TestCase):
         self.assertTrue(a["ok"], a)
         self.assertEqual(a["stdout"], "still serving\n")
 
+    def test_4_session_paused_and_resumed_in_jails(self):
+        # a clone's jail holds links of its snapshot's vmstate and mem: a save replaces them
+        # with files of its own (never written through into the cache), copied out as opd's
+        wait_for(lambda: pool(self.opd, "bash")["ready"] >= 1, 120, "a clone")
+        snapdir = os.path.join(self.fs, "cache", "bash", pool(self.opd, "bash")["snapshot"])
+        before = {n: os.stat(os.path.join(snapdir, n)) for n in ("vmstate", "mem")}
+        s = self.opd.call({"op": "session_open", "lang": "bash", "id": "o"})
+        self.assertTrue(s["ok"], s)
+        sid = s["session"]
+        a = self.opd.call({"op": "session_pause", "session": sid, "id": "p"}, timeout=120)
+        self.assertTrue(a["ok"], a)
+        self.assertEqual(a["state"], "paused")
+        d = os.path.join(self.fs, "cache", ".paused", "0", sid)
+        for name in ("vmstate", "mem"):
+            st = os.stat(os.path.join(d, name))
+            self.assertEqual((st.st_uid, st.st_mode & 0o777, st.st_nlink), (os.getuid(), 0o444, 1),
+                             name)
+            was = before[name]
+            now = os.stat(os.path.join(snapdir, name))
+            self.assertEqual((now.st_ino, now.st_mtime_ns), (was.st_ino, was.st_mtime_ns), name)
+        a = self.opd.call({"op": "session_resume", "session": sid, "id": "r"}, timeout=120)
+        self.assertTrue(a["ok"], a)
+        a = self.opd.call({"op": "session_exec", "session": sid, "code": "echo resumed",
+                           "id": "x"})
+        self.assertEqual(a.get("stdout"), "resumed\n", a)
+        self.opd.call({"op": "session_close", "session": sid})
+
     def control(self, obj):
         with open(os.path.join(self.rec, "control.json.tmp"), "w") as f:
             json.dump(obj, f)
