@@ -28,6 +28,7 @@
 #include "util.h"
 #include "vm.h"
 #include "vsock-connect.h"
+#include "workq.h"
 
 #define FC_AGENT_PORT      1024 /* op-agent's AF_VSOCK port */
 #define FC_GUEST_CID       3
@@ -51,6 +52,7 @@ struct fc_vm {
         char *vsock;
         char *save_dir;
         bool jailed;
+        struct fc_collect_job *collecting; /* the snapshot's copy out of the jail, under way */
 };
 
 static struct fc_vm *fv(struct vm *vm)
@@ -441,43 +443,103 @@ static int fc_pause(struct vm *vm)
         return call(vm, "PATCH", "/vm", fc_vm_state_json(FC_VM_PAUSED), on_paused);
 }
 
-/* Jailed, the files were written inside the jail: copy them into the snapshot directory as
- * opd's own, read-only to everyone (a link would put a file that uid, and the next VM given it,
- * can write into every later jail). The jail is the VMM's: fc_collect() takes from it only a
- * regular file of the right size (mem: the VM's memory exactly). On failure why says which file
- * was refused or which copy failed (a full file system by name). */
-static int collect(struct vm *vm, char *why, size_t whylen)
+/* Jailed, the files were written inside the jail: they are copied into the snapshot directory
+ * as opd's own, read-only to everyone (a link would put a file that uid, and the next VM given
+ * it, can write into every later jail). The jail is the VMM's: fc_collect() takes from it only
+ * a regular file of the right size (mem: the VM's memory exactly). The copy reads and writes up
+ * to the guest's memory size, so it runs on a worker thread of the host while the loop serves on;
+ * the VM stays SAVING, under its save deadline, until it is done. */
+struct fc_collect_job {
+        struct work w;
+        struct vm *vm; /* touched on the loop only (collect_done()) */
+        char *root, *dir;
+        uint64_t mem_size;
+        int r;
+        char why[512];
+};
+
+static void collect_job_free(struct fc_collect_job *j)
+{
+        if (!j)
+                return;
+        free(j->root);
+        free(j->dir);
+        free(j);
+}
+
+static void collect_run(struct work *w)
+{
+        struct fc_collect_job *j = (struct fc_collect_job *)w;
+
+        j->r = fc_collect(j->root, j->dir, j->mem_size, j->why, sizeof(j->why));
+}
+
+/* On failure why says which file was refused or which copy failed (a full file system by
+ * name); also logged, naming the VM (a refusal is a VMM that broke its side). */
+static void collect_done(struct work *w)
+{
+        struct fc_collect_job *j = (struct fc_collect_job *)w;
+        struct vm *vm = j->vm;
+        char why[600];
+        int r = j->r;
+
+        fv(vm)->collecting = NULL;
+        if (r < 0)
+                snprintf(why, sizeof(why), "copying the snapshot out of its jail: %s", j->why);
+        collect_job_free(j);
+        if (r < 0)
+                vm_host_log(vm->host, LOG_WARNING, "%s: %s", vm->name, why);
+        vm_drv_saved(vm, r < 0 ? why : NULL);
+}
+
+static int collect_start(struct vm *vm)
 {
         struct fc_vm *f = fv(vm);
         uint32_t mb = vm->snap ? vm->snap->m.memory_mb : op_lang_memory_mb(vm->host->cfg, vm->lang);
-        char err[512];
+        struct fc_collect_job *j;
+        struct workq *q;
         int r;
 
-        if (!f->jailed)
-                return 0;
-        r = fc_collect(f->root, f->save_dir, (uint64_t)mb << 20, err, sizeof(err));
-        if (r < 0) {
-                op_errf(why, whylen, r, "copying the snapshot out of its jail: %s", err);
-                vm_host_log(vm->host, LOG_WARNING, "%s: %s", vm->name, why);
+        r = vm_host_workq(vm->host, &q);
+        if (r < 0)
+                return r;
+        j = calloc(1, sizeof(*j));
+        if (!j)
+                return -ENOMEM;
+        j->vm = vm;
+        j->root = strdup(f->root);
+        j->dir = strdup(f->save_dir);
+        j->mem_size = (uint64_t)mb << 20;
+        if (!j->root || !j->dir) {
+                collect_job_free(j);
+                return -ENOMEM;
         }
-        return r;
+        f->collecting = j;
+        workq_submit(q, &j->w, collect_run, collect_done);
+        return 0;
 }
 
 static void on_created(struct fc_api *a, long status, json_t *body, const char *err, void *arg)
 {
         struct vm *vm = arg;
         char why[600];
+        int r;
 
         if (err) {
                 snprintf(why, sizeof(why), "Firecracker: %s", err);
                 vm_drv_saved(vm, why);
                 return;
         }
-        if (collect(vm, why, sizeof(why)) < 0) {
-                vm_drv_saved(vm, why);
+        if (!fv(vm)->jailed) {
+                vm_drv_saved(vm, NULL);
                 return;
         }
-        vm_drv_saved(vm, NULL);
+        r = collect_start(vm);
+        if (r < 0) {
+                snprintf(why, sizeof(why), "copying the snapshot out of its jail: %s",
+                         strerror(-r));
+                vm_drv_saved(vm, why);
+        }
 }
 
 static void on_save_paused(struct fc_api *a, long status, json_t *body, const char *err, void *arg)
@@ -546,6 +608,12 @@ static void fc_release(struct vm *vm)
 
         if (!f)
                 return;
+        if (f->collecting) {
+                /* waits while a worker copies: bounded by the VM's memory size */
+                workq_cancel(vm->host->wq, &f->collecting->w);
+                collect_job_free(f->collecting);
+                f->collecting = NULL;
+        }
         fc_api_free(f->api);
         vsock_connect_cancel(f->vc);
         if (f->retry)

@@ -21,6 +21,7 @@
 #include "snapshot.h"
 #include "util.h"
 #include "vmm-output.h"
+#include "workq.h"
 
 void vm_host_log(struct vm_host *h, int prio, const char *fmt, ...)
 {
@@ -248,11 +249,27 @@ void vm_host_kill_proc(struct vm_host *h, struct vm *vm)
                 kill(vm->proc.pid, SIGKILL);
 }
 
+/* Two threads: a copy runs while another waits on the disk, and no more compete for it. */
+#define VM_HOST_WORKERS 2
+
+int vm_host_workq(struct vm_host *h, struct workq **ret)
+{
+        int r;
+
+        if (!h->wq && (r = workq_new(h->base, workq_threads_for(VM_HOST_WORKERS), &h->wq)) < 0) {
+                h->wq = NULL;
+                return r;
+        }
+        *ret = h->wq;
+        return 0;
+}
+
 struct vm_host *vm_host_free(struct vm_host *h)
 {
         if (!h)
                 return NULL;
-        vm_host_kill_all(h);
+        vm_host_kill_all(h); /* each VM's release takes back its jobs first */
+        workq_free(h->wq);
         if (h->jail_ev)
                 event_free(h->jail_ev);
         h->jail = vm_jail_free(h->jail);

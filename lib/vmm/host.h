@@ -17,6 +17,8 @@
 /* The longest line vm_host_log() passes on (the daemon's log line is 2048). */
 #define VM_HOST_LOG_MAX 1900
 
+struct workq;
+
 struct vm_host_callbacks {
         /* A VM was destroyed or reaped: a VM slot may have freed up, and destroyed VMs can be
          * freed with vm_host_free_dead() at a safe point of the loop. */
@@ -47,6 +49,11 @@ struct vm_host {
         struct vm_jail *jail;
         struct event *jail_ev;
         bool jail_lost; /* the helper is gone: no VM can start */
+
+        /* Worker threads for a driver's file work that must not hold up the loop (Firecracker's
+         * copy out of a jail): started at its first use (vm_host_workq()), freed with the host
+         * once every VM has been released. */
+        struct workq *wq;
 
         struct vm_host_callbacks cb;
         void *userdata;
@@ -84,6 +91,8 @@ int vm_host_output(struct vm_host *h, struct vm *vm, int *ret_wr);
 /* The lowest uid of jail.uid_min..jail.uid_max no VM of this host runs as (for a VMM whose own
  * jailer changes its uid: Firecracker's). */
 int vm_host_free_uid(struct vm_host *h, uid_t *ret);
+/* For drivers: the host's worker threads (h->wq), started now if they were not. */
+int vm_host_workq(struct vm_host *h, struct workq **ret);
 /* SIGKILL to the VM's process (through opd-jail when jailed). */
 void vm_host_kill_proc(struct vm_host *h, struct vm *vm);
 
