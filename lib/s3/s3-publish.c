@@ -385,11 +385,11 @@ int s3_push_plain(struct s3_client *c, const struct s3_location *l, const char *
 }
 
 int s3_list_all(struct s3_client *c, const struct s3_location *l, const char *prefix, bool delimit,
+                unsigned *pages_left,
                 int (*fn)(const char *key, uint64_t size, bool is_prefix, void *ud), void *ud,
                 char *errbuf, size_t errlen)
 {
         _cleanup_free_ char *token = NULL;
-        unsigned pages = 0;
 
         do {
                 const char *names[] = {"list-type", "prefix", "delimiter", "continuation-token"};
@@ -410,9 +410,11 @@ int s3_list_all(struct s3_client *c, const struct s3_location *l, const char *pr
                         }
                         n++;
                 }
-                if (++pages > 100000)
-                        return op_errf(errbuf, errlen, -E2BIG, "listing %s: too many pages",
+                if (*pages_left == 0)
+                        return op_errf(errbuf, errlen, -E2BIG,
+                                       "listing %s: more pages than the listing may read in all",
                                        prefix);
+                (*pages_left)--;
                 query = s3_query(names, values, n);
                 if (!query)
                         return -ENOMEM;
@@ -441,13 +443,26 @@ struct list_ctx {
         const struct s3_location *l;
         const char *prefix;
         json_t *out;
+        json_t *versions; /* the language being listed */
+        unsigned pages_left, entries_left;
         char *errbuf;
         size_t errlen;
 };
 
+/* One more language or version in the answer, within S3_REMOTE_LIST_ENTRIES_MAX. */
+static int take_entry(struct list_ctx *x)
+{
+        if (x->entries_left == 0)
+                return op_errf(x->errbuf, x->errlen, -E2BIG,
+                               "the bucket lists more than %u languages and versions under %s",
+                               S3_REMOTE_LIST_ENTRIES_MAX, x->prefix);
+        x->entries_left--;
+        return 0;
+}
+
 static int on_version(const char *key, uint64_t size, bool is_prefix, void *ud)
 {
-        json_t *versions = ud;
+        struct list_ctx *x = ud;
         const char *base = strrchr(key, '/');
         char name[SNAP_NAME_MAX];
         size_t n;
@@ -458,9 +473,11 @@ static int on_version(const char *key, uint64_t size, bool is_prefix, void *ud)
                 return 0;
         memcpy(name, base, n - 5);
         name[n - 5] = 0;
-        if (snap_name_valid(name))
-                json_array_append_new(versions, json_string(name));
-        return 0;
+        if (!snap_name_valid(name))
+                return 0;
+        if (take_entry(x) < 0)
+                return -E2BIG;
+        return json_array_append_new(x->versions, json_string(name)) < 0 ? -ENOMEM : 0;
 }
 
 static int on_lang(const char *key, uint64_t size, bool is_prefix, void *ud)
@@ -480,6 +497,8 @@ static int on_lang(const char *key, uint64_t size, bool is_prefix, void *ud)
         lang[n - plen - 1] = 0;
         if (!snap_name_valid(lang) || strcmp(lang, "chunks") == 0)
                 return 0;
+        if (take_entry(x) < 0)
+                return -E2BIG;
         ckey = s3_key_current(x->prefix, lang);
         if (!ckey || asprintf(&vprefix, "%s%s/versions/", x->prefix, lang) < 0)
                 return -ENOMEM;
@@ -490,22 +509,37 @@ static int on_lang(const char *key, uint64_t size, bool is_prefix, void *ud)
         if (body)
                 body[strcspn(body, "\r\n")] = 0;
         versions = json_array();
-        json_object_set_new(x->out, lang,
-                            json_pack("{s:s?, s:o}", "current",
-                                      r == 0 && snap_name_valid(body) ? body : NULL, "versions",
-                                      versions));
-        return s3_list_all(x->c, x->l, vprefix, true, on_version, versions, x->errbuf, x->errlen);
+        if (!versions ||
+            json_object_set_new(x->out, lang,
+                                json_pack("{s:s?, s:O}", "current",
+                                          r == 0 && snap_name_valid(body) ? body : NULL, "versions",
+                                          versions)) < 0) {
+                json_decref(versions);
+                return -ENOMEM;
+        }
+        x->versions = versions;
+        r = s3_list_all(x->c, x->l, vprefix, true, &x->pages_left, on_version, x, x->errbuf,
+                        x->errlen);
+        json_decref(versions);
+        return r;
 }
 
 int s3_remote_list(struct s3_client *c, const struct s3_location *l, const char *prefix,
                    json_t **ret, char *errbuf, size_t errlen)
 {
-        struct list_ctx x = {c, l, prefix, json_object(), errbuf, errlen};
+        struct list_ctx x = {.c = c,
+                             .l = l,
+                             .prefix = prefix,
+                             .out = json_object(),
+                             .pages_left = S3_REMOTE_LIST_PAGES_MAX,
+                             .entries_left = S3_REMOTE_LIST_ENTRIES_MAX,
+                             .errbuf = errbuf,
+                             .errlen = errlen};
         int r;
 
         if (!x.out)
                 return -ENOMEM;
-        r = s3_list_all(c, l, prefix, true, on_lang, &x, errbuf, errlen);
+        r = s3_list_all(c, l, prefix, true, &x.pages_left, on_lang, &x, errbuf, errlen);
         if (r < 0) {
                 json_decref(x.out);
                 return r;

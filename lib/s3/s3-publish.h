@@ -51,12 +51,20 @@ int s3_push_plain(struct s3_client *c, const struct s3_location *l, const char *
                   const struct s3_put_opts *o, struct s3_put_stats *st, char *errbuf,
                   size_t errlen);
 
-/* {"lang": {"current": "V" or null, "versions": ["V", ...]}} for every language under prefix. */
+/* What `opctl snapshot list --remote` reads of a bucket at most, in all: pages of listings, and
+ * languages and versions listed. */
+#define S3_REMOTE_LIST_PAGES_MAX   1000
+#define S3_REMOTE_LIST_ENTRIES_MAX 100000
+
+/* {"lang": {"current": "V" or null, "versions": ["V", ...]}} for every language under prefix,
+ * within S3_REMOTE_LIST_PAGES_MAX and S3_REMOTE_LIST_ENTRIES_MAX (else -E2BIG). */
 int s3_remote_list(struct s3_client *c, const struct s3_location *l, const char *prefix,
                    json_t **ret, char *errbuf, size_t errlen);
 
 /* Every page of a listing, with delimiter "/" (prefixes) or without (objects), calling fn for
- * each key (is_prefix tells which); a non-zero return of fn stops. */
+ * each key (is_prefix tells which); a non-zero return of fn stops. Each page read takes one of
+ * *pages_left: none left is -E2BIG. */
 int s3_list_all(struct s3_client *c, const struct s3_location *l, const char *prefix, bool delimit,
+                unsigned *pages_left,
                 int (*fn)(const char *key, uint64_t size, bool is_prefix, void *ud), void *ud,
                 char *errbuf, size_t errlen);
