@@ -914,6 +914,16 @@ int session_restore(struct session *s, struct snap_ref *img)
 
 /* ---- pause ---- */
 
+/* The session being paused was closed meanwhile: the pause is answered not_found, its VM and
+ * files go. */
+static void pause_closed(struct job *j)
+{
+        job_fail(j, OP_ERR_NOT_FOUND, "session %s was closed while it was saved", j->id);
+        give_back(j, true);
+        session_store_remove(j->d, j->uid, j->id);
+        job_free(j);
+}
+
 /* In the background job's child: the device state hashed, the metadata written, every file
  * fsynced, the directory renamed to the session's name. */
 static int commit_in_child(void *arg, char *msg, size_t msglen)
@@ -942,10 +952,7 @@ static void on_pause_saved(struct vm *vm, const char *err, void *userdata)
                 return;
         }
         if (!s || s->state != SESSION_SAVING) {
-                job_fail(j, OP_ERR_NOT_FOUND, "session %s was closed while it was saved", j->id);
-                give_back(j, true);
-                session_store_remove(d, j->uid, j->id);
-                job_free(j);
+                pause_closed(j);
                 return;
         }
         j->meta.uid = j->uid;
@@ -996,10 +1003,7 @@ static void on_pause_committed(struct opd *d, int r, const char *msg, void *user
                 return; /* opd is stopping: session_jobs_stop() ends the job */
         s = job_session(j);
         if (!s || s->state != SESSION_SAVING) {
-                job_fail(j, OP_ERR_NOT_FOUND, "session %s was closed while it was saved", j->id);
-                give_back(j, true);
-                session_store_remove(d, j->uid, j->id);
-                job_free(j);
+                pause_closed(j);
                 return;
         }
         snprintf(why, sizeof(why), "%s", msg);
