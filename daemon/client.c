@@ -54,6 +54,10 @@ static void on_read_timeout(evutil_socket_t fd, short what, void *arg)
 {
         struct client *c = arg;
 
+        /* A frame that arrived whole and waits for a later turn is not late: on_read() goes on
+         * with it (and restarts the deadline for what follows). */
+        if (evframe_complete(bufferevent_get_input(c->bev)))
+                return;
         client_send(c, op_error_reply(NULL, OP_ERR_BAD_REQUEST,
                                       "incomplete frame: no complete frame within %u ms",
                                       c->d->cfg.read_timeout_ms));
@@ -216,6 +220,10 @@ static void on_read(struct bufferevent *bev, void *arg)
                 op_dispatch(c, obj);
                 json_decref(obj);
         }
+        /* The deadline bounds how long one frame takes to arrive: a frame read whole restarts
+         * it for the next one, even when a write of the client left a part of that behind. */
+        if (frames)
+                evtimer_del(c->read_timer);
         if (deferred && frames) {
                 uint64_t t1 = op_now_us();
 

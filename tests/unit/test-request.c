@@ -1535,18 +1535,27 @@ static void test_sink_answer_then_release(void **state)
         assert_idle(f);
 }
 
-/* Write a bad exec (answered bad_request without a VM, counted in requests) with this id. */
-static void send_bad_exec(int fd, int id)
+/* A bad exec frame (answered bad_request without a VM, counted in requests) with this id, into
+ * buf: its length. */
+static size_t bad_exec_frame(char *buf, size_t size, int id)
 {
-        char body[128], frame[132];
-        int n = snprintf(body, sizeof(body),
+        int n = snprintf(buf + 4, size - 4,
                          "{\"op\":\"exec\",\"lang\":\"sh\",\"code\":42,\"id\":%d}", id);
 
-        frame[0] = frame[1] = 0;
-        frame[2] = (char)(n >> 8);
-        frame[3] = (char)n;
-        memcpy(frame + 4, body, (size_t)n);
-        assert_int_equal(write(fd, frame, (size_t)n + 4), n + 4);
+        assert_true(n > 0 && (size_t)n + 4 < size);
+        buf[0] = buf[1] = 0;
+        buf[2] = (char)(n >> 8);
+        buf[3] = (char)n;
+        return (size_t)n + 4;
+}
+
+/* Write a bad exec with this id. */
+static void send_bad_exec(int fd, int id)
+{
+        char frame[128];
+        size_t n = bad_exec_frame(frame, sizeof(frame), id);
+
+        assert_int_equal(write(fd, frame, n), (ssize_t)n);
 }
 
 /* A normal-priority event ready in every turn, for `left` turns, then the loop stops: with it,
@@ -1658,6 +1667,134 @@ static void test_flooding_connection_is_deferred(void **state)
         close(a[0]);
         close(b[0]);
         run_turns(f, 5); /* both connections close and are freed */
+}
+
+static void send_all(int fd, const char *p, size_t n)
+{
+        assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+static bool no_client(void *arg)
+{
+        return clients_count(arg) == 0;
+}
+
+/* Wait until n requests are counted, or the clock (op_now_us()) reached us; or until the
+ * connection is gone. */
+struct until {
+        struct fx *f;
+        uint64_t n;
+        uint64_t us;
+};
+
+static bool clock_reached_or_closed(void *arg)
+{
+        struct until *u = arg;
+
+        return op_now_us() >= u->us || clients_count(&u->f->d) == 0;
+}
+
+static bool counted_or_closed(void *arg)
+{
+        struct until *u = arg;
+
+        return u->f->d.stats.requests >= u->n || clients_count(&u->f->d) == 0;
+}
+
+/* The answers on fd, to its end of file: their count; the last one in *last. */
+static unsigned read_answers_to_eof(int fd, json_t **last)
+{
+        static char buf[1 << 16];
+        size_t len = 0, off = 0;
+        unsigned n = 0;
+        ssize_t k;
+
+        while ((k = recv(fd, buf + len, sizeof(buf) - len, 0)) > 0)
+                len += (size_t)k;
+        assert_int_equal(k, 0);
+        *last = NULL;
+        while (off + 4 <= len) {
+                size_t flen =
+                    ((size_t)(unsigned char)buf[off + 2] << 8) | (unsigned char)buf[off + 3];
+
+                assert_true(off + 4 + flen <= len);
+                json_decref(*last);
+                *last = json_loadb(buf + off + 4, flen, 0, NULL);
+                assert_non_null(*last);
+                n++;
+                off += 4 + flen;
+        }
+        assert_int_equal(off, len);
+        return n;
+}
+
+#define DEADLINE_MS 400
+#define STEPS       4
+
+/* read_timeout_ms bounds how long one frame takes to arrive. A client whose writes never end on
+ * a frame boundary (each completes a frame and starts the next) always has a part of a frame
+ * unread, for longer in all than the deadline: every frame is answered and it is not cut off.
+ * Once it stalls in the middle of a frame, that frame's deadline closes it, with bad_request.
+ * The verdict is the order of events and the loop's own clock: the steps are DEADLINE_MS / 2
+ * apart, and a run where one turn of the loop took longer than a deadline proves nothing. */
+static void test_read_deadline_per_frame(void **state)
+{
+        struct fx *f = *state;
+        struct until u = {f, 0, 0};
+        char frames[STEPS + 1][128];
+        size_t len[STEPS + 1];
+        uint64_t t_first, t_last, t_close;
+        json_t *last;
+        int s[2];
+
+        f->d.cfg.read_timeout_ms = DEADLINE_MS;
+        for (int i = 0; i <= STEPS; i++)
+                len[i] = bad_exec_frame(frames[i], sizeof(frames[i]), i);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), 0);
+        assert_int_equal(client_new(&f->d, s[1]), 0);
+        /* Frame 0 whole and the first half of frame 1. */
+        t_first = t_last = op_now_us();
+        send_all(s[0], frames[0], len[0]);
+        send_all(s[0], frames[1], len[1] / 2);
+        u.n = 1;
+        run_until(f, counted_or_closed, &u);
+        assert_int_equal(f->d.stats.requests, 1);
+        for (int i = 1; i < STEPS; i++) {
+                /* Half a deadline later: the rest of frame i and the first half of frame i+1. */
+                u.us = t_last + DEADLINE_MS * 1000ull / 2;
+                run_until(f, clock_reached_or_closed, &u);
+                if (op_now_us() >= t_last + DEADLINE_MS * 1000ull) {
+                        close(s[0]);
+                        skip(); /* the loop stalled for a whole deadline */
+                }
+                assert_int_equal(clients_count(&f->d), 1);
+                t_last = op_now_us();
+                send_all(s[0], frames[i] + len[i] / 2, len[i] - len[i] / 2);
+                send_all(s[0], frames[i + 1], len[i + 1] / 2);
+                u.n = (uint64_t)i + 1;
+                run_until(f, counted_or_closed, &u);
+                assert_int_equal(f->d.stats.requests, (uint64_t)i + 1);
+        }
+        /* More than a deadline since the first partial frame, and the client is still served. */
+        assert_true(op_now_us() > t_first + DEADLINE_MS * 1000ull);
+        assert_int_equal(clients_count(&f->d), 1);
+        /* It stalls in the middle of frame STEPS: closed a deadline after that frame began
+         * (libevent's clock may be CLOCK_MONOTONIC_COARSE, up to a tick behind this one: a tenth
+         * of the deadline is far more than a tick). */
+        run_until(f, no_client, &f->d);
+        t_close = op_now_us();
+        assert_true(t_close + DEADLINE_MS * 100ull >= t_last + DEADLINE_MS * 1000ull);
+        assert_int_equal(read_answers_to_eof(s[0], &last), STEPS + 1);
+        assert_true(json_is_null(json_object_get(last, "id")));
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(last, "error"), "code")),
+            "bad_request");
+        assert_non_null(
+            strstr(json_string_value(json_object_get(json_object_get(last, "error"), "message")),
+                   "incomplete frame"));
+        json_decref(last);
+        assert_int_equal(f->d.stats.requests, STEPS);
+        close(s[0]);
 }
 
 /* ---- sessions ---- */
@@ -2554,6 +2691,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_cold_queue_round_robin_by_uid, setup, teardown),
             cmocka_unit_test_setup_teardown(test_sink_answer_then_release, setup, teardown),
             cmocka_unit_test_setup_teardown(test_flooding_connection_is_deferred, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_read_deadline_per_frame, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_warm_execs, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_phases, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_busy_then_lifetime, setup, teardown),
