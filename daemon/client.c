@@ -393,13 +393,17 @@ int client_new(struct opd *d, int fd)
         struct client *c;
 
         if (d->clients->n >= d->cfg.max_clients || d->stopping) {
+                /* Counted and logged as the other refusals: one client connecting in a loop
+                 * does not flood the log. */
+                if (opd_count_refusal(d))
+                        log_warn("refused a connection (%llu so far): %s",
+                                 (unsigned long long)d->stats.refused,
+                                 d->stopping ? "shutting down" : "max_clients reached");
                 refuse(fd, d->stopping
                                ? op_error_reply(NULL, OP_ERR_SHUTTING_DOWN, "opd is shutting down")
                                : op_error_reply(NULL, OP_ERR_BUSY,
                                                 "too many connections (max_clients %u)",
                                                 d->cfg.max_clients));
-                log_warn("refused a connection: %s",
-                         d->stopping ? "shutting down" : "max_clients reached");
                 return -EBUSY;
         }
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {

@@ -1797,6 +1797,75 @@ static void test_read_deadline_per_frame(void **state)
         close(s[0]);
 }
 
+/* stderr (opd's log) into a file while a test looks at what is logged. */
+struct log_capture {
+        FILE *fp;
+        int saved;
+};
+
+static void log_capture_start(struct log_capture *l)
+{
+        fflush(stderr);
+        l->fp = tmpfile();
+        assert_non_null(l->fp);
+        l->saved = dup(STDERR_FILENO);
+        assert_true(l->saved >= 0);
+        assert_true(dup2(fileno(l->fp), STDERR_FILENO) >= 0);
+}
+
+/* Stop capturing: the lines logged that hold needle. */
+static unsigned log_capture_count(struct log_capture *l, const char *needle)
+{
+        char line[4096];
+        unsigned n = 0;
+
+        fflush(stderr);
+        assert_true(dup2(l->saved, STDERR_FILENO) >= 0);
+        close(l->saved);
+        rewind(l->fp);
+        while (fgets(line, sizeof(line), l->fp))
+                if (strstr(line, needle))
+                        n++;
+        fclose(l->fp);
+        return n;
+}
+
+#define OVER_MAX_CLIENTS 100
+
+/* Connections past max_clients: each gets one busy answer and is closed, each counts in
+ * opd_connections_refused_total, and the log names only the 1st, 2nd, 4th, 8th... of them. */
+static void test_max_clients_refusals_counted(void **state)
+{
+        struct fx *f = *state;
+        struct log_capture cap;
+        uint64_t refused0 = f->d.stats.refused;
+        json_t *last;
+        int held[2];
+
+        f->d.cfg.max_clients = 1;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, held), 0);
+        assert_int_equal(client_new(&f->d, held[1]), 0);
+        log_capture_start(&cap);
+        for (int i = 0; i < OVER_MAX_CLIENTS; i++) {
+                int s[2];
+
+                assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), 0);
+                assert_int_equal(client_new(&f->d, s[1]), -EBUSY);
+                assert_int_equal(read_answers_to_eof(s[0], &last), 1);
+                assert_string_equal(
+                    json_string_value(json_object_get(json_object_get(last, "error"), "code")),
+                    "busy");
+                json_decref(last);
+                close(s[0]);
+        }
+        /* 1, 2, 4, 8, 16, 32, 64 */
+        assert_int_equal(log_capture_count(&cap, "max_clients reached"), 7);
+        assert_int_equal(f->d.stats.refused - refused0, OVER_MAX_CLIENTS);
+        assert_int_equal(clients_count(&f->d), 1);
+        close(held[0]);
+        run_until(f, no_client, &f->d);
+}
+
 /* ---- sessions ---- */
 
 #define SESSION_UID 4242
@@ -2692,6 +2761,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_sink_answer_then_release, setup, teardown),
             cmocka_unit_test_setup_teardown(test_flooding_connection_is_deferred, setup, teardown),
             cmocka_unit_test_setup_teardown(test_read_deadline_per_frame, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_max_clients_refusals_counted, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_warm_execs, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_phases, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_busy_then_lifetime, setup, teardown),
