@@ -421,6 +421,18 @@ int client_new(struct opd *d, int fd)
         c->pid = cred.pid;
         c->may_use = access_may_use(d, fd, c->uid, c->gid);
         c->may_admin = access_may_admin(d, fd, c->uid, c->gid);
+        if (!c->may_use && !c->may_admin) {
+                /* Nothing it could ask would be allowed: it takes no connection slot. */
+                free(c);
+                if (opd_count_refusal(d))
+                        log_warn("refused a connection of uid %u (%llu so far): not in "
+                                 "access.group",
+                                 (unsigned)cred.uid, (unsigned long long)d->stats.refused);
+                refuse(fd, op_error_reply(NULL, OP_ERR_PERMISSION_DENIED,
+                                          "uid %u may not use opd (access.group only)",
+                                          (unsigned)cred.uid));
+                return -EACCES;
+        }
         c->uid_use = uid_use_get(d, c->uid);
         c->exempt = uid_exempt(d, c->uid) || c->may_admin;
         if (c->uid_use && d->cfg.max_clients_per_uid && !c->exempt &&

@@ -112,23 +112,40 @@ static void door_req_free(struct door_req *dr)
         free(dr);
 }
 
-/* Over a UNIX socket the peer's credentials decide, as on opd's socket; over loopback TCP
+/* A UNIX socket's peer, from its credentials: may it use opd (access.group)? Its uid. */
+static bool fd_may_use(struct opd *d, int fd, uid_t *ret_uid)
+{
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+
+        if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return false;
+        *ret_uid = cred.uid;
+        return access_may_use(d, fd, cred.uid, cred.gid);
+}
+
+/* A UNIX listener's connections: a peer outside access.group is refused (403) at connect and
+ * takes none of the listener's connections. */
+static bool door_admit(struct opd *d, int fd)
+{
+        uid_t uid;
+
+        return fd_may_use(d, fd, &uid);
+}
+
+/* Over a UNIX socket the peer's credentials decide, as on opd's socket (checked at connect,
+ * and again here: access.group may have changed on a reload since); over loopback TCP
  * (refused by the config check when access.group is set) whoever can connect may run code,
  * and who it is is not known (*ret_uid REQUEST_UID_ANON). */
 static bool peer_may_use(struct opd *d, struct evhttp_request *req, uid_t *ret_uid)
 {
         struct evhttp_connection *evcon = evhttp_request_get_connection(req);
         struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-        struct ucred cred;
-        socklen_t len = sizeof(cred);
 
         *ret_uid = REQUEST_UID_ANON;
         if (!httpd_is_unix(d->door->httpd))
                 return true;
-        if (!bev || getsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-                return false;
-        *ret_uid = cred.uid;
-        return access_may_use(d, bufferevent_getfd(bev), cred.uid, cred.gid);
+        return bev && fd_may_use(d, bufferevent_getfd(bev), ret_uid);
 }
 
 static void on_runtimes(struct evhttp_request *req, void *arg)
@@ -354,6 +371,8 @@ int door_init(struct opd *d)
         if (r < 0)
                 return r;
         http = httpd_http(d->door->httpd);
+        if (httpd_is_unix(d->door->httpd))
+                httpd_set_admit(d->door->httpd, door_admit);
         evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
         /* Piston's own paths, and those of its public instance (".../api/v2/piston/..."). */
         if (httpd_set_cb(d->door->httpd, "/", on_index, d) < 0 ||

@@ -65,8 +65,9 @@ struct httpd {
         size_t read_max; /* bytes read ahead while a request arrives: its headers and body */
         LIST_HEAD(, hconn) conns;
         unsigned n_conns;
-        bool full;    /* accepting stopped at http.max_connections */
-        bool stopped; /* paused for good (shutdown) or closing */
+        bool full;            /* accepting stopped at http.max_connections */
+        bool stopped;         /* paused for good (shutdown) or closing */
+        httpd_admit_fn admit; /* NULL: every peer that can connect */
         LIST_HEAD(, route) routes;
 };
 
@@ -122,8 +123,8 @@ static int bind_tcp(const char *host, uint16_t port, uint16_t *ret_port)
         return TAKE_FD(fd);
 }
 
-/* Raw, for a connection refused before evhttp has read anything of it. */
-static void refuse_raw(int fd, const char *why)
+/* Raw, for a connection refused before evhttp has read anything of it: 403 or 503. */
+static void refuse_raw(int fd, int status, const char *why)
 {
         char buf[512];
         int body, n;
@@ -131,9 +132,9 @@ static void refuse_raw(int fd, const char *why)
 
         body = snprintf(msg, sizeof(msg), "{\"message\":\"%s\"}", why);
         n = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; "
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json; "
                      "charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-                     body, msg);
+                     status, status == 403 ? "Forbidden" : "Service Unavailable", body, msg);
         (void)!send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
@@ -199,8 +200,9 @@ static bool root_peer(const char *peer)
         return strcmp(peer, "uid 0") == 0 || strcmp(peer, own) == 0;
 }
 
-/* Link the connection to evhttp's; -EMFILE when its fd eats into the reserve, -EBUSY when its
- * peer already holds http.max_connections_per_peer. The caller closes a refused one. */
+/* Link the connection to evhttp's; -EMFILE when its fd eats into the reserve, -EACCES when the
+ * listener's admit() refuses its peer, -EBUSY when its peer already holds
+ * http.max_connections_per_peer. The caller closes a refused one. */
 static int adopt(struct hconn *hc, struct evhttp_connection *evcon)
 {
         struct httpd *h = hc->h;
@@ -214,6 +216,8 @@ static int adopt(struct hconn *hc, struct evhttp_connection *evcon)
         deadline_arm(hc);
         if (!server_fd_spare(h->d, fd, true))
                 return -EMFILE;
+        if (h->admit && !h->admit(h->d, fd))
+                return -EACCES;
         if (root_peer(hc->peer))
                 return 0;
         LIST_FOREACH(o, &h->conns, link)
@@ -225,7 +229,14 @@ static int adopt(struct hconn *hc, struct evhttp_connection *evcon)
 static const char *refusal(int r)
 {
         return r == -EMFILE ? "opd keeps its remaining file descriptors for VMs: try later"
-                            : "too many connections from this peer (http.max_connections_per_peer)";
+               : r == -EACCES
+                   ? "not allowed (access.group only)"
+                   : "too many connections from this peer (http.max_connections_per_peer)";
+}
+
+static int refusal_status(int r)
+{
+        return r == -EACCES ? 403 : 503;
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -258,9 +269,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
                 if (opd_count_refusal(hc->h->d))
                         log_warn("%s: refused a connection from %s (%llu so far): %s", hc->h->key,
                                  hc->peer, (unsigned long long)hc->h->d->stats.refused,
-                                 r == -EMFILE ? "file descriptors kept in reserve"
-                                              : "http.max_connections_per_peer reached");
-                refuse_raw(bufferevent_getfd(hc->bev), refusal(r));
+                                 r == -EMFILE   ? "file descriptors kept in reserve"
+                                 : r == -EACCES ? "not in access.group"
+                                                : "http.max_connections_per_peer reached");
+                refuse_raw(bufferevent_getfd(hc->bev), refusal_status(r), refusal(r));
                 evhttp_connection_free(evcon);
         }
 }
@@ -394,7 +406,7 @@ static void on_route(struct evhttp_request *req, void *arg)
                         h->d->stats.refused++;
                         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                                           "close");
-                        httpd_send_message(req, 503, refusal(r));
+                        httpd_send_message(req, refusal_status(r), refusal(r));
                         return;
                 }
         }
@@ -549,6 +561,11 @@ int httpd_open(struct opd *d, const char *key, const char *spec, size_t body_max
 struct evhttp *httpd_http(struct httpd *h)
 {
         return h->http;
+}
+
+void httpd_set_admit(struct httpd *h, httpd_admit_fn admit)
+{
+        h->admit = admit;
 }
 
 bool httpd_is_unix(const struct httpd *h)

@@ -21,6 +21,10 @@ int httpd_open(struct opd *d, const char *key, const char *spec, size_t body_max
 int httpd_set_cb(struct httpd *h, const char *path, httpd_cb cb, void *arg);
 int httpd_set_gencb(struct httpd *h, httpd_cb cb, void *arg);
 struct evhttp *httpd_http(struct httpd *h);
+/* Who may connect, asked of each connection (its fd) before it takes a slot of its peer: one
+ * refused gets 403 {"message": "not allowed (access.group only)"} and is closed. */
+typedef bool (*httpd_admit_fn)(struct opd *d, int fd);
+void httpd_set_admit(struct httpd *h, httpd_admit_fn admit);
 /* Piston's error shape: {"message": msg}. */
 void httpd_send_message(struct evhttp_request *req, int status, const char *msg);
 /* Over a UNIX socket (where peer credentials can be asked), not loopback TCP. */

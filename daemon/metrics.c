@@ -370,8 +370,8 @@ char *metrics_render(struct opd *d)
         fprintf(f, "opd_client_output_overflow_total %llu\n",
                 (unsigned long long)d->stats.output_overflow);
         head(f, "opd_connections_refused_total", "counter",
-             "Connections refused by max_clients, a per-uid cap, shutdown or to keep file "
-             "descriptors in reserve.");
+             "Connections refused by max_clients, a per-uid cap, access.group, shutdown or to "
+             "keep file descriptors in reserve.");
         fprintf(f, "opd_connections_refused_total %llu\n", (unsigned long long)d->stats.refused);
         head(f, "opd_uptime_seconds", "gauge", "Seconds since opd started.");
         fprintf(f, "opd_uptime_seconds %.3f\n", (double)(op_now_us() - d->started_us) / 1e6);

@@ -40,7 +40,7 @@ struct counters {
         uint64_t idle_closed;     /* connections closed by idle_timeout_ms */
         uint64_t output_paused;   /* times a client's answers passed client.output_high */
         uint64_t output_overflow; /* clients closed past client.output_max */
-        uint64_t refused;         /* connections refused: caps, fd reserve, shutdown */
+        uint64_t refused;         /* connections refused: caps, access, fd reserve, shutdown */
 };
 
 /* The loop's priorities: every event runs at OPD_PRI_NORMAL (libevent gives a new event the
