@@ -522,7 +522,8 @@ void client_close(struct client *c, const char *why)
         if (c->closing)
                 return;
         c->closing = true;
-        log_debug("closing client pid %d: %s", (int)c->pid, why);
+        log_debug("closing client pid %d: %s (%u requests in flight cancelled)", (int)c->pid, why,
+                  c->inflight);
         evtimer_del(c->read_timer);
         evtimer_del(c->idle_timer);
         evtimer_del(c->more_timer);

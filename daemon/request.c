@@ -275,14 +275,6 @@ static void request_free(struct request *r)
                 client_request_done(c);
 }
 
-void request_cancel(struct request *r)
-{
-        char idbuf[68];
-
-        log_info("exec id=%s lang=%s outcome=cancelled", id_text(r, idbuf), r->lang->name);
-        request_free(r);
-}
-
 static double ms(uint64_t from, uint64_t to)
 {
         return from && to >= from ? (double)(to - from) / 1000.0 : 0.0;
@@ -301,6 +293,21 @@ static void log_outcome(struct request *r, const char *outcome, json_t *reply)
                  outcome, (long long)json_integer_value(json_object_get(reply, "exit_code")),
                  ms(r->t_start, r->t_vm), ms(r->t_vm, r->t_ready), ms(r->t_ready, r->t_done),
                  ms(r->t_start, op_now_us()));
+}
+
+void request_cancel(struct request *r)
+{
+        char idbuf[68];
+
+        /* One that had a VM is logged as an answered one is. One still waiting for a VM cost
+         * nothing worth a line: a client that fills its share of the queue and closes, again
+         * and again, would write one per request. */
+        if (r->state == REQ_BOOTING || r->state == REQ_RUNNING)
+                log_outcome(r, "cancelled", NULL);
+        else
+                log_debug("exec id=%s lang=%s outcome=cancelled (%s, never had a VM)",
+                          id_text(r, idbuf), r->lang->name, state_names[r->state]);
+        request_free(r);
 }
 
 void request_sink_answer(struct opd *d, const struct request_sink *sink, json_t *answer)

@@ -1813,21 +1813,30 @@ static void log_capture_start(struct log_capture *l)
         assert_true(dup2(fileno(l->fp), STDERR_FILENO) >= 0);
 }
 
-/* Stop capturing: the lines logged that hold needle. */
-static unsigned log_capture_count(struct log_capture *l, const char *needle)
+/* Stop capturing. */
+static void log_capture_stop(struct log_capture *l)
+{
+        fflush(stderr);
+        assert_true(dup2(l->saved, STDERR_FILENO) >= 0);
+        close(l->saved);
+}
+
+/* Once stopped: the lines logged that hold needle. */
+static unsigned log_captured(struct log_capture *l, const char *needle)
 {
         char line[4096];
         unsigned n = 0;
 
-        fflush(stderr);
-        assert_true(dup2(l->saved, STDERR_FILENO) >= 0);
-        close(l->saved);
         rewind(l->fp);
         while (fgets(line, sizeof(line), l->fp))
                 if (strstr(line, needle))
                         n++;
-        fclose(l->fp);
         return n;
+}
+
+static void log_capture_done(struct log_capture *l)
+{
+        fclose(l->fp);
 }
 
 #define OVER_MAX_CLIENTS 100
@@ -1858,12 +1867,73 @@ static void test_max_clients_refusals_counted(void **state)
                 json_decref(last);
                 close(s[0]);
         }
+        log_capture_stop(&cap);
         /* 1, 2, 4, 8, 16, 32, 64 */
-        assert_int_equal(log_capture_count(&cap, "max_clients reached"), 7);
+        assert_int_equal(log_captured(&cap, "max_clients reached"), 7);
+        log_capture_done(&cap);
         assert_int_equal(f->d.stats.refused - refused0, OVER_MAX_CLIENTS);
         assert_int_equal(clients_count(&f->d), 1);
         close(held[0]);
         run_until(f, no_client, &f->d);
+}
+
+/* Write an exec of sh with this id. */
+static void send_exec(int fd, int id)
+{
+        char frame[128];
+        int n = snprintf(frame + 4, sizeof(frame) - 4,
+                         "{\"op\":\"exec\",\"lang\":\"sh\",\"code\":\"echo hi\",\"id\":%d}", id);
+
+        frame[0] = frame[1] = 0;
+        frame[2] = (char)(n >> 8);
+        frame[3] = (char)n;
+        send_all(fd, frame, (size_t)n + 4);
+}
+
+struct running_and_queued {
+        struct fx *f;
+        unsigned queued;
+};
+
+static bool one_running_rest_queued(void *arg)
+{
+        struct running_and_queued *w = arg;
+
+        return w->f->jobs == 1 && requests_queued(&w->f->d) == w->queued;
+}
+
+#define QUEUED_THEN_GONE 5
+
+/* A connection closes with one exec running and others queued: all are cancelled; the one that
+ * had a VM is logged (outcome=cancelled, with its mode), the queued ones, which never had a VM,
+ * write no line (but with OPD_DEBUG). */
+static void test_cancelled_queued_execs_not_logged(void **state)
+{
+        struct fx *f = *state;
+        struct running_and_queued w = {f, QUEUED_THEN_GONE};
+        struct log_capture cap;
+        char *debug = getenv("OPD_DEBUG") ? strdup(getenv("OPD_DEBUG")) : NULL;
+        int s[2];
+
+        f->d.cfg.max_vms = 1;
+        f->agent_silent = true; /* the first exec runs until it is cancelled */
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), 0);
+        assert_int_equal(client_new(&f->d, s[1]), 0);
+        for (int i = 0; i <= QUEUED_THEN_GONE; i++)
+                send_exec(s[0], i);
+        run_until(f, one_running_rest_queued, &w);
+        unsetenv("OPD_DEBUG");
+        log_capture_start(&cap);
+        close(s[0]);
+        run_until(f, no_client, &f->d);
+        log_capture_stop(&cap);
+        if (debug)
+                setenv("OPD_DEBUG", debug, 1);
+        free(debug);
+        assert_int_equal(requests_queued(&f->d), 0);
+        assert_int_equal(log_captured(&cap, "outcome=cancelled"), 1);
+        assert_int_equal(log_captured(&cap, "exec id=0 lang=sh mode=cold outcome=cancelled"), 1);
+        log_capture_done(&cap);
 }
 
 /* ---- sessions ---- */
@@ -2762,6 +2832,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_flooding_connection_is_deferred, setup, teardown),
             cmocka_unit_test_setup_teardown(test_read_deadline_per_frame, setup, teardown),
             cmocka_unit_test_setup_teardown(test_max_clients_refusals_counted, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_cancelled_queued_execs_not_logged, setup,
+                                            teardown),
             cmocka_unit_test_setup_teardown(test_session_warm_execs, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_phases, setup, teardown),
             cmocka_unit_test_setup_teardown(test_session_busy_then_lifetime, setup, teardown),
