@@ -43,6 +43,7 @@ struct door_req {
         struct evhttp_request *http;
         struct request *exec; /* NULL once answered */
         const struct op_lang *lang;
+        struct uid_use *use; /* its uid's, counted in door; NULL over TCP (or out of memory) */
 };
 
 /* Send body (taken) as the JSON answer. */
@@ -109,11 +110,16 @@ static void door_req_free(struct door_req *dr)
 {
         LIST_REMOVE(dr, link);
         dr->d->door->n_reqs--;
+        if (dr->use)
+                dr->use->door--;
+        uid_use_put(dr->use);
         free(dr);
 }
 
-/* A UNIX socket's peer, from its credentials: may it use opd (access.group)? Its uid. */
-static bool fd_may_use(struct opd *d, int fd, uid_t *ret_uid)
+/* A UNIX socket's peer, from its credentials: may it use opd (access.group)? Its uid, and
+ * (ret_exempt not NULL) whether it is exempt from the per-uid caps (root, opd's user,
+ * access.admin_group). */
+static bool fd_may_use(struct opd *d, int fd, uid_t *ret_uid, bool *ret_exempt)
 {
         struct ucred cred;
         socklen_t len = sizeof(cred);
@@ -121,6 +127,9 @@ static bool fd_may_use(struct opd *d, int fd, uid_t *ret_uid)
         if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return false;
         *ret_uid = cred.uid;
+        if (ret_exempt)
+                *ret_exempt =
+                    uid_exempt(d, cred.uid) || access_may_admin(d, fd, cred.uid, cred.gid);
         return access_may_use(d, fd, cred.uid, cred.gid);
 }
 
@@ -130,28 +139,31 @@ static bool door_admit(struct opd *d, int fd)
 {
         uid_t uid;
 
-        return fd_may_use(d, fd, &uid);
+        return fd_may_use(d, fd, &uid, NULL);
 }
 
 /* Over a UNIX socket the peer's credentials decide, as on opd's socket (checked at connect,
  * and again here: access.group may have changed on a reload since); over loopback TCP
  * (refused by the config check when access.group is set) whoever can connect may run code,
- * and who it is is not known (*ret_uid REQUEST_UID_ANON). */
-static bool peer_may_use(struct opd *d, struct evhttp_request *req, uid_t *ret_uid)
+ * and who it is is not known (*ret_uid REQUEST_UID_ANON, *ret_exempt false). */
+static bool peer_may_use(struct opd *d, struct evhttp_request *req, uid_t *ret_uid,
+                         bool *ret_exempt)
 {
         struct evhttp_connection *evcon = evhttp_request_get_connection(req);
         struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
 
         *ret_uid = REQUEST_UID_ANON;
+        *ret_exempt = false;
         if (!httpd_is_unix(d->door->httpd))
                 return true;
-        return bev && fd_may_use(d, bufferevent_getfd(bev), ret_uid);
+        return bev && fd_may_use(d, bufferevent_getfd(bev), ret_uid, ret_exempt);
 }
 
 static void on_runtimes(struct evhttp_request *req, void *arg)
 {
         struct opd *d = arg;
         json_t *list = json_array();
+        bool exempt;
         uid_t uid;
 
         if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
@@ -160,7 +172,7 @@ static void on_runtimes(struct evhttp_request *req, void *arg)
                 send_message(req, 405, "use GET for /api/v2/runtimes");
                 return;
         }
-        if (!peer_may_use(d, req, &uid)) {
+        if (!peer_may_use(d, req, &uid, &exempt)) {
                 json_decref(list);
                 send_message(req, 403, "not allowed (access.group only)");
                 return;
@@ -267,6 +279,8 @@ static void on_execute(struct evhttp_request *req, void *arg)
         const struct op_lang *lang;
         struct door_req *dr;
         char err[512], idbuf[32];
+        struct uid_use *use = NULL;
+        bool exempt;
         uid_t uid;
 
         if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
@@ -277,14 +291,33 @@ static void on_execute(struct evhttp_request *req, void *arg)
                 send_message(req, 415, "send the request as Content-Type: application/json");
                 return;
         }
-        if (!peer_may_use(d, req, &uid)) {
+        if (!peer_may_use(d, req, &uid, &exempt)) {
                 send_message(req, 403, "not allowed (access.group only)");
+                return;
+        }
+        /* A known uid's own share first, so that one uid cannot take every slot of the door. */
+        if (uid != REQUEST_UID_ANON) {
+                use = uid_use_get(d, uid);
+                if (!use) {
+                        send_message(req, 500, "out of memory");
+                        return;
+                }
+        }
+        if (use && !exempt && d->cfg.http_max_inflight_per_peer &&
+            use->door >= d->cfg.http_max_inflight_per_peer) {
+                retry_after(req, request_retry_after_ms(d, NULL, true));
+                send_message(req, 503,
+                             "%u requests of uid %u already in flight at the door "
+                             "(http.max_inflight_per_peer)",
+                             use->door, (unsigned)uid);
+                uid_use_put(use);
                 return;
         }
         if (d->door->n_reqs >= d->cfg.max_inflight) {
                 retry_after(req, request_retry_after_ms(d, NULL, true));
                 send_message(req, 503, "%u requests already in flight at the door (max_inflight)",
                              d->door->n_reqs);
+                uid_use_put(use);
                 return;
         }
         body = read_body(req, &d->cfg.limits, err, sizeof(err));
@@ -326,11 +359,15 @@ static void on_execute(struct evhttp_request *req, void *arg)
         dr->d = d;
         dr->http = req;
         dr->lang = lang;
+        dr->use = TAKE_PTR(use);
+        if (dr->use)
+                dr->use->door++;
         LIST_INSERT_HEAD(&d->door->reqs, dr, link);
         d->door->n_reqs++;
         /* on_exec_done() may run (and free dr) before this returns. */
         exec_submit_cb(d, exec, uid, on_exec_done, dr, &dr->exec);
 out:
+        uid_use_put(use);
         json_decref(id);
         json_decref(exec);
         json_decref(body);

@@ -53,6 +53,7 @@ struct uid_use {
         uid_t uid;
         unsigned refs;
         unsigned clients, queued, vms;
+        unsigned door;        /* door.c: its requests in flight at the Piston door */
         struct turn_use turn; /* client.c: its connections' answers in this turn */
 };
 

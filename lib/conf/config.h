@@ -86,6 +86,9 @@ struct op_config {
         size_t client_output_max;         /* unread answers above this: drop them, close; 0: none */
         uint32_t http_max_conns;          /* connections per HTTP listener */
         uint32_t http_max_conns_per_peer; /* per uid on a unix: listener, per address on TCP */
+        /* Piston door requests in flight of one uid (a unix: listener; root, opd's user and
+         * admins exempt); 0: no per-uid bound. */
+        uint32_t http_max_inflight_per_peer;
         uint32_t http_request_timeout_ms; /* absolute: a request's headers and body arrive whole */
         uint32_t boot_timeout_ms;
         uint32_t queue_timeout_ms; /* a request waiting for a VM gives up after this */

@@ -380,6 +380,46 @@ class Listen(unittest.TestCase):
         self.assertFalse(os.path.exists(path))
         self.assertEqual(opd.vmm_pids(), [])
 
+    def test_unix_socket_share_per_uid(self):
+        """Over a UNIX socket one uid holds at most http.max_inflight_per_peer requests in
+        flight at the door: its next one gets 503 at once, another uid is served."""
+        tmp = tempfile.mkdtemp(prefix="opd-piston-")
+        os.chmod(tmp, 0o755)
+        if os.geteuid() == 0:
+            ensure_opd_user()
+            os.chown(tmp, pwd.getpwnam("opd").pw_uid, pwd.getpwnam("opd").pw_gid)
+        path = os.path.join(tmp, "piston.sock")
+        opd = Opd({"pool.size": "0", "piston.listen": f"unix:{path}", "socket_mode": "0666",
+                   "access.group": "users", "http.max_inflight_per_peer": "1",
+                   "limit.timeout_ms_max": "300000"}, wait_accel=False)
+        answer = {}
+        t = threading.Thread(target=lambda: answer.update(
+            r=self.execute_as(path, USERS, OTHER, "sleep 300")))
+        try:
+            before = opd.call({"op": "status"})["counters"]["requests"]
+            t.start()
+            wait_for(lambda: opd.call({"op": "status"})["counters"]["requests"] != before, 60,
+                     "the first request to reach opd")
+            status, body, retry = self.execute_as(path, USERS, OTHER, "echo again")
+            self.assertEqual(status, 503, body)
+            self.assertIn("http.max_inflight_per_peer", body["message"])
+            self.assertGreaterEqual(int(retry), 1)
+            status, body, _ = self.execute_as(path, USERS, OTHER + 1, "echo other")
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["run"]["stdout"], "other\n")
+        finally:
+            opd.stop()
+            if t.ident:
+                t.join()
+        self.assertEqual(answer["r"][:2], (503, {"message": "opd is shutting down"}))
+
+    def execute_as(self, path, gid, uid, code):
+        """(status, body, Retry-After) of POST /api/v2/execute of bash code made as uid:gid."""
+        p = subprocess.run([sys.executable, "-c", EXECUTE_AS, str(gid), str(uid), path, code],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return tuple(json.loads(p.stdout))
+
     def as_user(self, path, gid, uid):
         """[status, keys of the JSON body] of GET /api/v2/runtimes made as uid:gid."""
         p = subprocess.run([sys.executable, "-c", AS_USER, str(gid), str(uid), path],
@@ -405,7 +445,24 @@ r.begin()
 body = json.loads(r.read())
 print(json.dumps([r.status, sorted(body) if isinstance(body, dict) else ["list"]]))
 """
+EXECUTE_AS = r"""
+import http.client, json, os, socket, sys
+gid, uid, path, code = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+os.setgroups([])
+os.setgid(gid)
+os.setuid(uid)
+c = http.client.HTTPConnection("localhost", timeout=240)
+c.sock = socket.socket(socket.AF_UNIX)
+c.sock.settimeout(240)
+c.sock.connect(path)
+c.request("POST", "/api/v2/execute", headers={"Content-Type": "application/json"},
+          body=json.dumps({"language": "bash", "version": "*", "files": [{"content": code}],
+                           "run_timeout": 300000}))
+r = c.getresponse()
+print(json.dumps([r.status, json.loads(r.read()), r.getheader("Retry-After")]))
+"""
 NOBODY = 65534
+OTHER = 54321  # a uid of no user: in access.group by its primary gid
 USERS = grp.getgrnam("users").gr_gid
 
 if __name__ == "__main__":
