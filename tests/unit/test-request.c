@@ -1728,63 +1728,59 @@ static unsigned read_answers_to_eof(int fd, json_t **last)
         return n;
 }
 
-#define DEADLINE_MS 400
-#define STEPS       4
+#define DEADLINE_MS 2000
 
 /* read_timeout_ms bounds how long one frame takes to arrive. A client whose writes never end on
  * a frame boundary (each completes a frame and starts the next) always has a part of a frame
- * unread, for longer in all than the deadline: every frame is answered and it is not cut off.
+ * unread, for longer in all than the deadline: each frame is answered and it is not cut off.
  * Once it stalls in the middle of a frame, that frame's deadline closes it, with bad_request.
- * The verdict is the order of events and the loop's own clock: the steps are DEADLINE_MS / 2
- * apart, and a run where one turn of the loop took longer than a deadline proves nothing. */
+ * The verdict does not hang on how fast the loop turns: frame 1 is completed at 3/4 of the
+ * deadline after frame 0 (or later, when the loop is slow), which restarts the deadline, so the
+ * client is still open at 3/2 of it (its first deadline has passed then) unless a turn of the
+ * loop took more than a quarter of the deadline. */
 static void test_read_deadline_per_frame(void **state)
 {
         struct fx *f = *state;
         struct until u = {f, 0, 0};
-        char frames[STEPS + 1][128];
-        size_t len[STEPS + 1];
+        char frames[3][128];
+        size_t len[3];
         uint64_t t_first, t_last, t_close;
         json_t *last;
         int s[2];
 
         f->d.cfg.read_timeout_ms = DEADLINE_MS;
-        for (int i = 0; i <= STEPS; i++)
+        for (int i = 0; i < 3; i++)
                 len[i] = bad_exec_frame(frames[i], sizeof(frames[i]), i);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), 0);
         assert_int_equal(client_new(&f->d, s[1]), 0);
-        /* Frame 0 whole and the first half of frame 1. */
-        t_first = t_last = op_now_us();
+        /* frame 0 whole and the first half of frame 1 */
+        t_first = op_now_us();
         send_all(s[0], frames[0], len[0]);
         send_all(s[0], frames[1], len[1] / 2);
         u.n = 1;
         run_until(f, counted_or_closed, &u);
         assert_int_equal(f->d.stats.requests, 1);
-        for (int i = 1; i < STEPS; i++) {
-                /* Half a deadline later: the rest of frame i and the first half of frame i+1. */
-                u.us = t_last + DEADLINE_MS * 1000ull / 2;
-                run_until(f, clock_reached_or_closed, &u);
-                if (op_now_us() >= t_last + DEADLINE_MS * 1000ull) {
-                        close(s[0]);
-                        skip(); /* the loop stalled for a whole deadline */
-                }
-                assert_int_equal(clients_count(&f->d), 1);
-                t_last = op_now_us();
-                send_all(s[0], frames[i] + len[i] / 2, len[i] - len[i] / 2);
-                send_all(s[0], frames[i + 1], len[i + 1] / 2);
-                u.n = (uint64_t)i + 1;
-                run_until(f, counted_or_closed, &u);
-                assert_int_equal(f->d.stats.requests, (uint64_t)i + 1);
-        }
-        /* More than a deadline since the first partial frame, and the client is still served. */
-        assert_true(op_now_us() > t_first + DEADLINE_MS * 1000ull);
+        /* at 3/4 of the deadline: the rest of frame 1 and the first half of frame 2 */
+        u.us = t_first + DEADLINE_MS * 750ull;
+        run_until(f, clock_reached_or_closed, &u);
         assert_int_equal(clients_count(&f->d), 1);
-        /* It stalls in the middle of frame STEPS: closed a deadline after that frame began
-         * (libevent's clock may be CLOCK_MONOTONIC_COARSE, up to a tick behind this one: a tenth
-         * of the deadline is far more than a tick). */
+        t_last = op_now_us();
+        send_all(s[0], frames[1] + len[1] / 2, len[1] - len[1] / 2);
+        send_all(s[0], frames[2], len[2] / 2);
+        u.n = 2;
+        run_until(f, counted_or_closed, &u);
+        assert_int_equal(f->d.stats.requests, 2);
+        /* at 3/2 of the deadline, past the first one: still served */
+        u.us = t_first + DEADLINE_MS * 1500ull;
+        run_until(f, clock_reached_or_closed, &u);
+        assert_int_equal(clients_count(&f->d), 1);
+        /* it stalls in the middle of frame 2: closed a deadline after that frame began (the
+         * loop's clock may be a coarse one, a tick behind this one: a tenth of the deadline is
+         * far more than a tick) */
         run_until(f, no_client, &f->d);
         t_close = op_now_us();
         assert_true(t_close + DEADLINE_MS * 100ull >= t_last + DEADLINE_MS * 1000ull);
-        assert_int_equal(read_answers_to_eof(s[0], &last), STEPS + 1);
+        assert_int_equal(read_answers_to_eof(s[0], &last), 3);
         assert_true(json_is_null(json_object_get(last, "id")));
         assert_string_equal(
             json_string_value(json_object_get(json_object_get(last, "error"), "code")),
@@ -1793,7 +1789,7 @@ static void test_read_deadline_per_frame(void **state)
             strstr(json_string_value(json_object_get(json_object_get(last, "error"), "message")),
                    "incomplete frame"));
         json_decref(last);
-        assert_int_equal(f->d.stats.requests, STEPS);
+        assert_int_equal(f->d.stats.requests, 2);
         close(s[0]);
 }
 
