@@ -103,18 +103,21 @@ static bool all_answered(struct client *c)
 }
 
 /* One turn of the loop answers at most this much of one connection's pipelined requests, and
- * of all the connections of one uid together (root, opd's user and admins aside). A connection
- * with more to answer is deferred: its events, and the rest of its requests, run at
+ * of all the connections of one uid together (root, opd's user and admins aside): frames, bytes
+ * of frames read (a frame is read whole, so one large frame ends the turn), bytes of answers. A
+ * connection with more to answer is deferred: its events, and the rest of its requests, run at
  * OPD_PRI_DEFERRED, only in turns where no other event was ready, and then at most
- * DEFERRED_FRAMES or DEFERRED_OUTPUT of all the deferred connections together; and the
- * deferred connections take at most half of the loop's time (after answering them for t, none
+ * DEFERRED_FRAMES, DEFERRED_INPUT or DEFERRED_OUTPUT of all the deferred connections together; and
+ * the deferred connections take at most half of the loop's time (after answering them for t, none
  * is answered for the next t). It is back at the normal priority once it has answered all it
  * has read. So a client that sends little is answered ahead of one that floods, waiting at most
  * for one deferred share of work, and opd does not spend all its CPU time on the one that
  * floods. */
 #define TURN_FRAMES     16
+#define TURN_INPUT      (1024 * 1024)
 #define TURN_OUTPUT     (256 * 1024)
 #define DEFERRED_FRAMES 4
+#define DEFERRED_INPUT  (256 * 1024)
 #define DEFERRED_OUTPUT (64 * 1024)
 
 static void on_turn_end(evutil_socket_t fd, short what, void *arg)
@@ -136,19 +139,21 @@ static struct turn_use *turn_now(struct opd *d, struct turn_use *t)
                 t->turn = cs->turn;
                 t->frames = 0;
                 t->output = 0;
+                t->input = 0;
         }
         return t;
 }
 
-static bool turn_spent(const struct turn_use *t, unsigned frames, size_t output)
+static bool turn_spent(const struct turn_use *t, unsigned frames, size_t input, size_t output)
 {
-        return t && (t->frames >= frames || t->output >= output);
+        return t && (t->frames >= frames || t->input >= input || t->output >= output);
 }
 
-static void turn_count(struct turn_use *t, unsigned frames, size_t output)
+static void turn_count(struct turn_use *t, unsigned frames, size_t input, size_t output)
 {
         if (t) {
                 t->frames += frames;
+                t->input += input;
                 t->output += output;
         }
 }
@@ -170,7 +175,7 @@ static void on_read(struct bufferevent *bev, void *arg)
         struct turn_use *share =
             c->uid_use && !c->exempt ? turn_now(c->d, &c->uid_use->turn) : NULL;
         struct turn_use *deferred = c->deferred ? turn_now(c->d, &c->d->clients->deferred) : NULL;
-        size_t out0 = output_len(c), out_prev = out0;
+        size_t out0 = output_len(c), out_prev = out0, took = 0;
         uint64_t t0 = deferred ? op_now_us() : 0;
         unsigned frames = 0;
         bool more = false;
@@ -183,25 +188,29 @@ static void on_read(struct bufferevent *bev, void *arg)
         }
         while (!c->closing && !c->out_paused && !c->overflow) {
                 size_t grew = output_len(c) > out_prev ? output_len(c) - out_prev : 0;
+                size_t len = evbuffer_get_length(in);
                 json_t *obj = NULL;
                 int r;
 
-                turn_count(share, 0, grew);
-                turn_count(deferred, 0, grew);
+                turn_count(share, 0, 0, grew);
+                turn_count(deferred, 0, 0, grew);
                 out_prev = output_len(c);
-                if (frames >= TURN_FRAMES || output_len(c) > out0 + TURN_OUTPUT ||
-                    turn_spent(share, TURN_FRAMES, TURN_OUTPUT) ||
-                    turn_spent(deferred, DEFERRED_FRAMES, DEFERRED_OUTPUT)) {
-                        more = evbuffer_get_length(in) > 0;
+                if (frames >= TURN_FRAMES || took >= TURN_INPUT ||
+                    output_len(c) > out0 + TURN_OUTPUT ||
+                    turn_spent(share, TURN_FRAMES, TURN_INPUT, TURN_OUTPUT) ||
+                    turn_spent(deferred, DEFERRED_FRAMES, DEFERRED_INPUT, DEFERRED_OUTPUT)) {
+                        more = len > 0;
                         break;
                 }
                 r = evframe_next(in, c->d->cfg.limits.frame_max,
                                  op_limits_values_max(&c->d->cfg.limits), &obj, err, sizeof(err));
                 if (r == 0)
                         break;
+                len -= evbuffer_get_length(in); /* the frame's bytes */
+                took += len;
                 frames++;
-                turn_count(share, 1, 0);
-                turn_count(deferred, 1, 0);
+                turn_count(share, 1, len, 0);
+                turn_count(deferred, 1, len, 0);
                 if (r == -EMSGSIZE) {
                         client_send(c, op_error_reply(NULL, OP_ERR_FRAME_TOO_LARGE,
                                                       "frame larger than %zu bytes",

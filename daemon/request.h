@@ -44,6 +44,7 @@ struct turn_use {
         uint64_t turn; /* the turn counted (client.c's count of turns) */
         unsigned frames;
         size_t output;
+        size_t input; /* bytes of the frames read */
 };
 
 /* What one uid holds, for the per-uid caps (max_clients_per_uid, max_queued_per_uid,

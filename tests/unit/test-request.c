@@ -14,8 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1674,6 +1677,139 @@ static void send_all(int fd, const char *p, size_t n)
         assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
 }
 
+/* A socketpair whose peer credentials (SO_PEERCRED: those of its maker) are uid's, so opd
+ * counts it as uid's connection: made by a child that took uid, handed back over SCM_RIGHTS.
+ * Root only. */
+static void socketpair_of(uid_t uid, int sv[2])
+{
+        char cbuf[CMSG_SPACE(2 * sizeof(int))], byte;
+        struct iovec iov = {&byte, 1};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        struct cmsghdr *cm;
+        int ch[2], status;
+        pid_t pid;
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                int p[2];
+
+                if (setgid((gid_t)uid) < 0 || setuid(uid) < 0 ||
+                    socketpair(AF_UNIX, SOCK_STREAM, 0, p) < 0)
+                        _exit(1);
+                mh.msg_control = cbuf;
+                mh.msg_controllen = sizeof(cbuf);
+                cm = CMSG_FIRSTHDR(&mh);
+                cm->cmsg_level = SOL_SOCKET;
+                cm->cmsg_type = SCM_RIGHTS;
+                cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+                memcpy(CMSG_DATA(cm), p, 2 * sizeof(int));
+                _exit(sendmsg(ch[1], &mh, 0) == 1 ? 0 : 1);
+        }
+        mh.msg_control = cbuf;
+        mh.msg_controllen = sizeof(cbuf);
+        assert_int_equal(recvmsg(ch[0], &mh, MSG_CMSG_CLOEXEC), 1);
+        cm = CMSG_FIRSTHDR(&mh);
+        assert_non_null(cm);
+        assert_int_equal(cm->cmsg_type, SCM_RIGHTS);
+        memcpy(sv, CMSG_DATA(cm), 2 * sizeof(int));
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        close(ch[0]);
+        close(ch[1]);
+}
+
+static unsigned unread(int fd)
+{
+        int n = 0;
+
+        assert_int_equal(ioctl(fd, SIOCOUTQ, &n), 0);
+        return (unsigned)n;
+}
+
+#define FLOOD_UID   4343 /* neither root nor an administrator: its shares count */
+#define BIG_CONNS   10
+#define BIG_PAD     (150 * 1024)
+#define TURN_INPUT_ (1024 * 1024) /* client.c's TURN_INPUT */
+
+/* A uid's share of a turn counts the bytes of the frames read, not only their number: ten
+ * connections of one uid, each with a 150 KiB frame that completes in the same turn, are
+ * answered in that turn only up to 1 MiB of frames (before, all ten: fewer than 16 frames);
+ * the others are deferred and answered later, nothing lost. Root only (the connections must be
+ * of a uid the shares count: root is exempt). */
+static void test_uid_share_counts_frame_bytes(void **state)
+{
+        struct fx *f = *state;
+        struct busy busy = {0};
+        struct answered all = {f, BIG_CONNS};
+        int sv[BIG_CONNS][2], ids[4];
+        size_t flen;
+        char *frame;
+        int n;
+
+        if (geteuid() != 0)
+                skip();
+        frame = malloc(BIG_PAD + 256);
+        assert_non_null(frame);
+        n = snprintf(frame + 4, 256,
+                     "{\"op\":\"exec\",\"lang\":\"sh\",\"code\":42,\"id\":7,\"pad\":\"");
+        memset(frame + 4 + n, 'x', BIG_PAD);
+        memcpy(frame + 4 + n + BIG_PAD, "\"}", 2);
+        flen = (size_t)n + BIG_PAD + 2;
+        frame[0] = (char)(flen >> 24);
+        frame[1] = (char)(flen >> 16);
+        frame[2] = (char)(flen >> 8);
+        frame[3] = (char)flen;
+        flen += 4;
+        busy.ev = evtimer_new(f->d.base, on_busy, &busy);
+        assert_non_null(busy.ev);
+        /* each connection's frame but its last byte, read by opd as it comes */
+        for (int i = 0; i < BIG_CONNS; i++) {
+                size_t off = 0;
+
+                socketpair_of(FLOOD_UID, sv[i]);
+                assert_int_equal(client_new(&f->d, sv[i][1]), 0);
+                while (off < flen - 1) {
+                        ssize_t k = send(sv[i][0], frame + off, flen - 1 - off,
+                                         MSG_DONTWAIT | MSG_NOSIGNAL);
+
+                        if (k < 0) {
+                                assert_int_equal(errno, EAGAIN);
+                                run_turns(f, 1);
+                                continue;
+                        }
+                        off += (size_t)k;
+                }
+        }
+        for (int i = 0; i < BIG_CONNS; i++)
+                while (unread(sv[i][0]) > 0)
+                        run_turns(f, 1);
+        assert_int_equal(f->d.stats.requests, 0);
+        /* the last bytes together: every frame completes in the next turn */
+        for (int i = 0; i < BIG_CONNS; i++)
+                send_all(sv[i][0], frame + flen - 1, 1);
+        run_busy_turns(f, &busy, 2);
+        assert_int_equal(f->d.stats.requests, (TURN_INPUT_ + flen - 1) / flen);
+        assert_true(f->d.stats.requests < BIG_CONNS);
+        /* turns with nothing else ready: the others */
+        run_until(f, requests_counted, &all);
+        for (int i = 0; i < BIG_CONNS; i++) {
+                unsigned got = 0;
+
+                while (got == 0) {
+                        run_turns(f, 1);
+                        got = read_answer_ids(sv[i][0], ids, 4);
+                }
+                assert_int_equal(got, 1);
+                assert_int_equal(ids[0], 7);
+                close(sv[i][0]);
+        }
+        event_free(busy.ev);
+        free(frame);
+        run_turns(f, 5); /* the connections close and are freed */
+}
+
 static bool no_client(void *arg)
 {
         return clients_count(arg) == 0;
@@ -2826,6 +2962,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(test_cold_queue_round_robin_by_uid, setup, teardown),
             cmocka_unit_test_setup_teardown(test_sink_answer_then_release, setup, teardown),
             cmocka_unit_test_setup_teardown(test_flooding_connection_is_deferred, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_uid_share_counts_frame_bytes, setup, teardown),
             cmocka_unit_test_setup_teardown(test_read_deadline_per_frame, setup, teardown),
             cmocka_unit_test_setup_teardown(test_max_clients_refusals_counted, setup, teardown),
             cmocka_unit_test_setup_teardown(test_cancelled_queued_execs_not_logged, setup,
