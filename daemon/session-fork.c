@@ -62,9 +62,9 @@ struct job {
         unsigned pending;
         bool timer_fired;
         bool kept_paused; /* JOB_RESUME: the restore failed, the session is paused again */
+        char failed[256]; /* ... and why */
         bool committing;  /* JOB_PAUSE: its files are hashed and synced by a background job */
         bool orphan;      /* ... when opd stopped: answered, off the list, freed by that job */
-        char failed[256]; /* ... and why */
         struct child *children;
         uint64_t t_start, t_saved, t_done;
         uint64_t t_open;             /* the session's birth: its forks share its age and lifetime */
