@@ -387,12 +387,26 @@ bool opd_count_refusal(struct opd *d)
         return (n & (n - 1)) == 0;
 }
 
+/* A connection refused: counted (opd_connections_refused_total), logged at the 1st, 2nd, 4th...
+ * refusal so that a client connecting in a loop does not flood the log (naming the peer's uid
+ * when it is known: uid (uid_t)-1 when not), answered with reply, closed. */
+static void refuse_counted(struct opd *d, int fd, uid_t uid, const char *why, json_t *reply)
+{
+        if (opd_count_refusal(d)) {
+                if (uid == (uid_t)-1)
+                        log_warn("refused a connection (%llu so far): %s",
+                                 (unsigned long long)d->stats.refused, why);
+                else
+                        log_warn("refused a connection of uid %u (%llu so far): %s", (unsigned)uid,
+                                 (unsigned long long)d->stats.refused, why);
+        }
+        refuse(fd, reply);
+}
+
 void client_refuse(struct opd *d, int fd, const char *why)
 {
-        if (opd_count_refusal(d))
-                log_warn("refused a connection (%llu so far): %s",
-                         (unsigned long long)d->stats.refused, why);
-        refuse(fd, op_error_reply(NULL, OP_ERR_BUSY, "%s: try later", why));
+        refuse_counted(d, fd, (uid_t)-1, why,
+                       op_error_reply(NULL, OP_ERR_BUSY, "%s: try later", why));
 }
 
 int client_new(struct opd *d, int fd)
@@ -402,17 +416,12 @@ int client_new(struct opd *d, int fd)
         struct client *c;
 
         if (d->clients->n >= d->cfg.max_clients || d->stopping) {
-                /* Counted and logged as the other refusals: one client connecting in a loop
-                 * does not flood the log. */
-                if (opd_count_refusal(d))
-                        log_warn("refused a connection (%llu so far): %s",
-                                 (unsigned long long)d->stats.refused,
-                                 d->stopping ? "shutting down" : "max_clients reached");
-                refuse(fd, d->stopping
-                               ? op_error_reply(NULL, OP_ERR_SHUTTING_DOWN, "opd is shutting down")
-                               : op_error_reply(NULL, OP_ERR_BUSY,
-                                                "too many connections (max_clients %u)",
-                                                d->cfg.max_clients));
+                refuse_counted(
+                    d, fd, (uid_t)-1, d->stopping ? "shutting down" : "max_clients reached",
+                    d->stopping
+                        ? op_error_reply(NULL, OP_ERR_SHUTTING_DOWN, "opd is shutting down")
+                        : op_error_reply(NULL, OP_ERR_BUSY, "too many connections (max_clients %u)",
+                                         d->cfg.max_clients));
                 return -EBUSY;
         }
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
@@ -433,13 +442,10 @@ int client_new(struct opd *d, int fd)
         if (!c->may_use && !c->may_admin) {
                 /* Nothing it could ask would be allowed: it takes no connection slot. */
                 free(c);
-                if (opd_count_refusal(d))
-                        log_warn("refused a connection of uid %u (%llu so far): not in "
-                                 "access.group",
-                                 (unsigned)cred.uid, (unsigned long long)d->stats.refused);
-                refuse(fd, op_error_reply(NULL, OP_ERR_PERMISSION_DENIED,
-                                          "uid %u may not use opd (access.group only)",
-                                          (unsigned)cred.uid));
+                refuse_counted(d, fd, cred.uid, "not in access.group",
+                               op_error_reply(NULL, OP_ERR_PERMISSION_DENIED,
+                                              "uid %u may not use opd (access.group only)",
+                                              (unsigned)cred.uid));
                 return -EACCES;
         }
         c->uid_use = uid_use_get(d, c->uid);
@@ -448,14 +454,11 @@ int client_new(struct opd *d, int fd)
             c->uid_use->clients >= d->cfg.max_clients_per_uid) {
                 uid_use_put(c->uid_use);
                 free(c);
-                if (opd_count_refusal(d))
-                        log_warn("refused a connection of uid %u (%llu so far): "
-                                 "max_clients_per_uid reached",
-                                 (unsigned)cred.uid, (unsigned long long)d->stats.refused);
-                refuse(fd, op_error_reply(NULL, OP_ERR_BUSY,
-                                          "too many connections of this user "
-                                          "(max_clients_per_uid %u)",
-                                          d->cfg.max_clients_per_uid));
+                refuse_counted(d, fd, cred.uid, "max_clients_per_uid reached",
+                               op_error_reply(NULL, OP_ERR_BUSY,
+                                              "too many connections of this user "
+                                              "(max_clients_per_uid %u)",
+                                              d->cfg.max_clients_per_uid));
                 return -EBUSY;
         }
         if (c->uid_use)
