@@ -62,6 +62,17 @@ def documented_request(language, version, program, **over):
     return req
 
 
+def socket_path():
+    """A path for a UNIX piston.listen in a directory of its own: opd binds as root and then
+    runs as jail.user, and removes its socket at stop from a directory that user may write."""
+    tmp = tempfile.mkdtemp(prefix="opd-piston-")
+    os.chmod(tmp, 0o755)
+    if os.geteuid() == 0:
+        ensure_opd_user()
+        os.chown(tmp, pwd.getpwnam("opd").pw_uid, pwd.getpwnam("opd").pw_gid)
+    return os.path.join(tmp, "piston.sock")
+
+
 class Door(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -337,14 +348,7 @@ class Listen(unittest.TestCase):
         """Over a UNIX socket: the socket's mode, access.group from the peer's credentials (a
         peer outside it refused 403 at connect, counted), and a request in flight answered 503
         when opd stops."""
-        tmp = tempfile.mkdtemp(prefix="opd-piston-")
-        os.chmod(tmp, 0o755)
-        if os.geteuid() == 0:
-            # opd binds as root and then runs as jail.user: it removes its socket at stop from a
-            # directory that user may write
-            ensure_opd_user()
-            os.chown(tmp, pwd.getpwnam("opd").pw_uid, pwd.getpwnam("opd").pw_gid)
-        path = os.path.join(tmp, "piston.sock")
+        path = socket_path()
         opd = Opd({"pool.size": "0", "piston.listen": f"unix:{path}", "socket_mode": "0666",
                    "access.group": "users"}, wait_accel=False)
         try:
@@ -383,12 +387,7 @@ class Listen(unittest.TestCase):
     def test_unix_socket_share_per_uid(self):
         """Over a UNIX socket one uid holds at most http.max_inflight_per_peer requests in
         flight at the door: its next one gets 503 at once, another uid is served."""
-        tmp = tempfile.mkdtemp(prefix="opd-piston-")
-        os.chmod(tmp, 0o755)
-        if os.geteuid() == 0:
-            ensure_opd_user()
-            os.chown(tmp, pwd.getpwnam("opd").pw_uid, pwd.getpwnam("opd").pw_gid)
-        path = os.path.join(tmp, "piston.sock")
+        path = socket_path()
         opd = Opd({"pool.size": "0", "piston.listen": f"unix:{path}", "socket_mode": "0666",
                    "access.group": "users", "http.max_inflight_per_peer": "1",
                    "limit.timeout_ms_max": "300000"}, wait_accel=False)
