@@ -929,9 +929,8 @@ static void pause_closed(struct job *j)
 static int commit_in_child(void *arg, char *msg, size_t msglen)
 {
         struct job *j = arg;
-        uint64_t bytes;
 
-        return session_store_commit(j->d, &j->meta, j->dir, &bytes, msg, msglen);
+        return session_store_commit(j->d, &j->meta, j->dir, msg, msglen);
 }
 
 static void on_pause_committed(struct opd *d, int r, const char *msg, void *userdata);

@@ -194,8 +194,8 @@ static int fsync_at(int dfd, const char *name)
         return 0;
 }
 
-int session_store_commit(struct opd *d, struct session_meta *meta, const char *stage,
-                         uint64_t *ret_bytes, char *errbuf, size_t errlen)
+int session_store_commit(struct opd *d, struct session_meta *meta, const char *stage, char *errbuf,
+                         size_t errlen)
 {
         _cleanup_close_ int dfd = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         _cleanup_(json_decrefp) json_t *o = NULL;
@@ -233,7 +233,6 @@ int session_store_commit(struct opd *d, struct session_meta *meta, const char *s
                 return op_errf(errbuf, errlen, r, "%s", strerror(-r));
         if (rename(stage, final) < 0)
                 return op_errf(errbuf, errlen, -errno, "rename to %s: %s", final, strerror(errno));
-        *ret_bytes = dir_bytes(dfd);
         return 0;
 }
 

@@ -48,10 +48,10 @@ void session_meta_done(struct session_meta *m);
 
 /* <cache>/.paused/<uid>/<id> (staging: .tmp-<id>), its parents made (0700). */
 int session_store_dir(struct opd *d, uid_t uid, const char *id, bool staging, char **ret);
-/* The staged save is complete: hash vmstate, write session.json, fsync, rename into place. The
- * bytes it takes on disk in *ret_bytes. */
-int session_store_commit(struct opd *d, struct session_meta *meta, const char *stage,
-                         uint64_t *ret_bytes, char *errbuf, size_t errlen);
+/* The staged save is complete: hash vmstate, write session.json, fsync, rename into place (what
+ * it takes on disk then: session_store_bytes()). */
+int session_store_commit(struct opd *d, struct session_meta *meta, const char *stage, char *errbuf,
+                         size_t errlen);
 /* Read and check the saved session s (files there, sizes and vmstate's hash as recorded, the
  * same uid and id): its metadata and directory. On -EBADMSG (damaged) the caller removes it. */
 int session_store_open(struct opd *d, const struct session *s, struct session_meta *ret,
