@@ -171,6 +171,13 @@ char *op_strip(char *s)
         return s;
 }
 
+bool op_is_zero(const void *buf, size_t len)
+{
+        const unsigned char *p = buf;
+
+        return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
 bool op_dirent_is_dir(int dirfd, const struct dirent *de)
 {
         struct stat st;

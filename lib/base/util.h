@@ -34,6 +34,8 @@ int op_read_fd(int fd, size_t max, char **ret, size_t *ret_len);
 int op_mkdir_p(const char *path, mode_t mode);
 
 struct dirent;
+/* Whether the len bytes at buf are all zero (true for none). */
+bool op_is_zero(const void *buf, size_t len);
 /* Whether de, read from the directory dirfd, is a directory (not a link to one): its d_type, or
  * where the file system gives none, an fstatat() that does not follow links. */
 bool op_dirent_is_dir(int dirfd, const struct dirent *de);

@@ -231,13 +231,6 @@ int s3_chunkman_plain(const struct snap_manifest *snap, uint32_t chunk_size,
         return 0;
 }
 
-bool s3_is_zero(const void *buf, size_t len)
-{
-        const unsigned char *p = buf;
-
-        return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
-}
-
 int s3_chunk_hash_file(int dirfd, const char *name, uint64_t size, uint32_t chunk_size,
                        struct s3_chunk_file *f, char *ret_sha256)
 {
@@ -268,7 +261,7 @@ int s3_chunk_hash_file(int dirfd, const char *name, uint64_t size, uint32_t chun
                         free(v);
                         return got < 0 ? -errno : -EIO;
                 }
-                if (!s3_is_zero(buf, want))
+                if (!op_is_zero(buf, want))
                         op_sha256_hex(buf, want, v[k].sha256);
                 if (whole)
                         EVP_DigestUpdate(whole, buf, want);

@@ -80,4 +80,3 @@ int s3_chunkman_plain(const struct snap_manifest *snap, uint32_t chunk_size,
  * ret_sha256 the whole file's sha256 too, in the same read. */
 int s3_chunk_hash_file(int dirfd, const char *name, uint64_t size, uint32_t chunk_size,
                        struct s3_chunk_file *f, char *ret_sha256);
-bool s3_is_zero(const void *buf, size_t len);

@@ -317,7 +317,7 @@ int s3_stage_prepare(const char *cache_dir, const struct s3_chunkman *m, char *e
                         bool was_there = off + want <= (uint64_t)st.st_size;
 
                         if (sha && was_there && pread(fd, buf, want, (off_t)off) == (ssize_t)want) {
-                                if (!sha[0] ? s3_is_zero(buf, want)
+                                if (!sha[0] ? op_is_zero(buf, want)
                                             : (op_sha256_hex(buf, want, hex), !strcmp(hex, sha))) {
                                         sha[0] ? present++ : zero++;
                                         continue;

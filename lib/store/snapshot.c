@@ -369,7 +369,7 @@ int snap_chunk_root_file(int dirfd, const char *name, uint64_t size, uint32_t ch
                                 r = k < 0 ? -errno : -EBADMSG; /* shorter than its size */
                                 break;
                         }
-                        zero = zero && s3_is_zero(buf, (size_t)k);
+                        zero = zero && op_is_zero(buf, (size_t)k);
                         EVP_DigestUpdate(leaf, buf, (size_t)k);
                         off += (uint64_t)k;
                 }

@@ -34,11 +34,6 @@ static const char *type_name(mode_t m)
         return "of an unknown type";
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-        return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 static int pwrite_all(int fd, const uint8_t *p, size_t n, off_t off)
 {
         while (n) {
@@ -64,12 +59,12 @@ static int write_data(int out, const uint8_t *buf, size_t len, off_t off)
         while (i < len) {
                 size_t start, n;
 
-                while (i < len && all_zero(buf + i, len - i < COPY_PAGE ? len - i : COPY_PAGE))
+                while (i < len && op_is_zero(buf + i, len - i < COPY_PAGE ? len - i : COPY_PAGE))
                         i += COPY_PAGE;
                 if (i >= len)
                         break;
                 start = i;
-                while (i < len && !all_zero(buf + i, len - i < COPY_PAGE ? len - i : COPY_PAGE))
+                while (i < len && !op_is_zero(buf + i, len - i < COPY_PAGE ? len - i : COPY_PAGE))
                         i += COPY_PAGE;
                 n = (i < len ? i : len) - start;
                 int r = pwrite_all(out, buf + start, n, off + (off_t)start);

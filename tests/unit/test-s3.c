@@ -19,6 +19,7 @@
 #include "s3-layout.h"
 #include "s3-list.h"
 #include "s3.h"
+#include "util.h"
 
 static const char page1[] =
     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -387,8 +388,8 @@ static void test_keys(void **state)
         assert_false(s3_prefix_valid("a"));
         assert_false(s3_prefix_valid("/a/"));
         assert_false(s3_prefix_valid("a b/"));
-        assert_true(s3_is_zero("\0\0\0", 3));
-        assert_false(s3_is_zero("\0\0\1", 3));
+        assert_true(op_is_zero("\0\0\0", 3));
+        assert_false(op_is_zero("\0\0\1", 3));
 }
 
 int main(void)
