@@ -14,6 +14,9 @@ int op_fd_nonblock(int fd, int on);
 int op_fd_cloexec(int fd, int on);
 /* Write all of buf, retrying on EINTR; blocking fds only. */
 int op_write_all(int fd, const void *buf, size_t n);
+/* Write all of buf at offset off (pwrite), retrying on EINTR; -EIO when nothing more could be
+ * written. */
+int op_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
 /* Read exactly n bytes; -EPIPE on EOF before n. Blocking fds only. */
 int op_read_all(int fd, void *buf, size_t n);
 /* Format a message into errbuf (when there is one) and return r, for

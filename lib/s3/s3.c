@@ -246,14 +246,11 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
         }
         if (x->req.sink) {
                 /* straight into the file: no copy through a buffer */
-                for (size_t done = 0; done < n;) {
-                        ssize_t k = pwrite(x->req.sink_fd, ptr + done, n - done,
-                                           (off_t)(x->req.sink_off + x->len + done));
-                        if (k <= 0) {
-                                x->sink_errno = k < 0 ? errno : EIO;
-                                return 0;
-                        }
-                        done += (size_t)k;
+                int r = op_pwrite_all(x->req.sink_fd, ptr, n, x->req.sink_off + x->len);
+
+                if (r < 0) {
+                        x->sink_errno = -r;
+                        return 0;
                 }
                 x->len += n;
                 if (x->sha && !x->deferred)

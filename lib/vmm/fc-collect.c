@@ -34,22 +34,6 @@ static const char *type_name(mode_t m)
         return "of an unknown type";
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t n, off_t off)
-{
-        while (n) {
-                ssize_t k = pwrite(fd, p, n, off);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                p += k;
-                n -= (size_t)k;
-                off += k;
-        }
-        return 0;
-}
-
 /* buf (len bytes of the file at off) into out at the same offset, runs of zero pages skipped:
  * out was sized first, so what is skipped is a hole. */
 static int write_data(int out, const uint8_t *buf, size_t len, off_t off)
@@ -67,7 +51,7 @@ static int write_data(int out, const uint8_t *buf, size_t len, off_t off)
                 while (i < len && !op_is_zero(buf + i, len - i < COPY_PAGE ? len - i : COPY_PAGE))
                         i += COPY_PAGE;
                 n = (i < len ? i : len) - start;
-                int r = pwrite_all(out, buf + start, n, off + (off_t)start);
+                int r = op_pwrite_all(out, buf + start, n, (uint64_t)off + start);
                 if (r < 0)
                         return r;
         }
